@@ -1,0 +1,1 @@
+"""Recommender agents: baselines, bandits, RL and LLM policies."""

@@ -1,0 +1,1 @@
+"""Gymnasium environments that put a simulator in front of an agent."""

@@ -1,0 +1,1 @@
+"""The experiment runner: Hydra app, metrics, run directory."""

@@ -1,0 +1,1 @@
+"""Simulated users: batched statistical users and LLM users behind one contract."""
