@@ -77,8 +77,9 @@ class Response:
         return_gap: days until the next session; 0 where the session goes on, ``inf`` for
             users who churned.
         churned: the user left for good; this ends the user's episode.
-        compliance: share in ``[0, 1]`` of how well the slate followed the instruction in
-            force when it was shown; NaN where no instruction was in force.
+        instruction_in_force: an instruction of the user was in force when the slate was shown.
+        compliance: share in ``[0, 1]`` of how well the slate followed that instruction;
+            0 where ``instruction_in_force`` is False.
 
     Reflective instruction voiced at this step (the user senses they are about to leave):
         instruction: structured form, ``instruction.active`` marks users who spoke.
@@ -96,6 +97,7 @@ class Response:
     returned: torch.Tensor
     return_gap: torch.Tensor
     churned: torch.Tensor
+    instruction_in_force: torch.Tensor
     compliance: torch.Tensor
     instruction: Instruction
     instruction_text: list[str | None] = field(default_factory=list)

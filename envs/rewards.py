@@ -1,0 +1,84 @@
+"""Reward functions: what a recommender is paid for each slate.
+
+A reward is a weighted sum of per-step signals of the simulated user's response:
+
+============== ===========================================================
+``clicks``      number of clicked items in the slate
+``watch_time``  sum of the watch fractions of the clicked items
+``likes``       number of liked items
+``retention``   +1 when the user ends a session and will return, -1 when the
+                user churns, 0 otherwise
+``compliance``  compliance of the slate with the user's instruction in force
+                (0 when no instruction is in force)
+============== ===========================================================
+
+Choose a preset by name (``"clicks"``, ``"watch_time"``, ``"retention"``,
+``"compliance"``, ``"mix"``) or give the weights as a mapping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+
+import torch
+
+from recoworld.types import Response
+
+
+@dataclass(frozen=True)
+class RewardWeights:
+    """Weights of the reward signals (see the module docstring)."""
+
+    clicks: float = 0.0
+    watch_time: float = 0.0
+    likes: float = 0.0
+    retention: float = 0.0
+    compliance: float = 0.0
+
+    @classmethod
+    def parse(cls, spec: str | Mapping | RewardWeights) -> RewardWeights:
+        """A preset name, a mapping of weights, or weights as they are."""
+        if isinstance(spec, RewardWeights):
+            return spec
+        if isinstance(spec, str):
+            if spec not in PRESETS:
+                raise ValueError(f"reward={spec!r} is not a preset; choose one of {sorted(PRESETS)} "
+                                 "or give weights such as {'clicks': 1.0, 'retention': 5.0}")
+            return PRESETS[spec]
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(spec) - known)
+        if unknown:
+            raise ValueError(f"reward weights name unknown signals {unknown}; known signals: {sorted(known)}")
+        return cls(**{k: float(v) for k, v in spec.items()})
+
+    def signals(self, response: Response) -> dict[str, torch.Tensor]:
+        """Each signal per user ``[B]``."""
+        return {
+            "clicks": response.clicked.float().sum(1),
+            "watch_time": response.watch_fraction.sum(1),
+            "likes": response.liked.float().sum(1),
+            "retention": response.returned.float() - response.churned.float(),
+            "compliance": response.compliance,
+        }
+
+    def __call__(self, response: Response) -> torch.Tensor:
+        """The reward per user ``[B]``."""
+        total = torch.zeros(response.batch_size, device=response.clicked.device)
+        for name, signal in self.signals(response).items():
+            weight = getattr(self, name)
+            if weight:
+                total = total + weight * signal
+        return total
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+PRESETS = {
+    "clicks": RewardWeights(clicks=1.0),
+    "watch_time": RewardWeights(watch_time=1.0),
+    "retention": RewardWeights(retention=1.0),
+    "compliance": RewardWeights(compliance=1.0),
+    "mix": RewardWeights(clicks=1.0, watch_time=1.0, retention=5.0, compliance=1.0),
+}

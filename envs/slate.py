@@ -1,0 +1,201 @@
+"""``RecoWorld/Slate-v0``: a recommender shows slates to simulated users who come and go."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from recoworld.envs.world import SlateWorld
+
+MANUAL = """
+    ## Description
+
+    A recommender serves one simulated user (``SlateEnv``) or ``num_envs`` users at once
+    (``SlateVectorEnv``). At each step it picks a slate of ``slate_size`` distinct items
+    among ``num_candidates`` candidates retrieved for the request; the user examines the
+    slate top-down (cascade with position bias), clicks, watches, likes and rates items,
+    updates their mindset and satiation, and may end the session, come back days later for
+    another, or churn. A user who senses they are about to leave may first voice a
+    reflective instruction ("Too much Comedy lately — show me something different, maybe
+    some Sci-Fi."). An episode is one user's life on the platform over several sessions.
+
+    ## Action Space
+
+    ``action_format="slate"`` (default): ``SlateSpace(num_candidates, slate_size)``, a
+    ``MultiDiscrete([num_candidates] * slate_size)`` whose samples are valid slates: the
+    candidate indices shown top to bottom. They must be distinct integers in range;
+    anything else raises ``ValueError`` naming the bad entry (nothing is repaired).
+    ``action_format="scores"``: ``Box(-1, 1, (num_candidates,))``, one score per candidate;
+    the env shows the ``slate_size`` best-scored candidates. Use it with policy-gradient
+    learners (e.g. Stable-Baselines3 PPO) whose samples would repeat indices.
+
+    ## Observation Space
+
+    ``Dict`` of what a real recommender could see:
+
+    - ``candidate_ids`` ``(C,)`` int64: catalog ids of the candidates.
+    - ``candidate_features`` ``(C, D)`` float32: the candidates' catalog features.
+    - ``history_items`` ``(H,)`` int64: the user's last clicked items, newest first, ``-1`` padded.
+    - ``history_feedback`` ``(H, 2)`` float32: watch fraction and like of those clicks.
+    - ``instruction`` ``(2G + 1,)`` float32: the latest reflective instruction, +1 for
+      genres asked for more, -1 for genres asked for less, and the novelty wish (-1, 0, +1).
+    - ``session`` ``(3,)`` float32: sessions completed, steps in the current session, and
+      steps since the latest instruction (0 when none).
+
+    The instruction's sentence is in ``info["instruction_text"]`` at the step it is voiced.
+
+    ## Rewards
+
+    A weighted sum of clicks, watch time, likes, retention (+1 when a session ends and the
+    user will return, -1 when the user churns) and instruction compliance, chosen with
+    ``reward=`` (a preset name or a mapping of weights, see ``recoworld.envs.rewards``).
+    The default pays one per click.
+
+    ## Starting State
+
+    A new user drawn from the simulator's population, seeded by the episode seed, with an
+    empty history and no instruction.
+
+    ## Episode End
+
+    Terminated when the user churns (leaves and will not return). Truncated after
+    ``max_steps`` steps.
+
+    ## Arguments
+
+    - ``catalog``: a ``recoworld.Catalog`` (default: a 1,000-item synthetic catalog).
+    - ``simulator``: a ``UserSimulator`` instance to use instead of the statistical users
+      (it brings its own catalog); its ``n_users`` is set by the env.
+    - ``simulator_config``: ``StatisticalUserConfig`` or mapping for the default simulator.
+    - ``slate_size`` (10), ``num_candidates`` (50), ``history_length`` (10), ``max_steps`` (100).
+    - ``reward`` (``"clicks"``), ``action_format`` (``"slate"``), ``device`` (``"cpu"``).
+
+    ## Privileged channel
+
+    ``env.unwrapped.privileged_click_probabilities()`` returns the simulator's true click
+    probability of each current candidate. Real recommenders cannot see it; it exists for
+    the Oracle agent and for ground-truth evaluation.
+
+    ## Vectorized environment
+
+    ``gymnasium.make_vec("RecoWorld/Slate-v0", num_envs=B)`` builds ``SlateVectorEnv``,
+    which steps all ``B`` users in one batched simulator call (not a loop over single
+    envs) and autoresets finished users on the next step (``AutoresetMode.NEXT_STEP``).
+    Seeding it with ``s`` gives user slot ``i`` exactly the trajectory of a ``SlateEnv``
+    seeded with ``s + i``.
+
+    ## Version History
+
+    - v0: initial version.
+"""
+
+
+class SlateEnv(gym.Env):
+    __doc__ = "A single simulated user served slate by slate.\n" + MANUAL
+    metadata = {"render_modes": []}
+
+    def __init__(self, **kwargs: Any):
+        self.world = SlateWorld(1, **kwargs)
+        self.observation_space = self.world.single_observation_space()
+        self.action_space = self.world.action_space()
+        self._seeded = False
+
+    @property
+    def catalog(self):
+        return self.world.catalog
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self.world.restart(np.array([0]), base_seeds=[seed])
+        elif not self._seeded:
+            self.world.restart(np.array([0]), base_seeds=[int(self.np_random.integers(2**62))])
+        else:
+            self.world.restart(np.array([0]))
+        self._seeded = True
+        return _first(self.world.observe()), _first(self.world.info(None, None))
+
+    def step(self, action):
+        if not self._seeded:
+            raise RuntimeError("call reset() before step()")
+        slates = self.world.slates_from_actions(action, single=True)
+        reward, terminated, truncated, response = self.world.step(slates)
+        info = _first(self.world.info(response, slates))
+        return (_first(self.world.observe()), float(reward[0]), bool(terminated[0]), bool(truncated[0]), info)
+
+    def privileged_click_probabilities(self) -> np.ndarray:
+        """True click probability of each candidate ``(C,)`` — see the manual."""
+        return self.world.privileged_click_probabilities()[0]
+
+
+class SlateVectorEnv(VectorEnv):
+    __doc__ = "``num_envs`` simulated users served by one batched simulator.\n" + MANUAL
+    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int = 1, **kwargs: Any):
+        if num_envs < 1:
+            raise ValueError(f"num_envs={num_envs}; need at least one user")
+        self.num_envs = num_envs
+        self.world = SlateWorld(num_envs, **kwargs)
+        self.single_observation_space = self.world.single_observation_space()
+        self.single_action_space = self.world.action_space()
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = self.world.action_space(num_envs)
+        self._done = np.zeros(num_envs, dtype=bool)
+        self._seeded = False
+
+    @property
+    def catalog(self):
+        return self.world.catalog
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        super().reset(seed=seed if isinstance(seed, int) or seed is None else None)
+        slots = np.arange(self.num_envs)
+        if seed is not None:
+            bases = seed + slots if isinstance(seed, int) else np.asarray(seed, dtype=np.int64)
+            if len(bases) != self.num_envs:
+                raise ValueError(f"got {len(bases)} seeds for {self.num_envs} envs")
+            self.world.restart(slots, base_seeds=bases)
+        elif not self._seeded:
+            first = int(self.np_random.integers(2**62))
+            self.world.restart(slots, base_seeds=first + slots)
+        else:
+            self.world.restart(slots)
+        self._seeded = True
+        self._done[:] = False
+        return self.world.observe(), self.world.info(None, None)
+
+    def step(self, actions):
+        if not self._seeded:
+            raise RuntimeError("call reset() before step()")
+        slates = self.world.slates_from_actions(actions)
+        # NEXT_STEP autoreset: users whose episode ended at the previous step are replaced
+        # now and their action is ignored. The batched simulator steps every slot, so those
+        # slots see a placeholder slate and are then restarted again from the same seed,
+        # which leaves them exactly as a fresh reset would.
+        finished = np.flatnonzero(self._done)
+        if len(finished):
+            self.world.restart(finished)
+            slates = slates.clone()
+            slates[finished] = self.world.candidates[finished, : self.world.slate_size]
+        reward, terminated, truncated, response = self.world.step(slates)
+        reward, terminated, truncated = (x.cpu().numpy() for x in (reward, terminated, truncated))
+        info = self.world.info(response, slates)
+        info["autoreset"] = self._done.copy()
+        if len(finished):
+            self.world.restart(finished, again=True)
+            reward[finished], terminated[finished], truncated[finished] = 0.0, False, False
+        self._done = terminated | truncated
+        return self.world.observe(), reward, terminated, truncated, info
+
+    def privileged_click_probabilities(self) -> np.ndarray:
+        """True click probability of each user's candidates ``(B, C)`` — see the manual."""
+        return self.world.privileged_click_probabilities()
+
+
+def _first(batch: dict) -> dict:
+    return {k: v[0] for k, v in batch.items()}

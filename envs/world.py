@@ -1,0 +1,274 @@
+"""The batched core behind both faces of ``RecoWorld/Slate-v0``.
+
+:class:`SlateWorld` holds ``B`` user slots of one simulator and does, for all of them at
+once, what one env step needs: draw candidates, turn actions into slates, ask the
+simulator, score the reward, update the observable history, and build observations as
+numpy arrays ``[B, ...]``. :class:`~recoworld.envs.slate.SlateEnv` is this core with
+``B = 1``; :class:`~recoworld.envs.slate.SlateVectorEnv` is the same core with
+``B = num_envs``. Because every random draw is keyed by the slot's episode seed and step
+(see :mod:`recoworld.rng`), slot ``i`` of a vector env seeded ``s`` lives exactly the
+episodes of a single env seeded ``s + i``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from recoworld import rng
+from recoworld.catalog import Catalog
+from recoworld.simulators.base import UserSimulator
+from recoworld.simulators.statistical import StatisticalUserConfig, StatisticalUsers
+from recoworld.types import Instruction, Response
+from recoworld.validation import check_slates
+from recoworld.envs.rewards import RewardWeights
+from recoworld.envs.spaces import SlateSpace
+
+S_CANDIDATE_START, S_CANDIDATE_STRIDE = 101, 102
+ACTION_FORMATS = ("slate", "scores")
+
+
+class SlateWorld:
+    """``n_users`` recommendation requests served in lock-step (see the module docstring).
+
+    Args are those of :class:`~recoworld.envs.slate.SlateEnv`, plus ``n_users``.
+    """
+
+    def __init__(
+        self,
+        n_users: int,
+        catalog: Catalog | None = None,
+        simulator: UserSimulator | None = None,
+        simulator_config: StatisticalUserConfig | Mapping | None = None,
+        slate_size: int = 10,
+        num_candidates: int = 50,
+        history_length: int = 10,
+        max_steps: int = 100,
+        reward: str | Mapping | RewardWeights = "clicks",
+        action_format: str = "slate",
+        device: str = "cpu",
+    ):
+        if simulator is not None and catalog is not None and simulator.catalog is not catalog:
+            raise ValueError("give either a simulator (which brings its catalog) or a catalog, not both")
+        if simulator is None:
+            catalog = catalog if catalog is not None else Catalog.synthetic(1000, seed=0)
+            if isinstance(simulator_config, Mapping):
+                simulator_config = StatisticalUserConfig(**simulator_config)
+            simulator = StatisticalUsers(catalog, simulator_config, device=device)
+        self.simulator = simulator
+        self.catalog = simulator.catalog
+        self.device = simulator.device
+        n_items = self.catalog.n_items
+        if not 1 <= slate_size <= num_candidates <= n_items:
+            raise ValueError(
+                f"need 1 <= slate_size ({slate_size}) <= num_candidates ({num_candidates}) "
+                f"<= catalog items ({n_items})"
+            )
+        if action_format not in ACTION_FORMATS:
+            raise ValueError(f"action_format={action_format!r}; choose one of {ACTION_FORMATS}")
+        if max_steps < 1 or history_length < 1:
+            raise ValueError(f"max_steps={max_steps} and history_length={history_length} must be >= 1")
+        self.n_users, self.slate_size, self.num_candidates = n_users, slate_size, num_candidates
+        self.history_length, self.max_steps = history_length, max_steps
+        self.reward_weights = RewardWeights.parse(reward)
+        self.action_format = action_format
+        self._strides = _coprime_strides(n_items).to(self.device)
+        self.base_seed = np.zeros(n_users, dtype=np.int64)
+        self.episode = np.zeros(n_users, dtype=np.int64)
+        self.episode_seed = np.zeros(n_users, dtype=np.int64)
+        self._key = torch.zeros(n_users, dtype=torch.int64, device=self.device)
+        self.step_count = torch.zeros(n_users, dtype=torch.int64, device=self.device)
+        H, G = history_length, self.catalog.n_genres
+        self.history_items = torch.full((n_users, H), -1, dtype=torch.int64, device=self.device)
+        self.history_feedback = torch.zeros(n_users, H, 2, device=self.device)
+        self.instruction = Instruction.none(n_users, G, self.device)
+        self.instruction_age = torch.zeros(n_users, device=self.device)
+        self.session_index = torch.zeros(n_users, device=self.device)
+        self.session_step = torch.zeros(n_users, device=self.device)
+        self.candidates = torch.zeros(n_users, num_candidates, dtype=torch.int64, device=self.device)
+        self.started = False
+
+    # ----------------------------------------------------------------- spaces
+    def single_observation_space(self) -> spaces.Dict:
+        N, D, G = self.catalog.n_items, self.catalog.feature_dim, self.catalog.n_genres
+        H, C = self.history_length, self.num_candidates
+        return spaces.Dict({
+            "candidate_ids": spaces.Box(0, N - 1, (C,), np.int64),
+            "candidate_features": spaces.Box(-np.inf, np.inf, (C, D), np.float32),
+            "history_items": spaces.Box(-1, N - 1, (H,), np.int64),
+            "history_feedback": spaces.Box(0.0, 1.0, (H, 2), np.float32),
+            "instruction": spaces.Box(-1.0, 1.0, (2 * G + 1,), np.float32),
+            "session": spaces.Box(0.0, np.inf, (3,), np.float32),
+        })
+
+    def action_space(self, batch: int | None = None) -> spaces.Space:
+        """One action (``batch=None``) or a batch of ``batch`` actions."""
+        if self.action_format == "scores":
+            shape = (self.num_candidates,) if batch is None else (batch, self.num_candidates)
+            return spaces.Box(-1.0, 1.0, shape, np.float32)
+        return SlateSpace(self.num_candidates, self.slate_size, batch)
+
+    # ------------------------------------------------------------- episodes
+    def restart(self, slots: np.ndarray, base_seeds: Sequence[int] | None = None, again: bool = False) -> None:
+        """Start the next user episode in ``slots``.
+
+        With ``base_seeds`` the slots are (re)seeded and start their first episode;
+        without, each slot starts the next episode of its seed sequence:
+        episode ``j`` of base seed ``s`` has seed ``s`` for ``j = 0`` and
+        ``mix_int(s, j)`` after. ``again=True`` restarts the current episode from scratch.
+        """
+        slots = np.asarray(slots, dtype=np.int64)
+        if len(slots) == 0:
+            return
+        if base_seeds is not None:
+            self.base_seed[slots] = np.asarray(base_seeds, dtype=np.int64)
+            self.episode[slots] = 0
+        elif not again:
+            self.episode[slots] += 1
+        self.episode_seed[slots] = [
+            s if j == 0 else rng.mix_int(s, j) for s, j in zip(self.base_seed[slots], self.episode[slots])
+        ]
+        seeds = self.episode_seed[slots].tolist()
+        if self.started and len(slots) < self.n_users:
+            self.simulator.reset(self.n_users, seed=seeds, users=torch.as_tensor(slots))
+        else:
+            if len(slots) != self.n_users:
+                raise RuntimeError("the first reset must start every slot")
+            self.simulator.reset(self.n_users, seed=seeds)
+            self.started = True
+        index = torch.as_tensor(slots, device=self.device)
+        self._key[index] = rng.user_keys([rng.mix_int(0xE4F, s) for s in seeds], self.device)
+        self.step_count[index] = 0
+        self.history_items[index] = -1
+        self.history_feedback[index] = 0.0
+        for tensor in (self.instruction.active, self.instruction.more, self.instruction.less):
+            tensor[index] = False
+        self.instruction.novelty[index] = 0
+        self.instruction_age[index] = 0.0
+        self.session_index[index] = 0.0
+        self.session_step[index] = 0.0
+        self._draw_candidates(index)
+
+    def _draw_candidates(self, index: torch.Tensor | None = None) -> None:
+        """Candidates ``(a + j s) mod N``, ``j < C``, with a random start ``a`` and a random
+        stride ``s`` coprime with ``N``: distinct items, drawn in O(C) per user."""
+        key = self._key if index is None else self._key[index]
+        count = self.step_count if index is None else self.step_count[index]
+        n_items = self.catalog.n_items
+        start = rng.bits(key, count, S_CANDIDATE_START, 1) % n_items
+        stride = self._strides[rng.bits(key, count, S_CANDIDATE_STRIDE, 1) % len(self._strides)]
+        j = torch.arange(self.num_candidates, device=self.device)
+        candidates = (start + j[None, :] * stride) % n_items
+        if index is None:
+            self.candidates = candidates
+        else:
+            self.candidates[index] = candidates
+
+    # ---------------------------------------------------------------- steps
+    def slates_from_actions(self, actions, single: bool = False) -> torch.Tensor:
+        """Item ids ``[B, K]`` for the agents' actions; invalid actions raise ``ValueError``."""
+        B, C, K = self.n_users, self.num_candidates, self.slate_size
+        if self.action_format == "scores":
+            scores = torch.as_tensor(np.asarray(actions, dtype=np.float32), device=self.device)
+            scores = scores.reshape(1, -1) if single else scores
+            if tuple(scores.shape) != (B, C):
+                raise ValueError(f"action has shape {tuple(np.shape(actions))}; expected one score per candidate, "
+                                 f"{(C,) if single else (B, C)}")
+            if bool(torch.isnan(scores).any()):
+                row, col = (int(i) for i in torch.isnan(scores).nonzero()[0])
+                raise ValueError(f"action{'' if single else f'[{row}]'}[{col}] is NaN; scores must be numbers")
+            positions = scores.topk(K, dim=1).indices
+        else:
+            if single:
+                if np.ndim(actions) != 1 or np.shape(actions)[0] != K:
+                    raise ValueError(f"action has shape {np.shape(actions)}; expected ({K},) candidate indices")
+                actions = np.asarray(actions)[None, :]
+            positions = check_slates(actions, C, n_rows=B, slate_size=K, name="action",
+                                     choice="candidate index", universe=f"there are {C} candidates",
+                                     single=single).to(self.device)
+        return self.candidates.gather(1, positions)
+
+    def step(self, slates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Response]:
+        """Show ``slates`` (item ids) to every user; returns reward, terminated, truncated, response."""
+        response = self.simulator.respond(slates)
+        reward = self.reward_weights(response)
+        self.step_count += 1
+        self._update_history(slates, response)
+        terminated = response.churned
+        truncated = ~terminated & (self.step_count >= self.max_steps)
+        self._draw_candidates()
+        return reward, terminated, truncated, response
+
+    def _update_history(self, slates: torch.Tensor, response: Response) -> None:
+        clicked = response.clicked
+        order = torch.argsort((~clicked).to(torch.uint8), dim=1, stable=True)
+        newest = torch.where(clicked.gather(1, order), slates.gather(1, order), -1)
+        feedback = torch.stack([response.watch_fraction, response.liked.float()], -1)
+        newest_feedback = feedback.gather(1, order[:, :, None].expand(-1, -1, 2))
+        items = torch.cat([newest, self.history_items], 1)
+        fb = torch.cat([newest_feedback, self.history_feedback], 1)
+        keep = torch.argsort((items < 0).to(torch.uint8), dim=1, stable=True)[:, : self.history_length]
+        self.history_items = items.gather(1, keep)
+        self.history_feedback = fb.gather(1, keep[:, :, None].expand(-1, -1, 2))
+
+        voiced = response.instruction.active
+        self.instruction_age = torch.where(voiced, 1.0, self.instruction_age + (self.instruction_age > 0).float())
+        for name in ("more", "less"):
+            old = getattr(self.instruction, name)
+            setattr(self.instruction, name, torch.where(voiced[:, None], getattr(response.instruction, name), old))
+        self.instruction.novelty = torch.where(voiced, response.instruction.novelty, self.instruction.novelty)
+        self.instruction.active = self.instruction.active | voiced
+        new_session = response.left_session
+        self.session_index += new_session.float()
+        self.session_step = torch.where(new_session, 0.0, self.session_step + 1.0)
+
+    # ---------------------------------------------------------- observations
+    def observe(self) -> dict[str, np.ndarray]:
+        """Observations ``[B, ...]`` as numpy arrays (what a real recommender can see)."""
+        ins = self.instruction
+        instruction = torch.cat([ins.more.float(), -ins.less.float(), ins.novelty.float()[:, None]], 1)
+        session = torch.stack([self.session_index, self.session_step, self.instruction_age], 1)
+        obs = {
+            "candidate_ids": self.candidates,
+            "candidate_features": self.catalog.features[self.candidates],
+            "history_items": self.history_items,
+            "history_feedback": self.history_feedback,
+            "instruction": instruction,
+            "session": session,
+        }
+        # Copies, because the state tensors are updated in place by later steps and resets;
+        # the candidate features are gathered afresh and need none.
+        return {k: v.cpu().numpy() if k == "candidate_features" else v.cpu().numpy().copy() for k, v in obs.items()}
+
+    def info(self, response: Response | None, slates: torch.Tensor | None) -> dict[str, np.ndarray]:
+        """Per-user details of the last step, for loggers and metrics (numpy ``[B, ...]``)."""
+        info = {"episode_seed": self.episode_seed.copy(), "session_index": self.session_index.cpu().numpy().copy()}
+        if response is None:
+            return info
+        for name, value in response.tensor_fields().items():
+            info[name] = value.cpu().numpy()
+        info["slate"] = slates.cpu().numpy()
+        info["instruction_text"] = np.array(response.instruction_text, dtype=object)
+        for name, value in self.reward_weights.signals(response).items():
+            info[f"reward_{name}"] = value.cpu().numpy()
+        return info
+
+    def privileged_click_probabilities(self) -> np.ndarray:
+        """The true click probability of every current candidate ``[B, C]``.
+
+        Privileged: a real recommender cannot see this. It is the documented channel
+        through which the Oracle agent reads the simulator's ground truth.
+        """
+        return self.simulator.click_probabilities(self.candidates).cpu().numpy()
+
+
+def _coprime_strides(n: int) -> torch.Tensor:
+    """All strides in ``1..n-1`` coprime with ``n`` (``[1]`` when ``n <= 2``)."""
+    if n <= 2:
+        return torch.ones(1, dtype=torch.int64)
+    s = np.arange(1, n, dtype=np.int64)
+    return torch.from_numpy(s[np.gcd(s, n) == 1])
+

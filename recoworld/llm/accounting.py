@@ -1,0 +1,161 @@
+"""Accounting of LLM use — tokens, calls, cache hits, failures, retries, latency, cost — and
+the budget that stops a run before it spends more than allowed.
+
+:meth:`Accounting.as_dict` is flat and JSON-ready, meant for ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+from dataclasses import dataclass
+
+from recoworld.llm.errors import BudgetExceeded
+from recoworld.llm.types import BackendCall
+
+#: Characters per token used to estimate a prompt's size before it is sent. Four is the usual
+#: figure for English under BPE vocabularies; the estimate only sizes budget reservations.
+CHARS_PER_TOKEN = 4
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """US dollars per million prompt and completion tokens (0 for local models)."""
+
+    prompt_usd_per_1m: float = 0.0
+    completion_usd_per_1m: float = 0.0
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        return (prompt_tokens * self.prompt_usd_per_1m + completion_tokens * self.completion_usd_per_1m) / 1e6
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Limits on a model's spend; ``None`` means no limit.
+
+    A call is made only when it fits with its worst case — the estimated prompt tokens plus
+    its ``max_tokens`` — on top of what is spent and what calls in flight have reserved.
+    Cache hits are free.
+    """
+
+    max_total_tokens: int | None = None
+    max_cost_usd: float | None = None
+    max_calls: int | None = None
+
+
+def estimate_prompt_tokens(call: BackendCall) -> int:
+    """A rough prompt size in tokens, for reservations only (see :data:`CHARS_PER_TOKEN`)."""
+    chars = sum(len(m["content"]) + len(m["role"]) + 4 for m in call.messages)
+    return chars // CHARS_PER_TOKEN + 1
+
+
+class Accounting:
+    """Counters of one :class:`~recoworld.llm.base.ChatModel`, safe to update from threads."""
+
+    def __init__(self, budget: Budget | None = None, pricing: Pricing | None = None):
+        self.budget = budget or Budget()
+        self.pricing = pricing or Pricing()
+        self._lock = threading.Lock()
+        self._latencies: list[float] = []
+        self.requests = 0
+        self.replies = 0
+        self.structured_failures = 0
+        self.backend_failures = 0
+        self.calls = 0
+        self.cache_hits = 0
+        self.retries = 0
+        self.repairs = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.cost_usd = 0.0
+        self._reserved_tokens = 0
+        self._reserved_cost = 0.0
+        self._reserved_calls = 0
+
+    # --- budget -------------------------------------------------------------------------
+
+    def reserve(self, calls: list[BackendCall]) -> tuple[int, float, int]:
+        """Reserve the worst case of ``calls`` or raise :class:`BudgetExceeded`."""
+        prompt = sum(estimate_prompt_tokens(c) for c in calls)
+        completion = sum(c.request.max_tokens for c in calls)
+        tokens, cost, n = prompt + completion, self.pricing.cost(prompt, completion), len(calls)
+        b = self.budget
+        with self._lock:
+            if b.max_calls is not None and self.calls + self._reserved_calls + n > b.max_calls:
+                raise BudgetExceeded(
+                    f"call budget reached: {self.calls} calls made and {self._reserved_calls} in flight "
+                    f"of max_calls={b.max_calls}; raise max_calls to continue"
+                )
+            spent = self.prompt_tokens + self.completion_tokens
+            if b.max_total_tokens is not None and spent + self._reserved_tokens + tokens > b.max_total_tokens:
+                raise BudgetExceeded(
+                    f"token budget reached: the next call may use up to {tokens} tokens "
+                    f"(about {prompt} prompt + max_tokens {completion}), but {spent} of "
+                    f"max_total_tokens={b.max_total_tokens} are spent and {self._reserved_tokens} reserved "
+                    "by calls in flight; raise max_total_tokens or lower max_tokens"
+                )
+            if b.max_cost_usd is not None and self.cost_usd + self._reserved_cost + cost > b.max_cost_usd:
+                raise BudgetExceeded(
+                    f"cost budget reached: the next call may cost up to ${cost:.6f}, but ${self.cost_usd:.6f} "
+                    f"of max_cost_usd={b.max_cost_usd} is spent and ${self._reserved_cost:.6f} reserved by "
+                    "calls in flight; raise max_cost_usd or lower max_tokens"
+                )
+            self._reserved_tokens += tokens
+            self._reserved_cost += cost
+            self._reserved_calls += n
+        return tokens, cost, n
+
+    def release(self, reservation: tuple[int, float, int]) -> None:
+        tokens, cost, n = reservation
+        with self._lock:
+            self._reserved_tokens -= tokens
+            self._reserved_cost -= cost
+            self._reserved_calls -= n
+
+    # --- events -------------------------------------------------------------------------
+
+    def record_call(self, prompt_tokens: int, completion_tokens: int, latency_s: float) -> None:
+        with self._lock:
+            self.calls += 1
+            self.prompt_tokens += prompt_tokens
+            self.completion_tokens += completion_tokens
+            self.cost_usd += self.pricing.cost(prompt_tokens, completion_tokens)
+            self._latencies.append(latency_s)
+
+    def count(self, counter: str, n: int = 1) -> None:
+        """Add ``n`` to one of the integer counters (``requests``, ``retries``, ...)."""
+        with self._lock:
+            setattr(self, counter, getattr(self, counter) + n)
+
+    @property
+    def failures(self) -> int:
+        return self.structured_failures + self.backend_failures
+
+    def as_dict(self) -> dict[str, float | int]:
+        """Flat counters for ``metrics.json``; latencies are per backend generation."""
+        with self._lock:
+            lat = sorted(self._latencies)
+            return {
+                "llm_requests": self.requests,
+                "llm_replies": self.replies,
+                "llm_failures": self.structured_failures + self.backend_failures,
+                "llm_structured_failures": self.structured_failures,
+                "llm_backend_failures": self.backend_failures,
+                "llm_calls": self.calls,
+                "llm_cache_hits": self.cache_hits,
+                "llm_retries": self.retries,
+                "llm_repairs": self.repairs,
+                "llm_prompt_tokens": self.prompt_tokens,
+                "llm_completion_tokens": self.completion_tokens,
+                "llm_total_tokens": self.prompt_tokens + self.completion_tokens,
+                "llm_cost_usd": round(self.cost_usd, 8),
+                "llm_latency_s_total": sum(lat),
+                "llm_latency_s_mean": statistics.fmean(lat) if lat else 0.0,
+                "llm_latency_s_p50": lat[len(lat) // 2] if lat else 0.0,
+                "llm_latency_s_p95": lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else 0.0,
+                "llm_latency_s_max": lat[-1] if lat else 0.0,
+            }
+
+    def __repr__(self) -> str:
+        d = self.as_dict()
+        return f"Accounting(calls={d['llm_calls']}, cache_hits={d['llm_cache_hits']}, tokens={d['llm_total_tokens']}, failures={d['llm_failures']})"

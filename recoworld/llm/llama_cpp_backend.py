@@ -1,0 +1,98 @@
+"""GGUF models run in-process by ``llama-cpp-python`` — the default model is the embedded
+SmolLM2-135M-Instruct (:func:`~recoworld.llm.embedded.default_gguf_path`).
+
+With ``structured_mode="json_schema"`` a request's schema is compiled by llama.cpp into a
+grammar (``response_format={"type": "json_object", "schema": ...}``), so every sampled token
+keeps the reply inside the schema; a reply cut short by ``max_tokens`` can still be invalid
+and goes through the usual repair turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+from recoworld.llm.base import ChatModel
+from recoworld.llm.embedded import INSTALL_HINT, default_gguf_path
+from recoworld.llm.types import BackendCall, Completion
+
+STRUCTURED_MODES = ("json_schema", "none")
+
+
+class LlamaCppChatModel(ChatModel):
+    """A GGUF chat model in this process.
+
+    Arguments:
+        model_path: the ``.gguf`` file; default the embedded SmolLM2-135M-Instruct.
+        n_ctx: context window in tokens.
+        n_threads: CPU threads; default llama.cpp's choice.
+        n_gpu_layers: layers offloaded to a GPU build of llama.cpp (``-1`` for all).
+        chat_format: a llama-cpp-python chat format name; default the GGUF's own template.
+        structured_mode: ``"json_schema"`` (grammar-constrained) or ``"none"``.
+        model_id: name in cache keys and metrics; default the file name.
+        **kwargs: the shared :class:`~recoworld.llm.base.ChatModel` arguments;
+            ``max_concurrency`` defaults to 1 (one llama context, one generation at a time).
+    """
+
+    backend = "llama_cpp"
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        n_ctx: int = 2048,
+        n_threads: int | None = None,
+        n_gpu_layers: int = 0,
+        chat_format: str | None = None,
+        structured_mode: str = "json_schema",
+        model_id: str | None = None,
+        **kwargs,
+    ):
+        try:
+            import llama_cpp
+        except ImportError as e:
+            raise ImportError(f"the llama_cpp backend needs llama-cpp-python: {INSTALL_HINT}") from e
+        if structured_mode not in STRUCTURED_MODES:
+            raise ValueError(f"structured_mode={structured_mode!r}; choose one of {STRUCTURED_MODES}")
+        path = Path(model_path) if model_path is not None else default_gguf_path()
+        if not path.is_file():
+            raise FileNotFoundError(f"model_path={str(path)!r} is not a file; give the path of a .gguf model")
+        kwargs.setdefault("max_concurrency", 1)
+        super().__init__(model_id=model_id or path.name, **kwargs)
+        self.model_path = path
+        self.structured_mode = structured_mode
+        self.n_ctx = n_ctx
+        self._llama = llama_cpp.Llama(
+            model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers,
+            chat_format=chat_format, verbose=False,
+        )
+        self._lock = threading.Lock()  # a llama context is not thread-safe
+
+    def cache_identity(self) -> dict:
+        return {"backend": self.backend, "model": self.model_id, "structured_mode": self.structured_mode}
+
+    async def _generate(self, calls: list[BackendCall]) -> list[Completion]:
+        (call,) = calls
+        return [await asyncio.to_thread(self._generate_one, call)]
+
+    def _generate_one(self, call: BackendCall) -> Completion:
+        s = call.sampling()
+        args = {"messages": list(call.messages), "temperature": s["temperature"], "max_tokens": s["max_tokens"]}
+        for name in ("top_p", "seed", "stop"):
+            if s[name] is not None:
+                args[name] = s[name]
+        if call.json_schema is not None and self.structured_mode == "json_schema":
+            args["response_format"] = {"type": "json_object", "schema": call.json_schema}
+        with self._lock:
+            response = self._llama.create_chat_completion(**args)
+        choice, usage = response["choices"][0], response.get("usage") or {}
+        return Completion(
+            text=choice["message"].get("content") or "",
+            prompt_tokens=usage.get("prompt_tokens", 0),
+            completion_tokens=usage.get("completion_tokens", 0),
+            finish_reason=choice.get("finish_reason"),
+        )
+
+    def __repr__(self) -> str:
+        return f"LlamaCppChatModel(model_id={self.model_id!r}, n_ctx={self.n_ctx}, structured_mode={self.structured_mode!r})"

@@ -1,0 +1,133 @@
+"""Local Hugging Face ``transformers`` causal LMs, with batched generation.
+
+Requests of a round that share sampling parameters are padded on the left and generated
+together in batches of ``batch_size`` — one forward pass per token for the whole batch, which
+is where a GPU earns its keep. There is no constrained decoding here: structured replies rely
+on the schema in the prompt and on repair turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from recoworld.llm.base import ChatModel
+from recoworld.llm.types import BackendCall, Completion
+
+
+class TransformersChatModel(ChatModel):
+    """A chat model run in-process by ``transformers``.
+
+    Arguments:
+        model: a hub id or local directory, or a loaded ``PreTrainedModel``.
+        tokenizer: the tokenizer, required with a loaded model; it must have a chat template.
+        device: ``"cuda"``, ``"cuda:1"``, ``"cpu"``...; default CUDA when present, else CPU.
+        dtype: weights dtype when loading by name (``"bfloat16"``, ``"auto"``...).
+        batch_size: most sequences generated together.
+        model_id: name in cache keys and metrics; default the model's ``name_or_path``
+            (required for a model built in memory when a cache is used).
+        **kwargs: the shared :class:`~recoworld.llm.base.ChatModel` arguments;
+            ``max_concurrency`` defaults to 1 (one batch on the device at a time).
+
+    Seeded sampling (``ChatRequest.seed``) seeds torch for the batch in a forked RNG, so it
+    neither reads nor disturbs the global torch generator; the same list of requests gives
+    the same texts. Greedy decoding (``temperature=0``) needs no seed.
+    """
+
+    backend = "transformers"
+
+    def __init__(
+        self,
+        model,
+        tokenizer=None,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        batch_size: int = 8,
+        model_id: str | None = None,
+        **kwargs,
+    ):
+        import torch
+        import transformers
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size={batch_size}; it must be >= 1")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if isinstance(model, str):
+            name = model
+            tokenizer = tokenizer or transformers.AutoTokenizer.from_pretrained(name)
+            dtype_kw = "dtype" if _version(transformers.__version__) >= (4, 56) else "torch_dtype"
+            model = transformers.AutoModelForCausalLM.from_pretrained(name, **({dtype_kw: dtype} if dtype else {}))
+        elif tokenizer is None:
+            raise ValueError("a loaded model needs its tokenizer: TransformersChatModel(model, tokenizer)")
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError(f"the tokenizer of {getattr(model, 'name_or_path', model)!r} has no chat template; "
+                             "set tokenizer.chat_template to a Jinja template")
+        model_id = model_id or getattr(model, "name_or_path", "") or ""
+        if not model_id and kwargs.get("cache") is not None:
+            raise ValueError("this in-memory model has no name_or_path; give model_id= to name it in cache keys")
+        kwargs.setdefault("max_concurrency", 1)
+        super().__init__(model_id=model_id or "in-memory", **kwargs)
+        tokenizer.padding_side = "left"  # generation continues at the right edge of every row
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.max_batch_size = batch_size
+        self._lock = threading.Lock()
+
+    async def _generate(self, calls: list[BackendCall]) -> list[Completion]:
+        return await asyncio.to_thread(self._generate_batch, calls)
+
+    def _generate_batch(self, calls: list[BackendCall]) -> list[Completion]:
+        import torch
+
+        tok = self.tokenizer
+        prompts = [tok.apply_chat_template(list(c.messages), add_generation_prompt=True, tokenize=False) for c in calls]
+        # The chat template already holds the special tokens (BOS etc.).
+        inputs = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        s = calls[0].sampling()
+        options = {"max_new_tokens": s["max_tokens"], "pad_token_id": tok.pad_token_id}
+        if s["temperature"] > 0:
+            options.update(do_sample=True, temperature=s["temperature"], top_p=s["top_p"] or 1.0)
+        else:
+            options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if s["stop"]:
+            options.update(stop_strings=s["stop"], tokenizer=tok)
+        with self._lock, torch.inference_mode():
+            if s["seed"] is None:
+                output = self.model.generate(**inputs, **options)
+            else:
+                cuda = [self.device.index or 0] if self.device.type == "cuda" else []
+                with torch.random.fork_rng(devices=cuda):
+                    torch.manual_seed(s["seed"])
+                    output = self.model.generate(**inputs, **options)
+        new_tokens = output[:, inputs["input_ids"].shape[1]:].tolist()
+        prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()
+        eos = _eos_ids(self.model, tok)
+        completions = []
+        for row, prompt_length in zip(new_tokens, prompt_lengths):
+            n = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
+            text = tok.decode(row[:n], skip_special_tokens=True)
+            finish = "stop" if n < len(row) or (row and row[-1] in eos) else "length"
+            for stop in s["stop"] or ():
+                if stop in text:  # OpenAI semantics: the stop string is not part of the reply
+                    text, finish = text[: text.index(stop)], "stop"
+            completions.append(Completion(text, int(prompt_length), n, finish))
+        return completions
+
+    def __repr__(self) -> str:
+        return f"TransformersChatModel(model_id={self.model_id!r}, device={str(self.device)!r}, batch_size={self.max_batch_size})"
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    ids = model.generation_config.eos_token_id if model.generation_config is not None else None
+    ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids
+
+
+def _version(text: str) -> tuple[int, int]:
+    major, minor = text.split(".")[:2]
+    return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)

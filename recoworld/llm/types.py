@@ -1,0 +1,114 @@
+"""Requests and replies of a :class:`~recoworld.llm.base.ChatModel`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+#: A chat message as the OpenAI API spells it: ``{"role": "user", "content": "..."}``.
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One conversation to complete, optionally with a structured reply.
+
+    Attributes:
+        messages: the conversation, oldest first. A plain string is one user message.
+        schema: a pydantic model the reply must validate against; ``None`` for free text.
+        temperature: sampling temperature; ``0`` is greedy decoding.
+        max_tokens: most tokens to generate. Also the worst case the budget reserves.
+        top_p: nucleus sampling mass; ``None`` leaves the backend's default.
+        seed: sampling seed, for backends that honour one.
+        stop: strings that end the generation.
+    """
+
+    messages: tuple[Message, ...] | list[Message] | str
+    schema: type[BaseModel] | None = None
+    temperature: float = 0.0
+    max_tokens: int = 256
+    top_p: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        messages = self.messages
+        if isinstance(messages, str):
+            messages = ({"role": "user", "content": messages},)
+        messages = tuple(dict(m) for m in messages)
+        if not messages:
+            raise ValueError("ChatRequest.messages is empty; give at least one message")
+        for i, m in enumerate(messages):
+            if "role" not in m or "content" not in m:
+                raise ValueError(f"messages[{i}] = {m!r} needs a 'role' and a 'content'")
+        object.__setattr__(self, "messages", messages)
+        if self.stop is not None:
+            object.__setattr__(self, "stop", tuple(self.stop))
+        if self.schema is not None and not (isinstance(self.schema, type) and issubclass(self.schema, BaseModel)):
+            raise TypeError(f"schema={self.schema!r} is not a pydantic BaseModel subclass")
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens={self.max_tokens}; it must be >= 1")
+        if self.temperature < 0:
+            raise ValueError(f"temperature={self.temperature}; it must be >= 0")
+
+    def sampling(self) -> dict[str, Any]:
+        """The sampling parameters, as they enter the cache key and the backend call."""
+        return {
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "top_p": self.top_p,
+            "seed": self.seed,
+            "stop": list(self.stop) if self.stop else None,
+        }
+
+
+@dataclass(frozen=True)
+class BackendCall:
+    """One generation a backend is asked for: the request's sampling, the messages of this
+    attempt (a repair attempt has extra messages) and the JSON schema to constrain to."""
+
+    request: ChatRequest
+    messages: tuple[Message, ...]
+    json_schema: dict | None
+
+    def sampling(self) -> dict[str, Any]:
+        return self.request.sampling()
+
+
+@dataclass(frozen=True)
+class Completion:
+    """What a backend returns for one :class:`BackendCall`."""
+
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+
+
+@dataclass
+class ChatReply:
+    """The answer to one :class:`ChatRequest`.
+
+    Attributes:
+        text: the final raw text of the model.
+        parsed: the validated pydantic object when the request had a schema, else ``None``.
+        raw_texts: every generation made, oldest first (more than one after repairs).
+        prompt_tokens, completion_tokens: tokens over all its generations (cache hits count
+            the tokens they cost when they were first made).
+        latency_s: wall time spent in backend calls (0 for a full cache hit).
+        cached: whether every generation came from the cache.
+    """
+
+    text: str
+    parsed: BaseModel | None = None
+    raw_texts: list[str] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    cached: bool = False
+
+    @property
+    def attempts(self) -> int:
+        return len(self.raw_texts)

@@ -1,0 +1,105 @@
+"""The estimator base class: point estimates and bootstrap intervals from per-round terms.
+
+Every estimator in :mod:`recoworld.ope` is a ratio of sums over logged rounds. It computes
+an ``[n, m]`` array of per-round terms once (``_round_terms``) and maps the column sums to
+a value (``_combine``): a plain mean has ``m = 1`` and divides by ``n``; a self-normalised
+estimator also sums its weights and divides by them. Resampling rows and recombining the
+sums gives a bootstrap replicate, so one implementation serves every estimator.
+
+Shared arguments of ``estimate_policy_value`` / ``estimate_interval``:
+    feedback: the logged data, a :class:`~recoworld.ope.BanditFeedback`,
+        :class:`~recoworld.ope.SlateFeedback` or :class:`~recoworld.ope.SessionFeedback`.
+    action_dist: ``[n, n_actions]`` or ``[n, n_actions, n_positions]``, the evaluation
+        policy's probability of every action in every logged round (and position).
+    estimated_rewards: same shape as ``action_dist``, a reward model's prediction for every
+        action (see :func:`~recoworld.ope.fit_reward_model`; fit it with cross-fitting).
+    evaluation_pscore*: the evaluation policy's probability of what was logged, in the
+        same layout as the logging propensity of the same name in the feedback.
+    q_hat, v_hat: a model's value of the logged choice and its expectation under the
+        evaluation policy (slates and sessions; see each estimator).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from recoworld.ope._validation import check_scalar
+
+#: Elements gathered per bootstrap chunk: bounds the scratch memory at about 64 MB.
+_BOOTSTRAP_CHUNK_ELEMENTS = 1 << 23
+
+
+@dataclass(frozen=True)
+class PolicyValueInterval:
+    """A point estimate and its percentile-bootstrap ``1 - alpha`` confidence interval."""
+
+    estimate: float
+    lower: float
+    upper: float
+    alpha: float
+    n_bootstrap: int
+
+
+class BaseEstimator(ABC):
+    """An off-policy estimator: hyperparameters as dataclass fields, data as call arguments."""
+
+    @abstractmethod
+    def _round_terms(self, *args, **kwargs) -> np.ndarray:
+        """``[n, m]`` per-round terms whose column sums determine the estimate."""
+
+    def _combine(self, sums: np.ndarray, n_rounds: int) -> np.ndarray:
+        """Estimates from column sums ``[..., m]``; the default is the mean of column 0."""
+        return sums[..., 0] / n_rounds
+
+    def estimate_policy_value(self, *args, **kwargs) -> float:
+        """The estimated value of the evaluation policy (arguments: see the estimator)."""
+        return self._value(self._round_terms(*args, **kwargs))
+
+    def _value(self, terms: np.ndarray) -> float:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            value = float(self._combine(terms.sum(axis=0), len(terms)))
+        if not np.isfinite(value):
+            raise ValueError(
+                f"{type(self).__name__} is undefined on this data: its normalising weights sum to 0 "
+                "(the evaluation policy gives probability 0 to every logged choice); "
+                "use an estimator without self-normalisation or log more overlapping data"
+            )
+        return value
+
+    def estimate_interval(self, *args, n_bootstrap: int = 1000, alpha: float = 0.05,
+                          seed: int = 0, **kwargs) -> PolicyValueInterval:
+        """Percentile bootstrap interval over logged rounds (slates, trajectories).
+
+        Rounds are resampled with replacement ``n_bootstrap`` times from
+        ``numpy.random.default_rng(seed)``; the same seed gives the same interval, and two
+        estimators given the same seed see the same resamples. Models fitted beforehand
+        (reward models, Q-functions) are held fixed, so their fitting variance is not
+        included. Replicates on which a self-normalised estimator is undefined (all weights
+        zero) are left out.
+        """
+        check_scalar(n_bootstrap, "n_bootstrap", 1)
+        check_scalar(alpha, "alpha", 0, 1, low_inclusive=False, high_inclusive=False)
+        check_scalar(seed, "seed", 0)
+        terms = self._round_terms(*args, **kwargs)
+        n_rounds, n_terms = terms.shape
+        by_term = np.ascontiguousarray(terms.T)
+        rng = np.random.default_rng(int(seed))
+        chunk = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // (n_rounds * n_terms))
+        sums = np.empty((int(n_bootstrap), n_terms))
+        for start in range(0, int(n_bootstrap), chunk):
+            stop = min(start + chunk, int(n_bootstrap))
+            rows = rng.integers(0, n_rounds, size=(stop - start, n_rounds))
+            sums[start:stop] = np.take(by_term, rows, axis=1).sum(axis=2).T
+        with np.errstate(invalid="ignore", divide="ignore"):
+            replicates = self._combine(sums, n_rounds)
+        replicates = replicates[np.isfinite(replicates)]
+        if replicates.size == 0:
+            raise ValueError(f"{type(self).__name__} is undefined on every bootstrap resample")
+        lower, upper = np.quantile(replicates, [alpha / 2, 1 - alpha / 2])
+        return PolicyValueInterval(
+            estimate=self._value(terms),
+            lower=float(lower), upper=float(upper), alpha=float(alpha), n_bootstrap=int(n_bootstrap),
+        )

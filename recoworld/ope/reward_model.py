@@ -1,0 +1,166 @@
+"""Reward models for DM / DR, fitted with cross-fitting.
+
+A reward model scored on the rows it was trained on leaks their noise into the estimate
+and breaks the unbiasedness of DR. :func:`fit_reward_model` splits the rounds into
+``n_folds`` folds and predicts each fold with a model trained on the other folds only
+(Chernozhukov et al., "Double/debiased machine learning", Econometrics Journal 2018).
+
+Any object with ``fit(X, y)`` and ``predict(X)`` (or ``predict_proba(X)``, whose column 1
+is used, for classifiers) serves as a regressor, scikit-learn's included; it is copied
+with ``copy.deepcopy`` for every fold. Two are provided without extra dependencies:
+:class:`RidgeRegression` and :class:`LogisticRegression` (binary rewards).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from recoworld.ope import _validation as v
+from recoworld.ope.feedback import BanditFeedback
+
+
+class RidgeRegression:
+    """Least squares with an L2 penalty ``alpha`` on the coefficients (not the intercept)."""
+
+    def __init__(self, alpha: float = 1.0):
+        v.check_scalar(alpha, "alpha", 0)
+        self.alpha = alpha
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> RidgeRegression:
+        X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        x_mean, y_mean = X.mean(axis=0), y.mean()
+        centred = X - x_mean
+        gram = centred.T @ centred + self.alpha * np.eye(X.shape[1])
+        self.coef_ = np.linalg.lstsq(gram, centred.T @ (y - y_mean), rcond=None)[0]
+        self.intercept_ = y_mean - x_mean @ self.coef_
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(X, dtype=np.float64) @ self.coef_ + self.intercept_
+
+
+class LogisticRegression:
+    """L2-penalised logistic regression for 0/1 rewards, fitted by Newton's method (IRLS)."""
+
+    def __init__(self, alpha: float = 1.0, max_iter: int = 100, tol: float = 1e-8):
+        v.check_scalar(alpha, "alpha", 0)
+        self.alpha, self.max_iter, self.tol = alpha, max_iter, tol
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> LogisticRegression:
+        y = np.asarray(y, dtype=np.float64)
+        if not np.isin(y, (0.0, 1.0)).all():
+            raise ValueError("LogisticRegression needs 0/1 rewards; use RidgeRegression for other rewards")
+        design = _with_intercept(X)
+        penalty = self.alpha * np.eye(design.shape[1])
+        penalty[-1, -1] = 0.0
+        beta = np.zeros(design.shape[1])
+        for _ in range(self.max_iter):
+            p = _sigmoid(design @ beta)
+            gradient = design.T @ (p - y) + penalty @ beta
+            hessian = (design * (p * (1 - p))[:, None]).T @ design + penalty + 1e-10 * np.eye(len(beta))
+            step = np.linalg.solve(hessian, gradient)
+            beta -= step
+            if np.abs(step).max() < self.tol:
+                break
+        self.coef_, self.intercept_ = beta[:-1], beta[-1]
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        p = _sigmoid(np.asarray(X, dtype=np.float64) @ self.coef_ + self.intercept_)
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int64)
+
+
+def _with_intercept(X) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    return np.column_stack([X, np.ones(len(X))])
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def per_action_features(context, n_actions: int, n_positions: int | None = None) -> np.ndarray:
+    """Features of every (round, action[, position]) pair for a linear reward model.
+
+    ``[context * onehot(a), onehot(a)(, onehot(p))]``: a linear model on these is one
+    linear model of the context per action, plus an additive position effect. Shape
+    ``[n, n_actions, d * n_actions + n_actions]`` (``[n, n_actions, n_positions, ...+ n_positions]``).
+    """
+    context = v.to_numpy(context, "context").astype(np.float64, copy=False)
+    if context.ndim != 2:
+        raise ValueError(f"context has shape {context.shape}, but (n_rounds, n_features) was expected")
+    n, d = context.shape
+    eye = np.eye(n_actions)
+    crossed = (eye[None, :, :, None] * context[:, None, None, :]).reshape(n, n_actions, n_actions * d)
+    features = np.concatenate([crossed, np.broadcast_to(eye, (n, n_actions, n_actions))], axis=2)
+    if n_positions is None:
+        return features
+    at_position = np.broadcast_to(features[:, :, None, :], (n, n_actions, n_positions, features.shape[2]))
+    positions = np.broadcast_to(np.eye(n_positions), (n, n_actions, n_positions, n_positions))
+    return np.concatenate([at_position, positions], axis=3)
+
+
+def fit_reward_model(feedback: BanditFeedback, features, regressor=None, n_folds: int = 5,
+                     seed: int = 0) -> np.ndarray:
+    """Cross-fitted reward predictions for every action (and position) of every round.
+
+    Args:
+        feedback: the logged rounds; the model learns ``reward`` from the features of the
+            logged ``(action, position)``.
+        features: ``[n, n_actions, d]``, or ``[n, n_actions, n_positions, d]`` when the
+            feedback has positions: the features of each candidate pair (see
+            :func:`per_action_features`).
+        regressor: an unfitted sklearn-like model; :class:`RidgeRegression` by default.
+        n_folds: at least 2; round ``i`` is predicted by a model that never saw round ``i``.
+        seed: the random assignment of rounds to folds.
+
+    Returns:
+        ``estimated_rewards`` of shape ``features.shape[:-1]``, ready for DM / DR.
+    """
+    if not isinstance(feedback, BanditFeedback):
+        raise TypeError(f"fit_reward_model needs a BanditFeedback, got {type(feedback).__name__}")
+    regressor = RidgeRegression() if regressor is None else regressor
+    if not hasattr(regressor, "fit") or not (hasattr(regressor, "predict") or hasattr(regressor, "predict_proba")):
+        raise TypeError(f"regressor must have fit(X, y) and predict(X) or predict_proba(X); got {type(regressor).__name__}")
+    n = feedback.n_rounds
+    v.check_scalar(n_folds, "n_folds", 2, n)
+    v.check_scalar(seed, "seed", 0)
+    features = v.to_numpy(features, "features")
+    expected = 4 if feedback.position is not None else 3
+    if features.ndim != expected or features.shape[0] != n:
+        layout = "(n_rounds, n_actions, n_positions, n_features)" if expected == 4 else "(n_rounds, n_actions, n_features)"
+        raise ValueError(f"features has shape {features.shape}, but {layout} with n_rounds = {n} was expected")
+    features = v.float_array(features, "features", features.shape, "features.shape", fix="impute missing features")
+    v.int_array(feedback.action, "feedback.action", (n,), "(n_rounds,)", what="action ids",
+                high=features.shape[1], source="features")
+    rows = np.arange(n)
+    if expected == 4:
+        v.int_array(feedback.position, "feedback.position", (n,), "(n_rounds,)", what="positions",
+                    high=features.shape[2], source="features")
+        logged = features[rows, feedback.action, feedback.position]
+    else:
+        logged = features[rows, feedback.action]
+    folds = np.array_split(np.random.default_rng(int(seed)).permutation(n), int(n_folds))
+    estimated = np.empty(features.shape[:-1])
+    for fold in folds:
+        train = np.ones(n, dtype=bool)
+        train[fold] = False
+        model = copy.deepcopy(regressor)
+        model.fit(logged[train], feedback.reward[train])
+        scored = features[fold].reshape(-1, features.shape[-1])
+        estimated[fold] = _predict(model, scored).reshape((len(fold),) + features.shape[1:-1])
+    if not np.isfinite(estimated).all():
+        raise ValueError(f"{type(regressor).__name__} predicted a non-finite reward; check its inputs and settings")
+    return estimated
+
+
+def _predict(model, X: np.ndarray) -> np.ndarray:
+    if hasattr(model, "predict_proba"):
+        proba = np.asarray(model.predict_proba(X))
+        return proba[:, 1] if proba.ndim == 2 else proba
+    return np.asarray(model.predict(X), dtype=np.float64)

@@ -1,0 +1,82 @@
+"""The contract every simulated user population fulfils.
+
+A simulator holds ``n_users`` slots, each occupied by one simulated user, and answers a
+whole batch of slates at once. Plugging in your own simulator means subclassing
+:class:`UserSimulator` and implementing :meth:`reset` and :meth:`respond`;
+:func:`recoworld.check_simulator` tells you what a plug-in gets wrong.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import torch
+
+from recoworld.catalog import Catalog
+from recoworld.types import Response
+
+
+class UserSimulator(ABC):
+    """A batch of simulated users that react to slates of catalog items.
+
+    Attributes:
+        catalog: the items users react to; slates hold ids ``0..catalog.n_items-1``.
+        n_users: the number of user slots, ``B``.
+        device: the torch device of the simulator's tensors.
+    """
+
+    catalog: Catalog
+    n_users: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @abstractmethod
+    def reset(
+        self,
+        n_users: int,
+        seed: int | Sequence[int] | None = None,
+        users: Sequence[int] | torch.Tensor | None = None,
+    ) -> None:
+        """Start new users.
+
+        Args:
+            n_users: the number of user slots ``B``.
+            seed: one integer seed per started user, or a single integer ``s`` that gives
+                the ``j``-th started user the seed ``s + j`` (Gymnasium's convention for
+                vector envs). ``None`` draws fresh seeds.
+            users: slot indices to restart with new users while the other slots keep
+                their state (used when some users of a batch churn); ``None`` restarts all
+                ``n_users`` slots. ``n_users`` must equal the current size when given.
+
+        The same seed must give the same user, whatever else is in the batch.
+        """
+
+    @abstractmethod
+    def respond(self, slates: torch.Tensor) -> Response:
+        """React to one slate per user.
+
+        Args:
+            slates: int64 ``[n_users, K]`` distinct item ids per row.
+
+        Returns:
+            a :class:`~recoworld.Response` with leading dimension ``n_users``.
+        """
+
+    def click_probabilities(self, items: torch.Tensor) -> torch.Tensor:
+        """Privileged: each user's true probability of clicking each item if examined.
+
+        ``items`` is int64 ``[n_users, C]``; the result is float ``[n_users, C]``. Envs
+        expose this to the Oracle agent as a documented privileged channel; agents never
+        call a simulator directly. Optional for plug-ins.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} does not expose click_probabilities(); "
+            "implement it to use the Oracle agent with this simulator"
+        )
+
+    def expected_clicks(self, slates: torch.Tensor) -> torch.Tensor:
+        """Privileged: the exact expected number of clicks on each slate ``[n_users, K]``.
+
+        Used as ground truth for off-policy evaluation. Optional for plug-ins.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not expose expected_clicks()")

@@ -1,0 +1,435 @@
+r"""Batched statistical users: every user of a batch steps in a few tensor ops.
+
+Notation: user :math:`b`, item :math:`i` with unit features :math:`f_i`, genre weights
+:math:`w_i` (its genres, summing to 1), standardised log-popularity :math:`\tilde p_i` and
+quality :math:`q_i`.
+
+**Users** (sampled at reset from the population of :class:`StatisticalUserConfig`):
+interest :math:`u_b` (unit vector: two popularity-sampled anchor items plus noise),
+patience :math:`\gamma_b \in (0,1)`, novelty seeking :math:`\nu_b` (static trait; each
+session draws a propensity :math:`\nu_{bs} = \nu_b + \sigma_s\epsilon`), activity
+:math:`a_b > 0` (how often they come back) and popularity bias :math:`\pi_b`.
+
+**Utility and click** of item :math:`i` at step :math:`t`:
+
+.. math::
+
+    v_{bi} = \alpha\langle u_b, f_i\rangle + \beta q_i + \pi_b \tilde p_i
+             + \nu_{bs}(d_{bi} - 1) - \kappa_s\langle s_b, w_i\rangle - \kappa_r r_{bi} - c,
+    \qquad P(\text{click} \mid \text{examined}) = \sigma(v_{bi})
+
+where :math:`d_{bi} = 1 - \langle h_b, f_i\rangle \in [0, 2]` is the item's distance from
+the user's recent consumption :math:`h_b`, :math:`s_b \in [0,1]^G` the per-genre satiation
+and :math:`r_{bi}` marks items among the user's last clicks.
+
+**Examination** (cascade with position bias and a no-click option): position 1 is examined;
+after position :math:`k` the user goes on with probability :math:`\gamma_b` if they did not
+click and :math:`\gamma_b\rho` if they did. Unexamined positions carry no feedback. A
+clicked item gets a watch fraction :math:`\sigma(v + 1 + 0.8\epsilon)`, a like with
+probability :math:`\sigma(2v - 1)`, and a rating :math:`\mathrm{clip}(\mathrm{round}(3 + 0.9v + 0.6\epsilon), 1, 5)`.
+
+**Dynamics** after each step, with :math:`x_{bg} = \min(1, \sum_k e_k w_{ig}(0.2 + 0.8\,c_k\,\omega_k))`
+the exposure-and-consumption of genre :math:`g` (:math:`e` examined, :math:`c` clicked,
+:math:`\omega` watch fraction):
+
+- satiation :math:`s \leftarrow (1-\delta)s + \eta_s(1-s)x`, which stays in :math:`[0,1]`, and
+  recovers between sessions as :math:`s \leftarrow s\,e^{-\text{gap}/\tau}`;
+- interest drift :math:`u \leftarrow \mathrm{normalize}(u + \eta_u\sum_k c_k\omega_k f_k)`;
+- mindset :math:`m \leftarrow (1-\lambda)m + \lambda\,\bar q`, with step quality
+  :math:`\bar q = \mathrm{clip}(\sum_k c_k(0.3 + 0.7\omega_k) + \kappa_c(\text{compliance} - 0.5), 0, 1)`.
+
+**Leaving**: the leave hazard is
+:math:`h = \sigma(h_0 + h_m(0.5 - m) + h_b\,\text{boredom} + h_\ell\,t_{\text{session}} - h_\gamma(\gamma_b - 0.75))`,
+where boredom is the mean satiation of the examined items' genres. A user whose hazard
+exceeds ``instruction_threshold`` senses they are about to leave: with probability
+``voice_probability`` (if no instruction is already in force) they voice a reflective
+instruction and stay; otherwise they leave with probability :math:`h`.
+
+**Returning**: a user who leaves returns with probability
+:math:`\sigma(r_0 + r_m(m - 0.5) + \log a_b)` after an exponential gap of mean
+``gap_days`` / (:math:`a_b(0.5 + m)`) days, or churns, which ends their episode.
+
+**Instructions**: ``less`` is the most satiated genre (if its satiation exceeds
+``instruction_satiation``), ``more`` the genre with the best interest net of satiation,
+``novelty`` the sign of :math:`\nu_{bs}` when :math:`|\nu_{bs}| > 0.4`. While an
+instruction is in force (``instruction_steps`` steps, or until the session ends), each
+slate's compliance — the mean of the applicable parts: share of items outside ``less``,
+share of items in ``more`` relative to ``more_share``, share of novel (:math:`d > 1`) or
+familiar items — moves the step quality and hence the mindset.
+
+All randomness comes from :mod:`recoworld.rng`: user ``b``'s draws depend only on its seed
+and its step count, so results do not depend on the batch a user is simulated in.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+
+from recoworld import rng
+from recoworld.catalog import Catalog
+from recoworld.types import Instruction, Response
+from recoworld.validation import check_slates
+from recoworld.simulators.base import UserSimulator
+from recoworld.simulators.instructions import render_instruction
+
+# Named random streams: each kind of draw has its own, so adding one never shifts another.
+S_ANCHOR, S_INTEREST, S_TRAITS, S_SESSION = 1, 2, 3, 4
+S_CLICK, S_CONTINUE, S_WATCH, S_LIKE, S_RATING = 10, 11, 12, 13, 14
+S_LEAVE, S_VOICE, S_RETURN, S_GAP, S_PHRASE = 20, 21, 22, 23, 24
+
+HISTORY = 20  # last clicks remembered for the repeat penalty
+
+
+@dataclass
+class StatisticalUserConfig:
+    """Parameters of the statistical user population (see the module docstring for the equations)."""
+
+    # population of traits
+    interest_noise: float = 0.5
+    patience_mean: float = 0.8
+    patience_spread: float = 0.6
+    novelty_spread: float = 0.5
+    novelty_session_spread: float = 0.3
+    activity_spread: float = 0.5
+    popularity_bias_mean: float = 0.3
+    popularity_bias_spread: float = 0.3
+    # utility
+    interest_weight: float = 4.0
+    quality_weight: float = 0.5
+    satiation_weight: float = 2.5
+    repeat_penalty: float = 3.0
+    click_threshold: float = 2.5
+    continue_after_click: float = 0.7
+    # dynamics
+    satiation_rate: float = 0.5
+    satiation_decay: float = 0.05
+    satiation_recovery_days: float = 3.0
+    interest_drift: float = 0.05
+    familiarity_rate: float = 0.3
+    mindset_rate: float = 0.35
+    initial_mindset: float = 0.6
+    compliance_weight: float = 0.6
+    # leaving
+    leave_base: float = -3.0
+    leave_mindset: float = 4.0
+    leave_boredom: float = 2.0
+    leave_length: float = 0.15
+    leave_patience: float = 2.0
+    # returning
+    return_base: float = 2.0
+    return_mindset: float = 6.0
+    gap_days: float = 2.0
+    # instructions
+    instruction_threshold: float = 0.3
+    voice_probability: float = 0.7
+    instruction_steps: int = 5
+    instruction_satiation: float = 0.25
+    more_share: float = 0.3
+
+
+class StatisticalUsers(UserSimulator):
+    """``B`` statistical users stepped together with torch tensor ops.
+
+    Args:
+        catalog: the items.
+        config: population and response parameters; defaults are used when omitted.
+        device: ``"cpu"``, ``"cuda"`` or a ``torch.device``.
+
+    State tensors (``[B, ...]``) are public attributes so that tests and envs can read
+    them: ``interest``, ``satiation``, ``satisfaction``, ``patience``, ``activity``,
+    ``session_index``, ``session_step``, ``churned``, and the instruction in force.
+    """
+
+    def __init__(self, catalog: Catalog, config: StatisticalUserConfig | None = None, device="cpu"):
+        self.config = config or StatisticalUserConfig()
+        self.device = torch.device(device)
+        self.catalog = catalog.to(self.device)
+        lp = self.catalog.log_popularity
+        self._pop_score = (lp - lp.mean()) / lp.std().clamp_min(1e-6) if lp.numel() > 1 else lp * 0
+        self._cum_popularity = torch.cumsum(self.catalog.popularity.double(), 0)
+        genres = self.catalog.genres.float()
+        self._genre_centroids = torch.nn.functional.normalize(genres.T @ self.catalog.features, dim=1)
+        self.n_users = 0
+        self._fresh_seed = 0
+
+    # ------------------------------------------------------------------ reset
+    def reset(self, n_users: int, seed: int | Sequence[int] | None = None, users=None) -> None:
+        if users is None:
+            self._allocate(n_users)
+            slots = torch.arange(n_users, device=self.device)
+        else:
+            if n_users != self.n_users:
+                raise ValueError(f"reset(n_users={n_users}, users=...) on a simulator of {self.n_users} users; "
+                                 "restarting some users keeps the batch size")
+            slots = torch.as_tensor(users, dtype=torch.long, device=self.device).flatten()
+            if len(slots) and (int(slots.min()) < 0 or int(slots.max()) >= n_users):
+                raise ValueError(f"users holds slot {int(slots.max())}, but there are {n_users} slots")
+        if len(slots) == 0:
+            return
+        self._start(slots, self._seeds_for(len(slots), seed))
+
+    def _seeds_for(self, count: int, seed) -> torch.Tensor:
+        if seed is None:
+            start = self._fresh_seed
+            self._fresh_seed += count
+            return torch.tensor([rng.mix_int(0xF2E5, start + j) for j in range(count)], dtype=torch.int64)
+        if isinstance(seed, int):
+            return seed + torch.arange(count, dtype=torch.int64)
+        seeds = torch.as_tensor(seed, dtype=torch.int64).flatten()
+        if len(seeds) != count:
+            raise ValueError(f"got {len(seeds)} seeds for {count} users; give one per user or a single int")
+        return seeds
+
+    def _allocate(self, n: int) -> None:
+        if n < 1:
+            raise ValueError(f"n_users={n}; a simulator needs at least one user")
+        d, g, dev = self.catalog.feature_dim, self.catalog.n_genres, self.device
+        self.n_users = n
+        self.key = torch.zeros(n, dtype=torch.int64, device=dev)
+        self.counter = torch.zeros(n, dtype=torch.int64, device=dev)
+        self.interest = torch.zeros(n, d, device=dev)
+        self.familiar = torch.zeros(n, d, device=dev)
+        self.patience = torch.zeros(n, device=dev)
+        self.novelty_trait = torch.zeros(n, device=dev)
+        self.novelty_seeking = torch.zeros(n, device=dev)
+        self.activity = torch.ones(n, device=dev)
+        self.popularity_bias = torch.zeros(n, device=dev)
+        self.satiation = torch.zeros(n, g, device=dev)
+        self.satisfaction = torch.zeros(n, device=dev)
+        self.session_index = torch.zeros(n, dtype=torch.int64, device=dev)
+        self.session_step = torch.zeros(n, dtype=torch.int64, device=dev)
+        self.churned = torch.zeros(n, dtype=torch.bool, device=dev)
+        self.recent_clicks = torch.full((n, HISTORY), -1, dtype=torch.int64, device=dev)
+        self.instruction = Instruction.none(n, g, dev)
+        self.instruction_steps_left = torch.zeros(n, dtype=torch.int64, device=dev)
+
+    def _start(self, slots: torch.Tensor, seeds: torch.Tensor) -> None:
+        """Draw new users into ``slots`` from their seeds."""
+        c, n = self.config, len(slots)
+        key = rng.user_keys(seeds, self.device)
+        zero = torch.zeros(n, dtype=torch.int64, device=self.device)
+        anchors = torch.searchsorted(self._cum_popularity, rng.uniform(key, zero, S_ANCHOR, 2).double())
+        anchors = anchors.clamp_max(self.catalog.n_items - 1)
+        noise = rng.normal(key, zero, S_INTEREST, self.catalog.feature_dim)
+        interest = self.catalog.features[anchors].sum(1) + c.interest_noise * noise
+        interest = torch.nn.functional.normalize(interest, dim=1)
+        z = rng.normal(key, zero, S_TRAITS, 4)
+        self.key[slots] = key
+        self.counter[slots] = 0
+        self.interest[slots] = interest
+        self.familiar[slots] = interest
+        self.patience[slots] = torch.sigmoid(_logit(c.patience_mean) + c.patience_spread * z[:, 0])
+        self.novelty_trait[slots] = c.novelty_spread * z[:, 1]
+        self.activity[slots] = torch.exp(c.activity_spread * z[:, 2])
+        self.popularity_bias[slots] = c.popularity_bias_mean + c.popularity_bias_spread * z[:, 3]
+        self.satiation[slots] = 0.0
+        self.satisfaction[slots] = c.initial_mindset
+        self.session_index[slots] = 0
+        self.session_step[slots] = 0
+        self.churned[slots] = False
+        self.recent_clicks[slots] = -1
+        self._clear_instruction(slots)
+        self._new_session_propensity(slots)
+
+    def _new_session_propensity(self, slots: torch.Tensor) -> None:
+        draw = rng.normal(self.key[slots], self.session_index[slots], S_SESSION, 1)[:, 0]
+        self.novelty_seeking[slots] = self.novelty_trait[slots] + self.config.novelty_session_spread * draw
+
+    def _clear_instruction(self, slots) -> None:
+        self.instruction.active[slots] = False
+        self.instruction.more[slots] = False
+        self.instruction.less[slots] = False
+        self.instruction.novelty[slots] = 0
+        self.instruction_steps_left[slots] = 0
+
+    # --------------------------------------------------------------- utilities
+    def _utility(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Utility ``v`` ``[B, C]`` of ``items``, with their satiation and distance terms."""
+        c, cat = self.config, self.catalog
+        feats = cat.features[items]                                      # [B, C, D]
+        affinity = (feats * self.interest[:, None, :]).sum(-1)
+        distance = 1.0 - (feats * self.familiar[:, None, :]).sum(-1)
+        satiation = (cat.genre_weights[items] * self.satiation[:, None, :]).sum(-1)
+        repeat = (items[:, :, None] == self.recent_clicks[:, None, :]).any(-1).float()
+        v = (
+            c.interest_weight * affinity
+            + c.quality_weight * cat.quality[items]
+            + self.popularity_bias[:, None] * self._pop_score[items]
+            + self.novelty_seeking[:, None] * (distance - 1.0)
+            - c.satiation_weight * satiation
+            - c.repeat_penalty * repeat
+            - c.click_threshold
+        )
+        return v, satiation, distance
+
+    def click_probabilities(self, items: torch.Tensor) -> torch.Tensor:
+        items = torch.as_tensor(items, dtype=torch.long, device=self.device)
+        return torch.sigmoid(self._utility(items)[0])
+
+    def expected_clicks(self, slates: torch.Tensor) -> torch.Tensor:
+        """Exact expected clicks under the cascade: :math:`\\sum_k P(e_k) p_k`."""
+        slates = self._check(slates)
+        p = self.click_probabilities(slates)
+        go_on = self.patience[:, None] * (1.0 - p * (1.0 - self.config.continue_after_click))
+        examined = torch.cumprod(torch.cat([torch.ones_like(p[:, :1]), go_on[:, :-1]], 1), 1)
+        return (examined * p).sum(1)
+
+    def _check(self, slates) -> torch.Tensor:
+        if self.n_users == 0:
+            raise RuntimeError("call reset(n_users, seed) before respond()")
+        cat = self.catalog
+        return check_slates(slates, cat.n_items, n_rows=self.n_users,
+                            universe=f"the catalog has {cat.n_items} items").to(self.device)
+
+    # ----------------------------------------------------------------- respond
+    def respond(self, slates) -> Response:
+        slates = self._check(slates)
+        if bool(self.churned.any()):
+            gone = int(self.churned.nonzero()[0])
+            raise ValueError(f"user slot {gone} has churned; restart it with reset(n_users, seed, users=[{gone}])")
+        c, cat = self.config, self.catalog
+        B, K = slates.shape
+        key, t = self.key, self.counter
+
+        v, item_satiation, distance = self._utility(slates)
+        p_click = torch.sigmoid(v)
+        click_draw = rng.uniform(key, t, S_CLICK, K) < p_click
+        go_on = rng.uniform(key, t, S_CONTINUE, K) < self.patience[:, None] * torch.where(
+            click_draw, c.continue_after_click, 1.0)
+        examined = torch.cumprod(torch.cat([torch.ones_like(go_on[:, :1]), go_on[:, :-1]], 1).to(torch.uint8), 1).bool()
+        clicked = click_draw & examined
+        clicked_f = clicked.float()
+        watch = torch.sigmoid(v + 1.0 + 0.8 * rng.normal(key, t, S_WATCH, K)) * clicked_f
+        liked = clicked & (rng.uniform(key, t, S_LIKE, K) < torch.sigmoid(2.0 * v - 1.0))
+        rating = torch.round(3.0 + 0.9 * v + 0.6 * rng.normal(key, t, S_RATING, K)).clamp(1, 5)
+        rating = (rating * clicked_f).to(torch.int8)
+
+        compliance = self._compliance(slates, distance)
+        in_force = self.instruction.active.clone()
+        quality = (clicked_f * (0.3 + 0.7 * watch)).sum(1)
+        quality = quality + torch.where(in_force, c.compliance_weight * (compliance - 0.5), 0.0)
+        self.satisfaction = (1 - c.mindset_rate) * self.satisfaction + c.mindset_rate * quality.clamp(0, 1)
+
+        examined_f = examined.float()
+        boredom = (examined_f * item_satiation).sum(1) / examined_f.sum(1)
+        exposure = (examined_f * (0.2 + 0.8 * clicked_f * watch))[:, :, None] * cat.genre_weights[slates]
+        self.satiation = (1 - c.satiation_decay) * self.satiation + c.satiation_rate * (
+            1 - self.satiation) * exposure.sum(1).clamp(max=1.0)
+        consumed = ((clicked_f * watch)[:, :, None] * cat.features[slates]).sum(1)
+        self.interest = torch.nn.functional.normalize(self.interest + c.interest_drift * consumed, dim=1)
+        any_click = clicked.any(1, keepdim=True)
+        familiar = (1 - c.familiarity_rate) * self.familiar + c.familiarity_rate * torch.nn.functional.normalize(consumed, dim=1)
+        self.familiar = torch.where(any_click, torch.nn.functional.normalize(familiar, dim=1), self.familiar)
+        self._remember_clicks(slates, clicked)
+
+        self.session_step += 1
+        hazard = torch.sigmoid(
+            c.leave_base + c.leave_mindset * (0.5 - self.satisfaction) + c.leave_boredom * boredom
+            + c.leave_length * self.session_step - c.leave_patience * (self.patience - 0.75)
+        )
+        self.instruction_steps_left -= in_force.long()
+        self.instruction.active &= self.instruction_steps_left > 0
+        speaks = (hazard > c.instruction_threshold) & ~self.instruction.active & (
+            rng.uniform(key, t, S_VOICE, 1)[:, 0] < c.voice_probability)
+        voiced = self._voice(speaks)
+        leaves = ~speaks & (rng.uniform(key, t, S_LEAVE, 1)[:, 0] < hazard)
+        returned, gap = self._leave(leaves)
+
+        self.counter += 1
+        return Response(
+            examined=examined, clicked=clicked, watch_fraction=watch, liked=liked, rating=rating,
+            satisfaction=self.satisfaction.clone(), leave_hazard=hazard, left_session=leaves,
+            returned=returned, return_gap=gap, churned=leaves & ~returned,
+            instruction_in_force=in_force, compliance=torch.where(in_force, compliance, 0.0),
+            instruction=voiced, instruction_text=self._render(voiced),
+        )
+
+    def _remember_clicks(self, slates: torch.Tensor, clicked: torch.Tensor) -> None:
+        # Clicked items first (stable order), then the old history, truncated.
+        order = torch.argsort((~clicked).to(torch.uint8), dim=1, stable=True)
+        newest = torch.where(clicked.gather(1, order), slates.gather(1, order), -1)
+        merged = torch.cat([newest, self.recent_clicks], 1)
+        keep = torch.argsort((merged < 0).to(torch.uint8), dim=1, stable=True)[:, :HISTORY]
+        self.recent_clicks = merged.gather(1, keep)
+
+    def _compliance(self, slates: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:
+        """How well each slate follows the instruction in force (``[B]``, 0 where none)."""
+        ins, genres = self.instruction, self.catalog.genres[slates]      # [B, K, G]
+        has_less, has_more = ins.less.any(1), ins.more.any(1)
+        in_less = (genres & ins.less[:, None, :]).any(-1).float().mean(1)
+        in_more = (genres & ins.more[:, None, :]).any(-1).float().mean(1)
+        novel = (distance > 1.0).float().mean(1)
+        wants = ins.novelty.float()
+        parts = torch.stack([
+            torch.where(has_less, 1.0 - in_less, 0.0),
+            torch.where(has_more, (in_more / self.config.more_share).clamp(max=1.0), 0.0),
+            torch.where(wants > 0, novel, torch.where(wants < 0, 1.0 - novel, 0.0)),
+        ], 1)
+        count = torch.stack([has_less, has_more, wants != 0], 1).float().sum(1)
+        return parts.sum(1) / count.clamp_min(1.0)
+
+    def _voice(self, speaks: torch.Tensor) -> Instruction:
+        """Form the structured instruction of users who speak, and put it in force."""
+        c, B, G = self.config, self.n_users, self.catalog.n_genres
+        voiced = Instruction.none(B, G, self.device)
+        if not bool(speaks.any()):
+            return voiced
+        top_sat, top_genre = self.satiation.max(1)
+        less = torch.nn.functional.one_hot(top_genre, G).bool() & (top_sat > c.instruction_satiation)[:, None]
+        appeal = self.interest @ self._genre_centroids.T - 1.5 * self.satiation
+        more = torch.nn.functional.one_hot(appeal.masked_fill(less, -torch.inf).argmax(1), G).bool()
+        novelty = torch.where(self.novelty_seeking > 0.4, 1, torch.where(self.novelty_seeking < -0.4, -1, 0))
+        voiced = Instruction(speaks, more & speaks[:, None], less & speaks[:, None],
+                             (novelty * speaks).to(torch.int8))
+        self.instruction.active |= speaks
+        self.instruction.more = torch.where(speaks[:, None], voiced.more, self.instruction.more)
+        self.instruction.less = torch.where(speaks[:, None], voiced.less, self.instruction.less)
+        self.instruction.novelty = torch.where(speaks, voiced.novelty, self.instruction.novelty)
+        self.instruction_steps_left = torch.where(speaks, c.instruction_steps, self.instruction_steps_left)
+        return voiced
+
+    def _render(self, voiced: Instruction) -> list[str | None]:
+        text: list[str | None] = [None] * self.n_users
+        speakers = voiced.active.nonzero().flatten()
+        if len(speakers) == 0:
+            return text
+        names = self.catalog.genre_names
+        variants = rng.bits(self.key[speakers], self.counter[speakers], S_PHRASE, 1)[:, 0].tolist()
+        for b, variant in zip(speakers.tolist(), variants):
+            spec = voiced.to_dict(b, names)
+            text[b] = render_instruction(spec["more"], spec["less"], spec["novelty"], variant)
+        return text
+
+    def _leave(self, leaves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decide who returns and after how long; start the next session of those who do."""
+        c, key, t = self.config, self.key, self.counter
+        p_return = torch.sigmoid(c.return_base + c.return_mindset * (self.satisfaction - 0.5)
+                                 + torch.log(self.activity))
+        returned = leaves & (rng.uniform(key, t, S_RETURN, 1)[:, 0] < p_return)
+        mean_gap = c.gap_days / (self.activity * (0.5 + self.satisfaction))
+        gap = -mean_gap * torch.log(rng.uniform(key, t, S_GAP, 1)[:, 0])
+        gap = torch.where(returned, gap, torch.where(leaves, torch.inf, 0.0))
+        self.churned |= leaves & ~returned
+        if bool(returned.any()):
+            slots = returned.nonzero().flatten()
+            recovery = torch.exp(-gap[slots] / c.satiation_recovery_days)[:, None]
+            self.satiation[slots] *= recovery
+            # The mindset regresses towards the baseline over the break.
+            self.satisfaction[slots] = 0.5 * self.satisfaction[slots] + 0.5 * c.initial_mindset
+            self.session_index[slots] += 1
+            self.session_step[slots] = 0
+            self._clear_instruction(slots)
+            self._new_session_propensity(slots)
+        return returned, gap
+
+    def state_dict(self) -> dict:
+        """The configuration as a plain dict (for run directories)."""
+        return asdict(self.config)
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
