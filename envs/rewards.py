@@ -64,8 +64,12 @@ class RewardWeights:
 
     def __call__(self, response: Response) -> torch.Tensor:
         """The reward per user ``[B]``."""
-        total = torch.zeros(response.batch_size, device=response.clicked.device)
-        for name, signal in self.signals(response).items():
+        return self.combine(self.signals(response))
+
+    def combine(self, signals: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The weighted sum of :meth:`signals`."""
+        total = torch.zeros_like(signals["clicks"])
+        for name, signal in signals.items():
             weight = getattr(self, name)
             if weight:
                 total = total + weight * signal

@@ -94,7 +94,26 @@ MANUAL = """
 """
 
 
-class SlateEnv(gym.Env):
+class _WorldFace:
+    """What both faces expose of their :class:`SlateWorld` (public world facts only)."""
+
+    world: SlateWorld
+
+    @property
+    def catalog(self):
+        """The items of this world (public: a real recommender knows its catalog)."""
+        return self.world.catalog
+
+    @property
+    def slate_size(self) -> int:
+        return self.world.slate_size
+
+    @property
+    def num_candidates(self) -> int:
+        return self.world.num_candidates
+
+
+class SlateEnv(_WorldFace, gym.Env):
     __doc__ = "A single simulated user served slate by slate.\n" + MANUAL
     metadata = {"render_modes": []}
 
@@ -103,10 +122,6 @@ class SlateEnv(gym.Env):
         self.observation_space = self.world.single_observation_space()
         self.action_space = self.world.action_space()
         self._seeded = False
-
-    @property
-    def catalog(self):
-        return self.world.catalog
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -132,7 +147,7 @@ class SlateEnv(gym.Env):
         return self.world.privileged_click_probabilities()[0]
 
 
-class SlateVectorEnv(VectorEnv):
+class SlateVectorEnv(_WorldFace, VectorEnv):
     __doc__ = "``num_envs`` simulated users served by one batched simulator.\n" + MANUAL
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
@@ -147,10 +162,6 @@ class SlateVectorEnv(VectorEnv):
         self.action_space = self.world.action_space(num_envs)
         self._done = np.zeros(num_envs, dtype=bool)
         self._seeded = False
-
-    @property
-    def catalog(self):
-        return self.world.catalog
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         super().reset(seed=seed if isinstance(seed, int) or seed is None else None)

@@ -19,7 +19,7 @@ import torch
 from gymnasium import spaces
 
 from recoworld import rng
-from recoworld.catalog import Catalog
+from recoworld.catalog import Catalog, lookup
 from recoworld.simulators.base import UserSimulator
 from recoworld.simulators.statistical import StatisticalUserConfig, StatisticalUsers
 from recoworld.types import Instruction, Response
@@ -27,7 +27,7 @@ from recoworld.validation import check_slates
 from recoworld.envs.rewards import RewardWeights
 from recoworld.envs.spaces import SlateSpace
 
-S_CANDIDATE_START, S_CANDIDATE_STRIDE = 101, 102
+S_CANDIDATE_START, S_CANDIDATE_STRIDE, S_ENV_KEY = 101, 102, 103
 ACTION_FORMATS = ("slate", "scores")
 
 
@@ -128,19 +128,18 @@ class SlateWorld:
             self.episode[slots] = 0
         elif not again:
             self.episode[slots] += 1
-        self.episode_seed[slots] = [
-            s if j == 0 else rng.mix_int(s, j) for s, j in zip(self.base_seed[slots], self.episode[slots])
-        ]
-        seeds = self.episode_seed[slots].tolist()
+        base, episode = torch.from_numpy(self.base_seed[slots]), torch.from_numpy(self.episode[slots])
+        self.episode_seed[slots] = torch.where(episode == 0, base, rng.derive(base, episode)).numpy()
+        seeds = self.episode_seed[slots]
         if self.started and len(slots) < self.n_users:
-            self.simulator.reset(self.n_users, seed=seeds, users=torch.as_tensor(slots))
+            self.simulator.reset(self.n_users, seed=torch.from_numpy(seeds), users=torch.as_tensor(slots))
         else:
             if len(slots) != self.n_users:
                 raise RuntimeError("the first reset must start every slot")
-            self.simulator.reset(self.n_users, seed=seeds)
+            self.simulator.reset(self.n_users, seed=torch.from_numpy(seeds))
             self.started = True
         index = torch.as_tensor(slots, device=self.device)
-        self._key[index] = rng.user_keys([rng.mix_int(0xE4F, s) for s in seeds], self.device)
+        self._key[index] = rng.user_keys(rng.derive(torch.from_numpy(seeds), S_ENV_KEY), self.device)
         self.step_count[index] = 0
         self.history_items[index] = -1
         self.history_feedback[index] = 0.0
@@ -194,7 +193,8 @@ class SlateWorld:
     def step(self, slates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Response]:
         """Show ``slates`` (item ids) to every user; returns reward, terminated, truncated, response."""
         response = self.simulator.respond(slates)
-        reward = self.reward_weights(response)
+        self.signals = self.reward_weights.signals(response)
+        reward = self.reward_weights.combine(self.signals)
         self.step_count += 1
         self._update_history(slates, response)
         terminated = response.churned
@@ -233,7 +233,7 @@ class SlateWorld:
         session = torch.stack([self.session_index, self.session_step, self.instruction_age], 1)
         obs = {
             "candidate_ids": self.candidates,
-            "candidate_features": self.catalog.features[self.candidates],
+            "candidate_features": lookup(self.catalog.features, self.candidates),
             "history_items": self.history_items,
             "history_feedback": self.history_feedback,
             "instruction": instruction,
@@ -252,7 +252,7 @@ class SlateWorld:
             info[name] = value.cpu().numpy()
         info["slate"] = slates.cpu().numpy()
         info["instruction_text"] = np.array(response.instruction_text, dtype=object)
-        for name, value in self.reward_weights.signals(response).items():
+        for name, value in self.signals.items():
             info[f"reward_{name}"] = value.cpu().numpy()
         return info
 

@@ -45,6 +45,15 @@ class SyntheticTitles(Sequence):
         return f"{self._names[self._primary[i]]} #{i}"
 
 
+def lookup(table: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """Rows of a per-item ``table`` for an index tensor ``items`` of any shape.
+
+    Equal to ``table[items]``, but through ``index_select``, which is several times faster
+    than advanced indexing on CPU; the simulator's step does this for every slate.
+    """
+    return table.index_select(0, items.reshape(-1)).view(*items.shape, *table.shape[1:])
+
+
 @dataclass(eq=False)
 class Catalog:
     """Items with ids ``0..n_items-1`` and their attributes.

@@ -63,6 +63,14 @@ def user_keys(seeds, device: str | torch.device = "cpu") -> torch.Tensor:
     return state
 
 
+def derive(seeds: torch.Tensor, salt: torch.Tensor | int) -> torch.Tensor:
+    """Non-negative 62-bit seeds derived from ``seeds`` and ``salt`` (e.g. an episode number)."""
+    salt = torch.as_tensor(salt, dtype=torch.int64, device=seeds.device)
+    hi = user_keys(seeds ^ (salt * _GOLDEN), seeds.device)
+    lo = mix32(hi ^ (salt & MASK32) ^ 0x5BD1E995)
+    return ((hi & 0x3FFFFFFF) << 32) | lo
+
+
 def bits(keys: torch.Tensor, counters: torch.Tensor, stream: int, n: int) -> torch.Tensor:
     """``[B, n]`` 32-bit hashes for each user's (key, counter) on a named ``stream``."""
     base = mix32((keys ^ mix32((counters * _GOLDEN) & MASK32)) & MASK32)

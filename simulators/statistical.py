@@ -25,8 +25,10 @@ and :math:`r_{bi}` marks items among the user's last clicks.
 **Examination** (cascade with position bias and a no-click option): position 1 is examined;
 after position :math:`k` the user goes on with probability :math:`\gamma_b` if they did not
 click and :math:`\gamma_b\rho` if they did. Unexamined positions carry no feedback. A
-clicked item gets a watch fraction :math:`\sigma(v + 1 + 0.8\epsilon)`, a like with
-probability :math:`\sigma(2v - 1)`, and a rating :math:`\mathrm{clip}(\mathrm{round}(3 + 0.9v + 0.6\epsilon), 1, 5)`.
+clicked item gets a watch fraction :math:`\sigma(v + 1 + 0.45\epsilon)`, a like with
+probability :math:`\sigma(2v - 1)`, and a rating :math:`\mathrm{clip}(\mathrm{round}(3 + 0.9v + 0.33\epsilon), 1, 5)`,
+with :math:`\epsilon` one standard logistic draw (standard deviation 1.81) shared by
+both, so that watching more than expected goes with a higher rating.
 
 **Dynamics** after each step, with :math:`x_{bg} = \min(1, \sum_k e_k w_{ig}(0.2 + 0.8\,c_k\,\omega_k))`
 the exposure-and-consumption of genre :math:`g` (:math:`e` examined, :math:`c` clicked,
@@ -70,7 +72,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from recoworld import rng
-from recoworld.catalog import Catalog
+from recoworld.catalog import Catalog, lookup
 from recoworld.types import Instruction, Response
 from recoworld.validation import check_slates
 from recoworld.simulators.base import UserSimulator
@@ -78,10 +80,9 @@ from recoworld.simulators.instructions import render_instruction
 
 # Named random streams: each kind of draw has its own, so adding one never shifts another.
 S_ANCHOR, S_INTEREST, S_TRAITS, S_SESSION = 1, 2, 3, 4
-S_CLICK, S_CONTINUE, S_WATCH, S_LIKE, S_RATING = 10, 11, 12, 13, 14
-S_LEAVE, S_VOICE, S_RETURN, S_GAP, S_PHRASE = 20, 21, 22, 23, 24
+S_STEP, S_GAP, S_PHRASE = 10, 11, 12
 
-HISTORY = 20  # last clicks remembered for the repeat penalty
+HISTORY = 10  # last clicks remembered for the repeat penalty
 
 
 @dataclass
@@ -153,6 +154,7 @@ class StatisticalUsers(UserSimulator):
         self._cum_popularity = torch.cumsum(self.catalog.popularity.double(), 0)
         genres = self.catalog.genres.float()
         self._genre_centroids = torch.nn.functional.normalize(genres.T @ self.catalog.features, dim=1)
+        self._static_appeal = self.config.quality_weight * self.catalog.quality - self.config.click_threshold
         self.n_users = 0
         self._fresh_seed = 0
 
@@ -247,28 +249,26 @@ class StatisticalUsers(UserSimulator):
         self.instruction_steps_left[slots] = 0
 
     # --------------------------------------------------------------- utilities
-    def _utility(self, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Utility ``v`` ``[B, C]`` of ``items``, with their satiation and distance terms."""
+    def _utility(self, items: torch.Tensor, feats: torch.Tensor, weights: torch.Tensor):
+        """Utility ``v`` ``[B, C]`` of ``items`` (features ``feats`` ``[B, C, D]`` and genre
+        weights ``weights`` ``[B, C, G]``), with its satiation and distance terms."""
         c, cat = self.config, self.catalog
-        feats = cat.features[items]                                      # [B, C, D]
-        affinity = (feats * self.interest[:, None, :]).sum(-1)
-        distance = 1.0 - (feats * self.familiar[:, None, :]).sum(-1)
-        satiation = (cat.genre_weights[items] * self.satiation[:, None, :]).sum(-1)
-        repeat = (items[:, :, None] == self.recent_clicks[:, None, :]).any(-1).float()
-        v = (
-            c.interest_weight * affinity
-            + c.quality_weight * cat.quality[items]
-            + self.popularity_bias[:, None] * self._pop_score[items]
-            + self.novelty_seeking[:, None] * (distance - 1.0)
-            - c.satiation_weight * satiation
-            - c.repeat_penalty * repeat
-            - c.click_threshold
-        )
+        # One batched product gives affinity and familiarity: [B, C, D] x [B, D, 2].
+        dots = torch.bmm(feats, torch.stack([self.interest, self.familiar], 2))
+        distance = 1.0 - dots[..., 1]
+        satiation = torch.bmm(weights, self.satiation[:, :, None])[..., 0]
+        repeat = (items[:, :, None] == self.recent_clicks[:, None, :]).any(-1)
+        v = c.interest_weight * dots[..., 0] + lookup(self._static_appeal, items)
+        v += self.popularity_bias[:, None] * lookup(self._pop_score, items)
+        v += self.novelty_seeking[:, None] * (distance - 1.0)
+        v -= c.satiation_weight * satiation
+        v -= c.repeat_penalty * repeat
         return v, satiation, distance
 
     def click_probabilities(self, items: torch.Tensor) -> torch.Tensor:
         items = torch.as_tensor(items, dtype=torch.long, device=self.device)
-        return torch.sigmoid(self._utility(items)[0])
+        cat = self.catalog
+        return torch.sigmoid(self._utility(items, lookup(cat.features, items), lookup(cat.genre_weights, items))[0])
 
     def expected_clicks(self, slates: torch.Tensor) -> torch.Tensor:
         """Exact expected clicks under the cascade: :math:`\\sum_k P(e_k) p_k`."""
@@ -294,36 +294,45 @@ class StatisticalUsers(UserSimulator):
         c, cat = self.config, self.catalog
         B, K = slates.shape
         key, t = self.key, self.counter
+        feats, weights = lookup(cat.features, slates), lookup(cat.genre_weights, slates)
 
-        v, item_satiation, distance = self._utility(slates)
-        p_click = torch.sigmoid(v)
-        click_draw = rng.uniform(key, t, S_CLICK, K) < p_click
-        go_on = rng.uniform(key, t, S_CONTINUE, K) < self.patience[:, None] * torch.where(
-            click_draw, c.continue_after_click, 1.0)
-        examined = torch.cumprod(torch.cat([torch.ones_like(go_on[:, :1]), go_on[:, :-1]], 1).to(torch.uint8), 1).bool()
+        # All of this step's draws in one hash pass: 4 per position, 3 per user.
+        u = rng.uniform(key, t, S_STEP, 4 * K + 3)
+        u_click, u_continue, u_watch, u_like = u[:, : 4 * K].view(B, 4, K).unbind(1)
+        u_voice, u_leave, u_return = u[:, 4 * K:].unbind(1)
+
+        v, item_satiation, distance = self._utility(slates, feats, weights)
+        click_draw = u_click < torch.sigmoid(v)
+        go_on = u_continue < self.patience[:, None] * torch.where(click_draw, c.continue_after_click, 1.0)
+        go_on[:, -1] = True  # shifted out below: examination of k+1 depends on positions <= k
+        examined = torch.cumprod(go_on.roll(1, 1).to(torch.uint8), 1).bool()
         clicked = click_draw & examined
         clicked_f = clicked.float()
-        watch = torch.sigmoid(v + 1.0 + 0.8 * rng.normal(key, t, S_WATCH, K)) * clicked_f
-        liked = clicked & (rng.uniform(key, t, S_LIKE, K) < torch.sigmoid(2.0 * v - 1.0))
-        rating = torch.round(3.0 + 0.9 * v + 0.6 * rng.normal(key, t, S_RATING, K)).clamp(1, 5)
-        rating = (rating * clicked_f).to(torch.int8)
+        # One logistic noise (logit of a uniform) drives both watch and rating: a user who
+        # watched more of an item than its utility predicts also rates it higher.
+        noise = torch.logit(u_watch)
+        watch = torch.sigmoid(v + 1.0 + 0.45 * noise) * clicked_f
+        liked = clicked & (u_like < torch.sigmoid(2.0 * v - 1.0))
+        rating = (torch.round(3.0 + 0.9 * v + 0.33 * noise).clamp_(1, 5) * clicked_f).to(torch.int8)
 
-        compliance = self._compliance(slates, distance)
         in_force = self.instruction.active.clone()
+        compliance = torch.zeros(B, device=self.device)
         quality = (clicked_f * (0.3 + 0.7 * watch)).sum(1)
-        quality = quality + torch.where(in_force, c.compliance_weight * (compliance - 0.5), 0.0)
+        if bool(in_force.any()):
+            rows = in_force.nonzero().flatten()
+            compliance[rows] = self._compliance(rows, slates[rows], distance[rows])
+            quality[rows] += c.compliance_weight * (compliance[rows] - 0.5)
         self.satisfaction = (1 - c.mindset_rate) * self.satisfaction + c.mindset_rate * quality.clamp(0, 1)
 
         examined_f = examined.float()
         boredom = (examined_f * item_satiation).sum(1) / examined_f.sum(1)
-        exposure = (examined_f * (0.2 + 0.8 * clicked_f * watch))[:, :, None] * cat.genre_weights[slates]
+        exposure = torch.bmm((examined_f * (0.2 + 0.8 * clicked_f * watch))[:, None, :], weights)[:, 0]
         self.satiation = (1 - c.satiation_decay) * self.satiation + c.satiation_rate * (
-            1 - self.satiation) * exposure.sum(1).clamp(max=1.0)
-        consumed = ((clicked_f * watch)[:, :, None] * cat.features[slates]).sum(1)
+            1 - self.satiation) * exposure.clamp(max=1.0)
+        consumed = torch.bmm((clicked_f * watch)[:, None, :], feats)[:, 0]
         self.interest = torch.nn.functional.normalize(self.interest + c.interest_drift * consumed, dim=1)
-        any_click = clicked.any(1, keepdim=True)
         familiar = (1 - c.familiarity_rate) * self.familiar + c.familiarity_rate * torch.nn.functional.normalize(consumed, dim=1)
-        self.familiar = torch.where(any_click, torch.nn.functional.normalize(familiar, dim=1), self.familiar)
+        self.familiar = torch.where(clicked.any(1, keepdim=True), torch.nn.functional.normalize(familiar, dim=1), self.familiar)
         self._remember_clicks(slates, clicked)
 
         self.session_step += 1
@@ -333,18 +342,17 @@ class StatisticalUsers(UserSimulator):
         )
         self.instruction_steps_left -= in_force.long()
         self.instruction.active &= self.instruction_steps_left > 0
-        speaks = (hazard > c.instruction_threshold) & ~self.instruction.active & (
-            rng.uniform(key, t, S_VOICE, 1)[:, 0] < c.voice_probability)
+        speaks = (hazard > c.instruction_threshold) & ~self.instruction.active & (u_voice < c.voice_probability)
         voiced = self._voice(speaks)
-        leaves = ~speaks & (rng.uniform(key, t, S_LEAVE, 1)[:, 0] < hazard)
-        returned, gap = self._leave(leaves)
+        leaves = ~speaks & (u_leave < hazard)
+        returned, gap = self._leave(leaves, u_return)
 
         self.counter += 1
         return Response(
             examined=examined, clicked=clicked, watch_fraction=watch, liked=liked, rating=rating,
             satisfaction=self.satisfaction.clone(), leave_hazard=hazard, left_session=leaves,
             returned=returned, return_gap=gap, churned=leaves & ~returned,
-            instruction_in_force=in_force, compliance=torch.where(in_force, compliance, 0.0),
+            instruction_in_force=in_force, compliance=compliance,
             instruction=voiced, instruction_text=self._render(voiced),
         )
 
@@ -356,9 +364,9 @@ class StatisticalUsers(UserSimulator):
         keep = torch.argsort((merged < 0).to(torch.uint8), dim=1, stable=True)[:, :HISTORY]
         self.recent_clicks = merged.gather(1, keep)
 
-    def _compliance(self, slates: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:
-        """How well each slate follows the instruction in force (``[B]``, 0 where none)."""
-        ins, genres = self.instruction, self.catalog.genres[slates]      # [B, K, G]
+    def _compliance(self, rows: torch.Tensor, slates: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:
+        """How well the slates of users ``rows`` follow their instruction in force."""
+        ins, genres = self.instruction.select(rows), lookup(self.catalog.genres, slates)  # [R, K, G]
         has_less, has_more = ins.less.any(1), ins.more.any(1)
         in_less = (genres & ins.less[:, None, :]).any(-1).float().mean(1)
         in_more = (genres & ins.more[:, None, :]).any(-1).float().mean(1)
@@ -378,18 +386,18 @@ class StatisticalUsers(UserSimulator):
         voiced = Instruction.none(B, G, self.device)
         if not bool(speaks.any()):
             return voiced
-        top_sat, top_genre = self.satiation.max(1)
+        rows = speaks.nonzero().flatten()
+        satiation = self.satiation[rows]
+        top_sat, top_genre = satiation.max(1)
         less = torch.nn.functional.one_hot(top_genre, G).bool() & (top_sat > c.instruction_satiation)[:, None]
-        appeal = self.interest @ self._genre_centroids.T - 1.5 * self.satiation
+        appeal = self.interest[rows] @ self._genre_centroids.T - 1.5 * satiation
         more = torch.nn.functional.one_hot(appeal.masked_fill(less, -torch.inf).argmax(1), G).bool()
-        novelty = torch.where(self.novelty_seeking > 0.4, 1, torch.where(self.novelty_seeking < -0.4, -1, 0))
-        voiced = Instruction(speaks, more & speaks[:, None], less & speaks[:, None],
-                             (novelty * speaks).to(torch.int8))
-        self.instruction.active |= speaks
-        self.instruction.more = torch.where(speaks[:, None], voiced.more, self.instruction.more)
-        self.instruction.less = torch.where(speaks[:, None], voiced.less, self.instruction.less)
-        self.instruction.novelty = torch.where(speaks, voiced.novelty, self.instruction.novelty)
-        self.instruction_steps_left = torch.where(speaks, c.instruction_steps, self.instruction_steps_left)
+        seeking = self.novelty_seeking[rows]
+        novelty = torch.where(seeking > 0.4, 1, torch.where(seeking < -0.4, -1, 0)).to(torch.int8)
+        voiced.active[rows], voiced.more[rows], voiced.less[rows], voiced.novelty[rows] = True, more, less, novelty
+        ins = self.instruction
+        ins.active[rows], ins.more[rows], ins.less[rows], ins.novelty[rows] = True, more, less, novelty
+        self.instruction_steps_left[rows] = c.instruction_steps
         return voiced
 
     def _render(self, voiced: Instruction) -> list[str | None]:
@@ -397,22 +405,28 @@ class StatisticalUsers(UserSimulator):
         speakers = voiced.active.nonzero().flatten()
         if len(speakers) == 0:
             return text
-        names = self.catalog.genre_names
+        # _voice puts at most one genre in each of more and less: read them as indices.
+        ins = voiced.select(speakers)
+        more = torch.where(ins.more.any(1), ins.more.int().argmax(1), -1).tolist()
+        less = torch.where(ins.less.any(1), ins.less.int().argmax(1), -1).tolist()
         variants = rng.bits(self.key[speakers], self.counter[speakers], S_PHRASE, 1)[:, 0].tolist()
-        for b, variant in zip(speakers.tolist(), variants):
-            spec = voiced.to_dict(b, names)
-            text[b] = render_instruction(spec["more"], spec["less"], spec["novelty"], variant)
+        names = self.catalog.genre_names
+        for b, m, l, n, variant in zip(speakers.tolist(), more, less, ins.novelty.tolist(), variants):
+            text[b] = render_instruction([names[m]] if m >= 0 else [], [names[l]] if l >= 0 else [], n, variant)
         return text
 
-    def _leave(self, leaves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _leave(self, leaves: torch.Tensor, u_return: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Decide who returns and after how long; start the next session of those who do."""
-        c, key, t = self.config, self.key, self.counter
+        c = self.config
+        gap = torch.where(leaves, torch.inf, 0.0)
+        if not bool(leaves.any()):
+            return torch.zeros_like(leaves), gap
         p_return = torch.sigmoid(c.return_base + c.return_mindset * (self.satisfaction - 0.5)
                                  + torch.log(self.activity))
-        returned = leaves & (rng.uniform(key, t, S_RETURN, 1)[:, 0] < p_return)
+        returned = leaves & (u_return < p_return)
         mean_gap = c.gap_days / (self.activity * (0.5 + self.satisfaction))
-        gap = -mean_gap * torch.log(rng.uniform(key, t, S_GAP, 1)[:, 0])
-        gap = torch.where(returned, gap, torch.where(leaves, torch.inf, 0.0))
+        u_gap = rng.uniform(self.key, self.counter, S_GAP, 1)[:, 0]
+        gap = torch.where(returned, -mean_gap * torch.log(u_gap), gap)
         self.churned |= leaves & ~returned
         if bool(returned.any()):
             slots = returned.nonzero().flatten()

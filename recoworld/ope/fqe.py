@@ -123,15 +123,14 @@ class FittedQEvaluation(BaseEstimator):
         return _Steps(feedback.features, feedback.action, feedback.reward, feedback.mask, dist)
 
     def _network(self, n_features: int, n_actions: int) -> torch.nn.Module:
-        layers, width = [], n_features
-        for hidden in self.hidden_sizes:
-            layers += [torch.nn.Linear(width, hidden), torch.nn.ReLU()]
-            width = hidden
-        layers.append(torch.nn.Linear(width, n_actions))
+        widths = [n_features, *self.hidden_sizes]
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the global RNG
             torch.manual_seed(self.seed)
-            network = torch.nn.Sequential(*layers)
-        return network.to(self.device)
+            layers = []
+            for width, hidden in zip(widths[:-1], widths[1:]):
+                layers += [torch.nn.Linear(width, hidden), torch.nn.ReLU()]
+            layers.append(torch.nn.Linear(widths[-1], n_actions))
+        return torch.nn.Sequential(*layers).to(self.device)
 
     def _fit(self, steps: _Steps, trajectories: np.ndarray) -> torch.nn.Module:
         n, horizon, n_features = steps.features.shape

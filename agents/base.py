@@ -1,0 +1,106 @@
+"""The contract every recommender agent fulfils.
+
+An agent serves a batch of ``B`` requests at once. Plugging in your own agent means
+subclassing :class:`Recommender` and implementing :meth:`Recommender.act`; online
+learners also implement :meth:`Recommender.update`, and stochastic agents
+:meth:`Recommender.propensities` so that their logs can be used for off-policy evaluation.
+
+Observations are the batched numpy dicts of ``RecoWorld/Slate-v0``'s vector env (see its
+manual): ``candidate_ids [B, C]``, ``candidate_features [B, C, D]``, ``history_items``,
+``history_feedback``, ``instruction``, ``session``. Actions are candidate indices
+``[B, K]``: position ``k`` of user ``b``'s slate shows candidate ``action[b, k]``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+Observation = dict[str, np.ndarray]
+
+
+@dataclass
+class Feedback:
+    """What an online learner sees after one batched step.
+
+    Attributes:
+        obs: the observation the actions were chosen on.
+        action: ``[B, K]`` candidate indices that were shown.
+        slate: ``[B, K]`` the catalog ids shown.
+        clicked, watch_fraction, liked: ``[B, K]`` per-position feedback.
+        reward: ``[B]`` the env's reward.
+        next_obs: the observation after the step.
+        terminated, truncated: ``[B]`` episode ends.
+        valid: ``[B]`` False for rows that carry no real interaction (a vector env's
+            autoreset step); learners must skip them.
+        info: the env's info dict (instruction text, compliance, ...).
+    """
+
+    obs: Observation
+    action: np.ndarray
+    slate: np.ndarray
+    clicked: np.ndarray
+    watch_fraction: np.ndarray
+    liked: np.ndarray
+    reward: np.ndarray
+    next_obs: Observation
+    terminated: np.ndarray
+    truncated: np.ndarray
+    valid: np.ndarray
+    info: dict
+
+
+class Recommender(ABC):
+    """A slate recommender for a batch of users.
+
+    Attributes:
+        name: label used in metrics and plots.
+        learns: True for agents whose :meth:`update` changes their behaviour.
+    """
+
+    name: str = "recommender"
+    learns: bool = False
+
+    def setup(self, env, seed: int | None = None) -> None:
+        """Called once before a run with the (vector) env, whose ``catalog``,
+        ``slate_size`` and ``num_candidates`` describe the world, and a seed for the
+        agent's own randomness. Agents must not read simulator state from ``env``; the
+        only exception is the documented privileged channel used by
+        :class:`~recoworld.agents.baselines.Oracle`."""
+        env = env.unwrapped
+        self.catalog = env.catalog
+        self.slate_size = env.slate_size
+        self.num_candidates = env.num_candidates
+        self.rng = np.random.default_rng(seed)
+
+    @abstractmethod
+    def act(self, obs: Observation) -> np.ndarray:
+        """Candidate indices ``[B, K]``, distinct within each row."""
+
+    def update(self, feedback: Feedback) -> None:
+        """Learn from one step's feedback. Non-learning agents ignore it."""
+
+    def propensities(self, obs: Observation, action: np.ndarray) -> dict[str, np.ndarray] | None:
+        """Probabilities with which :meth:`act` would choose ``action`` given ``obs``.
+
+        Returns ``None`` when unknown, else a dict with ``"slate"`` ``[B]`` (the whole
+        ranked slate), and optionally ``"position"`` ``[B, K]`` (candidate at position k)
+        and ``"cascade"`` ``[B, K]`` (positions 0..k as shown). Deterministic agents
+        return ones.
+        """
+        return None
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` highest scores per row, best first (``[B, k]``)."""
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, part, 1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, 1)
+
+
+def deterministic(action: np.ndarray) -> dict[str, np.ndarray]:
+    """Propensities of an agent that always chooses what it chose."""
+    ones = np.ones(action.shape, dtype=np.float64)
+    return {"slate": ones[:, 0].copy(), "position": ones, "cascade": ones.copy()}
