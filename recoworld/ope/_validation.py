@@ -63,9 +63,15 @@ def float_array(value, name: str, shape: tuple, dims: str, fix: str,
 
 
 def int_array(value, name: str, shape: tuple, dims: str, what: str, low: int = 0,
-              high: int | None = None, source: str = "") -> np.ndarray:
-    """An int64 array of ``shape`` with values in ``[low, high)``; ``source`` sets ``high``."""
+              high: int | None = None, source: str = "", valid: np.ndarray | None = None) -> np.ndarray:
+    """An int64 array of ``shape`` with values in ``[low, high)``; ``source`` sets ``high``.
+
+    Where ``valid`` is False (padding) the values are not checked and are replaced by ``low``.
+    """
     array = to_numpy(value, name)
+    if valid is not None:
+        check_shape(array, name, shape, dims)
+        array = np.where(valid, array, low)
     if np.issubdtype(array.dtype, np.floating):
         fractional = array != np.round(array)
         if fractional.any():

@@ -28,7 +28,7 @@ import numpy as np
 
 from recoworld.ope._validation import check_scalar
 
-#: Elements gathered per bootstrap chunk: bounds the scratch memory at about 64 MB.
+#: Replicates x rounds drawn per bootstrap chunk: bounds the scratch memory at about 200 MB.
 _BOOTSTRAP_CHUNK_ELEMENTS = 1 << 23
 
 
@@ -85,14 +85,16 @@ class BaseEstimator(ABC):
         check_scalar(seed, "seed", 0)
         terms = self._round_terms(*args, **kwargs)
         n_rounds, n_terms = terms.shape
-        by_term = np.ascontiguousarray(terms.T)
         rng = np.random.default_rng(int(seed))
-        chunk = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // (n_rounds * n_terms))
+        chunk = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // n_rounds)
         sums = np.empty((int(n_bootstrap), n_terms))
         for start in range(0, int(n_bootstrap), chunk):
             stop = min(start + chunk, int(n_bootstrap))
             rows = rng.integers(0, n_rounds, size=(stop - start, n_rounds))
-            sums[start:stop] = np.take(by_term, rows, axis=1).sum(axis=2).T
+            # how often each round is drawn, per replicate: one matrix product sums them all
+            rows += np.arange(stop - start)[:, None] * n_rounds
+            counts = np.bincount(rows.ravel(), minlength=(stop - start) * n_rounds)
+            sums[start:stop] = counts.reshape(stop - start, n_rounds).astype(np.float64) @ terms
         with np.errstate(invalid="ignore", divide="ignore"):
             replicates = self._combine(sums, n_rounds)
         replicates = replicates[np.isfinite(replicates)]

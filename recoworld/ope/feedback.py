@@ -16,7 +16,7 @@ from recoworld.ope import _validation as v
 _REWARD_FIX = "drop or impute rounds with missing rewards before estimating"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class BanditFeedback:
     """``n`` logged rounds, one action each (optionally shown at a position of a list).
 
@@ -55,7 +55,7 @@ class BanditFeedback:
         return self.position if self.position is not None else np.zeros(self.n_rounds, dtype=np.int64)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SlateFeedback:
     """``n`` logged slates of length ``K`` and the reward observed at each position.
 
@@ -130,7 +130,7 @@ def check_whole_slate(pscore: np.ndarray, cascade: np.ndarray, name: str, cascad
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SessionFeedback:
     """``n`` logged trajectories (sessions) of at most ``T`` steps, padded at the end.
 
@@ -164,12 +164,7 @@ class SessionFeedback:
         _set(self, "reward", v.float_array(reward, "reward", shape, dims, fix=_REWARD_FIX, valid=mask))
         _set(self, "pscore", v.propensity(self.pscore, "pscore", shape, dims, valid=mask))
         if self.action is not None:
-            action = v.int_array(self.action, "action", shape, dims, what="action ids", low=-(2**62))
-            action = np.where(mask, action, 0)
-            if action.min() < 0:
-                i, t = np.unravel_index(int(np.argmax(action < 0)), shape)
-                raise ValueError(f"action[{i}, {t}] = {action[i, t]}, but action ids start at 0")
-            _set(self, "action", action)
+            _set(self, "action", v.int_array(self.action, "action", shape, dims, what="action ids", valid=mask))
         if self.features is not None:
             features = v.to_numpy(self.features, "features")
             if features.ndim != 3 or features.shape[:2] != shape:
