@@ -186,7 +186,8 @@ class SlateWorld:
                     raise ValueError(f"action has shape {np.shape(actions)}; expected ({K},) candidate indices")
                 actions = np.asarray(actions)[None, :]
             positions = check_slates(actions, C, n_rows=B, slate_size=K, name="action",
-                                     choice="candidate index", universe=f"there are {C} candidates",
+                                     choice="candidate index", plural="candidate indices",
+                                     universe=f"there are {C} candidates",
                                      single=single).to(self.device)
         return self.candidates.gather(1, positions)
 

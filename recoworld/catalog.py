@@ -135,17 +135,6 @@ class Catalog:
             name=self.name, extra=self.extra,
         )
 
-    def check_item_ids(self, item_ids: torch.Tensor, what: str = "item ids") -> None:
-        """Raise ``ValueError`` naming the first id outside ``0..n_items-1``."""
-        bad = (item_ids < 0) | (item_ids >= self.n_items)
-        if bool(bad.any()):
-            where = tuple(int(i) for i in bad.nonzero()[0])
-            value = int(item_ids[where])
-            raise ValueError(
-                f"{what}{list(where)} is item {value}, but the catalog has {self.n_items} items "
-                f"(ids 0..{self.n_items - 1})"
-            )
-
     def to_dataframe(self) -> pd.DataFrame:
         """One row per item: id, title, genres ('|'-joined), popularity, quality, features."""
         genres = self.genres.cpu().numpy()

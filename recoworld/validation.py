@@ -16,6 +16,7 @@ def check_slates(
     choice: str = "item",
     universe: str | None = None,
     single: bool = False,
+    plural: str | None = None,
 ) -> torch.Tensor:
     """Validate a batch of slates and return it as an int64 tensor ``[B, K]``.
 
@@ -27,6 +28,7 @@ def check_slates(
         name: how the batch is called in messages (``slate``, ``action``).
         choice: what one entry is (``item``, ``candidate index``).
         universe: what the valid range is, e.g. ``"the catalog has 1682 items"``.
+        plural: the plural of ``choice`` (default: ``choice + "s"``).
         single: the batch is one slate ``[1, K]`` of a single-user env: messages name
             entries ``action[k]`` instead of ``action[0][k]``.
 
@@ -34,7 +36,8 @@ def check_slates(
         ValueError: naming the first bad entry — wrong shape, non-integer dtype, NaN,
             out-of-range value, or a repeated entry within a row.
     """
-    universe = universe or f"there are {n_choices} {choice}s"
+    plural = plural or f"{choice}s"
+    universe = universe or f"there are {n_choices} {plural}"
 
     def at(row: int, col: int | None = None) -> str:
         index = ([] if single else [row]) + ([] if col is None else [col])
@@ -79,6 +82,6 @@ def check_slates(
             positions = (slates[row] == value).nonzero().flatten().tolist()
             raise ValueError(
                 f"{at(row)} repeats {choice} {value} at positions {positions}; "
-                f"a {name} must list {slates.shape[1]} distinct {choice}s"
+                f"each {name} must list {slates.shape[1]} distinct {plural}"
             )
     return slates

@@ -1,0 +1,52 @@
+"""The wheel installs simulators/, agents/, envs/ and conf/ inside the recoworld namespace."""
+
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    if shutil.which("git") is None:
+        pytest.skip("git is needed to copy the tracked sources")
+    out = tmp_path_factory.mktemp("dist")
+    # Build from a copy of the tracked files so build/ and egg-info never touch the checkout.
+    src = out / "src"
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
+                           capture_output=True, text=True).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, src / name)
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), str(src)],
+                   check=True, capture_output=True, text=True)
+    return next(out.glob("recoworld-*.whl"))
+
+
+def test_wheel_maps_the_top_level_folders_into_recoworld(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    for package in ("simulators", "agents", "envs", "conf"):
+        assert f"recoworld/{package}/__init__.py" in names
+        assert not any(n.startswith(f"{package}/") for n in names), f"{package} installed top-level"
+    shipped = {n for n in names if n.startswith("recoworld/conf/") and n.endswith(".yaml")}
+    expected = {f"recoworld/conf/{p.relative_to(ROOT / 'conf').as_posix()}" for p in (ROOT / "conf").rglob("*.yaml")}
+    assert shipped == expected
+
+
+def test_installed_wheel_imports_all_four_subpackages(wheel, tmp_path):
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, text=True)
+    code = ("import recoworld, recoworld.simulators, recoworld.agents, recoworld.envs, recoworld.conf;"
+            "import gymnasium as gym; env = gym.make('RecoWorld/Slate-v0'); env.reset(seed=0);"
+            "print(recoworld.__file__)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                            env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith(str(target))
