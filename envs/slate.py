@@ -38,7 +38,8 @@ MANUAL = """
     ``Dict`` of what a real recommender could see:
 
     - ``candidate_ids`` ``(C,)`` int64: catalog ids of the candidates.
-    - ``candidate_features`` ``(C, D)`` float32: the candidates' catalog features.
+    - ``candidate_features`` ``(C, D)`` float32: the candidates' catalog features (left out
+      with ``candidate_features=False``, for agents that look features up in the catalog).
     - ``history_items`` ``(H,)`` int64: the user's last clicked items, newest first, ``-1`` padded.
     - ``history_feedback`` ``(H, 2)`` float32: watch fraction and like of those clicks.
     - ``instruction`` ``(2G + 1,)`` float32: the latest reflective instruction, +1 for
@@ -72,7 +73,8 @@ MANUAL = """
       (it brings its own catalog); its ``n_users`` is set by the env.
     - ``simulator_config``: ``StatisticalUserConfig`` or mapping for the default simulator.
     - ``slate_size`` (10), ``num_candidates`` (50), ``history_length`` (10), ``max_steps`` (100).
-    - ``reward`` (``"clicks"``), ``action_format`` (``"slate"``), ``device`` (``"cpu"``).
+    - ``reward`` (``"clicks"``), ``action_format`` (``"slate"``), ``candidate_features``
+      (``True``), ``device`` (``"cpu"``).
 
     ## Privileged channel
 

@@ -27,7 +27,7 @@ from recoworld.validation import check_slates
 from recoworld.envs.rewards import RewardWeights
 from recoworld.envs.spaces import SlateSpace
 
-S_CANDIDATE_START, S_CANDIDATE_STRIDE, S_ENV_KEY = 101, 102, 103
+S_CANDIDATES, S_ENV_KEY = 101, 103
 ACTION_FORMATS = ("slate", "scores")
 
 
@@ -49,6 +49,7 @@ class SlateWorld:
         max_steps: int = 100,
         reward: str | Mapping | RewardWeights = "clicks",
         action_format: str = "slate",
+        candidate_features: bool = True,
         device: str = "cpu",
     ):
         if simulator is not None and catalog is not None and simulator.catalog is not catalog:
@@ -75,6 +76,7 @@ class SlateWorld:
         self.history_length, self.max_steps = history_length, max_steps
         self.reward_weights = RewardWeights.parse(reward)
         self.action_format = action_format
+        self.observe_features = candidate_features
         self._strides = _coprime_strides(n_items).to(self.device)
         self.base_seed = np.zeros(n_users, dtype=np.int64)
         self.episode = np.zeros(n_users, dtype=np.int64)
@@ -95,14 +97,17 @@ class SlateWorld:
     def single_observation_space(self) -> spaces.Dict:
         N, D, G = self.catalog.n_items, self.catalog.feature_dim, self.catalog.n_genres
         H, C = self.history_length, self.num_candidates
-        return spaces.Dict({
+        space = {
             "candidate_ids": spaces.Box(0, N - 1, (C,), np.int64),
             "candidate_features": spaces.Box(-np.inf, np.inf, (C, D), np.float32),
             "history_items": spaces.Box(-1, N - 1, (H,), np.int64),
             "history_feedback": spaces.Box(0.0, 1.0, (H, 2), np.float32),
             "instruction": spaces.Box(-1.0, 1.0, (2 * G + 1,), np.float32),
             "session": spaces.Box(0.0, np.inf, (3,), np.float32),
-        })
+        }
+        if not self.observe_features:
+            del space["candidate_features"]
+        return spaces.Dict(space)
 
     def action_space(self, batch: int | None = None) -> spaces.Space:
         """One action (``batch=None``) or a batch of ``batch`` actions."""
@@ -157,8 +162,9 @@ class SlateWorld:
         key = self._key if index is None else self._key[index]
         count = self.step_count if index is None else self.step_count[index]
         n_items = self.catalog.n_items
-        start = rng.bits(key, count, S_CANDIDATE_START, 1) % n_items
-        stride = self._strides[rng.bits(key, count, S_CANDIDATE_STRIDE, 1) % len(self._strides)]
+        draws = rng.bits(key, count, S_CANDIDATES, 2)
+        start = draws[:, :1] % n_items
+        stride = self._strides[draws[:, 1:] % len(self._strides)]
         j = torch.arange(self.num_candidates, device=self.device)
         candidates = (start + j[None, :] * stride) % n_items
         if index is None:
@@ -234,12 +240,13 @@ class SlateWorld:
         session = torch.stack([self.session_index, self.session_step, self.instruction_age], 1)
         obs = {
             "candidate_ids": self.candidates,
-            "candidate_features": lookup(self.catalog.features, self.candidates),
             "history_items": self.history_items,
             "history_feedback": self.history_feedback,
             "instruction": instruction,
             "session": session,
         }
+        if self.observe_features:
+            obs["candidate_features"] = lookup(self.catalog.features, self.candidates)
         # Copies, because the state tensors are updated in place by later steps and resets;
         # the candidate features are gathered afresh and need none.
         return {k: v.cpu().numpy() if k == "candidate_features" else v.cpu().numpy().copy() for k, v in obs.items()}

@@ -71,11 +71,21 @@ def derive(seeds: torch.Tensor, salt: torch.Tensor | int) -> torch.Tensor:
     return ((hi & 0x3FFFFFFF) << 32) | lo
 
 
+_OFFSETS: dict[tuple[int, int, torch.device], torch.Tensor] = {}
+
+
+def _offsets(stream: int, n: int, device: torch.device) -> torch.Tensor:
+    # Cached: the same few (stream, n) pairs are hashed at every step.
+    key = (stream, n, device)
+    if key not in _OFFSETS:
+        _OFFSETS[key] = mix32((torch.arange(n, device=device, dtype=torch.int64) + mix_int(stream)) & MASK32)
+    return _OFFSETS[key]
+
+
 def bits(keys: torch.Tensor, counters: torch.Tensor, stream: int, n: int) -> torch.Tensor:
     """``[B, n]`` 32-bit hashes for each user's (key, counter) on a named ``stream``."""
-    base = mix32((keys ^ mix32((counters * _GOLDEN) & MASK32)) & MASK32)
-    offsets = mix32((torch.arange(n, device=keys.device, dtype=torch.int64) + mix_int(stream)) & MASK32)
-    return mix32(base[:, None] ^ offsets[None, :])
+    base = mix32(keys ^ mix32((counters * _GOLDEN) & MASK32))
+    return mix32(base[:, None] ^ _offsets(stream, n, keys.device)[None, :])
 
 
 def uniform(keys: torch.Tensor, counters: torch.Tensor, stream: int, n: int) -> torch.Tensor:
@@ -85,5 +95,9 @@ def uniform(keys: torch.Tensor, counters: torch.Tensor, stream: int, n: int) -> 
 
 def normal(keys: torch.Tensor, counters: torch.Tensor, stream: int, n: int) -> torch.Tensor:
     """``[B, n]`` float32 standard normals (inverse-CDF of :func:`uniform`)."""
-    u = uniform(keys, counters, stream, n)
+    return to_normal(uniform(keys, counters, stream, n))
+
+
+def to_normal(u: torch.Tensor) -> torch.Tensor:
+    """Standard normals from uniforms in ``(0, 1)`` by the inverse CDF."""
     return math.sqrt(2.0) * torch.erfinv(2.0 * u - 1.0)

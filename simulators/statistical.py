@@ -79,7 +79,7 @@ from recoworld.simulators.base import UserSimulator
 from recoworld.simulators.instructions import render_instruction
 
 # Named random streams: each kind of draw has its own, so adding one never shifts another.
-S_ANCHOR, S_INTEREST, S_TRAITS, S_SESSION = 1, 2, 3, 4
+S_USER, S_SESSION = 1, 2
 S_STEP, S_GAP, S_PHRASE = 10, 11, 12
 
 HISTORY = 10  # last clicks remembered for the repeat penalty
@@ -211,15 +211,15 @@ class StatisticalUsers(UserSimulator):
 
     def _start(self, slots: torch.Tensor, seeds: torch.Tensor) -> None:
         """Draw new users into ``slots`` from their seeds."""
-        c, n = self.config, len(slots)
+        c, n, D = self.config, len(slots), self.catalog.feature_dim
         key = rng.user_keys(seeds, self.device)
-        zero = torch.zeros(n, dtype=torch.int64, device=self.device)
-        anchors = torch.searchsorted(self._cum_popularity, rng.uniform(key, zero, S_ANCHOR, 2).double())
-        anchors = anchors.clamp_max(self.catalog.n_items - 1)
-        noise = rng.normal(key, zero, S_INTEREST, self.catalog.feature_dim)
-        interest = self.catalog.features[anchors].sum(1) + c.interest_noise * noise
+        # One hash pass for all of a new user's draws: 2 anchor items, D interest noises, 4 traits.
+        u = rng.uniform(key, torch.zeros(n, dtype=torch.int64, device=self.device), S_USER, 2 + D + 4)
+        z = rng.to_normal(u[:, 2:])
+        anchors = torch.searchsorted(self._cum_popularity, u[:, :2].double()).clamp_max(self.catalog.n_items - 1)
+        interest = lookup(self.catalog.features, anchors).sum(1) + c.interest_noise * z[:, :D]
         interest = torch.nn.functional.normalize(interest, dim=1)
-        z = rng.normal(key, zero, S_TRAITS, 4)
+        z = z[:, D:]
         self.key[slots] = key
         self.counter[slots] = 0
         self.interest[slots] = interest

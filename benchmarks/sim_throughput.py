@@ -1,0 +1,88 @@
+"""Throughput and peak memory of the vector env ``RecoWorld/Slate-v0``.
+
+Prints user-steps per second for B = 1, 64, 1024, 16384 users with slates of K = 10, on a
+MovieLens-sized catalog (1,682 items) and on a 100,000-item catalog, and the peak resident
+memory of each configuration (measured in a fresh subprocess, so that each figure is that
+configuration's own). Agents' time is excluded: the actions are fixed.
+
+Usage::
+
+    python benchmarks/sim_throughput.py            # full table
+    python benchmarks/sim_throughput.py --quick    # B up to 1024, fewer steps
+    python benchmarks/sim_throughput.py --no-candidate-features   # lean observations
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+USERS = (1, 64, 1024, 16384)
+CATALOGS = (1682, 100_000)
+
+
+def measure(n_items: int, n_users: int, steps: int, candidate_features: bool, threads: int | None) -> dict:
+    import resource
+    import time
+
+    import gymnasium as gym
+    import numpy as np
+    import torch
+
+    import recoworld
+
+    if threads:
+        torch.set_num_threads(threads)
+    catalog = recoworld.Catalog.synthetic(n_items, seed=0)
+    env = gym.make_vec("RecoWorld/Slate-v0", num_envs=n_users, vectorization_mode="vector_entry_point",
+                       catalog=catalog, slate_size=10, candidate_features=candidate_features)
+    env.reset(seed=0)
+    actions = np.tile(np.arange(10), (n_users, 1))
+    for _ in range(3):  # warm-up: allocator and first-call costs
+        env.step(actions)
+    start = time.perf_counter()
+    for _ in range(steps):
+        env.step(actions)
+    elapsed = time.perf_counter() - start
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"items": n_items, "users": n_users, "user_steps_per_s": n_users * steps / elapsed,
+            "ms_per_step": 1000 * elapsed / steps, "peak_rss_mib": peak_kib / 1024}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="B up to 1024 and fewer steps")
+    parser.add_argument("--no-candidate-features", action="store_true",
+                        help="leave candidate features out of observations (agents look them up)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        n_items, n_users, steps = (int(x) for x in args.child.split(","))
+        print(json.dumps(measure(n_items, n_users, steps, not args.no_candidate_features, args.threads)))
+        return
+
+    from rich.console import Console
+    from rich.table import Table
+
+    users = USERS[:-1] if args.quick else USERS
+    table = Table(title="RecoWorld/Slate-v0 vector env, K = 10, 50 candidates"
+                  + (" (no candidate features)" if args.no_candidate_features else ""))
+    for column in ("catalog items", "users B", "user-steps/s", "ms/step", "peak RSS MiB"):
+        table.add_column(column, justify="right")
+    for n_items in CATALOGS:
+        for n_users in users:
+            steps = max(5, min(2000, 200_000 // n_users)) // (4 if args.quick else 1)
+            command = [sys.executable, __file__, "--child", f"{n_items},{n_users},{steps}"]
+            command += ["--no-candidate-features"] if args.no_candidate_features else []
+            command += ["--threads", str(args.threads)] if args.threads else []
+            row = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+            table.add_row(f"{n_items:,}", f"{n_users:,}", f"{row['user_steps_per_s']:,.0f}",
+                          f"{row['ms_per_step']:.2f}", f"{row['peak_rss_mib']:.0f}")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

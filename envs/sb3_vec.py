@@ -1,0 +1,150 @@
+"""``RecoWorld/Slate-v0``'s batched users as a Stable-Baselines3 ``VecEnv``.
+
+Stable-Baselines3 does not take a ``gymnasium.vector.VectorEnv``: given anything that is
+not its own ``VecEnv`` it wraps it in a ``DummyVecEnv``, a Python loop over single envs.
+:class:`SB3SlateVecEnv` is a third face of the same batched :class:`~recoworld.envs.world.SlateWorld`
+behind ``SlateEnv`` and ``SlateVectorEnv``, so that PPO or A2C collect ``B`` users' steps in
+one simulator call::
+
+    venv = SB3SlateVecEnv(num_envs=64, action_format="scores", reward="mix")
+    PPO("MultiInputPolicy", venv).learn(100_000)
+
+It follows SB3's conventions, which differ from Gymnasium's vector API: ``step`` returns
+``(obs, reward, done, infos)`` with ``infos`` a list of dicts; a finished user is replaced
+*in the same step* (its last observation is in ``infos[i]["terminal_observation"]`` and
+``infos[i]["TimeLimit.truncated"]`` tells a time limit from a churn). Slot ``i`` seeded with
+``s`` lives exactly the episodes of ``SlateVectorEnv``'s slot ``i`` seeded with ``s``: the
+episode seeds follow the same sequence, only the autoreset happens one step earlier.
+
+``env_seconds`` accumulates the wall time spent inside ``reset`` and ``step_wait`` (the
+simulator, the reward and the observations), so that a benchmark can split a training run
+into env time and learner time.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import numpy as np
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv
+
+from recoworld.envs.slate import SlateVectorEnv
+
+
+class SB3SlateVecEnv(VecEnv):
+    """``num_envs`` simulated users served to a Stable-Baselines3 learner (see the module docstring).
+
+    Args:
+        vector_env: a ``SlateVectorEnv`` (e.g. from ``gymnasium.make_vec``) whose batched
+            world this adapter drives from now on; do not step it directly afterwards.
+        **env_kwargs: when ``vector_env`` is omitted, the arguments of ``SlateVectorEnv``
+            (``num_envs``, ``action_format``, ``reward``, ...) to build one.
+
+    Policy-gradient learners need ``action_format="scores"``: their samples of a
+    ``MultiDiscrete`` slate would repeat candidates, which the env refuses.
+    """
+
+    def __init__(self, vector_env: SlateVectorEnv | None = None, **env_kwargs: Any):
+        if vector_env is None:
+            vector_env = SlateVectorEnv(**env_kwargs)
+        elif env_kwargs:
+            raise ValueError(f"give either a vector_env or the arguments to build one, not both ({sorted(env_kwargs)})")
+        vector_env = vector_env.unwrapped
+        if not isinstance(vector_env, SlateVectorEnv):
+            raise TypeError(f"SB3SlateVecEnv drives a SlateVectorEnv, got {type(vector_env).__name__}")
+        self.vector_env = vector_env
+        self.world = vector_env.world
+        self.render_mode = None
+        self.env_seconds = 0.0
+        self._actions: np.ndarray | None = None
+        super().__init__(vector_env.num_envs, vector_env.single_observation_space, vector_env.single_action_space)
+
+    # World facts, as on the Gymnasium faces, for agents' setup().
+    @property
+    def catalog(self):
+        return self.world.catalog
+
+    @property
+    def slate_size(self) -> int:
+        return self.world.slate_size
+
+    @property
+    def num_candidates(self) -> int:
+        return self.world.num_candidates
+
+    def reset(self) -> dict[str, np.ndarray]:
+        start = time.perf_counter()
+        seeds = None if all(s is None for s in self._seeds) else [0 if s is None else s for s in self._seeds]
+        obs, info = self.vector_env.reset(seed=seeds)
+        self.reset_infos = [{} for _ in range(self.num_envs)]
+        self._reset_seeds()
+        self._reset_options()
+        self.env_seconds += time.perf_counter() - start
+        return obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = actions
+
+    def step_wait(self):
+        if self._actions is None:
+            raise RuntimeError("call step_async(actions) before step_wait()")
+        start = time.perf_counter()
+        world = self.world
+        slates = world.slates_from_actions(self._actions)
+        self._actions = None
+        reward, terminated, truncated, _ = world.step(slates)
+        reward = reward.cpu().numpy().astype(np.float32)
+        terminated, truncated = terminated.cpu().numpy(), truncated.cpu().numpy()
+        done = terminated | truncated
+        obs = world.observe()
+        infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        finished = np.flatnonzero(done)
+        if len(finished):
+            for i in finished:
+                infos[i]["terminal_observation"] = {k: v[i].copy() for k, v in obs.items()}
+                infos[i]["TimeLimit.truncated"] = bool(truncated[i])
+            world.restart(finished)
+            fresh = world.observe()
+            for key, value in obs.items():
+                value[finished] = fresh[key][finished]
+        self.env_seconds += time.perf_counter() - start
+        return obs, reward, done, infos
+
+    def close(self) -> None:
+        self.vector_env.close()
+
+    # SB3 asks these of each sub-env; here every slot shares one world, so the answers
+    # are the vector env's, repeated per slot.
+    def get_attr(self, attr_name: str, indices=None) -> list[Any]:
+        value = getattr(self.vector_env, attr_name)
+        return [value for _ in self._get_indices(indices)]
+
+    def set_attr(self, attr_name: str, value: Any, indices=None) -> None:
+        raise AttributeError(f"SB3SlateVecEnv cannot set {attr_name!r} per user: all users share one world")
+
+    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list[Any]:
+        raise AttributeError(f"SB3SlateVecEnv has no per-user method {method_name!r}: all users share one world")
+
+    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]
+
+
+def twin_env_kwargs(env, **overrides: Any) -> dict[str, Any]:
+    """Arguments that build another env of the same world as ``env``.
+
+    The twin gets a copy of ``env``'s simulator (sharing its catalog), so that an agent can
+    train on users of the same population without touching the users it is evaluated on.
+    ``overrides`` replace any argument, e.g. ``reward="mix"`` or ``action_format="scores"``.
+    """
+    world = env.unwrapped.world
+    simulator = world.simulator
+    twin = copy.deepcopy(simulator, memo={id(simulator.catalog): simulator.catalog})
+    kwargs = dict(
+        simulator=twin, slate_size=world.slate_size, num_candidates=world.num_candidates,
+        history_length=world.history_length, max_steps=world.max_steps,
+        reward=world.reward_weights, action_format=world.action_format,
+    )
+    kwargs.update(overrides)
+    return kwargs
