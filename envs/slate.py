@@ -72,6 +72,8 @@ MANUAL = """
     - ``simulator``: a ``UserSimulator`` instance to use instead of the statistical users
       (it brings its own catalog); its ``n_users`` is set by the env.
     - ``simulator_config``: ``StatisticalUserConfig`` or mapping for the default simulator.
+    - ``population``: a ``Population`` that draws the default simulator's users
+      (default: ``SyntheticPopulation()``).
     - ``slate_size`` (10), ``num_candidates`` (50), ``history_length`` (10), ``max_steps`` (100).
     - ``reward`` (``"clicks"``), ``action_format`` (``"slate"``), ``candidate_features``
       (``True``), ``device`` (``"cpu"``).

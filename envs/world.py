@@ -21,6 +21,7 @@ from gymnasium import spaces
 from recoworld import rng
 from recoworld.catalog import Catalog, lookup
 from recoworld.simulators.base import UserSimulator
+from recoworld.simulators.population import Population
 from recoworld.simulators.statistical import StatisticalUserConfig, StatisticalUsers
 from recoworld.types import Instruction, Response
 from recoworld.validation import check_slates
@@ -43,6 +44,7 @@ class SlateWorld:
         catalog: Catalog | None = None,
         simulator: UserSimulator | None = None,
         simulator_config: StatisticalUserConfig | Mapping | None = None,
+        population: Population | None = None,
         slate_size: int = 10,
         num_candidates: int = 50,
         history_length: int = 10,
@@ -58,7 +60,7 @@ class SlateWorld:
             catalog = catalog if catalog is not None else Catalog.synthetic(1000, seed=0)
             if isinstance(simulator_config, Mapping):
                 simulator_config = StatisticalUserConfig(**simulator_config)
-            simulator = StatisticalUsers(catalog, simulator_config, device=device)
+            simulator = StatisticalUsers(catalog, simulator_config, population, device=device)
         self.simulator = simulator
         self.catalog = simulator.catalog
         self.device = simulator.device

@@ -4,7 +4,7 @@ Notation: user :math:`b`, item :math:`i` with unit features :math:`f_i`, genre w
 :math:`w_i` (its genres, summing to 1), standardised log-popularity :math:`\tilde p_i` and
 quality :math:`q_i`.
 
-**Users** (sampled at reset from the population of :class:`StatisticalUserConfig`):
+**Users** (drawn at reset from a :class:`~recoworld.simulators.population.Population`):
 interest :math:`u_b` (unit vector: two popularity-sampled anchor items plus noise),
 patience :math:`\gamma_b \in (0,1)`, novelty seeking :math:`\nu_b` (static trait; each
 session draws a propensity :math:`\nu_{bs} = \nu_b + \sigma_s\epsilon`), activity
@@ -65,7 +65,6 @@ and its step count, so results do not depend on the batch a user is simulated in
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -77,9 +76,10 @@ from recoworld.types import Instruction, Response
 from recoworld.validation import check_slates
 from recoworld.simulators.base import UserSimulator
 from recoworld.simulators.instructions import render_instruction
+from recoworld.simulators.population import Population, SyntheticPopulation
 
 # Named random streams: each kind of draw has its own, so adding one never shifts another.
-S_USER, S_SESSION = 1, 2
+S_SESSION = 2
 S_STEP, S_GAP, S_PHRASE = 10, 11, 12
 
 HISTORY = 10  # last clicks remembered for the repeat penalty
@@ -87,17 +87,12 @@ HISTORY = 10  # last clicks remembered for the repeat penalty
 
 @dataclass
 class StatisticalUserConfig:
-    """Parameters of the statistical user population (see the module docstring for the equations)."""
+    """Response and dynamics parameters of statistical users (equations in the module
+    docstring). Who the users are — their traits — comes from a
+    :class:`~recoworld.simulators.population.Population`."""
 
-    # population of traits
-    interest_noise: float = 0.5
-    patience_mean: float = 0.8
-    patience_spread: float = 0.6
-    novelty_spread: float = 0.5
+    # per-session novelty propensity around the user's static trait
     novelty_session_spread: float = 0.3
-    activity_spread: float = 0.5
-    popularity_bias_mean: float = 0.3
-    popularity_bias_spread: float = 0.3
     # utility
     interest_weight: float = 4.0
     quality_weight: float = 0.5
@@ -137,7 +132,9 @@ class StatisticalUsers(UserSimulator):
 
     Args:
         catalog: the items.
-        config: population and response parameters; defaults are used when omitted.
+        config: response and dynamics parameters; defaults are used when omitted.
+        population: where new users' traits come from (default: a
+            :class:`~recoworld.simulators.population.SyntheticPopulation`).
         device: ``"cpu"``, ``"cuda"`` or a ``torch.device``.
 
     State tensors (``[B, ...]``) are public attributes so that tests and envs can read
@@ -145,13 +142,14 @@ class StatisticalUsers(UserSimulator):
     ``session_index``, ``session_step``, ``churned``, and the instruction in force.
     """
 
-    def __init__(self, catalog: Catalog, config: StatisticalUserConfig | None = None, device="cpu"):
+    def __init__(self, catalog: Catalog, config: StatisticalUserConfig | None = None,
+                 population: Population | None = None, device="cpu"):
         self.config = config or StatisticalUserConfig()
+        self.population = population or SyntheticPopulation()
         self.device = torch.device(device)
         self.catalog = catalog.to(self.device)
         lp = self.catalog.log_popularity
         self._pop_score = (lp - lp.mean()) / lp.std().clamp_min(1e-6) if lp.numel() > 1 else lp * 0
-        self._cum_popularity = torch.cumsum(self.catalog.popularity.double(), 0)
         genres = self.catalog.genres.float()
         self._genre_centroids = torch.nn.functional.normalize(genres.T @ self.catalog.features, dim=1)
         self._static_appeal = self.config.quality_weight * self.catalog.quality - self.config.click_threshold
@@ -200,6 +198,7 @@ class StatisticalUsers(UserSimulator):
         self.novelty_seeking = torch.zeros(n, device=dev)
         self.activity = torch.ones(n, device=dev)
         self.popularity_bias = torch.zeros(n, device=dev)
+        self.source_user = torch.full((n,), -1, dtype=torch.int64, device=dev)
         self.satiation = torch.zeros(n, g, device=dev)
         self.satisfaction = torch.zeros(n, device=dev)
         self.session_index = torch.zeros(n, dtype=torch.int64, device=dev)
@@ -211,23 +210,18 @@ class StatisticalUsers(UserSimulator):
 
     def _start(self, slots: torch.Tensor, seeds: torch.Tensor) -> None:
         """Draw new users into ``slots`` from their seeds."""
-        c, n, D = self.config, len(slots), self.catalog.feature_dim
+        c = self.config
         key = rng.user_keys(seeds, self.device)
-        # One hash pass for all of a new user's draws: 2 anchor items, D interest noises, 4 traits.
-        u = rng.uniform(key, torch.zeros(n, dtype=torch.int64, device=self.device), S_USER, 2 + D + 4)
-        z = rng.to_normal(u[:, 2:])
-        anchors = torch.searchsorted(self._cum_popularity, u[:, :2].double()).clamp_max(self.catalog.n_items - 1)
-        interest = lookup(self.catalog.features, anchors).sum(1) + c.interest_noise * z[:, :D]
-        interest = torch.nn.functional.normalize(interest, dim=1)
-        z = z[:, D:]
+        traits = self.population.sample(key, self.catalog)
         self.key[slots] = key
         self.counter[slots] = 0
-        self.interest[slots] = interest
-        self.familiar[slots] = interest
-        self.patience[slots] = torch.sigmoid(_logit(c.patience_mean) + c.patience_spread * z[:, 0])
-        self.novelty_trait[slots] = c.novelty_spread * z[:, 1]
-        self.activity[slots] = torch.exp(c.activity_spread * z[:, 2])
-        self.popularity_bias[slots] = c.popularity_bias_mean + c.popularity_bias_spread * z[:, 3]
+        self.interest[slots] = traits.interest
+        self.familiar[slots] = traits.interest
+        self.patience[slots] = traits.patience
+        self.novelty_trait[slots] = traits.novelty_trait
+        self.activity[slots] = traits.activity
+        self.popularity_bias[slots] = traits.popularity_bias
+        self.source_user[slots] = traits.source_user
         self.satiation[slots] = 0.0
         self.satisfaction[slots] = c.initial_mindset
         self.session_index[slots] = 0
@@ -252,7 +246,7 @@ class StatisticalUsers(UserSimulator):
     def _utility(self, items: torch.Tensor, feats: torch.Tensor, weights: torch.Tensor):
         """Utility ``v`` ``[B, C]`` of ``items`` (features ``feats`` ``[B, C, D]`` and genre
         weights ``weights`` ``[B, C, G]``), with its satiation and distance terms."""
-        c, cat = self.config, self.catalog
+        c = self.config
         # One batched product gives affinity and familiarity: [B, C, D] x [B, D, 2].
         dots = torch.bmm(feats, torch.stack([self.interest, self.familiar], 2))
         distance = 1.0 - dots[..., 1]
@@ -444,6 +438,3 @@ class StatisticalUsers(UserSimulator):
         """The configuration as a plain dict (for run directories)."""
         return asdict(self.config)
 
-
-def _logit(p: float) -> float:
-    return math.log(p / (1 - p))
