@@ -39,6 +39,17 @@ def test_wheel_maps_the_top_level_folders_into_recoworld(wheel):
     assert shipped == expected
 
 
+def test_wheel_ships_every_source_package(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    mapping = {"recoworld": "recoworld", "simulators": "recoworld/simulators", "agents": "recoworld/agents",
+               "envs": "recoworld/envs", "conf": "recoworld/conf"}
+    for folder, installed in mapping.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            relative = init.relative_to(ROOT / folder).as_posix()
+            assert f"{installed}/{relative}" in names, f"{folder}/{relative} is missing from the wheel: " \
+                "add its package to [tool.setuptools] packages in pyproject.toml"
+
+
 def test_installed_wheel_imports_all_four_subpackages(wheel, tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)],
