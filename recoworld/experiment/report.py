@@ -1,0 +1,118 @@
+"""What a run shows a person: the summary table and the two plots of a run directory.
+
+- ``returns.png``: mean return of the completed episodes by episode index (the slot's
+  first user, second user, ...), per agent, with a 95% t-band across seeds. An index is
+  drawn only while every seed completed at least ``min_episodes`` episodes with it,
+  because the later indices of a short rollout hold only the users who churned early.
+- ``retention.png``: the share of users still active after ``n`` sessions, per agent
+  (Kaplan–Meier, :func:`recoworld.metrics.retention_curve`), drawn while at least
+  ``min_at_risk`` users ended the session before: the tail of such a curve rests on a
+  handful of users.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from rich.console import Console
+from rich.table import Table
+
+from recoworld.metrics import METRICS, episode_table, mean_interval
+
+TITLES = {
+    "return_per_episode": "return per episode",
+    "ctr": "CTR",
+    "watch_time": "watch time per session",
+    "session_length": "session length",
+    "return_rate": "return rate",
+    "compliance": "instruction compliance",
+    "coverage": "catalog coverage",
+    "diversity": "intra-slate diversity",
+    "novelty": "novelty (bits)",
+}
+
+
+def print_summary(metrics: dict, console: Console, run_dir: Path | None = None) -> None:
+    """One row per metric, one column per agent: ``mean ± half-width`` of the 95% interval."""
+    seeds = metrics["seeds"]
+    console.print(f"[bold]{metrics['world']['name']}[/]: {metrics['num_envs']} users x {metrics['steps']} steps, "
+                  f"seeds {seeds}", soft_wrap=True)
+    table = Table()
+    table.add_column("metric", style="bold")
+    agents = metrics["agents"]
+    for agent in agents:
+        table.add_column(agent, justify="right")
+    for name in METRICS:
+        table.add_row(TITLES[name], *(_cell(summary["metrics"][name]) for summary in agents.values()))
+    console.print(table)
+    if len(seeds) < 2:
+        console.print("(one seed: no confidence intervals; give experiment.seeds several seeds for them)")
+    if run_dir is not None:
+        console.print(f"run directory: {run_dir}", soft_wrap=True)
+
+
+def _cell(value: dict) -> str:
+    mean, low, high = value["mean"], value["ci_low"], value["ci_high"]
+    if mean is None:
+        return "-"
+    digits = 3 if abs(mean) < 10 else 1
+    if low is None:
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {(high - low) / 2:.{digits}f}"
+
+
+def plot_returns(log: pd.DataFrame, path: Path, min_episodes: int = 10) -> None:
+    """Mean return by episode index with a 95% t-band across seeds, per agent."""
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
+    for agent, rows in log.groupby("agent", sort=False):
+        episodes = episode_table(rows)
+        episodes = episodes[episodes["completed"]]
+        by_seed = episodes.groupby(["episode", "seed"])["return"].agg(["mean", "size"]).reset_index()
+        n_seeds = rows["seed"].nunique()
+        points = []
+        for index, group in by_seed.groupby("episode"):
+            if len(group) < n_seeds or group["size"].min() < min_episodes:
+                break
+            interval = mean_interval(group["mean"].to_numpy())
+            points.append((index, interval.mean, interval.low, interval.high))
+        if not points:
+            continue
+        x, mean, low, high = (np.array(v, dtype=float) for v in zip(*points))
+        line, = ax.plot(x, mean, marker="o", markersize=3, label=str(agent))
+        if n_seeds > 1:
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xlabel("episode index within a user slot (0 = first user)")
+    ax.set_ylabel("return per completed episode")
+    ax.set_title("Return per episode (mean, 95% band across seeds)")
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def plot_retention(agents: dict, path: Path, min_at_risk: int = 10) -> None:
+    """Share of users still active after ``n`` sessions, per agent (from ``metrics.json``'s curves).
+
+    A curve is drawn while at least ``min_at_risk`` users ended the session before.
+    """
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
+    for agent, summary in agents.items():
+        at_risk = np.asarray(summary["retention_at_risk"])
+        shown = 1 + int(np.argmin(at_risk >= min_at_risk)) if (at_risk < min_at_risk).any() else len(at_risk) + 1
+        curve = summary["retention"][:shown]
+        ax.step(np.arange(len(curve)), curve, where="post", label=agent)
+    ax.set_xlabel("sessions completed")
+    ax.set_ylabel("share of users still active")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("Retention (Kaplan–Meier over all seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+

@@ -1,0 +1,264 @@
+r"""Metrics of a recommender's run, computed from the logged columns of :mod:`recoworld.logs`.
+
+Every function is pure. The scalar metrics take columns as arrays (per-item columns as
+``[rows, K]`` arrays, see :func:`recoworld.logs.list_column`); the two table builders take
+the log of one agent as a DataFrame and group it into episodes and sessions.
+
+Completeness. A rollout stops after a fixed number of steps, so the last episode of each
+user slot (and its last session) is usually cut short by the rollout, not by the user.
+Per-episode and per-session metrics count **completed** units only: an episode is
+completed when it ends in the log (churn or ``env.max_steps``), a session when the user
+ends it (``left_session``). Because the long units are the ones most often cut, the
+horizon should be long against a session; with ``experiment.steps >= env.max_steps`` every
+user slot completes its first episode.
+
+Intervals. :func:`mean_interval` is a Student-t interval over independent replications;
+the runner applies it across seeds (see :func:`summarize`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from recoworld.logs import list_column
+
+EPISODE_KEYS = ["seed", "user", "episode"]
+SESSION_KEYS = [*EPISODE_KEYS, "session"]
+
+#: Per-seed metrics of :func:`run_metrics`, in display order, with their meaning.
+METRICS: dict[str, str] = {
+    "return_per_episode": "mean return (sum of rewards) of a completed episode",
+    "ctr": "clicks / items shown",
+    "watch_time": "mean watch time (sum of watch fractions) of a completed session",
+    "session_length": "mean number of slates in a completed session",
+    "return_rate": "share of session ends after which the user returns",
+    "compliance": "mean compliance over steps with an instruction in force",
+    "coverage": "share of catalog items shown at least once",
+    "diversity": "mean pairwise 1 - cosine of item features within a slate",
+    "novelty": "mean -log2 popularity of the items shown",
+}
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean with its two-sided confidence interval (``nan`` bounds when ``n < 2``)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+
+def mean_interval(values, confidence: float = 0.95) -> Interval:
+    r"""Student-t interval :math:`\bar x \pm t_{n-1,(1+c)/2}\, s/\sqrt n` for the mean of ``values``.
+
+    NaN values (a metric undefined for a replication) are dropped first. With fewer than
+    two values the bounds are NaN; with no values the mean is NaN too.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    x = x[~np.isnan(x)]
+    n = len(x)
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan, 0)
+    mean = float(x.mean())
+    if n < 2:
+        return Interval(mean, math.nan, math.nan, 1)
+    half = float(stats.t.ppf((1 + confidence) / 2, n - 1) * x.std(ddof=1) / math.sqrt(n))
+    return Interval(mean, mean - half, mean + half, n)
+
+
+# ----------------------------------------------------------------- tables
+def episode_table(log: pd.DataFrame) -> pd.DataFrame:
+    """One row per user episode of ``log`` (one agent's rows).
+
+    Columns: ``seed``, ``user``, ``episode``, ``return`` (sum of ``reward``), ``steps``,
+    ``completed`` (the episode ended in the log: ``terminated`` or ``truncated``).
+    """
+    ended = log["terminated"].to_numpy() | log["truncated"].to_numpy()
+    grouped = log.assign(_ended=ended).groupby(EPISODE_KEYS, sort=True)
+    table = grouped.agg(**{"return": ("reward", "sum"), "steps": ("reward", "size"), "completed": ("_ended", "any")})
+    table["return"] = table["return"].astype(np.float64)
+    return table.reset_index()
+
+
+def session_table(log: pd.DataFrame) -> pd.DataFrame:
+    """One row per session of ``log`` (one agent's rows).
+
+    Columns: ``seed``, ``user``, ``episode``, ``session``, ``steps``, ``watch_time`` (sum
+    of the watch fractions of all its slates), ``completed`` (the user ended it:
+    ``left_session`` on its last step), ``returned`` and ``churned`` (how it ended).
+    """
+    watch = list_column(log, "watch_fraction").sum(axis=1) if len(log) else np.zeros(0)
+    grouped = log.assign(_watch=watch).groupby(SESSION_KEYS, sort=True)
+    table = grouped.agg(
+        steps=("reward", "size"), watch_time=("_watch", "sum"), completed=("left_session", "any"),
+        returned=("returned", "any"), churned=("churned", "any"),
+    )
+    table["watch_time"] = table["watch_time"].astype(np.float64)
+    return table.reset_index()
+
+
+# ---------------------------------------------------------------- scalars
+def click_through_rate(clicked: np.ndarray) -> float:
+    """Clicks per item shown: ``clicked.sum() / clicked.size`` for ``clicked`` ``[rows, K]``.
+
+    Every item of a slate counts as shown, examined or not.
+    """
+    clicked = np.asarray(clicked)
+    return float(clicked.sum() / clicked.size) if clicked.size else math.nan
+
+
+def return_rate(left_session: np.ndarray, returned: np.ndarray) -> float:
+    """Share of session ends (``left_session``) after which the user returns (``returned``)."""
+    left = np.asarray(left_session, dtype=bool)
+    ends = int(left.sum())
+    return float((np.asarray(returned, dtype=bool) & left).sum() / ends) if ends else math.nan
+
+
+def instruction_compliance(compliance: np.ndarray, in_force: np.ndarray) -> float:
+    """Mean ``compliance`` over the steps with an instruction in force (NaN when none had one)."""
+    in_force = np.asarray(in_force, dtype=bool)
+    if not in_force.any():
+        return math.nan
+    return float(np.asarray(compliance, dtype=np.float64)[in_force].mean())
+
+
+def catalog_coverage(slates: np.ndarray, n_items: int) -> float:
+    """Share of the ``n_items`` catalog items that appear in at least one slate."""
+    slates = np.asarray(slates)
+    return float(len(np.unique(slates)) / n_items) if slates.size else 0.0
+
+
+def intra_slate_diversity(slates: np.ndarray, features: np.ndarray) -> float:
+    r"""Mean over slates of the mean pairwise cosine distance of their items' features.
+
+    For a slate of ``K`` items with unit feature vectors :math:`\hat f_1..\hat f_K`,
+    :math:`\frac{1}{K(K-1)}\sum_{i\ne j}(1-\hat f_i\cdot\hat f_j)
+    = 1 - \frac{\lVert\sum_i \hat f_i\rVert^2 - K}{K(K-1)}`, computed that way in
+    :math:`O(KD)` per slate. NaN for slates of one item.
+    """
+    slates = np.asarray(slates)
+    if slates.ndim != 2 or slates.shape[1] < 2 or len(slates) == 0:
+        return math.nan
+    unit = np.asarray(features, dtype=np.float64)
+    unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+    k = slates.shape[1]
+    summed = unit[slates].sum(axis=1)
+    similarity = ((summed * summed).sum(axis=1) - k) / (k * (k - 1))
+    return float((1.0 - similarity).mean())
+
+
+def novelty(slates: np.ndarray, popularity: np.ndarray) -> float:
+    r"""Mean self-information :math:`-\log_2 p_i` of the items shown, with :math:`p_i` the
+    item's share of all interactions (Zhou et al., PNAS 2010)."""
+    slates = np.asarray(slates)
+    if slates.size == 0:
+        return math.nan
+    p = np.maximum(np.asarray(popularity, dtype=np.float64), 1e-12)
+    return float(-np.log2(p)[slates].mean())
+
+
+def retention_curve(session: np.ndarray, churned: np.ndarray) -> np.ndarray:
+    r"""Share of users still active after ``n`` sessions, ``n = 0, 1, ...`` (Kaplan–Meier).
+
+    Args:
+        session: index (0-based) of each *completed* session.
+        churned: whether the user churned after it (else they returned).
+
+    With :math:`d_k` churns among the :math:`e_k` users who ended their session ``k``,
+    :math:`S(0) = 1` and :math:`S(n) = \prod_{k<n}(1 - d_k/e_k)`. Users whose episode was
+    cut (by ``env.max_steps`` or the end of the rollout) before they ended session ``k``
+    leave the risk set without counting as churned, as censored lifetimes do (Kaplan and
+    Meier, JASA 1958). The curve stops at the last session index that some user ended.
+    """
+    session = np.asarray(session, dtype=np.int64)
+    churned = np.asarray(churned, dtype=bool)
+    if len(session) == 0:
+        return np.ones(1)
+    ended = np.bincount(session)
+    churns = np.bincount(session, weights=churned.astype(np.float64), minlength=len(ended))
+    if (ended == 0).any():  # no user reached some session: the curve is unknown from there on
+        last = int(np.flatnonzero(ended == 0)[0])
+        ended, churns = ended[:last], churns[:last]
+    return np.concatenate([[1.0], np.cumprod(1.0 - churns / ended)])
+
+
+# ---------------------------------------------------------------- per run
+def run_metrics(log: pd.DataFrame, features: np.ndarray, popularity: np.ndarray) -> dict[str, float]:
+    """Every metric of :data:`METRICS` for one agent's rows of one seed.
+
+    Args:
+        log: rows of one agent and one seed, as :func:`recoworld.logs.read_log` gives them.
+        features: ``[N, D]`` item features of the catalog (for diversity).
+        popularity: ``[N]`` item popularity shares of the catalog (for novelty; ``N`` for
+            coverage).
+    """
+    episodes = episode_table(log)
+    sessions = session_table(log)
+    completed = sessions[sessions["completed"]]
+    slates = list_column(log, "slate")
+    return {
+        "return_per_episode": _mean(episodes.loc[episodes["completed"], "return"]),
+        "ctr": click_through_rate(list_column(log, "clicked")),
+        "watch_time": _mean(completed["watch_time"]),
+        "session_length": _mean(completed["steps"]),
+        "return_rate": return_rate(log["left_session"].to_numpy(), log["returned"].to_numpy()),
+        "compliance": instruction_compliance(log["compliance"].to_numpy(dtype=np.float64, na_value=np.nan),
+                                             log["instruction_in_force"].to_numpy()),
+        "coverage": catalog_coverage(slates, len(popularity)),
+        "diversity": intra_slate_diversity(slates, features),
+        "novelty": novelty(slates, popularity),
+    }
+
+
+def summarize(log: pd.DataFrame, features: np.ndarray, popularity: np.ndarray,
+              confidence: float = 0.95) -> dict[str, dict]:
+    """Per agent: each metric's mean across seeds with its t-interval, and the retention curve.
+
+    Each metric is computed per seed (:func:`run_metrics`); seeds are the independent
+    replications — each one a fresh population and a freshly set-up agent — so the
+    interval stays valid for learning agents, whose episodes within a run depend on each
+    other. The retention curve pools the sessions of all seeds.
+
+    Returns ``{agent: {"metrics": {name: {"mean", "ci_low", "ci_high", "per_seed"}},
+    "retention": [S(0), S(1), ...], "retention_at_risk": [e_0, e_1, ...], "seeds": [...],
+    "interactions", "episodes", "sessions"}}`` with NaN turned into ``None``, where
+    ``e_k`` is the number of users who ended session ``k`` (the curve's tail rests on few).
+    """
+    summary: dict[str, dict] = {}
+    for agent, rows in log.groupby("agent", sort=False):
+        seeds = sorted(rows["seed"].unique().tolist())
+        per_seed = [run_metrics(rows[rows["seed"] == s], features, popularity) for s in seeds]
+        metrics = {}
+        for name in METRICS:
+            values = [m[name] for m in per_seed]
+            interval = mean_interval(values, confidence)
+            metrics[name] = {"mean": _json(interval.mean), "ci_low": _json(interval.low),
+                             "ci_high": _json(interval.high), "per_seed": [_json(v) for v in values]}
+        episodes, sessions = episode_table(rows), session_table(rows)
+        ended = sessions[sessions["completed"]]
+        retention = retention_curve(ended["session"].to_numpy(), ended["churned"].to_numpy())
+        summary[str(agent)] = {
+            "metrics": metrics,
+            "retention": retention.tolist(),
+            "retention_at_risk": np.bincount(ended["session"].to_numpy(), minlength=len(retention) - 1)
+                                 [: len(retention) - 1].tolist(),
+            "seeds": seeds,
+            "interactions": len(rows),
+            "episodes": {"completed": int(episodes["completed"].sum()), "all": len(episodes)},
+            "sessions": {"completed": len(ended), "all": len(sessions)},
+        }
+    return summary
+
+
+def _mean(values: pd.Series) -> float:
+    return float(values.mean()) if len(values) else math.nan
+
+
+def _json(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
