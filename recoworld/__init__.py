@@ -1,23 +1,29 @@
 """RecoWorld: simulated users for training and evaluating recommender agents.
 
 Importing ``recoworld`` registers the Gymnasium environments (``RecoWorld/Slate-v0``).
+The public names below load on first use, so that ``import recoworld`` (and the
+``recoworld`` command line) starts without importing torch.
 """
 
-from recoworld.catalog import Catalog
+from importlib import import_module
+
 from recoworld.registration import register_envs
-from recoworld.types import Instruction, Response
 
 register_envs()
 
 __version__ = "0.1.0"
 
-__all__ = ["Catalog", "Instruction", "Response", "check_simulator", "__version__"]
+_LAZY = {
+    "Catalog": "recoworld.catalog",
+    "Instruction": "recoworld.types",
+    "Response": "recoworld.types",
+    "check_simulator": "recoworld.simulators.checker",
+}
+
+__all__ = [*_LAZY, "__version__"]
 
 
 def __getattr__(name):
-    # Resolved lazily: the checker lives with the simulators, which import this package.
-    if name == "check_simulator":
-        from recoworld.simulators.checker import check_simulator
-
-        return check_simulator
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'recoworld' has no attribute {name!r}")
