@@ -20,6 +20,7 @@ from gymnasium import spaces
 
 from recoworld import rng
 from recoworld.catalog import Catalog, lookup
+from recoworld.history import prepend_clicks
 from recoworld.simulators.base import UserSimulator
 from recoworld.simulators.population import Population
 from recoworld.simulators.statistical import StatisticalUserConfig, StatisticalUsers
@@ -79,11 +80,11 @@ class SlateWorld:
         self.reward_weights = RewardWeights.parse(reward)
         self.action_format = action_format
         self.observe_features = candidate_features
-        self._strides = _coprime_strides(n_items).to(self.device)
+        self._offsets = _candidate_offsets(n_items, num_candidates).to(self.device)
         self.base_seed = np.zeros(n_users, dtype=np.int64)
         self.episode = np.zeros(n_users, dtype=np.int64)
         self.episode_seed = np.zeros(n_users, dtype=np.int64)
-        self._key = torch.zeros(n_users, dtype=torch.int64, device=self.device)
+        self._key = torch.zeros(n_users, dtype=torch.int32, device=self.device)
         self.step_count = torch.zeros(n_users, dtype=torch.int64, device=self.device)
         H, G = history_length, self.catalog.n_genres
         self.history_items = torch.full((n_users, H), -1, dtype=torch.int64, device=self.device)
@@ -160,15 +161,15 @@ class SlateWorld:
 
     def _draw_candidates(self, index: torch.Tensor | None = None) -> None:
         """Candidates ``(a + j s) mod N``, ``j < C``, with a random start ``a`` and a random
-        stride ``s`` coprime with ``N``: distinct items, drawn in O(C) per user."""
+        stride ``s`` coprime with ``N``: distinct items, drawn in O(C) per user. The
+        offsets ``j s mod N`` come from a table of up to 4,096 strides."""
         key = self._key if index is None else self._key[index]
         count = self.step_count if index is None else self.step_count[index]
         n_items = self.catalog.n_items
         draws = rng.bits(key, count, S_CANDIDATES, 2)
         start = draws[:, :1] % n_items
-        stride = self._strides[draws[:, 1:] % len(self._strides)]
-        j = torch.arange(self.num_candidates, device=self.device)
-        candidates = (start + j[None, :] * stride) % n_items
+        candidates = start + self._offsets[draws[:, 1] % len(self._offsets)]
+        candidates -= n_items * (candidates >= n_items)
         if index is None:
             self.candidates = candidates
         else:
@@ -212,16 +213,9 @@ class SlateWorld:
         return reward, terminated, truncated, response
 
     def _update_history(self, slates: torch.Tensor, response: Response) -> None:
-        clicked = response.clicked
-        order = torch.argsort((~clicked).to(torch.uint8), dim=1, stable=True)
-        newest = torch.where(clicked.gather(1, order), slates.gather(1, order), -1)
         feedback = torch.stack([response.watch_fraction, response.liked.float()], -1)
-        newest_feedback = feedback.gather(1, order[:, :, None].expand(-1, -1, 2))
-        items = torch.cat([newest, self.history_items], 1)
-        fb = torch.cat([newest_feedback, self.history_feedback], 1)
-        keep = torch.argsort((items < 0).to(torch.uint8), dim=1, stable=True)[:, : self.history_length]
-        self.history_items = items.gather(1, keep)
-        self.history_feedback = fb.gather(1, keep[:, :, None].expand(-1, -1, 2))
+        self.history_items, self.history_feedback = prepend_clicks(
+            self.history_items, slates, response.clicked, (self.history_feedback, feedback))
 
         voiced = response.instruction.active
         self.instruction_age = torch.where(voiced, 1.0, self.instruction_age + (self.instruction_age > 0).float())
@@ -275,10 +269,15 @@ class SlateWorld:
         return self.simulator.click_probabilities(self.candidates).cpu().numpy()
 
 
-def _coprime_strides(n: int) -> torch.Tensor:
-    """All strides in ``1..n-1`` coprime with ``n`` (``[1]`` when ``n <= 2``)."""
+def _candidate_offsets(n: int, count: int, max_strides: int = 4096) -> torch.Tensor:
+    """``[S, count]`` offsets ``j s mod n`` for up to ``max_strides`` strides ``s`` coprime
+    with ``n`` (spread evenly over ``1..n-1``), so that ``(a + offset) mod n`` lists
+    ``count`` distinct items."""
     if n <= 2:
-        return torch.ones(1, dtype=torch.int64)
-    s = np.arange(1, n, dtype=np.int64)
-    return torch.from_numpy(s[np.gcd(s, n) == 1])
+        strides = np.ones(1, dtype=np.int64)
+    else:
+        strides = np.arange(1, n, dtype=np.int64)
+        strides = strides[np.gcd(strides, n) == 1]
+        strides = strides[np.linspace(0, len(strides) - 1, min(max_strides, len(strides))).astype(np.int64)]
+    return torch.from_numpy(np.arange(count, dtype=np.int64)[None, :] * strides[:, None] % n)
 

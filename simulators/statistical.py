@@ -72,6 +72,7 @@ import torch
 
 from recoworld import rng
 from recoworld.catalog import Catalog, lookup
+from recoworld.history import prepend_clicks
 from recoworld.types import Instruction, Response
 from recoworld.validation import check_slates
 from recoworld.simulators.base import UserSimulator
@@ -155,6 +156,7 @@ class StatisticalUsers(UserSimulator):
         self._static_appeal = self.config.quality_weight * self.catalog.quality - self.config.click_threshold
         self.n_users = 0
         self._fresh_seed = 0
+        self._phrases: dict[tuple[int, int, int, int], str] = {}
 
     # ------------------------------------------------------------------ reset
     def reset(self, n_users: int, seed: int | Sequence[int] | None = None, users=None) -> None:
@@ -189,8 +191,8 @@ class StatisticalUsers(UserSimulator):
             raise ValueError(f"n_users={n}; a simulator needs at least one user")
         d, g, dev = self.catalog.feature_dim, self.catalog.n_genres, self.device
         self.n_users = n
-        self.key = torch.zeros(n, dtype=torch.int64, device=dev)
-        self.counter = torch.zeros(n, dtype=torch.int64, device=dev)
+        self.key = torch.zeros(n, dtype=torch.int32, device=dev)
+        self.counter = torch.zeros(n, dtype=torch.int32, device=dev)
         self.interest = torch.zeros(n, d, device=dev)
         self.familiar = torch.zeros(n, d, device=dev)
         self.patience = torch.zeros(n, device=dev)
@@ -247,12 +249,11 @@ class StatisticalUsers(UserSimulator):
         """Utility ``v`` ``[B, C]`` of ``items`` (features ``feats`` ``[B, C, D]`` and genre
         weights ``weights`` ``[B, C, G]``), with its satiation and distance terms."""
         c = self.config
-        # One batched product gives affinity and familiarity: [B, C, D] x [B, D, 2].
-        dots = torch.bmm(feats, torch.stack([self.interest, self.familiar], 2))
-        distance = 1.0 - dots[..., 1]
+        affinity = torch.bmm(feats, self.interest[:, :, None])[..., 0]
+        distance = 1.0 - torch.bmm(feats, self.familiar[:, :, None])[..., 0]
         satiation = torch.bmm(weights, self.satiation[:, :, None])[..., 0]
         repeat = (items[:, :, None] == self.recent_clicks[:, None, :]).any(-1)
-        v = c.interest_weight * dots[..., 0] + lookup(self._static_appeal, items)
+        v = c.interest_weight * affinity + lookup(self._static_appeal, items)
         v += self.popularity_bias[:, None] * lookup(self._pop_score, items)
         v += self.novelty_seeking[:, None] * (distance - 1.0)
         v -= c.satiation_weight * satiation
@@ -327,7 +328,7 @@ class StatisticalUsers(UserSimulator):
         self.interest = torch.nn.functional.normalize(self.interest + c.interest_drift * consumed, dim=1)
         familiar = (1 - c.familiarity_rate) * self.familiar + c.familiarity_rate * torch.nn.functional.normalize(consumed, dim=1)
         self.familiar = torch.where(clicked.any(1, keepdim=True), torch.nn.functional.normalize(familiar, dim=1), self.familiar)
-        self._remember_clicks(slates, clicked)
+        (self.recent_clicks,) = prepend_clicks(self.recent_clicks, slates, clicked)
 
         self.session_step += 1
         hazard = torch.sigmoid(
@@ -349,14 +350,6 @@ class StatisticalUsers(UserSimulator):
             instruction_in_force=in_force, compliance=compliance,
             instruction=voiced, instruction_text=self._render(voiced),
         )
-
-    def _remember_clicks(self, slates: torch.Tensor, clicked: torch.Tensor) -> None:
-        # Clicked items first (stable order), then the old history, truncated.
-        order = torch.argsort((~clicked).to(torch.uint8), dim=1, stable=True)
-        newest = torch.where(clicked.gather(1, order), slates.gather(1, order), -1)
-        merged = torch.cat([newest, self.recent_clicks], 1)
-        keep = torch.argsort((merged < 0).to(torch.uint8), dim=1, stable=True)[:, :HISTORY]
-        self.recent_clicks = merged.gather(1, keep)
 
     def _compliance(self, rows: torch.Tensor, slates: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:
         """How well the slates of users ``rows`` follow their instruction in force."""
@@ -399,14 +392,19 @@ class StatisticalUsers(UserSimulator):
         speakers = voiced.active.nonzero().flatten()
         if len(speakers) == 0:
             return text
-        # _voice puts at most one genre in each of more and less: read them as indices.
+        # _voice puts at most one genre in each of more and less: read them as indices, and
+        # render each distinct (more, less, novelty, phrasing) once.
         ins = voiced.select(speakers)
-        more = torch.where(ins.more.any(1), ins.more.int().argmax(1), -1).tolist()
-        less = torch.where(ins.less.any(1), ins.less.int().argmax(1), -1).tolist()
-        variants = rng.bits(self.key[speakers], self.counter[speakers], S_PHRASE, 1)[:, 0].tolist()
+        more = torch.where(ins.more.any(1), ins.more.int().argmax(1), -1)
+        less = torch.where(ins.less.any(1), ins.less.int().argmax(1), -1)
+        variant = rng.bits(self.key[speakers], self.counter[speakers], S_PHRASE, 1)[:, 0] % 3
+        codes = torch.stack([more, less, ins.novelty.long(), variant], 1).tolist()
         names = self.catalog.genre_names
-        for b, m, l, n, variant in zip(speakers.tolist(), more, less, ins.novelty.tolist(), variants):
-            text[b] = render_instruction([names[m]] if m >= 0 else [], [names[l]] if l >= 0 else [], n, variant)
+        for b, (m, l, n, v) in zip(speakers.tolist(), codes):
+            if (m, l, n, v) not in self._phrases:
+                self._phrases[m, l, n, v] = render_instruction(
+                    [names[m]] if m >= 0 else [], [names[l]] if l >= 0 else [], n, v)
+            text[b] = self._phrases[m, l, n, v]
         return text
 
     def _leave(self, leaves: torch.Tensor, u_return: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
