@@ -4,6 +4,9 @@
   first user, second user, ...), per agent, with a 95% t-band across seeds. An index is
   drawn only while every seed completed at least ``min_episodes`` episodes with it,
   because the later indices of a short rollout hold only the users who churned early.
+- ``learning.png``: learning curves — mean reward per user-step against environment
+  steps (user-steps so far), per agent, with a 95% t-band across seeds. Learners rise;
+  fixed policies stay flat.
 - ``retention.png``: the share of users still active after ``n`` sessions, per agent
   (Kaplan–Meier, :func:`recoworld.metrics.retention_curve`), drawn while at least
   ``min_at_risk`` users ended the session before: the tail of such a curve rests on a
@@ -91,6 +94,32 @@ def plot_returns(log: pd.DataFrame, path: Path, min_episodes: int = 10) -> None:
     ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def plot_learning_curves(log: pd.DataFrame, path: Path, points: int = 20) -> None:
+    """Mean reward per user-step in ``points`` windows of the rollout, per agent, with a 95%
+    t-band across seeds; the x axis counts environment (user-)steps."""
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
+    for agent, rows in log.groupby("agent", sort=False):
+        steps = int(rows["rollout_step"].max()) + 1
+        users = rows.groupby("seed")["user"].nunique().max()
+        window = np.maximum(1, steps // points)
+        per_seed = (rows.assign(window=rows["rollout_step"] // window)
+                    .groupby(["window", "seed"])["reward"].mean().unstack("seed"))
+        intervals = [mean_interval(row.dropna().to_numpy()) for _, row in per_seed.iterrows()]
+        x = (per_seed.index.to_numpy() + 0.5) * window * users
+        line, = ax.plot(x, [i.mean for i in intervals], label=str(agent))
+        if per_seed.shape[1] > 1:
+            ax.fill_between(x, [i.low for i in intervals], [i.high for i in intervals],
+                            color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xlabel("environment steps (user-steps)")
+    ax.set_ylabel("mean reward per user-step")
+    ax.set_title("Learning curves (mean, 95% band across seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

@@ -9,7 +9,7 @@ all with ``hydra.utils.instantiate`` from their ``_target_`` — and runs
 - ``episodes.parquet``: every interaction, in the schema of :mod:`recoworld.logs`;
 - ``metrics.json``: per agent, each metric of :mod:`recoworld.metrics` as a mean across
   seeds with its 95% Student-t interval and the per-seed values, plus the retention curve;
-- ``returns.png`` and ``retention.png`` (see :mod:`recoworld.experiment.report`).
+- ``returns.png``, ``learning.png`` and ``retention.png`` (see :mod:`recoworld.experiment.report`).
 
 Hydra writes the composed config to ``.hydra/`` next to them.
 """
@@ -133,6 +133,7 @@ def run_experiment(
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if experiment.plots:
         report.plot_returns(frame, run_dir / "returns.png")
+        report.plot_learning_curves(frame, run_dir / "learning.png")
         report.plot_retention(agents, run_dir / "retention.png")
     report.print_summary(metrics, console, run_dir)
     return metrics
