@@ -30,7 +30,13 @@ from pydantic import BaseModel
 
 from recoworld.llm.accounting import Accounting, Budget, Pricing
 from recoworld.llm.cache import ChatCache, cache_key
-from recoworld.llm.errors import BackendCallError, BudgetExceeded, ChatFailure, StructuredOutputError, TransientBackendError
+from recoworld.llm.errors import (
+    BackendCallError,
+    BudgetExceeded,
+    ChatFailure,
+    StructuredOutputError,
+    TransientBackendError,
+)
 from recoworld.llm.retry import RetryPolicy
 from recoworld.llm.structured import json_schema_of, parse_reply, repair_messages, with_schema_instruction
 from recoworld.llm.types import BackendCall, ChatReply, ChatRequest, Completion, Message
@@ -245,9 +251,7 @@ class ChatModel(abc.ABC):
         async def run(batch: list[int]):
             try:
                 completions, latency_s = await self._call_backend([calls[i] for i in batch])
-            except BaseException as exc:  # noqa: BLE001 - handed back to the request it belongs to
-                if not isinstance(exc, Exception):
-                    raise
+            except Exception as exc:  # noqa: BLE001 - handed back to the requests it belongs to
                 for i in batch:
                     outcomes[i] = exc
                 return
@@ -283,7 +287,7 @@ class ChatModel(abc.ABC):
                             completions = await self._generate(batch)
                         else:
                             completions = await asyncio.wait_for(self._generate(batch), self.timeout_s)
-                    except Exception as raw:  # noqa: BLE001 - translated, retried or re-raised
+                    except Exception as raw:
                         exc = self._translate_error(raw)
                         if not isinstance(exc, TransientBackendError) or retry == self.retry.max_retries:
                             if exc is raw:
@@ -317,7 +321,7 @@ class ChatModel(abc.ABC):
 class _Generated:
     """A completion with where it came from."""
 
-    __slots__ = ("completion", "cached", "latency_s")
+    __slots__ = ("cached", "completion", "latency_s")
 
     def __init__(self, completion: Completion, cached: bool, latency_s: float):
         self.completion, self.cached, self.latency_s = completion, cached, latency_s

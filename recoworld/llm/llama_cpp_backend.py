@@ -30,6 +30,10 @@ class LlamaCppChatModel(ChatModel):
         n_gpu_layers: layers offloaded to a GPU build of llama.cpp (``-1`` for all).
         chat_format: a llama-cpp-python chat format name; default the GGUF's own template.
         structured_mode: ``"json_schema"`` (grammar-constrained) or ``"none"``.
+        reuse_prefix: keep llama.cpp's reuse of the previous call's evaluated prompt prefix
+            (faster with a shared system prompt). Off by default: a reused prefix is evaluated
+            in a different batch shape, which shifts logits slightly, so a seeded sampled reply
+            would depend on which call came before it.
         model_id: name in cache keys and metrics; default the file name.
         **kwargs: the shared :class:`~recoworld.llm.base.ChatModel` arguments;
             ``max_concurrency`` defaults to 1 (one llama context, one generation at a time).
@@ -46,6 +50,7 @@ class LlamaCppChatModel(ChatModel):
         n_gpu_layers: int = 0,
         chat_format: str | None = None,
         structured_mode: str = "json_schema",
+        reuse_prefix: bool = False,
         model_id: str | None = None,
         **kwargs,
     ):
@@ -63,6 +68,7 @@ class LlamaCppChatModel(ChatModel):
         self.model_path = path
         self.structured_mode = structured_mode
         self.n_ctx = n_ctx
+        self.reuse_prefix = reuse_prefix
         self._llama = llama_cpp.Llama(
             model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers,
             chat_format=chat_format, verbose=False,
@@ -85,6 +91,8 @@ class LlamaCppChatModel(ChatModel):
         if call.json_schema is not None and self.structured_mode == "json_schema":
             args["response_format"] = {"type": "json_object", "schema": call.json_schema}
         with self._lock:
+            if not self.reuse_prefix:
+                self._llama.reset()
             response = self._llama.create_chat_completion(**args)
         choice, usage = response["choices"][0], response.get("usage") or {}
         return Completion(
