@@ -76,7 +76,7 @@ def main():
     print(f"per call: latency mean {m['llm_latency_s_mean'] * 1e3:.0f} ms (p50 {m['llm_latency_s_p50'] * 1e3:.0f}, "
           f"p95 {m['llm_latency_s_p95'] * 1e3:.0f}), prompt {m['llm_prompt_tokens'] / calls:.0f} tok, "
           f"completion {m['llm_completion_tokens'] / calls:.0f} tok, "
-          f"{m['llm_completion_tokens'] / max(m['llm_latency_s_total'], 1e-9):.0f} completion tok/s")
+          f"{m['llm_completion_tokens'] / max(m['llm_latency_s_total'], 1e-9):.1f} completion tok/s (prompt time included)")
     print(f"run: cold {cold_s:.2f}s, cached {warm_s * 1e3:.1f} ms -> speed-up x{cold_s / max(warm_s, 1e-9):.0f}")
     for r in cold[:3]:
         print("  sample:", r.parsed if not isinstance(r, Exception) else f"FAILED: {r.raw_text!r}")
