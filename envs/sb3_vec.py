@@ -28,9 +28,16 @@ import time
 from typing import Any
 
 import numpy as np
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from recoworld.envs.slate import SlateVectorEnv
+from recoworld.envs.slate import SlateEnv, SlateVectorEnv
+from recoworld.envs.wrappers import SequentialSlateEnv
+
+
+#: Offset of the seeds of the users that agents train on (see :func:`make_training_env`).
+TRAINING_SEEDS = 2**40
 
 
 class SB3SlateVecEnv(VecEnv):
@@ -145,6 +152,39 @@ def twin_env_kwargs(env, **overrides: Any) -> dict[str, Any]:
         simulator=twin, slate_size=world.slate_size, num_candidates=world.num_candidates,
         history_length=world.history_length, max_steps=world.max_steps,
         reward=world.reward_weights, action_format=world.action_format,
+        candidate_features=world.observe_features,
     )
     kwargs.update(overrides)
     return kwargs
+
+
+def make_training_env(env, num_envs: int, sequential: bool = False, seed: int | None = None, **overrides: Any):
+    """An SB3 ``VecEnv`` of ``num_envs`` users of ``env``'s world (see ``twin_env_kwargs``).
+
+    The scores formulation steps all users in one batched simulator call
+    (:class:`SB3SlateVecEnv`); the sequential one
+    (:class:`~recoworld.envs.wrappers.SequentialSlateEnv`) is a ``DummyVecEnv`` of single
+    envs, because users who repeat a pick fall out of step with each other. Both are
+    monitored, so that SB3 logs episode returns. User ``i`` is seeded
+    ``training_seed(seed, num_envs) + i``. SB3 models re-seed their env with their own
+    seed when built: seed it again before ``learn``.
+    """
+    seed = training_seed(seed, num_envs)
+    if not sequential:
+        venv = SB3SlateVecEnv(SlateVectorEnv(num_envs, **twin_env_kwargs(env, action_format="scores", **overrides)))
+        venv.seed(seed)
+        return VecMonitor(venv)
+
+    def single():
+        return Monitor(SequentialSlateEnv(SlateEnv(**twin_env_kwargs(env, action_format="slate", **overrides))))
+
+    venv = DummyVecEnv([single for _ in range(num_envs)])
+    venv.seed(seed)
+    return venv
+
+
+def training_seed(seed: int | None, num_envs: int) -> int | None:
+    """The first user seed of training run ``seed``: ``TRAINING_SEEDS + seed * num_envs``, far
+    from the seeds evaluation rollouts give their users, so that an agent does not train on
+    the very users it is scored on."""
+    return None if seed is None else TRAINING_SEEDS + seed * num_envs

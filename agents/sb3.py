@@ -1,0 +1,381 @@
+"""Stable-Baselines3 models as recommenders.
+
+Three pieces:
+
+- :class:`SB3Recommender` turns any trained SB3 model into a frozen
+  :class:`~recoworld.agents.base.Recommender`. It reads the formulation from the model's
+  action space: ``Box(C)`` — a score per candidate (``action_format="scores"``), the slate
+  is the top-K of the policy's mean scores; ``Discrete(C)`` — one candidate per call
+  (:class:`~recoworld.envs.wrappers.SequentialSlateEnv`), the slate is built by ``K``
+  greedy picks with the chosen candidates masked out; ``MultiDiscrete`` — the slate itself.
+- :class:`SB3Agent` is the same adapter that trains its model first, in :meth:`~SB3Agent.setup`,
+  on a twin of the env it is given (same catalog, user population and reward; other users):
+  PPO and A2C on the batched :class:`~recoworld.envs.sb3_vec.SB3SlateVecEnv`, DQN and
+  MaskablePPO on the sequential formulation. This is the class to name in a Hydra config.
+- :class:`CandidateScoringPolicy`, an actor-critic policy that scores every candidate with
+  one shared network (permutation-equivariant, unlike ``MultiInputPolicy``'s MLP over the
+  flattened observation, which must learn the same scorer ``C`` times over).
+
+Example::
+
+    venv = SB3SlateVecEnv(num_envs=32, action_format="scores")
+    model = PPO(CandidateScoringPolicy, venv,
+                policy_kwargs=catalog_policy_kwargs(venv.catalog)).learn(50_000)
+    agent = SB3Recommender(model)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from sb3_contrib.common.maskable.policies import MaskableMultiInputActorCriticPolicy
+from stable_baselines3.common.policies import MultiInputActorCriticPolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+
+from recoworld.agents.base import Observation, Recommender, deterministic, top_k
+
+#: Algorithms :class:`SB3Agent` can train, by name.
+SCORE_ALGORITHMS = ("PPO", "A2C")
+SEQUENTIAL_ALGORITHMS = ("DQN", "MaskablePPO")
+
+
+def algorithm_class(name: str):
+    """The SB3 (or sb3-contrib) class called ``name``."""
+    import sb3_contrib
+    import stable_baselines3
+
+    for module in (stable_baselines3, sb3_contrib):
+        if hasattr(module, name):
+            return getattr(module, name)
+    raise ValueError(f"algo={name!r} is neither in stable_baselines3 nor in sb3_contrib; "
+                     f"tested choices: {SCORE_ALGORITHMS + SEQUENTIAL_ALGORITHMS}")
+
+
+class SB3Recommender(Recommender):
+    """A trained Stable-Baselines3 model, frozen, serving batches of users.
+
+    Args:
+        model: an SB3 model trained on ``RecoWorld/Slate-v0`` (scores or slate format) or
+            on :class:`~recoworld.envs.wrappers.SequentialSlateEnv`.
+        deterministic: use the policy's mode (mean scores, greedy picks); otherwise sample.
+        name: label in metrics (default ``sb3_<algorithm>``).
+    """
+
+    learns = False
+
+    def __init__(self, model=None, deterministic: bool = True, name: str | None = None):
+        self.model = model
+        self.deterministic = deterministic
+        self.name = name or (f"sb3_{type(model).__name__.lower()}" if model is not None else "sb3")
+
+    def setup(self, env, seed: int | None = None) -> None:
+        super().setup(env, seed)
+        if self.model is None:
+            raise ValueError(f"{type(self).__name__} has no model; give one or use SB3Agent, which trains one")
+        action_space = self.model.action_space
+        C, K = self.num_candidates, self.slate_size
+        if isinstance(action_space, spaces.Box) and action_space.shape == (C,):
+            self.formulation = "scores"
+        elif isinstance(action_space, spaces.Discrete) and action_space.n == C:
+            self.formulation = "sequential"
+        elif isinstance(action_space, spaces.MultiDiscrete) and action_space.shape == (K,):
+            self.formulation = "slate"
+        else:
+            raise ValueError(f"the model's action space {action_space} fits none of the formulations of an env "
+                             f"with {C} candidates and slates of {K}: Box(({C},)) scores, Discrete({C}) "
+                             f"sequential picks, or MultiDiscrete([{C}]*{K}) slates")
+
+    # ------------------------------------------------------------------ acting
+    def score(self, obs: Observation) -> np.ndarray:
+        """The policy's score of each candidate ``[B, C]`` (higher is better).
+
+        Scores format: the unclipped mean action (clipping to the action box would tie
+        candidates at +-1). Sequential format: the first pick's preferences (Q-values or
+        logits).
+        """
+        if self.formulation == "scores":
+            policy = self.model.policy
+            obs_t, _ = policy.obs_to_tensor(dict(obs))
+            with torch.no_grad():
+                return policy._predict(obs_t, deterministic=True).cpu().numpy().reshape(-1, self.num_candidates)
+        if self.formulation == "sequential":
+            batch = obs["candidate_ids"].shape[0]
+            return self._preferences(obs, np.zeros((batch, self.num_candidates), dtype=bool), 0)
+        raise ValueError("a slate-format model does not score candidates")
+
+    def act(self, obs: Observation) -> np.ndarray:
+        if self.formulation == "scores":
+            if self.deterministic:
+                return top_k(self.score(obs), self.slate_size)
+            scores, _ = self.model.predict(dict(obs), deterministic=False)
+            return top_k(np.asarray(scores).reshape(-1, self.num_candidates), self.slate_size)
+        if self.formulation == "slate":
+            slates, _ = self.model.predict(dict(obs), deterministic=self.deterministic)
+            return np.asarray(slates).reshape(-1, self.slate_size)
+        return self._build_slates(obs)
+
+    def _build_slates(self, obs: Observation) -> np.ndarray:
+        batch, C, K = obs["candidate_ids"].shape[0], self.num_candidates, self.slate_size
+        chosen = np.zeros((batch, C), dtype=bool)
+        slates = np.zeros((batch, K), dtype=np.int64)
+        rows = np.arange(batch)
+        for position in range(K):
+            preferences = np.where(chosen, -np.inf, self._preferences(obs, chosen, position))
+            if self.deterministic or hasattr(self.model.policy, "q_net"):
+                pick = preferences.argmax(1)
+            else:  # sample from the masked policy
+                p = np.exp(preferences - preferences.max(1, keepdims=True))
+                p /= p.sum(1, keepdims=True)
+                pick = (p.cumsum(1) < self.rng.random((batch, 1))).sum(1).clip(max=C - 1)
+                pick = np.where(chosen[rows, pick], preferences.argmax(1), pick)
+            slates[:, position] = pick
+            chosen[rows, pick] = True
+        return slates
+
+    def _preferences(self, obs: Observation, chosen: np.ndarray, position: int) -> np.ndarray:
+        """Q-values (DQN) or action logits (policy-gradient models) ``[B, C]`` of the next pick."""
+        batch = chosen.shape[0]
+        augmented = {**obs, "chosen": chosen.astype(np.float32),
+                     "position": np.full((batch, 1), position / self.slate_size, dtype=np.float32)}
+        policy = self.model.policy
+        obs_t, _ = policy.obs_to_tensor(augmented)
+        with torch.no_grad():
+            if hasattr(policy, "q_net"):
+                values = policy.q_net(obs_t)
+            else:
+                values = policy.get_distribution(obs_t).distribution.logits
+        return values.cpu().numpy().astype(np.float64)
+
+    def propensities(self, obs: Observation, action: np.ndarray) -> dict[str, np.ndarray] | None:
+        return deterministic(action) if self.deterministic else None
+
+
+class SB3Agent(SB3Recommender):
+    """An SB3 model trained in :meth:`setup` on a twin of the env, then frozen.
+
+    Args:
+        algo: ``"PPO"``, ``"A2C"`` (scores formulation, trained on ``num_envs`` users in
+            one batched :class:`~recoworld.envs.sb3_vec.SB3SlateVecEnv`), ``"DQN"`` or
+            ``"MaskablePPO"`` (sequential formulation, ``num_envs`` single envs).
+        policy: an SB3 policy name or class; ``"candidate_scoring"`` (default) is
+            :class:`CandidateScoringPolicy` fed the catalog's features and genres (DQN
+            falls back to ``"MultiInputPolicy"``).
+        total_timesteps: env steps of training (sub-steps in the sequential formulation).
+        num_envs: users trained on in parallel.
+        reward: the training reward (preset or weights) if not the env's own, e.g. ``"mix"``.
+        algo_kwargs: passed to the algorithm (``n_steps``, ``learning_rate``, ``gamma``, ...).
+        policy_kwargs: passed to the policy.
+        load_path: load a saved model instead of training; ``save_path``: save after training.
+        device: torch device of the model (``"cpu"``; ``"auto"`` picks CUDA when present).
+        deterministic, name: as for :class:`SB3Recommender`.
+    """
+
+    def __init__(
+        self,
+        algo: str = "PPO",
+        policy: str | type = "candidate_scoring",
+        total_timesteps: int = 20_000,
+        num_envs: int = 16,
+        reward: str | Mapping | None = None,
+        algo_kwargs: Mapping | None = None,
+        policy_kwargs: Mapping | None = None,
+        load_path: str | None = None,
+        save_path: str | None = None,
+        device: str = "cpu",
+        deterministic: bool = True,
+        name: str | None = None,
+    ):
+        super().__init__(None, deterministic, name or f"sb3_{algo.lower()}")
+        self.algo, self.policy = algo, policy
+        self.total_timesteps, self.num_envs = int(total_timesteps), int(num_envs)
+        self.reward = reward
+        self.algo_kwargs, self.policy_kwargs = dict(algo_kwargs or {}), dict(policy_kwargs or {})
+        self.load_path, self.save_path, self.device = load_path, save_path, device
+        self.train_env = None
+
+    def setup(self, env, seed: int | None = None) -> None:
+        algo_class = algorithm_class(self.algo)
+        if self.load_path is not None:
+            self.model = algo_class.load(self.load_path, device=self.device)
+        else:
+            sequential = self.algo in SEQUENTIAL_ALGORITHMS
+            # Agents do not depend on envs; training one needs them, so they load only here.
+            from recoworld.envs.sb3_vec import make_training_env, training_seed
+
+            self.train_env = make_training_env(env, self.num_envs, sequential=sequential, seed=seed,
+                                               **({} if self.reward is None else {"reward": self.reward}))
+            policy, policy_kwargs = self.policy, dict(self.policy_kwargs)
+            if policy == "candidate_scoring":
+                if self.algo == "DQN":  # a Q-network policy, not an actor-critic one
+                    policy = "MultiInputPolicy"
+                else:
+                    policy = MaskableCandidateScoringPolicy if self.algo == "MaskablePPO" else CandidateScoringPolicy
+                    policy_kwargs = {**catalog_policy_kwargs(env.unwrapped.catalog), **policy_kwargs}
+            self.model = algo_class(policy, self.train_env, seed=seed, device=self.device,
+                                    policy_kwargs=policy_kwargs, **self.algo_kwargs)
+            self.train_env.seed(training_seed(seed, self.num_envs))  # the model re-seeded it with its seed
+            self.model.learn(self.total_timesteps)
+            if self.save_path is not None:
+                self.model.save(self.save_path)
+        super().setup(env, seed)
+
+
+# --------------------------------------------------------------------------- policy
+def catalog_policy_kwargs(catalog) -> dict[str, torch.Tensor]:
+    """The public catalog facts :class:`CandidateScoringPolicy` uses, as ``policy_kwargs``."""
+    return {"item_features": catalog.features.cpu(), "item_genres": catalog.genres.cpu(),
+            "item_popularity": catalog.popularity.cpu()}
+
+
+class SlateFeaturesExtractor(nn.Module):
+    """Embeds each candidate together with the user: ``[B, C * hidden + hidden]``.
+
+    The user is the watch-weighted mean of the features of their recent clicks, their
+    instruction and session counters; a candidate is its features, their product with
+    the user's, whether it is among the recent clicks, its popularity and its match with
+    the instruction's genres (when ``item_popularity`` and ``item_genres`` are given) and,
+    in the sequential formulation, whether it is already on the slate.
+    """
+
+    def __init__(self, observation_space: spaces.Dict, item_features=None, item_genres=None,
+                 item_popularity=None, hidden: int = 64):
+        super().__init__()
+        (C,) = observation_space["candidate_ids"].shape
+        n_items = int(np.max(observation_space["candidate_ids"].high)) + 1
+        if "candidate_features" in observation_space.spaces:
+            D = observation_space["candidate_features"].shape[1]
+        elif item_features is not None:
+            D = np.shape(item_features)[1]
+        else:
+            raise ValueError("the observations have no candidate_features; pass the catalog's item_features "
+                             "in policy_kwargs (see catalog_policy_kwargs)")
+        self.num_candidates, self.hidden = C, hidden
+        self.features_dim = C * hidden + hidden
+        if item_features is not None:
+            self.register_buffer("item_features", torch.as_tensor(np.asarray(item_features), dtype=torch.float32))
+            self.item_table = None
+        else:  # learn item vectors for the history from scratch
+            self.item_table = nn.Embedding(n_items, D)
+        self.register_buffer("item_genres", None if item_genres is None
+                             else torch.as_tensor(np.asarray(item_genres), dtype=torch.float32))
+        if item_popularity is not None:  # standardised log-popularity
+            log_popularity = torch.log(torch.as_tensor(np.asarray(item_popularity), dtype=torch.float32).clamp_min(1e-12))
+            log_popularity = (log_popularity - log_popularity.mean()) / log_popularity.std().clamp_min(1e-6)
+            self.register_buffer("item_popularity", log_popularity)
+        else:
+            self.item_popularity = None
+        instruction_dim = observation_space["instruction"].shape[0]
+        self.sequential = "chosen" in observation_space.spaces
+        per_candidate = (2 * D + 2 + (2 if item_genres is not None else 0) + (1 if item_popularity is not None else 0)
+                         + (1 if self.sequential else 0))
+        self.user_net = nn.Sequential(nn.Linear(D + instruction_dim + 3 + (1 if self.sequential else 0), hidden), nn.ReLU())
+        self.candidate_net = nn.Sequential(nn.Linear(per_candidate + hidden, hidden), nn.ReLU(),
+                                           nn.Linear(hidden, hidden), nn.ReLU())
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        history = obs["history_items"].long()
+        present = (history >= 0).float()
+        ids = history.clamp_min(0)
+        history_features = self.item_features[ids] if self.item_table is None else self.item_table(ids)
+        weight = present * (0.5 + obs["history_feedback"][..., 0])
+        user = nn.functional.normalize((weight[..., None] * history_features).sum(1), dim=-1)
+        user_parts = [user, obs["instruction"], torch.log1p(obs["session"])]
+        if self.sequential:
+            user_parts.append(obs["position"])
+        user_h = self.user_net(torch.cat(user_parts, -1))
+        candidate_ids = obs["candidate_ids"].long()
+        candidates = obs["candidate_features"] if "candidate_features" in obs else self.item_features[candidate_ids]
+        seen = (candidate_ids[:, :, None] == history[:, None, :]).any(-1, keepdim=True).float()
+        parts = [candidates, candidates * user[:, None], (candidates * user[:, None]).sum(-1, keepdim=True), seen]
+        if self.item_popularity is not None:
+            parts.append(self.item_popularity[candidate_ids][..., None])
+        if self.item_genres is not None:
+            genres = self.item_genres[candidate_ids]
+            G = genres.shape[-1]
+            more, less = obs["instruction"][:, :G].clamp_min(0), (-obs["instruction"][:, G:2 * G]).clamp_min(0)
+            parts += [(genres * more[:, None]).amax(-1, keepdim=True), (genres * less[:, None]).amax(-1, keepdim=True)]
+        if self.sequential:
+            parts.append(obs["chosen"][..., None])
+        parts.append(user_h[:, None].expand(-1, candidates.shape[1], -1))
+        candidate_h = self.candidate_net(torch.cat(parts, -1))
+        return torch.cat([candidate_h.flatten(1), user_h], -1)
+
+
+class CandidateHeads(nn.Module):
+    """Actor: one score per candidate from its embedding; critic: pooled candidates and user."""
+
+    def __init__(self, num_candidates: int, hidden: int):
+        super().__init__()
+        self.num_candidates, self.hidden = num_candidates, hidden
+        self.latent_dim_pi, self.latent_dim_vf = num_candidates, hidden
+        self.score = nn.Linear(hidden, 1)
+        self.value = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU())
+
+    def _split(self, features: torch.Tensor):
+        C, h = self.num_candidates, self.hidden
+        return features[:, : C * h].view(-1, C, h), features[:, C * h:]
+
+    def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
+        candidates, _ = self._split(features)
+        return self.score(candidates)[..., 0]
+
+    def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
+        candidates, user = self._split(features)
+        return self.value(torch.cat([candidates.mean(1), user], -1))
+
+    def forward(self, features: torch.Tensor):
+        return self.forward_actor(features), self.forward_critic(features)
+
+
+class _Extractor(BaseFeaturesExtractor):
+    """SB3's face of :class:`SlateFeaturesExtractor`."""
+
+    def __init__(self, observation_space: spaces.Dict, **kwargs):
+        inner = SlateFeaturesExtractor(observation_space, **kwargs)
+        super().__init__(observation_space, inner.features_dim)
+        self.inner = inner
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.inner(obs)
+
+
+class _CandidateScoring:
+    """The hooks that turn an SB3 actor-critic policy into a candidate-scoring one."""
+
+    def __init__(self, observation_space, action_space, lr_schedule, item_features=None, item_genres=None,
+                 item_popularity=None, hidden: int = 64, **kwargs):
+        self.hidden = hidden
+        kwargs["features_extractor_class"] = _Extractor
+        kwargs["features_extractor_kwargs"] = {"item_features": item_features, "item_genres": item_genres,
+                                               "item_popularity": item_popularity, "hidden": hidden}
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+
+    def _build_mlp_extractor(self) -> None:
+        self.mlp_extractor = CandidateHeads(self.features_extractor.inner.num_candidates, self.hidden)
+
+    def _build(self, lr_schedule) -> None:
+        super()._build(lr_schedule)
+        # The actor's latent already is one score (or logit) per candidate: SB3's dense
+        # action layer would mix candidates and break the equivariance.
+        self.action_net = nn.Identity()
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+
+class CandidateScoringPolicy(_CandidateScoring, MultiInputActorCriticPolicy):
+    """Actor-critic policy that scores each candidate with one shared network.
+
+    For ``Box(C)`` scores (PPO, A2C) the scores are the Gaussian mean; for ``Discrete(C)``
+    picks (PPO on the sequential formulation) they are the logits. Pass the catalog's
+    ``item_features`` ``[N, D]`` (history items are looked up in it; without it the item
+    vectors are learned) and optionally ``item_genres`` ``[N, G]`` (to match candidates
+    with the instruction's genres) and ``item_popularity`` ``[N]`` in ``policy_kwargs``
+    (:func:`catalog_policy_kwargs` gives all three); ``hidden`` sets the width.
+    """
+
+
+class MaskableCandidateScoringPolicy(_CandidateScoring, MaskableMultiInputActorCriticPolicy):
+    """:class:`CandidateScoringPolicy` for sb3-contrib's MaskablePPO (the logits are masked)."""
