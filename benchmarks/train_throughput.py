@@ -1,7 +1,7 @@
 """Env steps per second while PPO trains on B batched users, and where the time goes.
 
     python benchmarks/train_throughput.py [--num-envs 1 16 64 256] [--timesteps 8192]
-        [--policy candidate_scoring|MultiInputPolicy] [--device cpu] [--dummy 16]
+        [--policy candidate_scoring|MultiInputPolicy] [--device cpu] [--dummy 16] [--threads 1]
 
 For each ``B`` a fresh PPO learns ``--timesteps`` user-steps on
 :class:`~recoworld.envs.sb3_vec.SB3SlateVecEnv` (``action_format="scores"``, 50 candidates,
@@ -75,7 +75,8 @@ def main() -> None:
     parser.add_argument("--policy", default="candidate_scoring", choices=["candidate_scoring", "MultiInputPolicy"])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dummy", type=int, default=0, help="also time DummyVecEnv of this many single envs")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1, as recoworld run uses; 0 keeps torch's default)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
