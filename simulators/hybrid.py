@@ -1,0 +1,313 @@
+"""Hybrid users: a batched statistical core decides, an LLM speaks.
+
+For large populations an LLM call per user and step is too dear. A :class:`HybridUsers`
+population steps every user with :class:`~recoworld.simulators.statistical.StatisticalUsers`
+— examination, clicks, watch time, satiation, leaving and returning, and *when* a user
+voices a reflective instruction and *what* it asks for (the structured ``more``/``less``/
+``novelty``). Only then, once per disengagement, the LLM is asked to voice it: given the
+user's persona, their memory of past sessions, their recent clicks and the structured wish,
+it replies ``{"mindset": "...", "instruction": "..."}`` — the sentence the user says
+(which replaces the template sentence in ``Response.instruction_text``) and their mindset
+in words. Everything else in the :class:`~recoworld.Response` is the core's, so the
+structured instruction an agent acts on is exactly what the core put in force.
+
+A step with ``S`` speakers costs ``S`` LLM calls, made concurrently; a step without
+speakers costs none. A failed call (after the LLM layer's repairs) is recorded and counted
+like an LLM user's: ``on_failure="fallback"`` keeps the core's template sentence,
+``"fail"`` raises :class:`~recoworld.simulators.llm_user.LLMUserError` (after the core has
+stepped). Personas are built when a user first speaks, so a million silent users cost no
+persona.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from recoworld import rng
+from recoworld.catalog import Catalog, lookup
+from recoworld.llm import ChatFailure, ChatModel, ChatRequest, LLMConfig
+from recoworld.representations import RepresentationConfig, make_representation
+from recoworld.types import Response
+from recoworld.simulators.base import UserSimulator
+from recoworld.simulators.llm_user import (
+    FAILURE_POLICIES, ChatModelNode, LLMUserError, StepFailure, _as, _stars, build_chat_model, default_population, resolve_seeds,
+)
+from recoworld.simulators.memory import MemoryConfig, SessionSummary, UserMemory, shorten
+from recoworld.simulators.persona import MovieLensPersonas, MovieLensPopulation, Persona, persona_from_traits
+from recoworld.simulators.population import Population, UserTraits
+from recoworld.simulators.replies import VoiceReply
+from recoworld.simulators.statistical import StatisticalUserConfig, StatisticalUsers
+
+logger = logging.getLogger(__name__)
+S_SAMPLING = 33
+
+
+@dataclass
+class HybridUserConfig:
+    """How the hybrid user's LLM is asked to speak.
+
+    Attributes:
+        on_failure: ``"fallback"`` (keep the core's template sentence) or ``"fail"``.
+        temperature: sampling temperature (0: greedy).
+        max_tokens: reply length limit.
+        app: how the prompt names the service.
+        history_items: recent clicks shown in the prompt (at most the core's 10).
+        failures_kept: most recent failures kept in :attr:`HybridUsers.failures`.
+        memory: bounds of each user's session memory.
+        representation: how history items are written in the prompt.
+    """
+
+    on_failure: str = "fallback"
+    temperature: float = 0.0
+    max_tokens: int = 128
+    app: str = "a movie recommendation app"
+    history_items: int = 5
+    failures_kept: int = 1000
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    representation: RepresentationConfig = field(default_factory=RepresentationConfig)
+
+    def __post_init__(self):
+        if isinstance(self.memory, Mapping):
+            self.memory = MemoryConfig(**self.memory)
+        if isinstance(self.representation, Mapping):
+            self.representation = RepresentationConfig(**self.representation)
+        if self.on_failure not in FAILURE_POLICIES:
+            raise ValueError(f"on_failure={self.on_failure!r}; choose one of {FAILURE_POLICIES}")
+
+
+@dataclass
+class HybridSimulatorConfig:
+    """The Hydra schema of ``simulator=hybrid``: :class:`HybridUsers` with its chat model
+    (``llm``), how it speaks (``config``), the statistical core's parameters
+    (``statistical``) and the population (``None``: the default for the catalog)."""
+
+    _target_: str = "recoworld.simulators.hybrid.HybridUsers"
+    llm: ChatModelNode = field(default_factory=ChatModelNode)
+    config: HybridUserConfig = field(default_factory=HybridUserConfig)
+    statistical: StatisticalUserConfig = field(default_factory=StatisticalUserConfig)
+    population: Any = None
+    device: str = "${device}"
+
+
+class HybridUsers(UserSimulator):
+    """Statistical users whose reflective instructions and mindset are voiced by an LLM.
+
+    Args:
+        catalog: the items.
+        llm: a :class:`~recoworld.llm.ChatModel`, an :class:`~recoworld.llm.LLMConfig` or a
+            mapping of its fields; ``None`` runs the embedded SmolLM2 in process.
+        config: a :class:`HybridUserConfig` or a mapping of its fields.
+        statistical: the core's :class:`~recoworld.simulators.statistical.StatisticalUserConfig`.
+        population: who the users are; default
+            :func:`~recoworld.simulators.llm_user.default_population`.
+        personas: the MovieLens persona book for users with a ``source_user``.
+        device: the core's torch device.
+
+    Attributes:
+        core: the statistical users that decide everything but the words.
+        mindset: each slot's mindset sentence (``None`` until the user first speaks).
+        failures: the most recent :class:`~recoworld.simulators.llm_user.StepFailure` records.
+    """
+
+    def __init__(self, catalog: Catalog, llm: ChatModel | LLMConfig | Mapping | None = None,
+                 config: HybridUserConfig | Mapping | None = None,
+                 statistical: StatisticalUserConfig | Mapping | None = None,
+                 population: Population | None = None, personas: MovieLensPersonas | None = None,
+                 device="cpu"):
+        self.config = _as(HybridUserConfig, config)
+        population = population if population is not None else default_population(catalog)
+        self.core = StatisticalUsers(catalog, _as(StatisticalUserConfig, statistical), population, device)
+        self.catalog, self.device = self.core.catalog, self.core.device
+        self.persona_book = personas if personas is not None else (
+            population.personas if isinstance(population, MovieLensPopulation) else None)
+        self.representation = make_representation(self.catalog, self.config.representation)
+        self.llm, self._owns_llm = build_chat_model(llm)
+        self.n_users = 0
+        self._fresh_seed = 0
+        self.failures: deque[StepFailure] = deque(maxlen=self.config.failures_kept)
+        self.counts = {"user_steps": 0, "calls": 0, "failures": 0, "fallback_steps": 0, "prompt_tokens": 0,
+                       "completion_tokens": 0}
+
+    # ------------------------------------------------------------------ reset
+    def reset(self, n_users: int, seed=None, users=None) -> None:
+        count = n_users if users is None else len(torch.as_tensor(users).flatten())
+        seeds = resolve_seeds(count, seed, self._fresh_seed)
+        self.core.reset(n_users, seeds, users)  # validates n_users and users
+        if seed is None:
+            self._fresh_seed += count
+        if users is None:
+            self.n_users = n_users
+            self.seeds = torch.zeros(n_users, dtype=torch.int64)
+            self._personas: dict[int, Persona] = {}
+            self.memories = [UserMemory(self.config.memory) for _ in range(n_users)]
+            self.mindset: list[str | None] = [None] * n_users
+            slots = list(range(n_users))
+            G = self.catalog.n_genres
+            self._session_steps = torch.zeros(n_users, dtype=torch.int64, device=self.device)
+            self._session_shown = torch.zeros_like(self._session_steps)
+            self._session_clicks = torch.zeros_like(self._session_steps)
+            self._session_likes = torch.zeros_like(self._session_steps)
+            self._session_genres = torch.zeros(n_users, G, device=self.device)
+            self._session_start = torch.zeros(n_users, device=self.device)
+            self._last_instruction: list[str | None] = [None] * n_users
+        else:
+            slots = torch.as_tensor(users, dtype=torch.long).flatten().tolist()
+            for b in slots:
+                self._personas.pop(b, None)
+                self.memories[b] = UserMemory(self.config.memory)
+                self.mindset[b] = None
+        self.seeds[torch.tensor(slots, dtype=torch.long)] = seeds
+        self._open_sessions(torch.tensor(slots, dtype=torch.long, device=self.device))
+
+    def _open_sessions(self, index: torch.Tensor) -> None:
+        for tensor in (self._session_steps, self._session_shown, self._session_clicks, self._session_likes):
+            tensor[index] = 0
+        self._session_genres[index] = 0.0
+        self._session_start[index] = self.core.satisfaction[index]
+        for b in index.tolist():
+            self._last_instruction[b] = None
+
+    # ----------------------------------------------------------------- respond
+    def respond(self, slates) -> Response:
+        response = self.core.respond(slates)
+        slates = torch.as_tensor(slates, device=self.device)
+        self._track(slates, response)
+        speakers = response.instruction.active.nonzero().flatten().tolist()
+        if speakers:
+            self._voice(speakers, response)
+        self._close_sessions(response)
+        self.counts["user_steps"] += self.n_users
+        return response
+
+    def _track(self, slates: torch.Tensor, r: Response) -> None:
+        clicked = r.clicked.float()
+        self._session_steps += 1
+        self._session_shown += r.examined.sum(1)
+        self._session_clicks += r.clicked.sum(1)
+        self._session_likes += r.liked.sum(1)
+        genres = lookup(self.catalog.genres, slates).float()  # [B, K, G]
+        self._session_genres += torch.bmm(clicked[:, None, :], genres)[:, 0]
+
+    def _voice(self, speakers: list[int], response: Response) -> None:
+        seeds = rng.bits(self.core.key, self.core.counter, S_SAMPLING, 1)[:, 0].tolist()
+        requests = [
+            ChatRequest(self.prompt(b, response), schema=VoiceReply, temperature=self.config.temperature,
+                        max_tokens=self.config.max_tokens, seed=int(seeds[b]))
+            for b in speakers
+        ]
+        replies = self.llm.chat_many(requests, return_exceptions=True)
+        self.counts["calls"] += len(requests)
+        failed = []
+        for b, reply in zip(speakers, replies):
+            if isinstance(reply, ChatFailure):
+                failed.append(StepFailure(b, int(self.seeds[b]), int(self.core.counter[b]) - 1, str(reply), tuple(reply.raw_texts),
+                                          self.config.on_failure))
+                continue
+            response.instruction_text[b] = " ".join(reply.parsed.instruction.split())
+            self.mindset[b] = " ".join(reply.parsed.mindset.split())
+            self.counts["prompt_tokens"] += reply.prompt_tokens
+            self.counts["completion_tokens"] += reply.completion_tokens
+        for b in speakers:
+            self._last_instruction[b] = response.instruction_text[b]
+        if failed:
+            self.failures.extend(failed)
+            self.counts["failures"] += len(failed)
+            for f in failed:
+                logger.warning("hybrid user slot %d: no valid reply (%s)", f.slot, f.error[:200])
+            if self.config.on_failure == "fail":
+                raise LLMUserError(failed)
+            self.counts["fallback_steps"] += len(failed)
+
+    def prompt(self, b: int, response: Response) -> list[dict]:
+        """The chat messages asking user ``b`` to voice the instruction of ``response``."""
+        c, names = self.config, self.catalog.genre_names
+        persona = self._persona(b)
+        system = (f"{persona.describe()}\nYou are using {c.app}. Stay in character and speak as this person "
+                  "would. Answer with JSON only.")
+        parts = []
+        remembered = self.memories[b].render(self.representation.describe)
+        if remembered:
+            parts.append("What you remember:\n" + remembered)
+        recent = [i for i in self.core.recent_clicks[b].tolist() if i >= 0][: c.history_items]
+        if recent:
+            parts.append("Your recent clicks, newest first: " + "; ".join(self.representation.describe(recent)))
+        if self.mindset[b]:
+            parts.append(f'Earlier you felt: "{self.mindset[b]}"')
+        ins = response.instruction
+        wish = []
+        more = [names[g] for g in ins.more[b].nonzero().flatten().tolist()]
+        less = [names[g] for g in ins.less[b].nonzero().flatten().tolist()]
+        if less:
+            wish.append(f"less {' and '.join(less)}")
+        if more:
+            wish.append(f"more {' and '.join(more)}")
+        novelty = int(ins.novelty[b])
+        if novelty:
+            wish.append("titles unlike what you usually watch" if novelty > 0 else "titles close to your favourites")
+        stars = _stars(float(response.satisfaction[b]))
+        parts.append(f"Your satisfaction is {stars}/5 and you are losing interest in what the app shows you. "
+                     f"What you want now: {', '.join(wish)}.")
+        parts.append('Tell the app what you want in one sentence of your own ("instruction"), and describe your '
+                     'mindset in one sentence ("mindset").')
+        return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(parts)}]
+
+    def _persona(self, b: int) -> Persona:
+        persona = self._personas.get(b)
+        if persona is None:
+            core, i = self.core, torch.tensor([b], device=self.device)
+            traits = UserTraits(core.interest[i], core.patience[i], core.novelty_trait[i], core.activity[i],
+                                core.popularity_bias[i], core.source_user[i])
+            persona = persona_from_traits(traits, 0, self.catalog)
+            if persona.source_user >= 0 and self.persona_book is not None:
+                persona = self.persona_book.persona(persona.source_user, persona.traits)
+            self._personas[b] = persona
+        return persona
+
+    def _close_sessions(self, r: Response) -> None:
+        leavers = r.left_session.nonzero().flatten()
+        if len(leavers) == 0:
+            return
+        names, limit = self.catalog.genre_names, self.config.memory.max_reason_chars
+        top = self._session_genres[leavers].topk(min(2, len(names)), dim=1)
+        for j, b in enumerate(leavers.tolist()):
+            memory = self.memories[b]
+            memory.add_session(SessionSummary(
+                index=memory.sessions_finished, steps=int(self._session_steps[b]),
+                shown=int(self._session_shown[b]), clicks=int(self._session_clicks[b]),
+                likes=int(self._session_likes[b]), dislikes=0,
+                top_genres=tuple(names[g] for g, v in zip(top.indices[j].tolist(), top.values[j].tolist()) if v > 0),
+                start_mindset="", end_mindset=shorten(self.mindset[b] or "no words", limit),
+                start_satisfaction=_stars(float(self._session_start[b])),
+                end_satisfaction=_stars(float(r.satisfaction[b])), instruction=self._last_instruction[b],
+            ))
+        self._open_sessions(leavers)
+
+    # -------------------------------------------------------------- privileged
+    def click_probabilities(self, items: torch.Tensor) -> torch.Tensor:
+        """Privileged: exact, since the statistical core decides clicks."""
+        return self.core.click_probabilities(items)
+
+    def expected_clicks(self, slates: torch.Tensor) -> torch.Tensor:
+        """Privileged: exact, since the statistical core decides clicks."""
+        return self.core.expected_clicks(slates)
+
+    # ---------------------------------------------------------------- metrics
+    def metrics(self) -> dict[str, float | int]:
+        """LLM calls (one per disengagement), failures, fallbacks, tokens, and the chat
+        model's own accounting (``llm_*``)."""
+        out = {f"hybrid_{k}": v for k, v in self.counts.items()}
+        out["hybrid_calls_per_user_step"] = self.counts["calls"] / max(self.counts["user_steps"], 1)
+        out["hybrid_failure_rate"] = self.counts["failures"] / max(self.counts["calls"], 1)
+        out.update(self.llm.metrics())
+        return out
+
+    def close(self) -> None:
+        """Release the chat model when this simulator built it."""
+        if self._owns_llm:
+            self.llm.close()

@@ -1,0 +1,184 @@
+"""LLM users and hybrid users on a real model: the embedded SmolLM2-135M-Instruct GGUF, run in
+process by llama.cpp and served by ``python -m llama_cpp.server`` through the openai backend.
+
+A 135M-parameter model is a weak user, so these tests ask only what any model must give:
+every user-step ends in a schema-valid reply or a counted failure (never an invented
+reply), the Response invariants hold, and a re-run replays from the cache. Small slates
+and a 4-genre catalog keep prompts short; one llama.cpp thread keeps a loaded CPU usable.
+Skipped only when llama-cpp-python is not installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+import torch
+
+pytest.importorskip("llama_cpp", reason='llama-cpp-python is not installed; pip install -e ".[llm]"')
+
+from recoworld.catalog import Catalog  # noqa: E402
+from recoworld.llm import LlamaCppChatModel, default_gguf_path  # noqa: E402
+from recoworld.simulators.hybrid import HybridUsers  # noqa: E402
+from recoworld.simulators.llm_user import LLMUsers  # noqa: E402
+
+USERS, SLATE, STEPS = 2, 2, 2
+# A short generation in a child process: a llama.cpp built for instructions this CPU lacks
+# dies with SIGILL, which would otherwise take pytest down with it.
+PROBE = ("import sys, llama_cpp; llm = llama_cpp.Llama(sys.argv[1], n_ctx=256, n_threads=1, verbose=False); "
+         "llm.create_chat_completion([{'role': 'user', 'content': 'Say hello to the probe. ' * 8}], max_tokens=2)")
+
+
+def embedded_gguf():
+    """The embedded model's path, after checking that llama.cpp can run it here."""
+    path = default_gguf_path()
+    probe = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, timeout=300)
+    if probe.returncode != 0:
+        hint = " (SIGILL: llama-cpp-python was built for CPU instructions this machine lacks)" \
+            if probe.returncode == -signal.SIGILL else ""
+        pytest.fail(f"llama.cpp cannot generate on this machine: exit code {probe.returncode}{hint}\n"
+                    f"{probe.stderr[-2000:]}")
+    return path
+
+
+@contextlib.contextmanager
+def llama_server(gguf, log_path, start_timeout_s=180):
+    """``python -m llama_cpp.server`` on a free local port; yields its base URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    # Passive OpenMP waiting: spinning threads would starve each other on a shared CPU.
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
+             "--port", str(port), "--n_ctx", "2048", "--n_threads", "1"],
+            stdout=log, stderr=subprocess.STDOUT, env=env,
+        )
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + start_timeout_s
+        while True:
+            if server.poll() is not None:
+                pytest.fail(f"llama_cpp.server exited with {server.returncode}:\n{log_path.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{base_url}/models", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"llama_cpp.server not ready in {start_timeout_s}s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.25)
+        yield base_url
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@pytest.fixture(scope="module")
+def gguf():
+    return embedded_gguf()
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return Catalog.synthetic(60, n_genres=4, seed=0)
+
+
+def slates(n_users, k, n_items, step):
+    gen = torch.Generator().manual_seed(100 + step)
+    return torch.stack([torch.randperm(n_items, generator=gen)[:k] for _ in range(n_users)])
+
+
+def assert_response_invariants(r, n_users, k):
+    assert r.clicked.shape == (n_users, k) and r.satisfaction.shape == (n_users,)
+    assert not bool((r.clicked & ~r.examined).any()) and not bool((r.liked & ~r.clicked).any())
+    assert bool(((r.watch_fraction > 0) == r.clicked).all()) and bool((r.watch_fraction <= 1).all())
+    assert bool((r.rating[~r.clicked] == 0).all()) and bool((r.rating <= 5).all())
+    assert bool(((r.satisfaction >= 0) & (r.satisfaction <= 1)).all())
+    assert torch.equal(r.churned, r.left_session & ~r.returned)
+    assert bool((r.compliance[~r.instruction_in_force] == 0).all())
+    assert [t is not None for t in r.instruction_text] == r.instruction.active.tolist()
+
+
+def run_llm_users(catalog, llm):
+    sim = LLMUsers(catalog, llm, config={"memory": {"max_interactions": 4}})
+    sim.reset(USERS, seed=0)
+    responses = []
+    for step in range(STEPS):
+        r = sim.respond(slates(USERS, SLATE, catalog.n_items, step))
+        assert_response_invariants(r, USERS, SLATE)
+        responses.append(r)
+        gone = r.churned.nonzero().flatten()
+        if len(gone):
+            sim.reset(USERS, seed=[50 + step * USERS + int(g) for g in gone], users=gone)
+    return sim, responses
+
+
+def embedded_model(gguf, cache_dir):
+    # The grammar already holds the reply to the schema, so the prompt does without the schema
+    # text: half the prompt tokens on a CPU where every token counts.
+    return LlamaCppChatModel(gguf, n_threads=1, schema_in_prompt=False, cache=cache_dir)
+
+
+def test_llm_users_on_the_embedded_model_in_process(gguf, catalog, tmp_path):
+    sim, first = run_llm_users(catalog, embedded_model(gguf, tmp_path / "cache"))
+    m = sim.metrics()
+    assert m["llm_user_user_steps"] == USERS * STEPS
+    # every user-step is a validated reply or a counted failure with its raw text
+    assert m["llm_replies"] + m["llm_failures"] == USERS * STEPS
+    assert m["llm_user_failures"] == m["llm_failures"] == len(sim.failures)
+    assert all(f.raw_texts for f in sim.failures)
+    if m["llm_replies"]:
+        assert m["llm_prompt_tokens"] > 100 * m["llm_replies"] and m["llm_completion_tokens"] > 0
+    sim.llm.close()
+
+    # A re-run with the same seed is served from the cache and gives the same responses.
+    again, second = run_llm_users(catalog, embedded_model(gguf, tmp_path / "cache"))
+    assert again.metrics()["llm_calls"] == 0 and again.metrics()["llm_cache_hits"] >= USERS * STEPS
+    for a, b in zip(first, second):
+        for name, value in a.tensor_fields().items():
+            assert torch.equal(torch.nan_to_num(value), torch.nan_to_num(getattr(b, name))), name
+        assert a.instruction_text == b.instruction_text
+    again.llm.close()
+
+
+def test_hybrid_users_voice_instructions_with_the_embedded_model(gguf, catalog):
+    statistical = {"voice_probability": 1.0, "instruction_threshold": 0.0}  # everyone speaks at once
+    sim = HybridUsers(catalog, {"backend": "llama_cpp", "model": str(gguf), "n_threads": 1},
+                      statistical=statistical)
+    sim.reset(USERS, seed=0)
+    r = sim.respond(slates(USERS, SLATE, catalog.n_items, 0))
+    assert_response_invariants(r, USERS, SLATE)
+    assert r.instruction.active.all()
+    m = sim.metrics()
+    assert m["hybrid_calls"] == USERS and m["llm_requests"] == USERS
+    assert m["llm_replies"] + m["llm_failures"] == USERS
+    spoken = [b for b in range(USERS) if all(f.slot != b for f in sim.failures)]
+    for b in spoken:
+        assert r.instruction_text[b] and sim.mindset[b]
+    sim.close()
+
+
+def test_llm_users_against_the_embedded_model_on_llama_cpp_server(gguf, catalog, tmp_path):
+    with llama_server(gguf, tmp_path / "server.log") as base_url:
+        sim = LLMUsers(catalog, {"backend": "openai", "model": "smollm2", "base_url": base_url,
+                                 "api_key": "sk-local", "structured_mode": "json_object_schema"})
+        sim.reset(1, seed=3)
+        r = sim.respond(slates(1, SLATE, catalog.n_items, 0))
+        assert_response_invariants(r, 1, SLATE)
+        m = sim.metrics()
+        assert m["llm_replies"] + m["llm_failures"] == 1 and m["llm_user_failures"] == m["llm_failures"]
+        sim.close()
