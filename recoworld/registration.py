@@ -2,7 +2,7 @@
 
 import gymnasium as gym
 
-ENV_IDS = ("RecoWorld/Slate-v0",)
+ENV_IDS = ("RecoWorld/Slate-v0", "RecoWorld/Instruct-v0")
 
 
 def register_envs() -> None:
@@ -12,3 +12,5 @@ def register_envs() -> None:
             entry_point="recoworld.envs.slate:SlateEnv",
             vector_entry_point="recoworld.envs.slate:SlateVectorEnv",
         )
+    if "RecoWorld/Instruct-v0" not in gym.registry:
+        gym.register(id="RecoWorld/Instruct-v0", entry_point="recoworld.envs.instruct:InstructEnv")

@@ -1,0 +1,278 @@
+"""What RecoWorld's LLM recommenders share: the model, the user's words, prompts and traces.
+
+Three agents build on :class:`LLMRecommender`:
+
+- :class:`~recoworld.agents.llm_rerank.LLMRerank` — a collaborative model proposes, the
+  LLM selects and reorders in light of the instruction and history;
+- :class:`~recoworld.agents.llm_tools.LLMToolAgent` — the LLM turns the instruction into
+  structured preferences and a plan of tool calls (filters, scorers, a diversity
+  re-ranker) that the agent executes;
+- :class:`~recoworld.agents.llm_bandit.LLMBandit` — the LLM picks from a shortlist whose
+  exploration and exploitation statistics (mean, count, UCB bonus) come from a bandit.
+
+They serve ``RecoWorld/Slate-v0``'s vector env like any :class:`Recommender`: one
+``act(obs)`` makes one ``chat_many`` call that fans out the prompts of the ``B`` users at
+once. Every reply is validated against a pydantic schema that admits only the ids the
+agent offered (repaired by the :class:`~recoworld.llm.ChatModel`, never guessed); a
+request that still fails falls back to the agent's non-LLM order and is counted in
+``agent.counts["fallbacks"]``.
+
+**The user's words.** The observation carries the instruction in structured form only;
+its sentence reaches the agent in ``feedback.info["instruction_text"]`` at the step it is
+voiced. These agents learn (``learns = True``) so that the runner passes them each step's
+feedback: they keep each user's latest sentence and quote it while the instruction is
+current (voiced in the current session); without it they describe the structured form.
+
+**Traces.** Every decision is recorded in ``agent.traces`` (a list of dicts: rollout step,
+user slot, prompt, raw replies, the parsed reply, the slate, whether it fell back and
+why) and, with ``trace_path``, appended to a JSONL file as it happens.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, Field, create_model, field_validator
+
+from recoworld.agents.base import Feedback, Observation, Recommender
+from recoworld.llm import ChatFailure, ChatModel, ChatReply, ChatRequest, LLMConfig, make_chat_model
+
+LLM_WHEN = ("always", "instruction")
+
+
+class LLMRecommender(Recommender):
+    """Base of the LLM agents (see the module docstring).
+
+    Args:
+        llm: a :class:`~recoworld.llm.ChatModel`, or the settings of one (an
+            :class:`~recoworld.llm.LLMConfig` or a mapping for
+            :func:`~recoworld.llm.make_chat_model`); default the embedded SmolLM2-135M.
+        llm_when: ``"always"`` asks the LLM for every request; ``"instruction"`` only while
+            the user has a current instruction (the agent's non-LLM order serves the others,
+            counted in ``counts["no_instruction"]``, not as fallbacks).
+        temperature, max_tokens: sampling of every request.
+        reason_chars: longest ``reasoning`` the reply schema admits.
+        history_shown: recent clicks described in a prompt.
+        schema_in_prompt: for a model the agent builds itself, whether the JSON schema is
+            appended to the prompt; the prompts already spell out the reply format, and a
+            schema with every candidate id costs many prompt tokens.
+        trace_path: a JSONL file that receives every trace as it is made.
+        keep_traces: keep traces in ``agent.traces``.
+        name: label in metrics.
+    """
+
+    learns = True
+
+    def __init__(self, llm: ChatModel | LLMConfig | Mapping | None = None, *, llm_when: str = "always",
+                 temperature: float = 0.0, max_tokens: int = 160, reason_chars: int = 160, history_shown: int = 5,
+                 schema_in_prompt: bool = False, trace_path: str | None = None, keep_traces: bool = True,
+                 name: str | None = None):
+        if llm_when not in LLM_WHEN:
+            raise ValueError(f"llm_when={llm_when!r}; choose one of {LLM_WHEN}")
+        self.llm_spec = llm
+        self.llm_when, self.temperature, self.max_tokens = llm_when, temperature, max_tokens
+        self.reason_chars, self.history_shown, self.schema_in_prompt = reason_chars, history_shown, schema_in_prompt
+        self.trace_path = Path(trace_path) if trace_path else None
+        self.keep_traces = keep_traces
+        if name:
+            self.name = name
+        self.llm: ChatModel | None = llm if isinstance(llm, ChatModel) else None
+
+    # ----------------------------------------------------------- lifecycle
+    def setup(self, env, seed: int | None = None) -> None:
+        super().setup(env, seed)
+        catalog = self.catalog
+        self.genre_names = list(catalog.genre_names)
+        self.genres = catalog.genres.cpu().numpy()
+        self.item_features = catalog.features.cpu().numpy().astype(np.float64)
+        self.traces: list[dict] = []
+        self.counts: Counter = Counter()
+        self.step = 0
+        self._said: dict[int, str] = {}
+
+    def chat_model(self) -> ChatModel:
+        """The LLM, built on first use from ``llm`` (so rule-only configurations never load one)."""
+        if self.llm is None:
+            spec = self.llm_spec
+            self.llm = make_chat_model(spec) if spec is not None else make_chat_model()
+            self.llm.schema_in_prompt = self.schema_in_prompt
+        return self.llm
+
+    def update(self, feedback: Feedback) -> None:
+        """Remember what each user said (see the module docstring), then :meth:`learn`."""
+        info = feedback.info
+        ended = ~np.asarray(feedback.valid, dtype=bool) | np.asarray(feedback.terminated) | np.asarray(feedback.truncated)
+        texts = info.get("instruction_text")
+        for b in range(len(ended)):
+            if ended[b]:
+                self._said.pop(b, None)
+            elif texts is not None and texts[b] is not None:
+                self._said[b] = str(texts[b])
+        self.learn(feedback)
+
+    def learn(self, feedback: Feedback) -> None:
+        """Pass the feedback to the agent's own learner (its proposer or guide)."""
+
+    def stats(self) -> dict[str, Any]:
+        """Decision counts and the LLM's accounting, ready for a metrics file."""
+        out = dict(self.counts)
+        if self.llm is not None:
+            out.update(self.llm.metrics())
+        return out
+
+    # ------------------------------------------------------- the instruction
+    def instruction(self, obs: Observation) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per user: current ``[B]``, more ``[B, G]``, less ``[B, G]`` and novelty wish ``[B]``.
+
+        An instruction is current from the step it is voiced until its session ends (the
+        simulated users drop it then): ``0 < age <= session_step``.
+        """
+        G = len(self.genre_names)
+        vector = np.asarray(obs["instruction"], dtype=np.float64)
+        _, session_step, age = np.asarray(obs["session"], dtype=np.float64).T
+        current = (age > 0) & (age <= session_step)
+        return current, vector[:, :G] > 0, vector[:, G:2 * G] < 0, vector[:, 2 * G]
+
+    def instruction_text(self, obs: Observation, b: int) -> str | None:
+        """User ``b``'s current instruction in words: their own sentence when the agent heard
+        it, else a description of the structured form; ``None`` when none is current."""
+        current, more, less, novelty = self.instruction(obs)
+        if not current[b]:
+            return None
+        if b in self._said:
+            return f'"{self._said[b]}"'
+        parts = []
+        if more[b].any():
+            parts.append("more " + ", ".join(self.genre_names[g] for g in np.flatnonzero(more[b])))
+        if less[b].any():
+            parts.append("less " + ", ".join(self.genre_names[g] for g in np.flatnonzero(less[b])))
+        if novelty[b] > 0:
+            parts.append("things unlike what they usually watch")
+        elif novelty[b] < 0:
+            parts.append("things close to what they usually watch")
+        return "(paraphrased) " + "; ".join(parts) if parts else None
+
+    def needs_llm(self, obs: Observation) -> np.ndarray:
+        """Rows ``[B]`` whose request goes to the LLM under ``llm_when``."""
+        batch = len(obs["candidate_ids"])
+        if self.llm_when == "always":
+            return np.ones(batch, dtype=bool)
+        return self.instruction(obs)[0]
+
+    # ------------------------------------------------------------- prompts
+    def describe(self, item: int) -> str:
+        """``431 "Title" [Drama, Romance]``."""
+        genres = ", ".join(self.genre_names[g] for g in np.flatnonzero(self.genres[item]))
+        return f'{item} "{self.catalog.titles[item]}" [{genres}]'
+
+    def context(self, obs: Observation, b: int) -> str:
+        """The user's instruction and recent history, as the first lines of a prompt."""
+        said = self.instruction_text(obs, b)
+        lines = [f"User's current instruction: {said}" if said else "User's current instruction: none."]
+        items = np.asarray(obs["history_items"][b])
+        feedback = np.asarray(obs["history_feedback"][b])
+        shown = [(int(i), f) for i, f in zip(items, feedback) if i >= 0][: self.history_shown]
+        if shown:
+            lines.append("Recently watched (newest first):")
+            lines.extend(f"- {self.describe(i)}: watched {round(100 * float(w))}%" + (", liked" if liked > 0 else "")
+                         for i, (w, liked) in shown)
+        else:
+            lines.append("Recently watched: nothing yet.")
+        return "\n".join(lines)
+
+    def request(self, system: str, user: str, schema: type[BaseModel]) -> ChatRequest:
+        return ChatRequest([{"role": "system", "content": system}, {"role": "user", "content": user}],
+                           schema=schema, temperature=self.temperature, max_tokens=self.max_tokens)
+
+    def ask(self, requests: list[ChatRequest]) -> list[ChatReply | ChatFailure]:
+        """One ``chat_many`` call for the batch; failures take their request's place."""
+        if not requests:
+            return []
+        self.counts["llm_requests"] += len(requests)
+        return self.chat_model().chat_many(requests, return_exceptions=True)
+
+    # -------------------------------------------------------------- traces
+    def trace(self, b: int, request: ChatRequest | None, reply: ChatReply | ChatFailure | None, *,
+              slate: list[int], fallback: str | None = None, **extra) -> None:
+        """Record one decision (see the module docstring); ``fallback`` says why the LLM's
+        answer was not used (``None`` when it was)."""
+        record = {"agent": self.name, "step": self.step, "user": int(b), "slate": [int(i) for i in slate],
+                  "fallback": fallback}
+        if request is not None:
+            record["prompt"] = request.messages[-1]["content"]
+        if isinstance(reply, ChatReply):
+            record["replies"] = reply.raw_texts
+            record["parsed"] = reply.parsed.model_dump() if reply.parsed is not None else None
+        elif isinstance(reply, ChatFailure):
+            record["replies"] = reply.raw_texts
+            record["error"] = str(reply)
+        record.update(extra)
+        if self.keep_traces:
+            self.traces.append(record)
+        if self.trace_path is not None:
+            self.trace_path.parent.mkdir(parents=True, exist_ok=True)
+            with self.trace_path.open("a") as f:
+                f.write(json.dumps(record, default=_jsonable) + "\n")
+
+
+def slate_schema(allowed: list[int], slate_size: int, reason_chars: int, name: str = "SlateReply") -> type[BaseModel]:
+    """A reply schema whose ``slate`` holds exactly ``slate_size`` distinct ids of ``allowed``.
+
+    Grammar-constrained backends (llama.cpp, vLLM) cannot emit an id outside ``allowed``;
+    the others are caught by validation and repaired. Distinctness is checked by the
+    validator (JSON schema's ``uniqueItems`` is not enforced by grammars).
+    """
+    ids = Literal[tuple(int(i) for i in allowed)]
+    return create_model(
+        name, __base__=_SlateReplyBase,
+        reasoning=(str, Field(max_length=reason_chars, description="one short sentence: why these items")),
+        slate=(Annotated[list[ids], Field(min_length=slate_size, max_length=slate_size)],
+               Field(description=f"{slate_size} distinct item ids, best first")),
+    )
+
+
+class _SlateReplyBase(BaseModel):
+    @field_validator("slate", check_fields=False)
+    @classmethod
+    def _distinct(cls, slate: list[int]) -> list[int]:
+        repeated = sorted({i for i in slate if slate.count(i) > 1})
+        if repeated:
+            raise ValueError(f"items {repeated} appear more than once; every item of the slate must be distinct")
+        return slate
+
+
+def collaborative_scores(agent: Recommender, obs: Observation) -> np.ndarray:
+    """``[B, C]`` scores of a proposing agent: its ``score(obs)`` or ``scores(obs)``, or an
+    item bandit's per-item ``indices()``/``estimates()`` read at the candidates. Infinite
+    scores (items a bandit never tried) become one more than the largest finite score."""
+    ids = np.asarray(obs["candidate_ids"])
+    if hasattr(agent, "score"):
+        scores = agent.score(obs)
+    elif hasattr(agent, "scores"):
+        scores = agent.scores(obs)
+    elif hasattr(agent, "indices"):
+        scores = agent.indices()[ids]
+    elif hasattr(agent, "estimates"):
+        scores = agent.estimates()[ids]
+    else:
+        raise TypeError(f"{type(agent).__name__} gives no scores; a proposer needs score(obs), scores(obs), "
+                        "indices() or estimates() (e.g. LinUCB, UCB1, SlateQAgent)")
+    scores = np.array(scores, dtype=np.float64)
+    finite = np.isfinite(scores)
+    if not finite.all():
+        top = scores[finite].max() if finite.any() else 0.0
+        scores = np.where(np.isposinf(scores), top + 1.0, np.where(finite, scores, top - 1.0))
+    return scores
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

@@ -1,0 +1,82 @@
+"""Candidate-then-rerank: a collaborative model proposes, an LLM selects and reorders.
+
+Each request: the proposer (default :class:`~recoworld.agents.linear.LinUCB`, which learns
+from every user's clicks) scores the candidates; its top ``n_proposals`` are listed in
+the prompt with the user's instruction and recent history; the LLM answers
+``{"reasoning": ..., "slate": [K ids]}``. The reply schema admits only the proposed ids,
+``K`` of them, distinct: anything else is rejected and repaired by the chat model
+(``max_repairs`` turns). A request that still fails is served the proposer's own top
+``K`` — the **fallback**, counted in ``counts["fallbacks"]`` and traced with the error.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from recoworld.agents.base import Feedback, Observation, Recommender, top_k
+from recoworld.agents.linear import LinUCB
+from recoworld.agents.llm_agents import LLMRecommender, collaborative_scores, slate_schema
+from recoworld.llm import ChatReply
+
+SYSTEM = ("You are the ranking step of a movie recommender. You receive a user's instruction, their recent "
+          "history, and candidate movies proposed by a collaborative model, best first. Choose the movies to "
+          "show, best first, following the user's instruction; when they give none, keep close to the "
+          "proposed order. Reply in JSON.")
+
+
+class LLMRerank(LLMRecommender):
+    """Candidate-then-rerank (see the module docstring).
+
+    Args:
+        proposer: the collaborative model (any agent with ``score``/``scores``, or an item
+            bandit); default ``LinUCB()``. It is set up and learns as usual.
+        n_proposals: proposed candidates shown to the LLM (at least ``slate_size``).
+        setup_proposer: set the proposer up in :meth:`setup` (False for one already trained).
+        **kwargs: the :class:`~recoworld.agents.llm_agents.LLMRecommender` arguments.
+    """
+
+    name = "llm_rerank"
+
+    def __init__(self, proposer: Recommender | None = None, n_proposals: int = 15, setup_proposer: bool = True,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.proposer = proposer if proposer is not None else LinUCB()
+        self.n_proposals, self.setup_proposer = n_proposals, setup_proposer
+
+    def setup(self, env, seed: int | None = None) -> None:
+        super().setup(env, seed)
+        if self.n_proposals < self.slate_size:
+            raise ValueError(f"n_proposals={self.n_proposals} < slate_size={self.slate_size}; "
+                             "the LLM must have at least a slate to choose from")
+        if self.setup_proposer:
+            self.proposer.setup(env, seed)
+
+    def act(self, obs: Observation) -> np.ndarray:
+        ids = np.asarray(obs["candidate_ids"])
+        proposed = top_k(collaborative_scores(self.proposer, obs), min(self.n_proposals, ids.shape[1]))
+        action = proposed[:, : self.slate_size].copy()
+        rows = np.flatnonzero(self.needs_llm(obs))
+        self.counts["no_instruction"] += len(ids) - len(rows)
+        requests = []
+        for b in rows:
+            offered = [int(i) for i in ids[b, proposed[b]]]
+            listing = "\n".join(f"- {self.describe(i)}" for i in offered)
+            prompt = (f"{self.context(obs, b)}\nProposed movies (id \"title\" [genres]), best first:\n{listing}\n"
+                      f"Reply with JSON: {{\"reasoning\": one short sentence, \"slate\": the ids of "
+                      f"{self.slate_size} distinct proposed movies, best first}}.")
+            requests.append(self.request(SYSTEM, prompt, slate_schema(offered, self.slate_size, self.reason_chars)))
+        for b, request, reply in zip(rows, requests, self.ask(requests)):
+            if isinstance(reply, ChatReply):
+                position = {int(item): c for c, item in enumerate(ids[b])}
+                action[b] = [position[i] for i in reply.parsed.slate]
+                self.counts["llm_slates"] += 1
+                self.trace(b, request, reply, slate=reply.parsed.slate)
+            else:
+                self.counts["fallbacks"] += 1
+                self.trace(b, request, reply, slate=ids[b, action[b]].tolist(), fallback="invalid_reply")
+        self.step += 1
+        return action
+
+    def learn(self, feedback: Feedback) -> None:
+        if self.proposer.learns:
+            self.proposer.update(feedback)

@@ -1,0 +1,153 @@
+"""RecoWorld/Instruct-v0: text observations, strict parsing, penalties, and the slate world underneath."""
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import recoworld  # noqa: F401  (registers the envs)
+from recoworld.envs.instruct import InstructEnv, InvalidAction, parse_slate
+from recoworld.envs.slate import SlateEnv
+
+SMALL = {"slate_size": 3, "num_candidates": 12, "max_steps": 25}
+
+
+def make(**kwargs):
+    return gym.make("RecoWorld/Instruct-v0", **{**SMALL, **kwargs}).unwrapped
+
+
+def first_ids(info, k=3):
+    return [int(i) for i in info["candidate_ids"][:k]]
+
+
+def test_registered_and_passes_the_gymnasium_checker_with_penalties():
+    env = gym.make("RecoWorld/Instruct-v0", invalid_action="penalty", **SMALL)
+    assert isinstance(env.unwrapped, InstructEnv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check_env(env.unwrapped)
+    obs, info = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    assert isinstance(env.action_space, gym.spaces.Text)
+
+
+def test_observation_lists_candidates_with_titles_and_asks_for_ids():
+    env = make()
+    obs, info = env.reset(seed=1)
+    assert "User's latest instruction: none." in obs
+    for item in info["candidate_ids"]:
+        assert f'- {item} "{env.catalog.titles[item]}"' in obs
+    assert "ids of 3 distinct candidates" in obs
+
+
+def test_observation_quotes_the_users_instruction_and_info_has_its_structured_form():
+    env = make(max_steps=60)
+    for seed in range(20):
+        obs, info = env.reset(seed=seed)
+        for _ in range(60):
+            obs, _, terminated, truncated, info = env.step(first_ids(info))
+            if info["instruction_text"] is not None:
+                break
+            if terminated or truncated:
+                break
+        if info["instruction_text"] is not None:
+            break
+    else:
+        pytest.fail("no user voiced an instruction in 20 episodes")
+    assert f'"{info["instruction_text"]}"' in obs
+    assert "(1 step ago)" in obs
+    said = info["instruction"]
+    assert said["more"] or said["less"] or said["novelty"]
+    for genre in said["more"] + said["less"]:
+        assert genre in info["instruction_text"]
+
+
+@pytest.mark.parametrize("text", ["[5, 9, 2]", "5, 9, 2", "5 9 2", '{"slate": [5, 9, 2]}',
+                                  "```json\n[5, 9, 2]\n```", " [5,9,2] "])
+def test_text_actions_that_parse(text):
+    assert parse_slate(text) == [5, 9, 2]
+
+
+def test_sequences_of_integers_are_actions_too():
+    assert parse_slate(np.array([5, 9, 2])) == [5, 9, 2]
+    assert parse_slate((np.int64(5), 9)) == [5, 9]
+
+
+@pytest.mark.parametrize("action, message", [
+    ("I recommend 5, 9 and 2", "could not read a slate"),
+    ('{"items": [5, 9, 2]}', 'no "slate" list'),
+    ("[5, 9.5, 2]", "slate[1] = 9.5 is not an item id"),
+    ([5, True, 2], "slate[1] = True is not an item id"),
+    (3.0, "an action is a list of item ids or text"),
+])
+def test_unparseable_actions_are_refused_never_guessed(action, message):
+    with pytest.raises(InvalidAction, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_slate(action)
+
+
+def test_invalid_slates_raise_a_message_naming_the_problem():
+    env = make()
+    _, info = env.reset(seed=2)
+    ids = first_ids(info, 4)
+    outside = next(i for i in range(env.catalog.n_items) if i not in info["candidate_ids"])
+    with pytest.raises(InvalidAction, match="the slate has 2 item"):
+        env.step(ids[:2])
+    with pytest.raises(InvalidAction, match=rf"slate\[2\] repeats item {ids[0]}"):
+        env.step([ids[0], ids[1], ids[0]])
+    with pytest.raises(InvalidAction, match=rf"slate\[1\] = {outside} is not among this step's candidates"):
+        env.step(f"[{ids[0]}, {outside}, {ids[1]}]")
+    with pytest.raises(ValueError):  # InvalidAction is a ValueError, like the slate env's errors
+        env.step("nonsense")
+
+
+def test_penalty_mode_leaves_the_user_untouched_and_counts_invalid_actions():
+    env, twin = make(invalid_action="penalty", invalid_penalty=2.5), make()
+    obs, info = env.reset(seed=3)
+    twin.reset(seed=3)
+    obs2, reward, terminated, truncated, info2 = env.step("[1, 2]")
+    assert reward == -2.5 and not terminated and not truncated
+    assert info2["invalid_action"] and info2["invalid_actions"] == 1
+    assert "the slate has 2 item" in info2["action_error"]
+    assert obs2 == obs
+    # The user did not see anything: the next valid steps match an env that never saw the invalid one.
+    for _ in range(5):
+        ids = first_ids(info2)
+        obs2, r, *_, info2 = env.step(ids)
+        obs_twin, r_twin, *_ = twin.step(ids)
+        assert (obs2, r) == (obs_twin, r_twin)
+        assert not info2["invalid_action"] and info2["invalid_actions"] == 1
+
+
+def test_invalid_actions_use_up_the_step_budget():
+    env = make(invalid_action="penalty", max_steps=3)
+    env.reset(seed=0)
+    assert [env.step("oops")[3] for _ in range(3)] == [False, False, True]
+
+
+def test_same_trajectories_as_the_slate_env_for_the_same_seed_and_slates():
+    rng = np.random.default_rng(0)
+    for seed in (4, 5):
+        text_env, slate_env = make(max_steps=30), SlateEnv(**{**SMALL, "max_steps": 30})
+        _, info = text_env.reset(seed=seed)
+        slate_obs, _ = slate_env.reset(seed=seed)
+        for _ in range(30):
+            assert np.array_equal(info["candidate_ids"], slate_obs["candidate_ids"])
+            positions = rng.permutation(12)[:3]
+            action = "[" + ", ".join(str(int(info["candidate_ids"][p])) for p in positions) + "]"
+            _, reward, terminated, truncated, info = text_env.step(action)
+            slate_obs, s_reward, s_terminated, s_truncated, s_info = slate_env.step(positions)
+            assert (reward, terminated, truncated) == (s_reward, s_terminated, s_truncated)
+            for key in ("slate", "clicked", "watch_fraction", "satisfaction", "compliance"):
+                assert np.array_equal(info[key], s_info[key]), key
+            assert info["instruction_text"] == s_info["instruction_text"]
+            if terminated or truncated:
+                break
+
+
+def test_rejects_arguments_of_the_slate_face():
+    with pytest.raises(TypeError, match="takes no action_format"):
+        InstructEnv(action_format="scores")
+    with pytest.raises(ValueError, match="invalid_action='ignore'"):
+        InstructEnv(invalid_action="ignore")

@@ -1,0 +1,291 @@
+"""LLM recommenders: prompts, validation of replies, fallbacks, traces and batching.
+
+Most tests drive the agents with ``ScriptedChatModel``, each standing in for an LLM with a
+given behaviour (named in the test); one test runs a real step of the embedded SmolLM2.
+"""
+
+import json
+import re
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import recoworld  # noqa: F401  (registers the envs)
+from recoworld.agents.base import Feedback
+from recoworld.agents.bandits import UCB1
+from recoworld.agents.llm_bandit import LLMBandit
+from recoworld.agents.llm_rerank import LLMRerank
+from recoworld.agents.llm_tools import LLMToolAgent
+from recoworld.experiment.loop import rollout
+from recoworld.llm import ScriptedChatModel
+
+K = 3
+
+
+def make_env(n=2, **kwargs):
+    return gym.make_vec("RecoWorld/Slate-v0", num_envs=n, vectorization_mode="vector_entry_point",
+                        **{"slate_size": K, "num_candidates": 12, "max_steps": 10, **kwargs})
+
+
+def listed_ids(prompt: str) -> list[int]:
+    """The item ids an agent's prompt offers, in order (lines ``- <id> "title" ...`` after the history)."""
+    offered = re.split(r"\n(?:Proposed movies|Candidates by upper confidence bound)", prompt)[1]
+    return [int(i) for i in re.findall(r"^- (\d+) ", offered, re.M)]
+
+
+def reply(slate, reasoning="fits the request"):
+    return json.dumps({"reasoning": reasoning, "slate": [int(i) for i in slate]})
+
+
+class CountingModel(ScriptedChatModel):
+    """Counts ``chat_many`` calls, to check that an agent fans out a batch in one call."""
+
+    def __init__(self, script, **kw):
+        super().__init__(script, **kw)
+        self.batches = []
+
+    def chat_many(self, requests, **kw):
+        requests = list(requests)
+        self.batches.append(len(requests))
+        return super().chat_many(requests, **kw)
+
+
+def test_rerank_fans_out_one_chat_many_per_step_and_uses_the_llms_order():
+    # Stands in for an LLM that always answers well: the last three proposals, reversed.
+    llm = CountingModel(lambda call: reply(listed_ids(call.messages[-1]["content"])[::-1][:K]))
+    env = make_env(n=4)
+    agent = LLMRerank(llm=llm, n_proposals=6)
+    agent.setup(env, seed=0)
+    obs, _ = env.reset(seed=0)
+    action = agent.act(obs)
+    assert llm.batches == [4]
+    for b in range(4):
+        offered = listed_ids(agent.traces[b]["prompt"])
+        assert len(offered) == 6
+        assert obs["candidate_ids"][b, action[b]].tolist() == offered[::-1][:K]
+    assert agent.counts["llm_slates"] == 4 and agent.counts["fallbacks"] == 0
+
+
+def test_rerank_rejects_ids_outside_the_proposals_and_repairs():
+    # Stands in for an LLM that first names an item that was not proposed, then corrects itself.
+    def answer(call):
+        offered = listed_ids(call.messages[1]["content"])
+        if len(call.messages) == 2:  # first attempt
+            return reply([offered[0], offered[1], 99999])
+        assert "That reply is invalid" in call.messages[-1]["content"]  # the repair turn
+        return reply(offered[:K])
+
+    llm = ScriptedChatModel(answer)
+    env = make_env(n=1)
+    agent = LLMRerank(llm=llm, n_proposals=5)
+    agent.setup(env, seed=0)
+    obs, _ = env.reset(seed=0)
+    action = agent.act(obs)
+    assert llm.metrics()["llm_repairs"] == 1
+    assert 99999 not in obs["candidate_ids"][0, action[0]]
+    assert agent.counts["fallbacks"] == 0
+    assert len(agent.traces[0]["replies"]) == 2
+
+
+def test_rerank_falls_back_to_the_collaborative_order_and_counts_it():
+    # Stands in for an LLM that keeps repeating an item, whatever it is told.
+    def answer(call):
+        offered = listed_ids(call.messages[1]["content"])
+        return reply([offered[0], offered[0], offered[1]])
+
+    env = make_env(n=2)
+    agent = LLMRerank(llm=ScriptedChatModel(answer, max_repairs=1), n_proposals=5)
+    agent.setup(env, seed=0)
+    obs, _ = env.reset(seed=0)
+    action = agent.act(obs)
+    proposer_top = np.argsort(-agent.proposer.scores(obs), axis=1, kind="stable")[:, :K]
+    assert np.array_equal(np.sort(action, 1), np.sort(proposer_top, 1))
+    assert agent.counts["fallbacks"] == 2 and agent.counts.get("llm_slates", 0) == 0
+    trace = agent.traces[0]
+    assert trace["fallback"] == "invalid_reply" and "more than once" in trace["error"]
+    assert len(trace["replies"]) == 2
+
+
+def test_agents_quote_the_users_own_words_heard_in_feedback():
+    # Stands in for any LLM: the test reads the prompt it was sent.
+    env = make_env(n=1)
+    agent = LLMRerank(llm=ScriptedChatModel(lambda c: reply(listed_ids(c.messages[1]["content"])[:K])),
+                      n_proposals=5)
+    agent.setup(env, seed=0)
+    obs, _ = env.reset(seed=0)
+    G = env.unwrapped.catalog.n_genres
+    said = "Too much Comedy lately — show me something different, maybe some Sci-Fi."
+    obs["instruction"][0, :] = 0.0
+    obs["instruction"][0, 4] = 1.0  # more Sci-Fi
+    obs["instruction"][0, G + 1] = -1.0  # less Comedy
+    obs["session"][0] = [0.0, 3.0, 0.0]
+    agent.act(obs)
+    assert "User's current instruction: none." in agent.traces[-1]["prompt"]
+    obs["session"][0] = [0.0, 3.0, 1.0]
+    agent.act(obs)
+    assert "(paraphrased) more Sci-Fi; less Comedy" in agent.traces[-1]["prompt"]
+    info = {"instruction_text": np.array([said], dtype=object)}
+    agent.update(Feedback(obs, np.zeros((1, K), int), np.zeros((1, K), int), np.zeros((1, K), bool),
+                          np.zeros((1, K)), np.zeros((1, K), bool), np.zeros(1), obs, np.zeros(1, bool),
+                          np.zeros(1, bool), np.ones(1, bool), info))
+    agent.act(obs)
+    assert f'User\'s current instruction: "{said}"' in agent.traces[-1]["prompt"]
+
+
+def plan(calls, more=(), less=(), novelty="any"):
+    return json.dumps({"reasoning": "plan", "calls": calls,
+                       "preferences": {"more": list(more), "less": list(less), "novelty": novelty, "exclude_seen": True}})
+
+
+def instructed_obs(env, agent, more=None, less=None):
+    obs, _ = env.reset(seed=0)
+    G = len(agent.genre_names)
+    obs["instruction"][:] = 0.0
+    if more is not None:
+        obs["instruction"][:, agent.genre_names.index(more)] = 1.0
+    if less is not None:
+        obs["instruction"][:, G + agent.genre_names.index(less)] = -1.0
+    obs["session"][:] = [0.0, 2.0, 1.0]
+    return obs
+
+
+def test_tool_agent_executes_the_llms_plan():
+    # Stands in for an LLM that writes a sensible plan: drop Comedy, boost Drama, diversify.
+    calls = [{"tool": "category_filter", "exclude": ["Comedy"]}, {"tool": "collaborative_score", "weight": 1.0},
+             {"tool": "category_boost", "genres": ["Drama"], "weight": 5.0}, {"tool": "diversify", "strength": 0.2}]
+    llm = CountingModel(lambda call: plan(calls, more=["Drama"], less=["Comedy"]))
+    env = make_env(n=3, num_candidates=40)
+    agent = LLMToolAgent(llm=llm)
+    agent.setup(env, seed=0)
+    obs = instructed_obs(env, agent, more="Drama", less="Comedy")
+    action = agent.act(obs)
+    assert llm.batches == [3]
+    comedy, drama = agent.genre_names.index("Comedy"), agent.genre_names.index("Drama")
+    for b in range(3):
+        ids = obs["candidate_ids"][b]
+        shown = agent.genres[ids[action[b]]]
+        assert not shown[:, comedy].any()
+        n_drama = int((agent.genres[ids][:, drama] & ~agent.genres[ids][:, comedy]).sum())
+        assert shown[:, drama].sum() == min(K, n_drama)
+        assert agent.traces[b]["plan"]["preferences"]["less"] == ["Comedy"]
+    # The plan is reused while the same instruction is current: no new request.
+    obs["session"][:, 2] = 2.0
+    obs["session"][:, 1] = 3.0
+    agent.act(obs)
+    assert llm.batches == [3] and agent.counts["plan_reused"] == 3
+
+
+def test_tool_agent_skips_a_filter_that_would_empty_the_pool():
+    # Stands in for an LLM that over-filters: keep only a genre of which there are too few candidates.
+    env = make_env(n=1)
+    obs, _ = env.reset(seed=0)
+    catalog = env.unwrapped.catalog
+    counts = catalog.genres.numpy()[obs["candidate_ids"][0]].sum(0)
+    rare = list(catalog.genre_names)[int(np.argmin(counts))]
+    assert counts.min() < K
+    agent = LLMToolAgent(llm=ScriptedChatModel(lambda c: plan([{"tool": "category_filter", "include": [rare]}])))
+    agent.setup(env, seed=0)
+    obs = instructed_obs(env, agent, more=rare)
+    action = agent.act(obs)
+    assert len(set(action[0])) == K
+    assert "category_filter skipped" in agent.traces[0]["notes"][0]
+
+
+def test_tool_agent_refuses_unknown_genres_and_falls_back():
+    # Stands in for an LLM that invents a genre the catalog does not have.
+    bad = plan([{"tool": "category_boost", "genres": ["Westerns"], "weight": 1.0}])
+    env = make_env(n=1)
+    agent = LLMToolAgent(llm=ScriptedChatModel(lambda c: bad, max_repairs=1))
+    agent.setup(env, seed=0)
+    obs = instructed_obs(env, agent, more="Drama")
+    action = agent.act(obs)
+    assert agent.counts["fallbacks"] == 1
+    top = np.argsort(-agent.proposer.scores(obs)[0], kind="stable")[:K]
+    assert sorted(action[0]) == sorted(top)
+    assert "Westerns" in agent.traces[0]["error"] or "calls" in agent.traces[0]["error"]
+
+
+def test_rule_planner_follows_the_structured_instruction_without_an_llm():
+    env = make_env(n=2, num_candidates=40)
+    agent = LLMToolAgent(planner="rules")
+    agent.setup(env, seed=0)
+    obs = instructed_obs(env, agent, more="Drama", less="Comedy")
+    action = agent.act(obs)
+    assert agent.llm is None and agent.name == "rule_tools"
+    comedy = agent.genre_names.index("Comedy")
+    for b in range(2):
+        assert not agent.genres[obs["candidate_ids"][b, action[b]]][:, comedy].any()
+
+
+def test_bandit_prompt_carries_the_ucb_statistics():
+    # Stands in for an LLM that always explores: it picks the shortlist's last items.
+    llm = ScriptedChatModel(lambda c: reply(listed_ids(c.messages[1]["content"])[-K:]))
+    env = make_env(n=2, num_candidates=20)
+    agent = LLMBandit(guide=UCB1(c=0.5), llm=llm, n_shown=8)
+    result = rollout(env, agent, 3, seed=0)
+    assert result.interactions > 0 and agent.counts["llm_slates"] == 6
+    assert "never shown (n 0, bonus unbounded)" in agent.traces[0]["prompt"]
+    # Give every item a history, then read the prompt's statistics against UCB1's formula.
+    guide = agent.guide
+    rng = np.random.default_rng(0)
+    guide.pulls[:] = rng.integers(1, 50, guide.pulls.shape)
+    guide.clicks[:] = np.floor(guide.pulls * rng.random(guide.pulls.shape))
+    obs, _ = env.reset(seed=1)
+    agent.act(obs)
+    n = guide.pulls.sum()
+    rows = [re.match(r"- (\d+) .*: mean ([\d.]+), n (\d+), bonus ([\d.]+)", line)
+            for line in agent.traces[-1]["prompt"].splitlines()]
+    rows = [r for r in rows if r]
+    assert len(rows) == 8
+    ucb = []
+    for r in rows:
+        item = int(r[1])
+        assert float(r[2]) == pytest.approx(guide.clicks[item] / guide.pulls[item], abs=0.005)
+        assert int(r[3]) == guide.pulls[item]
+        assert float(r[4]) == pytest.approx(0.5 * np.sqrt(2 * np.log(n) / guide.pulls[item]), abs=0.005)
+        ucb.append(guide.indices()[item])
+    assert ucb == sorted(ucb, reverse=True)  # the shortlist is the top of UCB1's ranking
+
+
+def test_bandit_rejects_items_off_the_shortlist():
+    # Stands in for an LLM that picks items the bandit did not shortlist.
+    def answer(call):
+        prompt = call.messages[1]["content"]
+        offered = listed_ids(prompt)
+        return reply([offered[0], offered[1], 123456])
+
+    env = make_env(n=1)
+    agent = LLMBandit(llm=ScriptedChatModel(answer, max_repairs=0), n_shown=5)
+    agent.setup(env, seed=0)
+    obs, _ = env.reset(seed=0)
+    agent.act(obs)
+    assert agent.counts["fallbacks"] == 1
+
+
+def test_traces_go_to_a_jsonl_file(tmp_path):
+    path = tmp_path / "traces" / "rerank.jsonl"
+    env = make_env(n=2)
+    agent = LLMRerank(llm=ScriptedChatModel(lambda c: reply(listed_ids(c.messages[1]["content"])[:K])),
+                      n_proposals=4, trace_path=str(path), keep_traces=False)
+    rollout(env, agent, 2, seed=0)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(records) == 4 and agent.traces == []
+    assert {r["user"] for r in records} == {0, 1} and all(len(r["slate"]) == K for r in records)
+
+
+@pytest.mark.slow
+def test_one_step_against_the_embedded_smollm2():
+    pytest.importorskip("llama_cpp", reason='llama-cpp-python is not installed; pip install -e ".[llm]"')
+    from recoworld.llm.llama_cpp_backend import LlamaCppChatModel
+
+    llm = LlamaCppChatModel(n_ctx=1024, n_threads=1, max_repairs=1)
+    env = make_env(n=1)
+    agent = LLMRerank(llm=llm, n_proposals=4, reason_chars=60, max_tokens=80)
+    result = rollout(env, agent, 1, seed=0)
+    assert result.interactions == 1
+    trace = agent.traces[0]
+    offered = listed_ids(trace["prompt"])
+    assert len(set(trace["slate"])) == K and set(trace["slate"]) <= set(offered)
+    assert agent.counts["llm_slates"] + agent.counts["fallbacks"] == 1
+    assert trace["replies"] and llm.metrics()["llm_calls"] >= 1
