@@ -35,8 +35,9 @@ from recoworld.llm import ChatFailure, ChatModel, ChatRequest, LLMConfig
 from recoworld.representations import RepresentationConfig, make_representation
 from recoworld.types import Response
 from recoworld.simulators.base import UserSimulator
-from recoworld.simulators.llm_user import (
-    FAILURE_POLICIES, ChatModelNode, LLMUserError, StepFailure, _as, _stars, build_chat_model, default_population, resolve_seeds,
+from recoworld.simulators.llm_shared import (
+    FAILURE_POLICIES, ChatModelNode, LLMUserError, StepFailure, build_chat_model, config_from, default_population,
+    resolve_seeds, satisfaction_stars,
 )
 from recoworld.simulators.memory import MemoryConfig, SessionSummary, UserMemory, shorten
 from recoworld.simulators.persona import MovieLensPersonas, MovieLensPopulation, Persona, persona_from_traits
@@ -120,9 +121,9 @@ class HybridUsers(UserSimulator):
                  statistical: StatisticalUserConfig | Mapping | None = None,
                  population: Population | None = None, personas: MovieLensPersonas | None = None,
                  device="cpu"):
-        self.config = _as(HybridUserConfig, config)
+        self.config = config_from(HybridUserConfig, config)
         population = population if population is not None else default_population(catalog)
-        self.core = StatisticalUsers(catalog, _as(StatisticalUserConfig, statistical), population, device)
+        self.core = StatisticalUsers(catalog, config_from(StatisticalUserConfig, statistical), population, device)
         self.catalog, self.device = self.core.catalog, self.core.device
         self.persona_book = personas if personas is not None else (
             population.personas if isinstance(population, MovieLensPopulation) else None)
@@ -250,7 +251,7 @@ class HybridUsers(UserSimulator):
         novelty = int(ins.novelty[b])
         if novelty:
             wish.append("titles unlike what you usually watch" if novelty > 0 else "titles close to your favourites")
-        stars = _stars(float(response.satisfaction[b]))
+        stars = satisfaction_stars(float(response.satisfaction[b]))
         parts.append(f"Your satisfaction is {stars}/5 and you are losing interest in what the app shows you. "
                      f"What you want now: {', '.join(wish)}.")
         parts.append('Tell the app what you want in one sentence of your own ("instruction"), and describe your '
@@ -283,8 +284,8 @@ class HybridUsers(UserSimulator):
                 likes=int(self._session_likes[b]), dislikes=0,
                 top_genres=tuple(names[g] for g, v in zip(top.indices[j].tolist(), top.values[j].tolist()) if v > 0),
                 start_mindset="", end_mindset=shorten(self.mindset[b] or "no words", limit),
-                start_satisfaction=_stars(float(self._session_start[b])),
-                end_satisfaction=_stars(float(r.satisfaction[b])), instruction=self._last_instruction[b],
+                start_satisfaction=satisfaction_stars(float(self._session_start[b])),
+                end_satisfaction=satisfaction_stars(float(r.satisfaction[b])), instruction=self._last_instruction[b],
             ))
         self._open_sessions(leavers)
 

@@ -54,6 +54,19 @@ on the same slates). No reply is ever invented.
 **Determinism**: prompts depend only on the seed and the history, sampling uses the
 request's ``temperature`` (0, greedy, by default) and a seed derived from the user's key
 and step, and the LLM layer's cache replays earlier generations.
+
+**Usage**::
+
+    users = LLMUsers(catalog)                                   # embedded SmolLM2, in process
+    users = LLMUsers(catalog, {"backend": "openai", "model": "Qwen/Qwen2.5-7B-Instruct",
+                               "base_url": "http://localhost:8000/v1",   # vLLM, or any API
+                               "cache_dir": "runs/llm_cache"})
+    env = gymnasium.make_vec("RecoWorld/Slate-v0", num_envs=4, simulator=users,
+                             vectorization_mode="vector_entry_point")
+
+and from the command line ``recoworld run simulator=llm simulator.llm.backend=openai
+simulator.llm.base_url=http://localhost:8000/v1 simulator.llm.model=...`` (see
+``conf/simulator/llm.yaml``).
 """
 
 from __future__ import annotations
@@ -61,21 +74,25 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from recoworld import rng
 from recoworld.catalog import Catalog, lookup
-from recoworld.llm import ChatFailure, ChatModel, ChatReply, ChatRequest, LLMConfig, make_chat_model
+from recoworld.llm import ChatFailure, ChatModel, ChatReply, ChatRequest, LLMConfig
 from recoworld.representations import RepresentationConfig, make_representation
 from recoworld.types import Instruction, Response
 from recoworld.validation import check_slates
 from recoworld.simulators.base import UserSimulator
+from recoworld.simulators.llm_shared import (
+    FAILURE_POLICIES, ChatModelNode, LLMUserError, StepFailure, build_chat_model, config_from, default_population,
+    resolve_seeds, satisfaction_stars,
+)
 from recoworld.simulators.memory import MemoryConfig, UserMemory
 from recoworld.simulators.persona import MovieLensPersonas, MovieLensPopulation, Persona, persona_from_traits
-from recoworld.simulators.population import Population, SyntheticPopulation, UserTraits
+from recoworld.simulators.population import Population, UserTraits
 from recoworld.simulators.replies import slate_reply_model
 from recoworld.simulators.statistical import StatisticalUserConfig, StatisticalUsers
 
@@ -83,8 +100,6 @@ logger = logging.getLogger(__name__)
 
 # Random streams of LLM users (the twin uses 1..12 with the same keys).
 S_RETURN, S_SAMPLING = 30, 32
-FAILURE_POLICIES = ("fail", "fallback")
-MOVIELENS_ITEMS = 1682
 
 
 @dataclass
@@ -139,51 +154,6 @@ class LLMUserConfig:
                 raise ValueError(f"{name}={getattr(self, name)}; ratings are 1..5")
 
 
-@dataclass(frozen=True)
-class StepFailure:
-    """A user-step for which the model gave no valid reply.
-
-    Attributes:
-        slot: the user slot.
-        seed: the user's seed.
-        step: the user's step count (from its start) at the failure.
-        error: what went wrong (the LLM layer's message).
-        raw_texts: every text the model produced for the request, oldest first.
-        handled: ``"fallback"`` or ``"fail"``.
-    """
-
-    slot: int
-    seed: int
-    step: int
-    error: str
-    raw_texts: tuple[str, ...]
-    handled: str
-
-
-class LLMUserError(RuntimeError):
-    """Raised under ``on_failure="fail"`` when some user got no valid reply; ``failures``
-    lists them (their raw texts included)."""
-
-    def __init__(self, failures: list[StepFailure]):
-        self.failures = failures
-        first = failures[0]
-        raw = first.raw_texts[-1][:300] if first.raw_texts else None
-        super().__init__(
-            f"{len(failures)} LLM user(s) got no valid reply; the first, slot {first.slot} (seed {first.seed}) at "
-            f"step {first.step}: {first.error}; last raw text: {raw!r}. Use a stronger model or constrained "
-            "decoding, or set on_failure='fallback' to use the statistical twin's response for such steps"
-        )
-
-
-@dataclass
-class ChatModelNode(LLMConfig):
-    """A Hydra node that builds a chat model: :class:`~recoworld.llm.LLMConfig` with
-    :func:`~recoworld.llm.make_chat_model` as its target. Built once per run when nested in
-    a simulator config, so every rollout shares the model, its cache and its accounting."""
-
-    _target_: str = "recoworld.llm.make_chat_model"
-
-
 @dataclass
 class LLMSimulatorConfig:
     """The Hydra schema of ``simulator=llm``: :class:`LLMUsers` with its chat model
@@ -224,46 +194,6 @@ def instruction_compliance(instruction: Instruction, genres: torch.Tensor, novel
     return parts.sum(1) / count.clamp_min(1.0)
 
 
-def resolve_seeds(count: int, seed, fresh_start: int) -> torch.Tensor:
-    """One seed per started user, by :meth:`UserSimulator.reset`'s convention (``None``:
-    fresh seeds numbered from ``fresh_start``)."""
-    if seed is None:
-        return torch.tensor([rng.mix_int(0x11E5, fresh_start + j) for j in range(count)], dtype=torch.int64)
-    if isinstance(seed, int):
-        return seed + torch.arange(count, dtype=torch.int64)
-    seeds = torch.as_tensor(seed, dtype=torch.int64).flatten()
-    if len(seeds) != count:
-        raise ValueError(f"got {len(seeds)} seeds for {count} users; give one per user or a single int")
-    return seeds
-
-
-def default_population(catalog: Catalog) -> Population:
-    """Real MovieLens users for the MovieLens-100K catalog, synthetic users otherwise."""
-    if catalog.n_items == MOVIELENS_ITEMS and "movielens" in catalog.name.lower():
-        return MovieLensPopulation()
-    return SyntheticPopulation()
-
-
-def build_chat_model(llm) -> tuple[ChatModel, bool]:
-    """A chat model from an instance, an :class:`~recoworld.llm.LLMConfig`, a mapping of its
-    fields, or ``None`` (the embedded SmolLM2 in process); and whether it was built here."""
-    if isinstance(llm, ChatModel):
-        return llm, False
-    return make_chat_model(llm), True
-
-
-def _as(config_type, value):
-    if value is None:
-        return config_type()
-    if isinstance(value, config_type):
-        return value
-    known = {f.name for f in fields(config_type)}
-    unknown = sorted(set(value) - known)
-    if unknown:
-        raise TypeError(f"unknown {config_type.__name__} field(s) {unknown}; valid: {sorted(known)}")
-    return config_type(**dict(value))
-
-
 class LLMUsers(UserSimulator):
     """``B`` users played by an LLM (see the module docstring).
 
@@ -296,11 +226,11 @@ class LLMUsers(UserSimulator):
                  statistical: StatisticalUserConfig | Mapping | None = None,
                  population: Population | None = None, personas: MovieLensPersonas | None = None,
                  device="cpu"):
-        self.config = _as(LLMUserConfig, config)
+        self.config = config_from(LLMUserConfig, config)
         self.device = torch.device(device)
         self.catalog = catalog.to(self.device)
         population = population if population is not None else default_population(catalog)
-        self.twin = StatisticalUsers(self.catalog, _as(StatisticalUserConfig, statistical), population, self.device)
+        self.twin = StatisticalUsers(self.catalog, config_from(StatisticalUserConfig, statistical), population, self.device)
         self.persona_book = personas if personas is not None else (
             population.personas if isinstance(population, MovieLensPopulation) else None)
         self.representation = make_representation(self.catalog, self.config.representation)
@@ -398,7 +328,7 @@ class LLMUsers(UserSimulator):
         remembered = self.memories[b].render(rep.describe)
         if remembered:
             parts.append("What you remember:\n" + remembered)
-        stars = _stars(float(self.satisfaction[b]))
+        stars = satisfaction_stars(float(self.satisfaction[b]))
         parts.append(f"Session {int(self.session_index[b]) + 1}, step {int(self.session_step[b]) + 1}. "
                      f'Your mindset: "{self.mindset[b]}" Your satisfaction: {stars}/5.')
         if bool(self.instruction.active[b]) and self.instruction_text[b]:
@@ -601,7 +531,7 @@ class LLMUsers(UserSimulator):
         gap = torch.where(fallback, twin.return_gap, gap)
         self.churned |= leaves & ~returned
         for b in leaves.nonzero().flatten().tolist():
-            self.memories[b].end_session(self.mindset[b], _stars(float(self.satisfaction[b])))
+            self.memories[b].end_session(self.mindset[b], satisfaction_stars(float(self.satisfaction[b])))
         if bool(returned.any()):
             r = returned.nonzero().flatten()
             initial = (self.config.initial_satisfaction - 1) / 4
@@ -613,7 +543,7 @@ class LLMUsers(UserSimulator):
             self.instruction.novelty[r] = 0
             self.instruction_steps_left[r] = 0
             for b in r.tolist():
-                self.memories[b].start_session(self.mindset[b], _stars(float(self.satisfaction[b])))
+                self.memories[b].start_session(self.mindset[b], satisfaction_stars(float(self.satisfaction[b])))
         return returned, gap
 
     def _restart_churned_twins(self, twin: Response) -> None:
@@ -648,9 +578,4 @@ class LLMUsers(UserSimulator):
             self.llm.close()
 
 
-def _stars(satisfaction: float) -> int:
-    """Satisfaction in ``[0, 1]`` on the 1..5 scale."""
-    return int(min(5, max(1, round(1 + 4 * satisfaction))))
-
-
-__all__ = ["LLMUserConfig", "LLMUserError", "LLMUsers", "StepFailure", "instruction_compliance"]
+__all__ = ["LLMSimulatorConfig", "LLMUserConfig", "LLMUserError", "LLMUsers", "StepFailure", "instruction_compliance"]

@@ -23,6 +23,7 @@ import pytest
 import torch
 
 pytest.importorskip("llama_cpp", reason='llama-cpp-python is not installed; pip install -e ".[llm]"')
+pytestmark = pytest.mark.slow
 
 from recoworld.catalog import Catalog  # noqa: E402
 from recoworld.llm import LlamaCppChatModel, default_gguf_path  # noqa: E402
