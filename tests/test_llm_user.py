@@ -416,3 +416,38 @@ def test_hybrid_prompt_carries_persona_memory_and_the_structured_wish(catalog):
     system, user = (m["content"] for m in model.calls[0].messages[:2])
     assert system.startswith("You are a viewer") and "You love" in system
     assert "What you want now:" in user and "more " in user
+
+
+# ---------------------------------------------------------------------------- configs
+
+@pytest.mark.parametrize("name", ["llm", "hybrid"])
+def test_simulator_config_files_match_their_schemas_and_instantiate(name, catalog):
+    """The YAML lists every field of its schema dataclass (so that every field can be
+    overridden from the command line) and nothing else, and builds the simulator the
+    runner's way. The statistical parameters may lag behind StatisticalUserConfig (a field
+    the file lacks keeps its default) but never name a field it does not have."""
+    from hydra import compose, initialize_config_module
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from recoworld.simulators.hybrid import HybridSimulatorConfig
+    from recoworld.simulators.llm_user import LLMSimulatorConfig
+
+    schema = OmegaConf.to_container(OmegaConf.structured({"llm": LLMSimulatorConfig,
+                                                          "hybrid": HybridSimulatorConfig}[name]))
+    del schema["llm"]["api_key"]  # keys belong in the environment, not in a saved config
+    with initialize_config_module("recoworld.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[f"simulator={name}", "simulator.llm.backend=openai",
+                                           "simulator.llm.model=some-model",
+                                           "simulator.llm.base_url=http://127.0.0.1:9/v1"])
+    listed = OmegaConf.to_container(cfg.simulator)
+
+    def keys(tree, prefix=""):
+        return {prefix + k for k in tree} | {x for k, v in tree.items() if isinstance(v, dict)
+                                             for x in keys(v, f"{prefix}{k}.")}
+    statistical = {k for k in keys(schema) if k.startswith("statistical.")}
+    assert keys(listed) - statistical == keys(schema) - statistical
+    assert {k for k in keys(listed) if k.startswith("statistical.")} <= statistical
+    make = instantiate(cfg.simulator, _partial_=True, _convert_="object")
+    sim = make(catalog=catalog)
+    assert sim.llm.backend == "openai" and sim.llm.model_id == "some-model"
