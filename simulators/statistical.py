@@ -26,9 +26,14 @@ and :math:`r_{bi}` marks items among the user's last clicks.
 after position :math:`k` the user goes on with probability :math:`\gamma_b` if they did not
 click and :math:`\gamma_b\rho` if they did. Unexamined positions carry no feedback. A
 clicked item gets a watch fraction :math:`\sigma(v + 1 + 0.45\epsilon)`, a like with
-probability :math:`\sigma(2v - 1)`, and a rating :math:`\mathrm{clip}(\mathrm{round}(3 + 0.9v + 0.33\epsilon), 1, 5)`,
+probability :math:`\sigma(2v - 1)`, and a rating
+:math:`\mathrm{clip}(\mathrm{round}(r_0 + r_v v + r_q q_i + b_b + r_\epsilon\epsilon), 1, 5)`,
 with :math:`\epsilon` one standard logistic draw (standard deviation 1.81) shared by
-both, so that watching more than expected goes with a higher rating.
+both, so that watching more than expected goes with a higher rating. By default
+:math:`r_0 = 3`, :math:`r_v = 0.9`, :math:`r_q = 0`, :math:`r_\epsilon = 0.33`
+(``rating_center``, ``rating_slope``, ``rating_quality``, ``rating_noise``) and the user's
+rating bias :math:`b_b` is 0; a population whose traits carry a ``rating_bias`` tensor
+(the calibrated MovieLens users do) sets it per user.
 
 **Dynamics** after each step, with :math:`x_{bg} = \min(1, \sum_k e_k w_{ig}(0.2 + 0.8\,c_k\,\omega_k))`
 the exposure-and-consumption of genre :math:`g` (:math:`e` examined, :math:`c` clicked,
@@ -101,6 +106,11 @@ class StatisticalUserConfig:
     repeat_penalty: float = 3.0
     click_threshold: float = 2.5
     continue_after_click: float = 0.7
+    # ratings of clicked items (equation in the module docstring)
+    rating_center: float = 3.0
+    rating_slope: float = 0.9
+    rating_quality: float = 0.0
+    rating_noise: float = 0.33
     # dynamics
     satiation_rate: float = 0.5
     satiation_decay: float = 0.05
@@ -200,6 +210,7 @@ class StatisticalUsers(UserSimulator):
         self.novelty_seeking = torch.zeros(n, device=dev)
         self.activity = torch.ones(n, device=dev)
         self.popularity_bias = torch.zeros(n, device=dev)
+        self.rating_bias = torch.zeros(n, device=dev)
         self.source_user = torch.full((n,), -1, dtype=torch.int64, device=dev)
         self.satiation = torch.zeros(n, g, device=dev)
         self.satisfaction = torch.zeros(n, device=dev)
@@ -223,6 +234,9 @@ class StatisticalUsers(UserSimulator):
         self.novelty_trait[slots] = traits.novelty_trait
         self.activity[slots] = traits.activity
         self.popularity_bias[slots] = traits.popularity_bias
+        # Optional trait: only some populations know how a user's ratings sit.
+        rating_bias = getattr(traits, "rating_bias", None)
+        self.rating_bias[slots] = 0.0 if rating_bias is None else rating_bias
         self.source_user[slots] = traits.source_user
         self.satiation[slots] = 0.0
         self.satisfaction[slots] = c.initial_mindset
@@ -308,7 +322,10 @@ class StatisticalUsers(UserSimulator):
         noise = torch.logit(u_watch)
         watch = torch.sigmoid(v + 1.0 + 0.45 * noise) * clicked_f
         liked = clicked & (u_like < torch.sigmoid(2.0 * v - 1.0))
-        rating = (torch.round(3.0 + 0.9 * v + 0.33 * noise).clamp_(1, 5) * clicked_f).to(torch.int8)
+        level = c.rating_center + c.rating_slope * v + self.rating_bias[:, None]
+        if c.rating_quality:
+            level = level + c.rating_quality * lookup(cat.quality, slates)
+        rating = (torch.round(level + c.rating_noise * noise).clamp_(1, 5) * clicked_f).to(torch.int8)
 
         in_force = self.instruction.active.clone()
         compliance = torch.zeros(B, device=self.device)

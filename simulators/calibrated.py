@@ -1,0 +1,431 @@
+"""The calibrated MovieLens world: a catalog, a user config and a population of fitted users.
+
+:func:`load_calibrated_world` returns what the statistical simulator needs::
+
+    from recoworld.simulators import StatisticalUsers
+    from recoworld.simulators.calibrated import load_calibrated_world
+
+    catalog, config, population = load_calibrated_world()
+    young_scifi = population.subset({"age": [0, 24], "favourite_genre": "Sci-Fi"})
+    users = StatisticalUsers(catalog, config, young_scifi)
+
+The first call fits the world to MovieLens-100K (see :mod:`recoworld.calibration`; about
+a minute on two CPU cores) and saves it in RecoWorld's cache as an artifact folder
+holding ``world.json`` (the config, the fit's settings and diagnostics, titles, genre
+names and the users' text fields) and ``tensors.pt`` (item features, genres, popularity,
+quality, user interests and numeric traits). Later calls read it back in well under a
+second. The artifact's name carries :data:`ARTIFACT_VERSION`, so a change to the fit
+never reads a stale artifact.
+
+**Population specs** select and weight the fitted users: a mapping from a column of
+:attr:`CalibratedPopulation.users` to a condition —
+
+=================================  ===============================================
+``"gender": "F"``                  equal to a value
+``"occupation": ["student", ...]`` one of several values
+``"age": [0, 24]``                 a numeric range, bounds included (``None``: open)
+``"patience": "low"``              a third of the users: ``low``, ``medium``, ``high``
+                                   (tertiles of the column over all fitted users)
+``"gender": {"F": 0.7, "M": 0.3}`` a distribution: users are drawn so that the shares
+                                   of these values (or levels) are as given
+=================================  ===============================================
+
+e.g. ``{"age": [0, 24], "favourite_genre": "Sci-Fi"}`` ("users under 25 who mostly watch
+Sci-Fi") or ``{"patience": "low"}``. A spec that leaves no user raises ``ValueError``
+naming the condition that emptied it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from recoworld import rng
+from recoworld.catalog import Catalog
+from recoworld.simulators.population import Population, UserTraits
+from recoworld.simulators.statistical import StatisticalUserConfig
+
+#: Bumped whenever the fit changes what it writes, so that old artifacts are not reused.
+ARTIFACT_VERSION = 1
+ARTIFACT_NAME = f"movielens-100k-v{ARTIFACT_VERSION}"
+S_CALIBRATED = 7  # random stream of the population's draws (see recoworld.rng)
+
+#: Per-user columns stored as tensors (the others are text, stored in the JSON file).
+NUMERIC_COLUMNS = ("user_id", "age", "n_ratings", "n_sessions", "mean_rating", "patience", "activity",
+                   "novelty", "conformity", "popularity_bias", "rating_bias", "genre_straying",
+                   "mean_session_length")
+TEXT_COLUMNS = ("gender", "occupation", "zip_code", "favourite_genre")
+LEVELS = ("low", "medium", "high")
+
+
+@dataclass
+class CalibratedTraits(UserTraits):
+    """:class:`UserTraits` plus the traits only fitted users have.
+
+    Attributes:
+        conformity: ``[n]`` in ``(0, 1)``, how closely the user's ratings follow the crowd
+            (read by :class:`~recoworld.simulators.social.SocialStatisticalUsers`).
+        rating_bias: ``[n]`` stars added to the user's rating level (read by
+            ``StatisticalUsers``).
+    """
+
+    conformity: torch.Tensor = None
+    rating_bias: torch.Tensor = None
+
+
+@dataclass(eq=False)
+class CalibratedWorld:
+    """Everything the calibration fitted.
+
+    Attributes:
+        catalog: the MovieLens movies with fitted features (training-split popularity and
+            quality).
+        config: the fitted response and dynamics parameters.
+        users: one row per fitted user: ``user_id`` (MovieLens id - 1), demographics
+            (``age``, ``gender``, ``occupation``, ``zip_code``), activity statistics
+            (``n_ratings``, ``n_sessions``, ``mean_session_length``, ``mean_rating``),
+            ``favourite_genre`` and the traits ``patience``, ``activity``, ``novelty``,
+            ``conformity``, ``popularity_bias``, ``rating_bias``, ``genre_straying``.
+        interest: ``[n_users, D]`` unit interest vectors, row ``i`` for ``users.iloc[i]``.
+        meta: the calibration's settings, split, diagnostics and timings.
+    """
+
+    catalog: Catalog
+    config: StatisticalUserConfig
+    users: pd.DataFrame
+    interest: torch.Tensor
+    meta: dict = field(default_factory=dict)
+
+    def population(self, spec: Mapping | None = None) -> CalibratedPopulation:
+        return CalibratedPopulation(self.users, self.interest, spec)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the artifact folder ``path`` atomically (a complete folder or none)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+        try:
+            cat = self.catalog
+            document = {
+                "artifact_version": ARTIFACT_VERSION,
+                "config": asdict(self.config),
+                "meta": self.meta,
+                "catalog": {"name": cat.name, "genre_names": list(cat.genre_names), "titles": list(cat.titles)},
+                "users": {c: [str(v) for v in self.users[c]] for c in TEXT_COLUMNS},
+            }
+            (tmp / "world.json").write_text(json.dumps(document, indent=1))
+            tensors = {
+                "features": cat.features, "genres": cat.genres, "popularity": cat.popularity,
+                "quality": cat.quality, "interest": self.interest,
+            }
+            tensors.update({f"users.{c}": torch.tensor(self.users[c].to_numpy(dtype=np.float64))
+                            for c in NUMERIC_COLUMNS})
+            torch.save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp / "tensors.pt")
+            try:
+                os.rename(tmp, path)
+            except OSError:
+                if not (path / "world.json").is_file():
+                    raise
+                # Another process saved the same artifact first; theirs is as good as ours.
+                shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> CalibratedWorld:
+        """Read an artifact folder written by :meth:`save`."""
+        path = Path(path)
+        if not (path / "world.json").is_file() or not (path / "tensors.pt").is_file():
+            raise FileNotFoundError(f"{path} is not a calibrated-world artifact (it needs world.json and tensors.pt)")
+        document = json.loads((path / "world.json").read_text())
+        if document.get("artifact_version") != ARTIFACT_VERSION:
+            raise ValueError(f"{path} holds artifact version {document.get('artifact_version')}, this RecoWorld "
+                             f"reads version {ARTIFACT_VERSION}; delete it to recalibrate")
+        tensors = torch.load(path / "tensors.pt", weights_only=True)
+        info = document["catalog"]
+        catalog = Catalog(tensors["features"], tensors["genres"], tuple(info["genre_names"]), info["titles"],
+                          tensors["popularity"], tensors["quality"], name=info["name"])
+        users = pd.DataFrame({c: tensors[f"users.{c}"].numpy() for c in NUMERIC_COLUMNS})
+        for c in ("user_id", "age", "n_ratings", "n_sessions"):
+            users[c] = users[c].astype(np.int64)
+        for c in TEXT_COLUMNS:
+            users[c] = document["users"][c]
+        users = users[[*NUMERIC_COLUMNS[:2], *TEXT_COLUMNS, *NUMERIC_COLUMNS[2:]]]
+        return cls(catalog, StatisticalUserConfig(**document["config"]), users, tensors["interest"], document["meta"])
+
+
+def default_path() -> Path:
+    """Where :func:`load_calibrated_world` keeps the artifact: ``<cache>/calibrated/<name>``."""
+    from recoworld.data.cache import cache_dir
+
+    return cache_dir() / "calibrated" / ARTIFACT_NAME
+
+
+def load_world(path: str | Path | None = None, progress: bool = True) -> CalibratedWorld:
+    """The calibrated world at ``path`` (default: the cache), calibrating it first if missing."""
+    path = default_path() if path is None else Path(path).expanduser()
+    if not (path / "world.json").is_file():
+        # The fit sits upstream of the simulators; import it only when there is fitting to do.
+        from recoworld.calibration.fit import calibrate
+
+        calibrate(path=path, progress=progress)
+    return CalibratedWorld.load(path)
+
+
+def load_calibrated_world(path: str | Path | None = None, progress: bool = True
+                          ) -> tuple[Catalog, StatisticalUserConfig, CalibratedPopulation]:
+    """``(catalog, config, population)`` of the calibrated MovieLens world (module docstring)."""
+    world = load_world(path, progress)
+    return world.catalog, world.config, world.population()
+
+
+# Hydra-instantiable pieces (``_target_``), each reading the same cached artifact.
+def calibrated_catalog(path: str | None = None) -> Catalog:
+    """The calibrated world's catalog."""
+    return load_world(path).catalog
+
+
+def calibrated_config(path: str | None = None, **overrides) -> StatisticalUserConfig:
+    """The calibrated world's simulator config, with any field overridden."""
+    config = asdict(load_world(path).config)
+    unknown = sorted(set(overrides) - set(config))
+    if unknown:
+        raise ValueError(f"StatisticalUserConfig has no field(s) {unknown}")
+    return StatisticalUserConfig(**{**config, **overrides})
+
+
+def calibrated_population(spec: Mapping | None = None, path: str | None = None) -> CalibratedPopulation:
+    """The calibrated world's population, restricted by ``spec``."""
+    return load_world(path).population(spec)
+
+
+class CalibratedPopulation(Population):
+    """Fitted MovieLens users, drawn by key.
+
+    A key always gives the same user: the user is the key's uniform draw
+    (stream :data:`S_CALIBRATED`) mapped through the cumulative weights of the eligible
+    users. Without a spec every fitted user is equally likely.
+
+    Args:
+        users: the fitted users' table (:attr:`CalibratedWorld.users`).
+        interest: ``[n_users, D]`` their interest vectors.
+        spec: which users to draw and how often (module docstring).
+    """
+
+    def __init__(self, users: pd.DataFrame, interest: torch.Tensor, spec: Mapping | None = None):
+        if len(users) != len(interest):
+            raise ValueError(f"{len(users)} users but {len(interest)} interest vectors")
+        self.all_users = users.reset_index(drop=True)
+        self.interest = interest
+        self.spec = dict(spec or {})
+        eligible, weight = select(self.all_users, self.spec)
+        self.index = torch.as_tensor(np.flatnonzero(eligible), dtype=torch.long)
+        w = torch.as_tensor(weight[eligible], dtype=torch.float64)
+        self._cumulative = torch.cumsum(w / w.sum(), 0)
+
+    @property
+    def users(self) -> pd.DataFrame:
+        """The eligible users, with their sampling probability in column ``weight``."""
+        table = self.all_users.iloc[self.index.numpy()].copy()
+        table["weight"] = torch.diff(self._cumulative, prepend=torch.zeros(1, dtype=torch.float64)).numpy()
+        return table
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def subset(self, spec: Mapping) -> CalibratedPopulation:
+        """This population further restricted by ``spec`` (conditions on the same column replace earlier ones)."""
+        return CalibratedPopulation(self.all_users, self.interest, {**self.spec, **dict(spec)})
+
+    def rows(self, keys: torch.Tensor) -> torch.Tensor:
+        """Row of :attr:`all_users` drawn for each key."""
+        u = rng.uniform(keys, torch.zeros_like(keys), S_CALIBRATED, 1)[:, 0].double().cpu()
+        at = torch.searchsorted(self._cumulative, u).clamp_max(len(self.index) - 1)
+        return self.index[at]
+
+    def sample(self, keys: torch.Tensor, catalog: Catalog) -> CalibratedTraits:
+        self.check_catalog(catalog)
+        return self.traits(self.rows(keys), keys.device)
+
+    def check_catalog(self, catalog: Catalog) -> None:
+        """Raise ``ValueError`` unless ``catalog``'s features live in the interests' space."""
+        if catalog.feature_dim != self.interest.shape[1]:
+            raise ValueError(
+                f"the calibrated users' interests have {self.interest.shape[1]} dimensions but the catalog "
+                f"'{catalog.name}' has {catalog.feature_dim}-dimensional features; use the catalog that "
+                "load_calibrated_world() returns with them")
+
+    def traits(self, rows, device: str | torch.device = "cpu") -> CalibratedTraits:
+        """Traits of the users at ``rows`` of :attr:`all_users`."""
+        rows = torch.as_tensor(rows, dtype=torch.long).cpu()
+        table = self.all_users
+
+        def column(name: str) -> torch.Tensor:
+            return torch.as_tensor(table[name].to_numpy(dtype=np.float32)[rows.numpy()], device=device)
+
+        return CalibratedTraits(
+            interest=self.interest[rows].to(device),
+            patience=column("patience"),
+            novelty_trait=column("novelty"),
+            activity=column("activity"),
+            popularity_bias=column("popularity_bias"),
+            source_user=torch.as_tensor(table["user_id"].to_numpy()[rows.numpy()], dtype=torch.int64, device=device),
+            conformity=column("conformity"),
+            rating_bias=column("rating_bias"),
+        )
+
+    def pinned(self, rows: Sequence[int], seeds: Sequence[int]) -> PinnedPopulation:
+        """A population in which the user seeded ``seeds[j]`` is the fitted user at ``rows[j]``.
+
+        For evaluations that need each fitted user exactly once: reset a simulator with
+        ``seed=seeds`` and slot ``j`` holds user ``rows[j]``.
+        """
+        return PinnedPopulation(self, rows, seeds)
+
+
+class PinnedPopulation(Population):
+    """Given seeds mapped to given fitted users (see :meth:`CalibratedPopulation.pinned`)."""
+
+    def __init__(self, base: CalibratedPopulation, rows: Sequence[int], seeds: Sequence[int]):
+        rows = torch.as_tensor(rows, dtype=torch.long).flatten()
+        keys = rng.user_keys(torch.as_tensor(seeds, dtype=torch.int64).flatten())
+        if len(rows) != len(keys):
+            raise ValueError(f"{len(rows)} rows for {len(keys)} seeds; give one seed per row")
+        order = torch.argsort(keys)
+        self._keys, self._rows = keys[order], rows[order]
+        if len(keys) > 1 and bool((self._keys[1:] == self._keys[:-1]).any()):
+            raise ValueError("two of the seeds hash to the same user key; choose other seeds")
+        self.base = base
+
+    def sample(self, keys: torch.Tensor, catalog: Catalog) -> CalibratedTraits:
+        at = torch.searchsorted(self._keys, keys.cpu()).clamp_max(len(self._keys) - 1)
+        if not bool((self._keys[at] == keys.cpu()).all()):
+            raise ValueError("a user was started with a seed this pinned population was not given")
+        self.base.check_catalog(catalog)
+        return self.base.traits(self._rows[at], keys.device)
+
+
+# ------------------------------------------------------------------ population specs
+def select(users: pd.DataFrame, spec: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Eligible users (bool mask) and their sampling weights for a population ``spec``.
+
+    Filters apply first; each distribution then weights the users left so that its
+    categories get their shares (exactly for one distribution; with several, each user's
+    weight is the product of theirs).
+    """
+    for name in spec:
+        if name not in users.columns:
+            raise ValueError(f"population spec names column {name!r}; the fitted users have "
+                             f"{', '.join(users.columns)}")
+    eligible = np.ones(len(users), dtype=bool)
+    weight = np.ones(len(users))
+    applied: list[str] = []
+    filters = [(n, c) for n, c in spec.items() if not isinstance(c, Mapping)]
+    distributions = [(n, c) for n, c in spec.items() if isinstance(c, Mapping)]
+    for name, condition in filters + distributions:
+        column = users[name]
+        if isinstance(condition, Mapping):
+            mask, w = _distribution(name, column, condition, eligible, spec)
+            weight *= w
+        else:
+            mask = _condition(name, column, condition)
+        before = int(eligible.sum())
+        eligible &= mask
+        applied.append(_describe(name, condition))
+        if not eligible.any():
+            raise ValueError(
+                f"no fitted user matches the population spec {dict(spec)}: {' and '.join(applied)} leaves 0 of "
+                f"the {len(users)} users ({before} were left before {applied[-1]}); {_range_hint(name, column)}")
+    return eligible, weight
+
+
+def _numeric(column: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(column)
+
+
+def _level_mask(name: str, column: pd.Series, level: str) -> np.ndarray:
+    if not _numeric(column):
+        raise ValueError(f"level {level!r} applies to numeric columns; {name!r} holds text")
+    low, high = np.quantile(column.to_numpy(dtype=np.float64), [1 / 3, 2 / 3])
+    x = column.to_numpy(dtype=np.float64)
+    return {"low": x <= low, "medium": (x > low) & (x <= high), "high": x > high}[level]
+
+
+def _condition(name: str, column: pd.Series, condition) -> np.ndarray:
+    if isinstance(condition, str) and condition in LEVELS and _numeric(column):
+        return _level_mask(name, column, condition)
+    if isinstance(condition, Sequence) and not isinstance(condition, str):
+        values = list(condition)
+        if _numeric(column) and len(values) == 2 and all(v is None or isinstance(v, (int, float)) for v in values):
+            low = -math.inf if values[0] is None else values[0]
+            high = math.inf if values[1] is None else values[1]
+            if low > high:
+                raise ValueError(f"population spec {name}: [{low}, {high}] is an empty range (low > high)")
+            x = column.to_numpy(dtype=np.float64)
+            return (x >= low) & (x <= high)
+        if _numeric(column):
+            raise ValueError(f"population spec {name}: {values!r}; give a numeric column a range [low, high] "
+                             "(None for an open end), a level (low, medium, high) or a value")
+        _check_values(name, column, values)
+        return column.isin(values).to_numpy()
+    if not _numeric(column):
+        _check_values(name, column, [condition])
+    return (column == condition).to_numpy()
+
+
+def _check_values(name: str, column: pd.Series, values) -> None:
+    known = set(column.unique())
+    unknown = [v for v in values if v not in known]
+    if unknown:
+        raise ValueError(f"population spec {name}: no fitted user has {unknown[0]!r}; "
+                         f"the values are {', '.join(map(str, sorted(known)))}")
+
+
+def _distribution(name: str, column: pd.Series, shares: Mapping, eligible: np.ndarray,
+                  spec: Mapping) -> tuple[np.ndarray, np.ndarray]:
+    """Mask of users in the named categories and weights giving each category its share."""
+    total = sum(float(s) for s in shares.values())
+    if total <= 0 or any(float(s) < 0 for s in shares.values()):
+        raise ValueError(f"population spec {name}: shares {dict(shares)} must be >= 0 with a positive sum")
+    mask = np.zeros(len(column), dtype=bool)
+    weight = np.zeros(len(column))
+    for category, share in shares.items():
+        members = _condition(name, column, category)
+        count = int((members & eligible).sum())
+        if count == 0 and float(share) > 0:
+            raise ValueError(f"no fitted user matches the population spec {dict(spec)}: {name} has share {share} "
+                             f"for {category!r}, but no user left by the other conditions has it; "
+                             f"{_range_hint(name, column)}")
+        if count:
+            weight[members] = float(share) / total / count
+            mask |= members
+    return mask, np.where(mask, weight, 0.0) * len(column)
+
+
+def _describe(name: str, condition) -> str:
+    if isinstance(condition, Mapping):
+        return f"{name} in {list(condition)}"
+    if isinstance(condition, Sequence) and not isinstance(condition, str):
+        return f"{name} in {list(condition)}"
+    return f"{name} = {condition!r}"
+
+
+def _range_hint(name: str, column: pd.Series) -> str:
+    if _numeric(column):
+        x = column.to_numpy(dtype=np.float64)
+        return f"{name} ranges from {x.min():.4g} to {x.max():.4g}"
+    counts = column.value_counts()
+    return f"{name} takes the values " + ", ".join(f"{k} ({v})" for k, v in counts.items())

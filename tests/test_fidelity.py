@@ -1,0 +1,155 @@
+"""Fidelity metrics on hand-made inputs, and the report end to end on a small simulated world."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from recoworld import Catalog
+from recoworld.calibration.choice import ChoiceFitConfig
+from recoworld.calibration.concentration import concentration_experiment, top_share
+from recoworld.calibration.fidelity import evaluate, simulated_consumption, write_report
+from recoworld.calibration.fit import CalibrationConfig, calibrate
+from recoworld.calibration.metrics import (Classification, concentration_curve, decide, expected_decisions,
+                                           genre_shares, gini, one_to_m_lists, rmse, user_auc)
+from recoworld.calibration.synthetic import simulated_dataset
+
+
+# --------------------------------------------------------------------- AUC
+def test_user_auc_on_hand_made_scores():
+    scores = torch.tensor([[0.9, 0.8, 0.1, 0.2, 0.5],
+                           [0.1, 0.2, 0.9, 0.8, 0.5],
+                           [0.5, 0.5, 0.5, 0.5, 0.5],
+                           [0.3, 0.2, 0.1, 0.0, 0.4]])
+    positive = torch.tensor([[1, 1, 0, 0, 0]] * 3 + [[0, 0, 0, 0, 0]], dtype=torch.bool)
+    negative = torch.tensor([[0, 0, 1, 1, 0]] * 4, dtype=torch.bool)  # item 4 is neither
+    auc = user_auc(scores, positive, negative)
+    assert auc[:3].tolist() == [1.0, 0.0, 0.5]  # perfect, reversed, all tied
+    assert torch.isnan(auc[3]), "a user without positives has no AUC"
+    # one of four pairs is ordered wrongly
+    assert float(user_auc(torch.tensor([[0.9, 0.3, 0.5, 0.1]]), torch.tensor([[1, 1, 0, 0]], dtype=torch.bool),
+                          torch.tensor([[0, 0, 1, 1]], dtype=torch.bool))) == 0.75
+
+
+def test_user_auc_rejects_overlapping_masks():
+    both = torch.tensor([[True, False]])
+    with pytest.raises(ValueError, match="item 0 of user 0 is both positive and negative"):
+        user_auc(torch.zeros(1, 2), both, both)
+
+
+# ------------------------------------------------------------- 1:m protocol
+def test_one_to_m_lists_mix_m_negatives_per_positive():
+    positive = torch.zeros(3, 40, dtype=torch.bool)
+    positive[0, :2] = positive[1, :5] = positive[2, :1] = True
+    negative = ~positive
+    negative[2, 10:] = False  # user 2 has only 9 negatives
+    lists = one_to_m_lists(positive, negative, m=3, seed=0)
+    per_user = np.bincount(lists.users.numpy(), minlength=3)
+    assert per_user.tolist() == [2 + 6, 5 + 15, 1 + 3]
+    assert torch.equal(lists.labels, positive[lists.users, lists.items])
+    assert not (negative == False)[lists.users[~lists.labels], lists.items[~lists.labels]].any()  # noqa: E712
+    again = one_to_m_lists(positive, negative, m=3, seed=0)
+    assert torch.equal(again.items, lists.items)
+    assert one_to_m_lists(positive, negative, m=9, seed=0).labels.logical_not().sum() == 2 * 9 + 35 + 9  # user 1 has 35 negatives
+    with pytest.raises(ValueError, match="m=0"):
+        one_to_m_lists(positive, negative, m=0)
+
+
+def test_decisions_and_their_f1_on_hand_made_probabilities():
+    p = torch.tensor([0.9, 0.6, 0.4, 0.2, 0.7, 0.1])
+    labels = torch.tensor([1, 0, 1, 0, 1, 0], dtype=torch.bool)
+    # yes = {0.9, 0.6, 0.7}: TP 2, FP 1, FN 1, TN 2
+    c = decide(p, labels)
+    assert (c.accuracy, c.precision, c.recall) == pytest.approx((4 / 6, 2 / 3, 2 / 3))
+    assert c.f1 == pytest.approx(2 / 3)
+    e = expected_decisions(p, labels)
+    tp, fp, fn = 0.9 + 0.4 + 0.7, 0.6 + 0.2 + 0.1, 0.1 + 0.6 + 0.3
+    assert e.precision == pytest.approx(tp / (tp + fp)) and e.recall == pytest.approx(tp / (tp + fn))
+    assert Classification.from_counts(0, 0, 3, 3).f1 == 0.0  # never says yes: no F1, no division by zero
+
+
+# ------------------------------------------------------------ aggregates
+def test_gini_on_known_distributions():
+    assert gini([5, 5, 5, 5]) == 0.0
+    assert gini([0, 0, 0, 10]) == pytest.approx(3 / 4)  # (n - 1) / n when one takes all
+    assert gini([1, 2, 3, 4]) == pytest.approx(0.25)
+    assert gini([0, 0]) == 0.0
+    assert gini([3, 1, 2]) == gini([1, 2, 3]), "order does not matter"
+    with pytest.raises(ValueError, match=">= 0"):
+        gini([1, -1])
+    with pytest.raises(ValueError, match="empty"):
+        gini([])
+
+
+def test_concentration_curve_top_share_and_genre_shares():
+    x, y = concentration_curve([1, 7, 2], order=[10, 30, 20])  # ranked: 7, 2, 1
+    assert x.tolist() == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert y.tolist() == pytest.approx([0.7, 0.9, 1.0])
+    assert top_share(np.array([1.0] * 99 + [101.0]), 0.01) == pytest.approx(0.505)
+    shares = genre_shares([2, 1], [[0.5, 0.5], [0.0, 1.0]])
+    assert shares.tolist() == pytest.approx([1 / 3, 2 / 3])
+    assert rmse([1, 2, 3], [1, 2, 5]) == pytest.approx(np.sqrt(4 / 3))
+
+
+def test_simulated_consumption_takes_allowed_items_in_the_right_number():
+    gen = torch.Generator().manual_seed(0)
+    probability = torch.rand(50, 30, generator=gen)
+    allowed = torch.rand(50, 30, generator=gen) < 0.7
+    counts = torch.minimum(torch.randint(1, 10, (50,), generator=gen), allowed.sum(1))
+    consumed = simulated_consumption(probability, allowed, counts)
+    assert consumed.sum() == counts.sum()
+    # Each user takes at most one of each item, so no item exceeds the users allowed it.
+    assert (consumed <= allowed.sum(0)).all()
+    # An item with a tiny odds ratio is (almost) never chosen when others are available.
+    probability[:, 0] = 1e-9
+    assert simulated_consumption(probability, torch.ones(50, 30, dtype=torch.bool), torch.full((50,), 3))[0] == 0
+
+
+# ------------------------------------------------------------ end to end
+@pytest.fixture(scope="module")
+def small_world():
+    catalog = Catalog.synthetic(150, n_genres=6, feature_dim=6, seed=2)
+    data = simulated_dataset(catalog, n_users=80, seed=1).data
+    config = CalibrationConfig(choice=ChoiceFitConfig(dim=6, l2=0.03), leave_steps=20, leave_users=40)
+    return calibrate(config, data=data, progress=False), data
+
+
+def test_fidelity_report_end_to_end(small_world, tmp_path):
+    world, data = small_world
+    results = evaluate(world, data=data)
+    for name in ("calibrated user", "MF baseline"):
+        entry = results["models"][name]
+        assert 0.5 < entry["auc"] <= 1.0, "both models rank better than chance on their own world's data"
+        for m in (1, 3, 9):
+            assert 0 <= entry[f"1:{m}"]["f1"] <= 1
+    distribution = results["ratings"]["distribution"]
+    assert all(sum(shares) == pytest.approx(1.0) for shares in distribution.values())
+    assert results["aggregate"]["held-out"]["gini"] > 0
+    path = write_report(results, tmp_path / "report", world)
+    text = path.read_text()
+    assert "| calibrated user |" in text and "## Aggregate realism" in text
+    for png in ("long_tail.png", "genre_shares.png", "ratings.png"):
+        assert (tmp_path / "report" / png).stat().st_size > 1000
+    assert "auc" in json.loads((tmp_path / "report" / "metrics.json").read_text())["models"]["MF baseline"]
+
+
+def test_fidelity_refuses_a_world_fitted_on_other_data(small_world):
+    world, data = small_world
+    changed = type(data)(data.ratings.assign(rating=6 - data.ratings["rating"]), data.items, data.users)
+    with pytest.raises(ValueError, match="held-out ratings differ"):
+        evaluate(world, data=changed)
+
+
+def test_concentration_experiment_is_deterministic_and_bounded(small_world):
+    world, _ = small_world
+    kwargs = dict(weights=(0.0, 2.0), n_users=30, steps=20, every=10, slate_size=3, candidates=10, policy="random")
+    series = concentration_experiment(world.catalog, world.config, world.population(), **kwargs)
+    assert list(series["step"]) == [10, 20, 10, 20]
+    assert series[["gini_exposure", "gini_consumption"]].apply(lambda c: c.between(0, 1)).all().all()
+    again = concentration_experiment(world.catalog, world.config, world.population(), **kwargs)
+    assert series.equals(again)
+    with pytest.raises(ValueError, match="policy='best'"):
+        concentration_experiment(world.catalog, world.config, world.population(), policy="best")
