@@ -300,7 +300,11 @@ def write_report(results: dict, out: Path, world: CalibratedWorld) -> Path:
     lines += [f"Held-out: each user's latest 20% of ratings ({results['split']['held_out']:,} ratings of "
               f"{results['split']['users']} users); training: the rest ({results['split']['train']:,}). "
               "The calibrated user is the fitted user as simulated by `StatisticalUsers` at a session start; "
-              "the MF baseline is a plain logistic MF (choices) and a biased MF (ratings) on the same split.", ""]
+              "the MF baseline is a plain logistic MF (choices) and a biased MF (ratings) on the same split. "
+              "The calibrated user's choices come from the same logistic MF fitted with recency-weighted ratings "
+              "(a rating's weight halves with every 20 newer ratings of its user) and Platt-scaled on a validation "
+              "fold (the last 20% of the training split); the baselines' penalties were chosen on that fold too.",
+              ""]
     lines += ["## Targets", ""] + [f"- {k}: {'met' if v else '**not met**'}" for k, v in results["targets"].items()]
     lines += ["", "## Discrimination and the 1:m protocol", "",
               "| model | AUC | " + " | ".join(f"F1 1:{m}" for m in RATIOS) + " | "
