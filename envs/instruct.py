@@ -137,18 +137,11 @@ class InstructEnv(_WorldFace, gym.Env):
         id_digits = len(str(catalog.n_items - 1))
         self.action_space = spaces.Text(self.slate_size * (id_digits + 2) + 2, charset="0123456789[], ")
         self.observation_space = spaces.Text(self._max_observation_chars(), charset=self._charset)
-        self._seeded = False
 
     # ------------------------------------------------------------------ API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        if seed is not None:
-            self.world.restart(np.array([0]), base_seeds=[seed])
-        elif not self._seeded:
-            self.world.restart(np.array([0]), base_seeds=[int(self.np_random.integers(2**62))])
-        else:
-            self.world.restart(np.array([0]))
-        self._seeded = True
+        self.world.reset_all(seed, self.np_random)
         self._instruction_text: str | None = None
         self._invalid = 0
         self._steps = 0
@@ -156,7 +149,7 @@ class InstructEnv(_WorldFace, gym.Env):
         return self._observe(), self._info(info)
 
     def step(self, action):
-        if not self._seeded:
+        if not self.world.started:
             raise RuntimeError("call reset() before step()")
         try:
             positions = self.candidate_positions(action)

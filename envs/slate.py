@@ -125,21 +125,14 @@ class SlateEnv(_WorldFace, gym.Env):
         self.world = SlateWorld(1, **kwargs)
         self.observation_space = self.world.single_observation_space()
         self.action_space = self.world.action_space()
-        self._seeded = False
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        if seed is not None:
-            self.world.restart(np.array([0]), base_seeds=[seed])
-        elif not self._seeded:
-            self.world.restart(np.array([0]), base_seeds=[int(self.np_random.integers(2**62))])
-        else:
-            self.world.restart(np.array([0]))
-        self._seeded = True
+        self.world.reset_all(seed, self.np_random)
         return _first(self.world.observe()), _first(self.world.info(None, None))
 
     def step(self, action):
-        if not self._seeded:
+        if not self.world.started:
             raise RuntimeError("call reset() before step()")
         slates = self.world.slates_from_actions(action, single=True)
         reward, terminated, truncated, response = self.world.step(slates)
@@ -165,27 +158,15 @@ class SlateVectorEnv(_WorldFace, VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = self.world.action_space(num_envs)
         self._done = np.zeros(num_envs, dtype=bool)
-        self._seeded = False
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         super().reset(seed=seed if isinstance(seed, int) or seed is None else None)
-        slots = np.arange(self.num_envs)
-        if seed is not None:
-            bases = seed + slots if isinstance(seed, int) else np.asarray(seed, dtype=np.int64)
-            if len(bases) != self.num_envs:
-                raise ValueError(f"got {len(bases)} seeds for {self.num_envs} envs")
-            self.world.restart(slots, base_seeds=bases)
-        elif not self._seeded:
-            first = int(self.np_random.integers(2**62))
-            self.world.restart(slots, base_seeds=first + slots)
-        else:
-            self.world.restart(slots)
-        self._seeded = True
+        self.world.reset_all(seed, self.np_random)
         self._done[:] = False
         return self.world.observe(), self.world.info(None, None)
 
     def step(self, actions):
-        if not self._seeded:
+        if not self.world.started:
             raise RuntimeError("call reset() before step()")
         slates = self.world.slates_from_actions(actions)
         # NEXT_STEP autoreset: users whose episode ended at the previous step are replaced

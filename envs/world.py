@@ -120,6 +120,24 @@ class SlateWorld:
         return SlateSpace(self.num_candidates, self.slate_size, batch)
 
     # ------------------------------------------------------------- episodes
+    def reset_all(self, seed: int | Sequence[int] | None, np_random: np.random.Generator) -> None:
+        """Start every slot, the way Gymnasium's ``reset(seed=...)`` asks.
+
+        An int ``seed`` gives slot ``i`` the base seed ``seed + i`` (a single env is slot 0);
+        a sequence gives one base seed per slot; ``None`` starts the next episode of every
+        slot's seed sequence, or, before any seed was given, draws a base from ``np_random``.
+        """
+        slots = np.arange(self.n_users)
+        if seed is not None:
+            bases = seed + slots if isinstance(seed, (int, np.integer)) else np.asarray(seed, dtype=np.int64)
+            if len(bases) != self.n_users:
+                raise ValueError(f"got {len(bases)} seeds for {self.n_users} users; give one per user or a single int")
+            self.restart(slots, base_seeds=bases)
+        elif not self.started:
+            self.restart(slots, base_seeds=int(np_random.integers(2**62)) + slots)
+        else:
+            self.restart(slots)
+
     def restart(self, slots: np.ndarray, base_seeds: Sequence[int] | None = None, again: bool = False) -> None:
         """Start the next user episode in ``slots``.
 
