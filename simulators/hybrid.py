@@ -56,7 +56,8 @@ class HybridUserConfig:
     Attributes:
         on_failure: ``"fallback"`` (keep the core's template sentence) or ``"fail"``.
         temperature: sampling temperature (0: greedy).
-        max_tokens: reply length limit.
+        max_tokens: reply length limit (the longest reply the schema allows, at one token
+            per character).
         app: how the prompt names the service.
         history_items: recent clicks shown in the prompt (at most the core's 10).
         failures_kept: most recent failures kept in :attr:`HybridUsers.failures`.
@@ -66,7 +67,7 @@ class HybridUserConfig:
 
     on_failure: str = "fallback"
     temperature: float = 0.0
-    max_tokens: int = 128
+    max_tokens: int = 200
     app: str = "a movie recommendation app"
     history_items: int = 5
     failures_kept: int = 1000

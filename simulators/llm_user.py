@@ -27,7 +27,8 @@ explicit judgement, hence a rating; a dislike means the user opened the item and
 it (the only way a negative judgement reaches the ``Response``, which rates clicked items
 only). ``satisfaction`` :math:`s \\in \\{1..5\\}` becomes :math:`(s - 1)/4`. ``leave_hazard``
 is 1 for a user who decided to leave and 0 otherwise (the model's decision, not a
-probability). A reply's instruction is voiced (``instruction.active``) and is in force for
+probability). A reply's instruction is voiced (``instruction.active``) and, when it has a
+structured wish (a ``more`` or ``less`` genre or a ``novelty``), is in force for
 ``instruction_steps`` steps of the statistical config or until the session ends; the
 compliance of each slate with the instruction in force is computed as the statistical
 user computes it (share outside ``less``, share in ``more`` relative to ``more_share``,
@@ -110,8 +111,9 @@ class LLMUserConfig:
         on_failure: ``"fallback"`` (the statistical twin's response for a failed step) or
             ``"fail"`` (raise :class:`LLMUserError`).
         temperature: sampling temperature of every request (0: greedy).
-        max_tokens: reply length limit; ``None`` gives ``160 + 50 * slate_size``, enough for
-            the longest reply the schema allows (a cut reply is invalid JSON).
+        max_tokens: reply length limit; ``None`` gives ``256 + 70 * slate_size``, enough for
+            the longest reply the schema allows even at one token per character (a cut
+            reply is invalid JSON).
         app: how the prompt names the service.
         initial_mindset: the mindset sentence of a new user.
         initial_satisfaction: satisfaction 1..5 of a new user.
@@ -317,7 +319,7 @@ class LLMUsers(UserSimulator):
 
     # --------------------------------------------------------------- prompts
     def _max_tokens(self, slate_size: int) -> int:
-        return self.config.max_tokens or 160 + 50 * slate_size
+        return self.config.max_tokens or 256 + 70 * slate_size
 
     def prompt(self, b: int, slate: Sequence[int]) -> list[dict]:
         """The chat messages of user ``b`` for ``slate``."""
@@ -471,14 +473,17 @@ class LLMUsers(UserSimulator):
                                                    novel, stat.more_share)
         self.instruction_steps_left -= in_force.long()
         self.instruction.active &= self.instruction_steps_left > 0
-        if bool(voiced.active.any()):
-            r = voiced.active.nonzero().flatten()
+        for b in voiced.active.nonzero().flatten().tolist():
+            self.memories[b].voiced(voiced_text[b])
+        # A sentence without a structured wish is voiced, but there is nothing to comply with.
+        wishes = voiced.active & (voiced.more.any(1) | voiced.less.any(1) | (voiced.novelty != 0))
+        if bool(wishes.any()):
+            r = wishes.nonzero().flatten()
             for name in ("active", "more", "less", "novelty"):
                 getattr(self.instruction, name)[r] = getattr(voiced, name)[r]
             self.instruction_steps_left[r] = stat.instruction_steps
             for b in r.tolist():
                 self.instruction_text[b] = voiced_text[b]
-                self.memories[b].voiced(voiced_text[b])
 
         # Familiarity: the recent consumption against which novelty is measured.
         consumed = torch.bmm((clicked.float() * watch)[:, None, :], lookup(cat.features, slates))[:, 0]
