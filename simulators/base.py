@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import torch
 
+from recoworld import rng
+
 from recoworld.catalog import Catalog
 from recoworld.types import Response
 
@@ -80,3 +82,17 @@ class UserSimulator(ABC):
         Used as ground truth for off-policy evaluation. Optional for plug-ins.
         """
         raise NotImplementedError(f"{type(self).__name__} does not expose expected_clicks()")
+
+
+def resolve_seeds(count: int, seed, fresh_start: int, salt: int = 0x11E5) -> torch.Tensor:
+    """One seed per started user, by :meth:`UserSimulator.reset`'s convention: a sequence
+    gives one seed each, an int ``s`` gives ``s + j``, ``None`` gives fresh seeds numbered
+    from ``fresh_start`` (hashed with ``salt``, so that simulator kinds draw apart)."""
+    if seed is None:
+        return torch.tensor([rng.mix_int(salt, fresh_start + j) for j in range(count)], dtype=torch.int64)
+    if isinstance(seed, int):
+        return seed + torch.arange(count, dtype=torch.int64)
+    seeds = torch.as_tensor(seed, dtype=torch.int64).flatten()
+    if len(seeds) != count:
+        raise ValueError(f"got {len(seeds)} seeds for {count} users; give one per user or a single int")
+    return seeds

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-import torch
 
-from recoworld import rng
 from recoworld.catalog import Catalog
 from recoworld.llm import ChatModel, LLMConfig, make_chat_model
 from recoworld.simulators.persona import MovieLensPopulation
+from recoworld.simulators.base import resolve_seeds  # noqa: F401  (re-exported for the LLM users)
 from recoworld.simulators.population import Population, SyntheticPopulation
 
 FAILURE_POLICIES = ("fail", "fallback")
@@ -60,19 +59,6 @@ class ChatModelNode(LLMConfig):
     a simulator config, so every rollout shares the model, its cache and its accounting."""
 
     _target_: str = "recoworld.llm.make_chat_model"
-
-
-def resolve_seeds(count: int, seed, fresh_start: int) -> torch.Tensor:
-    """One seed per started user, by :meth:`UserSimulator.reset`'s convention (``None``:
-    fresh seeds numbered from ``fresh_start``)."""
-    if seed is None:
-        return torch.tensor([rng.mix_int(0x11E5, fresh_start + j) for j in range(count)], dtype=torch.int64)
-    if isinstance(seed, int):
-        return seed + torch.arange(count, dtype=torch.int64)
-    seeds = torch.as_tensor(seed, dtype=torch.int64).flatten()
-    if len(seeds) != count:
-        raise ValueError(f"got {len(seeds)} seeds for {count} users; give one per user or a single int")
-    return seeds
 
 
 def default_population(catalog: Catalog) -> Population:

@@ -80,7 +80,7 @@ from recoworld.catalog import Catalog, lookup
 from recoworld.history import prepend_clicks
 from recoworld.types import Instruction, Response
 from recoworld.validation import check_slates
-from recoworld.simulators.base import UserSimulator
+from recoworld.simulators.base import UserSimulator, resolve_seeds
 from recoworld.simulators.instructions import render_instruction
 from recoworld.simulators.population import Population, SyntheticPopulation
 
@@ -182,19 +182,10 @@ class StatisticalUsers(UserSimulator):
                 raise ValueError(f"users holds slot {int(slots.max())}, but there are {n_users} slots")
         if len(slots) == 0:
             return
-        self._start(slots, self._seeds_for(len(slots), seed))
-
-    def _seeds_for(self, count: int, seed) -> torch.Tensor:
+        fresh_start = self._fresh_seed
         if seed is None:
-            start = self._fresh_seed
-            self._fresh_seed += count
-            return torch.tensor([rng.mix_int(0xF2E5, start + j) for j in range(count)], dtype=torch.int64)
-        if isinstance(seed, int):
-            return seed + torch.arange(count, dtype=torch.int64)
-        seeds = torch.as_tensor(seed, dtype=torch.int64).flatten()
-        if len(seeds) != count:
-            raise ValueError(f"got {len(seeds)} seeds for {count} users; give one per user or a single int")
-        return seeds
+            self._fresh_seed += len(slots)
+        self._start(slots, resolve_seeds(len(slots), seed, fresh_start, salt=0xF2E5))
 
     def _allocate(self, n: int) -> None:
         if n < 1:
