@@ -32,7 +32,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from recoworld.envs.slate import SlateEnv, SlateVectorEnv
+from recoworld.envs.slate import SlateEnv, SlateVectorEnv, _WorldFace
 from recoworld.envs.wrappers import SequentialSlateEnv
 
 
@@ -40,7 +40,7 @@ from recoworld.envs.wrappers import SequentialSlateEnv
 TRAINING_SEEDS = 2**40
 
 
-class SB3SlateVecEnv(VecEnv):
+class SB3SlateVecEnv(_WorldFace, VecEnv):
     """``num_envs`` simulated users served to a Stable-Baselines3 learner (see the module docstring).
 
     Args:
@@ -67,19 +67,6 @@ class SB3SlateVecEnv(VecEnv):
         self.env_seconds = 0.0
         self._actions: np.ndarray | None = None
         super().__init__(vector_env.num_envs, vector_env.single_observation_space, vector_env.single_action_space)
-
-    # World facts, as on the Gymnasium faces, for agents' setup().
-    @property
-    def catalog(self):
-        return self.world.catalog
-
-    @property
-    def slate_size(self) -> int:
-        return self.world.slate_size
-
-    @property
-    def num_candidates(self) -> int:
-        return self.world.num_candidates
 
     def reset(self) -> dict[str, np.ndarray]:
         start = time.perf_counter()

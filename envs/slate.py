@@ -99,7 +99,8 @@ MANUAL = """
 
 
 class _WorldFace:
-    """What both faces expose of their :class:`SlateWorld` (public world facts only)."""
+    """What every face of a :class:`SlateWorld` (Gymnasium single and vector, SB3) exposes of it:
+    public world facts only, which agents read in ``setup()``."""
 
     world: SlateWorld
 
