@@ -196,6 +196,22 @@ class LLMRecommender(Recommender):
         self.counts["llm_requests"] += len(requests)
         return self.chat_model().chat_many(requests, return_exceptions=True)
 
+    def take_slates(self, ids: np.ndarray, rows, requests: list[ChatRequest], action: np.ndarray,
+                    details=None) -> None:
+        """Ask ``requests`` (one per user of ``rows``) for slates of candidate ids and write each
+        valid reply into ``action`` (as candidate positions); a failed request leaves that row's
+        fallback slate in place. Every decision is traced, with ``details(b, positions)``'s
+        extra fields for a used reply."""
+        for b, request, reply in zip(rows, requests, self.ask(requests)):
+            if isinstance(reply, ChatReply):
+                position = {int(item): c for c, item in enumerate(ids[b])}
+                action[b] = [position[i] for i in reply.parsed.slate]
+                self.counts["llm_slates"] += 1
+                self.trace(b, request, reply, slate=reply.parsed.slate, **(details(b, action[b]) if details else {}))
+            else:
+                self.counts["fallbacks"] += 1
+                self.trace(b, request, reply, slate=ids[b, action[b]].tolist(), fallback="invalid_reply")
+
     # -------------------------------------------------------------- traces
     def trace(self, b: int, request: ChatRequest | None, reply: ChatReply | ChatFailure | None, *,
               slate: list[int], fallback: str | None = None, **extra) -> None:

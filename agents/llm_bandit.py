@@ -28,7 +28,6 @@ from recoworld.agents.base import Feedback, Observation, Recommender, top_k
 from recoworld.agents.examination import impressions
 from recoworld.agents.linear import LinUCB
 from recoworld.agents.llm_agents import LLMRecommender, collaborative_scores, slate_schema
-from recoworld.llm import ChatReply
 
 SYSTEM = ("You are a movie recommender that balances exploiting what is known to work with exploring what is "
           "not yet known. For each candidate you get its click-rate estimate (mean), how often it was shown "
@@ -98,16 +97,8 @@ class LLMBandit(LLMRecommender):
                       f"statistics):\n{table}\nReply with JSON: {{\"reasoning\": one short sentence, \"slate\": "
                       f"the ids of {self.slate_size} distinct candidates, best first}}.")
             requests.append(self.request(SYSTEM, prompt, slate_schema(offered, self.slate_size, self.reason_chars)))
-        for b, request, reply in zip(rows, requests, self.ask(requests)):
-            if isinstance(reply, ChatReply):
-                position = {int(item): c for c, item in enumerate(ids[b])}
-                action[b] = [position[i] for i in reply.parsed.slate]
-                self.counts["llm_slates"] += 1
-                explored = int((count[b, action[b]] == 0).sum())
-                self.trace(b, request, reply, slate=reply.parsed.slate, unexplored_items=explored)
-            else:
-                self.counts["fallbacks"] += 1
-                self.trace(b, request, reply, slate=ids[b, action[b]].tolist(), fallback="invalid_reply")
+        self.take_slates(ids, rows, requests, action,
+                         details=lambda b, slate: {"unexplored_items": int((count[b, slate] == 0).sum())})
         self.step += 1
         return action
 

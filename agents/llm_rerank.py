@@ -16,7 +16,6 @@ import numpy as np
 from recoworld.agents.base import Feedback, Observation, Recommender, top_k
 from recoworld.agents.linear import LinUCB
 from recoworld.agents.llm_agents import LLMRecommender, collaborative_scores, slate_schema
-from recoworld.llm import ChatReply
 
 SYSTEM = ("You are the ranking step of a movie recommender. You receive a user's instruction, their recent "
           "history, and candidate movies proposed by a collaborative model, best first. Choose the movies to "
@@ -65,15 +64,7 @@ class LLMRerank(LLMRecommender):
                       f"Reply with JSON: {{\"reasoning\": one short sentence, \"slate\": the ids of "
                       f"{self.slate_size} distinct proposed movies, best first}}.")
             requests.append(self.request(SYSTEM, prompt, slate_schema(offered, self.slate_size, self.reason_chars)))
-        for b, request, reply in zip(rows, requests, self.ask(requests)):
-            if isinstance(reply, ChatReply):
-                position = {int(item): c for c, item in enumerate(ids[b])}
-                action[b] = [position[i] for i in reply.parsed.slate]
-                self.counts["llm_slates"] += 1
-                self.trace(b, request, reply, slate=reply.parsed.slate)
-            else:
-                self.counts["fallbacks"] += 1
-                self.trace(b, request, reply, slate=ids[b, action[b]].tolist(), fallback="invalid_reply")
+        self.take_slates(ids, rows, requests, action)
         self.step += 1
         return action
 
