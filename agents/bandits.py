@@ -24,7 +24,7 @@ import numpy as np
 from recoworld.agents.base import Feedback, Observation, Recommender, deterministic, top_k
 from recoworld.agents.baselines import RandomAgent
 from recoworld.agents.examination import check_rule, impressions
-from recoworld.agents.sampling import monte_carlo_propensities, propensity_seed, slotwise_top_k, top_k_nd
+from recoworld.agents.sampling import PosteriorSampler
 
 
 @dataclass(eq=False)
@@ -130,7 +130,7 @@ class UCB1(ItemBandit):
 
 
 @dataclass(eq=False)
-class BernoulliTS(ItemBandit):
+class BernoulliTS(PosteriorSampler, ItemBandit):
     r"""Bernoulli Thompson sampling with Beta posteriors (Thompson 1933; Chapelle & Li 2011;
     Agrawal & Goyal 2012, Alg. 1):
 
@@ -155,28 +155,15 @@ class BernoulliTS(ItemBandit):
     propensity_samples: int = 100
     name = "bernoulli_ts"
 
-    def setup(self, env, seed: int | None = None) -> None:
-        super().setup(env, seed)
-        self._propensity_seed = propensity_seed(seed)
-
     def posterior(self) -> tuple[np.ndarray, np.ndarray]:
         """Beta parameters ``(alpha, beta)`` of every item's click probability."""
         return self.prior_clicks + self.clicks, self.prior_skips + self.pulls - self.clicks
 
-    def draw_slates(self, obs: Observation, rng: np.random.Generator, n: int) -> np.ndarray:
-        """``n`` independent slates per row, ``[n, B, K]``."""
+    def score_sampler(self, obs: Observation, rng: np.random.Generator, n: int):
         alpha, beta = (p[obs["candidate_ids"]] for p in self.posterior())
 
         def draw() -> np.ndarray:
             return rng.beta(alpha, beta, size=(n, *alpha.shape))
 
-        if self.per_slot:
-            return slotwise_top_k(draw, self.slate_size)
-        return top_k_nd(draw(), self.slate_size)
+        return draw
 
-    def act(self, obs: Observation) -> np.ndarray:
-        return self.draw_slates(obs, self.rng, 1)[0]
-
-    def propensities(self, obs: Observation, action: np.ndarray) -> dict[str, np.ndarray]:
-        return monte_carlo_propensities(lambda rng, n: self.draw_slates(obs, rng, n), action,
-                                        self.propensity_samples, self._propensity_seed)

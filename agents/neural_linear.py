@@ -44,7 +44,7 @@ from torch import nn
 
 from recoworld.agents.base import Feedback, Observation
 from recoworld.agents.linear import ContextualBandit, Ridge
-from recoworld.agents.sampling import monte_carlo_propensities, propensity_seed, slotwise_top_k, top_k_nd
+from recoworld.agents.sampling import PosteriorSampler
 
 
 class HistoryEncoder(nn.Module):
@@ -76,7 +76,7 @@ class HistoryEncoder(nn.Module):
 
 
 @dataclass(eq=False)
-class NeuralLinearTS(ContextualBandit):
+class NeuralLinearTS(PosteriorSampler, ContextualBandit):
     """Neural-linear Thompson sampling (see the module docstring).
 
     Args:
@@ -106,10 +106,6 @@ class NeuralLinearTS(ContextualBandit):
     propensity_samples: int = 100
     device: str = "cpu"
     name = "neural_linear_ts"
-
-    def setup(self, env, seed: int | None = None) -> None:
-        super().setup(env, seed)
-        self._propensity_seed = propensity_seed(seed)
 
     def init_model(self) -> None:
         self._device = torch.device(self.device)
@@ -155,8 +151,7 @@ class NeuralLinearTS(ContextualBandit):
         b = self.prior_b + 0.5 * max(self.ridge.yy - mu @ self.ridge.A @ mu, 0.0)
         return mu, self.ridge.inverse, a, b
 
-    def draw_slates(self, obs: Observation, rng: np.random.Generator, n: int) -> np.ndarray:
-        """``n`` independent slates per row, ``[n, B, K]``."""
+    def score_sampler(self, obs: Observation, rng: np.random.Generator, n: int):
         phi = self.represent(obs)
         mu, cov, a, b = self.posterior()
         root = np.linalg.cholesky(cov)
@@ -166,16 +161,8 @@ class NeuralLinearTS(ContextualBandit):
             beta = mu + np.sqrt(noise_var) * (rng.standard_normal((n, phi.shape[0], len(mu))) @ root.T)
             return np.matmul(phi[None], beta[..., None])[..., 0]
 
-        if self.per_slot:
-            return slotwise_top_k(draw, self.slate_size)
-        return top_k_nd(draw(), self.slate_size)
+        return draw
 
-    def act(self, obs: Observation) -> np.ndarray:
-        return self.draw_slates(obs, self.rng, 1)[0]
-
-    def propensities(self, obs: Observation, action: np.ndarray) -> dict[str, np.ndarray]:
-        return monte_carlo_propensities(lambda rng, n: self.draw_slates(obs, rng, n), action,
-                                        self.propensity_samples, self._propensity_seed)
 
     # ------------------------------------------------------------------ learning
     def update(self, feedback: Feedback) -> None:

@@ -15,6 +15,9 @@ is mostly 0, while ``"position"`` and short-prefix ``"cascade"`` estimates are u
 Each replay costs about one ``act`` (``K`` of them for slot-wise sampling), so raise
 ``propensity_samples`` when logging data for off-policy evaluation, and set it to 0 to
 skip the estimate (``propensities`` then returns ``None``, "unknown").
+
+:class:`PosteriorSampler` wires these into a Thompson-style agent, which only says how to
+draw its scores.
 """
 
 from __future__ import annotations
@@ -74,3 +77,38 @@ def propensity_seed(seed: int | None) -> np.random.SeedSequence:
     """The seed of an agent's Monte-Carlo replays: a stream apart from its acting one."""
     entropy = np.random.SeedSequence().entropy if seed is None else seed
     return np.random.SeedSequence(entropy, spawn_key=(0x5052_4F50,))
+
+
+class PosteriorSampler:
+    """Acting and propensities of a Thompson-style agent (a mixin placed before its
+    :class:`~recoworld.agents.base.Recommender` base).
+
+    The agent defines :meth:`score_sampler` and the fields ``per_slot`` (slot-wise instead
+    of slate-wise sampling) and ``propensity_samples`` (Monte-Carlo replays behind
+    :meth:`propensities`; 0 skips them).
+    """
+
+    per_slot: bool
+    propensity_samples: int
+
+    def score_sampler(self, obs, rng: np.random.Generator, n: int) -> Callable[[], np.ndarray]:
+        """A function that returns a fresh posterior draw of the scores ``[n, B, C]`` per call."""
+        raise NotImplementedError
+
+    def setup(self, env, seed: int | None = None) -> None:
+        super().setup(env, seed)
+        self._propensity_seed = propensity_seed(seed)
+
+    def draw_slates(self, obs, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` independent slates per row, ``[n, B, K]``."""
+        draw = self.score_sampler(obs, rng, n)
+        if self.per_slot:
+            return slotwise_top_k(draw, self.slate_size)
+        return top_k_nd(draw(), self.slate_size)
+
+    def act(self, obs) -> np.ndarray:
+        return self.draw_slates(obs, self.rng, 1)[0]
+
+    def propensities(self, obs, action: np.ndarray) -> dict[str, np.ndarray] | None:
+        return monte_carlo_propensities(lambda rng, n: self.draw_slates(obs, rng, n), action,
+                                        self.propensity_samples, self._propensity_seed)

@@ -23,11 +23,11 @@ import numpy as np
 
 from recoworld.agents.base import Feedback, Observation
 from recoworld.agents.linear import ContextualBandit, Ridge
-from recoworld.agents.sampling import monte_carlo_propensities, propensity_seed, slotwise_top_k, top_k_nd
+from recoworld.agents.sampling import PosteriorSampler
 
 
 @dataclass(eq=False)
-class LinearTS(ContextualBandit):
+class LinearTS(PosteriorSampler, ContextualBandit):
     r"""Linear Thompson sampling (Agrawal & Goyal 2013) on user×item features.
 
     Args:
@@ -45,10 +45,6 @@ class LinearTS(ContextualBandit):
     propensity_samples: int = 100
     name = "linear_ts"
 
-    def setup(self, env, seed: int | None = None) -> None:
-        super().setup(env, seed)
-        self._propensity_seed = propensity_seed(seed)
-
     def init_model(self) -> None:
         self.ridge = Ridge(self.features.dim, self.l2)
 
@@ -56,8 +52,7 @@ class LinearTS(ContextualBandit):
         """Mean :math:`\\hat\\theta` and covariance :math:`v^2 A^{-1}` of :math:`\\theta`."""
         return self.ridge.theta, self.posterior_scale**2 * self.ridge.inverse
 
-    def draw_slates(self, obs: Observation, rng: np.random.Generator, n: int) -> np.ndarray:
-        """``n`` independent slates per row, ``[n, B, K]``."""
+    def score_sampler(self, obs: Observation, rng: np.random.Generator, n: int):
         x = self.features(obs)
         mean, cov = self.posterior()
         root = np.linalg.cholesky(cov)
@@ -66,20 +61,11 @@ class LinearTS(ContextualBandit):
             theta = mean + rng.standard_normal((n, x.shape[0], len(mean))) @ root.T
             return np.matmul(x[None], theta[..., None])[..., 0]
 
-        if self.per_slot:
-            return slotwise_top_k(draw, self.slate_size)
-        return top_k_nd(draw(), self.slate_size)
-
-    def act(self, obs: Observation) -> np.ndarray:
-        return self.draw_slates(obs, self.rng, 1)[0]
+        return draw
 
     def update(self, feedback: Feedback) -> None:
         rows, candidates, clicks = self.observed(feedback)
         self.ridge.update(self.features(feedback.obs)[rows, candidates], clicks)
-
-    def propensities(self, obs: Observation, action: np.ndarray) -> dict[str, np.ndarray]:
-        return monte_carlo_propensities(lambda rng, n: self.draw_slates(obs, rng, n), action,
-                                        self.propensity_samples, self._propensity_seed)
 
 
 @dataclass(eq=False)
