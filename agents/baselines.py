@@ -40,9 +40,12 @@ class MostPopularAgent(Recommender):
 
     name = "most_popular"
 
+    def score(self, obs: Observation) -> np.ndarray:
+        """``[B, C]`` log-popularity of the candidates (a scorer for the logging policies)."""
+        return self.catalog.log_popularity.cpu().numpy()[obs["candidate_ids"]]
+
     def act(self, obs: Observation) -> np.ndarray:
-        popularity = self.catalog.popularity.cpu().numpy()[obs["candidate_ids"]]
-        return top_k(popularity, self.slate_size)
+        return top_k(self.score(obs), self.slate_size)
 
     def propensities(self, obs: Observation, action: np.ndarray) -> dict[str, np.ndarray]:
         return deterministic(action)

@@ -6,21 +6,29 @@ Three settings, each with one input container checked on construction:
   :class:`Replay`, :class:`IPS`, :class:`SNIPS`, :class:`DM`, :class:`DR`, :class:`SNDR`,
   :class:`SwitchDR`, :class:`DRos`, :class:`SubGaussianIPS`;
 * slates: :class:`SlateFeedback` and :class:`SlateIPS`, :class:`SlateIndependentIPS`,
-  :class:`SlateRewardInteractionIPS`, their self-normalised forms, :class:`SlateCascadeDR`;
+  :class:`SlateRewardInteractionIPS`, their self-normalised forms, :class:`SlateDM`,
+  :class:`SlateCascadeDR`;
 * sessions: :class:`SessionFeedback` and :class:`TrajectoryWiseIS`, :class:`PerDecisionIS`,
   :class:`WeightedPerDecisionIS`, :class:`PerDecisionDR`, :class:`TrajectoryWiseDR`,
   :class:`WeightedPerDecisionDR`, :class:`FittedQEvaluation`.
 
 Every estimator has ``estimate_policy_value(...)`` and ``estimate_interval(...,
 n_bootstrap, alpha, seed)`` (see :mod:`recoworld.ope.base` for the shared arguments).
-Reward models for DM / DR come from :func:`fit_reward_model` (cross-fitted).
+Reward models for DM / DR come from :func:`fit_reward_model` and, per slate position,
+:func:`fit_slate_reward_model` (both cross-fitted).
 """
 
 from recoworld.ope.bandit import DM, DR, IPS, SNDR, SNIPS, DRos, Replay, SubGaussianIPS, SwitchDR
 from recoworld.ope.base import BaseEstimator, PolicyValueInterval
 from recoworld.ope.feedback import BanditFeedback, SessionFeedback, SlateFeedback
 from recoworld.ope.fqe import FittedQEvaluation
-from recoworld.ope.reward_model import LogisticRegression, RidgeRegression, fit_reward_model, per_action_features
+from recoworld.ope.reward_model import (
+    LogisticRegression,
+    RidgeRegression,
+    fit_reward_model,
+    fit_slate_reward_model,
+    per_action_features,
+)
 from recoworld.ope.session import (
     PerDecisionDR,
     PerDecisionIS,
@@ -34,6 +42,7 @@ from recoworld.ope.slate import (
     SelfNormalizedSlateIPS,
     SelfNormalizedSlateRewardInteractionIPS,
     SlateCascadeDR,
+    SlateDM,
     SlateIndependentIPS,
     SlateIPS,
     SlateRewardInteractionIPS,
@@ -45,8 +54,8 @@ __all__ = [
     "Replay", "IPS", "SNIPS", "DM", "DR", "SNDR", "SwitchDR", "DRos", "SubGaussianIPS",
     "SlateIPS", "SlateIndependentIPS", "SlateRewardInteractionIPS",
     "SelfNormalizedSlateIPS", "SelfNormalizedSlateIndependentIPS", "SelfNormalizedSlateRewardInteractionIPS",
-    "SlateCascadeDR",
+    "SlateDM", "SlateCascadeDR",
     "TrajectoryWiseIS", "PerDecisionIS", "WeightedPerDecisionIS",
     "PerDecisionDR", "TrajectoryWiseDR", "WeightedPerDecisionDR", "FittedQEvaluation",
-    "fit_reward_model", "per_action_features", "RidgeRegression", "LogisticRegression",
+    "fit_reward_model", "fit_slate_reward_model", "per_action_features", "RidgeRegression", "LogisticRegression",
 ]

@@ -164,3 +164,53 @@ def _predict(model, X: np.ndarray) -> np.ndarray:
         proba = np.asarray(model.predict_proba(X))
         return proba[:, 1] if proba.ndim == 2 else proba
     return np.asarray(model.predict(X), dtype=np.float64)
+
+
+def fit_slate_reward_model(features, action, reward, regressor=None, n_folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Cross-fitted per-position reward predictions for every candidate at every position.
+
+    A position-based model: the reward at position ``k`` is predicted from the features of
+    the item there and the position (one-hot), ``r(c, k) = g([features_c, onehot(k)])``,
+    whatever else the slate holds. Folds split *slates*, so that no prediction for a slate
+    comes from a model that saw any position of it.
+
+    Args:
+        features: ``[n, n_candidates, d]`` features of each slate's candidates.
+        action: ``[n, K]`` candidate indices shown at each position.
+        reward: ``[n, K]`` observed per-position rewards.
+        regressor, n_folds, seed: as in :func:`fit_reward_model`.
+
+    Returns:
+        ``[n, n_candidates, K]`` predictions, e.g. for :class:`~recoworld.ope.SlateDM` and
+        :class:`~recoworld.ope.SlateCascadeDR`.
+    """
+    regressor = RidgeRegression() if regressor is None else regressor
+    features = v.to_numpy(features, "features")
+    if features.ndim != 3:
+        raise ValueError(f"features has shape {features.shape}, but (n_slates, n_candidates, n_features) was expected")
+    n, n_candidates, _ = features.shape
+    features = v.float_array(features, "features", features.shape, "features.shape", fix="impute missing features")
+    reward = v.to_numpy(reward, "reward")
+    if reward.ndim != 2 or reward.shape[0] != n:
+        raise ValueError(f"reward has shape {reward.shape}, but (n_slates, slate_length) with n_slates = {n} was expected")
+    k = reward.shape[1]
+    reward = v.float_array(reward, "reward", (n, k), "(n_slates, slate_length)", fix="drop slates with missing rewards")
+    action = v.int_array(action, "action", (n, k), "(n_slates, slate_length)", what="candidate indices",
+                         high=n_candidates, source="features")
+    v.check_scalar(n_folds, "n_folds", 2, n)
+    v.check_scalar(seed, "seed", 0)
+    positions = np.broadcast_to(np.eye(k), (n, n_candidates, k, k))
+    design = np.concatenate([np.broadcast_to(features[:, :, None, :], (n, n_candidates, k, features.shape[2])),
+                             positions], axis=3)                       # [n, C, K, d + K]
+    logged = design[np.arange(n)[:, None], action, np.arange(k)]        # [n, K, d + K]
+    folds = np.array_split(np.random.default_rng(int(seed)).permutation(n), int(n_folds))
+    estimated = np.empty((n, n_candidates, k))
+    for fold in folds:
+        train = np.ones(n, dtype=bool)
+        train[fold] = False
+        model = copy.deepcopy(regressor)
+        model.fit(logged[train].reshape(-1, logged.shape[-1]), reward[train].reshape(-1))
+        estimated[fold] = _predict(model, design[fold].reshape(-1, design.shape[-1])).reshape(len(fold), n_candidates, k)
+    if not np.isfinite(estimated).all():
+        raise ValueError(f"{type(regressor).__name__} predicted a non-finite reward; check its inputs and settings")
+    return estimated

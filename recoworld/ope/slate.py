@@ -181,3 +181,27 @@ class SlateCascadeDR(BaseEstimator):
         previous = np.concatenate([np.ones((shape[0], 1)), weight[:, :-1]], axis=1)
         terms = np.einsum("ik,ik->i", weight, feedback.reward - q) + np.einsum("ik,ik->i", previous, value)
         return terms[:, None]
+
+
+@dataclass
+class SlateDM(BaseEstimator):
+    """Direct method for slates: ``V = mean_i v_hat_i0``, the model's value of the whole slate
+    under the evaluation policy.
+
+    Uses only ``v_hat`` (``[n_slates, slate_length]``, as for :class:`SlateCascadeDR`; column
+    0 is the expected sum of rewards of a slate drawn from the evaluation policy). Unbiased
+    only if the model is; ignores the observed rewards and the propensities.
+
+    Reference: A. Beygelzimer, J. Langford. "The Offset Tree for Learning with Partial
+    Labels", KDD 2009 (the direct method); Kiyohara et al., WSDM 2022 (for slates).
+    """
+
+    def _round_terms(self, feedback: SlateFeedback, evaluation_pscore=None, evaluation_pscore_item_position=None,
+                     evaluation_pscore_cascade=None, q_hat=None, v_hat=None) -> np.ndarray:
+        name = type(self).__name__
+        if not isinstance(feedback, SlateFeedback):
+            raise TypeError(f"{name} needs a SlateFeedback, got {type(feedback).__name__}")
+        if v_hat is None:
+            raise ValueError(f"{name} needs v_hat, a {_DIMS} array; see the class docstring")
+        value = v.float_array(v_hat, "v_hat", feedback.reward.shape, _DIMS, fix="the model must give a finite value")
+        return value[:, :1]

@@ -1,0 +1,100 @@
+"""``recoworld ope``: the estimator study against the simulator's true values."""
+
+import sys
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from recoworld import ope
+from recoworld.agents.off_policy import LoggedSlates
+from recoworld.cli import COMMANDS
+from recoworld.cli import main as cli_main
+from recoworld.experiment.ope_study import Study, StudyConfig, make_policy, obd_rows, target_inputs
+
+torch.set_num_threads(1)
+SMALL = ["--log-sizes", "150", "--seeds", "2", "--n-items", "60", "--truth-users", "400", "--truth-draws", "1",
+         "--bootstrap", "20", "--targets", "greedy", "--logging", "epsilon_soft", "softmax"]
+
+
+def test_ope_writes_the_table_csv_markdown_and_plots(tmp_path, capsys):
+    assert "ope" in COMMANDS
+    assert cli_main(["ope", "--out", str(tmp_path), *SMALL]) == 0
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert list(summary.columns) == ["logging", "target", "n", "estimator", "truth", "truth_se", "bias", "rmse",
+                                     "coverage", "ci_width", "defined", "runs"]
+    assert len(summary) == 2 * 8 and set(summary["runs"]) == {2}
+    assert summary["truth_se"].gt(0).all()
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert len(runs) == 2 * 2 * 8 and (runs["lower"] <= runs["upper"]).all()
+    for name in ("summary.md", "truths.csv", "rmse.png", "coverage.png"):
+        assert (tmp_path / name).stat().st_size > 0
+    assert "| epsilon_soft | greedy | 150 | IPS |" in (tmp_path / "summary.md").read_text()
+    assert "Estimator study" in capsys.readouterr().out
+
+
+def test_truth_of_a_greedy_target_is_the_exact_expected_clicks_of_its_slates():
+    study = Study(StudyConfig(n_items=60, truth_users=300))
+    target = make_policy("greedy", study.config, "target")
+    value, error = study.true_value(target)
+    env = study.env(300)
+    obs, _ = env.reset(seed=10**9)
+    slates = env.world.candidates.gather(1, torch.as_tensor(target.act(obs)))
+    per_user = env.world.simulator.expected_clicks(slates).double().numpy()
+    assert value == pytest.approx(per_user.mean(), rel=1e-6)
+    assert error == pytest.approx(per_user.std(ddof=1) / np.sqrt(300), rel=1e-6)
+
+
+def test_on_its_own_log_every_importance_weight_is_one_and_cascade_dr_is_exact_where_the_model_is():
+    config = StudyConfig(n_items=60, truth_users=300)
+    study = Study(config)
+    policy = make_policy("softmax", config, "logging")
+    data = LoggedSlates.from_log(study.log(policy, 200, seed=0))
+    feedback = ope.SlateFeedback(data.reward, pscore=data.propensity, pscore_item_position=data.position_propensity,
+                                 pscore_cascade=data.cascade_propensity)
+    model = np.full((200, config.num_candidates, config.slate_size), 0.1)
+    inputs = target_inputs(policy, data.observation(study.catalog), data.action, model)
+    logged_mean = data.reward.sum(1).mean()
+    for estimator in (ope.SlateIPS(), ope.SlateIndependentIPS(), ope.SlateRewardInteractionIPS(),
+                      ope.SelfNormalizedSlateIPS(), ope.SlateCascadeDR()):
+        assert estimator.estimate_policy_value(feedback, **inputs) == pytest.approx(logged_mean)
+    assert ope.SlateDM().estimate_policy_value(feedback, **inputs) == pytest.approx(0.1 * config.slate_size)
+
+
+def test_obd_flag_adds_the_open_bandit_section(tmp_path, monkeypatch):
+    calls = []
+
+    def obd_study(cache_dir=None, n_mc=10_000, seed=0):
+        calls.append((cache_dir, n_mc, seed))
+        return {"rows": [{"estimator": "IPS", "estimate": 0.0051, "on_policy": 0.0050}]}
+
+    monkeypatch.setitem(sys.modules, "recoworld.data.obd", types.SimpleNamespace(obd_study=obd_study))
+    assert cli_main(["ope", "--out", str(tmp_path), *SMALL, "--estimators", "IPS", "--no-plots",
+                     "--obd", "--obd-mc", "77", "--obd-cache-dir", str(tmp_path / "cache")]) == 0
+    assert calls == [(tmp_path / "cache", 77, 0)]
+    assert pd.read_csv(tmp_path / "obd.csv").to_dict("records") == [
+        {"estimator": "IPS", "estimate": 0.0051, "on_policy": 0.0050}]
+    assert "## Open Bandit Dataset" in (tmp_path / "summary.md").read_text()
+    assert not (tmp_path / "rmse.png").exists()
+
+
+def test_obd_rows_reads_a_flat_result_and_refuses_other_types():
+    assert obd_rows({"ts_estimate": 0.005, "ts_on_policy": 0.0049, "n_rounds": 10}).to_dict("records") == [
+        {"ts_estimate": 0.005, "ts_on_policy": 0.0049, "n_rounds": 10}]
+    with pytest.raises(TypeError, match=r"^obd_study returned list; expected a dict$"):
+        obd_rows([1, 2])
+
+
+def test_bad_settings_are_refused_with_the_fix(capsys):
+    with pytest.raises(ValueError, match=r"^seeds=1; bias and RMSE need at least 2 logs per cell$"):
+        StudyConfig(seeds=1)
+    with pytest.raises(ValueError, match=r"^log_sizes=\[3\]; each log needs at least n_folds=5 rounds$"):
+        StudyConfig(log_sizes=(3,))
+    with pytest.raises(ValueError, match=r"^need 1 <= slate_size \(4\) <= candidates \(3\) <= n_items \(200\)$"):
+        StudyConfig(slate_size=4, num_candidates=3)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["ope", "--seeds", "1"])
+    assert exit_info.value.code == 2
+    assert "seeds=1; bias and RMSE need at least 2 logs per cell" in capsys.readouterr().err
