@@ -16,7 +16,8 @@ The scorer's greedy slate is the top ``K`` candidates by score.
 Both give exact propensities (:meth:`propensities`: whole slate, per-position marginals,
 prefixes) and the exact per-position marginal distribution over all candidates
 (:meth:`action_distribution`, ``[B, C, K]``, the ``action_dist`` layout of
-:mod:`recoworld.ope`). Plackett-Luce marginals below the top position have no closed
+:mod:`recoworld.ope`), and the distribution of each position's item given the items above
+it (:meth:`next_item_distribution`, ``[B, K, C]``, what cascade DR's ``v_hat`` averages over). Plackett-Luce marginals below the top position have no closed
 form; :class:`SoftmaxPolicy` sums over every ordered prefix of ``K - 1`` candidates when
 there are at most ``max_prefixes`` of them (``10 x 9 = 90`` for ``C = 10, K = 3``), and
 otherwise estimates the marginals from ``propensity_samples`` seeded draws (standard
