@@ -120,13 +120,13 @@ class LinUCB(ContextualBandit):
     def init_model(self) -> None:
         self.ridge = Ridge(self.features.dim, self.l2)
 
-    def scores(self, obs: Observation) -> np.ndarray:
+    def score(self, obs: Observation) -> np.ndarray:
         x = self.features(obs)
         width = ((x @ self.ridge.inverse) * x).sum(-1)
         return x @ self.ridge.theta + self.alpha * np.sqrt(np.maximum(width, 0.0))
 
     def act(self, obs: Observation) -> np.ndarray:
-        return top_k(self.scores(obs), self.slate_size)
+        return top_k(self.score(obs), self.slate_size)
 
     def update(self, feedback: Feedback) -> None:
         rows, candidates, clicks = self.observed(feedback)
@@ -163,7 +163,7 @@ class DisjointLinUCB(LinUCB):
         self.b = np.zeros((N, d))
         self.theta = np.zeros((N, d))
 
-    def scores(self, obs: Observation) -> np.ndarray:
+    def score(self, obs: Observation) -> np.ndarray:
         x, arms = self.features.arm_context(obs), np.asarray(obs["candidate_ids"])
         width = (np.matmul(self.A_inv[arms], x[..., None])[..., 0] * x).sum(-1)
         return (x * self.theta[arms]).sum(-1) + self.alpha * np.sqrt(np.maximum(width, 0.0))
@@ -218,7 +218,7 @@ class HybridLinUCB(LinUCB):
         self.B = np.zeros((N, d, k))
         self.b = np.zeros((N, d))
 
-    def scores(self, obs: Observation) -> np.ndarray:
+    def score(self, obs: Observation) -> np.ndarray:
         # p = z'beta + x'theta_a + alpha sqrt(s) with theta_a = A_a^-1 (b_a - B_a beta)
         # rewritten as v'beta + (A_a^-1 x)'b_a + alpha sqrt(s): one product with B_a per pair.
         z, x = self.features(obs), self.features.arm_context(obs)
@@ -291,7 +291,7 @@ class DiagLinUCB(LinUCB):
         a = self.l2 + self.Q - self.S**2 / n
         return self.S / n, a, (self.P - self.S * self.R / n) / a
 
-    def scores(self, obs: Observation) -> np.ndarray:
+    def score(self, obs: Observation) -> np.ndarray:
         mean, a, theta = self.coordinates()
         centred = self.features(obs) - mean
         return self.R / max(self.n, 1.0) + centred @ theta + self.alpha * np.sqrt(centred**2 @ (1.0 / a))

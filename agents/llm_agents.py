@@ -263,21 +263,19 @@ class _SlateReplyBase(BaseModel):
 
 
 def collaborative_scores(agent: Recommender, obs: Observation) -> np.ndarray:
-    """``[B, C]`` scores of a proposing agent: its ``score(obs)`` or ``scores(obs)``, or an
-    item bandit's per-item ``indices()``/``estimates()`` read at the candidates. Infinite
+    """``[B, C]`` scores of a proposing agent: its ``score(obs)``, or an item bandit's
+    per-item ``indices()``/``estimates()`` read at the candidates. Infinite
     scores (items a bandit never tried) become one more than the largest finite score."""
     ids = np.asarray(obs["candidate_ids"])
     if hasattr(agent, "score"):
         scores = agent.score(obs)
-    elif hasattr(agent, "scores"):
-        scores = agent.scores(obs)
     elif hasattr(agent, "indices"):
         scores = agent.indices()[ids]
     elif hasattr(agent, "estimates"):
         scores = agent.estimates()[ids]
     else:
-        raise TypeError(f"{type(agent).__name__} gives no scores; a proposer needs score(obs), scores(obs), "
-                        "indices() or estimates() (e.g. LinUCB, UCB1, SlateQAgent)")
+        raise TypeError(f"{type(agent).__name__} gives no scores; a proposer needs score(obs), indices() or "
+                        "estimates() (e.g. LinUCB, UCB1, SlateQAgent)")
     scores = np.array(scores, dtype=np.float64)
     finite = np.isfinite(scores)
     if not finite.all():

@@ -27,7 +27,7 @@ class LLMRerank(LLMRecommender):
     """Candidate-then-rerank (see the module docstring).
 
     Args:
-        proposer: the collaborative model (any agent with ``score``/``scores``, or an item
+        proposer: the collaborative model (any agent with ``score``, or an item
             bandit); default ``LinUCB()``. It is set up and learns as usual.
         n_proposals: proposed candidates shown to the LLM (at least ``slate_size``).
         setup_proposer: set the proposer up in :meth:`setup` (False for one already trained).

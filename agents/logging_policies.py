@@ -2,7 +2,8 @@ r"""Logging policies with controllable exploration, for collecting off-policy da
 
 Both wrap a *scorer*: an agent with ``score(obs) -> [B, C]`` (one score per candidate,
 higher is better; e.g. :class:`~recoworld.agents.baselines.MostPopularAgent`,
-:class:`~recoworld.agents.slateq.SlateQAgent`, :class:`~recoworld.agents.off_policy.LinearScorer`).
+:class:`~recoworld.agents.linear.LinUCB`, :class:`~recoworld.agents.slateq.SlateQAgent`,
+:class:`~recoworld.agents.off_policy.LinearScorer`).
 The scorer's greedy slate is the top ``K`` candidates by score.
 
 - :class:`EpsilonSoft`: the greedy slate with probability :math:`1-\varepsilon`, else a
@@ -53,7 +54,7 @@ class _ScorerWrapper(Recommender):
     def __post_init__(self):
         if not callable(getattr(self.base, "score", None)):
             raise TypeError(f"{type(self).__name__} needs a base agent with score(obs) -> [B, C] candidate scores "
-                            f"(e.g. MostPopularAgent, SlateQAgent, LinearScorer); got {type(self.base).__name__}")
+                            f"(e.g. MostPopularAgent, LinUCB, SlateQAgent, LinearScorer); got {type(self.base).__name__}")
 
     @property
     def learns(self) -> bool:

@@ -273,7 +273,7 @@ def test_hybrid_linucb_batch_update_equals_algorithm_2_one_by_one():
     for step in range(3):
         obs, _ = world.reset(seed=step)
         obs["z"], obs["x"] = rng.normal(size=(3, 4, 3)), rng.normal(size=(3, 4, 2))
-        np.testing.assert_allclose(agent.scores(obs), [[reference.score(a, obs["z"][b, c], obs["x"][b, c], 0.7)
+        np.testing.assert_allclose(agent.score(obs), [[reference.score(a, obs["z"][b, c], obs["x"][b, c], 0.7)
                                                          for c, a in enumerate(obs["candidate_ids"][b])]
                                                         for b in range(3)])
         action = np.argsort(rng.random((3, 4)), 1)[:, :3]  # arms repeat within the batch

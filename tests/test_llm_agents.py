@@ -99,7 +99,7 @@ def test_rerank_falls_back_to_the_collaborative_order_and_counts_it():
     agent.setup(env, seed=0)
     obs, _ = env.reset(seed=0)
     action = agent.act(obs)
-    proposer_top = np.argsort(-agent.proposer.scores(obs), axis=1, kind="stable")[:, :K]
+    proposer_top = np.argsort(-agent.proposer.score(obs), axis=1, kind="stable")[:, :K]
     assert np.array_equal(np.sort(action, 1), np.sort(proposer_top, 1))
     assert agent.counts["fallbacks"] == 2 and agent.counts.get("llm_slates", 0) == 0
     trace = agent.traces[0]
@@ -201,7 +201,7 @@ def test_tool_agent_refuses_unknown_genres_and_falls_back():
     obs = instructed_obs(env, agent, more="Drama")
     action = agent.act(obs)
     assert agent.counts["fallbacks"] == 1
-    top = np.argsort(-agent.proposer.scores(obs)[0], kind="stable")[:K]
+    top = np.argsort(-agent.proposer.score(obs)[0], kind="stable")[:K]
     assert sorted(action[0]) == sorted(top)
     assert "Westerns" in agent.traces[0]["error"] or "calls" in agent.traces[0]["error"]
 

@@ -6,8 +6,12 @@ import pytest
 import torch
 
 from recoworld.agents.baselines import MostPopularAgent, RandomAgent
+from recoworld.agents.linear import DiagLinUCB, DisjointLinUCB, HybridLinUCB, LinUCB
 from recoworld.agents.logging_policies import EpsilonSoft, SoftmaxPolicy, all_slates
 from recoworld.agents.testing import ToyWorld, tiny_catalog
+from recoworld.catalog import Catalog
+from recoworld.envs.slate import SlateVectorEnv
+from recoworld.experiment.loop import rollout
 
 torch.set_num_threads(1)
 C, K = 5, 3
@@ -105,5 +109,20 @@ def test_bad_arguments_name_the_problem():
     with pytest.raises(ValueError, match=r"^temperature=-1.0; it must be a finite number >= 0 \(0 is greedy\)$"):
         SoftmaxPolicy(base=MostPopularAgent(), temperature=-1.0)
     with pytest.raises(TypeError, match=r"^SoftmaxPolicy needs a base agent with score\(obs\) -> \[B, C\] candidate "
-                                        r"scores \(e.g. MostPopularAgent, SlateQAgent, LinearScorer\); got RandomAgent$"):
+                                        r"scores \(e.g. MostPopularAgent, LinUCB, SlateQAgent, LinearScorer\); "
+                                        r"got RandomAgent$"):
         SoftmaxPolicy(base=RandomAgent())
+
+
+@pytest.mark.parametrize("bandit", [LinUCB, DisjointLinUCB, HybridLinUCB, DiagLinUCB])
+def test_logging_policies_wrap_a_learning_linucb(bandit):
+    env = SlateVectorEnv(num_envs=8, catalog=Catalog.synthetic(40, seed=0), slate_size=K, num_candidates=6)
+    wrapped, bare = EpsilonSoft(base=bandit(), epsilon=0.0), bandit()
+    for agent in (wrapped, bare):  # the wrapper passes the feedback on: both learn the same
+        rollout(env, agent, n_steps=4, seed=0)
+    obs, _ = env.reset(seed=1)
+    np.testing.assert_array_equal(wrapped.act(obs), bare.act(obs))
+    softmax = SoftmaxPolicy(base=wrapped.base, temperature=0.5, setup_base=False)
+    softmax.setup(env, seed=0)
+    np.testing.assert_allclose(softmax.action_distribution(obs).sum(1), 1.0, atol=1e-12)
+    assert (softmax.propensities(obs, softmax.act(obs))["slate"] > 0).all()
