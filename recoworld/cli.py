@@ -1,10 +1,10 @@
 """The ``recoworld`` command: a small table of subcommands.
 
-    recoworld run [HYDRA OVERRIDES...]        run an experiment (recoworld run --help)
-    recoworld data fetch movielens-100k       download a data set into the cache
-    recoworld calibrate                       fit the statistical users to MovieLens-100K
-    recoworld fidelity                        how closely simulated users match held-out ratings
-    recoworld ope [--out DIR] [--obd]         estimator study against the simulator's true values
+    recoworld run [HYDRA OVERRIDES...]                 run an experiment (recoworld run --help)
+    recoworld data fetch movielens-100k|open-bandit    download a data set into the cache
+    recoworld calibrate                                fit the statistical users to MovieLens-100K
+    recoworld fidelity                                 how closely simulated users match held-out ratings
+    recoworld ope [--out DIR] [--obd]                  estimator study against the simulator's true values
 
 Each subcommand imports its (torch-heavy) machinery only when it runs. A new subcommand is
 one entry of :data:`COMMANDS`: a one-line summary and a function that takes the remaining
@@ -50,7 +50,7 @@ def _ope(argv: Sequence[str]) -> int:
 #: name -> (summary, entry point taking the arguments after the name).
 COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], int]]] = {
     "run": ("run agents against simulated users (Hydra overrides; --help for the config)", _run),
-    "data": ("manage data sets: data fetch movielens-100k", _data),
+    "data": ("manage data sets: data fetch movielens-100k | open-bandit", _data),
     "calibrate": ("fit the statistical users to MovieLens-100K and cache the calibrated world", _calibrate),
     "fidelity": ("write the fidelity report of the calibrated users on held-out ratings", _fidelity),
     "ope": ("study off-policy estimators against the simulator's true values (--obd: Open Bandit sample)", _ope),
