@@ -17,7 +17,8 @@ and **no explicit leaving**. So:
 Identified by the data
   * *Who likes what*: user interests, item features, the popularity bias of each user
     and the weight of item quality — up to the choice model's form (a logistic matrix
-    factorisation, :mod:`~recoworld.calibration.choice`).
+    factorisation plus an item-to-item term, brought to one vector per user and per item,
+    :mod:`~recoworld.calibration.choice`).
   * *How choices rank*: which items a user is likelier to choose than others; the fidelity
     report tests this on each user's 20% latest, held-out ratings.
   * *How ratings relate to choices*: the rating response (level, slope on utility and on

@@ -20,6 +20,16 @@ trained full-batch with Adam (the whole 943 x 1,682 matrix is 1.6M logits). The 
 simulator's interest drifts with consumption too); ``half_life=None`` weighs all ratings
 alike, which is the plain MF baseline of the fidelity report.
 
+The factorisation ranks well the items of a user's broad taste but blurs what they are
+about to watch *next*, which follows the last few movies closely. So the logits add an
+item-to-item term (:func:`neighbourhood_scores`): the user's recency-weighted ratings
+times EASE's item weights (Steck, "Embarrassingly shallow autoencoders for sparse data",
+WWW 2019), scaled to the factorisation's spread times ``neighbourhood_weight``. The sum is
+brought back to ``rank`` dimensions by a truncated SVD (:func:`low_rank`), so that the
+simulator still sees one interest vector per user and one feature vector per item. On
+the validation fold this raised per-user AUC from 0.911 to 0.916 (rank 16: 0.915; 64 and
+more: no better than 32).
+
 Because every user's unrated items weigh as much as their rated ones, :math:`\sigma(\ell)`
 is the probability that the user chooses an item shown to them when the item is as likely
 to be one they would choose as not; the click-through level of a real feed is not in the
@@ -41,13 +51,28 @@ import torch.nn.functional as F
 @dataclass
 class ChoiceFitConfig:
     """Hyperparameters of :func:`fit_choice`, chosen on the validation fold (last 20% of
-    the training split) by per-user AUC."""
+    the training split) by per-user AUC.
+
+    Attributes:
+        dim, steps, learning_rate, l2: the factorisation's size, full-batch Adam steps,
+            step size and penalty.
+        half_life: a rating's weight halves with every ``half_life`` newer ratings of its
+            user (``None``: all weigh alike).
+        neighbourhood_weight: weight of the item-to-item term against the factorisation
+            (0: the plain factorisation, as in the MF baseline).
+        neighbourhood_l2: EASE's penalty :math:`\\lambda`.
+        rank: dimensions kept of the sum (ignored when ``neighbourhood_weight`` is 0).
+        seed: seed of the initial vectors.
+    """
 
     dim: int = 16
     steps: int = 150
     learning_rate: float = 0.05
     l2: float = 0.04
     half_life: float | None = 20.0
+    neighbourhood_weight: float = 0.75
+    neighbourhood_l2: float = 1000.0
+    rank: int = 32
     seed: int = 0
 
 
@@ -109,7 +134,40 @@ def fit_choice(weights: torch.Tensor, config: ChoiceFitConfig = ChoiceFitConfig(
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return ChoiceModel(U.detach().clone(), V.detach().clone())
+    if config.neighbourhood_weight == 0:
+        return ChoiceModel(U.detach().clone(), V.detach().clone())
+    factorised = (U @ V.T).detach()
+    neighbours = neighbourhood_scores(weights, config.neighbourhood_l2)
+    spread = factorised.std() / neighbours.std().clamp_min(1e-12)
+    return ChoiceModel(*low_rank(factorised + config.neighbourhood_weight * spread * neighbours, config.rank))
+
+
+def neighbourhood_scores(weights: torch.Tensor, l2: float) -> torch.Tensor:
+    r"""``[n_users, n_items]`` item-to-item scores :math:`W B` of the rating ``weights`` :math:`W`.
+
+    :math:`B` is EASE's closed form (Steck, WWW 2019): with :math:`X` the 0/1 matrix of
+    rated pairs and :math:`P = (X^\top X + \lambda I)^{-1}`, :math:`B_{ij} = -P_{ij}/P_{jj}`
+    off the diagonal and 0 on it — the ridge regression of each item's column on all the
+    others. Weighting the user's ratings by recency (``weights``) makes the items rated
+    last count most, as they do for what the user chooses next.
+    """
+    rated = (weights > 0).double()
+    gram = rated.T @ rated + l2 * torch.eye(weights.shape[1], dtype=torch.float64)
+    inverse = torch.linalg.inv(gram)
+    item_weights = -inverse / torch.diagonal(inverse)[None, :]
+    item_weights.fill_diagonal_(0.0)
+    return (weights.double() @ item_weights).float()
+
+
+def low_rank(scores: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """User and item vectors ``[n_users, r]``, ``[n_items, r]`` whose products are the best
+    rank-``r`` approximation of ``scores`` (truncated SVD, Eckart-Young), singular values
+    split evenly between the two sides; ``r`` is ``rank`` or less when ``scores`` is smaller."""
+    if rank < 1:
+        raise ValueError(f"rank={rank}; keep at least one dimension")
+    left, singular, right = torch.linalg.svd(scores, full_matrices=False)
+    root = singular[:rank].sqrt()
+    return (left[:, :rank] * root).contiguous(), (right[:rank].T * root).contiguous()
 
 
 def platt_scaling(logits: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> tuple[float, float]:
