@@ -4,6 +4,11 @@ A simulator holds ``n_users`` slots, each occupied by one simulated user, and an
 whole batch of slates at once. Plugging in your own simulator means subclassing
 :class:`UserSimulator` and implementing :meth:`reset` and :meth:`respond`;
 :func:`recoworld.check_simulator` tells you what a plug-in gets wrong.
+
+Two optional hooks serve the experiment runner, which calls them on every simulator it
+builds: :meth:`UserSimulator.metrics` (counters merged into the run's ``metrics.json``, e.g.
+an LLM simulator's calls and tokens) and :meth:`UserSimulator.close` (called when the
+simulator's rollout ends, also when it fails). Both default to doing nothing.
 """
 
 from __future__ import annotations
@@ -82,6 +87,16 @@ class UserSimulator(ABC):
         Used as ground truth for off-policy evaluation. Optional for plug-ins.
         """
         raise NotImplementedError(f"{type(self).__name__} does not expose expected_clicks()")
+
+    def metrics(self) -> dict[str, float | int]:
+        """Counters of this simulator's work since it was built, flat and JSON-ready (e.g.
+        LLM calls, tokens, parse failures, fallback steps); the runner writes them to
+        ``metrics.json`` under each agent's ``simulator`` entry. Optional: none by default."""
+        return {}
+
+    def close(self) -> None:
+        """Release what this simulator holds (clients, processes, files). The runner calls it
+        when the simulator's rollout ends, also on error. Optional: nothing by default."""
 
 
 def resolve_seeds(count: int, seed, fresh_start: int, salt: int = 0x11E5) -> torch.Tensor:

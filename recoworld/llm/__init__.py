@@ -15,7 +15,7 @@ and accounted. Backends import their heavy dependencies (``openai``, ``llama_cpp
     metrics.update(llm.metrics())
 """
 
-from recoworld.llm.accounting import Accounting, Budget, Pricing
+from recoworld.llm.accounting import Accounting, Budget, Pricing, UsageMark
 from recoworld.llm.base import ChatModel
 from recoworld.llm.cache import ChatCache
 from recoworld.llm.embedded import default_gguf_path
@@ -51,6 +51,7 @@ __all__ = [
     "ScriptedChatModel",
     "StructuredOutputError",
     "TransientBackendError",
+    "UsageMark",
     "default_gguf_path",
     "make_chat_model",
 ]

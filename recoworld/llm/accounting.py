@@ -49,6 +49,20 @@ def estimate_prompt_tokens(call: BackendCall) -> int:
     return chars // CHARS_PER_TOKEN + 1
 
 
+#: The counters of :class:`Accounting` that :meth:`Accounting.mark` records.
+COUNTERS = ("requests", "replies", "structured_failures", "backend_failures", "calls", "cache_hits", "retries",
+            "repairs", "prompt_tokens", "completion_tokens", "cost_usd")
+
+
+@dataclass(frozen=True)
+class UsageMark:
+    """The counters of an :class:`Accounting` at one moment, and how many latencies it held:
+    :meth:`Accounting.as_dict` ``(since=mark)`` reports only what came after."""
+
+    counters: dict
+    latencies: int
+
+
 class Accounting:
     """Counters of one :class:`~recoworld.llm.base.ChatModel`, safe to update from threads."""
 
@@ -131,24 +145,33 @@ class Accounting:
     def failures(self) -> int:
         return self.structured_failures + self.backend_failures
 
-    def as_dict(self) -> dict[str, float | int]:
-        """Flat counters for ``metrics.json``; latencies are per backend generation."""
+    def mark(self) -> UsageMark:
+        """The counters now: pass it to :meth:`as_dict` later to count only what came after
+        (e.g. one rollout's use of a model that several rollouts share, one after the other)."""
         with self._lock:
-            lat = sorted(self._latencies)
+            return UsageMark({name: getattr(self, name) for name in COUNTERS}, len(self._latencies))
+
+    def as_dict(self, since: UsageMark | None = None) -> dict[str, float | int]:
+        """Flat counters for ``metrics.json``; latencies are per backend generation. With
+        ``since`` (from :meth:`mark`), only the use after that mark."""
+        with self._lock:
+            base = since.counters if since is not None else dict.fromkeys(COUNTERS, 0)
+            c = {name: getattr(self, name) - base[name] for name in COUNTERS}
+            lat = sorted(self._latencies[since.latencies if since is not None else 0:])
             return {
-                "llm_requests": self.requests,
-                "llm_replies": self.replies,
-                "llm_failures": self.structured_failures + self.backend_failures,
-                "llm_structured_failures": self.structured_failures,
-                "llm_backend_failures": self.backend_failures,
-                "llm_calls": self.calls,
-                "llm_cache_hits": self.cache_hits,
-                "llm_retries": self.retries,
-                "llm_repairs": self.repairs,
-                "llm_prompt_tokens": self.prompt_tokens,
-                "llm_completion_tokens": self.completion_tokens,
-                "llm_total_tokens": self.prompt_tokens + self.completion_tokens,
-                "llm_cost_usd": round(self.cost_usd, 8),
+                "llm_requests": c["requests"],
+                "llm_replies": c["replies"],
+                "llm_failures": c["structured_failures"] + c["backend_failures"],
+                "llm_structured_failures": c["structured_failures"],
+                "llm_backend_failures": c["backend_failures"],
+                "llm_calls": c["calls"],
+                "llm_cache_hits": c["cache_hits"],
+                "llm_retries": c["retries"],
+                "llm_repairs": c["repairs"],
+                "llm_prompt_tokens": c["prompt_tokens"],
+                "llm_completion_tokens": c["completion_tokens"],
+                "llm_total_tokens": c["prompt_tokens"] + c["completion_tokens"],
+                "llm_cost_usd": round(c["cost_usd"], 8),
                 "llm_latency_s_total": sum(lat),
                 "llm_latency_s_mean": statistics.fmean(lat) if lat else 0.0,
                 "llm_latency_s_p50": lat[len(lat) // 2] if lat else 0.0,

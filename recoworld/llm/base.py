@@ -28,7 +28,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel
 
-from recoworld.llm.accounting import Accounting, Budget, Pricing
+from recoworld.llm.accounting import Accounting, Budget, Pricing, UsageMark
 from recoworld.llm.cache import ChatCache, cache_key
 from recoworld.llm.errors import (
     BackendCallError,
@@ -194,9 +194,10 @@ class ChatModel(abc.ABC):
                     raise r
         return results
 
-    def metrics(self) -> dict[str, float | int]:
-        """Accounting counters, ready for ``metrics.json``."""
-        return self.accounting.as_dict()
+    def metrics(self, since: UsageMark | None = None) -> dict[str, float | int]:
+        """Accounting counters, ready for ``metrics.json``; with ``since`` (from
+        ``self.accounting.mark()``), only the use after that mark."""
+        return self.accounting.as_dict(since)
 
     def close(self) -> None:
         """Release clients, the sync event-loop thread, and a cache this model opened."""
