@@ -26,6 +26,9 @@ from typing import Any, Optional  # Optional, not "X | None": OmegaConf reads th
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from recoworld.simulators.hybrid import HybridSimulatorConfig
+from recoworld.simulators.llm_shared import ChatModelNode
+from recoworld.simulators.llm_user import LLMSimulatorConfig
 from recoworld.simulators.population import SyntheticPopulation
 from recoworld.simulators.statistical import StatisticalUserConfig
 
@@ -127,7 +130,9 @@ class ExperimentConfig:
 
 @dataclass
 class RecoWorldConfig:
-    """The root of ``recoworld run``'s config: one option of each group, and the device."""
+    """The root of ``recoworld run``'s config: one option of each group, the device, and
+    ``llm``, the chat model of the LLM and hybrid users (``simulator=llm``/``hybrid`` refer to
+    it as ``llm: ${llm}``): every field of :class:`recoworld.llm.LLMConfig`."""
 
     world: Any = MISSING
     simulator: Any = MISSING
@@ -135,6 +140,7 @@ class RecoWorldConfig:
     agent: Any = None
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     device: str = "cpu"
+    llm: ChatModelNode = field(default_factory=ChatModelNode)
 
 
 SCHEMAS = {
@@ -142,6 +148,8 @@ SCHEMAS = {
     "schema/world/synthetic": SyntheticWorldConfig,
     "schema/world/movielens": MovieLensWorldConfig,
     "schema/simulator/statistical": StatisticalSimulatorConfig,
+    "schema/simulator/llm": LLMSimulatorConfig,
+    "schema/simulator/hybrid": HybridSimulatorConfig,
     "schema/env/slate": SlateEnvConfig,
     "schema/experiment/default": ExperimentConfig,
 }

@@ -86,11 +86,12 @@ class HybridUserConfig:
 @dataclass
 class HybridSimulatorConfig:
     """The Hydra schema of ``simulator=hybrid``: :class:`HybridUsers` with its chat model
-    (``llm``), how it speaks (``config``), the statistical core's parameters
-    (``statistical``) and the population (``None``: the default for the catalog)."""
+    (``llm``: ``${llm}``, the root ``llm`` node of ``recoworld run``'s config), how it speaks
+    (``config``), the statistical core's parameters (``statistical``) and the population
+    (``None``: the default for the catalog)."""
 
     _target_: str = "recoworld.simulators.hybrid.HybridUsers"
-    llm: ChatModelNode = field(default_factory=ChatModelNode)
+    llm: ChatModelNode = "${llm}"  # the root node of recoworld run's config
     config: HybridUserConfig = field(default_factory=HybridUserConfig)
     statistical: StatisticalUserConfig = field(default_factory=StatisticalUserConfig)
     population: Any = None
@@ -130,6 +131,9 @@ class HybridUsers(UserSimulator):
             population.personas if isinstance(population, MovieLensPopulation) else None)
         self.representation = make_representation(self.catalog, self.config.representation)
         self.llm, self._owns_llm = build_chat_model(llm)
+        # A model shared by several simulators (the runner's rollouts, one after the
+        # other) reports to each only its use since this simulator was built.
+        self._llm_mark = self.llm.accounting.mark()
         self.n_users = 0
         self._fresh_seed = 0
         self.failures: deque[StepFailure] = deque(maxlen=self.config.failures_kept)
@@ -302,11 +306,11 @@ class HybridUsers(UserSimulator):
     # ---------------------------------------------------------------- metrics
     def metrics(self) -> dict[str, float | int]:
         """LLM calls (one per disengagement), failures, fallbacks, tokens, and the chat
-        model's own accounting (``llm_*``)."""
+        model's accounting (``llm_*``) of its use since this simulator was built."""
         out = {f"hybrid_{k}": v for k, v in self.counts.items()}
         out["hybrid_calls_per_user_step"] = self.counts["calls"] / max(self.counts["user_steps"], 1)
         out["hybrid_failure_rate"] = self.counts["failures"] / max(self.counts["calls"], 1)
-        out.update(self.llm.metrics())
+        out.update(self.llm.metrics(since=self._llm_mark))
         return out
 
     def close(self) -> None:

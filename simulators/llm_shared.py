@@ -55,8 +55,9 @@ class LLMUserError(RuntimeError):
 @dataclass
 class ChatModelNode(LLMConfig):
     """A Hydra node that builds a chat model: :class:`~recoworld.llm.LLMConfig` with
-    :func:`~recoworld.llm.make_chat_model` as its target. Built once per run when nested in
-    a simulator config, so every rollout shares the model, its cache and its accounting."""
+    :func:`~recoworld.llm.make_chat_model` as its target; the type of ``recoworld run``'s
+    root ``llm`` node. Built once per run when a simulator config refers to it, so every
+    rollout shares the model and its cache (each simulator reports only its own use)."""
 
     _target_: str = "recoworld.llm.make_chat_model"
 

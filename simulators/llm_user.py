@@ -65,9 +65,9 @@ and step, and the LLM layer's cache replays earlier generations.
     env = gymnasium.make_vec("RecoWorld/Slate-v0", num_envs=4, simulator=users,
                              vectorization_mode="vector_entry_point")
 
-and from the command line ``recoworld run simulator=llm simulator.llm.backend=openai
-simulator.llm.base_url=http://localhost:8000/v1 simulator.llm.model=...`` (see
-``conf/simulator/llm.yaml``).
+and from the command line ``recoworld run simulator=llm llm.backend=openai
+llm.base_url=http://localhost:8000/v1 llm.model=...`` (the model is the root ``llm`` node of
+the config; see ``conf/simulator/llm.yaml``).
 """
 
 from __future__ import annotations
@@ -159,11 +159,13 @@ class LLMUserConfig:
 @dataclass
 class LLMSimulatorConfig:
     """The Hydra schema of ``simulator=llm``: :class:`LLMUsers` with its chat model
-    (``llm``), its prompting and mapping (``config``), the statistical twin's parameters
-    (``statistical``) and the population (``None``: :func:`default_population`)."""
+    (``llm``: ``${llm}``, the root ``llm`` node of ``recoworld run``'s config, a
+    :class:`~recoworld.simulators.llm_shared.ChatModelNode`), its prompting and mapping
+    (``config``), the statistical twin's parameters (``statistical``) and the population
+    (``None``: :func:`default_population`)."""
 
     _target_: str = "recoworld.simulators.llm_user.LLMUsers"
-    llm: ChatModelNode = field(default_factory=ChatModelNode)
+    llm: ChatModelNode = "${llm}"  # the root node of recoworld run's config
     config: LLMUserConfig = field(default_factory=LLMUserConfig)
     statistical: StatisticalUserConfig = field(default_factory=StatisticalUserConfig)
     population: Any = None
@@ -237,6 +239,9 @@ class LLMUsers(UserSimulator):
             population.personas if isinstance(population, MovieLensPopulation) else None)
         self.representation = make_representation(self.catalog, self.config.representation)
         self.llm, self._owns_llm = build_chat_model(llm)
+        # A model shared by several simulators (the runner's rollouts, one after the
+        # other) reports to each only its use since this simulator was built.
+        self._llm_mark = self.llm.accounting.mark()
         self._genre_names = tuple(self.catalog.genre_names)
         self.n_users = 0
         self._fresh_seed = 0
@@ -568,13 +573,14 @@ class LLMUsers(UserSimulator):
     # ---------------------------------------------------------------- metrics
     def metrics(self) -> dict[str, float | int]:
         """Counters for ``metrics.json``: user-steps, failures (and their rate), fallback
-        steps, tokens per step, plus the chat model's own accounting (``llm_*``)."""
+        steps, tokens per step, plus the chat model's accounting (``llm_*``) of its use since
+        this simulator was built."""
         n = max(self.counts["user_steps"], 1)
         out = {f"llm_user_{k}": v for k, v in self.counts.items()}
         out["llm_user_failure_rate"] = self.counts["failures"] / n
         out["llm_user_prompt_tokens_per_step"] = self.counts["prompt_tokens"] / n
         out["llm_user_completion_tokens_per_step"] = self.counts["completion_tokens"] / n
-        out.update(self.llm.metrics())
+        out.update(self.llm.metrics(since=self._llm_mark))
         return out
 
     def close(self) -> None:

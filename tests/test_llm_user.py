@@ -422,10 +422,10 @@ def test_hybrid_prompt_carries_persona_memory_and_the_structured_wish(catalog):
 
 @pytest.mark.parametrize("name", ["llm", "hybrid"])
 def test_simulator_config_files_match_their_schemas_and_instantiate(name, catalog):
-    """The YAML lists every field of its schema dataclass (so that every field can be
-    overridden from the command line) and nothing else, and builds the simulator the
-    runner's way. The statistical parameters may lag behind StatisticalUserConfig (a field
-    the file lacks keeps its default) but never name a field it does not have."""
+    """The YAML lists every field of its schema dataclass and nothing else, its chat model
+    is the root llm node, and it builds the simulator the runner's way. The statistical
+    parameters may lag behind StatisticalUserConfig (a field the file lacks keeps its
+    default) but never name a field it does not have."""
     from hydra import compose, initialize_config_module
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
@@ -435,12 +435,11 @@ def test_simulator_config_files_match_their_schemas_and_instantiate(name, catalo
 
     schema = OmegaConf.to_container(OmegaConf.structured({"llm": LLMSimulatorConfig,
                                                           "hybrid": HybridSimulatorConfig}[name]))
-    del schema["llm"]["api_key"]  # keys belong in the environment, not in a saved config
     with initialize_config_module("recoworld.conf", version_base="1.3"):
-        cfg = compose("config", overrides=[f"simulator={name}", "simulator.llm.backend=openai",
-                                           "simulator.llm.model=some-model",
-                                           "simulator.llm.base_url=http://127.0.0.1:9/v1"])
+        cfg = compose("config", overrides=[f"simulator={name}", "llm.backend=openai", "llm.model=some-model",
+                                           "llm.base_url=http://127.0.0.1:9/v1", "llm.cache_dir=null"])
     listed = OmegaConf.to_container(cfg.simulator)
+    assert listed["llm"] == schema["llm"] == "${llm}"
 
     def keys(tree, prefix=""):
         return {prefix + k for k in tree} | {x for k, v in tree.items() if isinstance(v, dict)
