@@ -49,12 +49,15 @@ class SyntheticWorldConfig:
 
 @dataclass
 class MovieLensWorldConfig:
-    """MovieLens-100K's movies: :func:`recoworld.data.movielens.load_catalog`.
+    """The calibrated MovieLens-100K world's catalog:
+    :func:`recoworld.simulators.calibrated.calibrated_catalog`.
 
-    ``path=null`` reads RecoWorld's cache and fetches the data set into it on first use.
+    ``path`` is the calibrated-world artifact folder; ``null`` reads RecoWorld's cache, where
+    the first use fetches MovieLens-100K and calibrates the world (``recoworld calibrate``).
+    Choosing this world makes ``simulator=calibrated`` (its fitted users) the default simulator.
     """
 
-    _target_: str = "recoworld.data.movielens.load_catalog"
+    _target_: str = "recoworld.simulators.calibrated.calibrated_catalog"
     path: Optional[str] = None
 
 
@@ -73,6 +76,24 @@ class StatisticalSimulatorConfig:
     _target_: str = "recoworld.simulators.statistical.StatisticalUsers"
     config: StatisticalUserConfig = field(default_factory=StatisticalUserConfig)
     population: SyntheticPopulation = field(default_factory=SyntheticPopulation)
+    device: str = "${device}"
+
+
+@dataclass
+class CalibratedSimulatorConfig:
+    """The users fitted to MovieLens-100K: :func:`recoworld.simulators.calibrated.calibrated_users`.
+
+    ``population`` is a population spec selecting and weighting the fitted users, e.g.
+    ``{age: [0, 24], favourite_genre: Sci-Fi}`` or ``{patience: low}`` (the spec language is
+    in :mod:`recoworld.simulators.calibrated`); ``config`` overrides fitted fields of
+    :class:`~recoworld.simulators.statistical.StatisticalUserConfig`, e.g.
+    ``{leave_base: -2.0}``; ``path`` is the world's artifact.
+    """
+
+    _target_: str = "recoworld.simulators.calibrated.calibrated_users"
+    path: Optional[str] = "${oc.select:world.path,null}"
+    population: Any = None
+    config: Any = None
     device: str = "${device}"
 
 
@@ -117,6 +138,10 @@ class ExperimentConfig:
             more than one thread can make a run several times slower.
         log_candidates: also log each request's candidate ids (needed to replay the
             requests to another policy for off-policy evaluation; ~5x bigger logs).
+        segments: named population specs (``simulator=calibrated``), e.g.
+            ``{young_scifi: {age: [0, 24], favourite_genre: Sci-Fi}, impatient: {patience: low}}``;
+            the lineup runs again on each segment (the simulator's population restricted
+            to it) and ``metrics.json`` gains ``segments``, their results per agent.
     """
 
     agents: list[str] = field(default_factory=lambda: ["random", "most_popular", "oracle"])
@@ -126,6 +151,7 @@ class ExperimentConfig:
     plots: bool = True
     torch_threads: int = 1
     log_candidates: bool = False
+    segments: Any = None
 
 
 @dataclass
@@ -148,6 +174,7 @@ SCHEMAS = {
     "schema/world/synthetic": SyntheticWorldConfig,
     "schema/world/movielens": MovieLensWorldConfig,
     "schema/simulator/statistical": StatisticalSimulatorConfig,
+    "schema/simulator/calibrated": CalibratedSimulatorConfig,
     "schema/simulator/llm": LLMSimulatorConfig,
     "schema/simulator/hybrid": HybridSimulatorConfig,
     "schema/env/slate": SlateEnvConfig,

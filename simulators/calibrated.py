@@ -212,6 +212,26 @@ def calibrated_population(spec: Mapping | None = None, path: str | None = None) 
     return load_world(path).population(spec)
 
 
+def calibrated_users(catalog: Catalog, path: str | None = None, population: Mapping | None = None,
+                     config: Mapping | None = None, device: str = "cpu"):
+    """Statistical users drawn from the calibrated population (``simulator=calibrated``).
+
+    Args:
+        catalog: the world's catalog; it must be the calibrated one (``world=movielens``).
+        path: the artifact folder (``None``: the cache).
+        population: a population spec (module docstring), e.g. ``{"patience": "low"}``.
+        config: fitted fields of :class:`StatisticalUserConfig` to override, e.g.
+            ``{"leave_base": -2.0}``.
+        device: torch device of the simulator.
+    """
+    from recoworld.simulators.statistical import StatisticalUsers
+
+    world = load_world(path)
+    users = world.population(dict(population or {}))
+    users.check_catalog(catalog)
+    return StatisticalUsers(catalog, calibrated_config(path, **dict(config or {})), users, device=device)
+
+
 class CalibratedPopulation(Population):
     """Fitted MovieLens users, drawn by key.
 

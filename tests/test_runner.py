@@ -21,7 +21,9 @@ from recoworld.experiment.runner import ExperimentConfigError, resolve_lineup
 from recoworld.logs import COLUMNS, SCHEMA_VERSION, EpisodeLog, LogSchemaError, read_log
 from recoworld.metrics import METRICS
 
-TINY = ["env.num_envs=8", "experiment.steps=10", "experiment.progress=false"]
+# The synthetic world needs no data set and no calibration (test_calibrated_runner.py runs
+# the default, calibrated world on a small artifact).
+TINY = ["world=synthetic", "env.num_envs=8", "experiment.steps=10", "experiment.progress=false"]
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +111,7 @@ def test_lineup_composes_each_agent_with_the_run_overrides_but_not_agent_ones():
 
 def test_multirun_sweeps_two_values_into_two_run_directories(tmp_path):
     command = [sys.executable, "-m", "recoworld.cli", "run", "--multirun", "env.slate_size=3,5",
-               "agent=random", "env.num_envs=4", "experiment.steps=3", "experiment.seeds=[0]",
+               "agent=random", "world=synthetic", "env.num_envs=4", "experiment.steps=3", "experiment.seeds=[0]",
                "experiment.plots=false", "experiment.progress=false", f"hydra.sweep.dir={tmp_path}"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

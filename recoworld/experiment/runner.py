@@ -35,6 +35,8 @@ from recoworld.experiment.loop import RolloutResult, rollout
 from recoworld.logs import SCHEMA_VERSION, EpisodeLog, read_log
 from recoworld.metrics import METRICS, summarize
 
+#: The simulator whose population specs ``experiment.segments`` restrict.
+CALIBRATED_USERS = "recoworld.simulators.calibrated.calibrated_users"
 log = logging.getLogger(__name__)
 
 
@@ -130,6 +132,8 @@ def run_experiment(
         "metric_definitions": METRICS,
         "agents": agents,
     }
+    if experiment.get("segments"):
+        metrics["segments"] = _run_segments(cfg, lineup, seeds, run_dir, console, features, popularity)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if experiment.plots:
         report.plot_returns(frame, run_dir / "returns.png")
@@ -163,6 +167,38 @@ def _run_lineup(cfg: DictConfig, lineup: dict[str, DictConfig], seeds: list[int]
                 ))
                 env.close()
     return catalog, results
+
+
+def _run_segments(cfg: DictConfig, lineup: dict[str, DictConfig], seeds: list[int], run_dir: Path,
+                  console: Console, features, popularity) -> dict[str, dict]:
+    """The lineup again on each of ``experiment.segments`` (named population specs), the
+    simulator's population restricted to the segment; each segment's log is
+    ``segments/<name>/episodes.parquet``. Returns ``{name: {"population", "agents"}}``."""
+    if cfg.simulator.get("_target_") != CALIBRATED_USERS:
+        raise ExperimentConfigError(
+            f"experiment.segments selects fitted users by population specs, but the simulator is "
+            f"{cfg.simulator.get('_target_')}; use simulator=calibrated (world=movielens)")
+    base = OmegaConf.to_container(cfg.simulator.population, resolve=True) if cfg.simulator.population else {}
+    out = {}
+    for name, spec in cfg.experiment.segments.items():
+        spec = OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else spec
+        if not isinstance(spec, dict):
+            raise ExperimentConfigError(f"experiment.segments.{name}={spec!r}; a segment is a population spec "
+                                        "such as {patience: low}")
+        segment = cfg.copy()
+        segment.simulator.population = {**base, **spec}
+        log_path = run_dir / "segments" / str(name) / "episodes.parquet"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(cfg.experiment.torch_threads)
+        try:
+            _run_lineup(segment, lineup, seeds, log_path, console)
+        finally:
+            torch.set_num_threads(threads)
+        out[str(name)] = {"population": segment.simulator.population and
+                          OmegaConf.to_container(segment.simulator.population),
+                          "agents": summarize(read_log(log_path), features, popularity)}
+    return out
 
 
 def _progress(console: Console, enabled: bool) -> Progress:

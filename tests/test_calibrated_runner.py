@@ -1,0 +1,60 @@
+"""``recoworld run`` on the calibrated world (the default): the world's fitted users, population
+specs and the per-segment breakdown, on a small artifact fitted to simulated data."""
+
+import json
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from recoworld import Catalog
+from recoworld.calibration.choice import ChoiceFitConfig
+from recoworld.calibration.fit import CalibrationConfig, calibrate
+from recoworld.calibration.synthetic import simulated_dataset
+from recoworld.experiment.app import main as run_app
+
+TINY = ["env.num_envs=8", "env.num_candidates=20", "env.slate_size=4", "experiment.steps=6",
+        "experiment.progress=false", "experiment.plots=false", "experiment.seeds=[0]"]
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    catalog = Catalog.synthetic(120, n_genres=6, feature_dim=6, seed=3)
+    data = simulated_dataset(catalog, n_users=60, seed=2).data
+    config = CalibrationConfig(choice=ChoiceFitConfig(dim=6, l2=0.03), leave_steps=10, leave_users=30)
+    path = tmp_path_factory.mktemp("world") / "artifact"
+    calibrate(config, path=path, data=data, progress=False)
+    return path
+
+
+def test_the_default_world_is_the_calibrated_one_with_its_fitted_users():
+    with initialize_config_module("recoworld.conf", version_base="1.3"):
+        cfg = compose("config")
+        assert cfg.world._target_ == "recoworld.simulators.calibrated.calibrated_catalog"
+        assert cfg.simulator._target_ == "recoworld.simulators.calibrated.calibrated_users"
+        # Another simulator for the same movies, or the synthetic world with its own users.
+        assert compose("config", overrides=["simulator=llm"]).simulator._target_.endswith("LLMUsers")
+        synthetic = compose("config", overrides=["world=synthetic"])
+        assert synthetic.simulator._target_ == "recoworld.simulators.statistical.StatisticalUsers"
+        # The simulator reads the artifact the world names.
+        assert compose("config", overrides=["world.path=/some/where"]).simulator.path == "/some/where"
+
+
+def test_run_on_a_calibrated_artifact_breaks_results_down_per_segment(artifact, tmp_path):
+    run_app(["agent=random", f"world.path={artifact}", *TINY, "simulator.population={gender: F}",
+             "experiment.segments={impatient: {patience: low}, patient: {patience: high}}",
+             f"hydra.run.dir={tmp_path}"])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics["segments"]) == {"impatient", "patient"}
+    for name, level in (("impatient", "low"), ("patient", "high")):
+        segment = metrics["segments"][name]
+        # A segment narrows the run's population; it does not replace it.
+        assert segment["population"] == {"gender": "F", "patience": level}
+        assert set(segment["agents"]) == {"random"}
+        assert (tmp_path / "segments" / name / "episodes.parquet").is_file()
+
+
+def test_segments_need_the_calibrated_users(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        run_app(["world=synthetic", "agent=random", *TINY, "experiment.segments={a: {patience: low}}",
+                 f"hydra.run.dir={tmp_path}"])
+    assert "use simulator=calibrated" in capsys.readouterr().err
