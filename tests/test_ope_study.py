@@ -7,16 +7,27 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from recoworld.agents.off_policy import LoggedSlates
 
 from recoworld import ope
-from recoworld.agents.off_policy import LoggedSlates
 from recoworld.cli import COMMANDS
 from recoworld.cli import main as cli_main
-from recoworld.experiment.ope_study import Study, StudyConfig, make_policy, obd_rows, target_inputs
+from recoworld.experiment.ope_intervals import refit_interval
+from recoworld.experiment.ope_sessions import SessionStudy
+from recoworld.experiment.ope_study import (
+    Study,
+    StudyConfig,
+    make_policy,
+    obd_rows,
+    target_inputs,
+)
 
 torch.set_num_threads(1)
 SMALL = ["--log-sizes", "150", "--seeds", "2", "--n-items", "60", "--truth-users", "400", "--truth-draws", "1",
-         "--bootstrap", "20", "--targets", "greedy", "--logging", "epsilon_soft", "softmax"]
+         "--bootstrap", "20", "--targets", "greedy", "--logging", "epsilon_soft", "softmax", "--refits", "3",
+         "--learned", "--no-sessions"]
+SESSIONS = ["--session-log-sizes", "40", "--session-seeds", "2", "--session-truth-users", "300", "--session-refits", "2",
+            "--horizon", "3", "--session-logging", "epsilon_soft"]
 
 
 def test_ope_writes_the_table_csv_markdown_and_plots(tmp_path, capsys):
@@ -25,6 +36,7 @@ def test_ope_writes_the_table_csv_markdown_and_plots(tmp_path, capsys):
     summary = pd.read_csv(tmp_path / "summary.csv")
     assert list(summary.columns) == ["logging", "target", "n", "estimator", "truth", "truth_se", "bias", "rmse",
                                      "coverage", "ci_width", "defined", "runs"]
+    assert not (tmp_path / "sessions_summary.csv").exists() and not (tmp_path / "learning.csv").exists()
     assert len(summary) == 2 * 8 and set(summary["runs"]) == {2}
     assert summary["truth_se"].gt(0).all()
     runs = pd.read_csv(tmp_path / "runs.csv")
@@ -32,6 +44,7 @@ def test_ope_writes_the_table_csv_markdown_and_plots(tmp_path, capsys):
     for name in ("summary.md", "truths.csv", "rmse.png", "coverage.png"):
         assert (tmp_path / name).stat().st_size > 0
     assert "| epsilon_soft | greedy | 150 | IPS |" in (tmp_path / "summary.md").read_text()
+    assert "## Sessions" not in (tmp_path / "summary.md").read_text()
     assert "Estimator study" in capsys.readouterr().out
 
 
@@ -94,7 +107,71 @@ def test_bad_settings_are_refused_with_the_fix(capsys):
         StudyConfig(log_sizes=(3,))
     with pytest.raises(ValueError, match=r"^need 1 <= slate_size \(4\) <= candidates \(3\) <= n_items \(200\)$"):
         StudyConfig(slate_size=4, num_candidates=3)
+    with pytest.raises(ValueError, match=r"^session_seeds=1; bias and RMSE need at least 2 logs per cell$"):
+        StudyConfig(session_seeds=1)
+    with pytest.raises(ValueError, match=r"^n_refits=20, session_refits=1; a standard error needs at least 2 refits$"):
+        StudyConfig(session_refits=1)
+    with pytest.raises(ValueError, match=r"^learned=\['snips'\]; choose none or more of \['ips', 'dr'\]$"):
+        StudyConfig(learned=("snips",))
+    with pytest.raises(ValueError, match=r"^horizon=0, session_log_sizes=\[500\]; each session log needs at least 2 "
+                                         r"trajectories \(2 folds of the Q-function\) of >= 1 step$"):
+        StudyConfig(horizon=0)
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["ope", "--seeds", "1"])
     assert exit_info.value.code == 2
     assert "seeds=1; bias and RMSE need at least 2 logs per cell" in capsys.readouterr().err
+
+
+def test_session_section_and_learned_policies_write_their_tables(tmp_path, capsys):
+    argv = [arg for arg in SMALL if arg not in ("--learned", "--no-sessions")]
+    assert cli_main(["ope", "--out", str(tmp_path), *argv, "--learned", "dr", "--no-plots", *SESSIONS]) == 0
+    sessions = pd.read_csv(tmp_path / "sessions_summary.csv")
+    assert list(sessions.columns) == list(pd.read_csv(tmp_path / "summary.csv").columns)
+    assert list(sessions["estimator"]) == ["IS", "PDIS", "WPDIS", "DR", "WDR", "FQE"]
+    assert set(sessions["runs"]) == {2} and sessions["truth_se"].gt(0).all()
+    truths = pd.read_csv(tmp_path / "sessions_truths.csv")
+    assert truths[["logging", "target"]].to_dict("records") == [{"logging": "epsilon_soft", "target": "greedy"}]
+    learning = pd.read_csv(tmp_path / "learning.csv")
+    assert learning[["logging", "policy"]].to_dict("records") == [
+        {"logging": "epsilon_soft", "policy": "learned_dr"}, {"logging": "softmax", "policy": "learned_dr"}]
+    np.testing.assert_allclose(learning["gain"], learning["truth"] - learning["logging_truth"])
+    assert {"IPS", "DM", "CascadeDR"} <= set(learning.columns)
+    text = (tmp_path / "summary.md").read_text()
+    assert "## Sessions" in text and "## Off-policy learning" in text
+    se = truths["truth_se"].iloc[0]
+    assert f"greedy V = {truths['truth'].iloc[0]:.4f} (s.e. {se:.4f})" in text
+    out = capsys.readouterr().out
+    assert "session truth (H = 3): greedy V =" in out and "Off-policy learning" in out
+
+
+def test_on_its_own_session_log_per_decision_is_is_the_on_policy_mean():
+    config = StudyConfig(n_items=60, horizon=4)
+    study = SessionStudy(config, Study(config).catalog)
+    policy = make_policy("softmax", config, "logging")
+    data = study.trajectories(study.log(policy, 60, seed=0))
+    assert data.mask.sum(1).max() == 4 and data.reward.sum() > 0
+    dist = data.action_distribution(policy)
+    np.testing.assert_allclose(dist.sum(-1), 1.0, atol=1e-12)
+    own = np.take_along_axis(dist, data.action[:, :, None], 2)[:, :, 0]
+    np.testing.assert_allclose(own[data.mask], data.pscore[data.mask], rtol=1e-12)
+    on_policy = data.reward.sum(1).mean()
+    assert ope.PerDecisionIS().estimate_policy_value(data.feedback(), own) == pytest.approx(on_policy, rel=1e-12)
+    assert ope.WeightedPerDecisionIS().estimate_policy_value(data.feedback(), own) == pytest.approx(on_policy)
+
+
+def test_session_truth_is_the_mean_expected_return_with_its_standard_error():
+    config = StudyConfig(n_items=60, horizon=3, session_truth_users=200)
+    study = SessionStudy(config, Study(config).catalog)
+    value, error = study.true_value(make_policy("greedy", config, "target"))
+    assert 0 < error < value
+    realised, _ = study.true_value(make_policy("greedy", config, "target"))
+    assert realised == value  # seeded: the same held-out users each time
+
+
+def test_refit_interval_is_the_normal_interval_of_the_refitted_estimates():
+    values = np.arange(10.0)
+    estimate, lower, upper = refit_interval(lambda rows: values[rows].mean(), 10, n_refits=400, alpha=0.05, seed=0)
+    assert estimate == pytest.approx(4.5)
+    assert upper - estimate == pytest.approx(estimate - lower)
+    # the bootstrap standard error of a mean is close to sd / sqrt(n)
+    assert (upper - lower) / (2 * 1.96) == pytest.approx(values.std() / np.sqrt(10), rel=0.15)

@@ -3,11 +3,18 @@
 - ``summary.csv`` / ``summary.md``: one row per (logging, target, n, estimator): the true
   value and its standard error, bias, RMSE, CI coverage, mean CI width, and runs on which
   the estimator was defined (of all runs). The markdown also holds the truths, the
-  settings and, with ``--obd``, the Open Bandit Dataset section (``obd.csv``).
-- ``runs.csv``: every estimate and interval of every run; ``truths.csv``.
-- ``rmse.png``: RMSE against log size, one panel per (logging, target) pair, one line per
-  estimator (log-log); ``coverage.png``: CI coverage at the largest log size, with the
-  nominal level drawn in.
+  off-policy learning and session sections, the settings and, with ``--obd``, the Open
+  Bandit Dataset section (``obd.csv``).
+- ``runs.csv``: every estimate and interval of every run; ``truths.csv`` (per logging
+  policy and target: learned targets depend on the logging policy).
+- ``learning.csv``: per (logging policy, learned policy): both true values, the gain, and
+  each estimator's mean estimate of the learned policy at the largest log size.
+- ``sessions_summary.csv``, ``sessions_runs.csv``, ``sessions_truths.csv``: the same for
+  the multi-step session section (truth by on-policy Monte Carlo, with its standard error).
+- ``rmse.png`` (``sessions_rmse.png``): RMSE against log size, one panel per (logging,
+  target) pair, one line per estimator (log-log); ``coverage.png``
+  (``sessions_coverage.png``): CI coverage at the largest log size, with the nominal level
+  drawn in.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -22,42 +30,84 @@ from matplotlib.figure import Figure
 from rich.console import Console
 from rich.table import Table
 
-COLUMNS = ("logging", "target", "n", "estimator", "truth", "bias", "rmse", "coverage", "ci_width", "defined")
+COLUMNS = ("logging", "target", "n", "estimator", "truth", "truth_se", "bias", "rmse", "coverage", "ci_width",
+           "defined")
+SESSIONS_TITLE = "Sessions: bias, RMSE and {level}-CI coverage against the on-policy Monte-Carlo value"
+LEARNING_TITLE = "Off-policy learning: learned policies' true and estimated values beside the logging policy's"
+
+
+class Section(NamedTuple):
+    """The session section's ``runs``, ``truths`` and ``summary`` (as for the one-step part)."""
+
+    runs: pd.DataFrame
+    truths: pd.DataFrame
+    summary: pd.DataFrame
 
 
 def write(out: Path, config, runs: pd.DataFrame, truths: pd.DataFrame, summary: pd.DataFrame,
           obd: pd.DataFrame | None = None, plots: bool = True, seconds: float | None = None,
-          console: Console | None = None) -> None:
+          console: Console | None = None, learning: pd.DataFrame | None = None,
+          sessions: Section | None = None) -> None:
     """Write every file of the module docstring into ``out`` and print the tables."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    console = console or Console(width=max(Console().width, 120))  # the table is wide; do not truncate it
+    console = console or Console(width=max(Console().width, 130))  # the table is wide; do not truncate it
     runs.to_csv(out / "runs.csv", index=False)
     truths.to_csv(out / "truths.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
+    if learning is not None and not learning.empty:
+        learning.to_csv(out / "learning.csv", index=False)
+    if sessions is not None:
+        for name, frame in zip(("runs", "truths", "summary"), sessions):
+            frame.to_csv(out / f"sessions_{name}.csv", index=False)
     if obd is not None:
         obd.to_csv(out / "obd.csv", index=False)
-    (out / "summary.md").write_text(markdown(config, truths, summary, obd))
+    (out / "summary.md").write_text(markdown(config, truths, summary, obd, learning, sessions))
     if plots:
         rmse_plot(summary, out / "rmse.png")
         coverage_plot(summary, config.alpha, out / "coverage.png")
+        if sessions is not None:
+            rmse_plot(sessions.summary, out / "sessions_rmse.png", unit="clicks per episode", size="trajectories")
+            coverage_plot(sessions.summary, config.alpha, out / "sessions_coverage.png")
     console.print(table(summary, config.alpha))
+    console.print(f"truth: {_truth_line(truths)}.")
+    if learning is not None and not learning.empty:
+        console.print(frame_table(_compact(learning), LEARNING_TITLE))
+    if sessions is not None:
+        console.print(table(sessions.summary, config.alpha, SESSIONS_TITLE))
+        console.print(f"session truth (H = {config.horizon}): {_truth_line(sessions.truths)}.")
     if obd is not None:
         console.print(frame_table(obd, "Open Bandit Dataset: Bernoulli-TS click rate"))
     took = f" in {seconds:.0f}s" if seconds is not None else ""
-    console.print(f"truth: {_truth_line(truths)}. Written to {out}{took}.")
+    console.print(f"Written to {out}{took}.")
+
+
+def _compact(learning: pd.DataFrame) -> pd.DataFrame:
+    """The learning table narrow enough for a terminal: values as ``V +- s.e.``, 3 decimals."""
+    compact = learning[["logging", "policy"]].copy()
+    for name, label in (("logging_truth", "V logging"), ("truth", "V learned")):
+        compact[label] = [f"{v:.3f}±{e:.3f}" for v, e in zip(learning[name], learning[f"{name}_se"])]
+    compact["gain"] = [f"{v:+.3f}" for v in learning["gain"]]
+    for name in learning.columns[7:]:
+        compact[name] = [f"{v:.3f}" for v in learning[name]]
+    return compact
 
 
 def _truth_line(truths: pd.DataFrame) -> str:
-    return "; ".join(f"{row.target} V = {row.truth:.4f} (s.e. {row.truth_se:.4f})" for row in truths.itertuples())
+    """Each target's value; a target whose value depends on the logging policy (a learned one)
+    is named with it."""
+    unique = truths.drop_duplicates(["target", "truth"])
+    repeated = unique["target"].duplicated(keep=False)
+    return "; ".join(f"{row.target}{f' ({row.logging})' if again else ''} V = {row.truth:.4f} "
+                     f"(s.e. {row.truth_se:.4f})" for row, again in zip(unique.itertuples(), repeated))
 
 
 def _formatted(summary: pd.DataFrame) -> list[list[str]]:
     rows = []
     for row in summary.itertuples():
-        rows.append([row.logging, row.target, str(row.n), row.estimator, f"{row.truth:.4f}", _num(row.bias, "+.4f"),
-                     _num(row.rmse, ".4f"), _num(row.coverage, ".2f"), _num(row.ci_width, ".4f"),
-                     f"{row.defined}/{row.runs}"])
+        rows.append([row.logging, row.target, str(row.n), row.estimator, f"{row.truth:.4f}", f"{row.truth_se:.4f}",
+                     _num(row.bias, "+.4f"), _num(row.rmse, ".4f"), _num(row.coverage, ".2f"),
+                     _num(row.ci_width, ".4f"), f"{row.defined}/{row.runs}"])
     return rows
 
 
@@ -65,9 +115,10 @@ def _num(value: float, spec: str) -> str:
     return "-" if value is None or not np.isfinite(value) else format(value, spec)
 
 
-def table(summary: pd.DataFrame, alpha: float) -> Table:
+def table(summary: pd.DataFrame, alpha: float,
+          title: str = "Estimator study: bias, RMSE and {level}-CI coverage against the true value") -> Table:
     """The summary as a rich table."""
-    result = Table(title=f"Estimator study: bias, RMSE and {1 - alpha:.0%}-CI coverage against the true value")
+    result = Table(title=title.format(level=f"{1 - alpha:.0%}"))
     for name in COLUMNS:
         result.add_column(name, justify="left" if name in ("logging", "target", "estimator") else "right")
     for row in _formatted(summary):
@@ -91,25 +142,41 @@ def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def markdown(config, truths: pd.DataFrame, summary: pd.DataFrame, obd: pd.DataFrame | None) -> str:
-    """``summary.md``: settings, truths, the summary table and the OBD section."""
+def markdown(config, truths: pd.DataFrame, summary: pd.DataFrame, obd: pd.DataFrame | None,
+             learning: pd.DataFrame | None = None, sessions: Section | None = None) -> str:
+    """``summary.md``: truths, the summary table, the learning, session and OBD sections, settings."""
     parts = [
         "# Off-policy estimator study", "",
         f"Truth (exact expected clicks per slate, Monte Carlo over held-out users): {_truth_line(truths)}.", "",
         _markdown_table(list(COLUMNS), _formatted(summary)), "",
-        "`defined` counts the runs on which the estimator was defined (of all runs); bias, RMSE and coverage "
-        "are over those.", "",
-        "Settings:", "", "```json", json.dumps(asdict(config), indent=1), "```",
+        ("`defined` counts the runs on which the estimator was defined (of all runs); bias, RMSE and coverage "
+         "are over those. DM's interval refits the click model on every resample (normal interval from "
+         f"{config.n_refits} refits); the others resample logged slates."),
     ]
+    if learning is not None and not learning.empty:
+        parts += ["", "## Off-policy learning", "",
+                  ("Policies learned from each logging policy's training log (IPS and DR objectives), checked "
+                   "online in the simulator against the logging policy; the estimator columns are mean estimates "
+                   "at the largest log size."), "", _frame_markdown(learning)]
+    if sessions is not None:
+        parts += ["", "## Sessions", "",
+                  (f"Episodes of H = {config.horizon} steps; truth by on-policy Monte Carlo over "
+                   f"{config.session_truth_users} held-out users (exact expected clicks per step): "
+                   f"{_truth_line(sessions.truths)}. FQE's interval refits the Q-function on every resample."), "",
+                  _markdown_table(list(COLUMNS), _formatted(sessions.summary))]
     if obd is not None:
-        parts += ["", "## Open Bandit Dataset", "",
-                  _markdown_table([str(c) for c in obd.columns],
-                                  [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row]
-                                   for row in obd.itertuples(index=False)])]
+        parts += ["", "## Open Bandit Dataset", "", _frame_markdown(obd)]
+    parts += ["", "Settings:", "", "```json", json.dumps(asdict(config), indent=1), "```"]
     return "\n".join(parts) + "\n"
 
 
-def rmse_plot(summary: pd.DataFrame, path: Path) -> None:
+def _frame_markdown(frame: pd.DataFrame) -> str:
+    return _markdown_table([str(c) for c in frame.columns],
+                           [[f"{v:.4f}" if isinstance(v, float) else str(v) for v in row]
+                            for row in frame.itertuples(index=False)])
+
+
+def rmse_plot(summary: pd.DataFrame, path: Path, unit: str = "clicks per slate", size: str = "logged slates") -> None:
     pairs = list(summary.groupby(["logging", "target"], sort=False).groups)
     fig = Figure(figsize=(4.2 * len(pairs), 3.8))
     axes = fig.subplots(1, len(pairs), squeeze=False)[0]
@@ -120,9 +187,9 @@ def rmse_plot(summary: pd.DataFrame, path: Path) -> None:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(f"{logging} -> {target}", fontsize=10)
-        ax.set_xlabel("logged slates")
+        ax.set_xlabel(size)
         ax.grid(alpha=0.3, which="both")
-    axes[0].set_ylabel("RMSE (clicks per slate)")
+    axes[0].set_ylabel(f"RMSE ({unit})")
     axes[-1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -166,7 +166,8 @@ def _predict(model, X: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict(X), dtype=np.float64)
 
 
-def fit_slate_reward_model(features, action, reward, regressor=None, n_folds: int = 5, seed: int = 0) -> np.ndarray:
+def fit_slate_reward_model(features, action, reward, regressor=None, n_folds: int = 5, seed: int = 0,
+                           groups=None) -> np.ndarray:
     """Cross-fitted per-position reward predictions for every candidate at every position.
 
     A position-based model: the reward at position ``k`` is predicted from the features of
@@ -179,6 +180,9 @@ def fit_slate_reward_model(features, action, reward, regressor=None, n_folds: in
         action: ``[n, K]`` candidate indices shown at each position.
         reward: ``[n, K]`` observed per-position rewards.
         regressor, n_folds, seed: as in :func:`fit_reward_model`.
+        groups: ``[n]`` or None: slates with the same group share a fold, e.g. the
+            original slate of each copy in a bootstrap resample, so that no copy is scored
+            by a model fitted on another copy. None: every slate is its own group.
 
     Returns:
         ``[n, n_candidates, K]`` predictions, e.g. for :class:`~recoworld.ope.SlateDM` and
@@ -203,7 +207,14 @@ def fit_slate_reward_model(features, action, reward, regressor=None, n_folds: in
     design = np.concatenate([np.broadcast_to(features[:, :, None, :], (n, n_candidates, k, features.shape[2])),
                              positions], axis=3)                       # [n, C, K, d + K]
     logged = design[np.arange(n)[:, None], action, np.arange(k)]        # [n, K, d + K]
-    folds = np.array_split(np.random.default_rng(int(seed)).permutation(n), int(n_folds))
+    if groups is None:
+        folds = np.array_split(np.random.default_rng(int(seed)).permutation(n), int(n_folds))
+    else:
+        groups = v.int_array(groups, "groups", (n,), "(n_slates,)", what="group ids")
+        labels = np.unique(groups)
+        v.check_scalar(n_folds, "n_folds", 2, len(labels))
+        shuffled = np.array_split(np.random.default_rng(int(seed)).permutation(labels), int(n_folds))
+        folds = [np.flatnonzero(np.isin(groups, part)) for part in shuffled]
     estimated = np.empty((n, n_candidates, k))
     for fold in folds:
         train = np.ones(n, dtype=bool)
