@@ -7,20 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from recoworld.agents.off_policy import LoggedSlates
 
 from recoworld import ope
+from recoworld.agents.off_policy import LoggedSlates
 from recoworld.cli import COMMANDS
 from recoworld.cli import main as cli_main
 from recoworld.experiment.ope_intervals import refit_interval
 from recoworld.experiment.ope_sessions import SessionStudy
-from recoworld.experiment.ope_study import (
-    Study,
-    StudyConfig,
-    make_policy,
-    obd_rows,
-    target_inputs,
-)
+from recoworld.experiment.ope_study import Study, StudyConfig, make_policy, obd_rows, target_inputs
 
 torch.set_num_threads(1)
 SMALL = ["--log-sizes", "150", "--seeds", "2", "--n-items", "60", "--truth-users", "400", "--truth-draws", "1",

@@ -55,12 +55,7 @@ import torch
 from recoworld import ope
 from recoworld.agents.baselines import MostPopularAgent
 from recoworld.agents.logging_policies import EpsilonSoft, SoftmaxPolicy
-from recoworld.agents.off_policy import (
-    OBJECTIVES,
-    LoggedSlates,
-    item_features,
-    learn_from_log,
-)
+from recoworld.agents.off_policy import OBJECTIVES, LoggedSlates, item_features, learn_from_log
 from recoworld.catalog import Catalog
 from recoworld.envs.slate import SlateVectorEnv
 from recoworld.experiment.loop import rollout
