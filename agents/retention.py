@@ -28,6 +28,25 @@ compliance_weight=2, return_mindset=8, instruction_threshold=0.2)``):
   against 0.79 (compliance 0.88 against 0.69). For those users retention is mostly a
   matter of clicks; lower ``compliance_weight`` there.
 
+:class:`CautiousLinUCB` explores where users can afford it. LinUCB explores by optimism, and
+an optimistic slate that misses costs a step without a good click; for a user already near
+the end of their patience that step decides whether they come back. The agent keeps an
+observable satisfaction proxy per user, the exponential average of each step's engagement
+:math:`e_t = \min(1, \sum_k c_k \omega_k)` (clicks :math:`c`, watch fractions :math:`\omega`),
+
+.. math::
+
+    \hat m \leftarrow (1 - \rho)\,\hat m + \rho\,e_t,
+
+and learns from every session end whether users come back at that proxy, a logistic model
+:math:`\hat P(\text{return} \mid \hat m) = \sigma(\beta_0 + \beta_1 \hat m)` (ridge-penalised
+Newton fit on all session ends so far). A user whose predicted return probability is below
+the return rate observed so far is *at risk* and gets the lower confidence bound
+:math:`x^\top\hat\theta - \alpha\sqrt{x^\top A^{-1}x}` (the safest candidates) instead of
+LinUCB's upper one. The click model and its updates are LinUCB's. Configured with
+:class:`InstructionFollowing` on top (``conf/agent/retention_linucb.yaml``) it is the
+leaderboard's retention-aware agent.
+
 :class:`InstructionFollowing` conditions any scoring agent on the user's reflective
 instruction (``obs["instruction"]``: +1 for genres asked for more, -1 for genres asked for
 less, and the novelty wish). On top of the base agent's scores, standardised per user,
@@ -45,9 +64,12 @@ candidates). An instruction applies from the step it was voiced until the sessio
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from recoworld.agents.base import Feedback, Observation, Recommender, deterministic, top_k
+from recoworld.agents.linear import LinUCB
 from recoworld.agents.slateq import SlateQAgent
 
 
@@ -75,6 +97,90 @@ class RetentionSlateQ(SlateQAgent):
             raise ValueError("RetentionSlateQ builds its reward from the weights; use SlateQAgent for another reward")
         reward = {engagement: engagement_weight, "retention": retention_weight, "compliance": compliance_weight}
         super().__init__(name=name, gamma=gamma, reward=reward, exposure_value=exposure_value, **slateq)
+
+
+
+@dataclass(eq=False)
+class CautiousLinUCB(LinUCB):
+    """LinUCB that takes the lower confidence bound for users at risk of not returning
+    (see the module docstring).
+
+    Args:
+        satisfaction_rate: :math:`\\rho`, weight of the latest step in the satisfaction proxy.
+        initial_satisfaction: the proxy of a user who has not been served yet.
+        min_session_ends: session ends seen before the return model is used (until then the
+            agent is plain LinUCB).
+        return_l2: ridge penalty of the return model's logistic fit.
+        alpha, l2, interaction, examination: as :class:`~recoworld.agents.linear.LinUCB`.
+    """
+
+    satisfaction_rate: float = 0.35
+    initial_satisfaction: float = 0.5
+    min_session_ends: int = 20
+    return_l2: float = 1.0
+    name = "cautious_linucb"
+
+    def init_model(self) -> None:
+        super().init_model()
+        if not 0.0 < self.satisfaction_rate <= 1.0:
+            raise ValueError(f"satisfaction_rate={self.satisfaction_rate}; need 0 < rate <= 1")
+        self.satisfaction = np.zeros(0)
+        self.session_ends: list[np.ndarray] = []  # per step: the proxy of the users who left
+        self.session_returns: list[np.ndarray] = []  # ... and whether they came back
+        self.return_coef: np.ndarray | None = None  # (beta_0, beta_1) once fitted
+        self.observed_return_rate = 1.0
+
+    def return_probability(self, satisfaction: np.ndarray) -> np.ndarray:
+        """:math:`\\hat P(\\text{return} \\mid \\hat m)`; ones before the model is fitted."""
+        if self.return_coef is None:
+            return np.ones_like(satisfaction, dtype=np.float64)
+        return 1.0 / (1.0 + np.exp(-(self.return_coef[0] + self.return_coef[1] * satisfaction)))
+
+    def at_risk(self, batch: int) -> np.ndarray:
+        """``[B]`` users whose predicted return probability is below the observed return rate."""
+        self._resize(batch)
+        return self.return_probability(self.satisfaction) < self.observed_return_rate
+
+    def score(self, obs: Observation) -> np.ndarray:
+        x = self.features(obs)
+        width = np.sqrt(np.maximum(((x @ self.ridge.inverse) * x).sum(-1), 0.0))
+        sign = np.where(self.at_risk(len(x)), -1.0, 1.0)
+        return x @ self.ridge.theta + self.alpha * sign[:, None] * width
+
+    def update(self, feedback: Feedback) -> None:
+        super().update(feedback)
+        valid = np.asarray(feedback.valid, dtype=bool)
+        self._resize(len(valid))
+        engagement = np.minimum((np.asarray(feedback.clicked) * np.asarray(feedback.watch_fraction)).sum(1), 1.0)
+        rho = self.satisfaction_rate
+        self.satisfaction = np.where(valid, (1 - rho) * self.satisfaction + rho * engagement, self.satisfaction)
+        left = valid & np.asarray(feedback.info["left_session"], dtype=bool)
+        if left.any():
+            self.session_ends.append(self.satisfaction[left])
+            self.session_returns.append(np.asarray(feedback.info["returned"], dtype=bool)[left])
+            self._fit_returns()
+        # A new user in the slot (after churn or the episode's truncation) starts afresh.
+        ended = np.asarray(feedback.terminated, dtype=bool) | np.asarray(feedback.truncated, dtype=bool)
+        self.satisfaction[ended | ~valid] = self.initial_satisfaction
+
+    def _resize(self, batch: int) -> None:
+        if len(self.satisfaction) != batch:
+            self.satisfaction = np.full(batch, self.initial_satisfaction)
+
+    def _fit_returns(self, newton_steps: int = 10) -> None:
+        """Ridge-penalised logistic regression of returns on the proxy (Newton's method)."""
+        m, returned = np.concatenate(self.session_ends), np.concatenate(self.session_returns).astype(np.float64)
+        if len(m) < self.min_session_ends:
+            return
+        self.observed_return_rate = float(returned.mean())
+        X = np.stack([np.ones_like(m), m], 1)
+        beta = np.zeros(2) if self.return_coef is None else self.return_coef.copy()
+        for _ in range(newton_steps):
+            p = 1.0 / (1.0 + np.exp(-(X @ beta)))
+            gradient = X.T @ (returned - p) - self.return_l2 * beta
+            hessian = (X * (p * (1 - p))[:, None]).T @ X + self.return_l2 * np.eye(2)
+            beta = beta + np.linalg.solve(hessian, gradient)
+        self.return_coef = beta
 
 
 class InstructionFollowing(Recommender):

@@ -20,7 +20,8 @@ import recoworld  # noqa: F401  (registers the envs)
 from recoworld import Catalog
 from recoworld.agents import RandomAgent
 from recoworld.agents.base import Feedback
-from recoworld.agents.retention import InstructionFollowing, RetentionSlateQ
+from recoworld.agents.linear import LinUCB
+from recoworld.agents.retention import CautiousLinUCB, InstructionFollowing, RetentionSlateQ
 from recoworld.agents.sb3 import CandidateScoringPolicy, SB3Agent, SB3Recommender, catalog_policy_kwargs
 from recoworld.agents.slateq import SlateQAgent, choice_probabilities, optimize_slate, slate_value
 from recoworld.envs.sb3_vec import SB3SlateVecEnv
@@ -314,3 +315,35 @@ def test_retention_agent_brings_more_users_back_than_a_click_greedy_one():
     assert retained["return_rate"] > greedy["return_rate"] + 0.02, outcomes
     assert retained["churn"] < greedy["churn"], outcomes
     assert retained["clicks"] < greedy["clicks"], outcomes  # the price: fewer clicks now
+
+
+def test_cautious_linucb_learns_who_returns_and_turns_cautious_for_them():
+    """The return model recovers a known logistic law; users predicted below the observed
+    return rate get the lower confidence bound, the others LinUCB's upper one."""
+    agent = CautiousLinUCB(return_l2=1e-3)
+    env = make_vec(2)
+    agent.setup(env, seed=0)
+    rng = np.random.default_rng(0)
+    satisfaction = rng.random(100_000)
+    returned = rng.random(100_000) < 1 / (1 + np.exp(-(-1.0 + 4.0 * satisfaction)))
+    agent.session_ends, agent.session_returns = [satisfaction], [returned]
+    agent._fit_returns()
+    np.testing.assert_allclose(agent.return_coef, [-1.0, 4.0], atol=0.15)
+    assert agent.observed_return_rate == pytest.approx(returned.mean())
+    agent.satisfaction = np.array([0.1, 0.9])
+    np.testing.assert_array_equal(agent.at_risk(2), [True, False])
+    obs, _ = env.reset(seed=0)
+    x = agent.features(obs)
+    width = np.sqrt(((x @ agent.ridge.inverse) * x).sum(-1))
+    np.testing.assert_allclose(agent.score(obs), x @ agent.ridge.theta + agent.alpha * np.array([[-1.0], [1.0]]) * width)
+
+
+def test_retention_linucb_brings_more_listening_users_back_than_linucb():
+    """The leaderboard's retention-aware agent against click-greedy LinUCB, both learning
+    online: on seeds 0-2 of this setup its return rate was 0.07-0.10 higher, for 5% fewer clicks."""
+    outcomes = {}
+    for agent in (LinUCB(), InstructionFollowing(CautiousLinUCB(), name="retention_linucb")):
+        outcomes[agent.name] = run(agent, make_vec(64, simulator_config=LISTENERS), steps=100, seed=0)
+    greedy, retained = outcomes["linucb"], outcomes["retention_linucb"]
+    assert retained["return_rate"] > greedy["return_rate"] + 0.03, outcomes
+    assert retained["compliance"] > greedy["compliance"], outcomes
