@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from recoworld import Catalog
 from recoworld.calibration.choice import ChoiceFitConfig
 from recoworld.calibration.concentration import concentration_experiment, top_share
-from recoworld.calibration.fidelity import evaluate, simulated_consumption, write_report
+from recoworld.calibration.fidelity import evaluate, held_out_split, simulated_consumption, write_report
 from recoworld.calibration.fit import CalibrationConfig, calibrate
 from recoworld.calibration.metrics import (Classification, concentration_curve, decide, expected_decisions,
                                            genre_shares, gini, one_to_m_lists, rmse, user_auc)
+from recoworld.calibration.ranking import RankingConfig, policy_ranking, replay_rounds
 from recoworld.calibration.synthetic import simulated_dataset
 
 
@@ -153,3 +155,38 @@ def test_concentration_experiment_is_deterministic_and_bounded(small_world):
     assert series.equals(again)
     with pytest.raises(ValueError, match="policy='best'"):
         concentration_experiment(world.catalog, world.config, world.population(), policy="best")
+
+
+# ------------------------------------------------------------ policy ranking
+def test_replay_rounds_mix_each_held_out_item_with_never_rated_candidates(small_world):
+    world, data = small_world
+    _, split = held_out_split(world, data)
+    config = RankingConfig(num_candidates=8, slate_size=3, rounds=3, history_length=5)
+    rounds = replay_rounds(split, config)
+    rated = {u: set(g["item_id"]) for u, g in pd.concat([split.train, split.test]).groupby("user_id")}
+    held = {u: list(g["item_id"]) for u, g in split.test.groupby("user_id")}
+    for r in range(config.rounds):
+        for u in range(split.n_users):
+            candidates = rounds.candidates[r, u]
+            assert len(set(candidates)) == config.num_candidates
+            if rounds.item[r, u] >= 0:
+                assert rounds.item[r, u] == held[u][r], "round r replays the user's r-th held-out rating"
+                assert set(candidates) & rated[u] == {rounds.item[r, u]}, "the others were never rated"
+                # The history is what the user rated before, newest first.
+                assert rounds.history[r, u, 0] not in held[u][r:]
+
+
+def test_policy_ranking_ranks_agents_both_ways_and_refuses_the_oracle(small_world):
+    world, data = small_world
+    _, split = held_out_split(world, data)
+    config = RankingConfig(agents=("random", "most_popular", "linucb"), num_candidates=10, slate_size=3,
+                           num_envs=16, steps=8, rounds=3)
+    ranking = policy_ranking(world, split, config)
+    agents = ranking["agents"]
+    for label in ("simulator_rank", "replay_rank"):
+        assert sorted(a[label] for a in agents.values()) == [1, 2, 3]
+    assert -1.0 <= ranking["kendall_tau"] <= 1.0
+    assert all(0.0 <= a["replay_ctr"] <= 1.0 and 0.0 <= a["simulator_ctr"] <= 1.0 for a in agents.values())
+    assert ranking == policy_ranking(world, split, config), "seeded: the same ranking again"
+    with pytest.raises(ValueError, match="oracle reads the simulator's private state"):
+        policy_ranking(world, split, RankingConfig(agents=("random", "oracle")))

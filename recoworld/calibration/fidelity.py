@@ -25,6 +25,13 @@ Sections of the report:
   items (among those they had not rated in training) as they really did in the held-out
   period; the long-tail curve and the genre shares of this simulated consumption are
   compared with the real held-out consumption.
+* **Policy ranking**: a lineup of agents ranked by their click-through in the calibrated
+  simulator and in a replay of the held-out ratings, and Kendall's tau between the two
+  rankings (:mod:`recoworld.calibration.ranking`; ``--agents`` names the lineup).
+* **LLM and hybrid users** (``--users statistical,hybrid,llm``): AUC where the user has a
+  choice probability and the 1:m protocol on ``--llm-users`` sampled users
+  (:mod:`recoworld.calibration.llm_fidelity`, which also says how to run it at scale on an
+  OpenAI-compatible server).
 * **Social influence** (``--social``): Gini of consumption over a long horizon with word
   of mouth off and on (:mod:`recoworld.calibration.concentration`).
 
@@ -32,6 +39,7 @@ Usage::
 
     recoworld fidelity                       # report in ./fidelity-report
     recoworld fidelity --out DIR --social    # elsewhere, with the social-influence section
+    recoworld fidelity --users statistical,hybrid,llm --llm-users 8   # + LLM users (minutes)
 """
 
 from __future__ import annotations
@@ -52,6 +60,7 @@ from recoworld.calibration.choice import ChoiceFitConfig, fit_choice, rating_wei
 from recoworld.calibration.fit import Stages, subsample, torch_threads
 from recoworld.calibration.metrics import (concentration_curve, decide, expected_decisions, genre_shares, gini,
                                            one_to_m_lists, rmse, user_auc)
+from recoworld.calibration.ranking import AGENTS, RankingConfig, policy_ranking
 from recoworld.calibration.ratings import expected_rating, fit_rating_mf, star_probabilities
 from recoworld.calibration.split import Split, holdout_split, interaction_matrix
 from recoworld.data.movielens import MovieLens100K, load_movielens_100k
@@ -338,6 +347,40 @@ def write_report(results: dict, out: Path, world: CalibratedWorld) -> Path:
         tv = f"{a['genre_total_variation']:.3f}" if "genre_total_variation" in a else "-"
         lines.append(f"| {name} | {a['gini']:.3f} | {a['top10%_share']:.3f} | {a['items_consumed']} | {tv} |")
     lines += ["", "![long tail](long_tail.png)", "", "![genre shares](genre_shares.png)", ""]
+    ranking = results.get("policy_ranking")
+    if ranking:
+        lines += ["## Policy ranking", "",
+                  f"Agents ranked by click-through (clicks per shown item) serving the calibrated users in "
+                  f"`RecoWorld/Slate-v0` and in a replay of {ranking['replay_rounds']:,} held-out ratings "
+                  f"({ranking['settings']['num_candidates']} candidates: the held-out item and never-rated ones; "
+                  f"slates of {ranking['settings']['slate_size']}; chance {ranking['chance_ctr']:.3f}). "
+                  f"Kendall's tau between the rankings: **{ranking['kendall_tau']:.3f}** "
+                  f"(p = {ranking['p_value']:.3f}).", "",
+                  "| agent | simulator CTR | simulator rank | replay CTR | replay rank |", "|---|---|---|---|---|"]
+        for name, a in sorted(ranking["agents"].items(), key=lambda kv: kv[1]["simulator_rank"]):
+            lines.append(f"| {name} | {a['simulator_ctr']:.4f} | {a['simulator_rank']} | {a['replay_ctr']:.4f} "
+                         f"| {a['replay_rank']} |")
+        lines.append("")
+    users = results.get("user_kinds")
+    if users:
+        lines += ["## LLM and hybrid users", "",
+                  f"{len(users['users'])} sampled users (MovieLens ids {', '.join(str(u + 1) for u in users['users'])}), "
+                  "the same lists for every kind. The hybrid user's clicks are its statistical core's, so its "
+                  "numbers are the calibrated user's; the LLM user has no choice probability, hence no AUC. "
+                  "Small samples: read these as a check that the pipeline runs, not as estimates "
+                  "(see `recoworld.calibration.llm_fidelity` for runs at scale).", "",
+                  "| user | AUC | " + " | ".join(f"F1 1:{m}" for m in RATIOS) + " | "
+                  + " | ".join(f"acc 1:{m}" for m in RATIOS) + " |", "|---|---|" + "---|" * (2 * len(RATIOS))]
+        for kind in ("statistical", "hybrid", "llm"):
+            if kind in users:
+                e = users[kind]
+                auc = "n/a" if e["auc"] is None else f"{e['auc']:.4f}"
+                lines.append(f"| {kind} | {auc} | " + " | ".join(f"{e[f'1:{m}']['f1']:.3f}" for m in RATIOS)
+                             + " | " + " | ".join(f"{e[f'1:{m}']['accuracy']:.3f}" for m in RATIOS) + " |")
+        if "llm" in users and users["llm"].get("llm"):
+            usage = users["llm"]["llm"]
+            lines += ["", "LLM use: " + ", ".join(f"{k} {v:g}" for k, v in usage.items())]
+        lines.append("")
     if social:
         lines += ["## Social influence", "", social["description"], "",
                   "| recommender | social weight | Gini of exposure | Gini of consumption | top-1% items' share |",
@@ -367,22 +410,63 @@ def _json_default(value):
     raise TypeError(f"cannot write {type(value)} to JSON")
 
 
+def _settings(pairs: Sequence[str]) -> dict:
+    """``["backend=openai", "max_concurrency=64"]`` as a mapping (numbers parsed)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"recoworld fidelity: --llm {pair!r}; give KEY=VALUE, e.g. --llm backend=openai")
+        for kind in (int, float):
+            try:
+                value = kind(value)
+                break
+            except ValueError:
+                pass
+        out[key] = value
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """``recoworld fidelity [--out DIR] [--world DIR] [--social] [--quiet]``; returns the exit status."""
+    """``recoworld fidelity [--out DIR] [--world DIR] [--social] [--agents A,B] [--users KINDS]
+    [--llm-users N] [--llm KEY=VALUE ...] [--quiet]``; returns the exit status."""
     parser = argparse.ArgumentParser(prog="recoworld fidelity", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("fidelity-report"), help="report folder")
     parser.add_argument("--world", type=Path, default=None, help="calibrated-world artifact (default: the cache; "
                         "calibrated first if missing)")
     parser.add_argument("--social", action="store_true", help="add the social-influence concentration section")
+    parser.add_argument("--agents", default=",".join(AGENTS), help="agents (conf/agent/ names) of the policy "
+                        "ranking, comma-separated; empty: no ranking (default: %(default)s)")
+    parser.add_argument("--users", default="statistical", help="user kinds of the LLM section, comma-separated "
+                        "among statistical, hybrid, llm (default: statistical only: no LLM section)")
+    parser.add_argument("--llm-users", type=int, default=8, help="users sampled for the LLM section (default 8: "
+                        "the embedded model makes ~0.06 user-steps/s on a CPU)")
+    parser.add_argument("--llm", action="append", default=[], metavar="KEY=VALUE",
+                        help="a recoworld.llm.LLMConfig field of the LLM users' model, e.g. --llm backend=openai "
+                        "--llm base_url=http://localhost:8000/v1 --llm model=NAME (default: the embedded model)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    agents = [a for a in args.agents.split(",") if a]
+    kinds = [k for k in args.users.split(",") if k]
+    with_users = kinds != ["statistical"] and bool(kinds)
     start = time.perf_counter()
     world = load_world(args.world, progress=not args.quiet)
-    stages = Stages(6 if args.social else 5, not args.quiet, "fidelity")
+    stages = Stages(5 + bool(agents) + with_users + args.social, not args.quiet, "fidelity")
     with torch_threads(1):
         results = evaluate(world, seed=args.seed, stages=stages)
+        data, split = held_out_split(world)
+        if agents:
+            with stages.stage("ranking agents in the simulator and on held-out logs"):
+                results["policy_ranking"] = policy_ranking(world, split, RankingConfig(agents=agents, seed=args.seed))
+        if with_users:
+            from recoworld.calibration.llm_fidelity import evaluate_users
+
+            llm = {"cache_dir": str(args.out / "llm-cache"), **_settings(args.llm)}
+            with stages.stage(f"LLM and hybrid users ({args.llm_users} users)"):
+                results["user_kinds"] = evaluate_users(world, data, split, kinds, args.llm_users, llm, RATIOS,
+                                                       args.seed)
         if args.social:
             from recoworld.calibration.concentration import concentration_experiment, describe
 
@@ -397,6 +481,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, e in headline.items():
         print(f"{name}: AUC {e['auc']:.4f}, F1 1:1 {e['1:1']['f1']:.3f}, 1:3 {e['1:3']['f1']:.3f}, "
               f"1:9 {e['1:9']['f1']:.3f}, rating RMSE {results['ratings']['rmse'][name]:.4f}")
+    if "policy_ranking" in results:
+        print(f"policy ranking: Kendall tau {results['policy_ranking']['kendall_tau']:.3f} "
+              f"({len(results['policy_ranking']['agents'])} agents, simulator vs held-out replay)")
     print(f"report: {path} ({time.perf_counter() - start:.0f}s)")
     return 0
 

@@ -1,0 +1,217 @@
+r"""Policy ranking: do agents rank the same in the calibrated simulator as on held-out logs?
+
+A simulator is useful for choosing between recommenders when it orders them as real users
+would. Each agent of a lineup (configs of ``conf/agent/``; the Oracle is left out, as it
+needs the simulator's private state, which logs do not have) gets two values:
+
+* **In the simulator**: its click-through rate (clicks per shown item) serving the
+  calibrated users in ``RecoWorld/Slate-v0`` — the run of ``recoworld run`` in small.
+* **On held-out logs**: its click-through rate in a replay of the held-out ratings (Li et
+  al., "Unbiased offline evaluation of contextual-bandit-based news article recommendation
+  algorithms", WSDM 2011). Each round is one held-out rating of a user, taken in time order
+  (round ``r`` holds every user's ``r``-th held-out rating): the agent sees the user's
+  history (their latest rated items, newest first, rated 4 or 5 stars read as a like) and
+  ``num_candidates`` candidates — the held-out item and items the user never rated, drawn
+  uniformly and shuffled — and shows ``slate_size`` of them; the held-out item counts as
+  clicked if shown, every other candidate as skipped. Since every candidate's reward is
+  known under this reading of the logs (what the user chose next, and what they never
+  chose), the replay needs no logged action to match: every round counts, as in the 1:m
+  protocol. Learners update on each round's feedback, as in Li et al.'s replay.
+
+The two rankings are compared by Kendall's :math:`\tau_b` (``scipy.stats.kendalltau``):
+1 when both order the agents alike, -1 when reversed. With a handful of agents the p-value
+is coarse, so the report gives both orderings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+
+from recoworld.agents.base import Feedback, Recommender
+from recoworld.calibration.split import Split
+from recoworld.experiment.loop import rollout
+from recoworld.simulators.calibrated import CalibratedWorld
+from recoworld.simulators.statistical import StatisticalUsers
+
+#: The default lineup: non-learning baselines, item bandits and a linear contextual bandit.
+AGENTS = ("random", "most_popular", "epsilon_greedy", "ucb1", "bernoulli_ts", "linucb")
+#: A held-out rating of at least this many stars is read as a like in the replay's history.
+LIKE_STARS = 4
+
+
+@dataclass
+class RankingConfig:
+    """Sizes of the two evaluations.
+
+    Attributes:
+        agents: names of agent configs in ``conf/agent/``.
+        num_candidates, slate_size: the request, the same in both.
+        num_envs, steps, seed: the simulator run (users served at once, batched steps).
+        rounds: held-out ratings replayed per user (users with fewer play fewer rounds).
+        history_length: items in the replayed history.
+    """
+
+    agents: Sequence[str] = AGENTS
+    num_candidates: int = 20
+    slate_size: int = 5
+    num_envs: int = 128
+    steps: int = 60
+    seed: int = 0
+    rounds: int = 10
+    history_length: int = 10
+
+
+def make_agent(name: str) -> Recommender:
+    """The agent of ``conf/agent/<name>.yaml``, built as ``recoworld run`` builds it."""
+    from hydra import compose, initialize_config_module
+    from hydra.utils import instantiate
+
+    with initialize_config_module("recoworld.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[f"agent={name}", "world=synthetic"])
+    return instantiate(cfg.agent, _convert_="object")
+
+
+def simulator_env(world: CalibratedWorld, config: RankingConfig):
+    """``RecoWorld/Slate-v0``'s vector env on the calibrated users."""
+    users = StatisticalUsers(world.catalog, world.config, world.population())
+    return gym.make_vec("RecoWorld/Slate-v0", num_envs=config.num_envs, vectorization_mode="vector_entry_point",
+                        simulator=users, num_candidates=config.num_candidates, slate_size=config.slate_size)
+
+
+def simulator_value(world: CalibratedWorld, name: str, config: RankingConfig) -> float:
+    """Clicks per shown item of agent ``name`` serving the calibrated users."""
+    env = simulator_env(world, config)
+    try:
+        result = rollout(env, make_agent(name), config.steps, config.seed)
+    finally:
+        env.close()
+    return result.total_reward / (result.interactions * config.slate_size)
+
+
+@dataclass
+class ReplayRounds:
+    """The replayed requests: ``[R, n_users]`` held-out item (-1: no round) and its stars,
+    ``[R, n_users, C]`` candidates and ``[R, n_users, H]`` histories (newest first, -1 padded)
+    with ``[R, n_users, H]`` likes."""
+
+    item: np.ndarray
+    stars: np.ndarray
+    candidates: np.ndarray
+    history: np.ndarray
+    liked: np.ndarray
+
+
+def replay_rounds(split: Split, config: RankingConfig) -> ReplayRounds:
+    """Cut the held-out ratings into rounds (module docstring)."""
+    n_users, n_items, R, C, H = split.n_users, split.n_items, config.rounds, config.num_candidates, \
+        config.history_length
+    rng = np.random.default_rng(config.seed)
+    rated = np.zeros((n_users, n_items), dtype=bool)
+    for table in (split.train, split.test):
+        rated[table["user_id"].to_numpy(), table["item_id"].to_numpy()] = True
+    if (~rated).sum(1).min() < C - 1:
+        raise ValueError(f"num_candidates={C} needs {C - 1} never-rated items per user; choose fewer candidates")
+    everything = pd.concat([split.train, split.test], ignore_index=True).sort_values(
+        ["user_id", "timestamp"], kind="stable")
+    # Training ratings precede held-out ones, so a user's first held-out rating comes after
+    # as many ratings as they have in training.
+    first_held = split.train.groupby("user_id").size().reindex(range(n_users), fill_value=0).to_numpy()
+    sequence = {u: (g["item_id"].to_numpy(), g["rating"].to_numpy()) for u, g in everything.groupby("user_id")}
+    item = np.full((R, n_users), -1, dtype=np.int64)
+    stars = np.zeros((R, n_users), dtype=np.int64)
+    candidates = np.zeros((R, n_users, C), dtype=np.int64)
+    history = np.full((R, n_users, H), -1, dtype=np.int64)
+    liked = np.zeros((R, n_users, H), dtype=np.float32)
+    never = [np.flatnonzero(~rated[u]) for u in range(n_users)]
+    for u, (items, ratings) in sequence.items():
+        for r in range(R):
+            at = first_held[u] + r
+            others = rng.choice(never[u], C - 1, replace=False)
+            if at < len(items):
+                item[r, u], stars[r, u] = items[at], ratings[at]
+                others = np.append(others, items[at])
+            else:
+                others = np.append(others, rng.choice(never[u]))
+            candidates[r, u] = rng.permutation(others)
+            past = slice(max(at - H, 0), min(at, len(items)))
+            recent = items[past][::-1]
+            history[r, u, : len(recent)] = recent
+            liked[r, u, : len(recent)] = ratings[past][::-1] >= LIKE_STARS
+    return ReplayRounds(item, stars, candidates, history, liked)
+
+
+def replay_value(world: CalibratedWorld, name: str, rounds: ReplayRounds, config: RankingConfig) -> float:
+    """Clicks per shown item of agent ``name`` in the replay of ``rounds``."""
+    n_users = rounds.item.shape[1]
+    # The env gives the agent the world's sizes (catalog, slate and candidates) in setup.
+    env = simulator_env(world, RankingConfig(num_envs=n_users, num_candidates=config.num_candidates,
+                                             slate_size=config.slate_size))
+    agent = make_agent(name)
+    try:
+        agent.setup(env, config.seed)
+        template, _ = env.reset(seed=config.seed)
+    finally:
+        env.close()
+    features = world.catalog.features.cpu().numpy()
+    clicks = shown = 0
+    for r in range(rounds.item.shape[0]):
+        obs = observation(template, rounds, r, features)
+        action = agent.act(obs)
+        slate = np.take_along_axis(obs["candidate_ids"], action, 1)
+        valid = rounds.item[r] >= 0
+        clicked = (slate == rounds.item[r][:, None]) & valid[:, None]
+        clicks += int(clicked.sum())
+        shown += int(valid.sum()) * config.slate_size
+        if agent.learns:
+            liked = clicked & (rounds.stars[r] >= LIKE_STARS)[:, None]
+            done = np.zeros(n_users, dtype=bool)
+            next_obs = observation(template, rounds, min(r + 1, rounds.item.shape[0] - 1), features)
+            agent.update(Feedback(obs=obs, action=action, slate=slate, clicked=clicked,
+                                  watch_fraction=clicked.astype(np.float32), liked=liked,
+                                  reward=clicked.sum(1).astype(np.float32), next_obs=next_obs,
+                                  terminated=done, truncated=done, valid=valid, info={}))
+    return clicks / max(shown, 1)
+
+
+def observation(template: dict, rounds: ReplayRounds, r: int, features: np.ndarray) -> dict:
+    """Round ``r`` in the env's observation layout (no instruction; session counters at 0)."""
+    history = rounds.history[r]
+    feedback = np.stack([(history >= 0).astype(np.float32), rounds.liked[r]], -1)
+    obs = {key: np.zeros_like(value) for key, value in template.items()}
+    obs.update(candidate_ids=rounds.candidates[r].copy(), history_items=history.copy(), history_feedback=feedback)
+    if "candidate_features" in template:
+        obs["candidate_features"] = features[rounds.candidates[r]].astype(np.float32)
+    return obs
+
+
+def policy_ranking(world: CalibratedWorld, split: Split, config: RankingConfig | None = None) -> dict:
+    """Both values of every agent, both rankings and Kendall's tau (module docstring)."""
+    config = config or RankingConfig()
+    if len(config.agents) < 2:
+        raise ValueError(f"agents={list(config.agents)}; ranking needs at least two agents")
+    if "oracle" in config.agents:
+        raise ValueError("the oracle reads the simulator's private state, which held-out logs do not have; "
+                         "leave it out of the ranking")
+    rounds = replay_rounds(split, config)
+    with torch.no_grad():
+        simulated = {name: simulator_value(world, name, config) for name in config.agents}
+        replayed = {name: replay_value(world, name, rounds, config) for name in config.agents}
+    names = list(config.agents)
+    tau = stats.kendalltau([simulated[n] for n in names], [replayed[n] for n in names])
+    rank = {label: {n: i + 1 for i, n in enumerate(sorted(names, key=lambda n: -values[n]))}
+            for label, values in (("simulator", simulated), ("replay", replayed))}
+    return {
+        "agents": {n: {"simulator_ctr": simulated[n], "replay_ctr": replayed[n],
+                       "simulator_rank": rank["simulator"][n], "replay_rank": rank["replay"][n]} for n in names},
+        "kendall_tau": float(tau.statistic), "p_value": float(tau.pvalue),
+        "replay_rounds": int((rounds.item >= 0).sum()), "chance_ctr": 1.0 / config.num_candidates,
+        "settings": {"num_candidates": config.num_candidates, "slate_size": config.slate_size,
+                     "num_envs": config.num_envs, "steps": config.steps, "rounds": config.rounds},
+    }
