@@ -316,6 +316,7 @@ def write_report(results: dict, out: Path, world: CalibratedWorld) -> Path:
               "Platt-scaled on a validation fold (the last 20% of the training split); the baselines' penalties "
               "were chosen on that fold too.",
               ""]
+    lines += ["## Headline", ""] + headline(results) + [""]
     lines += ["## Targets", ""] + [f"- {k}: {'met' if v else '**not met**'}" for k, v in results["targets"].items()]
     lines += ["", "## Discrimination and the 1:m protocol", "",
               "| model | AUC | " + " | ".join(f"F1 1:{m}" for m in RATIOS) + " | "
@@ -402,6 +403,22 @@ def write_report(results: dict, out: Path, world: CalibratedWorld) -> Path:
     return path
 
 
+def headline(results: dict) -> list[str]:
+    """The headline numbers as a Markdown table: calibrated user against the MF baseline."""
+    names = list(results["models"])
+    rows = [("AUC", lambda n: f"{results['models'][n]['auc']:.4f}")]
+    rows += [(f"F1 at 1:{m}", lambda n, m=m: f"{results['models'][n][f'1:{m}']['f1']:.3f}") for m in RATIOS]
+    rows.append(("rating RMSE", lambda n: f"{results['ratings']['rmse'][n]:.4f}"))
+    ranking = results.get("policy_ranking")
+    if ranking:
+        # Only a simulator ranks policies; the baseline is a scorer, not a simulator.
+        rows.append(("Kendall tau, policy ranking", lambda n: f"{ranking['kendall_tau']:.3f}"
+                     if n == "calibrated user" else "-"))
+    lines = ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    lines += [f"| {label} | " + " | ".join(cell(n) for n in names) + " |" for label, cell in rows]
+    return lines
+
+
 def _json_default(value):
     if isinstance(value, (np.generic,)):
         return value.item()
@@ -477,13 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for policy in ("random", "popular")])
                 results["social"] = describe(series)
     path = write_report(results, args.out, world)
-    headline = results["models"]
-    for name, e in headline.items():
-        print(f"{name}: AUC {e['auc']:.4f}, F1 1:1 {e['1:1']['f1']:.3f}, 1:3 {e['1:3']['f1']:.3f}, "
-              f"1:9 {e['1:9']['f1']:.3f}, rating RMSE {results['ratings']['rmse'][name]:.4f}")
-    if "policy_ranking" in results:
-        print(f"policy ranking: Kendall tau {results['policy_ranking']['kendall_tau']:.3f} "
-              f"({len(results['policy_ranking']['agents'])} agents, simulator vs held-out replay)")
+    print("\n".join(headline(results)))
     print(f"report: {path} ({time.perf_counter() - start:.0f}s)")
     return 0
 
