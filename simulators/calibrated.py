@@ -9,6 +9,10 @@
     young_scifi = population.subset({"age": [0, 24], "favourite_genre": "Sci-Fi"})
     users = StatisticalUsers(catalog, config, young_scifi)
 
+In ``recoworld run`` this is the default world: ``world=movielens`` reads the artifact
+(:func:`calibrated_catalog`) and makes ``simulator=calibrated`` (:func:`calibrated_users`,
+with a population spec in ``simulator.population``) its default simulator.
+
 The first call fits the world to MovieLens-100K (see :mod:`recoworld.calibration`; about
 a minute on two CPU cores) and saves it in RecoWorld's cache as an artifact folder
 holding ``world.json`` (the config, the fit's settings and diagnostics, titles, genre
