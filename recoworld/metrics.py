@@ -72,6 +72,14 @@ def mean_interval(values, confidence: float = 0.95) -> Interval:
     return Interval(mean, mean - half, mean + half, n)
 
 
+def seed_summary(values, confidence: float = 0.95) -> dict:
+    """``{"mean", "ci_low", "ci_high", "per_seed"}`` of one value per seed (:func:`mean_interval`),
+    NaN as ``None``: the form of every metric in ``metrics.json``."""
+    interval = mean_interval(values, confidence)
+    return {"mean": _json(interval.mean), "ci_low": _json(interval.low), "ci_high": _json(interval.high),
+            "per_seed": [_json(v) for v in values]}
+
+
 # ----------------------------------------------------------------- tables
 def episode_table(log: pd.DataFrame) -> pd.DataFrame:
     """One row per user episode of ``log`` (one agent's rows).
@@ -234,12 +242,7 @@ def summarize(log: pd.DataFrame, features: np.ndarray, popularity: np.ndarray,
     for agent, rows in log.groupby("agent", sort=False):
         seeds = sorted(rows["seed"].unique().tolist())
         per_seed = [run_metrics(rows[rows["seed"] == s], features, popularity) for s in seeds]
-        metrics = {}
-        for name in METRICS:
-            values = [m[name] for m in per_seed]
-            interval = mean_interval(values, confidence)
-            metrics[name] = {"mean": _json(interval.mean), "ci_low": _json(interval.low),
-                             "ci_high": _json(interval.high), "per_seed": [_json(v) for v in values]}
+        metrics = {name: seed_summary([m[name] for m in per_seed], confidence) for name in METRICS}
         episodes, sessions = episode_table(rows), session_table(rows)
         ended = sessions[sessions["completed"]]
         retention = retention_curve(ended["session"].to_numpy(), ended["churned"].to_numpy())

@@ -3,7 +3,9 @@
 Hydra composes the config from the groups ``world``, ``simulator``, ``env``, ``agent``
 and ``experiment`` (validated by :mod:`recoworld.conf.schema`), applies the command line's
 overrides, handles ``--multirun`` sweeps, and gives each job its run directory, where
-:func:`recoworld.experiment.runner.run_experiment` writes its outputs.
+:func:`recoworld.experiment.runner.run_experiment` writes its outputs. Hydra saves the
+config and the overrides in the run directory before the job starts; the job then blanks
+any API key in them (:func:`~recoworld.experiment.runner.redact_secrets`).
 """
 
 from __future__ import annotations
@@ -14,16 +16,22 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 
 import recoworld.conf  # noqa: F401  (registers the structured-config schemas)
-from recoworld.experiment.runner import ExperimentConfigError, resolve_lineup, run_experiment
+from recoworld.experiment.runner import (
+    ExperimentConfigError, check_overrides, redact_secrets, resolve_lineup, run_experiment,
+)
+from recoworld.llm import BudgetExceeded
 
 
 @hydra.main(version_base="1.3", config_path="pkg://recoworld.conf", config_name="config")
 def _job(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
+    _redact_saved_configs(hydra_cfg)
     try:
+        check_overrides(hydra_cfg.overrides.task)
         lineup = resolve_lineup(
             cfg,
             selected=hydra_cfg.runtime.choices.get("agent"),
@@ -35,6 +43,27 @@ def _job(cfg: DictConfig) -> None:
         # A mistake in the config, not a bug: the message is enough, a traceback would bury it.
         print(f"recoworld run: error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
+    except BudgetExceeded as err:
+        # The LLM budget did its job: the run stops, and the message says which limit to raise.
+        print(f"recoworld run: stopped: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def _redact_saved_configs(hydra_cfg) -> None:
+    """Blank API keys in the files Hydra saved: ``.hydra/`` of the job, ``multirun.yaml`` of a sweep."""
+    saved = []
+    if hydra_cfg.output_subdir is not None:
+        folder = Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir
+        saved += [folder / name for name in ("config.yaml", "hydra.yaml", "overrides.yaml")]
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        saved.append(Path(hydra_cfg.sweep.dir) / "multirun.yaml")
+    for path in saved:
+        if not path.is_file():
+            continue
+        tree = OmegaConf.to_container(OmegaConf.load(path))
+        redacted = redact_secrets(tree)
+        if redacted != tree:
+            OmegaConf.save(OmegaConf.create(redacted), path)
 
 
 def main(argv: Sequence[str]) -> int:

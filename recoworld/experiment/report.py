@@ -1,4 +1,7 @@
-"""What a run shows a person: the summary table and the two plots of a run directory.
+"""What a run shows a person: the summary tables and the plots of a run directory.
+
+The summary has one table of the metrics and, when the simulator reports them (LLM and
+hybrid users), one of its LLM use per rollout (:data:`SIMULATOR_TITLES`).
 
 - ``returns.png``: mean return of the completed episodes by episode index (the slot's
   first user, second user, ...), per agent, with a 95% t-band across seeds. An index is
@@ -37,6 +40,20 @@ TITLES = {
     "novelty": "novelty (bits)",
 }
 
+#: Simulator counters shown in the summary when a simulator reports them (all of them are
+#: in ``metrics.json``).
+SIMULATOR_TITLES = {
+    "llm_calls": "LLM calls",
+    "llm_cache_hits": "LLM cache hits",
+    "llm_total_tokens": "LLM tokens",
+    "llm_latency_s_mean": "LLM latency (s)",
+    "llm_repairs": "LLM repairs",
+    "llm_user_failures": "failed user-steps",
+    "llm_user_fallback_steps": "fallback user-steps",
+    "hybrid_failures": "failed voicings",
+    "hybrid_fallback_steps": "fallback voicings",
+}
+
 
 def print_summary(metrics: dict, console: Console, run_dir: Path | None = None) -> None:
     """One row per metric, one column per agent: ``mean ± half-width`` of the 95% interval."""
@@ -51,17 +68,28 @@ def print_summary(metrics: dict, console: Console, run_dir: Path | None = None) 
     for name in METRICS:
         table.add_row(TITLES[name], *(_cell(summary["metrics"][name]) for summary in agents.values()))
     console.print(table)
+    shown = [key for key in SIMULATOR_TITLES if any(key in a.get("simulator", {}) for a in agents.values())]
+    if shown:
+        usage = Table(title="simulator, per rollout")
+        usage.add_column("counter", style="bold")
+        for agent in agents:
+            usage.add_column(agent, justify="right")
+        for key in shown:
+            usage.add_row(SIMULATOR_TITLES[key], *(_cell(a["simulator"][key], counter=True)
+                                                   if key in a.get("simulator", {}) else "-"
+                                                   for a in agents.values()))
+        console.print(usage)
     if len(seeds) < 2:
         console.print("(one seed: no confidence intervals; give experiment.seeds several seeds for them)")
     if run_dir is not None:
         console.print(f"run directory: {run_dir}", soft_wrap=True)
 
 
-def _cell(value: dict) -> str:
+def _cell(value: dict, counter: bool = False) -> str:
     mean, low, high = value["mean"], value["ci_low"], value["ci_high"]
     if mean is None:
         return "-"
-    digits = 3 if abs(mean) < 10 else 1
+    digits = 0 if counter and float(mean).is_integer() else 3 if abs(mean) < 10 else 1
     if low is None:
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {(high - low) / 2:.{digits}f}"

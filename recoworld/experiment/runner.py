@@ -8,17 +8,27 @@ all with ``hydra.utils.instantiate`` from their ``_target_`` — and runs
 - ``lineup.yaml``: the resolved config of every agent that ran;
 - ``episodes.parquet``: every interaction, in the schema of :mod:`recoworld.logs`;
 - ``metrics.json``: per agent, each metric of :mod:`recoworld.metrics` as a mean across
-  seeds with its 95% Student-t interval and the per-seed values, plus the retention curve;
+  seeds with its 95% Student-t interval and the per-seed values, plus the retention curve,
+  and under ``simulator`` the counters of :meth:`UserSimulator.metrics
+  <recoworld.simulators.base.UserSimulator.metrics>` per rollout in the same form (for LLM
+  and hybrid users: LLM calls, tokens, cache hits, latency, parse failures, fallback steps);
 - ``returns.png``, ``learning.png`` and ``retention.png`` (see :mod:`recoworld.experiment.report`).
 
-Hydra writes the composed config to ``.hydra/`` next to them.
+Hydra writes the composed config to ``.hydra/`` next to them. Each simulator is closed
+(:meth:`~recoworld.simulators.base.UserSimulator.close`) when its rollout ends, and what the
+simulator config builds once for all rollouts — the chat model of LLM users — when the run
+ends, errors included. API keys never reach the run directory: :func:`redact_secrets`
+blanks them in ``lineup.yaml`` and ``recoworld run`` in the files of ``.hydra/``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import ExitStack, closing
 from pathlib import Path
 
 import torch
@@ -33,11 +43,15 @@ from recoworld.catalog import Catalog
 from recoworld.experiment import report
 from recoworld.experiment.loop import RolloutResult, rollout
 from recoworld.logs import SCHEMA_VERSION, EpisodeLog, read_log
-from recoworld.metrics import METRICS, summarize
+from recoworld.metrics import METRICS, seed_summary, summarize
 
 #: The simulator whose population specs ``experiment.segments`` restrict.
 CALIBRATED_USERS = "recoworld.simulators.calibrated.calibrated_users"
 log = logging.getLogger(__name__)
+
+#: What replaces an API key in a file of the run directory.
+REDACTED = "<redacted>"
+_KEY_OVERRIDE = re.compile(r"(api_key=)[^,]*")
 
 
 class ExperimentConfigError(ValueError):
@@ -83,8 +97,38 @@ def resolve_lineup(
 
 
 def _is_agent_override(override: str) -> bool:
-    key = override.lstrip("+~").split("=", 1)[0]
+    key = _override_key(override)
     return key == "agent" or key.startswith(("agent.", "agent@"))
+
+
+def _override_key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+def check_overrides(overrides: Sequence[str]) -> None:
+    """Refuse overrides of ``simulator.llm``: the LLM and hybrid users' chat model is the
+    root ``llm`` node (``simulator.llm`` only refers to it), so there is one key for each
+    setting."""
+    for override in overrides:
+        key = _override_key(override)
+        if key == "simulator.llm" or key.startswith("simulator.llm."):
+            raise ExperimentConfigError(f"{override!r}: the simulator's chat model is the root llm node; "
+                                        f"override llm{key[len('simulator.llm'):]} instead")
+
+
+def redact_secrets(tree):
+    """``tree`` (plain dicts, lists and scalars) with every API key blanked: the value of a
+    set ``api_key`` entry (an interpolation such as ``${oc.env:MY_KEY}`` names the variable,
+    not the key, and is kept), and ``VALUE`` in strings holding ``...api_key=VALUE`` (the
+    command line's overrides, as Hydra saves them)."""
+    if isinstance(tree, dict):
+        return {k: REDACTED if k == "api_key" and isinstance(v, str) and not v.startswith("${")
+                else redact_secrets(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [redact_secrets(v) for v in tree]
+    if isinstance(tree, str):
+        return _KEY_OVERRIDE.sub(rf"\g<1>{REDACTED}", tree)
+    return tree
 
 
 def run_experiment(
@@ -107,12 +151,12 @@ def run_experiment(
     if experiment.steps < 1:
         raise ExperimentConfigError(f"experiment.steps={experiment.steps}; a rollout needs at least one step")
     resolved = {name: OmegaConf.to_container(agent, resolve=True) for name, agent in lineup.items()}
-    OmegaConf.save(OmegaConf.create(resolved), run_dir / "lineup.yaml")
+    OmegaConf.save(OmegaConf.create(redact_secrets(resolved)), run_dir / "lineup.yaml")
     log_path = run_dir / "episodes.parquet"
     threads = torch.get_num_threads()
     torch.set_num_threads(experiment.torch_threads)
     try:
-        catalog, results = _run_lineup(cfg, lineup, seeds, log_path, console)
+        catalog, results, usage = _run_lineup(cfg, lineup, seeds, log_path, console)
     finally:
         torch.set_num_threads(threads)
 
@@ -122,6 +166,10 @@ def run_experiment(
     agents = summarize(frame, features, popularity)
     for name, summary in agents.items():
         summary["seconds"] = round(sum(r.seconds for r in results if r.agent == name), 3)
+        per_seed = usage[name]
+        if any(per_seed):
+            keys = dict.fromkeys(key for m in per_seed for key in m)
+            summary["simulator"] = {key: seed_summary([m.get(key, float("nan")) for m in per_seed]) for key in keys}
     metrics = {
         "schema_version": SCHEMA_VERSION,
         "world": {"name": catalog.name, "n_items": catalog.n_items},
@@ -144,29 +192,39 @@ def run_experiment(
 
 
 def _run_lineup(cfg: DictConfig, lineup: dict[str, DictConfig], seeds: list[int], log_path: Path,
-                console: Console) -> tuple[Catalog, list[RolloutResult]]:
-    """Every rollout of the run, one fresh simulator, env and agent each, logged to ``log_path``."""
+                console: Console) -> tuple[Catalog, list[RolloutResult], dict[str, list[dict]]]:
+    """Every rollout of the run, one fresh simulator, env and agent each, logged to ``log_path``;
+    also each agent's simulator metrics, one dict per seed."""
     experiment = cfg.experiment
     catalog = instantiate(cfg.world)
-    make_simulator = instantiate(cfg.simulator, _partial_=True, _convert_="object")
     make_env = instantiate(cfg.env, _partial_=True, _convert_="object")
     log.info("world %s (%d items), %d users, lineup %s, seeds %s", catalog.name, catalog.n_items,
              cfg.env.num_envs, list(lineup), seeds)
 
     results: list[RolloutResult] = []
-    with EpisodeLog(log_path) as episode_log, _progress(console, experiment.progress) as progress:
+    usage: dict[str, list[dict]] = defaultdict(list)
+    with ExitStack() as run:
+        # The simulator's nested configs (e.g. its chat model) are built here, once for all
+        # rollouts; what of them can be closed is closed when the run ends.
+        make_simulator = instantiate(cfg.simulator, _partial_=True, _convert_="object")
+        for part in make_simulator.keywords.values():
+            if callable(getattr(part, "close", None)):
+                run.callback(part.close)
+        episode_log = run.enter_context(EpisodeLog(log_path))
+        progress = run.enter_context(_progress(console, experiment.progress))
         for name, agent_cfg in lineup.items():
             task = progress.add_task(name, total=len(seeds) * experiment.steps)
             for seed in seeds:
-                env = make_env(simulator=make_simulator(catalog=catalog))
-                agent = instantiate(agent_cfg, _convert_="object")
-                results.append(rollout(
-                    env, agent, experiment.steps, seed, logger=episode_log, label=name,
-                    progress=lambda n, task=task: progress.advance(task, n),
-                    log_candidates=experiment.log_candidates,
-                ))
-                env.close()
-    return catalog, results
+                with closing(make_simulator(catalog=catalog)) as simulator, \
+                        closing(make_env(simulator=simulator)) as env:
+                    agent = instantiate(agent_cfg, _convert_="object")
+                    results.append(rollout(
+                        env, agent, experiment.steps, seed, logger=episode_log, label=name,
+                        progress=lambda n, task=task: progress.advance(task, n),
+                        log_candidates=experiment.log_candidates,
+                    ))
+                    usage[name].append(simulator.metrics())
+    return catalog, results, usage
 
 
 def _run_segments(cfg: DictConfig, lineup: dict[str, DictConfig], seeds: list[int], run_dir: Path,
