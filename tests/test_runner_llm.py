@@ -16,7 +16,7 @@ import pytest
 
 from recoworld.experiment.app import main as run_app
 from recoworld.experiment.runner import REDACTED, redact_secrets
-from recoworld.llm import ScriptedChatModel
+from recoworld.llm import Budget, ScriptedChatModel
 from recoworld.logs import read_log
 from recoworld.simulators import HybridUsers, LLMUserError
 
@@ -40,9 +40,9 @@ class ClosingScriptedModel(ScriptedChatModel):
         super().close()
 
 
-def scripted_voice(**settings):
+def scripted_voice(max_calls=None, **settings):
     """Stands in for ``make_chat_model``: a model that voices every disengagement the same way."""
-    models.append(ClosingScriptedModel(lambda call: json.dumps(VOICE)))
+    models.append(ClosingScriptedModel(lambda call: json.dumps(VOICE), budget=Budget(max_calls=max_calls)))
     return models[-1]
 
 
@@ -100,6 +100,15 @@ def test_a_failing_run_still_closes_its_simulator_and_model(tmp_path, closes, ca
     assert LLMUserError.__name__ in capsys.readouterr().err
     assert len(closes) == 1 and models[0].closed == 1
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_a_spent_llm_budget_stops_the_run_with_its_message(tmp_path, closes, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_app([*TINY, "agent=random", "experiment.seeds=[0]", "llm.max_calls=1", target(scripted_voice),
+                 f"hydra.run.dir={tmp_path}"])
+    assert exit_info.value.code == 1
+    assert "stopped: call budget reached" in capsys.readouterr().err
+    assert len(closes) == 1 and models[0].closed == 1
 
 
 def test_an_api_key_given_in_the_config_never_reaches_the_run_directory(tmp_path, closes):
