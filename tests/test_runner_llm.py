@@ -10,7 +10,6 @@ the last test runs LLM users on the embedded SmolLM2 model.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
