@@ -15,6 +15,7 @@ Sections of the report:
 
 * **Discrimination**: per-user ROC AUC of the choice probability between the user's
   held-out items and the items the user never rated, averaged over users.
+  Also per population segment (:data:`SEGMENTS`), with F1 at 1:1.
 * **The 1:m protocol** (m = 1, 3, 9): each user's held-out items mixed with m times as
   many never-rated items; the simulated user "would watch" an item when its choice
   probability exceeds 1/2; accuracy, precision, recall and F1 pooled over all users (and,
@@ -64,7 +65,7 @@ from recoworld.calibration.ranking import AGENTS, RankingConfig, policy_ranking
 from recoworld.calibration.ratings import expected_rating, fit_rating_mf, star_probabilities
 from recoworld.calibration.split import Split, holdout_split, interaction_matrix
 from recoworld.data.movielens import MovieLens100K, load_movielens_100k
-from recoworld.simulators.calibrated import CalibratedWorld, load_world
+from recoworld.simulators.calibrated import CalibratedWorld, load_world, select
 from recoworld.simulators.statistical import StatisticalUsers
 
 #: The plain MF baseline: the choice model's factorisation alone, with every rating
@@ -73,6 +74,13 @@ BASELINE = ChoiceFitConfig(half_life=None, l2=0.03, neighbourhood_weight=0.0)
 #: The rating baseline's L2 penalty, chosen on the validation fold (RMSE 0.951 there).
 RATING_MF_L2 = 0.15
 RATIOS = (1, 3, 9)
+#: Population segments (specs of :mod:`recoworld.simulators.calibrated`) the discrimination
+#: results are broken down by.
+SEGMENTS = {
+    "women": {"gender": "F"}, "men": {"gender": "M"}, "under 25": {"age": [0, 24]}, "45 and over": {"age": [45, None]},
+    "low patience": {"patience": "low"}, "high patience": {"patience": "high"},
+    "mostly Sci-Fi": {"favourite_genre": "Sci-Fi"}, "mostly Horror": {"favourite_genre": "Horror"},
+}
 TARGETS = {"auc": 0.90, "f1_1to1": 0.75}
 
 
@@ -172,6 +180,18 @@ def _evaluate(world: CalibratedWorld, data: MovieLens100K | None, seed: int, sta
                 entry[f"1:{m}"] = asdict(decide(p, shown.labels))
                 entry[f"1:{m} (Bernoulli draws)"] = asdict(expected_decisions(p, shown.labels))
             results["models"][name] = entry
+            for segment, spec in SEGMENTS.items():
+                try:
+                    members = torch.as_tensor(select(world.users, spec)[0])
+                except ValueError:  # no user in this segment (e.g. data other than MovieLens)
+                    continue
+                shown = lists[1]
+                inside = members[shown.users]
+                results.setdefault("segments", {}).setdefault(segment, {"population": spec,
+                                                                        "users": int(members.sum())})[name] = {
+                    "auc": float(auc[members].nanmean()),
+                    "f1_1to1": decide(probability[shown.users[inside], shown.items[inside]], shown.labels[inside]).f1,
+                }
 
         # Ratings: the calibrated response at the held-out pairs, as the simulator computes it.
         config = world.config
@@ -335,6 +355,15 @@ def write_report(results: dict, out: Path, world: CalibratedWorld) -> Path:
         lines.append(f"| {name} | " + " | ".join(
             f"{e[f'1:{m}']['precision']:.3f} / {e[f'1:{m}']['recall']:.3f} ({e[f'1:{m} (Bernoulli draws)']['f1']:.3f})"
             for m in RATIOS) + " |")
+    segments = results.get("segments", {})
+    if segments:
+        lines += ["", "Per population segment (specs as in `simulator.population`; AUC averaged over the "
+                  "segment's users, F1 at 1:1 pooled over their lists):", "",
+                  "| segment | users | " + " | ".join(f"{n} AUC | {n} F1 1:1" for n in names) + " |",
+                  "|---|---|" + "---|---|" * len(names)]
+        for segment, entry in segments.items():
+            lines.append(f"| {segment} | {entry['users']} | " + " | ".join(
+                f"{entry[n]['auc']:.4f} | {entry[n]['f1_1to1']:.3f}" for n in names) + " |")
     r = results["ratings"]
     lines += ["", "## Ratings", "", "| predictor | RMSE |", "|---|---|"]
     lines += [f"| {k} | {v:.4f} |" for k, v in r["rmse"].items()]
