@@ -81,6 +81,9 @@ class RetentionSlateQ(SlateQAgent):
         engagement_weight, retention_weight, compliance_weight: the reward mix, in the
             signals of ``RecoWorld/Slate-v0``'s rewards; the agent's own reward, whatever
             the env pays.
+        retention_signal: ``"retention"`` (+1 per session end with a return, -1 at churn)
+            or ``"churn"`` (-1 at churn only), which does not pay for ending sessions
+            sooner (see :mod:`recoworld.envs.rewards`).
         gamma: discount per step; about 20 steps ahead at the default 0.95, which spans a
             session and the start of the next.
         **slateq: the other :class:`~recoworld.agents.slateq.SlateQAgent` arguments.
@@ -90,12 +93,15 @@ class RetentionSlateQ(SlateQAgent):
 
     def __init__(self, engagement: str = "watch_time", engagement_weight: float = 1.0,
                  retention_weight: float = 5.0, compliance_weight: float = 1.0, gamma: float = 0.95,
-                 exposure_value: bool = True, name: str | None = None, **slateq):
+                 exposure_value: bool = True, retention_signal: str = "retention", name: str | None = None,
+                 **slateq):
         if engagement not in ("clicks", "watch_time", "likes"):
             raise ValueError(f"engagement={engagement!r}; choose 'clicks', 'watch_time' or 'likes'")
         if "reward" in slateq:
             raise ValueError("RetentionSlateQ builds its reward from the weights; use SlateQAgent for another reward")
-        reward = {engagement: engagement_weight, "retention": retention_weight, "compliance": compliance_weight}
+        if retention_signal not in ("retention", "churn"):
+            raise ValueError(f"retention_signal={retention_signal!r}; choose 'retention' or 'churn'")
+        reward = {engagement: engagement_weight, retention_signal: retention_weight, "compliance": compliance_weight}
         super().__init__(name=name, gamma=gamma, reward=reward, exposure_value=exposure_value, **slateq)
 
 

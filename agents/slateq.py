@@ -34,7 +34,7 @@ Choices made here, where the paper leaves room or where RecoWorld's users differ
 - **Item rewards.** With reward weights :math:`w` (the signals of ``RecoWorld/Slate-v0``'s rewards),
   a clicked item earns :math:`w_\text{clicks} + w_\text{watch}\,\omega_i + w_\text{likes}\,\ell_i`
   and every choice of the step (each clicked item, or :math:`\perp`) also earns the
-  slate-level part :math:`w_\text{retention}\,\rho + w_\text{compliance}\,\kappa`.
+  slate-level part :math:`w_\text{retention}\,\rho + w_\text{churn}\,\chi + w_\text{compliance}\,\kappa`.
 - **Slate optimisation.** ``slate_optimizer="exact"`` (default) solves
   :math:`\max_{|A| = K} Q(s, A)` exactly: it is a 0-1 fractional programme whose inner
   problem for a fixed ratio :math:`\lambda` (Dinkelbach, 1967) is the top-K of
@@ -79,7 +79,7 @@ from recoworld.catalog import lookup
 
 #: The reward signals of RecoWorld/Slate-v0 (see its manual); the env reports each per
 #: user in ``info["reward_<signal>"]``. Item-level ones are rebuilt per position from the feedback.
-SIGNALS = ("clicks", "watch_time", "likes", "retention", "compliance")
+SIGNALS = ("clicks", "watch_time", "likes", "retention", "churn", "compliance")
 OBS_FIELDS = ("candidate_ids", "history_items", "history_feedback", "instruction", "session")
 
 
@@ -320,7 +320,7 @@ class SlateQAgent(Recommender):
         exposure_value: add the slate-level term :math:`\\frac1K\\sum_{i \\in A} W(s, i)` to
             :math:`Q(s, A)` (see the module docstring).
         reward: what the agent maximises, whatever the env pays: one signal's name
-            (``"clicks"``, ``"watch_time"``, ``"likes"``, ``"retention"``, ``"compliance"``)
+            (``"clicks"``, ``"watch_time"``, ``"likes"``, ``"retention"``, ``"churn"``, ``"compliance"``)
             or a mapping of weights such as ``{"watch_time": 1, "retention": 5}``; ``None``
             uses the env's own weights. Slate-level signals are read from the env's
             ``info["reward_<signal>"]``.
@@ -436,7 +436,7 @@ class SlateQAgent(Recommender):
         item = (w["clicks"] + w["watch_time"] * np.asarray(feedback.watch_fraction)
                 + w["likes"] * np.asarray(feedback.liked)) * clicked
         shared = np.zeros(clicked.shape[0])
-        for name in ("retention", "compliance"):
+        for name in ("retention", "churn", "compliance"):
             weight = w[name]
             if weight:
                 if f"reward_{name}" not in info:

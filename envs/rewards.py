@@ -8,11 +8,19 @@ A reward is a weighted sum of per-step signals of the simulated user's response:
 ``likes``       number of liked items
 ``retention``   +1 when the user ends a session and will return, -1 when the
                 user churns, 0 otherwise
+``churn``       -1 when the user churns, 0 otherwise
 ``compliance``  compliance of the slate with the user's instruction in force
                 (0 when no instruction is in force)
 ============== ===========================================================
 
-Choose a preset by name (``"clicks"``, ``"watch_time"``, ``"retention"``,
+``retention`` pays +1 at every session end after which the user returns, so over a fixed
+horizon it pays more for more, shorter sessions: an agent that maximises it is paid for
+ending sessions early. ``churn`` charges only the loss of the user. What keeping a user is
+worth then comes from the engagement of their later sessions, which a return over the
+whole episode already counts (the episode ends at churn), and it is the signal for
+long-run agents that should not be paid per session.
+
+Choose a preset by name (``"clicks"``, ``"watch_time"``, ``"retention"``, ``"churn"``,
 ``"compliance"``, ``"mix"``) or give the weights as a mapping.
 """
 
@@ -34,6 +42,7 @@ class RewardWeights:
     watch_time: float = 0.0
     likes: float = 0.0
     retention: float = 0.0
+    churn: float = 0.0
     compliance: float = 0.0
 
     @classmethod
@@ -59,6 +68,7 @@ class RewardWeights:
             "watch_time": response.watch_fraction.sum(1),
             "likes": response.liked.float().sum(1),
             "retention": response.returned.float() - response.churned.float(),
+            "churn": -response.churned.float(),
             "compliance": response.compliance,
         }
 
@@ -83,6 +93,7 @@ PRESETS = {
     "clicks": RewardWeights(clicks=1.0),
     "watch_time": RewardWeights(watch_time=1.0),
     "retention": RewardWeights(retention=1.0),
+    "churn": RewardWeights(churn=1.0),
     "compliance": RewardWeights(compliance=1.0),
     "mix": RewardWeights(clicks=1.0, watch_time=1.0, retention=5.0, compliance=1.0),
 }

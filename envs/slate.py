@@ -52,7 +52,8 @@ MANUAL = """
     ## Rewards
 
     A weighted sum of clicks, watch time, likes, retention (+1 when a session ends and the
-    user will return, -1 when the user churns) and instruction compliance, chosen with
+    user will return, -1 when the user churns), churn (-1 when the user churns) and
+    instruction compliance, chosen with
     ``reward=`` (a preset name or a mapping of weights, see ``recoworld.envs.rewards``).
     The default pays one per click.
 

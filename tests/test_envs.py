@@ -5,12 +5,14 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import recoworld  # noqa: F401  (registers the envs)
 from recoworld import Catalog
 from recoworld.envs import RewardWeights, SlateEnv, SlateVectorEnv
+from recoworld.types import Instruction, Response
 
 
 def make(**kwargs):
@@ -153,3 +155,39 @@ def test_privileged_channel_returns_true_click_probabilities():
     obs, _ = env.reset(seed=0)
     p = env.privileged_click_probabilities()
     assert p.shape == (50,) and ((p > 0) & (p < 1)).all()
+
+
+def scripted_response(clicked, watch, left, returned, compliance):
+    """A response of ``B`` users to slates of 2 (no instruction voiced)."""
+    clicked = torch.tensor(clicked)
+    left, returned = torch.tensor(left), torch.tensor(returned)
+    B = len(left)
+    return Response(
+        examined=torch.ones_like(clicked), clicked=clicked, watch_fraction=torch.tensor(watch) * clicked,
+        liked=torch.zeros_like(clicked), rating=torch.zeros(clicked.shape, dtype=torch.int8),
+        satisfaction=torch.full((B,), 0.5), leave_hazard=torch.full((B,), 0.1), left_session=left,
+        returned=returned, return_gap=torch.where(returned, 1.0, torch.where(left, torch.inf, 0.0)),
+        churned=left & ~returned, instruction_in_force=torch.zeros(B, dtype=torch.bool),
+        compliance=torch.tensor(compliance), instruction=Instruction.none(B, 2), instruction_text=[None] * B,
+    )
+
+
+def test_retention_pays_per_session_end_and_churn_only_for_losing_the_user():
+    """Three steps of two users: user 0 has two short sessions, user 1 one long session, then churns."""
+    steps = [
+        scripted_response([[True, False], [True, True]], [[0.5, 0.0], [1.0, 0.25]], [True, False], [True, False],
+                          [0.0, 0.5]),
+        scripted_response([[False, False], [False, True]], [[0.0, 0.0], [0.0, 0.5]], [True, False], [True, False],
+                          [0.0, 0.0]),
+        scripted_response([[True, True], [False, False]], [[0.5, 0.5], [0.0, 0.0]], [False, True], [False, False],
+                          [1.0, 0.0]),
+    ]
+    paid = {name: torch.stack([RewardWeights.parse(name)(r) for r in steps]).T.tolist()
+            for name in ("clicks", "watch_time", "retention", "churn", "compliance")}
+    assert paid["clicks"] == [[1.0, 0.0, 2.0], [2.0, 1.0, 0.0]]
+    assert paid["watch_time"] == [[0.5, 0.0, 1.0], [1.25, 0.5, 0.0]]
+    assert paid["retention"] == [[1.0, 1.0, 0.0], [0.0, 0.0, -1.0]]  # two returns pay 2
+    assert paid["churn"] == [[0.0, 0.0, 0.0], [0.0, 0.0, -1.0]]  # returning is not paid per session
+    assert paid["compliance"] == [[0.0, 0.0, 1.0], [0.5, 0.0, 0.0]]
+    mix = RewardWeights.parse({"clicks": 1.0, "churn": 5.0, "compliance": 2.0})
+    assert torch.stack([mix(r) for r in steps]).T.tolist() == [[1.0, 0.0, 4.0], [3.0, 1.0, -5.0]]
