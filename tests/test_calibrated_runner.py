@@ -58,3 +58,7 @@ def test_segments_need_the_calibrated_users(tmp_path, capsys):
         run_app(["world=synthetic", "agent=random", *TINY, "experiment.segments={a: {patience: low}}",
                  f"hydra.run.dir={tmp_path}"])
     assert "use simulator=calibrated" in capsys.readouterr().err
+    assert not (tmp_path / "episodes.parquet").exists(), "refused before anything ran"
+    with pytest.raises(SystemExit):
+        run_app(["agent=random", *TINY, "experiment.segments={a: low}", f"hydra.run.dir={tmp_path}"])
+    assert "a segment is a population spec" in capsys.readouterr().err

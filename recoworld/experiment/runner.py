@@ -150,6 +150,7 @@ def run_experiment(
         raise ExperimentConfigError("experiment.seeds is empty; give at least one seed, e.g. experiment.seeds=[0]")
     if experiment.steps < 1:
         raise ExperimentConfigError(f"experiment.steps={experiment.steps}; a rollout needs at least one step")
+    check_segments(cfg)
     resolved = {name: OmegaConf.to_container(agent, resolve=True) for name, agent in lineup.items()}
     OmegaConf.save(OmegaConf.create(redact_secrets(resolved)), run_dir / "lineup.yaml")
     log_path = run_dir / "episodes.parquet"
@@ -227,22 +228,30 @@ def _run_lineup(cfg: DictConfig, lineup: dict[str, DictConfig], seeds: list[int]
     return catalog, results, usage
 
 
+def check_segments(cfg: DictConfig) -> None:
+    """Refuse ``experiment.segments`` that the simulator cannot draw, before anything runs."""
+    segments = cfg.experiment.get("segments")
+    if not segments:
+        return
+    if cfg.simulator.get("_target_") != CALIBRATED_USERS:
+        raise ExperimentConfigError(
+            f"experiment.segments selects fitted users by population specs, but the simulator is "
+            f"{cfg.simulator.get('_target_')}; use simulator=calibrated (world=movielens)")
+    for name, spec in segments.items():
+        if not isinstance(spec, DictConfig):
+            raise ExperimentConfigError(f"experiment.segments.{name}={spec!r}; a segment is a population spec "
+                                        "such as {patience: low}")
+
+
 def _run_segments(cfg: DictConfig, lineup: dict[str, DictConfig], seeds: list[int], run_dir: Path,
                   console: Console, features, popularity) -> dict[str, dict]:
     """The lineup again on each of ``experiment.segments`` (named population specs), the
     simulator's population restricted to the segment; each segment's log is
     ``segments/<name>/episodes.parquet``. Returns ``{name: {"population", "agents"}}``."""
-    if cfg.simulator.get("_target_") != CALIBRATED_USERS:
-        raise ExperimentConfigError(
-            f"experiment.segments selects fitted users by population specs, but the simulator is "
-            f"{cfg.simulator.get('_target_')}; use simulator=calibrated (world=movielens)")
     base = OmegaConf.to_container(cfg.simulator.population, resolve=True) if cfg.simulator.population else {}
     out = {}
     for name, spec in cfg.experiment.segments.items():
-        spec = OmegaConf.to_container(spec, resolve=True) if isinstance(spec, DictConfig) else spec
-        if not isinstance(spec, dict):
-            raise ExperimentConfigError(f"experiment.segments.{name}={spec!r}; a segment is a population spec "
-                                        "such as {patience: low}")
+        spec = OmegaConf.to_container(spec, resolve=True)
         segment = cfg.copy()
         segment.simulator.population = {**base, **spec}
         log_path = run_dir / "segments" / str(name) / "episodes.parquet"
