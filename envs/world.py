@@ -54,6 +54,7 @@ class SlateWorld:
         action_format: str = "slate",
         candidate_features: bool = True,
         device: str = "cpu",
+        kernel: str = "torch",
     ):
         if simulator is not None and catalog is not None and simulator.catalog is not catalog:
             raise ValueError("give either a simulator (which brings its catalog) or a catalog, not both")
@@ -61,8 +62,17 @@ class SlateWorld:
             catalog = catalog if catalog is not None else Catalog.synthetic(1000, seed=0)
             if isinstance(simulator_config, Mapping):
                 simulator_config = StatisticalUserConfig(**simulator_config)
-            simulator = StatisticalUsers(catalog, simulator_config, population, device=device)
+            simulator = StatisticalUsers(catalog, simulator_config, population, device=device, kernel=kernel)
+        elif kernel != "torch":
+            raise ValueError(f"kernel={kernel!r} selects the default simulator's kernel; a given simulator "
+                             "brings its own (e.g. StatisticalUsers(catalog, kernel='c'))")
         self.simulator = simulator
+        # The env's slates are valid by construction (distinct candidates of the catalog), so
+        # the statistical users need not check them again; other simulators get respond().
+        if type(simulator).respond is StatisticalUsers.respond:
+            self._respond = simulator._respond_valid
+        else:
+            self._respond = simulator.respond
         self.catalog = simulator.catalog
         self.device = simulator.device
         n_items = self.catalog.n_items
@@ -186,8 +196,9 @@ class SlateWorld:
         n_items = self.catalog.n_items
         draws = rng.bits(key, count, S_CANDIDATES, 2)
         start = draws[:, :1] % n_items
-        candidates = start + self._offsets[draws[:, 1] % len(self._offsets)]
-        candidates -= n_items * (candidates >= n_items)
+        # In place on the gathered rows: at B = 16,384 each [B, C] int64 temporary is 6.5 MB.
+        candidates = self._offsets.index_select(0, draws[:, 1] % len(self._offsets)).add_(start)
+        candidates.sub_((candidates >= n_items).to(candidates.dtype).mul_(n_items))
         if index is None:
             self.candidates = candidates
         else:
@@ -220,7 +231,7 @@ class SlateWorld:
 
     def step(self, slates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Response]:
         """Show ``slates`` (item ids) to every user; returns reward, terminated, truncated, response."""
-        response = self.simulator.respond(slates)
+        response = self._respond(slates)
         self.signals = self.reward_weights.signals(response)
         reward = self.reward_weights.combine(self.signals)
         self.step_count += 1

@@ -80,6 +80,7 @@ from recoworld.catalog import Catalog, lookup
 from recoworld.history import prepend_clicks
 from recoworld.types import Instruction, Response
 from recoworld.validation import check_slates
+from recoworld.simulators import fused
 from recoworld.simulators.base import UserSimulator, resolve_seeds
 from recoworld.simulators.instructions import render_instruction
 from recoworld.simulators.population import Population, SyntheticPopulation
@@ -89,6 +90,7 @@ S_SESSION = 2
 S_STEP, S_GAP, S_PHRASE = 10, 11, 12
 
 HISTORY = 10  # last clicks remembered for the repeat penalty
+KERNELS = ("torch", "c")
 
 
 @dataclass
@@ -147,6 +149,17 @@ class StatisticalUsers(UserSimulator):
         population: where new users' traits come from (default: a
             :class:`~recoworld.simulators.population.SyntheticPopulation`).
         device: ``"cpu"``, ``"cuda"`` or a ``torch.device``.
+        kernel: how the per-item part of a step runs. ``"torch"`` (default, the reference):
+            tensor ops, on any device. ``"c"``: a fused C kernel for CPU
+            (:mod:`recoworld.simulators.fused`), several times faster at large ``B``; it is
+            compiled on first use with the system C compiler (``$CC`` or ``cc``) and raises
+            :class:`~recoworld.simulators.fused.CompilerNotFoundError` if there is none.
+            It draws the same random numbers and computes the same equations, so it
+            agrees with ``"torch"`` up to float rounding: probabilities and continuous
+            outputs within about 1e-6, but a draw within rounding of its threshold may
+            go the other way, after which the two trajectories part. Each user's result
+            still does not depend on the batch. With ``"c"`` the state tensors
+            ``satiation``, ``interest``, ``familiar`` and ``recent_clicks`` are updated in place.
 
     State tensors (``[B, ...]``) are public attributes so that tests and envs can read
     them: ``interest``, ``satiation``, ``satisfaction``, ``patience``, ``activity``,
@@ -154,7 +167,10 @@ class StatisticalUsers(UserSimulator):
     """
 
     def __init__(self, catalog: Catalog, config: StatisticalUserConfig | None = None,
-                 population: Population | None = None, device="cpu"):
+                 population: Population | None = None, device="cpu", kernel: str = "torch"):
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel={kernel!r}; choose one of {KERNELS}")
+        self.kernel = kernel
         self.config = config or StatisticalUserConfig()
         self.population = population or SyntheticPopulation()
         self.device = torch.device(device)
@@ -167,6 +183,13 @@ class StatisticalUsers(UserSimulator):
         self.n_users = 0
         self._fresh_seed = 0
         self._phrases: dict[tuple[int, int, int, int], str] = {}
+        if kernel == "c":
+            if self.device.type != "cpu":
+                raise ValueError(f"kernel='c' runs on CPU, but device={str(self.device)!r}; use kernel='torch'")
+            if type(self)._utility is not StatisticalUsers._utility:
+                raise ValueError(f"kernel='c' computes the utility of StatisticalUsers, which {type(self).__name__} "
+                                 "changes; use kernel='torch'")
+            fused.library()  # build now: a missing compiler shows up here, not mid-rollout
 
     # ------------------------------------------------------------------ reset
     def reset(self, n_users: int, seed: int | Sequence[int] | None = None, users=None) -> None:
@@ -287,56 +310,31 @@ class StatisticalUsers(UserSimulator):
 
     # ----------------------------------------------------------------- respond
     def respond(self, slates) -> Response:
-        slates = self._check(slates)
+        return self._respond_valid(self._check(slates))
+
+    def _respond_valid(self, slates: torch.Tensor) -> Response:
+        """:meth:`respond` to slates known to be valid: int64 ``[B, K]`` on the device, ids in
+        range and distinct in each row (the envs build theirs so, and skip the check)."""
         if bool(self.churned.any()):
             gone = int(self.churned.nonzero()[0])
             raise ValueError(f"user slot {gone} has churned; restart it with reset(n_users, seed, users=[{gone}])")
-        c, cat = self.config, self.catalog
-        B, K = slates.shape
-        key, t = self.key, self.counter
-        feats, weights = lookup(cat.features, slates), lookup(cat.genre_weights, slates)
-
-        # All of this step's draws in one hash pass: 4 per position, 3 per user.
-        u = rng.uniform(key, t, S_STEP, 4 * K + 3)
-        u_click, u_continue, u_watch, u_like = u[:, : 4 * K].view(B, 4, K).unbind(1)
-        u_voice, u_leave, u_return = u[:, 4 * K:].unbind(1)
-
-        v, item_satiation, distance = self._utility(slates, feats, weights)
-        click_draw = u_click < torch.sigmoid(v)
-        go_on = u_continue < self.patience[:, None] * torch.where(click_draw, c.continue_after_click, 1.0)
-        go_on[:, -1] = True  # shifted out below: examination of k+1 depends on positions <= k
-        examined = torch.cumprod(go_on.roll(1, 1).to(torch.uint8), 1).bool()
-        clicked = click_draw & examined
-        clicked_f = clicked.float()
-        # One logistic noise (logit of a uniform) drives both watch and rating: a user who
-        # watched more of an item than its utility predicts also rates it higher.
-        noise = torch.logit(u_watch)
-        watch = torch.sigmoid(v + 1.0 + 0.45 * noise) * clicked_f
-        liked = clicked & (u_like < torch.sigmoid(2.0 * v - 1.0))
-        level = c.rating_center + c.rating_slope * v + self.rating_bias[:, None]
-        if c.rating_quality:
-            level = level + c.rating_quality * lookup(cat.quality, slates)
-        rating = (torch.round(level + c.rating_noise * noise).clamp_(1, 5) * clicked_f).to(torch.int8)
+        c, B = self.config, slates.shape[0]
+        if self.kernel == "c":
+            step = fused.step_items(self, slates, S_STEP)
+            examined, clicked, watch, liked, rating = (step[k] for k in ("examined", "clicked", "watch", "liked", "rating"))
+            distance, quality, boredom = step["distance"], step["quality"], step["boredom"]
+            u_voice, u_leave, u_return = step["uniforms"].unbind(1)
+        else:
+            examined, clicked, watch, liked, rating, distance, quality, boredom, u_user = self._step_items(slates)
+            u_voice, u_leave, u_return = u_user.unbind(1)
 
         in_force = self.instruction.active.clone()
         compliance = torch.zeros(B, device=self.device)
-        quality = (clicked_f * (0.3 + 0.7 * watch)).sum(1)
         if bool(in_force.any()):
             rows = in_force.nonzero().flatten()
             compliance[rows] = self._compliance(rows, slates[rows], distance[rows])
             quality[rows] += c.compliance_weight * (compliance[rows] - 0.5)
         self.satisfaction = (1 - c.mindset_rate) * self.satisfaction + c.mindset_rate * quality.clamp(0, 1)
-
-        examined_f = examined.float()
-        boredom = (examined_f * item_satiation).sum(1) / examined_f.sum(1)
-        exposure = torch.bmm((examined_f * (0.2 + 0.8 * clicked_f * watch))[:, None, :], weights)[:, 0]
-        self.satiation = (1 - c.satiation_decay) * self.satiation + c.satiation_rate * (
-            1 - self.satiation) * exposure.clamp(max=1.0)
-        consumed = torch.bmm((clicked_f * watch)[:, None, :], feats)[:, 0]
-        self.interest = torch.nn.functional.normalize(self.interest + c.interest_drift * consumed, dim=1)
-        familiar = (1 - c.familiarity_rate) * self.familiar + c.familiarity_rate * torch.nn.functional.normalize(consumed, dim=1)
-        self.familiar = torch.where(clicked.any(1, keepdim=True), torch.nn.functional.normalize(familiar, dim=1), self.familiar)
-        (self.recent_clicks,) = prepend_clicks(self.recent_clicks, slates, clicked)
 
         self.session_step += 1
         hazard = torch.sigmoid(
@@ -358,6 +356,50 @@ class StatisticalUsers(UserSimulator):
             instruction_in_force=in_force, compliance=compliance,
             instruction=voiced, instruction_text=self._render(voiced),
         )
+
+    def _step_items(self, slates: torch.Tensor):
+        """The per-item part of a step with torch ops (the reference that ``kernel="c"``
+        fuses): the response ``[B, K]``, distance ``[B, K]``, step quality and boredom
+        ``[B]``, the step's per-user uniforms ``[B, 3]``, and the satiation, interest,
+        familiarity and click-history updates."""
+        c, cat = self.config, self.catalog
+        B, K = slates.shape
+        key, t = self.key, self.counter
+        feats, weights = lookup(cat.features, slates), lookup(cat.genre_weights, slates)
+
+        # All of this step's draws in one hash pass: 4 per position, 3 per user.
+        u = rng.uniform(key, t, S_STEP, 4 * K + 3)
+        u_click, u_continue, u_watch, u_like = u[:, : 4 * K].view(B, 4, K).unbind(1)
+
+        v, item_satiation, distance = self._utility(slates, feats, weights)
+        click_draw = u_click < torch.sigmoid(v)
+        go_on = u_continue < self.patience[:, None] * torch.where(click_draw, c.continue_after_click, 1.0)
+        go_on[:, -1] = True  # shifted out below: examination of k+1 depends on positions <= k
+        examined = torch.cumprod(go_on.roll(1, 1).to(torch.uint8), 1).bool()
+        clicked = click_draw & examined
+        clicked_f = clicked.float()
+        # One logistic noise (logit of a uniform) drives both watch and rating: a user who
+        # watched more of an item than its utility predicts also rates it higher.
+        noise = torch.logit(u_watch)
+        watch = torch.sigmoid(v + 1.0 + 0.45 * noise) * clicked_f
+        liked = clicked & (u_like < torch.sigmoid(2.0 * v - 1.0))
+        level = c.rating_center + c.rating_slope * v + self.rating_bias[:, None]
+        if c.rating_quality:
+            level = level + c.rating_quality * lookup(cat.quality, slates)
+        rating = (torch.round(level + c.rating_noise * noise).clamp_(1, 5) * clicked_f).to(torch.int8)
+        quality = (clicked_f * (0.3 + 0.7 * watch)).sum(1)
+
+        examined_f = examined.float()
+        boredom = (examined_f * item_satiation).sum(1) / examined_f.sum(1)
+        exposure = torch.bmm((examined_f * (0.2 + 0.8 * clicked_f * watch))[:, None, :], weights)[:, 0]
+        self.satiation = (1 - c.satiation_decay) * self.satiation + c.satiation_rate * (
+            1 - self.satiation) * exposure.clamp(max=1.0)
+        consumed = torch.bmm((clicked_f * watch)[:, None, :], feats)[:, 0]
+        self.interest = torch.nn.functional.normalize(self.interest + c.interest_drift * consumed, dim=1)
+        familiar = (1 - c.familiarity_rate) * self.familiar + c.familiarity_rate * torch.nn.functional.normalize(consumed, dim=1)
+        self.familiar = torch.where(clicked.any(1, keepdim=True), torch.nn.functional.normalize(familiar, dim=1), self.familiar)
+        (self.recent_clicks,) = prepend_clicks(self.recent_clicks, slates, clicked)
+        return examined, clicked, watch, liked, rating, distance, quality, boredom, u[:, 4 * K:]
 
     def _compliance(self, rows: torch.Tensor, slates: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:
         """How well the slates of users ``rows`` follow their instruction in force."""
