@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("llama_cpp", reason='llama-cpp-python is not installed; pip install -e ".[llm]"')
 pytestmark = pytest.mark.slow
 
-from test_llm_user_embedded import embedded_gguf  # noqa: E402
+from embedded_model import embedded_gguf  # noqa: E402
 
 from recoworld import Catalog  # noqa: E402
 from recoworld.calibration.choice import ChoiceFitConfig  # noqa: E402

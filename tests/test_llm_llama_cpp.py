@@ -6,12 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from typing import Literal
 
 import pytest
@@ -19,10 +13,11 @@ from pydantic import BaseModel
 
 pytest.importorskip("llama_cpp", reason='llama-cpp-python is not installed; pip install -e ".[llm]"')
 
-from recoworld.llm import BackendCallError, ChatRequest, default_gguf_path, make_chat_model
+from embedded_model import embedded_gguf  # noqa: E402
+from embedded_model import llama_server as embedded_server  # noqa: E402
+from recoworld.llm import BackendCallError, ChatRequest, make_chat_model  # noqa: E402
 
 SECRET = "sk-recoworld-test-0123456789-DO-NOT-LEAK"
-SERVER_START_TIMEOUT_S = 120
 
 
 class Decision(BaseModel):
@@ -42,67 +37,16 @@ def prompts(n: int) -> list[ChatRequest]:
     ]
 
 
-# A short chat in a child process: a llama.cpp built for instructions this CPU cannot run dies
-# with SIGILL, which would otherwise take the whole pytest process down with it. The prompt is
-# long enough for the batched matrix kernels (where AMX or AVX-512 code lives) to run.
-PROBE = (
-    "import sys, llama_cpp; llm = llama_cpp.Llama(sys.argv[1], n_ctx=256, verbose=False); "
-    "llm.create_chat_completion([{'role': 'user', 'content': 'Say hello to the probe. ' * 8}], max_tokens=2)"
-)
-
-
 @pytest.fixture(scope="module")
 def gguf():
-    path = default_gguf_path()
-    probe = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, timeout=120,
-                           check=False)
-    if probe.returncode != 0:
-        hint = ""
-        if probe.returncode == -signal.SIGILL:
-            hint = (" (SIGILL: llama-cpp-python was compiled for CPU instructions this machine cannot run, e.g. AMX "
-                    "inside a VM; rebuild it with CMAKE_ARGS=\"-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON "
-                    "-DGGML_F16C=ON\" pip install --force-reinstall --no-cache-dir llama-cpp-python)")
-        pytest.fail(f"llama.cpp cannot generate on this machine: exit code {probe.returncode}{hint}\n"
-                    f"{probe.stderr[-2000:]}")
-    return path
+    return embedded_gguf()
 
 
 @pytest.fixture(scope="module")
 def llama_server(gguf, tmp_path_factory):
-    """A llama_cpp.server on a free local port; yields its base URL, killed at teardown."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log_path = tmp_path_factory.mktemp("llama_server") / "server.log"
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1",
-             "--port", str(port), "--n_ctx", "2048"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
-    base_url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"llama_cpp.server exited with {server.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{base_url}/models", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"llama_cpp.server not ready in {SERVER_START_TIMEOUT_S}s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.25)
+    """A llama_cpp.server on a free local port; yields its base URL, stopped at teardown."""
+    with embedded_server(gguf, tmp_path_factory.mktemp("llama_server") / "server.log") as base_url:
         yield base_url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 def test_openai_backend_against_llama_server_gives_schema_valid_replies(llama_server, tmp_path, caplog):
