@@ -8,7 +8,6 @@ network.
 from __future__ import annotations
 
 import io
-import subprocess
 import tarfile
 import zipfile
 from pathlib import Path
@@ -18,7 +17,8 @@ import pandas as pd
 import pytest
 import torch
 
-from recoworld.data import fetch as fetch_module
+import data_support
+from data_support import fetched_cache
 from recoworld.data.cache import cache_dir
 from recoworld.data.fetch import FetchError, extract_members, fetch, main
 from recoworld.data.movielens import GENRES, load_catalog, load_movielens_100k
@@ -28,14 +28,7 @@ MEMBER_DIR = "recbole/dataset_example/ml-100k"
 
 @pytest.fixture(scope="module")
 def real_cache(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("recoworld-cache")
-    try:
-        fetch("movielens-100k", cache_dir=root, progress=False)
-    except FetchError as err:
-        if "pip could not download" in str(err):
-            pytest.skip(f"PyPI is out of reach, so MovieLens-100K cannot be fetched: {err}")
-        raise
-    return root
+    return fetched_cache(tmp_path_factory, "movielens-100k", "MovieLens-100K")
 
 
 @pytest.fixture(scope="module")
@@ -45,19 +38,12 @@ def ml(real_cache):
 
 def fake_pip(monkeypatch, files: dict[str, bytes] | None = None, returncode: int = 0, stderr: str = ""):
     """Replace pip with a fake that drops a wheel holding ``files`` into its ``-d`` folder."""
-    calls = []
+    def write_wheel(dest: Path) -> None:
+        with zipfile.ZipFile(dest / "recbole-1.2.1-py3-none-any.whl", "w") as wheel:
+            for name, data in (files or {}).items():
+                wheel.writestr(f"{MEMBER_DIR}/{name}", data)
 
-    def run(command, **kwargs):
-        calls.append(command)
-        if returncode == 0:
-            dest = Path(command[command.index("-d") + 1])
-            with zipfile.ZipFile(dest / "recbole-1.2.1-py3-none-any.whl", "w") as wheel:
-                for name, data in files.items():
-                    wheel.writestr(f"{MEMBER_DIR}/{name}", data)
-        return subprocess.CompletedProcess(command, returncode, stdout="", stderr=stderr)
-
-    monkeypatch.setattr(fetch_module.subprocess, "run", run)
-    return calls
+    return data_support.fake_pip(monkeypatch, write_wheel, returncode, stderr)
 
 
 def real_files(real_cache) -> dict[str, bytes]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import shutil
-import subprocess
 import tarfile
 from pathlib import Path
 
@@ -16,7 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recoworld.data import fetch as fetch_module
+import data_support
+from data_support import fetched_cache
 from recoworld.data.fetch import OPEN_BANDIT, FetchError, fetch, main
 from recoworld.data.obd import (
     CAMPAIGNS,
@@ -33,14 +33,7 @@ N_ITEMS = {"all": 80, "men": 34, "women": 46}
 
 @pytest.fixture(scope="module")
 def real_cache(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("recoworld-cache")
-    try:
-        fetch("open-bandit", cache_dir=root, progress=False)
-    except FetchError as err:
-        if "pip could not download" in str(err):
-            pytest.skip(f"PyPI is out of reach, so the Open Bandit Dataset cannot be fetched: {err}")
-        raise
-    return root
+    return fetched_cache(tmp_path_factory, "open-bandit", "the Open Bandit Dataset")
 
 
 @pytest.fixture(scope="module")
@@ -56,21 +49,14 @@ def study(real_cache):
 def fake_pip(monkeypatch, files: dict[str, bytes] | None = None, returncode: int = 0, stderr: str = ""):
     """Replace pip with a fake that drops an obp sdist holding ``files`` (archive paths
     below ``obp-0.5.7/``) into its ``-d`` folder."""
-    calls = []
+    def write_sdist(dest: Path) -> None:
+        with tarfile.open(dest / "obp-0.5.7.tar.gz", "w:gz") as sdist:
+            for name, data in (files or {}).items():
+                info = tarfile.TarInfo(f"obp-0.5.7/{name}")
+                info.size = len(data)
+                sdist.addfile(info, io.BytesIO(data))
 
-    def run(command, **kwargs):
-        calls.append(command)
-        if returncode == 0:
-            dest = Path(command[command.index("-d") + 1])
-            with tarfile.open(dest / "obp-0.5.7.tar.gz", "w:gz") as sdist:
-                for name, data in files.items():
-                    info = tarfile.TarInfo(f"obp-0.5.7/{name}")
-                    info.size = len(data)
-                    sdist.addfile(info, io.BytesIO(data))
-        return subprocess.CompletedProcess(command, returncode, stdout="", stderr=stderr)
-
-    monkeypatch.setattr(fetch_module.subprocess, "run", run)
-    return calls
+    return data_support.fake_pip(monkeypatch, write_sdist, returncode, stderr)
 
 
 def sdist_files(obd: Path) -> dict[str, bytes]:
