@@ -40,12 +40,24 @@ observable satisfaction proxy per user, the exponential average of each step's e
 
 and learns from every session end whether users come back at that proxy, a logistic model
 :math:`\hat P(\text{return} \mid \hat m) = \sigma(\beta_0 + \beta_1 \hat m)` (ridge-penalised
-Newton fit on all session ends so far). A user whose predicted return probability is below
+Newton fit on all session ends so far; the env tells at a session's end whether the user
+will return, where a platform learns it when they come back, which only delays a
+population-level fit). A user whose predicted return probability is below
 the return rate observed so far is *at risk* and gets the lower confidence bound
 :math:`x^\top\hat\theta - \alpha\sqrt{x^\top A^{-1}x}` (the safest candidates) instead of
 LinUCB's upper one. The click model and its updates are LinUCB's. Configured with
 :class:`InstructionFollowing` on top (``conf/agent/retention_linucb.yaml``) it is the
-leaderboard's retention-aware agent.
+leaderboard's retention-aware agent. Measured (``benchmarks/agents_leaderboard.py``, 64
+users x 150 steps, seeds 0-4, return rate paired by seed):
+
+- synthetic world: 0.808 against LinUCB's 0.797, linear TS's 0.792, MostPopular's 0.764
+  and SlateQ's 0.741, higher on every seed against each (one-sided p 0.03, 0.02, 0.001,
+  0.002), for 2% fewer clicks; instruction compliance 0.90 against 0.69;
+- calibrated MovieLens world: 0.789 against LinUCB's 0.787 and linear TS's 0.784 (p 0.13
+  and 0.14) and MostPopular's 0.793: no clear gain. There every agent that clicks well
+  saturates the users' mindset (over two clicks a step; the mindset at leaving is about
+  0.94 whoever recommends), so the return rate hardly depends on the recommender: the
+  Oracle's own is 0.805, and MostPopular's clicks are within 1% of the Oracle's.
 
 :class:`InstructionFollowing` conditions any scoring agent on the user's reflective
 instruction (``obs["instruction"]``: +1 for genres asked for more, -1 for genres asked for
