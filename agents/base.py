@@ -104,3 +104,31 @@ def deterministic(action: np.ndarray) -> dict[str, np.ndarray]:
     """Propensities of an agent that always chooses what it chose."""
     ones = np.ones(action.shape, dtype=np.float64)
     return {"slate": ones[:, 0].copy(), "position": ones, "cascade": ones.copy()}
+
+
+def require_scorer(base, wrapper: str) -> None:
+    """Refuse a ``base`` agent without ``score(obs) -> [B, C]``, which ``wrapper`` builds on."""
+    if not callable(getattr(base, "score", None)):
+        raise TypeError(f"{wrapper} needs a base agent with score(obs) -> [B, C] candidate scores "
+                        f"(e.g. MostPopularAgent, LinUCB, SlateQAgent, LinearScorer); got {type(base).__name__}")
+
+
+class ScorerWrapper(Recommender):
+    """An agent built on a scoring agent ``self.base``: it sets the base up (unless
+    ``self.setup_base`` is False, for a base already set up and trained) and passes the
+    feedback on, so the base goes on learning underneath."""
+
+    base: Recommender
+    setup_base: bool
+
+    @property
+    def learns(self) -> bool:
+        return self.base.learns
+
+    def setup(self, env, seed: int | None = None) -> None:
+        super().setup(env, seed)
+        if self.setup_base:
+            self.base.setup(env, seed)
+
+    def update(self, feedback: Feedback) -> None:
+        self.base.update(feedback)

@@ -34,7 +34,7 @@ from math import perm
 
 import numpy as np
 
-from recoworld.agents.base import Feedback, Observation, Recommender, top_k
+from recoworld.agents.base import Observation, Recommender, ScorerWrapper, require_scorer, top_k
 from recoworld.agents.baselines import RandomAgent
 from recoworld.agents.sampling import propensity_seed
 
@@ -45,29 +45,18 @@ def base_scores(base: Recommender, obs: Observation) -> np.ndarray:
 
 
 @dataclass(eq=False)
-class _ScorerWrapper(Recommender):
-    """A policy built on a scoring agent ``base``, which it sets up and lets learn."""
+class _LoggingPolicy(ScorerWrapper):
+    """A logging policy built on a scoring agent ``base``."""
 
     base: Recommender = None
     setup_base: bool = True
 
     def __post_init__(self):
-        if not callable(getattr(self.base, "score", None)):
-            raise TypeError(f"{type(self).__name__} needs a base agent with score(obs) -> [B, C] candidate scores "
-                            f"(e.g. MostPopularAgent, LinUCB, SlateQAgent, LinearScorer); got {type(self.base).__name__}")
-
-    @property
-    def learns(self) -> bool:
-        return self.base.learns
+        require_scorer(self.base, type(self).__name__)
 
     def setup(self, env, seed: int | None = None) -> None:
         super().setup(env, seed)
-        if self.setup_base:
-            self.base.setup(env, seed)
         self._propensity_seed = propensity_seed(seed)
-
-    def update(self, feedback: Feedback) -> None:
-        self.base.update(feedback)
 
     def greedy(self, obs: Observation) -> np.ndarray:
         """The base's top ``K`` candidates, best first (``[B, K]``)."""
@@ -97,7 +86,7 @@ class _ScorerWrapper(Recommender):
 
 
 @dataclass(eq=False)
-class EpsilonSoft(_ScorerWrapper):
+class EpsilonSoft(_LoggingPolicy):
     r"""The base's greedy slate with probability :math:`1-\varepsilon` per request, else a
     uniformly random ranked slate drawn as :class:`~recoworld.agents.baselines.RandomAgent`
     draws it.
@@ -152,7 +141,7 @@ class EpsilonSoft(_ScorerWrapper):
 
 
 @dataclass(eq=False)
-class SoftmaxPolicy(_ScorerWrapper):
+class SoftmaxPolicy(_LoggingPolicy):
     r"""Plackett-Luce slates from the base's scores at temperature :math:`\tau` (see the
     module docstring).
 

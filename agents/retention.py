@@ -80,7 +80,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recoworld.agents.base import Feedback, Observation, Recommender, deterministic, top_k
+from recoworld.agents.base import (Feedback, Observation, Recommender, ScorerWrapper, deterministic, require_scorer,
+                                   top_k)
 from recoworld.agents.linear import LinUCB
 from recoworld.agents.slateq import SlateQAgent
 
@@ -201,7 +202,7 @@ class CautiousLinUCB(LinUCB):
         self.return_coef = beta
 
 
-class InstructionFollowing(Recommender):
+class InstructionFollowing(ScorerWrapper):
     """A scoring agent's ranking, adjusted to the user's instruction (see the module docstring).
 
     Args:
@@ -221,23 +222,15 @@ class InstructionFollowing(Recommender):
 
     def __init__(self, base: Recommender, more_boost: float = 3.0, less_penalty: float = 3.0,
                  novelty_boost: float = 1.0, decay: float = 0.9, setup_base: bool = True, name: str | None = None):
-        if not hasattr(base, "score"):
-            raise TypeError(f"{type(base).__name__} has no score(obs) method; InstructionFollowing needs a "
-                            "scoring agent such as SlateQAgent or SB3Recommender")
+        require_scorer(base, "InstructionFollowing")
         if not 0.0 < decay <= 1.0:
             raise ValueError(f"decay={decay}; need 0 < decay <= 1")
         self.base, self.setup_base = base, setup_base
         self.more_boost, self.less_penalty, self.novelty_boost, self.decay = more_boost, less_penalty, novelty_boost, decay
         self.name = name or f"{base.name}+instructions"
 
-    @property
-    def learns(self) -> bool:
-        return self.base.learns
-
     def setup(self, env, seed: int | None = None) -> None:
         super().setup(env, seed)
-        if self.setup_base:
-            self.base.setup(env, seed)
         self._genres = self.catalog.genres.cpu().numpy().astype(np.float32)
         self._features = self.catalog.features.cpu().numpy()
 
@@ -264,9 +257,6 @@ class InstructionFollowing(Recommender):
 
     def act(self, obs: Observation) -> np.ndarray:
         return top_k(self.score(obs), self.slate_size)
-
-    def update(self, feedback: Feedback) -> None:
-        self.base.update(feedback)
 
     def propensities(self, obs: Observation, action: np.ndarray) -> dict[str, np.ndarray]:
         return deterministic(action)

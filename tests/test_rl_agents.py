@@ -293,7 +293,8 @@ def test_instruction_following_raises_compliance(trained_slateq):
     following.setup(env, seed=0)
     listened = run(following, env, steps=60, seed=200, learn=False, setup=False)
     assert listened["compliance"] > plain["compliance"] + 0.05, (listened, plain)
-    with pytest.raises(TypeError, match="has no score"):
+    with pytest.raises(TypeError, match=r"^InstructionFollowing needs a base agent with score\(obs\) -> \[B, C\] "
+                                        r"candidate scores .*; got RandomAgent$"):
         InstructionFollowing(RandomAgent())
 
 
