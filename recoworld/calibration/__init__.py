@@ -47,8 +47,12 @@ Assumed, because the data cannot identify it
   * *Leaving*: there is no explicit leave event; the leave hazard's base and growth with
     session length are fitted so that sessions under a good recommender have the length
     distribution of rating sessions (simulated moments). Its dependence on mindset,
-    boredom and patience, satiation, interest drift and the reflective instructions keep
-    their defaults: no rating data speaks to them.
+    boredom and patience, satiation and the reflective instructions keep their defaults:
+    no rating data speaks to them.
+  * *Interest drift*: switched off (``interest_drift = 0``). Ratings a few minutes apart
+    do not show how a user's taste moves with what they just watched, and the synthetic
+    default, scaled by the fitted interest weight, made every item clickable within a
+    dozen steps of any feed.
   * *Returning*: the return probability and gap are fitted at the typical mindset at
     leaving; how much the mindset moves them keeps its default.
 
