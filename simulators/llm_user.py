@@ -87,6 +87,7 @@ from recoworld.representations import RepresentationConfig, make_representation
 from recoworld.types import Instruction, Response
 from recoworld.validation import check_slates
 from recoworld.simulators.base import UserSimulator
+from recoworld.simulators.instructions import instruction_compliance
 from recoworld.simulators.llm_shared import (
     FAILURE_POLICIES, ChatModelNode, LLMUserError, StepFailure, build_chat_model, config_from, default_population,
     resolve_seeds, satisfaction_stars,
@@ -170,32 +171,6 @@ class LLMSimulatorConfig:
     statistical: StatisticalUserConfig = field(default_factory=StatisticalUserConfig)
     population: Any = None
     device: str = "${device}"
-
-
-def instruction_compliance(instruction: Instruction, genres: torch.Tensor, novel: torch.Tensor,
-                           more_share: float) -> torch.Tensor:
-    """Compliance ``[R]`` of slates with instructions, as the statistical user scores it:
-    the mean of the applicable parts — share of items outside ``less``, share of items in
-    ``more`` relative to ``more_share`` (capped at 1), share of ``novel`` items for
-    ``novelty=+1`` or of familiar ones for ``-1``.
-
-    Args:
-        instruction: ``R`` instructions.
-        genres: bool ``[R, K, G]`` genres of the slates' items.
-        novel: bool ``[R, K]`` items far from the user's recent consumption.
-    """
-    has_less, has_more = instruction.less.any(1), instruction.more.any(1)
-    in_less = (genres & instruction.less[:, None, :]).any(-1).float().mean(1)
-    in_more = (genres & instruction.more[:, None, :]).any(-1).float().mean(1)
-    share_novel = novel.float().mean(1)
-    wants = instruction.novelty.float()
-    parts = torch.stack([
-        torch.where(has_less, 1.0 - in_less, 0.0),
-        torch.where(has_more, (in_more / more_share).clamp(max=1.0), 0.0),
-        torch.where(wants > 0, share_novel, torch.where(wants < 0, 1.0 - share_novel, 0.0)),
-    ], 1)
-    count = torch.stack([has_less, has_more, wants != 0], 1).float().sum(1)
-    return parts.sum(1) / count.clamp_min(1.0)
 
 
 class LLMUsers(UserSimulator):

@@ -82,7 +82,7 @@ from recoworld.types import Instruction, Response
 from recoworld.validation import check_slates
 from recoworld.simulators import fused
 from recoworld.simulators.base import UserSimulator, resolve_seeds
-from recoworld.simulators.instructions import render_instruction
+from recoworld.simulators.instructions import instruction_compliance, render_instruction
 from recoworld.simulators.population import Population, SyntheticPopulation
 
 # Named random streams: each kind of draw has its own, so adding one never shifts another.
@@ -403,19 +403,8 @@ class StatisticalUsers(UserSimulator):
 
     def _compliance(self, rows: torch.Tensor, slates: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:
         """How well the slates of users ``rows`` follow their instruction in force."""
-        ins, genres = self.instruction.select(rows), lookup(self.catalog.genres, slates)  # [R, K, G]
-        has_less, has_more = ins.less.any(1), ins.more.any(1)
-        in_less = (genres & ins.less[:, None, :]).any(-1).float().mean(1)
-        in_more = (genres & ins.more[:, None, :]).any(-1).float().mean(1)
-        novel = (distance > 1.0).float().mean(1)
-        wants = ins.novelty.float()
-        parts = torch.stack([
-            torch.where(has_less, 1.0 - in_less, 0.0),
-            torch.where(has_more, (in_more / self.config.more_share).clamp(max=1.0), 0.0),
-            torch.where(wants > 0, novel, torch.where(wants < 0, 1.0 - novel, 0.0)),
-        ], 1)
-        count = torch.stack([has_less, has_more, wants != 0], 1).float().sum(1)
-        return parts.sum(1) / count.clamp_min(1.0)
+        genres = lookup(self.catalog.genres, slates)  # [R, K, G]
+        return instruction_compliance(self.instruction.select(rows), genres, distance > 1.0, self.config.more_share)
 
     def _voice(self, speaks: torch.Tensor) -> Instruction:
         """Form the structured instruction of users who speak, and put it in force."""
