@@ -22,7 +22,6 @@ persona.
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,15 +31,14 @@ import torch
 from recoworld import rng
 from recoworld.catalog import Catalog, lookup
 from recoworld.llm import ChatFailure, ChatModel, ChatRequest, LLMConfig
-from recoworld.representations import RepresentationConfig, make_representation
 from recoworld.types import Response
 from recoworld.simulators.base import UserSimulator
 from recoworld.simulators.llm_shared import (
-    FAILURE_POLICIES, ChatModelNode, LLMUserError, StepFailure, build_chat_model, config_from, default_population,
-    resolve_seeds, satisfaction_stars,
+    ChatModelNode, LLMUserError, LLMVoice, LLMVoiceConfig, StepFailure, config_from, default_population, resolve_seeds,
+    satisfaction_stars,
 )
-from recoworld.simulators.memory import MemoryConfig, SessionSummary, UserMemory, shorten
-from recoworld.simulators.persona import MovieLensPersonas, MovieLensPopulation, Persona, persona_from_traits
+from recoworld.simulators.memory import SessionSummary, UserMemory, shorten
+from recoworld.simulators.persona import MovieLensPersonas, Persona, persona_from_traits
 from recoworld.simulators.population import Population, UserTraits
 from recoworld.simulators.replies import VoiceReply
 from recoworld.simulators.statistical import StatisticalUserConfig, StatisticalUsers
@@ -50,7 +48,7 @@ S_SAMPLING = 33
 
 
 @dataclass
-class HybridUserConfig:
+class HybridUserConfig(LLMVoiceConfig):
     """How the hybrid user's LLM is asked to speak.
 
     Attributes:
@@ -65,22 +63,8 @@ class HybridUserConfig:
         representation: how history items are written in the prompt.
     """
 
-    on_failure: str = "fallback"
-    temperature: float = 0.0
     max_tokens: int = 200
-    app: str = "a movie recommendation app"
     history_items: int = 5
-    failures_kept: int = 1000
-    memory: MemoryConfig = field(default_factory=MemoryConfig)
-    representation: RepresentationConfig = field(default_factory=RepresentationConfig)
-
-    def __post_init__(self):
-        if isinstance(self.memory, Mapping):
-            self.memory = MemoryConfig(**self.memory)
-        if isinstance(self.representation, Mapping):
-            self.representation = RepresentationConfig(**self.representation)
-        if self.on_failure not in FAILURE_POLICIES:
-            raise ValueError(f"on_failure={self.on_failure!r}; choose one of {FAILURE_POLICIES}")
 
 
 @dataclass
@@ -98,7 +82,7 @@ class HybridSimulatorConfig:
     device: str = "${device}"
 
 
-class HybridUsers(UserSimulator):
+class HybridUsers(LLMVoice, UserSimulator):
     """Statistical users whose reflective instructions and mindset are voiced by an LLM.
 
     Args:
@@ -127,16 +111,9 @@ class HybridUsers(UserSimulator):
         population = population if population is not None else default_population(catalog)
         self.core = StatisticalUsers(catalog, config_from(StatisticalUserConfig, statistical), population, device)
         self.catalog, self.device = self.core.catalog, self.core.device
-        self.persona_book = personas if personas is not None else (
-            population.personas if isinstance(population, MovieLensPopulation) else None)
-        self.representation = make_representation(self.catalog, self.config.representation)
-        self.llm, self._owns_llm = build_chat_model(llm)
-        # A model shared by several simulators (the runner's rollouts, one after the
-        # other) reports to each only its use since this simulator was built.
-        self._llm_mark = self.llm.accounting.mark()
+        self._connect(llm, self.config, population, personas)
         self.n_users = 0
         self._fresh_seed = 0
-        self.failures: deque[StepFailure] = deque(maxlen=self.config.failures_kept)
         self.counts = {"user_steps": 0, "calls": 0, "failures": 0, "fallback_steps": 0, "prompt_tokens": 0,
                        "completion_tokens": 0}
 
@@ -312,8 +289,3 @@ class HybridUsers(UserSimulator):
         out["hybrid_failure_rate"] = self.counts["failures"] / max(self.counts["calls"], 1)
         out.update(self.llm.metrics(since=self._llm_mark))
         return out
-
-    def close(self) -> None:
-        """Release the chat model when this simulator built it."""
-        if self._owns_llm:
-            self.llm.close()

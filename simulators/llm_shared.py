@@ -1,14 +1,17 @@
-"""What LLM users and hybrid users share: where their model and their users come from, and
-what a step without a valid reply leaves behind."""
+"""What LLM users and hybrid users share: the common part of their config, where their model
+and their users come from, and what a step without a valid reply leaves behind."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 
 from recoworld.catalog import Catalog
 from recoworld.llm import ChatModel, LLMConfig, make_chat_model
-from recoworld.simulators.persona import MovieLensPopulation
+from recoworld.representations import RepresentationConfig, make_representation
+from recoworld.simulators.memory import MemoryConfig
+from recoworld.simulators.persona import MovieLensPersonas, MovieLensPopulation
 from recoworld.simulators.base import resolve_seeds  # noqa: F401  (re-exported for the LLM users)
 from recoworld.simulators.population import Population, SyntheticPopulation
 
@@ -50,6 +53,49 @@ class LLMUserError(RuntimeError):
             f"step {first.step}: {first.error}; last raw text: {raw!r}. Use a stronger model or constrained "
             "decoding, or set on_failure='fallback' to use the statistical twin's response for such steps"
         )
+
+
+@dataclass
+class LLMVoiceConfig:
+    """The fields LLM and hybrid users' configs share (each documents them in its own terms):
+    ``on_failure``, ``temperature``, ``app``, ``failures_kept``, ``memory`` and
+    ``representation``; mappings given for the last two are read as their configs."""
+
+    on_failure: str = "fallback"
+    temperature: float = 0.0
+    app: str = "a movie recommendation app"
+    failures_kept: int = 1000
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    representation: RepresentationConfig = field(default_factory=RepresentationConfig)
+
+    def __post_init__(self):
+        if isinstance(self.memory, Mapping):
+            self.memory = MemoryConfig(**self.memory)
+        if isinstance(self.representation, Mapping):
+            self.representation = RepresentationConfig(**self.representation)
+        if self.on_failure not in FAILURE_POLICIES:
+            raise ValueError(f"on_failure={self.on_failure!r}; choose one of {FAILURE_POLICIES}")
+
+
+class LLMVoice:
+    """What LLM and hybrid users share of their wiring to a chat model (a mixin of both)."""
+
+    def _connect(self, llm, config: LLMVoiceConfig, population, personas: MovieLensPersonas | None) -> None:
+        """Take the persona book, the item representation, the chat model and the failure log;
+        ``self.catalog`` must be set."""
+        self.persona_book = personas if personas is not None else (
+            population.personas if isinstance(population, MovieLensPopulation) else None)
+        self.representation = make_representation(self.catalog, config.representation)
+        self.llm, self._owns_llm = build_chat_model(llm)
+        # A model shared by several simulators (the runner's rollouts, one after the
+        # other) reports to each only its use since this simulator was built.
+        self._llm_mark = self.llm.accounting.mark()
+        self.failures: deque[StepFailure] = deque(maxlen=config.failures_kept)
+
+    def close(self) -> None:
+        """Release the chat model when this simulator built it."""
+        if self._owns_llm:
+            self.llm.close()
 
 
 @dataclass

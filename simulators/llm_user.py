@@ -73,7 +73,6 @@ the config; see ``conf/simulator/llm.yaml``).
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,17 +82,16 @@ import torch
 from recoworld import rng
 from recoworld.catalog import Catalog, lookup
 from recoworld.llm import ChatFailure, ChatModel, ChatReply, ChatRequest, LLMConfig
-from recoworld.representations import RepresentationConfig, make_representation
 from recoworld.types import Instruction, Response
 from recoworld.validation import check_slates
 from recoworld.simulators.base import UserSimulator
 from recoworld.simulators.instructions import instruction_compliance
 from recoworld.simulators.llm_shared import (
-    FAILURE_POLICIES, ChatModelNode, LLMUserError, StepFailure, build_chat_model, config_from, default_population,
-    resolve_seeds, satisfaction_stars,
+    ChatModelNode, LLMUserError, LLMVoice, LLMVoiceConfig, StepFailure, config_from, default_population, resolve_seeds,
+    satisfaction_stars,
 )
-from recoworld.simulators.memory import MemoryConfig, UserMemory
-from recoworld.simulators.persona import MovieLensPersonas, MovieLensPopulation, Persona, persona_from_traits
+from recoworld.simulators.memory import UserMemory
+from recoworld.simulators.persona import MovieLensPersonas, Persona, persona_from_traits
 from recoworld.simulators.population import Population, UserTraits
 from recoworld.simulators.replies import slate_reply_model
 from recoworld.simulators.statistical import StatisticalUserConfig, StatisticalUsers
@@ -105,7 +103,7 @@ S_RETURN, S_SAMPLING = 30, 32
 
 
 @dataclass
-class LLMUserConfig:
+class LLMUserConfig(LLMVoiceConfig):
     """How LLM users are prompted and how their replies map to a Response.
 
     Attributes:
@@ -125,10 +123,7 @@ class LLMUserConfig:
         representation: how history items are written in the prompt.
     """
 
-    on_failure: str = "fallback"
-    temperature: float = 0.0
     max_tokens: int | None = None
-    app: str = "a movie recommendation app"
     initial_mindset: str = "Curious to see what the app suggests today."
     initial_satisfaction: int = 3
     click_watch: float = 0.6
@@ -136,17 +131,9 @@ class LLMUserConfig:
     dislike_watch: float = 0.1
     like_rating: int = 5
     dislike_rating: int = 1
-    failures_kept: int = 1000
-    memory: MemoryConfig = field(default_factory=MemoryConfig)
-    representation: RepresentationConfig = field(default_factory=RepresentationConfig)
 
     def __post_init__(self):
-        if isinstance(self.memory, Mapping):
-            self.memory = MemoryConfig(**self.memory)
-        if isinstance(self.representation, Mapping):
-            self.representation = RepresentationConfig(**self.representation)
-        if self.on_failure not in FAILURE_POLICIES:
-            raise ValueError(f"on_failure={self.on_failure!r}; choose one of {FAILURE_POLICIES}")
+        super().__post_init__()
         if not 1 <= self.initial_satisfaction <= 5:
             raise ValueError(f"initial_satisfaction={self.initial_satisfaction}; it is on the 1..5 scale")
         for name in ("click_watch", "like_watch", "dislike_watch"):
@@ -173,7 +160,7 @@ class LLMSimulatorConfig:
     device: str = "${device}"
 
 
-class LLMUsers(UserSimulator):
+class LLMUsers(LLMVoice, UserSimulator):
     """``B`` users played by an LLM (see the module docstring).
 
     Args:
@@ -210,17 +197,10 @@ class LLMUsers(UserSimulator):
         self.catalog = catalog.to(self.device)
         population = population if population is not None else default_population(catalog)
         self.twin = StatisticalUsers(self.catalog, config_from(StatisticalUserConfig, statistical), population, self.device)
-        self.persona_book = personas if personas is not None else (
-            population.personas if isinstance(population, MovieLensPopulation) else None)
-        self.representation = make_representation(self.catalog, self.config.representation)
-        self.llm, self._owns_llm = build_chat_model(llm)
-        # A model shared by several simulators (the runner's rollouts, one after the
-        # other) reports to each only its use since this simulator was built.
-        self._llm_mark = self.llm.accounting.mark()
+        self._connect(llm, self.config, population, personas)
         self._genre_names = tuple(self.catalog.genre_names)
         self.n_users = 0
         self._fresh_seed = 0
-        self.failures: deque[StepFailure] = deque(maxlen=self.config.failures_kept)
         self.counts = {"user_steps": 0, "failures": 0, "fallback_steps": 0, "prompt_tokens": 0,
                        "completion_tokens": 0, "repaired_steps": 0, "cached_steps": 0}
 
@@ -557,11 +537,6 @@ class LLMUsers(UserSimulator):
         out["llm_user_completion_tokens_per_step"] = self.counts["completion_tokens"] / n
         out.update(self.llm.metrics(since=self._llm_mark))
         return out
-
-    def close(self) -> None:
-        """Release the chat model when this simulator built it."""
-        if self._owns_llm:
-            self.llm.close()
 
 
 __all__ = ["LLMSimulatorConfig", "LLMUserConfig", "LLMUserError", "LLMUsers", "StepFailure", "instruction_compliance"]
