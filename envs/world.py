@@ -67,12 +67,6 @@ class SlateWorld:
             raise ValueError(f"kernel={kernel!r} selects the default simulator's kernel; a given simulator "
                              "brings its own (e.g. StatisticalUsers(catalog, kernel='c'))")
         self.simulator = simulator
-        # The env's slates are valid by construction (distinct candidates of the catalog), so
-        # the statistical users need not check them again; other simulators get respond().
-        if type(simulator).respond is StatisticalUsers.respond:
-            self._respond = simulator._respond_valid
-        else:
-            self._respond = simulator.respond
         self.catalog = simulator.catalog
         self.device = simulator.device
         n_items = self.catalog.n_items
@@ -231,7 +225,8 @@ class SlateWorld:
 
     def step(self, slates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Response]:
         """Show ``slates`` (item ids) to every user; returns reward, terminated, truncated, response."""
-        response = self._respond(slates)
+        # Valid by construction (distinct candidates of the catalog): no second check.
+        response = self.simulator.respond_valid(slates)
         self.signals = self.reward_weights.signals(response)
         reward = self.reward_weights.combine(self.signals)
         self.step_count += 1

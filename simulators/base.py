@@ -69,6 +69,13 @@ class UserSimulator(ABC):
             a :class:`~recoworld.Response` with leading dimension ``n_users``.
         """
 
+    def respond_valid(self, slates: torch.Tensor) -> Response:
+        """:meth:`respond` to slates already known valid: int64 ``[n_users, K]`` on the
+        simulator's device, ids in range and distinct in each row. The envs build theirs so
+        and call this; a simulator whose own check is costly may skip it here. Optional:
+        :meth:`respond` by default."""
+        return self.respond(slates)
+
     def click_probabilities(self, items: torch.Tensor) -> torch.Tensor:
         """Privileged: each user's true probability of clicking each item if examined.
 

@@ -310,11 +310,17 @@ class StatisticalUsers(UserSimulator):
 
     # ----------------------------------------------------------------- respond
     def respond(self, slates) -> Response:
-        return self._respond_valid(self._check(slates))
+        return self._step(self._check(slates))
 
-    def _respond_valid(self, slates: torch.Tensor) -> Response:
-        """:meth:`respond` to slates known to be valid: int64 ``[B, K]`` on the device, ids in
-        range and distinct in each row (the envs build theirs so, and skip the check)."""
+    def respond_valid(self, slates: torch.Tensor) -> Response:
+        # Skips the check (a sort per row) unless a subclass changed respond, whose own
+        # path then stands.
+        if type(self).respond is not StatisticalUsers.respond:
+            return self.respond(slates)
+        return self._step(slates)
+
+    def _step(self, slates: torch.Tensor) -> Response:
+        """One step of every user for valid slates (see :meth:`respond_valid`)."""
         if bool(self.churned.any()):
             gone = int(self.churned.nonzero()[0])
             raise ValueError(f"user slot {gone} has churned; restart it with reset(n_users, seed, users=[{gone}])")
