@@ -6,6 +6,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
@@ -175,20 +176,24 @@ class SlateVectorEnv(_WorldFace, VectorEnv):
             raise RuntimeError("call reset() before step()")
         slates = self.world.slates_from_actions(actions)
         # NEXT_STEP autoreset: users whose episode ended at the previous step are replaced
-        # now and their action is ignored. The batched simulator steps every slot, so those
-        # slots see a placeholder slate and are then restarted again from the same seed,
-        # which leaves them exactly as a fresh reset would.
+        # now and their action is ignored. The batched simulator answers every slot, so
+        # those slots see a placeholder slate and are held idle; a simulator that cannot
+        # hold them has them restarted again from the same seed, which leaves them exactly
+        # as a fresh reset would.
         finished = np.flatnonzero(self._done)
+        idle = None
         if len(finished):
-            self.world.restart(finished)
+            self.world.restart(finished, candidates=False)
             slates = slates.clone()
-            slates[finished] = self.world.candidates[finished, : self.world.slate_size]
-        reward, terminated, truncated, response = self.world.step(slates)
+            slates[finished] = self.world.candidates_of(self.world.candidate_draw[finished])[:, : self.world.slate_size]
+            idle = torch.from_numpy(self._done.copy()).to(self.world.device)
+        reward, terminated, truncated, response = self.world.step(slates, idle)
         reward, terminated, truncated = (x.cpu().numpy() for x in (reward, terminated, truncated))
         info = self.world.info(response, slates)
         info["autoreset"] = self._done.copy()
         if len(finished):
-            self.world.restart(finished, again=True)
+            if not self.world.simulator.holds_idle:
+                self.world.restart(finished, again=True)
             reward[finished], terminated[finished], truncated[finished] = 0.0, False, False
         self._done = terminated | truncated
         return self.world.observe(), reward, terminated, truncated, info

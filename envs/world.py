@@ -23,9 +23,10 @@ from recoworld.catalog import Catalog, lookup
 from recoworld.history import prepend_clicks
 from recoworld.simulators.base import UserSimulator
 from recoworld.simulators.population import Population
-from recoworld.simulators.statistical import StatisticalUserConfig, StatisticalUsers
+from recoworld.simulators.statistical import KERNELS, StatisticalUserConfig, StatisticalUsers
 from recoworld.types import Instruction, Response
 from recoworld.validation import check_slates
+from recoworld.envs import native_world
 from recoworld.envs.rewards import RewardWeights
 from recoworld.envs.spaces import SlateSpace
 
@@ -58,15 +59,20 @@ class SlateWorld:
     ):
         if simulator is not None and catalog is not None and simulator.catalog is not catalog:
             raise ValueError("give either a simulator (which brings its catalog) or a catalog, not both")
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel={kernel!r}; choose one of {KERNELS}")
         if simulator is None:
             catalog = catalog if catalog is not None else Catalog.synthetic(1000, seed=0)
             if isinstance(simulator_config, Mapping):
                 simulator_config = StatisticalUserConfig(**simulator_config)
             simulator = StatisticalUsers(catalog, simulator_config, population, device=device, kernel=kernel)
-        elif kernel != "torch":
-            raise ValueError(f"kernel={kernel!r} selects the default simulator's kernel; a given simulator "
-                             "brings its own (e.g. StatisticalUsers(catalog, kernel='c'))")
+        elif kernel == "c" and simulator.device.type != "cpu":
+            raise ValueError(f"kernel='c' runs on CPU, but the simulator is on {str(simulator.device)!r}; "
+                             "use kernel='torch'")
         self.simulator = simulator
+        self.kernel = kernel
+        if kernel == "c":
+            native_world.library()  # build now: a missing compiler shows up here, not mid-rollout
         self.catalog = simulator.catalog
         self.device = simulator.device
         n_items = self.catalog.n_items
@@ -97,7 +103,10 @@ class SlateWorld:
         self.instruction_age = torch.zeros(n_users, device=self.device)
         self.session_index = torch.zeros(n_users, device=self.device)
         self.session_step = torch.zeros(n_users, device=self.device)
-        self.candidates = torch.zeros(n_users, num_candidates, dtype=torch.int64, device=self.device)
+        # Each slot's candidates as (start a, row of the stride s in _offsets): see _draw_candidates.
+        self.candidate_draw = torch.zeros(n_users, 2, dtype=torch.int64, device=self.device)
+        self._candidates: torch.Tensor | None = None  # candidate_draw spelled out, until it changes
+        self._observed: dict[str, np.ndarray] | None = None  # observation copies the C bookkeeping wrote
         self.started = False
 
     # ----------------------------------------------------------------- spaces
@@ -142,17 +151,21 @@ class SlateWorld:
         else:
             self.restart(slots)
 
-    def restart(self, slots: np.ndarray, base_seeds: Sequence[int] | None = None, again: bool = False) -> None:
+    def restart(self, slots: np.ndarray, base_seeds: Sequence[int] | None = None, again: bool = False,
+                candidates: bool = True) -> None:
         """Start the next user episode in ``slots``.
 
         With ``base_seeds`` the slots are (re)seeded and start their first episode;
         without, each slot starts the next episode of its seed sequence:
         episode ``j`` of base seed ``s`` has seed ``s`` for ``j = 0`` and
         ``mix_int(s, j)`` after. ``again=True`` restarts the current episode from scratch.
+        ``candidates=False`` leaves the slots' candidates to the step that follows at once
+        (an autoreset's), which draws every slot's from its step count.
         """
         slots = np.asarray(slots, dtype=np.int64)
         if len(slots) == 0:
             return
+        self._observed = None
         if base_seeds is not None:
             self.base_seed[slots] = np.asarray(base_seeds, dtype=np.int64)
             self.episode[slots] = 0
@@ -179,24 +192,37 @@ class SlateWorld:
         self.instruction_age[index] = 0.0
         self.session_index[index] = 0.0
         self.session_step[index] = 0.0
-        self._draw_candidates(index)
+        if candidates:
+            self._draw_candidates(index)
 
     def _draw_candidates(self, index: torch.Tensor | None = None) -> None:
         """Candidates ``(a + j s) mod N``, ``j < C``, with a random start ``a`` and a random
-        stride ``s`` coprime with ``N``: distinct items, drawn in O(C) per user. The
-        offsets ``j s mod N`` come from a table of up to 4,096 strides."""
+        stride ``s`` coprime with ``N``: distinct items, drawn in O(1) per user and spelled
+        out in O(C) when asked for. The offsets ``j s mod N`` come from a table of up to
+        4,096 strides."""
         key = self._key if index is None else self._key[index]
         count = self.step_count if index is None else self.step_count[index]
-        n_items = self.catalog.n_items
         draws = rng.bits(key, count, S_CANDIDATES, 2)
-        start = draws[:, :1] % n_items
-        # In place on the gathered rows: at B = 16,384 each [B, C] int64 temporary is 6.5 MB.
-        candidates = self._offsets.index_select(0, draws[:, 1] % len(self._offsets)).add_(start)
-        candidates.sub_((candidates >= n_items).to(candidates.dtype).mul_(n_items))
+        draw = torch.stack([draws[:, 0] % self.catalog.n_items, draws[:, 1] % len(self._offsets)], 1)
         if index is None:
-            self.candidates = candidates
+            self.candidate_draw = draw
         else:
-            self.candidates[index] = candidates
+            self.candidate_draw[index] = draw
+        self._candidates = None
+
+    @property
+    def candidates(self) -> torch.Tensor:
+        """Every slot's current candidates ``[B, C]`` (item ids)."""
+        if self._candidates is None:
+            self._candidates = self.candidates_of(self.candidate_draw)
+        return self._candidates
+
+    def candidates_of(self, draw: torch.Tensor) -> torch.Tensor:
+        """The candidates ``[n, C]`` of draws ``[n, 2]`` (rows of :attr:`candidate_draw`)."""
+        n_items = self.catalog.n_items
+        # In place on the gathered rows: at B = 16,384 each [B, C] int64 temporary is 6.5 MB.
+        candidates = self._offsets.index_select(0, draw[:, 1]).add_(draw[:, :1])
+        return candidates.sub_((candidates >= n_items).to(candidates.dtype).mul_(n_items))
 
     # ---------------------------------------------------------------- steps
     def slates_from_actions(self, actions, single: bool = False) -> torch.Tensor:
@@ -217,59 +243,74 @@ class SlateWorld:
                 if np.ndim(actions) != 1 or np.shape(actions)[0] != K:
                     raise ValueError(f"action has shape {np.shape(actions)}; expected ({K},) candidate indices")
                 actions = np.asarray(actions)[None, :]
+            elif self.kernel == "c" and isinstance(actions, np.ndarray) and actions.shape == (B, K):
+                # The fast path checks and takes in one pass; a bad slate falls through to
+                # check_slates, which names the bad entry.
+                slates = native_world.take_slates(actions, self)
+                if slates is not None:
+                    return slates
             positions = check_slates(actions, C, n_rows=B, slate_size=K, name="action",
                                      choice="candidate index", plural="candidate indices",
                                      universe=f"there are {C} candidates",
                                      single=single).to(self.device)
         return self.candidates.gather(1, positions)
 
-    def step(self, slates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Response]:
-        """Show ``slates`` (item ids) to every user; returns reward, terminated, truncated, response."""
+    def step(self, slates: torch.Tensor, idle: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Response]:
+        """Show ``slates`` (item ids) to every user; returns reward, terminated, truncated, response.
+
+        Slots in ``idle`` (bool ``[B]``: users an autoreset just started) are held: their
+        state stays and their answer is to be discarded (see ``UserSimulator.holds_idle``).
+        """
         # Valid by construction (distinct candidates of the catalog): no second check.
-        response = self.simulator.respond_valid(slates)
+        response = self.simulator.respond_valid(slates, idle)
         self.signals = self.reward_weights.signals(response)
         reward = self.reward_weights.combine(self.signals)
-        self.step_count += 1
-        self._update_history(slates, response)
+        if self.kernel == "c":
+            self._observed = native_world.step(self, slates, response, idle, S_CANDIDATES)
+        else:
+            self.step_count += 1 if idle is None else (~idle).long()
+            self._update_history(slates, response, idle)
+            self._draw_candidates()
         terminated = response.churned
         truncated = ~terminated & (self.step_count >= self.max_steps)
-        self._draw_candidates()
         return reward, terminated, truncated, response
 
-    def _update_history(self, slates: torch.Tensor, response: Response) -> None:
+    def _update_history(self, slates: torch.Tensor, response: Response, idle: torch.Tensor | None) -> None:
+        clicked, voiced, new_session = response.clicked, response.instruction.active, response.left_session
+        stepped = torch.ones_like(voiced) if idle is None else ~idle
+        clicked, voiced, new_session = clicked & stepped[:, None], voiced & stepped, new_session & stepped
         feedback = torch.stack([response.watch_fraction, response.liked.float()], -1)
         self.history_items, self.history_feedback = prepend_clicks(
-            self.history_items, slates, response.clicked, (self.history_feedback, feedback))
+            self.history_items, slates, clicked, (self.history_feedback, feedback))
 
-        voiced = response.instruction.active
-        self.instruction_age = torch.where(voiced, 1.0, self.instruction_age + (self.instruction_age > 0).float())
+        aging = ((self.instruction_age > 0) & stepped).float()
+        self.instruction_age = torch.where(voiced, 1.0, self.instruction_age + aging)
         for name in ("more", "less"):
             old = getattr(self.instruction, name)
             setattr(self.instruction, name, torch.where(voiced[:, None], getattr(response.instruction, name), old))
         self.instruction.novelty = torch.where(voiced, response.instruction.novelty, self.instruction.novelty)
         self.instruction.active = self.instruction.active | voiced
-        new_session = response.left_session
         self.session_index += new_session.float()
-        self.session_step = torch.where(new_session, 0.0, self.session_step + 1.0)
+        self.session_step = torch.where(new_session, 0.0, self.session_step + stepped.float())
 
     # ---------------------------------------------------------- observations
     def observe(self) -> dict[str, np.ndarray]:
         """Observations ``[B, ...]`` as numpy arrays (what a real recommender can see)."""
-        ins = self.instruction
-        instruction = torch.cat([ins.more.float(), -ins.less.float(), ins.novelty.float()[:, None]], 1)
-        session = torch.stack([self.session_index, self.session_step, self.instruction_age], 1)
-        obs = {
-            "candidate_ids": self.candidates,
-            "history_items": self.history_items,
-            "history_feedback": self.history_feedback,
-            "instruction": instruction,
-            "session": session,
-        }
+        # The C bookkeeping writes the observation as it steps (handed out once).
+        obs, self._observed = self._observed, None
+        if obs is None:
+            ins = self.instruction
+            instruction = torch.cat([ins.more.float(), -ins.less.float(), ins.novelty.float()[:, None]], 1)
+            session = torch.stack([self.session_index, self.session_step, self.instruction_age], 1)
+            # Copies of the state, which later steps and restarts update in place.
+            obs = {"candidate_ids": self.candidates.cpu().numpy().copy(),
+                   "history_items": self.history_items.cpu().numpy().copy(),
+                   "history_feedback": self.history_feedback.cpu().numpy().copy(),
+                   "instruction": instruction.cpu().numpy(), "session": session.cpu().numpy()}
         if self.observe_features:
-            obs["candidate_features"] = lookup(self.catalog.features, self.candidates)
-        # Copies, because the state tensors are updated in place by later steps and resets;
-        # the candidate features are gathered afresh and need none.
-        return {k: v.cpu().numpy() if k == "candidate_features" else v.cpu().numpy().copy() for k, v in obs.items()}
+            obs["candidate_features"] = lookup(self.catalog.features, self.candidates).cpu().numpy()
+        return obs
 
     def info(self, response: Response | None, slates: torch.Tensor | None) -> dict[str, np.ndarray]:
         """Per-user details of the last step, for loggers and metrics (numpy ``[B, ...]``)."""
@@ -279,7 +320,12 @@ class SlateWorld:
         for name, value in response.tensor_fields().items():
             info[name] = value.cpu().numpy()
         info["slate"] = slates.cpu().numpy()
-        info["instruction_text"] = np.array(response.instruction_text, dtype=object)
+        # Filled where an instruction was voiced: at B = 16,384 converting the whole list
+        # costs more than the rest of info.
+        text = np.full(self.n_users, None, dtype=object)
+        for b in response.instruction.active.nonzero().flatten().tolist():
+            text[b] = response.instruction_text[b]
+        info["instruction_text"] = text
         for name, value in self.signals.items():
             info[f"reward_{name}"] = value.cpu().numpy()
         return info

@@ -69,11 +69,20 @@ class UserSimulator(ABC):
             a :class:`~recoworld.Response` with leading dimension ``n_users``.
         """
 
-    def respond_valid(self, slates: torch.Tensor) -> Response:
+    #: Whether :meth:`respond_valid` leaves the slots it is told are ``idle`` exactly as
+    #: they are. An env's autoreset restarts finished users before the step that replaces
+    #: them; when the simulator holds them, it need not restart them a second time after.
+    holds_idle: bool = False
+
+    def respond_valid(self, slates: torch.Tensor, idle: torch.Tensor | None = None) -> Response:
         """:meth:`respond` to slates already known valid: int64 ``[n_users, K]`` on the
         simulator's device, ids in range and distinct in each row. The envs build theirs so
-        and call this; a simulator whose own check is costly may skip it here. Optional:
-        :meth:`respond` by default."""
+        and call this; a simulator whose own check is costly may skip it here.
+
+        ``idle`` (bool ``[n_users]`` or ``None``) marks slots whose answer the caller will
+        discard: users just restarted by an autoreset. A simulator that sets
+        :attr:`holds_idle` leaves them untouched (an LLM simulator can skip their calls);
+        the default ignores ``idle`` and answers :meth:`respond`. Optional."""
         return self.respond(slates)
 
     def click_probabilities(self, items: torch.Tensor) -> torch.Tensor:

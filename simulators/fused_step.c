@@ -1,41 +1,101 @@
 /* Fused CPU step of the statistical users (recoworld.simulators.statistical).
  *
- * One pass per user over the slate's K items: utility, the step's counter-based uniforms,
- * cascade examination, clicks, watch, likes, ratings, and the per-item parts of the
- * dynamics (satiation, interest drift, familiarity, the click history). The torch path
- * materialises every [B, K, ...] intermediate in memory; here the item tables stay in
- * cache and each user's numbers stay in registers. The equations are those of the module
- * docstring of statistical.py, term for term and in the same order, in float32.
+ * One pass per user: over the slate's K items, utility, the step's counter-based uniforms,
+ * cascade examination, clicks, watch, likes, ratings, compliance with the instruction in
+ * force and the per-item parts of the dynamics (satiation, interest drift, familiarity,
+ * the click history); then the user's mindset, leave hazard, and whether they voice an
+ * instruction, leave, return (and after how long) or churn. The torch path materialises
+ * every [B, K, ...] intermediate in memory; here the item tables stay in cache and each
+ * user's numbers stay in registers. The equations are those of the module docstring of
+ * statistical.py, term for term and in the same order, in float32; the uniforms are
+ * recoworld/rng.py's, bit for bit (rng.h).
  *
- * The uniforms are recoworld/rng.py's, bit for bit: lowbias32 (Chris Wellons,
- * https://nullprogram.com/blog/2018/07/31/) on 32-bit patterns, top 24 bits, + 0.5, / 2^24.
+ * What stays in Python: the sentence of a voiced instruction, looked up by the code this
+ * kernel gives its content and phrasing.
  *
- * Plain C99 and libm, compiled by recoworld.simulators.fused with `cc -O3 -shared -fPIC`.
+ * Plain C99 and libm, compiled by recoworld.native.
  */
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 
-#define GOLDEN 0x9E3779B1u
+#include "rng.h"
 
-static inline uint32_t mix32(uint32_t x) {
-    x ^= x >> 16;
-    x *= 0x7FEB352Du;
-    x ^= x >> 15;
-    x *= 0x846CA68Bu;
-    return x ^ (x >> 16);
-}
+/* Order of the float parameters in `param` (simulators/fused.py builds it). */
+enum {
+    P_INTEREST_WEIGHT, P_SATIATION_WEIGHT, P_REPEAT_PENALTY, P_CONTINUE_AFTER_CLICK,
+    P_RATING_CENTER, P_RATING_SLOPE, P_RATING_QUALITY, P_RATING_NOISE,
+    P_SATIATION_KEEP, P_SATIATION_RATE, P_INTEREST_DRIFT, P_FAMILIAR_KEEP, P_FAMILIARITY_RATE,
+    P_MORE_SHARE, P_COMPLIANCE_WEIGHT, P_MINDSET_KEEP, P_MINDSET_RATE,
+    P_LEAVE_BASE, P_LEAVE_MINDSET, P_LEAVE_BOREDOM, P_LEAVE_LENGTH, P_LEAVE_PATIENCE,
+    P_INSTRUCTION_THRESHOLD, P_VOICE_PROBABILITY,
+    P_RETURN_BASE, P_RETURN_MINDSET, P_GAP_DAYS, P_RECOVERY_DAYS, P_MINDSET_REGRESSION,
+    P_INSTRUCTION_SATIATION, P_INSTRUCTION_STEPS, P_NOVELTY_SESSION_SPREAD,
+    N_PARAMS
+};
 
-/* rng.uniform(keys, counters, stream, n) for one user; `stream_base` is rng.mix_int(stream). */
-static inline float uniform_at(uint32_t base, uint32_t stream_base, uint32_t j) {
-    uint32_t bits = mix32(base ^ mix32(j + stream_base));
-    return ((float)(bits >> 8) + 0.5f) * (1.0f / 16777216.0f);
-}
+#define MAX_K 256
+#define MAX_D 1024
+#define MAX_G 1024
+#define MAX_H 1024
 
-static inline uint32_t user_base(int32_t key, int32_t counter) {
-    return mix32((uint32_t)key ^ mix32((uint32_t)counter * GOLDEN));
-}
+/* Everything a step reads and writes, [B, ...] row-major (simulators/fused.py mirrors it). */
+typedef struct {
+    int64_t K, D, G, H;
+    /* the items */
+    const float *features, *genre_weights, *static_appeal, *pop_score, *quality;
+    const uint8_t *genres;
+    const float *genre_centroids; /* [G, D]: where each genre sits in the interest space */
+    /* the step: slates, slots to skip (NULL: none), random streams, parameters */
+    const int64_t *slates;
+    const uint8_t *idle;
+    uint32_t step_stream, gap_stream, session_stream, phrase_stream;
+    const float *param;
+    /* the users' traits */
+    const int32_t *key;
+    const float *novelty_trait, *popularity_bias, *patience, *rating_bias, *activity;
+    /* the users' state, updated in place */
+    int32_t *counter;
+    float *novelty_seeking;
+    float *interest, *familiar, *satiation, *satisfaction;
+    int64_t *recent_clicks, *session_index, *session_step, *steps_left;
+    uint8_t *active, *more, *less, *churned;
+    int8_t *novelty;
+    /* the response */
+    uint8_t *examined, *clicked, *liked;
+    float *watch;
+    int8_t *rating;
+    uint8_t *in_force, *leaves, *returned;
+    float *compliance, *hazard, *gap;
+    /* the voiced instruction ([B, G] more and less, novelty), and the code of its sentence:
+     * -1 when none, else ((more + 1) (G + 1) + less + 1) 9 + (novelty + 1) 3 + phrasing,
+     * genres -1 when the part is empty */
+    uint8_t *voiced_more, *voiced_less;
+    int8_t *voiced_novelty;
+    int32_t *phrase;
+} Step;
 
 static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* A dot product in 8 interleaved partial sums: the compiler keeps them in vector lanes
+ * (a single running sum would be one long chain of dependent additions). The summation
+ * order differs from torch's, which is why the kernels agree to rounding, not bits. */
+static inline float dot(const float *a, const float *b, int64_t n) {
+    float part[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    int64_t d = 0;
+    for (; d + 8 <= n; d += 8)
+        for (int i = 0; i < 8; i++) part[i] += a[d + i] * b[d + i];
+    for (; d < n; d++) part[0] += a[d] * b[d];
+    return ((part[0] + part[4]) + (part[1] + part[5])) + ((part[2] + part[6]) + (part[3] + part[7]));
+}
+
+static inline void normalize(float *x, int64_t n) {
+    float sq = 0.0f;
+    for (int64_t d = 0; d < n; d++) sq += x[d] * x[d];
+    float norm = sqrtf(sq);
+    if (norm < 1e-12f) norm = 1e-12f;
+    for (int64_t d = 0; d < n; d++) x[d] = x[d] / norm;
+}
 
 /* Bit-exact rng.uniform for users [begin, end): out is [n_users, n]. */
 void recoworld_uniform(int64_t begin, int64_t end, const int32_t *key, const int32_t *counter,
@@ -46,61 +106,139 @@ void recoworld_uniform(int64_t begin, int64_t end, const int32_t *key, const int
     }
 }
 
-/* Order of the float parameters in `param`. */
-enum {
-    P_INTEREST_WEIGHT, P_SATIATION_WEIGHT, P_REPEAT_PENALTY, P_CONTINUE_AFTER_CLICK,
-    P_RATING_CENTER, P_RATING_SLOPE, P_RATING_QUALITY, P_RATING_NOISE,
-    P_SATIATION_KEEP, P_SATIATION_RATE, P_INTEREST_DRIFT, P_FAMILIAR_KEEP, P_FAMILIARITY_RATE,
-    N_PARAMS
-};
-
-#define MAX_K 256
-#define MAX_D 1024
-#define MAX_G 1024
-#define MAX_H 1024
-
-static inline void normalize(float *x, int64_t n) {
-    float sq = 0.0f;
-    for (int64_t d = 0; d < n; d++) sq += x[d] * x[d];
-    float norm = sqrtf(sq);
-    if (norm < 1e-12f) norm = 1e-12f;
-    for (int64_t d = 0; d < n; d++) x[d] = x[d] / norm;
+/* Compliance of user b's slate with their instruction in force (instructions.py). */
+static float compliance_of(const Step *s, int64_t b, const float *distance) {
+    const int64_t K = s->K, G = s->G;
+    const uint8_t *more = s->more + b * G, *less = s->less + b * G;
+    int has_less = 0, has_more = 0;
+    for (int64_t g = 0; g < G; g++) {
+        has_less |= less[g];
+        has_more |= more[g];
+    }
+    float in_less = 0.0f, in_more = 0.0f, novel = 0.0f;
+    for (int64_t k = 0; k < K; k++) {
+        const uint8_t *genres = s->genres + s->slates[b * K + k] * G;
+        int hits_less = 0, hits_more = 0;
+        for (int64_t g = 0; g < G; g++) {
+            hits_less |= genres[g] & less[g];
+            hits_more |= genres[g] & more[g];
+        }
+        in_less += (float)hits_less;
+        in_more += (float)hits_more;
+        novel += distance[k] > 1.0f ? 1.0f : 0.0f;
+    }
+    in_less /= (float)K;
+    in_more /= (float)K;
+    novel /= (float)K;
+    const int8_t wants = s->novelty[b];
+    float more_part = in_more / s->param[P_MORE_SHARE];
+    const float parts = (has_less ? 1.0f - in_less : 0.0f) + (has_more ? (more_part > 1.0f ? 1.0f : more_part) : 0.0f)
+                        + (wants > 0 ? novel : (wants < 0 ? 1.0f - novel : 0.0f));
+    const float count = (float)(has_less + has_more + (wants != 0));
+    return parts / (count < 1.0f ? 1.0f : count);
 }
 
-/* One step of users [begin, end). Returns 0, or 1 if K, D, G or H exceed the MAX_ bounds.
- *
- * Reads the item tables (features [N, D], genre_weights [N, G], static_appeal, pop_score,
- * quality [N]) and the users' traits; updates satiation [B, G], interest [B, D],
- * familiar [B, D] and recent_clicks [B, H] in place; writes the per-item response [B, K],
- * distance [B, K] (for compliance), and per user the step quality (sum of clicks weighted
- * by watch), boredom and the three per-user uniforms of the step (voice, leave, return). */
-int recoworld_respond(
-    int64_t begin, int64_t end, int64_t K, int64_t D, int64_t G, int64_t H,
-    const int64_t *slates, const float *features, const float *genre_weights,
-    const float *static_appeal, const float *pop_score, const float *quality,
-    const int32_t *key, const int32_t *counter, uint32_t stream_base, const float *param,
-    const float *novelty_seeking, const float *popularity_bias, const float *patience,
-    const float *rating_bias,
-    float *interest, float *familiar, float *satiation, int64_t *recent_clicks,
-    uint8_t *examined_out, uint8_t *clicked_out, float *watch_out, uint8_t *liked_out,
-    int8_t *rating_out, float *distance_out, float *quality_out, float *boredom_out,
-    float *user_uniforms) {
+/* torch.erfinv's algorithm (ATen's calc_erfinv: a rational first guess, then two Newton
+ * steps), so that a returning user's session draw matches rng.normal to rounding. */
+static float erfinvf(float y) {
+    static const float a[4] = {0.886226899f, -1.645349621f, 0.914624893f, -0.140543331f};
+    static const float b[4] = {-2.118377725f, 1.442710462f, -0.329097515f, 0.012229801f};
+    static const float c[4] = {-1.970840454f, -1.624906493f, 3.429567803f, 1.641345311f};
+    static const float d[2] = {3.543889200f, 1.637067800f};
+    const float y_abs = fabsf(y);
+    if (y_abs >= 1.0f) return y_abs > 1.0f ? NAN : copysignf(INFINITY, y);
+    float x;
+    if (y_abs <= 0.7f) {
+        const float z = y * y;
+        const float num = ((a[3] * z + a[2]) * z + a[1]) * z + a[0];
+        const float dem = (((b[3] * z + b[2]) * z + b[1]) * z + b[0]) * z + 1.0f;
+        x = y * num / dem;
+    } else {
+        const float z = sqrtf(-logf((1.0f - y_abs) / 2.0f));
+        const float num = ((c[3] * z + c[2]) * z + c[1]) * z + c[0];
+        const float dem = (d[1] * z + d[0]) * z + 1.0f;
+        x = copysignf(num, y) / dem;
+    }
+    const float two_over_root_pi = 1.1283791670955126f;
+    x = x - (erff(x) - y) / (two_over_root_pi * expf(-x * x));
+    x = x - (erff(x) - y) / (two_over_root_pi * expf(-x * x));
+    return x;
+}
+
+/* The index of the largest of n values, the first one on ties (torch's argmax). */
+static inline int64_t argmax(const float *x, int64_t n) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+/* User b voices an instruction (statistical.py's _voice): less of the most satiated genre
+ * if satiated enough, more of the genre of best interest net of satiation, and the sign of
+ * a strong novelty propensity. It comes into force at once. */
+static void voice(const Step *s, int64_t b) {
+    const int64_t D = s->D, G = s->G;
+    const float *satiation = s->satiation + b * G, *interest = s->interest + b * D;
+    float appeal[MAX_G];
+    const int64_t top = argmax(satiation, G);
+    const int64_t less = satiation[top] > s->param[P_INSTRUCTION_SATIATION] ? top : -1;
+    for (int64_t g = 0; g < G; g++)
+        appeal[g] = g == less ? -INFINITY : dot(interest, s->genre_centroids + g * D, D) - 1.5f * satiation[g];
+    const int64_t more = argmax(appeal, G);
+    const float seeking = s->novelty_seeking[b];
+    const int8_t novelty = seeking > 0.4f ? 1 : (seeking < -0.4f ? -1 : 0);
+    for (int64_t g = 0; g < G; g++) {
+        s->more[b * G + g] = s->voiced_more[b * G + g] = (uint8_t)(g == more);
+        s->less[b * G + g] = s->voiced_less[b * G + g] = (uint8_t)(g == less);
+    }
+    s->novelty[b] = s->voiced_novelty[b] = novelty;
+    s->active[b] = 1;
+    s->steps_left[b] = (int64_t)s->param[P_INSTRUCTION_STEPS];
+    /* The phrasing is drawn after the step's count (rng.bits(key, counter, S_PHRASE, 1) % 3). */
+    const uint32_t phrasing = bits_at(user_base(s->key[b], s->counter[b]), s->phrase_stream, 0) % 3u;
+    s->phrase[b] = (int32_t)((((more + 1) * (G + 1) + less + 1) * 9 + (novelty + 1) * 3) + (int64_t)phrasing);
+}
+
+/* One step of users [begin, end). Returns 0, or 1 if K, D, G or H exceed the MAX_ bounds. */
+int recoworld_respond(int64_t begin, int64_t end, const Step *s) {
+    const int64_t K = s->K, D = s->D, G = s->G, H = s->H;
     if (K > MAX_K || D > MAX_D || G > MAX_G || H > MAX_H) return 1;
+    const float *param = s->param;
     const float interest_weight = param[P_INTEREST_WEIGHT], satiation_weight = param[P_SATIATION_WEIGHT];
     const float repeat_penalty = param[P_REPEAT_PENALTY], continue_after_click = param[P_CONTINUE_AFTER_CLICK];
     const float rating_center = param[P_RATING_CENTER], rating_slope = param[P_RATING_SLOPE];
     const float rating_quality = param[P_RATING_QUALITY], rating_noise = param[P_RATING_NOISE];
-    float exposure[MAX_G], consumed[MAX_D], blend[MAX_D];
+    float exposure[MAX_G], consumed[MAX_D], blend[MAX_D], distance[MAX_K];
     int64_t clicked_items[MAX_K];
+    /* The draws' salts are the same for every user: hash them once. Layout of
+     * rng.uniform(key, t, S_STEP, 4K + 3): click, continue, watch, like per position, then
+     * the user's voice, leave and return. */
+    uint32_t salt[4 * MAX_K + 3];
+    for (int64_t j = 0; j < 4 * K + 3; j++) salt[j] = draw_salt(s->step_stream, (uint32_t)j);
+    const uint32_t gap_salt = draw_salt(s->gap_stream, 0), session_salt = draw_salt(s->session_stream, 0);
 
     for (int64_t b = begin; b < end; b++) {
-        const int64_t *slate = slates + b * K;
-        float *user_interest = interest + b * D, *user_familiar = familiar + b * D;
-        float *user_satiation = satiation + b * G;
-        int64_t *recent = recent_clicks + b * H;
-        const uint32_t base = user_base(key[b], counter[b]);
-        const float novelty = novelty_seeking[b], pop_bias = popularity_bias[b];
-        const float user_patience = patience[b], user_rating_bias = rating_bias[b];
+        const int64_t *slate = s->slates + b * K;
+        if (s->idle != NULL && s->idle[b]) {
+            /* A slot the caller discards this step: its state stays as it is. */
+            for (int64_t k = 0; k < K; k++) {
+                s->examined[b * K + k] = s->clicked[b * K + k] = s->liked[b * K + k] = 0;
+                s->watch[b * K + k] = 0.0f;
+                s->rating[b * K + k] = 0;
+            }
+            s->in_force[b] = s->leaves[b] = s->returned[b] = 0;
+            s->compliance[b] = s->hazard[b] = s->gap[b] = 0.0f;
+            for (int64_t g = 0; g < G; g++) s->voiced_more[b * G + g] = s->voiced_less[b * G + g] = 0;
+            s->voiced_novelty[b] = 0;
+            s->phrase[b] = -1;
+            continue;
+        }
+        float *user_interest = s->interest + b * D, *user_familiar = s->familiar + b * D;
+        float *user_satiation = s->satiation + b * G;
+        int64_t *recent = s->recent_clicks + b * H;
+        const uint32_t base = user_base(s->key[b], s->counter[b]);
+        const float novelty = s->novelty_seeking[b], pop_bias = s->popularity_bias[b];
+        const float user_patience = s->patience[b], user_rating_bias = s->rating_bias[b];
         for (int64_t g = 0; g < G; g++) exposure[g] = 0.0f;
         for (int64_t d = 0; d < D; d++) consumed[d] = 0.0f;
         float step_quality = 0.0f, seen_satiation = 0.0f, n_examined = 0.0f;
@@ -109,26 +247,20 @@ int recoworld_respond(
 
         for (int64_t k = 0; k < K; k++) {
             const int64_t item = slate[k];
-            const float *f = features + item * D, *w = genre_weights + item * G;
-            float affinity = 0.0f, closeness = 0.0f, item_satiation = 0.0f;
-            for (int64_t d = 0; d < D; d++) {
-                affinity += f[d] * user_interest[d];
-                closeness += f[d] * user_familiar[d];
-            }
-            for (int64_t g = 0; g < G; g++) item_satiation += w[g] * user_satiation[g];
+            const float *f = s->features + item * D, *w = s->genre_weights + item * G;
+            const float affinity = dot(f, user_interest, D), closeness = dot(f, user_familiar, D);
+            const float item_satiation = dot(w, user_satiation, G);
             int repeat = 0;
             for (int64_t h = 0; h < H; h++) repeat |= recent[h] == item;
-            const float distance = 1.0f - closeness;
-            float v = interest_weight * affinity + static_appeal[item];
-            v += pop_bias * pop_score[item];
-            v += novelty * (distance - 1.0f);
+            distance[k] = 1.0f - closeness;
+            float v = interest_weight * affinity + s->static_appeal[item];
+            v += pop_bias * s->pop_score[item];
+            v += novelty * (distance[k] - 1.0f);
             v -= satiation_weight * item_satiation;
             v -= repeat_penalty * (float)repeat;
-            distance_out[b * K + k] = distance;
 
-            /* Draw layout of rng.uniform(key, t, S_STEP, 4K + 3): click, continue, watch, like. */
-            const float u_click = uniform_at(base, stream_base, (uint32_t)k);
-            const float u_continue = uniform_at(base, stream_base, (uint32_t)(K + k));
+            const float u_click = uniform_salted(base, salt[k]);
+            const float u_continue = uniform_salted(base, salt[K + k]);
             const int click_draw = u_click < sigmoidf(v);
             const int was_examined = examining;
             const int clicked = click_draw && was_examined;
@@ -136,13 +268,13 @@ int recoworld_respond(
             int liked = 0;
             int8_t rating = 0;
             if (clicked) {
-                const float u_watch = uniform_at(base, stream_base, (uint32_t)(2 * K + k));
-                const float u_like = uniform_at(base, stream_base, (uint32_t)(3 * K + k));
+                const float u_watch = uniform_salted(base, salt[2 * K + k]);
+                const float u_like = uniform_salted(base, salt[3 * K + k]);
                 const float noise = logf(u_watch / (1.0f - u_watch));
                 watch = sigmoidf(v + 1.0f + 0.45f * noise);
                 liked = u_like < sigmoidf(2.0f * v - 1.0f);
                 float level = rating_center + rating_slope * v + user_rating_bias;
-                if (rating_quality != 0.0f) level = level + rating_quality * quality[item];
+                if (rating_quality != 0.0f) level = level + rating_quality * s->quality[item];
                 float r = nearbyintf(level + rating_noise * noise);
                 rating = (int8_t)(r < 1.0f ? 1.0f : (r > 5.0f ? 5.0f : r));
                 step_quality += 0.3f + 0.7f * watch;
@@ -156,15 +288,24 @@ int recoworld_respond(
                 n_examined += 1.0f;
                 examining = u_continue < user_patience * (click_draw ? continue_after_click : 1.0f);
             }
-            examined_out[b * K + k] = (uint8_t)was_examined;
-            clicked_out[b * K + k] = (uint8_t)clicked;
-            watch_out[b * K + k] = watch;
-            liked_out[b * K + k] = (uint8_t)liked;
-            rating_out[b * K + k] = rating;
+            s->examined[b * K + k] = (uint8_t)was_examined;
+            s->clicked[b * K + k] = (uint8_t)clicked;
+            s->watch[b * K + k] = watch;
+            s->liked[b * K + k] = (uint8_t)liked;
+            s->rating[b * K + k] = rating;
         }
-        quality_out[b] = step_quality;
-        boredom_out[b] = seen_satiation / n_examined;
-        for (int64_t j = 0; j < 3; j++) user_uniforms[b * 3 + j] = uniform_at(base, stream_base, (uint32_t)(4 * K + j));
+        const float boredom = seen_satiation / n_examined;
+        const float u_voice = uniform_salted(base, salt[4 * K]);
+        const float u_leave = uniform_salted(base, salt[4 * K + 1]);
+        const float u_return = uniform_salted(base, salt[4 * K + 2]);
+
+        /* Compliance with the instruction in force moves the step quality. */
+        const uint8_t in_force = s->active[b];
+        float compliance = 0.0f;
+        if (in_force) {
+            compliance = compliance_of(s, b, distance);
+            step_quality += param[P_COMPLIANCE_WEIGHT] * (compliance - 0.5f);
+        }
 
         /* Dynamics: satiation, interest drift and familiarity (module docstring). */
         for (int64_t g = 0; g < G; g++) {
@@ -172,17 +313,69 @@ int recoworld_respond(
             user_satiation[g] = param[P_SATIATION_KEEP] * user_satiation[g]
                                 + param[P_SATIATION_RATE] * (1.0f - user_satiation[g]) * x;
         }
-        if (n_clicks == 0) continue;  /* nothing consumed: interest, familiarity and history stay */
-        for (int64_t d = 0; d < D; d++) user_interest[d] += param[P_INTEREST_DRIFT] * consumed[d];
-        normalize(user_interest, D);
-        for (int64_t d = 0; d < D; d++) blend[d] = consumed[d];
-        normalize(blend, D);
-        for (int64_t d = 0; d < D; d++)
-            user_familiar[d] = param[P_FAMILIAR_KEEP] * user_familiar[d] + param[P_FAMILIARITY_RATE] * blend[d];
-        normalize(user_familiar, D);
-        /* Newest first: this step's clicks in slate order, then the older history. */
-        for (int64_t h = H - 1; h >= n_clicks; h--) recent[h] = recent[h - n_clicks];
-        for (int64_t h = 0; h < n_clicks && h < H; h++) recent[h] = clicked_items[h];
+        if (n_clicks > 0) {  /* nothing consumed: interest, familiarity and history stay */
+            for (int64_t d = 0; d < D; d++) user_interest[d] += param[P_INTEREST_DRIFT] * consumed[d];
+            normalize(user_interest, D);
+            for (int64_t d = 0; d < D; d++) blend[d] = consumed[d];
+            normalize(blend, D);
+            for (int64_t d = 0; d < D; d++)
+                user_familiar[d] = param[P_FAMILIAR_KEEP] * user_familiar[d] + param[P_FAMILIARITY_RATE] * blend[d];
+            normalize(user_familiar, D);
+            /* Newest first: this step's clicks in slate order, then the older history. */
+            for (int64_t h = H - 1; h >= n_clicks; h--) recent[h] = recent[h - n_clicks];
+            for (int64_t h = 0; h < n_clicks && h < H; h++) recent[h] = clicked_items[h];
+        }
+
+        /* Mindset, leave hazard, and the instruction's countdown. */
+        const float quality = step_quality < 0.0f ? 0.0f : (step_quality > 1.0f ? 1.0f : step_quality);
+        float mindset = param[P_MINDSET_KEEP] * s->satisfaction[b] + param[P_MINDSET_RATE] * quality;
+        const int64_t session_step = ++s->session_step[b];
+        const float hazard = sigmoidf(param[P_LEAVE_BASE] + param[P_LEAVE_MINDSET] * (0.5f - mindset)
+                                      + param[P_LEAVE_BOREDOM] * boredom + param[P_LEAVE_LENGTH] * (float)session_step
+                                      - param[P_LEAVE_PATIENCE] * (user_patience - 0.75f));
+        s->steps_left[b] -= in_force;
+        const int active = s->active[b] && s->steps_left[b] > 0;
+        const int speaks = hazard > param[P_INSTRUCTION_THRESHOLD] && !active && u_voice < param[P_VOICE_PROBABILITY];
+        const int leaves = !speaks && u_leave < hazard;
+        int returned = 0;
+        float gap = leaves ? INFINITY : 0.0f;
+        if (leaves) {
+            const float p_return = sigmoidf(param[P_RETURN_BASE] + param[P_RETURN_MINDSET] * (mindset - 0.5f)
+                                            + logf(s->activity[b]));
+            returned = u_return < p_return;
+        }
+        if (returned) {
+            const float mean_gap = param[P_GAP_DAYS] / (s->activity[b] * (0.5f + mindset));
+            gap = -mean_gap * logf(uniform_salted(base, gap_salt));
+            const float recovery = expf(-gap / param[P_RECOVERY_DAYS]);
+            for (int64_t g = 0; g < G; g++) user_satiation[g] *= recovery;
+            /* The mindset regresses towards the baseline over the break. */
+            mindset = 0.5f * mindset + param[P_MINDSET_REGRESSION];
+            s->session_index[b] += 1;
+            s->session_step[b] = 0;
+        }
+        if (returned) {  /* a new session, with no instruction and a fresh novelty propensity */
+            for (int64_t g = 0; g < G; g++) s->more[b * G + g] = s->less[b * G + g] = 0;
+            s->novelty[b] = 0;
+            s->steps_left[b] = 0;
+            const float u = uniform_salted(user_base(s->key[b], (int32_t)s->session_index[b]), session_salt);
+            const float normal = 1.4142135623730951f * erfinvf(2.0f * u - 1.0f);
+            s->novelty_seeking[b] = s->novelty_trait[b] + param[P_NOVELTY_SESSION_SPREAD] * normal;
+        }
+        s->active[b] = (uint8_t)(active && !returned);
+        s->churned[b] |= (uint8_t)(leaves && !returned);
+        s->satisfaction[b] = mindset;
+        s->counter[b] += 1;
+        for (int64_t g = 0; g < G; g++) s->voiced_more[b * G + g] = s->voiced_less[b * G + g] = 0;
+        s->voiced_novelty[b] = 0;
+        s->phrase[b] = -1;
+        if (speaks) voice(s, b);
+        s->in_force[b] = in_force;
+        s->leaves[b] = (uint8_t)leaves;
+        s->returned[b] = (uint8_t)returned;
+        s->compliance[b] = compliance;
+        s->hazard[b] = hazard;
+        s->gap[b] = gap;
     }
     return 0;
 }

@@ -88,6 +88,7 @@ from recoworld.simulators.population import Population, SyntheticPopulation
 # Named random streams: each kind of draw has its own, so adding one never shifts another.
 S_SESSION = 2
 S_STEP, S_GAP, S_PHRASE = 10, 11, 12
+STREAMS = {"step": S_STEP, "gap": S_GAP, "session": S_SESSION, "phrase": S_PHRASE}  # the C kernel's
 
 HISTORY = 10  # last clicks remembered for the repeat penalty
 KERNELS = ("torch", "c")
@@ -149,7 +150,7 @@ class StatisticalUsers(UserSimulator):
         population: where new users' traits come from (default: a
             :class:`~recoworld.simulators.population.SyntheticPopulation`).
         device: ``"cpu"``, ``"cuda"`` or a ``torch.device``.
-        kernel: how the per-item part of a step runs. ``"torch"`` (default, the reference):
+        kernel: how a step runs. ``"torch"`` (default, the reference):
             tensor ops, on any device. ``"c"``: a fused C kernel for CPU
             (:mod:`recoworld.simulators.fused`), several times faster at large ``B``; it is
             compiled on first use with the system C compiler (``$CC`` or ``cc``) and raises
@@ -158,8 +159,8 @@ class StatisticalUsers(UserSimulator):
             agrees with ``"torch"`` up to float rounding: probabilities and continuous
             outputs within about 1e-6, but a draw within rounding of its threshold may
             go the other way, after which the two trajectories part. Each user's result
-            still does not depend on the batch. With ``"c"`` the state tensors
-            ``satiation``, ``interest``, ``familiar`` and ``recent_clicks`` are updated in place.
+            still does not depend on the batch. With ``"c"`` the state tensors are updated
+            in place.
 
     State tensors (``[B, ...]``) are public attributes so that tests and envs can read
     them: ``interest``, ``satiation``, ``satisfaction``, ``patience``, ``activity``,
@@ -182,7 +183,7 @@ class StatisticalUsers(UserSimulator):
         self._static_appeal = self.config.quality_weight * self.catalog.quality - self.config.click_threshold
         self.n_users = 0
         self._fresh_seed = 0
-        self._phrases: dict[tuple[int, int, int, int], str] = {}
+        self._phrases: dict[int, str] = {}  # sentence by phrase code (see _phrase_codes)
         if kernel == "c":
             if self.device.type != "cpu":
                 raise ValueError(f"kernel='c' runs on CPU, but device={str(self.device)!r}; use kernel='torch'")
@@ -190,6 +191,7 @@ class StatisticalUsers(UserSimulator):
                 raise ValueError(f"kernel='c' computes the utility of StatisticalUsers, which {type(self).__name__} "
                                  "changes; use kernel='torch'")
             fused.library()  # build now: a missing compiler shows up here, not mid-rollout
+            self._genre_table = self.catalog.genres.to(torch.uint8).contiguous()
 
     # ------------------------------------------------------------------ reset
     def reset(self, n_users: int, seed: int | Sequence[int] | None = None, users=None) -> None:
@@ -309,30 +311,67 @@ class StatisticalUsers(UserSimulator):
                             universe=f"the catalog has {cat.n_items} items").to(self.device)
 
     # ----------------------------------------------------------------- respond
+    @property
+    def holds_idle(self) -> bool:
+        # A subclass that changes respond answers through its own path, which steps every slot.
+        return type(self).respond is StatisticalUsers.respond
+
     def respond(self, slates) -> Response:
         return self._step(self._check(slates))
 
-    def respond_valid(self, slates: torch.Tensor) -> Response:
+    def respond_valid(self, slates: torch.Tensor, idle: torch.Tensor | None = None) -> Response:
         # Skips the check (a sort per row) unless a subclass changed respond, whose own
         # path then stands.
-        if type(self).respond is not StatisticalUsers.respond:
+        if not self.holds_idle:
             return self.respond(slates)
-        return self._step(slates)
+        return self._step(slates, idle)
 
-    def _step(self, slates: torch.Tensor) -> Response:
-        """One step of every user for valid slates (see :meth:`respond_valid`)."""
-        if bool(self.churned.any()):
-            gone = int(self.churned.nonzero()[0])
+    def _step(self, slates: torch.Tensor, idle: torch.Tensor | None = None) -> Response:
+        """One step of every user for valid slates; slots in ``idle`` keep their state."""
+        stepping = self.churned if idle is None else self.churned & ~idle
+        if bool(stepping.any()):
+            gone = int(stepping.nonzero()[0])
             raise ValueError(f"user slot {gone} has churned; restart it with reset(n_users, seed, users=[{gone}])")
-        c, B = self.config, slates.shape[0]
         if self.kernel == "c":
-            step = fused.step_items(self, slates, S_STEP)
-            examined, clicked, watch, liked, rating = (step[k] for k in ("examined", "clicked", "watch", "liked", "rating"))
-            distance, quality, boredom = step["distance"], step["quality"], step["boredom"]
-            u_voice, u_leave, u_return = step["uniforms"].unbind(1)
+            out = fused.step(self, slates, idle, STREAMS, self._genre_table, fused.parameters(self.config))
+            examined, clicked, watch, liked, rating = (out[k] for k in ("examined", "clicked", "watch", "liked", "rating"))
+            in_force, leaves, returned, compliance, hazard, gap, phrase = (
+                out[k] for k in ("in_force", "leaves", "returned", "compliance", "hazard", "gap", "phrase"))
+            voiced = Instruction(phrase >= 0, out["voiced_more"], out["voiced_less"], out["voiced_novelty"])
         else:
-            examined, clicked, watch, liked, rating, distance, quality, boredom, u_user = self._step_items(slates)
-            u_voice, u_leave, u_return = u_user.unbind(1)
+            held = None if idle is None or not bool(idle.any()) else idle.nonzero().flatten()
+            saved = None if held is None else self._state_of(held)
+            (examined, clicked, watch, liked, rating, in_force, leaves, returned, compliance, hazard, gap,
+             voiced) = self._step_torch(slates)
+            if held is not None:
+                self._restore(held, saved)
+            phrase = self._phrase_codes(voiced)
+        return Response(
+            examined=examined, clicked=clicked, watch_fraction=watch, liked=liked, rating=rating,
+            satisfaction=self.satisfaction.clone(), leave_hazard=hazard, left_session=leaves,
+            returned=returned, return_gap=gap, churned=leaves & ~returned,
+            instruction_in_force=in_force, compliance=compliance,
+            instruction=voiced, instruction_text=self._render(phrase),
+        )
+
+    # Per-user state a step changes (the instruction's fields besides).
+    _STATE = ("counter", "interest", "familiar", "satiation", "satisfaction", "novelty_seeking", "session_index",
+              "session_step", "churned", "recent_clicks", "instruction_steps_left")
+
+    def _state_of(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        state = {name: getattr(self, name)[rows] for name in self._STATE}
+        return state | {f"instruction.{name}": value[rows] for name, value in vars(self.instruction).items()}
+
+    def _restore(self, rows: torch.Tensor, state: dict[str, torch.Tensor]) -> None:
+        for name, value in state.items():
+            owner, _, attribute = name.rpartition(".")
+            getattr(self.instruction if owner else self, attribute)[rows] = value
+
+    def _step_torch(self, slates: torch.Tensor):
+        """The torch reference of a step (what ``kernel="c"`` fuses)."""
+        c, B = self.config, slates.shape[0]
+        examined, clicked, watch, liked, rating, distance, quality, boredom, u_user = self._step_items(slates)
+        u_voice, u_leave, u_return = u_user.unbind(1)
 
         in_force = self.instruction.active.clone()
         compliance = torch.zeros(B, device=self.device)
@@ -353,15 +392,9 @@ class StatisticalUsers(UserSimulator):
         voiced = self._voice(speaks)
         leaves = ~speaks & (u_leave < hazard)
         returned, gap = self._leave(leaves, u_return)
-
         self.counter += 1
-        return Response(
-            examined=examined, clicked=clicked, watch_fraction=watch, liked=liked, rating=rating,
-            satisfaction=self.satisfaction.clone(), leave_hazard=hazard, left_session=leaves,
-            returned=returned, return_gap=gap, churned=leaves & ~returned,
-            instruction_in_force=in_force, compliance=compliance,
-            instruction=voiced, instruction_text=self._render(voiced),
-        )
+        return (examined, clicked, watch, liked, rating, in_force, leaves, returned, compliance, hazard, gap,
+                voiced)
 
     def _step_items(self, slates: torch.Tensor):
         """The per-item part of a step with torch ops (the reference that ``kernel="c"``
@@ -432,24 +465,32 @@ class StatisticalUsers(UserSimulator):
         self.instruction_steps_left[rows] = c.instruction_steps
         return voiced
 
-    def _render(self, voiced: Instruction) -> list[str | None]:
+    def _phrase_codes(self, voiced: Instruction) -> torch.Tensor:
+        """The code of each voiced instruction's sentence ``[B]`` (int32, -1 when none): its
+        ``more`` and ``less`` genres (``_voice`` puts at most one in each; -1 when empty),
+        novelty and phrasing, as ``fused_step.c`` gives it."""
+        G = self.catalog.n_genres
+        more = torch.where(voiced.more.any(1), voiced.more.int().argmax(1), -1)
+        less = torch.where(voiced.less.any(1), voiced.less.int().argmax(1), -1)
+        phrasing = rng.bits(self.key, self.counter, S_PHRASE, 1)[:, 0] % 3
+        code = ((more + 1) * (G + 1) + less + 1) * 9 + (voiced.novelty.long() + 1) * 3 + phrasing
+        return torch.where(voiced.active, code, -1).to(torch.int32)
+
+    def _render(self, phrase: torch.Tensor) -> list[str | None]:
+        """The sentences of the phrase codes ``[B]``, each distinct one rendered once."""
         text: list[str | None] = [None] * self.n_users
-        speakers = voiced.active.nonzero().flatten()
+        speakers = (phrase >= 0).nonzero().flatten()
         if len(speakers) == 0:
             return text
-        # _voice puts at most one genre in each of more and less: read them as indices, and
-        # render each distinct (more, less, novelty, phrasing) once.
-        ins = voiced.select(speakers)
-        more = torch.where(ins.more.any(1), ins.more.int().argmax(1), -1)
-        less = torch.where(ins.less.any(1), ins.less.int().argmax(1), -1)
-        variant = rng.bits(self.key[speakers], self.counter[speakers], S_PHRASE, 1)[:, 0] % 3
-        codes = torch.stack([more, less, ins.novelty.long(), variant], 1).tolist()
-        names = self.catalog.genre_names
-        for b, (m, l, n, v) in zip(speakers.tolist(), codes):
-            if (m, l, n, v) not in self._phrases:
-                self._phrases[m, l, n, v] = render_instruction(
-                    [names[m]] if m >= 0 else [], [names[l]] if l >= 0 else [], n, v)
-            text[b] = self._phrases[m, l, n, v]
+        G, names = self.catalog.n_genres, self.catalog.genre_names
+        for b, code in zip(speakers.tolist(), phrase[speakers].tolist()):
+            sentence = self._phrases.get(code)
+            if sentence is None:
+                genres, rest = divmod(code, 9)
+                more, less = divmod(genres, G + 1)
+                sentence = self._phrases[code] = render_instruction(
+                    [names[more - 1]] if more else [], [names[less - 1]] if less else [], rest // 3 - 1, rest % 3)
+            text[b] = sentence
         return text
 
     def _leave(self, leaves: torch.Tensor, u_return: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import recoworld  # noqa: F401  (registers the envs)
-from recoworld import Catalog, rng
+from recoworld import Catalog, native, rng
 from recoworld.envs import SlateEnv, SlateVectorEnv
 from recoworld.simulators import StatisticalUserConfig, StatisticalUsers, fused
 
@@ -42,7 +42,7 @@ def test_c_kernel_responses_match_the_torch_path_step_by_step():
     fast.reset(300, seed=5)
     generator = torch.Generator().manual_seed(0)
     decisions = mismatches = 0
-    saw_instructions = False
+    saw_instructions = saw_voices = saw_returns = False
     for _ in range(20):
         # Step both from the same state, so that one rounding-close draw cannot make the
         # trajectories part; users who churned keep stepping (their state is still valid).
@@ -51,6 +51,8 @@ def test_c_kernel_responses_match_the_torch_path_step_by_step():
         slates = torch.rand(300, CATALOG.n_items, generator=generator).argsort(1)[:, :10]
         expected, got = reference.respond(slates), fast.respond(slates)
         saw_instructions |= bool(expected.instruction_in_force.any())
+        saw_voices |= bool(expected.instruction.active.any())
+        saw_returns |= bool(expected.returned.any())
         for name, want in expected.tensor_fields().items():
             have = got.tensor_fields()[name]
             if want.dtype.is_floating_point:
@@ -58,11 +60,42 @@ def test_c_kernel_responses_match_the_torch_path_step_by_step():
             else:
                 decisions += want.numel()
                 mismatches += int((have != want).sum())
-        for name in ("satiation", "interest", "familiar"):
+        for name, value in vars(expected.instruction).items():
+            decisions += value.numel()
+            mismatches += int((getattr(got.instruction, name) != value).sum())
+        decisions += len(expected.instruction_text)
+        mismatches += sum(a != b for a, b in zip(expected.instruction_text, got.instruction_text))
+        for name in ("satiation", "interest", "familiar", "satisfaction", "novelty_seeking"):
             torch.testing.assert_close(getattr(fast, name), getattr(reference, name), atol=1e-5, rtol=0, msg=name)
-        assert torch.equal(fast.recent_clicks, reference.recent_clicks)
-    assert saw_instructions, "the test must cover compliance"
+        for name in ("recent_clicks", "counter", "session_index", "session_step", "instruction_steps_left"):
+            assert torch.equal(getattr(fast, name), getattr(reference, name)), name
+        for name, value in vars(reference.instruction).items():
+            assert torch.equal(getattr(fast.instruction, name), value), name
+    assert saw_instructions and saw_voices and saw_returns, "the test must cover compliance, voices and returns"
     assert mismatches <= 0.001 * decisions
+
+
+@pytest.mark.parametrize("kernel", ["torch", "c"])
+def test_idle_slots_keep_their_state_and_the_others_step_as_without_them(kernel):
+    users, alone = StatisticalUsers(CATALOG, kernel=kernel), StatisticalUsers(CATALOG, kernel=kernel)
+    assert users.holds_idle
+    users.reset(64, seed=3)
+    alone.reset(64, seed=3)
+    idle = torch.zeros(64, dtype=torch.bool)
+    idle[::5] = True
+    slates = torch.arange(10).expand(64, 10) * 11
+    for _ in range(8):
+        before = users._state_of(idle.nonzero().flatten())
+        users.churned[:] = alone.churned[:] = False
+        response, expected = users.respond_valid(slates, idle), alone.respond_valid(slates)
+        after = users._state_of(idle.nonzero().flatten())
+        for name, value in before.items():
+            assert torch.equal(after[name], value), name
+        stepped = ~idle
+        assert torch.equal(response.clicked[stepped], expected.clicked[stepped])
+        assert torch.equal(response.satisfaction[stepped], expected.satisfaction[stepped])
+        # the idle users' next step is their first: bring the reference back to it
+        alone._restore(idle.nonzero().flatten(), before)
 
 
 def test_c_kernel_is_deterministic():
@@ -109,7 +142,7 @@ def test_vector_env_with_c_kernel_matches_single_envs_exactly():
 
 def test_kernel_is_built_into_the_cache_and_missing_compiler_is_explained(tmp_path, monkeypatch):
     monkeypatch.setenv("RECOWORLD_CACHE", str(tmp_path))
-    monkeypatch.setattr(fused, "_LIBRARY", None)
+    monkeypatch.setattr(native, "_LIBRARIES", {})
     monkeypatch.setenv("CC", "no-such-compiler")
     with pytest.raises(fused.CompilerNotFoundError, match="no-such-compiler.*kernel='torch'"):
         StatisticalUsers(CATALOG, kernel="c")
@@ -121,5 +154,37 @@ def test_kernel_is_built_into_the_cache_and_missing_compiler_is_explained(tmp_pa
 def test_bad_kernel_choices_are_explained():
     with pytest.raises(ValueError, match="kernel='gpu'; choose one of"):
         StatisticalUsers(CATALOG, kernel="gpu")
-    with pytest.raises(ValueError, match="brings its own"):
-        SlateVectorEnv(2, simulator=StatisticalUsers(CATALOG), kernel="c")
+    with pytest.raises(ValueError, match="kernel='gpu'; choose one of"):
+        SlateVectorEnv(2, catalog=CATALOG, kernel="gpu")
+
+
+def test_c_bookkeeping_of_the_env_equals_the_torch_bookkeeping_exactly():
+    # Both envs' users step with the torch kernel, so any difference is the env's own.
+    envs = [SlateVectorEnv(64, simulator=StatisticalUsers(CATALOG), max_steps=15, kernel=kernel)
+            for kernel in ("torch", "c")]
+    observations = [env.reset(seed=4)[0] for env in envs]
+    actions_rng = np.random.default_rng(2)
+    autoresets = voices = 0
+    for _ in range(40):
+        actions = np.stack([actions_rng.permutation(50)[:10] for _ in range(64)])
+        (obs_t, rew_t, term_t, trunc_t, info_t), (obs_c, rew_c, term_c, trunc_c, info_c) = (
+            env.step(actions) for env in envs)
+        for key in obs_t:
+            assert np.array_equal(obs_t[key], obs_c[key]), key
+        for a, b in ((rew_t, rew_c), (term_t, term_c), (trunc_t, trunc_c), (info_t["clicked"], info_c["clicked"])):
+            assert np.array_equal(a, b)
+        autoresets += int(info_t["autoreset"].sum())
+        voices += sum(text is not None for text in info_t["instruction_text"])
+    assert autoresets > 0 and voices > 0, "the test must cover autoresets and instructions"
+
+
+def test_bad_slates_are_named_on_the_c_fast_path_too():
+    env = SlateVectorEnv(3, catalog=CATALOG, kernel="c")
+    env.reset(seed=0)
+    actions = np.tile(np.arange(10), (3, 1))
+    actions[1, 4] = 2
+    with pytest.raises(ValueError, match=r"action\[1\] repeats candidate index 2"):
+        env.step(actions)
+    actions[1, 4] = 50
+    with pytest.raises(ValueError, match=r"action\[1\]\[4\] is candidate index 50, but there are 50 candidates"):
+        env.step(actions)

@@ -1,0 +1,136 @@
+/* The bookkeeping of one SlateWorld step (envs/world.py), fused for CPU (kernel="c").
+ *
+ * Per user, in one pass: the observable click history (newest first, with watch fraction
+ * and like), the latest instruction and its age, the session counters, the step count,
+ * and the next request's candidates (a + j s) mod N, writing the observation as it goes. The torch path in world.py is the
+ * reference; this does the same, value for value, without its [B, H] and [B, C]
+ * temporaries. It also validates the agents' slates of candidate indices and turns them
+ * into item ids, the hot path of slates_from_actions (world.py names any bad entry).
+ *
+ * Plain C99, compiled by recoworld.native.
+ */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rng.h"
+
+#define MAX_K 256
+
+/* Everything a world step reads and writes, [B, ...] row-major (envs/native_world.py mirrors it). */
+typedef struct {
+    int64_t K, H, G, C, n_items, n_strides;
+    /* the step: slates shown, the response, slots to hold (NULL: none) */
+    const int64_t *slates;
+    const uint8_t *clicked, *liked, *voiced, *voiced_more, *voiced_less, *left_session, *idle;
+    const float *watch;
+    const int8_t *voiced_novelty;
+    /* the history, updated in place */
+    int64_t *history;
+    float *feedback;
+    /* the latest instruction and the session counters, updated in place */
+    uint8_t *active, *more, *less;
+    int8_t *novelty;
+    float *instruction_age, *session_index, *session_step;
+    /* the next candidates */
+    int64_t *step_count;
+    const int32_t *key;
+    uint32_t candidate_stream;
+    const int64_t *offsets;
+    int64_t *draw; /* [B, 2]: start and stride row of each user's candidates */
+    /* the observation, handed out to the agents: copies of the history and the candidates,
+     * the instruction [B, 2G + 1] (+1 more, -1 less, novelty) and the session [B, 3] */
+    int64_t *history_obs, *candidates_obs;
+    float *feedback_obs, *instruction_obs, *session_obs;
+} WorldStep;
+
+/* One step of users [begin, end). Returns 0, or 1 if K exceeds MAX_K. */
+int recoworld_world_step(int64_t begin, int64_t end, const WorldStep *w) {
+    const int64_t K = w->K, H = w->H, G = w->G, C = w->C;
+    if (K > MAX_K) return 1;
+    for (int64_t b = begin; b < end; b++) {
+        const int held = w->idle != NULL && w->idle[b];
+        int64_t *history = w->history + b * H;
+        float *feedback = w->feedback + b * H * 2;
+        if (!held) {
+            /* This step's clicks in slate order, then the older history. */
+            int64_t clicks[MAX_K], n_new = 0;
+            for (int64_t k = 0; k < K && n_new < H; k++)
+                if (w->clicked[b * K + k]) clicks[n_new++] = k;
+            for (int64_t h = H - 1; h >= n_new; h--) {
+                history[h] = history[h - n_new];
+                feedback[2 * h] = feedback[2 * (h - n_new)];
+                feedback[2 * h + 1] = feedback[2 * (h - n_new) + 1];
+            }
+            for (int64_t i = 0; i < n_new; i++) {
+                const int64_t k = clicks[i];
+                history[i] = w->slates[b * K + k];
+                feedback[2 * i] = w->watch[b * K + k];
+                feedback[2 * i + 1] = w->liked[b * K + k] ? 1.0f : 0.0f;
+            }
+        }
+        for (int64_t h = 0; h < H; h++) w->history_obs[b * H + h] = history[h];
+        for (int64_t h = 0; h < 2 * H; h++) w->feedback_obs[b * H * 2 + h] = feedback[h];
+        if (!held) {
+            if (w->voiced[b]) {
+                for (int64_t g = 0; g < G; g++) {
+                    w->more[b * G + g] = w->voiced_more[b * G + g];
+                    w->less[b * G + g] = w->voiced_less[b * G + g];
+                }
+                w->novelty[b] = w->voiced_novelty[b];
+                w->active[b] = 1;
+                w->instruction_age[b] = 1.0f;
+            } else if (w->instruction_age[b] > 0.0f) {
+                w->instruction_age[b] += 1.0f;
+            }
+            if (w->left_session[b]) {
+                w->session_index[b] += 1.0f;
+                w->session_step[b] = 0.0f;
+            } else {
+                w->session_step[b] += 1.0f;
+            }
+            w->step_count[b] += 1;
+        }
+        float *instruction = w->instruction_obs + b * (2 * G + 1), *session = w->session_obs + b * 3;
+        for (int64_t g = 0; g < G; g++) {
+            instruction[g] = w->more[b * G + g] ? 1.0f : 0.0f;
+            instruction[G + g] = w->less[b * G + g] ? -1.0f : -0.0f;
+        }
+        instruction[2 * G] = (float)w->novelty[b];
+        session[0] = w->session_index[b];
+        session[1] = w->session_step[b];
+        session[2] = w->instruction_age[b];
+        /* world._draw_candidates: rng.bits(key, step_count, S_CANDIDATES, 2). */
+        const uint32_t base = user_base(w->key[b], (int32_t)w->step_count[b]);
+        const int64_t start = (int64_t)bits_at(base, w->candidate_stream, 0) % w->n_items;
+        const int64_t row = (int64_t)bits_at(base, w->candidate_stream, 1) % w->n_strides;
+        w->draw[2 * b] = start;
+        w->draw[2 * b + 1] = row;
+        const int64_t *offsets = w->offsets + row * C;
+        int64_t *observed = w->candidates_obs + b * C;
+        for (int64_t j = 0; j < C; j++) {
+            const int64_t item = start + offsets[j];
+            observed[j] = item >= w->n_items ? item - w->n_items : item;
+        }
+    }
+    return 0;
+}
+
+/* Item ids of the agents' slates: positions [B, K] index each row's C candidates, given
+ * by their draws [B, 2] (start, stride row of offsets [S, C]). Returns -1 if every row
+ * holds K distinct indices in [0, C), else the first bad row (world.py then names the bad
+ * entry). */
+int64_t recoworld_take_slates(int64_t begin, int64_t end, int64_t K, int64_t C, int64_t n_items,
+                              const int64_t *positions, const int64_t *draw, const int64_t *offsets,
+                              int64_t *slates) {
+    for (int64_t b = begin; b < end; b++) {
+        const int64_t *row = positions + b * K, *user_offsets = offsets + draw[2 * b + 1] * C;
+        for (int64_t k = 0; k < K; k++) {
+            if (row[k] < 0 || row[k] >= C) return b;
+            for (int64_t j = 0; j < k; j++)
+                if (row[j] == row[k]) return b;
+            const int64_t item = draw[2 * b] + user_offsets[row[k]];
+            slates[b * K + k] = item >= n_items ? item - n_items : item;
+        }
+    }
+    return -1;
+}
