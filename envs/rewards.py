@@ -64,9 +64,9 @@ class RewardWeights:
     def signals(self, response: Response) -> dict[str, torch.Tensor]:
         """Each signal per user ``[B]``."""
         return {
-            "clicks": response.clicked.float().sum(1),
+            "clicks": response.clicked.sum(1, dtype=torch.float32),
             "watch_time": response.watch_fraction.sum(1),
-            "likes": response.liked.float().sum(1),
+            "likes": response.liked.sum(1, dtype=torch.float32),
             "retention": response.returned.float() - response.churned.float(),
             "churn": -response.churned.float(),
             "compliance": response.compliance,

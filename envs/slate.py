@@ -6,7 +6,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
@@ -79,9 +78,12 @@ MANUAL = """
     - ``slate_size`` (10), ``num_candidates`` (50), ``history_length`` (10), ``max_steps`` (100).
     - ``reward`` (``"clicks"``), ``action_format`` (``"slate"``), ``candidate_features``
       (``True``), ``device`` (``"cpu"``).
-    - ``kernel``: ``"torch"`` (default) or ``"c"``, how the default simulator computes a
-      step (see ``StatisticalUsers``): ``"c"`` is a fused CPU kernel, several times faster
-      at large batches, that agrees with ``"torch"`` up to float rounding.
+    - ``kernel``: ``"torch"`` (default) or ``"c"``. ``"c"`` runs the env's per-step
+      bookkeeping (history, instruction, session, candidates, observation) and the
+      default simulator's step (see ``StatisticalUsers``) in fused CPU kernels on every
+      core, about ten times faster at large batches; the users agree with ``"torch"`` up
+      to float rounding, the bookkeeping exactly. A given simulator brings its own kernel.
+      Run torch with one thread beside it (``torch.set_num_threads(1)``).
 
     ## Privileged channel
 
@@ -175,26 +177,13 @@ class SlateVectorEnv(_WorldFace, VectorEnv):
         if not self.world.started:
             raise RuntimeError("call reset() before step()")
         slates = self.world.slates_from_actions(actions)
-        # NEXT_STEP autoreset: users whose episode ended at the previous step are replaced
-        # now and their action is ignored. The batched simulator answers every slot, so
-        # those slots see a placeholder slate and are held idle; a simulator that cannot
-        # hold them has them restarted again from the same seed, which leaves them exactly
-        # as a fresh reset would.
+        # NEXT_STEP autoreset: users whose episode ended at the previous step start their
+        # next episode now, and their action is ignored.
         finished = np.flatnonzero(self._done)
-        idle = None
-        if len(finished):
-            self.world.restart(finished, candidates=False)
-            slates = slates.clone()
-            slates[finished] = self.world.candidates_of(self.world.candidate_draw[finished])[:, : self.world.slate_size]
-            idle = torch.from_numpy(self._done.copy()).to(self.world.device)
-        reward, terminated, truncated, response = self.world.step(slates, idle)
+        reward, terminated, truncated, response = self.world.step(slates, autoreset=finished)
         reward, terminated, truncated = (x.cpu().numpy() for x in (reward, terminated, truncated))
         info = self.world.info(response, slates)
         info["autoreset"] = self._done.copy()
-        if len(finished):
-            if not self.world.simulator.holds_idle:
-                self.world.restart(finished, again=True)
-            reward[finished], terminated[finished], truncated[finished] = 0.0, False, False
         self._done = terminated | truncated
         return self.world.observe(), reward, terminated, truncated, info
 

@@ -255,13 +255,23 @@ class SlateWorld:
                                      single=single).to(self.device)
         return self.candidates.gather(1, positions)
 
-    def step(self, slates: torch.Tensor, idle: torch.Tensor | None = None
+    def step(self, slates: torch.Tensor, autoreset: np.ndarray | None = None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Response]:
         """Show ``slates`` (item ids) to every user; returns reward, terminated, truncated, response.
 
-        Slots in ``idle`` (bool ``[B]``: users an autoreset just started) are held: their
-        state stays and their answer is to be discarded (see ``UserSimulator.holds_idle``).
+        ``autoreset``: slots whose episode ended at the previous step. They start their next
+        episode instead (Gymnasium's ``NEXT_STEP`` autoreset): their slate is ignored and
+        their reward, terminated and truncated are zero.
         """
+        idle = None
+        if autoreset is not None and len(autoreset):
+            # The batched simulator answers every slot: the restarted ones see a placeholder
+            # slate and are held idle, their answer discarded. A simulator that does not hold
+            # them steps them like the rest, and they are restarted again after the step.
+            slates[autoreset] = self.candidates_of(self.candidate_draw[autoreset])[:, : self.slate_size]
+            idle = torch.zeros(self.n_users, dtype=torch.bool, device=self.device)
+            idle[autoreset] = True
+            self.restart(autoreset, candidates=False)
         # Valid by construction (distinct candidates of the catalog): no second check.
         response = self.simulator.respond_valid(slates, idle)
         self.signals = self.reward_weights.signals(response)
@@ -274,6 +284,12 @@ class SlateWorld:
             self._draw_candidates()
         terminated = response.churned
         truncated = ~terminated & (self.step_count >= self.max_steps)
+        if idle is not None:
+            if not self.simulator.holds_idle:
+                # Stepped like the rest: restart them again from the same seed, which leaves
+                # them exactly as a fresh reset would.
+                self.restart(autoreset, again=True)
+            reward, terminated, truncated = (x.masked_fill(idle, 0) for x in (reward, terminated, truncated))
         return reward, terminated, truncated, response
 
     def _update_history(self, slates: torch.Tensor, response: Response, idle: torch.Tensor | None) -> None:

@@ -16,6 +16,16 @@
 
 #define MAX_K 256
 
+/* The observation is written once and read later by the agent, not by this kernel: on
+ * x86-64, non-temporal stores write it without first reading each line into the cache. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define STREAM_I64(p, v) __builtin_ia32_movnti64((long long *)(p), (long long)(v))
+#define STREAM_FENCE() __builtin_ia32_sfence()
+#else
+#define STREAM_I64(p, v) (*(p) = (v))
+#define STREAM_FENCE() ((void)0)
+#endif
+
 /* Everything a world step reads and writes, [B, ...] row-major (envs/native_world.py mirrors it). */
 typedef struct {
     int64_t K, H, G, C, n_items, n_strides;
@@ -44,7 +54,10 @@ typedef struct {
 } WorldStep;
 
 /* One step of users [begin, end). Returns 0, or 1 if K exceeds MAX_K. */
-int recoworld_world_step(int64_t begin, int64_t end, const WorldStep *w) {
+int recoworld_world_step(int64_t begin, int64_t end, const WorldStep *step) {
+    /* A local copy: stores through the output pointers cannot change it, so the compiler
+     * keeps its fields in registers instead of reloading them after every store. */
+    const WorldStep local = *step, *w = &local;
     const int64_t K = w->K, H = w->H, G = w->G, C = w->C;
     if (K > MAX_K) return 1;
     for (int64_t b = begin; b < end; b++) {
@@ -109,9 +122,10 @@ int recoworld_world_step(int64_t begin, int64_t end, const WorldStep *w) {
         int64_t *observed = w->candidates_obs + b * C;
         for (int64_t j = 0; j < C; j++) {
             const int64_t item = start + offsets[j];
-            observed[j] = item >= w->n_items ? item - w->n_items : item;
+            STREAM_I64(observed + j, item >= w->n_items ? item - w->n_items : item);
         }
     }
+    STREAM_FENCE(); /* the stores are visible to the caller's thread when it returns */
     return 0;
 }
 

@@ -35,7 +35,8 @@ from recoworld.data.cache import cache_dir
 FLAGS = ["-O3", "-fno-math-errno", "-shared", "-fPIC", "-std=c99"]
 # The C twin of recoworld.rng, which every kernel includes; it is part of each build's hash.
 RNG_HEADER = Path(__file__).with_name("rng.h")
-MIN_USERS_PER_THREAD = 1024  # below this a thread costs more than it saves
+MIN_USERS_PER_CHUNK = 1024  # below this a thread's turn costs more than it saves
+CHUNKS_PER_THREAD = 4
 
 _LOCK = threading.Lock()
 _LIBRARIES: dict[Path, ctypes.CDLL] = {}
@@ -96,20 +97,23 @@ def threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _chunks(n: int) -> list[tuple[int, int]]:
-    parts = max(1, min(threads(), n // MIN_USERS_PER_THREAD))
+def _chunks(n: int, workers: int) -> list[tuple[int, int]]:
+    # Several chunks per worker, taken in turn: a worker slowed by another thread on its
+    # core (the autoreset's restarts, the agent) takes fewer, instead of holding up the step.
+    parts = max(1, min(CHUNKS_PER_THREAD * workers, n // MIN_USERS_PER_CHUNK))
     bounds = [n * i // parts for i in range(parts + 1)]
     return list(zip(bounds[:-1], bounds[1:]))
 
 
 def run_chunks(call, n: int) -> list:
-    """``call(begin, end)`` over ``[0, n)`` in contiguous chunks, one per torch thread."""
+    """``call(begin, end)`` over ``[0, n)`` in contiguous chunks, on :func:`threads` threads."""
     global _POOL
-    chunks = _chunks(n)
-    if len(chunks) == 1:
-        return [call(*chunks[0])]
-    if _POOL is None or _POOL._max_workers < len(chunks):
-        _POOL = ThreadPoolExecutor(len(chunks), thread_name_prefix="recoworld-kernel")
+    workers = threads()
+    chunks = _chunks(n, workers)
+    if len(chunks) == 1 or workers == 1:
+        return [call(*chunk) for chunk in chunks]
+    if _POOL is None or _POOL._max_workers != workers:
+        _POOL = ThreadPoolExecutor(workers, thread_name_prefix="recoworld-kernel")
     return list(_POOL.map(lambda bounds: call(*bounds), chunks))
 
 

@@ -14,7 +14,9 @@ runs several times faster than masking ``int64`` arithmetic.
 
 from __future__ import annotations
 
+import ctypes
 import math
+from pathlib import Path
 
 import torch
 
@@ -57,6 +59,31 @@ def _mix32_py(x: int) -> int:
     return x ^ (x >> 16)
 
 
+_NATIVE = None  # rng.c compiled, once the C kernels are in use (see enable_native)
+
+
+def enable_native() -> None:
+    """Hash CPU tensors with ``rng.c`` from now on: the same bits, in one pass instead of a
+    dozen tensor ops. The C kernels (``kernel="c"``) call this when they are built, since a
+    restart of a few hundred users otherwise spends most of its time dispatching those ops."""
+    global _NATIVE
+    if _NATIVE is None:
+        from recoworld import native  # here: native builds with the compiler only on demand
+
+        lib = native.library(Path(__file__).with_name("rng.c"))
+        i64, ptr = ctypes.c_int64, ctypes.c_void_p
+        lib.recoworld_user_keys.argtypes = [i64, ptr, ptr]
+        lib.recoworld_derive.argtypes = [i64, ptr, ptr, i64, ptr]
+        lib.recoworld_bits32.argtypes = [i64, ptr, ptr, ctypes.c_uint32, i64, ptr]
+        for function in (lib.recoworld_user_keys, lib.recoworld_derive, lib.recoworld_bits32):
+            function.restype = None
+        _NATIVE = lib
+
+
+def _native_for(tensor: torch.Tensor):
+    return _NATIVE if _NATIVE is not None and tensor.device.type == "cpu" else None
+
+
 def user_keys(seeds, device: str | torch.device = "cpu") -> torch.Tensor:
     """32-bit keys (int32 patterns) for integer seeds in ``[0, 2**63)``, one per user.
 
@@ -66,6 +93,12 @@ def user_keys(seeds, device: str | torch.device = "cpu") -> torch.Tensor:
     seeds = torch.as_tensor(seeds, dtype=torch.int64, device=device)
     if bool((seeds < 0).any()):
         raise ValueError(f"seed {int(seeds[seeds < 0][0])} is negative; seeds must be integers >= 0")
+    lib = _native_for(seeds)
+    if lib is not None:
+        seeds = seeds.contiguous()
+        keys = torch.empty(seeds.shape, dtype=torch.int32)
+        lib.recoworld_user_keys(seeds.numel(), seeds.data_ptr(), keys.data_ptr())
+        return keys
     state = torch.full(seeds.shape, _signed(0x2545F491), dtype=torch.int32, device=seeds.device)
     for shift in (0, 32):
         word = ((seeds >> shift) & MASK32).to(torch.int32)  # keeps the low 32 bits as a pattern
@@ -76,7 +109,17 @@ def user_keys(seeds, device: str | torch.device = "cpu") -> torch.Tensor:
 def derive(seeds: torch.Tensor, salt: torch.Tensor | int) -> torch.Tensor:
     """Non-negative 62-bit seeds derived from int64 ``seeds`` and ``salt`` (e.g. an episode number)."""
     salt = torch.as_tensor(salt, dtype=torch.int64, device=seeds.device)
-    hi = user_keys(seeds ^ (salt * _GOLDEN), seeds.device)
+    mixed = seeds ^ (salt * _GOLDEN)
+    lib = _native_for(seeds)
+    if lib is not None and salt.numel() in (1, mixed.numel()):
+        mixed, salt = mixed.contiguous(), salt.contiguous()
+        if bool((mixed < 0).any()):
+            raise ValueError(f"seed {int(mixed[mixed < 0][0])} is negative; seeds must be integers >= 0")
+        derived = torch.empty(mixed.shape, dtype=torch.int64)
+        lib.recoworld_derive(mixed.numel(), mixed.data_ptr(), salt.data_ptr(), int(salt.numel() > 1),
+                             derived.data_ptr())
+        return derived
+    hi = user_keys(mixed, seeds.device)
     lo = mix32(hi ^ (salt & MASK32).to(torch.int32) ^ 0x5BD1E995)
     return ((hi.long() & 0x3FFFFFFF) << 32) | (lo.long() & MASK32)
 
@@ -94,6 +137,12 @@ def _offsets(stream: int, n: int, device: torch.device) -> torch.Tensor:
 
 
 def _bits32(keys: torch.Tensor, counters: torch.Tensor, stream: int, n: int) -> torch.Tensor:
+    lib = _native_for(keys)
+    if lib is not None and keys.ndim == 1:
+        keys, counters = keys.to(torch.int32).contiguous(), counters.to(torch.int32).contiguous()
+        bits = torch.empty(len(keys), n, dtype=torch.int32)
+        lib.recoworld_bits32(len(keys), keys.data_ptr(), counters.data_ptr(), mix_int(stream), n, bits.data_ptr())
+        return bits
     base = mix32(keys ^ mix32(counters.to(torch.int32) * _signed(_GOLDEN)))
     return mix32(base[:, None] ^ _offsets(stream, n, keys.device)[None, :])
 

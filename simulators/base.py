@@ -69,9 +69,9 @@ class UserSimulator(ABC):
             a :class:`~recoworld.Response` with leading dimension ``n_users``.
         """
 
-    #: Whether :meth:`respond_valid` leaves the slots it is told are ``idle`` exactly as
-    #: they are. An env's autoreset restarts finished users before the step that replaces
-    #: them; when the simulator holds them, it need not restart them a second time after.
+    #: Whether :meth:`respond_valid` leaves the slots it is told are ``idle`` untouched.
+    #: An env's autoreset restarts finished users before the step that replaces them; a
+    #: simulator that steps them anyway has them restarted a second time after it.
     holds_idle: bool = False
 
     def respond_valid(self, slates: torch.Tensor, idle: torch.Tensor | None = None) -> Response:
@@ -80,9 +80,9 @@ class UserSimulator(ABC):
         and call this; a simulator whose own check is costly may skip it here.
 
         ``idle`` (bool ``[n_users]`` or ``None``) marks slots whose answer the caller will
-        discard: users just restarted by an autoreset. A simulator that sets
-        :attr:`holds_idle` leaves them untouched (an LLM simulator can skip their calls);
-        the default ignores ``idle`` and answers :meth:`respond`. Optional."""
+        discard: users an autoreset just restarted. A simulator that sets :attr:`holds_idle`
+        leaves them untouched (an LLM simulator can skip their calls); the default ignores
+        ``idle`` and answers :meth:`respond`. Optional."""
         return self.respond(slates)
 
     def click_probabilities(self, items: torch.Tensor) -> torch.Tensor:

@@ -44,21 +44,10 @@ PER_GENRE = {"voiced_more": torch.bool, "voiced_less": torch.bool}  # [B, G]
 def library() -> ctypes.CDLL:
     """The compiled kernel, built into the cache on first use."""
     lib = native.library(SOURCE)
-    lib.recoworld_uniform.argtypes = [_i64, _i64, _p, _p, _u32, _i64, _p]
-    lib.recoworld_uniform.restype = None
+    rng.enable_native()
     lib.recoworld_respond.argtypes = [_i64, _i64, ctypes.POINTER(Step)]
     lib.recoworld_respond.restype = ctypes.c_int
     return lib
-
-
-def uniform(keys: torch.Tensor, counters: torch.Tensor, stream: int, n: int) -> torch.Tensor:
-    """:func:`recoworld.rng.uniform`, computed by the kernel (the tests check they agree bit for bit)."""
-    keys, counters = keys.to(torch.int32).contiguous(), counters.to(torch.int32).contiguous()
-    out = torch.empty(len(keys), n, dtype=torch.float32)
-    lib, ptr = library(), native.pointer
-    native.run_chunks(lambda begin, end: lib.recoworld_uniform(
-        begin, end, ptr(keys), ptr(counters), rng.mix_int(stream), n, ptr(out)), len(keys))
-    return out
 
 
 def parameters(config) -> torch.Tensor:

@@ -97,15 +97,6 @@ static inline void normalize(float *x, int64_t n) {
     for (int64_t d = 0; d < n; d++) x[d] = x[d] / norm;
 }
 
-/* Bit-exact rng.uniform for users [begin, end): out is [n_users, n]. */
-void recoworld_uniform(int64_t begin, int64_t end, const int32_t *key, const int32_t *counter,
-                       uint32_t stream_base, int64_t n, float *out) {
-    for (int64_t b = begin; b < end; b++) {
-        uint32_t base = user_base(key[b], counter[b]);
-        for (int64_t j = 0; j < n; j++) out[b * n + j] = uniform_at(base, stream_base, (uint32_t)j);
-    }
-}
-
 /* Compliance of user b's slate with their instruction in force (instructions.py). */
 static float compliance_of(const Step *s, int64_t b, const float *distance) {
     const int64_t K = s->K, G = s->G;
@@ -200,7 +191,10 @@ static void voice(const Step *s, int64_t b) {
 }
 
 /* One step of users [begin, end). Returns 0, or 1 if K, D, G or H exceed the MAX_ bounds. */
-int recoworld_respond(int64_t begin, int64_t end, const Step *s) {
+int recoworld_respond(int64_t begin, int64_t end, const Step *step) {
+    /* A local copy: stores through the output pointers cannot change it, so the compiler
+     * keeps its fields in registers instead of reloading them after every store. */
+    const Step local = *step, *s = &local;
     const int64_t K = s->K, D = s->D, G = s->G, H = s->H;
     if (K > MAX_K || D > MAX_D || G > MAX_G || H > MAX_H) return 1;
     const float *param = s->param;
@@ -245,9 +239,19 @@ int recoworld_respond(int64_t begin, int64_t end, const Step *s) {
         int64_t n_clicks = 0;
         int examining = 1;
 
+        const int in_force = s->active[b];
         for (int64_t k = 0; k < K; k++) {
             const int64_t item = slate[k];
             const float *f = s->features + item * D, *w = s->genre_weights + item * G;
+            if (!examining) {
+                /* Past where the user stopped nothing happens; only compliance, which reads
+                 * every item's distance, looks further. */
+                if (in_force) distance[k] = 1.0f - dot(f, user_familiar, D);
+                s->examined[b * K + k] = s->clicked[b * K + k] = s->liked[b * K + k] = 0;
+                s->watch[b * K + k] = 0.0f;
+                s->rating[b * K + k] = 0;
+                continue;
+            }
             const float affinity = dot(f, user_interest, D), closeness = dot(f, user_familiar, D);
             const float item_satiation = dot(w, user_satiation, G);
             int repeat = 0;
@@ -300,7 +304,6 @@ int recoworld_respond(int64_t begin, int64_t end, const Step *s) {
         const float u_return = uniform_salted(base, salt[4 * K + 2]);
 
         /* Compliance with the instruction in force moves the step quality. */
-        const uint8_t in_force = s->active[b];
         float compliance = 0.0f;
         if (in_force) {
             compliance = compliance_of(s, b, distance);
@@ -370,7 +373,7 @@ int recoworld_respond(int64_t begin, int64_t end, const Step *s) {
         s->voiced_novelty[b] = 0;
         s->phrase[b] = -1;
         if (speaks) voice(s, b);
-        s->in_force[b] = in_force;
+        s->in_force[b] = (uint8_t)in_force;
         s->leaves[b] = (uint8_t)leaves;
         s->returned[b] = (uint8_t)returned;
         s->compliance[b] = compliance;

@@ -313,8 +313,9 @@ class StatisticalUsers(UserSimulator):
     # ----------------------------------------------------------------- respond
     @property
     def holds_idle(self) -> bool:
-        # A subclass that changes respond answers through its own path, which steps every slot.
-        return type(self).respond is StatisticalUsers.respond
+        # The C kernel skips idle slots outright; the torch step computes every row, and a
+        # subclass that changes respond answers through its own path.
+        return self.kernel == "c" and type(self).respond is StatisticalUsers.respond
 
     def respond(self, slates) -> Response:
         return self._step(self._check(slates))
@@ -322,12 +323,13 @@ class StatisticalUsers(UserSimulator):
     def respond_valid(self, slates: torch.Tensor, idle: torch.Tensor | None = None) -> Response:
         # Skips the check (a sort per row) unless a subclass changed respond, whose own
         # path then stands.
-        if not self.holds_idle:
+        if type(self).respond is not StatisticalUsers.respond:
             return self.respond(slates)
-        return self._step(slates, idle)
+        return self._step(slates, idle if self.holds_idle else None)
 
     def _step(self, slates: torch.Tensor, idle: torch.Tensor | None = None) -> Response:
-        """One step of every user for valid slates; slots in ``idle`` keep their state."""
+        """One step of every user for valid slates; with the C kernel, slots in ``idle`` are
+        skipped (neither read nor written) and answer zeros."""
         stepping = self.churned if idle is None else self.churned & ~idle
         if bool(stepping.any()):
             gone = int(stepping.nonzero()[0])
@@ -339,12 +341,8 @@ class StatisticalUsers(UserSimulator):
                 out[k] for k in ("in_force", "leaves", "returned", "compliance", "hazard", "gap", "phrase"))
             voiced = Instruction(phrase >= 0, out["voiced_more"], out["voiced_less"], out["voiced_novelty"])
         else:
-            held = None if idle is None or not bool(idle.any()) else idle.nonzero().flatten()
-            saved = None if held is None else self._state_of(held)
             (examined, clicked, watch, liked, rating, in_force, leaves, returned, compliance, hazard, gap,
              voiced) = self._step_torch(slates)
-            if held is not None:
-                self._restore(held, saved)
             phrase = self._phrase_codes(voiced)
         return Response(
             examined=examined, clicked=clicked, watch_fraction=watch, liked=liked, rating=rating,
@@ -353,19 +351,6 @@ class StatisticalUsers(UserSimulator):
             instruction_in_force=in_force, compliance=compliance,
             instruction=voiced, instruction_text=self._render(phrase),
         )
-
-    # Per-user state a step changes (the instruction's fields besides).
-    _STATE = ("counter", "interest", "familiar", "satiation", "satisfaction", "novelty_seeking", "session_index",
-              "session_step", "churned", "recent_clicks", "instruction_steps_left")
-
-    def _state_of(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-        state = {name: getattr(self, name)[rows] for name in self._STATE}
-        return state | {f"instruction.{name}": value[rows] for name, value in vars(self.instruction).items()}
-
-    def _restore(self, rows: torch.Tensor, state: dict[str, torch.Tensor]) -> None:
-        for name, value in state.items():
-            owner, _, attribute = name.rpartition(".")
-            getattr(self.instruction if owner else self, attribute)[rows] = value
 
     def _step_torch(self, slates: torch.Tensor):
         """The torch reference of a step (what ``kernel="c"`` fuses)."""

@@ -18,12 +18,23 @@ pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None
 CATALOG = Catalog.synthetic(300, seed=3)
 
 
-def test_kernel_uniforms_equal_recoworld_rng_bit_for_bit():
-    keys = torch.cat([rng.user_keys(torch.arange(500)), torch.tensor([0, -1, 2**31 - 1, -2**31], dtype=torch.int32)])
+def test_rng_hashes_in_c_equal_the_torch_ones_bit_for_bit(monkeypatch):
+    rng.enable_native()
+    seeds = torch.cat([torch.arange(500) * 7919, torch.tensor([0, 2**31 - 1, 2**32 + 5, 2**62 + 3, 2**63 - 1])])
+    keys = rng.user_keys(seeds)
     counters = torch.randint(-2**31, 2**31 - 1, (len(keys),), dtype=torch.int32, generator=torch.Generator().manual_seed(0))
-    for stream in (0, 10, 101, 2**40 + 7):
-        expected = rng.uniform(keys, counters, stream, 43)
-        assert torch.equal(fused.uniform(keys, counters, stream, 43).view(torch.int32), expected.view(torch.int32))
+    native = [rng.user_keys(seeds), rng.derive(seeds, 7), rng.derive(seeds, seeds % 1000)]
+    native += [draw(keys, counters, stream, 43) for stream in (0, 10, 101, 2**40 + 7)
+               for draw in (rng.bits, rng.uniform, rng.normal)]
+    monkeypatch.setattr(rng, "_NATIVE", None)  # the torch reference
+    reference = [rng.user_keys(seeds), rng.derive(seeds, 7), rng.derive(seeds, seeds % 1000)]
+    reference += [draw(keys, counters, stream, 43) for stream in (0, 10, 101, 2**40 + 7)
+                  for draw in (rng.bits, rng.uniform, rng.normal)]
+    for have, want in zip(native, reference):
+        assert have.dtype == want.dtype and torch.equal(have, want)
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="seed -3 is negative"):
+        rng.user_keys(torch.tensor([-3]))
 
 
 def _copy_state(source: StatisticalUsers, target: StatisticalUsers) -> None:
@@ -75,27 +86,32 @@ def test_c_kernel_responses_match_the_torch_path_step_by_step():
     assert mismatches <= 0.001 * decisions
 
 
-@pytest.mark.parametrize("kernel", ["torch", "c"])
-def test_idle_slots_keep_their_state_and_the_others_step_as_without_them(kernel):
-    users, alone = StatisticalUsers(CATALOG, kernel=kernel), StatisticalUsers(CATALOG, kernel=kernel)
-    assert users.holds_idle
+def _state(users: StatisticalUsers, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+    state = {name: value[rows].clone() for name, value in vars(users).items()
+             if isinstance(value, torch.Tensor) and value.shape[:1] == (users.n_users,)}
+    return state | {f"instruction.{name}": value[rows].clone() for name, value in vars(users.instruction).items()}
+
+
+def test_c_kernel_leaves_idle_slots_untouched_and_steps_the_others_as_without_them():
+    users, alone = StatisticalUsers(CATALOG, kernel="c"), StatisticalUsers(CATALOG, kernel="c")
+    assert users.holds_idle and not StatisticalUsers(CATALOG).holds_idle
     users.reset(64, seed=3)
     alone.reset(64, seed=3)
     idle = torch.zeros(64, dtype=torch.bool)
     idle[::5] = True
+    users.churned[idle] = True  # idle slots may be churned: they are not stepped
+    before = _state(users, idle.nonzero().flatten())
     slates = torch.arange(10).expand(64, 10) * 11
     for _ in range(8):
-        before = users._state_of(idle.nonzero().flatten())
-        users.churned[:] = alone.churned[:] = False
+        alone.churned[:] = users.churned[~idle] = False
         response, expected = users.respond_valid(slates, idle), alone.respond_valid(slates)
-        after = users._state_of(idle.nonzero().flatten())
-        for name, value in before.items():
-            assert torch.equal(after[name], value), name
         stepped = ~idle
         assert torch.equal(response.clicked[stepped], expected.clicked[stepped])
         assert torch.equal(response.satisfaction[stepped], expected.satisfaction[stepped])
-        # the idle users' next step is their first: bring the reference back to it
-        alone._restore(idle.nonzero().flatten(), before)
+        assert not response.clicked[idle].any() and response.instruction_text[0] is None
+    after = _state(users, idle.nonzero().flatten())
+    for name, value in before.items():
+        assert torch.equal(after[name], value), name
 
 
 def test_c_kernel_is_deterministic():
