@@ -28,7 +28,7 @@ WorldStep = native.struct_of("WorldStep", {
                      "instruction_age", "session_index", "session_step", "step_count", "key"], _p),
     "candidate_stream": _u32,
     **dict.fromkeys(["offsets", "draw", "history_obs", "candidates_obs", "feedback_obs", "instruction_obs",
-                     "session_obs"], _p),
+                     "session_obs", "totals"], _p),
 })
 
 
@@ -60,9 +60,10 @@ def take_slates(positions, world) -> torch.Tensor | None:
 
 
 def step(world, slates: torch.Tensor, response: Response, idle: torch.Tensor | None, stream: int
-         ) -> dict[str, np.ndarray]:
+         ) -> tuple[dict[str, np.ndarray], torch.Tensor]:
     """One step of ``world``'s bookkeeping (a CPU :class:`~recoworld.envs.world.SlateWorld`),
-    in place; returns the observation of the state it leaves, but the candidate features."""
+    in place. Returns the observation of the state it leaves (but the candidate features)
+    and the slates' totals ``[B, 3]``: clicks, watch time and likes (zeros where idle)."""
     B, K = slates.shape
     H, C, ins, voiced = world.history_length, world.num_candidates, world.instruction, response.instruction
     observed = {"candidate_ids": torch.empty(B, C, dtype=torch.int64),
@@ -70,6 +71,7 @@ def step(world, slates: torch.Tensor, response: Response, idle: torch.Tensor | N
                 "history_feedback": torch.empty_like(world.history_feedback),
                 "instruction": torch.empty(B, 2 * world.catalog.n_genres + 1),
                 "session": torch.empty(B, 3)}
+    totals = torch.empty(B, 3)
     # A plug-in simulator's response may come in other dtypes or layouts: no-ops for ours.
     flag, number = (lambda t: t.to(torch.bool).contiguous()), (lambda t: t.to(torch.float32).contiguous())
     tensors = {
@@ -83,7 +85,7 @@ def step(world, slates: torch.Tensor, response: Response, idle: torch.Tensor | N
         "step_count": world.step_count, "key": world._key, "offsets": world._offsets,
         "draw": world.candidate_draw, "history_obs": observed["history_items"],
         "candidates_obs": observed["candidate_ids"], "feedback_obs": observed["history_feedback"],
-        "instruction_obs": observed["instruction"], "session_obs": observed["session"],
+        "instruction_obs": observed["instruction"], "session_obs": observed["session"], "totals": totals,
     }
     ptr = native.pointer
     frame = WorldStep(K=K, H=H, G=world.catalog.n_genres, C=C, n_items=world.catalog.n_items,
@@ -93,4 +95,4 @@ def step(world, slates: torch.Tensor, response: Response, idle: torch.Tensor | N
     if any(native.run_chunks(lambda begin, end: lib.recoworld_world_step(begin, end, ctypes.byref(frame)), B)):
         raise ValueError(f"the C bookkeeping handles slates of up to 256 items, got {K}: use kernel='torch'")
     world._candidates = None  # spelled out afresh from the new draws when asked for
-    return {name: tensor.numpy() for name, tensor in observed.items()}
+    return {name: tensor.numpy() for name, tensor in observed.items()}, totals

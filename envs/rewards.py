@@ -61,12 +61,16 @@ class RewardWeights:
             raise ValueError(f"reward weights name unknown signals {unknown}; known signals: {sorted(known)}")
         return cls(**{k: float(v) for k, v in spec.items()})
 
-    def signals(self, response: Response) -> dict[str, torch.Tensor]:
-        """Each signal per user ``[B]``."""
+    def signals(self, response: Response, totals: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Each signal per user ``[B]``. ``totals`` ``[B, 3]``, when the caller has them, are
+        the slates' clicks, watch time and likes (the C bookkeeping sums them as it goes)."""
+        if totals is None:
+            totals = torch.stack([response.clicked.sum(1, dtype=torch.float32), response.watch_fraction.sum(1),
+                                  response.liked.sum(1, dtype=torch.float32)], 1)
         return {
-            "clicks": response.clicked.sum(1, dtype=torch.float32),
-            "watch_time": response.watch_fraction.sum(1),
-            "likes": response.liked.sum(1, dtype=torch.float32),
+            "clicks": totals[:, 0],
+            "watch_time": totals[:, 1],
+            "likes": totals[:, 2],
             "retention": response.returned.float() - response.churned.float(),
             "churn": -response.churned.float(),
             "compliance": response.compliance,

@@ -265,23 +265,24 @@ class SlateWorld:
         """
         idle = None
         if autoreset is not None and len(autoreset):
-            # The batched simulator answers every slot: the restarted ones see a placeholder
-            # slate and are held idle, their answer discarded. A simulator that does not hold
-            # them steps them like the rest, and they are restarted again after the step.
-            slates[autoreset] = self.candidates_of(self.candidate_draw[autoreset])[:, : self.slate_size]
+            # The batched simulator answers every slot: the restarted ones are held idle and
+            # their answer discarded (the agent's slate for the ended episode stands in, valid
+            # as every slate is). A simulator that does not hold them steps them like the
+            # rest, and they are restarted again after the step.
             idle = torch.zeros(self.n_users, dtype=torch.bool, device=self.device)
             idle[autoreset] = True
             self.restart(autoreset, candidates=False)
         # Valid by construction (distinct candidates of the catalog): no second check.
         response = self.simulator.respond_valid(slates, idle)
-        self.signals = self.reward_weights.signals(response)
-        reward = self.reward_weights.combine(self.signals)
+        totals = None
         if self.kernel == "c":
-            self._observed = native_world.step(self, slates, response, idle, S_CANDIDATES)
+            self._observed, totals = native_world.step(self, slates, response, idle, S_CANDIDATES)
         else:
             self.step_count += 1 if idle is None else (~idle).long()
             self._update_history(slates, response, idle)
             self._draw_candidates()
+        self.signals = self.reward_weights.signals(response, totals)
+        reward = self.reward_weights.combine(self.signals)
         terminated = response.churned
         truncated = ~terminated & (self.step_count >= self.max_steps)
         if idle is not None:
@@ -336,12 +337,8 @@ class SlateWorld:
         for name, value in response.tensor_fields().items():
             info[name] = value.cpu().numpy()
         info["slate"] = slates.cpu().numpy()
-        # Filled where an instruction was voiced: at B = 16,384 converting the whole list
-        # costs more than the rest of info.
-        text = np.full(self.n_users, None, dtype=object)
-        for b in response.instruction.active.nonzero().flatten().tolist():
-            text[b] = response.instruction_text[b]
-        info["instruction_text"] = text
+        # fromiter: np.array(list, dtype=object) inspects every entry, six times slower.
+        info["instruction_text"] = np.fromiter(response.instruction_text, dtype=object, count=self.n_users)
         for name, value in self.signals.items():
             info[f"reward_{name}"] = value.cpu().numpy()
         return info

@@ -51,6 +51,8 @@ typedef struct {
      * the instruction [B, 2G + 1] (+1 more, -1 less, novelty) and the session [B, 3] */
     int64_t *history_obs, *candidates_obs;
     float *feedback_obs, *instruction_obs, *session_obs;
+    /* the slate's totals per user [B, 3], for the reward: clicks, watch time, likes (zeros when held) */
+    float *totals;
 } WorldStep;
 
 /* One step of users [begin, end). Returns 0, or 1 if K exceeds MAX_K. */
@@ -64,11 +66,17 @@ int recoworld_world_step(int64_t begin, int64_t end, const WorldStep *step) {
         const int held = w->idle != NULL && w->idle[b];
         int64_t *history = w->history + b * H;
         float *feedback = w->feedback + b * H * 2;
+        float n_clicks = 0.0f, watch_time = 0.0f, n_likes = 0.0f;
         if (!held) {
             /* This step's clicks in slate order, then the older history. */
             int64_t clicks[MAX_K], n_new = 0;
-            for (int64_t k = 0; k < K && n_new < H; k++)
-                if (w->clicked[b * K + k]) clicks[n_new++] = k;
+            for (int64_t k = 0; k < K; k++) {
+                if (!w->clicked[b * K + k]) continue;
+                n_clicks += 1.0f;
+                watch_time += w->watch[b * K + k];
+                n_likes += w->liked[b * K + k] ? 1.0f : 0.0f;
+                if (n_new < H) clicks[n_new++] = k;
+            }
             for (int64_t h = H - 1; h >= n_new; h--) {
                 history[h] = history[h - n_new];
                 feedback[2 * h] = feedback[2 * (h - n_new)];
@@ -81,6 +89,9 @@ int recoworld_world_step(int64_t begin, int64_t end, const WorldStep *step) {
                 feedback[2 * i + 1] = w->liked[b * K + k] ? 1.0f : 0.0f;
             }
         }
+        w->totals[3 * b] = n_clicks;
+        w->totals[3 * b + 1] = watch_time;
+        w->totals[3 * b + 2] = n_likes;
         for (int64_t h = 0; h < H; h++) w->history_obs[b * H + h] = history[h];
         for (int64_t h = 0; h < 2 * H; h++) w->feedback_obs[b * H * 2 + h] = feedback[h];
         if (!held) {

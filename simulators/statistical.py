@@ -73,6 +73,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 
 from recoworld import rng
@@ -462,21 +463,27 @@ class StatisticalUsers(UserSimulator):
         return torch.where(voiced.active, code, -1).to(torch.int32)
 
     def _render(self, phrase: torch.Tensor) -> list[str | None]:
-        """The sentences of the phrase codes ``[B]``, each distinct one rendered once."""
-        text: list[str | None] = [None] * self.n_users
+        """The sentences of the phrase codes ``[B]``: each distinct one rendered once, then
+        placed with one numpy gather (at B = 16,384 a tenth of the users may speak)."""
         speakers = (phrase >= 0).nonzero().flatten()
         if len(speakers) == 0:
-            return text
-        G, names = self.catalog.n_genres, self.catalog.genre_names
-        for b, code in zip(speakers.tolist(), phrase[speakers].tolist()):
-            sentence = self._phrases.get(code)
-            if sentence is None:
-                genres, rest = divmod(code, 9)
-                more, less = divmod(genres, G + 1)
-                sentence = self._phrases[code] = render_instruction(
-                    [names[more - 1]] if more else [], [names[less - 1]] if less else [], rest // 3 - 1, rest % 3)
-            text[b] = sentence
-        return text
+            return [None] * self.n_users
+        codes, which = torch.unique(phrase[speakers], return_inverse=True)
+        sentences = np.empty(len(codes), dtype=object)
+        sentences[:] = [self._sentence(code) for code in codes.tolist()]
+        text = np.full(self.n_users, None, dtype=object)
+        text[speakers.cpu().numpy()] = sentences[which.cpu().numpy()]
+        return text.tolist()
+
+    def _sentence(self, code: int) -> str:
+        """The sentence of phrase code ``code`` (see :meth:`_phrase_codes`), rendered once."""
+        if code not in self._phrases:
+            names, G = self.catalog.genre_names, self.catalog.n_genres
+            genres, rest = divmod(code, 9)
+            more, less = divmod(genres, G + 1)
+            self._phrases[code] = render_instruction(
+                [names[more - 1]] if more else [], [names[less - 1]] if less else [], rest // 3 - 1, rest % 3)
+        return self._phrases[code]
 
     def _leave(self, leaves: torch.Tensor, u_return: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Decide who returns and after how long; start the next session of those who do."""
