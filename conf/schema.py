@@ -77,6 +77,7 @@ class StatisticalSimulatorConfig:
     config: StatisticalUserConfig = field(default_factory=StatisticalUserConfig)
     population: SyntheticPopulation = field(default_factory=SyntheticPopulation)
     device: str = "${device}"
+    kernel: str = "${kernel}"
 
 
 @dataclass
@@ -95,6 +96,7 @@ class CalibratedSimulatorConfig:
     population: Any = None
     config: Any = None
     device: str = "${device}"
+    kernel: str = "${kernel}"
 
 
 @dataclass
@@ -118,6 +120,7 @@ class SlateEnvConfig:
     reward: Any = "clicks"
     action_format: str = "slate"
     candidate_features: bool = True
+    kernel: str = "${kernel}"
 
 
 @dataclass
@@ -156,9 +159,11 @@ class ExperimentConfig:
 
 @dataclass
 class RecoWorldConfig:
-    """The root of ``recoworld run``'s config: one option of each group, the device, and
-    ``llm``, the chat model of the LLM and hybrid users (``simulator=llm``/``hybrid`` refer to
-    it as ``llm: ${llm}``): every field of :class:`recoworld.llm.LLMConfig`."""
+    """The root of ``recoworld run``'s config: one option of each group, the device, the
+    kernel (``torch``, or ``c``: the statistical users' step and the env's bookkeeping in
+    fused CPU kernels, see :class:`recoworld.envs.slate.SlateEnv`), and ``llm``, the chat
+    model of the LLM and hybrid users (``simulator=llm``/``hybrid`` refer to it as
+    ``llm: ${llm}``): every field of :class:`recoworld.llm.LLMConfig`."""
 
     world: Any = MISSING
     simulator: Any = MISSING
@@ -166,6 +171,7 @@ class RecoWorldConfig:
     agent: Any = None
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     device: str = "cpu"
+    kernel: str = "torch"
     llm: ChatModelNode = field(default_factory=ChatModelNode)
 
 

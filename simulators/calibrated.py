@@ -217,7 +217,7 @@ def calibrated_population(spec: Mapping | None = None, path: str | None = None) 
 
 
 def calibrated_users(catalog: Catalog, path: str | None = None, population: Mapping | None = None,
-                     config: Mapping | None = None, device: str = "cpu"):
+                     config: Mapping | None = None, device: str = "cpu", kernel: str = "torch"):
     """Statistical users drawn from the calibrated population (``simulator=calibrated``).
 
     Args:
@@ -227,13 +227,16 @@ def calibrated_users(catalog: Catalog, path: str | None = None, population: Mapp
         config: fitted fields of :class:`StatisticalUserConfig` to override, e.g.
             ``{"leave_base": -2.0}``.
         device: torch device of the simulator.
+        kernel: how a step runs (``"torch"`` or ``"c"``, see
+            :class:`~recoworld.simulators.statistical.StatisticalUsers`).
     """
     from recoworld.simulators.statistical import StatisticalUsers
 
     world = load_world(path)
     users = world.population(dict(population or {}))
     users.check_catalog(catalog)
-    return StatisticalUsers(catalog, calibrated_config(path, **dict(config or {})), users, device=device)
+    return StatisticalUsers(catalog, calibrated_config(path, **dict(config or {})), users, device=device,
+                            kernel=kernel)
 
 
 class CalibratedPopulation(Population):

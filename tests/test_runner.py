@@ -1,6 +1,8 @@
 """The experiment runner, its rollout loop and its log: what a run directory holds and promises."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from math import perm
@@ -75,6 +77,17 @@ def test_single_agent_override_runs_just_that_agent(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert list(metrics["agents"]) == ["oracle"]
     assert set(read_log(tmp_path / "episodes.parquet")["agent"]) == {"oracle"}
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="no C compiler for kernel=c")
+def test_kernel_c_runs_the_same_experiment_and_reaches_the_env_and_the_users(tmp_path):
+    with initialize_config_module("recoworld.conf", version_base=None):
+        cfg = compose("config", overrides=["kernel=c", *TINY])
+    assert cfg.env.kernel == "c" and cfg.simulator.kernel == "c"
+    run_app(["kernel=c", "agent=most_popular", "experiment.seeds=[0]", *TINY, "experiment.plots=false",
+             f"hydra.run.dir={tmp_path}"])
+    log = read_log(tmp_path / "episodes.parquet")
+    assert len(log) > 0 and log["reward"].sum() > 0  # reward: clicks
 
 
 def test_override_typo_is_an_error_that_names_it(tmp_path, capsys):
