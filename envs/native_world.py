@@ -27,7 +27,7 @@ WorldStep = native.struct_of("WorldStep", {
                      "watch", "voiced_novelty", "history", "feedback", "active", "more", "less", "novelty",
                      "instruction_age", "session_index", "session_step", "step_count", "key"], _p),
     "candidate_stream": _u32,
-    **dict.fromkeys(["offsets", "draw", "history_obs", "candidates_obs", "feedback_obs", "instruction_obs",
+    **dict.fromkeys(["strides", "draw", "history_obs", "candidates_obs", "feedback_obs", "instruction_obs",
                      "session_obs", "totals"], _p),
 })
 
@@ -82,7 +82,7 @@ def step(world, slates: torch.Tensor, response: Response, idle: torch.Tensor | N
         "history": world.history_items, "feedback": world.history_feedback, "active": ins.active,
         "more": ins.more, "less": ins.less, "novelty": ins.novelty, "instruction_age": world.instruction_age,
         "session_index": world.session_index, "session_step": world.session_step,
-        "step_count": world.step_count, "key": world._key, "offsets": world._offsets,
+        "step_count": world.step_count, "key": world._key, "strides": world._strides,
         "draw": world.candidate_draw, "history_obs": observed["history_items"],
         "candidates_obs": observed["candidate_ids"], "feedback_obs": observed["history_feedback"],
         "instruction_obs": observed["instruction"], "session_obs": observed["session"], "totals": totals,

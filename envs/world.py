@@ -91,6 +91,7 @@ class SlateWorld:
         self.action_format = action_format
         self.observe_features = candidate_features
         self._offsets = _candidate_offsets(n_items, num_candidates).to(self.device)
+        self._strides = self._offsets[:, min(1, num_candidates - 1)].contiguous()  # s itself: offset 1 s
         self.base_seed = np.zeros(n_users, dtype=np.int64)
         self.episode = np.zeros(n_users, dtype=np.int64)
         self.episode_seed = np.zeros(n_users, dtype=np.int64)

@@ -45,7 +45,7 @@ typedef struct {
     int64_t *step_count;
     const int32_t *key;
     uint32_t candidate_stream;
-    const int64_t *offsets;
+    const int64_t *strides; /* [S]: the strides s of world._offsets' rows */
     int64_t *draw; /* [B, 2]: start and stride row of each user's candidates */
     /* the observation, handed out to the agents: copies of the history and the candidates,
      * the instruction [B, 2G + 1] (+1 more, -1 less, novelty) and the session [B, 3] */
@@ -129,11 +129,14 @@ int recoworld_world_step(int64_t begin, int64_t end, const WorldStep *step) {
         const int64_t row = (int64_t)bits_at(base, w->candidate_stream, 1) % w->n_strides;
         w->draw[2 * b] = start;
         w->draw[2 * b + 1] = row;
-        const int64_t *offsets = w->offsets + row * C;
+        /* Offsets j s mod N by additions (equal to world._offsets' row, without reading it). */
+        const int64_t stride = w->strides[row], n_items = w->n_items;
         int64_t *observed = w->candidates_obs + b * C;
-        for (int64_t j = 0; j < C; j++) {
-            const int64_t item = start + offsets[j];
-            STREAM_I64(observed + j, item >= w->n_items ? item - w->n_items : item);
+        for (int64_t j = 0, offset = 0; j < C; j++) {
+            const int64_t item = start + offset;
+            STREAM_I64(observed + j, item >= n_items ? item - n_items : item);
+            offset += stride;
+            offset = offset >= n_items ? offset - n_items : offset;
         }
     }
     STREAM_FENCE(); /* the stores are visible to the caller's thread when it returns */
