@@ -18,9 +18,10 @@
 
 /* The observation is written once and read later by the agent, not by this kernel: on
  * x86-64, non-temporal stores write it without first reading each line into the cache. */
-#if defined(__x86_64__) && defined(__GNUC__)
-#define STREAM_I64(p, v) __builtin_ia32_movnti64((long long *)(p), (long long)(v))
-#define STREAM_FENCE() __builtin_ia32_sfence()
+#if defined(__x86_64__) || defined(_M_X64)
+#include <emmintrin.h>
+#define STREAM_I64(p, v) _mm_stream_si64((long long *)(p), (long long)(v))
+#define STREAM_FENCE() _mm_sfence()
 #else
 #define STREAM_I64(p, v) (*(p) = (v))
 #define STREAM_FENCE() ((void)0)
