@@ -213,17 +213,14 @@ class SlateWorld:
 
     @property
     def candidates(self) -> torch.Tensor:
-        """Every slot's current candidates ``[B, C]`` (item ids)."""
+        """Every slot's current candidates ``[B, C]`` (item ids), spelled out from
+        :attr:`candidate_draw` when first asked for after a draw."""
         if self._candidates is None:
-            self._candidates = self.candidates_of(self.candidate_draw)
+            draw, n_items = self.candidate_draw, self.catalog.n_items
+            # In place on the gathered rows: at B = 16,384 each [B, C] int64 temporary is 6.5 MB.
+            candidates = self._offsets.index_select(0, draw[:, 1]).add_(draw[:, :1])
+            self._candidates = candidates.sub_((candidates >= n_items).to(candidates.dtype).mul_(n_items))
         return self._candidates
-
-    def candidates_of(self, draw: torch.Tensor) -> torch.Tensor:
-        """The candidates ``[n, C]`` of draws ``[n, 2]`` (rows of :attr:`candidate_draw`)."""
-        n_items = self.catalog.n_items
-        # In place on the gathered rows: at B = 16,384 each [B, C] int64 temporary is 6.5 MB.
-        candidates = self._offsets.index_select(0, draw[:, 1]).add_(draw[:, :1])
-        return candidates.sub_((candidates >= n_items).to(candidates.dtype).mul_(n_items))
 
     # ---------------------------------------------------------------- steps
     def slates_from_actions(self, actions, single: bool = False) -> torch.Tensor:
@@ -296,13 +293,15 @@ class SlateWorld:
 
     def _update_history(self, slates: torch.Tensor, response: Response, idle: torch.Tensor | None) -> None:
         clicked, voiced, new_session = response.clicked, response.instruction.active, response.left_session
-        stepped = torch.ones_like(voiced) if idle is None else ~idle
-        clicked, voiced, new_session = clicked & stepped[:, None], voiced & stepped, new_session & stepped
+        stepped = None if idle is None else ~idle
+        if stepped is not None:  # held slots change nothing
+            clicked, voiced, new_session = clicked & stepped[:, None], voiced & stepped, new_session & stepped
         feedback = torch.stack([response.watch_fraction, response.liked.float()], -1)
         self.history_items, self.history_feedback = prepend_clicks(
             self.history_items, slates, clicked, (self.history_feedback, feedback))
 
-        aging = ((self.instruction_age > 0) & stepped).float()
+        aging = (self.instruction_age > 0) if stepped is None else (self.instruction_age > 0) & stepped
+        aging = aging.float()
         self.instruction_age = torch.where(voiced, 1.0, self.instruction_age + aging)
         for name in ("more", "less"):
             old = getattr(self.instruction, name)
@@ -310,7 +309,8 @@ class SlateWorld:
         self.instruction.novelty = torch.where(voiced, response.instruction.novelty, self.instruction.novelty)
         self.instruction.active = self.instruction.active | voiced
         self.session_index += new_session.float()
-        self.session_step = torch.where(new_session, 0.0, self.session_step + stepped.float())
+        advance = 1.0 if stepped is None else stepped.float()
+        self.session_step = torch.where(new_session, 0.0, self.session_step + advance)
 
     # ---------------------------------------------------------- observations
     def observe(self) -> dict[str, np.ndarray]:

@@ -84,15 +84,19 @@ def _native_for(tensor: torch.Tensor):
     return _NATIVE if _NATIVE is not None and tensor.device.type == "cpu" else None
 
 
+def _non_negative(seeds: torch.Tensor) -> torch.Tensor:
+    if bool((seeds < 0).any()):
+        raise ValueError(f"seed {int(seeds[seeds < 0][0])} is negative; seeds must be integers >= 0")
+    return seeds
+
+
 def user_keys(seeds, device: str | torch.device = "cpu") -> torch.Tensor:
     """32-bit keys (int32 patterns) for integer seeds in ``[0, 2**63)``, one per user.
 
     Equal to ``mix_int(seed)`` for every seed, computed as tensor ops so that restarting
     16,384 users costs microseconds.
     """
-    seeds = torch.as_tensor(seeds, dtype=torch.int64, device=device)
-    if bool((seeds < 0).any()):
-        raise ValueError(f"seed {int(seeds[seeds < 0][0])} is negative; seeds must be integers >= 0")
+    seeds = _non_negative(torch.as_tensor(seeds, dtype=torch.int64, device=device))
     lib = _native_for(seeds)
     if lib is not None:
         seeds = seeds.contiguous()
@@ -112,9 +116,7 @@ def derive(seeds: torch.Tensor, salt: torch.Tensor | int) -> torch.Tensor:
     mixed = seeds ^ (salt * _GOLDEN)
     lib = _native_for(seeds)
     if lib is not None and salt.numel() in (1, mixed.numel()):
-        mixed, salt = mixed.contiguous(), salt.contiguous()
-        if bool((mixed < 0).any()):
-            raise ValueError(f"seed {int(mixed[mixed < 0][0])} is negative; seeds must be integers >= 0")
+        mixed, salt = _non_negative(mixed).contiguous(), salt.contiguous()
         derived = torch.empty(mixed.shape, dtype=torch.int64)
         lib.recoworld_derive(mixed.numel(), mixed.data_ptr(), salt.data_ptr(), int(salt.numel() > 1),
                              derived.data_ptr())
