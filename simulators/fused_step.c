@@ -57,7 +57,7 @@ typedef struct {
     /* the users' state, updated in place */
     int32_t *counter;
     float *novelty_seeking;
-    float *interest, *familiar, *satiation, *satisfaction;
+    float *interest, *familiar, *satiation, *satisfaction, *session_memory;
     int64_t *recent_clicks, *session_index, *session_step, *steps_left;
     uint8_t *active, *more, *less, *churned;
     int8_t *novelty;
@@ -235,7 +235,7 @@ int recoworld_respond(int64_t begin, int64_t end, const Step *step) {
         const float user_patience = s->patience[b], user_rating_bias = s->rating_bias[b];
         for (int64_t g = 0; g < G; g++) exposure[g] = 0.0f;
         for (int64_t d = 0; d < D; d++) consumed[d] = 0.0f;
-        float step_quality = 0.0f, seen_satiation = 0.0f, n_examined = 0.0f;
+        float enjoyment = 0.0f, seen_satiation = 0.0f, n_examined = 0.0f;
         int64_t n_clicks = 0;
         int examining = 1;
 
@@ -281,7 +281,7 @@ int recoworld_respond(int64_t begin, int64_t end, const Step *step) {
                 if (rating_quality != 0.0f) level = level + rating_quality * s->quality[item];
                 float r = nearbyintf(level + rating_noise * noise);
                 rating = (int8_t)(r < 1.0f ? 1.0f : (r > 5.0f ? 5.0f : r));
-                step_quality += 0.3f + 0.7f * watch;
+                enjoyment += (float)(rating - 1) * 0.25f;
                 for (int64_t d = 0; d < D; d++) consumed[d] += watch * f[d];
                 clicked_items[n_clicks++] = item;
             }
@@ -303,7 +303,9 @@ int recoworld_respond(int64_t begin, int64_t end, const Step *step) {
         const float u_leave = uniform_salted(base, salt[4 * K + 1]);
         const float u_return = uniform_salted(base, salt[4 * K + 2]);
 
-        /* Compliance with the instruction in force moves the step quality. */
+        /* The step's quality: the mean enjoyment of what was clicked (0 without a click);
+         * compliance with the instruction in force moves it. */
+        float step_quality = n_clicks ? enjoyment / (float)n_clicks : 0.0f;
         float compliance = 0.0f;
         if (in_force) {
             compliance = compliance_of(s, b, distance);
@@ -333,6 +335,10 @@ int recoworld_respond(int64_t begin, int64_t end, const Step *step) {
         const float quality = step_quality < 0.0f ? 0.0f : (step_quality > 1.0f ? 1.0f : step_quality);
         float mindset = param[P_MINDSET_KEEP] * s->satisfaction[b] + param[P_MINDSET_RATE] * quality;
         const int64_t session_step = ++s->session_step[b];
+        /* How the session went: the running mean of its steps' quality. */
+        float memory = s->session_memory[b];
+        memory += (quality - memory) / (float)session_step;
+        s->session_memory[b] = memory;
         const float hazard = sigmoidf(param[P_LEAVE_BASE] + param[P_LEAVE_MINDSET] * (0.5f - mindset)
                                       + param[P_LEAVE_BOREDOM] * boredom + param[P_LEAVE_LENGTH] * (float)session_step
                                       - param[P_LEAVE_PATIENCE] * (user_patience - 0.75f));
@@ -343,12 +349,12 @@ int recoworld_respond(int64_t begin, int64_t end, const Step *step) {
         int returned = 0;
         float gap = leaves ? INFINITY : 0.0f;
         if (leaves) {
-            const float p_return = sigmoidf(param[P_RETURN_BASE] + param[P_RETURN_MINDSET] * (mindset - 0.5f)
+            const float p_return = sigmoidf(param[P_RETURN_BASE] + param[P_RETURN_MINDSET] * (memory - 0.5f)
                                             + logf(s->activity[b]));
             returned = u_return < p_return;
         }
         if (returned) {
-            const float mean_gap = param[P_GAP_DAYS] / (s->activity[b] * (0.5f + mindset));
+            const float mean_gap = param[P_GAP_DAYS] / (s->activity[b] * (0.5f + memory));
             gap = -mean_gap * logf(uniform_salted(base, gap_salt));
             const float recovery = expf(-gap / param[P_RECOVERY_DAYS]);
             for (int64_t g = 0; g < G; g++) user_satiation[g] *= recovery;

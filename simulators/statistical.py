@@ -30,8 +30,10 @@ probability :math:`\sigma(2v - 1)`, and a rating
 :math:`\mathrm{clip}(\mathrm{round}(r_0 + r_v v + r_q q_i + b_b + r_\epsilon\epsilon), 1, 5)`,
 with :math:`\epsilon` one standard logistic draw (standard deviation 1.81) shared by
 both, so that watching more than expected goes with a higher rating. By default
-:math:`r_0 = 3`, :math:`r_v = 0.9`, :math:`r_q = 0`, :math:`r_\epsilon = 0.33`
-(``rating_center``, ``rating_slope``, ``rating_quality``, ``rating_noise``) and the user's
+:math:`r_0 = 4.3`, :math:`r_v = 0.9`, :math:`r_q = 0`, :math:`r_\epsilon = 0.33`
+(``rating_center``, ``rating_slope``, ``rating_quality``, ``rating_noise``; the center puts
+the mean rating of what users click near MovieLens's 3.5 stars, clicked items sitting
+below :math:`v = 0`) and the user's
 rating bias :math:`b_b` is 0; a population whose traits carry a ``rating_bias`` tensor
 (the calibrated MovieLens users do) sets it per user.
 
@@ -43,7 +45,15 @@ the exposure-and-consumption of genre :math:`g` (:math:`e` examined, :math:`c` c
   recovers between sessions as :math:`s \leftarrow s\,e^{-\text{gap}/\tau}`;
 - interest drift :math:`u \leftarrow \mathrm{normalize}(u + \eta_u\sum_k c_k\omega_k f_k)`;
 - mindset :math:`m \leftarrow (1-\lambda)m + \lambda\,\bar q`, with step quality
-  :math:`\bar q = \mathrm{clip}(\sum_k c_k(0.3 + 0.7\omega_k) + \kappa_c(\text{compliance} - 0.5), 0, 1)`.
+  :math:`\bar q = \mathrm{clip}(j + \kappa_c(\text{compliance} - 0.5), 0, 1)`, where the
+  step's enjoyment :math:`j = \frac{1}{n}\sum_k c_k (\text{rating}_k - 1)/4` is the mean
+  enjoyment of the :math:`n` clicked items (0 when nothing was clicked): the user's own
+  judgement after watching, not the click. What draws a click (interest, popularity) and
+  what is enjoyed (in the calibrated MovieLens world mostly the film's quality: its rating
+  slope on quality is about 0.7 stars per standard deviation, its click weight near 0)
+  part there, so a recommender that only chases clicks serves disappointing sessions;
+- session memory :math:`M \leftarrow M + (\bar q - M)/t_{\text{session}}`, the mean step
+  quality of the session so far: how the session went, remembered for the return.
 
 **Leaving**: the leave hazard is
 :math:`h = \sigma(h_0 + h_m(0.5 - m) + h_b\,\text{boredom} + h_\ell\,t_{\text{session}} - h_\gamma(\gamma_b - 0.75))`,
@@ -53,8 +63,11 @@ exceeds ``instruction_threshold`` senses they are about to leave: with probabili
 instruction and stay; otherwise they leave with probability :math:`h`.
 
 **Returning**: a user who leaves returns with probability
-:math:`\sigma(r_0 + r_m(m - 0.5) + \log a_b)` after an exponential gap of mean
-``gap_days`` / (:math:`a_b(0.5 + m)`) days, or churns, which ends their episode.
+:math:`\sigma(r_0 + r_m(M - 0.5) + \log a_b)` after an exponential gap of mean
+``gap_days`` / (:math:`a_b(0.5 + M)`) days, or churns, which ends their episode. It is the
+whole session's memory :math:`M` that decides, not the mindset of the moment of leaving:
+users leave when their mindset dips, whoever served them, so the mindset at leaving
+varies little between recommenders, while how the session went as a whole does.
 
 **Instructions**: ``less`` is the most satiated genre (if its satiation exceeds
 ``instruction_satiation``), ``more`` the genre with the best interest net of satiation,
@@ -111,7 +124,7 @@ class StatisticalUserConfig:
     click_threshold: float = 2.5
     continue_after_click: float = 0.7
     # ratings of clicked items (equation in the module docstring)
-    rating_center: float = 3.0
+    rating_center: float = 4.3
     rating_slope: float = 0.9
     rating_quality: float = 0.0
     rating_noise: float = 0.33
@@ -164,7 +177,7 @@ class StatisticalUsers(UserSimulator):
             in place.
 
     State tensors (``[B, ...]``) are public attributes so that tests and envs can read
-    them: ``interest``, ``satiation``, ``satisfaction``, ``patience``, ``activity``,
+    them: ``interest``, ``satiation``, ``satisfaction`` (the mindset), ``session_memory``, ``patience``, ``activity``,
     ``session_index``, ``session_step``, ``churned``, and the instruction in force.
     """
 
@@ -231,6 +244,7 @@ class StatisticalUsers(UserSimulator):
         self.source_user = torch.full((n,), -1, dtype=torch.int64, device=dev)
         self.satiation = torch.zeros(n, g, device=dev)
         self.satisfaction = torch.zeros(n, device=dev)
+        self.session_memory = torch.zeros(n, device=dev)
         self.session_index = torch.zeros(n, dtype=torch.int64, device=dev)
         self.session_step = torch.zeros(n, dtype=torch.int64, device=dev)
         self.churned = torch.zeros(n, dtype=torch.bool, device=dev)
@@ -257,6 +271,7 @@ class StatisticalUsers(UserSimulator):
         self.source_user[slots] = traits.source_user
         self.satiation[slots] = 0.0
         self.satisfaction[slots] = c.initial_mindset
+        self.session_memory[slots] = c.initial_mindset
         self.session_index[slots] = 0
         self.session_step[slots] = 0
         self.churned[slots] = False
@@ -365,9 +380,12 @@ class StatisticalUsers(UserSimulator):
             rows = in_force.nonzero().flatten()
             compliance[rows] = self._compliance(rows, slates[rows], distance[rows])
             quality[rows] += c.compliance_weight * (compliance[rows] - 0.5)
-        self.satisfaction = (1 - c.mindset_rate) * self.satisfaction + c.mindset_rate * quality.clamp(0, 1)
+        quality = quality.clamp(0, 1)
+        self.satisfaction = (1 - c.mindset_rate) * self.satisfaction + c.mindset_rate * quality
 
         self.session_step += 1
+        # How the session went, for the return decision: the running mean of its steps' quality.
+        self.session_memory += (quality - self.session_memory) / self.session_step
         hazard = torch.sigmoid(
             c.leave_base + c.leave_mindset * (0.5 - self.satisfaction) + c.leave_boredom * boredom
             + c.leave_length * self.session_step - c.leave_patience * (self.patience - 0.75)
@@ -412,7 +430,9 @@ class StatisticalUsers(UserSimulator):
         if c.rating_quality:
             level = level + c.rating_quality * lookup(cat.quality, slates)
         rating = (torch.round(level + c.rating_noise * noise).clamp_(1, 5) * clicked_f).to(torch.int8)
-        quality = (clicked_f * (0.3 + 0.7 * watch)).sum(1)
+        # The step's quality: the mean enjoyment (rating - 1) / 4 of what was clicked, 0 without a click.
+        n_clicks = clicked_f.sum(1)
+        quality = (clicked_f * (rating.float() - 1)).sum(1) / (4 * n_clicks.clamp(min=1))
 
         examined_f = examined.float()
         boredom = (examined_f * item_satiation).sum(1) / examined_f.sum(1)
@@ -491,10 +511,10 @@ class StatisticalUsers(UserSimulator):
         gap = torch.where(leaves, torch.inf, 0.0)
         if not bool(leaves.any()):
             return torch.zeros_like(leaves), gap
-        p_return = torch.sigmoid(c.return_base + c.return_mindset * (self.satisfaction - 0.5)
+        p_return = torch.sigmoid(c.return_base + c.return_mindset * (self.session_memory - 0.5)
                                  + torch.log(self.activity))
         returned = leaves & (u_return < p_return)
-        mean_gap = c.gap_days / (self.activity * (0.5 + self.satisfaction))
+        mean_gap = c.gap_days / (self.activity * (0.5 + self.session_memory))
         u_gap = rng.uniform(self.key, self.counter, S_GAP, 1)[:, 0]
         gap = torch.where(returned, -mean_gap * torch.log(u_gap), gap)
         self.churned |= leaves & ~returned

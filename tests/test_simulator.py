@@ -118,7 +118,8 @@ def test_good_slates_keep_users_longer_than_bad_ones(catalog):
             if len(gone):
                 sim.reset(256, seed=(9000 + 256 * t + gone).tolist(), users=gone)
         return ends
-    assert session_ends(True) < 0.7 * session_ends(False)
+    # Bad slates draw fewer clicks: steps without one have quality 0, and the mindset sinks.
+    assert session_ends(True) < 0.8 * session_ends(False)
 
 
 def test_following_an_instruction_raises_satisfaction(catalog):

@@ -2,9 +2,9 @@ r"""Session dynamics: activity, patience, leaving and returning, fitted to ratin
 
 **Returning and activity** (maximum a posteriori, one pass over all users). In the
 simulator a user who leaves returns with probability
-:math:`p_b = \sigma(r_0 + r_m(m - \tfrac12) + \log a_b)` after an exponential gap of mean
-``gap_days`` / :math:`(a_b(\tfrac12 + m))`. With the mindset at leaving held at its
-typical value :math:`\bar m`, that is :math:`p_b = \sigma(x + \log a_b)` and a gap rate
+:math:`p_b = \sigma(r_0 + r_m(M - \tfrac12) + \log a_b)` after an exponential gap of mean
+``gap_days`` / :math:`(a_b(\tfrac12 + M))`, :math:`M` the session's memory (its mean step
+quality). With :math:`M` held at its typical value :math:`\bar M`, that is :math:`p_b = \sigma(x + \log a_b)` and a gap rate
 :math:`\lambda_b = a_b / G`. Each session end of a user is then either a return after the
 observed gap :math:`g` — likelihood :math:`p_b\lambda_b e^{-\lambda_b g}` — or, for the
 user's last session, a silence of :math:`R_b` days until the data set ends, which a
@@ -12,9 +12,9 @@ returning user would also show with probability :math:`e^{-\lambda_b R_b}`:
 likelihood :math:`1 - p_b + p_b e^{-\lambda_b R_b}`. Censoring at the end of the data is
 thus not mistaken for churn. :math:`x`, :math:`G` and every :math:`\log a_b` (with a
 standard normal prior, so that users with one session get a finite activity) are fitted
-jointly; then :math:`r_0 = x - r_m(\bar m - \tfrac12)` and
-``gap_days`` :math:`= G(\tfrac12 + \bar m)`, with :math:`\bar m` the simulated mindset
-at leaving.
+jointly; then :math:`r_0 = x - r_m(\bar M - \tfrac12)` and
+``gap_days`` :math:`= G(\tfrac12 + \bar M)`, with :math:`\bar M` the simulated session
+memory at leaving.
 
 **Patience** cannot be seen without impressions. It is ranked by the user's mean log
 session length — users who rate longer stay longer — and spread on the synthetic
@@ -62,11 +62,11 @@ class ReturnFit:
     return_logit: float
     mean_gap_days: float
 
-    def to_config(self, config: StatisticalUserConfig, mindset_at_leaving: float) -> StatisticalUserConfig:
-        """``config`` with ``return_base`` and ``gap_days`` for a typical mindset at leaving."""
+    def to_config(self, config: StatisticalUserConfig, memory_at_leaving: float) -> StatisticalUserConfig:
+        """``config`` with ``return_base`` and ``gap_days`` for a typical session memory at leaving."""
         return replace(config,
-                       return_base=self.return_logit - config.return_mindset * (mindset_at_leaving - 0.5),
-                       gap_days=self.mean_gap_days * (0.5 + mindset_at_leaving))
+                       return_base=self.return_logit - config.return_mindset * (memory_at_leaving - 0.5),
+                       gap_days=self.mean_gap_days * (0.5 + memory_at_leaving))
 
 
 def fit_returns(sessions: Sessions, n_users: int, prior_sd: float = 1.0) -> ReturnFit:
@@ -109,10 +109,10 @@ def patience_from_sessions(sessions: Sessions, n_users: int, median: float = 0.8
 
 @dataclass
 class SimulatedSessions:
-    """Clicks per simulated session (completed ones) and the mindset at each leaving."""
+    """Clicks per simulated session (completed ones) and the session memory at each leaving."""
 
     clicks: np.ndarray
-    mindset_at_leaving: np.ndarray
+    memory_at_leaving: np.ndarray
 
 
 def simulate_sessions(catalog: Catalog, config: StatisticalUserConfig, population: Population, seeds,
@@ -131,7 +131,7 @@ def simulate_sessions(catalog: Catalog, config: StatisticalUserConfig, populatio
     offsets = torch.arange(candidates)
     active = torch.ones(n, dtype=torch.bool)
     running = torch.zeros(n)
-    clicks, mindsets = [], []
+    clicks, memories = [], []
     for _ in range(steps):
         start = torch.randint(n_items, (n, 1), generator=gen)
         stride = strides[torch.randint(len(strides), (n, 1), generator=gen)]
@@ -141,14 +141,14 @@ def simulate_sessions(catalog: Catalog, config: StatisticalUserConfig, populatio
         running += response.clicked.sum(1).float()
         ended = response.left_session & active
         clicks.append(running[ended].numpy().copy())
-        mindsets.append(response.satisfaction[ended].numpy().copy())
+        memories.append(sim.session_memory[ended].numpy().copy())
         running[response.left_session] = 0.0
         gone = response.churned
         if bool(gone.any()):
             active &= ~gone
             slots = gone.nonzero().flatten()
             sim.reset(n, seed=torch.as_tensor(seeds)[slots], users=slots)
-    return SimulatedSessions(np.concatenate(clicks), np.concatenate(mindsets))
+    return SimulatedSessions(np.concatenate(clicks), np.concatenate(memories))
 
 
 @dataclass
@@ -159,7 +159,7 @@ class LeaveFit:
     leave_length: float
     target_quantiles: tuple[float, float]
     simulated_quantiles: tuple[float, float]
-    mindset_at_leaving: float
+    memory_at_leaving: float
     clicks_per_session: np.ndarray
 
 
@@ -192,7 +192,7 @@ def fit_leave(catalog: Catalog, config: StatisticalUserConfig, population: Popul
             else (math.inf, math.inf)
         error = abs(math.log(max(simulated[0], 0.5) / target[0])) + abs(math.log(max(simulated[1], 0.5) / target[1]))
         if best is None or error < best[0]:
-            best = (error, LeaveFit(base, length, target, simulated, float(np.mean(sessions.mindset_at_leaving)),
+            best = (error, LeaveFit(base, length, target, simulated, float(np.mean(sessions.memory_at_leaving)),
                                     sessions.clicks))
     return best[1]
 

@@ -291,11 +291,11 @@ def _fit(data: MovieLens100K, config: CalibrationConfig, stages: Stages) -> Cali
         leave = dynamics.fit_leave(catalog, sim_config, population.pinned(rows, rows), rows,
                                    sessions.table["length"].to_numpy(), steps=config.leave_steps)
         sim_config = replace(sim_config, leave_base=leave.leave_base, leave_length=leave.leave_length)
-        sim_config = returns.to_config(sim_config, leave.mindset_at_leaving)
+        sim_config = returns.to_config(sim_config, leave.memory_at_leaving)
         meta["leave"] = {"leave_base": leave.leave_base, "leave_length": leave.leave_length,
                          "target_quantiles": list(leave.target_quantiles),
                          "simulated_quantiles": list(leave.simulated_quantiles),
-                         "mindset_at_leaving": leave.mindset_at_leaving}
+                         "memory_at_leaving": leave.memory_at_leaving}
         meta["returns"] = {"return_logit": returns.return_logit, "mean_gap_days": returns.mean_gap_days}
 
     with stages.stage("assembling the world"):
