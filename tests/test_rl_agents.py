@@ -21,7 +21,7 @@ from recoworld import Catalog
 from recoworld.agents import RandomAgent
 from recoworld.agents.base import Feedback
 from recoworld.agents.linear import LinUCB
-from recoworld.agents.retention import CautiousLinUCB, InstructionFollowing, RetentionSlateQ
+from recoworld.agents.retention import EnjoymentLinUCB, InstructionFollowing, RetentionSlateQ
 from recoworld.agents.sb3 import CandidateScoringPolicy, SB3Agent, SB3Recommender, catalog_policy_kwargs
 from recoworld.agents.slateq import SlateQAgent, choice_probabilities, optimize_slate, slate_value
 from recoworld.envs.sb3_vec import SB3SlateVecEnv
@@ -53,7 +53,7 @@ def run(agent, env, steps, seed, learn=True, setup=True):
     if setup:
         agent.setup(env, seed)
     obs, _ = env.reset(seed=seed)
-    total = dict(interactions=0, clicks=0.0, left=0, returned=0, churned=0, in_force=0, compliance=0.0)
+    total = dict(interactions=0, clicks=0.0, left=0, returned=0, churned=0, in_force=0, compliance=0.0, enjoyment=0.0)
     for _ in range(steps):
         action = agent.act(obs)
         next_obs, reward, terminated, truncated, info = env.step(action)
@@ -65,6 +65,7 @@ def run(agent, env, steps, seed, learn=True, setup=True):
                                   info=info))
         total["interactions"] += int(valid.sum())
         total["clicks"] += float(info["clicked"][valid].sum())
+        total["enjoyment"] += float(((info["rating"][valid] - 1) / 4 * info["clicked"][valid]).sum())
         total["left"] += int(info["left_session"][valid].sum())
         total["returned"] += int(info["returned"][valid].sum())
         total["churned"] += int(info["churned"][valid].sum())
@@ -77,6 +78,7 @@ def run(agent, env, steps, seed, learn=True, setup=True):
         "return_rate": total["returned"] / max(total["left"], 1),
         "churn": total["churned"] / total["interactions"],
         "compliance": total["compliance"] / max(total["in_force"], 1),
+        "enjoyment": total["enjoyment"] / max(total["clicks"], 1),  # (rating - 1) / 4 of what was clicked
     }
 
 
@@ -318,32 +320,64 @@ def test_retention_agent_brings_more_users_back_than_a_click_greedy_one():
     assert retained["clicks"] < greedy["clicks"], outcomes  # the price: fewer clicks now
 
 
-def test_cautious_linucb_learns_who_returns_and_turns_cautious_for_them():
-    """The return model recovers a known logistic law; users predicted below the observed
-    return rate get the lower confidence bound, the others LinUCB's upper one."""
-    agent = CautiousLinUCB(return_l2=1e-3)
-    env = make_vec(2)
+def test_enjoyment_linucb_learns_each_items_enjoyment_from_ratings_and_weights_clicks_by_it():
+    """The estimates are the means of (rating - 1) / 4 over each item's clicks, shrunk towards
+    a ridge regression on the items' public attributes, in closed form; the score is
+    LinUCB's click score times the enjoyment to the power w."""
+    agent, env = EnjoymentLinUCB(enjoyment_prior=3.0, enjoyment_weight=2.0), make_vec(8)
     agent.setup(env, seed=0)
-    rng = np.random.default_rng(0)
-    satisfaction = rng.random(100_000)
-    returned = rng.random(100_000) < 1 / (1 + np.exp(-(-1.0 + 4.0 * satisfaction)))
-    agent.session_ends, agent.session_returns = [satisfaction], [returned]
-    agent._fit_returns()
-    np.testing.assert_allclose(agent.return_coef, [-1.0, 4.0], atol=0.15)
-    assert agent.observed_return_rate == pytest.approx(returned.mean())
-    agent.satisfaction = np.array([0.1, 0.9])
-    np.testing.assert_array_equal(agent.at_risk(2), [True, False])
+    assert agent.enjoyment(np.array([0, 5])) == pytest.approx([0.5, 0.5])  # no rating yet
     obs, _ = env.reset(seed=0)
+    sums, counts, rated_items, enjoyed = np.zeros(200), np.zeros(200), [], []
+    for _ in range(30):
+        action = agent.act(obs)
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        valid = ~info["autoreset"]
+        rated = info["clicked"] & valid[:, None]
+        np.add.at(sums, info["slate"][rated], (info["rating"][rated] - 1) / 4)
+        np.add.at(counts, info["slate"][rated], 1)
+        rated_items.append(info["slate"][rated])
+        enjoyed.append((info["rating"][rated] - 1) / 4)
+        agent.update(Feedback(obs=obs, action=action, slate=info["slate"], clicked=info["clicked"],
+                              watch_fraction=info["watch_fraction"], liked=info["liked"], reward=reward,
+                              next_obs=next_obs, terminated=terminated, truncated=truncated, valid=valid, info=info))
+        obs = next_obs
+    assert counts.sum() > 50
+    z = agent.item_design[np.concatenate(rated_items)]
+    assert z.shape[1] == 2 + 16 + agent.catalog.n_genres  # 1, popularity, features, genres
+    beta = np.linalg.solve(np.eye(z.shape[1]) + z.T @ z, z.T @ np.concatenate(enjoyed))  # ridge, l2 = 1
+    expected = (sums + 3.0 * agent.item_design @ beta) / (counts + 3.0)
+    np.testing.assert_allclose(agent.enjoyment(np.arange(200)), expected)
     x = agent.features(obs)
-    width = np.sqrt(((x @ agent.ridge.inverse) * x).sum(-1))
-    np.testing.assert_allclose(agent.score(obs), x @ agent.ridge.theta + agent.alpha * np.array([[-1.0], [1.0]]) * width)
+    click = x @ agent.ridge.theta + agent.alpha * np.sqrt(((x @ agent.ridge.inverse) * x).sum(-1))
+    np.testing.assert_allclose(agent.score(obs), np.maximum(click, 1e-6) * expected[obs["candidate_ids"]] ** 2)
+    with pytest.raises(ValueError, match=r"enjoyment_prior=0; need > 0 pseudo-ratings"):
+        EnjoymentLinUCB(enjoyment_prior=0).setup(env, seed=0)
+
+
+def test_enjoyment_linucb_brings_more_users_back_than_linucb_where_clicks_and_enjoyment_part():
+    """Users who click by taste and popularity but enjoy by quality (the calibrated
+    MovieLens users' pattern, made stark): serving enjoyable items makes better sessions,
+    and users come back more often than after LinUCB's clickable disappointments, for fewer
+    clicks. On seeds 0-3 of this setup the enjoyment of clicked items rose from 0.70 to
+    0.86-0.89 and the return rate by 0.01-0.05, with less churn on each."""
+    parting = dict(simulator_config=dict(quality_weight=0.0, rating_center=3.0, rating_slope=0.0, rating_quality=2.0,
+                                        rating_noise=0.2))
+    outcomes = {}
+    for agent in (LinUCB(), EnjoymentLinUCB(alpha=0.0)):
+        outcomes[agent.name] = run(agent, make_vec(64, **parting), steps=100, seed=0)
+    greedy, enjoyed = outcomes["linucb"], outcomes["enjoyment_linucb"]
+    assert enjoyed["enjoyment"] > greedy["enjoyment"] + 0.1, outcomes
+    assert enjoyed["return_rate"] > greedy["return_rate"] + 0.02, outcomes
+    assert enjoyed["churn"] < greedy["churn"], outcomes
+    assert enjoyed["clicks"] < greedy["clicks"], outcomes  # the price: fewer clicks now
 
 
 def test_retention_linucb_brings_more_listening_users_back_than_linucb():
     """The leaderboard's retention-aware agent against click-greedy LinUCB, both learning
     online: on seeds 0-2 of this setup its return rate was 0.07-0.10 higher, for 5% fewer clicks."""
     outcomes = {}
-    for agent in (LinUCB(), InstructionFollowing(CautiousLinUCB(), name="retention_linucb")):
+    for agent in (LinUCB(), InstructionFollowing(EnjoymentLinUCB(), name="retention_linucb")):
         outcomes[agent.name] = run(agent, make_vec(64, simulator_config=LISTENERS), steps=100, seed=0)
     greedy, retained = outcomes["linucb"], outcomes["retention_linucb"]
     assert retained["return_rate"] > greedy["return_rate"] + 0.03, outcomes
