@@ -9,8 +9,8 @@ values carry what a slate does to the user's mindset, and hence to their return.
 What it takes to learn this (measured while the users' return still followed their mindset
 at the moment of leaving, before the session memory of
 :mod:`recoworld.simulators.statistical` decided it). *Listening users* below are a
-population whose mindset moves strongly with compliance and decides their return (``StatisticalUserConfig(
-compliance_weight=2, return_mindset=8, instruction_threshold=0.2)``):
+population whose mindset moves strongly with compliance and decides their return
+(``StatisticalUserConfig(compliance_weight=2, return_mindset=8, instruction_threshold=0.2)``):
 
 - The mindset that decides a return is hidden from the observation, and what moves it
   besides clicks — compliance — is a property of the whole slate, which SlateQ's
@@ -173,7 +173,8 @@ class EnjoymentLinUCB(LinUCB):
                            "use RecoWorld/Slate-v0 with statistical users, or LinUCB")
         super().update(feedback)
         ratings = np.asarray(feedback.info["rating"])
-        rated = np.asarray(feedback.clicked, dtype=bool) & np.asarray(feedback.valid, dtype=bool)[:, None] & (ratings > 0)
+        rated = np.asarray(feedback.clicked, dtype=bool) & (ratings > 0)
+        rated &= np.asarray(feedback.valid, dtype=bool)[:, None]
         items, enjoyed = np.asarray(feedback.slate)[rated], (ratings[rated] - 1.0) / 4.0
         np.add.at(self.enjoyment_sum, items, enjoyed)
         np.add.at(self.enjoyment_count, items, 1.0)

@@ -28,8 +28,8 @@ Step = native.struct_of("Step", {
     **dict.fromkeys(["step_stream", "gap_stream", "session_stream", "phrase_stream"], _u32),
     **dict.fromkeys(["param", "key", "novelty_trait", "popularity_bias", "patience", "rating_bias", "activity"], _p),
     **dict.fromkeys(["counter", "novelty_seeking", "interest", "familiar", "satiation", "satisfaction",
-                     "session_memory", "recent_clicks", "session_index", "session_step", "steps_left", "active", "more", "less",
-                     "churned", "novelty"], _p),
+                     "session_memory", "recent_clicks", "session_index", "session_step", "steps_left", "active",
+                     "more", "less", "churned", "novelty"], _p),
     **dict.fromkeys(["examined", "clicked", "liked", "watch", "rating", "in_force", "leaves", "returned",
                      "compliance", "hazard", "gap", "voiced_more", "voiced_less", "voiced_novelty", "phrase"], _p),
 })

@@ -33,9 +33,8 @@ both, so that watching more than expected goes with a higher rating. By default
 :math:`r_0 = 4.3`, :math:`r_v = 0.9`, :math:`r_q = 0`, :math:`r_\epsilon = 0.33`
 (``rating_center``, ``rating_slope``, ``rating_quality``, ``rating_noise``; the center puts
 the mean rating of what users click near MovieLens's 3.5 stars, clicked items sitting
-below :math:`v = 0`) and the user's
-rating bias :math:`b_b` is 0; a population whose traits carry a ``rating_bias`` tensor
-(the calibrated MovieLens users do) sets it per user.
+below :math:`v = 0`) and the user's rating bias :math:`b_b` is 0; a population whose traits
+carry a ``rating_bias`` tensor (the calibrated MovieLens users do) sets it per user.
 
 **Dynamics** after each step, with :math:`x_{bg} = \min(1, \sum_k e_k w_{ig}(0.2 + 0.8\,c_k\,\omega_k))`
 the exposure-and-consumption of genre :math:`g` (:math:`e` examined, :math:`c` clicked,
@@ -177,8 +176,9 @@ class StatisticalUsers(UserSimulator):
             in place.
 
     State tensors (``[B, ...]``) are public attributes so that tests and envs can read
-    them: ``interest``, ``satiation``, ``satisfaction`` (the mindset), ``session_memory``, ``patience``, ``activity``,
-    ``session_index``, ``session_step``, ``churned``, and the instruction in force.
+    them: ``interest``, ``satiation``, ``satisfaction`` (the mindset), ``session_memory``,
+    ``patience``, ``activity``, ``session_index``, ``session_step``, ``churned``, and the
+    instruction in force.
     """
 
     def __init__(self, catalog: Catalog, config: StatisticalUserConfig | None = None,

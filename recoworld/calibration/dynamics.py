@@ -4,7 +4,8 @@ r"""Session dynamics: activity, patience, leaving and returning, fitted to ratin
 simulator a user who leaves returns with probability
 :math:`p_b = \sigma(r_0 + r_m(M - \tfrac12) + \log a_b)` after an exponential gap of mean
 ``gap_days`` / :math:`(a_b(\tfrac12 + M))`, :math:`M` the session's memory (its mean step
-quality). With :math:`M` held at its typical value :math:`\bar M`, that is :math:`p_b = \sigma(x + \log a_b)` and a gap rate
+quality). With :math:`M` held at its typical value :math:`\bar M`, that is
+:math:`p_b = \sigma(x + \log a_b)` and a gap rate
 :math:`\lambda_b = a_b / G`. Each session end of a user is then either a return after the
 observed gap :math:`g` — likelihood :math:`p_b\lambda_b e^{-\lambda_b g}` — or, for the
 user's last session, a silence of :math:`R_b` days until the data set ends, which a
