@@ -11,8 +11,28 @@ and shows the top ``K``. Each item keeps two numbers, updated from a whole batch
     \hat\mu_i = s_i / n_i,
 
 where the observed impressions are chosen by :mod:`recoworld.agents.examination`
-(default ``"all"``: every shown position, the rule under which these agents learn best in
-RecoWorld; ``"last_click"`` counts only positions the user evidently read).
+(default ``"all"``: every shown position; ``"last_click"`` counts only positions the user
+evidently read).
+
+**Popularity prior** (``prior_impressions`` :math:`m > 0`; the papers' flat start is
+:math:`m = 0`, the default). A catalog of 1,682 items met over a few hundred steps leaves
+most arms with a handful of impressions, and a flat start spends them rediscovering what
+the catalog's public popularity already says. With a prior, every item's rate is shrunk
+towards a line in its standardised log-popularity :math:`z_i`, fitted to all items at once
+(empirical Bayes, Robbins 1956; Efron & Morris 1975):
+
+.. math::
+
+    \hat\mu_i = \frac{s_i + m\,\pi_i}{n_i + m},\qquad \pi_i = a + b\,z_i,\qquad
+    (a, b) = \arg\min \textstyle\sum_i n_i\,(s_i/n_i - a - b\,z_i)^2,
+
+i.e. :math:`m` pseudo-impressions at the rate that items of that popularity earn. Before
+the first observation the line cannot be fitted and the prior is only an order: the agent
+shows the most popular candidates. On the default world (calibrated MovieLens-100K, 256
+users, 150 steps) the best *global* ranking there is, read from the true click
+probabilities, earns only about 0.02 clicks per step more than MostPopular; the
+popularity prior is what lets an item bandit collect that margin instead of paying more
+than it for exploration (see ``conf/agent/epsilon_greedy.yaml`` and its siblings).
 """
 
 from __future__ import annotations
@@ -27,24 +47,65 @@ from recoworld.agents.examination import check_rule, impressions
 from recoworld.agents.sampling import PosteriorSampler
 
 
+def popularity_design(catalog) -> np.ndarray:
+    """``[N, 2]`` rows :math:`[1, z_i]`, :math:`z_i` the item's standardised log-popularity."""
+    log_popularity = catalog.log_popularity.cpu().numpy().astype(np.float64)
+    spread = log_popularity.std()
+    z = (log_popularity - log_popularity.mean()) / (spread if spread > 0 else 1.0)
+    return np.stack([np.ones_like(z), z], axis=1)
+
+
+def popularity_line(design: np.ndarray, pulls: np.ndarray, clicks: np.ndarray) -> np.ndarray:
+    r"""The prior rates :math:`\pi_i = a + b z_i`: the line of least squares through the items'
+    observed rates, each weighted by its impressions (``design`` from :func:`popularity_design`)."""
+    # The tiny ridge keeps the 2x2 system solvable while every impression is of one item.
+    gram = design.T @ (pulls[:, None] * design) + 1e-9 * np.eye(2)
+    return np.clip(design @ np.linalg.solve(gram, design.T @ clicks), 1e-6, 1.0 - 1e-6)
+
+
 @dataclass(eq=False)
 class ItemBandit(Recommender):
     """Shared state of the item bandits: impressions ``pulls`` and ``clicks`` per item.
 
     Args:
         examination: which positions count as observed (``"all"`` or ``"last_click"``).
+        prior_impressions: :math:`m`, the weight of the popularity prior in impressions
+            (0: no prior, every item starts unknown; see the module docstring).
     """
 
     examination: str = "all"
+    prior_impressions: float = 0.0
     learns = True
 
     def __post_init__(self):
         check_rule(self.examination)
+        if self.prior_impressions < 0:
+            raise ValueError(f"prior_impressions={self.prior_impressions}; it is a number of "
+                             "pseudo-impressions, >= 0 (0 turns the popularity prior off)")
 
     def setup(self, env, seed: int | None = None) -> None:
         super().setup(env, seed)
         self.pulls = np.zeros(self.catalog.n_items)
         self.clicks = np.zeros(self.catalog.n_items)
+        self._popularity_design = popularity_design(self.catalog)
+
+    @property
+    def cold(self) -> bool:
+        """True while an agent with a prior has observed nothing: it ranks by popularity alone."""
+        return self.prior_impressions > 0 and not self.pulls.any()
+
+    def popularity_order(self) -> np.ndarray:
+        """Standardised log-popularity: the prior's order, all a cold agent knows."""
+        return self._popularity_design[:, 1]
+
+    def prior_rates(self) -> np.ndarray:
+        """The prior's rate of every item, fitted to the counts so far (:func:`popularity_line`)."""
+        return popularity_line(self._popularity_design, self.pulls, self.clicks)
+
+    def rates(self) -> np.ndarray:
+        r"""Posterior mean click rates :math:`\hat\mu_i = (s_i + m\pi_i)/(n_i + m)` (needs ``m > 0``)."""
+        m = self.prior_impressions
+        return (self.clicks + m * self.prior_rates()) / (self.pulls + m)
 
     def update(self, feedback: Feedback) -> None:
         rows, positions, clicks = impressions(feedback, self.examination)
@@ -63,7 +124,7 @@ class EpsilonGreedy(ItemBandit):
     Args:
         epsilon: exploration probability per request.
         initial_value: :math:`\hat\mu_i` of an item never observed (1.0 is optimistic:
-            every item is tried once before it can be ignored).
+            every item is tried once before it can be ignored); unused with a prior.
 
     Propensities are exact: with :math:`g` the greedy slate and :math:`U` RandomAgent's
     probabilities, :math:`P(a) = (1-\varepsilon)\,[a = g] + \varepsilon\,U(a)`, for the
@@ -80,6 +141,12 @@ class EpsilonGreedy(ItemBandit):
             raise ValueError(f"epsilon={self.epsilon}; it is a probability in [0, 1]")
 
     def estimates(self) -> np.ndarray:
+        """Each item's estimated click rate (with a prior: :meth:`rates`, or the prior's
+        order while :attr:`cold`)."""
+        if self.cold:
+            return self.popularity_order()
+        if self.prior_impressions > 0:
+            return self.rates()
         seen = self.pulls > 0
         return np.where(seen, self.clicks / np.maximum(self.pulls, 1.0), self.initial_value)
 
@@ -105,6 +172,8 @@ class UCB1(ItemBandit):
     .. math:: \hat\mu_i + c\sqrt{2\ln n / n_i},
 
     with :math:`n = \sum_i n_i` all observed impressions; items never observed come first.
+    With the popularity prior the index is :math:`\hat\mu_i + c\sqrt{2\ln n / (n_i + m)}`
+    (the prior counts as :math:`m` impressions), and no item is infinite.
 
     Args:
         c: scale of the confidence width. The paper's is ``c = 1``, a width sized for
@@ -118,6 +187,10 @@ class UCB1(ItemBandit):
 
     def indices(self) -> np.ndarray:
         n = max(self.pulls.sum(), 1.0)
+        if self.cold:
+            return self.popularity_order()
+        if self.prior_impressions > 0:
+            return self.rates() + self.c * np.sqrt(2.0 * np.log(n) / (self.pulls + self.prior_impressions))
         with np.errstate(divide="ignore", invalid="ignore"):
             index = self.clicks / self.pulls + self.c * np.sqrt(2.0 * np.log(n) / self.pulls)
         return np.where(self.pulls > 0, index, np.inf)
@@ -140,10 +213,17 @@ class BernoulliTS(PosteriorSampler, ItemBandit):
 
     a fresh draw per request (each user of a batch samples independently), then the top
     ``K`` candidates by their draws. With ``per_slot=True`` each position gets its own draw
-    (in-slate Thompson sampling, see :mod:`recoworld.agents.sampling`).
+    (in-slate Thompson sampling, see :mod:`recoworld.agents.sampling`). The popularity
+    prior replaces the flat one: :math:`\alpha_0 = m\pi_i,\ \beta_0 = m(1-\pi_i)`.
+    ``posterior_scale`` :math:`v < 1` tempers the draws, as
+    :class:`~recoworld.agents.thompson.LinearTS`'s does: both Beta parameters are divided by
+    :math:`v^2`, which keeps the posterior mean and shrinks its variance about
+    :math:`v^2`-fold.
 
     Args:
-        prior_clicks, prior_skips: :math:`\alpha_0, \beta_0` of the Beta prior.
+        prior_clicks, prior_skips: :math:`\alpha_0, \beta_0` of the flat Beta prior (used
+            when ``prior_impressions`` is 0).
+        posterior_scale: :math:`v`, the scale of the draws around the posterior mean.
         per_slot: one posterior draw per position instead of one per slate.
         propensity_samples: Monte-Carlo replays behind :meth:`propensities` (seeded; 0 skips
             them; see :mod:`recoworld.agents.sampling` for their error and cost).
@@ -151,15 +231,30 @@ class BernoulliTS(PosteriorSampler, ItemBandit):
 
     prior_clicks: float = 1.0
     prior_skips: float = 1.0
+    posterior_scale: float = 1.0
     per_slot: bool = False
     propensity_samples: int = 100
     name = "bernoulli_ts"
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.posterior_scale <= 0:
+            raise ValueError(f"posterior_scale={self.posterior_scale}; it scales the draws' spread and must be > 0")
+
     def posterior(self) -> tuple[np.ndarray, np.ndarray]:
-        """Beta parameters ``(alpha, beta)`` of every item's click probability."""
-        return self.prior_clicks + self.clicks, self.prior_skips + self.pulls - self.clicks
+        """Beta parameters ``(alpha, beta)`` of every item's click probability (tempered by
+        ``posterior_scale``)."""
+        if self.prior_impressions > 0:
+            prior = self.prior_impressions * self.prior_rates()
+            alpha, beta = prior + self.clicks, self.prior_impressions - prior + self.pulls - self.clicks
+        else:
+            alpha, beta = self.prior_clicks + self.clicks, self.prior_skips + self.pulls - self.clicks
+        return alpha / self.posterior_scale**2, beta / self.posterior_scale**2
 
     def score_sampler(self, obs: Observation, rng: np.random.Generator, n: int):
+        if self.cold:
+            order = self.popularity_order()[obs["candidate_ids"]]
+            return lambda: np.broadcast_to(order, (n, *order.shape))
         alpha, beta = (p[obs["candidate_ids"]] for p in self.posterior())
 
         def draw() -> np.ndarray:

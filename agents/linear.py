@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recoworld.agents.bandits import popularity_design, popularity_line
 from recoworld.agents.base import Feedback, Observation, Recommender, deterministic, top_k
 from recoworld.agents.examination import check_rule, impressions
 from recoworld.agents.features import INTERACTIONS, UserItemFeatures
@@ -151,20 +152,52 @@ class DisjointLinUCB(LinUCB):
     profiles click it. Memory is :math:`O(N d^2)` for :math:`N` items. Like the item
     bandits, it learns from every shown position by default (``examination="all"``: see
     :mod:`recoworld.agents.examination` for why).
+
+    With ``prior_impressions`` :math:`m > 0`, each item's intercept gets the popularity
+    prior of the item bandits (:mod:`recoworld.agents.bandits`): the prior of
+    :math:`\theta_a` is :math:`N(\pi_a e_0, \mathrm{diag}(1/m, 1/\lambda, \dots))` instead of
+    :math:`N(0, I/\lambda)`, so
+
+    .. math::
+
+        A_a = \mathrm{diag}(m, \lambda, \dots) + \textstyle\sum x x^\top,\qquad
+        \hat\theta_a = A_a^{-1}(b_a + m\,\pi_a e_0),
+
+    with :math:`\pi_a` the line in log-popularity fitted to all items' rates (their
+    impressions are :math:`(A_a)_{00} - m` and clicks :math:`(b_a)_0`, since :math:`x_0 = 1`).
+    Until the first observation the agent shows the most popular candidates.
     """
 
     examination: str = "all"
+    prior_impressions: float = 0.0
     name = "disjoint_linucb"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.prior_impressions < 0:
+            raise ValueError(f"prior_impressions={self.prior_impressions}; it is a number of "
+                             "pseudo-impressions, >= 0 (0 turns the popularity prior off)")
 
     def init_model(self) -> None:
         N, d = self.catalog.n_items, self.features.arm_dim
-        self.A = np.tile(self.l2 * np.eye(d), (N, 1, 1))
-        self.A_inv = np.tile(np.eye(d) / self.l2, (N, 1, 1))
+        precision = np.full(d, self.l2)
+        if self.prior_impressions > 0:
+            precision[0] = self.prior_impressions
+        self.A = np.tile(np.diag(precision), (N, 1, 1))
+        self.A_inv = np.tile(np.diag(1.0 / precision), (N, 1, 1))
         self.b = np.zeros((N, d))
         self.theta = np.zeros((N, d))
+        self._popularity_design = popularity_design(self.catalog)
+        self.cold = self.prior_impressions > 0
+
+    def prior_rates(self) -> np.ndarray:
+        r"""The intercepts' prior means :math:`\pi_a` (:func:`~recoworld.agents.bandits.popularity_line`)."""
+        return popularity_line(self._popularity_design, self.A[:, 0, 0] - self.prior_impressions, self.b[:, 0])
 
     def score(self, obs: Observation) -> np.ndarray:
         x, arms = self.features.arm_context(obs), np.asarray(obs["candidate_ids"])
+        if self.cold:
+            return self._popularity_design[arms, 1]
         width = (np.matmul(self.A_inv[arms], x[..., None])[..., 0] * x).sum(-1)
         return (x * self.theta[arms]).sum(-1) + self.alpha * np.sqrt(np.maximum(width, 0.0))
 
@@ -176,7 +209,14 @@ class DisjointLinUCB(LinUCB):
         np.add.at(self.b, arms, clicks[:, None] * x)
         touched = np.unique(arms)
         self.A_inv[touched] = np.linalg.inv(self.A[touched])
-        self.theta[touched] = np.einsum("aij,aj->ai", self.A_inv[touched], self.b[touched])
+        if self.prior_impressions > 0:
+            # The prior line moves with every batch, so every item's estimate moves with it.
+            self.cold = False
+            b = self.b.copy()
+            b[:, 0] += self.prior_impressions * self.prior_rates()
+            self.theta = np.einsum("aij,aj->ai", self.A_inv, b)
+        else:
+            self.theta[touched] = np.einsum("aij,aj->ai", self.A_inv[touched], self.b[touched])
 
 
 @dataclass(eq=False)

@@ -3,11 +3,14 @@ learning on small worlds where the answer is known."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
+import torch
 from scipy import integrate, stats
 
-from recoworld.agents.bandits import BernoulliTS, EpsilonGreedy, UCB1
+from recoworld.agents.bandits import BernoulliTS, EpsilonGreedy, UCB1, popularity_design, popularity_line
 from recoworld.agents.base import Feedback
 from recoworld.agents.examination import impressions, observed_positions
 from recoworld.agents.linear import DiagLinUCB, DisjointLinUCB, HybridLinUCB, LinUCB
@@ -150,6 +153,70 @@ def test_epsilon_greedy_propensities_are_exact():
     assert (draws == [1, 2]).all(1).mean() == pytest.approx(greedy["slate"][0], abs=0.02)
 
 
+def popular_catalog(n_items: int = 6):
+    """A tiny catalog whose item ``i`` is the ``i``-th least popular (popularity ``∝ 2**i``)."""
+    catalog = tiny_catalog(n_items)
+    popularity = torch.tensor([2.0**i for i in range(n_items)])
+    return replace(catalog, popularity=popularity / popularity.sum())
+
+
+def test_popularity_prior_shrinks_each_rate_towards_a_weighted_line_in_log_popularity():
+    world = ToyWorld(popular_catalog(), lambda obs: np.zeros(obs["candidate_ids"].shape))
+    agent = UCB1(prior_impressions=20.0)
+    agent.setup(world, seed=0)
+    agent.pulls[:], agent.clicks[:] = [50, 0, 10, 40, 100, 30], [5, 0, 1, 8, 30, 3]
+    z = np.arange(6.0)
+    z = (z - z.mean()) / z.std()  # log2-popularity is i, so z is i standardised
+    seen = agent.pulls > 0
+    # Weighted least squares of rates on z, weights n_i: polyfit weights residuals by w, so w = sqrt(n).
+    slope, intercept = np.polyfit(z[seen], agent.clicks[seen] / agent.pulls[seen], 1, w=np.sqrt(agent.pulls[seen]))
+    prior = intercept + slope * z
+    np.testing.assert_allclose(agent.prior_rates(), prior, rtol=1e-6)
+    np.testing.assert_allclose(agent.rates(), (agent.clicks + 20.0 * prior) / (agent.pulls + 20.0), rtol=1e-6)
+    n = agent.pulls.sum()
+    np.testing.assert_allclose(agent.indices(), agent.rates() + 0.1 * np.sqrt(2 * np.log(n) / (agent.pulls + 20.0)))
+
+
+def test_beta_prior_is_centred_on_the_popularity_line_and_tempered_draws_keep_the_mean():
+    world = ToyWorld(popular_catalog(), lambda obs: np.zeros(obs["candidate_ids"].shape))
+    agent = BernoulliTS(prior_impressions=10.0, posterior_scale=0.5)
+    agent.setup(world, seed=0)
+    agent.pulls[:], agent.clicks[:] = [50, 0, 10, 40, 100, 30], [5, 0, 1, 8, 30, 3]
+    prior = 10.0 * agent.prior_rates()
+    alpha, beta = agent.posterior()
+    np.testing.assert_allclose(alpha, (prior + agent.clicks) / 0.25)
+    np.testing.assert_allclose(beta, (10.0 - prior + agent.pulls - agent.clicks) / 0.25)
+    np.testing.assert_allclose(alpha / (alpha + beta), agent.rates())
+
+
+@pytest.mark.parametrize("make, share", [
+    (lambda: EpsilonGreedy(prior_impressions=10.0), 0.85 * (1 - 0.1)),  # modulo the exploring requests
+    (lambda: UCB1(prior_impressions=10.0), 0.85),
+    (lambda: BernoulliTS(prior_impressions=10.0), 0.85),
+])
+def test_item_bandits_with_a_prior_start_from_popularity_and_find_an_unpopular_favourite(make, share):
+    # Clicks follow popularity, except the least popular item, which every user loves.
+    rates = np.array([0.7, 0.1, 0.15, 0.2, 0.25, 0.3])
+    world = ToyWorld(popular_catalog(), lambda obs: rates[obs["candidate_ids"]], num_envs=8, slate_size=2)
+    agent = make()
+    if isinstance(agent, EpsilonGreedy):
+        agent.epsilon = 0.0  # its exploring requests aside, a cold agent shows the most popular first
+    agent.setup(world, seed=0)
+    obs, _ = world.reset(seed=0)
+    most_popular = np.tile([5, 4], (8, 1))
+    np.testing.assert_array_equal(agent.act(obs), most_popular)
+    np.testing.assert_array_equal(agent.propensities(obs, most_popular)["slate"], 1.0)
+    trace = drive(world, make(), n_steps=300, seed=0)
+    assert (trace["slate"][-100:, :, 0] == 0).mean() >= share
+
+
+def test_bad_prior_settings_are_refused():
+    with pytest.raises(ValueError, match=r"prior_impressions=-1.0; .* >= 0"):
+        UCB1(prior_impressions=-1.0)
+    with pytest.raises(ValueError, match="posterior_scale=0.0; .* must be > 0"):
+        BernoulliTS(posterior_scale=0.0)
+
+
 def test_slotwise_sampling_fills_each_slot_from_its_own_draw():
     draws = iter([np.array([[3.0, 2.0, 1.0]]), np.array([[5.0, 0.0, 1.0]]), np.array([[0.0, 0.0, 9.0]])])
     np.testing.assert_array_equal(slotwise_top_k(lambda: next(draws), 2), [[0, 2]])
@@ -222,6 +289,29 @@ def test_disjoint_linucb_keeps_one_ridge_per_item():
     np.testing.assert_allclose(agent.A[2], A2)
     np.testing.assert_allclose(agent.theta[2], np.linalg.solve(A2, x[1, 2]))
     np.testing.assert_allclose(agent.A[0], 1.5 * np.eye(2) + np.outer(x[0, 0], x[0, 0]))
+
+
+def test_disjoint_linucb_popularity_prior_centres_each_intercept_on_the_popularity_line():
+    def context(rng, B, C):  # the per-arm context starts with the constant 1, as the real one does
+        x = rng.random((B, C, 2))
+        x[..., 0] = 1.0
+        return x
+
+    world = ToyWorld(popular_catalog(4), lambda obs: np.zeros(obs["candidate_ids"].shape), num_envs=2,
+                     slate_size=2, context=context)
+    agent = with_context(DisjointLinUCB, 2, l2=1.5, prior_impressions=4.0, alpha=0.0, examination="all")
+    agent.setup(world, seed=0)
+    obs, _ = world.reset(seed=0)
+    np.testing.assert_array_equal(agent.act(obs), [[3, 2], [3, 2]])  # cold: most popular first
+    agent.update(feedback(obs, [[0, 2], [2, 1]], [[1, 0], [1, 1]]))
+    # Items 0, 1, 2, 3 were shown 1, 1, 2, 0 times and clicked 1, 1, 1, 0 times.
+    prior = popularity_line(popularity_design(agent.catalog), np.array([1.0, 1.0, 2.0, 0.0]),
+                            np.array([1.0, 1.0, 1.0, 0.0]))
+    x = obs["context"]
+    A2 = np.diag([4.0, 1.5]) + np.outer(x[0, 2], x[0, 2]) + np.outer(x[1, 2], x[1, 2])
+    np.testing.assert_allclose(agent.A[2], A2)
+    np.testing.assert_allclose(agent.theta[2], np.linalg.solve(A2, x[1, 2] + [4.0 * prior[2], 0.0]))
+    np.testing.assert_allclose(agent.theta[3], [prior[3], 0.0])  # never shown: at its prior rate
 
 
 class HybridReference:
