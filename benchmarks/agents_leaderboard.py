@@ -18,6 +18,7 @@ Usage::
     python benchmarks/agents_leaderboard.py --from RUN_DIR [RUN_DIR ...]   # tables of finished runs,
                                                                            # merged (e.g. split lineups)
     python benchmarks/agents_leaderboard.py --markdown ...          # markdown tables
+    python benchmarks/agents_leaderboard.py hydra.run.dir=DIR ...   # keep the run in DIR
 """
 
 from __future__ import annotations
@@ -160,7 +161,9 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["--from"]:
         run_dirs = [Path(d) for d in argv[1:]]
     else:
-        run_dirs = [Path(tempfile.mkdtemp(prefix="recoworld-leaderboard-"))]
+        # A hydra.run.dir=DIR override keeps the run where the caller wants it.
+        chosen = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.run.dir=")]
+        run_dirs = [Path(chosen[-1] if chosen else tempfile.mkdtemp(prefix="recoworld-leaderboard-"))]
         run_app(["experiment=leaderboard", f"env.num_envs={USERS}", f"hydra.run.dir={run_dirs[0]}", *argv])
     metrics, rewards = load(run_dirs)
     show([leaderboard(metrics, rewards), return_rate_tests(metrics)], markdown)
