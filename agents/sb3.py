@@ -14,7 +14,14 @@ Three pieces:
   MaskablePPO on the sequential formulation. This is the class to name in a Hydra config.
 - :class:`CandidateScoringPolicy`, an actor-critic policy that scores every candidate with
   one shared network (permutation-equivariant, unlike ``MultiInputPolicy``'s MLP over the
-  flattened observation, which must learn the same scorer ``C`` times over).
+  flattened observation, which must learn the same scorer ``C`` times over), and
+  :class:`CandidateQPolicy`, the same scorer as DQN's Q-network. Gaussian scores have
+  bounded means (:class:`BoundedScores`) and the scorer starts near zero, so that the
+  first policy ranks at random and the frozen one ranks as it did in training.
+
+On the default world (calibrated MovieLens-100K, 256 users, 150 steps, seeds 0-4; reward =
+clicks), with the budgets of ``conf/agent/*.yaml``, 40-90 s of training per seed on two
+CPU cores: see those files and ``benchmarks/agents_leaderboard.py`` for the figures.
 
 Example::
 
@@ -34,6 +41,7 @@ from gymnasium import spaces
 from sb3_contrib.common.maskable.policies import MaskableMultiInputActorCriticPolicy
 from stable_baselines3.common.policies import MultiInputActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from torch import nn
 
 from recoworld.agents.base import Observation, Recommender, deterministic, top_k
@@ -162,8 +170,9 @@ class SB3Agent(SB3Recommender):
             one batched :class:`~recoworld.envs.sb3_vec.SB3SlateVecEnv`), ``"DQN"`` or
             ``"MaskablePPO"`` (sequential formulation, ``num_envs`` single envs).
         policy: an SB3 policy name or class; ``"candidate_scoring"`` (default) is
-            :class:`CandidateScoringPolicy` fed the catalog's features and genres (DQN
-            falls back to ``"MultiInputPolicy"``).
+            :class:`CandidateScoringPolicy` fed the catalog's features, genres and
+            popularity (:class:`MaskableCandidateScoringPolicy` for MaskablePPO,
+            :class:`CandidateQPolicy` for DQN).
         total_timesteps: env steps of training (sub-steps in the sequential formulation).
         num_envs: users trained on in parallel.
         reward: the training reward (preset or weights) if not the env's own, e.g. ``"mix"``.
@@ -210,11 +219,9 @@ class SB3Agent(SB3Recommender):
                                                **({} if self.reward is None else {"reward": self.reward}))
             policy, policy_kwargs = self.policy, dict(self.policy_kwargs)
             if policy == "candidate_scoring":
-                if self.algo == "DQN":  # a Q-network policy, not an actor-critic one
-                    policy = "MultiInputPolicy"
-                else:
-                    policy = MaskableCandidateScoringPolicy if self.algo == "MaskablePPO" else CandidateScoringPolicy
-                    policy_kwargs = {**catalog_policy_kwargs(env.unwrapped.catalog), **policy_kwargs}
+                policy = {"DQN": CandidateQPolicy, "MaskablePPO": MaskableCandidateScoringPolicy}.get(
+                    self.algo, CandidateScoringPolicy)
+                policy_kwargs = {**catalog_policy_kwargs(env.unwrapped.catalog), **policy_kwargs}
             self.model = algo_class(policy, self.train_env, seed=seed, device=self.device,
                                     policy_kwargs=policy_kwargs, **self.algo_kwargs)
             self.train_env.seed(training_seed(seed, self.num_envs))  # the model re-seeded it with its seed
@@ -343,12 +350,38 @@ class _Extractor(BaseFeaturesExtractor):
         return self.inner(obs)
 
 
+class BoundedScores(nn.Module):
+    """``bound * tanh((x - mean(x)) / bound)``: the Gaussian policy's mean scores, inside ``(-bound, bound)``.
+
+    The env's action box is ``[-1, 1]`` and SB3 clips sampled actions to it, while the
+    Gaussian log-likelihood is that of the unclipped sample. A mean that drifts past the
+    box then ties its candidates at the clip value (the env's top-K breaks the ties, not
+    the policy), and the gradient keeps pushing it out; the frozen agent, which ranks by the
+    unclipped mean, ranks by scores the env never saw. With ``bound = 0.5`` and the noise
+    of ``log_std_init = -2`` (0.14) even a mean at the bound has its sample clipped about
+    once in ten thousand draws, and the ranking stays scale-free: sharpening it is the
+    log-std's job. Near 0 it is the identity.
+    """
+
+    def __init__(self, bound: float = 0.5):
+        super().__init__()
+        if not 0 < bound <= 1:
+            raise ValueError(f"score_bound={bound}; it must be in (0, 1], inside the action box [-1, 1]")
+        self.bound = bound
+
+    def forward(self, scores: torch.Tensor) -> torch.Tensor:
+        # Centred per user first: adding a constant to every score changes no ranking, so
+        # nothing in the reward stops that common part from drifting into the bound.
+        centred = scores - scores.mean(-1, keepdim=True)
+        return self.bound * torch.tanh(centred / self.bound)
+
+
 class _CandidateScoring:
     """The hooks that turn an SB3 actor-critic policy into a candidate-scoring one."""
 
     def __init__(self, observation_space, action_space, lr_schedule, item_features=None, item_genres=None,
-                 item_popularity=None, hidden: int = 64, **kwargs):
-        self.hidden = hidden
+                 item_popularity=None, hidden: int = 64, score_bound: float = 0.5, **kwargs):
+        self.hidden, self.score_bound = hidden, float(score_bound)
         kwargs["features_extractor_class"] = _Extractor
         kwargs["features_extractor_kwargs"] = {"item_features": item_features, "item_genres": item_genres,
                                                "item_popularity": item_popularity, "hidden": hidden}
@@ -360,8 +393,15 @@ class _CandidateScoring:
     def _build(self, lr_schedule) -> None:
         super()._build(lr_schedule)
         # The actor's latent already is one score (or logit) per candidate: SB3's dense
-        # action layer would mix candidates and break the equivariance.
-        self.action_net = nn.Identity()
+        # action layer would mix candidates and break the equivariance. Gaussian scores
+        # keep their mean inside the action box (see BoundedScores); logits need no bound.
+        self.action_net = BoundedScores(self.score_bound) if isinstance(self.action_space, spaces.Box) else nn.Identity()
+        # The scorer is the policy's action layer: initialise it as SB3 does its action
+        # layer (orthogonal, gain 0.01; its ortho_init gave it the hidden layers' sqrt(2)),
+        # so that the first policy ranks at random instead of by a random function of the
+        # features (which on the default world can rank the least popular items first).
+        nn.init.orthogonal_(self.mlp_extractor.score.weight, gain=0.01)
+        nn.init.zeros_(self.mlp_extractor.score.bias)
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
 
@@ -373,9 +413,56 @@ class CandidateScoringPolicy(_CandidateScoring, MultiInputActorCriticPolicy):
     ``item_features`` ``[N, D]`` (history items are looked up in it; without it the item
     vectors are learned) and optionally ``item_genres`` ``[N, G]`` (to match candidates
     with the instruction's genres) and ``item_popularity`` ``[N]`` in ``policy_kwargs``
-    (:func:`catalog_policy_kwargs` gives all three); ``hidden`` sets the width.
+    (:func:`catalog_policy_kwargs` gives all three); ``hidden`` sets the width and
+    ``score_bound`` the range of the mean scores (:class:`BoundedScores`).
     """
 
 
 class MaskableCandidateScoringPolicy(_CandidateScoring, MaskableMultiInputActorCriticPolicy):
     """:class:`CandidateScoringPolicy` for sb3-contrib's MaskablePPO (the logits are masked)."""
+
+
+class CandidateQNetwork(QNetwork):
+    """DQN's Q-network with one Q-value per candidate from its embedding: ``Q(s, c) = w . h_c + b``.
+
+    The same candidate network scores every candidate, as in :class:`CandidateHeads`:
+    a Q-value is a property of the candidate in context, not of its index among the ``C``
+    (SB3's ``MultiInputPolicy`` MLP over the flattened observation has to learn each of
+    the ``C`` outputs separately).
+    """
+
+    def __init__(self, observation_space, action_space, features_extractor, features_dim, **kwargs):
+        super().__init__(observation_space, action_space, features_extractor, features_dim, **kwargs)
+        self.q_net = CandidateQHead(features_extractor.inner.num_candidates, features_extractor.inner.hidden)
+
+
+class CandidateQHead(nn.Module):
+    """``[B, C * hidden + hidden]`` features to ``[B, C]`` Q-values (one shared linear map)."""
+
+    def __init__(self, num_candidates: int, hidden: int):
+        super().__init__()
+        self.num_candidates, self.hidden = num_candidates, hidden
+        self.q = nn.Linear(hidden, 1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        C, h = self.num_candidates, self.hidden
+        return self.q(features[:, : C * h].view(-1, C, h))[..., 0]
+
+
+class CandidateQPolicy(DQNPolicy):
+    """DQN policy whose online and target networks are :class:`CandidateQNetwork` s.
+
+    Takes the catalog facts of :class:`CandidateScoringPolicy` (``item_features``,
+    ``item_genres``, ``item_popularity``) and ``hidden``; the rest is SB3's ``DQNPolicy``.
+    """
+
+    def __init__(self, observation_space, action_space, lr_schedule, item_features=None, item_genres=None,
+                 item_popularity=None, hidden: int = 64, **kwargs):
+        kwargs["features_extractor_class"] = _Extractor
+        kwargs["features_extractor_kwargs"] = {"item_features": item_features, "item_genres": item_genres,
+                                               "item_popularity": item_popularity, "hidden": hidden}
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+
+    def make_q_net(self) -> QNetwork:
+        net_args = self._update_features_extractor(self.net_args, features_extractor=None)
+        return CandidateQNetwork(**net_args).to(self.device)

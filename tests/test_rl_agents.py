@@ -160,6 +160,39 @@ def test_sb3_agent_trains_itself_on_a_twin_of_the_env():
         SB3Agent(algo="PPOO").setup(env, seed=0)
 
 
+def test_candidate_scoring_starts_uniform_and_keeps_its_mean_scores_inside_the_action_box():
+    """The untrained policy ranks at random; however large its raw scores grow, the means
+    it is frozen with stay inside the box the env clips training samples to."""
+    venv = SB3SlateVecEnv(num_envs=4, **SMALL, action_format="scores")
+    model = PPO(CandidateScoringPolicy, venv, n_steps=8, seed=0,
+                policy_kwargs={**catalog_policy_kwargs(venv.catalog), "score_bound": 0.5})
+    agent = SB3Recommender(model)
+    env = make_vec(4, action_format="scores")
+    agent.setup(env, seed=0)
+    obs, _ = env.reset(seed=0)
+    assert np.abs(agent.score(obs)).max() < 0.05
+    with torch.no_grad():
+        model.policy.mlp_extractor.score.weight.mul_(300)
+        model.policy.mlp_extractor.score.bias.add_(1e4)  # a common shift changes no ranking
+    scores = agent.score(obs)
+    assert 0.1 < np.abs(scores).max() <= 0.5
+    K = SMALL["slate_size"]
+    assert np.all(np.take_along_axis(scores, agent.act(obs), 1)[:, -1] >= np.sort(scores, 1)[:, -K])
+
+
+def test_dqn_scores_each_candidate_with_one_network():
+    """DQN's Q-network is the candidate scorer: permuting the candidates permutes their Q-values."""
+    env = make_vec(2)
+    agent = SB3Agent(algo="DQN", total_timesteps=32, num_envs=2,
+                     algo_kwargs={"learning_starts": 16, "buffer_size": 100, "batch_size": 8})
+    agent.setup(env, seed=0)
+    obs, _ = env.reset(seed=0)
+    order = np.random.default_rng(0).permutation(SMALL["num_candidates"])
+    permuted = {**obs, "candidate_ids": obs["candidate_ids"][:, order],
+                "candidate_features": obs["candidate_features"][:, order]}
+    np.testing.assert_allclose(agent.score(permuted), agent.score(obs)[:, order], rtol=1e-5, atol=1e-6)
+
+
 # ------------------------------------------------------------ sequential slates
 def test_sequential_env_builds_a_slate_pick_by_pick():
     env = SequentialSlateEnv(SlateEnv(**SMALL))
