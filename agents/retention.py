@@ -55,7 +55,7 @@ session's memory counts in full) it is the leaderboard's retention-aware agent. 
 (``benchmarks/agents_leaderboard.py``, calibrated MovieLens world, 256 users x 150 steps,
 seeds 0-4, return rate paired by seed): 0.625 against LinUCB's 0.608 (one-sided p 0.0002,
 higher on 5 seeds of 5), linear TS's 0.611 (p 0.02, 4 of 5), MostPopular's 0.606
-(p 0.001) and SlateQ's 0.478 (p 0.001), for 2% fewer clicks; the click Oracle reached
+(p 0.001) and SlateQ's 0.607 (p 0.005), for 2% fewer clicks; the click Oracle reached
 0.648. The lead is bounded by the data: a MovieLens rating varies by about a star around
 its expectation, so among films a user would click, the best choice adds little expected
 enjoyment — ranking by the *true* click probability times the true expected enjoyment
