@@ -5,13 +5,17 @@ Three pieces:
 - :class:`SB3Recommender` turns any trained SB3 model into a frozen
   :class:`~recoworld.agents.base.Recommender`. It reads the formulation from the model's
   action space: ``Box(C)`` — a score per candidate (``action_format="scores"``), the slate
-  is the top-K of the policy's mean scores; ``Discrete(C)`` — one candidate per call
-  (:class:`~recoworld.envs.wrappers.SequentialSlateEnv`), the slate is built by ``K``
-  greedy picks with the chosen candidates masked out; ``MultiDiscrete`` — the slate itself.
+  is the top-K of the policy's mean scores; ``Discrete(C)`` — one candidate per call:
+  trained on slates built pick by pick (:class:`~recoworld.envs.wrappers.SequentialSlateEnv`,
+  its observations show the picks so far), the slate is built by ``K`` greedy picks with the
+  chosen candidates masked out; trained on single items
+  (:class:`~recoworld.envs.sb3_vec.SingleItemVecEnv`), it is the top ``K`` by Q-value or
+  logit; ``MultiDiscrete`` — the slate itself.
 - :class:`SB3Agent` is the same adapter that trains its model first, in :meth:`~SB3Agent.setup`,
   on a twin of the env it is given (same catalog, user population and reward; other users):
-  PPO and A2C on the batched :class:`~recoworld.envs.sb3_vec.SB3SlateVecEnv`, DQN and
-  MaskablePPO on the sequential formulation. This is the class to name in a Hydra config.
+  PPO and A2C on the batched :class:`~recoworld.envs.sb3_vec.SB3SlateVecEnv`, MaskablePPO on
+  the sequential formulation, DQN on the sequential or (``conf/agent/dqn.yaml``, see why
+  there) the single-item one. This is the class to name in a Hydra config.
 - :class:`CandidateScoringPolicy`, an actor-critic policy that scores every candidate with
   one shared network (permutation-equivariant, unlike ``MultiInputPolicy``'s MLP over the
   flattened observation, which must learn the same scorer ``C`` times over), and
@@ -89,7 +93,8 @@ class SB3Recommender(Recommender):
         if isinstance(action_space, spaces.Box) and action_space.shape == (C,):
             self.formulation = "scores"
         elif isinstance(action_space, spaces.Discrete) and action_space.n == C:
-            self.formulation = "sequential"
+            # Trained on slates built pick by pick (it sees the picks so far) or on single items.
+            self.formulation = "sequential" if "chosen" in self.model.observation_space.spaces else "single_item"
         elif isinstance(action_space, spaces.MultiDiscrete) and action_space.shape == (K,):
             self.formulation = "slate"
         else:
@@ -113,6 +118,8 @@ class SB3Recommender(Recommender):
         if self.formulation == "sequential":
             batch = obs["candidate_ids"].shape[0]
             return self._preferences(obs, np.zeros((batch, self.num_candidates), dtype=bool), 0)
+        if self.formulation == "single_item":
+            return self._values(obs)
         raise ValueError("a slate-format model does not score candidates")
 
     def act(self, obs: Observation) -> np.ndarray:
@@ -124,6 +131,8 @@ class SB3Recommender(Recommender):
         if self.formulation == "slate":
             slates, _ = self.model.predict(dict(obs), deterministic=self.deterministic)
             return np.asarray(slates).reshape(-1, self.slate_size)
+        if self.formulation == "single_item":  # the K candidates worth most on their own
+            return top_k(self.score(obs), self.slate_size)
         return self._build_slates(obs)
 
     def _build_slates(self, obs: Observation) -> np.ndarray:
@@ -147,10 +156,13 @@ class SB3Recommender(Recommender):
     def _preferences(self, obs: Observation, chosen: np.ndarray, position: int) -> np.ndarray:
         """Q-values (DQN) or action logits (policy-gradient models) ``[B, C]`` of the next pick."""
         batch = chosen.shape[0]
-        augmented = {**obs, "chosen": chosen.astype(np.float32),
-                     "position": np.full((batch, 1), position / self.slate_size, dtype=np.float32)}
+        return self._values({**obs, "chosen": chosen.astype(np.float32),
+                             "position": np.full((batch, 1), position / self.slate_size, dtype=np.float32)})
+
+    def _values(self, obs: Observation) -> np.ndarray:
+        """Q-values (DQN) or action logits ``[B, C]`` of a ``Discrete(C)`` model."""
         policy = self.model.policy
-        obs_t, _ = policy.obs_to_tensor(augmented)
+        obs_t, _ = policy.obs_to_tensor(dict(obs))
         with torch.no_grad():
             if hasattr(policy, "q_net"):
                 values = policy.q_net(obs_t)
@@ -169,6 +181,11 @@ class SB3Agent(SB3Recommender):
         algo: ``"PPO"``, ``"A2C"`` (scores formulation, trained on ``num_envs`` users in
             one batched :class:`~recoworld.envs.sb3_vec.SB3SlateVecEnv`), ``"DQN"`` or
             ``"MaskablePPO"`` (sequential formulation, ``num_envs`` single envs).
+        formulation: how the model acts while it trains (``None``: the algorithm's own,
+            as above). DQN also takes ``"single_item"``: one candidate per step, shown
+            alone, to ``num_envs`` batched users
+            (:class:`~recoworld.envs.sb3_vec.SingleItemVecEnv`); the frozen agent shows the
+            top ``K`` candidates by Q-value.
         policy: an SB3 policy name or class; ``"candidate_scoring"`` (default) is
             :class:`CandidateScoringPolicy` fed the catalog's features, genres and
             popularity (:class:`MaskableCandidateScoringPolicy` for MaskablePPO,
@@ -186,6 +203,7 @@ class SB3Agent(SB3Recommender):
     def __init__(
         self,
         algo: str = "PPO",
+        formulation: str | None = None,
         policy: str | type = "candidate_scoring",
         total_timesteps: int = 20_000,
         num_envs: int = 16,
@@ -199,6 +217,11 @@ class SB3Agent(SB3Recommender):
         name: str | None = None,
     ):
         super().__init__(None, deterministic, name or f"sb3_{algo.lower()}")
+        natural = "sequential" if algo in SEQUENTIAL_ALGORITHMS else "scores"
+        allowed = (natural, "single_item") if algo == "DQN" else (natural,)
+        if formulation is not None and formulation not in allowed:
+            raise ValueError(f"formulation={formulation!r} does not suit algo={algo!r}; choose one of {allowed}")
+        self.training_formulation = formulation or natural
         self.algo, self.policy = algo, policy
         self.total_timesteps, self.num_envs = int(total_timesteps), int(num_envs)
         self.reward = reward
@@ -211,11 +234,10 @@ class SB3Agent(SB3Recommender):
         if self.load_path is not None:
             self.model = algo_class.load(self.load_path, device=self.device)
         else:
-            sequential = self.algo in SEQUENTIAL_ALGORITHMS
             # Agents do not depend on envs; training one needs them, so they load only here.
             from recoworld.envs.sb3_vec import make_training_env, training_seed
 
-            self.train_env = make_training_env(env, self.num_envs, sequential=sequential, seed=seed,
+            self.train_env = make_training_env(env, self.num_envs, self.training_formulation, seed=seed,
                                                **({} if self.reward is None else {"reward": self.reward}))
             policy, policy_kwargs = self.policy, dict(self.policy_kwargs)
             if policy == "candidate_scoring":

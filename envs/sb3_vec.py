@@ -28,8 +28,9 @@ import time
 from typing import Any
 
 import numpy as np
+from gymnasium import spaces
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv, VecMonitor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnvWrapper, VecMonitor
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
 from recoworld.envs.slate import SlateEnv, SlateVectorEnv, _WorldFace
@@ -145,22 +146,62 @@ def twin_env_kwargs(env, **overrides: Any) -> dict[str, Any]:
     return kwargs
 
 
-def make_training_env(env, num_envs: int, sequential: bool = False, seed: int | None = None, **overrides: Any):
+class SingleItemVecEnv(VecEnvWrapper):
+    """The single-item formulation: one candidate per step (``Discrete(C)``), shown alone.
+
+    Wraps an :class:`SB3SlateVecEnv` with slates of one (``slate_size=1``,
+    ``action_format="slate"``). A value learner such as DQN then learns what a single
+    candidate is worth to the user in context, paid by that candidate's own click, and a
+    slate is the top ``K`` candidates by that value (:class:`~recoworld.agents.sb3.SB3Recommender`).
+    The users still live their sessions, batched in one simulator call per step; what the
+    reduction leaves out is what items of one slate do to each other (position, satiation
+    within the slate).
+    """
+
+    def __init__(self, venv: VecEnv):
+        nvec = getattr(venv.action_space, "nvec", None)
+        if nvec is None or len(nvec) != 1:
+            raise ValueError(f"SingleItemVecEnv wraps slates of one candidate (MultiDiscrete([C])); got {venv.action_space}")
+        super().__init__(venv, action_space=spaces.Discrete(int(nvec[0])))
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self.venv.step_async(np.asarray(actions, dtype=np.int64).reshape(-1, 1))
+
+    def reset(self):
+        return self.venv.reset()
+
+    def step_wait(self):
+        return self.venv.step_wait()
+
+
+#: How :func:`make_training_env` lets a learner act: a score per candidate, a slate built
+#: pick by pick, or one candidate per step.
+FORMULATIONS = ("scores", "sequential", "single_item")
+
+
+def make_training_env(env, num_envs: int, formulation: str = "scores", seed: int | None = None, **overrides: Any):
     """An SB3 ``VecEnv`` of ``num_envs`` users of ``env``'s world (see ``twin_env_kwargs``).
 
     The scores formulation steps all users in one batched simulator call
-    (:class:`SB3SlateVecEnv`); the sequential one
-    (:class:`~recoworld.envs.wrappers.SequentialSlateEnv`) is a ``DummyVecEnv`` of single
-    envs, because users who repeat a pick fall out of step with each other. Both are
-    monitored, so that SB3 logs episode returns. User ``i`` is seeded
+    (:class:`SB3SlateVecEnv`), as does the single-item one (:class:`SingleItemVecEnv`);
+    the sequential one (:class:`~recoworld.envs.wrappers.SequentialSlateEnv`) is a
+    ``DummyVecEnv`` of single envs, because users who repeat a pick fall out of step with
+    each other. All are monitored, so that SB3 logs episode returns. User ``i`` is seeded
     ``training_seed(seed, num_envs) + i``. SB3 models re-seed their env with their own
     seed when built: seed it again before ``learn``.
     """
+    if formulation not in FORMULATIONS:
+        raise ValueError(f"formulation={formulation!r}; choose one of {FORMULATIONS}")
     seed = training_seed(seed, num_envs)
-    if not sequential:
+    if formulation == "scores":
         venv = SB3SlateVecEnv(SlateVectorEnv(num_envs, **twin_env_kwargs(env, action_format="scores", **overrides)))
         venv.seed(seed)
         return VecMonitor(venv)
+    if formulation == "single_item":
+        kwargs = twin_env_kwargs(env, action_format="slate", **{**overrides, "slate_size": 1})
+        venv = SB3SlateVecEnv(SlateVectorEnv(num_envs, **kwargs))
+        venv.seed(seed)
+        return VecMonitor(SingleItemVecEnv(venv))
 
     def single():
         return Monitor(SequentialSlateEnv(SlateEnv(**twin_env_kwargs(env, action_format="slate", **overrides))))

@@ -13,6 +13,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
@@ -24,7 +25,7 @@ from recoworld.agents.linear import LinUCB
 from recoworld.agents.retention import EnjoymentLinUCB, InstructionFollowing, RetentionSlateQ
 from recoworld.agents.sb3 import CandidateScoringPolicy, SB3Agent, SB3Recommender, catalog_policy_kwargs
 from recoworld.agents.slateq import SlateQAgent, choice_probabilities, optimize_slate, slate_value
-from recoworld.envs.sb3_vec import SB3SlateVecEnv
+from recoworld.envs.sb3_vec import SB3SlateVecEnv, make_training_env
 from recoworld.envs.slate import SlateEnv
 from recoworld.envs.wrappers import SequentialSlateEnv
 
@@ -191,6 +192,26 @@ def test_dqn_scores_each_candidate_with_one_network():
     permuted = {**obs, "candidate_ids": obs["candidate_ids"][:, order],
                 "candidate_features": obs["candidate_features"][:, order]}
     np.testing.assert_allclose(agent.score(permuted), agent.score(obs)[:, order], rtol=1e-5, atol=1e-6)
+
+
+def test_single_item_dqn_trains_on_slates_of_one_and_serves_the_top_k_by_q_value():
+    env = make_vec(4)
+    agent = SB3Agent(algo="DQN", formulation="single_item", total_timesteps=64, num_envs=4,
+                     algo_kwargs={"learning_starts": 16, "buffer_size": 100, "batch_size": 8})
+    agent.setup(env, seed=0)
+    assert agent.model.num_timesteps == 64 and agent.formulation == "single_item"
+    assert agent.model.action_space == spaces.Discrete(SMALL["num_candidates"])
+    assert agent.train_env.venv.venv.slate_size == 1  # VecMonitor(SingleItemVecEnv(slates of one))
+    obs, _ = env.reset(seed=3)
+    slates = agent.act(obs)
+    assert_valid_slates(slates, 4, SMALL["num_candidates"], SMALL["slate_size"])
+    q = agent.score(obs)
+    K = SMALL["slate_size"]
+    np.testing.assert_array_equal(np.sort(np.take_along_axis(q, slates, 1), 1), np.sort(q, 1)[:, -K:])
+    with pytest.raises(ValueError, match=r"formulation='single_item' does not suit algo='PPO'; choose one of \('scores',\)"):
+        SB3Agent(algo="PPO", formulation="single_item")
+    with pytest.raises(ValueError, match="formulation='pairs'; choose one of"):
+        make_training_env(env, 2, "pairs")
 
 
 # ------------------------------------------------------------ sequential slates
