@@ -55,6 +55,12 @@ def popularity_design(catalog) -> np.ndarray:
     return np.stack([np.ones_like(z), z], axis=1)
 
 
+def check_prior_impressions(m: float) -> None:
+    if m < 0:
+        raise ValueError(f"prior_impressions={m}; it is a number of pseudo-impressions, >= 0 "
+                         "(0 turns the popularity prior off)")
+
+
 def popularity_line(design: np.ndarray, pulls: np.ndarray, clicks: np.ndarray) -> np.ndarray:
     r"""The prior rates :math:`\pi_i = a + b z_i`: the line of least squares through the items'
     observed rates, each weighted by its impressions (``design`` from :func:`popularity_design`)."""
@@ -79,9 +85,7 @@ class ItemBandit(Recommender):
 
     def __post_init__(self):
         check_rule(self.examination)
-        if self.prior_impressions < 0:
-            raise ValueError(f"prior_impressions={self.prior_impressions}; it is a number of "
-                             "pseudo-impressions, >= 0 (0 turns the popularity prior off)")
+        check_prior_impressions(self.prior_impressions)
 
     def setup(self, env, seed: int | None = None) -> None:
         super().setup(env, seed)

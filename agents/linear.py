@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recoworld.agents.bandits import popularity_design, popularity_line
+from recoworld.agents.bandits import check_prior_impressions, popularity_design, popularity_line
 from recoworld.agents.base import Feedback, Observation, Recommender, deterministic, top_k
 from recoworld.agents.examination import check_rule, impressions
 from recoworld.agents.features import INTERACTIONS, UserItemFeatures
@@ -174,9 +174,7 @@ class DisjointLinUCB(LinUCB):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.prior_impressions < 0:
-            raise ValueError(f"prior_impressions={self.prior_impressions}; it is a number of "
-                             "pseudo-impressions, >= 0 (0 turns the popularity prior off)")
+        check_prior_impressions(self.prior_impressions)
 
     def init_model(self) -> None:
         N, d = self.catalog.n_items, self.features.arm_dim
@@ -188,11 +186,19 @@ class DisjointLinUCB(LinUCB):
         self.b = np.zeros((N, d))
         self.theta = np.zeros((N, d))
         self._popularity_design = popularity_design(self.catalog)
-        self.cold = self.prior_impressions > 0
+
+    def impressions_per_item(self) -> np.ndarray:
+        """Each item's observed impressions: :math:`(A_a)_{00}` less its prior precision."""
+        return self.A[:, 0, 0] - (self.prior_impressions if self.prior_impressions > 0 else self.l2)
+
+    @property
+    def cold(self) -> bool:
+        """True while an agent with a prior has observed nothing: it ranks by popularity alone."""
+        return self.prior_impressions > 0 and not self.impressions_per_item().any()
 
     def prior_rates(self) -> np.ndarray:
         r"""The intercepts' prior means :math:`\pi_a` (:func:`~recoworld.agents.bandits.popularity_line`)."""
-        return popularity_line(self._popularity_design, self.A[:, 0, 0] - self.prior_impressions, self.b[:, 0])
+        return popularity_line(self._popularity_design, self.impressions_per_item(), self.b[:, 0])
 
     def score(self, obs: Observation) -> np.ndarray:
         x, arms = self.features.arm_context(obs), np.asarray(obs["candidate_ids"])
@@ -211,7 +217,6 @@ class DisjointLinUCB(LinUCB):
         self.A_inv[touched] = np.linalg.inv(self.A[touched])
         if self.prior_impressions > 0:
             # The prior line moves with every batch, so every item's estimate moves with it.
-            self.cold = False
             b = self.b.copy()
             b[:, 0] += self.prior_impressions * self.prior_rates()
             self.theta = np.einsum("aij,aj->ai", self.A_inv, b)

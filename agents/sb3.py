@@ -398,16 +398,21 @@ class BoundedScores(nn.Module):
         return self.bound * torch.tanh(centred / self.bound)
 
 
+def _extractor_kwargs(item_features, item_genres, item_popularity, hidden: int) -> dict:
+    """The policy arguments that put :class:`_Extractor` (fed the catalog's facts) in front."""
+    return {"features_extractor_class": _Extractor,
+            "features_extractor_kwargs": {"item_features": item_features, "item_genres": item_genres,
+                                          "item_popularity": item_popularity, "hidden": hidden}}
+
+
 class _CandidateScoring:
     """The hooks that turn an SB3 actor-critic policy into a candidate-scoring one."""
 
     def __init__(self, observation_space, action_space, lr_schedule, item_features=None, item_genres=None,
                  item_popularity=None, hidden: int = 64, score_bound: float = 0.5, **kwargs):
         self.hidden, self.score_bound = hidden, float(score_bound)
-        kwargs["features_extractor_class"] = _Extractor
-        kwargs["features_extractor_kwargs"] = {"item_features": item_features, "item_genres": item_genres,
-                                               "item_popularity": item_popularity, "hidden": hidden}
-        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+        super().__init__(observation_space, action_space, lr_schedule,
+                         **{**kwargs, **_extractor_kwargs(item_features, item_genres, item_popularity, hidden)})
 
     def _build_mlp_extractor(self) -> None:
         self.mlp_extractor = CandidateHeads(self.features_extractor.inner.num_candidates, self.hidden)
@@ -480,10 +485,8 @@ class CandidateQPolicy(DQNPolicy):
 
     def __init__(self, observation_space, action_space, lr_schedule, item_features=None, item_genres=None,
                  item_popularity=None, hidden: int = 64, **kwargs):
-        kwargs["features_extractor_class"] = _Extractor
-        kwargs["features_extractor_kwargs"] = {"item_features": item_features, "item_genres": item_genres,
-                                               "item_popularity": item_popularity, "hidden": hidden}
-        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+        super().__init__(observation_space, action_space, lr_schedule,
+                         **{**kwargs, **_extractor_kwargs(item_features, item_genres, item_popularity, hidden)})
 
     def make_q_net(self) -> QNetwork:
         net_args = self._update_features_extractor(self.net_args, features_extractor=None)

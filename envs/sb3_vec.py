@@ -193,15 +193,11 @@ def make_training_env(env, num_envs: int, formulation: str = "scores", seed: int
     if formulation not in FORMULATIONS:
         raise ValueError(f"formulation={formulation!r}; choose one of {FORMULATIONS}")
     seed = training_seed(seed, num_envs)
-    if formulation == "scores":
-        venv = SB3SlateVecEnv(SlateVectorEnv(num_envs, **twin_env_kwargs(env, action_format="scores", **overrides)))
+    if formulation != "sequential":  # batched users
+        face = {"action_format": "scores"} if formulation == "scores" else {"action_format": "slate", "slate_size": 1}
+        venv = SB3SlateVecEnv(SlateVectorEnv(num_envs, **twin_env_kwargs(env, **{**overrides, **face})))
         venv.seed(seed)
-        return VecMonitor(venv)
-    if formulation == "single_item":
-        kwargs = twin_env_kwargs(env, action_format="slate", **{**overrides, "slate_size": 1})
-        venv = SB3SlateVecEnv(SlateVectorEnv(num_envs, **kwargs))
-        venv.seed(seed)
-        return VecMonitor(SingleItemVecEnv(venv))
+        return VecMonitor(venv if formulation == "scores" else SingleItemVecEnv(venv))
 
     def single():
         return Monitor(SequentialSlateEnv(SlateEnv(**twin_env_kwargs(env, action_format="slate", **overrides))))
