@@ -40,6 +40,8 @@ def library() -> ctypes.CDLL:
     lib.recoworld_world_step.restype = ctypes.c_int
     lib.recoworld_take_slates.argtypes = [_i64] * 5 + [_p] * 4
     lib.recoworld_take_slates.restype = _i64
+    lib.recoworld_world_start.argtypes = [_i64, _i64, _p, _p, ctypes.POINTER(WorldStep)]
+    lib.recoworld_world_start.restype = None
     return lib
 
 
@@ -65,7 +67,7 @@ def step(world, slates: torch.Tensor, response: Response, idle: torch.Tensor | N
     in place. Returns the observation of the state it leaves (but the candidate features)
     and the slates' totals ``[B, 3]``: clicks, watch time and likes (zeros where idle)."""
     B, K = slates.shape
-    H, C, ins, voiced = world.history_length, world.num_candidates, world.instruction, response.instruction
+    C, voiced = world.num_candidates, response.instruction
     observed = {"candidate_ids": torch.empty(B, C, dtype=torch.int64),
                 "history_items": torch.empty_like(world.history_items),
                 "history_feedback": torch.empty_like(world.history_feedback),
@@ -78,21 +80,40 @@ def step(world, slates: torch.Tensor, response: Response, idle: torch.Tensor | N
         "slates": slates.contiguous(), "clicked": flag(response.clicked), "liked": flag(response.liked),
         "voiced": flag(voiced.active), "voiced_more": flag(voiced.more), "voiced_less": flag(voiced.less),
         "left_session": flag(response.left_session), "watch": number(response.watch_fraction),
-        "voiced_novelty": voiced.novelty.to(torch.int8).contiguous(),
-        "history": world.history_items, "feedback": world.history_feedback, "active": ins.active,
-        "more": ins.more, "less": ins.less, "novelty": ins.novelty, "instruction_age": world.instruction_age,
-        "session_index": world.session_index, "session_step": world.session_step,
-        "step_count": world.step_count, "key": world._key, "strides": world._strides,
-        "draw": world.candidate_draw, "history_obs": observed["history_items"],
+        "voiced_novelty": voiced.novelty.to(torch.int8).contiguous(), "history_obs": observed["history_items"],
         "candidates_obs": observed["candidate_ids"], "feedback_obs": observed["history_feedback"],
         "instruction_obs": observed["instruction"], "session_obs": observed["session"], "totals": totals,
     }
-    ptr = native.pointer
-    frame = WorldStep(K=K, H=H, G=world.catalog.n_genres, C=C, n_items=world.catalog.n_items,
-                      n_strides=len(world._offsets), candidate_stream=rng.mix_int(stream),
-                      idle=None if idle is None else ptr(idle), **{name: ptr(t) for name, t in tensors.items()})
+    frame = _frame(world, K=K, idle=idle, candidate_stream=rng.mix_int(stream), **tensors)
     lib = library()
     if any(native.run_chunks(lambda begin, end: lib.recoworld_world_step(begin, end, ctypes.byref(frame)), B)):
         raise ValueError(f"the C bookkeeping handles slates of up to 256 items, got {K}: use kernel='torch'")
     world._candidates = None  # spelled out afresh from the new draws when asked for
     return {name: tensor.numpy() for name, tensor in observed.items()}, totals
+
+
+def start(world, slots: torch.Tensor, keys: torch.Tensor) -> None:
+    """Start an episode in ``world``'s ``slots`` (int64 ``[n]``) with random ``keys`` (int32
+    ``[n]``), in place: no history, no instruction, counters at zero (``SlateWorld.restart``)."""
+    slots, keys = slots.to(torch.int64).contiguous(), keys.to(torch.int32).contiguous()
+    frame, lib = _frame(world), library()
+    native.run_chunks(lambda begin, end: lib.recoworld_world_start(
+        begin, end, native.pointer(slots), native.pointer(keys), ctypes.byref(frame)), len(slots))
+
+
+def _frame(world, K: int = 0, idle: torch.Tensor | None = None, candidate_stream: int = 0,
+           **tensors: torch.Tensor) -> WorldStep:
+    """The kernel's view of ``world``'s state, with ``tensors`` (a step's slates, response
+    and observation)."""
+    ins = world.instruction
+    tensors |= {
+        "history": world.history_items, "feedback": world.history_feedback, "active": ins.active,
+        "more": ins.more, "less": ins.less, "novelty": ins.novelty, "instruction_age": world.instruction_age,
+        "session_index": world.session_index, "session_step": world.session_step,
+        "step_count": world.step_count, "key": world._key, "strides": world._strides,
+        "draw": world.candidate_draw,
+    }
+    return WorldStep(K=K, H=world.history_length, G=world.catalog.n_genres, C=world.num_candidates,
+                     n_items=world.catalog.n_items, n_strides=len(world._offsets), candidate_stream=candidate_stream,
+                     idle=None if idle is None else native.pointer(idle),
+                     **{name: native.pointer(t) for name, t in tensors.items()})

@@ -183,7 +183,17 @@ class SlateWorld:
             self.simulator.reset(self.n_users, seed=torch.from_numpy(seeds))
             self.started = True
         index = torch.as_tensor(slots, device=self.device)
-        self._key[index] = rng.user_keys(rng.derive(torch.from_numpy(seeds), S_ENV_KEY), self.device)
+        keys = rng.user_keys(rng.derive(torch.from_numpy(seeds), S_ENV_KEY), self.device)
+        if self.kernel == "c":
+            native_world.start(self, index, keys)  # the same, in one pass
+        else:
+            self._start(index, keys)
+        if candidates:
+            self._draw_candidates(index)
+
+    def _start(self, index: torch.Tensor, keys: torch.Tensor) -> None:
+        """Episode start of slots ``index`` with random ``keys``: no history, no instruction."""
+        self._key[index] = keys
         self.step_count[index] = 0
         self.history_items[index] = -1
         self.history_feedback[index] = 0.0
@@ -193,8 +203,6 @@ class SlateWorld:
         self.instruction_age[index] = 0.0
         self.session_index[index] = 0.0
         self.session_step[index] = 0.0
-        if candidates:
-            self._draw_candidates(index)
 
     def _draw_candidates(self, index: torch.Tensor | None = None) -> None:
         """Candidates ``(a + j s) mod N``, ``j < C``, with a random start ``a`` and a random

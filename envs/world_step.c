@@ -5,7 +5,8 @@
  * and the next request's candidates (a + j s) mod N, writing the observation as it goes. The torch path in world.py is the
  * reference; this does the same, value for value, without its [B, H] and [B, C]
  * temporaries. It also validates the agents' slates of candidate indices and turns them
- * into item ids, the hot path of slates_from_actions (world.py names any bad entry).
+ * into item ids, the hot path of slates_from_actions (world.py names any bad entry), and
+ * starts the episodes of restarted slots.
  *
  * Plain C99, compiled by recoworld.native.
  */
@@ -44,7 +45,7 @@ typedef struct {
     float *instruction_age, *session_index, *session_step;
     /* the next candidates */
     int64_t *step_count;
-    const int32_t *key;
+    int32_t *key; /* written only by recoworld_world_start */
     uint32_t candidate_stream;
     const int64_t *strides; /* [S]: the strides s of world._offsets' rows */
     int64_t *draw; /* [B, 2]: start and stride row of each user's candidates */
@@ -162,4 +163,25 @@ int64_t recoworld_take_slates(int64_t begin, int64_t end, int64_t K, int64_t C, 
         }
     }
     return -1;
+}
+
+/* Slots[begin, end) start an episode (world.py's restart) with the random keys `keys`: no
+ * history, no instruction, session counters and step count at zero. */
+void recoworld_world_start(int64_t begin, int64_t end, const int64_t *slots, const int32_t *keys,
+                           const WorldStep *step) {
+    const WorldStep local = *step, *w = &local;
+    const int64_t H = w->H, G = w->G;
+    for (int64_t i = begin; i < end; i++) {
+        const int64_t b = slots[i];
+        w->key[b] = keys[i];
+        w->step_count[b] = 0;
+        for (int64_t h = 0; h < H; h++) {
+            w->history[b * H + h] = -1;
+            w->feedback[2 * (b * H + h)] = w->feedback[2 * (b * H + h) + 1] = 0.0f;
+        }
+        for (int64_t g = 0; g < G; g++) w->more[b * G + g] = w->less[b * G + g] = 0;
+        w->active[b] = 0;
+        w->novelty[b] = 0;
+        w->instruction_age[b] = w->session_index[b] = w->session_step[b] = 0.0f;
+    }
 }

@@ -23,7 +23,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import torch
@@ -106,15 +106,33 @@ def _chunks(n: int, workers: int) -> list[tuple[int, int]]:
 
 
 def run_chunks(call, n: int) -> list:
-    """``call(begin, end)`` over ``[0, n)`` in contiguous chunks, on :func:`threads` threads."""
+    """``call(begin, end)`` over ``[0, n)`` in contiguous chunks, on :func:`threads` threads
+    (the caller's among them); returns the calls' results in chunk order."""
     global _POOL
     workers = threads()
     chunks = _chunks(n, workers)
     if len(chunks) == 1 or workers == 1:
         return [call(*chunk) for chunk in chunks]
-    if _POOL is None or _POOL._max_workers != workers:
-        _POOL = ThreadPoolExecutor(workers, thread_name_prefix="recoworld-kernel")
-    return list(_POOL.map(lambda bounds: call(*bounds), chunks))
+    if _POOL is None or _POOL._max_workers != workers - 1:
+        _POOL = ThreadPoolExecutor(workers - 1, thread_name_prefix="recoworld-kernel")
+    results = [None] * len(chunks)
+    # Each thread takes the next chunk until none is left (a range iterator hands each out
+    # once: its next() runs under the GIL). The caller works too, instead of waiting on
+    # one future per chunk, which cost about 0.2 ms a call.
+    turns = iter(range(len(chunks)))
+
+    def work() -> None:
+        for i in turns:
+            results[i] = call(*chunks[i])
+
+    helpers = [_POOL.submit(work) for _ in range(workers - 1)]
+    try:
+        work()
+    finally:  # the helpers may still be in a kernel that writes the caller's tensors
+        wait(helpers)
+    for helper in helpers:
+        helper.result()  # raises a helper's error
+    return results
 
 
 def pointer(tensor: torch.Tensor) -> int:

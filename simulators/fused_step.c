@@ -10,8 +10,11 @@
  * statistical.py, term for term and in the same order, in float32; the uniforms are
  * recoworld/rng.py's, bit for bit (rng.h).
  *
- * What stays in Python: the sentence of a voiced instruction, looked up by the code this
- * kernel gives its content and phrasing.
+ * recoworld_start puts new users into their slots (statistical.py's _start) in one pass.
+ *
+ * What stays in Python: the traits of new users (drawn by a pluggable population) and the
+ * sentence of a voiced instruction, looked up by the code this kernel gives its content
+ * and phrasing.
  *
  * Plain C99 and libm, compiled by recoworld.native.
  */
@@ -30,7 +33,7 @@ enum {
     P_LEAVE_BASE, P_LEAVE_MINDSET, P_LEAVE_BOREDOM, P_LEAVE_LENGTH, P_LEAVE_PATIENCE,
     P_INSTRUCTION_THRESHOLD, P_VOICE_PROBABILITY,
     P_RETURN_BASE, P_RETURN_MINDSET, P_GAP_DAYS, P_RECOVERY_DAYS, P_MINDSET_REGRESSION,
-    P_INSTRUCTION_SATIATION, P_INSTRUCTION_STEPS, P_NOVELTY_SESSION_SPREAD,
+    P_INSTRUCTION_SATIATION, P_INSTRUCTION_STEPS, P_NOVELTY_SESSION_SPREAD, P_INITIAL_MINDSET,
     N_PARAMS
 };
 
@@ -51,9 +54,9 @@ typedef struct {
     const uint8_t *idle;
     uint32_t step_stream, gap_stream, session_stream, phrase_stream;
     const float *param;
-    /* the users' traits */
-    const int32_t *key;
-    const float *novelty_trait, *popularity_bias, *patience, *rating_bias, *activity;
+    /* the users' traits (written only by recoworld_start) */
+    int32_t *key;
+    float *novelty_trait, *popularity_bias, *patience, *rating_bias, *activity;
     /* the users' state, updated in place */
     int32_t *counter;
     float *novelty_seeking;
@@ -385,6 +388,54 @@ int recoworld_respond(int64_t begin, int64_t end, const Step *step) {
         s->compliance[b] = compliance;
         s->hazard[b] = hazard;
         s->gap[b] = gap;
+    }
+    return 0;
+}
+
+/* The traits of n new users (a population's draw, rows in the order of `slots`). */
+typedef struct {
+    const int64_t *slots;
+    const int32_t *key;
+    const float *interest, *patience, *novelty_trait, *activity, *popularity_bias;
+    const float *rating_bias; /* NULL: the population does not know it (0) */
+} Newcomers;
+
+/* Put newcomers [begin, end) into their slots (statistical.py's _start): their traits, the
+ * state of a first visit (no satiation, the initial mindset, no history, no instruction)
+ * and the first session's novelty propensity. Returns 0, or 1 if D, G or H exceed the
+ * MAX_ bounds. */
+int recoworld_start(int64_t begin, int64_t end, const Step *step, const Newcomers *newcomers) {
+    const Step local = *step, *s = &local;
+    const Newcomers *n = newcomers;
+    const int64_t D = s->D, G = s->G, H = s->H;
+    if (D > MAX_D || G > MAX_G || H > MAX_H) return 1;
+    const uint32_t session_salt = draw_salt(s->session_stream, 0);
+    for (int64_t i = begin; i < end; i++) {
+        const int64_t b = n->slots[i];
+        const int32_t key = n->key[i];
+        s->key[b] = key;
+        s->counter[b] = 0;
+        for (int64_t d = 0; d < D; d++) s->interest[b * D + d] = s->familiar[b * D + d] = n->interest[i * D + d];
+        s->patience[b] = n->patience[i];
+        s->novelty_trait[b] = n->novelty_trait[i];
+        s->activity[b] = n->activity[i];
+        s->popularity_bias[b] = n->popularity_bias[i];
+        s->rating_bias[b] = n->rating_bias != NULL ? n->rating_bias[i] : 0.0f;
+        for (int64_t g = 0; g < G; g++) {
+            s->satiation[b * G + g] = 0.0f;
+            s->more[b * G + g] = s->less[b * G + g] = 0;
+        }
+        s->satisfaction[b] = s->session_memory[b] = s->param[P_INITIAL_MINDSET];
+        s->session_index[b] = s->session_step[b] = 0;
+        s->churned[b] = 0;
+        for (int64_t h = 0; h < H; h++) s->recent_clicks[b * H + h] = -1;
+        s->active[b] = 0;
+        s->novelty[b] = 0;
+        s->steps_left[b] = 0;
+        /* The first session's propensity: rng.normal(key, 0, S_SESSION, 1), as a return draws it. */
+        const float u = uniform_salted(user_base(key, 0), session_salt);
+        const float normal = 1.4142135623730951f * erfinvf(2.0f * u - 1.0f);
+        s->novelty_seeking[b] = n->novelty_trait[i] + s->param[P_NOVELTY_SESSION_SPREAD] * normal;
     }
     return 0;
 }

@@ -197,7 +197,10 @@ class StatisticalUsers(UserSimulator):
         self._static_appeal = self.config.quality_weight * self.catalog.quality - self.config.click_threshold
         self.n_users = 0
         self._fresh_seed = 0
-        self._phrases: dict[int, str] = {}  # sentence by phrase code (see _phrase_codes)
+        # The phrase codes met so far (sorted) and their sentences, see _render; code -1
+        # (no instruction) heads the list, so that a lookup always lands on an entry.
+        self._phrase_codes_met = np.full(1, -1, dtype=np.int32)
+        self._sentences_met = np.full(1, None, dtype=object)
         if kernel == "c":
             if self.device.type != "cpu":
                 raise ValueError(f"kernel='c' runs on CPU, but device={str(self.device)!r}; use kernel='torch'")
@@ -257,6 +260,10 @@ class StatisticalUsers(UserSimulator):
         c = self.config
         key = rng.user_keys(seeds, self.device)
         traits = self.population.sample(key, self.catalog)
+        self.source_user[slots] = traits.source_user
+        if self.kernel == "c":  # the same, in one pass
+            fused.start(self, slots, key, traits, STREAMS, self._genre_table, fused.parameters(c))
+            return
         self.key[slots] = key
         self.counter[slots] = 0
         self.interest[slots] = traits.interest
@@ -268,7 +275,6 @@ class StatisticalUsers(UserSimulator):
         # Optional trait: only some populations know how a user's ratings sit.
         rating_bias = getattr(traits, "rating_bias", None)
         self.rating_bias[slots] = 0.0 if rating_bias is None else rating_bias
-        self.source_user[slots] = traits.source_user
         self.satiation[slots] = 0.0
         self.satisfaction[slots] = c.initial_mindset
         self.session_memory[slots] = c.initial_mindset
@@ -483,27 +489,35 @@ class StatisticalUsers(UserSimulator):
         return torch.where(voiced.active, code, -1).to(torch.int32)
 
     def _render(self, phrase: torch.Tensor) -> list[str | None]:
-        """The sentences of the phrase codes ``[B]``: each distinct one rendered once, then
-        placed with one numpy gather (at B = 16,384 a tenth of the users may speak)."""
-        speakers = (phrase >= 0).nonzero().flatten()
+        """The sentences of the phrase codes ``[B]``, each rendered once in the simulator's
+        life and then looked up by a binary search over the codes met so far (at
+        B = 16,384 a tenth of the users may speak, a few hundred distinct sentences)."""
+        speakers = (phrase >= 0).nonzero().flatten().cpu().numpy()
         if len(speakers) == 0:
             return [None] * self.n_users
-        codes, which = torch.unique(phrase[speakers], return_inverse=True)
-        sentences = np.empty(len(codes), dtype=object)
-        sentences[:] = [self._sentence(code) for code in codes.tolist()]
+        spoken = phrase.cpu().numpy()[speakers]
+        at = np.searchsorted(self._phrase_codes_met, spoken)
+        known = self._phrase_codes_met[at.clip(max=len(self._phrase_codes_met) - 1)] == spoken
+        if not known.all():
+            new = np.unique(spoken[~known])
+            codes = np.concatenate([self._phrase_codes_met, new])
+            rendered = np.empty(len(new), dtype=object)
+            rendered[:] = [self._sentence(code) for code in new.tolist()]
+            sentences = np.concatenate([self._sentences_met, rendered])
+            order = np.argsort(codes)
+            self._phrase_codes_met, self._sentences_met = codes[order], sentences[order]
+            at = np.searchsorted(self._phrase_codes_met, spoken)
         text = np.full(self.n_users, None, dtype=object)
-        text[speakers.cpu().numpy()] = sentences[which.cpu().numpy()]
+        text[speakers] = self._sentences_met[at]
         return text.tolist()
 
     def _sentence(self, code: int) -> str:
-        """The sentence of phrase code ``code`` (see :meth:`_phrase_codes`), rendered once."""
-        if code not in self._phrases:
-            names, G = self.catalog.genre_names, self.catalog.n_genres
-            genres, rest = divmod(code, 9)
-            more, less = divmod(genres, G + 1)
-            self._phrases[code] = render_instruction(
-                [names[more - 1]] if more else [], [names[less - 1]] if less else [], rest // 3 - 1, rest % 3)
-        return self._phrases[code]
+        """The sentence of phrase code ``code`` (see :meth:`_phrase_codes`)."""
+        names, G = self.catalog.genre_names, self.catalog.n_genres
+        genres, rest = divmod(code, 9)
+        more, less = divmod(genres, G + 1)
+        return render_instruction(
+            [names[more - 1]] if more else [], [names[less - 1]] if less else [], rest // 3 - 1, rest % 3)
 
     def _leave(self, leaves: torch.Tensor, u_return: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Decide who returns and after how long; start the next session of those who do."""

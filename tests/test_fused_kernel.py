@@ -11,6 +11,7 @@ import recoworld  # noqa: F401  (registers the envs)
 from recoworld import Catalog, native, rng
 from recoworld.envs import SlateEnv, SlateVectorEnv
 from recoworld.simulators import StatisticalUserConfig, StatisticalUsers, fused
+from recoworld.simulators.population import SyntheticPopulation
 
 pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None,
                                 reason="no C compiler to build the fused kernel")
@@ -84,6 +85,42 @@ def test_c_kernel_responses_match_the_torch_path_step_by_step():
             assert torch.equal(getattr(fast.instruction, name), value), name
     assert saw_instructions and saw_voices and saw_returns, "the test must cover compliance, voices and returns"
     assert mismatches <= 0.001 * decisions
+
+
+class _BiasedRaters(SyntheticPopulation):
+    """Synthetic users with a per-user rating bias, handed out as column views of one
+    tensor (a population may give any layout)."""
+
+    def sample(self, keys, catalog):
+        traits = super().sample(keys, catalog)
+        wide = torch.stack([traits.patience, (keys % 7).float() / 7 - 0.5], 1)
+        traits.patience, traits.rating_bias = wide[:, 0], wide[:, 1]
+        return traits
+
+
+@pytest.mark.parametrize("population", [SyntheticPopulation(), _BiasedRaters()], ids=["synthetic", "rating_bias"])
+def test_c_kernel_starts_new_users_as_the_torch_path_does(population):
+    reference = StatisticalUsers(CATALOG, population=population)
+    fast = StatisticalUsers(CATALOG, population=population, kernel="c")
+    reference.reset(200, seed=4)
+    fast.reset(200, seed=4)
+    slates = torch.arange(10).expand(200, 10) * 13
+    for _ in range(6):  # leave state behind for the restart to clear: satiation, history, instructions
+        reference.churned[:] = False
+        reference.respond(slates)
+    _copy_state(reference, fast)
+    slots = torch.arange(3, 200, 4)
+    for users in (reference, fast):
+        users.reset(200, seed=torch.arange(len(slots)) + 1000, users=slots)
+    assert bool(reference.instruction.more[~torch.isin(torch.arange(200), slots)].any()), "state must be left behind"
+    if isinstance(population, _BiasedRaters):
+        assert float(fast.rating_bias[slots].abs().sum()) > 0
+    for name, want in _state(reference, torch.arange(200)).items():
+        have = _state(fast, torch.arange(200))[name]
+        if name == "novelty_seeking":  # torch.erfinv and the kernel's agree to rounding
+            torch.testing.assert_close(have, want, atol=1e-6, rtol=0)
+        else:
+            assert have.dtype == want.dtype and torch.equal(have, want), name
 
 
 def _state(users: StatisticalUsers, rows: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -165,6 +202,28 @@ def test_kernel_is_built_into_the_cache_and_missing_compiler_is_explained(tmp_pa
     monkeypatch.delenv("CC")
     StatisticalUsers(CATALOG, kernel="c")
     assert len(list((tmp_path / "kernels").glob("fused_step-*.so"))) == 1
+
+
+@pytest.mark.parametrize("threads", ["1", "2", "3"])
+def test_run_chunks_covers_each_user_once_in_order_and_passes_errors_on(monkeypatch, threads):
+    monkeypatch.setenv("RECOWORLD_THREADS", threads)
+    seen = np.zeros(10_000, dtype=int)
+
+    def call(begin, end):
+        seen[begin:end] += 1
+        return begin, end
+
+    bounds = native.run_chunks(call, len(seen))
+    assert (seen == 1).all() and bounds == sorted(bounds) and bounds[0][0] == 0 and bounds[-1][1] == len(seen)
+    assert len(bounds) == min(native.CHUNKS_PER_THREAD * int(threads), len(seen) // native.MIN_USERS_PER_CHUNK)
+
+    def fails(begin, end):
+        if begin > 0:
+            raise RuntimeError(f"chunk at {begin}")
+        return 0
+
+    with pytest.raises(RuntimeError, match="chunk at"):
+        native.run_chunks(fails, len(seen))
 
 
 def test_bad_kernel_choices_are_explained():

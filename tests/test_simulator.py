@@ -8,6 +8,7 @@ from recoworld import Catalog
 from recoworld.simulators import StatisticalUserConfig, StatisticalUsers
 from recoworld.simulators.checker import SimulatorCheckError
 from recoworld.simulators.base import UserSimulator
+from recoworld.simulators.instructions import render_instruction
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,11 @@ def test_response_invariants_hold_over_many_steps(catalog):
         assert (r.compliance[~r.instruction_in_force] == 0).all()
         spoke = r.instruction.active
         assert [t is not None for t in r.instruction_text] == spoke.tolist()
+        for b in spoke.nonzero().flatten().tolist():  # the sentence says the structured instruction
+            more, less = ([catalog.genre_names[g] for g in part[b].nonzero().flatten().tolist()]
+                          for part in (r.instruction.more, r.instruction.less))
+            phrasings = {render_instruction(more, less, int(r.instruction.novelty[b]), v) for v in range(3)}
+            assert r.instruction_text[b] in phrasings
         assert not (r.left_session & spoke).any(), "a user who voices an instruction stays for the next slate"
 
 
