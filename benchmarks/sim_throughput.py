@@ -3,16 +3,23 @@
 Prints user-steps per second for B = 1, 64, 1024, 16384 users with slates of K = 10, on a
 MovieLens-sized catalog (1,682 items) and on a 100,000-item catalog, and the peak resident
 memory of each configuration (measured in a fresh subprocess, so that each figure is that
-configuration's own). Agents' time is excluded: the actions are fixed. Throughput is the
-median of five windows of steps (the best window beside it); "CPU ms/step" counts every
-thread, so above "ms/step" it shows the kernels' threads at work.
+configuration's own), for three configurations of the env:
+
+- ``torch``: the defaults (``kernel="torch"``, candidate features in the observation);
+- ``c``: ``kernel="c"``, the fused C kernels, with torch on one thread beside them;
+- ``c-lean``: ``kernel="c", candidate_features=False``: observations carry candidate ids,
+  and agents look the features up in the catalog (at B = 16,384 the features are 52 MB
+  of copies per step).
+
+Agents' time is excluded: the actions are fixed. Throughput is the median of five windows
+of steps; ``--child`` prints one configuration's figures as JSON, with the best window and
+the CPU time per step (every thread's) beside them.
 
 Usage::
 
-    python benchmarks/sim_throughput.py            # full table
-    python benchmarks/sim_throughput.py --quick    # B up to 1024, fewer steps
-    python benchmarks/sim_throughput.py --no-candidate-features   # lean observations
-    python benchmarks/sim_throughput.py --kernel c  # the simulator's fused C kernel
+    python benchmarks/sim_throughput.py                   # all three configurations
+    python benchmarks/sim_throughput.py --quick           # B up to 1024, fewer steps
+    python benchmarks/sim_throughput.py --configs c-lean  # one of them
 """
 
 from __future__ import annotations
@@ -65,45 +72,52 @@ def measure(n_items: int, n_users: int, steps: int, candidate_features: bool, th
             "cpu_ms_per_step": 1000 * cpu, "peak_rss_mib": peak_kib / 1024}
 
 
+# name: (kernel, candidate features in the observation)
+CONFIGS = {"torch": ("torch", True), "c": ("c", True), "c-lean": ("c", False)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="B up to 1024 and fewer steps")
-    parser.add_argument("--no-candidate-features", action="store_true",
-                        help="leave candidate features out of observations (agents look them up)")
-    parser.add_argument("--kernel", choices=("torch", "c"), default="torch",
-                        help="how the simulator computes a step (StatisticalUsers(kernel=...))")
+    parser.add_argument("--configs", default=",".join(CONFIGS),
+                        help=f"comma-separated configurations among {', '.join(CONFIGS)} (default: all)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: 1 with --kernel c, else torch's default); "
+                        help="torch intra-op threads (default: 1 with the C kernels, else torch's default); "
                              "the C kernels use $RECOWORLD_THREADS, else every usable core")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    configs = args.configs.split(",")
+    unknown = [name for name in configs if name not in CONFIGS]
+    if unknown:
+        parser.error(f"--configs {args.configs!r}: unknown {unknown}; choose among {', '.join(CONFIGS)}")
     if args.child:
         n_items, n_users, steps = (int(x) for x in args.child.split(","))
-        print(json.dumps(measure(n_items, n_users, steps, not args.no_candidate_features, args.threads,
-                                 args.kernel)))
+        kernel, features = CONFIGS[configs[0]]
+        print(json.dumps(measure(n_items, n_users, steps, features, args.threads, kernel)))
         return
 
     from rich.console import Console
     from rich.table import Table
 
     users = USERS[:-1] if args.quick else USERS
-    table = Table(title=f"RecoWorld/Slate-v0 vector env, K = 10, 50 candidates, kernel={args.kernel}"
-                  + (" (no candidate features)" if args.no_candidate_features else ""))
-    # CPU time (all threads) next to wall time: on a shared machine it is the steadier figure.
-    for column in ("catalog items", "users B", "user-steps/s", "best window", "ms/step", "CPU ms/step",
-                   "peak RSS MiB"):
-        table.add_column(column, justify="right")
+    table = Table(title="RecoWorld/Slate-v0 vector env, K = 10, 50 candidates: user-steps/s (median window) "
+                        "and peak RSS MiB")
+    table.add_column("catalog items", justify="right")
+    table.add_column("users B", justify="right")
+    for name in configs:
+        table.add_column(f"{name} steps/s", justify="right")
+        table.add_column(f"{name} MiB", justify="right")
     for n_items in CATALOGS:
         for n_users in users:
             steps = max(5 * WINDOWS, min(2000, 1_000_000 // n_users)) // (4 if args.quick else 1)
-            command = [sys.executable, __file__, "--child", f"{n_items},{n_users},{steps}"]
-            command += ["--no-candidate-features"] if args.no_candidate_features else []
-            command += ["--threads", str(args.threads)] if args.threads else []
-            command += ["--kernel", args.kernel]
-            row = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
-            table.add_row(f"{n_items:,}", f"{n_users:,}", f"{row['user_steps_per_s']:,.0f}",
-                          f"{row['best_user_steps_per_s']:,.0f}", f"{row['ms_per_step']:.2f}", f"{row['cpu_ms_per_step']:.2f}", f"{row['peak_rss_mib']:.0f}")
-    Console().print(table)
+            cells = [f"{n_items:,}", f"{n_users:,}"]
+            for name in configs:
+                command = [sys.executable, __file__, "--child", f"{n_items},{n_users},{steps}", "--configs", name]
+                command += ["--threads", str(args.threads)] if args.threads else []
+                row = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+                cells += [f"{row['user_steps_per_s']:,.0f}", f"{row['peak_rss_mib']:.0f}"]
+            table.add_row(*cells)
+    Console(width=200).print(table)
 
 
 if __name__ == "__main__":
