@@ -48,6 +48,8 @@ MANUAL = """
       steps since the latest instruction (0 when none).
 
     The instruction's sentence is in ``info["instruction_text"]`` at the step it is voiced.
+    Observations are the agent's to keep: the env never writes an array that the agent (or
+    a view or tensor of it) still holds, and reuses one the agent has let go of.
 
     ## Rewards
 

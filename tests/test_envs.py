@@ -191,3 +191,40 @@ def test_retention_pays_per_session_end_and_churn_only_for_losing_the_user():
     assert paid["compliance"] == [[0.0, 0.0, 1.0], [0.5, 0.0, 0.0]]
     mix = RewardWeights.parse({"clicks": 1.0, "churn": 5.0, "compliance": 2.0})
     assert torch.stack([mix(r) for r in steps]).T.tolist() == [[1.0, 0.0, 4.0], [3.0, 1.0, -5.0]]
+
+
+@pytest.mark.parametrize("kernel", ["torch", "c"])
+def test_candidate_features_the_agent_holds_are_never_written_again(kernel):
+    env = make_vec(6, max_steps=4, kernel=kernel)
+    features = env.unwrapped.world.catalog.features.numpy()
+    actions = np.tile(np.arange(10), (6, 1))
+    obs, _ = env.reset(seed=0)
+    held, held_ids = obs["candidate_features"], obs["candidate_ids"].copy()
+    obs = env.step(actions)[0]
+    as_tensor = torch.from_numpy(obs["candidate_features"][2:])  # only a view's tensor is left
+    tensor_ids = obs["candidate_ids"][2:].copy()
+    for _ in range(12):  # past episode ends: restarts draw new candidates
+        obs = env.step(actions)[0]
+        assert np.array_equal(obs["candidate_features"], features[obs["candidate_ids"]])
+    assert np.array_equal(held, features[held_ids])
+    assert np.array_equal(as_tensor.numpy(), features[tensor_ids])
+
+
+def test_recycled_arrays_are_reused_only_when_nobody_holds_them():
+    from recoworld.envs.recycled import RecycledArrays
+
+    arrays = RecycledArrays((4, 3), np.float32, keep=2)
+    first, second = arrays.empty(), arrays.empty()
+    assert first is not second and first.shape == (4, 3) and first.dtype == np.float32
+    first_id, view = id(first), first[1:]
+    del first
+    third = arrays.empty()  # the first lives on in its view, the second is held: a new one
+    assert id(third) not in (first_id, id(second)) and not np.shares_memory(third, view)
+    del view, third
+    assert id(arrays.empty()) == first_id  # nothing holds the first any more
+    tensor, second_id = torch.from_numpy(second), id(second)
+    del second
+    mine = arrays.empty()
+    assert id(mine) == first_id and id(arrays.empty()) != second_id  # the tensor holds the second
+    del tensor
+    assert id(arrays.empty()) == second_id
