@@ -9,7 +9,9 @@ makes the vector env and N single envs with matching seeds produce the same traj
 The hash is Chris Wellons' ``lowbias32`` integer finaliser (bias 0.17 on his avalanche
 test, https://nullprogram.com/blog/2018/07/31/). Tensors hold the 32-bit patterns as
 ``int32``: multiplication wraps modulo 2**32 and right shifts are masked to be logical, which
-runs several times faster than masking ``int64`` arithmetic.
+runs several times faster than masking ``int64`` arithmetic. On CPU, where a C compiler
+is available, ``rng.c`` computes the same bits in one pass (built into the RecoWorld cache
+on first use, see :mod:`recoworld.native`); without one, the tensor ops do.
 """
 
 from __future__ import annotations
@@ -59,14 +61,17 @@ def _mix32_py(x: int) -> int:
     return x ^ (x >> 16)
 
 
-_NATIVE = None  # rng.c compiled, once the C kernels are in use (see enable_native)
+_NATIVE = None  # rng.c compiled (see enable_native)
+_NATIVE_TRIED = False  # whether _native_for has tried to build it
 
 
 def enable_native() -> None:
     """Hash CPU tensors with ``rng.c`` from now on: the same bits, in one pass instead of a
-    dozen tensor ops. The C kernels (``kernel="c"``) call this when they are built, since a
-    restart of a few hundred users otherwise spends most of its time dispatching those ops."""
-    global _NATIVE
+    dozen tensor ops. Raises :class:`~recoworld.native.CompilerNotFoundError` if it cannot
+    be built. Hashing CPU tensors builds it on first use anyway, where a C compiler is
+    available; the C kernels (``kernel="c"``) call this when they are built."""
+    global _NATIVE, _NATIVE_TRIED
+    _NATIVE_TRIED = True
     if _NATIVE is None:
         from recoworld import native  # here: native builds with the compiler only on demand
 
@@ -81,7 +86,19 @@ def enable_native() -> None:
 
 
 def _native_for(tensor: torch.Tensor):
-    return _NATIVE if _NATIVE is not None and tensor.device.type == "cpu" else None
+    """rng.c for a CPU tensor, built on the first call if it can be; else ``None``: the
+    torch ops compute the same bits (tests/test_fused_kernel.py checks it), a few times
+    slower at a small batch, where each of their dozen ops costs its dispatch."""
+    if tensor.device.type != "cpu":
+        return None
+    if _NATIVE is None and not _NATIVE_TRIED:
+        from recoworld.native import CompilerNotFoundError
+
+        try:
+            enable_native()
+        except (CompilerNotFoundError, OSError):
+            pass  # no compiler, or no writable cache: the torch ops stand in
+    return _NATIVE
 
 
 def _non_negative(seeds: torch.Tensor) -> torch.Tensor:

@@ -164,7 +164,9 @@ class StatisticalUsers(UserSimulator):
             :class:`~recoworld.simulators.population.SyntheticPopulation`).
         device: ``"cpu"``, ``"cuda"`` or a ``torch.device``.
         kernel: how a step runs. ``"torch"`` (default, the reference):
-            tensor ops, on any device. ``"c"``: a fused C kernel for CPU
+            tensor ops, on any device (on CPU the random hashes are computed by a small C
+            helper where a C compiler is available, the same bits, see
+            :mod:`recoworld.rng`). ``"c"``: a fused C kernel for CPU
             (:mod:`recoworld.simulators.fused`), several times faster at large ``B``; it is
             compiled on first use with the system C compiler (``$CC`` or ``cc``) and raises
             :class:`~recoworld.simulators.fused.CompilerNotFoundError` if there is none.

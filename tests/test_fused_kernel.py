@@ -38,6 +38,19 @@ def test_rng_hashes_in_c_equal_the_torch_ones_bit_for_bit(monkeypatch):
         rng.user_keys(torch.tensor([-3]))
 
 
+def test_hashes_fall_back_to_the_torch_ops_without_a_compiler(tmp_path, monkeypatch):
+    seeds = torch.arange(100) * 7919
+    native_keys = rng.user_keys(seeds)
+    monkeypatch.setenv("RECOWORLD_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", "no-such-compiler")
+    monkeypatch.setattr(native, "_LIBRARIES", {})
+    monkeypatch.setattr(rng, "_NATIVE", None)
+    monkeypatch.setattr(rng, "_NATIVE_TRIED", False)  # a fresh process
+    assert torch.equal(rng.user_keys(seeds), native_keys)
+    assert rng._NATIVE is None and rng._NATIVE_TRIED  # tried once, then the torch ops
+    assert not (tmp_path / "kernels").exists() or not any((tmp_path / "kernels").iterdir())
+
+
 def _copy_state(source: StatisticalUsers, target: StatisticalUsers) -> None:
     for name, value in vars(source).items():
         if isinstance(value, torch.Tensor):
