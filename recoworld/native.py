@@ -137,7 +137,7 @@ def run_chunks(call, n: int) -> list:
 
 def pointer(tensor: torch.Tensor) -> int:
     """The address of a contiguous CPU tensor's data, for a kernel argument."""
-    if tensor.device.type != "cpu" or not tensor.is_contiguous():
+    if not tensor.is_cpu or not tensor.is_contiguous():  # is_cpu: tensor.device builds an object
         raise ValueError("the C kernel needs contiguous CPU tensors; use kernel='torch' on other devices")
     return tensor.data_ptr()
 
