@@ -95,6 +95,10 @@ class Catalog:
             raise ValueError("a catalog needs at least one item")
         if self.genres.dtype != torch.bool:
             self.genres = self.genres.bool()
+        # The simulators and kernels compute in float32; a float64 table (what
+        # torch.tensor(numpy_array) gives) would otherwise fail deep inside a matmul.
+        self.features, self.popularity, self.quality = (
+            t.float() if t.dtype != torch.float32 else t for t in (self.features, self.popularity, self.quality))
         orphans = (~self.genres.any(dim=1)).nonzero().flatten()
         if len(orphans):
             raise ValueError(

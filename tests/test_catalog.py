@@ -57,3 +57,19 @@ def test_lookup_equals_advanced_indexing():
     items = torch.randint(100, (7, 5))
     assert torch.equal(lookup(cat.features, items), cat.features[items])
     assert torch.equal(lookup(cat.quality, items), cat.quality[items])
+
+
+def test_float64_tables_are_stored_as_float32_and_serve_an_env():
+    import numpy as np
+
+    import recoworld  # noqa: F401  (registers the envs)
+    from recoworld.envs import SlateVectorEnv
+
+    base = Catalog.synthetic(200, seed=0)
+    cat = Catalog(features=torch.from_numpy(base.features.numpy().astype(np.float64)), genres=base.genres,
+                  genre_names=base.genre_names, titles=base.titles, popularity=base.popularity.double(),
+                  quality=base.quality.double())
+    assert {t.dtype for t in (cat.features, cat.popularity, cat.quality)} == {torch.float32}
+    assert torch.equal(cat.features, base.features)
+    obs, _ = SlateVectorEnv(2, catalog=cat).reset(seed=0)
+    assert obs["candidate_features"].dtype == np.float32
