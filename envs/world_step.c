@@ -165,7 +165,7 @@ int64_t recoworld_take_slates(int64_t begin, int64_t end, int64_t K, int64_t C, 
     return -1;
 }
 
-/* Slots[begin, end) start an episode (world.py's restart) with the random keys `keys`: no
+/* slots[begin, end) start an episode (world.py's restart) with the random keys `keys`: no
  * history, no instruction, session counters and step count at zero. */
 void recoworld_world_start(int64_t begin, int64_t end, const int64_t *slots, const int32_t *keys,
                            const WorldStep *step) {

@@ -483,6 +483,8 @@ class StatisticalUsers(UserSimulator):
         """The code of each voiced instruction's sentence ``[B]`` (int32, -1 when none): its
         ``more`` and ``less`` genres (``_voice`` puts at most one in each; -1 when empty),
         novelty and phrasing, as ``fused_step.c`` gives it."""
+        if not bool(voiced.active.any()):  # most steps of a small batch
+            return torch.full((self.n_users,), -1, dtype=torch.int32, device=self.device)
         G = self.catalog.n_genres
         more = torch.where(voiced.more.any(1), voiced.more.int().argmax(1), -1)
         less = torch.where(voiced.less.any(1), voiced.less.int().argmax(1), -1)
