@@ -239,6 +239,13 @@ def test_run_chunks_covers_each_user_once_in_order_and_passes_errors_on(monkeypa
         native.run_chunks(fails, len(seen))
 
 
+@pytest.mark.parametrize("tensor", [torch.zeros(4, 4).T, torch.zeros(4, device="meta")], ids=["strided", "not_cpu"])
+def test_kernel_arguments_must_be_contiguous_cpu_tensors(tensor):
+    with pytest.raises(ValueError, match="contiguous CPU tensors; use kernel='torch'"):
+        native.pointer(tensor)
+    assert native.pointer(torch.zeros(4)) != 0
+
+
 def test_bad_kernel_choices_are_explained():
     with pytest.raises(ValueError, match="kernel='gpu'; choose one of"):
         StatisticalUsers(CATALOG, kernel="gpu")
