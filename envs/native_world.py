@@ -35,7 +35,6 @@ WorldStep = native.struct_of("WorldStep", {
 def library() -> ctypes.CDLL:
     """The compiled bookkeeping, built into the cache on first use."""
     lib = native.library(SOURCE)
-    rng.enable_native()
     lib.recoworld_world_step.argtypes = [_i64, _i64, ctypes.POINTER(WorldStep)]
     lib.recoworld_world_step.restype = ctypes.c_int
     lib.recoworld_take_slates.argtypes = [_i64] * 5 + [_p] * 4

@@ -69,7 +69,7 @@ def enable_native() -> None:
     """Hash CPU tensors with ``rng.c`` from now on: the same bits, in one pass instead of a
     dozen tensor ops. Raises :class:`~recoworld.native.CompilerNotFoundError` if it cannot
     be built. Hashing CPU tensors builds it on first use anyway, where a C compiler is
-    available; the C kernels (``kernel="c"``) call this when they are built."""
+    available."""
     global _NATIVE, _NATIVE_TRIED
     _NATIVE_TRIED = True
     if _NATIVE is None:

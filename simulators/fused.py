@@ -47,7 +47,6 @@ Newcomers = native.struct_of("Newcomers", dict.fromkeys(
 def library() -> ctypes.CDLL:
     """The compiled kernel, built into the cache on first use."""
     lib = native.library(SOURCE)
-    rng.enable_native()
     lib.recoworld_respond.argtypes = [_i64, _i64, ctypes.POINTER(Step)]
     lib.recoworld_respond.restype = ctypes.c_int
     lib.recoworld_start.argtypes = [_i64, _i64, ctypes.POINTER(Step), ctypes.POINTER(Newcomers)]

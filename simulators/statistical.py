@@ -496,10 +496,11 @@ class StatisticalUsers(UserSimulator):
         """The sentences of the phrase codes ``[B]``, each rendered once in the simulator's
         life and then looked up by a binary search over the codes met so far (at
         B = 16,384 a tenth of the users may speak, a few hundred distinct sentences)."""
-        speakers = (phrase >= 0).nonzero().flatten().cpu().numpy()
+        phrase = phrase.cpu().numpy()
+        speakers = np.flatnonzero(phrase >= 0)
         if len(speakers) == 0:
             return [None] * self.n_users
-        spoken = phrase.cpu().numpy()[speakers]
+        spoken = phrase[speakers]
         at = np.searchsorted(self._phrase_codes_met, spoken)
         known = self._phrase_codes_met[at.clip(max=len(self._phrase_codes_met) - 1)] == spoken
         if not known.all():
