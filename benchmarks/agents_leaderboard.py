@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from recoworld.experiment.app import main as run_app
+from recoworld.apps.run.app import main as run_app
 from recoworld.logs import read_log
 from recoworld.metrics import mean_interval
 

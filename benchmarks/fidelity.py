@@ -25,8 +25,8 @@ def main() -> None:
     parser.add_argument("--social", action="store_true")
     args = parser.parse_args()
 
-    from recoworld.calibration import fidelity
-    from recoworld.calibration.fit import calibrate
+    from recoworld.apps.fidelity import report as fidelity
+    from recoworld.apps.calibrate.fit import calibrate
     from recoworld.data.movielens import load_movielens_100k
     from recoworld.simulators.calibrated import load_calibrated_world
 

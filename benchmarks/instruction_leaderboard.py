@@ -19,7 +19,7 @@ the structured instruction), and the three LLM agents — ``llm_rerank``, ``llm_
 instruction is current (``llm_when="instruction"``) to keep the run small. The table also
 counts their LLM requests and fallbacks (replies that never validated).
 
-With ``--judge`` the run ends with the profile-aware LLM judge (:mod:`recoworld.judge`) on
+With ``--judge`` the run ends with the profile-aware LLM judge (:mod:`recoworld.apps.judge`) on
 the same model: at sampled states of random-policy episodes it rates an oracle slate and a
 random slate for the user (pointwise, 1-5) and compares them (pairwise, both orders), and
 its agreement with the simulator is reported — Spearman and pairwise accuracy against the
@@ -50,7 +50,7 @@ from recoworld.agents.llm_bandit import LLMBandit
 from recoworld.agents.llm_rerank import LLMRerank
 from recoworld.agents.llm_tools import LLMToolAgent
 from recoworld.catalog import Catalog
-from recoworld.experiment.loop import rollout
+from recoworld.apps.run.loop import rollout
 from recoworld.logs import EpisodeLog, read_log
 from recoworld.metrics import summarize
 
@@ -119,7 +119,7 @@ def run_lineup(args, catalog, llm, out: Path) -> list[dict]:
 
 def judge_study(args, catalog, llm) -> dict:
     """The judge's agreement with the simulator (see the module docstring)."""
-    from recoworld.judge import LLMJudge, agreement, user_profile
+    from recoworld.apps.judge import LLMJudge, agreement, user_profile
 
     env = make_env(args, catalog)
     rng = np.random.default_rng(0)

@@ -1,6 +1,6 @@
 """A few GRPO steps of a tiny causal LM against simulated users, on CPU, offline.
 
-Shows the wiring of :mod:`recoworld.training` with TRL's ``GRPOTrainer`` in environment
+Shows the wiring of :mod:`recoworld.apps.training` with TRL's ``GRPOTrainer`` in environment
 mode, not learning: everything is built locally (no hub access) —
 
 1. a byte-level BPE tokenizer trained on RecoWorld's own prompts, with Qwen2.5's
@@ -13,11 +13,11 @@ mode, not learning: everything is built locally (no hub access) —
 4. ``GRPOTrainer(environment_factory=make_environment_factory(...), train_dataset=user_dataset(...))``
    for ``--steps`` steps: each prompt is one simulated user, its ``G`` generations face the
    same user and call ``recommend`` to show slates; the reward is the user's engagement,
-   retention and compliance (see :mod:`recoworld.training.grpo`).
+   retention and compliance (see :mod:`recoworld.apps.training.grpo`).
 
 Run ``python examples/grpo_tiny.py`` (one to three minutes on two CPU cores). It prints the
 reward of every step and what each rollout of the last group did. For a real run on a GPU see the recipe in
-:mod:`recoworld.training.grpo`. Needs ``pip install -e ".[rl-llm]"``.
+:mod:`recoworld.apps.training.grpo`. Needs ``pip install -e ".[rl-llm]"``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from recoworld import Catalog  # noqa: E402
-from recoworld.training import RecommendationEnvironment, make_environment_factory, user_dataset  # noqa: E402
+from recoworld.apps.training import RecommendationEnvironment, make_environment_factory, user_dataset  # noqa: E402
 
 # A 6-item world whose every item is a candidate: a tiny model that has learned the tool-call format
 # but not yet to copy ids from its prompt still shows valid slates often enough for rewards to differ.

@@ -1,6 +1,6 @@
 """The interaction log: one row per user-step, the table that metrics and OPE read.
 
-A rollout (:func:`recoworld.experiment.loop.rollout`) appends one batch of rows per env
+A rollout (:func:`recoworld.apps.run.loop.rollout`) appends one batch of rows per env
 step to an :class:`EpisodeLog`, which writes them to Parquet in row groups (or keeps them
 in memory). :func:`read_log` reads a log back — or checks a pandas DataFrame that claims to
 be one — and refuses anything that is not this schema, naming what is wrong.

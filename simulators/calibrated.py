@@ -13,8 +13,8 @@ In ``recoworld run`` this is the default world: ``world=movielens`` reads the ar
 (:func:`calibrated_catalog`) and makes ``simulator=calibrated`` (:func:`calibrated_users`,
 with a population spec in ``simulator.population``) its default simulator.
 
-The first call fits the world to MovieLens-100K (see :mod:`recoworld.calibration`; about
-a minute on two CPU cores) and saves it in RecoWorld's cache as an artifact folder
+``recoworld calibrate`` (:mod:`recoworld.apps.calibrate`; ``recoworld run`` calls it on
+first use) fits the world to MovieLens-100K and saves it in RecoWorld's cache as an artifact folder
 holding ``world.json`` (the config, the fit's settings and diagnostics, titles, genre
 names and the users' text fields) and ``tensors.pt`` (item features, genres, popularity,
 quality, user interests and numeric traits). Later calls read it back in well under a
@@ -178,21 +178,25 @@ def default_path() -> Path:
     return cache_dir() / "calibrated" / ARTIFACT_NAME
 
 
-def load_world(path: str | Path | None = None, progress: bool = True) -> CalibratedWorld:
-    """The calibrated world at ``path`` (default: the cache), calibrating it first if missing."""
+def load_world(path: str | Path | None = None) -> CalibratedWorld:
+    """The calibrated world at ``path`` (default: the cache).
+
+    The fit is an application above the simulators, so a missing world is an error here:
+    ``recoworld calibrate`` (or :func:`recoworld.apps.calibrate.ensure_world`, which fits
+    first when needed, as ``recoworld run`` does) writes it.
+    """
     path = default_path() if path is None else Path(path).expanduser()
     if not (path / "world.json").is_file():
-        # The fit sits upstream of the simulators; import it only when there is fitting to do.
-        from recoworld.calibration.fit import calibrate
-
-        calibrate(path=path, progress=progress)
+        where = "" if path == default_path() else f" --out {path}"
+        raise FileNotFoundError(f"no calibrated world at {path}; run `recoworld calibrate{where}` to fit it "
+                                "(about a minute), or give world.path the folder of an existing one")
     return CalibratedWorld.load(path)
 
 
-def load_calibrated_world(path: str | Path | None = None, progress: bool = True
+def load_calibrated_world(path: str | Path | None = None
                           ) -> tuple[Catalog, StatisticalUserConfig, CalibratedPopulation]:
     """``(catalog, config, population)`` of the calibrated MovieLens world (module docstring)."""
-    world = load_world(path, progress)
+    world = load_world(path)
     return world.catalog, world.config, world.population()
 
 

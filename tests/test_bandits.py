@@ -16,7 +16,7 @@ from recoworld.agents.examination import impressions, observed_positions
 from recoworld.agents.linear import DiagLinUCB, DisjointLinUCB, HybridLinUCB, LinUCB
 from recoworld.agents.neural_linear import NeuralLinearTS
 from recoworld.agents.sampling import slotwise_top_k
-from recoworld.agents.testing import ToyWorld, drive, tiny_catalog
+from toy_world import ToyWorld, drive, tiny_catalog
 from recoworld.agents.thompson import InSlateThompson, LinearTS
 
 

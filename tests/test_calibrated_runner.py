@@ -8,9 +8,9 @@ from hydra import compose, initialize_config_module
 
 from recoworld import Catalog
 from recoworld.calibration.choice import ChoiceFitConfig
-from recoworld.calibration.fit import CalibrationConfig, calibrate
-from recoworld.calibration.synthetic import simulated_dataset
-from recoworld.experiment.app import main as run_app
+from recoworld.apps.calibrate.fit import CalibrationConfig, calibrate
+from recoworld.apps.calibrate.synthetic import simulated_dataset
+from recoworld.apps.run.app import main as run_app
 
 TINY = ["env.num_envs=8", "env.num_candidates=20", "env.slate_size=4", "experiment.steps=6",
         "experiment.progress=false", "experiment.plots=false", "experiment.seeds=[0]"]

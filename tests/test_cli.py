@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from recoworld import cli
+from recoworld.apps import cli
 
 
 def test_help_lists_the_subcommands(capsys):
@@ -32,8 +32,8 @@ def test_data_is_passed_to_the_data_tool(capsys):
 
 
 def test_importing_the_cli_loads_no_experiment_machinery():
-    code = ("import sys; from recoworld.cli import main; status = main(['--help']); "
-            "print(sorted(m for m in ('hydra', 'matplotlib', 'scipy', 'recoworld.experiment.runner') "
+    code = ("import sys; from recoworld.apps.cli import main; status = main(['--help']); "
+            "print(sorted(m for m in ('hydra', 'matplotlib', 'scipy', 'recoworld.apps.run.runner') "
             "if m in sys.modules)); sys.exit(status)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -11,13 +11,13 @@ import torch
 
 from recoworld import Catalog
 from recoworld.calibration.choice import ChoiceFitConfig
-from recoworld.calibration.concentration import concentration_experiment, top_share
-from recoworld.calibration.fidelity import evaluate, held_out_split, simulated_consumption, write_report
-from recoworld.calibration.fit import CalibrationConfig, calibrate
+from recoworld.apps.calibrate.concentration import concentration_experiment, top_share
+from recoworld.apps.fidelity.report import evaluate, held_out_split, simulated_consumption, write_report
+from recoworld.apps.calibrate.fit import CalibrationConfig, calibrate
 from recoworld.calibration.metrics import (Classification, concentration_curve, decide, expected_decisions,
                                            genre_shares, gini, one_to_m_lists, rmse, user_auc)
-from recoworld.calibration.ranking import RankingConfig, policy_ranking, replay_rounds
-from recoworld.calibration.synthetic import simulated_dataset
+from recoworld.apps.fidelity.ranking import RankingConfig, policy_ranking, replay_rounds
+from recoworld.apps.calibrate.synthetic import simulated_dataset
 
 
 # --------------------------------------------------------------------- AUC

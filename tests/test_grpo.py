@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from recoworld.envs.instruct import InstructEnv
-from recoworld.training import (
+from recoworld.apps.training import (
     DEFAULT_REWARD,
     RecommendationEnvironment,
     group_user_seed,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from recoworld import Catalog
-from recoworld.judge import LLMJudge, agreement, pairwise_accuracy, spearman, user_profile
+from recoworld.apps.judge import LLMJudge, agreement, pairwise_accuracy, spearman, user_profile
 from recoworld.llm import ScriptedChatModel
 
 

@@ -17,7 +17,7 @@ from recoworld.agents.bandits import UCB1
 from recoworld.agents.llm_bandit import LLMBandit
 from recoworld.agents.llm_rerank import LLMRerank
 from recoworld.agents.llm_tools import LLMToolAgent
-from recoworld.experiment.loop import rollout
+from recoworld.apps.run.loop import rollout
 from recoworld.llm import ScriptedChatModel
 
 K = 3

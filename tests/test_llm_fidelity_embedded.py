@@ -12,10 +12,10 @@ from embedded_model import embedded_gguf  # noqa: E402
 
 from recoworld import Catalog  # noqa: E402
 from recoworld.calibration.choice import ChoiceFitConfig  # noqa: E402
-from recoworld.calibration.fidelity import held_out_split  # noqa: E402
-from recoworld.calibration.fit import CalibrationConfig, calibrate  # noqa: E402
-from recoworld.calibration.llm_fidelity import evaluate_users  # noqa: E402
-from recoworld.calibration.synthetic import simulated_dataset  # noqa: E402
+from recoworld.apps.fidelity.report import held_out_split  # noqa: E402
+from recoworld.apps.calibrate.fit import CalibrationConfig, calibrate  # noqa: E402
+from recoworld.apps.fidelity.llm import evaluate_users  # noqa: E402
+from recoworld.apps.calibrate.synthetic import simulated_dataset  # noqa: E402
 from recoworld.llm import LlamaCppChatModel  # noqa: E402
 
 

@@ -8,7 +8,7 @@ import torch
 from recoworld.agents.baselines import MostPopularAgent
 from recoworld.agents.logging_policies import EpsilonSoft
 from recoworld.agents.off_policy import LinearScorer, learn_from_log
-from recoworld.experiment.ope_study import Study, StudyConfig
+from recoworld.apps.ope.study import Study, StudyConfig
 
 torch.set_num_threads(1)
 

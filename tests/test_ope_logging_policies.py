@@ -8,10 +8,10 @@ import torch
 from recoworld.agents.baselines import MostPopularAgent, RandomAgent
 from recoworld.agents.linear import DiagLinUCB, DisjointLinUCB, HybridLinUCB, LinUCB
 from recoworld.agents.logging_policies import EpsilonSoft, SoftmaxPolicy, all_slates
-from recoworld.agents.testing import ToyWorld, tiny_catalog
+from toy_world import ToyWorld, tiny_catalog
 from recoworld.catalog import Catalog
 from recoworld.envs.slate import SlateVectorEnv
-from recoworld.experiment.loop import rollout
+from recoworld.apps.run.loop import rollout
 
 torch.set_num_threads(1)
 C, K = 5, 3

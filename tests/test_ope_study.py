@@ -10,11 +10,11 @@ import torch
 
 from recoworld import ope
 from recoworld.agents.off_policy import LoggedSlates
-from recoworld.cli import COMMANDS
-from recoworld.cli import main as cli_main
-from recoworld.experiment.ope_intervals import refit_interval
-from recoworld.experiment.ope_sessions import SessionStudy
-from recoworld.experiment.ope_study import Study, StudyConfig, make_policy, obd_rows, target_inputs
+from recoworld.apps.cli import COMMANDS
+from recoworld.apps.cli import main as cli_main
+from recoworld.apps.ope.intervals import refit_interval
+from recoworld.apps.ope.sessions import SessionStudy
+from recoworld.apps.ope.study import Study, StudyConfig, make_policy, obd_rows, target_inputs
 
 torch.set_num_threads(1)
 SMALL = ["--log-sizes", "150", "--seeds", "2", "--n-items", "60", "--truth-users", "400", "--truth-draws", "1",

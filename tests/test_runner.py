@@ -17,9 +17,9 @@ import pytest
 from hydra import compose, initialize_config_module
 
 from recoworld.agents import RandomAgent
-from recoworld.experiment.app import main as run_app
-from recoworld.experiment.loop import rollout
-from recoworld.experiment.runner import ExperimentConfigError, resolve_lineup
+from recoworld.apps.run.app import main as run_app
+from recoworld.apps.run.loop import rollout
+from recoworld.apps.run.runner import ExperimentConfigError, resolve_lineup
 from recoworld.logs import COLUMNS, SCHEMA_VERSION, EpisodeLog, LogSchemaError, read_log
 from recoworld.metrics import METRICS
 
@@ -123,7 +123,7 @@ def test_lineup_composes_each_agent_with_the_run_overrides_but_not_agent_ones():
 
 
 def test_multirun_sweeps_two_values_into_two_run_directories(tmp_path):
-    command = [sys.executable, "-m", "recoworld.cli", "run", "--multirun", "env.slate_size=3,5",
+    command = [sys.executable, "-m", "recoworld.apps.cli", "run", "--multirun", "env.slate_size=3,5",
                "agent=random", "world=synthetic", "env.num_envs=4", "experiment.steps=3", "experiment.seeds=[0]",
                "experiment.plots=false", "experiment.progress=false", f"hydra.sweep.dir={tmp_path}"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)

@@ -13,8 +13,8 @@ import json
 
 import pytest
 
-from recoworld.experiment.app import main as run_app
-from recoworld.experiment.runner import REDACTED, redact_secrets
+from recoworld.apps.run.app import main as run_app
+from recoworld.apps.run.runner import REDACTED, redact_secrets
 from recoworld.llm import Budget, ScriptedChatModel
 from recoworld.logs import read_log
 from recoworld.simulators import HybridUsers, LLMUserError

@@ -1,74 +1,9 @@
-r"""Calibration of the statistical user on MovieLens-100K, and its fidelity report.
+"""The statistics of calibration: pure functions of rating data, below the simulators.
 
-``recoworld calibrate`` (:func:`recoworld.calibration.fit.main`) fits the statistical
-user model of :mod:`recoworld.simulators.statistical` to MovieLens-100K and saves the
-world that :func:`recoworld.simulators.calibrated.load_calibrated_world` loads;
-``recoworld fidelity`` (:func:`recoworld.calibration.fidelity.main`) measures how well the
-calibrated users reproduce held-out behaviour.
-
-What MovieLens-100K can and cannot tell
-=======================================
-
-MovieLens-100K holds 100,000 ratings (1-5 stars, with a timestamp to the second) by 943
-users of 1,682 movies, and the users' age, gender, occupation and zip code. It has **no
-impressions** (what users were shown and did not rate), **no watch time**, **no positions**
-and **no explicit leaving**. So:
-
-Identified by the data
-  * *Who likes what*: user interests, item features, the popularity bias of each user
-    and the weight of item quality — up to the choice model's form (a logistic matrix
-    factorisation plus an item-to-item term, brought to one vector per user and per item,
-    :mod:`~recoworld.calibration.choice`).
-  * *How choices rank*: which items a user is likelier to choose than others; the fidelity
-    report tests this on each user's 20% latest, held-out ratings.
-  * *How ratings relate to choices*: the rating response (level, slope on utility and on
-    quality, noise, each user's rating bias), :mod:`~recoworld.calibration.ratings`.
-  * *Rank orders of users* on activity (sessions and the gaps between them), session
-    length, genre straying and conformity, :mod:`~recoworld.calibration.traits`.
-  * *Sessions*, as bursts of ratings cut by a 30-minute gap, and returns between them,
-    with the end of the data treated as censoring, not as churn.
-
-Assumed, because the data cannot identify it
-  * *The level of click-through*: without impressions, the probability of choosing an
-    item is only known against a reference mix of items. Unrated items are weighted to
-    match rated ones (1:1), so :math:`\sigma(v)` is the probability of choosing an item
-    from an even mix of items the user would and would not choose. A real feed's
-    click-through is lower for feeds that show mostly unwanted items — as the simulated
-    one is, since :math:`\sigma(v)` is low for such items, though less so than under the
-    catalog-wide rate. ``CalibrationConfig.exposure_odds`` moves this assumption (about
-    15 reproduces the catalog-wide rate: a user rates some 6% of the movies).
-  * *Examination*: patience (examining the next position) and the continuation after a
-    click have no data without positions; patience is *ranked* by session length and put
-    on the synthetic population's scale, and ``continue_after_click`` keeps its default.
-  * *Watch fractions and likes*: no watch time or like signal; their equations are
-    unchanged (they follow the calibrated utility).
-  * *The scale of novelty seeking*: users are ranked by how far they stray from their
-    usual genres; the spread keeps the synthetic default's ratio to the interest weight.
-  * *Leaving*: there is no explicit leave event; the leave hazard's base and growth with
-    session length are fitted so that sessions under a good recommender have the length
-    distribution of rating sessions (simulated moments). Its dependence on mindset,
-    boredom and patience, satiation and the reflective instructions keep their defaults:
-    no rating data speaks to them.
-  * *Interest drift*: switched off (``interest_drift = 0``). Ratings a few minutes apart
-    do not show how a user's taste moves with what they just watched, and the synthetic
-    default, scaled by the fitted interest weight, made every item clickable within a
-    dozen steps of any feed.
-  * *Returning*: the return probability and gap are fitted at the typical mindset at
-    leaving; how much the mindset moves them keeps its default.
-
-The world is fitted on the training split (each user's first 80% of ratings in time),
-so its catalog popularity and quality, too, come from the training split only.
+The time-ordered split and sessions (:mod:`~recoworld.calibration.split`), the choice model
+(:mod:`~recoworld.calibration.choice`), the rating response (:mod:`~recoworld.calibration.ratings`),
+per-user traits (:mod:`~recoworld.calibration.traits`) and the fidelity metrics
+(:mod:`~recoworld.calibration.metrics`). They know nothing of simulators; the fit that turns
+them into a calibrated world, ``recoworld calibrate``, is an application
+(:mod:`recoworld.apps.calibrate`, whose docstring says what MovieLens-100K can and cannot tell).
 """
-
-from __future__ import annotations
-
-__all__ = ["CalibrationConfig", "calibrate", "main"]
-
-
-def __getattr__(name):
-    # Lazy: the fit imports the simulators, which import this package's users lazily too.
-    if name in ("CalibrationConfig", "calibrate", "main"):
-        from recoworld.calibration import fit
-
-        return getattr(fit, name)
-    raise AttributeError(f"module 'recoworld.calibration' has no attribute {name!r}")

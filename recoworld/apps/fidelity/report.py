@@ -28,13 +28,13 @@ Sections of the report:
   compared with the real held-out consumption.
 * **Policy ranking**: a lineup of agents ranked by their click-through in the calibrated
   simulator and in a replay of the held-out ratings, and Kendall's tau between the two
-  rankings (:mod:`recoworld.calibration.ranking`; ``--agents`` names the lineup).
+  rankings (:mod:`recoworld.apps.fidelity.ranking`; ``--agents`` names the lineup).
 * **LLM and hybrid users** (``--users statistical,hybrid,llm``): AUC where the user has a
   choice probability and the 1:m protocol on ``--llm-users`` sampled users
-  (:mod:`recoworld.calibration.llm_fidelity`, which also says how to run it at scale on an
+  (:mod:`recoworld.apps.fidelity.llm`, which also says how to run it at scale on an
   OpenAI-compatible server).
 * **Social influence** (``--social``): Gini of consumption over a long horizon with word
-  of mouth off and on (:mod:`recoworld.calibration.concentration`).
+  of mouth off and on (:mod:`recoworld.apps.calibrate.concentration`).
 
 Usage::
 
@@ -58,14 +58,14 @@ import pandas as pd
 import torch
 
 from recoworld.calibration.choice import ChoiceFitConfig, fit_choice, rating_weights
-from recoworld.calibration.fit import Stages, subsample, torch_threads
+from recoworld.apps.calibrate.fit import Stages, ensure_world, subsample, torch_threads
 from recoworld.calibration.metrics import (concentration_curve, decide, expected_decisions, genre_shares, gini,
                                            one_to_m_lists, rmse, user_auc)
-from recoworld.calibration.ranking import AGENTS, RankingConfig, policy_ranking
+from recoworld.apps.fidelity.ranking import AGENTS, RankingConfig, policy_ranking
 from recoworld.calibration.ratings import expected_rating, fit_rating_mf, star_probabilities
 from recoworld.calibration.split import Split, holdout_split, interaction_matrix
 from recoworld.data.movielens import MovieLens100K, load_movielens_100k
-from recoworld.simulators.calibrated import CalibratedWorld, load_world, select
+from recoworld.simulators.calibrated import CalibratedWorld, select
 from recoworld.simulators.statistical import StatisticalUsers
 
 #: The plain MF baseline: the choice model's factorisation alone, with every rating
@@ -86,7 +86,7 @@ TARGETS = {"auc": 0.90, "f1_1to1": 0.75}
 
 def held_out_split(world: CalibratedWorld, data: MovieLens100K | None = None) -> tuple[MovieLens100K, Split]:
     """The data and the split the world was calibrated on (checked against its fingerprint)."""
-    from recoworld.calibration.fit import _fingerprint
+    from recoworld.apps.calibrate.fit import _fingerprint
 
     settings = world.meta.get("calibration", {})
     data = data if data is not None else load_movielens_100k()
@@ -398,7 +398,7 @@ def write_report(results: dict, out: Path, world: CalibratedWorld) -> Path:
                   "the same lists for every kind. The hybrid user's clicks are its statistical core's, so its "
                   "numbers are the calibrated user's; the LLM user has no choice probability, hence no AUC. "
                   "Small samples: read these as a check that the pipeline runs, not as estimates "
-                  "(see `recoworld.calibration.llm_fidelity` for runs at scale).", "",
+                  "(see `recoworld.apps.fidelity.llm` for runs at scale).", "",
                   "| user | AUC | " + " | ".join(f"F1 1:{m}" for m in RATIOS) + " | "
                   + " | ".join(f"acc 1:{m}" for m in RATIOS) + " |", "|---|---|" + "---|" * (2 * len(RATIOS))]
         for kind in ("statistical", "hybrid", "llm"):
@@ -498,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     kinds = [k for k in args.users.split(",") if k]
     with_users = kinds != ["statistical"] and bool(kinds)
     start = time.perf_counter()
-    world = load_world(args.world, progress=not args.quiet)
+    world = ensure_world(args.world, progress=not args.quiet)
     stages = Stages(5 + bool(agents) + with_users + args.social, not args.quiet, "fidelity")
     with torch_threads(1):
         results = evaluate(world, seed=args.seed, stages=stages)
@@ -507,14 +507,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             with stages.stage("ranking agents in the simulator and on held-out logs"):
                 results["policy_ranking"] = policy_ranking(world, split, RankingConfig(agents=agents, seed=args.seed))
         if with_users:
-            from recoworld.calibration.llm_fidelity import evaluate_users
+            from recoworld.apps.fidelity.llm import evaluate_users
 
             llm = {"cache_dir": str(args.out / "llm-cache"), **_settings(args.llm)}
             with stages.stage(f"LLM and hybrid users ({args.llm_users} users)"):
                 results["user_kinds"] = evaluate_users(world, data, split, kinds, args.llm_users, llm, RATIOS,
                                                        args.seed)
         if args.social:
-            from recoworld.calibration.concentration import concentration_experiment, describe
+            from recoworld.apps.calibrate.concentration import concentration_experiment, describe
 
             with stages.stage("social influence over a long horizon"):
                 series = pd.concat([

@@ -13,7 +13,7 @@ The steps, in order (each is documented in its module):
    threshold;
 5. read the descriptive traits off the training ratings (:mod:`~recoworld.calibration.traits`);
 6. cut sessions from all timestamps, fit activity and returns, rank patience, and fit the
-   leave hazard by simulated moments (:mod:`~recoworld.calibration.dynamics`);
+   leave hazard by simulated moments (:mod:`~recoworld.apps.calibrate.dynamics`);
 7. save the artifact (:class:`~recoworld.simulators.calibrated.CalibratedWorld`).
 
 Usage::
@@ -39,7 +39,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from recoworld.calibration import dynamics, traits
+from recoworld.apps.calibrate import dynamics
+from recoworld.calibration import traits
 from recoworld.calibration.choice import ChoiceFitConfig, decompose, fit_choice, platt_scaling, rating_weights
 from recoworld.calibration.metrics import user_auc
 from recoworld.calibration.ratings import fit_rating_response
@@ -153,6 +154,14 @@ def calibrate(config: CalibrationConfig | None = None, path: str | Path | None =
         if progress:
             print(f"calibrated world saved in {path} ({stages.elapsed:.1f}s)", file=sys.stderr)
     return world
+
+
+def ensure_world(path: str | Path | None = None, progress: bool = True) -> CalibratedWorld:
+    """The calibrated world at ``path`` (default: the cache), fitted and saved first if missing."""
+    path = default_path() if path is None else Path(path).expanduser()
+    if not (path / "world.json").is_file():
+        calibrate(path=path, progress=progress)
+    return CalibratedWorld.load(path)
 
 
 def subsample(data: MovieLens100K, n_users: int, seed: int) -> MovieLens100K:

@@ -3,7 +3,7 @@
 From a composed config (see ``conf/config.yaml``) it builds the world's catalog once, then
 for every agent of the lineup and every seed a fresh simulator, vector env and agent —
 all with ``hydra.utils.instantiate`` from their ``_target_`` — and runs
-:func:`~recoworld.experiment.loop.rollout`. The run directory receives:
+:func:`~recoworld.apps.run.loop.rollout`. The run directory receives:
 
 - ``lineup.yaml``: the resolved config of every agent that ran;
 - ``episodes.parquet``: every interaction, in the schema of :mod:`recoworld.logs`;
@@ -12,7 +12,7 @@ all with ``hydra.utils.instantiate`` from their ``_target_`` — and runs
   and under ``simulator`` the counters of :meth:`UserSimulator.metrics
   <recoworld.simulators.base.UserSimulator.metrics>` per rollout in the same form (for LLM
   and hybrid users: LLM calls, tokens, cache hits, latency, parse failures, fallback steps);
-- ``returns.png``, ``learning.png`` and ``retention.png`` (see :mod:`recoworld.experiment.report`).
+- ``returns.png``, ``learning.png`` and ``retention.png`` (see :mod:`recoworld.apps.run.report`).
 
 Hydra writes the composed config to ``.hydra/`` next to them. Each simulator is closed
 (:meth:`~recoworld.simulators.base.UserSimulator.close`) when its rollout ends, and what the
@@ -39,13 +39,15 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from recoworld.apps.calibrate.fit import ensure_world
+from recoworld.apps.run import report
+from recoworld.apps.run.loop import RolloutResult, rollout
 from recoworld.catalog import Catalog
-from recoworld.experiment import report
-from recoworld.experiment.loop import RolloutResult, rollout
 from recoworld.logs import SCHEMA_VERSION, EpisodeLog, read_log
 from recoworld.metrics import METRICS, seed_summary, summarize
 
 #: The simulator whose population specs ``experiment.segments`` restrict.
+CALIBRATED_CATALOG = "recoworld.simulators.calibrated.calibrated_catalog"
 CALIBRATED_USERS = "recoworld.simulators.calibrated.calibrated_users"
 log = logging.getLogger(__name__)
 
@@ -197,6 +199,7 @@ def _run_lineup(cfg: DictConfig, lineup: dict[str, DictConfig], seeds: list[int]
     """Every rollout of the run, one fresh simulator, env and agent each, logged to ``log_path``;
     also each agent's simulator metrics, one dict per seed."""
     experiment = cfg.experiment
+    ensure_calibrated(cfg)
     catalog = instantiate(cfg.world)
     make_env = instantiate(cfg.env, _partial_=True, _convert_="object")
     log.info("world %s (%d items), %d users, lineup %s, seeds %s", catalog.name, catalog.n_items,
@@ -226,6 +229,15 @@ def _run_lineup(cfg: DictConfig, lineup: dict[str, DictConfig], seeds: list[int]
                     ))
                     usage[name].append(simulator.metrics())
     return catalog, results, usage
+
+
+def ensure_calibrated(cfg: DictConfig) -> None:
+    """Fits the calibrated world on first use when the world or the simulator reads it."""
+    paths = {cfg.world.get("path")} if cfg.world.get("_target_") == CALIBRATED_CATALOG else set()
+    if cfg.simulator.get("_target_") == CALIBRATED_USERS:
+        paths.add(cfg.simulator.get("path"))
+    for path in paths:
+        ensure_world(path)
 
 
 def check_segments(cfg: DictConfig) -> None:

@@ -2,7 +2,7 @@ r"""Fidelity of the LLM and hybrid users on a sample of held-out users.
 
 Each sampled MovieLens user is played three ways, on the same lists:
 
-* the **calibrated user** (:mod:`recoworld.calibration.fidelity`), for reference on the
+* the **calibrated user** (:mod:`recoworld.apps.fidelity.report`), for reference on the
   same sample;
 * the **hybrid user** (:class:`~recoworld.simulators.hybrid.HybridUsers` on the calibrated
   users): its statistical core decides every click and its LLM only voices instructions,

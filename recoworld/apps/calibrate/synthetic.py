@@ -2,7 +2,7 @@
 
 Fitting the calibration to data whose generating users are known shows what the fit
 recovers (tests do this); the data come in MovieLens-100K's layout
-(:class:`~recoworld.data.movielens.MovieLens100K`), so :func:`recoworld.calibration.fit.calibrate`
+(:class:`~recoworld.data.movielens.MovieLens100K`), so :func:`recoworld.apps.calibrate.fit.calibrate`
 takes them as they are.
 
 Each user's click probabilities of all items are read from a fresh
@@ -10,7 +10,7 @@ Each user's click probabilities of all items are read from a fresh
 ``n_b`` items (uniform in ``ratings_per_user``) drawn without replacement with weights
 proportional to the odds of those probabilities — the catalog-wide choice that the
 calibration's logistic fit assumes (see
-:func:`recoworld.calibration.fidelity.simulated_consumption`) — rated by the simulator's
+:func:`recoworld.apps.fidelity.report.simulated_consumption`) — rated by the simulator's
 rating rule. Ratings come in sessions of ``session_length`` ratings one minute apart,
 sessions a random number of days apart.
 """

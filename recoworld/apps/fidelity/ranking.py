@@ -36,7 +36,7 @@ from scipy import stats
 
 from recoworld.agents.base import Feedback, Recommender
 from recoworld.calibration.split import Split
-from recoworld.experiment.loop import rollout
+from recoworld.apps.run.loop import rollout
 from recoworld.simulators.calibrated import CalibratedWorld
 from recoworld.simulators.statistical import StatisticalUsers
 

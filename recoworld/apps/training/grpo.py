@@ -29,7 +29,7 @@ Recipe for a real run (GPU, a small instruct model with a tool-calling chat temp
 
     pip install -e ".[rl-llm]"            # trl (and its accelerate, datasets); add vllm for speed
     from trl import GRPOConfig, GRPOTrainer
-    from recoworld.training import make_environment_factory, user_dataset
+    from recoworld.apps.training import make_environment_factory, user_dataset
 
     trainer = GRPOTrainer(
         model="Qwen/Qwen2.5-0.5B-Instruct",
@@ -114,7 +114,7 @@ class RecommendationEnvironment:
         """Start the user of this row; returns the first observation (TRL appends it to the prompt)."""
         if user_seed is None:
             raise ValueError("the dataset row has no user_seed, so the generations of a group could face different "
-                             "users; build the dataset with recoworld.training.user_dataset()")
+                             "users; build the dataset with recoworld.apps.training.user_dataset()")
         self.user_seed = int(user_seed)
         observation, _ = self.env.reset(seed=self.user_seed)
         self._clear()

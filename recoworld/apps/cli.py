@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 
 def _run(argv: Sequence[str]) -> int:
-    from recoworld.experiment.app import main
+    from recoworld.apps.run.app import main
 
     return main(argv)
 
@@ -30,19 +30,19 @@ def _data(argv: Sequence[str]) -> int:
 
 
 def _calibrate(argv: Sequence[str]) -> int:
-    from recoworld.calibration.fit import main
+    from recoworld.apps.calibrate.fit import main
 
     return main(argv)
 
 
 def _fidelity(argv: Sequence[str]) -> int:
-    from recoworld.calibration.fidelity import main
+    from recoworld.apps.fidelity.report import main
 
     return main(argv)
 
 
 def _ope(argv: Sequence[str]) -> int:
-    from recoworld.experiment.ope_study import main
+    from recoworld.apps.ope.study import main
 
     return main(argv)
 

@@ -28,7 +28,7 @@ so far per step served.
 **Estimators**: trajectory-wise IS, per-decision IS, weighted per-decision IS, per-decision
 doubly robust and weighted DR (Q-function from :meth:`FittedQEvaluation.estimate_q`,
 cross-fitted over 2 folds of trajectories), and fitted Q evaluation. Intervals: see
-:func:`~recoworld.experiment.ope_intervals.refit_interval` for why FQE's interval refits the
+:func:`~recoworld.apps.ope.intervals.refit_interval` for why FQE's interval refits the
 Q-function on every resample while the DR forms resample their cross-fitted terms.
 """
 
@@ -42,8 +42,8 @@ from recoworld import ope
 from recoworld.agents.logging_policies import all_slates
 from recoworld.agents.off_policy import LoggedSlates, item_features
 from recoworld.envs.slate import SlateVectorEnv
-from recoworld.experiment.loop import rollout
-from recoworld.experiment.ope_intervals import refit_interval, row_interval
+from recoworld.apps.run.loop import rollout
+from recoworld.apps.ope.intervals import refit_interval, row_interval
 from recoworld.logs import EpisodeLog
 
 #: Held-out session users are seeded from here on (logs use seeds below ``TRUTH_SEED`` of the study).
@@ -63,7 +63,7 @@ class SessionStudy:
     and the machinery to log trajectories, find the truth and estimate.
 
     Args:
-        config: the :class:`~recoworld.experiment.ope_study.StudyConfig` (its ``session_*``
+        config: the :class:`~recoworld.apps.ope.study.StudyConfig` (its ``session_*``
             fields, ``horizon``, and the shared policy, bootstrap and catalog settings).
         catalog: the items.
     """
@@ -194,7 +194,7 @@ class Trajectories:
 
 
 def run_sessions(config, catalog, targets: dict, logging_policy, progress=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The session grid; returns ``(runs, truths)`` like :func:`~recoworld.experiment.ope_study.run_study`.
+    """The session grid; returns ``(runs, truths)`` like :func:`~recoworld.apps.ope.study.run_study`.
 
     Args:
         config: the study's configuration.

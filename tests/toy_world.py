@@ -5,7 +5,7 @@
 observation keys), but its users click independently at each position with probabilities
 given by a function the test chooses: no position bias, no dynamics, no episode ends.
 :func:`drive` runs any agent against any such vector env, the real one included, and
-keeps what :func:`recoworld.experiment.loop.rollout` (the loop of experiments) does not:
+keeps what :func:`recoworld.apps.run.loop.rollout` (the loop of experiments) does not:
 the per-step rewards and slates that tests of learning curves look at.
 """
 

@@ -3,9 +3,9 @@
 Hydra composes the config from the groups ``world``, ``simulator``, ``env``, ``agent``
 and ``experiment`` (validated by :mod:`recoworld.conf.schema`), applies the command line's
 overrides, handles ``--multirun`` sweeps, and gives each job its run directory, where
-:func:`recoworld.experiment.runner.run_experiment` writes its outputs. Hydra saves the
+:func:`recoworld.apps.run.runner.run_experiment` writes its outputs. Hydra saves the
 config and the overrides in the run directory before the job starts; the job then blanks
-any API key in them (:func:`~recoworld.experiment.runner.redact_secrets`).
+any API key in them (:func:`~recoworld.apps.run.runner.redact_secrets`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 import recoworld.conf  # noqa: F401  (registers the structured-config schemas)
-from recoworld.experiment.runner import (
+from recoworld.apps.run.runner import (
     ExperimentConfigError, check_overrides, redact_secrets, resolve_lineup, run_experiment,
 )
 from recoworld.llm import BudgetExceeded

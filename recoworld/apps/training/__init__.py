@@ -4,7 +4,7 @@ Needs the ``rl-llm`` extra (``pip install -e ".[rl-llm]"``) for ``trl`` and ``da
 importing this package does not import them.
 """
 
-from recoworld.training.grpo import (
+from recoworld.apps.training.grpo import (
     DEFAULT_ENV,
     DEFAULT_REWARD,
     RecommendationEnvironment,

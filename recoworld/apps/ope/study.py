@@ -3,7 +3,7 @@ r"""``recoworld ope``: how well each off-policy estimator recovers a value the s
 The setting is a one-step slate bandit: each logged round is a fresh user of
 ``RecoWorld/Slate-v0`` (first step: no history) served ``K`` of ``C`` candidates by a
 *logging* policy; the reward is the clicks, observed per position. For every logging
-policy, log size and seed the study logs ``n`` rounds (:func:`~recoworld.experiment.loop.rollout`
+policy, log size and seed the study logs ``n`` rounds (:func:`~recoworld.apps.run.loop.rollout`
 into the episodes schema, candidates included), reads them back as slates, and asks every
 estimator for the value of every *target* policy, with a percentile-bootstrap CI.
 
@@ -22,7 +22,7 @@ the direct method and cascade DR on a position-based click model cross-fitted by
 unbiased and independent IPS is not; DM is as biased as its click model. Intervals are
 percentile bootstraps over logged slates, except for the direct method, whose interval
 refits the click model on every resample
-(:func:`~recoworld.experiment.ope_intervals.refit_interval` says why).
+(:func:`~recoworld.apps.ope.intervals.refit_interval` says why).
 
 **Targets**: the greedy and softmax policies on popularity, and, per logging policy, the
 policies learned off-policy from it (:func:`~recoworld.agents.off_policy.learn_from_log`,
@@ -32,11 +32,11 @@ each learned policy's estimated and true value beside the logging policy's true 
 **Metrics** per (logging, target, n, estimator) over the seeds: bias and RMSE relative to
 ``V``, coverage of the ``1 - alpha`` bootstrap interval, and the number of runs on which the
 estimator was defined (a self-normalised estimator is undefined when no logged slate has
-weight). See :mod:`recoworld.experiment.ope_report` for the outputs, and
+weight). See :mod:`recoworld.apps.ope.report` for the outputs, and
 ``recoworld ope --help`` for the flags; ``--obd`` adds the Open Bandit Dataset section.
 
 **Sessions**: multi-step episodes, with the truth by on-policy Monte Carlo, in
-:mod:`recoworld.experiment.ope_sessions` (``--no-sessions`` skips them, ``--horizon``,
+:mod:`recoworld.apps.ope.sessions` (``--no-sessions`` skips them, ``--horizon``,
 ``--session-log-sizes`` and ``--session-seeds`` enlarge them).
 """
 
@@ -58,9 +58,9 @@ from recoworld.agents.logging_policies import EpsilonSoft, SoftmaxPolicy
 from recoworld.agents.off_policy import OBJECTIVES, LoggedSlates, item_features, learn_from_log
 from recoworld.catalog import Catalog
 from recoworld.envs.slate import SlateVectorEnv
-from recoworld.experiment.loop import rollout
-from recoworld.experiment.ope_intervals import refit_interval, row_interval
-from recoworld.experiment.ope_sessions import SESSION_ESTIMATORS, run_sessions
+from recoworld.apps.run.loop import rollout
+from recoworld.apps.ope.intervals import refit_interval, row_interval
+from recoworld.apps.ope.sessions import SESSION_ESTIMATORS, run_sessions
 from recoworld.logs import EpisodeLog
 
 #: Held-out users are seeded from here on; logs use seeds below it.
@@ -321,7 +321,7 @@ def run_study(config: StudyConfig, progress=None) -> tuple[pd.DataFrame, pd.Data
 
 
 def run_session_study(config: StudyConfig, progress=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The session section (:mod:`recoworld.experiment.ope_sessions`) with this study's
+    """The session section (:mod:`recoworld.apps.ope.sessions`) with this study's
     catalog and policies; returns ``(runs, truths)``."""
     targets = {name: make_policy(name, config, "target") for name in config.targets}
     return run_sessions(config, Catalog.synthetic(config.n_items, seed=0), targets,
@@ -428,7 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from rich.progress import Progress
     from threadpoolctl import threadpool_limits
 
-    from recoworld.experiment import ope_report
+    from recoworld.apps.run import ope_report
 
     start = time.perf_counter()
     # numpy's BLAS threads fight over a small machine's cores (12x slower click models measured on 2)

@@ -1,0 +1,1 @@
+"""``recoworld fidelity``: how closely simulated users match held-out behaviour."""

@@ -1,0 +1,1 @@
+"""OPE studies: estimators against the simulator's true values (``recoworld ope``)."""
