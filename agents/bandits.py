@@ -28,11 +28,10 @@ towards a line in its standardised log-popularity :math:`z_i`, fitted to all ite
 
 i.e. :math:`m` pseudo-impressions at the rate that items of that popularity earn. Before
 the first observation the line cannot be fitted and the prior is only an order: the agent
-shows the most popular candidates. On the default world (calibrated MovieLens-100K, 256
-users, 150 steps) the best *global* ranking there is, read from the true click
-probabilities, earns only about 0.02 clicks per step more than MostPopular; the
-popularity prior is what lets an item bandit collect that margin instead of paying more
-than it for exploration (see ``conf/agent/epsilon_greedy.yaml`` and its siblings).
+shows the most popular candidates. Where the best *global* ranking earns little more
+than popularity does, the prior is what lets an item bandit collect that margin instead of
+paying more than it for exploration (see ``conf/agent/epsilon_greedy.yaml`` and its
+siblings, and ``benchmarks/RESULTS.md`` for the margins measured).
 """
 
 from __future__ import annotations
@@ -41,10 +40,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recoworld.agents.base import Feedback, Observation, Recommender, deterministic, top_k
+from recoworld.agents.base import Recommender, deterministic, top_k
 from recoworld.agents.baselines import RandomAgent
 from recoworld.agents.examination import check_rule, impressions
 from recoworld.agents.sampling import PosteriorSampler
+from recoworld.types import CANDIDATE_IDS, Feedback, Observation
 
 
 def popularity_design(catalog) -> np.ndarray:
@@ -155,13 +155,13 @@ class EpsilonGreedy(ItemBandit):
         return np.where(seen, self.clicks / np.maximum(self.pulls, 1.0), self.initial_value)
 
     def act(self, obs: Observation) -> np.ndarray:
-        greedy = top_k(self.estimates()[obs["candidate_ids"]], self.slate_size)
+        greedy = top_k(self.estimates()[obs[CANDIDATE_IDS]], self.slate_size)
         explore = self.rng.random(len(greedy)) < self.epsilon
         uniform = RandomAgent.act(self, obs)
         return np.where(explore[:, None], uniform, greedy)
 
     def propensities(self, obs: Observation, action: np.ndarray) -> dict[str, np.ndarray]:
-        greedy = top_k(self.estimates()[obs["candidate_ids"]], self.slate_size)
+        greedy = top_k(self.estimates()[obs[CANDIDATE_IDS]], self.slate_size)
         uniform = RandomAgent.propensities(self, obs, action)
         same = greedy == action
         exploit = {"slate": same.all(1), "position": same, "cascade": np.cumprod(same, axis=1)}
@@ -181,9 +181,9 @@ class UCB1(ItemBandit):
 
     Args:
         c: scale of the confidence width. The paper's is ``c = 1``, a width sized for
-            rewards spread over [0, 1]; click rates of 0.05-0.3 are resolved long before
-            that width shrinks, and on ``RecoWorld/Slate-v0`` ``c = 1`` barely beats
-            random over 200 steps while ``c = 0.1`` (the default) learns.
+            rewards spread over [0, 1]; click rates far below 1 are resolved long before
+            that width shrinks, hence the smaller default (``benchmarks/RESULTS.md``
+            compares them).
     """
 
     c: float = 0.1
@@ -200,7 +200,7 @@ class UCB1(ItemBandit):
         return np.where(self.pulls > 0, index, np.inf)
 
     def act(self, obs: Observation) -> np.ndarray:
-        return top_k(self.indices()[obs["candidate_ids"]], self.slate_size)
+        return top_k(self.indices()[obs[CANDIDATE_IDS]], self.slate_size)
 
     def propensities(self, obs: Observation, action: np.ndarray) -> dict[str, np.ndarray]:
         return deterministic(action)
@@ -257,9 +257,9 @@ class BernoulliTS(PosteriorSampler, ItemBandit):
 
     def score_sampler(self, obs: Observation, rng: np.random.Generator, n: int):
         if self.cold:
-            order = self.popularity_order()[obs["candidate_ids"]]
+            order = self.popularity_order()[obs[CANDIDATE_IDS]]
             return lambda: np.broadcast_to(order, (n, *order.shape))
-        alpha, beta = (p[obs["candidate_ids"]] for p in self.posterior())
+        alpha, beta = (p[obs[CANDIDATE_IDS]] for p in self.posterior())
 
         def draw() -> np.ndarray:
             return rng.beta(alpha, beta, size=(n, *alpha.shape))

@@ -6,50 +6,21 @@ learners also implement :meth:`Recommender.update`, and stochastic agents
 :meth:`Recommender.propensities` so that their logs can be used for off-policy evaluation.
 
 Observations are the batched numpy dicts of ``RecoWorld/Slate-v0``'s vector env (see its
-manual): ``candidate_ids [B, C]``, ``candidate_features [B, C, D]``, ``history_items``,
-``history_feedback``, ``instruction``, ``session``. Actions are candidate indices
-``[B, K]``: position ``k`` of user ``b``'s slate shows candidate ``action[b, k]``.
+manual), read through :class:`recoworld.types.Observation` (``obs.candidate_ids [B, C]``,
+``obs.candidate_features [B, C, D]``, ``obs.history_items``, ...); the rollout loop hands
+agents that typed view, and ``Observation(obs)`` makes one from a plain dict. Actions are
+candidate indices ``[B, K]``: position ``k`` of user ``b``'s slate shows candidate
+``action[b, k]``. After each step learners receive a :class:`recoworld.types.Feedback`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 
 import numpy as np
 
-Observation = dict[str, np.ndarray]
-
-
-@dataclass
-class Feedback:
-    """What an online learner sees after one batched step.
-
-    Attributes:
-        obs: the observation the actions were chosen on.
-        action: ``[B, K]`` candidate indices that were shown.
-        slate: ``[B, K]`` the catalog ids shown.
-        clicked, watch_fraction, liked: ``[B, K]`` per-position feedback.
-        reward: ``[B]`` the env's reward.
-        next_obs: the observation after the step.
-        terminated, truncated: ``[B]`` episode ends.
-        valid: ``[B]`` False for rows that carry no real interaction (a vector env's
-            autoreset step); learners must skip them.
-        info: the env's info dict (instruction text, compliance, ...).
-    """
-
-    obs: Observation
-    action: np.ndarray
-    slate: np.ndarray
-    clicked: np.ndarray
-    watch_fraction: np.ndarray
-    liked: np.ndarray
-    reward: np.ndarray
-    next_obs: Observation
-    terminated: np.ndarray
-    truncated: np.ndarray
-    valid: np.ndarray
-    info: dict
+# Observation and Feedback belong to the shared language; re-exported here for agents' code.
+from recoworld.types import Feedback, Observation  # noqa: F401
 
 
 class Recommender(ABC):

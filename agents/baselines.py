@@ -6,7 +6,8 @@ from math import perm
 
 import numpy as np
 
-from recoworld.agents.base import Observation, Recommender, deterministic, top_k
+from recoworld.agents.base import Recommender, deterministic, top_k
+from recoworld.types import CANDIDATE_IDS, Observation
 
 
 class RandomAgent(Recommender):
@@ -20,7 +21,7 @@ class RandomAgent(Recommender):
     name = "random"
 
     def act(self, obs: Observation) -> np.ndarray:
-        batch = obs["candidate_ids"].shape[0]
+        batch = obs[CANDIDATE_IDS].shape[0]
         keys = self.rng.random((batch, self.num_candidates))
         return np.argsort(keys, axis=1)[:, : self.slate_size]
 
@@ -42,7 +43,7 @@ class MostPopularAgent(Recommender):
 
     def score(self, obs: Observation) -> np.ndarray:
         """``[B, C]`` log-popularity of the candidates (a scorer for the logging policies)."""
-        return self.catalog.log_popularity.cpu().numpy()[obs["candidate_ids"]]
+        return self.catalog.log_popularity.cpu().numpy()[obs[CANDIDATE_IDS]]
 
     def act(self, obs: Observation) -> np.ndarray:
         return top_k(self.score(obs), self.slate_size)
@@ -55,15 +56,16 @@ class Oracle(Recommender):
     """Shows the candidates with the highest *true* click probability for each user.
 
     It reads the simulator's ground truth through the env's documented privileged
-    channel, ``env.unwrapped.privileged_click_probabilities()``, which no real
-    recommender has: it is a myopic upper bound for click-based rewards, not a learner.
+    channel, ``env.unwrapped.click_probabilities()`` (see ``RecoWorld/Slate-v0``'s manual),
+    which no real recommender has: it is a myopic upper bound for click-based rewards, not
+    a learner.
     """
 
     name = "oracle"
 
     def setup(self, env, seed: int | None = None) -> None:
         super().setup(env, seed)
-        self._true_click_probabilities = env.unwrapped.privileged_click_probabilities
+        self._true_click_probabilities = env.unwrapped.click_probabilities
 
     def act(self, obs: Observation) -> np.ndarray:
         scores = np.asarray(self._true_click_probabilities())

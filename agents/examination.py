@@ -18,32 +18,26 @@ learners of this package therefore take their training impressions through one r
 - ``"all"``: every shown position, as if every impression were read. It charges
   position bias to the items: whatever an agent ranks low looks worse than it is.
 
-Which is better is an empirical question, and the answer differs by model. On
-``RecoWorld/Slate-v0`` (64 users, 300 steps, 3 seeds):
+Which is better is an empirical question, and the answer differs by model (the runs
+behind these defaults are in ``benchmarks/RESULTS.md``):
 
 - models that learn a rate per item (ε-greedy, UCB1, Bernoulli TS, disjoint LinUCB) see
-  few impressions of each of 1,000 items, and ``"all"`` gives them about five times the
-  data (10 labels per request instead of about 2). Since every request draws its
+  few impressions of each item, and ``"all"`` gives them several times the data (every
+  shown position instead of those down to the last click). Since every request draws its
   candidates at random, an item is shown at many positions, so the dilution is shared
-  rather than tied to the item. Starting flat, ``"all"`` earns 0.02-0.03 more clicks per
-  step for each of them, on every seed, and is their default. With the popularity prior
-  of :mod:`recoworld.agents.bandits` (their configs' setting) the prior supplies what the
-  data lacks, and ``"last_click"`` ranks better: on the default world (calibrated
-  MovieLens-100K, 256 users, 150 steps, 3 seeds) greedy ranking with 100 pseudo-impressions
-  earns 0.010 more clicks per step than MostPopular with ``"all"``, 0.022 more with
-  ``"last_click"``;
+  rather than tied to the item; starting flat, ``"all"`` is their default. With the
+  popularity prior of :mod:`recoworld.agents.bandits` (their configs' setting) the prior
+  supplies what the data lacks, and ``"last_click"`` ranks better;
 - models that pool all items into shared weights (LinUCB, hybrid LinUCB, Diag-LinUCB,
-  the Thompson samplers) have data to spare: both rules earn the same clicks (measured
-  for LinUCB, hybrid LinUCB and linear TS), and
-  ``"last_click"``, which keeps unread positions out of the data and fits five times
-  fewer rows, is their default.
+  the Thompson samplers) have data to spare: both rules earn alike, and ``"last_click"``,
+  which keeps unread positions out of the data and fits fewer rows, is their default.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from recoworld.agents.base import Feedback
+from recoworld.types import Feedback
 
 EXAMINATION_RULES = ("last_click", "all")
 

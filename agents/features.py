@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recoworld.agents.base import Observation
+from recoworld.types import CANDIDATE_IDS, HISTORY_FEEDBACK, HISTORY_ITEMS, INSTRUCTION, SESSION, Observation
 
 SCALAR_FEATURES = ("bias", "popularity", "affinity", "repeat", "genre_overlap", "more", "less",
                    "novelty", "has_history")
@@ -76,8 +76,8 @@ class UserItemFeatures:
 
     def profile(self, obs: Observation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Watch-weighted profile ``[B, D]``, genre mix ``[B, G]`` and has-history ``[B]``."""
-        items = np.asarray(obs["history_items"])
-        weight = np.where(items >= 0, np.asarray(obs["history_feedback"])[..., 0], 0.0)
+        items = np.asarray(obs[HISTORY_ITEMS])
+        weight = np.where(items >= 0, np.asarray(obs[HISTORY_FEEDBACK])[..., 0], 0.0)
         total = weight.sum(1, keepdims=True)
         weight = weight / np.where(total > 0, total, 1.0)
         safe = np.where(items >= 0, items, 0)
@@ -87,18 +87,18 @@ class UserItemFeatures:
 
     def repeat(self, obs: Observation) -> np.ndarray:
         """``[B, C]``: 1.0 where the candidate is among the user's recent clicks."""
-        history = np.asarray(obs["history_items"])
-        return (np.asarray(obs["candidate_ids"])[:, :, None] == history[:, None, :]).any(-1).astype(np.float64)
+        history = np.asarray(obs[HISTORY_ITEMS])
+        return (np.asarray(obs[CANDIDATE_IDS])[:, :, None] == history[:, None, :]).any(-1).astype(np.float64)
 
     def __call__(self, obs: Observation) -> np.ndarray:
         """The shared features ``[B, C, dim]`` (float64)."""
-        ids = np.asarray(obs["candidate_ids"])
+        ids = np.asarray(obs[CANDIDATE_IDS])
         f = self.item_features[ids]
         w = self.genre_weights[ids]
         u, genre_mix, has_history = self.profile(obs)
         G = self.n_genres
-        instruction = np.asarray(obs["instruction"], dtype=np.float64)
-        age = np.asarray(obs["session"], dtype=np.float64)[:, 2]
+        instruction = np.asarray(obs[INSTRUCTION], dtype=np.float64)
+        age = np.asarray(obs[SESSION], dtype=np.float64)[:, 2]
         recency = np.where(age > 0, 1.0 / np.maximum(age, 1.0), 0.0)[:, None]
         more, less, novelty = instruction[:, :G], -instruction[:, G:2 * G], instruction[:, 2 * G]
         affinity = np.einsum("bd,bcd->bc", u, f)
@@ -123,6 +123,6 @@ class UserItemFeatures:
     def arm_context(self, obs: Observation) -> np.ndarray:
         """The per-arm context ``[B, C, D + 2]``: ``[1, repeat, profile]``."""
         u, _, _ = self.profile(obs)
-        B, C = np.asarray(obs["candidate_ids"]).shape
+        B, C = np.asarray(obs[CANDIDATE_IDS]).shape
         return np.concatenate([np.ones((B, C, 1)), self.repeat(obs)[..., None],
                                np.broadcast_to(u[:, None, :], (B, C, u.shape[1]))], -1)

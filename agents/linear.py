@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from recoworld.agents.bandits import check_prior_impressions, popularity_design, popularity_line
-from recoworld.agents.base import Feedback, Observation, Recommender, deterministic, top_k
+from recoworld.agents.base import Recommender, deterministic, top_k
 from recoworld.agents.examination import check_rule, impressions
 from recoworld.agents.features import INTERACTIONS, UserItemFeatures
+from recoworld.types import CANDIDATE_IDS, Feedback, Observation
 
 
 class Ridge:
@@ -201,7 +202,7 @@ class DisjointLinUCB(LinUCB):
         return popularity_line(self._popularity_design, self.impressions_per_item(), self.b[:, 0])
 
     def score(self, obs: Observation) -> np.ndarray:
-        x, arms = self.features.arm_context(obs), np.asarray(obs["candidate_ids"])
+        x, arms = self.features.arm_context(obs), np.asarray(obs[CANDIDATE_IDS])
         if self.cold:
             return self._popularity_design[arms, 1]
         width = (np.matmul(self.A_inv[arms], x[..., None])[..., 0] * x).sum(-1)
@@ -209,7 +210,7 @@ class DisjointLinUCB(LinUCB):
 
     def update(self, feedback: Feedback) -> None:
         rows, candidates, clicks = self.observed(feedback)
-        arms = np.asarray(feedback.obs["candidate_ids"])[rows, candidates]
+        arms = np.asarray(feedback.obs[CANDIDATE_IDS])[rows, candidates]
         x = self.features.arm_context(feedback.obs)[rows, candidates]
         np.add.at(self.A, arms, x[:, :, None] * x[:, None, :])
         np.add.at(self.b, arms, clicks[:, None] * x)
@@ -267,7 +268,7 @@ class HybridLinUCB(LinUCB):
         # p = z'beta + x'theta_a + alpha sqrt(s) with theta_a = A_a^-1 (b_a - B_a beta)
         # rewritten as v'beta + (A_a^-1 x)'b_a + alpha sqrt(s): one product with B_a per pair.
         z, x = self.features(obs), self.features.arm_context(obs)
-        arms = np.asarray(obs["candidate_ids"])
+        arms = np.asarray(obs[CANDIDATE_IDS])
         A0_inv = np.linalg.inv(self.A0)
         beta = A0_inv @ self.b0
         A_inv_x = np.matmul(self.A_inv[arms], x[..., None])[..., 0]
@@ -282,7 +283,7 @@ class HybridLinUCB(LinUCB):
 
     def update(self, feedback: Feedback) -> None:
         rows, candidates, clicks = self.observed(feedback)
-        arms = np.asarray(feedback.obs["candidate_ids"])[rows, candidates]
+        arms = np.asarray(feedback.obs[CANDIDATE_IDS])[rows, candidates]
         z = self.features(feedback.obs)[rows, candidates]
         x = self.features.arm_context(feedback.obs)[rows, candidates]
         touched = np.unique(arms)

@@ -39,8 +39,9 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field, create_model, field_validator
 
-from recoworld.agents.base import Feedback, Observation, Recommender
+from recoworld.agents.base import Recommender
 from recoworld.llm import ChatFailure, ChatModel, ChatReply, ChatRequest, LLMConfig, make_chat_model
+from recoworld.types import CANDIDATE_IDS, HISTORY_FEEDBACK, HISTORY_ITEMS, INSTRUCTION, SESSION, Feedback, Observation
 
 LLM_WHEN = ("always", "instruction")
 
@@ -133,8 +134,8 @@ class LLMRecommender(Recommender):
         simulated users drop it then): ``0 < age <= session_step``.
         """
         G = len(self.genre_names)
-        vector = np.asarray(obs["instruction"], dtype=np.float64)
-        _, session_step, age = np.asarray(obs["session"], dtype=np.float64).T
+        vector = np.asarray(obs[INSTRUCTION], dtype=np.float64)
+        _, session_step, age = np.asarray(obs[SESSION], dtype=np.float64).T
         current = (age > 0) & (age <= session_step)
         return current, vector[:, :G] > 0, vector[:, G:2 * G] < 0, vector[:, 2 * G]
 
@@ -159,7 +160,7 @@ class LLMRecommender(Recommender):
 
     def needs_llm(self, obs: Observation) -> np.ndarray:
         """Rows ``[B]`` whose request goes to the LLM under ``llm_when``."""
-        batch = len(obs["candidate_ids"])
+        batch = len(obs[CANDIDATE_IDS])
         if self.llm_when == "always":
             return np.ones(batch, dtype=bool)
         return self.instruction(obs)[0]
@@ -174,8 +175,8 @@ class LLMRecommender(Recommender):
         """The user's instruction and recent history, as the first lines of a prompt."""
         said = self.instruction_text(obs, b)
         lines = [f"User's current instruction: {said}" if said else "User's current instruction: none."]
-        items = np.asarray(obs["history_items"][b])
-        feedback = np.asarray(obs["history_feedback"][b])
+        items = np.asarray(obs[HISTORY_ITEMS][b])
+        feedback = np.asarray(obs[HISTORY_FEEDBACK][b])
         shown = [(int(i), f) for i, f in zip(items, feedback) if i >= 0][: self.history_shown]
         if shown:
             lines.append("Recently watched (newest first):")
@@ -266,7 +267,7 @@ def collaborative_scores(agent: Recommender, obs: Observation) -> np.ndarray:
     """``[B, C]`` scores of a proposing agent: its ``score(obs)``, or an item bandit's
     per-item ``indices()``/``estimates()`` read at the candidates. Infinite
     scores (items a bandit never tried) become one more than the largest finite score."""
-    ids = np.asarray(obs["candidate_ids"])
+    ids = np.asarray(obs[CANDIDATE_IDS])
     if hasattr(agent, "score"):
         scores = agent.score(obs)
     elif hasattr(agent, "indices"):

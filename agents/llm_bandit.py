@@ -24,10 +24,11 @@ from __future__ import annotations
 import numpy as np
 
 from recoworld.agents.bandits import ItemBandit, UCB1
-from recoworld.agents.base import Feedback, Observation, Recommender, top_k
+from recoworld.agents.base import Recommender, top_k
 from recoworld.agents.examination import impressions
 from recoworld.agents.linear import LinUCB
 from recoworld.agents.llm_agents import LLMRecommender, collaborative_scores, slate_schema
+from recoworld.types import CANDIDATE_IDS, Feedback, Observation
 
 SYSTEM = ("You are a movie recommender that balances exploiting what is known to work with exploring what is "
           "not yet known. For each candidate you get its click-rate estimate (mean), how often it was shown "
@@ -67,7 +68,7 @@ class LLMBandit(LLMRecommender):
     def statistics(self, obs: Observation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Mean, count and UCB bonus of every candidate, ``[B, C]`` each (mean NaN and bonus
         ``inf`` for an item UCB1 never observed)."""
-        ids = np.asarray(obs["candidate_ids"])
+        ids = np.asarray(obs[CANDIDATE_IDS])
         guide = self.guide
         if isinstance(guide, ItemBandit):
             pulls, clicks = guide.pulls[ids], guide.clicks[ids]
@@ -82,7 +83,7 @@ class LLMBandit(LLMRecommender):
         return mean, self.shown_count[ids], bonus
 
     def act(self, obs: Observation) -> np.ndarray:
-        ids = np.asarray(obs["candidate_ids"])
+        ids = np.asarray(obs[CANDIDATE_IDS])
         shortlist = top_k(collaborative_scores(self.guide, obs), min(self.n_shown, ids.shape[1]))
         action = shortlist[:, : self.slate_size].copy()
         mean, count, bonus = self.statistics(obs)

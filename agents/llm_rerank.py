@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from recoworld.agents.base import Feedback, Observation, Recommender, top_k
+from recoworld.agents.base import Recommender, top_k
 from recoworld.agents.linear import LinUCB
 from recoworld.agents.llm_agents import LLMRecommender, collaborative_scores, slate_schema
+from recoworld.types import CANDIDATE_IDS, Feedback, Observation
 
 SYSTEM = ("You are the ranking step of a movie recommender. You receive a user's instruction, their recent "
           "history, and candidate movies proposed by a collaborative model, best first. Choose the movies to "
@@ -51,7 +52,7 @@ class LLMRerank(LLMRecommender):
             self.proposer.setup(env, seed)
 
     def act(self, obs: Observation) -> np.ndarray:
-        ids = np.asarray(obs["candidate_ids"])
+        ids = np.asarray(obs[CANDIDATE_IDS])
         proposed = top_k(collaborative_scores(self.proposer, obs), min(self.n_proposals, ids.shape[1]))
         action = proposed[:, : self.slate_size].copy()
         rows = np.flatnonzero(self.needs_llm(obs))

@@ -51,10 +51,11 @@ from typing import Annotated, Literal, Union
 import numpy as np
 from pydantic import BaseModel, Field, create_model
 
-from recoworld.agents.base import Feedback, Observation, Recommender, top_k
+from recoworld.agents.base import Recommender, top_k
 from recoworld.agents.linear import LinUCB
 from recoworld.agents.llm_agents import LLMRecommender, collaborative_scores
 from recoworld.llm import ChatReply
+from recoworld.types import CANDIDATE_IDS, HISTORY_FEEDBACK, HISTORY_ITEMS, INSTRUCTION, SESSION, Feedback, Observation
 
 PLANNERS = ("llm", "rules")
 SYSTEM = ("You are the planning step of a movie recommender. Read the user's instruction and history, state "
@@ -146,15 +147,15 @@ class LLMToolAgent(LLMRecommender):
 
     # ------------------------------------------------------------------ act
     def act(self, obs: Observation) -> np.ndarray:
-        ids = np.asarray(obs["candidate_ids"])
+        ids = np.asarray(obs[CANDIDATE_IDS])
         collaborative = collaborative_scores(self.proposer, obs)
         action = top_k(collaborative, self.slate_size)
         current, more, less, novelty = self.instruction(obs)
-        age = np.asarray(obs["session"], dtype=np.int64)[:, 2]
+        age = np.asarray(obs[SESSION], dtype=np.int64)[:, 2]
         plans: dict[int, BaseModel] = {}
         to_ask = []
         for b in np.flatnonzero(self.needs_llm(obs) if self.planner == "llm" else current):
-            key = (self.step - age[b], obs["instruction"][b].tobytes()) if current[b] else None
+            key = (self.step - age[b], obs[INSTRUCTION][b].tobytes()) if current[b] else None
             cached = self._plans.get(b)
             if key is not None and cached is not None and cached[0] == key:
                 plans[b] = cached[1]
@@ -214,12 +215,12 @@ class LLMToolAgent(LLMRecommender):
     def execute(self, plan: BaseModel, obs: Observation, b: int, collaborative: np.ndarray) -> tuple[np.ndarray, list[str]]:
         """The slate ``(K,)`` (candidate indices) that ``plan`` builds for user ``b``, and
         notes on calls that were skipped."""
-        ids = np.asarray(obs["candidate_ids"][b])
+        ids = np.asarray(obs[CANDIDATE_IDS][b])
         genres = self.genres[ids]
         K, notes = self.slate_size, []
         pool = np.ones(len(ids), dtype=bool)
         if plan.preferences.exclude_seen:
-            seen = np.isin(ids, np.asarray(obs["history_items"][b]))
+            seen = np.isin(ids, np.asarray(obs[HISTORY_ITEMS][b]))
             if (pool & ~seen).sum() >= K:
                 pool &= ~seen
         score = np.zeros(len(ids))
@@ -258,8 +259,8 @@ class LLMToolAgent(LLMRecommender):
 
     def _profile(self, obs: Observation, b: int) -> np.ndarray:
         """Watch-weighted mean features of the user's recent clicks (zeros without history)."""
-        items = np.asarray(obs["history_items"][b])
-        weight = np.where(items >= 0, np.asarray(obs["history_feedback"][b])[:, 0], 0.0)
+        items = np.asarray(obs[HISTORY_ITEMS][b])
+        weight = np.where(items >= 0, np.asarray(obs[HISTORY_FEEDBACK][b])[:, 0], 0.0)
         if weight.sum() <= 0:
             return np.zeros(self.item_features.shape[1])
         return weight @ self.item_features[np.maximum(items, 0)] / weight.sum()

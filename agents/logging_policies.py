@@ -34,9 +34,10 @@ from math import perm
 
 import numpy as np
 
-from recoworld.agents.base import Observation, Recommender, ScorerWrapper, require_scorer, top_k
+from recoworld.agents.base import Recommender, ScorerWrapper, require_scorer, top_k
 from recoworld.agents.baselines import RandomAgent
 from recoworld.agents.sampling import propensity_seed
+from recoworld.types import Observation
 
 
 def base_scores(base: Recommender, obs: Observation) -> np.ndarray:

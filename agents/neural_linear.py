@@ -42,9 +42,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from recoworld.agents.base import Feedback, Observation
 from recoworld.agents.linear import ContextualBandit, Ridge
 from recoworld.agents.sampling import PosteriorSampler
+from recoworld.types import CANDIDATE_IDS, HISTORY_FEEDBACK, HISTORY_ITEMS, Feedback, Observation
 
 
 class HistoryEncoder(nn.Module):
@@ -133,7 +133,7 @@ class NeuralLinearTS(PosteriorSampler, ContextualBandit):
     @torch.no_grad()
     def represent(self, obs: Observation) -> np.ndarray:
         """:math:`\\phi` of every candidate, ``[B, C, dim]`` float64."""
-        inputs = self._tensors(obs["history_items"], obs["history_feedback"], obs["candidate_ids"], self.features(obs))
+        inputs = self._tensors(obs[HISTORY_ITEMS], obs[HISTORY_FEEDBACK], obs[CANDIDATE_IDS], self.features(obs))
         return self.net.represent(*inputs).double().cpu().numpy()
 
     @torch.no_grad()
@@ -169,9 +169,9 @@ class NeuralLinearTS(PosteriorSampler, ContextualBandit):
         rows, candidates, clicks = self.observed(feedback)
         obs = feedback.obs
         index = self._store(
-            history_items=np.asarray(obs["history_items"])[rows],
-            history_feedback=np.asarray(obs["history_feedback"])[rows],
-            candidate=np.asarray(obs["candidate_ids"])[rows, candidates],
+            history_items=np.asarray(obs[HISTORY_ITEMS])[rows],
+            history_feedback=np.asarray(obs[HISTORY_FEEDBACK])[rows],
+            candidate=np.asarray(obs[CANDIDATE_IDS])[rows, candidates],
             side=self.features(obs)[rows, candidates],
             click=clicks,
         )

@@ -35,10 +35,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from recoworld.agents.base import Observation, Recommender, deterministic, top_k
+from recoworld.agents.base import Recommender, deterministic, top_k
 from recoworld.catalog import Catalog
 from recoworld.logs import list_column, read_log
 from recoworld.ope import LogisticRegression, RidgeRegression, fit_slate_reward_model
+from recoworld.types import CANDIDATE_FEATURES, CANDIDATE_IDS, Observation
 
 OBJECTIVES = ("ips", "dr")
 
@@ -77,7 +78,7 @@ class LinearScorer(Recommender):
         self.weights = weights
 
     def score(self, obs: Observation) -> np.ndarray:
-        return self._features[obs["candidate_ids"]] @ self.weights
+        return self._features[obs[CANDIDATE_IDS]] @ self.weights
 
     def act(self, obs: Observation) -> np.ndarray:
         return top_k(self.score(obs), self.slate_size)
@@ -136,8 +137,8 @@ class LoggedSlates:
 
     def observation(self, catalog: Catalog) -> Observation:
         """The part of each request's observation a log keeps: candidates and their features."""
-        return {"candidate_ids": self.candidate_ids,
-                "candidate_features": catalog.features.cpu().numpy()[self.candidate_ids]}
+        return Observation({CANDIDATE_IDS: self.candidate_ids,
+                            CANDIDATE_FEATURES: catalog.features.cpu().numpy()[self.candidate_ids]})
 
 
 def _optional(log: pd.DataFrame, name: str) -> np.ndarray | None:

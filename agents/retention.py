@@ -1,34 +1,24 @@
 r"""Agents for the long run: users' coming back, and what they say they want.
 
 :class:`RetentionSlateQ` optimises the outcome of a user's whole episode — all of its
-sessions — instead of the next click: SlateQ with a discount close to 1 and a reward that
-mixes engagement with retention (+1 each time a session ends and the user will come back,
--1 when they churn) and, by default, compliance with the user's instruction, so that the
-values carry what a slate does to the user's mindset, and hence to their return.
+sessions — instead of the next click: SlateQ with a reward that mixes engagement with
+retention (+1 each time a session ends and the user will come back, -1 when they churn)
+and, optionally, compliance with the user's instruction, so that the values carry what a
+slate does to the user's coming back.
 
-What it takes to learn this (measured while the users' return still followed their mindset
-at the moment of leaving, before the session memory of
-:mod:`recoworld.simulators.statistical` decided it). *Listening users* below are a
-population whose mindset moves strongly with compliance and decides their return
-(``StatisticalUserConfig(compliance_weight=2, return_mindset=8, instruction_threshold=0.2)``):
-
-- The mindset that decides a return is hidden from the observation, and what moves it
-  besides clicks — compliance — is a property of the whole slate, which SlateQ's
-  consumed-item decomposition cannot credit. On the default 1,000-item catalog with
-  listening users (32 users trained on), plain SlateQ on watch time plus retention
-  (gamma 0.95; 1- or 8-step targets; 300 and 1,000 steps) did not beat click-greedy
-  SlateQ's return rate (0.78-0.80 against 0.81-0.82); with the slate-level exposure values
-  (``exposure_value=True``, the default here) and compliance in the reward it did
-  (0.86 and 0.88 against 0.83, two seeds, 300 steps).
-- On a 200-item catalog (20 candidates, slates of 5, 16 users, 300 training steps) with
-  listening users, it raised the return rate by 0.05-0.07 over click-greedy SlateQ and cut
-  churn by a fifth to a third, for a third fewer clicks, on each of 3 seeds
-  (``tests/test_rl_agents.py`` checks seed 0).
-- With the default population, the clicks it gives up cost more mindset than compliance
-  brings: on that world and budget its return rate was 0.02-0.07 *lower* than
-  click-greedy's, and on the default 1,000-item world after 1,500 steps of 32 users 0.77
-  against 0.79 (compliance 0.88 against 0.69). For those users retention is mostly a
-  matter of clicks; lower ``compliance_weight`` there.
+Its defaults are those of ``conf/agent/retention_slateq.yaml``, chosen for the default
+population: watch time plus retention, weighted alike, no compliance term, no exposure
+values and SlateQ's own discount. Heavier retention weights, a compliance term and the
+exposure values make the targets noisier, and for users whose return is mostly a matter
+of clicks the clicks given up cost more than compliance brings. They pay off for
+*listening users*, a population whose mindset moves strongly with compliance and decides
+their return (e.g. ``StatisticalUserConfig(compliance_weight=2, return_mindset=8,
+instruction_threshold=0.2)``): the mindset that decides a return is hidden from the
+observation, and what moves it besides clicks — compliance — is a property of the whole
+slate, which SlateQ's consumed-item decomposition cannot credit without the slate-level
+exposure values (``exposure_value=True``) and compliance in the reward
+(``tests/test_rl_agents.py`` trains such an agent on listening users). Figures are in
+``benchmarks/RESULTS.md``.
 
 :class:`EnjoymentLinUCB` serves what users will be glad they watched, not only what they
 will click. Statistical users decide whether to come back on how their session went — the
@@ -51,18 +41,13 @@ item nobody has rated yet starts from what items like it were enjoyed,
 and shows the top ``K`` of :math:`s`: a click is worth what it is expected to be enjoyed.
 Configured with :class:`InstructionFollowing` on top (``conf/agent/retention_linucb.yaml``,
 with ``alpha=0``: an optimistic slate that misses is a step without a click, which the
-session's memory counts in full) it is the leaderboard's retention-aware agent. Measured
-(``benchmarks/agents_leaderboard.py``, calibrated MovieLens world, 256 users x 150 steps,
-seeds 0-4, return rate paired by seed): 0.625 against LinUCB's 0.608 (one-sided p 0.0002,
-higher on 5 seeds of 5), linear TS's 0.611 (p 0.02, 4 of 5), MostPopular's 0.606
-(p 0.001) and SlateQ's 0.607 (p 0.005), for 2% fewer clicks; the click Oracle reached
-0.648. The lead is bounded by the data: a MovieLens rating varies by about a star around
-its expectation, so among films a user would click, the best choice adds little expected
-enjoyment — ranking by the *true* click probability times the true expected enjoyment
-brought 0.669 against the click Oracle's 0.654 (64 users).
+session's memory counts in full) it is the leaderboard's retention-aware agent (results in
+``benchmarks/RESULTS.md``). Its lead is bounded by the data: a MovieLens rating varies
+around its expectation, so among films a user would click, the best choice adds little
+expected enjoyment.
 
 :class:`InstructionFollowing` conditions any scoring agent on the user's reflective
-instruction (``obs["instruction"]``: +1 for genres asked for more, -1 for genres asked for
+instruction (``obs.instruction``: +1 for genres asked for more, -1 for genres asked for
 less, and the novelty wish). On top of the base agent's scores, standardised per user,
 candidate :math:`c` gets
 
@@ -82,43 +67,46 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recoworld.agents.base import (Feedback, Observation, Recommender, ScorerWrapper, deterministic, require_scorer,
-                                   top_k)
+from recoworld.agents.base import Recommender, ScorerWrapper, deterministic, require_scorer, top_k
 from recoworld.agents.linear import LinUCB, Ridge
 from recoworld.agents.slateq import SlateQAgent
+from recoworld.rewards import ITEM_SIGNALS
+from recoworld.types import Feedback, Observation
 
 
 class RetentionSlateQ(SlateQAgent):
     """SlateQ that maximises engagement and retention over the whole episode.
 
     Args:
-        engagement: the engagement signal, ``"clicks"``, ``"watch_time"`` or ``"likes"``.
+        engagement: the engagement signal, one of :data:`~recoworld.rewards.ITEM_SIGNALS`
+            (``"clicks"``, ``"watch_time"`` or ``"likes"``).
         engagement_weight, retention_weight, compliance_weight: the reward mix, in the
-            signals of ``RecoWorld/Slate-v0``'s rewards; the agent's own reward, whatever
-            the env pays.
+            signals of :mod:`recoworld.rewards`; the agent's own reward, whatever the env pays.
         retention_signal: ``"retention"`` (+1 per session end with a return, -1 at churn)
             or ``"churn"`` (-1 at churn only), which does not pay for ending sessions
-            sooner (see :mod:`recoworld.envs.rewards`).
-        gamma: discount per step; about 20 steps ahead at the default 0.95, which spans a
-            session and the start of the next.
+            sooner (see :mod:`recoworld.rewards`).
+        gamma: discount per step; the sessions of an episode follow each other, so a
+            discount close to 1 values the users' coming back.
+        exposure_value: SlateQ's slate-level term (see :mod:`recoworld.agents.slateq`).
         **slateq: the other :class:`~recoworld.agents.slateq.SlateQAgent` arguments.
+
+    The defaults are ``conf/agent/retention_slateq.yaml``'s (see the module docstring).
     """
 
     name = "retention_slateq"
 
     def __init__(self, engagement: str = "watch_time", engagement_weight: float = 1.0,
-                 retention_weight: float = 5.0, compliance_weight: float = 1.0, gamma: float = 0.95,
-                 exposure_value: bool = True, retention_signal: str = "retention", name: str | None = None,
+                 retention_weight: float = 1.0, compliance_weight: float = 0.0, gamma: float = 0.9,
+                 exposure_value: bool = False, retention_signal: str = "retention", name: str | None = None,
                  **slateq):
-        if engagement not in ("clicks", "watch_time", "likes"):
-            raise ValueError(f"engagement={engagement!r}; choose 'clicks', 'watch_time' or 'likes'")
+        if engagement not in ITEM_SIGNALS:
+            raise ValueError(f"engagement={engagement!r}; choose one of {ITEM_SIGNALS}")
         if "reward" in slateq:
             raise ValueError("RetentionSlateQ builds its reward from the weights; use SlateQAgent for another reward")
         if retention_signal not in ("retention", "churn"):
             raise ValueError(f"retention_signal={retention_signal!r}; choose 'retention' or 'churn'")
         reward = {engagement: engagement_weight, retention_signal: retention_weight, "compliance": compliance_weight}
         super().__init__(name=name, gamma=gamma, reward=reward, exposure_value=exposure_value, **slateq)
-
 
 
 @dataclass(eq=False)
@@ -165,7 +153,7 @@ class EnjoymentLinUCB(LinUCB):
 
     def score(self, obs: Observation) -> np.ndarray:
         click = np.maximum(super().score(obs), 1e-6)
-        return click * self.enjoyment(np.asarray(obs["candidate_ids"])) ** self.enjoyment_weight
+        return click * self.enjoyment(np.asarray(Observation(obs).candidate_ids)) ** self.enjoyment_weight
 
     def update(self, feedback: Feedback) -> None:
         if "rating" not in feedback.info:  # checked first: a refused update changes nothing
@@ -216,20 +204,23 @@ class InstructionFollowing(ScorerWrapper):
     def instruction_weight(self, obs: Observation) -> np.ndarray:
         """``[B]`` how much the latest instruction still applies: ``decay ** (age - 1)`` while
         its session lasts (``age`` steps since it was voiced), else 0."""
-        _, session_step, age = np.asarray(obs["session"], dtype=np.float64).T
+        obs = Observation(obs)
+        session_step = np.asarray(obs.session_step, dtype=np.float64)
+        age = np.asarray(obs.steps_since_instruction, dtype=np.float64)
         current = (age > 0) & (age <= session_step)
         return np.where(current, self.decay ** np.maximum(age - 1, 0), 0.0)
 
     def score(self, obs: Observation) -> np.ndarray:
         base = np.asarray(self.base.score(obs), dtype=np.float64)
         z = (base - base.mean(1, keepdims=True)) / (base.std(1, keepdims=True) + 1e-8)
+        obs = Observation(obs)
         G = self._genres.shape[1]
-        instruction = np.asarray(obs["instruction"], dtype=np.float32)
+        instruction = np.asarray(obs.instruction, dtype=np.float32)
         more, less, novelty = instruction[:, :G] > 0, instruction[:, G:2 * G] < 0, instruction[:, 2 * G]
-        genres = self._genres[obs["candidate_ids"]]  # [B, C, G]
+        genres = self._genres[obs.candidate_ids]  # [B, C, G]
         in_more = (genres * more[:, None]).max(-1)
         in_less = (genres * less[:, None]).max(-1)
-        distance = 1.0 - np.einsum("bcd,bd->bc", self._features[obs["candidate_ids"]], self._taste(obs))
+        distance = 1.0 - np.einsum("bcd,bd->bc", self._features[obs.candidate_ids], self._taste(obs))
         wish = novelty[:, None] * (distance - distance.mean(1, keepdims=True))
         adjustment = self.more_boost * in_more - self.less_penalty * in_less + self.novelty_boost * wish
         return z + self.instruction_weight(obs)[:, None] * adjustment
@@ -242,8 +233,8 @@ class InstructionFollowing(ScorerWrapper):
 
     def _taste(self, obs: Observation) -> np.ndarray:
         """The watch-weighted mean features of the recent clicks, unit length ``[B, D]``."""
-        history = np.asarray(obs["history_items"])
-        weight = (history >= 0) * (0.5 + np.asarray(obs["history_feedback"])[..., 0])
+        history = np.asarray(obs.history_items)
+        weight = (history >= 0) * (0.5 + np.asarray(obs.history_feedback)[..., 0])
         taste = np.einsum("bh,bhd->bd", weight, self._features[np.clip(history, 0, None)])
         return taste / np.maximum(np.linalg.norm(taste, axis=1, keepdims=True), 1e-8)
 

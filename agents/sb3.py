@@ -1,7 +1,5 @@
 """Stable-Baselines3 models as recommenders.
 
-Three pieces:
-
 - :class:`SB3Recommender` turns any trained SB3 model into a frozen
   :class:`~recoworld.agents.base.Recommender`. It reads the formulation from the model's
   action space: ``Box(C)`` — a score per candidate (``action_format="scores"``), the slate
@@ -12,47 +10,75 @@ Three pieces:
   (:class:`~recoworld.envs.sb3_vec.SingleItemVecEnv`), it is the top ``K`` by Q-value or
   logit; ``MultiDiscrete`` — the slate itself.
 - :class:`SB3Agent` is the same adapter that trains its model first, in :meth:`~SB3Agent.setup`,
-  on a twin of the env it is given (same catalog, user population and reward; other users):
-  PPO and A2C on the batched :class:`~recoworld.envs.sb3_vec.SB3SlateVecEnv`, MaskablePPO on
-  the sequential formulation, DQN on the sequential or (``conf/agent/dqn.yaml``, see why
-  there) the single-item one. This is the class to name in a Hydra config.
-- :class:`CandidateScoringPolicy`, an actor-critic policy that scores every candidate with
-  one shared network (permutation-equivariant, unlike ``MultiInputPolicy``'s MLP over the
-  flattened observation, which must learn the same scorer ``C`` times over), and
-  :class:`CandidateQPolicy`, the same scorer as DQN's Q-network. Gaussian scores have
-  bounded means (:class:`BoundedScores`) and the scorer starts near zero, so that the
-  first policy ranks at random and the frozen one ranks as it did in training.
+  on a twin of the env it is given (same catalog, user population and reward; other users),
+  which the env builds through its documented ``training_env`` method: PPO and A2C on the
+  batched :class:`~recoworld.envs.sb3_vec.SB3SlateVecEnv`, MaskablePPO on the sequential
+  formulation, DQN on the single-item one. This is the class to name in a Hydra config.
 
-On the default world (calibrated MovieLens-100K, 256 users, 150 steps, seeds 0-4; reward =
-clicks), with the budgets of ``conf/agent/*.yaml``, 40-90 s of training per seed on two
-CPU cores: see those files and ``benchmarks/agents_leaderboard.py`` for the figures.
-
-Example::
-
-    venv = SB3SlateVecEnv(num_envs=32, action_format="scores")
-    model = PPO(CandidateScoringPolicy, venv,
-                policy_kwargs=catalog_policy_kwargs(venv.catalog)).learn(50_000)
-    agent = SB3Recommender(model)
+The policies that score every candidate with one shared network are in
+:mod:`recoworld.agents.sb3_policies`; comparisons with the other agents are in
+``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from gymnasium import spaces
-from sb3_contrib.common.maskable.policies import MaskableMultiInputActorCriticPolicy
-from stable_baselines3.common.policies import MultiInputActorCriticPolicy
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
-from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
-from torch import nn
+from stable_baselines3.common.utils import LinearSchedule
 
-from recoworld.agents.base import Observation, Recommender, deterministic, top_k
+from recoworld.agents.base import Recommender, deterministic, top_k
+from recoworld.agents.sb3_policies import (CHOSEN, POSITION, CandidateQPolicy, CandidateScoringPolicy,
+                                           MaskableCandidateScoringPolicy, catalog_policy_kwargs)
+from recoworld.types import Observation
 
 #: Algorithms :class:`SB3Agent` can train, by name.
 SCORE_ALGORITHMS = ("PPO", "A2C")
 SEQUENTIAL_ALGORITHMS = ("DQN", "MaskablePPO")
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """How :class:`SB3Agent` trains one algorithm when its arguments leave it open.
+
+    Attributes:
+        formulation: how the model acts while it trains (``None``: the algorithm's own).
+        total_timesteps, num_envs: the training budget and the users trained on at once.
+        algo_kwargs, policy_kwargs: passed to the algorithm and its policy (empty: SB3's own).
+    """
+
+    formulation: str | None = None
+    total_timesteps: int = 20_000
+    num_envs: int = 16
+    algo_kwargs: Mapping = field(default_factory=dict)
+    policy_kwargs: Mapping = field(default_factory=dict)
+
+
+#: The settings tuned on the default world for each tested algorithm: the values of
+#: ``conf/agent/<algo>.yaml`` (``ppo``, ``a2c``, ``dqn``, ``maskable_ppo``), whose comments say
+#: why each is chosen. An algorithm not listed trains with :class:`TrainingSettings`' defaults.
+TUNED = {
+    "PPO": TrainingSettings(
+        total_timesteps=64_000, num_envs=128,
+        algo_kwargs={"n_steps": 8, "batch_size": 1024, "n_epochs": 4,
+                     "learning_rate": LinearSchedule(0.001, 0.0, 1.0), "gamma": 0.9},
+        policy_kwargs={"log_std_init": -2.0}),
+    "A2C": TrainingSettings(
+        total_timesteps=150_000, num_envs=128,
+        algo_kwargs={"n_steps": 4, "learning_rate": LinearSchedule(0.002, 0.0, 1.0), "gamma": 0.9},
+        policy_kwargs={"log_std_init": -2.0}),
+    "DQN": TrainingSettings(
+        formulation="single_item", total_timesteps=64_000, num_envs=64,
+        algo_kwargs={"learning_starts": 1000, "buffer_size": 100_000, "batch_size": 256, "learning_rate": 0.001,
+                     "gamma": 0.5, "train_freq": 1, "gradient_steps": 1, "target_update_interval": 500,
+                     "exploration_fraction": 0.1, "exploration_final_eps": 0.02}),
+    "MaskablePPO": TrainingSettings(
+        total_timesteps=60_000, num_envs=8,
+        algo_kwargs={"n_steps": 128, "batch_size": 256, "n_epochs": 4, "gamma": 0.93}),
+}
 
 
 def algorithm_class(name: str):
@@ -94,7 +120,7 @@ class SB3Recommender(Recommender):
             self.formulation = "scores"
         elif isinstance(action_space, spaces.Discrete) and action_space.n == C:
             # Trained on slates built pick by pick (it sees the picks so far) or on single items.
-            self.formulation = "sequential" if "chosen" in self.model.observation_space.spaces else "single_item"
+            self.formulation = "sequential" if CHOSEN in self.model.observation_space.spaces else "single_item"
         elif isinstance(action_space, spaces.MultiDiscrete) and action_space.shape == (K,):
             self.formulation = "slate"
         else:
@@ -116,7 +142,7 @@ class SB3Recommender(Recommender):
             with torch.no_grad():
                 return policy._predict(obs_t, deterministic=True).cpu().numpy().reshape(-1, self.num_candidates)
         if self.formulation == "sequential":
-            batch = obs["candidate_ids"].shape[0]
+            batch = Observation(obs).batch_size
             return self._preferences(obs, np.zeros((batch, self.num_candidates), dtype=bool), 0)
         if self.formulation == "single_item":
             return self._values(obs)
@@ -136,7 +162,7 @@ class SB3Recommender(Recommender):
         return self._build_slates(obs)
 
     def _build_slates(self, obs: Observation) -> np.ndarray:
-        batch, C, K = obs["candidate_ids"].shape[0], self.num_candidates, self.slate_size
+        batch, C, K = Observation(obs).batch_size, self.num_candidates, self.slate_size
         chosen = np.zeros((batch, C), dtype=bool)
         slates = np.zeros((batch, K), dtype=np.int64)
         rows = np.arange(batch)
@@ -156,8 +182,8 @@ class SB3Recommender(Recommender):
     def _preferences(self, obs: Observation, chosen: np.ndarray, position: int) -> np.ndarray:
         """Q-values (DQN) or action logits (policy-gradient models) ``[B, C]`` of the next pick."""
         batch = chosen.shape[0]
-        return self._values({**obs, "chosen": chosen.astype(np.float32),
-                             "position": np.full((batch, 1), position / self.slate_size, dtype=np.float32)})
+        return self._values({**obs, CHOSEN: chosen.astype(np.float32),
+                             POSITION: np.full((batch, 1), position / self.slate_size, dtype=np.float32)})
 
     def _values(self, obs: Observation) -> np.ndarray:
         """Q-values (DQN) or action logits ``[B, C]`` of a ``Discrete(C)`` model."""
@@ -174,30 +200,43 @@ class SB3Recommender(Recommender):
         return deterministic(action) if self.deterministic else None
 
 
+
+
 class SB3Agent(SB3Recommender):
     """An SB3 model trained in :meth:`setup` on a twin of the env, then frozen.
 
     Args:
         algo: ``"PPO"``, ``"A2C"`` (scores formulation, trained on ``num_envs`` users in
             one batched :class:`~recoworld.envs.sb3_vec.SB3SlateVecEnv`), ``"DQN"`` or
-            ``"MaskablePPO"`` (sequential formulation, ``num_envs`` single envs).
-        formulation: how the model acts while it trains (``None``: the algorithm's own,
-            as above). DQN also takes ``"single_item"``: one candidate per step, shown
-            alone, to ``num_envs`` batched users
+            ``"MaskablePPO"``.
+        formulation: how the model acts while it trains: ``"scores"`` for PPO and A2C;
+            ``"sequential"`` (the slate built pick by pick, ``num_envs`` single envs) for
+            MaskablePPO and DQN; for DQN also ``"single_item"`` (its default): one
+            candidate per step, shown alone, to ``num_envs`` batched users
             (:class:`~recoworld.envs.sb3_vec.SingleItemVecEnv`); the frozen agent shows the
-            top ``K`` candidates by Q-value.
+            top ``K`` candidates by Q-value. DQN learns from the single items because in the
+            sequential formulation the slate's clicks arrive only at its K-th pick, so the
+            earlier picks learn only by bootstrapping a total that any one pick barely
+            moves; what the reduction leaves out — what a slate's items do to each other —
+            ranking by value ignores anyway.
         policy: an SB3 policy name or class; ``"candidate_scoring"`` (default) is
-            :class:`CandidateScoringPolicy` fed the catalog's features, genres and
-            popularity (:class:`MaskableCandidateScoringPolicy` for MaskablePPO,
-            :class:`CandidateQPolicy` for DQN).
+            :class:`~recoworld.agents.sb3_policies.CandidateScoringPolicy` fed the catalog's
+            features, genres and popularity (its maskable twin for MaskablePPO,
+            :class:`~recoworld.agents.sb3_policies.CandidateQPolicy` for DQN).
         total_timesteps: env steps of training (sub-steps in the sequential formulation).
         num_envs: users trained on in parallel.
-        reward: the training reward (preset or weights) if not the env's own, e.g. ``"mix"``.
+        reward: the training reward (a reward of :mod:`recoworld.rewards`) if not the env's
+            own, e.g. ``"mix"``.
         algo_kwargs: passed to the algorithm (``n_steps``, ``learning_rate``, ``gamma``, ...).
         policy_kwargs: passed to the policy.
         load_path: load a saved model instead of training; ``save_path``: save after training.
         device: torch device of the model (``"cpu"``; ``"auto"`` picks CUDA when present).
         deterministic, name: as for :class:`SB3Recommender`.
+
+    ``formulation``, ``total_timesteps``, ``num_envs``, ``algo_kwargs`` and ``policy_kwargs``
+    left at ``None`` take the algorithm's tuned settings (:data:`TUNED`, the values of
+    ``conf/agent/<algo>.yaml``); ``algo_kwargs`` and ``policy_kwargs`` given replace them
+    whole, the rest being SB3's defaults.
     """
 
     def __init__(
@@ -205,8 +244,8 @@ class SB3Agent(SB3Recommender):
         algo: str = "PPO",
         formulation: str | None = None,
         policy: str | type = "candidate_scoring",
-        total_timesteps: int = 20_000,
-        num_envs: int = 16,
+        total_timesteps: int | None = None,
+        num_envs: int | None = None,
         reward: str | Mapping | None = None,
         algo_kwargs: Mapping | None = None,
         policy_kwargs: Mapping | None = None,
@@ -217,15 +256,18 @@ class SB3Agent(SB3Recommender):
         name: str | None = None,
     ):
         super().__init__(None, deterministic, name or f"sb3_{algo.lower()}")
+        tuned = TUNED.get(algo, TrainingSettings())
         natural = "sequential" if algo in SEQUENTIAL_ALGORITHMS else "scores"
         allowed = (natural, "single_item") if algo == "DQN" else (natural,)
         if formulation is not None and formulation not in allowed:
             raise ValueError(f"formulation={formulation!r} does not suit algo={algo!r}; choose one of {allowed}")
-        self.training_formulation = formulation or natural
+        self.training_formulation = formulation or tuned.formulation or natural
         self.algo, self.policy = algo, policy
-        self.total_timesteps, self.num_envs = int(total_timesteps), int(num_envs)
+        self.total_timesteps = int(tuned.total_timesteps if total_timesteps is None else total_timesteps)
+        self.num_envs = int(tuned.num_envs if num_envs is None else num_envs)
         self.reward = reward
-        self.algo_kwargs, self.policy_kwargs = dict(algo_kwargs or {}), dict(policy_kwargs or {})
+        self.algo_kwargs = dict(tuned.algo_kwargs if algo_kwargs is None else algo_kwargs)
+        self.policy_kwargs = dict(tuned.policy_kwargs if policy_kwargs is None else policy_kwargs)
         self.load_path, self.save_path, self.device = load_path, save_path, device
         self.train_env = None
 
@@ -234,11 +276,10 @@ class SB3Agent(SB3Recommender):
         if self.load_path is not None:
             self.model = algo_class.load(self.load_path, device=self.device)
         else:
-            # Agents do not depend on envs; training one needs them, so they load only here.
-            from recoworld.envs.sb3_vec import make_training_env, training_seed
-
-            self.train_env = make_training_env(env, self.num_envs, self.training_formulation, seed=seed,
-                                               **({} if self.reward is None else {"reward": self.reward}))
+            # The env builds the twin (its documented training_env): agents do not import envs.
+            self.train_env = env.unwrapped.training_env(
+                self.num_envs, self.training_formulation, seed=seed,
+                **({} if self.reward is None else {"reward": self.reward}))
             policy, policy_kwargs = self.policy, dict(self.policy_kwargs)
             if policy == "candidate_scoring":
                 policy = {"DQN": CandidateQPolicy, "MaskablePPO": MaskableCandidateScoringPolicy}.get(
@@ -246,248 +287,8 @@ class SB3Agent(SB3Recommender):
                 policy_kwargs = {**catalog_policy_kwargs(env.unwrapped.catalog), **policy_kwargs}
             self.model = algo_class(policy, self.train_env, seed=seed, device=self.device,
                                     policy_kwargs=policy_kwargs, **self.algo_kwargs)
-            self.train_env.seed(training_seed(seed, self.num_envs))  # the model re-seeded it with its seed
+            self.train_env.seed(self.train_env.user_seed)  # the model re-seeded it with its own seed
             self.model.learn(self.total_timesteps)
             if self.save_path is not None:
                 self.model.save(self.save_path)
         super().setup(env, seed)
-
-
-# --------------------------------------------------------------------------- policy
-def catalog_policy_kwargs(catalog) -> dict[str, torch.Tensor]:
-    """The public catalog facts :class:`CandidateScoringPolicy` uses, as ``policy_kwargs``."""
-    return {"item_features": catalog.features.cpu(), "item_genres": catalog.genres.cpu(),
-            "item_popularity": catalog.popularity.cpu()}
-
-
-class SlateFeaturesExtractor(nn.Module):
-    """Embeds each candidate together with the user: ``[B, C * hidden + hidden]``.
-
-    The user is the watch-weighted mean of the features of their recent clicks, their
-    instruction and session counters; a candidate is its features, their product with
-    the user's, whether it is among the recent clicks, its popularity and its match with
-    the instruction's genres (when ``item_popularity`` and ``item_genres`` are given) and,
-    in the sequential formulation, whether it is already on the slate.
-    """
-
-    def __init__(self, observation_space: spaces.Dict, item_features=None, item_genres=None,
-                 item_popularity=None, hidden: int = 64):
-        super().__init__()
-        (C,) = observation_space["candidate_ids"].shape
-        n_items = int(np.max(observation_space["candidate_ids"].high)) + 1
-        if "candidate_features" in observation_space.spaces:
-            D = observation_space["candidate_features"].shape[1]
-        elif item_features is not None:
-            D = np.shape(item_features)[1]
-        else:
-            raise ValueError("the observations have no candidate_features; pass the catalog's item_features "
-                             "in policy_kwargs (see catalog_policy_kwargs)")
-        self.num_candidates, self.hidden = C, hidden
-        self.features_dim = C * hidden + hidden
-        if item_features is not None:
-            self.register_buffer("item_features", torch.as_tensor(np.asarray(item_features), dtype=torch.float32))
-            self.item_table = None
-        else:  # learn item vectors for the history from scratch
-            self.item_table = nn.Embedding(n_items, D)
-        self.register_buffer("item_genres", None if item_genres is None
-                             else torch.as_tensor(np.asarray(item_genres), dtype=torch.float32))
-        if item_popularity is not None:  # standardised log-popularity
-            log_popularity = torch.log(torch.as_tensor(np.asarray(item_popularity), dtype=torch.float32).clamp_min(1e-12))
-            log_popularity = (log_popularity - log_popularity.mean()) / log_popularity.std().clamp_min(1e-6)
-            self.register_buffer("item_popularity", log_popularity)
-        else:
-            self.item_popularity = None
-        instruction_dim = observation_space["instruction"].shape[0]
-        self.sequential = "chosen" in observation_space.spaces
-        per_candidate = (2 * D + 2 + (2 if item_genres is not None else 0) + (1 if item_popularity is not None else 0)
-                         + (1 if self.sequential else 0))
-        self.user_net = nn.Sequential(nn.Linear(D + instruction_dim + 3 + (1 if self.sequential else 0), hidden), nn.ReLU())
-        self.candidate_net = nn.Sequential(nn.Linear(per_candidate + hidden, hidden), nn.ReLU(),
-                                           nn.Linear(hidden, hidden), nn.ReLU())
-
-    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        history = obs["history_items"].long()
-        present = (history >= 0).float()
-        ids = history.clamp_min(0)
-        history_features = self.item_features[ids] if self.item_table is None else self.item_table(ids)
-        weight = present * (0.5 + obs["history_feedback"][..., 0])
-        user = nn.functional.normalize((weight[..., None] * history_features).sum(1), dim=-1)
-        user_parts = [user, obs["instruction"], torch.log1p(obs["session"])]
-        if self.sequential:
-            user_parts.append(obs["position"])
-        user_h = self.user_net(torch.cat(user_parts, -1))
-        candidate_ids = obs["candidate_ids"].long()
-        candidates = obs["candidate_features"] if "candidate_features" in obs else self.item_features[candidate_ids]
-        seen = (candidate_ids[:, :, None] == history[:, None, :]).any(-1, keepdim=True).float()
-        parts = [candidates, candidates * user[:, None], (candidates * user[:, None]).sum(-1, keepdim=True), seen]
-        if self.item_popularity is not None:
-            parts.append(self.item_popularity[candidate_ids][..., None])
-        if self.item_genres is not None:
-            genres = self.item_genres[candidate_ids]
-            G = genres.shape[-1]
-            more, less = obs["instruction"][:, :G].clamp_min(0), (-obs["instruction"][:, G:2 * G]).clamp_min(0)
-            parts += [(genres * more[:, None]).amax(-1, keepdim=True), (genres * less[:, None]).amax(-1, keepdim=True)]
-        if self.sequential:
-            parts.append(obs["chosen"][..., None])
-        parts.append(user_h[:, None].expand(-1, candidates.shape[1], -1))
-        candidate_h = self.candidate_net(torch.cat(parts, -1))
-        return torch.cat([candidate_h.flatten(1), user_h], -1)
-
-
-class CandidateHeads(nn.Module):
-    """Actor: one score per candidate from its embedding; critic: pooled candidates and user."""
-
-    def __init__(self, num_candidates: int, hidden: int):
-        super().__init__()
-        self.num_candidates, self.hidden = num_candidates, hidden
-        self.latent_dim_pi, self.latent_dim_vf = num_candidates, hidden
-        self.score = nn.Linear(hidden, 1)
-        self.value = nn.Sequential(nn.Linear(2 * hidden, hidden), nn.ReLU())
-
-    def _split(self, features: torch.Tensor):
-        C, h = self.num_candidates, self.hidden
-        return features[:, : C * h].view(-1, C, h), features[:, C * h:]
-
-    def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
-        candidates, _ = self._split(features)
-        return self.score(candidates)[..., 0]
-
-    def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
-        candidates, user = self._split(features)
-        return self.value(torch.cat([candidates.mean(1), user], -1))
-
-    def forward(self, features: torch.Tensor):
-        return self.forward_actor(features), self.forward_critic(features)
-
-
-class _Extractor(BaseFeaturesExtractor):
-    """SB3's face of :class:`SlateFeaturesExtractor`."""
-
-    def __init__(self, observation_space: spaces.Dict, **kwargs):
-        inner = SlateFeaturesExtractor(observation_space, **kwargs)
-        super().__init__(observation_space, inner.features_dim)
-        self.inner = inner
-
-    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.inner(obs)
-
-
-class BoundedScores(nn.Module):
-    """``bound * tanh((x - mean(x)) / bound)``: the Gaussian policy's mean scores, inside ``(-bound, bound)``.
-
-    The env's action box is ``[-1, 1]`` and SB3 clips sampled actions to it, while the
-    Gaussian log-likelihood is that of the unclipped sample. A mean that drifts past the
-    box then ties its candidates at the clip value (the env's top-K breaks the ties, not
-    the policy), and the gradient keeps pushing it out; the frozen agent, which ranks by the
-    unclipped mean, ranks by scores the env never saw. With ``bound = 0.5`` and the noise
-    of ``log_std_init = -2`` (0.14) even a mean at the bound has its sample clipped about
-    once in ten thousand draws, and the ranking stays scale-free: sharpening it is the
-    log-std's job. Near 0 it is the identity.
-    """
-
-    def __init__(self, bound: float = 0.5):
-        super().__init__()
-        if not 0 < bound <= 1:
-            raise ValueError(f"score_bound={bound}; it must be in (0, 1], inside the action box [-1, 1]")
-        self.bound = bound
-
-    def forward(self, scores: torch.Tensor) -> torch.Tensor:
-        # Centred per user first: adding a constant to every score changes no ranking, so
-        # nothing in the reward stops that common part from drifting into the bound.
-        centred = scores - scores.mean(-1, keepdim=True)
-        return self.bound * torch.tanh(centred / self.bound)
-
-
-def _extractor_kwargs(item_features, item_genres, item_popularity, hidden: int) -> dict:
-    """The policy arguments that put :class:`_Extractor` (fed the catalog's facts) in front."""
-    return {"features_extractor_class": _Extractor,
-            "features_extractor_kwargs": {"item_features": item_features, "item_genres": item_genres,
-                                          "item_popularity": item_popularity, "hidden": hidden}}
-
-
-class _CandidateScoring:
-    """The hooks that turn an SB3 actor-critic policy into a candidate-scoring one."""
-
-    def __init__(self, observation_space, action_space, lr_schedule, item_features=None, item_genres=None,
-                 item_popularity=None, hidden: int = 64, score_bound: float = 0.5, **kwargs):
-        self.hidden, self.score_bound = hidden, float(score_bound)
-        super().__init__(observation_space, action_space, lr_schedule,
-                         **{**kwargs, **_extractor_kwargs(item_features, item_genres, item_popularity, hidden)})
-
-    def _build_mlp_extractor(self) -> None:
-        self.mlp_extractor = CandidateHeads(self.features_extractor.inner.num_candidates, self.hidden)
-
-    def _build(self, lr_schedule) -> None:
-        super()._build(lr_schedule)
-        # The actor's latent already is one score (or logit) per candidate: SB3's dense
-        # action layer would mix candidates and break the equivariance. Gaussian scores
-        # keep their mean inside the action box (see BoundedScores); logits need no bound.
-        self.action_net = BoundedScores(self.score_bound) if isinstance(self.action_space, spaces.Box) else nn.Identity()
-        # The scorer is the policy's action layer: initialise it as SB3 does its action
-        # layer (orthogonal, gain 0.01; its ortho_init gave it the hidden layers' sqrt(2)),
-        # so that the first policy ranks at random instead of by a random function of the
-        # features (which on the default world can rank the least popular items first).
-        nn.init.orthogonal_(self.mlp_extractor.score.weight, gain=0.01)
-        nn.init.zeros_(self.mlp_extractor.score.bias)
-        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
-
-
-class CandidateScoringPolicy(_CandidateScoring, MultiInputActorCriticPolicy):
-    """Actor-critic policy that scores each candidate with one shared network.
-
-    For ``Box(C)`` scores (PPO, A2C) the scores are the Gaussian mean; for ``Discrete(C)``
-    picks (PPO on the sequential formulation) they are the logits. Pass the catalog's
-    ``item_features`` ``[N, D]`` (history items are looked up in it; without it the item
-    vectors are learned) and optionally ``item_genres`` ``[N, G]`` (to match candidates
-    with the instruction's genres) and ``item_popularity`` ``[N]`` in ``policy_kwargs``
-    (:func:`catalog_policy_kwargs` gives all three); ``hidden`` sets the width and
-    ``score_bound`` the range of the mean scores (:class:`BoundedScores`).
-    """
-
-
-class MaskableCandidateScoringPolicy(_CandidateScoring, MaskableMultiInputActorCriticPolicy):
-    """:class:`CandidateScoringPolicy` for sb3-contrib's MaskablePPO (the logits are masked)."""
-
-
-class CandidateQNetwork(QNetwork):
-    """DQN's Q-network with one Q-value per candidate from its embedding: ``Q(s, c) = w . h_c + b``.
-
-    The same candidate network scores every candidate, as in :class:`CandidateHeads`:
-    a Q-value is a property of the candidate in context, not of its index among the ``C``
-    (SB3's ``MultiInputPolicy`` MLP over the flattened observation has to learn each of
-    the ``C`` outputs separately).
-    """
-
-    def __init__(self, observation_space, action_space, features_extractor, features_dim, **kwargs):
-        super().__init__(observation_space, action_space, features_extractor, features_dim, **kwargs)
-        self.q_net = CandidateQHead(features_extractor.inner.num_candidates, features_extractor.inner.hidden)
-
-
-class CandidateQHead(nn.Module):
-    """``[B, C * hidden + hidden]`` features to ``[B, C]`` Q-values (one shared linear map)."""
-
-    def __init__(self, num_candidates: int, hidden: int):
-        super().__init__()
-        self.num_candidates, self.hidden = num_candidates, hidden
-        self.q = nn.Linear(hidden, 1)
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        C, h = self.num_candidates, self.hidden
-        return self.q(features[:, : C * h].view(-1, C, h))[..., 0]
-
-
-class CandidateQPolicy(DQNPolicy):
-    """DQN policy whose online and target networks are :class:`CandidateQNetwork` s.
-
-    Takes the catalog facts of :class:`CandidateScoringPolicy` (``item_features``,
-    ``item_genres``, ``item_popularity``) and ``hidden``; the rest is SB3's ``DQNPolicy``.
-    """
-
-    def __init__(self, observation_space, action_space, lr_schedule, item_features=None, item_genres=None,
-                 item_popularity=None, hidden: int = 64, **kwargs):
-        super().__init__(observation_space, action_space, lr_schedule,
-                         **{**kwargs, **_extractor_kwargs(item_features, item_genres, item_popularity, hidden)})
-
-    def make_q_net(self) -> QNetwork:
-        net_args = self._update_features_extractor(self.net_args, features_extractor=None)
-        return CandidateQNetwork(**net_args).to(self.device)

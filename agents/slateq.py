@@ -31,42 +31,42 @@ Choices made here, where the paper leaves room or where RecoWorld's users differ
 - **Null value.** :math:`\bar Q(s, \perp)` is learned too (the paper's RecSim code fixes it
   at 0): with retention rewards, what happens when the user clicks nothing — they may
   leave — is what a long-term agent must learn.
-- **Item rewards.** With reward weights :math:`w` (the signals of ``RecoWorld/Slate-v0``'s rewards),
+- **Item rewards.** With reward weights :math:`w` (the signals of :mod:`recoworld.rewards`),
   a clicked item earns :math:`w_\text{clicks} + w_\text{watch}\,\omega_i + w_\text{likes}\,\ell_i`
   and every choice of the step (each clicked item, or :math:`\perp`) also earns the
   slate-level part :math:`w_\text{retention}\,\rho + w_\text{churn}\,\chi + w_\text{compliance}\,\kappa`.
-- **Slate optimisation.** ``slate_optimizer="exact"`` (default) solves
+- **Slate optimisation** (:mod:`recoworld.agents.slate_optimizers`). ``"top_k"`` (default)
+  is the paper's top-K heuristic: the K largest :math:`v_i \bar Q_i`. ``"exact"`` solves
   :math:`\max_{|A| = K} Q(s, A)` exactly: it is a 0-1 fractional programme whose inner
   problem for a fixed ratio :math:`\lambda` (Dinkelbach, 1967) is the top-K of
   :math:`v_i(\bar Q_i - \lambda)`, so a few top-K passes reach the optimum the paper gets
-  from its LP. ``"top_k"`` is the paper's top-K heuristic: the K largest :math:`v_i \bar Q_i`.
-  Either way the slate is ordered by :math:`v_i \bar Q_i`, best first.
-  The exact optimum is only as good as the model: RecoWorld's users click several items of a
-  slate (1.7 of 10 on the calibrated MovieLens world), so the fitted logit leaves the null
-  choice a few percent and every slate's :math:`Q(s, A)` close to the best; the exact
-  optimum is then decided by the noise of :math:`\bar Q` across candidates, and the
-  top-K heuristic, which favours attractive items, earned 0.055 more clicks per step
-  there (``conf/agent/slateq.yaml`` uses it).
+  from its LP. Either way the slate is ordered by :math:`v_i \bar Q_i`, best first.
+  The exact optimum is only as good as the model, which is why it is not the default:
+  RecoWorld's users often click several items of a slate, so the fitted one-choice logit
+  leaves the null choice little weight and every slate's :math:`Q(s, A)` close to the
+  best; the exact optimum is then decided by the noise of :math:`\bar Q` across
+  candidates, while the top-K heuristic favours attractive items (the comparison is in
+  ``benchmarks/RESULTS.md``).
 - **n-step targets.** With ``n_step > 1`` the target of the step-:math:`t` choice is
   :math:`r_t(i) + \sum_{j=1}^{m} \gamma^j r_{t+j} + \gamma^{m+1} Q(s_{t+m+1}, A^*)`, the same
   user's observed step rewards for :math:`m \le n - 1` steps (fewer at an episode's end or
   where the next steps have not arrived yet), as in Rainbow; the off-policy bias of the
   exploratory steps inside the window is accepted. The users' mindset is hidden from the
   observation, so a one-step target cannot see that a slate which followed the user's
-  instruction made their return likelier a few steps later; the observed rewards can. (In
-  the runs reported in :mod:`recoworld.agents.retention` 8-step targets did not help at
-  the budgets tried; the exposure values below did.)
+  instruction made their return likelier a few steps later; the observed rewards can.
 - **Exposure values** (``exposure_value=True``, beyond the paper). SlateQ assumes that
   reward and transition depend only on the consumed item. RecoWorld's users also react to
   the slate as a whole: compliance with their instruction is a share of the slate, and
   every examined item satiates. The option adds a slate-level term,
   :math:`Q(s, A) = \sum_{i \in A \cup \{\perp\}} P(i \mid s, A)\,\bar Q(s, i) + \frac1K \sum_{i \in A} W(s, i)`,
-  fitted with :math:`\bar Q` to the same targets; the slate is then optimised by a local
-  search from the exact SlateQ slate (see :func:`optimize_slate`), which found the
-  brute-force optimum on 90% of random instances (8 candidates, slates of 3) and came
-  within 1% of it on average.
+  fitted with :math:`\bar Q` to the same targets; with ``slate_optimizer="exact"`` the
+  slate is then optimised by a local search from the exact SlateQ slate (see
+  :func:`~recoworld.agents.slate_optimizers.optimize_slate`), which never does worse than
+  its start.
 - **Exploration.** Epsilon-greedy per user: a uniformly random slate with probability
   ``epsilon`` (so :meth:`SlateQAgent.propensities` are exact).
+
+The class defaults are the tuned settings of ``conf/agent/slateq.yaml``.
 """
 
 from __future__ import annotations
@@ -80,241 +80,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from recoworld.agents.base import Feedback, Observation, Recommender
-from recoworld.catalog import lookup
-
-#: The reward signals of RecoWorld/Slate-v0 (see its manual); the env reports each per
-#: user in ``info["reward_<signal>"]``. Item-level ones are rebuilt per position from the feedback.
-SIGNALS = ("clicks", "watch_time", "likes", "retention", "churn", "compliance")
-OBS_FIELDS = ("candidate_ids", "history_items", "history_feedback", "instruction", "session")
-
-
-# ------------------------------------------------------------------ features
-class CandidateFeaturizer:
-    """What a recommender knows about each (user, candidate) pair, as tensors.
-
-    From the observation and the public catalog: per candidate its features :math:`f_i`,
-    their product with the user's taste :math:`u` (watch-weighted mean features of the
-    recent clicks) and the dot product, whether it was clicked recently, its standardised
-    log-popularity, its genres' share of the recent clicks (a satiation proxy), its match
-    with the instruction's ``more`` and ``less`` genres and its distance from the taste times
-    the novelty wish. Per user: :math:`u`, whether an instruction is in force, the novelty
-    wish, the session counters and the history length. ``item_dim`` and ``user_dim`` are
-    the widths; :meth:`__call__` returns ``[B, C, item_dim + user_dim]`` (each candidate
-    with its user) and ``[B, user_dim]``.
-    """
-
-    def __init__(self, catalog, device: torch.device):
-        self.device = device
-        log_popularity = catalog.log_popularity.to(device)
-        popularity = (log_popularity - log_popularity.mean()) / log_popularity.std().clamp_min(1e-6)
-        features, genres = catalog.features.to(device), catalog.genres.to(device).float()
-        # One row per item, so that a batch of ids is one index_select (see catalog.lookup).
-        self.candidate_table = torch.cat([features, popularity[:, None], genres], 1)
-        self.history_table = torch.cat([features, catalog.genre_weights.to(device)], 1)
-        self.n_genres, self.feature_dim = catalog.n_genres, catalog.feature_dim
-        D = catalog.feature_dim
-        self.item_dim = 2 * D + 7
-        self.user_dim = D + 6
-
-    def tensors(self, obs: Mapping[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        """The observation fields the featurizer reads, as tensors on the device."""
-        return {k: torch.as_tensor(np.asarray(obs[k]), device=self.device) for k in OBS_FIELDS}
-
-    def __call__(self, obs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        D, G = self.feature_dim, self.n_genres
-        candidates, history = obs["candidate_ids"].long(), obs["history_items"].long()
-        present = (history >= 0).float()
-        weight = present * (0.5 + obs["history_feedback"][..., 0].float())
-        past_features, past_genres = lookup(self.history_table, history.clamp_min(0)).split([D, G], -1)
-        taste = nn.functional.normalize(torch.bmm(weight[:, None], past_features)[:, 0], dim=-1)
-        genre_share = torch.bmm(present[:, None], past_genres)[:, 0] / present.sum(1, keepdim=True).clamp_min(1)
-
-        f, popularity, genres = lookup(self.candidate_table, candidates).split([D, 1, G], -1)  # [B, C, .]
-        affinity = torch.bmm(f, taste[:, :, None])
-        seen = (candidates[:, :, None] == history[:, None, :]).any(-1, keepdim=True).float()
-        instruction = obs["instruction"].float()
-        more, less, novelty = instruction[:, :G], -instruction[:, G:2 * G], instruction[:, 2 * G]
-        # Genres and instruction parts are 0/1, so a clipped count says "any genre matches".
-        item = torch.cat([
-            f, f * taste[:, None], affinity, seen, popularity,
-            torch.bmm(genres, genre_share[:, :, None]),
-            torch.bmm(genres, more[:, :, None]).clamp(max=1.0), torch.bmm(genres, less[:, :, None]).clamp(max=1.0),
-            novelty[:, None, None] * (1.0 - affinity),
-        ], -1)
-        active = (instruction.abs().sum(1, keepdim=True) > 0).float()
-        session = torch.log1p(obs["session"].float())
-        user = torch.cat([taste, active, novelty[:, None], session, present.mean(1, keepdim=True)], -1)
-        return item, user
+from recoworld.agents.base import Recommender
+from recoworld.agents.replay import ReplayBuffer
+from recoworld.agents.slate_optimizers import SLATE_OPTIMIZERS, optimize_slate, slate_value
+from recoworld.agents.slateq_networks import OBS_FIELDS, CandidateFeaturizer, SlateQNetworks
+from recoworld.rewards import SLATE_SIGNALS, RewardWeights
+from recoworld.types import Feedback, Observation
 
 
-# ------------------------------------------------------------- decomposition
-def slate_value(v: torch.Tensor, q: torch.Tensor, v_null: torch.Tensor, q_null: torch.Tensor,
-                w: torch.Tensor | None = None) -> torch.Tensor:
-    r"""SlateQ's :math:`Q(s, A)` ``[B]`` from the slate's choice scores ``v`` and item values
-    ``q`` ``[B, K]`` and the null choice's ``v_null``, ``q_null`` ``[B]``; plus the mean
-    exposure value of the slate's items when ``w`` ``[B, K]`` is given."""
-    value = (v_null * q_null + (v * q).sum(1)) / (v_null + v.sum(1))
-    return value if w is None else value + w.mean(1)
-
-
-def choice_probabilities(v: torch.Tensor, v_null: torch.Tensor) -> torch.Tensor:
-    """Conditional-logit :math:`P(i | s, A)` ``[B, K + 1]``; the last column is the null choice."""
-    weights = torch.cat([v, v_null[:, None]], 1)
-    return weights / weights.sum(1, keepdim=True)
-
-
-def optimize_slate(v: torch.Tensor, q: torch.Tensor, v_null: torch.Tensor, q_null: torch.Tensor, k: int,
-                   method: str = "exact", w: torch.Tensor | None = None, max_iter: int = 50) -> torch.Tensor:
-    r"""Candidate indices ``[B, k]`` of the best slate of ``k`` out of ``C`` candidates.
-
-    ``v``, ``q`` (and ``w``) ``[B, C]``; ``v_null``, ``q_null`` ``[B]``. ``"exact"``
-    maximises :func:`slate_value` by Dinkelbach's iteration (each step takes the top-k of
-    :math:`v_i(q_i - \lambda)` and sets :math:`\lambda` to that slate's value, which never
-    decreases and stops at the optimum); ``"top_k"`` takes the top-k of :math:`v_i q_i`.
-    With exposure values ``w`` the objective is no longer a pure ratio: from the slate
-    above, each step takes the top-k of the linearised gain
-    :math:`v_i(q_i - \lambda)/D + w_i/k` (:math:`\lambda`, :math:`D` the current slate's
-    choice value and denominator) and keeps it where it improves the value — a local search
-    that never does worse than its start. The slate is ordered by its items' gains, best first.
-    """
-    if method not in ("exact", "top_k"):
-        raise ValueError(f"slate_optimizer={method!r}; choose 'exact' or 'top_k'")
-    gain = v * q if w is None else v * q / (v_null[:, None] + k * v.mean(1, keepdim=True)) + w / k
-    chosen = gain.topk(k, dim=1).indices
-    if method == "exact":
-        ratio = slate_value(v.gather(1, chosen), q.gather(1, chosen), v_null, q_null)
-        for _ in range(max_iter):
-            candidate = (v * (q - ratio[:, None])).topk(k, dim=1).indices
-            new_ratio = slate_value(v.gather(1, candidate), q.gather(1, candidate), v_null, q_null)
-            better = new_ratio > ratio + 1e-7 * ratio.abs().clamp_min(1.0)
-            if not bool(better.any()):
-                break
-            chosen = torch.where(better[:, None], candidate, chosen)
-            ratio = torch.where(better, new_ratio, ratio)
-        if w is not None:
-            chosen = _local_search(v, q, v_null, q_null, w, k, chosen, max_iter)
-    if w is not None:
-        v_chosen = v.gather(1, chosen)
-        ratio = slate_value(v_chosen, q.gather(1, chosen), v_null, q_null)
-        gain = v * (q - ratio[:, None]) / (v_null + v_chosen.sum(1))[:, None] + w / k
-    order = torch.argsort(gain.gather(1, chosen), dim=1, descending=True, stable=True)
-    return chosen.gather(1, order)
-
-
-def _local_search(v, q, v_null, q_null, w, k, chosen, max_iter):
-    """Improve slates under :func:`slate_value` with exposure values (see :func:`optimize_slate`)."""
-    def value(slate):
-        return slate_value(v.gather(1, slate), q.gather(1, slate), v_null, q_null, w.gather(1, slate))
-
-    current = value(chosen)
-    for _ in range(max_iter):
-        v_chosen = v.gather(1, chosen)
-        ratio = slate_value(v_chosen, q.gather(1, chosen), v_null, q_null)
-        gain = v * (q - ratio[:, None]) / (v_null + v_chosen.sum(1))[:, None] + w / k
-        candidate = gain.topk(k, dim=1).indices
-        new = value(candidate)
-        better = new > current + 1e-7 * current.abs().clamp_min(1.0)
-        if not bool(better.any()):
-            break
-        chosen = torch.where(better[:, None], candidate, chosen)
-        current = torch.where(better, new, current)
-    return chosen
-
-
-# ------------------------------------------------------------------ networks
-class PairMLP(nn.Module):
-    """An MLP of each candidate's features with its user's, ``[B, C, item_dim]``, ``[B, user_dim]``
-    -> ``[B, C]``.
-
-    The first layer is a linear map of the concatenation ``[item, user]``, applied as the
-    sum of its two blocks, so that the user's part is computed once for all of their
-    candidates instead of copying the user's features next to each of them (``[B, C, item +
-    user]`` tensors of every candidate of a training batch's next states).
-    """
-
-    def __init__(self, item_dim: int, user_dim: int, hidden: int, layers: int):
-        super().__init__()
-        self.item_dim = item_dim
-        self.first = nn.Linear(item_dim + user_dim, hidden)
-        rest: list[nn.Module] = []
-        for _ in range(layers - 1):
-            rest += [nn.ReLU(), nn.Linear(hidden, hidden)]
-        self.rest = nn.Sequential(*rest, nn.ReLU(), nn.Linear(hidden, 1))
-
-    def forward(self, item: torch.Tensor, user: torch.Tensor) -> torch.Tensor:
-        item_weight, user_weight = self.first.weight.split([self.item_dim, user.shape[-1]], 1)
-        user_part = nn.functional.linear(user, user_weight, self.first.bias)
-        return self.rest(nn.functional.linear(item, item_weight) + user_part[:, None])[..., 0]
-
-
-class SlateQNetworks(nn.Module):
-    """Choice scores :math:`g(s, i)`, :math:`g(s, \\perp)`, values :math:`\\bar Q(s, i)`,
-    :math:`\\bar Q(s, \\perp)` and, optionally, exposure values :math:`W(s, i)`."""
-
-    def __init__(self, item_dim: int, user_dim: int, hidden: int, exposure: bool = False):
-        super().__init__()
-        self.choice = PairMLP(item_dim, user_dim, hidden, layers=1)
-        self.choice_null = nn.Linear(user_dim, 1)
-        self.value = PairMLP(item_dim, user_dim, hidden, layers=2)
-        self.value_null = nn.Sequential(nn.Linear(user_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
-        self.exposure = PairMLP(item_dim, user_dim, hidden, layers=1) if exposure else None
-
-    def choice_logits(self, item: torch.Tensor, user: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.choice(item, user), self.choice_null(user)[..., 0]
-
-    def values(self, item: torch.Tensor, user: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.value(item, user), self.value_null(user)[..., 0]
-
-    def exposure_values(self, item: torch.Tensor, user: torch.Tensor) -> torch.Tensor | None:
-        return None if self.exposure is None else self.exposure(item, user)
-
-
-# -------------------------------------------------------------------- replay
-class ReplayBuffer:
-    """Transitions as raw observation fields (features are recomputed when sampled), on the device.
-
-    Each row also links to the same user's next row (``successor``, -1 until it arrives or
-    after the episode's end), so that n-step returns can be read by following the links.
-    Rows are overwritten oldest first and a row's successor is newer than the row, so a
-    live row never links to an overwritten one.
-    """
-
-    def __init__(self, capacity: int, device: torch.device):
-        self.capacity, self.device = capacity, device
-        self.data: dict[str, torch.Tensor] = {}
-        self.size = self.cursor = 0
-
-    def add(self, rows: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Append rows; returns their indices."""
-        n = next(iter(rows.values())).shape[0]
-        if n > self.capacity:
-            raise ValueError(f"adding {n} transitions at once to a buffer of {self.capacity}; raise buffer_size")
-        if not self.data:
-            self.data = {k: torch.zeros((self.capacity, *v.shape[1:]), dtype=v.dtype, device=self.device)
-                         for k, v in rows.items()}
-            self.data["successor"] = torch.full((self.capacity,), -1, dtype=torch.int64, device=self.device)
-        index = (self.cursor + torch.arange(n, device=self.device)) % self.capacity
-        for k, v in rows.items():
-            self.data[k][index] = v.to(self.device)
-        self.data["successor"][index] = -1
-        self.cursor = (self.cursor + n) % self.capacity
-        self.size = min(self.size + n, self.capacity)
-        return index
-
-    def link(self, rows: torch.Tensor, successors: torch.Tensor) -> None:
-        """Record that ``successors`` follow ``rows`` in their users' episodes."""
-        self.data["successor"][rows] = successors
-
-    def sample(self, batch: int, generator: torch.Generator) -> torch.Tensor:
-        """Indices of ``batch`` rows drawn uniformly with replacement."""
-        return torch.randint(self.size, (batch,), generator=generator, device=self.device)
-
-    def rows(self, index: torch.Tensor, fields=None) -> dict[str, torch.Tensor]:
-        return {k: v.index_select(0, index) for k, v in self.data.items() if fields is None or k in fields}
-
-
-# --------------------------------------------------------------------- agent
 @dataclass
 class SlateQConfig:
     """Hyperparameters of :class:`SlateQAgent` (its constructor takes them as keywords)."""
@@ -323,14 +96,14 @@ class SlateQConfig:
     n_step: int = 1
     exposure_value: bool = False
     reward: str | Mapping | None = None
-    slate_optimizer: str = "exact"
-    epsilon: float = 0.1
+    slate_optimizer: str = "top_k"
+    epsilon: float = 0.01
     hidden: int = 64
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3
     batch_size: int = 256
     buffer_size: int = 50_000
     learning_starts: int = 256
-    gradient_steps: int = 1
+    gradient_steps: int = 6
     tau: float = 0.01
     device: str = "cpu"
 
@@ -346,17 +119,22 @@ class SlateQAgent(Recommender):
             observation does not show — the user's mindset — back to the slate that caused them.
         exposure_value: add the slate-level term :math:`\\frac1K\\sum_{i \\in A} W(s, i)` to
             :math:`Q(s, A)` (see the module docstring).
-        reward: what the agent maximises, whatever the env pays: one signal's name
-            (``"clicks"``, ``"watch_time"``, ``"likes"``, ``"retention"``, ``"churn"``, ``"compliance"``)
-            or a mapping of weights such as ``{"watch_time": 1, "retention": 5}``; ``None``
-            uses the env's own weights. Slate-level signals are read from the env's
-            ``info["reward_<signal>"]``.
-        slate_optimizer: ``"exact"`` or ``"top_k"``.
+        reward: what the agent maximises, whatever the env pays: a reward of
+            :mod:`recoworld.rewards` — a preset name (one signal, e.g. ``"clicks"``, or
+            ``"mix"``) or a mapping of weights such as ``{"watch_time": 1, "retention": 5}``;
+            ``None`` uses the env's own weights (its ``reward_weights``). Slate-level
+            signals are read from the env's ``info["reward_<signal>"]``.
+        slate_optimizer: ``"top_k"`` (default) or ``"exact"`` (see the module docstring).
         epsilon: probability of a uniformly random slate per user (exploration). Set it to
-            0 to evaluate the greedy policy.
+            0 to evaluate the greedy policy. It is small by default because exploration is
+            paid at every user-step of a rollout, while the networks generalise across items
+            through their features and the candidates drawn per request show every item now
+            and then.
         hidden, learning_rate, batch_size, buffer_size, learning_starts, gradient_steps,
             tau: network width, Adam step, minibatch, replay size, transitions before the
             first update, updates per :meth:`update` call, Polyak rate of the target network.
+            A batched step brings one transition per user (hundreds at once), so several
+            updates per step are needed for each transition to be used more than once.
         device: ``"cpu"`` (default), ``"cuda"``, or ``"auto"`` (CUDA when available).
     """
 
@@ -374,20 +152,21 @@ class SlateQAgent(Recommender):
             raise ValueError(f"n_step={c.n_step}; need at least 1")
         if not 0.0 <= c.epsilon <= 1.0:
             raise ValueError(f"epsilon={c.epsilon}; need a probability")
-        if c.slate_optimizer not in ("exact", "top_k"):
-            raise ValueError(f"slate_optimizer={c.slate_optimizer!r}; choose 'exact' or 'top_k'")
-        self.reward_weights = None if c.reward is None else reward_weights(c.reward)
+        if c.slate_optimizer not in SLATE_OPTIMIZERS:
+            raise ValueError(f"slate_optimizer={c.slate_optimizer!r}; choose one of {SLATE_OPTIMIZERS}")
+        self.reward_weights = None if c.reward is None else RewardWeights.parse(c.reward)
         self.epsilon = c.epsilon
         self.device = resolve_device(c.device)
 
     def setup(self, env, seed: int | None = None) -> None:
         super().setup(env, seed)
         c = self.config
-        if c.reward is None:  # the env's own reward
-            paid = getattr(getattr(env.unwrapped, "world", None), "reward_weights", None)
+        if c.reward is None:  # the env's own reward, from its documented reward_weights
+            paid = getattr(env.unwrapped, "reward_weights", None)
             if paid is None:
-                raise ValueError(f"{type(env.unwrapped).__name__} does not say what it pays; give reward= explicitly")
-            self.reward_weights = reward_weights(paid.as_dict())
+                raise ValueError(f"{type(env.unwrapped).__name__} does not say what it pays (it has no "
+                                 "reward_weights); give SlateQAgent reward= explicitly, e.g. reward='clicks'")
+            self.reward_weights = RewardWeights.parse(paid)
         self.featurizer = CandidateFeaturizer(self.catalog, self.device)
         torch_seed = int(self.rng.integers(2**62))
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
@@ -417,12 +196,13 @@ class SlateQAgent(Recommender):
 
     def greedy(self, obs: Observation) -> np.ndarray:
         """The slates that maximise the estimated :math:`Q(s, A)` ``[B, K]``."""
+        candidate_ids = Observation(obs).candidate_ids
         cached_ids, cached = getattr(self, "_greedy_cache", (None, None))
-        if cached_ids is obs["candidate_ids"]:  # propensities() right after act() on the same obs
+        if cached_ids is candidate_ids:  # propensities() right after act() on the same obs
             return cached.copy()
         v, q, v_null, q_null, w = self.evaluate(self.featurizer.tensors(obs))
         slates = optimize_slate(v, q, v_null, q_null, self.slate_size, self.config.slate_optimizer, w).cpu().numpy()
-        self._greedy_cache = (obs["candidate_ids"], slates.copy())
+        self._greedy_cache = (candidate_ids, slates.copy())
         return slates
 
     def score(self, obs: Observation) -> np.ndarray:
@@ -460,11 +240,11 @@ class SlateQAgent(Recommender):
         """Reward of each shown item if chosen ``[B, K]`` and the slate-level reward ``[B]``."""
         w, info = self.reward_weights, feedback.info
         clicked = np.asarray(feedback.clicked, dtype=np.float64)
-        item = (w["clicks"] + w["watch_time"] * np.asarray(feedback.watch_fraction)
-                + w["likes"] * np.asarray(feedback.liked)) * clicked
+        item = (w.clicks + w.watch_time * np.asarray(feedback.watch_fraction)
+                + w.likes * np.asarray(feedback.liked)) * clicked
         shared = np.zeros(clicked.shape[0])
-        for name in ("retention", "churn", "compliance"):
-            weight = w[name]
+        for name in SLATE_SIGNALS:
+            weight = getattr(w, name)
             if weight:
                 if f"reward_{name}" not in info:
                     raise KeyError(f"the reward weighs {name!r}, but the env's info has no 'reward_{name}'")
@@ -572,15 +352,6 @@ class SlateQAgent(Recommender):
         self.losses = {"choice": choice_loss.item(), "value": value_loss.item()}
         return self.losses
 
-
-def reward_weights(spec: str | Mapping) -> dict[str, float]:
-    """Weights of every signal of :data:`SIGNALS` from one signal's name or a mapping."""
-    if isinstance(spec, str):
-        spec = {spec: 1.0}
-    unknown = sorted(set(spec) - set(SIGNALS))
-    if unknown:
-        raise ValueError(f"reward names unknown signals {unknown}; known signals: {list(SIGNALS)}")
-    return {name: float(spec.get(name, 0.0)) for name in SIGNALS}
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recoworld.agents.base import Feedback, Observation
 from recoworld.agents.linear import ContextualBandit, Ridge
 from recoworld.agents.sampling import PosteriorSampler
+from recoworld.types import Feedback, Observation
 
 
 @dataclass(eq=False)

@@ -1,8 +1,8 @@
 """The learning-agents leaderboard: every agent over five seeds on the default world.
 
 Runs ``recoworld run experiment=leaderboard env.num_envs=256`` (the Hydra config that
-reproduces it, on 256 users: the retention-aware agent's lead in return rate is a few
-hundredths, which 64 users per seed left within the noise) and prints, per agent: mean
+reproduces it, on 256 users per seed: why so many, and the tables, are in
+``benchmarks/RESULTS.md``) and prints, per agent: mean
 return per episode, CTR, return rate and instruction compliance with 95% intervals across
 seeds; reward per user-step; regret against the Oracle (its reward per user-step minus the
 agent's, paired by seed: the same users meet every agent); and paired t-tests of the

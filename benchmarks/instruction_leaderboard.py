@@ -26,7 +26,7 @@ its agreement with the simulator is reported — Spearman and pairwise accuracy 
 slate's true mean click probability (the privileged channel), and Spearman against the
 user's satisfaction after being shown the slate.
 
-    python benchmarks/instruction_leaderboard.py                 # ~30-60 min on 2 busy CPU cores
+    python benchmarks/instruction_leaderboard.py                 # long on a CPU (RESULTS.md)
     python benchmarks/instruction_leaderboard.py --no-llm        # the non-LLM rows only, seconds
 
 LLM replies are cached on disk (``--cache-dir``), so a rerun replays them.
@@ -50,7 +50,7 @@ from recoworld.agents.llm_bandit import LLMBandit
 from recoworld.agents.llm_rerank import LLMRerank
 from recoworld.agents.llm_tools import LLMToolAgent
 from recoworld.catalog import Catalog
-from recoworld.apps.run.loop import rollout
+from recoworld.envs.rollout import rollout
 from recoworld.logs import EpisodeLog, read_log
 from recoworld.metrics import summarize
 
@@ -128,7 +128,7 @@ def judge_study(args, catalog, llm) -> dict:
     profiles, slates, appeal, satisfaction, pairs = [], [], [], [], []
     said = [None] * args.users
     for t in range(args.steps):
-        probabilities = env.unwrapped.privileged_click_probabilities()
+        probabilities = env.unwrapped.click_probabilities()
         oracle = np.argsort(-probabilities, axis=1)[:, :K]
         random = np.stack([rng.permutation(args.candidates)[:K] for _ in range(args.users)])
         shown = oracle if t % 2 == 0 else random

@@ -28,7 +28,7 @@ import tempfile
 import time
 
 # Passive OpenMP waiting, set before llama.cpp loads: spinning threads starve each other on a
-# shared CPU (several times slower there).
+# shared CPU.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402

@@ -8,8 +8,8 @@ configuration's own), for three configurations of the env:
 - ``torch``: the defaults (``kernel="torch"``, candidate features in the observation);
 - ``c``: ``kernel="c"``, the fused C kernels, with torch on one thread beside them;
 - ``c-lean``: ``kernel="c", candidate_features=False``: observations carry candidate ids,
-  and agents look the features up in the catalog (at B = 16,384 the features are 52 MB
-  of copies per step).
+  and agents look the features up in the catalog (at large B the features are a large
+  copy per step).
 
 Agents' time is excluded: the actions are fixed. Throughput is the median of five windows
 of steps; ``--child`` prints one configuration's figures as JSON, with the best window and
@@ -56,7 +56,7 @@ def measure(n_items: int, n_users: int, steps: int, candidate_features: bool, th
     for _ in range(3):  # warm-up: allocator and first-call costs
         env.step(actions)
     # Five windows, reported by their median: on a shared VM one window can be slowed by
-    # other tenants (this machine's speed drifts by 20% over minutes).
+    # other tenants.
     windows, per_window = [], max(1, steps // WINDOWS)
     cpu_start = time.process_time()
     for _ in range(WINDOWS):

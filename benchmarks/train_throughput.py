@@ -24,7 +24,7 @@ import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnvWrapper
 
-from recoworld.agents.sb3 import CandidateScoringPolicy, catalog_policy_kwargs
+from recoworld.agents.sb3_policies import CandidateScoringPolicy, catalog_policy_kwargs
 from recoworld.envs.sb3_vec import SB3SlateVecEnv
 from recoworld.envs.slate import SlateEnv
 

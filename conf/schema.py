@@ -137,10 +137,11 @@ class ExperimentConfig:
         progress: show a progress bar.
         plots: write the PNG plots.
         torch_threads: torch intra-op threads. The statistical simulator works on small
-            tensors for which extra threads cost more than they give; on a busy machine
-            more than one thread can make a run several times slower.
+            tensors for which extra threads cost more than they give, above all on a busy
+            machine.
         log_candidates: also log each request's candidate ids (needed to replay the
-            requests to another policy for off-policy evaluation; ~5x bigger logs).
+            requests to another policy for off-policy evaluation; each row grows by a list of
+            candidate ids).
         segments: named population specs (``simulator=calibrated``), e.g.
             ``{young_scifi: {age: [0, 24], favourite_genre: Sci-Fi}, impatient: {patience: low}}``;
             the lineup runs again on each segment (the simulator's population restricted

@@ -16,6 +16,7 @@ from recoworld.catalog import SyntheticTitles
 from recoworld.envs.slate import _first, _WorldFace
 from recoworld.envs.world import SlateWorld
 from recoworld.simulators import instructions as _phrasings
+from recoworld.types import CANDIDATE_IDS
 
 INVALID_ACTION_MODES = ("raise", "penalty")
 #: Stands in for characters outside the observation charset (see the manual).
@@ -100,6 +101,12 @@ class InstructEnv(_WorldFace, gym.Env):
     - ``history_shown`` (``5``): how many recent clicks the observation lists.
     - ``max_instruction_chars`` (``500``): longer instructions are cut, with an ellipsis.
 
+    ## Privileged channel
+
+    As ``RecoWorld/Slate-v0``'s for one user: ``click_probabilities()`` ``(C,)``,
+    ``expected_clicks(slate)`` of a slate of catalog ids ``(K,)``, ``reward_weights`` and
+    ``training_env(...)``, for evaluation and privileged agents only.
+
     ## Checker
 
     ``gymnasium.utils.env_checker.check_env`` passes with ``invalid_action="penalty"``.
@@ -119,6 +126,7 @@ class InstructEnv(_WorldFace, gym.Env):
     """
 
     metadata = {"render_modes": []}
+    single = True
 
     def __init__(self, *, invalid_action: str = "raise", invalid_penalty: float = 1.0, history_shown: int = 5,
                  max_instruction_chars: int = 500, **kwargs: Any):
@@ -193,7 +201,7 @@ class InstructEnv(_WorldFace, gym.Env):
         info = dict(info)
         info.setdefault("invalid_action", False)
         info["invalid_actions"] = self._invalid
-        info["candidate_ids"] = self.candidate_ids()
+        info[CANDIDATE_IDS] = self.candidate_ids()
         current = self._instruction_is_current()
         info["instruction"] = (self.world.instruction.to_dict(0, self._genre_names) if current
                                else {"more": [], "less": [], "novelty": 0})

@@ -2,10 +2,9 @@
 
 An env hands each step's observation to the agent, who may keep it (a replay buffer, a
 log), so every step needs arrays the env will not write again while anyone holds them. A
-fresh array per step is safe but, at large batches, costly: at B = 16,384 the candidate
-features are a 52 MB array, and a new one pays for the zeroed pages the OS hands out (with
-the C kernels, filling a fresh array took about twice as long as filling a reused one, and
-the whole step a quarter longer). :class:`RecycledArrays` keeps a few arrays and reuses one
+fresh array per step is safe but, at large batches, costly: the candidate features are
+a large array, and a new one pays for the zeroed pages the OS hands out (figures in
+``benchmarks/RESULTS.md``). :class:`RecycledArrays` keeps a few arrays and reuses one
 only when no reference to it is left but its own: views of it (slices,
 ``torch.from_numpy``) hold a reference too, so an array the agent still uses, in any form,
 is never written again.

@@ -19,6 +19,10 @@ episode seeds follow the same sequence, only the autoreset happens one step earl
 ``env_seconds`` accumulates the wall time spent inside ``reset`` and ``step_wait`` (the
 simulator, the reward and the observations), so that a benchmark can split a training run
 into env time and learner time.
+
+The Slate env's documented ``training_env`` method builds its training twins here
+(:func:`make_training_env`), so this module does not import ``recoworld.envs.slate``: it
+finds ``RecoWorld/Slate-v0``'s classes in Gymnasium's registry, as ``gymnasium.make`` does.
 """
 
 from __future__ import annotations
@@ -27,21 +31,31 @@ import copy
 import time
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.envs.registration import load_env_creator
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnvWrapper, VecMonitor
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from recoworld.envs.slate import SlateEnv, SlateVectorEnv, _WorldFace
+from recoworld.envs.world import SlateWorld
 from recoworld.envs.wrappers import SequentialSlateEnv
 
 
 #: Offset of the seeds of the users that agents train on (see :func:`make_training_env`).
 TRAINING_SEEDS = 2**40
+#: The env whose batched world this module serves to Stable-Baselines3.
+SLATE_ENV_ID = "RecoWorld/Slate-v0"
 
 
-class SB3SlateVecEnv(_WorldFace, VecEnv):
+def slate_env_classes() -> tuple[type, type]:
+    """``RecoWorld/Slate-v0``'s single-user and vector env classes, from Gymnasium's registry."""
+    spec = gym.spec(SLATE_ENV_ID)
+    return load_env_creator(spec.entry_point), load_env_creator(spec.vector_entry_point)
+
+
+class SB3SlateVecEnv(VecEnv):
     """``num_envs`` simulated users served to a Stable-Baselines3 learner (see the module docstring).
 
     Args:
@@ -54,20 +68,26 @@ class SB3SlateVecEnv(_WorldFace, VecEnv):
     ``MultiDiscrete`` slate would repeat candidates, which the env refuses.
     """
 
-    def __init__(self, vector_env: SlateVectorEnv | None = None, **env_kwargs: Any):
+    def __init__(self, vector_env: gym.vector.VectorEnv | None = None, **env_kwargs: Any):
         if vector_env is None:
-            vector_env = SlateVectorEnv(**env_kwargs)
+            vector_env = slate_env_classes()[1](**env_kwargs)
         elif env_kwargs:
             raise ValueError(f"give either a vector_env or the arguments to build one, not both ({sorted(env_kwargs)})")
         vector_env = vector_env.unwrapped
-        if not isinstance(vector_env, SlateVectorEnv):
-            raise TypeError(f"SB3SlateVecEnv drives a SlateVectorEnv, got {type(vector_env).__name__}")
+        if not isinstance(getattr(vector_env, "world", None), SlateWorld) or not hasattr(vector_env, "num_envs"):
+            raise TypeError(f"SB3SlateVecEnv drives a {SLATE_ENV_ID} vector env (SlateVectorEnv), "
+                            f"got {type(vector_env).__name__}")
         self.vector_env = vector_env
         self.world = vector_env.world
         self.render_mode = None
         self.env_seconds = 0.0
         self._actions: np.ndarray | None = None
         super().__init__(vector_env.num_envs, vector_env.single_observation_space, vector_env.single_action_space)
+
+    # The world's public facts, as on the Gymnasium faces (agents read them in setup()).
+    catalog = property(lambda self: self.world.catalog, doc="The items of this world.")
+    slate_size = property(lambda self: self.world.slate_size, doc="Items per slate.")
+    num_candidates = property(lambda self: self.world.num_candidates, doc="Candidates per request.")
 
     def reset(self) -> dict[str, np.ndarray]:
         start = time.perf_counter()
@@ -187,23 +207,25 @@ def make_training_env(env, num_envs: int, formulation: str = "scores", seed: int
     the sequential one (:class:`~recoworld.envs.wrappers.SequentialSlateEnv`) is a
     ``DummyVecEnv`` of single envs, because users who repeat a pick fall out of step with
     each other. All are monitored, so that SB3 logs episode returns. User ``i`` is seeded
-    ``training_seed(seed, num_envs) + i``. SB3 models re-seed their env with their own
-    seed when built: seed it again before ``learn``.
+    ``user_seed + i``, with ``user_seed = training_seed(seed, num_envs)`` kept as the
+    returned env's ``user_seed`` attribute: SB3 models re-seed their env with their own
+    seed when built, so seed it again with ``venv.seed(venv.user_seed)`` before ``learn``.
     """
     if formulation not in FORMULATIONS:
         raise ValueError(f"formulation={formulation!r}; choose one of {FORMULATIONS}")
     seed = training_seed(seed, num_envs)
+    SlateEnv, SlateVectorEnv = slate_env_classes()
     if formulation != "sequential":  # batched users
         face = {"action_format": "scores"} if formulation == "scores" else {"action_format": "slate", "slate_size": 1}
-        venv = SB3SlateVecEnv(SlateVectorEnv(num_envs, **twin_env_kwargs(env, **{**overrides, **face})))
-        venv.seed(seed)
-        return VecMonitor(venv if formulation == "scores" else SingleItemVecEnv(venv))
+        users = SB3SlateVecEnv(SlateVectorEnv(num_envs, **twin_env_kwargs(env, **{**overrides, **face})))
+        venv = VecMonitor(users if formulation == "scores" else SingleItemVecEnv(users))
+    else:
+        def single():
+            return Monitor(SequentialSlateEnv(SlateEnv(**twin_env_kwargs(env, action_format="slate", **overrides))))
 
-    def single():
-        return Monitor(SequentialSlateEnv(SlateEnv(**twin_env_kwargs(env, action_format="slate", **overrides))))
-
-    venv = DummyVecEnv([single for _ in range(num_envs)])
+        venv = DummyVecEnv([single for _ in range(num_envs)])
     venv.seed(seed)
+    venv.user_seed = seed
     return venv
 
 

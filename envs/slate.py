@@ -6,9 +6,11 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from recoworld.rewards import RewardWeights
 from recoworld.envs.world import SlateWorld
 
 MANUAL = """
@@ -56,7 +58,7 @@ MANUAL = """
     A weighted sum of clicks, watch time, likes, retention (+1 when a session ends and the
     user will return, -1 when the user churns), churn (-1 when the user churns) and
     instruction compliance, chosen with
-    ``reward=`` (a preset name or a mapping of weights, see ``recoworld.envs.rewards``).
+    ``reward=`` (a preset name or a mapping of weights, see ``recoworld.rewards``).
     The default pays one per click.
 
     ## Starting State
@@ -83,15 +85,27 @@ MANUAL = """
     - ``kernel``: ``"torch"`` (default) or ``"c"``. ``"c"`` runs the env's per-step
       bookkeeping (history, instruction, session, candidates, observation) and the
       default simulator's step (see ``StatisticalUsers``) in fused CPU kernels on every
-      core, about ten times faster at large batches; the users agree with ``"torch"`` up
+      core (faster at large batches: see ``benchmarks/RESULTS.md``); the users agree with ``"torch"`` up
       to float rounding, the bookkeeping exactly. A given simulator brings its own kernel.
       Run torch with one thread beside it (``torch.set_num_threads(1)``).
 
     ## Privileged channel
 
-    ``env.unwrapped.privileged_click_probabilities()`` returns the simulator's true click
-    probability of each current candidate. Real recommenders cannot see it; it exists for
-    the Oracle agent and for ground-truth evaluation.
+    What real recommenders cannot see, for the Oracle agent, ground-truth evaluation and
+    training on a twin of the world; agents and studies read it here, never through
+    ``env.world``:
+
+    - ``env.unwrapped.click_probabilities()``: the simulator's true click probability of
+      each current candidate, ``(C,)`` (``(B, C)`` for the vector env).
+    - ``env.unwrapped.expected_clicks(slates)``: the exact expected clicks of showing
+      ``slates`` (catalog ids, ``(K,)`` or ``(B, K)``) to the users in their current state,
+      a float (``(B,)``). Custom simulators may not offer it (``NotImplementedError``).
+    - ``env.unwrapped.reward_weights``: the :class:`~recoworld.rewards.RewardWeights`
+      the env pays, for agents that learn the same mix of signals.
+    - ``env.unwrapped.training_env(num_envs, formulation="scores", seed=None, **overrides)``:
+      a Stable-Baselines3 ``VecEnv`` of ``num_envs`` new users drawn from a copy of this
+      world's simulator (see ``recoworld.envs.sb3_vec.make_training_env``), so that an agent
+      trains on the population without touching the users it is evaluated on.
 
     ## Vectorized environment
 
@@ -109,9 +123,11 @@ MANUAL = """
 
 class _WorldFace:
     """What every face of a :class:`SlateWorld` (Gymnasium single and vector, SB3) exposes of it:
-    public world facts only, which agents read in ``setup()``."""
+    public world facts, which agents read in ``setup()``, and the privileged channel of the
+    manual. A single-user face (``single = True``) speaks of one user: no batch dimension."""
 
     world: SlateWorld
+    single: bool = False
 
     @property
     def catalog(self):
@@ -126,10 +142,37 @@ class _WorldFace:
     def num_candidates(self) -> int:
         return self.world.num_candidates
 
+    # ------------------------------------------------------- privileged channel
+    def click_probabilities(self) -> np.ndarray:
+        """Privileged: the true click probability of each current candidate, ``(C,)`` or
+        ``(B, C)`` (see the manual's Privileged channel)."""
+        probabilities = self.world.privileged_click_probabilities()
+        return probabilities[0] if self.single else probabilities
+
+    def expected_clicks(self, slates) -> np.ndarray | float:
+        """Privileged: the exact expected clicks of showing ``slates`` (catalog ids, ``(K,)``
+        or ``(B, K)``) to the users in their current state (see the manual)."""
+        slates = torch.as_tensor(np.asarray(slates), device=self.world.device)
+        expected = self.world.simulator.expected_clicks(slates[None] if self.single else slates).cpu().numpy()
+        return float(expected[0]) if self.single else expected
+
+    @property
+    def reward_weights(self) -> RewardWeights:
+        """Privileged: the weights of the signals the env pays (see the manual)."""
+        return self.world.reward_weights
+
+    def training_env(self, num_envs: int, formulation: str = "scores", seed: int | None = None, **overrides: Any):
+        """A Stable-Baselines3 ``VecEnv`` of ``num_envs`` users of a copy of this world (see
+        the manual and ``recoworld.envs.sb3_vec.make_training_env``)."""
+        from recoworld.envs.sb3_vec import make_training_env  # Stable-Baselines3 only when asked for
+
+        return make_training_env(self, num_envs, formulation, seed=seed, **overrides)
+
 
 class SlateEnv(_WorldFace, gym.Env):
     __doc__ = "A single simulated user served slate by slate.\n" + MANUAL
     metadata = {"render_modes": []}
+    single = True
 
     def __init__(self, **kwargs: Any):
         self.world = SlateWorld(1, **kwargs)
@@ -148,10 +191,6 @@ class SlateEnv(_WorldFace, gym.Env):
         reward, terminated, truncated, response = self.world.step(slates)
         info = _first(self.world.info(response, slates))
         return (_first(self.world.observe()), float(reward[0]), bool(terminated[0]), bool(truncated[0]), info)
-
-    def privileged_click_probabilities(self) -> np.ndarray:
-        """True click probability of each candidate ``(C,)`` — see the manual."""
-        return self.world.privileged_click_probabilities()[0]
 
 
 class SlateVectorEnv(_WorldFace, VectorEnv):
@@ -188,10 +227,6 @@ class SlateVectorEnv(_WorldFace, VectorEnv):
         info["autoreset"] = self._done.copy()
         self._done = terminated | truncated
         return self.world.observe(), reward, terminated, truncated, info
-
-    def privileged_click_probabilities(self) -> np.ndarray:
-        """True click probability of each user's candidates ``(B, C)`` — see the manual."""
-        return self.world.privileged_click_probabilities()
 
 
 def _first(batch: dict) -> dict:

@@ -15,7 +15,7 @@ mode, not learning: everything is built locally (no hub access) —
    same user and call ``recommend`` to show slates; the reward is the user's engagement,
    retention and compliance (see :mod:`recoworld.apps.training.grpo`).
 
-Run ``python examples/grpo_tiny.py`` (one to three minutes on two CPU cores). It prints the
+Run ``python examples/grpo_tiny.py`` (minutes on a CPU; ``benchmarks/RESULTS.md``). It prints the
 reward of every step and what each rollout of the last group did. For a real run on a GPU see the recipe in
 :mod:`recoworld.apps.training.grpo`. Needs ``pip install -e ".[rl-llm]"``.
 """

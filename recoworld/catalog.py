@@ -48,8 +48,9 @@ class SyntheticTitles(Sequence):
 def lookup(table: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     """Rows of a per-item ``table`` for an index tensor ``items`` of any shape.
 
-    Equal to ``table[items]``, but through ``index_select``, which is several times faster
-    than advanced indexing on CPU; the simulator's step does this for every slate.
+    Equal to ``table[items]``, but through ``index_select``, which is faster than advanced
+    indexing on CPU (``benchmarks/RESULTS.md``); the simulator's step does this for every
+    slate.
     """
     return table.index_select(0, items.reshape(-1)).view(*items.shape, *table.shape[1:])
 
@@ -181,45 +182,10 @@ class Catalog:
         for column in (genres, title):
             if column not in df.columns:
                 raise ValueError(f"column {column!r} is missing; the DataFrame has {list(df.columns)}")
-        genre_lists = [
-            [g for g in (v.split("|") if isinstance(v, str) else list(v)) if g] for v in df[genres]
-        ]
-        genre_names = tuple(sorted({g for gs in genre_lists for g in gs}))
-        if not genre_names:
-            raise ValueError(f"column {genres!r} names no genre at all")
-        column_of = {g: j for j, g in enumerate(genre_names)}
-        multi_hot = torch.zeros(len(df), len(genre_names), dtype=torch.bool)
-        for i, gs in enumerate(genre_lists):
-            if not gs:
-                raise ValueError(f"row {i} of column {genres!r} has no genre; give every item one")
-            multi_hot[i, [column_of[g] for g in gs]] = True
-
-        if popularity is not None and popularity in df.columns:
-            counts = df[popularity].to_numpy(dtype=np.float64)
-            if np.any(~np.isfinite(counts)) or np.any(counts < 0):
-                bad = int(np.flatnonzero(~np.isfinite(counts) | (counts < 0))[0])
-                raise ValueError(f"popularity of row {bad} is {counts[bad]}; it must be finite and >= 0")
-            counts = counts + 1.0  # add-one smoothing: an unseen item is rare, not impossible
-        else:
-            counts = np.ones(len(df))
-        pop = torch.tensor(counts / counts.sum(), dtype=torch.float32)
-
-        if quality is not None and quality in df.columns:
-            q = torch.tensor(df[quality].to_numpy(dtype=np.float64), dtype=torch.float32)
-            q = (q - q.mean()) / q.std().clamp_min(1e-6) if len(q) > 1 else q * 0
-        else:
-            q = torch.zeros(len(df))
-
-        if isinstance(features, str) and features in df.columns:
-            feats = torch.tensor(np.stack(df[features].to_numpy()), dtype=torch.float32)
-        elif isinstance(features, Sequence) and not isinstance(features, str):
-            missing = [c for c in features if c not in df.columns]
-            if missing:
-                raise ValueError(f"feature columns {missing} are missing; the DataFrame has {list(df.columns)}")
-            feats = torch.tensor(df[list(features)].to_numpy(dtype=np.float64), dtype=torch.float32)
-        else:
-            feats = multi_hot.float()
-        feats = torch.nn.functional.normalize(feats, dim=1)
+        genre_names, multi_hot = _genre_table(df[genres], genres)
+        pop = _popularity_shares(df, popularity)
+        q = _standardised_quality(df, quality)
+        feats = torch.nn.functional.normalize(_feature_table(df, features, multi_hot), dim=1)
         return cls(feats, multi_hot, genre_names, list(df[title].astype(str)), pop, q, name=name)
 
     @classmethod
@@ -271,3 +237,58 @@ class Catalog:
             (quality - quality.mean()) / quality.std().clamp_min(1e-6),
             name=name or f"synthetic-{n_items}",
         )
+
+
+# --------------------------------------------------- the columns of Catalog.from_dataframe
+def popularity_score(catalog: Catalog) -> torch.Tensor:
+    """The standardised log-popularity :math:`\\tilde p_i` ``[N]`` that users' utility reads
+    (0 for a catalog of one item)."""
+    lp = catalog.log_popularity
+    return (lp - lp.mean()) / lp.std().clamp_min(1e-6) if lp.numel() > 1 else lp * 0
+
+
+def _genre_table(column: pd.Series, name: str) -> tuple[tuple[str, ...], torch.Tensor]:
+    """The sorted genre names of a column of genre lists (or ``'|'``-separated strings),
+    and the items' ``[n_items, n_genres]`` multi-hot genres."""
+    genre_lists = [[g for g in (v.split("|") if isinstance(v, str) else list(v)) if g] for v in column]
+    genre_names = tuple(sorted({g for gs in genre_lists for g in gs}))
+    if not genre_names:
+        raise ValueError(f"column {name!r} names no genre at all")
+    column_of = {g: j for j, g in enumerate(genre_names)}
+    multi_hot = torch.zeros(len(column), len(genre_names), dtype=torch.bool)
+    for i, gs in enumerate(genre_lists):
+        if not gs:
+            raise ValueError(f"row {i} of column {name!r} has no genre; give every item one")
+        multi_hot[i, [column_of[g] for g in gs]] = True
+    return genre_names, multi_hot
+
+
+def _popularity_shares(df: pd.DataFrame, popularity: str | None) -> torch.Tensor:
+    if popularity is not None and popularity in df.columns:
+        counts = df[popularity].to_numpy(dtype=np.float64)
+        if np.any(~np.isfinite(counts)) or np.any(counts < 0):
+            bad = int(np.flatnonzero(~np.isfinite(counts) | (counts < 0))[0])
+            raise ValueError(f"popularity of row {bad} is {counts[bad]}; it must be finite and >= 0")
+        counts = counts + 1.0  # add-one smoothing: an unseen item is rare, not impossible
+    else:
+        counts = np.ones(len(df))
+    return torch.tensor(counts / counts.sum(), dtype=torch.float32)
+
+
+def _standardised_quality(df: pd.DataFrame, quality: str | None) -> torch.Tensor:
+    if quality is not None and quality in df.columns:
+        q = torch.tensor(df[quality].to_numpy(dtype=np.float64), dtype=torch.float32)
+        return (q - q.mean()) / q.std().clamp_min(1e-6) if len(q) > 1 else q * 0
+    return torch.zeros(len(df))
+
+
+def _feature_table(df: pd.DataFrame, features: str | Sequence[str] | None, multi_hot: torch.Tensor) -> torch.Tensor:
+    """The items' raw features: a vector column, numeric columns, or else their genres."""
+    if isinstance(features, str) and features in df.columns:
+        return torch.tensor(np.stack(df[features].to_numpy()), dtype=torch.float32)
+    if isinstance(features, Sequence) and not isinstance(features, str):
+        missing = [c for c in features if c not in df.columns]
+        if missing:
+            raise ValueError(f"feature columns {missing} are missing; the DataFrame has {list(df.columns)}")
+        return torch.tensor(df[list(features)].to_numpy(dtype=np.float64), dtype=torch.float32)
+    return multi_hot.float()

@@ -1,6 +1,6 @@
 """The interaction log: one row per user-step, the table that metrics and OPE read.
 
-A rollout (:func:`recoworld.apps.run.loop.rollout`) appends one batch of rows per env
+A rollout (:func:`recoworld.envs.rollout.rollout`) appends one batch of rows per env
 step to an :class:`EpisodeLog`, which writes them to Parquet in row groups (or keeps them
 in memory). :func:`read_log` reads a log back — or checks a pandas DataFrame that claims to
 be one — and refuses anything that is not this schema, naming what is wrong.
@@ -235,7 +235,7 @@ def list_column(log: pd.DataFrame, name: str) -> np.ndarray:
 
 
 def _to_frame(table: pa.Table) -> pd.DataFrame:
-    # List columns stay Arrow-backed: one numpy array per cell would cost ~10x the memory.
+    # List columns stay Arrow-backed: one numpy array per cell would cost far more memory.
     frame = table.to_pandas(types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_list(t) else None)
     frame.attrs["recoworld.schema_version"] = SCHEMA_VERSION
     return frame

@@ -6,40 +6,48 @@ draws depending on how many other users share the batch. Here every draw is a ha
 numbers whether it is simulated alone or among 16,384 others, on CPU or GPU. This is what
 makes the vector env and N single envs with matching seeds produce the same trajectories.
 
-The hash is Chris Wellons' ``lowbias32`` integer finaliser (bias 0.17 on his avalanche
-test, https://nullprogram.com/blog/2018/07/31/). Tensors hold the 32-bit patterns as
-``int32``: multiplication wraps modulo 2**32 and right shifts are masked to be logical, which
-runs several times faster than masking ``int64`` arithmetic. On CPU, where a C compiler
-is available, ``rng.c`` computes the same bits in one pass (built into the RecoWorld cache
-on first use, see :mod:`recoworld.native`); without one, the tensor ops do.
+A user's key is 64 bits wide and a bijection of its seed (:func:`user_keys`), so distinct
+seeds always give distinct users; the key and the step counter hash into a 64-bit base, and
+draw ``j`` of a stream is the top 32 bits of a hash of the base and a per-draw salt. The
+hash is splitmix64's finaliser (Steele, Lea & Flood, "Fast splittable pseudorandom number
+generators", OOPSLA 2014; Stafford's Mix13 constants), a bijection of 64-bit words.
+Tensors hold the 64-bit patterns as ``int64``: multiplication wraps modulo 2**64 and right
+shifts are masked to be logical. On CPU, where a C compiler is available, ``rng.c`` (in
+:mod:`recoworld.kernels`) computes the same bits in one pass, built into the RecoWorld
+cache on first use; without one, the tensor ops do.
+
+:func:`mix_int` hashes Python integers (seeds, stream ids) into 32 bits.
 """
 
 from __future__ import annotations
 
-import ctypes
 import math
-from pathlib import Path
 
 import torch
 
 MASK32 = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B1
 _M1, _M2 = 0x7FEB352D, 0x846CA68B
+GOLDEN64 = 0x9E3779B97F4A7C15
+_MIX64_M1, _MIX64_M2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+KEY_SALT = 0x2545F4914F6CDD1D  # user_keys
+DERIVE_SALT = 0x5BD1E9955BD1E995  # derive
+MASK62 = (1 << 62) - 1
 
 
-def _signed(value: int) -> int:
-    """The int32 holding the 32-bit pattern ``value``."""
-    value &= MASK32
-    return value - (1 << 32) if value >= 1 << 31 else value
+def _signed64(value: int) -> int:
+    """The int64 holding the 64-bit pattern ``value``."""
+    value &= (1 << 64) - 1
+    return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def mix32(x: torch.Tensor) -> torch.Tensor:
-    """``lowbias32`` on int32 tensors of 32-bit patterns."""
-    x = x ^ ((x >> 16) & 0xFFFF)
-    x = x * _M1
-    x = x ^ ((x >> 15) & 0x1FFFF)
-    x = x * _signed(_M2)
-    return x ^ ((x >> 16) & 0xFFFF)
+def mix64(x: torch.Tensor) -> torch.Tensor:
+    """splitmix64's finaliser on int64 tensors of 64-bit patterns (a bijection)."""
+    x = x ^ ((x >> 30) & ((1 << 34) - 1))
+    x = x * _signed64(_MIX64_M1)
+    x = x ^ ((x >> 27) & ((1 << 37) - 1))
+    x = x * _signed64(_MIX64_M2)
+    return x ^ ((x >> 31) & ((1 << 33) - 1))
 
 
 def mix_int(*values: int) -> int:
@@ -54,6 +62,7 @@ def mix_int(*values: int) -> int:
 
 
 def _mix32_py(x: int) -> int:
+    # Chris Wellons' lowbias32 (https://nullprogram.com/blog/2018/07/31/).
     x ^= x >> 16
     x = (x * _M1) & MASK32
     x ^= x >> 15
@@ -67,32 +76,24 @@ _NATIVE_TRIED = False  # whether _native_for has tried to build it
 
 def enable_native() -> None:
     """Hash CPU tensors with ``rng.c`` from now on: the same bits, in one pass instead of a
-    dozen tensor ops. Raises :class:`~recoworld.native.CompilerNotFoundError` if it cannot
-    be built. Hashing CPU tensors builds it on first use anyway, where a C compiler is
-    available."""
+    dozen tensor ops. Raises :class:`~recoworld.kernels.build.CompilerNotFoundError` if it
+    cannot be built. Hashing CPU tensors builds it on first use anyway, where a C compiler
+    is available."""
     global _NATIVE, _NATIVE_TRIED
     _NATIVE_TRIED = True
     if _NATIVE is None:
-        from recoworld import native  # here: native builds with the compiler only on demand
+        from recoworld.kernels import hashes  # here: the kernels build with the compiler only on demand
 
-        lib = native.library(Path(__file__).with_name("rng.c"))
-        i64, ptr = ctypes.c_int64, ctypes.c_void_p
-        lib.recoworld_user_keys.argtypes = [i64, ptr, ptr]
-        lib.recoworld_derive.argtypes = [i64, ptr, ptr, i64, ptr]
-        lib.recoworld_bits32.argtypes = [i64, ptr, ptr, ctypes.c_uint32, i64, ptr]
-        for function in (lib.recoworld_user_keys, lib.recoworld_derive, lib.recoworld_bits32):
-            function.restype = None
-        _NATIVE = lib
+        _NATIVE = hashes.library()
 
 
 def _native_for(tensor: torch.Tensor):
     """rng.c for a CPU tensor, built on the first call if it can be; else ``None``: the
-    torch ops compute the same bits (tests/test_fused_kernel.py checks it), a few times
-    slower at a small batch, where each of their dozen ops costs its dispatch."""
+    torch ops compute the same bits (tests/test_fused_kernel.py checks it)."""
     if tensor.device.type != "cpu":
         return None
     if _NATIVE is None and not _NATIVE_TRIED:
-        from recoworld.native import CompilerNotFoundError
+        from recoworld.kernels.build import CompilerNotFoundError
 
         try:
             enable_native()
@@ -108,62 +109,56 @@ def _non_negative(seeds: torch.Tensor) -> torch.Tensor:
 
 
 def user_keys(seeds, device: str | torch.device = "cpu") -> torch.Tensor:
-    """32-bit keys (int32 patterns) for integer seeds in ``[0, 2**63)``, one per user.
+    """64-bit keys (int64 patterns) for integer seeds in ``[0, 2**63)``, one per user.
 
-    Equal to ``mix_int(seed)`` for every seed, computed as tensor ops so that restarting
-    16,384 users costs microseconds.
+    A bijection of the seed: distinct seeds give distinct keys, hence distinct users.
     """
     seeds = _non_negative(torch.as_tensor(seeds, dtype=torch.int64, device=device))
     lib = _native_for(seeds)
     if lib is not None:
         seeds = seeds.contiguous()
-        keys = torch.empty(seeds.shape, dtype=torch.int32)
+        keys = torch.empty(seeds.shape, dtype=torch.int64)
         lib.recoworld_user_keys(seeds.numel(), seeds.data_ptr(), keys.data_ptr())
         return keys
-    state = torch.full(seeds.shape, _signed(0x2545F491), dtype=torch.int32, device=seeds.device)
-    for shift in (0, 32):
-        word = ((seeds >> shift) & MASK32).to(torch.int32)  # keeps the low 32 bits as a pattern
-        state = mix32(state ^ word ^ _signed(_GOLDEN))
-    return state
+    return mix64(seeds ^ _signed64(KEY_SALT))
 
 
 def derive(seeds: torch.Tensor, salt: torch.Tensor | int) -> torch.Tensor:
-    """Non-negative 62-bit seeds derived from int64 ``seeds`` and ``salt`` (e.g. an episode number)."""
+    """Non-negative 62-bit seeds derived from int64 ``seeds`` (>= 0) and ``salt`` (e.g. an
+    episode number)."""
+    seeds = _non_negative(seeds)
     salt = torch.as_tensor(salt, dtype=torch.int64, device=seeds.device)
-    mixed = seeds ^ (salt * _GOLDEN)
     lib = _native_for(seeds)
-    if lib is not None and salt.numel() in (1, mixed.numel()):
-        mixed, salt = _non_negative(mixed).contiguous(), salt.contiguous()
-        derived = torch.empty(mixed.shape, dtype=torch.int64)
-        lib.recoworld_derive(mixed.numel(), mixed.data_ptr(), salt.data_ptr(), int(salt.numel() > 1),
+    if lib is not None and salt.numel() in (1, seeds.numel()):
+        seeds, salt = seeds.contiguous(), salt.contiguous()
+        derived = torch.empty(seeds.shape, dtype=torch.int64)
+        lib.recoworld_derive(seeds.numel(), seeds.data_ptr(), salt.data_ptr(), int(salt.numel() > 1),
                              derived.data_ptr())
         return derived
-    hi = user_keys(mixed, seeds.device)
-    lo = mix32(hi ^ (salt & MASK32).to(torch.int32) ^ 0x5BD1E995)
-    return ((hi.long() & 0x3FFFFFFF) << 32) | (lo.long() & MASK32)
+    return mix64(seeds ^ mix64(salt ^ _signed64(DERIVE_SALT))) & MASK62
 
 
-_OFFSETS: dict[tuple[int, int, torch.device], torch.Tensor] = {}
+_SALTS: dict[tuple[int, int, torch.device], torch.Tensor] = {}
 
 
-def _offsets(stream: int, n: int, device: torch.device) -> torch.Tensor:
+def _salts(stream: int, n: int, device: torch.device) -> torch.Tensor:
     # Cached: the same few (stream, n) pairs are hashed at every step.
     key = (stream, n, device)
-    if key not in _OFFSETS:
-        index = torch.arange(n, device=device, dtype=torch.int32) + _signed(mix_int(stream))
-        _OFFSETS[key] = mix32(index)
-    return _OFFSETS[key]
+    if key not in _SALTS:
+        _SALTS[key] = mix64(torch.arange(n, device=device, dtype=torch.int64) + mix_int(stream))
+    return _SALTS[key]
 
 
 def _bits32(keys: torch.Tensor, counters: torch.Tensor, stream: int, n: int) -> torch.Tensor:
+    """``[B, n]`` int32 patterns: draw ``j`` of each user's (64-bit key, counter modulo 2**32)."""
     lib = _native_for(keys)
     if lib is not None and keys.ndim == 1:
-        keys, counters = keys.to(torch.int32).contiguous(), counters.to(torch.int32).contiguous()
+        keys, counters = keys.to(torch.int64).contiguous(), counters.to(torch.int32).contiguous()
         bits = torch.empty(len(keys), n, dtype=torch.int32)
         lib.recoworld_bits32(len(keys), keys.data_ptr(), counters.data_ptr(), mix_int(stream), n, bits.data_ptr())
         return bits
-    base = mix32(keys ^ mix32(counters.to(torch.int32) * _signed(_GOLDEN)))
-    return mix32(base[:, None] ^ _offsets(stream, n, keys.device)[None, :])
+    base = mix64(keys.to(torch.int64) ^ mix64((counters.to(torch.int64) & MASK32) * _signed64(GOLDEN64)))
+    return (mix64(base[:, None] ^ _salts(stream, n, keys.device)[None, :]) >> 32).to(torch.int32)
 
 
 def bits(keys: torch.Tensor, counters: torch.Tensor, stream: int, n: int) -> torch.Tensor:

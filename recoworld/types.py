@@ -4,12 +4,18 @@ A simulator answers a batch of slates ``[B, K]`` with a :class:`Response`; every
 field has ``B`` as its leading dimension and text fields are lists of length ``B``.
 A reflective instruction travels in two forms: the sentence the user says, and the
 structured :class:`Instruction` tensors an agent can act on.
+
+On the agents' side of the env, an :class:`Observation` names the fields of the env's
+observation dict (the key names are defined here, once), and :class:`Feedback` is what an
+online learner is told after each step.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Any
 
+import numpy as np
 import torch
 
 #: ``novelty`` values of a structured instruction.
@@ -113,3 +119,118 @@ class Response:
             for f in fields(self)
             if isinstance(getattr(self, f.name), torch.Tensor)
         }
+
+
+# The keys of the envs' observation dict, defined once; read them through Observation.
+CANDIDATE_IDS = "candidate_ids"
+CANDIDATE_FEATURES = "candidate_features"
+HISTORY_ITEMS = "history_items"
+HISTORY_FEEDBACK = "history_feedback"
+INSTRUCTION = "instruction"
+SESSION = "session"
+#: Every key of ``RecoWorld/Slate-v0``'s observation, in the order of its manual.
+OBSERVATION_KEYS = (CANDIDATE_IDS, CANDIDATE_FEATURES, HISTORY_ITEMS, HISTORY_FEEDBACK, INSTRUCTION, SESSION)
+
+
+class Observation(dict):
+    """What a recommender sees of one request (or a batch of them), by name.
+
+    The envs hand out plain dicts (Gymnasium's ``Dict`` spaces need them);
+    ``Observation(obs)`` is the same dict — same keys, same arrays, no copy of the arrays —
+    with a property per field, so an agent writes ``obs.candidate_ids`` instead of
+    spelling the key. It is a ``dict``, so it goes wherever the env's dict goes
+    (Stable-Baselines3, ``space.contains``). The values are whatever the dict holds
+    (numpy arrays from the envs, torch tensors inside a network); with a batch, every field
+    has the batch as its leading dimension. See ``RecoWorld/Slate-v0``'s manual for the spaces.
+
+    Properties:
+        candidate_ids: ``[..., C]`` catalog ids of the candidates of the request.
+        candidate_features: ``[..., C, D]`` their catalog features, ``None`` when the env
+            was built with ``candidate_features=False``.
+        history_items: ``[..., H]`` the user's last clicked items, newest first, ``-1`` padded.
+        history_feedback: ``[..., H, 2]`` watch fraction and like of those clicks.
+        instruction: ``[..., 2G + 1]`` the latest reflective instruction: +1 for genres asked
+            for more, -1 for genres asked for less, then the novelty wish (-1, 0, +1).
+        session: ``[..., 3]`` sessions completed, steps in the current session, and steps
+            since the latest instruction (0 when none); also one property each.
+    """
+
+    __slots__ = ()
+
+    @property
+    def candidate_ids(self):
+        return self[CANDIDATE_IDS]
+
+    @property
+    def candidate_features(self):
+        return self.get(CANDIDATE_FEATURES)
+
+    @property
+    def history_items(self):
+        return self[HISTORY_ITEMS]
+
+    @property
+    def history_feedback(self):
+        return self[HISTORY_FEEDBACK]
+
+    @property
+    def instruction(self):
+        return self[INSTRUCTION]
+
+    @property
+    def session(self):
+        return self[SESSION]
+
+    @property
+    def batch_size(self) -> int:
+        """Rows of a batched observation (the leading dimension of ``candidate_ids``)."""
+        return self[CANDIDATE_IDS].shape[0]
+
+    @property
+    def sessions_completed(self):
+        return self[SESSION][..., 0]
+
+    @property
+    def session_step(self):
+        return self[SESSION][..., 1]
+
+    @property
+    def steps_since_instruction(self):
+        """Steps since the latest instruction was voiced, 0 when there is none."""
+        return self[SESSION][..., 2]
+
+    def __missing__(self, key):
+        raise KeyError(f"observation has no {key!r}; it has {sorted(self)} "
+                       f"(candidate_features is left out by envs built with candidate_features=False)")
+
+
+@dataclass
+class Feedback:
+    """What an online learner sees after one batched step (built by the rollout loop,
+    :func:`recoworld.envs.rollout.rollout`).
+
+    Attributes:
+        obs: the observation the actions were chosen on.
+        action: ``[B, K]`` candidate indices that were shown.
+        slate: ``[B, K]`` the catalog ids shown.
+        clicked, watch_fraction, liked: ``[B, K]`` per-position feedback.
+        reward: ``[B]`` the env's reward.
+        next_obs: the observation after the step.
+        terminated, truncated: ``[B]`` episode ends.
+        valid: ``[B]`` False for rows that carry no real interaction (a vector env's
+            autoreset step); learners must skip them.
+        info: the env's info dict (instruction text, compliance, ...).
+    """
+
+    obs: Observation
+    action: np.ndarray
+    slate: np.ndarray
+    clicked: np.ndarray
+    watch_fraction: np.ndarray
+    liked: np.ndarray
+    reward: np.ndarray
+    next_obs: Observation
+    terminated: np.ndarray
+    truncated: np.ndarray
+    valid: np.ndarray
+    info: dict[str, Any]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -37,51 +39,83 @@ def check_slates(
             out-of-range value, or a repeated entry within a row.
     """
     plural = plural or f"{choice}s"
-    universe = universe or f"there are {n_choices} {plural}"
+    names = _Names(name, choice, plural, universe or f"there are {n_choices} {plural}", single)
+    slates = _as_tensor(slates, name)
+    _check_shape(slates, name, n_rows, slate_size)
+    _check_dtype(slates, names)
+    slates = slates.long()
+    _check_range(slates, n_choices, names)
+    _check_distinct(slates, names)
+    return slates
 
-    def at(row: int, col: int | None = None) -> str:
-        index = ([] if single else [row]) + ([] if col is None else [col])
-        return name + "".join(f"[{i}]" for i in index)
 
-    if not isinstance(slates, torch.Tensor):
-        try:
-            slates = torch.as_tensor(np.asarray(slates))
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{name} must be an integer array [B, K]; could not read {slates!r}: {err}") from None
+@dataclass
+class _Names:
+    """How the messages name the batch, an entry, and the valid range."""
+
+    batch: str
+    choice: str
+    plural: str
+    universe: str
+    single: bool
+
+    def at(self, row: int, col: int | None = None) -> str:
+        index = ([] if self.single else [row]) + ([] if col is None else [col])
+        return self.batch + "".join(f"[{i}]" for i in index)
+
+
+def _as_tensor(slates, name: str) -> torch.Tensor:
+    if isinstance(slates, torch.Tensor):
+        return slates
+    try:
+        return torch.as_tensor(np.asarray(slates))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be an integer array [B, K]; could not read {slates!r}: {err}") from None
+
+
+def _check_shape(slates: torch.Tensor, name: str, n_rows: int | None, slate_size: int | None) -> None:
     expected = f"[{n_rows if n_rows is not None else 'B'}, {slate_size if slate_size is not None else 'K'}]"
-    if slates.ndim != 2:
-        raise ValueError(f"{name} has shape {tuple(slates.shape)}; expected {expected}")
-    if (n_rows is not None and slates.shape[0] != n_rows) or (
+    if slates.ndim != 2 or (n_rows is not None and slates.shape[0] != n_rows) or (
         slate_size is not None and slates.shape[1] != slate_size
     ):
         raise ValueError(f"{name} has shape {tuple(slates.shape)}; expected {expected}")
-    if slates.dtype.is_floating_point or slates.dtype.is_complex or slates.dtype == torch.bool:
-        if slates.dtype.is_floating_point:
-            nan = torch.isnan(slates)
-            if bool(nan.any()):
-                row, col = (int(i) for i in nan.nonzero()[0])
-                raise ValueError(f"{at(row, col)} is NaN; a {name} holds integer {choice} ids")
-        raise ValueError(
-            f"{name} has dtype {slates.dtype}; pass integer {choice} ids (e.g. int64), "
-            "not scores — rank scores yourself or use action_format='scores'"
-        )
-    slates = slates.long()
+
+
+def _check_dtype(slates: torch.Tensor, names: _Names) -> None:
+    """Integer ids only: a float batch is refused (naming a NaN first), as are booleans."""
+    if not (slates.dtype.is_floating_point or slates.dtype.is_complex or slates.dtype == torch.bool):
+        return
+    if slates.dtype.is_floating_point:
+        nan = torch.isnan(slates)
+        if bool(nan.any()):
+            row, col = (int(i) for i in nan.nonzero()[0])
+            raise ValueError(f"{names.at(row, col)} is NaN; a {names.batch} holds integer {names.choice} ids")
+    raise ValueError(
+        f"{names.batch} has dtype {slates.dtype}; pass integer {names.choice} ids (e.g. int64), "
+        "not scores — rank scores yourself or use action_format='scores'"
+    )
+
+
+def _check_range(slates: torch.Tensor, n_choices: int, names: _Names) -> None:
     bad = (slates < 0) | (slates >= n_choices)
     if bool(bad.any()):
         row, col = (int(i) for i in bad.nonzero()[0])
         raise ValueError(
-            f"{at(row, col)} is {choice} {int(slates[row, col])}, but {universe} "
+            f"{names.at(row, col)} is {names.choice} {int(slates[row, col])}, but {names.universe} "
             f"(valid ids 0..{n_choices - 1})"
         )
-    if slates.shape[1] > 1:
-        ordered, _ = torch.sort(slates, dim=1)
-        repeats = ordered[:, 1:] == ordered[:, :-1]
-        if bool(repeats.any()):
-            row, col = (int(i) for i in repeats.nonzero()[0])
-            value = int(ordered[row, col])
-            positions = (slates[row] == value).nonzero().flatten().tolist()
-            raise ValueError(
-                f"{at(row)} repeats {choice} {value} at positions {positions}; "
-                f"each {name} must list {slates.shape[1]} distinct {plural}"
-            )
-    return slates
+
+
+def _check_distinct(slates: torch.Tensor, names: _Names) -> None:
+    if slates.shape[1] <= 1:
+        return
+    ordered, _ = torch.sort(slates, dim=1)
+    repeats = ordered[:, 1:] == ordered[:, :-1]
+    if bool(repeats.any()):
+        row, col = (int(i) for i in repeats.nonzero()[0])
+        value = int(ordered[row, col])
+        positions = (slates[row] == value).nonzero().flatten().tolist()
+        raise ValueError(
+            f"{names.at(row)} repeats {names.choice} {value} at positions {positions}; "
+            f"each {names.batch} must list {slates.shape[1]} distinct {names.plural}"
+        )

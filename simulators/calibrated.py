@@ -17,8 +17,8 @@ with a population spec in ``simulator.population``) its default simulator.
 first use) fits the world to MovieLens-100K and saves it in RecoWorld's cache as an artifact folder
 holding ``world.json`` (the config, the fit's settings and diagnostics, titles, genre
 names and the users' text fields) and ``tensors.pt`` (item features, genres, popularity,
-quality, user interests and numeric traits). Later calls read it back in well under a
-second. The artifact's name carries :data:`ARTIFACT_VERSION`, so a change to the fit
+quality, user interests and numeric traits); later calls only read it back
+(``benchmarks/fidelity.py`` times both). The artifact's name carries :data:`ARTIFACT_VERSION`, so a change to the fit
 never reads a stale artifact.
 
 **Population specs** select and weight the fitted users: a mapping from a column of
@@ -42,14 +42,12 @@ naming the condition that emptied it.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,6 +56,7 @@ import torch
 from recoworld import rng
 from recoworld.catalog import Catalog
 from recoworld.simulators.population import Population, UserTraits
+from recoworld.simulators.population_specs import select
 from recoworld.simulators.statistical import StatisticalUserConfig
 
 #: Bumped whenever the fit changes what it writes, so that old artifacts are not reused.
@@ -70,7 +69,6 @@ NUMERIC_COLUMNS = ("user_id", "age", "n_ratings", "n_sessions", "mean_rating", "
                    "novelty", "conformity", "popularity_bias", "rating_bias", "genre_straying",
                    "mean_session_length")
 TEXT_COLUMNS = ("gender", "occupation", "zip_code", "favourite_genre")
-LEVELS = ("low", "medium", "high")
 
 
 @dataclass
@@ -337,8 +335,10 @@ class PinnedPopulation(Population):
             raise ValueError(f"{len(rows)} rows for {len(keys)} seeds; give one seed per row")
         order = torch.argsort(keys)
         self._keys, self._rows = keys[order], rows[order]
-        if len(keys) > 1 and bool((self._keys[1:] == self._keys[:-1]).any()):
-            raise ValueError("two of the seeds hash to the same user key; choose other seeds")
+        repeated = (self._keys[1:] == self._keys[:-1]).nonzero().flatten()
+        if len(repeated):  # user keys are a bijection of the seeds: only a repeated seed collides
+            seed = torch.as_tensor(seeds, dtype=torch.int64).flatten()[order][int(repeated[0])]
+            raise ValueError(f"seed {int(seed)} is given twice; give each row a seed of its own")
         self.base = base
 
     def sample(self, keys: torch.Tensor, catalog: Catalog) -> CalibratedTraits:
@@ -347,116 +347,3 @@ class PinnedPopulation(Population):
             raise ValueError("a user was started with a seed this pinned population was not given")
         self.base.check_catalog(catalog)
         return self.base.traits(self._rows[at], keys.device)
-
-
-# ------------------------------------------------------------------ population specs
-def select(users: pd.DataFrame, spec: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Eligible users (bool mask) and their sampling weights for a population ``spec``.
-
-    Filters apply first; each distribution then weights the users left so that its
-    categories get their shares (exactly for one distribution; with several, each user's
-    weight is the product of theirs).
-    """
-    for name in spec:
-        if name not in users.columns:
-            raise ValueError(f"population spec names column {name!r}; the fitted users have "
-                             f"{', '.join(users.columns)}")
-    eligible = np.ones(len(users), dtype=bool)
-    weight = np.ones(len(users))
-    applied: list[str] = []
-    filters = [(n, c) for n, c in spec.items() if not isinstance(c, Mapping)]
-    distributions = [(n, c) for n, c in spec.items() if isinstance(c, Mapping)]
-    for name, condition in filters + distributions:
-        column = users[name]
-        if isinstance(condition, Mapping):
-            mask, w = _distribution(name, column, condition, eligible, spec)
-            weight *= w
-        else:
-            mask = _condition(name, column, condition)
-        before = int(eligible.sum())
-        eligible &= mask
-        applied.append(_describe(name, condition))
-        if not eligible.any():
-            raise ValueError(
-                f"no fitted user matches the population spec {dict(spec)}: {' and '.join(applied)} leaves 0 of "
-                f"the {len(users)} users ({before} were left before {applied[-1]}); {_range_hint(name, column)}")
-    return eligible, weight
-
-
-def _numeric(column: pd.Series) -> bool:
-    return pd.api.types.is_numeric_dtype(column)
-
-
-def _level_mask(name: str, column: pd.Series, level: str) -> np.ndarray:
-    if not _numeric(column):
-        raise ValueError(f"level {level!r} applies to numeric columns; {name!r} holds text")
-    low, high = np.quantile(column.to_numpy(dtype=np.float64), [1 / 3, 2 / 3])
-    x = column.to_numpy(dtype=np.float64)
-    return {"low": x <= low, "medium": (x > low) & (x <= high), "high": x > high}[level]
-
-
-def _condition(name: str, column: pd.Series, condition) -> np.ndarray:
-    if isinstance(condition, str) and condition in LEVELS and _numeric(column):
-        return _level_mask(name, column, condition)
-    if isinstance(condition, Sequence) and not isinstance(condition, str):
-        values = list(condition)
-        if _numeric(column) and len(values) == 2 and all(v is None or isinstance(v, (int, float)) for v in values):
-            low = -math.inf if values[0] is None else values[0]
-            high = math.inf if values[1] is None else values[1]
-            if low > high:
-                raise ValueError(f"population spec {name}: [{low}, {high}] is an empty range (low > high)")
-            x = column.to_numpy(dtype=np.float64)
-            return (x >= low) & (x <= high)
-        if _numeric(column):
-            raise ValueError(f"population spec {name}: {values!r}; give a numeric column a range [low, high] "
-                             "(None for an open end), a level (low, medium, high) or a value")
-        _check_values(name, column, values)
-        return column.isin(values).to_numpy()
-    if not _numeric(column):
-        _check_values(name, column, [condition])
-    return (column == condition).to_numpy()
-
-
-def _check_values(name: str, column: pd.Series, values) -> None:
-    known = set(column.unique())
-    unknown = [v for v in values if v not in known]
-    if unknown:
-        raise ValueError(f"population spec {name}: no fitted user has {unknown[0]!r}; "
-                         f"the values are {', '.join(map(str, sorted(known)))}")
-
-
-def _distribution(name: str, column: pd.Series, shares: Mapping, eligible: np.ndarray,
-                  spec: Mapping) -> tuple[np.ndarray, np.ndarray]:
-    """Mask of users in the named categories and weights giving each category its share."""
-    total = sum(float(s) for s in shares.values())
-    if total <= 0 or any(float(s) < 0 for s in shares.values()):
-        raise ValueError(f"population spec {name}: shares {dict(shares)} must be >= 0 with a positive sum")
-    mask = np.zeros(len(column), dtype=bool)
-    weight = np.zeros(len(column))
-    for category, share in shares.items():
-        members = _condition(name, column, category)
-        count = int((members & eligible).sum())
-        if count == 0 and float(share) > 0:
-            raise ValueError(f"no fitted user matches the population spec {dict(spec)}: {name} has share {share} "
-                             f"for {category!r}, but no user left by the other conditions has it; "
-                             f"{_range_hint(name, column)}")
-        if count:
-            weight[members] = float(share) / total / count
-            mask |= members
-    return mask, np.where(mask, weight, 0.0) * len(column)
-
-
-def _describe(name: str, condition) -> str:
-    if isinstance(condition, Mapping):
-        return f"{name} in {list(condition)}"
-    if isinstance(condition, Sequence) and not isinstance(condition, str):
-        return f"{name} in {list(condition)}"
-    return f"{name} = {condition!r}"
-
-
-def _range_hint(name: str, column: pd.Series) -> str:
-    if _numeric(column):
-        x = column.to_numpy(dtype=np.float64)
-        return f"{name} ranges from {x.min():.4g} to {x.max():.4g}"
-    counts = column.value_counts()
-    return f"{name} takes the values " + ", ".join(f"{k} ({v})" for k, v in counts.items())

@@ -2,14 +2,16 @@
 
 For large populations an LLM call per user and step is too dear. A :class:`HybridUsers`
 population steps every user with :class:`~recoworld.simulators.statistical.StatisticalUsers`
-— examination, clicks, watch time, satiation, leaving and returning, and *when* a user
-voices a reflective instruction and *what* it asks for (the structured ``more``/``less``/
-``novelty``). Only then, once per disengagement, the LLM is asked to voice it: given the
-user's persona, their memory of past sessions, their recent clicks and the structured wish,
-it replies ``{"mindset": "...", "instruction": "..."}`` — the sentence the user says
-(which replaces the template sentence in ``Response.instruction_text``) and their mindset
-in words. Everything else in the :class:`~recoworld.Response` is the core's, so the
-structured instruction an agent acts on is exactly what the core put in force.
+— examination, clicks, watch time, the user equations of
+:mod:`~recoworld.simulators.equations` (satiation, mindset, leaving and returning), and
+*when* a user voices a reflective instruction and *what* it asks for (the structured
+``more``/``less``/``novelty``). Only then, once per disengagement, the LLM is asked to
+voice it: given the user's persona, their memory of past sessions, their recent clicks and
+the structured wish, it replies ``{"mindset": "...", "instruction": "..."}`` — the
+sentence the user says (which replaces the template sentence in
+``Response.instruction_text``) and their mindset in words. Everything else in the
+:class:`~recoworld.Response` is the core's, so the structured instruction an agent acts on
+is exactly what the core put in force.
 
 A step with ``S`` speakers costs ``S`` LLM calls, made concurrently; a step without
 speakers costs none. A failed call (after the LLM layer's repairs) is recorded and counted
@@ -33,6 +35,7 @@ from recoworld.catalog import Catalog, lookup
 from recoworld.llm import ChatFailure, ChatModel, ChatRequest, LLMConfig
 from recoworld.types import Response
 from recoworld.simulators.base import UserSimulator
+from recoworld.simulators.llm_prompt import voice_messages, wish_in_words
 from recoworld.simulators.llm_shared import (
     ChatModelNode, LLMUserError, LLMVoice, LLMVoiceConfig, StepFailure, config_from, default_population, resolve_seeds,
     satisfaction_stars,
@@ -158,10 +161,17 @@ class HybridUsers(LLMVoice, UserSimulator):
 
     # ----------------------------------------------------------------- respond
     def respond(self, slates) -> Response:
+        return self.respond_valid(slates)
+
+    def respond_valid(self, slates, idle: torch.Tensor | None = None) -> Response:
+        """As :meth:`respond`; users in ``idle`` (whose answer the env discards, see
+        :meth:`UserSimulator.respond_valid`) step with the rest but voice nothing, so that no
+        call is paid for an answer that is thrown away."""
         response = self.core.respond(slates)
         slates = torch.as_tensor(slates, device=self.device)
         self._track(slates, response)
-        speakers = response.instruction.active.nonzero().flatten().tolist()
+        speaking = response.instruction.active if idle is None else response.instruction.active & ~idle
+        speakers = speaking.nonzero().flatten().tolist()
         if speakers:
             self._voice(speakers, response)
         self._close_sessions(response)
@@ -189,8 +199,8 @@ class HybridUsers(LLMVoice, UserSimulator):
         failed = []
         for b, reply in zip(speakers, replies):
             if isinstance(reply, ChatFailure):
-                failed.append(StepFailure(b, int(self.seeds[b]), int(self.core.counter[b]) - 1, str(reply), tuple(reply.raw_texts),
-                                          self.config.on_failure))
+                failed.append(StepFailure(b, int(self.seeds[b]), int(self.core.counter[b]) - 1, str(reply),
+                                          tuple(reply.raw_texts), self.config.on_failure))
                 continue
             response.instruction_text[b] = " ".join(reply.parsed.instruction.split())
             self.mindset[b] = " ".join(reply.parsed.mindset.split())
@@ -209,36 +219,12 @@ class HybridUsers(LLMVoice, UserSimulator):
 
     def prompt(self, b: int, response: Response) -> list[dict]:
         """The chat messages asking user ``b`` to voice the instruction of ``response``."""
-        c, names = self.config, self.catalog.genre_names
-        persona = self._persona(b)
-        system = (f"{persona.describe()}\nYou are using {c.app}. Stay in character and speak as this person "
-                  "would. Answer with JSON only.")
-        parts = []
-        remembered = self.memories[b].render(self.representation.describe)
-        if remembered:
-            parts.append("What you remember:\n" + remembered)
-        recent = [i for i in self.core.recent_clicks[b].tolist() if i >= 0][: c.history_items]
-        if recent:
-            parts.append("Your recent clicks, newest first: " + "; ".join(self.representation.describe(recent)))
-        if self.mindset[b]:
-            parts.append(f'Earlier you felt: "{self.mindset[b]}"')
-        ins = response.instruction
-        wish = []
-        more = [names[g] for g in ins.more[b].nonzero().flatten().tolist()]
-        less = [names[g] for g in ins.less[b].nonzero().flatten().tolist()]
-        if less:
-            wish.append(f"less {' and '.join(less)}")
-        if more:
-            wish.append(f"more {' and '.join(more)}")
-        novelty = int(ins.novelty[b])
-        if novelty:
-            wish.append("titles unlike what you usually watch" if novelty > 0 else "titles close to your favourites")
-        stars = satisfaction_stars(float(response.satisfaction[b]))
-        parts.append(f"Your satisfaction is {stars}/5 and you are losing interest in what the app shows you. "
-                     f"What you want now: {', '.join(wish)}.")
-        parts.append('Tell the app what you want in one sentence of your own ("instruction"), and describe your '
-                     'mindset in one sentence ("mindset").')
-        return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(parts)}]
+        describe = self.representation.describe
+        recent = [i for i in self.core.recent_clicks[b].tolist() if i >= 0][: self.config.history_items]
+        return voice_messages(
+            self._persona(b).describe(), self.config.app, self.memories[b].render(describe),
+            describe(recent) if recent else [], self.mindset[b], satisfaction_stars(float(response.satisfaction[b])),
+            wish_in_words(response.instruction, b, self.catalog.genre_names))
 
     def _persona(self, b: int) -> Persona:
         persona = self._personas.get(b)

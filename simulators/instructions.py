@@ -5,16 +5,17 @@ A user who senses they are about to leave tells the recommender what would keep 
 "Too much Comedy lately — show me something different, maybe some Sci-Fi. Surprise me
 with things I haven't seen." Several phrasings exist so that text-reading agents cannot
 key on one template; the phrasing is chosen by the caller (from the user's random stream).
-:func:`instruction_compliance` scores how well later slates follow an instruction.
+:func:`~recoworld.simulators.equations.instruction_compliance` (re-exported here) scores how
+well later slates follow an instruction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
+from recoworld.simulators.equations import instruction_compliance
 
-from recoworld.types import Instruction
+__all__ = ["instruction_compliance", "render_instruction"]
 
 LESS_AND_MORE = (
     "Too much {less} lately — show me something different, maybe some {more}.",
@@ -65,29 +66,3 @@ def render_instruction(more: Sequence[str], less: Sequence[str], novelty: int, v
     if novelty in NOVELTY:
         text += NOVELTY[novelty][pick]
     return text
-
-
-def instruction_compliance(instruction: Instruction, genres: torch.Tensor, novel: torch.Tensor,
-                           more_share: float) -> torch.Tensor:
-    """Compliance ``[R]`` of slates with instructions, as the statistical user scores it:
-    the mean of the applicable parts — share of items outside ``less``, share of items in
-    ``more`` relative to ``more_share`` (capped at 1), share of ``novel`` items for
-    ``novelty=+1`` or of familiar ones for ``-1``.
-
-    Args:
-        instruction: ``R`` instructions.
-        genres: bool ``[R, K, G]`` genres of the slates' items.
-        novel: bool ``[R, K]`` items far from the user's recent consumption.
-    """
-    has_less, has_more = instruction.less.any(1), instruction.more.any(1)
-    in_less = (genres & instruction.less[:, None, :]).any(-1).float().mean(1)
-    in_more = (genres & instruction.more[:, None, :]).any(-1).float().mean(1)
-    share_novel = novel.float().mean(1)
-    wants = instruction.novelty.float()
-    parts = torch.stack([
-        torch.where(has_less, 1.0 - in_less, 0.0),
-        torch.where(has_more, (in_more / more_share).clamp(max=1.0), 0.0),
-        torch.where(wants > 0, share_novel, torch.where(wants < 0, 1.0 - share_novel, 0.0)),
-    ], 1)
-    count = torch.stack([has_less, has_more, wants != 0], 1).float().sum(1)
-    return parts.sum(1) / count.clamp_min(1.0)

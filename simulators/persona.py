@@ -216,7 +216,7 @@ class MovieLensPopulation(Population):
     """Real MovieLens-100K users as a population, optionally a segment of them.
 
     A new user with key :math:`k` is the eligible user number :math:`k \\bmod n` (keys are
-    uniform 32-bit hashes, so users are drawn uniformly). Their interest vector is the
+    uniform hashes, so users are drawn uniformly). Their interest vector is the
     normalised mean catalog feature of the movies they rated at least ``like_threshold``
     (all their movies if none), plus Gaussian noise of scale ``interest_noise``; patience,
     novelty seeking, activity and popularity bias are drawn by ``behaviour`` (MovieLens

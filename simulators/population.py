@@ -49,7 +49,7 @@ class Population(ABC):
 
     @abstractmethod
     def sample(self, keys: torch.Tensor, catalog: Catalog) -> UserTraits:
-        """Traits for users with 32-bit random ``keys`` (int64 ``[n]``, see :mod:`recoworld.rng`)."""
+        """Traits for users with 64-bit random ``keys`` (int64 ``[n]``, see :mod:`recoworld.rng`)."""
 
 
 @dataclass

@@ -21,8 +21,8 @@ The item ids differ at every step, so each slate gets its own schema class
 (:func:`slate_reply_model`): its JSON schema names exactly the slate's ids as required keys
 (so a backend with constrained decoding cannot produce any other), and its validation
 rejects a reply about an item that was not shown, or that leaves one out — a malformed
-reply that the LLM layer sends back for repair. Building a full pydantic model per slate
-would cost milliseconds per user-step; the per-slate class instead defers its own schema
+reply that the LLM layer sends back for repair. A full pydantic model built per slate
+would be slow at every user-step; the per-slate class instead defers its own schema
 build and validates through the catalog's base model, then checks the ids.
 """
 

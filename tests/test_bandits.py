@@ -18,6 +18,7 @@ from recoworld.agents.neural_linear import NeuralLinearTS
 from recoworld.agents.sampling import slotwise_top_k
 from toy_world import ToyWorld, drive, tiny_catalog
 from recoworld.agents.thompson import InSlateThompson, LinearTS
+from recoworld.types import CANDIDATE_IDS
 
 
 class ContextFromObs:
@@ -42,7 +43,7 @@ def feedback(obs, action, clicked, valid=None) -> Feedback:
     """A hand-made batch of feedback for the slates ``action`` shown on ``obs``."""
     action, clicked = np.asarray(action), np.asarray(clicked, dtype=bool)
     B = len(action)
-    return Feedback(obs=obs, action=action, slate=np.take_along_axis(obs["candidate_ids"], action, 1),
+    return Feedback(obs=obs, action=action, slate=np.take_along_axis(obs[CANDIDATE_IDS], action, 1),
                     clicked=clicked, watch_fraction=clicked * 0.5, liked=np.zeros_like(clicked),
                     reward=clicked.sum(1).astype(float), next_obs=obs, terminated=np.zeros(B, bool),
                     truncated=np.zeros(B, bool), valid=np.ones(B, bool) if valid is None else np.asarray(valid),
@@ -51,7 +52,7 @@ def feedback(obs, action, clicked, valid=None) -> Feedback:
 
 def two_armed_world(num_envs: int = 8) -> ToyWorld:
     """Arm 0 clicks with probability 0.3, arm 1 with 0.6, for every user."""
-    return ToyWorld(tiny_catalog(2), lambda obs: np.where(obs["candidate_ids"] == 1, 0.6, 0.3), num_envs=num_envs)
+    return ToyWorld(tiny_catalog(2), lambda obs: np.where(obs[CANDIDATE_IDS] == 1, 0.6, 0.3), num_envs=num_envs)
 
 
 def linear_world(theta: np.ndarray, num_envs: int = 16, num_candidates: int = 6, slate_size: int = 3) -> ToyWorld:
@@ -104,7 +105,7 @@ def test_item_bandits_pull_the_better_of_two_bernoulli_arms(make, share, seed):
 
 
 def test_beta_posterior_is_prior_plus_observed_clicks_and_skips():
-    world = ToyWorld(tiny_catalog(4), lambda obs: np.full(obs["candidate_ids"].shape, 0.5), num_envs=2, slate_size=3)
+    world = ToyWorld(tiny_catalog(4), lambda obs: np.full(obs[CANDIDATE_IDS].shape, 0.5), num_envs=2, slate_size=3)
     agent = BernoulliTS(prior_clicks=2.0, prior_skips=3.0, examination="last_click")
     agent.setup(world, seed=0)
     obs, _ = world.reset(seed=0)
@@ -137,7 +138,7 @@ def test_thompson_propensities_match_the_beta_race_closed_form():
 
 
 def test_epsilon_greedy_propensities_are_exact():
-    world = ToyWorld(tiny_catalog(4), lambda obs: np.zeros(obs["candidate_ids"].shape), slate_size=2)
+    world = ToyWorld(tiny_catalog(4), lambda obs: np.zeros(obs[CANDIDATE_IDS].shape), slate_size=2)
     agent = EpsilonGreedy(epsilon=0.3)
     agent.setup(world, seed=0)
     obs, _ = world.reset(seed=0)
@@ -161,7 +162,7 @@ def popular_catalog(n_items: int = 6):
 
 
 def test_popularity_prior_shrinks_each_rate_towards_a_weighted_line_in_log_popularity():
-    world = ToyWorld(popular_catalog(), lambda obs: np.zeros(obs["candidate_ids"].shape))
+    world = ToyWorld(popular_catalog(), lambda obs: np.zeros(obs[CANDIDATE_IDS].shape))
     agent = UCB1(prior_impressions=20.0)
     agent.setup(world, seed=0)
     agent.pulls[:], agent.clicks[:] = [50, 0, 10, 40, 100, 30], [5, 0, 1, 8, 30, 3]
@@ -178,7 +179,7 @@ def test_popularity_prior_shrinks_each_rate_towards_a_weighted_line_in_log_popul
 
 
 def test_beta_prior_is_centred_on_the_popularity_line_and_tempered_draws_keep_the_mean():
-    world = ToyWorld(popular_catalog(), lambda obs: np.zeros(obs["candidate_ids"].shape))
+    world = ToyWorld(popular_catalog(), lambda obs: np.zeros(obs[CANDIDATE_IDS].shape))
     agent = BernoulliTS(prior_impressions=10.0, posterior_scale=0.5)
     agent.setup(world, seed=0)
     agent.pulls[:], agent.clicks[:] = [50, 0, 10, 40, 100, 30], [5, 0, 1, 8, 30, 3]
@@ -197,7 +198,7 @@ def test_beta_prior_is_centred_on_the_popularity_line_and_tempered_draws_keep_th
 def test_item_bandits_with_a_prior_start_from_popularity_and_find_an_unpopular_favourite(make, share):
     # Clicks follow popularity, except the least popular item, which every user loves.
     rates = np.array([0.7, 0.1, 0.15, 0.2, 0.25, 0.3])
-    world = ToyWorld(popular_catalog(), lambda obs: rates[obs["candidate_ids"]], num_envs=8, slate_size=2)
+    world = ToyWorld(popular_catalog(), lambda obs: rates[obs[CANDIDATE_IDS]], num_envs=8, slate_size=2)
     agent = make()
     if isinstance(agent, EpsilonGreedy):
         agent.epsilon = 0.0  # its exploring requests aside, a cold agent shows the most popular first
@@ -278,7 +279,7 @@ def test_diag_linucb_keeps_independent_per_coordinate_sums():
 
 
 def test_disjoint_linucb_keeps_one_ridge_per_item():
-    world = ToyWorld(tiny_catalog(3), lambda obs: np.zeros(obs["candidate_ids"].shape), num_envs=2, slate_size=2,
+    world = ToyWorld(tiny_catalog(3), lambda obs: np.zeros(obs[CANDIDATE_IDS].shape), num_envs=2, slate_size=2,
                      context=lambda rng, B, C: rng.random((B, C, 2)))
     agent = with_context(DisjointLinUCB, 2, l2=1.5, examination="all")
     agent.setup(world, seed=0)
@@ -297,7 +298,7 @@ def test_disjoint_linucb_popularity_prior_centres_each_intercept_on_the_populari
         x[..., 0] = 1.0
         return x
 
-    world = ToyWorld(popular_catalog(4), lambda obs: np.zeros(obs["candidate_ids"].shape), num_envs=2,
+    world = ToyWorld(popular_catalog(4), lambda obs: np.zeros(obs[CANDIDATE_IDS].shape), num_envs=2,
                      slate_size=2, context=context)
     agent = with_context(DisjointLinUCB, 2, l2=1.5, prior_impressions=4.0, alpha=0.0, examination="all")
     agent.setup(world, seed=0)
@@ -345,7 +346,7 @@ class HybridReference:
 def test_hybrid_linucb_batch_update_equals_algorithm_2_one_by_one():
     rng = np.random.default_rng(2)
     catalog = tiny_catalog(4)
-    world = ToyWorld(catalog, lambda obs: np.zeros(obs["candidate_ids"].shape), num_envs=3, slate_size=3)
+    world = ToyWorld(catalog, lambda obs: np.zeros(obs[CANDIDATE_IDS].shape), num_envs=3, slate_size=3)
 
     class Features:  # shared z (3 dims) and per-arm x (2 dims) drawn for the test
         dim, arm_dim = 3, 2
@@ -364,14 +365,14 @@ def test_hybrid_linucb_batch_update_equals_algorithm_2_one_by_one():
         obs, _ = world.reset(seed=step)
         obs["z"], obs["x"] = rng.normal(size=(3, 4, 3)), rng.normal(size=(3, 4, 2))
         np.testing.assert_allclose(agent.score(obs), [[reference.score(a, obs["z"][b, c], obs["x"][b, c], 0.7)
-                                                         for c, a in enumerate(obs["candidate_ids"][b])]
+                                                         for c, a in enumerate(obs[CANDIDATE_IDS][b])]
                                                         for b in range(3)])
         action = np.argsort(rng.random((3, 4)), 1)[:, :3]  # arms repeat within the batch
         clicked = rng.random((3, 3)) < 0.5
         agent.update(feedback(obs, action, clicked))
         for b in range(3):
             for c, r in zip(action[b], clicked[b]):
-                reference.update(obs["candidate_ids"][b, c], obs["z"][b, c], obs["x"][b, c], float(r))
+                reference.update(obs[CANDIDATE_IDS][b, c], obs["z"][b, c], obs["x"][b, c], float(r))
     np.testing.assert_allclose(agent.A0, reference.A0)
     np.testing.assert_allclose(agent.b0, reference.b0, atol=1e-12)
     np.testing.assert_allclose(agent.B, np.stack(reference.B), atol=1e-12)

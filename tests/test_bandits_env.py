@@ -12,7 +12,7 @@ from recoworld.agents.baselines import RandomAgent
 from recoworld.agents.linear import DiagLinUCB, DisjointLinUCB, HybridLinUCB, LinUCB
 from recoworld.agents.neural_linear import NeuralLinearTS
 from recoworld.agents.thompson import InSlateThompson, LinearTS
-from recoworld.apps.run.loop import rollout
+from recoworld.envs.rollout import rollout
 
 STEPS, USERS, SEED = 200, 64, 0
 

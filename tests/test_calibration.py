@@ -23,7 +23,7 @@ from recoworld.apps.calibrate.fit import CalibrationConfig, calibrate, popularit
 from recoworld.calibration.ratings import RatingResponse, fit_rating_response, star_probabilities
 from recoworld.calibration.split import Sessions, cut_sessions, holdout_split
 from recoworld.apps.calibrate.synthetic import simulated_dataset
-from recoworld.simulators import StatisticalUserConfig, StatisticalUsers
+from recoworld.simulators import StatisticalUsers
 from recoworld.simulators.calibrated import CalibratedPopulation, CalibratedWorld, load_calibrated_world
 from recoworld.simulators.social import SocialInfluence, SocialStatisticalUsers
 

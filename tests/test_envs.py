@@ -45,7 +45,8 @@ def test_vector_env_matches_single_envs_with_matching_seeds():
     venv = make_vec(n, max_steps=15)
     envs = [make(max_steps=15) for _ in range(n)]
     vobs, _ = venv.reset(seed=11)
-    sobs = [e.reset(seed=11 + i)[0] for i, e in enumerate(envs)]
+    for i, e in enumerate(envs):
+        e.reset(seed=11 + i)
     rng = np.random.default_rng(0)
     done = [False] * n
     episodes_ended = 0
@@ -153,7 +154,7 @@ def test_history_holds_the_latest_clicks_newest_first():
 def test_privileged_channel_returns_true_click_probabilities():
     env = make()
     obs, _ = env.reset(seed=0)
-    p = env.privileged_click_probabilities()
+    p = env.click_probabilities()
     assert p.shape == (50,) and ((p > 0) & (p < 1)).all()
 
 

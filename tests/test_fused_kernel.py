@@ -1,16 +1,20 @@
-"""The fused C kernel (StatisticalUsers(kernel="c")) against the torch reference."""
+"""The C kernels (recoworld.kernels) against the torch reference."""
 
+import ctypes
 import os
 import shutil
+from dataclasses import fields
 
 import numpy as np
 import pytest
 import torch
 
 import recoworld  # noqa: F401  (registers the envs)
-from recoworld import Catalog, native, rng
+from recoworld import Catalog, rng
 from recoworld.envs import SlateEnv, SlateVectorEnv
-from recoworld.simulators import StatisticalUserConfig, StatisticalUsers, fused
+from recoworld.kernels import CompilerNotFoundError, LayoutMismatchError, build, users, world
+from recoworld.kernels.users import UserState
+from recoworld.simulators import StatisticalUserConfig, StatisticalUsers
 from recoworld.simulators.population import SyntheticPopulation
 
 pytestmark = pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None,
@@ -43,7 +47,7 @@ def test_hashes_fall_back_to_the_torch_ops_without_a_compiler(tmp_path, monkeypa
     native_keys = rng.user_keys(seeds)
     monkeypatch.setenv("RECOWORLD_CACHE", str(tmp_path))
     monkeypatch.setenv("CC", "no-such-compiler")
-    monkeypatch.setattr(native, "_LIBRARIES", {})
+    monkeypatch.setattr(build, "_LIBRARIES", {})
     monkeypatch.setattr(rng, "_NATIVE", None)
     monkeypatch.setattr(rng, "_NATIVE_TRIED", False)  # a fresh process
     assert torch.equal(rng.user_keys(seeds), native_keys)
@@ -52,9 +56,10 @@ def test_hashes_fall_back_to_the_torch_ops_without_a_compiler(tmp_path, monkeypa
 
 
 def _copy_state(source: StatisticalUsers, target: StatisticalUsers) -> None:
-    for name, value in vars(source).items():
+    for field in fields(UserState):
+        value = getattr(source.state, field.name)
         if isinstance(value, torch.Tensor):
-            setattr(target, name, value.clone())
+            setattr(target.state, field.name, value.clone())
     for name, value in vars(source.instruction).items():
         setattr(target.instruction, name, value.clone())
 
@@ -123,8 +128,8 @@ def test_c_kernel_starts_new_users_as_the_torch_path_does(population):
         reference.respond(slates)
     _copy_state(reference, fast)
     slots = torch.arange(3, 200, 4)
-    for users in (reference, fast):
-        users.reset(200, seed=torch.arange(len(slots)) + 1000, users=slots)
+    for simulator in (reference, fast):
+        simulator.reset(200, seed=torch.arange(len(slots)) + 1000, users=slots)
     assert bool(reference.instruction.more[~torch.isin(torch.arange(200), slots)].any()), "state must be left behind"
     if isinstance(population, _BiasedRaters):
         assert float(fast.rating_bias[slots].abs().sum()) > 0
@@ -137,8 +142,8 @@ def test_c_kernel_starts_new_users_as_the_torch_path_does(population):
 
 
 def _state(users: StatisticalUsers, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-    state = {name: value[rows].clone() for name, value in vars(users).items()
-             if isinstance(value, torch.Tensor) and value.shape[:1] == (users.n_users,)}
+    state = {field.name: getattr(users.state, field.name)[rows].clone() for field in fields(UserState)
+             if isinstance(getattr(users.state, field.name), torch.Tensor)}
     return state | {f"instruction.{name}": value[rows].clone() for name, value in vars(users.instruction).items()}
 
 
@@ -208,13 +213,13 @@ def test_vector_env_with_c_kernel_matches_single_envs_exactly():
 
 def test_kernel_is_built_into_the_cache_and_missing_compiler_is_explained(tmp_path, monkeypatch):
     monkeypatch.setenv("RECOWORLD_CACHE", str(tmp_path))
-    monkeypatch.setattr(native, "_LIBRARIES", {})
+    monkeypatch.setattr(build, "_LIBRARIES", {})
     monkeypatch.setenv("CC", "no-such-compiler")
-    with pytest.raises(fused.CompilerNotFoundError, match="no-such-compiler.*kernel='torch'"):
+    with pytest.raises(CompilerNotFoundError, match="no-such-compiler.*kernel='torch'"):
         StatisticalUsers(CATALOG, kernel="c")
     monkeypatch.delenv("CC")
     StatisticalUsers(CATALOG, kernel="c")
-    assert len(list((tmp_path / "kernels").glob("fused_step-*.so"))) == 1
+    assert len(list((tmp_path / "kernels").glob("users_step-*.so"))) == 1
 
 
 @pytest.mark.parametrize("threads", ["1", "2", "3"])
@@ -226,9 +231,9 @@ def test_run_chunks_covers_each_user_once_in_order_and_passes_errors_on(monkeypa
         seen[begin:end] += 1
         return begin, end
 
-    bounds = native.run_chunks(call, len(seen))
+    bounds = build.run_chunks(call, len(seen))
     assert (seen == 1).all() and bounds == sorted(bounds) and bounds[0][0] == 0 and bounds[-1][1] == len(seen)
-    assert len(bounds) == min(native.CHUNKS_PER_THREAD * int(threads), len(seen) // native.MIN_USERS_PER_CHUNK)
+    assert len(bounds) == min(build.CHUNKS_PER_THREAD * int(threads), len(seen) // build.MIN_USERS_PER_CHUNK)
 
     def fails(begin, end):
         if begin > 0:
@@ -236,14 +241,14 @@ def test_run_chunks_covers_each_user_once_in_order_and_passes_errors_on(monkeypa
         return 0
 
     with pytest.raises(RuntimeError, match="chunk at"):
-        native.run_chunks(fails, len(seen))
+        build.run_chunks(fails, len(seen))
 
 
 @pytest.mark.parametrize("tensor", [torch.zeros(4, 4).T, torch.zeros(4, device="meta")], ids=["strided", "not_cpu"])
 def test_kernel_arguments_must_be_contiguous_cpu_tensors(tensor):
     with pytest.raises(ValueError, match="contiguous CPU tensors; use kernel='torch'"):
-        native.pointer(tensor)
-    assert native.pointer(torch.zeros(4)) != 0
+        build.pointer(tensor)
+    assert build.pointer(torch.zeros(4)) != 0
 
 
 def test_bad_kernel_choices_are_explained():
@@ -257,7 +262,8 @@ def test_c_bookkeeping_of_the_env_equals_the_torch_bookkeeping_exactly():
     # Both envs' users step with the torch kernel, so any difference is the env's own.
     envs = [SlateVectorEnv(64, simulator=StatisticalUsers(CATALOG), max_steps=15, kernel=kernel)
             for kernel in ("torch", "c")]
-    observations = [env.reset(seed=4)[0] for env in envs]
+    for env in envs:
+        env.reset(seed=4)
     actions_rng = np.random.default_rng(2)
     autoresets = voices = 0
     for _ in range(40):
@@ -283,3 +289,25 @@ def test_bad_slates_are_named_on_the_c_fast_path_too():
     actions[1, 4] = 50
     with pytest.raises(ValueError, match=r"action\[1\]\[4\] is candidate index 50, but there are 50 candidates"):
         env.step(actions)
+
+
+@pytest.mark.parametrize("mirror, kernel", [(users.UserStep, users.library), (users.Newcomers, users.library),
+                                            (world.WorldStep, world.library)], ids=["UserStep", "Newcomers", "WorldStep"])
+def test_kernel_structs_match_their_ctypes_mirrors(mirror, kernel):
+    build.check_layout(kernel(), mirror)  # raises on any difference
+
+
+def test_a_ctypes_mirror_that_differs_from_the_c_struct_is_refused():
+    fields_ = list(users.Newcomers._fields_)
+    swapped = build.struct_of("Newcomers", dict([fields_[1], fields_[0], *fields_[2:]]))
+    with pytest.raises(LayoutMismatchError, match=r"struct Newcomers: field 'key' lies at byte 8 \(8 bytes\) in C but"):
+        build.check_layout(users.library(), swapped)
+    narrow = build.struct_of("WorldStep", {name: ctypes.c_uint32 if name == "candidate_stream" else kind
+                                           for name, kind in world.WorldStep._fields_[:-1]})
+    with pytest.raises(LayoutMismatchError, match=r"struct WorldStep: .*field 'totals' is not|the C struct lists"):
+        build.check_layout(world.library(), narrow)
+    extra = build.struct_of("UserStep", {**dict(users.UserStep._fields_), "mood": ctypes.c_float})
+    with pytest.raises(LayoutMismatchError, match=r"struct UserStep: .*field 'mood' is not in the C struct"):
+        build.check_layout(users.library(), extra)
+    with pytest.raises(LayoutMismatchError, match="exports no recoworld_layout_Mood"):
+        build.check_layout(users.library(), build.struct_of("Mood", {"calm": ctypes.c_float}))

@@ -10,6 +10,7 @@ from gymnasium.utils.env_checker import check_env
 import recoworld  # noqa: F401  (registers the envs)
 from recoworld.envs.instruct import InstructEnv, InvalidAction, parse_slate
 from recoworld.envs.slate import SlateEnv
+from recoworld.types import CANDIDATE_IDS
 
 SMALL = {"slate_size": 3, "num_candidates": 12, "max_steps": 25}
 
@@ -19,7 +20,7 @@ def make(**kwargs):
 
 
 def first_ids(info, k=3):
-    return [int(i) for i in info["candidate_ids"][:k]]
+    return [int(i) for i in info[CANDIDATE_IDS][:k]]
 
 
 def test_registered_and_passes_the_gymnasium_checker_with_penalties():
@@ -37,7 +38,7 @@ def test_observation_lists_candidates_with_titles_and_asks_for_ids():
     env = make()
     obs, info = env.reset(seed=1)
     assert "User's latest instruction: none." in obs
-    for item in info["candidate_ids"]:
+    for item in info[CANDIDATE_IDS]:
         assert f'- {item} "{env.catalog.titles[item]}"' in obs
     assert "ids of 3 distinct candidates" in obs
 
@@ -91,7 +92,7 @@ def test_invalid_slates_raise_a_message_naming_the_problem():
     env = make()
     _, info = env.reset(seed=2)
     ids = first_ids(info, 4)
-    outside = next(i for i in range(env.catalog.n_items) if i not in info["candidate_ids"])
+    outside = next(i for i in range(env.catalog.n_items) if i not in info[CANDIDATE_IDS])
     with pytest.raises(InvalidAction, match="the slate has 2 item"):
         env.step(ids[:2])
     with pytest.raises(InvalidAction, match=rf"slate\[2\] repeats item {ids[0]}"):
@@ -133,9 +134,9 @@ def test_same_trajectories_as_the_slate_env_for_the_same_seed_and_slates():
         _, info = text_env.reset(seed=seed)
         slate_obs, _ = slate_env.reset(seed=seed)
         for _ in range(30):
-            assert np.array_equal(info["candidate_ids"], slate_obs["candidate_ids"])
+            assert np.array_equal(info[CANDIDATE_IDS], slate_obs[CANDIDATE_IDS])
             positions = rng.permutation(12)[:3]
-            action = "[" + ", ".join(str(int(info["candidate_ids"][p])) for p in positions) + "]"
+            action = "[" + ", ".join(str(int(info[CANDIDATE_IDS][p])) for p in positions) + "]"
             _, reward, terminated, truncated, info = text_env.step(action)
             slate_obs, s_reward, s_terminated, s_truncated, s_info = slate_env.step(positions)
             assert (reward, terminated, truncated) == (s_reward, s_terminated, s_truncated)

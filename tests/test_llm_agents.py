@@ -17,8 +17,9 @@ from recoworld.agents.bandits import UCB1
 from recoworld.agents.llm_bandit import LLMBandit
 from recoworld.agents.llm_rerank import LLMRerank
 from recoworld.agents.llm_tools import LLMToolAgent
-from recoworld.apps.run.loop import rollout
+from recoworld.envs.rollout import rollout
 from recoworld.llm import ScriptedChatModel
+from recoworld.types import CANDIDATE_IDS, INSTRUCTION, SESSION
 
 K = 3
 
@@ -63,7 +64,7 @@ def test_rerank_fans_out_one_chat_many_per_step_and_uses_the_llms_order():
     for b in range(4):
         offered = listed_ids(agent.traces[b]["prompt"])
         assert len(offered) == 6
-        assert obs["candidate_ids"][b, action[b]].tolist() == offered[::-1][:K]
+        assert obs[CANDIDATE_IDS][b, action[b]].tolist() == offered[::-1][:K]
     assert agent.counts["llm_slates"] == 4 and agent.counts["fallbacks"] == 0
 
 
@@ -83,7 +84,7 @@ def test_rerank_rejects_ids_outside_the_proposals_and_repairs():
     obs, _ = env.reset(seed=0)
     action = agent.act(obs)
     assert llm.metrics()["llm_repairs"] == 1
-    assert 99999 not in obs["candidate_ids"][0, action[0]]
+    assert 99999 not in obs[CANDIDATE_IDS][0, action[0]]
     assert agent.counts["fallbacks"] == 0
     assert len(agent.traces[0]["replies"]) == 2
 
@@ -116,13 +117,13 @@ def test_agents_quote_the_users_own_words_heard_in_feedback():
     obs, _ = env.reset(seed=0)
     G = env.unwrapped.catalog.n_genres
     said = "Too much Comedy lately — show me something different, maybe some Sci-Fi."
-    obs["instruction"][0, :] = 0.0
-    obs["instruction"][0, 4] = 1.0  # more Sci-Fi
-    obs["instruction"][0, G + 1] = -1.0  # less Comedy
-    obs["session"][0] = [0.0, 3.0, 0.0]
+    obs[INSTRUCTION][0, :] = 0.0
+    obs[INSTRUCTION][0, 4] = 1.0  # more Sci-Fi
+    obs[INSTRUCTION][0, G + 1] = -1.0  # less Comedy
+    obs[SESSION][0] = [0.0, 3.0, 0.0]
     agent.act(obs)
     assert "User's current instruction: none." in agent.traces[-1]["prompt"]
-    obs["session"][0] = [0.0, 3.0, 1.0]
+    obs[SESSION][0] = [0.0, 3.0, 1.0]
     agent.act(obs)
     assert "(paraphrased) more Sci-Fi; less Comedy" in agent.traces[-1]["prompt"]
     info = {"instruction_text": np.array([said], dtype=object)}
@@ -141,18 +142,21 @@ def plan(calls, more=(), less=(), novelty="any"):
 def instructed_obs(env, agent, more=None, less=None):
     obs, _ = env.reset(seed=0)
     G = len(agent.genre_names)
-    obs["instruction"][:] = 0.0
+    obs[INSTRUCTION][:] = 0.0
     if more is not None:
-        obs["instruction"][:, agent.genre_names.index(more)] = 1.0
+        obs[INSTRUCTION][:, agent.genre_names.index(more)] = 1.0
     if less is not None:
-        obs["instruction"][:, G + agent.genre_names.index(less)] = -1.0
-    obs["session"][:] = [0.0, 2.0, 1.0]
+        obs[INSTRUCTION][:, G + agent.genre_names.index(less)] = -1.0
+    obs[SESSION][:] = [0.0, 2.0, 1.0]
     return obs
 
 
 def test_tool_agent_executes_the_llms_plan():
     # Stands in for an LLM that writes a sensible plan: drop Comedy, boost Drama, diversify.
-    calls = [{"tool": "category_filter", "exclude": ["Comedy"]}, {"tool": "collaborative_score", "weight": 1.0},
+    # The collaborative scores weigh 0.1 (standardised over 40 candidates they span at most
+    # 2 sqrt(39) x 0.1 = 1.25), so the boost of 5 puts every Drama ahead of every other
+    # candidate, with a margin in relevance that diversifying at 0.2 cannot overturn.
+    calls = [{"tool": "category_filter", "exclude": ["Comedy"]}, {"tool": "collaborative_score", "weight": 0.1},
              {"tool": "category_boost", "genres": ["Drama"], "weight": 5.0}, {"tool": "diversify", "strength": 0.2}]
     llm = CountingModel(lambda call: plan(calls, more=["Drama"], less=["Comedy"]))
     env = make_env(n=3, num_candidates=40)
@@ -163,15 +167,15 @@ def test_tool_agent_executes_the_llms_plan():
     assert llm.batches == [3]
     comedy, drama = agent.genre_names.index("Comedy"), agent.genre_names.index("Drama")
     for b in range(3):
-        ids = obs["candidate_ids"][b]
+        ids = obs[CANDIDATE_IDS][b]
         shown = agent.genres[ids[action[b]]]
         assert not shown[:, comedy].any()
         n_drama = int((agent.genres[ids][:, drama] & ~agent.genres[ids][:, comedy]).sum())
         assert shown[:, drama].sum() == min(K, n_drama)
         assert agent.traces[b]["plan"]["preferences"]["less"] == ["Comedy"]
     # The plan is reused while the same instruction is current: no new request.
-    obs["session"][:, 2] = 2.0
-    obs["session"][:, 1] = 3.0
+    obs[SESSION][:, 2] = 2.0
+    obs[SESSION][:, 1] = 3.0
     agent.act(obs)
     assert llm.batches == [3] and agent.counts["plan_reused"] == 3
 
@@ -181,7 +185,7 @@ def test_tool_agent_skips_a_filter_that_would_empty_the_pool():
     env = make_env(n=1)
     obs, _ = env.reset(seed=0)
     catalog = env.unwrapped.catalog
-    counts = catalog.genres.numpy()[obs["candidate_ids"][0]].sum(0)
+    counts = catalog.genres.numpy()[obs[CANDIDATE_IDS][0]].sum(0)
     rare = list(catalog.genre_names)[int(np.argmin(counts))]
     assert counts.min() < K
     agent = LLMToolAgent(llm=ScriptedChatModel(lambda c: plan([{"tool": "category_filter", "include": [rare]}])))
@@ -215,7 +219,7 @@ def test_rule_planner_follows_the_structured_instruction_without_an_llm():
     assert agent.llm is None and agent.name == "rule_tools"
     comedy = agent.genre_names.index("Comedy")
     for b in range(2):
-        assert not agent.genres[obs["candidate_ids"][b, action[b]]][:, comedy].any()
+        assert not agent.genres[obs[CANDIDATE_IDS][b, action[b]]][:, comedy].any()
 
 
 def test_bandit_prompt_carries_the_ucb_statistics():

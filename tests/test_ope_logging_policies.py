@@ -8,10 +8,11 @@ import torch
 from recoworld.agents.baselines import MostPopularAgent, RandomAgent
 from recoworld.agents.linear import DiagLinUCB, DisjointLinUCB, HybridLinUCB, LinUCB
 from recoworld.agents.logging_policies import EpsilonSoft, SoftmaxPolicy, all_slates
-from toy_world import ToyWorld, tiny_catalog
 from recoworld.catalog import Catalog
+from recoworld.envs.rollout import rollout
 from recoworld.envs.slate import SlateVectorEnv
-from recoworld.apps.run.loop import rollout
+from recoworld.types import CANDIDATE_IDS
+from toy_world import ToyWorld, tiny_catalog
 
 torch.set_num_threads(1)
 C, K = 5, 3
@@ -21,9 +22,9 @@ C, K = 5, 3
 def world():
     catalog = tiny_catalog(C)
     catalog.log_popularity[:] = torch.tensor([0.5, -0.3, 1.2, 0.1, -1.0])
-    env = ToyWorld(catalog, lambda obs: np.full(obs["candidate_ids"].shape, 0.1), num_envs=2, slate_size=K)
+    env = ToyWorld(catalog, lambda obs: np.full(obs[CANDIDATE_IDS].shape, 0.1), num_envs=2, slate_size=K)
     obs, _ = env.reset(seed=0)
-    obs["candidate_ids"][1] = obs["candidate_ids"][1][::-1]  # the second request sees the candidates reversed
+    obs[CANDIDATE_IDS][1] = obs[CANDIDATE_IDS][1][::-1]  # the second request sees the candidates reversed
     return env, obs
 
 

@@ -12,9 +12,12 @@ from recoworld import ope
 from recoworld.agents.off_policy import LoggedSlates
 from recoworld.apps.cli import COMMANDS
 from recoworld.apps.cli import main as cli_main
+from recoworld.apps.ope.config import StudyConfig, make_policy
 from recoworld.apps.ope.intervals import refit_interval
+from recoworld.apps.ope.open_bandit import obd_rows
 from recoworld.apps.ope.sessions import SessionStudy
-from recoworld.apps.ope.study import Study, StudyConfig, make_policy, obd_rows, target_inputs
+from recoworld.apps.ope.study import Study, target_inputs
+from recoworld.types import CANDIDATE_IDS
 
 torch.set_num_threads(1)
 SMALL = ["--log-sizes", "150", "--seeds", "2", "--n-items", "60", "--truth-users", "400", "--truth-draws", "1",
@@ -48,8 +51,8 @@ def test_truth_of_a_greedy_target_is_the_exact_expected_clicks_of_its_slates():
     value, error = study.true_value(target)
     env = study.env(300)
     obs, _ = env.reset(seed=10**9)
-    slates = env.world.candidates.gather(1, torch.as_tensor(target.act(obs)))
-    per_user = env.world.simulator.expected_clicks(slates).double().numpy()
+    slates = np.take_along_axis(obs[CANDIDATE_IDS], target.act(obs), 1)
+    per_user = env.expected_clicks(slates).astype(np.float64)
     assert value == pytest.approx(per_user.mean(), rel=1e-6)
     assert error == pytest.approx(per_user.std(ddof=1) / np.sqrt(300), rel=1e-6)
 

@@ -41,8 +41,8 @@ def test_wheel_maps_the_top_level_folders_into_recoworld(wheel):
 
 def test_wheel_ships_every_source_package(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for source in ("recoworld/simulators/fused_step.c", "recoworld/envs/world_step.c", "recoworld/rng.h",
-                   "recoworld/rng.c"):
+    for source in ("recoworld/kernels/users_step.c", "recoworld/kernels/world_step.c", "recoworld/kernels/rng.c",
+                   "recoworld/kernels/rng.h", "recoworld/kernels/layout.h"):
         assert source in names, f"{source}, a C kernel's source, must ship (package-data)"
     mapping = {"recoworld": "recoworld", "simulators": "recoworld/simulators", "agents": "recoworld/agents",
                "envs": "recoworld/envs", "conf": "recoworld/conf"}

@@ -18,7 +18,7 @@ from hydra import compose, initialize_config_module
 
 from recoworld.agents import RandomAgent
 from recoworld.apps.run.app import main as run_app
-from recoworld.apps.run.loop import rollout
+from recoworld.envs.rollout import rollout
 from recoworld.apps.run.runner import ExperimentConfigError, resolve_lineup
 from recoworld.logs import COLUMNS, SCHEMA_VERSION, EpisodeLog, LogSchemaError, read_log
 from recoworld.metrics import METRICS

@@ -1,12 +1,12 @@
-"""Small worlds where the right answer is known, and a loop to drive agents through them.
+"""Small worlds where the right answer is known, and a way to drive agents through them.
 
 :class:`ToyWorld` has the face of ``RecoWorld/Slate-v0``'s vector env that agents use
 (``reset``, ``step``, ``catalog``, ``slate_size``, ``num_candidates``, ``num_envs`` and the
 observation keys), but its users click independently at each position with probabilities
 given by a function the test chooses: no position bias, no dynamics, no episode ends.
-:func:`drive` runs any agent against any such vector env, the real one included, and
-keeps what :func:`recoworld.apps.run.loop.rollout` (the loop of experiments) does not:
-the per-step rewards and slates that tests of learning curves look at.
+:func:`drive` runs any agent against any such vector env, the real one included, through
+the one rollout loop (:func:`recoworld.envs.rollout.rollout`), and keeps the per-step
+rewards and slates that tests of learning curves look at.
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from recoworld.agents.base import Feedback, Recommender
+from recoworld.agents.base import Recommender
 from recoworld.catalog import Catalog
+from recoworld.envs.rollout import StepTrace, rollout
+from recoworld.types import (CANDIDATE_FEATURES, CANDIDATE_IDS, HISTORY_FEEDBACK, HISTORY_ITEMS, INSTRUCTION,
+                             SESSION)
 
 
 def tiny_catalog(n_items: int, feature_dim: int = 4, seed: int = 0) -> Catalog:
@@ -64,12 +67,12 @@ class ToyWorld:
         else:
             ids = np.argsort(self.rng.random((B, N)), axis=1)[:, :C]
         obs = {
-            "candidate_ids": ids,
-            "candidate_features": self.catalog.features.numpy()[ids],
-            "history_items": np.full((B, 1), -1, dtype=np.int64),
-            "history_feedback": np.zeros((B, 1, 2), dtype=np.float32),
-            "instruction": np.zeros((B, 2 * G + 1), dtype=np.float32),
-            "session": np.zeros((B, 3), dtype=np.float32),
+            CANDIDATE_IDS: ids,
+            CANDIDATE_FEATURES: self.catalog.features.numpy()[ids],
+            HISTORY_ITEMS: np.full((B, 1), -1, dtype=np.int64),
+            HISTORY_FEEDBACK: np.zeros((B, 1, 2), dtype=np.float32),
+            INSTRUCTION: np.zeros((B, 2 * G + 1), dtype=np.float32),
+            SESSION: np.zeros((B, 3), dtype=np.float32),
         }
         if self.context is not None:
             obs["context"] = self.context(self.rng, B, C)
@@ -79,7 +82,7 @@ class ToyWorld:
         action = np.asarray(action)
         p = np.take_along_axis(self.click_probability(self.obs), action, 1)
         clicked = self.rng.random(p.shape) < p
-        slate = np.take_along_axis(self.obs["candidate_ids"], action, 1)
+        slate = np.take_along_axis(self.obs[CANDIDATE_IDS], action, 1)
         B = self.num_envs
         info = {"clicked": clicked, "watch_fraction": clicked * 0.5, "liked": np.zeros_like(clicked),
                 "slate": slate, "autoreset": np.zeros(B, dtype=bool)}
@@ -88,25 +91,12 @@ class ToyWorld:
 
 
 def drive(env, agent: Recommender, n_steps: int, seed: int) -> dict[str, np.ndarray]:
-    """Set ``agent`` up, run it ``n_steps`` batched steps (acting, then learning from each
-    step's :class:`~recoworld.agents.base.Feedback`) and return per-step arrays:
+    """Set ``agent`` up with ``seed``, reset ``env`` with ``seed``, run ``n_steps`` batched
+    steps (acting, then learning from each step's feedback) and return per-step arrays:
     ``reward`` ``[T, B]``, ``valid`` ``[T, B]`` and ``slate`` ``[T, B, K]`` (catalog ids)."""
-    agent.setup(env, seed)
-    obs, _ = env.reset(seed=seed)
-    rewards, valids, slates = [], [], []
-    for _ in range(n_steps):
-        action = agent.act(obs)
-        next_obs, reward, terminated, truncated, info = env.step(action)
-        valid = ~np.asarray(info["autoreset"], dtype=bool)
-        agent.update(Feedback(obs=obs, action=action, slate=info["slate"], clicked=info["clicked"],
-                              watch_fraction=info["watch_fraction"], liked=info["liked"], reward=reward,
-                              next_obs=next_obs, terminated=terminated, truncated=truncated, valid=valid,
-                              info=info))
-        rewards.append(np.asarray(reward, dtype=np.float64))
-        valids.append(valid)
-        slates.append(np.asarray(info["slate"]))
-        obs = next_obs
-    return {"reward": np.stack(rewards), "valid": np.stack(valids), "slate": np.stack(slates)}
+    trace = StepTrace()
+    rollout(env, agent, n_steps, seed, env_seed=seed, hooks=[trace])
+    return trace.arrays()
 
 
 def mean_reward(trace: dict[str, np.ndarray]) -> float:

@@ -26,9 +26,9 @@ item-to-item term (:func:`neighbourhood_scores`): the user's recency-weighted ra
 times EASE's item weights (Steck, "Embarrassingly shallow autoencoders for sparse data",
 WWW 2019), scaled to the factorisation's spread times ``neighbourhood_weight``. The sum is
 brought back to ``rank`` dimensions by a truncated SVD (:func:`low_rank`), so that the
-simulator still sees one interest vector per user and one feature vector per item. On
-the validation fold this raised per-user AUC from 0.911 to 0.916 (rank 16: 0.915; 64 and
-more: no better than 32).
+simulator still sees one interest vector per user and one feature vector per item. The
+term's gain and the choice of ``rank`` on the validation fold are in
+``benchmarks/RESULTS.md``.
 
 Because every user's unrated items weigh as much as their rated ones, :math:`\sigma(\ell)`
 is the probability that the user chooses an item shown to them when the item is as likely
@@ -284,8 +284,8 @@ def unit_space(user_vectors: torch.Tensor, item_vectors: torch.Tensor) -> UnitSp
     recommender system using a Euclidean transformation for inner-product spaces",
     RecSys 2014, applied to both sides. Plainly normalising ``U`` and ``V`` would throw
     away how strongly each user's choices follow their taste and how polarising each item
-    is; a cosine model trained directly predicted held-out choices measurably worse on the
-    validation fold (per-user AUC about 0.90 against 0.91).
+    is; a cosine model trained directly predicted held-out choices worse on the validation
+    fold (``benchmarks/RESULTS.md``).
     """
     R = float(user_vectors.norm(dim=1).max().clamp_min(1e-12))
     M = float(item_vectors.norm(dim=1).max().clamp_min(1e-12))

@@ -182,13 +182,8 @@ def obd_study(cache_dir: str | Path | None = None, n_mc: int = 100_000, seed: in
     whose sum estimates the clicks per three-item list. Whole-slate and cascade estimators
     do not apply: the sample holds single impressions, not complete lists. Intervals hold
     the fitted reward model fixed (:meth:`~recoworld.ope.BaseEstimator.estimate_interval`),
-    so DM's is far narrower than its real uncertainty.
-
-    Measured with the defaults (seed 0) on ``"all"``: on-policy click rate 0.0042
-    (95% CI 0.0030-0.0055, 42 clicks); IPS 0.0046 (relative error 0.09), SNIPS 0.0048
-    (0.14), DM 0.0039 (0.06), DR 0.0048 (0.14), SNDR 0.0048 (0.15); every interval but
-    DM's holds the on-policy value. On ``"men"`` and ``"women"`` the errors are 0.2-0.5 (about 40
-    clicks per log), still inside IPS's interval.
+    so DM's is far narrower than its real uncertainty. The estimates with the defaults are
+    in ``benchmarks/RESULTS.md``.
 
     Args:
         cache_dir: the cache root for :func:`recoworld.data.fetch.fetch` (``None``: the
@@ -218,31 +213,45 @@ def obd_study(cache_dir: str | Path | None = None, n_mc: int = 100_000, seed: in
     policy = bts_distribution(*prior, slate_length=N_POSITIONS, n_mc=n_mc, seed=seed)
     feedback = logged.feedback()
     action_dist = policy.action_dist(feedback.n_rounds)
+    bootstrap = {"n_bootstrap": n_bootstrap, "alpha": alpha, "seed": seed}
+    rows = _whole_log_rows(feedback, action_dist, on_policy, logged.n_items, seed, bootstrap)
+    rows += _per_position_rows(feedback, action_dist, on_policy, bootstrap)
+    return {
+        "campaign": campaign, "n_logged": feedback.n_rounds, "n_on_policy": len(on_policy.log), "n_mc": n_mc,
+        "mc_standard_error": float(policy.standard_error.max()), "rows": rows,
+    }
+
+
+def _whole_log_rows(feedback: BanditFeedback, action_dist: np.ndarray, on_policy: OpenBanditData, n_items: int,
+                    seed: int, bootstrap: dict) -> list[dict]:
+    """IPS, SNIPS, DM, DR and SNDR on every logged impression against the on-policy click rate."""
     # Item and position indicators, the same in every round: a view, not n copies.
     indicators = np.concatenate([
-        np.broadcast_to(np.eye(logged.n_items)[:, None, :], (logged.n_items, N_POSITIONS, logged.n_items)),
-        np.broadcast_to(np.eye(N_POSITIONS)[None], (logged.n_items, N_POSITIONS, N_POSITIONS)),
+        np.broadcast_to(np.eye(n_items)[:, None, :], (n_items, N_POSITIONS, n_items)),
+        np.broadcast_to(np.eye(N_POSITIONS)[None], (n_items, N_POSITIONS, N_POSITIONS)),
     ], axis=2)
     features = np.broadcast_to(indicators, (feedback.n_rounds, *indicators.shape))
     estimated_rewards = fit_reward_model(feedback, features, LogisticRegression(), n_folds=5, seed=seed)
-
-    bootstrap = {"n_bootstrap": n_bootstrap, "alpha": alpha, "seed": seed}
-    clicks = on_policy.log["reward"].to_numpy(np.float64)
-    truth = _OnPolicyMean().estimate_interval(clicks, **bootstrap)
+    truth = _OnPolicyMean().estimate_interval(on_policy.log["reward"].to_numpy(np.float64), **bootstrap)
     rows = []
     for estimator in (IPS(), SNIPS(), DM(), DR(), SNDR()):
         value = estimator.estimate_interval(feedback, action_dist, estimated_rewards, **bootstrap)
         rows.append(_row(type(estimator).__name__, value, truth))
+    return rows
+
+
+def _per_position_rows(feedback: BanditFeedback, action_dist: np.ndarray, on_policy: OpenBanditData,
+                       bootstrap: dict) -> list[dict]:
+    """IPS of the impressions at each position against the on-policy click rate there."""
+    clicks = on_policy.log["reward"].to_numpy(np.float64)
+    rows = []
     for k in range(N_POSITIONS):
         at_k = feedback.position == k
         shown = BanditFeedback(feedback.action[at_k], feedback.reward[at_k], feedback.pscore[at_k])
         value = IPS().estimate_interval(shown, action_dist[at_k, :, k], **bootstrap)
         truth_k = _OnPolicyMean().estimate_interval(clicks[on_policy.log["position"].to_numpy() == k], **bootstrap)
         rows.append(_row(f"IPS (position {k})", value, truth_k))
-    return {
-        "campaign": campaign, "n_logged": feedback.n_rounds, "n_on_policy": len(clicks), "n_mc": n_mc,
-        "mc_standard_error": float(policy.standard_error.max()), "rows": rows,
-    }
+    return rows
 
 
 def _row(name: str, value, truth) -> dict:

@@ -29,16 +29,10 @@ from typing import ClassVar
 from pydantic import BaseModel
 
 from recoworld.llm.accounting import Accounting, Budget, Pricing, UsageMark
+from recoworld.llm.attempts import Attempts, Generated
 from recoworld.llm.cache import ChatCache, cache_key
-from recoworld.llm.errors import (
-    BackendCallError,
-    BudgetExceeded,
-    ChatFailure,
-    StructuredOutputError,
-    TransientBackendError,
-)
+from recoworld.llm.errors import BackendCallError, BudgetExceeded, ChatFailure, TransientBackendError
 from recoworld.llm.retry import RetryPolicy
-from recoworld.llm.structured import json_schema_of, parse_reply, repair_messages, with_schema_instruction
 from recoworld.llm.types import BackendCall, ChatReply, ChatRequest, Completion, Message
 
 logger = logging.getLogger("recoworld.llm")
@@ -167,7 +161,7 @@ class ChatModel(abc.ABC):
         """
         requests = [r if isinstance(r, ChatRequest) else ChatRequest(r) for r in requests]
         self.accounting.count("requests", len(requests))
-        attempts = [_Attempts(r, self.schema_in_prompt) for r in requests]
+        attempts = [Attempts(r, self.schema_in_prompt) for r in requests]
         results: list = [None] * len(requests)
         pending = list(range(len(requests)))
         budget_error = None
@@ -224,7 +218,7 @@ class ChatModel(abc.ABC):
 
     # --- machinery ------------------------------------------------------------------------
 
-    def _backend_failure(self, attempt: _Attempts, exc: BaseException) -> BackendCallError:
+    def _backend_failure(self, attempt: Attempts, exc: BaseException) -> BackendCallError:
         self.accounting.count("backend_failures")
         failure = BackendCallError(
             self._redact(f"{self.model_id}: the backend failed after {attempt.n_generated} generation(s): "
@@ -244,7 +238,7 @@ class ChatModel(abc.ABC):
         for i, key in enumerate(keys):
             hit = self.cache.get(key) if key is not None else None
             if hit is not None:
-                outcomes[i] = _Generated(hit, cached=True, latency_s=0.0)
+                outcomes[i] = Generated(hit, cached=True, latency_s=0.0)
                 self.accounting.count("cache_hits")
             else:
                 misses.append(i)
@@ -257,7 +251,7 @@ class ChatModel(abc.ABC):
                     outcomes[i] = exc
                 return
             for i, completion in zip(batch, completions):
-                outcomes[i] = _Generated(completion, cached=False, latency_s=latency_s)
+                outcomes[i] = Generated(completion, cached=False, latency_s=latency_s)
                 if keys[i] is not None:
                     self.cache.put(keys[i], completion)
 
@@ -317,75 +311,6 @@ class ChatModel(abc.ABC):
                 self._loop_thread = _LoopThread()
             runner = self._loop_thread
         return runner.run(coroutine)
-
-
-class _Generated:
-    """A completion with where it came from."""
-
-    __slots__ = ("cached", "completion", "latency_s")
-
-    def __init__(self, completion: Completion, cached: bool, latency_s: float):
-        self.completion, self.cached, self.latency_s = completion, cached, latency_s
-
-
-class _Attempts:
-    """The generations made for one request so far, and the conversation of the next one."""
-
-    def __init__(self, request: ChatRequest, schema_in_prompt: bool):
-        self.request = request
-        self.json_schema = json_schema_of(request.schema) if request.schema is not None else None
-        messages = request.messages
-        if self.json_schema is not None and schema_in_prompt:
-            messages = with_schema_instruction(messages, self.json_schema)
-        self.messages = messages
-        self.generated: list[_Generated] = []
-        self.errors: list[str] = []
-        self.parsed: BaseModel | None = None
-
-    @property
-    def texts(self) -> list[str]:
-        return [g.completion.text for g in self.generated]
-
-    @property
-    def n_generated(self) -> int:
-        return len(self.generated)
-
-    def next_call(self) -> BackendCall:
-        return BackendCall(self.request, self.messages, self.json_schema)
-
-    def take(self, generated: _Generated, max_repairs: int) -> bool:
-        """Record a generation; True when the request needs a repair turn."""
-        self.generated.append(generated)
-        if self.request.schema is None:
-            return False
-        text = generated.completion.text
-        try:
-            self.parsed = parse_reply(text, self.request.schema)
-            return False
-        except ValueError as e:
-            self.errors.append(str(e))
-        if len(self.errors) > max_repairs:
-            return False
-        self.messages = repair_messages(self.messages, text, self.errors[-1])
-        return True
-
-    def result(self) -> ChatReply | StructuredOutputError:
-        texts = self.texts
-        if self.request.schema is not None and self.parsed is None:
-            return StructuredOutputError(
-                f"no reply validated against {self.request.schema.__name__} after {len(texts)} attempt(s); "
-                f"last error: {self.errors[-1]}; last reply: {texts[-1][:200]!r}",
-                self.request, texts, self.errors,
-            )
-        return ChatReply(
-            text=texts[-1],
-            parsed=self.parsed,
-            raw_texts=texts,
-            prompt_tokens=sum(g.completion.prompt_tokens for g in self.generated),
-            completion_tokens=sum(g.completion.completion_tokens for g in self.generated),
-            latency_s=sum(g.latency_s for g in self.generated),
-            cached=all(g.cached for g in self.generated),
-        )
 
 
 class _LoopThread:

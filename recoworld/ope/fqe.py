@@ -55,9 +55,9 @@ class FittedQEvaluation(BaseEstimator):
         seed: weight initialisation and minibatch order.
         device: torch device for training, "cpu" by default.
         num_threads: CPU threads torch may use while fitting (restored afterwards); 1 by
-            default, since the small networks gain nothing from more and oversubscribed
-            machines lose a lot (8x measured on a loaded 2-core host). None leaves
-            torch's setting alone.
+            default, since the small networks gain nothing from more and lose much on an
+            oversubscribed machine (``benchmarks/RESULTS.md``). None leaves torch's
+            setting alone.
     """
 
     discount: float = 1.0

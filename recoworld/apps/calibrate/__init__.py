@@ -51,8 +51,9 @@ Assumed, because the data cannot identify it
     no rating data speaks to them.
   * *Interest drift*: switched off (``interest_drift = 0``). Ratings a few minutes apart
     do not show how a user's taste moves with what they just watched, and the synthetic
-    default, scaled by the fitted interest weight, made every item clickable within a
-    dozen steps of any feed.
+    default, scaled by the fitted interest weight, pulls every user towards the catalog's
+    common direction until most items are clickable and recommenders barely differ
+    (``benchmarks/RESULTS.md``).
   * *Returning*: the return probability and gap are fitted at the typical mindset at
     leaving; how much the mindset moves them keeps its default.
 

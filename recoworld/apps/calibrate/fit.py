@@ -26,12 +26,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import sys
-import time
 from collections.abc import Sequence
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -40,12 +37,15 @@ import pandas as pd
 import torch
 
 from recoworld.apps.calibrate import dynamics
+from recoworld.apps.calibrate.folds import Folds, training_catalog
+from recoworld.apps.calibrate.progress import Stages, torch_threads
 from recoworld.calibration import traits
-from recoworld.calibration.choice import ChoiceFitConfig, decompose, fit_choice, platt_scaling, rating_weights
+from recoworld.calibration.choice import (ChoiceFitConfig, UtilityTerms, decompose, fit_choice, platt_scaling,
+                                          rating_weights)
 from recoworld.calibration.metrics import user_auc
-from recoworld.calibration.ratings import fit_rating_response
-from recoworld.calibration.split import Split, cut_sessions, holdout_split, interaction_matrix
-from recoworld.catalog import Catalog
+from recoworld.calibration.ratings import RatingResponse, fit_rating_response
+from recoworld.calibration.split import Sessions, cut_sessions, interaction_matrix
+from recoworld.catalog import Catalog, popularity_score
 from recoworld.data.movielens import MovieLens100K, load_movielens_100k
 from recoworld.simulators.calibrated import CalibratedPopulation, CalibratedWorld, default_path
 from recoworld.simulators.statistical import StatisticalUserConfig
@@ -76,8 +76,8 @@ class CalibrationConfig:
         users: fit on this many randomly drawn users only (``None``: all), for quick runs.
         leave_steps: steps of each simulated-moments run of the leave fit.
         leave_users: users (drawn at random) simulated in each of those runs.
-        threads: torch threads during the fit (one is fastest for these sizes on a
-            shared machine).
+        threads: torch threads during the fit (the tensors are small: one thread wastes
+            nothing and keeps a busy machine from slowing the fit down).
         seed: seed of the user subsample.
     """
 
@@ -91,41 +91,6 @@ class CalibrationConfig:
     leave_users: int = 300
     threads: int = 1
     seed: int = 0
-
-
-class Stages:
-    """A one-line progress display of the fit's stages, on stderr."""
-
-    def __init__(self, total: int, enabled: bool, label: str = "calibrate"):
-        self.total, self.enabled, self.done, self.label = total, enabled, 0, label
-        self.start = time.perf_counter()
-        self.timings: dict[str, float] = {}
-
-    @contextmanager
-    def stage(self, name: str):
-        if self.enabled:
-            print(f"\r[{self.label} {self.done + 1}/{self.total}] {name} ...", end="", file=sys.stderr, flush=True)
-        t = time.perf_counter()
-        yield
-        self.timings[name] = round(time.perf_counter() - t, 2)
-        self.done += 1
-        if self.enabled:
-            print(f"\r[{self.label} {self.done}/{self.total}] {name}: {self.timings[name]:.1f}s" + " " * 20,
-                  file=sys.stderr, flush=True)
-
-    @property
-    def elapsed(self) -> float:
-        return round(time.perf_counter() - self.start, 2)
-
-
-@contextmanager
-def torch_threads(n: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def calibrate(config: CalibrationConfig | None = None, path: str | Path | None = None,
@@ -164,157 +129,166 @@ def ensure_world(path: str | Path | None = None, progress: bool = True) -> Calib
     return CalibratedWorld.load(path)
 
 
-def subsample(data: MovieLens100K, n_users: int, seed: int) -> MovieLens100K:
-    """``n_users`` random users of ``data`` with their ratings, ids made dense again (items kept)."""
-    total = len(data.users)
-    if not 1 <= n_users <= total:
-        raise ValueError(f"users={n_users}; choose 1..{total}")
-    chosen = np.sort(np.random.default_rng(seed).choice(total, n_users, replace=False))
-    new_id = pd.Series(np.arange(n_users), index=chosen)
-    ratings = data.ratings[data.ratings["user_id"].isin(chosen)]
-    ratings = ratings.assign(user_id=new_id[ratings["user_id"]].to_numpy())
-    users = data.users.iloc[chosen].reset_index(drop=True).assign(source_id=chosen)
-    return MovieLens100K(ratings.reset_index(drop=True), data.items, users.assign(user_id=np.arange(n_users)))
-
-
-def training_catalog(items: pd.DataFrame, train: pd.DataFrame, name: str) -> Catalog:
-    """The items with popularity and quality (mean rating) from ``train`` only."""
-    n_items = len(items)
-    counts = np.bincount(train["item_id"], minlength=n_items)
-    sums = np.bincount(train["item_id"], weights=train["rating"].to_numpy(dtype=np.float64), minlength=n_items)
-    # An item without training ratings gets the mean rating: unknown, not bad.
-    mean = np.where(counts > 0, sums / np.maximum(counts, 1), train["rating"].mean())
-    table = pd.DataFrame({"title": items["title"], "genres": items["genres"], "popularity": counts, "quality": mean})
-    return Catalog.from_dataframe(table, features=None, name=name)
-
-
-def popularity_score(catalog: Catalog) -> torch.Tensor:
-    """The standardised log-popularity the simulator reads (``StatisticalUsers._pop_score``)."""
-    lp = catalog.log_popularity
-    return (lp - lp.mean()) / lp.std().clamp_min(1e-6) if lp.numel() > 1 else lp * 0
-
-
 def _fit(data: MovieLens100K, config: CalibrationConfig, stages: Stages) -> CalibratedWorld:
     meta: dict = {"calibration": _jsonable(asdict(config))}
     with stages.stage("splitting ratings in time"):
-        if config.users is not None:
-            data = subsample(data, config.users, config.seed)
-        n_users, n_items = len(data.users), len(data.items)
-        ratings = data.ratings
-        split = holdout_split(ratings, config.holdout_fraction, n_users, n_items)
-        inner = holdout_split(split.train, config.validation_fraction, n_users, n_items)
-        catalog = training_catalog(data.items, split.train, "movielens-100k-calibrated")
-        inner_catalog = training_catalog(data.items, inner.train, "validation")
-        meta["data"] = {
-            "n_users": n_users, "n_items": n_items, "n_ratings": len(ratings),
-            "fingerprint": _fingerprint(ratings),
-            "source_user_ids": [int(x) for x in data.users.get("source_id", data.users["user_id"])],
-        }
-        meta["split"] = {"train": len(split.train), "test": len(split.test), "validation": len(inner.test),
-                         "test_fingerprint": _fingerprint(split.test)}
-
+        folds = Folds.cut(data, config.holdout_fraction, config.validation_fraction, config.users, config.seed)
+        catalog = training_catalog(folds.data.items, folds.split.train, "movielens-100k-calibrated")
+        meta["data"], meta["split"] = folds.describe()
     with stages.stage("fitting choices on the validation fold"):
-        model = fit_choice(rating_weights(inner.train, n_users, n_items, config.choice.half_life), config.choice)
-        positive = interaction_matrix(inner.test, n_users, n_items)
-        never = ~interaction_matrix(split.train, n_users, n_items)
-        logits = model.logits()
-        validation_auc = float(user_auc(logits, positive, never).nanmean())
-        scale, shift = platt_scaling(logits, positive, never)
-        model.scale, model.shift = scale, shift
-        rows, cols = torch.tensor(inner.test["user_id"].to_numpy()), torch.tensor(inner.test["item_id"].to_numpy())
-        validation_utility = model.logits()[rows, cols]
-
+        validation = fit_validation_choices(folds, config.choice)
     with stages.stage("fitting choices on the training split"):
-        model = fit_choice(rating_weights(split.train, n_users, n_items, config.choice.half_life), config.choice)
-        model.scale, model.shift = scale, shift
-        pop_score = popularity_score(catalog)
-        terms = decompose(model, pop_score, catalog.quality)
-        catalog = Catalog(terms.features, catalog.genres, catalog.genre_names, catalog.titles, catalog.popularity,
-                          catalog.quality, name=catalog.name)
-        meta["choice"] = {"validation_auc": validation_auc, "platt_scale": scale, "platt_shift": shift,
-                          "decomposition_error": float((terms.utility(pop_score, catalog.quality)
-                                                        - model.logits()).abs().max())}
-
+        terms, catalog, meta["choice"] = fit_training_choices(folds, config.choice, validation, catalog)
     with stages.stage("reading traits off the ratings"):
-        train = split.train
-        straying = traits.genre_straying(train, catalog.genre_weights, n_users)
-        gap = traits.conformity_gap(train, n_users, n_items)
-        offsets = traits.rating_offsets(train, n_users, n_items)
-        favourite = traits.favourite_genres(train, catalog.genre_weights, catalog.genre_names, n_users)
-        novelty = NOVELTY_RATIO * terms.interest_weight * np.nan_to_num(traits.normal_scores(straying))
-        conformity = traits.percentiles(-np.nan_to_num(gap, nan=np.nanmean(gap)))
-
+        user_traits = read_traits(folds, catalog, terms)
     with stages.stage("fitting the rating response"):
-        inner_offsets = traits.rating_offsets(inner.train, n_users, n_items)
-        response = fit_rating_response(
-            validation_utility, inner_catalog.quality[cols], inner_offsets[inner.test["user_id"].to_numpy()],
-            inner.test["rating"].to_numpy())
+        response = fit_ratings(folds, validation)
         meta["ratings"] = asdict(response)
-
     with stages.stage("cutting sessions and fitting returns"):
-        sessions = cut_sessions(ratings, config.session_gap_minutes)
-        returns = dynamics.fit_returns(sessions, n_users)
-        patience = dynamics.patience_from_sessions(sessions, n_users)
-        per_user = sessions.table.groupby("user_id")["length"]
+        sessions = cut_sessions(folds.data.ratings, config.session_gap_minutes)
+        returns = dynamics.fit_returns(sessions, folds.n_users)
+        patience = dynamics.patience_from_sessions(sessions, folds.n_users)
         meta["sessions"] = dynamics.sessions_summary(sessions).to_dict()
-
-    sim_config = StatisticalUserConfig(
-        interest_weight=terms.interest_weight, quality_weight=terms.quality_weight,
-        click_threshold=terms.threshold + math.log(config.exposure_odds),
-        novelty_session_spread=SESSION_NOVELTY_RATIO * terms.interest_weight,
-        # No drift: the synthetic default (0.05 of a unit interest per click) is a step in
-        # logit units proportional to the interest weight, about six times the synthetic
-        # one here, and pulled every user towards the catalog's common direction, so that
-        # after a dozen random slates most items were clickable and recommenders barely
-        # differed. The ratings do not identify drift within sessions (module docstring).
-        interest_drift=0.0,
-        # The ratings were fitted on the utility before the exposure shift; undo it there.
-        rating_center=response.rating_center + response.rating_slope * math.log(config.exposure_odds),
-        rating_slope=response.rating_slope,
-        rating_quality=response.rating_quality, rating_noise=response.rating_noise,
-    )
-    users = pd.DataFrame({
-        "user_id": data.users.get("source_id", data.users["user_id"]).to_numpy(),
-        "age": data.users["age"].to_numpy(),
-        "gender": data.users["gender"].to_numpy(),
-        "occupation": data.users["occupation"].to_numpy(),
-        "zip_code": data.users["zip_code"].to_numpy(),
-        "favourite_genre": favourite,
-        "n_ratings": np.bincount(train["user_id"], minlength=n_users),
-        "n_sessions": per_user.size().reindex(range(n_users), fill_value=0).to_numpy(),
-        "mean_rating": train.groupby("user_id")["rating"].mean().reindex(range(n_users)).to_numpy(),
-        "patience": patience,
-        "activity": np.exp(returns.log_activity),
-        "novelty": novelty,
-        "conformity": conformity,
-        "popularity_bias": terms.popularity_bias.numpy(),
-        "rating_bias": response.offset_weight * offsets,
-        "genre_straying": straying,
-        "mean_session_length": per_user.mean().reindex(range(n_users)).to_numpy(),
-    })
+    sim_config = user_config(terms, response, config.exposure_odds)
+    users = users_table(folds, user_traits, sessions, returns, patience, terms, response)
     population = CalibratedPopulation(users, terms.interest)
-
     with stages.stage("fitting the leave hazard by simulated moments"):
-        # A random subset of users keeps the dozens of simulated runs quick.
-        rows = np.sort(np.random.default_rng(config.seed).permutation(n_users)[: config.leave_users])
-        leave = dynamics.fit_leave(catalog, sim_config, population.pinned(rows, rows), rows,
-                                   sessions.table["length"].to_numpy(), steps=config.leave_steps)
-        sim_config = replace(sim_config, leave_base=leave.leave_base, leave_length=leave.leave_length)
-        sim_config = returns.to_config(sim_config, leave.memory_at_leaving)
-        meta["leave"] = {"leave_base": leave.leave_base, "leave_length": leave.leave_length,
-                         "target_quantiles": list(leave.target_quantiles),
-                         "simulated_quantiles": list(leave.simulated_quantiles),
-                         "memory_at_leaving": leave.memory_at_leaving}
-        meta["returns"] = {"return_logit": returns.return_logit, "mean_gap_days": returns.mean_gap_days}
-
+        sim_config, meta["leave"], meta["returns"] = fit_leaving(catalog, sim_config, population, sessions, returns,
+                                                                 config)
     with stages.stage("assembling the world"):
         world = CalibratedWorld(catalog, sim_config, users, terms.interest, meta)
     return world
 
 
-def _fingerprint(ratings: pd.DataFrame) -> str:
-    table = ratings[["user_id", "item_id", "rating", "timestamp"]].to_numpy(dtype=np.int64)
-    return hashlib.sha256(np.ascontiguousarray(table).tobytes()).hexdigest()[:16]
+@dataclass
+class ValidationFit:
+    """What the choice model fitted without the validation fold says about that fold:
+    its per-user ``auc``, the Platt ``scale`` and ``shift``, and the scaled ``utility``
+    at each of the fold's ratings."""
+
+    auc: float
+    scale: float
+    shift: float
+    utility: torch.Tensor
+
+
+def fit_validation_choices(folds: Folds, choice: ChoiceFitConfig) -> ValidationFit:
+    """Step 3: the choice model on the training split minus the validation fold, Platt-scaled
+    on that fold."""
+    inner, n_users, n_items = folds.inner, folds.n_users, folds.n_items
+    model = fit_choice(rating_weights(inner.train, n_users, n_items, choice.half_life), choice)
+    positive = interaction_matrix(inner.test, n_users, n_items)
+    never = ~interaction_matrix(folds.split.train, n_users, n_items)
+    logits = model.logits()
+    auc = float(user_auc(logits, positive, never).nanmean())
+    scale, shift = platt_scaling(logits, positive, never)
+    model.scale, model.shift = scale, shift
+    rows, cols = torch.tensor(inner.test["user_id"].to_numpy()), torch.tensor(inner.test["item_id"].to_numpy())
+    return ValidationFit(auc, scale, shift, model.logits()[rows, cols])
+
+
+def fit_training_choices(folds: Folds, choice: ChoiceFitConfig, validation: ValidationFit,
+                         catalog: Catalog) -> tuple[UtilityTerms, Catalog, dict]:
+    """Step 4: the choice model on the whole training split, with the validation fold's
+    Platt scaling, in the simulator's terms; the catalog with the fitted features; and
+    ``meta["choice"]``."""
+    model = fit_choice(rating_weights(folds.split.train, folds.n_users, folds.n_items, choice.half_life), choice)
+    model.scale, model.shift = validation.scale, validation.shift
+    pop_score = popularity_score(catalog)
+    terms = decompose(model, pop_score, catalog.quality)
+    catalog = Catalog(terms.features, catalog.genres, catalog.genre_names, catalog.titles, catalog.popularity,
+                      catalog.quality, name=catalog.name)
+    meta = {"validation_auc": validation.auc, "platt_scale": validation.scale, "platt_shift": validation.shift,
+            "decomposition_error": float((terms.utility(pop_score, catalog.quality) - model.logits()).abs().max())}
+    return terms, catalog, meta
+
+
+def read_traits(folds: Folds, catalog: Catalog, terms: UtilityTerms) -> dict[str, np.ndarray]:
+    """Step 5: each user's descriptive traits, read off the training ratings."""
+    train, n_users, n_items = folds.split.train, folds.n_users, folds.n_items
+    straying = traits.genre_straying(train, catalog.genre_weights, n_users)
+    gap = traits.conformity_gap(train, n_users, n_items)
+    return {
+        "favourite_genre": traits.favourite_genres(train, catalog.genre_weights, catalog.genre_names, n_users),
+        "novelty": NOVELTY_RATIO * terms.interest_weight * np.nan_to_num(traits.normal_scores(straying)),
+        "conformity": traits.percentiles(-np.nan_to_num(gap, nan=np.nanmean(gap))),
+        "rating_offsets": traits.rating_offsets(train, n_users, n_items),
+        "genre_straying": straying,
+    }
+
+
+def fit_ratings(folds: Folds, validation: ValidationFit) -> RatingResponse:
+    """Step 3's rating response, on the validation fold's ratings (the catalog's quality and
+    the users' rating offsets from the ratings before the fold)."""
+    inner = folds.inner
+    inner_catalog = training_catalog(folds.data.items, inner.train, "validation")
+    inner_offsets = traits.rating_offsets(inner.train, folds.n_users, folds.n_items)
+    cols = torch.tensor(inner.test["item_id"].to_numpy())
+    return fit_rating_response(validation.utility, inner_catalog.quality[cols],
+                               inner_offsets[inner.test["user_id"].to_numpy()], inner.test["rating"].to_numpy())
+
+
+def user_config(terms: UtilityTerms, response: RatingResponse, exposure_odds: float) -> StatisticalUserConfig:
+    """The simulator's config from the fitted choices and ratings (before the leave fit)."""
+    return StatisticalUserConfig(
+        interest_weight=terms.interest_weight, quality_weight=terms.quality_weight,
+        click_threshold=terms.threshold + math.log(exposure_odds),
+        novelty_session_spread=SESSION_NOVELTY_RATIO * terms.interest_weight,
+        # No drift: the ratings do not identify drift within sessions, and the synthetic
+        # default is a step proportional to the interest weight that pulls every fitted
+        # user towards the catalog's common direction (package docstring).
+        interest_drift=0.0,
+        # The ratings were fitted on the utility before the exposure shift; undo it there.
+        rating_center=response.rating_center + response.rating_slope * math.log(exposure_odds),
+        rating_slope=response.rating_slope,
+        rating_quality=response.rating_quality, rating_noise=response.rating_noise,
+    )
+
+
+def users_table(folds: Folds, user_traits: dict[str, np.ndarray], sessions: Sessions, returns: dynamics.ReturnFit,
+                patience: np.ndarray, terms: UtilityTerms, response: RatingResponse) -> pd.DataFrame:
+    """One row per fitted user: :attr:`CalibratedWorld.users`."""
+    users, train, n_users = folds.data.users, folds.split.train, folds.n_users
+    per_user = sessions.table.groupby("user_id")["length"]
+    return pd.DataFrame({
+        "user_id": users.get("source_id", users["user_id"]).to_numpy(),
+        "age": users["age"].to_numpy(),
+        "gender": users["gender"].to_numpy(),
+        "occupation": users["occupation"].to_numpy(),
+        "zip_code": users["zip_code"].to_numpy(),
+        "favourite_genre": user_traits["favourite_genre"],
+        "n_ratings": np.bincount(train["user_id"], minlength=n_users),
+        "n_sessions": per_user.size().reindex(range(n_users), fill_value=0).to_numpy(),
+        "mean_rating": train.groupby("user_id")["rating"].mean().reindex(range(n_users)).to_numpy(),
+        "patience": patience,
+        "activity": np.exp(returns.log_activity),
+        "novelty": user_traits["novelty"],
+        "conformity": user_traits["conformity"],
+        "popularity_bias": terms.popularity_bias.numpy(),
+        "rating_bias": response.offset_weight * user_traits["rating_offsets"],
+        "genre_straying": user_traits["genre_straying"],
+        "mean_session_length": per_user.mean().reindex(range(n_users)).to_numpy(),
+    })
+
+
+def fit_leaving(catalog: Catalog, sim_config: StatisticalUserConfig, population: CalibratedPopulation,
+                sessions: Sessions, returns: dynamics.ReturnFit,
+                config: CalibrationConfig) -> tuple[StatisticalUserConfig, dict, dict]:
+    """Step 6's leave hazard by simulated moments, then the returns at the simulated
+    memory at leaving: the final config, ``meta["leave"]`` and ``meta["returns"]``."""
+    # A random subset of users keeps the dozens of simulated runs quick.
+    n_users = len(population.all_users)
+    rows = np.sort(np.random.default_rng(config.seed).permutation(n_users)[: config.leave_users])
+    leave = dynamics.fit_leave(catalog, sim_config, population.pinned(rows, rows), rows,
+                               sessions.table["length"].to_numpy(), steps=config.leave_steps)
+    sim_config = replace(sim_config, leave_base=leave.leave_base, leave_length=leave.leave_length)
+    sim_config = returns.to_config(sim_config, leave.memory_at_leaving)
+    leave_meta = {"leave_base": leave.leave_base, "leave_length": leave.leave_length,
+                  "target_quantiles": list(leave.target_quantiles),
+                  "simulated_quantiles": list(leave.simulated_quantiles),
+                  "memory_at_leaving": leave.memory_at_leaving}
+    returns_meta = {"return_logit": returns.return_logit, "mean_gap_days": returns.mean_gap_days}
+    return sim_config, leave_meta, returns_meta
 
 
 def _jsonable(value):

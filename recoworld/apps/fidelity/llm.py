@@ -19,9 +19,9 @@ Each sampled MovieLens user is played three ways, on the same lists:
 The 1:m lists are those of the report's protocol: per user one held-out item mixed with
 ``m`` never-rated ones, shuffled; each ``m`` starts the users afresh (no memory across lists).
 
-Each list costs one LLM call per user: the embedded SmolLM2-135M makes about 0.06 user-steps
-a second on two CPU cores, so ``recoworld fidelity --users statistical,hybrid,llm`` samples
-8 users by default (24 calls, a few minutes). At scale, serve a model with vLLM (or any
+Each list costs one LLM call per user, and the embedded SmolLM2-135M on a CPU is slow
+(its throughput is in ``benchmarks/RESULTS.md``), so ``recoworld fidelity --users
+statistical,hybrid,llm`` samples 8 users by default (24 calls). At scale, serve a model with vLLM (or any
 OpenAI-compatible server) and pass its settings (fields of :class:`recoworld.llm.LLMConfig`)::
 
     vllm serve Qwen/Qwen2.5-7B-Instruct --port 8000
@@ -103,8 +103,6 @@ def evaluate_users(world: CalibratedWorld, data: MovieLens100K, split: Split, ki
     rows = np.sort(np.random.default_rng(seed).choice(np.flatnonzero(positive.any(1).numpy()), n_users,
                                                       replace=False))
     lists = {m: sample_lists(positive, never, rows, m, seed + m) for m in ratios}
-    items = torch.arange(split.n_items)[None, :].expand(len(rows), split.n_items).contiguous()
-    seeds = torch.as_tensor(rows)
     results: dict = {"users": [int(world.users["user_id"].iloc[r]) for r in rows]}
     shared_llm = None
     if "llm" in kinds or "hybrid" in kinds:
@@ -113,31 +111,42 @@ def evaluate_users(world: CalibratedWorld, data: MovieLens100K, split: Split, ki
         shared_llm, owned = build_chat_model(llm)
     try:
         for kind in kinds:
-            if kind == "statistical":
-                from recoworld.simulators.statistical import StatisticalUsers
-
-                sim = StatisticalUsers(world.catalog, world.config, world.population().pinned(rows, rows))
-            elif kind == "hybrid":
-                sim = hybrid_users(world, rows, shared_llm)
-            else:
-                sim = llm_users(world, data, split, rows, shared_llm)
-            entry: dict = {"auc": None}
-            if kind != "llm":
-                sim.reset(len(rows), seed=seeds)
-                probability = sim.click_probabilities(items)
-                entry["auc"] = float(user_auc(probability, positive[rows], never[rows]).nanmean())
-            for m, (slates, labels) in lists.items():
-                if kind == "llm":
-                    sim.reset(len(rows), seed=seeds)
-                    # Its own answers: clicked is 1 for "would watch", 0 otherwise.
-                    entry[f"1:{m}"] = asdict(decide(sim.respond(slates).clicked.float(), labels))
-                else:
-                    sim.reset(len(rows), seed=seeds)
-                    entry[f"1:{m}"] = asdict(decide(sim.click_probabilities(slates), labels))
-            if kind == "llm":
-                entry["llm"] = {k: v for k, v in sim.metrics().items() if isinstance(v, (int, float))}
-            results[kind] = entry
+            sim = simulated_users(kind, world, data, split, rows, shared_llm)
+            results[kind] = kind_scores(kind, sim, lists, torch.as_tensor(rows), positive[rows], never[rows])
     finally:
         if shared_llm is not None and owned and callable(getattr(shared_llm, "close", None)):
             shared_llm.close()
     return results
+
+
+def simulated_users(kind: str, world: CalibratedWorld, data: MovieLens100K, split: Split, rows: np.ndarray, llm):
+    """The users of ``kind`` playing the fitted users at ``rows``."""
+    if kind == "statistical":
+        from recoworld.simulators.statistical import StatisticalUsers
+
+        return StatisticalUsers(world.catalog, world.config, world.population().pinned(rows, rows))
+    if kind == "hybrid":
+        return hybrid_users(world, rows, llm)
+    return llm_users(world, data, split, rows, llm)
+
+
+def kind_scores(kind: str, sim, lists: dict, seeds: torch.Tensor, positive: torch.Tensor,
+                never: torch.Tensor) -> dict:
+    """AUC over the whole catalog (``None`` for the LLM user) and the decisions on each
+    1:m list of one kind of user, started afresh from ``seeds`` for each."""
+    entry: dict = {"auc": None}
+    if kind != "llm":
+        sim.reset(len(seeds), seed=seeds)
+        n_items = positive.shape[1]
+        items = torch.arange(n_items)[None, :].expand(len(seeds), n_items).contiguous()
+        entry["auc"] = float(user_auc(sim.click_probabilities(items), positive, never).nanmean())
+    for m, (slates, labels) in lists.items():
+        sim.reset(len(seeds), seed=seeds)
+        if kind == "llm":
+            # Its own answers: clicked is 1 for "would watch", 0 otherwise.
+            entry[f"1:{m}"] = asdict(decide(sim.respond(slates).clicked.float(), labels))
+        else:
+            entry[f"1:{m}"] = asdict(decide(sim.click_probabilities(slates), labels))
+    if kind == "llm":
+        entry["llm"] = {k: v for k, v in sim.metrics().items() if isinstance(v, (int, float))}
+    return entry

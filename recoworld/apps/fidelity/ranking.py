@@ -18,6 +18,10 @@ needs the simulator's private state, which logs do not have) gets two values:
   chose), the replay needs no logged action to match: every round counts, as in the 1:m
   protocol. Learners update on each round's feedback, as in Li et al.'s replay.
 
+Both run through the one rollout loop (:func:`~recoworld.envs.rollout.rollout`): the replay
+is a :class:`ReplayEnv`, the held-out rounds with the face of the vector env, on which a
+round is a step and a user without that round is a row that carries no interaction.
+
 The two rankings are compared by Kendall's :math:`\tau_b` (``scipy.stats.kendalltau``):
 1 when both order the agents alike, -1 when reversed. With a handful of agents the p-value
 is coarse, so the report gives both orderings.
@@ -34,11 +38,12 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from recoworld.agents.base import Feedback, Recommender
+from recoworld.agents.base import Recommender
 from recoworld.calibration.split import Split
-from recoworld.apps.run.loop import rollout
+from recoworld.envs.rollout import rollout
 from recoworld.simulators.calibrated import CalibratedWorld
 from recoworld.simulators.statistical import StatisticalUsers
+from recoworld.types import CANDIDATE_FEATURES, CANDIDATE_IDS, HISTORY_FEEDBACK, HISTORY_ITEMS
 
 #: The default lineup: non-learning baselines, item bandits and a linear contextual bandit.
 AGENTS = ("random", "most_popular", "epsilon_greedy", "ucb1", "bernoulli_ts", "linucb")
@@ -150,7 +155,8 @@ def replay_rounds(split: Split, config: RankingConfig) -> ReplayRounds:
 def replay_value(world: CalibratedWorld, name: str, rounds: ReplayRounds, config: RankingConfig) -> float:
     """Clicks per shown item of agent ``name`` in the replay of ``rounds``."""
     n_users = rounds.item.shape[1]
-    # The env gives the agent the world's sizes (catalog, slate and candidates) in setup.
+    # The env gives the agent the world's sizes (catalog, slate and candidates) in setup,
+    # and the replay the layout of its observations.
     env = simulator_env(world, RankingConfig(num_envs=n_users, num_candidates=config.num_candidates,
                                              slate_size=config.slate_size))
     agent = make_agent(name)
@@ -159,25 +165,49 @@ def replay_value(world: CalibratedWorld, name: str, rounds: ReplayRounds, config
         template, _ = env.reset(seed=config.seed)
     finally:
         env.close()
-    features = world.catalog.features.cpu().numpy()
-    clicks = shown = 0
-    for r in range(rounds.item.shape[0]):
-        obs = observation(template, rounds, r, features)
-        action = agent.act(obs)
-        slate = np.take_along_axis(obs["candidate_ids"], action, 1)
+    replay = ReplayEnv(rounds, template, world.catalog.features.cpu().numpy())
+    result = rollout(replay, agent, rounds.item.shape[0], config.seed, setup=False)
+    return result.total_reward / max(result.interactions * config.slate_size, 1)
+
+
+class ReplayEnv:
+    """The replayed rounds with the face of ``RecoWorld/Slate-v0``'s vector env, for
+    :func:`~recoworld.envs.rollout.rollout`: step ``r`` serves round ``r`` to every user.
+
+    The held-out item counts as clicked where shown, and liked when rated
+    ``LIKE_STARS`` or more; the reward is the clicks. A user without round ``r`` is flagged
+    in ``info["autoreset"]``, so that the loop treats the row as no interaction (it is not
+    counted, and learners see it as not valid). No episode ends; the last round's next
+    observation is that round again.
+
+    Args:
+        rounds: the replayed requests.
+        template: an observation of the simulator's env, whose keys, shapes and dtypes the
+            replay's observations take (fields the logs do not have are zeros).
+        features: ``[N, D]`` the catalog's item features.
+    """
+
+    def __init__(self, rounds: ReplayRounds, template: dict, features: np.ndarray):
+        self.rounds, self.template, self.features = rounds, template, features
+        self.num_envs = rounds.item.shape[1]
+        self.unwrapped = self
+
+    def reset(self, seed: int | None = None):
+        self.round = 0
+        return observation(self.template, self.rounds, 0, self.features), {}
+
+    def step(self, action: np.ndarray):
+        rounds, r = self.rounds, self.round
+        slate = np.take_along_axis(rounds.candidates[r], np.asarray(action), 1)
         valid = rounds.item[r] >= 0
         clicked = (slate == rounds.item[r][:, None]) & valid[:, None]
-        clicks += int(clicked.sum())
-        shown += int(valid.sum()) * config.slate_size
-        if agent.learns:
-            liked = clicked & (rounds.stars[r] >= LIKE_STARS)[:, None]
-            done = np.zeros(n_users, dtype=bool)
-            next_obs = observation(template, rounds, min(r + 1, rounds.item.shape[0] - 1), features)
-            agent.update(Feedback(obs=obs, action=action, slate=slate, clicked=clicked,
-                                  watch_fraction=clicked.astype(np.float32), liked=liked,
-                                  reward=clicked.sum(1).astype(np.float32), next_obs=next_obs,
-                                  terminated=done, truncated=done, valid=valid, info={}))
-    return clicks / max(shown, 1)
+        liked = clicked & (rounds.stars[r] >= LIKE_STARS)[:, None]
+        self.round = r + 1
+        done = np.zeros(self.num_envs, dtype=bool)
+        next_obs = observation(self.template, rounds, min(r + 1, rounds.item.shape[0] - 1), self.features)
+        info = {"slate": slate, "clicked": clicked, "watch_fraction": clicked.astype(np.float32), "liked": liked,
+                "autoreset": ~valid}
+        return next_obs, clicked.sum(1).astype(np.float32), done, done.copy(), info
 
 
 def observation(template: dict, rounds: ReplayRounds, r: int, features: np.ndarray) -> dict:
@@ -185,9 +215,10 @@ def observation(template: dict, rounds: ReplayRounds, r: int, features: np.ndarr
     history = rounds.history[r]
     feedback = np.stack([(history >= 0).astype(np.float32), rounds.liked[r]], -1)
     obs = {key: np.zeros_like(value) for key, value in template.items()}
-    obs.update(candidate_ids=rounds.candidates[r].copy(), history_items=history.copy(), history_feedback=feedback)
-    if "candidate_features" in template:
-        obs["candidate_features"] = features[rounds.candidates[r]].astype(np.float32)
+    obs.update({CANDIDATE_IDS: rounds.candidates[r].copy(), HISTORY_ITEMS: history.copy(),
+                HISTORY_FEEDBACK: feedback})
+    if CANDIDATE_FEATURES in template:
+        obs[CANDIDATE_FEATURES] = features[rounds.candidates[r]].astype(np.float32)
     return obs
 
 

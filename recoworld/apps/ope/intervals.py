@@ -37,7 +37,8 @@ def refit_interval(estimate_on, n_rows: int, n_refits: int, alpha: float, seed: 
     Why refit: the direct method and fitted Q evaluation are smooth functions of a fitted
     model, and most of their sampling variance is the model's; resampling their per-round
     terms with the model held fixed (:meth:`~recoworld.ope.BaseEstimator.estimate_interval`)
-    leaves it out, and covered the truth in 10-40% of the runs at a nominal 95%. Refitting is
+    leaves it out, and covers the truth far less often than the nominal level
+    (``benchmarks/RESULTS.md``). Refitting is
     the bootstrap of the whole procedure (Efron & Tibshirani, *An Introduction to the
     Bootstrap*, 1993, ch. 6). Refits are costly, so the interval is the normal one from the
     bootstrap standard error, which 20-50 replicates estimate well (ibid., sec. 6.4), where

@@ -13,10 +13,10 @@ target's weight after ``H`` steps is ``20^H`` on a ``20^-H`` share of the trajec
 which no log of this size samples.
 
 **Truth** by on-policy Monte Carlo: the target serves ``session_truth_users`` held-out
-users for ``H`` steps; each step adds the simulator's exact expected clicks of the slate
-shown in the user's current state (:meth:`StatisticalUsers.expected_clicks`, before the
-user responds) rather than the clicks drawn, which has the same mean and a smaller
-variance (Rao-Blackwellisation). The standard error over users is reported with the truth.
+users for ``H`` steps; each step adds the exact expected clicks of the slate shown in the
+user's current state (the env's privileged ``expected_clicks``, before the user responds,
+read by the rollout's :class:`~recoworld.envs.rollout.ExpectedClicks` hook) rather than the
+clicks drawn, which has the same mean and a smaller variance (Rao-Blackwellisation). The standard error over users is reported with the truth.
 
 **Actions and states.** A session estimator needs a finite action set: an action is one of
 the ``C!/(C-K)!`` ranked slates of the step's candidates (20 for the default ``C = 5``,
@@ -36,15 +36,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
 
 from recoworld import ope
 from recoworld.agents.logging_policies import all_slates
 from recoworld.agents.off_policy import LoggedSlates, item_features
-from recoworld.envs.slate import SlateVectorEnv
-from recoworld.apps.run.loop import rollout
 from recoworld.apps.ope.intervals import refit_interval, row_interval
+from recoworld.envs.rollout import ExpectedClicks, rollout
+from recoworld.envs.slate import SlateVectorEnv
 from recoworld.logs import EpisodeLog
+from recoworld.types import CANDIDATE_IDS, Observation
 
 #: Held-out session users are seeded from here on (logs use seeds below ``TRUTH_SEED`` of the study).
 SESSION_TRUTH_SEED = 2 * 10**9
@@ -63,7 +63,7 @@ class SessionStudy:
     and the machinery to log trajectories, find the truth and estimate.
 
     Args:
-        config: the :class:`~recoworld.apps.ope.study.StudyConfig` (its ``session_*``
+        config: the :class:`~recoworld.apps.ope.config.StudyConfig` (its ``session_*``
             fields, ``horizon``, and the shared policy, bootstrap and catalog settings).
         catalog: the items.
     """
@@ -85,17 +85,10 @@ class SessionStudy:
     def true_value(self, policy) -> tuple[float, float]:
         """``(V, standard error)`` of ``policy`` by on-policy Monte Carlo (module docstring)."""
         c = self.config
-        env = self.env(c.session_truth_users)
-        policy.setup(env, seed=0)
-        obs, _ = env.reset(seed=SESSION_TRUTH_SEED)
-        alive = np.ones(c.session_truth_users, dtype=bool)
-        returns = np.zeros(c.session_truth_users)
-        for _ in range(c.horizon):
-            action = policy.act(obs)
-            slates = env.world.candidates.gather(1, torch.as_tensor(action, device=env.world.device))
-            returns += alive * env.world.simulator.expected_clicks(slates).cpu().numpy().astype(np.float64)
-            obs, _, terminated, truncated, _ = env.step(action)
-            alive &= ~(terminated | truncated)
+        truth = ExpectedClicks()
+        rollout(self.env(c.session_truth_users), policy, n_steps=c.horizon, seed=0, env_seed=SESSION_TRUTH_SEED,
+                hooks=[truth], learn=False)
+        returns = truth.total
         return float(returns.mean()), float(returns.std(ddof=1) / np.sqrt(len(returns)))
 
     def log(self, policy, n: int, seed: int) -> pd.DataFrame:
@@ -187,7 +180,7 @@ class Trajectories:
     def action_distribution(self, policy) -> np.ndarray:
         """``[n, H, A]``: ``policy``'s exact probability of every ranked slate at every step."""
         n, H, C = self.candidate_ids.shape
-        obs = {"candidate_ids": self.candidate_ids.reshape(n * H, C)}
+        obs = Observation({CANDIDATE_IDS: self.candidate_ids.reshape(n * H, C)})
         slates = all_slates(C, self.slate_action.shape[2])
         dist = np.stack([policy.propensities(obs, np.broadcast_to(s, (n * H, len(s))))["slate"] for s in slates], 1)
         return dist.reshape(n, H, len(slates))

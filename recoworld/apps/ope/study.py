@@ -3,13 +3,14 @@ r"""``recoworld ope``: how well each off-policy estimator recovers a value the s
 The setting is a one-step slate bandit: each logged round is a fresh user of
 ``RecoWorld/Slate-v0`` (first step: no history) served ``K`` of ``C`` candidates by a
 *logging* policy; the reward is the clicks, observed per position. For every logging
-policy, log size and seed the study logs ``n`` rounds (:func:`~recoworld.apps.run.loop.rollout`
+policy, log size and seed the study logs ``n`` rounds (:func:`~recoworld.envs.rollout.rollout`
 into the episodes schema, candidates included), reads them back as slates, and asks every
 estimator for the value of every *target* policy, with a percentile-bootstrap CI.
 
 **Truth.** The value of a target policy is ``V = E_user E_{slate ~ pi} E[clicks]``. The
-inner expectation is exact: :meth:`StatisticalUsers.expected_clicks` sums the cascade's
-examination-weighted click probabilities of the slate (the env's ground-truth channel).
+inner expectation is exact: the env's privileged ``expected_clicks`` (the simulator's sum
+of the cascade's examination-weighted click probabilities of the slate), read by the
+rollout's :class:`~recoworld.envs.rollout.ExpectedClicks` hook.
 The outer ones are on-policy Monte Carlo over ``truth_users`` held-out users (never in
 any log) and, for a stochastic target, ``truth_draws`` slates per user; the table states
 the standard error of the truth, which should be far below the estimators' RMSE.
@@ -32,8 +33,10 @@ each learned policy's estimated and true value beside the logging policy's true 
 **Metrics** per (logging, target, n, estimator) over the seeds: bias and RMSE relative to
 ``V``, coverage of the ``1 - alpha`` bootstrap interval, and the number of runs on which the
 estimator was defined (a self-normalised estimator is undefined when no logged slate has
-weight). See :mod:`recoworld.apps.ope.report` for the outputs, and
-``recoworld ope --help`` for the flags; ``--obd`` adds the Open Bandit Dataset section.
+weight). The settings are :class:`~recoworld.apps.ope.config.StudyConfig`; see
+:mod:`recoworld.apps.ope.summary` and :mod:`recoworld.apps.ope.report` for the outputs, and
+``recoworld ope --help`` for the flags (:mod:`recoworld.apps.ope.options`); ``--obd`` adds
+the Open Bandit Dataset section (:mod:`recoworld.apps.ope.open_bandit`).
 
 **Sessions**: multi-step episodes, with the truth by on-policy Monte Carlo, in
 :mod:`recoworld.apps.ope.sessions` (``--no-sessions`` skips them, ``--horizon``,
@@ -42,124 +45,27 @@ weight). See :mod:`recoworld.apps.ope.report` for the outputs, and
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
 from recoworld import ope
-from recoworld.agents.baselines import MostPopularAgent
-from recoworld.agents.logging_policies import EpsilonSoft, SoftmaxPolicy
-from recoworld.agents.off_policy import OBJECTIVES, LoggedSlates, item_features, learn_from_log
-from recoworld.catalog import Catalog
-from recoworld.envs.slate import SlateVectorEnv
-from recoworld.apps.run.loop import rollout
+from recoworld.agents.logging_policies import SoftmaxPolicy
+from recoworld.agents.off_policy import LoggedSlates, item_features, learn_from_log
+from recoworld.apps.ope import options
+from recoworld.apps.ope.config import ESTIMATORS, LEARNING_SEED, TRUTH_SEED, StudyConfig, make_policy
 from recoworld.apps.ope.intervals import refit_interval, row_interval
-from recoworld.apps.ope.sessions import SESSION_ESTIMATORS, run_sessions
+from recoworld.apps.ope.open_bandit import run_obd_section
+from recoworld.apps.ope.sessions import run_sessions
+from recoworld.apps.ope.summary import learning_table, summarise
+from recoworld.catalog import Catalog
+from recoworld.envs.rollout import ExpectedClicks, rollout
+from recoworld.envs.slate import SlateVectorEnv
 from recoworld.logs import EpisodeLog
-
-#: Held-out users are seeded from here on; logs use seeds below it.
-TRUTH_SEED = 10**9
-#: The training logs of the learned targets are seeded here: no evaluation log shares them.
-LEARNING_SEED = 10**6
-LOGGING_POLICIES = ("uniform", "epsilon_soft", "softmax")
-TARGET_POLICIES = ("greedy", "softmax")
-LEARNED_POLICIES = tuple(f"learned_{objective}" for objective in OBJECTIVES)
-ESTIMATORS = {
-    "IPS": ope.SlateIPS(), "SNIPS": ope.SelfNormalizedSlateIPS(),
-    "IIPS": ope.SlateIndependentIPS(), "SNIIPS": ope.SelfNormalizedSlateIndependentIPS(),
-    "RIPS": ope.SlateRewardInteractionIPS(), "SNRIPS": ope.SelfNormalizedSlateRewardInteractionIPS(),
-    "DM": ope.SlateDM(), "CascadeDR": ope.SlateCascadeDR(),
-}
-
-
-@dataclass
-class StudyConfig:
-    """The grid and the world of the study (flags of ``recoworld ope`` in brackets).
-
-    The default finishes in about two minutes on two CPU cores; ``--log-sizes 500 2000 8000
-    --seeds 50 --truth-users 100000 --session-log-sizes 500 2000 --session-seeds 50`` is a
-    fuller study (an hour or so).
-    """
-
-    logging: tuple[str, ...] = LOGGING_POLICIES        # --logging
-    targets: tuple[str, ...] = TARGET_POLICIES         # --targets
-    log_sizes: tuple[int, ...] = (500, 2000)           # --log-sizes
-    seeds: int = 10                                    # --seeds: logs per (logging, n)
-    n_items: int = 200                                 # --n-items: synthetic catalog
-    num_candidates: int = 10                           # --candidates: C
-    slate_size: int = 3                                # --slate-size: K
-    epsilon: float = 0.3                               # --epsilon of the epsilon-soft logger
-    logging_temperature: float = 1.0                   # --logging-temperature
-    target_temperature: float = 0.5                    # --target-temperature
-    truth_users: int = 20_000                          # --truth-users
-    truth_draws: int = 4                               # --truth-draws per user (stochastic targets)
-    n_bootstrap: int = 200                             # --bootstrap
-    alpha: float = 0.05                                # --alpha
-    n_folds: int = 5                                   # --folds of the click model
-    n_refits: int = 20                                 # --refits: model refits behind DM's and FQE's CI
-    estimators: tuple[str, ...] = field(default_factory=lambda: tuple(ESTIMATORS))
-    learned: tuple[str, ...] = OBJECTIVES              # --learned objectives (none: --learned with no value)
-    sessions: bool = True                              # --no-sessions skips the session section
-    horizon: int = 5                                   # --horizon H: steps per logged episode
-    session_logging: tuple[str, ...] = ("epsilon_soft", "softmax")  # --session-logging
-    session_log_sizes: tuple[int, ...] = (500,)        # --session-log-sizes: trajectories per log
-    session_seeds: int = 5                             # --session-seeds
-    session_refits: int = 6                            # --session-refits: Q-function refits behind FQE's CI
-    session_candidates: int = 5                        # --session-candidates: C of the session world
-    session_slate_size: int = 2                        # --session-slate-size: K of the session world
-    session_truth_users: int = 20_000                  # --session-truth-users: on-policy Monte Carlo
-    session_estimators: tuple[str, ...] = field(default_factory=lambda: tuple(SESSION_ESTIMATORS))
-
-    def __post_init__(self):
-        for name, allowed, given in (("logging", LOGGING_POLICIES, self.logging),
-                                     ("targets", TARGET_POLICIES, self.targets),
-                                     ("estimators", tuple(ESTIMATORS), self.estimators),
-                                     ("session_logging", LOGGING_POLICIES, self.session_logging),
-                                     ("session_estimators", tuple(SESSION_ESTIMATORS), self.session_estimators)):
-            unknown = [g for g in given if g not in allowed]
-            if unknown or not given:
-                raise ValueError(f"{name}={list(given)}; choose one or more of {list(allowed)}")
-        unknown = [g for g in self.learned if g not in OBJECTIVES]
-        if unknown:
-            raise ValueError(f"learned={list(self.learned)}; choose none or more of {list(OBJECTIVES)}")
-        if not self.log_sizes or min(self.log_sizes) < self.n_folds:
-            raise ValueError(f"log_sizes={list(self.log_sizes)}; each log needs at least n_folds={self.n_folds} rounds")
-        if self.seeds < 2 or self.session_seeds < 2:
-            name, value = ("seeds", self.seeds) if self.seeds < 2 else ("session_seeds", self.session_seeds)
-            raise ValueError(f"{name}={value}; bias and RMSE need at least 2 logs per cell")
-        if min(self.n_refits, self.session_refits) < 2:
-            raise ValueError(f"n_refits={self.n_refits}, session_refits={self.session_refits}; a standard error "
-                             "needs at least 2 refits")
-        if self.horizon < 1 or not self.session_log_sizes or min(self.session_log_sizes) < 2:
-            raise ValueError(f"horizon={self.horizon}, session_log_sizes={list(self.session_log_sizes)}; each "
-                             "session log needs at least 2 trajectories (2 folds of the Q-function) of >= 1 step")
-        if not 1 <= self.session_slate_size <= self.session_candidates <= self.n_items:
-            raise ValueError(f"need 1 <= session_slate_size ({self.session_slate_size}) <= session_candidates "
-                             f"({self.session_candidates}) <= n_items ({self.n_items})")
-        if not 1 <= self.slate_size <= self.num_candidates <= self.n_items:
-            raise ValueError(f"need 1 <= slate_size ({self.slate_size}) <= candidates ({self.num_candidates}) "
-                             f"<= n_items ({self.n_items})")
-
-
-def make_policy(name: str, config: StudyConfig, role: str):
-    """A logging (``role="logging"``) or target policy of the study, by name; all score by popularity."""
-    base = MostPopularAgent()
-    if role == "logging":
-        policies = {"uniform": lambda: EpsilonSoft(base=base, epsilon=1.0),
-                    "epsilon_soft": lambda: EpsilonSoft(base=base, epsilon=config.epsilon),
-                    "softmax": lambda: SoftmaxPolicy(base=base, temperature=config.logging_temperature)}
-    else:
-        policies = {"greedy": lambda: SoftmaxPolicy(base=base, temperature=0.0),
-                    "softmax": lambda: SoftmaxPolicy(base=base, temperature=config.target_temperature)}
-    policy = policies[name]()
-    policy.name = name
-    return policy
 
 
 class Study:
@@ -176,16 +82,16 @@ class Study:
                               num_candidates=c.num_candidates, max_steps=1)
 
     def true_value(self, policy) -> tuple[float, float]:
-        """``(V, standard error)`` of ``policy`` over the held-out users (module docstring)."""
+        """``(V, standard error)`` of ``policy`` over the held-out users (module docstring):
+        each draw serves the same users (the env reset with :data:`TRUTH_SEED`) one slate."""
         c = self.config
         env = self.env(c.truth_users)
-        policy.setup(env, seed=0)
-        obs, _ = env.reset(seed=TRUTH_SEED)
         draws = 1 if getattr(policy, "temperature", 1.0) == 0 else c.truth_draws
         per_user = np.zeros(c.truth_users)
-        for _ in range(draws):
-            slates = env.world.candidates.gather(1, torch.as_tensor(policy.act(obs), device=env.world.device))
-            per_user += env.world.simulator.expected_clicks(slates).cpu().numpy().astype(np.float64) / draws
+        for draw in range(draws):
+            truth = ExpectedClicks()
+            rollout(env, policy, n_steps=1, seed=0, env_seed=TRUTH_SEED, hooks=[truth], setup=draw == 0, learn=False)
+            per_user += truth.total / draws
         return float(per_user.mean()), float(per_user.std(ddof=1) / np.sqrt(c.truth_users))
 
     def log(self, policy, n: int, seed: int) -> pd.DataFrame:
@@ -328,110 +234,20 @@ def run_session_study(config: StudyConfig, progress=None) -> tuple[pd.DataFrame,
                         lambda name: make_policy(name, config, "logging"), progress=progress)
 
 
-def summarise(runs: pd.DataFrame, truths: pd.DataFrame, estimators: Sequence[str] = tuple(ESTIMATORS)) -> pd.DataFrame:
-    """Bias, RMSE, CI coverage and mean CI width per (logging, target, n, estimator), over
-    the runs on which the estimator was defined; ``estimators`` gives their order."""
-    merged = runs.merge(truths, on=["logging", "target"])
-    merged["error"] = merged["estimate"] - merged["truth"]
-    merged["covered"] = (merged["lower"] <= merged["truth"]) & (merged["truth"] <= merged["upper"])
-    merged["width"] = merged["upper"] - merged["lower"]
-    keys = ["logging", "target", "n", "estimator"]
-    grouped = merged.groupby(keys, sort=False)
-    defined = merged.dropna(subset=["estimate"]).groupby(keys, sort=False)
-    summary = pd.DataFrame({
-        "truth": grouped["truth"].first(),
-        "truth_se": grouped["truth_se"].first(),
-        "bias": defined["error"].mean(),
-        "rmse": defined["error"].apply(lambda e: float(np.sqrt(np.mean(e**2)))),
-        "coverage": defined["covered"].mean(),
-        "ci_width": defined["width"].mean(),
-        "defined": defined["error"].size(),
-        "runs": grouped["error"].size(),
-    })
-    summary["defined"] = summary["defined"].fillna(0).astype(int)
-    summary = summary.reset_index()
-    order = {"logging": LOGGING_POLICIES, "target": TARGET_POLICIES + LEARNED_POLICIES, "estimator": tuple(estimators)}
-    return summary.sort_values(keys, key=lambda column: column.map(order[column.name].index)
-                               if column.name in order else column, ignore_index=True)
-
-
-def learning_table(summary: pd.DataFrame, logging_truths: pd.DataFrame) -> pd.DataFrame:
-    """Per (logging policy, learned policy): the true values of both, the gain, and each
-    estimator's mean estimate of the learned policy at the largest log size."""
-    learned = summary[summary["target"].isin(LEARNED_POLICIES) & (summary["n"] == summary["n"].max())].copy()
-    if learned.empty:
-        return pd.DataFrame()
-    learned["estimate"] = learned["truth"] + learned["bias"]
-    table = learned.pivot_table(index=["logging", "target"], columns="estimator", values="estimate", sort=False)
-    truths = learned.groupby(["logging", "target"], sort=False)[["truth", "truth_se"]].first()
-    table = truths.join(table).reset_index().merge(
-        logging_truths.rename(columns={"truth": "logging_truth", "truth_se": "logging_truth_se"}), on="logging")
-    table["gain"] = table["truth"] - table["logging_truth"]
-    first = ["logging", "target", "logging_truth", "logging_truth_se", "truth", "truth_se", "gain"]
-    table = table[first + [c for c in table.columns if c not in first]]
-    return table.rename(columns={"target": "policy"})
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``recoworld ope [flags]``: run the study and write the report (see ``--help``)."""
-    defaults = StudyConfig()
-    parser = argparse.ArgumentParser(
-        prog="recoworld ope",
-        description="Estimator study: logs from simulated users under several logging policies, every slate "
-                    "estimator's bias, RMSE and bootstrap-CI coverage against the simulator's true value.",
-        epilog="A fuller study: --log-sizes 500 2000 8000 --seeds 50 --truth-users 100000 --session-log-sizes 500 "
-               "2000 --session-seeds 50 (an hour or so). --no-sessions skips the multi-step section.")
-    parser.add_argument("--out", type=Path, default=Path("ope_study"), help="output directory (default: ope_study)")
-    parser.add_argument("--logging", nargs="+", default=list(defaults.logging), choices=LOGGING_POLICIES)
-    parser.add_argument("--targets", nargs="+", default=list(defaults.targets), choices=TARGET_POLICIES)
-    parser.add_argument("--estimators", nargs="+", default=list(defaults.estimators), choices=list(ESTIMATORS))
-    parser.add_argument("--log-sizes", nargs="+", type=int, default=list(defaults.log_sizes))
-    parser.add_argument("--learned", nargs="*", default=list(defaults.learned), choices=OBJECTIVES,
-                        help="objectives of the policies learned from each logging policy (none: no learned targets)")
-    parser.add_argument("--no-sessions", action="store_true", help="skip the multi-step session section")
-    parser.add_argument("--session-logging", nargs="+", default=list(defaults.session_logging),
-                        choices=LOGGING_POLICIES)
-    parser.add_argument("--session-log-sizes", nargs="+", type=int, default=list(defaults.session_log_sizes),
-                        help="trajectories per session log")
-    parser.add_argument("--session-estimators", nargs="+", default=list(defaults.session_estimators),
-                        choices=list(SESSION_ESTIMATORS))
-    simple = {"seeds": int, "n_items": int, "slate_size": int, "epsilon": float, "logging_temperature": float,
-              "target_temperature": float, "truth_users": int, "truth_draws": int, "alpha": float, "horizon": int,
-              "session_seeds": int, "session_refits": int, "session_candidates": int, "session_slate_size": int, "session_truth_users": int}
-    for name, kind in simple.items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=getattr(defaults, name),
-                            help=f"(default: {getattr(defaults, name)})")
-    parser.add_argument("--candidates", type=int, default=defaults.num_candidates, help="candidates per request C")
-    parser.add_argument("--bootstrap", type=int, default=defaults.n_bootstrap, help="bootstrap resamples per CI")
-    parser.add_argument("--folds", type=int, default=defaults.n_folds, help="cross-fitting folds of the click model")
-    parser.add_argument("--refits", type=int, default=defaults.n_refits,
-                        help="model refits behind the intervals of DM and FQE (default: %(default)s)")
-    parser.add_argument("--threads", type=int, default=1, help="torch and BLAS threads (default: 1)")
-    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    parser.add_argument("--obd", action="store_true",
-                        help="add the Open Bandit Dataset section (recoworld.data.obd.obd_study; downloads the sample)")
-    parser.add_argument("--obd-cache-dir", type=Path, default=None, help="data cache for --obd")
-    parser.add_argument("--obd-mc", type=int, default=10_000, help="Monte-Carlo draws of the Bernoulli-TS policy (--obd)")
+    parser = options.parser()
     args = parser.parse_args(argv)
+    config = options.study_config(args, parser)
     torch.set_num_threads(args.threads)
-    values = {f.name: getattr(args, f.name) for f in fields(StudyConfig) if hasattr(args, f.name)}
-    values.update(num_candidates=args.candidates, n_bootstrap=args.bootstrap, n_folds=args.folds,
-                  n_refits=args.refits, sessions=not args.no_sessions)
-    for name in ("logging", "targets", "estimators", "log_sizes", "learned", "session_logging", "session_log_sizes",
-                 "session_estimators"):
-        values[name] = tuple(values[name])
-    try:
-        config = StudyConfig(**values)
-    except ValueError as error:
-        parser.error(str(error))
 
     from rich.progress import Progress
     from threadpoolctl import threadpool_limits
 
-    from recoworld.apps.run import ope_report
+    from recoworld.apps.ope import report
 
     start = time.perf_counter()
-    # numpy's BLAS threads fight over a small machine's cores (12x slower click models measured on 2)
+    # numpy's BLAS threads fight over a small machine's cores and slow the click models down
     with threadpool_limits(limits=args.threads), Progress(transient=True) as bar:
         task = bar.add_task("one-step slates", total=len(config.logging) * len(config.log_sizes) * config.seeds)
         runs, truths, logging_truths = run_study(config, progress=lambda k: bar.advance(task, k))
@@ -440,35 +256,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             task = bar.add_task("sessions", total=len(config.session_logging) * len(config.session_log_sizes)
                                 * config.session_seeds)
             session_runs, session_truths = run_session_study(config, progress=lambda k: bar.advance(task, k))
-            sessions = ope_report.Section(session_runs, session_truths,
-                                          summarise(session_runs, session_truths, config.session_estimators))
+            sessions = report.Section(session_runs, session_truths,
+                                      summarise(session_runs, session_truths, config.session_estimators))
     summary = summarise(runs, truths)
     obd = run_obd_section(args.obd_cache_dir, args.obd_mc) if args.obd else None
-    ope_report.write(args.out, config, runs, truths, summary, obd=obd, plots=not args.no_plots,
-                     seconds=time.perf_counter() - start, learning=learning_table(summary, logging_truths),
-                     sessions=sessions)
+    report.write(args.out, config, runs, truths, summary, obd=obd, plots=not args.no_plots,
+                 seconds=time.perf_counter() - start, learning=learning_table(summary, logging_truths),
+                 sessions=sessions)
     return 0
-
-
-def run_obd_section(cache_dir: Path | None, n_mc: int, seed: int = 0) -> pd.DataFrame:
-    """The Open Bandit Dataset section: ``recoworld.data.obd.obd_study``'s result as rows.
-
-    ``obd_study`` estimates the Bernoulli-TS policy's click rate from the uniform-random
-    logs and reports the on-policy value of the TS logs; a dict with a ``"rows"`` list of
-    dicts gives one row each, any other dict becomes one row of its scalar entries.
-    """
-    from recoworld.data.obd import (
-        obd_study,  # the data set's loader, imported only when asked for
-    )
-
-    result = obd_study(cache_dir=cache_dir, n_mc=n_mc, seed=seed)
-    return obd_rows(result)
-
-
-def obd_rows(result: dict) -> pd.DataFrame:
-    """Rows of an ``obd_study`` result (see :func:`run_obd_section`)."""
-    if not isinstance(result, dict):
-        raise TypeError(f"obd_study returned {type(result).__name__}; expected a dict")
-    if isinstance(result.get("rows"), list):
-        return pd.DataFrame(result["rows"])
-    return pd.DataFrame([{key: value for key, value in result.items() if np.ndim(value) == 0}])

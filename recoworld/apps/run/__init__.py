@@ -1,10 +1,10 @@
-"""Experiments: the rollout loop, and the runner behind ``recoworld run``.
+"""Experiments: the runner behind ``recoworld run``.
 
-:func:`rollout` drives one agent against a vector env and logs every interaction; the
-runner (:mod:`recoworld.apps.run.runner`, which needs Hydra) runs a lineup of agents over
-several seeds from a config and writes a run directory.
+The runner (:mod:`recoworld.apps.run.runner`, which needs Hydra) runs a lineup of agents
+over several seeds from a config and writes a run directory; each rollout is
+:func:`recoworld.envs.rollout.rollout`, the one loop, re-exported here.
 """
 
-from recoworld.apps.run.loop import RolloutResult, population_seed, rollout
+from recoworld.envs.rollout import RolloutResult, population_seed, rollout
 
 __all__ = ["RolloutResult", "population_seed", "rollout"]

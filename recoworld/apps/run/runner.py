@@ -3,7 +3,7 @@
 From a composed config (see ``conf/config.yaml``) it builds the world's catalog once, then
 for every agent of the lineup and every seed a fresh simulator, vector env and agent —
 all with ``hydra.utils.instantiate`` from their ``_target_`` — and runs
-:func:`~recoworld.apps.run.loop.rollout`. The run directory receives:
+:func:`~recoworld.envs.rollout.rollout`. The run directory receives:
 
 - ``lineup.yaml``: the resolved config of every agent that ran;
 - ``episodes.parquet``: every interaction, in the schema of :mod:`recoworld.logs`;
@@ -41,8 +41,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from recoworld.apps.calibrate.fit import ensure_world
 from recoworld.apps.run import report
-from recoworld.apps.run.loop import RolloutResult, rollout
 from recoworld.catalog import Catalog
+from recoworld.envs.rollout import EachStep, RolloutResult, rollout
 from recoworld.logs import SCHEMA_VERSION, EpisodeLog, read_log
 from recoworld.metrics import METRICS, seed_summary, summarize
 
@@ -224,7 +224,7 @@ def _run_lineup(cfg: DictConfig, lineup: dict[str, DictConfig], seeds: list[int]
                     agent = instantiate(agent_cfg, _convert_="object")
                     results.append(rollout(
                         env, agent, experiment.steps, seed, logger=episode_log, label=name,
-                        progress=lambda n, task=task: progress.advance(task, n),
+                        hooks=[EachStep(lambda n, task=task: progress.advance(task, n))],
                         log_candidates=experiment.log_candidates,
                     ))
                     usage[name].append(simulator.metrics())

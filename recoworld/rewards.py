@@ -1,6 +1,10 @@
-"""Reward functions: what a recommender is paid for each slate.
+"""The reward vocabulary: what a recommender can be paid for each slate.
 
-A reward is a weighted sum of per-step signals of the simulated user's response:
+A reward is a weighted sum of per-step signals of the simulated user's response. The
+envs pay it (``RecoWorld/Slate-v0``'s ``reward=`` argument, each signal also reported per
+user in ``info["reward_<signal>"]``) and agents that learn their own reward
+(:class:`~recoworld.agents.slateq.SlateQAgent`) read the same names, so both sides speak
+of one set of signals, parsed in one place.
 
 ============== ===========================================================
 ``clicks``      number of clicked items in the slate
@@ -13,6 +17,10 @@ A reward is a weighted sum of per-step signals of the simulated user's response:
                 (0 when no instruction is in force)
 ============== ===========================================================
 
+The first three are *item signals*: sums over the slate's clicked items, so each clicked
+item earns its own share. The last three are *slate signals*: properties of the step as a
+whole.
+
 ``retention`` pays +1 at every session end after which the user returns, so over a fixed
 horizon it pays more for more, shorter sessions: an agent that maximises it is paid for
 ending sessions early. ``churn`` charges only the loss of the user. What keeping a user is
@@ -20,18 +28,25 @@ worth then comes from the engagement of their later sessions, which a return ove
 whole episode already counts (the episode ends at churn), and it is the signal for
 long-run agents that should not be paid per session.
 
-Choose a preset by name (``"clicks"``, ``"watch_time"``, ``"retention"``, ``"churn"``,
-``"compliance"``, ``"mix"``) or give the weights as a mapping.
+Choose a preset by name — any one signal (weight 1) or ``"mix"`` — or give the weights as
+a mapping such as ``{"watch_time": 1.0, "retention": 5.0}`` (:meth:`RewardWeights.parse`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 
 from recoworld.types import Response
+
+#: Signals summed over a slate's clicked items.
+ITEM_SIGNALS = ("clicks", "watch_time", "likes")
+#: Signals of the step as a whole.
+SLATE_SIGNALS = ("retention", "churn", "compliance")
+#: Every reward signal, in the order of the table above.
+SIGNALS = ITEM_SIGNALS + SLATE_SIGNALS
 
 
 @dataclass(frozen=True)
@@ -52,13 +67,12 @@ class RewardWeights:
             return spec
         if isinstance(spec, str):
             if spec not in PRESETS:
-                raise ValueError(f"reward={spec!r} is not a preset; choose one of {sorted(PRESETS)} "
+                raise ValueError(f"reward={spec!r} is not a preset; choose one of {list(PRESETS)} "
                                  "or give weights such as {'clicks': 1.0, 'retention': 5.0}")
             return PRESETS[spec]
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(spec) - known)
+        unknown = sorted(set(spec) - set(SIGNALS))
         if unknown:
-            raise ValueError(f"reward weights name unknown signals {unknown}; known signals: {sorted(known)}")
+            raise ValueError(f"reward weights name unknown signals {unknown}; known signals: {list(SIGNALS)}")
         return cls(**{k: float(v) for k, v in spec.items()})
 
     def signals(self, response: Response, totals: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -80,7 +94,7 @@ class RewardWeights:
         """The reward per user ``[B]``."""
         return self.combine(self.signals(response))
 
-    def combine(self, signals: dict[str, torch.Tensor]) -> torch.Tensor:
+    def combine(self, signals: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """The weighted sum of :meth:`signals`."""
         total = torch.zeros_like(signals["clicks"])
         for name, signal in signals.items():
@@ -93,11 +107,8 @@ class RewardWeights:
         return asdict(self)
 
 
+#: Named rewards: each signal alone, and a mix for agents of the long run.
 PRESETS = {
-    "clicks": RewardWeights(clicks=1.0),
-    "watch_time": RewardWeights(watch_time=1.0),
-    "retention": RewardWeights(retention=1.0),
-    "churn": RewardWeights(churn=1.0),
-    "compliance": RewardWeights(compliance=1.0),
+    **{name: RewardWeights(**{name: 1.0}) for name in SIGNALS},
     "mix": RewardWeights(clicks=1.0, watch_time=1.0, retention=5.0, compliance=1.0),
 }

@@ -1,4 +1,4 @@
-/* Fused CPU step of the statistical users (recoworld.simulators.statistical).
+/* Fused CPU step of the statistical users (recoworld.simulators.statistical, kernel="c").
  *
  * One pass per user: over the slate's K items, utility, the step's counter-based uniforms,
  * cascade examination, clicks, watch, likes, ratings, compliance with the instruction in
@@ -6,25 +6,32 @@
  * the click history); then the user's mindset, leave hazard, and whether they voice an
  * instruction, leave, return (and after how long) or churn. The torch path materialises
  * every [B, K, ...] intermediate in memory; here the item tables stay in cache and each
- * user's numbers stay in registers. The equations are those of the module docstring of
- * statistical.py, term for term and in the same order, in float32; the uniforms are
- * recoworld/rng.py's, bit for bit (rng.h).
+ * user's numbers stay in registers. The uniforms are recoworld/rng.py's, bit for bit (rng.h).
  *
- * recoworld_start puts new users into their slots (statistical.py's _start) in one pass.
+ * It is a port of simulators/equations.py, the user equations every kind of user follows,
+ * term for term and in the same order, in float32: each block below names the functions
+ * it follows. The torch reference is the step of simulators/backends.py (TorchUsers),
+ * which calls them; a change to an equation is made there first, then here, and
+ * tests/test_fused_kernel.py compares the two.
+ *
+ * recoworld_start puts new users into their slots (simulators/user_state.py's start_users)
+ * in one pass.
  *
  * What stays in Python: the traits of new users (drawn by a pluggable population) and the
  * sentence of a voiced instruction, looked up by the code this kernel gives its content
  * and phrasing.
  *
- * Plain C99 and libm, compiled by recoworld.native.
+ * Plain C99 and libm, compiled by recoworld.kernels.build; its structs are mirrored in
+ * recoworld/kernels/users.py and checked against the LAYOUT tables at the end at load time.
  */
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "layout.h"
 #include "rng.h"
 
-/* Order of the float parameters in `param` (simulators/fused.py builds it). */
+/* Order of the float parameters in `param` (recoworld/kernels/users.py: parameters builds it). */
 enum {
     P_INTEREST_WEIGHT, P_SATIATION_WEIGHT, P_REPEAT_PENALTY, P_CONTINUE_AFTER_CLICK,
     P_RATING_CENTER, P_RATING_SLOPE, P_RATING_QUALITY, P_RATING_NOISE,
@@ -42,11 +49,11 @@ enum {
 #define MAX_G 1024
 #define MAX_H 1024
 
-/* Everything a step reads and writes, [B, ...] row-major (simulators/fused.py mirrors it). */
+/* Everything a step reads and writes, [B, ...] row-major (recoworld/kernels/users.py mirrors it). */
 typedef struct {
     int64_t K, D, G, H;
     /* the items */
-    const float *features, *genre_weights, *static_appeal, *pop_score, *quality;
+    const float *features, *genre_weights, *static_appeal, *popularity_score, *quality;
     const uint8_t *genres;
     const float *genre_centroids; /* [G, D]: where each genre sits in the interest space */
     /* the step: slates, slots to skip (NULL: none), random streams, parameters */
@@ -55,7 +62,7 @@ typedef struct {
     uint32_t step_stream, gap_stream, session_stream, phrase_stream;
     const float *param;
     /* the users' traits (written only by recoworld_start) */
-    int32_t *key;
+    int64_t *key;
     float *novelty_trait, *popularity_bias, *patience, *rating_bias, *activity;
     /* the users' state, updated in place */
     int32_t *counter;
@@ -76,7 +83,7 @@ typedef struct {
     uint8_t *voiced_more, *voiced_less;
     int8_t *voiced_novelty;
     int32_t *phrase;
-} Step;
+} UserStep;
 
 static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
@@ -100,8 +107,8 @@ static inline void normalize(float *x, int64_t n) {
     for (int64_t d = 0; d < n; d++) x[d] = x[d] / norm;
 }
 
-/* Compliance of user b's slate with their instruction in force (instructions.py). */
-static float compliance_of(const Step *s, int64_t b, const float *distance) {
+/* Compliance of user b's slate with their instruction in force (equations.instruction_compliance). */
+static float compliance_of(const UserStep *s, int64_t b, const float *distance) {
     const int64_t K = s->K, G = s->G;
     const uint8_t *more = s->more + b * G, *less = s->less + b * G;
     int has_less = 0, has_more = 0;
@@ -167,10 +174,10 @@ static inline int64_t argmax(const float *x, int64_t n) {
     return best;
 }
 
-/* User b voices an instruction (statistical.py's _voice): less of the most satiated genre
+/* User b voices an instruction (simulators/phrasing.py's voice): less of the most satiated genre
  * if satiated enough, more of the genre of best interest net of satiation, and the sign of
  * a strong novelty propensity. It comes into force at once. */
-static void voice(const Step *s, int64_t b) {
+static void voice(const UserStep *s, int64_t b) {
     const int64_t D = s->D, G = s->G;
     const float *satiation = s->satiation + b * G, *interest = s->interest + b * D;
     float appeal[MAX_G];
@@ -194,10 +201,10 @@ static void voice(const Step *s, int64_t b) {
 }
 
 /* One step of users [begin, end). Returns 0, or 1 if K, D, G or H exceed the MAX_ bounds. */
-int recoworld_respond(int64_t begin, int64_t end, const Step *step) {
+int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
     /* A local copy: stores through the output pointers cannot change it, so the compiler
      * keeps its fields in registers instead of reloading them after every store. */
-    const Step local = *step, *s = &local;
+    const UserStep local = *step, *s = &local;
     const int64_t K = s->K, D = s->D, G = s->G, H = s->H;
     if (K > MAX_K || D > MAX_D || G > MAX_G || H > MAX_H) return 1;
     const float *param = s->param;
@@ -210,9 +217,9 @@ int recoworld_respond(int64_t begin, int64_t end, const Step *step) {
     /* The draws' salts are the same for every user: hash them once. Layout of
      * rng.uniform(key, t, S_STEP, 4K + 3): click, continue, watch, like per position, then
      * the user's voice, leave and return. */
-    uint32_t salt[4 * MAX_K + 3];
+    uint64_t salt[4 * MAX_K + 3];
     for (int64_t j = 0; j < 4 * K + 3; j++) salt[j] = draw_salt(s->step_stream, (uint32_t)j);
-    const uint32_t gap_salt = draw_salt(s->gap_stream, 0), session_salt = draw_salt(s->session_stream, 0);
+    const uint64_t gap_salt = draw_salt(s->gap_stream, 0), session_salt = draw_salt(s->session_stream, 0);
 
     for (int64_t b = begin; b < end; b++) {
         const int64_t *slate = s->slates + b * K;
@@ -233,7 +240,7 @@ int recoworld_respond(int64_t begin, int64_t end, const Step *step) {
         float *user_interest = s->interest + b * D, *user_familiar = s->familiar + b * D;
         float *user_satiation = s->satiation + b * G;
         int64_t *recent = s->recent_clicks + b * H;
-        const uint32_t base = user_base(s->key[b], s->counter[b]);
+        const uint64_t base = user_base(s->key[b], s->counter[b]);
         const float novelty = s->novelty_seeking[b], pop_bias = s->popularity_bias[b];
         const float user_patience = s->patience[b], user_rating_bias = s->rating_bias[b];
         for (int64_t g = 0; g < G; g++) exposure[g] = 0.0f;
@@ -259,9 +266,9 @@ int recoworld_respond(int64_t begin, int64_t end, const Step *step) {
             const float item_satiation = dot(w, user_satiation, G);
             int repeat = 0;
             for (int64_t h = 0; h < H; h++) repeat |= recent[h] == item;
-            distance[k] = 1.0f - closeness;
+            distance[k] = 1.0f - closeness; /* equations.distance_from_familiar */
             float v = interest_weight * affinity + s->static_appeal[item];
-            v += pop_bias * s->pop_score[item];
+            v += pop_bias * s->popularity_score[item];
             v += novelty * (distance[k] - 1.0f);
             v -= satiation_weight * item_satiation;
             v -= repeat_penalty * (float)repeat;
@@ -284,12 +291,12 @@ int recoworld_respond(int64_t begin, int64_t end, const Step *step) {
                 if (rating_quality != 0.0f) level = level + rating_quality * s->quality[item];
                 float r = nearbyintf(level + rating_noise * noise);
                 rating = (int8_t)(r < 1.0f ? 1.0f : (r > 5.0f ? 5.0f : r));
-                enjoyment += (float)(rating - 1) * 0.25f;
-                for (int64_t d = 0; d < D; d++) consumed[d] += watch * f[d];
+                enjoyment += (float)(rating - 1) * 0.25f; /* equations.step_enjoyment */
+                for (int64_t d = 0; d < D; d++) consumed[d] += watch * f[d]; /* equations.consumption */
                 clicked_items[n_clicks++] = item;
             }
             if (was_examined) {
-                const float weight = 0.2f + 0.8f * (clicked ? watch : 0.0f);
+                const float weight = 0.2f + 0.8f * (clicked ? watch : 0.0f); /* equations.genre_exposure */
                 for (int64_t g = 0; g < G; g++) exposure[g] += weight * w[g];
                 seen_satiation += item_satiation;
                 n_examined += 1.0f;
@@ -301,13 +308,14 @@ int recoworld_respond(int64_t begin, int64_t end, const Step *step) {
             s->liked[b * K + k] = (uint8_t)liked;
             s->rating[b * K + k] = rating;
         }
-        const float boredom = seen_satiation / n_examined;
+        const float boredom = seen_satiation / n_examined; /* equations.boredom */
         const float u_voice = uniform_salted(base, salt[4 * K]);
         const float u_leave = uniform_salted(base, salt[4 * K + 1]);
         const float u_return = uniform_salted(base, salt[4 * K + 2]);
 
         /* The step's quality: the mean enjoyment of what was clicked (0 without a click);
-         * compliance with the instruction in force moves it. */
+         * compliance with the instruction in force moves it (equations.step_enjoyment,
+         * equations.step_quality). */
         float step_quality = n_clicks ? enjoyment / (float)n_clicks : 0.0f;
         float compliance = 0.0f;
         if (in_force) {
@@ -315,7 +323,8 @@ int recoworld_respond(int64_t begin, int64_t end, const Step *step) {
             step_quality += param[P_COMPLIANCE_WEIGHT] * (compliance - 0.5f);
         }
 
-        /* Dynamics: satiation, interest drift and familiarity (module docstring). */
+        /* Dynamics: equations.satiation_build_up, equations.interest_drift and
+         * equations.familiarity_update. */
         for (int64_t g = 0; g < G; g++) {
             const float x = exposure[g] < 1.0f ? exposure[g] : 1.0f;
             user_satiation[g] = param[P_SATIATION_KEEP] * user_satiation[g]
@@ -334,7 +343,8 @@ int recoworld_respond(int64_t begin, int64_t end, const Step *step) {
             for (int64_t h = 0; h < n_clicks && h < H; h++) recent[h] = clicked_items[h];
         }
 
-        /* Mindset, leave hazard, and the instruction's countdown. */
+        /* equations.mindset_update, equations.session_memory_update, equations.leave_hazard,
+         * equations.instruction_countdown and equations.voice_or_leave. */
         const float quality = step_quality < 0.0f ? 0.0f : (step_quality > 1.0f ? 1.0f : step_quality);
         float mindset = param[P_MINDSET_KEEP] * s->satisfaction[b] + param[P_MINDSET_RATE] * quality;
         const int64_t session_step = ++s->session_step[b];
@@ -351,7 +361,7 @@ int recoworld_respond(int64_t begin, int64_t end, const Step *step) {
         const int leaves = !speaks && u_leave < hazard;
         int returned = 0;
         float gap = leaves ? INFINITY : 0.0f;
-        if (leaves) {
+        if (leaves) { /* equations.return_decision: return_probability, mean_return_gap, return_gap */
             const float p_return = sigmoidf(param[P_RETURN_BASE] + param[P_RETURN_MINDSET] * (memory - 0.5f)
                                             + logf(s->activity[b]));
             returned = u_return < p_return;
@@ -359,9 +369,9 @@ int recoworld_respond(int64_t begin, int64_t end, const Step *step) {
         if (returned) {
             const float mean_gap = param[P_GAP_DAYS] / (s->activity[b] * (0.5f + memory));
             gap = -mean_gap * logf(uniform_salted(base, gap_salt));
-            const float recovery = expf(-gap / param[P_RECOVERY_DAYS]);
+            const float recovery = expf(-gap / param[P_RECOVERY_DAYS]); /* equations.satiation_recovery */
             for (int64_t g = 0; g < G; g++) user_satiation[g] *= recovery;
-            /* The mindset regresses towards the baseline over the break. */
+            /* The mindset regresses towards the baseline over the break (equations.mindset_after_break). */
             mindset = 0.5f * mindset + param[P_MINDSET_REGRESSION];
             s->session_index[b] += 1;
             s->session_step[b] = 0;
@@ -395,24 +405,24 @@ int recoworld_respond(int64_t begin, int64_t end, const Step *step) {
 /* The traits of n new users (a population's draw, rows in the order of `slots`). */
 typedef struct {
     const int64_t *slots;
-    const int32_t *key;
+    const int64_t *key;
     const float *interest, *patience, *novelty_trait, *activity, *popularity_bias;
     const float *rating_bias; /* NULL: the population does not know it (0) */
 } Newcomers;
 
-/* Put newcomers [begin, end) into their slots (statistical.py's _start): their traits, the
+/* Put newcomers [begin, end) into their slots (simulators/user_state.py's start_users): their traits, the
  * state of a first visit (no satiation, the initial mindset, no history, no instruction)
  * and the first session's novelty propensity. Returns 0, or 1 if D, G or H exceed the
  * MAX_ bounds. */
-int recoworld_start(int64_t begin, int64_t end, const Step *step, const Newcomers *newcomers) {
-    const Step local = *step, *s = &local;
+int recoworld_start(int64_t begin, int64_t end, const UserStep *step, const Newcomers *newcomers) {
+    const UserStep local = *step, *s = &local;
     const Newcomers *n = newcomers;
     const int64_t D = s->D, G = s->G, H = s->H;
     if (D > MAX_D || G > MAX_G || H > MAX_H) return 1;
-    const uint32_t session_salt = draw_salt(s->session_stream, 0);
+    const uint64_t session_salt = draw_salt(s->session_stream, 0);
     for (int64_t i = begin; i < end; i++) {
         const int64_t b = n->slots[i];
-        const int32_t key = n->key[i];
+        const int64_t key = n->key[i];
         s->key[b] = key;
         s->counter[b] = 0;
         for (int64_t d = 0; d < D; d++) s->interest[b * D + d] = s->familiar[b * D + d] = n->interest[i * D + d];
@@ -439,3 +449,34 @@ int recoworld_start(int64_t begin, int64_t end, const Step *step, const Newcomer
     }
     return 0;
 }
+
+/* The layouts of the structs, for the loader's check against its ctypes mirrors (layout.h). */
+LAYOUT_BEGIN(UserStep)
+    LAYOUT_FIELD(UserStep, K) LAYOUT_FIELD(UserStep, D) LAYOUT_FIELD(UserStep, G) LAYOUT_FIELD(UserStep, H)
+    LAYOUT_FIELD(UserStep, features) LAYOUT_FIELD(UserStep, genre_weights)
+    LAYOUT_FIELD(UserStep, static_appeal) LAYOUT_FIELD(UserStep, popularity_score) LAYOUT_FIELD(UserStep, quality)
+    LAYOUT_FIELD(UserStep, genres) LAYOUT_FIELD(UserStep, genre_centroids) LAYOUT_FIELD(UserStep, slates)
+    LAYOUT_FIELD(UserStep, idle) LAYOUT_FIELD(UserStep, step_stream) LAYOUT_FIELD(UserStep, gap_stream)
+    LAYOUT_FIELD(UserStep, session_stream) LAYOUT_FIELD(UserStep, phrase_stream)
+    LAYOUT_FIELD(UserStep, param) LAYOUT_FIELD(UserStep, key) LAYOUT_FIELD(UserStep, novelty_trait)
+    LAYOUT_FIELD(UserStep, popularity_bias) LAYOUT_FIELD(UserStep, patience)
+    LAYOUT_FIELD(UserStep, rating_bias) LAYOUT_FIELD(UserStep, activity) LAYOUT_FIELD(UserStep, counter)
+    LAYOUT_FIELD(UserStep, novelty_seeking) LAYOUT_FIELD(UserStep, interest) LAYOUT_FIELD(UserStep, familiar)
+    LAYOUT_FIELD(UserStep, satiation) LAYOUT_FIELD(UserStep, satisfaction)
+    LAYOUT_FIELD(UserStep, session_memory) LAYOUT_FIELD(UserStep, recent_clicks)
+    LAYOUT_FIELD(UserStep, session_index) LAYOUT_FIELD(UserStep, session_step)
+    LAYOUT_FIELD(UserStep, steps_left) LAYOUT_FIELD(UserStep, active) LAYOUT_FIELD(UserStep, more)
+    LAYOUT_FIELD(UserStep, less) LAYOUT_FIELD(UserStep, churned) LAYOUT_FIELD(UserStep, novelty)
+    LAYOUT_FIELD(UserStep, examined) LAYOUT_FIELD(UserStep, clicked) LAYOUT_FIELD(UserStep, liked)
+    LAYOUT_FIELD(UserStep, watch) LAYOUT_FIELD(UserStep, rating) LAYOUT_FIELD(UserStep, in_force)
+    LAYOUT_FIELD(UserStep, leaves) LAYOUT_FIELD(UserStep, returned) LAYOUT_FIELD(UserStep, compliance)
+    LAYOUT_FIELD(UserStep, hazard) LAYOUT_FIELD(UserStep, gap) LAYOUT_FIELD(UserStep, voiced_more)
+    LAYOUT_FIELD(UserStep, voiced_less) LAYOUT_FIELD(UserStep, voiced_novelty) LAYOUT_FIELD(UserStep, phrase)
+LAYOUT_END(UserStep)
+
+LAYOUT_BEGIN(Newcomers)
+    LAYOUT_FIELD(Newcomers, slots) LAYOUT_FIELD(Newcomers, key) LAYOUT_FIELD(Newcomers, interest)
+    LAYOUT_FIELD(Newcomers, patience) LAYOUT_FIELD(Newcomers, novelty_trait)
+    LAYOUT_FIELD(Newcomers, activity) LAYOUT_FIELD(Newcomers, popularity_bias)
+    LAYOUT_FIELD(Newcomers, rating_bias)
+LAYOUT_END(Newcomers)

@@ -1,18 +1,21 @@
-/* The bookkeeping of one SlateWorld step (envs/world.py), fused for CPU (kernel="c").
+/* The bookkeeping of one SlateWorld step (recoworld.envs), fused for CPU (kernel="c").
  *
  * Per user, in one pass: the observable click history (newest first, with watch fraction
  * and like), the latest instruction and its age, the session counters, the step count,
- * and the next request's candidates (a + j s) mod N, writing the observation as it goes. The torch path in world.py is the
- * reference; this does the same, value for value, without its [B, H] and [B, C]
- * temporaries. It also validates the agents' slates of candidate indices and turns them
- * into item ids, the hot path of slates_from_actions (world.py names any bad entry), and
- * starts the episodes of restarted slots.
+ * and the next request's candidates (a + j s) mod N, writing the observation as it goes.
+ * The torch path (envs/bookkeeping.py, envs/candidates.py) is the reference; this does
+ * the same, value for value, without its [B, H] and [B, C] temporaries. It also validates
+ * the agents' slates of candidate indices and turns them into item ids, the hot path of
+ * action decoding (envs/actions.py names any bad entry), and starts the episodes of
+ * restarted slots.
  *
- * Plain C99, compiled by recoworld.native.
+ * Plain C99, compiled by recoworld.kernels.build; WorldStep is mirrored in
+ * recoworld/kernels/world.py and checked against the LAYOUT table at the end at load time.
  */
 #include <stddef.h>
 #include <stdint.h>
 
+#include "layout.h"
 #include "rng.h"
 
 #define MAX_K 256
@@ -28,7 +31,7 @@
 #define STREAM_FENCE() ((void)0)
 #endif
 
-/* Everything a world step reads and writes, [B, ...] row-major (envs/native_world.py mirrors it). */
+/* Everything a world step reads and writes, [B, ...] row-major (recoworld/kernels/world.py mirrors it). */
 typedef struct {
     int64_t K, H, G, C, n_items, n_strides;
     /* the step: slates shown, the response, slots to hold (NULL: none) */
@@ -45,9 +48,9 @@ typedef struct {
     float *instruction_age, *session_index, *session_step;
     /* the next candidates */
     int64_t *step_count;
-    int32_t *key; /* written only by recoworld_world_start */
+    int64_t *key; /* written only by recoworld_world_start */
     uint32_t candidate_stream;
-    const int64_t *strides; /* [S]: the strides s of world._offsets' rows */
+    const int64_t *strides; /* [S]: the stride s of each row of the offsets table */
     int64_t *draw; /* [B, 2]: start and stride row of each user's candidates */
     /* the observation, handed out to the agents: copies of the history and the candidates,
      * the instruction [B, 2G + 1] (+1 more, -1 less, novelty) and the session [B, 3] */
@@ -125,13 +128,13 @@ int recoworld_world_step(int64_t begin, int64_t end, const WorldStep *step) {
         session[0] = w->session_index[b];
         session[1] = w->session_step[b];
         session[2] = w->instruction_age[b];
-        /* world._draw_candidates: rng.bits(key, step_count, S_CANDIDATES, 2). */
-        const uint32_t base = user_base(w->key[b], (int32_t)w->step_count[b]);
+        /* envs/candidates.py's draw: rng.bits(key, step_count, S_CANDIDATES, 2). */
+        const uint64_t base = user_base(w->key[b], (int32_t)w->step_count[b]);
         const int64_t start = (int64_t)bits_at(base, w->candidate_stream, 0) % w->n_items;
         const int64_t row = (int64_t)bits_at(base, w->candidate_stream, 1) % w->n_strides;
         w->draw[2 * b] = start;
         w->draw[2 * b + 1] = row;
-        /* Offsets j s mod N by additions (equal to world._offsets' row, without reading it). */
+        /* Offsets j s mod N by additions (equal to the offsets table's row, without reading it). */
         const int64_t stride = w->strides[row], n_items = w->n_items;
         int64_t *observed = w->candidates_obs + b * C;
         for (int64_t j = 0, offset = 0; j < C; j++) {
@@ -147,8 +150,8 @@ int recoworld_world_step(int64_t begin, int64_t end, const WorldStep *step) {
 
 /* Item ids of the agents' slates: positions [B, K] index each row's C candidates, given
  * by their draws [B, 2] (start, stride row of offsets [S, C]). Returns -1 if every row
- * holds K distinct indices in [0, C), else the first bad row (world.py then names the bad
- * entry). */
+ * holds K distinct indices in [0, C), else the first bad row (envs/actions.py then names
+ * the bad entry). */
 int64_t recoworld_take_slates(int64_t begin, int64_t end, int64_t K, int64_t C, int64_t n_items,
                               const int64_t *positions, const int64_t *draw, const int64_t *offsets,
                               int64_t *slates) {
@@ -165,9 +168,9 @@ int64_t recoworld_take_slates(int64_t begin, int64_t end, int64_t K, int64_t C, 
     return -1;
 }
 
-/* slots[begin, end) start an episode (world.py's restart) with the random keys `keys`: no
+/* slots[begin, end) start an episode (envs/bookkeeping.py's start) with the random keys `keys`: no
  * history, no instruction, session counters and step count at zero. */
-void recoworld_world_start(int64_t begin, int64_t end, const int64_t *slots, const int32_t *keys,
+void recoworld_world_start(int64_t begin, int64_t end, const int64_t *slots, const int64_t *keys,
                            const WorldStep *step) {
     const WorldStep local = *step, *w = &local;
     const int64_t H = w->H, G = w->G;
@@ -185,3 +188,21 @@ void recoworld_world_start(int64_t begin, int64_t end, const int64_t *slots, con
         w->instruction_age[b] = w->session_index[b] = w->session_step[b] = 0.0f;
     }
 }
+
+/* The layout of WorldStep, for the loader's check against its ctypes mirror (layout.h). */
+LAYOUT_BEGIN(WorldStep)
+    LAYOUT_FIELD(WorldStep, K) LAYOUT_FIELD(WorldStep, H) LAYOUT_FIELD(WorldStep, G)
+    LAYOUT_FIELD(WorldStep, C) LAYOUT_FIELD(WorldStep, n_items) LAYOUT_FIELD(WorldStep, n_strides)
+    LAYOUT_FIELD(WorldStep, slates) LAYOUT_FIELD(WorldStep, clicked) LAYOUT_FIELD(WorldStep, liked)
+    LAYOUT_FIELD(WorldStep, voiced) LAYOUT_FIELD(WorldStep, voiced_more) LAYOUT_FIELD(WorldStep, voiced_less)
+    LAYOUT_FIELD(WorldStep, left_session) LAYOUT_FIELD(WorldStep, idle) LAYOUT_FIELD(WorldStep, watch)
+    LAYOUT_FIELD(WorldStep, voiced_novelty) LAYOUT_FIELD(WorldStep, history)
+    LAYOUT_FIELD(WorldStep, feedback) LAYOUT_FIELD(WorldStep, active) LAYOUT_FIELD(WorldStep, more)
+    LAYOUT_FIELD(WorldStep, less) LAYOUT_FIELD(WorldStep, novelty) LAYOUT_FIELD(WorldStep, instruction_age)
+    LAYOUT_FIELD(WorldStep, session_index) LAYOUT_FIELD(WorldStep, session_step)
+    LAYOUT_FIELD(WorldStep, step_count) LAYOUT_FIELD(WorldStep, key)
+    LAYOUT_FIELD(WorldStep, candidate_stream) LAYOUT_FIELD(WorldStep, strides) LAYOUT_FIELD(WorldStep, draw)
+    LAYOUT_FIELD(WorldStep, history_obs) LAYOUT_FIELD(WorldStep, candidates_obs)
+    LAYOUT_FIELD(WorldStep, feedback_obs) LAYOUT_FIELD(WorldStep, instruction_obs)
+    LAYOUT_FIELD(WorldStep, session_obs) LAYOUT_FIELD(WorldStep, totals)
+LAYOUT_END(WorldStep)

@@ -1,0 +1,67 @@
+"""From an agent's action to the slate of item ids its users are shown.
+
+An action is either ``K`` distinct candidate indices (``action_format="slate"``) or one
+score per candidate (``"scores"``: the ``K`` best-scored candidates, best first). Invalid
+actions raise ``ValueError`` naming the bad entry; nothing is clipped.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from recoworld.validation import check_slates
+from recoworld.envs.spaces import SlateSpace
+
+ACTION_FORMATS = ("slate", "scores")
+
+
+class ActionDecoder:
+    """Turns actions of ``action_format`` into candidate positions ``[B, K]`` for ``n_users``
+    users choosing ``slate_size`` of ``num_candidates`` candidates."""
+
+    def __init__(self, action_format: str, n_users: int, num_candidates: int, slate_size: int, device):
+        if action_format not in ACTION_FORMATS:
+            raise ValueError(f"action_format={action_format!r}; choose one of {ACTION_FORMATS}")
+        self.action_format, self.device = action_format, device
+        self.n_users, self.num_candidates, self.slate_size = n_users, num_candidates, slate_size
+
+    def space(self, batch: int | None = None) -> spaces.Space:
+        """One action (``batch=None``) or a batch of ``batch`` actions."""
+        C = self.num_candidates
+        if self.action_format == "scores":
+            return spaces.Box(-1.0, 1.0, (C,) if batch is None else (batch, C), np.float32)
+        return SlateSpace(C, self.slate_size, batch)
+
+    def is_batch_of_slates(self, actions) -> bool:
+        """Whether ``actions`` has the shape of a batch of slates, which a kernel may take in
+        one pass (it checks them too)."""
+        return (self.action_format == "slate" and isinstance(actions, np.ndarray)
+                and actions.shape == (self.n_users, self.slate_size))
+
+    def positions(self, actions, single: bool = False) -> torch.Tensor:
+        """Candidate positions ``[B, K]`` of ``actions`` (one action without the batch
+        dimension when ``single``); invalid actions raise ``ValueError``."""
+        if self.action_format == "scores":
+            return self._best_scored(actions, single)
+        B, C, K = self.n_users, self.num_candidates, self.slate_size
+        if single:
+            if np.ndim(actions) != 1 or np.shape(actions)[0] != K:
+                raise ValueError(f"action has shape {np.shape(actions)}; expected ({K},) candidate indices")
+            actions = np.asarray(actions)[None, :]
+        return check_slates(actions, C, n_rows=B, slate_size=K, name="action", choice="candidate index",
+                            plural="candidate indices", universe=f"there are {C} candidates",
+                            single=single).to(self.device)
+
+    def _best_scored(self, actions, single: bool) -> torch.Tensor:
+        B, C = self.n_users, self.num_candidates
+        scores = torch.as_tensor(np.asarray(actions, dtype=np.float32), device=self.device)
+        scores = scores.reshape(1, -1) if single else scores
+        if tuple(scores.shape) != (B, C):
+            raise ValueError(f"action has shape {tuple(np.shape(actions))}; expected one score per candidate, "
+                             f"{(C,) if single else (B, C)}")
+        if bool(torch.isnan(scores).any()):
+            row, col = (int(i) for i in torch.isnan(scores).nonzero()[0])
+            raise ValueError(f"action{'' if single else f'[{row}]'}[{col}] is NaN; scores must be numbers")
+        return scores.topk(self.slate_size, dim=1).indices

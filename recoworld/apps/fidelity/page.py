@@ -1,0 +1,255 @@
+"""The fidelity report's page: ``report.md``, ``metrics.json`` and the PNG plots.
+
+:func:`write_report` lays out what :func:`recoworld.apps.fidelity.evaluation.evaluate`
+measured (and the optional sections ``recoworld fidelity`` adds); each section of the
+page is one function returning its Markdown lines, each plot one function drawing it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recoworld.apps.fidelity.evaluation import RATIOS
+from recoworld.simulators.calibrated import CalibratedWorld
+
+def write_report(results: dict, out: Path, world: CalibratedWorld) -> Path:
+    """``report.md``, ``metrics.json`` and PNG plots in ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    for plot in (plot_long_tail, plot_genre_shares, plot_ratings):
+        plot(plt, results, out)
+    if results.get("social"):
+        plot_concentration(plt, results["social"], out)
+    names = list(results["models"])
+    lines = introduction(results)
+    lines += ["## Headline", ""] + headline(results) + [""]
+    lines += ["## Targets", ""] + [f"- {k}: {'met' if v else '**not met**'}" for k, v in results["targets"].items()]
+    lines += discrimination_section(results, names)
+    lines += ratings_section(results["ratings"])
+    lines += aggregate_section(results["aggregate"])
+    lines += ranking_section(results.get("policy_ranking"))
+    lines += user_kinds_section(results.get("user_kinds"))
+    lines += social_section(results.get("social"))
+    lines += world_section(world)
+    path = out / "report.md"
+    path.write_text("\n".join(lines))
+    serialisable = {k: v for k, v in results.items() if k != "curves"}
+    (out / "metrics.json").write_text(json.dumps(serialisable, indent=1, default=_json_default))
+    return path
+
+
+def headline(results: dict) -> list[str]:
+    """The headline numbers as a Markdown table: calibrated user against the MF baseline."""
+    names = list(results["models"])
+    rows = [("AUC", lambda n: f"{results['models'][n]['auc']:.4f}")]
+    rows += [(f"F1 at 1:{m}", lambda n, m=m: f"{results['models'][n][f'1:{m}']['f1']:.3f}") for m in RATIOS]
+    rows.append(("rating RMSE", lambda n: f"{results['ratings']['rmse'][n]:.4f}"))
+    ranking = results.get("policy_ranking")
+    if ranking:
+        # Only a simulator ranks policies; the baseline is a scorer, not a simulator.
+        rows.append(("Kendall tau, policy ranking", lambda n: f"{ranking['kendall_tau']:.3f}"
+                     if n == "calibrated user" else "-"))
+    lines = ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    lines += [f"| {label} | " + " | ".join(cell(n) for n in names) + " |" for label, cell in rows]
+    return lines
+
+
+# ------------------------------------------------------------------ sections
+def introduction(results: dict) -> list[str]:
+    split = results["split"]
+    return ["# Fidelity of the calibrated statistical user (MovieLens-100K)", "",
+            f"Held-out: each user's latest 20% of ratings ({split['held_out']:,} ratings of "
+            f"{split['users']} users); training: the rest ({split['train']:,}). "
+            "The calibrated user is the fitted user as simulated by `StatisticalUsers` at a session start; "
+            "the MF baseline is a plain logistic MF (choices) and a biased MF (ratings) on the same split. "
+            "The calibrated user's choices come from the same logistic MF fitted with recency-weighted ratings "
+            "(a rating's weight halves with every 20 newer ratings of its user) plus an item-to-item (EASE) term "
+            "on those ratings, brought back to one vector per user and per item by a truncated SVD, and "
+            "Platt-scaled on a validation fold (the last 20% of the training split); the baselines' penalties "
+            "were chosen on that fold too.",
+            ""]
+
+
+def _decision_table(entries: dict[str, dict], first: str, auc) -> list[str]:
+    """AUC, F1 and accuracy at every 1:m, one row per entry (``auc(entry)`` formats the AUC)."""
+    lines = [f"| {first} | AUC | " + " | ".join(f"F1 1:{m}" for m in RATIOS) + " | "
+             + " | ".join(f"acc 1:{m}" for m in RATIOS) + " |",
+             "|---|---|" + "---|" * (2 * len(RATIOS))]
+    for name, e in entries.items():
+        lines.append(f"| {name} | {auc(e)} | " + " | ".join(f"{e[f'1:{m}']['f1']:.3f}" for m in RATIOS)
+                     + " | " + " | ".join(f"{e[f'1:{m}']['accuracy']:.3f}" for m in RATIOS) + " |")
+    return lines
+
+
+def discrimination_section(results: dict, names: list[str]) -> list[str]:
+    lines = ["", "## Discrimination and the 1:m protocol", ""]
+    lines += _decision_table({n: results["models"][n] for n in names}, "model", lambda e: f"{e['auc']:.4f}")
+    lines += ["", "Precision / recall (would watch = choice probability > 1/2; in brackets the expected F1 "
+              "when each answer is a Bernoulli draw):", "",
+              "| model | " + " | ".join(f"1:{m} P / R (F1 drawn)" for m in RATIOS) + " |",
+              "|---|" + "---|" * len(RATIOS)]
+    for name in names:
+        e = results["models"][name]
+        lines.append(f"| {name} | " + " | ".join(
+            f"{e[f'1:{m}']['precision']:.3f} / {e[f'1:{m}']['recall']:.3f} ({e[f'1:{m} (Bernoulli draws)']['f1']:.3f})"
+            for m in RATIOS) + " |")
+    segments = results.get("segments", {})
+    if segments:
+        lines += ["", "Per population segment (specs as in `simulator.population`; AUC averaged over the "
+                  "segment's users, F1 at 1:1 pooled over their lists):", "",
+                  "| segment | users | " + " | ".join(f"{n} AUC | {n} F1 1:1" for n in names) + " |",
+                  "|---|---|" + "---|---|" * len(names)]
+        for segment, entry in segments.items():
+            lines.append(f"| {segment} | {entry['users']} | " + " | ".join(
+                f"{entry[n]['auc']:.4f} | {entry[n]['f1_1to1']:.3f}" for n in names) + " |")
+    return lines
+
+
+def ratings_section(r: dict) -> list[str]:
+    lines = ["", "## Ratings", "", "| predictor | RMSE |", "|---|---|"]
+    lines += [f"| {k} | {v:.4f} |" for k, v in r["rmse"].items()]
+    lines += [f"| calibrated user, one simulated draw per rating | {r['rmse_of_simulated_draws']:.4f} |", "",
+              "| stars | " + " | ".join(str(s) for s in range(1, 6)) + " |", "|---|" + "---|" * 5]
+    lines += [f"| {k} | " + " | ".join(f"{x:.3f}" for x in v) + " |" for k, v in r["distribution"].items()]
+    return lines + ["", "![ratings](ratings.png)"]
+
+
+def aggregate_section(aggregate: dict) -> list[str]:
+    lines = ["", "## Aggregate realism", "",
+             "| consumption | Gini | top-10% items' share | items consumed | genre TV distance |",
+             "|---|---|---|---|---|"]
+    for name, a in aggregate.items():
+        tv = f"{a['genre_total_variation']:.3f}" if "genre_total_variation" in a else "-"
+        lines.append(f"| {name} | {a['gini']:.3f} | {a['top10%_share']:.3f} | {a['items_consumed']} | {tv} |")
+    return lines + ["", "![long tail](long_tail.png)", "", "![genre shares](genre_shares.png)", ""]
+
+
+def ranking_section(ranking: dict | None) -> list[str]:
+    if not ranking:
+        return []
+    lines = ["## Policy ranking", "",
+             f"Agents ranked by click-through (clicks per shown item) serving the calibrated users in "
+             f"`RecoWorld/Slate-v0` and in a replay of {ranking['replay_rounds']:,} held-out ratings "
+             f"({ranking['settings']['num_candidates']} candidates: the held-out item and never-rated ones; "
+             f"slates of {ranking['settings']['slate_size']}; chance {ranking['chance_ctr']:.3f}). "
+             f"Kendall's tau between the rankings: **{ranking['kendall_tau']:.3f}** "
+             f"(p = {ranking['p_value']:.3f}).", "",
+             "| agent | simulator CTR | simulator rank | replay CTR | replay rank |", "|---|---|---|---|---|"]
+    for name, a in sorted(ranking["agents"].items(), key=lambda kv: kv[1]["simulator_rank"]):
+        lines.append(f"| {name} | {a['simulator_ctr']:.4f} | {a['simulator_rank']} | {a['replay_ctr']:.4f} "
+                     f"| {a['replay_rank']} |")
+    return lines + [""]
+
+
+def user_kinds_section(users: dict | None) -> list[str]:
+    if not users:
+        return []
+    lines = ["## LLM and hybrid users", "",
+             f"{len(users['users'])} sampled users (MovieLens ids {', '.join(str(u + 1) for u in users['users'])}), "
+             "the same lists for every kind. The hybrid user's clicks are its statistical core's, so its "
+             "numbers are the calibrated user's; the LLM user has no choice probability, hence no AUC. "
+             "Small samples: read these as a check that the pipeline runs, not as estimates "
+             "(see `recoworld.apps.fidelity.llm` for runs at scale).", ""]
+    kinds = {kind: users[kind] for kind in ("statistical", "hybrid", "llm") if kind in users}
+    lines += _decision_table(kinds, "user", lambda e: "n/a" if e["auc"] is None else f"{e['auc']:.4f}")
+    if "llm" in users and users["llm"].get("llm"):
+        usage = users["llm"]["llm"]
+        lines += ["", "LLM use: " + ", ".join(f"{k} {v:g}" for k, v in usage.items())]
+    return lines + [""]
+
+
+def social_section(social: dict | None) -> list[str]:
+    if not social:
+        return []
+    lines = ["## Social influence", "", social["description"], "",
+             "| recommender | social weight | Gini of exposure | Gini of consumption | top-1% items' share |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['policy']} | {r['social_weight']:g} | {r['gini_exposure']:.3f} | {r['gini_consumption']:.3f} "
+              f"| {r['top1%_consumption']:.3f} |" for r in social["final"]]
+    return lines + ["", "![concentration](concentration.png)", ""]
+
+
+def world_section(world: CalibratedWorld) -> list[str]:
+    c = world.config
+    return ["## The calibrated world", "",
+            f"interest weight {c.interest_weight:.2f}, quality weight {c.quality_weight:.3f}, click threshold "
+            f"{c.click_threshold:.2f}; ratings: center {c.rating_center:.2f}, slope {c.rating_slope:.3f}, "
+            f"quality {c.rating_quality:.3f}, noise {c.rating_noise:.3f}; leave base {c.leave_base:.2f}, "
+            f"leave length {c.leave_length:.3f}; return base {c.return_base:.2f}, gap {c.gap_days:.1f} days. "
+            "What the data can and cannot identify: `recoworld.calibration`'s documentation.", ""]
+
+
+# ------------------------------------------------------------------ plots
+def _save(plt, fig, ax, out: Path, name: str) -> None:
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=120)
+    plt.close(fig)
+
+
+def plot_long_tail(plt, results: dict, out: Path) -> None:
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for name, curve in results["curves"].items():
+        ax.plot(curve["x"], curve["y"], label=name, lw=2 if name == "held-out" else 1.3,
+                ls="-" if name == "held-out" else "--")
+    ax.set_xlabel("share of items, most popular (in training) first")
+    ax.set_ylabel("share of consumption")
+    ax.set_title("Long tail of held-out consumption")
+    _save(plt, fig, ax, out, "long_tail.png")
+
+
+def plot_genre_shares(plt, results: dict, out: Path) -> None:
+    genres = list(next(iter(results["genre_shares"].values())))
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(results["genre_shares"])
+    for k, (name, shares) in enumerate(results["genre_shares"].items()):
+        ax.bar(np.arange(len(genres)) + k * width, [shares[g] for g in genres], width, label=name)
+    ax.set_xticks(np.arange(len(genres)) + 0.4 - width / 2, genres, rotation=60, ha="right")
+    ax.set_ylabel("share of consumption")
+    ax.set_title("Genre shares of held-out consumption")
+    _save(plt, fig, ax, out, "genre_shares.png")
+
+
+def plot_ratings(plt, results: dict, out: Path) -> None:
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    dist = results["ratings"]["distribution"]
+    width = 0.8 / len(dist)
+    for k, (name, shares) in enumerate(dist.items()):
+        ax.bar(np.arange(1, 6) + (k - 1) * width, shares, width, label=name)
+    ax.set_xlabel("stars")
+    ax.set_ylabel("share of held-out ratings")
+    ax.set_title("Rating distribution")
+    _save(plt, fig, ax, out, "ratings.png")
+
+
+def plot_concentration(plt, social: dict, out: Path) -> None:
+    table = pd.DataFrame(social["series"])
+    policies = list(dict.fromkeys(table["policy"]))
+    fig, axes = plt.subplots(1, len(policies), figsize=(5 * len(policies), 3.8), squeeze=False)
+    for ax, policy in zip(axes[0], policies):
+        for weight, group in table[table["policy"] == policy].groupby("social_weight"):
+            ax.plot(group["step"], group["gini_consumption"], label=f"social weight {weight:g}")
+            ax.plot(group["step"], group["gini_exposure"], ls=":", color=ax.lines[-1].get_color())
+        ax.set_xlabel("step")
+        ax.set_ylabel("Gini (solid: consumption, dotted: exposure)")
+        ax.set_title(f"{policy} recommender")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "concentration.png", dpi=120)
+    plt.close(fig)
+
+
+def _json_default(value):
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value)} to JSON")

@@ -1,0 +1,110 @@
+"""The settings of ``recoworld ope`` (:mod:`recoworld.apps.ope.study`): the grid, the world,
+and the logging and target policies it compares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from recoworld import ope
+from recoworld.agents.baselines import MostPopularAgent
+from recoworld.agents.logging_policies import EpsilonSoft, SoftmaxPolicy
+from recoworld.agents.off_policy import OBJECTIVES
+from recoworld.apps.ope.sessions import SESSION_ESTIMATORS
+
+#: Held-out users are seeded from here on; logs use seeds below it.
+TRUTH_SEED = 10**9
+#: The training logs of the learned targets are seeded here: no evaluation log shares them.
+LEARNING_SEED = 10**6
+LOGGING_POLICIES = ("uniform", "epsilon_soft", "softmax")
+TARGET_POLICIES = ("greedy", "softmax")
+LEARNED_POLICIES = tuple(f"learned_{objective}" for objective in OBJECTIVES)
+ESTIMATORS = {
+    "IPS": ope.SlateIPS(), "SNIPS": ope.SelfNormalizedSlateIPS(),
+    "IIPS": ope.SlateIndependentIPS(), "SNIIPS": ope.SelfNormalizedSlateIndependentIPS(),
+    "RIPS": ope.SlateRewardInteractionIPS(), "SNRIPS": ope.SelfNormalizedSlateRewardInteractionIPS(),
+    "DM": ope.SlateDM(), "CascadeDR": ope.SlateCascadeDR(),
+}
+
+
+@dataclass
+class StudyConfig:
+    """The grid and the world of the study (flags of ``recoworld ope`` in brackets).
+
+    The default is a quick study; ``--log-sizes 500 2000 8000 --seeds 50 --truth-users
+    100000 --session-log-sizes 500 2000 --session-seeds 50`` is a fuller one (see
+    ``benchmarks/RESULTS.md`` for their running times).
+    """
+
+    logging: tuple[str, ...] = LOGGING_POLICIES        # --logging
+    targets: tuple[str, ...] = TARGET_POLICIES         # --targets
+    log_sizes: tuple[int, ...] = (500, 2000)           # --log-sizes
+    seeds: int = 10                                    # --seeds: logs per (logging, n)
+    n_items: int = 200                                 # --n-items: synthetic catalog
+    num_candidates: int = 10                           # --candidates: C
+    slate_size: int = 3                                # --slate-size: K
+    epsilon: float = 0.3                               # --epsilon of the epsilon-soft logger
+    logging_temperature: float = 1.0                   # --logging-temperature
+    target_temperature: float = 0.5                    # --target-temperature
+    truth_users: int = 20_000                          # --truth-users
+    truth_draws: int = 4                               # --truth-draws per user (stochastic targets)
+    n_bootstrap: int = 200                             # --bootstrap
+    alpha: float = 0.05                                # --alpha
+    n_folds: int = 5                                   # --folds of the click model
+    n_refits: int = 20                                 # --refits: model refits behind DM's and FQE's CI
+    estimators: tuple[str, ...] = field(default_factory=lambda: tuple(ESTIMATORS))
+    learned: tuple[str, ...] = OBJECTIVES              # --learned objectives (none: --learned with no value)
+    sessions: bool = True                              # --no-sessions skips the session section
+    horizon: int = 5                                   # --horizon H: steps per logged episode
+    session_logging: tuple[str, ...] = ("epsilon_soft", "softmax")  # --session-logging
+    session_log_sizes: tuple[int, ...] = (500,)        # --session-log-sizes: trajectories per log
+    session_seeds: int = 5                             # --session-seeds
+    session_refits: int = 6                            # --session-refits: Q-function refits behind FQE's CI
+    session_candidates: int = 5                        # --session-candidates: C of the session world
+    session_slate_size: int = 2                        # --session-slate-size: K of the session world
+    session_truth_users: int = 20_000                  # --session-truth-users: on-policy Monte Carlo
+    session_estimators: tuple[str, ...] = field(default_factory=lambda: tuple(SESSION_ESTIMATORS))
+
+    def __post_init__(self):
+        for name, allowed, given in (("logging", LOGGING_POLICIES, self.logging),
+                                     ("targets", TARGET_POLICIES, self.targets),
+                                     ("estimators", tuple(ESTIMATORS), self.estimators),
+                                     ("session_logging", LOGGING_POLICIES, self.session_logging),
+                                     ("session_estimators", tuple(SESSION_ESTIMATORS), self.session_estimators)):
+            unknown = [g for g in given if g not in allowed]
+            if unknown or not given:
+                raise ValueError(f"{name}={list(given)}; choose one or more of {list(allowed)}")
+        unknown = [g for g in self.learned if g not in OBJECTIVES]
+        if unknown:
+            raise ValueError(f"learned={list(self.learned)}; choose none or more of {list(OBJECTIVES)}")
+        if not self.log_sizes or min(self.log_sizes) < self.n_folds:
+            raise ValueError(f"log_sizes={list(self.log_sizes)}; each log needs at least n_folds={self.n_folds} rounds")
+        if self.seeds < 2 or self.session_seeds < 2:
+            name, value = ("seeds", self.seeds) if self.seeds < 2 else ("session_seeds", self.session_seeds)
+            raise ValueError(f"{name}={value}; bias and RMSE need at least 2 logs per cell")
+        if min(self.n_refits, self.session_refits) < 2:
+            raise ValueError(f"n_refits={self.n_refits}, session_refits={self.session_refits}; a standard error "
+                             "needs at least 2 refits")
+        if self.horizon < 1 or not self.session_log_sizes or min(self.session_log_sizes) < 2:
+            raise ValueError(f"horizon={self.horizon}, session_log_sizes={list(self.session_log_sizes)}; each "
+                             "session log needs at least 2 trajectories (2 folds of the Q-function) of >= 1 step")
+        if not 1 <= self.session_slate_size <= self.session_candidates <= self.n_items:
+            raise ValueError(f"need 1 <= session_slate_size ({self.session_slate_size}) <= session_candidates "
+                             f"({self.session_candidates}) <= n_items ({self.n_items})")
+        if not 1 <= self.slate_size <= self.num_candidates <= self.n_items:
+            raise ValueError(f"need 1 <= slate_size ({self.slate_size}) <= candidates ({self.num_candidates}) "
+                             f"<= n_items ({self.n_items})")
+
+
+def make_policy(name: str, config: StudyConfig, role: str):
+    """A logging (``role="logging"``) or target policy of the study, by name; all score by popularity."""
+    base = MostPopularAgent()
+    if role == "logging":
+        policies = {"uniform": lambda: EpsilonSoft(base=base, epsilon=1.0),
+                    "epsilon_soft": lambda: EpsilonSoft(base=base, epsilon=config.epsilon),
+                    "softmax": lambda: SoftmaxPolicy(base=base, temperature=config.logging_temperature)}
+    else:
+        policies = {"greedy": lambda: SoftmaxPolicy(base=base, temperature=0.0),
+                    "softmax": lambda: SoftmaxPolicy(base=base, temperature=config.target_temperature)}
+    policy = policies[name]()
+    policy.name = name
+    return policy

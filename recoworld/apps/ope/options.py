@@ -1,0 +1,73 @@
+"""The command line of ``recoworld ope``: its flags, and the :class:`StudyConfig` they give."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+from pathlib import Path
+
+from recoworld.agents.off_policy import OBJECTIVES
+from recoworld.apps.ope.config import ESTIMATORS, LOGGING_POLICIES, TARGET_POLICIES, StudyConfig
+from recoworld.apps.ope.sessions import SESSION_ESTIMATORS
+
+#: Flags named as the config field they set (``--truth-users`` sets ``truth_users``), with their type.
+SIMPLE_FLAGS = {"seeds": int, "n_items": int, "slate_size": int, "epsilon": float, "logging_temperature": float,
+                "target_temperature": float, "truth_users": int, "truth_draws": int, "alpha": float, "horizon": int,
+                "session_seeds": int, "session_refits": int, "session_candidates": int, "session_slate_size": int,
+                "session_truth_users": int}
+#: Config fields given as lists on the command line and kept as tuples.
+TUPLE_FIELDS = ("logging", "targets", "estimators", "log_sizes", "learned", "session_logging", "session_log_sizes",
+                "session_estimators")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The flags of ``recoworld ope`` (see ``--help``)."""
+    defaults = StudyConfig()
+    parser = argparse.ArgumentParser(
+        prog="recoworld ope",
+        description="Estimator study: logs from simulated users under several logging policies, every slate "
+                    "estimator's bias, RMSE and bootstrap-CI coverage against the simulator's true value.",
+        epilog="A fuller study: --log-sizes 500 2000 8000 --seeds 50 --truth-users 100000 --session-log-sizes 500 "
+               "2000 --session-seeds 50. --no-sessions skips the multi-step section.")
+    parser.add_argument("--out", type=Path, default=Path("ope_study"), help="output directory (default: ope_study)")
+    parser.add_argument("--logging", nargs="+", default=list(defaults.logging), choices=LOGGING_POLICIES)
+    parser.add_argument("--targets", nargs="+", default=list(defaults.targets), choices=TARGET_POLICIES)
+    parser.add_argument("--estimators", nargs="+", default=list(defaults.estimators), choices=list(ESTIMATORS))
+    parser.add_argument("--log-sizes", nargs="+", type=int, default=list(defaults.log_sizes))
+    parser.add_argument("--learned", nargs="*", default=list(defaults.learned), choices=OBJECTIVES,
+                        help="objectives of the policies learned from each logging policy (none: no learned targets)")
+    parser.add_argument("--no-sessions", action="store_true", help="skip the multi-step session section")
+    parser.add_argument("--session-logging", nargs="+", default=list(defaults.session_logging),
+                        choices=LOGGING_POLICIES)
+    parser.add_argument("--session-log-sizes", nargs="+", type=int, default=list(defaults.session_log_sizes),
+                        help="trajectories per session log")
+    parser.add_argument("--session-estimators", nargs="+", default=list(defaults.session_estimators),
+                        choices=list(SESSION_ESTIMATORS))
+    for name, kind in SIMPLE_FLAGS.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=getattr(defaults, name),
+                            help=f"(default: {getattr(defaults, name)})")
+    parser.add_argument("--candidates", type=int, default=defaults.num_candidates, help="candidates per request C")
+    parser.add_argument("--bootstrap", type=int, default=defaults.n_bootstrap, help="bootstrap resamples per CI")
+    parser.add_argument("--folds", type=int, default=defaults.n_folds, help="cross-fitting folds of the click model")
+    parser.add_argument("--refits", type=int, default=defaults.n_refits,
+                        help="model refits behind the intervals of DM and FQE (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=1, help="torch and BLAS threads (default: 1)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument("--obd", action="store_true",
+                        help="add the Open Bandit Dataset section (recoworld.data.obd.obd_study; downloads the sample)")
+    parser.add_argument("--obd-cache-dir", type=Path, default=None, help="data cache for --obd")
+    parser.add_argument("--obd-mc", type=int, default=10_000, help="Monte-Carlo draws of the Bernoulli-TS policy (--obd)")
+    return parser
+
+
+def study_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> StudyConfig:
+    """The :class:`StudyConfig` of parsed ``args``; a setting it refuses is a usage error."""
+    values = {f.name: getattr(args, f.name) for f in fields(StudyConfig) if hasattr(args, f.name)}
+    values.update(num_candidates=args.candidates, n_bootstrap=args.bootstrap, n_folds=args.folds,
+                  n_refits=args.refits, sessions=not args.no_sessions)
+    for name in TUPLE_FIELDS:
+        values[name] = tuple(values[name])
+    try:
+        return StudyConfig(**values)
+    except ValueError as error:
+        parser.error(str(error))

@@ -1,0 +1,221 @@
+"""The statistical users' state, and the fused C step that updates it (``users_step.c``).
+
+:class:`UserState` holds every per-user tensor of a batch of statistical users and
+:class:`ItemTables` the item tables their step reads; :class:`Reactions` is what one step
+of the users gives back. They are the contract of both backends of
+:class:`~recoworld.simulators.statistical.StatisticalUsers`: the torch reference and this
+kernel, which walks each user's slate once with the item tables in cache instead of
+materialising ``[B, K, D]`` gathers and dozens of ``[B, K]`` intermediates.
+
+The kernel is built on first use by :mod:`recoworld.kernels.build`; :class:`UserStep` and
+:class:`Newcomers` mirror its structs, and the loader checks them against the kernel's
+own layout.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+import torch
+
+from recoworld.kernels import build
+from recoworld.rng import mix_int
+from recoworld.types import Instruction
+
+SOURCE = build.source("users_step.c")
+
+
+@dataclass
+class ItemTables:
+    """The items as the users' step reads them, ``[N, ...]`` on the users' device.
+
+    ``static_appeal`` is the utility's per-item constant (quality weight times quality,
+    minus the click threshold), ``popularity_score`` the standardised log-popularity,
+    ``genres`` the bool genre table, ``genre_centroids`` ``[G, D]`` where each genre sits in
+    the interest space."""
+
+    features: torch.Tensor
+    genre_weights: torch.Tensor
+    genres: torch.Tensor
+    quality: torch.Tensor
+    static_appeal: torch.Tensor
+    popularity_score: torch.Tensor
+    genre_centroids: torch.Tensor
+
+
+@dataclass
+class UserState:
+    """Every per-user tensor of ``B`` statistical users (``[B, ...]``).
+
+    Random key (int64) and step counter (int32); traits: ``interest`` and ``familiar``
+    ``[B, D]``, ``patience``, ``novelty_trait``, ``novelty_seeking`` (this session's),
+    ``activity``, ``popularity_bias``, ``rating_bias``, ``source_user`` (int64);
+    dynamics: ``satiation`` ``[B, G]``, ``satisfaction`` (the mindset), ``session_memory``,
+    ``session_index`` and ``session_step`` (int64), ``churned`` (bool), ``recent_clicks``
+    ``[B, H]`` (int64, -1 when empty); the ``instruction`` in force and its
+    ``instruction_steps_left``."""
+
+    key: torch.Tensor
+    counter: torch.Tensor
+    interest: torch.Tensor
+    familiar: torch.Tensor
+    patience: torch.Tensor
+    novelty_trait: torch.Tensor
+    novelty_seeking: torch.Tensor
+    activity: torch.Tensor
+    popularity_bias: torch.Tensor
+    rating_bias: torch.Tensor
+    source_user: torch.Tensor
+    satiation: torch.Tensor
+    satisfaction: torch.Tensor
+    session_memory: torch.Tensor
+    session_index: torch.Tensor
+    session_step: torch.Tensor
+    churned: torch.Tensor
+    recent_clicks: torch.Tensor
+    instruction: Instruction
+    instruction_steps_left: torch.Tensor
+
+
+@dataclass
+class Reactions:
+    """One step of ``B`` users: per item ``[B, K]`` ``examined``, ``clicked``, ``watch``,
+    ``liked``, ``rating`` (int8); per user ``[B]`` ``in_force`` (an instruction was in force),
+    ``leaves``, ``returned``, ``compliance``, ``hazard``, ``gap``; the instruction ``voiced``
+    at this step and the code of its sentence, ``phrase`` (int32, -1 when none; see
+    :mod:`recoworld.simulators.phrasing`)."""
+
+    examined: torch.Tensor
+    clicked: torch.Tensor
+    watch: torch.Tensor
+    liked: torch.Tensor
+    rating: torch.Tensor
+    in_force: torch.Tensor
+    leaves: torch.Tensor
+    returned: torch.Tensor
+    compliance: torch.Tensor
+    hazard: torch.Tensor
+    gap: torch.Tensor
+    voiced: Instruction
+    phrase: torch.Tensor
+
+
+_p, _i64, _u32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint32
+ITEM_TABLES = ("features", "genre_weights", "static_appeal", "popularity_score", "quality", "genres",
+               "genre_centroids")
+STREAMS = ("step", "gap", "session", "phrase")
+TRAITS = ("key", "novelty_trait", "popularity_bias", "patience", "rating_bias", "activity")
+# The first ten are UserState's fields of the same name; the rest its instruction and churn.
+DYNAMICS = ("counter", "novelty_seeking", "interest", "familiar", "satiation", "satisfaction", "session_memory",
+            "recent_clicks", "session_index", "session_step", "steps_left", "active", "more", "less", "churned",
+            "novelty")
+# The response the kernel writes: name -> dtype, per item ([B, K]), per user ([B]) or per genre ([B, G]).
+PER_ITEM = {"examined": torch.bool, "clicked": torch.bool, "liked": torch.bool, "watch": torch.float32,
+            "rating": torch.int8}
+PER_USER = {"in_force": torch.bool, "leaves": torch.bool, "returned": torch.bool, "compliance": torch.float32,
+            "hazard": torch.float32, "gap": torch.float32, "voiced_novelty": torch.int8, "phrase": torch.int32}
+PER_GENRE = {"voiced_more": torch.bool, "voiced_less": torch.bool}
+RESPONSE = ("examined", "clicked", "liked", "watch", "rating", "in_force", "leaves", "returned", "compliance",
+            "hazard", "gap", "voiced_more", "voiced_less", "voiced_novelty", "phrase")
+# Mirrors `UserStep` in users_step.c, field for field (checked when the kernel loads).
+UserStep = build.struct_of("UserStep", {
+    **dict.fromkeys(["K", "D", "G", "H"], _i64), **dict.fromkeys(ITEM_TABLES, _p), "slates": _p, "idle": _p,
+    **{f"{name}_stream": _u32 for name in STREAMS}, "param": _p,
+    **dict.fromkeys(TRAITS, _p), **dict.fromkeys(DYNAMICS, _p), **dict.fromkeys(RESPONSE, _p),
+})
+# Mirrors `Newcomers` in users_step.c: the traits of users put into `slots` by `start`.
+NEWCOMER_TRAITS = ("interest", "patience", "novelty_trait", "activity", "popularity_bias", "rating_bias")
+Newcomers = build.struct_of("Newcomers", dict.fromkeys(["slots", "key", *NEWCOMER_TRAITS], _p))
+
+
+def library() -> ctypes.CDLL:
+    """The compiled kernel, built into the cache on first use, its structs checked."""
+    lib = build.load(SOURCE, (UserStep, Newcomers))
+    lib.recoworld_respond.argtypes = [_i64, _i64, ctypes.POINTER(UserStep)]
+    lib.recoworld_respond.restype = ctypes.c_int
+    lib.recoworld_start.argtypes = [_i64, _i64, ctypes.POINTER(UserStep), ctypes.POINTER(Newcomers)]
+    lib.recoworld_start.restype = ctypes.c_int
+    return lib
+
+
+def parameters(config) -> torch.Tensor:
+    """The float parameters of a ``StatisticalUserConfig`` in the order of ``users_step.c``'s ``P_`` enum."""
+    c = config
+    return torch.tensor([
+        c.interest_weight, c.satiation_weight, c.repeat_penalty, c.continue_after_click,
+        c.rating_center, c.rating_slope, c.rating_quality, c.rating_noise,
+        1 - c.satiation_decay, c.satiation_rate, c.interest_drift, 1 - c.familiarity_rate, c.familiarity_rate,
+        c.more_share, c.compliance_weight, 1 - c.mindset_rate, c.mindset_rate,
+        c.leave_base, c.leave_mindset, c.leave_boredom, c.leave_length, c.leave_patience,
+        c.instruction_threshold, c.voice_probability,
+        c.return_base, c.return_mindset, c.gap_days, c.satiation_recovery_days, 0.5 * c.initial_mindset,
+        c.instruction_satiation, c.instruction_steps, c.novelty_session_spread, c.initial_mindset,
+    ], dtype=torch.float32)
+
+
+@dataclass
+class UsersKernel:
+    """The fused step over CPU tensors: ``tables`` (contiguous), ``params`` from
+    :func:`parameters`, and ``streams``, the random stream ids of ``step``, ``gap``,
+    ``session`` and ``phrase`` draws."""
+
+    tables: ItemTables
+    params: torch.Tensor
+    streams: dict[str, int]
+    #: Slots marked idle are skipped: neither read nor written.
+    holds_idle = True
+
+    def __post_init__(self):
+        self._lib = library()  # build now: a missing compiler shows up here, not mid-rollout
+
+    def step(self, state: UserState, slates: torch.Tensor, idle: torch.Tensor | None) -> Reactions:
+        """One step of every user for valid ``slates``, updating ``state`` in place; slots in
+        ``idle`` (bool ``[B]``) are skipped: their state stays and their response is zeros."""
+        B, K, G = slates.shape[0], slates.shape[1], self.tables.genres.shape[1]
+        out = {name: torch.empty(B, K, dtype=dtype) for name, dtype in PER_ITEM.items()}
+        out |= {name: torch.empty(B, dtype=dtype) for name, dtype in PER_USER.items()}
+        out |= {name: torch.empty(B, G, dtype=dtype) for name, dtype in PER_GENRE.items()}
+        slates = slates.contiguous()  # held here: the frame holds only its address
+        frame = self._frame(state, K=K, slates=slates, idle=idle, **out)
+        lib = self._lib
+        self._check(build.run_chunks(lambda begin, end: lib.recoworld_respond(begin, end, ctypes.byref(frame)), B),
+                    state, K)
+        voiced = Instruction(out["phrase"] >= 0, out["voiced_more"], out["voiced_less"], out["voiced_novelty"])
+        return Reactions(out["examined"], out["clicked"], out["watch"], out["liked"], out["rating"], out["in_force"],
+                         out["leaves"], out["returned"], out["compliance"], out["hazard"], out["gap"], voiced,
+                         out["phrase"])
+
+    def start(self, state: UserState, slots: torch.Tensor, keys: torch.Tensor, traits) -> None:
+        """Put new users with random ``keys`` (int64 ``[n]``) and ``traits`` (a population's
+        :class:`~recoworld.simulators.population.UserTraits`) into ``slots`` (int64 ``[n]``)
+        of ``state``, in place, as the torch reference's start does."""
+        rows = {name: getattr(traits, name, None) for name in NEWCOMER_TRAITS}  # rating_bias is optional
+        # Contiguous float32 copies where a population hands out other layouts (no-ops for ours).
+        rows = {name: None if t is None else t.to(torch.float32).contiguous() for name, t in rows.items()}
+        rows |= {"slots": slots.to(torch.int64).contiguous(), "key": keys.to(torch.int64).contiguous()}
+        newcomers = Newcomers(**{name: build.pointer(t) for name, t in rows.items()})
+        frame, lib = self._frame(state, K=0), self._lib
+        codes = build.run_chunks(
+            lambda begin, end: lib.recoworld_start(begin, end, ctypes.byref(frame), ctypes.byref(newcomers)),
+            len(slots))
+        self._check(codes, state, 0)
+
+    def _frame(self, state: UserState, K: int, idle: torch.Tensor | None = None, **tensors) -> UserStep:
+        """The kernel's view of ``state`` and the items, with ``tensors`` (the step's slates
+        and response)."""
+        s, ins = state, state.instruction
+        tensors |= {name: getattr(self.tables, name) for name in ITEM_TABLES}
+        tensors |= {name: getattr(s, name) for name in TRAITS + DYNAMICS[:10]}  # the UserState fields by name
+        tensors |= {"steps_left": s.instruction_steps_left, "active": ins.active, "more": ins.more, "less": ins.less,
+                    "churned": s.churned, "novelty": ins.novelty, "param": self.params}
+        D, G = self.tables.features.shape[1], self.tables.genres.shape[1]
+        return UserStep(K=K, D=D, G=G, H=s.recent_clicks.shape[1], idle=build.pointer(idle),
+                        **{f"{name}_stream": mix_int(self.streams[name]) for name in STREAMS},
+                        **{name: build.pointer(t) for name, t in tensors.items()})
+
+    def _check(self, codes: list[int], state: UserState, K: int) -> None:
+        if any(codes):
+            D, G = self.tables.features.shape[1], self.tables.genres.shape[1]
+            raise ValueError(f"the C kernel handles K, D, G and history up to 256, 1024, 1024, 1024; got "
+                             f"K={K}, D={D}, G={G}, history {state.recent_clicks.shape[1]}: use kernel='torch'")

@@ -1,0 +1,164 @@
+"""The env's per-step bookkeeping state, and its fused C twin (``world_step.c``).
+
+:class:`WorldState` holds what an env knows of each of its ``B`` users between steps: the
+random key of the episode, the step count, the observable click history, the latest
+instruction and the session counters, and the draw of the current candidates.
+:class:`CandidateOffsets` is the table the candidates are spelled out from. Both are the
+contract of the env's two bookkeeping backends (:mod:`recoworld.envs.bookkeeping`): the
+torch reference and :class:`WorldKernel`, which does a step's bookkeeping, the next
+candidates and the observation in one pass per user, and turns the agents' slates of
+candidate indices into item ids while checking them.
+
+The kernel is built on first use by :mod:`recoworld.kernels.build`; :class:`WorldStep`
+mirrors its struct, and the loader checks it against the kernel's own layout.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from recoworld.kernels import build
+from recoworld.rng import mix_int
+from recoworld.types import Instruction, Response
+
+SOURCE = build.source("world_step.c")
+
+
+@dataclass
+class WorldState:
+    """The env's view of ``B`` users (``[B, ...]``): the episode's random ``key`` (int64),
+    ``step_count`` (int64), ``history_items`` ``[B, H]`` (int64, -1 when empty) with
+    ``history_feedback`` ``[B, H, 2]`` (watch fraction, like), the latest ``instruction``
+    and its ``instruction_age`` (steps since voiced, 0 when none), ``session_index`` and
+    ``session_step`` (float), and ``candidate_draw`` ``[B, 2]`` (int64: start item and row
+    of the offsets table of each user's current candidates)."""
+
+    key: torch.Tensor
+    step_count: torch.Tensor
+    history_items: torch.Tensor
+    history_feedback: torch.Tensor
+    instruction: Instruction
+    instruction_age: torch.Tensor
+    session_index: torch.Tensor
+    session_step: torch.Tensor
+    candidate_draw: torch.Tensor
+
+
+@dataclass
+class CandidateOffsets:
+    """Candidates are ``(a + offsets[r, j]) mod n_items``: ``offsets`` ``[S, C]`` holds
+    ``j s mod n_items`` for each of ``S`` strides ``s`` (``strides`` ``[S]``)."""
+
+    offsets: torch.Tensor
+    strides: torch.Tensor
+    n_items: int
+
+
+_p, _i64, _u32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint32
+STEP_INPUTS = ("slates", "clicked", "liked", "voiced", "voiced_more", "voiced_less", "left_session", "idle", "watch",
+               "voiced_novelty")
+STATE = ("history", "feedback", "active", "more", "less", "novelty", "instruction_age", "session_index",
+         "session_step", "step_count", "key")
+OBSERVATION = ("history_obs", "candidates_obs", "feedback_obs", "instruction_obs", "session_obs", "totals")
+# Mirrors `WorldStep` in world_step.c, field for field (checked when the kernel loads).
+WorldStep = build.struct_of("WorldStep", {
+    **dict.fromkeys(["K", "H", "G", "C", "n_items", "n_strides"], _i64),
+    **dict.fromkeys(STEP_INPUTS + STATE, _p), "candidate_stream": _u32, "strides": _p, "draw": _p,
+    **dict.fromkeys(OBSERVATION, _p),
+})
+
+
+def library() -> ctypes.CDLL:
+    """The compiled bookkeeping, built into the cache on first use, its struct checked."""
+    lib = build.load(SOURCE, (WorldStep,))
+    lib.recoworld_world_step.argtypes = [_i64, _i64, ctypes.POINTER(WorldStep)]
+    lib.recoworld_world_step.restype = ctypes.c_int
+    lib.recoworld_take_slates.argtypes = [_i64] * 5 + [_p] * 4
+    lib.recoworld_take_slates.restype = _i64
+    lib.recoworld_world_start.argtypes = [_i64, _i64, _p, _p, ctypes.POINTER(WorldStep)]
+    lib.recoworld_world_start.restype = None
+    return lib
+
+
+@dataclass
+class WorldKernel:
+    """The bookkeeping of ``B`` users over CPU tensors, with ``n_genres`` genres, candidates
+    from ``candidates`` and drawn on the random stream ``candidate_stream``."""
+
+    candidates: CandidateOffsets
+    n_genres: int
+    candidate_stream: int
+
+    def __post_init__(self):
+        self._lib = library()  # build now: a missing compiler shows up here, not mid-rollout
+
+    def take_slates(self, state: WorldState, positions) -> torch.Tensor | None:
+        """Item ids ``[B, K]`` of the current candidates at the indices ``positions`` (an
+        int64 array), or ``None`` if some row is not ``K`` distinct indices in range (the
+        caller explains)."""
+        positions = torch.as_tensor(positions)
+        B, C = state.candidate_draw.shape[0], self.candidates.offsets.shape[1]
+        if positions.dtype != torch.int64 or positions.ndim != 2 or positions.shape[0] != B:
+            return None
+        positions = positions.contiguous()
+        slates = torch.empty(B, positions.shape[1], dtype=torch.int64)
+        lib, n_items = self._lib, self.candidates.n_items
+        pointers = [build.pointer(t) for t in (positions, state.candidate_draw, self.candidates.offsets, slates)]
+        bad = build.run_chunks(lambda begin, end: lib.recoworld_take_slates(
+            begin, end, positions.shape[1], C, n_items, *pointers), B)
+        return slates if all(row < 0 for row in bad) else None
+
+    def step(self, state: WorldState, slates: torch.Tensor, response: Response, idle: torch.Tensor | None
+             ) -> tuple[dict[str, np.ndarray], torch.Tensor]:
+        """One step of the bookkeeping, in place, and the next candidates. Returns the
+        observation of the state it leaves (but the candidate features) and the slates'
+        totals ``[B, 3]``: clicks, watch time and likes (zeros where idle)."""
+        B, K = slates.shape
+        C, voiced = self.candidates.offsets.shape[1], response.instruction
+        observed = {"candidate_ids": torch.empty(B, C, dtype=torch.int64),
+                    "history_items": torch.empty_like(state.history_items),
+                    "history_feedback": torch.empty_like(state.history_feedback),
+                    "instruction": torch.empty(B, 2 * self.n_genres + 1),
+                    "session": torch.empty(B, 3)}
+        totals = torch.empty(B, 3)
+        # A plug-in simulator's response may come in other dtypes or layouts: no-ops for ours.
+        flag, number = (lambda t: t.to(torch.bool).contiguous()), (lambda t: t.to(torch.float32).contiguous())
+        tensors = {
+            "slates": slates.contiguous(), "clicked": flag(response.clicked), "liked": flag(response.liked),
+            "voiced": flag(voiced.active), "voiced_more": flag(voiced.more), "voiced_less": flag(voiced.less),
+            "left_session": flag(response.left_session), "watch": number(response.watch_fraction),
+            "voiced_novelty": voiced.novelty.to(torch.int8).contiguous(), "history_obs": observed["history_items"],
+            "candidates_obs": observed["candidate_ids"], "feedback_obs": observed["history_feedback"],
+            "instruction_obs": observed["instruction"], "session_obs": observed["session"], "totals": totals,
+        }
+        frame, lib = self._frame(state, K=K, idle=idle, stream=mix_int(self.candidate_stream), **tensors), self._lib
+        if any(build.run_chunks(lambda begin, end: lib.recoworld_world_step(begin, end, ctypes.byref(frame)), B)):
+            raise ValueError(f"the C bookkeeping handles slates of up to 256 items, got {K}: use kernel='torch'")
+        return {name: tensor.numpy() for name, tensor in observed.items()}, totals
+
+    def start(self, state: WorldState, slots: torch.Tensor, keys: torch.Tensor) -> None:
+        """Start an episode in ``slots`` (int64 ``[n]``) with random ``keys`` (int64 ``[n]``),
+        in place: no history, no instruction, counters at zero."""
+        slots, keys = slots.to(torch.int64).contiguous(), keys.to(torch.int64).contiguous()
+        frame, lib = self._frame(state), self._lib
+        build.run_chunks(lambda begin, end: lib.recoworld_world_start(
+            begin, end, build.pointer(slots), build.pointer(keys), ctypes.byref(frame)), len(slots))
+
+    def _frame(self, state: WorldState, K: int = 0, idle: torch.Tensor | None = None, stream: int = 0,
+               **tensors: torch.Tensor) -> WorldStep:
+        """The kernel's view of ``state``, with ``tensors`` (a step's slates, response and
+        observation)."""
+        s, ins, table = state, state.instruction, self.candidates
+        tensors |= {
+            "history": s.history_items, "feedback": s.history_feedback, "active": ins.active, "more": ins.more,
+            "less": ins.less, "novelty": ins.novelty, "instruction_age": s.instruction_age,
+            "session_index": s.session_index, "session_step": s.session_step, "step_count": s.step_count,
+            "key": s.key, "strides": table.strides, "draw": s.candidate_draw,
+        }
+        return WorldStep(K=K, H=s.history_items.shape[1], G=self.n_genres, C=table.offsets.shape[1],
+                         n_items=table.n_items, n_strides=len(table.offsets), candidate_stream=stream,
+                         idle=build.pointer(idle), **{name: build.pointer(t) for name, t in tensors.items()})

@@ -1,0 +1,80 @@
+"""One request's way through :class:`~recoworld.llm.base.ChatModel`'s rounds: the
+generations made so far, the validation of structured replies, and the repair turn that
+follows a reply that fails it."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from recoworld.llm.errors import StructuredOutputError
+from recoworld.llm.structured import json_schema_of, parse_reply, repair_messages, with_schema_instruction
+from recoworld.llm.types import BackendCall, ChatReply, ChatRequest, Completion
+
+
+class Generated:
+    """A completion with where it came from."""
+
+    __slots__ = ("cached", "completion", "latency_s")
+
+    def __init__(self, completion: Completion, cached: bool, latency_s: float):
+        self.completion, self.cached, self.latency_s = completion, cached, latency_s
+
+
+class Attempts:
+    """The generations made for one request so far, and the conversation of the next one."""
+
+    def __init__(self, request: ChatRequest, schema_in_prompt: bool):
+        self.request = request
+        self.json_schema = json_schema_of(request.schema) if request.schema is not None else None
+        messages = request.messages
+        if self.json_schema is not None and schema_in_prompt:
+            messages = with_schema_instruction(messages, self.json_schema)
+        self.messages = messages
+        self.generated: list[Generated] = []
+        self.errors: list[str] = []
+        self.parsed: BaseModel | None = None
+
+    @property
+    def texts(self) -> list[str]:
+        return [g.completion.text for g in self.generated]
+
+    @property
+    def n_generated(self) -> int:
+        return len(self.generated)
+
+    def next_call(self) -> BackendCall:
+        return BackendCall(self.request, self.messages, self.json_schema)
+
+    def take(self, generated: Generated, max_repairs: int) -> bool:
+        """Record a generation; True when the request needs a repair turn."""
+        self.generated.append(generated)
+        if self.request.schema is None:
+            return False
+        text = generated.completion.text
+        try:
+            self.parsed = parse_reply(text, self.request.schema)
+            return False
+        except ValueError as e:
+            self.errors.append(str(e))
+        if len(self.errors) > max_repairs:
+            return False
+        self.messages = repair_messages(self.messages, text, self.errors[-1])
+        return True
+
+    def result(self) -> ChatReply | StructuredOutputError:
+        texts = self.texts
+        if self.request.schema is not None and self.parsed is None:
+            return StructuredOutputError(
+                f"no reply validated against {self.request.schema.__name__} after {len(texts)} attempt(s); "
+                f"last error: {self.errors[-1]}; last reply: {texts[-1][:200]!r}",
+                self.request, texts, self.errors,
+            )
+        return ChatReply(
+            text=texts[-1],
+            parsed=self.parsed,
+            raw_texts=texts,
+            prompt_tokens=sum(g.completion.prompt_tokens for g in self.generated),
+            completion_tokens=sum(g.completion.completion_tokens for g in self.generated),
+            latency_s=sum(g.latency_s for g in self.generated),
+            cached=all(g.cached for g in self.generated),
+        )

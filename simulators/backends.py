@@ -1,0 +1,163 @@
+"""The two backends of :class:`~recoworld.simulators.statistical.StatisticalUsers`, chosen once.
+
+A backend starts new users in slots and steps every user of a batch, over an explicit
+:class:`~recoworld.kernels.users.UserState`:
+
+- ``start(state, slots, keys, traits)``: new users with random ``keys`` and a
+  population's ``traits`` in ``slots``;
+- ``step(state, slates, idle) -> Reactions``: one step of every user for valid
+  ``slates``, the state updated; a backend that sets ``holds_idle`` skips the slots in
+  ``idle`` (neither read nor written, zeros in their reactions).
+
+:class:`TorchUsers` is the reference: torch ops on any device, following
+:mod:`recoworld.simulators.equations`. :class:`~recoworld.kernels.users.UsersKernel` is its
+fused C port for CPU. :func:`users_backend` picks one by name; nothing else asks which.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+import torch
+
+from recoworld import rng
+from recoworld.catalog import lookup
+from recoworld.history import prepend_clicks
+from recoworld.kernels.users import ItemTables, Reactions, UserState, UsersKernel, parameters
+from recoworld.simulators import equations
+from recoworld.simulators.phrasing import S_PHRASE, phrase_codes, voice
+from recoworld.simulators.user_state import S_GAP, S_SESSION, S_STEP, new_session, start_users
+
+KERNELS = ("torch", "c")
+STREAMS = {"step": S_STEP, "gap": S_GAP, "session": S_SESSION, "phrase": S_PHRASE}
+#: ``utility(slates, features, genre_weights) -> (v, item_satiation, distance)``, each ``[B, K]``.
+Utility = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+class UsersBackend(Protocol):
+    """What :class:`~recoworld.simulators.statistical.StatisticalUsers` asks of a backend."""
+
+    holds_idle: bool
+
+    def start(self, state: UserState, slots: torch.Tensor, keys: torch.Tensor, traits) -> None: ...
+
+    def step(self, state: UserState, slates: torch.Tensor, idle: torch.Tensor | None) -> Reactions: ...
+
+
+def users_backend(kernel: str, tables: ItemTables, config, utility: Utility, device: torch.device,
+                  custom_utility: bool = False) -> UsersBackend:
+    """The backend named ``kernel`` (``"torch"`` or ``"c"``) for users of ``config``.
+
+    ``utility`` is the users' utility, which the torch backend calls; ``custom_utility``
+    says it is not the statistical users' own, which the C kernel cannot follow."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel={kernel!r}; choose one of {KERNELS}")
+    if kernel == "torch":
+        return TorchUsers(tables, config, utility)
+    if device.type != "cpu":
+        raise ValueError(f"kernel='c' runs on CPU, but device={str(device)!r}; use kernel='torch'")
+    if custom_utility:
+        raise ValueError("kernel='c' computes the utility of StatisticalUsers, which this simulator changes; "
+                         "use kernel='torch'")
+    return UsersKernel(tables, parameters(config), STREAMS)
+
+
+class TorchUsers:
+    """The reference step of statistical users in torch ops, on any device (equations in
+    :mod:`recoworld.simulators.statistical`'s docstring and
+    :mod:`recoworld.simulators.equations`)."""
+
+    holds_idle = False
+
+    def __init__(self, tables: ItemTables, config, utility: Utility):
+        self.tables, self.config, self.utility = tables, config, utility
+
+    def start(self, state: UserState, slots: torch.Tensor, keys: torch.Tensor, traits) -> None:
+        start_users(state, slots, keys, traits, self.config.initial_mindset, self.config.novelty_session_spread)
+
+    def step(self, state: UserState, slates: torch.Tensor, idle: torch.Tensor | None = None) -> Reactions:
+        c, s, B = self.config, state, slates.shape[0]
+        examined, clicked, watch, liked, rating, distance, enjoyment, boredom, u_user = self._react(s, slates)
+        u_voice, u_leave, u_return = u_user.unbind(1)
+
+        in_force = s.instruction.active.clone()
+        compliance = torch.zeros(B, device=slates.device)
+        if bool(in_force.any()):
+            rows = in_force.nonzero().flatten()
+            genres = lookup(self.tables.genres, slates[rows])  # [R, K, G]
+            compliance[rows] = equations.instruction_compliance(s.instruction.select(rows), genres,
+                                                                distance[rows] > 1.0, c.more_share)
+        quality = equations.step_quality(enjoyment, compliance, in_force, c)
+        s.satisfaction = equations.mindset_update(s.satisfaction, quality, c)
+        s.session_step += 1
+        # How the session went, for the return decision: the running mean of its steps' quality.
+        s.session_memory = equations.session_memory_update(s.session_memory, quality, s.session_step)
+        hazard = equations.leave_hazard(s.satisfaction, boredom, s.session_step, s.patience, c)
+        s.instruction_steps_left, s.instruction.active = equations.instruction_countdown(
+            s.instruction_steps_left, in_force, s.instruction.active)
+        speaks, leaves = equations.voice_or_leave(hazard, s.instruction.active, u_voice, u_leave, c)
+        voiced = voice(s, self.tables, speaks, c.instruction_satiation, c.instruction_steps)
+        returned, gap = self._leave(s, leaves, u_return)
+        s.counter += 1
+        # The phrasing is drawn after the step's count, as the C kernel draws it.
+        return Reactions(examined, clicked, watch, liked, rating, in_force, leaves, returned, compliance, hazard, gap,
+                         voiced, phrase_codes(voiced, s.key, s.counter))
+
+    def _react(self, s: UserState, slates: torch.Tensor):
+        """The per-item part of a step: the reactions ``[B, K]`` (cascade examination,
+        clicks, watch, likes, ratings), distance ``[B, K]``, the step's enjoyment and boredom
+        ``[B]``, its per-user uniforms ``[B, 3]``, and the satiation, interest, familiarity
+        and click-history updates."""
+        c, t = self.config, self.tables
+        B, K = slates.shape
+        feats, weights = lookup(t.features, slates), lookup(t.genre_weights, slates)
+
+        # All of this step's draws in one hash pass: 4 per position, 3 per user.
+        u = rng.uniform(s.key, s.counter, S_STEP, 4 * K + 3)
+        u_click, u_continue, u_watch, u_like = u[:, : 4 * K].view(B, 4, K).unbind(1)
+
+        v, item_satiation, distance = self.utility(slates, feats, weights)
+        click_draw = u_click < torch.sigmoid(v)
+        go_on = u_continue < s.patience[:, None] * torch.where(click_draw, c.continue_after_click, 1.0)
+        go_on[:, -1] = True  # shifted out below: examination of k+1 depends on positions <= k
+        examined = torch.cumprod(go_on.roll(1, 1).to(torch.uint8), 1).bool()
+        clicked = click_draw & examined
+        clicked_f = clicked.float()
+        # One logistic noise (logit of a uniform) drives both watch and rating: a user who
+        # watched more of an item than its utility predicts also rates it higher.
+        noise = torch.logit(u_watch)
+        watch = torch.sigmoid(v + 1.0 + 0.45 * noise) * clicked_f
+        liked = clicked & (u_like < torch.sigmoid(2.0 * v - 1.0))
+        level = c.rating_center + c.rating_slope * v + s.rating_bias[:, None]
+        if c.rating_quality:
+            level = level + c.rating_quality * lookup(t.quality, slates)
+        rating = (torch.round(level + c.rating_noise * noise).clamp_(1, 5) * clicked_f).to(torch.int8)
+        enjoyment = equations.step_enjoyment(clicked_f, rating)
+
+        examined_f = examined.float()
+        boredom = equations.boredom(examined_f, item_satiation)
+        exposure = equations.genre_exposure(examined_f, clicked_f, watch, weights)
+        s.satiation = equations.satiation_build_up(s.satiation, exposure, c)
+        consumed = equations.consumption(clicked_f, watch, feats)
+        s.interest = equations.interest_drift(s.interest, consumed, c)
+        s.familiar = equations.familiarity_update(s.familiar, consumed, clicked, c)
+        (s.recent_clicks,) = prepend_clicks(s.recent_clicks, slates, clicked)
+        return examined, clicked, watch, liked, rating, distance, enjoyment, boredom, u[:, 4 * K:]
+
+    def _leave(self, s: UserState, leaves: torch.Tensor, u_return: torch.Tensor):
+        """Decide who of the leavers returns and after how long; start the next session of
+        those who do."""
+        c = self.config
+        if not bool(leaves.any()):
+            return torch.zeros_like(leaves), torch.where(leaves, torch.inf, 0.0)
+        u_gap = rng.uniform(s.key, s.counter, S_GAP, 1)[:, 0]
+        returned, gap = equations.return_decision(leaves, s.session_memory, s.activity, u_return, u_gap, c)
+        s.churned |= leaves & ~returned
+        if bool(returned.any()):
+            slots = returned.nonzero().flatten()
+            s.satiation[slots] = equations.satiation_recovery(s.satiation[slots], gap[slots], c)
+            s.satisfaction[slots] = equations.mindset_after_break(s.satisfaction[slots], c.initial_mindset)
+            s.session_index[slots] += 1
+            s.session_step[slots] = 0
+            new_session(s, slots, c.novelty_session_spread)
+        return returned, gap

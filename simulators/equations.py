@@ -1,0 +1,356 @@
+r"""The user equations: how a simulated user's state moves, once, for every kind of user.
+
+Every kind of user — :class:`~recoworld.simulators.statistical.StatisticalUsers` (and its
+C kernel, which ports these formulas), :class:`~recoworld.simulators.llm_user.LLMUsers` and
+:class:`~recoworld.simulators.hybrid.HybridUsers` — moves its state with the functions of
+this module. They are pure: tensors in, tensors out, no state and no randomness of their
+own (a uniform draw comes in as an argument, drawn by the caller from its user's stream of
+:mod:`recoworld.rng`). The parameters are read by name from a
+:class:`~recoworld.simulators.statistical.StatisticalUserConfig` (any object with the same
+attributes will do, see :class:`UserEquationsConfig`).
+
+Notation: user :math:`b` (the leading dimension of every tensor), slate position
+:math:`k`, genre :math:`g`; :math:`e_k` examined, :math:`c_k` clicked, :math:`\omega_k`
+watch fraction, :math:`f_k` the item's unit features, :math:`w_{kg}` its genre weights
+(summing to 1 over its genres).
+
+**One step** (after the slate's reactions):
+
+1. exposure :math:`x_g` and satiation build-up (:func:`genre_exposure`,
+   :func:`satiation_build_up`); consumption, interest drift and familiarity
+   (:func:`consumption`, :func:`interest_drift`, :func:`familiarity_update`);
+2. the step's enjoyment :math:`j` and quality :math:`\bar q` (:func:`step_enjoyment`,
+   :func:`step_quality`), with the compliance of the slate with the instruction in force
+   (:func:`instruction_compliance`, measured on the distance of
+   :func:`distance_from_familiar`);
+3. mindset :math:`m` and session memory :math:`M` (:func:`mindset_update`,
+   :func:`session_memory_update`);
+4. the leave hazard :math:`h` (:func:`leave_hazard`, with :func:`boredom`), the countdown
+   of the instruction in force (:func:`instruction_countdown`), and the decision to voice
+   an instruction or to leave (:func:`voice_or_leave`);
+5. for leavers, whether they return and after how long (:func:`return_decision`, from
+   :func:`return_probability`, :func:`mean_return_gap` and :func:`return_gap`); a
+   returning user's satiation recovers over the gap (:func:`satiation_recovery`) and its
+   mindset regresses towards its baseline (:func:`mindset_after_break`).
+
+It is the session memory :math:`M` — how the session went as a whole — that decides the
+return, not the mindset of the moment of leaving: users leave when their mindset dips,
+whoever served them, so the mindset at leaving varies little between recommenders, while
+how the session went does.
+
+An LLM user follows the same rule: its model decides what it does within a step (its
+reactions, the satisfaction it states, whether it leaves, what it says), and the equations
+carry the rest — session memory, return and gap, the instruction's countdown and
+compliance, familiarity.
+
+Each function computes with the same torch operations, in the same order, as the
+reference step of the statistical users, so that its result is bit-for-bit theirs.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from recoworld.types import Instruction
+
+
+class UserEquationsConfig(Protocol):
+    """The parameters the equations read (the fields of the same names of
+    :class:`~recoworld.simulators.statistical.StatisticalUserConfig`, which documents them)."""
+
+    satiation_rate: float
+    satiation_decay: float
+    satiation_recovery_days: float
+    interest_drift: float
+    familiarity_rate: float
+    mindset_rate: float
+    compliance_weight: float
+    leave_base: float
+    leave_mindset: float
+    leave_boredom: float
+    leave_length: float
+    leave_patience: float
+    return_base: float
+    return_mindset: float
+    gap_days: float
+    instruction_threshold: float
+    voice_probability: float
+
+
+# ------------------------------------------------------------------ satiation
+def genre_exposure(examined: torch.Tensor, clicked: torch.Tensor, watch: torch.Tensor,
+                   genre_weights: torch.Tensor) -> torch.Tensor:
+    r"""Exposure-and-consumption of each genre in one step, ``[B, G]`` (before capping):
+
+    .. math:: x_g = \sum_k e_k\, w_{kg}\,(0.2 + 0.8\, c_k\, \omega_k)
+
+    Seeing an item wears a genre a little, watching it wears it more.
+
+    Args:
+        examined, clicked: float ``[B, K]`` (0/1).
+        watch: watch fractions ``[B, K]``.
+        genre_weights: ``[B, K, G]``.
+    """
+    return torch.bmm((examined * (0.2 + 0.8 * clicked * watch))[:, None, :], genre_weights)[:, 0]
+
+
+def satiation_build_up(satiation: torch.Tensor, exposure: torch.Tensor, config: UserEquationsConfig) -> torch.Tensor:
+    r"""Satiation ``[B, G]`` after one step of exposure :math:`x` (:func:`genre_exposure`):
+
+    .. math:: s \leftarrow (1-\delta)\,s + \eta_s\,(1-s)\,\min(1, x)
+
+    with :math:`\delta` = ``satiation_decay`` and :math:`\eta_s` = ``satiation_rate``; it
+    stays in :math:`[0, 1]` when it starts there (both rates in :math:`[0, 1]`)."""
+    c = config
+    return (1 - c.satiation_decay) * satiation + c.satiation_rate * (1 - satiation) * exposure.clamp(max=1.0)
+
+
+def satiation_recovery(satiation: torch.Tensor, gap: torch.Tensor, config: UserEquationsConfig) -> torch.Tensor:
+    r"""Satiation ``[R, G]`` after a break of ``gap`` ``[R]`` days between sessions:
+
+    .. math:: s \leftarrow s\, e^{-\text{gap}/\tau}
+
+    with :math:`\tau` = ``satiation_recovery_days``: it decays towards 0 with the gap."""
+    return satiation * torch.exp(-gap / config.satiation_recovery_days)[:, None]
+
+
+def boredom(examined: torch.Tensor, item_satiation: torch.Tensor) -> torch.Tensor:
+    r"""Boredom ``[B]``: the mean satiation of the examined items' genres,
+    :math:`\sum_k e_k \langle s, w_k\rangle / \sum_k e_k`.
+
+    Args:
+        examined: float ``[B, K]`` (0/1; position 1 is always examined).
+        item_satiation: :math:`\langle s, w_k\rangle` ``[B, K]``.
+    """
+    return (examined * item_satiation).sum(1) / examined.sum(1)
+
+
+# --------------------------------------------------- interest and familiarity
+def consumption(clicked: torch.Tensor, watch: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    r"""What the step consumed in feature space ``[B, D]``: :math:`\sum_k c_k \omega_k f_k`.
+
+    Args:
+        clicked: float ``[B, K]`` (0/1).
+        watch: watch fractions ``[B, K]``.
+        features: ``[B, K, D]``.
+    """
+    return torch.bmm((clicked * watch)[:, None, :], features)[:, 0]
+
+
+def interest_drift(interest: torch.Tensor, consumed: torch.Tensor, config: UserEquationsConfig) -> torch.Tensor:
+    r"""Interest ``[B, D]`` drifting towards what was consumed (:func:`consumption`):
+    :math:`u \leftarrow \mathrm{normalize}(u + \eta_u \sum_k c_k\omega_k f_k)`,
+    :math:`\eta_u` = ``interest_drift``."""
+    return torch.nn.functional.normalize(interest + config.interest_drift * consumed, dim=1)
+
+
+def familiarity_update(familiar: torch.Tensor, consumed: torch.Tensor, clicked: torch.Tensor,
+                       config: UserEquationsConfig) -> torch.Tensor:
+    r"""The user's recent consumption :math:`h` ``[B, D]`` (a unit vector), against which
+    novelty is measured; it moves only on a step with a click:
+
+    .. math::
+
+        h \leftarrow \mathrm{normalize}\big((1-\phi)\,h
+                     + \phi\,\mathrm{normalize}(\textstyle\sum_k c_k\omega_k f_k)\big)
+
+    with :math:`\phi` = ``familiarity_rate``.
+
+    Args:
+        familiar: :math:`h` ``[B, D]``.
+        consumed: :func:`consumption` ``[B, D]``.
+        clicked: bool ``[B, K]``.
+    """
+    phi = config.familiarity_rate
+    moved = (1 - phi) * familiar + phi * torch.nn.functional.normalize(consumed, dim=1)
+    return torch.where(clicked.any(1, keepdim=True), torch.nn.functional.normalize(moved, dim=1), familiar)
+
+
+def distance_from_familiar(features: torch.Tensor, familiar: torch.Tensor) -> torch.Tensor:
+    r"""Distance ``[B, K]`` of items from the user's recent consumption,
+    :math:`d_k = 1 - \langle h, f_k\rangle \in [0, 2]`; an item with :math:`d_k > 1` is
+    novel to the user.
+
+    Args:
+        features: ``[B, K, D]`` unit features.
+        familiar: :math:`h` ``[B, D]``.
+    """
+    return 1.0 - torch.bmm(features, familiar[:, :, None])[..., 0]
+
+
+# -------------------------------------------------- quality, mindset, memory
+def step_enjoyment(clicked: torch.Tensor, rating: torch.Tensor) -> torch.Tensor:
+    r"""The step's enjoyment ``[B]``: the mean of :math:`(\text{rating}_k - 1)/4` over the
+    :math:`n` clicked items, 0 when nothing was clicked:
+
+    .. math:: j = \frac{\sum_k c_k (\text{rating}_k - 1)}{4 \max(1, n)}
+
+    The user's own judgement after watching, not the click.
+
+    Args:
+        clicked: float ``[B, K]`` (0/1).
+        rating: ratings 1..5 ``[B, K]`` (any dtype; read where clicked).
+    """
+    n_clicks = clicked.sum(1)
+    return (clicked * (rating.float() - 1)).sum(1) / (4 * n_clicks.clamp(min=1))
+
+
+def step_quality(enjoyment: torch.Tensor, compliance: torch.Tensor, in_force: torch.Tensor,
+                 config: UserEquationsConfig) -> torch.Tensor:
+    r"""The step's quality ``[B]``:
+
+    .. math:: \bar q = \mathrm{clip}\big(j + \kappa_c(\text{compliance} - 0.5),\ 0,\ 1\big)
+
+    for users with an instruction in force (``in_force``), :math:`\mathrm{clip}(j, 0, 1)`
+    for the others; :math:`\kappa_c` = ``compliance_weight``.
+
+    Args:
+        enjoyment: :math:`j` ``[B]`` (:func:`step_enjoyment`).
+        compliance: ``[B]`` (:func:`instruction_compliance`; read where in force).
+        in_force: bool ``[B]``.
+    """
+    followed = enjoyment + config.compliance_weight * (compliance - 0.5)
+    return torch.where(in_force, followed, enjoyment).clamp(0, 1)
+
+
+def mindset_update(mindset: torch.Tensor, quality: torch.Tensor, config: UserEquationsConfig) -> torch.Tensor:
+    r"""Mindset ``[B]`` after a step of quality :math:`\bar q`:
+    :math:`m \leftarrow (1-\lambda)\,m + \lambda\,\bar q`, :math:`\lambda` = ``mindset_rate``."""
+    return (1 - config.mindset_rate) * mindset + config.mindset_rate * quality
+
+
+def mindset_after_break(mindset: torch.Tensor, baseline: float) -> torch.Tensor:
+    r"""Mindset of a returning user at the start of its next session: halfway back to its
+    baseline, :math:`m \leftarrow \tfrac12 m + \tfrac12 m_0` (:math:`m_0` the initial
+    mindset)."""
+    return 0.5 * mindset + 0.5 * baseline
+
+
+def session_memory_update(memory: torch.Tensor, quality: torch.Tensor, session_step: torch.Tensor) -> torch.Tensor:
+    r"""Session memory ``[B]`` after the step numbered ``session_step`` (1 for the first of
+    the session):
+
+    .. math:: M \leftarrow M + (\bar q - M)/t_{\text{session}}
+
+    the mean step quality of the session so far — how the session went, remembered for the
+    return (:func:`return_decision`)."""
+    return memory + (quality - memory) / session_step
+
+
+# ------------------------------------------------------------------- leaving
+def leave_hazard(mindset: torch.Tensor, boredom: torch.Tensor, session_step: torch.Tensor, patience: torch.Tensor,
+                 config: UserEquationsConfig) -> torch.Tensor:
+    r"""Leave hazard ``[B]``:
+
+    .. math:: h = \sigma\big(h_0 + h_m(0.5 - m) + h_b\,\text{boredom} + h_\ell\,t_{\text{session}}
+              - h_\gamma(\gamma - 0.75)\big)
+
+    (``leave_base``, ``leave_mindset``, ``leave_boredom``, ``leave_length``,
+    ``leave_patience``): it rises with boredom and session length, falls with the mindset
+    and the user's patience :math:`\gamma`."""
+    c = config
+    return torch.sigmoid(
+        c.leave_base + c.leave_mindset * (0.5 - mindset) + c.leave_boredom * boredom
+        + c.leave_length * session_step - c.leave_patience * (patience - 0.75)
+    )
+
+
+def instruction_countdown(steps_left: torch.Tensor, in_force: torch.Tensor,
+                          active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """An instruction stays in force for ``instruction_steps`` steps: the steps left
+    ``[B]`` after a step shown under the instruction in force (``in_force``), and whether it
+    is still in force (``active`` and steps left)."""
+    steps_left = steps_left - in_force.long()
+    return steps_left, active & (steps_left > 0)
+
+
+def voice_or_leave(hazard: torch.Tensor, instruction_active: torch.Tensor, u_voice: torch.Tensor,
+                   u_leave: torch.Tensor, config: UserEquationsConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Who voices an instruction and who leaves, ``([B], [B])`` bool.
+
+    A user whose hazard exceeds ``instruction_threshold`` senses they are about to leave:
+    with probability ``voice_probability`` (if no instruction is in force,
+    ``instruction_active`` false) they voice an instruction and stay; otherwise they leave
+    with probability :math:`h`.
+
+    Args:
+        hazard: :math:`h` ``[B]`` (:func:`leave_hazard`).
+        instruction_active: bool ``[B]``, after :func:`instruction_countdown`.
+        u_voice, u_leave: uniform draws ``[B]`` in :math:`[0, 1)`.
+    """
+    speaks = (hazard > config.instruction_threshold) & ~instruction_active & (u_voice < config.voice_probability)
+    leaves = ~speaks & (u_leave < hazard)
+    return speaks, leaves
+
+
+# ----------------------------------------------------------------- returning
+def return_probability(session_memory: torch.Tensor, activity: torch.Tensor,
+                       config: UserEquationsConfig) -> torch.Tensor:
+    r"""Probability ``[B]`` that a user who leaves comes back:
+    :math:`\sigma(r_0 + r_m(M - 0.5) + \log a)` (``return_base``, ``return_mindset``), with
+    :math:`M` the session memory and :math:`a` the activity trait; it increases with both."""
+    c = config
+    return torch.sigmoid(c.return_base + c.return_mindset * (session_memory - 0.5) + torch.log(activity))
+
+
+def mean_return_gap(session_memory: torch.Tensor, activity: torch.Tensor, config: UserEquationsConfig) -> torch.Tensor:
+    r"""Mean gap ``[B]`` in days before a returning user's next session:
+    ``gap_days`` :math:`/\,(a\,(0.5 + M))` — shorter for active users and good sessions."""
+    return config.gap_days / (activity * (0.5 + session_memory))
+
+
+def return_gap(mean_gap: torch.Tensor, u_gap: torch.Tensor) -> torch.Tensor:
+    r"""The gap ``[B]`` drawn from an exponential of mean ``mean_gap`` by inversion of the
+    uniform ``u_gap`` in :math:`(0, 1)`: :math:`-\bar g \log u`."""
+    return -mean_gap * torch.log(u_gap)
+
+
+def return_decision(leaves: torch.Tensor, session_memory: torch.Tensor, activity: torch.Tensor,
+                    u_return: torch.Tensor, u_gap: torch.Tensor,
+                    config: UserEquationsConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Who of the leavers returns, and the gap ``([B] bool, [B] days)``: a leaver returns
+    when ``u_return`` :math:`<` :func:`return_probability`, after :func:`return_gap` of
+    :func:`mean_return_gap` days; a leaver who does not return churns (gap :math:`\infty`);
+    a user who stays has gap 0.
+
+    Args:
+        leaves: bool ``[B]``.
+        session_memory: :math:`M` ``[B]`` (:func:`session_memory_update`).
+        activity: :math:`a` ``[B]``.
+        u_return, u_gap: uniform draws ``[B]``, ``u_gap`` in :math:`(0, 1)`.
+    """
+    gap = torch.where(leaves, torch.inf, 0.0)
+    returned = leaves & (u_return < return_probability(session_memory, activity, config))
+    gap = torch.where(returned, return_gap(mean_return_gap(session_memory, activity, config), u_gap), gap)
+    return returned, gap
+
+
+# -------------------------------------------------------------- instructions
+def instruction_compliance(instruction: Instruction, genres: torch.Tensor, novel: torch.Tensor,
+                           more_share: float) -> torch.Tensor:
+    """Compliance ``[R]`` of slates with instructions: the mean of the applicable parts —
+    share of items outside ``less``, share of items in ``more`` relative to ``more_share``
+    (capped at 1), share of ``novel`` items for ``novelty=+1`` or of familiar ones for
+    ``-1``; 0 for an instruction with no part.
+
+    Args:
+        instruction: ``R`` instructions.
+        genres: bool ``[R, K, G]`` genres of the slates' items.
+        novel: bool ``[R, K]`` items far from the user's recent consumption
+            (:func:`distance_from_familiar` above 1).
+        more_share: the share of ``more`` items that counts as full compliance.
+    """
+    has_less, has_more = instruction.less.any(1), instruction.more.any(1)
+    in_less = (genres & instruction.less[:, None, :]).any(-1).float().mean(1)
+    in_more = (genres & instruction.more[:, None, :]).any(-1).float().mean(1)
+    share_novel = novel.float().mean(1)
+    wants = instruction.novelty.float()
+    parts = torch.stack([
+        torch.where(has_less, 1.0 - in_less, 0.0),
+        torch.where(has_more, (in_more / more_share).clamp(max=1.0), 0.0),
+        torch.where(wants > 0, share_novel, torch.where(wants < 0, 1.0 - share_novel, 0.0)),
+    ], 1)
+    count = torch.stack([has_less, has_more, wants != 0], 1).float().sum(1)
+    return parts.sum(1) / count.clamp_min(1.0)

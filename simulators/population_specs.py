@@ -1,0 +1,132 @@
+"""Population specs: which fitted users a calibrated population draws, and how often.
+
+A spec maps a column of the fitted users' table to a condition (the table is in
+:mod:`recoworld.simulators.calibrated`'s docstring): a value, a list of values, a numeric
+range ``[low, high]``, a level (``low``, ``medium``, ``high``: tertiles of the column) or a
+distribution ``{value: share}``. :func:`select` turns a spec into the eligible users and
+their sampling weights; a spec that leaves no user raises ``ValueError`` naming the
+condition that emptied it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+LEVELS = ("low", "medium", "high")
+
+
+def select(users: pd.DataFrame, spec: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Eligible users (bool mask) and their sampling weights for a population ``spec``.
+
+    Filters apply first; each distribution then weights the users left so that its
+    categories get their shares (exactly for one distribution; with several, each user's
+    weight is the product of theirs).
+    """
+    for name in spec:
+        if name not in users.columns:
+            raise ValueError(f"population spec names column {name!r}; the fitted users have "
+                             f"{', '.join(users.columns)}")
+    eligible = np.ones(len(users), dtype=bool)
+    weight = np.ones(len(users))
+    applied: list[str] = []
+    filters = [(n, c) for n, c in spec.items() if not isinstance(c, Mapping)]
+    distributions = [(n, c) for n, c in spec.items() if isinstance(c, Mapping)]
+    for name, condition in filters + distributions:
+        column = users[name]
+        if isinstance(condition, Mapping):
+            mask, w = _distribution(name, column, condition, eligible, spec)
+            weight *= w
+        else:
+            mask = _condition(name, column, condition)
+        before = int(eligible.sum())
+        eligible &= mask
+        applied.append(_describe(name, condition))
+        if not eligible.any():
+            raise ValueError(
+                f"no fitted user matches the population spec {dict(spec)}: {' and '.join(applied)} leaves 0 of "
+                f"the {len(users)} users ({before} were left before {applied[-1]}); {_range_hint(name, column)}")
+    return eligible, weight
+
+
+def _numeric(column: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(column)
+
+
+def _level_mask(name: str, column: pd.Series, level: str) -> np.ndarray:
+    if not _numeric(column):
+        raise ValueError(f"level {level!r} applies to numeric columns; {name!r} holds text")
+    low, high = np.quantile(column.to_numpy(dtype=np.float64), [1 / 3, 2 / 3])
+    x = column.to_numpy(dtype=np.float64)
+    return {"low": x <= low, "medium": (x > low) & (x <= high), "high": x > high}[level]
+
+
+def _condition(name: str, column: pd.Series, condition) -> np.ndarray:
+    if isinstance(condition, str) and condition in LEVELS and _numeric(column):
+        return _level_mask(name, column, condition)
+    if isinstance(condition, Sequence) and not isinstance(condition, str):
+        values = list(condition)
+        if _numeric(column) and len(values) == 2 and all(v is None or isinstance(v, (int, float)) for v in values):
+            low = -math.inf if values[0] is None else values[0]
+            high = math.inf if values[1] is None else values[1]
+            if low > high:
+                raise ValueError(f"population spec {name}: [{low}, {high}] is an empty range (low > high)")
+            x = column.to_numpy(dtype=np.float64)
+            return (x >= low) & (x <= high)
+        if _numeric(column):
+            raise ValueError(f"population spec {name}: {values!r}; give a numeric column a range [low, high] "
+                             "(None for an open end), a level (low, medium, high) or a value")
+        _check_values(name, column, values)
+        return column.isin(values).to_numpy()
+    if not _numeric(column):
+        _check_values(name, column, [condition])
+    return (column == condition).to_numpy()
+
+
+def _check_values(name: str, column: pd.Series, values) -> None:
+    known = set(column.unique())
+    unknown = [v for v in values if v not in known]
+    if unknown:
+        raise ValueError(f"population spec {name}: no fitted user has {unknown[0]!r}; "
+                         f"the values are {', '.join(map(str, sorted(known)))}")
+
+
+def _distribution(name: str, column: pd.Series, shares: Mapping, eligible: np.ndarray,
+                  spec: Mapping) -> tuple[np.ndarray, np.ndarray]:
+    """Mask of users in the named categories and weights giving each category its share."""
+    total = sum(float(s) for s in shares.values())
+    if total <= 0 or any(float(s) < 0 for s in shares.values()):
+        raise ValueError(f"population spec {name}: shares {dict(shares)} must be >= 0 with a positive sum")
+    mask = np.zeros(len(column), dtype=bool)
+    weight = np.zeros(len(column))
+    for category, share in shares.items():
+        members = _condition(name, column, category)
+        count = int((members & eligible).sum())
+        if count == 0 and float(share) > 0:
+            raise ValueError(f"no fitted user matches the population spec {dict(spec)}: {name} has share {share} "
+                             f"for {category!r}, but no user left by the other conditions has it; "
+                             f"{_range_hint(name, column)}")
+        if count:
+            weight[members] = float(share) / total / count
+            mask |= members
+    return mask, np.where(mask, weight, 0.0) * len(column)
+
+
+def _describe(name: str, condition) -> str:
+    if isinstance(condition, Mapping):
+        return f"{name} in {list(condition)}"
+    if isinstance(condition, Sequence) and not isinstance(condition, str):
+        return f"{name} in {list(condition)}"
+    return f"{name} = {condition!r}"
+
+
+def _range_hint(name: str, column: pd.Series) -> str:
+    if _numeric(column):
+        x = column.to_numpy(dtype=np.float64)
+        return f"{name} ranges from {x.min():.4g} to {x.max():.4g}"
+    counts = column.value_counts()
+    return f"{name} takes the values " + ", ".join(f"{k} ({v})" for k, v in counts.items())

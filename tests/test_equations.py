@@ -1,0 +1,222 @@
+"""The user equations (recoworld.simulators.equations): their invariants, and every kind of
+user deciding by them alike.
+
+The LLM users run against a ScriptedChatModel (no network, no model): the script plays a
+user whose stated satisfaction and leaving are chosen by the test.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from recoworld import rng
+from recoworld.catalog import Catalog
+from recoworld.llm import ScriptedChatModel
+from recoworld.simulators import equations
+from recoworld.simulators.llm_user import S_RETURN, LLMUsers
+from recoworld.simulators.statistical import StatisticalUserConfig, StatisticalUsers
+from recoworld.simulators.user_state import S_GAP
+from recoworld.types import Instruction
+
+CONFIG = StatisticalUserConfig()
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return Catalog.synthetic(120, n_genres=5, seed=0)
+
+
+def statistical_return_decision(users: StatisticalUsers, leaves: torch.Tensor, u_return: torch.Tensor):
+    """The statistical users' own return decision on their current state: their torch
+    backend's, which draws the gap from the users' gap stream."""
+    return users.backend._leave(users.state, leaves, u_return)
+
+
+def scripted_user(stars_by_step: dict[int, int], leave_at: int):
+    """A model that skips everything, states ``stars_by_step[step]`` (steps from 1, as the
+    prompt numbers them) and leaves at step ``leave_at``."""
+    def answer(call):
+        step = int(re.search(r"step (\d+)\.", call.messages[1]["content"]).group(1))
+        ids = call.json_schema["properties"]["reactions"]["required"]
+        return json.dumps({"reactions": {i: {"action": "skip", "reason": "meh"} for i in ids}, "mindset": "So-so.",
+                           "satisfaction": stars_by_step[step], "leave": step == leave_at, "instruction": None})
+    return answer
+
+
+# ------------------------------------------------------------- one rule, every user
+
+def test_llm_and_statistical_users_decide_returns_alike_on_the_same_state(catalog):
+    """Same users (seeds), same session memory and activity, same leavers and uniform draws:
+    the same users return, after the same gaps."""
+    B = 256
+    gen = torch.Generator().manual_seed(1)
+    memory, activity = torch.rand(B, generator=gen), 0.2 + 3 * torch.rand(B, generator=gen)
+    leaves, u_return = torch.rand(B, generator=gen) < 0.7, torch.rand(B, generator=gen)
+
+    statistical = StatisticalUsers(catalog)
+    statistical.reset(B, seed=list(range(100, 100 + B)))
+    statistical.session_memory, statistical.activity = memory.clone(), activity.clone()
+    u_gap = rng.uniform(statistical.key, statistical.counter, S_GAP, 1)[:, 0]  # the statistical users' gap draw
+    expected_returned, expected_gap = statistical_return_decision(statistical, leaves, u_return)
+
+    llm = LLMUsers(catalog, ScriptedChatModel(scripted_user({1: 3}, leave_at=1)))
+    llm.reset(B, seed=list(range(100, 100 + B)))
+    llm.session_memory, llm.twin.activity = memory.clone(), activity.clone()
+    returned, gap = llm.return_decision(leaves, u_return, u_gap)
+
+    assert torch.equal(returned, expected_returned) and torch.equal(gap, expected_gap)
+    assert 0 < int(returned.sum()) < int(leaves.sum())  # both outcomes occur
+
+
+def test_llm_users_return_on_the_session_memory_not_the_last_satisfaction(catalog):
+    """A session stated 5, 1, 3 and then 2 stars (leaving): the return is decided on the
+    mean of the four, by the statistical users' equation, with the user's own draws."""
+    stars = {1: 5, 2: 1, 3: 3, 4: 2}
+    B = 64
+    sim = LLMUsers(catalog, ScriptedChatModel(scripted_user(stars, leave_at=4)))
+    sim.reset(B, seed=0)
+    slates = torch.arange(4).repeat(B, 1)
+    for _ in range(3):
+        assert not sim.respond(slates).left_session.any()
+    counter, activity = sim.counter.clone(), sim.twin.activity.clone()
+    last = sim.respond(slates)
+    mean = torch.full((B,), (1.0 + 0.0 + 0.5 + 0.25) / 4)
+    assert sim.session_memory.tolist() == pytest.approx(mean.tolist())
+    u = rng.uniform(sim.twin.key, counter, S_RETURN, 2)
+    returned, gap = equations.return_decision(last.left_session, mean, activity, u[:, 0], u[:, 1], sim.twin.config)
+    assert last.left_session.all()
+    assert torch.equal(last.returned, returned) and torch.allclose(last.return_gap, gap)
+    on_last = equations.return_probability(torch.full((B,), 0.25), activity, CONFIG)
+    assert bool((equations.return_probability(mean, activity, CONFIG) > on_last).all())
+    assert torch.equal(sim.session_step, torch.where(returned, 0, 4))
+
+
+# ------------------------------------------------------------------- invariants
+
+def test_satiation_stays_in_the_unit_interval():
+    gen = torch.Generator().manual_seed(0)
+    satiation = torch.rand(1000, 6, generator=gen)
+    for rate, decay in ((0.5, 0.05), (1.0, 0.0), (1.0, 1.0), (0.0, 0.0)):
+        config = StatisticalUserConfig(satiation_rate=rate, satiation_decay=decay)
+        s = satiation
+        for _ in range(20):
+            s = equations.satiation_build_up(s, 3 * torch.rand(1000, 6, generator=gen), config)
+            assert bool(((s >= 0) & (s <= 1)).all())
+
+
+def test_exposure_wears_a_watched_genre_more_than_a_seen_one():
+    weights = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
+    exposure = equations.genre_exposure(torch.ones(1, 2), torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0]]),
+                                        weights)
+    assert exposure[0].tolist() == pytest.approx([1.0, 0.2])
+
+
+def test_satiation_recovers_towards_zero_with_the_gap():
+    satiation = torch.full((5, 3), 0.8)
+    gaps = torch.tensor([0.0, 1.0, 3.0, 10.0, 1000.0])
+    recovered = equations.satiation_recovery(satiation, gaps, CONFIG)[:, 0]
+    assert recovered[0] == pytest.approx(0.8) and recovered[-1] == pytest.approx(0.0, abs=1e-6)
+    assert bool((recovered[1:] < recovered[:-1]).all())
+
+
+def test_leave_hazard_rises_with_boredom_and_length_and_falls_with_mindset_and_patience():
+    grid = torch.linspace(0, 1, 11)
+    ones = torch.ones(11)
+    def hazard(mindset=0.5 * ones, boredom=0.3 * ones, step=3 * ones, patience=0.8 * ones):
+        return equations.leave_hazard(mindset, boredom, step, patience, CONFIG)
+    assert bool((hazard(boredom=grid).diff() > 0).all())
+    assert bool((hazard(step=torch.arange(11.0)).diff() > 0).all())
+    assert bool((hazard(mindset=grid).diff() < 0).all())
+    assert bool((hazard(patience=grid).diff() < 0).all())
+    assert bool(((hazard(boredom=grid) > 0) & (hazard(boredom=grid) < 1)).all())
+
+
+def test_a_user_who_speaks_stays_and_nobody_speaks_over_an_instruction_in_force():
+    gen = torch.Generator().manual_seed(2)
+    hazard, u_voice, u_leave = (torch.rand(2000, generator=gen) for _ in range(3))
+    active = torch.rand(2000, generator=gen) < 0.3
+    speaks, leaves = equations.voice_or_leave(hazard, active, u_voice, u_leave, CONFIG)
+    assert not (speaks & leaves).any() and not (speaks & active).any()
+    assert not (speaks & (hazard <= CONFIG.instruction_threshold)).any()
+    assert torch.equal(leaves, ~speaks & (u_leave < hazard))
+    assert speaks.any() and leaves.any()
+
+
+def test_return_probability_rises_with_memory_and_activity_and_good_sessions_come_back_sooner():
+    memory = torch.linspace(0, 1, 11)
+    for activity in (0.3, 1.0, 3.0):
+        a = torch.full((11,), activity)
+        assert bool((equations.return_probability(memory, a, CONFIG).diff() > 0).all())
+        assert bool((equations.mean_return_gap(memory, a, CONFIG).diff() < 0).all())
+    activity = torch.linspace(0.2, 4, 11)
+    assert bool((equations.return_probability(torch.full((11,), 0.5), activity, CONFIG).diff() > 0).all())
+
+
+def test_return_decision_gives_zero_gap_to_stayers_infinity_to_churners():
+    leaves = torch.tensor([False, True, True, True])
+    returned, gap = equations.return_decision(leaves, torch.full((4,), 0.5), torch.ones(4),
+                                              torch.tensor([0.0, 0.0, 0.999999, 0.5]), torch.full((4,), 0.5), CONFIG)
+    assert returned.tolist() == [False, True, False, True]
+    assert gap[0] == 0 and torch.isinf(gap[2])
+    mean = CONFIG.gap_days / (1.0 * (0.5 + 0.5))
+    assert gap[[1, 3]].tolist() == pytest.approx([mean * torch.log(torch.tensor(2.0)).item()] * 2)
+
+
+def test_session_memory_is_the_running_mean_of_step_quality():
+    qualities = torch.tensor([[0.9, 0.1], [0.2, 0.3], [0.7, 0.8], [0.0, 1.0]])
+    memory = torch.full((2,), 0.6)  # the initial value is forgotten at the first step
+    for t, quality in enumerate(qualities, start=1):
+        memory = equations.session_memory_update(memory, quality, torch.full((2,), t))
+    assert memory.tolist() == pytest.approx(qualities.mean(0).tolist())
+
+
+def test_step_quality_stays_in_the_unit_interval_and_compliance_moves_it_only_when_in_force():
+    enjoyment = torch.tensor([0.0, 1.0, 0.5, 0.5, 0.5])
+    compliance = torch.tensor([0.0, 1.0, 1.0, 0.0, 1.0])
+    in_force = torch.tensor([True, True, True, True, False])
+    quality = equations.step_quality(enjoyment, compliance, in_force, CONFIG)
+    assert quality.tolist() == pytest.approx([0.0, 1.0, 0.5 + 0.5 * CONFIG.compliance_weight,
+                                              0.5 - 0.5 * CONFIG.compliance_weight, 0.5])
+    clicked = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    rating = torch.tensor([[5, 2, 4], [0, 0, 0]], dtype=torch.int8)
+    assert equations.step_enjoyment(clicked, rating).tolist() == pytest.approx([(1.0 + 0.25) / 2, 0.0])
+
+
+def test_mindset_moves_towards_the_step_quality_and_back_towards_its_baseline_over_a_break():
+    mindset = equations.mindset_update(torch.tensor([0.2, 0.9]), torch.tensor([1.0, 0.0]), CONFIG)
+    assert mindset.tolist() == pytest.approx([0.2 + CONFIG.mindset_rate * 0.8, 0.9 - CONFIG.mindset_rate * 0.9])
+    assert equations.mindset_after_break(torch.tensor([0.0, 1.0]), 0.6).tolist() == pytest.approx([0.3, 0.8])
+
+
+def test_familiarity_stays_a_unit_vector_and_moves_only_on_a_click():
+    gen = torch.Generator().manual_seed(3)
+    familiar = torch.nn.functional.normalize(torch.randn(2, 4, generator=gen), dim=1)
+    features = torch.nn.functional.normalize(torch.randn(2, 3, 4, generator=gen), dim=2)
+    clicked = torch.tensor([[True, False, True], [False, False, False]])
+    consumed = equations.consumption(clicked.float(), torch.full((2, 3), 0.7), features)
+    moved = equations.familiarity_update(familiar, consumed, clicked, CONFIG)
+    assert moved.norm(dim=1).tolist() == pytest.approx([1.0, 1.0])
+    assert torch.equal(moved[1], familiar[1]) and not torch.allclose(moved[0], familiar[0])
+    distance = equations.distance_from_familiar(features, moved)
+    assert bool(((distance >= -1e-6) & (distance <= 2 + 1e-6)).all())
+
+
+def test_an_instruction_counts_down_only_on_steps_shown_under_it():
+    steps_left = torch.tensor([2, 1, 0, 3])
+    in_force = torch.tensor([True, True, False, False])
+    active = torch.tensor([True, True, False, False])
+    steps_left, active = equations.instruction_countdown(steps_left, in_force, active)
+    assert steps_left.tolist() == [1, 0, 0, 3] and active.tolist() == [True, False, False, False]
+
+
+def test_compliance_is_the_mean_of_the_instruction_parts():
+    ins = Instruction.none(1, 3)
+    ins.active[0], ins.less[0, 1], ins.more[0, 2], ins.novelty[0] = True, True, True, 1
+    genres = torch.tensor([[[False, True, False], [False, False, True], [True, False, False], [True, False, False]]])
+    novel = torch.tensor([[True, False, False, False]])
+    # outside less: 3/4; in more: (1/4) / 0.5 = 0.5; novel: 1/4  -> mean 0.5
+    assert equations.instruction_compliance(ins, genres, novel, more_share=0.5).tolist() == pytest.approx([0.5])
