@@ -39,11 +39,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from recoworld.agents.base import Recommender, deterministic, top_k
 from recoworld.agents.baselines import RandomAgent
 from recoworld.agents.examination import check_rule, impressions
-from recoworld.agents.sampling import PosteriorSampler
+from recoworld.agents.sampling import (
+    MAX_SAMPLES,
+    MIN_MATCHES,
+    PosteriorSampler,
+    beta_top_one_propensity,
+)
+
+from recoworld.config_checks import NON_NEGATIVE, POSITIVE
 from recoworld.types import CANDIDATE_IDS, Feedback, Observation
 
 
@@ -84,6 +90,7 @@ class ItemBandit(Recommender):
     learns = True
 
     def __post_init__(self):
+        super().__post_init__()
         check_rule(self.examination)
         check_prior_impressions(self.prior_impressions)
 
@@ -188,6 +195,7 @@ class UCB1(ItemBandit):
 
     c: float = 0.1
     name = "ucb1"
+    RANGES = {"c": NON_NEGATIVE}
 
     def indices(self) -> np.ndarray:
         n = max(self.pulls.sum(), 1.0)
@@ -230,7 +238,10 @@ class BernoulliTS(PosteriorSampler, ItemBandit):
         posterior_scale: :math:`v`, the scale of the draws around the posterior mean.
         per_slot: one posterior draw per position instead of one per slate.
         propensity_samples: Monte-Carlo replays behind :meth:`propensities` (seeded; 0 skips
-            them; see :mod:`recoworld.agents.sampling` for their error and cost).
+            them; see :mod:`recoworld.agents.sampling` for their error and cost). A single
+            slot's propensity is exact instead (a one-dimensional integral).
+        propensity_matches, max_propensity_samples: the second phase of the replays
+            (geometric resampling), as for :class:`~recoworld.agents.thompson.LinearTS`.
     """
 
     prior_clicks: float = 1.0
@@ -238,7 +249,10 @@ class BernoulliTS(PosteriorSampler, ItemBandit):
     posterior_scale: float = 1.0
     per_slot: bool = False
     propensity_samples: int = 100
+    propensity_matches: int = MIN_MATCHES
+    max_propensity_samples: int = MAX_SAMPLES
     name = "bernoulli_ts"
+    RANGES = {"prior_clicks": POSITIVE, "prior_skips": POSITIVE, "propensity_samples": NON_NEGATIVE}
 
     def __post_init__(self):
         super().__post_init__()
@@ -265,4 +279,19 @@ class BernoulliTS(PosteriorSampler, ItemBandit):
             return rng.beta(alpha, beta, size=(n, *alpha.shape))
 
         return draw
+
+    def propensities(self, obs: Observation, action: np.ndarray) -> dict[str, np.ndarray] | None:
+        """Exact for a single slot (:func:`~recoworld.agents.sampling.beta_top_one_propensity`;
+        ``slate_se`` 0) or while :attr:`cold` (the popularity order); Monte Carlo otherwise."""
+        action = np.asarray(action)
+        if self.propensity_samples <= 0:
+            return None
+        if self.cold:
+            return deterministic(action)
+        if action.shape[1] > 1:
+            return super().propensities(obs, action)
+        alpha, beta = (p[obs[CANDIDATE_IDS]] for p in self.posterior())
+        slate = beta_top_one_propensity(alpha, beta, action[:, 0])
+        return {"slate": slate, "position": slate[:, None].copy(), "cascade": slate[:, None].copy(),
+                "slate_se": np.zeros(len(slate)), "draws": np.zeros(len(slate), dtype=np.int64)}
 

@@ -19,6 +19,8 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from recoworld.config_checks import check_fields
+
 # Observation and Feedback belong to the shared language; re-exported here for agents' code.
 from recoworld.types import Feedback, Observation  # noqa: F401
 
@@ -33,6 +35,11 @@ class Recommender(ABC):
 
     name: str = "recommender"
     learns: bool = False
+
+    def __post_init__(self):
+        """Dataclass agents check their hyperparameters when built: types, finiteness and
+        the ranges their classes declare in ``RANGES`` (:mod:`recoworld.config_checks`)."""
+        check_fields(self)
 
     def setup(self, env, seed: int | None = None) -> None:
         """Called once before a run with the (vector) env, whose ``catalog``,

@@ -17,6 +17,7 @@ from recoworld.agents.bandits import check_prior_impressions, popularity_design,
 from recoworld.agents.base import Recommender, deterministic, top_k
 from recoworld.agents.examination import check_rule, impressions
 from recoworld.agents.features import INTERACTIONS, UserItemFeatures
+from recoworld.config_checks import NON_NEGATIVE, POSITIVE
 from recoworld.types import CANDIDATE_IDS, Feedback, Observation
 
 
@@ -78,6 +79,7 @@ class ContextualBandit(Recommender):
     learns = True
 
     def __post_init__(self):
+        super().__post_init__()
         check_rule(self.examination)
         if self.interaction not in INTERACTIONS:
             raise ValueError(f"interaction={self.interaction!r}; choose one of {INTERACTIONS}")
@@ -118,6 +120,7 @@ class LinUCB(ContextualBandit):
     alpha: float = 0.5
     l2: float = 1.0
     name = "linucb"
+    RANGES = {"alpha": NON_NEGATIVE, "l2": POSITIVE}
 
     def init_model(self) -> None:
         self.ridge = Ridge(self.features.dim, self.l2)

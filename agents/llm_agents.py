@@ -17,6 +17,10 @@ agent offered (repaired by the :class:`~recoworld.llm.ChatModel`, never guessed)
 request that still fails falls back to the agent's non-LLM order and is counted in
 ``agent.counts["fallbacks"]``.
 
+**Item text is data.** Titles, genres, the user's words and paraphrases enter prompts as
+JSON inside ``<data>`` (:mod:`recoworld.llm.prompt_data`), one item per line, and every
+system message says such text is to be judged, not obeyed.
+
 **The user's words.** The observation carries the instruction in structured form only;
 its sentence reaches the agent in ``feedback.info["instruction_text"]`` at the step it is
 voiced. These agents learn (``learns = True``) so that the runner passes them each step's
@@ -40,7 +44,9 @@ import numpy as np
 from pydantic import BaseModel, Field, create_model, field_validator
 
 from recoworld.agents.base import Recommender
-from recoworld.llm import ChatFailure, ChatModel, ChatReply, ChatRequest, LLMConfig, make_chat_model
+from recoworld.llm import (
+    DATA_RULE, ChatFailure, ChatModel, ChatReply, ChatRequest, LLMConfig, as_data, data_block, make_chat_model,
+)
 from recoworld.types import CANDIDATE_IDS, HISTORY_FEEDBACK, HISTORY_ITEMS, INSTRUCTION, SESSION, Feedback, Observation
 
 LLM_WHEN = ("always", "instruction")
@@ -140,13 +146,14 @@ class LLMRecommender(Recommender):
         return current, vector[:, :G] > 0, vector[:, G:2 * G] < 0, vector[:, 2 * G]
 
     def instruction_text(self, obs: Observation, b: int) -> str | None:
-        """User ``b``'s current instruction in words: their own sentence when the agent heard
-        it, else a description of the structured form; ``None`` when none is current."""
+        """User ``b``'s current instruction for a prompt: their own sentence when the agent
+        heard it, else ``(paraphrased)`` and a description of the structured form, each as
+        data (:mod:`recoworld.llm.prompt_data`); ``None`` when none is current."""
         current, more, less, novelty = self.instruction(obs)
         if not current[b]:
             return None
         if b in self._said:
-            return f'"{self._said[b]}"'
+            return as_data(self._said[b])
         parts = []
         if more[b].any():
             parts.append("more " + ", ".join(self.genre_names[g] for g in np.flatnonzero(more[b])))
@@ -156,7 +163,7 @@ class LLMRecommender(Recommender):
             parts.append("things unlike what they usually watch")
         elif novelty[b] < 0:
             parts.append("things close to what they usually watch")
-        return "(paraphrased) " + "; ".join(parts) if parts else None
+        return "(paraphrased) " + as_data("; ".join(parts)) if parts else None
 
     def needs_llm(self, obs: Observation) -> np.ndarray:
         """Rows ``[B]`` whose request goes to the LLM under ``llm_when``."""
@@ -166,10 +173,10 @@ class LLMRecommender(Recommender):
         return self.instruction(obs)[0]
 
     # ------------------------------------------------------------- prompts
-    def describe(self, item: int) -> str:
-        """``431 "Title" [Drama, Romance]``."""
-        genres = ", ".join(self.genre_names[g] for g in np.flatnonzero(self.genres[item]))
-        return f'{item} "{self.catalog.titles[item]}" [{genres}]'
+    def describe(self, item: int) -> dict[str, Any]:
+        """``{"id": 431, "title": "...", "genres": ["Drama", "Romance"]}``: an item as data."""
+        genres = [self.genre_names[g] for g in np.flatnonzero(self.genres[item])]
+        return {"id": int(item), "title": str(self.catalog.titles[item]), "genres": genres}
 
     def context(self, obs: Observation, b: int) -> str:
         """The user's instruction and recent history, as the first lines of a prompt."""
@@ -179,15 +186,18 @@ class LLMRecommender(Recommender):
         feedback = np.asarray(obs[HISTORY_FEEDBACK][b])
         shown = [(int(i), f) for i, f in zip(items, feedback) if i >= 0][: self.history_shown]
         if shown:
-            lines.append("Recently watched (newest first):")
-            lines.extend(f"- {self.describe(i)}: watched {round(100 * float(w))}%" + (", liked" if liked > 0 else "")
-                         for i, (w, liked) in shown)
+            lines.append("Recently watched, newest first, one per line:")
+            lines.append(data_block({**self.describe(i), "watched": f"{round(100 * float(w))}%",
+                                     "liked": bool(liked > 0)} for i, (w, liked) in shown))
         else:
             lines.append("Recently watched: nothing yet.")
         return "\n".join(lines)
 
     def request(self, system: str, user: str, schema: type[BaseModel]) -> ChatRequest:
-        return ChatRequest([{"role": "system", "content": system}, {"role": "user", "content": user}],
+        """A request of the agent's ``system`` message (with :data:`~recoworld.llm.DATA_RULE`)
+        and ``user`` prompt."""
+        return ChatRequest([{"role": "system", "content": f"{system} {DATA_RULE}"},
+                            {"role": "user", "content": user}],
                            schema=schema, temperature=self.temperature, max_tokens=self.max_tokens)
 
     def ask(self, requests: list[ChatRequest]) -> list[ChatReply | ChatFailure]:

@@ -28,6 +28,7 @@ from recoworld.agents.base import Recommender, top_k
 from recoworld.agents.examination import impressions
 from recoworld.agents.linear import LinUCB
 from recoworld.agents.llm_agents import LLMRecommender, collaborative_scores, slate_schema
+from recoworld.llm import data_block
 from recoworld.types import CANDIDATE_IDS, Feedback, Observation
 
 SYSTEM = ("You are a movie recommender that balances exploiting what is known to work with exploring what is "
@@ -92,10 +93,10 @@ class LLMBandit(LLMRecommender):
         requests = []
         for b in rows:
             offered = [int(i) for i in ids[b, shortlist[b]]]
-            table = "\n".join(f"- {self.describe(ids[b, c])}: {_stats(mean[b, c], count[b, c], bonus[b, c])}"
-                              for c in shortlist[b])
-            prompt = (f"{self.context(obs, b)}\nCandidates by upper confidence bound (id \"title\" [genres]: "
-                      f"statistics):\n{table}\nReply with JSON: {{\"reasoning\": one short sentence, \"slate\": "
+            table = data_block({**self.describe(ids[b, c]), "statistics": _stats(mean[b, c], count[b, c], bonus[b, c])}
+                               for c in shortlist[b])
+            prompt = (f"{self.context(obs, b)}\nCandidates by upper confidence bound, with their statistics, one per "
+                      f"line:\n{table}\nReply with JSON: {{\"reasoning\": one short sentence, \"slate\": "
                       f"the ids of {self.slate_size} distinct candidates, best first}}.")
             requests.append(self.request(SYSTEM, prompt, slate_schema(offered, self.slate_size, self.reason_chars)))
         self.take_slates(ids, rows, requests, action,

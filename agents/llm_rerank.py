@@ -16,6 +16,7 @@ import numpy as np
 from recoworld.agents.base import Recommender, top_k
 from recoworld.agents.linear import LinUCB
 from recoworld.agents.llm_agents import LLMRecommender, collaborative_scores, slate_schema
+from recoworld.llm import data_block
 from recoworld.types import CANDIDATE_IDS, Feedback, Observation
 
 SYSTEM = ("You are the ranking step of a movie recommender. You receive a user's instruction, their recent "
@@ -60,8 +61,8 @@ class LLMRerank(LLMRecommender):
         requests = []
         for b in rows:
             offered = [int(i) for i in ids[b, proposed[b]]]
-            listing = "\n".join(f"- {self.describe(i)}" for i in offered)
-            prompt = (f"{self.context(obs, b)}\nProposed movies (id \"title\" [genres]), best first:\n{listing}\n"
+            listing = data_block(self.describe(i) for i in offered)
+            prompt = (f"{self.context(obs, b)}\nProposed movies, best first, one per line:\n{listing}\n"
                       f"Reply with JSON: {{\"reasoning\": one short sentence, \"slate\": the ids of "
                       f"{self.slate_size} distinct proposed movies, best first}}.")
             requests.append(self.request(SYSTEM, prompt, slate_schema(offered, self.slate_size, self.reason_chars)))

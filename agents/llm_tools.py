@@ -54,7 +54,7 @@ from pydantic import BaseModel, Field, create_model
 from recoworld.agents.base import Recommender, top_k
 from recoworld.agents.linear import LinUCB
 from recoworld.agents.llm_agents import LLMRecommender, collaborative_scores
-from recoworld.llm import ChatReply
+from recoworld.llm import ChatReply, as_data
 from recoworld.types import CANDIDATE_IDS, HISTORY_FEEDBACK, HISTORY_ITEMS, INSTRUCTION, SESSION, Feedback, Observation
 
 PLANNERS = ("llm", "rules")
@@ -186,8 +186,7 @@ class LLMToolAgent(LLMRecommender):
         return action
 
     def _prompt(self, obs: Observation, b: int) -> str:
-        genres = ", ".join(self.genre_names)
-        return (f"{self.context(obs, b)}\nGenres: {genres}.\n"
+        return (f"{self.context(obs, b)}\nGenres: {as_data(self.genre_names)}.\n"
                 "Reply with JSON: {\"reasoning\": one short sentence, \"preferences\": {\"more\": [genres], "
                 "\"less\": [genres], \"novelty\": \"new\"|\"familiar\"|\"any\", \"exclude_seen\": true|false}, "
                 "\"calls\": [tool calls, each {\"tool\": name, ...arguments}]}.")

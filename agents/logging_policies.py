@@ -37,6 +37,7 @@ import numpy as np
 from recoworld.agents.base import Recommender, ScorerWrapper, require_scorer, top_k
 from recoworld.agents.baselines import RandomAgent
 from recoworld.agents.sampling import propensity_seed
+from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE
 from recoworld.types import Observation
 
 
@@ -53,6 +54,7 @@ class _LoggingPolicy(ScorerWrapper):
     setup_base: bool = True
 
     def __post_init__(self):
+        super().__post_init__()
         require_scorer(self.base, type(self).__name__)
 
     def setup(self, env, seed: int | None = None) -> None:
@@ -162,6 +164,7 @@ class SoftmaxPolicy(_LoggingPolicy):
     max_prefixes: int = 10_000
     propensity_samples: int = 1000
     name = "softmax"
+    RANGES = {"max_prefixes": NON_NEGATIVE, "propensity_samples": AT_LEAST_ONE}
 
     def __post_init__(self):
         super().__post_init__()

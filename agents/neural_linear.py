@@ -44,6 +44,7 @@ from torch import nn
 
 from recoworld.agents.linear import ContextualBandit, Ridge
 from recoworld.agents.sampling import PosteriorSampler
+from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE
 from recoworld.types import CANDIDATE_IDS, HISTORY_FEEDBACK, HISTORY_ITEMS, Feedback, Observation
 
 
@@ -106,6 +107,9 @@ class NeuralLinearTS(PosteriorSampler, ContextualBandit):
     propensity_samples: int = 100
     device: str = "cpu"
     name = "neural_linear_ts"
+    RANGES = {**dict.fromkeys(("hidden_size", "representation_size", "train_every", "train_steps", "batch_size",
+                               "buffer_size"), AT_LEAST_ONE),
+              "learning_rate": POSITIVE, "prior_a": POSITIVE, "prior_b": POSITIVE, "propensity_samples": NON_NEGATIVE}
 
     def init_model(self) -> None:
         self._device = torch.device(self.device)

@@ -22,12 +22,13 @@ The policies that score every candidate with one shared network are in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from gymnasium import spaces
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.utils import LinearSchedule
 
 from recoworld.agents.base import Recommender, deterministic, top_k
@@ -229,7 +230,13 @@ class SB3Agent(SB3Recommender):
             own, e.g. ``"mix"``.
         algo_kwargs: passed to the algorithm (``n_steps``, ``learning_rate``, ``gamma``, ...).
         policy_kwargs: passed to the policy.
-        load_path: load a saved model instead of training; ``save_path``: save after training.
+        load_path: load a saved model (a ``.zip`` of SB3's ``model.save``) instead of
+            training, and evaluate it frozen: ``recoworld run agent=sb3_model
+            agent.load_path=model.zip agent.algo=PPO`` (``conf/agent/sb3_model.yaml``); ``algo``
+            must name the algorithm that saved it. ``save_path``: save after training.
+        tensorboard_log: a folder for SB3's TensorBoard training curves (one run per seed,
+            ``<algo>_seed<seed>_1``); ``recoworld run experiment.tensorboard=true`` sets it
+            inside the run directory.
         device: torch device of the model (``"cpu"``; ``"auto"`` picks CUDA when present).
         deterministic, name: as for :class:`SB3Recommender`.
 
@@ -251,6 +258,7 @@ class SB3Agent(SB3Recommender):
         policy_kwargs: Mapping | None = None,
         load_path: str | None = None,
         save_path: str | None = None,
+        tensorboard_log: str | None = None,
         device: str = "cpu",
         deterministic: bool = True,
         name: str | None = None,
@@ -269,6 +277,10 @@ class SB3Agent(SB3Recommender):
         self.algo_kwargs = dict(tuned.algo_kwargs if algo_kwargs is None else algo_kwargs)
         self.policy_kwargs = dict(tuned.policy_kwargs if policy_kwargs is None else policy_kwargs)
         self.load_path, self.save_path, self.device = load_path, save_path, device
+        self.tensorboard_log = tensorboard_log
+        #: Called with the env steps of each training step (``num_envs``), e.g. to advance
+        #: a progress bar; ``recoworld run`` sets it.
+        self.training_progress: Callable[[int], None] | None = None
         self.train_env = None
 
     def setup(self, env, seed: int | None = None) -> None:
@@ -286,9 +298,23 @@ class SB3Agent(SB3Recommender):
                     self.algo, CandidateScoringPolicy)
                 policy_kwargs = {**catalog_policy_kwargs(env.unwrapped.catalog), **policy_kwargs}
             self.model = algo_class(policy, self.train_env, seed=seed, device=self.device,
-                                    policy_kwargs=policy_kwargs, **self.algo_kwargs)
+                                    policy_kwargs=policy_kwargs, tensorboard_log=self.tensorboard_log,
+                                    **self.algo_kwargs)
             self.train_env.seed(self.train_env.user_seed)  # the model re-seeded it with its own seed
-            self.model.learn(self.total_timesteps)
+            self.model.learn(self.total_timesteps, tb_log_name=f"{self.algo}_seed{seed}",
+                             callback=None if self.training_progress is None else _Progress(self.training_progress))
             if self.save_path is not None:
                 self.model.save(self.save_path)
         super().setup(env, seed)
+
+
+class _Progress(BaseCallback):
+    """Reports each training step's env steps to ``advance`` (SB3 callback)."""
+
+    def __init__(self, advance: Callable[[int], None]):
+        super().__init__()
+        self.advance = advance
+
+    def _on_step(self) -> bool:
+        self.advance(self.training_env.num_envs)
+        return True

@@ -20,9 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from recoworld.agents.linear import ContextualBandit, Ridge
-from recoworld.agents.sampling import PosteriorSampler
+from recoworld.agents.sampling import MAX_SAMPLES, MIN_MATCHES, PosteriorSampler
+
 from recoworld.types import Feedback, Observation
 
 
@@ -35,14 +35,20 @@ class LinearTS(PosteriorSampler, ContextualBandit):
             :math:`R\sqrt{24 d\ln(1/\delta)/\epsilon}` is far too wide in practice).
         l2: prior precision :math:`\lambda` (in units of :math:`v^{-2}`).
         per_slot: one posterior draw per position (in-slate sampling) instead of per slate.
-        propensity_samples: Monte-Carlo replays behind :meth:`propensities`, seeded apart
-            from the acting generator; 0 skips them (see :mod:`recoworld.agents.sampling`).
+        propensity_samples: the fixed first phase of the Monte-Carlo replays behind
+            :meth:`propensities`, seeded apart from the acting generator; 0 skips them.
+        propensity_matches: a row whose logged slate came up fewer times goes on replaying
+            (geometric resampling) ...
+        max_propensity_samples: ... up to this many replays in all (see
+            :mod:`recoworld.agents.sampling` for the estimate and its standard error).
     """
 
     posterior_scale: float = 0.1
     l2: float = 1.0
     per_slot: bool = False
     propensity_samples: int = 100
+    propensity_matches: int = MIN_MATCHES
+    max_propensity_samples: int = MAX_SAMPLES
     name = "linear_ts"
 
     def init_model(self) -> None:

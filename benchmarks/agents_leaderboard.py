@@ -83,7 +83,7 @@ def load(run_dirs: list[Path]) -> tuple[dict, dict[str, dict[int, float]]]:
                 raise ValueError(f"{run_dir} ran another world, users or steps than {run_dirs[0]}; "
                                  "merge only runs of one setting")
             metrics["agents"].update(part["agents"])
-        rewards.update(reward_per_step(read_log(run_dir / "episodes.parquet")))
+        rewards.update(reward_per_step(read_log(run_dir)))
     return metrics, rewards
 
 

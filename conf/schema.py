@@ -120,6 +120,7 @@ class SlateEnvConfig:
     reward: Any = "clicks"
     action_format: str = "slate"
     candidate_features: bool = True
+    check_responses: bool = True
     kernel: str = "${kernel}"
 
 
@@ -146,6 +147,29 @@ class ExperimentConfig:
             ``{young_scifi: {age: [0, 24], favourite_genre: Sci-Fi}, impatient: {patience: low}}``;
             the lineup runs again on each segment (the simulator's population restricted
             to it) and ``metrics.json`` gains ``segments``, their results per agent.
+        resume: finish the run already in the run directory (``hydra.run.dir``): the
+            rollouts its ``status.json`` lists as complete are kept and the others run;
+            the config must repeat the saved one (world, simulator, env, device, kernel,
+            lineup, seeds, steps, log_candidates, segments). Without it, a run into a
+            directory that holds results is refused.
+        executor: where the rollouts run: ``local`` (one after the other in this
+            process) or ``ray`` (each agent x seed x segment a Ray task, see
+            :mod:`recoworld.apps.run.executor`; needs ``pip install 'recoworld[ray]'``). Both
+            write the same log rows and metrics.
+        ray_address: with ``executor=ray``, the cluster to join (``auto``,
+            ``ray://HOST:10001``); ``None`` starts Ray on this machine with all its cores.
+        tensorboard: also write TensorBoard event files under ``<run_dir>/tensorboard/``:
+            per agent and seed the rollout's return, reward, CTR, return rate and
+            compliance per step, and SB3 agents' training curves (needs the
+            ``tensorboard`` extra; see :mod:`recoworld.apps.run.hooks`).
+        max_llm_calls: the cost guard of LLM and hybrid users: a run whose estimated LLM
+            calls exceed it is refused before it starts, with the estimate; raise it to
+            confirm the cost (see :mod:`recoworld.apps.run.cost`).
+
+    Hydra composes this schema without constructing it; the runner constructs it
+    (``OmegaConf.to_object``) before it touches the run directory, and construction
+    refuses an empty or repeated seed list, a negative seed, ``steps`` or
+    ``torch_threads`` below 1, naming the key, the value and the fix.
     """
 
     agents: list[str] = field(default_factory=lambda: ["random", "most_popular", "oracle"])
@@ -156,13 +180,53 @@ class ExperimentConfig:
     torch_threads: int = 1
     log_candidates: bool = False
     segments: Any = None
+    resume: bool = False
+    executor: str = "local"
+    ray_address: Optional[str] = None
+    tensorboard: bool = False
+    max_llm_calls: int = 20_000
+
+    def __post_init__(self) -> None:
+        self._check_executor()
+        seeds = list(self.seeds)
+        if not seeds:
+            raise ValueError("experiment.seeds=[] is empty; give at least one seed, e.g. experiment.seeds=[0]")
+        for seed in seeds:
+            if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+                raise ValueError(f"experiment.seeds={seeds} holds {seed!r}; a seed is an integer >= 0 (seed s "
+                                 "serves the users seeded s*num_envs ...), e.g. experiment.seeds=[0,1,2]")
+        repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+        if repeated:
+            raise ValueError(f"experiment.seeds={seeds} lists seed {repeated[0]} more than once; a seed is one "
+                             "rollout per agent, and a repeated one would run and count the same users twice: "
+                             "give distinct seeds, e.g. experiment.seeds=[0,1,2]")
+        for key in ("steps", "torch_threads"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"experiment.{key}={value!r}; it must be an integer >= 1, e.g. "
+                                 f"experiment.{key}={1 if key == 'torch_threads' else 100}")
+        if isinstance(self.max_llm_calls, bool) or not isinstance(self.max_llm_calls, int) or self.max_llm_calls < 0:
+            raise ValueError(f"experiment.max_llm_calls={self.max_llm_calls!r}; it must be an integer >= 0 (the "
+                             "LLM calls a run may make before it is refused), e.g. experiment.max_llm_calls=20000")
+
+    def _check_executor(self) -> None:
+        if self.executor not in ("local", "ray"):
+            raise ValueError(f"experiment.executor={self.executor!r}; choose local (this process) or ray "
+                             "(Ray tasks), e.g. experiment.executor=ray")
+        if self.ray_address is not None and self.executor != "ray":
+            raise ValueError(f"experiment.ray_address={self.ray_address!r} is set but experiment.executor="
+                             f"{self.executor}; add experiment.executor=ray, or drop the address")
+        if self.ray_address is not None and not (isinstance(self.ray_address, str) and self.ray_address.strip()):
+            raise ValueError(f"experiment.ray_address={self.ray_address!r}; give a cluster address such as auto "
+                             "or ray://HOST:10001, or leave it null to start Ray on this machine")
 
 
 @dataclass
 class RecoWorldConfig:
     """The root of ``recoworld run``'s config: one option of each group, the device, the
-    kernel (``torch``, or ``c``: the statistical users' step and the env's bookkeeping in
-    fused CPU kernels, see :class:`recoworld.envs.slate.SlateEnv`), and ``llm``, the chat
+    kernel (``auto``: the C kernels on CPU where they run, torch otherwise; ``torch``; or
+    ``c``: the statistical users' step and the env's bookkeeping in fused CPU kernels, see
+    :class:`recoworld.envs.slate.SlateEnv`), and ``llm``, the chat
     model of the LLM and hybrid users (``simulator=llm``/``hybrid`` refer to it as
     ``llm: ${llm}``): every field of :class:`recoworld.llm.LLMConfig`."""
 
@@ -172,7 +236,7 @@ class RecoWorldConfig:
     agent: Any = None
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
     device: str = "cpu"
-    kernel: str = "torch"
+    kernel: str = "auto"
     llm: ChatModelNode = field(default_factory=ChatModelNode)
 
 

@@ -21,17 +21,19 @@ does the same in C, value for value.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 import torch
 
 from recoworld.history import prepend_clicks
+from recoworld.kernels import build
 from recoworld.kernels.world import WorldKernel, WorldState
 from recoworld.types import Instruction, Response
 from recoworld.envs.candidates import S_CANDIDATES, CandidateSets
 
-KERNELS = ("torch", "c")
+KERNELS = build.KERNELS
 
 
 class Bookkeeping(Protocol):
@@ -41,6 +43,8 @@ class Bookkeeping(Protocol):
              ) -> tuple[dict[str, np.ndarray] | None, torch.Tensor | None]: ...
 
     def take_slates(self, state: WorldState, positions) -> torch.Tensor | None: ...
+
+    name: str  # the kernel: "torch" or "c"
 
 
 def world_state(n_users: int, history_length: int, n_genres: int, device) -> WorldState:
@@ -55,19 +59,26 @@ def world_state(n_users: int, history_length: int, n_genres: int, device) -> Wor
     )
 
 
-def bookkeeping_backend(kernel: str, candidates: CandidateSets, n_genres: int, device: torch.device) -> Bookkeeping:
-    """The bookkeeping named ``kernel``: ``"torch"`` (any device) or ``"c"`` (CPU)."""
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel={kernel!r}; choose one of {KERNELS}")
+def bookkeeping_backend(kernel: str, candidates: CandidateSets, n_genres: int, device: torch.device,
+                        features: torch.Tensor | None = None,
+                        empty: Callable[[str], np.ndarray] | None = None) -> Bookkeeping:
+    """The bookkeeping for the choice ``kernel``: ``"torch"`` (any device), ``"c"`` (CPU) or
+    ``"auto"`` (C on CPU where the kernels run, else torch; see
+    :func:`recoworld.kernels.build.choose`). The C kernel also copies the candidates'
+    ``features`` into the observation when given, into arrays from ``empty(name)``."""
+    kernel = build.choose(kernel, device)
     if kernel == "torch":
         return TorchBookkeeping(candidates)
     if device.type != "cpu":
-        raise ValueError(f"kernel='c' runs on CPU, but the simulator is on {str(device)!r}; use kernel='torch'")
-    return WorldKernel(candidates.table, n_genres, S_CANDIDATES)
+        raise ValueError(f"kernel='c' runs on CPU, but the simulator is on {str(device)!r}; "
+                         "use kernel='torch' or 'auto'")
+    return WorldKernel(candidates.table, n_genres, S_CANDIDATES, features, empty)
 
 
 class TorchBookkeeping:
     """The reference bookkeeping, in torch ops on any device."""
+
+    name = "torch"
 
     def __init__(self, candidates: CandidateSets):
         self.candidates = candidates

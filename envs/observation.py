@@ -37,31 +37,48 @@ def observation_space(catalog: Catalog, history_length: int, num_candidates: int
 
 
 class Observer:
-    """Builds observations ``[B, ...]`` as numpy arrays from a world's state."""
+    """Builds observations ``[B, ...]`` as numpy arrays from a world's state.
 
-    def __init__(self, catalog: Catalog, n_users: int, num_candidates: int, candidate_features: bool):
+    Each array of an observation is one the agent has let go of, or a new one
+    (:class:`~recoworld.envs.recycled.RecycledArrays`): :meth:`empty` hands them out, to
+    this observer and to a bookkeeping kernel that writes the observation as it steps."""
+
+    def __init__(self, catalog: Catalog, n_users: int, num_candidates: int, candidate_features: bool,
+                 history_length: int):
         self.candidate_features = candidate_features
         self._features = catalog.features.cpu().numpy()  # what candidate_features shows
-        self._feature_arrays = RecycledArrays((n_users, num_candidates, catalog.feature_dim), np.float32)
+        B, C, H, G = n_users, num_candidates, history_length, catalog.n_genres
+        shapes = {"candidate_ids": ((B, C), np.int64), "history_items": ((B, H), np.int64),
+                  "history_feedback": ((B, H, 2), np.float32), "instruction": ((B, 2 * G + 1), np.float32),
+                  "session": ((B, 3), np.float32), "candidate_features": ((B, C, catalog.feature_dim), np.float32)}
+        self._arrays = {name: RecycledArrays(shape, dtype) for name, (shape, dtype) in shapes.items()}
+
+    def empty(self, name: str) -> np.ndarray:
+        """An array for the observation's ``name`` that nobody else holds (contents unspecified)."""
+        return self._arrays[name].empty()
 
     def observe(self, state: WorldState, candidates: torch.Tensor, observed: dict[str, np.ndarray] | None = None
                 ) -> dict[str, np.ndarray]:
         """The observation of ``state`` with its ``candidates`` ``[B, C]``, or of ``observed``,
-        an observation a kernel wrote as it stepped (all but the candidate features)."""
+        an observation a kernel wrote as it stepped (with or without the candidate features)."""
         obs = observed
         if obs is None:
             ins = state.instruction
             instruction = torch.cat([ins.more.float(), -ins.less.float(), ins.novelty.float()[:, None]], 1)
             session = torch.stack([state.session_index, state.session_step, state.instruction_age], 1)
             # Copies of the state, which later steps and restarts update in place.
-            obs = {"candidate_ids": candidates.cpu().numpy().copy(),
-                   "history_items": state.history_items.cpu().numpy().copy(),
-                   "history_feedback": state.history_feedback.cpu().numpy().copy(),
-                   "instruction": instruction.cpu().numpy(), "session": session.cpu().numpy()}
-        if self.candidate_features:
-            # Into an array the agent has let go of (see envs/recycled.py); mode="clip" (the
-            # ids are in range) lets numpy gather straight into it instead of via a copy.
-            features = self._feature_arrays.empty()
+            obs = {name: self._copy(name, value) for name, value in (
+                ("candidate_ids", candidates), ("history_items", state.history_items),
+                ("history_feedback", state.history_feedback), ("instruction", instruction), ("session", session))}
+        if self.candidate_features and "candidate_features" not in obs:
+            # mode="clip" (the ids are in range) lets numpy gather straight into the array
+            # instead of via a copy.
+            features = self.empty("candidate_features")
             np.take(self._features, obs["candidate_ids"], axis=0, out=features, mode="clip")
             obs["candidate_features"] = features
         return obs
+
+    def _copy(self, name: str, value: torch.Tensor) -> np.ndarray:
+        array = self.empty(name)
+        np.copyto(array, value.cpu().numpy())
+        return array

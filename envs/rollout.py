@@ -103,6 +103,10 @@ class Hook:
 
     needs_propensities: bool = False
 
+    def on_setup(self, env, agent: Recommender, seed: int, label: str) -> None:
+        """Before ``agent.setup`` (where a learner may train first), when the rollout sets
+        the agent up."""
+
     def on_start(self, env, agent: Recommender, seed: int, label: str) -> None:
         """Before the first step, with the env already reset and the agent set up."""
 
@@ -171,6 +175,8 @@ def rollout(
     hooks = [*hooks, *([EpisodeLogger(logger, log_candidates)] if logger is not None else [])]
     label = label or agent.name
     if setup:
+        for hook in hooks:
+            hook.on_setup(env, agent, seed, label)
         agent.setup(env, seed)
     obs, _ = env.reset(seed=population_seed(seed, env.num_envs) if env_seed is None else env_seed)
     for hook in hooks:
@@ -261,6 +267,7 @@ class EpisodeLogger(Hook):
             "churned": info["churned"][rows], "return_gap": info["return_gap"][rows],
             "terminated": f.terminated[rows], "truncated": f.truncated[rows],
             "instruction_text": info["instruction_text"][rows], "instruction_in_force": in_force,
+            "item_reasons": _pick(info.get("item_reasons"), rows), "mindset_text": _pick(info.get("mindset_text"), rows),
             "compliance": np.ma.masked_array(info["compliance"][rows], mask=~in_force),
         }
 

@@ -10,7 +10,9 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from recoworld.config_checks import check_seed
 from recoworld.rewards import RewardWeights
+from recoworld.envs.render import AnsiFrames
 from recoworld.envs.world import SlateWorld
 
 MANUAL = """
@@ -69,7 +71,8 @@ MANUAL = """
     ## Episode End
 
     Terminated when the user churns (leaves and will not return). Truncated after
-    ``max_steps`` steps.
+    ``max_steps`` steps. A single env then needs ``env.reset()``: stepping it again raises
+    ``RuntimeError`` saying so (the vector env resets finished users itself).
 
     ## Arguments
 
@@ -82,12 +85,25 @@ MANUAL = """
     - ``slate_size`` (10), ``num_candidates`` (50), ``history_length`` (10), ``max_steps`` (100).
     - ``reward`` (``"clicks"``), ``action_format`` (``"slate"``), ``candidate_features``
       (``True``), ``device`` (``"cpu"``).
-    - ``kernel``: ``"torch"`` (default) or ``"c"``. ``"c"`` runs the env's per-step
-      bookkeeping (history, instruction, session, candidates, observation) and the
+    - ``render_mode`` (single env): ``None`` (default) or ``"ansi"``, where ``render()``
+      returns the current state as text: the user, session and step, satisfaction, reward
+      and instruction, the last slate with titles, genres and the user's reactions, and the
+      next candidates.
+    - ``kernel``: ``"auto"`` (default), ``"c"`` or ``"torch"``. ``"c"`` runs the env's
+      per-step bookkeeping (history, instruction, session, candidates, observation) and the
       default simulator's step (see ``StatisticalUsers``) in fused CPU kernels on every
-      core (faster at large batches: see ``benchmarks/RESULTS.md``); the users agree with ``"torch"`` up
-      to float rounding, the bookkeeping exactly. A given simulator brings its own kernel.
-      Run torch with one thread beside it (``torch.set_num_threads(1)``).
+      core (faster at large batches: see ``benchmarks/RESULTS.md``); the users agree with
+      ``"torch"`` up to float rounding, the bookkeeping exactly. ``"auto"`` takes C on a CPU
+      where the kernels load (shipped prebuilt, or compiled on first use) and torch
+      otherwise; :attr:`kernels` says which ran. A given simulator brings its own kernel.
+      The env runs its own torch work on one thread and gives the caller's setting back.
+    - ``check_responses`` (``True``): check every ``Response`` of a plug-in simulator (one
+      whose class is not RecoWorld's) before using it: shapes, dtypes, no NaN, documented
+      ranges; a bad field raises ``ValueError`` naming the simulator's class, the field and
+      what was expected (see ``recoworld.envs.response_checks``). ``False`` turns it off.
+
+    Sizes must be integers >= 1 and switches booleans; a bad argument raises ``ValueError``
+    naming it (``slate_size='5': must be an integer >= 1``).
 
     ## Privileged channel
 
@@ -113,7 +129,8 @@ MANUAL = """
     which steps all ``B`` users in one batched simulator call (not a loop over single
     envs) and autoresets finished users on the next step (``AutoresetMode.NEXT_STEP``).
     Seeding it with ``s`` gives user slot ``i`` exactly the trajectory of a ``SlateEnv``
-    seeded with ``s + i``.
+    seeded with ``s + i``. Its infos are dicts of per-user arrays, each key ``k`` with the
+    boolean mask ``_k`` that Gymnasium's vector info wrappers read.
 
     ## Version History
 
@@ -147,14 +164,23 @@ class _WorldFace:
         """Privileged: the true click probability of each current candidate, ``(C,)`` or
         ``(B, C)`` (see the manual's Privileged channel)."""
         probabilities = self.world.privileged_click_probabilities()
+        self.world.check_response.privileged("click_probabilities", torch.from_numpy(probabilities))
         return probabilities[0] if self.single else probabilities
 
     def expected_clicks(self, slates) -> np.ndarray | float:
         """Privileged: the exact expected clicks of showing ``slates`` (catalog ids, ``(K,)``
         or ``(B, K)``) to the users in their current state (see the manual)."""
         slates = torch.as_tensor(np.asarray(slates), device=self.world.device)
-        expected = self.world.simulator.expected_clicks(slates[None] if self.single else slates).cpu().numpy()
+        slates = slates[None] if self.single else slates
+        expected = self.world.simulator.expected_clicks(slates)
+        self.world.check_response.privileged("expected_clicks", expected, slates.shape[-1])
+        expected = expected.cpu().numpy()
         return float(expected[0]) if self.single else expected
+
+    @property
+    def kernels(self) -> dict[str, str]:
+        """The kernels that step this env: ``{"bookkeeping": ..., "users": ...}``."""
+        return self.world.kernels
 
     @property
     def reward_weights(self) -> RewardWeights:
@@ -171,26 +197,51 @@ class _WorldFace:
 
 class SlateEnv(_WorldFace, gym.Env):
     __doc__ = "A single simulated user served slate by slate.\n" + MANUAL
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}  # fps: Gymnasium's checker asks, text has none
     single = True
 
-    def __init__(self, **kwargs: Any):
+    def __init__(self, render_mode: str | None = None, **kwargs: Any):
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode={render_mode!r}; SlateEnv renders {self.metadata['render_modes']} "
+                             "(or None for no rendering)")
         self.world = SlateWorld(1, **kwargs)
+        self.render_mode = render_mode
+        self._frames = AnsiFrames(self.world.catalog) if render_mode == "ansi" else None
         self.observation_space = self.world.single_observation_space()
         self.action_space = self.world.action_space()
+        self._ended: str | None = None  # why the episode ended, until the next reset
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self.world.reset_all(seed, self.np_random)
-        return _first(self.world.observe()), _first(self.world.info(None, None))
+        self._ended = None
+        observation, info = _first(self.world.observe()), _first(self.world.info(None, None))
+        if self._frames is not None:
+            self._frames.start(observation, info)
+        return observation, info
 
     def step(self, action):
         if not self.world.started:
             raise RuntimeError("call reset() before step()")
+        if self._ended:
+            raise RuntimeError(f"the episode has ended ({self._ended}); call env.reset() before step()")
         slates = self.world.slates_from_actions(action, single=True)
         reward, terminated, truncated, response = self.world.step(slates)
-        info = _first(self.world.info(response, slates))
-        return (_first(self.world.observe()), float(reward[0]), bool(terminated[0]), bool(truncated[0]), info)
+        terminated, truncated = bool(terminated[0]), bool(truncated[0])
+        if terminated or truncated:
+            self._ended = ("terminated: the user churned" if terminated
+                           else f"truncated after max_steps={self.world.max_steps} steps")
+        info, observation, reward = _first(self.world.info(response, slates)), _first(self.world.observe()), \
+            float(reward[0])
+        if self._frames is not None:
+            self._frames.record(observation, reward, info)
+        return observation, reward, terminated, truncated, info
+
+    def render(self) -> str | None:
+        """With ``render_mode="ansi"``, the current state as text: the user, session and step,
+        satisfaction, reward and instruction, the last slate with titles, genres and the
+        user's reactions, and the next candidates (see ``recoworld.envs.render``)."""
+        return None if self._frames is None else self._frames.frame()
 
 
 class SlateVectorEnv(_WorldFace, VectorEnv):
@@ -198,10 +249,8 @@ class SlateVectorEnv(_WorldFace, VectorEnv):
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int = 1, **kwargs: Any):
-        if num_envs < 1:
-            raise ValueError(f"num_envs={num_envs}; need at least one user")
-        self.num_envs = num_envs
-        self.world = SlateWorld(num_envs, **kwargs)
+        self.world = SlateWorld(num_envs, **kwargs)  # checks num_envs first
+        self.num_envs = num_envs = self.world.n_users
         self.single_observation_space = self.world.single_observation_space()
         self.single_action_space = self.world.action_space()
         self.observation_space = batch_space(self.single_observation_space, num_envs)
@@ -209,10 +258,11 @@ class SlateVectorEnv(_WorldFace, VectorEnv):
         self._done = np.zeros(num_envs, dtype=bool)
 
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        seed = check_seed(seed)  # an int, or one per user
         super().reset(seed=seed if isinstance(seed, int) or seed is None else None)
         self.world.reset_all(seed, self.np_random)
         self._done[:] = False
-        return self.world.observe(), self.world.info(None, None)
+        return self.world.observe(), _with_masks(self.world.info(None, None))
 
     def step(self, actions):
         if not self.world.started:
@@ -226,8 +276,16 @@ class SlateVectorEnv(_WorldFace, VectorEnv):
         info = self.world.info(response, slates)
         info["autoreset"] = self._done.copy()
         self._done = terminated | truncated
-        return self.world.observe(), reward, terminated, truncated, info
+        return self.world.observe(), reward, terminated, truncated, _with_masks(info)
 
 
 def _first(batch: dict) -> dict:
     return {k: v[0] for k, v in batch.items()}
+
+
+def _with_masks(info: dict) -> dict:
+    """Gymnasium's vector info layout: beside each key ``k``, a boolean ``_k`` per user saying
+    which users' infos hold it (every user's does here), as its info wrappers expect."""
+    for name in list(info):
+        info[f"_{name}"] = np.ones(len(info[name]), dtype=bool)
+    return info

@@ -10,6 +10,12 @@ numpy arrays ``[B, ...]`` (:mod:`~recoworld.envs.observation`).
 Because every random draw is keyed by the slot's episode seed and step (see
 :mod:`recoworld.rng`), slot ``i`` of a vector env seeded ``s`` lives exactly the episodes
 of a single env seeded ``s + i``.
+
+The world's torch work on CPU runs on one torch thread
+(:func:`recoworld.kernels.placement.torch_threads`), whatever the caller's setting, so that
+a step keeps its speed beside the C kernels' threads and beside other processes; the
+caller's setting is restored after each call. :attr:`SlateWorld.kernels` names the
+kernels that run, and the reset's info carries the users' one as ``info["kernel"]``.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from gymnasium import spaces
 
 from recoworld import rng
 from recoworld.catalog import Catalog
+from recoworld.config_checks import AT_LEAST_ONE, check_flag, check_number
+from recoworld.kernels.placement import torch_device, with_env_threads
 from recoworld.kernels.state import expose_fields
 from recoworld.kernels.world import WorldState
 from recoworld.simulators.base import UserSimulator
@@ -32,6 +40,7 @@ from recoworld.envs.actions import ActionDecoder
 from recoworld.envs.bookkeeping import bookkeeping_backend, world_state
 from recoworld.envs.candidates import CandidateSets
 from recoworld.envs.observation import Observer, observation_space
+from recoworld.envs.response_checks import ResponseCheck
 from recoworld.rewards import RewardWeights
 
 S_ENV_KEY = 103
@@ -60,9 +69,17 @@ class SlateWorld:
         action_format: str = "slate",
         candidate_features: bool = True,
         device: str = "cpu",
-        kernel: str = "torch",
+        kernel: str = "auto",
+        check_responses: bool = True,
     ):
-        self.simulator = _simulator(simulator, catalog, simulator_config, population, device, kernel)
+        # Sizes and switches are checked before anything is built, naming the argument.
+        n_users, slate_size, num_candidates, history_length, max_steps = (
+            check_number(None, key, value, AT_LEAST_ONE, integer=True) for key, value in zip(
+                ("num_envs", "slate_size", "num_candidates", "history_length", "max_steps"),
+                (n_users, slate_size, num_candidates, history_length, max_steps)))
+        candidate_features, check_responses = (check_flag(None, key, value) for key, value in (
+            ("candidate_features", candidate_features), ("check_responses", check_responses)))
+        self.simulator = _simulator(simulator, catalog, simulator_config, population, torch_device(device), kernel)
         self.catalog, self.device = self.simulator.catalog, self.simulator.device
         n_items = self.catalog.n_items
         if not 1 <= slate_size <= num_candidates <= n_items:
@@ -70,21 +87,32 @@ class SlateWorld:
                 f"need 1 <= slate_size ({slate_size}) <= num_candidates ({num_candidates}) "
                 f"<= catalog items ({n_items})"
             )
-        if max_steps < 1 or history_length < 1:
-            raise ValueError(f"max_steps={max_steps} and history_length={history_length} must be >= 1")
         self.n_users, self.slate_size, self.num_candidates = n_users, slate_size, num_candidates
         self.history_length, self.max_steps = history_length, max_steps
         self.reward_weights = RewardWeights.parse(reward)
+        self.check_response = ResponseCheck(self.simulator, n_users, slate_size, num_candidates, check_responses)
         self.actions = ActionDecoder(action_format, n_users, num_candidates, slate_size, self.device)
         self.candidate_sets = CandidateSets(n_items, num_candidates, self.device)
-        self.bookkeeping = bookkeeping_backend(kernel, self.candidate_sets, self.catalog.n_genres, self.device)
-        self.observer = Observer(self.catalog, n_users, num_candidates, candidate_features)
+        self.observer = Observer(self.catalog, n_users, num_candidates, candidate_features, history_length)
+        # The C bookkeeping copies the candidates' features as it writes the candidates.
+        features = self.catalog.features.to(torch.float32).contiguous() if candidate_features else None
+        self.bookkeeping = bookkeeping_backend(kernel, self.candidate_sets, self.catalog.n_genres, self.device,
+                                               features, self.observer.empty)
         self.state: WorldState = world_state(n_users, history_length, self.catalog.n_genres, self.device)
         self.base_seed = np.zeros(n_users, dtype=np.int64)
         self.episode = np.zeros(n_users, dtype=np.int64)
         self.episode_seed = np.zeros(n_users, dtype=np.int64)
         self._observed: dict[str, np.ndarray] | None = None  # an observation a kernel wrote as it stepped
         self.started = False
+
+    @property
+    def kernels(self) -> dict[str, str]:
+        """The kernels that run (``"c"`` or ``"torch"``): ``"bookkeeping"``, the env's, and
+        ``"users"``, the simulator's, for a simulator that has one (the statistical users)."""
+        kernels = {"bookkeeping": self.bookkeeping.name}
+        if isinstance(getattr(self.simulator, "kernel", None), str):
+            kernels["users"] = self.simulator.kernel
+        return kernels
 
     @property
     def action_format(self) -> str:
@@ -102,6 +130,7 @@ class SlateWorld:
         return self.actions.space(batch)
 
     # ------------------------------------------------------------- episodes
+    @with_env_threads
     def reset_all(self, seed: int | Sequence[int] | None, np_random: np.random.Generator) -> None:
         """Start every slot, the way Gymnasium's ``reset(seed=...)`` asks.
 
@@ -120,6 +149,7 @@ class SlateWorld:
         else:
             self.restart(slots)
 
+    @with_env_threads
     def restart(self, slots: np.ndarray, base_seeds: Sequence[int] | None = None, again: bool = False,
                 candidates: bool = True) -> None:
         """Start the next user episode in ``slots``.
@@ -161,6 +191,7 @@ class SlateWorld:
         return self.candidate_sets.ids(self.state)
 
     # ---------------------------------------------------------------- steps
+    @with_env_threads
     def slates_from_actions(self, actions, single: bool = False) -> torch.Tensor:
         """Item ids ``[B, K]`` for the agents' actions; invalid actions raise ``ValueError``."""
         if not single and self.actions.is_batch_of_slates(actions):
@@ -171,6 +202,7 @@ class SlateWorld:
                 return slates
         return self.candidates.gather(1, self.actions.positions(actions, single))
 
+    @with_env_threads
     def step(self, slates: torch.Tensor, autoreset: np.ndarray | None = None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Response]:
         """Show ``slates`` (item ids) to every user; returns reward, terminated, truncated, response.
@@ -182,6 +214,7 @@ class SlateWorld:
         idle = self._autoreset(autoreset)
         # Valid by construction (distinct candidates of the catalog): no second check.
         response = self.simulator.respond_valid(slates, idle)
+        self.check_response(response)  # a plug-in simulator's answer, before anything reads it
         self._observed, totals = self.bookkeeping.step(self.state, slates, response, idle)
         self.candidate_sets.forget()
         self.signals = self.reward_weights.signals(response, totals)
@@ -213,25 +246,33 @@ class SlateWorld:
         return idle
 
     # ---------------------------------------------------------- observations
+    @with_env_threads
     def observe(self) -> dict[str, np.ndarray]:
         """Observations ``[B, ...]`` as numpy arrays (what a real recommender can see)."""
         observed, self._observed = self._observed, None  # a kernel's observation is handed out once
         return self.observer.observe(self.state, self.candidates if observed is None else None, observed)
 
+    @with_env_threads
     def info(self, response: Response | None, slates: torch.Tensor | None) -> dict[str, np.ndarray]:
         """Per-user details of the last step, for loggers and metrics (numpy ``[B, ...]``)."""
         info = {"episode_seed": self.episode_seed.copy(), "session_index": self.session_index.cpu().numpy().copy()}
-        if response is None:
+        if response is None:  # a reset's: which kernel runs the users (else the bookkeeping)
+            kernels = self.kernels
+            info["kernel"] = np.full(self.n_users, kernels.get("users", kernels["bookkeeping"]), dtype=object)
             return info
         for name, value in response.tensor_fields().items():
             info[name] = value.cpu().numpy()
         info["slate"] = slates.cpu().numpy()
         # fromiter: np.array(list, dtype=object) inspects every entry.
         info["instruction_text"] = np.fromiter(response.instruction_text, dtype=object, count=self.n_users)
+        for name in ("item_reasons", "mindset_text"):  # the words of users who have them
+            if getattr(response, name) is not None:
+                info[name] = np.fromiter(getattr(response, name), dtype=object, count=self.n_users)
         for name, value in self.signals.items():
             info[f"reward_{name}"] = value.cpu().numpy()
         return info
 
+    @with_env_threads
     def privileged_click_probabilities(self) -> np.ndarray:
         """The true click probability of every current candidate ``[B, C]``.
 

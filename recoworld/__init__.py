@@ -11,6 +11,7 @@ from recoworld.registration import register_envs
 
 register_envs()
 
+#: The one source of the version: pyproject.toml reads it (setuptools dynamic), `recoworld --version` prints it.
 __version__ = "0.1.0"
 
 _LAZY = {

@@ -100,6 +100,12 @@ class Catalog:
         # torch.tensor(numpy_array) gives) would otherwise fail deep inside a matmul.
         self.features, self.popularity, self.quality = (
             t.float() if t.dtype != torch.float32 else t for t in (self.features, self.popularity, self.quality))
+        for label, tensor in (("features", self.features), ("popularity", self.popularity), ("quality", self.quality)):
+            finite = torch.isfinite(tensor)
+            if not bool(finite.all()):
+                where = tuple(int(i) for i in (~finite).nonzero()[0])
+                raise ValueError(f"{label}{list(where)} is {float(tensor[where])} (item {where[0]}); "
+                                 "a catalog holds finite numbers only")
         orphans = (~self.genres.any(dim=1)).nonzero().flatten()
         if len(orphans):
             raise ValueError(
@@ -250,6 +256,10 @@ def popularity_score(catalog: Catalog) -> torch.Tensor:
 def _genre_table(column: pd.Series, name: str) -> tuple[tuple[str, ...], torch.Tensor]:
     """The sorted genre names of a column of genre lists (or ``'|'``-separated strings),
     and the items' ``[n_items, n_genres]`` multi-hot genres."""
+    for row, value in enumerate(column):
+        if not isinstance(value, (str, Sequence, np.ndarray)):
+            raise ValueError(f"row {row} of column {name!r} is {value!r}; give a list of genre names or a "
+                             "'|'-separated string")
     genre_lists = [[g for g in (v.split("|") if isinstance(v, str) else list(v)) if g] for v in column]
     genre_names = tuple(sorted({g for gs in genre_lists for g in gs}))
     if not genre_names:
@@ -263,12 +273,23 @@ def _genre_table(column: pd.Series, name: str) -> tuple[tuple[str, ...], torch.T
     return genre_names, multi_hot
 
 
+def _finite_column(df: pd.DataFrame, column: str, what: str = "a finite number", valid=None) -> np.ndarray:
+    """``df[column]`` as floats; ``ValueError`` naming the first row that is not finite (or
+    not ``valid``) and its value as given."""
+    values = pd.to_numeric(df[column], errors="coerce").to_numpy(dtype=np.float64)
+    ok = np.isfinite(values) if valid is None else np.isfinite(values) & valid(values)
+    if not ok.all():
+        row = int(np.argmin(ok))
+        number = values[row]
+        # the number as read, or the text that is not one
+        shown = df[column].iloc[row] if np.isnan(number) and isinstance(df[column].iloc[row], str) else float(number)
+        raise ValueError(f"{column} of row {row} is {shown!r}; it must be {what}")
+    return values
+
+
 def _popularity_shares(df: pd.DataFrame, popularity: str | None) -> torch.Tensor:
     if popularity is not None and popularity in df.columns:
-        counts = df[popularity].to_numpy(dtype=np.float64)
-        if np.any(~np.isfinite(counts)) or np.any(counts < 0):
-            bad = int(np.flatnonzero(~np.isfinite(counts) | (counts < 0))[0])
-            raise ValueError(f"popularity of row {bad} is {counts[bad]}; it must be finite and >= 0")
+        counts = _finite_column(df, popularity, "finite and >= 0", lambda x: x >= 0)
         counts = counts + 1.0  # add-one smoothing: an unseen item is rare, not impossible
     else:
         counts = np.ones(len(df))
@@ -277,7 +298,7 @@ def _popularity_shares(df: pd.DataFrame, popularity: str | None) -> torch.Tensor
 
 def _standardised_quality(df: pd.DataFrame, quality: str | None) -> torch.Tensor:
     if quality is not None and quality in df.columns:
-        q = torch.tensor(df[quality].to_numpy(dtype=np.float64), dtype=torch.float32)
+        q = torch.tensor(_finite_column(df, quality), dtype=torch.float32)
         return (q - q.mean()) / q.std().clamp_min(1e-6) if len(q) > 1 else q * 0
     return torch.zeros(len(df))
 
@@ -285,10 +306,29 @@ def _standardised_quality(df: pd.DataFrame, quality: str | None) -> torch.Tensor
 def _feature_table(df: pd.DataFrame, features: str | Sequence[str] | None, multi_hot: torch.Tensor) -> torch.Tensor:
     """The items' raw features: a vector column, numeric columns, or else their genres."""
     if isinstance(features, str) and features in df.columns:
-        return torch.tensor(np.stack(df[features].to_numpy()), dtype=torch.float32)
+        return torch.tensor(_vector_column(df[features], features), dtype=torch.float32)
     if isinstance(features, Sequence) and not isinstance(features, str):
         missing = [c for c in features if c not in df.columns]
         if missing:
             raise ValueError(f"feature columns {missing} are missing; the DataFrame has {list(df.columns)}")
-        return torch.tensor(df[list(features)].to_numpy(dtype=np.float64), dtype=torch.float32)
+        return torch.tensor(np.stack([_finite_column(df, c) for c in features], axis=1), dtype=torch.float32)
     return multi_hot.float()
+
+
+def _vector_column(column: pd.Series, name: str) -> np.ndarray:
+    """A column of equal-length numeric vectors as ``[n_items, dim]``; ``ValueError`` naming
+    the first row that is not one, or holds a value that is not finite."""
+    vectors = []
+    for row, value in enumerate(column):
+        try:
+            vector = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            vector = None
+        if vector is None or vector.ndim != 1 or (vectors and len(vector) != len(vectors[0])):
+            raise ValueError(f"row {row} of column {name!r} is {value!r}; every row must be a vector of "
+                             f"{len(vectors[0]) if vectors else 'the same number of'} numbers")
+        if not np.isfinite(vector).all():
+            raise ValueError(f"row {row} of column {name!r} holds {vector[~np.isfinite(vector)][0]} at dimension "
+                             f"{int(np.argmin(np.isfinite(vector)))}; features must be finite numbers")
+        vectors.append(vector)
+    return np.stack(vectors)

@@ -5,6 +5,14 @@ step to an :class:`EpisodeLog`, which writes them to Parquet in row groups (or k
 in memory). :func:`read_log` reads a log back — or checks a pandas DataFrame that claims to
 be one — and refuses anything that is not this schema, naming what is wrong.
 
+Files. An :class:`EpisodeLog` writes under a hidden temporary name beside its file
+(:func:`temporary_path`) and renames it into place when it is closed, so a file under its
+own name is always complete; a log closed by an exception, or a process killed while
+writing, leaves no such file. A log is one Parquet file or a folder of them, its *parts*:
+``recoworld run`` writes one part per rollout, ``episodes/agent=<agent>/seed=<seed>.parquet``
+of the run directory, and ``read_log(run_dir)`` reads them all (single-file logs of
+earlier runs, ``episodes.parquet``, are read as before).
+
 The schema is defined once, in :data:`COLUMNS` (name, Arrow type, nullable, meaning), and
 carries :data:`SCHEMA_VERSION` in the Parquet metadata. Change the version whenever a
 column is added, removed, renamed or changes meaning; readers check it.
@@ -16,7 +24,9 @@ order (position 0 is the top of the slate) and have the slate's length.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +36,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-#: Version of the column layout below; stored in the file's metadata and checked on read.
-SCHEMA_VERSION = 1
+#: Version of the column layout below; stored in each file's metadata and checked on read.
+#: Version 2 added the LLM users' words (``item_reasons``, ``mindset_text``); files of
+#: version 1 are read with those columns null. (Splitting a log into parts changed no column.)
+SCHEMA_VERSION = 2
+#: The versions read_log reads, each with the columns it lacks relative to this version.
+READABLE_VERSIONS: dict[str, tuple[str, ...]] = {"1": ("item_reasons", "mindset_text"), "2": ()}
 VERSION_KEY = b"recoworld.schema_version"
 
 #: (name, type, nullable, meaning) of every column, in file order.
@@ -76,6 +90,11 @@ COLUMNS: tuple[tuple[str, pa.DataType, bool, str], ...] = (
     ("instruction_in_force", pa.bool_(), False, "an instruction of the user was in force when the slate was shown"),
     ("compliance", pa.float32(), True,
      "how well the slate followed the instruction in force, in [0, 1]; null where none was in force"),
+    # The words of users who have them (LLM users); null for statistical users.
+    ("item_reasons", pa.list_(pa.string()), True,
+     "LLM users: the reason the user gave for each item, in slate order; null without words"),
+    ("mindset_text", pa.string(), True, "LLM users: the user's mindset in their own words after the step; null "
+     "without words"),
 )
 
 COLUMN_DOCS: dict[str, str] = {name: doc for name, _, _, doc in COLUMNS}
@@ -91,6 +110,18 @@ class LogSchemaError(ValueError):
     """A log is not (this version of) the episodes schema."""
 
 
+#: The last bytes of a file being written under :func:`temporary_path`.
+TEMPORARY_SUFFIX = ".tmp"
+PARQUET_MAGIC = b"PAR1"
+
+
+def temporary_path(path: str | Path) -> Path:
+    """The hidden name beside ``path`` under which this process writes it until it is
+    complete (then ``os.replace`` gives it its name: a reader sees no file or a whole one)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
+
+
 class EpisodeLog:
     """Rows of the episodes schema, written to Parquet as they come, or kept in memory.
 
@@ -99,7 +130,10 @@ class EpisodeLog:
             (:meth:`to_pandas`).
         row_group_size: rows buffered before a row group is written.
 
-    Use as a context manager, or call :meth:`close`, so that the file is complete.
+    The rows go to :func:`temporary_path` of ``path``; :meth:`close` completes that file
+    and renames it to ``path`` (replacing any file there), and :meth:`discard` deletes it.
+    As a context manager the log closes when the block ends and discards its rows when the
+    block raises (a KeyboardInterrupt included), so ``path`` holds a complete log or nothing.
     """
 
     def __init__(self, path: str | Path | None = None, *, row_group_size: int = 65_536):
@@ -112,7 +146,7 @@ class EpisodeLog:
         self._writer: pq.ParquetWriter | None = None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = pq.ParquetWriter(self.path, SCHEMA, compression="zstd")
+            self._writer = pq.ParquetWriter(temporary_path(self.path), SCHEMA, compression="zstd")
 
     def append(self, columns: Mapping[str, Any]) -> None:
         """Add a batch of ``n`` rows given column by column.
@@ -148,10 +182,20 @@ class EpisodeLog:
             self._pending, self._pending_rows = [], 0
 
     def close(self) -> None:
+        """Write what is buffered, complete the file and give it its name (file mode)."""
         self.flush()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+            os.replace(temporary_path(self.path), self.path)
+
+    def discard(self) -> None:
+        """Drop the rows: the temporary file is deleted and ``path`` is left as it was."""
+        self._pending, self._pending_rows, self._kept = [], 0, []
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            temporary_path(self.path).unlink(missing_ok=True)
 
     def to_table(self) -> pa.Table:
         """The rows kept in memory (``path=None``) as an Arrow table."""
@@ -166,43 +210,107 @@ class EpisodeLog:
     def __enter__(self) -> EpisodeLog:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
 
 
-def read_log(source: str | Path | pd.DataFrame) -> pd.DataFrame:
+def read_log(source: str | Path | Sequence[str | Path] | pd.DataFrame) -> pd.DataFrame:
     """A log as a DataFrame with the schema's columns, after checking it is one.
 
     Args:
-        source: a Parquet file written by :class:`EpisodeLog` (``episodes.parquet`` of a
-            run directory), or a DataFrame that should hold the same columns (list
-            columns holding sequences); a DataFrame is checked and returned as it is,
-            extra columns included.
+        source: where the log is: a run directory of ``recoworld run`` (its ``episodes/``
+            parts are read), a folder of parts (every ``*.parquet`` below it, in natural
+            order of their paths: ``seed=2`` before ``seed=10``), one Parquet file written
+            by :class:`EpisodeLog`, or a list of such files (read in the order given). A
+            DataFrame is checked against the schema and returned as it is, extra columns
+            included.
 
     Raises:
-        LogSchemaError: the file's schema version is missing or differs from
-            :data:`SCHEMA_VERSION`, a column is missing, or a column has the wrong type.
+        FileNotFoundError: nothing is at ``source``.
+        LogSchemaError: a file is not Parquet (a text file, say), is cut short (no Parquet
+            footer), carries no or another schema version, lacks a column or has one of
+            the wrong type; a folder holds no part. The message names the file.
     """
     if isinstance(source, pd.DataFrame):
         return _check_frame(source)
+    parts = [Path(p) for p in source] if isinstance(source, (list, tuple)) else log_parts(source)
+    tables = [_read_part(path) for path in parts]
+    return _to_frame(pa.concat_tables(tables) if tables else SCHEMA.empty_table())
+
+
+def log_parts(source: str | Path) -> list[Path]:
+    """The Parquet files of the log at ``source`` (see :func:`read_log`), in reading order."""
     path = Path(source)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        if path.name == "episodes.parquet" and (path.parent / "episodes").is_dir():
+            raise FileNotFoundError(f"{path} does not exist: this run directory holds its log in parts under "
+                                    f"episodes/; read them all with read_log({str(path.parent)!r})")
+        raise FileNotFoundError(f"{path} does not exist; read_log reads a run directory, its episodes/ folder, "
+                                "or one .parquet part of the log")
+    folder = path / "episodes" if (path / "episodes").is_dir() else path
+    if folder is path and (path / "episodes.parquet").is_file():
+        return [path / "episodes.parquet"]
+    parts = sorted(folder.rglob("*.parquet"), key=_natural_order)
+    if not parts:
+        raise LogSchemaError(f"{folder} holds no part of an episodes log (no *.parquet file): no rollout "
+                             "completed there (a run directory's status.json says why)")
+    return parts
+
+
+def _natural_order(path: Path) -> list:
+    return [int(token) if token.isdigit() else token for token in re.split(r"(\d+)", path.as_posix())]
+
+
+def _read_part(path: Path) -> pa.Table:
+    """One Parquet file of the log, its format, version and columns checked."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; a run directory holds its log as episodes.parquet")
-    schema = pq.read_schema(path)
+        raise FileNotFoundError(f"{path} does not exist; it was listed as a part of the episodes log")
+    size = path.stat().st_size
+    with path.open("rb") as file:
+        head = file.read(len(PARQUET_MAGIC))
+        file.seek(max(0, size - len(PARQUET_MAGIC)))
+        tail = file.read()
+    expected = "read_log expects an episodes log in Parquet, written by recoworld.logs.EpisodeLog"
+    if head != PARQUET_MAGIC:
+        raise LogSchemaError(f"{path} is not a Parquet file (it starts with {head!r}, not {PARQUET_MAGIC!r}); "
+                             f"{expected}")
+    if size < 2 * len(PARQUET_MAGIC) + 4 or tail != PARQUET_MAGIC:
+        raise LogSchemaError(f"{path} is cut short: it ends without a Parquet footer ({size} bytes), as a file "
+                             f"does when its writer was killed; {expected} and closed")
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as err:
+        raise LogSchemaError(f"{path} is not a readable Parquet file ({err}); {expected}") from None
     found = (schema.metadata or {}).get(VERSION_KEY)
     if found is None:
         raise LogSchemaError(f"{path} has no {VERSION_KEY.decode()} in its metadata; it was not written by "
                              "recoworld.logs.EpisodeLog")
-    if found.decode() != str(SCHEMA_VERSION):
-        raise LogSchemaError(f"{path} has episodes schema version {found.decode()}, but this RecoWorld reads "
-                             f"version {SCHEMA_VERSION}; read it with the RecoWorld release that wrote it")
-    missing = [name for name in COLUMN_DOCS if name not in schema.names]
+    version = found.decode()
+    if version not in READABLE_VERSIONS:
+        raise LogSchemaError(f"{path} has episodes schema version {version}, but this RecoWorld reads versions "
+                             f"{sorted(READABLE_VERSIONS)}; read it with the RecoWorld release that wrote it")
+    absent = READABLE_VERSIONS[version]
+    present = [name for name in COLUMN_DOCS if name not in absent]
+    missing = [name for name in present if name not in schema.names]
     if missing:
-        raise LogSchemaError(f"{path} lacks columns {missing} of schema version {SCHEMA_VERSION}")
+        raise LogSchemaError(f"{path} lacks columns {missing} of schema version {version}")
     for name, dtype, _, _ in COLUMNS:
-        if not schema.field(name).type.equals(dtype):
+        if name in present and not schema.field(name).type.equals(dtype):
             raise LogSchemaError(f"{path}: column {name!r} has type {schema.field(name).type}, expected {dtype}")
-    return _to_frame(pq.read_table(path))
+    try:
+        table = pq.read_table(path, columns=present)
+    except (pa.ArrowException, OSError) as err:
+        raise LogSchemaError(f"{path} could not be read ({err}); {expected}") from None
+    for name in absent:  # columns of a later version: null in an earlier file
+        table = table.append_column(SCHEMA.field(name), pa.nulls(table.num_rows, SCHEMA.field(name).type))
+    # Cast to this release's schema: parts written by earlier releases may differ in column
+    # order or documentation, and the parts are concatenated.
+    return table.select(list(SCHEMA.names)).cast(SCHEMA)
 
 
 def list_column(log: pd.DataFrame, name: str) -> np.ndarray:
@@ -277,6 +385,9 @@ def _to_arrow(value: Any, field: pa.Field, n: int) -> pa.Array:
     if isinstance(value, pa.Array):
         return value.cast(dtype)
     if pa.types.is_list(dtype):
+        if isinstance(value, np.ndarray) and value.dtype == object and value.ndim == 1 and len(value) == n:
+            # One list (or None, a null row) per row, e.g. the words of LLM users.
+            return pa.array(list(value), dtype)
         array = np.asarray(value)
         if array.ndim != 2 or len(array) != n:
             raise LogSchemaError(f"column {field.name!r} needs an array [{n}, K]; got shape {array.shape}")

@@ -25,10 +25,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from recoworld.logs import list_column
+from recoworld.logs import LogSchemaError, list_column
 
 EPISODE_KEYS = ["seed", "user", "episode"]
 SESSION_KEYS = [*EPISODE_KEYS, "session"]
+#: What identifies a row of one agent's log: a user-step happens once.
+STEP_KEYS = [*EPISODE_KEYS, "step"]
 
 #: Per-seed metrics of :func:`run_metrics`, in display order, with their meaning.
 METRICS: dict[str, str] = {
@@ -41,6 +43,11 @@ METRICS: dict[str, str] = {
     "coverage": "share of catalog items shown at least once",
     "diversity": "mean pairwise 1 - cosine of item features within a slate",
     "novelty": "mean -log2 popularity of the items shown",
+    "exposure_gini": "Gini coefficient of the position-discounted exposure over all catalog items",
+    "head_exposure": "share of exposure on the head items (the 20% most popular)",
+    "mid_exposure": "share of exposure on the mid items (the next 30% by popularity)",
+    "tail_exposure": "share of exposure on the tail items (the 50% least popular)",
+    "serendipity": "clicks on items outside the popular head, per item shown (Ge et al. 2010)",
 }
 
 
@@ -171,6 +178,73 @@ def novelty(slates: np.ndarray, popularity: np.ndarray) -> float:
     return float(-np.log2(p)[slates].mean())
 
 
+POPULARITY_GROUPS = ("head", "mid", "tail")
+
+
+def item_exposure(slates: np.ndarray, n_items: int) -> np.ndarray:
+    r"""``[N]`` exposure of every item: the sum over its impressions of the position weight
+    :math:`1/\log_2(k + 2)` (position ``k`` 0-based), the attention model of Singh &
+    Joachims ("Fairness of Exposure in Rankings", KDD 2018) and of DCG."""
+    slates = np.asarray(slates)
+    weight = 1.0 / np.log2(np.arange(slates.shape[1]) + 2.0) if slates.ndim == 2 else np.ones(0)
+    return np.bincount(slates.ravel(), weights=np.broadcast_to(weight, slates.shape).ravel(), minlength=n_items)
+
+
+def gini(values: np.ndarray) -> float:
+    r"""Gini coefficient of non-negative ``values``: 0 when equal, :math:`1 - 1/N` when one
+    holds all; :math:`G = \sum_i (2i - N - 1) x_{(i)} / (N \sum x)` over the sorted values."""
+    x = np.sort(np.asarray(values, dtype=np.float64))
+    if x.size == 0 or x.sum() <= 0:
+        return math.nan
+    rank = np.arange(1, x.size + 1)
+    return float(((2 * rank - x.size - 1) * x).sum() / (x.size * x.sum()))
+
+
+def popularity_groups(popularity: np.ndarray) -> np.ndarray:
+    """``[N]`` group of every item by popularity: 0 head (the 20% most popular items), 1 mid
+    (the next 30%), 2 tail (the 50% least popular); ties broken by item id. The split
+    follows Abdollahpouri et al. ("Managing Popularity Bias in Recommender Systems with
+    Personalized Re-ranking", FLAIRS 2019), with the catalog's popularity as training popularity."""
+    popularity = np.asarray(popularity, dtype=np.float64)
+    rank = np.empty(len(popularity), dtype=np.int64)
+    rank[np.argsort(-popularity, kind="stable")] = np.arange(len(popularity))
+    return np.digitize(rank, [math.ceil(0.2 * len(popularity)), math.ceil(0.5 * len(popularity))])
+
+
+def exposure_shares(slates: np.ndarray, groups: np.ndarray, n_groups: int | None = None) -> np.ndarray:
+    """Share of the exposure (:func:`item_exposure`) that falls on each group; ``groups`` is
+    ``[N]`` group ids (e.g. :func:`popularity_groups`, a provider, an attribute), or
+    ``[N, G]`` booleans of multi-valued attributes such as genres (an item's exposure
+    counts for each of its groups, shared equally). NaN where nothing was shown."""
+    groups = np.asarray(groups)
+    exposure = item_exposure(slates, len(groups))
+    if groups.ndim == 2:
+        membership = groups.astype(np.float64) / np.maximum(groups.sum(1, keepdims=True), 1)
+    else:
+        membership = np.eye(n_groups or int(groups.max()) + 1)[groups]
+    total = exposure.sum()
+    return exposure @ membership / total if total > 0 else np.full(membership.shape[1], math.nan)
+
+
+def serendipity(slates: np.ndarray, clicked: np.ndarray, popularity: np.ndarray) -> float:
+    """Serendipity after Ge, Delgado-Battenfeld & Jannach ("Beyond Accuracy", RecSys 2010):
+    the share of items shown that are *unexpected*, outside what a primitive popularity
+    recommender would show (the head of :func:`popularity_groups`), and *useful*, clicked."""
+    slates = np.asarray(slates)
+    if slates.size == 0:
+        return math.nan
+    unexpected = popularity_groups(popularity)[slates] != 0
+    return float((unexpected & np.asarray(clicked, dtype=bool)).mean())
+
+
+def exposure_metrics(slates: np.ndarray, clicked: np.ndarray, popularity: np.ndarray) -> dict[str, float]:
+    """The exposure-fairness and serendipity entries of :data:`METRICS`."""
+    shares = exposure_shares(slates, popularity_groups(popularity), len(POPULARITY_GROUPS))
+    return {"exposure_gini": gini(item_exposure(slates, len(popularity))),
+            **{f"{name}_exposure": float(share) for name, share in zip(POPULARITY_GROUPS, shares)},
+            "serendipity": serendipity(slates, clicked, popularity)}
+
+
 def retention_curve(session: np.ndarray, churned: np.ndarray) -> np.ndarray:
     r"""Share of users still active after ``n`` sessions, ``n = 0, 1, ...`` (Kaplan–Meier).
 
@@ -221,6 +295,7 @@ def run_metrics(log: pd.DataFrame, features: np.ndarray, popularity: np.ndarray)
         "coverage": catalog_coverage(slates, len(popularity)),
         "diversity": intra_slate_diversity(slates, features),
         "novelty": novelty(slates, popularity),
+        **exposure_metrics(slates, list_column(log, "clicked"), popularity),
     }
 
 
@@ -237,9 +312,19 @@ def summarize(log: pd.DataFrame, features: np.ndarray, popularity: np.ndarray,
     "retention": [S(0), S(1), ...], "retention_at_risk": [e_0, e_1, ...], "seeds": [...],
     "interactions", "episodes", "sessions"}}`` with NaN turned into ``None``, where
     ``e_k`` is the number of users who ended session ``k`` (the curve's tail rests on few).
+
+    Raises:
+        LogSchemaError: a user-step (:data:`STEP_KEYS`) of an agent appears twice: rows
+            logged twice would be counted twice, and a repeated seed merged into one.
     """
     summary: dict[str, dict] = {}
     for agent, rows in log.groupby("agent", sort=False):
+        repeated = rows.duplicated(STEP_KEYS)
+        if repeated.any():
+            seed, user, episode, step = rows.loc[repeated, STEP_KEYS].iloc[0].tolist()
+            raise LogSchemaError(f"the log holds agent {agent!r}'s seed {seed}, user {user}, episode {episode}, "
+                                 f"step {step} more than once: its rows were logged twice (a seed repeated in "
+                                 "experiment.seeds, or a part read twice); read each rollout once")
         seeds = sorted(rows["seed"].unique().tolist())
         per_seed = [run_metrics(rows[rows["seed"] == s], features, popularity) for s in seeds]
         metrics = {name: seed_summary([m[name] for m in per_seed], confidence) for name in METRICS}

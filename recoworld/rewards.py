@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from recoworld.config_checks import check_fields
 from recoworld.types import Response
 
 #: Signals summed over a slate's clicked items.
@@ -60,6 +61,9 @@ class RewardWeights:
     churn: float = 0.0
     compliance: float = 0.0
 
+    def __post_init__(self):
+        check_fields(self, {}, owner="reward")
+
     @classmethod
     def parse(cls, spec: str | Mapping | RewardWeights) -> RewardWeights:
         """A preset name, a mapping of weights, or weights as they are."""
@@ -73,7 +77,7 @@ class RewardWeights:
         unknown = sorted(set(spec) - set(SIGNALS))
         if unknown:
             raise ValueError(f"reward weights name unknown signals {unknown}; known signals: {list(SIGNALS)}")
-        return cls(**{k: float(v) for k, v in spec.items()})
+        return cls(**spec)
 
     def signals(self, response: Response, totals: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Each signal per user ``[B]``. ``totals`` ``[B, 3]``, when the caller has them, are

@@ -90,6 +90,12 @@ class Response:
     Reflective instruction voiced at this step (the user senses they are about to leave):
         instruction: structured form, ``instruction.active`` marks users who spoke.
         instruction_text: the sentence per user, ``None`` for users who said nothing.
+
+    Words of users who have them (LLM users; ``None`` for simulators without words):
+        item_reasons: per user, the reason given for each item of the slate (slate order),
+            or ``None`` for a user who gave none this step.
+        mindset_text: per user, the mindset in the user's own words after the step, or
+            ``None``.
     """
 
     examined: torch.Tensor
@@ -107,6 +113,8 @@ class Response:
     compliance: torch.Tensor
     instruction: Instruction
     instruction_text: list[str | None] = field(default_factory=list)
+    item_reasons: list[list[str] | None] | None = None
+    mindset_text: list[str | None] | None = None
 
     @property
     def batch_size(self) -> int:

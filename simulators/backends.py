@@ -11,7 +11,9 @@ A backend starts new users in slots and steps every user of a batch, over an exp
 
 :class:`TorchUsers` is the reference: torch ops on any device, following
 :mod:`recoworld.simulators.equations`. :class:`~recoworld.kernels.users.UsersKernel` is its
-fused C port for CPU. :func:`users_backend` picks one by name; nothing else asks which.
+fused C port for CPU. :func:`users_backend` picks one by name (``"auto"``: C on CPU where
+the kernels run, torch otherwise; see :func:`recoworld.kernels.build.choose`); nothing else
+asks which. A backend's ``name`` records the kernel that ran.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ import torch
 from recoworld import rng
 from recoworld.catalog import lookup
 from recoworld.history import prepend_clicks
+from recoworld.kernels import build
 from recoworld.kernels.users import ItemTables, Reactions, UserState, UsersKernel, parameters
 from recoworld.simulators import equations
 from recoworld.simulators.phrasing import S_PHRASE, phrase_codes, voice
 from recoworld.simulators.user_state import S_GAP, S_SESSION, S_STEP, new_session, start_users
 
-KERNELS = ("torch", "c")
+KERNELS = build.KERNELS
 STREAMS = {"step": S_STEP, "gap": S_GAP, "session": S_SESSION, "phrase": S_PHRASE}
 #: ``utility(slates, features, genre_weights) -> (v, item_satiation, distance)``, each ``[B, K]``.
 Utility = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -38,6 +41,7 @@ class UsersBackend(Protocol):
     """What :class:`~recoworld.simulators.statistical.StatisticalUsers` asks of a backend."""
 
     holds_idle: bool
+    name: str  # the kernel: "torch" or "c"
 
     def start(self, state: UserState, slots: torch.Tensor, keys: torch.Tensor, traits) -> None: ...
 
@@ -46,19 +50,19 @@ class UsersBackend(Protocol):
 
 def users_backend(kernel: str, tables: ItemTables, config, utility: Utility, device: torch.device,
                   custom_utility: bool = False) -> UsersBackend:
-    """The backend named ``kernel`` (``"torch"`` or ``"c"``) for users of ``config``.
+    """The backend for the choice ``kernel`` (one of :data:`KERNELS`) for users of ``config``.
 
     ``utility`` is the users' utility, which the torch backend calls; ``custom_utility``
-    says it is not the statistical users' own, which the C kernel cannot follow."""
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel={kernel!r}; choose one of {KERNELS}")
+    says it is not the statistical users' own, which the C kernel cannot follow (``"auto"``
+    then runs torch)."""
+    kernel = build.choose(kernel, device, follows_reference=not custom_utility)
     if kernel == "torch":
         return TorchUsers(tables, config, utility)
     if device.type != "cpu":
-        raise ValueError(f"kernel='c' runs on CPU, but device={str(device)!r}; use kernel='torch'")
+        raise ValueError(f"kernel='c' runs on CPU, but device={str(device)!r}; use kernel='torch' or 'auto'")
     if custom_utility:
         raise ValueError("kernel='c' computes the utility of StatisticalUsers, which this simulator changes; "
-                         "use kernel='torch'")
+                         "use kernel='torch' or 'auto'")
     return UsersKernel(tables, parameters(config), STREAMS)
 
 
@@ -68,6 +72,7 @@ class TorchUsers:
     :mod:`recoworld.simulators.equations`)."""
 
     holds_idle = False
+    name = "torch"
 
     def __init__(self, tables: ItemTables, config, utility: Utility):
         self.tables, self.config, self.utility = tables, config, utility

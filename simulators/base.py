@@ -21,6 +21,7 @@ import torch
 from recoworld import rng
 
 from recoworld.catalog import Catalog
+from recoworld.config_checks import check_seed
 from recoworld.types import Response
 
 
@@ -119,11 +120,12 @@ def resolve_seeds(count: int, seed, fresh_start: int, salt: int = 0x11E5) -> tor
     """One seed per started user, by :meth:`UserSimulator.reset`'s convention: a sequence
     gives one seed each, an int ``s`` gives ``s + j``, ``None`` gives fresh seeds numbered
     from ``fresh_start`` (hashed with ``salt``, so that simulator kinds draw apart)."""
+    seed = check_seed(seed.cpu().numpy() if isinstance(seed, torch.Tensor) else seed)
     if seed is None:
         return torch.tensor([rng.mix_int(salt, fresh_start + j) for j in range(count)], dtype=torch.int64)
     if isinstance(seed, int):
         return seed + torch.arange(count, dtype=torch.int64)
-    seeds = torch.as_tensor(seed, dtype=torch.int64).flatten()
+    seeds = torch.from_numpy(seed)
     if len(seeds) != count:
         raise ValueError(f"got {len(seeds)} seeds for {count} users; give one per user or a single int")
     return seeds

@@ -219,7 +219,7 @@ def calibrated_population(spec: Mapping | None = None, path: str | None = None) 
 
 
 def calibrated_users(catalog: Catalog, path: str | None = None, population: Mapping | None = None,
-                     config: Mapping | None = None, device: str = "cpu", kernel: str = "torch"):
+                     config: Mapping | None = None, device: str = "cpu", kernel: str = "auto"):
     """Statistical users drawn from the calibrated population (``simulator=calibrated``).
 
     Args:
@@ -229,7 +229,7 @@ def calibrated_users(catalog: Catalog, path: str | None = None, population: Mapp
         config: fitted fields of :class:`StatisticalUserConfig` to override, e.g.
             ``{"leave_base": -2.0}``.
         device: torch device of the simulator.
-        kernel: how a step runs (``"torch"`` or ``"c"``, see
+        kernel: how a step runs (``"auto"``, ``"c"`` or ``"torch"``, see
             :class:`~recoworld.simulators.statistical.StatisticalUsers`).
     """
     from recoworld.simulators.statistical import StatisticalUsers

@@ -7,14 +7,106 @@ each with what was expected and how to fix it.
 
 from __future__ import annotations
 
+import math
+from typing import NamedTuple
+
 import torch
 
+from recoworld.config_checks import UNIT, Interval
 from recoworld.simulators.base import UserSimulator
 from recoworld.types import Instruction, Response
 
-PER_ITEM = ("examined", "clicked", "watch_fraction", "liked", "rating")
-PER_USER = ("satisfaction", "leave_hazard", "left_session", "returned", "return_gap", "churned",
-            "instruction_in_force", "compliance")
+
+class FieldContract(NamedTuple):
+    """What one tensor field of a :class:`~recoworld.types.Response` holds."""
+
+    per_item: bool  # [B, K] if True, else [B]
+    flag: bool  # torch.bool if True, else real numbers in ``within``
+    within: Interval | None = None
+
+
+#: The contract of every tensor field of a Response (its docstring says what each means).
+#: Numbers are never NaN; ``return_gap`` is ``inf`` for users who churned.
+CONTRACT = {
+    "examined": FieldContract(True, True), "clicked": FieldContract(True, True),
+    "watch_fraction": FieldContract(True, False, UNIT), "liked": FieldContract(True, True),
+    "rating": FieldContract(True, False, Interval(0.0, 5.0)),
+    "satisfaction": FieldContract(False, False, UNIT), "leave_hazard": FieldContract(False, False, UNIT),
+    "left_session": FieldContract(False, True), "returned": FieldContract(False, True),
+    "return_gap": FieldContract(False, False, Interval(0.0, math.inf)), "churned": FieldContract(False, True),
+    "instruction_in_force": FieldContract(False, True), "compliance": FieldContract(False, False, UNIT),
+}
+PER_ITEM = tuple(name for name, field in CONTRACT.items() if field.per_item)
+PER_USER = tuple(name for name, field in CONTRACT.items() if not field.per_item)
+
+
+def response_problems(response, n_users: int, slate_size: int, n_genres: int | None = None) -> list[str]:
+    """What ``response`` breaks of the contract for ``n_users`` slates of ``slate_size``
+    items: its type, each field's shape, dtype and values (:data:`CONTRACT`), the
+    instruction's shapes (``[B]``, ``[B, G]`` with ``G = n_genres`` when given) and the length
+    of ``instruction_text``; an empty list when it conforms. Cheap enough for every step."""
+    if not isinstance(response, Response):
+        return [f"respond() returned a {type(response).__name__}; return a recoworld.Response"]
+    problems = []
+    for name, field in CONTRACT.items():
+        problem = _field_problem(f"Response.{name}", getattr(response, name), field,
+                                 (n_users, slate_size) if field.per_item else (n_users,))
+        if problem:
+            problems.append(problem)
+    problems += _instruction_problems(response, n_users, n_genres)
+    return problems
+
+
+def _field_problem(label: str, value, field: FieldContract, shape: tuple[int, ...]) -> str | None:
+    """What is wrong with one tensor (``label`` names it in the message), or ``None``."""
+    kind = "a bool tensor" if field.flag else f"a real-valued tensor with values {field.within}"
+    if not isinstance(value, torch.Tensor):
+        return f"{label} is a {type(value).__name__}; expected {kind} of shape {shape}"
+    if tuple(value.shape) != shape:
+        return f"{label} has shape {tuple(value.shape)}; expected {shape}"
+    if field.flag:
+        return None if value.dtype == torch.bool else f"{label} has dtype {value.dtype}; expected torch.bool"
+    if value.dtype == torch.bool or value.dtype.is_complex:
+        return f"{label} has dtype {value.dtype}; expected {kind}"
+    return _values_problem(label, value, field.within)
+
+
+def _values_problem(label: str, value: torch.Tensor, within: Interval) -> str | None:
+    """Where ``value`` leaves ``within`` (NaN always does; ``inf`` only an unbounded end)."""
+    low, high = within.low, within.high
+    if value.numel() == 0:
+        return None
+    smallest, largest = (float(x) for x in torch.aminmax(value))  # one pass; NaN propagates into both
+    if smallest >= low and largest <= high:
+        return None
+    inside = (value >= low) & (value <= high)
+    index = tuple(int(i) for i in (~inside).nonzero()[0])
+    where = f"[{', '.join(map(str, index))}]"
+    return f"{label}{where} is {float(value[index]):.6g}; expected values {within}"
+
+
+def _instruction_problems(r: Response, B: int, n_genres: int | None) -> list[str]:
+    ins = r.instruction
+    if not isinstance(ins, Instruction):
+        return [f"Response.instruction is a {type(ins).__name__}; expected a recoworld.Instruction "
+                "(Instruction.none(B, n_genres) when nobody spoke)"]
+    genres = n_genres if n_genres is not None else (ins.more.shape[-1] if isinstance(ins.more, torch.Tensor) else 0)
+    problems = [problem for name, field, shape in (
+        ("active", FieldContract(False, True), (B,)), ("more", FieldContract(False, True), (B, genres)),
+        ("less", FieldContract(False, True), (B, genres)),
+        ("novelty", FieldContract(False, False, Interval(-1.0, 1.0)), (B,)),
+    ) if (problem := _field_problem(f"Response.instruction.{name}", getattr(ins, name), field, shape))]
+    if not isinstance(r.instruction_text, (list, tuple)) or len(r.instruction_text) != B:
+        count = len(r.instruction_text) if hasattr(r.instruction_text, "__len__") else type(r.instruction_text).__name__
+        problems.append(f"Response.instruction_text has {count} entries; expected a list of {B} "
+                        "(None for users who said nothing)")
+    return problems
+
+
+def privileged_problem(method: str, value, shape: tuple[int, ...], within: Interval) -> str | None:
+    """What is wrong with the result of a privileged method (``click_probabilities``,
+    ``expected_clicks``): a real-valued tensor of ``shape`` with values ``within``."""
+    return _field_problem(f"{method}()", value, FieldContract(False, False, within), shape)
 
 
 class SimulatorCheckError(ValueError):
@@ -32,7 +124,9 @@ def check_simulator(simulator: UserSimulator, n_users: int = 4, slate_size: int 
     every problem, or return ``None`` when it conforms.
 
     Checks: it subclasses ``UserSimulator`` and has a catalog; ``reset`` then ``respond``
-    return a ``Response`` whose fields have the documented shapes, dtypes and ranges;
+    return a ``Response`` whose fields have the documented shapes, dtypes and ranges
+    (:data:`CONTRACT`, no NaN); the privileged ``click_probabilities`` (``[B, K]`` in
+    ``[0, 1]``) and ``expected_clicks`` (``[B]`` in ``[0, K]``), where it implements them;
     clicks, likes, watch and ratings only on examined positions; churned users are users who
     left and will not return; the same seed gives the same responses; restarting some users
     (``users=``) leaves the others untouched; and an invalid slate raises ``ValueError``.
@@ -66,6 +160,7 @@ def check_simulator(simulator: UserSimulator, n_users: int = 4, slate_size: int 
                                 "between two runs; draw all randomness from the seed given to reset")
                 break
 
+    _check_privileged(simulator, n_users, seed, slates[0], problems)
     _check_partial_reset(simulator, n_users, seed, slates[0], problems)
     _check_rejects(simulator, n_users, slate_size, catalog.n_items, problems)
     if problems:
@@ -108,26 +203,10 @@ def _run(simulator, n_users, seed, slates, problems) -> list[Response]:
 
 def _check_response(r: Response, B: int, K: int, step: int, problems: list[str]) -> None:
     at = f"at step {step}"
-    for field in PER_ITEM + PER_USER:
-        value = getattr(r, field)
-        shape = (B, K) if field in PER_ITEM else (B,)
-        if not isinstance(value, torch.Tensor):
-            problems.append(f"Response.{field} is a {type(value).__name__}; make it a torch.Tensor of shape {shape}")
-        elif tuple(value.shape) != shape:
-            problems.append(f"Response.{field} has shape {tuple(value.shape)} {at}; expected {shape}")
-    if problems:
+    structural = response_problems(r, B, K)
+    if structural:
+        problems += [f"{problem} ({at})" for problem in structural]
         return
-    for field in ("examined", "clicked", "liked", "left_session", "returned", "churned", "instruction_in_force"):
-        if getattr(r, field).dtype != torch.bool:
-            problems.append(f"Response.{field} has dtype {getattr(r, field).dtype}; expected torch.bool")
-    if problems:
-        return
-    for field, low, high in (("watch_fraction", 0, 1), ("satisfaction", 0, 1), ("leave_hazard", 0, 1),
-                             ("compliance", 0, 1), ("rating", 0, 5)):
-        value = getattr(r, field).float()
-        if bool(torch.isnan(value).any()) or bool((value < low).any()) or bool((value > high).any()):
-            problems.append(f"Response.{field} has values outside [{low}, {high}] {at} "
-                            f"(min {float(value.min()):.3g}, max {float(value.max()):.3g})")
     unexamined = ~r.examined
     for field in ("clicked", "liked", "watch_fraction", "rating"):
         if bool((getattr(r, field)[unexamined] != 0).any()):
@@ -138,21 +217,34 @@ def _check_response(r: Response, B: int, K: int, step: int, problems: list[str])
             problems.append(f"Response.{field} is non-zero on items that were not clicked {at}")
     if bool((r.returned & ~r.left_session).any()) or bool((r.churned != (r.left_session & ~r.returned)).any()):
         problems.append(f"churned must equal left_session & ~returned, and returned imply left_session {at}")
-    if bool((r.return_gap < 0).any()):
-        problems.append(f"Response.return_gap is negative {at}; it counts days until the next session")
     if bool((r.compliance[~r.instruction_in_force] != 0).any()):
         problems.append(f"Response.compliance is non-zero where no instruction was in force {at}")
-    if not isinstance(r.instruction, Instruction) or tuple(r.instruction.active.shape) != (B,):
-        problems.append(f"Response.instruction must be a recoworld.Instruction with active of shape ({B},)")
-    elif len(r.instruction_text) != B:
-        problems.append(f"Response.instruction_text has {len(r.instruction_text)} entries; expected {B} "
-                        "(None for users who said nothing)")
-    else:
-        spoke = r.instruction.active.tolist()
-        for b, text in enumerate(r.instruction_text):
-            if spoke[b] != (text is not None):
-                problems.append(f"user {b} {at}: instruction.active is {spoke[b]} but instruction_text is {text!r}")
-                break
+    spoke = r.instruction.active.tolist()
+    for b, text in enumerate(r.instruction_text):
+        if spoke[b] != (text is not None):
+            problems.append(f"user {b} {at}: instruction.active is {spoke[b]} but instruction_text is {text!r}")
+            break
+
+
+def _check_privileged(simulator, n_users, seed, slate, problems) -> None:
+    """``click_probabilities`` and ``expected_clicks``, where the simulator implements them:
+    the Oracle and the OPE studies act on what they return."""
+    K = slate.shape[1]
+    for method, shape, within in (("click_probabilities", (n_users, K), UNIT),
+                                  ("expected_clicks", (n_users,), Interval(0.0, K))):
+        if getattr(type(simulator), method) is getattr(UserSimulator, method):
+            continue
+        try:
+            simulator.reset(n_users, seed=seed)
+            value = getattr(simulator, method)(slate.to(simulator.device))
+        except NotImplementedError:
+            continue
+        except Exception as err:
+            problems.append(f"{method}(slates) raised {type(err).__name__}: {err}")
+            continue
+        problem = privileged_problem(method, value, shape, within)
+        if problem:
+            problems.append(f"{problem} (for slates of shape {tuple(shape[:1]) + (K,)} after reset)")
 
 
 def _check_partial_reset(simulator, n_users, seed, slate, problems) -> None:

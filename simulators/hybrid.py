@@ -17,13 +17,14 @@ A step with ``S`` speakers costs ``S`` LLM calls, made concurrently; a step with
 speakers costs none. A failed call (after the LLM layer's repairs) is recorded and counted
 like an LLM user's: ``on_failure="fallback"`` keeps the core's template sentence,
 ``"fail"`` raises :class:`~recoworld.simulators.llm_user.LLMUserError` (after the core has
-stepped). Personas are built when a user first speaks, so a million silent users cost no
+stepped). Fallbacks are bounded as for LLM users, as a share of the calls
+(``max_fallback_share`` once ``fallback_min_steps`` calls are counted; ``fallback_share``
+in the metrics). Personas are built when a user first speaks, so a million silent users cost no
 persona.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,8 +38,8 @@ from recoworld.types import Response
 from recoworld.simulators.base import UserSimulator
 from recoworld.simulators.llm_prompt import voice_messages, wish_in_words
 from recoworld.simulators.llm_shared import (
-    ChatModelNode, LLMUserError, LLMVoice, LLMVoiceConfig, StepFailure, config_from, default_population, resolve_seeds,
-    satisfaction_stars,
+    ChatModelNode, LLMUserError, LLMVoice, LLMVoiceConfig, config_from, default_population, resolve_seeds,
+    satisfaction_stars, step_failure,
 )
 from recoworld.simulators.memory import SessionSummary, UserMemory, shorten
 from recoworld.simulators.persona import MovieLensPersonas, Persona, persona_from_traits
@@ -46,7 +47,6 @@ from recoworld.simulators.population import Population, UserTraits
 from recoworld.simulators.replies import VoiceReply
 from recoworld.simulators.statistical import StatisticalUserConfig, StatisticalUsers
 
-logger = logging.getLogger(__name__)
 S_SAMPLING = 33
 
 
@@ -64,6 +64,9 @@ class HybridUserConfig(LLMVoiceConfig):
         failures_kept: most recent failures kept in :attr:`HybridUsers.failures`.
         memory: bounds of each user's session memory.
         representation: how history items are written in the prompt.
+        max_fallback_share: under ``"fallback"``, the largest share of calls that may fail
+            before the run stops (1.0: never).
+        fallback_min_steps: calls counted before that share is checked.
     """
 
     max_tokens: int = 200
@@ -199,8 +202,8 @@ class HybridUsers(LLMVoice, UserSimulator):
         failed = []
         for b, reply in zip(speakers, replies):
             if isinstance(reply, ChatFailure):
-                failed.append(StepFailure(b, int(self.seeds[b]), int(self.core.counter[b]) - 1, str(reply),
-                                          tuple(reply.raw_texts), self.config.on_failure))
+                failed.append(step_failure(b, int(self.seeds[b]), int(self.core.counter[b]) - 1, reply,
+                                           self.config.on_failure))
                 continue
             response.instruction_text[b] = " ".join(reply.parsed.instruction.split())
             self.mindset[b] = " ".join(reply.parsed.mindset.split())
@@ -209,13 +212,12 @@ class HybridUsers(LLMVoice, UserSimulator):
         for b in speakers:
             self._last_instruction[b] = response.instruction_text[b]
         if failed:
-            self.failures.extend(failed)
+            self._keep_failures(failed)
             self.counts["failures"] += len(failed)
-            for f in failed:
-                logger.warning("hybrid user slot %d: no valid reply (%s)", f.slot, f.error[:200])
             if self.config.on_failure == "fail":
                 raise LLMUserError(failed)
             self.counts["fallback_steps"] += len(failed)
+        self._check_fallback_share(self.counts["fallback_steps"], self.counts["calls"], "hybrid voice calls")
 
     def prompt(self, b: int, response: Response) -> list[dict]:
         """The chat messages asking user ``b`` to voice the instruction of ``response``."""
@@ -268,9 +270,11 @@ class HybridUsers(LLMVoice, UserSimulator):
 
     # ---------------------------------------------------------------- metrics
     def metrics(self) -> dict[str, float | int]:
-        """LLM calls (one per disengagement), failures, fallbacks, tokens, and the chat
+        """LLM calls (one per disengagement), failures, fallbacks and ``fallback_share`` (their
+        share of the calls, which ``max_fallback_share`` bounds), tokens, and the chat
         model's accounting (``llm_*``) of its use since this simulator was built."""
         out = {f"hybrid_{k}": v for k, v in self.counts.items()}
+        out["fallback_share"] = self.counts["fallback_steps"] / max(self.counts["calls"], 1)
         out["hybrid_calls_per_user_step"] = self.counts["calls"] / max(self.counts["user_steps"], 1)
         out["hybrid_failure_rate"] = self.counts["failures"] / max(self.counts["calls"], 1)
         out.update(self.llm.metrics(since=self._llm_mark))

@@ -28,6 +28,10 @@ class LLMUserConfig(LLMVoiceConfig):
         click_watch, like_watch, dislike_watch: watch fraction of each action.
         like_rating, dislike_rating: rating of a like and of a dislike.
         failures_kept: most recent failures kept in :attr:`~recoworld.simulators.llm_user.LLMUsers.failures`.
+        max_fallback_share: under ``"fallback"``, the largest share of user-steps that may
+            fall back before the run stops with
+            :class:`~recoworld.simulators.llm_shared.FallbackShareExceeded` (1.0: never).
+        fallback_min_steps: user-steps counted before that share is checked.
         memory: bounds of each user's memory.
         representation: how history items are written in the prompt.
     """

@@ -5,12 +5,20 @@
 Both open with the persona as the system message; the user message gathers what the user
 remembers and how it feels, then asks for the reply its schema
 (:mod:`~recoworld.simulators.replies`) describes.
+
+Item text is data (:mod:`recoworld.llm.prompt_data`): titles, genres, persona facts, the
+user's earlier words and the model's own earlier reasons enter as JSON inside ``<data>``,
+never as prompt lines of their own, and the system message says that such text is to be
+judged, not obeyed. The slate is a data block, one item per line:
+``{"id": 12, "item": "Heat (1995) [Action, Crime]"}`` (with ``"code"`` when the history
+representation has one).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from recoworld.llm import DATA_RULE, as_data, data_block
 from recoworld.types import Instruction
 
 STEP_TASK = (
@@ -44,15 +52,16 @@ def step_messages(persona: str, app: str, remembered: str, session: int, step: i
             (:mod:`recoworld.representations`).
     """
     system = (f"{persona}\nYou are using {app}. Stay in character: react as this person "
-              "would, honestly, including boredom and annoyance. Answer with JSON only.")
+              f"would, honestly, including boredom and annoyance. {DATA_RULE} Answer with JSON only.")
     parts = ["What you remember:\n" + remembered] if remembered else []
-    parts.append(f'Session {session + 1}, step {step + 1}. Your mindset: "{mindset}" Your satisfaction: {stars}/5.')
+    parts.append(f"Session {session + 1}, step {step + 1}. Your mindset: {as_data(mindset)} "
+                 f"Your satisfaction: {stars}/5.")
     if instruction:
-        parts.append(f'You asked the app earlier: "{instruction}"')
+        parts.append(f"You asked the app earlier: {as_data(instruction)}")
     codes = representation.code(slate)
-    lines = [f"{k + 1}. item {item}: {representation.text(item)}{' ' + code if code else ''}"
-             for k, (item, code) in enumerate(zip(slate, codes))]
-    parts.append("The app now shows you, in order:\n" + "\n".join(lines))
+    shown = [{"id": int(item), "item": representation.text(item), **({"code": code} if code else {})}
+             for item, code in zip(slate, codes)]
+    parts.append("The app now shows you, in order, one item per line:\n" + data_block(shown))
     parts.append(STEP_TASK)
     return chat(system, parts)
 
@@ -84,13 +93,13 @@ def voice_messages(persona: str, app: str, remembered: str, recent: Sequence[str
         wish: the structured instruction in words (:func:`wish_in_words`).
     """
     system = (f"{persona}\nYou are using {app}. Stay in character and speak as this person "
-              "would. Answer with JSON only.")
+              f"would. {DATA_RULE} Answer with JSON only.")
     parts = ["What you remember:\n" + remembered] if remembered else []
     if recent:
-        parts.append("Your recent clicks, newest first: " + "; ".join(recent))
+        parts.append(f"Your recent clicks, newest first: {as_data(list(recent))}")
     if earlier_mindset:
-        parts.append(f'Earlier you felt: "{earlier_mindset}"')
+        parts.append(f"Earlier you felt: {as_data(earlier_mindset)}")
     parts.append(f"Your satisfaction is {stars}/5 and you are losing interest in what the app shows you. "
-                 f"What you want now: {wish}.")
+                 f"What you want now: {as_data(wish)}.")
     parts.append(VOICE_TASK)
     return chat(system, parts)

@@ -3,6 +3,7 @@ and their users come from, and what a step without a valid reply leaves behind."
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -14,6 +15,8 @@ from recoworld.simulators.memory import MemoryConfig
 from recoworld.simulators.persona import MovieLensPersonas, MovieLensPopulation
 from recoworld.simulators.base import resolve_seeds  # noqa: F401  (re-exported for the LLM users)
 from recoworld.simulators.population import Population, SyntheticPopulation
+
+logger = logging.getLogger(__name__)
 
 FAILURE_POLICIES = ("fail", "fallback")
 MOVIELENS_ITEMS = 1682
@@ -30,6 +33,7 @@ class StepFailure:
         error: what went wrong (the LLM layer's message).
         raw_texts: every text the model produced for the request, oldest first.
         handled: ``"fallback"`` or ``"fail"``.
+        hint: what to check or change (the LLM layer's :attr:`~recoworld.llm.ChatFailure.hint`).
     """
 
     slot: int
@@ -38,6 +42,7 @@ class StepFailure:
     error: str
     raw_texts: tuple[str, ...]
     handled: str
+    hint: str = ""
 
 
 class LLMUserError(RuntimeError):
@@ -50,8 +55,31 @@ class LLMUserError(RuntimeError):
         raw = first.raw_texts[-1][:300] if first.raw_texts else None
         super().__init__(
             f"{len(failures)} LLM user(s) got no valid reply; the first, slot {first.slot} (seed {first.seed}) at "
-            f"step {first.step}: {first.error}; last raw text: {raw!r}. Use a stronger model or constrained "
-            "decoding, or set on_failure='fallback' to use the statistical twin's response for such steps"
+            f"step {first.step}: {first.error}; last raw text: {raw!r}. Fix: {first.hint or 'use a stronger model'}; "
+            "or set on_failure='fallback' to use the statistical response for such steps"
+        )
+
+
+class FallbackShareExceeded(LLMUserError):
+    """Raised under ``on_failure="fallback"`` when more than ``max_fallback_share`` of the
+    steps fell back to the statistical response: the run would measure statistical users
+    while claiming LLM ones. ``failures`` holds the first failure, whose error and fix the
+    message shows.
+
+    Attributes:
+        fallbacks, steps: the steps that fell back, of those counted.
+    """
+
+    def __init__(self, first: StepFailure, fallbacks: int, steps: int, config: LLMVoiceConfig, unit: str):
+        self.failures = [first]
+        self.fallbacks, self.steps = fallbacks, steps
+        RuntimeError.__init__(
+            self,
+            f"{fallbacks} of {steps} {unit} ({fallbacks / steps:.0%}) fell back to the statistical response, more "
+            f"than max_fallback_share={config.max_fallback_share} allows: the results would not be the LLM's. "
+            f"The first failure (slot {first.slot}, step {first.step}): {first.error}. Fix: "
+            f"{first.hint or 'see the error above'}. To accept fallbacks, raise simulator.config.max_fallback_share "
+            "(1.0 never stops a run)"
         )
 
 
@@ -59,7 +87,11 @@ class LLMUserError(RuntimeError):
 class LLMVoiceConfig:
     """The fields LLM and hybrid users' configs share (each documents them in its own terms):
     ``on_failure``, ``temperature``, ``app``, ``failures_kept``, ``memory`` and
-    ``representation``; mappings given for the last two are read as their configs."""
+    ``representation`` (mappings given for these two are read as their configs), and the
+    fallback threshold: under ``on_failure="fallback"``, once ``fallback_min_steps`` steps
+    are counted, a share of fallen-back steps above ``max_fallback_share`` raises
+    :class:`FallbackShareExceeded` (the minimum keeps one early failure from stopping a
+    run)."""
 
     on_failure: str = "fallback"
     temperature: float = 0.0
@@ -67,6 +99,8 @@ class LLMVoiceConfig:
     failures_kept: int = 1000
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     representation: RepresentationConfig = field(default_factory=RepresentationConfig)
+    max_fallback_share: float = 0.05
+    fallback_min_steps: int = 20
 
     def __post_init__(self):
         if isinstance(self.memory, Mapping):
@@ -75,6 +109,12 @@ class LLMVoiceConfig:
             self.representation = RepresentationConfig(**self.representation)
         if self.on_failure not in FAILURE_POLICIES:
             raise ValueError(f"on_failure={self.on_failure!r}; choose one of {FAILURE_POLICIES}")
+        share = self.max_fallback_share
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share <= 1.0:
+            raise ValueError(f"max_fallback_share={share!r}; it is a share of steps in [0, 1] (1.0: never stop)")
+        if isinstance(self.fallback_min_steps, bool) or not isinstance(self.fallback_min_steps, int) \
+                or self.fallback_min_steps < 1:
+            raise ValueError(f"fallback_min_steps={self.fallback_min_steps!r}; it is a count of steps, at least 1")
 
 
 class LLMVoice:
@@ -91,6 +131,25 @@ class LLMVoice:
         # other) reports to each only its use since this simulator was built.
         self._llm_mark = self.llm.accounting.mark()
         self.failures: deque[StepFailure] = deque(maxlen=config.failures_kept)
+        self.first_failure: StepFailure | None = None
+
+    def _keep_failures(self, records: list[StepFailure]) -> None:
+        """Keep (and log) failed requests; the very first is kept for the fallback error."""
+        if records and self.first_failure is None:
+            self.first_failure = records[0]
+        self.failures.extend(records)
+        for record in records:
+            logger.warning("%s slot %d step %d: no valid reply (%s); %s", type(self).__name__, record.slot,
+                           record.step, record.error[:300], "the statistical response stands in"
+                           if record.handled == "fallback" else "failing the run")
+
+    def _check_fallback_share(self, fallbacks: int, steps: int, unit: str) -> None:
+        """Raise :class:`FallbackShareExceeded` when the share of ``fallbacks`` among ``steps``
+        exceeds ``config.max_fallback_share`` (see :class:`LLMVoiceConfig`)."""
+        config = self.config
+        if (config.on_failure == "fallback" and steps >= config.fallback_min_steps
+                and fallbacks > config.max_fallback_share * steps):
+            raise FallbackShareExceeded(self.first_failure, fallbacks, steps, config, unit)
 
     def close(self) -> None:
         """Release the chat model when this simulator built it."""
@@ -135,6 +194,11 @@ def config_from(config_type, value):
     if unknown:
         raise TypeError(f"unknown {config_type.__name__} field(s) {unknown}; valid: {sorted(known)}")
     return config_type(**dict(value))
+
+
+def step_failure(slot: int, seed: int, step: int, failure, handled: str) -> StepFailure:
+    """The :class:`StepFailure` of a :class:`~recoworld.llm.ChatFailure`."""
+    return StepFailure(slot, seed, step, str(failure), tuple(failure.raw_texts), handled, failure.hint)
 
 
 def satisfaction_stars(satisfaction: float) -> int:

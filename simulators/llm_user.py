@@ -43,7 +43,11 @@ still fails is recorded (:attr:`LLMUsers.failures`, with every raw text) and cou
 :class:`LLMUserError` before any state changes; ``"fallback"`` uses, for that user and
 step, the response of the statistical twin (:attr:`LLMUsers.twin`, a
 :class:`~recoworld.simulators.statistical.StatisticalUsers` holding the same users, stepped
-on the same slates), its return decision included. No reply is ever invented.
+on the same slates), its return decision included. No reply is ever invented. A run in
+which fallbacks are more than a small share of the steps is not an LLM run: once
+``fallback_min_steps`` user-steps are counted, a share above ``max_fallback_share``
+(default 5%) raises :class:`FallbackShareExceeded` with the first failure's error and fix;
+``fallback_share`` is always in :meth:`LLMUsers.metrics`.
 
 **Determinism**: prompts depend only on the seed and the history, sampling uses the
 request's ``temperature`` (0, greedy, by default) and a seed derived from the user's key
@@ -65,7 +69,6 @@ the config; see ``conf/simulator/llm.yaml``).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -84,15 +87,14 @@ from recoworld.simulators.llm_reactions import (
     SlateFeedback, StepReplies, read_replies, remembered_reactions, slate_feedback, stand_in,
 )
 from recoworld.simulators.llm_shared import (
-    LLMUserError, LLMVoice, StepFailure, config_from, default_population, resolve_seeds, satisfaction_stars,
+    FallbackShareExceeded, LLMUserError, LLMVoice, StepFailure, config_from, default_population, resolve_seeds,
+    satisfaction_stars, step_failure,
 )
 from recoworld.simulators.memory import UserMemory
 from recoworld.simulators.persona import MovieLensPersonas, Persona, persona_from_traits
 from recoworld.simulators.population import Population, UserTraits
 from recoworld.simulators.replies import slate_reply_model
 from recoworld.simulators.statistical import StatisticalUserConfig, StatisticalUsers
-
-logger = logging.getLogger(__name__)
 
 # Random streams of LLM users (the twin uses 1..12 with the same keys).
 S_RETURN, S_SAMPLING = 30, 32
@@ -251,34 +253,46 @@ class LLMUsers(LLMVoice, UserSimulator):
         return slates
 
     def respond(self, slates) -> Response:
+        return self.respond_valid(slates)
+
+    def respond_valid(self, slates, idle: torch.Tensor | None = None) -> Response:
+        """As :meth:`respond`. Users in ``idle`` (whose answer the env discards, see
+        :meth:`UserSimulator.respond_valid`) are not asked: no call is paid for an answer
+        that is thrown away. The twin's answer stands in for theirs, counted neither as a
+        user-step nor as a fallback, and the env restarts them after the step."""
         slates = self._check(slates)
-        replies = self.llm.chat_many(self.requests(slates), return_exceptions=True)
+        requests = self.requests(slates)
+        asked = list(range(self.n_users)) if idle is None else (~idle).nonzero().flatten().tolist()
+        replies: list = [None] * self.n_users
+        answers = self.llm.chat_many([requests[b] for b in asked], return_exceptions=True) if asked else []
+        for b, reply in zip(asked, answers):
+            replies[b] = reply
         self._record_failures(replies)
-        return self._apply(slates, replies, self.twin.respond(slates))
+        response = self._apply(slates, replies, self.twin.respond(slates), idle)
+        self._check_fallback_share(self.counts["fallback_steps"], self.counts["user_steps"], "LLM user-steps")
+        return response
 
     def _record_failures(self, replies: list) -> None:
         """Keep and log the failed requests; under ``on_failure="fail"``, raise (before any
         state changes)."""
         policy = self.config.on_failure
-        records = [StepFailure(b, int(self.seeds[b]), int(self.counter[b]), str(reply), tuple(reply.raw_texts), policy)
+        records = [step_failure(b, int(self.seeds[b]), int(self.counter[b]), reply, policy)
                    for b, reply in enumerate(replies) if isinstance(reply, ChatFailure)]
-        self.failures.extend(records)
+        self._keep_failures(records)
         self.counts["failures"] += len(records)
-        for record in records:
-            logger.warning("LLM user slot %d step %d: no valid reply (%s); %s", record.slot, record.step,
-                           record.error[:200], "falling back to the statistical twin" if policy == "fallback"
-                           else "failing the run")
         if records and policy == "fail":
             raise LLMUserError(records)
 
-    def _apply(self, slates: torch.Tensor, replies: list, twin: Response) -> Response:
-        """Step every user on its reply (the twin's ``twin`` response where there is none)."""
+    def _apply(self, slates: torch.Tensor, replies: list, twin: Response, idle: torch.Tensor | None) -> Response:
+        """Step every user on its reply (the twin's ``twin`` response where there is none;
+        the ``idle`` were not asked, and are not counted)."""
         rows = slates.cpu().tolist()
         step = read_replies(replies, rows, self._genre_names, self.device)
         self._count_tokens(replies)
         feedback = slate_feedback(step, self.config)
         if not bool(step.answered.all()):
-            self.counts["fallback_steps"] += int((~step.answered).sum())
+            unanswered = ~step.answered if idle is None else ~step.answered & ~idle
+            self.counts["fallback_steps"] += int(unanswered.sum())
             feedback = stand_in(feedback, step, twin)
         for b, mindset in enumerate(step.mindsets):
             if mindset is not None:  # a failed step leaves the mindset sentence as it was
@@ -292,13 +306,16 @@ class LLMUsers(LLMVoice, UserSimulator):
         returned, gap = self._end_step(feedback, ~step.answered, twin)
         self._restart_churned_twins(twin)
         self.counter += 1
-        self.counts["user_steps"] += len(rows)
+        self.counts["user_steps"] += len(rows) - (0 if idle is None else int(idle.sum()))
         return Response(
             examined=feedback.examined, clicked=feedback.clicked, watch_fraction=feedback.watch, liked=feedback.liked,
             rating=feedback.rating, satisfaction=self.satisfaction.clone(), leave_hazard=feedback.hazard,
             left_session=feedback.leaves, returned=returned, return_gap=gap, churned=feedback.leaves & ~returned,
             instruction_in_force=in_force, compliance=compliance, instruction=step.voiced,
             instruction_text=step.voiced_text,
+            item_reasons=[list(reasons) if answered else None
+                          for reasons, answered in zip(step.reasons, step.answered.tolist())],
+            mindset_text=list(step.mindsets),
         )
 
     def _count_tokens(self, replies: list) -> None:
@@ -403,10 +420,12 @@ class LLMUsers(LLMVoice, UserSimulator):
     # ---------------------------------------------------------------- metrics
     def metrics(self) -> dict[str, float | int]:
         """Counters for ``metrics.json``: user-steps, failures (and their rate), fallback
-        steps, tokens per step, plus the chat model's accounting (``llm_*``) of its use since
-        this simulator was built."""
+        steps and ``fallback_share`` (their share of the user-steps, which
+        ``max_fallback_share`` bounds), tokens per step, plus the chat model's accounting
+        (``llm_*``) of its use since this simulator was built."""
         n = max(self.counts["user_steps"], 1)
         out = {f"llm_user_{k}": v for k, v in self.counts.items()}
+        out["fallback_share"] = self.counts["fallback_steps"] / n
         out["llm_user_failure_rate"] = self.counts["failures"] / n
         out["llm_user_prompt_tokens_per_step"] = self.counts["prompt_tokens"] / n
         out["llm_user_completion_tokens_per_step"] = self.counts["completion_tokens"] / n
@@ -414,4 +433,5 @@ class LLMUsers(LLMVoice, UserSimulator):
         return out
 
 
-__all__ = ["LLMSimulatorConfig", "LLMUserConfig", "LLMUserError", "LLMUsers", "StepFailure", "instruction_compliance"]
+__all__ = ["FallbackShareExceeded", "LLMSimulatorConfig", "LLMUserConfig", "LLMUserError", "LLMUsers", "StepFailure",
+           "instruction_compliance"]

@@ -9,7 +9,8 @@
   single line of totals, so the memory never grows with the length of the user's life.
 
 The summary of a session is composed from these counts rather than asked of the LLM: it
-costs no call, and it cannot be malformed.
+costs no call, and it cannot be malformed. Item names, genres, reasons and the user's
+words are rendered as data (:mod:`recoworld.llm.prompt_data`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from recoworld.llm import as_data, data_block
 
 ACTIONS = ("click", "skip", "like", "dislike")
 #: Actions in which the user opened the item.
@@ -71,15 +74,16 @@ class SessionSummary:
     instruction: str | None = None
 
     def text(self) -> str:
+        """The summary as a prompt line; genres and words are data elements."""
         line = f"Session {self.index + 1} ({self.steps} steps): opened {self.clicks} of {self.shown} items shown"
         line += f", liked {self.likes}" + (f", disliked {self.dislikes}" if self.dislikes else "")
-        line += f", mostly {', '.join(self.top_genres)}." if self.top_genres else "."
+        line += f", mostly {as_data(list(self.top_genres))}." if self.top_genres else "."
         if self.instruction:
-            line += f' You asked: "{self.instruction}"'
+            line += f" You asked: {as_data(self.instruction)}"
         shift = "stayed at" if self.start_satisfaction == self.end_satisfaction else "went from"
         level = (f"{self.end_satisfaction}/5" if shift == "stayed at"
                  else f"{self.start_satisfaction}/5 to {self.end_satisfaction}/5")
-        return f"{line} Satisfaction {shift} {level}; mindset at the end: {self.end_mindset}"
+        return f"{line} Satisfaction {shift} {level}; mindset at the end: {as_data(self.end_mindset)}"
 
 
 def shorten(text: str, limit: int) -> str:
@@ -159,6 +163,7 @@ class UserMemory:
         if self.interactions:
             recent = list(self.interactions)[::-1]  # newest first
             names = describe([r.item for r in recent])
-            lines.append("Your most recent reactions, newest first:")
-            lines += [f"- {name}: {r.action} ({r.reason})" for name, r in zip(names, recent)]
+            lines.append("Your most recent reactions, newest first, one per line:")
+            lines.append(data_block({"item": name, "action": r.action, "reason": r.reason}
+                                    for name, r in zip(names, recent)))
         return "\n".join(lines)

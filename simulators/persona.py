@@ -28,6 +28,7 @@ import torch
 from recoworld import rng
 from recoworld.catalog import Catalog
 from recoworld.data.movielens import MovieLens100K, load_movielens_100k
+from recoworld.llm import as_data
 from recoworld.simulators.population import Population, SyntheticPopulation, UserTraits
 
 S_MOVIELENS_USER = 5  # random stream of a MovieLens user's interest noise
@@ -62,25 +63,23 @@ class Persona:
     source_user: int = -1
 
     def describe(self) -> str:
-        """The persona as second-person sentences for a system prompt."""
+        """The persona as second-person sentences for a system prompt; the facts that come
+        from data (occupation, genres, titles) are data elements
+        (:mod:`recoworld.llm.prompt_data`), so that no title can speak as the prompt."""
         who = "You are a"
         if self.age is not None:
-            who += f" {self.age}-year-old"
+            who += f" {int(self.age)}-year-old"
         who += {"M": " man", "F": " woman"}.get(self.gender or "", " viewer")
         if self.occupation:
             word = OCCUPATION_WORDS.get(self.occupation, None)
-            who += f", {word}" if word else f" who works as {_article(self.occupation)} {self.occupation}"
+            who += f", {word}" if word else f"; your occupation: {as_data(self.occupation)}"
         lines = [who + "."]
-        if self.watched_genres:
-            lines.append(f"You mostly watch {_join(self.watched_genres)}.")
-        if self.favourite_genres:
-            lines.append(f"You love {_join(self.favourite_genres)}.")
-        if self.disliked_genres:
-            lines.append(f"You dislike {_join(self.disliked_genres)}.")
-        if self.liked_titles:
-            lines.append(f"Titles you rated highly: {'; '.join(self.liked_titles)}.")
-        if self.disliked_titles:
-            lines.append(f"Titles you rated poorly: {'; '.join(self.disliked_titles)}.")
+        for sentence, values in (("You mostly watch", self.watched_genres), ("You love", self.favourite_genres),
+                                 ("You dislike", self.disliked_genres),
+                                 ("Titles you rated highly:", self.liked_titles),
+                                 ("Titles you rated poorly:", self.disliked_titles)):
+            if values:
+                lines.append(f"{sentence} {as_data(list(values))}.")
         if self.traits:
             lines.append(f"You are {_join(self.traits)}.")
         return " ".join(lines)
@@ -89,10 +88,6 @@ class Persona:
 def _join(words: Sequence[str]) -> str:
     words = list(words)
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
-
-
-def _article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def trait_phrases(patience: float, novelty: float, popularity_bias: float, activity: float) -> tuple[str, ...]:

@@ -18,6 +18,7 @@ import torch
 
 from recoworld import rng
 from recoworld.catalog import Catalog, lookup
+from recoworld.config_checks import NON_NEGATIVE, OPEN_UNIT, check_fields
 
 S_USER = 1
 
@@ -70,6 +71,14 @@ class SyntheticPopulation(Population):
     activity_spread: float = 0.5
     popularity_bias_mean: float = 0.3
     popularity_bias_spread: float = 0.3
+
+    # patience_mean's logit is taken; the others are scales
+    RANGES = {"patience_mean": OPEN_UNIT, **dict.fromkeys(
+        ("interest_noise", "patience_spread", "novelty_spread", "activity_spread", "popularity_bias_spread"),
+        NON_NEGATIVE)}
+
+    def __post_init__(self):
+        check_fields(self)
 
     def sample(self, keys: torch.Tensor, catalog: Catalog) -> UserTraits:
         n, D = len(keys), catalog.feature_dim

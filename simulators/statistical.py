@@ -92,6 +92,8 @@ import torch
 
 from recoworld import rng
 from recoworld.catalog import Catalog, lookup
+from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, UNIT, Interval, check_fields
+from recoworld.kernels.placement import torch_device
 from recoworld.kernels.state import expose_fields
 from recoworld.kernels.users import UserState
 from recoworld.types import Response
@@ -152,6 +154,22 @@ class StatisticalUserConfig:
     instruction_satiation: float = 0.25
     more_share: float = 0.3
 
+    def __post_init__(self):
+        check_fields(self, _CONFIG_RANGES)
+
+
+# The ranges the equations need (probabilities, rates and shares in [0, 1], time scales
+# > 0); every other field must be a finite number (recoworld.config_checks).
+_CONFIG_RANGES = {
+    **dict.fromkeys(("continue_after_click", "satiation_rate", "satiation_decay", "familiarity_rate", "mindset_rate",
+                     "initial_mindset", "instruction_threshold", "voice_probability", "instruction_satiation"), UNIT),
+    **dict.fromkeys(("novelty_session_spread", "rating_noise", "interest_drift"), NON_NEGATIVE),
+    **dict.fromkeys(("satiation_recovery_days", "gap_days"), POSITIVE),
+    "instruction_steps": AT_LEAST_ONE,
+    # compliance divides the share of asked-for items by it
+    "more_share": Interval(0.0, 1.0, closed_low=False),
+}
+
 
 class StatisticalUsers(UserSimulator):
     """``B`` statistical users stepped together with torch tensor ops.
@@ -163,18 +181,19 @@ class StatisticalUsers(UserSimulator):
             :class:`~recoworld.simulators.population.SyntheticPopulation`).
         device: ``"cpu"``, ``"cuda"`` or a ``torch.device``.
         kernel: how a step runs, chosen once here (see
-            :mod:`recoworld.simulators.backends`). ``"torch"`` (default, the reference):
-            tensor ops, on any device (on CPU the random hashes are computed by a small C
-            helper where a C compiler is available, the same bits, see
-            :mod:`recoworld.rng`). ``"c"``: a fused C kernel for CPU
-            (:mod:`recoworld.kernels.users`), faster at large ``B``; it is compiled on
-            first use with the system C compiler (``$CC`` or ``cc``) and raises
-            :class:`~recoworld.kernels.CompilerNotFoundError` if there is none. It draws
-            the same random numbers and computes the same equations, so it agrees with
-            ``"torch"`` up to float rounding: probabilities and continuous outputs within
-            about 1e-6, but a draw within rounding of its threshold may go the other way,
-            after which the two trajectories part. Each user's result still does not
-            depend on the batch. With ``"c"`` the state tensors are updated in place.
+            :mod:`recoworld.simulators.backends`). ``"auto"`` (default): ``"c"`` on CPU
+            where the C kernels run (shipped prebuilt with the package, or compiled on
+            first use with the system C compiler, ``$CC`` or ``cc``), ``"torch"`` on other
+            devices, without a compiler, or for a subclass that changes the utility.
+            ``"torch"`` (the reference): tensor ops, on any device. ``"c"``: the fused C
+            kernel for CPU (:mod:`recoworld.kernels.users`), which raises
+            :class:`~recoworld.kernels.CompilerNotFoundError` where it cannot be built.
+            :attr:`kernel` names the one that runs. Both draw the same random numbers,
+            bit for bit, and compute the same equations, so they agree up to float
+            rounding: probabilities and continuous outputs within about 1e-6, but a draw
+            within rounding of its threshold may go the other way, after which the two
+            trajectories part. Each user's result does not depend on the batch, with
+            either. With ``"c"`` the state tensors are updated in place.
 
     State tensors (``[B, ...]``) live in :attr:`state` (a
     :class:`~recoworld.kernels.users.UserState`) and read as attributes too, so that tests
@@ -184,15 +203,15 @@ class StatisticalUsers(UserSimulator):
     """
 
     def __init__(self, catalog: Catalog, config: StatisticalUserConfig | None = None,
-                 population: Population | None = None, device="cpu", kernel: str = "torch"):
-        self.kernel = kernel
+                 population: Population | None = None, device="cpu", kernel: str = "auto"):
         self.config = config or StatisticalUserConfig()
         self.population = population or SyntheticPopulation()
-        self.device = torch.device(device)
+        self.device = torch_device(device)
         self.catalog = catalog.to(self.device)
         self.tables = item_tables(self.catalog, self.config.quality_weight, self.config.click_threshold)
         self.backend = users_backend(kernel, self.tables, self.config, self._utility, self.device,
                                      custom_utility=type(self)._utility is not StatisticalUsers._utility)
+        self.kernel: str = self.backend.name  # the kernel that runs: "torch" or "c"
         self.phrasebook = Phrasebook(self.catalog)
         self.state: UserState | None = None
         self.n_users = 0

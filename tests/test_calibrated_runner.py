@@ -7,10 +7,11 @@ import pytest
 from hydra import compose, initialize_config_module
 
 from recoworld import Catalog
-from recoworld.calibration.choice import ChoiceFitConfig
 from recoworld.apps.calibrate.fit import CalibrationConfig, calibrate
 from recoworld.apps.calibrate.synthetic import simulated_dataset
 from recoworld.apps.run.app import main as run_app
+from recoworld.calibration.choice import ChoiceFitConfig
+from recoworld.logs import read_log
 
 TINY = ["env.num_envs=8", "env.num_candidates=20", "env.slate_size=4", "experiment.steps=6",
         "experiment.progress=false", "experiment.plots=false", "experiment.seeds=[0]"]
@@ -50,7 +51,8 @@ def test_run_on_a_calibrated_artifact_breaks_results_down_per_segment(artifact, 
         # A segment narrows the run's population; it does not replace it.
         assert segment["population"] == {"gender": "F", "patience": level}
         assert set(segment["agents"]) == {"random"}
-        assert (tmp_path / "segments" / name / "episodes.parquet").is_file()
+        assert set(read_log(tmp_path / "segments" / name)["agent"]) == {"random"}
+        assert (tmp_path / "segments" / name / "episodes" / "agent=random" / "seed=0.parquet").is_file()
 
 
 def test_segments_need_the_calibrated_users(tmp_path, capsys):
@@ -58,7 +60,8 @@ def test_segments_need_the_calibrated_users(tmp_path, capsys):
         run_app(["world=synthetic", "agent=random", *TINY, "experiment.segments={a: {patience: low}}",
                  f"hydra.run.dir={tmp_path}"])
     assert "use simulator=calibrated" in capsys.readouterr().err
-    assert not (tmp_path / "episodes.parquet").exists(), "refused before anything ran"
+    assert not (tmp_path / "status.json").exists() and not (tmp_path / "episodes").exists(), \
+        "refused before anything ran"
     with pytest.raises(SystemExit):
         run_app(["agent=random", *TINY, "experiment.segments={a: low}", f"hydra.run.dir={tmp_path}"])
     assert "a segment is a population spec" in capsys.readouterr().err

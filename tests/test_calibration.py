@@ -319,3 +319,22 @@ def test_social_influence_raises_the_appeal_of_what_others_consume(catalog):
     assert torch.allclose(lift[:, 1], torch.full((20,), unknown, dtype=torch.float32), atol=1e-3)
     with pytest.raises(ValueError, match="weight >= 0"):
         SocialInfluence(weight=-1.0)
+
+
+def test_folded_in_users_leave_the_item_side_as_the_others_fit_it(simulated):
+    """A user folded in does not move the items: the fit with users folded in has the item
+    vectors of the fit on the other users alone, and the folded-in users' vectors still rank
+    their own future items above chance."""
+    train = holdout_split(simulated.data.ratings, 0.0, N_USERS, N_ITEMS).train
+    weights = rating_weights(train, N_USERS, N_ITEMS, 20.0)
+    fold_in = torch.zeros(N_USERS, dtype=torch.bool)
+    fold_in[:12] = True
+    config = ChoiceFitConfig(dim=8, l2=0.03, steps=60, rank=8)
+    with torch_threads(1):
+        folded = fit_choice(weights, config, fold_in)
+        others = fit_choice(weights[12:], config)
+    assert torch.allclose(folded.item_vectors.abs(), others.item_vectors.abs(), atol=1e-4)
+    assert torch.allclose(folded.logits()[12:], others.logits(), atol=1e-3)
+    truth = simulated.utility[:12].numpy()
+    rho = [stats.spearmanr(folded.logits()[b].numpy(), truth[b]).statistic for b in range(12)]
+    assert np.mean(rho) > 0.5

@@ -57,7 +57,7 @@ def test_llm_and_statistical_users_decide_returns_alike_on_the_same_state(catalo
     memory, activity = torch.rand(B, generator=gen), 0.2 + 3 * torch.rand(B, generator=gen)
     leaves, u_return = torch.rand(B, generator=gen) < 0.7, torch.rand(B, generator=gen)
 
-    statistical = StatisticalUsers(catalog)
+    statistical = StatisticalUsers(catalog, kernel="torch")  # reads the torch backend's _leave
     statistical.reset(B, seed=list(range(100, 100 + B)))
     statistical.session_memory, statistical.activity = memory.clone(), activity.clone()
     u_gap = rng.uniform(statistical.key, statistical.counter, S_GAP, 1)[:, 0]  # the statistical users' gap draw

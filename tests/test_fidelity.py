@@ -190,3 +190,60 @@ def test_policy_ranking_ranks_agents_both_ways_and_refuses_the_oracle(small_worl
     assert ranking == policy_ranking(world, split, config), "seeded: the same ranking again"
     with pytest.raises(ValueError, match="oracle reads the simulator's private state"):
         policy_ranking(world, split, RankingConfig(agents=("random", "oracle")))
+
+
+# ------------------------------------------------------- splits and baselines
+def test_bootstrap_intervals_hold_the_estimate_and_pool_per_user_counts():
+    from recoworld.calibration import bootstrap
+
+    weights = bootstrap.user_draws(4, draws=300, seed=0)
+    assert (weights.sum(1) == 4).all(), "each resample draws as many users as there are"
+    auc = bootstrap.mean_auc(torch.tensor([1.0, 0.5, float("nan"), 0.75]), weights)
+    assert auc["value"] == pytest.approx(0.75) and auc["low"] <= 0.75 <= auc["high"]
+    p = torch.tensor([0.9, 0.6, 0.4, 0.2, 0.7, 0.1])
+    labels = torch.tensor([1, 0, 1, 0, 1, 0], dtype=torch.bool)
+    f1 = bootstrap.pooled_f1(p, labels, torch.tensor([0, 0, 1, 1, 2, 3]), 4, weights)
+    assert f1["value"] == pytest.approx(decide(p, labels).f1)
+    assert bootstrap.user_rmse(np.array([1.0, -1.0, 2.0]), np.array([0, 0, 1]), 4, weights)["value"] == \
+        pytest.approx(np.sqrt(2.0))
+    p = p + 0.05  # each in the middle of a bin of its own
+    curve = bootstrap.reliability(p, labels, torch.tensor([0, 0, 1, 1, 2, 3]), 4, weights)
+    assert sum(c["n"] for c in curve["curve"]) == 6
+    # Bins of one prediction each here: the ECE is the mean |label - prediction|.
+    assert curve["ece"]["value"] == pytest.approx(float((labels.double() - p.double()).abs().mean()))
+
+
+def test_time_cut_split_holds_out_later_ratings_of_users_seen_before():
+    from recoworld.calibration.split import time_cut, time_cut_split
+
+    ratings = pd.DataFrame({"user_id": [0, 0, 1, 1, 2], "item_id": [0, 1, 0, 2, 1], "rating": 4,
+                            "timestamp": [1, 10, 2, 20, 15]})
+    assert time_cut(ratings, 0.4) == 15
+    split = time_cut_split(ratings, 15, 3, 3)
+    assert split.train["timestamp"].tolist() == [1, 10, 2]
+    # User 2 was first seen at the cut: no past to fit, so not held out either.
+    assert split.test[["user_id", "timestamp"]].values.tolist() == [[1, 20]]
+
+
+def test_splits_score_the_calibrated_user_and_the_baselines(small_world, tmp_path):
+    from recoworld.apps.fidelity.splits import BASELINES, evaluate_split, split_targets
+
+    world, data = small_world
+    splits = {kind: evaluate_split(world, data, kind, draws=50) for kind in ("latest", "time", "users")}
+    assert splits["users"]["users"] == 8, "10% of the 80 users are held out, and only they are scored"
+    assert splits["latest"]["users"] == 80
+    for split in splits.values():
+        assert set(split["models"]) == {"calibrated user", *BASELINES}
+        for entry in split["models"].values():
+            for metric in ("auc", "f1_1to1", "f1_1to3", "f1_1to9"):
+                assert entry[metric]["low"] <= entry[metric]["value"] <= entry[metric]["high"], metric
+        assert split["models"]["calibrated user"]["auc"]["value"] > 0.6
+        assert set(split["rmse"]) == {"calibrated user", "MF", "item mean", "global mean"}
+    targets = split_targets(splits, 0.92, 0.8, 0.05)
+    assert set(targets) == {"latest: AUC >= 0.92", "latest: F1 at 1:1 >= 0.8",
+                            "time cut: AUC >= popularity baselines + 0.05", "time cut: AUC >= best baseline"}
+    results = evaluate(world, data=data)
+    results.update(splits=splits, split_targets=targets)
+    path = write_report(results, tmp_path / "report", world)
+    assert "### Split: a global time cut" in path.read_text()
+    assert (path.parent / "calibration.png").stat().st_size > 1000

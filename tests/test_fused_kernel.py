@@ -67,7 +67,7 @@ def _copy_state(source: StatisticalUsers, target: StatisticalUsers) -> None:
 def test_c_kernel_responses_match_the_torch_path_step_by_step():
     # rating_quality on, so that every term of the rating is exercised.
     config = StatisticalUserConfig(rating_quality=0.3)
-    reference, fast = StatisticalUsers(CATALOG, config), StatisticalUsers(CATALOG, config, kernel="c")
+    reference, fast = StatisticalUsers(CATALOG, config, kernel="torch"), StatisticalUsers(CATALOG, config, kernel="c")
     reference.reset(300, seed=5)
     fast.reset(300, seed=5)
     generator = torch.Generator().manual_seed(0)
@@ -118,7 +118,7 @@ class _BiasedRaters(SyntheticPopulation):
 
 @pytest.mark.parametrize("population", [SyntheticPopulation(), _BiasedRaters()], ids=["synthetic", "rating_bias"])
 def test_c_kernel_starts_new_users_as_the_torch_path_does(population):
-    reference = StatisticalUsers(CATALOG, population=population)
+    reference = StatisticalUsers(CATALOG, population=population, kernel="torch")
     fast = StatisticalUsers(CATALOG, population=population, kernel="c")
     reference.reset(200, seed=4)
     fast.reset(200, seed=4)
@@ -149,7 +149,7 @@ def _state(users: StatisticalUsers, rows: torch.Tensor) -> dict[str, torch.Tenso
 
 def test_c_kernel_leaves_idle_slots_untouched_and_steps_the_others_as_without_them():
     users, alone = StatisticalUsers(CATALOG, kernel="c"), StatisticalUsers(CATALOG, kernel="c")
-    assert users.holds_idle and not StatisticalUsers(CATALOG).holds_idle
+    assert users.holds_idle and not StatisticalUsers(CATALOG, kernel="torch").holds_idle
     users.reset(64, seed=3)
     alone.reset(64, seed=3)
     idle = torch.zeros(64, dtype=torch.bool)
@@ -260,7 +260,7 @@ def test_bad_kernel_choices_are_explained():
 
 def test_c_bookkeeping_of_the_env_equals_the_torch_bookkeeping_exactly():
     # Both envs' users step with the torch kernel, so any difference is the env's own.
-    envs = [SlateVectorEnv(64, simulator=StatisticalUsers(CATALOG), max_steps=15, kernel=kernel)
+    envs = [SlateVectorEnv(64, simulator=StatisticalUsers(CATALOG, kernel="torch"), max_steps=15, kernel=kernel)
             for kernel in ("torch", "c")]
     for env in envs:
         env.reset(seed=4)

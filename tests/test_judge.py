@@ -8,7 +8,7 @@ import pytest
 
 from recoworld import Catalog
 from recoworld.apps.judge import LLMJudge, agreement, pairwise_accuracy, spearman, user_profile
-from recoworld.llm import ScriptedChatModel
+from recoworld.llm import ScriptedChatModel, read_data
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +45,9 @@ def test_pairwise_verdicts_that_flip_with_the_order_become_ties(catalog):
     # Stands in for a judge with a position bias on the second pair: it always prefers slate A there.
     def answer(call):
         prompt = call.messages[-1]["content"]
-        first_a = prompt.split("Slate A:\n")[1].split("\n")[0]
+        first_a = read_data(prompt.split("Slate A:\n")[1].split("Slate B:")[0])[0]
         if "likes Drama" in prompt:  # consistent: prefers the slate holding item 1 wherever it is
-            better = "A" if f'"{catalog.titles[1]}"' in first_a else "B"
+            better = "A" if first_a["title"] == catalog.titles[1] else "B"
         else:
             better = "A"
         return json.dumps({"reason": "because", "better": better})

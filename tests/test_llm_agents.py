@@ -18,7 +18,7 @@ from recoworld.agents.llm_bandit import LLMBandit
 from recoworld.agents.llm_rerank import LLMRerank
 from recoworld.agents.llm_tools import LLMToolAgent
 from recoworld.envs.rollout import rollout
-from recoworld.llm import ScriptedChatModel
+from recoworld.llm import ScriptedChatModel, read_data
 from recoworld.types import CANDIDATE_IDS, INSTRUCTION, SESSION
 
 K = 3
@@ -30,9 +30,9 @@ def make_env(n=2, **kwargs):
 
 
 def listed_ids(prompt: str) -> list[int]:
-    """The item ids an agent's prompt offers, in order (lines ``- <id> "title" ...`` after the history)."""
+    """The item ids an agent's prompt offers, in order (the data block after the history)."""
     offered = re.split(r"\n(?:Proposed movies|Candidates by upper confidence bound)", prompt)[1]
-    return [int(i) for i in re.findall(r"^- (\d+) ", offered, re.M)]
+    return [item["id"] for item in read_data(offered)]
 
 
 def reply(slate, reasoning="fits the request"):
@@ -125,13 +125,14 @@ def test_agents_quote_the_users_own_words_heard_in_feedback():
     assert "User's current instruction: none." in agent.traces[-1]["prompt"]
     obs[SESSION][0] = [0.0, 3.0, 1.0]
     agent.act(obs)
-    assert "(paraphrased) more Sci-Fi; less Comedy" in agent.traces[-1]["prompt"]
+    assert '(paraphrased) <data>"more Sci-Fi; less Comedy"</data>' in agent.traces[-1]["prompt"]
     info = {"instruction_text": np.array([said], dtype=object)}
     agent.update(Feedback(obs, np.zeros((1, K), int), np.zeros((1, K), int), np.zeros((1, K), bool),
                           np.zeros((1, K)), np.zeros((1, K), bool), np.zeros(1), obs, np.zeros(1, bool),
                           np.zeros(1, bool), np.ones(1, bool), info))
     agent.act(obs)
-    assert f'User\'s current instruction: "{said}"' in agent.traces[-1]["prompt"]
+    assert f"User's current instruction: <data>{json.dumps(said, ensure_ascii=False)}</data>" \
+        in agent.traces[-1]["prompt"]
 
 
 def plan(calls, more=(), less=(), novelty="any"):
@@ -238,16 +239,15 @@ def test_bandit_prompt_carries_the_ucb_statistics():
     obs, _ = env.reset(seed=1)
     agent.act(obs)
     n = guide.pulls.sum()
-    rows = [re.match(r"- (\d+) .*: mean ([\d.]+), n (\d+), bonus ([\d.]+)", line)
-            for line in agent.traces[-1]["prompt"].splitlines()]
-    rows = [r for r in rows if r]
-    assert len(rows) == 8
+    rows = [(item["id"], re.match(r"mean ([\d.]+), n (\d+), bonus ([\d.]+)", item["statistics"]))
+            for item in read_data(agent.traces[-1]["prompt"]) if "statistics" in item]
+    assert len(rows) == 8 and all(r for _, r in rows)
     ucb = []
-    for r in rows:
-        item = int(r[1])
-        assert float(r[2]) == pytest.approx(guide.clicks[item] / guide.pulls[item], abs=0.005)
-        assert int(r[3]) == guide.pulls[item]
-        assert float(r[4]) == pytest.approx(0.5 * np.sqrt(2 * np.log(n) / guide.pulls[item]), abs=0.005)
+    for item, r in rows:
+        mean, count, bonus = r.groups()
+        assert float(mean) == pytest.approx(guide.clicks[item] / guide.pulls[item], abs=0.005)
+        assert int(count) == guide.pulls[item]
+        assert float(bonus) == pytest.approx(0.5 * np.sqrt(2 * np.log(n) / guide.pulls[item]), abs=0.005)
         ucb.append(guide.indices()[item])
     assert ucb == sorted(ucb, reverse=True)  # the shortlist is the top of UCB1's ranking
 

@@ -7,9 +7,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import multiprocessing
+import pickle
+import sqlite3
+from pathlib import Path
 from typing import Literal
 
 import pytest
+from fake_openai_server import FakeSleep
 from pydantic import BaseModel
 
 from recoworld.llm import (
@@ -25,7 +30,9 @@ from recoworld.llm import (
     TransientBackendError,
     make_chat_model,
 )
+from recoworld.llm.cache import ChatCache, file_system_type
 from recoworld.llm.structured import extract_json, parse_reply
+from recoworld.llm.types import Completion
 
 GOOD = '{"action": "click", "reason": "a thriller, as asked"}'
 
@@ -33,16 +40,6 @@ GOOD = '{"action": "click", "reason": "a thriller, as asked"}'
 class Decision(BaseModel):
     action: Literal["click", "skip"]
     reason: str
-
-
-class FakeSleep:
-    """Records backoff delays instead of sleeping."""
-
-    def __init__(self):
-        self.delays = []
-
-    async def __call__(self, seconds):
-        self.delays.append(seconds)
 
 
 # --- parsing ------------------------------------------------------------------------------
@@ -147,6 +144,48 @@ def test_cache_is_safe_under_concurrent_requests(tmp_path):
     assert len(llm.cache) == 64 and llm.metrics()["llm_cache_hits"] == 64
 
 
+def _write_entries(cache, worker: int, n: int) -> None:
+    for i in range(n):
+        cache.put(f"w{worker}-{i}", Completion(text=f"{worker}:{i}", prompt_tokens=1, completion_tokens=1))
+
+
+def test_cache_is_shared_by_forked_processes_writing_at_once(tmp_path):
+    cache = ChatCache(tmp_path)
+    cache.put("parent", Completion(text="before the fork"))
+    context = multiprocessing.get_context("fork")  # children inherit the open cache
+    workers = [context.Process(target=_write_entries, args=(cache, w, 40)) for w in range(3)]
+    for w in workers:
+        w.start()
+    _write_entries(cache, 3, 40)  # the parent writes at the same time
+    for w in workers:
+        w.join(timeout=60)
+    assert [w.exitcode for w in workers] == [0, 0, 0]
+    assert len(cache) == 1 + 4 * 40
+    assert cache.get("w2-39").text == "2:39" and cache.get("parent").text == "before the fork"
+    assert cache.journal_mode == "wal"
+
+
+def test_cache_pickled_to_a_worker_reopens_its_file(tmp_path):
+    cache = ChatCache(tmp_path / "c.sqlite")
+    cache.put("k", Completion(text="paid for once"))
+    copy = pickle.loads(pickle.dumps(cache))
+    assert copy.path == cache.path and copy.get("k").text == "paid for once"
+
+
+def test_cache_on_a_network_file_system_uses_the_rollback_journal(tmp_path, monkeypatch):
+    mounts = tmp_path / "mounts"
+    mounts.write_text(f"server:/export {tmp_path} nfs4 rw 0 0\n/dev/sda1 / ext4 rw 0 0\n")
+    assert file_system_type(tmp_path / "sub" / "cache.sqlite", mounts) == "nfs4"
+    assert file_system_type("/usr", mounts) == "ext4"
+    monkeypatch.setattr("recoworld.llm.cache.file_system_type", lambda path: "nfs4")
+    cache = ChatCache(tmp_path / "shared")
+    cache.put("k", Completion(text="t"))
+    assert cache.journal_mode == "delete"
+    with sqlite3.connect(cache.path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    assert not Path(f"{cache.path}-wal").exists()
+
+
 # --- budget -------------------------------------------------------------------------------
 
 
@@ -214,7 +253,9 @@ def test_retries_run_out_into_a_backend_failure():
     llm = ScriptedChatModel([TransientBackendError("503", 503)] * 3, sleep=sleep, retry=RetryPolicy(max_retries=2))
     with pytest.raises(BackendCallError) as info:
         llm.chat("hi")
-    assert isinstance(info.value.__cause__, TransientBackendError) and info.value.raw_texts == []
+    cause = info.value.__cause__  # a summary of the last error, never the backend's own exception
+    assert cause.error_type == "TransientBackendError" and str(cause) == "TransientBackendError: 503"
+    assert info.value.status_code == 503 and info.value.raw_texts == []
     assert len(sleep.delays) == 2 and llm.metrics()["llm_backend_failures"] == 1
 
 
@@ -346,8 +387,9 @@ def test_openai_structured_modes_shape_the_request(mode, expected):
     from recoworld.llm.openai_backend import OpenAIChatModel
 
     llm = OpenAIChatModel("m", base_url="http://127.0.0.1:9/v1", structured_mode=mode)
-    assert llm._structured_args(Decision.model_json_schema()) == expected
-    assert llm._structured_args(None) == {}
+    assert llm.mode_in_use == mode
+    assert llm._structured_args(Decision.model_json_schema(), mode) == expected
+    assert llm._structured_args(None, mode) == {}
 
 
 def test_default_gguf_path_tells_how_to_install_the_embedded_model(monkeypatch):

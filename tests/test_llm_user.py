@@ -19,7 +19,7 @@ import torch
 import recoworld
 from recoworld.catalog import Catalog
 from recoworld.data.movielens import load_catalog, load_movielens_100k
-from recoworld.llm import ScriptedChatModel
+from recoworld.llm import ScriptedChatModel, read_data
 from recoworld.llm.structured import parse_reply
 from recoworld.simulators.hybrid import HybridUsers
 from recoworld.simulators.llm_user import LLMUserError, LLMUsers
@@ -289,10 +289,14 @@ def test_history_representation_is_selectable(catalog):
     sim.reset(1, seed=0)
     slates = slates_for(1, 3, catalog.n_items)
     sim.respond(slates)
-    prompt = sim.prompt(0, slates[0].tolist())[1]["content"]
-    history = prompt.split("newest first:")[1].split("Session 1")[0]
-    assert history.count("<a") == 3 and "[" not in history  # codes, not titles, in the history
-    assert prompt.count("<a") == 6  # and each slate item carries its code after its title
+    values = read_data(sim.prompt(0, slates[0].tolist())[1]["content"])
+    history = [v for v in values if isinstance(v, dict) and "action" in v]
+    # codes, not titles, in the history
+    assert len(history) == 3 and all(v["item"].startswith("<a") and "[" not in v["item"] for v in history)
+    shown = [v for v in values if isinstance(v, dict) and "id" in v]
+    # and each slate item carries its code beside its title
+    assert [v["id"] for v in shown] == slates[0].tolist()
+    assert all("[" in v["item"] and v["code"].startswith("<a") for v in shown)
 
 
 # ------------------------------------------------------------------------- personas
@@ -452,3 +456,44 @@ def test_a_sentence_without_a_structured_wish_is_voiced_but_not_put_in_force(cat
     assert first.instruction.active.tolist() == [True] and first.instruction_text == ["Meh, nothing grabs me."]
     second = sim.respond(slates_for(1, 2, catalog.n_items, seed=1))
     assert second.instruction_in_force.tolist() == [False] and second.compliance.tolist() == [0.0]
+
+
+def test_slots_an_autoreset_holds_idle_cost_no_call(catalog):
+    import numpy as np
+
+    from recoworld.envs import SlateVectorEnv
+
+    model = ScriptedChatModel(fixed_user(["skip"] * 3, satisfaction=1, leave=True))
+    sim = LLMUsers(catalog, model)
+    env = SlateVectorEnv(4, simulator=sim, slate_size=3, num_candidates=10)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    ended, idle_seen = np.zeros(4, dtype=bool), 0
+    for _ in range(4):
+        before = len(model.calls)
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        assert len(model.calls) - before == 4 - int(ended.sum())  # one call per user not restarting
+        idle_seen += int(ended.sum())
+        ended = terminated | truncated
+    assert idle_seen > 0
+    assert sim.counts["user_steps"] == len(model.calls) and sim.counts["fallback_steps"] == 0
+
+
+def test_the_log_keeps_llm_users_reasons_per_item_and_mindset_in_their_words(catalog, tmp_path):
+    from recoworld.envs.rollout import rollout
+    from recoworld.envs.slate import SlateVectorEnv
+    from recoworld.logs import EpisodeLog, list_column, read_log
+    import numpy as np
+
+    from recoworld.agents import RandomAgent
+
+    users = LLMUsers(catalog, ScriptedChatModel(fixed_user(["click", "skip", "like", "dislike"], satisfaction=4)))
+    env = SlateVectorEnv(3, simulator=users, slate_size=4, num_candidates=8, max_steps=3)
+    with EpisodeLog(tmp_path / "log.parquet") as log:
+        rollout(env, RandomAgent(), n_steps=3, seed=0, logger=log)
+    frame = read_log(tmp_path / "log.parquet")
+    assert len(frame) > 0
+    reasons = list_column(frame, "item_reasons")
+    assert reasons.shape == (len(frame), 4)
+    assert (reasons == np.array(["because click", "because skip", "because like", "because dislike"])).all()
+    assert (frame["mindset_text"] == "Content.").all()

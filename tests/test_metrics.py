@@ -29,6 +29,7 @@ def hand_log() -> pd.DataFrame:
                "churned", "terminated", "truncated"]
     log = pd.DataFrame(rows, columns=columns)
     log["seed"] = 0
+    log["step"] = [0, 1, 2, 0, 0]
     log["clicked"] = [np.array(c, dtype=bool) for c in log["clicked"]]
     log["watch_fraction"] = [np.array(w, dtype=np.float32) for w in log["watch_fraction"]]
     log["slate"] = [np.array(s) for s in ([0, 1], [1, 2], [0, 2], [0, 1], [3, 0])]
@@ -141,3 +142,11 @@ def test_summarize_gives_interval_and_per_seed_values_per_agent():
     assert summary["a"]["retention"] == pytest.approx([1.0, 1.0, 0.0])  # returns after session 0, churns after 1
     assert summary["a"]["retention_at_risk"] == [2, 2]
     assert summary["a"]["episodes"] == {"completed": 4, "all": 6}
+
+
+def test_summarize_refuses_a_log_whose_rows_were_logged_twice():
+    log = hand_log().assign(agent="a")
+    twice = pd.concat([log, log.iloc[[3]]], ignore_index=True)
+    with pytest.raises(ValueError, match=r"agent 'a'.*seed 0, user 0, episode 1, step 0 more than once.*"
+                                         r"repeated in experiment.seeds"):
+        metrics.summarize(twice, np.eye(4), np.array([0.5, 0.25, 0.125, 0.125]))

@@ -64,3 +64,19 @@ def test_installed_wheel_imports_all_four_subpackages(wheel, tmp_path):
                             env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().startswith(str(target))
+
+
+def test_wheel_ships_the_type_marker_the_viewer_page_the_licence_and_one_version(wheel):
+    import recoworld
+
+    archive = zipfile.ZipFile(wheel)
+    names = set(archive.namelist())
+    assert {"recoworld/py.typed", "recoworld/apps/view/viewer.html"} <= names
+    info = next(n.rsplit("/", 1)[0] for n in names if n.endswith(".dist-info/METADATA"))
+    assert any(n.startswith(f"{info}/") and n.endswith("LICENSE") for n in names), "LICENSE must ship"
+    metadata = archive.read(f"{info}/METADATA").decode()
+    assert f"\nVersion: {recoworld.__version__}\n" in metadata
+    requires = [line for line in metadata.splitlines() if line.startswith("Requires-Dist: ") and "extra ==" not in line]
+    assert any(line.startswith("Requires-Dist: gymnasium<2,>=1.1") or line.startswith("Requires-Dist: gymnasium>=1.1")
+               for line in requires), requires
+    assert not any("tqdm" in line for line in requires)

@@ -15,10 +15,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hydra import compose, initialize_config_module
+from rich.console import Console
 
 from recoworld.agents import RandomAgent
 from recoworld.apps.run.app import main as run_app
 from recoworld.envs.rollout import rollout
+from recoworld.apps.run.report import print_summary
 from recoworld.apps.run.runner import ExperimentConfigError, resolve_lineup
 from recoworld.logs import COLUMNS, SCHEMA_VERSION, EpisodeLog, LogSchemaError, read_log
 from recoworld.metrics import METRICS
@@ -36,8 +38,16 @@ def run_dir(tmp_path_factory) -> Path:
 
 
 def test_run_directory_holds_config_log_metrics_and_plots(run_dir):
-    for name in (".hydra/config.yaml", "lineup.yaml", "episodes.parquet", "metrics.json"):
+    for name in (".hydra/config.yaml", "lineup.yaml", "status.json", "metrics.json"):
         assert (run_dir / name).is_file(), name
+    # One part of the log per agent and seed, and a status that lists each of them.
+    parts = sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*.parquet"))
+    assert parts == sorted(f"episodes/agent={a}/seed={s}.parquet" for a in ("random", "most_popular", "oracle")
+                           for s in (0, 1))
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "complete" and status["error"] is None and status["attempts"] == 1
+    assert sorted(r["file"] for r in status["parts"]["complete"]) == parts and status["parts"]["planned"] == 6
+    assert not [p for p in run_dir.rglob("*") if p.name.endswith(".tmp")]
     for name in ("returns.png", "retention.png"):
         assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
@@ -58,7 +68,7 @@ def test_metrics_json_has_every_metric_with_an_interval_across_seeds_per_agent(r
 
 
 def test_log_has_one_row_per_real_interaction(run_dir):
-    log = read_log(run_dir / "episodes.parquet")
+    log = read_log(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert len(log) == sum(a["interactions"] for a in metrics["agents"].values())
     for (_, _, _), slot in log.groupby(["agent", "seed", "user"]):
@@ -72,11 +82,21 @@ def test_log_has_one_row_per_real_interaction(run_dir):
     assert np.allclose(random_rows["propensity"], 1 / perm(50, 10))
 
 
+def test_summary_shows_the_share_of_steps_that_fell_back_when_the_simulator_reports_it(run_dir):
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    share = {"mean": 0.125, "ci_low": 0.1, "ci_high": 0.15, "per_seed": [0.1, 0.15]}
+    metrics["agents"]["random"]["simulator"] = {"fallback_share": share}
+    console = Console(record=True, width=200)
+    print_summary(metrics, console)
+    row = next(line for line in console.export_text().splitlines() if "share of steps that fell back" in line)
+    assert "12.5% ± 2.5%" in row and row.count("-") == 2  # the agents without the counter
+
+
 def test_single_agent_override_runs_just_that_agent(tmp_path):
     run_app(["agent=oracle", "experiment.seeds=[0]", *TINY, "experiment.plots=false", f"hydra.run.dir={tmp_path}"])
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert list(metrics["agents"]) == ["oracle"]
-    assert set(read_log(tmp_path / "episodes.parquet")["agent"]) == {"oracle"}
+    assert set(read_log(tmp_path)["agent"]) == {"oracle"}
 
 
 @pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="no C compiler for kernel=c")
@@ -86,8 +106,17 @@ def test_kernel_c_runs_the_same_experiment_and_reaches_the_env_and_the_users(tmp
     assert cfg.env.kernel == "c" and cfg.simulator.kernel == "c"
     run_app(["kernel=c", "agent=most_popular", "experiment.seeds=[0]", *TINY, "experiment.plots=false",
              f"hydra.run.dir={tmp_path}"])
-    log = read_log(tmp_path / "episodes.parquet")
+    log = read_log(tmp_path)
     assert len(log) > 0 and log["reward"].sum() > 0  # reward: clicks
+    # metrics.json records the kernels that stepped the run
+    assert json.loads((tmp_path / "metrics.json").read_text())["kernels"] == [{"bookkeeping": "c", "users": "c"}]
+
+
+def test_metrics_json_records_the_torch_kernels_of_a_torch_run(tmp_path):
+    run_app(["kernel=torch", "agent=random", "experiment.seeds=[0]", *TINY, "experiment.plots=false",
+             f"hydra.run.dir={tmp_path}"])
+    assert json.loads((tmp_path / "metrics.json").read_text())["kernels"] == [{"bookkeeping": "torch",
+                                                                             "users": "torch"}]
 
 
 def test_override_typo_is_an_error_that_names_it(tmp_path, capsys):
@@ -129,7 +158,7 @@ def test_multirun_sweeps_two_values_into_two_run_directories(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     for job, slate_size in (("0", 3), ("1", 5)):
-        log = read_log(tmp_path / job / "episodes.parquet")
+        log = read_log(tmp_path / job)
         assert {len(s) for s in log["slate"]} == {slate_size}
 
 
@@ -208,7 +237,7 @@ def test_read_log_refuses_other_schema_versions_and_missing_columns(tmp_path):
     table = pq.read_table(tmp_path / "log.parquet")
 
     pq.write_table(table.replace_schema_metadata({b"recoworld.schema_version": b"999"}), tmp_path / "new.parquet")
-    with pytest.raises(LogSchemaError, match=r"version 999.*reads version 1"):
+    with pytest.raises(LogSchemaError, match=r"version 999.*reads versions \['1', '2'\]"):
         read_log(tmp_path / "new.parquet")
 
     pq.write_table(table.replace_schema_metadata(None), tmp_path / "bare.parquet")
@@ -227,3 +256,44 @@ def test_episode_log_refuses_columns_outside_the_schema():
     with pytest.raises(LogSchemaError, match="rewards"):
         EpisodeLog().append({"rewards": np.zeros(3)})
     assert pa.types.is_list({n: t for n, t, _, _ in COLUMNS}["slate"])
+
+
+def test_read_log_reads_a_version_1_file_with_the_words_columns_null(tmp_path):
+    """Version 2 added the LLM users' words; a version-1 log (without those columns) still reads."""
+    with EpisodeLog(tmp_path / "log.parquet") as log:
+        rollout(make_env(), RandomAgent(), n_steps=2, seed=0, logger=log)
+    table = pq.read_table(tmp_path / "log.parquet").drop_columns(["item_reasons", "mindset_text"])
+    pq.write_table(table.replace_schema_metadata({b"recoworld.schema_version": b"1"}), tmp_path / "v1.parquet")
+    old, new = read_log(tmp_path / "v1.parquet"), read_log(tmp_path / "log.parquet")
+    assert list(old.columns) == list(new.columns)
+    assert old["item_reasons"].isna().all() and old["mindset_text"].isna().all()
+    pd.testing.assert_frame_equal(old.drop(columns=["item_reasons", "mindset_text"]),
+                                  new.drop(columns=["item_reasons", "mindset_text"]))
+
+
+def test_sb3_training_shows_as_a_task_of_the_runs_progress():
+    """An SB3 agent trains in setup; the runner's TrainingProgress hook gives that training a
+    progress task of its own, advanced to the agent's total_timesteps."""
+    from recoworld.agents.sb3 import SB3Agent
+    from recoworld.apps.run.hooks import TrainingProgress
+
+    class Progress:  # the two methods of rich.progress.Progress the hook uses
+        def __init__(self):
+            self.tasks, self.done = {}, {}
+
+        def add_task(self, description, total):
+            self.tasks[len(self.tasks)] = (description, total)
+            self.done[len(self.done)] = 0
+            return len(self.tasks) - 1
+
+        def advance(self, task, steps):
+            self.done[task] += steps
+
+    progress = Progress()
+    agent = SB3Agent(total_timesteps=32, num_envs=4, algo_kwargs={"n_steps": 8, "batch_size": 32, "n_epochs": 1})
+    rollout(make_env(), agent, n_steps=1, seed=0, hooks=[TrainingProgress(progress, "sb3_ppo seed 0")])
+    assert progress.tasks == {0: ("sb3_ppo seed 0 training", 32)}
+    assert progress.done[0] >= 32
+    untrained = RandomAgent()
+    rollout(make_env(), untrained, n_steps=1, seed=0, hooks=[TrainingProgress(progress, "random")])
+    assert len(progress.tasks) == 1  # agents that do not train get no task

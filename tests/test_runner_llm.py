@@ -14,7 +14,7 @@ import json
 import pytest
 
 from recoworld.apps.run.app import main as run_app
-from recoworld.apps.run.runner import REDACTED, redact_secrets
+from recoworld.apps.run.secrets import REDACTED, redact_secrets
 from recoworld.llm import Budget, ScriptedChatModel
 from recoworld.logs import read_log
 from recoworld.simulators import HybridUsers, LLMUserError
@@ -86,7 +86,7 @@ def test_hybrid_run_writes_llm_metrics_per_rollout_and_closes_simulators_and_mod
                 "hybrid_fallback_steps"} <= set(simulator)
         calls += simulator["llm_calls"]["per_seed"]
     assert sum(calls) == len(model.calls) > 0
-    log = read_log(tmp_path / "episodes.parquet")
+    log = read_log(tmp_path)
     assert (log["instruction_text"] == VOICE["instruction"]).sum() == len(model.calls)
     assert len(closes) == 4 and len({id(s) for s in closes}) == 4  # each rollout's simulator, once
     assert model.closed == 1  # the shared model, when the run ends
@@ -97,6 +97,18 @@ def test_a_failing_run_still_closes_its_simulator_and_model(tmp_path, closes, ca
         run_app([*TINY, "agent=random", "experiment.seeds=[0]", "simulator.config.on_failure=fail",
                  target(scripted_nonsense), f"hydra.run.dir={tmp_path}"])
     assert LLMUserError.__name__ in capsys.readouterr().err
+    assert len(closes) == 1 and models[0].closed == 1
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_a_run_whose_llm_steps_fall_back_stops_with_the_first_error_and_its_fix(tmp_path, closes, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_app([*TINY, "agent=random", "experiment.seeds=[0]", "experiment.steps=6",
+                 "simulator.config.fallback_min_steps=2", target(scripted_nonsense), f"hydra.run.dir={tmp_path}"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "recoworld run: stopped: FallbackShareExceeded: " in err and "fell back to the statistical response" in err
+    assert "Fix: the model's replies did not follow the schema" in err and "max_fallback_share" in err
     assert len(closes) == 1 and models[0].closed == 1
     assert not (tmp_path / "metrics.json").exists()
 

@@ -5,6 +5,12 @@
     recoworld calibrate                                fit the statistical users to MovieLens-100K
     recoworld fidelity                                 how closely simulated users match held-out ratings
     recoworld ope [--out DIR] [--obd]                  estimator study against the simulator's true values
+    recoworld ope evaluate --log PATH --policy POLICY  your policy's value on your log, estimator chosen by simulation
+    recoworld robustness [--quick] [OVERRIDES...]      the agents' ranking across the unidentified parameters
+    recoworld view RUN_DIR                             a self-contained HTML page to follow a run's users
+    recoworld export minari RUN_DIR [--dataset-id ID]  a run's log as a Minari dataset for offline RL
+    recoworld merge DIR... [--out DIR] [--metric M]    a sweep's runs in one table, intervals across seeds
+    recoworld --version                                the installed version
 
 Each subcommand imports its (torch-heavy) machinery only when it runs. A new subcommand is
 one entry of :data:`COMMANDS`: a one-line summary and a function that takes the remaining
@@ -42,7 +48,35 @@ def _fidelity(argv: Sequence[str]) -> int:
 
 
 def _ope(argv: Sequence[str]) -> int:
+    if argv and argv[0] == "evaluate":
+        from recoworld.apps.ope.evaluate import main as evaluate
+
+        return evaluate(argv[1:])
     from recoworld.apps.ope.study import main
+
+    return main(argv)
+
+
+def _robustness(argv: Sequence[str]) -> int:
+    from recoworld.apps.robustness.app import main
+
+    return main(argv)
+
+
+def _view(argv: Sequence[str]) -> int:
+    from recoworld.apps.view.app import main
+
+    return main(argv)
+
+
+def _export(argv: Sequence[str]) -> int:
+    from recoworld.apps.export import main
+
+    return main(argv)
+
+
+def _merge(argv: Sequence[str]) -> int:
+    from recoworld.apps.merge import main
 
     return main(argv)
 
@@ -53,14 +87,18 @@ COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], int]]] = {
     "data": ("manage data sets: data fetch movielens-100k | open-bandit", _data),
     "calibrate": ("fit the statistical users to MovieLens-100K and cache the calibrated world", _calibrate),
     "fidelity": ("write the fidelity report of the calibrated users on held-out ratings", _fidelity),
-    "ope": ("study off-policy estimators against the simulator's true values (--obd: Open Bandit sample)", _ope),
+    "ope": ("study OPE estimators against the simulator's truth; ope evaluate: your policy on your log", _ope),
+    "robustness": ("does the agents' ranking hold across the parameters no data identifies (--quick)", _robustness),
+    "view": ("write a self-contained HTML page to follow a run's users session by session", _view),
+    "export": ("export a run's log: export minari RUN_DIR (an offline-RL dataset)", _export),
+    "merge": ("merge a sweep's metrics.json into one table with intervals across seeds, and a plot", _merge),
 }
 PLANNED: tuple[str, ...] = ()
 
 
 def usage() -> str:
     width = max(len(name) for name in COMMANDS)
-    lines = ["usage: recoworld <command> [arguments...]", "", "commands:"]
+    lines = ["usage: recoworld <command> [arguments...]", "       recoworld --version", "", "commands:"]
     lines += [f"  {name:<{width}}  {summary}" for name, (summary, _) in COMMANDS.items()]
     lines += ["", "Run 'recoworld <command> --help' for a command's options."]
     return "\n".join(lines)
@@ -72,13 +110,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0 if argv else 2
+    if argv[0] == "--version":
+        from recoworld import __version__
+
+        print(f"recoworld {__version__}")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         hint = " (not available yet)" if name in PLANNED else ""
         print(f"recoworld: unknown command {name!r}{hint}; choose one of: {', '.join(COMMANDS)}\n\n{usage()}",
               file=sys.stderr)
         return 2
-    return COMMANDS[name][1](rest)
+    try:
+        return COMMANDS[name][1](rest)
+    except KeyboardInterrupt:
+        # The command has said what it kept (a run names experiment.resume=true); a
+        # traceback would only hide that. 130 is the shell's status for Ctrl-C.
+        print(f"recoworld {name}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -16,8 +16,10 @@ number the simulator reports): Spearman's rank correlation of pointwise scores, 
 pairwise accuracy — the share of pairs, among those whose truths differ, that the judge
 orders as the truth does, a judge tie counting one half (chance is 0.5).
 
-Replies are validated against pydantic schemas and repaired by the chat model; a request
-that still fails gives ``None`` (counted in ``judge.counts["failures"]``), never a guess.
+Profiles and slates enter the prompt as data (:mod:`recoworld.llm.prompt_data`): the
+profile as one JSON string, each slate as a block of ``{"title", "genres"}`` lines; the
+system message says such text is judged, not obeyed. Replies are validated against
+pydantic schemas and repaired by the chat model; a request that still fails gives ``None`` (counted in ``judge.counts["failures"]``), never a guess.
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ import numpy as np
 from pydantic import BaseModel, Field
 from scipy import stats
 
-from recoworld.llm import ChatModel, ChatReply, ChatRequest
+from recoworld.llm import DATA_RULE, ChatModel, ChatReply, ChatRequest, as_data, data_block
 
 SYSTEM = ("You are an expert evaluator of movie recommendations. You judge how well recommended movies suit "
-          "a particular user, given a profile of their tastes and what they asked for. Reply in JSON.")
+          f"a particular user, given a profile of their tastes and what they asked for. {DATA_RULE} Reply in JSON.")
 
 
 def user_profile(catalog, history_items, history_feedback=None, instruction: str | None = None,
@@ -115,11 +117,10 @@ class LLMJudge:
         self.counts: Counter = Counter()
 
     def describe(self, slate) -> str:
-        lines = []
-        for item in slate:
-            genres = ", ".join(self.catalog.genre_names[g] for g in np.flatnonzero(self._genres[int(item)]))
-            lines.append(f'- "{self.catalog.titles[int(item)]}" [{genres}]')
-        return "\n".join(lines)
+        """A slate as a data block, one ``{"title", "genres"}`` per line, top first."""
+        return data_block({"title": str(self.catalog.titles[int(item)]),
+                           "genres": [self.catalog.genre_names[g] for g in np.flatnonzero(self._genres[int(item)])]}
+                          for item in slate)
 
     def _request(self, prompt: str, schema) -> ChatRequest:
         return ChatRequest([{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
@@ -128,7 +129,8 @@ class LLMJudge:
     def rate(self, profiles: list[str], slates: list) -> list[JudgeScore | None]:
         """A 1-5 score with a reason per ``(profile, slate)``; ``None`` where the judge failed."""
         requests = [self._request(
-            f"User profile: {profile}\nRecommended movies, top first:\n{self.describe(slate)}\n"
+            f"User profile: {as_data(profile)}\nRecommended movies, top first, one per line:\n"
+            f"{self.describe(slate)}\n"
             "How well do these recommendations suit this user? Reply with JSON: "
             "{\"reason\": one short sentence, \"score\": 1 (poor fit) to 5 (excellent fit)}.", Rating)
             for profile, slate in zip(profiles, slates, strict=True)]
@@ -145,7 +147,7 @@ class LLMJudge:
         if self.swap:
             orders += [(p, b, a) for p, a, b in pairs]
         requests = [self._request(
-            f"User profile: {profile}\nSlate A:\n{self.describe(a)}\nSlate B:\n{self.describe(b)}\n"
+            f"User profile: {as_data(profile)}\nSlate A:\n{self.describe(a)}\nSlate B:\n{self.describe(b)}\n"
             "Which slate suits this user better? Reply with JSON: {\"reason\": one short sentence, "
             "\"better\": \"A\", \"B\" or \"tie\"}.", Preference) for profile, a, b in orders]
         verdicts = [{"A": 1, "B": -1, "tie": 0}[r.parsed.better] if isinstance(r, ChatReply) else None

@@ -121,8 +121,40 @@ def balanced_loss(logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return (dense + correction) / weights.sum().clamp_min(1e-12)
 
 
-def fit_choice(weights: torch.Tensor, config: ChoiceFitConfig = ChoiceFitConfig()) -> ChoiceModel:
-    """Fit :math:`U, V` to the rating ``weights`` (see :func:`rating_weights`)."""
+def fit_choice(weights: torch.Tensor, config: ChoiceFitConfig = ChoiceFitConfig(),
+               fold_in: torch.Tensor | None = None) -> ChoiceModel:
+    """Fit :math:`U, V` to the rating ``weights`` (see :func:`rating_weights`).
+
+    ``fold_in`` (``[n_users]`` bool) marks users whose ratings must not shape the item
+    side, as for users the fit never saw: the items (vectors, EASE weights, singular
+    vectors) are fitted on the other users only, and each folded-in user's vector is then
+    fitted on their own ratings with the items held fixed (:func:`fold_in_users`).
+    """
+    fold_in = torch.zeros(weights.shape[0], dtype=torch.bool) if fold_in is None else fold_in.bool()
+    seen = ~fold_in
+    U, V = factorise(weights[seen], config)
+    users = torch.empty(weights.shape[0], config.dim)
+    users[seen] = U
+    if fold_in.any():
+        users[fold_in] = fold_in_users(weights[fold_in], V, config)
+    if config.neighbourhood_weight == 0:
+        return ChoiceModel(users, V)
+    factorised = users @ V.T
+    neighbours = neighbourhood_scores(weights, config.neighbourhood_l2, seen)
+    spread = factorised[seen].std() / neighbours[seen].std().clamp_min(1e-12)
+    scores = factorised + config.neighbourhood_weight * spread * neighbours
+    user_vectors, item_vectors = low_rank(scores[seen], config.rank)
+    out = torch.empty(weights.shape[0], item_vectors.shape[1])
+    out[seen] = user_vectors
+    if fold_in.any():
+        # The least-squares user vectors for fixed item vectors, which for the SVD's own
+        # users are exactly its user vectors.
+        out[fold_in] = torch.linalg.solve(item_vectors.T @ item_vectors, item_vectors.T @ scores[fold_in].T).T
+    return ChoiceModel(out, item_vectors)
+
+
+def factorise(weights: torch.Tensor, config: ChoiceFitConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The penalised logistic factorisation of the module docstring: ``U``, ``V``."""
     n_users, n_items = weights.shape
     gen = torch.Generator().manual_seed(config.seed)
     U = (0.1 * torch.randn(n_users, config.dim, generator=gen)).requires_grad_()
@@ -134,24 +166,34 @@ def fit_choice(weights: torch.Tensor, config: ChoiceFitConfig = ChoiceFitConfig(
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    if config.neighbourhood_weight == 0:
-        return ChoiceModel(U.detach().clone(), V.detach().clone())
-    factorised = (U @ V.T).detach()
-    neighbours = neighbourhood_scores(weights, config.neighbourhood_l2)
-    spread = factorised.std() / neighbours.std().clamp_min(1e-12)
-    return ChoiceModel(*low_rank(factorised + config.neighbourhood_weight * spread * neighbours, config.rank))
+    return U.detach().clone(), V.detach().clone()
 
 
-def neighbourhood_scores(weights: torch.Tensor, l2: float) -> torch.Tensor:
+def fold_in_users(weights: torch.Tensor, item_vectors: torch.Tensor, config: ChoiceFitConfig) -> torch.Tensor:
+    """``[n, dim]`` vectors of new users fitted on their rating ``weights`` with the item
+    vectors fixed: the factorisation's loss and penalty, for the user side only."""
+    gen = torch.Generator().manual_seed(config.seed + 1)
+    U = (0.1 * torch.randn(weights.shape[0], item_vectors.shape[1], generator=gen)).requires_grad_()
+    optimizer = torch.optim.Adam([U], lr=config.learning_rate)
+    for _ in range(config.steps):
+        loss = balanced_loss(U @ item_vectors.T, weights) + config.l2 * U.pow(2).sum(1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return U.detach().clone()
+
+
+def neighbourhood_scores(weights: torch.Tensor, l2: float, rows: torch.Tensor | None = None) -> torch.Tensor:
     r"""``[n_users, n_items]`` item-to-item scores :math:`W B` of the rating ``weights`` :math:`W`.
 
     :math:`B` is EASE's closed form (Steck, WWW 2019): with :math:`X` the 0/1 matrix of
     rated pairs and :math:`P = (X^\top X + \lambda I)^{-1}`, :math:`B_{ij} = -P_{ij}/P_{jj}`
     off the diagonal and 0 on it — the ridge regression of each item's column on all the
     others. Weighting the user's ratings by recency (``weights``) makes the items rated
-    last count most, as they do for what the user chooses next.
+    last count most, as they do for what the user chooses next. ``rows`` (a ``[n_users]``
+    mask) chooses the users whose ratings fit :math:`B` (default: all).
     """
-    rated = (weights > 0).double()
+    rated = (weights if rows is None else weights[rows]).gt(0).double()
     gram = rated.T @ rated + l2 * torch.eye(weights.shape[1], dtype=torch.float64)
     inverse = torch.linalg.inv(gram)
     item_weights = -inverse / torch.diagonal(inverse)[None, :]

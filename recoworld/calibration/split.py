@@ -8,6 +8,9 @@ held-out item is always in the user's future: the split measures whether a simul
 fitted on someone's past chooses what they chose next, not whether it interpolates a
 random gap.
 
+A **global time cut** (:func:`time_cut_split`) holds out every rating after one date,
+for the users seen before it: the behaviour of a later period, for everyone at once.
+
 **Sessions.** A user's ratings form one session while consecutive timestamps are at most
 ``session_gap_minutes`` apart (30 minutes, the usual web-analytics rule); a longer pause
 starts a new session. MovieLens sessions are bursts of *rating* on the MovieLens site, so a
@@ -55,6 +58,24 @@ def holdout_split(ratings: pd.DataFrame, fraction: float, n_users: int, n_items:
     count = ordered.groupby("user_id")["item_id"].transform("size").to_numpy()
     held = position >= count - np.floor(fraction * count).astype(np.int64)
     return Split(ordered[~held].reset_index(drop=True), ordered[held].reset_index(drop=True), n_users, n_items)
+
+
+def time_cut(ratings: pd.DataFrame, fraction: float) -> int:
+    """The cut date (Unix seconds) that leaves the latest ``fraction`` of all ratings after it."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"time-cut fraction {fraction}; choose a value in (0, 1)")
+    return int(np.quantile(ratings["timestamp"].to_numpy(), 1.0 - fraction, method="higher"))
+
+
+def time_cut_split(ratings: pd.DataFrame, cut: int, n_users: int, n_items: int) -> Split:
+    """A global time cut: ratings before ``cut`` train, those at or after it are held out,
+    for the users who rated something before it (the others have no past to fit)."""
+    ordered = time_ordered(ratings)
+    before = ordered["timestamp"].to_numpy() < cut
+    seen = np.zeros(n_users, dtype=bool)
+    seen[ordered.loc[before, "user_id"].to_numpy()] = True
+    after = ~before & seen[ordered["user_id"].to_numpy()]
+    return Split(ordered[before].reset_index(drop=True), ordered[after].reset_index(drop=True), n_users, n_items)
 
 
 def session_ids(ordered: pd.DataFrame, gap_minutes: float) -> np.ndarray:

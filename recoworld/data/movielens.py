@@ -19,13 +19,16 @@ Both give the same tables. Ids are dense and 0-based in the original order, so t
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from recoworld.catalog import Catalog
+from recoworld.data.tables import integer_column
 
 # Genre names in the order of u.genre and of u.item's 19 flag columns.
 GENRES = (
@@ -38,6 +41,7 @@ RECBOLE_FILES = ("ml-100k.inter", "ml-100k.item", "ml-100k.user")
 _YEAR = re.compile(r"\((\d{4})\)")
 # RecBole's conversion wrote this misspelling for fields the original leaves empty.
 _RECBOLE_MISSING = "unkonwn"
+_FIX = "the file is damaged: fetch it again (recoworld data fetch movielens-100k) or unzip ml-100k.zip again"
 
 
 @dataclass
@@ -97,53 +101,124 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
     return Catalog.from_dataframe(items, features=None, name="movielens-100k")
 
 
-def _read_table(path: Path, sep: str, names: list[str] | None = None, encoding: str = "utf-8") -> pd.DataFrame:
+@dataclass
+class _Rows:
+    """A file's rows, every field as text, and the line number of each row for messages."""
+
+    file: Path
+    table: pd.DataFrame
+    lines: list[int]
+
+
+def _read_table(path: Path, sep: str, names: list[str] | None = None, encoding: str = "utf-8",
+                what: str = "rows") -> _Rows:
+    """Every row of ``path`` as text: ``names`` its fields, or ``None`` for a header line.
+
+    Each line must have the header's number of fields (a row cut short would otherwise lose
+    its last fields, e.g. a movie's genres); a file without rows is refused too, naming
+    ``what`` it should hold.
+    """
+    try:
+        text = path.read_text(encoding=encoding)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not {encoding} text ({err}); {_FIX}") from None
+    lines = [line.rstrip("\r") for line in text.split("\n")]
+    numbered = [n for n, line in enumerate(lines, start=1) if line]  # pandas skips blank lines too
+    header = names is None
+    if header and not numbered:
+        raise ValueError(f"{path} is empty: it holds no header and no {what}; {_FIX}")
+    fields = names or lines[numbered[0] - 1].split(sep)
+    for n in numbered:
+        count = lines[n - 1].count(sep) + 1
+        if count != len(fields):
+            raise ValueError(f"{path}: line {n} has {count} fields separated by {sep!r}, expected {len(fields)} "
+                             f"({_listed(fields)}); {_FIX}")
+    if len(numbered) == int(header):
+        raise ValueError(f"{path} holds no {what}; {_FIX}")
     # Every field as text, no quoting and no NA guessing: titles hold quotes and apostrophes,
     # and zip codes like "00000" or "T8H1N" must survive untouched.
-    return pd.read_csv(
-        path, sep=sep, header=None if names else 0, names=names, dtype=str, encoding=encoding,
+    table = pd.read_csv(
+        io.StringIO(text), sep=sep, header=0 if header else None, names=names, dtype=str,
         quoting=csv.QUOTE_NONE, keep_default_na=False,
     )
+    return _Rows(path, table, numbered[int(header):])
+
+
+def _listed(fields: list[str]) -> str:
+    return ", ".join(fields) if len(fields) <= 6 else f"{', '.join(fields[:5])}, ..., {fields[-1]}"
+
+
+def _integers(rows: _Rows, column: str, what: str, low: int | None = None, high: int | None = None) -> np.ndarray:
+    """A column of whole numbers in ``low..high``; a bad value is named by file, column and line."""
+    return integer_column(rows.table, column, rows.file, what, low, high, where=lambda row: f"line {rows.lines[row]}",
+                          fix=_FIX)
+
+
+def _checked_ratings(rows: _Rows) -> pd.DataFrame:
+    """The ratings as ints, each in range, one per user and item."""
+    ratings = pd.DataFrame({
+        "user_id": _integers(rows, "user_id", "a user id (a whole number)"),
+        "item_id": _integers(rows, "item_id", "an item id (a whole number)"),
+        "rating": _integers(rows, "rating", "a rating in 1..5 (whole stars)", 1, 5),
+        "timestamp": _integers(rows, "timestamp", "a time in Unix seconds (a whole number >= 0)", 0),
+    })
+    repeated = ratings.duplicated(["user_id", "item_id"], keep=False).to_numpy()
+    if repeated.any():
+        first = int(np.argmax(repeated))
+        user, item = ratings.iloc[first][["user_id", "item_id"]]
+        same = (ratings["user_id"] == user).to_numpy() & (ratings["item_id"] == item).to_numpy()
+        twice = np.flatnonzero(same)
+        at = " and ".join(str(rows.lines[r]) for r in twice[:2])
+        raise ValueError(f"{rows.file}: user {user} rates item {item} twice, at lines {at}; MovieLens-100K holds "
+                         f"one rating per user and item; {_FIX}")
+    return ratings
 
 
 def _read_grouplens(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    ratings = _read_table(path / "u.data", "\t", ["user_id", "item_id", "rating", "timestamp"])
+    ratings = _read_table(path / "u.data", "\t", ["user_id", "item_id", "rating", "timestamp"], what="ratings")
     genres = list(GENRES)
     if (path / "u.genre").is_file():
-        table = _read_table(path / "u.genre", "|", ["genre", "index"], encoding="latin-1")
-        genres = list(table.loc[table["genre"] != "", "genre"])
+        table = _read_table(path / "u.genre", "|", ["genre", "index"], encoding="latin-1", what="genres")
+        genres = list(table.table.loc[table.table["genre"] != "", "genre"])
     columns = ["item_id", "title", "release_date", "video_release_date", "imdb_url", *genres]
-    items = _read_table(path / "u.item", "|", columns, encoding="latin-1")
-    flags = items[genres].to_numpy() == "1"
-    items["genres"] = [[g for g, on in zip(genres, row) if on] for row in flags]
-    users = _read_table(path / "u.user", "|", ["user_id", "age", "gender", "occupation", "zip_code"])
-    return ratings, items[["item_id", "title", "genres"]], users
+    items = _read_table(path / "u.item", "|", columns, encoding="latin-1", what="movies")
+    flags = np.stack([_integers(items, g, "a genre flag, 0 or 1", 0, 1) for g in genres], axis=1) == 1
+    items = pd.DataFrame({"item_id": _integers(items, "item_id", "an item id (a whole number)"),
+                          "title": items.table["title"].to_numpy(),
+                          "genres": [[g for g, on in zip(genres, row) if on] for row in flags]})
+    users = _read_table(path / "u.user", "|", ["user_id", "age", "gender", "occupation", "zip_code"], what="users")
+    return _checked_ratings(ratings), items, _checked_users(users)
+
+
+def _checked_users(users: _Rows) -> pd.DataFrame:
+    return users.table.assign(user_id=_integers(users, "user_id", "a user id (a whole number)"),
+                        age=_integers(users, "age", "an age in years (a whole number >= 0)", 0))
 
 
 def _read_recbole(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    def atomic(name: str, wanted: list[str]) -> pd.DataFrame:
-        table = _read_table(path / name, "\t")
+    def atomic(name: str, wanted: list[str], what: str) -> _Rows:
+        rows = _read_table(path / name, "\t", what=what)
         # Headers read "field:type", e.g. "user_id:token".
-        table.columns = [c.split(":")[0] for c in table.columns]
-        missing = [c for c in wanted if c not in table.columns]
+        rows.table.columns = [c.split(":")[0] for c in rows.table.columns]
+        missing = [c for c in wanted if c not in rows.table.columns]
         if missing:
-            raise ValueError(f"{path / name} lacks column(s) {missing}; its columns are {list(table.columns)}")
-        return table[wanted]
+            raise ValueError(f"{path / name} lacks column(s) {missing}; its columns are {list(rows.table.columns)}")
+        return rows
 
-    ratings = atomic("ml-100k.inter", ["user_id", "item_id", "rating", "timestamp"])
-    items = atomic("ml-100k.item", ["item_id", "movie_title", "release_year", "class"])
+    ratings = _checked_ratings(atomic("ml-100k.inter", ["user_id", "item_id", "rating", "timestamp"], "ratings"))
+    items = atomic("ml-100k.item", ["item_id", "movie_title", "release_year", "class"], "movies")
     # RecBole split GroupLens' "Title (1995)" into a title and the last parenthesised part,
     # which is not always a year ("... (1995) (V)"); joining them restores the original.
-    titles = items["movie_title"].replace(_RECBOLE_MISSING, "unknown")
-    suffix = items["release_year"].map(lambda y: "" if y in ("", _RECBOLE_MISSING) else f" ({y})")
+    titles = items.table["movie_title"].replace(_RECBOLE_MISSING, "unknown")
+    suffix = items.table["release_year"].map(lambda y: "" if y in ("", _RECBOLE_MISSING) else f" ({y})")
     items = pd.DataFrame({
-        "item_id": items["item_id"],
+        "item_id": _integers(items, "item_id", "an item id (a whole number)"),
         "title": titles + suffix,
         # token_seq: space-separated; multi-word genres are hyphenated ("Film-Noir").
-        "genres": [sorted(v.split(), key=GENRES.index) for v in items["class"]],
+        "genres": [sorted(v.split(), key=GENRES.index) for v in items.table["class"]],
     })
-    users = atomic("ml-100k.user", ["user_id", "age", "gender", "occupation", "zip_code"])
-    return ratings, items, users
+    users = atomic("ml-100k.user", ["user_id", "age", "gender", "occupation", "zip_code"], "users")
+    return ratings, items, _checked_users(users)
 
 
 def _release_year(title: str) -> int | None:
@@ -175,8 +250,8 @@ def _assemble(ratings: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame) -
     ratings = pd.DataFrame({
         "user_id": _remap(ratings["user_id"], user_ids, "user"),
         "item_id": _remap(ratings["item_id"], item_ids, "item"),
-        "rating": ratings["rating"].astype(float).astype("int64"),
-        "timestamp": ratings["timestamp"].astype(float).astype("int64"),
+        "rating": ratings["rating"].astype("int64"),
+        "timestamp": ratings["timestamp"].astype("int64"),
     })
 
     items = items.assign(item_id=items["item_id"].astype("int64").map(item_ids)).sort_values("item_id")

@@ -53,6 +53,7 @@ import pyarrow as pa
 from omegaconf import OmegaConf
 
 from recoworld.data.bts_policy import SlateDistribution, bts_distribution
+from recoworld.data.tables import check_column, numeric_column
 from recoworld.logs import SCHEMA, _to_arrow, list_column
 from recoworld.ope import DM, DR, IPS, SNDR, SNIPS, BanditFeedback, LogisticRegression, fit_reward_model
 from recoworld.ope.base import BaseEstimator
@@ -290,34 +291,19 @@ def _read_csv(file: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     if missing:
         found = ", ".join(table.columns[:8]) + (", ..." if len(table.columns) > 8 else "")
         raise ValueError(f"{file} lacks column(s) {', '.join(missing)}; its columns are {found}")
+    if table.empty:
+        raise ValueError(f"{file} has its header but no rows; the file is damaged, fetch it again")
     return table.reset_index(drop=True)
-
-
-def _numbers(table: pd.DataFrame, column: str, file: Path, what: str, valid=np.isfinite) -> np.ndarray:
-    """``column`` as floats; ``valid(values)`` is False where a value (NaN: not a number) is wrong."""
-    try:
-        values = table[column].to_numpy().astype(np.float64)
-    except ValueError:  # the slow parse that marks what is not a number as NaN, to name the row
-        values = pd.to_numeric(table[column], errors="coerce").to_numpy(np.float64)
-    _check_column(table, column, file, what, valid(values))
-    return values
-
-
-def _check_column(table: pd.DataFrame, column: str, file: Path, what: str, ok: np.ndarray) -> None:
-    if not ok.all():
-        row = int(np.argmin(ok))
-        raise ValueError(f"{file}: {column} is {table[column].iloc[row]!r} at row {row}, but it must be {what}; "
-                         "the file is damaged, fetch it again")
 
 
 def _read_items(file: Path) -> pd.DataFrame:
     table = _read_csv(file, _ITEM_COLUMNS)
     # Log rows name items by id; the ids must be the rows of this table, in order.
     ids = np.arange(len(table))
-    _numbers(table, "item_id", file, "its row number (items are listed as 0, 1, 2, ...)", lambda x: x == ids)
+    numeric_column(table, "item_id", file, "its row number (items are listed as 0, 1, 2, ...)", lambda x: x == ids)
     return pd.DataFrame({
         "item_id": ids,
-        "item_feature_0": _numbers(table, "item_feature_0", file, "a number"),
+        "item_feature_0": numeric_column(table, "item_feature_0", file, "a number"),
         **{f"item_feature_{j}": table[f"item_feature_{j}"].to_numpy() for j in (1, 2, 3)},
     })
 
@@ -325,17 +311,17 @@ def _read_items(file: Path) -> pd.DataFrame:
 def _read_log(file: Path, behavior_policy: str, n_items: int) -> pd.DataFrame:
     table = _read_csv(file, _LOG_COLUMNS)
     n = len(table)
-    item = _numbers(table, "item_id", file, f"an item id in 0..{n_items - 1} (item_context.csv)",
+    item = numeric_column(table, "item_id", file, f"an item id in 0..{n_items - 1} (item_context.csv)",
                     lambda x: (x >= 0) & (x < n_items) & (x == np.round(x))).astype(np.int64)
-    position = _numbers(table, "position", file, f"a position in 1..{N_POSITIONS}",
+    position = numeric_column(table, "position", file, f"a position in 1..{N_POSITIONS}",
                         lambda x: np.isin(x, np.arange(1, N_POSITIONS + 1))).astype(np.int64) - 1
-    click = _numbers(table, "click", file, "0 or 1", lambda x: np.isin(x, (0, 1))).astype(bool)
-    pscore = _numbers(table, "propensity_score", file, "a probability in (0, 1]", lambda x: (x > 0) & (x <= 1))
+    click = numeric_column(table, "click", file, "0 or 1", lambda x: np.isin(x, (0, 1))).astype(bool)
+    pscore = numeric_column(table, "propensity_score", file, "a probability in (0, 1]", lambda x: (x > 0) & (x <= 1))
     affinity = [c for c in table.columns if c.startswith("user-item_affinity_")]
     if len(affinity) != n_items:
         raise ValueError(f"{file} has {len(affinity)} user-item_affinity_* columns, but item_context.csv "
                          f"lists {n_items} items; the two files come from different campaigns")
-    affinity = np.stack([_numbers(table, c, file, "a number") for c in affinity], axis=1)
+    affinity = np.stack([numeric_column(table, c, file, "a number") for c in affinity], axis=1)
     columns = {"agent": behavior_policy, "slate": item[:, None], "propensity": None,
                "position_propensity": pscore[:, None], "cascade_propensity": None,
                "clicked": click[:, None], "reward": click.astype(np.float32)}
@@ -343,6 +329,6 @@ def _read_log(file: Path, behavior_policy: str, n_items: int) -> pd.DataFrame:
     arrays["user_item_affinity"] = _to_arrow(affinity, pa.field("user_item_affinity", pa.list_(pa.float64())), n)
     log = pa.table(arrays).to_pandas(types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_list(t) else None)
     timestamp = pd.to_datetime(table["timestamp"], utc=True, format="ISO8601", errors="coerce")
-    _check_column(table, "timestamp", file, "a date and time", timestamp.notna().to_numpy())
+    check_column(table, "timestamp", file, "a date and time", timestamp.notna().to_numpy())
     log.insert(2, "position", position)
     return log.assign(timestamp=timestamp, **{c: table[c].to_numpy() for c in _USER_FEATURES})

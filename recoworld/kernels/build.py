@@ -1,10 +1,15 @@
 """Building, loading and calling the plain-C kernels.
 
-Each kernel ships as a C source beside this module. It is compiled once with the system
-C compiler (``$CC``, else ``cc``) into the RecoWorld cache (``$RECOWORLD_CACHE`` or
-``~/.cache/recoworld``) under a name keyed by a hash of the source, the headers and the
-flags, then loaded with :mod:`ctypes`. Plain C compiles quickly and needs nothing but
-libm.
+Each kernel ships as a C source beside this module. A package build compiles it into
+``prebuilt/`` inside the package where a C compiler exists (``setup.py``, through
+:mod:`recoworld.kernels.compiler`); otherwise, or when the sources changed since (an
+editable install), it is compiled on first use with the system C compiler (``$CC``, else
+``cc``) into the RecoWorld cache (``$RECOWORLD_CACHE`` or ``~/.cache/recoworld``). Either
+library's name carries a hash of the source, the headers and the flags; it is loaded with
+:mod:`ctypes`. Plain C compiles quickly and needs nothing but libm.
+
+:func:`available` says whether the kernels can run here, which is how ``kernel="auto"``
+(see :func:`choose`) picks C or torch.
 
 A kernel's structs are mirrored by :class:`ctypes.Structure` classes on the Python side.
 Every kernel exports, for each struct ``S``, a function ``recoworld_layout_S`` (see
@@ -15,19 +20,16 @@ time, not a kernel writing into the wrong memory.
 
 Users are independent, so :func:`run_chunks` splits a batch into contiguous chunks run on
 :func:`threads` Python threads (ctypes releases the GIL during a call); a user's result
-does not depend on the chunking. The kernels bring their own threads: run torch with one
-intra-op thread beside them (``torch.set_num_threads(1)``), or torch's OpenMP workers,
-which spin for a while after each parallel op, keep the cores the kernels need.
+does not depend on the chunking. The kernels bring their own threads: torch beside them
+runs on one intra-op thread (the envs scope their torch work so, see
+:mod:`recoworld.kernels.placement`), or torch's OpenMP workers, which spin for a while
+after each parallel op, keep the cores the kernels need.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import shutil
-import subprocess
-import tempfile
 import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -36,24 +38,16 @@ from pathlib import Path
 import torch
 
 from recoworld.data.cache import cache_dir
+from recoworld.kernels.compiler import HERE, PREBUILT, SOURCES, CompilerNotFoundError, compile_library, library_name
 
-# -fno-math-errno lets expf and logf compile to inline code (their results are the same;
-# only errno is not set).
-FLAGS = ["-O3", "-fno-math-errno", "-shared", "-fPIC", "-std=c99"]
-HERE = Path(__file__).parent
-# The headers every kernel may include (rng.h, the C twin of recoworld.rng; layout.h): part
-# of each build's hash.
-HEADERS = sorted(HERE.glob("*.h"))
+#: The kernels a simulator or env can be built with: ``"auto"`` picks one of the others (:func:`choose`).
+KERNELS = ("auto", "torch", "c")
 MIN_USERS_PER_CHUNK = 1024  # below this a thread's turn costs more than it saves
 CHUNKS_PER_THREAD = 4
 
 _LOCK = threading.Lock()
 _LIBRARIES: dict[Path, ctypes.CDLL] = {}
 _POOL: ThreadPoolExecutor | None = None
-
-
-class CompilerNotFoundError(RuntimeError):
-    """``kernel="c"`` was asked for, but no C compiler could build the kernel."""
 
 
 class LayoutMismatchError(RuntimeError):
@@ -66,47 +60,60 @@ def source(name: str) -> Path:
 
 
 def load(path: Path, structs: Iterable[type[ctypes.Structure]] = ()) -> ctypes.CDLL:
-    """The compiled ``path``, built into the cache on first use, its ``structs`` checked
-    against the kernel's own layout (:func:`check_layout`) when it is first loaded."""
+    """The compiled ``path``: the library a package build shipped, else the one built into
+    the cache on first use; its ``structs`` checked against the kernel's own layout
+    (:func:`check_layout`) when it is first loaded."""
     with _LOCK:
         if path not in _LIBRARIES:
-            lib = ctypes.CDLL(str(_build(path)))
+            lib = _open(path)
             for struct in structs:
                 check_layout(lib, struct)
             _LIBRARIES[path] = lib
         return _LIBRARIES[path]
 
 
-def _compiler(path: Path) -> str:
-    name = os.environ.get("CC", "cc")
-    found = shutil.which(name)
-    if found is None:
-        raise CompilerNotFoundError(
-            f"kernel='c' needs a C compiler to build {path.name}, but {name!r} is not on PATH: "
-            "install one (e.g. `apt-get install gcc`, `xcode-select --install`) or set $CC to it, "
-            "or use kernel='torch'")
-    return found
+def _open(path: Path) -> ctypes.CDLL:
+    name = library_name(path)
+    shipped = HERE / PREBUILT / name
+    if shipped.exists():
+        try:
+            return ctypes.CDLL(str(shipped))
+        except OSError:
+            pass  # built for another machine: compile here instead
+    target = cache_dir() / "kernels" / name
+    if not target.exists():
+        compile_library(path, target)
+    return ctypes.CDLL(str(target))
 
 
-def _build(path: Path) -> Path:
-    contents = path.read_bytes() + b"".join(h.read_bytes() for h in HEADERS) + " ".join(FLAGS).encode()
-    target = cache_dir() / "kernels" / f"{path.stem}-{hashlib.sha256(contents).hexdigest()[:16]}.so"
-    if target.exists():
-        return target
-    compiler = _compiler(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Build beside the target and rename: a concurrent or interrupted build never leaves a
-    # half-written library under the final name.
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        built = Path(tmp) / target.name
-        result = subprocess.run([compiler, *FLAGS, f"-I{HERE}", str(path), "-o", str(built), "-lm"],
-                                capture_output=True, text=True)
-        if result.returncode != 0:
-            raise CompilerNotFoundError(
-                f"{compiler} could not build {path} (exit {result.returncode}):\n{result.stderr.strip()}\n"
-                "fix the compiler set-up (or set $CC), or use kernel='torch'")
-        os.replace(built, target)
-    return target
+_AVAILABLE: bool | None = None
+
+
+def available() -> bool:
+    """Whether the C kernels run here: every kernel shipped prebuilt or compiled into the
+    cache (on the first call, where a C compiler exists). Asked once per process."""
+    global _AVAILABLE
+    if _AVAILABLE is None:
+        try:
+            for name in SOURCES:
+                load(source(name))
+            _AVAILABLE = True
+        except (CompilerNotFoundError, OSError):
+            _AVAILABLE = False
+    return _AVAILABLE
+
+
+def choose(kernel: str, device, follows_reference: bool = True) -> str:
+    """The kernel that runs for the choice ``kernel`` (one of :data:`KERNELS`) on
+    ``device``: ``"auto"`` is ``"c"`` on CPU where the kernels run (:func:`available`) and
+    ``follows_reference`` (the work is the one the C kernels port), else ``"torch"``;
+    ``"c"`` and ``"torch"`` are themselves (the caller refuses ``"c"`` where it cannot run)."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel={kernel!r}; choose one of {KERNELS}")
+    if kernel != "auto":
+        return kernel
+    cpu = getattr(device, "type", str(device).split(":")[0]) == "cpu"
+    return "c" if cpu and follows_reference and available() else "torch"
 
 
 def check_layout(lib: ctypes.CDLL, struct: type[ctypes.Structure]) -> None:

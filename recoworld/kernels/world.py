@@ -16,6 +16,7 @@ mirrors its struct, and the loader checks it against the kernel's own layout.
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,8 +69,11 @@ OBSERVATION = ("history_obs", "candidates_obs", "feedback_obs", "instruction_obs
 WorldStep = build.struct_of("WorldStep", {
     **dict.fromkeys(["K", "H", "G", "C", "n_items", "n_strides"], _i64),
     **dict.fromkeys(STEP_INPUTS + STATE, _p), "candidate_stream": _u32, "strides": _p, "draw": _p,
-    **dict.fromkeys(OBSERVATION, _p),
+    **dict.fromkeys(OBSERVATION, _p), "D": _i64, "features": _p, "features_obs": _p,
 })
+#: The observation's arrays the kernel writes, by their names in the observation.
+OBSERVED = {"candidate_ids": "candidates_obs", "history_items": "history_obs", "history_feedback": "feedback_obs",
+            "instruction": "instruction_obs", "session": "session_obs", "candidate_features": "features_obs"}
 
 
 def library() -> ctypes.CDLL:
@@ -87,14 +91,31 @@ def library() -> ctypes.CDLL:
 @dataclass
 class WorldKernel:
     """The bookkeeping of ``B`` users over CPU tensors, with ``n_genres`` genres, candidates
-    from ``candidates`` and drawn on the random stream ``candidate_stream``."""
+    from ``candidates`` and drawn on the random stream ``candidate_stream``.
+
+    ``features`` (the catalog's ``[N, D]`` float32 features, or ``None``): the observation
+    holds the candidates' features, copied in the same pass. ``empty(name)``, when given,
+    hands out the array the observation's ``name`` is written into (e.g. one the agent has
+    let go of, see ``recoworld.envs.recycled``); otherwise each step writes new arrays."""
 
     candidates: CandidateOffsets
     n_genres: int
     candidate_stream: int
+    features: torch.Tensor | None = None
+    empty: Callable[[str], np.ndarray] | None = None
+    name = "c"
 
     def __post_init__(self):
         self._lib = library()  # build now: a missing compiler shows up here, not mid-rollout
+
+    # A copy (copy.deepcopy, pickle: a twin of the world, a worker process) loads the
+    # library again instead of copying its handle, which ctypes cannot.
+    def __getstate__(self) -> dict:
+        return {name: value for name, value in vars(self).items() if name != "_lib"}
+
+    def __setstate__(self, state: dict) -> None:
+        vars(self).update(state)
+        self._lib = library()
 
     def take_slates(self, state: WorldState, positions) -> torch.Tensor | None:
         """Item ids ``[B, K]`` of the current candidates at the indices ``positions`` (an
@@ -115,15 +136,12 @@ class WorldKernel:
     def step(self, state: WorldState, slates: torch.Tensor, response: Response, idle: torch.Tensor | None
              ) -> tuple[dict[str, np.ndarray], torch.Tensor]:
         """One step of the bookkeeping, in place, and the next candidates. Returns the
-        observation of the state it leaves (but the candidate features) and the slates'
-        totals ``[B, 3]``: clicks, watch time and likes (zeros where idle)."""
+        observation of the state it leaves (with the candidates' features when the kernel
+        copies them) and the slates' totals ``[B, 3]``: clicks, watch time and likes (zeros
+        where idle)."""
         B, K = slates.shape
-        C, voiced = self.candidates.offsets.shape[1], response.instruction
-        observed = {"candidate_ids": torch.empty(B, C, dtype=torch.int64),
-                    "history_items": torch.empty_like(state.history_items),
-                    "history_feedback": torch.empty_like(state.history_feedback),
-                    "instruction": torch.empty(B, 2 * self.n_genres + 1),
-                    "session": torch.empty(B, 3)}
+        voiced = response.instruction
+        observed = self._observation_arrays(state)
         totals = torch.empty(B, 3)
         # A plug-in simulator's response may come in other dtypes or layouts: no-ops for ours.
         flag, number = (lambda t: t.to(torch.bool).contiguous()), (lambda t: t.to(torch.float32).contiguous())
@@ -131,14 +149,26 @@ class WorldKernel:
             "slates": slates.contiguous(), "clicked": flag(response.clicked), "liked": flag(response.liked),
             "voiced": flag(voiced.active), "voiced_more": flag(voiced.more), "voiced_less": flag(voiced.less),
             "left_session": flag(response.left_session), "watch": number(response.watch_fraction),
-            "voiced_novelty": voiced.novelty.to(torch.int8).contiguous(), "history_obs": observed["history_items"],
-            "candidates_obs": observed["candidate_ids"], "feedback_obs": observed["history_feedback"],
-            "instruction_obs": observed["instruction"], "session_obs": observed["session"], "totals": totals,
+            "voiced_novelty": voiced.novelty.to(torch.int8).contiguous(), "totals": totals,
+            **{OBSERVED[name]: torch.from_numpy(array) for name, array in observed.items()},
         }
         frame, lib = self._frame(state, K=K, idle=idle, stream=mix_int(self.candidate_stream), **tensors), self._lib
         if any(build.run_chunks(lambda begin, end: lib.recoworld_world_step(begin, end, ctypes.byref(frame)), B)):
             raise ValueError(f"the C bookkeeping handles slates of up to 256 items, got {K}: use kernel='torch'")
-        return {name: tensor.numpy() for name, tensor in observed.items()}, totals
+        return observed, totals
+
+    def _observation_arrays(self, state: WorldState) -> dict[str, np.ndarray]:
+        """The arrays a step writes its observation into."""
+        if self.empty is not None:
+            names = OBSERVED if self.features is not None else list(OBSERVED)[:-1]
+            return {name: self.empty(name) for name in names}
+        (B, H), C, G = state.history_items.shape, self.candidates.offsets.shape[1], self.n_genres
+        observed = {"candidate_ids": np.empty((B, C), np.int64), "history_items": np.empty((B, H), np.int64),
+                    "history_feedback": np.empty((B, H, 2), np.float32),
+                    "instruction": np.empty((B, 2 * G + 1), np.float32), "session": np.empty((B, 3), np.float32)}
+        if self.features is not None:
+            observed["candidate_features"] = np.empty((B, C, self.features.shape[1]), np.float32)
+        return observed
 
     def start(self, state: WorldState, slots: torch.Tensor, keys: torch.Tensor) -> None:
         """Start an episode in ``slots`` (int64 ``[n]``) with random ``keys`` (int64 ``[n]``),
@@ -159,6 +189,9 @@ class WorldKernel:
             "session_index": s.session_index, "session_step": s.session_step, "step_count": s.step_count,
             "key": s.key, "strides": table.strides, "draw": s.candidate_draw,
         }
+        if self.features is not None:
+            tensors["features"] = self.features
         return WorldStep(K=K, H=s.history_items.shape[1], G=self.n_genres, C=table.offsets.shape[1],
                          n_items=table.n_items, n_strides=len(table.offsets), candidate_stream=stream,
+                         D=0 if self.features is None else self.features.shape[1],
                          idle=build.pointer(idle), **{name: build.pointer(t) for name, t in tensors.items()})

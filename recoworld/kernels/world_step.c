@@ -2,7 +2,8 @@
  *
  * Per user, in one pass: the observable click history (newest first, with watch fraction
  * and like), the latest instruction and its age, the session counters, the step count,
- * and the next request's candidates (a + j s) mod N, writing the observation as it goes.
+ * and the next request's candidates (a + j s) mod N, writing the observation as it goes
+ * (the candidates' features too, when the env observes them).
  * The torch path (envs/bookkeeping.py, envs/candidates.py) is the reference; this does
  * the same, value for value, without its [B, H] and [B, C] temporaries. It also validates
  * the agents' slates of candidate indices and turns them into item ids, the hot path of
@@ -14,6 +15,7 @@
  */
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "layout.h"
 #include "rng.h"
@@ -30,6 +32,18 @@
 #define STREAM_I64(p, v) (*(p) = (v))
 #define STREAM_FENCE() ((void)0)
 #endif
+
+/* Copies n floats from `from` to `to`, which the agent reads later, not this kernel: with
+ * non-temporal stores where `to` is aligned to 16 bytes and n a multiple of 4. */
+static inline void stream_floats(float *to, const float *from, int64_t n) {
+#if defined(__x86_64__) || defined(_M_X64)
+    if (n % 4 == 0 && ((uintptr_t)to & 15) == 0) {
+        for (int64_t d = 0; d < n; d += 4) _mm_stream_ps(to + d, _mm_loadu_ps(from + d));
+        return;
+    }
+#endif
+    memcpy(to, from, (size_t)n * sizeof(float));
+}
 
 /* Everything a world step reads and writes, [B, ...] row-major (recoworld/kernels/world.py mirrors it). */
 typedef struct {
@@ -58,6 +72,10 @@ typedef struct {
     float *feedback_obs, *instruction_obs, *session_obs;
     /* the slate's totals per user [B, 3], for the reward: clicks, watch time, likes (zeros when held) */
     float *totals;
+    /* the candidates' features [B, C, D], copied from the catalog's [N, D] (NULL: not observed) */
+    int64_t D;
+    const float *features;
+    float *features_obs;
 } WorldStep;
 
 /* One step of users [begin, end). Returns 0, or 1 if K exceeds MAX_K. */
@@ -137,9 +155,11 @@ int recoworld_world_step(int64_t begin, int64_t end, const WorldStep *step) {
         /* Offsets j s mod N by additions (equal to the offsets table's row, without reading it). */
         const int64_t stride = w->strides[row], n_items = w->n_items;
         int64_t *observed = w->candidates_obs + b * C;
+        float *features_obs = w->features_obs != NULL ? w->features_obs + b * C * w->D : NULL;
         for (int64_t j = 0, offset = 0; j < C; j++) {
-            const int64_t item = start + offset;
-            STREAM_I64(observed + j, item >= n_items ? item - n_items : item);
+            const int64_t item = start + offset >= n_items ? start + offset - n_items : start + offset;
+            STREAM_I64(observed + j, item);
+            if (features_obs != NULL) stream_floats(features_obs + j * w->D, w->features + item * w->D, w->D);
             offset += stride;
             offset = offset >= n_items ? offset - n_items : offset;
         }
@@ -204,5 +224,6 @@ LAYOUT_BEGIN(WorldStep)
     LAYOUT_FIELD(WorldStep, candidate_stream) LAYOUT_FIELD(WorldStep, strides) LAYOUT_FIELD(WorldStep, draw)
     LAYOUT_FIELD(WorldStep, history_obs) LAYOUT_FIELD(WorldStep, candidates_obs)
     LAYOUT_FIELD(WorldStep, feedback_obs) LAYOUT_FIELD(WorldStep, instruction_obs)
-    LAYOUT_FIELD(WorldStep, session_obs) LAYOUT_FIELD(WorldStep, totals)
+    LAYOUT_FIELD(WorldStep, session_obs) LAYOUT_FIELD(WorldStep, totals) LAYOUT_FIELD(WorldStep, D)
+    LAYOUT_FIELD(WorldStep, features) LAYOUT_FIELD(WorldStep, features_obs)
 LAYOUT_END(WorldStep)

@@ -13,6 +13,8 @@ and accounted. Backends import their heavy dependencies (``openai``, ``llama_cpp
     reply = llm.chat("Click or skip 'Heat (1995)'?", schema=Decision)
     replies = llm.chat_many([ChatRequest(m, schema=Decision) for m in prompts])
     metrics.update(llm.metrics())
+
+Item text enters prompts as data (:mod:`recoworld.llm.prompt_data`: JSON inside ``<data>``).
 """
 
 from recoworld.llm.accounting import Accounting, Budget, Pricing, UsageMark
@@ -21,13 +23,17 @@ from recoworld.llm.cache import ChatCache
 from recoworld.llm.embedded import default_gguf_path
 from recoworld.llm.errors import (
     BackendCallError,
+    BackendErrorSummary,
     BudgetExceeded,
+    ChatCacheError,
     ChatFailure,
     LLMError,
+    NotAChatCompletion,
     StructuredOutputError,
     TransientBackendError,
 )
 from recoworld.llm.factory import LLMConfig, make_chat_model
+from recoworld.llm.prompt_data import DATA_RULE, as_data, data_block, outside_data, read_data
 from recoworld.llm.retry import RetryPolicy
 from recoworld.llm.scripted import ScriptedChatModel
 from recoworld.llm.types import BackendCall, ChatReply, ChatRequest, Completion
@@ -36,24 +42,32 @@ __all__ = [
     "Accounting",
     "BackendCall",
     "BackendCallError",
+    "BackendErrorSummary",
     "Budget",
     "BudgetExceeded",
     "ChatCache",
+    "ChatCacheError",
     "ChatFailure",
     "ChatModel",
     "ChatReply",
     "ChatRequest",
     "Completion",
+    "DATA_RULE",
     "LLMConfig",
     "LLMError",
+    "NotAChatCompletion",
     "Pricing",
     "RetryPolicy",
     "ScriptedChatModel",
     "StructuredOutputError",
     "TransientBackendError",
     "UsageMark",
+    "as_data",
+    "data_block",
     "default_gguf_path",
     "make_chat_model",
+    "outside_data",
+    "read_data",
 ]
 
 

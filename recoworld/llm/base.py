@@ -31,7 +31,9 @@ from pydantic import BaseModel
 from recoworld.llm.accounting import Accounting, Budget, Pricing, UsageMark
 from recoworld.llm.attempts import Attempts, Generated
 from recoworld.llm.cache import ChatCache, cache_key
-from recoworld.llm.errors import BackendCallError, BudgetExceeded, ChatFailure, TransientBackendError
+from recoworld.llm.errors import (
+    BackendCallError, BackendErrorSummary, BudgetExceeded, ChatFailure, TransientBackendError,
+)
 from recoworld.llm.retry import RetryPolicy
 from recoworld.llm.types import BackendCall, ChatReply, ChatRequest, Completion, Message
 
@@ -220,13 +222,20 @@ class ChatModel(abc.ABC):
 
     def _backend_failure(self, attempt: Attempts, exc: BaseException) -> BackendCallError:
         self.accounting.count("backend_failures")
+        what = str(exc) if isinstance(exc, BackendErrorSummary) else f"{type(exc).__name__}: {exc}"
         failure = BackendCallError(
-            self._redact(f"{self.model_id}: the backend failed after {attempt.n_generated} generation(s): "
-                         f"{type(exc).__name__}: {exc}"),
+            self._redact(f"{self.model_id}: the backend failed after {attempt.n_generated} generation(s): {what}"),
             attempt.request, attempt.texts, attempt.n_generated,
+            status_code=getattr(exc, "status_code", None), hint=self._failure_hint(exc),
         )
-        failure.__cause__ = exc
+        # A summary, not the exception: an SDK's exception holds the request and its API key.
+        failure.__cause__ = exc if isinstance(exc, BackendErrorSummary) else BackendErrorSummary(
+            type(exc).__name__, self._redact(str(exc)), getattr(exc, "status_code", None))
         return failure
+
+    def _failure_hint(self, exc: BaseException) -> str:
+        """What to check after the backend failed with ``exc`` (backends name their settings)."""
+        return ""
 
     async def _generate_round(self, calls: list[BackendCall]) -> list:
         """A completion (or the exception) per call: cache hits first, the rest generated in
@@ -287,7 +296,9 @@ class ChatModel(abc.ABC):
                         if not isinstance(exc, TransientBackendError) or retry == self.retry.max_retries:
                             if exc is raw:
                                 raise
-                            raise exc from raw
+                            # The translation's message says what `raw` said, redacted; `raw`
+                            # itself may hold the request and its key, so it is not chained.
+                            raise exc from None
                         delay = self.retry.delay_s(retry + 1, self._jitter, exc.retry_after_s)
                         self.accounting.count("retries")
                         logger.warning(self._redact(f"{self.model_id}: {exc}; retry {retry + 1}/"

@@ -6,19 +6,70 @@ final replies) means a re-run replays repair turns too, and a change of ``max_re
 reuses what is already there. API keys never enter a key: a backend's identity holds the
 model name and the settings that change its output, nothing else.
 
-Storage is one SQLite file (WAL mode, so several processes may share it); within a process
-one connection is shared under a lock, so threads and coroutines may use it at once.
+Storage is one SQLite file, shared safely by threads, processes and machines:
+
+- Within a process, one connection is shared under a lock, so threads and coroutines may
+  use it at once; a forked child (a joblib or Ray worker) opens its own, since a SQLite
+  connection must not cross a ``fork``. A cache pickled to a worker reopens its file there.
+- Processes of one machine share the file in WAL mode: readers never wait for the writer.
+- On a network file system (NFS, CIFS, Lustre, GPFS, BeeGFS, CephFS, ...), which several
+  machines mount, the file uses SQLite's rollback journal instead. WAL keeps its index in
+  shared memory that only processes of one host can map, so SQLite's documentation rules it
+  out over a network (https://www.sqlite.org/wal.html, "WAL does not work over a network
+  filesystem"); the rollback journal relies on the file system's byte-range locks, which
+  NFSv4, and NFSv3 with its lock daemon, provide.
+- Writers take the lock at once (``BEGIN IMMEDIATE``) and wait up to :data:`BUSY_TIMEOUT_S`
+  for it, so a busy cache slows a run down instead of failing it. Two processes that make
+  the same call at the same time write the same key; the last write wins, and either reply
+  is a valid generation of that call.
+
+A cache file that cannot be read (not a SQLite database, a damaged page, an entry that is
+not the JSON this class writes) is an error, :class:`~recoworld.llm.errors.ChatCacheError`,
+naming the file and the fix: delete it (with its ``-wal`` and ``-shm`` companions) or point
+``cache_dir`` elsewhere. It is never repaired or replaced silently: it may hold generations
+that were paid for, and the run's replies would change without a word.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
+from recoworld.llm.errors import ChatCacheError
 from recoworld.llm.types import BackendCall, Completion
+
+#: Seconds a reader or writer waits for another process's lock before the run fails.
+BUSY_TIMEOUT_S = 120.0
+#: File systems that several machines mount (``/proc/mounts`` types): no WAL on them.
+NETWORK_FILE_SYSTEMS = frozenset({
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "glusterfs", "ceph",
+    "fuse.ceph-fuse", "fuse.sshfs", "fuse.glusterfs", "9p", "afs", "ocfs2", "gfs2", "panfs", "wekafs",
+})
+
+
+def file_system_type(path: str | Path, mounts: str = "/proc/mounts") -> str | None:
+    """The type of the file system holding ``path`` (the mount point that is its longest
+    prefix), or ``None`` where ``mounts`` cannot be read (not Linux)."""
+    try:
+        lines = Path(mounts).read_text().splitlines()
+    except OSError:
+        return None
+    target = os.path.realpath(path)
+    best, best_type = "", None
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, best_type = point, fields[2]
+    return best_type
 
 
 def cache_key(identity: dict, call: BackendCall) -> str:
@@ -44,17 +95,40 @@ class ChatCache:
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        #: ``"wal"`` on a local file system, ``"delete"`` (rollback journal) on a network one.
+        self.journal_mode = "delete" if file_system_type(path.parent) in NETWORK_FILE_SYSTEMS else "wal"
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, timeout=30.0)
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-            self._db.commit()
+        self._open()
+
+    def _open(self) -> None:
+        self._pid = os.getpid()
+        # Autocommit (isolation_level=None): transactions are begun explicitly, IMMEDIATE.
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            with self._reading(), self._lock:
+                self._db.execute(f"PRAGMA journal_mode={self.journal_mode.upper()}")
+                self._db.execute("CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _connection(self) -> sqlite3.Connection:
+        """This process's connection: a forked child opens its own."""
+        if self._pid != os.getpid():
+            self._lock = threading.Lock()  # the parent's may have been held at the fork
+            self._open()
+        return self._db
 
     def get(self, key: str) -> Completion | None:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM generations WHERE key = ?", (key,)).fetchone()
-        return None if row is None else Completion(**json.loads(row[0]))
+        db = self._connection()
+        with self._reading(), self._lock:
+            row = db.execute("SELECT value FROM generations WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return Completion(**json.loads(row[0]))
+        except (TypeError, ValueError) as e:
+            raise self._corrupted(f"its entry {key[:12]}... is not a cached generation ({e})") from None
 
     def put(self, key: str, completion: Completion) -> None:
         value = json.dumps(
@@ -65,17 +139,44 @@ class ChatCache:
                 "finish_reason": completion.finish_reason,
             }
         )
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO generations (key, value) VALUES (?, ?)", (key, value))
-            self._db.commit()
+        db = self._connection()
+        with self._reading(), self._lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.execute("INSERT OR REPLACE INTO generations (key, value) VALUES (?, ?)", (key, value))
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    @contextmanager
+    def _reading(self):
+        """Turn SQLite's complaints about the file into a :class:`ChatCacheError` naming it."""
+        try:
+            yield
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+                raise  # another process holds it: not a damaged file
+            raise self._corrupted(f"SQLite says: {e}") from None
+
+    def _corrupted(self, why: str) -> ChatCacheError:
+        return ChatCacheError(
+            f"the LLM cache {self.path} cannot be read ({why}); delete it (and {self.path.name}-wal, "
+            f"{self.path.name}-shm beside it) to start an empty cache, or set llm.cache_dir to another directory"
+        )
 
     def __len__(self) -> int:
+        db = self._connection()
         with self._lock:
-            return self._db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+            return db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def __reduce__(self):
+        # A connection cannot be pickled: a worker that receives the cache reopens the file.
+        return type(self), (str(self.path),)
 
     def __repr__(self) -> str:
         return f"ChatCache({str(self.path)!r})"

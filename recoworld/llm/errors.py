@@ -43,7 +43,10 @@ class ChatFailure(LLMError):
         request: the :class:`~recoworld.llm.types.ChatRequest` that failed.
         raw_texts: the text of every generation made for it, oldest first (may be empty).
         attempts: how many generations were made (first try plus repairs).
+        hint: what to check or change so that such requests succeed.
     """
+
+    hint: str = ""
 
     def __init__(self, message: str, request, raw_texts: list[str], attempts: int):
         super().__init__(message)
@@ -64,6 +67,9 @@ class StructuredOutputError(ChatFailure):
         errors: the parse/validation error of each attempt, aligned with ``raw_texts``.
     """
 
+    hint = ("the model's replies did not follow the schema: use a stronger model, constrained decoding "
+            "(llm.structured_mode), or more repair turns (llm.max_repairs)")
+
     def __init__(self, message: str, request, raw_texts: list[str], errors: list[str]):
         super().__init__(message, request, raw_texts, attempts=len(raw_texts))
         self.errors = list(errors)
@@ -71,4 +77,43 @@ class StructuredOutputError(ChatFailure):
 
 class BackendCallError(ChatFailure):
     """The backend itself failed: a non-retryable error (bad request, auth, unknown model), or
-    a transient one that outlived every retry. ``__cause__`` holds the last exception."""
+    a transient one that outlived every retry.
+
+    The backend's own exception is not kept (an SDK's exception holds the request, and with
+    it the API key): the message carries its type and its redacted text, and ``__cause__``
+    is a :class:`BackendErrorSummary` of it.
+
+    Attributes:
+        status_code: the HTTP status of the last error, when there was one.
+    """
+
+    def __init__(self, message: str, request, raw_texts: list[str], attempts: int, status_code: int | None = None,
+                 hint: str = ""):
+        super().__init__(message, request, raw_texts, attempts)
+        self.status_code = status_code
+        self.hint = hint or "check the backend's settings (llm.*) and that the model it names can be run"
+
+
+class BackendErrorSummary(LLMError):
+    """What is kept of a backend's exception: its type name and its redacted message.
+
+    Attributes:
+        error_type: the name of the original exception's class (e.g. ``"APIStatusError"``).
+        status_code: its HTTP status, when it had one.
+    """
+
+    def __init__(self, error_type: str, message: str, status_code: int | None = None):
+        super().__init__(f"{error_type}: {message}")
+        self.error_type = error_type
+        self.status_code = status_code
+
+
+class NotAChatCompletion(LLMError):
+    """A server answered something that is not an OpenAI-compatible chat completion (an
+    HTML page, plain text, JSON of another shape): usually a wrong ``base_url``. The message
+    names the URL and the content type it sent."""
+
+
+class ChatCacheError(LLMError):
+    """The on-disk cache cannot be read: the file is not a SQLite database, or it is damaged.
+    The message names the file and the fix (delete it, or use another ``cache_dir``)."""

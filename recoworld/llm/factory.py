@@ -33,12 +33,15 @@ class LLMConfig:
             directory (required).
         model_id: the name in cache keys and metrics (default derived from ``model``).
 
-    openai only: ``base_url``, ``api_key`` (prefer the environment), ``api_key_env``,
-    ``structured_mode`` (also llama_cpp), ``json_schema_strict``, ``max_tokens_param``.
+    openai only: ``base_url`` (a URL, or several servers of the model as a list or
+    comma-separated, see :mod:`recoworld.llm.server_pool`), ``api_key`` (prefer the environment), ``api_key_env``,
+    ``structured_mode`` (also llama_cpp; openai's default ``"auto"`` finds out what the
+    server supports), ``json_schema_strict``, ``max_tokens_param``.
     llama_cpp only: ``n_ctx``, ``n_threads``, ``n_gpu_layers``.
     transformers only: ``device`` (default CUDA when present), ``dtype``, ``batch_size``.
 
-    Shared: ``cache_dir`` (``None``: no cache), ``max_concurrency``, ``timeout_s``,
+    Shared: ``cache_dir`` (``None``: no cache), ``max_concurrency`` (openai: 64 per server,
+    see :mod:`recoworld.llm.openai_backend`; llama_cpp: 1; transformers: 8), ``timeout_s``,
     ``max_retries``, ``backoff_base_s``, ``backoff_max_s``, ``max_repairs``, the budget
     (``max_total_tokens``, ``max_cost_usd``, ``max_calls``) and prices per million tokens.
     """
@@ -47,7 +50,8 @@ class LLMConfig:
     model: str | None = None
     model_id: str | None = None
     # openai
-    base_url: str | None = None
+    # Any, not str | list[str]: OmegaConf's structured configs refuse a union with a list.
+    base_url: Any = None
     api_key: str | None = field(default=None, repr=False)
     api_key_env: str | None = None
     structured_mode: str | None = None
@@ -132,7 +136,7 @@ def make_chat_model(config: LLMConfig | dict | None = None, /, **overrides) -> C
             raise ValueError("the openai backend needs model=, the model name the server knows")
         return OpenAIChatModel(
             cfg.model, base_url=cfg.base_url, api_key=cfg.api_key, api_key_env=cfg.api_key_env,
-            structured_mode=cfg.structured_mode or "json_schema", json_schema_strict=cfg.json_schema_strict,
+            structured_mode=cfg.structured_mode or "auto", json_schema_strict=cfg.json_schema_strict,
             max_tokens_param=cfg.max_tokens_param, **shared,
         )
     if cfg.backend == "llama_cpp":

@@ -106,7 +106,7 @@ def per_action_features(context, n_actions: int, n_positions: int | None = None)
 
 
 def fit_reward_model(feedback: BanditFeedback, features, regressor=None, n_folds: int = 5,
-                     seed: int = 0) -> np.ndarray:
+                     seed: int = 0, groups=None) -> np.ndarray:
     """Cross-fitted reward predictions for every action (and position) of every round.
 
     Args:
@@ -118,6 +118,8 @@ def fit_reward_model(feedback: BanditFeedback, features, regressor=None, n_folds
         regressor: an unfitted sklearn-like model; :class:`RidgeRegression` by default.
         n_folds: at least 2; round ``i`` is predicted by a model that never saw round ``i``.
         seed: the random assignment of rounds to folds.
+        groups: ``[n]`` or None: rounds with the same group share a fold, e.g. the original
+            round of each copy in a bootstrap resample (see :func:`fit_slate_reward_model`).
 
     Returns:
         ``estimated_rewards`` of shape ``features.shape[:-1]``, ready for DM / DR.
@@ -145,7 +147,7 @@ def fit_reward_model(feedback: BanditFeedback, features, regressor=None, n_folds
         logged = features[rows, feedback.action, feedback.position]
     else:
         logged = features[rows, feedback.action]
-    folds = np.array_split(np.random.default_rng(int(seed)).permutation(n), int(n_folds))
+    folds = _folds(n, n_folds, seed, groups)
     estimated = np.empty(features.shape[:-1])
     for fold in folds:
         train = np.ones(n, dtype=bool)
@@ -157,6 +159,18 @@ def fit_reward_model(feedback: BanditFeedback, features, regressor=None, n_folds
     if not np.isfinite(estimated).all():
         raise ValueError(f"{type(regressor).__name__} predicted a non-finite reward; check its inputs and settings")
     return estimated
+
+
+def _folds(n: int, n_folds: int, seed: int, groups=None) -> list[np.ndarray]:
+    """Row indices of each cross-fitting fold; rows of one group (e.g. copies of a round in
+    a bootstrap resample) always share a fold."""
+    if groups is None:
+        return np.array_split(np.random.default_rng(int(seed)).permutation(n), int(n_folds))
+    groups = v.int_array(groups, "groups", (n,), "(n_rows,)", what="group ids")
+    labels = np.unique(groups)
+    v.check_scalar(n_folds, "n_folds", 2, len(labels))
+    shuffled = np.array_split(np.random.default_rng(int(seed)).permutation(labels), int(n_folds))
+    return [np.flatnonzero(np.isin(groups, part)) for part in shuffled]
 
 
 def _predict(model, X: np.ndarray) -> np.ndarray:
@@ -207,14 +221,7 @@ def fit_slate_reward_model(features, action, reward, regressor=None, n_folds: in
     design = np.concatenate([np.broadcast_to(features[:, :, None, :], (n, n_candidates, k, features.shape[2])),
                              positions], axis=3)                       # [n, C, K, d + K]
     logged = design[np.arange(n)[:, None], action, np.arange(k)]        # [n, K, d + K]
-    if groups is None:
-        folds = np.array_split(np.random.default_rng(int(seed)).permutation(n), int(n_folds))
-    else:
-        groups = v.int_array(groups, "groups", (n,), "(n_slates,)", what="group ids")
-        labels = np.unique(groups)
-        v.check_scalar(n_folds, "n_folds", 2, len(labels))
-        shuffled = np.array_split(np.random.default_rng(int(seed)).permutation(labels), int(n_folds))
-        folds = [np.flatnonzero(np.isin(groups, part)) for part in shuffled]
+    folds = _folds(n, n_folds, seed, groups)
     estimated = np.empty((n, n_candidates, k))
     for fold in folds:
         train = np.ones(n, dtype=bool)

@@ -1,8 +1,9 @@
 r"""Calibration of the statistical user on MovieLens-100K, and its fidelity report.
 
 ``recoworld calibrate`` (:func:`recoworld.apps.calibrate.fit.main`) fits the statistical
-user model of :mod:`recoworld.simulators.statistical` to MovieLens-100K and saves the
-world that :func:`recoworld.simulators.calibrated.load_calibrated_world` loads;
+user model of :mod:`recoworld.simulators.statistical` to MovieLens-100K (or, with
+``--data``, to any interaction log in the layout of :mod:`recoworld.data.interactions`)
+and saves the world that :func:`recoworld.simulators.calibrated.load_calibrated_world` loads;
 ``recoworld fidelity`` (:func:`recoworld.apps.fidelity.report.main`) measures how well the
 calibrated users reproduce held-out behaviour.
 

@@ -1,4 +1,5 @@
-"""``recoworld calibrate``: fit the statistical user model to MovieLens-100K and save the world.
+"""``recoworld calibrate``: fit the statistical user model to MovieLens-100K, or to any
+interaction log, and save the world.
 
 The steps, in order (each is documented in its module):
 
@@ -21,6 +22,11 @@ Usage::
     recoworld calibrate                 # into the cache (what load_calibrated_world reads)
     recoworld calibrate --force         # fit again even if the artifact exists
     recoworld calibrate --out DIR --users 200   # a quick fit on 200 random users
+    recoworld calibrate --data log.parquet --items items.csv --user-table users.csv --out DIR
+
+``--data`` reads a log in the layout of :mod:`recoworld.data.interactions` (user, item,
+timestamp, optional rating and click; optional item and user tables); the world it writes
+is used as the MovieLens one is: ``recoworld run world=movielens world.path=DIR``.
 """
 
 from __future__ import annotations
@@ -79,6 +85,12 @@ class CalibrationConfig:
         threads: torch threads during the fit (the tensors are small: one thread wastes
             nothing and keeps a busy machine from slowing the fit down).
         seed: seed of the user subsample.
+        split: how the held-out ratings are cut (:data:`~recoworld.apps.calibrate.folds.SPLITS`):
+            ``"latest"``, each user's latest ``holdout_fraction``; ``"time"``, every
+            rating after the date that leaves that share of all ratings after it (the
+            fidelity report fits such worlds to test other periods and users).
+        held_out_users: share of the users folded in rather than fitted: the item side
+            never sees them (0 for a world to use).
     """
 
     holdout_fraction: float = 0.2
@@ -91,6 +103,8 @@ class CalibrationConfig:
     leave_users: int = 300
     threads: int = 1
     seed: int = 0
+    split: str = "latest"
+    held_out_users: float = 0.0
 
 
 def calibrate(config: CalibrationConfig | None = None, path: str | Path | None = None,
@@ -101,7 +115,9 @@ def calibrate(config: CalibrationConfig | None = None, path: str | Path | None =
         config: the fit's settings (defaults: :class:`CalibrationConfig`).
         path: the artifact folder to write.
         data: the ratings, items and users to fit (default: MovieLens-100K from the cache);
-            any data set in :class:`~recoworld.data.movielens.MovieLens100K`'s layout works.
+            any data set in :class:`~recoworld.data.movielens.MovieLens100K`'s layout works,
+            such as an :class:`~recoworld.data.interactions.InteractionLog`; its ``source``
+            (where the report re-reads it) is recorded in ``meta["data"]["source"]``.
         progress: show the stages on stderr.
     """
     config = config or CalibrationConfig()
@@ -109,10 +125,12 @@ def calibrate(config: CalibrationConfig | None = None, path: str | Path | None =
         raise ValueError(f"exposure_odds={config.exposure_odds}; it is a ratio of item counts and must be > 0")
     stages = Stages(8 if data is not None else 9, progress)
     with torch_threads(config.threads):
+        source = {"kind": "movielens-100k"} if data is None else getattr(data, "source", None) or {"kind": "given"}
         if data is None:
             with stages.stage("reading MovieLens-100K"):
                 data = load_movielens_100k()
         world = _fit(data, config, stages)
+        world.meta["data"]["source"] = source
     world.meta["timings_s"] = {**stages.timings, "total": stages.elapsed}
     if path is not None:
         world.save(path)
@@ -132,8 +150,11 @@ def ensure_world(path: str | Path | None = None, progress: bool = True) -> Calib
 def _fit(data: MovieLens100K, config: CalibrationConfig, stages: Stages) -> CalibratedWorld:
     meta: dict = {"calibration": _jsonable(asdict(config))}
     with stages.stage("splitting ratings in time"):
-        folds = Folds.cut(data, config.holdout_fraction, config.validation_fraction, config.users, config.seed)
-        catalog = training_catalog(folds.data.items, folds.split.train, "movielens-100k-calibrated")
+        folds = Folds.cut(data, config.holdout_fraction, config.validation_fraction, config.users, config.seed,
+                          config.split, config.held_out_users)
+        source = getattr(data, "source", None) or {}
+        name = f"{Path(source['data']).stem}-calibrated" if source.get("data") else "movielens-100k-calibrated"
+        catalog = training_catalog(folds.data.items, folds.split.train, name)
         meta["data"], meta["split"] = folds.describe()
     with stages.stage("fitting choices on the validation fold"):
         validation = fit_validation_choices(folds, config.choice)
@@ -176,7 +197,7 @@ def fit_validation_choices(folds: Folds, choice: ChoiceFitConfig) -> ValidationF
     """Step 3: the choice model on the training split minus the validation fold, Platt-scaled
     on that fold."""
     inner, n_users, n_items = folds.inner, folds.n_users, folds.n_items
-    model = fit_choice(rating_weights(inner.train, n_users, n_items, choice.half_life), choice)
+    model = fit_choice(rating_weights(inner.train, n_users, n_items, choice.half_life), choice, folds.fold_in)
     positive = interaction_matrix(inner.test, n_users, n_items)
     never = ~interaction_matrix(folds.split.train, n_users, n_items)
     logits = model.logits()
@@ -192,7 +213,8 @@ def fit_training_choices(folds: Folds, choice: ChoiceFitConfig, validation: Vali
     """Step 4: the choice model on the whole training split, with the validation fold's
     Platt scaling, in the simulator's terms; the catalog with the fitted features; and
     ``meta["choice"]``."""
-    model = fit_choice(rating_weights(folds.split.train, folds.n_users, folds.n_items, choice.half_life), choice)
+    model = fit_choice(rating_weights(folds.split.train, folds.n_users, folds.n_items, choice.half_life), choice,
+                       folds.fold_in)
     model.scale, model.shift = validation.scale, validation.shift
     pop_score = popularity_score(catalog)
     terms = decompose(model, pop_score, catalog.quality)
@@ -219,7 +241,12 @@ def read_traits(folds: Folds, catalog: Catalog, terms: UtilityTerms) -> dict[str
 
 def fit_ratings(folds: Folds, validation: ValidationFit) -> RatingResponse:
     """Step 3's rating response, on the validation fold's ratings (the catalog's quality and
-    the users' rating offsets from the ratings before the fold)."""
+    the users' rating offsets from the ratings before the fold); a log without ratings
+    keeps the simulator's default response."""
+    if not getattr(folds.data, "has_ratings", True):
+        default = StatisticalUserConfig()
+        return RatingResponse(default.rating_center, default.rating_slope, default.rating_quality,
+                              default.rating_noise, 0.0)
     inner = folds.inner
     inner_catalog = training_catalog(folds.data.items, inner.train, "validation")
     inner_offsets = traits.rating_offsets(inner.train, folds.n_users, folds.n_items)
@@ -320,25 +347,44 @@ def summary(world: CalibratedWorld) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``recoworld calibrate [--out DIR] [--force] [--users N] [--quiet]``; returns the exit status."""
+    """``recoworld calibrate [--data PATH [--items PATH] [--user-table PATH]] [--out DIR] [--force]
+    [--users N] [--quiet]``; returns the exit status."""
     parser = argparse.ArgumentParser(prog="recoworld calibrate", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=None, help="an interaction log, CSV or Parquet: columns "
+                        "user, item, timestamp [, rating] [, click] (default: MovieLens-100K)")
+    parser.add_argument("--items", type=Path, default=None, help="the log's item table: item [, title] [, genres]")
+    parser.add_argument("--user-table", type=Path, default=None, help="the log's user table: user [, age] "
+                        "[, gender] [, occupation] [, zip_code]")
     parser.add_argument("--out", type=Path, default=None, help="artifact folder (default: the cache, which "
-                        "load_calibrated_world() reads)")
+                        "load_calibrated_world() reads; required with --data)")
     parser.add_argument("--force", action="store_true", help="fit again even if the artifact exists")
     parser.add_argument("--users", type=int, default=None, help="fit on this many random users only")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.data is None and (args.items or args.user_table):
+        parser.error("--items and --user-table describe the log of --data; give --data PATH too")
+    if args.data is not None and args.out is None:
+        parser.error("--data needs --out DIR: the cache's world is MovieLens-100K's")
     path = args.out or default_path()
     if (path / "world.json").is_file() and not args.force:
         print(f"{path} already holds a calibrated world; --force fits it again", file=sys.stderr)
         world = CalibratedWorld.load(path)
     else:
+        data = None
+        if args.data is not None:
+            from recoworld.data.interactions import load_interactions
+
+            try:
+                data = load_interactions(args.data, args.items, args.user_table)
+            except (ValueError, FileNotFoundError) as error:
+                print(f"recoworld calibrate: {error}", file=sys.stderr)
+                return 2
         if (path / "world.json").is_file():
             import shutil
 
             shutil.rmtree(path)
-        world = calibrate(CalibrationConfig(users=args.users), path=path, progress=not args.quiet)
+        world = calibrate(CalibrationConfig(users=args.users), path=path, data=data, progress=not args.quiet)
     print(summary(world))
     print(f"artifact: {path}")
     return 0

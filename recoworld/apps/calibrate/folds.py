@@ -1,29 +1,48 @@
 """The data the calibration reads: a user subsample, the ratings cut in time, the catalog of
-the training split, and fingerprints that tie an artifact to its data."""
+the training split, and fingerprints that tie an artifact to its data.
+
+Two cuts in time (:data:`SPLITS`): ``"latest"`` holds out each user's latest ratings
+(:func:`~recoworld.calibration.split.holdout_split`), ``"time"`` every rating after one
+date (:func:`~recoworld.calibration.split.time_cut_split`; users first seen after it are
+left out). ``held_out_users`` folds a share of the users in: the item side of the choice
+model never sees them (:func:`~recoworld.calibration.choice.fit_choice`).
+"""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
-from recoworld.calibration.split import Split, holdout_split
+import torch
+
+from recoworld.calibration.split import Split, holdout_split, time_cut, time_cut_split
 from recoworld.catalog import Catalog
 from recoworld.data.movielens import MovieLens100K
+
+SPLITS = ("latest", "time")
+
 
 def subsample(data: MovieLens100K, n_users: int, seed: int) -> MovieLens100K:
     """``n_users`` random users of ``data`` with their ratings, ids made dense again (items kept)."""
     total = len(data.users)
     if not 1 <= n_users <= total:
         raise ValueError(f"users={n_users}; choose 1..{total}")
-    chosen = np.sort(np.random.default_rng(seed).choice(total, n_users, replace=False))
-    new_id = pd.Series(np.arange(n_users), index=chosen)
+    return keep_users(data, np.sort(np.random.default_rng(seed).choice(total, n_users, replace=False)))
+
+
+def keep_users(data: MovieLens100K, chosen: np.ndarray) -> MovieLens100K:
+    """The users at rows ``chosen`` (sorted) of ``data`` with their ratings, ids made dense
+    again; ``source_id`` keeps each one's row in the data as first read."""
+    new_id = pd.Series(np.arange(len(chosen)), index=chosen)
     ratings = data.ratings[data.ratings["user_id"].isin(chosen)]
     ratings = ratings.assign(user_id=new_id[ratings["user_id"]].to_numpy())
-    users = data.users.iloc[chosen].reset_index(drop=True).assign(source_id=chosen)
-    return MovieLens100K(ratings.reset_index(drop=True), data.items, users.assign(user_id=np.arange(n_users)))
+    users = data.users.iloc[chosen].reset_index(drop=True)
+    users = users.assign(source_id=users.get("source_id", users["user_id"]).to_numpy(), user_id=np.arange(len(chosen)))
+    # replace() keeps the data's own type (MovieLens-100K or any interaction log).
+    return replace(data, ratings=ratings.reset_index(drop=True), users=users)
 
 
 def training_catalog(items: pd.DataFrame, train: pd.DataFrame, name: str) -> Catalog:
@@ -45,16 +64,28 @@ class Folds:
     data: MovieLens100K
     split: Split
     inner: Split
+    kind: str = "latest"
+    cut_time: int | None = None
+    fold_in: torch.Tensor | None = None
 
     @classmethod
     def cut(cls, data: MovieLens100K, holdout_fraction: float, validation_fraction: float,
-            users: int | None = None, seed: int = 0) -> Folds:
-        """The folds of ``data`` (of ``users`` of its users drawn with ``seed``, if given)."""
+            users: int | None = None, seed: int = 0, kind: str = "latest", held_out_users: float = 0.0) -> Folds:
+        """The folds of ``data`` (of ``users`` of its users drawn with ``seed``, if given),
+        cut as ``kind`` (:data:`SPLITS`), with a share ``held_out_users`` folded in."""
         if users is not None:
             data = subsample(data, users, seed)
+        cut_time = None
+        if kind == "time":
+            cut_time = time_cut(data.ratings, holdout_fraction)
+            data = keep_users(data, np.unique(data.ratings.loc[data.ratings["timestamp"] < cut_time, "user_id"]))
+        elif kind != "latest":
+            raise ValueError(f"split={kind!r}; choose one of {SPLITS}")
         n_users, n_items = len(data.users), len(data.items)
-        split = holdout_split(data.ratings, holdout_fraction, n_users, n_items)
-        return cls(data, split, holdout_split(split.train, validation_fraction, n_users, n_items))
+        split = (holdout_split(data.ratings, holdout_fraction, n_users, n_items) if cut_time is None
+                 else time_cut_split(data.ratings, cut_time, n_users, n_items))
+        inner = holdout_split(split.train, validation_fraction, n_users, n_items)
+        return cls(data, split, inner, kind, cut_time, fold_in_mask(n_users, held_out_users, seed))
 
     @property
     def n_users(self) -> int:
@@ -64,15 +95,35 @@ class Folds:
     def n_items(self) -> int:
         return len(self.data.items)
 
+    @property
+    def held_out_users(self) -> list[int]:
+        """Rows of the folded-in users (none unless ``held_out_users`` was given)."""
+        return [] if self.fold_in is None else self.fold_in.nonzero().flatten().tolist()
+
     def describe(self) -> tuple[dict, dict]:
         """The artifact's ``meta["data"]`` and ``meta["split"]``: sizes and fingerprints."""
         ratings, users = self.data.ratings, self.data.users
         data = {"n_users": self.n_users, "n_items": self.n_items, "n_ratings": len(ratings),
                 "fingerprint": fingerprint(ratings),
                 "source_user_ids": [int(x) for x in users.get("source_id", users["user_id"])]}
-        split = {"train": len(self.split.train), "test": len(self.split.test), "validation": len(self.inner.test),
+        split = {"kind": self.kind, "cut_time": self.cut_time, "held_out_users": self.held_out_users,
+                 "train": len(self.split.train), "test": len(self.split.test), "validation": len(self.inner.test),
                  "test_fingerprint": fingerprint(self.split.test)}
         return data, split
+
+
+def fold_in_mask(n_users: int, share: float, seed: int) -> torch.Tensor | None:
+    """``[n_users]`` mask of a random ``share`` of the users (``None`` for 0)."""
+    if share == 0:
+        return None
+    count = int(round(share * n_users))
+    if not 0 < share < 1 or not 1 <= count < n_users:
+        raise ValueError(f"held_out_users={share}; choose a share in (0, 1) that leaves at least one user on "
+                         f"each side of {n_users} users")
+    mask = torch.zeros(n_users, dtype=torch.bool)
+    # A stream of its own (seed + 1), apart from the user subsample's.
+    mask[torch.as_tensor(np.random.default_rng(seed + 1).choice(n_users, count, replace=False))] = True
+    return mask
 
 
 def fingerprint(ratings: pd.DataFrame) -> str:

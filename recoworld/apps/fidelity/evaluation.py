@@ -61,10 +61,24 @@ class HeldOut:
         return cls(split, positive, trained, ~(positive | trained))
 
 
+def source_data(world: CalibratedWorld) -> MovieLens100K:
+    """The data the world was calibrated on, read again from where ``meta["data"]["source"]``
+    says (MovieLens-100K for worlds that do not say)."""
+    source = world.meta.get("data", {}).get("source", {"kind": "movielens-100k"})
+    if source["kind"] == "movielens-100k":
+        return load_movielens_100k()
+    if source["kind"] == "interactions":
+        from recoworld.data.interactions import load_interactions
+
+        return load_interactions(source["data"], source.get("items"), source.get("users"))
+    raise ValueError("this world was calibrated on data given in Python (calibrate(data=...)); pass the same "
+                     "data to the report (evaluate(world, data=...))")
+
+
 def held_out_split(world: CalibratedWorld, data: MovieLens100K | None = None) -> tuple[MovieLens100K, Split]:
     """The data and the split the world was calibrated on (checked against its fingerprint)."""
     settings = world.meta.get("calibration", {})
-    data = data if data is not None else load_movielens_100k()
+    data = data if data is not None else source_data(world)
     if settings.get("users") is not None:
         data = subsample(data, settings["users"], settings.get("seed", 0))
     split = holdout_split(data.ratings, settings.get("holdout_fraction", 0.2), len(data.users), len(data.items))
@@ -204,10 +218,7 @@ def rating_scores(world: CalibratedWorld, calibrated: torch.Tensor, rating_mf: R
     rows, cols = torch.tensor(test["user_id"].to_numpy()), torch.tensor(test["item_id"].to_numpy())
     real_stars = test["rating"].to_numpy()
     config = world.config
-    utility = torch.logit(calibrated[rows, cols].double().clamp(1e-7, 1 - 1e-7))
-    bias = torch.tensor(world.users["rating_bias"].to_numpy())[rows]
-    level = (config.rating_center + config.rating_slope * utility
-             + config.rating_quality * world.catalog.quality[cols].double() + bias)
+    level = rating_level(world, calibrated, rows, cols)
     stars = star_probabilities(level, config.rating_noise)
     gen = torch.Generator().manual_seed(seed)
     drawn = torch.multinomial(stars.float(), 1, generator=gen)[:, 0].numpy() + 1
@@ -230,6 +241,17 @@ def rating_scores(world: CalibratedWorld, calibrated: torch.Tensor, rating_mf: R
             "MF baseline (rounded)": star_shares(np.clip(np.round(mf_prediction), 1, 5).astype(int)),
         },
     }
+
+
+def rating_level(world: CalibratedWorld, calibrated: torch.Tensor, rows: torch.Tensor,
+                 cols: torch.Tensor) -> torch.Tensor:
+    """The simulator's rating level at pairs ``(rows, cols)``, from the click probability's
+    logit, the item's quality and the user's rating bias."""
+    config = world.config
+    utility = torch.logit(calibrated[rows, cols].double().clamp(1e-7, 1 - 1e-7))
+    bias = torch.tensor(world.users["rating_bias"].to_numpy())[rows]
+    return (config.rating_center + config.rating_slope * utility
+            + config.rating_quality * world.catalog.quality[cols].double() + bias)
 
 
 def star_shares(stars) -> list[float]:

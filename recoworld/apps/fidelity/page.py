@@ -28,6 +28,8 @@ def write_report(results: dict, out: Path, world: CalibratedWorld) -> Path:
         plot(plt, results, out)
     if results.get("social"):
         plot_concentration(plt, results["social"], out)
+    if results.get("splits"):
+        plot_calibration(plt, results["splits"], out)
     names = list(results["models"])
     lines = introduction(results)
     lines += ["## Headline", ""] + headline(results) + [""]
@@ -35,6 +37,7 @@ def write_report(results: dict, out: Path, world: CalibratedWorld) -> Path:
     lines += discrimination_section(results, names)
     lines += ratings_section(results["ratings"])
     lines += aggregate_section(results["aggregate"])
+    lines += splits_section(results.get("splits"), results.get("split_targets"))
     lines += ranking_section(results.get("policy_ranking"))
     lines += user_kinds_section(results.get("user_kinds"))
     lines += social_section(results.get("social"))
@@ -130,6 +133,43 @@ def aggregate_section(aggregate: dict) -> list[str]:
         tv = f"{a['genre_total_variation']:.3f}" if "genre_total_variation" in a else "-"
         lines.append(f"| {name} | {a['gini']:.3f} | {a['top10%_share']:.3f} | {a['items_consumed']} | {tv} |")
     return lines + ["", "![long tail](long_tail.png)", "", "![genre shares](genre_shares.png)", ""]
+
+
+SPLIT_TITLES = {"latest": "each user's latest ratings", "time": "a global time cut",
+                "users": "held-out users (folded in on their early ratings)"}
+
+
+def _with_interval(entry: dict, digits: int = 3) -> str:
+    return f"{entry['value']:.{digits}f} [{entry['low']:.{digits}f}, {entry['high']:.{digits}f}]"
+
+
+def splits_section(splits: dict | None, targets: dict | None) -> list[str]:
+    """The three splits against the baselines, with 95% bootstrap intervals over users."""
+    if not splits:
+        return []
+    lines = ["## Splits and baselines", "",
+             "The calibrated user against popularity, recent popularity (30 days before the held-out period), "
+             "MF and EASE, each fitted on the split's training ratings and Platt-scaled on its validation fold "
+             "(`recoworld.apps.fidelity.splits`). In brackets: 95% bootstrap intervals over users. ECE: expected "
+             "calibration error of the 1:1 lists.", ""]
+    for kind, split in splits.items():
+        lines += [f"### Split: {SPLIT_TITLES.get(kind, kind)}", "",
+                  f"{split['held_out']:,} held-out ratings of {split['users']} users; {split['train']:,} training "
+                  "ratings.", "",
+                  "| model | AUC | F1 1:1 | F1 1:3 | F1 1:9 | ECE | rating RMSE |", "|---|---|---|---|---|---|---|"]
+        rmse = split.get("rmse", {})
+        for name, e in split["models"].items():
+            error = rmse.get(name) or (rmse.get("MF") if name == "MF" else None)
+            lines.append(f"| {name} | {_with_interval(e['auc'], 4)} | " + " | ".join(
+                _with_interval(e[f"f1_1to{m}"]) for m in RATIOS) + f" | {_with_interval(e['calibration']['ece'])} | "
+                + (_with_interval(error, 4) if error else "-") + " |")
+        for name in ("item mean", "global mean"):
+            if name in rmse:
+                lines.append(f"| {name} (ratings only) | - | - | - | - | - | {_with_interval(rmse[name], 4)} |")
+        lines.append("")
+    if targets:
+        lines += ["Targets:", ""] + [f"- {k}: {'met' if v else '**not met**'}" for k, v in targets.items()]
+    return lines + ["", "![calibration curves](calibration.png)", ""]
 
 
 def ranking_section(ranking: dict | None) -> list[str]:
@@ -228,6 +268,28 @@ def plot_ratings(plt, results: dict, out: Path) -> None:
     ax.set_ylabel("share of held-out ratings")
     ax.set_title("Rating distribution")
     _save(plt, fig, ax, out, "ratings.png")
+
+
+def plot_calibration(plt, splits: dict, out: Path) -> None:
+    """Reliability of the predicted click probabilities on the 1:1 lists, per split."""
+    fig, axes = plt.subplots(1, len(splits), figsize=(4.5 * len(splits), 4), squeeze=False)
+    for ax, (kind, split) in zip(axes[0], splits.items()):
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+        for name, entry in split["models"].items():
+            curve = entry["calibration"]["curve"]
+            x = [c["predicted"] for c in curve]
+            y = [c["observed"]["value"] for c in curve]
+            err = [[c["observed"]["value"] - c["observed"]["low"] for c in curve],
+                   [c["observed"]["high"] - c["observed"]["value"] for c in curve]]
+            ax.errorbar(x, y, yerr=err, marker="o", ms=3, capsize=2, label=name,
+                        lw=2 if name == "calibrated user" else 1)
+        ax.set_xlabel("predicted click probability")
+        ax.set_ylabel("observed share chosen (1:1 lists)")
+        ax.set_title(SPLIT_TITLES.get(kind, kind))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "calibration.png", dpi=120)
+    plt.close(fig)
 
 
 def plot_concentration(plt, social: dict, out: Path) -> None:

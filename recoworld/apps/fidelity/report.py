@@ -33,6 +33,10 @@ Sections of the report:
   choice probability and the 1:m protocol on ``--llm-users`` sampled users
   (:mod:`recoworld.apps.fidelity.llm`, which also says how to run it at scale on an
   OpenAI-compatible server).
+* **Splits and baselines** (``--splits``, all three by default): each user's latest
+  ratings, a global time cut and held-out users, each against popularity, recent
+  popularity, MF and EASE, with bootstrap intervals and calibration curves
+  (:mod:`recoworld.apps.fidelity.splits`), and the targets of :data:`SPLIT_TARGETS`.
 * **Social influence** (``--social``): Gini of consumption over a long horizon with word
   of mouth off and on (:mod:`recoworld.apps.calibrate.concentration`).
 
@@ -59,9 +63,14 @@ import pandas as pd
 from recoworld.apps.calibrate.fit import ensure_world
 from recoworld.apps.calibrate.progress import Stages, torch_threads
 from recoworld.apps.fidelity.evaluation import (RATIOS, evaluate, held_out_split, simulated_consumption,
-                                               simulated_probabilities)
+                                               simulated_probabilities, source_data)
 from recoworld.apps.fidelity.page import headline, write_report
 from recoworld.apps.fidelity.ranking import AGENTS, RankingConfig, policy_ranking
+from recoworld.apps.fidelity.splits import SPLIT_KINDS, evaluate_split, split_targets
+
+#: The targets of the splits section: AUC and F1 at 1:1 on the latest-ratings split, and
+#: the margin over both popularity baselines on the time cut.
+SPLIT_TARGETS = {"auc": 0.92, "f1": 0.80, "margin": 0.05}
 
 __all__ = ["evaluate", "headline", "held_out_split", "main", "simulated_consumption", "simulated_probabilities",
            "write_report"]
@@ -100,6 +109,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--llm", action="append", default=[], metavar="KEY=VALUE",
                         help="a recoworld.llm.LLMConfig field of the LLM users' model, e.g. --llm backend=openai "
                         "--llm base_url=http://localhost:8000/v1 --llm model=NAME (default: the embedded model)")
+    parser.add_argument("--splits", default=",".join(SPLIT_KINDS), help="splits of the splits-and-baselines "
+                        "section, comma-separated among latest, time, users; empty: none (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
     return parser
@@ -115,10 +126,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     with_users = kinds != ["statistical"] and bool(kinds)
     start = time.perf_counter()
     world = ensure_world(args.world, progress=not args.quiet)
-    stages = Stages(5 + bool(agents) + with_users + args.social, not args.quiet, "fidelity")
+    splits = [s for s in args.splits.split(",") if s]
+    unknown = sorted(set(splits) - set(SPLIT_KINDS))
+    if unknown:
+        parser.error(f"--splits {unknown}; choose among {', '.join(SPLIT_KINDS)}")
+    stages = Stages(5 + len(splits) + bool(agents) + with_users + args.social, not args.quiet, "fidelity")
     with torch_threads(1):
-        results = evaluate(world, seed=args.seed, stages=stages)
-        data, split = held_out_split(world)
+        source = source_data(world)
+        results = evaluate(world, data=source, seed=args.seed, stages=stages)
+        data, split = held_out_split(world, source)
+        for kind in splits:
+            with stages.stage(f"split {kind}: the calibrated user and the baselines"):
+                results.setdefault("splits", {})[kind] = evaluate_split(world, source, kind, seed=args.seed)
+        if splits:
+            results["split_targets"] = split_targets(results["splits"], **SPLIT_TARGETS)
         if agents:
             with stages.stage("ranking agents in the simulator and on held-out logs"):
                 results["policy_ranking"] = policy_ranking(world, split, RankingConfig(agents=agents, seed=args.seed))

@@ -50,7 +50,7 @@ class StudyConfig:
     n_bootstrap: int = 200                             # --bootstrap
     alpha: float = 0.05                                # --alpha
     n_folds: int = 5                                   # --folds of the click model
-    n_refits: int = 20                                 # --refits: model refits behind DM's and FQE's CI
+    n_refits: int = 20                                 # --refits: click-model refits behind DM's and cascade DR's CI
     estimators: tuple[str, ...] = field(default_factory=lambda: tuple(ESTIMATORS))
     learned: tuple[str, ...] = OBJECTIVES              # --learned objectives (none: --learned with no value)
     sessions: bool = True                              # --no-sessions skips the session section
@@ -58,7 +58,7 @@ class StudyConfig:
     session_logging: tuple[str, ...] = ("epsilon_soft", "softmax")  # --session-logging
     session_log_sizes: tuple[int, ...] = (500,)        # --session-log-sizes: trajectories per log
     session_seeds: int = 5                             # --session-seeds
-    session_refits: int = 6                            # --session-refits: Q-function refits behind FQE's CI
+    session_refits: int = 6                            # --session-refits: Q-function refits behind DR/WDR/FQE's CI
     session_candidates: int = 5                        # --session-candidates: C of the session world
     session_slate_size: int = 2                        # --session-slate-size: K of the session world
     session_truth_users: int = 20_000                  # --session-truth-users: on-policy Monte Carlo

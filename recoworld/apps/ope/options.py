@@ -50,7 +50,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--bootstrap", type=int, default=defaults.n_bootstrap, help="bootstrap resamples per CI")
     parser.add_argument("--folds", type=int, default=defaults.n_folds, help="cross-fitting folds of the click model")
     parser.add_argument("--refits", type=int, default=defaults.n_refits,
-                        help="model refits behind the intervals of DM and FQE (default: %(default)s)")
+                        help="click-model refits behind the intervals of DM and cascade DR (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1, help="torch and BLAS threads (default: 1)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--obd", action="store_true",

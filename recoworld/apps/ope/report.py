@@ -150,8 +150,8 @@ def markdown(config, truths: pd.DataFrame, summary: pd.DataFrame, obd: pd.DataFr
         f"Truth (exact expected clicks per slate, Monte Carlo over held-out users): {_truth_line(truths)}.", "",
         _markdown_table(list(COLUMNS), _formatted(summary)), "",
         ("`defined` counts the runs on which the estimator was defined (of all runs); bias, RMSE and coverage "
-         "are over those. DM's interval refits the click model on every resample (normal interval from "
-         f"{config.n_refits} refits); the others resample logged slates."),
+         "are over those. DM's and cascade DR's intervals refit the click model on every resample (Student-t interval "
+         f"from {config.n_refits} refits); the others resample logged slates."),
     ]
     if learning is not None and not learning.empty:
         parts += ["", "## Off-policy learning", "",
@@ -162,7 +162,9 @@ def markdown(config, truths: pd.DataFrame, summary: pd.DataFrame, obd: pd.DataFr
         parts += ["", "## Sessions", "",
                   (f"Episodes of H = {config.horizon} steps; truth by on-policy Monte Carlo over "
                    f"{config.session_truth_users} held-out users (exact expected clicks per step): "
-                   f"{_truth_line(sessions.truths)}. FQE's interval refits the Q-function on every resample."), "",
+                   f"{_truth_line(sessions.truths)}. DR's, WDR's and FQE's intervals "
+                   f"refit the Q-function on every resample ({config.session_refits} refits); FQE's adds its "
+                   "estimated bias |FQE - DR|."), "",
                   _markdown_table(list(COLUMNS), _formatted(sessions.summary))]
     if obd is not None:
         parts += ["", "## Open Bandit Dataset", "", _frame_markdown(obd)]

@@ -27,15 +27,17 @@ so far per step served.
 
 **Estimators**: trajectory-wise IS, per-decision IS, weighted per-decision IS, per-decision
 doubly robust and weighted DR (Q-function from :meth:`FittedQEvaluation.estimate_q`,
-cross-fitted over 2 folds of trajectories), and fitted Q evaluation. Intervals: see
-:func:`~recoworld.apps.ope.intervals.refit_interval` for why FQE's interval refits the
-Q-function on every resample while the DR forms resample their cross-fitted terms.
+cross-fitted over 2 folds of trajectories), and fitted Q evaluation. Intervals: the
+importance-sampling forms resample trajectories; DR, WDR and FQE refit their Q-function on
+every resample (:func:`~recoworld.ope.refit.refit_interval` says why), and FQE's interval
+adds its estimated bias (:func:`fqe_interval`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import t as student_t
 
 from recoworld import ope
 from recoworld.agents.logging_policies import all_slates
@@ -44,6 +46,7 @@ from recoworld.apps.ope.intervals import refit_interval, row_interval
 from recoworld.envs.rollout import ExpectedClicks, rollout
 from recoworld.envs.slate import SlateVectorEnv
 from recoworld.logs import EpisodeLog
+from recoworld.ope.refit import bias_aware_interval
 from recoworld.types import CANDIDATE_IDS, Observation
 
 #: Held-out session users are seeded from here on (logs use seeds below ``TRUTH_SEED`` of the study).
@@ -54,8 +57,8 @@ SESSION_ESTIMATORS = {
     # one hidden layer and large batches: the study fits it 3 + session_refits times per (log, target)
     "FQE": ope.FittedQEvaluation(hidden_sizes=(64,), n_epochs=8, batch_size=512, learning_rate=5e-3),
 }
-#: Estimators whose interval refits their model on every resample (the others resample rows).
-SESSION_REFIT = ("FQE",)
+#: Estimators whose interval refits their Q-function on every resample (the others resample trajectories).
+SESSION_REFIT = ("DR", "WDR", "FQE")
 
 
 class SessionStudy:
@@ -103,27 +106,75 @@ class SessionStudy:
         return Trajectories.from_log(log, self)
 
     def estimate(self, trajectories: Trajectories, targets: dict, seed: int) -> list[dict]:
-        """Every session estimator's estimate and interval for every target, on one log."""
+        """Every session estimator's estimate and interval for every target, on one log.
+
+        The importance-sampling estimators resample trajectories; DR, WDR and FQE refit the
+        Q-function on every resample (:func:`~recoworld.ope.refit.refit_interval`), and FQE's
+        interval is then widened by its estimated bias (:func:`fqe_interval`).
+        """
         c = self.config
         data = trajectories
         feedback = data.feedback()
+        refitted = [name for name in c.session_estimators if name in SESSION_REFIT]
         rows = []
         for target_name, target in targets.items():
             dist = data.action_distribution(target)                                   # [n, H, A]
             pscore = np.take_along_axis(dist, data.action[:, :, None], 2)[:, :, 0]
-            q_hat, v_hat = SESSION_ESTIMATORS["FQE"].estimate_q(feedback, dist, n_folds=2)
+            intervals = {}
+            if refitted:
+                # DR's value rides along whenever FQE is asked for: it is FQE's bias estimate
+                names = [*refitted, *(["DR"] if "FQE" in refitted and "DR" not in refitted else [])]
+                def estimates_on(resample, dist=dist, names=names):
+                    return q_function_estimates(data, dist, names, resample)
+
+                estimate, lower, upper = refit_interval(estimates_on, data.n, c.session_refits, c.alpha, seed)
+                intervals = {name: (estimate[j], lower[j], upper[j]) for j, name in enumerate(names)}
+                if "FQE" in intervals:
+                    intervals["FQE"] = fqe_interval(intervals["FQE"], intervals["DR"], c.alpha, c.session_refits)
             for name in c.session_estimators:
-                estimator = SESSION_ESTIMATORS[name]
-                if name == "FQE":
-                    def fqe(resample, dist=dist, estimator=estimator):
-                        return estimator.estimate_policy_value(data.subset(resample).feedback(), dist[resample])
-                    estimate, lower, upper = refit_interval(fqe, data.n, c.session_refits, c.alpha, seed)
+                if name in intervals:
+                    estimate, lower, upper = intervals[name]
                 else:
-                    estimate, lower, upper = row_interval(estimator, feedback, pscore, q_hat=q_hat, v_hat=v_hat,
+                    estimate, lower, upper = row_interval(SESSION_ESTIMATORS[name], feedback, pscore,
                                                           n_bootstrap=c.n_bootstrap, alpha=c.alpha, seed=seed)
-                rows.append({"target": target_name, "estimator": name, "estimate": estimate,
-                             "lower": lower, "upper": upper})
+                rows.append({"target": target_name, "estimator": name, "estimate": float(estimate),
+                             "lower": float(lower), "upper": float(upper)})
         return rows
+
+
+def q_function_estimates(data: Trajectories, dist: np.ndarray, names: list[str], resample: np.ndarray) -> np.ndarray:
+    """The estimates of ``names`` (of DR, WDR, FQE) on the trajectories ``resample`` (indices,
+    with repeats), each fitting its Q-function afresh: DR and WDR share one cross-fitted over
+    2 folds of the resample, FQE fits its own on the whole resample."""
+    part, part_dist = data.subset(resample), dist[resample]
+    feedback = part.feedback()
+    fqe = SESSION_ESTIMATORS["FQE"]
+    values = {}
+    if {"DR", "WDR"} & set(names):
+        q_hat, v_hat = fqe.estimate_q(feedback, part_dist, n_folds=2)
+        pscore = np.take_along_axis(part_dist, part.action[:, :, None], 2)[:, :, 0]
+        for name in {"DR", "WDR"} & set(names):
+            values[name] = SESSION_ESTIMATORS[name].estimate_policy_value(feedback, pscore, q_hat=q_hat, v_hat=v_hat)
+    if "FQE" in names:
+        values["FQE"] = fqe.estimate_policy_value(feedback, part_dist)
+    return np.array([float(values[name]) for name in names])
+
+
+def fqe_interval(refitted: tuple, doubly_robust: tuple, alpha: float, n_refits: int) -> tuple[float, float, float]:
+    """FQE's ``(estimate, lower, upper)`` from the refitted intervals (``n_refits`` resamples)
+    of FQE and DR: FQE's standard error, widened by the bias bound ``|FQE - DR|``
+    (:func:`~recoworld.ope.refit.bias_aware_interval`).
+
+    Why: FQE's Q-function is fitted where the logging policy acted, and extrapolates to the
+    slates the target prefers and the log rarely shows; that error is a bias that no
+    resampling sees. Cross-fitted per-decision DR is unbiased for any Q-function, so its
+    distance from FQE estimates FQE's bias.
+    """
+    estimate, lower, upper = refitted
+    se = (upper - estimate) / student_t.ppf(1 - alpha / 2, n_refits - 1)
+    wide_lower, wide_upper = bias_aware_interval(estimate, se, abs(estimate - doubly_robust[0]), alpha)
+    # never narrower than the refitted interval, whose Student quantile the normal one lacks
+    return estimate, min(lower, wide_lower), max(upper, wide_upper)
 
 
 class Trajectories:

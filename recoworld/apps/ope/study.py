@@ -21,8 +21,8 @@ the direct method and cascade DR on a position-based click model cross-fitted by
 (:func:`~recoworld.ope.fit_slate_reward_model`). The simulated users browse as a cascade
 (a click changes whether later positions are examined), so standard and cascade IPS are
 unbiased and independent IPS is not; DM is as biased as its click model. Intervals are
-percentile bootstraps over logged slates, except for the direct method, whose interval
-refits the click model on every resample
+percentile bootstraps over logged slates, except for the direct method and cascade DR,
+whose intervals refit the click model on every resample
 (:func:`~recoworld.apps.ope.intervals.refit_interval` says why).
 
 **Targets**: the greedy and softmax policies on popularity, and, per logging policy, the
@@ -57,7 +57,13 @@ from recoworld import ope
 from recoworld.agents.logging_policies import SoftmaxPolicy
 from recoworld.agents.off_policy import LoggedSlates, item_features, learn_from_log
 from recoworld.apps.ope import options
-from recoworld.apps.ope.config import ESTIMATORS, LEARNING_SEED, TRUTH_SEED, StudyConfig, make_policy
+from recoworld.apps.ope.config import (
+    ESTIMATORS,
+    LEARNING_SEED,
+    TRUTH_SEED,
+    StudyConfig,
+    make_policy,
+)
 from recoworld.apps.ope.intervals import refit_interval, row_interval
 from recoworld.apps.ope.open_bandit import run_obd_section
 from recoworld.apps.ope.sessions import run_sessions
@@ -71,9 +77,9 @@ from recoworld.logs import EpisodeLog
 class Study:
     """One world (catalog, env shape) and the machinery to log, find the truth and estimate."""
 
-    def __init__(self, config: StudyConfig):
+    def __init__(self, config: StudyConfig, catalog: Catalog | None = None):
         self.config = config
-        self.catalog = Catalog.synthetic(config.n_items, seed=0)
+        self.catalog = Catalog.synthetic(config.n_items, seed=0) if catalog is None else catalog
         self.item_features = item_features(self.catalog)
 
     def env(self, n_users: int) -> SlateVectorEnv:
@@ -115,27 +121,32 @@ class Study:
                                               regressor=ope.LogisticRegression(), n_folds=c.n_folds, seed=seed,
                                               groups=rows)
 
-        def direct_method(rows: np.ndarray) -> np.ndarray:
-            model = click_model(rows)
-            return np.array([model_inputs(side, model, data.action, rows)["v_hat"][:, 0].mean()
-                             for side in sides.values()])
+        refitted = [name for name in ("DM", "CascadeDR") if name in c.estimators]
 
-        full_model = click_model(np.arange(len(data.action)))
-        if "DM" in c.estimators:
-            dm = dict(zip(sides, zip(*refit_interval(direct_method, len(data.action), c.n_refits, c.alpha, seed))))
+        def model_based(rows: np.ndarray) -> np.ndarray:
+            # DM and cascade DR with the click model refitted on the resample ``rows``
+            model, part = click_model(rows), subset(feedback, rows)
+            values = []
+            for side in sides.values():
+                inputs = model_inputs(side, model, data.action, rows)
+                for name in refitted:
+                    given = {key: value[rows] for key, value in side.propensities.items()}
+                    values.append(ESTIMATORS[name].estimate_policy_value(part, **given, **inputs))
+            return np.array(values)
+
+        if refitted:
+            refit = np.stack(refit_interval(model_based, len(data.action), c.n_refits, c.alpha, seed), 1)
+            refit = refit.reshape(len(sides), len(refitted), 3)
         rows = []
-        for target_name, side in sides.items():
-            inputs = {**side.propensities, **model_inputs(side, full_model, data.action)}
+        for t, target_name in enumerate(sides):
             for name in c.estimators:
-                if name == "DM":
-                    estimate, lower, upper = dm[target_name]
-                    rows.append({"target": target_name, "estimator": name, "estimate": estimate,
-                                 "lower": lower, "upper": upper})
-                    continue
-                estimate, lower, upper = row_interval(ESTIMATORS[name], feedback, **inputs,
-                                                      n_bootstrap=c.n_bootstrap, alpha=c.alpha, seed=seed)
-                rows.append({"target": target_name, "estimator": name, "estimate": estimate,
-                             "lower": lower, "upper": upper})
+                if name in refitted:
+                    estimate, lower, upper = refit[t, refitted.index(name)]
+                else:
+                    estimate, lower, upper = row_interval(ESTIMATORS[name], feedback, **sides[target_name].propensities,
+                                                          n_bootstrap=c.n_bootstrap, alpha=c.alpha, seed=seed)
+                rows.append({"target": target_name, "estimator": name, "estimate": float(estimate),
+                             "lower": float(lower), "upper": float(upper)})
         return rows
 
     def learned_policies(self, logging_name: str) -> dict:
@@ -164,6 +175,15 @@ class TargetSide:
     propensities: dict
     marginals: np.ndarray
     following: np.ndarray
+
+
+def subset(feedback: ope.SlateFeedback, rows: np.ndarray) -> ope.SlateFeedback:
+    """The logged slates ``rows`` (indices, with repeats) of ``feedback``."""
+    def pick(value):
+        return None if value is None else value[rows]
+    return ope.SlateFeedback(feedback.reward[rows], pscore=pick(feedback.pscore),
+                             pscore_item_position=pick(feedback.pscore_item_position),
+                             pscore_cascade=pick(feedback.pscore_cascade))
 
 
 def target_side(target, obs: dict, action: np.ndarray) -> TargetSide:

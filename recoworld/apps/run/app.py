@@ -3,9 +3,14 @@
 Hydra composes the config from the groups ``world``, ``simulator``, ``env``, ``agent``
 and ``experiment`` (validated by :mod:`recoworld.conf.schema`), applies the command line's
 overrides, handles ``--multirun`` sweeps, and gives each job its run directory, where
-:func:`recoworld.apps.run.runner.run_experiment` writes its outputs. Hydra saves the
-config and the overrides in the run directory before the job starts; the job then blanks
-any API key in them (:func:`~recoworld.apps.run.runner.redact_secrets`).
+:func:`recoworld.apps.run.runner.run_experiment` writes its outputs. The whole run happens
+inside :func:`~recoworld.apps.run.secrets.redacted_output`, so that no API key reaches the
+console, a log or a file (Hydra's ``.hydra/`` files and ``multirun.yaml`` included).
+
+A run stops with a one-line message, not a traceback, when the config is wrong, when the
+LLM budget is spent, and when LLM or hybrid users fell back to the statistical response on
+more than ``max_fallback_share`` of their steps (the message shows the first backend error
+and its fix).
 """
 
 from __future__ import annotations
@@ -16,20 +21,21 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 import recoworld.conf  # noqa: F401  (registers the structured-config schemas)
-from recoworld.apps.run.runner import (
-    ExperimentConfigError, check_overrides, redact_secrets, resolve_lineup, run_experiment,
-)
+from recoworld.apps.run.plugins import plugin_overrides, register_plugins
+from recoworld.apps.run.runner import ExperimentConfigError, check_overrides, resolve_lineup, run_experiment
+from recoworld.apps.run.secrets import redacted_output, secrets_in_config
 from recoworld.llm import BudgetExceeded
 
 
 @hydra.main(version_base="1.3", config_path="pkg://recoworld.conf", config_name="config")
 def _job(cfg: DictConfig) -> None:
+    from recoworld.simulators import LLMUserError
+
     hydra_cfg = HydraConfig.get()
-    _redact_saved_configs(hydra_cfg)
+    secrets_in_config(cfg)  # keys set in config files, not only on the command line
     try:
         check_overrides(hydra_cfg.overrides.task)
         lineup = resolve_lineup(
@@ -47,23 +53,11 @@ def _job(cfg: DictConfig) -> None:
         # The LLM budget did its job: the run stops, and the message says which limit to raise.
         print(f"recoworld run: stopped: {err}", file=sys.stderr)
         raise SystemExit(1) from None
-
-
-def _redact_saved_configs(hydra_cfg) -> None:
-    """Blank API keys in the files Hydra saved: ``.hydra/`` of the job, ``multirun.yaml`` of a sweep."""
-    saved = []
-    if hydra_cfg.output_subdir is not None:
-        folder = Path(hydra_cfg.runtime.output_dir) / hydra_cfg.output_subdir
-        saved += [folder / name for name in ("config.yaml", "hydra.yaml", "overrides.yaml")]
-    if hydra_cfg.mode == RunMode.MULTIRUN:
-        saved.append(Path(hydra_cfg.sweep.dir) / "multirun.yaml")
-    for path in saved:
-        if not path.is_file():
-            continue
-        tree = OmegaConf.to_container(OmegaConf.load(path))
-        redacted = redact_secrets(tree)
-        if redacted != tree:
-            OmegaConf.save(OmegaConf.create(redacted), path)
+    except LLMUserError as err:
+        # The LLM users failed (on_failure=fail, or past max_fallback_share): the message
+        # shows the first error and its fix.
+        print(f"recoworld run: stopped: {type(err).__name__}: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def main(argv: Sequence[str]) -> int:
@@ -72,10 +66,12 @@ def main(argv: Sequence[str]) -> int:
     Hydra reads its arguments from ``sys.argv``, so it is set for the call and restored.
     Hydra itself reports configuration errors (unknown keys, bad values) and exits 1.
     """
+    register_plugins()  # the recoworld.agents / recoworld.simulators entry points' configs
     saved = sys.argv
-    sys.argv = ["recoworld run", *argv]
+    sys.argv = ["recoworld run", *plugin_overrides(argv)]
     try:
-        _job()
+        with redacted_output(argv):
+            _job()
     finally:
         sys.argv = saved
     return 0

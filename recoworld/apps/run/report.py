@@ -1,7 +1,11 @@
 """What a run shows a person: the summary tables and the plots of a run directory.
 
 The summary has one table of the metrics and, when the simulator reports them (LLM and
-hybrid users), one of its LLM use per rollout (:data:`SIMULATOR_TITLES`).
+hybrid users), one of its LLM use per rollout (:data:`SIMULATOR_TITLES`), the share of
+steps that fell back to the statistical response among them.
+
+The plots are PNG files whatever the name they are written to (the runner writes each
+under a temporary name and renames it when it is complete).
 
 - ``returns.png``: mean return of the completed episodes by episode index (the slot's
   first user, second user, ...), per agent, with a 95% t-band across seeds. An index is
@@ -43,6 +47,7 @@ TITLES = {
 #: Simulator counters shown in the summary when a simulator reports them (all of them are
 #: in ``metrics.json``).
 SIMULATOR_TITLES = {
+    "fallback_share": "share of steps that fell back",
     "llm_calls": "LLM calls",
     "llm_cache_hits": "LLM cache hits",
     "llm_total_tokens": "LLM tokens",
@@ -66,7 +71,7 @@ def print_summary(metrics: dict, console: Console, run_dir: Path | None = None) 
     for agent in agents:
         table.add_column(agent, justify="right")
     for name in METRICS:
-        table.add_row(TITLES[name], *(_cell(summary["metrics"][name]) for summary in agents.values()))
+        table.add_row(TITLES.get(name, name), *(_cell(summary["metrics"][name]) for summary in agents.values()))
     console.print(table)
     shown = [key for key in SIMULATOR_TITLES if any(key in a.get("simulator", {}) for a in agents.values())]
     if shown:
@@ -75,7 +80,7 @@ def print_summary(metrics: dict, console: Console, run_dir: Path | None = None) 
         for agent in agents:
             usage.add_column(agent, justify="right")
         for key in shown:
-            usage.add_row(SIMULATOR_TITLES[key], *(_cell(a["simulator"][key], counter=True)
+            usage.add_row(SIMULATOR_TITLES[key], *(_cell(a["simulator"][key], counter=True, share=key in SHARES)
                                                    if key in a.get("simulator", {}) else "-"
                                                    for a in agents.values()))
         console.print(usage)
@@ -85,10 +90,16 @@ def print_summary(metrics: dict, console: Console, run_dir: Path | None = None) 
         console.print(f"run directory: {run_dir}", soft_wrap=True)
 
 
-def _cell(value: dict, counter: bool = False) -> str:
+#: Simulator counters that are shares of steps, shown as percentages.
+SHARES = frozenset({"fallback_share"})
+
+
+def _cell(value: dict, counter: bool = False, share: bool = False) -> str:
     mean, low, high = value["mean"], value["ci_low"], value["ci_high"]
     if mean is None:
         return "-"
+    if share:
+        return f"{mean:.1%}" if low is None else f"{mean:.1%} ± {(high - low) / 2:.1%}"
     digits = 0 if counter and float(mean).is_integer() else 3 if abs(mean) < 10 else 1
     if low is None:
         return f"{mean:.{digits}f}"
@@ -123,7 +134,7 @@ def plot_returns(log: pd.DataFrame, path: Path, min_episodes: int = 10) -> None:
     if ax.lines:
         ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
 
 
 def plot_learning_curves(log: pd.DataFrame, path: Path, points: int = 20) -> None:
@@ -149,7 +160,7 @@ def plot_learning_curves(log: pd.DataFrame, path: Path, points: int = 20) -> Non
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
 
 
 def plot_retention(agents: dict, path: Path, min_at_risk: int = 10) -> None:
@@ -171,5 +182,5 @@ def plot_retention(agents: dict, path: Path, min_at_risk: int = 10) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
 

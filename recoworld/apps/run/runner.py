@@ -1,12 +1,16 @@
 """The experiment runner behind ``recoworld run``: a lineup of agents over several seeds.
 
 From a composed config (see ``conf/config.yaml``) it builds the world's catalog once, then
-for every agent of the lineup and every seed a fresh simulator, vector env and agent —
-all with ``hydra.utils.instantiate`` from their ``_target_`` — and runs
-:func:`~recoworld.envs.rollout.rollout`. The run directory receives:
+for every agent of the lineup and every seed — a *part* of the run — a fresh simulator,
+vector env and agent, all with ``hydra.utils.instantiate`` from their ``_target_``, and
+runs :func:`~recoworld.envs.rollout.rollout`. The run directory
+(:mod:`recoworld.apps.run.rundir`: what is written when, and how a run resumes) receives:
 
+- ``status.json``: the state of the run (running, failed, interrupted, complete), its
+  error, the parts complete, and the config a resumed run must repeat;
 - ``lineup.yaml``: the resolved config of every agent that ran;
-- ``episodes.parquet``: every interaction, in the schema of :mod:`recoworld.logs`;
+- ``episodes/agent=<agent>/seed=<seed>.parquet``: every interaction of one part, in the
+  schema of :mod:`recoworld.logs` (``read_log(run_dir)`` reads them all);
 - ``metrics.json``: per agent, each metric of :mod:`recoworld.metrics` as a mean across
   seeds with its 95% Student-t interval and the per-seed values, plus the retention curve,
   and under ``simulator`` the counters of :meth:`UserSimulator.metrics
@@ -14,50 +18,71 @@ all with ``hydra.utils.instantiate`` from their ``_target_`` — and runs
   and hybrid users: LLM calls, tokens, cache hits, latency, parse failures, fallback steps);
 - ``returns.png``, ``learning.png`` and ``retention.png`` (see :mod:`recoworld.apps.run.report`).
 
-Hydra writes the composed config to ``.hydra/`` next to them. Each simulator is closed
+The config is checked (:mod:`recoworld.apps.run.checks`) before the run directory is
+touched. ``metrics.json`` and the plots are written only when every part is complete; a
+failed or interrupted run leaves ``status.json`` saying so and its complete parts, which
+``experiment.resume=true`` keeps.
+
+Hydra writes the composed config to ``.hydra/`` next to them (the last invocation's; the
+run's own is in ``status.json``). Each simulator is closed
 (:meth:`~recoworld.simulators.base.UserSimulator.close`) when its rollout ends, and what the
 simulator config builds once for all rollouts — the chat model of LLM users — when the run
 ends, errors included. API keys never reach the run directory: :func:`redact_secrets`
-blanks them in ``lineup.yaml`` and ``recoworld run`` in the files of ``.hydra/``.
+blanks them in ``lineup.yaml`` and ``status.json`` and ``recoworld run`` in the files of ``.hydra/``.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
-import re
-from collections import defaultdict
 from collections.abc import Sequence
-from contextlib import ExitStack, closing
+from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 
-import torch
 from hydra import compose
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from recoworld.apps.calibrate.fit import ensure_world
+from recoworld.apps.calibrate.progress import torch_threads
 from recoworld.apps.run import report
+from recoworld.apps.run.executor import ray_parts, rollout_part
+from recoworld.apps.run.cost import check_llm_cost
+from recoworld.apps.run.hooks import TrainingProgress, part_hooks, with_training_logs
+from recoworld.apps.run.plugins import fit_plugin_targets
+from recoworld.apps.run.privileged import unserved
+from recoworld.apps.run.checks import (
+    CALIBRATED_USERS,
+    ExperimentConfigError,
+    check_overrides,
+    check_segments,
+    experiment_settings,
+    override_key,
+    run_identity,
+)
+from recoworld.apps.run.rundir import RESUME_FLAG, Part, RunDirectory
+from recoworld.apps.run.secrets import redact_secrets, redact_text
 from recoworld.catalog import Catalog
-from recoworld.envs.rollout import EachStep, RolloutResult, rollout
-from recoworld.logs import SCHEMA_VERSION, EpisodeLog, read_log
+from recoworld.envs.rollout import EachStep
+from recoworld.logs import SCHEMA_VERSION, read_log
 from recoworld.metrics import METRICS, seed_summary, summarize
 
-#: The simulator whose population specs ``experiment.segments`` restrict.
 CALIBRATED_CATALOG = "recoworld.simulators.calibrated.calibrated_catalog"
-CALIBRATED_USERS = "recoworld.simulators.calibrated.calibrated_users"
 log = logging.getLogger(__name__)
 
-#: What replaces an API key in a file of the run directory.
-REDACTED = "<redacted>"
-_KEY_OVERRIDE = re.compile(r"(api_key=)[^,]*")
-
-
-class ExperimentConfigError(ValueError):
-    """The config asks for something the runner cannot do (the message says what to change)."""
+__all__ = ["ExperimentConfigError", "check_overrides", "redact_secrets", "resolve_lineup", "run_experiment"]
 
 
 def resolve_lineup(
@@ -74,9 +99,14 @@ def resolve_lineup(
     ``overrides``, in Hydra's compose API (which needs Hydra initialised, as it is inside
     ``recoworld run``), so that each agent's config is exactly what ``recoworld run
     agent=NAME ...`` would use.
+
+    A privileged agent (the Oracle) whose channel the simulator lacks
+    (:mod:`recoworld.apps.run.privileged`) is left out of the lineup with a logged note;
+    chosen alone with ``agent=NAME`` it is an :class:`ExperimentConfigError`.
     """
+    fit_plugin_targets(cfg)
     if cfg.agent is not None:
-        return {selected or "agent": cfg.agent}
+        return _served(cfg, {selected or "agent": cfg.agent}, alone=True)
     names = list(cfg.experiment.agents)
     if not names:
         raise ExperimentConfigError("experiment.agents is empty; name at least one config of conf/agent/, "
@@ -95,42 +125,24 @@ def resolve_lineup(
                                     f"{unknown[0]!r}; available: {', '.join(options)} "
                                     f"(add one as conf/agent/{unknown[0]}.yaml)")
     kept = [o for o in overrides if not _is_agent_override(o)]
-    return {name: compose(config_name=config_name, overrides=[*kept, f"agent={name}"]).agent for name in names}
+    lineup = {name: compose(config_name=config_name, overrides=[*kept, f"agent={name}"]).agent for name in names}
+    return _served(cfg, lineup, alone=False)
+
+
+def _served(cfg: DictConfig, lineup: dict[str, DictConfig], alone: bool) -> dict[str, DictConfig]:
+    """``lineup`` less the privileged agents whose channel ``cfg``'s simulator lacks."""
+    notes = unserved(cfg, lineup)
+    if notes and (alone or len(notes) == len(lineup)):
+        raise ExperimentConfigError(f"{'; '.join(notes.values())}; implement it on the simulator, or run "
+                                    "agents that need no privileged channel")
+    for name, note in notes.items():
+        log.warning("skipping %s: %s (implement it on the simulator to run %s)", name, note, name)
+    return {name: agent for name, agent in lineup.items() if name not in notes}
 
 
 def _is_agent_override(override: str) -> bool:
-    key = _override_key(override)
+    key = override_key(override)
     return key == "agent" or key.startswith(("agent.", "agent@"))
-
-
-def _override_key(override: str) -> str:
-    return override.lstrip("+~").split("=", 1)[0]
-
-
-def check_overrides(overrides: Sequence[str]) -> None:
-    """Refuse overrides of ``simulator.llm``: the LLM and hybrid users' chat model is the
-    root ``llm`` node (``simulator.llm`` only refers to it), so there is one key for each
-    setting."""
-    for override in overrides:
-        key = _override_key(override)
-        if key == "simulator.llm" or key.startswith("simulator.llm."):
-            raise ExperimentConfigError(f"{override!r}: the simulator's chat model is the root llm node; "
-                                        f"override llm{key[len('simulator.llm'):]} instead")
-
-
-def redact_secrets(tree):
-    """``tree`` (plain dicts, lists and scalars) with every API key blanked: the value of a
-    set ``api_key`` entry (an interpolation such as ``${oc.env:MY_KEY}`` names the variable,
-    not the key, and is kept), and ``VALUE`` in strings holding ``...api_key=VALUE`` (the
-    command line's overrides, as Hydra saves them)."""
-    if isinstance(tree, dict):
-        return {k: REDACTED if k == "api_key" and isinstance(v, str) and not v.startswith("${")
-                else redact_secrets(v) for k, v in tree.items()}
-    if isinstance(tree, list):
-        return [redact_secrets(v) for v in tree]
-    if isinstance(tree, str):
-        return _KEY_OVERRIDE.sub(rf"\g<1>{REDACTED}", tree)
-    return tree
 
 
 def run_experiment(
@@ -142,93 +154,153 @@ def run_experiment(
     """Run every agent of ``lineup`` over ``cfg.experiment.seeds`` and write the run directory.
 
     Returns the content of ``metrics.json``.
-    """
-    experiment = cfg.experiment
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    console = console or Console()
-    seeds = [int(s) for s in experiment.seeds]
-    if not seeds:
-        raise ExperimentConfigError("experiment.seeds is empty; give at least one seed, e.g. experiment.seeds=[0]")
-    if experiment.steps < 1:
-        raise ExperimentConfigError(f"experiment.steps={experiment.steps}; a rollout needs at least one step")
-    check_segments(cfg)
-    resolved = {name: OmegaConf.to_container(agent, resolve=True) for name, agent in lineup.items()}
-    OmegaConf.save(OmegaConf.create(redact_secrets(resolved)), run_dir / "lineup.yaml")
-    log_path = run_dir / "episodes.parquet"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(experiment.torch_threads)
-    try:
-        catalog, results, usage = _run_lineup(cfg, lineup, seeds, log_path, console)
-    finally:
-        torch.set_num_threads(threads)
 
-    features = catalog.features.cpu().numpy()
-    popularity = catalog.popularity.cpu().numpy()
-    frame = read_log(log_path)
-    agents = summarize(frame, features, popularity)
-    for name, summary in agents.items():
-        summary["seconds"] = round(sum(r.seconds for r in results if r.agent == name), 3)
-        per_seed = usage[name]
-        if any(per_seed):
-            keys = dict.fromkeys(key for m in per_seed for key in m)
-            summary["simulator"] = {key: seed_summary([m.get(key, float("nan")) for m in per_seed]) for key in keys}
+    Raises:
+        ExperimentConfigError: the experiment's settings are out of range, or the run
+            directory cannot take the run (it holds results and ``experiment.resume`` is
+            false, or the saved config differs); nothing is written then.
+        Exception: whatever building or running a part raised; ``status.json`` then says
+            ``failed`` (``interrupted`` for KeyboardInterrupt) and the complete parts stay.
+    """
+    settings = experiment_settings(cfg)
+    check_segments(cfg)
+    check_llm_cost(cfg, len(lineup))
+    console = console or Console()
+    segments = _segment_configs(cfg)
+    plan = [Part(name, seed, segment) for segment in segments for name in lineup for seed in settings.seeds]
+    directory = RunDirectory.start(run_dir, redact_secrets(run_identity(cfg, lineup)), plan, settings.resume,
+                                   redact=redact_text)
+    lineup = with_training_logs(cfg, lineup, directory.path)  # after the identity: resumes compare the composed one
+    try:
+        with directory.recording(), torch_threads(settings.torch_threads):
+            catalog = _build_world(cfg, lineup, settings.seeds)
+            for segment, segment_cfg in segments.items():
+                _run_parts(segment_cfg, lineup, segment, catalog, directory, console)
+            metrics = _write_results(cfg, lineup, segments, catalog, directory)
+            directory.complete()
+    except KeyboardInterrupt:
+        console.print(f"interrupted: {directory.progress} in {directory.path}; finish the run with "
+                      f"{RESUME_FLAG} hydra.run.dir={directory.path}", soft_wrap=True)
+        raise
+    report.print_summary(metrics, console, directory.path)
+    return metrics
+
+
+def _segment_configs(cfg: DictConfig) -> dict[str | None, DictConfig]:
+    """The run's config (under ``None``) and, for each of ``experiment.segments``, a copy whose
+    simulator population is narrowed to the segment's spec."""
+    configs: dict[str | None, DictConfig] = {None: cfg}
+    base = OmegaConf.to_container(cfg.simulator.population, resolve=True) if cfg.simulator.get("population") else {}
+    for name, spec in (cfg.experiment.get("segments") or {}).items():
+        segment = copy.deepcopy(cfg)
+        segment.simulator.population = {**base, **OmegaConf.to_container(spec, resolve=True)}
+        configs[str(name)] = segment
+    return configs
+
+
+def _build_world(cfg: DictConfig, lineup: dict[str, DictConfig], seeds: list[int]) -> Catalog:
+    ensure_calibrated(cfg)
+    catalog = instantiate(cfg.world)
+    log.info("world %s (%d items), %d users, lineup %s, seeds %s", catalog.name, catalog.n_items,
+             cfg.env.num_envs, list(lineup), seeds)
+    return catalog
+
+
+def _run_parts(cfg: DictConfig, lineup: dict[str, DictConfig], segment: str | None, catalog: Catalog,
+               directory: RunDirectory, console: Console) -> None:
+    """The rollouts of ``lineup`` over the seeds on ``cfg``'s simulator that ``directory``
+    does not hold yet: one fresh simulator, env and agent each, each rollout's log one part,
+    recorded with the simulator's metrics once its file is in place."""
+    experiment = cfg.experiment
+    parts = [Part(name, int(seed), segment) for name in lineup for seed in experiment.seeds]
+    if all(directory.completed(part) for part in parts):
+        return
+    with ExitStack() as run:
+        progress = run.enter_context(_progress(console, experiment.progress))
+        tasks = {name: progress.add_task(name if segment is None else f"{segment}/{name}",
+                                         total=len(experiment.seeds) * experiment.steps) for name in lineup}
+        for part in parts:
+            if directory.completed(part):
+                progress.advance(tasks[part.agent], experiment.steps)
+        todo = [part for part in parts if not directory.completed(part)]
+        if experiment.get("executor", "local") == "ray":  # one Ray task per part (executor.py)
+            hooks = partial(part_hooks, OmegaConf.create({"experiment": OmegaConf.to_container(experiment)}),
+                            directory.path)
+            ray_parts(cfg, lineup, todo, catalog, directory, hooks,
+                      on_done=lambda part: progress.advance(tasks[part.agent], experiment.steps))
+            return
+        make_env = instantiate(cfg.env, _partial_=True, _convert_="object")
+        # The simulator's nested configs (e.g. its chat model) are built here, once for all
+        # rollouts; what of them can be closed is closed when the run ends.
+        make_simulator = instantiate(cfg.simulator, _partial_=True, _convert_="object")
+        for nested in make_simulator.keywords.values():
+            if callable(getattr(nested, "close", None)):
+                run.callback(nested.close)
+        for part in todo:
+            task = tasks[part.agent]
+            outcome = rollout_part(make_simulator, make_env, lineup[part.agent], catalog, part, experiment,
+                                   directory.begin(part),
+                                   hooks=[EachStep(lambda n, task=task: progress.advance(task, n)),
+                                          TrainingProgress(progress, f"{part.agent} seed {part.seed}"),
+                                          *part_hooks(cfg, directory.path, part)])
+            directory.record(part, outcome.rows, outcome.seconds, outcome.simulator, outcome.kernels)
+
+
+def _write_results(cfg: DictConfig, lineup: dict[str, DictConfig], segments: dict[str | None, DictConfig],
+                   catalog: Catalog, directory: RunDirectory) -> dict:
+    """``lineup.yaml``, the plots and ``metrics.json``, from every part of the run, each written whole."""
+    experiment = cfg.experiment
+    features, popularity = catalog.features.cpu().numpy(), catalog.popularity.cpu().numpy()
+    frame, agents = _summaries(directory, lineup, experiment.seeds, None, features, popularity)
     metrics = {
         "schema_version": SCHEMA_VERSION,
         "world": {"name": catalog.name, "n_items": catalog.n_items},
         "num_envs": int(cfg.env.num_envs),
         "steps": int(experiment.steps),
-        "seeds": seeds,
+        "seeds": [int(s) for s in experiment.seeds],
         "interval": "95% Student-t interval of the mean across seeds (per_seed holds the values)",
         "metric_definitions": METRICS,
+        # Which kernels stepped the rollouts (kernel=auto decides per machine); one entry per
+        # distinct choice, which is one entry unless a resumed run moved machines.
+        "kernels": _distinct([record.get("kernels", {}) for record in directory.status["parts"]["complete"]]),
         "agents": agents,
     }
-    if experiment.get("segments"):
-        metrics["segments"] = _run_segments(cfg, lineup, seeds, run_dir, console, features, popularity)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if len(segments) > 1:
+        metrics["segments"] = {
+            name: {"population": OmegaConf.to_container(segment.simulator.population),
+                   "agents": _summaries(directory, lineup, experiment.seeds, name, features, popularity)[1]}
+            for name, segment in segments.items() if name is not None}
+    resolved = {name: OmegaConf.to_container(agent, resolve=True) for name, agent in lineup.items()}
+    directory.write_text("lineup.yaml", OmegaConf.to_yaml(OmegaConf.create(redact_secrets(resolved))))
     if experiment.plots:
-        report.plot_returns(frame, run_dir / "returns.png")
-        report.plot_learning_curves(frame, run_dir / "learning.png")
-        report.plot_retention(agents, run_dir / "retention.png")
-    report.print_summary(metrics, console, run_dir)
+        for name, plot in (("returns.png", lambda path: report.plot_returns(frame, path)),
+                           ("learning.png", lambda path: report.plot_learning_curves(frame, path)),
+                           ("retention.png", lambda path: report.plot_retention(agents, path))):
+            with directory.replacing(name) as temporary:
+                plot(temporary)
+    directory.write_text("metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 
-def _run_lineup(cfg: DictConfig, lineup: dict[str, DictConfig], seeds: list[int], log_path: Path,
-                console: Console) -> tuple[Catalog, list[RolloutResult], dict[str, list[dict]]]:
-    """Every rollout of the run, one fresh simulator, env and agent each, logged to ``log_path``;
-    also each agent's simulator metrics, one dict per seed."""
-    experiment = cfg.experiment
-    ensure_calibrated(cfg)
-    catalog = instantiate(cfg.world)
-    make_env = instantiate(cfg.env, _partial_=True, _convert_="object")
-    log.info("world %s (%d items), %d users, lineup %s, seeds %s", catalog.name, catalog.n_items,
-             cfg.env.num_envs, list(lineup), seeds)
+def _distinct(values: list[dict]) -> list[dict]:
+    return [value for i, value in enumerate(values) if value not in values[:i]]
 
-    results: list[RolloutResult] = []
-    usage: dict[str, list[dict]] = defaultdict(list)
-    with ExitStack() as run:
-        # The simulator's nested configs (e.g. its chat model) are built here, once for all
-        # rollouts; what of them can be closed is closed when the run ends.
-        make_simulator = instantiate(cfg.simulator, _partial_=True, _convert_="object")
-        for part in make_simulator.keywords.values():
-            if callable(getattr(part, "close", None)):
-                run.callback(part.close)
-        episode_log = run.enter_context(EpisodeLog(log_path))
-        progress = run.enter_context(_progress(console, experiment.progress))
-        for name, agent_cfg in lineup.items():
-            task = progress.add_task(name, total=len(seeds) * experiment.steps)
-            for seed in seeds:
-                with closing(make_simulator(catalog=catalog)) as simulator, \
-                        closing(make_env(simulator=simulator)) as env:
-                    agent = instantiate(agent_cfg, _convert_="object")
-                    results.append(rollout(
-                        env, agent, experiment.steps, seed, logger=episode_log, label=name,
-                        hooks=[EachStep(lambda n, task=task: progress.advance(task, n))],
-                        log_candidates=experiment.log_candidates,
-                    ))
-                    usage[name].append(simulator.metrics())
-    return catalog, results, usage
+
+def _summaries(directory: RunDirectory, lineup: dict[str, DictConfig], seeds: Sequence[int], segment: str | None,
+               features, popularity) -> tuple:
+    """The log of ``segment``'s parts (in lineup and seed order) and its :func:`summarize`,
+    with each agent's rollout seconds and simulator counters from the parts' records."""
+    parts = [Part(name, int(seed), segment) for name in lineup for seed in seeds]
+    frame = read_log([directory.path / part.file for part in parts])
+    agents = summarize(frame, features, popularity)
+    for name, summary in agents.items():
+        records = [directory.completed(part) for part in parts if part.agent == name]
+        summary["seconds"] = round(sum(record["seconds"] for record in records), 3)
+        per_seed = [record["simulator"] for record in records]
+        if any(per_seed):
+            keys = dict.fromkeys(key for m in per_seed for key in m)
+            summary["simulator"] = {key: seed_summary([m.get(key, float("nan")) for m in per_seed]) for key in keys}
+    return frame, agents
 
 
 def ensure_calibrated(cfg: DictConfig) -> None:
@@ -238,46 +310,6 @@ def ensure_calibrated(cfg: DictConfig) -> None:
         paths.add(cfg.simulator.get("path"))
     for path in paths:
         ensure_world(path)
-
-
-def check_segments(cfg: DictConfig) -> None:
-    """Refuse ``experiment.segments`` that the simulator cannot draw, before anything runs."""
-    segments = cfg.experiment.get("segments")
-    if not segments:
-        return
-    if cfg.simulator.get("_target_") != CALIBRATED_USERS:
-        raise ExperimentConfigError(
-            f"experiment.segments selects fitted users by population specs, but the simulator is "
-            f"{cfg.simulator.get('_target_')}; use simulator=calibrated (world=movielens)")
-    for name, spec in segments.items():
-        if not isinstance(spec, DictConfig):
-            raise ExperimentConfigError(f"experiment.segments.{name}={spec!r}; a segment is a population spec "
-                                        "such as {patience: low}")
-
-
-def _run_segments(cfg: DictConfig, lineup: dict[str, DictConfig], seeds: list[int], run_dir: Path,
-                  console: Console, features, popularity) -> dict[str, dict]:
-    """The lineup again on each of ``experiment.segments`` (named population specs), the
-    simulator's population restricted to the segment; each segment's log is
-    ``segments/<name>/episodes.parquet``. Returns ``{name: {"population", "agents"}}``."""
-    base = OmegaConf.to_container(cfg.simulator.population, resolve=True) if cfg.simulator.population else {}
-    out = {}
-    for name, spec in cfg.experiment.segments.items():
-        spec = OmegaConf.to_container(spec, resolve=True)
-        segment = cfg.copy()
-        segment.simulator.population = {**base, **spec}
-        log_path = run_dir / "segments" / str(name) / "episodes.parquet"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(cfg.experiment.torch_threads)
-        try:
-            _run_lineup(segment, lineup, seeds, log_path, console)
-        finally:
-            torch.set_num_threads(threads)
-        out[str(name)] = {"population": segment.simulator.population and
-                          OmegaConf.to_container(segment.simulator.population),
-                          "agents": summarize(read_log(log_path), features, popularity)}
-    return out
 
 
 def _progress(console: Console, enabled: bool) -> Progress:

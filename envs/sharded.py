@@ -1,0 +1,158 @@
+"""One large population across Ray workers: ``num_envs`` users split into shards.
+
+:class:`ShardedVectorEnv` is a vector env of ``num_envs`` user slots whose slots live in
+``num_shards`` Ray actors, each holding a native :class:`~recoworld.envs.slate.SlateVectorEnv`
+of its contiguous block of slots. It is a facade: the agent acts on the **concatenated
+batch** (the observations of every shard in slot order, as if one env held them all), and
+each ``step`` sends every actor its rows of the actions, steps all actors at once and
+concatenates their observations, rewards, flags and infos. So any agent works unchanged,
+including those that learn across users, and nothing about the agent knows of shards.
+
+Seeding: ``reset(seed=s)`` resets the shard holding slots ``a .. b-1`` with seed ``s + a``;
+since slot ``i`` of a vector env seeded ``s`` lives exactly the episodes of a single env
+seeded ``s + i`` (counter-based randomness, :mod:`recoworld.rng`), the sharded env's
+observations, rewards and infos equal an unsharded ``SlateVectorEnv`` of ``num_envs``
+slots seeded ``s``, whatever the number of shards. Each shard builds its own default
+statistical simulator from the keyword arguments (``catalog``, ``simulator_config``,
+``population``, ``reward``...; a ``simulator`` instance cannot be split and is refused).
+
+Privileged channel: ``click_probabilities()`` and ``expected_clicks(slates)`` gather each
+shard's rows (equal to the unsharded env's up to float rounding: batched products
+round by batch size); ``reward_weights``, ``catalog``, ``slate_size``, ``num_candidates`` and
+``kernels`` are the first shard's (all shards are built alike).
+
+Cost model (what crosses the network per step): the actions, ``B x K`` integers, go out;
+the observations come back — per user the candidate ids and, with
+``candidate_features=True``, ``C x D`` float32 features (set ``candidate_features=False``
+for agents that look features up in the catalog: it divides the traffic by about ``D``),
+the history, instruction and session vectors, and the per-item feedback of the infos. Each
+step is one round trip to every actor plus the driver's concatenation and the agent's
+``act`` on the whole batch; both run on the driver, so scaling stops when the driver's
+serialisation and the agent's time per step equal a shard's step time (measured figures:
+``benchmarks/RESULTS.md``, ``benchmarks/ray_scaling.py``).
+
+Ray is started on this machine if the process has not initialised it (``address`` joins
+a cluster instead); the actors end with :meth:`close`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from recoworld.config_checks import check_seed
+
+
+class _Shard:
+    """A Ray actor's state: one native vector env of ``num_envs`` slots."""
+
+    def __init__(self, num_envs: int, kwargs: dict):
+        import torch
+        from recoworld.envs.slate import SlateVectorEnv
+
+        torch.set_num_threads(1)  # one CPU per actor
+        self.env = SlateVectorEnv(num_envs=num_envs, **kwargs)
+
+    def spaces(self):
+        return self.env.single_observation_space, self.env.single_action_space
+
+    def reset(self, seed):
+        return self.env.reset(seed=seed)
+
+    def step(self, actions):
+        return self.env.step(actions)
+
+    def privileged(self, name: str, *args):
+        attribute = getattr(self.env, name)
+        return attribute(*args) if callable(attribute) else attribute
+
+    def close(self):
+        self.env.close()
+
+
+class ShardedVectorEnv(VectorEnv):
+    """``num_envs`` users in ``num_shards`` Ray actors behind one vector env (see the module)."""
+
+    metadata: ClassVar[dict] = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int, num_shards: int, address: str | None = None, **kwargs: Any):
+        for key, value in (("num_envs", num_envs), ("num_shards", num_shards)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key}={value!r}: must be an integer >= 1")
+        if num_shards > num_envs:
+            raise ValueError(f"num_shards={num_shards} > num_envs={num_envs}: each shard needs at least one user; "
+                             f"use num_shards <= {num_envs}")
+        if kwargs.get("simulator") is not None:
+            raise ValueError("ShardedVectorEnv builds each shard's simulator itself and cannot split a simulator "
+                             "instance; pass simulator_config/population/catalog instead of simulator")
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address=address, log_to_driver=False, **({} if address else {"include_dashboard": False}))
+        sizes = [num_envs // num_shards + (i < num_envs % num_shards) for i in range(num_shards)]
+        self.offsets = np.cumsum([0, *sizes])[:-1].tolist()
+        self.sizes = sizes
+        actor = ray.remote(num_cpus=1)(_Shard)
+        self._ray = ray
+        self._shards = [actor.remote(size, kwargs) for size in sizes]
+        self.num_envs = num_envs
+        self.single_observation_space, self.single_action_space = ray.get(self._shards[0].spaces.remote())
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+
+    # ------------------------------------------------------------------ the vector env
+    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        seed = check_seed(seed)
+        super().reset(seed=seed if isinstance(seed, int) or seed is None else None)
+        if seed is None:
+            seeds = [None] * len(self._shards)
+        elif isinstance(seed, int):
+            seeds = [seed + offset for offset in self.offsets]
+        else:
+            seeds = [list(seed[a:a + n]) for a, n in zip(self.offsets, self.sizes)]
+        results = self._ray.get([s.reset.remote(sd) for s, sd in zip(self._shards, seeds)])
+        return _concat([r[0] for r in results]), _concat([r[1] for r in results])
+
+    def step(self, actions):
+        actions = np.asarray(actions)
+        results = self._ray.get([shard.step.remote(actions[a:a + n])
+                                 for shard, a, n in zip(self._shards, self.offsets, self.sizes)])
+        observations, rewards, terminated, truncated, infos = zip(*results)
+        return (_concat(observations), np.concatenate(rewards), np.concatenate(terminated),
+                np.concatenate(truncated), _concat(infos))
+
+    def close(self, **kwargs: Any) -> None:
+        shards, self._shards = getattr(self, "_shards", []), []
+        if shards:
+            self._ray.get([shard.close.remote() for shard in shards])
+            for shard in shards:
+                self._ray.kill(shard)
+
+    # ------------------------------------------------------------------ privileged channel
+    def click_probabilities(self) -> np.ndarray:
+        return np.concatenate(self._gather("click_probabilities"))
+
+    def expected_clicks(self, slates) -> np.ndarray:
+        slates = np.asarray(slates)
+        return np.concatenate(self._ray.get([shard.privileged.remote("expected_clicks", slates[a:a + n])
+                                             for shard, a, n in zip(self._shards, self.offsets, self.sizes)]))
+
+    def _gather(self, name: str) -> list:
+        return self._ray.get([shard.privileged.remote(name) for shard in self._shards])
+
+    def _first(self, name: str):
+        return self._ray.get(self._shards[0].privileged.remote(name))
+
+    reward_weights = property(lambda self: self._first("reward_weights"))
+    catalog = property(lambda self: self._first("catalog"))
+    slate_size = property(lambda self: self._first("slate_size"))
+    num_candidates = property(lambda self: self._first("num_candidates"))
+    kernels = property(lambda self: self._first("kernels"))
+
+
+def _concat(batches) -> dict:
+    """Per-key concatenation of the shards' dicts of per-user arrays, in slot order."""
+    return {key: np.concatenate([batch[key] for batch in batches]) for key in batches[0]}

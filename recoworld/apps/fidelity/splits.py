@@ -1,0 +1,225 @@
+r"""The fidelity report's three splits, each against the same baselines, with intervals.
+
+**Splits.**
+
+* ``latest``: each user's latest ratings, held out of the world under test (the split the
+  world was calibrated with).
+* ``time``: a global time cut — every rating after the date that leaves the latest 20% of
+  all ratings after it, for the users seen before it. The report fits a world of its own,
+  with the world's settings, on the ratings before the cut.
+* ``users``: held-out users. A world is fitted with 10% of the users folded in: the item
+  side of the choice model never sees them, and each one's interest is fitted on their
+  own early ratings (their first 80%) with the items held fixed
+  (:func:`~recoworld.calibration.choice.fit_choice`); their latest ratings are held out.
+
+In every split the *calibrated user* is the simulator's click probability of the fitted
+(or folded-in) user at a session start, as in the rest of the report.
+
+**Baselines**, each fitted on the split's training ratings (for ``users``, the held-out
+users' early ratings included, as a recommender would), each turned into probabilities by
+Platt scaling on a validation fold (the same fit on the ratings before each user's latest
+20% of training ratings, scaled there), as the calibrated user is:
+
+* *popularity*: the item's number of training ratings (log);
+* *recent popularity*: its ratings in the :data:`RECENT_DAYS` days before the user's
+  held-out period (the cut date, or the user's first held-out rating);
+* *MF*: the logistic matrix factorisation of the calibrated user with every rating weighed
+  alike, no item-to-item term (:data:`~recoworld.apps.fidelity.evaluation.BASELINE`); its
+  ratings are the biased MF's;
+* *EASE*: the item-to-item model of Steck, "Embarrassingly shallow autoencoders for sparse
+  data", WWW 2019, closed form, on all ratings alike.
+
+**Metrics**, each with a 95% bootstrap interval over users
+(:mod:`recoworld.calibration.bootstrap`): mean per-user AUC against never-rated items;
+F1 at 1:1, 1:3 and 1:9; rating RMSE; and the calibration curve of the 1:1 lists with its
+expected calibration error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import torch
+
+from recoworld.apps.calibrate.fit import CalibrationConfig, calibrate
+from recoworld.apps.calibrate.folds import Folds
+from recoworld.apps.calibrate.progress import torch_threads
+from recoworld.apps.fidelity.evaluation import (
+    BASELINE,
+    RATING_MF_L2,
+    rating_level,
+    simulated_probabilities,
+)
+from recoworld.calibration import bootstrap
+from recoworld.calibration.choice import (
+    ChoiceFitConfig,
+    fit_choice,
+    neighbourhood_scores,
+    platt_scaling,
+    rating_weights,
+)
+from recoworld.calibration.metrics import one_to_m_lists, user_auc
+from recoworld.calibration.ratings import expected_rating, fit_rating_mf
+from recoworld.calibration.split import DAY, Split, interaction_matrix
+from recoworld.simulators.calibrated import CalibratedWorld
+
+SPLIT_KINDS = ("latest", "time", "users")
+RATIOS = (1, 3, 9)
+#: The window of recent popularity.
+RECENT_DAYS = 30
+#: Share of the users held out of the ``users`` split's fit.
+HELD_OUT_USERS = 0.1
+#: EASE's penalty (as the calibrated user's item-to-item term).
+EASE_L2 = 1000.0
+BASELINES = ("popularity", "recent popularity", "MF", "EASE")
+
+
+def settings_of(world: CalibratedWorld) -> CalibrationConfig:
+    """The :class:`CalibrationConfig` the world was fitted with (from its ``meta``)."""
+    settings = dict(world.meta.get("calibration", {}))
+    settings["choice"] = ChoiceFitConfig(**settings.get("choice", {}))
+    return CalibrationConfig(**settings)
+
+
+def split_world(world: CalibratedWorld, data, kind: str) -> tuple[CalibratedWorld, Folds]:
+    """The world under test on split ``kind`` and its folds: the world itself for
+    ``latest``, a world fitted for the split otherwise (module docstring)."""
+    config = settings_of(world)
+    if kind == "time":
+        config = replace(config, split="time")
+    elif kind == "users":
+        config = replace(config, held_out_users=HELD_OUT_USERS)
+    elif kind != "latest":
+        raise ValueError(f"split {kind!r}; choose among {SPLIT_KINDS}")
+    folds = Folds.cut(data, config.holdout_fraction, config.validation_fraction, config.users, config.seed,
+                      config.split, config.held_out_users)
+    if kind == "latest":
+        return world, folds
+    # The leave hazard does not enter the click probabilities: a small fit of it will do.
+    return calibrate(replace(config, leave_users=min(config.leave_users, 60), leave_steps=20), data=data,
+                     progress=False), folds
+
+
+def reference_times(folds: Folds) -> np.ndarray:
+    """``[n_users]`` the start of each user's held-out period (the cut, or their first held-out rating)."""
+    if folds.cut_time is not None:
+        return np.full(folds.n_users, folds.cut_time, dtype=np.int64)
+    first = folds.split.test.groupby("user_id")["timestamp"].min()
+    last_train = folds.split.train.groupby("user_id")["timestamp"].max()
+    fallback = last_train.reindex(range(folds.n_users)).fillna(0).to_numpy()
+    return first.reindex(range(folds.n_users)).fillna(pd.Series(fallback)).to_numpy().astype(np.int64)
+
+
+def recent_counts(train: pd.DataFrame, times: np.ndarray, n_items: int, days: float = RECENT_DAYS) -> torch.Tensor:
+    """``[n_users, n_items]`` each item's training ratings in the ``days`` before each user's time."""
+    order = np.argsort(train["timestamp"].to_numpy(), kind="stable")
+    stamps, items = train["timestamp"].to_numpy()[order], train["item_id"].to_numpy()[order]
+    counts = np.zeros((len(times), n_items))
+    for i in range(n_items):
+        at = stamps[items == i]
+        counts[:, i] = np.searchsorted(at, times, side="left") - np.searchsorted(at, times - days * DAY, side="left")
+    return torch.tensor(counts, dtype=torch.float32)
+
+
+def baseline_scores(name: str, ratings: pd.DataFrame, folds: Folds, times: np.ndarray) -> torch.Tensor:
+    """``[n_users, n_items]`` scores of baseline ``name`` fitted on ``ratings``."""
+    n_users, n_items = folds.n_users, folds.n_items
+    if name == "popularity":
+        return torch.log1p(torch.tensor(np.bincount(ratings["item_id"], minlength=n_items),
+                                        dtype=torch.float32))[None, :].expand(n_users, n_items).contiguous()
+    if name == "recent popularity":
+        return torch.log1p(recent_counts(ratings, times, n_items))
+    weights = rating_weights(ratings, n_users, n_items, None)
+    if name == "MF":
+        return fit_choice(weights, BASELINE).logits()
+    if name == "EASE":
+        return neighbourhood_scores(weights, EASE_L2)
+    raise ValueError(f"baseline {name!r}; choose among {BASELINES}")
+
+
+def baseline_probabilities(name: str, folds: Folds, times: np.ndarray) -> torch.Tensor:
+    """Baseline ``name`` on the split's training ratings, Platt-scaled on the validation fold."""
+    inner, n_users, n_items = folds.inner, folds.n_users, folds.n_items
+    validation = baseline_scores(name, inner.train, folds, times)
+    positive = interaction_matrix(inner.test, n_users, n_items)
+    never = ~interaction_matrix(folds.split.train, n_users, n_items)
+    scale, shift = platt_scaling(validation, positive, never)
+    return torch.sigmoid(scale * baseline_scores(name, folds.split.train, folds, times) + shift)
+
+
+def model_scores(probability: torch.Tensor, positive: torch.Tensor, never: torch.Tensor, weights: np.ndarray,
+                 seed: int) -> dict:
+    """AUC, F1 at every 1:m and the 1:1 calibration curve of one model, with intervals."""
+    n_users = probability.shape[0]
+    entry = {"auc": bootstrap.mean_auc(user_auc(probability, positive, never), weights)}
+    for m in RATIOS:
+        lists = one_to_m_lists(positive, never, m, seed=seed + m)
+        p = probability[lists.users, lists.items]
+        entry[f"f1_1to{m}"] = bootstrap.pooled_f1(p, lists.labels, lists.users, n_users, weights)
+        if m == 1:
+            entry["calibration"] = bootstrap.reliability(p, lists.labels, lists.users, n_users, weights)
+    return entry
+
+
+def rating_errors(world: CalibratedWorld, calibrated: torch.Tensor, split: Split, rows: torch.Tensor,
+                  weights: np.ndarray) -> dict:
+    """RMSE with intervals of the calibrated user, the biased MF, the item mean and the
+    global mean on the held-out ratings of the users in ``rows``."""
+    test, train = split.test[rows.numpy()[split.test["user_id"].to_numpy()]], split.train
+    users, items = test["user_id"].to_numpy(), test["item_id"].to_numpy()
+    real = test["rating"].to_numpy(np.float64)
+    level = rating_level(world, calibrated, torch.tensor(users), torch.tensor(items))
+    mf = fit_rating_mf(train["user_id"], train["item_id"], train["rating"], split.n_users, split.n_items,
+                       l2=RATING_MF_L2)
+    sums = np.bincount(train["item_id"], weights=train["rating"].to_numpy(np.float64), minlength=split.n_items)
+    counts = np.bincount(train["item_id"], minlength=split.n_items)
+    item_mean = np.where(counts > 0, sums / np.maximum(counts, 1), train["rating"].mean())
+    predictions = {"calibrated user": expected_rating(level, world.config.rating_noise).numpy(),
+                   "MF": mf.predict(users, items).numpy(), "item mean": item_mean[items],
+                   "global mean": np.full(len(real), train["rating"].mean())}
+    return {name: bootstrap.user_rmse(p - real, users, split.n_users, weights) for name, p in predictions.items()}
+
+
+def evaluate_split(world: CalibratedWorld, data, kind: str, seed: int = 0, draws: int = 200,
+                   threads: int = 1) -> dict:
+    """Every model's scores on split ``kind`` (module docstring), with ``threads`` torch
+    threads (the tensors are small: more threads only contend on a busy machine)."""
+    with torch_threads(threads):
+        return _evaluate_split(world, data, kind, seed, draws)
+
+
+def _evaluate_split(world: CalibratedWorld, data, kind: str, seed: int, draws: int) -> dict:
+    tested, folds = split_world(world, data, kind)
+    split, n_users, n_items = folds.split, folds.n_users, folds.n_items
+    rows = folds.fold_in if kind == "users" else torch.ones(n_users, dtype=torch.bool)
+    positive = interaction_matrix(split.test, n_users, n_items) & rows[:, None]
+    never = ~(interaction_matrix(split.test, n_users, n_items) | interaction_matrix(split.train, n_users, n_items))
+    weights = bootstrap.user_draws(n_users, draws, seed)
+    times = reference_times(folds)
+    calibrated = simulated_probabilities(tested)
+    models = {"calibrated user": calibrated, **{name: baseline_probabilities(name, folds, times) for name in BASELINES}}
+    out = {"models": {name: model_scores(p, positive, never, weights, seed) for name, p in models.items()},
+           "users": int((positive.any(1)).sum()), "held_out": int(positive.sum()), "train": len(split.train),
+           "cut_time": folds.cut_time}
+    if getattr(folds.data, "has_ratings", True):
+        out["rmse"] = rating_errors(tested, calibrated, split, rows, weights)
+    return out
+
+
+def split_targets(splits: dict, auc: float, f1: float, margin: float) -> dict[str, bool]:
+    """The issue's targets: on ``latest``, AUC >= ``auc`` and F1 at 1:1 >= ``f1``; on
+    ``time``, AUC at least ``margin`` above both popularity baselines and no worse than the
+    best baseline."""
+    out = {}
+    if "latest" in splits:
+        models = splits["latest"]["models"]["calibrated user"]
+        out[f"latest: AUC >= {auc}"] = models["auc"]["value"] >= auc
+        out[f"latest: F1 at 1:1 >= {f1}"] = models["f1_1to1"]["value"] >= f1
+    if "time" in splits:
+        models = {k: v["auc"]["value"] for k, v in splits["time"]["models"].items()}
+        popular = max(models["popularity"], models["recent popularity"])
+        out[f"time cut: AUC >= popularity baselines + {margin}"] = models["calibrated user"] >= popular + margin
+        out["time cut: AUC >= best baseline"] = models["calibrated user"] >= max(models[b] for b in BASELINES)
+    return out

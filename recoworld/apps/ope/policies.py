@@ -1,0 +1,144 @@
+"""The policy of ``recoworld ope evaluate``: loaded from a name, and asked about logged rows.
+
+``--policy`` is one of
+
+* the name of an agent config, ``conf/agent/NAME.yaml``, instantiated with Hydra (with the
+  ``--world`` and any ``--override`` given, as ``recoworld run agent=NAME`` would);
+* ``module:Attribute``, a class (instantiated with the ``--policy-arg KEY=VALUE`` given) or
+  an object;
+* a path to a Stable-Baselines3 model ``.zip`` (``--sb3-algo`` names its algorithm),
+  wrapped in :class:`~recoworld.agents.sb3.SB3Recommender`.
+
+On a RecoWorld log the policy is a :class:`~recoworld.agents.base.Recommender`, set up on
+an env with the log's catalog, slate length and candidates, and :class:`PolicyOnLog` asks
+it about each logged row. On a table or the Open Bandit Dataset it is a *bandit policy*: an
+object with ``action_dist(rows: pandas.DataFrame, n_actions, n_positions)`` returning the
+``[n, n_actions, n_positions]`` (or ``[n, n_actions]``) probabilities of every action for
+each logged row (the row's columns are its context).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from recoworld.types import Observation
+
+#: Draws of ``act`` behind the propensities of a policy that states none.
+ACT_DRAWS = 200
+
+
+def load_object(spec: str, kwargs: dict):
+    """``module:Attribute``: the attribute, instantiated with ``kwargs`` when it is a class."""
+    module_name, _, attribute = spec.partition(":")
+    try:
+        target = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"--policy {spec!r}: cannot import {attribute!r} from {module_name!r} ({error}); "
+                         "give module:Attribute of an importable module") from None
+    return target(**kwargs) if isinstance(target, type) else target
+
+
+def policy_kwargs(pairs: Sequence[str]) -> dict:
+    """``KEY=VALUE`` pairs as keyword arguments, each value read as YAML (``0.5``, ``true``, ``[1, 2]``)."""
+    import yaml
+
+    kwargs = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--policy-arg {pair!r}; write KEY=VALUE")
+        kwargs[key] = yaml.safe_load(value)
+    return kwargs
+
+
+def load_agent(spec: str, kwargs: dict, world: str | None, overrides: list[str], sb3_algo: str):
+    """The Recommender named by ``spec`` (module docstring) and the composed run config it came
+    with (``None`` unless ``spec`` is an agent config name)."""
+    if spec.endswith(".zip"):
+        from recoworld.agents.sb3 import SB3Recommender, algorithm_class
+
+        if not Path(spec).is_file():
+            raise ValueError(f"--policy {spec}: no such file; give the path of a model saved by Stable-Baselines3")
+        return SB3Recommender(model=algorithm_class(sb3_algo).load(spec, device="cpu")), None
+    if ":" in spec:
+        return load_object(spec, kwargs), None
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.utils import instantiate
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module("recoworld.conf", version_base=None):
+        options = GlobalHydra.instance().config_loader().get_group_options("agent")
+        if spec not in options:
+            raise ValueError(f"--policy {spec!r} is not an agent config (available: {', '.join(options)}), "
+                             "module:Attribute, nor a .zip of Stable-Baselines3")
+        world_override = [f"world={world}"] if world else []
+        cfg = compose(config_name="config", overrides=[*world_override, *overrides, f"agent={spec}"])
+    return instantiate(cfg.agent, **kwargs), cfg
+
+
+class PolicyOnLog:
+    """A Recommender asked about logged rows, with what the slate estimators need.
+
+    * :meth:`propensities`: the agent's own; when it states none, the frequencies of
+      :data:`ACT_DRAWS` calls of ``act``; when it returns ones (the convention of
+      deterministic agents, "what it chose"), 1 where its slate agrees with the logged one
+      and 0 elsewhere.
+    * :meth:`action_distribution` ``[B, C, K]``: the agent's own, else from ``act``.
+    * :meth:`next_item_distribution` ``[B, K, C]``: the agent's own, or for a deterministic
+      agent its item at each position; otherwise the position marginals, exact at the top
+      position only (all that DM uses), and :attr:`exact_following` is False (cascade DR,
+      which needs every position, is then skipped).
+
+    Observations hold what a log keeps (candidates and their features); the other fields
+    are those of a user's first step (empty history, no instruction), exact for step-0 rows.
+    """
+
+    def __init__(self, agent, template: dict):
+        self.agent, self.template = agent, template
+        self.deterministic = False
+
+    def full(self, obs: dict) -> Observation:
+        n = len(obs["candidate_ids"])
+        filled = {key: np.broadcast_to(value[:1], (n, *value.shape[1:])).copy()
+                  for key, value in self.template.items() if key not in obs}
+        return Observation({**filled, **obs})
+
+    def propensities(self, obs, action):
+        obs, action = self.full(obs), np.asarray(action)
+        given = self.agent.propensities(obs, action)
+        if given is not None and not np.all(np.asarray(given["slate"]) == 1.0):
+            return {key: np.asarray(given[key], dtype=np.float64) for key in ("slate", "position", "cascade")}
+        draws = self._draws(obs, 1 if given is not None else ACT_DRAWS)
+        self.deterministic = given is not None
+        same = draws == action[None]
+        return {"slate": same.all(2).mean(0), "position": same.mean(0),
+                "cascade": np.cumprod(same, axis=2).mean(0)}
+
+    def action_distribution(self, obs):
+        obs = self.full(obs)
+        if callable(getattr(self.agent, "action_distribution", None)):
+            return np.asarray(self.agent.action_distribution(obs), dtype=np.float64)
+        draws = self._draws(obs, 1 if self.deterministic else ACT_DRAWS)          # [m, B, K]
+        m, B, K = draws.shape
+        dist = np.zeros((B, len(obs["candidate_ids"][0]), K))
+        for k in range(K):
+            np.add.at(dist[:, :, k], (np.tile(np.arange(B), m), draws[:, :, k].ravel()), 1.0 / m)
+        return dist
+
+    def next_item_distribution(self, obs, action):
+        obs = self.full(obs)
+        if callable(getattr(self.agent, "next_item_distribution", None)):
+            return np.asarray(self.agent.next_item_distribution(obs, action), dtype=np.float64)
+        return np.swapaxes(self.action_distribution(obs), 1, 2)
+
+    @property
+    def exact_following(self) -> bool:
+        return callable(getattr(self.agent, "next_item_distribution", None)) or self.deterministic
+
+    def _draws(self, obs, n: int) -> np.ndarray:
+        return np.stack([np.asarray(self.agent.act(obs)) for _ in range(n)])

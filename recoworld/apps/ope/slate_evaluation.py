@@ -1,0 +1,154 @@
+"""``recoworld ope evaluate`` on a RecoWorld log: slate estimators, and selection with RecoWorld's users.
+
+The log's rows are read as slates (:class:`~recoworld.agents.off_policy.LoggedSlates`); the
+estimators are those of the study (:data:`~recoworld.apps.ope.config.ESTIMATORS`) that the
+logged propensities allow, with the study's click model and intervals
+(:meth:`~recoworld.apps.ope.study.Study.estimate`: DM and cascade DR refit the click model
+on every resample).
+
+:func:`select_for_slates` is simulate-then-select with the simulator as the world: logs of
+the same size, slate length and candidates are drawn from RecoWorld's users on the log's
+catalog by the logging policy (popularity under softmax or epsilon-soft exploration) whose
+median log slate propensity is closest to the real log's, so that the spread of the
+weights is alike; the truth is the policy's on-policy value among held-out simulated
+users. The simulated users stand in for the log's: the recommendation says which estimator
+copes with a log of this shape and this policy, not how the log's users behave.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from recoworld.apps.ope.config import ESTIMATORS, StudyConfig
+from recoworld.ope.diagnostics import weight_diagnostics
+from recoworld.ope.selection import Selection, verdict
+
+#: Which logged propensity each slate estimator needs (DM needs none).
+NEEDS = {"IPS": "propensity", "SNIPS": "propensity", "IIPS": "position_propensity",
+         "SNIIPS": "position_propensity", "RIPS": "cascade_propensity", "SNRIPS": "cascade_propensity",
+         "CascadeDR": "cascade_propensity"}
+#: Which weights each estimator reweights by (the diagnostics that judge it).
+LAYOUT = {"IPS": "slate", "SNIPS": "slate", "IIPS": "position", "SNIIPS": "position", "RIPS": "cascade",
+          "SNRIPS": "cascade", "CascadeDR": "cascade"}
+#: Candidate logging policies of the simulated logs: (kind, temperature or epsilon).
+SIMULATED_LOGGERS = (("softmax", 0.1), ("softmax", 0.3), ("softmax", 1.0), ("softmax", 3.0),
+                     ("epsilon_soft", 0.1), ("epsilon_soft", 0.5), ("epsilon_soft", 1.0))
+
+
+def load_catalog(log: str, world: str | None, composed):
+    """The log's catalog: ``--world``, else the run directory's own world, else ``synthetic``."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    saved = Path(log) / ".hydra" / "config.yaml"
+    if world is None and saved.is_file():
+        return instantiate(OmegaConf.load(saved).world)
+    if composed is not None:
+        return instantiate(composed.world)
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module("recoworld.conf", version_base=None):
+        return instantiate(compose(config_name="config", overrides=[f"world={world or 'synthetic'}"]).world)
+
+
+def evaluate_slate_log(args) -> dict:
+    """The report of a RecoWorld log (see :mod:`recoworld.apps.ope.evaluate`)."""
+    from recoworld.agents.off_policy import LoggedSlates
+    from recoworld.apps.ope.policies import PolicyOnLog, load_agent, policy_kwargs
+    from recoworld.apps.ope.sources import read_recoworld
+    from recoworld.apps.ope.study import Study, target_side
+    from recoworld.envs.slate import SlateVectorEnv
+
+    frame = read_recoworld(args.log, args.agent)
+    data = LoggedSlates.from_log(frame)
+    agent, composed = load_agent(args.policy, policy_kwargs(args.policy_arg), args.world, args.override, args.sb3_algo)
+    catalog = load_catalog(args.log, args.world, composed)
+    n, K = data.action.shape
+    C = data.candidate_ids.shape[1]
+    if data.candidate_ids.max() >= catalog.n_items:
+        raise ValueError(f"the log shows item {int(data.candidate_ids.max())}, but the catalog {catalog.name!r} has "
+                         f"{catalog.n_items} items; give the log's world with --world")
+    env = SlateVectorEnv(num_envs=1, catalog=catalog, slate_size=K, num_candidates=C, max_steps=1)
+    agent.setup(env, seed=args.seed)
+    template, _ = env.reset(seed=args.seed)
+    target = PolicyOnLog(agent, template)
+    side = target_side(target, data.observation(catalog), data.action)
+    estimators = [name for name in ESTIMATORS
+                  if (name not in NEEDS or getattr(data, NEEDS[name]) is not None)
+                  and (name != "CascadeDR" or target.exact_following)]
+    if estimators == ["DM"]:
+        raise ValueError(f"{args.log} logged no propensities (columns propensity, position_propensity, "
+                         "cascade_propensity are null); log with an agent that states them")
+    config = StudyConfig(log_sizes=(n,), num_candidates=C, slate_size=K, n_items=catalog.n_items,
+                         estimators=tuple(estimators), n_bootstrap=args.bootstrap, n_refits=args.refits,
+                         alpha=args.alpha, learned=(), sessions=False, truth_users=args.truth_users)
+    study = Study(config, catalog)
+    rows = study.estimate(frame, {"policy": target}, args.seed)
+    for row in rows:
+        row.pop("target")
+        row["interval"] = "refit" if row["estimator"] in ("DM", "CascadeDR") else "rows"
+    diagnostics = slate_diagnostics(data, side.propensities)
+    selection = select_for_slates(study, agent, target, data, estimators, args)
+    name = selection.recommended
+    ess = diagnostics[LAYOUT[name]]["ess"] if name in LAYOUT else np.inf
+    trusted, sentence = verdict(selection, ess, args.min_ess, args.max_relative_rmse, weighting=tuple(LAYOUT))
+    warnings = []
+    if (frame["step"] > 0).any():
+        warnings.append(f"{int((frame['step'] > 0).sum())} of {n} rows are later steps of an episode; the policy saw "
+                        "them as a first step (empty history), which is exact only for policies that ignore history")
+    return {"kind": "slate", "n": n, "slate_length": K, "candidates": C, "estimates": rows,
+            "diagnostics": diagnostics, "selection": _as_dict(selection),
+            "verdict": {"trustworthy": trusted, "sentence": sentence}, "warnings": warnings}
+
+
+def slate_diagnostics(data, target: dict) -> dict:
+    """Weight diagnostics per layout the log has: whole slate, positions, cascade (full prefix)."""
+    out = {}
+    for layout, logged, given in (("slate", data.propensity, "evaluation_pscore"),
+                                  ("position", data.position_propensity, "evaluation_pscore_item_position"),
+                                  ("cascade", data.cascade_propensity, "evaluation_pscore_cascade")):
+        if logged is not None:
+            out[layout] = weight_diagnostics(np.asarray(target[given]) / logged)
+    return out
+
+
+def select_for_slates(study, agent, target, data, estimators, args) -> Selection:
+    """Simulate-then-select with RecoWorld's users (module docstring)."""
+    from recoworld.agents.baselines import MostPopularAgent
+    from recoworld.agents.logging_policies import EpsilonSoft, SoftmaxPolicy
+
+    n = len(data.action)
+    logged = data.propensity if data.propensity is not None else data.cascade_propensity[:, -1]
+    wanted = np.median(np.log(logged))
+
+    def logger(kind, value):
+        return (SoftmaxPolicy(base=MostPopularAgent(), temperature=value) if kind == "softmax"
+                else EpsilonSoft(base=MostPopularAgent(), epsilon=value))
+
+    def spread(policy):
+        return np.median(np.log(study.log(policy, min(n, 500), 10**8)["propensity"].to_numpy()))
+
+    kind, value = min(SIMULATED_LOGGERS, key=lambda choice: abs(spread(logger(*choice)) - wanted))
+    truth, _ = study.true_value(agent)
+    config = study.config
+    study.config = StudyConfig(**{**config.__dict__, "n_bootstrap": 20, "n_refits": 2})
+    errors = []
+    for s in range(args.sims):
+        rows = study.estimate(study.log(logger(kind, value), n, s), {"policy": target}, args.seed + s)
+        errors.append([next(r["estimate"] for r in rows if r["estimator"] == name) - truth for name in estimators])
+    study.config = config
+    errors = np.asarray(errors)
+    rmse = dict(zip(estimators, np.sqrt(np.nanmean(errors**2, 0)).tolist()))
+    return Selection(dict(zip(estimators, np.nanmean(errors, 0).tolist())), rmse,
+                     min(rmse, key=lambda e: np.inf if np.isnan(rmse[e]) else rmse[e]), truth, args.sims,
+                     f"simulate-then-select (RecoWorld users; logger {kind} {value} matched on the propensity spread)")
+
+
+def _as_dict(selection: Selection) -> dict:
+    from dataclasses import asdict
+
+    return asdict(selection)

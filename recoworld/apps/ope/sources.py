@@ -1,0 +1,110 @@
+"""The logs ``recoworld ope evaluate`` reads, as single-action bandit problems or slate logs.
+
+Three layouts (``--format``, guessed from ``--log`` when ``auto``):
+
+* ``recoworld``: the episodes schema of :mod:`recoworld.logs` (``episodes.parquet``, or a
+  run directory), logged with ``experiment.log_candidates=true`` and an agent that states
+  its propensities: evaluated as slates.
+* ``obd``: the Open Bandit Dataset (``--log obd`` for the cached sample, fetched on first
+  use, or ``--log obd:FOLDER`` for a folder in its layout), ``--obd-policy`` and
+  ``--obd-campaign`` choosing the file: single impressions with their position.
+* ``table``: a CSV or Parquet table with one row per logged round and the columns
+  ``action`` (int, ``0..n_actions-1``), ``reward`` (number), ``pscore`` (the logging
+  policy's probability of the action, in ``(0, 1]``), optionally ``position`` (int, for
+  lists) and any number of ``context_*`` columns (numbers: the context, which the reward
+  model uses). ``--n-actions`` defaults to the largest action + 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recoworld.ope import BanditFeedback, per_action_features
+
+FORMATS = ("auto", "recoworld", "obd", "table")
+TABLE_COLUMNS = ("action", "reward", "pscore")
+#: Largest reward-model design (rounds x actions x positions x features) built from context.
+MAX_CONTEXT_DESIGN = 50_000_000
+
+
+def guess_format(log: str) -> str:
+    """The layout of ``--log`` when ``--format auto``."""
+    if log == "obd" or log.startswith("obd:"):
+        return "obd"
+    path = Path(log)
+    if path.suffix == ".csv":
+        return "table"
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        from recoworld.logs import VERSION_KEY
+
+        return "recoworld" if VERSION_KEY in (pq.read_schema(path).metadata or {}) else "table"
+    return "recoworld"
+
+
+def read_recoworld(log: str, agent: str | None) -> pd.DataFrame:
+    """The rows of ``agent`` (required when the log holds several) of a RecoWorld log or run directory."""
+    from recoworld.logs import read_log
+
+    frame = read_log(Path(log))  # a log file, or a run directory of parts
+    agents = frame["agent"].unique().tolist()
+    if agent is None and len(agents) > 1:
+        raise ValueError(f"{log} holds the rows of {len(agents)} agents {agents}; choose one with --agent")
+    if agent is not None:
+        if agent not in agents:
+            raise ValueError(f"--agent {agent!r} is not in {log}; it holds {agents}")
+        frame = frame[frame["agent"] == agent].reset_index(drop=True)
+    return frame
+
+
+def read_table(log: str, n_actions: int | None) -> tuple[pd.DataFrame, BanditFeedback, np.ndarray | None, int]:
+    """``(rows, feedback, context [n, d] or None, n_actions)`` of a table (module docstring)."""
+    path = Path(log)
+    frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    missing = [c for c in TABLE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{log} lacks the column(s) {missing}; a table log needs {list(TABLE_COLUMNS)}, "
+                         "optionally 'position' and 'context_*' columns")
+    action = frame["action"].to_numpy()
+    largest = int(np.max(action)) + 1
+    if n_actions is not None and n_actions < largest:
+        raise ValueError(f"--n-actions {n_actions}, but the log's actions reach {largest - 1}")
+    position = frame["position"].to_numpy() if "position" in frame.columns else None
+    feedback = BanditFeedback(action, frame["reward"].to_numpy(), frame["pscore"].to_numpy(), position)
+    context_columns = [c for c in frame.columns if c.startswith("context_")]
+    context = frame[context_columns].to_numpy(np.float64) if context_columns else None
+    return frame, feedback, context, n_actions or largest
+
+
+def read_obd(log: str, behavior_policy: str, campaign: str) -> tuple[pd.DataFrame, BanditFeedback, None, int]:
+    """``(rows, feedback, None, n_items)`` of an Open Bandit Dataset file (module docstring)."""
+    from recoworld.data.obd import load_open_bandit
+
+    folder = None if log == "obd" else log[len("obd:"):]
+    if folder is None:
+        from recoworld.data.fetch import fetch
+
+        folder = fetch("open-bandit", None)
+    data = load_open_bandit(behavior_policy, campaign, folder)
+    return data.log, data.feedback(), None, data.n_items
+
+
+def features_of(context: np.ndarray | None, n_actions: int, n_positions: int):
+    """``rows -> [len(rows), A, P, d]`` reward-model features: per-action linear models of the
+    context plus a position effect (:func:`~recoworld.ope.per_action_features`), or, without
+    a context, action and position indicators (a broadcast view: no copy per round)."""
+    if context is not None:
+        size = len(context) * n_actions * n_positions * (context.shape[1] * n_actions + n_actions + n_positions)
+        if size > MAX_CONTEXT_DESIGN:
+            raise ValueError(f"the reward model's design would hold {size:,} numbers (rounds x actions x positions "
+                             f"x features > {MAX_CONTEXT_DESIGN:,}); drop context_* columns or rounds")
+        return lambda rows: per_action_features(context[rows], n_actions, n_positions)
+    indicators = np.concatenate([
+        np.broadcast_to(np.eye(n_actions)[:, None, :], (n_actions, n_positions, n_actions)),
+        np.broadcast_to(np.eye(n_positions)[None], (n_actions, n_positions, n_positions)),
+    ], axis=2)
+    return lambda rows: np.broadcast_to(indicators, (len(rows), *indicators.shape))

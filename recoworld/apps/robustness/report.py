@@ -1,0 +1,181 @@
+"""The robustness report: a rich table on the console and three files in a new folder.
+
+:func:`write` puts ``robustness.json`` (everything :func:`~recoworld.apps.robustness.study.run_study`
+returns), ``worlds.csv`` (a row per world: kind, varied parameter, every parameter's value,
+each agent's score and rank, :math:`\\tau` against the configured world) and ``report.md``
+into a temporary folder next to ``out`` and renames it to ``out`` when all are written, so
+``out`` is either complete or absent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+FILES = ("robustness.json", "worlds.csv", "report.md")
+
+
+def check_out(out: str | Path) -> Path:
+    """``out`` as a path, refused if it already exists (a report folder is written whole)."""
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out} already exists; choose another --out or remove it")
+    return out
+
+
+def write(out: str | Path, result: dict, console: Console | None = None) -> Path:
+    """Write the report's files into the new folder ``out`` (atomically) and print the tables."""
+    out = check_out(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        (tmp / "robustness.json").write_text(json.dumps(plain(result), indent=1) + "\n")
+        worlds_frame(result).to_csv(tmp / "worlds.csv", index=False)
+        (tmp / "report.md").write_text(markdown(result))
+        tmp.chmod(0o755)  # mkdtemp's folder is private; the report is an ordinary output folder
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    console = console or wide_console()
+    console.print(agents_table(result))
+    console.print(pairs_table(result))
+    console.print(sensitivity_table(result))
+    console.print(summary_line(result))
+    console.print(f"report in {out}")
+    return out
+
+
+def wide_console() -> Console:
+    """A console at least 120 columns wide: the tables are wide; do not truncate them."""
+    return Console(width=max(Console().width, 120))
+
+
+def plain(tree):
+    """``tree`` with NaN as ``None`` (JSON has no NaN)."""
+    if isinstance(tree, dict):
+        return {k: plain(v) for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        return [plain(v) for v in tree]
+    if isinstance(tree, float) and math.isnan(tree):
+        return None
+    return tree
+
+
+def worlds_frame(result: dict) -> pd.DataFrame:
+    """One row per world (module docstring)."""
+    configured = {n: r["configured"] for n, r in result["ranges"].items()}
+    rows = []
+    for index, world in enumerate(result["worlds"]):
+        row = {"world": index, "kind": world["kind"], "parameter": world["parameter"], "tau": world["tau"],
+               "swapped_pairs": world["swapped_pairs"], "seeds": " ".join(map(str, world["seeds"]))}
+        row.update({n: world["values"].get(n, configured[n]) for n in configured})
+        row.update({f"score_{a}": s for a, s in world["scores"].items()})
+        row.update({f"rank_{a}": r for a, r in world["ranks"].items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summary_line(result: dict) -> str:
+    s, noise = result["stability"], result["seed_noise"]
+    tau = s["tau"]
+    level = round(100 * result["settings"]["confidence"])
+    line = (f"Kendall tau against the configured world over {tau['n']} sampled worlds: {_f(tau['mean'])} "
+            f"[{_f(tau['low'])}, {_f(tau['high'])}] ({level}% bootstrap), lowest {_f(s['tau_min'])}; "
+            f"same ranking in {s['same_ranking_share']:.0%} of worlds, {s['top_agent']} on top in "
+            f"{s['same_top_share']:.0%}")
+    if noise is not None:
+        tau = noise["tau"]
+        line += (f"; the configured world with other users ({noise['worlds']} worlds): {_f(tau['mean'])} "
+                 f"[{_f(tau['low'])}, {_f(tau['high'])}]")
+    return line + "."
+
+
+def agents_table(result: dict) -> Table:
+    metric = result["settings"]["metric"]
+    table = Table(title=f"Ranking by {metric} across {result['stability']['tau']['n']} sampled worlds")
+    for column in ("agent", f"{metric} (configured)", "rank (configured)", "mean rank", "rank range", "kept rank"):
+        table.add_column(column, justify="left" if column == "agent" else "right")
+    for name, a in sorted(result["agents"].items(), key=lambda item: item[1]["default_rank"]):
+        table.add_row(name, f"{a['default_score']:.4f}", str(a["default_rank"]), f"{a['mean_rank']:.2f}",
+                      f"{a['best_rank']}-{a['worst_rank']}", f"{a['kept_rank_share']:.0%}")
+    return table
+
+
+def pairs_table(result: dict) -> Table:
+    table = Table(title="Pairs of agents")
+    for column in ("ahead", "behind", "margin (configured)", "kept in sampled worlds", "kept with other users"):
+        table.add_column(column, justify="left" if column in ("ahead", "behind") else "right")
+    for p in result["pairs"]:
+        noise = p["kept_with_other_users"]
+        table.add_row(p["ahead"], p["behind"], f"{p['margin']:.4f}", f"{p['kept_share']:.0%}",
+                      "-" if noise is None else f"{noise:.0%}")
+    return table
+
+
+def sensitivity_table(result: dict) -> Table:
+    sweep = {row["parameter"]: row for row in result["sensitivity"]["one_at_a_time"]}
+    correlation = result["sensitivity"]["rank_correlation"]
+    table = Table(title="Which parameters move the ranking")
+    for column in ("parameter", "range", "configured", "tau at low", "tau at high", "one-at-a-time effect",
+                   "Spearman(parameter, tau)"):
+        table.add_column(column, justify="left" if column == "parameter" else "right")
+    order = list(sweep) or list(correlation)
+    for name in order:
+        r = result["ranges"][name]
+        row = sweep.get(name)
+        table.add_row(name, f"{_g(r['low'])}-{_g(r['high'])} ({r['scale']})", _g(r["configured"]),
+                      *(("-",) * 3 if row is None else (_f(row["tau_low"]), _f(row["tau_high"]), _f(row["effect"]))),
+                      _f(correlation[name]))
+    return table
+
+
+def markdown(result: dict) -> str:
+    """``report.md``: the settings, the ranking's stability, the agents and the sensitivity."""
+    st, settings = result["settings"], result["stability"]
+    lines = ["# Robustness of the agents' ranking", "",
+             f"Agents ranked by **{st['metric']}** in the configured world and in {settings['tau']['n']} worlds "
+             f"drawn by {st['sampler']} (seed {st['sample_seed']}) from the plausible ranges of the parameters "
+             f"the data cannot identify; {st['users']} users x {st['steps']} steps, seeds {st['seeds']}.", "",
+             summary_line(result), "",
+             "Kendall's tau is 1 when a world orders the agents as the configured world does and -1 when it "
+             "reverses them. The seed-noise worlds are the configured world with other users: the parameters "
+             "move the ranking only as far as the sampled worlds' tau falls below theirs.", "",
+             "## Agents", "", _markdown_table(agents_table(result)), "",
+             "## Pairs of agents", "",
+             "Each pair as the configured world orders it: the margin there, the share of sampled worlds that "
+             "keep the order, and the share of seed-noise worlds (other users) that keep it.", "",
+             _markdown_table(pairs_table(result)), "",
+             "## Which parameters move the ranking", "",
+             "One-at-a-time: each parameter alone at each end of its range (effect = 1 - the lower tau: 0 the "
+             "ranking holds, 2 it reverses). Spearman: rank correlation of the parameter with tau over the "
+             "sampled worlds, every parameter moving at once (coarse with few worlds).", "",
+             _markdown_table(sensitivity_table(result)), "", "## Ranges", "",
+             "| parameter | low | high | scale | configured | why |", "|---|---|---|---|---|---|"]
+    lines += [f"| {n} | {_g(r['low'])} | {_g(r['high'])} | {r['scale']} | {_g(r['configured'])} | {r['why']} |"
+              for n, r in result["ranges"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_table(table: Table) -> str:
+    header = [str(c.header) for c in table.columns]
+    cells = [[str(cell) for cell in c.cells] for c in table.columns]
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows += ["| " + " | ".join(row) + " |" for row in zip(*cells)]
+    return "\n".join(rows)
+
+
+def _f(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{value:+.3f}"
+
+
+def _g(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:g}"

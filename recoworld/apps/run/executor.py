@@ -1,0 +1,165 @@
+"""Where the rollouts of ``recoworld run`` execute: in this process, or as Ray tasks.
+
+``experiment.executor=local`` (the default) runs the parts of a run (:class:`Part`: an
+agent over a seed, on the population or a segment) one after the other in this process.
+``experiment.executor=ray`` makes each part a Ray task (one CPU each):
+
+- Ray is started on this machine with all its cores (``ray.init(num_cpus=os.cpu_count())``,
+  no dashboard, workers' output kept off the console) or joins the cluster at
+  ``experiment.ray_address`` (e.g. ``ray://head:10001`` or ``auto``); a Ray already
+  initialised in the process (a test, a notebook) is used as it is. Ray stays up until the
+  process exits, so the segments of a run share it.
+- Each task builds its own simulator, env and agent from the run's resolved configs
+  (plain mappings) and the catalog (sent once to Ray's object store), runs
+  :func:`~recoworld.envs.rollout.rollout` with torch on one thread, writes the log to a
+  file local to the worker and returns its bytes with the part's counters. Workers need
+  RecoWorld installed and, for ``simulator=calibrated``, the artifact at the same path;
+  they need no shared file system for the run directory.
+- The driver writes each returned log into the run directory under a temporary name and
+  records the part (:meth:`RunDirectory.record`) as tasks finish, in whatever order they
+  finish; the progress bar advances by one rollout per task. A resumed run therefore
+  works as with the local executor.
+- A task that raises is reported with its agent and seed (:class:`RolloutsFailed`), after
+  the other tasks have finished and been recorded; the run ends ``failed`` and
+  ``experiment.resume=true`` runs only the failed parts again.
+
+A rollout depends only on its configs and seed (counter-based randomness), so both
+executors write the same rows and ``metrics.json`` (``seconds`` aside). LLM users'
+budgets (``llm.max_cost_usd``...) count per task under Ray, not for the whole run.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from recoworld.apps.run.checks import ExperimentConfigError
+from recoworld.apps.run.rundir import Part, RunDirectory
+from recoworld.envs.rollout import rollout
+from recoworld.logs import EpisodeLog
+
+
+@dataclass(frozen=True)
+class PartOutcome:
+    """What the run directory records of a finished part."""
+
+    rows: int
+    seconds: float
+    simulator: dict
+    kernels: dict
+
+
+class RolloutsFailed(RuntimeError):
+    """One or more Ray tasks raised; the message names each one's agent, seed and error."""
+
+
+def rollout_part(make_simulator: Callable, make_env: Callable, agent_cfg: Any, catalog, part: Part,
+                 experiment, path: Path, hooks: Sequence = ()) -> PartOutcome:
+    """One part: a fresh simulator, env and agent, a rollout logged to ``path``."""
+    with closing(make_simulator(catalog=catalog)) as simulator, \
+            closing(make_env(simulator=simulator)) as env, EpisodeLog(path) as episode_log:
+        result = rollout(
+            env, instantiate(agent_cfg, _convert_="object"), experiment.steps, part.seed,
+            logger=episode_log, label=part.agent, log_candidates=experiment.log_candidates, hooks=list(hooks),
+        )
+        usage, kernels = simulator.metrics(), dict(getattr(env.unwrapped, "kernels", {}))
+    return PartOutcome(result.interactions, result.seconds, usage, kernels)
+
+
+def ray_parts(cfg: DictConfig, lineup: dict[str, DictConfig], parts: Sequence[Part], catalog,
+              directory: RunDirectory, hooks: Callable[[Part], list], on_done: Callable[[Part], None]) -> None:
+    """Run ``parts`` as Ray tasks and record each in ``directory`` as it finishes
+    (``on_done`` is called after each record, e.g. to advance a progress bar).
+
+    ``hooks(part)`` gives a part's extra rollout hooks; it is pickled and called in the
+    worker, so it must be a module-level function or a ``functools.partial`` of one.
+
+    Raises:
+        RolloutsFailed: some tasks raised (the others are recorded first).
+    """
+    ray = ensure_ray(cfg.experiment.get("ray_address"))
+    task = ray.remote(num_cpus=1, max_retries=0)(_remote_part)
+    resolved = copy.deepcopy(cfg)  # structured nodes kept: instantiate builds their dataclasses
+    OmegaConf.resolve(resolved)
+    configs = {key: resolved[key] for key in ("simulator", "env")}
+    experiment = {"steps": int(cfg.experiment.steps), "log_candidates": bool(cfg.experiment.log_candidates)}
+    shared = ray.put((configs, experiment, catalog, hooks))
+    agents = {name: _resolved(agent) for name, agent in lineup.items()}
+    pending = {task.remote(shared, agents[part.agent], part): part for part in parts}
+    failures: list[str] = []
+    try:
+        while pending:
+            (done,), _ = ray.wait(list(pending), num_returns=1)
+            part = pending.pop(done)
+            try:
+                outcome, data = ray.get(done)
+            except ray.exceptions.RayError as err:
+                cause = getattr(err, "cause", None) or err
+                failures.append(f"agent={part.agent} seed={part.seed}"
+                                + ("" if part.segment is None else f" segment={part.segment}")
+                                + f": {type(cause).__name__}: {' '.join(str(cause).split())}")
+                continue
+            target = directory.path / part.file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with directory.replacing(part.file) as temporary:
+                temporary.write_bytes(data)
+            directory.record(part, outcome.rows, outcome.seconds, outcome.simulator, outcome.kernels)
+            on_done(part)
+    finally:
+        for ref in pending:  # interrupted: stop what has not finished
+            ray.cancel(ref, force=True)
+    if failures:
+        raise RolloutsFailed(f"{len(failures)} of {len(parts)} Ray rollouts failed ("
+                             + "; ".join(failures) + "); the others are recorded: fix the cause and finish the "
+                             "run with experiment.resume=true")
+
+
+def _resolved(node: DictConfig) -> DictConfig:
+    node = copy.deepcopy(node)
+    OmegaConf.resolve(node)
+    return node
+
+
+def _remote_part(shared, agent_cfg: DictConfig, part: Part) -> tuple[PartOutcome, bytes]:
+    """A Ray task: one part, its log returned as Parquet bytes."""
+    import torch
+
+    configs, experiment, catalog, hooks = shared
+    torch.set_num_threads(1)  # one CPU per task; the users' small tensors gain nothing from more
+    make_simulator = instantiate(configs["simulator"], _partial_=True, _convert_="object")
+    make_env = instantiate(configs["env"], _partial_=True, _convert_="object")
+    settings = OmegaConf.create(experiment)
+    with tempfile.TemporaryDirectory(prefix="recoworld-part-") as folder:
+        path = Path(folder) / "part.parquet"
+        try:
+            outcome = rollout_part(make_simulator, make_env, agent_cfg, catalog, part, settings, path, hooks(part))
+        finally:
+            for nested in make_simulator.keywords.values():
+                if callable(getattr(nested, "close", None)):
+                    nested.close()
+        return outcome, path.read_bytes()
+
+
+def ensure_ray(address: str | None):
+    """The ``ray`` module, initialised: as it is if this process already did, else on
+    ``address`` or on a local Ray with this machine's cores."""
+    try:
+        import ray
+    except ImportError:
+        raise ExperimentConfigError("experiment.executor=ray needs Ray: pip install 'recoworld[ray]' "
+                                    "(or run with experiment.executor=local)") from None
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+    return ray

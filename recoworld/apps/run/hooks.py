@@ -1,0 +1,130 @@
+"""What a run's parts do besides logging episodes: TensorBoard scalars and training curves.
+
+With ``experiment.tensorboard=true``, every part of ``recoworld run`` (one agent, one seed)
+writes TensorBoard event files under the run directory::
+
+    <run_dir>/tensorboard/agent=<agent>/seed=<seed>/     the rollout's scalars, per step
+    <run_dir>/tensorboard/agent=<agent>/sb3/<ALGO>_seed<seed>_1/   SB3 agents' training curves
+
+The rollout's scalars (tags ``<agent>/<name>``, x-axis the rollout step) are the step's
+means over its real interactions (autoreset rows excluded):
+
+- ``return``: cumulative reward per user slot since the rollout began;
+- ``reward``: mean reward of the step's interactions;
+- ``ctr``: clicks / items shown;
+- ``return_rate``: share of the step's session ends after which the user returns (only at
+  steps where some session ended);
+- ``compliance``: mean compliance over interactions with an instruction in force (only at
+  steps where some instruction was).
+
+Read them with ``tensorboard --logdir <run_dir>/tensorboard``. The writer is
+``torch.utils.tensorboard.SummaryWriter``, which needs the ``tensorboard`` package
+(``pip install 'recoworld[tensorboard]'``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from recoworld.apps.run.rundir import Part
+from recoworld.envs.rollout import Hook, RolloutResult, Step
+
+#: The class whose configs get a ``tensorboard_log`` (SB3's training curves).
+SB3_AGENT = "recoworld.agents.sb3.SB3Agent"
+TENSORBOARD_DIR = "tensorboard"
+
+
+def part_hooks(cfg: DictConfig, run_dir: str | Path, part: Part) -> list[Hook]:
+    """The rollout hooks of ``part`` that the experiment's settings ask for (besides the
+    episode log and the progress bar): a :class:`TensorBoardScalars` with
+    ``experiment.tensorboard``."""
+    if not cfg.experiment.get("tensorboard", False):
+        return []
+    folder = Path(run_dir) / TENSORBOARD_DIR / _part_folder(part)
+    return [TensorBoardScalars(folder)]
+
+
+def with_training_logs(cfg: DictConfig, lineup: dict[str, DictConfig], run_dir: str | Path) -> dict[str, DictConfig]:
+    """``lineup`` with each SB3 agent's ``tensorboard_log`` pointing into the run directory
+    when ``experiment.tensorboard`` is on (the lineup unchanged otherwise). Copies: the
+    lineup the run directory saves and compares on resume stays as composed."""
+    if not cfg.experiment.get("tensorboard", False):
+        return lineup
+    logged = {}
+    for name, agent in lineup.items():
+        if agent.get("_target_") == SB3_AGENT and agent.get("tensorboard_log") is None:
+            agent = OmegaConf.create(OmegaConf.to_container(agent, resolve=True))
+            with open_dict(agent):
+                agent.tensorboard_log = str(Path(run_dir) / TENSORBOARD_DIR / f"agent={name}" / "sb3")
+        logged[name] = agent
+    return logged
+
+
+def _part_folder(part: Part) -> str:
+    folder = f"agent={part.agent}/seed={part.seed}"
+    return folder if part.segment is None else f"segment={part.segment}/{folder}"
+
+
+def summary_writer(folder: Path):
+    """A ``SummaryWriter`` on ``folder``; an ImportError names the extra when tensorboard is missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:
+        raise ImportError("experiment.tensorboard=true needs the tensorboard package: "
+                          "pip install 'recoworld[tensorboard]' (or pip install tensorboard)") from err
+    return SummaryWriter(log_dir=str(folder))
+
+
+class TensorBoardScalars(Hook):
+    """Writes a rollout's per-step scalars (see the module's docstring) to ``folder``."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.writer = None
+        self.label = ""
+        self.total = 0.0
+        self.slots = 1
+
+    def on_start(self, env, agent, seed: int, label: str) -> None:
+        self.writer = summary_writer(self.folder)
+        self.label, self.total, self.slots = label, 0.0, int(env.num_envs)
+
+    def on_step(self, step: Step) -> None:
+        feedback, info = step.feedback, step.feedback.info
+        valid = np.asarray(feedback.valid, dtype=bool)
+        if not valid.any():
+            return
+        reward = np.asarray(feedback.reward, dtype=np.float64)[valid]
+        self.total += float(reward.sum())
+        scalars = {"return": self.total / self.slots, "reward": float(reward.mean()),
+                   "ctr": float(np.asarray(feedback.clicked, dtype=np.float64)[valid].mean())}
+        left = np.asarray(info["left_session"], dtype=bool)[valid]
+        if left.any():
+            scalars["return_rate"] = float(np.asarray(info["returned"], dtype=bool)[valid][left].mean())
+        in_force = np.asarray(info["instruction_in_force"], dtype=bool)[valid]
+        if in_force.any():
+            scalars["compliance"] = float(np.asarray(info["compliance"], dtype=np.float64)[valid][in_force].mean())
+        for name, value in scalars.items():
+            self.writer.add_scalar(f"{self.label}/{name}", value, step.t)
+
+    def on_end(self, result: RolloutResult) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+class TrainingProgress(Hook):
+    """Shows an agent's training before its rollout (SB3 agents train in ``setup``) as a task
+    of the run's rich progress display, advanced by the agent's ``training_progress``."""
+
+    def __init__(self, progress, description: str):
+        self.progress, self.description = progress, description
+
+    def on_setup(self, env, agent, seed: int, label: str) -> None:
+        if not hasattr(agent, "training_progress") or getattr(agent, "load_path", None) is not None:
+            return
+        task = self.progress.add_task(f"{self.description} training", total=int(agent.total_timesteps))
+        agent.training_progress = lambda steps: self.progress.advance(task, steps)

@@ -1,0 +1,108 @@
+"""Plug-ins of ``recoworld run``: any importable agent or simulator class, and named configs
+that installed packages register through entry points.
+
+**Any importable class.** ``recoworld run agent._target_=my_pkg.MyAgent`` and
+``simulator._target_=my_pkg.MyUsers`` build that class. With no ``agent=NAME`` chosen, the
+``agent.KEY=VALUE`` overrides start a fresh agent config (:func:`plugin_overrides` turns them
+into Hydra's ``+agent.KEY=VALUE``). A simulator class gets ``catalog=`` from the run, and
+the keys of the simulator config it replaced (``path``, ``population``, ``device``...) only
+where its constructor takes them: :func:`fit_plugin_targets` leaves out, with a logged
+note, the keys a class outside RecoWorld does not accept (RecoWorld's own classes keep the
+strict check, so a misspelt key of theirs still fails).
+
+**Entry points.** An installed distribution registers named configs in the groups
+``recoworld.agents`` and ``recoworld.simulators``; in its ``pyproject.toml``::
+
+    [project.entry-points."recoworld.agents"]
+    my_agent = "my_pkg.configs:my_agent"
+
+where ``my_agent`` is a function returning the config as a dict (with its ``_target_``), or
+such a dict itself. :func:`register_plugins`, called when ``recoworld run`` starts, stores
+each in Hydra's ConfigStore, so ``recoworld run agent=my_agent`` and
+``experiment.agents=[random,my_agent]`` find it like a file of ``conf/agent/``. A name that
+RecoWorld already ships is refused, naming the distribution.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Mapping, Sequence
+from importlib.metadata import entry_points
+
+from hydra.core.config_store import ConfigStore
+from hydra.utils import get_object
+from omegaconf import DictConfig, open_dict
+
+log = logging.getLogger(__name__)
+
+#: Entry-point group -> the Hydra config group its configs join.
+GROUPS = {"recoworld.agents": "agent", "recoworld.simulators": "simulator"}
+
+
+def plugin_configs() -> dict[str, dict[str, dict]]:
+    """Per Hydra group, the configs that installed distributions register, by name."""
+    configs: dict[str, dict[str, dict]] = {group: {} for group in GROUPS.values()}
+    for entry_group, group in GROUPS.items():
+        for entry in entry_points(group=entry_group):
+            loaded = entry.load()
+            config = loaded() if callable(loaded) else loaded
+            where = f"entry point {entry.name} = {entry.value} (group {entry_group})"
+            if not isinstance(config, Mapping) or "_target_" not in config:
+                raise TypeError(f"{where} gave {type(config).__name__}; it must be (or return) a dict config "
+                                "with a _target_, e.g. {'_target_': 'my_pkg.MyAgent'}")
+            configs[group][entry.name] = dict(config)
+    return configs
+
+
+def register_plugins() -> dict[str, list[str]]:
+    """Store every entry-point config in Hydra's ConfigStore; returns the names per group.
+
+    Raises:
+        ValueError: a plug-in's name is one of RecoWorld's own configs of that group.
+    """
+    from importlib.resources import files
+
+    store = ConfigStore.instance()
+    registered = {}
+    for group, configs in plugin_configs().items():
+        shipped = {path.name.removesuffix(".yaml") for path in files("recoworld.conf").joinpath(group).iterdir()}
+        for name, config in configs.items():
+            if name in shipped:
+                raise ValueError(f"the plug-in config {group}={name} is also one of RecoWorld's own "
+                                 f"(conf/{group}/{name}.yaml); register it under another name")
+            store.store(group=group, name=name, node=config)
+        registered[group] = sorted(configs)
+    return registered
+
+
+def plugin_overrides(overrides: Sequence[str]) -> list[str]:
+    """``overrides`` with ``agent.KEY=VALUE`` made ``+agent.KEY=VALUE`` when no ``agent=NAME``
+    is chosen (the default agent is null, a node Hydra cannot add keys to otherwise)."""
+    keys = [o.split("=", 1)[0] for o in overrides]
+    if any(key.lstrip("+~") == "agent" or key.startswith("agent@") for key in keys):
+        return list(overrides)
+    return [f"+{o}" if o.startswith("agent.") else o for o in overrides]
+
+
+def fit_plugin_targets(cfg: DictConfig) -> None:
+    """Leave out of ``cfg.simulator`` and ``cfg.agent`` the keys that their ``_target_``, a
+    class or function outside RecoWorld, does not take (see the module's docstring)."""
+    for group in ("simulator", "agent"):
+        node = cfg.get(group)
+        target = node.get("_target_") if isinstance(node, DictConfig) else None
+        if not target or target.startswith("recoworld."):
+            continue
+        try:
+            parameters = inspect.signature(get_object(target)).parameters
+        except Exception:  # noqa: BLE001 - instantiate raises the clearer error for a bad target
+            continue
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            continue
+        extra = [key for key in node if key not in parameters and not str(key).startswith("_")]
+        if extra:
+            log.info("%s does not take %s; leaving them out of %s", target,
+                     ", ".join(f"{group}.{key}" for key in extra), group)
+            with open_dict(node):
+                for key in extra:
+                    del node[key]

@@ -1,0 +1,280 @@
+"""A run directory that never holds a file that looks complete but is not.
+
+``recoworld run`` writes its outputs (:mod:`recoworld.apps.run.runner`) through a
+:class:`RunDirectory`:
+
+- ``status.json`` (:data:`STATUS_FILE`), written when the run starts and rewritten at each
+  change, always whole (written beside it, then renamed):
+
+  - ``state``: ``running``, ``failed``, ``interrupted`` (Ctrl-C, SIGINT) or ``complete``; a
+    run killed outright (SIGKILL, a lost machine) stays ``running`` with a ``pid`` that no
+    longer lives;
+  - ``error`` and ``error_type``: why a failed run failed (``null`` otherwise);
+  - ``parts``: ``planned``, the number of rollouts of the run; ``complete``, one record per
+    finished rollout (``agent``, ``seed``, ``segment``, its ``file``, ``rows``, ``seconds``
+    and the simulator's counters); ``current``, the file of the rollout in flight;
+  - ``started``, ``updated``, ``finished`` (UTC, ISO 8601), ``pid``, ``host``, and
+    ``attempts``: 1, plus one per resume;
+  - ``config``: what a resumed run must repeat (:func:`~recoworld.apps.run.checks.run_identity`).
+- ``episodes/agent=<agent>/seed=<seed>.parquet``: one part of the log per rollout
+  (:class:`Part`), written under a hidden temporary name and renamed when the rollout ends
+  (:class:`recoworld.logs.EpisodeLog`), so a killed run loses the rollout in flight only;
+- ``metrics.json``, ``lineup.yaml`` and the plots, each written whole
+  (:meth:`RunDirectory.replacing`); ``metrics.json`` and the plots only once every part is
+  complete, and the state turns ``complete`` after them.
+
+:meth:`RunDirectory.start` opens a folder for a run: a folder that holds results (a
+complete part, ``metrics.json``, or a log of an earlier release) is refused unless the run
+resumes (``experiment.resume=true``); a resumed run keeps the parts ``status.json`` lists as
+complete that are still whole on disk and runs the others, provided its config repeats the
+saved one. A folder whose run failed before any rollout completed is simply run again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import quote
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from recoworld.apps.run.checks import ExperimentConfigError, config_differences
+from recoworld.logs import TEMPORARY_SUFFIX, temporary_path
+
+STATUS_FILE = "status.json"
+STATES = ("running", "failed", "interrupted", "complete")
+#: Files a complete run adds last; stale copies are removed when a run (re)starts.
+FINAL_OUTPUTS = ("metrics.json", "returns.png", "learning.png", "retention.png")
+#: The single-file log of releases before logs were written in parts.
+LEGACY_LOG = "episodes.parquet"
+RESUME_FLAG = "experiment.resume=true"
+
+
+class RunDirectoryError(ExperimentConfigError):
+    """The run directory cannot take this run (the message names the folder and the fix)."""
+
+
+@dataclass(frozen=True)
+class Part:
+    """One rollout of a run: an agent of the lineup over a seed, on the whole population or
+    on one of ``experiment.segments``."""
+
+    agent: str
+    seed: int
+    segment: str | None = None
+
+    @property
+    def file(self) -> str:
+        """Its log's path in the run directory (names are percent-encoded for the file system)."""
+        folder = "" if self.segment is None else f"segments/{quote(self.segment, safe='')}/"
+        return f"{folder}episodes/agent={quote(self.agent, safe='')}/seed={self.seed}.parquet"
+
+    def record(self, **fields) -> dict:
+        return {"agent": self.agent, "seed": self.seed, "segment": self.segment, "file": self.file, **fields}
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class RunDirectory:
+    """The run directory of one run (see the module's docstring); built by :meth:`start`."""
+
+    def __init__(self, path: Path, status: dict, redact: Callable[[str], str]):
+        self.path = path
+        self.status = status
+        self._redact = redact
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def start(cls, path: str | Path, config: dict, plan: Sequence[Part], resume: bool,
+              redact: Callable[[str], str] = str) -> RunDirectory:
+        """Open ``path`` for a run of ``plan`` with ``config`` (its identity) and mark it running.
+
+        Args:
+            resume: keep the complete parts of the run already there (its config must
+                equal ``config``); without it, a folder holding results is refused.
+            redact: applied to error messages before they are saved.
+
+        Raises:
+            RunDirectoryError: the folder holds results and ``resume`` is false, holds
+                results but no ``status.json``, holds a run of another config, or is being
+                written by a live process.
+        """
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        config = json.loads(json.dumps(config))  # compared with the saved copy, as JSON reads back
+        saved = read_status(path)
+        kept: list[dict] = []
+        if saved is None:
+            found = _results_without_status(path)
+            if found:
+                raise RunDirectoryError(f"{path} holds results ({', '.join(found)}) but no {STATUS_FILE}: it is "
+                                        "not a run of this RecoWorld and cannot be resumed; choose another "
+                                        "hydra.run.dir")
+        else:
+            _refuse_live_writer(path, saved)
+            kept = [r for r in saved["parts"]["complete"] if _part_is_whole(path, r)]
+            stale = _parts_on_disk(path) - {r["file"] for r in kept}
+            if kept or saved["state"] == "complete" or stale:
+                _check_resumable(path, saved, config, kept, resume)
+        planned = {part.file for part in plan}
+        kept = [r for r in kept if r["file"] in planned]
+        _remove_leftovers(path)
+        attempts = saved["attempts"] + 1 if saved and kept else 1
+        status = {"state": "running", "error": None, "error_type": None,
+                  "parts": {"planned": len(plan), "complete": kept, "current": None},
+                  "started": _now(), "updated": _now(), "finished": None,
+                  "pid": os.getpid(), "host": socket.gethostname(), "attempts": attempts, "config": config}
+        directory = cls(path, status, redact)
+        directory._save()
+        return directory
+
+    # ------------------------------------------------------------------ parts
+    def completed(self, part: Part) -> dict | None:
+        """The record of ``part`` if it is complete, else ``None``."""
+        return next((r for r in self.status["parts"]["complete"] if r["file"] == part.file), None)
+
+    def begin(self, part: Part) -> Path:
+        """Mark ``part`` in flight; returns the path its log is written to."""
+        self.status["parts"]["current"] = part.file
+        self._save()
+        return self.path / part.file
+
+    def record(self, part: Part, rows: int, seconds: float, simulator: dict, kernels: dict | None = None) -> None:
+        """``part``'s log is complete under its name: list it with what metrics need of it
+        (``kernels``: which kernels stepped it, ``SlateVectorEnv.kernels``)."""
+        complete = [r for r in self.status["parts"]["complete"] if r["file"] != part.file]
+        complete.append(part.record(rows=int(rows), seconds=round(float(seconds), 3), simulator=simulator,
+                                    kernels=kernels or {}))
+        self.status["parts"].update(complete=complete, current=None)
+        self._save()
+
+    @property
+    def progress(self) -> str:
+        parts = self.status["parts"]
+        return f"{len(parts['complete'])} of {parts['planned']} rollouts complete"
+
+    # ------------------------------------------------------------------ ending
+    @contextmanager
+    def recording(self) -> Iterator[RunDirectory]:
+        """Marks the run ``interrupted`` on KeyboardInterrupt and ``failed`` (with the error)
+        on any other exception, which then propagates."""
+        try:
+            yield self
+        except KeyboardInterrupt:
+            self._end("interrupted", None)
+            raise
+        except BaseException as err:
+            self._end("failed", err)
+            raise
+
+    def complete(self) -> None:
+        """The run is done: every part and final output is in place."""
+        self._end("complete", None)
+
+    def _end(self, state: str, error: BaseException | None) -> None:
+        self.status.update(state=state, finished=_now())
+        self.status["parts"]["current"] = None
+        if error is not None:
+            self.status.update(error=self._redact(str(error) or repr(error)), error_type=type(error).__name__)
+        self._save()
+
+    # ------------------------------------------------------------------ files
+    @contextmanager
+    def replacing(self, name: str) -> Iterator[Path]:
+        """A temporary path to write ``name`` (relative to the run directory) to; it takes
+        the name when the block ends without error, and is deleted otherwise."""
+        target = self.path / name
+        temporary = temporary_path(target)
+        try:
+            yield temporary
+            os.replace(temporary, target)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    def write_text(self, name: str, text: str) -> None:
+        with self.replacing(name) as temporary:
+            temporary.write_text(text)
+
+    def _save(self) -> None:
+        self.status["updated"] = _now()
+        self.write_text(STATUS_FILE, json.dumps(self.status, indent=2) + "\n")
+
+
+def read_status(path: str | Path) -> dict | None:
+    """The ``status.json`` of run directory ``path``, or ``None`` if it has none."""
+    file = Path(path) / STATUS_FILE
+    if not file.is_file():
+        return None
+    try:
+        status = json.loads(file.read_text())
+        if status["state"] not in STATES or not isinstance(status["parts"]["complete"], list):
+            raise ValueError(f"state {status['state']!r}, parts {status['parts']!r}")
+    except (ValueError, KeyError, TypeError) as err:
+        raise RunDirectoryError(f"{file} is not a run's status ({err}); it was edited or written by something "
+                                "else: choose another hydra.run.dir") from None
+    return status
+
+
+def _check_resumable(path: Path, saved: dict, config: dict, kept: list[dict], resume: bool) -> None:
+    if not resume:
+        raise RunDirectoryError(
+            f"{path} already holds results of a run ({STATUS_FILE}: {saved['state']}, {len(kept)} of "
+            f"{saved['parts']['planned']} rollouts complete); pass {RESUME_FLAG} to finish it (its complete "
+            "rollouts are kept), or choose another hydra.run.dir for a new run")
+    differences = config_differences(saved["config"], config)
+    if differences:
+        raise RunDirectoryError(
+            f"{RESUME_FLAG}, but this config differs from the run in {path} at: {'; '.join(differences)}; resume "
+            f"with the saved config ({STATUS_FILE}'s config), or choose another hydra.run.dir for a new run")
+
+
+def _refuse_live_writer(path: Path, saved: dict) -> None:
+    pid = saved.get("pid")
+    if saved["state"] != "running" or saved.get("host") != socket.gethostname() or not isinstance(pid, int) \
+            or pid == os.getpid():
+        return
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return  # killed: its complete parts can be resumed
+    except PermissionError:
+        pass  # alive, under another user
+    raise RunDirectoryError(f"{path} is being written by a running process (pid {pid}, {STATUS_FILE}); wait for it "
+                            "or stop it, then resume with " + RESUME_FLAG)
+
+
+def _part_is_whole(path: Path, record: dict) -> bool:
+    """The part's file exists, is whole Parquet and holds the rows recorded."""
+    try:
+        return pq.read_metadata(path / record["file"]).num_rows == record["rows"]
+    except (OSError, pa.ArrowException):
+        return False
+
+
+def _parts_on_disk(path: Path) -> set[str]:
+    return {p.relative_to(path).as_posix() for folder in ("episodes", "segments") for p in
+            (path / folder).rglob("*.parquet")}
+
+
+def _results_without_status(path: Path) -> list[str]:
+    found = [name for name in (LEGACY_LOG, *FINAL_OUTPUTS[:1]) if (path / name).exists()]
+    return found + sorted(_parts_on_disk(path))[:3]
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Outputs of an earlier attempt that the new one writes again: final outputs (stale
+    until every part is complete) and temporary files of killed writers."""
+    for name in FINAL_OUTPUTS:
+        (path / name).unlink(missing_ok=True)
+    for folder in ("episodes", "segments"):
+        for temporary in (path / folder).rglob(f".*{TEMPORARY_SUFFIX}"):
+            temporary.unlink(missing_ok=True)

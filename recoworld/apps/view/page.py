@@ -1,0 +1,44 @@
+"""The viewer's page: one self-contained HTML file, written atomically.
+
+The page is :file:`viewer.html` (its CSS and JavaScript inline, charts drawn as inline
+SVG) with the run's data embedded as JSON. It loads nothing: no server, no CDN, and a
+Content-Security-Policy that forbids any request. Item titles, instructions and any other
+text are data: the JSON is escaped so that no ``</script>`` or ``<!--`` inside a title ends
+the script element, and the page's script puts every value on screen through
+``textContent``, never as markup.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+#: The placeholder of viewer.html that the JSON payload replaces.
+PAYLOAD_MARK = "__PAYLOAD__"
+#: Characters that could end or open markup inside a <script> element, as JSON escapes.
+_SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
+                              "\u2029": "\\u2029"})
+
+
+def render_page(payload: dict[str, Any]) -> str:
+    """The HTML page showing ``payload`` (see :func:`recoworld.apps.view.data.viewer_payload`)."""
+    template = files("recoworld.apps.view").joinpath("viewer.html").read_text(encoding="utf-8")
+    data = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).translate(_SCRIPT_SAFE)
+    return template.replace(PAYLOAD_MARK, data, 1)
+
+
+def write_page(html: str, path: str | Path) -> Path:
+    """Write ``html`` to ``path`` through a temporary file beside it and a rename, so that
+    ``path`` holds the previous page or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(html, encoding="utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path

@@ -1,0 +1,92 @@
+r"""Bootstrap intervals over users, and the reliability of predicted probabilities.
+
+Every metric of the fidelity report is a ratio of sums of per-user quantities (the mean
+per-user AUC, pooled F1 counts, squared rating errors, a reliability bin's hits). The
+bootstrap resamples users with replacement (Efron and Tibshirani, "An Introduction to the
+Bootstrap", 1993, ch. 13): each draw is a vector of multinomial counts over users, the
+metric is recomputed with those weights, and the interval is the 2.5 and 97.5 percentiles
+of the draws. Resampling users, not single ratings, keeps each user's ratings together, as
+they are not independent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+#: Reliability bins of predicted click probabilities.
+BINS = 10
+
+
+def user_draws(n_users: int, draws: int = 200, seed: int = 0) -> np.ndarray:
+    """``[draws, n_users]`` multinomial counts: how often each user is drawn in each resample."""
+    return np.random.default_rng(seed).multinomial(n_users, np.full(n_users, 1.0 / n_users), size=draws)
+
+
+def interval(value: float, draws: np.ndarray) -> dict:
+    """``{"value", "low", "high"}``: the estimate and the 95% percentile interval of its draws."""
+    finite = draws[np.isfinite(draws)]
+    low, high = (np.percentile(finite, [2.5, 97.5]) if len(finite) else (np.nan, np.nan))
+    return {"value": float(value), "low": float(low), "high": float(high)}
+
+
+def ratio(numerator: np.ndarray, denominator: np.ndarray, weights: np.ndarray) -> dict:
+    """``sum(numerator) / sum(denominator)`` over users, with its bootstrap interval."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return interval(numerator.sum() / denominator.sum(), (weights @ numerator) / (weights @ denominator))
+
+
+def mean_auc(auc: torch.Tensor, weights: np.ndarray) -> dict:
+    """The mean per-user AUC (users without one left out), with its interval."""
+    a = auc.double().numpy()
+    valid = np.isfinite(a)
+    return ratio(np.where(valid, a, 0.0), valid.astype(np.float64), weights)
+
+
+def pooled_f1(probability: torch.Tensor, labels: torch.Tensor, users: torch.Tensor, n_users: int,
+              weights: np.ndarray) -> dict:
+    """F1 of "would watch" = ``probability > 1/2``, pooled over users, with its interval."""
+    yes, labels = (probability > 0.5).numpy(), labels.bool().numpy()
+    users = users.numpy()
+    tp, fp, fn = (np.bincount(users, weights=(mask).astype(np.float64), minlength=n_users)
+                  for mask in (yes & labels, yes & ~labels, ~yes & labels))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        draws = 2 * (weights @ tp) / (2 * (weights @ tp) + weights @ fp + weights @ fn)
+        value = 2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum())
+    return interval(value if np.isfinite(value) else 0.0, np.nan_to_num(draws))
+
+
+def user_rmse(error: np.ndarray, users: np.ndarray, n_users: int, weights: np.ndarray) -> dict:
+    """RMSE of rating ``error``s, with its interval over users."""
+    squared = np.bincount(users, weights=error ** 2, minlength=n_users)
+    counts = np.bincount(users, minlength=n_users).astype(np.float64)
+    out = ratio(squared, counts, weights)
+    return {k: float(np.sqrt(v)) for k, v in out.items()}
+
+
+def reliability(probability: torch.Tensor, labels: torch.Tensor, users: torch.Tensor, n_users: int,
+                weights: np.ndarray) -> dict:
+    r"""The calibration curve: per bin of predicted probability, the mean prediction and the
+    observed share of chosen items (with intervals), and the expected calibration error
+    :math:`\sum_k \frac{n_k}{n} |\bar y_k - \bar p_k|` (Naeini, Cooper and Hauskrecht,
+    AAAI 2015) with its interval."""
+    p, y, u = probability.double().numpy(), labels.double().numpy(), users.numpy()
+    bins = np.minimum((p * BINS).astype(np.int64), BINS - 1)
+    index = u * BINS + bins
+    count = np.bincount(index, minlength=n_users * BINS).reshape(n_users, BINS).astype(np.float64)
+    hits = np.bincount(index, weights=y, minlength=n_users * BINS).reshape(n_users, BINS)
+    mass = np.bincount(index, weights=p, minlength=n_users * BINS).reshape(n_users, BINS)
+    curve = []
+    for k in range(BINS):
+        if count[:, k].sum() > 0:
+            curve.append({"bin": [k / BINS, (k + 1) / BINS], "n": int(count[:, k].sum()),
+                          "predicted": float(mass[:, k].sum() / count[:, k].sum()),
+                          "observed": ratio(hits[:, k], count[:, k], weights)})
+
+    def ece(w):
+        n, h, m = w @ count, w @ hits, w @ mass
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gap = np.abs(np.nan_to_num(h / n) - np.nan_to_num(m / n))
+            return (n * gap).sum(-1) / n.sum(-1)
+
+    return {"curve": curve, "ece": interval(float(ece(np.ones(n_users))), ece(weights))}

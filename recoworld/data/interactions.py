@@ -1,0 +1,259 @@
+"""Any interaction log, in a documented tabular layout, as the tables the calibration reads.
+
+``recoworld calibrate --data PATH`` fits the statistical users to a team's own log through
+:func:`load_interactions`. The files are CSV (``.csv``, comma-separated, with a header
+row) or Parquet (``.parquet``, ``.pq``).
+
+**The log** (``PATH``), one row per interaction:
+
+=============  =========  ==================================================================
+column         required   meaning
+=============  =========  ==================================================================
+``user``       yes        the user's id (any text or integer)
+``item``       yes        the item's id (any text or integer)
+``timestamp``  yes        when: Unix seconds (a number) or a date and time (ISO 8601 text,
+                          or a Parquet timestamp)
+``rating``     no         stars, an integer 1..5 (rescale other scales first)
+``click``      no         1 when the user chose the item, 0 for an impression left unchosen
+=============  =========  ==================================================================
+
+Other columns are ignored. Rows with ``click = 0`` are checked and then left out: the fit
+reads what users chose (the click level stays an assumption, ``exposure_odds``). A
+(user, item) pair chosen more than once keeps its first choice (the choice model is one of
+first choices); the same (user, item, timestamp) twice is refused as a duplicated row.
+Without ``rating``, the world keeps the simulator's default rating response.
+
+**The item table** (``--items PATH``, optional): ``item`` (required), ``title`` and
+``genres`` (``|``-separated names, or a list in Parquet). Every item of the log must be
+listed; listed items nobody chose stay in the catalog. Without it, items are titled by
+their id and share one genre, ``unknown``.
+
+**The user table** (``--users PATH``, optional): ``user`` (required), ``age`` (an
+integer), ``gender``, ``occupation``, ``zip_code``; population specs select users by
+these columns. Missing values read as ``unknown`` (age ``-1``).
+
+Ids become dense, 0-based integers in sorted order of the original ids (numbers sort as
+numbers); rows count from 1, after the header, in every error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+LOG_COLUMNS = ("user", "item", "timestamp")
+UNKNOWN = "unknown"
+SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+@dataclass
+class InteractionLog:
+    """A log in the calibration's layout (that of :class:`~recoworld.data.movielens.MovieLens100K`).
+
+    Attributes:
+        ratings: one row per chosen (user, item): ``user_id``, ``item_id`` (dense ints),
+            ``rating`` (1..5; 0 when the log has none), ``timestamp`` (Unix seconds).
+        items: row ``i`` is item ``i``: ``item_id``, ``title``, ``genres`` (lists),
+            ``popularity`` and ``quality`` (mean rating, 0 without ratings).
+        users: row ``u`` is user ``u``: ``user_id``, ``age``, ``gender``, ``occupation``,
+            ``zip_code``.
+        has_ratings: whether the log has a ``rating`` column.
+        source: where it was read from (the paths), for the artifact's record.
+    """
+
+    ratings: pd.DataFrame
+    items: pd.DataFrame
+    users: pd.DataFrame
+    has_ratings: bool = True
+    source: dict = field(default_factory=dict)
+
+
+def read_table(path: str | Path, what: str) -> pd.DataFrame:
+    """The CSV or Parquet file ``path`` (``what`` names it in errors), refused if empty."""
+    path = Path(path).expanduser()
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise ValueError(f"{path}: the {what} must be CSV (.csv) or Parquet (.parquet, .pq), not {path.suffix!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such {what} file")
+    try:
+        table = pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        table = pd.DataFrame()
+    if table.empty:
+        raise ValueError(f"{path}: the {what} has no rows; it needs a header and at least one row")
+    return table
+
+
+def require_columns(table: pd.DataFrame, path: Path, columns, layout: str) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; its columns are {list(table.columns)} "
+                         f"and the layout is {layout}")
+
+
+def _first_bad(mask: np.ndarray, path: Path, column: str, values: pd.Series, expected: str) -> None:
+    """Raise naming the first row where ``mask`` is true."""
+    if mask.any():
+        row = int(np.flatnonzero(mask)[0])
+        raise ValueError(f"{path}: row {row + 1}, column {column!r}: {_shown(values.iloc[row])} is not {expected}")
+
+
+def _shown(value) -> str:
+    """A cell as its file shows it (numpy scalars as plain numbers)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _ids(table: pd.DataFrame, path: Path, column: str) -> pd.Series:
+    values = table[column]
+    _first_bad(values.isna().to_numpy(), path, column, values, "an id (the cell is empty)")
+    return values
+
+
+def _timestamps(table: pd.DataFrame, path: Path) -> np.ndarray:
+    """Unix seconds of the ``timestamp`` column: numbers as they are, text as ISO dates."""
+    values = table["timestamp"]
+    if pd.api.types.is_datetime64_any_dtype(values):
+        seconds = (pd.to_datetime(values, utc=True) - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+    else:
+        seconds = pd.to_numeric(values, errors="coerce").astype(np.float64)
+        text = seconds.isna() & values.notna()
+        if text.any():
+            dates = pd.to_datetime(values[text].astype(str), errors="coerce", utc=True, format="ISO8601")
+            seconds[text] = (dates - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+    seconds = seconds.to_numpy(dtype=np.float64)
+    _first_bad(~np.isfinite(seconds), path, "timestamp", values, "a time (Unix seconds or an ISO date)")
+    return np.floor(seconds).astype(np.int64)
+
+
+def _integers(table: pd.DataFrame, path: Path, column: str, allowed: tuple[int, ...], expected: str) -> np.ndarray:
+    values = table[column]
+    number = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+    _first_bad(~np.isin(number, allowed), path, column, values, expected)
+    return number.astype(np.int64)
+
+
+def _dense(original: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Dense codes of ``original`` and the sorted distinct ids they index."""
+    codes, uniques = pd.factorize(original, sort=True)
+    return codes, np.asarray(uniques)
+
+
+def read_log(path: str | Path) -> tuple[pd.DataFrame, bool]:
+    """The log's chosen rows as ``user``, ``item``, ``rating``, ``timestamp`` (checked)."""
+    path = Path(path).expanduser()
+    table = read_table(path, "interaction log")
+    require_columns(table, path, LOG_COLUMNS, "user, item, timestamp [, rating] [, click]")
+    log = pd.DataFrame({"user": _ids(table, path, "user"), "item": _ids(table, path, "item"),
+                        "timestamp": _timestamps(table, path)})
+    has_ratings = "rating" in table.columns
+    log["rating"] = (_integers(table, path, "rating", (1, 2, 3, 4, 5), "a rating of 1..5 stars")
+                     if has_ratings else 0)
+    repeated = log.duplicated(["user", "item", "timestamp"], keep=False).to_numpy()
+    if repeated.any():
+        rows = np.flatnonzero(repeated)[:2] + 1
+        first = log.iloc[rows[0] - 1]
+        raise ValueError(f"{path}: rows {rows[0]} and {rows[1]} repeat user {_shown(first['user'])}, item "
+                         f"{_shown(first['item'])} at the same timestamp; remove the duplicated rows")
+    if "click" in table.columns:
+        chosen = _integers(table, path, "click", (0, 1), "a click (0 or 1)") == 1
+        if not chosen.any():
+            raise ValueError(f"{path}: no row has click = 1; the fit needs what users chose")
+        log = log[chosen]
+    # Repeated choices of one item: the first stands (module docstring).
+    log = log.sort_values("timestamp", kind="stable").drop_duplicates(["user", "item"], keep="first")
+    return log.sort_index(), has_ratings
+
+
+def read_items(path: str | Path, log_items: pd.Series) -> pd.DataFrame:
+    """The item table as ``item``, ``title``, ``genres`` (lists), covering every item of the log."""
+    path = Path(path).expanduser()
+    table = read_table(path, "item table")
+    require_columns(table, path, ("item",), "item [, title] [, genres]")
+    ids = _ids(table, path, "item")
+    repeated = ids.duplicated().to_numpy()
+    _first_bad(repeated, path, "item", ids, "a new item (it is listed twice)")
+    unlisted = ~log_items.isin(ids)
+    if unlisted.any():
+        raise ValueError(f"{path}: the log names item {_shown(log_items[unlisted].iloc[0])}, which the item table "
+                         "does not list; list every item of the log")
+    titles = table["title"].fillna("").astype(str) if "title" in table.columns else ids.astype(str)
+    genres = table["genres"] if "genres" in table.columns else pd.Series([None] * len(table))
+    return pd.DataFrame({"item": ids, "title": titles.where(titles != "", ids.astype(str)),
+                         "genres": [_genre_list(g) for g in genres]})
+
+
+def _genre_list(value) -> list[str]:
+    if isinstance(value, str):
+        names = [g.strip() for g in value.split("|") if g.strip()]
+    elif value is None or (np.isscalar(value) and pd.isna(value)):
+        names = []
+    else:
+        names = [str(g) for g in value]
+    return names or [UNKNOWN]
+
+
+def read_users(path: str | Path, log_users: pd.Series) -> pd.DataFrame:
+    """The user table as ``user``, ``age``, ``gender``, ``occupation``, ``zip_code``."""
+    path = Path(path).expanduser()
+    table = read_table(path, "user table")
+    require_columns(table, path, ("user",), "user [, age] [, gender] [, occupation] [, zip_code]")
+    ids = _ids(table, path, "user")
+    _first_bad(ids.duplicated().to_numpy(), path, "user", ids, "a new user (it is listed twice)")
+    users = pd.DataFrame({"user": ids})
+    if "age" in table.columns:
+        age = pd.to_numeric(table["age"], errors="coerce")
+        _first_bad((table["age"].notna() & (age.isna() | (age % 1 != 0))).to_numpy(), path, "age", table["age"],
+                   "an integer age")
+        users["age"] = age.fillna(-1).astype(np.int64)
+    for column in ("gender", "occupation", "zip_code"):
+        if column in table.columns:
+            users[column] = table[column].fillna(UNKNOWN).astype(str)
+    missing = ~log_users.isin(ids)
+    extra = users.iloc[:0].reindex(range(int(missing.sum())))
+    extra["user"] = log_users[missing].to_numpy()
+    return pd.concat([users, extra], ignore_index=True)
+
+
+def load_interactions(path: str | Path, items: str | Path | None = None,
+                      users: str | Path | None = None) -> InteractionLog:
+    """Read and check a log (and its optional item and user tables) in the module's layout.
+
+    Raises ``ValueError`` naming the file, row and column of the first problem found:
+    a missing column, an empty table, a cell of the wrong type, a duplicated row, an item
+    the item table does not list; ``FileNotFoundError`` for a missing file.
+    """
+    log, has_ratings = read_log(path)
+    item_table = (read_items(items, log["item"]) if items is not None
+                  else pd.DataFrame({"item": log["item"].unique()}).assign(
+                      title=lambda t: t["item"].astype(str), genres=lambda t: [[UNKNOWN]] * len(t)))
+    user_table = read_users(users, log["user"]) if users is not None else pd.DataFrame({"user": log["user"].unique()})
+    # Users of the user table who chose nothing have no data to fit: left out.
+    user_table = user_table[user_table["user"].isin(log["user"])]
+    item_codes, item_ids = _dense(item_table["item"])
+    user_codes, user_ids = _dense(user_table["user"])
+    item_table = item_table.assign(item_id=item_codes).sort_values("item_id").reset_index(drop=True)
+    user_table = user_table.assign(user_id=user_codes).sort_values("user_id").reset_index(drop=True)
+    ratings = pd.DataFrame({
+        "user_id": pd.Index(user_ids).get_indexer(log["user"]), "item_id": pd.Index(item_ids).get_indexer(log["item"]),
+        "rating": log["rating"].to_numpy(dtype=np.int64), "timestamp": log["timestamp"].to_numpy(dtype=np.int64),
+    }).reset_index(drop=True)
+    counts = ratings.groupby("item_id")["rating"].agg(["size", "mean"]).reindex(range(len(item_table)))
+    item_frame = pd.DataFrame({
+        "item_id": item_table["item_id"], "title": item_table["title"].astype(str), "genres": item_table["genres"],
+        "popularity": counts["size"].fillna(0).astype(np.int64).to_numpy(),
+        "quality": counts["mean"].fillna(ratings["rating"].mean()).to_numpy(dtype=np.float64),
+    })
+    user_frame = pd.DataFrame({
+        "user_id": user_table["user_id"],
+        "age": user_table["age"].fillna(-1).astype(np.int64) if "age" in user_table else -1,
+        **{c: user_table[c].fillna(UNKNOWN).astype(str) if c in user_table else UNKNOWN
+           for c in ("gender", "occupation", "zip_code")},
+    })
+    source = {"kind": "interactions", "data": str(Path(path).expanduser().resolve()),
+              "items": None if items is None else str(Path(items).expanduser().resolve()),
+              "users": None if users is None else str(Path(users).expanduser().resolve())}
+    return InteractionLog(ratings, item_frame, user_frame, has_ratings, source)

@@ -1,0 +1,108 @@
+"""``recoworld merge``: a sweep's runs in one table with intervals across seeds, the sweep
+plot, the Hydra callback that merges at the end of a multirun, and the launcher configs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from recoworld.apps import cli
+from recoworld.apps.merge import MergeSweep, find_runs, merge
+from recoworld.metrics import mean_interval
+
+TINY = ["world=synthetic", "env.num_envs=4", "env.num_candidates=20", "env.slate_size=4", "experiment.steps=4",
+        "experiment.progress=false", "experiment.plots=false"]
+
+
+def fake_run(directory, overrides, seeds, values, agents=("random",)):
+    """A run directory as ``recoworld run`` leaves it: metrics.json and .hydra/overrides.yaml."""
+    (directory / ".hydra").mkdir(parents=True)
+    (directory / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
+    agents_block = {
+        agent: {"seeds": list(seeds), "metrics": {
+            "ctr": {"per_seed": [None if v is None else v + k for v in values]},
+            "return_per_episode": {"per_seed": [None if v is None else 10 * v + k for v in values]},
+        }} for k, agent in enumerate(agents)}
+    (directory / "metrics.json").write_text(json.dumps({"agents": agents_block}))
+
+
+def test_runs_differing_only_by_seeds_are_pooled_into_one_interval(tmp_path):
+    fake_run(tmp_path / "0", ["env.reward=clicks", "experiment.seeds=[0,1]"], [0, 1], [0.1, 0.2])
+    fake_run(tmp_path / "1", ["env.reward=clicks", "experiment.seeds=[2]"], [2], [0.6])
+    fake_run(tmp_path / "2", ["env.reward=mix", "experiment.seeds=[0,1]"], [0, 1], [0.3, None])
+    table = merge([tmp_path])
+    assert list(table["env.reward"]) == ["clicks", "mix"]
+    clicks, mix = table.iloc[0], table.iloc[1]
+    pooled = mean_interval([0.1, 0.2, 0.6])
+    assert (clicks["seeds"], clicks["n_seeds"]) == ("0 1 2", 3)
+    assert clicks["ctr"] == pytest.approx(pooled.mean)
+    assert (clicks["ctr_ci_low"], clicks["ctr_ci_high"]) == pytest.approx((pooled.low, pooled.high))
+    assert mix["ctr"] == pytest.approx(0.3) and math.isnan(mix["ctr_ci_low"])  # one defined seed: no interval
+    written = pd.read_csv(tmp_path / "sweep.csv")
+    assert list(written.columns[:5]) == ["env.reward", "agent", "seeds", "n_seeds", "runs"]
+    assert written["return_per_episode"].tolist() == pytest.approx([3.0, 3.0])
+    assert (tmp_path / "sweep.png").stat().st_size > 0
+
+
+def test_a_seed_two_runs_share_counts_once_and_unfinished_jobs_are_named(tmp_path, capsys):
+    fake_run(tmp_path / "a", ["experiment.seeds=[0,1]"], [0, 1], [0.1, 0.3], agents=("random", "oracle"))
+    fake_run(tmp_path / "b", ["experiment.seeds=[1]"], [1], [0.9], agents=("random", "oracle"))
+    (tmp_path / "c" / ".hydra").mkdir(parents=True)
+    (tmp_path / "c" / "status.json").write_text("{}")
+    runs, unfinished = find_runs([tmp_path])
+    assert [r.name for r in runs] == ["a", "b"] and [u.name for u in unfinished] == ["c"]
+    table = merge([tmp_path], out=tmp_path / "merged")
+    assert table.set_index("agent")["ctr"].to_dict() == pytest.approx({"random": 0.2, "oracle": 1.2})
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'c'} has no metrics.json" in err
+    assert "seed 1 of random" in err and "counted once" in err
+    assert (tmp_path / "merged" / "sweep.csv").exists()
+
+
+def test_the_command_names_what_is_wrong(tmp_path, capsys):
+    assert cli.main(["merge", str(tmp_path / "nowhere")]) == 1
+    assert "is not a directory; give the sweep directory" in capsys.readouterr().err
+    assert cli.main(["merge", str(tmp_path)]) == 1
+    assert f"no run with a metrics.json under {tmp_path}" in capsys.readouterr().err
+    fake_run(tmp_path / "0", [], [0, 1], [0.1, 0.2])
+    assert cli.main(["merge", str(tmp_path), "--metric", "clicks"]) == 1
+    assert "--metric 'clicks' is not in the runs' metrics; choose one of ['ctr', 'return_per_episode']" in \
+        capsys.readouterr().err
+
+
+def test_a_multirun_ends_with_its_sweep_merged(tmp_path):
+    sweep = tmp_path / "sweep"
+    assert cli.main(["run", "--multirun", *TINY, "agent=random", "experiment.seeds=[0],[1]",
+                     f"hydra.sweep.dir={sweep}"]) == 0
+    table = pd.read_csv(sweep / "sweep.csv")
+    assert table[["agent", "seeds", "n_seeds"]].values.tolist() == [["random", "0 1", 2]]
+    per_seed = [json.loads((sweep / str(i) / "metrics.json").read_text())["agents"]["random"]["metrics"]["ctr"]
+                ["mean"] for i in (0, 1)]
+    assert table["ctr"].iloc[0] == pytest.approx(sum(per_seed) / 2)
+
+
+def test_the_callback_logs_instead_of_failing_a_sweep_whose_jobs_all_failed(tmp_path, caplog):
+    MergeSweep().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+    assert f"no run with a metrics.json under {tmp_path}" in caplog.text
+
+
+@pytest.mark.filterwarnings("error")  # no schema matched by name: the configs extend the plugins'
+@pytest.mark.parametrize("launcher, target, address", [
+    ("joblib", "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", None),
+    ("ray", "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher", None),
+    ("ray_cluster", "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher", "auto"),
+])
+def test_launcher_configs_compose_and_name_the_plugins(launcher, target, address):
+    from hydra import compose, initialize_config_module
+
+    pytest.importorskip(target.rsplit(".", 2)[0])  # the plugins come with recoworld[ray]
+    with initialize_config_module("recoworld.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_ == target
+    assert cfg.hydra.callbacks.merge_sweep._target_ == "recoworld.apps.merge.MergeSweep"
+    if address is not None:
+        assert (cfg.hydra.launcher.ray.init.address, cfg.hydra.launcher.ray.remote.num_cpus) == (address, 1)

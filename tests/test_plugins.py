@@ -1,0 +1,136 @@
+"""Plug-ins reach ``recoworld run`` without hacks: any importable class by ``_target_``,
+named configs from the ``recoworld.agents`` / ``recoworld.simulators`` entry points, a saved
+SB3 model by ``agent=sb3_model``, and lineups that skip privileged agents the simulator
+cannot serve."""
+
+import json
+import textwrap
+
+import pytest
+from hydra.core.config_store import ConfigStore
+
+from recoworld.apps.run.app import main as run_app
+from recoworld.apps.run.plugins import plugin_overrides, register_plugins
+from recoworld.logs import read_log
+
+TINY = ["world=synthetic", "env.num_envs=4", "experiment.steps=4", "experiment.seeds=[0]",
+        "experiment.progress=false", "experiment.plots=false"]
+
+# A simulator without the privileged channel, and an agent, taking only the standard arguments.
+PLUGIN = textwrap.dedent("""
+    import numpy as np
+    import torch
+
+    from recoworld import Instruction, Response
+    from recoworld.agents import Recommender
+    from recoworld.simulators import UserSimulator
+
+
+    class FirstClick(UserSimulator):
+        def __init__(self, catalog, device="cpu"):
+            self.catalog, self.device = catalog, torch.device(device)
+
+        def reset(self, n_users, seed=None, users=None):
+            self.n_users = n_users
+
+        def respond(self, slates):
+            B, K = slates.shape
+            clicked = torch.zeros(B, K, dtype=torch.bool)
+            clicked[:, 0] = True
+            no = torch.zeros(B, dtype=torch.bool)
+            return Response(examined=torch.ones(B, K, dtype=torch.bool), clicked=clicked,
+                            watch_fraction=clicked.float(), liked=clicked, rating=clicked.float() * 5,
+                            satisfaction=torch.ones(B), leave_hazard=torch.zeros(B), left_session=no,
+                            returned=no, return_gap=torch.zeros(B), churned=no, instruction_in_force=no,
+                            compliance=torch.zeros(B), instruction=Instruction.none(B, self.catalog.n_genres),
+                            instruction_text=[None] * B)
+
+
+    class LowestIds(Recommender):
+        name = "lowest_ids"
+
+        def act(self, obs):
+            return np.argsort(obs.candidate_ids, axis=1)[:, : self.slate_size]
+
+
+    def lowest_ids_config():
+        return {"_target_": "plug_world.LowestIds"}
+""")
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    (tmp_path / "plug_world.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_any_importable_agent_and_simulator_class_runs_by_target(plugin, tmp_path):
+    out = tmp_path / "run"
+    run_app(["agent._target_=plug_world.LowestIds", "simulator._target_=plug_world.FirstClick", *TINY,
+             f"hydra.run.dir={out}"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["agents"]) == ["agent"]
+    assert metrics["agents"]["agent"]["metrics"]["ctr"]["mean"] == pytest.approx(1 / 10)  # slate of 10, first clicked
+
+
+def test_agent_keys_start_a_fresh_config_only_without_an_agent_choice():
+    assert plugin_overrides(["agent._target_=m.A", "env.num_envs=4"]) == ["+agent._target_=m.A", "env.num_envs=4"]
+    assert plugin_overrides(["agent=random", "agent.name=x"]) == ["agent=random", "agent.name=x"]
+
+
+def test_lineup_skips_the_oracle_with_a_note_when_the_simulator_lacks_its_channel(plugin, tmp_path, capsys):
+    out = tmp_path / "run"
+    run_app(["simulator._target_=plug_world.FirstClick", "experiment.agents=[random,oracle]", *TINY,
+             f"hydra.run.dir={out}"])
+    assert list(json.loads((out / "metrics.json").read_text())["agents"]) == ["random"]
+    assert ("skipping oracle: oracle is privileged and reads the simulator's click_probabilities(), which "
+            "plug_world.FirstClick does not implement") in capsys.readouterr().out  # Hydra logs to stdout
+
+
+def test_the_oracle_alone_on_such_a_simulator_is_an_error_that_says_why(plugin, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        run_app(["agent=oracle", "simulator._target_=plug_world.FirstClick", *TINY, f"hydra.run.dir={tmp_path}"])
+    assert ("oracle is privileged and reads the simulator's click_probabilities(), which plug_world.FirstClick "
+            "does not implement; implement it on the simulator") in capsys.readouterr().err
+
+
+@pytest.fixture
+def installed_plugin(plugin):
+    """A fake installed distribution whose entry point registers agent=lowest_ids."""
+    info = plugin / "plug_world-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: plug-world\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[recoworld.agents]\nlowest_ids = plug_world:lowest_ids_config\n")
+    yield plugin
+    ConfigStore.instance().repo["agent"].pop("lowest_ids.yaml", None)
+
+
+def test_an_entry_point_registers_a_named_agent_config_for_lineups(installed_plugin, tmp_path):
+    assert register_plugins()["agent"] == ["lowest_ids"]
+    out = tmp_path / "run"
+    run_app(["experiment.agents=[random,lowest_ids]", *TINY, f"hydra.run.dir={out}"])
+    assert set(read_log(out)["agent"]) == {"random", "lowest_ids"}
+
+
+def test_an_entry_point_may_not_shadow_a_shipped_config(plugin):
+    info = plugin / "bad_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: bad-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[recoworld.agents]\nrandom = plug_world:lowest_ids_config\n")
+    with pytest.raises(ValueError, match=r"the plug-in config agent=random is also one of RecoWorld's own "
+                                         r"\(conf/agent/random.yaml\); register it under another name"):
+        register_plugins()
+
+
+def test_a_saved_sb3_model_is_evaluated_with_agent_sb3_model(tmp_path):
+    from recoworld.agents.sb3 import SB3Agent
+    from recoworld.envs import SlateVectorEnv
+
+    model = tmp_path / "model.zip"
+    env = SlateVectorEnv(num_envs=4, slate_size=10, num_candidates=50)
+    SB3Agent(total_timesteps=32, num_envs=4, algo_kwargs={"n_steps": 8, "batch_size": 32, "n_epochs": 1},
+             save_path=str(model)).setup(env, seed=0)
+    out = tmp_path / "run"
+    run_app(["agent=sb3_model", f"agent.load_path={model}", *TINY, f"hydra.run.dir={out}"])
+    assert set(read_log(out)["agent"]) == {"sb3_model"}

@@ -1,0 +1,155 @@
+"""``experiment.executor=ray`` and the sharded population against their local counterparts.
+
+One local Ray with 2 CPUs serves the whole module (started once: Ray's start-up dominates).
+"""
+
+import json
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recoworld.apps.run.app import main as run_app
+from recoworld.apps.run.checks import ExperimentConfigError, experiment_settings
+from recoworld.logs import read_log
+
+ray = pytest.importorskip("ray")
+
+TINY = ["world=synthetic", "env.num_envs=6", "experiment.steps=6", "experiment.progress=false",
+        "experiment.plots=false", "experiment.agents=[random,most_popular]", "experiment.seeds=[0,1]"]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def runs(local_ray, tmp_path_factory) -> dict[str, Path]:
+    out = {}
+    for executor in ("local", "ray"):
+        out[executor] = tmp_path_factory.mktemp(executor)
+        assert run_app([*TINY, f"experiment.executor={executor}", f"hydra.run.dir={out[executor]}"]) == 0
+    return out
+
+
+def _metrics(path: Path) -> dict:
+    metrics = json.loads((path / "metrics.json").read_text())
+    for agent in metrics["agents"].values():
+        agent.pop("seconds")  # wall time, the one field that differs
+    return metrics
+
+
+def test_ray_executor_writes_the_local_executors_log_row_for_row_and_its_metrics(runs):
+    local, remote = read_log(runs["local"]), read_log(runs["ray"])
+    assert len(local) > 0 and sorted(local["agent"].unique()) == ["most_popular", "random"]
+    pd.testing.assert_frame_equal(local, remote)
+    assert _metrics(runs["local"]) == _metrics(runs["ray"])
+    status = json.loads((runs["ray"] / "status.json").read_text())
+    assert status["state"] == "complete" and status["parts"]["planned"] == 4
+    assert sorted((r["agent"], r["seed"]) for r in status["parts"]["complete"]) == [
+        ("most_popular", 0), ("most_popular", 1), ("random", 0), ("random", 1)]
+    assert not [p for p in runs["ray"].rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_a_run_whose_ray_tasks_fail_ends_failed_naming_agent_and_seed(local_ray, tmp_path):
+    bad = [*TINY, "experiment.executor=ray", f"hydra.run.dir={tmp_path}", "agent=most_popular",
+           "+agent.no_such_argument=1"]
+    with pytest.raises(SystemExit):
+        run_app(bad)
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["state"] == "failed" and status["error_type"] == "RolloutsFailed"
+    for seed in (0, 1):
+        assert f"agent=most_popular seed={seed}: InstantiationException: Error in call to target " in status["error"]
+    assert "TypeError('MostPopularAgent() takes no arguments')" in status["error"]
+    assert "experiment.resume=true" in status["error"] and status["parts"]["complete"] == []
+
+
+def test_failed_parts_are_reported_while_the_others_are_recorded(local_ray, tmp_path):
+    from hydra import compose, initialize_config_module
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from recoworld.apps.run import executor
+    from recoworld.apps.run.hooks import part_hooks
+    from recoworld.apps.run.rundir import Part, RunDirectory
+
+    with initialize_config_module("recoworld.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[*TINY, "experiment.executor=ray"])
+        lineup = {"random": compose("config", overrides=["agent=random"]).agent,
+                  "broken": OmegaConf.create({"_target_": "recoworld.agents.RandomAgent", "no_such_argument": 1})}
+    catalog = instantiate(cfg.world)
+    parts = [Part(name, seed) for name in lineup for seed in (0, 1)]
+    directory = RunDirectory.start(tmp_path, {"config": 1}, parts, resume=False)
+    done = []
+    with pytest.raises(executor.RolloutsFailed) as failure:
+        hooks = partial(part_hooks, cfg, tmp_path)  # picklable for the workers: no extra hooks here
+        executor.ray_parts(cfg, lineup, parts, catalog, directory, hooks=hooks, on_done=done.append)
+    message = str(failure.value)
+    assert message.startswith("2 of 4 Ray rollouts failed (")
+    assert "agent=broken seed=0: InstantiationException" in message and "agent=broken seed=1: " in message
+    assert message.endswith("the others are recorded: fix the cause and finish the run with experiment.resume=true")
+    assert sorted((p.agent, p.seed) for p in done) == [("random", 0), ("random", 1)]
+    assert all(directory.completed(Part("random", seed)) for seed in (0, 1))
+    assert (tmp_path / Part("random", 0).file).is_file() and not (tmp_path / Part("broken", 0).file).exists()
+
+
+def test_executor_settings_are_checked_before_the_run():
+    from omegaconf import OmegaConf
+
+    def settings(**experiment):
+        return experiment_settings(OmegaConf.create({"experiment": experiment}))
+
+    assert settings(executor="ray").executor == "ray"
+    with pytest.raises(ExperimentConfigError, match=r"^experiment.executor='dask'; choose local \(this process\) "
+                                                     r"or ray \(Ray tasks\), e.g. experiment.executor=ray$"):
+        settings(executor="dask")
+    with pytest.raises(ExperimentConfigError, match=r"^experiment.ray_address='auto' is set but "
+                                                     r"experiment.executor=local; add experiment.executor=ray"):
+        settings(ray_address="auto")
+
+
+def test_sharded_population_equals_the_unsharded_env_slot_for_slot(local_ray):
+    from recoworld.envs.sharded import ShardedVectorEnv
+    from recoworld.envs.slate import SlateVectorEnv
+
+    kwargs = {"max_steps": 3}  # short episodes: the autoreset of finished users is crossed too
+    whole, sharded = SlateVectorEnv(num_envs=5, **kwargs), ShardedVectorEnv(5, 2, **kwargs)
+    try:
+        assert (sharded.sizes, sharded.offsets) == ([3, 2], [0, 3])
+        _assert_dicts_equal(whole.reset(seed=21), sharded.reset(seed=21))
+        rng = np.random.default_rng(0)
+        for _ in range(5):
+            actions = np.stack([rng.permutation(whole.num_candidates)[:whole.slate_size] for _ in range(5)])
+            expected, got = whole.step(actions), sharded.step(actions)
+            _assert_dicts_equal((expected[0], expected[4]), (got[0], got[4]))
+            for a, b in zip(expected[1:4], got[1:4]):
+                np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(whole.click_probabilities(), sharded.click_probabilities(), rtol=1e-5)
+    finally:
+        sharded.close()
+        whole.close()
+
+
+def test_sharded_env_refuses_what_it_cannot_split(local_ray):
+    from recoworld.envs.sharded import ShardedVectorEnv
+
+    with pytest.raises(ValueError, match=r"^num_shards=4 > num_envs=3: each shard needs at least one user; "
+                                         r"use num_shards <= 3$"):
+        ShardedVectorEnv(3, 4)
+    with pytest.raises(ValueError, match="cannot split a simulator instance"):
+        ShardedVectorEnv(3, 2, simulator=object())
+
+
+def _assert_dicts_equal(expected: tuple, got: tuple) -> None:
+    for a, b in zip(expected, got):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)

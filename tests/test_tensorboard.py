@@ -1,0 +1,52 @@
+"""``experiment.tensorboard=true`` writes each part's per-step scalars, and SB3 agents'
+training curves, as TensorBoard event files in the run directory."""
+
+from pathlib import Path
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from recoworld.apps.run.app import main as run_app
+
+STEPS = 6
+
+
+def scalars(folder: Path) -> EventAccumulator:
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return events
+
+
+def test_each_part_writes_its_per_step_scalars(tmp_path):
+    run_app(["world=synthetic", "env.num_envs=8", f"experiment.steps={STEPS}", "experiment.seeds=[0,1]",
+             "experiment.agents=[random,most_popular]", "experiment.progress=false", "experiment.plots=false",
+             "experiment.tensorboard=true", f"hydra.run.dir={tmp_path}"])
+    for agent in ("random", "most_popular"):
+        for seed in (0, 1):
+            events = scalars(tmp_path / "tensorboard" / f"agent={agent}" / f"seed={seed}")
+            tags = events.Tags()["scalars"]
+            assert {f"{agent}/return", f"{agent}/reward", f"{agent}/ctr"} <= set(tags)
+            assert set(tags) <= {f"{agent}/{name}" for name in ("return", "reward", "ctr", "return_rate",
+                                                                "compliance")}
+            for name in ("return", "reward", "ctr"):
+                assert [e.step for e in events.Scalars(f"{agent}/{name}")] == list(range(STEPS))
+            returns = [e.value for e in events.Scalars(f"{agent}/return")]
+            assert returns == sorted(returns)  # cumulative reward of non-negative click rewards
+            assert all(0.0 <= e.value <= 1.0 for e in events.Scalars(f"{agent}/ctr"))
+
+
+def test_without_the_flag_no_event_files_are_written(tmp_path):
+    run_app(["world=synthetic", "env.num_envs=4", "experiment.steps=2", "experiment.seeds=[0]", "agent=random",
+             "experiment.progress=false", "experiment.plots=false", f"hydra.run.dir={tmp_path}"])
+    assert not (tmp_path / "tensorboard").exists()
+
+
+def test_sb3_agents_write_their_training_curves_per_seed(tmp_path):
+    run_app(["world=synthetic", "env.num_envs=4", "experiment.steps=2", "experiment.seeds=[0]", "agent=ppo",
+             "agent.total_timesteps=64", "agent.num_envs=4", "agent.algo_kwargs.n_steps=8",
+             "agent.algo_kwargs.batch_size=32", "agent.algo_kwargs.n_epochs=1", "experiment.progress=false",
+             "experiment.plots=false", "experiment.tensorboard=true", f"hydra.run.dir={tmp_path}"])
+    training = tmp_path / "tensorboard" / "agent=ppo" / "sb3"
+    assert [p.name for p in training.iterdir()] == ["PPO_seed0_1"]
+    tags = scalars(training / "PPO_seed0_1").Tags()["scalars"]
+    assert "train/value_loss" in tags and "time/fps" in tags
+    assert (tmp_path / "tensorboard" / "agent=ppo" / "seed=0").is_dir()
