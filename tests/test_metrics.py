@@ -150,3 +150,10 @@ def test_summarize_refuses_a_log_whose_rows_were_logged_twice():
     with pytest.raises(ValueError, match=r"agent 'a'.*seed 0, user 0, episode 1, step 0 more than once.*"
                                          r"repeated in experiment.seeds"):
         metrics.summarize(twice, np.eye(4), np.array([0.5, 0.25, 0.125, 0.125]))
+
+
+def test_every_run_metric_has_a_title_in_the_summary():
+    from recoworld.apps.run.report import TITLES
+    from recoworld.metrics import METRICS
+
+    assert set(METRICS) <= set(TITLES), f"metrics without a summary title: {sorted(set(METRICS) - set(TITLES))}"

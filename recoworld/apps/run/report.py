@@ -42,6 +42,11 @@ TITLES = {
     "coverage": "catalog coverage",
     "diversity": "intra-slate diversity",
     "novelty": "novelty (bits)",
+    "exposure_gini": "exposure Gini",
+    "head_exposure": "exposure: head items",
+    "mid_exposure": "exposure: mid items",
+    "tail_exposure": "exposure: tail items",
+    "serendipity": "serendipity",
 }
 
 #: Simulator counters shown in the summary when a simulator reports them (all of them are
