@@ -31,7 +31,7 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
@@ -143,6 +143,26 @@ def check_layout(lib: ctypes.CDLL, struct: type[ctypes.Structure]) -> None:
     if problems:
         raise LayoutMismatchError(f"struct {name}: " + "; ".join(problems) + f". Make the ctypes mirror of {name} "
                                   "match the C struct field for field (and rebuild)")
+
+
+class CompiledKernel:
+    """Base of a kernel object that holds its compiled library: ``library`` (a function
+    returning the loaded ``ctypes.CDLL``) is loaded when the object is built, so that a
+    missing compiler shows up then rather than mid-rollout. A copy (``copy.deepcopy``, pickle:
+    a twin of the world, a worker process) loads the library again instead of copying its
+    handle, which ctypes cannot."""
+
+    library: Callable[[], ctypes.CDLL]
+
+    def __post_init__(self):
+        self._lib = type(self).library()
+
+    def __getstate__(self) -> dict:
+        return {name: value for name, value in vars(self).items() if name != "_lib"}
+
+    def __setstate__(self, state: dict) -> None:
+        vars(self).update(state)
+        self._lib = type(self).library()
 
 
 def threads() -> int:

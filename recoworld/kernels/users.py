@@ -155,7 +155,7 @@ def parameters(config) -> torch.Tensor:
 
 
 @dataclass
-class UsersKernel:
+class UsersKernel(build.CompiledKernel):
     """The fused step over CPU tensors: ``tables`` (contiguous), ``params`` from
     :func:`parameters`, and ``streams``, the random stream ids of ``step``, ``gap``,
     ``session`` and ``phrase`` draws."""
@@ -167,17 +167,7 @@ class UsersKernel:
     holds_idle = True
     name = "c"
 
-    def __post_init__(self):
-        self._lib = library()  # build now: a missing compiler shows up here, not mid-rollout
-
-    # A copy (copy.deepcopy, pickle: a twin of the world, a worker process) loads the
-    # library again instead of copying its handle, which ctypes cannot.
-    def __getstate__(self) -> dict:
-        return {name: value for name, value in vars(self).items() if name != "_lib"}
-
-    def __setstate__(self, state: dict) -> None:
-        vars(self).update(state)
-        self._lib = library()
+    library = staticmethod(library)
 
     def step(self, state: UserState, slates: torch.Tensor, idle: torch.Tensor | None) -> Reactions:
         """One step of every user for valid ``slates``, updating ``state`` in place; slots in

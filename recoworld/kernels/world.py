@@ -89,7 +89,7 @@ def library() -> ctypes.CDLL:
 
 
 @dataclass
-class WorldKernel:
+class WorldKernel(build.CompiledKernel):
     """The bookkeeping of ``B`` users over CPU tensors, with ``n_genres`` genres, candidates
     from ``candidates`` and drawn on the random stream ``candidate_stream``.
 
@@ -105,17 +105,7 @@ class WorldKernel:
     empty: Callable[[str], np.ndarray] | None = None
     name = "c"
 
-    def __post_init__(self):
-        self._lib = library()  # build now: a missing compiler shows up here, not mid-rollout
-
-    # A copy (copy.deepcopy, pickle: a twin of the world, a worker process) loads the
-    # library again instead of copying its handle, which ctypes cannot.
-    def __getstate__(self) -> dict:
-        return {name: value for name, value in vars(self).items() if name != "_lib"}
-
-    def __setstate__(self, state: dict) -> None:
-        vars(self).update(state)
-        self._lib = library()
+    library = staticmethod(library)
 
     def take_slates(self, state: WorldState, positions) -> torch.Tensor | None:
         """Item ids ``[B, K]`` of the current candidates at the indices ``positions`` (an
