@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from recoworld.config_checks import Interval
 from recoworld.simulators.llm_shared import ChatModelNode, LLMVoiceConfig
 from recoworld.simulators.statistical import StatisticalUserConfig
 
@@ -45,16 +46,9 @@ class LLMUserConfig(LLMVoiceConfig):
     like_rating: int = 5
     dislike_rating: int = 1
 
-    def __post_init__(self):
-        super().__post_init__()
-        if not 1 <= self.initial_satisfaction <= 5:
-            raise ValueError(f"initial_satisfaction={self.initial_satisfaction}; it is on the 1..5 scale")
-        for name in ("click_watch", "like_watch", "dislike_watch"):
-            if not 0.0 < getattr(self, name) <= 1.0:
-                raise ValueError(f"{name}={getattr(self, name)}; a watch fraction of a click is in (0, 1]")
-        for name in ("like_rating", "dislike_rating"):
-            if not 1 <= getattr(self, name) <= 5:
-                raise ValueError(f"{name}={getattr(self, name)}; ratings are 1..5")
+    #: Satisfaction and ratings are on the 1..5 scale; a click's watch fraction is in (0, 1].
+    RANGES = {**dict.fromkeys(("initial_satisfaction", "like_rating", "dislike_rating"), Interval(1, 5)),
+              **dict.fromkeys(("click_watch", "like_watch", "dislike_watch"), Interval(0.0, 1.0, closed_low=False))}
 
 
 @dataclass

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
 from recoworld.catalog import Catalog
+from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, UNIT, check_fields
 from recoworld.llm import ChatModel, LLMConfig, make_chat_model
 from recoworld.representations import RepresentationConfig, make_representation
 from recoworld.simulators.memory import MemoryConfig
@@ -102,6 +103,10 @@ class LLMVoiceConfig:
     max_fallback_share: float = 0.05
     fallback_min_steps: int = 20
 
+    #: max_fallback_share is a share of steps (1.0: never stop); the counts start at 1.
+    RANGES = {"temperature": NON_NEGATIVE, "failures_kept": NON_NEGATIVE, "max_fallback_share": UNIT,
+              "fallback_min_steps": AT_LEAST_ONE}
+
     def __post_init__(self):
         if isinstance(self.memory, Mapping):
             self.memory = MemoryConfig(**self.memory)
@@ -109,12 +114,7 @@ class LLMVoiceConfig:
             self.representation = RepresentationConfig(**self.representation)
         if self.on_failure not in FAILURE_POLICIES:
             raise ValueError(f"on_failure={self.on_failure!r}; choose one of {FAILURE_POLICIES}")
-        share = self.max_fallback_share
-        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share <= 1.0:
-            raise ValueError(f"max_fallback_share={share!r}; it is a share of steps in [0, 1] (1.0: never stop)")
-        if isinstance(self.fallback_min_steps, bool) or not isinstance(self.fallback_min_steps, int) \
-                or self.fallback_min_steps < 1:
-            raise ValueError(f"fallback_min_steps={self.fallback_min_steps!r}; it is a count of steps, at least 1")
+        check_fields(self)  # the RANGES of the class and its subclasses (recoworld.config_checks)
 
 
 class LLMVoice:

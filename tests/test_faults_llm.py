@@ -255,7 +255,7 @@ def test_fallback_share_is_in_the_metrics_of_both_kinds_of_llm_users():
     ("fallback_min_steps", 0, "fallback_min_steps=0"),
 ])
 def test_a_bad_fallback_threshold_is_refused_naming_it(field, value, named):
-    with pytest.raises(ValueError, match=f"^{named};"):
+    with pytest.raises(ValueError, match=f"^LLMVoiceConfig.{named}: must be"):
         LLMVoiceConfig(**{field: value})
 
 
