@@ -254,6 +254,14 @@ def test_resume_reruns_a_part_that_is_missing_or_damaged(finished, reference, da
     pd.testing.assert_frame_equal(rows(finished), rows(reference))
 
 
+def test_resume_removes_the_temporary_of_a_status_write_that_was_killed(finished):
+    # SIGKILL between writing status.json's temporary and renaming it over status.json.
+    (finished / ".status.json.999.tmp").write_text('{"state": "runn')
+    (finished / PARTS[1]).unlink()
+    run(finished, "experiment.resume=true")
+    assert_consistent(finished, "complete", complete=4)
+
+
 def test_an_agent_that_raises_midway_fails_the_run_and_keeps_its_complete_parts(tmp_path, reference, monkeypatch,
                                                                                capsys):
     fail_on_call(monkeypatch, 9, RuntimeError("act exploded at call 9"))

@@ -275,6 +275,7 @@ def _remove_leftovers(path: Path) -> None:
     until every part is complete) and temporary files of killed writers."""
     for name in FINAL_OUTPUTS:
         (path / name).unlink(missing_ok=True)
-    for folder in ("episodes", "segments"):
-        for temporary in (path / folder).rglob(f".*{TEMPORARY_SUFFIX}"):
-            temporary.unlink(missing_ok=True)
+    # Anywhere in the directory: a writer killed while replacing status.json leaves its
+    # temporary beside it, not only under episodes/ or segments/.
+    for temporary in path.rglob(f".*{TEMPORARY_SUFFIX}"):
+        temporary.unlink(missing_ok=True)
