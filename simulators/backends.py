@@ -95,8 +95,9 @@ class TorchUsers:
         quality = equations.step_quality(enjoyment, compliance, in_force, c)
         s.satisfaction = equations.mindset_update(s.satisfaction, quality, c)
         s.session_step += 1
-        # How the session went, for the return decision: the running mean of its steps' quality.
-        s.session_memory = equations.session_memory_update(s.session_memory, quality, s.session_step)
+        # How the session went, for the return decision: its mean, its peak and its end.
+        s.session_mean, s.session_peak, s.session_memory = equations.session_memory_update(
+            s.session_mean, s.session_peak, quality, s.session_step, c)
         hazard = equations.leave_hazard(s.satisfaction, boredom, s.session_step, s.patience, c)
         s.instruction_steps_left, s.instruction.active = equations.instruction_countdown(
             s.instruction_steps_left, in_force, s.instruction.active)
@@ -111,8 +112,8 @@ class TorchUsers:
     def _react(self, s: UserState, slates: torch.Tensor):
         """The per-item part of a step: the reactions ``[B, K]`` (cascade examination,
         clicks, watch, likes, ratings), distance ``[B, K]``, the step's enjoyment and boredom
-        ``[B]``, its per-user uniforms ``[B, 3]``, and the satiation, interest, familiarity
-        and click-history updates."""
+        ``[B]``, its per-user uniforms ``[B, 3]``, and the genre and item satiation,
+        interest, familiarity and click-history updates."""
         c, t = self.config, self.tables
         B, K = slates.shape
         feats, weights = lookup(t.features, slates), lookup(t.genre_weights, slates)
@@ -121,7 +122,7 @@ class TorchUsers:
         u = rng.uniform(s.key, s.counter, S_STEP, 4 * K + 3)
         u_click, u_continue, u_watch, u_like = u[:, : 4 * K].view(B, 4, K).unbind(1)
 
-        v, item_satiation, distance = self.utility(slates, feats, weights)
+        v, genre_satiation, distance = self.utility(slates, feats, weights)
         click_draw = u_click < torch.sigmoid(v)
         go_on = u_continue < s.patience[:, None] * torch.where(click_draw, c.continue_after_click, 1.0)
         go_on[:, -1] = True  # shifted out below: examination of k+1 depends on positions <= k
@@ -140,13 +141,17 @@ class TorchUsers:
         enjoyment = equations.step_enjoyment(clicked_f, rating)
 
         examined_f = examined.float()
-        boredom = equations.boredom(examined_f, item_satiation)
+        boredom = equations.boredom(examined_f, genre_satiation)
         exposure = equations.genre_exposure(examined_f, clicked_f, watch, weights)
         s.satiation = equations.satiation_build_up(s.satiation, exposure, c)
         consumed = equations.consumption(clicked_f, watch, feats)
         s.interest = equations.interest_drift(s.interest, consumed, c)
         s.familiar = equations.familiarity_update(s.familiar, consumed, clicked, c)
-        (s.recent_clicks,) = prepend_clicks(s.recent_clicks, slates, clicked)
+        # Each clicked film's satiation builds on its level before the step; older levels fade.
+        levels = equations.item_satiation_build_up(
+            equations.item_satiation(slates, s.recent_clicks, s.recent_satiation), watch)
+        s.recent_clicks, s.recent_satiation = prepend_clicks(
+            s.recent_clicks, slates, clicked, (equations.item_satiation_decay(s.recent_satiation, c), levels))
         return examined, clicked, watch, liked, rating, distance, enjoyment, boredom, u[:, 4 * K:]
 
     def _leave(self, s: UserState, leaves: torch.Tensor, u_return: torch.Tensor):
@@ -161,6 +166,7 @@ class TorchUsers:
         if bool(returned.any()):
             slots = returned.nonzero().flatten()
             s.satiation[slots] = equations.satiation_recovery(s.satiation[slots], gap[slots], c)
+            s.recent_satiation[slots] = equations.item_satiation_recovery(s.recent_satiation[slots], gap[slots], c)
             s.satisfaction[slots] = equations.mindset_after_break(s.satisfaction[slots], c.initial_mindset)
             s.session_index[slots] += 1
             s.session_step[slots] = 0

@@ -16,27 +16,33 @@ watch fraction, :math:`f_k` the item's unit features, :math:`w_{kg}` its genre w
 
 **One step** (after the slate's reactions):
 
-1. exposure :math:`x_g` and satiation build-up (:func:`genre_exposure`,
-   :func:`satiation_build_up`); consumption, interest drift and familiarity
-   (:func:`consumption`, :func:`interest_drift`, :func:`familiarity_update`);
-2. the step's enjoyment :math:`j` and quality :math:`\bar q` (:func:`step_enjoyment`,
-   :func:`step_quality`), with the compliance of the slate with the instruction in force
-   (:func:`instruction_compliance`, measured on the distance of
+1. exposure :math:`x_g` and genre satiation build-up (:func:`genre_exposure`,
+   :func:`satiation_build_up`); item satiation of the clicked items
+   (:func:`item_satiation`, :func:`item_satiation_build_up`, :func:`item_satiation_decay`);
+   consumption, interest drift and familiarity (:func:`consumption`,
+   :func:`interest_drift`, :func:`familiarity_update`);
+2. the step's summed enjoyment :math:`J` and its quality :math:`\bar q`, concave in it
+   (:func:`step_enjoyment`, :func:`step_quality`), with the compliance of the slate with
+   the instruction in force (:func:`instruction_compliance`, measured on the distance of
    :func:`distance_from_familiar`);
-3. mindset :math:`m` and session memory :math:`M` (:func:`mindset_update`,
-   :func:`session_memory_update`);
+3. mindset :math:`m` and the session's memory :math:`M`, by the peak-end rule
+   (:func:`mindset_update`, :func:`session_memory_update`);
 4. the leave hazard :math:`h` (:func:`leave_hazard`, with :func:`boredom`), the countdown
    of the instruction in force (:func:`instruction_countdown`), and the decision to voice
    an instruction or to leave (:func:`voice_or_leave`);
 5. for leavers, whether they return and after how long (:func:`return_decision`, from
    :func:`return_probability`, :func:`mean_return_gap` and :func:`return_gap`); a
-   returning user's satiation recovers over the gap (:func:`satiation_recovery`) and its
-   mindset regresses towards its baseline (:func:`mindset_after_break`).
+   returning user's genre and item satiation recover over the gap
+   (:func:`satiation_recovery`, :func:`item_satiation_recovery`) and its mindset regresses
+   towards its baseline (:func:`mindset_after_break`).
 
-It is the session memory :math:`M` — how the session went as a whole — that decides the
-return, not the mindset of the moment of leaving: users leave when their mindset dips,
-whoever served them, so the mindset at leaving varies little between recommenders, while
-how the session went does.
+It is the session memory :math:`M` — how the session went as a whole, as people remember
+it: by its best step and its last — that decides the return, not the mindset of the moment
+of leaving: users leave when their mindset dips, whoever served them, so the mindset at
+leaving varies little between recommenders, while how the session went does. Because the
+step quality grows with every film enjoyed (with diminishing returns) and satiation wears
+a genre, and a film, by how much of it was served, a recommender that serves sessions
+well brings users back more often and sooner.
 
 An LLM user follows the same rule: its model decides what it does within a step (its
 reactions, the satisfaction it states, whether it leaves, what it says), and the equations
@@ -63,6 +69,10 @@ class UserEquationsConfig(Protocol):
     satiation_rate: float
     satiation_decay: float
     satiation_recovery_days: float
+    item_satiation_decay: float
+    item_recovery_days: float
+    quality_scale: float
+    peak_end_weight: float
     interest_drift: float
     familiarity_rate: float
     mindset_rate: float
@@ -99,12 +109,15 @@ def genre_exposure(examined: torch.Tensor, clicked: torch.Tensor, watch: torch.T
 def satiation_build_up(satiation: torch.Tensor, exposure: torch.Tensor, config: UserEquationsConfig) -> torch.Tensor:
     r"""Satiation ``[B, G]`` after one step of exposure :math:`x` (:func:`genre_exposure`):
 
-    .. math:: s \leftarrow (1-\delta)\,s + \eta_s\,(1-s)\,\min(1, x)
+    .. math:: s \leftarrow (1-\delta)\,s + (1-s)\,\big(1 - e^{-\eta_s x}\big)
 
-    with :math:`\delta` = ``satiation_decay`` and :math:`\eta_s` = ``satiation_rate``; it
-    stays in :math:`[0, 1]` when it starts there (both rates in :math:`[0, 1]`)."""
+    with :math:`\delta` = ``satiation_decay`` and :math:`\eta_s` = ``satiation_rate``. The
+    build-up has diminishing returns in the exposure, with no cap: a slate that is all one
+    genre wears it more than one that holds a few of its items, and that more than one that
+    holds one — so the mix of a slate shows in the satiation, step after step. It stays in
+    :math:`[0, 1]` when it starts there (:math:`\delta \in [0, 1]`, :math:`\eta_s, x \ge 0`)."""
     c = config
-    return (1 - c.satiation_decay) * satiation + c.satiation_rate * (1 - satiation) * exposure.clamp(max=1.0)
+    return (1 - c.satiation_decay) * satiation + (1 - satiation) * (1 - torch.exp(-c.satiation_rate * exposure))
 
 
 def satiation_recovery(satiation: torch.Tensor, gap: torch.Tensor, config: UserEquationsConfig) -> torch.Tensor:
@@ -114,6 +127,41 @@ def satiation_recovery(satiation: torch.Tensor, gap: torch.Tensor, config: UserE
 
     with :math:`\tau` = ``satiation_recovery_days``: it decays towards 0 with the gap."""
     return satiation * torch.exp(-gap / config.satiation_recovery_days)[:, None]
+
+
+def item_satiation(items: torch.Tensor, recent_clicks: torch.Tensor, recent_satiation: torch.Tensor) -> torch.Tensor:
+    r"""Satiation ``[B, C]`` of the user with each of ``items`` ``[B, C]``: the level
+    :math:`\sigma_{bi} = \max_h [\text{recent}_h = i]\,\rho_h` of the item among the user's
+    last clicks (``recent_clicks`` ``[B, H]``, newest first, with levels
+    ``recent_satiation`` ``[B, H]``), 0 for an item not among them. It lowers the item's
+    utility by ``repeat_penalty`` :math:`\sigma_{bi}`: a film just watched is not wanted
+    again soon."""
+    match = items[:, :, None] == recent_clicks[:, None, :]
+    return (match * recent_satiation[:, None, :]).amax(-1)
+
+
+def item_satiation_build_up(level: torch.Tensor, watch: torch.Tensor) -> torch.Tensor:
+    r"""The satiation level ``[B, K]`` an item reaches when it is clicked and watched for
+    the fraction :math:`\omega`: :math:`\sigma \leftarrow \sigma + (1-\sigma)\,\omega`, from its
+    level :math:`\sigma` before the step (:func:`item_satiation`): it builds with each
+    viewing and stays in :math:`[0, 1]`."""
+    return level + (1 - level) * watch
+
+
+def item_satiation_decay(recent_satiation: torch.Tensor, config: UserEquationsConfig) -> torch.Tensor:
+    r"""The levels ``[B, H]`` of the last clicks after a step, before this step's clicks
+    join them: :math:`\rho \leftarrow (1-\delta_i)\,\rho`, :math:`\delta_i` =
+    ``item_satiation_decay``."""
+    return (1 - config.item_satiation_decay) * recent_satiation
+
+
+def item_satiation_recovery(recent_satiation: torch.Tensor, gap: torch.Tensor,
+                            config: UserEquationsConfig) -> torch.Tensor:
+    r"""The levels ``[R, H]`` of the last clicks after a break of ``gap`` ``[R]`` days:
+    :math:`\rho \leftarrow \rho\, e^{-\text{gap}/\tau_i}`, :math:`\tau_i` =
+    ``item_recovery_days`` (longer than a genre's: one tires of a film for longer than of
+    its genre)."""
+    return recent_satiation * torch.exp(-gap / config.item_recovery_days)[:, None]
 
 
 def boredom(examined: torch.Tensor, item_satiation: torch.Tensor) -> torch.Tensor:
@@ -182,37 +230,41 @@ def distance_from_familiar(features: torch.Tensor, familiar: torch.Tensor) -> to
 
 # -------------------------------------------------- quality, mindset, memory
 def step_enjoyment(clicked: torch.Tensor, rating: torch.Tensor) -> torch.Tensor:
-    r"""The step's enjoyment ``[B]``: the mean of :math:`(\text{rating}_k - 1)/4` over the
-    :math:`n` clicked items, 0 when nothing was clicked:
+    r"""The step's enjoyment ``[B]``: the summed enjoyment :math:`(\text{rating}_k - 1)/4`
+    of the clicked items, 0 when nothing was clicked:
 
-    .. math:: j = \frac{\sum_k c_k (\text{rating}_k - 1)}{4 \max(1, n)}
+    .. math:: J = \tfrac14 \sum_k c_k (\text{rating}_k - 1)
 
-    The user's own judgement after watching, not the click.
+    The user's own judgement after watching, not the click: a film rated 5 counts 1, one
+    rated 1 counts 0.
 
     Args:
         clicked: float ``[B, K]`` (0/1).
         rating: ratings 1..5 ``[B, K]`` (any dtype; read where clicked).
     """
-    n_clicks = clicked.sum(1)
-    return (clicked * (rating.float() - 1)).sum(1) / (4 * n_clicks.clamp(min=1))
+    return (clicked * (rating.float() - 1)).sum(1) * 0.25
 
 
 def step_quality(enjoyment: torch.Tensor, compliance: torch.Tensor, in_force: torch.Tensor,
                  config: UserEquationsConfig) -> torch.Tensor:
-    r"""The step's quality ``[B]``:
+    r"""The step's quality ``[B]``, concave in the summed enjoyment :math:`J`:
 
-    .. math:: \bar q = \mathrm{clip}\big(j + \kappa_c(\text{compliance} - 0.5),\ 0,\ 1\big)
+    .. math:: \bar q = \mathrm{clip}\big(1 - e^{-J/\xi} + \kappa_c(\text{compliance} - 0.5),\ 0,\ 1\big)
 
-    for users with an instruction in force (``in_force``), :math:`\mathrm{clip}(j, 0, 1)`
-    for the others; :math:`\kappa_c` = ``compliance_weight``.
+    for users with an instruction in force (``in_force``), :math:`1 - e^{-J/\xi}` for the
+    others; :math:`\xi` = ``quality_scale``, :math:`\kappa_c` = ``compliance_weight``.
+    Diminishing returns, not a mean: a second film enjoyed makes a better step than one,
+    by less than the first did; a disappointing click adds little, and nothing clicked is
+    a step of quality 0.
 
     Args:
-        enjoyment: :math:`j` ``[B]`` (:func:`step_enjoyment`).
+        enjoyment: :math:`J` ``[B]`` (:func:`step_enjoyment`).
         compliance: ``[B]`` (:func:`instruction_compliance`; read where in force).
         in_force: bool ``[B]``.
     """
-    followed = enjoyment + config.compliance_weight * (compliance - 0.5)
-    return torch.where(in_force, followed, enjoyment).clamp(0, 1)
+    value = 1 - torch.exp(-enjoyment / config.quality_scale)
+    followed = value + config.compliance_weight * (compliance - 0.5)
+    return torch.where(in_force, followed, value).clamp(0, 1)
 
 
 def mindset_update(mindset: torch.Tensor, quality: torch.Tensor, config: UserEquationsConfig) -> torch.Tensor:
@@ -228,15 +280,30 @@ def mindset_after_break(mindset: torch.Tensor, baseline: float) -> torch.Tensor:
     return 0.5 * mindset + 0.5 * baseline
 
 
-def session_memory_update(memory: torch.Tensor, quality: torch.Tensor, session_step: torch.Tensor) -> torch.Tensor:
-    r"""Session memory ``[B]`` after the step numbered ``session_step`` (1 for the first of
-    the session):
+def session_memory_update(mean: torch.Tensor, peak: torch.Tensor, quality: torch.Tensor, session_step: torch.Tensor,
+                          config: UserEquationsConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""How the session is remembered after the step numbered ``session_step`` (1 for the
+    first of the session) of quality :math:`\bar q`: ``(mean, peak, memory)``, each ``[B]``.
 
-    .. math:: M \leftarrow M + (\bar q - M)/t_{\text{session}}
+    .. math::
 
-    the mean step quality of the session so far — how the session went, remembered for the
-    return (:func:`return_decision`)."""
-    return memory + (quality - memory) / session_step
+        \bar Q \leftarrow \bar Q + (\bar q - \bar Q)/t_{\text{session}}, \qquad
+        P \leftarrow \max(P, \bar q), \qquad
+        M = w\,\tfrac12 (P + \bar q) + (1 - w)\,\bar Q
+
+    the running mean :math:`\bar Q` and the peak :math:`P` of the session's step quality
+    (both restart at its first step), and the memory :math:`M` of the session were it to
+    end now, with :math:`w` = ``peak_end_weight``. The peak-end rule (Fredrickson and
+    Kahneman, "Duration neglect in retrospective evaluations of affective episodes", 1993;
+    Kahneman et al., "When more pain is preferred to less: adding a better end", 1993):
+    an episode is remembered by its best moment and its end, not by its average. ``w = 0``
+    remembers the mean. :math:`M` decides the return (:func:`return_decision`).
+    """
+    first = session_step == 1
+    mean = mean + (quality - mean) / session_step
+    peak = torch.where(first, quality, torch.maximum(peak, quality))
+    w = config.peak_end_weight
+    return mean, peak, w * ((peak + quality) * 0.5) + (1 - w) * mean
 
 
 # ------------------------------------------------------------------- leaving

@@ -24,8 +24,9 @@ own, with the statistical config's parameters) carry everything the model does n
 the compliance of each slate with the instruction in force and its countdown, the
 familiarity against which novelty is measured, the session memory and the return. The
 satisfaction the model states after a step is the user's judgement of that step, its
-quality :math:`\\bar q`: the session memory :math:`M` is the mean of the session's
-stated satisfactions (:func:`~recoworld.simulators.equations.session_memory_update`).
+quality :math:`\\bar q`: the session memory :math:`M` blends the peak, the last and the
+mean of the session's stated satisfactions by the peak-end rule
+(:func:`~recoworld.simulators.equations.session_memory_update`).
 
 **Returning**: a user who leaves returns, by the statistical users' rule
 (:func:`~recoworld.simulators.equations.return_decision`), with probability
@@ -125,8 +126,8 @@ class LLMUsers(LLMVoice, UserSimulator):
         memories: the :class:`UserMemory` of each slot.
         mindset: each slot's current mindset sentence.
         satisfaction: ``[B]`` the satisfaction last stated, in ``[0, 1]``.
-        session_memory: ``[B]`` the mean satisfaction of the session so far (it decides
-            the return).
+        session_memory: ``[B]`` how the session so far is remembered (it decides the
+            return): the peak-end blend of its stated satisfactions.
         failures: the most recent :class:`StepFailure` records.
     """
 
@@ -184,7 +185,8 @@ class LLMUsers(LLMVoice, UserSimulator):
             self.mindset[b] = c.initial_mindset
             self.instruction_text[b] = None
         self.satisfaction[index] = (c.initial_satisfaction - 1) / 4
-        self.session_memory[index] = self.satisfaction[index]
+        for tensor in (self.session_memory, self.session_mean, self.session_peak):
+            tensor[index] = self.satisfaction[index]
         self.familiar[index] = traits.interest
         for tensor in (self.counter, self.session_index, self.session_step):
             tensor[index] = 0
@@ -200,6 +202,8 @@ class LLMUsers(LLMVoice, UserSimulator):
         self.session_step = torch.zeros(n, dtype=torch.int64, device=dev)
         self.satisfaction = torch.zeros(n, device=dev)
         self.session_memory = torch.zeros(n, device=dev)
+        self.session_mean = torch.zeros(n, device=dev)
+        self.session_peak = torch.zeros(n, device=dev)
         self.familiar = torch.zeros(n, self.catalog.feature_dim, device=dev)
         self.churned = torch.zeros(n, dtype=torch.bool, device=dev)
         self.instruction = Instruction.none(n, g, dev)
@@ -361,8 +365,8 @@ class LLMUsers(LLMVoice, UserSimulator):
         self.satisfaction = feedback.satisfaction
         self.session_step += 1
         # The stated satisfaction is the user's judgement of the step: its quality.
-        self.session_memory = equations.session_memory_update(self.session_memory, self.satisfaction,
-                                                              self.session_step)
+        self.session_mean, self.session_peak, self.session_memory = equations.session_memory_update(
+            self.session_mean, self.session_peak, self.satisfaction, self.session_step, self.twin.config)
         leaves = feedback.leaves
         if not bool(leaves.any()):
             return torch.zeros_like(leaves), torch.where(leaves, torch.inf, 0.0)

@@ -15,12 +15,13 @@ session draws a propensity :math:`\nu_{bs} = \nu_b + \sigma_s\epsilon`), activit
 .. math::
 
     v_{bi} = \alpha\langle u_b, f_i\rangle + \beta q_i + \pi_b \tilde p_i
-             + \nu_{bs}(d_{bi} - 1) - \kappa_s\langle s_b, w_i\rangle - \kappa_r r_{bi} - c,
+             + \nu_{bs}(d_{bi} - 1) - \kappa_s\langle s_b, w_i\rangle - \kappa_r \sigma_{bi} - c,
     \qquad P(\text{click} \mid \text{examined}) = \sigma(v_{bi})
 
 where :math:`d_{bi} = 1 - \langle h_b, f_i\rangle \in [0, 2]` is the item's distance from
 the user's recent consumption :math:`h_b`, :math:`s_b \in [0,1]^G` the per-genre satiation
-and :math:`r_{bi}` marks items among the user's last clicks.
+and :math:`\sigma_{bi} \in [0, 1]` the user's satiation with the item itself (0 unless it is
+among their last clicks).
 
 **Examination** (cascade with position bias and a no-click option): position 1 is examined;
 after position :math:`k` the user goes on with probability :math:`\gamma_b` if they did not
@@ -36,23 +37,31 @@ the mean rating of what users click near MovieLens's 3.5 stars, clicked items si
 below :math:`v = 0`) and the user's rating bias :math:`b_b` is 0; a population whose traits
 carry a ``rating_bias`` tensor (the calibrated MovieLens users do) sets it per user.
 
-**Dynamics** after each step, with :math:`x_{bg} = \min(1, \sum_k e_k w_{ig}(0.2 + 0.8\,c_k\,\omega_k))`
+**Dynamics** after each step, with :math:`x_{bg} = \sum_k e_k w_{ig}(0.2 + 0.8\,c_k\,\omega_k)`
 the exposure-and-consumption of genre :math:`g` (:math:`e` examined, :math:`c` clicked,
 :math:`\omega` watch fraction):
 
-- satiation :math:`s \leftarrow (1-\delta)s + \eta_s(1-s)x`, which stays in :math:`[0,1]`, and
-  recovers between sessions as :math:`s \leftarrow s\,e^{-\text{gap}/\tau}`;
+- genre satiation :math:`s \leftarrow (1-\delta)s + (1-s)(1 - e^{-\eta_s x})`, which stays in
+  :math:`[0,1]` and grows with diminishing returns in the exposure (so the mix of the
+  slate shows), and recovers between sessions as :math:`s \leftarrow s\,e^{-\text{gap}/\tau}`;
+- item satiation: a clicked item's level becomes :math:`\sigma + (1-\sigma)\,\omega`; the
+  levels of the last ``HISTORY`` clicks fade by :math:`1-\delta_i` a step and by
+  :math:`e^{-\text{gap}/\tau_i}` over a break (``item_satiation_decay``,
+  ``item_recovery_days``);
 - interest drift :math:`u \leftarrow \mathrm{normalize}(u + \eta_u\sum_k c_k\omega_k f_k)`;
 - mindset :math:`m \leftarrow (1-\lambda)m + \lambda\,\bar q`, with step quality
-  :math:`\bar q = \mathrm{clip}(j + \kappa_c(\text{compliance} - 0.5), 0, 1)`, where the
-  step's enjoyment :math:`j = \frac{1}{n}\sum_k c_k (\text{rating}_k - 1)/4` is the mean
-  enjoyment of the :math:`n` clicked items (0 when nothing was clicked): the user's own
-  judgement after watching, not the click. What draws a click (interest, popularity) and
-  what is enjoyed (in the calibrated MovieLens world mostly the film's quality: its rating
-  slope on quality is large, its click weight small; see ``benchmarks/RESULTS.md``)
-  part there, so a recommender that only chases clicks serves disappointing sessions;
-- session memory :math:`M \leftarrow M + (\bar q - M)/t_{\text{session}}`, the mean step
-  quality of the session so far: how the session went, remembered for the return.
+  :math:`\bar q = \mathrm{clip}(1 - e^{-J/\xi} + \kappa_c(\text{compliance} - 0.5), 0, 1)`,
+  concave in the step's summed enjoyment :math:`J = \sum_k c_k (\text{rating}_k - 1)/4`
+  (``quality_scale`` :math:`\xi`): the user's own judgement after watching, not the click,
+  where every film enjoyed adds, each a little less. What draws a click (interest,
+  popularity) and what is enjoyed (in the calibrated MovieLens world mostly the film's
+  quality: its rating slope on quality is large, its click weight small; see
+  ``benchmarks/RESULTS.md``) part there, so a recommender that only chases clicks serves
+  disappointing sessions;
+- session memory :math:`M = w\,\tfrac12(P + \bar q) + (1-w)\bar Q`: the peak-end rule
+  over the session's step quality (its peak :math:`P`, its last step and its mean
+  :math:`\bar Q`; ``peak_end_weight`` :math:`w`): how the session went, remembered for the
+  return.
 
 **Leaving**: the leave hazard is
 :math:`h = \sigma(h_0 + h_m(0.5 - m) + h_b\,\text{boredom} + h_\ell\,t_{\text{session}} - h_\gamma(\gamma_b - 0.75))`,
@@ -132,6 +141,10 @@ class StatisticalUserConfig:
     satiation_rate: float = 0.5
     satiation_decay: float = 0.05
     satiation_recovery_days: float = 3.0
+    item_satiation_decay: float = 0.02
+    item_recovery_days: float = 30.0
+    quality_scale: float = 1.0
+    peak_end_weight: float = 0.5
     interest_drift: float = 0.05
     familiarity_rate: float = 0.3
     mindset_rate: float = 0.35
@@ -161,10 +174,11 @@ class StatisticalUserConfig:
 # The ranges the equations need (probabilities, rates and shares in [0, 1], time scales
 # > 0); every other field must be a finite number (recoworld.config_checks).
 _CONFIG_RANGES = {
-    **dict.fromkeys(("continue_after_click", "satiation_rate", "satiation_decay", "familiarity_rate", "mindset_rate",
-                     "initial_mindset", "instruction_threshold", "voice_probability", "instruction_satiation"), UNIT),
-    **dict.fromkeys(("novelty_session_spread", "rating_noise", "interest_drift"), NON_NEGATIVE),
-    **dict.fromkeys(("satiation_recovery_days", "gap_days"), POSITIVE),
+    **dict.fromkeys(("continue_after_click", "satiation_decay", "item_satiation_decay", "familiarity_rate",
+                     "mindset_rate", "initial_mindset", "instruction_threshold", "voice_probability",
+                     "instruction_satiation", "peak_end_weight"), UNIT),
+    **dict.fromkeys(("novelty_session_spread", "rating_noise", "interest_drift", "satiation_rate"), NON_NEGATIVE),
+    **dict.fromkeys(("satiation_recovery_days", "item_recovery_days", "gap_days", "quality_scale"), POSITIVE),
     "instruction_steps": AT_LEAST_ONE,
     # compliance divides the share of asked-for items by it
     "more_share": Interval(0.0, 1.0, closed_low=False),
@@ -255,7 +269,7 @@ class StatisticalUsers(UserSimulator):
         affinity = torch.bmm(feats, s.interest[:, :, None])[..., 0]
         distance = equations.distance_from_familiar(feats, s.familiar)
         satiation = torch.bmm(weights, s.satiation[:, :, None])[..., 0]
-        repeat = (items[:, :, None] == s.recent_clicks[:, None, :]).any(-1)
+        repeat = equations.item_satiation(items, s.recent_clicks, s.recent_satiation)
         v = c.interest_weight * affinity + lookup(t.static_appeal, items)
         v += s.popularity_bias[:, None] * lookup(t.popularity_score, items)
         v += s.novelty_seeking[:, None] * (distance - 1.0)

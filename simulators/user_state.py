@@ -19,7 +19,7 @@ from recoworld.types import Instruction
 # Named random streams: each kind of draw has its own, so adding one never shifts another.
 S_SESSION = 2
 S_STEP, S_GAP = 10, 11
-HISTORY = 10  # last clicks remembered for the repeat penalty
+HISTORY = 10  # last clicks remembered, with their item satiation
 
 
 def item_tables(catalog: Catalog, quality_weight: float, click_threshold: float) -> ItemTables:
@@ -42,7 +42,8 @@ def allocate(n: int, feature_dim: int, n_genres: int, device: torch.device) -> U
         interest=zeros(n, d), familiar=zeros(n, d), patience=zeros(n), novelty_trait=zeros(n),
         novelty_seeking=zeros(n), activity=torch.ones(n, device=dev), popularity_bias=zeros(n),
         rating_bias=zeros(n), source_user=torch.full((n,), -1, dtype=torch.int64, device=dev),
-        satiation=zeros(n, g), satisfaction=zeros(n), session_memory=zeros(n),
+        satiation=zeros(n, g), satisfaction=zeros(n), session_memory=zeros(n), session_mean=zeros(n),
+        session_peak=zeros(n), recent_satiation=zeros(n, HISTORY),
         session_index=zeros(n, dtype=torch.int64), session_step=zeros(n, dtype=torch.int64),
         churned=zeros(n, dtype=torch.bool), recent_clicks=torch.full((n, HISTORY), -1, dtype=torch.int64, device=dev),
         instruction=Instruction.none(n, g, dev), instruction_steps_left=zeros(n, dtype=torch.int64),
@@ -68,10 +69,13 @@ def start_users(state: UserState, slots: torch.Tensor, keys: torch.Tensor, trait
     s.satiation[slots] = 0.0
     s.satisfaction[slots] = initial_mindset
     s.session_memory[slots] = initial_mindset
+    s.session_mean[slots] = initial_mindset
+    s.session_peak[slots] = initial_mindset
     s.session_index[slots] = 0
     s.session_step[slots] = 0
     s.churned[slots] = False
     s.recent_clicks[slots] = -1
+    s.recent_satiation[slots] = 0.0
     new_session(state, slots, novelty_session_spread)
 
 

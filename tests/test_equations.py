@@ -8,6 +8,7 @@ user whose stated satisfaction and leaving are chosen by the test.
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import pytest
@@ -73,8 +74,9 @@ def test_llm_and_statistical_users_decide_returns_alike_on_the_same_state(catalo
 
 
 def test_llm_users_return_on_the_session_memory_not_the_last_satisfaction(catalog):
-    """A session stated 5, 1, 3 and then 2 stars (leaving): the return is decided on the
-    mean of the four, by the statistical users' equation, with the user's own draws."""
+    """A session stated 5, 1, 3 and then 2 stars (leaving): the return is decided on its
+    memory by the peak-end rule (peak 1.0, end 0.25, mean of the four), by the statistical
+    users' equation, with the user's own draws."""
     stars = {1: 5, 2: 1, 3: 3, 4: 2}
     B = 64
     sim = LLMUsers(catalog, ScriptedChatModel(scripted_user(stars, leave_at=4)))
@@ -84,7 +86,8 @@ def test_llm_users_return_on_the_session_memory_not_the_last_satisfaction(catalo
         assert not sim.respond(slates).left_session.any()
     counter, activity = sim.counter.clone(), sim.twin.activity.clone()
     last = sim.respond(slates)
-    mean = torch.full((B,), (1.0 + 0.0 + 0.5 + 0.25) / 4)
+    w = CONFIG.peak_end_weight
+    mean = torch.full((B,), w * (1.0 + 0.25) / 2 + (1 - w) * (1.0 + 0.0 + 0.5 + 0.25) / 4)
     assert sim.session_memory.tolist() == pytest.approx(mean.tolist())
     u = rng.uniform(sim.twin.key, counter, S_RETURN, 2)
     returned, gap = equations.return_decision(last.left_session, mean, activity, u[:, 0], u[:, 1], sim.twin.config)
@@ -166,24 +169,71 @@ def test_return_decision_gives_zero_gap_to_stayers_infinity_to_churners():
     assert gap[[1, 3]].tolist() == pytest.approx([mean * torch.log(torch.tensor(2.0)).item()] * 2)
 
 
-def test_session_memory_is_the_running_mean_of_step_quality():
+@pytest.mark.parametrize("weight", [0.0, 0.5, 1.0])
+def test_session_memory_follows_the_peak_end_rule_over_the_running_mean(weight):
     qualities = torch.tensor([[0.9, 0.1], [0.2, 0.3], [0.7, 0.8], [0.0, 1.0]])
-    memory = torch.full((2,), 0.6)  # the initial value is forgotten at the first step
+    config = StatisticalUserConfig(peak_end_weight=weight)
+    mean, peak = torch.full((2,), 0.6), torch.full((2,), 0.95)  # forgotten at the first step
     for t, quality in enumerate(qualities, start=1):
-        memory = equations.session_memory_update(memory, quality, torch.full((2,), t))
-    assert memory.tolist() == pytest.approx(qualities.mean(0).tolist())
+        mean, peak, memory = equations.session_memory_update(mean, peak, quality, torch.full((2,), t), config)
+    assert mean.tolist() == pytest.approx(qualities.mean(0).tolist())
+    assert peak.tolist() == pytest.approx([0.9, 1.0])
+    remembered = weight * (torch.tensor([0.9, 1.0]) + qualities[-1]) / 2 + (1 - weight) * qualities.mean(0)
+    assert memory.tolist() == pytest.approx(remembered.tolist())
+
+
+def test_a_session_that_ends_well_is_remembered_better_than_the_same_steps_ending_badly():
+    """Peak-end: the same four step qualities, the best last or the worst last."""
+    def remembered(qualities):
+        mean = peak = memory = torch.zeros(1)
+        for t, q in enumerate(qualities, start=1):
+            mean, peak, memory = equations.session_memory_update(mean, peak, torch.tensor([q]), torch.tensor([t]),
+                                                                 CONFIG)
+        return float(memory)
+    assert remembered([0.1, 0.3, 0.5, 0.9]) > remembered([0.9, 0.5, 0.3, 0.1]) + 0.15  # by w (0.9 - 0.1) / 2
 
 
 def test_step_quality_stays_in_the_unit_interval_and_compliance_moves_it_only_when_in_force():
-    enjoyment = torch.tensor([0.0, 1.0, 0.5, 0.5, 0.5])
+    enjoyment = torch.tensor([0.0, 5.0, 0.5, 0.5, 0.5])
     compliance = torch.tensor([0.0, 1.0, 1.0, 0.0, 1.0])
     in_force = torch.tensor([True, True, True, True, False])
     quality = equations.step_quality(enjoyment, compliance, in_force, CONFIG)
-    assert quality.tolist() == pytest.approx([0.0, 1.0, 0.5 + 0.5 * CONFIG.compliance_weight,
-                                              0.5 - 0.5 * CONFIG.compliance_weight, 0.5])
+    value = 1 - math.exp(-0.5 / CONFIG.quality_scale)
+    assert quality.tolist() == pytest.approx([0.0, 1.0, value + 0.5 * CONFIG.compliance_weight,
+                                              value - 0.5 * CONFIG.compliance_weight, value])
     clicked = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
     rating = torch.tensor([[5, 2, 4], [0, 0, 0]], dtype=torch.int8)
-    assert equations.step_enjoyment(clicked, rating).tolist() == pytest.approx([(1.0 + 0.25) / 2, 0.0])
+    assert equations.step_enjoyment(clicked, rating).tolist() == pytest.approx([1.0 + 0.25, 0.0])
+
+
+def test_step_quality_grows_with_each_film_enjoyed_by_less_each_time():
+    films = torch.arange(6.0)  # summed enjoyment of 0..5 films each rated 5
+    quality = equations.step_quality(films, torch.zeros(6), torch.zeros(6, dtype=torch.bool), CONFIG)
+    gains = quality.diff()
+    assert quality[0] == 0 and bool((gains > 0).all()) and bool((gains.diff() < 0).all())
+    # a mean would score one film rated 5 as high as five
+    assert quality[5] > quality[1] + 0.3
+
+
+def test_item_satiation_builds_on_each_viewing_fades_and_recovers_over_a_break():
+    recent = torch.tensor([[7, 3, -1], [3, 3, 9]])
+    levels = torch.tensor([[0.5, 0.8, 0.0], [0.2, 0.6, 1.0]])
+    items = torch.tensor([[3, 7, 5], [3, 9, 7]])
+    level = equations.item_satiation(items, recent, levels)
+    torch.testing.assert_close(level, torch.tensor([[0.8, 0.5, 0.0], [0.6, 1.0, 0.0]]))  # the highest entry counts
+    torch.testing.assert_close(equations.item_satiation_build_up(level, torch.full((2, 3), 0.5)),
+                               torch.tensor([[0.9, 0.75, 0.5], [0.8, 1.0, 0.5]]))
+    faded = equations.item_satiation_decay(levels, CONFIG)
+    torch.testing.assert_close(faded, (1 - CONFIG.item_satiation_decay) * levels)
+    recovered = equations.item_satiation_recovery(levels, torch.tensor([0.0, 1000.0]), CONFIG)
+    assert recovered[0].tolist() == pytest.approx(levels[0].tolist()) and float(recovered[1].max()) < 1e-6
+
+
+def test_genre_satiation_grows_with_the_share_of_the_slate_in_the_genre_with_diminishing_returns():
+    exposure = torch.tensor([[0.2, 1.0, 2.0, 4.0]])
+    grown = equations.satiation_build_up(torch.zeros(1, 4), exposure, CONFIG)[0]
+    assert bool((grown.diff() > 0).all()) and bool((grown.diff()[1:] / exposure[0].diff()[1:] <
+                                                     grown.diff()[:-1] / exposure[0].diff()[:-1]).all())
 
 
 def test_mindset_moves_towards_the_step_quality_and_back_towards_its_baseline_over_a_break():

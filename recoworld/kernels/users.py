@@ -51,9 +51,11 @@ class UserState:
     Random key (int64) and step counter (int32); traits: ``interest`` and ``familiar``
     ``[B, D]``, ``patience``, ``novelty_trait``, ``novelty_seeking`` (this session's),
     ``activity``, ``popularity_bias``, ``rating_bias``, ``source_user`` (int64);
-    dynamics: ``satiation`` ``[B, G]``, ``satisfaction`` (the mindset), ``session_memory``,
-    ``session_index`` and ``session_step`` (int64), ``churned`` (bool), ``recent_clicks``
-    ``[B, H]`` (int64, -1 when empty); the ``instruction`` in force and its
+    dynamics: ``satiation`` ``[B, G]``, ``satisfaction`` (the mindset), the session's
+    ``session_memory`` (what decides the return), ``session_mean`` and ``session_peak``
+    step quality, ``session_index`` and ``session_step`` (int64), ``churned`` (bool),
+    ``recent_clicks`` ``[B, H]`` (int64, -1 when empty) and their item satiation
+    ``recent_satiation`` ``[B, H]``; the ``instruction`` in force and its
     ``instruction_steps_left``."""
 
     key: torch.Tensor
@@ -70,10 +72,13 @@ class UserState:
     satiation: torch.Tensor
     satisfaction: torch.Tensor
     session_memory: torch.Tensor
+    session_mean: torch.Tensor
+    session_peak: torch.Tensor
     session_index: torch.Tensor
     session_step: torch.Tensor
     churned: torch.Tensor
     recent_clicks: torch.Tensor
+    recent_satiation: torch.Tensor
     instruction: Instruction
     instruction_steps_left: torch.Tensor
 
@@ -106,10 +111,10 @@ ITEM_TABLES = ("features", "genre_weights", "static_appeal", "popularity_score",
                "genre_centroids")
 STREAMS = ("step", "gap", "session", "phrase")
 TRAITS = ("key", "novelty_trait", "popularity_bias", "patience", "rating_bias", "activity")
-# The first ten are UserState's fields of the same name; the rest its instruction and churn.
-DYNAMICS = ("counter", "novelty_seeking", "interest", "familiar", "satiation", "satisfaction", "session_memory",
-            "recent_clicks", "session_index", "session_step", "steps_left", "active", "more", "less", "churned",
-            "novelty")
+# UserState's fields of the same name, then its instruction and churn.
+STATE_DYNAMICS = ("counter", "novelty_seeking", "interest", "familiar", "satiation", "satisfaction", "session_memory",
+                  "session_mean", "session_peak", "recent_clicks", "recent_satiation", "session_index", "session_step")
+DYNAMICS = (*STATE_DYNAMICS, "steps_left", "active", "more", "less", "churned", "novelty")
 # The response the kernel writes: name -> dtype, per item ([B, K]), per user ([B]) or per genre ([B, G]).
 PER_ITEM = {"examined": torch.bool, "clicked": torch.bool, "liked": torch.bool, "watch": torch.float32,
             "rating": torch.int8}
@@ -151,6 +156,7 @@ def parameters(config) -> torch.Tensor:
         c.instruction_threshold, c.voice_probability,
         c.return_base, c.return_mindset, c.gap_days, c.satiation_recovery_days, 0.5 * c.initial_mindset,
         c.instruction_satiation, c.instruction_steps, c.novelty_session_spread, c.initial_mindset,
+        c.quality_scale, 1 - c.item_satiation_decay, c.item_recovery_days, c.peak_end_weight, 1 - c.peak_end_weight,
     ], dtype=torch.float32)
 
 
@@ -206,7 +212,7 @@ class UsersKernel(build.CompiledKernel):
         and response)."""
         s, ins = state, state.instruction
         tensors |= {name: getattr(self.tables, name) for name in ITEM_TABLES}
-        tensors |= {name: getattr(s, name) for name in TRAITS + DYNAMICS[:10]}  # the UserState fields by name
+        tensors |= {name: getattr(s, name) for name in TRAITS + STATE_DYNAMICS}  # the UserState fields by name
         tensors |= {"steps_left": s.instruction_steps_left, "active": ins.active, "more": ins.more, "less": ins.less,
                     "churned": s.churned, "novelty": ins.novelty, "param": self.params}
         D, G = self.tables.features.shape[1], self.tables.genres.shape[1]

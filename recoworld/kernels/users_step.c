@@ -41,6 +41,7 @@ enum {
     P_INSTRUCTION_THRESHOLD, P_VOICE_PROBABILITY,
     P_RETURN_BASE, P_RETURN_MINDSET, P_GAP_DAYS, P_RECOVERY_DAYS, P_MINDSET_REGRESSION,
     P_INSTRUCTION_SATIATION, P_INSTRUCTION_STEPS, P_NOVELTY_SESSION_SPREAD, P_INITIAL_MINDSET,
+    P_QUALITY_SCALE, P_ITEM_KEEP, P_ITEM_RECOVERY_DAYS, P_PEAK_END_WEIGHT, P_MEAN_WEIGHT,
     N_PARAMS
 };
 
@@ -67,8 +68,10 @@ typedef struct {
     /* the users' state, updated in place */
     int32_t *counter;
     float *novelty_seeking;
-    float *interest, *familiar, *satiation, *satisfaction, *session_memory;
-    int64_t *recent_clicks, *session_index, *session_step, *steps_left;
+    float *interest, *familiar, *satiation, *satisfaction, *session_memory, *session_mean, *session_peak;
+    int64_t *recent_clicks;
+    float *recent_satiation; /* [B, H]: the item satiation of each of the last clicks */
+    int64_t *session_index, *session_step, *steps_left;
     uint8_t *active, *more, *less, *churned;
     int8_t *novelty;
     /* the response */
@@ -214,6 +217,7 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
     const float rating_quality = param[P_RATING_QUALITY], rating_noise = param[P_RATING_NOISE];
     float exposure[MAX_G], consumed[MAX_D], blend[MAX_D], distance[MAX_K];
     int64_t clicked_items[MAX_K];
+    float clicked_levels[MAX_K];
     /* The draws' salts are the same for every user: hash them once. Layout of
      * rng.uniform(key, t, S_STEP, 4K + 3): click, continue, watch, like per position, then
      * the user's voice, leave and return. */
@@ -240,6 +244,7 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
         float *user_interest = s->interest + b * D, *user_familiar = s->familiar + b * D;
         float *user_satiation = s->satiation + b * G;
         int64_t *recent = s->recent_clicks + b * H;
+        float *recent_level = s->recent_satiation + b * H;
         const uint64_t base = user_base(s->key[b], s->counter[b]);
         const float novelty = s->novelty_seeking[b], pop_bias = s->popularity_bias[b];
         const float user_patience = s->patience[b], user_rating_bias = s->rating_bias[b];
@@ -264,14 +269,16 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
             }
             const float affinity = dot(f, user_interest, D), closeness = dot(f, user_familiar, D);
             const float item_satiation = dot(w, user_satiation, G);
-            int repeat = 0;
-            for (int64_t h = 0; h < H; h++) repeat |= recent[h] == item;
+            /* equations.item_satiation: the item's level among the last clicks, 0 if absent */
+            float item_level = 0.0f;
+            for (int64_t h = 0; h < H; h++)
+                if (recent[h] == item && recent_level[h] > item_level) item_level = recent_level[h];
             distance[k] = 1.0f - closeness; /* equations.distance_from_familiar */
             float v = interest_weight * affinity + s->static_appeal[item];
             v += pop_bias * s->popularity_score[item];
             v += novelty * (distance[k] - 1.0f);
             v -= satiation_weight * item_satiation;
-            v -= repeat_penalty * (float)repeat;
+            v -= repeat_penalty * item_level;
 
             const float u_click = uniform_salted(base, salt[k]);
             const float u_continue = uniform_salted(base, salt[K + k]);
@@ -293,6 +300,7 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
                 rating = (int8_t)(r < 1.0f ? 1.0f : (r > 5.0f ? 5.0f : r));
                 enjoyment += (float)(rating - 1) * 0.25f; /* equations.step_enjoyment */
                 for (int64_t d = 0; d < D; d++) consumed[d] += watch * f[d]; /* equations.consumption */
+                clicked_levels[n_clicks] = item_level + (1.0f - item_level) * watch; /* item_satiation_build_up */
                 clicked_items[n_clicks++] = item;
             }
             if (was_examined) {
@@ -313,10 +321,10 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
         const float u_leave = uniform_salted(base, salt[4 * K + 1]);
         const float u_return = uniform_salted(base, salt[4 * K + 2]);
 
-        /* The step's quality: the mean enjoyment of what was clicked (0 without a click);
-         * compliance with the instruction in force moves it (equations.step_enjoyment,
+        /* The step's quality: concave in the summed enjoyment of what was clicked (0 without
+         * a click); compliance with the instruction in force moves it (equations.step_enjoyment,
          * equations.step_quality). */
-        float step_quality = n_clicks ? enjoyment / (float)n_clicks : 0.0f;
+        float step_quality = 1.0f - expf(-enjoyment / param[P_QUALITY_SCALE]);
         float compliance = 0.0f;
         if (in_force) {
             compliance = compliance_of(s, b, distance);
@@ -325,11 +333,11 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
 
         /* Dynamics: equations.satiation_build_up, equations.interest_drift and
          * equations.familiarity_update. */
-        for (int64_t g = 0; g < G; g++) {
-            const float x = exposure[g] < 1.0f ? exposure[g] : 1.0f;
+        for (int64_t g = 0; g < G; g++)
             user_satiation[g] = param[P_SATIATION_KEEP] * user_satiation[g]
-                                + param[P_SATIATION_RATE] * (1.0f - user_satiation[g]) * x;
-        }
+                                + (1.0f - user_satiation[g]) * (1.0f - expf(-param[P_SATIATION_RATE] * exposure[g]));
+        /* equations.item_satiation_decay: the older clicks' levels fade every step */
+        for (int64_t h = 0; h < H; h++) recent_level[h] = param[P_ITEM_KEEP] * recent_level[h];
         if (n_clicks > 0) {  /* nothing consumed: interest, familiarity and history stay */
             for (int64_t d = 0; d < D; d++) user_interest[d] += param[P_INTEREST_DRIFT] * consumed[d];
             normalize(user_interest, D);
@@ -339,8 +347,14 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
                 user_familiar[d] = param[P_FAMILIAR_KEEP] * user_familiar[d] + param[P_FAMILIARITY_RATE] * blend[d];
             normalize(user_familiar, D);
             /* Newest first: this step's clicks in slate order, then the older history. */
-            for (int64_t h = H - 1; h >= n_clicks; h--) recent[h] = recent[h - n_clicks];
-            for (int64_t h = 0; h < n_clicks && h < H; h++) recent[h] = clicked_items[h];
+            for (int64_t h = H - 1; h >= n_clicks; h--) {
+                recent[h] = recent[h - n_clicks];
+                recent_level[h] = recent_level[h - n_clicks];
+            }
+            for (int64_t h = 0; h < n_clicks && h < H; h++) {
+                recent[h] = clicked_items[h];
+                recent_level[h] = clicked_levels[h];
+            }
         }
 
         /* equations.mindset_update, equations.session_memory_update, equations.leave_hazard,
@@ -348,9 +362,14 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
         const float quality = step_quality < 0.0f ? 0.0f : (step_quality > 1.0f ? 1.0f : step_quality);
         float mindset = param[P_MINDSET_KEEP] * s->satisfaction[b] + param[P_MINDSET_RATE] * quality;
         const int64_t session_step = ++s->session_step[b];
-        /* How the session went: the running mean of its steps' quality. */
-        float memory = s->session_memory[b];
-        memory += (quality - memory) / (float)session_step;
+        /* How the session went (equations.session_memory_update): its mean, its peak and
+         * its end, blended by the peak-end rule. */
+        float mean = s->session_mean[b];
+        mean = mean + (quality - mean) / (float)session_step;
+        const float peak = session_step == 1 ? quality : (quality > s->session_peak[b] ? quality : s->session_peak[b]);
+        const float memory = param[P_PEAK_END_WEIGHT] * ((peak + quality) * 0.5f) + param[P_MEAN_WEIGHT] * mean;
+        s->session_mean[b] = mean;
+        s->session_peak[b] = peak;
         s->session_memory[b] = memory;
         const float hazard = sigmoidf(param[P_LEAVE_BASE] + param[P_LEAVE_MINDSET] * (0.5f - mindset)
                                       + param[P_LEAVE_BOREDOM] * boredom + param[P_LEAVE_LENGTH] * (float)session_step
@@ -371,6 +390,8 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
             gap = -mean_gap * logf(uniform_salted(base, gap_salt));
             const float recovery = expf(-gap / param[P_RECOVERY_DAYS]); /* equations.satiation_recovery */
             for (int64_t g = 0; g < G; g++) user_satiation[g] *= recovery;
+            const float item_recovery = expf(-gap / param[P_ITEM_RECOVERY_DAYS]); /* item_satiation_recovery */
+            for (int64_t h = 0; h < H; h++) recent_level[h] *= item_recovery;
             /* The mindset regresses towards the baseline over the break (equations.mindset_after_break). */
             mindset = 0.5f * mindset + param[P_MINDSET_REGRESSION];
             s->session_index[b] += 1;
@@ -436,9 +457,13 @@ int recoworld_start(int64_t begin, int64_t end, const UserStep *step, const Newc
             s->more[b * G + g] = s->less[b * G + g] = 0;
         }
         s->satisfaction[b] = s->session_memory[b] = s->param[P_INITIAL_MINDSET];
+        s->session_mean[b] = s->session_peak[b] = s->param[P_INITIAL_MINDSET];
         s->session_index[b] = s->session_step[b] = 0;
         s->churned[b] = 0;
-        for (int64_t h = 0; h < H; h++) s->recent_clicks[b * H + h] = -1;
+        for (int64_t h = 0; h < H; h++) {
+            s->recent_clicks[b * H + h] = -1;
+            s->recent_satiation[b * H + h] = 0.0f;
+        }
         s->active[b] = 0;
         s->novelty[b] = 0;
         s->steps_left[b] = 0;
@@ -463,7 +488,8 @@ LAYOUT_BEGIN(UserStep)
     LAYOUT_FIELD(UserStep, rating_bias) LAYOUT_FIELD(UserStep, activity) LAYOUT_FIELD(UserStep, counter)
     LAYOUT_FIELD(UserStep, novelty_seeking) LAYOUT_FIELD(UserStep, interest) LAYOUT_FIELD(UserStep, familiar)
     LAYOUT_FIELD(UserStep, satiation) LAYOUT_FIELD(UserStep, satisfaction)
-    LAYOUT_FIELD(UserStep, session_memory) LAYOUT_FIELD(UserStep, recent_clicks)
+    LAYOUT_FIELD(UserStep, session_memory) LAYOUT_FIELD(UserStep, session_mean)
+    LAYOUT_FIELD(UserStep, session_peak) LAYOUT_FIELD(UserStep, recent_clicks) LAYOUT_FIELD(UserStep, recent_satiation)
     LAYOUT_FIELD(UserStep, session_index) LAYOUT_FIELD(UserStep, session_step)
     LAYOUT_FIELD(UserStep, steps_left) LAYOUT_FIELD(UserStep, active) LAYOUT_FIELD(UserStep, more)
     LAYOUT_FIELD(UserStep, less) LAYOUT_FIELD(UserStep, churned) LAYOUT_FIELD(UserStep, novelty)

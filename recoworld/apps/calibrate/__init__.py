@@ -45,18 +45,23 @@ Assumed, because the data cannot identify it
     unchanged (they follow the calibrated utility).
   * *The scale of novelty seeking*: users are ranked by how far they stray from their
     usual genres; the spread keeps the synthetic default's ratio to the interest weight.
-  * *Leaving*: there is no explicit leave event; the leave hazard's base and growth with
-    session length are fitted so that sessions under a good recommender have the length
-    distribution of rating sessions (simulated moments). Its dependence on mindset,
-    boredom and patience, satiation and the reflective instructions keep their defaults:
-    no rating data speaks to them.
+  * *Leaving*: there is no explicit leave event; the leave hazard's base, growth with
+    session length and weight on patience are fitted so that sessions under a good
+    recommender have the length distribution of rating sessions (p50, p80, p95; simulated
+    moments). Its dependence on mindset, boredom, satiation and the reflective
+    instructions keep their defaults: no rating data speaks to them.
   * *Interest drift*: switched off (``interest_drift = 0``). Ratings a few minutes apart
     do not show how a user's taste moves with what they just watched, and the synthetic
     default, scaled by the fitted interest weight, pulls every user towards the catalog's
     common direction until most items are clickable and recommenders barely differ
     (``benchmarks/RESULTS.md``).
-  * *Returning*: the return probability and gap are fitted at the typical mindset at
-    leaving; how much the mindset moves them keeps its default.
+  * *Returning*: the return probability and gap are fitted at the typical session memory
+    at leaving; how much the memory moves them keeps its default.
+  * *How sessions are experienced and remembered*: how a step's quality saturates with
+    the films enjoyed (``quality_scale``), how long a watched film stays unwanted
+    (``item_satiation_decay``, ``item_recovery_days``) and how much the peak and the end
+    of a session weigh against its mean (``peak_end_weight``) keep their defaults: ratings
+    show what was enjoyed, not how the session was remembered.
 
 The world is fitted on the training split (each user's first 80% of ratings in time),
 so its catalog popularity and quality, too, come from the training split only.

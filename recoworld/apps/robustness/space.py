@@ -76,8 +76,14 @@ DEFAULT_RANGES: dict[str, ParameterRange] = {
                                                         "doubles the default's pull"),
     "leave_boredom": ParameterRange(0.5, 4.0, "linear", "default 2; boredom from a weak to a strong reason to leave"),
     "leave_patience": ParameterRange(0.5, 4.0, "linear", "default 2; patience from a weak to a strong reason to stay"),
-    "satiation_rate": ParameterRange(0.2, 0.8, "linear", "default 0.5; a genre wears out in about 5 to about 1 "
-                                                         "steps of full exposure"),
+    "satiation_rate": ParameterRange(0.2, 0.8, "linear", "default 0.5; one step of a genre's full exposure "
+                                                         "wears it by 18% to 55% of what is left"),
+    "item_recovery_days": ParameterRange(7.0, 120.0, "log", "default 30; a film watched is wanted again after "
+                                                            "about a week to a season"),
+    "quality_scale": ParameterRange(0.5, 2.0, "log", "default 1; a step's quality saturates after one enjoyed "
+                                                     "film to after about four"),
+    "peak_end_weight": ParameterRange(0.0, 1.0, "linear", "default 0.5; a session remembered by its mean to "
+                                                          "by its peak and its end alone"),
     "satiation_decay": ParameterRange(0.01, 0.2, "log", "default 0.05; within-session recovery from barely any "
                                                         "to a fifth per step"),
     "satiation_recovery_days": ParameterRange(1.0, 10.0, "log", "default 3; genres recover between sessions "
