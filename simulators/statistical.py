@@ -41,7 +41,7 @@ carry a ``rating_bias`` tensor (the calibrated MovieLens users do) sets it per u
 the exposure-and-consumption of genre :math:`g` (:math:`e` examined, :math:`c` clicked,
 :math:`\omega` watch fraction):
 
-- genre satiation :math:`s \leftarrow (1-\delta)s + (1-s)(1 - e^{-\eta_s x})`, which stays in
+- genre satiation :math:`s \leftarrow (1-\delta)s + (1-s)\,\eta_s x/(1 + \eta_s x)`, which stays in
   :math:`[0,1]` and grows with diminishing returns in the exposure (so the mix of the
   slate shows), and recovers between sessions as :math:`s \leftarrow s\,e^{-\text{gap}/\tau}`;
 - item satiation: a clicked item's level becomes :math:`\sigma + (1-\sigma)\,\omega`; the

@@ -270,9 +270,11 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
             const float affinity = dot(f, user_interest, D), closeness = dot(f, user_familiar, D);
             const float item_satiation = dot(w, user_satiation, G);
             /* equations.item_satiation: the item's level among the last clicks, 0 if absent */
-            float item_level = 0.0f;
-            for (int64_t h = 0; h < H; h++)
-                if (recent[h] == item && recent_level[h] > item_level) item_level = recent_level[h];
+            float item_level = 0.0f; /* branch-free, so that the compiler vectorises the scan */
+            for (int64_t h = 0; h < H; h++) {
+                const float level = recent[h] == item ? recent_level[h] : 0.0f;
+                item_level = level > item_level ? level : item_level;
+            }
             distance[k] = 1.0f - closeness; /* equations.distance_from_familiar */
             float v = interest_weight * affinity + s->static_appeal[item];
             v += pop_bias * s->popularity_score[item];
@@ -333,9 +335,11 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
 
         /* Dynamics: equations.satiation_build_up, equations.interest_drift and
          * equations.familiarity_update. */
-        for (int64_t g = 0; g < G; g++)
+        for (int64_t g = 0; g < G; g++) {
+            const float rated = param[P_SATIATION_RATE] * exposure[g];
             user_satiation[g] = param[P_SATIATION_KEEP] * user_satiation[g]
-                                + (1.0f - user_satiation[g]) * (1.0f - expf(-param[P_SATIATION_RATE] * exposure[g]));
+                                + (1.0f - user_satiation[g]) * (rated / (1.0f + rated));
+        }
         /* equations.item_satiation_decay: the older clicks' levels fade every step */
         for (int64_t h = 0; h < H; h++) recent_level[h] = param[P_ITEM_KEEP] * recent_level[h];
         if (n_clicks > 0) {  /* nothing consumed: interest, familiarity and history stay */

@@ -77,7 +77,7 @@ DEFAULT_RANGES: dict[str, ParameterRange] = {
     "leave_boredom": ParameterRange(0.5, 4.0, "linear", "default 2; boredom from a weak to a strong reason to leave"),
     "leave_patience": ParameterRange(0.5, 4.0, "linear", "default 2; patience from a weak to a strong reason to stay"),
     "satiation_rate": ParameterRange(0.2, 0.8, "linear", "default 0.5; one step of a genre's full exposure "
-                                                         "wears it by 18% to 55% of what is left"),
+                                                         "wears it by 17% to 44% of what is left"),
     "item_recovery_days": ParameterRange(7.0, 120.0, "log", "default 30; a film watched is wanted again after "
                                                             "about a week to a season"),
     "quality_scale": ParameterRange(0.5, 2.0, "log", "default 1; a step's quality saturates after one enjoyed "
