@@ -49,6 +49,13 @@ class Instruction:
             novelty=torch.zeros(batch, dtype=torch.int8, device=device),
         )
 
+    def clear(self, index) -> None:
+        """Withdraw the instructions of the users at ``index`` (a new session starts without one)."""
+        self.active[index] = False
+        self.more[index] = False
+        self.less[index] = False
+        self.novelty[index] = 0
+
     def select(self, index) -> Instruction:
         """The instructions of the users at ``index``."""
         return Instruction(self.active[index], self.more[index], self.less[index], self.novelty[index])

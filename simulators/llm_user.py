@@ -402,9 +402,7 @@ class LLMUsers(LLMVoice, UserSimulator):
             self.memories[b].start_session(self.mindset[b], satisfaction_stars(float(self.satisfaction[b])))
 
     def _clear_instruction(self, slots: torch.Tensor) -> None:
-        for tensor in (self.instruction.active, self.instruction.more, self.instruction.less):
-            tensor[slots] = False
-        self.instruction.novelty[slots] = 0
+        self.instruction.clear(slots)
         self.instruction_steps_left[slots] = 0
 
     def _restart_churned_twins(self, twin: Response) -> None:

@@ -82,11 +82,7 @@ def start_users(state: UserState, slots: torch.Tensor, keys: torch.Tensor, trait
 def new_session(state: UserState, slots: torch.Tensor, novelty_session_spread: float) -> None:
     """A new session of the users in ``slots``: no instruction, and a fresh novelty
     propensity around their trait, drawn from the session's index."""
-    ins = state.instruction
-    ins.active[slots] = False
-    ins.more[slots] = False
-    ins.less[slots] = False
-    ins.novelty[slots] = 0
+    state.instruction.clear(slots)
     state.instruction_steps_left[slots] = 0
     draw = rng.normal(state.key[slots], state.session_index[slots], S_SESSION, 1)[:, 0]
     state.novelty_seeking[slots] = state.novelty_trait[slots] + novelty_session_spread * draw
