@@ -45,6 +45,26 @@ static inline void stream_floats(float *to, const float *from, int64_t n) {
     memcpy(to, from, (size_t)n * sizeof(float));
 }
 
+/* bits mod n, by a 32-bit division where n fits in 32 bits (the same remainder, in a
+ * fraction of a 64-bit division's time). */
+static inline int64_t bits_modulo(uint32_t bits, int64_t n) {
+    return n <= (int64_t)UINT32_MAX ? (int64_t)(bits % (uint32_t)n) : (int64_t)bits % n;
+}
+
+/* Writes one user's candidates (start + j stride) mod n_items, j < C, into `observed`, and
+ * their features into `features_obs` when it is not NULL. The offsets j stride mod n_items
+ * come by additions (equal to the offsets table's row, without reading it). */
+static inline void write_candidates(int64_t start, int64_t stride, int64_t n_items, int64_t C, int64_t *observed,
+                                    const float *features, float *features_obs, int64_t D) {
+    for (int64_t j = 0, offset = 0; j < C; j++) {
+        const int64_t item = start + offset >= n_items ? start + offset - n_items : start + offset;
+        STREAM_I64(observed + j, item);
+        if (features_obs != NULL) stream_floats(features_obs + j * D, features + item * D, D);
+        offset += stride;
+        offset = offset >= n_items ? offset - n_items : offset;
+    }
+}
+
 /* Everything a world step reads and writes, [B, ...] row-major (recoworld/kernels/world.py mirrors it). */
 typedef struct {
     int64_t K, H, G, C, n_items, n_strides;
@@ -78,6 +98,36 @@ typedef struct {
     float *features_obs;
 } WorldStep;
 
+/* A user's rows are read from some twenty arrays at once, more streams than the hardware
+ * prefetchers follow, and after the users' kernel they are no longer in the cache: the
+ * step asks for the rows of the user PREFETCH_AHEAD places on while it works on this one.
+ * Not when it copies the candidates' features, whose writes bound the step: there the
+ * requests only compete with them (benchmarks/RESULTS.md). */
+#define PREFETCH_AHEAD 8
+#if defined(__GNUC__) || defined(__clang__)
+#define PREFETCH(p, for_writing) __builtin_prefetch((p), (for_writing))
+#else
+#define PREFETCH(p, for_writing) ((void)(p))
+#endif
+
+static inline void prefetch_user(const WorldStep *w, int64_t b) {
+    const int64_t K = w->K, H = w->H, G = w->G;
+    PREFETCH(w->history + b * H, 1);
+    PREFETCH(w->feedback + b * H * 2, 1);
+    PREFETCH(w->feedback + b * H * 2 + 16, 1);
+    PREFETCH(w->slates + b * K, 0);
+    PREFETCH(w->watch + b * K, 0);
+    PREFETCH(w->clicked + b * K, 0);
+    PREFETCH(w->liked + b * K, 0);
+    PREFETCH(w->more + b * G, 1);
+    PREFETCH(w->less + b * G, 1);
+    PREFETCH(w->voiced_more + b * G, 0);
+    PREFETCH(w->voiced_less + b * G, 0);
+    PREFETCH(w->key + b, 0);
+    PREFETCH(w->step_count + b, 1);
+    PREFETCH(w->draw + 2 * b, 1);
+}
+
 /* One step of users [begin, end). Returns 0, or 1 if K exceeds MAX_K. */
 int recoworld_world_step(int64_t begin, int64_t end, const WorldStep *step) {
     /* A local copy: stores through the output pointers cannot change it, so the compiler
@@ -85,22 +135,27 @@ int recoworld_world_step(int64_t begin, int64_t end, const WorldStep *step) {
     const WorldStep local = *step, *w = &local;
     const int64_t K = w->K, H = w->H, G = w->G, C = w->C;
     if (K > MAX_K) return 1;
+    const int64_t prefetched_end = w->features_obs == NULL ? end - PREFETCH_AHEAD : begin;
     for (int64_t b = begin; b < end; b++) {
+        if (b < prefetched_end) prefetch_user(w, b + PREFETCH_AHEAD);
         const int held = w->idle != NULL && w->idle[b];
         int64_t *history = w->history + b * H;
         float *feedback = w->feedback + b * H * 2;
         float n_clicks = 0.0f, watch_time = 0.0f, n_likes = 0.0f;
         if (!held) {
-            /* This step's clicks in slate order, then the older history. */
+            /* This step's clicks in slate order, then the older history. No branch on a
+             * click, which is random: an unclicked item adds zeros (the same sums), and its
+             * index in `clicks` is overwritten by the next click's. */
             int64_t clicks[MAX_K], n_new = 0;
             for (int64_t k = 0; k < K; k++) {
-                if (!w->clicked[b * K + k]) continue;
-                n_clicks += 1.0f;
-                watch_time += w->watch[b * K + k];
-                n_likes += w->liked[b * K + k] ? 1.0f : 0.0f;
-                if (n_new < H) clicks[n_new++] = k;
+                const int click = w->clicked[b * K + k] != 0;
+                n_clicks += click ? 1.0f : 0.0f;
+                watch_time += click ? w->watch[b * K + k] : 0.0f;
+                n_likes += click && w->liked[b * K + k] ? 1.0f : 0.0f;
+                clicks[n_new] = k;
+                n_new += click & (n_new < H);
             }
-            for (int64_t h = H - 1; h >= n_new; h--) {
+            for (int64_t h = H - 1; n_new > 0 && h >= n_new; h--) {
                 history[h] = history[h - n_new];
                 feedback[2 * h] = feedback[2 * (h - n_new)];
                 feedback[2 * h + 1] = feedback[2 * (h - n_new) + 1];
@@ -148,21 +203,12 @@ int recoworld_world_step(int64_t begin, int64_t end, const WorldStep *step) {
         session[2] = w->instruction_age[b];
         /* envs/candidates.py's draw: rng.bits(key, step_count, S_CANDIDATES, 2). */
         const uint64_t base = user_base(w->key[b], (int32_t)w->step_count[b]);
-        const int64_t start = (int64_t)bits_at(base, w->candidate_stream, 0) % w->n_items;
-        const int64_t row = (int64_t)bits_at(base, w->candidate_stream, 1) % w->n_strides;
+        const int64_t start = bits_modulo(bits_at(base, w->candidate_stream, 0), w->n_items);
+        const int64_t row = bits_modulo(bits_at(base, w->candidate_stream, 1), w->n_strides);
         w->draw[2 * b] = start;
         w->draw[2 * b + 1] = row;
-        /* Offsets j s mod N by additions (equal to the offsets table's row, without reading it). */
-        const int64_t stride = w->strides[row], n_items = w->n_items;
-        int64_t *observed = w->candidates_obs + b * C;
-        float *features_obs = w->features_obs != NULL ? w->features_obs + b * C * w->D : NULL;
-        for (int64_t j = 0, offset = 0; j < C; j++) {
-            const int64_t item = start + offset >= n_items ? start + offset - n_items : start + offset;
-            STREAM_I64(observed + j, item);
-            if (features_obs != NULL) stream_floats(features_obs + j * w->D, w->features + item * w->D, w->D);
-            offset += stride;
-            offset = offset >= n_items ? offset - n_items : offset;
-        }
+        write_candidates(start, w->strides[row], w->n_items, C, w->candidates_obs + b * C, w->features,
+                         w->features_obs != NULL ? w->features_obs + b * C * w->D : NULL, w->D);
     }
     STREAM_FENCE(); /* the stores are visible to the caller's thread when it returns */
     return 0;
@@ -177,10 +223,17 @@ int64_t recoworld_take_slates(int64_t begin, int64_t end, int64_t K, int64_t C, 
                               int64_t *slates) {
     for (int64_t b = begin; b < end; b++) {
         const int64_t *row = positions + b * K, *user_offsets = offsets + draw[2 * b + 1] * C;
+        uint64_t taken = 0; /* the indices seen so far in the row, where C <= 64 */
         for (int64_t k = 0; k < K; k++) {
             if (row[k] < 0 || row[k] >= C) return b;
-            for (int64_t j = 0; j < k; j++)
-                if (row[j] == row[k]) return b;
+            if (C <= 64) {
+                const uint64_t bit = (uint64_t)1 << row[k];
+                if (taken & bit) return b;
+                taken |= bit;
+            } else {
+                for (int64_t j = 0; j < k; j++)
+                    if (row[j] == row[k]) return b;
+            }
             const int64_t item = draw[2 * b] + user_offsets[row[k]];
             slates[b * K + k] = item >= n_items ? item - n_items : item;
         }
