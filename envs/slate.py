@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import gymnasium as gym
@@ -122,6 +123,9 @@ MANUAL = """
       a Stable-Baselines3 ``VecEnv`` of ``num_envs`` new users drawn from a copy of this
       world's simulator (see ``recoworld.envs.sb3_vec.make_training_env``), so that an agent
       trains on the population without touching the users it is evaluated on.
+    - ``env.unwrapped.user_model()``: a copy of the simulator in its current state (sharing
+      the catalog), for planners that look ahead (``recoworld.agents.planning``); stepping
+      or re-keying it leaves the env's users untouched.
 
     ## Vectorized environment
 
@@ -176,6 +180,12 @@ class _WorldFace:
         self.world.check_response.privileged("expected_clicks", expected, slates.shape[-1])
         expected = expected.cpu().numpy()
         return float(expected[0]) if self.single else expected
+
+    def user_model(self):
+        """Privileged: a copy of the simulator in its current state, sharing the catalog
+        (see the manual); the env's users never see what is done to it."""
+        simulator = self.world.simulator
+        return copy.deepcopy(simulator, memo={id(simulator.catalog): simulator.catalog})
 
     @property
     def kernels(self) -> dict[str, str]:
