@@ -9,15 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from recoworld import Catalog
-from recoworld.calibration.choice import ChoiceFitConfig
 from recoworld.apps.calibrate.concentration import concentration_experiment, top_share
 from recoworld.apps.fidelity.report import evaluate, held_out_split, simulated_consumption, write_report
-from recoworld.apps.calibrate.fit import CalibrationConfig, calibrate
 from recoworld.calibration.metrics import (Classification, concentration_curve, decide, expected_decisions,
                                            genre_shares, gini, one_to_m_lists, rmse, user_auc)
 from recoworld.apps.fidelity.ranking import RankingConfig, policy_ranking, replay_rounds
-from recoworld.apps.calibrate.synthetic import simulated_dataset
 
 
 # --------------------------------------------------------------------- AUC
@@ -111,14 +107,6 @@ def test_simulated_consumption_takes_allowed_items_in_the_right_number():
 
 
 # ------------------------------------------------------------ end to end
-@pytest.fixture(scope="module")
-def small_world():
-    catalog = Catalog.synthetic(150, n_genres=6, feature_dim=6, seed=2)
-    data = simulated_dataset(catalog, n_users=80, seed=1).data
-    config = CalibrationConfig(choice=ChoiceFitConfig(dim=6, l2=0.03), leave_steps=20, leave_users=40)
-    return calibrate(config, data=data, progress=False), data
-
-
 def test_fidelity_report_end_to_end(small_world, tmp_path):
     world, data = small_world
     results = evaluate(world, data=data)

@@ -23,13 +23,30 @@ population's logit-normal scale (median 0.8, logit spread 0.6).
 
 **Leaving** (simulated moments). A session's length in the data is its number of
 ratings. The simulated users (each fitted user once) are shown, step after step, the 10
-best of 50 random candidates by their own click probability — MovieLens users chose what
-they rated, so the reference recommender is a good one — and ``leave_base`` and
-``leave_length`` are set so that the median and the 80th percentile of the number of
-clicks per simulated session match those of ratings per real session:
-``leave_base`` by bisection for each ``leave_length`` of a small grid, keeping the one that
-matches the 80th percentile best. The other leave weights (mindset, boredom, patience)
-keep their defaults: sessions of ratings do not separate them.
+best of 50 random candidates by their own click probability
+(:class:`ReferenceRecommender`; MovieLens users chose what they rated, so the reference
+recommender is a good one) until each has ended their first session, and ``leave_base``,
+``leave_length`` and ``leave_patience`` are set so that the 50th, 80th and 95th
+percentiles (:data:`QUANTILES`) of clicks per simulated session match those of ratings
+per real session: ``leave_base`` by bisection on the median for each
+``(leave_length, leave_patience)`` of a small grid (:data:`LEAVE_GRID`), keeping the pair
+whose three quantiles are nearest in log ratio (:func:`quantile_error`). A session still
+under way when a run stops counts as at least as long as it was (Kaplan–Meier); a session
+without a click is left out, as it leaves no rating. ``leave_patience`` carries the spread
+of session length *between* users (patience is ranked by each user's mean log session
+length): a constant hazard gives each user geometric session lengths, whose tail is far
+lighter than the data's. The leave weights on mindset and boredom keep their defaults:
+sessions of ratings do not separate them.
+
+**Lives** (simulated moments). The first sessions do not show everything: later ones
+start with satiation left over, and the returns' likelihood fit sets the mean of an
+exponential gap, which the heavy tail of real gaps drags far above their median. So the
+same users then live several sessions, each watched for as many days as the data watch
+them (:func:`simulate_lives`), their clicks cut into sessions by the rule that cuts the
+ratings, and ``leave_base`` and ``gap_days`` are bisected together until the median
+session length and the median gap are the data's (:func:`fit_lives`). The fidelity
+report compares these lives with users the fit never saw
+(:mod:`recoworld.apps.fidelity.sessions`).
 """
 
 from __future__ import annotations
@@ -42,7 +59,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from recoworld.calibration.split import DAY, Sessions
+from recoworld.calibration.split import DAY, Sessions, cut_sessions
 from recoworld.calibration.traits import normal_scores
 from recoworld.catalog import Catalog
 from recoworld.simulators.population import Population
@@ -57,11 +74,15 @@ class ReturnFit:
         log_activity: ``[n_users]`` :math:`\\log a_b`.
         return_logit: :math:`x`, the return log-odds of an average user.
         mean_gap_days: :math:`G`, the mean gap of an average user.
+        gap_shape: :math:`k`, the Weibull shape of a user's gaps (1: exponential).
+        log_likelihood: the fit's log-likelihood per session, prior excluded.
     """
 
     log_activity: np.ndarray
     return_logit: float
     mean_gap_days: float
+    gap_shape: float = 1.0
+    log_likelihood: float = math.nan
 
     def to_config(self, config: StatisticalUserConfig, memory_at_leaving: float) -> StatisticalUserConfig:
         """``config`` with ``return_base`` and ``gap_days`` for a typical session memory at leaving."""
@@ -70,8 +91,10 @@ class ReturnFit:
                        gap_days=self.mean_gap_days * (0.5 + memory_at_leaving))
 
 
-def fit_returns(sessions: Sessions, n_users: int, prior_sd: float = 1.0) -> ReturnFit:
-    """Fit the return model of the module docstring to ``sessions``."""
+def fit_returns(sessions: Sessions, n_users: int, prior_sd: float = 1.0, weibull: bool = False) -> ReturnFit:
+    """Fit the return model of the module docstring to ``sessions``; with ``weibull``, a
+    user's gaps follow a Weibull law of mean :math:`G/a_b` whose shape :math:`k` is fitted
+    too (:math:`k = 1` is the simulator's exponential)."""
     table = sessions.table
     users = torch.tensor(table["user_id"].to_numpy(), dtype=torch.long)
     gap = torch.tensor(table["next_gap_days"].to_numpy(), dtype=torch.float64)
@@ -81,23 +104,32 @@ def fit_returns(sessions: Sessions, n_users: int, prior_sd: float = 1.0) -> Retu
     x = torch.tensor(0.0, dtype=torch.float64, requires_grad=True)
     log_G = torch.tensor(math.log(max(float(gap[returned].mean()), 1e-3)) if returned.any() else 0.0,
                          dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_a, x, log_G], max_iter=300, line_search_fn="strong_wolfe")
-    g = torch.where(returned, gap, 0.0)
+    log_k = torch.tensor(0.0, dtype=torch.float64, requires_grad=weibull)
+    optimizer = torch.optim.LBFGS([log_a, x, log_G] + [log_k] * weibull, max_iter=300,
+                                  line_search_fn="strong_wolfe")
+    g = torch.where(returned, gap, 1.0)
+
+    def log_likelihood():
+        z = x + log_a[users]
+        k = log_k.exp()
+        # Weibull scale of mean G / a: s = G / (a Gamma(1 + 1/k)).
+        log_scale = log_G - log_a[users] - torch.lgamma(1.0 + 1.0 / k)
+        came_back = F.logsigmoid(z) + log_k - log_scale + (k - 1) * (g.log() - log_scale) \
+            - ((g.log() - log_scale) * k).exp()
+        silent = torch.logaddexp(F.logsigmoid(-z), F.logsigmoid(z) - ((silence.clamp_min(1e-9).log() - log_scale)
+                                                                     * k).exp())
+        return torch.where(returned, came_back, silent).sum()
 
     def closure():
         optimizer.zero_grad()
-        z = x + log_a[users]
-        log_rate = log_a[users] - log_G
-        rate = log_rate.exp()
-        came_back = F.logsigmoid(z) + log_rate - rate * g
-        silent = torch.logaddexp(F.logsigmoid(-z), F.logsigmoid(z) - rate * silence)
-        loglik = torch.where(returned, came_back, silent).sum()
-        loss = -(loglik - 0.5 * (log_a / prior_sd).pow(2).sum()) / len(users)
+        loss = -(log_likelihood() - 0.5 * (log_a / prior_sd).pow(2).sum()) / len(users)
         loss.backward()
         return loss
 
     optimizer.step(closure)
-    return ReturnFit(log_a.detach().numpy().copy(), x.item(), log_G.exp().item())
+    with torch.no_grad():
+        per_session = log_likelihood().item() / len(users)
+    return ReturnFit(log_a.detach().numpy().copy(), x.item(), log_G.exp().item(), log_k.exp().item(), per_session)
 
 
 def patience_from_sessions(sessions: Sessions, n_users: int, median: float = 0.8, spread: float = 0.6) -> np.ndarray:
@@ -108,94 +140,245 @@ def patience_from_sessions(sessions: Sessions, n_users: int, median: float = 0.8
     return 1.0 / (1.0 + np.exp(-(math.log(median / (1 - median)) + spread * z)))
 
 
+class ReferenceRecommender:
+    """The good recommender of the leave fit: each step it shows every user the best
+    ``slate_size`` of ``candidates`` random distinct items by the user's own click
+    probability (MovieLens users chose what they rated)."""
+
+    def __init__(self, n_items: int, slate_size: int = 10, candidates: int = 50, seed: int = 0):
+        self.n_items, self.slate_size = n_items, slate_size
+        self.generator = torch.Generator().manual_seed(seed)
+        # Distinct candidates in O(candidates) per user: (start + j * stride) mod N with a
+        # stride coprime with N, as the env draws them.
+        strides = torch.arange(1, max(n_items, 2))
+        self.strides = strides[torch.gcd(strides, torch.tensor(n_items)) == 1]
+        self.offsets = torch.arange(candidates)
+
+    def slates(self, sim: StatisticalUsers) -> torch.Tensor:
+        """``[n, slate_size]`` item ids for the ``n`` users of ``sim``."""
+        n, gen = sim.n_users, self.generator
+        start = torch.randint(self.n_items, (n, 1), generator=gen)
+        stride = self.strides[torch.randint(len(self.strides), (n, 1), generator=gen)]
+        pool = (start + self.offsets[None, :] * stride) % self.n_items
+        best = sim.click_probabilities(pool).topk(self.slate_size, dim=1).indices
+        return pool.gather(1, best)
+
+
+def kaplan_meier_quantiles(values: np.ndarray, censored: np.ndarray, weights: np.ndarray,
+                           levels) -> tuple[float, ...]:
+    """Quantiles at ``levels`` of right-censored, weighted ``values`` by the Kaplan–Meier
+    estimator (Kaplan and Meier, JASA 1958): a censored value counts as at least that
+    large; ``inf`` where the estimate never reaches the level."""
+    order = np.lexsort((censored, values))  # at a tie, completed values first
+    v, c, w = values[order], censored[order], weights[order]
+    at_risk = w[::-1].cumsum()[::-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        factor = np.where(c | (at_risk <= 0), 1.0, 1.0 - w / at_risk)
+    reached = 1.0 - np.cumprod(factor)
+    at = np.searchsorted(reached, np.asarray(levels, dtype=np.float64) - 1e-12)
+    return tuple(float(v[i]) if i < len(v) else math.inf for i in at)
+
+
 @dataclass
-class SimulatedSessions:
-    """Clicks per simulated session (completed ones) and the session memory at each leaving."""
+class FirstSessions:
+    """Each simulated user's first session: its ``clicks``, and whether it was still under
+    way when the run stopped (``censored``)."""
 
     clicks: np.ndarray
-    memory_at_leaving: np.ndarray
+    censored: np.ndarray
+
+    def quantiles(self, levels) -> tuple[float, ...]:
+        """Kaplan–Meier quantiles of clicks per session. Sessions without a click are left
+        out: they leave no rating in the data."""
+        keep = self.clicks > 0
+        return kaplan_meier_quantiles(self.clicks[keep], self.censored[keep], np.ones(int(keep.sum())), levels)
 
 
-def simulate_sessions(catalog: Catalog, config: StatisticalUserConfig, population: Population, seeds,
-                      steps: int = 80, slate_size: int = 10, candidates: int = 50,
-                      seed: int = 0) -> SimulatedSessions:
-    """Serve the users seeded ``seeds`` the best ``slate_size`` of ``candidates`` random items
-    (by their own click probability) for ``steps`` steps; a user who churns stops counting."""
+def first_sessions(catalog: Catalog, config: StatisticalUserConfig, population: Population, seeds,
+                   steps: int = 80, slate_size: int = 10, candidates: int = 50, seed: int = 0) -> FirstSessions:
+    """Serve the users seeded ``seeds`` the :class:`ReferenceRecommender`'s slates until
+    each has ended their first session, for at most ``steps`` steps."""
     sim = StatisticalUsers(catalog, config, population)
-    n, n_items = len(seeds), catalog.n_items
+    n = len(seeds)
     sim.reset(n, seed=torch.as_tensor(seeds))
-    gen = torch.Generator().manual_seed(seed)
-    # Distinct candidates in O(candidates) per user: (start + j * stride) mod N with a stride
-    # coprime with N, as the env draws them.
-    strides = torch.arange(1, max(n_items, 2))
-    strides = strides[torch.gcd(strides, torch.tensor(n_items)) == 1]
-    offsets = torch.arange(candidates)
-    active = torch.ones(n, dtype=torch.bool)
-    running = torch.zeros(n)
-    clicks, memories = [], []
+    recommender = ReferenceRecommender(catalog.n_items, slate_size, candidates, seed)
+    in_first = torch.ones(n, dtype=torch.bool)
+    clicks = torch.zeros(n)
     for _ in range(steps):
-        start = torch.randint(n_items, (n, 1), generator=gen)
-        stride = strides[torch.randint(len(strides), (n, 1), generator=gen)]
-        pool = (start + offsets[None, :] * stride) % n_items
-        best = sim.click_probabilities(pool).topk(slate_size, dim=1).indices
-        response = sim.respond(pool.gather(1, best))
-        running += response.clicked.sum(1).float()
-        ended = response.left_session & active
-        clicks.append(running[ended].numpy().copy())
-        memories.append(sim.session_memory[ended].numpy().copy())
-        running[response.left_session] = 0.0
+        response = sim.respond(recommender.slates(sim))
+        clicks += torch.where(in_first, response.clicked.sum(1).float(), 0.0)
+        in_first &= ~response.left_session
+        if not bool(in_first.any()):
+            break
         gone = response.churned
         if bool(gone.any()):
-            active &= ~gone
+            # Churned users are done; their slots restart only to keep the batch stepping.
+            sim.reset(n, seed=torch.as_tensor(seeds)[gone.nonzero().flatten()], users=gone.nonzero().flatten())
+    return FirstSessions(clicks.numpy(), in_first.numpy())
+
+
+def memory_at_leaving(catalog: Catalog, config: StatisticalUserConfig, population: Population, seeds,
+                      steps: int = 240, seed: int = 0) -> float:
+    """The mean session memory at leaving over every session the users seeded ``seeds``
+    end in ``steps`` steps of the :class:`ReferenceRecommender` (a churned user starts
+    again): the typical memory at which the return fit's ``return_base`` and ``gap_days``
+    are set. Later sessions start with satiation left over from earlier ones, so the first
+    sessions alone would overstate it."""
+    sim = StatisticalUsers(catalog, config, population)
+    n = len(seeds)
+    sim.reset(n, seed=torch.as_tensor(seeds))
+    recommender = ReferenceRecommender(catalog.n_items, seed=seed)
+    total, count = 0.0, 0
+    for _ in range(steps):
+        response = sim.respond(recommender.slates(sim))
+        total += float(sim.session_memory[response.left_session].sum())
+        count += int(response.left_session.sum())
+        gone = response.churned.nonzero().flatten()
+        if len(gone):
+            sim.reset(n, seed=torch.as_tensor(seeds)[gone], users=gone)
+    return total / count if count else 0.5
+
+
+def simulate_lives(catalog: Catalog, config: StatisticalUserConfig, population: Population, seeds,
+                   windows_days, max_steps: int = 1500, slate_size: int = 10, candidates: int = 50,
+                   seed: int = 0) -> pd.DataFrame:
+    """The clicks of the users seeded ``seeds`` over several sessions, served the
+    :class:`ReferenceRecommender`'s slates, as a ratings table (``user_id``: the user's
+    position in ``seeds``; ``item_id``, ``rating``: 0 for an unrated click, ``timestamp``
+    in seconds from the user's first session).
+
+    A user is watched for ``windows_days[j]`` days, as a real user is seen from their first
+    rating to the end of the data set, or until they churn; each step of a session lasts a
+    second (sessions are minutes, gaps days) and a session's next one starts
+    ``Response.return_gap`` days after it ends. ``max_steps`` bounds the run; a user still
+    watched then is cut there, as by the end of a data set.
+    """
+    sim = StatisticalUsers(catalog, config, population)
+    n = len(seeds)
+    sim.reset(n, seed=torch.as_tensor(seeds))
+    recommender = ReferenceRecommender(catalog.n_items, slate_size, candidates, seed)
+    horizon = torch.as_tensor(np.asarray(windows_days, dtype=np.float64) * DAY)
+    clock = torch.zeros(n, dtype=torch.float64)
+    watched = clock < horizon
+    rows = []
+    for _ in range(max_steps):
+        if not bool(watched.any()):
+            break
+        slates = recommender.slates(sim)
+        response = sim.respond(slates)
+        clicked = response.clicked & watched[:, None]
+        user, position = clicked.nonzero(as_tuple=True)
+        rows.append((user.numpy(), slates[user, position].numpy(), response.rating[user, position].numpy(),
+                     clock[user].numpy()))
+        clock += 1.0
+        clock = torch.where(response.left_session, clock + response.return_gap.double() * DAY, clock)
+        watched &= (clock < horizon) & ~response.churned
+        gone = response.churned
+        if bool(gone.any()):
+            # A churned user is done; the slot restarts only to keep the batch stepping.
             slots = gone.nonzero().flatten()
             sim.reset(n, seed=torch.as_tensor(seeds)[slots], users=slots)
-    return SimulatedSessions(np.concatenate(clicks), np.concatenate(memories))
+    columns = [np.concatenate(column) for column in zip(*rows)] if rows else [np.zeros(0)] * 4
+    user, item, rating, stamp = columns
+    return pd.DataFrame({"user_id": user.astype(np.int64), "item_id": item.astype(np.int64),
+                         "rating": rating.astype(np.int64), "timestamp": stamp.astype(np.int64)})
+
+
+def observation_windows(sessions: Sessions, n_users: int) -> np.ndarray:
+    """``[n_users]`` days from each user's first session to the end of the data (0 for a
+    user without sessions): how long the data watch each user."""
+    first = sessions.table.groupby("user_id")["start"].min().reindex(range(n_users))
+    return np.nan_to_num((sessions.data_end - first.to_numpy(np.float64)) / DAY, nan=0.0)
+
+
+def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Population, seeds, windows_days,
+              median_length: float, median_gap_days: float, gap_minutes: float = 30.0, iterations: int = 6,
+              max_steps: int = 1500) -> tuple[StatisticalUserConfig, float]:
+    """``config`` with ``leave_base`` shifted and ``gap_days`` scaled so that the median
+    session length and the median gap between sessions of the users seeded ``seeds``
+    (:func:`simulate_lives` over their ``windows_days``, cut into sessions as the ratings
+    are) are the data's ``median_length`` and ``median_gap_days``; and the gap's factor.
+    Both are bisected together, one life of every user per step: the base moves the
+    length, the factor the gaps."""
+    base_low, base_high = config.leave_base - 1.5, config.leave_base + 1.5  # a higher base: shorter sessions
+    gap_low, gap_high = math.log(0.05), math.log(2.0)  # a larger factor: longer gaps
+    for _ in range(iterations):
+        base, factor = 0.5 * (base_low + base_high), math.exp(0.5 * (gap_low + gap_high))
+        lives = simulate_lives(catalog, replace(config, leave_base=base, gap_days=config.gap_days * factor),
+                               population, seeds, windows_days, max_steps=max_steps)
+        table = cut_sessions(lives, gap_minutes).table if len(lives) else None
+        longer = table is not None and table["length"].median() > median_length
+        base_low, base_high = (base, base_high) if longer else (base_low, base)
+        gaps = table["next_gap_days"].dropna() if table is not None else []
+        wider = len(gaps) == 0 or gaps.median() > median_gap_days
+        gap_low, gap_high = (gap_low, 0.5 * (gap_low + gap_high)) if wider else (0.5 * (gap_low + gap_high), gap_high)
+    factor = math.exp(0.5 * (gap_low + gap_high))
+    return replace(config, leave_base=0.5 * (base_low + base_high), gap_days=config.gap_days * factor), factor
 
 
 @dataclass
 class LeaveFit:
-    """Fitted leave parameters and what they reproduce."""
+    """Fitted leave parameters and what they reproduce (clicks per session at
+    :data:`QUANTILES`, in the data and simulated)."""
 
     leave_base: float
     leave_length: float
-    target_quantiles: tuple[float, float]
-    simulated_quantiles: tuple[float, float]
+    leave_patience: float
+    target_quantiles: tuple[float, ...]
+    simulated_quantiles: tuple[float, ...]
     memory_at_leaving: float
     clicks_per_session: np.ndarray
 
+    def to_config(self, config: StatisticalUserConfig) -> StatisticalUserConfig:
+        """``config`` with the fitted leave weights."""
+        return replace(config, leave_base=self.leave_base, leave_length=self.leave_length,
+                       leave_patience=self.leave_patience)
 
-QUANTILES = (0.5, 0.8)
+    def describe(self) -> dict:
+        """The artifact's ``meta["leave"]``."""
+        return {"leave_base": self.leave_base, "leave_length": self.leave_length,
+                "leave_patience": self.leave_patience, "quantiles": list(QUANTILES),
+                "target_quantiles": list(self.target_quantiles),
+                "simulated_quantiles": list(self.simulated_quantiles), "memory_at_leaving": self.memory_at_leaving}
+
+
+#: Quantiles of the session length that the leave fit matches.
+QUANTILES = (0.5, 0.8, 0.95)
+#: The grid of the leave fit: ``(leave_length, leave_patience)`` pairs.
+LEAVE_GRID = ((0.0, 2.0), (0.0, 10.0), (0.0, 18.0), (0.03, 18.0), (0.03, 26.0), (0.03, 34.0))
+
+
+def quantile_error(simulated, target) -> float:
+    """The leave fit's loss: the summed absolute log ratios of simulated to target quantiles."""
+    return float(sum(abs(math.log(max(s, 0.5) / t)) for s, t in zip(simulated, target)))
 
 
 def fit_leave(catalog: Catalog, config: StatisticalUserConfig, population: Population, seeds,
-              session_lengths, lengths_grid=(0.0, 0.03, 0.1), iterations: int = 6, steps: int = 80) -> LeaveFit:
-    """Fit ``leave_base`` and ``leave_length`` by simulated moments (module docstring)."""
+              session_lengths, grid=LEAVE_GRID, iterations: int = 5, steps: int = 80) -> LeaveFit:
+    """Fit ``leave_base``, ``leave_length`` and ``leave_patience`` by simulated moments
+    (module docstring)."""
     target = tuple(float(q) for q in np.quantile(np.asarray(session_lengths, dtype=np.float64), QUANTILES))
 
-    def run(base: float, length: float) -> SimulatedSessions:
-        return simulate_sessions(catalog, replace(config, leave_base=base, leave_length=length),
-                                 population, seeds, steps=steps)
+    def run(base: float, length: float, patience: float) -> FirstSessions:
+        return first_sessions(catalog, replace(config, leave_base=base, leave_length=length,
+                                               leave_patience=patience), population, seeds, steps=steps)
 
     best = None
-    for length in lengths_grid:
-        low, high = -6.0, 2.0  # a higher base means shorter sessions
+    for length, patience in grid:
+        low, high = -5.0, 1.0  # a higher base means shorter sessions
         for _ in range(iterations):
             mid = 0.5 * (low + high)
-            sessions = run(mid, length)
-            median = np.quantile(sessions.clicks, QUANTILES[0]) if len(sessions.clicks) else math.inf
-            if median > target[0]:
-                low = mid
-            else:
-                high = mid
+            longer = run(mid, length, patience).quantiles(QUANTILES[:1])[0] > target[0]
+            low, high = (mid, high) if longer else (low, mid)
         base = 0.5 * (low + high)
-        sessions = run(base, length)
-        simulated = tuple(float(q) for q in np.quantile(sessions.clicks, QUANTILES)) if len(sessions.clicks) \
-            else (math.inf, math.inf)
-        error = abs(math.log(max(simulated[0], 0.5) / target[0])) + abs(math.log(max(simulated[1], 0.5) / target[1]))
+        sessions = run(base, length, patience)
+        simulated = sessions.quantiles(QUANTILES)
+        error = quantile_error(simulated, target)
         if best is None or error < best[0]:
-            best = (error, LeaveFit(base, length, target, simulated, float(np.mean(sessions.memory_at_leaving)),
-                                    sessions.clicks))
-    return best[1]
+            best = (error, LeaveFit(base, length, patience, target, simulated, math.nan, sessions.clicks))
+    fit = best[1]
+    fit.memory_at_leaving = memory_at_leaving(catalog, fit.to_config(config), population, seeds, steps=3 * steps)
+    return fit
 
 
 def sessions_summary(sessions: Sessions) -> pd.Series:
@@ -206,6 +389,7 @@ def sessions_summary(sessions: Sessions) -> pd.Series:
         "sessions": len(table),
         "median_length": float(table["length"].median()),
         "p80_length": float(table["length"].quantile(0.8)),
+        "p95_length": float(table["length"].quantile(0.95)),
         "mean_length": float(table["length"].mean()),
         "share_single_session_users": float((per_user == 1).mean()),
         "median_gap_days": float(table["next_gap_days"].median()),

@@ -35,7 +35,7 @@ import argparse
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -301,20 +301,22 @@ def users_table(folds: Folds, user_traits: dict[str, np.ndarray], sessions: Sess
 def fit_leaving(catalog: Catalog, sim_config: StatisticalUserConfig, population: CalibratedPopulation,
                 sessions: Sessions, returns: dynamics.ReturnFit,
                 config: CalibrationConfig) -> tuple[StatisticalUserConfig, dict, dict]:
-    """Step 6's leave hazard by simulated moments, then the returns at the simulated
-    memory at leaving: the final config, ``meta["leave"]`` and ``meta["returns"]``."""
+    """Step 6's leave hazard by simulated moments, the returns at the simulated memory at
+    leaving, then the leave base and gap scale by simulated lives: the final config,
+    ``meta["leave"]`` and ``meta["returns"]``."""
     # A random subset of users keeps the dozens of simulated runs quick.
     n_users = len(population.all_users)
     rows = np.sort(np.random.default_rng(config.seed).permutation(n_users)[: config.leave_users])
     leave = dynamics.fit_leave(catalog, sim_config, population.pinned(rows, rows), rows,
                                sessions.table["length"].to_numpy(), steps=config.leave_steps)
-    sim_config = replace(sim_config, leave_base=leave.leave_base, leave_length=leave.leave_length)
-    sim_config = returns.to_config(sim_config, leave.memory_at_leaving)
-    leave_meta = {"leave_base": leave.leave_base, "leave_length": leave.leave_length,
-                  "target_quantiles": list(leave.target_quantiles),
-                  "simulated_quantiles": list(leave.simulated_quantiles),
-                  "memory_at_leaving": leave.memory_at_leaving}
-    returns_meta = {"return_logit": returns.return_logit, "mean_gap_days": returns.mean_gap_days}
+    sim_config = returns.to_config(leave.to_config(sim_config), leave.memory_at_leaving)
+    table = sessions.table
+    sim_config, gap_factor = dynamics.fit_lives(
+        catalog, sim_config, population.pinned(rows, rows), rows, dynamics.observation_windows(sessions, n_users)[rows],
+        float(table["length"].median()), float(table["next_gap_days"].median()), config.session_gap_minutes)
+    leave_meta = {**leave.describe(), "first_session_leave_base": leave.leave_base, "leave_base": sim_config.leave_base}
+    returns_meta = {"return_logit": returns.return_logit, "mean_gap_days": returns.mean_gap_days,
+                    "gap_scale": gap_factor}
     return sim_config, leave_meta, returns_meta
 
 
@@ -337,8 +339,9 @@ def summary(world: CalibratedWorld) -> str:
         f"click_threshold {c.click_threshold:.2f}, validation AUC {m['choice']['validation_auc']:.4f}",
         f"ratings: center {c.rating_center:.2f}, slope {c.rating_slope:.3f}, quality {c.rating_quality:.3f}, "
         f"noise {c.rating_noise:.3f}",
-        f"leave: base {c.leave_base:.2f}, length {c.leave_length:.2f} (clicks per session p50/p80 simulated "
-        f"{m['leave']['simulated_quantiles']}, data {m['leave']['target_quantiles']})",
+        f"leave: base {c.leave_base:.2f}, length {c.leave_length:.2f}, patience {c.leave_patience:.1f} (clicks per "
+        f"session p50/p80/p95: first sessions simulated {m['leave']['simulated_quantiles']}, data "
+        f"{m['leave']['target_quantiles']})",
         f"return: base {c.return_base:.2f}, gap_days {c.gap_days:.2f}",
     ]
     if "timings_s" in m:

@@ -38,6 +38,7 @@ def write_report(results: dict, out: Path, world: CalibratedWorld) -> Path:
     lines += ratings_section(results["ratings"])
     lines += aggregate_section(results["aggregate"])
     lines += splits_section(results.get("splits"), results.get("split_targets"))
+    lines += sessions_section(results.get("sessions"), results.get("session_targets"))
     lines += ranking_section(results.get("policy_ranking"))
     lines += user_kinds_section(results.get("user_kinds"))
     lines += social_section(results.get("social"))
@@ -170,6 +171,66 @@ def splits_section(splits: dict | None, targets: dict | None) -> list[str]:
     if targets:
         lines += ["Targets:", ""] + [f"- {k}: {'met' if v else '**not met**'}" for k, v in targets.items()]
     return lines + ["", "![calibration curves](calibration.png)", ""]
+
+
+def _distances(entry: dict, digits: int) -> list[str]:
+    """``distance [interval]`` and ``noise [interval]`` cells for each distance, and the verdicts."""
+    cells = []
+    for metric, distance in entry["distance"].items():
+        cells += [_with_interval(distance, digits), _with_interval(entry["noise"][metric], digits),
+                  "within noise" if entry["within_noise"][metric] else "**outside noise**"]
+    return cells
+
+
+def _quantiles_cell(summary: dict, keys: tuple[str, ...], digits: int) -> str:
+    return " / ".join(f"{summary[k]['value']:.{digits}f}" for k in keys if k in summary) + f" (n={summary['n']})"
+
+
+SESSIONS_INTRO = (
+    "The session dynamics (returns, activity, leave hazard, gap scale) fitted again without {held_out} held-out "
+    "users; the other {fitted} users simulated over their real observation windows with the leave fit's "
+    "reference recommender, their clicks cut into sessions as the ratings are "
+    "(`recoworld.apps.fidelity.sessions`). Distance: simulated against held-out, 95% bootstrap interval over "
+    "users; noise: the same distance between two random halves of the held-out users (median and 95% interval "
+    "over halvings); within noise: the distance is at most the noise's upper end.")
+
+
+def sessions_section(section: dict | None, targets: dict | None) -> list[str]:
+    """Session dynamics of the calibrated users against held-out users
+    (:mod:`recoworld.apps.fidelity.sessions`)."""
+    if not section:
+        return []
+    statistics = section["statistics"]
+    lines = ["## Session dynamics against held-out users", "",
+             SESSIONS_INTRO.format(held_out=section["held_out_users"], fitted=section["fitted_users"]), "",
+             "| statistic | held-out | simulated | KS | KS noise | KS verdict | W1 | W1 noise | W1 verdict |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, entry in statistics.items():
+        if entry["kind"] != "distribution":
+            continue
+        shares = name == "genre_repetition"
+        keys, digits = (("mean",), 3) if shares else (("p50", "p80", "p95", "mean"), 2)
+        cells = [f"{entry['title']} ({' / '.join(keys)})", _quantiles_cell(entry["held_out"], keys, digits),
+                 _quantiles_cell(entry["simulated"], keys, digits), *_distances(entry, 3)]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "| correlation | held-out | simulated | difference | noise | verdict |", "|---|---|---|---|---|---|"]
+    for entry in statistics.values():
+        if entry["kind"] == "correlation":
+            cells = [entry["title"], _with_interval(entry["held_out"]["value"]),
+                     _with_interval(entry["simulated"]["value"]), *_distances(entry, 3)]
+            lines.append("| " + " | ".join(cells) + " |")
+    law, c = section.get("gap_law"), section["config"]
+    if law:
+        exponential, weibull = law["exponential"], law["weibull"]
+        lines += ["", (f"Gap law on the fitted users' {law['sessions']} sessions: log-likelihood per session "
+                       f"{exponential['log_likelihood']:.4f} with exponential gaps (the simulator's), "
+                       f"{weibull['log_likelihood']:.4f} with Weibull gaps of shape {weibull['shape']:.3f} "
+                       f"(mean {weibull['mean_gap_days']:.1f} days for an average user).")]
+    lines += ["", (f"Refitted: leave base {c['leave_base']:.2f}, length {c['leave_length']:.3f}, patience "
+                   f"{c['leave_patience']:.1f}; return base {c['return_base']:.2f}, gap {c['gap_days']:.1f} days.")]
+    if targets:
+        lines += ["", "Targets:", ""] + [f"- {k}: {'met' if v else '**not met**'}" for k, v in targets.items()]
+    return lines + [""]
 
 
 def ranking_section(ranking: dict | None) -> list[str]:

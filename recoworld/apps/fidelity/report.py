@@ -37,6 +37,10 @@ Sections of the report:
   ratings, a global time cut and held-out users, each against popularity, recent
   popularity, MF and EASE, with bootstrap intervals and calibration curves
   (:mod:`recoworld.apps.fidelity.splits`), and the targets of :data:`SPLIT_TARGETS`.
+* **Session dynamics** (on by default; ``--no-sessions`` skips it): session length, gaps,
+  the next gap against the last session and genre repetition of the calibrated users
+  against users the fit never saw, with distances, bootstrap intervals and the noise
+  between two halves of the held-out users (:mod:`recoworld.apps.fidelity.sessions`).
 * **Social influence** (``--social``): Gini of consumption over a long horizon with word
   of mouth off and on (:mod:`recoworld.apps.calibrate.concentration`).
 
@@ -66,6 +70,8 @@ from recoworld.apps.fidelity.evaluation import (RATIOS, evaluate, held_out_split
                                                simulated_probabilities, source_data)
 from recoworld.apps.fidelity.page import headline, write_report
 from recoworld.apps.fidelity.ranking import AGENTS, RankingConfig, policy_ranking
+from recoworld.apps.fidelity.sessions import session_dynamics
+from recoworld.apps.fidelity.sessions import targets as session_targets
 from recoworld.apps.fidelity.splits import SPLIT_KINDS, evaluate_split, split_targets
 
 #: The targets of the splits section: AUC and F1 at 1:1 on the latest-ratings split, and
@@ -111,13 +117,15 @@ def _parser() -> argparse.ArgumentParser:
                         "--llm base_url=http://localhost:8000/v1 --llm model=NAME (default: the embedded model)")
     parser.add_argument("--splits", default=",".join(SPLIT_KINDS), help="splits of the splits-and-baselines "
                         "section, comma-separated among latest, time, users; empty: none (default: %(default)s)")
+    parser.add_argument("--no-sessions", action="store_true", help="skip the session-dynamics section (it fits "
+                        "the dynamics again without half of the users and simulates the others: about a minute)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``recoworld fidelity [--out DIR] [--world DIR] [--social] [--agents A,B] [--users KINDS]
+    """``recoworld fidelity [--out DIR] [--world DIR] [--social] [--no-sessions] [--agents A,B] [--users KINDS]
     [--llm-users N] [--llm KEY=VALUE ...] [--quiet]``; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -130,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = sorted(set(splits) - set(SPLIT_KINDS))
     if unknown:
         parser.error(f"--splits {unknown}; choose among {', '.join(SPLIT_KINDS)}")
-    stages = Stages(5 + len(splits) + bool(agents) + with_users + args.social, not args.quiet, "fidelity")
+    stages = Stages(5 + len(splits) + bool(agents) + with_users + args.social + (not args.no_sessions),
+                    not args.quiet, "fidelity")
     with torch_threads(1):
         source = source_data(world)
         results = evaluate(world, data=source, seed=args.seed, stages=stages)
@@ -140,6 +149,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results.setdefault("splits", {})[kind] = evaluate_split(world, source, kind, seed=args.seed)
         if splits:
             results["split_targets"] = split_targets(results["splits"], **SPLIT_TARGETS)
+        if not args.no_sessions:
+            with stages.stage("session dynamics against held-out users"):
+                results["sessions"] = session_dynamics(world, source, seed=args.seed)
+                results["session_targets"] = session_targets(results["sessions"])
         if agents:
             with stages.stage("ranking agents in the simulator and on held-out logs"):
                 results["policy_ranking"] = policy_ranking(world, split, RankingConfig(agents=agents, seed=args.seed))

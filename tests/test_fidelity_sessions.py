@@ -1,0 +1,158 @@
+"""Session dynamics against held-out users (``recoworld.apps.fidelity.sessions``): the
+statistics on hand-made ratings, the distances and their half-split noise, the
+Kaplan–Meier quantiles of the leave fit, the simulated lives, and the report section."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recoworld.apps.calibrate import dynamics
+from recoworld.apps.fidelity.sessions import (
+    STATISTICS,
+    compare,
+    distances,
+    session_table,
+)
+from recoworld.calibration.split import DAY
+
+MINUTE = 60
+
+
+def test_session_table_on_hand_made_ratings():
+    # Items 0 and 1 share genre 0; item 2 has genre 1 only; item 3 has genres 0 and 1.
+    genres = np.array([[1, 0], [1, 0], [0, 1], [1, 1]], dtype=bool)
+    ratings = pd.DataFrame({
+        "user_id": [0, 0, 0, 0, 0, 1, 1],
+        "item_id": [0, 1, 2, 3, 2, 2, 0],
+        "rating": [5, 3, 4, 0, 2, 1, 1],
+        # user 0: a session of 3 (minutes 0, 10, 35: pauses of 10 and 25 minutes), then one
+        # of 2 two days later; user 1: two sessions of 1, an hour apart.
+        "timestamp": [0, 10 * MINUTE, 35 * MINUTE, 2 * DAY, 2 * DAY + 60, 0, 60 * MINUTE],
+    })
+    table = session_table(ratings, genres)
+    assert table["user_id"].tolist() == [0, 0, 1, 1]
+    assert table["length"].tolist() == [3, 2, 1, 1]
+    gaps = table["next_gap_days"].to_numpy()
+    assert gaps[0] == pytest.approx((2 * DAY - 35 * MINUTE) / DAY)
+    assert gaps[2] == pytest.approx(1 / 24) and np.isnan(gaps[1]) and np.isnan(gaps[3])
+    # Pairs 0-1 (genre 0: shared), 1-2 (none); 3-2 (genre 1: shared); none across sessions.
+    assert table["pairs"].tolist() == [2, 1, 0, 0]
+    assert table["same_genre"].tolist() == [1, 1, 0, 0]
+    # A rating of 0 is an unrated click: left out of the mean.
+    assert table["mean_rating"].tolist() == [4.0, 2.0, 1.0, 1.0]
+    assert STATISTICS["genre_repetition"].of(table).tolist() == [0.5, 1.0]
+    assert STATISTICS["gap_days"].of(table).tolist() == pytest.approx([gaps[0], gaps[2]])
+
+
+def _sessions(n_users: int, mean_length: float, seed: int) -> pd.DataFrame:
+    """A session table of ``n_users`` users with 1-5 sessions each, geometric lengths,
+    exponential gaps and genre shares."""
+    rng = np.random.default_rng(seed)
+    user = np.repeat(np.arange(n_users), rng.integers(1, 6, n_users))
+    n = len(user)
+    pairs = rng.geometric(1 / mean_length, n) - 1
+    return pd.DataFrame({"user_id": user, "length": pairs + 1, "next_gap_days": rng.exponential(5.0 * mean_length, n),
+                         "mean_rating": rng.uniform(1, 5, n), "pairs": pairs,
+                         "same_genre": rng.binomial(pairs, 0.5)})
+
+
+def test_distances_are_zero_for_identical_samples_and_grow_with_a_shift():
+    table = _sessions(200, 10.0, seed=0)
+    for statistic in STATISTICS.values():
+        assert all(d == 0 for d in distances(statistic, table, table).values())
+    length = STATISTICS["session_length"]
+    shifted = [distances(length, table, table.assign(length=table["length"] + shift)) for shift in (1, 5, 20)]
+    assert [d["wasserstein"] for d in shifted] == pytest.approx([1, 5, 20])
+    assert shifted[0]["ks"] < shifted[1]["ks"] < shifted[2]["ks"] <= 1
+
+
+def test_half_split_noise_is_comparable_with_the_distance_between_samples_of_one_law():
+    held_out = _sessions(300, 10.0, seed=1)
+    same_law = compare(held_out, _sessions(300, 10.0, seed=2), draws=40, seed=0)
+    other_law = compare(held_out, _sessions(300, 20.0, seed=3), draws=40, seed=0)
+    for name in ("session_length", "gap_days"):
+        for metric in ("ks", "wasserstein"):
+            entry = same_law[name]
+            assert entry["within_noise"][metric], (name, metric)
+            # Two samples of one law differ about as much as two halves of one sample.
+            assert entry["noise"][metric]["low"] <= entry["distance"][metric]["value"] <= entry["noise"][metric]["high"]
+            assert entry["distance"][metric]["low"] <= entry["distance"][metric]["value"] \
+                <= entry["distance"][metric]["high"]
+            assert not other_law[name]["within_noise"][metric], (name, metric)
+    quantiles = same_law["session_length"]["held_out"]
+    assert quantiles["p50"]["value"] == np.quantile(held_out["length"], 0.5)
+    assert quantiles["p50"]["value"] <= quantiles["p80"]["value"] <= quantiles["p95"]["value"]
+
+
+def test_kaplan_meier_quantiles_count_censored_values_as_lower_bounds():
+    values = np.array([1.0, 2.0, 3.0, 4.0])
+    done = np.zeros(4, dtype=bool)
+    assert dynamics.kaplan_meier_quantiles(values, done, np.ones(4), (0.25, 0.5, 1.0)) == (1.0, 2.0, 4.0)
+    # 3 and 4 still running: half the mass ends by 2, the rest is unknown.
+    censored = np.array([False, False, True, True])
+    assert dynamics.kaplan_meier_quantiles(values, censored, np.ones(4), (0.5, 0.75)) == (2.0, np.inf)
+    # Censored at 1, the other three share the rest: 2 reaches 1/3, 3 reaches 2/3.
+    assert dynamics.kaplan_meier_quantiles(values, np.array([True, False, False, False]), np.ones(4),
+                                           (0.3, 0.6, 0.7)) == (2.0, 3.0, 4.0)
+
+
+def test_simulated_lives_stay_in_their_windows_and_repeat_with_the_seed(small_world):
+    world, _ = small_world
+    rows = np.arange(12)
+    windows = np.linspace(1.0, 60.0, 12)
+
+    def lives():
+        return dynamics.simulate_lives(world.catalog, world.config, world.population().pinned(rows, rows), rows,
+                                       windows, max_steps=60, seed=3)
+
+    first = lives()
+    pd.testing.assert_frame_equal(first, lives())
+    assert (first["timestamp"].to_numpy() < windows[first["user_id"].to_numpy()] * DAY).all()
+    assert first.groupby("user_id")["timestamp"].is_monotonic_increasing.all()
+    assert len(first) > 0 and first["rating"].between(0, 5).all()
+
+
+def test_report_section_holds_every_statistic_and_the_targets(small_world):
+    from recoworld.apps.fidelity.page import sessions_section
+    from recoworld.apps.fidelity.sessions import session_dynamics, targets
+
+    world, data = small_world
+    section = session_dynamics(world, data, draws=20, max_steps=150)
+    assert section["held_out_users"] == 40 and section["fitted_users"] == 40
+    assert set(section["statistics"]) == set(STATISTICS)
+    for entry in section["statistics"].values():
+        assert set(entry) == {"title", "kind", "held_out", "simulated", "distance", "noise", "within_noise"}
+        assert set(entry["distance"]) == set(entry["noise"]) == set(entry["within_noise"])
+    assert set(section["statistics"]["session_length"]["held_out"]) >= {"n", "mean", "p50", "p80", "p95"}
+    assert section["gap_law"]["exponential"]["log_likelihood"] <= section["gap_law"]["weibull"]["log_likelihood"]
+    assert set(targets(section)) == {"session_length: KS within the half-split noise",
+                                     "gap_days: KS within the half-split noise"}
+    text = "\n".join(sessions_section(section, targets(section)))
+    assert "## Session dynamics against held-out users" in text
+    assert "| Spearman: next gap ~ session length |" in text
+    assert "| session length (ratings) (p50 / p80 / p95 / mean) |" in text
+    assert json.loads(json.dumps(section))["statistics"]["gap_days"]["noise"]["ks"]["high"] >= 0
+
+
+def test_fit_lives_recovers_the_gap_scale_of_simulated_lives(small_world):
+    from dataclasses import replace
+
+    from recoworld.calibration.split import cut_sessions
+
+    world, _ = small_world
+    rows, windows = np.arange(24), np.full(24, 40.0)
+    population = world.population().pinned(rows, rows)
+    truth = replace(world.config, gap_days=2.0)
+    lives = cut_sessions(dynamics.simulate_lives(world.catalog, truth, population, rows, windows, max_steps=80),
+                         30.0).table
+    # Sessions too short and gaps three times too long at the start.
+    start = replace(truth, leave_base=truth.leave_base + 1.0, gap_days=6.0)
+    fitted, factor = dynamics.fit_lives(world.catalog, start, population, rows, windows, lives["length"].median(),
+                                        lives["next_gap_days"].median(), iterations=5, max_steps=80)
+    assert fitted.gap_days == pytest.approx(6.0 * factor)
+    assert fitted.gap_days == pytest.approx(2.0, rel=0.3)
+    assert fitted.leave_base < start.leave_base, "longer sessions wanted: the base comes down"
