@@ -1,7 +1,9 @@
 """How far long-term service can beat greedy clicks: the planning oracle against the click-greedy one.
 
-On the default synthetic world (``recoworld run world=synthetic``'s catalog, users and env,
-composed from ``conf/``; positional Hydra overrides change it), the click-greedy
+On a world of ``recoworld run`` (``--world``: ``movielens``, its default, the users
+calibrated to MovieLens-100K, who click by taste and popularity but enjoy by quality; or
+``synthetic``, whose ratings follow the click utility; catalog, users and env composed
+from ``conf/``, positional Hydra overrides change them), the click-greedy
 :class:`~recoworld.agents.baselines.Oracle` and the
 :class:`~recoworld.agents.planning.PlanningOracle` serve the same ``--users`` users per
 seed (rollout seed ``s`` meets the users of ``population_seed(s, users)``, whichever agent
@@ -21,7 +23,8 @@ requests each of the planner's rules served.
 
 Usage::
 
-    python benchmarks/retention_oracles.py                       # 64 users x 3 seeds x 200 steps
+    python benchmarks/retention_oracles.py                       # movielens, 64 users x 3 seeds x 200 steps
+    python benchmarks/retention_oracles.py --world synthetic
     python benchmarks/retention_oracles.py --users 32 --seeds 2 --steps 100 --horizon 2 --rollouts 2
     python benchmarks/retention_oracles.py --markdown            # markdown tables (benchmarks/RESULTS.md)
     python benchmarks/retention_oracles.py simulator.config.rating_quality=-5.0   # another world (Hydra overrides)
@@ -41,6 +44,7 @@ from hydra.utils import instantiate
 from agents_leaderboard import show  # this folder's scripts: run as python benchmarks/retention_oracles.py
 from recoworld.agents.baselines import Oracle
 from recoworld.agents.planning import PlanningOracle
+from recoworld.apps.run.runner import ensure_calibrated
 from recoworld.envs.rollout import Hook, rollout
 from recoworld.metrics import return_rate
 
@@ -69,12 +73,13 @@ class FirstEpisodes(Hook):
         self.returned_rows.append(returned[mine])
 
 
-def world(users: int, steps: int, overrides: list[str] = ()):
-    """A function making a fresh env of the synthetic world (the default one, or with Hydra
-    ``overrides`` of ``recoworld run``'s config)."""
+def world(name: str, users: int, steps: int, overrides: list[str] = ()):
+    """A function making a fresh env of world ``name`` (with Hydra ``overrides`` of
+    ``recoworld run``'s config)."""
     with initialize_config_module("recoworld.conf", version_base="1.3"):
-        cfg = compose("config", overrides=["world=synthetic", *overrides, f"env.num_envs={users}",
+        cfg = compose("config", overrides=[f"world={name}", *overrides, f"env.num_envs={users}",
                                            f"env.max_steps={steps}"])
+    ensure_calibrated(cfg)  # the movielens world is fitted on first use, as recoworld run does
     catalog = instantiate(cfg.world)
     make_simulator = instantiate(cfg.simulator, _partial_=True, _convert_="object")
     make_env = instantiate(cfg.env, _partial_=True, _convert_="object")
@@ -149,6 +154,8 @@ def _cell(value: float, resampled: np.ndarray) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--world", choices=("movielens", "synthetic"), default="movielens",
+                        help="recoworld run's world (default: its default, the calibrated MovieLens users)")
     parser.add_argument("--users", type=int, default=64, help="users per seed")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=200, help="steps per user (several sessions)")
@@ -158,13 +165,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*",
                         help="Hydra overrides of the world, e.g. simulator.config.leave_base=-2.5")
     args = parser.parse_args(argv)
-    make_env = world(args.users, args.steps, args.overrides)
+    make_env = world(args.world, args.users, args.steps, args.overrides)
     planner = PlanningOracle(horizon=args.horizon, rollouts=args.rollouts)
     greedy = serve(make_env, Oracle(), args.seeds, args.steps)
     planning = serve(make_env, planner, args.seeds, args.steps)
     title = (f"Planning oracle (horizon {args.horizon}, {args.rollouts} rollouts, rules {list(planner.rules)}, "
-             f"future_steps {planner.future_steps}) against the click-greedy oracle: {args.users} users x "
-             f"{args.seeds} seeds x {args.steps} steps, first episodes, 95% bootstrap intervals over users")
+             f"future_steps {planner.future_steps}) against the click-greedy oracle, world {args.world}: "
+             f"{args.users} users x {args.seeds} seeds x {args.steps} steps, first episodes, 95% bootstrap "
+             "intervals over users")
     show([(title, ["measure", "click-greedy oracle", "planning oracle", "planning - greedy"],
            table(greedy.sums, planning.sums, greedy.return_rate, planning.return_rate)),
           ("The users' parameters (StatisticalUserConfig)", ["parameter", "value"],
