@@ -3,8 +3,9 @@ r"""Robustness of conclusions: does the agents' ranking hold across what the dat
 The calibration pins down who likes what, how choices rank and how ratings follow them,
 but several parameters of the statistical users are assumptions (the package docstring of
 :mod:`recoworld.apps.calibrate`, "What MovieLens-100K can and cannot tell"): the click
-level, how leaving depends on mindset, boredom and patience, how genres wear out and
-recover, interest drift, and how strongly the return follows the session. A conclusion
+level, how leaving depends on mindset and boredom, how genres and films wear out and
+recover, interest drift, how a step's quality saturates, how a session is remembered and
+how strongly the return follows it. A conclusion
 drawn in the simulator — above all which agent is better — is worth as much as its
 independence of them. ``recoworld robustness`` measures that:
 
