@@ -180,3 +180,10 @@ def normal(keys: torch.Tensor, counters: torch.Tensor, stream: int, n: int) -> t
 def to_normal(u: torch.Tensor) -> torch.Tensor:
     """Standard normals from uniforms in ``(0, 1)`` by the inverse CDF."""
     return math.sqrt(2.0) * torch.erfinv(2.0 * u - 1.0)
+
+
+def weibull_mean_factor(shape: float) -> float:
+    """``1 / Gamma(1 + 1 / shape)``: the scale of a Weibull law of this shape per unit of its
+    mean, so that ``mean * weibull_mean_factor(k) * (-log u) ** (1 / k)`` of a uniform ``u``
+    in ``(0, 1)`` draws a Weibull variable of that mean by inversion."""
+    return 1.0 / math.gamma(1.0 + 1.0 / shape)

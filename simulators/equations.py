@@ -59,6 +59,7 @@ from typing import Protocol
 
 import torch
 
+from recoworld.rng import weibull_mean_factor
 from recoworld.types import Instruction
 
 
@@ -85,6 +86,7 @@ class UserEquationsConfig(Protocol):
     return_base: float
     return_mindset: float
     gap_days: float
+    gap_shape: float
     instruction_threshold: float
     voice_probability: float
 
@@ -371,10 +373,19 @@ def mean_return_gap(session_memory: torch.Tensor, activity: torch.Tensor, config
     return config.gap_days / (activity * (0.5 + session_memory))
 
 
-def return_gap(mean_gap: torch.Tensor, u_gap: torch.Tensor) -> torch.Tensor:
-    r"""The gap ``[B]`` drawn from an exponential of mean ``mean_gap`` by inversion of the
-    uniform ``u_gap`` in :math:`(0, 1)`: :math:`-\bar g \log u`."""
-    return -mean_gap * torch.log(u_gap)
+def return_gap(mean_gap: torch.Tensor, u_gap: torch.Tensor, config: UserEquationsConfig) -> torch.Tensor:
+    r"""The gap ``[B]`` drawn from a Weibull law of mean ``mean_gap`` and shape :math:`k` =
+    ``gap_shape`` by inversion of the uniform ``u_gap`` in :math:`(0, 1)`:
+
+    .. math:: \text{gap} = \frac{\bar g}{\Gamma(1 + 1/k)}\,(-\log u)^{1/k}
+
+    :math:`k = 1` is the exponential, :math:`-\bar g \log u` (computed so, exactly); a shape
+    below 1 gives the heavy tail of real gaps between sessions — many returns within days,
+    some after months — at the same mean."""
+    k = config.gap_shape
+    if k == 1.0:
+        return -mean_gap * torch.log(u_gap)
+    return mean_gap * weibull_mean_factor(k) * torch.pow(-torch.log(u_gap), 1.0 / k)
 
 
 def return_decision(leaves: torch.Tensor, session_memory: torch.Tensor, activity: torch.Tensor,
@@ -393,7 +404,7 @@ def return_decision(leaves: torch.Tensor, session_memory: torch.Tensor, activity
     """
     gap = torch.where(leaves, torch.inf, 0.0)
     returned = leaves & (u_return < return_probability(session_memory, activity, config))
-    gap = torch.where(returned, return_gap(mean_return_gap(session_memory, activity, config), u_gap), gap)
+    gap = torch.where(returned, return_gap(mean_return_gap(session_memory, activity, config), u_gap, config), gap)
     return returned, gap
 
 

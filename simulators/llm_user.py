@@ -30,8 +30,9 @@ mean of the session's stated satisfactions by the peak-end rule
 
 **Returning**: a user who leaves returns, by the statistical users' rule
 (:func:`~recoworld.simulators.equations.return_decision`), with probability
-:math:`\\sigma(r_0 + r_m(M - 0.5) + \\log a_b)` after an exponential gap of mean
-``gap_days`` / (:math:`a_b(0.5 + M)`) days (:math:`a_b` the activity trait), else churns:
+:math:`\\sigma(r_0 + r_m(M - 0.5) + \\log a_b)` after a gap of mean
+``gap_days`` / (:math:`a_b(0.5 + M)`) days (:math:`a_b` the activity trait; Weibull of shape
+``gap_shape``), else churns:
 how the whole session went decides, not the satisfaction at the moment of leaving. The
 draws come from the user's own random stream, so they are reproducible. A returning user
 starts the next session with its satisfaction halfway back to the initial one, the

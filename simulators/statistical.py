@@ -71,8 +71,9 @@ exceeds ``instruction_threshold`` senses they are about to leave: with probabili
 instruction and stay; otherwise they leave with probability :math:`h`.
 
 **Returning**: a user who leaves returns with probability
-:math:`\sigma(r_0 + r_m(M - 0.5) + \log a_b)` after an exponential gap of mean
-``gap_days`` / (:math:`a_b(0.5 + M)`) days, or churns, which ends their episode. It is the
+:math:`\sigma(r_0 + r_m(M - 0.5) + \log a_b)` after a gap of mean
+``gap_days`` / (:math:`a_b(0.5 + M)`) days, Weibull of shape ``gap_shape`` (1, the default:
+exponential; the calibration fits a heavier tail, below 1), or churns, which ends their episode. It is the
 whole session's memory :math:`M` that decides, not the mindset of the moment of leaving:
 users leave when their mindset dips, whoever served them, so the mindset at leaving
 varies little between recommenders, while how the session went as a whole does.
@@ -160,6 +161,7 @@ class StatisticalUserConfig:
     return_base: float = 2.0
     return_mindset: float = 6.0
     gap_days: float = 2.0
+    gap_shape: float = 1.0
     # instructions
     instruction_threshold: float = 0.3
     voice_probability: float = 0.7
@@ -178,7 +180,8 @@ _CONFIG_RANGES = {
                      "mindset_rate", "initial_mindset", "instruction_threshold", "voice_probability",
                      "instruction_satiation", "peak_end_weight"), UNIT),
     **dict.fromkeys(("novelty_session_spread", "rating_noise", "interest_drift", "satiation_rate"), NON_NEGATIVE),
-    **dict.fromkeys(("satiation_recovery_days", "item_recovery_days", "gap_days", "quality_scale"), POSITIVE),
+    **dict.fromkeys(("satiation_recovery_days", "item_recovery_days", "gap_days", "gap_shape", "quality_scale"),
+                    POSITIVE),
     "instruction_steps": AT_LEAST_ONE,
     # compliance divides the share of asked-for items by it
     "more_share": Interval(0.0, 1.0, closed_low=False),

@@ -159,6 +159,20 @@ def test_return_probability_rises_with_memory_and_activity_and_good_sessions_com
     assert bool((equations.return_probability(torch.full((11,), 0.5), activity, CONFIG).diff() > 0).all())
 
 
+@pytest.mark.parametrize("shape", [0.6, 1.0, 2.5])
+def test_weibull_gaps_keep_their_mean_and_the_shape_sets_the_tail(shape):
+    u = (torch.arange(200_000, dtype=torch.float64) + 0.5) / 200_000  # an even grid of uniforms
+    gap = equations.return_gap(torch.full_like(u, 3.0), u, StatisticalUserConfig(gap_shape=shape))
+    assert float(gap.mean()) == pytest.approx(3.0, rel=2e-3)
+    exponential = -3.0 * torch.log(u)
+    if shape == 1.0:
+        assert torch.equal(gap, exponential)  # the exponential, computed as before
+    else:  # a shape below 1: more short gaps and a longer tail; above 1: fewer of both
+        heavier = shape < 1
+        assert (float(gap.median()) < float(exponential.median())) == heavier
+        assert (float(gap.quantile(0.99)) > float(exponential.quantile(0.99))) == heavier
+
+
 def test_return_decision_gives_zero_gap_to_stayers_infinity_to_churners():
     leaves = torch.tensor([False, True, True, True])
     returned, gap = equations.return_decision(leaves, torch.full((4,), 0.5), torch.ones(4),

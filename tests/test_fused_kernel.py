@@ -64,9 +64,16 @@ def _copy_state(source: StatisticalUsers, target: StatisticalUsers) -> None:
         setattr(target.instruction, name, value.clone())
 
 
-def test_c_kernel_responses_match_the_torch_path_step_by_step():
-    # rating_quality on, so that every term of the rating is exercised.
-    config = StatisticalUserConfig(rating_quality=0.3)
+# rating_quality on, so that every term of the rating is exercised; then the dynamics away
+# from their defaults: Weibull gaps, a sharper quality curve, a stronger peak-end memory.
+KERNEL_CONFIGS = {"defaults": dict(rating_quality=0.3),
+                  "dynamics": dict(rating_quality=0.3, gap_shape=0.6, quality_scale=0.5, peak_end_weight=0.9,
+                                   item_satiation_decay=0.2, satiation_rate=2.0)}
+
+
+@pytest.mark.parametrize("overrides", KERNEL_CONFIGS.values(), ids=KERNEL_CONFIGS.keys())
+def test_c_kernel_responses_match_the_torch_path_step_by_step(overrides):
+    config = StatisticalUserConfig(**overrides)
     reference, fast = StatisticalUsers(CATALOG, config, kernel="torch"), StatisticalUsers(CATALOG, config, kernel="c")
     reference.reset(300, seed=5)
     fast.reset(300, seed=5)
@@ -95,7 +102,8 @@ def test_c_kernel_responses_match_the_torch_path_step_by_step():
             mismatches += int((getattr(got.instruction, name) != value).sum())
         decisions += len(expected.instruction_text)
         mismatches += sum(a != b for a, b in zip(expected.instruction_text, got.instruction_text))
-        for name in ("satiation", "interest", "familiar", "satisfaction", "novelty_seeking"):
+        for name in ("satiation", "interest", "familiar", "satisfaction", "novelty_seeking", "session_memory",
+                     "session_mean", "session_peak", "recent_satiation"):
             torch.testing.assert_close(getattr(fast, name), getattr(reference, name), atol=1e-5, rtol=0, msg=name)
         for name in ("recent_clicks", "counter", "session_index", "session_step", "instruction_steps_left"):
             assert torch.equal(getattr(fast, name), getattr(reference, name)), name

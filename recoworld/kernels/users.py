@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from recoworld.kernels import build
-from recoworld.rng import mix_int
+from recoworld.rng import mix_int, weibull_mean_factor
 from recoworld.types import Instruction
 
 SOURCE = build.source("users_step.c")
@@ -157,6 +157,7 @@ def parameters(config) -> torch.Tensor:
         c.return_base, c.return_mindset, c.gap_days, c.satiation_recovery_days, 0.5 * c.initial_mindset,
         c.instruction_satiation, c.instruction_steps, c.novelty_session_spread, c.initial_mindset,
         c.quality_scale, 1 - c.item_satiation_decay, c.item_recovery_days, c.peak_end_weight, 1 - c.peak_end_weight,
+        c.gap_shape, 1 / c.gap_shape, weibull_mean_factor(c.gap_shape),
     ], dtype=torch.float32)
 
 

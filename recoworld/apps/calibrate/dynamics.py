@@ -2,18 +2,20 @@ r"""Session dynamics: activity, patience, leaving and returning, fitted to ratin
 
 **Returning and activity** (maximum a posteriori, one pass over all users). In the
 simulator a user who leaves returns with probability
-:math:`p_b = \sigma(r_0 + r_m(M - \tfrac12) + \log a_b)` after an exponential gap of mean
-``gap_days`` / :math:`(a_b(\tfrac12 + M))`, :math:`M` the session's memory (its mean step
-quality). With :math:`M` held at its typical value :math:`\bar M`, that is
-:math:`p_b = \sigma(x + \log a_b)` and a gap rate
-:math:`\lambda_b = a_b / G`. Each session end of a user is then either a return after the
-observed gap :math:`g` — likelihood :math:`p_b\lambda_b e^{-\lambda_b g}` — or, for the
-user's last session, a silence of :math:`R_b` days until the data set ends, which a
-returning user would also show with probability :math:`e^{-\lambda_b R_b}`:
-likelihood :math:`1 - p_b + p_b e^{-\lambda_b R_b}`. Censoring at the end of the data is
-thus not mistaken for churn. :math:`x`, :math:`G` and every :math:`\log a_b` (with a
-standard normal prior, so that users with one session get a finite activity) are fitted
-jointly; then :math:`r_0 = x - r_m(\bar M - \tfrac12)` and
+:math:`p_b = \sigma(r_0 + r_m(M - \tfrac12) + \log a_b)` after a gap of mean
+``gap_days`` / :math:`(a_b(\tfrac12 + M))`, Weibull of shape :math:`k` (``gap_shape``),
+:math:`M` the session's memory. With :math:`M` held at its typical value :math:`\bar M`,
+that is :math:`p_b = \sigma(x + \log a_b)` and a gap of mean :math:`G / a_b`, survival
+:math:`S_b(g) = e^{-(g/s_b)^k}` with scale :math:`s_b = G / (a_b\Gamma(1 + 1/k))`. Each
+session end of a user is then either a return after the observed gap :math:`g` —
+likelihood :math:`p_b f_b(g)`, :math:`f_b` the gap's density — or, for the user's last
+session, a silence of :math:`R_b` days until the data set ends, which a returning user
+would also show with probability :math:`S_b(R_b)`: likelihood
+:math:`1 - p_b + p_b S_b(R_b)`. Censoring at the end of the data is thus not mistaken for
+churn. :math:`x`, :math:`G`, :math:`k` (the calibration fits it: real gaps are heavier-tailed
+than an exponential's, :math:`k < 1`; ``weibull=False`` holds :math:`k = 1`) and every
+:math:`\log a_b` (with a standard normal prior, so that users with one session get a
+finite activity) are fitted jointly; then :math:`r_0 = x - r_m(\bar M - \tfrac12)` and
 ``gap_days`` :math:`= G(\tfrac12 + \bar M)`, with :math:`\bar M` the simulated session
 memory at leaving.
 
@@ -39,8 +41,8 @@ lighter than the data's. The leave weights on mindset and boredom keep their def
 sessions of ratings do not separate them.
 
 **Lives** (simulated moments). The first sessions do not show everything: later ones
-start with satiation left over, and the returns' likelihood fit sets the mean of an
-exponential gap, which the heavy tail of real gaps drags far above their median. So the
+start with satiation left over, and the returns' likelihood fit sets the gap's mean,
+which the heavy tail of real gaps drags far above their median. So the
 same users then live several sessions, each watched for as many days as the data watch
 them (:func:`simulate_lives`), their clicks cut into sessions by the rule that cuts the
 ratings, and ``leave_base`` and ``gap_days`` are bisected together until the median
@@ -85,10 +87,11 @@ class ReturnFit:
     log_likelihood: float = math.nan
 
     def to_config(self, config: StatisticalUserConfig, memory_at_leaving: float) -> StatisticalUserConfig:
-        """``config`` with ``return_base`` and ``gap_days`` for a typical session memory at leaving."""
+        """``config`` with ``return_base``, ``gap_days`` and ``gap_shape`` for a typical
+        session memory at leaving."""
         return replace(config,
                        return_base=self.return_logit - config.return_mindset * (memory_at_leaving - 0.5),
-                       gap_days=self.mean_gap_days * (0.5 + memory_at_leaving))
+                       gap_days=self.mean_gap_days * (0.5 + memory_at_leaving), gap_shape=self.gap_shape)
 
 
 def fit_returns(sessions: Sessions, n_users: int, prior_sd: float = 1.0, weibull: bool = False) -> ReturnFit:

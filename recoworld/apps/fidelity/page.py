@@ -223,11 +223,12 @@ def sessions_section(section: dict | None, targets: dict | None) -> list[str]:
     if law:
         exponential, weibull = law["exponential"], law["weibull"]
         lines += ["", (f"Gap law on the fitted users' {law['sessions']} sessions: log-likelihood per session "
-                       f"{exponential['log_likelihood']:.4f} with exponential gaps (the simulator's), "
+                       f"{exponential['log_likelihood']:.4f} with exponential gaps, "
                        f"{weibull['log_likelihood']:.4f} with Weibull gaps of shape {weibull['shape']:.3f} "
-                       f"(mean {weibull['mean_gap_days']:.1f} days for an average user).")]
+                       f"(mean {weibull['mean_gap_days']:.1f} days for an average user; the calibration's law).")]
     lines += ["", (f"Refitted: leave base {c['leave_base']:.2f}, length {c['leave_length']:.3f}, patience "
-                   f"{c['leave_patience']:.1f}; return base {c['return_base']:.2f}, gap {c['gap_days']:.1f} days.")]
+                   f"{c['leave_patience']:.1f}; return base {c['return_base']:.2f}, gap {c['gap_days']:.1f} days, "
+                   f"gap shape {c['gap_shape']:.3f}.")]
     if targets:
         lines += ["", "Targets:", ""] + [f"- {k}: {'met' if v else '**not met**'}" for k, v in targets.items()]
     return lines + [""]

@@ -53,7 +53,7 @@ correlation ``value``; each ``{"value", "low", "high"}``), ``distance`` and ``no
 (per distance name of :data:`DISTANCES`, ``{"value", "low", "high"}``) and
 ``within_noise`` (per distance name, a bool); ``held_out_users``, ``fitted_users``,
 ``share``; ``leave`` and ``returns`` (the refit, as the artifact's ``meta``), ``config``
-(the refitted leave and return weights) and ``gap_law`` (``sessions``; ``exponential``
+(the refitted leave and return weights, the gap's shape included) and ``gap_law`` (``sessions``; ``exponential``
 and ``weibull``, each with ``log_likelihood`` per session and ``mean_gap_days``, and the
 Weibull ``shape``). ``metrics.json["session_targets"]`` holds :func:`targets`.
 """
@@ -249,16 +249,17 @@ def refit_without(world: CalibratedWorld, folds: Folds, held_out: np.ndarray,
     ratings = ratings[ratings["user_id"].isin(fitted)]
     ratings = ratings.assign(user_id=np.searchsorted(fitted, ratings["user_id"].to_numpy()))
     sessions = cut_sessions(ratings, config.session_gap_minutes)
-    returns = dynamics.fit_returns(sessions, len(fitted))
+    returns = dynamics.fit_returns(sessions, len(fitted), weibull=True)  # the calibration's law
     users = world.users.iloc[fitted].reset_index(drop=True).assign(activity=np.exp(returns.log_activity))
     population = CalibratedPopulation(users, world.interest[fitted])
     sim_config, leave, returns_meta = fit_leaving(world.catalog, world.config, population, sessions, returns, config)
     refitted = CalibratedWorld(world.catalog, sim_config, users, world.interest[fitted], world.meta)
-    weibull = dynamics.fit_returns(sessions, len(fitted), weibull=True)
+    exponential = dynamics.fit_returns(sessions, len(fitted))
     gap_law = {"sessions": len(sessions.table),
-               "exponential": {"log_likelihood": returns.log_likelihood, "mean_gap_days": returns.mean_gap_days},
-               "weibull": {"log_likelihood": weibull.log_likelihood, "mean_gap_days": weibull.mean_gap_days,
-                           "shape": weibull.gap_shape}}
+               "exponential": {"log_likelihood": exponential.log_likelihood,
+                               "mean_gap_days": exponential.mean_gap_days},
+               "weibull": {"log_likelihood": returns.log_likelihood, "mean_gap_days": returns.mean_gap_days,
+                           "shape": returns.gap_shape}}
     return HeldOutDynamics(fitted, held_out, refitted, leave, returns_meta, gap_law)
 
 
@@ -291,7 +292,7 @@ def _session_dynamics(world: CalibratedWorld, data, share: float, seed: int, dra
     return {"statistics": out, "held_out_users": len(held_out), "fitted_users": len(rows),
             "share": share, "leave": fit.leave, "returns": fit.returns, "gap_law": fit.gap_law,
             "config": {k: getattr(fit.world.config, k) for k in ("leave_base", "leave_length", "leave_patience",
-                                                                 "return_base", "gap_days")}}
+                                                                 "return_base", "gap_days", "gap_shape")}}
 
 
 def targets(section: dict) -> dict[str, bool]:
