@@ -114,8 +114,8 @@ def satiation_build_up(satiation: torch.Tensor, exposure: torch.Tensor, config: 
     .. math:: s \leftarrow (1-\delta)\,s + (1-s)\,\frac{\eta_s x}{1 + \eta_s x}
 
     with :math:`\delta` = ``satiation_decay`` and :math:`\eta_s` = ``satiation_rate``. The
-    build-up has diminishing returns in the exposure (a saturating, Michaelis-Menten form;
-    a division, where an exponential would cost the C kernel a tenth of its step), with no
+    build-up has diminishing returns in the exposure (a saturating, Michaelis-Menten form:
+    a division, cheaper in the C kernel than an exponential per genre), with no
     cap: a slate that is all one genre wears it more than one that holds a few of its items,
     and that more than one that holds one — so the mix of a slate shows in the satiation,
     step after step. It stays in :math:`[0, 1]` when it starts there

@@ -118,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--splits", default=",".join(SPLIT_KINDS), help="splits of the splits-and-baselines "
                         "section, comma-separated among latest, time, users; empty: none (default: %(default)s)")
     parser.add_argument("--no-sessions", action="store_true", help="skip the session-dynamics section (it fits "
-                        "the dynamics again without half of the users and simulates the others: about a minute)")
+                        "the dynamics again without half of the users and simulates the others)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
     return parser
