@@ -50,6 +50,7 @@ import torch
 
 from recoworld import rng
 from recoworld.agents.base import Recommender, deterministic
+from recoworld.catalog import RandomCandidates
 from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, UNIT
 from recoworld.kernels.placement import torch_threads
 from recoworld.types import CANDIDATE_IDS, Feedback, Observation
@@ -110,8 +111,7 @@ class PlanningOracle(Recommender):
         self._rating_sum, self._rating_count = np.zeros(n), np.zeros(n)
         self._seed = int(self.rng.integers(2**31))
         self._draws = torch.Generator(device="cpu").manual_seed(self._seed)
-        strides = np.arange(1, max(n, 2))
-        self._strides = torch.from_numpy(strides[np.gcd(strides, n) == 1])
+        self._candidates = RandomCandidates(n, self.num_candidates)
         self._decisions = 0
         self.rule_counts = np.zeros(len(self.rules), dtype=np.int64)  # requests served by each rule
 
@@ -200,12 +200,8 @@ class PlanningOracle(Recommender):
 
     def _next_slates(self, model, B: int, user, rule, rollout) -> torch.Tensor:
         """Each row's rule applied to fresh candidates, drawn once per (user, rollout)."""
-        C, R, n = self.num_candidates, self.rollouts, self.catalog.n_items
-        # C distinct items (a + j s) mod n, s coprime with n: uniform starts, strides drawn from a table.
-        start = torch.randint(n, (B * R, 1), generator=self._draws)
-        stride = self._strides[torch.randint(len(self._strides), (B * R, 1), generator=self._draws)]
-        draws = ((start + torch.arange(C) * stride) % n).to(user.device)
-        ids = draws[user * R + rollout]
+        R = self.rollouts
+        ids = self._candidates.draw(B * R, self._draws).to(user.device)[user * R + rollout]
         p = model.click_probabilities(ids)
         positions = torch.empty(len(user), self.slate_size, dtype=torch.long, device=user.device)
         for index, name in enumerate(self.rules):

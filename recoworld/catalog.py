@@ -246,6 +246,26 @@ class Catalog:
 
 
 # --------------------------------------------------- the columns of Catalog.from_dataframe
+class RandomCandidates:
+    """Random sets of ``count`` distinct items of a catalog of ``n_items``, from a
+    ``torch.Generator``: ``(a + j s) mod n_items`` for ``j < count``, a uniform start ``a``
+    and a uniform stride ``s`` coprime with ``n_items`` — distinct items in ``O(count)`` per
+    row, as the env draws its candidates (``recoworld.envs.candidates``, from counter-based
+    draws instead)."""
+
+    def __init__(self, n_items: int, count: int):
+        self.n_items = n_items
+        strides = torch.arange(1, max(n_items, 2))
+        self.strides = strides[torch.gcd(strides, torch.tensor(n_items)) == 1]
+        self.offsets = torch.arange(count)
+
+    def draw(self, rows: int, generator: torch.Generator) -> torch.Tensor:
+        """``[rows, count]`` item ids (int64, CPU): the start, then the stride, of each row."""
+        start = torch.randint(self.n_items, (rows, 1), generator=generator)
+        stride = self.strides[torch.randint(len(self.strides), (rows, 1), generator=generator)]
+        return (start + self.offsets[None, :] * stride) % self.n_items
+
+
 def popularity_score(catalog: Catalog) -> torch.Tensor:
     """The standardised log-popularity :math:`\\tilde p_i` ``[N]`` that users' utility reads
     (0 for a catalog of one item)."""

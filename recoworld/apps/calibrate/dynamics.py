@@ -63,7 +63,7 @@ import torch.nn.functional as F
 
 from recoworld.calibration.split import DAY, Sessions, cut_sessions
 from recoworld.calibration.traits import normal_scores
-from recoworld.catalog import Catalog
+from recoworld.catalog import Catalog, RandomCandidates
 from recoworld.simulators.population import Population
 from recoworld.simulators.statistical import StatisticalUserConfig, StatisticalUsers
 
@@ -149,20 +149,13 @@ class ReferenceRecommender:
     probability (MovieLens users chose what they rated)."""
 
     def __init__(self, n_items: int, slate_size: int = 10, candidates: int = 50, seed: int = 0):
-        self.n_items, self.slate_size = n_items, slate_size
+        self.slate_size = slate_size
         self.generator = torch.Generator().manual_seed(seed)
-        # Distinct candidates in O(candidates) per user: (start + j * stride) mod N with a
-        # stride coprime with N, as the env draws them.
-        strides = torch.arange(1, max(n_items, 2))
-        self.strides = strides[torch.gcd(strides, torch.tensor(n_items)) == 1]
-        self.offsets = torch.arange(candidates)
+        self.candidates = RandomCandidates(n_items, candidates)
 
     def slates(self, sim: StatisticalUsers) -> torch.Tensor:
         """``[n, slate_size]`` item ids for the ``n`` users of ``sim``."""
-        n, gen = sim.n_users, self.generator
-        start = torch.randint(self.n_items, (n, 1), generator=gen)
-        stride = self.strides[torch.randint(len(self.strides), (n, 1), generator=gen)]
-        pool = (start + self.offsets[None, :] * stride) % self.n_items
+        pool = self.candidates.draw(sim.n_users, self.generator)
         best = sim.click_probabilities(pool).topk(self.slate_size, dim=1).indices
         return pool.gather(1, best)
 
@@ -197,26 +190,37 @@ class FirstSessions:
         return kaplan_meier_quantiles(self.clicks[keep], self.censored[keep], np.ones(int(keep.sum())), levels)
 
 
+def serve_reference(catalog: Catalog, config: StatisticalUserConfig, population: Population, seeds, steps: int,
+                    slate_size: int = 10, candidates: int = 50, seed: int = 0):
+    """Serve the users seeded ``seeds`` the :class:`ReferenceRecommender`'s slates for up to
+    ``steps`` steps, yielding ``(sim, slates, response)`` after each. Once the caller has
+    read a step, its churned users restart (as the same seeds) only to keep the batch
+    stepping: what they do next is not theirs to count."""
+    sim = StatisticalUsers(catalog, config, population)
+    n, seeds = len(seeds), torch.as_tensor(seeds)
+    sim.reset(n, seed=seeds)
+    recommender = ReferenceRecommender(catalog.n_items, slate_size, candidates, seed)
+    for _ in range(steps):
+        slates = recommender.slates(sim)
+        response = sim.respond(slates)
+        yield sim, slates, response
+        gone = response.churned.nonzero().flatten()
+        if len(gone):
+            sim.reset(n, seed=seeds[gone], users=gone)
+
+
 def first_sessions(catalog: Catalog, config: StatisticalUserConfig, population: Population, seeds,
                    steps: int = 80, slate_size: int = 10, candidates: int = 50, seed: int = 0) -> FirstSessions:
     """Serve the users seeded ``seeds`` the :class:`ReferenceRecommender`'s slates until
     each has ended their first session, for at most ``steps`` steps."""
-    sim = StatisticalUsers(catalog, config, population)
     n = len(seeds)
-    sim.reset(n, seed=torch.as_tensor(seeds))
-    recommender = ReferenceRecommender(catalog.n_items, slate_size, candidates, seed)
     in_first = torch.ones(n, dtype=torch.bool)
     clicks = torch.zeros(n)
-    for _ in range(steps):
-        response = sim.respond(recommender.slates(sim))
+    for _, _, response in serve_reference(catalog, config, population, seeds, steps, slate_size, candidates, seed):
         clicks += torch.where(in_first, response.clicked.sum(1).float(), 0.0)
         in_first &= ~response.left_session
         if not bool(in_first.any()):
             break
-        gone = response.churned
-        if bool(gone.any()):
-            # Churned users are done; their slots restart only to keep the batch stepping.
-            sim.reset(n, seed=torch.as_tensor(seeds)[gone.nonzero().flatten()], users=gone.nonzero().flatten())
     return FirstSessions(clicks.numpy(), in_first.numpy())
 
 
@@ -227,18 +231,10 @@ def memory_at_leaving(catalog: Catalog, config: StatisticalUserConfig, populatio
     again): the typical memory at which the return fit's ``return_base`` and ``gap_days``
     are set. Later sessions start with satiation left over from earlier ones, so the first
     sessions alone would overstate it."""
-    sim = StatisticalUsers(catalog, config, population)
-    n = len(seeds)
-    sim.reset(n, seed=torch.as_tensor(seeds))
-    recommender = ReferenceRecommender(catalog.n_items, seed=seed)
     total, count = 0.0, 0
-    for _ in range(steps):
-        response = sim.respond(recommender.slates(sim))
+    for sim, _, response in serve_reference(catalog, config, population, seeds, steps, seed=seed):
         total += float(sim.session_memory[response.left_session].sum())
         count += int(response.left_session.sum())
-        gone = response.churned.nonzero().flatten()
-        if len(gone):
-            sim.reset(n, seed=torch.as_tensor(seeds)[gone], users=gone)
     return total / count if count else 0.5
 
 
@@ -256,19 +252,13 @@ def simulate_lives(catalog: Catalog, config: StatisticalUserConfig, population: 
     ``Response.return_gap`` days after it ends. ``max_steps`` bounds the run; a user still
     watched then is cut there, as by the end of a data set.
     """
-    sim = StatisticalUsers(catalog, config, population)
-    n = len(seeds)
-    sim.reset(n, seed=torch.as_tensor(seeds))
-    recommender = ReferenceRecommender(catalog.n_items, slate_size, candidates, seed)
     horizon = torch.as_tensor(np.asarray(windows_days, dtype=np.float64) * DAY)
-    clock = torch.zeros(n, dtype=torch.float64)
+    clock = torch.zeros(len(seeds), dtype=torch.float64)
     watched = clock < horizon
     rows = []
-    for _ in range(max_steps):
-        if not bool(watched.any()):
-            break
-        slates = recommender.slates(sim)
-        response = sim.respond(slates)
+    served = serve_reference(catalog, config, population, seeds, max_steps if bool(watched.any()) else 0,
+                             slate_size, candidates, seed)
+    for _, slates, response in served:
         clicked = response.clicked & watched[:, None]
         user, position = clicked.nonzero(as_tuple=True)
         rows.append((user.numpy(), slates[user, position].numpy(), response.rating[user, position].numpy(),
@@ -276,11 +266,8 @@ def simulate_lives(catalog: Catalog, config: StatisticalUserConfig, population: 
         clock += 1.0
         clock = torch.where(response.left_session, clock + response.return_gap.double() * DAY, clock)
         watched &= (clock < horizon) & ~response.churned
-        gone = response.churned
-        if bool(gone.any()):
-            # A churned user is done; the slot restarts only to keep the batch stepping.
-            slots = gone.nonzero().flatten()
-            sim.reset(n, seed=torch.as_tensor(seeds)[slots], users=slots)
+        if not bool(watched.any()):
+            break
     columns = [np.concatenate(column) for column in zip(*rows)] if rows else [np.zeros(0)] * 4
     user, item, rating, stamp = columns
     return pd.DataFrame({"user_id": user.astype(np.int64), "item_id": item.astype(np.int64),
