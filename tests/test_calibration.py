@@ -17,7 +17,7 @@ from scipy import stats
 
 from recoworld import Catalog
 from recoworld.calibration.choice import ChoiceFitConfig, ChoiceModel, decompose, fit_choice, platt_scaling, \
-    rating_weights, unit_space
+    rating_weights, sequence_scores, unit_space
 from recoworld.apps.calibrate.dynamics import fit_returns
 from recoworld.apps.calibrate.fit import CalibrationConfig, calibrate, popularity_score, torch_threads
 from recoworld.calibration.ratings import RatingResponse, fit_rating_response, star_probabilities
@@ -78,13 +78,37 @@ def test_fitted_interest_recovers_each_users_ranking(simulated):
     and far better than the popularity ranking that needs no fit at all."""
     train = holdout_split(simulated.data.ratings, 0.0, N_USERS, N_ITEMS).train
     with torch_threads(1):  # these small tensors gain nothing from more threads
-        model = fit_choice(rating_weights(train, N_USERS, N_ITEMS, None), ChoiceFitConfig(dim=8, l2=0.03))
+        model = fit_choice(rating_weights(train, N_USERS, N_ITEMS, None), ChoiceFitConfig(dim=8, l2=0.03),
+                           ratings=train)
     fitted, truth = model.logits().numpy(), simulated.utility.numpy()
     counts = np.bincount(train.item_id, minlength=N_ITEMS)
     rho = np.array([stats.spearmanr(fitted[b], truth[b]).statistic for b in range(N_USERS)])
     by_popularity = np.array([stats.spearmanr(counts, truth[b]).statistic for b in range(N_USERS)])
     assert rho.mean() > 0.7
     assert rho.mean() > by_popularity.mean() + 0.1
+
+
+def test_sequence_scores_follow_the_order_of_the_ratings():
+    """Transitions count what others rated within the window after an item, normalised by
+    both degrees, and start from the user's recent ratings; users outside ``rows`` do not count."""
+    ratings = pd.DataFrame({"user_id": [0, 0, 0, 1, 1, 2], "item_id": [0, 1, 2, 1, 2, 3], "rating": 4,
+                            "timestamp": [1, 2, 3, 1, 2, 1]})
+    recent = torch.eye(3, 4)  # user b's only recent rating is item b
+    # Window 1: 0->1 once, 1->2 twice; out-degrees 1 (item 0) and 2 (item 1), in-degrees 1 and 2.
+    scores = sequence_scores(ratings, recent, window=1)
+    assert torch.allclose(scores, torch.tensor([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0] * 4]))
+    # Window 2 adds 0->2: item 0 leads to 1 and 2 (out-degree 2), item 2 is reached three times.
+    scores = sequence_scores(ratings, recent, window=2)
+    assert scores[0].tolist() == pytest.approx([0.0, 1 / np.sqrt(2), 1 / np.sqrt(6), 0.0])
+    # Without user 1's sequence, 1->2 happened once: 1 / sqrt(1 * 2) from item 1.
+    rows = torch.tensor([True, False, True])
+    assert float(sequence_scores(ratings, recent, 2, rows)[1, 2]) == pytest.approx(1 / np.sqrt(2))
+    assert not sequence_scores(ratings, recent, 2)[:, 3].any(), "nothing follows item 3's only rating"
+    with pytest.raises(ValueError, match="sequence_window=0; count at least the next rating"):
+        sequence_scores(ratings, recent, 0)
+    with pytest.raises(ValueError, match=r"sequence_weight=1.5 needs the training ratings in order: pass "
+                                         r"fit_choice\(..., ratings=train\)"):
+        fit_choice(rating_weights(ratings, 3, 4, 20.0), ChoiceFitConfig(dim=2, steps=2, rank=2, sequence_weight=1.5))
 
 
 def test_unit_space_and_decomposition_are_exact():
@@ -329,10 +353,12 @@ def test_folded_in_users_leave_the_item_side_as_the_others_fit_it(simulated):
     weights = rating_weights(train, N_USERS, N_ITEMS, 20.0)
     fold_in = torch.zeros(N_USERS, dtype=torch.bool)
     fold_in[:12] = True
-    config = ChoiceFitConfig(dim=8, l2=0.03, steps=60, rank=8)
+    config = ChoiceFitConfig(dim=8, l2=0.03, steps=60, rank=8, sequence_weight=1.5)
+    # The sequential term's transitions too come from the other users only.
+    others_train = train[train.user_id >= 12].assign(user_id=lambda t: t.user_id - 12)
     with torch_threads(1):
-        folded = fit_choice(weights, config, fold_in)
-        others = fit_choice(weights[12:], config)
+        folded = fit_choice(weights, config, fold_in, train)
+        others = fit_choice(weights[12:], config, ratings=others_train)
     assert torch.allclose(folded.item_vectors.abs(), others.item_vectors.abs(), atol=1e-4)
     assert torch.allclose(folded.logits()[12:], others.logits(), atol=1e-3)
     truth = simulated.utility[:12].numpy()

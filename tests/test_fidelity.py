@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from recoworld.apps.calibrate.concentration import concentration_experiment, top_share
-from recoworld.apps.fidelity.report import evaluate, held_out_split, simulated_consumption, write_report
+from recoworld.apps.fidelity.report import (evaluate, held_out_split, simulated_consumption, simulated_probabilities,
+                                           write_report)
 from recoworld.calibration.metrics import (Classification, concentration_curve, decide, expected_decisions,
                                            genre_shares, gini, one_to_m_lists, rmse, user_auc)
 from recoworld.apps.fidelity.ranking import RankingConfig, policy_ranking, replay_rounds
@@ -54,6 +55,24 @@ def test_one_to_m_lists_mix_m_negatives_per_positive():
     assert one_to_m_lists(positive, negative, m=9, seed=0).labels.logical_not().sum() == 2 * 9 + 35 + 9  # user 1 has 35 negatives
     with pytest.raises(ValueError, match="m=0"):
         one_to_m_lists(positive, negative, m=0)
+
+
+def test_f1_threshold_is_the_best_threshold_of_the_lists_it_reads():
+    from recoworld.calibration.metrics import f1_threshold
+
+    p = torch.tensor([0.9, 0.8, 0.8, 0.4, 0.3, 0.1])
+    labels = torch.tensor([1, 1, 0, 1, 0, 0], dtype=torch.bool)
+    # Yes to the four most probable: TP 3, FP 1, FN 0, F1 6/7; the threshold lies midway to the next.
+    assert f1_threshold(p, labels) == pytest.approx(0.35)
+    assert decide(p, labels, 0.35).f1 == pytest.approx(6 / 7)
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.rand(500, generator=gen) < 0.3
+    p = (0.35 * labels + 0.65 * torch.rand(500, generator=gen)).round(decimals=2)  # ties included
+    best = decide(p, labels, f1_threshold(p, labels)).f1
+    assert all(best >= decide(p, labels, t).f1 for t in np.linspace(0.0, 1.0, 201))
+    assert f1_threshold(p, torch.zeros(500, dtype=torch.bool)) == 1.0, "no positive: never say yes"
+    with pytest.raises(ValueError, match="500 probabilities but 3 labels"):
+        f1_threshold(p, labels[:3])
 
 
 def test_decisions_and_their_f1_on_hand_made_probabilities():
@@ -223,15 +242,40 @@ def test_splits_score_the_calibrated_user_and_the_baselines(small_world, tmp_pat
     for split in splits.values():
         assert set(split["models"]) == {"calibrated user", *BASELINES}
         for entry in split["models"].values():
-            for metric in ("auc", "f1_1to1", "f1_1to3", "f1_1to9"):
+            for metric in ("auc", *(f"f1_1to{m}{at}" for m in (1, 3, 9) for at in ("", "_at_validation_threshold"))):
                 assert entry[metric]["low"] <= entry[metric]["value"] <= entry[metric]["high"], metric
+            assert all(0 < t < 1 for t in entry["decision_threshold"].values())
         assert split["models"]["calibrated user"]["auc"]["value"] > 0.6
         assert set(split["rmse"]) == {"calibrated user", "MF", "item mean", "global mean"}
+    _assert_thresholds_come_from_the_validation_fold(world, data, splits["latest"])
     targets = split_targets(splits, 0.92, 0.8, 0.05)
-    assert set(targets) == {"latest: AUC >= 0.92", "latest: F1 at 1:1 >= 0.8",
+    assert set(targets) == {"latest: AUC >= 0.92", "latest: F1 at 1:1 (validation-chosen threshold) >= 0.8",
                             "time cut: AUC >= popularity baselines + 0.05", "time cut: AUC >= best baseline"}
     results = evaluate(world, data=data)
     results.update(splits=splits, split_targets=targets)
     path = write_report(results, tmp_path / "report", world)
     assert "### Split: a global time cut" in path.read_text()
     assert (path.parent / "calibration.png").stat().st_size > 1000
+
+
+def _assert_thresholds_come_from_the_validation_fold(world, data, latest: dict):
+    """The calibrated user's thresholds are the best ones of the validation fold's lists,
+    scored by the choice model fitted without that fold; on the test lists they do no
+    better than the test lists' own best threshold."""
+    from recoworld.apps.fidelity.splits import (calibrated_validation_probabilities, decision_lists,
+                                                decision_thresholds, split_world)
+    from recoworld.calibration.metrics import f1_threshold
+    from recoworld.calibration.split import interaction_matrix
+
+    tested, folds = split_world(world, data, "latest")
+    shape = (folds.n_users, folds.n_items)
+    trained = interaction_matrix(folds.split.train, *shape)
+    validation = decision_lists(interaction_matrix(folds.inner.test, *shape), ~trained, seed=0)
+    expected = decision_thresholds(calibrated_validation_probabilities(tested, folds), validation)
+    entry = latest["models"]["calibrated user"]
+    assert entry["decision_threshold"] == {f"1:{m}": t for m, t in expected.items()}
+    test = decision_lists(interaction_matrix(folds.split.test, *shape),
+                          ~(trained | interaction_matrix(folds.split.test, *shape)), seed=0)[1]
+    p = simulated_probabilities(tested)[test.users, test.items]
+    assert entry["f1_1to1_at_validation_threshold"]["value"] == pytest.approx(decide(p, test.labels, expected[1]).f1)
+    assert entry["f1_1to1_at_validation_threshold"]["value"] <= decide(p, test.labels, f1_threshold(p, test.labels)).f1

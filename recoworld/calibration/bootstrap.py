@@ -44,9 +44,9 @@ def mean_auc(auc: torch.Tensor, weights: np.ndarray) -> dict:
 
 
 def pooled_f1(probability: torch.Tensor, labels: torch.Tensor, users: torch.Tensor, n_users: int,
-              weights: np.ndarray) -> dict:
-    """F1 of "would watch" = ``probability > 1/2``, pooled over users, with its interval."""
-    yes, labels = (probability > 0.5).numpy(), labels.bool().numpy()
+              weights: np.ndarray, threshold: float = 0.5) -> dict:
+    """F1 of "would watch" = ``probability > threshold``, pooled over users, with its interval."""
+    yes, labels = (probability > threshold).numpy(), labels.bool().numpy()
     users = users.numpy()
     tp, fp, fn = (np.bincount(users, weights=(mask).astype(np.float64), minlength=n_users)
                   for mask in (yes & labels, yes & ~labels, ~yes & labels))

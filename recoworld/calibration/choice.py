@@ -24,10 +24,16 @@ The factorisation ranks well the items of a user's broad taste but blurs what th
 about to watch *next*, which follows the last few movies closely. So the logits add an
 item-to-item term (:func:`neighbourhood_scores`): the user's recency-weighted ratings
 times EASE's item weights (Steck, "Embarrassingly shallow autoencoders for sparse data",
-WWW 2019), scaled to the factorisation's spread times ``neighbourhood_weight``. The sum is
+WWW 2019), scaled to the factorisation's spread times ``neighbourhood_weight``. A second
+item-to-item term follows the *order* of the ratings (:func:`sequence_scores`): items rated
+shortly after the user's last ones by other users, as the sequential rules of
+session-based recommendation count them (Ludewig and Jannach, "Evaluation of session-based
+recommendation algorithms", UMUAI 2018), scaled the same way times
+``sequence_weight`` (0 by default); a user's next ratings follow their last few closely,
+which neither the factorisation nor EASE (both blind to order) sees. The sum is
 brought back to ``rank`` dimensions by a truncated SVD (:func:`low_rank`), so that the
 simulator still sees one interest vector per user and one feature vector per item. The
-term's gain and the choice of ``rank`` on the validation fold are in
+terms' gains and the choice of ``rank`` on the validation fold are in
 ``benchmarks/RESULTS.md``.
 
 Because every user's unrated items weigh as much as their rated ones, :math:`\sigma(\ell)`
@@ -61,7 +67,15 @@ class ChoiceFitConfig:
         neighbourhood_weight: weight of the item-to-item term against the factorisation
             (0: the plain factorisation, as in the MF baseline).
         neighbourhood_l2: EASE's penalty :math:`\\lambda`.
-        rank: dimensions kept of the sum (ignored when ``neighbourhood_weight`` is 0).
+        sequence_weight: weight of the sequential item-to-item term (0, the default:
+            none; 1.5 is the validation fold's choice, off by default for what it does to
+            the calibrated sessions: ``benchmarks/RESULTS.md``); it needs the ratings in
+            order (``ratings`` of :func:`fit_choice`).
+        sequence_window: ratings after an item that count as following it.
+        sequence_half_life: the recency half-life (in ratings) of the user's ratings the
+            sequential term starts from; shorter than ``half_life``, as it is about what
+            comes right after the last ones.
+        rank: dimensions kept of the sum (ignored when both item-to-item weights are 0).
         seed: seed of the initial vectors.
     """
 
@@ -72,6 +86,9 @@ class ChoiceFitConfig:
     half_life: float | None = 20.0
     neighbourhood_weight: float = 0.75
     neighbourhood_l2: float = 1000.0
+    sequence_weight: float = 0.0
+    sequence_window: int = 50
+    sequence_half_life: float = 5.0
     rank: int = 32
     seed: int = 0
 
@@ -122,13 +139,15 @@ def balanced_loss(logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 
 def fit_choice(weights: torch.Tensor, config: ChoiceFitConfig = ChoiceFitConfig(),
-               fold_in: torch.Tensor | None = None) -> ChoiceModel:
+               fold_in: torch.Tensor | None = None, ratings: pd.DataFrame | None = None) -> ChoiceModel:
     """Fit :math:`U, V` to the rating ``weights`` (see :func:`rating_weights`).
 
     ``fold_in`` (``[n_users]`` bool) marks users whose ratings must not shape the item
-    side, as for users the fit never saw: the items (vectors, EASE weights, singular
-    vectors) are fitted on the other users only, and each folded-in user's vector is then
-    fitted on their own ratings with the items held fixed (:func:`fold_in_users`).
+    side, as for users the fit never saw: the items (vectors, EASE weights, transitions,
+    singular vectors) are fitted on the other users only, and each folded-in user's vector
+    is then fitted on their own ratings with the items held fixed (:func:`fold_in_users`).
+    ``ratings`` are the training ratings ``weights`` were made of, sorted by user then
+    time, which the sequential term needs (``config.sequence_weight > 0``).
     """
     fold_in = torch.zeros(weights.shape[0], dtype=torch.bool) if fold_in is None else fold_in.bool()
     seen = ~fold_in
@@ -137,12 +156,10 @@ def fit_choice(weights: torch.Tensor, config: ChoiceFitConfig = ChoiceFitConfig(
     users[seen] = U
     if fold_in.any():
         users[fold_in] = fold_in_users(weights[fold_in], V, config)
-    if config.neighbourhood_weight == 0:
+    if config.neighbourhood_weight == 0 and config.sequence_weight == 0:
         return ChoiceModel(users, V)
     factorised = users @ V.T
-    neighbours = neighbourhood_scores(weights, config.neighbourhood_l2, seen)
-    spread = factorised[seen].std() / neighbours[seen].std().clamp_min(1e-12)
-    scores = factorised + config.neighbourhood_weight * spread * neighbours
+    scores = factorised + item_to_item_scores(factorised, weights, config, seen, ratings)
     user_vectors, item_vectors = low_rank(scores[seen], config.rank)
     out = torch.empty(weights.shape[0], item_vectors.shape[1])
     out[seen] = user_vectors
@@ -151,6 +168,27 @@ def fit_choice(weights: torch.Tensor, config: ChoiceFitConfig = ChoiceFitConfig(
         # users are exactly its user vectors.
         out[fold_in] = torch.linalg.solve(item_vectors.T @ item_vectors, item_vectors.T @ scores[fold_in].T).T
     return ChoiceModel(out, item_vectors)
+
+
+def item_to_item_scores(factorised: torch.Tensor, weights: torch.Tensor, config: ChoiceFitConfig,
+                        seen: torch.Tensor, ratings: pd.DataFrame | None) -> torch.Tensor:
+    """The EASE and sequential terms, each scaled to the spread of the ``factorised``
+    logits of the ``seen`` users times its weight (module docstring)."""
+    terms = torch.zeros_like(factorised)
+
+    def scaled(term: torch.Tensor, weight: float) -> torch.Tensor:
+        return weight * factorised[seen].std() / term[seen].std().clamp_min(1e-12) * term
+
+    if config.neighbourhood_weight != 0:
+        terms += scaled(neighbourhood_scores(weights, config.neighbourhood_l2, seen), config.neighbourhood_weight)
+    if config.sequence_weight != 0:
+        if ratings is None:
+            raise ValueError(f"sequence_weight={config.sequence_weight} needs the training ratings in order: pass "
+                             "fit_choice(..., ratings=train), or set sequence_weight=0")
+        n_users, n_items = weights.shape
+        recent = rating_weights(ratings, n_users, n_items, config.sequence_half_life)
+        terms += scaled(sequence_scores(ratings, recent, config.sequence_window, seen), config.sequence_weight)
+    return terms
 
 
 def factorise(weights: torch.Tensor, config: ChoiceFitConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,6 +237,37 @@ def neighbourhood_scores(weights: torch.Tensor, l2: float, rows: torch.Tensor | 
     item_weights = -inverse / torch.diagonal(inverse)[None, :]
     item_weights.fill_diagonal_(0.0)
     return (weights.double() @ item_weights).float()
+
+
+def sequence_scores(ratings: pd.DataFrame, recent: torch.Tensor, window: int,
+                    rows: torch.Tensor | None = None) -> torch.Tensor:
+    r"""``[n_users, n_items]`` sequential item-to-item scores :math:`W_h T`.
+
+    :math:`C_{ij}` counts how often a user rated :math:`j` within ``window`` ratings
+    after :math:`i`; the transitions :math:`T_{ij} = C_{ij} / \sqrt{d^{out}_i d^{in}_j}`
+    are normalised by the out-degree of :math:`i` and the in-degree of :math:`j`, so that
+    a blockbuster that follows everything does not follow anything in particular.
+    ``recent`` (:math:`W_h`, :func:`rating_weights` with a short half-life) starts them
+    from the user's last ratings. ``ratings`` must be sorted by user, then time; ``rows``
+    (a ``[n_users]`` mask) chooses the users whose sequences count (default: all).
+    """
+    if window < 1:
+        raise ValueError(f"sequence_window={window}; count at least the next rating (1)")
+    n_items = recent.shape[1]
+    users, items = ratings["user_id"].to_numpy(), ratings["item_id"].to_numpy()
+    if rows is not None:
+        keep = rows.numpy()[users]
+        users, items = users[keep], items[keep]
+    counts = np.zeros(n_items * n_items)
+    for lag in range(1, window + 1):
+        same = users[lag:] == users[:-lag]
+        if not same.any():
+            break
+        counts += np.bincount(items[:-lag][same] * n_items + items[lag:][same], minlength=n_items * n_items)
+    counts = torch.tensor(counts.reshape(n_items, n_items))
+    out_degree, in_degree = counts.sum(1).clamp_min(1.0), counts.sum(0).clamp_min(1.0)
+    transitions = counts / out_degree.sqrt()[:, None] / in_degree.sqrt()[None, :]
+    return (recent.double() @ transitions).float()
 
 
 def low_rank(scores: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -184,12 +184,13 @@ def _fit(data: MovieLens100K, config: CalibrationConfig, stages: Stages) -> Cali
 @dataclass
 class ValidationFit:
     """What the choice model fitted without the validation fold says about that fold:
-    its per-user ``auc``, the Platt ``scale`` and ``shift``, and the scaled ``utility``
-    at each of the fold's ratings."""
+    its per-user ``auc``, the Platt ``scale`` and ``shift``, the scaled ``logits`` of
+    every (user, item) pair and the ``utility`` at each of the fold's ratings."""
 
     auc: float
     scale: float
     shift: float
+    logits: torch.Tensor
     utility: torch.Tensor
 
 
@@ -197,7 +198,8 @@ def fit_validation_choices(folds: Folds, choice: ChoiceFitConfig) -> ValidationF
     """Step 3: the choice model on the training split minus the validation fold, Platt-scaled
     on that fold."""
     inner, n_users, n_items = folds.inner, folds.n_users, folds.n_items
-    model = fit_choice(rating_weights(inner.train, n_users, n_items, choice.half_life), choice, folds.fold_in)
+    model = fit_choice(rating_weights(inner.train, n_users, n_items, choice.half_life), choice, folds.fold_in,
+                       inner.train)
     positive = interaction_matrix(inner.test, n_users, n_items)
     never = ~interaction_matrix(folds.split.train, n_users, n_items)
     logits = model.logits()
@@ -205,7 +207,8 @@ def fit_validation_choices(folds: Folds, choice: ChoiceFitConfig) -> ValidationF
     scale, shift = platt_scaling(logits, positive, never)
     model.scale, model.shift = scale, shift
     rows, cols = torch.tensor(inner.test["user_id"].to_numpy()), torch.tensor(inner.test["item_id"].to_numpy())
-    return ValidationFit(auc, scale, shift, model.logits()[rows, cols])
+    scaled = model.logits()
+    return ValidationFit(auc, scale, shift, scaled, scaled[rows, cols])
 
 
 def fit_training_choices(folds: Folds, choice: ChoiceFitConfig, validation: ValidationFit,
@@ -214,7 +217,7 @@ def fit_training_choices(folds: Folds, choice: ChoiceFitConfig, validation: Vali
     Platt scaling, in the simulator's terms; the catalog with the fitted features; and
     ``meta["choice"]``."""
     model = fit_choice(rating_weights(folds.split.train, folds.n_users, folds.n_items, choice.half_life), choice,
-                       folds.fold_in)
+                       folds.fold_in, folds.split.train)
     model.scale, model.shift = validation.scale, validation.shift
     pop_score = popularity_score(catalog)
     terms = decompose(model, pop_score, catalog.quality)

@@ -29,7 +29,7 @@ from recoworld.simulators.statistical import StatisticalUsers
 
 #: The plain MF baseline: the choice model's factorisation alone, with every rating
 #: weighed alike (its L2 chosen on the same validation fold).
-BASELINE = ChoiceFitConfig(half_life=None, l2=0.03, neighbourhood_weight=0.0)
+BASELINE = ChoiceFitConfig(half_life=None, l2=0.03, neighbourhood_weight=0.0, sequence_weight=0.0)
 #: The rating baseline's L2 penalty, chosen on the validation fold by RMSE
 #: (``benchmarks/RESULTS.md``).
 RATING_MF_L2 = 0.15
