@@ -4,8 +4,11 @@ the training split, and fingerprints that tie an artifact to its data.
 Two cuts in time (:data:`SPLITS`): ``"latest"`` holds out each user's latest ratings
 (:func:`~recoworld.calibration.split.holdout_split`), ``"time"`` every rating after one
 date (:func:`~recoworld.calibration.split.time_cut_split`; users first seen after it are
-left out). ``held_out_users`` folds a share of the users in: the item side of the choice
-model never sees them (:func:`~recoworld.calibration.choice.fit_choice`).
+left out). The validation fold is cut off the training ratings the same way: each user's
+latest ratings, or every training rating after an earlier date, so that it asks of the
+model fitted before it what the held-out ratings ask of the world. ``held_out_users``
+folds a share of the users in: the item side of the choice model never sees them
+(:func:`~recoworld.calibration.choice.fit_choice`).
 """
 
 from __future__ import annotations
@@ -58,8 +61,9 @@ def training_catalog(items: pd.DataFrame, train: pd.DataFrame, name: str) -> Cat
 
 @dataclass
 class Folds:
-    """The ratings cut in time (step 1): ``split`` holds each user's latest ratings out for
-    the fidelity report; ``inner`` cuts the validation fold off ``split.train``."""
+    """The ratings cut in time (step 1): ``split`` holds each user's latest ratings (or
+    every rating after ``cut_time``) out for the fidelity report; ``inner`` cuts the
+    validation fold off ``split.train`` the same way (after ``inner_cut_time``)."""
 
     data: MovieLens100K
     split: Split
@@ -67,6 +71,7 @@ class Folds:
     kind: str = "latest"
     cut_time: int | None = None
     fold_in: torch.Tensor | None = None
+    inner_cut_time: int | None = None
 
     @classmethod
     def cut(cls, data: MovieLens100K, holdout_fraction: float, validation_fraction: float,
@@ -84,8 +89,10 @@ class Folds:
         n_users, n_items = len(data.users), len(data.items)
         split = (holdout_split(data.ratings, holdout_fraction, n_users, n_items) if cut_time is None
                  else time_cut_split(data.ratings, cut_time, n_users, n_items))
-        inner = holdout_split(split.train, validation_fraction, n_users, n_items)
-        return cls(data, split, inner, kind, cut_time, fold_in_mask(n_users, held_out_users, seed))
+        inner_cut_time = None if cut_time is None else time_cut(split.train, validation_fraction)
+        inner = (holdout_split(split.train, validation_fraction, n_users, n_items) if cut_time is None
+                 else time_cut_split(split.train, inner_cut_time, n_users, n_items))
+        return cls(data, split, inner, kind, cut_time, fold_in_mask(n_users, held_out_users, seed), inner_cut_time)
 
     @property
     def n_users(self) -> int:

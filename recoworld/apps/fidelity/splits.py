@@ -114,14 +114,16 @@ def split_world(world: CalibratedWorld, data, kind: str) -> tuple[CalibratedWorl
                      progress=False), folds
 
 
-def reference_times(folds: Folds) -> np.ndarray:
-    """``[n_users]`` the start of each user's held-out period (the cut, or their first held-out rating)."""
-    if folds.cut_time is not None:
-        return np.full(folds.n_users, folds.cut_time, dtype=np.int64)
-    first = folds.split.test.groupby("user_id")["timestamp"].min()
-    last_train = folds.split.train.groupby("user_id")["timestamp"].max()
-    fallback = last_train.reindex(range(folds.n_users)).fillna(0).to_numpy()
-    return first.reindex(range(folds.n_users)).fillna(pd.Series(fallback)).to_numpy().astype(np.int64)
+def reference_times(split: Split, cut_time: int | None) -> np.ndarray:
+    """``[n_users]`` the start of each user's held-out period in ``split``: ``cut_time``
+    for a split cut at a date, else their first held-out rating (their last training
+    rating if none is held out)."""
+    if cut_time is not None:
+        return np.full(split.n_users, cut_time, dtype=np.int64)
+    first = split.test.groupby("user_id")["timestamp"].min()
+    last_train = split.train.groupby("user_id")["timestamp"].max()
+    fallback = last_train.reindex(range(split.n_users)).fillna(0).to_numpy()
+    return first.reindex(range(split.n_users)).fillna(pd.Series(fallback)).to_numpy().astype(np.int64)
 
 
 def recent_counts(train: pd.DataFrame, times: np.ndarray, n_items: int, days: float = RECENT_DAYS) -> torch.Tensor:
@@ -151,11 +153,13 @@ def baseline_scores(name: str, ratings: pd.DataFrame, folds: Folds, times: np.nd
     raise ValueError(f"baseline {name!r}; choose among {BASELINES}")
 
 
-def baseline_probabilities(name: str, folds: Folds, times: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+def baseline_probabilities(name: str, folds: Folds) -> tuple[torch.Tensor, torch.Tensor]:
     """Baseline ``name`` fitted without the validation fold and Platt-scaled on it, and
-    fitted on the split's training ratings with that scaling: the probabilities of both."""
+    fitted on the split's training ratings with that scaling: the probabilities of both,
+    each fold's recent popularity counted before its own held-out period."""
     inner, n_users, n_items = folds.inner, folds.n_users, folds.n_items
-    validation = baseline_scores(name, inner.train, folds, times)
+    times = reference_times(folds.split, folds.cut_time)
+    validation = baseline_scores(name, inner.train, folds, reference_times(inner, folds.inner_cut_time))
     positive = interaction_matrix(inner.test, n_users, n_items)
     never = ~interaction_matrix(folds.split.train, n_users, n_items)
     scale, shift = platt_scaling(validation, positive, never)
@@ -237,10 +241,9 @@ def _evaluate_split(world: CalibratedWorld, data, kind: str, seed: int, draws: i
     # The validation fold's lists: its ratings against the items never rated in training.
     validation_lists = decision_lists(interaction_matrix(inner.test, n_users, n_items) & rows[:, None], ~trained, seed)
     weights = bootstrap.user_draws(n_users, draws, seed)
-    times = reference_times(folds)
     calibrated = simulated_probabilities(tested)
     models = {"calibrated user": (calibrated_validation_probabilities(tested, folds), calibrated),
-              **{name: baseline_probabilities(name, folds, times) for name in BASELINES}}
+              **{name: baseline_probabilities(name, folds) for name in BASELINES}}
     out = {"models": {name: model_scores(p, positive, never, lists, decision_thresholds(validation, validation_lists),
                                          weights) for name, (validation, p) in models.items()},
            "users": int((positive.any(1)).sum()), "held_out": int(positive.sum()), "train": len(split.train),
