@@ -16,10 +16,11 @@ import torch
 from scipy import stats
 
 from recoworld import Catalog
+from recoworld.catalog import popularity_score
 from recoworld.calibration.choice import ChoiceFitConfig, ChoiceModel, decompose, fit_choice, platt_scaling, \
     rating_weights, sequence_scores, unit_space
 from recoworld.apps.calibrate.dynamics import fit_returns
-from recoworld.apps.calibrate.fit import CalibrationConfig, calibrate, popularity_score, torch_threads
+from recoworld.apps.calibrate.fit import CalibrationConfig, calibrate, torch_threads
 from recoworld.calibration.ratings import RatingResponse, fit_rating_response, star_probabilities
 from recoworld.calibration.split import Sessions, cut_sessions, holdout_split
 from recoworld.apps.calibrate.synthetic import simulated_dataset

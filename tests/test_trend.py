@@ -87,7 +87,8 @@ def test_an_items_taste_scale_never_turns_negative():
 def test_a_world_cut_at_a_date_carries_the_trend_at_that_date(small_world):
     from dataclasses import replace
 
-    from recoworld.apps.calibrate.fit import calibrate, fit_validation_choices
+    from recoworld.apps.calibrate.choices import fit_validation_choices
+    from recoworld.apps.calibrate.fit import calibrate
     from recoworld.apps.calibrate.folds import Folds
     from recoworld.apps.fidelity.splits import settings_of
 

@@ -55,7 +55,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from recoworld.apps.calibrate.fit import CalibrationConfig, calibrate, fit_validation_choices
+from recoworld.apps.calibrate.choices import fit_validation_choices
+from recoworld.apps.calibrate.fit import CalibrationConfig, calibrate
 from recoworld.apps.calibrate.folds import Folds
 from recoworld.apps.calibrate.progress import torch_threads
 from recoworld.apps.fidelity.evaluation import (
