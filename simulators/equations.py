@@ -87,6 +87,7 @@ class UserEquationsConfig(Protocol):
     return_mindset: float
     gap_days: float
     gap_shape: float
+    gap_length_elasticity: float
     instruction_threshold: float
     voice_probability: float
 
@@ -367,10 +368,17 @@ def return_probability(session_memory: torch.Tensor, activity: torch.Tensor,
     return torch.sigmoid(c.return_base + c.return_mindset * (session_memory - 0.5) + torch.log(activity))
 
 
-def mean_return_gap(session_memory: torch.Tensor, activity: torch.Tensor, config: UserEquationsConfig) -> torch.Tensor:
+def mean_return_gap(session_memory: torch.Tensor, activity: torch.Tensor, session_length: torch.Tensor,
+                    config: UserEquationsConfig) -> torch.Tensor:
     r"""Mean gap ``[B]`` in days before a returning user's next session:
-    ``gap_days`` :math:`/\,(a\,(0.5 + M))` — shorter for active users and good sessions."""
-    return config.gap_days / (activity * (0.5 + session_memory))
+    ``gap_days`` :math:`/\,(a\,(0.5 + M)\,L^{\varepsilon})` — shorter for active users,
+    good sessions and, with ``gap_length_elasticity`` :math:`\varepsilon > 0`, long ones
+    (:math:`L`, the session's steps): a user absorbed in a long session comes back sooner,
+    as rating sessions do within users (``benchmarks/RESULTS.md``)."""
+    mean = config.gap_days / (activity * (0.5 + session_memory))
+    if config.gap_length_elasticity == 0.0:
+        return mean
+    return mean * torch.pow(session_length.clamp_min(1).to(mean.dtype), -config.gap_length_elasticity)
 
 
 def return_gap(mean_gap: torch.Tensor, u_gap: torch.Tensor, config: UserEquationsConfig) -> torch.Tensor:
@@ -389,7 +397,7 @@ def return_gap(mean_gap: torch.Tensor, u_gap: torch.Tensor, config: UserEquation
 
 
 def return_decision(leaves: torch.Tensor, session_memory: torch.Tensor, activity: torch.Tensor,
-                    u_return: torch.Tensor, u_gap: torch.Tensor,
+                    session_length: torch.Tensor, u_return: torch.Tensor, u_gap: torch.Tensor,
                     config: UserEquationsConfig) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Who of the leavers returns, and the gap ``([B] bool, [B] days)``: a leaver returns
     when ``u_return`` :math:`<` :func:`return_probability`, after :func:`return_gap` of
@@ -400,11 +408,12 @@ def return_decision(leaves: torch.Tensor, session_memory: torch.Tensor, activity
         leaves: bool ``[B]``.
         session_memory: :math:`M` ``[B]`` (:func:`session_memory_update`).
         activity: :math:`a` ``[B]``.
+        session_length: the steps of the session that ends ``[B]``.
         u_return, u_gap: uniform draws ``[B]``, ``u_gap`` in :math:`(0, 1)`.
     """
     gap = torch.where(leaves, torch.inf, 0.0)
     returned = leaves & (u_return < return_probability(session_memory, activity, config))
-    gap = torch.where(returned, return_gap(mean_return_gap(session_memory, activity, config), u_gap, config), gap)
+    gap = torch.where(returned, return_gap(mean_return_gap(session_memory, activity, session_length, config), u_gap, config), gap)
     return returned, gap
 
 

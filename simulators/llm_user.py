@@ -385,11 +385,12 @@ class LLMUsers(LLMVoice, UserSimulator):
 
     def return_decision(self, leaves: torch.Tensor, u_return: torch.Tensor,
                         u_gap: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Who of ``leaves`` returns and after how long, from the users' session memory and
-        activity and the uniform draws ``u_return`` and ``u_gap`` ``[B]``: the statistical
-        users' rule, :func:`~recoworld.simulators.equations.return_decision`. Changes no state."""
-        return equations.return_decision(leaves, self.session_memory, self.twin.activity, u_return, u_gap,
-                                         self.twin.config)
+        """Who of ``leaves`` returns and after how long, from the users' session memory,
+        activity and session length and the uniform draws ``u_return`` and ``u_gap`` ``[B]``:
+        the statistical users' rule, :func:`~recoworld.simulators.equations.return_decision`.
+        Changes no state."""
+        return equations.return_decision(leaves, self.session_memory, self.twin.activity, self.session_step,
+                                         u_return, u_gap, self.twin.config)
 
     def _start_next_sessions(self, slots: torch.Tensor) -> None:
         """The next session of the returning users ``slots``: the satisfaction halfway back

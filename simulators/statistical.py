@@ -72,8 +72,11 @@ instruction and stay; otherwise they leave with probability :math:`h`.
 
 **Returning**: a user who leaves returns with probability
 :math:`\sigma(r_0 + r_m(M - 0.5) + \log a_b)` after a gap of mean
-``gap_days`` / (:math:`a_b(0.5 + M)`) days, Weibull of shape ``gap_shape`` (1, the default:
-exponential; the calibration fits a heavier tail, below 1), or churns, which ends their episode. It is the
+``gap_days`` / (:math:`a_b(0.5 + M)\,L^{\varepsilon}`) days, Weibull of shape ``gap_shape`` (1, the default:
+exponential; the calibration fits a heavier tail, below 1), or churns, which ends their episode.
+:math:`L` is the session's length in steps and :math:`\varepsilon` ``gap_length_elasticity``
+(0, the default: no effect; the calibration fits it within users: a longer session, an
+earlier return). It is the
 whole session's memory :math:`M` that decides, not the mindset of the moment of leaving:
 users leave when their mindset dips, whoever served them, so the mindset at leaving
 varies little between recommenders, while how the session went as a whole does.
@@ -162,6 +165,7 @@ class StatisticalUserConfig:
     return_mindset: float = 6.0
     gap_days: float = 2.0
     gap_shape: float = 1.0
+    gap_length_elasticity: float = 0.0
     # instructions
     instruction_threshold: float = 0.3
     voice_probability: float = 0.7
@@ -179,7 +183,8 @@ _CONFIG_RANGES = {
     **dict.fromkeys(("continue_after_click", "satiation_decay", "item_satiation_decay", "familiarity_rate",
                      "mindset_rate", "initial_mindset", "instruction_threshold", "voice_probability",
                      "instruction_satiation", "peak_end_weight"), UNIT),
-    **dict.fromkeys(("novelty_session_spread", "rating_noise", "interest_drift", "satiation_rate"), NON_NEGATIVE),
+    **dict.fromkeys(("novelty_session_spread", "rating_noise", "interest_drift", "satiation_rate",
+                     "gap_length_elasticity"), NON_NEGATIVE),
     **dict.fromkeys(("satiation_recovery_days", "item_recovery_days", "gap_days", "gap_shape", "quality_scale"),
                     POSITIVE),
     "instruction_steps": AT_LEAST_ONE,

@@ -19,7 +19,7 @@ from recoworld import Catalog
 from recoworld.catalog import popularity_score
 from recoworld.calibration.choice import ChoiceFitConfig, ChoiceModel, decompose, fit_choice, platt_scaling, \
     rating_weights, sequence_scores, unit_space
-from recoworld.apps.calibrate.dynamics import fit_returns
+from recoworld.apps.calibrate.dynamics import fit_returns, gap_length_elasticity
 from recoworld.apps.calibrate.fit import CalibrationConfig, calibrate, torch_threads
 from recoworld.calibration.ratings import RatingResponse, fit_rating_response, star_probabilities
 from recoworld.calibration.split import Sessions, cut_sessions, holdout_split
@@ -175,6 +175,24 @@ def test_return_fit_recovers_activity_and_treats_the_end_as_censoring():
     # p = sigmoid(x + log a) = 0.8 at a = 1 (x = log 4), whatever the cut-off did
     assert fit.return_logit == pytest.approx(np.log(4.0), abs=0.35)
     assert stats.spearmanr(fit.log_activity, np.log(activity)).statistic > 0.5
+
+
+def test_gap_elasticity_to_session_length_is_read_within_users():
+    """Each user's gaps have a mean of their own times length**-0.4: the estimate is the
+    within-user slope, whatever the users' levels; 0 where the length does not matter."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for user in range(300):
+        level = rng.normal(0, 1)
+        for session in range(6):
+            length = int(rng.integers(1, 80))
+            gap = 10 * np.exp(level) * length ** -0.4 * rng.exponential(1.0)
+            rows.append((user, length, gap if session < 5 else np.nan))
+    table = pd.DataFrame(rows, columns=["user_id", "length", "next_gap_days"])
+    table["start"] = table["end"] = 0.0
+    assert gap_length_elasticity(Sessions(table, 0.0)) == pytest.approx(0.4, abs=0.06)
+    table["next_gap_days"] = np.where(table["next_gap_days"].isna(), np.nan, rng.exponential(1.0, len(table)))
+    assert gap_length_elasticity(Sessions(table, 0.0)) < 0.05
 
 
 # ------------------------------------------------------------ the whole fit

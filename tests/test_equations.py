@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import replace
 
 import pytest
 import torch
@@ -51,22 +52,25 @@ def scripted_user(stars_by_step: dict[int, int], leave_at: int):
 # ------------------------------------------------------------- one rule, every user
 
 def test_llm_and_statistical_users_decide_returns_alike_on_the_same_state(catalog):
-    """Same users (seeds), same session memory and activity, same leavers and uniform draws:
-    the same users return, after the same gaps."""
+    """Same users (seeds), same session memory, activity and session length, same leavers
+    and uniform draws: the same users return, after the same gaps."""
     B = 256
     gen = torch.Generator().manual_seed(1)
     memory, activity = torch.rand(B, generator=gen), 0.2 + 3 * torch.rand(B, generator=gen)
+    length = torch.randint(1, 40, (B,), generator=gen)
     leaves, u_return = torch.rand(B, generator=gen) < 0.7, torch.rand(B, generator=gen)
+    config = {"gap_length_elasticity": 0.3}
 
-    statistical = StatisticalUsers(catalog, kernel="torch")  # reads the torch backend's _leave
+    statistical = StatisticalUsers(catalog, StatisticalUserConfig(**config), kernel="torch")  # its torch _leave
     statistical.reset(B, seed=list(range(100, 100 + B)))
     statistical.session_memory, statistical.activity = memory.clone(), activity.clone()
+    statistical.session_step = length.clone()
     u_gap = rng.uniform(statistical.key, statistical.counter, S_GAP, 1)[:, 0]  # the statistical users' gap draw
     expected_returned, expected_gap = statistical_return_decision(statistical, leaves, u_return)
 
-    llm = LLMUsers(catalog, ScriptedChatModel(scripted_user({1: 3}, leave_at=1)))
+    llm = LLMUsers(catalog, ScriptedChatModel(scripted_user({1: 3}, leave_at=1)), statistical=config)
     llm.reset(B, seed=list(range(100, 100 + B)))
-    llm.session_memory, llm.twin.activity = memory.clone(), activity.clone()
+    llm.session_memory, llm.twin.activity, llm.session_step = memory.clone(), activity.clone(), length.clone()
     returned, gap = llm.return_decision(leaves, u_return, u_gap)
 
     assert torch.equal(returned, expected_returned) and torch.equal(gap, expected_gap)
@@ -90,7 +94,8 @@ def test_llm_users_return_on_the_session_memory_not_the_last_satisfaction(catalo
     mean = torch.full((B,), w * (1.0 + 0.25) / 2 + (1 - w) * (1.0 + 0.0 + 0.5 + 0.25) / 4)
     assert sim.session_memory.tolist() == pytest.approx(mean.tolist())
     u = rng.uniform(sim.twin.key, counter, S_RETURN, 2)
-    returned, gap = equations.return_decision(last.left_session, mean, activity, u[:, 0], u[:, 1], sim.twin.config)
+    returned, gap = equations.return_decision(last.left_session, mean, activity, torch.full((B,), 4), u[:, 0],
+                                              u[:, 1], sim.twin.config)
     assert last.left_session.all()
     assert torch.equal(last.returned, returned) and torch.allclose(last.return_gap, gap)
     on_last = equations.return_probability(torch.full((B,), 0.25), activity, CONFIG)
@@ -154,7 +159,7 @@ def test_return_probability_rises_with_memory_and_activity_and_good_sessions_com
     for activity in (0.3, 1.0, 3.0):
         a = torch.full((11,), activity)
         assert bool((equations.return_probability(memory, a, CONFIG).diff() > 0).all())
-        assert bool((equations.mean_return_gap(memory, a, CONFIG).diff() < 0).all())
+        assert bool((equations.mean_return_gap(memory, a, torch.full((11,), 5), CONFIG).diff() < 0).all())
     activity = torch.linspace(0.2, 4, 11)
     assert bool((equations.return_probability(torch.full((11,), 0.5), activity, CONFIG).diff() > 0).all())
 
@@ -175,7 +180,7 @@ def test_weibull_gaps_keep_their_mean_and_the_shape_sets_the_tail(shape):
 
 def test_return_decision_gives_zero_gap_to_stayers_infinity_to_churners():
     leaves = torch.tensor([False, True, True, True])
-    returned, gap = equations.return_decision(leaves, torch.full((4,), 0.5), torch.ones(4),
+    returned, gap = equations.return_decision(leaves, torch.full((4,), 0.5), torch.ones(4), torch.full((4,), 3),
                                               torch.tensor([0.0, 0.0, 0.999999, 0.5]), torch.full((4,), 0.5), CONFIG)
     assert returned.tolist() == [False, True, False, True]
     assert gap[0] == 0 and torch.isinf(gap[2])
@@ -284,3 +289,12 @@ def test_compliance_is_the_mean_of_the_instruction_parts():
     novel = torch.tensor([[True, False, False, False]])
     # outside less: 3/4; in more: (1/4) / 0.5 = 0.5; novel: 1/4  -> mean 0.5
     assert equations.instruction_compliance(ins, genres, novel, more_share=0.5).tolist() == pytest.approx([0.5])
+
+
+def test_longer_sessions_bring_earlier_returns_only_with_an_elasticity():
+    memory, activity = torch.full((3,), 0.5), torch.ones(3)
+    length = torch.tensor([1, 4, 16])
+    flat = equations.mean_return_gap(memory, activity, length, CONFIG)
+    assert flat.tolist() == [CONFIG.gap_days] * 3  # the default: the session's length does not matter
+    elastic = equations.mean_return_gap(memory, activity, length, replace(CONFIG, gap_length_elasticity=0.5))
+    assert elastic.tolist() == pytest.approx([CONFIG.gap_days, CONFIG.gap_days / 2, CONFIG.gap_days / 4])

@@ -157,7 +157,7 @@ def parameters(config) -> torch.Tensor:
         c.return_base, c.return_mindset, c.gap_days, c.satiation_recovery_days, 0.5 * c.initial_mindset,
         c.instruction_satiation, c.instruction_steps, c.novelty_session_spread, c.initial_mindset,
         c.quality_scale, 1 - c.item_satiation_decay, c.item_recovery_days, c.peak_end_weight, 1 - c.peak_end_weight,
-        c.gap_shape, 1 / c.gap_shape, weibull_mean_factor(c.gap_shape),
+        c.gap_shape, 1 / c.gap_shape, weibull_mean_factor(c.gap_shape), c.gap_length_elasticity,
     ], dtype=torch.float32)
 
 

@@ -42,7 +42,7 @@ enum {
     P_RETURN_BASE, P_RETURN_MINDSET, P_GAP_DAYS, P_RECOVERY_DAYS, P_MINDSET_REGRESSION,
     P_INSTRUCTION_SATIATION, P_INSTRUCTION_STEPS, P_NOVELTY_SESSION_SPREAD, P_INITIAL_MINDSET,
     P_QUALITY_SCALE, P_ITEM_KEEP, P_ITEM_RECOVERY_DAYS, P_PEAK_END_WEIGHT, P_MEAN_WEIGHT,
-    P_GAP_SHAPE, P_INVERSE_GAP_SHAPE, P_WEIBULL_MEAN_FACTOR,
+    P_GAP_SHAPE, P_INVERSE_GAP_SHAPE, P_WEIBULL_MEAN_FACTOR, P_GAP_LENGTH_ELASTICITY,
     N_PARAMS
 };
 
@@ -391,7 +391,9 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
             returned = u_return < p_return;
         }
         if (returned) {
-            const float mean_gap = param[P_GAP_DAYS] / (s->activity[b] * (0.5f + memory));
+            float mean_gap = param[P_GAP_DAYS] / (s->activity[b] * (0.5f + memory));
+            if (param[P_GAP_LENGTH_ELASTICITY] != 0.0f) /* equations.mean_return_gap: longer sessions, sooner returns */
+                mean_gap = mean_gap * powf((float)session_step, -param[P_GAP_LENGTH_ELASTICITY]);
             const float log_u = logf(uniform_salted(base, gap_salt)); /* equations.return_gap */
             gap = param[P_GAP_SHAPE] == 1.0f ? -mean_gap * log_u
                                              : mean_gap * param[P_WEIBULL_MEAN_FACTOR]

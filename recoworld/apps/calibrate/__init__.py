@@ -59,8 +59,8 @@ Assumed, because the data cannot identify it
     common direction until most items are clickable and recommenders barely differ
     (``benchmarks/RESULTS.md``).
   * *Returning*: the return probability and the gap's mean and Weibull shape are fitted at
-    the typical session memory at leaving; how much the memory moves them keeps its
-    default.
+    the typical session memory at leaving, and the gap's elasticity to the session's length
+    within users; how much the memory moves them keeps its default.
   * *How sessions are experienced and remembered*: how a step's quality saturates with
     the films enjoyed (``quality_scale``), how long a watched film stays unwanted
     (``item_satiation_decay``, ``item_recovery_days``) and how much the peak and the end

@@ -17,7 +17,14 @@ than an exponential's, :math:`k < 1`; ``weibull=False`` holds :math:`k = 1`) and
 :math:`\log a_b` (with a standard normal prior, so that users with one session get a
 finite activity) are fitted jointly; then :math:`r_0 = x - r_m(\bar M - \tfrac12)` and
 ``gap_days`` :math:`= G(\tfrac12 + \bar M)`, with :math:`\bar M` the simulated session
-memory at leaving.
+memory at leaving. With ``length_elasticity`` the gap's mean after a session of
+:math:`L` ratings is :math:`G (L/\tilde L)^{-\varepsilon} / a_b` (``gap_length_elasticity``;
+:math:`\tilde L` the median session, so that :math:`G` stays the mean gap after a typical
+session). :math:`\varepsilon` is read off the returns alone
+(:func:`gap_length_elasticity`): the within-user slope of the log gap on the log length of
+the session before it (in MovieLens a long session is followed by an earlier return), which
+the users' traits cannot carry. Fitted inside the likelihood it would also lean on the
+censored last sessions, whose lengths the end of the data cuts.
 
 **Patience** cannot be seen without impressions. It is ranked by the user's mean log
 session length — users who rate longer stay longer — and spread on the synthetic
@@ -77,6 +84,8 @@ class ReturnFit:
         return_logit: :math:`x`, the return log-odds of an average user.
         mean_gap_days: :math:`G`, the mean gap of an average user.
         gap_shape: :math:`k`, the Weibull shape of a user's gaps (1: exponential).
+        gap_length_elasticity: :math:`\varepsilon` (0: the session's length does not matter).
+        reference_length: :math:`\tilde L`, the length at which the mean gap is :math:`G`.
         log_likelihood: the fit's log-likelihood per session, prior excluded.
     """
 
@@ -84,20 +93,27 @@ class ReturnFit:
     return_logit: float
     mean_gap_days: float
     gap_shape: float = 1.0
+    gap_length_elasticity: float = 0.0
+    reference_length: float = 1.0
     log_likelihood: float = math.nan
 
     def to_config(self, config: StatisticalUserConfig, memory_at_leaving: float) -> StatisticalUserConfig:
-        """``config`` with ``return_base``, ``gap_days`` and ``gap_shape`` for a typical
-        session memory at leaving."""
+        """``config`` with ``return_base``, ``gap_days``, ``gap_shape`` and
+        ``gap_length_elasticity`` for a typical session memory at leaving."""
         return replace(config,
                        return_base=self.return_logit - config.return_mindset * (memory_at_leaving - 0.5),
-                       gap_days=self.mean_gap_days * (0.5 + memory_at_leaving), gap_shape=self.gap_shape)
+                       gap_days=self.mean_gap_days * self.reference_length ** self.gap_length_elasticity
+                       * (0.5 + memory_at_leaving), gap_shape=self.gap_shape,
+                       gap_length_elasticity=self.gap_length_elasticity)
 
 
-def fit_returns(sessions: Sessions, n_users: int, prior_sd: float = 1.0, weibull: bool = False) -> ReturnFit:
+def fit_returns(sessions: Sessions, n_users: int, prior_sd: float = 1.0, weibull: bool = False,
+                length_elasticity: float = 0.0) -> ReturnFit:
     """Fit the return model of the module docstring to ``sessions``; with ``weibull``, a
     user's gaps follow a Weibull law of mean :math:`G/a_b` whose shape :math:`k` is fitted
-    too (:math:`k = 1` is the simulator's exponential)."""
+    too (:math:`k = 1` is the simulator's exponential); the mean falls with the session's
+    length as :math:`(L/\tilde L)^{-\varepsilon}`, :math:`\varepsilon` = ``length_elasticity``
+    (:func:`gap_length_elasticity`; 0: not at all)."""
     table = sessions.table
     users = torch.tensor(table["user_id"].to_numpy(), dtype=torch.long)
     gap = torch.tensor(table["next_gap_days"].to_numpy(), dtype=torch.float64)
@@ -108,15 +124,16 @@ def fit_returns(sessions: Sessions, n_users: int, prior_sd: float = 1.0, weibull
     log_G = torch.tensor(math.log(max(float(gap[returned].mean()), 1e-3)) if returned.any() else 0.0,
                          dtype=torch.float64, requires_grad=True)
     log_k = torch.tensor(0.0, dtype=torch.float64, requires_grad=weibull)
-    optimizer = torch.optim.LBFGS([log_a, x, log_G] + [log_k] * weibull, max_iter=300,
-                                  line_search_fn="strong_wolfe")
+    reference_length = float(table["length"].median())
+    log_length = torch.tensor(np.log(table["length"].to_numpy() / reference_length), dtype=torch.float64)
+    optimizer = torch.optim.LBFGS([log_a, x, log_G] + [log_k] * weibull, max_iter=300, line_search_fn="strong_wolfe")
     g = torch.where(returned, gap, 1.0)
 
     def log_likelihood():
         z = x + log_a[users]
         k = log_k.exp()
-        # Weibull scale of mean G / a: s = G / (a Gamma(1 + 1/k)).
-        log_scale = log_G - log_a[users] - torch.lgamma(1.0 + 1.0 / k)
+        # Weibull scale of mean G L^-eps / a: s = G L^-eps / (a Gamma(1 + 1/k)).
+        log_scale = log_G - log_a[users] - length_elasticity * log_length - torch.lgamma(1.0 + 1.0 / k)
         came_back = F.logsigmoid(z) + log_k - log_scale + (k - 1) * (g.log() - log_scale) \
             - ((g.log() - log_scale) * k).exp()
         silent = torch.logaddexp(F.logsigmoid(-z), F.logsigmoid(z) - ((silence.clamp_min(1e-9).log() - log_scale)
@@ -132,7 +149,27 @@ def fit_returns(sessions: Sessions, n_users: int, prior_sd: float = 1.0, weibull
     optimizer.step(closure)
     with torch.no_grad():
         per_session = log_likelihood().item() / len(users)
-    return ReturnFit(log_a.detach().numpy().copy(), x.item(), log_G.exp().item(), log_k.exp().item(), per_session)
+    return ReturnFit(log_a.detach().numpy().copy(), x.item(), log_G.exp().item(), log_k.exp().item(),
+                     length_elasticity, reference_length, per_session)
+
+
+def gap_length_elasticity(sessions: Sessions, min_gaps: int = 3) -> float:
+    r""":math:`\varepsilon \ge 0` of the module docstring: minus the slope of the log gap on
+    the log length of the session before it, within users (each user's means taken out;
+    users with at least ``min_gaps`` gaps), 0 where longer sessions do not bring the next
+    one sooner."""
+    table = sessions.table.dropna(subset=["next_gap_days"])
+    table = table[table.groupby("user_id")["length"].transform("size") >= min_gaps]
+    if table.empty:
+        return 0.0
+    # Gaps are longer than the session cut's pause by construction; the floor only guards log(0).
+    log_gap = np.log(np.maximum(table["next_gap_days"].to_numpy(), 1e-9))
+    log_length = np.log(table["length"].to_numpy())
+    users = table["user_id"].to_numpy()
+    gap_within = log_gap - pd.Series(log_gap).groupby(users).transform("mean").to_numpy()
+    length_within = log_length - pd.Series(log_length).groupby(users).transform("mean").to_numpy()
+    spread = float((length_within ** 2).sum())
+    return max(0.0, -float((gap_within * length_within).sum()) / spread) if spread > 0 else 0.0
 
 
 def patience_from_sessions(sessions: Sessions, n_users: int, median: float = 0.8, spread: float = 0.6) -> np.ndarray:

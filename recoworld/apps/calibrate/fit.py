@@ -167,7 +167,8 @@ def _fit(data: MovieLens100K, config: CalibrationConfig, stages: Stages) -> Cali
         meta["ratings"] = asdict(response)
     with stages.stage("cutting sessions and fitting returns"):
         sessions = cut_sessions(folds.data.ratings, config.session_gap_minutes)
-        returns = dynamics.fit_returns(sessions, folds.n_users, weibull=True)
+        returns = dynamics.fit_returns(sessions, folds.n_users, weibull=True,
+                                       length_elasticity=dynamics.gap_length_elasticity(sessions))
         patience = dynamics.patience_from_sessions(sessions, folds.n_users)
         meta["sessions"] = dynamics.sessions_summary(sessions).to_dict()
     sim_config = user_config(terms, response, config.exposure_odds)
@@ -272,7 +273,7 @@ def fit_leaving(catalog: Catalog, sim_config: StatisticalUserConfig, population:
         float(table["length"].median()), float(table["next_gap_days"].median()), config.session_gap_minutes)
     leave_meta = {**leave.describe(), "first_session_leave_base": leave.leave_base, "leave_base": sim_config.leave_base}
     returns_meta = {"return_logit": returns.return_logit, "mean_gap_days": returns.mean_gap_days,
-                    "gap_scale": gap_factor}
+                    "gap_length_elasticity": returns.gap_length_elasticity, "gap_scale": gap_factor}
     return sim_config, leave_meta, returns_meta
 
 

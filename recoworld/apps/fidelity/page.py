@@ -234,10 +234,13 @@ def sessions_section(section: dict | None, targets: dict | None) -> list[str]:
         lines += ["", (f"Gap law on the fitted users' {law['sessions']} sessions: log-likelihood per session "
                        f"{exponential['log_likelihood']:.4f} with exponential gaps, "
                        f"{weibull['log_likelihood']:.4f} with Weibull gaps of shape {weibull['shape']:.3f} "
-                       f"(mean {weibull['mean_gap_days']:.1f} days for an average user; the calibration's law).")]
+                       f"whose mean falls with the session's length to the power "
+                       f"-{weibull.get('length_elasticity', 0.0):.3f} (mean {weibull['mean_gap_days']:.1f} days after "
+                       "a session of the median length for an average user; the calibration's law).")]
     lines += ["", (f"Refitted: leave base {c['leave_base']:.2f}, length {c['leave_length']:.3f}, patience "
                    f"{c['leave_patience']:.1f}; return base {c['return_base']:.2f}, gap {c['gap_days']:.1f} days, "
-                   f"gap shape {c['gap_shape']:.3f}.")]
+                   f"gap shape {c['gap_shape']:.3f}, gap elasticity to session length "
+                   f"{c.get('gap_length_elasticity', 0.0):.3f}.")]
     if targets:
         lines += ["", "Targets:", ""] + [f"- {k}: {'met' if v else '**not met**'}" for k, v in targets.items()]
     return lines + [""]

@@ -249,7 +249,8 @@ def refit_without(world: CalibratedWorld, folds: Folds, held_out: np.ndarray,
     ratings = ratings[ratings["user_id"].isin(fitted)]
     ratings = ratings.assign(user_id=np.searchsorted(fitted, ratings["user_id"].to_numpy()))
     sessions = cut_sessions(ratings, config.session_gap_minutes)
-    returns = dynamics.fit_returns(sessions, len(fitted), weibull=True)  # the calibration's law
+    returns = dynamics.fit_returns(sessions, len(fitted), weibull=True,  # the calibration's law
+                                   length_elasticity=dynamics.gap_length_elasticity(sessions))
     users = world.users.iloc[fitted].reset_index(drop=True).assign(activity=np.exp(returns.log_activity))
     population = CalibratedPopulation(users, world.interest[fitted])
     sim_config, leave, returns_meta = fit_leaving(world.catalog, world.config, population, sessions, returns, config)
@@ -259,7 +260,7 @@ def refit_without(world: CalibratedWorld, folds: Folds, held_out: np.ndarray,
                "exponential": {"log_likelihood": exponential.log_likelihood,
                                "mean_gap_days": exponential.mean_gap_days},
                "weibull": {"log_likelihood": returns.log_likelihood, "mean_gap_days": returns.mean_gap_days,
-                           "shape": returns.gap_shape}}
+                           "shape": returns.gap_shape, "length_elasticity": returns.gap_length_elasticity}}
     return HeldOutDynamics(fitted, held_out, refitted, leave, returns_meta, gap_law)
 
 
@@ -292,7 +293,8 @@ def _session_dynamics(world: CalibratedWorld, data, share: float, seed: int, dra
     return {"statistics": out, "held_out_users": len(held_out), "fitted_users": len(rows),
             "share": share, "leave": fit.leave, "returns": fit.returns, "gap_law": fit.gap_law,
             "config": {k: getattr(fit.world.config, k) for k in ("leave_base", "leave_length", "leave_patience",
-                                                                 "return_base", "gap_days", "gap_shape")}}
+                                                                 "return_base", "gap_days", "gap_shape",
+                                                                 "gap_length_elasticity")}}
 
 
 def targets(section: dict) -> dict[str, bool]:
