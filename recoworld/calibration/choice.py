@@ -281,6 +281,19 @@ def low_rank(scores: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tenso
     return (left[:, :rank] * root).contiguous(), (right[:rank].T * root).contiguous()
 
 
+def balanced_pairs(positive: torch.Tensor, negative: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The (user, item) pairs of a validation fold, user by user: ``users``, ``items``,
+    whether each was ``chosen`` (in ``positive``, else in ``negative``) and its weight, such
+    that each user's negatives weigh as much in total as their positives, as in the fit.
+    Users with no positive or no negative are left out."""
+    rows = positive.any(1) & negative.any(1)
+    pos, neg = positive[rows], negative[rows]
+    weights = torch.where(pos, 1.0, pos.sum(1, keepdim=True).float() / neg.sum(1, keepdim=True).float())
+    users, items = (pos | neg).nonzero(as_tuple=True)
+    return rows.nonzero().flatten()[users], items, pos[users, items], weights[users, items]
+
+
 def platt_scaling(logits: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> tuple[float, float]:
     """Scale and shift ``(a, b)`` minimising the balanced log loss of ``sigmoid(a * logits + b)``.
 
@@ -290,11 +303,8 @@ def platt_scaling(logits: torch.Tensor, positive: torch.Tensor, negative: torch.
     more sure of the choices it was trained on than of the next ones; fitted on held-out
     later choices, the scaling makes :math:`\\sigma` a probability of the *next* choice.
     """
-    rows = positive.any(1) & negative.any(1)
-    pos, neg = positive[rows], negative[rows]
-    weights = torch.where(pos, 1.0, pos.sum(1, keepdim=True).float() / neg.sum(1, keepdim=True).float())
-    mask = pos | neg
-    x, y, w = logits[rows][mask].double(), pos[mask].double(), weights[mask].double()
+    users, items, chosen, weights = balanced_pairs(positive, negative)
+    x, y, w = logits[users, items].double(), chosen.double(), weights.double()
     params = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS([params], max_iter=100, line_search_fn="strong_wolfe")
 

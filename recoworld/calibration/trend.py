@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from recoworld.calibration.choice import ChoiceModel
+from recoworld.calibration.choice import ChoiceModel, balanced_pairs
 from recoworld.calibration.split import DAY
 
 TREND_TERMS = ("ratings in the last 30 days", "ratings in the last 7 days", "ratings", "released this year",
@@ -113,16 +113,12 @@ def fit_trend_scaling(taste_logits: torch.Tensor, terms: torch.Tensor, positive:
     of the model fitted before the fold, ``terms`` at that model's date, ``positive`` the
     fold's choices and ``negative`` the items each user never chose; each user's negatives
     weigh as much in total as their positives, as in Platt scaling."""
-    rows = positive.any(1) & negative.any(1)
-    pos, neg = positive[rows], negative[rows]
-    weights = torch.where(pos, 1.0, pos.sum(1, keepdim=True).float() / neg.sum(1, keepdim=True).float())
-    mask = pos | neg
-    users, items = mask.nonzero(as_tuple=True)
+    users, items, chosen, weights = balanced_pairs(positive, negative)
     # Standardised terms condition the fit; the weights go back to the terms' scale below.
     mean, spread = terms.double().mean(0), terms.double().std(0).clamp_min(1e-6)
     x = ((terms.double() - mean) / spread)[items]
-    taste = taste_logits[rows][users, items].double()
-    y, w = pos[users, items].double(), weights[users, items].double()
+    taste = taste_logits[users, items].double()
+    y, w = chosen.double(), weights.double()
     k = terms.shape[1]
     params = torch.zeros(2 * k + 2, dtype=torch.float64)
     params[0] = 1.0
