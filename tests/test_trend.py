@@ -30,6 +30,11 @@ def test_trend_terms_of_a_known_table():
     np.testing.assert_allclose(terms.numpy(), expected, rtol=1e-6)
 
 
+def test_trend_terms_without_ratings_name_the_fix():
+    with pytest.raises(ValueError, match="trend terms need the ratings before the date, and none were given"):
+        trend_terms(pd.DataFrame({"item_id": [], "timestamp": []}), None, 3)
+
+
 def test_without_release_years_the_release_terms_are_zero():
     ratings = pd.DataFrame({"item_id": [0, 1], "timestamp": [DATE - DAY, DATE]})
     terms = trend_terms(ratings, None, 2)

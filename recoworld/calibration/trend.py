@@ -51,6 +51,9 @@ def trend_terms(ratings: pd.DataFrame, release_year, n_items: int) -> torch.Tens
     """``[n_items, len(TREND_TERMS)]`` each item's trend terms at the date of the last of
     ``ratings`` (columns ``item_id``, ``timestamp``, Unix seconds); ``release_year``
     (``[n_items]``, missing as ``<NA>``/NaN, or ``None``) gives the release terms."""
+    if len(ratings) == 0:
+        raise ValueError("trend terms need the ratings before the date, and none were given: cut the data at a "
+                         "later date (a smaller holdout or validation fraction)")
     items, stamps = ratings["item_id"].to_numpy(), ratings["timestamp"].to_numpy().astype(np.float64)
     date = float(stamps.max())
 

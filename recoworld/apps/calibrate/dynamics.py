@@ -172,6 +172,12 @@ def gap_length_elasticity(sessions: Sessions, min_gaps: int = 3) -> float:
     return max(0.0, -float((gap_within * length_within).sum()) / spread) if spread > 0 else 0.0
 
 
+def calibration_returns(sessions: Sessions, n_users: int) -> ReturnFit:
+    """The calibration's return law on ``sessions``: Weibull gaps whose mean falls with the
+    session's length by :func:`gap_length_elasticity`."""
+    return fit_returns(sessions, n_users, weibull=True, length_elasticity=gap_length_elasticity(sessions))
+
+
 def patience_from_sessions(sessions: Sessions, n_users: int, median: float = 0.8, spread: float = 0.6) -> np.ndarray:
     """``[n_users]`` patience ranked by mean log session length (module docstring)."""
     mean_log = sessions.table.assign(log_length=np.log(sessions.table["length"])) \

@@ -167,8 +167,7 @@ def _fit(data: MovieLens100K, config: CalibrationConfig, stages: Stages) -> Cali
         meta["ratings"] = asdict(response)
     with stages.stage("cutting sessions and fitting returns"):
         sessions = cut_sessions(folds.data.ratings, config.session_gap_minutes)
-        returns = dynamics.fit_returns(sessions, folds.n_users, weibull=True,
-                                       length_elasticity=dynamics.gap_length_elasticity(sessions))
+        returns = dynamics.calibration_returns(sessions, folds.n_users)
         patience = dynamics.patience_from_sessions(sessions, folds.n_users)
         meta["sessions"] = dynamics.sessions_summary(sessions).to_dict()
     sim_config = user_config(terms, response, config.exposure_odds)

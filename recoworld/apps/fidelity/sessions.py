@@ -42,9 +42,10 @@ reading.)
 **The gap law.** The simulator draws a returning user's gap from an exponential law of
 mean ``gap_days`` / :math:`(a_b(\tfrac12 + M))`. The section also fits, on the same
 sessions, the return model with Weibull gaps of the same mean and a fitted shape
-:math:`k` (:func:`~recoworld.apps.calibrate.dynamics.fit_returns` with ``weibull=True``;
-:math:`k = 1` is the exponential, :math:`k < 1` a heavier tail and more short gaps), and
-reports both log-likelihoods per session.
+:math:`k` and the mean's elasticity to the session's length (the calibration's law,
+:func:`~recoworld.apps.calibrate.dynamics.calibration_returns`; :math:`k = 1` is the
+exponential, :math:`k < 1` a heavier tail and more short gaps), and reports both
+log-likelihoods per session.
 
 **Keys** of ``metrics.json["sessions"]`` (:func:`session_dynamics`): ``statistics``, one
 entry per name of :data:`STATISTICS` with ``title``, ``kind``, ``held_out`` and
@@ -249,8 +250,7 @@ def refit_without(world: CalibratedWorld, folds: Folds, held_out: np.ndarray,
     ratings = ratings[ratings["user_id"].isin(fitted)]
     ratings = ratings.assign(user_id=np.searchsorted(fitted, ratings["user_id"].to_numpy()))
     sessions = cut_sessions(ratings, config.session_gap_minutes)
-    returns = dynamics.fit_returns(sessions, len(fitted), weibull=True,  # the calibration's law
-                                   length_elasticity=dynamics.gap_length_elasticity(sessions))
+    returns = dynamics.calibration_returns(sessions, len(fitted))
     users = world.users.iloc[fitted].reset_index(drop=True).assign(activity=np.exp(returns.log_activity))
     population = CalibratedPopulation(users, world.interest[fitted])
     sim_config, leave, returns_meta = fit_leaving(world.catalog, world.config, population, sessions, returns, config)
