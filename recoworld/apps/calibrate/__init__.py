@@ -23,8 +23,9 @@ Identified by the data
   * *How choices rank*: which items a user is likelier to choose than others; the fidelity
     report tests this on each user's 20% latest, held-out ratings.
   * *The items' trend at a date*, for a world cut at one (``split="time"``): how recent
-    ratings, a recent release and an item's age move choices after the date, read off a
-    validation fold cut at an earlier date (:mod:`~recoworld.calibration.trend`).
+    ratings, a recent release and an item's age move choices after the date, and how
+    strongly each user follows it, by the ratings they have given, read off a validation
+    fold cut at an earlier date (:mod:`~recoworld.calibration.trend`).
   * *How ratings relate to choices*: the rating response (level, slope on utility and on
     quality, noise, each user's rating bias), :mod:`~recoworld.calibration.ratings`.
   * *Rank orders of users* on activity (sessions and the gaps between them), session

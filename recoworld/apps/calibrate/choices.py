@@ -13,7 +13,7 @@ from recoworld.calibration.choice import (ChoiceFitConfig, UtilityTerms, decompo
                                           rating_weights)
 from recoworld.calibration.metrics import user_auc
 from recoworld.calibration.split import interaction_matrix
-from recoworld.calibration.trend import TrendScaling, fit_trend_scaling, trend_terms
+from recoworld.calibration.trend import TrendScaling, fit_trend_scaling, trend_terms, user_trend_terms
 from recoworld.catalog import Catalog, popularity_score
 
 
@@ -35,10 +35,10 @@ class ValidationFit:
 
 def fit_validation_choices(folds: Folds, choice: ChoiceFitConfig) -> ValidationFit:
     """Step 3: the choice model on the training split minus the validation fold, Platt-scaled
-    on that fold; with the items' trend at the fold's date where the world is cut at a date
-    (``split="time"``): such a world stands for its users at that date, and is asked what
-    they do after it. Each user's latest ratings have no one date, so the other split keeps
-    Platt's scaling (benchmarks/RESULTS.md has both on both)."""
+    on that fold; with the items' trend and the users' terms at the fold's date where the
+    world is cut at a date (``split="time"``): such a world stands for its users at that
+    date, and is asked what they do after it. Each user's latest ratings have no one date,
+    so the other split keeps Platt's scaling (benchmarks/RESULTS.md has both on both)."""
     inner, n_users, n_items = folds.inner, folds.n_users, folds.n_items
     model = fit_choice(rating_weights(inner.train, n_users, n_items, choice.half_life), choice, folds.fold_in,
                        inner.train)
@@ -50,8 +50,9 @@ def fit_validation_choices(folds: Folds, choice: ChoiceFitConfig) -> ValidationF
     trend = None
     if folds.kind == "time":
         terms = trend_terms(inner.train, release_years(folds), n_items)
-        trend = fit_trend_scaling(logits, terms, positive, never)
-        scaled = trend.logits(logits, terms)
+        user_terms = user_trend_terms(inner.train, n_users)
+        trend = fit_trend_scaling(logits, terms, user_terms, positive, never)
+        scaled = trend.logits(logits, terms, user_terms)
     else:
         scaled = scale * logits + shift
     rows, cols = torch.tensor(inner.test["user_id"].to_numpy()), torch.tensor(inner.test["item_id"].to_numpy())
@@ -71,7 +72,9 @@ def fit_training_choices(folds: Folds, choice: ChoiceFitConfig, validation: Vali
     model = fit_choice(rating_weights(folds.split.train, folds.n_users, folds.n_items, choice.half_life), choice,
                        folds.fold_in, folds.split.train)
     if validation.trend is not None:
-        model = validation.trend.apply(model, trend_terms(folds.split.train, release_years(folds), folds.n_items))
+        train = folds.split.train
+        model = validation.trend.apply(model, trend_terms(train, release_years(folds), folds.n_items),
+                                       user_trend_terms(train, folds.n_users))
     else:
         model.scale, model.shift = validation.scale, validation.shift
     pop_score = popularity_score(catalog)
