@@ -161,7 +161,7 @@ class SlateWorld:
         ``candidates=False`` leaves the slots' candidates to the step that follows at once
         (an autoreset's), which draws every slot's from its step count.
         """
-        slots = np.asarray(slots, dtype=np.int64)
+        slots = np.ascontiguousarray(slots, dtype=np.int64)
         if len(slots) == 0:
             return
         self._observed = None
@@ -171,16 +171,17 @@ class SlateWorld:
         elif not again:
             self.episode[slots] += 1
         base, episode = torch.from_numpy(self.base_seed[slots]), torch.from_numpy(self.episode[slots])
-        self.episode_seed[slots] = torch.where(episode == 0, base, rng.derive(base, episode)).numpy()
-        seeds = torch.from_numpy(self.episode_seed[slots])
+        seeds = torch.where(episode == 0, base, rng.derive(base, episode))
+        self.episode_seed[slots] = seeds.numpy()
+        index = torch.from_numpy(slots)  # the slots' memory, no copy (on CPU)
         if self.started and len(slots) < self.n_users:
-            self.simulator.reset(self.n_users, seed=seeds, users=torch.as_tensor(slots))
+            self.simulator.reset(self.n_users, seed=seeds, users=index)
         else:
             if len(slots) != self.n_users:
                 raise RuntimeError("the first reset must start every slot")
             self.simulator.reset(self.n_users, seed=seeds)
             self.started = True
-        index = torch.as_tensor(slots, device=self.device)
+        index = index.to(self.device)
         self.bookkeeping.start(self.state, index, rng.user_keys(rng.derive(seeds, S_ENV_KEY), self.device))
         if candidates:
             self.candidate_sets.draw(self.state, index)
@@ -240,10 +241,10 @@ class SlateWorld:
         """
         if autoreset is None or not len(autoreset):
             return None
-        idle = torch.zeros(self.n_users, dtype=torch.bool, device=self.device)
-        idle[autoreset] = True
+        idle = np.zeros(self.n_users, dtype=bool)
+        idle[autoreset] = True  # numpy's indexing: one small op less than torch's on this path
         self.restart(autoreset, candidates=False)
-        return idle
+        return torch.from_numpy(idle).to(self.device)
 
     # ---------------------------------------------------------- observations
     @with_env_threads

@@ -102,9 +102,14 @@ def _native_for(tensor: torch.Tensor):
     return _NATIVE
 
 
-def _non_negative(seeds: torch.Tensor) -> torch.Tensor:
-    if bool((seeds < 0).any()):
-        raise ValueError(f"seed {int(seeds[seeds < 0][0])} is negative; seeds must be integers >= 0")
+def _non_negative(seeds: torch.Tensor, first_negative: int | None = None) -> torch.Tensor:
+    """``seeds``, refused if one is negative; ``first_negative``: its index where rng.c
+    has looked already (-1: none)."""
+    if first_negative is None:  # the torch ops look themselves
+        negative = (seeds < 0).flatten()
+        first_negative = int(negative.nonzero()[0]) if bool(negative.any()) else -1
+    if first_negative >= 0:
+        raise ValueError(f"seed {int(seeds.flatten()[first_negative])} is negative; seeds must be integers >= 0")
     return seeds
 
 
@@ -113,29 +118,28 @@ def user_keys(seeds, device: str | torch.device = "cpu") -> torch.Tensor:
 
     A bijection of the seed: distinct seeds give distinct keys, hence distinct users.
     """
-    seeds = _non_negative(torch.as_tensor(seeds, dtype=torch.int64, device=device))
+    seeds = torch.as_tensor(seeds, dtype=torch.int64, device=device)
     lib = _native_for(seeds)
     if lib is not None:
         seeds = seeds.contiguous()
         keys = torch.empty(seeds.shape, dtype=torch.int64)
-        lib.recoworld_user_keys(seeds.numel(), seeds.data_ptr(), keys.data_ptr())
+        _non_negative(seeds, lib.recoworld_user_keys(seeds.numel(), seeds.data_ptr(), keys.data_ptr()))
         return keys
-    return mix64(seeds ^ _signed64(KEY_SALT))
+    return mix64(_non_negative(seeds) ^ _signed64(KEY_SALT))
 
 
 def derive(seeds: torch.Tensor, salt: torch.Tensor | int) -> torch.Tensor:
     """Non-negative 62-bit seeds derived from int64 ``seeds`` (>= 0) and ``salt`` (e.g. an
     episode number)."""
-    seeds = _non_negative(seeds)
     salt = torch.as_tensor(salt, dtype=torch.int64, device=seeds.device)
     lib = _native_for(seeds)
     if lib is not None and salt.numel() in (1, seeds.numel()):
         seeds, salt = seeds.contiguous(), salt.contiguous()
         derived = torch.empty(seeds.shape, dtype=torch.int64)
-        lib.recoworld_derive(seeds.numel(), seeds.data_ptr(), salt.data_ptr(), int(salt.numel() > 1),
-                             derived.data_ptr())
+        _non_negative(seeds, lib.recoworld_derive(seeds.numel(), seeds.data_ptr(), salt.data_ptr(),
+                                                  int(salt.numel() > 1), derived.data_ptr()))
         return derived
-    return mix64(seeds ^ mix64(salt ^ _signed64(DERIVE_SALT))) & MASK62
+    return mix64(_non_negative(seeds) ^ mix64(salt ^ _signed64(DERIVE_SALT))) & MASK62
 
 
 _SALTS: dict[tuple[int, int, torch.device], torch.Tensor] = {}

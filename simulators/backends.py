@@ -3,8 +3,8 @@
 A backend starts new users in slots and steps every user of a batch, over an explicit
 :class:`~recoworld.kernels.users.UserState`:
 
-- ``start(state, slots, keys, traits)``: new users with random ``keys`` and a
-  population's ``traits`` in ``slots``;
+- ``start(state, slots, keys, population, catalog)``: new users with random ``keys``,
+  drawn from a :class:`~recoworld.simulators.population.Population`, in ``slots``;
 - ``step(state, slates, idle) -> Reactions``: one step of every user for valid
   ``slates``, the state updated; a backend that sets ``holds_idle`` skips the slots in
   ``idle`` (neither read nor written, zeros in their reactions).
@@ -43,7 +43,7 @@ class UsersBackend(Protocol):
     holds_idle: bool
     name: str  # the kernel: "torch" or "c"
 
-    def start(self, state: UserState, slots: torch.Tensor, keys: torch.Tensor, traits) -> None: ...
+    def start(self, state: UserState, slots: torch.Tensor, keys: torch.Tensor, population, catalog) -> None: ...
 
     def step(self, state: UserState, slates: torch.Tensor, idle: torch.Tensor | None) -> Reactions: ...
 
@@ -77,7 +77,8 @@ class TorchUsers:
     def __init__(self, tables: ItemTables, config, utility: Utility):
         self.tables, self.config, self.utility = tables, config, utility
 
-    def start(self, state: UserState, slots: torch.Tensor, keys: torch.Tensor, traits) -> None:
+    def start(self, state: UserState, slots: torch.Tensor, keys: torch.Tensor, population, catalog) -> None:
+        traits = population.sample(keys, catalog)
         start_users(state, slots, keys, traits, self.config.initial_mindset, self.config.novelty_session_spread)
 
     def step(self, state: UserState, slates: torch.Tensor, idle: torch.Tensor | None = None) -> Reactions:

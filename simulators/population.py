@@ -19,6 +19,7 @@ import torch
 from recoworld import rng
 from recoworld.catalog import Catalog, lookup
 from recoworld.config_checks import NON_NEGATIVE, OPEN_UNIT, check_fields
+from recoworld.kernels.users import SyntheticDraw
 
 S_USER = 1
 
@@ -52,6 +53,13 @@ class Population(ABC):
     def sample(self, keys: torch.Tensor, catalog: Catalog) -> UserTraits:
         """Traits for users with 64-bit random ``keys`` (int64 ``[n]``, see :mod:`recoworld.rng`)."""
 
+    def kernel_draw(self, catalog: Catalog) -> SyntheticDraw | None:
+        """Optional: this population's law, for the C kernel to draw new users itself in the
+        pass that starts them (:class:`~recoworld.kernels.users.SyntheticDraw`), the same
+        users as :meth:`sample` to rounding; ``None`` (the default): the kernel takes the
+        traits of :meth:`sample`."""
+        return None
+
 
 @dataclass
 class SyntheticPopulation(Population):
@@ -62,6 +70,10 @@ class SyntheticPopulation(Population):
     offers, popular regions more densely. Patience is logit-normal around
     ``patience_mean``; novelty seeking and popularity bias are normal; activity is
     log-normal with median 1.
+
+    The C kernel of the statistical users draws these users itself as it starts them
+    (:meth:`kernel_draw`): the same random numbers and anchor items, the traits equal to
+    rounding.
     """
 
     interest_noise: float = 0.5
@@ -85,16 +97,39 @@ class SyntheticPopulation(Population):
         # One hash pass for all of a new user's draws: 2 anchor items, D interest noises, 4 traits.
         u = rng.uniform(keys, torch.zeros_like(keys), S_USER, 2 + D + 4)
         z = rng.to_normal(u[:, 2:])
-        cumulative = torch.cumsum(catalog.popularity.double(), 0)
-        anchors = torch.searchsorted(cumulative, u[:, :2].double()).clamp_max(catalog.n_items - 1)
+        anchors = torch.searchsorted(_cumulative(catalog), u[:, :2].double()).clamp_max(catalog.n_items - 1)
         interest = lookup(catalog.features, anchors).sum(1) + self.interest_noise * z[:, :D]
         z = z[:, D:]
-        logit_patience = math.log(self.patience_mean / (1 - self.patience_mean))
         return UserTraits(
             interest=torch.nn.functional.normalize(interest, dim=1),
-            patience=torch.sigmoid(logit_patience + self.patience_spread * z[:, 0]),
+            patience=torch.sigmoid(self._logit_patience() + self.patience_spread * z[:, 0]),
             novelty_trait=self.novelty_spread * z[:, 1],
             activity=torch.exp(self.activity_spread * z[:, 2]),
             popularity_bias=self.popularity_bias_mean + self.popularity_bias_spread * z[:, 3],
             source_user=torch.full((n,), -1, dtype=torch.int64, device=keys.device),
         )
+
+    def kernel_draw(self, catalog: Catalog) -> SyntheticDraw | None:
+        """The law of :meth:`sample` for the C kernel (see :meth:`Population.kernel_draw`);
+        ``None`` for a subclass that changes :meth:`sample`, whose own draw then stands."""
+        if type(self).sample is not SyntheticPopulation.sample:
+            return None
+        parameters = {"interest_noise": self.interest_noise, "logit_patience": self._logit_patience(),
+                      "patience_spread": self.patience_spread, "novelty_spread": self.novelty_spread,
+                      "activity_spread": self.activity_spread, "popularity_bias_mean": self.popularity_bias_mean,
+                      "popularity_bias_spread": self.popularity_bias_spread}
+        # Kept for the next restart while the catalog's tables and the parameters stay.
+        popularity, features, draw = getattr(self, "_kernel_draw", (None, None, None))
+        if popularity is not catalog.popularity or features is not catalog.features or draw.parameters != parameters:
+            draw = SyntheticDraw(_cumulative(catalog), catalog.features.to(torch.float32).contiguous(), S_USER,
+                                 parameters)
+            self._kernel_draw = (catalog.popularity, catalog.features, draw)
+        return draw
+
+    def _logit_patience(self) -> float:
+        return math.log(self.patience_mean / (1 - self.patience_mean))
+
+
+def _cumulative(catalog: Catalog) -> torch.Tensor:
+    """The catalog's cumulative popularity in float64, where the anchors are searched."""
+    return torch.cumsum(catalog.popularity.double(), 0)

@@ -249,8 +249,9 @@ class StatisticalUsers(UserSimulator):
                 raise ValueError(f"reset(n_users={n_users}, users=...) on a simulator of {self.n_users} users; "
                                  "restarting some users keeps the batch size")
             slots = torch.as_tensor(users, dtype=torch.long, device=self.device).flatten()
-            if len(slots) and (int(slots.min()) < 0 or int(slots.max()) >= n_users):
-                raise ValueError(f"users holds slot {int(slots.max())}, but there are {n_users} slots")
+            lowest, highest = (int(end) for end in torch.aminmax(slots)) if len(slots) else (0, 0)  # one pass
+            if lowest < 0 or highest >= n_users:
+                raise ValueError(f"users holds slot {lowest if lowest < 0 else highest}, but there are {n_users} slots")
         if len(slots) == 0:
             return
         fresh_start = self._fresh_seed
@@ -264,10 +265,7 @@ class StatisticalUsers(UserSimulator):
 
     def _start(self, slots: torch.Tensor, seeds: torch.Tensor) -> None:
         """Draw new users into ``slots`` from their seeds."""
-        keys = rng.user_keys(seeds, self.device)
-        traits = self.population.sample(keys, self.catalog)
-        self.state.source_user[slots] = traits.source_user
-        self.backend.start(self.state, slots, keys, traits)
+        self.backend.start(self.state, slots, rng.user_keys(seeds, self.device), self.population, self.catalog)
 
     # --------------------------------------------------------------- utilities
     def _utility(self, items: torch.Tensor, feats: torch.Tensor, weights: torch.Tensor):

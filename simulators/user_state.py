@@ -57,6 +57,7 @@ def start_users(state: UserState, slots: torch.Tensor, keys: torch.Tensor, trait
     s = state
     s.key[slots] = keys
     s.counter[slots] = 0
+    s.source_user[slots] = traits.source_user
     s.interest[slots] = traits.interest
     s.familiar[slots] = traits.interest
     s.patience[slots] = traits.patience

@@ -175,20 +175,21 @@ def threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _chunks(n: int, workers: int) -> list[tuple[int, int]]:
+def _chunks(n: int, workers: int, min_chunk: int) -> list[tuple[int, int]]:
     # Several chunks per worker, taken in turn: a worker slowed by another thread on its
     # core (the autoreset's restarts, the agent) takes fewer, instead of holding up the step.
-    parts = max(1, min(CHUNKS_PER_THREAD * workers, n // MIN_USERS_PER_CHUNK))
+    parts = max(1, min(CHUNKS_PER_THREAD * workers, n // min_chunk))
     bounds = [n * i // parts for i in range(parts + 1)]
     return list(zip(bounds[:-1], bounds[1:]))
 
 
-def run_chunks(call, n: int) -> list:
-    """``call(begin, end)`` over ``[0, n)`` in contiguous chunks, on :func:`threads` threads
-    (the caller's among them); returns the calls' results in chunk order."""
+def run_chunks(call, n: int, min_chunk: int = MIN_USERS_PER_CHUNK) -> list:
+    """``call(begin, end)`` over ``[0, n)`` in contiguous chunks of at least ``min_chunk``
+    users (fewer where a user's work is heavier), on :func:`threads` threads (the caller's
+    among them); returns the calls' results in chunk order."""
     global _POOL
     workers = threads()
-    chunks = _chunks(n, workers)
+    chunks = _chunks(n, workers, min_chunk)
     if len(chunks) == 1 or workers == 1:
         return [call(*chunk) for chunk in chunks]
     if _POOL is None or _POOL._max_workers != workers - 1:

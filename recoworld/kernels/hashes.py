@@ -17,6 +17,7 @@ def library() -> ctypes.CDLL:
     lib.recoworld_user_keys.argtypes = [i64, ptr, ptr]
     lib.recoworld_derive.argtypes = [i64, ptr, ptr, i64, ptr]
     lib.recoworld_bits32.argtypes = [i64, ptr, ptr, ctypes.c_uint32, i64, ptr]
-    for function in (lib.recoworld_user_keys, lib.recoworld_derive, lib.recoworld_bits32):
-        function.restype = None
+    # user_keys and derive return the index of the first negative seed, -1 if none
+    lib.recoworld_user_keys.restype = lib.recoworld_derive.restype = i64
+    lib.recoworld_bits32.restype = None
     return lib

@@ -7,15 +7,19 @@ of the users gives back. They are the contract of both backends of
 kernel, which walks each user's slate once with the item tables in cache instead of
 materialising ``[B, K, D]`` gathers and dozens of ``[B, K]`` intermediates.
 
-The kernel is built on first use by :mod:`recoworld.kernels.build`; :class:`UserStep` and
-:class:`Newcomers` mirror its structs, and the loader checks them against the kernel's
-own layout.
+New users are started by the kernel too, in one pass each; for the synthetic population
+(:class:`SyntheticDraw`, ``synthetic.h``) it draws their traits on the way, the same users as
+the population's torch draw to rounding (anchor items equal, uniforms bit for bit).
+
+The kernel is built on first use by :mod:`recoworld.kernels.build`; :class:`UserStep`,
+:class:`Newcomers` and :class:`SyntheticLaw` mirror its structs, and the loader checks them
+against the kernel's own layout.
 """
 
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -110,7 +114,7 @@ _p, _i64, _u32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint32
 ITEM_TABLES = ("features", "genre_weights", "static_appeal", "popularity_score", "quality", "genres",
                "genre_centroids")
 STREAMS = ("step", "gap", "session", "phrase")
-TRAITS = ("key", "novelty_trait", "popularity_bias", "patience", "rating_bias", "activity")
+TRAITS = ("key", "novelty_trait", "popularity_bias", "patience", "rating_bias", "activity", "source_user")
 # UserState's fields of the same name, then its instruction and churn.
 STATE_DYNAMICS = ("counter", "novelty_seeking", "interest", "familiar", "satiation", "satisfaction", "session_memory",
                   "session_mean", "session_peak", "recent_clicks", "recent_satiation", "session_index", "session_step")
@@ -129,18 +133,75 @@ UserStep = build.struct_of("UserStep", {
     **{f"{name}_stream": _u32 for name in STREAMS}, "param": _p,
     **dict.fromkeys(TRAITS, _p), **dict.fromkeys(DYNAMICS, _p), **dict.fromkeys(RESPONSE, _p),
 })
-# Mirrors `Newcomers` in users_step.c: the traits of users put into `slots` by `start`.
+# Mirrors `Newcomers` in users_step.c: the traits of users put into `slots` by `start`,
+# or the synthetic law they are drawn from there.
 NEWCOMER_TRAITS = ("interest", "patience", "novelty_trait", "activity", "popularity_bias", "rating_bias")
-Newcomers = build.struct_of("Newcomers", dict.fromkeys(["slots", "key", *NEWCOMER_TRAITS], _p))
+Newcomers = build.struct_of("Newcomers",
+                            dict.fromkeys(["slots", "key", *NEWCOMER_TRAITS, "source_user", "synthetic"], _p))
+# Mirrors `SyntheticLaw` in synthetic.h.
+SYNTHETIC_PARAMETERS = ("interest_noise", "logit_patience", "patience_spread", "novelty_spread", "activity_spread",
+                        "popularity_bias_mean", "popularity_bias_spread")
+SyntheticLaw = build.struct_of("SyntheticLaw", {
+    "n_items": _i64, "D": _i64, "cumulative": _p, "features": _p, "stream": _u32,
+    **dict.fromkeys(SYNTHETIC_PARAMETERS, ctypes.c_float)})
+DRAWN_TRAITS = ("patience", "novelty_trait", "activity", "popularity_bias")  # beside the interest
+# Drawing a user's traits costs more than stepping it: smaller chunks share the restarts of
+# an autoreset between the kernel threads.
+NEWCOMERS_PER_CHUNK = 256
+
+
+@dataclass
+class SyntheticDraw:
+    """What the kernel needs to draw the users of a synthetic population
+    (``SyntheticPopulation.kernel_draw`` gives it; the law in ``synthetic.h``):
+    ``cumulative`` popularity (float64 ``[N]``), item ``features`` (float32 ``[N, D]``), the
+    random ``stream`` id of the traits' draws, and the law's ``parameters`` by the names of
+    :data:`SYNTHETIC_PARAMETERS` (``logit_patience`` is the logit of the mean patience).
+    :attr:`law` is the kernel's view of it, valid while this object holds the tensors."""
+
+    cumulative: torch.Tensor
+    features: torch.Tensor
+    stream: int
+    parameters: dict[str, float]
+    law: SyntheticLaw = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        n_items, D = self.features.shape
+        self.law = SyntheticLaw(n_items=n_items, D=D, cumulative=build.pointer(self.cumulative),
+                                features=build.pointer(self.features), stream=mix_int(self.stream),
+                                **self.parameters)
+
+    # A copy (copy.deepcopy, pickle) holds copies of the tensors: its view is rebuilt from
+    # them, never copied with the original's addresses.
+    def __getstate__(self) -> dict:
+        return {name: value for name, value in vars(self).items() if name != "law"}
+
+    def __setstate__(self, state: dict) -> None:
+        vars(self).update(state)
+        self.__post_init__()
+
+
+def draw_synthetic(draw: SyntheticDraw, keys: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The traits the kernel's start draws for users with random ``keys`` (int64 ``[n]``):
+    ``interest`` ``[n, D]`` and the :data:`DRAWN_TRAITS` ``[n]``, float32."""
+    keys, law, lib = keys.to(torch.int64).contiguous(), draw.law, library()
+    traits = {"interest": torch.empty(len(keys), law.D)} | {name: torch.empty(len(keys)) for name in DRAWN_TRAITS}
+    pointers = [build.pointer(traits[name]) for name in ("interest", *DRAWN_TRAITS)]
+    codes = build.run_chunks(lambda begin, end: lib.recoworld_draw_synthetic(
+        begin, end, ctypes.byref(law), build.pointer(keys), *pointers), len(keys), NEWCOMERS_PER_CHUNK)
+    if any(codes):
+        raise ValueError(f"the C kernel handles features of up to 1024 dimensions, got {law.D}: use kernel='torch'")
+    return traits
 
 
 def library() -> ctypes.CDLL:
     """The compiled kernel, built into the cache on first use, its structs checked."""
-    lib = build.load(SOURCE, (UserStep, Newcomers))
+    lib = build.load(SOURCE, (UserStep, Newcomers, SyntheticLaw))
     lib.recoworld_respond.argtypes = [_i64, _i64, ctypes.POINTER(UserStep)]
-    lib.recoworld_respond.restype = ctypes.c_int
     lib.recoworld_start.argtypes = [_i64, _i64, ctypes.POINTER(UserStep), ctypes.POINTER(Newcomers)]
-    lib.recoworld_start.restype = ctypes.c_int
+    lib.recoworld_draw_synthetic.argtypes = [_i64, _i64, ctypes.POINTER(SyntheticLaw)] + [_p] * 6
+    for function in (lib.recoworld_respond, lib.recoworld_start, lib.recoworld_draw_synthetic):
+        function.restype = ctypes.c_int
     return lib
 
 
@@ -176,6 +237,11 @@ class UsersKernel(build.CompiledKernel):
 
     library = staticmethod(library)
 
+    def __post_init__(self):
+        super().__post_init__()
+        # The streams' hashes, once: the kernel takes them at every call.
+        self._stream_bases = {f"{name}_stream": mix_int(self.streams[name]) for name in STREAMS}
+
     def step(self, state: UserState, slates: torch.Tensor, idle: torch.Tensor | None) -> Reactions:
         """One step of every user for valid ``slates``, updating ``state`` in place; slots in
         ``idle`` (bool ``[B]``) are skipped: their state stays and their response is zeros."""
@@ -193,19 +259,29 @@ class UsersKernel(build.CompiledKernel):
                          out["leaves"], out["returned"], out["compliance"], out["hazard"], out["gap"], voiced,
                          out["phrase"])
 
-    def start(self, state: UserState, slots: torch.Tensor, keys: torch.Tensor, traits) -> None:
-        """Put new users with random ``keys`` (int64 ``[n]``) and ``traits`` (a population's
-        :class:`~recoworld.simulators.population.UserTraits`) into ``slots`` (int64 ``[n]``)
-        of ``state``, in place, as the torch reference's start does."""
-        rows = {name: getattr(traits, name, None) for name in NEWCOMER_TRAITS}  # rating_bias is optional
-        # Contiguous float32 copies where a population hands out other layouts (no-ops for ours).
-        rows = {name: None if t is None else t.to(torch.float32).contiguous() for name, t in rows.items()}
+    def start(self, state: UserState, slots: torch.Tensor, keys: torch.Tensor, population, catalog) -> None:
+        """Put new users with random ``keys`` (int64 ``[n]``) from ``population`` into
+        ``slots`` (int64 ``[n]``) of ``state``, in place, as the torch reference's start does.
+        A population that hands out its law (``population.kernel_draw(catalog)``, the
+        synthetic one) is drawn here, in the same pass; any other's traits come from its
+        ``sample(keys, catalog)``."""
+        draw = population.kernel_draw(catalog)
+        # No rows (NULL pointers) when the kernel draws the traits: synthetic users, fitted on no one.
+        rows: dict[str, torch.Tensor | None] = dict.fromkeys((*NEWCOMER_TRAITS, "source_user"))
+        if draw is None:
+            traits = population.sample(keys, catalog)
+            rows = {name: getattr(traits, name, None) for name in NEWCOMER_TRAITS}  # rating_bias is optional
+            # Contiguous copies where a population hands out other layouts (no-ops for ours).
+            rows = {name: None if t is None else t.to(torch.float32).contiguous() for name, t in rows.items()}
+            rows["source_user"] = traits.source_user.to(torch.int64).contiguous()
+        law = None if draw is None else draw.law
         rows |= {"slots": slots.to(torch.int64).contiguous(), "key": keys.to(torch.int64).contiguous()}
-        newcomers = Newcomers(**{name: build.pointer(t) for name, t in rows.items()})
+        newcomers = Newcomers(**{name: build.pointer(t) for name, t in rows.items()},
+                              synthetic=None if law is None else ctypes.addressof(law))
         frame, lib = self._frame(state, K=0), self._lib
         codes = build.run_chunks(
             lambda begin, end: lib.recoworld_start(begin, end, ctypes.byref(frame), ctypes.byref(newcomers)),
-            len(slots))
+            len(slots), NEWCOMERS_PER_CHUNK if law is not None else build.MIN_USERS_PER_CHUNK)
         self._check(codes, state, 0)
 
     def _frame(self, state: UserState, K: int, idle: torch.Tensor | None = None, **tensors) -> UserStep:
@@ -218,7 +294,7 @@ class UsersKernel(build.CompiledKernel):
                     "churned": s.churned, "novelty": ins.novelty, "param": self.params}
         D, G = self.tables.features.shape[1], self.tables.genres.shape[1]
         return UserStep(K=K, D=D, G=G, H=s.recent_clicks.shape[1], idle=build.pointer(idle),
-                        **{f"{name}_stream": mix_int(self.streams[name]) for name in STREAMS},
+                        **self._stream_bases,
                         **{name: build.pointer(t) for name, t in tensors.items()})
 
     def _check(self, codes: list[int], state: UserState, K: int) -> None:

@@ -15,11 +15,11 @@
  * tests/test_fused_kernel.py compares the two.
  *
  * recoworld_start puts new users into their slots (simulators/user_state.py's start_users)
- * in one pass.
+ * in one pass, drawing their traits on the way for the synthetic population (synthetic.h).
  *
- * What stays in Python: the traits of new users (drawn by a pluggable population) and the
- * sentence of a voiced instruction, looked up by the code this kernel gives its content
- * and phrasing.
+ * What stays in Python: the traits of new users of other populations (drawn by a pluggable
+ * population) and the sentence of a voiced instruction, looked up by the code this kernel
+ * gives its content and phrasing.
  *
  * Plain C99 and libm, compiled by recoworld.kernels.build; its structs are mirrored in
  * recoworld/kernels/users.py and checked against the LAYOUT tables at the end at load time.
@@ -30,6 +30,7 @@
 
 #include "layout.h"
 #include "rng.h"
+#include "torch_math.h"
 
 /* Order of the float parameters in `param` (recoworld/kernels/users.py: parameters builds it). */
 enum {
@@ -51,6 +52,8 @@ enum {
 #define MAX_G 1024
 #define MAX_H 1024
 
+#include "synthetic.h" /* reads MAX_D */
+
 /* Everything a step reads and writes, [B, ...] row-major (recoworld/kernels/users.py mirrors it). */
 typedef struct {
     int64_t K, D, G, H;
@@ -66,6 +69,7 @@ typedef struct {
     /* the users' traits (written only by recoworld_start) */
     int64_t *key;
     float *novelty_trait, *popularity_bias, *patience, *rating_bias, *activity;
+    int64_t *source_user; /* the real user a trait set was fitted on, -1 for none */
     /* the users' state, updated in place */
     int32_t *counter;
     float *novelty_seeking;
@@ -89,8 +93,6 @@ typedef struct {
     int32_t *phrase;
 } UserStep;
 
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
-
 /* A dot product in 8 interleaved partial sums: the compiler keeps them in vector lanes
  * (a single running sum would be one long chain of dependent additions). The summation
  * order differs from torch's, which is why the kernels agree to rounding, not bits. */
@@ -101,14 +103,6 @@ static inline float dot(const float *a, const float *b, int64_t n) {
         for (int i = 0; i < 8; i++) part[i] += a[d + i] * b[d + i];
     for (; d < n; d++) part[0] += a[d] * b[d];
     return ((part[0] + part[4]) + (part[1] + part[5])) + ((part[2] + part[6]) + (part[3] + part[7]));
-}
-
-static inline void normalize(float *x, int64_t n) {
-    float sq = 0.0f;
-    for (int64_t d = 0; d < n; d++) sq += x[d] * x[d];
-    float norm = sqrtf(sq);
-    if (norm < 1e-12f) norm = 1e-12f;
-    for (int64_t d = 0; d < n; d++) x[d] = x[d] / norm;
 }
 
 /* Compliance of user b's slate with their instruction in force (equations.instruction_compliance). */
@@ -141,33 +135,6 @@ static float compliance_of(const UserStep *s, int64_t b, const float *distance) 
                         + (wants > 0 ? novel : (wants < 0 ? 1.0f - novel : 0.0f));
     const float count = (float)(has_less + has_more + (wants != 0));
     return parts / (count < 1.0f ? 1.0f : count);
-}
-
-/* torch.erfinv's algorithm (ATen's calc_erfinv: a rational first guess, then two Newton
- * steps), so that a returning user's session draw matches rng.normal to rounding. */
-static float erfinvf(float y) {
-    static const float a[4] = {0.886226899f, -1.645349621f, 0.914624893f, -0.140543331f};
-    static const float b[4] = {-2.118377725f, 1.442710462f, -0.329097515f, 0.012229801f};
-    static const float c[4] = {-1.970840454f, -1.624906493f, 3.429567803f, 1.641345311f};
-    static const float d[2] = {3.543889200f, 1.637067800f};
-    const float y_abs = fabsf(y);
-    if (y_abs >= 1.0f) return y_abs > 1.0f ? NAN : copysignf(INFINITY, y);
-    float x;
-    if (y_abs <= 0.7f) {
-        const float z = y * y;
-        const float num = ((a[3] * z + a[2]) * z + a[1]) * z + a[0];
-        const float dem = (((b[3] * z + b[2]) * z + b[1]) * z + b[0]) * z + 1.0f;
-        x = y * num / dem;
-    } else {
-        const float z = sqrtf(-logf((1.0f - y_abs) / 2.0f));
-        const float num = ((c[3] * z + c[2]) * z + c[1]) * z + c[0];
-        const float dem = (d[1] * z + d[0]) * z + 1.0f;
-        x = copysignf(num, y) / dem;
-    }
-    const float two_over_root_pi = 1.1283791670955126f;
-    x = x - (erff(x) - y) / (two_over_root_pi * expf(-x * x));
-    x = x - (erff(x) - y) / (two_over_root_pi * expf(-x * x));
-    return x;
 }
 
 /* The index of the largest of n values, the first one on ties (torch's argmax). */
@@ -412,7 +379,7 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
             s->novelty[b] = 0;
             s->steps_left[b] = 0;
             const float u = uniform_salted(user_base(s->key[b], (int32_t)s->session_index[b]), session_salt);
-            const float normal = 1.4142135623730951f * erfinvf(2.0f * u - 1.0f);
+            const float normal = standard_normal(u);
             s->novelty_seeking[b] = s->novelty_trait[b] + param[P_NOVELTY_SESSION_SPREAD] * normal;
         }
         s->active[b] = (uint8_t)(active && !returned);
@@ -433,54 +400,93 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
     return 0;
 }
 
-/* The traits of n new users (a population's draw, rows in the order of `slots`). */
+/* The traits of n new users, rows in the order of `slots`: a population's draw, or, when
+ * `synthetic` is given, drawn here from the keys by the synthetic population's law. */
 typedef struct {
     const int64_t *slots;
     const int64_t *key;
     const float *interest, *patience, *novelty_trait, *activity, *popularity_bias;
     const float *rating_bias; /* NULL: the population does not know it (0) */
+    const int64_t *source_user; /* NULL: fitted on no one (-1) */
+    const SyntheticLaw *synthetic; /* NULL: the rows above hold the traits */
 } Newcomers;
 
-/* Put newcomers [begin, end) into their slots (simulators/user_state.py's start_users): their traits, the
- * state of a first visit (no satiation, the initial mindset, no history, no instruction)
- * and the first session's novelty propensity. Returns 0, or 1 if D, G or H exceed the
- * MAX_ bounds. */
+/* Put newcomer i, with `interest` ([D]) and `traits`, into its slot (simulators/user_state.py's
+ * start_users): the state of a first visit (no satiation, the initial mindset, no history,
+ * no instruction) and the first session's novelty propensity. */
+static void start_user(const UserStep *s, const Newcomers *n, int64_t i, const float *interest,
+                       const DrawnTraits *traits, uint64_t session_salt) {
+    const int64_t D = s->D, G = s->G, H = s->H, b = n->slots[i], key = n->key[i];
+    s->key[b] = key;
+    s->counter[b] = 0;
+    for (int64_t d = 0; d < D; d++) s->interest[b * D + d] = s->familiar[b * D + d] = interest[d];
+    s->patience[b] = traits->patience;
+    s->novelty_trait[b] = traits->novelty_trait;
+    s->activity[b] = traits->activity;
+    s->popularity_bias[b] = traits->popularity_bias;
+    s->rating_bias[b] = n->rating_bias != NULL ? n->rating_bias[i] : 0.0f;
+    s->source_user[b] = n->source_user != NULL ? n->source_user[i] : -1;
+    for (int64_t g = 0; g < G; g++) {
+        s->satiation[b * G + g] = 0.0f;
+        s->more[b * G + g] = s->less[b * G + g] = 0;
+    }
+    s->satisfaction[b] = s->session_memory[b] = s->param[P_INITIAL_MINDSET];
+    s->session_mean[b] = s->session_peak[b] = s->param[P_INITIAL_MINDSET];
+    s->session_index[b] = s->session_step[b] = 0;
+    s->churned[b] = 0;
+    for (int64_t h = 0; h < H; h++) {
+        s->recent_clicks[b * H + h] = -1;
+        s->recent_satiation[b * H + h] = 0.0f;
+    }
+    s->active[b] = 0;
+    s->novelty[b] = 0;
+    s->steps_left[b] = 0;
+    /* The first session's propensity: rng.normal(key, 0, S_SESSION, 1), as a return draws it. */
+    const float normal = standard_normal(uniform_salted(user_base(key, 0), session_salt));
+    s->novelty_seeking[b] = traits->novelty_trait + s->param[P_NOVELTY_SESSION_SPREAD] * normal;
+}
+
+/* Put newcomers [begin, end) into their slots, their traits drawn here when the synthetic
+ * law is given. Returns 0, or 1 if D, G or H exceed the MAX_ bounds. */
 int recoworld_start(int64_t begin, int64_t end, const UserStep *step, const Newcomers *newcomers) {
     const UserStep local = *step, *s = &local;
     const Newcomers *n = newcomers;
-    const int64_t D = s->D, G = s->G, H = s->H;
-    if (D > MAX_D || G > MAX_G || H > MAX_H) return 1;
+    const int64_t D = s->D;
+    if (D > MAX_D || s->G > MAX_G || s->H > MAX_H) return 1;
     const uint64_t session_salt = draw_salt(s->session_stream, 0);
+    float drawn[MAX_D];
+    uint64_t salts[2 + MAX_D + 4];
+    if (n->synthetic != NULL) synthetic_salts(n->synthetic, salts);
     for (int64_t i = begin; i < end; i++) {
-        const int64_t b = n->slots[i];
-        const int64_t key = n->key[i];
-        s->key[b] = key;
-        s->counter[b] = 0;
-        for (int64_t d = 0; d < D; d++) s->interest[b * D + d] = s->familiar[b * D + d] = n->interest[i * D + d];
-        s->patience[b] = n->patience[i];
-        s->novelty_trait[b] = n->novelty_trait[i];
-        s->activity[b] = n->activity[i];
-        s->popularity_bias[b] = n->popularity_bias[i];
-        s->rating_bias[b] = n->rating_bias != NULL ? n->rating_bias[i] : 0.0f;
-        for (int64_t g = 0; g < G; g++) {
-            s->satiation[b * G + g] = 0.0f;
-            s->more[b * G + g] = s->less[b * G + g] = 0;
+        DrawnTraits traits;
+        const float *interest = drawn;
+        if (n->synthetic != NULL) {
+            draw_synthetic(n->synthetic, salts, n->key[i], drawn, &traits);
+        } else {
+            interest = n->interest + i * D;
+            traits = (DrawnTraits){n->patience[i], n->novelty_trait[i], n->activity[i], n->popularity_bias[i]};
         }
-        s->satisfaction[b] = s->session_memory[b] = s->param[P_INITIAL_MINDSET];
-        s->session_mean[b] = s->session_peak[b] = s->param[P_INITIAL_MINDSET];
-        s->session_index[b] = s->session_step[b] = 0;
-        s->churned[b] = 0;
-        for (int64_t h = 0; h < H; h++) {
-            s->recent_clicks[b * H + h] = -1;
-            s->recent_satiation[b * H + h] = 0.0f;
-        }
-        s->active[b] = 0;
-        s->novelty[b] = 0;
-        s->steps_left[b] = 0;
-        /* The first session's propensity: rng.normal(key, 0, S_SESSION, 1), as a return draws it. */
-        const float u = uniform_salted(user_base(key, 0), session_salt);
-        const float normal = 1.4142135623730951f * erfinvf(2.0f * u - 1.0f);
-        s->novelty_seeking[b] = n->novelty_trait[i] + s->param[P_NOVELTY_SESSION_SPREAD] * normal;
+        start_user(s, n, i, interest, &traits, session_salt);
+    }
+    return 0;
+}
+
+/* The synthetic traits of users [begin, end) with random `keys`, into rows of `interest`
+ * ([n, D]), `patience`, `novelty_trait`, `activity` and `popularity_bias` ([n]): the draw
+ * recoworld_start makes, for a check against the torch one. Returns 0, or 1 if D > MAX_D. */
+int recoworld_draw_synthetic(int64_t begin, int64_t end, const SyntheticLaw *law, const int64_t *keys,
+                             float *interest, float *patience, float *novelty_trait, float *activity,
+                             float *popularity_bias) {
+    if (law->D > MAX_D) return 1;
+    uint64_t salts[2 + MAX_D + 4];
+    synthetic_salts(law, salts);
+    for (int64_t i = begin; i < end; i++) {
+        DrawnTraits traits;
+        draw_synthetic(law, salts, keys[i], interest + i * law->D, &traits);
+        patience[i] = traits.patience;
+        novelty_trait[i] = traits.novelty_trait;
+        activity[i] = traits.activity;
+        popularity_bias[i] = traits.popularity_bias;
     }
     return 0;
 }
@@ -495,7 +501,8 @@ LAYOUT_BEGIN(UserStep)
     LAYOUT_FIELD(UserStep, session_stream) LAYOUT_FIELD(UserStep, phrase_stream)
     LAYOUT_FIELD(UserStep, param) LAYOUT_FIELD(UserStep, key) LAYOUT_FIELD(UserStep, novelty_trait)
     LAYOUT_FIELD(UserStep, popularity_bias) LAYOUT_FIELD(UserStep, patience)
-    LAYOUT_FIELD(UserStep, rating_bias) LAYOUT_FIELD(UserStep, activity) LAYOUT_FIELD(UserStep, counter)
+    LAYOUT_FIELD(UserStep, rating_bias) LAYOUT_FIELD(UserStep, activity) LAYOUT_FIELD(UserStep, source_user)
+    LAYOUT_FIELD(UserStep, counter)
     LAYOUT_FIELD(UserStep, novelty_seeking) LAYOUT_FIELD(UserStep, interest) LAYOUT_FIELD(UserStep, familiar)
     LAYOUT_FIELD(UserStep, satiation) LAYOUT_FIELD(UserStep, satisfaction)
     LAYOUT_FIELD(UserStep, session_memory) LAYOUT_FIELD(UserStep, session_mean)
@@ -514,5 +521,14 @@ LAYOUT_BEGIN(Newcomers)
     LAYOUT_FIELD(Newcomers, slots) LAYOUT_FIELD(Newcomers, key) LAYOUT_FIELD(Newcomers, interest)
     LAYOUT_FIELD(Newcomers, patience) LAYOUT_FIELD(Newcomers, novelty_trait)
     LAYOUT_FIELD(Newcomers, activity) LAYOUT_FIELD(Newcomers, popularity_bias)
-    LAYOUT_FIELD(Newcomers, rating_bias)
+    LAYOUT_FIELD(Newcomers, rating_bias) LAYOUT_FIELD(Newcomers, source_user) LAYOUT_FIELD(Newcomers, synthetic)
 LAYOUT_END(Newcomers)
+
+LAYOUT_BEGIN(SyntheticLaw)
+    LAYOUT_FIELD(SyntheticLaw, n_items) LAYOUT_FIELD(SyntheticLaw, D) LAYOUT_FIELD(SyntheticLaw, cumulative)
+    LAYOUT_FIELD(SyntheticLaw, features) LAYOUT_FIELD(SyntheticLaw, stream)
+    LAYOUT_FIELD(SyntheticLaw, interest_noise) LAYOUT_FIELD(SyntheticLaw, logit_patience)
+    LAYOUT_FIELD(SyntheticLaw, patience_spread) LAYOUT_FIELD(SyntheticLaw, novelty_spread)
+    LAYOUT_FIELD(SyntheticLaw, activity_spread) LAYOUT_FIELD(SyntheticLaw, popularity_bias_mean)
+    LAYOUT_FIELD(SyntheticLaw, popularity_bias_spread)
+LAYOUT_END(SyntheticLaw)

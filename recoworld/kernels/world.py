@@ -107,6 +107,10 @@ class WorldKernel(build.CompiledKernel):
 
     library = staticmethod(library)
 
+    def __post_init__(self):
+        super().__post_init__()
+        self._stream_base = mix_int(self.candidate_stream)  # hashed once: the kernel takes it at every step
+
     def take_slates(self, state: WorldState, positions) -> torch.Tensor | None:
         """Item ids ``[B, K]`` of the current candidates at the indices ``positions`` (an
         int64 array), or ``None`` if some row is not ``K`` distinct indices in range (the
@@ -142,7 +146,7 @@ class WorldKernel(build.CompiledKernel):
             "voiced_novelty": voiced.novelty.to(torch.int8).contiguous(), "totals": totals,
             **{OBSERVED[name]: torch.from_numpy(array) for name, array in observed.items()},
         }
-        frame, lib = self._frame(state, K=K, idle=idle, stream=mix_int(self.candidate_stream), **tensors), self._lib
+        frame, lib = self._frame(state, K=K, idle=idle, stream=self._stream_base, **tensors), self._lib
         if any(build.run_chunks(lambda begin, end: lib.recoworld_world_step(begin, end, ctypes.byref(frame)), B)):
             raise ValueError(f"the C bookkeeping handles slates of up to 256 items, got {K}: use kernel='torch'")
         return observed, totals
