@@ -99,7 +99,7 @@ class TorchUsers:
         # How the session went, for the return decision: its mean, its peak and its end.
         s.session_mean, s.session_peak, s.session_memory = equations.session_memory_update(
             s.session_mean, s.session_peak, quality, s.session_step, c)
-        hazard = equations.leave_hazard(s.satisfaction, boredom, s.session_step, s.patience, c)
+        hazard = equations.leave_hazard(s.satisfaction, boredom, s.session_step, s.patience, s.session_index, c)
         s.instruction_steps_left, s.instruction.active = equations.instruction_countdown(
             s.instruction_steps_left, in_force, s.instruction.active)
         speaks, leaves = equations.voice_or_leave(hazard, s.instruction.active, u_voice, u_leave, c)

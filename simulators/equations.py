@@ -83,6 +83,8 @@ class UserEquationsConfig(Protocol):
     leave_boredom: float
     leave_length: float
     leave_patience: float
+    leave_first_session: float
+    first_session_patience: float
     return_base: float
     return_mindset: float
     gap_days: float
@@ -314,20 +316,29 @@ def session_memory_update(mean: torch.Tensor, peak: torch.Tensor, quality: torch
 
 # ------------------------------------------------------------------- leaving
 def leave_hazard(mindset: torch.Tensor, boredom: torch.Tensor, session_step: torch.Tensor, patience: torch.Tensor,
-                 config: UserEquationsConfig) -> torch.Tensor:
+                 session_index: torch.Tensor, config: UserEquationsConfig) -> torch.Tensor:
     r"""Leave hazard ``[B]``:
 
     .. math:: h = \sigma\big(h_0 + h_m(0.5 - m) + h_b\,\text{boredom} + h_\ell\,t_{\text{session}}
-              - h_\gamma(\gamma - 0.75)\big)
+              - \pi\,h_\gamma(\gamma - 0.75) + h_1\,[\text{first session}]\big)
 
     (``leave_base``, ``leave_mindset``, ``leave_boredom``, ``leave_length``,
-    ``leave_patience``): it rises with boredom and session length, falls with the mindset
-    and the user's patience :math:`\gamma`."""
+    ``leave_patience``, ``leave_first_session``): it rises with boredom and session length,
+    falls with the mindset and the user's patience :math:`\gamma`. A user's first session
+    (``session_index`` 0) is set apart: :math:`h_1` shifts it (below 0, a newcomer's first
+    visit lasts longer than the visits they return for, as a sign-up's burst of ratings does
+    in MovieLens), and :math:`\pi` is ``first_session_patience`` in it, 1 in every later
+    session (0: the first visit's length owes nothing to the user's habitual patience, as
+    in MovieLens, where it is unrelated to the length of the user's later sessions). The
+    defaults (0 and 1) treat every session alike; the calibration fits both."""
     c = config
-    return torch.sigmoid(
-        c.leave_base + c.leave_mindset * (0.5 - mindset) + c.leave_boredom * boredom
-        + c.leave_length * session_step - c.leave_patience * (patience - 0.75)
-    )
+    first = session_index == 0
+    share = torch.where(first, c.first_session_patience, 1.0) if c.first_session_patience != 1.0 else 1.0
+    logit = (c.leave_base + c.leave_mindset * (0.5 - mindset) + c.leave_boredom * boredom
+             + c.leave_length * session_step - c.leave_patience * share * (patience - 0.75))
+    if c.leave_first_session != 0.0:
+        logit = logit + c.leave_first_session * first
+    return torch.sigmoid(logit)
 
 
 def instruction_countdown(steps_left: torch.Tensor, in_force: torch.Tensor,

@@ -64,8 +64,14 @@ the exposure-and-consumption of genre :math:`g` (:math:`e` examined, :math:`c` c
   return.
 
 **Leaving**: the leave hazard is
-:math:`h = \sigma(h_0 + h_m(0.5 - m) + h_b\,\text{boredom} + h_\ell\,t_{\text{session}} - h_\gamma(\gamma_b - 0.75))`,
-where boredom is the mean satiation of the examined items' genres. A user whose hazard
+:math:`h = \sigma(h_0 + h_m(0.5 - m) + h_b\,\text{boredom} + h_\ell\,t_{\text{session}} - \pi\,h_\gamma(\gamma_b - 0.75)
++ h_1[\text{first session}])`,
+where boredom is the mean satiation of the examined items' genres. A user's first session
+is set apart: :math:`h_1` (``leave_first_session``) shifts it and :math:`\pi`
+(``first_session_patience``) is the share of the patience term in it, 1 later (below 0 and
+at 0, a newcomer's first visit outlasts the visits they return for, whatever their habitual
+patience, as a sign-up's burst of ratings does; the defaults 0 and 1 treat every session
+alike, and the calibration fits both). A user whose hazard
 exceeds ``instruction_threshold`` senses they are about to leave: with probability
 ``voice_probability`` (if no instruction is already in force) they voice a reflective
 instruction and stay; otherwise they leave with probability :math:`h`.
@@ -160,6 +166,8 @@ class StatisticalUserConfig:
     leave_boredom: float = 2.0
     leave_length: float = 0.15
     leave_patience: float = 2.0
+    leave_first_session: float = 0.0
+    first_session_patience: float = 1.0
     # returning
     return_base: float = 2.0
     return_mindset: float = 6.0
@@ -182,7 +190,7 @@ class StatisticalUserConfig:
 _CONFIG_RANGES = {
     **dict.fromkeys(("continue_after_click", "satiation_decay", "item_satiation_decay", "familiarity_rate",
                      "mindset_rate", "initial_mindset", "instruction_threshold", "voice_probability",
-                     "instruction_satiation", "peak_end_weight"), UNIT),
+                     "instruction_satiation", "peak_end_weight", "first_session_patience"), UNIT),
     **dict.fromkeys(("novelty_session_spread", "rating_noise", "interest_drift", "satiation_rate",
                      "gap_length_elasticity"), NON_NEGATIVE),
     **dict.fromkeys(("satiation_recovery_days", "item_recovery_days", "gap_days", "gap_shape", "quality_scale"),

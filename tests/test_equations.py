@@ -135,12 +135,37 @@ def test_leave_hazard_rises_with_boredom_and_length_and_falls_with_mindset_and_p
     grid = torch.linspace(0, 1, 11)
     ones = torch.ones(11)
     def hazard(mindset=0.5 * ones, boredom=0.3 * ones, step=3 * ones, patience=0.8 * ones):
-        return equations.leave_hazard(mindset, boredom, step, patience, CONFIG)
+        return equations.leave_hazard(mindset, boredom, step, patience, torch.ones(11, dtype=torch.int64), CONFIG)
     assert bool((hazard(boredom=grid).diff() > 0).all())
     assert bool((hazard(step=torch.arange(11.0)).diff() > 0).all())
     assert bool((hazard(mindset=grid).diff() < 0).all())
     assert bool((hazard(patience=grid).diff() < 0).all())
     assert bool(((hazard(boredom=grid) > 0) & (hazard(boredom=grid) < 1)).all())
+
+
+def test_leave_first_session_shifts_the_first_session_alone():
+    mindset, boredom, step, patience = (torch.full((4,), value) for value in (0.5, 0.3, 3.0, 0.8))
+    session_index = torch.tensor([0, 1, 0, 5])
+    plain = equations.leave_hazard(mindset, boredom, step, patience, session_index, CONFIG)
+    onboarding = equations.leave_hazard(mindset, boredom, step, patience, session_index,
+                                        replace(CONFIG, leave_first_session=-2.0))
+    assert torch.equal(plain[[1, 3]], onboarding[[1, 3]])  # later sessions: unchanged, bit for bit
+    assert torch.logit(onboarding[[0, 2]]).tolist() == pytest.approx((torch.logit(plain[[0, 2]]) - 2.0).tolist(), abs=1e-5)
+    assert bool((plain[[0, 2]] == plain[1]).all())  # 0 (the default) treats every session alike
+
+
+def test_first_session_patience_scales_the_patience_term_in_the_first_session_alone():
+    mindset, boredom, step = (torch.full((4,), value) for value in (0.5, 0.3, 3.0))
+    patience, session_index = torch.tensor([0.2, 0.2, 0.95, 0.95]), torch.tensor([0, 1, 0, 1])
+    config = replace(CONFIG, first_session_patience=0.0)
+    hazard = equations.leave_hazard(mindset, boredom, step, patience, session_index, config)
+    plain = equations.leave_hazard(mindset, boredom, step, patience, session_index, CONFIG)
+    assert hazard[0] == hazard[2], "a first session owes nothing to patience at share 0"
+    assert torch.equal(hazard[[1, 3]], plain[[1, 3]]), "later sessions keep the whole patience term"
+    half = equations.leave_hazard(mindset, boredom, step, patience, session_index,
+                                  replace(CONFIG, first_session_patience=0.5))
+    expected = torch.logit(plain[0]) + 0.5 * CONFIG.leave_patience * (patience[0] - 0.75)
+    assert float(torch.logit(half[0])) == pytest.approx(float(expected), abs=1e-4)
 
 
 def test_a_user_who_speaks_stays_and_nobody_speaks_over_an_instruction_in_force():

@@ -36,6 +36,9 @@ def test_session_table_on_hand_made_ratings():
     table = session_table(ratings, genres)
     assert table["user_id"].tolist() == [0, 0, 1, 1]
     assert table["length"].tolist() == [3, 2, 1, 1]
+    assert table["first"].tolist() == [True, False, True, False]
+    assert STATISTICS["first_session_length"].of(table).tolist() == [3, 1]
+    assert STATISTICS["return_session_length"].of(table).tolist() == [2, 1]
     gaps = table["next_gap_days"].to_numpy()
     assert gaps[0] == pytest.approx((2 * DAY - 35 * MINUTE) / DAY)
     assert gaps[2] == pytest.approx(1 / 24) and np.isnan(gaps[1]) and np.isnan(gaps[3])
@@ -55,7 +58,7 @@ def _sessions(n_users: int, mean_length: float, seed: int) -> pd.DataFrame:
     user = np.repeat(np.arange(n_users), rng.integers(1, 6, n_users))
     n = len(user)
     pairs = rng.geometric(1 / mean_length, n) - 1
-    return pd.DataFrame({"user_id": user, "length": pairs + 1, "next_gap_days": rng.exponential(5.0 * mean_length, n),
+    return pd.DataFrame({"user_id": user, "first": np.r_[True, user[1:] != user[:-1]], "length": pairs + 1, "next_gap_days": rng.exponential(5.0 * mean_length, n),
                          "mean_rating": rng.uniform(1, 5, n), "pairs": pairs,
                          "same_genre": rng.binomial(pairs, 0.5)})
 
@@ -138,21 +141,37 @@ def test_report_section_holds_every_statistic_and_the_targets(small_world):
     assert json.loads(json.dumps(section))["statistics"]["gap_days"]["noise"]["ks"]["high"] >= 0
 
 
-def test_fit_lives_recovers_the_gap_scale_of_simulated_lives(small_world):
+def test_fit_lives_recovers_the_gap_scale_and_the_longer_first_session_of_simulated_lives(small_world):
     from dataclasses import replace
 
     from recoworld.calibration.split import cut_sessions
 
     world, _ = small_world
-    rows, windows = np.arange(24), np.full(24, 40.0)
+    rows, windows = np.arange(48), np.full(48, 40.0)
     population = world.population().pinned(rows, rows)
-    truth = replace(world.config, gap_days=2.0)
-    lives = cut_sessions(dynamics.simulate_lives(world.catalog, truth, population, rows, windows, max_steps=80),
+    truth = replace(world.config, gap_days=2.0, leave_first_session=-2.0)
+    lives = cut_sessions(dynamics.simulate_lives(world.catalog, truth, population, rows, windows, max_steps=120),
                          30.0).table
-    # Sessions too short and gaps three times too long at the start.
-    start = replace(truth, leave_base=truth.leave_base + 1.0, gap_days=6.0)
-    fitted, factor = dynamics.fit_lives(world.catalog, start, population, rows, windows, lives["length"].median(),
-                                        lives["next_gap_days"].median(), iterations=5, max_steps=80)
+    targets = dynamics.LifeTargets.of(lives)
+    assert targets.first_length > targets.return_length, "the world's first sessions are the longer"
+    # Later sessions too short, first sessions like them, gaps three times too long at the start.
+    start = replace(truth, leave_base=truth.leave_base + 1.0, leave_first_session=0.0, gap_days=6.0)
+    fitted, factor = dynamics.fit_lives(world.catalog, start, population, rows, windows, targets, iterations=6,
+                                        max_steps=120)
     assert fitted.gap_days == pytest.approx(6.0 * factor)
     assert fitted.gap_days == pytest.approx(2.0, rel=0.3)
     assert fitted.leave_base < start.leave_base, "longer sessions wanted: the base comes down"
+    assert fitted.leave_first_session < -0.5, "first sessions longer than later ones: a negative shift"
+
+
+def test_first_session_patience_follows_how_first_sessions_rank_with_later_ones():
+    users = np.repeat(np.arange(6), 3)  # each user: a first session, then two later ones
+    later = np.array([2, 4, 6, 8, 10, 12])  # each user's later sessions' length
+    def table(first_lengths):
+        length = np.stack([first_lengths, later, later], axis=1).ravel()
+        return pd.DataFrame({"user_id": users, "length": length})
+    assert dynamics.first_session_patience(table(10 * later)) == 1.0  # ranked as the later ones
+    assert dynamics.first_session_patience(table(10 * later[::-1])) == 0.0  # reversed: floored at 0
+    assert dynamics.first_session_patience(table(np.array([30, 5, 40, 10, 60, 20]))) == pytest.approx(0.2)
+    one_user = pd.DataFrame({"user_id": [0, 0], "length": [40, 3]})
+    assert dynamics.first_session_patience(one_user) == 1.0, "too few returning users: every session alike"

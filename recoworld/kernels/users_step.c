@@ -43,7 +43,8 @@ enum {
     P_RETURN_BASE, P_RETURN_MINDSET, P_GAP_DAYS, P_RECOVERY_DAYS, P_MINDSET_REGRESSION,
     P_INSTRUCTION_SATIATION, P_INSTRUCTION_STEPS, P_NOVELTY_SESSION_SPREAD, P_INITIAL_MINDSET,
     P_QUALITY_SCALE, P_ITEM_KEEP, P_ITEM_RECOVERY_DAYS, P_PEAK_END_WEIGHT, P_MEAN_WEIGHT,
-    P_GAP_SHAPE, P_INVERSE_GAP_SHAPE, P_WEIBULL_MEAN_FACTOR, P_GAP_LENGTH_ELASTICITY,
+    P_GAP_SHAPE, P_INVERSE_GAP_SHAPE, P_WEIBULL_MEAN_FACTOR, P_GAP_LENGTH_ELASTICITY, P_LEAVE_FIRST_SESSION,
+    P_FIRST_SESSION_PATIENCE,
     N_PARAMS
 };
 
@@ -343,9 +344,14 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
         s->session_mean[b] = mean;
         s->session_peak[b] = peak;
         s->session_memory[b] = memory;
+        /* equations.leave_hazard: a user's first session has its own shift and share of patience */
+        const int first = s->session_index[b] == 0;
+        const float first_shift = first ? param[P_LEAVE_FIRST_SESSION] : 0.0f;
+        const float patience_share = first ? param[P_FIRST_SESSION_PATIENCE] : 1.0f;
         const float hazard = sigmoidf(param[P_LEAVE_BASE] + param[P_LEAVE_MINDSET] * (0.5f - mindset)
                                       + param[P_LEAVE_BOREDOM] * boredom + param[P_LEAVE_LENGTH] * (float)session_step
-                                      - param[P_LEAVE_PATIENCE] * (user_patience - 0.75f));
+                                      - param[P_LEAVE_PATIENCE] * patience_share * (user_patience - 0.75f)
+                                      + first_shift);
         s->steps_left[b] -= in_force;
         const int active = s->active[b] && s->steps_left[b] > 0;
         const int speaks = hazard > param[P_INSTRUCTION_THRESHOLD] && !active && u_voice < param[P_VOICE_PROBABILITY];

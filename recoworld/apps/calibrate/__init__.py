@@ -51,9 +51,12 @@ Assumed, because the data cannot identify it
     usual genres; the spread keeps the synthetic default's ratio to the interest weight.
   * *Leaving*: there is no explicit leave event; the leave hazard's base, growth with
     session length and weight on patience are fitted so that sessions under a good
-    recommender have the length distribution of rating sessions (p50, p80, p95; simulated
-    moments). Its dependence on mindset, boredom, satiation and the reflective
-    instructions keep their defaults: no rating data speaks to them.
+    recommender have the length distribution of the sessions users return for (p50, p80,
+    p95; simulated moments); a user's first session, a sign-up's burst in MovieLens, gets
+    a shift of its own, fitted on the first sessions' median, and the share of patience
+    in it follows how first sessions rank with later ones. Its dependence on mindset,
+    boredom, satiation and the reflective instructions keep their defaults: no rating data
+    speaks to them.
   * *Interest drift*: switched off (``interest_drift = 0``). Ratings a few minutes apart
     do not show how a user's taste moves with what they just watched, and the synthetic
     default, scaled by the fitted interest weight, pulls every user towards the catalog's

@@ -52,8 +52,15 @@ start with satiation left over, and the returns' likelihood fit sets the gap's m
 which the heavy tail of real gaps drags far above their median. So the
 same users then live several sessions, each watched for as many days as the data watch
 them (:func:`simulate_lives`), their clicks cut into sessions by the rule that cuts the
-ratings, and ``leave_base`` and ``gap_days`` are bisected together until the median
-session length and the median gap are the data's (:func:`fit_lives`). The fidelity
+ratings, and three levels are bisected together until the medians are the data's
+(:func:`fit_lives`): the leave hazard's in a user's first session, its level in the
+sessions they return for, and ``gap_days`` for the gap. The first session is set apart
+(``leave_first_session``) because it is of another kind: in MovieLens it is the sign-up,
+where a newcomer rates a burst of movies, while the visits they return for are short,
+often a single rating, and the burst's length is unrelated to the later visits' (the
+share of patience in a first session, :func:`first_session_patience`, is read before the
+bisections); one level for both gave first sessions too short and later ones too long
+(``benchmarks/RESULTS.md``). The fidelity
 report compares these lives with users the fit never saw
 (:mod:`recoworld.apps.fidelity.sessions`).
 """
@@ -67,6 +74,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from scipy import stats
 
 from recoworld.calibration.split import DAY, Sessions, cut_sessions
 from recoworld.calibration.traits import normal_scores
@@ -324,29 +332,92 @@ def observation_windows(sessions: Sessions, n_users: int) -> np.ndarray:
     return np.nan_to_num((sessions.data_end - first.to_numpy(np.float64)) / DAY, nan=0.0)
 
 
+@dataclass(frozen=True)
+class LifeTargets:
+    """The medians a simulated life is fitted to (:func:`fit_lives`): the length of each
+    user's first session, of the sessions they return for (NaN where no user returns) and
+    of the gap between sessions."""
+
+    first_length: float
+    return_length: float
+    gap_days: float
+
+    @classmethod
+    def of(cls, table: pd.DataFrame) -> LifeTargets:
+        """The medians of a session table (``user_id``, ``length``, ``next_gap_days``; each
+        user's sessions in time order, as :func:`~recoworld.calibration.split.cut_sessions`
+        gives them)."""
+        first = ~table["user_id"].duplicated().to_numpy()
+        length = table["length"].to_numpy(np.float64)
+        later = length[~first]
+        return cls(float(np.median(length[first])), float(np.median(later)) if len(later) else math.nan,
+                   float(table["next_gap_days"].median()))
+
+
+def habitual_lengths(table: pd.DataFrame) -> np.ndarray:
+    """The lengths of the sessions users return for (every session where no user returns):
+    the sessions whose shape the leave weights follow, the first session having a shift of
+    its own (:func:`fit_lives`)."""
+    later = table["user_id"].duplicated().to_numpy()
+    length = table["length"].to_numpy()
+    return length[later] if later.any() else length
+
+
+def first_session_patience(table: pd.DataFrame) -> float:
+    """The share of the patience term in a user's first session (``first_session_patience``),
+    read off a session table: Spearman's correlation between each returning user's first
+    session length and the median length of their later sessions, floored at 0. Patience
+    is what ranks users' sessions, so a first session ranked as the later ones keeps its
+    whole weight (1), and one unrelated to them none (0)."""
+    first = ~table["user_id"].duplicated().to_numpy()
+    later = table[~first].groupby("user_id")["length"].median()
+    opening = table[first].set_index("user_id")["length"].reindex(later.index).to_numpy()
+    if len(later) < 3 or np.ptp(opening) == 0 or np.ptp(later.to_numpy()) == 0:
+        return 1.0  # too few returning users, or lengths all alike, to tell: every session alike
+    correlation = stats.spearmanr(opening, later.to_numpy()).statistic
+    return float(min(1.0, max(0.0, correlation)))
+
+
 def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Population, seeds, windows_days,
-              median_length: float, median_gap_days: float, gap_minutes: float = 30.0, iterations: int = 6,
+              targets: LifeTargets, gap_minutes: float = 30.0, iterations: int = 7,
               max_steps: int = 1500) -> tuple[StatisticalUserConfig, float]:
-    """``config`` with ``leave_base`` shifted and ``gap_days`` scaled so that the median
-    session length and the median gap between sessions of the users seeded ``seeds``
-    (:func:`simulate_lives` over their ``windows_days``, cut into sessions as the ratings
-    are) are the data's ``median_length`` and ``median_gap_days``; and the gap's factor.
-    Both are bisected together, one life of every user per step: the base moves the
-    length, the factor the gaps."""
-    base_low, base_high = config.leave_base - 1.5, config.leave_base + 1.5  # a higher base: shorter sessions
-    gap_low, gap_high = math.log(0.05), math.log(2.0)  # a larger factor: longer gaps
+    """``config`` with ``leave_base``, ``leave_first_session`` and ``gap_days`` set so that
+    the users seeded ``seeds`` (:func:`simulate_lives` over their ``windows_days``, cut into
+    sessions as the ratings are) live the data's ``targets``; and the gap's factor.
+
+    Three bisections run together, one life of every user per step: the hazard's level in
+    a first session (``leave_base + leave_first_session``) on the first sessions' median,
+    ``leave_base`` on the median of the sessions users return for, and the factor on
+    ``gap_days`` on the median gap. Each moves its own median; the three interact only
+    through what a first session leaves behind (satiation, mindset). Without returns in the
+    data, ``leave_first_session`` stays 0 and the base follows the first sessions."""
+    returns = not math.isnan(targets.return_length)
+    # Around the grid fit's base (habitual sessions); a higher level: shorter sessions. A
+    # sign-up's burst can be many times a habitual session: its level reaches far lower.
+    base_range = [config.leave_base - 3.0, config.leave_base + 3.0]
+    first_range = [config.leave_base - 8.0, config.leave_base + 1.0]
+    gap_range = [math.log(0.05), math.log(2.0)]  # a larger factor: longer gaps
+
+    def mid(bounds: list[float]) -> float:
+        return 0.5 * (bounds[0] + bounds[1])
+
+    def fitted(base: float, first: float, factor: float) -> StatisticalUserConfig:
+        base = base if returns else first
+        return replace(config, leave_base=base, leave_first_session=first - base, gap_days=config.gap_days * factor)
+
     for _ in range(iterations):
-        base, factor = 0.5 * (base_low + base_high), math.exp(0.5 * (gap_low + gap_high))
-        lives = simulate_lives(catalog, replace(config, leave_base=base, gap_days=config.gap_days * factor),
+        lives = simulate_lives(catalog, fitted(mid(base_range), mid(first_range), math.exp(mid(gap_range))),
                                population, seeds, windows_days, max_steps=max_steps)
-        table = cut_sessions(lives, gap_minutes).table if len(lives) else None
-        longer = table is not None and table["length"].median() > median_length
-        base_low, base_high = (base, base_high) if longer else (base_low, base)
-        gaps = table["next_gap_days"].dropna() if table is not None else []
-        wider = len(gaps) == 0 or gaps.median() > median_gap_days
-        gap_low, gap_high = (gap_low, 0.5 * (gap_low + gap_high)) if wider else (0.5 * (gap_low + gap_high), gap_high)
-    factor = math.exp(0.5 * (gap_low + gap_high))
-    return replace(config, leave_base=0.5 * (base_low + base_high), gap_days=config.gap_days * factor), factor
+        table = cut_sessions(lives, gap_minutes).table
+        simulated = LifeTargets.of(table) if len(table) else LifeTargets(0.0, 0.0, math.nan)
+        # Sessions longer than the data's ask for a higher hazard; gaps longer (or none), a
+        # smaller factor.
+        for level, value, target in ((first_range, simulated.first_length, targets.first_length),
+                                     (base_range, simulated.return_length, targets.return_length)):
+            level[0 if value > target else 1] = mid(level)
+        gap_range[1 if not simulated.gap_days <= targets.gap_days else 0] = mid(gap_range)
+    factor = math.exp(mid(gap_range))
+    return fitted(mid(base_range), mid(first_range), factor), factor
 
 
 @dataclass
@@ -387,18 +458,19 @@ def quantile_error(simulated, target) -> float:
 
 
 def fit_leave(catalog: Catalog, config: StatisticalUserConfig, population: Population, seeds,
-              session_lengths, grid=LEAVE_GRID, iterations: int = 5, steps: int = 80) -> LeaveFit:
+              session_lengths, grid=LEAVE_GRID, iterations: int = 6, steps: int = 80) -> LeaveFit:
     """Fit ``leave_base``, ``leave_length`` and ``leave_patience`` by simulated moments
-    (module docstring)."""
+    (module docstring), on ``session_lengths`` of the habitual kind (:func:`habitual_lengths`):
+    the simulated sessions have no first-session shift."""
     target = tuple(float(q) for q in np.quantile(np.asarray(session_lengths, dtype=np.float64), QUANTILES))
 
     def run(base: float, length: float, patience: float) -> FirstSessions:
-        return first_sessions(catalog, replace(config, leave_base=base, leave_length=length,
-                                               leave_patience=patience), population, seeds, steps=steps)
+        return first_sessions(catalog, replace(config, leave_base=base, leave_length=length, leave_patience=patience,
+                                               leave_first_session=0.0), population, seeds, steps=steps)
 
     best = None
     for length, patience in grid:
-        low, high = -5.0, 1.0  # a higher base means shorter sessions
+        low, high = -5.0, 3.0  # a higher base means shorter sessions
         for _ in range(iterations):
             mid = 0.5 * (low + high)
             longer = run(mid, length, patience).quantiles(QUANTILES[:1])[0] > target[0]

@@ -36,7 +36,7 @@ import argparse
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -264,13 +264,15 @@ def fit_leaving(catalog: Catalog, sim_config: StatisticalUserConfig, population:
     n_users = len(population.all_users)
     rows = np.sort(np.random.default_rng(config.seed).permutation(n_users)[: config.leave_users])
     leave = dynamics.fit_leave(catalog, sim_config, population.pinned(rows, rows), rows,
-                               sessions.table["length"].to_numpy(), steps=config.leave_steps)
+                               dynamics.habitual_lengths(sessions.table), steps=config.leave_steps)
     sim_config = returns.to_config(leave.to_config(sim_config), leave.memory_at_leaving)
-    table = sessions.table
+    sim_config = replace(sim_config, first_session_patience=dynamics.first_session_patience(sessions.table))
     sim_config, gap_factor = dynamics.fit_lives(
         catalog, sim_config, population.pinned(rows, rows), rows, dynamics.observation_windows(sessions, n_users)[rows],
-        float(table["length"].median()), float(table["next_gap_days"].median()), config.session_gap_minutes)
-    leave_meta = {**leave.describe(), "first_session_leave_base": leave.leave_base, "leave_base": sim_config.leave_base}
+        dynamics.LifeTargets.of(sessions.table), config.session_gap_minutes)
+    leave_meta = {**leave.describe(), "grid_leave_base": leave.leave_base, "leave_base": sim_config.leave_base,
+                  "leave_first_session": sim_config.leave_first_session,
+                  "first_session_patience": sim_config.first_session_patience}
     returns_meta = {"return_logit": returns.return_logit, "mean_gap_days": returns.mean_gap_days,
                     "gap_length_elasticity": returns.gap_length_elasticity, "gap_scale": gap_factor}
     return sim_config, leave_meta, returns_meta
@@ -295,9 +297,9 @@ def summary(world: CalibratedWorld) -> str:
         f"click_threshold {c.click_threshold:.2f}, validation AUC {m['choice']['validation_auc']:.4f}",
         f"ratings: center {c.rating_center:.2f}, slope {c.rating_slope:.3f}, quality {c.rating_quality:.3f}, "
         f"noise {c.rating_noise:.3f}",
-        f"leave: base {c.leave_base:.2f}, length {c.leave_length:.2f}, patience {c.leave_patience:.1f} (clicks per "
-        f"session p50/p80/p95: first sessions simulated {m['leave']['simulated_quantiles']}, data "
-        f"{m['leave']['target_quantiles']})",
+        f"leave: base {c.leave_base:.2f}, first session {c.leave_first_session:+.2f}, length {c.leave_length:.2f}, "
+        f"patience {c.leave_patience:.1f} (clicks per session p50/p80/p95 of the grid fit: simulated sessions "
+        f"{m['leave']['simulated_quantiles']}, data {m['leave']['target_quantiles']})",
         f"return: base {c.return_base:.2f}, gap_days {c.gap_days:.2f}",
     ]
     if "timings_s" in m:

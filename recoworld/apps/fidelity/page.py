@@ -237,7 +237,9 @@ def sessions_section(section: dict | None, targets: dict | None) -> list[str]:
                        f"whose mean falls with the session's length to the power "
                        f"-{weibull.get('length_elasticity', 0.0):.3f} (mean {weibull['mean_gap_days']:.1f} days after "
                        "a session of the median length for an average user; the calibration's law).")]
-    lines += ["", (f"Refitted: leave base {c['leave_base']:.2f}, length {c['leave_length']:.3f}, patience "
+    lines += ["", (f"Refitted: leave base {c['leave_base']:.2f}, first session "
+                   f"{c.get('leave_first_session', 0.0):+.2f} (patience's share "
+                   f"{c.get('first_session_patience', 1.0):.2f}), length {c['leave_length']:.3f}, patience "
                    f"{c['leave_patience']:.1f}; return base {c['return_base']:.2f}, gap {c['gap_days']:.1f} days, "
                    f"gap shape {c['gap_shape']:.3f}, gap elasticity to session length "
                    f"{c.get('gap_length_elasticity', 0.0):.3f}.")]

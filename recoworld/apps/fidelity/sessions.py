@@ -16,6 +16,8 @@ that cuts the real ratings (a pause over 30 minutes), so both sides are measured
 **Statistics** of a set of sessions (:data:`STATISTICS`):
 
 * ``session_length``: ratings (clicks) per session; p50, p80 and p95 are reported too;
+  ``first_session_length`` and ``return_session_length`` split it into each user's first
+  session (in MovieLens, the sign-up's burst of ratings) and the sessions after it;
 * ``gap_days``: days from a session's end to the user's next session, where one follows;
 * ``genre_repetition``: per session of two ratings or more, the share of consecutive
   ratings that share a genre;
@@ -78,6 +80,9 @@ from recoworld.simulators.calibrated import CalibratedPopulation, CalibratedWorl
 
 #: Share of the users held out of the session-dynamics fit.
 HELD_OUT_SHARE = 0.5
+#: The refitted config's fields the section reports.
+REFITTED = ("leave_base", "leave_first_session", "first_session_patience", "leave_length", "leave_patience",
+            "return_base", "gap_days", "gap_shape", "gap_length_elasticity")
 #: Quantiles of the session length reported.
 LENGTH_QUANTILES = (0.5, 0.8, 0.95)
 
@@ -85,7 +90,7 @@ LENGTH_QUANTILES = (0.5, 0.8, 0.95)
 def session_table(ratings: pd.DataFrame, genres: np.ndarray, gap_minutes: float = 30.0) -> pd.DataFrame:
     """One row per session of ``ratings`` (``user_id``, ``item_id``, ``rating``, ``timestamp``),
     cut as :func:`~recoworld.calibration.split.cut_sessions` cuts them: ``user_id``,
-    ``length``, ``next_gap_days`` (NaN where no session follows), ``mean_rating`` (over
+    ``first`` (the user's first session), ``length``, ``next_gap_days`` (NaN where no session follows), ``mean_rating`` (over
     ratings above 0; NaN if none), ``pairs`` (consecutive ratings) and ``same_genre``
     (those sharing a genre of the ``[n_items, n_genres]`` bool ``genres``)."""
     table = cut_sessions(ratings, gap_minutes).table
@@ -101,7 +106,8 @@ def session_table(ratings: pd.DataFrame, genres: np.ndarray, gap_minutes: float 
     same_session = sid[1:] == sid[:-1]
     shared = (item_genres[1:] & item_genres[:-1]).any(1) & same_session
     return pd.DataFrame({
-        "user_id": table["user_id"].to_numpy(), "length": table["length"].to_numpy(),
+        "user_id": table["user_id"].to_numpy(), "first": ~table["user_id"].duplicated().to_numpy(),
+        "length": table["length"].to_numpy(),
         "next_gap_days": table["next_gap_days"].to_numpy(), "mean_rating": mean,
         "pairs": np.bincount(sid[1:][same_session], minlength=n),
         "same_genre": np.bincount(sid[1:][shared], minlength=n)})
@@ -109,6 +115,12 @@ def session_table(ratings: pd.DataFrame, genres: np.ndarray, gap_minutes: float 
 
 def _lengths(table: pd.DataFrame) -> np.ndarray:
     return table["length"].to_numpy(np.float64)
+
+
+def _lengths_of(first: bool):
+    def lengths(table: pd.DataFrame) -> np.ndarray:
+        return table["length"].to_numpy(np.float64)[table["first"].to_numpy() == first]
+    return lengths
 
 
 def _gaps(table: pd.DataFrame) -> np.ndarray:
@@ -143,6 +155,8 @@ class Statistic:
 
 STATISTICS = {
     "session_length": Statistic("distribution", _lengths, "session length (ratings)"),
+    "first_session_length": Statistic("distribution", _lengths_of(True), "first session length (ratings)"),
+    "return_session_length": Statistic("distribution", _lengths_of(False), "return session length (ratings)"),
     "gap_days": Statistic("distribution", _gaps, "gap to the next session (days)"),
     "genre_repetition": Statistic("distribution", _repetition, "consecutive ratings sharing a genre"),
     "gap_vs_length": Statistic("correlation", _gap_correlation("length"), "Spearman: next gap ~ session length"),
@@ -292,9 +306,7 @@ def _session_dynamics(world: CalibratedWorld, data, share: float, seed: int, dra
                   session_table(simulated, genres, config.session_gap_minutes), draws, seed)
     return {"statistics": out, "held_out_users": len(held_out), "fitted_users": len(rows),
             "share": share, "leave": fit.leave, "returns": fit.returns, "gap_law": fit.gap_law,
-            "config": {k: getattr(fit.world.config, k) for k in ("leave_base", "leave_length", "leave_patience",
-                                                                 "return_base", "gap_days", "gap_shape",
-                                                                 "gap_length_elasticity")}}
+            "config": {k: getattr(fit.world.config, k) for k in REFITTED}}
 
 
 def targets(section: dict) -> dict[str, bool]:
