@@ -461,12 +461,14 @@ def fit_leave(catalog: Catalog, config: StatisticalUserConfig, population: Popul
               session_lengths, grid=LEAVE_GRID, iterations: int = 6, steps: int = 80) -> LeaveFit:
     """Fit ``leave_base``, ``leave_length`` and ``leave_patience`` by simulated moments
     (module docstring), on ``session_lengths`` of the habitual kind (:func:`habitual_lengths`):
-    the simulated sessions have no first-session shift."""
+    the simulated first sessions stand for habitual ones, without the first session's own
+    shift and share of patience (which a refit's ``config`` may carry)."""
     target = tuple(float(q) for q in np.quantile(np.asarray(session_lengths, dtype=np.float64), QUANTILES))
+    config = replace(config, leave_first_session=0.0, first_session_patience=1.0)
 
     def run(base: float, length: float, patience: float) -> FirstSessions:
-        return first_sessions(catalog, replace(config, leave_base=base, leave_length=length, leave_patience=patience,
-                                               leave_first_session=0.0), population, seeds, steps=steps)
+        return first_sessions(catalog, replace(config, leave_base=base, leave_length=length, leave_patience=patience),
+                              population, seeds, steps=steps)
 
     best = None
     for length, patience in grid:
