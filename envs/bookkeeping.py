@@ -7,11 +7,13 @@ current candidates. A backend, chosen once by :func:`bookkeeping_backend`, does:
 
 - ``start(state, slots, keys)``: an episode starts in ``slots``: no history, no
   instruction, counters at zero;
-- ``step(state, slates, response, idle) -> (observed, totals)``: the history, instruction
-  and session counters after a response, the step count, and the next candidates; users in
-  ``idle`` change nothing but their candidates. A backend may return the observation it
-  wrote on the way and the slates' totals (clicks, watch time, likes), or ``None`` for
-  either;
+- ``step(state, slates, response, idle, starts=None) -> (observed, totals)``: the history,
+  instruction and session counters after a response, the step count, and the next
+  candidates; users in ``idle`` change nothing but their candidates. ``starts``, the
+  ``(slots, keys)`` of episodes that begin at this step (an autoreset's), are started first,
+  as ``start`` would (the C kernel does it in the same pass). A backend may return the
+  observation it wrote on the way and the slates' totals (clicks, watch time, likes), or
+  ``None`` for either;
 - ``take_slates(state, positions)``: item ids of valid candidate indices in one pass, or
   ``None`` (the caller then checks and takes them).
 
@@ -39,7 +41,8 @@ KERNELS = build.KERNELS
 class Bookkeeping(Protocol):
     def start(self, state: WorldState, slots: torch.Tensor, keys: torch.Tensor) -> None: ...
 
-    def step(self, state: WorldState, slates: torch.Tensor, response: Response, idle: torch.Tensor | None
+    def step(self, state: WorldState, slates: torch.Tensor, response: Response, idle: torch.Tensor | None,
+             starts: tuple[torch.Tensor, torch.Tensor] | None = None
              ) -> tuple[dict[str, np.ndarray] | None, torch.Tensor | None]: ...
 
     def take_slates(self, state: WorldState, positions) -> torch.Tensor | None: ...
@@ -98,8 +101,10 @@ class TorchBookkeeping:
     def take_slates(self, state: WorldState, positions) -> None:
         return None  # no fast path: the caller checks and takes
 
-    def step(self, state: WorldState, slates: torch.Tensor, response: Response, idle: torch.Tensor | None
-             ) -> tuple[None, None]:
+    def step(self, state: WorldState, slates: torch.Tensor, response: Response, idle: torch.Tensor | None,
+             starts: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[None, None]:
+        if starts is not None:
+            self.start(state, *starts)
         s = state
         stepped = None if idle is None else ~idle
         clicked, voiced, new_session = response.clicked, response.instruction.active, response.left_session

@@ -295,7 +295,9 @@ def _first(batch: dict) -> dict:
 
 def _with_masks(info: dict) -> dict:
     """Gymnasium's vector info layout: beside each key ``k``, a boolean ``_k`` per user saying
-    which users' infos hold it (every user's does here), as its info wrappers expect."""
-    for name in list(info):
-        info[f"_{name}"] = np.ones(len(info[name]), dtype=bool)
+    which users' infos hold it (every user's does here), as its info wrappers expect. The masks
+    are the rows of one array (one allocation, not one per key); each row is a mask of its own."""
+    names = list(info)
+    masks = np.ones((len(names), len(info[names[0]])), dtype=bool)
+    info.update(zip([f"_{name}" for name in names], masks))
     return info

@@ -151,19 +151,20 @@ class SlateWorld:
 
     @with_env_threads
     def restart(self, slots: np.ndarray, base_seeds: Sequence[int] | None = None, again: bool = False,
-                candidates: bool = True) -> None:
+                deferred: bool = False) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Start the next user episode in ``slots``.
 
         With ``base_seeds`` the slots are (re)seeded and start their first episode;
         without, each slot starts the next episode of its seed sequence:
         episode ``j`` of base seed ``s`` has seed ``s`` for ``j = 0`` and
         ``rng.derive(s, j)`` after. ``again=True`` restarts the current episode from scratch.
-        ``candidates=False`` leaves the slots' candidates to the step that follows at once
-        (an autoreset's), which draws every slot's from its step count.
+        ``deferred=True`` starts the users only, and leaves the slots' bookkeeping (its start
+        and the candidates) to the step that follows at once (an autoreset's): it returns
+        the ``(slots, keys)`` that step hands to the bookkeeping's ``step`` as ``starts``.
         """
         slots = np.ascontiguousarray(slots, dtype=np.int64)
         if len(slots) == 0:
-            return
+            return None
         self._observed = None
         if base_seeds is not None:
             self.base_seed[slots] = np.asarray(base_seeds, dtype=np.int64)
@@ -182,9 +183,12 @@ class SlateWorld:
             self.simulator.reset(self.n_users, seed=seeds)
             self.started = True
         index = index.to(self.device)
-        self.bookkeeping.start(self.state, index, rng.user_keys(rng.derive(seeds, S_ENV_KEY), self.device))
-        if candidates:
-            self.candidate_sets.draw(self.state, index)
+        keys = rng.user_keys(rng.derive(seeds, S_ENV_KEY), self.device)
+        if deferred:
+            return index, keys
+        self.bookkeeping.start(self.state, index, keys)
+        self.candidate_sets.draw(self.state, index)
+        return None
 
     @property
     def candidates(self) -> torch.Tensor:
@@ -212,27 +216,32 @@ class SlateWorld:
         episode instead (Gymnasium's ``NEXT_STEP`` autoreset): their slate is ignored and
         their reward, terminated and truncated are zero.
         """
-        idle = self._autoreset(autoreset)
+        idle, starts = self._autoreset(autoreset)
         # Valid by construction (distinct candidates of the catalog): no second check.
         response = self.simulator.respond_valid(slates, idle)
         self.check_response(response)  # a plug-in simulator's answer, before anything reads it
-        self._observed, totals = self.bookkeeping.step(self.state, slates, response, idle)
+        self._observed, totals = self.bookkeeping.step(self.state, slates, response, idle, starts)
         self.candidate_sets.forget()
         self.signals = self.reward_weights.signals(response, totals)
         reward = self.reward_weights.combine(self.signals)
-        terminated = response.churned
-        truncated = ~terminated & (self.step_count >= self.max_steps)
-        if idle is not None:
-            if not self.simulator.holds_idle:
-                # Stepped like the rest: restart them again from the same seed, which leaves
-                # them exactly as a fresh reset would.
-                self.restart(autoreset, again=True)
-            reward, terminated, truncated = (x.masked_fill(idle, 0) for x in (reward, terminated, truncated))
-        return reward, terminated, truncated, response
+        terminated, at_limit = response.churned, self.step_count >= self.max_steps
+        if idle is None:
+            return reward, terminated, ~terminated & at_limit, response
+        if not self.simulator.holds_idle:
+            # Stepped like the rest: restart them again from the same seed, which leaves
+            # them exactly as a fresh reset would.
+            self.restart(autoreset, again=True)
+        # Held slots end nothing and earn nothing (masks by `&` and `where`: a fraction of
+        # masked_fill's cost on CPU).
+        stepped = ~idle
+        terminated, truncated = terminated & stepped, ~terminated & stepped & at_limit
+        return torch.where(idle, 0.0, reward), terminated, truncated, response
 
-    def _autoreset(self, autoreset: np.ndarray | None) -> torch.Tensor | None:
+    def _autoreset(self, autoreset: np.ndarray | None
+                   ) -> tuple[torch.Tensor | None, tuple[torch.Tensor, torch.Tensor] | None]:
         """Start the next episode of the slots in ``autoreset``; returns them as the slots the
-        simulator may hold idle at this step (bool ``[B]``), or ``None`` when there are none.
+        simulator may hold idle at this step (bool ``[B]``), or ``None`` when there are none,
+        and the starts that the step's bookkeeping makes (see :meth:`restart`'s ``deferred``).
 
         The batched simulator answers every slot: the restarted ones are held idle and their
         answer discarded (the agent's slate for the ended episode stands in, valid as every
@@ -240,11 +249,11 @@ class SlateWorld:
         :meth:`step` restarts them again after it.
         """
         if autoreset is None or not len(autoreset):
-            return None
+            return None, None
         idle = np.zeros(self.n_users, dtype=bool)
         idle[autoreset] = True  # numpy's indexing: one small op less than torch's on this path
-        self.restart(autoreset, candidates=False)
-        return torch.from_numpy(idle).to(self.device)
+        starts = self.restart(autoreset, deferred=True)
+        return torch.from_numpy(idle).to(self.device), starts
 
     # ---------------------------------------------------------- observations
     @with_env_threads

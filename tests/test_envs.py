@@ -229,3 +229,14 @@ def test_recycled_arrays_are_reused_only_when_nobody_holds_them():
     assert id(mine) == first_id and id(arrays.empty()) != second_id  # the tensor holds the second
     del tensor
     assert id(arrays.empty()) == second_id
+
+
+def test_vector_infos_carry_a_mask_of_their_own_beside_each_key():
+    env = make_vec(5, max_steps=3)
+    for info in (env.reset(seed=0)[1], env.step(np.tile(np.arange(10), (5, 1)))[4]):
+        keys = [key for key in info if not key.startswith("_")]
+        assert sorted(info) == sorted(keys + [f"_{key}" for key in keys])
+        assert all(info[f"_{key}"].dtype == bool and info[f"_{key}"].shape == (5,) and info[f"_{key}"].all()
+                   for key in keys)
+        info[f"_{keys[0]}"][2] = False  # a wrapper that merges infos writes one mask in place
+        assert all(info[f"_{key}"].all() for key in keys[1:])

@@ -1,6 +1,7 @@
 """The env step's fast paths give the reference's results exactly: the C bookkeeping's
-candidates and its slate check at every catalog and candidate count, the population's
-draw from its catalog's current popularity, and the phrasebook's sentences."""
+candidates and its slate check at every catalog and candidate count, the episodes it starts
+in its step's pass, the population's draw from its catalog's current popularity, and the
+phrasebook's sentences."""
 
 import numpy as np
 import pytest
@@ -14,9 +15,9 @@ from recoworld.simulators.phrasing import Phrasebook
 from recoworld.simulators.population import SyntheticPopulation
 
 
-# (catalog items, candidates, slate size): candidates below, at and between multiples of the
-# four lanes the C kernel writes at once, a catalog as small as the candidates, and more
-# candidates than the 64 its slate check holds in one word.
+# (catalog items, candidates, slate size): candidate counts odd and even (the C kernel writes
+# the ids several at a time), a catalog as small as the candidates, and more candidates than
+# the 64 its slate check holds in one word.
 SHAPES = [(3, 3, 2), (6, 4, 2), (97, 7, 3), (300, 50, 10), (40, 40, 5), (500, 64, 6), (500, 70, 5)]
 
 
@@ -93,3 +94,33 @@ def test_the_phrasebook_gives_each_speaker_its_sentence_and_the_silent_none():
         assert text == [None, phrasebook.sentence(spoken[0]), None, phrasebook.sentence(spoken[1]),
                         phrasebook.sentence(spoken[0])]
     assert phrasebook.render(torch.full((3,), -1, dtype=torch.int32)) == [None, None, None]
+
+
+def test_the_c_bookkeeping_starts_episodes_in_its_step_pass_as_the_torch_start_then_step():
+    catalog = Catalog.synthetic(60, seed=4)
+    # Users who hold idle slots, so that users who churned can sit the step out.
+    envs = [SlateVectorEnv(16, simulator=StatisticalUsers(catalog, kernel="c"), slate_size=3, num_candidates=8,
+                           kernel=kernel) for kernel in ("torch", "c")]
+    actions = np.tile(np.arange(3), (16, 1))
+    for env in envs:
+        env.reset(seed=2)
+        for _ in range(4):  # some history, instructions and sessions to clear
+            env.step(actions)
+    # Held and stepped slots start alike: 5 is held and starts, 6 is held only, 9 starts and steps.
+    idle = torch.zeros(16, dtype=torch.bool)
+    idle[[5, 6]] = True
+    starts = (torch.tensor([5, 9, 12]), torch.tensor([-7, 2**62, 11]))
+    worlds = [env.world for env in envs]
+    slates = [world.slates_from_actions(actions) for world in worlds]
+    gone = torch.from_numpy(envs[0]._done)
+    responses = [world.simulator.respond_valid(slate, idle | gone) for world, slate in zip(worlds, slates)]
+    stepped = [world.bookkeeping.step(world.state, slate, response, idle, starts)
+               for world, slate, response in zip(worlds, slates, responses)]
+    torch_state, c_state = (world.state for world in worlds)
+    for name in ("key", "step_count", "history_items", "history_feedback", "instruction_age", "session_index",
+                 "session_step", "candidate_draw"):
+        assert torch.equal(getattr(torch_state, name), getattr(c_state, name)), name
+    for name in ("active", "more", "less", "novelty"):
+        assert torch.equal(getattr(torch_state.instruction, name), getattr(c_state.instruction, name)), name
+    assert torch.equal(c_state.key[[5, 9, 12]], starts[1]) and (c_state.history_items[5] == -1).all()
+    assert np.array_equal(stepped[1][0]["candidate_ids"], worlds[0].candidates.numpy())

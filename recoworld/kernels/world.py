@@ -68,8 +68,9 @@ OBSERVATION = ("history_obs", "candidates_obs", "feedback_obs", "instruction_obs
 # Mirrors `WorldStep` in world_step.c, field for field (checked when the kernel loads).
 WorldStep = build.struct_of("WorldStep", {
     **dict.fromkeys(["K", "H", "G", "C", "n_items", "n_strides"], _i64),
-    **dict.fromkeys(STEP_INPUTS + STATE, _p), "candidate_stream": _u32, "strides": _p, "draw": _p,
-    **dict.fromkeys(OBSERVATION, _p), "D": _i64, "features": _p, "features_obs": _p,
+    **dict.fromkeys(STEP_INPUTS + STATE, _p), "candidate_stream": _u32, "offsets": _p, "draw": _p,
+    **dict.fromkeys(OBSERVATION, _p), "D": _i64, "features": _p, "features_obs": _p, "starting": _p,
+    "start_keys": _p,
 })
 #: The observation's arrays the kernel writes, by their names in the observation.
 OBSERVED = {"candidate_ids": "candidates_obs", "history_items": "history_obs", "history_feedback": "feedback_obs",
@@ -127,12 +128,13 @@ class WorldKernel(build.CompiledKernel):
             begin, end, positions.shape[1], C, n_items, *pointers), B)
         return slates if all(row < 0 for row in bad) else None
 
-    def step(self, state: WorldState, slates: torch.Tensor, response: Response, idle: torch.Tensor | None
-             ) -> tuple[dict[str, np.ndarray], torch.Tensor]:
-        """One step of the bookkeeping, in place, and the next candidates. Returns the
-        observation of the state it leaves (with the candidates' features when the kernel
-        copies them) and the slates' totals ``[B, 3]``: clicks, watch time and likes (zeros
-        where idle)."""
+    def step(self, state: WorldState, slates: torch.Tensor, response: Response, idle: torch.Tensor | None,
+             starts: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[dict[str, np.ndarray], torch.Tensor]:
+        """One step of the bookkeeping, in place, and the next candidates, after the episodes
+        ``starts`` (``(slots, keys)``, as :meth:`start` takes them) begin, in the same pass.
+        Returns the observation of the state it leaves (with the candidates' features when
+        the kernel copies them) and the slates' totals ``[B, 3]``: clicks, watch time and
+        likes (zeros where idle)."""
         B, K = slates.shape
         voiced = response.instruction
         observed = self._observation_arrays(state)
@@ -146,6 +148,8 @@ class WorldKernel(build.CompiledKernel):
             "voiced_novelty": voiced.novelty.to(torch.int8).contiguous(), "totals": totals,
             **{OBSERVED[name]: torch.from_numpy(array) for name, array in observed.items()},
         }
+        if starts is not None:
+            tensors["starting"], tensors["start_keys"] = _per_user(B, *starts)
         frame, lib = self._frame(state, K=K, idle=idle, stream=self._stream_base, **tensors), self._lib
         if any(build.run_chunks(lambda begin, end: lib.recoworld_world_step(begin, end, ctypes.byref(frame)), B)):
             raise ValueError(f"the C bookkeeping handles slates of up to 256 items, got {K}: use kernel='torch'")
@@ -181,7 +185,7 @@ class WorldKernel(build.CompiledKernel):
             "history": s.history_items, "feedback": s.history_feedback, "active": ins.active, "more": ins.more,
             "less": ins.less, "novelty": ins.novelty, "instruction_age": s.instruction_age,
             "session_index": s.session_index, "session_step": s.session_step, "step_count": s.step_count,
-            "key": s.key, "strides": table.strides, "draw": s.candidate_draw,
+            "key": s.key, "offsets": table.offsets, "draw": s.candidate_draw,
         }
         if self.features is not None:
             tensors["features"] = self.features
@@ -189,3 +193,13 @@ class WorldKernel(build.CompiledKernel):
                          n_items=table.n_items, n_strides=len(table.offsets), candidate_stream=stream,
                          D=0 if self.features is None else self.features.shape[1],
                          idle=build.pointer(idle), **{name: build.pointer(t) for name, t in tensors.items()})
+
+
+def _per_user(n_users: int, slots: torch.Tensor, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``slots`` as a mask ``[n_users]`` and ``keys`` at their slots of an ``[n_users]`` array
+    (other entries unset), as the kernel reads a step's starts."""
+    starting, start_keys = np.zeros(n_users, dtype=bool), np.empty(n_users, dtype=np.int64)
+    slots = slots.numpy()  # numpy's scatter: a fraction of torch's index_put_ at this size
+    starting[slots] = True
+    start_keys[slots] = keys.numpy()
+    return torch.from_numpy(starting), torch.from_numpy(start_keys)

@@ -1,9 +1,10 @@
 /* The bookkeeping of one SlateWorld step (recoworld.envs), fused for CPU (kernel="c").
  *
- * Per user, in one pass: the observable click history (newest first, with watch fraction
- * and like), the latest instruction and its age, the session counters, the step count,
- * and the next request's candidates (a + j s) mod N, writing the observation as it goes
- * (the candidates' features too, when the env observes them).
+ * Per user, in one pass: the start of a new episode where one starts at this step, the
+ * observable click history (newest first, with watch fraction and like), the latest
+ * instruction and its age, the session counters, the step count, and the next request's
+ * candidates (a + j s) mod N, writing the observation as it goes (the candidates' features
+ * too, when the env observes them).
  * The torch path (envs/bookkeeping.py, envs/candidates.py) is the reference; this does
  * the same, value for value, without its [B, H] and [B, C] temporaries. It also validates
  * the agents' slates of candidate indices and turns them into item ids, the hot path of
@@ -22,14 +23,13 @@
 
 #define MAX_K 256
 
-/* The observation is written once and read later by the agent, not by this kernel: on
- * x86-64, non-temporal stores write it without first reading each line into the cache. */
+/* The candidates' features are written once and read later by the agent, not by this
+ * kernel: on x86-64, non-temporal stores write them without first reading each line into
+ * the cache. */
 #if defined(__x86_64__) || defined(_M_X64)
 #include <emmintrin.h>
-#define STREAM_I64(p, v) _mm_stream_si64((long long *)(p), (long long)(v))
 #define STREAM_FENCE() _mm_sfence()
 #else
-#define STREAM_I64(p, v) (*(p) = (v))
 #define STREAM_FENCE() ((void)0)
 #endif
 
@@ -51,18 +51,19 @@ static inline int64_t bits_modulo(uint32_t bits, int64_t n) {
     return n <= (int64_t)UINT32_MAX ? (int64_t)(bits % (uint32_t)n) : (int64_t)bits % n;
 }
 
-/* Writes one user's candidates (start + j stride) mod n_items, j < C, into `observed`, and
- * their features into `features_obs` when it is not NULL. The offsets j stride mod n_items
- * come by additions (equal to the offsets table's row, without reading it). */
-static inline void write_candidates(int64_t start, int64_t stride, int64_t n_items, int64_t C, int64_t *observed,
-                                    const float *features, float *features_obs, int64_t D) {
-    for (int64_t j = 0, offset = 0; j < C; j++) {
-        const int64_t item = start + offset >= n_items ? start + offset - n_items : start + offset;
-        STREAM_I64(observed + j, item);
-        if (features_obs != NULL) stream_floats(features_obs + j * D, features + item * D, D);
-        offset += stride;
-        offset = offset >= n_items ? offset - n_items : offset;
+/* Writes one user's candidates (start + offsets[j]) mod n_items, j < C, into `observed`
+ * (`offsets`: the user's row of the offsets table), and their features into
+ * `features_obs` when it is not NULL. The ids come without a branch or a chain from one to
+ * the next, so the compiler writes them several at a time; plain stores, since the features
+ * read them back at once (non-temporal ones one id at a time were slower). */
+static inline void write_candidates(int64_t start, const int64_t *offsets, int64_t n_items, int64_t C,
+                                    int64_t *observed, const float *features, float *features_obs, int64_t D) {
+    for (int64_t j = 0; j < C; j++) {
+        const int64_t past_end = start + offsets[j] - n_items; /* negative unless the sum wraps */
+        observed[j] = past_end + (n_items & (past_end >> 63)); /* >> of a negative: all ones (gcc, clang, MSVC) */
     }
+    if (features_obs != NULL)
+        for (int64_t j = 0; j < C; j++) stream_floats(features_obs + j * D, features + observed[j] * D, D);
 }
 
 /* Everything a world step reads and writes, [B, ...] row-major (recoworld/kernels/world.py mirrors it). */
@@ -82,9 +83,9 @@ typedef struct {
     float *instruction_age, *session_index, *session_step;
     /* the next candidates */
     int64_t *step_count;
-    int64_t *key; /* written only by recoworld_world_start */
+    int64_t *key; /* written where an episode starts */
     uint32_t candidate_stream;
-    const int64_t *strides; /* [S]: the stride s of each row of the offsets table */
+    const int64_t *offsets; /* [S, C]: j s mod n_items for each stride s of the table */
     int64_t *draw; /* [B, 2]: start and stride row of each user's candidates */
     /* the observation, handed out to the agents: copies of the history and the candidates,
      * the instruction [B, 2G + 1] (+1 more, -1 less, novelty) and the session [B, 3] */
@@ -96,7 +97,27 @@ typedef struct {
     int64_t D;
     const float *features;
     float *features_obs;
+    /* users whose episode starts at this step, before it (NULL: none), with their keys [B]
+     * (read where starting) */
+    const uint8_t *starting;
+    const int64_t *start_keys;
 } WorldStep;
+
+/* User b starts an episode with the random key `key` (envs/bookkeeping.py's start): no
+ * history, no instruction, session counters and step count at zero. */
+static inline void start_user(const WorldStep *w, int64_t b, int64_t key) {
+    const int64_t H = w->H, G = w->G;
+    w->key[b] = key;
+    w->step_count[b] = 0;
+    for (int64_t h = 0; h < H; h++) {
+        w->history[b * H + h] = -1;
+        w->feedback[2 * (b * H + h)] = w->feedback[2 * (b * H + h) + 1] = 0.0f;
+    }
+    for (int64_t g = 0; g < G; g++) w->more[b * G + g] = w->less[b * G + g] = 0;
+    w->active[b] = 0;
+    w->novelty[b] = 0;
+    w->instruction_age[b] = w->session_index[b] = w->session_step[b] = 0.0f;
+}
 
 /* A user's rows are read from some twenty arrays at once, more streams than the hardware
  * prefetchers follow, and after the users' kernel they are no longer in the cache: the
@@ -138,6 +159,9 @@ int recoworld_world_step(int64_t begin, int64_t end, const WorldStep *step) {
     const int64_t prefetched_end = w->features_obs == NULL ? end - PREFETCH_AHEAD : begin;
     for (int64_t b = begin; b < end; b++) {
         if (b < prefetched_end) prefetch_user(w, b + PREFETCH_AHEAD);
+        /* An autoreset's new episode starts here, in the pass that reads the same rows,
+         * rather than in a pass of its own over scattered slots before the step. */
+        if (w->starting != NULL && w->starting[b]) start_user(w, b, w->start_keys[b]);
         const int held = w->idle != NULL && w->idle[b];
         int64_t *history = w->history + b * H;
         float *feedback = w->feedback + b * H * 2;
@@ -207,7 +231,7 @@ int recoworld_world_step(int64_t begin, int64_t end, const WorldStep *step) {
         const int64_t row = bits_modulo(bits_at(base, w->candidate_stream, 1), w->n_strides);
         w->draw[2 * b] = start;
         w->draw[2 * b + 1] = row;
-        write_candidates(start, w->strides[row], w->n_items, C, w->candidates_obs + b * C, w->features,
+        write_candidates(start, w->offsets + row * C, w->n_items, C, w->candidates_obs + b * C, w->features,
                          w->features_obs != NULL ? w->features_obs + b * C * w->D : NULL, w->D);
     }
     STREAM_FENCE(); /* the stores are visible to the caller's thread when it returns */
@@ -241,25 +265,11 @@ int64_t recoworld_take_slates(int64_t begin, int64_t end, int64_t K, int64_t C, 
     return -1;
 }
 
-/* slots[begin, end) start an episode (envs/bookkeeping.py's start) with the random keys `keys`: no
- * history, no instruction, session counters and step count at zero. */
+/* slots[begin, end) start an episode with the random keys `keys` (see start_user). */
 void recoworld_world_start(int64_t begin, int64_t end, const int64_t *slots, const int64_t *keys,
                            const WorldStep *step) {
-    const WorldStep local = *step, *w = &local;
-    const int64_t H = w->H, G = w->G;
-    for (int64_t i = begin; i < end; i++) {
-        const int64_t b = slots[i];
-        w->key[b] = keys[i];
-        w->step_count[b] = 0;
-        for (int64_t h = 0; h < H; h++) {
-            w->history[b * H + h] = -1;
-            w->feedback[2 * (b * H + h)] = w->feedback[2 * (b * H + h) + 1] = 0.0f;
-        }
-        for (int64_t g = 0; g < G; g++) w->more[b * G + g] = w->less[b * G + g] = 0;
-        w->active[b] = 0;
-        w->novelty[b] = 0;
-        w->instruction_age[b] = w->session_index[b] = w->session_step[b] = 0.0f;
-    }
+    const WorldStep local = *step;
+    for (int64_t i = begin; i < end; i++) start_user(&local, slots[i], keys[i]);
 }
 
 /* The layout of WorldStep, for the loader's check against its ctypes mirror (layout.h). */
@@ -274,9 +284,10 @@ LAYOUT_BEGIN(WorldStep)
     LAYOUT_FIELD(WorldStep, less) LAYOUT_FIELD(WorldStep, novelty) LAYOUT_FIELD(WorldStep, instruction_age)
     LAYOUT_FIELD(WorldStep, session_index) LAYOUT_FIELD(WorldStep, session_step)
     LAYOUT_FIELD(WorldStep, step_count) LAYOUT_FIELD(WorldStep, key)
-    LAYOUT_FIELD(WorldStep, candidate_stream) LAYOUT_FIELD(WorldStep, strides) LAYOUT_FIELD(WorldStep, draw)
+    LAYOUT_FIELD(WorldStep, candidate_stream) LAYOUT_FIELD(WorldStep, offsets) LAYOUT_FIELD(WorldStep, draw)
     LAYOUT_FIELD(WorldStep, history_obs) LAYOUT_FIELD(WorldStep, candidates_obs)
     LAYOUT_FIELD(WorldStep, feedback_obs) LAYOUT_FIELD(WorldStep, instruction_obs)
     LAYOUT_FIELD(WorldStep, session_obs) LAYOUT_FIELD(WorldStep, totals) LAYOUT_FIELD(WorldStep, D)
     LAYOUT_FIELD(WorldStep, features) LAYOUT_FIELD(WorldStep, features_obs)
+    LAYOUT_FIELD(WorldStep, starting) LAYOUT_FIELD(WorldStep, start_keys)
 LAYOUT_END(WorldStep)
