@@ -17,8 +17,8 @@ from scipy import stats
 
 from recoworld import Catalog
 from recoworld.catalog import popularity_score
-from recoworld.calibration.choice import ChoiceFitConfig, ChoiceModel, decompose, fit_choice, platt_scaling, \
-    rating_weights, sequence_scores, unit_space
+from recoworld.calibration.choice import ChoiceFitConfig, ChoiceModel, decompose, fit_choice, least_squares, \
+    platt_scaling, rating_weights, sequence_scores, unit_space
 from recoworld.apps.calibrate.dynamics import fit_returns, gap_length_elasticity
 from recoworld.apps.calibrate.fit import CalibrationConfig, calibrate, torch_threads
 from recoworld.calibration.ratings import RatingResponse, fit_rating_response, star_probabilities
@@ -125,6 +125,21 @@ def test_unit_space_and_decomposition_are_exact():
     terms = decompose(model, pop, quality)
     assert torch.allclose(terms.utility(pop, quality), model.logits(), atol=1e-4)
     assert terms.popularity_bias.shape == (30,)
+
+
+def test_least_squares_matches_lstsq_and_gives_the_same_bits_wherever_its_inputs_sit_in_memory():
+    gen = torch.Generator().manual_seed(0)
+    columns = torch.randn(500, 2, generator=gen, dtype=torch.float64)
+    design = torch.cat([torch.ones(500, 1, dtype=torch.float64), columns], 1)
+    targets = torch.randn(500, 64, generator=gen, dtype=torch.float64)
+    expected = torch.linalg.lstsq(design, targets).solution
+    solutions = []
+    for shift in range(6):  # other allocations first, so the copies land at other alignments
+        padding = torch.empty(3 * shift + 1, dtype=torch.float64)
+        solutions.append(least_squares(design.clone(), targets.clone()))
+        del padding
+    assert torch.allclose(solutions[0], expected, atol=1e-12)
+    assert all(torch.equal(solution, solutions[0]) for solution in solutions)
 
 
 def test_platt_scaling_recovers_a_known_miscalibration():

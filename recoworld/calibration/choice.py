@@ -345,6 +345,17 @@ class UtilityTerms:
                 + self.popularity_bias[:, None] * popularity_score[None, :] - self.threshold)
 
 
+def least_squares(design: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The least-squares coefficients ``[p, m]`` of each column of ``targets`` ``[n, m]`` on
+    the few columns of ``design`` ``[n, p]`` (float64), by the normal equations summed
+    elementwise. ``torch.linalg.lstsq`` (MKL) rounds differently with the memory's
+    alignment, which left a calibration's fitted weights different in their last digit
+    from one run to the next; these sums do not depend on it."""
+    gram = (design[:, :, None] * design[:, None, :]).sum(0)
+    moments = (design[:, :, None] * targets[:, None, :]).sum(0)
+    return torch.linalg.solve(gram, moments)
+
+
 def decompose(model: ChoiceModel, popularity_score: torch.Tensor, quality: torch.Tensor) -> UtilityTerms:
     r"""Rewrite the logits :math:`\ell = aUV^\top + b` exactly as the simulator's utility.
 
@@ -366,9 +377,9 @@ def decompose(model: ChoiceModel, popularity_score: torch.Tensor, quality: torch
     scores = model.scale * (model.user_vectors @ model.item_vectors.T)
     n_items = scores.shape[1]
     design = torch.stack([torch.ones(n_items), popularity_score, quality], 1).double()
-    coef = torch.linalg.lstsq(design, scores.double().T).solution  # [3, n_users]
+    coef = least_squares(design, scores.double().T)  # [3, n_users]
     beta = float(coef[2].mean())
-    coef = torch.linalg.lstsq(design[:, :2], (scores.double() - beta * quality.double()[None, :]).T).solution
+    coef = least_squares(design[:, :2], (scores.double() - beta * quality.double()[None, :]).T)
     intercept, popularity_bias = coef[0].float(), coef[1].float()
     mean_intercept = float(intercept.mean())
     root = model.scale ** 0.5
