@@ -424,7 +424,8 @@ def return_decision(leaves: torch.Tensor, session_memory: torch.Tensor, activity
     """
     gap = torch.where(leaves, torch.inf, 0.0)
     returned = leaves & (u_return < return_probability(session_memory, activity, config))
-    gap = torch.where(returned, return_gap(mean_return_gap(session_memory, activity, session_length, config), u_gap, config), gap)
+    mean_gap = mean_return_gap(session_memory, activity, session_length, config)
+    gap = torch.where(returned, return_gap(mean_gap, u_gap, config), gap)
     return returned, gap
 
 

@@ -19,7 +19,7 @@ import torch
 from recoworld import rng
 from recoworld.catalog import Catalog, lookup
 from recoworld.config_checks import NON_NEGATIVE, OPEN_UNIT, check_fields
-from recoworld.kernels.users import SyntheticDraw
+from recoworld.kernels.users import SYNTHETIC_PARAMETERS, SyntheticDraw
 
 S_USER = 1
 
@@ -114,10 +114,9 @@ class SyntheticPopulation(Population):
         ``None`` for a subclass that changes :meth:`sample`, whose own draw then stands."""
         if type(self).sample is not SyntheticPopulation.sample:
             return None
-        parameters = {"interest_noise": self.interest_noise, "logit_patience": self._logit_patience(),
-                      "patience_spread": self.patience_spread, "novelty_spread": self.novelty_spread,
-                      "activity_spread": self.activity_spread, "popularity_bias_mean": self.popularity_bias_mean,
-                      "popularity_bias_spread": self.popularity_bias_spread}
+        # The law's parameters are this population's fields of the same names, patience by its logit.
+        parameters = {name: self._logit_patience() if name == "logit_patience" else getattr(self, name)
+                      for name in SYNTHETIC_PARAMETERS}
         # Kept for the next restart while the catalog's tables and the parameters stay.
         popularity, features, draw = getattr(self, "_kernel_draw", (None, None, None))
         if popularity is not catalog.popularity or features is not catalog.features or draw.parameters != parameters:

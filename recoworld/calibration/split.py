@@ -115,6 +115,12 @@ def cut_sessions(ratings: pd.DataFrame, gap_minutes: float) -> Sessions:
     return Sessions(table, float(ratings["timestamp"].max()))
 
 
+def is_first_session(table: pd.DataFrame) -> np.ndarray:
+    """``[n_sessions]`` bool: each user's first session in a session table whose rows are
+    in user, then time order (``Sessions.table``, as :func:`cut_sessions` makes it)."""
+    return ~table["user_id"].duplicated().to_numpy()
+
+
 def interaction_matrix(ratings: pd.DataFrame, n_users: int, n_items: int) -> torch.Tensor:
     """Dense ``[n_users, n_items]`` bool tensor, True where the user rated the item."""
     matrix = torch.zeros(n_users, n_items, dtype=torch.bool)

@@ -76,7 +76,7 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 
-from recoworld.calibration.split import DAY, Sessions, cut_sessions
+from recoworld.calibration.split import DAY, Sessions, cut_sessions, is_first_session
 from recoworld.calibration.traits import normal_scores
 from recoworld.catalog import Catalog, RandomCandidates
 from recoworld.simulators.population import Population
@@ -347,7 +347,7 @@ class LifeTargets:
         """The medians of a session table (``user_id``, ``length``, ``next_gap_days``; each
         user's sessions in time order, as :func:`~recoworld.calibration.split.cut_sessions`
         gives them)."""
-        first = ~table["user_id"].duplicated().to_numpy()
+        first = is_first_session(table)
         length = table["length"].to_numpy(np.float64)
         later = length[~first]
         return cls(float(np.median(length[first])), float(np.median(later)) if len(later) else math.nan,
@@ -358,7 +358,7 @@ def habitual_lengths(table: pd.DataFrame) -> np.ndarray:
     """The lengths of the sessions users return for (every session where no user returns):
     the sessions whose shape the leave weights follow, the first session having a shift of
     its own (:func:`fit_lives`)."""
-    later = table["user_id"].duplicated().to_numpy()
+    later = ~is_first_session(table)
     length = table["length"].to_numpy()
     return length[later] if later.any() else length
 
@@ -369,7 +369,7 @@ def first_session_patience(table: pd.DataFrame) -> float:
     session length and the median length of their later sessions, floored at 0. Patience
     is what ranks users' sessions, so a first session ranked as the later ones keeps its
     whole weight (1), and one unrelated to them none (0)."""
-    first = ~table["user_id"].duplicated().to_numpy()
+    first = is_first_session(table)
     later = table[~first].groupby("user_id")["length"].median()
     opening = table[first].set_index("user_id")["length"].reindex(later.index).to_numpy()
     if len(later) < 3 or np.ptp(opening) == 0 or np.ptp(later.to_numpy()) == 0:

@@ -75,7 +75,7 @@ from recoworld.apps.calibrate.fit import CalibrationConfig, fit_leaving
 from recoworld.apps.calibrate.folds import Folds, fold_in_mask
 from recoworld.apps.calibrate.progress import torch_threads
 from recoworld.calibration.bootstrap import interval, user_draws
-from recoworld.calibration.split import DAY, cut_sessions, session_ids, time_ordered
+from recoworld.calibration.split import DAY, cut_sessions, is_first_session, session_ids, time_ordered
 from recoworld.simulators.calibrated import CalibratedPopulation, CalibratedWorld
 
 #: Share of the users held out of the session-dynamics fit.
@@ -90,8 +90,8 @@ LENGTH_QUANTILES = (0.5, 0.8, 0.95)
 def session_table(ratings: pd.DataFrame, genres: np.ndarray, gap_minutes: float = 30.0) -> pd.DataFrame:
     """One row per session of ``ratings`` (``user_id``, ``item_id``, ``rating``, ``timestamp``),
     cut as :func:`~recoworld.calibration.split.cut_sessions` cuts them: ``user_id``,
-    ``first`` (the user's first session), ``length``, ``next_gap_days`` (NaN where no session follows), ``mean_rating`` (over
-    ratings above 0; NaN if none), ``pairs`` (consecutive ratings) and ``same_genre``
+    ``first`` (the user's first session), ``length``, ``next_gap_days`` (NaN where no
+    session follows), ``mean_rating`` (over ratings above 0; NaN if none), ``pairs`` (consecutive ratings) and ``same_genre``
     (those sharing a genre of the ``[n_items, n_genres]`` bool ``genres``)."""
     table = cut_sessions(ratings, gap_minutes).table
     ordered = time_ordered(ratings)
@@ -106,7 +106,7 @@ def session_table(ratings: pd.DataFrame, genres: np.ndarray, gap_minutes: float 
     same_session = sid[1:] == sid[:-1]
     shared = (item_genres[1:] & item_genres[:-1]).any(1) & same_session
     return pd.DataFrame({
-        "user_id": table["user_id"].to_numpy(), "first": ~table["user_id"].duplicated().to_numpy(),
+        "user_id": table["user_id"].to_numpy(), "first": is_first_session(table),
         "length": table["length"].to_numpy(),
         "next_gap_days": table["next_gap_days"].to_numpy(), "mean_rating": mean,
         "pairs": np.bincount(sid[1:][same_session], minlength=n),
