@@ -273,11 +273,10 @@ class SlateWorld:
         for name, value in response.tensor_fields().items():
             info[name] = value.cpu().numpy()
         info["slate"] = slates.cpu().numpy()
-        # fromiter: np.array(list, dtype=object) inspects every entry.
-        info["instruction_text"] = np.fromiter(response.instruction_text, dtype=object, count=self.n_users)
+        info["instruction_text"] = _object_array(response.instruction_text, self.n_users)
         for name in ("item_reasons", "mindset_text"):  # the words of users who have them
             if getattr(response, name) is not None:
-                info[name] = np.fromiter(getattr(response, name), dtype=object, count=self.n_users)
+                info[name] = _object_array(getattr(response, name), self.n_users)
         for name, value in self.signals.items():
             info[f"reward_{name}"] = value.cpu().numpy()
         return info
@@ -293,6 +292,15 @@ class SlateWorld:
 
 
 expose_fields(SlateWorld, WorldState)  # world.history_items reads world.state.history_items, and so on
+
+
+def _object_array(texts, n_users: int) -> np.ndarray:
+    """A response's text field as the info's object array: an object array as it is (each
+    response holds a new one), a list copied into one (by fromiter: np.array(list,
+    dtype=object) inspects every entry)."""
+    if isinstance(texts, np.ndarray) and texts.dtype == object:
+        return texts
+    return np.fromiter(texts, dtype=object, count=n_users)
 
 
 def _simulator(simulator: UserSimulator | None, catalog: Catalog | None, config, population: Population | None,

@@ -1,7 +1,8 @@
 """The shared language between simulators, agents and envs.
 
 A simulator answers a batch of slates ``[B, K]`` with a :class:`Response`; every tensor
-field has ``B`` as its leading dimension and text fields are lists of length ``B``.
+field has ``B`` as its leading dimension and text fields are sequences of length ``B``
+(lists, or 1-D numpy object arrays, the form the env's info hands out).
 A reflective instruction travels in two forms: the sentence the user says, and the
 structured :class:`Instruction` tensors an agent can act on.
 
@@ -96,7 +97,9 @@ class Response:
 
     Reflective instruction voiced at this step (the user senses they are about to leave):
         instruction: structured form, ``instruction.active`` marks users who spoke.
-        instruction_text: the sentence per user, ``None`` for users who said nothing.
+        instruction_text: the sentence per user, ``None`` for users who said nothing: a
+            list, or a 1-D numpy object array (the statistical users', which the env's info
+            hands out as it is).
 
     Words of users who have them (LLM users; ``None`` for simulators without words):
         item_reasons: per user, the reason given for each item of the slate (slate order),
@@ -119,7 +122,7 @@ class Response:
     instruction_in_force: torch.Tensor
     compliance: torch.Tensor
     instruction: Instruction
-    instruction_text: list[str | None] = field(default_factory=list)
+    instruction_text: list[str | None] | np.ndarray = field(default_factory=list)
     item_reasons: list[list[str] | None] | None = None
     mindset_text: list[str | None] | None = None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from recoworld.config_checks import UNIT, Interval
@@ -96,10 +97,13 @@ def _instruction_problems(r: Response, B: int, n_genres: int | None) -> list[str
         ("less", FieldContract(False, True), (B, genres)),
         ("novelty", FieldContract(False, False, Interval(-1.0, 1.0)), (B,)),
     ) if (problem := _field_problem(f"Response.instruction.{name}", getattr(ins, name), field, shape))]
-    if not isinstance(r.instruction_text, (list, tuple)) or len(r.instruction_text) != B:
-        count = len(r.instruction_text) if hasattr(r.instruction_text, "__len__") else type(r.instruction_text).__name__
-        problems.append(f"Response.instruction_text has {count} entries; expected a list of {B} "
-                        "(None for users who said nothing)")
+    text = r.instruction_text
+    sequence = isinstance(text, (list, tuple)) or (isinstance(text, np.ndarray) and text.ndim == 1
+                                                   and text.dtype == object)
+    if not sequence or len(text) != B:
+        count = len(text) if hasattr(text, "__len__") else type(text).__name__
+        problems.append(f"Response.instruction_text has {count} entries; expected a list (or a 1-D numpy object "
+                        f"array) of {B} (None for users who said nothing)")
     return problems
 
 

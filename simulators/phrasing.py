@@ -77,12 +77,15 @@ class Phrasebook:
         self._codes = np.full(1, -1, dtype=np.int32)
         self._sentences = np.full(1, None, dtype=object)
 
-    def render(self, phrase: torch.Tensor) -> list[str | None]:
-        """The sentence of each code of ``phrase`` ``[B]`` (``None`` for -1)."""
+    def render(self, phrase: torch.Tensor) -> np.ndarray:
+        """The sentence of each code of ``phrase`` ``[B]`` (``None`` for -1), as a numpy object
+        array: the form the env's info hands out, so that no list of ``B`` entries is built
+        and converted at each step."""
         phrase = phrase.cpu().numpy()
+        text = np.full(len(phrase), None, dtype=object)
         speakers = np.flatnonzero(phrase >= 0)
         if len(speakers) == 0:
-            return [None] * len(phrase)
+            return text
         spoken = phrase[speakers]
         at = np.searchsorted(self._codes, spoken)
         known = self._codes[at.clip(max=len(self._codes) - 1)] == spoken
@@ -95,9 +98,8 @@ class Phrasebook:
             order = np.argsort(codes)
             self._codes, self._sentences = codes[order], sentences[order]
             at = np.searchsorted(self._codes, spoken)
-        text = np.full(len(phrase), None, dtype=object)
         text[speakers] = self._sentences[at]
-        return text.tolist()
+        return text
 
     def sentence(self, code: int) -> str:
         """The sentence of phrase code ``code`` (see :func:`phrase_codes`)."""

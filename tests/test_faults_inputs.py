@@ -210,7 +210,8 @@ def _nan_at_first(t):
     (_set("compliance", lambda t: t.tolist()),
      "Response.compliance is a list; expected a real-valued tensor with values in [0, 1] of shape (2,)"),
     (_set("instruction_text", lambda t: t[:1]),
-     "Response.instruction_text has 1 entries; expected a list of 2 (None for users who said nothing)"),
+     "Response.instruction_text has 1 entries; expected a list (or a 1-D numpy object array) of 2 (None for users "
+     "who said nothing)"),
     (lambda r: {"clicked": r.clicked}, "respond() returned a dict; return a recoworld.Response"),
 ])
 def test_the_env_checks_a_plugin_simulators_response(catalog, tamper, problem):

@@ -90,10 +90,10 @@ def test_the_phrasebook_gives_each_speaker_its_sentence_and_the_silent_none():
     codes = torch.tensor([-1, spoken[0], -1, spoken[1], spoken[0]], dtype=torch.int32)
     for _ in range(2):  # rendering afresh, then looking up what was rendered
         text = phrasebook.render(codes)
-        assert isinstance(text, list)
-        assert text == [None, phrasebook.sentence(spoken[0]), None, phrasebook.sentence(spoken[1]),
+        assert isinstance(text, np.ndarray) and text.dtype == object  # the form the env's info hands out
+        assert text.tolist() == [None, phrasebook.sentence(spoken[0]), None, phrasebook.sentence(spoken[1]),
                         phrasebook.sentence(spoken[0])]
-    assert phrasebook.render(torch.full((3,), -1, dtype=torch.int32)) == [None, None, None]
+    assert phrasebook.render(torch.full((3,), -1, dtype=torch.int32)).tolist() == [None, None, None]
 
 
 def test_the_c_bookkeeping_starts_episodes_in_its_step_pass_as_the_torch_start_then_step():
