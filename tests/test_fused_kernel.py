@@ -239,26 +239,68 @@ def test_kernel_is_built_into_the_cache_and_missing_compiler_is_explained(tmp_pa
     assert len(list((tmp_path / "kernels").glob("users_step-*.so"))) == 1
 
 
+def _slate_choice(n_users: int, bad_row: int | None = None):
+    """The SlateChoice that turns every user's slate of candidate indices into items (one
+    row bad if asked), the arrays it points into (held by the caller), the slates it writes,
+    and the items numpy gives."""
+    from recoworld.kernels.world import SlateChoice
+
+    # numpy only: a forked child must not run torch ops (its OpenMP threads are the parent's).
+    rng = np.random.default_rng(0)
+    n_items, C, K = 97, 20, 5
+    offsets = (np.arange(C)[None, :] * np.array([1, 3, 7])[:, None]) % n_items
+    draw = np.stack([rng.integers(0, n_items, n_users), rng.integers(0, 3, n_users)], 1)
+    positions = np.argsort(rng.random((n_users, C)), 1)[:, :K].copy()
+    if bad_row is not None:
+        positions[bad_row, 1] = positions[bad_row, 0]  # a repeated index
+    expected = torch.from_numpy((draw[:, :1] + np.take_along_axis(offsets[draw[:, 1]], positions, 1)) % n_items)
+    slates = torch.from_numpy(np.full((n_users, K), -1, dtype=np.int64))
+    offsets, draw, positions = (torch.from_numpy(a) for a in (offsets, draw, positions))
+    choice = SlateChoice(K=K, C=C, n_items=n_items, positions=build.pointer(positions), draw=build.pointer(draw),
+                         offsets=build.pointer(offsets), slates=build.pointer(slates))
+    return choice, (positions, draw, offsets), slates, expected
+
+
 @pytest.mark.parametrize("threads", ["1", "2", "3"])
-def test_run_chunks_covers_each_user_once_in_order_and_passes_errors_on(monkeypatch, threads):
+def test_run_parallel_covers_each_user_once_in_order_and_passes_codes_on(monkeypatch, threads):
+    from recoworld.kernels.world import library
+
     monkeypatch.setenv("RECOWORLD_THREADS", threads)
-    seen = np.zeros(10_000, dtype=int)
+    take = library().recoworld_take_slates
+    choice, _arrays, slates, expected = _slate_choice(10_000)
+    codes = build.run_parallel(take, choice, 10_000)
+    assert torch.equal(slates, expected) and codes == [-1] * len(codes)
+    chunk = max(build.MIN_USERS_PER_CHUNK, -(-10_000 // (build.CHUNKS_PER_THREAD * int(threads))))
+    assert len(codes) == -(-10_000 // chunk)
+    choice, _arrays, _slates, _expected = _slate_choice(10_000, bad_row=7777)
+    codes = build.run_parallel(take, choice, 10_000)  # each chunk reports its first bad row
+    assert codes[7777 // chunk] == 7777 and sum(code >= 0 for code in codes) == 1
 
-    def call(begin, end):
-        seen[begin:end] += 1
-        return begin, end
 
-    bounds = build.run_chunks(call, len(seen))
-    assert (seen == 1).all() and bounds == sorted(bounds) and bounds[0][0] == 0 and bounds[-1][1] == len(seen)
-    assert len(bounds) == min(build.CHUNKS_PER_THREAD * int(threads), len(seen) // build.MIN_USERS_PER_CHUNK)
+def _steps_in_a_fork(queue) -> None:
+    from recoworld.kernels.world import library
 
-    def fails(begin, end):
-        if begin > 0:
-            raise RuntimeError(f"chunk at {begin}")
-        return 0
+    choice, _arrays, slates, expected = _slate_choice(5_000)
+    build.run_parallel(library().recoworld_take_slates, choice, 5_000)
+    queue.put(bool((slates.numpy() == expected.numpy()).all()))
 
-    with pytest.raises(RuntimeError, match="chunk at"):
-        build.run_chunks(fails, len(seen))
+
+def test_a_forked_process_runs_the_kernels_on_threads_of_its_own(monkeypatch):
+    """The parent's pool threads do not exist in a fork's child: the child starts its own."""
+    import multiprocessing
+
+    from recoworld.kernels.world import library
+
+    monkeypatch.setenv("RECOWORLD_THREADS", "2")
+    choice, _arrays, _slates, _expected = _slate_choice(5_000)
+    build.run_parallel(library().recoworld_take_slates, choice, 5_000)  # the parent's pool is up
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_steps_in_a_fork, args=(queue,))
+    child.start()
+    assert queue.get(timeout=60) is True
+    child.join(timeout=60)
+    assert child.exitcode == 0
 
 
 @pytest.mark.parametrize("tensor", [torch.zeros(4, 4).T, torch.zeros(4, device="meta")], ids=["strided", "not_cpu"])

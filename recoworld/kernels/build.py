@@ -18,12 +18,13 @@ Every kernel exports, for each struct ``S``, a function ``recoworld_layout_S`` (
 (:class:`LayoutMismatchError`), so that a field added on one side only is an error at load
 time, not a kernel writing into the wrong memory.
 
-Users are independent, so :func:`run_chunks` splits a batch into contiguous chunks run on
-:func:`threads` Python threads (ctypes releases the GIL during a call); a user's result
-does not depend on the chunking. The kernels bring their own threads: torch beside them
-runs on one intra-op thread (the envs scope their torch work so, see
-:mod:`recoworld.kernels.placement`), or torch's OpenMP workers, which spin for a while
-after each parallel op, keep the cores the kernels need.
+Users are independent, so :func:`run_parallel` splits a batch into contiguous chunks that
+:func:`threads` threads claim in turn: the caller's and the workers of ``pool.c``, POSIX
+threads that wait awake for a short while between kernel calls (ctypes releases the GIL
+for the whole call); a user's result does not depend on the chunking. The kernels bring
+their own threads: torch beside them runs on one intra-op thread (the envs scope their
+torch work so, see :mod:`recoworld.kernels.placement`), or torch's OpenMP workers, which
+spin for a while after each parallel op, keep the cores the kernels need.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ import ctypes
 import os
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, wait
 from pathlib import Path
 
 import torch
@@ -42,12 +42,12 @@ from recoworld.kernels.compiler import HERE, PREBUILT, SOURCES, CompilerNotFound
 
 #: The kernels a simulator or env can be built with: ``"auto"`` picks one of the others (:func:`choose`).
 KERNELS = ("auto", "torch", "c")
-MIN_USERS_PER_CHUNK = 1024  # below this a thread's turn costs more than it saves
-CHUNKS_PER_THREAD = 4
+MIN_USERS_PER_CHUNK = 128  # below this a claim costs more than it saves
+# Chunks small enough that the thread which finishes first waits little for the others.
+CHUNKS_PER_THREAD = 16
 
 _LOCK = threading.Lock()
 _LIBRARIES: dict[Path, ctypes.CDLL] = {}
-_POOL: ThreadPoolExecutor | None = None
 
 
 class LayoutMismatchError(RuntimeError):
@@ -175,43 +175,29 @@ def threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _chunks(n: int, workers: int, min_chunk: int) -> list[tuple[int, int]]:
-    # Several chunks per worker, taken in turn: a worker slowed by another thread on its
-    # core (the autoreset's restarts, the agent) takes fewer, instead of holding up the step.
-    parts = max(1, min(CHUNKS_PER_THREAD * workers, n // min_chunk))
-    bounds = [n * i // parts for i in range(parts + 1)]
-    return list(zip(bounds[:-1], bounds[1:]))
+MAX_CHUNKS = (1 << 22) - 1  # what pool.c's claim word counts
 
 
-def run_chunks(call, n: int, min_chunk: int = MIN_USERS_PER_CHUNK) -> list:
-    """``call(begin, end)`` over ``[0, n)`` in contiguous chunks of at least ``min_chunk``
-    users (fewer where a user's work is heavier), on :func:`threads` threads (the caller's
-    among them); returns the calls' results in chunk order."""
-    global _POOL
+def _pool() -> ctypes.CDLL:
+    lib = load(source("pool.c"))
+    lib.recoworld_run_parallel.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                                           ctypes.c_int, ctypes.POINTER(ctypes.c_int64)]
+    lib.recoworld_run_parallel.restype = ctypes.c_int64
+    return lib
+
+
+def run_parallel(function, args: ctypes.Structure, n: int, min_chunk: int = MIN_USERS_PER_CHUNK) -> list[int]:
+    """The chunk ``function`` of a kernel library (in C ``int64_t f(int64_t begin, int64_t
+    end, const void *args)``, returning the chunk's code) over users ``[0, n)`` with
+    ``args`` (a ctypes struct, passed by reference), in contiguous chunks of at least
+    ``min_chunk`` users (fewer where a user's work is heavier) on :func:`threads` threads,
+    the caller's among them (``pool.c``); returns the chunks' codes in chunk order."""
     workers = threads()
-    chunks = _chunks(n, workers, min_chunk)
-    if len(chunks) == 1 or workers == 1:
-        return [call(*chunk) for chunk in chunks]
-    if _POOL is None or _POOL._max_workers != workers - 1:
-        _POOL = ThreadPoolExecutor(workers - 1, thread_name_prefix="recoworld-kernel")
-    results = [None] * len(chunks)
-    # Each thread takes the next chunk until none is left (a range iterator hands each out
-    # once: its next() runs under the GIL). The caller works too, instead of waiting on
-    # one future per chunk.
-    turns = iter(range(len(chunks)))
-
-    def work() -> None:
-        for i in turns:
-            results[i] = call(*chunks[i])
-
-    helpers = [_POOL.submit(work) for _ in range(workers - 1)]
-    try:
-        work()
-    finally:  # the helpers may still be in a kernel that writes the caller's tensors
-        wait(helpers)
-    for helper in helpers:
-        helper.result()  # raises a helper's error
-    return results
+    chunk = max(min_chunk, -(-n // (CHUNKS_PER_THREAD * workers)), -(-n // MAX_CHUNKS))
+    codes = (ctypes.c_int64 * max(1, -(-n // chunk)))()
+    count = _pool().recoworld_run_parallel(ctypes.cast(function, ctypes.c_void_p), ctypes.byref(args), n, chunk,
+                                           workers, codes)
+    return codes[:count]
 
 
 def pointer(tensor: torch.Tensor | None) -> int | None:

@@ -19,14 +19,14 @@ import tempfile
 from pathlib import Path
 
 # -fno-math-errno lets expf and logf compile to inline code (their results are the same;
-# only errno is not set).
-FLAGS = ["-O3", "-fno-math-errno", "-shared", "-fPIC", "-std=c99"]
+# only errno is not set); -pthread for pool.c's threads.
+FLAGS = ["-O3", "-fno-math-errno", "-shared", "-fPIC", "-std=c99", "-pthread"]
 HERE = Path(__file__).parent
 # The headers every kernel may include (rng.h, the C twin of recoworld.rng; layout.h): part
 # of each build's hash.
 HEADERS = sorted(HERE.glob("*.h"))
 #: The kernels' sources, each compiled into a library of its own.
-SOURCES = ("rng.c", "users_step.c", "world_step.c")
+SOURCES = ("rng.c", "users_step.c", "world_step.c", "pool.c")
 #: Where a package build puts the libraries it compiled (inside recoworld/kernels/).
 PREBUILT = "prebuilt"
 

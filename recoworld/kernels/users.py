@@ -138,6 +138,8 @@ UserStep = build.struct_of("UserStep", {
 NEWCOMER_TRAITS = ("interest", "patience", "novelty_trait", "activity", "popularity_bias", "rating_bias")
 Newcomers = build.struct_of("Newcomers",
                             dict.fromkeys(["slots", "key", *NEWCOMER_TRAITS, "source_user", "synthetic"], _p))
+# Mirrors `StartCall` in users_step.c: a start's frame and newcomers, for the pool's chunks.
+StartCall = build.struct_of("StartCall", {"step": _p, "newcomers": _p})
 # Mirrors `SyntheticLaw` in synthetic.h.
 SYNTHETIC_PARAMETERS = ("interest_noise", "logit_patience", "patience_spread", "novelty_spread", "activity_spread",
                         "popularity_bias_mean", "popularity_bias_spread")
@@ -147,7 +149,7 @@ SyntheticLaw = build.struct_of("SyntheticLaw", {
 DRAWN_TRAITS = ("patience", "novelty_trait", "activity", "popularity_bias")  # beside the interest
 # Drawing a user's traits costs more than stepping it: smaller chunks share the restarts of
 # an autoreset between the kernel threads.
-NEWCOMERS_PER_CHUNK = 256
+NEWCOMERS_PER_CHUNK = 32
 
 
 @dataclass
@@ -187,21 +189,17 @@ def draw_synthetic(draw: SyntheticDraw, keys: torch.Tensor) -> dict[str, torch.T
     keys, law, lib = keys.to(torch.int64).contiguous(), draw.law, library()
     traits = {"interest": torch.empty(len(keys), law.D)} | {name: torch.empty(len(keys)) for name in DRAWN_TRAITS}
     pointers = [build.pointer(traits[name]) for name in ("interest", *DRAWN_TRAITS)]
-    codes = build.run_chunks(lambda begin, end: lib.recoworld_draw_synthetic(
-        begin, end, ctypes.byref(law), build.pointer(keys), *pointers), len(keys), NEWCOMERS_PER_CHUNK)
-    if any(codes):
+    # A check of the draw, not a step's path: one pass on the caller's thread.
+    if lib.recoworld_draw_synthetic(0, len(keys), ctypes.byref(law), build.pointer(keys), *pointers):
         raise ValueError(f"the C kernel handles features of up to 1024 dimensions, got {law.D}: use kernel='torch'")
     return traits
 
 
 def library() -> ctypes.CDLL:
     """The compiled kernel, built into the cache on first use, its structs checked."""
-    lib = build.load(SOURCE, (UserStep, Newcomers, SyntheticLaw))
-    lib.recoworld_respond.argtypes = [_i64, _i64, ctypes.POINTER(UserStep)]
-    lib.recoworld_start.argtypes = [_i64, _i64, ctypes.POINTER(UserStep), ctypes.POINTER(Newcomers)]
+    lib = build.load(SOURCE, (UserStep, Newcomers, SyntheticLaw, StartCall))
     lib.recoworld_draw_synthetic.argtypes = [_i64, _i64, ctypes.POINTER(SyntheticLaw)] + [_p] * 6
-    for function in (lib.recoworld_respond, lib.recoworld_start, lib.recoworld_draw_synthetic):
-        function.restype = ctypes.c_int
+    lib.recoworld_draw_synthetic.restype = ctypes.c_int
     return lib
 
 
@@ -252,9 +250,7 @@ class UsersKernel(build.CompiledKernel):
         out |= {name: torch.empty(B, G, dtype=dtype) for name, dtype in PER_GENRE.items()}
         slates = slates.contiguous()  # held here: the frame holds only its address
         frame = self._frame(state, K=K, slates=slates, idle=idle, **out)
-        lib = self._lib
-        self._check(build.run_chunks(lambda begin, end: lib.recoworld_respond(begin, end, ctypes.byref(frame)), B),
-                    state, K)
+        self._check(build.run_parallel(self._lib.recoworld_respond_chunk, frame, B), state, K)
         voiced = Instruction(out["phrase"] >= 0, out["voiced_more"], out["voiced_less"], out["voiced_novelty"])
         return Reactions(out["examined"], out["clicked"], out["watch"], out["liked"], out["rating"], out["in_force"],
                          out["leaves"], out["returned"], out["compliance"], out["hazard"], out["gap"], voiced,
@@ -279,10 +275,10 @@ class UsersKernel(build.CompiledKernel):
         rows |= {"slots": slots.to(torch.int64).contiguous(), "key": keys.to(torch.int64).contiguous()}
         newcomers = Newcomers(**{name: build.pointer(t) for name, t in rows.items()},
                               synthetic=None if law is None else ctypes.addressof(law))
-        frame, lib = self._frame(state, K=0), self._lib
-        codes = build.run_chunks(
-            lambda begin, end: lib.recoworld_start(begin, end, ctypes.byref(frame), ctypes.byref(newcomers)),
-            len(slots), NEWCOMERS_PER_CHUNK if law is not None else build.MIN_USERS_PER_CHUNK)
+        frame = self._frame(state, K=0)
+        call = StartCall(step=ctypes.addressof(frame), newcomers=ctypes.addressof(newcomers))
+        codes = build.run_parallel(self._lib.recoworld_start_chunk, call, len(slots),
+                                   NEWCOMERS_PER_CHUNK if law is not None else build.MIN_USERS_PER_CHUNK)
         self._check(codes, state, 0)
 
     def _frame(self, state: UserState, K: int, idle: torch.Tensor | None = None, **tensors) -> UserStep:

@@ -27,6 +27,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "layout.h"
 #include "rng.h"
@@ -94,16 +95,32 @@ typedef struct {
     int32_t *phrase;
 } UserStep;
 
-/* A dot product in 8 interleaved partial sums: the compiler keeps them in vector lanes
- * (a single running sum would be one long chain of dependent additions). The summation
- * order differs from torch's, which is why the kernels agree to rounding, not bits. */
+/* Four floats as one value (GCC and clang vector extensions): the compiler keeps them in one
+ * SIMD register on any target, where a float[4] loop is left to its vectoriser's judgement. */
+typedef float lanes4 __attribute__((vector_size(16)));
+
+static inline lanes4 load4(const float *x) {
+    lanes4 v;
+    memcpy(&v, x, sizeof v);
+    return v;
+}
+
+/* A dot product in 8 interleaved partial sums, lanes 0-3 and 4-7 of each block of 8 (a single
+ * running sum would be one long chain of dependent additions); what is left after the last
+ * full block goes into partial sum 0. The summation order differs from torch's, which is why
+ * the kernels agree to rounding, not bits. */
 static inline float dot(const float *a, const float *b, int64_t n) {
-    float part[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+    lanes4 low = {0.0f, 0.0f, 0.0f, 0.0f}, high = low;
     int64_t d = 0;
-    for (; d + 8 <= n; d += 8)
-        for (int i = 0; i < 8; i++) part[i] += a[d + i] * b[d + i];
-    for (; d < n; d++) part[0] += a[d] * b[d];
-    return ((part[0] + part[4]) + (part[1] + part[5])) + ((part[2] + part[6]) + (part[3] + part[7]));
+    for (; d + 8 <= n; d += 8) {
+        low += load4(a + d) * load4(b + d);
+        high += load4(a + d + 4) * load4(b + d + 4);
+    }
+    float first = low[0];
+    for (; d < n; d++) first += a[d] * b[d];
+    low[0] = first;
+    const lanes4 pairs = low + high; /* partial sums i + (i + 4) */
+    return (pairs[0] + pairs[1]) + (pairs[2] + pairs[3]);
 }
 
 /* Compliance of user b's slate with their instruction in force (equations.instruction_compliance). */
@@ -497,6 +514,23 @@ int recoworld_draw_synthetic(int64_t begin, int64_t end, const SyntheticLaw *law
     return 0;
 }
 
+/* The chunks pool.c runs (recoworld_run_parallel, called from recoworld/kernels/build.py):
+ * a step of users [begin, end) of the UserStep `frame`, and the start of newcomers
+ * [begin, end) of a StartCall. */
+typedef struct {
+    const UserStep *step;
+    const Newcomers *newcomers;
+} StartCall;
+
+int64_t recoworld_respond_chunk(int64_t begin, int64_t end, const void *frame) {
+    return recoworld_respond(begin, end, (const UserStep *)frame);
+}
+
+int64_t recoworld_start_chunk(int64_t begin, int64_t end, const void *call) {
+    const StartCall *c = (const StartCall *)call;
+    return recoworld_start(begin, end, c->step, c->newcomers);
+}
+
 /* The layouts of the structs, for the loader's check against its ctypes mirrors (layout.h). */
 LAYOUT_BEGIN(UserStep)
     LAYOUT_FIELD(UserStep, K) LAYOUT_FIELD(UserStep, D) LAYOUT_FIELD(UserStep, G) LAYOUT_FIELD(UserStep, H)
@@ -538,3 +572,7 @@ LAYOUT_BEGIN(SyntheticLaw)
     LAYOUT_FIELD(SyntheticLaw, activity_spread) LAYOUT_FIELD(SyntheticLaw, popularity_bias_mean)
     LAYOUT_FIELD(SyntheticLaw, popularity_bias_spread)
 LAYOUT_END(SyntheticLaw)
+
+LAYOUT_BEGIN(StartCall)
+    LAYOUT_FIELD(StartCall, step) LAYOUT_FIELD(StartCall, newcomers)
+LAYOUT_END(StartCall)

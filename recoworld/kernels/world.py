@@ -72,6 +72,9 @@ WorldStep = build.struct_of("WorldStep", {
     **dict.fromkeys(OBSERVATION, _p), "D": _i64, "features": _p, "features_obs": _p, "starting": _p,
     "start_keys": _p,
 })
+# Mirrors `SlateChoice` in world_step.c.
+SlateChoice = build.struct_of("SlateChoice", {**dict.fromkeys(["K", "C", "n_items"], _i64),
+                                              **dict.fromkeys(["positions", "draw", "offsets", "slates"], _p)})
 #: The observation's arrays the kernel writes, by their names in the observation.
 OBSERVED = {"candidate_ids": "candidates_obs", "history_items": "history_obs", "history_feedback": "feedback_obs",
             "instruction": "instruction_obs", "session": "session_obs", "candidate_features": "features_obs"}
@@ -79,11 +82,7 @@ OBSERVED = {"candidate_ids": "candidates_obs", "history_items": "history_obs", "
 
 def library() -> ctypes.CDLL:
     """The compiled bookkeeping, built into the cache on first use, its struct checked."""
-    lib = build.load(SOURCE, (WorldStep,))
-    lib.recoworld_world_step.argtypes = [_i64, _i64, ctypes.POINTER(WorldStep)]
-    lib.recoworld_world_step.restype = ctypes.c_int
-    lib.recoworld_take_slates.argtypes = [_i64] * 5 + [_p] * 4
-    lib.recoworld_take_slates.restype = _i64
+    lib = build.load(SOURCE, (WorldStep, SlateChoice))
     lib.recoworld_world_start.argtypes = [_i64, _i64, _p, _p, ctypes.POINTER(WorldStep)]
     lib.recoworld_world_start.restype = None
     return lib
@@ -122,10 +121,10 @@ class WorldKernel(build.CompiledKernel):
             return None
         positions = positions.contiguous()
         slates = torch.empty(B, positions.shape[1], dtype=torch.int64)
-        lib, n_items = self._lib, self.candidates.n_items
-        pointers = [build.pointer(t) for t in (positions, state.candidate_draw, self.candidates.offsets, slates)]
-        bad = build.run_chunks(lambda begin, end: lib.recoworld_take_slates(
-            begin, end, positions.shape[1], C, n_items, *pointers), B)
+        choice = SlateChoice(K=positions.shape[1], C=C, n_items=self.candidates.n_items, **{
+            name: build.pointer(t) for name, t in (("positions", positions), ("draw", state.candidate_draw),
+                                                   ("offsets", self.candidates.offsets), ("slates", slates))})
+        bad = build.run_parallel(self._lib.recoworld_take_slates, choice, B)
         return slates if all(row < 0 for row in bad) else None
 
     def step(self, state: WorldState, slates: torch.Tensor, response: Response, idle: torch.Tensor | None,
@@ -150,8 +149,8 @@ class WorldKernel(build.CompiledKernel):
         }
         if starts is not None:
             tensors["starting"], tensors["start_keys"] = _per_user(B, *starts)
-        frame, lib = self._frame(state, K=K, idle=idle, stream=self._stream_base, **tensors), self._lib
-        if any(build.run_chunks(lambda begin, end: lib.recoworld_world_step(begin, end, ctypes.byref(frame)), B)):
+        frame = self._frame(state, K=K, idle=idle, stream=self._stream_base, **tensors)
+        if any(build.run_parallel(self._lib.recoworld_world_step, frame, B)):
             raise ValueError(f"the C bookkeeping handles slates of up to 256 items, got {K}: use kernel='torch'")
         return observed, totals
 
@@ -172,9 +171,9 @@ class WorldKernel(build.CompiledKernel):
         """Start an episode in ``slots`` (int64 ``[n]``) with random ``keys`` (int64 ``[n]``),
         in place: no history, no instruction, counters at zero."""
         slots, keys = slots.to(torch.int64).contiguous(), keys.to(torch.int64).contiguous()
-        frame, lib = self._frame(state), self._lib
-        build.run_chunks(lambda begin, end: lib.recoworld_world_start(
-            begin, end, build.pointer(slots), build.pointer(keys), ctypes.byref(frame)), len(slots))
+        # Scattered rows of a reset, not a step's hot path: one pass on the caller's thread.
+        self._lib.recoworld_world_start(0, len(slots), build.pointer(slots), build.pointer(keys),
+                                        ctypes.byref(self._frame(state)))
 
     def _frame(self, state: WorldState, K: int = 0, idle: torch.Tensor | None = None, stream: int = 0,
                **tensors: torch.Tensor) -> WorldStep:

@@ -149,11 +149,12 @@ static inline void prefetch_user(const WorldStep *w, int64_t b) {
     PREFETCH(w->draw + 2 * b, 1);
 }
 
-/* One step of users [begin, end). Returns 0, or 1 if K exceeds MAX_K. */
-int recoworld_world_step(int64_t begin, int64_t end, const WorldStep *step) {
+/* One step of users [begin, end) of the WorldStep `frame` (a chunk of recoworld_run_parallel,
+ * pool.c). Returns 0, or 1 if K exceeds MAX_K. */
+int64_t recoworld_world_step(int64_t begin, int64_t end, const void *frame) {
     /* A local copy: stores through the output pointers cannot change it, so the compiler
      * keeps its fields in registers instead of reloading them after every store. */
-    const WorldStep local = *step, *w = &local;
+    const WorldStep local = *(const WorldStep *)frame, *w = &local;
     const int64_t K = w->K, H = w->H, G = w->G, C = w->C;
     if (K > MAX_K) return 1;
     const int64_t prefetched_end = w->features_obs == NULL ? end - PREFETCH_AHEAD : begin;
@@ -238,13 +239,23 @@ int recoworld_world_step(int64_t begin, int64_t end, const WorldStep *step) {
     return 0;
 }
 
-/* Item ids of the agents' slates: positions [B, K] index each row's C candidates, given
- * by their draws [B, 2] (start, stride row of offsets [S, C]). Returns -1 if every row
- * holds K distinct indices in [0, C), else the first bad row (envs/actions.py then names
- * the bad entry). */
-int64_t recoworld_take_slates(int64_t begin, int64_t end, int64_t K, int64_t C, int64_t n_items,
-                              const int64_t *positions, const int64_t *draw, const int64_t *offsets,
-                              int64_t *slates) {
+/* The agents' slates of candidate indices, and the item ids they pick. */
+typedef struct {
+    int64_t K, C, n_items;
+    const int64_t *positions; /* [B, K]: indices into each row's C candidates */
+    const int64_t *draw, *offsets; /* [B, 2] and [S, C]: the candidates (WorldStep's) */
+    int64_t *slates; /* [B, K]: the item ids, written */
+} SlateChoice;
+
+/* Item ids of the agents' slates of users [begin, end) (a chunk of recoworld_run_parallel):
+ * positions index each row's C candidates, given by their draws (start, stride row of
+ * offsets). Returns -1 if every row holds K distinct indices in [0, C), else the first bad
+ * row (envs/actions.py then names the bad entry). */
+int64_t recoworld_take_slates(int64_t begin, int64_t end, const void *choice) {
+    const SlateChoice c = *(const SlateChoice *)choice;
+    const int64_t K = c.K, C = c.C, n_items = c.n_items, *positions = c.positions, *draw = c.draw;
+    const int64_t *offsets = c.offsets;
+    int64_t *slates = c.slates;
     for (int64_t b = begin; b < end; b++) {
         const int64_t *row = positions + b * K, *user_offsets = offsets + draw[2 * b + 1] * C;
         uint64_t taken = 0; /* the indices seen so far in the row, where C <= 64 */
@@ -291,3 +302,9 @@ LAYOUT_BEGIN(WorldStep)
     LAYOUT_FIELD(WorldStep, features) LAYOUT_FIELD(WorldStep, features_obs)
     LAYOUT_FIELD(WorldStep, starting) LAYOUT_FIELD(WorldStep, start_keys)
 LAYOUT_END(WorldStep)
+
+LAYOUT_BEGIN(SlateChoice)
+    LAYOUT_FIELD(SlateChoice, K) LAYOUT_FIELD(SlateChoice, C) LAYOUT_FIELD(SlateChoice, n_items)
+    LAYOUT_FIELD(SlateChoice, positions) LAYOUT_FIELD(SlateChoice, draw) LAYOUT_FIELD(SlateChoice, offsets)
+    LAYOUT_FIELD(SlateChoice, slates)
+LAYOUT_END(SlateChoice)
