@@ -67,15 +67,13 @@ def phrase_codes(voiced: Instruction, key: torch.Tensor, counter: torch.Tensor) 
 
 
 class Phrasebook:
-    """The sentences of phrase codes over a catalog's genre names, each rendered once and
-    then looked up by a binary search over the codes met so far (a large batch voices a few
-    hundred distinct sentences at a step)."""
+    """The sentences of phrase codes over a catalog's genre names: a table indexed by the
+    code ((G + 1)^2 9 entries), each sentence rendered the first time its code is met (a
+    large batch voices a few hundred distinct sentences at a step)."""
 
     def __init__(self, catalog: Catalog):
         self.genre_names = catalog.genre_names
-        # Code -1 (no instruction) heads the list, so that a lookup always lands on an entry.
-        self._codes = np.full(1, -1, dtype=np.int32)
-        self._sentences = np.full(1, None, dtype=object)
+        self._sentences = np.full((len(self.genre_names) + 1) ** 2 * 9, None, dtype=object)
 
     def render(self, phrase: torch.Tensor) -> np.ndarray:
         """The sentence of each code of ``phrase`` ``[B]`` (``None`` for -1), as a numpy object
@@ -86,19 +84,13 @@ class Phrasebook:
         speakers = np.flatnonzero(phrase >= 0)
         if len(speakers) == 0:
             return text
-        spoken = phrase[speakers]
-        at = np.searchsorted(self._codes, spoken)
-        known = self._codes[at.clip(max=len(self._codes) - 1)] == spoken
-        if not known.all():
-            new = np.unique(spoken[~known])
-            codes = np.concatenate([self._codes, new])
-            rendered = np.empty(len(new), dtype=object)
-            rendered[:] = [self.sentence(code) for code in new.tolist()]
-            sentences = np.concatenate([self._sentences, rendered])
-            order = np.argsort(codes)
-            self._codes, self._sentences = codes[order], sentences[order]
-            at = np.searchsorted(self._codes, spoken)
-        text[speakers] = self._sentences[at]
+        spoken = self._sentences[phrase[speakers]]
+        unseen = np.flatnonzero(np.equal(spoken, None))  # codes not rendered yet
+        if len(unseen):
+            for code in np.unique(phrase[speakers[unseen]]).tolist():
+                self._sentences[code] = self.sentence(code)
+            spoken = self._sentences[phrase[speakers]]
+        text[speakers] = spoken
         return text
 
     def sentence(self, code: int) -> str:

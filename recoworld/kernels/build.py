@@ -178,12 +178,19 @@ def threads() -> int:
 MAX_CHUNKS = (1 << 22) - 1  # what pool.c's claim word counts
 
 
-def _pool() -> ctypes.CDLL:
-    lib = load(source("pool.c"))
-    lib.recoworld_run_parallel.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-                                           ctypes.c_int, ctypes.POINTER(ctypes.c_int64)]
-    lib.recoworld_run_parallel.restype = ctypes.c_int64
-    return lib
+_RUN_PARALLEL = None
+
+
+def _run_parallel():
+    """pool.c's entry point, loaded once (each kernel call of a step goes through it)."""
+    global _RUN_PARALLEL
+    if _RUN_PARALLEL is None:
+        run = load(source("pool.c")).recoworld_run_parallel
+        run.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int,
+                        ctypes.POINTER(ctypes.c_int64)]
+        run.restype = ctypes.c_int64
+        _RUN_PARALLEL = run
+    return _RUN_PARALLEL
 
 
 def run_parallel(function, args: ctypes.Structure, n: int, min_chunk: int = MIN_USERS_PER_CHUNK) -> list[int]:
@@ -195,8 +202,7 @@ def run_parallel(function, args: ctypes.Structure, n: int, min_chunk: int = MIN_
     workers = threads()
     chunk = max(min_chunk, -(-n // (CHUNKS_PER_THREAD * workers)), -(-n // MAX_CHUNKS))
     codes = (ctypes.c_int64 * max(1, -(-n // chunk)))()
-    count = _pool().recoworld_run_parallel(ctypes.cast(function, ctypes.c_void_p), ctypes.byref(args), n, chunk,
-                                           workers, codes)
+    count = _run_parallel()(ctypes.cast(function, ctypes.c_void_p), ctypes.byref(args), n, chunk, workers, codes)
     return codes[:count]
 
 
