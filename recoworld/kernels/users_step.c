@@ -21,8 +21,9 @@
  * population) and the sentence of a voiced instruction, looked up by the code this kernel
  * gives its content and phrasing.
  *
- * Plain C99 and libm, compiled by recoworld.kernels.build; its structs are mirrored in
- * recoworld/kernels/users.py and checked against the LAYOUT tables at the end at load time.
+ * C99 with the vector extensions of GCC and clang (lanes4 below) and libm, compiled by
+ * recoworld.kernels.build; its structs are mirrored in recoworld/kernels/users.py and
+ * checked against the LAYOUT tables at the end at load time.
  */
 #include <math.h>
 #include <stddef.h>
@@ -99,10 +100,26 @@ typedef struct {
  * SIMD register on any target, where a float[4] loop is left to its vectoriser's judgement. */
 typedef float lanes4 __attribute__((vector_size(16)));
 
+/* Four int32 lanes: a comparison of lanes4 or mask4 values gives one (-1 where true, else 0). */
+typedef int32_t mask4 __attribute__((vector_size(16)));
+
 static inline lanes4 load4(const float *x) {
     lanes4 v;
     memcpy(&v, x, sizeof v);
     return v;
+}
+
+static inline mask4 load_mask4(const int32_t *x) {
+    mask4 v;
+    memcpy(&v, x, sizeof v);
+    return v;
+}
+
+static inline void store4(float *x, lanes4 v) { memcpy(x, &v, sizeof v); }
+
+/* Lane by lane, where the mask is -1 a, elsewhere b. */
+static inline lanes4 select4(mask4 mask, lanes4 a, lanes4 b) {
+    return (lanes4)((mask & (mask4)a) | (~mask & (mask4)b));
 }
 
 /* A dot product in 8 interleaved partial sums, lanes 0-3 and 4-7 of each block of 8 (a single
@@ -117,6 +134,10 @@ static inline float dot(const float *a, const float *b, int64_t n) {
         high += load4(a + d + 4) * load4(b + d + 4);
     }
     float first = low[0];
+    for (; d + 4 <= n; d += 4) { /* the products four at a time, added one by one */
+        const lanes4 product = load4(a + d) * load4(b + d);
+        first = (((first + product[0]) + product[1]) + product[2]) + product[3];
+    }
     for (; d < n; d++) first += a[d] * b[d];
     low[0] = first;
     const lanes4 pairs = low + high; /* partial sums i + (i + 4) */
@@ -127,19 +148,21 @@ static inline float dot(const float *a, const float *b, int64_t n) {
 static float compliance_of(const UserStep *s, int64_t b, const float *distance) {
     const int64_t K = s->K, G = s->G;
     const uint8_t *more = s->more + b * G, *less = s->less + b * G;
-    int has_less = 0, has_more = 0;
+    /* An instruction names a genre or two: the items' genre rows are read at those alone. */
+    int64_t less_genres[MAX_G], more_genres[MAX_G], n_less = 0, n_more = 0;
     for (int64_t g = 0; g < G; g++) {
-        has_less |= less[g];
-        has_more |= more[g];
+        less_genres[n_less] = g;
+        n_less += less[g] != 0;
+        more_genres[n_more] = g;
+        n_more += more[g] != 0;
     }
+    const int has_less = n_less > 0, has_more = n_more > 0;
     float in_less = 0.0f, in_more = 0.0f, novel = 0.0f;
     for (int64_t k = 0; k < K; k++) {
         const uint8_t *genres = s->genres + s->slates[b * K + k] * G;
         int hits_less = 0, hits_more = 0;
-        for (int64_t g = 0; g < G; g++) {
-            hits_less |= genres[g] & less[g];
-            hits_more |= genres[g] & more[g];
-        }
+        for (int64_t i = 0; i < n_less; i++) hits_less |= genres[less_genres[i]];
+        for (int64_t i = 0; i < n_more; i++) hits_more |= genres[more_genres[i]];
         in_less += (float)hits_less;
         in_more += (float)hits_more;
         novel += distance[k] > 1.0f ? 1.0f : 0.0f;
@@ -189,7 +212,15 @@ static void voice(const UserStep *s, int64_t b) {
     s->phrase[b] = (int32_t)((((more + 1) * (G + 1) + less + 1) * 9 + (novelty + 1) * 3) + (int64_t)phrasing);
 }
 
-/* One step of users [begin, end). Returns 0, or 1 if K, D, G or H exceed the MAX_ bounds. */
+/* One step of users [begin, end). Returns 0, or 1 if K, D, G or H exceed the MAX_ bounds.
+ *
+ * With GCC on glibc for x86-64 it is compiled twice, for the baseline and for AVX2, and the
+ * loader picks the AVX2 copy where the CPU has it (an ifunc): its wider registers make the
+ * same arithmetic, bit for bit, a little faster. AVX2 alone brings no fused multiply-add
+ * (a separate extension), so no product and sum are contracted into one rounding. */
+#if defined(__GNUC__) && __GNUC__ >= 6 && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
+__attribute__((target_clones("avx2", "default")))
+#endif
 int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
     /* A local copy: stores through the output pointers cannot change it, so the compiler
      * keeps its fields in registers instead of reloading them after every store. */
@@ -202,6 +233,7 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
     const float rating_center = param[P_RATING_CENTER], rating_slope = param[P_RATING_SLOPE];
     const float rating_quality = param[P_RATING_QUALITY], rating_noise = param[P_RATING_NOISE];
     float exposure[MAX_G], consumed[MAX_D], blend[MAX_D], distance[MAX_K];
+    const lanes4 zero4 = {0.0f, 0.0f, 0.0f, 0.0f};
     int64_t clicked_items[MAX_K];
     float clicked_levels[MAX_K];
     /* The draws' salts are the same for every user: hash them once. Layout of
@@ -210,19 +242,32 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
     uint64_t salt[4 * MAX_K + 3];
     for (int64_t j = 0; j < 4 * K + 3; j++) salt[j] = draw_salt(s->step_stream, (uint32_t)j);
     const uint64_t gap_salt = draw_salt(s->gap_stream, 0), session_salt = draw_salt(s->session_stream, 0);
+    /* Past where a user stopped every per-item response is 0, and all but a few voice no
+     * instruction: the chunk's rows are zeroed at once, and only the rest is written below. */
+    const size_t items = (size_t)((end - begin) * K), genres = (size_t)((end - begin) * G);
+    memset(s->examined + begin * K, 0, items);
+    memset(s->clicked + begin * K, 0, items);
+    memset(s->liked + begin * K, 0, items);
+    memset(s->rating + begin * K, 0, items);
+    memset(s->watch + begin * K, 0, items * sizeof(float));
+    memset(s->voiced_more + begin * G, 0, genres);
+    memset(s->voiced_less + begin * G, 0, genres);
+    /* The last clicks of a user, split into 32-bit halves and padded to whole blocks of 4
+     * (with an id no item has, -1, at level 0), for the scan of equations.item_satiation. */
+    const int64_t H4 = (H + 3) / 4 * 4;
+    int32_t recent_low[MAX_H + 3], recent_high[MAX_H + 3];
+    float recent_levels[MAX_H + 3];
+    for (int64_t h = H; h < H4; h++) {
+        recent_low[h] = recent_high[h] = -1;
+        recent_levels[h] = 0.0f;
+    }
 
     for (int64_t b = begin; b < end; b++) {
         const int64_t *slate = s->slates + b * K;
         if (s->idle != NULL && s->idle[b]) {
             /* A slot the caller discards this step: its state stays as it is. */
-            for (int64_t k = 0; k < K; k++) {
-                s->examined[b * K + k] = s->clicked[b * K + k] = s->liked[b * K + k] = 0;
-                s->watch[b * K + k] = 0.0f;
-                s->rating[b * K + k] = 0;
-            }
             s->in_force[b] = s->leaves[b] = s->returned[b] = 0;
             s->compliance[b] = s->hazard[b] = s->gap[b] = 0.0f;
-            for (int64_t g = 0; g < G; g++) s->voiced_more[b * G + g] = s->voiced_less[b * G + g] = 0;
             s->voiced_novelty[b] = 0;
             s->phrase[b] = -1;
             continue;
@@ -234,33 +279,43 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
         const uint64_t base = user_base(s->key[b], s->counter[b]);
         const float novelty = s->novelty_seeking[b], pop_bias = s->popularity_bias[b];
         const float user_patience = s->patience[b], user_rating_bias = s->rating_bias[b];
-        for (int64_t g = 0; g < G; g++) exposure[g] = 0.0f;
-        for (int64_t d = 0; d < D; d++) consumed[d] = 0.0f;
+        for (int64_t h = 0; h < H; h++) {
+            recent_low[h] = (int32_t)(uint32_t)recent[h];
+            recent_high[h] = (int32_t)(uint32_t)((uint64_t)recent[h] >> 32);
+            recent_levels[h] = recent_level[h];
+        }
+        /* The sums of exposure and consumption start at 0 with the first item examined and
+         * the first click (below), rather than by zeroing them here, which the compiler makes
+         * two calls of memset per user. */
+        if (K == 0)
+            for (int64_t g = 0; g < G; g++) exposure[g] = 0.0f;
         float enjoyment = 0.0f, seen_satiation = 0.0f, n_examined = 0.0f;
         int64_t n_clicks = 0;
         int examining = 1;
 
         const int in_force = s->active[b];
-        for (int64_t k = 0; k < K; k++) {
+        int64_t k = 0;
+        for (; k < K && examining; k++) { /* the cascade, item by item until the user stops */
             const int64_t item = slate[k];
             const float *f = s->features + item * D, *w = s->genre_weights + item * G;
-            if (!examining) {
-                /* Past where the user stopped nothing happens; only compliance, which reads
-                 * every item's distance, looks further. */
-                if (in_force) distance[k] = 1.0f - dot(f, user_familiar, D);
-                s->examined[b * K + k] = s->clicked[b * K + k] = s->liked[b * K + k] = 0;
-                s->watch[b * K + k] = 0.0f;
-                s->rating[b * K + k] = 0;
-                continue;
-            }
             const float affinity = dot(f, user_interest, D), closeness = dot(f, user_familiar, D);
             const float item_satiation = dot(w, user_satiation, G);
-            /* equations.item_satiation: the item's level among the last clicks, 0 if absent */
-            float item_level = 0.0f; /* branch-free, so that the compiler vectorises the scan */
-            for (int64_t h = 0; h < H; h++) {
-                const float level = recent[h] == item ? recent_level[h] : 0.0f;
-                item_level = level > item_level ? level : item_level;
+            /* equations.item_satiation: the item's level among the last clicks, 0 if absent;
+             * four at a time, without a branch (whether an item is among them is a coin toss
+             * to the branch predictor). Each lane starts at 0 and takes only a strictly larger
+             * level, as the one-by-one scan did, so the largest is the same whichever lane
+             * holds it. */
+            const int32_t item_low = (int32_t)(uint32_t)item, item_high = (int32_t)(uint32_t)((uint64_t)item >> 32);
+            const mask4 low4 = {item_low, item_low, item_low, item_low};
+            const mask4 high4 = {item_high, item_high, item_high, item_high};
+            lanes4 best = {0.0f, 0.0f, 0.0f, 0.0f};
+            for (int64_t h = 0; h < H4; h += 4) {
+                const mask4 same = (load_mask4(recent_low + h) == low4) & (load_mask4(recent_high + h) == high4);
+                const lanes4 level = (lanes4)(same & (mask4)load4(recent_levels + h));
+                best = select4(level > best, level, best);
             }
+            float item_level = best[0];
+            for (int lane = 1; lane < 4; lane++) item_level = best[lane] > item_level ? best[lane] : item_level;
             distance[k] = 1.0f - closeness; /* equations.distance_from_familiar */
             float v = interest_weight * affinity + s->static_appeal[item];
             v += pop_bias * s->popularity_score[item];
@@ -270,44 +325,50 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
 
             const float u_click = uniform_salted(base, salt[k]);
             const float u_continue = uniform_salted(base, salt[K + k]);
-            const int click_draw = u_click < sigmoidf(v);
-            const int was_examined = examining;
-            const int clicked = click_draw && was_examined;
+            const int clicked = u_click < sigmoidf(v);
             float watch = 0.0f;
-            int liked = 0;
-            int8_t rating = 0;
             if (clicked) {
                 const float u_watch = uniform_salted(base, salt[2 * K + k]);
                 const float u_like = uniform_salted(base, salt[3 * K + k]);
                 const float noise = logf(u_watch / (1.0f - u_watch));
                 watch = sigmoidf(v + 1.0f + 0.45f * noise);
-                liked = u_like < sigmoidf(2.0f * v - 1.0f);
+                const int liked = u_like < sigmoidf(2.0f * v - 1.0f);
                 float level = rating_center + rating_slope * v + user_rating_bias;
                 if (rating_quality != 0.0f) level = level + rating_quality * s->quality[item];
                 float r = nearbyintf(level + rating_noise * noise);
-                rating = (int8_t)(r < 1.0f ? 1.0f : (r > 5.0f ? 5.0f : r));
+                const int8_t rating = (int8_t)(r < 1.0f ? 1.0f : (r > 5.0f ? 5.0f : r));
                 enjoyment += (float)(rating - 1) * 0.25f; /* equations.step_enjoyment */
-                for (int64_t d = 0; d < D; d++) consumed[d] += watch * f[d]; /* equations.consumption */
+                if (n_clicks == 0) /* equations.consumption */
+                    for (int64_t d = 0; d < D; d++) consumed[d] = 0.0f + watch * f[d];
+                else
+                    for (int64_t d = 0; d < D; d++) consumed[d] += watch * f[d];
                 clicked_levels[n_clicks] = item_level + (1.0f - item_level) * watch; /* item_satiation_build_up */
                 clicked_items[n_clicks++] = item;
+                s->clicked[b * K + k] = 1;
+                s->watch[b * K + k] = watch;
+                s->liked[b * K + k] = (uint8_t)liked;
+                s->rating[b * K + k] = rating;
             }
-            if (was_examined) {
-                const float weight = 0.2f + 0.8f * (clicked ? watch : 0.0f); /* equations.genre_exposure */
-                for (int64_t g = 0; g < G; g++) exposure[g] += weight * w[g];
-                seen_satiation += item_satiation;
-                n_examined += 1.0f;
-                examining = u_continue < user_patience * (click_draw ? continue_after_click : 1.0f);
+            const float weight = 0.2f + 0.8f * (clicked ? watch : 0.0f); /* equations.genre_exposure */
+            const lanes4 weight4 = {weight, weight, weight, weight};
+            int64_t g = 0;
+            if (k == 0) {
+                for (; g + 4 <= G; g += 4) store4(exposure + g, zero4 + weight4 * load4(w + g));
+                for (; g < G; g++) exposure[g] = 0.0f + weight * w[g];
+            } else {
+                for (; g + 4 <= G; g += 4) store4(exposure + g, load4(exposure + g) + weight4 * load4(w + g));
+                for (; g < G; g++) exposure[g] += weight * w[g];
             }
-            s->examined[b * K + k] = (uint8_t)was_examined;
-            s->clicked[b * K + k] = (uint8_t)clicked;
-            s->watch[b * K + k] = watch;
-            s->liked[b * K + k] = (uint8_t)liked;
-            s->rating[b * K + k] = rating;
+            seen_satiation += item_satiation;
+            n_examined += 1.0f;
+            examining = u_continue < user_patience * (clicked ? continue_after_click : 1.0f);
+            s->examined[b * K + k] = 1;
         }
+        /* Past where the user stopped nothing happens (the responses are 0 already); only
+         * compliance, which reads every item's distance, looks further. */
+        if (in_force)
+            for (; k < K; k++) distance[k] = 1.0f - dot(s->features + slate[k] * D, user_familiar, D);
         const float boredom = seen_satiation / n_examined; /* equations.boredom */
-        const float u_voice = uniform_salted(base, salt[4 * K]);
-        const float u_leave = uniform_salted(base, salt[4 * K + 1]);
-        const float u_return = uniform_salted(base, salt[4 * K + 2]);
 
         /* The step's quality: concave in the summed enjoyment of what was clicked (0 without
          * a click); compliance with the instruction in force moves it (equations.step_enjoyment,
@@ -371,14 +432,16 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
                                       + first_shift);
         s->steps_left[b] -= in_force;
         const int active = s->active[b] && s->steps_left[b] > 0;
-        const int speaks = hazard > param[P_INSTRUCTION_THRESHOLD] && !active && u_voice < param[P_VOICE_PROBABILITY];
-        const int leaves = !speaks && u_leave < hazard;
+        /* The voice, leave and return draws, each made only where it decides something. */
+        const int speaks = hazard > param[P_INSTRUCTION_THRESHOLD] && !active
+                           && uniform_salted(base, salt[4 * K]) < param[P_VOICE_PROBABILITY];
+        const int leaves = !speaks && uniform_salted(base, salt[4 * K + 1]) < hazard;
         int returned = 0;
         float gap = leaves ? INFINITY : 0.0f;
         if (leaves) { /* equations.return_decision: return_probability, mean_return_gap, return_gap */
             const float p_return = sigmoidf(param[P_RETURN_BASE] + param[P_RETURN_MINDSET] * (memory - 0.5f)
                                             + logf(s->activity[b]));
-            returned = u_return < p_return;
+            returned = uniform_salted(base, salt[4 * K + 2]) < p_return;
         }
         if (returned) {
             float mean_gap = param[P_GAP_DAYS] / (s->activity[b] * (0.5f + memory));
@@ -409,7 +472,6 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
         s->churned[b] |= (uint8_t)(leaves && !returned);
         s->satisfaction[b] = mindset;
         s->counter[b] += 1;
-        for (int64_t g = 0; g < G; g++) s->voiced_more[b * G + g] = s->voiced_less[b * G + g] = 0;
         s->voiced_novelty[b] = 0;
         s->phrase[b] = -1;
         if (speaks) voice(s, b);
