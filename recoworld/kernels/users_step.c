@@ -30,6 +30,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "clones.h"
 #include "layout.h"
 #include "rng.h"
 #include "torch_math.h"
@@ -213,14 +214,8 @@ static void voice(const UserStep *s, int64_t b) {
 }
 
 /* One step of users [begin, end). Returns 0, or 1 if K, D, G or H exceed the MAX_ bounds.
- *
- * With GCC on glibc for x86-64 it is compiled twice, for the baseline and for AVX2, and the
- * loader picks the AVX2 copy where the CPU has it (an ifunc): its wider registers make the
- * same arithmetic, bit for bit, a little faster. AVX2 alone brings no fused multiply-add
- * (a separate extension), so no product and sum are contracted into one rounding. */
-#if defined(__GNUC__) && __GNUC__ >= 6 && !defined(__clang__) && defined(__x86_64__) && defined(__GLIBC__)
-__attribute__((target_clones("avx2", "default")))
-#endif
+ * Compiled for AVX2 too, where the CPU has it (clones.h). */
+AVX2_CLONES
 int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
     /* A local copy: stores through the output pointers cannot change it, so the compiler
      * keeps its fields in registers instead of reloading them after every store. */

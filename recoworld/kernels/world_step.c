@@ -18,6 +18,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "clones.h"
 #include "layout.h"
 #include "rng.h"
 
@@ -150,7 +151,9 @@ static inline void prefetch_user(const WorldStep *w, int64_t b) {
 }
 
 /* One step of users [begin, end) of the WorldStep `frame` (a chunk of recoworld_run_parallel,
- * pool.c). Returns 0, or 1 if K exceeds MAX_K. */
+ * pool.c). Returns 0, or 1 if K exceeds MAX_K. Compiled for AVX2 too, where the CPU has it
+ * (clones.h). */
+AVX2_CLONES
 int64_t recoworld_world_step(int64_t begin, int64_t end, const void *frame) {
     /* A local copy: stores through the output pointers cannot change it, so the compiler
      * keeps its fields in registers instead of reloading them after every store. */
