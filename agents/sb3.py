@@ -22,6 +22,7 @@ The policies that score every candidate with one shared network are in
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import HumanOutputFormat, Logger
 from stable_baselines3.common.utils import LinearSchedule
 
 from recoworld.agents.base import Recommender, deterministic, top_k
@@ -301,6 +303,10 @@ class SB3Agent(SB3Recommender):
                                     policy_kwargs=policy_kwargs, tensorboard_log=self.tensorboard_log,
                                     **self.algo_kwargs)
             self.train_env.seed(self.train_env.user_seed)  # the model re-seeded it with its own seed
+            if self.tensorboard_log is None:
+                # Without one, SB3's own logger makes an empty SB3-<date> folder in the
+                # system's temp directory on every learn(): one per agent, seed and run.
+                self.model.set_logger(Logger(None, [HumanOutputFormat(sys.stdout)] if self.model.verbose else []))
             self.model.learn(self.total_timesteps, tb_log_name=f"{self.algo}_seed{seed}",
                              callback=None if self.training_progress is None else _Progress(self.training_progress))
             if self.save_path is not None:

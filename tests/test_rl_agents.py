@@ -7,6 +7,7 @@ an agent beats a reference clearly on a small world, not how well it does at sca
 """
 
 import itertools
+import tempfile
 import warnings
 
 import gymnasium as gym
@@ -50,6 +51,14 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def sb3_logs_in_a_temporary_folder(tmp_path_factory):
+    """The tests that call SB3's learn() directly leave its empty log folder there, not in /tmp."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SB3_LOGDIR", str(tmp_path_factory.mktemp("sb3_logs")))
+        yield
 
 
 def make_vec(n, **kwargs):
@@ -167,6 +176,18 @@ def test_sb3_agent_trains_itself_on_a_twin_of_the_env():
     assert_valid_slates(agent.act(obs), 4, SMALL["num_candidates"], SMALL["slate_size"])
     with pytest.raises(ValueError, match="neither in stable_baselines3 nor in sb3_contrib"):
         SB3Agent(algo="PPOO").setup(env, seed=0)
+
+
+def test_sb3_agent_without_tensorboard_leaves_no_folder_in_the_temp_dir_and_logs_to_stdout_when_verbose(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("SB3_LOGDIR")  # SB3 would make its folder there instead
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    env = make_vec(4)
+    SB3Agent(algo="A2C", total_timesteps=16, num_envs=4, algo_kwargs={"n_steps": 4}).setup(env, seed=0)
+    assert list(tmp_path.glob("SB3-*")) == [] and capsys.readouterr().out == ""
+    SB3Agent(algo="PPO", total_timesteps=16, num_envs=4,  # PPO logs every rollout, A2C every 100th
+             algo_kwargs={"n_steps": 4, "batch_size": 16, "n_epochs": 1, "verbose": 1}).setup(env, seed=0)
+    assert list(tmp_path.glob("SB3-*")) == [] and "total_timesteps" in capsys.readouterr().out
 
 
 def test_candidate_scoring_starts_uniform_and_keeps_its_mean_scores_inside_the_action_box():
