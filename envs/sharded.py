@@ -50,10 +50,10 @@ class _Shard:
     """A Ray actor's state: one native vector env of ``num_envs`` slots."""
 
     def __init__(self, num_envs: int, kwargs: dict):
-        import torch
         from recoworld.envs.slate import SlateVectorEnv
+        from recoworld.kernels.placement import one_cpu
 
-        torch.set_num_threads(1)  # one CPU per actor
+        one_cpu()  # the actor's one CPU, for torch and the C kernels alike
         self.env = SlateVectorEnv(num_envs=num_envs, **kwargs)
 
     def spaces(self):

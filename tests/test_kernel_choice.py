@@ -9,6 +9,7 @@ from recoworld import Catalog
 from recoworld.envs.slate import SlateEnv, SlateVectorEnv
 from recoworld.kernels import build, compiler
 from recoworld.kernels.build import CompilerNotFoundError
+from recoworld.kernels.placement import one_cpu
 from recoworld.simulators import StatisticalUsers
 
 CATALOG = Catalog.synthetic(200, seed=0)
@@ -94,6 +95,23 @@ def test_the_env_works_on_one_torch_thread_and_gives_the_callers_back():
     finally:
         torch.set_num_threads(before)
     assert seen == [1]
+
+
+def test_one_cpu_puts_torch_and_the_kernels_on_one_thread_whatever_the_environment_says(monkeypatch):
+    monkeypatch.setenv("RECOWORLD_THREADS", "3")
+    before = torch.get_num_threads()
+    try:
+        assert build.threads() == 3
+        one_cpu()
+        assert (torch.get_num_threads(), build.threads()) == (1, 1)
+        build.set_threads(None)
+        assert build.threads() == 3
+    finally:
+        build.set_threads(None)
+        torch.set_num_threads(before)
+    for bad in (0, -2, 1.5, True, "2"):
+        with pytest.raises(ValueError, match=f"kernel threads {bad!r}; give a whole number >= 1, or None"):
+            build.set_threads(bad)
 
 
 def test_candidate_features_written_by_the_c_kernel_are_the_catalogs():

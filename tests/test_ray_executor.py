@@ -138,6 +138,22 @@ def test_sharded_population_equals_the_unsharded_env_slot_for_slot(local_ray):
         whole.close()
 
 
+def test_each_shard_runs_its_users_on_the_one_cpu_ray_gives_it(local_ray):
+    from recoworld.envs.sharded import ShardedVectorEnv
+
+    def threads_in_the_actor(_shard):
+        import torch
+
+        from recoworld.kernels import build
+        return torch.get_num_threads(), build.threads()
+
+    sharded = ShardedVectorEnv(4, 2)
+    try:
+        assert ray.get([shard.__ray_call__.remote(threads_in_the_actor) for shard in sharded._shards]) == [(1, 1)] * 2
+    finally:
+        sharded.close()
+
+
 def test_sharded_env_refuses_what_it_cannot_split(local_ray):
     from recoworld.envs.sharded import ShardedVectorEnv
 

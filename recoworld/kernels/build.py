@@ -165,8 +165,26 @@ class CompiledKernel:
         self._lib = type(self).library()
 
 
+_THREADS: int | None = None
+
+
+def set_threads(n: int | None) -> None:
+    """Run this process's kernels on ``n`` threads from now on, whatever
+    ``$RECOWORLD_THREADS`` says (``None``: back to :func:`threads`' own rule). A process
+    given one CPU, as a Ray task or actor is, sets 1
+    (:func:`~recoworld.kernels.placement.one_cpu`): with a pool the size of the machine in
+    every such process, the workers of all of them would contend for every core."""
+    global _THREADS
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"kernel threads {n!r}; give a whole number >= 1, or None for the default")
+    _THREADS = n
+
+
 def threads() -> int:
-    """How many threads the kernels use: ``$RECOWORLD_THREADS``, else the usable cores."""
+    """How many threads the kernels use: :func:`set_threads`' number, else
+    ``$RECOWORLD_THREADS``, else the usable cores."""
+    if _THREADS is not None:
+        return _THREADS
     if "RECOWORLD_THREADS" in os.environ:
         value = os.environ["RECOWORLD_THREADS"]
         if not value.isdigit() or int(value) < 1:

@@ -11,6 +11,9 @@ run before it ends, so a busy core (another process, the kernels' threads) stall
 op, and the workers spin after each region and keep the cores the kernels need. One
 thread for the env's own work keeps its speed whatever else runs on the machine; the
 caller's setting is restored afterwards, so an agent's network keeps its threads.
+
+:func:`one_cpu` puts a whole process on one CPU, torch and the C kernels alike: for the
+Ray tasks and actors that are scheduled one CPU each.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
+
+from recoworld.kernels.build import set_threads
 
 #: torch threads of an env's or a simulator's own work on CPU (see the module docstring).
 ENV_THREADS = 1
@@ -58,6 +63,15 @@ def torch_threads(n: int = ENV_THREADS) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def one_cpu() -> None:
+    """Make this process use one CPU: one torch thread and one kernel thread (no pool
+    workers, :func:`~recoworld.kernels.build.set_threads`). For the processes a scheduler
+    gives one CPU each, as Ray's tasks and actors of ``num_cpus=1`` are: each would
+    otherwise start threads for every core of the machine."""
+    torch.set_num_threads(1)
+    set_threads(1)
 
 
 def with_env_threads(method: Callable) -> Callable:

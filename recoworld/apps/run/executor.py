@@ -11,7 +11,8 @@ agent over a seed, on the population or a segment) one after the other in this p
   process exits, so the segments of a run share it.
 - Each task builds its own simulator, env and agent from the run's resolved configs
   (plain mappings) and the catalog (sent once to Ray's object store), runs
-  :func:`~recoworld.envs.rollout.rollout` with torch on one thread, writes the log to a
+  :func:`~recoworld.envs.rollout.rollout` with torch and the C kernels on one thread each
+  (:func:`~recoworld.kernels.placement.one_cpu`), writes the log to a
   file local to the worker and returns its bytes with the part's counters. Workers need
   RecoWorld installed and, for ``simulator=calibrated``, the artifact at the same path;
   they need no shared file system for the run directory.
@@ -131,10 +132,10 @@ def _resolved(node: DictConfig) -> DictConfig:
 
 def _remote_part(shared, agent_cfg: DictConfig, part: Part) -> tuple[PartOutcome, bytes]:
     """A Ray task: one part, its log returned as Parquet bytes."""
-    import torch
+    from recoworld.kernels.placement import one_cpu
 
     configs, experiment, catalog, hooks = shared
-    torch.set_num_threads(1)  # one CPU per task; the users' small tensors gain nothing from more
+    one_cpu()  # the task's one CPU, for torch and the C kernels alike
     make_simulator = instantiate(configs["simulator"], _partial_=True, _convert_="object")
     make_env = instantiate(configs["env"], _partial_=True, _convert_="object")
     settings = OmegaConf.create(experiment)
