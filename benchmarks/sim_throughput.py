@@ -127,7 +127,7 @@ def main() -> None:
     parser.add_argument("--reference", metavar="PATH", help="numpy_reference.py, run before each configuration")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's own; the env runs its torch work on one); "
-                             "the C kernels use $RECOWORLD_THREADS, else every usable core")
+                             "the C kernels use $RECOWORLD_THREADS, else $OMP_NUM_THREADS, else every usable core")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     cuda = args.device.startswith("cuda")

@@ -97,6 +97,21 @@ def test_the_env_works_on_one_torch_thread_and_gives_the_callers_back():
     assert seen == [1]
 
 
+def test_kernel_threads_follow_recoworld_threads_then_omp_num_threads_then_the_cores(monkeypatch):
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("RECOWORLD_THREADS", raising=False)
+    for omp, expected in (("3", 3), ("4,2", 4), ("0", cores), ("many", cores)):
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)  # as Ray and joblib's workers set it
+        assert build.threads() == expected, omp
+    monkeypatch.setenv("RECOWORLD_THREADS", "5")
+    assert build.threads() == 5
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.delenv("RECOWORLD_THREADS")
+    assert build.threads() == cores
+
+
 def test_one_cpu_puts_torch_and_the_kernels_on_one_thread_whatever_the_environment_says(monkeypatch):
     monkeypatch.setenv("RECOWORLD_THREADS", "3")
     before = torch.get_num_threads()

@@ -182,7 +182,10 @@ def set_threads(n: int | None) -> None:
 
 def threads() -> int:
     """How many threads the kernels use: :func:`set_threads`' number, else
-    ``$RECOWORLD_THREADS``, else the usable cores."""
+    ``$RECOWORLD_THREADS``, else ``$OMP_NUM_THREADS`` (its first level), else the usable
+    cores. ``OMP_NUM_THREADS`` is the knob schedulers turn for the processes they start:
+    Ray sets it to a task's CPUs, joblib's workers (Hydra's joblib launcher) to the cores
+    divided among them, many batch scripts to the CPUs of the job; torch follows it too."""
     if _THREADS is not None:
         return _THREADS
     if "RECOWORLD_THREADS" in os.environ:
@@ -190,6 +193,10 @@ def threads() -> int:
         if not value.isdigit() or int(value) < 1:
             raise ValueError(f"RECOWORLD_THREADS={value!r}; give a whole number of threads >= 1")
         return int(value)
+    # Not ours to police: a value that is not a positive count is left to its owner.
+    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if first.isdigit() and int(first) >= 1:
+        return int(first)
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
