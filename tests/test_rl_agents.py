@@ -194,7 +194,7 @@ def test_candidate_scoring_starts_uniform_and_keeps_its_mean_scores_inside_the_a
     """The untrained policy ranks at random; however large its raw scores grow, the means
     it is frozen with stay inside the box the env clips training samples to."""
     venv = SB3SlateVecEnv(num_envs=4, **SMALL, action_format="scores")
-    model = PPO(CandidateScoringPolicy, venv, n_steps=8, seed=0,
+    model = PPO(CandidateScoringPolicy, venv, n_steps=8, batch_size=32, seed=0,
                 policy_kwargs={**catalog_policy_kwargs(venv.catalog), "score_bound": 0.5})
     agent = SB3Recommender(model)
     env = make_vec(4, action_format="scores")
