@@ -127,6 +127,23 @@ def test_unit_space_and_decomposition_are_exact():
     assert terms.popularity_bias.shape == (30,)
 
 
+@pytest.mark.parametrize("constant", ["quality", "popularity", "both"])
+def test_decomposition_gives_a_column_the_items_do_not_tell_apart_no_weight(constant):
+    """A log without ratings gives every item the same quality; items chosen equally often
+    the same popularity: either is the intercept again, and the decomposition stays exact."""
+    gen = torch.Generator().manual_seed(1)
+    model = ChoiceModel(torch.randn(20, 4, generator=gen), torch.randn(60, 4, generator=gen), scale=0.8, shift=0.3)
+    pop, quality = torch.randn(60, generator=gen), torch.rand(60, generator=gen) * 4 + 1
+    if constant in ("quality", "both"):
+        quality = torch.zeros(60)
+    if constant in ("popularity", "both"):
+        pop = torch.full((60,), 0.5)
+    terms = decompose(model, pop, quality)
+    assert torch.allclose(terms.utility(pop, quality), model.logits(), atol=1e-4)
+    assert (terms.quality_weight == 0.0) == (constant in ("quality", "both"))
+    assert bool((terms.popularity_bias == 0).all()) == (constant in ("popularity", "both"))
+
+
 def test_least_squares_matches_lstsq_and_gives_the_same_bits_wherever_its_inputs_sit_in_memory():
     gen = torch.Generator().manual_seed(0)
     columns = torch.randn(500, 2, generator=gen, dtype=torch.float64)

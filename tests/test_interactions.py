@@ -110,6 +110,28 @@ def test_calibrate_command_reports_a_bad_log_without_a_traceback(tmp_path, capsy
         calibrate_main(["--data", str(log)])  # no --out: the cache's world is MovieLens-100K's
 
 
+def test_logs_the_fit_cannot_run_on_are_refused_saying_what_is_missing(simulated, log_files, tmp_path, capsys,
+                                                                       monkeypatch):
+    log = pd.read_csv(log_files / "log.csv")
+
+    def refused(table: pd.DataFrame) -> str:
+        path = write(tmp_path, "small.csv", table)
+        assert calibrate_main(["--data", str(path), "--out", str(tmp_path / "w"), "--quiet"]) == 2
+        return capsys.readouterr().err
+
+    assert ("the catalog has 40 items; the calibration needs at least 50: its leave fit serves slates picked from 50 "
+            "distinct random candidates. List the items nobody chose in an item table (--items PATH)"
+            ) in refused(log[log["item"] < 1040])
+    assert (f"the validation fold is empty ({N_USERS} users, {N_USERS} interactions, at most 1 per user): the latest "
+            "0.2 of each user's interactions before their held-out 0.2 validate the fit, so a user needs at least 6. "
+            "Calibrate on a longer log") in refused(log.groupby("user").head(1))
+    # A model that ranks the later choices below chance gets a negative Platt scale.
+    monkeypatch.setattr("recoworld.apps.calibrate.choices.platt_scaling", lambda *args: (-0.4, 0.1))
+    message = refused(log)
+    assert "the choice model fitted before the validation fold ranks that fold's choices at AUC" in message
+    assert "(Platt scale -0.4): no better than chance, so there is no taste to calibrate" in message
+
+
 # --------------------------------------------------------- fit and run
 def test_calibration_on_a_generated_log_recovers_the_users(world_dir, simulated):
     """The log came from known users: the fitted click logits rank each user's items like
@@ -131,15 +153,35 @@ def test_calibration_on_a_generated_log_recovers_the_users(world_dir, simulated)
     assert config.rating_slope > 0.25
 
 
+def test_a_log_without_ratings_calibrates_its_choices_and_keeps_the_default_rating_response(log_files, tmp_path):
+    from recoworld.simulators.statistical import StatisticalUserConfig
+
+    pd.read_csv(log_files / "log.csv").drop(columns="rating").to_csv(tmp_path / "clicks.csv", index=False)
+    assert calibrate_main(["--data", str(tmp_path / "clicks.csv"), "--items", str(log_files / "items.parquet"),
+                           "--out", str(tmp_path / "world"), "--quiet"]) == 0
+    world = CalibratedWorld.load(tmp_path / "world")
+    default = StatisticalUserConfig()
+    # Every item has the same (unknown) quality: it carries no weight, and the ratings
+    # follow the simulator's default rule.
+    assert world.config.quality_weight == 0.0
+    assert (world.config.rating_center, world.config.rating_slope, world.config.rating_noise) == (
+        default.rating_center, default.rating_slope, default.rating_noise)
+    assert world.meta["choice"]["validation_auc"] > 0.65
+    assert run_briefly(tmp_path / "world", "calibrated", tmp_path / "run") > 0
+
+
 @pytest.mark.parametrize("simulator", ["calibrated", "statistical"])
 def test_recoworld_run_on_the_calibrated_log(world_dir, tmp_path, simulator):
-    import json
+    assert run_briefly(world_dir, simulator, tmp_path) > 0
 
+
+def run_briefly(world, simulator: str, out) -> int:
+    """``recoworld run`` of most_popular for 3 steps on the world at ``world``: the rows it logged."""
     from recoworld.apps.run.app import main as run_main
+    from recoworld.logs import read_log
 
-    run_main(["world=movielens", f"world.path={world_dir}", f"simulator={simulator}", "agent=most_popular",
-              "env.num_envs=8", "env.num_candidates=20", "env.slate_size=4", "experiment.steps=3",
-              "experiment.progress=false", "experiment.plots=false", "experiment.seeds=[0]",
-              f"hydra.run.dir={tmp_path}"])
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert "most_popular" in json.dumps(metrics)
+    assert run_main(["world=movielens", f"world.path={world}", f"simulator={simulator}", "agent=most_popular",
+                     "env.num_envs=8", "env.num_candidates=20", "env.slate_size=4", "experiment.steps=3",
+                     "experiment.progress=false", "experiment.plots=false", "experiment.seeds=[0]",
+                     f"hydra.run.dir={out}"]) == 0
+    return len(read_log(out).query("agent == 'most_popular'"))

@@ -375,15 +375,22 @@ def decompose(model: ChoiceModel, popularity_score: torch.Tensor, quality: torch
     to rounding error: the simulated user's click logit is the fitted one.
     """
     scores = model.scale * (model.user_vectors @ model.item_vectors.T)
-    n_items = scores.shape[1]
+    n_users, n_items = scores.shape
     design = torch.stack([torch.ones(n_items), popularity_score, quality], 1).double()
-    coef = least_squares(design, scores.double().T)  # [3, n_users]
+    # A column the items do not tell apart (the quality of a log without ratings, the
+    # popularity of items all chosen as often) is the intercept again: its weight is 0.
+    varies = torch.tensor([True] + [bool(design[:, j].max() > design[:, j].min()) for j in (1, 2)])
+    # Laid out as least_squares' solutions are (column-major), so that the means below sum
+    # in the same order whichever columns were solved for.
+    coef = torch.zeros(n_users, 3, dtype=torch.float64).T
+    coef[varies] = least_squares(design[:, varies], scores.double().T)
     beta = float(coef[2].mean())
-    coef = least_squares(design[:, :2], (scores.double() - beta * quality.double()[None, :]).T)
+    coef = torch.zeros(n_users, 2, dtype=torch.float64).T
+    coef[varies[:2]] = least_squares(design[:, :2][:, varies[:2]],
+                                     (scores.double() - beta * quality.double()[None, :]).T)
     intercept, popularity_bias = coef[0].float(), coef[1].float()
     mean_intercept = float(intercept.mean())
     root = model.scale ** 0.5
-    n_users = scores.shape[0]
     users = torch.cat([root * model.user_vectors, -popularity_bias[:, None],
                        torch.full((n_users, 1), -beta), torch.full((n_users, 1), -mean_intercept)], 1)
     items = torch.cat([root * model.item_vectors, popularity_score[:, None], quality[:, None], torch.ones(n_items, 1)], 1)

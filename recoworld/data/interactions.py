@@ -21,7 +21,13 @@ Other columns are ignored. Rows with ``click = 0`` are checked and then left out
 reads what users chose (the click level stays an assumption, ``exposure_odds``). A
 (user, item) pair chosen more than once keeps its first choice (the choice model is one of
 first choices); the same (user, item, timestamp) twice is refused as a duplicated row.
-Without ``rating``, the world keeps the simulator's default rating response.
+Without ``rating``, the world keeps the simulator's default rating response, and the
+items' quality (their mean rating) carries no weight in the choices.
+
+The calibration refuses (:class:`~recoworld.apps.calibrate.folds.CalibrationDataError`) a
+catalog of fewer than 50 items, a log in which no user has enough interactions for a
+validation fold (6 at the default fractions), and choices its model cannot rank above
+chance.
 
 **The item table** (``--items PATH``, optional): ``item`` (required), ``title`` and
 ``genres`` (``|``-separated names, or a list in Parquet). Every item of the log must be

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from recoworld.apps.calibrate.folds import Folds
+from recoworld.apps.calibrate.folds import CalibrationDataError, Folds
 from recoworld.calibration.choice import (ChoiceFitConfig, UtilityTerms, decompose, fit_choice, platt_scaling,
                                           rating_weights)
 from recoworld.calibration.metrics import user_auc
@@ -47,6 +47,11 @@ def fit_validation_choices(folds: Folds, choice: ChoiceFitConfig) -> ValidationF
     logits = model.logits()
     auc = float(user_auc(logits, positive, never).nanmean())
     scale, shift = platt_scaling(logits, positive, never)
+    if not scale > 0:
+        raise CalibrationDataError(
+            f"the choice model fitted before the validation fold ranks that fold's choices at AUC {auc:.3f} (Platt "
+            f"scale {scale:.3g}): no better than chance, so there is no taste to calibrate. The log is too small or "
+            f"too random ({folds.n_users} users, {len(folds.data.ratings)} interactions); calibrate on a longer log")
     trend = None
     if folds.kind == "time":
         terms = trend_terms(inner.train, release_years(folds), n_items)

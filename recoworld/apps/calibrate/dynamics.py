@@ -194,12 +194,17 @@ def patience_from_sessions(sessions: Sessions, n_users: int, median: float = 0.8
     return 1.0 / (1.0 + np.exp(-(math.log(median / (1 - median)) + spread * z)))
 
 
+#: The reference recommender's slate and the random candidates it picks the slate from.
+REFERENCE_SLATE, REFERENCE_CANDIDATES = 10, 50
+
+
 class ReferenceRecommender:
     """The good recommender of the leave fit: each step it shows every user the best
     ``slate_size`` of ``candidates`` random distinct items by the user's own click
     probability (MovieLens users chose what they rated)."""
 
-    def __init__(self, n_items: int, slate_size: int = 10, candidates: int = 50, seed: int = 0):
+    def __init__(self, n_items: int, slate_size: int = REFERENCE_SLATE, candidates: int = REFERENCE_CANDIDATES,
+                 seed: int = 0):
         self.slate_size = slate_size
         self.generator = torch.Generator().manual_seed(seed)
         self.candidates = RandomCandidates(n_items, candidates)
@@ -242,7 +247,7 @@ class FirstSessions:
 
 
 def serve_reference(catalog: Catalog, config: StatisticalUserConfig, population: Population, seeds, steps: int,
-                    slate_size: int = 10, candidates: int = 50, seed: int = 0):
+                    slate_size: int = REFERENCE_SLATE, candidates: int = REFERENCE_CANDIDATES, seed: int = 0):
     """Serve the users seeded ``seeds`` the :class:`ReferenceRecommender`'s slates for up to
     ``steps`` steps, yielding ``(sim, slates, response)`` after each. Once the caller has
     read a step, its churned users restart (as the same seeds) only to keep the batch
@@ -261,7 +266,8 @@ def serve_reference(catalog: Catalog, config: StatisticalUserConfig, population:
 
 
 def first_sessions(catalog: Catalog, config: StatisticalUserConfig, population: Population, seeds,
-                   steps: int = 80, slate_size: int = 10, candidates: int = 50, seed: int = 0) -> FirstSessions:
+                   steps: int = 80, slate_size: int = REFERENCE_SLATE, candidates: int = REFERENCE_CANDIDATES,
+                   seed: int = 0) -> FirstSessions:
     """Serve the users seeded ``seeds`` the :class:`ReferenceRecommender`'s slates until
     each has ended their first session, for at most ``steps`` steps."""
     n = len(seeds)
@@ -290,8 +296,8 @@ def memory_at_leaving(catalog: Catalog, config: StatisticalUserConfig, populatio
 
 
 def simulate_lives(catalog: Catalog, config: StatisticalUserConfig, population: Population, seeds,
-                   windows_days, max_steps: int = 1500, slate_size: int = 10, candidates: int = 50,
-                   seed: int = 0) -> pd.DataFrame:
+                   windows_days, max_steps: int = 1500, slate_size: int = REFERENCE_SLATE,
+                   candidates: int = REFERENCE_CANDIDATES, seed: int = 0) -> pd.DataFrame:
     """The clicks of the users seeded ``seeds`` over several sessions, served the
     :class:`ReferenceRecommender`'s slates, as a ratings table (``user_id``: the user's
     position in ``seeds``; ``item_id``, ``rating``: 0 for an unrated click, ``timestamp``

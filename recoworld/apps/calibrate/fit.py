@@ -45,7 +45,7 @@ import torch
 
 from recoworld.apps.calibrate import dynamics
 from recoworld.apps.calibrate.choices import ValidationFit, fit_training_choices, fit_validation_choices
-from recoworld.apps.calibrate.folds import Folds, training_catalog
+from recoworld.apps.calibrate.folds import CalibrationDataError, Folds, training_catalog
 from recoworld.apps.calibrate.progress import Stages, torch_threads
 from recoworld.calibration import traits
 from recoworld.calibration.choice import ChoiceFitConfig, UtilityTerms
@@ -152,6 +152,7 @@ def _fit(data: MovieLens100K, config: CalibrationConfig, stages: Stages) -> Cali
     with stages.stage("splitting ratings in time"):
         folds = Folds.cut(data, config.holdout_fraction, config.validation_fraction, config.users, config.seed,
                           config.split, config.held_out_users)
+        folds.check_enough(dynamics.REFERENCE_CANDIDATES, config.holdout_fraction, config.validation_fraction)
         source = getattr(data, "source", None) or {}
         name = f"{Path(source['data']).stem}-calibrated" if source.get("data") else "movielens-100k-calibrated"
         catalog = training_catalog(folds.data.items, folds.split.train, name)
@@ -345,7 +346,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             import shutil
 
             shutil.rmtree(path)
-        world = calibrate(CalibrationConfig(users=args.users), path=path, data=data, progress=not args.quiet)
+        try:
+            world = calibrate(CalibrationConfig(users=args.users), path=path, data=data, progress=not args.quiet)
+        except CalibrationDataError as error:
+            print(f"recoworld calibrate: {error}", file=sys.stderr)
+            return 2
     print(summary(world))
     print(f"artifact: {path}")
     return 0

@@ -14,6 +14,7 @@ folds a share of the users in: the item side of the choice model never sees them
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -26,6 +27,11 @@ from recoworld.catalog import Catalog
 from recoworld.data.movielens import MovieLens100K
 
 SPLITS = ("latest", "time")
+
+
+class CalibrationDataError(ValueError):
+    """The data cannot be calibrated on (too small, or too little structure); the message
+    says what is missing. ``recoworld calibrate`` prints it without a traceback."""
 
 
 def subsample(data: MovieLens100K, n_users: int, seed: int) -> MovieLens100K:
@@ -94,6 +100,25 @@ class Folds:
                  else time_cut_split(split.train, inner_cut_time, n_users, n_items))
         return cls(data, split, inner, kind, cut_time, fold_in_mask(n_users, held_out_users, seed), inner_cut_time)
 
+    def check_enough(self, min_items: int, holdout_fraction: float, validation_fraction: float) -> None:
+        """Refuse, with a :class:`CalibrationDataError` that says what is missing, data the
+        fit cannot run on: fewer than ``min_items`` items, or an empty validation fold (the
+        fractions are those the folds were cut with)."""
+        if self.n_items < min_items:
+            raise CalibrationDataError(
+                f"the catalog has {self.n_items} items; the calibration needs at least {min_items}: its leave fit "
+                f"serves slates picked from {min_items} distinct random candidates. List the items nobody chose in "
+                "an item table (--items PATH): every listed item stays in the catalog")
+        if len(self.inner.test) == 0:
+            per_user = np.bincount(self.data.ratings["user_id"], minlength=self.n_users)
+            need = min_interactions(holdout_fraction, validation_fraction)
+            rule = ("the interactions after an earlier cut date validate the fit" if self.kind == "time" else
+                    f"the latest {validation_fraction:g} of each user's interactions before their held-out "
+                    f"{holdout_fraction:g} validate the fit" + (f", so a user needs at least {need}" if need else ""))
+            raise CalibrationDataError(
+                f"the validation fold is empty ({self.n_users} users, {len(self.data.ratings)} interactions, at most "
+                f"{per_user.max()} per user): {rule}. Calibrate on a longer log")
+
     @property
     def n_users(self) -> int:
         return len(self.data.users)
@@ -117,6 +142,17 @@ class Folds:
                  "train": len(self.split.train), "test": len(self.split.test), "validation": len(self.inner.test),
                  "test_fingerprint": fingerprint(self.split.test)}
         return data, split
+
+
+def min_interactions(holdout_fraction: float, validation_fraction: float) -> int | None:
+    """The fewest interactions that leave a user one held out and one validating
+    (:func:`~recoworld.calibration.split.holdout_split` keeps ``floor(fraction * n)``);
+    ``None`` if no count up to 10,000 does."""
+    for n in range(1, 10_001):
+        held = math.floor(holdout_fraction * n)
+        if held >= 1 and math.floor(validation_fraction * (n - held)) >= 1:
+            return n
+    return None
 
 
 def fold_in_mask(n_users: int, share: float, seed: int) -> torch.Tensor | None:
