@@ -91,6 +91,16 @@ def test_half_split_noise_is_comparable_with_the_distance_between_samples_of_one
     assert quantiles["p50"]["value"] <= quantiles["p80"]["value"] <= quantiles["p95"]["value"]
 
 
+def test_an_undefined_statistic_gets_no_verdict_and_compare_takes_the_statistics_asked_for():
+    """Sessions of a log without ratings have no mean rating: the correlation with the next
+    gap is undefined, which is neither within nor outside the noise."""
+    unrated = [_sessions(100, 10.0, seed=s).assign(mean_rating=np.nan) for s in (4, 5)]
+    entry = compare(*unrated, draws=10, seed=0)["gap_vs_mean_rating"]
+    assert np.isnan(entry["distance"]["abs_difference"]["value"]) and entry["within_noise"] == {"abs_difference": None}
+    assert list(compare(*unrated, draws=10, seed=0, names=["gap_days", "gap_vs_length"])) == [
+        "gap_days", "gap_vs_length"]
+
+
 def test_kaplan_meier_quantiles_count_censored_values_as_lower_bounds():
     values = np.array([1.0, 2.0, 3.0, 4.0])
     done = np.zeros(4, dtype=bool)

@@ -153,13 +153,21 @@ def test_calibration_on_a_generated_log_recovers_the_users(world_dir, simulated)
     assert config.rating_slope > 0.25
 
 
-def test_a_log_without_ratings_calibrates_its_choices_and_keeps_the_default_rating_response(log_files, tmp_path):
+@pytest.fixture(scope="module")
+def world_without_ratings(log_files):
+    """The generated log without its rating column (choices only), calibrated."""
+    pd.read_csv(log_files / "log.csv").drop(columns="rating").to_csv(log_files / "clicks.csv", index=False)
+    out = log_files / "world-without-ratings"
+    assert calibrate_main(["--data", str(log_files / "clicks.csv"), "--items", str(log_files / "items.parquet"),
+                           "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_a_log_without_ratings_calibrates_its_choices_and_keeps_the_default_rating_response(world_without_ratings,
+                                                                                          tmp_path):
     from recoworld.simulators.statistical import StatisticalUserConfig
 
-    pd.read_csv(log_files / "log.csv").drop(columns="rating").to_csv(tmp_path / "clicks.csv", index=False)
-    assert calibrate_main(["--data", str(tmp_path / "clicks.csv"), "--items", str(log_files / "items.parquet"),
-                           "--out", str(tmp_path / "world"), "--quiet"]) == 0
-    world = CalibratedWorld.load(tmp_path / "world")
+    world = CalibratedWorld.load(world_without_ratings)
     default = StatisticalUserConfig()
     # Every item has the same (unknown) quality: it carries no weight, and the ratings
     # follow the simulator's default rule.
@@ -167,7 +175,25 @@ def test_a_log_without_ratings_calibrates_its_choices_and_keeps_the_default_rati
     assert (world.config.rating_center, world.config.rating_slope, world.config.rating_noise) == (
         default.rating_center, default.rating_slope, default.rating_noise)
     assert world.meta["choice"]["validation_auc"] > 0.65
-    assert run_briefly(tmp_path / "world", "calibrated", tmp_path / "run") > 0
+    assert run_briefly(world_without_ratings, "calibrated", tmp_path / "run") > 0
+
+
+def test_the_fidelity_report_of_a_log_without_ratings_scores_no_ratings(world_without_ratings, tmp_path):
+    import json
+
+    from recoworld.apps.fidelity.report import main as fidelity_main
+
+    assert fidelity_main(["--world", str(world_without_ratings), "--out", str(tmp_path), "--agents", "",
+                          "--splits", "latest", "--quiet"]) == 0
+    report = (tmp_path / "report.md").read_text()
+    assert report.startswith("# Fidelity of the calibrated statistical user (clicks.csv)")
+    assert "The log has no ratings: there is nothing to score the rating response against" in report
+    assert "rating RMSE |" not in report.split("## Targets")[0]  # no RMSE in the headline
+    assert not (tmp_path / "ratings.png").exists()
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["ratings"] is None and metrics["data"] == {"name": "clicks.csv", "has_ratings": False}
+    assert "gap_vs_mean_rating" not in metrics["sessions"]["statistics"]
+    assert "gap_vs_length" in metrics["sessions"]["statistics"]
 
 
 @pytest.mark.parametrize("simulator", ["calibrated", "statistical"])

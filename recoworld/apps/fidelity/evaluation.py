@@ -9,6 +9,8 @@ fills (:mod:`recoworld.apps.fidelity.report` describes the sections and the mode
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -73,6 +75,14 @@ def source_data(world: CalibratedWorld) -> MovieLens100K:
         return load_interactions(source["data"], source.get("items"), source.get("users"))
     raise ValueError("this world was calibrated on data given in Python (calibrate(data=...)); pass the same "
                      "data to the report (evaluate(world, data=...))")
+
+
+def data_name(world: CalibratedWorld) -> str:
+    """What the world was calibrated on, for the report's title: MovieLens-100K, or the log's file."""
+    source = world.meta.get("data", {}).get("source", {"kind": "movielens-100k"})
+    if source["kind"] == "movielens-100k":
+        return "MovieLens-100K"
+    return Path(source["data"]).name if source.get("data") else "data given in Python"
 
 
 def held_out_split(world: CalibratedWorld, data: MovieLens100K | None = None) -> tuple[MovieLens100K, Split]:
@@ -146,11 +156,12 @@ def _evaluate(world: CalibratedWorld, data: MovieLens100K | None, seed: int, sta
         held = HeldOut.of(split, len(data.users), len(data.items))
     with stages.stage("simulating the calibrated users"):
         calibrated = simulated_probabilities(world)
+    has_ratings = getattr(data, "has_ratings", True)
     with stages.stage("fitting the MF baselines"):
         train = split.train
         baseline = torch.sigmoid(fit_choice(rating_weights(train, *held.positive.shape, None), BASELINE).logits())
-        rating_mf = fit_rating_mf(train["user_id"], train["item_id"], train["rating"], *held.positive.shape,
-                                  l2=RATING_MF_L2)
+        rating_mf = (fit_rating_mf(train["user_id"], train["item_id"], train["rating"], *held.positive.shape,
+                                   l2=RATING_MF_L2) if has_ratings else None)
     models = {"calibrated user": calibrated, "MF baseline": baseline}
     results: dict = {"models": {}}
     lists = {m: one_to_m_lists(held.positive, held.never, m, seed=seed + m) for m in RATIOS}
@@ -162,11 +173,13 @@ def _evaluate(world: CalibratedWorld, data: MovieLens100K | None, seed: int, sta
             for segment, entry in segment_scores(probability, auc, members, lists[1]).items():
                 results.setdefault("segments", {}).setdefault(segment, {
                     "population": SEGMENTS[segment], "users": int(members[segment].sum())})[name] = entry
-        results["ratings"] = rating_scores(world, calibrated, rating_mf, split, seed)
+        # A log without ratings has nothing to score the rating response against.
+        results["ratings"] = rating_scores(world, calibrated, rating_mf, split, seed) if has_ratings else None
     with stages.stage("simulating consumption"):
         results.update(consumption_realism(world, models, held, seed))
     results["targets"] = targets(results["models"])
     results["split"] = {"train": len(split.train), "held_out": len(split.test), "users": len(data.users)}
+    results["data"] = {"name": data_name(world), "has_ratings": has_ratings}
     return results
 
 

@@ -24,7 +24,7 @@ def write_report(results: dict, out: Path, world: CalibratedWorld) -> Path:
     import matplotlib.pyplot as plt
 
     out.mkdir(parents=True, exist_ok=True)
-    for plot in (plot_long_tail, plot_genre_shares, plot_ratings):
+    for plot in (plot_long_tail, plot_genre_shares) + ((plot_ratings,) if results["ratings"] else ()):
         plot(plt, results, out)
     if results.get("social"):
         plot_concentration(plt, results["social"], out)
@@ -55,7 +55,8 @@ def headline(results: dict) -> list[str]:
     names = list(results["models"])
     rows = [("AUC", lambda n: f"{results['models'][n]['auc']:.4f}")]
     rows += [(f"F1 at 1:{m}", lambda n, m=m: f"{results['models'][n][f'1:{m}']['f1']:.3f}") for m in RATIOS]
-    rows.append(("rating RMSE", lambda n: f"{results['ratings']['rmse'][n]:.4f}"))
+    if results["ratings"]:
+        rows.append(("rating RMSE", lambda n: f"{results['ratings']['rmse'][n]:.4f}"))
     ranking = results.get("policy_ranking")
     if ranking:
         # Only a simulator ranks policies; the baseline is a scorer, not a simulator.
@@ -69,7 +70,8 @@ def headline(results: dict) -> list[str]:
 # ------------------------------------------------------------------ sections
 def introduction(results: dict) -> list[str]:
     split = results["split"]
-    return ["# Fidelity of the calibrated statistical user (MovieLens-100K)", "",
+    name = results.get("data", {}).get("name", "MovieLens-100K")
+    return [f"# Fidelity of the calibrated statistical user ({name})", "",
             f"Held-out: each user's latest 20% of ratings ({split['held_out']:,} ratings of "
             f"{split['users']} users); training: the rest ({split['train']:,}). "
             "The calibrated user is the fitted user as simulated by `StatisticalUsers` at a session start; "
@@ -117,7 +119,10 @@ def discrimination_section(results: dict, names: list[str]) -> list[str]:
     return lines
 
 
-def ratings_section(r: dict) -> list[str]:
+def ratings_section(r: dict | None) -> list[str]:
+    if r is None:
+        return ["", "## Ratings", "", "The log has no ratings: there is nothing to score the rating response "
+                "against, and the world keeps the simulator's default one."]
     lines = ["", "## Ratings", "", "| predictor | RMSE |", "|---|---|"]
     lines += [f"| {k} | {v:.4f} |" for k, v in r["rmse"].items()]
     lines += [f"| calibrated user, one simulated draw per rating | {r['rmse_of_simulated_draws']:.4f} |", "",
@@ -186,8 +191,9 @@ def _distances(entry: dict, digits: int) -> list[str]:
     """``distance [interval]`` and ``noise [interval]`` cells for each distance, and the verdicts."""
     cells = []
     for metric, distance in entry["distance"].items():
+        within = entry["within_noise"][metric]
         cells += [_with_interval(distance, digits), _with_interval(entry["noise"][metric], digits),
-                  "within noise" if entry["within_noise"][metric] else "**outside noise**"]
+                  "n/a" if within is None else "within noise" if within else "**outside noise**"]
     return cells
 
 

@@ -21,7 +21,10 @@ Sections of the report:
   probability exceeds 1/2; accuracy, precision, recall and F1 pooled over all users (and,
   for reference, the expected values when each answer is a Bernoulli draw).
 * **Ratings**: RMSE of the expected rating on held-out ratings, and the distribution of
-  simulated ratings (one draw per held-out rating) against the real one.
+  simulated ratings (one draw per held-out rating) against the real one. A log without
+  ratings (``recoworld calibrate --data`` without a ``rating`` column) has none to score:
+  the section says so, and the rating columns and the session statistic built on the
+  mean rating are left out.
 * **Aggregate realism**: each user consumes, by the model's choice probabilities, as many
   items (among those they had not rated in training) as they really did in the held-out
   period; the long-tail curve and the genre shares of this simulated consumption are

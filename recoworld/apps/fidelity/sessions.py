@@ -63,7 +63,7 @@ Weibull ``shape``). ``metrics.json["session_targets"]`` holds :func:`targets`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -217,15 +217,18 @@ def summary(statistic: Statistic, table: pd.DataFrame, resampler: UserResampler,
                for key, value in point.items() if key != "n"}}
 
 
-def compare(held_out: pd.DataFrame, simulated: pd.DataFrame, draws: int = 200, seed: int = 0) -> dict:
-    """Every statistic of :data:`STATISTICS` on both session tables, their distances with
-    bootstrap intervals, the half-split noise of ``held_out`` and the verdicts (module docstring)."""
+def compare(held_out: pd.DataFrame, simulated: pd.DataFrame, draws: int = 200, seed: int = 0,
+            names: Sequence[str] = tuple(STATISTICS)) -> dict:
+    """The statistics ``names`` of :data:`STATISTICS` on both session tables, their
+    distances with bootstrap intervals, the half-split noise of ``held_out`` and the
+    verdicts (module docstring; a verdict is ``None`` where the distance is undefined)."""
     real, sim = UserResampler(held_out), UserResampler(simulated)
     real_draws, sim_draws = user_draws(real.n_users, draws, seed), user_draws(sim.n_users, draws, seed + 1)
     generator = np.random.default_rng(seed + 2)
     halvings = [real.halves(generator) for _ in range(draws)]
     out = {}
-    for name, statistic in STATISTICS.items():
+    for name in names:
+        statistic = STATISTICS[name]
         point = distances(statistic, simulated, held_out)
         boot = [distances(statistic, sim.take(s), real.take(r)) for s, r in zip(sim_draws, real_draws)]
         noise = [distances(statistic, a, b) for a, b in halvings]
@@ -236,8 +239,11 @@ def compare(held_out: pd.DataFrame, simulated: pd.DataFrame, draws: int = 200, s
         for metric in DISTANCES[statistic.kind]:
             entry["distance"][metric] = interval(point[metric], np.array([d[metric] for d in boot]))
             spread = np.array([d[metric] for d in noise])
-            entry["noise"][metric] = interval(float(np.nanmedian(spread)), spread)
-            entry["within_noise"][metric] = bool(point[metric] <= entry["noise"][metric]["high"])
+            middle = float(np.nanmedian(spread)) if np.isfinite(spread).any() else np.nan
+            entry["noise"][metric] = interval(middle, spread)
+            # None where the statistic is undefined (too few sessions, no variation): no verdict.
+            entry["within_noise"][metric] = (None if np.isnan(point[metric]) else
+                                             bool(point[metric] <= entry["noise"][metric]["high"]))
         out[name] = entry
     return out
 
@@ -302,8 +308,10 @@ def _session_dynamics(world: CalibratedWorld, data, share: float, seed: int, dra
     simulated = dynamics.simulate_lives(world.catalog, fit.world.config, fit.world.population().pinned(slots, slots),
                                         slots, (data_end - first[rows]) / DAY, max_steps=max_steps, seed=seed)
     real = ratings[ratings["user_id"].isin(held_out)]
+    # A log without ratings has no session mean rating to correlate with the next gap.
+    names = [n for n in STATISTICS if getattr(data, "has_ratings", True) or n != "gap_vs_mean_rating"]
     out = compare(session_table(real, genres, config.session_gap_minutes),
-                  session_table(simulated, genres, config.session_gap_minutes), draws, seed)
+                  session_table(simulated, genres, config.session_gap_minutes), draws, seed, names)
     return {"statistics": out, "held_out_users": len(held_out), "fitted_users": len(rows),
             "share": share, "leave": fit.leave, "returns": fit.returns, "gap_law": fit.gap_law,
             "config": {k: getattr(fit.world.config, k) for k in REFITTED}}
