@@ -65,3 +65,17 @@ def test_segments_need_the_calibrated_users(tmp_path, capsys):
     with pytest.raises(SystemExit):
         run_app(["agent=random", *TINY, "experiment.segments={a: low}", f"hydra.run.dir={tmp_path}"])
     assert "a segment is a population spec" in capsys.readouterr().err
+
+
+def test_a_world_path_without_a_world_is_refused_not_filled_with_movielens(tmp_path, capsys):
+    from recoworld.apps.fidelity.report import main as fidelity_main
+
+    missing = tmp_path / "my-wrold"  # a typo of the folder `recoworld calibrate --out` wrote
+    with pytest.raises(SystemExit):
+        run_app(["agent=random", f"world.path={missing}", *TINY, f"hydra.run.dir={tmp_path / 'run'}"])
+    assert (f"world.path={missing} holds no calibrated world (no world.json there); give the folder that "
+            "`recoworld calibrate --out DIR` wrote") in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        fidelity_main(["--world", str(missing), "--out", str(tmp_path / "report")])
+    assert f"--world {missing} holds no calibrated world" in capsys.readouterr().err
+    assert not missing.exists()

@@ -125,6 +125,9 @@ def test_logs_the_fit_cannot_run_on_are_refused_saying_what_is_missing(simulated
     assert (f"the validation fold is empty ({N_USERS} users, {N_USERS} interactions, at most 1 per user): the latest "
             "0.2 of each user's interactions before their held-out 0.2 validate the fit, so a user needs at least 6. "
             "Calibrate on a longer log") in refused(log.groupby("user").head(1))
+    assert calibrate_main(["--data", str(log_files / "log.csv"), "--out", str(tmp_path / "w"), "--users", "5000",
+                           "--quiet"]) == 2
+    assert f"users=5000; the data has {N_USERS} users: choose 1..{N_USERS}" in capsys.readouterr().err
     # A model that ranks the later choices below chance gets a negative Platt scale.
     monkeypatch.setattr("recoworld.apps.calibrate.choices.platt_scaling", lambda *args: (-0.4, 0.1))
     message = refused(log)

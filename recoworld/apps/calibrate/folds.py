@@ -38,7 +38,7 @@ def subsample(data: MovieLens100K, n_users: int, seed: int) -> MovieLens100K:
     """``n_users`` random users of ``data`` with their ratings, ids made dense again (items kept)."""
     total = len(data.users)
     if not 1 <= n_users <= total:
-        raise ValueError(f"users={n_users}; choose 1..{total}")
+        raise CalibrationDataError(f"users={n_users}; the data has {total} users: choose 1..{total}")
     return keep_users(data, np.sort(np.random.default_rng(seed).choice(total, n_users, replace=False)))
 
 

@@ -108,8 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recoworld fidelity", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("fidelity-report"), help="report folder")
-    parser.add_argument("--world", type=Path, default=None, help="calibrated-world artifact (default: the cache; "
-                        "calibrated first if missing)")
+    parser.add_argument("--world", type=Path, default=None, help="calibrated-world artifact written by `recoworld "
+                        "calibrate --out DIR` (default: the cache's, calibrated first if missing)")
     parser.add_argument("--social", action="store_true", help="add the social-influence concentration section")
     parser.add_argument("--agents", default=",".join(AGENTS), help="agents (conf/agent/ names) of the policy "
                         "ranking, comma-separated; empty: no ranking (default: %(default)s)")
@@ -138,6 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     kinds = [k for k in args.users.split(",") if k]
     with_users = kinds != ["statistical"] and bool(kinds)
     start = time.perf_counter()
+    if args.world is not None and not (args.world / "world.json").is_file():
+        parser.error(f"--world {args.world} holds no calibrated world (no world.json there); give the folder that "
+                     "`recoworld calibrate --out DIR` wrote, or leave --world out for the cache's world")
     world = ensure_world(args.world, progress=not args.quiet)
     splits = [s for s in args.splits.split(",") if s]
     unknown = sorted(set(splits) - set(SPLIT_KINDS))

@@ -304,12 +304,20 @@ def _summaries(directory: RunDirectory, lineup: dict[str, DictConfig], seeds: Se
 
 
 def ensure_calibrated(cfg: DictConfig) -> None:
-    """Fits the calibrated world on first use when the world or the simulator reads it."""
-    paths = {cfg.world.get("path")} if cfg.world.get("_target_") == CALIBRATED_CATALOG else set()
+    """Fits the cache's calibrated world on first use when the world or the simulator reads
+    it. A folder given as ``world.path`` (or ``simulator.path``) must hold a world already:
+    fitting MovieLens-100K into a mistyped folder would run the wrong world silently."""
+    paths = {cfg.world.get("path"): "world.path"} if cfg.world.get("_target_") == CALIBRATED_CATALOG else {}
     if cfg.simulator.get("_target_") == CALIBRATED_USERS:
-        paths.add(cfg.simulator.get("path"))
-    for path in paths:
-        ensure_world(path)
+        paths.setdefault(cfg.simulator.get("path"), "simulator.path")
+    for path, key in paths.items():
+        if path is None:
+            ensure_world(None)
+        elif not (Path(path).expanduser() / "world.json").is_file():
+            raise ExperimentConfigError(
+                f"{key}={path} holds no calibrated world (no world.json there); give the folder that `recoworld "
+                f"calibrate --out DIR` wrote, fit MovieLens-100K there first with `recoworld calibrate --out "
+                f"{path}`, or leave {key} unset for the cache's world")
 
 
 def _progress(console: Console, enabled: bool) -> Progress:
