@@ -9,9 +9,8 @@ fills (:mod:`recoworld.apps.fidelity.report` describes the sections and the mode
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
