@@ -125,6 +125,11 @@ def test_logs_the_fit_cannot_run_on_are_refused_saying_what_is_missing(simulated
     assert (f"the validation fold is empty ({N_USERS} users, {N_USERS} interactions, at most 1 per user): the latest "
             "0.2 of each user's interactions before their held-out 0.2 validate the fit, so a user needs at least 6. "
             "Calibrate on a longer log") in refused(log.groupby("user").head(1))
+    order = log.groupby("user").cumcount()
+    assert (f"no user comes back within the log ({N_USERS} sessions of {N_USERS} users, one each, cut at pauses of "
+            "the session gap)") in refused(log.assign(timestamp=1_000_000 + 60 * order))
+    assert "followed by a return after 2 to 2 days): it needs gaps of varied length" in refused(
+        log.assign(timestamp=1_000_000 + 2 * 86_400 * order))  # one interaction every other day, on the dot
     assert calibrate_main(["--data", str(log_files / "log.csv"), "--out", str(tmp_path / "w"), "--users", "5000",
                            "--quiet"]) == 2
     assert f"users=5000; the data has {N_USERS} users: choose 1..{N_USERS}" in capsys.readouterr().err

@@ -26,8 +26,8 @@ items' quality (their mean rating) carries no weight in the choices.
 
 The calibration refuses (:class:`~recoworld.apps.calibrate.folds.CalibrationDataError`) a
 catalog of fewer than 50 items, a log in which no user has enough interactions for a
-validation fold (6 at the default fractions), and choices its model cannot rank above
-chance.
+validation fold (6 at the default fractions), choices its model cannot rank above
+chance, and sessions without returns or whose gaps have no spread.
 
 **The item table** (``--items PATH``, optional): ``item`` (required), ``title`` and
 ``genres`` (``|``-separated names, or a list in Parquet). Every item of the log must be

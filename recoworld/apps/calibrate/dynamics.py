@@ -76,6 +76,7 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 
+from recoworld.apps.calibrate.folds import CalibrationDataError
 from recoworld.calibration.split import DAY, Sessions, cut_sessions, is_first_session
 from recoworld.calibration.traits import normal_scores
 from recoworld.catalog import Catalog, RandomCandidates
@@ -182,8 +183,22 @@ def gap_length_elasticity(sessions: Sessions, min_gaps: int = 3) -> float:
 
 def calibration_returns(sessions: Sessions, n_users: int) -> ReturnFit:
     """The calibration's return law on ``sessions``: Weibull gaps whose mean falls with the
-    session's length by :func:`gap_length_elasticity`."""
-    return fit_returns(sessions, n_users, weibull=True, length_elasticity=gap_length_elasticity(sessions))
+    session's length by :func:`gap_length_elasticity`. Sessions it cannot be fitted to (no
+    return at all, or gaps without any spread, whose Weibull shape has no finite maximum)
+    are a :class:`~recoworld.apps.calibrate.folds.CalibrationDataError`."""
+    gaps = sessions.table["next_gap_days"].dropna()
+    if gaps.empty:
+        raise CalibrationDataError(
+            f"no user comes back within the log ({len(sessions.table)} sessions of {n_users} users, one each, "
+            "cut at pauses of the session gap): the return probability and the gaps between sessions cannot be "
+            "read off it. Calibrate on a log that spans several sessions per user")
+    fit = fit_returns(sessions, n_users, weibull=True, length_elasticity=gap_length_elasticity(sessions))
+    if not all(math.isfinite(v) for v in (fit.return_logit, fit.mean_gap_days, fit.gap_shape)):
+        raise CalibrationDataError(
+            f"the return model does not fit these sessions ({len(sessions.table)} sessions of {n_users} users, "
+            f"{len(gaps)} followed by a return after {gaps.min():.3g} to {gaps.max():.3g} days): it needs gaps of "
+            "varied length. Calibrate on a log timestamped as the interactions happened")
+    return fit
 
 
 def patience_from_sessions(sessions: Sessions, n_users: int, median: float = 0.8, spread: float = 0.6) -> np.ndarray:
