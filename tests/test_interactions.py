@@ -159,6 +159,12 @@ def test_calibration_on_a_generated_log_recovers_the_users(world_dir, simulated)
     assert world.meta["choice"]["validation_auc"] > 0.65
     # The simulator's ratings rise with the utility (slope 0.9 on the true one).
     assert config.rating_slope > 0.25
+    # The log's sessions are 10 ratings each, days apart as an exponential law of mean 5
+    # days: the return law finds a Weibull shape near 1 (the exponential) and that mean.
+    assert 0.8 < config.gap_shape < 1.4
+    assert 3.5 < world.meta["returns"]["mean_gap_days"] < 6.5
+    assert world.meta["leave"]["target_quantiles"] == [10.0, 10.0, 10.0]
+    assert world.meta["leave"]["simulated_quantiles"][0] == 10.0  # the median session, matched
 
 
 @pytest.fixture(scope="module")
