@@ -140,6 +140,30 @@ def test_logs_the_fit_cannot_run_on_are_refused_saying_what_is_missing(simulated
     assert "(Platt scale -0.4): no better than chance, so there is no taste to calibrate" in message
 
 
+def test_a_refit_with_force_replaces_the_world_only_once_the_new_one_is_written(world_dir, log_files, tmp_path,
+                                                                                capsys):
+    import shutil
+
+    world = tmp_path / "world"
+    shutil.copytree(world_dir, world)
+    before = (world / "world.json").read_bytes()
+    log = pd.read_csv(log_files / "log.csv")
+    small = write(tmp_path, "small.csv", log[log["item"] < 1040])  # refused by the fit: 40 items
+    assert calibrate_main(["--data", str(small), "--out", str(world), "--force", "--quiet"]) == 2
+    assert (world / "world.json").read_bytes() == before, "the failed fit left the old world as it was"
+    clicks = write(tmp_path, "clicks.csv", log.drop(columns="rating"))
+    assert calibrate_main(["--data", str(clicks), "--items", str(log_files / "items.parquet"), "--out", str(world),
+                           "--force", "--quiet"]) == 0
+    assert CalibratedWorld.load(world).meta["data"]["source"]["data"].endswith("clicks.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clicks.csv", "small.csv", "world"]  # nothing staged
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    with pytest.raises(SystemExit):
+        calibrate_main(["--data", str(clicks), "--out", str(tmp_path / "notes"), "--quiet"])
+    assert "holds files but no calibrated world; give a new or empty folder" in capsys.readouterr().err
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
+
+
 # --------------------------------------------------------- fit and run
 def test_calibration_on_a_generated_log_recovers_the_users(world_dir, simulated):
     """The log came from known users: the fitted click logits rank each user's items like

@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -320,7 +322,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "[, gender] [, occupation] [, zip_code]")
     parser.add_argument("--out", type=Path, default=None, help="artifact folder (default: the cache, which "
                         "load_calibrated_world() reads; required with --data)")
-    parser.add_argument("--force", action="store_true", help="fit again even if the artifact exists")
+    parser.add_argument("--force", action="store_true", help="fit again even if the artifact exists (it is "
+                        "replaced once the new fit is written)")
     parser.add_argument("--users", type=int, default=None, help="fit on this many random users only")
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -329,6 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.data is not None and args.out is None:
         parser.error("--data needs --out DIR: the cache's world is MovieLens-100K's")
     path = args.out or default_path()
+    if path.is_dir() and any(path.iterdir()) and not (path / "world.json").is_file():
+        parser.error(f"--out {path} holds files but no calibrated world; give a new or empty folder")
     if (path / "world.json").is_file() and not args.force:
         print(f"{path} already holds a calibrated world; --force fits it again", file=sys.stderr)
         world = CalibratedWorld.load(path)
@@ -342,18 +347,32 @@ def main(argv: Sequence[str] | None = None) -> int:
             except (ValueError, FileNotFoundError) as error:
                 print(f"recoworld calibrate: {error}", file=sys.stderr)
                 return 2
-        if (path / "world.json").is_file():
-            import shutil
-
-            shutil.rmtree(path)
         try:
-            world = calibrate(CalibrationConfig(users=args.users), path=path, data=data, progress=not args.quiet)
+            world = calibrate(CalibrationConfig(users=args.users), data=data, progress=not args.quiet)
         except CalibrationDataError as error:
             print(f"recoworld calibrate: {error}", file=sys.stderr)
             return 2
+        replace_world(world, path)
     print(summary(world))
     print(f"artifact: {path}")
     return 0
+
+
+def replace_world(world: CalibratedWorld, path: Path) -> None:
+    """Save ``world`` at ``path``, replacing the world there only once the new one is
+    written in full: a fit that fails or is stopped leaves the old world as it was."""
+    if not (path / "world.json").is_file():
+        if path.is_dir():
+            path.rmdir()  # empty (main refuses a folder with other files)
+        world.save(path)
+        return
+    staged, old = path.with_name(f".{path.name}-new"), path.with_name(f".{path.name}-old")
+    for leftover in (staged, old):  # of a replacement stopped between its two renames
+        shutil.rmtree(leftover, ignore_errors=True)
+    world.save(staged)
+    os.rename(path, old)
+    os.rename(staged, path)
+    shutil.rmtree(old)
 
 
 if __name__ == "__main__":
