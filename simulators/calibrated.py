@@ -134,6 +134,7 @@ class CalibratedWorld:
             tensors.update({f"users.{c}": torch.tensor(self.users[c].to_numpy(dtype=np.float64))
                             for c in NUMERIC_COLUMNS})
             torch.save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp / "tensors.pt")
+            tmp.chmod(0o755)  # mkdtemp's folder is private; a world is shared like any output folder
             try:
                 os.rename(tmp, path)
             except OSError:

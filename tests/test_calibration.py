@@ -259,6 +259,7 @@ def test_calibrated_world_reproduces_the_fitted_choices(world, catalog):
 def test_artifact_round_trip(world, tmp_path):
     path = world.save(tmp_path / "world")
     assert json.loads((path / "world.json").read_text())["artifact_version"] >= 1
+    assert path.stat().st_mode & 0o777 == 0o755, "others can read a world, as any output folder"
     loaded = CalibratedWorld.load(path)
     assert loaded.config == world.config
     for name in ("features", "genres", "popularity", "quality"):
