@@ -362,9 +362,7 @@ def replace_world(world: CalibratedWorld, path: Path) -> None:
     """Save ``world`` at ``path``, replacing the world there only once the new one is
     written in full: a fit that fails or is stopped leaves the old world as it was."""
     if not (path / "world.json").is_file():
-        if path.is_dir():
-            path.rmdir()  # empty (main refuses a folder with other files)
-        world.save(path)
+        world.save(path)  # new or empty (main refuses a folder with other files): renamed into place
         return
     staged, old = path.with_name(f".{path.name}-new"), path.with_name(f".{path.name}-old")
     for leftover in (staged, old):  # of a replacement stopped between its two renames
