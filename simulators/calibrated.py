@@ -138,7 +138,7 @@ class CalibratedWorld:
             try:
                 os.rename(tmp, path)
             except OSError:
-                if not (path / "world.json").is_file():
+                if not is_world(path):
                     raise
                 # Another process saved the same artifact first; theirs is as good as ours.
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -170,6 +170,12 @@ class CalibratedWorld:
         return cls(catalog, StatisticalUserConfig(**document["config"]), users, tensors["interest"], document["meta"])
 
 
+def is_world(path: str | Path) -> bool:
+    """Whether ``path`` holds a saved world (its ``world.json``): what ``recoworld run``,
+    ``fidelity`` and ``calibrate`` check before reading a folder or writing over it."""
+    return (Path(path).expanduser() / "world.json").is_file()
+
+
 def default_path() -> Path:
     """Where :func:`load_calibrated_world` keeps the artifact: ``<cache>/calibrated/<name>``."""
     from recoworld.data.cache import cache_dir
@@ -185,7 +191,7 @@ def load_world(path: str | Path | None = None) -> CalibratedWorld:
     first when needed, as ``recoworld run`` does) writes it.
     """
     path = default_path() if path is None else Path(path).expanduser()
-    if not (path / "world.json").is_file():
+    if not is_world(path):
         where = "" if path == default_path() else f" --out {path}"
         raise FileNotFoundError(f"no calibrated world at {path}; run `recoworld calibrate{where}` to fit it "
                                 "(about a minute), or give world.path the folder of an existing one")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -57,11 +57,16 @@ class MovieLens100K:
             ``popularity`` (number of ratings) and ``quality`` (mean rating).
         users: one row per user, row ``u`` is ``user_id == u``: ``age``, ``gender``
             (``"M"``/``"F"``), ``occupation``, ``zip_code`` (a string; some are Canadian).
+        has_ratings: always true here; a log read by
+            :func:`~recoworld.data.interactions.load_interactions` may have none.
+        source: where the tables were read from (empty here: the artifact names MovieLens).
     """
 
     ratings: pd.DataFrame
     items: pd.DataFrame
     users: pd.DataFrame
+    has_ratings: bool = True
+    source: dict = field(default_factory=dict)
 
 
 def load_movielens_100k(path: str | Path | None = None) -> MovieLens100K:

@@ -55,7 +55,7 @@ from recoworld.calibration.ratings import RatingResponse, fit_rating_response
 from recoworld.calibration.split import Sessions, cut_sessions
 from recoworld.catalog import Catalog
 from recoworld.data.movielens import MovieLens100K, load_movielens_100k
-from recoworld.simulators.calibrated import CalibratedPopulation, CalibratedWorld, default_path
+from recoworld.simulators.calibrated import CalibratedPopulation, CalibratedWorld, default_path, is_world
 from recoworld.simulators.statistical import StatisticalUserConfig
 
 # The synthetic population's novelty spread and session spread against its interest
@@ -127,7 +127,7 @@ def calibrate(config: CalibrationConfig | None = None, path: str | Path | None =
         raise ValueError(f"exposure_odds={config.exposure_odds}; it is a ratio of item counts and must be > 0")
     stages = Stages(8 if data is not None else 9, progress)
     with torch_threads(config.threads):
-        source = {"kind": "movielens-100k"} if data is None else getattr(data, "source", None) or {"kind": "given"}
+        source = {"kind": "movielens-100k"} if data is None else data.source or {"kind": "given"}
         if data is None:
             with stages.stage("reading MovieLens-100K"):
                 data = load_movielens_100k()
@@ -144,7 +144,7 @@ def calibrate(config: CalibrationConfig | None = None, path: str | Path | None =
 def ensure_world(path: str | Path | None = None, progress: bool = True) -> CalibratedWorld:
     """The calibrated world at ``path`` (default: the cache), fitted and saved first if missing."""
     path = default_path() if path is None else Path(path).expanduser()
-    if not (path / "world.json").is_file():
+    if not is_world(path):
         calibrate(path=path, progress=progress)
     return CalibratedWorld.load(path)
 
@@ -155,7 +155,7 @@ def _fit(data: MovieLens100K, config: CalibrationConfig, stages: Stages) -> Cali
         folds = Folds.cut(data, config.holdout_fraction, config.validation_fraction, config.users, config.seed,
                           config.split, config.held_out_users)
         folds.check_enough(dynamics.REFERENCE_CANDIDATES, config.holdout_fraction, config.validation_fraction)
-        source = getattr(data, "source", None) or {}
+        source = data.source
         name = f"{Path(source['data']).stem}-calibrated" if source.get("data") else "movielens-100k-calibrated"
         catalog = training_catalog(folds.data.items, folds.split.train, name)
         meta["data"], meta["split"] = folds.describe()
@@ -202,7 +202,7 @@ def fit_ratings(folds: Folds, validation: ValidationFit) -> RatingResponse:
     """Step 3's rating response, on the validation fold's ratings (the catalog's quality and
     the users' rating offsets from the ratings before the fold); a log without ratings
     keeps the simulator's default response."""
-    if not getattr(folds.data, "has_ratings", True):
+    if not folds.data.has_ratings:
         default = StatisticalUserConfig()
         return RatingResponse(default.rating_center, default.rating_slope, default.rating_quality,
                               default.rating_noise, 0.0)
@@ -332,9 +332,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.data is not None and args.out is None:
         parser.error("--data needs --out DIR: the cache's world is MovieLens-100K's")
     path = args.out or default_path()
-    if path.is_dir() and any(path.iterdir()) and not (path / "world.json").is_file():
+    if path.is_dir() and any(path.iterdir()) and not is_world(path):
         parser.error(f"--out {path} holds files but no calibrated world; give a new or empty folder")
-    if (path / "world.json").is_file() and not args.force:
+    if is_world(path) and not args.force:
         print(f"{path} already holds a calibrated world; --force fits it again", file=sys.stderr)
         world = CalibratedWorld.load(path)
     else:
@@ -361,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def replace_world(world: CalibratedWorld, path: Path) -> None:
     """Save ``world`` at ``path``, replacing the world there only once the new one is
     written in full: a fit that fails or is stopped leaves the old world as it was."""
-    if not (path / "world.json").is_file():
+    if not is_world(path):
         world.save(path)  # new or empty (main refuses a folder with other files): renamed into place
         return
     staged, old = path.with_name(f".{path.name}-new"), path.with_name(f".{path.name}-old")

@@ -155,7 +155,7 @@ def _evaluate(world: CalibratedWorld, data: MovieLens100K | None, seed: int, sta
         held = HeldOut.of(split, len(data.users), len(data.items))
     with stages.stage("simulating the calibrated users"):
         calibrated = simulated_probabilities(world)
-    has_ratings = getattr(data, "has_ratings", True)
+    has_ratings = data.has_ratings
     with stages.stage("fitting the MF baselines"):
         train = split.train
         baseline = torch.sigmoid(fit_choice(rating_weights(train, *held.positive.shape, None), BASELINE).logits())

@@ -77,6 +77,7 @@ from recoworld.apps.fidelity.ranking import AGENTS, RankingConfig, policy_rankin
 from recoworld.apps.fidelity.sessions import session_dynamics
 from recoworld.apps.fidelity.sessions import targets as session_targets
 from recoworld.apps.fidelity.splits import SPLIT_KINDS, evaluate_split, split_targets
+from recoworld.simulators.calibrated import is_world
 
 #: The targets of the splits section: AUC and F1 at 1:1 (at the validation-chosen
 #: threshold) on the latest-ratings split, and the margin over both popularity baselines
@@ -138,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     kinds = [k for k in args.users.split(",") if k]
     with_users = kinds != ["statistical"] and bool(kinds)
     start = time.perf_counter()
-    if args.world is not None and not (args.world / "world.json").is_file():
+    if args.world is not None and not is_world(args.world):
         parser.error(f"--world {args.world} holds no calibrated world (no world.json there); give the folder that "
                      "`recoworld calibrate --out DIR` wrote, or leave --world out for the cache's world")
     world = ensure_world(args.world, progress=not args.quiet)

@@ -309,7 +309,7 @@ def _session_dynamics(world: CalibratedWorld, data, share: float, seed: int, dra
                                         slots, (data_end - first[rows]) / DAY, max_steps=max_steps, seed=seed)
     real = ratings[ratings["user_id"].isin(held_out)]
     # A log without ratings has no session mean rating to correlate with the next gap.
-    names = [n for n in STATISTICS if getattr(data, "has_ratings", True) or n != "gap_vs_mean_rating"]
+    names = [n for n in STATISTICS if data.has_ratings or n != "gap_vs_mean_rating"]
     out = compare(session_table(real, genres, config.session_gap_minutes),
                   session_table(simulated, genres, config.session_gap_minutes), draws, seed, names)
     return {"statistics": out, "held_out_users": len(held_out), "fitted_users": len(rows),

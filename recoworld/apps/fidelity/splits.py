@@ -249,7 +249,7 @@ def _evaluate_split(world: CalibratedWorld, data, kind: str, seed: int, draws: i
                                          weights) for name, (validation, p) in models.items()},
            "users": int((positive.any(1)).sum()), "held_out": int(positive.sum()), "train": len(split.train),
            "cut_time": folds.cut_time}
-    if getattr(folds.data, "has_ratings", True):
+    if folds.data.has_ratings:
         out["rmse"] = rating_errors(tested, calibrated, split, rows, weights)
     return out
 

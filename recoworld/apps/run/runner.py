@@ -78,6 +78,7 @@ from recoworld.catalog import Catalog
 from recoworld.envs.rollout import EachStep
 from recoworld.logs import SCHEMA_VERSION, read_log
 from recoworld.metrics import METRICS, seed_summary, summarize
+from recoworld.simulators.calibrated import is_world
 
 CALIBRATED_CATALOG = "recoworld.simulators.calibrated.calibrated_catalog"
 log = logging.getLogger(__name__)
@@ -313,7 +314,7 @@ def ensure_calibrated(cfg: DictConfig) -> None:
     for path, key in paths.items():
         if path is None:
             ensure_world(None)
-        elif not (Path(path).expanduser() / "world.json").is_file():
+        elif not is_world(path):
             raise ExperimentConfigError(
                 f"{key}={path} holds no calibrated world (no world.json there); give the folder that `recoworld "
                 f"calibrate --out DIR` wrote, fit MovieLens-100K there first with `recoworld calibrate --out "
