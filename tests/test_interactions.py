@@ -227,6 +227,10 @@ def test_the_fidelity_report_of_a_log_without_ratings_scores_no_ratings(world_wi
     assert report.startswith("# Fidelity of the calibrated statistical user (clicks.csv)")
     assert "The log has no ratings: there is nothing to score the rating response against" in report
     assert "rating RMSE |" not in report.split("## Targets")[0]  # no RMSE in the headline
+    # The log's rows are interactions, not ratings, wherever the page counts them.
+    assert "Held-out: each user's latest 20% of interactions (" in report
+    assert "### Split: each user's latest interactions" in report
+    assert "held-out ratings" not in report and "training ratings" not in report
     assert not (tmp_path / "ratings.png").exists()
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["ratings"] is None and metrics["data"] == {"name": "clicks.csv", "has_ratings": False}

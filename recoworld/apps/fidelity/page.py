@@ -31,15 +31,16 @@ def write_report(results: dict, out: Path, world: CalibratedWorld) -> Path:
     if results.get("splits"):
         plot_calibration(plt, results["splits"], out)
     names = list(results["models"])
+    noun = events(results)
     lines = introduction(results)
     lines += ["## Headline", ""] + headline(results) + [""]
     lines += ["## Targets", ""] + [f"- {k}: {'met' if v else '**not met**'}" for k, v in results["targets"].items()]
     lines += discrimination_section(results, names)
     lines += ratings_section(results["ratings"])
     lines += aggregate_section(results["aggregate"])
-    lines += splits_section(results.get("splits"), results.get("split_targets"))
-    lines += sessions_section(results.get("sessions"), results.get("session_targets"))
-    lines += ranking_section(results.get("policy_ranking"))
+    lines += splits_section(results.get("splits"), results.get("split_targets"), noun)
+    lines += sessions_section(results.get("sessions"), results.get("session_targets"), noun)
+    lines += ranking_section(results.get("policy_ranking"), noun)
     lines += user_kinds_section(results.get("user_kinds"))
     lines += social_section(results.get("social"))
     lines += world_section(world)
@@ -68,17 +69,23 @@ def headline(results: dict) -> list[str]:
 
 
 # ------------------------------------------------------------------ sections
+def events(results: dict) -> str:
+    """What the log's rows are called on the page: ratings, or interactions for a log
+    without a rating column (a click or view log)."""
+    return "ratings" if results.get("data", {}).get("has_ratings", True) else "interactions"
+
+
 def introduction(results: dict) -> list[str]:
-    split = results["split"]
+    split, noun = results["split"], events(results)
     name = results.get("data", {}).get("name", "MovieLens-100K")
     return [f"# Fidelity of the calibrated statistical user ({name})", "",
-            f"Held-out: each user's latest 20% of ratings ({split['held_out']:,} ratings of "
+            f"Held-out: each user's latest 20% of {noun} ({split['held_out']:,} {noun} of "
             f"{split['users']} users); training: the rest ({split['train']:,}). "
             "The calibrated user is the fitted user as simulated by `StatisticalUsers` at a session start; "
             "the MF baseline is a plain logistic MF (choices) and a biased MF (ratings) on the same split. "
-            "The calibrated user's choices come from the same logistic MF fitted with recency-weighted ratings "
-            "(a rating's weight halves with every 20 newer ratings of its user) plus an item-to-item (EASE) term "
-            "on those ratings, brought back to one vector per user and per item by a truncated SVD, and "
+            f"The calibrated user's choices come from the same logistic MF fitted with recency-weighted {noun} "
+            f"(a weight halves with every 20 newer {noun} of the user) plus an item-to-item (EASE) term "
+            f"on those {noun}, brought back to one vector per user and per item by a truncated SVD, and "
             "Platt-scaled on a validation fold (the last 20% of the training split); the baselines' penalties "
             "were chosen on that fold too.",
             ""]
@@ -141,30 +148,30 @@ def aggregate_section(aggregate: dict) -> list[str]:
     return lines + ["", "![long tail](long_tail.png)", "", "![genre shares](genre_shares.png)", ""]
 
 
-SPLIT_TITLES = {"latest": "each user's latest ratings", "time": "a global time cut",
-                "users": "held-out users (folded in on their early ratings)"}
+SPLIT_TITLES = {"latest": "each user's latest {noun}", "time": "a global time cut",
+                "users": "held-out users (folded in on their early {noun})"}
 
 
 def _with_interval(entry: dict, digits: int = 3) -> str:
     return f"{entry['value']:.{digits}f} [{entry['low']:.{digits}f}, {entry['high']:.{digits}f}]"
 
 
-def splits_section(splits: dict | None, targets: dict | None) -> list[str]:
+def splits_section(splits: dict | None, targets: dict | None, noun: str = "ratings") -> list[str]:
     """The three splits against the baselines, with 95% bootstrap intervals over users."""
     if not splits:
         return []
     lines = ["## Splits and baselines", "",
              "The calibrated user against popularity, recent popularity (30 days before the held-out period), "
-             "MF and EASE, each fitted on the split's training ratings and Platt-scaled on its validation fold "
+             f"MF and EASE, each fitted on the split's training {noun} and Platt-scaled on its validation fold "
              "(`recoworld.apps.fidelity.splits`). In brackets: 95% bootstrap intervals over users. ECE: expected "
              "calibration error of the 1:1 lists. F1 in the first table: would watch = probability above 1/2; "
              "in the second, above the threshold chosen per mix on the validation fold's lists (never the test "
              "lists): even calibrated probabilities maximise F1 at about half the best F1, not at 1/2 "
              "(Lipton, Elkan and Naryanaswamy, 2014). The F1 target reads the second.", ""]
     for kind, split in splits.items():
-        lines += [f"### Split: {SPLIT_TITLES.get(kind, kind)}", "",
-                  f"{split['held_out']:,} held-out ratings of {split['users']} users; {split['train']:,} training "
-                  "ratings.", "",
+        lines += [f"### Split: {SPLIT_TITLES.get(kind, kind).format(noun=noun)}", "",
+                  f"{split['held_out']:,} held-out {noun} of {split['users']} users; {split['train']:,} training "
+                  f"{noun}.", "",
                   "| model | AUC | F1 1:1 | F1 1:3 | F1 1:9 | ECE | rating RMSE |", "|---|---|---|---|---|---|---|"]
         rmse = split.get("rmse", {})
         for name, e in split["models"].items():
@@ -204,20 +211,20 @@ def _quantiles_cell(summary: dict, keys: tuple[str, ...], digits: int) -> str:
 SESSIONS_INTRO = (
     "The session dynamics (returns, activity, leave hazard, gap scale) fitted again without {held_out} held-out "
     "users; the other {fitted} users simulated over their real observation windows with the leave fit's "
-    "reference recommender, their clicks cut into sessions as the ratings are "
+    "reference recommender, their clicks cut into sessions as the {noun} are "
     "(`recoworld.apps.fidelity.sessions`). Distance: simulated against held-out, 95% bootstrap interval over "
     "users; noise: the same distance between two random halves of the held-out users (median and 95% interval "
     "over halvings); within noise: the distance is at most the noise's upper end.")
 
 
-def sessions_section(section: dict | None, targets: dict | None) -> list[str]:
+def sessions_section(section: dict | None, targets: dict | None, noun: str = "ratings") -> list[str]:
     """Session dynamics of the calibrated users against held-out users
     (:mod:`recoworld.apps.fidelity.sessions`)."""
     if not section:
         return []
     statistics = section["statistics"]
     lines = ["## Session dynamics against held-out users", "",
-             SESSIONS_INTRO.format(held_out=section["held_out_users"], fitted=section["fitted_users"]), "",
+             SESSIONS_INTRO.format(held_out=section["held_out_users"], fitted=section["fitted_users"], noun=noun), "",
              "| statistic | held-out | simulated | KS | KS noise | KS verdict | W1 | W1 noise | W1 verdict |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, entry in statistics.items():
@@ -254,12 +261,12 @@ def sessions_section(section: dict | None, targets: dict | None) -> list[str]:
     return lines + [""]
 
 
-def ranking_section(ranking: dict | None) -> list[str]:
+def ranking_section(ranking: dict | None, noun: str = "ratings") -> list[str]:
     if not ranking:
         return []
     lines = ["## Policy ranking", "",
              f"Agents ranked by click-through (clicks per shown item) serving the calibrated users in "
-             f"`RecoWorld/Slate-v0` and in a replay of {ranking['replay_rounds']:,} held-out ratings "
+             f"`RecoWorld/Slate-v0` and in a replay of {ranking['replay_rounds']:,} held-out {noun} "
              f"({ranking['settings']['num_candidates']} candidates: the held-out item and never-rated ones; "
              f"slates of {ranking['settings']['slate_size']}; chance {ranking['chance_ctr']:.3f}). "
              f"Kendall's tau between the rankings: **{ranking['kendall_tau']:.3f}** "
