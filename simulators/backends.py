@@ -162,8 +162,8 @@ class TorchUsers:
         if not bool(leaves.any()):
             return torch.zeros_like(leaves), torch.where(leaves, torch.inf, 0.0)
         u_gap = rng.uniform(s.key, s.counter, S_GAP, 1)[:, 0]
-        returned, gap = equations.return_decision(leaves, s.session_memory, s.activity, s.session_step, u_return, u_gap,
-                                                   c)
+        returned, gap = equations.return_decision(leaves, s.session_memory, s.activity, s.session_step, s.session_index,
+                                                   u_return, u_gap, c)
         s.churned |= leaves & ~returned
         if bool(returned.any()):
             slots = returned.nonzero().flatten()

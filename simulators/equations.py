@@ -90,6 +90,8 @@ class UserEquationsConfig(Protocol):
     gap_days: float
     gap_shape: float
     gap_length_elasticity: float
+    return_first_session: float
+    gap_first_session: float
     instruction_threshold: float
     voice_probability: float
 
@@ -370,23 +372,36 @@ def voice_or_leave(hazard: torch.Tensor, instruction_active: torch.Tensor, u_voi
 
 
 # ----------------------------------------------------------------- returning
-def return_probability(session_memory: torch.Tensor, activity: torch.Tensor,
+def return_probability(session_memory: torch.Tensor, activity: torch.Tensor, session_index: torch.Tensor,
                        config: UserEquationsConfig) -> torch.Tensor:
     r"""Probability ``[B]`` that a user who leaves comes back:
-    :math:`\sigma(r_0 + r_m(M - 0.5) + \log a)` (``return_base``, ``return_mindset``), with
-    :math:`M` the session memory and :math:`a` the activity trait; it increases with both."""
+    :math:`\sigma(r_0 + r_m(M - 0.5) + \log a + r_1[\text{first session}])` (``return_base``,
+    ``return_mindset``, ``return_first_session``), with :math:`M` the session memory and
+    :math:`a` the activity trait; it increases with both. The session that ends being the
+    user's first (``session_index`` 0) shifts the odds by :math:`r_1`: in MovieLens fewer
+    newcomers come back after their sign-up than regulars after a visit. The default, 0,
+    treats every session alike; the calibration fits it."""
     c = config
-    return torch.sigmoid(c.return_base + c.return_mindset * (session_memory - 0.5) + torch.log(activity))
+    logit = c.return_base + c.return_mindset * (session_memory - 0.5) + torch.log(activity)
+    if c.return_first_session != 0.0:
+        logit = logit + c.return_first_session * (session_index == 0)
+    return torch.sigmoid(logit)
 
 
 def mean_return_gap(session_memory: torch.Tensor, activity: torch.Tensor, session_length: torch.Tensor,
-                    config: UserEquationsConfig) -> torch.Tensor:
+                    session_index: torch.Tensor, config: UserEquationsConfig) -> torch.Tensor:
     r"""Mean gap ``[B]`` in days before a returning user's next session:
-    ``gap_days`` :math:`/\,(a\,(0.5 + M)\,L^{\varepsilon})` — shorter for active users,
-    good sessions and, with ``gap_length_elasticity`` :math:`\varepsilon > 0`, long ones
-    (:math:`L`, the session's steps): a user absorbed in a long session comes back sooner,
-    as rating sessions do within users (``benchmarks/RESULTS.md``)."""
+    ``gap_days`` :math:`\,e^{g_1[\text{first session}]}/\,(a\,(0.5 + M)\,L^{\varepsilon})` —
+    shorter for active users, good sessions and, with ``gap_length_elasticity``
+    :math:`\varepsilon > 0`, long ones (:math:`L`, the session's steps): a user absorbed in
+    a long session comes back sooner, as rating sessions do within users
+    (``benchmarks/RESULTS.md``). :math:`g_1` (``gap_first_session``) scales the gap after a
+    user's first session (``session_index`` 0): in MovieLens a newcomer who comes back after
+    the sign-up mostly does so within a day, a regular after days. The default, 0, treats
+    every session alike; the calibration fits it."""
     mean = config.gap_days / (activity * (0.5 + session_memory))
+    if config.gap_first_session != 0.0:
+        mean = mean * torch.exp(config.gap_first_session * (session_index == 0).to(mean.dtype))
     if config.gap_length_elasticity == 0.0:
         return mean
     return mean * torch.pow(session_length.clamp_min(1).to(mean.dtype), -config.gap_length_elasticity)
@@ -408,8 +423,8 @@ def return_gap(mean_gap: torch.Tensor, u_gap: torch.Tensor, config: UserEquation
 
 
 def return_decision(leaves: torch.Tensor, session_memory: torch.Tensor, activity: torch.Tensor,
-                    session_length: torch.Tensor, u_return: torch.Tensor, u_gap: torch.Tensor,
-                    config: UserEquationsConfig) -> tuple[torch.Tensor, torch.Tensor]:
+                    session_length: torch.Tensor, session_index: torch.Tensor, u_return: torch.Tensor,
+                    u_gap: torch.Tensor, config: UserEquationsConfig) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Who of the leavers returns, and the gap ``([B] bool, [B] days)``: a leaver returns
     when ``u_return`` :math:`<` :func:`return_probability`, after :func:`return_gap` of
     :func:`mean_return_gap` days; a leaver who does not return churns (gap :math:`\infty`);
@@ -420,11 +435,12 @@ def return_decision(leaves: torch.Tensor, session_memory: torch.Tensor, activity
         session_memory: :math:`M` ``[B]`` (:func:`session_memory_update`).
         activity: :math:`a` ``[B]``.
         session_length: the steps of the session that ends ``[B]``.
+        session_index: the index of the session that ends ``[B]`` (0: the user's first).
         u_return, u_gap: uniform draws ``[B]``, ``u_gap`` in :math:`(0, 1)`.
     """
     gap = torch.where(leaves, torch.inf, 0.0)
-    returned = leaves & (u_return < return_probability(session_memory, activity, config))
-    mean_gap = mean_return_gap(session_memory, activity, session_length, config)
+    returned = leaves & (u_return < return_probability(session_memory, activity, session_index, config))
+    mean_gap = mean_return_gap(session_memory, activity, session_length, session_index, config)
     gap = torch.where(returned, return_gap(mean_gap, u_gap, config), gap)
     return returned, gap
 

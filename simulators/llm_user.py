@@ -390,7 +390,7 @@ class LLMUsers(LLMVoice, UserSimulator):
         the statistical users' rule, :func:`~recoworld.simulators.equations.return_decision`.
         Changes no state."""
         return equations.return_decision(leaves, self.session_memory, self.twin.activity, self.session_step,
-                                         u_return, u_gap, self.twin.config)
+                                         self.session_index, u_return, u_gap, self.twin.config)
 
     def _start_next_sessions(self, slots: torch.Tensor) -> None:
         """The next session of the returning users ``slots``: the satisfaction halfway back

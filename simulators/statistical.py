@@ -77,12 +77,16 @@ exceeds ``instruction_threshold`` senses they are about to leave: with probabili
 instruction and stay; otherwise they leave with probability :math:`h`.
 
 **Returning**: a user who leaves returns with probability
-:math:`\sigma(r_0 + r_m(M - 0.5) + \log a_b)` after a gap of mean
-``gap_days`` / (:math:`a_b(0.5 + M)\,L^{\varepsilon}`) days, Weibull of shape ``gap_shape`` (1, the default:
-exponential; the calibration fits a heavier tail, below 1), or churns, which ends their episode.
-:math:`L` is the session's length in steps and :math:`\varepsilon` ``gap_length_elasticity``
-(0, the default: no effect; the calibration fits it within users: a longer session, an
-earlier return). It is the
+:math:`\sigma(r_0 + r_m(M - 0.5) + \log a_b + r_1[\text{first session}])` after a gap of mean
+``gap_days`` :math:`e^{g_1[\text{first session}]}` / (:math:`a_b(0.5 + M)\,L^{\varepsilon}`) days, Weibull of
+shape ``gap_shape`` (1, the default: exponential; the calibration fits a heavier tail, below
+1), or churns, which ends their episode. :math:`L` is the session's length in steps and
+:math:`\varepsilon` ``gap_length_elasticity`` (0, the default: no effect; the calibration
+fits it within users: a longer session, an earlier return). The end of a user's first
+session is set apart again: :math:`r_1` (``return_first_session``) shifts the odds of
+coming back and :math:`g_1` (``gap_first_session``) the log of the gap's mean (the
+defaults, 0, treat every session alike; calibrated on MovieLens, fewer newcomers come back
+after the sign-up than regulars after a visit, and those who do, sooner). It is the
 whole session's memory :math:`M` that decides, not the mindset of the moment of leaving:
 users leave when their mindset dips, whoever served them, so the mindset at leaving
 varies little between recommenders, while how the session went as a whole does.
@@ -174,6 +178,8 @@ class StatisticalUserConfig:
     gap_days: float = 2.0
     gap_shape: float = 1.0
     gap_length_elasticity: float = 0.0
+    return_first_session: float = 0.0
+    gap_first_session: float = 0.0
     # instructions
     instruction_threshold: float = 0.3
     voice_probability: float = 0.7

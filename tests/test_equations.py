@@ -59,18 +59,20 @@ def test_llm_and_statistical_users_decide_returns_alike_on_the_same_state(catalo
     memory, activity = torch.rand(B, generator=gen), 0.2 + 3 * torch.rand(B, generator=gen)
     length = torch.randint(1, 40, (B,), generator=gen)
     leaves, u_return = torch.rand(B, generator=gen) < 0.7, torch.rand(B, generator=gen)
-    config = {"gap_length_elasticity": 0.3}
+    config = {"gap_length_elasticity": 0.3, "return_first_session": -1.0, "gap_first_session": -1.5}
 
     statistical = StatisticalUsers(catalog, StatisticalUserConfig(**config), kernel="torch")  # its torch _leave
     statistical.reset(B, seed=list(range(100, 100 + B)))
     statistical.session_memory, statistical.activity = memory.clone(), activity.clone()
     statistical.session_step = length.clone()
+    statistical.session_index = torch.arange(B) % 3  # a third of them end their first session
     u_gap = rng.uniform(statistical.key, statistical.counter, S_GAP, 1)[:, 0]  # the statistical users' gap draw
     expected_returned, expected_gap = statistical_return_decision(statistical, leaves, u_return)
 
     llm = LLMUsers(catalog, ScriptedChatModel(scripted_user({1: 3}, leave_at=1)), statistical=config)
     llm.reset(B, seed=list(range(100, 100 + B)))
     llm.session_memory, llm.twin.activity, llm.session_step = memory.clone(), activity.clone(), length.clone()
+    llm.session_index = torch.arange(B) % 3
     returned, gap = llm.return_decision(leaves, u_return, u_gap)
 
     assert torch.equal(returned, expected_returned) and torch.equal(gap, expected_gap)
@@ -94,12 +96,13 @@ def test_llm_users_return_on_the_session_memory_not_the_last_satisfaction(catalo
     mean = torch.full((B,), w * (1.0 + 0.25) / 2 + (1 - w) * (1.0 + 0.0 + 0.5 + 0.25) / 4)
     assert sim.session_memory.tolist() == pytest.approx(mean.tolist())
     u = rng.uniform(sim.twin.key, counter, S_RETURN, 2)
-    returned, gap = equations.return_decision(last.left_session, mean, activity, torch.full((B,), 4), u[:, 0],
-                                              u[:, 1], sim.twin.config)
+    first = torch.zeros(B, dtype=torch.int64)
+    returned, gap = equations.return_decision(last.left_session, mean, activity, torch.full((B,), 4), first,
+                                              u[:, 0], u[:, 1], sim.twin.config)
     assert last.left_session.all()
     assert torch.equal(last.returned, returned) and torch.allclose(last.return_gap, gap)
-    on_last = equations.return_probability(torch.full((B,), 0.25), activity, CONFIG)
-    assert bool((equations.return_probability(mean, activity, CONFIG) > on_last).all())
+    on_last = equations.return_probability(torch.full((B,), 0.25), activity, first, CONFIG)
+    assert bool((equations.return_probability(mean, activity, first, CONFIG) > on_last).all())
     assert torch.equal(sim.session_step, torch.where(returned, 0, 4))
 
 
@@ -180,13 +183,13 @@ def test_a_user_who_speaks_stays_and_nobody_speaks_over_an_instruction_in_force(
 
 
 def test_return_probability_rises_with_memory_and_activity_and_good_sessions_come_back_sooner():
-    memory = torch.linspace(0, 1, 11)
+    memory, later = torch.linspace(0, 1, 11), torch.ones(11, dtype=torch.int64)
     for activity in (0.3, 1.0, 3.0):
         a = torch.full((11,), activity)
-        assert bool((equations.return_probability(memory, a, CONFIG).diff() > 0).all())
-        assert bool((equations.mean_return_gap(memory, a, torch.full((11,), 5), CONFIG).diff() < 0).all())
+        assert bool((equations.return_probability(memory, a, later, CONFIG).diff() > 0).all())
+        assert bool((equations.mean_return_gap(memory, a, torch.full((11,), 5), later, CONFIG).diff() < 0).all())
     activity = torch.linspace(0.2, 4, 11)
-    assert bool((equations.return_probability(torch.full((11,), 0.5), activity, CONFIG).diff() > 0).all())
+    assert bool((equations.return_probability(torch.full((11,), 0.5), activity, later, CONFIG).diff() > 0).all())
 
 
 @pytest.mark.parametrize("shape", [0.6, 1.0, 2.5])
@@ -206,7 +209,8 @@ def test_weibull_gaps_keep_their_mean_and_the_shape_sets_the_tail(shape):
 def test_return_decision_gives_zero_gap_to_stayers_infinity_to_churners():
     leaves = torch.tensor([False, True, True, True])
     returned, gap = equations.return_decision(leaves, torch.full((4,), 0.5), torch.ones(4), torch.full((4,), 3),
-                                              torch.tensor([0.0, 0.0, 0.999999, 0.5]), torch.full((4,), 0.5), CONFIG)
+                                              torch.ones(4, dtype=torch.int64), torch.tensor([0.0, 0.0, 0.999999, 0.5]),
+                                              torch.full((4,), 0.5), CONFIG)
     assert returned.tolist() == [False, True, False, True]
     assert gap[0] == 0 and torch.isinf(gap[2])
     mean = CONFIG.gap_days / (1.0 * (0.5 + 0.5))
@@ -318,8 +322,24 @@ def test_compliance_is_the_mean_of_the_instruction_parts():
 
 def test_longer_sessions_bring_earlier_returns_only_with_an_elasticity():
     memory, activity = torch.full((3,), 0.5), torch.ones(3)
-    length = torch.tensor([1, 4, 16])
-    flat = equations.mean_return_gap(memory, activity, length, CONFIG)
+    length, later = torch.tensor([1, 4, 16]), torch.ones(3, dtype=torch.int64)
+    flat = equations.mean_return_gap(memory, activity, length, later, CONFIG)
     assert flat.tolist() == [CONFIG.gap_days] * 3  # the default: the session's length does not matter
-    elastic = equations.mean_return_gap(memory, activity, length, replace(CONFIG, gap_length_elasticity=0.5))
+    elastic = equations.mean_return_gap(memory, activity, length, later, replace(CONFIG, gap_length_elasticity=0.5))
     assert elastic.tolist() == pytest.approx([CONFIG.gap_days, CONFIG.gap_days / 2, CONFIG.gap_days / 4])
+
+
+def test_the_end_of_a_first_session_shifts_the_return_odds_and_the_gap_alone():
+    memory, activity, length = torch.full((4,), 0.5), torch.ones(4), torch.full((4,), 8)
+    session_index = torch.tensor([0, 1, 0, 5])
+    config = replace(CONFIG, return_first_session=-1.5, gap_first_session=-2.0)
+    plain_p = equations.return_probability(memory, activity, session_index, CONFIG)
+    newcomer_p = equations.return_probability(memory, activity, session_index, config)
+    assert torch.equal(plain_p[[1, 3]], newcomer_p[[1, 3]])  # later sessions: unchanged, bit for bit
+    assert torch.logit(newcomer_p[[0, 2]]).tolist() == pytest.approx((torch.logit(plain_p[[0, 2]]) - 1.5).tolist(),
+                                                                      abs=1e-5)
+    assert bool((plain_p[[0, 2]] == plain_p[1]).all())  # 0 (the default) treats every session alike
+    plain_gap = equations.mean_return_gap(memory, activity, length, session_index, CONFIG)
+    newcomer_gap = equations.mean_return_gap(memory, activity, length, session_index, config)
+    assert torch.equal(plain_gap[[1, 3]], newcomer_gap[[1, 3]])
+    assert newcomer_gap[[0, 2]].tolist() == pytest.approx((plain_gap[[0, 2]] * math.exp(-2.0)).tolist(), rel=1e-6)

@@ -151,27 +151,51 @@ def test_report_section_holds_every_statistic_and_the_targets(small_world):
     assert json.loads(json.dumps(section))["statistics"]["gap_days"]["noise"]["ks"]["high"] >= 0
 
 
-def test_fit_lives_recovers_the_gap_scale_and_the_longer_first_session_of_simulated_lives(small_world):
+def test_fit_lives_recovers_the_gaps_returns_and_longer_first_session_of_simulated_lives(small_world):
     from dataclasses import replace
 
     from recoworld.calibration.split import cut_sessions
 
     world, _ = small_world
-    rows, windows = np.arange(48), np.full(48, 40.0)
+    rows, windows = np.arange(80), np.full(80, 40.0)
     population = world.population().pinned(rows, rows)
-    truth = replace(world.config, gap_days=2.0, leave_first_session=-2.0)
-    lives = cut_sessions(dynamics.simulate_lives(world.catalog, truth, population, rows, windows, max_steps=120),
+    # Newcomers: long first sessions, after which fewer come back, and those who do, sooner.
+    truth = replace(world.config, gap_days=2.0, leave_first_session=-2.0, return_first_session=-1.5,
+                    gap_first_session=-1.0)
+    lives = cut_sessions(dynamics.simulate_lives(world.catalog, truth, population, rows, windows, max_steps=160),
                          30.0).table
     targets = dynamics.LifeTargets.of(lives)
     assert targets.first_length > targets.return_length, "the world's first sessions are the longer"
-    # Later sessions too short, first sessions like them, gaps three times too long at the start.
-    start = replace(truth, leave_base=truth.leave_base + 1.0, leave_first_session=0.0, gap_days=6.0)
-    fitted, factor = dynamics.fit_lives(world.catalog, start, population, rows, windows, targets, iterations=6,
-                                        max_steps=120)
+    assert targets.first_return_share < targets.return_share and targets.first_gap_days < targets.gap_days
+    # Later sessions too short, first sessions like them, gaps three times too long, and
+    # every session alike at the start.
+    start = replace(truth, leave_base=truth.leave_base + 1.0, leave_first_session=0.0, gap_days=6.0,
+                    return_first_session=0.0, gap_first_session=0.0)
+    fitted, factor = dynamics.fit_lives(world.catalog, start, population, rows, windows, targets, max_steps=160)
     assert fitted.gap_days == pytest.approx(6.0 * factor)
-    assert fitted.gap_days == pytest.approx(2.0, rel=0.3)
+    assert fitted.gap_days == pytest.approx(2.0, rel=0.35)
     assert fitted.leave_base < start.leave_base, "longer sessions wanted: the base comes down"
     assert fitted.leave_first_session < -0.5, "first sessions longer than later ones: a negative shift"
+    assert fitted.return_first_session == pytest.approx(-1.5, abs=0.75)
+    assert fitted.gap_first_session == pytest.approx(-1.0, abs=0.5)
+    refitted = dynamics.LifeTargets.of(cut_sessions(dynamics.simulate_lives(
+        world.catalog, fitted, population, rows, windows, max_steps=160), 30.0).table)
+    assert refitted.first_return_share == pytest.approx(targets.first_return_share, abs=0.1)
+    assert refitted.return_share == pytest.approx(targets.return_share, abs=0.1)
+
+
+def test_life_targets_split_first_sessions_from_later_ones_and_count_ties_at_the_median_half():
+    table = pd.DataFrame({"user_id": [0, 0, 0, 1, 1, 2],
+                          "length": [40, 3, 4, 30, 4, 20],
+                          "next_gap_days": [0.5, 6.0, np.nan, 1.5, np.nan, np.nan]})
+    targets = dynamics.LifeTargets.of(table)
+    assert (targets.first_length, targets.return_length) == (30.0, 4.0)
+    assert (targets.first_gap_days, targets.gap_days) == (1.0, 6.0)
+    assert targets.first_return_share == pytest.approx(2 / 3) and targets.return_share == pytest.approx(1 / 3)
+    # Later lengths 3, 4, 4 against their median 4: one below, two tied: (1 + 2 / 2) / 3.
+    assert targets.at_median["return_length"] == pytest.approx(2 / 3)
+    shorter = dynamics.LifeTargets(30.0, 3.0, 6.0).position(table)  # against 3: none below, one tied
+    assert shorter["return_length"] == pytest.approx(1 / 6) and np.isnan(shorter["first_gap_days"])
 
 
 def test_first_session_patience_follows_how_first_sessions_rank_with_later_ones():

@@ -52,23 +52,27 @@ start with satiation left over, and the returns' likelihood fit sets the gap's m
 which the heavy tail of real gaps drags far above their median. So the
 same users then live several sessions, each watched for as many days as the data watch
 them (:func:`simulate_lives`), their clicks cut into sessions by the rule that cuts the
-ratings, and three levels are bisected together until the medians are the data's
-(:func:`fit_lives`): the leave hazard's in a user's first session, its level in the
-sessions they return for, and ``gap_days`` for the gap. The first session is set apart
-(``leave_first_session``) because it is of another kind: in MovieLens it is the sign-up,
-where a newcomer rates a burst of movies, while the visits they return for are short,
-often a single rating, and the burst's length is unrelated to the later visits' (the
-share of patience in a first session, :func:`first_session_patience`, is read before the
-bisections); one level for both gave first sessions too short and later ones too long
-(``benchmarks/RESULTS.md``). The fidelity
-report compares these lives with users the fit never saw
-(:mod:`recoworld.apps.fidelity.sessions`).
+ratings, and six levels are searched together until the lives are the data's
+(:func:`fit_lives`), each for a user's first session and for the sessions they return
+for apart: the leave hazard's level on the median length, the return odds on the share of
+sessions another one follows, and the gap's scale on the median gap. The first session
+is set apart (``leave_first_session``, ``return_first_session``, ``gap_first_session``)
+because it is of another kind: in MovieLens it is the sign-up, where a newcomer rates a
+burst of movies. The visits they return for are short, often a single rating, and the
+burst's length is unrelated to the later visits' (the share of patience in a first
+session, :func:`first_session_patience`, is read before the search). After the sign-up
+60% of newcomers are not seen again, where 80% of visits are followed by another, and
+those who come back mostly do so within a day (median 1.1 days, against 4.9 after a
+later visit). One level for both gave first sessions too short and later ones too long,
+and next gaps that grew with the session's length where the data's shrink
+(``benchmarks/RESULTS.md``). The fidelity report compares these lives with users the fit
+never saw (:mod:`recoworld.apps.fidelity.sessions`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -355,24 +359,59 @@ def observation_windows(sessions: Sessions, n_users: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class LifeTargets:
-    """The medians a simulated life is fitted to (:func:`fit_lives`): the length of each
-    user's first session, of the sessions they return for (NaN where no user returns) and
-    of the gap between sessions."""
+    """What a simulated life is fitted to (:func:`fit_lives`), each split by whether the
+    session is the user's first: the medians of the first sessions' length and of the
+    sessions users return for; the medians of the gaps after each kind; and the share of
+    each kind that another session follows within the user's window. NaN where there is
+    none to measure (no returning user, say). ``at_median`` holds, per median, the share of
+    the values below it, ties counted half (:meth:`position`): about one half, but lengths
+    are counts, and a median of 4 may leave 40% below it."""
 
     first_length: float
     return_length: float
     gap_days: float
+    first_gap_days: float = math.nan
+    first_return_share: float = math.nan
+    return_share: float = math.nan
+    at_median: dict = field(default_factory=dict)
+
+    #: The medians, by name, and the values of a session table each is the median of.
+    MEDIANS = ("first_length", "return_length", "gap_days", "first_gap_days")
+
+    @staticmethod
+    def values(table: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The values behind each median of :data:`MEDIANS` in ``table``: the first
+        sessions' lengths, the later ones', and the gaps after later and after first ones."""
+        first = is_first_session(table)
+        length = table["length"].to_numpy(np.float64)
+        gap = table["next_gap_days"].to_numpy(np.float64)
+        return {"first_length": length[first], "return_length": length[~first],
+                "gap_days": gap[~first & np.isfinite(gap)], "first_gap_days": gap[first & np.isfinite(gap)]}
 
     @classmethod
     def of(cls, table: pd.DataFrame) -> LifeTargets:
-        """The medians of a session table (``user_id``, ``length``, ``next_gap_days``; each
+        """The targets of a session table (``user_id``, ``length``, ``next_gap_days``; each
         user's sessions in time order, as :func:`~recoworld.calibration.split.cut_sessions`
         gives them)."""
         first = is_first_session(table)
-        length = table["length"].to_numpy(np.float64)
-        later = length[~first]
-        return cls(float(np.median(length[first])), float(np.median(later)) if len(later) else math.nan,
-                   float(table["next_gap_days"].median()))
+        returned = np.isfinite(table["next_gap_days"].to_numpy(np.float64))
+        medians = {name: float(np.median(v)) if len(v) else math.nan for name, v in cls.values(table).items()}
+
+        def share(kind: np.ndarray) -> float:
+            return float(returned[kind].mean()) if kind.any() else math.nan
+
+        targets = cls(**medians, first_return_share=share(first), return_share=share(~first))
+        return replace(targets, at_median=targets.position(table))
+
+    def position(self, table: pd.DataFrame) -> dict[str, float]:
+        """Per median of :data:`MEDIANS`, the share of ``table``'s values below it, ties
+        counted half (NaN without values): it moves smoothly with a fit's levels where
+        the median of counts jumps, so :func:`fit_lives` bisects on it."""
+        out = {}
+        for name, v in self.values(table).items():
+            m = getattr(self, name)
+            out[name] = float(((v < m) + 0.5 * (v == m)).mean()) if len(v) and not math.isnan(m) else math.nan
+        return out
 
 
 def habitual_lengths(table: pd.DataFrame) -> np.ndarray:
@@ -400,45 +439,86 @@ def first_session_patience(table: pd.DataFrame) -> float:
 
 
 def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Population, seeds, windows_days,
-              targets: LifeTargets, gap_minutes: float = 30.0, iterations: int = 7,
+              targets: LifeTargets, gap_minutes: float = 30.0, iterations: int = 14,
               max_steps: int = 1500) -> tuple[StatisticalUserConfig, float]:
-    """``config`` with ``leave_base``, ``leave_first_session`` and ``gap_days`` set so that
+    """``config`` with the leave hazard's levels, the return odds and the gaps set so that
     the users seeded ``seeds`` (:func:`simulate_lives` over their ``windows_days``, cut into
-    sessions as the ratings are) live the data's ``targets``; and the gap's factor.
+    sessions as the ratings are) live the data's ``targets``; and the gap's factor (on
+    ``gap_days``).
 
-    Three bisections run together, one life of every user per step: the hazard's level in
-    a first session (``leave_base + leave_first_session``) on the first sessions' median,
-    ``leave_base`` on the median of the sessions users return for, and the factor on
-    ``gap_days`` on the median gap. Each moves its own median; the three interact only
-    through what a first session leaves behind (satiation, mindset). Without returns in the
-    data, ``leave_first_session`` stays 0 and the base follows the first sessions."""
-    returns = not math.isnan(targets.return_length)
-    # Around the grid fit's base (habitual sessions); a higher level: shorter sessions. A
-    # sign-up's burst can be many times a habitual session: its level reaches far lower.
-    base_range = [config.leave_base - 3.0, config.leave_base + 3.0]
-    first_range = [config.leave_base - 8.0, config.leave_base + 1.0]
-    gap_range = [math.log(0.05), math.log(2.0)]  # a larger factor: longer gaps
+    Six levels are searched together, one life of every user per step, each on the target
+    it moves most, for a user's first session and for the sessions they return for apart:
+    the hazard's level in a first session (``leave_base + leave_first_session``) on the
+    first sessions' median length, ``leave_base`` on the later sessions' median; the return
+    odds after a first session (``return_base + return_first_session``) and after a later
+    one (``return_base``) on the shares of each followed by another session; the factor on
+    ``gap_days`` after a first session (``gap_first_session`` apart) and after a later one
+    on the median gap after each. A median is matched by the share of values below it
+    (:meth:`LifeTargets.position`). Each level steps towards its target, its step growing
+    while the direction holds and halving when it turns (a sign search with the step factors of Rprop, Riedmiller and Braun 1993):
+    unlike a bisection, a level that an early step sent the wrong way — while the other
+    levels were still far off, who returns changes what a returning session looks like —
+    can come back. A level whose target is NaN (no returning user, no second return) keeps
+    its start: without returns in the data the base follows the first sessions."""
+    # The starts: the grid fit's base, the return fit's odds, the gap fit's scale. Leave and
+    # return levels are logits (a higher leave level: shorter sessions); gap levels are log
+    # factors on gap_days (a larger factor: longer gaps). The bounds keep a level plausible:
+    # a sign-up's burst can be many times a habitual session, so its level reaches far lower.
+    level = {"first": config.leave_base + config.leave_first_session, "base": config.leave_base,
+             "first_return": config.return_base + config.return_first_session, "return": config.return_base,
+             "first_gap": config.gap_first_session, "gap": 0.0}
+    bounds = {"first": (config.leave_base - 8.0, config.leave_base + 1.0),
+              "base": (config.leave_base - 3.0, config.leave_base + 3.0),
+              "first_return": (config.return_base - 6.0, config.return_base + 4.0),
+              "return": (config.return_base - 4.0, config.return_base + 4.0),
+              "first_gap": (math.log(0.01), math.log(2.0)), "gap": (math.log(0.05), math.log(2.0))}
+    # Each level's target, and whether a larger level raises it.
+    aims = {"first": ("first_length", False), "base": ("return_length", False),
+            "first_return": ("first_return_share", True), "return": ("return_share", True),
+            "first_gap": ("first_gap_days", True), "gap": ("gap_days", True)}
+    # A first-session level without a target keeps its shift from the later sessions' level.
+    shifts = {"first_return": ("return", config.return_first_session), "first_gap": ("gap", config.gap_first_session)}
+    fixed = {name for name, (target, _) in aims.items() if math.isnan(getattr(targets, target))}
+    step = {name: (high - low) / 8 for name, (low, high) in bounds.items()}
+    heading = dict.fromkeys(level, 0)
 
-    def mid(bounds: list[float]) -> float:
-        return 0.5 * (bounds[0] + bounds[1])
+    def value(name: str) -> float:
+        if name == "base" and name in fixed:  # nobody returns: one level, the first sessions'
+            return level["first"]
+        if name in shifts and name in fixed:
+            later, shift = shifts[name]
+            return value(later) + shift
+        return level[name]
 
-    def fitted(base: float, first: float, factor: float) -> StatisticalUserConfig:
-        base = base if returns else first
-        return replace(config, leave_base=base, leave_first_session=first - base, gap_days=config.gap_days * factor)
+    def fitted() -> StatisticalUserConfig:
+        base, first = value("base"), value("first")
+        first_return, back = value("first_return"), value("return")
+        gap, first_gap = value("gap"), value("first_gap")
+        return replace(config, leave_base=base, leave_first_session=first - base, return_base=back,
+                       return_first_session=first_return - back, gap_days=config.gap_days * math.exp(gap),
+                       gap_first_session=first_gap - gap)
 
     for _ in range(iterations):
-        lives = simulate_lives(catalog, fitted(mid(base_range), mid(first_range), math.exp(mid(gap_range))),
-                               population, seeds, windows_days, max_steps=max_steps)
+        lives = simulate_lives(catalog, fitted(), population, seeds, windows_days, max_steps=max_steps)
         table = cut_sessions(lives, gap_minutes).table
-        simulated = LifeTargets.of(table) if len(table) else LifeTargets(0.0, 0.0, math.nan)
-        # Sessions longer than the data's ask for a higher hazard; gaps longer (or none), a
-        # smaller factor.
-        for level, value, target in ((first_range, simulated.first_length, targets.first_length),
-                                     (base_range, simulated.return_length, targets.return_length)):
-            level[0 if value > target else 1] = mid(level)
-        gap_range[1 if not simulated.gap_days <= targets.gap_days else 0] = mid(gap_range)
-    factor = math.exp(mid(gap_range))
-    return fitted(mid(base_range), mid(first_range), factor), factor
+        simulated = LifeTargets.of(table) if len(table) else LifeTargets(0.0, math.nan, math.nan, math.nan, 0.0, 0.0)
+        below = targets.position(table)
+        for name, (target, rising) in aims.items():
+            if name in fixed:
+                continue
+            if target in LifeTargets.MEDIANS:  # fewer values below the data's median: too high
+                now, wanted = -below[target], -targets.at_median[target]
+            else:
+                now, wanted = getattr(simulated, target), getattr(targets, target)
+            # Too high: move the level the way that lowers it. No gap or share at all counts
+            # as too high (fewer, shorter gaps wanted), no session length as too low.
+            too_high = not now <= wanted if rising else now > wanted
+            direction = -1 if too_high == rising else 1
+            step[name] *= 0.5 if direction == -heading[name] else 1.2 if direction == heading[name] else 1.0
+            heading[name] = direction
+            low, high = bounds[name]
+            level[name] = min(max(level[name] + direction * step[name], low), high)
+    return fitted(), math.exp(value("gap"))
 
 
 @dataclass

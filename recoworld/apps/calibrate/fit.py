@@ -14,8 +14,9 @@ The steps, in order (each is documented in its module):
    decompose it into the simulator's interest, quality weight, popularity bias and
    threshold;
 5. read the descriptive traits off the training ratings (:mod:`~recoworld.calibration.traits`);
-6. cut sessions from all timestamps, fit activity and returns, rank patience, and fit the
-   leave hazard by simulated moments (:mod:`~recoworld.apps.calibrate.dynamics`);
+6. cut sessions from all timestamps, fit activity and returns, rank patience, fit the
+   leave hazard by simulated moments, then the leave, return and gap levels of first and
+   later sessions by simulated lives (:mod:`~recoworld.apps.calibrate.dynamics`);
 7. save the artifact (:class:`~recoworld.simulators.calibrated.CalibratedWorld`).
 
 Usage::
@@ -261,7 +262,7 @@ def fit_leaving(catalog: Catalog, sim_config: StatisticalUserConfig, population:
                 sessions: Sessions, returns: dynamics.ReturnFit,
                 config: CalibrationConfig) -> tuple[StatisticalUserConfig, dict, dict]:
     """Step 6's leave hazard by simulated moments, the returns at the simulated memory at
-    leaving, then the leave base and gap scale by simulated lives: the final config,
+    leaving, then the leave, return and gap levels by simulated lives: the final config,
     ``meta["leave"]`` and ``meta["returns"]``."""
     # A random subset of users keeps the dozens of simulated runs quick.
     n_users = len(population.all_users)
@@ -277,7 +278,9 @@ def fit_leaving(catalog: Catalog, sim_config: StatisticalUserConfig, population:
                   "leave_first_session": sim_config.leave_first_session,
                   "first_session_patience": sim_config.first_session_patience}
     returns_meta = {"return_logit": returns.return_logit, "mean_gap_days": returns.mean_gap_days,
-                    "gap_length_elasticity": returns.gap_length_elasticity, "gap_scale": gap_factor}
+                    "gap_length_elasticity": returns.gap_length_elasticity, "gap_scale": gap_factor,
+                    "return_base": sim_config.return_base, "return_first_session": sim_config.return_first_session,
+                    "gap_first_session": sim_config.gap_first_session}
     return sim_config, leave_meta, returns_meta
 
 
@@ -303,7 +306,8 @@ def summary(world: CalibratedWorld) -> str:
         f"leave: base {c.leave_base:.2f}, first session {c.leave_first_session:+.2f}, length {c.leave_length:.2f}, "
         f"patience {c.leave_patience:.1f} (clicks per session p50/p80/p95 of the grid fit: simulated sessions "
         f"{m['leave']['simulated_quantiles']}, data {m['leave']['target_quantiles']})",
-        f"return: base {c.return_base:.2f}, gap_days {c.gap_days:.2f}",
+        f"return: base {c.return_base:.2f} ({c.return_first_session:+.2f} after a first session), gap_days "
+        f"{c.gap_days:.2f} (x{math.exp(c.gap_first_session):.2f} after a first session)",
     ]
     if "timings_s" in m:
         lines.append(f"time: {m['timings_s']['total']:.1f}s")

@@ -209,7 +209,7 @@ def _quantiles_cell(summary: dict, keys: tuple[str, ...], digits: int) -> str:
 
 
 SESSIONS_INTRO = (
-    "The session dynamics (returns, activity, leave hazard, gap scale) fitted again without {held_out} held-out "
+    "The session dynamics (returns, activity, leave hazard, return and gap levels) fitted again without {held_out} held-out "
     "users; the other {fitted} users simulated over their real observation windows with the leave fit's "
     "reference recommender, their clicks cut into sessions as the {noun} are "
     "(`recoworld.apps.fidelity.sessions`). Distance: simulated against held-out, 95% bootstrap interval over "
@@ -253,9 +253,10 @@ def sessions_section(section: dict | None, targets: dict | None, noun: str = "ra
     lines += ["", (f"Refitted: leave base {c['leave_base']:.2f}, first session "
                    f"{c.get('leave_first_session', 0.0):+.2f} (patience's share "
                    f"{c.get('first_session_patience', 1.0):.2f}), length {c['leave_length']:.3f}, patience "
-                   f"{c['leave_patience']:.1f}; return base {c['return_base']:.2f}, gap {c['gap_days']:.1f} days, "
-                   f"gap shape {c['gap_shape']:.3f}, gap elasticity to session length "
-                   f"{c.get('gap_length_elasticity', 0.0):.3f}.")]
+                   f"{c['leave_patience']:.1f}; return base {c['return_base']:.2f}, after a first session "
+                   f"{c.get('return_first_session', 0.0):+.2f}; gap {c['gap_days']:.1f} days, times "
+                   f"{np.exp(c.get('gap_first_session', 0.0)):.2f} after a first session, gap shape "
+                   f"{c['gap_shape']:.3f}, gap elasticity to session length {c.get('gap_length_elasticity', 0.0):.3f}.")]
     if targets:
         lines += ["", "Targets:", ""] + [f"- {k}: {'met' if v else '**not met**'}" for k, v in targets.items()]
     return lines + [""]

@@ -3,7 +3,7 @@ r"""Session dynamics of the calibrated users against users the fit never saw.
 **Held-out users.** A share of the users (:data:`HELD_OUT_SHARE`, drawn as the fidelity
 report's held-out users are, :func:`~recoworld.apps.calibrate.folds.fold_in_mask`) is set
 aside; the session dynamics — returns and activity (:func:`~recoworld.apps.calibrate.dynamics.fit_returns`)
-and the leave hazard and gap scale (:func:`~recoworld.apps.calibrate.fit.fit_leaving`) —
+and the leave hazard, return and gap levels (:func:`~recoworld.apps.calibrate.fit.fit_leaving`) —
 are fitted again on the other users' sessions only, with the world's choices and traits.
 
 **Simulated sessions.** Each fitted user lives once
@@ -82,7 +82,8 @@ from recoworld.simulators.calibrated import CalibratedPopulation, CalibratedWorl
 HELD_OUT_SHARE = 0.5
 #: The refitted config's fields the section reports.
 REFITTED = ("leave_base", "leave_first_session", "first_session_patience", "leave_length", "leave_patience",
-            "return_base", "gap_days", "gap_shape", "gap_length_elasticity")
+            "return_base", "return_first_session", "gap_days", "gap_first_session", "gap_shape",
+            "gap_length_elasticity")
 #: Quantiles of the session length reported.
 LENGTH_QUANTILES = (0.5, 0.8, 0.95)
 
@@ -263,7 +264,7 @@ class HeldOutDynamics:
 def refit_without(world: CalibratedWorld, folds: Folds, held_out: np.ndarray,
                   config: CalibrationConfig) -> HeldOutDynamics:
     """A world of the users outside ``held_out`` (rows), its returns, activity, leave
-    hazard and gap scale fitted on their sessions only (its user ``j`` is row
+    hazard, return and gap levels fitted on their sessions only (its user ``j`` is row
     ``fitted_rows[j]``)."""
     fitted = np.setdiff1d(np.arange(folds.n_users), held_out)
     ratings = folds.data.ratings
