@@ -109,8 +109,10 @@ def test_command_on_a_table_writes_estimates_diagnostics_and_a_recommendation(tm
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["format"] == "table" and report["n"] == 400
     assert [r["estimator"] for r in report["estimates"]] == ["IPS", "SNIPS", "DM", "DR", "SNDR"]
-    # the target is the logging policy itself: every weight is 1
+    # the target is the logging policy itself: every weight is 1, and IPS is the observed mean reward
     assert report["diagnostics"]["action"]["ess"] == pytest.approx(400)
+    ips = report["estimates"][0]
+    assert ips["estimate"] == pytest.approx(f.reward.mean()) and ips["lower"] < f.reward.mean() < ips["upper"]
     assert report["selection"]["recommended"] in report["selection"]["rmse"]
     assert isinstance(report["verdict"]["trustworthy"], bool)
     assert pd.read_csv(tmp_path / "out" / "estimates.csv").shape[0] == 5
@@ -149,3 +151,163 @@ def test_command_on_a_recoworld_log_with_an_agent_config(tmp_path):
     assert names == ["IPS", "SNIPS", "IIPS", "SNIIPS", "RIPS", "SNRIPS", "DM", "CascadeDR"]
     assert set(report["diagnostics"]) == {"slate", "position", "cascade"}
     assert "RecoWorld users" in report["selection"]["protocol"]
+
+
+class ShortBandit:
+    """A bandit policy that forgets the last action."""
+
+    def action_dist(self, rows, n_actions, n_positions):
+        return np.full((len(rows), n_actions - 1), 1.0 / (n_actions - 1))
+
+
+class NanBandit:
+    """A bandit policy with a hole in its distribution."""
+
+    def action_dist(self, rows, n_actions, n_positions):
+        dist = np.full((len(rows), n_actions), 1.0 / n_actions)
+        dist[4, 1] = np.nan
+        return dist
+
+
+class TemperedBandit(UniformBandit):
+    """A bandit policy with a constructor argument, read as a number."""
+
+    def __init__(self, temperature=1.0):
+        self.temperature = float(temperature)
+
+
+def table_log(path, n=60, **columns):
+    """A uniform-logging table log of ``n`` rounds over 3 actions, with ``columns`` replaced."""
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"action": rng.integers(0, 3, n), "reward": rng.integers(0, 2, n).astype(float),
+                          "pscore": np.full(n, 1 / 3), "context_0": rng.standard_normal(n)})
+    for name, values in columns.items():
+        table[name] = values
+    table.to_csv(path, index=False)
+    return str(path)
+
+
+def refused(capsys, *argv):
+    """The usage error of ``recoworld ope evaluate argv``."""
+    with pytest.raises(SystemExit) as exit_:
+        cli(["ope", "evaluate", *argv])
+    assert exit_.value.code == 2
+    return capsys.readouterr().err.strip().splitlines()[-1].removeprefix("recoworld ope evaluate: error: ")
+
+
+def with_cell(n, row, value, dtype=float):
+    """A column of `n` numbers (0, 1, 2, 0, ...) with `value` at `row`."""
+    column = np.arange(n, dtype=dtype) % 3
+    column[row] = value
+    return column
+
+
+@pytest.mark.parametrize("columns, message", [
+    ({"action": with_cell(60, 9, np.nan)},
+     "log.csv: action is missing at row 9 (1 of 60 rounds); drop the rounds without a logged action"),
+    ({"action": [f"item_{i % 3}" for i in range(60)]},
+     ("log.csv: action holds 'item_0' at row 0, but it must hold 0-based integer action ids; map item ids to "
+      "0..n_actions-1 (e.g. pandas.factorize)")),
+    ({"action": (np.arange(60) % 3) * 1000 + 17},
+     ("log.csv: the action ids reach 2017, but only 3 distinct ids appear; map them to 0..n_actions-1 (e.g. "
+      "pandas.factorize, and the same map in the policy), or give --n-actions 2018 if the policy really chooses "
+      "among 2018 actions")),
+    ({"context_0": with_cell(60, 11, np.nan)},
+     "log.csv: context_0 is missing at row 11 (1 of 60 rounds); impute it or drop those rounds"),
+    ({"context_1": ["red"] * 60},
+     ("log.csv: context_1 holds 'red' at row 0, but it must hold numbers; encode it as numbers (e.g. one-hot "
+      "columns) or rename it")),
+])
+def test_command_names_the_bad_cell_of_a_table_log(tmp_path, capsys, columns, message):
+    log = table_log(tmp_path / "log.csv", **columns)
+    assert refused(capsys, "--log", log, "--policy", "tests.test_ope_evaluate:UniformBandit") == \
+        message.replace("log.csv", log, 1)
+
+
+def test_command_refuses_a_log_too_small_or_absent_before_any_work(tmp_path, capsys):
+    log = table_log(tmp_path / "log.csv", n=3)
+    policy = ("--policy", "tests.test_ope_evaluate:UniformBandit")
+    assert refused(capsys, "--log", log, *policy) == (
+        f"{log} has 3 rounds, but an evaluation needs at least 20 (the reward model behind DM and DR is "
+        "cross-fitted over 5 folds of the rounds); log more rounds")
+    assert refused(capsys, "--log", str(tmp_path / "none.csv"), *policy) == (
+        f"--log {tmp_path / 'none.csv'}: no such file; give a CSV or Parquet table with the columns "
+        "['action', 'reward', 'pscore']")
+    (tmp_path / "log.tsv").write_text("action\treward\tpscore\n")
+    assert refused(capsys, "--log", str(tmp_path / "log.tsv"), *policy) == (
+        f"--log {tmp_path / 'log.tsv'}: a file named *.tsv is neither a table log (.csv, .csv.gz or .parquet) "
+        "nor a RecoWorld log (a run directory or an episodes .parquet); convert it, or give --format")
+    (tmp_path / "taken").write_text("")
+    assert refused(capsys, "--log", log, *policy, "--out", str(tmp_path / "taken")) == (
+        f"--out {tmp_path / 'taken'} is a file; give a directory (it receives report.json and estimates.csv)")
+
+
+def test_a_compressed_csv_is_a_table_log(tmp_path):
+    from recoworld.apps.ope.sources import guess_format, read_table
+
+    table_log(tmp_path / "log.csv.gz")
+    assert guess_format(str(tmp_path / "log.csv.gz")) == "table"
+    _, feedback, context, n_actions = read_table(str(tmp_path / "log.csv.gz"), None)
+    assert (feedback.n_rounds, context.shape, n_actions) == (60, (60, 1), 3)
+
+
+@pytest.mark.parametrize("policy, message", [
+    ("ShortBandit", ("action_dist gave 2 actions per row, but the log has 3 (ids 0..2); return shape "
+                     "(len(rows), n_actions, n_positions), or set n_actions with --n-actions")),
+    ("NanBandit", "action_dist[4, 1, 0] is nan; the evaluation policy must give every action a finite probability"),
+])
+def test_command_names_a_policy_that_breaks_the_action_dist_contract(tmp_path, capsys, policy, message):
+    spec = f"tests.test_ope_evaluate:{policy}"
+    log = table_log(tmp_path / "log.csv")
+    assert refused(capsys, "--log", log, "--policy", spec) == f"--policy {spec!r}: {message}"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["temperature=hot"], ("--policy 'tests.test_ope_evaluate:TemperedBandit' with --policy-arg temperature='hot': "
+                           "TemperedBandit() raised ValueError: could not convert string to float: 'hot'; give "
+                           "--policy-arg KEY=VALUE for the arguments of TemperedBandit(temperature=1.0)")),
+    (["temprature=0.5"], ("--policy 'tests.test_ope_evaluate:TemperedBandit' with --policy-arg temprature=0.5: "
+                          "TemperedBandit() raised TypeError: TemperedBandit.__init__() got an unexpected keyword "
+                          "argument 'temprature'; give --policy-arg KEY=VALUE for the arguments of "
+                          "TemperedBandit(temperature=1.0)")),
+    (["temperature=[1"], ("--policy-arg 'temperature=[1': the value '[1' is not valid YAML (expected ',' or ']', "
+                          "but got '<stream end>'); quote a string, write a list as [1, 2]")),
+    (["temperature=1", "temperature=2"], "--policy-arg temperature is given twice (1 and '2'); give it once"),
+])
+def test_command_names_a_bad_policy_arg(tmp_path, capsys, args, message):
+    flags = [flag for arg in args for flag in ("--policy-arg", arg)]
+    assert refused(capsys, "--log", table_log(tmp_path / "log.csv"), "--policy",
+                   "tests.test_ope_evaluate:TemperedBandit", *flags) == message
+
+
+def test_report_is_strict_json_written_whole(tmp_path):
+    from recoworld.apps.ope.evaluate import write
+
+    report = {"estimates": [{"estimator": "SNIPS", "estimate": float("nan"), "lower": np.float64("nan")}],
+              "diagnostics": {"slate": {"top1_share": np.nan, "ess": np.float64(3.0)}}}
+    write(report, tmp_path / "out")
+    text = (tmp_path / "out" / "report.json").read_text()
+    assert json.loads(text, parse_constant=lambda constant: pytest.fail(f"{constant} in report.json")) == {
+        "estimates": [{"estimator": "SNIPS", "estimate": None, "lower": None}],
+        "diagnostics": {"slate": {"top1_share": None, "ess": 3.0}}}
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["estimates.csv", "report.json"]
+
+
+def test_an_episodes_part_finds_the_world_of_its_run_directory(tmp_path):
+    from recoworld.apps.ope.slate_evaluation import run_config
+
+    (tmp_path / "run" / ".hydra").mkdir(parents=True)
+    (tmp_path / "run" / ".hydra" / "config.yaml").write_text("world: {}\n")
+    part = tmp_path / "run" / "episodes" / "agent=random" / "seed=0.parquet"
+    assert run_config(str(part)) == run_config(str(tmp_path / "run")) == tmp_path / "run" / ".hydra" / "config.yaml"
+    assert run_config(str(tmp_path / "elsewhere.parquet")) is None
+
+
+def test_the_printed_report_carries_its_warnings(capsys):
+    from recoworld.apps.ope.evaluate import show
+
+    keys = ("n", "ess", "ess_share", "mean_weight", "max_weight", "top1_share", "zero_share")
+    show({"policy": "p", "log": "l", "n": 2, "alpha": 0.05, "estimates": [],
+          "diagnostics": {"slate": dict.fromkeys(keys, 1.0)}, "selection": {"protocol": "x", "bias": {}, "rmse": {}},
+          "verdict": {"sentence": "DM is recommended"}, "warnings": ["1 of 2 rows are later steps of an episode"]})
+    assert "warning: 1 of 2 rows are later steps of an episode" in capsys.readouterr().out

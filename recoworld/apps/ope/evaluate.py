@@ -79,8 +79,7 @@ def evaluate_bandit_log(args, frame: pd.DataFrame, feedback, context, n_actions:
         raise TypeError(f"--policy {args.policy!r} has no action_dist(rows, n_actions, n_positions); "
                          "see recoworld.apps.ope.policies")
     n_positions = int(feedback.position_or_zero.max()) + 1
-    dist = np.asarray(policy.action_dist(frame, n_actions, n_positions), dtype=np.float64)
-    dist = dist[:, :, None] if dist.ndim == 2 else dist
+    dist = policy_distribution(args.policy, policy, frame, n_actions, n_positions)
     problem = BanditProblem(feedback, dist, sources.features_of(context, n_actions, n_positions))
     diagnostics = bandit_diagnostics(problem)
     rows = evaluate_bandit(problem, args.bootstrap, args.refits, args.alpha, args.seed)
@@ -91,12 +90,30 @@ def evaluate_bandit_log(args, frame: pd.DataFrame, feedback, context, n_actions:
             "verdict": {"trustworthy": trusted, "sentence": sentence}}
 
 
+def policy_distribution(spec: str, policy, frame: pd.DataFrame, n_actions: int, n_positions: int) -> np.ndarray:
+    """``policy.action_dist`` on the logged rows, checked: one probability distribution over
+    the ``n_actions`` actions per row and position."""
+    from recoworld.ope import _validation as v
+
+    try:
+        dist = v.action_distribution(policy.action_dist(frame, n_actions, n_positions), len(frame), n_positions)
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"--policy {spec!r}: {error}") from None
+    if dist.shape[1] != n_actions:
+        raise ValueError(f"--policy {spec!r}: action_dist gave {dist.shape[1]} actions per row, but the log has "
+                         f"{n_actions} (ids 0..{n_actions - 1}); return shape (len(rows), n_actions, n_positions), "
+                         "or set n_actions with --n-actions")
+    return dist
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``recoworld ope evaluate [flags]`` (see ``--help``)."""
     p = parser()
     args = p.parse_args(argv)
-    kind = sources.guess_format(args.log) if args.format == "auto" else args.format
+    if args.out.exists() and not args.out.is_dir():
+        p.error(f"--out {args.out} is a file; give a directory (it receives report.json and estimates.csv)")
     try:
+        kind = sources.guess_format(args.log) if args.format == "auto" else args.format
         if kind == "recoworld":
             from recoworld.apps.ope.slate_evaluation import evaluate_slate_log
 
@@ -105,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             read = sources.read_obd(args.log, args.obd_policy, args.obd_campaign) if kind == "obd" \
                 else sources.read_table(args.log, args.n_actions)
             report = evaluate_bandit_log(args, *read)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, FileNotFoundError) as error:
         p.error(str(error))
     report = {"log": args.log, "format": kind, "policy": args.policy, "alpha": args.alpha, **report}
     write(report, args.out)
@@ -114,10 +131,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def write(report: dict, out: Path) -> None:
-    """``report.json`` and ``estimates.csv`` in ``out``."""
+    """``report.json`` (strict JSON: an undefined estimate is ``null``) and ``estimates.csv`` in
+    ``out``; each is written whole or not at all, so an interrupted run leaves no partial file."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=_plain, allow_nan=True))
-    pd.DataFrame(report["estimates"]).to_csv(out / "estimates.csv", index=False)
+    text = json.dumps(_finite(report), indent=2, default=_plain, allow_nan=False)
+    _replace(out / "report.json", lambda path: path.write_text(text))
+    _replace(out / "estimates.csv", lambda path: pd.DataFrame(report["estimates"]).to_csv(path, index=False))
+
+
+def _replace(path: Path, write_to) -> None:
+    """``write_to`` a temporary file beside ``path``, then move it over ``path`` (atomic)."""
+    partial = path.with_name(path.name + ".partial")
+    write_to(partial)
+    partial.replace(path)
 
 
 def show(report: dict) -> None:
@@ -145,6 +171,19 @@ def show(report: dict) -> None:
         weights.add_row(layout, *(f"{values[k]:.4g}" for k in keys))
     console.print(weights)
     console.print(f"[bold]{report['verdict']['sentence']}[/bold] (protocol: {selection['protocol']})")
+    for warning in report.get("warnings", []):
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+def _finite(value):
+    """``value`` with every NaN or infinity (an undefined estimate) as None, i.e. JSON ``null``."""
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _plain(value):

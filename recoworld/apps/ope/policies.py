@@ -39,7 +39,17 @@ def load_object(spec: str, kwargs: dict):
     except (ImportError, AttributeError) as error:
         raise ValueError(f"--policy {spec!r}: cannot import {attribute!r} from {module_name!r} ({error}); "
                          "give module:Attribute of an importable module") from None
-    return target(**kwargs) if isinstance(target, type) else target
+    if not isinstance(target, type):
+        return target
+    try:
+        return target(**kwargs)
+    except (TypeError, ValueError) as error:
+        import inspect
+
+        given = " ".join(f"--policy-arg {key}={value!r}" for key, value in kwargs.items()) or "no --policy-arg"
+        raise ValueError(f"--policy {spec!r} with {given}: {attribute}() raised {type(error).__name__}: {error}; "
+                         f"give --policy-arg KEY=VALUE for the arguments of {attribute}{inspect.signature(target)}") \
+            from None
 
 
 def policy_kwargs(pairs: Sequence[str]) -> dict:
@@ -51,7 +61,14 @@ def policy_kwargs(pairs: Sequence[str]) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"--policy-arg {pair!r}; write KEY=VALUE")
-        kwargs[key] = yaml.safe_load(value)
+        if key in kwargs:
+            raise ValueError(f"--policy-arg {key} is given twice ({kwargs[key]!r} and {value!r}); give it once")
+        try:
+            kwargs[key] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", None) or "not YAML"
+            raise ValueError(f"--policy-arg {pair!r}: the value {value!r} is not valid YAML ({problem}); quote a "
+                             "string, write a list as [1, 2]") from None
     return kwargs
 
 

@@ -37,15 +37,25 @@ SIMULATED_LOGGERS = (("softmax", 0.1), ("softmax", 0.3), ("softmax", 1.0), ("sof
                      ("epsilon_soft", 0.1), ("epsilon_soft", 0.5), ("epsilon_soft", 1.0))
 
 
+def run_config(log: str) -> Path | None:
+    """The ``.hydra/config.yaml`` of the run directory the log comes from: ``--log`` itself, or
+    up to three folders above an episodes part; None for a log outside a run directory."""
+    path = Path(log).resolve()
+    for folder in (path, *path.parents[:3]):
+        if (folder / ".hydra" / "config.yaml").is_file():
+            return folder / ".hydra" / "config.yaml"
+    return None
+
+
 def load_catalog(log: str, world: str | None, composed):
-    """The log's catalog: ``--world``, else the run directory's own world, else ``synthetic``."""
+    """The log's catalog: ``--world``, else the world of its run (:func:`run_config`), else ``synthetic``."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    saved = Path(log) / ".hydra" / "config.yaml"
-    if world is None and saved.is_file():
+    saved = run_config(log) if world is None else None
+    if saved is not None:
         return instantiate(OmegaConf.load(saved).world)
-    if composed is not None:
+    if world is not None and composed is not None:
         return instantiate(composed.world)
     from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
@@ -97,6 +107,9 @@ def evaluate_slate_log(args) -> dict:
     ess = diagnostics[LAYOUT[name]]["ess"] if name in LAYOUT else np.inf
     trusted, sentence = verdict(selection, ess, args.min_ess, args.max_relative_rmse, weighting=tuple(LAYOUT))
     warnings = []
+    if args.world is None and run_config(args.log) is None:
+        warnings.append(f"{args.log} is not in a run directory and no --world was given: its catalog was taken to be "
+                        f"world=synthetic's ({catalog.n_items} items); give --world if the log came from another world")
     if (frame["step"] > 0).any():
         warnings.append(f"{int((frame['step'] > 0).sum())} of {n} rows are later steps of an episode; the policy saw "
                         "them as a first step (empty history), which is exact only for policies that ignore history")

@@ -12,7 +12,10 @@ Three layouts (``--format``, guessed from ``--log`` when ``auto``):
   ``action`` (int, ``0..n_actions-1``), ``reward`` (number), ``pscore`` (the logging
   policy's probability of the action, in ``(0, 1]``), optionally ``position`` (int, for
   lists) and any number of ``context_*`` columns (numbers: the context, which the reward
-  model uses). ``--n-actions`` defaults to the largest action + 1.
+  model uses); other columns are kept for the policy and otherwise ignored. A ``.csv``
+  may be compressed (``log.csv.gz``). ``--n-actions`` defaults to the largest action + 1;
+  item ids that are strings, or integers far from ``0..n-1``, must be mapped to
+  ``0..n_actions-1`` first (e.g. with ``pandas.factorize``, the same map the policy uses).
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ FORMATS = ("auto", "recoworld", "obd", "table")
 TABLE_COLUMNS = ("action", "reward", "pscore")
 #: Largest reward-model design (rounds x actions x positions x features) built from context.
 MAX_CONTEXT_DESIGN = 50_000_000
+#: Fewest rounds of a table log: the reward model behind DM and DR is cross-fitted over 5
+#: folds of distinct rounds on every bootstrap resample.
+MIN_ROUNDS = 20
 
 
 def guess_format(log: str) -> str:
@@ -35,14 +41,18 @@ def guess_format(log: str) -> str:
     if log == "obd" or log.startswith("obd:"):
         return "obd"
     path = Path(log)
-    if path.suffix == ".csv":
+    if ".csv" in path.suffixes:
         return "table"
-    if path.suffix == ".parquet":
+    if path.suffix == ".parquet" and path.is_file():
         import pyarrow.parquet as pq
 
         from recoworld.logs import VERSION_KEY
 
         return "recoworld" if VERSION_KEY in (pq.read_schema(path).metadata or {}) else "table"
+    if path.is_file():
+        raise ValueError(f"--log {log}: a file named *{''.join(path.suffixes)} is neither a table log (.csv, "
+                         ".csv.gz or .parquet) nor a RecoWorld log (a run directory or an episodes .parquet); "
+                         "convert it, or give --format")
     return "recoworld"
 
 
@@ -64,20 +74,52 @@ def read_recoworld(log: str, agent: str | None) -> pd.DataFrame:
 def read_table(log: str, n_actions: int | None) -> tuple[pd.DataFrame, BanditFeedback, np.ndarray | None, int]:
     """``(rows, feedback, context [n, d] or None, n_actions)`` of a table (module docstring)."""
     path = Path(log)
-    frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    if not path.is_file():
+        raise ValueError(f"--log {log}: no such file; give a CSV or Parquet table with the columns "
+                         f"{list(TABLE_COLUMNS)}")
+    frame = pd.read_csv(path) if ".csv" in path.suffixes else pd.read_parquet(path)
     missing = [c for c in TABLE_COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{log} lacks the column(s) {missing}; a table log needs {list(TABLE_COLUMNS)}, "
                          "optionally 'position' and 'context_*' columns")
-    action = frame["action"].to_numpy()
+    if len(frame) < MIN_ROUNDS:
+        raise ValueError(f"{log} has {len(frame)} rounds, but an evaluation needs at least {MIN_ROUNDS} (the reward "
+                         "model behind DM and DR is cross-fitted over 5 folds of the rounds); log more rounds")
+    action = _column(frame, "action", log)
+    missing_action = frame["action"].isna().to_numpy()
+    if missing_action.any():
+        row = int(np.argmax(missing_action))
+        raise ValueError(f"{log}: action is missing at row {row} ({int(missing_action.sum())} of {len(frame)} rounds); "
+                         "drop the rounds without a logged action")
     largest = int(np.max(action)) + 1
     if n_actions is not None and n_actions < largest:
         raise ValueError(f"--n-actions {n_actions}, but the log's actions reach {largest - 1}")
+    distinct = len(np.unique(action))
+    if n_actions is None and distinct < largest / 2:
+        raise ValueError(f"{log}: the action ids reach {largest - 1}, but only {distinct} distinct ids appear; map "
+                         "them to 0..n_actions-1 (e.g. pandas.factorize, and the same map in the policy), or give "
+                         f"--n-actions {largest} if the policy really chooses among {largest} actions")
     position = frame["position"].to_numpy() if "position" in frame.columns else None
     feedback = BanditFeedback(action, frame["reward"].to_numpy(), frame["pscore"].to_numpy(), position)
     context_columns = [c for c in frame.columns if c.startswith("context_")]
-    context = frame[context_columns].to_numpy(np.float64) if context_columns else None
+    context = np.column_stack([_column(frame, c, log) for c in context_columns]) if context_columns else None
+    if context is not None and np.isnan(context).any():
+        row, column = np.argwhere(np.isnan(context))[0]
+        rounds = int(np.isnan(context).any(1).sum())
+        raise ValueError(f"{log}: {context_columns[column]} is missing at row {row} ({rounds} of {len(frame)} rounds); "
+                         "impute it or drop those rounds")
     return frame, feedback, context, n_actions or largest
+
+
+def _column(frame: pd.DataFrame, name: str, log: str) -> np.ndarray:
+    """A numeric column of a table log, or an error naming its first non-number."""
+    values = frame[name]
+    if not pd.api.types.is_numeric_dtype(values):
+        row = int(np.argmax(pd.to_numeric(values, errors="coerce").isna() & values.notna()))
+        what = ("0-based integer action ids; map item ids to 0..n_actions-1 (e.g. pandas.factorize)"
+                if name == "action" else "numbers; encode it as numbers (e.g. one-hot columns) or rename it")
+        raise ValueError(f"{log}: {name} holds {values.iloc[row]!r} at row {row}, but it must hold {what}")
+    return values.to_numpy(np.float64) if name != "action" else values.to_numpy()
 
 
 def read_obd(log: str, behavior_policy: str, campaign: str) -> tuple[pd.DataFrame, BanditFeedback, None, int]:
