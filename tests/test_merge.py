@@ -106,3 +106,28 @@ def test_launcher_configs_compose_and_name_the_plugins(launcher, target, address
     assert cfg.hydra.callbacks.merge_sweep._target_ == "recoworld.apps.merge.MergeSweep"
     if address is not None:
         assert (cfg.hydra.launcher.ray.init.address, cfg.hydra.launcher.ray.remote.num_cpus) == (address, 1)
+
+
+def test_a_run_reached_twice_counts_once(tmp_path, capsys):
+    fake_run(tmp_path / "sweep" / "0", ["experiment.seeds=[0,1]"], [0, 1], [0.1, 0.3])
+    sweep = tmp_path / "sweep"
+    runs, _ = find_runs([sweep, f"{sweep}/", sweep / "0"])
+    assert runs == [sweep / "0"]
+    merge([sweep, sweep], out=tmp_path / "merged")
+    err = capsys.readouterr().err
+    assert "counted once" not in err and "recoworld merge: 1 runs, 1 rows" in err
+
+
+def test_a_bad_metric_or_out_leaves_the_previous_merge_whole(tmp_path, capsys):
+    fake_run(tmp_path / "0", [], [0, 1], [0.1, 0.2])
+    merge([tmp_path])
+    before = (tmp_path / "sweep.csv").read_bytes(), (tmp_path / "sweep.png").read_bytes()
+    fake_run(tmp_path / "1", ["env.reward=mix"], [0, 1], [0.5, 0.6])
+    assert cli.main(["merge", str(tmp_path), "--metric", "clicks"]) == 1
+    assert "--metric 'clicks' is not in the runs' metrics" in capsys.readouterr().err
+    assert ((tmp_path / "sweep.csv").read_bytes(), (tmp_path / "sweep.png").read_bytes()) == before
+    (tmp_path / "taken").write_text("notes")
+    assert cli.main(["merge", str(tmp_path), "--out", str(tmp_path / "taken")]) == 1
+    assert f"--out {tmp_path / 'taken'} is a file, not a directory; give a directory" in capsys.readouterr().err
+    assert (tmp_path / "taken").read_text() == "notes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0", "1", "sweep.csv", "sweep.png", "taken"]

@@ -74,3 +74,31 @@ def test_export_errors_name_the_bad_value(run_dir, datasets, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert cli(["export", "parquet", str(run_dir)]) == 2
     assert "unknown format 'parquet'; choose one of: minari" in capsys.readouterr().err
+
+
+def test_an_id_that_is_malformed_or_taken_is_refused_and_nothing_is_written(run_dir, datasets, capsys):
+    assert cli(["export", "minari", str(run_dir), "--dataset-id", "recoworld/tiny"]) == 2
+    assert "dataset id 'recoworld/tiny' is not (namespace/)name-vN: give e.g. --dataset-id recoworld/smoke-v0" in \
+        capsys.readouterr().err
+    assert cli(["export", "minari", str(run_dir), "--dataset-id", "bad id-v0"]) == 2
+    assert "dataset id 'bad id-v0' is not (namespace/)name-vN" in capsys.readouterr().err
+    assert not datasets.exists() or not any(datasets.rglob("data"))
+    assert cli(["export", "minari", str(run_dir), "--dataset-id", "recoworld/taken-v2", "--agent", "random"]) == 0
+    capsys.readouterr()
+    assert cli(["export", "minari", str(run_dir), "--dataset-id", "recoworld/taken-v2"]) == 2
+    assert (f"Minari dataset 'recoworld/taken-v2' already exists in {datasets}: give another --dataset-id "
+            "(a new version, -v3), or delete it first (minari delete recoworld/taken-v2)") in capsys.readouterr().err
+    kept = minari.load_dataset("recoworld/taken-v2")  # the first export, untouched
+    assert kept.storage.metadata["algorithm_name"] == "random"
+    assert kept.storage.metadata["dataset_size"] == kept.storage.get_size() > 0
+
+
+def test_an_export_that_fails_midway_leaves_no_dataset(run_dir, datasets, monkeypatch):
+    from recoworld.apps.export import minari_dataset
+
+    whole = minari_dataset.episode_buffers
+    monkeypatch.setattr(minari_dataset, "episode_buffers", lambda log, history: [*whole(log, history)[:2], None])
+    with pytest.raises(AttributeError):
+        minari_dataset.export_minari(run_dir, "recoworld/cut-v0")
+    assert not (datasets / "recoworld" / "cut-v0").exists()
+    assert "recoworld/cut-v0" not in minari.list_local_datasets()

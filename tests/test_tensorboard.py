@@ -34,6 +34,18 @@ def test_each_part_writes_its_per_step_scalars(tmp_path):
             assert all(0.0 <= e.value <= 1.0 for e in events.Scalars(f"{agent}/ctr"))
 
 
+def test_a_part_redone_by_a_resume_keeps_only_its_new_curves(tmp_path):
+    args = ["world=synthetic", "env.num_envs=4", f"experiment.steps={STEPS}", "experiment.seeds=[0]", "agent=random",
+            "experiment.progress=false", "experiment.plots=false", "experiment.tensorboard=true",
+            f"hydra.run.dir={tmp_path}"]
+    run_app(args)
+    folder = tmp_path / "tensorboard" / "agent=random" / "seed=0"
+    (tmp_path / "episodes" / "agent=random" / "seed=0.parquet").unlink()  # as if killed before the part's end
+    run_app([*args, "experiment.resume=true"])
+    assert len(list(folder.glob("events.out.tfevents.*"))) == 1
+    assert [e.step for e in scalars(folder).Scalars("random/return")] == list(range(STEPS))
+
+
 def test_without_the_flag_no_event_files_are_written(tmp_path):
     run_app(["world=synthetic", "env.num_envs=4", "experiment.steps=2", "experiment.seeds=[0]", "agent=random",
              "experiment.progress=false", "experiment.plots=false", f"hydra.run.dir={tmp_path}"])

@@ -63,7 +63,42 @@ def test_item_text_is_escaped_so_a_title_cannot_end_the_script(run_dir):
 
 def test_view_of_a_directory_without_a_run_names_it(tmp_path, capsys):
     assert view_main([str(tmp_path)]) == 2
-    assert str(tmp_path) in capsys.readouterr().err
+    assert (f"recoworld view: {tmp_path / '.hydra' / 'config.yaml'} does not exist: give the directory of a "
+            "`recoworld run`") in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_view_of_an_unfinished_run_says_it_shows_the_complete_parts_only(run_dir, tmp_path, capsys):
+    cut = tmp_path / "cut"
+    run_app([*TINY, "experiment.seeds=[0,1]", f"hydra.run.dir={cut}"])
+    status = json.loads((cut / "status.json").read_text())
+    lost = status["parts"]["complete"].pop()  # as if killed before its last part ended
+    (cut / lost["file"]).unlink()
+    status["state"] = "interrupted"
+    (cut / "status.json").write_text(json.dumps(status))
+    assert view_main([str(cut)]) == 0
+    planned, done = status["parts"]["planned"], len(status["parts"]["complete"])
+    assert (f"recoworld view: warning: the run in {cut} is interrupted: {done} of {planned} parts complete, and only "
+            "those are read; rerun its command with experiment.resume=true to finish it") in capsys.readouterr().err
+    assert view_main([str(run_dir)]) == 0 and "warning" not in capsys.readouterr().err
+
+
+def test_each_step_of_the_page_holds_the_logged_values(run_dir):
+    log = read_log(run_dir)
+    payload = viewer_payload(log, run_catalog(run_dir), title="run")
+    steps = {(e["agent"], e["seed"], e["user"], e["episode"], s["step"]): s for e in payload["episodes"]
+             for s in e["steps"]}
+    assert len(steps) == len(log)
+    for row in log.itertuples():
+        step = steps[row.agent, row.seed, row.user, row.episode, row.step]
+        assert step["slate"] == list(row.slate) and step["clicked"] == list(row.clicked)
+        assert step["rating"] == list(row.rating) and step["watch_fraction"] == [round(float(w), 4) for w in
+                                                                                  row.watch_fraction]
+        assert (step["reward"], step["satisfaction"]) == (round(float(row.reward), 4), round(float(row.satisfaction), 4))
+        assert step["compliance"] == (None if row.compliance != row.compliance else round(float(row.compliance), 4))
+        assert (step["session"], step["left_session"], step["instruction_in_force"]) == \
+            (row.session, row.left_session, row.instruction_in_force)
+        assert step["return_gap"] == ("inf" if row.return_gap == float("inf") else round(float(row.return_gap), 4))
 
 
 def test_page_shows_a_users_sessions_in_a_real_browser(run_dir, page, tmp_path):

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,7 +61,16 @@ def find_runs(dirs: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
         started = {p.parent for pattern in ("status.json", ".hydra/overrides.yaml") for p in d.rglob(pattern)}
         started = {p.parent if p.name == ".hydra" else p for p in started}
         unfinished += sorted(p for p in started if not (p / "metrics.json").exists())
-    return runs, unfinished
+    # A run reached twice (a DIR given twice, or a sweep and one of its runs) counts once.
+    return _first_of_each(runs), _first_of_each(unfinished)
+
+
+def _first_of_each(paths: list[Path]) -> list[Path]:
+    """``paths`` in their order, each place once (the first way it was reached)."""
+    first: dict[Path, Path] = {}
+    for path in paths:
+        first.setdefault(path.resolve(), path)
+    return list(first.values())
 
 
 def run_setting(run: Path) -> dict[str, str]:
@@ -131,9 +141,7 @@ def plot_sweep(table, metric: str, path: Path) -> None:
     import numpy as np
     from matplotlib.figure import Figure
 
-    if metric not in table.columns:
-        known = sorted(c for c in table.columns if f"{c}_ci_low" in table.columns)
-        raise ValueError(f"--metric {metric!r} is not in the runs' metrics; choose one of {known}")
+    _check_metric(table, metric)
     varying = varying_keys(table)
     x_key = varying[0] if varying else "agent"
     lines = ["agent", *varying[1:]] if varying else []
@@ -156,6 +164,23 @@ def plot_sweep(table, metric: str, path: Path) -> None:
     if lines:
         ax.legend(fontsize="small")
     fig.savefig(path, dpi=110)
+
+
+def _check_metric(table, metric: str) -> None:
+    if metric not in table.columns:
+        known = sorted(c for c in table.columns if f"{c}_ci_low" in table.columns)
+        raise ValueError(f"--metric {metric!r} is not in the runs' metrics; choose one of {known}")
+
+
+def _write_atomically(path: Path, write) -> None:
+    """``write(temporary)`` then a rename onto ``path``: a merge that fails midway leaves the
+    previous file, never half of one."""
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def _ordered(values) -> list:
@@ -182,10 +207,13 @@ def merge(dirs: Sequence[str | Path], out: str | Path | None = None, metric: str
     for _, r in repeated.drop_duplicates(["run", "agent", "seed"]).iterrows():
         _say(console, f"recoworld merge: seed {r['seed']} of {r['agent']} in {r['run']} is already in the "
                       "table from an earlier run of the same setting: counted once")
+    _check_metric(table, metric)
     out = Path(out) if out is not None else Path(dirs[0])
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file, not a directory; give a directory for sweep.csv and sweep.png")
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "sweep.csv", index=False)
-    plot_sweep(table, metric, out / "sweep.png")
+    _write_atomically(out / "sweep.csv", lambda path: table.to_csv(path, index=False))
+    _write_atomically(out / "sweep.png", lambda path: plot_sweep(table, metric, path))
     _print(table, metric, console)
     _say(console, f"recoworld merge: {len(runs)} runs, {len(table)} rows -> {out / 'sweep.csv'}, {out / 'sweep.png'}")
     return table
@@ -232,7 +260,7 @@ def main(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     try:
         merge(args.dirs, args.out, args.metric)
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
         print(f"recoworld merge: error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -117,6 +117,8 @@ def export_minari(run_dir: str | Path, dataset_id: str | None = None, *, agent: 
     if not isinstance(history, int) or history < 1:
         raise ValueError(f"history={history!r}: give the number of clicked items per observation, an integer >= 1")
     run_dir = Path(run_dir)
+    dataset_id = dataset_id or default_dataset_id(run_dir)
+    _check_new_dataset_id(dataset_id)  # before the log is read: a refusal costs nothing
     log = read_log(run_dir)
     agents = list(dict.fromkeys(log["agent"]))
     if agent is not None:
@@ -136,16 +138,50 @@ def export_minari(run_dir: str | Path, dataset_id: str | None = None, *, agent: 
         return _create(minari, run_dir, dataset_id, log, agents, history, n_items, slate_size)
 
 
-def _create(minari, run_dir, dataset_id, log, agents, history, n_items, slate_size):
-    from gymnasium import spaces
+def _check_new_dataset_id(dataset_id: str) -> None:
+    """Refuse an id Minari cannot create, or one that names a dataset already there."""
+    from minari.dataset.minari_dataset import DATASET_ID_RE
+    from minari.storage import get_dataset_path
 
-    return minari.create_dataset_from_buffers(
-        dataset_id or default_dataset_id(run_dir), episode_buffers(log, history),
-        observation_space=observation_space(history),
-        action_space=spaces.MultiDiscrete(np.full(slate_size, n_items, dtype=np.int64)),
-        algorithm_name=", ".join(agents), data_format="arrow",
-        description=f"RecoWorld run {run_dir.resolve().name}: slates (catalog ids) shown to simulated users; "
-                    "see recoworld.apps.export.minari_dataset for the encoding.")
+    match = DATASET_ID_RE.fullmatch(dataset_id)
+    if match is None or match.group("version") is None:
+        raise ValueError(f"dataset id {dataset_id!r} is not (namespace/)name-vN: give e.g. --dataset-id "
+                         "recoworld/smoke-v0 (letters, digits, '-' and '_', then a version)")
+    if get_dataset_path(dataset_id).exists():
+        raise FileExistsError(f"Minari dataset {dataset_id!r} already exists in {get_dataset_path()}: give another "
+                              f"--dataset-id (a new version, -v{int(match.group('version')) + 1}), or delete it first "
+                              f"(minari delete {dataset_id})")
+
+
+def _create(minari, run_dir, dataset_id, log, agents, history, n_items, slate_size):
+    import shutil
+
+    from gymnasium import spaces
+    from minari.storage import get_dataset_path
+
+    episodes = episode_buffers(log, history)
+    try:
+        dataset = minari.create_dataset_from_buffers(
+            dataset_id, [], observation_space=observation_space(history),
+            action_space=spaces.MultiDiscrete(np.full(slate_size, n_items, dtype=np.int64)),
+            algorithm_name=", ".join(agents), data_format="arrow",
+            description=f"RecoWorld run {run_dir.resolve().name}: slates (catalog ids) shown to simulated users; "
+                        "see recoworld.apps.export.minari_dataset for the encoding.")
+        storage = dataset.storage
+        # Minari 0.5's Arrow storage re-measures the whole dataset folder after each episode
+        # it adds, which makes a write of N episodes take time ~N^2 (minutes for a few
+        # thousand episodes); the size is measured once, after the last.
+        storage.get_size = lambda: 0.0
+        try:
+            storage.update_episodes(episodes)
+        finally:
+            del storage.get_size
+        storage.update_metadata({"dataset_size": storage.get_size()})
+    except BaseException:
+        # A dataset cut short would load as a smaller one: none is left (the id was new).
+        shutil.rmtree(get_dataset_path(dataset_id), ignore_errors=True)
+        raise
+    return minari.MinariDataset(storage)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -159,9 +195,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         dataset = export_minari(args.run_dir, args.dataset_id, agent=args.agent, history=args.history)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
         print(f"recoworld export minari: {error}", file=sys.stderr)
         return 2
+    from recoworld.apps.run.rundir import unfinished_note
+
+    if note := unfinished_note(args.run_dir):
+        print(f"recoworld export minari: warning: {note}", file=sys.stderr)
     print(f"Minari dataset {dataset.spec.dataset_id}: {dataset.total_episodes} episodes, "
           f"{dataset.total_steps} steps (minari.load_dataset({dataset.spec.dataset_id!r}))")
     return 0

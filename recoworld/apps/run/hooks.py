@@ -89,6 +89,10 @@ class TensorBoardScalars(Hook):
         self.slots = 1
 
     def on_start(self, env, agent, seed: int, label: str) -> None:
+        # A part runs again from its first step when a resumed run redoes it: the events of
+        # the attempt that was cut short would repeat its steps beside the new ones.
+        for stale in self.folder.glob("events.out.tfevents.*"):
+            stale.unlink()
         self.writer = summary_writer(self.folder)
         self.label, self.total, self.slots = label, 0.0, int(env.num_envs)
 

@@ -224,6 +224,18 @@ def read_status(path: str | Path) -> dict | None:
     return status
 
 
+def unfinished_note(path: str | Path) -> str | None:
+    """What a tool that reads a run's log (``recoworld view``, ``export minari``) should say
+    when the run did not complete: its log holds the complete parts only. None for a
+    complete run, or a folder without a ``status.json``."""
+    status = read_status(path)
+    if status is None or status["state"] == "complete":
+        return None
+    return (f"the run in {path} is {status['state']}: {len(status['parts']['complete'])} of "
+            f"{status['parts']['planned']} parts complete, and only those are read; rerun its command with "
+            "experiment.resume=true to finish it")
+
+
 def _check_resumable(path: Path, saved: dict, config: dict, kept: list[dict], resume: bool) -> None:
     if not resume:
         raise RunDirectoryError(

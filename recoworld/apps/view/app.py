@@ -26,8 +26,8 @@ def view_run(run_dir: str | Path, out: str | Path | None = None, *, max_users: i
     from recoworld.logs import read_log
 
     run_dir = Path(run_dir)
-    log = read_log(run_dir)
-    payload = viewer_payload(log, run_catalog(run_dir), title=f"RecoWorld run {run_dir.resolve().name}",
+    catalog = run_catalog(run_dir)  # first: a folder that is not a run is named as such
+    payload = viewer_payload(read_log(run_dir), catalog, title=f"RecoWorld run {run_dir.resolve().name}",
                              max_users=max_users)
     return write_page(render_page(payload), run_dir / PAGE_NAME if out is None else out)
 
@@ -54,5 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"recoworld view: {error}", file=sys.stderr)
         return 2
+    from recoworld.apps.run.rundir import unfinished_note
+
+    if note := unfinished_note(args.run_dir):
+        print(f"recoworld view: warning: {note}", file=sys.stderr)
     print(f"session viewer: {path}")
     return 0
