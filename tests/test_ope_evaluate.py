@@ -242,6 +242,17 @@ def test_command_refuses_a_log_too_small_or_absent_before_any_work(tmp_path, cap
         f"--out {tmp_path / 'taken'} is a file; give a directory (it receives report.json and estimates.csv)")
 
 
+def test_command_refuses_a_reward_model_no_machine_holds_before_fitting_it(tmp_path, capsys):
+    # 60 rounds over 3,000 actions without context: 60 x 3,000 x 3,001 indicators, 4 GB.
+    log = table_log(tmp_path / "log.csv")
+    pd.read_csv(log).drop(columns="context_0").to_csv(log, index=False)
+    assert refused(capsys, "--log", log, "--policy", "tests.test_ope_evaluate:UniformBandit",
+                   "--n-actions", "3000") == (
+        "the reward model's design would hold 540,180,000 numbers (60 rounds x 3,000 actions x 1 positions x "
+        "3,001 indicators > 500,000,000): the direct and doubly robust estimators cannot be fitted on this many "
+        "actions; evaluate a log of fewer rounds or actions (e.g. the most shown items)")
+
+
 def test_a_compressed_csv_is_a_table_log(tmp_path):
     from recoworld.apps.ope.sources import guess_format, read_table
 

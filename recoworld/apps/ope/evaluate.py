@@ -80,7 +80,7 @@ def evaluate_bandit_log(args, frame: pd.DataFrame, feedback, context, n_actions:
                          "see recoworld.apps.ope.policies")
     n_positions = int(feedback.position_or_zero.max()) + 1
     dist = policy_distribution(args.policy, policy, frame, n_actions, n_positions)
-    problem = BanditProblem(feedback, dist, sources.features_of(context, n_actions, n_positions))
+    problem = BanditProblem(feedback, dist, sources.features_of(context, n_actions, n_positions, len(frame)))
     diagnostics = bandit_diagnostics(problem)
     rows = evaluate_bandit(problem, args.bootstrap, args.refits, args.alpha, args.seed)
     selection = simulate_then_select(problem, args.sims, args.seed)

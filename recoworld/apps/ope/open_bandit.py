@@ -45,7 +45,7 @@ def refit_model_based(rows: pd.DataFrame, cache_dir: Path | None, n_mc: int, see
     policy = bts_distribution(*load_bts_prior(campaign, path), slate_length=N_POSITIONS, n_mc=n_mc, seed=seed)
     feedback = logged.feedback()
     problem = BanditProblem(feedback, policy.action_dist(feedback.n_rounds),
-                            features_of(None, logged.n_items, N_POSITIONS))
+                            features_of(None, logged.n_items, N_POSITIONS, feedback.n_rounds))
     _, lower, upper = refit_interval(lambda r: problem.estimates(MODEL_BASED, r, seed), problem.n, n_refits,
                                      0.05, seed)
     rows["interval"] = "rows"

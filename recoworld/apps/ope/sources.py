@@ -31,6 +31,10 @@ FORMATS = ("auto", "recoworld", "obd", "table")
 TABLE_COLUMNS = ("action", "reward", "pscore")
 #: Largest reward-model design (rounds x actions x positions x features) built from context.
 MAX_CONTEXT_DESIGN = 50_000_000
+#: Largest design of action and position indicators (a log without context), about 4 GB of
+#: float64: the Open Bandit sample's is 0.2 billion numbers; a catalog of thousands of
+#: actions reaches hundreds of billions, which no machine holds.
+MAX_INDICATOR_DESIGN = 500_000_000
 #: Fewest rounds of a table log: the reward model behind DM and DR is cross-fitted over 5
 #: folds of distinct rounds on every bootstrap resample.
 MIN_ROUNDS = 20
@@ -135,16 +139,23 @@ def read_obd(log: str, behavior_policy: str, campaign: str) -> tuple[pd.DataFram
     return data.log, data.feedback(), None, data.n_items
 
 
-def features_of(context: np.ndarray | None, n_actions: int, n_positions: int):
+def features_of(context: np.ndarray | None, n_actions: int, n_positions: int, n_rounds: int):
     """``rows -> [len(rows), A, P, d]`` reward-model features: per-action linear models of the
     context plus a position effect (:func:`~recoworld.ope.per_action_features`), or, without
-    a context, action and position indicators (a broadcast view: no copy per round)."""
+    a context, action and position indicators (a broadcast view: no copy per round). A
+    design the fit could not hold in memory (over ``n_rounds`` rounds) is refused up front."""
     if context is not None:
         size = len(context) * n_actions * n_positions * (context.shape[1] * n_actions + n_actions + n_positions)
         if size > MAX_CONTEXT_DESIGN:
             raise ValueError(f"the reward model's design would hold {size:,} numbers (rounds x actions x positions "
                              f"x features > {MAX_CONTEXT_DESIGN:,}); drop context_* columns or rounds")
         return lambda rows: per_action_features(context[rows], n_actions, n_positions)
+    size = n_rounds * n_actions * n_positions * (n_actions + n_positions)
+    if size > MAX_INDICATOR_DESIGN:
+        raise ValueError(f"the reward model's design would hold {size:,} numbers ({n_rounds:,} rounds x {n_actions:,} "
+                         f"actions x {n_positions} positions x {n_actions + n_positions:,} indicators > "
+                         f"{MAX_INDICATOR_DESIGN:,}): the direct and doubly robust estimators cannot be fitted on "
+                         "this many actions; evaluate a log of fewer rounds or actions (e.g. the most shown items)")
     indicators = np.concatenate([
         np.broadcast_to(np.eye(n_actions)[:, None, :], (n_actions, n_positions, n_actions)),
         np.broadcast_to(np.eye(n_positions)[None], (n_actions, n_positions, n_positions)),
