@@ -42,6 +42,8 @@ def test_session_table_on_hand_made_ratings():
     gaps = table["next_gap_days"].to_numpy()
     assert gaps[0] == pytest.approx((2 * DAY - 35 * MINUTE) / DAY)
     assert gaps[2] == pytest.approx(1 / 24) and np.isnan(gaps[1]) and np.isnan(gaps[3])
+    assert STATISTICS["first_gap_days"].of(table).tolist() == pytest.approx([gaps[0], gaps[2]])
+    assert STATISTICS["return_gap_days"].of(table).tolist() == []  # no later session is followed by another
     # Pairs 0-1 (genre 0: shared), 1-2 (none); 3-2 (genre 1: shared); none across sessions.
     assert table["pairs"].tolist() == [2, 1, 0, 0]
     assert table["same_genre"].tolist() == [1, 1, 0, 0]

@@ -19,6 +19,8 @@ that cuts the real ratings (a pause over 30 minutes), so both sides are measured
   ``first_session_length`` and ``return_session_length`` split it into each user's first
   session (in MovieLens, the sign-up's burst of ratings) and the sessions after it;
 * ``gap_days``: days from a session's end to the user's next session, where one follows;
+  ``first_gap_days`` and ``return_gap_days`` split it by the session before the gap (the
+  user's first, a later one), as the calibration sets the two apart;
 * ``genre_repetition``: per session of two ratings or more, the share of consecutive
   ratings that share a genre;
 * ``gap_vs_length`` and ``gap_vs_mean_rating``: Spearman's correlation between a session's
@@ -129,6 +131,13 @@ def _gaps(table: pd.DataFrame) -> np.ndarray:
     return gap[np.isfinite(gap)]
 
 
+def _gaps_of(first: bool):
+    def gaps(table: pd.DataFrame) -> np.ndarray:
+        gap = table["next_gap_days"].to_numpy(np.float64)[table["first"].to_numpy() == first]
+        return gap[np.isfinite(gap)]
+    return gaps
+
+
 def _repetition(table: pd.DataFrame) -> np.ndarray:
     pairs = table["pairs"].to_numpy(np.float64)
     return table["same_genre"].to_numpy(np.float64)[pairs > 0] / pairs[pairs > 0]
@@ -159,6 +168,8 @@ STATISTICS = {
     "first_session_length": Statistic("distribution", _lengths_of(True), "first session length (ratings)"),
     "return_session_length": Statistic("distribution", _lengths_of(False), "return session length (ratings)"),
     "gap_days": Statistic("distribution", _gaps, "gap to the next session (days)"),
+    "first_gap_days": Statistic("distribution", _gaps_of(True), "gap after the first session (days)"),
+    "return_gap_days": Statistic("distribution", _gaps_of(False), "gap after a later session (days)"),
     "genre_repetition": Statistic("distribution", _repetition, "consecutive ratings sharing a genre"),
     "gap_vs_length": Statistic("correlation", _gap_correlation("length"), "Spearman: next gap ~ session length"),
     "gap_vs_mean_rating": Statistic("correlation", _gap_correlation("mean_rating"),
