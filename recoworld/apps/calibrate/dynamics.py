@@ -455,10 +455,10 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
     ``gap_days`` after a first session (``gap_first_session`` apart) and after a later one
     on the median gap after each. A median is matched by the share of values below it
     (:meth:`LifeTargets.position`). Each level steps towards its target, its step growing
-    while the direction holds and halving when it turns (a sign search with the step factors of Rprop, Riedmiller and Braun 1993):
-    unlike a bisection, a level that an early step sent the wrong way — while the other
-    levels were still far off, who returns changes what a returning session looks like —
-    can come back. A level whose target is NaN (no returning user, no second return) keeps
+    while the direction holds and halving when it turns (a sign search with the step
+    factors of Rprop, Riedmiller and Braun 1993): unlike a bisection, a level that an early
+    step sent the wrong way — while the other levels were still far off, who returns changes
+    what a returning session looks like — can come back. A level whose target is NaN (no returning user, no second return) keeps
     its start: without returns in the data the base follows the first sessions."""
     # The starts: the grid fit's base, the return fit's odds, the gap fit's scale. Leave and
     # return levels are logits (a higher leave level: shorter sessions); gap levels are log
@@ -477,7 +477,8 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
             "first_return": ("first_return_share", True), "return": ("return_share", True),
             "first_gap": ("first_gap_days", True), "gap": ("gap_days", True)}
     # A first-session level without a target keeps its shift from the later sessions' level.
-    shifts = {"first_return": ("return", config.return_first_session), "first_gap": ("gap", config.gap_first_session)}
+    shifts = {"first_return": ("return", config.return_first_session),
+              "first_gap": ("gap", config.gap_first_session)}
     fixed = {name for name, (target, _) in aims.items() if math.isnan(getattr(targets, target))}
     step = {name: (high - low) / 8 for name, (low, high) in bounds.items()}
     heading = dict.fromkeys(level, 0)

@@ -256,7 +256,8 @@ def sessions_section(section: dict | None, targets: dict | None, noun: str = "ra
                    f"{c['leave_patience']:.1f}; return base {c['return_base']:.2f}, after a first session "
                    f"{c.get('return_first_session', 0.0):+.2f}; gap {c['gap_days']:.1f} days, times "
                    f"{np.exp(c.get('gap_first_session', 0.0)):.2f} after a first session, gap shape "
-                   f"{c['gap_shape']:.3f}, gap elasticity to session length {c.get('gap_length_elasticity', 0.0):.3f}.")]
+                   f"{c['gap_shape']:.3f}, gap elasticity to session length "
+                   f"{c.get('gap_length_elasticity', 0.0):.3f}.")]
     if targets:
         lines += ["", "Targets:", ""] + [f"- {k}: {'met' if v else '**not met**'}" for k, v in targets.items()]
     return lines + [""]
