@@ -458,8 +458,9 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
     while the direction holds and halving when it turns (a sign search with the step
     factors of Rprop, Riedmiller and Braun 1993): unlike a bisection, a level that an early
     step sent the wrong way — while the other levels were still far off, who returns changes
-    what a returning session looks like — can come back. A level whose target is NaN (no returning user, no second return) keeps
-    its start: without returns in the data the base follows the first sessions."""
+    what a returning session looks like — can come back. A level whose target is NaN (no
+    returning user, no second return) keeps its start: without returns in the data the
+    base follows the first sessions."""
     # The starts: the grid fit's base, the return fit's odds, the gap fit's scale. Leave and
     # return levels are logits (a higher leave level: shorter sessions); gap levels are log
     # factors on gap_days (a larger factor: longer gaps). The bounds keep a level plausible:
