@@ -100,6 +100,7 @@ class InstructEnv(_WorldFace, gym.Env):
     - ``invalid_penalty`` (``1.0``).
     - ``history_shown`` (``5``): how many recent clicks the observation lists.
     - ``max_instruction_chars`` (``500``): longer instructions are cut, with an ellipsis.
+    - ``render_mode``: ``None`` only; the observation is already the text to show.
 
     ## Privileged channel
 
@@ -129,7 +130,11 @@ class InstructEnv(_WorldFace, gym.Env):
     single = True
 
     def __init__(self, *, invalid_action: str = "raise", invalid_penalty: float = 1.0, history_shown: int = 5,
-                 max_instruction_chars: int = 500, **kwargs: Any):
+                 max_instruction_chars: int = 500, render_mode: str | None = None, **kwargs: Any):
+        if render_mode is not None:
+            raise ValueError(f"render_mode={render_mode!r}; InstructEnv has no render modes (its observation is "
+                             "already the text): pass render_mode=None or leave it out")
+        self.render_mode = None
         if invalid_action not in INVALID_ACTION_MODES:
             raise ValueError(f"invalid_action={invalid_action!r}; choose one of {INVALID_ACTION_MODES}")
         for name in ("action_format", "candidate_features"):

@@ -217,9 +217,16 @@ class SlateWorld:
         their reward, terminated and truncated are zero.
         """
         idle, starts = self._autoreset(autoreset)
-        # Valid by construction (distinct candidates of the catalog): no second check.
-        response = self.simulator.respond_valid(slates, idle)
-        self.check_response(response)  # a plug-in simulator's answer, before anything reads it
+        try:
+            # Valid by construction (distinct candidates of the catalog): no second check.
+            response = self.simulator.respond_valid(slates, idle)
+            self.check_response(response)  # a plug-in simulator's answer, before anything reads it
+        except BaseException:
+            if idle is not None:
+                # Undo the autoreset's advance, so that retrying the step (after an LLM
+                # server's timeout, say) starts the same episode, not the one after it.
+                self.episode[autoreset] -= 1
+            raise
         self._observed, totals = self.bookkeeping.step(self.state, slates, response, idle, starts)
         self.candidate_sets.forget()
         self.signals = self.reward_weights.signals(response, totals)
@@ -307,6 +314,10 @@ def _simulator(simulator: UserSimulator | None, catalog: Catalog | None, config,
                device: str, kernel: str) -> UserSimulator:
     """The given simulator, or statistical users of ``catalog`` (default: a synthetic one)."""
     if simulator is not None:
+        if not isinstance(simulator, UserSimulator):
+            raise ValueError(f"simulator is a {type(simulator).__name__}, not a recoworld.simulators.UserSimulator; "
+                             "subclass UserSimulator (README: Plug in your own simulator) and run "
+                             "recoworld.check_simulator(simulator) to see what else it needs")
         if catalog is not None and simulator.catalog is not catalog:
             raise ValueError("give either a simulator (which brings its catalog) or a catalog, not both")
         return simulator

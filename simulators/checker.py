@@ -8,6 +8,7 @@ each with what was expected and how to fix it.
 from __future__ import annotations
 
 import math
+import re
 from typing import NamedTuple
 
 import numpy as np
@@ -97,14 +98,24 @@ def _instruction_problems(r: Response, B: int, n_genres: int | None) -> list[str
         ("less", FieldContract(False, True), (B, genres)),
         ("novelty", FieldContract(False, False, Interval(-1.0, 1.0)), (B,)),
     ) if (problem := _field_problem(f"Response.instruction.{name}", getattr(ins, name), field, shape))]
-    text = r.instruction_text
-    sequence = isinstance(text, (list, tuple)) or (isinstance(text, np.ndarray) and text.ndim == 1
-                                                   and text.dtype == object)
-    if not sequence or len(text) != B:
-        count = len(text) if hasattr(text, "__len__") else type(text).__name__
-        problems.append(f"Response.instruction_text has {count} entries; expected a list (or a 1-D numpy object "
-                        f"array) of {B} (None for users who said nothing)")
+    problems += [problem for name, optional in (("instruction_text", False), ("item_reasons", True),
+                                                ("mindset_text", True))
+                 if (problem := _texts_problem(name, getattr(r, name), B, optional))]
     return problems
+
+
+def _texts_problem(name: str, texts, B: int, optional: bool) -> str | None:
+    """What is wrong with a per-user text field: a list (or a 1-D numpy object array) of
+    ``B`` entries, ``None`` for users without words; the optional fields may be ``None``."""
+    if optional and texts is None:
+        return None
+    sequence = isinstance(texts, (list, tuple)) or (isinstance(texts, np.ndarray) and texts.ndim == 1
+                                                    and texts.dtype == object)
+    if sequence and len(texts) == B:
+        return None
+    got = f"has {len(texts)} entries" if sequence else f"is a {type(texts).__name__}"
+    return (f"Response.{name} {got}; expected {'None or ' if optional else ''}a list (or a 1-D numpy object "
+            f"array) of {B} (None for users who said nothing)")
 
 
 def privileged_problem(method: str, value, shape: tuple[int, ...], within: Interval) -> str | None:
@@ -125,15 +136,18 @@ class SimulatorCheckError(ValueError):
 def check_simulator(simulator: UserSimulator, n_users: int = 4, slate_size: int = 3, steps: int = 5,
                     seed: int = 0) -> None:
     """Run ``simulator`` through the contract; raise :class:`SimulatorCheckError` listing
-    every problem, or return ``None`` when it conforms.
+    every problem (each once, at the first step it shows), or return ``None`` when it conforms.
 
     Checks: it subclasses ``UserSimulator`` and has a catalog; ``reset`` then ``respond``
     return a ``Response`` whose fields have the documented shapes, dtypes and ranges
-    (:data:`CONTRACT`, no NaN); the privileged ``click_probabilities`` (``[B, K]`` in
+    (:data:`CONTRACT`, no NaN, the instruction's genres those of the catalog, one entry per
+    user in the text fields); the privileged ``click_probabilities`` (``[B, K]`` in
     ``[0, 1]``) and ``expected_clicks`` (``[B]`` in ``[0, K]``), where it implements them;
     clicks, likes, watch and ratings only on examined positions; churned users are users who
-    left and will not return; the same seed gives the same responses; restarting some users
-    (``users=``) leaves the others untouched; and an invalid slate raises ``ValueError``.
+    left and will not return, and ``return_gap`` is ``inf`` for them alone and ``0`` where the
+    session goes on; the same seed gives the same responses, and the same user in any slot
+    of the batch; restarting some users (``users=``) leaves the others untouched; and a
+    slate with an item outside the catalog or a repeated item raises ``ValueError``.
     Churned users are restarted between steps, as the envs do.
     """
     name = type(simulator).__name__
@@ -147,28 +161,47 @@ def check_simulator(simulator: UserSimulator, n_users: int = 4, slate_size: int 
     problems: list[str] = []
     slates = _slates(n_users, slate_size, catalog.n_items, steps)
 
-    first = _run(simulator, n_users, seed, slates, problems)
-    if problems:
-        raise SimulatorCheckError(name, problems)
+    first = _run(simulator, n_users, seed, slates, problems, catalog.n_genres)
     for step, response in enumerate(first):
-        _check_response(response, n_users, slate_size, step, problems)
+        _check_response(response, n_users, slate_size, catalog.n_genres, step, problems)
     if problems:
-        raise SimulatorCheckError(name, problems)
+        raise SimulatorCheckError(name, _once_each(problems))
 
-    again = _run(simulator, n_users, seed, slates, problems)
+    again = _run(simulator, n_users, seed, slates, problems, catalog.n_genres)
     for step, (a, b) in enumerate(zip(first, again)):
-        for field, left in a.tensor_fields().items():
-            right = getattr(b, field)
-            if not torch.equal(torch.nan_to_num(left.cpu()), torch.nan_to_num(right.cpu())):
-                problems.append(f"reset(n_users, seed={seed}) is not deterministic: `{field}` differs at step {step} "
-                                "between two runs; draw all randomness from the seed given to reset")
-                break
+        field = _first_difference(a, b)
+        if field:
+            problems.append(f"reset(n_users, seed={seed}) is not deterministic: `{field}` differs at step {step} "
+                            "between two runs; draw all randomness from the seed given to reset")
+            break
 
     _check_privileged(simulator, n_users, seed, slates[0], problems)
-    _check_partial_reset(simulator, n_users, seed, slates[0], problems)
-    _check_rejects(simulator, n_users, slate_size, catalog.n_items, problems)
+    _check_any_slot(simulator, n_users, seed, slates[0], first[0], problems)
+    _check_partial_reset(simulator, n_users, seed, slates, catalog.n_genres, problems)
+    _check_rejects(simulator, n_users, slates[0], catalog.n_items, problems)
     if problems:
-        raise SimulatorCheckError(name, problems)
+        raise SimulatorCheckError(name, _once_each(problems))
+
+
+def _once_each(problems: list[str]) -> list[str]:
+    """``problems`` with the repeats of a problem at later steps (or other entries) left out."""
+    seen, kept = set(), []
+    for problem in problems:
+        key = re.sub(r"\d+", "#", re.sub(r"\(?at step \d+\)?", "", problem))
+        if key not in seen:
+            seen.add(key)
+            kept.append(problem)
+    return kept
+
+
+def _first_difference(a: Response, b: Response, rows_a=slice(None), rows_b=slice(None)) -> str | None:
+    """The first tensor field in which the ``rows_a`` of ``a`` and the ``rows_b`` of ``b``
+    differ (NaN equal to NaN), or ``None``."""
+    for field, left in a.tensor_fields().items():
+        right = getattr(b, field)
+        if not torch.equal(torch.nan_to_num(left[rows_a].cpu()), torch.nan_to_num(right[rows_b].cpu())):
+            return field
+    return None
 
 
 def _slates(n_users: int, slate_size: int, n_items: int, steps: int) -> list[torch.Tensor]:
@@ -177,7 +210,11 @@ def _slates(n_users: int, slate_size: int, n_items: int, steps: int) -> list[tor
             for _ in range(steps)]
 
 
-def _run(simulator, n_users, seed, slates, problems) -> list[Response]:
+def _run(simulator, n_users, seed, slates, problems, n_genres, restart_first_user_at: int | None = None
+         ) -> list[Response]:
+    """Reset with ``seed`` and respond to ``slates``, restarting churned users after each step
+    (and user 0 before step ``restart_first_user_at``); stops at the first failure, or at a
+    response whose structure is wrong (the caller lists what is wrong with it)."""
     try:
         simulator.reset(n_users, seed=seed)
     except Exception as err:  # a checker reports, whatever the plug-in raises
@@ -185,6 +222,12 @@ def _run(simulator, n_users, seed, slates, problems) -> list[Response]:
         return []
     responses = []
     for step, slate in enumerate(slates):
+        if step == restart_first_user_at:
+            try:
+                simulator.reset(n_users, seed=[seed + 999], users=torch.tensor([0]))
+            except Exception as err:
+                problems.append(f"reset(n_users, seed=[{seed + 999}], users=[0]) raised {type(err).__name__}: {err}")
+                return responses
         try:
             response = simulator.respond(slate.to(simulator.device))
         except Exception as err:
@@ -194,7 +237,9 @@ def _run(simulator, n_users, seed, slates, problems) -> list[Response]:
             problems.append(f"respond() returned {type(response).__name__}; return a recoworld.Response")
             return responses
         responses.append(response)
-        gone = torch.as_tensor(response.churned).nonzero().flatten()
+        if response_problems(response, n_users, slate.shape[1], n_genres):
+            return responses  # its `churned` cannot be trusted to restart users with
+        gone = response.churned.nonzero().flatten().cpu()
         if len(gone):
             try:
                 simulator.reset(n_users, seed=[10_000 + seed + step * n_users + int(g) for g in gone], users=gone)
@@ -205,9 +250,9 @@ def _run(simulator, n_users, seed, slates, problems) -> list[Response]:
     return responses
 
 
-def _check_response(r: Response, B: int, K: int, step: int, problems: list[str]) -> None:
+def _check_response(r: Response, B: int, K: int, n_genres: int, step: int, problems: list[str]) -> None:
     at = f"at step {step}"
-    structural = response_problems(r, B, K)
+    structural = response_problems(r, B, K, n_genres)
     if structural:
         problems += [f"{problem} ({at})" for problem in structural]
         return
@@ -221,6 +266,9 @@ def _check_response(r: Response, B: int, K: int, step: int, problems: list[str])
             problems.append(f"Response.{field} is non-zero on items that were not clicked {at}")
     if bool((r.returned & ~r.left_session).any()) or bool((r.churned != (r.left_session & ~r.returned)).any()):
         problems.append(f"churned must equal left_session & ~returned, and returned imply left_session {at}")
+    elif bool((torch.isinf(r.return_gap) != r.churned).any()) or bool((r.return_gap[~r.left_session] != 0).any()):
+        problems.append(f"Response.return_gap must be inf for the users who churned, finite for the others, and 0 "
+                        f"where the session goes on {at}")
     if bool((r.compliance[~r.instruction_in_force] != 0).any()):
         problems.append(f"Response.compliance is non-zero where no instruction was in force {at}")
     spoke = r.instruction.active.tolist()
@@ -251,35 +299,61 @@ def _check_privileged(simulator, n_users, seed, slate, problems) -> None:
             problems.append(f"{problem} (for slates of shape {tuple(shape[:1]) + (K,)} after reset)")
 
 
-def _check_partial_reset(simulator, n_users, seed, slate, problems) -> None:
+def _check_any_slot(simulator, n_users, seed, slate, first: Response, problems) -> None:
+    """The same seed gives the same user in any slot: users seeded in reverse order and shown
+    their slates in reverse order answer as the first run's, in reverse order."""
     if n_users < 2:
         return
+    order = torch.arange(n_users - 1, -1, -1)
     try:
-        simulator.reset(n_users, seed=seed)
-        simulator.reset(n_users, seed=[seed + 999], users=[0])
-        mixed = simulator.respond(slate.to(simulator.device))
-        simulator.reset(n_users, seed=seed)
-        plain = simulator.respond(slate.to(simulator.device))
+        simulator.reset(n_users, seed=[seed + int(j) for j in order])
+        reversed_batch = simulator.respond(slate[order].to(simulator.device))
     except Exception as err:
+        problems.append(f"reset(n_users, seed=[one per user]) then respond failed: {type(err).__name__}: {err}")
+        return
+    field = _first_difference(first, reversed_batch, order)
+    if field:
+        problems.append(f"the users seeded {seed}..{seed + n_users - 1} answer differently (`{field}`) when they sit "
+                        "in the batch in reverse order; a user's life must depend only on its own seed, not on its "
+                        "slot or the other users")
+
+
+def _check_partial_reset(simulator, n_users, seed, slates, n_genres, problems) -> None:
+    """Restarting user 0 after some steps leaves the others as they were: their answers to
+    the next slate are those of a run without the restart."""
+    if n_users < 2 or len(slates) < 2:
+        return
+    slates = slates[: min(3, len(slates))]
+    failed: list[str] = []
+    plain = _run(simulator, n_users, seed, slates, failed, n_genres)
+    mixed = _run(simulator, n_users, seed, slates, failed, n_genres, restart_first_user_at=len(slates) - 1)
+    if failed or len(plain) < len(slates) or len(mixed) < len(slates):
         problems.append(f"restarting one user with reset(n_users, seed=[s], users=[0]) failed: "
-                        f"{type(err).__name__}: {err}")
+                        f"{failed[-1] if failed else 'a response broke the contract'}")
         return
-    if not torch.equal(mixed.clicked[1:].cpu(), plain.clicked[1:].cpu()):
-        problems.append("restarting user 0 with reset(..., users=[0]) changed the responses of the other users; "
-                        "a partial reset must leave other slots untouched")
+    field = _first_difference(mixed[-1], plain[-1], slice(1, None), slice(1, None))
+    if field:
+        problems.append(f"restarting user 0 with reset(..., users=[0]) changed the responses of the other users "
+                        f"(`{field}`); a partial reset must leave other slots untouched")
 
 
-def _check_rejects(simulator, n_users, slate_size, n_items, problems) -> None:
-    simulator.reset(n_users, seed=0)
-    bad = torch.zeros(n_users, slate_size, dtype=torch.long)
-    bad[0, 0] = n_items
-    try:
-        simulator.respond(bad.to(simulator.device))
-    except ValueError:
-        return
-    except Exception as err:
-        problems.append(f"respond() with item {n_items} (outside the catalog) raised {type(err).__name__}; "
-                        "raise ValueError naming the bad entry (recoworld.validation.check_slates does)")
-        return
-    problems.append(f"respond() accepted item {n_items}, outside the catalog of {n_items} items; "
-                    "validate slates with recoworld.validation.check_slates")
+def _check_rejects(simulator, n_users, slate, n_items, problems) -> None:
+    """A slate with an item outside the catalog, or with a repeated item, raises ValueError;
+    each probe is an otherwise valid slate, so only the one fault can be refused."""
+    outside, repeated = slate.clone(), slate.clone()
+    outside[0, 0] = n_items
+    probes = [(outside, f"item {n_items} (outside the catalog of {n_items} items)")]
+    if slate.shape[1] > 1:
+        repeated[0, 1] = repeated[0, 0]
+        probes.append((repeated, f"a slate that repeats item {int(slate[0, 0])}"))
+    for bad, what in probes:
+        try:
+            simulator.reset(n_users, seed=0)
+            simulator.respond(bad.to(simulator.device))
+        except ValueError:
+            continue
+        except Exception as err:
+            problems.append(f"respond() with {what} raised {type(err).__name__}; "
+                            "raise ValueError naming the bad entry (recoworld.validation.check_slates does)")
+            continue
+        problems.append(f"respond() accepted {what}; validate slates with recoworld.validation.check_slates")
