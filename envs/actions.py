@@ -57,10 +57,11 @@ class ActionDecoder:
     def _best_scored(self, actions, single: bool) -> torch.Tensor:
         B, C = self.n_users, self.num_candidates
         scores = torch.as_tensor(np.asarray(actions, dtype=np.float32), device=self.device)
-        scores = scores.reshape(1, -1) if single else scores
-        if tuple(scores.shape) != (B, C):
+        expected = (C,) if single else (B, C)  # one action is one row, (C,), as one slate is (K,)
+        if tuple(scores.shape) != expected:
             raise ValueError(f"action has shape {tuple(np.shape(actions))}; expected one score per candidate, "
-                             f"{(C,) if single else (B, C)}")
+                             f"{expected}")
+        scores = scores[None, :] if single else scores
         if bool(torch.isnan(scores).any()):
             row, col = (int(i) for i in torch.isnan(scores).nonzero()[0])
             raise ValueError(f"action{'' if single else f'[{row}]'}[{col}] is NaN; scores must be numbers")

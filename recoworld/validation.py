@@ -89,7 +89,8 @@ def _check_dtype(slates: torch.Tensor, names: _Names) -> None:
         nan = torch.isnan(slates)
         if bool(nan.any()):
             row, col = (int(i) for i in nan.nonzero()[0])
-            raise ValueError(f"{names.at(row, col)} is NaN; a {names.batch} holds integer {names.choice} ids")
+            raise ValueError(f"{names.at(row, col)} is NaN; {names.batch} must hold integer {names.choice} ids "
+                             "(e.g. int64)")
     raise ValueError(
         f"{names.batch} has dtype {slates.dtype}; pass integer {names.choice} ids (e.g. int64), "
         "not scores — rank scores yourself or use action_format='scores'"

@@ -200,3 +200,24 @@ def test_a_churned_user_needs_an_infinite_return_gap():
     assert problems_of(ComesBackNever()) == [
         "Response.return_gap must be inf for the users who churned, finite for the others, and 0 where the session "
         "goes on at step 2"]
+
+
+def test_a_slate_with_a_nan_is_named_and_the_env_steps_on_unchanged():
+    env = gym.make("RecoWorld/Slate-v0", slate_size=3, num_candidates=10).unwrapped
+    reference = gym.make("RecoWorld/Slate-v0", slate_size=3, num_candidates=10).unwrapped
+    env.reset(seed=3)
+    reference.reset(seed=3)
+    with pytest.raises(ValueError, match=re.escape("action[1] is NaN; action must hold integer candidate index ids "
+                                                   "(e.g. int64)")):
+        env.step(np.array([0.0, np.nan, 2.0]))
+    observation, reward, *_ = env.step(np.array([0, 1, 2]))
+    expected, expected_reward, *_ = reference.step(np.array([0, 1, 2]))
+    assert reward == expected_reward and all(np.array_equal(observation[k], expected[k]) for k in expected)
+
+
+def test_the_single_env_takes_scores_of_shape_c_only_as_it_takes_slates_of_shape_k():
+    env = gym.make("RecoWorld/Slate-v0", action_format="scores", slate_size=3, num_candidates=7).unwrapped
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=re.escape("action has shape (1, 7); expected one score per candidate, (7,)")):
+        env.step(np.zeros((1, 7)))
+    env.step(np.arange(7.0))  # the documented shape still steps
