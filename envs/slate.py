@@ -134,7 +134,9 @@ MANUAL = """
     envs) and autoresets finished users on the next step (``AutoresetMode.NEXT_STEP``).
     Seeding it with ``s`` gives user slot ``i`` exactly the trajectory of a ``SlateEnv``
     seeded with ``s + i``. Its infos are dicts of per-user arrays, each key ``k`` with the
-    boolean mask ``_k`` that Gymnasium's vector info wrappers read.
+    boolean mask ``_k`` that Gymnasium's vector info wrappers read; on the step that
+    autoresets a user, only the keys a reset's info has (``episode_seed``,
+    ``session_index``) and ``autoreset`` are masked in for that user.
 
     ## Version History
 
@@ -286,18 +288,31 @@ class SlateVectorEnv(_WorldFace, VectorEnv):
         info = self.world.info(response, slates)
         info["autoreset"] = self._done.copy()
         self._done = terminated | truncated
-        return self.world.observe(), reward, terminated, truncated, _with_masks(info)
+        return self.world.observe(), reward, terminated, truncated, _with_masks(info, finished)
 
 
 def _first(batch: dict) -> dict:
     return {k: v[0] for k, v in batch.items()}
 
 
-def _with_masks(info: dict) -> dict:
+#: The step infos' keys that a user who starts a new episode at this step (NEXT_STEP
+#: autoreset) holds as well: those of a reset's info, and the autoreset flag itself.
+RESET_KEYS = frozenset({"episode_seed", "session_index", "kernel", "autoreset"})
+
+
+def _with_masks(info: dict, restarted: np.ndarray | None = None) -> dict:
     """Gymnasium's vector info layout: beside each key ``k``, a boolean ``_k`` per user saying
-    which users' infos hold it (every user's does here), as its info wrappers expect. The masks
-    are the rows of one array (one allocation, not one per key); each row is a mask of its own."""
+    which users' infos hold it, as its info wrappers expect. Every user's does, except the
+    users ``restarted`` at this step (NEXT_STEP autoreset): as after a reset, they hold the
+    keys of :data:`RESET_KEYS` only, and their other entries (the answer to a slate for an
+    episode that had ended, which a plug-in simulator may have given) are not theirs. The
+    masks are the rows of one array (one allocation, not one per key); each row is a mask
+    of its own."""
     names = list(info)
     masks = np.ones((len(names), len(info[names[0]])), dtype=bool)
+    if restarted is not None and len(restarted):
+        for row, name in enumerate(names):
+            if name not in RESET_KEYS:
+                masks[row, restarted] = False
     info.update(zip([f"_{name}" for name in names], masks))
     return info

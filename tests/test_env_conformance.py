@@ -221,3 +221,19 @@ def test_the_single_env_takes_scores_of_shape_c_only_as_it_takes_slates_of_shape
     with pytest.raises(ValueError, match=re.escape("action has shape (1, 7); expected one score per candidate, (7,)")):
         env.step(np.zeros((1, 7)))
     env.step(np.arange(7.0))  # the documented shape still steps
+
+
+def test_on_an_autoreset_step_the_restarted_users_hold_only_a_resets_keys():
+    env = gym.make_vec("RecoWorld/Slate-v0", num_envs=8, max_steps=100, vectorization_mode="vector_entry_point")
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    done = np.zeros(8, dtype=bool)
+    while not done.any():
+        *_, terminated, truncated, info = env.step(env.action_space.sample())
+        done = terminated | truncated
+    *_, info = env.step(env.action_space.sample())
+    assert 0 < done.sum() < 8, "some users restart, the others step on"
+    assert info["autoreset"].tolist() == done.tolist() and info["_autoreset"].all()
+    assert info["_episode_seed"].all() and info["_session_index"].all()
+    for key in ("clicked", "reward_clicks", "slate", "instruction_text"):
+        assert info[f"_{key}"].tolist() == (~done).tolist(), key
