@@ -32,7 +32,7 @@ from recoworld.llm import (
 from recoworld.llm.openai_backend import AUTO_MODES, OpenAIChatModel
 from recoworld.llm.types import Completion
 from recoworld.simulators.hybrid import HybridUsers
-from recoworld.simulators.llm_shared import FallbackShareExceeded, LLMVoiceConfig
+from recoworld.simulators.llm_shared import FallbackShareExceeded, LLMUserError, LLMVoiceConfig
 from recoworld.simulators.llm_user import LLMUsers
 from recoworld.simulators.memory import SessionSummary, UserMemory, shorten
 from recoworld.simulators.persona import Persona
@@ -179,6 +179,57 @@ def test_replies_that_never_follow_the_schema_are_reported_not_guessed():
         llm = openai_model(server, max_repairs=1, structured_mode="none")
         with pytest.raises(StructuredOutputError, match="no reply validated against Decision after 2 attempt"):
             llm.chat("q", schema=Decision)
+
+
+def cut_reply(text: str) -> Answer:
+    """A chat completion of ``text`` that the server stopped at ``max_tokens``."""
+    body = json.loads(Answer.chat(text).body)
+    body["choices"][0]["finish_reason"] = "length"
+    return Answer(body=json.dumps(body))
+
+
+def test_a_reply_cut_at_max_tokens_says_to_raise_max_tokens():
+    with FakeOpenAIServer([cut_reply('{"action": "cli'), Answer.chat(REPLY)]) as server:
+        llm = openai_model(server, max_repairs=1, structured_mode="none")
+        assert llm.chat("q", schema=Decision, max_tokens=7).parsed == Decision(action="click")
+        repair = server.requests[1]["messages"][-1]["content"]
+        assert "(the reply was cut at max_tokens=7: finish it within that many tokens)" in repair
+    with FakeOpenAIServer([cut_reply('{"action": "cli')]) as server:
+        llm = openai_model(server, max_repairs=1, structured_mode="none")
+        with pytest.raises(StructuredOutputError) as info:
+            llm.chat("q", schema=Decision, max_tokens=7)
+    assert info.value.max_tokens == 7
+    assert info.value.hint.startswith("the model's reply was cut at max_tokens=7 before its JSON was complete: "
+                                      "raise max_tokens (LLM users: simulator.config.max_tokens")
+
+
+def test_a_reply_that_was_not_cut_keeps_the_schema_hint():
+    with FakeOpenAIServer([Answer.chat('{"action": "cli')]) as server:
+        llm = openai_model(server, max_repairs=0, structured_mode="none")
+        with pytest.raises(StructuredOutputError) as info:
+            llm.chat("q", schema=Decision, max_tokens=7)
+    assert info.value.max_tokens is None and "cut" not in str(info.value)
+    assert info.value.hint.startswith("the model's replies did not follow the schema")
+
+
+def test_a_runaway_reply_is_not_sent_back_whole_in_its_repair_turn():
+    huge = "x" * 1_000_000  # a server that ignores max_tokens
+    with FakeOpenAIServer([Answer.chat(huge), Answer.chat(REPLY)]) as server:
+        llm = openai_model(server, max_repairs=1, structured_mode="none")
+        assert llm.chat("q", schema=Decision).parsed == Decision(action="click")
+        echoed = server.requests[1]["messages"][-2]
+    assert echoed == {"role": "assistant", "content": "x" * 4000 + "[... 996000 more characters]"}
+
+
+def test_llm_users_whose_replies_are_cut_are_told_to_raise_max_tokens():
+    with FakeOpenAIServer([cut_reply('{"reactions": {')]) as server:
+        llm = openai_model(server, max_repairs=0)
+        users = LLMUsers(catalog_of(), llm, config={"on_failure": "fail", "max_tokens": 5})
+        users.reset(1, seed=0)
+        with pytest.raises(LLMUserError, match=r"Fix: the model's reply was cut at max_tokens=5 before its JSON "
+                                               r"was complete: raise max_tokens \(LLM users: "
+                                               r"simulator.config.max_tokens"):
+            users.respond(slates(1, 2, 40, 0))
 
 
 # ------------------------------------------------------------- LLM runs fail loudly

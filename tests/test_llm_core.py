@@ -337,6 +337,29 @@ def test_factory_rejects_typos_and_settings_of_another_backend():
         make_chat_model(backend="vllm")
 
 
+@pytest.mark.parametrize("setting, message", [
+    ({"max_retries": -1}, "llm.max_retries=-1: must be an integer >= 0"),
+    ({"max_retries": 1.5}, "llm.max_retries=1.5: must be an integer >= 0"),
+    ({"backoff_base_s": -1.0}, "llm.backoff_base_s=-1.0: must be >= 0"),
+    ({"timeout_s": 0}, "llm.timeout_s=0: must be > 0"),
+    ({"max_concurrency": 0}, "llm.max_concurrency=0: must be an integer >= 1"),
+    ({"max_repairs": -2}, "llm.max_repairs=-2: must be an integer >= 0"),
+])
+def test_factory_refuses_a_bad_setting_naming_it_before_any_call(setting, message):
+    # Such values once built a model whose every call failed ("AssertionError: unreachable",
+    # retries "in -0.84s", every call timed out).
+    with pytest.raises(ValueError) as info:
+        make_chat_model(backend="openai", model="m", base_url="http://127.0.0.1:9/v1", **setting)
+    assert str(info.value) == message
+
+
+def test_retry_policy_and_timeout_are_checked_when_built():
+    with pytest.raises(ValueError, match=r"^RetryPolicy.max_retries=-1: must be an integer >= 0$"):
+        RetryPolicy(max_retries=-1)
+    with pytest.raises(ValueError, match=r"^timeout_s=0; it must be > 0 seconds, or None for no limit$"):
+        ScriptedChatModel(["x"], timeout_s=0)
+
+
 def test_openai_backend_from_config_keeps_the_key_out_of_repr_logs_and_errors(tmp_path, caplog, monkeypatch):
     """A closed local port stands in for an unreachable server (connection refused)."""
     secret = "sk-test-0123456789abcdef-SECRET"

@@ -33,6 +33,8 @@ class Attempts:
         self.generated: list[Generated] = []
         self.errors: list[str] = []
         self.parsed: BaseModel | None = None
+        #: Whether a reply that failed validation had been cut at ``max_tokens``.
+        self.truncated = False
 
     @property
     def texts(self) -> list[str]:
@@ -55,7 +57,13 @@ class Attempts:
             self.parsed = parse_reply(text, self.request.schema)
             return False
         except ValueError as e:
-            self.errors.append(str(e))
+            error = str(e)
+            if generated.completion.finish_reason == "length":
+                # Cut short, not misunderstood: the repair turn asks for a shorter reply.
+                self.truncated = True
+                error += (f" (the reply was cut at max_tokens={self.request.max_tokens}: "
+                          "finish it within that many tokens)")
+            self.errors.append(error)
         if len(self.errors) > max_repairs:
             return False
         self.messages = repair_messages(self.messages, text, self.errors[-1])
@@ -67,7 +75,7 @@ class Attempts:
             return StructuredOutputError(
                 f"no reply validated against {self.request.schema.__name__} after {len(texts)} attempt(s); "
                 f"last error: {self.errors[-1]}; last reply: {texts[-1][:200]!r}",
-                self.request, texts, self.errors,
+                self.request, texts, self.errors, max_tokens=self.request.max_tokens if self.truncated else None,
             )
         return ChatReply(
             text=texts[-1],

@@ -91,6 +91,8 @@ class ChatModel(abc.ABC):
             raise ValueError(f"max_concurrency={max_concurrency}; it must be >= 1")
         if max_repairs < 0:
             raise ValueError(f"max_repairs={max_repairs}; it must be >= 0")
+        if timeout_s is not None and not timeout_s > 0:
+            raise ValueError(f"timeout_s={timeout_s}; it must be > 0 seconds, or None for no limit")
         self.model_id = model_id
         self._owns_cache = isinstance(cache, (str, Path))
         self.cache = ChatCache(cache) if self._owns_cache else cache

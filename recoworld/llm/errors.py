@@ -65,14 +65,23 @@ class StructuredOutputError(ChatFailure):
 
     Attributes:
         errors: the parse/validation error of each attempt, aligned with ``raw_texts``.
+        max_tokens: the request's ``max_tokens`` when a reply that failed was cut there
+            (the backend's ``finish_reason`` was ``"length"``), else ``None``; the hint then
+            says to raise it, since a stronger model would be cut just the same.
     """
 
     hint = ("the model's replies did not follow the schema: use a stronger model, constrained decoding "
             "(llm.structured_mode), or more repair turns (llm.max_repairs)")
 
-    def __init__(self, message: str, request, raw_texts: list[str], errors: list[str]):
+    def __init__(self, message: str, request, raw_texts: list[str], errors: list[str],
+                 max_tokens: int | None = None):
         super().__init__(message, request, raw_texts, attempts=len(raw_texts))
         self.errors = list(errors)
+        self.max_tokens = max_tokens
+        if max_tokens is not None:
+            self.hint = (f"the model's reply was cut at max_tokens={max_tokens} before its JSON was complete: "
+                         "raise max_tokens (LLM users: simulator.config.max_tokens; LLM agents: agent.max_tokens), "
+                         "or ask for shorter replies")
 
 
 class BackendCallError(ChatFailure):

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, check_fields, check_number
 from recoworld.llm.accounting import Budget, Pricing
 from recoworld.llm.base import ChatModel
 from recoworld.llm.retry import RetryPolicy
@@ -78,6 +79,21 @@ class LLMConfig:
     max_calls: int | None = None
     prompt_usd_per_1m: float = 0.0
     completion_usd_per_1m: float = 0.0
+
+    #: Checked when the config is built, so that ``llm.max_retries=-1`` fails naming itself
+    #: rather than as a failed call (``n_ctx=0``: llama.cpp takes the model's own context).
+    RANGES = {"max_retries": NON_NEGATIVE, "backoff_base_s": NON_NEGATIVE, "backoff_max_s": NON_NEGATIVE,
+              "max_repairs": NON_NEGATIVE, "n_ctx": NON_NEGATIVE, "batch_size": AT_LEAST_ONE,
+              "prompt_usd_per_1m": NON_NEGATIVE, "completion_usd_per_1m": NON_NEGATIVE}
+    #: The same for the settings that may be ``None`` (no limit, or the backend's default).
+    OPTIONAL_RANGES = {"timeout_s": POSITIVE, "max_concurrency": AT_LEAST_ONE, "n_threads": AT_LEAST_ONE}
+
+    def __post_init__(self):
+        check_fields(self, owner="llm")
+        for name, within in self.OPTIONAL_RANGES.items():
+            value = getattr(self, name)
+            if value is not None:
+                check_number("llm", name, value, within, integer=name != "timeout_s")
 
     def to_dict(self) -> dict[str, Any]:
         """The settings without ``api_key`` — what may be written to a run directory."""

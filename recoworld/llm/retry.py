@@ -13,6 +13,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from recoworld.config_checks import NON_NEGATIVE, check_fields
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -27,6 +29,11 @@ class RetryPolicy:
     max_retries: int = 5
     base_delay_s: float = 0.5
     max_delay_s: float = 30.0
+
+    RANGES = {"max_retries": NON_NEGATIVE, "base_delay_s": NON_NEGATIVE, "max_delay_s": NON_NEGATIVE}
+
+    def __post_init__(self):
+        check_fields(self)
 
     def delay_s(self, retry: int, rng: random.Random, retry_after_s: float | None = None) -> float:
         """Seconds to wait before retry number ``retry`` (1-based)."""

@@ -16,6 +16,10 @@ from pydantic import BaseModel, ValidationError
 from recoworld.llm.types import Message
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
+#: Most characters of a bad reply shown back in its repair turn: a runaway reply (a server
+#: that ignores ``max_tokens``) would otherwise be sent back whole, and the repair request
+#: outgrow the model's context.
+REPAIR_ECHO_CHARS = 4000
 
 
 def json_schema_of(schema: type[BaseModel]) -> dict:
@@ -77,7 +81,10 @@ def with_schema_instruction(messages: tuple[Message, ...], json_schema: dict) ->
 
 
 def repair_messages(messages: tuple[Message, ...], bad_reply: str, error: str) -> tuple[Message, ...]:
-    """The conversation continued by the bad reply and a request to correct it."""
+    """The conversation continued by the bad reply (its first :data:`REPAIR_ECHO_CHARS`
+    characters) and a request to correct it."""
+    if len(bad_reply) > REPAIR_ECHO_CHARS:
+        bad_reply = f"{bad_reply[:REPAIR_ECHO_CHARS]}[... {len(bad_reply) - REPAIR_ECHO_CHARS} more characters]"
     return tuple(messages) + (
         {"role": "assistant", "content": bad_reply},
         {
