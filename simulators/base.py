@@ -105,6 +105,12 @@ class UserSimulator(ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} does not expose expected_clicks()")
 
+    def finish(self) -> None:
+        """Called by the runner when a rollout has ended, before it reads :meth:`metrics` and
+        keeps the rollout's log: raise to fail the part when the rollout cannot stand as
+        this simulator's (the LLM users raise when too many of its steps fell back).
+        Optional: nothing by default."""
+
     def metrics(self) -> dict[str, float | int]:
         """Counters of this simulator's work since it was built, flat and JSON-ready (e.g.
         LLM calls, tokens, parse failures, fallback steps); the runner writes them to

@@ -18,8 +18,8 @@ speakers costs none. A failed call (after the LLM layer's repairs) is recorded a
 like an LLM user's: ``on_failure="fallback"`` keeps the core's template sentence,
 ``"fail"`` raises :class:`~recoworld.simulators.llm_user.LLMUserError` (after the core has
 stepped). Fallbacks are bounded as for LLM users, as a share of the calls
-(``max_fallback_share`` once ``fallback_min_steps`` calls are counted; ``fallback_share``
-in the metrics). Personas are built when a user first speaks, so a million silent users cost no
+(``max_fallback_share`` once ``fallback_min_steps`` calls are counted, and over all the
+calls when a rollout ends; ``fallback_share`` in the metrics). Personas are built when a user first speaks, so a million silent users cost no
 persona.
 """
 
@@ -66,7 +66,8 @@ class HybridUserConfig(LLMVoiceConfig):
         representation: how history items are written in the prompt.
         max_fallback_share: under ``"fallback"``, the largest share of calls that may fail
             before the run stops (1.0: never).
-        fallback_min_steps: calls counted before that share is checked.
+        fallback_min_steps: calls counted before that share is checked during a rollout; at its
+            end the share of all its calls is checked, however few.
     """
 
     max_tokens: int = 200
@@ -269,6 +270,12 @@ class HybridUsers(LLMVoice, UserSimulator):
         return self.core.expected_clicks(slates)
 
     # ---------------------------------------------------------------- metrics
+    def finish(self) -> None:
+        """The rollout has ended: raise if more than ``max_fallback_share`` of all its calls
+        fell back, however few they were."""
+        self._check_fallback_share(self.counts["fallback_steps"], self.counts["calls"], "hybrid voice calls",
+                                   ended=True)
+
     def metrics(self) -> dict[str, float | int]:
         """LLM calls (one per disengagement), failures, fallbacks and ``fallback_share`` (their
         share of the calls, which ``max_fallback_share`` bounds), tokens, and the chat

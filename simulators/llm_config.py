@@ -32,7 +32,8 @@ class LLMUserConfig(LLMVoiceConfig):
         max_fallback_share: under ``"fallback"``, the largest share of user-steps that may
             fall back before the run stops with
             :class:`~recoworld.simulators.llm_shared.FallbackShareExceeded` (1.0: never).
-        fallback_min_steps: user-steps counted before that share is checked.
+        fallback_min_steps: user-steps counted before that share is checked during a
+            rollout; at its end the share of all its user-steps is checked, however few.
         memory: bounds of each user's memory.
         representation: how history items are written in the prompt.
     """

@@ -92,7 +92,8 @@ class LLMVoiceConfig:
     fallback threshold: under ``on_failure="fallback"``, once ``fallback_min_steps`` steps
     are counted, a share of fallen-back steps above ``max_fallback_share`` raises
     :class:`FallbackShareExceeded` (the minimum keeps one early failure from stopping a
-    run)."""
+    run); when the rollout ends (``finish``) the share of all its steps is checked, however
+    few."""
 
     on_failure: str = "fallback"
     temperature: float = 0.0
@@ -143,11 +144,13 @@ class LLMVoice:
                            record.step, record.error[:300], "the statistical response stands in"
                            if record.handled == "fallback" else "failing the run")
 
-    def _check_fallback_share(self, fallbacks: int, steps: int, unit: str) -> None:
+    def _check_fallback_share(self, fallbacks: int, steps: int, unit: str, ended: bool = False) -> None:
         """Raise :class:`FallbackShareExceeded` when the share of ``fallbacks`` among ``steps``
-        exceeds ``config.max_fallback_share`` (see :class:`LLMVoiceConfig`)."""
+        exceeds ``config.max_fallback_share`` (see :class:`LLMVoiceConfig`): during a rollout
+        once ``fallback_min_steps`` are counted, and when it has ``ended`` whatever their
+        number (a short run whose every step fell back is not an LLM run either)."""
         config = self.config
-        if (config.on_failure == "fallback" and steps >= config.fallback_min_steps
+        if (config.on_failure == "fallback" and steps >= (1 if ended else config.fallback_min_steps)
                 and fallbacks > config.max_fallback_share * steps):
             raise FallbackShareExceeded(self.first_failure, fallbacks, steps, config, unit)
 

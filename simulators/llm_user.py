@@ -48,7 +48,8 @@ step, the response of the statistical twin (:attr:`LLMUsers.twin`, a
 on the same slates), its return decision included. No reply is ever invented. A run in
 which fallbacks are more than a small share of the steps is not an LLM run: once
 ``fallback_min_steps`` user-steps are counted, a share above ``max_fallback_share``
-(default 5%) raises :class:`FallbackShareExceeded` with the first failure's error and fix;
+(default 5%) raises :class:`FallbackShareExceeded` with the first failure's error and fix,
+and so does :meth:`LLMUsers.finish` at the end of a rollout, however few its steps;
 ``fallback_share`` is always in :meth:`LLMUsers.metrics`.
 
 **Determinism**: prompts depend only on the seed and the history, sampling uses the
@@ -422,6 +423,12 @@ class LLMUsers(LLMVoice, UserSimulator):
         return self.twin.click_probabilities(items)
 
     # ---------------------------------------------------------------- metrics
+    def finish(self) -> None:
+        """The rollout has ended: raise :class:`FallbackShareExceeded` if more than
+        ``max_fallback_share`` of all its user-steps fell back, however few they were."""
+        self._check_fallback_share(self.counts["fallback_steps"], self.counts["user_steps"], "LLM user-steps",
+                                   ended=True)
+
     def metrics(self) -> dict[str, float | int]:
         """Counters for ``metrics.json``: user-steps, failures (and their rate), fallback
         steps and ``fallback_share`` (their share of the user-steps, which

@@ -113,6 +113,18 @@ def test_a_run_whose_llm_steps_fall_back_stops_with_the_first_error_and_its_fix(
     assert not (tmp_path / "metrics.json").exists()
 
 
+def test_a_short_run_whose_llm_steps_all_fell_back_fails_when_its_rollout_ends(tmp_path, closes, capsys):
+    # Fewer user-steps than fallback_min_steps (20): only the check at the rollout's end sees them.
+    with pytest.raises(SystemExit) as exit_info:
+        run_app([*TINY, "agent=random", "experiment.seeds=[0]", "experiment.steps=2", target(scripted_nonsense),
+                 f"hydra.run.dir={tmp_path}"])
+    assert exit_info.value.code == 1
+    assert "recoworld run: stopped: FallbackShareExceeded: " in capsys.readouterr().err
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["state"] == "failed" and status["error_type"] == "FallbackShareExceeded"
+    assert status["parts"]["complete"] == [] and not (tmp_path / "metrics.json").exists()
+
+
 def test_a_spent_llm_budget_stops_the_run_with_its_message(tmp_path, closes, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_app([*TINY, "agent=random", "experiment.seeds=[0]", "llm.max_calls=1", target(scripted_voice),

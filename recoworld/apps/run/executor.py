@@ -72,6 +72,7 @@ def rollout_part(make_simulator: Callable, make_env: Callable, agent_cfg: Any, c
             env, instantiate(agent_cfg, _convert_="object"), experiment.steps, part.seed,
             logger=episode_log, label=part.agent, log_candidates=experiment.log_candidates, hooks=list(hooks),
         )
+        simulator.finish()  # may refuse the rollout (e.g. an LLM run that fell back to statistical users)
         usage, kernels = simulator.metrics(), dict(getattr(env.unwrapped, "kernels", {}))
     return PartOutcome(result.interactions, result.seconds, usage, kernels)
 
