@@ -615,3 +615,15 @@ def test_auto_mode_finds_its_way_on_llama_cpp_server(tmp_path, caplog):
         llm.close()
     assert llm.mode_in_use == "json_object_schema" and isinstance(reply.parsed, Decision)
     assert "answered HTTP 500 to structured outputs in mode 'json_schema'" in caplog.text
+
+
+def test_a_kept_failure_holds_each_runaway_reply_in_part():
+    from recoworld.llm import StructuredOutputError
+    from recoworld.simulators.llm_shared import KEPT_REPLY_CHARS, step_failure
+
+    runaway = "{" + "x" * 5_000_000
+    failure = step_failure(0, 7, 3, StructuredOutputError("no reply validated", None, ["short", runaway], ["a", "b"]),
+                           "fallback")
+    assert failure.raw_texts[0] == "short"
+    cut = len(runaway) - KEPT_REPLY_CHARS
+    assert failure.raw_texts[1] == f"{runaway[:KEPT_REPLY_CHARS]}[... {cut} more characters]"
