@@ -70,6 +70,7 @@ import numpy as np
 from recoworld.agents.base import Recommender, ScorerWrapper, deterministic, require_scorer, top_k
 from recoworld.agents.linear import LinUCB, Ridge
 from recoworld.agents.slateq import SlateQAgent
+from recoworld.config_checks import NON_NEGATIVE, POSITIVE
 from recoworld.rewards import ITEM_SIGNALS
 from recoworld.types import Feedback, Observation
 
@@ -128,13 +129,10 @@ class EnjoymentLinUCB(LinUCB):
     enjoyment_prior: float = 2.0
     enjoyment_weight: float = 1.0
     name = "enjoyment_linucb"
+    RANGES = {"enjoyment_prior": POSITIVE, "enjoyment_weight": NON_NEGATIVE}
 
     def init_model(self) -> None:
         super().init_model()
-        if self.enjoyment_prior <= 0:
-            raise ValueError(f"enjoyment_prior={self.enjoyment_prior}; need > 0 pseudo-ratings")
-        if self.enjoyment_weight < 0:
-            raise ValueError(f"enjoyment_weight={self.enjoyment_weight}; need >= 0")
         f = self.features
         n = len(f.popularity)
         # What is public about an item: popularity, features and genres.

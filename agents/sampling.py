@@ -44,6 +44,7 @@ from typing import NamedTuple
 import numpy as np
 from recoworld.agents.base import top_k
 
+from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE
 from recoworld.types import Observation
 
 
@@ -206,11 +207,14 @@ class PosteriorSampler:
     of slate-wise sampling) and ``propensity_samples`` (the fixed first phase of the
     Monte-Carlo replays behind :meth:`propensities`; 0 skips them), and optionally
     ``propensity_matches`` and ``max_propensity_samples`` (the second phase; defaults
-    :data:`MIN_MATCHES` and :data:`MAX_SAMPLES`).
+    :data:`MIN_MATCHES` and :data:`MAX_SAMPLES`), whose ranges ``RANGES`` declares for the
+    agent's own checks.
     """
 
     per_slot: bool
     propensity_samples: int
+    RANGES = {"propensity_samples": NON_NEGATIVE, "propensity_matches": AT_LEAST_ONE,
+              "max_propensity_samples": AT_LEAST_ONE}
 
     def score_sampler(self, obs, rng: np.random.Generator, n: int) -> Callable[[], np.ndarray]:
         """A function that returns a fresh posterior draw of the scores ``[n, B, C]`` per call."""

@@ -22,21 +22,26 @@ The policies that score every candidate with one shared network are in
 
 from __future__ import annotations
 
+import inspect
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import HumanOutputFormat, Logger
+from stable_baselines3.common.save_util import load_from_zip_file
 from stable_baselines3.common.utils import LinearSchedule
 
 from recoworld.agents.base import Recommender, deterministic, top_k
 from recoworld.agents.sb3_policies import (CHOSEN, POSITION, CandidateQPolicy, CandidateScoringPolicy,
                                            MaskableCandidateScoringPolicy, catalog_policy_kwargs)
-from recoworld.types import Observation
+from recoworld.config_checks import AT_LEAST_ONE, POSITIVE, check_number
+from recoworld.types import (CANDIDATE_FEATURES, CANDIDATE_IDS, HISTORY_FEEDBACK, HISTORY_ITEMS, INSTRUCTION,
+                             Observation)
 
 #: Algorithms :class:`SB3Agent` can train, by name.
 SCORE_ALGORITHMS = ("PPO", "A2C")
@@ -96,6 +101,62 @@ def algorithm_class(name: str):
                      f"tested choices: {SCORE_ALGORITHMS + SEQUENTIAL_ALGORITHMS}")
 
 
+def saved_by(data: Mapping, algo_class) -> bool:
+    """Whether the attributes ``data`` of a saved model fit ``algo_class``: its policy is of the
+    algorithm's family (DQN's, PPO's and A2C's, MaskablePPO's), and it keeps a clipping range
+    exactly when the algorithm has one (PPO and A2C share their policies; only PPO clips)."""
+    policy = data.get("policy_class")
+    family = not isinstance(policy, type) or issubclass(policy, tuple(algo_class.policy_aliases.values()))
+    return family and ("clip_range" in data) == ("clip_range" in inspect.signature(algo_class).parameters)
+
+
+def check_saved_model(path: str, algo: str) -> None:
+    """Refuse a saved model that ``algo`` did not save: SB3 loads it all the same, into a model
+    that fails deep inside (DQN reading PPO's) or acts under another algorithm's name (A2C's as PPO)."""
+    data, _, _ = load_from_zip_file(path, device="cpu")
+    if saved_by(data, algorithm_class(algo)):
+        return
+    fitting = [name for name in SCORE_ALGORITHMS + SEQUENTIAL_ALGORITHMS if saved_by(data, algorithm_class(name))]
+    policy = getattr(data.get("policy_class"), "__name__", data.get("policy_class"))
+    saver = f"by {fitting[0]}" if fitting else "by another algorithm"
+    fix = f"algo={fitting[0]}" if fitting else f"the algo that saved it (tested: {SCORE_ALGORITHMS + SEQUENTIAL_ALGORITHMS})"
+    raise ValueError(f"load_path={path!r} holds a model saved {saver} (policy {policy}), not by algo={algo!r}; "
+                     f"give {fix}")
+
+
+#: The env's settings that decide each observation's shape and bounds, for the errors of
+#: :func:`check_observations`.
+OBSERVATION_SETTINGS = {
+    CANDIDATE_IDS: "num_candidates and the catalog's number of items",
+    CANDIDATE_FEATURES: "num_candidates, candidate_features and the catalog's feature dimension",
+    HISTORY_ITEMS: "history_length and the catalog's number of items",
+    HISTORY_FEEDBACK: "history_length",
+    INSTRUCTION: "the catalog's genres",
+}
+
+
+def check_observations(model, observation_space: spaces.Dict) -> None:
+    """Refuse an env whose observations (``observation_space``, one user's) differ from those
+    ``model`` was trained on, listing every key that differs and the env settings behind it,
+    instead of a shape error deep inside the policy. The picks so far of the sequential
+    formulation are the adapter's to add, and a candidate-scoring policy that holds the
+    catalog's features looks them up where the env does not send them."""
+    looks_up_features = (getattr(model.policy, "features_extractor_kwargs", None) or {}).get("item_features") is not None
+    problems = []
+    for key, trained in model.observation_space.spaces.items():
+        if key in (CHOSEN, POSITION) or (key == CANDIDATE_FEATURES and looks_up_features
+                                         and key not in observation_space.spaces):
+            continue
+        offered = observation_space.spaces.get(key)
+        if offered != trained:
+            settings = OBSERVATION_SETTINGS.get(key)
+            problems.append(f"{key}: the model's {trained}, the env's {offered or 'none'}"
+                            + (f" (set by {settings})" if settings else ""))
+    if problems:
+        raise ValueError("the model was trained on other observations than this env gives: " + "; ".join(problems)
+                         + ". Evaluate it on an env built like the one it was trained on")
+
+
 class SB3Recommender(Recommender):
     """A trained Stable-Baselines3 model, frozen, serving batches of users.
 
@@ -130,6 +191,9 @@ class SB3Recommender(Recommender):
             raise ValueError(f"the model's action space {action_space} fits none of the formulations of an env "
                              f"with {C} candidates and slates of {K}: Box(({C},)) scores, Discrete({C}) "
                              f"sequential picks, or MultiDiscrete([{C}]*{K}) slates")
+        observation_space = getattr(env.unwrapped, "single_observation_space", None)
+        if isinstance(observation_space, spaces.Dict):
+            check_observations(self.model, observation_space)
 
     # ------------------------------------------------------------------ acting
     def score(self, obs: Observation) -> np.ndarray:
@@ -235,7 +299,10 @@ class SB3Agent(SB3Recommender):
         load_path: load a saved model (a ``.zip`` of SB3's ``model.save``) instead of
             training, and evaluate it frozen: ``recoworld run agent=sb3_model
             agent.load_path=model.zip agent.algo=PPO`` (``conf/agent/sb3_model.yaml``); ``algo``
-            must name the algorithm that saved it. ``save_path``: save after training.
+            must name the algorithm that saved it (:func:`check_saved_model`, when built), and
+            the env must give the observations it was trained on (:func:`check_observations`,
+            at setup). A model that scores candidates ranks them for any ``slate_size``.
+            ``save_path``: save after training.
         tensorboard_log: a folder for SB3's TensorBoard training curves (one run per seed,
             ``<algo>_seed<seed>_1``); ``recoworld run experiment.tensorboard=true`` sets it
             inside the run directory.
@@ -266,6 +333,7 @@ class SB3Agent(SB3Recommender):
         name: str | None = None,
     ):
         super().__init__(None, deterministic, name or f"sb3_{algo.lower()}")
+        algorithm_class(algo)  # an unknown name fails here, before any rollout
         tuned = TUNED.get(algo, TrainingSettings())
         natural = "sequential" if algo in SEQUENTIAL_ALGORITHMS else "scores"
         allowed = (natural, "single_item") if algo == "DQN" else (natural,)
@@ -273,10 +341,20 @@ class SB3Agent(SB3Recommender):
             raise ValueError(f"formulation={formulation!r} does not suit algo={algo!r}; choose one of {allowed}")
         self.training_formulation = formulation or tuned.formulation or natural
         self.algo, self.policy = algo, policy
-        self.total_timesteps = int(tuned.total_timesteps if total_timesteps is None else total_timesteps)
-        self.num_envs = int(tuned.num_envs if num_envs is None else num_envs)
+        self.total_timesteps = check_number("SB3Agent", "total_timesteps", tuned.total_timesteps if total_timesteps
+                                            is None else total_timesteps, AT_LEAST_ONE, integer=True)
+        self.num_envs = check_number("SB3Agent", "num_envs", tuned.num_envs if num_envs is None else num_envs,
+                                     AT_LEAST_ONE, integer=True)
         self.reward = reward
         self.algo_kwargs = dict(tuned.algo_kwargs if algo_kwargs is None else algo_kwargs)
+        rate = self.algo_kwargs.get("learning_rate")
+        if rate is not None:  # a schedule's first rate: SB3 calls it with the progress remaining, 1 at the start
+            check_number("SB3Agent", "algo_kwargs.learning_rate", rate(1.0) if callable(rate) else rate, POSITIVE)
+        if load_path is not None:  # a missing file or another algorithm's model fails here, before any rollout
+            if not (Path(load_path).is_file() or Path(f"{load_path}.zip").is_file()):
+                raise ValueError(f"load_path={load_path!r}: no such file; give the .zip that SB3's model.save "
+                                 "wrote (e.g. SB3Agent(save_path=...))")
+            check_saved_model(load_path, algo)
         self.policy_kwargs = dict(tuned.policy_kwargs if policy_kwargs is None else policy_kwargs)
         self.load_path, self.save_path, self.device = load_path, save_path, device
         self.tensorboard_log = tensorboard_log

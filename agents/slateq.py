@@ -84,6 +84,7 @@ from recoworld.agents.base import Recommender
 from recoworld.agents.replay import ReplayBuffer
 from recoworld.agents.slate_optimizers import SLATE_OPTIMIZERS, optimize_slate, slate_value
 from recoworld.agents.slateq_networks import OBS_FIELDS, CandidateFeaturizer, SlateQNetworks
+from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, UNIT, Interval, check_fields
 from recoworld.rewards import SLATE_SIGNALS, RewardWeights
 from recoworld.types import Feedback, Observation
 
@@ -106,6 +107,10 @@ class SlateQConfig:
     gradient_steps: int = 6
     tau: float = 0.01
     device: str = "cpu"
+    RANGES = {"gamma": Interval(0.0, 1.0, closed_high=False), "epsilon": UNIT, "learning_rate": POSITIVE,
+              "tau": Interval(0.0, 1.0, closed_low=False), "learning_starts": NON_NEGATIVE,
+              "gradient_steps": NON_NEGATIVE,
+              **dict.fromkeys(("n_step", "hidden", "batch_size", "buffer_size"), AT_LEAST_ONE)}
 
 
 class SlateQAgent(Recommender):
@@ -143,15 +148,10 @@ class SlateQAgent(Recommender):
 
     def __init__(self, name: str | None = None, **config):
         self.config = SlateQConfig(**config)
+        check_fields(self.config, owner=type(self).__name__)
         if name is not None:
             self.name = name
         c = self.config
-        if not 0.0 <= c.gamma < 1.0:
-            raise ValueError(f"gamma={c.gamma}; need 0 <= gamma < 1")
-        if c.n_step < 1:
-            raise ValueError(f"n_step={c.n_step}; need at least 1")
-        if not 0.0 <= c.epsilon <= 1.0:
-            raise ValueError(f"epsilon={c.epsilon}; need a probability")
         if c.slate_optimizer not in SLATE_OPTIMIZERS:
             raise ValueError(f"slate_optimizer={c.slate_optimizer!r}; choose one of {SLATE_OPTIMIZERS}")
         self.reward_weights = None if c.reward is None else RewardWeights.parse(c.reward)

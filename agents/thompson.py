@@ -23,6 +23,7 @@ import numpy as np
 from recoworld.agents.linear import ContextualBandit, Ridge
 from recoworld.agents.sampling import MAX_SAMPLES, MIN_MATCHES, PosteriorSampler
 
+from recoworld.config_checks import POSITIVE
 from recoworld.types import Feedback, Observation
 
 
@@ -50,6 +51,7 @@ class LinearTS(PosteriorSampler, ContextualBandit):
     propensity_matches: int = MIN_MATCHES
     max_propensity_samples: int = MAX_SAMPLES
     name = "linear_ts"
+    RANGES = {"posterior_scale": POSITIVE, "l2": POSITIVE}
 
     def init_model(self) -> None:
         self.ridge = Ridge(self.features.dim, self.l2)

@@ -17,6 +17,7 @@ import torch
 from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
+from stable_baselines3.common.utils import LinearSchedule
 
 import recoworld  # noqa: F401  (registers the envs)
 from recoworld import Catalog
@@ -175,7 +176,77 @@ def test_sb3_agent_trains_itself_on_a_twin_of_the_env():
     obs, _ = env.reset(seed=0)
     assert_valid_slates(agent.act(obs), 4, SMALL["num_candidates"], SMALL["slate_size"])
     with pytest.raises(ValueError, match="neither in stable_baselines3 nor in sb3_contrib"):
-        SB3Agent(algo="PPOO").setup(env, seed=0)
+        SB3Agent(algo="PPOO")  # refused when built, before any training or rollout
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(num_envs=0), "SB3Agent.num_envs=0: must be an integer >= 1"),
+    (dict(total_timesteps=2.5), "SB3Agent.total_timesteps=2.5: must be an integer >= 1"),
+    (dict(algo_kwargs={"learning_rate": 0.0}), "SB3Agent.algo_kwargs.learning_rate=0.0: must be > 0"),
+    (dict(algo="DQN", algo_kwargs={"learning_rate": -1e-3}), "SB3Agent.algo_kwargs.learning_rate=-0.001: must be > 0"),
+    (dict(algo_kwargs={"learning_rate": LinearSchedule(-1e-3, 0.0, 1.0)}),  # a schedule's first rate
+     "SB3Agent.algo_kwargs.learning_rate=-0.001: must be > 0"),
+    (dict(load_path="/nowhere/model.zip"), ("load_path='/nowhere/model.zip': no such file; give the .zip that "
+                                            "SB3's model.save wrote (e.g. SB3Agent(save_path=...))")),
+])
+def test_sb3_agent_refuses_bad_settings_by_name_when_built(kwargs, message):
+    with pytest.raises(ValueError) as error:
+        SB3Agent(**kwargs)
+    assert str(error.value) == message
+
+
+@pytest.fixture(scope="module")
+def saved_models(tmp_path_factory):
+    """Tiny PPO and A2C models trained on SMALL's world and saved: their paths by algorithm."""
+    folder = tmp_path_factory.mktemp("models")
+    paths = {algo: str(folder / f"{algo}.zip") for algo in ("PPO", "A2C")}
+    SB3Agent(algo="PPO", total_timesteps=16, num_envs=4, algo_kwargs={"n_steps": 4, "batch_size": 16, "n_epochs": 1},
+             save_path=paths["PPO"]).setup(make_vec(4), seed=0)
+    SB3Agent(algo="A2C", total_timesteps=16, num_envs=4, algo_kwargs={"n_steps": 4},
+             save_path=paths["A2C"]).setup(make_vec(4), seed=0)
+    return paths
+
+
+def test_a_saved_model_is_refused_when_algo_names_another_algorithm(saved_models):
+    ppo, a2c = saved_models["PPO"], saved_models["A2C"]
+    env = make_vec(4)
+    agent = SB3Agent(algo="A2C", load_path=a2c)
+    agent.setup(env, seed=0)
+    obs, _ = env.reset(seed=0)
+    assert_valid_slates(agent.act(obs), 4, SMALL["num_candidates"], SMALL["slate_size"])
+    with pytest.raises(ValueError) as error:  # SB3 loaded it, and it acted as PPO with A2C's weights
+        SB3Agent(algo="PPO", load_path=a2c)
+    assert str(error.value) == (f"load_path={a2c!r} holds a model saved by A2C (policy CandidateScoringPolicy), "
+                                "not by algo='PPO'; give algo=A2C")
+    with pytest.raises(ValueError) as error:  # SB3 failed inside DQN's replay buffer
+        SB3Agent(algo="DQN", load_path=ppo)
+    assert str(error.value) == (f"load_path={ppo!r} holds a model saved by PPO (policy CandidateScoringPolicy), "
+                                "not by algo='DQN'; give algo=PPO")
+
+
+def test_a_saved_model_is_refused_on_an_env_whose_observations_differ(saved_models):
+    def setup(**env_kwargs):
+        agent = SB3Agent(algo="PPO", load_path=saved_models["PPO"])
+        agent.setup(make_vec(4, **env_kwargs), seed=0)
+        return agent
+
+    with pytest.raises(ValueError) as error:  # was a tensor size mismatch inside the policy
+        setup(history_length=5)
+    assert str(error.value) == (
+        "the model was trained on other observations than this env gives: "
+        "history_feedback: the model's Box(0.0, 1.0, (10, 2), float32), the env's Box(0.0, 1.0, (5, 2), float32) "
+        "(set by history_length); "
+        "history_items: the model's Box(-1, 199, (10,), int64), the env's Box(-1, 199, (5,), int64) "
+        "(set by history_length and the catalog's number of items). "
+        "Evaluate it on an env built like the one it was trained on")
+    with pytest.raises(ValueError) as error:  # was an IndexError in the catalog's feature table
+        setup(catalog=Catalog.synthetic(300, seed=0))
+    assert ("candidate_ids: the model's Box(0, 199, (20,), int64), the env's Box(0, 299, (20,), int64) "
+            "(set by num_candidates and the catalog's number of items)") in str(error.value)
+    with pytest.raises(ValueError, match=r"action space Box\(-1.0, 1.0, \(20,\), float32\) fits none"):
+        setup(num_candidates=30)
+    # The candidate-scoring policy holds the catalog's features: an env that does not send them is served.
+    assert setup(candidate_features=False).formulation == "scores"
 
 
 def test_sb3_agent_without_tensorboard_leaves_no_folder_in_the_temp_dir_and_logs_to_stdout_when_verbose(
@@ -353,6 +424,22 @@ def test_slateq_propensities_are_those_of_epsilon_greedy(trained_slateq):
     np.testing.assert_allclose(p["position"], 0.8 + 0.2 / C)
 
 
+@pytest.mark.parametrize("make, message", [
+    (lambda: SlateQAgent(learning_rate=0.0), "SlateQAgent.learning_rate=0.0: must be > 0"),  # was accepted: no learning
+    (lambda: SlateQAgent(learning_rate=-1.0), "SlateQAgent.learning_rate=-1.0: must be > 0"),  # was torch's, at setup
+    (lambda: SlateQAgent(learning_rate="abc"), "SlateQAgent.learning_rate='abc': must be a finite number > 0"),
+    (lambda: SlateQAgent(gamma=1.0), "SlateQAgent.gamma=1.0: must be in [0, 1)"),
+    (lambda: SlateQAgent(epsilon=1.5), "SlateQAgent.epsilon=1.5: must be in [0, 1]"),
+    (lambda: SlateQAgent(tau=0.0), "SlateQAgent.tau=0.0: must be in (0, 1]"),
+    (lambda: SlateQAgent(batch_size=0), "SlateQAgent.batch_size=0: must be an integer >= 1"),
+    (lambda: RetentionSlateQ(learning_rate=0.0), "RetentionSlateQ.learning_rate=0.0: must be > 0"),
+])
+def test_bad_slateq_settings_are_refused_by_name_when_built(make, message):
+    with pytest.raises(ValueError) as error:
+        make()
+    assert str(error.value) == message
+
+
 def test_slateq_runs_on_cpu_and_names_a_missing_gpu():
     agent = SlateQAgent(device="cpu")
     agent.setup(make_vec(2), seed=0)
@@ -432,8 +519,8 @@ def test_enjoyment_linucb_learns_each_items_enjoyment_from_ratings_and_weights_c
     x = agent.features(obs)
     click = x @ agent.ridge.theta + agent.alpha * np.sqrt(((x @ agent.ridge.inverse) * x).sum(-1))
     np.testing.assert_allclose(agent.score(obs), np.maximum(click, 1e-6) * expected[obs["candidate_ids"]] ** 2)
-    with pytest.raises(ValueError, match=r"enjoyment_prior=0; need > 0 pseudo-ratings"):
-        EnjoymentLinUCB(enjoyment_prior=0).setup(env, seed=0)
+    with pytest.raises(ValueError, match=r"^EnjoymentLinUCB.enjoyment_prior=0: must be > 0$"):
+        EnjoymentLinUCB(enjoyment_prior=0)  # when built, not at setup
 
 
 def test_enjoyment_linucb_serves_more_enjoyment_than_linucb_where_clicks_and_enjoyment_part():
