@@ -297,3 +297,17 @@ def test_sb3_training_shows_as_a_task_of_the_runs_progress():
     untrained = RandomAgent()
     rollout(make_env(), untrained, n_steps=1, seed=0, hooks=[TrainingProgress(progress, "random")])
     assert len(progress.tasks) == 1  # agents that do not train get no task
+
+
+@pytest.mark.parametrize("override, hint", [
+    ("agent.alpah=1", "recoworld run: agent.alpah is not a key of `agent`; did you mean agent.alpha? Its keys: "
+                      "_target_, alpha, examination, interaction, l2"),
+    ("experimnt.steps=3", "recoworld run: experimnt is not a key of the config; did you mean experiment? Its keys: "
+                          "agent, device, env, experiment, kernel, llm, simulator, world"),
+])
+def test_an_unknown_key_is_refused_with_the_keys_it_may_have_meant(tmp_path, capsys, override, hint):
+    with pytest.raises(SystemExit) as exit_info:
+        run_app(["agent=linucb", "world=synthetic", override, f"hydra.run.dir={tmp_path}"])
+    assert exit_info.value.code == 1
+    assert hint in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # refused before the run directory was written

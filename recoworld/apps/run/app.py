@@ -24,6 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import recoworld.conf  # noqa: F401  (registers the structured-config schemas)
+from recoworld.apps.run.checks import unknown_key_hint
 from recoworld.apps.run.plugins import plugin_overrides, register_plugins
 from recoworld.apps.run.runner import ExperimentConfigError, check_overrides, resolve_lineup, run_experiment
 from recoworld.apps.run.secrets import redacted_output, secrets_in_config
@@ -72,6 +73,10 @@ def main(argv: Sequence[str]) -> int:
     try:
         with redacted_output(argv):
             _job()
+    except SystemExit as exit_:
+        if exit_.code == 1 and (hint := unknown_key_hint(sys.argv[1:])):
+            print(hint, file=sys.stderr)  # key names only, no value
+        raise
     finally:
         sys.argv = saved
     return 0

@@ -4,7 +4,9 @@ resumed run must repeat.
 - :func:`experiment_settings` constructs :class:`~recoworld.conf.schema.ExperimentConfig`
   from the composed config, which checks seeds, steps and threads (Hydra composes the
   schema without constructing it);
-- :func:`check_segments` and :func:`check_overrides` refuse what the runner cannot do;
+- :func:`check_segments` and :func:`check_overrides` refuse what the runner cannot do, and
+  :func:`unknown_key_hint` adds to Hydra's refusal of an unknown key the keys it may have
+  meant;
 - :func:`run_identity` is the part of a config that decides the rows of the log, and
   :func:`config_differences` names the keys where two of them differ (a resumed run whose
   config differs from the saved one is refused with them).
@@ -12,6 +14,7 @@ resumed run must repeat.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
@@ -67,6 +70,55 @@ def check_overrides(overrides: Sequence[str]) -> None:
 def override_key(override: str) -> str:
     """The key of a command-line override (``+a.b=1`` -> ``a.b``)."""
     return override.lstrip("+~").split("=", 1)[0]
+
+
+def unknown_key_hint(argv: Sequence[str]) -> str | None:
+    """For a run that Hydra refused because an override names a key the config lacks
+    (``agent.alpah=1``), the keys that node has and the nearest to the one given; ``None``
+    when that is not why (Hydra's own message then stands alone). Composes the config again,
+    so it is asked only after a failure."""
+    from hydra import compose, initialize_config_module
+    from hydra.errors import ConfigCompositionException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:  # a sweep's first value stands for the sweep: the keys are the same
+        overrides = [f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override()
+                     else o.input_line for o in OverridesParser.create().parse_overrides(
+                         [a for a in argv if not a.startswith("-") and not override_key(a).startswith("hydra")])]
+    except Exception:  # noqa: BLE001 - overrides Hydra could not parse: its message says why
+        return None
+
+    def composed(chosen: Sequence[str]) -> DictConfig:
+        with initialize_config_module("recoworld.conf", version_base="1.3"):
+            return compose("config", overrides=list(chosen))
+
+    try:
+        composed(overrides)
+        return None
+    except ConfigCompositionException as error:
+        cause = error.__cause__
+        if not isinstance(cause, (ConfigAttributeError, ConfigKeyError)) or not cause.full_key:
+            return None
+        full_key = cause.full_key
+    except Exception:  # noqa: BLE001 - a hint is a nicety; Hydra has reported the error already
+        return None
+    parent, _, name = full_key.rpartition(".")
+    try:
+        node = composed([o for o in overrides if override_key(o) != full_key
+                         and not override_key(o).startswith(f"{full_key}.")])
+    except Exception:  # noqa: BLE001
+        return None
+    node = OmegaConf.select(node, parent) if parent else node
+    if not OmegaConf.is_dict(node):
+        return None
+    keys = sorted(str(k) for k in node.keys())
+    nearest = difflib.get_close_matches(name, keys, n=1)
+    where = f"`{parent}`" if parent else "the config"
+    return (f"recoworld run: {full_key} is not a key of {where}"
+            + (f"; did you mean {parent + '.' if parent else ''}{nearest[0]}?" if nearest else ".")
+            + f" Its keys: {', '.join(keys)}")
 
 
 def check_segments(cfg: DictConfig) -> None:
