@@ -101,12 +101,18 @@ def test_a_failing_run_still_closes_its_simulator_and_model(tmp_path, closes, ca
     assert not (tmp_path / "metrics.json").exists()
 
 
-def test_a_run_whose_llm_steps_fall_back_stops_with_the_first_error_and_its_fix(tmp_path, closes, capsys):
+def stopped(capsys, tmp_path, *overrides: str) -> str:
+    """What a run of TINY (one seed of the random agent) with ``overrides`` printed on
+    stderr; it must have stopped with exit status 1."""
     with pytest.raises(SystemExit) as exit_info:
-        run_app([*TINY, "agent=random", "experiment.seeds=[0]", "experiment.steps=6",
-                 "simulator.config.fallback_min_steps=2", target(scripted_nonsense), f"hydra.run.dir={tmp_path}"])
+        run_app([*TINY, "agent=random", "experiment.seeds=[0]", *overrides, f"hydra.run.dir={tmp_path}"])
     assert exit_info.value.code == 1
-    err = capsys.readouterr().err
+    return capsys.readouterr().err
+
+
+def test_a_run_whose_llm_steps_fall_back_stops_with_the_first_error_and_its_fix(tmp_path, closes, capsys):
+    err = stopped(capsys, tmp_path, "experiment.steps=6", "simulator.config.fallback_min_steps=2",
+                  target(scripted_nonsense))
     assert "recoworld run: stopped: FallbackShareExceeded: " in err and "fell back to the statistical response" in err
     assert "Fix: the model's replies did not follow the schema" in err and "max_fallback_share" in err
     assert len(closes) == 1 and models[0].closed == 1
@@ -115,22 +121,15 @@ def test_a_run_whose_llm_steps_fall_back_stops_with_the_first_error_and_its_fix(
 
 def test_a_short_run_whose_llm_steps_all_fell_back_fails_when_its_rollout_ends(tmp_path, closes, capsys):
     # Fewer user-steps than fallback_min_steps (20): only the check at the rollout's end sees them.
-    with pytest.raises(SystemExit) as exit_info:
-        run_app([*TINY, "agent=random", "experiment.seeds=[0]", "experiment.steps=2", target(scripted_nonsense),
-                 f"hydra.run.dir={tmp_path}"])
-    assert exit_info.value.code == 1
-    assert "recoworld run: stopped: FallbackShareExceeded: " in capsys.readouterr().err
+    err = stopped(capsys, tmp_path, "experiment.steps=2", target(scripted_nonsense))
+    assert "recoworld run: stopped: FallbackShareExceeded: " in err
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["state"] == "failed" and status["error_type"] == "FallbackShareExceeded"
     assert status["parts"]["complete"] == [] and not (tmp_path / "metrics.json").exists()
 
 
 def test_a_spent_llm_budget_stops_the_run_with_its_message(tmp_path, closes, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        run_app([*TINY, "agent=random", "experiment.seeds=[0]", "llm.max_calls=1", target(scripted_voice),
-                 f"hydra.run.dir={tmp_path}"])
-    assert exit_info.value.code == 1
-    assert "stopped: call budget reached" in capsys.readouterr().err
+    assert "stopped: call budget reached" in stopped(capsys, tmp_path, "llm.max_calls=1", target(scripted_voice))
     assert len(closes) == 1 and models[0].closed == 1
 
 
