@@ -60,6 +60,17 @@ class Recommender(ABC):
     def update(self, feedback: Feedback) -> None:
         """Learn from one step's feedback. Non-learning agents ignore it."""
 
+    def finish(self) -> None:
+        """Called by the runner when a rollout has ended, before it keeps the rollout's log:
+        raise to fail the part when the rollout cannot stand as this agent's (the LLM agents
+        raise when too many of their requests fell back). Optional: nothing by default."""
+
+    def stats(self) -> dict[str, float | int]:
+        """Counters of this agent's work in the rollout, flat and JSON-ready (e.g. LLM
+        requests, fallbacks, tokens); the runner writes them to ``metrics.json`` under the
+        agent's ``agent_stats`` entry. Optional: none by default."""
+        return {}
+
     def propensities(self, obs: Observation, action: np.ndarray) -> dict[str, np.ndarray] | None:
         """Probabilities with which :meth:`act` would choose ``action`` given ``obs``.
 

@@ -44,12 +44,20 @@ import numpy as np
 from pydantic import BaseModel, Field, create_model, field_validator
 
 from recoworld.agents.base import Recommender
+from recoworld.config_checks import UNIT, check_number
 from recoworld.llm import (
     DATA_RULE, ChatFailure, ChatModel, ChatReply, ChatRequest, LLMConfig, as_data, data_block, make_chat_model,
 )
 from recoworld.types import CANDIDATE_IDS, HISTORY_FEEDBACK, HISTORY_ITEMS, INSTRUCTION, SESSION, Feedback, Observation
 
 LLM_WHEN = ("always", "instruction")
+
+
+class AgentFallbacksExceeded(RuntimeError):
+    """Raised when a rollout ends (:meth:`LLMRecommender.finish`) with more than
+    ``max_fallback_share`` of the agent's LLM requests fallen back to its non-LLM order: the
+    rollout measured that order under the LLM agent's name. The message shows the first
+    failure's error and fix."""
 
 
 class LLMRecommender(Recommender):
@@ -70,6 +78,8 @@ class LLMRecommender(Recommender):
             schema with every candidate id costs many prompt tokens.
         trace_path: a JSONL file that receives every trace as it is made.
         keep_traces: keep traces in ``agent.traces``.
+        max_fallback_share: the largest share of LLM requests that may fall back in a
+            rollout; above it, its end raises :class:`AgentFallbacksExceeded` (1.0: never).
         name: label in metrics.
     """
 
@@ -78,9 +88,10 @@ class LLMRecommender(Recommender):
     def __init__(self, llm: ChatModel | LLMConfig | Mapping | None = None, *, llm_when: str = "always",
                  temperature: float = 0.0, max_tokens: int = 160, reason_chars: int = 160, history_shown: int = 5,
                  schema_in_prompt: bool = False, trace_path: str | None = None, keep_traces: bool = True,
-                 name: str | None = None):
+                 max_fallback_share: float = 0.05, name: str | None = None):
         if llm_when not in LLM_WHEN:
             raise ValueError(f"llm_when={llm_when!r}; choose one of {LLM_WHEN}")
+        self.max_fallback_share = check_number(type(self).__name__, "max_fallback_share", max_fallback_share, UNIT)
         self.llm_spec = llm
         self.llm_when, self.temperature, self.max_tokens = llm_when, temperature, max_tokens
         self.reason_chars, self.history_shown, self.schema_in_prompt = reason_chars, history_shown, schema_in_prompt
@@ -99,6 +110,7 @@ class LLMRecommender(Recommender):
         self.item_features = catalog.features.cpu().numpy().astype(np.float64)
         self.traces: list[dict] = []
         self.counts: Counter = Counter()
+        self.first_failure: ChatFailure | None = None
         self.step = 0
         self._said: dict[int, str] = {}
 
@@ -124,6 +136,19 @@ class LLMRecommender(Recommender):
 
     def learn(self, feedback: Feedback) -> None:
         """Pass the feedback to the agent's own learner (its proposer or guide)."""
+
+    def finish(self) -> None:
+        """The rollout has ended: raise :class:`AgentFallbacksExceeded` if more than
+        ``max_fallback_share`` of its LLM requests fell back to the non-LLM order."""
+        requests, fallbacks = self.counts["llm_requests"], self.counts["fallbacks"]
+        if requests and fallbacks > self.max_fallback_share * requests:
+            first = self.first_failure
+            raise AgentFallbacksExceeded(
+                f"{fallbacks} of {requests} LLM requests of agent {self.name} ({fallbacks / requests:.0%}) fell back "
+                f"to its non-LLM order, more than max_fallback_share={self.max_fallback_share} allows: the results "
+                f"would not be the LLM's. The first failure: {first}. Fix: "
+                f"{getattr(first, 'hint', '') or 'see the error above'}. To accept fallbacks, raise "
+                "agent.max_fallback_share (1.0 never stops a run)")
 
     def stats(self) -> dict[str, Any]:
         """Decision counts and the LLM's accounting, ready for a metrics file."""
@@ -205,7 +230,10 @@ class LLMRecommender(Recommender):
         if not requests:
             return []
         self.counts["llm_requests"] += len(requests)
-        return self.chat_model().chat_many(requests, return_exceptions=True)
+        replies = self.chat_model().chat_many(requests, return_exceptions=True)
+        if self.first_failure is None:
+            self.first_failure = next((r for r in replies if isinstance(r, ChatFailure)), None)
+        return replies
 
     def take_slates(self, ids: np.ndarray, rows, requests: list[ChatRequest], action: np.ndarray,
                     details=None) -> None:

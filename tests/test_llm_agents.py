@@ -14,6 +14,7 @@ import pytest
 import recoworld  # noqa: F401  (registers the envs)
 from recoworld.agents.base import Feedback
 from recoworld.agents.bandits import UCB1
+from recoworld.agents.llm_agents import AgentFallbacksExceeded
 from recoworld.agents.llm_bandit import LLMBandit
 from recoworld.agents.llm_rerank import LLMRerank
 from recoworld.agents.llm_tools import LLMToolAgent
@@ -106,6 +107,25 @@ def test_rerank_falls_back_to_the_collaborative_order_and_counts_it():
     trace = agent.traces[0]
     assert trace["fallback"] == "invalid_reply" and "more than once" in trace["error"]
     assert len(trace["replies"]) == 2
+    # The rollout's end refuses to pass the collaborative order off as the LLM's.
+    with pytest.raises(AgentFallbacksExceeded, match=re.escape(
+            "2 of 2 LLM requests of agent llm_rerank (100%) fell back to its non-LLM order, more than "
+            "max_fallback_share=0.05 allows")):
+        agent.finish()
+    assert agent.stats()["fallbacks"] == 2 and agent.stats()["llm_requests"] == 2
+
+
+def test_an_llm_agent_whose_requests_succeed_finishes_and_reports_its_counters():
+    agent = LLMRerank(llm=ScriptedChatModel(lambda c: reply(listed_ids(c.messages[1]["content"])[:K])),
+                      n_proposals=5, max_fallback_share=0.0)
+    env = make_env(n=2)
+    agent.setup(env, seed=0)
+    obs, _ = env.reset(seed=0)
+    agent.act(obs)
+    agent.finish()  # no fallback: nothing to refuse, even at a share of 0
+    assert agent.stats()["llm_slates"] == 2 and agent.stats().get("fallbacks", 0) == 0
+    with pytest.raises(ValueError, match="max_fallback_share"):
+        LLMRerank(max_fallback_share=1.5)
 
 
 def test_agents_quote_the_users_own_words_heard_in_feedback():

@@ -311,3 +311,28 @@ def test_an_unknown_key_is_refused_with_the_keys_it_may_have_meant(tmp_path, cap
     assert exit_info.value.code == 1
     assert hint in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # refused before the run directory was written
+
+
+class CountingAgent(RandomAgent):
+    """A random agent that counts its slates, as an LLM agent counts its requests."""
+
+    def setup(self, env, seed=None):
+        super().setup(env, seed)
+        self.slates = 0
+
+    def act(self, obs):
+        action = super().act(obs)
+        self.slates += len(action)
+        return action
+
+    def stats(self):
+        return {"slates": self.slates}
+
+
+def test_an_agents_counters_reach_the_metrics_per_seed(tmp_path):
+    run_app([*TINY, "agent=random", f"agent._target_={__name__}.CountingAgent", "experiment.seeds=[0,1]",
+             "experiment.plots=false", f"hydra.run.dir={tmp_path}"])
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert [part["agent_stats"] for part in status["parts"]["complete"]] == [{"slates": 80}, {"slates": 80}]
+    stats = json.loads((tmp_path / "metrics.json").read_text())["agents"]["random"]["agent_stats"]
+    assert stats["slates"]["mean"] == 80

@@ -33,6 +33,7 @@ from recoworld.llm import BudgetExceeded
 
 @hydra.main(version_base="1.3", config_path="pkg://recoworld.conf", config_name="config")
 def _job(cfg: DictConfig) -> None:
+    from recoworld.agents.llm_agents import AgentFallbacksExceeded
     from recoworld.simulators import LLMUserError
 
     hydra_cfg = HydraConfig.get()
@@ -54,7 +55,7 @@ def _job(cfg: DictConfig) -> None:
         # The LLM budget did its job: the run stops, and the message says which limit to raise.
         print(f"recoworld run: stopped: {err}", file=sys.stderr)
         raise SystemExit(1) from None
-    except LLMUserError as err:
+    except (LLMUserError, AgentFallbacksExceeded) as err:
         # The LLM users failed (on_failure=fail, or past max_fallback_share): the message
         # shows the first error and its fix.
         print(f"recoworld run: stopped: {type(err).__name__}: {err}", file=sys.stderr)

@@ -57,6 +57,7 @@ class PartOutcome:
     seconds: float
     simulator: dict
     kernels: dict
+    agent: dict
 
 
 class RolloutsFailed(RuntimeError):
@@ -68,13 +69,16 @@ def rollout_part(make_simulator: Callable, make_env: Callable, agent_cfg: Any, c
     """One part: a fresh simulator, env and agent, a rollout logged to ``path``."""
     with closing(make_simulator(catalog=catalog)) as simulator, \
             closing(make_env(simulator=simulator)) as env, EpisodeLog(path) as episode_log:
+        agent = instantiate(agent_cfg, _convert_="object")
         result = rollout(
-            env, instantiate(agent_cfg, _convert_="object"), experiment.steps, part.seed,
+            env, agent, experiment.steps, part.seed,
             logger=episode_log, label=part.agent, log_candidates=experiment.log_candidates, hooks=list(hooks),
         )
-        simulator.finish()  # may refuse the rollout (e.g. an LLM run that fell back to statistical users)
+        # Either may refuse the rollout: LLM users, or an LLM agent, that fell back too often.
+        simulator.finish()
+        agent.finish()
         usage, kernels = simulator.metrics(), dict(getattr(env.unwrapped, "kernels", {}))
-    return PartOutcome(result.interactions, result.seconds, usage, kernels)
+    return PartOutcome(result.interactions, result.seconds, usage, kernels, agent.stats())
 
 
 def ray_parts(cfg: DictConfig, lineup: dict[str, DictConfig], parts: Sequence[Part], catalog,
@@ -114,7 +118,7 @@ def ray_parts(cfg: DictConfig, lineup: dict[str, DictConfig], parts: Sequence[Pa
             target.parent.mkdir(parents=True, exist_ok=True)
             with directory.replacing(part.file) as temporary:
                 temporary.write_bytes(data)
-            directory.record(part, outcome.rows, outcome.seconds, outcome.simulator, outcome.kernels)
+            directory.record(part, outcome.rows, outcome.seconds, outcome.simulator, outcome.kernels, outcome.agent)
             on_done(part)
     finally:
         for ref in pending:  # interrupted: stop what has not finished

@@ -244,7 +244,7 @@ def _run_parts(cfg: DictConfig, lineup: dict[str, DictConfig], segment: str | No
                                    hooks=[EachStep(lambda n, task=task: progress.advance(task, n)),
                                           TrainingProgress(progress, f"{part.agent} seed {part.seed}"),
                                           *part_hooks(cfg, directory.path, part)])
-            directory.record(part, outcome.rows, outcome.seconds, outcome.simulator, outcome.kernels)
+            directory.record(part, outcome.rows, outcome.seconds, outcome.simulator, outcome.kernels, outcome.agent)
 
 
 def _write_results(cfg: DictConfig, lineup: dict[str, DictConfig], segments: dict[str | None, DictConfig],
@@ -290,17 +290,18 @@ def _distinct(values: list[dict]) -> list[dict]:
 def _summaries(directory: RunDirectory, lineup: dict[str, DictConfig], seeds: Sequence[int], segment: str | None,
                features, popularity) -> tuple:
     """The log of ``segment``'s parts (in lineup and seed order) and its :func:`summarize`,
-    with each agent's rollout seconds and simulator counters from the parts' records."""
+    with each agent's rollout seconds, simulator and agent counters from the parts' records."""
     parts = [Part(name, int(seed), segment) for name in lineup for seed in seeds]
     frame = read_log([directory.path / part.file for part in parts])
     agents = summarize(frame, features, popularity)
     for name, summary in agents.items():
         records = [directory.completed(part) for part in parts if part.agent == name]
         summary["seconds"] = round(sum(record["seconds"] for record in records), 3)
-        per_seed = [record["simulator"] for record in records]
-        if any(per_seed):
-            keys = dict.fromkeys(key for m in per_seed for key in m)
-            summary["simulator"] = {key: seed_summary([m.get(key, float("nan")) for m in per_seed]) for key in keys}
+        for counters in ("simulator", "agent_stats"):  # the simulator's work, and the agent's (LLM requests...)
+            per_seed = [record.get(counters, {}) for record in records]
+            if any(per_seed):
+                keys = dict.fromkeys(key for m in per_seed for key in m)
+                summary[counters] = {key: seed_summary([m.get(key, float("nan")) for m in per_seed]) for key in keys}
     return frame, agents
 
 
