@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,19 @@ def temporary_path(path: str | Path) -> Path:
     complete (then ``os.replace`` gives it its name: a reader sees no file or a whole one)."""
     path = Path(path)
     return path.with_name(f".{path.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
+
+
+@contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """The :func:`temporary_path` to write ``path`` to: it takes ``path``'s name when the
+    block ends without error and is deleted otherwise, so ``path`` holds its previous
+    content or the new one, never half of one."""
+    temporary = temporary_path(path)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 class EpisodeLog:

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -163,24 +162,13 @@ def plot_sweep(table, metric: str, path: Path) -> None:
     ax.set_ylabel(f"{metric} (95% interval across seeds)")
     if lines:
         ax.legend(fontsize="small")
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")  # named: the file may be written under a temporary name
 
 
 def _check_metric(table, metric: str) -> None:
     if metric not in table.columns:
         known = sorted(c for c in table.columns if f"{c}_ci_low" in table.columns)
         raise ValueError(f"--metric {metric!r} is not in the runs' metrics; choose one of {known}")
-
-
-def _write_atomically(path: Path, write) -> None:
-    """``write(temporary)`` then a rename onto ``path``: a merge that fails midway leaves the
-    previous file, never half of one."""
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def _ordered(values) -> list:
@@ -195,6 +183,8 @@ def _ordered(values) -> list:
 def merge(dirs: Sequence[str | Path], out: str | Path | None = None, metric: str = DEFAULT_METRIC, console=None):
     """Merge the runs under ``dirs`` into ``out`` (module docstring); returns the table."""
     from rich.console import Console
+
+    from recoworld.logs import replacing
 
     console = console or Console(stderr=True)
     runs, unfinished = find_runs(dirs)
@@ -212,8 +202,11 @@ def merge(dirs: Sequence[str | Path], out: str | Path | None = None, metric: str
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} is a file, not a directory; give a directory for sweep.csv and sweep.png")
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomically(out / "sweep.csv", lambda path: table.to_csv(path, index=False))
-    _write_atomically(out / "sweep.png", lambda path: plot_sweep(table, metric, path))
+    # Each file whole or not at all: a merge that fails midway leaves the previous one.
+    with replacing(out / "sweep.csv") as path:
+        table.to_csv(path, index=False)
+    with replacing(out / "sweep.png") as path:
+        plot_sweep(table, metric, path)
     _print(table, metric, console)
     _say(console, f"recoworld merge: {len(runs)} runs, {len(table)} rows -> {out / 'sweep.csv'}, {out / 'sweep.png'}")
     return table

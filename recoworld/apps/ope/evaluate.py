@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from recoworld.apps.ope import sources
+from recoworld.logs import replacing
 from recoworld.ope.diagnostics import MIN_ESS
 from recoworld.ope.selection import MAX_RELATIVE_RMSE, verdict
 
@@ -134,16 +135,10 @@ def write(report: dict, out: Path) -> None:
     """``report.json`` (strict JSON: an undefined estimate is ``null``) and ``estimates.csv`` in
     ``out``; each is written whole or not at all, so an interrupted run leaves no partial file."""
     out.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_finite(report), indent=2, default=_plain, allow_nan=False)
-    _replace(out / "report.json", lambda path: path.write_text(text))
-    _replace(out / "estimates.csv", lambda path: pd.DataFrame(report["estimates"]).to_csv(path, index=False))
-
-
-def _replace(path: Path, write_to) -> None:
-    """``write_to`` a temporary file beside ``path``, then move it over ``path`` (atomic)."""
-    partial = path.with_name(path.name + ".partial")
-    write_to(partial)
-    partial.replace(path)
+    with replacing(out / "report.json") as path:
+        path.write_text(json.dumps(_finite(report), indent=2, default=_plain, allow_nan=False))
+    with replacing(out / "estimates.csv") as path:
+        pd.DataFrame(report["estimates"]).to_csv(path, index=False)
 
 
 def show(report: dict) -> None:

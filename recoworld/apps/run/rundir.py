@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recoworld.apps.run.checks import ExperimentConfigError, config_differences
-from recoworld.logs import TEMPORARY_SUFFIX, temporary_path
+from recoworld.logs import TEMPORARY_SUFFIX, replacing
 
 STATUS_FILE = "status.json"
 STATES = ("running", "failed", "interrupted", "complete")
@@ -194,13 +194,8 @@ class RunDirectory:
     def replacing(self, name: str) -> Iterator[Path]:
         """A temporary path to write ``name`` (relative to the run directory) to; it takes
         the name when the block ends without error, and is deleted otherwise."""
-        target = self.path / name
-        temporary = temporary_path(target)
-        try:
+        with replacing(self.path / name) as temporary:
             yield temporary
-            os.replace(temporary, target)
-        finally:
-            temporary.unlink(missing_ok=True)
 
     def write_text(self, name: str, text: str) -> None:
         with self.replacing(name) as temporary:

@@ -11,10 +11,11 @@ the script element, and the page's script puts every value on screen through
 from __future__ import annotations
 
 import json
-import os
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
+
+from recoworld.logs import replacing
 
 #: The placeholder of viewer.html that the JSON payload replaces.
 PAYLOAD_MARK = "__PAYLOAD__"
@@ -35,10 +36,6 @@ def write_page(html: str, path: str | Path) -> Path:
     ``path`` holds the previous page or the new one, never half of one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with replacing(path) as temporary:
         temporary.write_text(html, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
     return path
