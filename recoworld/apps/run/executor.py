@@ -57,7 +57,7 @@ class PartOutcome:
     seconds: float
     simulator: dict
     kernels: dict
-    agent: dict
+    agent_stats: dict
 
 
 class RolloutsFailed(RuntimeError):
@@ -118,7 +118,7 @@ def ray_parts(cfg: DictConfig, lineup: dict[str, DictConfig], parts: Sequence[Pa
             target.parent.mkdir(parents=True, exist_ok=True)
             with directory.replacing(part.file) as temporary:
                 temporary.write_bytes(data)
-            directory.record(part, outcome.rows, outcome.seconds, outcome.simulator, outcome.kernels, outcome.agent)
+            directory.record(part, outcome.rows, outcome.seconds, outcome.simulator, outcome.kernels, outcome.agent_stats)
             on_done(part)
     finally:
         for ref in pending:  # interrupted: stop what has not finished

@@ -149,13 +149,13 @@ class RunDirectory:
         return self.path / part.file
 
     def record(self, part: Part, rows: int, seconds: float, simulator: dict, kernels: dict | None = None,
-               agent: dict | None = None) -> None:
+               agent_stats: dict | None = None) -> None:
         """``part``'s log is complete under its name: list it with what metrics need of it
-        (``kernels``: which kernels stepped it, ``SlateVectorEnv.kernels``; ``agent``: the
-        agent's counters, :meth:`~recoworld.agents.base.Recommender.stats`)."""
+        (``kernels``: which kernels stepped it, ``SlateVectorEnv.kernels``; ``agent_stats``:
+        the agent's counters, :meth:`~recoworld.agents.base.Recommender.stats`)."""
         complete = [r for r in self.status["parts"]["complete"] if r["file"] != part.file]
         complete.append(part.record(rows=int(rows), seconds=round(float(seconds), 3), simulator=simulator,
-                                    kernels=kernels or {}, agent_stats=agent or {}))
+                                    kernels=kernels or {}, agent_stats=agent_stats or {}))
         self.status["parts"].update(complete=complete, current=None)
         self._save()
 

@@ -244,7 +244,7 @@ def _run_parts(cfg: DictConfig, lineup: dict[str, DictConfig], segment: str | No
                                    hooks=[EachStep(lambda n, task=task: progress.advance(task, n)),
                                           TrainingProgress(progress, f"{part.agent} seed {part.seed}"),
                                           *part_hooks(cfg, directory.path, part)])
-            directory.record(part, outcome.rows, outcome.seconds, outcome.simulator, outcome.kernels, outcome.agent)
+            directory.record(part, outcome.rows, outcome.seconds, outcome.simulator, outcome.kernels, outcome.agent_stats)
 
 
 def _write_results(cfg: DictConfig, lineup: dict[str, DictConfig], segments: dict[str | None, DictConfig],
