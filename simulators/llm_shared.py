@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from recoworld.catalog import Catalog
 from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, UNIT, check_fields
 from recoworld.llm import ChatModel, LLMConfig, make_chat_model
+from recoworld.llm.structured import clipped_reply
 from recoworld.representations import RepresentationConfig, make_representation
 from recoworld.simulators.memory import MemoryConfig
 from recoworld.simulators.persona import MovieLensPersonas, MovieLensPopulation
@@ -32,8 +33,8 @@ class StepFailure:
         seed: the user's seed.
         step: the user's step count (from its start) at the failure.
         error: what went wrong (the LLM layer's message).
-        raw_texts: every text the model produced for the request, oldest first, each cut to
-            its first :data:`KEPT_REPLY_CHARS` characters (a server that ignores
+        raw_texts: every text the model produced for the request, oldest first, each cut by
+            :func:`~recoworld.llm.structured.clipped_reply` (a server that ignores
             ``max_tokens`` would otherwise fill the memory with the kept failures).
         handled: ``"fallback"`` or ``"fail"``.
         hint: what to check or change (the LLM layer's :attr:`~recoworld.llm.ChatFailure.hint`).
@@ -201,15 +202,9 @@ def config_from(config_type, value):
     return config_type(**dict(value))
 
 
-#: Most characters of each failed reply a :class:`StepFailure` keeps.
-KEPT_REPLY_CHARS = 4000
-
-
 def step_failure(slot: int, seed: int, step: int, failure, handled: str) -> StepFailure:
     """The :class:`StepFailure` of a :class:`~recoworld.llm.ChatFailure`."""
-    kept = tuple(text if len(text) <= KEPT_REPLY_CHARS else
-                 f"{text[:KEPT_REPLY_CHARS]}[... {len(text) - KEPT_REPLY_CHARS} more characters]"
-                 for text in failure.raw_texts)
+    kept = tuple(clipped_reply(text) for text in failure.raw_texts)
     return StepFailure(slot, seed, step, str(failure), kept, handled, failure.hint)
 
 

@@ -619,7 +619,8 @@ def test_auto_mode_finds_its_way_on_llama_cpp_server(tmp_path, caplog):
 
 def test_a_kept_failure_holds_each_runaway_reply_in_part():
     from recoworld.llm import StructuredOutputError
-    from recoworld.simulators.llm_shared import KEPT_REPLY_CHARS, step_failure
+    from recoworld.llm.structured import REPLY_CHARS as KEPT_REPLY_CHARS
+    from recoworld.simulators.llm_shared import step_failure
 
     runaway = "{" + "x" * 5_000_000
     failure = step_failure(0, 7, 3, StructuredOutputError("no reply validated", None, ["short", runaway], ["a", "b"]),

@@ -16,10 +16,10 @@ from pydantic import BaseModel, ValidationError
 from recoworld.llm.types import Message
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL | re.IGNORECASE)
-#: Most characters of a bad reply shown back in its repair turn: a runaway reply (a server
-#: that ignores ``max_tokens``) would otherwise be sent back whole, and the repair request
-#: outgrow the model's context.
-REPAIR_ECHO_CHARS = 4000
+#: Most characters of a bad reply shown back in its repair turn or kept with a failure: a
+#: runaway reply (a server that ignores ``max_tokens``) would otherwise be sent back whole,
+#: the repair request outgrowing the model's context, and kept whole in memory.
+REPLY_CHARS = 4000
 
 
 def json_schema_of(schema: type[BaseModel]) -> dict:
@@ -80,13 +80,19 @@ def with_schema_instruction(messages: tuple[Message, ...], json_schema: dict) ->
     return tuple(out) + ({"role": "user", "content": schema_instruction(json_schema).strip()},)
 
 
+def clipped_reply(text: str) -> str:
+    """``text`` cut to its first :data:`REPLY_CHARS` characters, saying how many more it had
+    (short replies as they are)."""
+    if len(text) <= REPLY_CHARS:
+        return text
+    return f"{text[:REPLY_CHARS]}[... {len(text) - REPLY_CHARS} more characters]"
+
+
 def repair_messages(messages: tuple[Message, ...], bad_reply: str, error: str) -> tuple[Message, ...]:
-    """The conversation continued by the bad reply (its first :data:`REPAIR_ECHO_CHARS`
-    characters) and a request to correct it."""
-    if len(bad_reply) > REPAIR_ECHO_CHARS:
-        bad_reply = f"{bad_reply[:REPAIR_ECHO_CHARS]}[... {len(bad_reply) - REPAIR_ECHO_CHARS} more characters]"
+    """The conversation continued by the bad reply (:func:`clipped_reply`) and a request to
+    correct it."""
     return tuple(messages) + (
-        {"role": "assistant", "content": bad_reply},
+        {"role": "assistant", "content": clipped_reply(bad_reply)},
         {
             "role": "user",
             "content": f"That reply is invalid: {error}. "

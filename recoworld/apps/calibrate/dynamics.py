@@ -406,7 +406,7 @@ class LifeTargets:
     def position(self, table: pd.DataFrame) -> dict[str, float]:
         """Per median of :data:`MEDIANS`, the share of ``table``'s values below it, ties
         counted half (NaN without values): it moves smoothly with a fit's levels where
-        the median of counts jumps, so :func:`fit_lives` bisects on it."""
+        the median of counts jumps, so :func:`fit_lives` steps on it."""
         out = {}
         for name, v in self.values(table).items():
             m = getattr(self, name)
