@@ -31,7 +31,8 @@ watch fraction, :math:`f_k` the item's unit features, :math:`w_{kg}` its genre w
    of the instruction in force (:func:`instruction_countdown`), and the decision to voice
    an instruction or to leave (:func:`voice_or_leave`);
 5. for leavers, whether they return and after how long (:func:`return_decision`, from
-   :func:`return_probability`, :func:`mean_return_gap` and :func:`return_gap`); a
+   :func:`return_probability`, :func:`first_gap_law`, :func:`mean_return_gap` and
+   :func:`return_gap`); a
    returning user's genre and item satiation recover over the gap
    (:func:`satiation_recovery`, :func:`item_satiation_recovery`) and its mindset regresses
    towards its baseline (:func:`mindset_after_break`).
@@ -92,6 +93,7 @@ class UserEquationsConfig(Protocol):
     gap_length_elasticity: float
     return_first_session: float
     gap_first_session: float
+    gap_first_share: float
     instruction_threshold: float
     voice_probability: float
 
@@ -388,20 +390,47 @@ def return_probability(session_memory: torch.Tensor, activity: torch.Tensor, ses
     return torch.sigmoid(logit)
 
 
+def first_gap_law(session_index: torch.Tensor, u_gap: torch.Tensor,
+                  config: UserEquationsConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Which returning users take the gap law of a first session, and the uniform each
+    draws its gap from (``([B] bool, [B])``).
+
+    After a first session (``session_index`` 0) a share :math:`\pi` (``gap_first_share``)
+    of the returning newcomers comes back by the first-session law (the mean scaled by
+    :math:`e^{g_1}`, :func:`mean_return_gap`), the others as after a later session: a
+    mixture, as MovieLens's newcomers come back either within hours of their sign-up or
+    weeks later, like regulars (``benchmarks/RESULTS.md``). The component is chosen by the
+    gap's own uniform ``u_gap``: below :math:`\pi`, the first-session law, with ``u_gap``
+    rescaled to :math:`u/\pi`; from :math:`\pi` up, the later law with
+    :math:`(1 - u)/(1 - \pi)` (in :math:`(0, 1]`: never 0, whose log would make the gap
+    infinite); each uniform again, so one draw decides both the component and the gap.
+    The default, :math:`\pi = 1`, sends every first-session return to its own law and
+    leaves ``u_gap`` as it is."""
+    first = session_index == 0
+    share = config.gap_first_share
+    if share == 1.0:
+        return first, u_gap
+    own = first & (u_gap < share)
+    later = first & ~own
+    u = torch.where(own, u_gap / share, u_gap)
+    return own, torch.where(later, (1.0 - u_gap) / (1.0 - share), u)
+
+
 def mean_return_gap(session_memory: torch.Tensor, activity: torch.Tensor, session_length: torch.Tensor,
-                    session_index: torch.Tensor, config: UserEquationsConfig) -> torch.Tensor:
+                    first_law: torch.Tensor, config: UserEquationsConfig) -> torch.Tensor:
     r"""Mean gap ``[B]`` in days before a returning user's next session:
-    ``gap_days`` :math:`\,e^{g_1[\text{first session}]}/\,(a\,(0.5 + M)\,L^{\varepsilon})` —
+    ``gap_days`` :math:`\,e^{g_1[\text{first law}]}/\,(a\,(0.5 + M)\,L^{\varepsilon})` —
     shorter for active users, good sessions and, with ``gap_length_elasticity``
     :math:`\varepsilon > 0`, long ones (:math:`L`, the session's steps): a user absorbed in
     a long session comes back sooner, as rating sessions do within users
-    (``benchmarks/RESULTS.md``). :math:`g_1` (``gap_first_session``) scales the gap after a
-    user's first session (``session_index`` 0): in MovieLens a newcomer who comes back after
-    the sign-up mostly does so within a day, a regular after days. The default, 0, treats
-    every session alike; the calibration fits it."""
+    (``benchmarks/RESULTS.md``). :math:`g_1` (``gap_first_session``) scales the gap of the
+    users whose return follows the first-session law (``first_law``, bool: after their first
+    session, :func:`first_gap_law`): in MovieLens a newcomer who comes back after the
+    sign-up mostly does so within hours, a regular after days. The default, 0, treats every
+    session alike; the calibration fits it."""
     mean = config.gap_days / (activity * (0.5 + session_memory))
     if config.gap_first_session != 0.0:
-        mean = mean * torch.exp(config.gap_first_session * (session_index == 0).to(mean.dtype))
+        mean = mean * torch.exp(config.gap_first_session * first_law.to(mean.dtype))
     if config.gap_length_elasticity == 0.0:
         return mean
     return mean * torch.pow(session_length.clamp_min(1).to(mean.dtype), -config.gap_length_elasticity)
@@ -409,7 +438,7 @@ def mean_return_gap(session_memory: torch.Tensor, activity: torch.Tensor, sessio
 
 def return_gap(mean_gap: torch.Tensor, u_gap: torch.Tensor, config: UserEquationsConfig) -> torch.Tensor:
     r"""The gap ``[B]`` drawn from a Weibull law of mean ``mean_gap`` and shape :math:`k` =
-    ``gap_shape`` by inversion of the uniform ``u_gap`` in :math:`(0, 1)`:
+    ``gap_shape`` by inversion of the uniform ``u_gap`` in :math:`(0, 1]`:
 
     .. math:: \text{gap} = \frac{\bar g}{\Gamma(1 + 1/k)}\,(-\log u)^{1/k}
 
@@ -427,8 +456,8 @@ def return_decision(leaves: torch.Tensor, session_memory: torch.Tensor, activity
                     u_gap: torch.Tensor, config: UserEquationsConfig) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Who of the leavers returns, and the gap ``([B] bool, [B] days)``: a leaver returns
     when ``u_return`` :math:`<` :func:`return_probability`, after :func:`return_gap` of
-    :func:`mean_return_gap` days; a leaver who does not return churns (gap :math:`\infty`);
-    a user who stays has gap 0.
+    :func:`mean_return_gap` days, by the law :func:`first_gap_law` picks; a leaver who does
+    not return churns (gap :math:`\infty`); a user who stays has gap 0.
 
     Args:
         leaves: bool ``[B]``.
@@ -440,7 +469,8 @@ def return_decision(leaves: torch.Tensor, session_memory: torch.Tensor, activity
     """
     gap = torch.where(leaves, torch.inf, 0.0)
     returned = leaves & (u_return < return_probability(session_memory, activity, session_index, config))
-    mean_gap = mean_return_gap(session_memory, activity, session_length, session_index, config)
+    first_law, u_gap = first_gap_law(session_index, u_gap, config)
+    mean_gap = mean_return_gap(session_memory, activity, session_length, first_law, config)
     gap = torch.where(returned, return_gap(mean_gap, u_gap, config), gap)
     return returned, gap
 

@@ -84,9 +84,11 @@ shape ``gap_shape`` (1, the default: exponential; the calibration fits a heavier
 :math:`\varepsilon` ``gap_length_elasticity`` (0, the default: no effect; the calibration
 fits it within users: a longer session, an earlier return). The end of a user's first
 session is set apart again: :math:`r_1` (``return_first_session``) shifts the odds of
-coming back and :math:`g_1` (``gap_first_session``) the log of the gap's mean (the
-defaults, 0, treat every session alike; calibrated on MovieLens, fewer newcomers come back
-after the sign-up than regulars after a visit, and those who do, sooner). It is the
+coming back and :math:`g_1` (``gap_first_session``) the log of the gap's mean for a share
+``gap_first_share`` of the newcomers who come back, the others returning as after a later
+session (the defaults, 0 and 1, treat every session alike; calibrated on MovieLens, fewer
+newcomers come back after the sign-up than regulars after a visit, and those who do,
+either within hours or weeks later, as regulars do). It is the
 whole session's memory :math:`M` that decides, not the mindset of the moment of leaving:
 users leave when their mindset dips, whoever served them, so the mindset at leaving
 varies little between recommenders, while how the session went as a whole does.
@@ -180,6 +182,7 @@ class StatisticalUserConfig:
     gap_length_elasticity: float = 0.0
     return_first_session: float = 0.0
     gap_first_session: float = 0.0
+    gap_first_share: float = 1.0
     # instructions
     instruction_threshold: float = 0.3
     voice_probability: float = 0.7
@@ -196,7 +199,7 @@ class StatisticalUserConfig:
 _CONFIG_RANGES = {
     **dict.fromkeys(("continue_after_click", "satiation_decay", "item_satiation_decay", "familiarity_rate",
                      "mindset_rate", "initial_mindset", "instruction_threshold", "voice_probability",
-                     "instruction_satiation", "peak_end_weight", "first_session_patience"), UNIT),
+                     "instruction_satiation", "peak_end_weight", "first_session_patience", "gap_first_share"), UNIT),
     **dict.fromkeys(("novelty_session_spread", "rating_noise", "interest_drift", "satiation_rate",
                      "gap_length_elasticity"), NON_NEGATIVE),
     **dict.fromkeys(("satiation_recovery_days", "item_recovery_days", "gap_days", "gap_shape", "quality_scale"),

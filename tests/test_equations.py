@@ -187,7 +187,7 @@ def test_return_probability_rises_with_memory_and_activity_and_good_sessions_com
     for activity in (0.3, 1.0, 3.0):
         a = torch.full((11,), activity)
         assert bool((equations.return_probability(memory, a, later, CONFIG).diff() > 0).all())
-        assert bool((equations.mean_return_gap(memory, a, torch.full((11,), 5), later, CONFIG).diff() < 0).all())
+        assert bool((equations.mean_return_gap(memory, a, torch.full((11,), 5), later == 0, CONFIG).diff() < 0).all())
     activity = torch.linspace(0.2, 4, 11)
     assert bool((equations.return_probability(torch.full((11,), 0.5), activity, later, CONFIG).diff() > 0).all())
 
@@ -323,9 +323,10 @@ def test_compliance_is_the_mean_of_the_instruction_parts():
 def test_longer_sessions_bring_earlier_returns_only_with_an_elasticity():
     memory, activity = torch.full((3,), 0.5), torch.ones(3)
     length, later = torch.tensor([1, 4, 16]), torch.ones(3, dtype=torch.int64)
-    flat = equations.mean_return_gap(memory, activity, length, later, CONFIG)
+    flat = equations.mean_return_gap(memory, activity, length, later == 0, CONFIG)
     assert flat.tolist() == [CONFIG.gap_days] * 3  # the default: the session's length does not matter
-    elastic = equations.mean_return_gap(memory, activity, length, later, replace(CONFIG, gap_length_elasticity=0.5))
+    elastic = equations.mean_return_gap(memory, activity, length, later == 0,
+                                        replace(CONFIG, gap_length_elasticity=0.5))
     assert elastic.tolist() == pytest.approx([CONFIG.gap_days, CONFIG.gap_days / 2, CONFIG.gap_days / 4])
 
 
@@ -339,7 +340,35 @@ def test_the_end_of_a_first_session_shifts_the_return_odds_and_the_gap_alone():
     assert torch.logit(newcomer_p[[0, 2]]).tolist() == pytest.approx((torch.logit(plain_p[[0, 2]]) - 1.5).tolist(),
                                                                       abs=1e-5)
     assert bool((plain_p[[0, 2]] == plain_p[1]).all())  # 0 (the default) treats every session alike
-    plain_gap = equations.mean_return_gap(memory, activity, length, session_index, CONFIG)
-    newcomer_gap = equations.mean_return_gap(memory, activity, length, session_index, config)
+    plain_gap = equations.mean_return_gap(memory, activity, length, session_index == 0, CONFIG)
+    newcomer_gap = equations.mean_return_gap(memory, activity, length, session_index == 0, config)
     assert torch.equal(plain_gap[[1, 3]], newcomer_gap[[1, 3]])
     assert newcomer_gap[[0, 2]].tolist() == pytest.approx((plain_gap[[0, 2]] * math.exp(-2.0)).tolist(), rel=1e-6)
+
+
+def test_a_share_of_returning_newcomers_takes_the_first_session_gap_law_and_the_rest_the_later_one():
+    """gap_first_share 0.3: of the users ending a first session, those whose gap draw is
+    below 0.3 take the first-session law with the draw rescaled by 1/0.3, the others the
+    later law with (1 - u)/0.7; later sessions keep their draw; a share of 1 changes nothing."""
+    n = 100_000
+    u = (torch.arange(n, dtype=torch.float32) + 0.5) / n  # an even grid of uniforms
+    first, later = torch.zeros(n, dtype=torch.int64), torch.ones(n, dtype=torch.int64)
+    config = replace(CONFIG, gap_first_share=0.3, gap_first_session=-3.0)
+    own, drawn = equations.first_gap_law(first, u, config)
+    assert float(own.float().mean()) == pytest.approx(0.3, abs=1e-4)
+    assert torch.allclose(drawn[own], u[own] / 0.3) and torch.allclose(drawn[~own], (1 - u[~own]) / 0.7)
+    assert bool(((drawn > 0) & (drawn <= 1)).all())
+    # Each component's draws are uniform again: their quartiles sit at 1/4, 1/2, 3/4.
+    for part in (drawn[own], drawn[~own]):
+        assert part.quantile(torch.tensor([0.25, 0.5, 0.75])).tolist() == pytest.approx([0.25, 0.5, 0.75], abs=1e-3)
+    regular, kept = equations.first_gap_law(later, u, config)
+    assert not regular.any() and torch.equal(kept, u)
+    whole, same = equations.first_gap_law(first, u, CONFIG)
+    assert bool(whole.all()) and torch.equal(same, u)
+    # The gaps: a mixture whose own part is e^-3 times shorter than the later law's.
+    memory, activity, length = torch.full((n,), 0.5), torch.ones(n), torch.full((n,), 4)
+    leaves = torch.ones(n, dtype=torch.bool)
+    _, gap = equations.return_decision(leaves, memory, activity, length, first, torch.zeros(n), u, config)
+    _, regular_gap = equations.return_decision(leaves, memory, activity, length, later, torch.zeros(n), u, config)
+    assert float(gap[own].mean()) == pytest.approx(float(regular_gap.mean()) * math.exp(-3.0), rel=0.01)
+    assert float(gap[~own].mean()) == pytest.approx(float(regular_gap.mean()), rel=0.01)

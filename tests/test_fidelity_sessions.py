@@ -159,12 +159,15 @@ def test_fit_lives_recovers_the_gaps_returns_and_longer_first_session_of_simulat
     from recoworld.calibration.split import cut_sessions
 
     world, _ = small_world
-    rows, windows = np.arange(80), np.full(80, 40.0)
-    population = world.population().pinned(rows, rows)
-    # Newcomers: long first sessions, after which fewer come back, and those who do, sooner.
-    truth = replace(world.config, gap_days=2.0, leave_first_session=-2.0, return_first_session=-1.5,
-                    gap_first_session=-1.0)
-    lives = cut_sessions(dynamics.simulate_lives(world.catalog, truth, population, rows, windows, max_steps=160),
+    # Each of the 80 fitted users lives four times (seeds apart), for enough newcomers' gaps.
+    users, seeds = np.tile(np.arange(80), 4), np.arange(320)
+    windows = np.full(320, 40.0)
+    population = world.population().pinned(users, seeds)
+    # Newcomers: long first sessions, after which fewer come back, 70% of those who do
+    # within hours (e^-3 times the later gap), the others as regulars.
+    truth = replace(world.config, gap_days=2.0, leave_first_session=-2.0, return_first_session=-0.5,
+                    gap_first_session=-3.0, gap_first_share=0.7)
+    lives = cut_sessions(dynamics.simulate_lives(world.catalog, truth, population, seeds, windows, max_steps=160),
                          30.0).table
     targets = dynamics.LifeTargets.of(lives)
     assert targets.first_length > targets.return_length, "the world's first sessions are the longer"
@@ -172,18 +175,24 @@ def test_fit_lives_recovers_the_gaps_returns_and_longer_first_session_of_simulat
     # Later sessions too short, first sessions like them, gaps three times too long, and
     # every session alike at the start.
     start = replace(truth, leave_base=truth.leave_base + 1.0, leave_first_session=0.0, gap_days=6.0,
-                    return_first_session=0.0, gap_first_session=0.0)
-    fitted, factor = dynamics.fit_lives(world.catalog, start, population, rows, windows, targets, max_steps=160)
+                    return_first_session=0.0, gap_first_session=0.0, gap_first_share=1.0)
+    fitted, factor = dynamics.fit_lives(world.catalog, start, population, seeds, windows, targets, max_steps=160)
     assert fitted.gap_days == pytest.approx(6.0 * factor)
     assert fitted.gap_days == pytest.approx(2.0, rel=0.35)
     assert fitted.leave_base < start.leave_base, "longer sessions wanted: the base comes down"
     assert fitted.leave_first_session < -0.5, "first sessions longer than later ones: a negative shift"
-    assert fitted.return_first_session == pytest.approx(-1.5, abs=0.75)
-    assert fitted.gap_first_session == pytest.approx(-1.0, abs=0.5)
-    refitted = dynamics.LifeTargets.of(cut_sessions(dynamics.simulate_lives(
-        world.catalog, fitted, population, rows, windows, max_steps=160), 30.0).table)
+    assert fitted.return_first_session == pytest.approx(-0.5, abs=0.75)
+    # Gaps under the 30-minute pause join two sessions, so the first-session law's scale is
+    # read less sharply than the share that takes it.
+    assert fitted.gap_first_share == pytest.approx(0.7, abs=0.15)
+    assert fitted.gap_first_session < -1.5, "most newcomers come back far sooner than regulars"
+    table = cut_sessions(dynamics.simulate_lives(world.catalog, fitted, population, seeds, windows, max_steps=160),
+                         30.0).table
+    refitted, below = dynamics.LifeTargets.of(table), targets.position(table)
     assert refitted.first_return_share == pytest.approx(targets.first_return_share, abs=0.1)
     assert refitted.return_share == pytest.approx(targets.return_share, abs=0.1)
+    assert below["first_gap_days"] == pytest.approx(0.5, abs=0.1)
+    assert below["first_gap_quartile"] == pytest.approx(0.25, abs=0.1)
 
 
 def test_life_targets_split_first_sessions_from_later_ones_and_count_ties_at_the_median_half():
@@ -195,7 +204,7 @@ def test_life_targets_split_first_sessions_from_later_ones_and_count_ties_at_the
     assert (targets.first_gap_days, targets.gap_days) == (1.0, 6.0)
     assert targets.first_return_share == pytest.approx(2 / 3) and targets.return_share == pytest.approx(1 / 3)
     # Later lengths 3, 4, 4 against their median 4: one below, two tied: (1 + 2 / 2) / 3.
-    assert targets.at_median["return_length"] == pytest.approx(2 / 3)
+    assert targets.at_quantile["return_length"] == pytest.approx(2 / 3)
     shorter = dynamics.LifeTargets(30.0, 3.0, 6.0).position(table)  # against 3: none below, one tied
     assert shorter["return_length"] == pytest.approx(1 / 6) and np.isnan(shorter["first_gap_days"])
 

@@ -47,7 +47,7 @@ enum {
     P_INSTRUCTION_SATIATION, P_INSTRUCTION_STEPS, P_NOVELTY_SESSION_SPREAD, P_INITIAL_MINDSET,
     P_QUALITY_SCALE, P_ITEM_KEEP, P_ITEM_RECOVERY_DAYS, P_PEAK_END_WEIGHT, P_MEAN_WEIGHT,
     P_GAP_SHAPE, P_INVERSE_GAP_SHAPE, P_WEIBULL_MEAN_FACTOR, P_GAP_LENGTH_ELASTICITY, P_LEAVE_FIRST_SESSION,
-    P_FIRST_SESSION_PATIENCE, P_RETURN_FIRST_SESSION, P_GAP_FIRST_SESSION,
+    P_FIRST_SESSION_PATIENCE, P_RETURN_FIRST_SESSION, P_GAP_FIRST_SESSION, P_GAP_FIRST_SHARE,
     N_PARAMS
 };
 
@@ -433,19 +433,26 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
         const int leaves = !speaks && uniform_salted(base, salt[4 * K + 1]) < hazard;
         int returned = 0;
         float gap = leaves ? INFINITY : 0.0f;
-        if (leaves) { /* equations.return_decision: return_probability, mean_return_gap, return_gap */
+        if (leaves) { /* equations.return_decision: return_probability, first_gap_law, mean_return_gap, return_gap */
             const float p_return = sigmoidf(param[P_RETURN_BASE] + param[P_RETURN_MINDSET] * (memory - 0.5f)
                                             + logf(s->activity[b])
                                             + (first ? param[P_RETURN_FIRST_SESSION] : 0.0f));
             returned = uniform_salted(base, salt[4 * K + 2]) < p_return;
         }
         if (returned) {
+            float u_gap = uniform_salted(base, gap_salt);
+            int first_law = first;
+            const float share = param[P_GAP_FIRST_SHARE];
+            if (first && share != 1.0f) { /* equations.first_gap_law: the gap's draw picks the law */
+                first_law = u_gap < share;
+                u_gap = first_law ? u_gap / share : (1.0f - u_gap) / (1.0f - share);
+            }
             float mean_gap = param[P_GAP_DAYS] / (s->activity[b] * (0.5f + memory));
-            if (first && param[P_GAP_FIRST_SESSION] != 0.0f) /* equations.mean_return_gap: after a first session */
+            if (first_law && param[P_GAP_FIRST_SESSION] != 0.0f) /* equations.mean_return_gap: first-session law */
                 mean_gap = mean_gap * expf(param[P_GAP_FIRST_SESSION]);
             if (param[P_GAP_LENGTH_ELASTICITY] != 0.0f) /* equations.mean_return_gap: longer sessions, sooner returns */
                 mean_gap = mean_gap * powf((float)session_step, -param[P_GAP_LENGTH_ELASTICITY]);
-            const float log_u = logf(uniform_salted(base, gap_salt)); /* equations.return_gap */
+            const float log_u = logf(u_gap); /* equations.return_gap */
             gap = param[P_GAP_SHAPE] == 1.0f ? -mean_gap * log_u
                                              : mean_gap * param[P_WEIBULL_MEAN_FACTOR]
                                                    * powf(-log_u, param[P_INVERSE_GAP_SHAPE]);

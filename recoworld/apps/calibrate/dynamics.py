@@ -361,11 +361,12 @@ def observation_windows(sessions: Sessions, n_users: int) -> np.ndarray:
 class LifeTargets:
     """What a simulated life is fitted to (:func:`fit_lives`), each split by whether the
     session is the user's first: the medians of the first sessions' length and of the
-    sessions users return for; the medians of the gaps after each kind; and the share of
-    each kind that another session follows within the user's window. NaN where there is
-    none to measure (no returning user, say). ``at_median`` holds, per median, the share of
-    the values below it, ties counted half (:meth:`position`): about one half, but lengths
-    are counts, and a median of 4 may leave 40% below it."""
+    sessions users return for; the medians of the gaps after each kind, and the first
+    quartile of the gaps after a first session; and the share of each kind that another
+    session follows within the user's window. NaN where there is none to measure (no
+    returning user, say). ``at_quantile`` holds, per quantile, the share of the values below
+    it, ties counted half (:meth:`position`): about the quantile's level, but lengths are
+    counts, and a median of 4 may leave 40% below it."""
 
     first_length: float
     return_length: float
@@ -373,20 +374,23 @@ class LifeTargets:
     first_gap_days: float = math.nan
     first_return_share: float = math.nan
     return_share: float = math.nan
-    at_median: dict = field(default_factory=dict)
+    first_gap_quartile: float = math.nan
+    at_quantile: dict = field(default_factory=dict)
 
-    #: The medians, by name, and the values of a session table each is the median of.
-    MEDIANS = ("first_length", "return_length", "gap_days", "first_gap_days")
+    #: The quantiles, by name: the values of a session table each is taken of, and its level.
+    QUANTILES = {"first_length": ("first_length", 0.5), "return_length": ("return_length", 0.5),
+                 "gap_days": ("gap_days", 0.5), "first_gap_days": ("first_gap", 0.5),
+                 "first_gap_quartile": ("first_gap", 0.25)}
 
     @staticmethod
     def values(table: pd.DataFrame) -> dict[str, np.ndarray]:
-        """The values behind each median of :data:`MEDIANS` in ``table``: the first
+        """The values behind the quantiles (:data:`QUANTILES`) of ``table``: the first
         sessions' lengths, the later ones', and the gaps after later and after first ones."""
         first = is_first_session(table)
         length = table["length"].to_numpy(np.float64)
         gap = table["next_gap_days"].to_numpy(np.float64)
         return {"first_length": length[first], "return_length": length[~first],
-                "gap_days": gap[~first & np.isfinite(gap)], "first_gap_days": gap[first & np.isfinite(gap)]}
+                "gap_days": gap[~first & np.isfinite(gap)], "first_gap": gap[first & np.isfinite(gap)]}
 
     @classmethod
     def of(cls, table: pd.DataFrame) -> LifeTargets:
@@ -395,21 +399,23 @@ class LifeTargets:
         gives them)."""
         first = is_first_session(table)
         returned = np.isfinite(table["next_gap_days"].to_numpy(np.float64))
-        medians = {name: float(np.median(v)) if len(v) else math.nan for name, v in cls.values(table).items()}
+        values = cls.values(table)
+        quantiles = {name: float(np.quantile(values[of], q)) if len(values[of]) else math.nan
+                     for name, (of, q) in cls.QUANTILES.items()}
 
         def share(kind: np.ndarray) -> float:
             return float(returned[kind].mean()) if kind.any() else math.nan
 
-        targets = cls(**medians, first_return_share=share(first), return_share=share(~first))
-        return replace(targets, at_median=targets.position(table))
+        targets = cls(**quantiles, first_return_share=share(first), return_share=share(~first))
+        return replace(targets, at_quantile=targets.position(table))
 
     def position(self, table: pd.DataFrame) -> dict[str, float]:
-        """Per median of :data:`MEDIANS`, the share of ``table``'s values below it, ties
+        """Per quantile of :data:`QUANTILES`, the share of ``table``'s values below it, ties
         counted half (NaN without values): it moves smoothly with a fit's levels where
-        the median of counts jumps, so :func:`fit_lives` steps on it."""
-        out = {}
-        for name, v in self.values(table).items():
-            m = getattr(self, name)
+        the quantile of counts jumps, so :func:`fit_lives` steps on it."""
+        out, values = {}, self.values(table)
+        for name, (of, _) in self.QUANTILES.items():
+            v, m = values[of], getattr(self, name)
             out[name] = float(((v < m) + 0.5 * (v == m)).mean()) if len(v) and not math.isnan(m) else math.nan
         return out
 
@@ -446,41 +452,49 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
     sessions as the ratings are) live the data's ``targets``; and the gap's factor (on
     ``gap_days``).
 
-    Six levels are searched together, one life of every user per step, each on the target
+    Seven levels are searched together, one life of every user per step, each on the target
     it moves most, for a user's first session and for the sessions they return for apart:
     the hazard's level in a first session (``leave_base + leave_first_session``) on the
     first sessions' median length, ``leave_base`` on the later sessions' median; the return
     odds after a first session (``return_base + return_first_session``) and after a later
     one (``return_base``) on the shares of each followed by another session; the factor on
-    ``gap_days`` after a first session (``gap_first_session`` apart) and after a later one
-    on the median gap after each. A median is matched by the share of values below it
-    (:meth:`LifeTargets.position`). Each level steps towards its target, its step growing
+    ``gap_days`` after a later session on the median gap after it; and after a first
+    session, the share of newcomers who return by the first-session law
+    (``gap_first_share``, :func:`~recoworld.simulators.equations.first_gap_law`; its logit)
+    on the median gap, and that law's factor (``gap_first_session`` apart) on the first
+    quartile, the others returning as regulars do. A quantile is matched by the share of
+    values below it (:meth:`LifeTargets.position`). Each level steps towards its target, its step growing
     while the direction holds and halving when it turns (a sign search with the step
     factors of Rprop, Riedmiller and Braun 1993): unlike a bisection, a level that an early
     step sent the wrong way — while the other levels were still far off, who returns changes
     what a returning session looks like — can come back. A level whose target is NaN (no
     returning user, no second return) keeps its start: without returns in the data the
-    base follows the first sessions."""
+    base follows the first sessions; without gaps after a first session, every newcomer who
+    returns takes the first-session law (``gap_first_share`` 1)."""
     # The starts: the grid fit's base, the return fit's odds, the gap fit's scale. Leave and
     # return levels are logits (a higher leave level: shorter sessions); gap levels are log
     # factors on gap_days (a larger factor: longer gaps). The bounds keep a level plausible:
     # a sign-up's burst can be many times a habitual session, so its level reaches far lower.
     level = {"first": config.leave_base + config.leave_first_session, "base": config.leave_base,
              "first_return": config.return_base + config.return_first_session, "return": config.return_base,
-             "first_gap": config.gap_first_session, "gap": 0.0}
+             "first_gap": config.gap_first_session, "first_gap_share": 0.0, "gap": 0.0}
     bounds = {"first": (config.leave_base - 8.0, config.leave_base + 1.0),
               "base": (config.leave_base - 3.0, config.leave_base + 3.0),
               "first_return": (config.return_base - 6.0, config.return_base + 4.0),
               "return": (config.return_base - 4.0, config.return_base + 4.0),
-              "first_gap": (math.log(0.01), math.log(2.0)), "gap": (math.log(0.05), math.log(2.0))}
+              "first_gap": (math.log(0.002), math.log(2.0)), "first_gap_share": (-4.0, 4.0),
+              "gap": (math.log(0.05), math.log(2.0))}
     # Each level's target, and whether a larger level raises it.
     aims = {"first": ("first_length", False), "base": ("return_length", False),
             "first_return": ("first_return_share", True), "return": ("return_share", True),
-            "first_gap": ("first_gap_days", True), "gap": ("gap_days", True)}
+            "first_gap": ("first_gap_quartile", True), "first_gap_share": ("first_gap_days", False),
+            "gap": ("gap_days", True)}
     # A first-session level without a target keeps its shift from the later sessions' level.
     shifts = {"first_return": ("return", config.return_first_session),
               "first_gap": ("gap", config.gap_first_session)}
     fixed = {name for name, (target, _) in aims.items() if math.isnan(getattr(targets, target))}
+    if "first_gap_share" in fixed:  # no gap after a first session: one law for every newcomer
+        fixed.add("first_gap")
     step = {name: (high - low) / 8 for name, (low, high) in bounds.items()}
     heading = dict.fromkeys(level, 0)
 
@@ -496,9 +510,10 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
         base, first = value("base"), value("first")
         first_return, back = value("first_return"), value("return")
         gap, first_gap = value("gap"), value("first_gap")
+        share = 1.0 if "first_gap_share" in fixed else 1.0 / (1.0 + math.exp(-level["first_gap_share"]))
         return replace(config, leave_base=base, leave_first_session=first - base, return_base=back,
                        return_first_session=first_return - back, gap_days=config.gap_days * math.exp(gap),
-                       gap_first_session=first_gap - gap)
+                       gap_first_session=first_gap - gap, gap_first_share=share)
 
     for _ in range(iterations):
         lives = simulate_lives(catalog, fitted(), population, seeds, windows_days, max_steps=max_steps)
@@ -508,8 +523,8 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
         for name, (target, rising) in aims.items():
             if name in fixed:
                 continue
-            if target in LifeTargets.MEDIANS:  # fewer values below the data's median: too high
-                now, wanted = -below[target], -targets.at_median[target]
+            if target in LifeTargets.QUANTILES:  # fewer values below the data's quantile: too high
+                now, wanted = -below[target], -targets.at_quantile[target]
             else:
                 now, wanted = getattr(simulated, target), getattr(targets, target)
             # Too high: move the level the way that lowers it. No gap or share at all counts

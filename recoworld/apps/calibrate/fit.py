@@ -280,7 +280,7 @@ def fit_leaving(catalog: Catalog, sim_config: StatisticalUserConfig, population:
     returns_meta = {"return_logit": returns.return_logit, "mean_gap_days": returns.mean_gap_days,
                     "gap_length_elasticity": returns.gap_length_elasticity, "gap_scale": gap_factor,
                     "return_base": sim_config.return_base, "return_first_session": sim_config.return_first_session,
-                    "gap_first_session": sim_config.gap_first_session}
+                    "gap_first_session": sim_config.gap_first_session, "gap_first_share": sim_config.gap_first_share}
     return sim_config, leave_meta, returns_meta
 
 
@@ -307,7 +307,8 @@ def summary(world: CalibratedWorld) -> str:
         f"patience {c.leave_patience:.1f} (clicks per session p50/p80/p95 of the grid fit: simulated sessions "
         f"{m['leave']['simulated_quantiles']}, data {m['leave']['target_quantiles']})",
         f"return: base {c.return_base:.2f} ({c.return_first_session:+.2f} after a first session), gap_days "
-        f"{c.gap_days:.2f} (x{math.exp(c.gap_first_session):.2f} after a first session)",
+        f"{c.gap_days:.2f} (after a first session, x{math.exp(c.gap_first_session):.2f} for "
+        f"{c.gap_first_share:.0%} of those who return)",
     ]
     if "timings_s" in m:
         lines.append(f"time: {m['timings_s']['total']:.1f}s")

@@ -255,7 +255,8 @@ def sessions_section(section: dict | None, targets: dict | None, noun: str = "ra
                    f"{c.get('first_session_patience', 1.0):.2f}), length {c['leave_length']:.3f}, patience "
                    f"{c['leave_patience']:.1f}; return base {c['return_base']:.2f}, after a first session "
                    f"{c.get('return_first_session', 0.0):+.2f}; gap {c['gap_days']:.1f} days, times "
-                   f"{np.exp(c.get('gap_first_session', 0.0)):.2f} after a first session, gap shape "
+                   f"{np.exp(c.get('gap_first_session', 0.0)):.2f} after a first session for "
+                   f"{c.get('gap_first_share', 1.0):.0%} of the newcomers who return, gap shape "
                    f"{c['gap_shape']:.3f}, gap elasticity to session length "
                    f"{c.get('gap_length_elasticity', 0.0):.3f}.")]
     if targets:
