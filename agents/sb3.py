@@ -23,7 +23,9 @@ The policies that score every candidate with one shared network are in
 from __future__ import annotations
 
 import inspect
+import io
 import sys
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +35,7 @@ import torch
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import HumanOutputFormat, Logger
-from stable_baselines3.common.save_util import load_from_zip_file
+from stable_baselines3.common.save_util import json_to_data
 from stable_baselines3.common.utils import LinearSchedule
 
 from recoworld.agents.base import Recommender, deterministic, top_k
@@ -110,12 +112,26 @@ def saved_by(data: Mapping, algo_class) -> bool:
     return family and ("clip_range" in data) == ("clip_range" in inspect.signature(algo_class).parameters)
 
 
-def check_saved_model(path: str, algo: str) -> None:
-    """Refuse a saved model that ``algo`` did not save: SB3 loads it all the same, into a model
-    that fails deep inside (DQN reading PPO's) or acts under another algorithm's name (A2C's as PPO)."""
-    data, _, _ = load_from_zip_file(path, device="cpu")
+def read_saved_model(path: str, algo: str) -> bytes:
+    """The ``.zip`` that SB3's ``model.save`` wrote at ``path`` (or ``path.zip``, as SB3 reads it),
+    read once: what is checked is what :class:`SB3Agent` loads, without reading it again.
+
+    Refuses (``ValueError``) a file that is not such a zip, and a model that ``algo`` did not
+    save: SB3 loads it all the same, into a model that fails deep inside (DQN reading PPO's)
+    or acts under another algorithm's name (A2C's as PPO)."""
+    file = Path(path) if Path(path).is_file() else Path(f"{path}.zip")
+    if not file.is_file():
+        raise ValueError(f"load_path={path!r}: no such file; give the .zip that SB3's model.save wrote "
+                         "(e.g. SB3Agent(save_path=...))")
+    saved = file.read_bytes()
+    try:
+        with zipfile.ZipFile(io.BytesIO(saved)) as archive:
+            data = json_to_data(archive.read("data").decode())  # the attributes only: the weights load in setup
+    except (zipfile.BadZipFile, KeyError):
+        raise ValueError(f"load_path={path!r} is not a model saved by SB3 (a .zip holding its data); give the "
+                         ".zip that SB3's model.save wrote") from None
     if saved_by(data, algorithm_class(algo)):
-        return
+        return saved
     fitting = [name for name in SCORE_ALGORITHMS + SEQUENTIAL_ALGORITHMS if saved_by(data, algorithm_class(name))]
     policy = getattr(data.get("policy_class"), "__name__", data.get("policy_class"))
     saver = f"by {fitting[0]}" if fitting else "by another algorithm"
@@ -298,10 +314,11 @@ class SB3Agent(SB3Recommender):
         policy_kwargs: passed to the policy.
         load_path: load a saved model (a ``.zip`` of SB3's ``model.save``) instead of
             training, and evaluate it frozen: ``recoworld run agent=sb3_model
-            agent.load_path=model.zip agent.algo=PPO`` (``conf/agent/sb3_model.yaml``); ``algo``
-            must name the algorithm that saved it (:func:`check_saved_model`, when built), and
-            the env must give the observations it was trained on (:func:`check_observations`,
-            at setup). A model that scores candidates ranks them for any ``slate_size``.
+            agent.load_path=model.zip agent.algo=PPO`` (``conf/agent/sb3_model.yaml``). The file
+            is read once, when the agent is built (:func:`read_saved_model`), and ``algo`` must
+            name the algorithm that saved it; the env must give the observations it was trained
+            on (:func:`check_observations`, at setup). A model that scores candidates ranks them
+            for any ``slate_size``.
             ``save_path``: save after training.
         tensorboard_log: a folder for SB3's TensorBoard training curves (one run per seed,
             ``<algo>_seed<seed>_1``); ``recoworld run experiment.tensorboard=true`` sets it
@@ -350,11 +367,8 @@ class SB3Agent(SB3Recommender):
         rate = self.algo_kwargs.get("learning_rate")
         if rate is not None:  # a schedule's first rate: SB3 calls it with the progress remaining, 1 at the start
             check_number("SB3Agent", "algo_kwargs.learning_rate", rate(1.0) if callable(rate) else rate, POSITIVE)
-        if load_path is not None:  # a missing file or another algorithm's model fails here, before any rollout
-            if not (Path(load_path).is_file() or Path(f"{load_path}.zip").is_file()):
-                raise ValueError(f"load_path={load_path!r}: no such file; give the .zip that SB3's model.save "
-                                 "wrote (e.g. SB3Agent(save_path=...))")
-            check_saved_model(load_path, algo)
+        # A missing file or another algorithm's model fails here, before any rollout.
+        self._saved_model = None if load_path is None else read_saved_model(load_path, algo)
         self.policy_kwargs = dict(tuned.policy_kwargs if policy_kwargs is None else policy_kwargs)
         self.load_path, self.save_path, self.device = load_path, save_path, device
         self.tensorboard_log = tensorboard_log
@@ -366,7 +380,7 @@ class SB3Agent(SB3Recommender):
     def setup(self, env, seed: int | None = None) -> None:
         algo_class = algorithm_class(self.algo)
         if self.load_path is not None:
-            self.model = algo_class.load(self.load_path, device=self.device)
+            self.model = algo_class.load(io.BytesIO(self._saved_model), device=self.device)
         else:
             # The env builds the twin (its documented training_env): agents do not import envs.
             self.train_env = env.unwrapped.training_env(

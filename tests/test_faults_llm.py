@@ -158,12 +158,54 @@ def test_auto_mode_finds_what_the_server_supports_once(refused, found, caplog):
                                              "none": None}[found]
 
 
-def test_auto_mode_reports_a_server_that_fails_every_mode_and_keeps_looking():
-    with FakeOpenAIServer([Answer.error(500, "out of memory")]) as server:
-        llm = openai_model(server, retries=0)
+def sent_modes(server) -> list[str]:
+    """The structured-output mode of each request the server received, in order."""
+    def mode(body):
+        fmt = body.get("response_format") or {}
+        return {"json_schema": "json_schema", "json_object": "json_object_schema" if "schema" in fmt else "json_object",
+                None: "none"}[fmt.get("type")]
+    return [mode(body) for body in server.requests]
+
+
+def test_auto_mode_retries_a_server_error_in_the_same_mode_and_keeps_looking():
+    # A 500 that does not name the structured outputs is the server's: retried, not a refusal.
+    script = [Answer.error(500, "out of memory")] * 3 + [
+        refuse_response_format({"json_schema": (400, "unknown response_format type")}, REPLY)]
+    with FakeOpenAIServer(script) as server:
+        llm = openai_model(server, retries=2)
         with pytest.raises(BackendCallError, match="HTTP 500 from .*out of memory"):
             llm.chat("q", schema=Decision)
-        assert len(server.requests) == 4 and llm.mode_in_use is None  # every mode tried, none kept
+        assert sent_modes(server) == ["json_schema"] * 3  # one request per try, not one per mode
+        assert llm.metrics()["llm_retries"] == 2 and llm.mode_in_use is None and llm.refused_modes == {}
+        assert llm.chat("again", schema=Decision).parsed.action == "click"  # the next request finds out
+        assert sent_modes(server)[3:] == ["json_schema", "json_object_schema"]
+        assert llm.mode_in_use == "json_object_schema" and llm.refused_modes == {"json_schema": 400}
+
+
+def test_auto_mode_remembers_a_refused_mode_across_a_retry(caplog):
+    script = [Answer.error(400, "response_format json_schema is not supported"), Answer.error(503, "warming up"),
+              Answer.chat(REPLY)]
+    with FakeOpenAIServer(script) as server:
+        llm = openai_model(server, retries=2)
+        with caplog.at_level(logging.INFO, logger="recoworld.llm"):
+            assert llm.chat("q", schema=Decision).parsed.action == "click"
+        # The retry after the 503 goes on from the mode it was in; json_schema is not asked again.
+        assert sent_modes(server) == ["json_schema", "json_object_schema", "json_object_schema"]
+        assert llm.mode_in_use == "json_object_schema" and llm.metrics()["llm_retries"] == 1
+        assert f"{llm.url}: structured outputs in mode 'json_object_schema' (refused: json_schema (HTTP 400))" \
+            in caplog.text
+
+
+def test_auto_mode_forgets_refusals_that_came_without_a_response_format_too():
+    # Refused in every mode, `none` included: the request was at fault (too long, say), not the format.
+    script = [Answer.error(400, "maximum context length exceeded")] * 4 + [Answer.chat(REPLY)]
+    with FakeOpenAIServer(script) as server:
+        llm = openai_model(server, retries=2)
+        with pytest.raises(BackendCallError, match="HTTP 400 from .*maximum context length exceeded"):
+            llm.chat("q" * 1000, schema=Decision)
+        assert sent_modes(server) == list(AUTO_MODES) and llm.refused_modes == {}
+        llm.chat("q", schema=Decision)
+        assert sent_modes(server)[4:] == ["json_schema"] and llm.mode_in_use == "json_schema"
 
 
 def test_an_explicit_mode_the_server_refuses_suggests_auto():

@@ -183,6 +183,44 @@ def test_resuming_may_change_what_changes_no_row(finished):
     assert (finished / "returns.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def saved_by_an_earlier_release(out: Path, *keys: str) -> None:
+    """``out``'s status as a RecoWorld would have saved it that had not yet added ``keys`` (dotted)."""
+    saved = status(out)
+    for key in keys:
+        *parents, name = key.split(".")
+        node = saved["config"]
+        for parent in parents:
+            node = node[parent]
+        del node[name]
+    (out / "status.json").write_text(json.dumps(saved))
+
+
+def test_a_key_added_since_the_run_resumes_at_its_default_and_is_recorded(finished, reference):
+    saved_by_an_earlier_release(finished, "env.check_responses", "simulator.config.more_share")
+    (finished / PARTS[1]).unlink()
+    run(finished, "experiment.resume=true")
+    assert_consistent(finished, "complete", complete=4)
+    pd.testing.assert_frame_equal(rows(finished), rows(reference))
+    saved = status(finished)
+    assert saved["config_added"] == {"simulator.config.more_share": 0.3, "env.check_responses": True}
+    assert saved["config"] == status(reference)["config"]  # the next resume compares the whole config
+    assert (f"resuming the run in {finished} with keys its config lacked (RecoWorld added them since), at their "
+            "defaults: simulator.config.more_share=0.3, env.check_responses=True"
+            ) in (finished / "recoworld.log").read_text()
+    run(finished, "experiment.resume=true")
+    assert status(finished)["config_added"] == saved["config_added"] and status(finished)["attempts"] == 3
+
+
+def test_a_key_added_since_the_run_but_set_off_its_default_blocks_a_resume(finished, capsys):
+    saved_by_an_earlier_release(finished, "env.num_candidates")  # TINY sets it to 20; its default is 50
+    before = (finished / "status.json").read_bytes()
+    with pytest.raises(SystemExit):
+        run(finished, "experiment.resume=true")
+    assert (f"this config differs from the run in {finished} at: env.num_candidates: saved absent (a key added "
+            "since that run; its default is 50), now 20; resume with") in capsys.readouterr().err
+    assert (finished / "status.json").read_bytes() == before
+
+
 @pytest.mark.parametrize("leftover", ["episodes.parquet", "metrics.json", "episodes/agent=x/seed=0.parquet"])
 def test_results_without_a_status_file_are_refused(tmp_path, reference, capsys, leftover):
     (tmp_path / leftover).parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ an agent beats a reference clearly on a small world, not how well it does at sca
 import itertools
 import tempfile
 import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -222,6 +223,27 @@ def test_a_saved_model_is_refused_when_algo_names_another_algorithm(saved_models
         SB3Agent(algo="DQN", load_path=ppo)
     assert str(error.value) == (f"load_path={ppo!r} holds a model saved by PPO (policy CandidateScoringPolicy), "
                                 "not by algo='DQN'; give algo=PPO")
+
+
+def test_a_saved_model_is_read_once_when_the_agent_is_built(saved_models, tmp_path):
+    path = tmp_path / "model.zip"
+    path.write_bytes(Path(saved_models["A2C"]).read_bytes())
+    agent = SB3Agent(algo="A2C", load_path=str(tmp_path / "model"))  # SB3's name without .zip reads the same
+    path.write_bytes(Path(saved_models["PPO"]).read_bytes())  # what setup loads is what was checked
+    agent.setup(make_vec(4), seed=0)
+    assert type(agent.model).__name__ == "A2C"
+    path.unlink()
+    agent.setup(make_vec(4), seed=1)  # each rollout's setup loads the same bytes again, not the file
+    assert type(agent.model).__name__ == "A2C"
+
+
+def test_a_file_that_is_not_a_saved_model_is_refused_naming_it(tmp_path):
+    path = tmp_path / "model.zip"
+    path.write_text("not a zip")
+    with pytest.raises(ValueError) as error:
+        SB3Agent(algo="PPO", load_path=str(path))
+    assert str(error.value) == (f"load_path={str(path)!r} is not a model saved by SB3 (a .zip holding its data); "
+                                "give the .zip that SB3's model.save wrote")
 
 
 def test_a_saved_model_is_refused_on_an_env_whose_observations_differ(saved_models):

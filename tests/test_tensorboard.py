@@ -1,11 +1,15 @@
 """``experiment.tensorboard=true`` writes each part's per-step scalars, and SB3 agents'
-training curves, as TensorBoard event files in the run directory."""
+training curves, as TensorBoard event files in the run directory; a part redone by a resume
+writes them again in place of the attempt cut short."""
 
 from pathlib import Path
 
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from recoworld.apps.run.app import main as run_app
+from recoworld.apps.run.hooks import SB3_AGENT, part_hooks, with_training_logs
+from recoworld.apps.run.rundir import Part
 
 STEPS = 6
 
@@ -62,3 +66,36 @@ def test_sb3_agents_write_their_training_curves_per_seed(tmp_path):
     tags = scalars(training / "PPO_seed0_1").Tags()["scalars"]
     assert "train/value_loss" in tags and "time/fps" in tags
     assert (tmp_path / "tensorboard" / "agent=ppo" / "seed=0").is_dir()
+
+
+PPO = ["world=synthetic", "env.num_envs=4", "experiment.steps=2", "experiment.seeds=[0,1]", "agent=ppo",
+       "agent.total_timesteps=64", "agent.num_envs=4", "agent.algo_kwargs.n_steps=8", "agent.algo_kwargs.batch_size=32",
+       "agent.algo_kwargs.n_epochs=1", "experiment.progress=false", "experiment.plots=false",
+       "experiment.tensorboard=true"]
+
+
+def test_an_sb3_part_redone_by_a_resume_writes_its_curve_again_in_the_same_folder(tmp_path):
+    run_app([*PPO, f"hydra.run.dir={tmp_path}"])
+    training = tmp_path / "tensorboard" / "agent=ppo" / "sb3"
+    kept = list((training / "PPO_seed0_1").iterdir())
+    curve = [(e.step, e.value) for e in scalars(training / "PPO_seed1_1").Scalars("train/value_loss")]
+    (tmp_path / "episodes" / "agent=ppo" / "seed=1.parquet").unlink()  # as if killed before the part's end
+    run_app([*PPO, "experiment.resume=true", f"hydra.run.dir={tmp_path}"])
+    assert sorted(p.name for p in training.iterdir()) == ["PPO_seed0_1", "PPO_seed1_1"]
+    assert list((training / "PPO_seed0_1").iterdir()) == kept  # the complete part's curve is not touched
+    assert len(list((training / "PPO_seed1_1").iterdir())) == 1
+    # The seed decides the curve: the redone part repeats it, once.
+    assert [(e.step, e.value) for e in scalars(training / "PPO_seed1_1").Scalars("train/value_loss")] == curve
+
+
+def test_each_segment_trains_its_sb3_agents_into_its_own_folder(tmp_path):
+    cfg = OmegaConf.create({"experiment": {"tensorboard": True}})
+    lineup = {"ppo": OmegaConf.create({"_target_": SB3_AGENT, "algo": "PPO", "tensorboard_log": None}),
+              "random": OmegaConf.create({"_target_": "recoworld.agents.baselines.RandomAgent"})}
+    for segment, folder in ((None, "agent=ppo/sb3"), ("impatient", "segment=impatient/agent=ppo/sb3")):
+        logged = with_training_logs(cfg, lineup, tmp_path, segment)
+        assert logged["ppo"].tensorboard_log == str(tmp_path / "tensorboard" / folder)
+        assert logged["random"] is lineup["random"] and lineup["ppo"].tensorboard_log is None
+        hooks = part_hooks(cfg, tmp_path, Part("ppo", 0, segment))
+        assert [hook.folder for hook in hooks] == [tmp_path / "tensorboard" / folder,
+                                                   tmp_path / "tensorboard" / Path(folder).parent / "seed=0"]

@@ -19,11 +19,17 @@ none               nothing; the schema is only in the prompt                   a
 **auto** finds out once, on the model's first structured request, what the server accepts:
 it tries ``json_schema``, then ``json_object_schema``, ``json_object`` and ``none``, moving
 to the next mode when the server refuses the request with one of the statuses servers use
-for a ``response_format`` they do not know (:data:`REFUSAL_STATUSES`: 400, 415, 422, 500 —
-llama.cpp's server answers 500 — and 501). The first mode that gives a reply is kept for
-every later request, and a log line names it (a warning names each refusal). When even
-``none`` is refused, the fault is not the ``response_format``: the error is reported as
-it is and the next request finds out again. An explicit mode is used as given.
+for a ``response_format`` they do not know (:data:`REFUSAL_STATUSES`: 400, 415, 422 and 501;
+and 500 when its message names the structured outputs — ``response_format``, a schema, a
+grammar — as llama.cpp's Python server answers a ``response_format`` it does not know). The
+first mode that gives a reply is kept for every later request, and a log line names it (a
+warning names each refusal). Any other error — a 500 such as "out of memory", a 503, a lost
+connection — is the server's, not the mode's: it is retried under the retry policy in the
+same mode, and the modes refused before it stay refused for the model's life, so a retry
+does not ask them again. When even ``none`` is refused, the fault is not the
+``response_format`` (a prompt too long for the model is refused in every mode): the error
+is reported as it is, the refusals of that search are forgotten, and the next request finds
+out again. An explicit mode is used as given.
 
 **Several servers.** ``base_url`` may name several servers of the same model (a list, or
 URLs separated by commas): requests go to the one with the fewest in flight, and a server
@@ -74,8 +80,12 @@ logger = logging.getLogger("recoworld.llm")
 STRUCTURED_MODES = ("auto", "json_schema", "json_object_schema", "guided_json", "json_object", "none")
 #: The modes ``auto`` tries, in order: the strongest constraint first.
 AUTO_MODES = ("json_schema", "json_object_schema", "json_object", "none")
-#: HTTP statuses with which servers refuse a ``response_format`` they do not support.
+#: HTTP statuses with which servers refuse a ``response_format`` they do not support (a 500
+#: only when :data:`NAMES_STRUCTURED_OUTPUTS` finds its message naming them).
 REFUSAL_STATUSES = frozenset({400, 415, 422, 500, 501})
+#: What the message of a 500 refusing structured outputs names (llama_cpp.server's is its
+#: request validation error: ``response_format.type  Input should be 'text' or 'json_object'``).
+NAMES_STRUCTURED_OUTPUTS = re.compile(r"response_format|schema|grammar|guided", re.IGNORECASE)
 #: The endpoint used when neither ``base_url`` nor the environment names one.
 OPENAI_URL = "https://api.openai.com/v1"
 #: Environment variables searched for a key, first match wins.
@@ -162,6 +172,8 @@ class OpenAIChatModel(ChatModel):
         self._discovery_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         #: The mode in use: ``structured_mode``, or what ``auto`` found (``None`` until then).
         self.mode_in_use: str | None = None if structured_mode == "auto" else structured_mode
+        #: The modes ``auto`` found refused, with the HTTP status: never asked again.
+        self.refused_modes: dict[str, int] = {}
 
     @property
     def url(self) -> str:
@@ -237,25 +249,33 @@ class OpenAIChatModel(ChatModel):
         return lock
 
     async def _discover_mode(self, call: BackendCall) -> Completion:
-        """``call`` made in each of :data:`AUTO_MODES` until the server accepts one, which
-        becomes :attr:`mode_in_use` (module docstring)."""
+        """``call`` made in each of :data:`AUTO_MODES` not refused yet until the server
+        accepts one, which becomes :attr:`mode_in_use` (module docstring)."""
         import openai
 
-        refused = []
-        for mode in AUTO_MODES:
-            try:
-                completion = await self._complete(call, mode)
-            except openai.APIStatusError as exc:
-                if exc.status_code not in REFUSAL_STATUSES or mode == AUTO_MODES[-1]:
-                    raise  # not a refusal of the response_format: the server's fault as it is
-                refused.append(f"{mode} (HTTP {exc.status_code})")
-                logger.warning(self._redact(f"{self.url} answered HTTP {exc.status_code} to structured outputs "
-                                            f"in mode {mode!r} ({_short(exc.message)}); trying the next mode"))
-                continue
-            self.mode_in_use = mode
-            logger.info(f"{self.url}: structured outputs in mode {mode!r}"
-                        + (f" (refused: {', '.join(refused)})" if refused else ""))
-            return completion
+        found = {}
+        try:
+            for mode in (m for m in AUTO_MODES if m not in self.refused_modes):
+                try:
+                    completion = await self._complete(call, mode)
+                except openai.APIStatusError as exc:
+                    if not _refuses_structured_outputs(exc):
+                        raise  # the server's error, retried in this mode: what it refused so far stays refused
+                    if mode == AUTO_MODES[-1]:
+                        found.clear()  # refused without a response_format too: the refusals were not about it
+                        raise
+                    found[mode] = exc.status_code
+                    logger.warning(self._redact(f"{self.url} answered HTTP {exc.status_code} to structured outputs "
+                                                f"in mode {mode!r} ({_short(exc.message)}); trying the next mode"))
+                    continue
+                self.mode_in_use = mode
+                refused = {**self.refused_modes, **found}
+                logger.info(f"{self.url}: structured outputs in mode {mode!r}"
+                            + (f" (refused: {', '.join(f'{m} (HTTP {s})' for m, s in refused.items())})"
+                               if refused else ""))
+                return completion
+        finally:
+            self.refused_modes.update(found)
         raise AssertionError("unreachable")
 
     async def _complete(self, call: BackendCall, mode: str) -> Completion:
@@ -381,6 +401,14 @@ class OpenAIChatModel(ChatModel):
     def __repr__(self) -> str:
         return (f"OpenAIChatModel(model={self.model!r}, base_url={self.base_url!r}, "
                 f"structured_mode={self.structured_mode!r}, mode_in_use={self.mode_in_use!r})")
+
+
+def _refuses_structured_outputs(exc) -> bool:
+    """Whether an ``openai.APIStatusError`` refuses the request's structured outputs rather
+    than failing on the server's side (module docstring)."""
+    if exc.status_code not in REFUSAL_STATUSES:
+        return False
+    return exc.status_code != 500 or NAMES_STRUCTURED_OUTPUTS.search(str(exc.message)) is not None
 
 
 def _retry_after_s(exc: BaseException) -> float | None:

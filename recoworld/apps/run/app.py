@@ -16,15 +16,16 @@ and its fix).
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import hydra
+from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 import recoworld.conf  # noqa: F401  (registers the structured-config schemas)
-from recoworld.apps.run.checks import unknown_key_hint
+from recoworld.apps.run.checks import override_key, unknown_key_hint
 from recoworld.apps.run.plugins import plugin_overrides, register_plugins
 from recoworld.apps.run.runner import ExperimentConfigError, check_overrides, resolve_lineup, run_experiment
 from recoworld.apps.run.secrets import redacted_output, secrets_in_config
@@ -46,7 +47,9 @@ def _job(cfg: DictConfig) -> None:
             overrides=list(hydra_cfg.overrides.task),
             config_name=hydra_cfg.job.config_name,
         )
-        run_experiment(cfg, lineup, Path(hydra_cfg.runtime.output_dir))
+        run_experiment(cfg, lineup, Path(hydra_cfg.runtime.output_dir),
+                       default=lambda: _default_config(hydra_cfg.overrides.task, hydra_cfg.runtime.choices,
+                                                       hydra_cfg.job.config_name))
     except ExperimentConfigError as err:
         # A mistake in the config, not a bug: the message is enough, a traceback would bury it.
         print(f"recoworld run: error: {err}", file=sys.stderr)
@@ -60,6 +63,19 @@ def _job(cfg: DictConfig) -> None:
         # shows the first error and its fix.
         print(f"recoworld run: stopped: {type(err).__name__}: {err}", file=sys.stderr)
         raise SystemExit(1) from None
+
+
+def _default_config(overrides: Sequence[str], choices: Mapping, config_name: str
+                    ) -> tuple[DictConfig, dict[str, DictConfig]] | None:
+    """The config and lineup of the run's config groups (and ``experiment.agents``) without the
+    values its command line sets, i.e. the defaults of this RecoWorld: what a resumed run's
+    keys are compared with when the saved config lacks them. ``None`` when they do not compose."""
+    kept = [o for o in overrides if override_key(o) in choices or override_key(o) == "experiment.agents"]
+    try:
+        cfg = compose(config_name=config_name, overrides=kept)
+        return cfg, resolve_lineup(cfg, selected=choices.get("agent"), overrides=kept, config_name=config_name)
+    except Exception:  # noqa: BLE001 - e.g. a key with no default: the keys count as set, and are named
+        return None
 
 
 def main(argv: Sequence[str]) -> int:

@@ -9,13 +9,14 @@ resumed run must repeat.
   meant;
 - :func:`run_identity` is the part of a config that decides the rows of the log, and
   :func:`config_differences` names the keys where two of them differ (a resumed run whose
-  config differs from the saved one is refused with them).
+  config differs from the saved one is refused with them) and the keys a newer RecoWorld
+  added that take their default (which do not block a resume).
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -160,12 +161,37 @@ def _without_operational_llm_keys(tree, parent: str | None = None):
     return tree
 
 
-def config_differences(saved: Mapping, now: Mapping) -> list[str]:
-    """``key: saved X, now Y`` for every dotted key whose value differs between two
-    identities (a key present in one only counts, with the value ``absent``)."""
+def config_differences(saved: Mapping, now: Mapping,
+                       default: Callable[[], Mapping | None] | None = None) -> tuple[list[str], dict]:
+    """Compare the identity of a saved run with that of the run resuming it.
+
+    Args:
+        default: gives the identity of the resuming run's config with no value set on the
+            command line (``None`` when it cannot be known); called only when ``now`` holds
+            keys that ``saved`` lacks.
+
+    Returns:
+        ``key: saved X, now Y`` for every dotted key whose value differs, and the keys
+        ``saved`` lacks that take their default in ``now`` with their values: a RecoWorld
+        newer than the saved run added them, and their default keeps what that run did. An
+        absent key that is not at its default (set on the command line) is a difference.
+    """
     before, after = _flatten(saved), _flatten(now)
-    return [f"{key}: saved {before.get(key, 'absent')!r}, now {after.get(key, 'absent')!r}"
-            for key in sorted(before.keys() | after.keys()) if before.get(key, _ABSENT) != after.get(key, _ABSENT)]
+    fresh = [key for key in after if key not in before]
+    defaults = _flatten((default() if default is not None and fresh else None) or {})
+    added = {key: after[key] for key in fresh if defaults.get(key, _ABSENT) == after[key]}
+    differences = []
+    for key in sorted(before.keys() | after.keys()):
+        if key in added or before.get(key, _ABSENT) == after.get(key, _ABSENT):
+            continue
+        if key in before:
+            was = repr(before[key])
+        elif key in defaults:
+            was = f"absent (a key added since that run; its default is {defaults[key]!r})"
+        else:
+            was = "absent"
+        differences.append(f"{key}: saved {was}, now {repr(after[key]) if key in after else 'absent'}")
+    return differences, added
 
 
 _ABSENT = object()

@@ -6,6 +6,11 @@ writes TensorBoard event files under the run directory::
     <run_dir>/tensorboard/agent=<agent>/seed=<seed>/     the rollout's scalars, per step
     <run_dir>/tensorboard/agent=<agent>/sb3/<ALGO>_seed<seed>_1/   SB3 agents' training curves
 
+and, for each of ``experiment.segments``, the same under ``tensorboard/segment=<segment>/``.
+A part that a resumed run redoes writes its curves again from their first step, in place of
+those of the attempt that was cut short (an SB3 agent retrains from scratch, and repeats
+the same curve: its seed decides it); the parts that were complete keep theirs.
+
 The rollout's scalars (tags ``<agent>/<name>``, x-axis the rollout step) are the step's
 means over its real interactions (autoreset rows excluded):
 
@@ -24,6 +29,7 @@ Read them with ``tensorboard --logdir <run_dir>/tensorboard``. The writer is
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -35,22 +41,26 @@ from recoworld.envs.rollout import Hook, RolloutResult, Step
 #: The class whose configs get a ``tensorboard_log`` (SB3's training curves).
 SB3_AGENT = "recoworld.agents.sb3.SB3Agent"
 TENSORBOARD_DIR = "tensorboard"
+#: Where, in an agent's folder, :func:`with_training_logs` has SB3 write its training curves.
+SB3_FOLDER = "sb3"
 
 
 def part_hooks(cfg: DictConfig, run_dir: str | Path, part: Part) -> list[Hook]:
     """The rollout hooks of ``part`` that the experiment's settings ask for (besides the
-    episode log and the progress bar): a :class:`TensorBoardScalars` with
-    ``experiment.tensorboard``."""
+    episode log and the progress bar): with ``experiment.tensorboard``, a
+    :class:`TensorBoardScalars` and a :class:`FreshTrainingCurves`."""
     if not cfg.experiment.get("tensorboard", False):
         return []
-    folder = Path(run_dir) / TENSORBOARD_DIR / _part_folder(part)
-    return [TensorBoardScalars(folder)]
+    agent_folder = Path(run_dir) / TENSORBOARD_DIR / _agent_folder(part.agent, part.segment)
+    return [FreshTrainingCurves(agent_folder / SB3_FOLDER), TensorBoardScalars(agent_folder / f"seed={part.seed}")]
 
 
-def with_training_logs(cfg: DictConfig, lineup: dict[str, DictConfig], run_dir: str | Path) -> dict[str, DictConfig]:
+def with_training_logs(cfg: DictConfig, lineup: dict[str, DictConfig], run_dir: str | Path,
+                       segment: str | None = None) -> dict[str, DictConfig]:
     """``lineup`` with each SB3 agent's ``tensorboard_log`` pointing into the run directory
-    when ``experiment.tensorboard`` is on (the lineup unchanged otherwise). Copies: the
-    lineup the run directory saves and compares on resume stays as composed."""
+    (into ``segment``'s folder for a part of one of ``experiment.segments``) when
+    ``experiment.tensorboard`` is on (the lineup unchanged otherwise). Copies: the lineup
+    the run directory saves and compares on resume stays as composed."""
     if not cfg.experiment.get("tensorboard", False):
         return lineup
     logged = {}
@@ -58,14 +68,13 @@ def with_training_logs(cfg: DictConfig, lineup: dict[str, DictConfig], run_dir: 
         if agent.get("_target_") == SB3_AGENT and agent.get("tensorboard_log") is None:
             agent = OmegaConf.create(OmegaConf.to_container(agent, resolve=True))
             with open_dict(agent):
-                agent.tensorboard_log = str(Path(run_dir) / TENSORBOARD_DIR / f"agent={name}" / "sb3")
+                agent.tensorboard_log = str(Path(run_dir) / TENSORBOARD_DIR / _agent_folder(name, segment) / SB3_FOLDER)
         logged[name] = agent
     return logged
 
 
-def _part_folder(part: Part) -> str:
-    folder = f"agent={part.agent}/seed={part.seed}"
-    return folder if part.segment is None else f"segment={part.segment}/{folder}"
+def _agent_folder(agent: str, segment: str | None) -> str:
+    return f"agent={agent}" if segment is None else f"segment={segment}/agent={agent}"
 
 
 def summary_writer(folder: Path):
@@ -76,6 +85,20 @@ def summary_writer(folder: Path):
         raise ImportError("experiment.tensorboard=true needs the tensorboard package: "
                           "pip install 'recoworld[tensorboard]' (or pip install tensorboard)") from err
     return SummaryWriter(log_dir=str(folder))
+
+
+class FreshTrainingCurves(Hook):
+    """Before the agent is set up (an SB3 agent trains then, from its first step), removes the
+    training curves of the rollout's seed (``<ALGO>_seed<seed>_<n>/``) that an attempt at the
+    same part left in ``folder``, the run directory's own: SB3 would write the new curve beside
+    them as ``_2``. A ``tensorboard_log`` set in the agent's config is not touched."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def on_setup(self, env, agent, seed: int, label: str) -> None:
+        for stale in self.folder.glob(f"*_seed{seed}_[0-9]*"):
+            shutil.rmtree(stale)
 
 
 class TensorBoardScalars(Hook):

@@ -15,7 +15,9 @@
     and the simulator's counters); ``current``, the file of the rollout in flight;
   - ``started``, ``updated``, ``finished`` (UTC, ISO 8601), ``pid``, ``host``, and
     ``attempts``: 1, plus one per resume;
-  - ``config``: what a resumed run must repeat (:func:`~recoworld.apps.run.checks.run_identity`).
+  - ``config``: what a resumed run must repeat (:func:`~recoworld.apps.run.checks.run_identity`);
+  - ``config_added``: the keys (dotted) that a newer RecoWorld added to the config since the
+    run began, with the defaults its resumes took (``{}`` when none);
 - ``episodes/agent=<agent>/seed=<seed>.parquet``: one part of the log per rollout
   (:class:`Part`), written under a hidden temporary name and renamed when the rollout ends
   (:class:`recoworld.logs.EpisodeLog`), so a killed run loses the rollout in flight only;
@@ -27,12 +29,15 @@
 complete part, ``metrics.json``, or a log of an earlier release) is refused unless the run
 resumes (``experiment.resume=true``); a resumed run keeps the parts ``status.json`` lists as
 complete that are still whole on disk and runs the others, provided its config repeats the
-saved one. A folder whose run failed before any rollout completed is simply run again.
+saved one: a key that the saved config lacks (a newer RecoWorld added it) may only take its
+default, and is then listed in ``config_added`` and logged. A folder whose run failed before
+any rollout completed is simply run again.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 from collections.abc import Callable, Iterator, Sequence
@@ -55,6 +60,7 @@ FINAL_OUTPUTS = ("metrics.json", "returns.png", "learning.png", "retention.png")
 #: The single-file log of releases before logs were written in parts.
 LEGACY_LOG = "episodes.parquet"
 RESUME_FLAG = "experiment.resume=true"
+log = logging.getLogger(__name__)
 
 
 class RunDirectoryError(ExperimentConfigError):
@@ -95,13 +101,18 @@ class RunDirectory:
     # ------------------------------------------------------------------ opening
     @classmethod
     def start(cls, path: str | Path, config: dict, plan: Sequence[Part], resume: bool,
-              redact: Callable[[str], str] = str) -> RunDirectory:
+              redact: Callable[[str], str] = str, default: Callable[[], dict | None] | None = None
+              ) -> RunDirectory:
         """Open ``path`` for a run of ``plan`` with ``config`` (its identity) and mark it running.
 
         Args:
             resume: keep the complete parts of the run already there (its config must
-                equal ``config``); without it, a folder holding results is refused.
+                equal ``config``, less the keys it lacks that take their default); without
+                it, a folder holding results is refused.
             redact: applied to error messages before they are saved.
+            default: gives the identity of this run's config with no value set on the
+                command line (``None`` if unknown), to tell the keys added since the saved
+                run that take their default; called only when there are such keys.
 
         Raises:
             RunDirectoryError: the folder holds results and ``resume`` is false, holds
@@ -113,6 +124,7 @@ class RunDirectory:
         config = json.loads(json.dumps(config))  # compared with the saved copy, as JSON reads back
         saved = read_status(path)
         kept: list[dict] = []
+        added: dict = {}
         if saved is None:
             found = _results_without_status(path)
             if found:
@@ -124,15 +136,21 @@ class RunDirectory:
             kept = [r for r in saved["parts"]["complete"] if _part_is_whole(path, r)]
             stale = _parts_on_disk(path) - {r["file"] for r in kept}
             if kept or saved["state"] == "complete" or stale:
-                _check_resumable(path, saved, config, kept, resume)
+                as_saved = None if default is None else lambda: json.loads(json.dumps(default()))
+                added = _check_resumable(path, saved, config, kept, resume, as_saved)
         planned = {part.file for part in plan}
         kept = [r for r in kept if r["file"] in planned]
         _remove_leftovers(path)
         attempts = saved["attempts"] + 1 if saved and kept else 1
+        if kept and added:
+            log.info("resuming the run in %s with keys its config lacked (RecoWorld added them since), at their "
+                     "defaults: %s", path, ", ".join(f"{key}={value!r}" for key, value in added.items()))
+        added = {**saved.get("config_added", {}), **added} if kept else {}
         status = {"state": "running", "error": None, "error_type": None,
                   "parts": {"planned": len(plan), "complete": kept, "current": None},
                   "started": _now(), "updated": _now(), "finished": None,
-                  "pid": os.getpid(), "host": socket.gethostname(), "attempts": attempts, "config": config}
+                  "pid": os.getpid(), "host": socket.gethostname(), "attempts": attempts, "config": config,
+                  "config_added": added}
         directory = cls(path, status, redact)
         directory._save()
         return directory
@@ -233,17 +251,21 @@ def unfinished_note(path: str | Path) -> str | None:
             "experiment.resume=true to finish it")
 
 
-def _check_resumable(path: Path, saved: dict, config: dict, kept: list[dict], resume: bool) -> None:
+def _check_resumable(path: Path, saved: dict, config: dict, kept: list[dict], resume: bool,
+                     default: Callable[[], dict | None] | None) -> dict:
+    """The keys the saved config lacks that take their default (see :func:`config_differences`);
+    raises :class:`RunDirectoryError` when the run may not resume."""
     if not resume:
         raise RunDirectoryError(
             f"{path} already holds results of a run ({STATUS_FILE}: {saved['state']}, {len(kept)} of "
             f"{saved['parts']['planned']} rollouts complete); pass {RESUME_FLAG} to finish it (its complete "
             "rollouts are kept), or choose another hydra.run.dir for a new run")
-    differences = config_differences(saved["config"], config)
+    differences, added = config_differences(saved["config"], config, default)
     if differences:
         raise RunDirectoryError(
             f"{RESUME_FLAG}, but this config differs from the run in {path} at: {'; '.join(differences)}; resume "
             f"with the saved config ({STATUS_FILE}'s config), or choose another hydra.run.dir for a new run")
+    return added
 
 
 def _refuse_live_writer(path: Path, saved: dict) -> None:

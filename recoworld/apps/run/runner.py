@@ -36,7 +36,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
@@ -151,8 +151,14 @@ def run_experiment(
     lineup: dict[str, DictConfig],
     run_dir: str | Path,
     console: Console | None = None,
+    default: Callable[[], tuple[DictConfig, dict[str, DictConfig]] | None] | None = None,
 ) -> dict:
     """Run every agent of ``lineup`` over ``cfg.experiment.seeds`` and write the run directory.
+
+    ``default`` gives the config and lineup that the run's config groups give with no value
+    set on the command line (``None`` if they cannot be known): a resumed run whose saved
+    config lacks a key takes it for one that RecoWorld added since if its value is the
+    default's (:func:`~recoworld.apps.run.checks.config_differences`).
 
     Returns the content of ``metrics.json``.
 
@@ -169,15 +175,17 @@ def run_experiment(
     console = console or Console()
     segments = _segment_configs(cfg)
     plan = [Part(name, seed, segment) for segment in segments for name in lineup for seed in settings.seeds]
-    directory = RunDirectory.start(run_dir, redact_secrets(run_identity(cfg, lineup)), plan, settings.resume,
-                                   redact=redact_text)
-    lineup = with_training_logs(cfg, lineup, directory.path)  # after the identity: resumes compare the composed one
+    directory = RunDirectory.start(run_dir, _identity((cfg, lineup)), plan, settings.resume, redact=redact_text,
+                                   default=None if default is None else lambda: _identity(default()))
+    # After the identity (resumes compare the composed lineup); each segment's SB3 agents train
+    # into the segment's own folder.
+    logged = {segment: with_training_logs(cfg, lineup, directory.path, segment) for segment in segments}
     try:
         with directory.recording(), torch_threads(settings.torch_threads):
             catalog = _build_world(cfg, lineup, settings.seeds)
             for segment, segment_cfg in segments.items():
-                _run_parts(segment_cfg, lineup, segment, catalog, directory, console)
-            metrics = _write_results(cfg, lineup, segments, catalog, directory)
+                _run_parts(segment_cfg, logged[segment], segment, catalog, directory, console)
+            metrics = _write_results(cfg, logged[None], segments, catalog, directory)
             directory.complete()
     except KeyboardInterrupt:
         console.print(f"interrupted: {directory.progress} in {directory.path}; finish the run with "
@@ -185,6 +193,11 @@ def run_experiment(
         raise
     report.print_summary(metrics, console, directory.path)
     return metrics
+
+
+def _identity(config: tuple[DictConfig, dict[str, DictConfig]] | None) -> dict | None:
+    """What the run directory keeps of a config and its lineup, and compares on resume (secrets blanked)."""
+    return None if config is None else redact_secrets(run_identity(*config))
 
 
 def _segment_configs(cfg: DictConfig) -> dict[str | None, DictConfig]:
