@@ -38,3 +38,14 @@ def test_importing_the_cli_loads_no_experiment_machinery():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("[]")
+
+
+def test_a_calibration_stopped_by_ctrl_c_says_that_nothing_was_written(capsys, monkeypatch):
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("recoworld.apps.calibrate.fit.main", interrupted)
+    assert cli.main(["calibrate", "--data", "log.csv", "--out", "world"]) == 130
+    assert capsys.readouterr().err == (
+        "recoworld calibrate: stopped before the fit ended; nothing was written (a world already at --out is as it "
+        "was): run it again\nrecoworld calibrate: interrupted\n")

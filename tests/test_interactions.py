@@ -102,6 +102,73 @@ def test_empty_tables_unknown_items_and_formats_are_refused(tmp_path):
         load_interactions(tmp_path / "nowhere.csv")
 
 
+def test_ids_are_their_text_whatever_file_types_them(tmp_path):
+    """``007`` and ``7`` are two users; the integer 10 of a Parquet log (a category column
+    here) is the item "10" of a Parquet item table of text; zip codes keep their zeros."""
+    (tmp_path / "log.csv").write_text("user,item,timestamp\n007,10,1\n7,11,2\n007,11,3\n")
+    (tmp_path / "users.csv").write_text("user,zip_code\n007,02134\n7,90210\n")
+    data = load_interactions(tmp_path / "log.csv", users=tmp_path / "users.csv")
+    # Both are the number 7: their text orders them.
+    assert data.ratings[["user_id", "item_id"]].values.tolist() == [[0, 0], [1, 1], [0, 1]]
+    assert data.users["zip_code"].tolist() == ["02134", "90210"]
+    log = pd.DataFrame({"user": pd.Categorical(["b", "a", "a"]), "item": pd.Categorical([10, 9, 10]),
+                        "timestamp": [1, 2, 3]})
+    log.to_parquet(tmp_path / "log.parquet")
+    pd.DataFrame({"item": ["10", "9", "x"], "title": ["ten", "nine", "ex"]}).to_parquet(tmp_path / "items.parquet")
+    data = load_interactions(tmp_path / "log.parquet", items=tmp_path / "items.parquet")
+    assert data.items["title"].tolist() == ["ten", "nine", "ex"], "ids that are not all numbers sort as text"
+    assert data.ratings[["user_id", "item_id"]].values.tolist() == [[1, 0], [0, 1], [0, 0]]
+    # A CSV float column writes 10.0: the item 10 of the item table.
+    pd.DataFrame({"item": [10, 9], "title": ["ten", "nine"]}).to_csv(tmp_path / "items.csv", index=False)
+    floats = write(tmp_path, "floats.csv", log.assign(item=[10.0, 9.0, 10.0]))
+    data = load_interactions(floats, items=tmp_path / "items.csv")
+    assert data.items["title"].tolist() == ["nine", "ten"] and data.ratings["item_id"].tolist() == [1, 0, 1]
+
+
+def test_a_user_table_that_lists_some_users_adds_each_other_user_once(tmp_path):
+    log = write(tmp_path, "log.csv", pd.DataFrame({"user": [1, 1, 2, 2, 2], "item": [10, 11, 10, 12, 13],
+                                                  "timestamp": [1, 2, 3, 4, 5]}))
+    data = load_interactions(log, users=write(tmp_path, "users.csv", pd.DataFrame({"user": [1], "age": [30]})))
+    assert data.users[["user_id", "age"]].values.tolist() == [[0, 30], [1, -1]]
+
+
+def test_unreadable_files_and_times_in_milliseconds_are_refused_saying_the_fix(tmp_path):
+    (tmp_path / "ragged.csv").write_text("user,item,timestamp\n1,2,3\n1,3,4,5\n")
+    with pytest.raises(ValueError, match=r"ragged.csv: the interaction log cannot be read as CSV \(.*Expected 3 "
+                                         r"fields in line 3, saw 4\); every row needs the header's number"):
+        load_interactions(tmp_path / "ragged.csv")
+    (tmp_path / "latin1.csv").write_bytes("user,item,timestamp\nJosé,2,3\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.csv: the interaction log is not UTF-8 text \(.*\); save it as "
+                                         "UTF-8"):
+        load_interactions(tmp_path / "latin1.csv")
+    (tmp_path / "broken.parquet").write_bytes(b"not parquet")
+    with pytest.raises(ValueError, match=r"broken.parquet: the interaction log cannot be read as PARQUET"):
+        load_interactions(tmp_path / "broken.parquet")
+    (tmp_path / "folder.csv").mkdir()
+    with pytest.raises(FileNotFoundError, match="folder.csv: is a folder; give the interaction log's file"):
+        load_interactions(tmp_path / "folder.csv")
+    ms = write(tmp_path, "ms.csv", pd.DataFrame({"user": [1, 1], "item": [2, 3],
+                                                 "timestamp": [1_700_000_000_000, 1_700_000_060_000]}))
+    with pytest.raises(ValueError, match=r"ms.csv: row 1, column 'timestamp': 1700000000000 is after the year 5000 "
+                                         r"in Unix seconds; the times look like milliseconds \(or finer\): divide"):
+        load_interactions(ms)
+
+
+def test_genres_as_lists_codes_and_text_written_lists(tmp_path):
+    log = write(tmp_path, "log.csv", pd.DataFrame({"user": [1, 1, 1], "item": [1, 2, 3], "timestamp": [1, 2, 3]}))
+    pd.DataFrame({"item": [1, 2, 3], "genres": [["War", None], [], ["Drama"]]}).to_parquet(tmp_path / "items.parquet")
+    assert load_interactions(log, items=tmp_path / "items.parquet").items["genres"].tolist() == [
+        ["War"], ["unknown"], ["Drama"]]
+    pd.DataFrame({"item": [1, 2, 3], "genres": [4, None, 7]}).to_parquet(tmp_path / "codes.parquet")
+    assert load_interactions(log, items=tmp_path / "codes.parquet").items["genres"].tolist() == [
+        ["4"], ["unknown"], ["7"]]
+    listed = write(tmp_path, "listed.csv", pd.DataFrame({"item": [1, 2, 3], "genres": ["Drama", "['War', 'Drama']",
+                                                                                         ""]}))
+    with pytest.raises(ValueError, match=r"listed.csv: row 2, column 'genres': \"\['War', 'Drama'\]\" is not "
+                                         r"\|-separated genre names \(it is a Python list written as text\)"):
+        load_interactions(log, items=listed)
+
+
 def test_calibrate_command_reports_a_bad_log_without_a_traceback(tmp_path, capsys):
     log = write(tmp_path, "log.csv", pd.DataFrame({"user": [1], "item": [2]}))
     assert calibrate_main(["--data", str(log), "--out", str(tmp_path / "w"), "--quiet"]) == 2

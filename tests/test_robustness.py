@@ -63,6 +63,17 @@ def test_bad_ranges_and_sizes_are_named():
         ParameterSpace({"gap_days": {"lo": 1}})
     with pytest.raises(ValueError, match="no parameter ranges given"):
         ParameterSpace({})
+    # Ranges the parameter cannot take fail before any world runs, not when a draw reaches them.
+    with pytest.raises(ValueError, match=r"range of satiation_rate reaches -5, which no world can take "
+                                         r"\(StatisticalUserConfig.satiation_rate=-5.0: must be >= 0\); give a range"):
+        ParameterSpace({"satiation_rate": ParameterRange(-5.0, 5.0)})
+    with pytest.raises(ValueError, match=r"range of peak_end_weight reaches 1.5, which no world can take"):
+        ParameterSpace({"peak_end_weight": ParameterRange(0.5, 1.5)})
+    with pytest.raises(ValueError, match=r"range of exposure_odds reaches 0, which no world can take \(exposure_odds"
+                                         r"=0.0; it is a ratio of item counts and must be > 0\)"):
+        ParameterSpace({"exposure_odds": ParameterRange(0.0, 2.0)})
+    with pytest.raises(ValueError, match=r"range of leave_mindset has low='one'; give a number"):
+        ParameterSpace({"leave_mindset": {"low": "one", "high": 8}})
     space = ParameterSpace(DEFAULT_RANGES)
     with pytest.raises(ValueError, match="worlds=1; the stability of a ranking needs at least 2 sampled worlds"):
         space.sample(1, 0)
@@ -70,6 +81,10 @@ def test_bad_ranges_and_sizes_are_named():
         space.sample(12, 0, "sobol")
     with pytest.raises(ValueError, match="worlds=0; the stability of a ranking needs at least 2 sampled worlds"):
         RobustnessConfig(worlds=0).check()
+    with pytest.raises(ValueError, match=r"worlds=6 with sampler='sobol'.*use 4 or 8"):
+        RobustnessConfig(worlds=6, sampler="sobol").check()  # before the lineup is built, not after
+    with pytest.raises(ValueError, match=r"seeds lists \[0\] more than once"):
+        RobustnessConfig(seeds=(0, 1, 0)).check()
     with pytest.raises(ValueError, match=r"seed_noise=-1; it counts worlds and must be >= 0"):
         RobustnessConfig(seed_noise=-1).check()
     with pytest.raises(ValueError, match=r"agents=\['random'\]; a ranking needs at least two agents"):
@@ -144,6 +159,23 @@ def test_sensitivity_ranks_the_parameter_that_drives_the_ranking_first():
     assert {p["kept_with_other_users"] for p in result["pairs"]} == {1.0}
     noise_seeds = [w["seeds"] for w in result["worlds"] if w["kind"] == "seed_noise"]
     assert noise_seeds == [[1], [2], [3], [4]]
+
+
+def test_a_report_folder_taken_while_the_study_ran_does_not_lose_the_report(tmp_path, capsys):
+    """Two studies started in the same second share the default --out: the second report
+    goes next to the first, whole, instead of failing after every world has run."""
+    from recoworld.apps.robustness import report
+
+    config = RobustnessConfig(agents=("first", "second", "third"), worlds=2, seed_noise=0, resamples=50,
+                              ranges={"leave_mindset": DEFAULT_RANGES["leave_mindset"]})
+    result = run_study(config, toy_lineup, {"leave_mindset": 4.0})
+    out = tmp_path / "12-00-00"
+    assert report.write(out, result) == out
+    first = (out / "robustness.json").read_text()
+    assert report.write(out, result) == tmp_path / "12-00-00-2"
+    assert (out / "robustness.json").read_text() == first, "the first report is left as it was"
+    assert sorted(p.name for p in (tmp_path / "12-00-00-2").iterdir()) == sorted(FILES)
+    assert f"{out} appeared while the study ran; the report goes to {out}-2" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------ the simulated lineup and the command
@@ -229,3 +261,23 @@ def test_ranges_file_replaces_the_default_ranges(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli_main(["robustness", "--show-ranges", "--ranges", str(ranges)])
     assert "holds list; it must map parameters to {low, high, scale, why}" in capsys.readouterr().err
+    ranges.write_text("leave_mindset: {low: 1, high: 8\n")
+    with pytest.raises(SystemExit):
+        cli_main(["robustness", "--show-ranges", "--ranges", str(ranges)])
+    assert f"--ranges {ranges} is not readable YAML (" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli_main(["robustness", "--show-ranges", "--ranges", str(tmp_path / "nowhere.yaml")])
+    assert (f"--ranges {tmp_path / 'nowhere.yaml'}: no such file; write one with recoworld robustness --show-ranges"
+            in capsys.readouterr().err)
+
+
+def test_a_study_stopped_by_ctrl_c_says_that_no_report_was_written(tmp_path, capsys, monkeypatch):
+    def interrupted(config, overrides, out):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("recoworld.apps.robustness.app.run", interrupted)
+    out = tmp_path / "report"
+    assert cli_main(["robustness", "--quick", "--out", str(out)]) == 130
+    assert (f"recoworld robustness: stopped before the last world; no report was written ({out} does not exist), "
+            "run the study again") in capsys.readouterr().err
+    assert not out.exists() and list(tmp_path.iterdir()) == []

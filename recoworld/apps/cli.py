@@ -2,7 +2,7 @@
 
     recoworld run [HYDRA OVERRIDES...]                 run an experiment (recoworld run --help)
     recoworld data fetch movielens-100k|open-bandit    download a data set into the cache
-    recoworld calibrate                                fit the statistical users to MovieLens-100K
+    recoworld calibrate [--data PATH]                  fit the statistical users to MovieLens-100K or a log
     recoworld fidelity                                 how closely simulated users match held-out ratings
     recoworld ope [--out DIR] [--obd]                  estimator study against the simulator's true values
     recoworld ope evaluate --log PATH --policy POLICY  your policy's value on your log, estimator chosen by simulation
@@ -38,7 +38,13 @@ def _data(argv: Sequence[str]) -> int:
 def _calibrate(argv: Sequence[str]) -> int:
     from recoworld.apps.calibrate.fit import main
 
-    return main(argv)
+    try:
+        return main(argv)
+    except KeyboardInterrupt:
+        # A world is saved whole once its fit ends, and a refit replaces the old one only then.
+        print("recoworld calibrate: stopped before the fit ended; nothing was written (a world already at --out is "
+              "as it was): run it again", file=sys.stderr)
+        raise
 
 
 def _fidelity(argv: Sequence[str]) -> int:
@@ -85,7 +91,8 @@ def _merge(argv: Sequence[str]) -> int:
 COMMANDS: dict[str, tuple[str, Callable[[Sequence[str]], int]]] = {
     "run": ("run agents against simulated users (Hydra overrides; --help for the config)", _run),
     "data": ("manage data sets: data fetch movielens-100k | open-bandit", _data),
-    "calibrate": ("fit the statistical users to MovieLens-100K and cache the calibrated world", _calibrate),
+    "calibrate": ("fit the statistical users to MovieLens-100K (or your log: --data PATH) and save the world",
+                  _calibrate),
     "fidelity": ("write the fidelity report of the calibrated users on held-out ratings", _fidelity),
     "ope": ("study OPE estimators against the simulator's truth; ope evaluate: your policy on your log", _ope),
     "robustness": ("does the agents' ranking hold across the parameters no data identifies (--quick)", _robustness),

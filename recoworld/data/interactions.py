@@ -11,8 +11,8 @@ column         required   meaning
 =============  =========  ==================================================================
 ``user``       yes        the user's id (any text or integer)
 ``item``       yes        the item's id (any text or integer)
-``timestamp``  yes        when: Unix seconds (a number) or a date and time (ISO 8601 text,
-                          or a Parquet timestamp)
+``timestamp``  yes        when: Unix seconds (a number, not milliseconds) or a date and time
+                          (ISO 8601 text, or a Parquet timestamp)
 ``rating``     no         stars, an integer 1..5 (rescale other scales first)
 ``click``      no         1 when the user chose the item, 0 for an impression left unchosen
 =============  =========  ==================================================================
@@ -30,20 +30,25 @@ validation fold (6 at the default fractions), choices its model cannot rank abov
 chance, and sessions without returns or whose gaps have no spread.
 
 **The item table** (``--items PATH``, optional): ``item`` (required), ``title`` and
-``genres`` (``|``-separated names, or a list in Parquet). Every item of the log must be
+``genres`` (``|``-separated names, or a list in Parquet; a Python list written as text,
+``['Drama', 'War']``, is refused). Every item of the log must be
 listed; listed items nobody chose stay in the catalog. Without it, items are titled by
 their id and share one genre, ``unknown``.
 
-**The user table** (``--users PATH``, optional): ``user`` (required), ``age`` (an
+**The user table** (``--user-table PATH``, optional): ``user`` (required), ``age`` (an
 integer), ``gender``, ``occupation``, ``zip_code``; population specs select users by
 these columns. Missing values read as ``unknown`` (age ``-1``).
 
-Ids become dense, 0-based integers in sorted order of the original ids (numbers sort as
-numbers); rows count from 1, after the header, in every error.
+An id is its text as the file writes it: ``007`` and ``7`` are two users, and the integer
+``10`` of a Parquet log is the item ``10`` (or ``10.0``) of a CSV item table. Ids become dense, 0-based
+integers in sorted order of the original ids (numbers sort as numbers); rows count from 1,
+after the header, in every error.
 """
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,6 +58,10 @@ import pandas as pd
 LOG_COLUMNS = ("user", "item", "timestamp")
 UNKNOWN = "unknown"
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+#: An id written as a whole number with a decimal point (``10.0``), as a CSV float column writes it.
+WHOLE_DECIMAL = re.compile(r"-?[0-9]+\.0*")
+#: Unix seconds of the year 5138: a larger time is in milliseconds (or finer), not seconds.
+LATEST_SECONDS = 1e11
 
 
 @dataclass
@@ -77,18 +86,28 @@ class InteractionLog:
     source: dict = field(default_factory=dict)
 
 
-def read_table(path: str | Path, what: str) -> pd.DataFrame:
-    """The CSV or Parquet file ``path`` (``what`` names it in errors), refused if empty."""
+def read_table(path: str | Path, what: str, text: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The CSV or Parquet file ``path`` (``what`` names it in errors), refused if empty or
+    unreadable. A CSV's ``text`` columns are read as written, not as numbers: ids and zip
+    codes keep their leading zeros."""
     path = Path(path).expanduser()
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise ValueError(f"{path}: the {what} must be CSV (.csv) or Parquet (.parquet, .pq), not {path.suffix!r}")
+    if path.is_dir():
+        raise FileNotFoundError(f"{path}: is a folder; give the {what}'s file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such {what} file")
     try:
-        table = pd.read_csv(path) if kind == "csv" else pd.read_parquet(path)
+        table = pd.read_csv(path, dtype=dict.fromkeys(text, str)) if kind == "csv" else pd.read_parquet(path)
     except pd.errors.EmptyDataError:
         table = pd.DataFrame()
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: the {what} is not UTF-8 text ({error}); save it as UTF-8") from None
+    except (ValueError, OSError) as error:  # pandas' ParserError and pyarrow's ArrowInvalid are ValueErrors
+        fix = ("every row needs the header's number of comma-separated fields, and quotes must close" if kind == "csv"
+               else "write it again as Parquet")
+        raise ValueError(f"{path}: the {what} cannot be read as {kind.upper()} ({str(error).strip()}); {fix}") from None
     if table.empty:
         raise ValueError(f"{path}: the {what} has no rows; it needs a header and at least one row")
     return table
@@ -101,11 +120,12 @@ def require_columns(table: pd.DataFrame, path: Path, columns, layout: str) -> No
                          f"and the layout is {layout}")
 
 
-def _first_bad(mask: np.ndarray, path: Path, column: str, values: pd.Series, expected: str) -> None:
-    """Raise naming the first row where ``mask`` is true."""
+def _first_bad(mask: np.ndarray, path: Path, column: str, values: pd.Series, expected: str, shown=None) -> None:
+    """Raise naming the first row where ``mask`` is true (its value as ``shown`` writes it)."""
     if mask.any():
         row = int(np.flatnonzero(mask)[0])
-        raise ValueError(f"{path}: row {row + 1}, column {column!r}: {_shown(values.iloc[row])} is not {expected}")
+        raise ValueError(f"{path}: row {row + 1}, column {column!r}: {(shown or _shown)(values.iloc[row])} is not "
+                         f"{expected}")
 
 
 def _shown(value) -> str:
@@ -114,9 +134,29 @@ def _shown(value) -> str:
 
 
 def _ids(table: pd.DataFrame, path: Path, column: str) -> pd.Series:
+    """``table[column]`` as id texts (module docstring), refused where a cell is empty. The
+    column is categorical: a log of millions of rows is compared by its integer codes."""
     values = table[column]
     _first_bad(values.isna().to_numpy(), path, column, values, "an id (the cell is empty)")
-    return values
+    codes, distinct = pd.factorize(values)
+    text_codes, texts = pd.factorize(np.array([_id_text(v) for v in distinct], dtype=object))
+    return pd.Series(pd.Categorical.from_codes(text_codes[codes], pd.Index(texts, dtype=object)), index=values.index)
+
+
+def _id_text(value) -> str:
+    """An id as its file writes it, but a whole number as its integer digits (``10`` for the
+    number 10 of a Parquet file, for 10.0, and for the text ``10.0`` that a float column
+    writes in CSV), so that it matches the same id of another file."""
+    value = value.item() if isinstance(value, np.generic) else value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    text = str(value)
+    return text.partition(".")[0] if WHOLE_DECIMAL.fullmatch(text) else text
+
+
+def _shown_id(text: str) -> str:
+    """An id text in a message: bare when it is a plain integer, quoted otherwise."""
+    return text if text.lstrip("-").isdigit() and str(int(text)) == text else repr(text)
 
 
 def _timestamps(table: pd.DataFrame, path: Path) -> np.ndarray:
@@ -132,6 +172,12 @@ def _timestamps(table: pd.DataFrame, path: Path) -> np.ndarray:
             seconds[text] = (dates - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
     seconds = seconds.to_numpy(dtype=np.float64)
     _first_bad(~np.isfinite(seconds), path, "timestamp", values, "a time (Unix seconds or an ISO date)")
+    late = seconds > LATEST_SECONDS
+    if late.any():
+        row = int(np.flatnonzero(late)[0])
+        raise ValueError(f"{path}: row {row + 1}, column 'timestamp': {_shown(values.iloc[row])} is after the year "
+                         "5000 in Unix seconds; the times look like milliseconds (or finer): divide the column by "
+                         "1000 (or 10**6, 10**9) to give seconds")
     return np.floor(seconds).astype(np.int64)
 
 
@@ -142,16 +188,37 @@ def _integers(table: pd.DataFrame, path: Path, column: str, allowed: tuple[int, 
     return number.astype(np.int64)
 
 
-def _dense(original: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Dense codes of ``original`` and the sorted distinct ids they index."""
-    codes, uniques = pd.factorize(original, sort=True)
-    return codes, np.asarray(uniques)
+def _dense(ids: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """Dense codes of the distinct id texts ``ids`` and the sorted ids they index: by number
+    when every id is one (``007`` and ``7`` by their text), else by text."""
+    distinct = list(ids)
+    numbers = [_number(text) for text in distinct]
+    key = (lambda i: (numbers[i], distinct[i])) if None not in numbers else (lambda i: distinct[i])
+    ordered = pd.Index([distinct[i] for i in sorted(range(len(distinct)), key=key)], dtype=object)
+    return ordered.get_indexer(distinct), ordered
+
+
+def _positions(ordered: pd.Index, ids: pd.Series) -> np.ndarray:
+    """Each row's position in ``ordered``, looked up once per distinct id of the column."""
+    return ordered.get_indexer(ids.cat.categories)[ids.cat.codes]
+
+
+def _number(text: str) -> int | float | None:
+    """The number an id text writes (an exact integer where it is one), or None."""
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
 
 
 def read_log(path: str | Path) -> tuple[pd.DataFrame, bool]:
     """The log's chosen rows as ``user``, ``item``, ``rating``, ``timestamp`` (checked)."""
     path = Path(path).expanduser()
-    table = read_table(path, "interaction log")
+    table = read_table(path, "interaction log", text=("user", "item"))
     require_columns(table, path, LOG_COLUMNS, "user, item, timestamp [, rating] [, click]")
     log = pd.DataFrame({"user": _ids(table, path, "user"), "item": _ids(table, path, "item"),
                         "timestamp": _timestamps(table, path)})
@@ -162,8 +229,8 @@ def read_log(path: str | Path) -> tuple[pd.DataFrame, bool]:
     if repeated.any():
         rows = np.flatnonzero(repeated)[:2] + 1
         first = log.iloc[rows[0] - 1]
-        raise ValueError(f"{path}: rows {rows[0]} and {rows[1]} repeat user {_shown(first['user'])}, item "
-                         f"{_shown(first['item'])} at the same timestamp; remove the duplicated rows")
+        raise ValueError(f"{path}: rows {rows[0]} and {rows[1]} repeat user {_shown_id(first['user'])}, item "
+                         f"{_shown_id(first['item'])} at the same timestamp; remove the duplicated rows")
     if "click" in table.columns:
         chosen = _integers(table, path, "click", (0, 1), "a click (0 or 1)") == 1
         if not chosen.any():
@@ -177,38 +244,44 @@ def read_log(path: str | Path) -> tuple[pd.DataFrame, bool]:
 def read_items(path: str | Path, log_items: pd.Series) -> pd.DataFrame:
     """The item table as ``item``, ``title``, ``genres`` (lists), covering every item of the log."""
     path = Path(path).expanduser()
-    table = read_table(path, "item table")
+    table = read_table(path, "item table", text=("item", "title", "genres"))
     require_columns(table, path, ("item",), "item [, title] [, genres]")
     ids = _ids(table, path, "item")
-    repeated = ids.duplicated().to_numpy()
-    _first_bad(repeated, path, "item", ids, "a new item (it is listed twice)")
+    _first_bad(ids.duplicated().to_numpy(), path, "item", ids, "a new item (it is listed twice)", _shown_id)
     unlisted = ~log_items.isin(ids)
     if unlisted.any():
-        raise ValueError(f"{path}: the log names item {_shown(log_items[unlisted].iloc[0])}, which the item table "
-                         "does not list; list every item of the log")
-    titles = table["title"].fillna("").astype(str) if "title" in table.columns else ids.astype(str)
-    genres = table["genres"] if "genres" in table.columns else pd.Series([None] * len(table))
-    return pd.DataFrame({"item": ids, "title": titles.where(titles != "", ids.astype(str)),
+        raise ValueError(f"{path}: the log names item {_shown_id(log_items[unlisted].iloc[0])}, which the item "
+                         "table does not list; list every item of the log")
+    texts = ids.astype(object)
+    titles = table["title"].fillna("").astype(object) if "title" in table.columns else texts
+    genres = table["genres"].astype(object) if "genres" in table.columns else pd.Series([None] * len(table))
+    written_list = genres.map(lambda g: isinstance(g, str) and g.strip().startswith("[") and g.strip().endswith("]"))
+    _first_bad(written_list.to_numpy(dtype=bool), path, "genres", genres,
+               "|-separated genre names (it is a Python list written as text): write Drama|War, or save the table "
+               "as Parquet with a list column")
+    return pd.DataFrame({"item": texts, "title": titles.where(titles != "", texts).to_numpy(),
                          "genres": [_genre_list(g) for g in genres]})
 
 
 def _genre_list(value) -> list[str]:
+    """A cell of ``genres`` as genre names: ``|``-separated text, a list (Parquet) or one
+    number (a genre code); ``[unknown]`` when it names none."""
     if isinstance(value, str):
-        names = [g.strip() for g in value.split("|") if g.strip()]
-    elif value is None or (np.isscalar(value) and pd.isna(value)):
-        names = []
+        names = [g.strip() for g in value.split("|")]
+    elif value is None or np.ndim(value) == 0:
+        names = [] if pd.isna(value) else [_id_text(value)]
     else:
-        names = [str(g) for g in value]
-    return names or [UNKNOWN]
+        names = [str(g).strip() for g in value if g is not None and not (np.ndim(g) == 0 and pd.isna(g))]
+    return [g for g in names if g] or [UNKNOWN]
 
 
 def read_users(path: str | Path, log_users: pd.Series) -> pd.DataFrame:
     """The user table as ``user``, ``age``, ``gender``, ``occupation``, ``zip_code``."""
     path = Path(path).expanduser()
-    table = read_table(path, "user table")
+    table = read_table(path, "user table", text=("user", "gender", "occupation", "zip_code"))
     require_columns(table, path, ("user",), "user [, age] [, gender] [, occupation] [, zip_code]")
     ids = _ids(table, path, "user")
-    _first_bad(ids.duplicated().to_numpy(), path, "user", ids, "a new user (it is listed twice)")
+    _first_bad(ids.duplicated().to_numpy(), path, "user", ids, "a new user (it is listed twice)", _shown_id)
     users = pd.DataFrame({"user": ids})
     if "age" in table.columns:
         age = pd.to_numeric(table["age"], errors="coerce")
@@ -219,8 +292,9 @@ def read_users(path: str | Path, log_users: pd.Series) -> pd.DataFrame:
         if column in table.columns:
             users[column] = table[column].fillna(UNKNOWN).astype(str)
     missing = ~log_users.isin(ids)
-    extra = users.iloc[:0].reindex(range(int(missing.sum())))
-    extra["user"] = log_users[missing].to_numpy()
+    unlisted = log_users[missing].unique()  # once each, not once per interaction
+    extra = users.iloc[:0].reindex(range(len(unlisted)))
+    extra["user"] = np.asarray(unlisted, dtype=object)
     return pd.concat([users, extra], ignore_index=True)
 
 
@@ -233,18 +307,19 @@ def load_interactions(path: str | Path, items: str | Path | None = None,
     the item table does not list; ``FileNotFoundError`` for a missing file.
     """
     log, has_ratings = read_log(path)
-    item_table = (read_items(items, log["item"]) if items is not None
-                  else pd.DataFrame({"item": log["item"].unique()}).assign(
-                      title=lambda t: t["item"].astype(str), genres=lambda t: [[UNKNOWN]] * len(t)))
-    user_table = read_users(users, log["user"]) if users is not None else pd.DataFrame({"user": log["user"].unique()})
+    chosen = np.asarray(log["item"].unique(), dtype=object)
+    item_table = (read_items(items, log["item"]) if items is not None else
+                  pd.DataFrame({"item": chosen, "title": chosen, "genres": [[UNKNOWN]] * len(chosen)}))
+    chosen_users = np.asarray(log["user"].unique(), dtype=object)
+    user_table = read_users(users, log["user"]) if users is not None else pd.DataFrame({"user": chosen_users})
     # Users of the user table who chose nothing have no data to fit: left out.
-    user_table = user_table[user_table["user"].isin(log["user"])]
+    user_table = user_table[user_table["user"].astype(object).isin(chosen_users)]
     item_codes, item_ids = _dense(item_table["item"])
     user_codes, user_ids = _dense(user_table["user"])
     item_table = item_table.assign(item_id=item_codes).sort_values("item_id").reset_index(drop=True)
     user_table = user_table.assign(user_id=user_codes).sort_values("user_id").reset_index(drop=True)
     ratings = pd.DataFrame({
-        "user_id": pd.Index(user_ids).get_indexer(log["user"]), "item_id": pd.Index(item_ids).get_indexer(log["item"]),
+        "user_id": _positions(user_ids, log["user"]), "item_id": _positions(item_ids, log["item"]),
         "rating": log["rating"].to_numpy(dtype=np.int64), "timestamp": log["timestamp"].to_numpy(dtype=np.int64),
     }).reset_index(drop=True)
     counts = ratings.groupby("item_id")["rating"].agg(["size", "mean"]).reindex(range(len(item_table)))

@@ -56,12 +56,7 @@ def parser() -> argparse.ArgumentParser:
 
 def config_from(args: argparse.Namespace) -> RobustnessConfig:
     """The study's config from the parsed flags (``ValueError`` names a bad one)."""
-    ranges = dict(DEFAULT_RANGES)
-    if args.ranges is not None:
-        ranges = OmegaConf.to_container(OmegaConf.load(args.ranges), resolve=True)
-        if not isinstance(ranges, dict):
-            raise ValueError(f"{args.ranges} holds {type(ranges).__name__}; it must map parameters to "
-                             "{low, high, scale, why}")
+    ranges = dict(DEFAULT_RANGES) if args.ranges is None else read_ranges(args.ranges)
     for text in args.range:
         name, spec = parse_range(text)
         ranges[name] = spec
@@ -76,6 +71,23 @@ def config_from(args: argparse.Namespace) -> RobustnessConfig:
     return RobustnessConfig(agents=args.agents, seeds=args.seeds, metric=args.metric, sampler=args.sampler,
                             sample_seed=args.sample_seed, one_at_a_time=not args.no_one_at_a_time,
                             seed_noise=args.seed_noise, ranges=ranges, **sizes)
+
+
+def read_ranges(path: Path) -> dict:
+    """The ranges of the YAML file ``path`` (``--show-ranges`` writes one), as a mapping."""
+    import yaml
+    from omegaconf.errors import OmegaConfBaseException
+
+    if not path.is_file():
+        raise ValueError(f"--ranges {path}: no such file; write one with recoworld robustness --show-ranges > {path}")
+    try:
+        ranges = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    except (yaml.YAMLError, OmegaConfBaseException, UnicodeDecodeError) as error:
+        raise ValueError(f"--ranges {path} is not readable YAML ({error}); it maps parameters to "
+                         "{low, high, scale, why}, as --show-ranges prints them") from None
+    if not isinstance(ranges, dict):
+        raise ValueError(f"{path} holds {type(ranges).__name__}; it must map parameters to {{low, high, scale, why}}")
+    return ranges
 
 
 def parse_range(text: str) -> tuple[str, ParameterRange]:
@@ -115,6 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, HydraException, OmegaConfBaseException) as error:
         print(f"recoworld robustness: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # The report is written whole once every world has run: say that nothing was.
+        print(f"recoworld robustness: stopped before the last world; no report was written ({out} does not exist), "
+              "run the study again", file=sys.stderr)
+        raise
     return 0
 
 

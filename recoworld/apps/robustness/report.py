@@ -4,11 +4,14 @@
 returns), ``worlds.csv`` (a row per world: kind, varied parameter, every parameter's value,
 each agent's score and rank, :math:`\\tau` against the configured world) and ``report.md``
 into a temporary folder next to ``out`` and renames it to ``out`` when all are written, so
-``out`` is either complete or absent.
+``out`` is either complete or absent. A folder that took the name ``out`` while the study ran
+(two studies started in the same second share the default ``--out``) is left alone: the
+report goes to ``out-2`` (or the next free name) and says so, rather than being lost.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -32,8 +35,13 @@ def check_out(out: str | Path) -> Path:
 
 
 def write(out: str | Path, result: dict, console: Console | None = None) -> Path:
-    """Write the report's files into the new folder ``out`` (atomically) and print the tables."""
-    out = check_out(out)
+    """Write the report's files into the new folder ``out`` (atomically; the next free name if
+    ``out`` appeared meanwhile, module docstring) and print the tables; returns the folder."""
+    wanted = out = Path(out)
+    for n in itertools.count(2):
+        if not out.exists():
+            break
+        out = wanted.with_name(f"{wanted.name}-{n}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
@@ -46,6 +54,8 @@ def write(out: str | Path, result: dict, console: Console | None = None) -> Path
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     console = console or wide_console()
+    if out != wanted:
+        console.print(f"{wanted} appeared while the study ran; the report goes to {out}", soft_wrap=True)
     console.print(agents_table(result))
     console.print(pairs_table(result))
     console.print(sensitivity_table(result))

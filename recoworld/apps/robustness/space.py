@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 
@@ -50,7 +51,12 @@ class ParameterRange:
     why: str = ""
 
     def check(self, name: str) -> None:
-        """Raise ``ValueError`` naming ``name`` if the range is empty or not a range."""
+        """Raise ``ValueError`` naming ``name`` if the range is empty, not a range, or reaches
+        values the parameter cannot take (a probability above 1, a negative rate)."""
+        for end in ("low", "high"):
+            value = getattr(self, end)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ValueError(f"range of {name} has {end}={value!r}; give a number")
         if not (math.isfinite(self.low) and math.isfinite(self.high)):
             raise ValueError(f"range of {name} is [{self.low}, {self.high}]; both ends must be finite numbers")
         if self.low >= self.high:
@@ -59,6 +65,12 @@ class ParameterRange:
             raise ValueError(f"range of {name} has scale={self.scale!r}; choose one of {', '.join(SCALES)}")
         if self.scale == "log" and self.low <= 0:
             raise ValueError(f"range of {name} is on a log scale but low={self.low}; a log scale needs low > 0")
+        for end in (self.low, self.high):  # the parameter's own domain is an interval: its ends suffice
+            try:
+                world_config(StatisticalUserConfig(), {name: end})
+            except ValueError as error:
+                raise ValueError(f"range of {name} reaches {end:g}, which no world can take ({error}); give a range "
+                                 "inside it") from None
 
     def from_unit(self, u: np.ndarray) -> np.ndarray:
         """Map ``u`` in ``[0, 1)`` onto the range, on its scale."""
@@ -108,8 +120,8 @@ class ParameterSpace:
         ranges: ``{name: ParameterRange}`` (or ``{name: {"low", "high", "scale"}}``);
             each name a numeric field of ``StatisticalUserConfig`` or ``exposure_odds``.
 
-    Raises ``ValueError`` naming the parameter for an unknown name, an empty range, or a
-    log range that reaches zero.
+    Raises ``ValueError`` naming the parameter for an unknown name, an empty range, a log
+    range that reaches zero, or a range that reaches values the parameter cannot take.
     """
 
     def __init__(self, ranges: Mapping[str, ParameterRange | Mapping]):
@@ -143,18 +155,12 @@ class ParameterSpace:
         ``k``) or ``"sobol"`` (scrambled Sobol points; ``k`` a power of 2, which keeps the
         sequence balanced).
         """
-        if k < 2:
-            raise ValueError(f"worlds={k}; the stability of a ranking needs at least 2 sampled worlds")
+        check_worlds(k, method)
         rng = np.random.default_rng(seed)
         if method == "lhs":
             unit = qmc.LatinHypercube(d=len(self.ranges), seed=rng).random(k)
-        elif method == "sobol":
-            if k & (k - 1):
-                raise ValueError(f"worlds={k} with sampler='sobol'; Sobol points are balanced only in powers of 2: "
-                                 f"use {1 << (k.bit_length() - 1)} or {1 << k.bit_length()}, or sampler='lhs'")
-            unit = qmc.Sobol(d=len(self.ranges), scramble=True, seed=rng).random_base2(int(math.log2(k)))
         else:
-            raise ValueError(f"sampler={method!r}; choose one of {', '.join(SAMPLERS)}")
+            unit = qmc.Sobol(d=len(self.ranges), scramble=True, seed=rng).random_base2(int(math.log2(k)))
         return np.column_stack([r.from_unit(unit[:, j]) for j, r in enumerate(self.ranges.values())])
 
     def ends(self, name: str) -> tuple[float, float]:
@@ -164,6 +170,17 @@ class ParameterSpace:
 
     def to_dict(self) -> dict[str, dict]:
         return {n: {"low": r.low, "high": r.high, "scale": r.scale, "why": r.why} for n, r in self.ranges.items()}
+
+
+def check_worlds(k: int, method: str) -> None:
+    """Raise ``ValueError`` unless ``k`` worlds can be drawn by ``method`` (:data:`SAMPLERS`)."""
+    if k < 2:
+        raise ValueError(f"worlds={k}; the stability of a ranking needs at least 2 sampled worlds")
+    if method not in SAMPLERS:
+        raise ValueError(f"sampler={method!r}; choose one of {', '.join(SAMPLERS)}")
+    if method == "sobol" and k & (k - 1):
+        raise ValueError(f"worlds={k} with sampler='sobol'; Sobol points are balanced only in powers of 2: "
+                         f"use {1 << (k.bit_length() - 1)} or {1 << k.bit_length()}, or sampler='lhs'")
 
 
 def world_config(base: StatisticalUserConfig, values: Mapping[str, float]) -> StatisticalUserConfig:

@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from recoworld.apps.robustness import stability
-from recoworld.apps.robustness.space import DEFAULT_RANGES, SAMPLERS, ParameterRange, ParameterSpace
+from recoworld.apps.robustness.space import DEFAULT_RANGES, ParameterRange, ParameterSpace, check_worlds
 
 #: The default lineup: cheap agents of ``conf/agent/``, from the floor to linear bandits.
 AGENTS = ("random", "most_popular", "linucb", "epsilon_greedy", "bernoulli_ts")
@@ -82,8 +82,7 @@ class RobustnessConfig:
 
     def check(self) -> ParameterSpace:
         """Raise ``ValueError`` naming the bad setting; return the checked parameter space."""
-        if self.worlds < 2:
-            raise ValueError(f"worlds={self.worlds}; the stability of a ranking needs at least 2 sampled worlds")
+        check_worlds(self.worlds, self.sampler)
         if len(self.agents) < 2:
             raise ValueError(f"agents={list(self.agents)}; a ranking needs at least two agents")
         repeated = sorted({a for a in self.agents if list(self.agents).count(a) > 1})
@@ -96,8 +95,10 @@ class RobustnessConfig:
             raise ValueError(f"seed_noise={self.seed_noise}; it counts worlds and must be >= 0 (0: none)")
         if not self.seeds:
             raise ValueError("seeds is empty; give at least one seed, e.g. seeds=(0,)")
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"sampler={self.sampler!r}; choose one of {', '.join(SAMPLERS)}")
+        repeated = sorted({s for s in self.seeds if list(self.seeds).count(s) > 1})
+        if repeated:
+            raise ValueError(f"seeds lists {repeated} more than once; each seed serves other users, so a repeated "
+                             "one only runs the same rollout again")
         if not 0 < self.confidence < 1:
             raise ValueError(f"confidence={self.confidence}; it is a level in (0, 1), e.g. 0.95")
         return ParameterSpace(self.ranges)
