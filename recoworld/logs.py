@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -124,16 +125,29 @@ def temporary_path(path: str | Path) -> Path:
 
 
 @contextmanager
-def replacing(path: str | Path) -> Iterator[Path]:
+def replacing(path: str | Path, *, folder: bool = False) -> Iterator[Path]:
     """The :func:`temporary_path` to write ``path`` to: it takes ``path``'s name when the
     block ends without error and is deleted otherwise, so ``path`` holds its previous
-    content or the new one, never half of one."""
+    content or the new one, never half of one.
+
+    With ``folder=True`` the temporary is a new, empty folder to fill. It can take the
+    name of a missing or empty folder only (``os.replace`` refuses one that holds files,
+    with an ``OSError``): to replace a folder, move the old one aside first. A killed
+    writer leaves its temporary under the ``.tmp`` name, which says it is unfinished.
+    """
     temporary = temporary_path(path)
+    if folder:
+        # A killed process that had this one's id (containers reuse ids) left it: unfinished.
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir()
     try:
         yield temporary
         os.replace(temporary, path)
     finally:
-        temporary.unlink(missing_ok=True)
+        if folder:
+            shutil.rmtree(temporary, ignore_errors=True)
+        else:
+            temporary.unlink(missing_ok=True)
 
 
 class EpisodeLog:

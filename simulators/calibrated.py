@@ -42,9 +42,10 @@ naming the condition that emptied it.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,6 +56,7 @@ import torch
 
 from recoworld import rng
 from recoworld.catalog import Catalog
+from recoworld.logs import TEMPORARY_SUFFIX, replacing
 from recoworld.simulators.population import Population, UserTraits
 from recoworld.simulators.population_specs import select
 from recoworld.simulators.statistical import StatisticalUserConfig
@@ -63,6 +65,8 @@ from recoworld.simulators.statistical import StatisticalUserConfig
 ARTIFACT_VERSION = 10
 ARTIFACT_NAME = f"movielens-100k-v{ARTIFACT_VERSION}"
 S_CALIBRATED = 7  # random stream of the population's draws (see recoworld.rng)
+
+log = logging.getLogger(__name__)
 
 #: Per-user columns stored as tensors (the others are text, stored in the JSON file).
 NUMERIC_COLUMNS = ("user_id", "age", "n_ratings", "n_sessions", "mean_rating", "patience", "activity",
@@ -112,45 +116,58 @@ class CalibratedWorld:
     def population(self, spec: Mapping | None = None) -> CalibratedPopulation:
         return CalibratedPopulation(self.users, self.interest, spec)
 
-    def save(self, path: str | Path) -> Path:
-        """Write the artifact folder ``path`` atomically (a complete folder or none)."""
+    def save(self, path: str | Path, replace: bool = False) -> Path:
+        """Write the artifact folder ``path``, which is never half a world.
+
+        The world is written into a temporary folder beside ``path``
+        (:func:`recoworld.logs.replacing`) that takes the name when it is complete. A world
+        already at ``path`` is kept (``replace=False``: another process saved the same
+        artifact first, and theirs is as good as ours) or replaced (``replace=True``)
+        through the steps of :func:`finish_replacement`, which first completes or clears
+        what an earlier save stopped there left.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+        finish_replacement(path)
+        if replace and is_world(path):
+            staged = _beside(path, "new")
+            with replacing(staged, folder=True) as folder:
+                self._write(folder)
+            _swap_in(path, staged)
+            return path
         try:
-            cat = self.catalog
-            document = {
-                "artifact_version": ARTIFACT_VERSION,
-                "config": asdict(self.config),
-                "meta": self.meta,
-                "catalog": {"name": cat.name, "genre_names": list(cat.genre_names), "titles": list(cat.titles)},
-                "users": {c: [str(v) for v in self.users[c]] for c in TEXT_COLUMNS},
-            }
-            (tmp / "world.json").write_text(json.dumps(document, indent=1))
-            tensors = {
-                "features": cat.features, "genres": cat.genres, "popularity": cat.popularity,
-                "quality": cat.quality, "interest": self.interest,
-            }
-            tensors.update({f"users.{c}": torch.tensor(self.users[c].to_numpy(dtype=np.float64))
-                            for c in NUMERIC_COLUMNS})
-            torch.save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp / "tensors.pt")
-            tmp.chmod(0o755)  # mkdtemp's folder is private; a world is shared like any output folder
-            try:
-                os.rename(tmp, path)
-            except OSError:
-                if not is_world(path):
-                    raise
-                # Another process saved the same artifact first; theirs is as good as ours.
-                shutil.rmtree(tmp, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            with replacing(path, folder=True) as folder:
+                self._write(folder)
+        except OSError:
+            if not is_world(path):
+                raise
+            # Another process saved the same artifact first; theirs is as good as ours.
         return path
+
+    def _write(self, folder: Path) -> None:
+        cat = self.catalog
+        document = {
+            "artifact_version": ARTIFACT_VERSION,
+            "config": asdict(self.config),
+            "meta": self.meta,
+            "catalog": {"name": cat.name, "genre_names": list(cat.genre_names), "titles": list(cat.titles)},
+            "users": {c: [str(v) for v in self.users[c]] for c in TEXT_COLUMNS},
+        }
+        (folder / "world.json").write_text(json.dumps(document, indent=1))
+        tensors = {
+            "features": cat.features, "genres": cat.genres, "popularity": cat.popularity,
+            "quality": cat.quality, "interest": self.interest,
+        }
+        tensors.update({f"users.{c}": torch.tensor(self.users[c].to_numpy(dtype=np.float64))
+                        for c in NUMERIC_COLUMNS})
+        torch.save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, folder / "tensors.pt")
 
     @classmethod
     def load(cls, path: str | Path) -> CalibratedWorld:
-        """Read an artifact folder written by :meth:`save`."""
+        """Read an artifact folder written by :meth:`save`, after completing a replacement
+        that was stopped there (:func:`finish_replacement`)."""
         path = Path(path)
+        finish_replacement(path)
         if not (path / "world.json").is_file() or not (path / "tensors.pt").is_file():
             raise FileNotFoundError(f"{path} is not a calibrated-world artifact (it needs world.json and tensors.pt)")
         document = json.loads((path / "world.json").read_text())
@@ -171,9 +188,86 @@ class CalibratedWorld:
 
 
 def is_world(path: str | Path) -> bool:
-    """Whether ``path`` holds a saved world (its ``world.json``): what ``recoworld run``,
-    ``fidelity`` and ``calibrate`` check before reading a folder or writing over it."""
-    return (Path(path).expanduser() / "world.json").is_file()
+    """Whether ``path`` holds a saved world (its ``world.json``), or will once a load puts
+    in place the finished world of a replacement stopped between its renames
+    (:func:`finish_replacement`): what ``recoworld run``, ``fidelity`` and ``calibrate``
+    check before reading a folder or writing over it."""
+    path = Path(path).expanduser()
+    return _holds_world(path) or (not path.exists() and _holds_world(_beside(path, "new")))
+
+
+def finish_replacement(path: str | Path) -> None:
+    """Complete, or clear away, what a :meth:`CalibratedWorld.save` at ``path`` left when
+    it was stopped (killed); each step is logged as a warning.
+
+    A save writes into a temporary folder (``.NAME.PID.tmp``, named after the writing
+    process) and renames it to ``NAME``. A replacement renames its finished temporary to
+    ``.NAME-new``, then ``NAME`` to ``.NAME-old``, ``.NAME-new`` to ``NAME``, and deletes
+    ``.NAME-old``. Stopped anywhere, ``NAME`` is a whole world or absent, and here:
+
+    * a temporary whose process no longer runs is unfinished and deleted;
+    * a ``.NAME-new`` is finished (only a complete folder is given that name) and takes
+      ``NAME``'s place, as the save that wrote it asked;
+    * a ``.NAME-old`` beside a world is the world it replaced, and is deleted.
+    """
+    path = Path(path).expanduser()
+    staged, retired = _beside(path, "new"), _beside(path, "old")
+    for temporary in _abandoned_temporaries(path):
+        log.warning("removing %s: a calibrated world that a stopped save left unfinished", temporary)
+        shutil.rmtree(temporary, ignore_errors=True)
+    if _holds_world(staged):
+        log.warning("putting the finished world %s in place at %s, where a stopped replacement left it", staged,
+                    path)
+        if path.exists():
+            shutil.rmtree(retired, ignore_errors=True)  # of an earlier replacement, stopped while deleting it
+        _swap_in(path, staged)
+    elif retired.exists() and _holds_world(path):
+        log.warning("removing %s: the world a stopped replacement had replaced at %s", retired, path)
+        shutil.rmtree(retired)
+
+
+def _swap_in(path: Path, staged: Path) -> None:
+    """The renames of a replacement (:func:`finish_replacement`): two renames, so that
+    ``path`` is one whole world or the other, never a mix; ``path`` is absent between them."""
+    retired = _beside(path, "old")
+    if path.exists():
+        os.rename(path, retired)
+    os.rename(staged, path)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def _beside(path: Path, role: str) -> Path:
+    """The hidden folder of a replacement of ``path``: ``new`` (finished) or ``old``."""
+    return path.with_name(f".{path.name}-{role}")
+
+
+def _holds_world(path: Path) -> bool:
+    return (path / "world.json").is_file()
+
+
+def _abandoned_temporaries(path: Path) -> list[Path]:
+    """The temporary folders (:func:`recoworld.logs.temporary_path`) of saves to ``path`` or
+    to its ``.NAME-new`` whose process no longer runs on this machine."""
+    names = "|".join(re.escape(f".{target.name}.") for target in (path, _beside(path, "new")))
+    pattern = re.compile(rf"(?:{names})(\d+){re.escape(TEMPORARY_SUFFIX)}")
+    found = [(p, pattern.fullmatch(p.name)) for p in path.parent.glob(f".*{TEMPORARY_SUFFIX}")]
+    return sorted(p for p, match in found if match and not _running(int(match[1])))
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs here; this process's own id counts as not running: its
+    folder was left by a killed process that had the same id (containers reuse ids)."""
+    if pid == os.getpid():
+        return False
+    if os.name == "nt":
+        return True  # os.kill would terminate it there; keep the folder rather than guess
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, under another user
+    return True
 
 
 def default_path() -> Path:

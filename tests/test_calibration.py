@@ -8,6 +8,8 @@ seconds; the MovieLens-100K fit itself is exercised by ``recoworld calibrate``.
 from __future__ import annotations
 
 import json
+import re
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -20,7 +22,9 @@ from recoworld.catalog import popularity_score
 from recoworld.calibration.choice import ChoiceFitConfig, ChoiceModel, decompose, fit_choice, least_squares, \
     platt_scaling, rating_weights, sequence_scores, unit_space
 from recoworld.apps.calibrate.dynamics import fit_returns, gap_length_elasticity
+from recoworld.apps.calibrate.folds import CalibrationDataError
 from recoworld.apps.calibrate.fit import CalibrationConfig, calibrate, torch_threads
+from recoworld.calibration import traits
 from recoworld.calibration.ratings import RatingResponse, fit_rating_response, star_probabilities
 from recoworld.calibration.split import Sessions, cut_sessions, holdout_split
 from recoworld.apps.calibrate.synthetic import simulated_dataset
@@ -170,6 +174,22 @@ def test_platt_scaling_recovers_a_known_miscalibration():
     assert b > -1.0  # pulled towards the even mix
 
 
+def test_a_choice_model_that_ranks_the_validation_fold_no_better_than_chance_is_refused(simulated, monkeypatch):
+    """The Platt scale is fitted over every pair and can come out positive while each user's
+    own later choices rank at or below chance (as in a log of one user): the AUC is checked too."""
+    monkeypatch.setattr("recoworld.apps.calibrate.choices.user_auc",
+                        lambda scores, positive, negative: torch.full((len(scores),), 0.5))
+    with pytest.raises(CalibrationDataError) as refused:
+        calibrate(CalibrationConfig(choice=ChoiceFitConfig(dim=8, l2=0.03)), data=simulated.data, progress=False)
+    message = str(refused.value)
+    scale = float(re.search(r"\(Platt scale ([^)]+)\)", message)[1])
+    assert scale > 0, "refused for the AUC, not the scale"
+    assert message == (
+        f"the choice model fitted before the validation fold ranks that fold's choices at AUC 0.500 (Platt scale "
+        f"{scale:.3g}): no better than chance, so there is no taste to calibrate. The log is too small or too random "
+        f"({N_USERS} users, {len(simulated.data.ratings)} interactions); calibrate on a longer log")
+
+
 def test_rating_response_recovers_the_simulators_rating_rule():
     gen = torch.Generator().manual_seed(0)
     n = 8_000
@@ -225,6 +245,24 @@ def test_gap_elasticity_to_session_length_is_read_within_users():
     assert gap_length_elasticity(Sessions(table, 0.0)) == pytest.approx(0.4, abs=0.06)
     table["next_gap_days"] = np.where(table["next_gap_days"].isna(), np.nan, rng.exponential(1.0, len(table)))
     assert gap_length_elasticity(Sessions(table, 0.0)) < 0.05
+
+
+# ------------------------------------------------------------------ traits
+def test_conformity_ranks_users_by_their_gap_to_the_others_and_puts_a_user_without_one_at_the_mean():
+    # Items 0 and 1: user 0's gaps 2.5 and 1.5, user 1's 1 and 1.5, user 2's 3.5 and 3; user 3
+    # rated only item 2, which nobody else did, and takes the mean gap, 13/6.
+    train = pd.DataFrame({"user_id": [0, 0, 1, 1, 2, 2, 3], "item_id": [0, 1, 0, 1, 0, 1, 2],
+                          "rating": [5, 2, 4, 2, 1, 5, 3]})
+    assert traits.conformity(train, 4, 3).tolist() == [0.625, 0.875, 0.125, 0.375]
+
+
+def test_conformity_without_a_shared_item_puts_every_user_in_the_middle_silently():
+    one_user = pd.DataFrame({"user_id": [0, 0], "item_id": [0, 1], "rating": [4, 2]})
+    strangers = pd.DataFrame({"user_id": [0, 1], "item_id": [0, 1], "rating": [4, 2]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Mean of empty slice"
+        assert traits.conformity(one_user, 1, 2).tolist() == [0.5]
+        assert traits.conformity(strangers, 2, 2).tolist() == [0.5, 0.5]
 
 
 # ------------------------------------------------------------ the whole fit

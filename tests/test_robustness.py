@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import numpy as np
 import pandas as pd
@@ -176,6 +177,28 @@ def test_a_report_folder_taken_while_the_study_ran_does_not_lose_the_report(tmp_
     assert (out / "robustness.json").read_text() == first, "the first report is left as it was"
     assert sorted(p.name for p in (tmp_path / "12-00-00-2").iterdir()) == sorted(FILES)
     assert f"{out} appeared while the study ran; the report goes to {out}-2" in capsys.readouterr().out
+
+
+def test_a_report_stopped_while_it_is_written_leaves_no_folder(tmp_path, monkeypatch):
+    """The files go to a temporary folder that is removed when the write fails, and that a
+    killed study would leave under a hidden name ending in .tmp, which says it is unfinished."""
+    from recoworld.apps.robustness import report
+
+    config = RobustnessConfig(agents=("first", "second", "third"), worlds=2, seed_noise=0, resamples=50,
+                              ranges={"leave_mindset": DEFAULT_RANGES["leave_mindset"]})
+    result = run_study(config, toy_lineup, {"leave_mindset": 4.0})
+    written = []
+
+    def stopped(result):
+        written.extend(sorted(p.name for p in tmp_path.rglob("*")))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "markdown", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        report.write(tmp_path / "12-00-00", result)
+    temporary = f".12-00-00.{os.getpid()}.tmp"
+    assert written == [temporary, "robustness.json", "worlds.csv"]
+    assert list(tmp_path.iterdir()) == []
 
 
 # ------------------------------------------------------------------ the simulated lineup and the command

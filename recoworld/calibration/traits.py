@@ -75,6 +75,15 @@ def conformity_gap(train: pd.DataFrame, n_users: int, n_items: int) -> np.ndarra
     return pd.Series(gap).groupby(train["user_id"].to_numpy()[keep]).mean().reindex(range(n_users)).to_numpy()
 
 
+def conformity(train: pd.DataFrame, n_users: int, n_items: int) -> np.ndarray:
+    """``[n_users]`` conformity percentiles (module docstring). A user none of whose items
+    another user rated has no gap and sits at the mean gap; where no user has one (a log
+    of one user, or of users who share no item), every user sits in the middle, 0.5."""
+    gap = conformity_gap(train, n_users, n_items)
+    known = ~np.isnan(gap)
+    return percentiles(-np.where(known, gap, gap[known].mean() if known.any() else 0.0))
+
+
 def favourite_genres(train: pd.DataFrame, genre_weights: torch.Tensor, genre_names, n_users: int,
                      prior: float = 20.0) -> list[str]:
     """Each user's favourite genre by smoothed lift over the population's mix (module docstring)."""

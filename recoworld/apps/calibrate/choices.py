@@ -47,11 +47,14 @@ def fit_validation_choices(folds: Folds, choice: ChoiceFitConfig) -> ValidationF
     logits = model.logits()
     auc = float(user_auc(logits, positive, never).nanmean())
     scale, shift = platt_scaling(logits, positive, never)
-    if not scale > 0:
+    # Both are needed: the scale is fitted over every (user, item) pair, so it can come out
+    # positive while each user's own later choices rank below chance (a log of one user).
+    if not (scale > 0 and auc > 0.5):
+        users = f"{folds.n_users} user{'s' * (folds.n_users != 1)}"
         raise CalibrationDataError(
             f"the choice model fitted before the validation fold ranks that fold's choices at AUC {auc:.3f} (Platt "
             f"scale {scale:.3g}): no better than chance, so there is no taste to calibrate. The log is too small or "
-            f"too random ({folds.n_users} users, {len(folds.data.ratings)} interactions); calibrate on a longer log")
+            f"too random ({users}, {len(folds.data.ratings)} interactions); calibrate on a longer log")
     trend = None
     if folds.kind == "time":
         terms = trend_terms(inner.train, release_years(folds), n_items)

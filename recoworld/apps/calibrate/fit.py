@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -189,11 +187,10 @@ def read_traits(folds: Folds, catalog: Catalog, terms: UtilityTerms) -> dict[str
     """Step 5: each user's descriptive traits, read off the training ratings."""
     train, n_users, n_items = folds.split.train, folds.n_users, folds.n_items
     straying = traits.genre_straying(train, catalog.genre_weights, n_users)
-    gap = traits.conformity_gap(train, n_users, n_items)
     return {
         "favourite_genre": traits.favourite_genres(train, catalog.genre_weights, catalog.genre_names, n_users),
         "novelty": NOVELTY_RATIO * terms.interest_weight * np.nan_to_num(traits.normal_scores(straying)),
-        "conformity": traits.percentiles(-np.nan_to_num(gap, nan=np.nanmean(gap))),
+        "conformity": traits.conformity(train, n_users, n_items),
         "rating_offsets": traits.rating_offsets(train, n_users, n_items),
         "genre_straying": straying,
     }
@@ -337,6 +334,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.data is not None and args.out is None:
         parser.error("--data needs --out DIR: the cache's world is MovieLens-100K's")
     path = args.out or default_path()
+    # Refused before the fit, which takes a minute: saving would fail only after it.
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        parser.error(f"--out {path}: {existing} is a file, and the calibrated world is a folder; give a new or "
+                     "empty folder (or one that holds a calibrated world)")
     if path.is_dir() and any(path.iterdir()) and not is_world(path):
         parser.error(f"--out {path} holds files but no calibrated world; give a new or empty folder")
     if is_world(path) and not args.force:
@@ -357,25 +359,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         except CalibrationDataError as error:
             print(f"recoworld calibrate: {error}", file=sys.stderr)
             return 2
-        replace_world(world, path)
+        world.save(path, replace=True)
     print(summary(world))
     print(f"artifact: {path}")
     return 0
-
-
-def replace_world(world: CalibratedWorld, path: Path) -> None:
-    """Save ``world`` at ``path``, replacing the world there only once the new one is
-    written in full: a fit that fails or is stopped leaves the old world as it was."""
-    if not is_world(path):
-        world.save(path)  # new or empty (main refuses a folder with other files): renamed into place
-        return
-    staged, old = path.with_name(f".{path.name}-new"), path.with_name(f".{path.name}-old")
-    for leftover in (staged, old):  # of a replacement stopped between its two renames
-        shutil.rmtree(leftover, ignore_errors=True)
-    world.save(staged)
-    os.rename(path, old)
-    os.rename(staged, path)
-    shutil.rmtree(old)
 
 
 if __name__ == "__main__":

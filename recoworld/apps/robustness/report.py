@@ -3,10 +3,12 @@
 :func:`write` puts ``robustness.json`` (everything :func:`~recoworld.apps.robustness.study.run_study`
 returns), ``worlds.csv`` (a row per world: kind, varied parameter, every parameter's value,
 each agent's score and rank, :math:`\\tau` against the configured world) and ``report.md``
-into a temporary folder next to ``out`` and renames it to ``out`` when all are written, so
-``out`` is either complete or absent. A folder that took the name ``out`` while the study ran
-(two studies started in the same second share the default ``--out``) is left alone: the
-report goes to ``out-2`` (or the next free name) and says so, rather than being lost.
+into a temporary folder next to ``out`` (:func:`recoworld.logs.replacing`; a study killed
+while writing leaves it under a ``.tmp`` name, which says it is unfinished) and renames it
+to ``out`` when all are written, so ``out`` is either complete or absent. A folder that
+took the name ``out`` while the study ran (two studies started in the same second share the
+default ``--out``) is left alone: the report goes to ``out-2`` (or the next free name) and
+says so, rather than being lost.
 """
 
 from __future__ import annotations
@@ -14,14 +16,13 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
+
+from recoworld.logs import replacing
 
 FILES = ("robustness.json", "worlds.csv", "report.md")
 
@@ -43,16 +44,10 @@ def write(out: str | Path, result: dict, console: Console | None = None) -> Path
             break
         out = wanted.with_name(f"{wanted.name}-{n}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with replacing(out, folder=True) as tmp:
         (tmp / "robustness.json").write_text(json.dumps(plain(result), indent=1) + "\n")
         worlds_frame(result).to_csv(tmp / "worlds.csv", index=False)
         (tmp / "report.md").write_text(markdown(result))
-        tmp.chmod(0o755)  # mkdtemp's folder is private; the report is an ordinary output folder
-        os.rename(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     console = console or wide_console()
     if out != wanted:
         console.print(f"{wanted} appeared while the study ran; the report goes to {out}", soft_wrap=True)
