@@ -102,7 +102,8 @@ class TorchUsers:
         hazard = equations.leave_hazard(s.satisfaction, boredom, s.session_step, s.patience, s.session_index, c)
         s.instruction_steps_left, s.instruction.active = equations.instruction_countdown(
             s.instruction_steps_left, in_force, s.instruction.active)
-        speaks, leaves = equations.voice_or_leave(hazard, s.instruction.active, u_voice, u_leave, c)
+        quick, u_leave = equations.quick_visit(s.session_index, s.session_step, u_leave, c)
+        speaks, leaves = equations.voice_or_leave(hazard, s.instruction.active, u_voice, u_leave, c, quick)
         voiced = voice(s, self.tables, speaks, c.instruction_satiation, c.instruction_steps)
         returned, gap = self._leave(s, leaves, u_return)
         s.counter += 1

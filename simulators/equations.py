@@ -28,8 +28,9 @@ watch fraction, :math:`f_k` the item's unit features, :math:`w_{kg}` its genre w
 3. mindset :math:`m` and the session's memory :math:`M`, by the peak-end rule
    (:func:`mindset_update`, :func:`session_memory_update`);
 4. the leave hazard :math:`h` (:func:`leave_hazard`, with :func:`boredom`), the countdown
-   of the instruction in force (:func:`instruction_countdown`), and the decision to voice
-   an instruction or to leave (:func:`voice_or_leave`);
+   of the instruction in force (:func:`instruction_countdown`), visits for one thing
+   (:func:`quick_visit`), and the decision to voice an instruction or to leave
+   (:func:`voice_or_leave`);
 5. for leavers, whether they return and after how long (:func:`return_decision`, from
    :func:`return_probability`, :func:`first_gap_law`, :func:`mean_return_gap` and
    :func:`return_gap`); a
@@ -85,6 +86,7 @@ class UserEquationsConfig(Protocol):
     leave_length: float
     leave_patience: float
     leave_first_session: float
+    quick_visit_share: float
     first_session_patience: float
     return_base: float
     return_mindset: float
@@ -354,23 +356,47 @@ def instruction_countdown(steps_left: torch.Tensor, in_force: torch.Tensor,
     return steps_left, active & (steps_left > 0)
 
 
+def quick_visit(session_index: torch.Tensor, session_step: torch.Tensor, u_leave: torch.Tensor,
+                config: UserEquationsConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Who ends a visit for one thing, and the leave draw for the others (``([B] bool, [B])``).
+
+    A session the user returned for (``session_index`` above 0) is, with probability
+    :math:`q` (``quick_visit_share``), a visit for one thing: it ends after its first step
+    (``session_step`` 1), whatever the mindset, and without an instruction — in MovieLens a
+    quarter of the later sessions hold a single rating, a film just seen, say, where the
+    others run their course. The leave draw ``u_leave`` decides it: below :math:`q`, a quick
+    visit; from :math:`q` up, rescaled to :math:`(u - q)/(1 - q)`, uniform again, for
+    :func:`voice_or_leave`. The default, 0, has no quick visits and leaves ``u_leave`` as it is."""
+    q = config.quick_visit_share
+    if q == 0.0:
+        return torch.zeros_like(session_step, dtype=torch.bool), u_leave
+    first_step = (session_index > 0) & (session_step == 1)
+    return first_step & (u_leave < q), torch.where(first_step, (u_leave - q) / (1.0 - q), u_leave)
+
+
 def voice_or_leave(hazard: torch.Tensor, instruction_active: torch.Tensor, u_voice: torch.Tensor,
-                   u_leave: torch.Tensor, config: UserEquationsConfig) -> tuple[torch.Tensor, torch.Tensor]:
+                   u_leave: torch.Tensor, config: UserEquationsConfig,
+                   quick: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Who voices an instruction and who leaves, ``([B], [B])`` bool.
 
     A user whose hazard exceeds ``instruction_threshold`` senses they are about to leave:
     with probability ``voice_probability`` (if no instruction is in force,
     ``instruction_active`` false) they voice an instruction and stay; otherwise they leave
-    with probability :math:`h`.
+    with probability :math:`h`. A user ending a quick visit (``quick``, :func:`quick_visit`)
+    leaves without a word.
 
     Args:
         hazard: :math:`h` ``[B]`` (:func:`leave_hazard`).
         instruction_active: bool ``[B]``, after :func:`instruction_countdown`.
-        u_voice, u_leave: uniform draws ``[B]`` in :math:`[0, 1)`.
+        u_voice, u_leave: uniform draws ``[B]`` in :math:`[0, 1)` (``u_leave`` as
+            :func:`quick_visit` returns it).
+        quick: bool ``[B]``, or ``None`` for none.
     """
     speaks = (hazard > config.instruction_threshold) & ~instruction_active & (u_voice < config.voice_probability)
-    leaves = ~speaks & (u_leave < hazard)
-    return speaks, leaves
+    if quick is None:
+        return speaks, ~speaks & (u_leave < hazard)
+    speaks = speaks & ~quick
+    return speaks, quick | (~speaks & (u_leave < hazard))
 
 
 # ----------------------------------------------------------------- returning

@@ -66,7 +66,10 @@ the exposure-and-consumption of genre :math:`g` (:math:`e` examined, :math:`c` c
 **Leaving**: the leave hazard is
 :math:`h = \sigma(h_0 + h_m(0.5 - m) + h_b\,\text{boredom} + h_\ell\,t_{\text{session}} - \pi\,h_\gamma(\gamma_b - 0.75)
 + h_1[\text{first session}])`,
-where boredom is the mean satiation of the examined items' genres. A user's first session
+where boredom is the mean satiation of the examined items' genres. A session the user
+returns for is, with probability ``quick_visit_share`` (0 by default), a visit for one
+thing, which ends after its first step without an instruction (the calibration fits it to
+the share of single-rating visits). A user's first session
 is set apart: :math:`h_1` (``leave_first_session``) shifts it and :math:`\pi`
 (``first_session_patience``) is the share of the patience term in it, 1 later (below 0 and
 at 0, a newcomer's first visit outlasts the visits they return for, whatever their habitual
@@ -173,6 +176,7 @@ class StatisticalUserConfig:
     leave_length: float = 0.15
     leave_patience: float = 2.0
     leave_first_session: float = 0.0
+    quick_visit_share: float = 0.0
     first_session_patience: float = 1.0
     # returning
     return_base: float = 2.0
@@ -207,6 +211,8 @@ _CONFIG_RANGES = {
     "instruction_steps": AT_LEAST_ONE,
     # compliance divides the share of asked-for items by it
     "more_share": Interval(0.0, 1.0, closed_low=False),
+    # the other visits' leave draw is divided by 1 - it (equations.quick_visit)
+    "quick_visit_share": Interval(0.0, 1.0, closed_high=False),
 }
 
 

@@ -182,6 +182,34 @@ def test_a_user_who_speaks_stays_and_nobody_speaks_over_an_instruction_in_force(
     assert speaks.any() and leaves.any()
 
 
+def test_a_share_of_later_visits_ends_after_its_first_step_without_a_word_and_the_others_keep_a_uniform_draw():
+    """quick_visit_share 0.4: at the first step of a later session, leave draws below 0.4
+    end the visit (no instruction, whatever the hazard); the others' draws are rescaled to
+    (u - 0.4) / 0.6, uniform again; first sessions and later steps are untouched; 0, the
+    default, changes nothing."""
+    n = 10_000
+    u = (torch.arange(n, dtype=torch.float32) + 0.5) / n
+    config = replace(CONFIG, quick_visit_share=0.4)
+    later, first = torch.ones(n, dtype=torch.int64), torch.zeros(n, dtype=torch.int64)
+    step_one, step_two = torch.ones(n, dtype=torch.int64), torch.full((n,), 2)
+    quick, drawn = equations.quick_visit(later, step_one, u, config)
+    assert torch.equal(quick, u < 0.4)
+    assert torch.allclose(drawn[~quick], (u[~quick] - 0.4) / 0.6)
+    assert drawn[~quick].quantile(torch.tensor([0.25, 0.5, 0.75])).tolist() == pytest.approx([0.25, 0.5, 0.75],
+                                                                                              abs=1e-3)
+    for index, step in ((first, step_one), (later, step_two)):
+        none, same = equations.quick_visit(index, step, u, config)
+        assert not none.any() and torch.equal(same, u)
+    none, same = equations.quick_visit(later, step_one, u, CONFIG)
+    assert not none.any() and torch.equal(same, u)
+    # Quick visitors leave without a word even where the hazard would have them speak.
+    hazard = torch.full((n,), 0.9)
+    speaks, leaves = equations.voice_or_leave(hazard, torch.zeros(n, dtype=torch.bool), torch.zeros(n), drawn,
+                                              config, quick)
+    assert bool(leaves[quick].all()) and not speaks[quick].any()
+    assert bool(speaks[~quick].all()) and not leaves[~quick].any()  # voice_probability > 0 = u_voice
+
+
 def test_return_probability_rises_with_memory_and_activity_and_good_sessions_come_back_sooner():
     memory, later = torch.linspace(0, 1, 11), torch.ones(11, dtype=torch.int64)
     for activity in (0.3, 1.0, 3.0):

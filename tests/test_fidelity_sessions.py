@@ -164,9 +164,10 @@ def test_fit_lives_recovers_the_gaps_returns_and_longer_first_session_of_simulat
     windows = np.full(320, 40.0)
     population = world.population().pinned(users, seeds)
     # Newcomers: long first sessions, after which fewer come back, 70% of those who do
-    # within hours (e^-3 times the later gap), the others as regulars.
+    # within hours (e^-3 times the later gap), the others as regulars; a third of the later
+    # visits for one thing.
     truth = replace(world.config, gap_days=2.0, leave_first_session=-2.0, return_first_session=-0.5,
-                    gap_first_session=-3.0, gap_first_share=0.7)
+                    gap_first_session=-3.0, gap_first_share=0.7, quick_visit_share=0.35)
     lives = cut_sessions(dynamics.simulate_lives(world.catalog, truth, population, seeds, windows, max_steps=160),
                          30.0).table
     targets = dynamics.LifeTargets.of(lives)
@@ -175,7 +176,7 @@ def test_fit_lives_recovers_the_gaps_returns_and_longer_first_session_of_simulat
     # Later sessions too short, first sessions like them, gaps three times too long, and
     # every session alike at the start.
     start = replace(truth, leave_base=truth.leave_base + 1.0, leave_first_session=0.0, gap_days=6.0,
-                    return_first_session=0.0, gap_first_session=0.0, gap_first_share=1.0)
+                    return_first_session=0.0, gap_first_session=0.0, gap_first_share=1.0, quick_visit_share=0.0)
     fitted, factor = dynamics.fit_lives(world.catalog, start, population, seeds, windows, targets, max_steps=160)
     assert fitted.gap_days == pytest.approx(6.0 * factor)
     assert fitted.gap_days == pytest.approx(2.0, rel=0.35)
@@ -186,6 +187,7 @@ def test_fit_lives_recovers_the_gaps_returns_and_longer_first_session_of_simulat
     # read less sharply than the share that takes it.
     assert fitted.gap_first_share == pytest.approx(0.7, abs=0.15)
     assert fitted.gap_first_session < -1.5, "most newcomers come back far sooner than regulars"
+    assert fitted.quick_visit_share == pytest.approx(0.35, abs=0.15)
     table = cut_sessions(dynamics.simulate_lives(world.catalog, fitted, population, seeds, windows, max_steps=160),
                          30.0).table
     refitted, below = dynamics.LifeTargets.of(table), targets.position(table)
@@ -193,6 +195,7 @@ def test_fit_lives_recovers_the_gaps_returns_and_longer_first_session_of_simulat
     assert refitted.return_share == pytest.approx(targets.return_share, abs=0.1)
     assert below["first_gap_days"] == pytest.approx(0.5, abs=0.1)
     assert below["first_gap_quartile"] == pytest.approx(0.25, abs=0.1)
+    assert refitted.single_share == pytest.approx(targets.single_share, abs=0.08)
 
 
 def test_life_targets_split_first_sessions_from_later_ones_and_count_ties_at_the_median_half():

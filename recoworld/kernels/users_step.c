@@ -47,7 +47,7 @@ enum {
     P_INSTRUCTION_SATIATION, P_INSTRUCTION_STEPS, P_NOVELTY_SESSION_SPREAD, P_INITIAL_MINDSET,
     P_QUALITY_SCALE, P_ITEM_KEEP, P_ITEM_RECOVERY_DAYS, P_PEAK_END_WEIGHT, P_MEAN_WEIGHT,
     P_GAP_SHAPE, P_INVERSE_GAP_SHAPE, P_WEIBULL_MEAN_FACTOR, P_GAP_LENGTH_ELASTICITY, P_LEAVE_FIRST_SESSION,
-    P_FIRST_SESSION_PATIENCE, P_RETURN_FIRST_SESSION, P_GAP_FIRST_SESSION, P_GAP_FIRST_SHARE,
+    P_FIRST_SESSION_PATIENCE, P_RETURN_FIRST_SESSION, P_GAP_FIRST_SESSION, P_GAP_FIRST_SHARE, P_QUICK_VISIT_SHARE,
     N_PARAMS
 };
 
@@ -427,10 +427,17 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
                                       + first_shift);
         s->steps_left[b] -= in_force;
         const int active = s->active[b] && s->steps_left[b] > 0;
-        /* The voice, leave and return draws, each made only where it decides something. */
-        const int speaks = hazard > param[P_INSTRUCTION_THRESHOLD] && !active
+        /* The voice, leave and return draws, each made only where it decides something. A
+         * later session's first step may end a visit for one thing (equations.quick_visit),
+         * decided by the leave draw, which the other visits take rescaled. */
+        const float q = param[P_QUICK_VISIT_SHARE];
+        const int quick_step = q != 0.0f && !first && session_step == 1;
+        const float u_quick = quick_step ? uniform_salted(base, salt[4 * K + 1]) : 1.0f;
+        const int quick = quick_step && u_quick < q;
+        const int speaks = !quick && hazard > param[P_INSTRUCTION_THRESHOLD] && !active
                            && uniform_salted(base, salt[4 * K]) < param[P_VOICE_PROBABILITY];
-        const int leaves = !speaks && uniform_salted(base, salt[4 * K + 1]) < hazard;
+        const int leaves = quick || (!speaks && (quick_step ? (u_quick - q) / (1.0f - q)
+                                                            : uniform_salted(base, salt[4 * K + 1])) < hazard);
         int returned = 0;
         float gap = leaves ? INFINITY : 0.0f;
         if (leaves) { /* equations.return_decision: return_probability, first_gap_law, mean_return_gap, return_gap */

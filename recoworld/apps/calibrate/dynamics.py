@@ -362,8 +362,9 @@ class LifeTargets:
     """What a simulated life is fitted to (:func:`fit_lives`), each split by whether the
     session is the user's first: the medians of the first sessions' length and of the
     sessions users return for; the medians of the gaps after each kind, and the first
-    quartile of the gaps after a first session; and the share of each kind that another
-    session follows within the user's window. NaN where there is none to measure (no
+    quartile of the gaps after a first session; the share of each kind that another
+    session follows within the user's window; and the share of the later sessions that
+    hold a single rating (a visit for one thing). NaN where there is none to measure (no
     returning user, say). ``at_quantile`` holds, per quantile, the share of the values below
     it, ties counted half (:meth:`position`): about the quantile's level, but lengths are
     counts, and a median of 4 may leave 40% below it."""
@@ -375,6 +376,7 @@ class LifeTargets:
     first_return_share: float = math.nan
     return_share: float = math.nan
     first_gap_quartile: float = math.nan
+    single_share: float = math.nan
     at_quantile: dict = field(default_factory=dict)
 
     #: The quantiles, by name: the values of a session table each is taken of, and its level.
@@ -406,7 +408,9 @@ class LifeTargets:
         def share(kind: np.ndarray) -> float:
             return float(returned[kind].mean()) if kind.any() else math.nan
 
-        targets = cls(**quantiles, first_return_share=share(first), return_share=share(~first))
+        later = values["return_length"]
+        single = float((later == 1).mean()) if len(later) else math.nan
+        targets = cls(**quantiles, first_return_share=share(first), return_share=share(~first), single_share=single)
         return replace(targets, at_quantile=targets.position(table))
 
     def position(self, table: pd.DataFrame) -> dict[str, float]:
@@ -452,7 +456,7 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
     sessions as the ratings are) live the data's ``targets``; and the gap's factor (on
     ``gap_days``).
 
-    Seven levels are searched together, one life of every user per step, each on the target
+    Eight levels are searched together, one life of every user per step, each on the target
     it moves most, for a user's first session and for the sessions they return for apart:
     the hazard's level in a first session (``leave_base + leave_first_session``) on the
     first sessions' median length, ``leave_base`` on the later sessions' median; the return
@@ -462,8 +466,10 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
     session, the share of newcomers who return by the first-session law
     (``gap_first_share``, :func:`~recoworld.simulators.equations.first_gap_law`; its logit)
     on the median gap, and that law's factor (``gap_first_session`` apart) on the first
-    quartile, the others returning as regulars do. A quantile is matched by the share of
-    values below it (:meth:`LifeTargets.position`). Each level steps towards its target, its step growing
+    quartile, the others returning as regulars do; and the share of quick visits
+    (``quick_visit_share``, :func:`~recoworld.simulators.equations.quick_visit`; its logit)
+    on the share of later sessions that hold a single rating. A quantile is matched by the share of values below it
+    (:meth:`LifeTargets.position`). Each level steps towards its target, its step growing
     while the direction holds and halving when it turns (a sign search with the step
     factors of Rprop, Riedmiller and Braun 1993): unlike a bisection, a level that an early
     step sent the wrong way — while the other levels were still far off, who returns changes
@@ -477,18 +483,19 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
     # a sign-up's burst can be many times a habitual session, so its level reaches far lower.
     level = {"first": config.leave_base + config.leave_first_session, "base": config.leave_base,
              "first_return": config.return_base + config.return_first_session, "return": config.return_base,
-             "first_gap": config.gap_first_session, "first_gap_share": 0.0, "gap": 0.0}
+             "first_gap": config.gap_first_session, "first_gap_share": 0.0, "gap": 0.0,
+             "quick": -3.0}
     bounds = {"first": (config.leave_base - 8.0, config.leave_base + 1.0),
               "base": (config.leave_base - 3.0, config.leave_base + 3.0),
               "first_return": (config.return_base - 6.0, config.return_base + 4.0),
               "return": (config.return_base - 4.0, config.return_base + 4.0),
               "first_gap": (math.log(0.002), math.log(2.0)), "first_gap_share": (-4.0, 4.0),
-              "gap": (math.log(0.05), math.log(2.0))}
+              "gap": (math.log(0.05), math.log(2.0)), "quick": (-8.0, 2.0)}
     # Each level's target, and whether a larger level raises it.
     aims = {"first": ("first_length", False), "base": ("return_length", False),
             "first_return": ("first_return_share", True), "return": ("return_share", True),
             "first_gap": ("first_gap_quartile", True), "first_gap_share": ("first_gap_days", False),
-            "gap": ("gap_days", True)}
+            "gap": ("gap_days", True), "quick": ("single_share", True)}
     # A first-session level without a target keeps its shift from the later sessions' level.
     shifts = {"first_return": ("return", config.return_first_session),
               "first_gap": ("gap", config.gap_first_session)}
@@ -513,7 +520,9 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
         share = 1.0 if "first_gap_share" in fixed else 1.0 / (1.0 + math.exp(-level["first_gap_share"]))
         return replace(config, leave_base=base, leave_first_session=first - base, return_base=back,
                        return_first_session=first_return - back, gap_days=config.gap_days * math.exp(gap),
-                       gap_first_session=first_gap - gap, gap_first_share=share)
+                       gap_first_session=first_gap - gap, gap_first_share=share,
+                       quick_visit_share=(config.quick_visit_share if "quick" in fixed
+                                          else 1.0 / (1.0 + math.exp(-level["quick"]))))
 
     for _ in range(iterations):
         lives = simulate_lives(catalog, fitted(), population, seeds, windows_days, max_steps=max_steps)

@@ -252,7 +252,8 @@ def sessions_section(section: dict | None, targets: dict | None, noun: str = "ra
                        "a session of the median length for an average user; the calibration's law).")]
     lines += ["", (f"Refitted: leave base {c['leave_base']:.2f}, first session "
                    f"{c.get('leave_first_session', 0.0):+.2f} (patience's share "
-                   f"{c.get('first_session_patience', 1.0):.2f}), length {c['leave_length']:.3f}, patience "
+                   f"{c.get('first_session_patience', 1.0):.2f}), quick visits "
+                   f"{c.get('quick_visit_share', 0.0):.0%}, length {c['leave_length']:.3f}, patience "
                    f"{c['leave_patience']:.1f}; return base {c['return_base']:.2f}, after a first session "
                    f"{c.get('return_first_session', 0.0):+.2f}; gap {c['gap_days']:.1f} days, times "
                    f"{np.exp(c.get('gap_first_session', 0.0)):.2f} after a first session for "
