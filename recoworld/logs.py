@@ -24,9 +24,12 @@ order (position 0 is the top of the slate) and have the slate's length.
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import re
 import shutil
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -148,6 +151,53 @@ def replacing(path: str | Path, *, folder: bool = False) -> Iterator[Path]:
             shutil.rmtree(temporary, ignore_errors=True)
         else:
             temporary.unlink(missing_ok=True)
+
+
+def check_new_folder(out: str | Path, flag: str = "--out") -> Path:
+    """``out`` as a path, refused (a ``ValueError`` naming it and ``flag``) unless it is new
+    or an empty folder: a report's folder is written whole at the end (:func:`new_folder`),
+    and an earlier report, or anything else, is never mixed with the new one."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{flag} {out} is a file; give a folder for the report")
+    if out.is_dir() and any(out.iterdir()):
+        held = ", ".join(sorted(p.name for p in out.iterdir())[:4])
+        raise ValueError(f"{flag} {out} already holds files ({held}); choose another {flag} or remove it")
+    return out
+
+
+@contextmanager
+def new_folder(out: str | Path) -> Iterator[tuple[Path, Path]]:
+    """``(temporary folder to fill, the report's folder)``: the temporary, beside ``out``,
+    takes the report's name when the block ends and is deleted if the block raises
+    (:func:`replacing`), so the folder is a whole report or absent. A folder that took the
+    name ``out`` while the work ran (:func:`check_new_folder` found it free; two runs started
+    in the same second share a default name) is left alone: the report goes to ``out-2`` (or
+    the next free name), and a line on stderr says so."""
+    wanted = out = Path(out)
+    for n in itertools.count(2):
+        if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+            break
+        out = wanted.with_name(f"{wanted.name}-{n}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with replacing(out, folder=True) as folder:
+        yield folder, out
+    if out != wanted:
+        print(f"{wanted} appeared while the report was computed; the report went to {out}", file=sys.stderr)
+
+
+def strict_json(tree):
+    """``tree`` (dicts, lists, numbers) as strict JSON takes it: NaN and infinities (an
+    undefined estimate) as ``None`` (``null``), numpy scalars as Python numbers."""
+    if isinstance(tree, dict):
+        return {key: strict_json(value) for key, value in tree.items()}
+    if isinstance(tree, list | tuple):
+        return [strict_json(value) for value in tree]
+    if isinstance(tree, np.generic):
+        tree = tree.item()
+    if isinstance(tree, float) and not math.isfinite(tree):
+        return None
+    return tree
 
 
 class EpisodeLog:

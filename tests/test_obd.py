@@ -136,7 +136,7 @@ def test_pip_failure_says_how_to_get_the_files_by_hand(tmp_path, monkeypatch):
         "pip could not download obp==0.5.7 (exit status 1):\n"
         "ERROR: No matching distribution found for obp==0.5.7\n"
         f"Fetching 'open-bandit' needs access to PyPI (or to the index set in PIP_INDEX_URL). Without it, "
-        f"{OPEN_BANDIT.manual}."
+        f"{OPEN_BANDIT.manual.format(folder=tmp_path / 'open-bandit')}."
     )
     assert list(tmp_path.iterdir()) == []
 

@@ -12,6 +12,7 @@ from recoworld import ope
 from recoworld.agents.off_policy import LoggedSlates
 from recoworld.apps.cli import COMMANDS
 from recoworld.apps.cli import main as cli_main
+from recoworld.apps.ope import report
 from recoworld.apps.ope.config import StudyConfig, make_policy
 from recoworld.apps.ope.intervals import refit_interval
 from recoworld.apps.ope.open_bandit import obd_rows
@@ -172,3 +173,51 @@ def test_refit_interval_is_the_normal_interval_of_the_refitted_estimates():
     assert upper - estimate == pytest.approx(estimate - lower)
     # the bootstrap standard error of a mean is close to sd / sqrt(n)
     assert (upper - lower) / (2 * 1.96) == pytest.approx(values.std() / np.sqrt(10), rel=0.15)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--alpha", "1.5"], "StudyConfig.alpha=1.5: must be in (0, 1)"),
+    (["--epsilon", "2"], "StudyConfig.epsilon=2.0: must be in [0, 1]"),
+    (["--truth-users", "1"], "StudyConfig.truth_users=1: must be an integer >= 2"),
+    (["--bootstrap", "0"], "StudyConfig.n_bootstrap=0: must be an integer >= 1"),
+    (["--folds", "1"], "StudyConfig.n_folds=1: must be an integer >= 2"),
+    (["--logging-temperature", "0"], "StudyConfig.logging_temperature=0.0: must be > 0"),
+    (["--log-sizes", "150", "150"], "log_sizes=[150, 150] names 150 more than once; give each once"),
+    (["--logging", "softmax", "softmax"], "logging=['softmax', 'softmax'] names softmax more than once; give each once"),
+    (["--threads", "0"], "--threads 0; give 1 or more"),
+])
+def test_bad_flags_are_refused_before_the_study_runs(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as stopped:
+        cli_main(["ope", "--out", str(tmp_path / "out"), *SMALL, *argv])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"recoworld ope: error: {message}"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_out_must_be_new_or_empty_and_the_report_is_whole(tmp_path, capsys, monkeypatch):
+    (tmp_path / "file").write_text("mine")
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "summary.md").write_text("my last study")
+    for out, message in (("file", "is a file; give a folder for the report"),
+                         ("old", "already holds files (summary.md); choose another --out or remove it")):
+        with pytest.raises(SystemExit):
+            cli_main(["ope", "--out", str(tmp_path / out), *SMALL])
+        assert capsys.readouterr().err.splitlines()[-1] == f"recoworld ope: error: --out {tmp_path / out} {message}"
+    assert (tmp_path / "file").read_text() == "mine" and (tmp_path / "old" / "summary.md").read_text() == \
+        "my last study"
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    # Interrupted while writing (after the runs were written): no folder, no temporary left.
+    monkeypatch.setattr(report, "coverage_plot", interrupted)
+    assert cli_main(["ope", "--out", str(tmp_path / "new"), *SMALL]) == 130
+    assert "recoworld ope: stopped before the report was complete; nothing was written to" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "old"]
+
+
+def test_same_seeds_same_study(tmp_path, capsys):
+    for name in ("a", "b"):
+        assert cli_main(["ope", "--out", str(tmp_path / name), *SMALL, "--no-plots"]) == 0
+    for name in ("runs.csv", "truths.csv", "summary.csv", "summary.md"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()

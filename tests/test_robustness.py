@@ -176,7 +176,7 @@ def test_a_report_folder_taken_while_the_study_ran_does_not_lose_the_report(tmp_
     assert report.write(out, result) == tmp_path / "12-00-00-2"
     assert (out / "robustness.json").read_text() == first, "the first report is left as it was"
     assert sorted(p.name for p in (tmp_path / "12-00-00-2").iterdir()) == sorted(FILES)
-    assert f"{out} appeared while the study ran; the report goes to {out}-2" in capsys.readouterr().out
+    assert f"{out} appeared while the report was computed; the report went to {out}-2" in capsys.readouterr().err
 
 
 def test_a_report_stopped_while_it_is_written_leaves_no_folder(tmp_path, monkeypatch):
@@ -256,12 +256,13 @@ def test_quick_run_writes_the_report_folder(tmp_path, capsys):
 
 def test_command_refuses_bad_settings_naming_them(tmp_path, capsys):
     (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "report.md").write_text("an earlier study")
     cases = [
         (["--worlds", "1"], "worlds=1; the stability of a ranking needs at least 2 sampled worlds"),
         (["--range", "leave_mood=1:2"], "unknown parameter 'leave_mood'"),
         (["--range", "leave_mindset=5:2"], "range of leave_mindset is empty (low=5.0, high=2.0)"),
         (["--parameters", "gap_days"], "--parameters names 'gap_days', which has no range"),
-        (["--out", str(tmp_path / "taken")], "already exists; choose another --out or remove it"),
+        (["--out", str(tmp_path / "taken")], "already holds files (report.md); choose another --out or remove it"),
     ]
     for flags, message in cases:
         with pytest.raises(SystemExit) as exit_:
@@ -301,6 +302,6 @@ def test_a_study_stopped_by_ctrl_c_says_that_no_report_was_written(tmp_path, cap
     monkeypatch.setattr("recoworld.apps.robustness.app.run", interrupted)
     out = tmp_path / "report"
     assert cli_main(["robustness", "--quick", "--out", str(out)]) == 130
-    assert (f"recoworld robustness: stopped before the last world; no report was written ({out} does not exist), "
+    assert (f"recoworld robustness: stopped before the last world; no report was written ({out} is as it was), "
             "run the study again") in capsys.readouterr().err
     assert not out.exists() and list(tmp_path.iterdir()) == []

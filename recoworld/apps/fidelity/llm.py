@@ -30,7 +30,8 @@ OpenAI-compatible server) and pass its settings (fields of :class:`recoworld.llm
         --llm model=Qwen/Qwen2.5-7B-Instruct --llm max_concurrency=64
 
 The calls run concurrently up to ``max_concurrency`` and are cached on disk (``cache_dir``,
-by default ``llm-cache`` in the report folder), so a re-run replays them.
+by default ``llm-cache`` in RecoWorld's cache, :func:`recoworld.data.cache.cache_dir`), so a
+re-run replays them, whatever its ``--out``.
 """
 
 from __future__ import annotations
@@ -81,6 +82,24 @@ def hybrid_users(world: CalibratedWorld, rows: np.ndarray, llm):
     return HybridUsers(world.catalog, llm, statistical=world.config, population=world.population().pinned(rows, rows))
 
 
+def check_user_kinds(kinds: Sequence[str]) -> None:
+    """Refuse a kind not in :data:`USER_KINDS`, or one named twice, naming it."""
+    unknown = [k for k in kinds if k not in USER_KINDS]
+    if unknown:
+        raise ValueError(f"--users {','.join(kinds)}: no user kind {', '.join(map(repr, unknown))}; choose among "
+                         f"{', '.join(USER_KINDS)}")
+    twice = sorted({k for k in kinds if list(kinds).count(k) > 1})
+    if twice:
+        raise ValueError(f"--users names {', '.join(twice)} more than once; name each kind once")
+
+
+def check_sample_size(n_users: int, split: Split) -> None:
+    """Refuse a sample of users the split cannot give: only users with held-out ratings are sampled."""
+    available = int(split.test["user_id"].nunique())
+    if not 1 <= n_users <= available:
+        raise ValueError(f"--llm-users {n_users}: choose 1..{available} (the users with held-out ratings)")
+
+
 def evaluate_users(world: CalibratedWorld, data: MovieLens100K, split: Split, kinds: Sequence[str] = USER_KINDS,
                    n_users: int = 8, llm=None, ratios: Sequence[int] = (1, 3, 9), seed: int = 0) -> dict:
     """AUC (where the user has a choice probability) and the 1:m protocol per user kind.
@@ -92,12 +111,9 @@ def evaluate_users(world: CalibratedWorld, data: MovieLens100K, split: Split, ki
         llm: the LLM users' chat model: a :class:`~recoworld.llm.ChatModel`, a mapping of
             :class:`~recoworld.llm.LLMConfig` fields, or ``None`` (the embedded model).
     """
-    unknown = sorted(set(kinds) - set(USER_KINDS))
-    if unknown:
-        raise ValueError(f"user kinds {unknown}; choose among {', '.join(USER_KINDS)}")
+    check_user_kinds(kinds)
+    check_sample_size(n_users, split)
     n_all = split.n_users
-    if not 1 <= n_users <= n_all:
-        raise ValueError(f"n_users={n_users}; choose 1..{n_all}")
     positive = interaction_matrix(split.test, n_all, split.n_items)
     never = ~(positive | interaction_matrix(split.train, n_all, split.n_items))
     rows = np.sort(np.random.default_rng(seed).choice(np.flatnonzero(positive.any(1).numpy()), n_users,

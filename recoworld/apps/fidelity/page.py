@@ -14,16 +14,25 @@ import numpy as np
 import pandas as pd
 
 from recoworld.apps.fidelity.evaluation import RATIOS
+from recoworld.logs import new_folder, strict_json
 from recoworld.simulators.calibrated import CalibratedWorld
 
+
 def write_report(results: dict, out: Path, world: CalibratedWorld) -> Path:
-    """``report.md``, ``metrics.json`` and PNG plots in ``out``."""
+    """``report.md``, ``metrics.json`` (strict JSON: an undefined number is ``null``) and PNG
+    plots in the new (or empty) folder ``out``, written whole
+    (:func:`recoworld.logs.new_folder`); returns the report's ``report.md``."""
+    with new_folder(out) as (folder, final):
+        _write_files(results, folder, world)
+    return final / "report.md"
+
+
+def _write_files(results: dict, out: Path, world: CalibratedWorld) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out.mkdir(parents=True, exist_ok=True)
     for plot in (plot_long_tail, plot_genre_shares) + ((plot_ratings,) if results["ratings"] else ()):
         plot(plt, results, out)
     if results.get("social"):
@@ -44,11 +53,11 @@ def write_report(results: dict, out: Path, world: CalibratedWorld) -> Path:
     lines += user_kinds_section(results.get("user_kinds"))
     lines += social_section(results.get("social"))
     lines += world_section(world)
-    path = out / "report.md"
-    path.write_text("\n".join(lines))
+    (out / "report.md").write_text("\n".join(lines))
     serialisable = {k: v for k, v in results.items() if k != "curves"}
-    (out / "metrics.json").write_text(json.dumps(serialisable, indent=1, default=_json_default))
-    return path
+    # Through plain JSON first, so that a NaN inside an array is found too.
+    plain = strict_json(json.loads(json.dumps(serialisable, default=_json_default)))
+    (out / "metrics.json").write_text(json.dumps(plain, indent=1, allow_nan=False))
 
 
 def headline(results: dict) -> list[str]:

@@ -83,6 +83,41 @@ def make_agent(name: str) -> Recommender:
     return instantiate(cfg.agent, _convert_="object")
 
 
+#: Agents that read the simulator's private state (``conf/agent/*oracle*.yaml``), which
+#: held-out logs do not have.
+PRIVILEGED = ("oracle", "planning_oracle")
+
+
+def shipped_agents() -> list[str]:
+    """The names of ``conf/agent/``'s configs, the agents :func:`make_agent` builds."""
+    from importlib.resources import files
+
+    return sorted(p.name.removesuffix(".yaml") for p in files("recoworld.conf").joinpath("agent").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def check_agents(agents: Sequence[str]) -> None:
+    """Refuse a lineup that cannot be ranked, naming the agent: fewer than two, one named
+    twice (it would be ranked against itself), one with no config, or a privileged one."""
+    agents = list(agents)
+    if len(agents) < 2:
+        raise ValueError(f"--agents {','.join(agents)}: a ranking needs at least two agents, e.g. "
+                         f"--agents {','.join(AGENTS[:3])} (or --agents '' for no ranking)")
+    twice = sorted({a for a in agents if agents.count(a) > 1})
+    if twice:
+        raise ValueError(f"--agents names {', '.join(twice)} more than once; name each agent once")
+    known = shipped_agents()
+    unknown = [a for a in agents if a not in known]
+    if unknown:
+        raise ValueError(f"--agents: no agent config {', '.join(map(repr, unknown))} in conf/agent/; choose among "
+                         f"{', '.join(a for a in known if a not in PRIVILEGED)}")
+    privileged = [a for a in agents if a in PRIVILEGED]
+    if privileged:
+        one = len(privileged) == 1
+        raise ValueError(f"--agents: {', '.join(privileged)} {'reads' if one else 'read'} the simulator's private "
+                         f"state, which held-out logs do not have; leave {'it' if one else 'them'} out of the ranking")
+
+
 def simulator_env(world: CalibratedWorld, config: RankingConfig):
     """``RecoWorld/Slate-v0``'s vector env on the calibrated users."""
     users = StatisticalUsers(world.catalog, world.config, world.population())
@@ -225,11 +260,7 @@ def observation(template: dict, rounds: ReplayRounds, r: int, features: np.ndarr
 def policy_ranking(world: CalibratedWorld, split: Split, config: RankingConfig | None = None) -> dict:
     """Both values of every agent, both rankings and Kendall's tau (module docstring)."""
     config = config or RankingConfig()
-    if len(config.agents) < 2:
-        raise ValueError(f"agents={list(config.agents)}; ranking needs at least two agents")
-    if "oracle" in config.agents:
-        raise ValueError("the oracle reads the simulator's private state, which held-out logs do not have; "
-                         "leave it out of the ranking")
+    check_agents(config.agents)
     rounds = replay_rounds(split, config)
     with torch.no_grad():
         simulated = {name: simulator_value(world, name, config) for name in config.agents}

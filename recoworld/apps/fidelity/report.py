@@ -63,6 +63,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -72,11 +73,14 @@ from recoworld.apps.calibrate.fit import ensure_world
 from recoworld.apps.calibrate.progress import Stages, torch_threads
 from recoworld.apps.fidelity.evaluation import (RATIOS, evaluate, held_out_split, simulated_consumption,
                                                simulated_probabilities, source_data)
+from recoworld.apps.fidelity.llm import check_sample_size, check_user_kinds
 from recoworld.apps.fidelity.page import headline, write_report
-from recoworld.apps.fidelity.ranking import AGENTS, RankingConfig, policy_ranking
+from recoworld.apps.fidelity.ranking import AGENTS, RankingConfig, check_agents, policy_ranking
 from recoworld.apps.fidelity.sessions import session_dynamics
 from recoworld.apps.fidelity.sessions import targets as session_targets
 from recoworld.apps.fidelity.splits import SPLIT_KINDS, evaluate_split, split_targets
+from recoworld.data.cache import cache_dir
+from recoworld.logs import check_new_folder
 from recoworld.simulators.calibrated import is_world
 
 #: The targets of the splits section: AUC and F1 at 1:1 (at the validation-chosen
@@ -89,19 +93,43 @@ __all__ = ["evaluate", "headline", "held_out_split", "main", "simulated_consumpt
 
 
 def _settings(pairs: Sequence[str]) -> dict:
-    """``["backend=openai", "max_concurrency=64"]`` as a mapping (numbers parsed)."""
-    out = {}
+    """``["backend=openai", "max_concurrency=64"]`` as a mapping of checked
+    :class:`~recoworld.llm.LLMConfig` fields, each value read as its field's type (a model
+    or a key made of digits stays text); a malformed pair, an unknown field or a value the
+    config refuses is a ``ValueError`` naming it."""
+    from recoworld.llm import LLMConfig
+    from recoworld.llm.factory import BACKENDS
+
+    kinds = typing.get_type_hints(LLMConfig)
+    out: dict = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"recoworld fidelity: --llm {pair!r}; give KEY=VALUE, e.g. --llm backend=openai")
-        for kind in (int, float):
-            try:
-                value = kind(value)
-                break
-            except ValueError:
-                pass
+            raise ValueError(f"--llm {pair!r}; give KEY=VALUE, e.g. --llm backend=openai")
+        if key not in kinds:
+            raise ValueError(f"--llm {pair!r}: LLMConfig has no field {key!r}; valid: {', '.join(sorted(kinds))}")
+        if key in out:
+            raise ValueError(f"--llm sets {key} twice ({key}={out[key]!r} and {pair!r}); give it once")
+        kind = kinds[key]
+        numbers = [t for t in (bool, int, float) if t is kind or t in typing.get_args(kind)]
+        if value.lower() in ("none", "null") and type(None) in typing.get_args(kind):
+            value = None
+        elif numbers == [bool]:
+            value = {"true": True, "false": False}.get(value.lower(), value)
+        elif numbers:
+            for number in numbers:
+                try:
+                    value = number(value)
+                    break
+                except ValueError:
+                    pass
         out[key] = value
+    if out.get("backend", BACKENDS[0]) not in BACKENDS:
+        raise ValueError(f"--llm backend={out['backend']}; choose among {', '.join(BACKENDS)}")
+    try:
+        LLMConfig(**out)  # refuses a value out of its field's range, naming it
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"--llm: {error}") from None
     return out
 
 
@@ -135,56 +163,106 @@ def main(argv: Sequence[str] | None = None) -> int:
     [--llm-users N] [--llm KEY=VALUE ...] [--quiet]``; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-    agents = [a for a in args.agents.split(",") if a]
-    kinds = [k for k in args.users.split(",") if k]
-    with_users = kinds != ["statistical"] and bool(kinds)
     start = time.perf_counter()
-    if args.world is not None and not is_world(args.world):
-        parser.error(f"--world {args.world} holds no calibrated world (no world.json there); give the folder that "
-                     "`recoworld calibrate --out DIR` wrote, or leave --world out for the cache's world")
-    world = ensure_world(args.world, progress=not args.quiet)
-    splits = [s for s in args.splits.split(",") if s]
-    unknown = sorted(set(splits) - set(SPLIT_KINDS))
-    if unknown:
-        parser.error(f"--splits {unknown}; choose among {', '.join(SPLIT_KINDS)}")
+    # Every flag is checked before the minutes of work, and the world and its data are read.
+    try:
+        check_new_folder(args.out)
+        agents = [a for a in args.agents.split(",") if a]
+        if agents:
+            check_agents(agents)
+        kinds = [k for k in args.users.split(",") if k]
+        with_users = kinds != ["statistical"] and bool(kinds)
+        if with_users:
+            check_user_kinds(kinds)
+        if args.llm and not {"hybrid", "llm"} & set(kinds):
+            raise ValueError(f"--llm {args.llm[0]!r} sets the model of the LLM and hybrid users, but --users "
+                             f"{args.users!r} has none; add them, e.g. --users statistical,hybrid,llm")
+        llm_settings = _settings(args.llm)
+        splits = [s for s in args.splits.split(",") if s]
+        unknown = sorted(set(splits) - set(SPLIT_KINDS))
+        if unknown:
+            raise ValueError(f"--splits {unknown}; choose among {', '.join(SPLIT_KINDS)}")
+        if args.world is not None and not is_world(args.world):
+            raise ValueError(f"--world {args.world} holds no calibrated world (no world.json there); give the folder "
+                             "that `recoworld calibrate --out DIR` wrote, or leave --world out for the cache's world")
+        world = _world(args.world, not args.quiet)
+        source = _source(world, args.world)
+        data, split = held_out_split(world, source)
+        if with_users:
+            check_sample_size(args.llm_users, split)
+    except ValueError as error:
+        parser.error(str(error))
     stages = Stages(5 + len(splits) + bool(agents) + with_users + args.social + (not args.no_sessions),
                     not args.quiet, "fidelity")
-    with torch_threads(1):
-        source = source_data(world)
-        results = evaluate(world, data=source, seed=args.seed, stages=stages)
-        data, split = held_out_split(world, source)
-        for kind in splits:
-            with stages.stage(f"split {kind}: the calibrated user and the baselines"):
-                results.setdefault("splits", {})[kind] = evaluate_split(world, source, kind, seed=args.seed)
-        if splits:
-            results["split_targets"] = split_targets(results["splits"], **SPLIT_TARGETS)
-        if not args.no_sessions:
-            with stages.stage("session dynamics against held-out users"):
-                results["sessions"] = session_dynamics(world, source, seed=args.seed)
-                results["session_targets"] = session_targets(results["sessions"])
-        if agents:
-            with stages.stage("ranking agents in the simulator and on held-out logs"):
-                results["policy_ranking"] = policy_ranking(world, split, RankingConfig(agents=agents, seed=args.seed))
-        if with_users:
-            from recoworld.apps.fidelity.llm import evaluate_users
-
-            llm = {"cache_dir": str(args.out / "llm-cache"), **_settings(args.llm)}
-            with stages.stage(f"LLM and hybrid users ({args.llm_users} users)"):
-                results["user_kinds"] = evaluate_users(world, data, split, kinds, args.llm_users, llm, RATIOS,
-                                                       args.seed)
-        if args.social:
-            from recoworld.apps.calibrate.concentration import concentration_experiment, describe
-
-            with stages.stage("social influence over a long horizon"):
-                series = pd.concat([
-                    concentration_experiment(world.catalog, world.config, world.population(), policy=policy,
-                                             seed=args.seed).assign(policy=policy)
-                    for policy in ("random", "popular")])
-                results["social"] = describe(series)
-    path = write_report(results, args.out, world)
+    try:
+        with torch_threads(1):
+            results = _sections(args, world, source, data, split, stages, splits, agents, kinds if with_users else [],
+                                llm_settings)
+        path = write_report(results, args.out, world)
+    except KeyboardInterrupt:
+        print(f"recoworld fidelity: stopped before the report was complete; nothing was written to {args.out}",
+              file=sys.stderr)
+        raise
     print("\n".join(headline(results)))
     print(f"report: {path} ({time.perf_counter() - start:.0f}s)")
     return 0
+
+
+def _world(path: Path | None, progress: bool):
+    """The world at ``path`` (the cache's, calibrated first if missing); one this RecoWorld
+    cannot read is a ``ValueError`` that says how to fit it again."""
+    try:
+        return ensure_world(path, progress=progress)
+    except ValueError as error:
+        where = f" --out {path}" if path is not None else ""
+        raise ValueError(f"{error} (recoworld calibrate{where} --force)") from None
+
+
+def _source(world, path: Path | None):
+    """The data ``world`` was calibrated on; gone or changed since is a ``ValueError`` with the fix."""
+    try:
+        return source_data(world)
+    except (FileNotFoundError, ValueError) as error:
+        where = f" --out {path}" if path is not None else ""
+        raise ValueError(f"the world's data cannot be read again ({error}); the report scores the world on the "
+                         f"ratings it held out, so put the file back where it was, or fit the world again on it "
+                         f"where it is now (recoworld calibrate --data PATH{where} --force)") from None
+
+
+def _sections(args, world, source, data, split, stages, splits: list[str], agents: list[str], kinds: list[str],
+              llm_settings: dict) -> dict:
+    """The report's numbers, section by section (module docstring)."""
+    results = evaluate(world, data=source, seed=args.seed, stages=stages)
+    for kind in splits:
+        with stages.stage(f"split {kind}: the calibrated user and the baselines"):
+            results.setdefault("splits", {})[kind] = evaluate_split(world, source, kind, seed=args.seed)
+    if splits:
+        results["split_targets"] = split_targets(results["splits"], **SPLIT_TARGETS)
+    if not args.no_sessions:
+        with stages.stage("session dynamics against held-out users"):
+            results["sessions"] = session_dynamics(world, source, seed=args.seed)
+            results["session_targets"] = session_targets(results["sessions"])
+    if agents:
+        with stages.stage("ranking agents in the simulator and on held-out logs"):
+            results["policy_ranking"] = policy_ranking(world, split, RankingConfig(agents=agents, seed=args.seed))
+    if kinds:
+        from recoworld.apps.fidelity.llm import evaluate_users
+
+        # The calls are cached outside the report folder (written whole at the end), so a
+        # re-run, into any folder, replays them.
+        llm = {"cache_dir": str(cache_dir() / "llm-cache"), **llm_settings}
+        with stages.stage(f"LLM and hybrid users ({args.llm_users} users)"):
+            results["user_kinds"] = evaluate_users(world, data, split, kinds, args.llm_users, llm, RATIOS, args.seed)
+    if args.social:
+        from recoworld.apps.calibrate.concentration import concentration_experiment, describe
+
+        with stages.stage("social influence over a long horizon"):
+            series = pd.concat([
+                concentration_experiment(world.catalog, world.config, world.population(), policy=policy,
+                                         seed=args.seed).assign(policy=policy)
+                for policy in ("random", "popular")])
+            results["social"] = describe(series)
+    return results
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from recoworld.agents.baselines import MostPopularAgent
 from recoworld.agents.logging_policies import EpsilonSoft, SoftmaxPolicy
 from recoworld.agents.off_policy import OBJECTIVES
 from recoworld.apps.ope.sessions import SESSION_ESTIMATORS
+from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, OPEN_UNIT, POSITIVE, UNIT, Interval, check_fields
 
 #: Held-out users are seeded from here on; logs use seeds below it.
 TRUTH_SEED = 10**9
@@ -64,7 +65,23 @@ class StudyConfig:
     session_truth_users: int = 20_000                  # --session-truth-users: on-policy Monte Carlo
     session_estimators: tuple[str, ...] = field(default_factory=lambda: tuple(SESSION_ESTIMATORS))
 
+    #: Ranges of the numbers the checks below do not cover (:mod:`recoworld.config_checks`):
+    #: a standard error needs two truth users, a logging policy must give every slate some
+    #: chance (temperature > 0), and cross-fitting needs two folds.
+    RANGES = {"n_items": AT_LEAST_ONE, "epsilon": UNIT, "logging_temperature": POSITIVE,
+              "target_temperature": NON_NEGATIVE, "truth_users": Interval(2), "truth_draws": AT_LEAST_ONE,
+              "n_bootstrap": AT_LEAST_ONE, "alpha": OPEN_UNIT, "n_folds": Interval(2),
+              "session_truth_users": Interval(2)}
+
     def __post_init__(self):
+        check_fields(self, self.RANGES)
+        for name in ("logging", "targets", "estimators", "log_sizes", "learned", "session_logging",
+                     "session_log_sizes", "session_estimators"):
+            given = list(getattr(self, name))
+            twice = sorted({g for g in given if given.count(g) > 1}, key=str)
+            if twice:
+                # A repeated cell would be run again and counted as another, independent one.
+                raise ValueError(f"{name}={given} names {', '.join(map(str, twice))} more than once; give each once")
         for name, allowed, given in (("logging", LOGGING_POLICIES, self.logging),
                                      ("targets", TARGET_POLICIES, self.targets),
                                      ("estimators", tuple(ESTIMATORS), self.estimators),

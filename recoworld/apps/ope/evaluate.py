@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from recoworld.apps.ope import sources
-from recoworld.logs import replacing
+from recoworld.logs import replacing, strict_json
 from recoworld.ope.diagnostics import MIN_ESS
 from recoworld.ope.selection import MAX_RELATIVE_RMSE, verdict
 
@@ -136,7 +136,7 @@ def write(report: dict, out: Path) -> None:
     ``out``; each is written whole or not at all, so an interrupted run leaves no partial file."""
     out.mkdir(parents=True, exist_ok=True)
     with replacing(out / "report.json") as path:
-        path.write_text(json.dumps(_finite(report), indent=2, default=_plain, allow_nan=False))
+        path.write_text(json.dumps(strict_json(report), indent=2, allow_nan=False))
     with replacing(out / "estimates.csv") as path:
         pd.DataFrame(report["estimates"]).to_csv(path, index=False)
 
@@ -168,20 +168,3 @@ def show(report: dict) -> None:
     console.print(f"[bold]{report['verdict']['sentence']}[/bold] (protocol: {selection['protocol']})")
     for warning in report.get("warnings", []):
         console.print(f"[yellow]warning:[/yellow] {warning}")
-
-
-def _finite(value):
-    """``value`` with every NaN or infinity (an undefined estimate) as None, i.e. JSON ``null``."""
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
-        return None
-    return value
-
-
-def _plain(value):
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

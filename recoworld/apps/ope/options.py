@@ -67,6 +67,9 @@ def study_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> S
                   n_refits=args.refits, sessions=not args.no_sessions)
     for name in TUPLE_FIELDS:
         values[name] = tuple(values[name])
+    for flag in ("threads", "obd_mc"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} {getattr(args, flag)}; give 1 or more")
     try:
         return StudyConfig(**values)
     except ValueError as error:

@@ -1,5 +1,9 @@
 """What ``recoworld ope`` writes into its output directory, and prints.
 
+The directory (``--out``) must be new or empty; the files are written into a temporary
+folder beside it that takes its name once all are there, so an interrupted study leaves no
+report, and never a mix of two (:func:`recoworld.logs.new_folder`).
+
 - ``summary.csv`` / ``summary.md``: one row per (logging, target, n, estimator): the true
   value and its standard error, bias, RMSE, CI coverage, mean CI width, and runs on which
   the estimator was defined (of all runs). The markdown also holds the truths, the
@@ -30,6 +34,8 @@ from matplotlib.figure import Figure
 from rich.console import Console
 from rich.table import Table
 
+from recoworld.logs import new_folder
+
 COLUMNS = ("logging", "target", "n", "estimator", "truth", "truth_se", "bias", "rmse", "coverage", "ci_width",
            "defined")
 SESSIONS_TITLE = "Sessions: bias, RMSE and {level}-CI coverage against the on-policy Monte-Carlo value"
@@ -47,11 +53,27 @@ class Section(NamedTuple):
 def write(out: Path, config, runs: pd.DataFrame, truths: pd.DataFrame, summary: pd.DataFrame,
           obd: pd.DataFrame | None = None, plots: bool = True, seconds: float | None = None,
           console: Console | None = None, learning: pd.DataFrame | None = None,
-          sessions: Section | None = None) -> None:
-    """Write every file of the module docstring into ``out`` and print the tables."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+          sessions: Section | None = None) -> Path:
+    """Write every file of the module docstring into the new folder ``out``, whole
+    (:func:`recoworld.logs.new_folder`), and print the tables; returns the report's folder."""
+    with new_folder(out) as (folder, final):
+        _write_files(folder, config, runs, truths, summary, obd, plots, learning, sessions)
     console = console or Console(width=max(Console().width, 130))  # the table is wide; do not truncate it
+    console.print(table(summary, config.alpha))
+    console.print(f"truth: {_truth_line(truths)}.")
+    if learning is not None and not learning.empty:
+        console.print(frame_table(_compact(learning), LEARNING_TITLE))
+    if sessions is not None:
+        console.print(table(sessions.summary, config.alpha, SESSIONS_TITLE))
+        console.print(f"session truth (H = {config.horizon}): {_truth_line(sessions.truths)}.")
+    if obd is not None:
+        console.print(frame_table(obd, "Open Bandit Dataset: Bernoulli-TS click rate"))
+    took = f" in {seconds:.0f}s" if seconds is not None else ""
+    console.print(f"Written to {final}{took}.")
+    return final
+
+
+def _write_files(out: Path, config, runs, truths, summary, obd, plots, learning, sessions) -> None:
     runs.to_csv(out / "runs.csv", index=False)
     truths.to_csv(out / "truths.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
@@ -69,17 +91,6 @@ def write(out: Path, config, runs: pd.DataFrame, truths: pd.DataFrame, summary: 
         if sessions is not None:
             rmse_plot(sessions.summary, out / "sessions_rmse.png", unit="clicks per episode", size="trajectories")
             coverage_plot(sessions.summary, config.alpha, out / "sessions_coverage.png")
-    console.print(table(summary, config.alpha))
-    console.print(f"truth: {_truth_line(truths)}.")
-    if learning is not None and not learning.empty:
-        console.print(frame_table(_compact(learning), LEARNING_TITLE))
-    if sessions is not None:
-        console.print(table(sessions.summary, config.alpha, SESSIONS_TITLE))
-        console.print(f"session truth (H = {config.horizon}): {_truth_line(sessions.truths)}.")
-    if obd is not None:
-        console.print(frame_table(obd, "Open Bandit Dataset: Bernoulli-TS click rate"))
-    took = f" in {seconds:.0f}s" if seconds is not None else ""
-    console.print(f"Written to {out}{took}.")
 
 
 def _compact(learning: pd.DataFrame) -> pd.DataFrame:

@@ -45,6 +45,7 @@ the Open Bandit Dataset section (:mod:`recoworld.apps.ope.open_bandit`).
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ import torch
 from recoworld import ope
 from recoworld.agents.logging_policies import SoftmaxPolicy
 from recoworld.agents.off_policy import LoggedSlates, item_features, learn_from_log
-from recoworld.apps.ope import options
+from recoworld.apps.ope import options, report
 from recoworld.apps.ope.config import (
     ESTIMATORS,
     LEARNING_SEED,
@@ -71,7 +72,7 @@ from recoworld.apps.ope.summary import learning_table, summarise
 from recoworld.catalog import Catalog
 from recoworld.envs.rollout import ExpectedClicks, rollout
 from recoworld.envs.slate import SlateVectorEnv
-from recoworld.logs import EpisodeLog
+from recoworld.logs import EpisodeLog, check_new_folder
 
 
 class Study:
@@ -259,14 +260,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = options.parser()
     args = parser.parse_args(argv)
     config = options.study_config(args, parser)
+    try:
+        check_new_folder(args.out)
+    except ValueError as error:
+        parser.error(str(error))
     torch.set_num_threads(args.threads)
+    try:
+        return _run(args, config)
+    except KeyboardInterrupt:
+        print(f"recoworld ope: stopped before the report was complete; nothing was written to {args.out}",
+              file=sys.stderr)
+        raise
 
+
+def _obd_section(args) -> pd.DataFrame:
+    """The Open Bandit Dataset section, first: a data set that cannot be fetched stops the
+    study before its minutes, with the way to get it by hand."""
+    from recoworld.data.fetch import FetchError
+
+    try:
+        return run_obd_section(args.obd_cache_dir, args.obd_mc)
+    except FetchError as error:
+        raise SystemExit(f"recoworld ope: error: --obd: {error}") from None
+
+
+def _run(args, config: StudyConfig) -> int:
     from rich.progress import Progress
     from threadpoolctl import threadpool_limits
 
-    from recoworld.apps.ope import report
-
     start = time.perf_counter()
+    obd = _obd_section(args) if args.obd else None
     # numpy's BLAS threads fight over a small machine's cores and slow the click models down
     with threadpool_limits(limits=args.threads), Progress(transient=True) as bar:
         task = bar.add_task("one-step slates", total=len(config.logging) * len(config.log_sizes) * config.seeds)
@@ -279,7 +302,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             sessions = report.Section(session_runs, session_truths,
                                       summarise(session_runs, session_truths, config.session_estimators))
     summary = summarise(runs, truths)
-    obd = run_obd_section(args.obd_cache_dir, args.obd_mc) if args.obd else None
     report.write(args.out, config, runs, truths, summary, obd=obd, plots=not args.no_plots,
                  seconds=time.perf_counter() - start, learning=learning_table(summary, logging_truths),
                  sessions=sessions)

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from recoworld.apps.robustness.space import DEFAULT_RANGES, SAMPLERS, SCALES, ParameterRange
 from recoworld.apps.robustness.study import QUICK, REWARD_PER_STEP, RobustnessConfig
+from recoworld.logs import check_new_folder
 
 EPILOG = """\
 The configured world is recoworld run's: Hydra overrides after the flags choose it, e.g.
@@ -114,10 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.show_ranges:
             print(OmegaConf.to_yaml(space.to_dict()), end="")
             return 0
-        from recoworld.apps.robustness import report
-
-        out = report.check_out(args.out or Path("outputs/robustness") / time.strftime("%Y-%m-%d/%H-%M-%S"))
-    except (ValueError, FileExistsError) as error:
+        out = check_new_folder(args.out or Path("outputs/robustness") / time.strftime("%Y-%m-%d/%H-%M-%S"))
+    except ValueError as error:
         p.error(str(error))
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -129,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         # The report is written whole once every world has run: say that nothing was.
-        print(f"recoworld robustness: stopped before the last world; no report was written ({out} does not exist), "
+        print(f"recoworld robustness: stopped before the last world; no report was written ({out} is as it was), "
               "run the study again", file=sys.stderr)
         raise
     return 0

@@ -3,17 +3,16 @@
 :func:`write` puts ``robustness.json`` (everything :func:`~recoworld.apps.robustness.study.run_study`
 returns), ``worlds.csv`` (a row per world: kind, varied parameter, every parameter's value,
 each agent's score and rank, :math:`\\tau` against the configured world) and ``report.md``
-into a temporary folder next to ``out`` (:func:`recoworld.logs.replacing`; a study killed
+into a temporary folder next to ``out`` (:func:`recoworld.logs.new_folder`; a study killed
 while writing leaves it under a ``.tmp`` name, which says it is unfinished) and renames it
 to ``out`` when all are written, so ``out`` is either complete or absent. A folder that
 took the name ``out`` while the study ran (two studies started in the same second share the
 default ``--out``) is left alone: the report goes to ``out-2`` (or the next free name) and
-says so, rather than being lost.
+says so on stderr, rather than being lost.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from pathlib import Path
@@ -22,35 +21,19 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from recoworld.logs import replacing
+from recoworld.logs import new_folder, strict_json
 
 FILES = ("robustness.json", "worlds.csv", "report.md")
 
 
-def check_out(out: str | Path) -> Path:
-    """``out`` as a path, refused if it already exists (a report folder is written whole)."""
-    out = Path(out)
-    if out.exists():
-        raise FileExistsError(f"{out} already exists; choose another --out or remove it")
-    return out
-
-
 def write(out: str | Path, result: dict, console: Console | None = None) -> Path:
-    """Write the report's files into the new folder ``out`` (atomically; the next free name if
+    """Write the report's files into the new folder ``out`` (whole; the next free name if
     ``out`` appeared meanwhile, module docstring) and print the tables; returns the folder."""
-    wanted = out = Path(out)
-    for n in itertools.count(2):
-        if not out.exists():
-            break
-        out = wanted.with_name(f"{wanted.name}-{n}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with replacing(out, folder=True) as tmp:
-        (tmp / "robustness.json").write_text(json.dumps(plain(result), indent=1) + "\n")
+    with new_folder(out) as (tmp, out):
+        (tmp / "robustness.json").write_text(json.dumps(strict_json(result), indent=1) + "\n")
         worlds_frame(result).to_csv(tmp / "worlds.csv", index=False)
         (tmp / "report.md").write_text(markdown(result))
     console = console or wide_console()
-    if out != wanted:
-        console.print(f"{wanted} appeared while the study ran; the report goes to {out}", soft_wrap=True)
     console.print(agents_table(result))
     console.print(pairs_table(result))
     console.print(sensitivity_table(result))
@@ -62,17 +45,6 @@ def write(out: str | Path, result: dict, console: Console | None = None) -> Path
 def wide_console() -> Console:
     """A console at least 120 columns wide: the tables are wide; do not truncate them."""
     return Console(width=max(Console().width, 120))
-
-
-def plain(tree):
-    """``tree`` with NaN as ``None`` (JSON has no NaN)."""
-    if isinstance(tree, dict):
-        return {k: plain(v) for k, v in tree.items()}
-    if isinstance(tree, list | tuple):
-        return [plain(v) for v in tree]
-    if isinstance(tree, float) and math.isnan(tree):
-        return None
-    return tree
 
 
 def worlds_frame(result: dict) -> pd.DataFrame:
