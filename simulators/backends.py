@@ -154,6 +154,8 @@ class TorchUsers:
             equations.item_satiation(slates, s.recent_clicks, s.recent_satiation), watch)
         s.recent_clicks, s.recent_satiation = prepend_clicks(
             s.recent_clicks, slates, clicked, (equations.item_satiation_decay(s.recent_satiation, c), levels))
+        if c.theme_weight != 0.0:
+            s.theme = equations.session_theme(s.theme, slates, clicked, t.genres)
         return examined, clicked, watch, liked, rating, distance, enjoyment, boredom, u[:, 4 * K:]
 
     def _leave(self, s: UserState, leaves: torch.Tensor, u_return: torch.Tensor):

@@ -20,7 +20,8 @@ watch fraction, :math:`f_k` the item's unit features, :math:`w_{kg}` its genre w
    :func:`satiation_build_up`); item satiation of the clicked items
    (:func:`item_satiation`, :func:`item_satiation_build_up`, :func:`item_satiation_decay`);
    consumption, interest drift and familiarity (:func:`consumption`,
-   :func:`interest_drift`, :func:`familiarity_update`);
+   :func:`interest_drift`, :func:`familiarity_update`); the session's theme
+   (:func:`session_theme`, which :func:`theme_appeal` adds to the utility);
 2. the step's summed enjoyment :math:`J` and its quality :math:`\bar q`, concave in it
    (:func:`step_enjoyment`, :func:`step_quality`), with the compliance of the slate with
    the instruction in force (:func:`instruction_compliance`, measured on the distance of
@@ -87,6 +88,7 @@ class UserEquationsConfig(Protocol):
     leave_patience: float
     leave_first_session: float
     quick_visit_share: float
+    theme_weight: float
     first_session_patience: float
     return_base: float
     return_mindset: float
@@ -115,6 +117,30 @@ def genre_exposure(examined: torch.Tensor, clicked: torch.Tensor, watch: torch.T
         genre_weights: ``[B, K, G]``.
     """
     return torch.bmm((examined * (0.2 + 0.8 * clicked * watch))[:, None, :], genre_weights)[:, 0]
+
+
+def session_theme(theme: torch.Tensor, slates: torch.Tensor, clicked: torch.Tensor,
+                  genres: torch.Tensor) -> torch.Tensor:
+    r"""The session's theme ``[B, G]`` after a step: empty (0) until the session's first
+    click, then the genres of that film (the first clicked in slate order; ``genres`` the
+    catalog's ``[n_items, G]`` 0/1 table) for the rest of the session; a new session starts
+    it empty again (:func:`~recoworld.simulators.user_state.new_session`). A MovieLens
+    session is about something: its films share genres more than the user's taste alone
+    explains, and more than the same films in another order (``benchmarks/RESULTS.md``)."""
+    start = (theme.sum(1) == 0) & clicked.any(1)
+    if not bool(start.any()):
+        return theme
+    first = slates.gather(1, clicked.to(torch.uint8).argmax(1, keepdim=True))[:, 0]
+    return torch.where(start[:, None], genres[first].to(theme.dtype), theme)
+
+
+def theme_appeal(weights: torch.Tensor, theme: torch.Tensor, config: UserEquationsConfig) -> torch.Tensor:
+    r"""The theme's term of the click utility ``[B, C]``: :math:`\kappa_t\langle w_i, T_b\rangle`
+    (``theme_weight`` :math:`\kappa_t`, genre weights ``weights`` ``[B, C, G]`` summing to 1
+    per item, theme :math:`T_b` from :func:`session_theme`): a film that shares the genres
+    of the session's first click is the likelier click. It is 0 at a session's start, so the
+    choice model's fitted probabilities hold there."""
+    return config.theme_weight * torch.bmm(weights, theme[:, :, None])[..., 0]
 
 
 def satiation_build_up(satiation: torch.Tensor, exposure: torch.Tensor, config: UserEquationsConfig) -> torch.Tensor:

@@ -15,7 +15,8 @@ session draws a propensity :math:`\nu_{bs} = \nu_b + \sigma_s\epsilon`), activit
 .. math::
 
     v_{bi} = \alpha\langle u_b, f_i\rangle + \beta q_i + \pi_b \tilde p_i
-             + \nu_{bs}(d_{bi} - 1) - \kappa_s\langle s_b, w_i\rangle - \kappa_r \sigma_{bi} - c,
+             + \nu_{bs}(d_{bi} - 1) - \kappa_s\langle s_b, w_i\rangle - \kappa_r \sigma_{bi}
+             + \kappa_t\langle T_b, w_i\rangle - c,
     \qquad P(\text{click} \mid \text{examined}) = \sigma(v_{bi})
 
 where :math:`d_{bi} = 1 - \langle h_b, f_i\rangle \in [0, 2]` is the item's distance from
@@ -49,6 +50,10 @@ the exposure-and-consumption of genre :math:`g` (:math:`e` examined, :math:`c` c
   :math:`e^{-\text{gap}/\tau_i}` over a break (``item_satiation_decay``,
   ``item_recovery_days``);
 - interest drift :math:`u \leftarrow \mathrm{normalize}(u + \eta_u\sum_k c_k\omega_k f_k)`;
+- the session's theme :math:`T_b \in \{0, 1\}^G`: empty at a session's start, then the
+  genres of the session's first click, for the rest of the session; it adds
+  :math:`\kappa_t\langle T_b, w_i\rangle` to the utility (``theme_weight``
+  :math:`\kappa_t`, 0 by default): a session is about something;
 - mindset :math:`m \leftarrow (1-\lambda)m + \lambda\,\bar q`, with step quality
   :math:`\bar q = \mathrm{clip}(1 - e^{-J/\xi} + \kappa_c(\text{compliance} - 0.5), 0, 1)`,
   concave in the step's summed enjoyment :math:`J = \sum_k c_k (\text{rating}_k - 1)/4`
@@ -149,6 +154,7 @@ class StatisticalUserConfig:
     quality_weight: float = 0.5
     satiation_weight: float = 2.5
     repeat_penalty: float = 3.0
+    theme_weight: float = 0.0
     click_threshold: float = 2.5
     continue_after_click: float = 0.7
     # ratings of clicked items (equation in the module docstring)
@@ -304,6 +310,8 @@ class StatisticalUsers(UserSimulator):
         v += s.novelty_seeking[:, None] * (distance - 1.0)
         v -= c.satiation_weight * satiation
         v -= c.repeat_penalty * repeat
+        if c.theme_weight != 0.0:
+            v += equations.theme_appeal(weights, s.theme, c)
         return v, satiation, distance
 
     def click_probabilities(self, items: torch.Tensor) -> torch.Tensor:

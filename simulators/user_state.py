@@ -43,7 +43,7 @@ def allocate(n: int, feature_dim: int, n_genres: int, device: torch.device) -> U
         novelty_seeking=zeros(n), activity=torch.ones(n, device=dev), popularity_bias=zeros(n),
         rating_bias=zeros(n), source_user=torch.full((n,), -1, dtype=torch.int64, device=dev),
         satiation=zeros(n, g), satisfaction=zeros(n), session_memory=zeros(n), session_mean=zeros(n),
-        session_peak=zeros(n), recent_satiation=zeros(n, HISTORY),
+        session_peak=zeros(n), recent_satiation=zeros(n, HISTORY), theme=zeros(n, g),
         session_index=zeros(n, dtype=torch.int64), session_step=zeros(n, dtype=torch.int64),
         churned=zeros(n, dtype=torch.bool), recent_clicks=torch.full((n, HISTORY), -1, dtype=torch.int64, device=dev),
         instruction=Instruction.none(n, g, dev), instruction_steps_left=zeros(n, dtype=torch.int64),
@@ -81,9 +81,10 @@ def start_users(state: UserState, slots: torch.Tensor, keys: torch.Tensor, trait
 
 
 def new_session(state: UserState, slots: torch.Tensor, novelty_session_spread: float) -> None:
-    """A new session of the users in ``slots``: no instruction, and a fresh novelty
-    propensity around their trait, drawn from the session's index."""
+    """A new session of the users in ``slots``: no instruction, no theme, and a fresh
+    novelty propensity around their trait, drawn from the session's index."""
     state.instruction.clear(slots)
+    state.theme[slots] = 0.0
     state.instruction_steps_left[slots] = 0
     draw = rng.normal(state.key[slots], state.session_index[slots], S_SESSION, 1)[:, 0]
     state.novelty_seeking[slots] = state.novelty_trait[slots] + novelty_session_spread * draw

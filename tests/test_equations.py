@@ -182,6 +182,45 @@ def test_a_user_who_speaks_stays_and_nobody_speaks_over_an_instruction_in_force(
     assert speaks.any() and leaves.any()
 
 
+def test_the_session_theme_is_the_genres_of_the_sessions_first_click_and_pulls_towards_them():
+    """Empty until a click; then the genres of the first clicked film in slate order, kept
+    for the rest of the session whatever is clicked next; its utility term is the weight
+    times the genre weights' overlap with it, 0 while empty or at weight 0."""
+    genres = torch.tensor([[1, 0, 0], [0, 1, 1], [0, 0, 1]], dtype=torch.uint8)
+    theme = torch.zeros(3, 3)
+    slates = torch.tensor([[0, 1], [2, 1], [1, 0]])
+    clicked = torch.tensor([[False, False], [False, True], [True, True]])
+    theme = equations.session_theme(theme, slates, clicked, genres)
+    assert theme.tolist() == [[0, 0, 0], [0, 1, 1], [0, 1, 1]]  # no click; item 1; item 1, first in slate order
+    later = equations.session_theme(theme, slates, torch.ones(3, 2, dtype=torch.bool), genres)
+    assert later.tolist() == [[1, 0, 0], [0, 1, 1], [0, 1, 1]]  # only the empty theme is set
+    weights = torch.tensor([[[1.0, 0, 0], [0, 0.5, 0.5]]]).expand(3, 2, 3)
+    appeal = equations.theme_appeal(weights, later, replace(CONFIG, theme_weight=3.0))
+    assert appeal.tolist() == [[3.0, 0.0], [0.0, 3.0], [0.0, 3.0]]
+    assert not equations.theme_appeal(weights, later, CONFIG).any()  # the default weight, 0
+
+
+def test_a_theme_is_set_by_the_first_click_and_a_new_session_starts_without_one(catalog):
+    """On both kernels: users who stay keep the genres of their first click as the theme;
+    users who leave and come back start their next session without one."""
+    from recoworld.simulators.statistical import StatisticalUsers
+
+    slates = torch.arange(10).repeat(32, 1)
+    for kernel in ("torch", "c"):
+        stay = StatisticalUsers(catalog, StatisticalUserConfig(theme_weight=3.0, leave_base=-20.0), kernel=kernel)
+        stay.reset(32, seed=1)
+        clicked = stay.respond(slates).clicked
+        themed = clicked.any(1)
+        first = slates[0][clicked.to(torch.uint8).argmax(1)]
+        assert themed.any() and torch.equal(stay.state.theme[themed], catalog.genres[first[themed]].float()), kernel
+        assert not stay.state.theme[~themed].any(), kernel
+        back = StatisticalUsers(catalog, StatisticalUserConfig(theme_weight=3.0, leave_base=20.0, voice_probability=0.0,
+                                                               return_base=20.0), kernel=kernel)
+        back.reset(32, seed=1)
+        response = back.respond(slates)
+        assert response.clicked.any() and response.returned.all() and not back.state.theme.any(), kernel
+
+
 def test_a_share_of_later_visits_ends_after_its_first_step_without_a_word_and_the_others_keep_a_uniform_draw():
     """quick_visit_share 0.4: at the first step of a later session, leave draws below 0.4
     end the visit (no instruction, whatever the hazard); the others' draws are rescaled to

@@ -129,6 +129,20 @@ def test_simulated_lives_stay_in_their_windows_and_repeat_with_the_seed(small_wo
     assert (first["timestamp"].to_numpy() < windows[first["user_id"].to_numpy()] * DAY).all()
     assert first.groupby("user_id")["timestamp"].is_monotonic_increasing.all()
     assert len(first) > 0 and first["rating"].between(0, 5).all()
+    # The reference recommender never shows a film again that the user clicked: one rating per film.
+    assert not first.duplicated(["user_id", "item_id"]).any()
+
+
+def test_genre_repetition_is_the_mean_share_of_consecutive_ratings_sharing_a_genre():
+    genres = np.array([[1, 0], [1, 1], [0, 1], [0, 1]], dtype=bool)
+    ratings = pd.DataFrame({"user_id": [0, 0, 0, 0, 1, 1, 2],
+                            "item_id": [0, 1, 2, 0, 0, 3, 2],
+                            "rating": [4, 4, 4, 4, 4, 4, 4],
+                            "timestamp": [0, 60, 120, 10_000, 0, 60, 0]})
+    # User 0: a session 0, 1, 2 (pairs 0-1 and 1-2 share a genre: 1), then item 0 alone;
+    # user 1: 0, 3 (nothing shared: 0); user 2: one rating. Mean over sessions with pairs: 1/2.
+    assert dynamics.genre_repetition(ratings, genres, 30.0) == pytest.approx(0.5)
+    assert np.isnan(dynamics.genre_repetition(ratings[ratings["user_id"] == 2], genres, 30.0))
 
 
 def test_report_section_holds_every_statistic_and_the_targets(small_world):
@@ -167,16 +181,18 @@ def test_fit_lives_recovers_the_gaps_returns_and_longer_first_session_of_simulat
     # within hours (e^-3 times the later gap), the others as regulars; a third of the later
     # visits for one thing.
     truth = replace(world.config, gap_days=2.0, leave_first_session=-2.0, return_first_session=-0.5,
-                    gap_first_session=-3.0, gap_first_share=0.7, quick_visit_share=0.35)
-    lives = cut_sessions(dynamics.simulate_lives(world.catalog, truth, population, seeds, windows, max_steps=160),
-                         30.0).table
-    targets = dynamics.LifeTargets.of(lives)
+                    gap_first_session=-3.0, gap_first_share=0.7, quick_visit_share=0.35, theme_weight=3.0)
+    clicks = dynamics.simulate_lives(world.catalog, truth, population, seeds, windows, max_steps=160)
+    genres = world.catalog.genres.numpy()
+    lives = cut_sessions(clicks, 30.0).table
+    targets = replace(dynamics.LifeTargets.of(lives), genre_repetition=dynamics.genre_repetition(clicks, genres, 30.0))
     assert targets.first_length > targets.return_length, "the world's first sessions are the longer"
     assert targets.first_return_share < targets.return_share and targets.first_gap_days < targets.gap_days
     # Later sessions too short, first sessions like them, gaps three times too long, and
     # every session alike at the start.
     start = replace(truth, leave_base=truth.leave_base + 1.0, leave_first_session=0.0, gap_days=6.0,
-                    return_first_session=0.0, gap_first_session=0.0, gap_first_share=1.0, quick_visit_share=0.0)
+                    return_first_session=0.0, gap_first_session=0.0, gap_first_share=1.0, quick_visit_share=0.0,
+                    theme_weight=0.0)
     fitted, factor = dynamics.fit_lives(world.catalog, start, population, seeds, windows, targets, max_steps=160)
     assert fitted.gap_days == pytest.approx(6.0 * factor)
     assert fitted.gap_days == pytest.approx(2.0, rel=0.35)
@@ -188,14 +204,16 @@ def test_fit_lives_recovers_the_gaps_returns_and_longer_first_session_of_simulat
     assert fitted.gap_first_share == pytest.approx(0.7, abs=0.15)
     assert fitted.gap_first_session < -1.5, "most newcomers come back far sooner than regulars"
     assert fitted.quick_visit_share == pytest.approx(0.35, abs=0.15)
-    table = cut_sessions(dynamics.simulate_lives(world.catalog, fitted, population, seeds, windows, max_steps=160),
-                         30.0).table
+    assert fitted.theme_weight == pytest.approx(3.0, abs=1.0)
+    clicks = dynamics.simulate_lives(world.catalog, fitted, population, seeds, windows, max_steps=160)
+    table = cut_sessions(clicks, 30.0).table
     refitted, below = dynamics.LifeTargets.of(table), targets.position(table)
     assert refitted.first_return_share == pytest.approx(targets.first_return_share, abs=0.1)
     assert refitted.return_share == pytest.approx(targets.return_share, abs=0.1)
     assert below["first_gap_days"] == pytest.approx(0.5, abs=0.1)
     assert below["first_gap_quartile"] == pytest.approx(0.25, abs=0.1)
     assert refitted.single_share == pytest.approx(targets.single_share, abs=0.08)
+    assert dynamics.genre_repetition(clicks, genres, 30.0) == pytest.approx(targets.genre_repetition, abs=0.03)
 
 
 def test_life_targets_split_first_sessions_from_later_ones_and_count_ties_at_the_median_half():

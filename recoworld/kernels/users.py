@@ -59,7 +59,7 @@ class UserState:
     ``session_memory`` (what decides the return), ``session_mean`` and ``session_peak``
     step quality, ``session_index`` and ``session_step`` (int64), ``churned`` (bool),
     ``recent_clicks`` ``[B, H]`` (int64, -1 when empty) and their item satiation
-    ``recent_satiation`` ``[B, H]``; the ``instruction`` in force and its
+    ``recent_satiation`` ``[B, H]``; the session's ``theme`` ``[B, G]``; the ``instruction`` in force and its
     ``instruction_steps_left``."""
 
     key: torch.Tensor
@@ -83,6 +83,7 @@ class UserState:
     churned: torch.Tensor
     recent_clicks: torch.Tensor
     recent_satiation: torch.Tensor
+    theme: torch.Tensor
     instruction: Instruction
     instruction_steps_left: torch.Tensor
 
@@ -117,7 +118,8 @@ STREAMS = ("step", "gap", "session", "phrase")
 TRAITS = ("key", "novelty_trait", "popularity_bias", "patience", "rating_bias", "activity", "source_user")
 # UserState's fields of the same name, then its instruction and churn.
 STATE_DYNAMICS = ("counter", "novelty_seeking", "interest", "familiar", "satiation", "satisfaction", "session_memory",
-                  "session_mean", "session_peak", "recent_clicks", "recent_satiation", "session_index", "session_step")
+                  "session_mean", "session_peak", "recent_clicks", "recent_satiation", "session_index", "session_step",
+                  "theme")
 DYNAMICS = (*STATE_DYNAMICS, "steps_left", "active", "more", "less", "churned", "novelty")
 # The response the kernel writes: name -> dtype, per item ([B, K]), per user ([B]) or per genre ([B, G]).
 PER_ITEM = {"examined": torch.bool, "clicked": torch.bool, "liked": torch.bool, "watch": torch.float32,
@@ -218,7 +220,7 @@ def parameters(config) -> torch.Tensor:
         c.quality_scale, 1 - c.item_satiation_decay, c.item_recovery_days, c.peak_end_weight, 1 - c.peak_end_weight,
         c.gap_shape, 1 / c.gap_shape, weibull_mean_factor(c.gap_shape), c.gap_length_elasticity,
         c.leave_first_session, c.first_session_patience, c.return_first_session, c.gap_first_session, c.gap_first_share,
-        c.quick_visit_share,
+        c.quick_visit_share, c.theme_weight,
     ], dtype=torch.float32)
 
 

@@ -47,7 +47,7 @@ enum {
     P_INSTRUCTION_SATIATION, P_INSTRUCTION_STEPS, P_NOVELTY_SESSION_SPREAD, P_INITIAL_MINDSET,
     P_QUALITY_SCALE, P_ITEM_KEEP, P_ITEM_RECOVERY_DAYS, P_PEAK_END_WEIGHT, P_MEAN_WEIGHT,
     P_GAP_SHAPE, P_INVERSE_GAP_SHAPE, P_WEIBULL_MEAN_FACTOR, P_GAP_LENGTH_ELASTICITY, P_LEAVE_FIRST_SESSION,
-    P_FIRST_SESSION_PATIENCE, P_RETURN_FIRST_SESSION, P_GAP_FIRST_SESSION, P_GAP_FIRST_SHARE, P_QUICK_VISIT_SHARE,
+    P_FIRST_SESSION_PATIENCE, P_RETURN_FIRST_SESSION, P_GAP_FIRST_SESSION, P_GAP_FIRST_SHARE, P_QUICK_VISIT_SHARE, P_THEME_WEIGHT,
     N_PARAMS
 };
 
@@ -80,7 +80,9 @@ typedef struct {
     float *interest, *familiar, *satiation, *satisfaction, *session_memory, *session_mean, *session_peak;
     int64_t *recent_clicks;
     float *recent_satiation; /* [B, H]: the item satiation of each of the last clicks */
-    int64_t *session_index, *session_step, *steps_left;
+    int64_t *session_index, *session_step;
+    float *theme; /* [B, G]: the genres of the session's first click, 0 before it */
+    int64_t *steps_left;
     uint8_t *active, *more, *less, *churned;
     int8_t *novelty;
     /* the response */
@@ -225,6 +227,7 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
     const float *param = s->param;
     const float interest_weight = param[P_INTEREST_WEIGHT], satiation_weight = param[P_SATIATION_WEIGHT];
     const float repeat_penalty = param[P_REPEAT_PENALTY], continue_after_click = param[P_CONTINUE_AFTER_CLICK];
+    const float theme_weight = param[P_THEME_WEIGHT];
     const float rating_center = param[P_RATING_CENTER], rating_slope = param[P_RATING_SLOPE];
     const float rating_quality = param[P_RATING_QUALITY], rating_noise = param[P_RATING_NOISE];
     float exposure[MAX_G], consumed[MAX_D], blend[MAX_D], distance[MAX_K];
@@ -268,7 +271,7 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
             continue;
         }
         float *user_interest = s->interest + b * D, *user_familiar = s->familiar + b * D;
-        float *user_satiation = s->satiation + b * G;
+        float *user_satiation = s->satiation + b * G, *user_theme = s->theme + b * G;
         int64_t *recent = s->recent_clicks + b * H;
         float *recent_level = s->recent_satiation + b * H;
         const uint64_t base = user_base(s->key[b], s->counter[b]);
@@ -317,6 +320,7 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
             v += novelty * (distance[k] - 1.0f);
             v -= satiation_weight * item_satiation;
             v -= repeat_penalty * item_level;
+            if (theme_weight != 0.0f) v += theme_weight * dot(w, user_theme, G); /* equations.theme_appeal */
 
             const float u_click = uniform_salted(base, salt[k]);
             const float u_continue = uniform_salted(base, salt[K + k]);
@@ -401,6 +405,12 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
                 recent[h] = clicked_items[h];
                 recent_level[h] = clicked_levels[h];
             }
+            if (theme_weight != 0.0f) { /* equations.session_theme: the session's first click sets it */
+                float set = 0.0f;
+                for (int64_t g = 0; g < G; g++) set += user_theme[g];
+                if (set == 0.0f)
+                    for (int64_t g = 0; g < G; g++) user_theme[g] = (float)s->genres[clicked_items[0] * G + g];
+            }
         }
 
         /* equations.mindset_update, equations.session_memory_update, equations.leave_hazard,
@@ -472,8 +482,9 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
             s->session_index[b] += 1;
             s->session_step[b] = 0;
         }
-        if (returned) {  /* a new session, with no instruction and a fresh novelty propensity */
+        if (returned) {  /* a new session, with no instruction, no theme and a fresh novelty propensity */
             for (int64_t g = 0; g < G; g++) s->more[b * G + g] = s->less[b * G + g] = 0;
+            for (int64_t g = 0; g < G; g++) user_theme[g] = 0.0f;
             s->novelty[b] = 0;
             s->steps_left[b] = 0;
             const float u = uniform_salted(user_base(s->key[b], (int32_t)s->session_index[b]), session_salt);
@@ -524,7 +535,7 @@ static void start_user(const UserStep *s, const Newcomers *n, int64_t i, const f
     s->rating_bias[b] = n->rating_bias != NULL ? n->rating_bias[i] : 0.0f;
     s->source_user[b] = n->source_user != NULL ? n->source_user[i] : -1;
     for (int64_t g = 0; g < G; g++) {
-        s->satiation[b * G + g] = 0.0f;
+        s->satiation[b * G + g] = s->theme[b * G + g] = 0.0f;
         s->more[b * G + g] = s->less[b * G + g] = 0;
     }
     s->satisfaction[b] = s->session_memory[b] = s->param[P_INITIAL_MINDSET];
@@ -621,7 +632,7 @@ LAYOUT_BEGIN(UserStep)
     LAYOUT_FIELD(UserStep, satiation) LAYOUT_FIELD(UserStep, satisfaction)
     LAYOUT_FIELD(UserStep, session_memory) LAYOUT_FIELD(UserStep, session_mean)
     LAYOUT_FIELD(UserStep, session_peak) LAYOUT_FIELD(UserStep, recent_clicks) LAYOUT_FIELD(UserStep, recent_satiation)
-    LAYOUT_FIELD(UserStep, session_index) LAYOUT_FIELD(UserStep, session_step)
+    LAYOUT_FIELD(UserStep, session_index) LAYOUT_FIELD(UserStep, session_step) LAYOUT_FIELD(UserStep, theme)
     LAYOUT_FIELD(UserStep, steps_left) LAYOUT_FIELD(UserStep, active) LAYOUT_FIELD(UserStep, more)
     LAYOUT_FIELD(UserStep, less) LAYOUT_FIELD(UserStep, churned) LAYOUT_FIELD(UserStep, novelty)
     LAYOUT_FIELD(UserStep, examined) LAYOUT_FIELD(UserStep, clicked) LAYOUT_FIELD(UserStep, liked)

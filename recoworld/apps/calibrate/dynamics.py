@@ -81,7 +81,7 @@ import torch.nn.functional as F
 from scipy import stats
 
 from recoworld.apps.calibrate.folds import CalibrationDataError
-from recoworld.calibration.split import DAY, Sessions, cut_sessions, is_first_session
+from recoworld.calibration.split import DAY, Sessions, cut_sessions, is_first_session, session_ids, time_ordered
 from recoworld.calibration.traits import normal_scores
 from recoworld.catalog import Catalog, RandomCandidates
 from recoworld.simulators.population import Population
@@ -220,19 +220,33 @@ REFERENCE_SLATE, REFERENCE_CANDIDATES = 10, 50
 class ReferenceRecommender:
     """The good recommender of the leave fit: each step it shows every user the best
     ``slate_size`` of ``candidates`` random distinct items by the user's own click
-    probability (MovieLens users chose what they rated)."""
+    probability (MovieLens users chose what they rated), the films the user already
+    clicked last (MovieLens asks for one rating per film: a film seen again would be a
+    click the data cannot hold)."""
 
     def __init__(self, n_items: int, slate_size: int = REFERENCE_SLATE, candidates: int = REFERENCE_CANDIDATES,
                  seed: int = 0):
         self.slate_size = slate_size
         self.generator = torch.Generator().manual_seed(seed)
         self.candidates = RandomCandidates(n_items, candidates)
+        self.n_items = n_items
+        self.seen: torch.Tensor | None = None  # [n, n_items] bool: what each user clicked
 
     def slates(self, sim: StatisticalUsers) -> torch.Tensor:
         """``[n, slate_size]`` item ids for the ``n`` users of ``sim``."""
+        if self.seen is None or len(self.seen) != sim.n_users:
+            self.seen = torch.zeros(sim.n_users, self.n_items, dtype=torch.bool)
         pool = self.candidates.draw(sim.n_users, self.generator)
-        best = sim.click_probabilities(pool).topk(self.slate_size, dim=1).indices
-        return pool.gather(1, best)
+        score = sim.click_probabilities(pool) - self.seen.gather(1, pool).float()  # probabilities are in [0, 1]
+        return pool.gather(1, score.topk(self.slate_size, dim=1).indices)
+
+    def clicked(self, slates: torch.Tensor, clicked: torch.Tensor) -> None:
+        """Remember the films of ``slates`` the users ``clicked`` (both ``[n, slate_size]``)."""
+        self.seen[clicked.nonzero(as_tuple=True)[0], slates[clicked]] = True
+
+    def forget(self, users: torch.Tensor) -> None:
+        """New users in the slots ``users``: nothing seen."""
+        self.seen[users] = False
 
 
 def kaplan_meier_quantiles(values: np.ndarray, censored: np.ndarray, weights: np.ndarray,
@@ -278,10 +292,12 @@ def serve_reference(catalog: Catalog, config: StatisticalUserConfig, population:
     for _ in range(steps):
         slates = recommender.slates(sim)
         response = sim.respond(slates)
+        recommender.clicked(slates, response.clicked)
         yield sim, slates, response
         gone = response.churned.nonzero().flatten()
         if len(gone):
             sim.reset(n, seed=seeds[gone], users=gone)
+            recommender.forget(gone)
 
 
 def first_sessions(catalog: Catalog, config: StatisticalUserConfig, population: Population, seeds,
@@ -363,8 +379,10 @@ class LifeTargets:
     session is the user's first: the medians of the first sessions' length and of the
     sessions users return for; the medians of the gaps after each kind, and the first
     quartile of the gaps after a first session; the share of each kind that another
-    session follows within the user's window; and the share of the later sessions that
-    hold a single rating (a visit for one thing). NaN where there is none to measure (no
+    session follows within the user's window; the share of the later sessions that hold a
+    single rating (a visit for one thing); and, where the caller gives it
+    (:func:`genre_repetition`, which needs the items' genres), how often consecutive
+    ratings of a session share a genre. NaN where there is none to measure (no
     returning user, say). ``at_quantile`` holds, per quantile, the share of the values below
     it, ties counted half (:meth:`position`): about the quantile's level, but lengths are
     counts, and a median of 4 may leave 40% below it."""
@@ -377,6 +395,7 @@ class LifeTargets:
     return_share: float = math.nan
     first_gap_quartile: float = math.nan
     single_share: float = math.nan
+    genre_repetition: float = math.nan
     at_quantile: dict = field(default_factory=dict)
 
     #: The quantiles, by name: the values of a session table each is taken of, and its level.
@@ -424,6 +443,27 @@ class LifeTargets:
         return out
 
 
+def genre_pairs(ordered: pd.DataFrame, sid: np.ndarray, genres, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per session ``0..n-1`` of the time-``ordered`` ratings (session ids ``sid``): its pairs
+    of consecutive ratings, and how many of them share a genre (``genres``, the
+    ``[n_items, n_genres]`` 0/1 table)."""
+    item_genres = np.asarray(genres, dtype=bool)[ordered["item_id"].to_numpy()]
+    same_session = sid[1:] == sid[:-1]
+    shared = (item_genres[1:] & item_genres[:-1]).any(1) & same_session
+    return np.bincount(sid[1:][same_session], minlength=n), np.bincount(sid[1:][shared], minlength=n)
+
+
+def genre_repetition(ratings: pd.DataFrame, genres, gap_minutes: float) -> float:
+    """The mean, over the sessions of two ratings or more, of the share of consecutive
+    ratings that share a genre (the fidelity report's ``genre_repetition``); NaN without
+    such a session."""
+    ordered = time_ordered(ratings)
+    sid = session_ids(ordered, gap_minutes)
+    pairs, shared = genre_pairs(ordered, sid, genres, int(sid.max()) + 1 if len(sid) else 0)
+    kept = pairs > 0
+    return float((shared[kept] / pairs[kept]).mean()) if kept.any() else math.nan
+
+
 def habitual_lengths(table: pd.DataFrame) -> np.ndarray:
     """The lengths of the sessions users return for (every session where no user returns):
     the sessions whose shape the leave weights follow, the first session having a shift of
@@ -449,14 +489,14 @@ def first_session_patience(table: pd.DataFrame) -> float:
 
 
 def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Population, seeds, windows_days,
-              targets: LifeTargets, gap_minutes: float = 30.0, iterations: int = 14,
+              targets: LifeTargets, gap_minutes: float = 30.0, iterations: int = 20,
               max_steps: int = 1500) -> tuple[StatisticalUserConfig, float]:
     """``config`` with the leave hazard's levels, the return odds and the gaps set so that
     the users seeded ``seeds`` (:func:`simulate_lives` over their ``windows_days``, cut into
     sessions as the ratings are) live the data's ``targets``; and the gap's factor (on
     ``gap_days``).
 
-    Eight levels are searched together, one life of every user per step, each on the target
+    Nine levels are searched together, one life of every user per step, each on the target
     it moves most, for a user's first session and for the sessions they return for apart:
     the hazard's level in a first session (``leave_base + leave_first_session``) on the
     first sessions' median length, ``leave_base`` on the later sessions' median; the return
@@ -466,9 +506,12 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
     session, the share of newcomers who return by the first-session law
     (``gap_first_share``, :func:`~recoworld.simulators.equations.first_gap_law`; its logit)
     on the median gap, and that law's factor (``gap_first_session`` apart) on the first
-    quartile, the others returning as regulars do; and the share of quick visits
+    quartile, the others returning as regulars do; the share of quick visits
     (``quick_visit_share``, :func:`~recoworld.simulators.equations.quick_visit`; its logit)
-    on the share of later sessions that hold a single rating. A quantile is matched by the share of values below it
+    on the share of later sessions that hold a single rating; and the session theme's weight
+    (``theme_weight``, :func:`~recoworld.simulators.equations.theme_appeal`) on how often
+    consecutive ratings share a genre (``targets.genre_repetition``; without it, the weight
+    keeps its start). A quantile is matched by the share of values below it
     (:meth:`LifeTargets.position`). Each level steps towards its target, its step growing
     while the direction holds and halving when it turns (a sign search with the step
     factors of Rprop, Riedmiller and Braun 1993): unlike a bisection, a level that an early
@@ -481,21 +524,23 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
     # return levels are logits (a higher leave level: shorter sessions); gap levels are log
     # factors on gap_days (a larger factor: longer gaps). The bounds keep a level plausible:
     # a sign-up's burst can be many times a habitual session, so its level reaches far lower.
+    genres = catalog.genres.numpy()
     level = {"first": config.leave_base + config.leave_first_session, "base": config.leave_base,
              "first_return": config.return_base + config.return_first_session, "return": config.return_base,
              "first_gap": config.gap_first_session, "first_gap_share": 0.0, "gap": 0.0,
-             "quick": -3.0}
+             "quick": -3.0, "theme": config.theme_weight}
     bounds = {"first": (config.leave_base - 8.0, config.leave_base + 1.0),
               "base": (config.leave_base - 3.0, config.leave_base + 3.0),
               "first_return": (config.return_base - 6.0, config.return_base + 4.0),
               "return": (config.return_base - 4.0, config.return_base + 4.0),
               "first_gap": (math.log(0.002), math.log(2.0)), "first_gap_share": (-4.0, 4.0),
-              "gap": (math.log(0.05), math.log(2.0)), "quick": (-8.0, 2.0)}
+              "gap": (math.log(0.05), math.log(2.0)), "quick": (-8.0, 2.0), "theme": (0.0, 8.0)}
     # Each level's target, and whether a larger level raises it.
     aims = {"first": ("first_length", False), "base": ("return_length", False),
             "first_return": ("first_return_share", True), "return": ("return_share", True),
             "first_gap": ("first_gap_quartile", True), "first_gap_share": ("first_gap_days", False),
-            "gap": ("gap_days", True), "quick": ("single_share", True)}
+            "gap": ("gap_days", True), "quick": ("single_share", True),
+            "theme": ("genre_repetition", True)}
     # A first-session level without a target keeps its shift from the later sessions' level.
     shifts = {"first_return": ("return", config.return_first_session),
               "first_gap": ("gap", config.gap_first_session)}
@@ -522,12 +567,15 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
                        return_first_session=first_return - back, gap_days=config.gap_days * math.exp(gap),
                        gap_first_session=first_gap - gap, gap_first_share=share,
                        quick_visit_share=(config.quick_visit_share if "quick" in fixed
-                                          else 1.0 / (1.0 + math.exp(-level["quick"]))))
+                                          else 1.0 / (1.0 + math.exp(-level["quick"]))),
+                       theme_weight=value("theme"))
 
     for _ in range(iterations):
         lives = simulate_lives(catalog, fitted(), population, seeds, windows_days, max_steps=max_steps)
         table = cut_sessions(lives, gap_minutes).table
         simulated = LifeTargets.of(table) if len(table) else LifeTargets(0.0, math.nan, math.nan, math.nan, 0.0, 0.0)
+        if "theme" not in fixed:
+            simulated = replace(simulated, genre_repetition=genre_repetition(lives, genres, gap_minutes))
         below = targets.position(table)
         for name, (target, rising) in aims.items():
             if name in fixed:

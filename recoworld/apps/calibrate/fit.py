@@ -176,8 +176,9 @@ def _fit(data: MovieLens100K, config: CalibrationConfig, stages: Stages) -> Cali
     users = users_table(folds, user_traits, sessions, returns, patience, terms, response)
     population = CalibratedPopulation(users, terms.interest)
     with stages.stage("fitting the leave hazard by simulated moments"):
+        repetition = dynamics.genre_repetition(folds.data.ratings, catalog.genres.numpy(), config.session_gap_minutes)
         sim_config, meta["leave"], meta["returns"] = fit_leaving(catalog, sim_config, population, sessions, returns,
-                                                                 config)
+                                                                 config, repetition)
     with stages.stage("assembling the world"):
         world = CalibratedWorld(catalog, sim_config, users, terms.interest, meta)
     return world
@@ -256,11 +257,13 @@ def users_table(folds: Folds, user_traits: dict[str, np.ndarray], sessions: Sess
 
 
 def fit_leaving(catalog: Catalog, sim_config: StatisticalUserConfig, population: CalibratedPopulation,
-                sessions: Sessions, returns: dynamics.ReturnFit,
-                config: CalibrationConfig) -> tuple[StatisticalUserConfig, dict, dict]:
+                sessions: Sessions, returns: dynamics.ReturnFit, config: CalibrationConfig,
+                genre_repetition: float = math.nan) -> tuple[StatisticalUserConfig, dict, dict]:
     """Step 6's leave hazard by simulated moments, the returns at the simulated memory at
-    leaving, then the leave, return and gap levels by simulated lives: the final config,
-    ``meta["leave"]`` and ``meta["returns"]``."""
+    leaving, then the leave, return and gap levels and the session theme's weight by
+    simulated lives (the theme on the data's ``genre_repetition``,
+    :func:`~recoworld.apps.calibrate.dynamics.genre_repetition`; NaN keeps the config's):
+    the final config, ``meta["leave"]`` and ``meta["returns"]``."""
     # A random subset of users keeps the dozens of simulated runs quick.
     n_users = len(population.all_users)
     rows = np.sort(np.random.default_rng(config.seed).permutation(n_users)[: config.leave_users])
@@ -270,10 +273,11 @@ def fit_leaving(catalog: Catalog, sim_config: StatisticalUserConfig, population:
     sim_config = replace(sim_config, first_session_patience=dynamics.first_session_patience(sessions.table))
     sim_config, gap_factor = dynamics.fit_lives(
         catalog, sim_config, population.pinned(rows, rows), rows, dynamics.observation_windows(sessions, n_users)[rows],
-        dynamics.LifeTargets.of(sessions.table), config.session_gap_minutes)
+        replace(dynamics.LifeTargets.of(sessions.table), genre_repetition=genre_repetition), config.session_gap_minutes)
     leave_meta = {**leave.describe(), "grid_leave_base": leave.leave_base, "leave_base": sim_config.leave_base,
                   "leave_first_session": sim_config.leave_first_session,
-                  "quick_visit_share": sim_config.quick_visit_share,
+                  "quick_visit_share": sim_config.quick_visit_share, "theme_weight": sim_config.theme_weight,
+                  "genre_repetition": genre_repetition,
                   "first_session_patience": sim_config.first_session_patience}
     returns_meta = {"return_logit": returns.return_logit, "mean_gap_days": returns.mean_gap_days,
                     "gap_length_elasticity": returns.gap_length_elasticity, "gap_scale": gap_factor,
@@ -302,7 +306,7 @@ def summary(world: CalibratedWorld) -> str:
         f"ratings: center {c.rating_center:.2f}, slope {c.rating_slope:.3f}, quality {c.rating_quality:.3f}, "
         f"noise {c.rating_noise:.3f}",
         f"leave: base {c.leave_base:.2f}, first session {c.leave_first_session:+.2f}, quick visits "
-        f"{c.quick_visit_share:.0%}, length {c.leave_length:.2f}, "
+        f"{c.quick_visit_share:.0%}, length {c.leave_length:.2f}, session theme {c.theme_weight:.2f}, "
         f"patience {c.leave_patience:.1f} (clicks per session p50/p80/p95 of the grid fit: simulated sessions "
         f"{m['leave']['simulated_quantiles']}, data {m['leave']['target_quantiles']})",
         f"return: base {c.return_base:.2f} ({c.return_first_session:+.2f} after a first session), gap_days "

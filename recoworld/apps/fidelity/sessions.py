@@ -85,7 +85,7 @@ HELD_OUT_SHARE = 0.5
 #: The refitted config's fields the section reports.
 REFITTED = ("leave_base", "leave_first_session", "quick_visit_share", "first_session_patience", "leave_length",
             "leave_patience", "return_base", "return_first_session", "gap_days", "gap_first_session",
-            "gap_first_share", "gap_shape", "gap_length_elasticity")
+            "gap_first_share", "gap_shape", "gap_length_elasticity", "theme_weight")
 #: Quantiles of the session length reported.
 LENGTH_QUANTILES = (0.5, 0.8, 0.95)
 
@@ -105,15 +105,12 @@ def session_table(ratings: pd.DataFrame, genres: np.ndarray, gap_minutes: float 
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.bincount(sid, weights=np.where(rated, rating, 0.0), minlength=n) / np.bincount(
             sid, weights=rated.astype(np.float64), minlength=n)
-    item_genres = np.asarray(genres, dtype=bool)[ordered["item_id"].to_numpy()]
-    same_session = sid[1:] == sid[:-1]
-    shared = (item_genres[1:] & item_genres[:-1]).any(1) & same_session
+    pairs, same_genre = dynamics.genre_pairs(ordered, sid, genres, n)
     return pd.DataFrame({
         "user_id": table["user_id"].to_numpy(), "first": is_first_session(table),
         "length": table["length"].to_numpy(),
         "next_gap_days": table["next_gap_days"].to_numpy(), "mean_rating": mean,
-        "pairs": np.bincount(sid[1:][same_session], minlength=n),
-        "same_genre": np.bincount(sid[1:][shared], minlength=n)})
+        "pairs": pairs, "same_genre": same_genre})
 
 
 def _lengths(table: pd.DataFrame) -> np.ndarray:
@@ -285,7 +282,9 @@ def refit_without(world: CalibratedWorld, folds: Folds, held_out: np.ndarray,
     returns = dynamics.calibration_returns(sessions, len(fitted))
     users = world.users.iloc[fitted].reset_index(drop=True).assign(activity=np.exp(returns.log_activity))
     population = CalibratedPopulation(users, world.interest[fitted])
-    sim_config, leave, returns_meta = fit_leaving(world.catalog, world.config, population, sessions, returns, config)
+    repetition = dynamics.genre_repetition(ratings, world.catalog.genres.numpy(), config.session_gap_minutes)
+    sim_config, leave, returns_meta = fit_leaving(world.catalog, world.config, population, sessions, returns, config,
+                                                  repetition)
     refitted = CalibratedWorld(world.catalog, sim_config, users, world.interest[fitted], world.meta)
     exponential = dynamics.fit_returns(sessions, len(fitted))
     gap_law = {"sessions": len(sessions.table),
