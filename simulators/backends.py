@@ -29,7 +29,7 @@ from recoworld.kernels import build
 from recoworld.kernels.users import ItemTables, Reactions, UserState, UsersKernel, parameters
 from recoworld.simulators import equations
 from recoworld.simulators.phrasing import S_PHRASE, phrase_codes, voice
-from recoworld.simulators.user_state import S_GAP, S_SESSION, S_STEP, new_session, start_users
+from recoworld.simulators.user_state import S_GAP, S_SESSION, S_STEP, new_session, remember_watched, start_users
 
 KERNELS = build.KERNELS
 STREAMS = {"step": S_STEP, "gap": S_GAP, "session": S_SESSION, "phrase": S_PHRASE}
@@ -156,6 +156,8 @@ class TorchUsers:
             s.recent_clicks, slates, clicked, (equations.item_satiation_decay(s.recent_satiation, c), levels))
         if c.theme_weight != 0.0:
             s.theme = equations.session_theme(s.theme, slates, clicked, t.genres)
+        if s.watched.shape[1]:
+            remember_watched(s.watched, slates, clicked)
         return examined, clicked, watch, liked, rating, distance, enjoyment, boredom, u[:, 4 * K:]
 
     def _leave(self, s: UserState, leaves: torch.Tensor, u_return: torch.Tensor):

@@ -22,7 +22,10 @@ session draws a propensity :math:`\nu_{bs} = \nu_b + \sigma_s\epsilon`), activit
 where :math:`d_{bi} = 1 - \langle h_b, f_i\rangle \in [0, 2]` is the item's distance from
 the user's recent consumption :math:`h_b`, :math:`s_b \in [0,1]^G` the per-genre satiation
 and :math:`\sigma_{bi} \in [0, 1]` the user's satiation with the item itself (0 unless it is
-among their last clicks).
+among their last clicks). With ``rewatch`` false a user never clicks an item twice: every
+item they clicked is remembered (a bit per item, state ``watched``) and its utility is
+:math:`-\infty` (a rating log such as MovieLens's holds one rating per film); by default
+(true) an item can be clicked again once its item satiation fades.
 
 **Examination** (cascade with position bias and a no-click option): position 1 is examined;
 after position :math:`k` the user goes on with probability :math:`\gamma_b` if they did not
@@ -136,7 +139,7 @@ from recoworld.simulators.backends import KERNELS, users_backend
 from recoworld.simulators.base import UserSimulator, resolve_seeds
 from recoworld.simulators.phrasing import Phrasebook
 from recoworld.simulators.population import Population, SyntheticPopulation
-from recoworld.simulators.user_state import allocate, item_tables
+from recoworld.simulators.user_state import allocate, item_tables, watched
 
 __all__ = ["KERNELS", "StatisticalUserConfig", "StatisticalUsers"]
 
@@ -155,6 +158,7 @@ class StatisticalUserConfig:
     satiation_weight: float = 2.5
     repeat_penalty: float = 3.0
     theme_weight: float = 0.0
+    rewatch: bool = True
     click_threshold: float = 2.5
     continue_after_click: float = 0.7
     # ratings of clicked items (equation in the module docstring)
@@ -289,7 +293,8 @@ class StatisticalUsers(UserSimulator):
         self._start(slots, resolve_seeds(len(slots), seed, fresh_start, salt=0xF2E5))
 
     def _allocate(self, n: int) -> None:
-        self.state = allocate(n, self.catalog.feature_dim, self.catalog.n_genres, self.device)
+        self.state = allocate(n, self.catalog.feature_dim, self.catalog.n_genres, self.device,
+                              0 if self.config.rewatch else self.catalog.n_items)
         self.n_users = n
 
     def _start(self, slots: torch.Tensor, seeds: torch.Tensor) -> None:
@@ -312,6 +317,8 @@ class StatisticalUsers(UserSimulator):
         v -= c.repeat_penalty * repeat
         if c.theme_weight != 0.0:
             v += equations.theme_appeal(weights, s.theme, c)
+        if s.watched.shape[1]:
+            v = v.masked_fill(watched(s.watched, items), -torch.inf)
         return v, satiation, distance
 
     def click_probabilities(self, items: torch.Tensor) -> torch.Tensor:

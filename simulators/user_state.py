@@ -31,8 +31,10 @@ def item_tables(catalog: Catalog, quality_weight: float, click_threshold: float)
                       popularity_score=popularity_score(catalog), genre_centroids=centroids.contiguous())
 
 
-def allocate(n: int, feature_dim: int, n_genres: int, device: torch.device) -> UserState:
-    """The state of ``n`` empty user slots (start them with :func:`start_users`)."""
+def allocate(n: int, feature_dim: int, n_genres: int, device: torch.device, remembered_items: int = 0) -> UserState:
+    """The state of ``n`` empty user slots (start them with :func:`start_users`), with a
+    memory of every item clicked among the first ``remembered_items`` (0: none; see
+    :func:`watched`)."""
     if n < 1:
         raise ValueError(f"n_users={n}; a simulator needs at least one user")
     d, g, dev = feature_dim, n_genres, device
@@ -44,6 +46,7 @@ def allocate(n: int, feature_dim: int, n_genres: int, device: torch.device) -> U
         rating_bias=zeros(n), source_user=torch.full((n,), -1, dtype=torch.int64, device=dev),
         satiation=zeros(n, g), satisfaction=zeros(n), session_memory=zeros(n), session_mean=zeros(n),
         session_peak=zeros(n), recent_satiation=zeros(n, HISTORY), theme=zeros(n, g),
+        watched=zeros(n, (remembered_items + 63) // 64, dtype=torch.int64),
         session_index=zeros(n, dtype=torch.int64), session_step=zeros(n, dtype=torch.int64),
         churned=zeros(n, dtype=torch.bool), recent_clicks=torch.full((n, HISTORY), -1, dtype=torch.int64, device=dev),
         instruction=Instruction.none(n, g, dev), instruction_steps_left=zeros(n, dtype=torch.int64),
@@ -77,7 +80,25 @@ def start_users(state: UserState, slots: torch.Tensor, keys: torch.Tensor, trait
     s.churned[slots] = False
     s.recent_clicks[slots] = -1
     s.recent_satiation[slots] = 0.0
+    s.watched[slots] = 0
     new_session(state, slots, novelty_session_spread)
+
+
+def watched(words: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """Whether each user has clicked each of ``items`` (``[B, C]``, bool): ``words`` is the
+    state's ``watched`` ``[B, W]``, bit ``i % 64`` of word ``i // 64`` set once item ``i``
+    was clicked."""
+    return ((words.gather(1, items >> 6) >> (items & 63)) & 1).bool()
+
+
+def remember_watched(words: torch.Tensor, slates: torch.Tensor, clicked: torch.Tensor) -> None:
+    """Set in ``words`` (in place) the bits of the items of ``slates`` that were ``clicked``
+    (both ``[B, K]``): position by position, so two films of one word in a slate both stay."""
+    for k in range(slates.shape[1]):
+        rows = clicked[:, k].nonzero().flatten()
+        if len(rows):
+            items = slates[rows, k]
+            words[rows, items >> 6] |= torch.ones_like(items) << (items & 63)
 
 
 def new_session(state: UserState, slots: torch.Tensor, novelty_session_spread: float) -> None:

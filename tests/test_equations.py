@@ -21,7 +21,7 @@ from recoworld.llm import ScriptedChatModel
 from recoworld.simulators import equations
 from recoworld.simulators.llm_user import S_RETURN, LLMUsers
 from recoworld.simulators.statistical import StatisticalUserConfig, StatisticalUsers
-from recoworld.simulators.user_state import S_GAP
+from recoworld.simulators.user_state import S_GAP, watched
 from recoworld.types import Instruction
 
 CONFIG = StatisticalUserConfig()
@@ -219,6 +219,33 @@ def test_a_theme_is_set_by_the_first_click_and_a_new_session_starts_without_one(
         back.reset(32, seed=1)
         response = back.respond(slates)
         assert response.clicked.any() and response.returned.all() and not back.state.theme.any(), kernel
+
+
+def test_without_rewatch_a_user_never_clicks_a_film_twice_and_a_new_user_starts_with_none_watched(catalog):
+    """rewatch=False: over 30 steps of slates that keep showing the same films, no user clicks
+    one twice (the default repeats them once their item satiation fades); the watched bits
+    are the films clicked; a restarted slot forgets them. Both kernels alike."""
+    slates = [torch.arange(10).repeat(64, 1) + t % 3 for t in range(30)]
+    for kernel in ("torch", "c"):
+        clicks = {}
+        for rewatch in (True, False):
+            config = StatisticalUserConfig(rewatch=rewatch, leave_base=-20.0, repeat_penalty=0.0, click_threshold=-2.0)
+            sim = StatisticalUsers(catalog, config, kernel=kernel)
+            sim.reset(64, seed=3)
+            seen = torch.zeros(64, catalog.n_items, dtype=torch.bool)
+            repeats = 0
+            for slate in slates:
+                rows, positions = sim.respond(slate).clicked.nonzero(as_tuple=True)
+                items = slate[rows, positions]
+                repeats += int(seen[rows, items].sum())
+                seen[rows, items] = True
+            clicks[rewatch] = repeats
+            if not rewatch:
+                items = torch.arange(catalog.n_items).repeat(64, 1)
+                assert torch.equal(watched(sim.state.watched, items), seen), kernel
+                sim.reset(64, seed=[9], users=[0])
+                assert not sim.state.watched[0].any() and sim.state.watched[1:].any(), kernel
+        assert clicks[False] == 0 < clicks[True], kernel
 
 
 def test_a_share_of_later_visits_ends_after_its_first_step_without_a_word_and_the_others_keep_a_uniform_draw():

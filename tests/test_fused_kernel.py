@@ -66,14 +66,14 @@ def _copy_state(source: StatisticalUsers, target: StatisticalUsers) -> None:
 
 # rating_quality on, so that every term of the rating is exercised; then the dynamics away
 # from their defaults: Weibull gaps that shorten after long sessions, a longer first
-# session less tied to patience and fewer returns after it, most of them sooner, quick visits, a session theme, a
-# sharper quality curve, a stronger peak-end memory.
+# session less tied to patience and fewer returns after it, most of them sooner, quick visits, a session theme, no
+# film clicked twice, a sharper quality curve, a stronger peak-end memory.
 KERNEL_CONFIGS = {"defaults": dict(rating_quality=0.3),
                   "dynamics": dict(rating_quality=0.3, gap_shape=0.6, gap_length_elasticity=0.4, leave_first_session=-1.5,
                                    first_session_patience=0.5, quality_scale=0.5, peak_end_weight=0.9,
                                    item_satiation_decay=0.2, satiation_rate=2.0, return_first_session=-0.8,
                                    gap_first_session=-1.2, gap_first_share=0.6,
-                                   quick_visit_share=0.3, theme_weight=2.0)}
+                                   quick_visit_share=0.3, theme_weight=2.0, rewatch=False)}
 
 
 @pytest.mark.parametrize("overrides", KERNEL_CONFIGS.values(), ids=KERNEL_CONFIGS.keys())
@@ -110,7 +110,7 @@ def test_c_kernel_responses_match_the_torch_path_step_by_step(overrides):
         for name in ("satiation", "interest", "familiar", "satisfaction", "novelty_seeking", "session_memory",
                      "session_mean", "session_peak", "recent_satiation", "theme"):
             torch.testing.assert_close(getattr(fast, name), getattr(reference, name), atol=1e-5, rtol=0, msg=name)
-        for name in ("recent_clicks", "counter", "session_index", "session_step", "instruction_steps_left"):
+        for name in ("recent_clicks", "counter", "session_index", "session_step", "instruction_steps_left", "watched"):
             assert torch.equal(getattr(fast, name), getattr(reference, name)), name
         for name, value in vars(reference.instruction).items():
             assert torch.equal(getattr(fast.instruction, name), value), name

@@ -59,7 +59,9 @@ class UserState:
     ``session_memory`` (what decides the return), ``session_mean`` and ``session_peak``
     step quality, ``session_index`` and ``session_step`` (int64), ``churned`` (bool),
     ``recent_clicks`` ``[B, H]`` (int64, -1 when empty) and their item satiation
-    ``recent_satiation`` ``[B, H]``; the session's ``theme`` ``[B, G]``; the ``instruction`` in force and its
+    ``recent_satiation`` ``[B, H]``; the session's ``theme`` ``[B, G]``; ``watched`` ``[B, W]``
+    (int64 words, a bit per item clicked; ``W`` 0 when items may be clicked again); the
+    ``instruction`` in force and its
     ``instruction_steps_left``."""
 
     key: torch.Tensor
@@ -84,6 +86,7 @@ class UserState:
     recent_clicks: torch.Tensor
     recent_satiation: torch.Tensor
     theme: torch.Tensor
+    watched: torch.Tensor
     instruction: Instruction
     instruction_steps_left: torch.Tensor
 
@@ -119,7 +122,7 @@ TRAITS = ("key", "novelty_trait", "popularity_bias", "patience", "rating_bias", 
 # UserState's fields of the same name, then its instruction and churn.
 STATE_DYNAMICS = ("counter", "novelty_seeking", "interest", "familiar", "satiation", "satisfaction", "session_memory",
                   "session_mean", "session_peak", "recent_clicks", "recent_satiation", "session_index", "session_step",
-                  "theme")
+                  "theme", "watched")
 DYNAMICS = (*STATE_DYNAMICS, "steps_left", "active", "more", "less", "churned", "novelty")
 # The response the kernel writes: name -> dtype, per item ([B, K]), per user ([B]) or per genre ([B, G]).
 PER_ITEM = {"examined": torch.bool, "clicked": torch.bool, "liked": torch.bool, "watch": torch.float32,
@@ -131,7 +134,7 @@ RESPONSE = ("examined", "clicked", "liked", "watch", "rating", "in_force", "leav
             "hazard", "gap", "voiced_more", "voiced_less", "voiced_novelty", "phrase")
 # Mirrors `UserStep` in users_step.c, field for field (checked when the kernel loads).
 UserStep = build.struct_of("UserStep", {
-    **dict.fromkeys(["K", "D", "G", "H"], _i64), **dict.fromkeys(ITEM_TABLES, _p), "slates": _p, "idle": _p,
+    **dict.fromkeys(["K", "D", "G", "H", "W"], _i64), **dict.fromkeys(ITEM_TABLES, _p), "slates": _p, "idle": _p,
     **{f"{name}_stream": _u32 for name in STREAMS}, "param": _p,
     **dict.fromkeys(TRAITS, _p), **dict.fromkeys(DYNAMICS, _p), **dict.fromkeys(RESPONSE, _p),
 })
@@ -293,7 +296,7 @@ class UsersKernel(build.CompiledKernel):
         tensors |= {"steps_left": s.instruction_steps_left, "active": ins.active, "more": ins.more, "less": ins.less,
                     "churned": s.churned, "novelty": ins.novelty, "param": self.params}
         D, G = self.tables.features.shape[1], self.tables.genres.shape[1]
-        return UserStep(K=K, D=D, G=G, H=s.recent_clicks.shape[1], idle=build.pointer(idle),
+        return UserStep(K=K, D=D, G=G, H=s.recent_clicks.shape[1], W=s.watched.shape[1], idle=build.pointer(idle),
                         **self._stream_bases,
                         **{name: build.pointer(t) for name, t in tensors.items()})
 

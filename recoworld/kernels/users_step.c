@@ -47,7 +47,8 @@ enum {
     P_INSTRUCTION_SATIATION, P_INSTRUCTION_STEPS, P_NOVELTY_SESSION_SPREAD, P_INITIAL_MINDSET,
     P_QUALITY_SCALE, P_ITEM_KEEP, P_ITEM_RECOVERY_DAYS, P_PEAK_END_WEIGHT, P_MEAN_WEIGHT,
     P_GAP_SHAPE, P_INVERSE_GAP_SHAPE, P_WEIBULL_MEAN_FACTOR, P_GAP_LENGTH_ELASTICITY, P_LEAVE_FIRST_SESSION,
-    P_FIRST_SESSION_PATIENCE, P_RETURN_FIRST_SESSION, P_GAP_FIRST_SESSION, P_GAP_FIRST_SHARE, P_QUICK_VISIT_SHARE, P_THEME_WEIGHT,
+    P_FIRST_SESSION_PATIENCE, P_RETURN_FIRST_SESSION, P_GAP_FIRST_SESSION, P_GAP_FIRST_SHARE, P_QUICK_VISIT_SHARE,
+    P_THEME_WEIGHT,
     N_PARAMS
 };
 
@@ -60,7 +61,7 @@ enum {
 
 /* Everything a step reads and writes, [B, ...] row-major (recoworld/kernels/users.py mirrors it). */
 typedef struct {
-    int64_t K, D, G, H;
+    int64_t K, D, G, H, W; /* W: words of the watched bits per user, 0 when items may be clicked again */
     /* the items */
     const float *features, *genre_weights, *static_appeal, *popularity_score, *quality;
     const uint8_t *genres;
@@ -82,6 +83,7 @@ typedef struct {
     float *recent_satiation; /* [B, H]: the item satiation of each of the last clicks */
     int64_t *session_index, *session_step;
     float *theme; /* [B, G]: the genres of the session's first click, 0 before it */
+    int64_t *watched; /* [B, W]: bit i % 64 of word i / 64 set once item i was clicked */
     int64_t *steps_left;
     uint8_t *active, *more, *less, *churned;
     int8_t *novelty;
@@ -222,7 +224,7 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
     /* A local copy: stores through the output pointers cannot change it, so the compiler
      * keeps its fields in registers instead of reloading them after every store. */
     const UserStep local = *step, *s = &local;
-    const int64_t K = s->K, D = s->D, G = s->G, H = s->H;
+    const int64_t K = s->K, D = s->D, G = s->G, H = s->H, W = s->W;
     if (K > MAX_K || D > MAX_D || G > MAX_G || H > MAX_H) return 1;
     const float *param = s->param;
     const float interest_weight = param[P_INTEREST_WEIGHT], satiation_weight = param[P_SATIATION_WEIGHT];
@@ -272,6 +274,7 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
         }
         float *user_interest = s->interest + b * D, *user_familiar = s->familiar + b * D;
         float *user_satiation = s->satiation + b * G, *user_theme = s->theme + b * G;
+        uint64_t *user_watched = (uint64_t *)s->watched + b * W;
         int64_t *recent = s->recent_clicks + b * H;
         float *recent_level = s->recent_satiation + b * H;
         const uint64_t base = user_base(s->key[b], s->counter[b]);
@@ -321,6 +324,7 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
             v -= satiation_weight * item_satiation;
             v -= repeat_penalty * item_level;
             if (theme_weight != 0.0f) v += theme_weight * dot(w, user_theme, G); /* equations.theme_appeal */
+            if (W > 0 && (user_watched[item >> 6] >> (item & 63)) & 1u) v = -INFINITY; /* user_state.watched */
 
             const float u_click = uniform_salted(base, salt[k]);
             const float u_continue = uniform_salted(base, salt[K + k]);
@@ -405,6 +409,8 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
                 recent[h] = clicked_items[h];
                 recent_level[h] = clicked_levels[h];
             }
+            for (int64_t h = 0; W > 0 && h < n_clicks; h++) /* user_state.remember_watched */
+                user_watched[clicked_items[h] >> 6] |= (uint64_t)1 << (clicked_items[h] & 63);
             if (theme_weight != 0.0f) { /* equations.session_theme: the session's first click sets it */
                 float set = 0.0f;
                 for (int64_t g = 0; g < G; g++) set += user_theme[g];
@@ -546,6 +552,7 @@ static void start_user(const UserStep *s, const Newcomers *n, int64_t i, const f
         s->recent_clicks[b * H + h] = -1;
         s->recent_satiation[b * H + h] = 0.0f;
     }
+    for (int64_t j = 0; j < s->W; j++) s->watched[b * s->W + j] = 0;
     s->active[b] = 0;
     s->novelty[b] = 0;
     s->steps_left[b] = 0;
@@ -619,6 +626,7 @@ int64_t recoworld_start_chunk(int64_t begin, int64_t end, const void *call) {
 /* The layouts of the structs, for the loader's check against its ctypes mirrors (layout.h). */
 LAYOUT_BEGIN(UserStep)
     LAYOUT_FIELD(UserStep, K) LAYOUT_FIELD(UserStep, D) LAYOUT_FIELD(UserStep, G) LAYOUT_FIELD(UserStep, H)
+    LAYOUT_FIELD(UserStep, W)
     LAYOUT_FIELD(UserStep, features) LAYOUT_FIELD(UserStep, genre_weights)
     LAYOUT_FIELD(UserStep, static_appeal) LAYOUT_FIELD(UserStep, popularity_score) LAYOUT_FIELD(UserStep, quality)
     LAYOUT_FIELD(UserStep, genres) LAYOUT_FIELD(UserStep, genre_centroids) LAYOUT_FIELD(UserStep, slates)
@@ -633,6 +641,7 @@ LAYOUT_BEGIN(UserStep)
     LAYOUT_FIELD(UserStep, session_memory) LAYOUT_FIELD(UserStep, session_mean)
     LAYOUT_FIELD(UserStep, session_peak) LAYOUT_FIELD(UserStep, recent_clicks) LAYOUT_FIELD(UserStep, recent_satiation)
     LAYOUT_FIELD(UserStep, session_index) LAYOUT_FIELD(UserStep, session_step) LAYOUT_FIELD(UserStep, theme)
+    LAYOUT_FIELD(UserStep, watched)
     LAYOUT_FIELD(UserStep, steps_left) LAYOUT_FIELD(UserStep, active) LAYOUT_FIELD(UserStep, more)
     LAYOUT_FIELD(UserStep, less) LAYOUT_FIELD(UserStep, churned) LAYOUT_FIELD(UserStep, novelty)
     LAYOUT_FIELD(UserStep, examined) LAYOUT_FIELD(UserStep, clicked) LAYOUT_FIELD(UserStep, liked)

@@ -227,6 +227,8 @@ def user_config(terms: UtilityTerms, response: RatingResponse, exposure_odds: fl
         rating_center=response.rating_center + response.rating_slope * math.log(exposure_odds),
         rating_slope=response.rating_slope,
         rating_quality=response.rating_quality, rating_noise=response.rating_noise,
+        # A rating log holds one rating per user and item: a fitted user never clicks a film twice.
+        rewatch=False,
     )
 
 
