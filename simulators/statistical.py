@@ -139,7 +139,7 @@ from recoworld.simulators.backends import KERNELS, users_backend
 from recoworld.simulators.base import UserSimulator, resolve_seeds
 from recoworld.simulators.phrasing import Phrasebook
 from recoworld.simulators.population import Population, SyntheticPopulation
-from recoworld.simulators.user_state import allocate, item_tables, watched
+from recoworld.simulators.user_state import allocate, item_tables, was_watched
 
 __all__ = ["KERNELS", "StatisticalUserConfig", "StatisticalUsers"]
 
@@ -318,7 +318,7 @@ class StatisticalUsers(UserSimulator):
         if c.theme_weight != 0.0:
             v += equations.theme_appeal(weights, s.theme, c)
         if s.watched.shape[1]:
-            v = v.masked_fill(watched(s.watched, items), -torch.inf)
+            v = v.masked_fill(was_watched(s.watched, items), -torch.inf)
         return v, satiation, distance
 
     def click_probabilities(self, items: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,7 @@ def item_tables(catalog: Catalog, quality_weight: float, click_threshold: float)
 def allocate(n: int, feature_dim: int, n_genres: int, device: torch.device, remembered_items: int = 0) -> UserState:
     """The state of ``n`` empty user slots (start them with :func:`start_users`), with a
     memory of every item clicked among the first ``remembered_items`` (0: none; see
-    :func:`watched`)."""
+    :func:`was_watched`)."""
     if n < 1:
         raise ValueError(f"n_users={n}; a simulator needs at least one user")
     d, g, dev = feature_dim, n_genres, device
@@ -84,7 +84,7 @@ def start_users(state: UserState, slots: torch.Tensor, keys: torch.Tensor, trait
     new_session(state, slots, novelty_session_spread)
 
 
-def watched(words: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+def was_watched(words: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     """Whether each user has clicked each of ``items`` (``[B, C]``, bool): ``words`` is the
     state's ``watched`` ``[B, W]``, bit ``i % 64`` of word ``i // 64`` set once item ``i``
     was clicked."""

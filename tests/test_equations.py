@@ -21,7 +21,7 @@ from recoworld.llm import ScriptedChatModel
 from recoworld.simulators import equations
 from recoworld.simulators.llm_user import S_RETURN, LLMUsers
 from recoworld.simulators.statistical import StatisticalUserConfig, StatisticalUsers
-from recoworld.simulators.user_state import S_GAP, watched
+from recoworld.simulators.user_state import S_GAP, was_watched
 from recoworld.types import Instruction
 
 CONFIG = StatisticalUserConfig()
@@ -242,7 +242,7 @@ def test_without_rewatch_a_user_never_clicks_a_film_twice_and_a_new_user_starts_
             clicks[rewatch] = repeats
             if not rewatch:
                 items = torch.arange(catalog.n_items).repeat(64, 1)
-                assert torch.equal(watched(sim.state.watched, items), seen), kernel
+                assert torch.equal(was_watched(sim.state.watched, items), seen), kernel
                 sim.reset(64, seed=[9], users=[0])
                 assert not sim.state.watched[0].any() and sim.state.watched[1:].any(), kernel
         assert clicks[False] == 0 < clicks[True], kernel

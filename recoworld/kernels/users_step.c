@@ -324,7 +324,7 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
             v -= satiation_weight * item_satiation;
             v -= repeat_penalty * item_level;
             if (theme_weight != 0.0f) v += theme_weight * dot(w, user_theme, G); /* equations.theme_appeal */
-            if (W > 0 && (user_watched[item >> 6] >> (item & 63)) & 1u) v = -INFINITY; /* user_state.watched */
+            if (W > 0 && (user_watched[item >> 6] >> (item & 63)) & 1u) v = -INFINITY; /* user_state.was_watched */
 
             const float u_click = uniform_salted(base, salt[k]);
             const float u_continue = uniform_salted(base, salt[K + k]);
