@@ -127,6 +127,21 @@ def temporary_path(path: str | Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
 
 
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (under another user too): a temporary or
+    a run named after a dead process was left by a killed writer. On Windows, where
+    ``os.kill`` would end the process, always true: keep what it left rather than guess."""
+    if os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, under another user
+    return True
+
+
 @contextmanager
 def replacing(path: str | Path, *, folder: bool = False) -> Iterator[Path]:
     """The :func:`temporary_path` to write ``path`` to: it takes ``path``'s name when the

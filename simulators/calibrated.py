@@ -56,7 +56,7 @@ import torch
 
 from recoworld import rng
 from recoworld.catalog import Catalog
-from recoworld.logs import TEMPORARY_SUFFIX, replacing
+from recoworld.logs import TEMPORARY_SUFFIX, process_running, replacing
 from recoworld.simulators.population import Population, UserTraits
 from recoworld.simulators.population_specs import select
 from recoworld.simulators.statistical import StatisticalUserConfig
@@ -257,17 +257,7 @@ def _abandoned_temporaries(path: Path) -> list[Path]:
 def _running(pid: int) -> bool:
     """Whether process ``pid`` runs here; this process's own id counts as not running: its
     folder was left by a killed process that had the same id (containers reuse ids)."""
-    if pid == os.getpid():
-        return False
-    if os.name == "nt":
-        return True  # os.kill would terminate it there; keep the folder rather than guess
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # alive, under another user
-    return True
+    return pid != os.getpid() and process_running(pid)
 
 
 def default_path() -> Path:

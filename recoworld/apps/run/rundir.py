@@ -51,7 +51,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recoworld.apps.run.checks import ExperimentConfigError, config_differences
-from recoworld.logs import TEMPORARY_SUFFIX, replacing
+from recoworld.logs import TEMPORARY_SUFFIX, process_running, replacing
 
 STATUS_FILE = "status.json"
 STATES = ("running", "failed", "interrupted", "complete")
@@ -271,14 +271,8 @@ def _check_resumable(path: Path, saved: dict, config: dict, kept: list[dict], re
 def _refuse_live_writer(path: Path, saved: dict) -> None:
     pid = saved.get("pid")
     if saved["state"] != "running" or saved.get("host") != socket.gethostname() or not isinstance(pid, int) \
-            or pid == os.getpid():
+            or pid == os.getpid() or not process_running(pid):  # a killed run: its complete parts can be resumed
         return
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return  # killed: its complete parts can be resumed
-    except PermissionError:
-        pass  # alive, under another user
     raise RunDirectoryError(f"{path} is being written by a running process (pid {pid}, {STATUS_FILE}); wait for it "
                             "or stop it, then resume with " + RESUME_FLAG)
 
