@@ -104,9 +104,32 @@ def test_a_world_whose_log_moved_says_where_it_was_and_how_to_refit(capsys, tmp_
     finally:
         moved.rename(log)
     assert error == (f"recoworld fidelity: error: the world's data cannot be read again ({log}: no such interaction "
-                     "log file); the report scores the world on the ratings it held out, so put the file back where "
-                     "it was, or fit the world again on it where it is now (recoworld calibrate --data PATH --out "
-                     f"{world} --force)")
+                     "log file); the report scores the world on the ratings it held out, so say where the log is "
+                     "now (--data PATH, with --items and --user-table if it had them), put the file back where it "
+                     f"was, or fit the world again on it (recoworld calibrate --data PATH --out {world} --force)")
+
+
+def test_data_says_where_a_moved_log_is_and_is_checked_against_the_world(tmp_path, world_dir):
+    """--data reads the moved log, the same held-out ratings as the world's; another log is
+    refused by the world's fingerprint; --data for a world not fitted on a log is refused."""
+    from recoworld.apps.fidelity.evaluation import held_out_split
+    from recoworld.apps.fidelity.report import _source
+    from recoworld.simulators.calibrated import CalibratedWorld
+
+    folder, log = world_dir
+    world = CalibratedWorld.load(folder)
+    moved = tmp_path / "moved.csv"
+    moved.write_bytes(log.read_bytes())
+    data, split = held_out_split(world, _source(world, folder, moved))
+    assert len(split.test) > 0
+    other = tmp_path / "other.csv"
+    lines = log.read_text().splitlines()
+    other.write_text("\n".join(lines[:-40]) + "\n")  # the last 40 interactions left out
+    with pytest.raises(ValueError, match="the held-out ratings differ from those the world was calibrated without"):
+        held_out_split(world, _source(world, folder, other))
+    movielens = replace(world, meta={**world.meta, "data": {"source": {"kind": "movielens-100k"}}})
+    with pytest.raises(ValueError, match=f"--data {moved}: this world was not calibrated on an interaction log"):
+        _source(movielens, None, moved)
 
 
 def test_a_world_of_another_version_is_refused_with_the_refit(capsys, tmp_path, world_dir):

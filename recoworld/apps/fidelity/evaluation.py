@@ -62,15 +62,24 @@ class HeldOut:
         return cls(split, positive, trained, ~(positive | trained))
 
 
-def source_data(world: CalibratedWorld) -> MovieLens100K:
+def source_data(world: CalibratedWorld, data: str | Path | None = None, items: str | Path | None = None,
+                users: str | Path | None = None) -> MovieLens100K:
     """The data the world was calibrated on, read again from where ``meta["data"]["source"]``
-    says (MovieLens-100K for worlds that do not say)."""
+    says (MovieLens-100K for worlds that do not say), or, for an interaction log that moved,
+    from ``data`` with its tables ``items`` and ``users`` (those not given are read from
+    where they were)."""
     source = world.meta.get("data", {}).get("source", {"kind": "movielens-100k"})
+    if data is not None and source["kind"] != "interactions":
+        raise ValueError(f"--data {data}: this world was not calibrated on an interaction log (its data: "
+                         f"{source['kind']}); leave --data out")
     if source["kind"] == "movielens-100k":
         return load_movielens_100k()
     if source["kind"] == "interactions":
         from recoworld.data.interactions import load_interactions
 
+        if data is not None:
+            return load_interactions(data, items if items is not None else source.get("items"),
+                                     users if users is not None else source.get("users"))
         return load_interactions(source["data"], source.get("items"), source.get("users"))
     raise ValueError("this world was calibrated on data given in Python (calibrate(data=...)); pass the same "
                      "data to the report (evaluate(world, data=...))")

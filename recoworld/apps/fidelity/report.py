@@ -153,14 +153,19 @@ def _parser() -> argparse.ArgumentParser:
                         "section, comma-separated among latest, time, users; empty: none (default: %(default)s)")
     parser.add_argument("--no-sessions", action="store_true", help="skip the session-dynamics section (it fits "
                         "the dynamics again without half of the users and simulates the others)")
+    parser.add_argument("--data", type=Path, default=None, help="where the log the world was calibrated on "
+                        "(recoworld calibrate --data) is now, if it moved; checked against the world's fingerprint")
+    parser.add_argument("--items", type=Path, default=None, help="where that log's item table is now")
+    parser.add_argument("--user-table", type=Path, default=None, help="where that log's user table is now")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``recoworld fidelity [--out DIR] [--world DIR] [--social] [--no-sessions] [--agents A,B] [--users KINDS]
-    [--llm-users N] [--llm KEY=VALUE ...] [--quiet]``; returns the exit status."""
+    """``recoworld fidelity [--out DIR] [--world DIR [--data PATH [--items PATH] [--user-table PATH]]] [--social]
+    [--no-sessions] [--agents A,B] [--users KINDS] [--llm-users N] [--llm KEY=VALUE ...] [--quiet]``; returns the
+    exit status."""
     parser = _parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     start = time.perf_counter()
@@ -185,8 +190,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.world is not None and not is_world(args.world):
             raise ValueError(f"--world {args.world} holds no calibrated world (no world.json there); give the folder "
                              "that `recoworld calibrate --out DIR` wrote, or leave --world out for the cache's world")
+        if (args.items is not None or args.user_table is not None) and args.data is None:
+            raise ValueError("--items and --user-table say where the tables of the world's log are now; give --data "
+                             "PATH too")
         world = _world(args.world, not args.quiet)
-        source = _source(world, args.world)
+        source = _source(world, args.world, args.data, args.items, args.user_table)
         data, split = held_out_split(world, source)
         if with_users:
             check_sample_size(args.llm_users, split)
@@ -218,15 +226,19 @@ def _world(path: Path | None, progress: bool):
         raise ValueError(f"{error} (recoworld calibrate{where} --force)") from None
 
 
-def _source(world, path: Path | None):
-    """The data ``world`` was calibrated on; gone or changed since is a ``ValueError`` with the fix."""
+def _source(world, path: Path | None, data: Path | None = None, items: Path | None = None,
+            users: Path | None = None):
+    """The data ``world`` was calibrated on, read from where it was or, for a log that moved,
+    from ``data`` (with ``items`` and ``users``, its tables; :func:`held_out_split` checks
+    it against the world's fingerprint); gone or changed is a ``ValueError`` with the fix."""
     try:
-        return source_data(world)
+        return source_data(world, data, items, users)
     except (FileNotFoundError, ValueError) as error:
         where = f" --out {path}" if path is not None else ""
         raise ValueError(f"the world's data cannot be read again ({error}); the report scores the world on the "
-                         f"ratings it held out, so put the file back where it was, or fit the world again on it "
-                         f"where it is now (recoworld calibrate --data PATH{where} --force)") from None
+                         f"ratings it held out, so say where the log is now (--data PATH, with --items and "
+                         f"--user-table if it had them), put the file back where it was, or fit the world again on "
+                         f"it (recoworld calibrate --data PATH{where} --force)") from None
 
 
 def _sections(args, world, source, data, split, stages, splits: list[str], agents: list[str], kinds: list[str],
