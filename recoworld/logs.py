@@ -203,7 +203,10 @@ def new_folder(out: str | Path) -> Iterator[tuple[Path, Path]]:
 
 def strict_json(tree):
     """``tree`` (dicts, lists, numbers) as strict JSON takes it: NaN and infinities (an
-    undefined estimate) as ``None`` (``null``), numpy scalars as Python numbers."""
+    undefined estimate) as ``None`` (``null``), numpy scalars and arrays as Python numbers
+    and lists."""
+    if isinstance(tree, np.ndarray):
+        tree = tree.tolist()
     if isinstance(tree, dict):
         return {key: strict_json(value) for key, value in tree.items()}
     if isinstance(tree, list | tuple):

@@ -93,12 +93,13 @@ def was_watched(words: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
 
 def remember_watched(words: torch.Tensor, slates: torch.Tensor, clicked: torch.Tensor) -> None:
     """Set in ``words`` (in place) the bits of the items of ``slates`` that were ``clicked``
-    (both ``[B, K]``): position by position, so two films of one word in a slate both stay."""
-    for k in range(slates.shape[1]):
-        rows = clicked[:, k].nonzero().flatten()
-        if len(rows):
-            items = slates[rows, k]
-            words[rows, items >> 6] |= torch.ones_like(items) << (items & 63)
+    (both ``[B, K]``). The bits not set yet are added to their words: a slate's items are
+    distinct (``check_slates``), so the bits added to one word are distinct and their sum
+    is their OR."""
+    index = slates >> 6
+    bits = torch.ones_like(slates) << (slates & 63)
+    fresh = bits & ~words.gather(1, index)
+    words.scatter_add_(1, index, torch.where(clicked, fresh, 0))
 
 
 def new_session(state: UserState, slots: torch.Tensor, novelty_session_spread: float) -> None:

@@ -52,10 +52,12 @@ start with satiation left over, and the returns' likelihood fit sets the gap's m
 which the heavy tail of real gaps drags far above their median. So the
 same users then live several sessions, each watched for as many days as the data watch
 them (:func:`simulate_lives`), their clicks cut into sessions by the rule that cuts the
-ratings, and six levels are searched together until the lives are the data's
+ratings, and their levels are searched together until the lives are the data's
 (:func:`fit_lives`), each for a user's first session and for the sessions they return
 for apart: the leave hazard's level on the median length, the return odds on the share of
-sessions another one follows, and the gap's scale on the median gap. The first session
+sessions another one follows, and the gap's scale on the median gap; and the share of
+quick visits, the gaps' mixture after a first session and the session theme's weight (the
+docstring of :func:`fit_lives` lists them all). The first session
 is set apart (``leave_first_session``, ``return_first_session``, ``gap_first_session``)
 because it is of another kind: in MovieLens it is the sign-up, where a newcomer rates a
 burst of movies. The visits they return for are short, often a single rating, and the
@@ -558,17 +560,17 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
             return value(later) + shift
         return level[name]
 
+    def share(name: str, kept: float) -> float:  # a share is searched as its logit; ``kept`` without a target
+        return kept if name in fixed else 1.0 / (1.0 + math.exp(-level[name]))
+
     def fitted() -> StatisticalUserConfig:
         base, first = value("base"), value("first")
         first_return, back = value("first_return"), value("return")
         gap, first_gap = value("gap"), value("first_gap")
-        share = 1.0 if "first_gap_share" in fixed else 1.0 / (1.0 + math.exp(-level["first_gap_share"]))
         return replace(config, leave_base=base, leave_first_session=first - base, return_base=back,
                        return_first_session=first_return - back, gap_days=config.gap_days * math.exp(gap),
-                       gap_first_session=first_gap - gap, gap_first_share=share,
-                       quick_visit_share=(config.quick_visit_share if "quick" in fixed
-                                          else 1.0 / (1.0 + math.exp(-level["quick"]))),
-                       theme_weight=value("theme"))
+                       gap_first_session=first_gap - gap, gap_first_share=share("first_gap_share", 1.0),
+                       quick_visit_share=share("quick", config.quick_visit_share), theme_weight=value("theme"))
 
     for _ in range(iterations):
         lives = simulate_lives(catalog, fitted(), population, seeds, windows_days, max_steps=max_steps)

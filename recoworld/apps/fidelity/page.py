@@ -55,9 +55,7 @@ def _write_files(results: dict, out: Path, world: CalibratedWorld) -> None:
     lines += world_section(world)
     (out / "report.md").write_text("\n".join(lines))
     serialisable = {k: v for k, v in results.items() if k != "curves"}
-    # Through plain JSON first, so that a NaN inside an array is found too.
-    plain = strict_json(json.loads(json.dumps(serialisable, default=_json_default)))
-    (out / "metrics.json").write_text(json.dumps(plain, indent=1, allow_nan=False))
+    (out / "metrics.json").write_text(json.dumps(strict_json(serialisable), indent=1, allow_nan=False))
 
 
 def headline(results: dict) -> list[str]:
@@ -410,11 +408,3 @@ def plot_concentration(plt, social: dict, out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "concentration.png", dpi=120)
     plt.close(fig)
-
-
-def _json_default(value):
-    if isinstance(value, (np.generic,)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value)} to JSON")
