@@ -29,7 +29,8 @@ from recoworld.kernels import build
 from recoworld.kernels.users import ItemTables, Reactions, UserState, UsersKernel, parameters
 from recoworld.simulators import equations
 from recoworld.simulators.phrasing import S_PHRASE, phrase_codes, voice
-from recoworld.simulators.user_state import S_GAP, S_SESSION, S_STEP, new_session, remember_watched, start_users
+from recoworld.simulators.user_state import (S_GAP, S_SESSION, S_STEP, new_session, remember_watched, sign_up_draw,
+                                              start_users)
 
 KERNELS = build.KERNELS
 STREAMS = {"step": S_STEP, "gap": S_GAP, "session": S_SESSION, "phrase": S_PHRASE}
@@ -99,7 +100,9 @@ class TorchUsers:
         # How the session went, for the return decision: its mean, its peak and its end.
         s.session_mean, s.session_peak, s.session_memory = equations.session_memory_update(
             s.session_mean, s.session_peak, quality, s.session_step, c)
-        hazard = equations.leave_hazard(s.satisfaction, boredom, s.session_step, s.patience, s.session_index, c)
+        sign_up = sign_up_draw(s.key) if c.first_session_spread else None
+        hazard = equations.leave_hazard(s.satisfaction, boredom, s.session_step, s.patience, s.session_index, c,
+                                        sign_up)
         s.instruction_steps_left, s.instruction.active = equations.instruction_countdown(
             s.instruction_steps_left, in_force, s.instruction.active)
         quick, u_leave = equations.quick_visit(s.session_index, s.session_step, u_leave, c)

@@ -62,7 +62,7 @@ from recoworld.simulators.population_specs import select
 from recoworld.simulators.statistical import StatisticalUserConfig
 
 #: Bumped whenever the fit changes what it writes, so that old artifacts are not reused.
-ARTIFACT_VERSION = 13
+ARTIFACT_VERSION = 14
 ARTIFACT_NAME = f"movielens-100k-v{ARTIFACT_VERSION}"
 S_CALIBRATED = 7  # random stream of the population's draws (see recoworld.rng)
 

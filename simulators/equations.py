@@ -87,6 +87,7 @@ class UserEquationsConfig(Protocol):
     leave_length: float
     leave_patience: float
     leave_first_session: float
+    first_session_spread: float
     quick_visit_share: float
     theme_weight: float
     first_session_patience: float
@@ -348,21 +349,30 @@ def session_memory_update(mean: torch.Tensor, peak: torch.Tensor, quality: torch
 
 # ------------------------------------------------------------------- leaving
 def leave_hazard(mindset: torch.Tensor, boredom: torch.Tensor, session_step: torch.Tensor, patience: torch.Tensor,
-                 session_index: torch.Tensor, config: UserEquationsConfig) -> torch.Tensor:
+                 session_index: torch.Tensor, config: UserEquationsConfig,
+                 sign_up: torch.Tensor | None = None) -> torch.Tensor:
     r"""Leave hazard ``[B]``:
 
     .. math:: h = \sigma\big(h_0 + h_m(0.5 - m) + h_b\,\text{boredom} + h_\ell\,t_{\text{session}}
-              - \pi\,h_\gamma(\gamma - 0.75) + h_1\,[\text{first session}]\big)
+              - \pi\,h_\gamma(\gamma - 0.75) + (h_1 - \sigma_1 z^+)\,[\text{first session}]\big)
 
     (``leave_base``, ``leave_mindset``, ``leave_boredom``, ``leave_length``,
-    ``leave_patience``, ``leave_first_session``): it rises with boredom and session length,
-    falls with the mindset and the user's patience :math:`\gamma`. A user's first session
-    (``session_index`` 0) is set apart: :math:`h_1` shifts it (below 0, a newcomer's first
-    visit lasts longer than the visits they return for, as a sign-up's burst of ratings does
-    in MovieLens), and :math:`\pi` is ``first_session_patience`` in it, 1 in every later
-    session (0: the first visit's length owes nothing to the user's habitual patience, as
-    in MovieLens, where it is unrelated to the length of the user's later sessions). The
-    defaults (0 and 1) treat every session alike; the calibration fits both."""
+    ``leave_patience``, ``leave_first_session``, ``first_session_spread``): it rises with
+    boredom and session length, falls with the mindset and the user's patience
+    :math:`\gamma`. A user's first session (``session_index`` 0) is set apart: :math:`h_1`
+    shifts it (below 0, a newcomer's first visit lasts longer than the visits they return
+    for, as a sign-up's burst of ratings does in MovieLens), :math:`\pi` is
+    ``first_session_patience`` in it, 1 in every later session (0: the first visit's length
+    owes nothing to the user's habitual patience, as in MovieLens, where it is unrelated to
+    the length of the user's later sessions), and :math:`\sigma_1 z^+` lowers it for some
+    newcomers, :math:`z` being ``sign_up`` ``[B]``, each user's standard normal sign-up
+    draw (:func:`~recoworld.simulators.user_state.sign_up_draw`; needed only where
+    :math:`\sigma_1 \neq 0`), and :math:`z^+ = \max(z, 0)`: half of the newcomers keep the
+    common level, the others rate a longer burst. One-sided because in MovieLens the
+    shorter half of the first sessions is as tight as one common level gives and the
+    longer half has a far heavier tail; a spread both ways made short sign-ups too common
+    (``benchmarks/RESULTS.md``). The defaults (0, 1 and 0) treat every session alike; the
+    calibration fits all three."""
     c = config
     first = session_index == 0
     share = torch.where(first, c.first_session_patience, 1.0) if c.first_session_patience != 1.0 else 1.0
@@ -370,6 +380,8 @@ def leave_hazard(mindset: torch.Tensor, boredom: torch.Tensor, session_step: tor
              + c.leave_length * session_step - c.leave_patience * share * (patience - 0.75))
     if c.leave_first_session != 0.0:
         logit = logit + c.leave_first_session * first
+    if c.first_session_spread != 0.0:
+        logit = logit - c.first_session_spread * sign_up.clamp(min=0) * first
     return torch.sigmoid(logit)
 
 

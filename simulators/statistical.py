@@ -73,16 +73,19 @@ the exposure-and-consumption of genre :math:`g` (:math:`e` examined, :math:`c` c
 
 **Leaving**: the leave hazard is
 :math:`h = \sigma(h_0 + h_m(0.5 - m) + h_b\,\text{boredom} + h_\ell\,t_{\text{session}} - \pi\,h_\gamma(\gamma_b - 0.75)
-+ h_1[\text{first session}])`,
++ (h_1 - \sigma_1 z_b^+)[\text{first session}])`,
 where boredom is the mean satiation of the examined items' genres. A session the user
 returns for is, with probability ``quick_visit_share`` (0 by default), a visit for one
 thing, which ends after its first step without an instruction (the calibration fits it to
 the share of single-rating visits). A user's first session
-is set apart: :math:`h_1` (``leave_first_session``) shifts it and :math:`\pi`
+is set apart: :math:`h_1` (``leave_first_session``) shifts it, :math:`\pi`
 (``first_session_patience``) is the share of the patience term in it, 1 later (below 0 and
 at 0, a newcomer's first visit outlasts the visits they return for, whatever their habitual
-patience, as a sign-up's burst of ratings does; the defaults 0 and 1 treat every session
-alike, and the calibration fits both). A user whose hazard
+patience, as a sign-up's burst of ratings does), and :math:`\sigma_1`
+(``first_session_spread``) lowers it for some newcomers: :math:`z_b` is the user's own
+standard normal sign-up draw and :math:`z_b^+` its positive part, so half of the newcomers
+keep the common level and the others rate a longer burst (the defaults 0, 1 and 0 treat
+every session alike, and the calibration fits all three). A user whose hazard
 exceeds ``instruction_threshold`` senses they are about to leave: with probability
 ``voice_probability`` (if no instruction is already in force) they voice a reflective
 instruction and stay; otherwise they leave with probability :math:`h`.
@@ -186,6 +189,7 @@ class StatisticalUserConfig:
     leave_length: float = 0.15
     leave_patience: float = 2.0
     leave_first_session: float = 0.0
+    first_session_spread: float = 0.0
     quick_visit_share: float = 0.0
     first_session_patience: float = 1.0
     # returning
@@ -215,7 +219,7 @@ _CONFIG_RANGES = {
                      "mindset_rate", "initial_mindset", "instruction_threshold", "voice_probability",
                      "instruction_satiation", "peak_end_weight", "first_session_patience", "gap_first_share"), UNIT),
     **dict.fromkeys(("novelty_session_spread", "rating_noise", "interest_drift", "satiation_rate",
-                     "gap_length_elasticity"), NON_NEGATIVE),
+                     "gap_length_elasticity", "first_session_spread"), NON_NEGATIVE),
     **dict.fromkeys(("satiation_recovery_days", "item_recovery_days", "gap_days", "gap_shape", "quality_scale"),
                     POSITIVE),
     "instruction_steps": AT_LEAST_ONE,

@@ -102,6 +102,16 @@ def remember_watched(words: torch.Tensor, slates: torch.Tensor, clicked: torch.T
     words.scatter_add_(1, index, torch.where(clicked, fresh, 0))
 
 
+def sign_up_draw(keys: torch.Tensor) -> torch.Tensor:
+    """Each user's standard normal sign-up draw ``[B]``, whose positive part lowers the first
+    session's leave hazard (``first_session_spread``,
+    :func:`~recoworld.simulators.equations.leave_hazard`):
+    the second draw of the session stream at the first session, the first being that
+    session's novelty propensity (:func:`new_session`). A function of the key alone, so it
+    is drawn where it is needed and kept nowhere."""
+    return rng.normal(keys, torch.zeros_like(keys), S_SESSION, 2)[:, 1]
+
+
 def new_session(state: UserState, slots: torch.Tensor, novelty_session_spread: float) -> None:
     """A new session of the users in ``slots``: no instruction, no theme, and a fresh
     novelty propensity around their trait, drawn from the session's index."""

@@ -21,7 +21,7 @@ from recoworld.llm import ScriptedChatModel
 from recoworld.simulators import equations
 from recoworld.simulators.llm_user import S_RETURN, LLMUsers
 from recoworld.simulators.statistical import StatisticalUserConfig, StatisticalUsers
-from recoworld.simulators.user_state import S_GAP, was_watched
+from recoworld.simulators.user_state import S_GAP, sign_up_draw, was_watched
 from recoworld.types import Instruction
 
 CONFIG = StatisticalUserConfig()
@@ -169,6 +169,52 @@ def test_first_session_patience_scales_the_patience_term_in_the_first_session_al
                                   replace(CONFIG, first_session_patience=0.5))
     expected = torch.logit(plain[0]) + 0.5 * CONFIG.leave_patience * (patience[0] - 0.75)
     assert float(torch.logit(half[0])) == pytest.approx(float(expected), abs=1e-4)
+
+
+def test_first_session_spread_lowers_a_newcomers_hazard_by_the_positive_part_of_their_sign_up_draw():
+    mindset, boredom, step, patience = (torch.full((4,), value) for value in (0.5, 0.3, 3.0, 0.8))
+    session_index, sign_up = torch.tensor([0, 1, 0, 5]), torch.tensor([1.5, 1.5, -0.5, -0.5])
+    plain = equations.leave_hazard(mindset, boredom, step, patience, session_index, CONFIG)
+    spread = equations.leave_hazard(mindset, boredom, step, patience, session_index,
+                                    replace(CONFIG, first_session_spread=2.0), sign_up)
+    assert torch.equal(plain[[1, 3]], spread[[1, 3]])  # later sessions: unchanged, bit for bit
+    assert float(torch.logit(spread[0])) == pytest.approx(float(torch.logit(plain[0])) - 3.0, abs=1e-4)
+    assert spread[2] == plain[2], "a draw below 0 keeps the common level"
+    assert torch.equal(equations.leave_hazard(mindset, boredom, step, patience, session_index, CONFIG, sign_up), plain)
+
+
+def test_a_users_sign_up_draw_is_theirs_alone_and_stretches_the_first_session_of_those_drawing_above_zero(catalog):
+    """The sign-up draw is a standard normal of the user's key: the same user draws it alike
+    in any batch. With a spread, a user whose draw is below 0 lives the same first session,
+    and one above it a first session as long or longer, on both kernels alike; later
+    sessions keep their law."""
+    keys = torch.arange(4000, dtype=torch.int64) * 104729 + 17
+    z = sign_up_draw(keys)
+    assert torch.equal(sign_up_draw(keys.flip(0)), z.flip(0))
+    assert abs(float(z.mean())) < 0.05 and abs(float(z.std()) - 1.0) < 0.05
+    first, later = {}, {}
+    for kernel in ("torch", "c"):
+        for spread in (0.0, 2.0):
+            config = StatisticalUserConfig(first_session_spread=spread, leave_base=-2.0, voice_probability=0.0,
+                                           return_base=20.0, leave_mindset=0.0, leave_boredom=0.0, leave_length=0.0)
+            sim = StatisticalUsers(catalog, config, kernel=kernel)
+            sim.reset(400, seed=2)
+            length, steps, ended = torch.full((400,), 300), torch.zeros(400, dtype=torch.int64), []
+            for t in range(300):
+                index_before = sim.state.session_index.clone()
+                leaves = sim.respond(torch.arange(10).repeat(400, 1)).left_session
+                steps += 1
+                length = torch.where(leaves & (index_before == 0), t + 1, length)
+                ended += steps[leaves & (index_before > 0)].tolist()
+                steps[leaves] = 0
+            first[kernel, spread], later[kernel, spread] = length, torch.tensor(ended, dtype=torch.float).log()
+        drew = sign_up_draw(sim.state.key) > 0
+        wide, narrow = first[kernel, 2.0], first[kernel, 0.0]
+        assert torch.equal(wide[~drew], narrow[~drew]), kernel
+        assert bool((wide[drew] >= narrow[drew]).all()), kernel
+        assert float((wide[drew] / narrow[drew]).log().mean()) > 0.7, kernel  # e ** 0.7: twice as long
+        assert float(later[kernel, 2.0].std()) == pytest.approx(float(later[kernel, 0.0].std()), rel=0.15), kernel
+    assert torch.equal(first["torch", 2.0], first["c", 2.0])
 
 
 def test_a_user_who_speaks_stays_and_nobody_speaks_over_an_instruction_in_force():

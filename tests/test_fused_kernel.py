@@ -66,11 +66,12 @@ def _copy_state(source: StatisticalUsers, target: StatisticalUsers) -> None:
 
 # rating_quality on, so that every term of the rating is exercised; then the dynamics away
 # from their defaults: Weibull gaps that shorten after long sessions, a longer first
-# session less tied to patience and fewer returns after it, most of them sooner, quick visits, a session theme, no
-# film clicked twice, a sharper quality curve, a stronger peak-end memory.
+# session less tied to patience, spread between users, and fewer returns after it, most of
+# them sooner, quick visits, a session theme, no film clicked twice, a sharper quality
+# curve, a stronger peak-end memory.
 KERNEL_CONFIGS = {"defaults": dict(rating_quality=0.3),
                   "dynamics": dict(rating_quality=0.3, gap_shape=0.6, gap_length_elasticity=0.4, leave_first_session=-1.5,
-                                   first_session_patience=0.5, quality_scale=0.5, peak_end_weight=0.9,
+                                   first_session_patience=0.5, first_session_spread=1.0, quality_scale=0.5, peak_end_weight=0.9,
                                    item_satiation_decay=0.2, satiation_rate=2.0, return_first_session=-0.8,
                                    gap_first_session=-1.2, gap_first_share=0.6,
                                    quick_visit_share=0.3, theme_weight=2.0, rewatch=False)}

@@ -223,7 +223,7 @@ def parameters(config) -> torch.Tensor:
         c.quality_scale, 1 - c.item_satiation_decay, c.item_recovery_days, c.peak_end_weight, 1 - c.peak_end_weight,
         c.gap_shape, 1 / c.gap_shape, weibull_mean_factor(c.gap_shape), c.gap_length_elasticity,
         c.leave_first_session, c.first_session_patience, c.return_first_session, c.gap_first_session, c.gap_first_share,
-        c.quick_visit_share, c.theme_weight,
+        c.quick_visit_share, c.theme_weight, c.first_session_spread,
     ], dtype=torch.float32)
 
 

@@ -48,7 +48,7 @@ enum {
     P_QUALITY_SCALE, P_ITEM_KEEP, P_ITEM_RECOVERY_DAYS, P_PEAK_END_WEIGHT, P_MEAN_WEIGHT,
     P_GAP_SHAPE, P_INVERSE_GAP_SHAPE, P_WEIBULL_MEAN_FACTOR, P_GAP_LENGTH_ELASTICITY, P_LEAVE_FIRST_SESSION,
     P_FIRST_SESSION_PATIENCE, P_RETURN_FIRST_SESSION, P_GAP_FIRST_SESSION, P_GAP_FIRST_SHARE, P_QUICK_VISIT_SHARE,
-    P_THEME_WEIGHT,
+    P_THEME_WEIGHT, P_FIRST_SESSION_SPREAD,
     N_PARAMS
 };
 
@@ -242,6 +242,7 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
     uint64_t salt[4 * MAX_K + 3];
     for (int64_t j = 0; j < 4 * K + 3; j++) salt[j] = draw_salt(s->step_stream, (uint32_t)j);
     const uint64_t gap_salt = draw_salt(s->gap_stream, 0), session_salt = draw_salt(s->session_stream, 0);
+    const uint64_t sign_up_salt = draw_salt(s->session_stream, 1); /* user_state.sign_up_draw */
     /* Past where a user stopped every per-item response is 0, and all but a few voice no
      * instruction: the chunk's rows are zeroed at once, and only the rest is written below. */
     const size_t items = (size_t)((end - begin) * K), genres = (size_t)((end - begin) * G);
@@ -433,9 +434,13 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
         s->session_mean[b] = mean;
         s->session_peak[b] = peak;
         s->session_memory[b] = memory;
-        /* equations.leave_hazard: a user's first session has its own shift and share of patience */
+        /* equations.leave_hazard: a user's first session has its own shift, lowered by the
+         * positive part of the user's sign-up draw, and share of patience */
         const int first = s->session_index[b] == 0;
-        const float first_shift = first ? param[P_LEAVE_FIRST_SESSION] : 0.0f;
+        float first_shift = first ? param[P_LEAVE_FIRST_SESSION] : 0.0f;
+        if (first && param[P_FIRST_SESSION_SPREAD] != 0.0f)
+            first_shift -= param[P_FIRST_SESSION_SPREAD]
+                           * fmaxf(standard_normal(uniform_salted(user_base(s->key[b], 0), sign_up_salt)), 0.0f);
         const float patience_share = first ? param[P_FIRST_SESSION_PATIENCE] : 1.0f;
         const float hazard = sigmoidf(param[P_LEAVE_BASE] + param[P_LEAVE_MINDSET] * (0.5f - mindset)
                                       + param[P_LEAVE_BOREDOM] * boredom + param[P_LEAVE_LENGTH] * (float)session_step

@@ -379,7 +379,7 @@ def observation_windows(sessions: Sessions, n_users: int) -> np.ndarray:
 class LifeTargets:
     """What a simulated life is fitted to (:func:`fit_lives`), each split by whether the
     session is the user's first: the medians of the first sessions' length and of the
-    sessions users return for; the medians of the gaps after each kind, and the first
+    sessions users return for, and the first sessions' 90th percentile; the medians of the gaps after each kind, and the first
     quartile of the gaps after a first session; the share of each kind that another
     session follows within the user's window; the share of the later sessions that hold a
     single rating (a visit for one thing); and, where the caller gives it
@@ -396,6 +396,7 @@ class LifeTargets:
     first_return_share: float = math.nan
     return_share: float = math.nan
     first_gap_quartile: float = math.nan
+    first_length_tail: float = math.nan
     single_share: float = math.nan
     genre_repetition: float = math.nan
     at_quantile: dict = field(default_factory=dict)
@@ -403,7 +404,7 @@ class LifeTargets:
     #: The quantiles, by name: the values of a session table each is taken of, and its level.
     QUANTILES = {"first_length": ("first_length", 0.5), "return_length": ("return_length", 0.5),
                  "gap_days": ("gap_days", 0.5), "first_gap_days": ("first_gap", 0.5),
-                 "first_gap_quartile": ("first_gap", 0.25)}
+                 "first_gap_quartile": ("first_gap", 0.25), "first_length_tail": ("first_length", 0.9)}
 
     @staticmethod
     def values(table: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -498,10 +499,12 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
     sessions as the ratings are) live the data's ``targets``; and the gap's factor (on
     ``gap_days``).
 
-    Nine levels are searched together, one life of every user per step, each on the target
+    Ten levels are searched together, one life of every user per step, each on the target
     it moves most, for a user's first session and for the sessions they return for apart:
     the hazard's level in a first session (``leave_base + leave_first_session``) on the
-    first sessions' median length, ``leave_base`` on the later sessions' median; the return
+    first sessions' median length, and its spread between newcomers
+    (``first_session_spread``) on their 90th percentile; ``leave_base`` on the later
+    sessions' median; the return
     odds after a first session (``return_base + return_first_session``) and after a later
     one (``return_base``) on the shares of each followed by another session; the factor on
     ``gap_days`` after a later session on the median gap after it; and after a first
@@ -530,19 +533,20 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
     level = {"first": config.leave_base + config.leave_first_session, "base": config.leave_base,
              "first_return": config.return_base + config.return_first_session, "return": config.return_base,
              "first_gap": config.gap_first_session, "first_gap_share": 0.0, "gap": 0.0,
-             "quick": -3.0, "theme": config.theme_weight}
+             "quick": -3.0, "theme": config.theme_weight, "first_spread": config.first_session_spread}
     bounds = {"first": (config.leave_base - 8.0, config.leave_base + 1.0),
               "base": (config.leave_base - 3.0, config.leave_base + 3.0),
               "first_return": (config.return_base - 6.0, config.return_base + 4.0),
               "return": (config.return_base - 4.0, config.return_base + 4.0),
               "first_gap": (math.log(0.002), math.log(2.0)), "first_gap_share": (-4.0, 4.0),
-              "gap": (math.log(0.05), math.log(2.0)), "quick": (-8.0, 2.0), "theme": (0.0, 8.0)}
+              "gap": (math.log(0.05), math.log(2.0)), "quick": (-8.0, 2.0), "theme": (0.0, 8.0),
+              "first_spread": (0.0, 4.0)}
     # Each level's target, and whether a larger level raises it.
     aims = {"first": ("first_length", False), "base": ("return_length", False),
             "first_return": ("first_return_share", True), "return": ("return_share", True),
             "first_gap": ("first_gap_quartile", True), "first_gap_share": ("first_gap_days", False),
             "gap": ("gap_days", True), "quick": ("single_share", True),
-            "theme": ("genre_repetition", True)}
+            "theme": ("genre_repetition", True), "first_spread": ("first_length_tail", True)}
     # A first-session level without a target keeps its shift from the later sessions' level.
     shifts = {"first_return": ("return", config.return_first_session),
               "first_gap": ("gap", config.gap_first_session)}
@@ -570,7 +574,8 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
         return replace(config, leave_base=base, leave_first_session=first - base, return_base=back,
                        return_first_session=first_return - back, gap_days=config.gap_days * math.exp(gap),
                        gap_first_session=first_gap - gap, gap_first_share=share("first_gap_share", 1.0),
-                       quick_visit_share=share("quick", config.quick_visit_share), theme_weight=value("theme"))
+                       quick_visit_share=share("quick", config.quick_visit_share), theme_weight=value("theme"),
+                       first_session_spread=value("first_spread"))
 
     for _ in range(iterations):
         lives = simulate_lives(catalog, fitted(), population, seeds, windows_days, max_steps=max_steps)
@@ -639,9 +644,9 @@ def fit_leave(catalog: Catalog, config: StatisticalUserConfig, population: Popul
     """Fit ``leave_base``, ``leave_length`` and ``leave_patience`` by simulated moments
     (module docstring), on ``session_lengths`` of the habitual kind (:func:`habitual_lengths`):
     the simulated first sessions stand for habitual ones, without the first session's own
-    shift and share of patience (which a refit's ``config`` may carry)."""
+    shift, spread and share of patience (which a refit's ``config`` may carry)."""
     target = tuple(float(q) for q in np.quantile(np.asarray(session_lengths, dtype=np.float64), QUANTILES))
-    config = replace(config, leave_first_session=0.0, first_session_patience=1.0)
+    config = replace(config, leave_first_session=0.0, first_session_patience=1.0, first_session_spread=0.0)
 
     def run(base: float, length: float, patience: float) -> FirstSessions:
         return first_sessions(catalog, replace(config, leave_base=base, leave_length=length, leave_patience=patience),

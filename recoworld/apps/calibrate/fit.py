@@ -278,6 +278,7 @@ def fit_leaving(catalog: Catalog, sim_config: StatisticalUserConfig, population:
         replace(dynamics.LifeTargets.of(sessions.table), genre_repetition=genre_repetition), config.session_gap_minutes)
     leave_meta = {**leave.describe(), "grid_leave_base": leave.leave_base, "leave_base": sim_config.leave_base,
                   "leave_first_session": sim_config.leave_first_session,
+                  "first_session_spread": sim_config.first_session_spread,
                   "quick_visit_share": sim_config.quick_visit_share, "theme_weight": sim_config.theme_weight,
                   "genre_repetition": genre_repetition,
                   "first_session_patience": sim_config.first_session_patience}
@@ -307,7 +308,8 @@ def summary(world: CalibratedWorld) -> str:
         f"click_threshold {c.click_threshold:.2f}, validation AUC {m['choice']['validation_auc']:.4f}",
         f"ratings: center {c.rating_center:.2f}, slope {c.rating_slope:.3f}, quality {c.rating_quality:.3f}, "
         f"noise {c.rating_noise:.3f}",
-        f"leave: base {c.leave_base:.2f}, first session {c.leave_first_session:+.2f}, quick visits "
+        f"leave: base {c.leave_base:.2f}, first session {c.leave_first_session:+.2f} "
+        f"(spread {c.first_session_spread:.2f}), quick visits "
         f"{c.quick_visit_share:.0%}, length {c.leave_length:.2f}, session theme {c.theme_weight:.2f}, "
         f"patience {c.leave_patience:.1f} (clicks per session p50/p80/p95 of the grid fit: simulated sessions "
         f"{m['leave']['simulated_quantiles']}, data {m['leave']['target_quantiles']})",

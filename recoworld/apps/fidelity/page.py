@@ -258,7 +258,8 @@ def sessions_section(section: dict | None, targets: dict | None, noun: str = "ra
                        f"-{weibull.get('length_elasticity', 0.0):.3f} (mean {weibull['mean_gap_days']:.1f} days after "
                        "a session of the median length for an average user; the calibration's law).")]
     lines += ["", (f"Refitted: leave base {c['leave_base']:.2f}, first session "
-                   f"{c.get('leave_first_session', 0.0):+.2f} (patience's share "
+                   f"{c.get('leave_first_session', 0.0):+.2f} (spread between newcomers "
+                   f"{c.get('first_session_spread', 0.0):.2f}, patience's share "
                    f"{c.get('first_session_patience', 1.0):.2f}), quick visits "
                    f"{c.get('quick_visit_share', 0.0):.0%}, session theme {c.get('theme_weight', 0.0):.2f}, length "
                    f"{c['leave_length']:.3f}, patience "

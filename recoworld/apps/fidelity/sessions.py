@@ -83,9 +83,9 @@ from recoworld.simulators.calibrated import CalibratedPopulation, CalibratedWorl
 #: Share of the users held out of the session-dynamics fit.
 HELD_OUT_SHARE = 0.5
 #: The refitted config's fields the section reports.
-REFITTED = ("leave_base", "leave_first_session", "quick_visit_share", "first_session_patience", "leave_length",
-            "leave_patience", "return_base", "return_first_session", "gap_days", "gap_first_session",
-            "gap_first_share", "gap_shape", "gap_length_elasticity", "theme_weight")
+REFITTED = ("leave_base", "leave_first_session", "first_session_spread", "quick_visit_share",
+            "first_session_patience", "leave_length", "leave_patience", "return_base", "return_first_session",
+            "gap_days", "gap_first_session", "gap_first_share", "gap_shape", "gap_length_elasticity", "theme_weight")
 #: Quantiles of the session length reported.
 LENGTH_QUANTILES = (0.5, 0.8, 0.95)
 
