@@ -162,43 +162,42 @@ def test_sensitivity_ranks_the_parameter_that_drives_the_ranking_first():
     assert noise_seeds == [[1], [2], [3], [4]]
 
 
-def test_a_report_folder_taken_while_the_study_ran_does_not_lose_the_report(tmp_path, capsys):
-    """Two studies started in the same second share the default --out: the second report
-    goes next to the first, whole, instead of failing after every world has run."""
-    from recoworld.apps.robustness import report
+def test_a_study_folder_taken_before_the_study_began_is_left_alone(tmp_path, capsys):
+    """Two studies started in the same second share the default --out: the second study's
+    folder goes next to the first, instead of mixing the two."""
+    from recoworld.apps.robustness.studydir import StudyDirectory
 
-    config = RobustnessConfig(agents=("first", "second", "third"), worlds=2, seed_noise=0, resamples=50,
-                              ranges={"leave_mindset": DEFAULT_RANGES["leave_mindset"]})
-    result = run_study(config, toy_lineup, {"leave_mindset": 4.0})
     out = tmp_path / "12-00-00"
-    assert report.write(out, result) == out
-    first = (out / "robustness.json").read_text()
-    assert report.write(out, result) == tmp_path / "12-00-00-2"
-    assert (out / "robustness.json").read_text() == first, "the first report is left as it was"
-    assert sorted(p.name for p in (tmp_path / "12-00-00-2").iterdir()) == sorted(FILES)
+    first = StudyDirectory.create(out, {"study": 1}, {}, 3)
+    status = (out / "status.json").read_text()
+    second = StudyDirectory.create(out, {"study": 2}, {}, 3)
+    assert (first.path, second.path) == (out, tmp_path / "12-00-00-2")
+    assert (out / "status.json").read_text() == status, "the first study's folder is left as it was"
+    assert json.loads((second.path / "status.json").read_text())["settings"] == {"study": 2}
     assert f"{out} appeared while the report was computed; the report went to {out}-2" in capsys.readouterr().err
 
 
-def test_a_report_stopped_while_it_is_written_leaves_no_folder(tmp_path, monkeypatch):
-    """The files go to a temporary folder that is removed when the write fails, and that a
-    killed study would leave under a hidden name ending in .tmp, which says it is unfinished."""
+def test_a_report_stopped_while_it_is_written_leaves_no_report_file(tmp_path, monkeypatch):
+    """The three files are written beside their names and renamed together once all are
+    written: a stop in between leaves none of them, and no temporary."""
     from recoworld.apps.robustness import report
 
     config = RobustnessConfig(agents=("first", "second", "third"), worlds=2, seed_noise=0, resamples=50,
                               ranges={"leave_mindset": DEFAULT_RANGES["leave_mindset"]})
     result = run_study(config, toy_lineup, {"leave_mindset": 4.0})
+    (tmp_path / "status.json").write_text("{}")
     written = []
 
     def stopped(result):
-        written.extend(sorted(p.name for p in tmp_path.rglob("*")))
+        written.extend(sorted(p.name for p in tmp_path.iterdir()))
         raise KeyboardInterrupt
 
     monkeypatch.setattr(report, "markdown", stopped)
     with pytest.raises(KeyboardInterrupt):
-        report.write(tmp_path / "12-00-00", result)
-    temporary = f".12-00-00.{os.getpid()}.tmp"
-    assert written == [temporary, "robustness.json", "worlds.csv"]
-    assert list(tmp_path.iterdir()) == []
+        report.write(tmp_path, result)
+    pid = os.getpid()
+    assert written == [f".robustness.json.{pid}.tmp", f".worlds.csv.{pid}.tmp", "status.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
 
 
 # ------------------------------------------------------------------ the simulated lineup and the command
@@ -234,7 +233,10 @@ def test_quick_run_writes_the_report_folder(tmp_path, capsys):
     out = tmp_path / "report"
     assert cli_main(["robustness", *QUICK, "--out", str(out)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no temporary folder left behind
-    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*FILES, "scores", "status.json"])
+    status = json.loads((out / "status.json").read_text())
+    assert (status["state"], status["worlds"], status["attempts"]) == ("complete", {"planned": 11, "finished": 11}, 1)
+    assert len(list((out / "scores").iterdir())) == 11
     result = json.loads((out / "robustness.json").read_text())
     assert {"settings", "ranges", "default", "seed_noise", "stability", "agents", "pairs", "sensitivity", "worlds",
             "world", "seconds"} <= set(result)
@@ -295,13 +297,13 @@ def test_ranges_file_replaces_the_default_ranges(tmp_path, capsys):
             in capsys.readouterr().err)
 
 
-def test_a_study_stopped_by_ctrl_c_says_that_no_report_was_written(tmp_path, capsys, monkeypatch):
-    def interrupted(config, overrides, out):
-        raise KeyboardInterrupt
+def test_a_study_stopped_before_its_first_world_writes_nothing_and_says_so(tmp_path, capsys, monkeypatch):
+    def interrupted(config, overrides):
+        raise KeyboardInterrupt  # Ctrl-C while the lineup is built
 
-    monkeypatch.setattr("recoworld.apps.robustness.app.run", interrupted)
+    monkeypatch.setattr("recoworld.apps.robustness.lineup.Lineup", interrupted)
     out = tmp_path / "report"
     assert cli_main(["robustness", "--quick", "--out", str(out)]) == 130
-    assert (f"recoworld robustness: stopped before the last world; no report was written ({out} is as it was), "
+    assert (f"recoworld robustness: stopped before the first world; nothing was written ({out} is as it was): "
             "run the study again") in capsys.readouterr().err
     assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -32,15 +32,24 @@ Usage::
     recoworld robustness --quick world=synthetic        # seconds: a first look
     recoworld robustness                                # the default world and size (minutes)
     recoworld robustness --metric return_rate --steps 150
+    recoworld robustness --resume outputs/robustness/DATE/TIME  # a stopped study, where it stopped
 
-The report folder (``--out``, default ``outputs/robustness/DATE/TIME``, written whole or
-not at all) holds ``robustness.json`` (settings, ranges with the configured values, every
-world's scores, ranks and :math:`\tau`, the stability summary, per-agent rank ranges and
-both sensitivities), ``worlds.csv`` (a row per world) and ``report.md``.
+The study's folder (``--out``, default ``outputs/robustness/DATE/TIME``, new or empty)
+keeps, as the study runs, ``status.json`` (``running``, ``interrupted``, ``failed`` or
+``complete``, and the settings the study was started with) and each world's scores once it
+finishes (``scores/``), every file written whole
+(:mod:`~recoworld.apps.robustness.studydir`). A stopped study (Ctrl-C, ``kill``, a crash)
+loses the world in flight only: ``recoworld robustness --resume DIR`` continues it with its
+saved settings, runs only the worlds not finished, and writes the report that the study run
+in one go would have written. Once every world has run the folder gets the report, its
+three files renamed into place together: ``robustness.json`` (settings, ranges with the
+configured values, every world's scores, ranks and :math:`\tau`, the stability summary,
+per-agent rank ranges and both sensitivities), ``worlds.csv`` (a row per world) and
+``report.md``.
 
 From Python, :func:`~recoworld.apps.robustness.study.run_study` takes any evaluation
-``evaluate(values, seeds) -> {agent: score}``;
-:class:`~recoworld.apps.robustness.lineup.Lineup` is the one that simulates.
+``evaluate(values, seeds) -> {agent: score}`` (and the scores of the worlds a stopped study
+finished); :class:`~recoworld.apps.robustness.lineup.Lineup` is the one that simulates.
 """
 
 from recoworld.apps.robustness.space import DEFAULT_RANGES, ParameterRange, ParameterSpace, world_config

@@ -1,17 +1,27 @@
-"""``recoworld robustness``: the command line of the robustness study (``--help``)."""
+"""``recoworld robustness``: the command line of the robustness study (``--help``).
+
+A study records each world as it finishes in its ``--out`` folder
+(:mod:`~recoworld.apps.robustness.studydir`); ``--resume DIR`` continues a stopped one with
+the settings it was started with. Flags given with ``--resume`` must repeat them (the whole
+command of the study, ``--out`` replaced by ``--resume``), or be left out.
+"""
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 from recoworld.apps.robustness.space import DEFAULT_RANGES, SAMPLERS, SCALES, ParameterRange
 from recoworld.apps.robustness.study import QUICK, REWARD_PER_STEP, RobustnessConfig
+from recoworld.apps.robustness.studydir import StudyDirectory, held_study, settings_of
+from recoworld.apps.run.checks import config_differences
 from recoworld.logs import check_new_folder
 
 EPILOG = """\
@@ -20,6 +30,7 @@ The configured world is recoworld run's: Hydra overrides after the flags choose 
   recoworld robustness world=movielens 'simulator.population={patience: low}'
   recoworld robustness --parameters leave_mindset,return_mindset --range return_mindset=1:12
   recoworld robustness --show-ranges > ranges.yaml; recoworld robustness --ranges ranges.yaml
+  recoworld robustness --resume outputs/robustness/2025-01-31/12-00-00   # a stopped study, where it stopped
 """
 
 
@@ -51,8 +62,39 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seed-noise", type=int, default=d.seed_noise,
                    help="worlds that run the configured world with other users, the noise floor (default: %(default)s)")
     p.add_argument("--show-ranges", action="store_true", help="print the ranges as YAML and exit")
-    p.add_argument("--out", type=Path, help="new report folder (default: outputs/robustness/DATE/TIME)")
+    p.add_argument("--out", type=Path, help="new study folder, which holds the report in the end "
+                                            "(default: outputs/robustness/DATE/TIME)")
+    p.add_argument("--resume", type=Path, metavar="DIR",
+                   help="continue the stopped study in DIR (its --out) with the settings it was started with; "
+                        "its finished worlds are not run again")
     return p
+
+
+def given_flags(argv: Sequence[str]) -> set[str]:
+    """The destinations of the flags (and ``overrides``) that ``argv`` sets, at their default or not."""
+    p = parser()
+    for action in p._actions:  # set_defaults(SUPPRESS) would set them all, as the string "==SUPPRESS=="
+        action.default = argparse.SUPPRESS
+    return set(vars(p.parse_intermixed_args(argv)))
+
+
+def resumed_settings(directory: StudyDirectory, args: argparse.Namespace, given: set[str]
+                     ) -> tuple[RobustnessConfig, list[str]]:
+    """The config and overrides of the stopped study in ``directory``; flags given beside
+    ``--resume`` must give the same (``ValueError`` names what differs)."""
+    path = directory.path
+    if "out" in given and args.out.resolve() != path.resolve():
+        raise ValueError(f"--out {args.out} with --resume {path}: a resumed study writes its report into its own "
+                         "folder; drop --out")
+    config, overrides = directory.settings
+    if given - {"resume", "out", "show_ranges"}:
+        differences, _ = config_differences(settings_of(config, overrides), settings_of(config_from(args),
+                                                                                        args.overrides))
+        if differences:
+            raise ValueError(f"--resume {path}: the study there was started with other settings than these flags "
+                             f"give ({'; '.join(differences)}); give --resume {path} alone to continue it as it was "
+                             "started, or start a new study with these flags and another --out")
+    return config, overrides
 
 
 def config_from(args: argparse.Namespace) -> RobustnessConfig:
@@ -106,37 +148,47 @@ def parse_range(text: str) -> tuple[str, ParameterRange]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the study and write the report; returns the exit status (2 for a bad setting)."""
+    """Run (or resume) the study and write the report; returns the exit status (2 for a bad setting)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     p = parser()
     args = p.parse_intermixed_args(argv)
     try:
-        config = config_from(args)
+        directory = None if args.resume is None else StudyDirectory.open(args.resume)
+        if directory is None:
+            config, overrides = config_from(args), args.overrides
+        else:
+            config, overrides = resumed_settings(directory, args, given_flags(argv))
         space = config.check()
         if args.show_ranges:
             print(OmegaConf.to_yaml(space.to_dict()), end="")
             return 0
-        out = check_new_folder(args.out or Path("outputs/robustness") / time.strftime("%Y-%m-%d/%H-%M-%S"))
+        out = args.resume or args.out or Path("outputs/robustness") / time.strftime("%Y-%m-%d/%H-%M-%S")
+        if directory is None:
+            held = held_study(out)
+            if held:
+                raise ValueError(f"--out {out} holds {held}; continue it with --resume {out}, or choose another --out")
+            out = check_new_folder(out)
     except ValueError as error:
         p.error(str(error))
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        run(config, args.overrides, out)
+        with _kill_stops_like_ctrl_c():
+            run(config, overrides, out, directory=directory)
     except (ValueError, HydraException, OmegaConfBaseException) as error:
         print(f"recoworld robustness: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        # The report is written whole once every world has run: say that nothing was.
-        print(f"recoworld robustness: stopped before the last world; no report was written ({out} is as it was), "
-              "run the study again", file=sys.stderr)
-        raise
     return 0
 
 
-def run(config: RobustnessConfig, overrides: Sequence[str], out: Path, console=None) -> dict:
-    """Build the lineup in the configured world, run the study with a progress bar, write
-    the report into ``out``; returns the study's result (with its wall time in ``seconds``)."""
+def run(config: RobustnessConfig, overrides: Sequence[str], out: Path, console=None,
+        directory: StudyDirectory | None = None) -> dict:
+    """Build the lineup in the configured world, run the study with a progress bar, keeping
+    each world's scores in the study folder (:mod:`~recoworld.apps.robustness.studydir`):
+    a new one at ``out``, or ``directory``, a stopped study to resume, whose finished worlds
+    are not run again; then write the report there. Returns the study's result (with the
+    wall time of its attempts in ``seconds``)."""
     from rich.progress import Progress
 
     from recoworld.apps.robustness import report
@@ -145,19 +197,61 @@ def run(config: RobustnessConfig, overrides: Sequence[str], out: Path, console=N
     from recoworld.apps.robustness.study import plan, run_study
 
     console = console or report.wide_console()
-    start = time.perf_counter()
-    lineup = Lineup(config, overrides)
-    worlds = plan(config, config.check())
-    rollouts = sum(len(w.seeds) for w in worlds) * len(config.agents)
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task(f"{len(worlds)} worlds", total=rollouts)
-        lineup.on_rollout = lambda: bar.advance(task)
-        result = run_study(config, lineup, base_values(lineup.base, list(config.ranges)))
-    result["world"] = {"catalog": lineup.catalog.name, "n_items": lineup.catalog.n_items,
-                       "simulator": lineup.cfg.simulator.get("_target_"), "overrides": list(overrides)}
-    result["seconds"] = round(time.perf_counter() - start, 1)
-    report.write(out, result, console)
+    begun = False
+    try:
+        lineup = Lineup(config, overrides)
+        worlds = plan(config, config.check())
+        if directory is None:
+            directory = StudyDirectory.create(out, settings_of(config, overrides), lineup.identity(), len(worlds))
+            finished = {}
+        else:
+            finished = directory.begin(lineup.identity(), worlds)
+        begun = True
+        rollouts = [len(w.seeds) * len(config.agents) for w in worlds]
+        with directory.recording():
+            with Progress(console=console, transient=True) as bar:
+                task = bar.add_task(f"{len(worlds)} worlds", total=sum(rollouts),
+                                    completed=sum(rollouts[i] for i in finished))
+                lineup.on_rollout = lambda: bar.advance(task)
+                result = run_study(config, lineup, base_values(lineup.base, list(config.ranges)),
+                                   record=directory.record, finished=finished)
+            result["world"] = {"catalog": lineup.catalog.name, "n_items": lineup.catalog.n_items,
+                               "simulator": lineup.cfg.simulator.get("_target_"), "overrides": list(overrides)}
+            result["seconds"] = round(directory.seconds, 1)
+            report.write(directory.path, result, console)
+            directory.complete()
+    except KeyboardInterrupt:
+        print(f"recoworld robustness: {_stopped_note(out, directory, begun)}", file=sys.stderr)
+        raise
     return result
+
+
+def _stopped_note(out: Path, directory: StudyDirectory | None, begun: bool) -> str:
+    """What a stop kept, and how to go on."""
+    if directory is None:
+        return f"stopped before the first world; nothing was written ({out} is as it was): run the study again"
+    resume = f"continue it with recoworld robustness --resume {directory.path}"
+    if not begun:
+        return f"stopped before any world ran; the study in {directory.path} is as it was: {resume}"
+    return f"stopped with {directory.progress}, kept in {directory.path}: {resume}"
+
+
+@contextmanager
+def _kill_stops_like_ctrl_c() -> Iterator[None]:
+    """``kill`` (SIGTERM) stops the study as Ctrl-C does, so that its folder says
+    ``interrupted`` (a handler can only be set from the main thread: elsewhere, none is)."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _ints(text: str) -> tuple[int, ...]:

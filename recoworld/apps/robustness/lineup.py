@@ -10,7 +10,8 @@ configured simulator with some fields of its
 :class:`~recoworld.simulators.statistical.StatisticalUserConfig` changed
 (:func:`~recoworld.apps.robustness.space.world_config`), so the users' traits, the catalog
 and the env stay those of the configured world. Each rollout is a fresh simulator, env and
-agent, run by :func:`recoworld.envs.rollout.rollout`.
+agent, run by :func:`recoworld.envs.rollout.rollout`. :meth:`Lineup.identity`, the configured
+world and the agents as composed, is what a resumed study must compose alike.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from hydra.utils import instantiate
 
 from recoworld.apps.robustness.space import world_config
 from recoworld.apps.robustness.study import REWARD_PER_STEP, RobustnessConfig
+from recoworld.apps.run.checks import run_identity
 from recoworld.apps.run.runner import CALIBRATED_USERS, ensure_calibrated, resolve_lineup
+from recoworld.apps.run.secrets import redact_secrets
 from recoworld.envs.rollout import rollout
 from recoworld.logs import EpisodeLog
 from recoworld.metrics import METRICS, run_metrics
@@ -85,6 +88,11 @@ class Lineup:
                     for name in self.agents}
         finally:
             torch.set_num_threads(threads)
+
+    def identity(self) -> dict:
+        """The configured world and the agents as composed (secrets blanked), which a
+        resumed study must compose alike (:mod:`~recoworld.apps.robustness.studydir`)."""
+        return redact_secrets(run_identity(self.cfg, self.agents))
 
     def score(self, name: str, world: StatisticalUserConfig, seed: int) -> float:
         """Agent ``name``'s score in one rollout seeded ``seed`` in ``world``."""

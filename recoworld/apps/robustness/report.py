@@ -1,45 +1,46 @@
-"""The robustness report: a rich table on the console and three files in a new folder.
+"""The robustness report: a rich table on the console and three files in the study's folder.
 
 :func:`write` puts ``robustness.json`` (everything :func:`~recoworld.apps.robustness.study.run_study`
 returns), ``worlds.csv`` (a row per world: kind, varied parameter, every parameter's value,
 each agent's score and rank, :math:`\\tau` against the configured world) and ``report.md``
-into a temporary folder next to ``out`` (:func:`recoworld.logs.new_folder`; a study killed
-while writing leaves it under a ``.tmp`` name, which says it is unfinished) and renames it
-to ``out`` when all are written, so ``out`` is either complete or absent. A folder that
-took the name ``out`` while the study ran (two studies started in the same second share the
-default ``--out``) is left alone: the report goes to ``out-2`` (or the next free name) and
-says so on stderr, rather than being lost.
+into the study's folder (:mod:`~recoworld.apps.robustness.studydir`) once every world has
+run. Each is written beside its name and all three are renamed only when all are written
+(:func:`recoworld.logs.replacing`), so the folder holds the whole report or none of it; a
+study stopped while writing leaves no report file, and its resume writes the report.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from contextlib import ExitStack
 from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from recoworld.logs import new_folder, strict_json
+from recoworld.logs import replacing, strict_json
 
 FILES = ("robustness.json", "worlds.csv", "report.md")
 
 
-def write(out: str | Path, result: dict, console: Console | None = None) -> Path:
-    """Write the report's files into the new folder ``out`` (whole; the next free name if
-    ``out`` appeared meanwhile, module docstring) and print the tables; returns the folder."""
-    with new_folder(out) as (tmp, out):
-        (tmp / "robustness.json").write_text(json.dumps(strict_json(result), indent=1) + "\n")
-        worlds_frame(result).to_csv(tmp / "worlds.csv", index=False)
-        (tmp / "report.md").write_text(markdown(result))
+def write(folder: str | Path, result: dict, console: Console | None = None) -> Path:
+    """Write the report's files into ``folder`` (all of them or none, module docstring) and
+    print the tables; returns the folder."""
+    folder = Path(folder)
+    with ExitStack() as files:  # the renames happen together, once every file is written
+        json_file, csv_file, markdown_file = (files.enter_context(replacing(folder / name)) for name in FILES)
+        json_file.write_text(json.dumps(strict_json(result), indent=1) + "\n")
+        worlds_frame(result).to_csv(csv_file, index=False)
+        markdown_file.write_text(markdown(result))
     console = console or wide_console()
     console.print(agents_table(result))
     console.print(pairs_table(result))
     console.print(sensitivity_table(result))
     console.print(summary_line(result))
-    console.print(f"report in {out}")
-    return out
+    console.print(f"report in {folder}")
+    return folder
 
 
 def wide_console() -> Console:

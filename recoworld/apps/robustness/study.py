@@ -20,6 +20,11 @@ The worlds, in order:
 
 Every world serves the same users (the configured seeds: common random numbers), so the
 differences between worlds are the parameters', not the users'.
+
+The plan is a function of the settings alone (the draw is seeded by ``sample_seed``), so a
+stopped study resumes by passing the scores of its finished worlds, by their index in the
+plan, as ``finished``: they are not evaluated again, and the result is the uninterrupted
+study's (:mod:`~recoworld.apps.robustness.studydir` keeps them on disk).
 """
 
 from __future__ import annotations
@@ -138,28 +143,36 @@ def plan(config: RobustnessConfig, space: ParameterSpace) -> list[World]:
 
 
 def run_study(config: RobustnessConfig, evaluate: Evaluate, base: Mapping[str, float] | None = None,
-              progress: Callable[[World], None] | None = None) -> dict:
+              record: Callable[[int, World, dict[str, float]], None] | None = None,
+              finished: Mapping[int, Mapping[str, float]] | None = None) -> dict:
     """Run every world of :func:`plan` through ``evaluate`` and summarise the rankings.
 
     Args:
         config: the study's settings.
         evaluate: ``evaluate(values, seeds) -> {agent: score}`` (module docstring).
         base: the configured world's value of each parameter, for the report.
-        progress: called after each world.
+        record: called as ``record(index, world, scores)`` after each world evaluated,
+            ``index`` its place in the plan (a study folder writes the scores down).
+        finished: ``{index: {agent: score}}`` of the worlds a stopped study evaluated; they
+            are not evaluated again (module docstring).
 
     Returns the content of ``robustness.json`` (see :mod:`recoworld.apps.robustness`).
     """
     space = config.check()
     worlds = plan(config, space)
+    finished = finished or {}
     rows = []
-    for world in worlds:
-        scores = {name: float(score) for name, score in evaluate(world.values, world.seeds).items()}
+    for index, world in enumerate(worlds):
+        known = index in finished
+        scores = finished[index] if known else evaluate(world.values, world.seeds)
+        scores = {name: float(score) for name, score in scores.items()}
         if set(scores) != set(config.agents):
-            raise ValueError(f"evaluate returned scores of {list(scores)}, expected {list(config.agents)}")
+            source = "the finished world's scores" if known else "evaluate's scores"
+            raise ValueError(f"{source} of world {index} are of {list(scores)}, expected {list(config.agents)}")
+        if record is not None and not known:
+            record(index, world, scores)
         rows.append({"kind": world.kind, "parameter": world.parameter, "values": world.values,
                      "seeds": world.seeds, "scores": scores, "ranks": stability.ranks(scores)})
-        if progress is not None:
-            progress(world)
     reference = rows[0]["scores"]
     for row in rows:
         row["tau"] = stability.kendall_tau(reference, row["scores"])
