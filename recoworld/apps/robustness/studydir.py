@@ -46,22 +46,19 @@ import math
 import os
 import socket
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
 
 from recoworld.apps.robustness.report import FILES
 from recoworld.apps.robustness.space import ParameterRange, ParameterSpace
 from recoworld.apps.robustness.study import RobustnessConfig, World
 from recoworld.apps.run.checks import config_differences
+from recoworld.apps.status import STATES, STATUS_FILE, JobStatus, now
 from recoworld.logs import TEMPORARY_SUFFIX, new_folder, process_running, replacing, strict_json
 
-STATUS_FILE = "status.json"
 SCORES = "scores"
 STUDY = "recoworld robustness"
-STATES = ("running", "failed", "interrupted", "complete")
 
 
 class StudyDirectoryError(ValueError):
@@ -83,7 +80,7 @@ def config_of(settings: dict) -> tuple[RobustnessConfig, list[str]]:
     return RobustnessConfig(agents=agents, seeds=seeds, ranges=ranges, **settings), overrides
 
 
-class StudyDirectory:
+class StudyDirectory(JobStatus):
     """The folder of one study (module docstring); built by :meth:`create` or :meth:`open`."""
 
     def __init__(self, path: Path, status: dict):
@@ -95,7 +92,7 @@ class StudyDirectory:
     def create(cls, out: str | Path, settings: dict, world: dict, planned: int) -> StudyDirectory:
         """A new study's folder at ``out`` (or the next free name), marked running."""
         status = {"study": STUDY, "state": "running", "error": None, "error_type": None,
-                  "worlds": {"planned": planned, "finished": 0}, "started": _now(), "updated": _now(),
+                  "worlds": {"planned": planned, "finished": 0}, "started": now(), "updated": now(),
                   "finished": None, "pid": os.getpid(), "host": socket.gethostname(), "attempts": 1,
                   "seconds": 0.0, "settings": settings, "world": _as_json(world)}
         with new_folder(out) as (folder, path):
@@ -179,32 +176,8 @@ class StudyDirectory:
         worlds = self.status["worlds"]
         return f"{worlds['finished']} of {worlds['planned']} worlds finished"
 
-    @contextmanager
-    def recording(self) -> Iterator[StudyDirectory]:
-        """Marks the study ``interrupted`` on KeyboardInterrupt and ``failed`` (with the error)
-        on any other exception, which then propagates."""
-        try:
-            yield self
-        except KeyboardInterrupt:
-            self._end("interrupted", None)
-            raise
-        except BaseException as error:
-            self._end("failed", error)
-            raise
-
-    def complete(self) -> None:
-        """Every world has run and the report is written."""
-        self._end("complete", None)
-
-    def _end(self, state: str, error: BaseException | None) -> None:
-        self.status.update(state=state, finished=_now(), seconds=self.seconds)
-        if error is not None:
-            self.status.update(error=str(error) or repr(error), error_type=type(error).__name__)
-        self._save()
-
-    def _save(self) -> None:
-        self.status["updated"] = _now()
-        _write_json(self.path / STATUS_FILE, self.status)
+    def _ending(self) -> None:
+        self.status["seconds"] = self.seconds
 
     def _finished(self, plan: Sequence[World]) -> dict[int, dict[str, float]]:
         finished = {}
@@ -271,5 +244,3 @@ def _as_json(tree):
     return json.loads(json.dumps(strict_json(tree)))
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

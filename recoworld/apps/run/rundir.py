@@ -43,7 +43,6 @@ import socket
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
 
@@ -51,10 +50,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recoworld.apps.run.checks import ExperimentConfigError, config_differences
+from recoworld.apps.status import STATES, STATUS_FILE, JobStatus, now
 from recoworld.logs import TEMPORARY_SUFFIX, process_running, replacing
 
-STATUS_FILE = "status.json"
-STATES = ("running", "failed", "interrupted", "complete")
 #: Files a complete run adds last; stale copies are removed when a run (re)starts.
 FINAL_OUTPUTS = ("metrics.json", "returns.png", "learning.png", "retention.png")
 #: The single-file log of releases before logs were written in parts.
@@ -86,11 +84,7 @@ class Part:
         return {"agent": self.agent, "seed": self.seed, "segment": self.segment, "file": self.file, **fields}
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-class RunDirectory:
+class RunDirectory(JobStatus):
     """The run directory of one run (see the module's docstring); built by :meth:`start`."""
 
     def __init__(self, path: Path, status: dict, redact: Callable[[str], str]):
@@ -148,7 +142,7 @@ class RunDirectory:
         added = {**saved.get("config_added", {}), **added} if kept else {}
         status = {"state": "running", "error": None, "error_type": None,
                   "parts": {"planned": len(plan), "complete": kept, "current": None},
-                  "started": _now(), "updated": _now(), "finished": None,
+                  "started": now(), "updated": now(), "finished": None,
                   "pid": os.getpid(), "host": socket.gethostname(), "attempts": attempts, "config": config,
                   "config_added": added}
         directory = cls(path, status, redact)
@@ -183,29 +177,11 @@ class RunDirectory:
         return f"{len(parts['complete'])} of {parts['planned']} rollouts complete"
 
     # ------------------------------------------------------------------ ending
-    @contextmanager
-    def recording(self) -> Iterator[RunDirectory]:
-        """Marks the run ``interrupted`` on KeyboardInterrupt and ``failed`` (with the error)
-        on any other exception, which then propagates."""
-        try:
-            yield self
-        except KeyboardInterrupt:
-            self._end("interrupted", None)
-            raise
-        except BaseException as err:
-            self._end("failed", err)
-            raise
-
-    def complete(self) -> None:
-        """The run is done: every part and final output is in place."""
-        self._end("complete", None)
-
-    def _end(self, state: str, error: BaseException | None) -> None:
-        self.status.update(state=state, finished=_now())
+    def _ending(self) -> None:
         self.status["parts"]["current"] = None
-        if error is not None:
-            self.status.update(error=self._redact(str(error) or repr(error)), error_type=type(error).__name__)
-        self._save()
+
+    def _error_text(self, error: BaseException) -> str:
+        return self._redact(str(error) or repr(error))
 
     # ------------------------------------------------------------------ files
     @contextmanager
@@ -219,9 +195,6 @@ class RunDirectory:
         with self.replacing(name) as temporary:
             temporary.write_text(text)
 
-    def _save(self) -> None:
-        self.status["updated"] = _now()
-        self.write_text(STATUS_FILE, json.dumps(self.status, indent=2) + "\n")
 
 
 def read_status(path: str | Path) -> dict | None:

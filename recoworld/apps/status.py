@@ -1,0 +1,73 @@
+"""How a long job says where it stands: the ``status.json`` of its folder.
+
+``recoworld run``'s run directory (:mod:`recoworld.apps.run.rundir`) and a robustness
+study's folder (:mod:`recoworld.apps.robustness.studydir`) each keep a ``status.json``
+whose ``state`` is one of :data:`STATES`, rewritten whole (written beside it, then renamed)
+whenever it changes. :class:`JobStatus` holds what both do with it: mark the job
+``interrupted`` on Ctrl-C and ``failed``, with the error, on any other exception, and
+``complete`` at its end, so that a stopped job's folder always says how it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from recoworld.logs import replacing, strict_json
+
+STATUS_FILE = "status.json"
+#: A job is ``running`` until it ends ``failed``, ``interrupted`` or ``complete``; a job
+#: killed outright stays ``running`` under a process id that no longer lives.
+STATES = ("running", "failed", "interrupted", "complete")
+
+
+def now() -> str:
+    """The time in UTC, ISO 8601, to the second: the times of ``status.json``."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class JobStatus:
+    """The ``status`` (a dict, ``status.json``'s contents) of the job whose folder is
+    ``path``, and its endings. A subclass sets both, and adds to an ending what its own
+    status records (:meth:`_ending`) or how an error is worded (:meth:`_error_text`)."""
+
+    path: Path
+    status: dict
+
+    @contextmanager
+    def recording(self) -> Iterator[JobStatus]:
+        """Marks the job ``interrupted`` on KeyboardInterrupt and ``failed`` (with the error)
+        on any other exception, which then propagates."""
+        try:
+            yield self
+        except KeyboardInterrupt:
+            self._end("interrupted", None)
+            raise
+        except BaseException as error:
+            self._end("failed", error)
+            raise
+
+    def complete(self) -> None:
+        """The job is done: everything it writes is in place."""
+        self._end("complete", None)
+
+    def _end(self, state: str, error: BaseException | None) -> None:
+        self.status.update(state=state, finished=now())
+        self._ending()
+        if error is not None:
+            self.status.update(error=self._error_text(error), error_type=type(error).__name__)
+        self._save()
+
+    def _ending(self) -> None:
+        """What the job's status records as it ends, besides its state (nothing here)."""
+
+    def _error_text(self, error: BaseException) -> str:
+        return str(error) or repr(error)
+
+    def _save(self) -> None:
+        self.status["updated"] = now()
+        with replacing(self.path / STATUS_FILE) as temporary:
+            temporary.write_text(json.dumps(strict_json(self.status), indent=2) + "\n")
