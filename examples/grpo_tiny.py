@@ -23,6 +23,7 @@ reward of every step and what each rollout of the last group did. For a real run
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -147,12 +148,16 @@ def main(argv: list[str] | None = None) -> dict:
 
     output_dir = args.output_dir or tempfile.mkdtemp(prefix="grpo_tiny_")
     G = args.generations
+    # TRL turns checkpointing on by default, under the name transformers 5 deprecates (a
+    # FutureWarning); a tiny model needs none, said under the name this transformers knows.
+    known = {f.name for f in dataclasses.fields(GRPOConfig)}
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in known else "gradient_checkpointing"
     config = GRPOConfig(
         output_dir=output_dir, max_steps=args.steps, num_generations=G, per_device_train_batch_size=G,
         gradient_accumulation_steps=1, learning_rate=1e-4, beta=0.0, temperature=1.0,
         max_completion_length=384, max_tool_calling_iterations=ENV_KWARGS["max_steps"],
         logging_steps=1, save_strategy="no", report_to="none", use_cpu=True, bf16=False, seed=args.seed,
-        dataloader_num_workers=0, log_completions=False,
+        dataloader_num_workers=0, log_completions=False, **{checkpointing: False},
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
