@@ -11,7 +11,8 @@ own name is always complete; a log closed by an exception, or a process killed w
 writing, leaves no such file. A log is one Parquet file or a folder of them, its *parts*:
 ``recoworld run`` writes one part per rollout, ``episodes/agent=<agent>/seed=<seed>.parquet``
 of the run directory, and ``read_log(run_dir)`` reads them all (single-file logs of
-earlier runs, ``episodes.parquet``, are read as before).
+earlier runs, ``episodes.parquet``, are read as before). Where several processes may write
+one path (a calibrated world, say), they hold its :func:`writer_lock` in turn.
 
 The schema is defined once, in :data:`COLUMNS` (name, Arrow type, nullable, meaning), and
 carries :data:`SCHEMA_VERSION` in the Parquet metadata. Change the version whenever a
@@ -25,6 +26,7 @@ order (position 0 is the top of the slate) and have the slate's length.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import os
 import re
@@ -40,6 +42,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from filelock import FileLock, Timeout
 
 #: Version of the column layout below; stored in each file's metadata and checked on read.
 #: Version 2 added the LLM users' words (``item_reasons``, ``mindset_text``); files of
@@ -111,6 +114,9 @@ LIST_COLUMNS = tuple(name for name, dtype, _, _ in COLUMNS if pa.types.is_list(d
 REQUIRED = tuple(name for name, _, nullable, _ in COLUMNS if not nullable)
 
 
+log = logging.getLogger(__name__)
+
+
 class LogSchemaError(ValueError):
     """A log is not (this version of) the episodes schema."""
 
@@ -152,6 +158,8 @@ def replacing(path: str | Path, *, folder: bool = False) -> Iterator[Path]:
     name of a missing or empty folder only (``os.replace`` refuses one that holds files,
     with an ``OSError``): to replace a folder, move the old one aside first. A killed
     writer leaves its temporary under the ``.tmp`` name, which says it is unfinished.
+    Processes that may write one path at once hold its :func:`writer_lock` around this:
+    by itself, the last rename wins.
     """
     temporary = temporary_path(path)
     if folder:
@@ -166,6 +174,55 @@ def replacing(path: str | Path, *, folder: bool = False) -> Iterator[Path]:
             shutil.rmtree(temporary, ignore_errors=True)
         else:
             temporary.unlink(missing_ok=True)
+
+
+#: The end of the name of the file that the writers of a path lock (:func:`lock_path`).
+LOCK_SUFFIX = ".lock"
+#: Seconds :func:`writer_lock` waits for another writer before it raises ``TimeoutError``.
+WRITER_LOCK_TIMEOUT_S = 600.0
+
+
+def lock_path(path: str | Path) -> Path:
+    """The hidden file beside ``path`` that the writers of ``path`` lock in turn."""
+    path = Path(path)
+    return path.with_name(f".{path.name}{LOCK_SUFFIX}")
+
+
+@contextmanager
+def writer_lock(path: str | Path, *, timeout: float | None = None) -> Iterator[None]:
+    """Hold, for the block, the lock that lets one writer of ``path`` at a time in, across
+    processes and threads.
+
+    It is a :class:`filelock.FileLock` on the hidden file :func:`lock_path` beside ``path``:
+    the operating system's lock (``flock``; ``LockFileEx`` on Windows), which the system
+    releases when its process ends, killed included, so it never outlives its writer. The
+    file only carries the lock: on POSIX it stays beside ``path`` when no one holds it (on
+    Windows it is deleted), and deleting it while it is held would let a second writer in.
+
+    A writer that finds the lock held says so once (a warning naming ``path`` and the lock
+    file) and waits; after ``timeout`` seconds (default :data:`WRITER_LOCK_TIMEOUT_S`) it
+    raises ``TimeoutError`` naming them and what to do. Each call takes the lock anew: a
+    block that holds it must not ask for it again, or it waits for itself until the timeout.
+    """
+    path = Path(path)
+    lock = FileLock(lock_path(path))
+    timeout = WRITER_LOCK_TIMEOUT_S if timeout is None else timeout
+    try:
+        lock.acquire(timeout=0)  # one try: a writer that has to wait says so first
+    except Timeout:
+        log.warning("waiting for another process to finish writing %s (it holds %s)", path, lock.lock_file)
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout:
+            raise TimeoutError(
+                f"gave up after {timeout:g} s waiting for another process to finish writing {path} (it holds "
+                f"{lock.lock_file}); let it finish and try again, or end it if it is stuck (`lsof {lock.lock_file}` "
+                f"names it; the lock of an ended process is released at once, while deleting {lock.lock_file} "
+                "would let two writers in)") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def check_new_folder(out: str | Path, flag: str = "--out") -> Path:

@@ -21,6 +21,15 @@ quality, user interests and numeric traits); later calls only read it back
 (``benchmarks/fidelity.py`` times both). The artifact's name carries :data:`ARTIFACT_VERSION`, so a change to the fit
 never reads a stale artifact.
 
+**Saving and loading** are safe across processes (two ``recoworld calibrate --force`` at
+once, a sweep's runs loading the world while one replaces it), as
+:mod:`recoworld.simulators.world_folder` states: the folder is written whole or not at all,
+saves of one world take its lock in turn (the second waits for the first, so the world ends
+as the last save wrote it), a load reads one whole world, and what a killed save left goes at
+the next save or load (:func:`finish_replacement`). The lock's file, the hidden
+``.NAME.lock``, stays beside the world after a save: it locks nothing while no one saves,
+and the lock of a killed save binds no one.
+
 **Population specs** select and weight the fitted users: a mapping from a column of
 :attr:`CalibratedPopulation.users` to a condition —
 
@@ -42,10 +51,6 @@ naming the condition that emptied it.
 from __future__ import annotations
 
 import json
-import logging
-import os
-import re
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -56,17 +61,17 @@ import torch
 
 from recoworld import rng
 from recoworld.catalog import Catalog
-from recoworld.logs import TEMPORARY_SUFFIX, process_running, replacing
+from recoworld.simulators import world_folder
 from recoworld.simulators.population import Population, UserTraits
 from recoworld.simulators.population_specs import select
 from recoworld.simulators.statistical import StatisticalUserConfig
+# The folder's mechanics live in world_folder; both names stay importable from here.
+from recoworld.simulators.world_folder import finish_replacement, is_world  # noqa: F401
 
 #: Bumped whenever the fit changes what it writes, so that old artifacts are not reused.
 ARTIFACT_VERSION = 14
 ARTIFACT_NAME = f"movielens-100k-v{ARTIFACT_VERSION}"
 S_CALIBRATED = 7  # random stream of the population's draws (see recoworld.rng)
-
-log = logging.getLogger(__name__)
 
 #: Per-user columns stored as tensors (the others are text, stored in the JSON file).
 NUMERIC_COLUMNS = ("user_id", "age", "n_ratings", "n_sessions", "mean_rating", "patience", "activity",
@@ -117,32 +122,20 @@ class CalibratedWorld:
         return CalibratedPopulation(self.users, self.interest, spec)
 
     def save(self, path: str | Path, replace: bool = False) -> Path:
-        """Write the artifact folder ``path``, which is never half a world.
+        """Write the artifact folder ``path`` (:func:`recoworld.simulators.world_folder.save`),
+        which is never half a world.
 
-        The world is written into a temporary folder beside ``path``
-        (:func:`recoworld.logs.replacing`) that takes the name when it is complete. A world
-        already at ``path`` is kept (``replace=False``: another process saved the same
-        artifact first, and theirs is as good as ours) or replaced (``replace=True``)
-        through the steps of :func:`finish_replacement`, which first completes or clears
-        what an earlier save stopped there left.
+        A world already at ``path`` is kept (``replace=False``: another process saved the same
+        artifact first, and theirs is as good as ours) or replaced (``replace=True``). One
+        process at a time saves a world: a save holds the world's lock
+        (:func:`recoworld.logs.writer_lock`) while it writes and renames (not while the world
+        is fitted), so two replacements at once leave the second one's world, whole. A save
+        that finds another saving waits for it, with a warning, and after
+        :data:`recoworld.logs.WRITER_LOCK_TIMEOUT_S` raises ``TimeoutError`` naming the world,
+        the lock file and what to do. The lock's file, the hidden ``.NAME.lock``, stays beside
+        the world.
         """
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        finish_replacement(path)
-        if replace and is_world(path):
-            staged = _beside(path, "new")
-            with replacing(staged, folder=True) as folder:
-                self._write(folder)
-            _swap_in(path, staged)
-            return path
-        try:
-            with replacing(path, folder=True) as folder:
-                self._write(folder)
-        except OSError:
-            if not is_world(path):
-                raise
-            # Another process saved the same artifact first; theirs is as good as ours.
-        return path
+        return world_folder.save(path, self._write, replace=replace)
 
     def _write(self, folder: Path) -> None:
         cat = self.catalog
@@ -164,17 +157,21 @@ class CalibratedWorld:
 
     @classmethod
     def load(cls, path: str | Path) -> CalibratedWorld:
-        """Read an artifact folder written by :meth:`save`, after completing a replacement
-        that was stopped there (:func:`finish_replacement`)."""
+        """Read an artifact folder written by :meth:`save`: one whole world, the one at
+        ``path`` before a replacement that runs meanwhile or the one after it, never a mix
+        (:func:`recoworld.simulators.world_folder.reading`).
+
+        A load waits neither for other loads nor for a save that is still writing; it waits
+        for a running save only where a replacement is renaming folders or a stopped save left
+        something to complete or clear, which it does first (:func:`finish_replacement`).
+        """
         path = Path(path)
-        finish_replacement(path)
-        if not (path / "world.json").is_file() or not (path / "tensors.pt").is_file():
-            raise FileNotFoundError(f"{path} is not a calibrated-world artifact (it needs world.json and tensors.pt)")
-        document = json.loads((path / "world.json").read_text())
-        if document.get("artifact_version") != ARTIFACT_VERSION:
-            raise ValueError(f"{path} holds artifact version {document.get('artifact_version')}, this RecoWorld "
-                             f"reads version {ARTIFACT_VERSION}; delete it to recalibrate")
-        tensors = torch.load(path / "tensors.pt", weights_only=True)
+        with world_folder.reading(path) as (document_file, tensors_file):
+            document = json.load(document_file)
+            if document.get("artifact_version") != ARTIFACT_VERSION:
+                raise ValueError(f"{path} holds artifact version {document.get('artifact_version')}, this RecoWorld "
+                                 f"reads version {ARTIFACT_VERSION}; delete it to recalibrate")
+            tensors = torch.load(tensors_file, weights_only=True)
         info = document["catalog"]
         catalog = Catalog(tensors["features"], tensors["genres"], tuple(info["genre_names"]), info["titles"],
                           tensors["popularity"], tensors["quality"], name=info["name"])
@@ -185,79 +182,6 @@ class CalibratedWorld:
             users[c] = document["users"][c]
         users = users[[*NUMERIC_COLUMNS[:2], *TEXT_COLUMNS, *NUMERIC_COLUMNS[2:]]]
         return cls(catalog, StatisticalUserConfig(**document["config"]), users, tensors["interest"], document["meta"])
-
-
-def is_world(path: str | Path) -> bool:
-    """Whether ``path`` holds a saved world (its ``world.json``), or will once a load puts
-    in place the finished world of a replacement stopped between its renames
-    (:func:`finish_replacement`): what ``recoworld run``, ``fidelity`` and ``calibrate``
-    check before reading a folder or writing over it."""
-    path = Path(path).expanduser()
-    return _holds_world(path) or (not path.exists() and _holds_world(_beside(path, "new")))
-
-
-def finish_replacement(path: str | Path) -> None:
-    """Complete, or clear away, what a :meth:`CalibratedWorld.save` at ``path`` left when
-    it was stopped (killed); each step is logged as a warning.
-
-    A save writes into a temporary folder (``.NAME.PID.tmp``, named after the writing
-    process) and renames it to ``NAME``. A replacement renames its finished temporary to
-    ``.NAME-new``, then ``NAME`` to ``.NAME-old``, ``.NAME-new`` to ``NAME``, and deletes
-    ``.NAME-old``. Stopped anywhere, ``NAME`` is a whole world or absent, and here:
-
-    * a temporary whose process no longer runs is unfinished and deleted;
-    * a ``.NAME-new`` is finished (only a complete folder is given that name) and takes
-      ``NAME``'s place, as the save that wrote it asked;
-    * a ``.NAME-old`` beside a world is the world it replaced, and is deleted.
-    """
-    path = Path(path).expanduser()
-    staged, retired = _beside(path, "new"), _beside(path, "old")
-    for temporary in _abandoned_temporaries(path):
-        log.warning("removing %s: a calibrated world that a stopped save left unfinished", temporary)
-        shutil.rmtree(temporary, ignore_errors=True)
-    if _holds_world(staged):
-        log.warning("putting the finished world %s in place at %s, where a stopped replacement left it", staged,
-                    path)
-        if path.exists():
-            shutil.rmtree(retired, ignore_errors=True)  # of an earlier replacement, stopped while deleting it
-        _swap_in(path, staged)
-    elif retired.exists() and _holds_world(path):
-        log.warning("removing %s: the world a stopped replacement had replaced at %s", retired, path)
-        shutil.rmtree(retired)
-
-
-def _swap_in(path: Path, staged: Path) -> None:
-    """The renames of a replacement (:func:`finish_replacement`): two renames, so that
-    ``path`` is one whole world or the other, never a mix; ``path`` is absent between them."""
-    retired = _beside(path, "old")
-    if path.exists():
-        os.rename(path, retired)
-    os.rename(staged, path)
-    shutil.rmtree(retired, ignore_errors=True)
-
-
-def _beside(path: Path, role: str) -> Path:
-    """The hidden folder of a replacement of ``path``: ``new`` (finished) or ``old``."""
-    return path.with_name(f".{path.name}-{role}")
-
-
-def _holds_world(path: Path) -> bool:
-    return (path / "world.json").is_file()
-
-
-def _abandoned_temporaries(path: Path) -> list[Path]:
-    """The temporary folders (:func:`recoworld.logs.temporary_path`) of saves to ``path`` or
-    to its ``.NAME-new`` whose process no longer runs on this machine."""
-    names = "|".join(re.escape(f".{target.name}.") for target in (path, _beside(path, "new")))
-    pattern = re.compile(rf"(?:{names})(\d+){re.escape(TEMPORARY_SUFFIX)}")
-    found = [(p, pattern.fullmatch(p.name)) for p in path.parent.glob(f".*{TEMPORARY_SUFFIX}")]
-    return sorted(p for p, match in found if match and not _running(int(match[1])))
-
-
-def _running(pid: int) -> bool:
-    """Whether process ``pid`` runs here; this process's own id counts as not running: its
-    folder was left by a killed process that had the same id (containers reuse ids)."""
-    return pid != os.getpid() and process_running(pid)
 
 
 def default_path() -> Path:

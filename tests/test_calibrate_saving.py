@@ -1,6 +1,8 @@
 """Where ``recoworld calibrate`` writes its world: ``--out`` refused before the fit, and a
 save or replacement killed at any point leaves ``--out`` a whole world or absent, and
-leftovers that the next save or load completes or clears (:func:`finish_replacement`).
+leftovers that the next save or load completes or clears (:func:`finish_replacement`). Each
+save leaves the world's lock file, ``.world.lock``, beside it; a killed save's lock was
+released by the system with its process, so the file binds no one.
 
 The kills are real (SIGKILL, in a subprocess) at fixed points of the save, so the tests
 do not depend on timing."""
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -20,7 +23,7 @@ import pytest
 from recoworld.apps.calibrate.fit import main
 from recoworld.simulators.calibrated import CalibratedWorld, is_world
 
-LOGGER = "recoworld.simulators.calibrated"
+LOGGER = "recoworld.simulators.world_folder"
 
 # Saves the world at argv[1] again as a "new" world, killing itself at the point argv[2].
 KILLED_SAVE = textwrap.dedent("""
@@ -90,11 +93,11 @@ def test_a_first_save_killed_while_writing_leaves_a_temporary_that_the_next_save
     path = tmp_path / "world"
     pid = killed_save(path, "writing", source)
     leftover = tmp_path / f".world.{pid}.tmp"
-    assert listing(tmp_path) == [leftover.name], "nothing at --out, and a name that says unfinished"
+    assert listing(tmp_path) == [leftover.name, ".world.lock"], "nothing at --out, and a name that says unfinished"
     assert listing(leftover) == ["world.json"] and not is_world(path)
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         small_world[0].save(path)
-    assert listing(tmp_path) == ["world"]
+    assert listing(tmp_path) == [".world.lock", "world"]
     assert caplog.messages == [f"removing {leftover}: a calibrated world that a stopped save left unfinished"]
     assert CalibratedWorld.load(path).config == small_world[0].config
 
@@ -106,13 +109,13 @@ def test_a_replacement_killed_while_writing_keeps_the_old_world_and_a_rerun_clea
     CalibratedWorld.load(source).save(path)
     pid = killed_save(path, "writing", source)
     leftover = tmp_path / f"..world-new.{pid}.tmp"
-    assert listing(tmp_path) == sorted([leftover.name, "world"])
+    assert listing(tmp_path) == sorted([leftover.name, ".world.lock", "world"])
     monkeypatch.setattr("recoworld.apps.calibrate.fit.calibrate", no_refit)
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         assert main(["--out", str(path), "--quiet"]) == 0
     assert "already holds a calibrated world" in capsys.readouterr().err
     assert caplog.messages == [f"removing {leftover}: a calibrated world that a stopped save left unfinished"]
-    assert listing(tmp_path) == ["world"] and "marker" not in CalibratedWorld.load(path).meta
+    assert listing(tmp_path) == [".world.lock", "world"] and "marker" not in CalibratedWorld.load(path).meta
 
 
 def test_a_replacement_killed_between_its_renames_is_completed_by_a_rerun_without_force(source, tmp_path, caplog,
@@ -120,7 +123,8 @@ def test_a_replacement_killed_between_its_renames_is_completed_by_a_rerun_withou
     path = tmp_path / "world"
     CalibratedWorld.load(source).save(path)
     killed_save(path, "renaming", source)
-    assert listing(tmp_path) == [".world-new", ".world-old"], "the old world aside, the new one not yet in place"
+    assert listing(tmp_path) == [".world-new", ".world-old", ".world.lock"], \
+        "the old world aside, the new one not yet in place"
     assert is_world(path), "recoworld run and fidelity accept the folder: loading it completes the replacement"
     monkeypatch.setattr("recoworld.apps.calibrate.fit.calibrate", no_refit)
     with caplog.at_level(logging.WARNING, logger=LOGGER):
@@ -128,7 +132,7 @@ def test_a_replacement_killed_between_its_renames_is_completed_by_a_rerun_withou
     staged = tmp_path / ".world-new"
     assert caplog.messages == [f"putting the finished world {staged} in place at {path}, where a stopped replacement "
                                "left it"]
-    assert listing(tmp_path) == ["world"] and CalibratedWorld.load(path).meta["marker"] == "new"
+    assert listing(tmp_path) == [".world.lock", "world"] and CalibratedWorld.load(path).meta["marker"] == "new"
 
 
 def test_a_replacement_stopped_before_its_renames_is_completed_by_a_load(small_world, tmp_path, caplog, monkeypatch):
@@ -143,24 +147,24 @@ def test_a_replacement_stopped_before_its_renames_is_completed_by_a_load(small_w
     with pytest.raises(KeyboardInterrupt):
         replace(world, meta={**world.meta, "marker": "new"}).save(path, replace=True)
     monkeypatch.undo()
-    assert listing(tmp_path) == [".world-new", "world"]
+    assert listing(tmp_path) == [".world-new", ".world.lock", "world"]
     assert "marker" not in json.loads((path / "world.json").read_text())["meta"], "the old world, whole"
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         assert CalibratedWorld.load(path).meta["marker"] == "new"
     assert len(caplog.messages) == 1 and caplog.messages[0].startswith("putting the finished world")
-    assert listing(tmp_path) == ["world"]
+    assert listing(tmp_path) == [".world.lock", "world"]
 
 
 def test_the_replaced_world_left_half_deleted_is_removed_by_a_load(small_world, tmp_path, caplog):
     """Killed while deleting the world it replaced: the new world is in place."""
     path, retired = tmp_path / "world", tmp_path / ".world-old"
     small_world[0].save(path)
-    small_world[0].save(retired)
+    shutil.copytree(path, retired)
     (retired / "tensors.pt").unlink()
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         CalibratedWorld.load(path)
     assert caplog.messages == [f"removing {retired}: the world a stopped replacement had replaced at {path}"]
-    assert listing(tmp_path) == ["world"]
+    assert listing(tmp_path) == [".world.lock", "world"]
 
 
 def test_a_temporary_of_a_running_writer_is_left_alone(small_world, tmp_path, caplog):
@@ -173,4 +177,4 @@ def test_a_temporary_of_a_running_writer_is_left_alone(small_world, tmp_path, ca
         CalibratedWorld.load(path)
         small_world[0].save(path, replace=True)
     assert caplog.messages == []
-    assert listing(tmp_path) == sorted([running.name, "world"]) and listing(running) == ["world.json"]
+    assert listing(tmp_path) == sorted([running.name, ".world.lock", "world"]) and listing(running) == ["world.json"]
