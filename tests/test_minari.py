@@ -1,5 +1,8 @@
 """``recoworld export minari``: a run's log as a Minari dataset that minari.load_dataset reads back."""
 
+import json
+import os
+import shutil
 from pathlib import Path
 
 import minari
@@ -102,3 +105,85 @@ def test_an_export_that_fails_midway_leaves_no_dataset(run_dir, datasets, monkey
         minari_dataset.export_minari(run_dir, "recoworld/cut-v0")
     assert not (datasets / "recoworld" / "cut-v0").exists()
     assert "recoworld/cut-v0" not in minari.list_local_datasets()
+    assert not [p for p in datasets.rglob("*") if p.name.startswith(".cut-v0")]  # nor its temporary folder
+
+
+def test_a_dataset_appears_under_its_id_only_once_whole(run_dir, datasets, monkeypatch):
+    """While it is written, the dataset is not under its id: an export killed then leaves no
+    dataset that would load as a smaller one, or block the id."""
+    from minari.storage import get_dataset_path
+
+    from recoworld.apps.export import minari_dataset
+
+    whole, seen = minari_dataset.episode_buffers, []
+
+    class Watched(list):
+        def __iter__(self):
+            for number, episode in enumerate(super().__iter__()):
+                if number == 2:  # midway
+                    seen.append((get_dataset_path("recoworld/whole-v0").exists(),
+                                 "recoworld/whole-v0" in minari.list_local_datasets()))
+                yield episode
+
+    monkeypatch.setattr(minari_dataset, "episode_buffers", lambda log, history: Watched(whole(log, history)))
+    dataset = minari_dataset.export_minari(run_dir, "recoworld/whole-v0")
+    assert seen == [(False, False)]
+    assert dataset.total_steps == len(read_log(run_dir)) and set(minari.list_local_datasets()) == {"recoworld/whole-v0"}
+    assert sorted(p.name for p in (datasets / "recoworld").iterdir()) == ["namespace_metadata.json", "whole-v0"]
+
+
+def test_what_a_killed_export_left_is_removed_by_the_next_export_of_its_id(run_dir, datasets, capsys):
+    import subprocess
+    import sys
+
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    left = datasets / "recoworld" / f".again-v0.{ended.pid}.tmp"  # as a killed export leaves it
+    (left / "data" / "0").mkdir(parents=True)
+    (left / "data" / "metadata.json").write_text('{"total_episodes": 0')
+    running = datasets / "recoworld" / f".again-v0.{os.getppid()}.tmp"  # an export still running
+    running.mkdir()
+    assert "recoworld/again-v0" not in minari.list_local_datasets()
+    assert cli(["export", "minari", str(run_dir), "--dataset-id", "recoworld/again-v0"]) == 0
+    assert not left.exists() and running.is_dir()
+    assert minari.load_dataset("recoworld/again-v0").total_steps == len(read_log(run_dir))
+
+
+def test_a_folder_that_holds_no_whole_dataset_is_named_with_how_to_remove_it(run_dir, datasets, capsys):
+    broken = datasets / "recoworld" / "broken-v0"
+    (broken / "data").mkdir(parents=True)
+    (broken / "data" / "metadata.json").write_text("")  # an earlier release's export killed while writing it
+    assert cli(["export", "minari", str(run_dir), "--dataset-id", "recoworld/broken-v0"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"recoworld export minari: {broken} holds no whole Minari dataset (JSONDecodeError: ")
+    assert error.endswith("give another --dataset-id (a new version, -v1), or delete the folder "
+                          f"{broken}\n") and "minari delete" not in error
+    assert (broken / "data" / "metadata.json").read_text() == ""
+
+
+def test_the_dataset_of_an_unfinished_run_says_it_is_partial(run_dir, datasets, tmp_path, capsys):
+    cut = tmp_path / "cut"
+    shutil.copytree(run_dir, cut)
+    status = json.loads((cut / "status.json").read_text())
+    (cut / status["parts"]["complete"].pop()["file"]).unlink()  # as if interrupted before its last rollout ended
+    status["state"] = "interrupted"
+    (cut / "status.json").write_text(json.dumps(status))
+    assert cli(["export", "minari", str(cut), "--dataset-id", "recoworld/cut-v0"]) == 0
+    note = (f"the run in {cut} was interrupted: 1 of 2 rollouts are complete, and only those are read; rerun its "
+            "command with experiment.resume=true to finish it")
+    assert capsys.readouterr().err == f"recoworld export minari: warning: {note}\n"
+    dataset = minari.load_dataset("recoworld/cut-v0")
+    assert dataset.storage.metadata["description"].endswith(f" Partial: {note}.")
+    assert dataset.storage.metadata["algorithm_name"] == "random"
+
+
+def test_a_rollout_listed_complete_but_missing_is_refused_and_nothing_is_written(run_dir, datasets, tmp_path,
+                                                                                   capsys):
+    lacking = tmp_path / "lacking"
+    shutil.copytree(run_dir, lacking)
+    file = json.loads((lacking / "status.json").read_text())["parts"]["complete"][1]["file"]
+    (lacking / file).unlink()
+    assert cli(["export", "minari", str(lacking), "--dataset-id", "recoworld/lacking-v0"]) == 2
+    assert (f"lists 1 rollout(s) as complete that are not whole on disk ({file} is missing): rerun its command with "
+            "experiment.resume=true") in capsys.readouterr().err
+    assert not datasets.exists() or not list(datasets.rglob("lacking*"))

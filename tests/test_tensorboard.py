@@ -50,6 +50,19 @@ def test_a_part_redone_by_a_resume_keeps_only_its_new_curves(tmp_path):
     assert [e.step for e in scalars(folder).Scalars("random/return")] == list(range(STEPS))
 
 
+def test_a_resume_with_the_flag_off_leaves_no_curve_of_the_parts_it_redoes(tmp_path):
+    """The curve of an attempt cut short would stand beside a log it does not match."""
+    args = ["world=synthetic", "env.num_envs=4", f"experiment.steps={STEPS}", "experiment.seeds=[0,1]",
+            "agent=random", "experiment.progress=false", "experiment.plots=false", f"hydra.run.dir={tmp_path}"]
+    run_app([*args, "experiment.tensorboard=true"])
+    folders = [tmp_path / "tensorboard" / "agent=random" / f"seed={seed}" for seed in (0, 1)]
+    kept = list(folders[0].glob("events.out.tfevents.*"))
+    (tmp_path / "episodes" / "agent=random" / "seed=1.parquet").unlink()  # as if killed before the part's end
+    run_app([*args, "experiment.resume=true"])
+    assert list(folders[1].glob("events.out.tfevents.*")) == []
+    assert list(folders[0].glob("events.out.tfevents.*")) == kept  # the complete part keeps its curves
+
+
 def test_without_the_flag_no_event_files_are_written(tmp_path):
     run_app(["world=synthetic", "env.num_envs=4", "experiment.steps=2", "experiment.seeds=[0]", "agent=random",
              "experiment.progress=false", "experiment.plots=false", f"hydra.run.dir={tmp_path}"])

@@ -17,7 +17,8 @@ def main(argv: Sequence[str]) -> int:
 
     argv = list(argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: recoworld export minari RUN_DIR [--dataset-id ID] [--agent NAME]\n\n"
+        print("usage: recoworld export minari RUN_DIR [--dataset-id ID] [--agent NAME] [--history H] "
+              "[--segment NAME]\n\n"
               "formats: minari (an offline-RL dataset that minari.load_dataset reads)")
         return 0 if argv else 2
     if argv[0] not in FORMATS:

@@ -9,7 +9,9 @@ writes TensorBoard event files under the run directory::
 and, for each of ``experiment.segments``, the same under ``tensorboard/segment=<segment>/``.
 A part that a resumed run redoes writes its curves again from their first step, in place of
 those of the attempt that was cut short (an SB3 agent retrains from scratch, and repeats
-the same curve: its seed decides it); the parts that were complete keep theirs.
+the same curve: its seed decides it); the parts that were complete keep theirs. A resume
+with ``experiment.tensorboard=false`` still deletes the curves of the parts it redoes: they
+were cut short, and would not match the log.
 
 The rollout's scalars (tags ``<agent>/<name>``, x-axis the rollout step) are the step's
 means over its real interactions (autoreset rows excluded):
@@ -47,12 +49,12 @@ SB3_FOLDER = "sb3"
 
 def part_hooks(cfg: DictConfig, run_dir: str | Path, part: Part) -> list[Hook]:
     """The rollout hooks of ``part`` that the experiment's settings ask for (besides the
-    episode log and the progress bar): with ``experiment.tensorboard``, a
-    :class:`TensorBoardScalars` and a :class:`FreshTrainingCurves`."""
-    if not cfg.experiment.get("tensorboard", False):
-        return []
+    episode log and the progress bar): a :class:`FreshTrainingCurves`, and with
+    ``experiment.tensorboard`` a :class:`TensorBoardScalars`, without it a
+    :class:`StaleScalars` (a resume with the flag off leaves no curve of an attempt cut short)."""
     agent_folder = Path(run_dir) / TENSORBOARD_DIR / _agent_folder(part.agent, part.segment)
-    return [FreshTrainingCurves(agent_folder / SB3_FOLDER), TensorBoardScalars(agent_folder / f"seed={part.seed}")]
+    scalars = TensorBoardScalars if cfg.experiment.get("tensorboard", False) else StaleScalars
+    return [FreshTrainingCurves(agent_folder / SB3_FOLDER), scalars(agent_folder / f"seed={part.seed}")]
 
 
 def with_training_logs(cfg: DictConfig, lineup: dict[str, DictConfig], run_dir: str | Path,
@@ -101,21 +103,33 @@ class FreshTrainingCurves(Hook):
             shutil.rmtree(stale)
 
 
-class TensorBoardScalars(Hook):
-    """Writes a rollout's per-step scalars (see the module's docstring) to ``folder``."""
+class StaleScalars(Hook):
+    """Before the rollout, deletes the event files that an attempt at the same part left in
+    ``folder``: a part runs again from its first step when a resumed run redoes it, and the
+    events of the attempt that was cut short would repeat its steps beside the new ones (or,
+    with ``experiment.tensorboard`` now off, stand for a part whose log they do not match)."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
+
+    def on_start(self, env, agent, seed: int, label: str) -> None:
+        for stale in self.folder.glob("events.out.tfevents.*"):
+            stale.unlink()
+
+
+class TensorBoardScalars(StaleScalars):
+    """Writes a rollout's per-step scalars (see the module's docstring) to ``folder``, in place
+    of those of an attempt at the same part (:class:`StaleScalars`)."""
+
+    def __init__(self, folder: str | Path):
+        super().__init__(folder)
         self.writer = None
         self.label = ""
         self.total = 0.0
         self.slots = 1
 
     def on_start(self, env, agent, seed: int, label: str) -> None:
-        # A part runs again from its first step when a resumed run redoes it: the events of
-        # the attempt that was cut short would repeat its steps beside the new ones.
-        for stale in self.folder.glob("events.out.tfevents.*"):
-            stale.unlink()
+        super().on_start(env, agent, seed, label)
         self.writer = summary_writer(self.folder)
         self.label, self.total, self.slots = label, 0.0, int(env.num_envs)
 

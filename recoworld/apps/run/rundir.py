@@ -127,7 +127,7 @@ class RunDirectory(JobStatus):
                                         "hydra.run.dir")
         else:
             _refuse_live_writer(path, saved)
-            kept = [r for r in saved["parts"]["complete"] if _part_is_whole(path, r)]
+            kept = [r for r in saved["parts"]["complete"] if part_damage(path, r) is None]
             stale = _parts_on_disk(path) - {r["file"] for r in kept}
             if kept or saved["state"] == "complete" or stale:
                 as_saved = None if default is None else lambda: json.loads(json.dumps(default()))
@@ -212,18 +212,6 @@ def read_status(path: str | Path) -> dict | None:
     return status
 
 
-def unfinished_note(path: str | Path) -> str | None:
-    """What a tool that reads a run's log (``recoworld view``, ``export minari``) should say
-    when the run did not complete: its log holds the complete parts only. None for a
-    complete run, or a folder without a ``status.json``."""
-    status = read_status(path)
-    if status is None or status["state"] == "complete":
-        return None
-    return (f"the run in {path} is {status['state']}: {len(status['parts']['complete'])} of "
-            f"{status['parts']['planned']} parts complete, and only those are read; rerun its command with "
-            "experiment.resume=true to finish it")
-
-
 def _check_resumable(path: Path, saved: dict, config: dict, kept: list[dict], resume: bool,
                      default: Callable[[], dict | None] | None) -> dict:
     """The keys the saved config lacks that take their default (see :func:`config_differences`);
@@ -250,12 +238,17 @@ def _refuse_live_writer(path: Path, saved: dict) -> None:
                             "or stop it, then resume with " + RESUME_FLAG)
 
 
-def _part_is_whole(path: Path, record: dict) -> bool:
-    """The part's file exists, is whole Parquet and holds the rows recorded."""
+def part_damage(path: Path, record: dict) -> str | None:
+    """Why the part of ``record`` (an entry of ``status.json``'s complete parts) is not whole
+    on disk in the run directory ``path``, or ``None`` if it is: its file exists, is whole
+    Parquet and holds the rows recorded."""
     try:
-        return pq.read_metadata(path / record["file"]).num_rows == record["rows"]
+        rows = pq.read_metadata(path / record["file"]).num_rows
+    except FileNotFoundError:
+        return f"{record['file']} is missing"
     except (OSError, pa.ArrowException):
-        return False
+        return f"{record['file']} is not whole Parquet"
+    return None if rows == record["rows"] else f"{record['file']} holds {rows} rows, not the {record['rows']} recorded"
 
 
 def _parts_on_disk(path: Path) -> set[str]:

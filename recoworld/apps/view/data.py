@@ -3,7 +3,7 @@
 :func:`run_catalog` rebuilds the run's catalog from its saved config (titles and genres are
 not in the log, which stores catalog ids), and :func:`viewer_payload` turns the episode log
 into the page's data: one entry per user episode (an agent, a seed, a user slot and the
-slot's episode), each a list of steps with the slate and the user's reactions.
+slot's episode), each holding its steps column by column (see :func:`viewer_payload`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from recoworld.logs import list_column
+from recoworld.logs import COLUMNS, list_column
 
 #: Per-item columns of the log shown in each slate row, in slate order.
 ITEM_COLUMNS = ("examined", "clicked", "watch_fraction", "liked", "rating")
@@ -22,6 +23,10 @@ ITEM_COLUMNS = ("examined", "clicked", "watch_fraction", "liked", "rating")
 STEP_COLUMNS = ("step", "rollout_step", "session", "session_step", "reward", "satisfaction", "left_session",
                 "returned", "churned", "return_gap", "terminated", "truncated", "instruction_in_force",
                 "compliance")
+#: Columns of the schema that hold booleans (one per step, or one per item): the page gets
+#: their values as 0 and 1.
+BOOLEAN_COLUMNS = frozenset(name for name, dtype, _, _ in COLUMNS
+                            if pa.types.is_boolean(dtype.value_type if pa.types.is_list(dtype) else dtype))
 #: Columns the page places itself or leaves out (who and where, the candidates, propensities);
 #: any other column, such as one a later schema adds, is shown as it is.
 PLACED = {"agent", "seed", "user", "episode", "episode_seed", "slate", "candidate_ids", "propensity",
@@ -32,20 +37,43 @@ def run_catalog(run_dir: str | Path):
     """The catalog of the run in ``run_dir``, rebuilt from its ``.hydra/config.yaml``.
 
     Raises:
-        FileNotFoundError: the directory holds no saved config (not a ``recoworld run``
-            directory).
+        FileNotFoundError: the directory does not exist, or holds no saved config (it is not
+            a ``recoworld run`` directory).
+        ValueError: ``run_dir`` is a file, or its saved config is damaged or does not build.
     """
+    import yaml
+    from hydra.errors import HydraException
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
-    saved = Path(run_dir) / ".hydra" / "config.yaml"
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise FileNotFoundError(f"{run_dir} does not exist: give the directory of a `recoworld run`")
+    if not run_dir.is_dir():
+        raise ValueError(f"{run_dir} is a file: give the directory of a `recoworld run` (the folder it wrote)")
+    saved = run_dir / ".hydra" / "config.yaml"
     if not saved.is_file():
         raise FileNotFoundError(f"{saved} does not exist: give the directory of a `recoworld run` "
                                 "(it saves its config under .hydra/)")
-    return instantiate(OmegaConf.load(saved).world)
+    try:
+        world = OmegaConf.load(saved).world
+    except (yaml.YAMLError, OmegaConfBaseException) as err:
+        raise ValueError(f"{saved} is damaged or was edited ({type(err).__name__}: {_first_line(err)}): the run's "
+                         "catalog is rebuilt from its `world` node; restore the file") from None
+    try:
+        return instantiate(world)
+    except HydraException as err:
+        raise ValueError(f"the run's catalog could not be rebuilt from the `world` node of {saved}: "
+                         f"{_first_line(err)}") from None
 
 
-def viewer_payload(log: pd.DataFrame, catalog, *, title: str, max_users: int | None = None) -> dict[str, Any]:
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [""])[0]
+
+
+def viewer_payload(log: pd.DataFrame, catalog, *, title: str, max_users: int | None = None,
+                   note: str | None = None) -> dict[str, Any]:
     """The page's data: every user episode of ``log`` with titles and genres from ``catalog``.
 
     Args:
@@ -57,6 +85,19 @@ def viewer_payload(log: pd.DataFrame, catalog, *, title: str, max_users: int | N
         title: the page's heading (the run directory's name).
         max_users: keep only the first ``max_users`` user slots of each agent and seed
             (``None`` keeps all), so that a large run still gives a page a browser opens.
+        note: what the page says above all else (a run that did not complete: which part
+            of it the page shows), or ``None``.
+
+    Returns:
+        ``title``, ``note``, ``agents``, ``seeds``, ``items`` (catalog id: title and genres,
+        for every item shown), ``extra_columns``, ``booleans`` (the columns whose values are
+        sent as 0 and 1) and ``episodes``: per user episode its ``agent``, ``seed``, ``user``,
+        ``episode``, ``episode_seed`` and ``columns``, which maps each of
+        :data:`STEP_COLUMNS`, ``slate``, :data:`ITEM_COLUMNS`, ``instruction_text`` and the
+        extra columns to the episode's values in step order (a list per step for the
+        per-item ones). Column by column, with booleans as 0 and 1 and whole numbers without
+        a decimal point, a step takes about a third of the page that a record naming each of
+        its fields would; every value is kept (floats to 4 decimals, as shown).
     """
     if max_users is not None:
         log = log[log["user"] < max_users]
@@ -67,23 +108,30 @@ def viewer_payload(log: pd.DataFrame, catalog, *, title: str, max_users: int | N
     slates = list_column(log, "slate").astype(np.int64) if len(log) else np.zeros((0, 0), np.int64)
     # Whole columns as Python lists, read once: a cell at a time through pandas takes
     # seconds per ten thousand steps.
-    columns = {name: log[name].tolist() for name in (*STEP_COLUMNS, "instruction_text", *extra)}
+    booleans = [name for name in (*STEP_COLUMNS, *ITEM_COLUMNS) if name in BOOLEAN_COLUMNS]
+    columns = {name: [_plain(v, bits=name in booleans) for v in log[name].tolist()]
+               for name in (*STEP_COLUMNS, "instruction_text", *extra)}
     columns["slate"] = slates.tolist()
-    columns.update({name: list_column(log, name).tolist() for name in ITEM_COLUMNS} if len(log) else {})
-    steps = [_step(columns, i, extra) for i in range(len(log))]
+    for name in ITEM_COLUMNS:
+        values = list_column(log, name).tolist() if len(log) else []
+        columns[name] = [_plain(v, bits=name in booleans) for v in values]
     episodes = []
+    # Sorted above, an episode's steps are consecutive rows.
     for (agent, seed, user, episode), rows in log.groupby(["agent", "seed", "user", "episode"], sort=False).indices.items():
+        steps = slice(int(rows[0]), int(rows[-1]) + 1)
         episodes.append({"agent": str(agent), "seed": int(seed), "user": int(user), "episode": int(episode),
                          "episode_seed": int(log["episode_seed"].iat[rows[0]]),
-                         "steps": [steps[i] for i in rows]})
+                         "columns": {name: values[steps] for name, values in columns.items()}})
     shown = np.unique(slates) if slates.size else np.zeros(0, np.int64)
     return {
         "title": title,
+        "note": note,
         "agents": list(dict.fromkeys(log["agent"].astype(str))),
         "seeds": sorted({int(s) for s in log["seed"]}),
         "items": {str(int(i)): _item(catalog, int(i)) for i in shown},
         "episodes": episodes,
         "extra_columns": extra,
+        "booleans": booleans,
     }
 
 
@@ -92,33 +140,26 @@ def _item(catalog, item: int) -> dict[str, Any]:
     return {"title": str(catalog.titles[item]), "genres": [catalog.genre_names[g] for g in genres]}
 
 
-def _step(columns: dict[str, list], i: int, extra: list[str]) -> dict:
-    step = {name: _plain(columns[name][i]) for name in STEP_COLUMNS}
-    step["slate"] = columns["slate"][i]
-    for name in ITEM_COLUMNS:
-        step[name] = [_plain(v) for v in columns[name][i]]
-    text = columns["instruction_text"][i]
-    step["instruction_text"] = None if _missing(text) else str(text)
-    step["extra"] = {name: _plain(columns[name][i]) for name in extra}
-    return step
-
-
 def _missing(value) -> bool:
     return value is None or value is pd.NA or (isinstance(value, (float, np.floating)) and np.isnan(value))
 
 
-def _plain(value):
-    """A JSON-ready copy of a cell: numpy scalars as Python ones, NaN and NA as ``None``,
+def _plain(value, bits: bool = False):
+    """A JSON-ready copy of a cell: numpy scalars as Python ones (booleans as 0 and 1 with
+    ``bits``), floats to 4 decimals and whole ones as integers, NaN and NA as ``None``,
     infinity as the string ``"inf"`` (JSON has no infinity; a churned user's return gap)."""
     if isinstance(value, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in value]
+        return [_plain(v, bits) for v in value]
     if _missing(value):
         return None
     if isinstance(value, (np.bool_, bool)):
-        return bool(value)
+        return int(value) if bits else bool(value)
     if isinstance(value, (np.integer, int)):
         return int(value)
     if isinstance(value, (np.floating, float)):
         value = float(value)
-        return ("inf" if value > 0 else "-inf") if np.isinf(value) else round(value, 4)
+        if np.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        value = round(value, 4)
+        return int(value) if value.is_integer() else value
     return str(value)

@@ -19,6 +19,9 @@ from recoworld.logs import replacing
 
 #: The placeholder of viewer.html that the JSON payload replaces.
 PAYLOAD_MARK = "__PAYLOAD__"
+#: What every page of the viewer (of this release and earlier ones) holds in its first lines:
+#: a file without it is not a page that ``recoworld view`` may replace.
+PAGE_TITLE = "<title>RecoWorld sessions</title>"
 #: Characters that could end or open markup inside a <script> element, as JSON escapes.
 _SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
                               "\u2029": "\\u2029"})
@@ -29,6 +32,12 @@ def render_page(payload: dict[str, Any]) -> str:
     template = files("recoworld.apps.view").joinpath("viewer.html").read_text(encoding="utf-8")
     data = json.dumps(payload, ensure_ascii=False, allow_nan=False, separators=(",", ":")).translate(_SCRIPT_SAFE)
     return template.replace(PAYLOAD_MARK, data, 1)
+
+
+def is_viewer_page(path: str | Path) -> bool:
+    """Whether the file at ``path`` is a page that ``recoworld view`` wrote."""
+    with open(path, "rb") as file:
+        return PAGE_TITLE.encode() in file.read(4096)
 
 
 def write_page(html: str, path: str | Path) -> Path:
