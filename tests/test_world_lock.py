@@ -189,6 +189,37 @@ def test_threads_of_one_process_write_in_turn(tmp_path, caplog):
                                f"{tmp_path / '.world.lock'})"]
 
 
+def test_first_uses_at_once_fit_the_world_once_the_others_waiting_for_it(tmp_path, monkeypatch, caplog):
+    """Two jobs of a sweep that find the cache's world missing: one fits it, the other waits
+    and loads what the first saved (both threads; a fit here is a stand-in that writes the
+    world's document after a pause)."""
+    from recoworld.apps.calibrate import fit
+
+    path, fits, started = tmp_path / "world", [], threading.Event()
+
+    def calibrate(path, progress):
+        fits.append(path)
+        started.set()
+        time.sleep(0.5)
+        path.mkdir()
+        (path / "world.json").write_text("{}")
+
+    monkeypatch.setattr(fit, "calibrate", calibrate)
+    monkeypatch.setattr(fit.CalibratedWorld, "load", staticmethod(lambda p: f"world at {p}"))
+    worlds = []
+    threads = [threading.Thread(target=lambda: worlds.append(fit.ensure_world(path, progress=False)))
+               for _ in range(2)]
+    with caplog.at_level(logging.WARNING):
+        threads[0].start()
+        assert started.wait(60)
+        threads[1].start()
+        for thread in threads:
+            thread.join(60)
+    assert fits == [path] and worlds == [f"world at {path}"] * 2
+    assert caplog.messages == [f"waiting for another process to finish writing {tmp_path / 'world.fit'} (it holds "
+                               f"{tmp_path / '.world.fit.lock'})"]
+
+
 # ------------------------------------------------------------------ loads during a replacement
 def test_a_load_during_a_replacement_reads_the_old_world_or_waits_for_the_new_one(source, world, tmp_path, spawn,
                                                                                  caplog):

@@ -54,6 +54,7 @@ from recoworld.calibration.ratings import RatingResponse, fit_rating_response
 from recoworld.calibration.split import Sessions, cut_sessions
 from recoworld.catalog import Catalog
 from recoworld.data.movielens import MovieLens100K, load_movielens_100k
+from recoworld.logs import writer_lock
 from recoworld.simulators.calibrated import CalibratedPopulation, CalibratedWorld, default_path, is_world
 from recoworld.simulators.statistical import StatisticalUserConfig
 
@@ -141,10 +142,19 @@ def calibrate(config: CalibrationConfig | None = None, path: str | Path | None =
 
 
 def ensure_world(path: str | Path | None = None, progress: bool = True) -> CalibratedWorld:
-    """The calibrated world at ``path`` (default: the cache), fitted and saved first if missing."""
+    """The calibrated world at ``path`` (default: the cache), fitted and saved first if missing.
+
+    Processes that find it missing at once (the jobs of a sweep on a fresh machine) fit it
+    once: each holds the lock of ``NAME.fit`` (:func:`recoworld.logs.writer_lock`, the hidden
+    ``.NAME.fit.lock`` beside the world) while it looks and fits, so the others wait, with a
+    warning, and load the world the first one saved."""
     path = default_path() if path is None else Path(path).expanduser()
     if not is_world(path):
-        calibrate(path=path, progress=progress)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Not the world's own lock: the save inside takes that one, and it is not reentrant.
+        with writer_lock(path.with_name(f"{path.name}.fit")):
+            if not is_world(path):
+                calibrate(path=path, progress=progress)
     return CalibratedWorld.load(path)
 
 
