@@ -56,8 +56,14 @@ class ActionDecoder:
 
     def _best_scored(self, actions, single: bool) -> torch.Tensor:
         B, C = self.n_users, self.num_candidates
-        scores = torch.as_tensor(np.asarray(actions, dtype=np.float32), device=self.device)
         expected = (C,) if single else (B, C)  # one action is one row, (C,), as one slate is (K,)
+        try:
+            scores = torch.as_tensor(np.asarray(actions, dtype=np.float32), device=self.device)
+        except (TypeError, ValueError) as error:
+            got = (f"an array of dtype {actions.dtype}" if isinstance(actions, np.ndarray)
+                   else f"a {type(actions).__name__}")
+            raise ValueError(f"action is {got}, which does not read as float32 scores ({error}); pass one number per "
+                             f"candidate, {expected}") from None
         if tuple(scores.shape) != expected:
             raise ValueError(f"action has shape {tuple(np.shape(actions))}; expected one score per candidate, "
                              f"{expected}")

@@ -6,7 +6,9 @@ otherwise run on silently (NaN rewards, sessions that never end) or fail deep in
 So the envs check every :class:`~recoworld.types.Response` of a simulator whose class is
 not RecoWorld's, against :data:`recoworld.simulators.checker.CONTRACT`: shapes ``[B]`` and
 ``[B, K]``, dtypes, no NaN, and the documented ranges (probabilities, watch fractions and
-compliance in ``[0, 1]``, ratings in ``[0, 5]``, return gaps ``>= 0``). The privileged
+compliance in ``[0, 1]``, ratings in ``[0, 5]``, return gaps ``>= 0``); and, as the env
+reads each field on the simulator's ``device`` and hands it to numpy, a dense tensor on
+that device that needs no gradient. The privileged
 channel's ``click_probabilities`` and ``expected_clicks`` are checked the same way, so the
 Oracle never acts on NaN. A failure raises ``ValueError`` naming the simulator's class, the
 field and what was expected.
@@ -44,12 +46,13 @@ class ResponseCheck:
         self.enabled = enabled and not is_built_in(simulator)
         self.simulator_name = type(simulator).__name__
         self.n_users, self.slate_size, self.num_candidates = n_users, slate_size, num_candidates
-        self.n_genres = simulator.catalog.n_genres
+        self.n_genres, self.device = simulator.catalog.n_genres, torch.device(simulator.device)
 
     def __call__(self, response) -> None:
         """Raise ``ValueError`` listing what ``response`` breaks of the contract."""
         if self.enabled:
-            self._raise(response_problems(response, self.n_users, self.slate_size, self.n_genres), "respond()")
+            self._raise(response_problems(response, self.n_users, self.slate_size, self.n_genres, self.device),
+                        "respond()")
 
     def privileged(self, method: str, value: torch.Tensor, slate_size: int | None = None) -> None:
         """Raise ``ValueError`` if ``click_probabilities`` of the candidates (``[B, C]`` in
@@ -61,7 +64,7 @@ class ResponseCheck:
             shape, within = (self.n_users, self.num_candidates), UNIT
         else:
             shape, within = (self.n_users,), Interval(0.0, slate_size)
-        problem = privileged_problem(method, value, shape, within)
+        problem = privileged_problem(method, value, shape, within, self.device)
         self._raise([problem] if problem else [], f"{method}()")
 
     def _raise(self, problems: list[str], method: str) -> None:

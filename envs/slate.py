@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -11,10 +12,9 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from recoworld.config_checks import check_seed
 from recoworld.rewards import RewardWeights
 from recoworld.envs.render import AnsiFrames
-from recoworld.envs.world import SlateWorld
+from recoworld.envs.world import MAX_SEED, SlateWorld, check_arguments, reset_seeds
 
 MANUAL = """
     ## Description
@@ -79,7 +79,9 @@ MANUAL = """
 
     - ``catalog``: a ``recoworld.Catalog`` (default: a 1,000-item synthetic catalog).
     - ``simulator``: a ``UserSimulator`` instance to use instead of the statistical users
-      (it brings its own catalog); its ``n_users`` is set by the env.
+      (it brings its own catalog); its ``n_users`` is set by the env. It serves one env at
+      a time, the one reset last: another env built on it refuses to step
+      (``RuntimeError``); give each env its own (``copy.deepcopy(simulator)``).
     - ``simulator_config``: ``StatisticalUserConfig`` or mapping for the default simulator.
     - ``population``: a ``Population`` that draws the default simulator's users
       (default: ``SyntheticPopulation()``).
@@ -89,7 +91,7 @@ MANUAL = """
     - ``render_mode`` (single env): ``None`` (default) or ``"ansi"``, where ``render()``
       returns the current state as text: the user, session and step, satisfaction, reward
       and instruction, the last slate with titles, genres and the user's reactions, and the
-      next candidates.
+      next candidates. The vector env takes ``None`` only (``make_vec`` passes it on).
     - ``kernel``: ``"auto"`` (default), ``"c"`` or ``"torch"``. ``"c"`` runs the env's
       per-step bookkeeping (history, instruction, session, candidates, observation) and the
       default simulator's step (see ``StatisticalUsers``) in fused CPU kernels on every
@@ -100,11 +102,18 @@ MANUAL = """
       The env runs its own torch work on one thread and gives the caller's setting back.
     - ``check_responses`` (``True``): check every ``Response`` of a plug-in simulator (one
       whose class is not RecoWorld's) before using it: shapes, dtypes, no NaN, documented
-      ranges; a bad field raises ``ValueError`` naming the simulator's class, the field and
-      what was expected (see ``recoworld.envs.response_checks``). ``False`` turns it off.
+      ranges, dense tensors on the simulator's ``device`` that need no gradient; a bad field
+      raises ``ValueError`` naming the simulator's class, the field and what was expected
+      (see ``recoworld.envs.response_checks``). ``False`` turns it off.
 
     Sizes must be integers >= 1 and switches booleans; a bad argument raises ``ValueError``
-    naming it (``slate_size='5': must be an integer >= 1``).
+    naming it (``slate_size='5': must be an integer >= 1``), and so does an argument the env
+    does not take, with the one meant (``num_candidate``: did you mean ``num_candidates``?).
+
+    ``reset(seed=s)`` takes an integer in ``[0, 2**63)`` (numpy's too); the same seed gives
+    the same episode, in any process. ``reset()`` without a seed starts the next episode
+    of the seed's sequence. The single env takes no reset ``options``: one it is given
+    raises ``ValueError`` rather than being ignored.
 
     ## Privileged channel
 
@@ -138,6 +147,17 @@ MANUAL = """
     autoresets a user, only the keys a reset's info has (``episode_seed``,
     ``session_index``) and ``autoreset`` are masked in for that user.
 
+    ``reset(seed=...)`` takes an int ``s`` (slot ``i`` seeded ``s + i``) or Gymnasium's list
+    of one seed per user, ``None`` for a user that starts the next episode of its own seed
+    sequence (as a single env's ``reset()``). ``reset(options={"reset_mask": mask})``, with
+    ``mask`` a bool array of ``num_envs``, restarts only the users where it is True (seeded
+    from ``seed`` as above, if given) and leaves the others exactly as they were; only the
+    users reset are masked in to the returned info. Other options raise ``ValueError``.
+    Gymnasium's own ``vectorization_mode="sync"`` and ``"async"`` work as well (their action
+    space is a ``SlateSpace`` of ``num_envs`` slates), at the cost of a Python loop over
+    single envs; the async one may fork (the env's torch work runs on one thread, so a
+    forked worker does not hang in torch's thread pool).
+
     ## Version History
 
     - v0: initial version.
@@ -170,7 +190,6 @@ class _WorldFace:
         """Privileged: the true click probability of each current candidate, ``(C,)`` or
         ``(B, C)`` (see the manual's Privileged channel)."""
         probabilities = self.world.privileged_click_probabilities()
-        self.world.check_response.privileged("click_probabilities", torch.from_numpy(probabilities))
         return probabilities[0] if self.single else probabilities
 
     def expected_clicks(self, slates) -> np.ndarray | float:
@@ -178,7 +197,7 @@ class _WorldFace:
         or ``(B, K)``) to the users in their current state (see the manual)."""
         slates = torch.as_tensor(np.asarray(slates), device=self.world.device)
         slates = slates[None] if self.single else slates
-        expected = self.world.simulator.expected_clicks(slates)
+        expected = self.world.serving_simulator().expected_clicks(slates)
         self.world.check_response.privileged("expected_clicks", expected, slates.shape[-1])
         expected = expected.cpu().numpy()
         return float(expected[0]) if self.single else expected
@@ -186,7 +205,7 @@ class _WorldFace:
     def user_model(self):
         """Privileged: a copy of the simulator in its current state, sharing the catalog
         (see the manual); the env's users never see what is done to it."""
-        simulator = self.world.simulator
+        simulator = self.world.serving_simulator()
         return copy.deepcopy(simulator, memo={id(simulator.catalog): simulator.catalog})
 
     @property
@@ -216,6 +235,7 @@ class SlateEnv(_WorldFace, gym.Env):
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode={render_mode!r}; SlateEnv renders {self.metadata['render_modes']} "
                              "(or None for no rendering)")
+        check_arguments(kwargs)
         self.world = SlateWorld(1, **kwargs)
         self.render_mode = render_mode
         self._frames = AnsiFrames(self.world.catalog) if render_mode == "ansi" else None
@@ -224,6 +244,13 @@ class SlateEnv(_WorldFace, gym.Env):
         self._ended: str | None = None  # why the episode ended, until the next reset
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        _check_options(options, "SlateEnv", allowed=())
+        if seed is not None and np.ndim(seed) != 0:
+            raise ValueError(f"seed={seed!r}: SlateEnv takes one integer seed >= 0 (or None); a vector env takes "
+                             "one per user")
+        seed = int(seed) if isinstance(seed, np.integer) else seed  # Gymnasium takes Python ints only
+        if isinstance(seed, int) and seed > MAX_SEED:  # Gymnasium takes it, the users' 63-bit keys do not
+            reset_seeds(seed, 1)  # raises, naming it
         super().reset(seed=seed)
         self.world.reset_all(seed, self.np_random)
         self._ended = None
@@ -233,8 +260,6 @@ class SlateEnv(_WorldFace, gym.Env):
         return observation, info
 
     def step(self, action):
-        if not self.world.started:
-            raise RuntimeError("call reset() before step()")
         if self._ended:
             raise RuntimeError(f"the episode has ended ({self._ended}); call env.reset() before step()")
         slates = self.world.slates_from_actions(action, single=True)
@@ -260,7 +285,12 @@ class SlateVectorEnv(_WorldFace, VectorEnv):
     __doc__ = "``num_envs`` simulated users served by one batched simulator.\n" + MANUAL
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
-    def __init__(self, num_envs: int = 1, **kwargs: Any):
+    def __init__(self, num_envs: int = 1, render_mode: str | None = None, **kwargs: Any):
+        if render_mode is not None:  # gymnasium.make_vec passes render_mode=None on when given it
+            raise ValueError(f"render_mode={render_mode!r}; SlateVectorEnv has no render modes: render a single "
+                             "env, gym.make('RecoWorld/Slate-v0', render_mode='ansi'), or leave it out")
+        self.render_mode = None
+        check_arguments(kwargs)
         self.world = SlateWorld(num_envs, **kwargs)  # checks num_envs first
         self.num_envs = num_envs = self.world.n_users
         self.single_observation_space = self.world.single_observation_space()
@@ -269,16 +299,29 @@ class SlateVectorEnv(_WorldFace, VectorEnv):
         self.action_space = self.world.action_space(num_envs)
         self._done = np.zeros(num_envs, dtype=bool)
 
-    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
-        seed = check_seed(seed)  # an int, or one per user
-        super().reset(seed=seed if isinstance(seed, int) or seed is None else None)
-        self.world.reset_all(seed, self.np_random)
-        self._done[:] = False
-        return self.world.observe(), _with_masks(self.world.info(None, None))
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
+        """Start every user's episode, or with ``options={"reset_mask": mask}`` (bool
+        ``(num_envs,)``) those of the users where ``mask`` is True, the others going on as
+        they were. ``seed``: an int ``s`` seeds user ``i`` with ``s + i``; a list gives one
+        seed per user, ``None`` for a user that starts the next episode of its own seed
+        sequence; ``None`` does that for every user."""
+        reset_mask = _check_options(options, "SlateVectorEnv", allowed=("reset_mask",)).get("reset_mask")
+        if reset_mask is not None:
+            reset_mask = _check_reset_mask(reset_mask, self.num_envs)
+        if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+            reset_seeds(seed, self.num_envs)  # refuses, naming it, a seed out of range
+            super().reset(seed=int(seed))
+        self.world.reset_all(seed, self.np_random, reset_mask)
+        if reset_mask is None:
+            self._done[:] = False
+            return self.world.observe(), _with_masks(self.world.info(None, None))
+        self._done[reset_mask] = False
+        info = _with_masks(self.world.info(None, None))
+        for name in [name for name in info if name.startswith("_")]:
+            info[name] &= reset_mask  # as Gymnasium's vector envs: only the users reset hold a reset's info
+        return self.world.observe(), info
 
     def step(self, actions):
-        if not self.world.started:
-            raise RuntimeError("call reset() before step()")
         slates = self.world.slates_from_actions(actions)
         # NEXT_STEP autoreset: users whose episode ended at the previous step start their
         # next episode now, and their action is ignored.
@@ -289,6 +332,35 @@ class SlateVectorEnv(_WorldFace, VectorEnv):
         info["autoreset"] = self._done.copy()
         self._done = terminated | truncated
         return self.world.observe(), reward, terminated, truncated, _with_masks(info, finished)
+
+
+def _check_options(options, env: str, allowed: tuple[str, ...]) -> dict:
+    """``options`` of a ``reset``, as a dict; ``ValueError`` for an option ``env`` does not
+    take (Gymnasium's envs would ignore it, and the reset would not do what was asked)."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise ValueError(f"options={options!r}: pass a dict of reset options, or None")
+    unknown = sorted(set(options) - set(allowed), key=str)
+    if unknown:
+        takes = f"takes only {', '.join(repr(k) for k in allowed)}" if allowed else "takes none"
+        raise ValueError(f"options has {', '.join(repr(k) for k in unknown)}, which {env}.reset does not take; it "
+                         f"{takes}")
+    return dict(options)
+
+
+def _check_reset_mask(mask, num_envs: int) -> np.ndarray:
+    """``options["reset_mask"]`` as Gymnasium's vector envs take it: a bool array of one flag
+    per user, True for the users to reset, at least one."""
+    mask = np.asarray(mask)
+    if mask.shape != (num_envs,):
+        raise ValueError(f"options['reset_mask'] has shape {mask.shape}; expected ({num_envs},), one flag per user")
+    if mask.dtype != np.bool_:
+        raise ValueError(f"options['reset_mask'] has dtype {mask.dtype}; expected bool, True for the users to reset")
+    if not mask.any():
+        raise ValueError("options['reset_mask'] is all False, which resets no user; set True for the users to "
+                         "reset")
+    return mask
 
 
 def _first(batch: dict) -> dict:

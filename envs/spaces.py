@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from copy import deepcopy
+
 import numpy as np
 from gymnasium import spaces
+from gymnasium.vector.utils import batch_space
 
 
 class SlateSpace(spaces.MultiDiscrete):
@@ -39,3 +42,14 @@ class SlateSpace(spaces.MultiDiscrete):
     def __eq__(self, other) -> bool:
         return isinstance(other, SlateSpace) and (
             self.num_candidates, self.slate_size, self.batch) == (other.num_candidates, other.slate_size, other.batch)
+
+
+@batch_space.register(SlateSpace)
+def _batch_slate_space(space: SlateSpace, n: int = 1) -> spaces.Space:
+    """``n`` slates, as Gymnasium's own vector envs (``vectorization_mode="sync"`` or
+    ``"async"``) batch the single env's action space: a ``SlateSpace`` with ``batch=n``, whose
+    samples are valid slates, where Gymnasium's rule for a ``MultiDiscrete`` would give a
+    ``Box`` whose samples repeat candidates."""
+    if space.batch is not None:  # a batch of batches: no slate rule to keep, Gymnasium's Box
+        return batch_space.dispatch(spaces.MultiDiscrete)(space, n)
+    return SlateSpace(space.num_candidates, space.slate_size, n, seed=deepcopy(space.np_random))

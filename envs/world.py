@@ -20,7 +20,11 @@ kernels that run, and the reset's info carries the users' one as ``info["kernel"
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import difflib
+import inspect
+import numbers
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +32,7 @@ from gymnasium import spaces
 
 from recoworld import rng
 from recoworld.catalog import Catalog
-from recoworld.config_checks import AT_LEAST_ONE, check_flag, check_number
+from recoworld.config_checks import AT_LEAST_ONE, check_flag, check_number, check_seed
 from recoworld.kernels.placement import torch_device, with_env_threads
 from recoworld.kernels.state import expose_fields
 from recoworld.kernels.world import WorldState
@@ -44,6 +48,11 @@ from recoworld.envs.response_checks import ResponseCheck
 from recoworld.rewards import RewardWeights
 
 S_ENV_KEY = 103
+#: The attribute by which a simulator names the world whose reset started its users: one
+#: simulator serves one env at a time (see :meth:`SlateWorld.serving_simulator`).
+OWNER = "_recoworld_world"
+#: The largest seed a user slot takes: users are keyed by 63-bit seeds (:mod:`recoworld.rng`).
+MAX_SEED = 2**63 - 1
 
 
 class SlateWorld:
@@ -54,6 +63,11 @@ class SlateWorld:
     fields read as attributes too (``history_items``, ``instruction``, ``session_index``, ...).
     """
 
+    # One torch thread here too, as in every step: a worker forked from a process that ran
+    # torch on several threads (AsyncVectorEnv, SubprocVecEnv(start_method="fork")) builds its
+    # env here, and would hang in the first op that used several (OpenMP's pool does not
+    # survive a fork).
+    @with_env_threads
     def __init__(
         self,
         n_users: int,
@@ -104,6 +118,7 @@ class SlateWorld:
         self.episode_seed = np.zeros(n_users, dtype=np.int64)
         self._observed: dict[str, np.ndarray] | None = None  # an observation a kernel wrote as it stepped
         self.started = False
+        self._token = secrets.randbits(63)  # names this world on its simulator (an int: pickles and copies)
 
     @property
     def kernels(self) -> dict[str, str]:
@@ -131,23 +146,29 @@ class SlateWorld:
 
     # ------------------------------------------------------------- episodes
     @with_env_threads
-    def reset_all(self, seed: int | Sequence[int] | None, np_random: np.random.Generator) -> None:
-        """Start every slot, the way Gymnasium's ``reset(seed=...)`` asks.
+    def reset_all(self, seed: int | Sequence[int | None] | None, np_random: np.random.Generator,
+                  reset_mask: np.ndarray | None = None) -> None:
+        """Start every slot, or the slots of ``reset_mask`` (bool ``[B]``), the way
+        Gymnasium's ``reset(seed=..., options={"reset_mask": ...})`` asks.
 
-        An int ``seed`` gives slot ``i`` the base seed ``seed + i`` (a single env is slot 0);
-        a sequence gives one base seed per slot; ``None`` starts the next episode of every
-        slot's seed sequence, or, before any seed was given, draws a base from ``np_random``.
+        A slot that ``seed`` gives a base seed (:func:`reset_seeds`: ``seed + i`` for an int,
+        one per slot for a sequence) starts the first episode of that base seed; any other
+        slot starts the next episode of its seed sequence, or, before any seed was given,
+        draws a base from ``np_random``. The first reset starts every slot.
         """
-        slots = np.arange(self.n_users)
-        if seed is not None:
-            bases = seed + slots if isinstance(seed, (int, np.integer)) else np.asarray(seed, dtype=np.int64)
-            if len(bases) != self.n_users:
-                raise ValueError(f"got {len(bases)} seeds for {self.n_users} users; give one per user or a single int")
-            self.restart(slots, base_seeds=bases)
-        elif not self.started:
-            self.restart(slots, base_seeds=int(np_random.integers(2**62)) + slots)
-        else:
-            self.restart(slots)
+        bases, seeded = reset_seeds(seed, self.n_users)
+        chosen = np.ones(self.n_users, dtype=bool) if reset_mask is None else reset_mask
+        if not self.started:
+            if not chosen.all():
+                raise ValueError("options['reset_mask'] leaves users out of the first reset, which starts every "
+                                 "user; call reset() without a reset_mask first")
+            if not seeded.all():
+                unseeded = np.flatnonzero(~seeded)
+                bases[unseeded] = int(np_random.integers(2**62)) + unseeded
+            self.restart(np.arange(self.n_users), base_seeds=bases)
+            return
+        self.restart(np.flatnonzero(chosen & seeded), base_seeds=bases[chosen & seeded])
+        self.restart(np.flatnonzero(chosen & ~seeded))
 
     @with_env_threads
     def restart(self, slots: np.ndarray, base_seeds: Sequence[int] | None = None, again: bool = False,
@@ -176,12 +197,16 @@ class SlateWorld:
         self.episode_seed[slots] = seeds.numpy()
         index = torch.from_numpy(slots)  # the slots' memory, no copy (on CPU)
         if self.started and len(slots) < self.n_users:
-            self.simulator.reset(self.n_users, seed=seeds, users=index)
+            self.serving_simulator().reset(self.n_users, seed=seeds, users=index)
         else:
             if len(slots) != self.n_users:
                 raise RuntimeError("the first reset must start every slot")
             self.simulator.reset(self.n_users, seed=seeds)
             self.started = True
+            try:
+                setattr(self.simulator, OWNER, self._token)  # its users are this world's now
+            except (AttributeError, TypeError):
+                pass  # a simulator that takes no attribute goes unguarded
         index = index.to(self.device)
         keys = rng.user_keys(rng.derive(seeds, S_ENV_KEY), self.device)
         if deferred:
@@ -189,6 +214,18 @@ class SlateWorld:
         self.bookkeeping.start(self.state, index, keys)
         self.candidate_sets.draw(self.state, index)
         return None
+
+    def serving_simulator(self) -> UserSimulator:
+        """The simulator, once sure that its users are still this world's: a simulator given
+        to two envs holds the users of the one reset last, and the other would step users
+        of another batch size (the C kernel then reads and writes out of bounds) or, of the
+        same size, another env's users, in silence. ``RuntimeError`` says so instead."""
+        if getattr(self.simulator, OWNER, self._token) != self._token:
+            raise RuntimeError(
+                f"this env's {type(self.simulator).__name__} now serves another env, whose reset started its "
+                "users; a simulator serves one env at a time: give each env its own (copy.deepcopy(simulator), "
+                "or build another), or reset this env to take it back (the other env then refuses to step)")
+        return self.simulator
 
     @property
     def candidates(self) -> torch.Tensor:
@@ -198,7 +235,11 @@ class SlateWorld:
     # ---------------------------------------------------------------- steps
     @with_env_threads
     def slates_from_actions(self, actions, single: bool = False) -> torch.Tensor:
-        """Item ids ``[B, K]`` for the agents' actions; invalid actions raise ``ValueError``."""
+        """Item ids ``[B, K]`` for the agents' actions; invalid actions raise ``ValueError``,
+        and a step before the first reset ``RuntimeError`` (every face's step starts here)."""
+        if not self.started:
+            raise RuntimeError("call reset() before step()")
+        self.serving_simulator()
         if not single and self.actions.is_batch_of_slates(actions):
             # A kernel may check and take them in one pass; a bad slate falls through to the
             # decoder's check, which names the bad entry.
@@ -295,10 +336,59 @@ class SlateWorld:
         Privileged: a real recommender cannot see this. It is the documented channel
         through which the Oracle agent reads the simulator's ground truth.
         """
-        return self.simulator.click_probabilities(self.candidates).cpu().numpy()
+        probabilities = self.serving_simulator().click_probabilities(self.candidates)
+        self.check_response.privileged("click_probabilities", probabilities)  # a plug-in's, before numpy reads it
+        return probabilities.cpu().numpy()
 
 
 expose_fields(SlateWorld, WorldState)  # world.history_items reads world.state.history_items, and so on
+
+
+def check_arguments(kwargs: Mapping) -> None:
+    """Refuse, naming it, an argument of ``RecoWorld/Slate-v0`` that :class:`SlateWorld` does
+    not take: a misspelt one would otherwise be Python's ``TypeError`` about this class."""
+    known = [name for name in inspect.signature(SlateWorld.__init__).parameters if name not in ("self", "n_users")]
+    unknown = [key for key in kwargs if key not in known]
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"RecoWorld/Slate-v0 has no argument {unknown[0]!r}{hint}; its arguments are "
+                         f"{', '.join(known)} (help(recoworld.envs.SlateEnv) describes each)")
+
+
+def reset_seeds(seed, n_users: int) -> tuple[np.ndarray, np.ndarray]:
+    """The base seed that a ``reset(seed=...)`` gives each of ``n_users`` slots (int64
+    ``[B]``) and which slots it gives one (bool ``[B]``): an int ``s`` gives slot ``i`` the
+    seed ``s + i``; a sequence gives one seed per slot, ``None`` for a slot that goes on
+    with its own seed sequence (Gymnasium's ``list[int | None]``); ``None`` gives none.
+    Seeds are integers in ``[0, 2**63)``; anything else raises ``ValueError`` naming it."""
+    bases, seeded = np.zeros(n_users, dtype=np.int64), np.zeros(n_users, dtype=bool)
+    if seed is None:
+        return bases, seeded
+    if isinstance(seed, np.ndarray) and seed.ndim == 0:
+        seed = seed.item()
+    if isinstance(seed, (numbers.Number, str)):
+        first = check_seed(seed)
+        if first > MAX_SEED - (n_users - 1):
+            raise ValueError(f"seed={first} is too large: seeds are integers in [0, 2**63)" if n_users == 1 else
+                             f"seed={first} is too large: user slot i gets the seed {first} + i, so with "
+                             f"num_envs={n_users} it must be at most 2**63 - {n_users} ({MAX_SEED - n_users + 1})")
+        bases[:], seeded[:] = first + np.arange(n_users), True
+        return bases, seeded
+    if not isinstance(seed, Iterable):
+        check_seed(seed)  # raises, naming it
+    entries = list(seed)
+    if len(entries) != n_users:
+        raise ValueError(f"got {len(entries)} seeds for {n_users} users; give one per user (None for a user that "
+                         "goes on with its own seed sequence) or a single int")
+    seeded[:] = [entry is not None for entry in entries]
+    given = [entry for entry in entries if entry is not None]
+    for slot, entry in zip(np.flatnonzero(seeded), given):
+        # Checked before any conversion to int64, which would wrap them around to negative seeds.
+        if isinstance(entry, numbers.Integral) and int(entry) > MAX_SEED:
+            raise ValueError(f"seed[{slot}]={int(entry)} is too large: seeds are integers in [0, 2**63)")
+    bases[seeded] = check_seed(seed if seeded.all() else given)
+    return bases, seeded
 
 
 def _object_array(texts, n_users: int) -> np.ndarray:

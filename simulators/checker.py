@@ -42,30 +42,43 @@ PER_ITEM = tuple(name for name, field in CONTRACT.items() if field.per_item)
 PER_USER = tuple(name for name, field in CONTRACT.items() if not field.per_item)
 
 
-def response_problems(response, n_users: int, slate_size: int, n_genres: int | None = None) -> list[str]:
+def response_problems(response, n_users: int, slate_size: int, n_genres: int | None = None,
+                      device: torch.device | str | None = None) -> list[str]:
     """What ``response`` breaks of the contract for ``n_users`` slates of ``slate_size``
-    items: its type, each field's shape, dtype and values (:data:`CONTRACT`), the
+    items: its type, each field's shape, device (the simulator's ``device``, when given),
+    layout (dense), dtype and values (:data:`CONTRACT`), that none needs a gradient, the
     instruction's shapes (``[B]``, ``[B, G]`` with ``G = n_genres`` when given) and the length
     of ``instruction_text``; an empty list when it conforms. Cheap enough for every step."""
     if not isinstance(response, Response):
         return [f"respond() returned a {type(response).__name__}; return a recoworld.Response"]
+    device = None if device is None else torch.device(device)
     problems = []
     for name, field in CONTRACT.items():
         problem = _field_problem(f"Response.{name}", getattr(response, name), field,
-                                 (n_users, slate_size) if field.per_item else (n_users,))
+                                 (n_users, slate_size) if field.per_item else (n_users,), device)
         if problem:
             problems.append(problem)
-    problems += _instruction_problems(response, n_users, n_genres)
+    problems += _instruction_problems(response, n_users, n_genres, device)
     return problems
 
 
-def _field_problem(label: str, value, field: FieldContract, shape: tuple[int, ...]) -> str | None:
+def _field_problem(label: str, value, field: FieldContract, shape: tuple[int, ...],
+                   device: torch.device | None = None) -> str | None:
     """What is wrong with one tensor (``label`` names it in the message), or ``None``."""
     kind = "a bool tensor" if field.flag else f"a real-valued tensor with values {field.within}"
     if not isinstance(value, torch.Tensor):
         return f"{label} is a {type(value).__name__}; expected {kind} of shape {shape}"
     if tuple(value.shape) != shape:
         return f"{label} has shape {tuple(value.shape)}; expected {shape}"
+    # Where, how laid out and whether tracked: the env reads every field on the simulator's
+    # device, as a dense tensor, and hands it to numpy (which refuses a tensor needing a gradient).
+    if device is not None and not _same_device(value.device, device):
+        return (f"{label} is on device {value.device}; expected the simulator's device, {device} (make it with "
+                "device=self.device, or .to(self.device))")
+    if value.layout != torch.strided:
+        return f"{label} is a {value.layout} tensor; expected a dense (torch.strided) one (call .to_dense())"
+    if value.requires_grad:
+        return f"{label} requires grad; return it detached (.detach(), or compute it under torch.no_grad())"
     if field.flag:
         return None if value.dtype == torch.bool else f"{label} has dtype {value.dtype}; expected torch.bool"
     if value.dtype == torch.bool or value.dtype.is_complex:
@@ -87,7 +100,14 @@ def _values_problem(label: str, value: torch.Tensor, within: Interval) -> str | 
     return f"{label}{where} is {float(value[index]):.6g}; expected values {within}"
 
 
-def _instruction_problems(r: Response, B: int, n_genres: int | None) -> list[str]:
+def _same_device(actual: torch.device, expected: torch.device) -> bool:
+    """Whether a tensor on ``actual`` is on ``expected``: ``cuda`` without an index stands
+    for the current device, which a tensor names with its index (``cuda:0``)."""
+    return actual.type == expected.type and (expected.index is None or actual.index == expected.index)
+
+
+def _instruction_problems(r: Response, B: int, n_genres: int | None, device: torch.device | None = None
+                          ) -> list[str]:
     ins = r.instruction
     if not isinstance(ins, Instruction):
         return [f"Response.instruction is a {type(ins).__name__}; expected a recoworld.Instruction "
@@ -97,7 +117,7 @@ def _instruction_problems(r: Response, B: int, n_genres: int | None) -> list[str
         ("active", FieldContract(False, True), (B,)), ("more", FieldContract(False, True), (B, genres)),
         ("less", FieldContract(False, True), (B, genres)),
         ("novelty", FieldContract(False, False, Interval(-1.0, 1.0)), (B,)),
-    ) if (problem := _field_problem(f"Response.instruction.{name}", getattr(ins, name), field, shape))]
+    ) if (problem := _field_problem(f"Response.instruction.{name}", getattr(ins, name), field, shape, device))]
     problems += [problem for name, optional in (("instruction_text", False), ("item_reasons", True),
                                                 ("mindset_text", True))
                  if (problem := _texts_problem(name, getattr(r, name), B, optional))]
@@ -118,10 +138,13 @@ def _texts_problem(name: str, texts, B: int, optional: bool) -> str | None:
             f"array) of {B} (None for users who said nothing)")
 
 
-def privileged_problem(method: str, value, shape: tuple[int, ...], within: Interval) -> str | None:
+def privileged_problem(method: str, value, shape: tuple[int, ...], within: Interval,
+                       device: torch.device | str | None = None) -> str | None:
     """What is wrong with the result of a privileged method (``click_probabilities``,
-    ``expected_clicks``): a real-valued tensor of ``shape`` with values ``within``."""
-    return _field_problem(f"{method}()", value, FieldContract(False, False, within), shape)
+    ``expected_clicks``): a real-valued tensor of ``shape`` with values ``within`` (on
+    ``device``, when given)."""
+    return _field_problem(f"{method}()", value, FieldContract(False, False, within), shape,
+                          None if device is None else torch.device(device))
 
 
 class SimulatorCheckError(ValueError):
@@ -141,7 +164,8 @@ def check_simulator(simulator: UserSimulator, n_users: int = 4, slate_size: int 
     Checks: it subclasses ``UserSimulator`` and has a catalog; ``reset`` then ``respond``
     return a ``Response`` whose fields have the documented shapes, dtypes and ranges
     (:data:`CONTRACT`, no NaN, the instruction's genres those of the catalog, one entry per
-    user in the text fields); the privileged ``click_probabilities`` (``[B, K]`` in
+    user in the text fields), each a dense tensor on the simulator's ``device`` that needs no
+    gradient; the privileged ``click_probabilities`` (``[B, K]`` in
     ``[0, 1]``) and ``expected_clicks`` (``[B]`` in ``[0, K]``), where it implements them;
     clicks, likes, watch and ratings only on examined positions; churned users are users who
     left and will not return, and ``return_gap`` is ``inf`` for them alone and ``0`` where the
@@ -156,18 +180,23 @@ def check_simulator(simulator: UserSimulator, n_users: int = 4, slate_size: int 
     catalog = getattr(simulator, "catalog", None)
     if catalog is None or not hasattr(catalog, "n_items"):
         raise SimulatorCheckError(name, ["it has no `catalog` attribute holding a recoworld.Catalog"])
+    try:
+        device = torch.device(simulator.device)
+    except (RuntimeError, TypeError):
+        raise SimulatorCheckError(name, [f"its `device` is {simulator.device!r}, not a torch device; set it to the "
+                                         "device of its tensors, e.g. torch.device('cpu')"]) from None
     if catalog.n_items < slate_size:
         slate_size = catalog.n_items
     problems: list[str] = []
     slates = _slates(n_users, slate_size, catalog.n_items, steps)
 
-    first = _run(simulator, n_users, seed, slates, problems, catalog.n_genres)
+    first = _run(simulator, n_users, seed, slates, problems, catalog.n_genres, device)
     for step, response in enumerate(first):
-        _check_response(response, n_users, slate_size, catalog.n_genres, step, problems)
+        _check_response(response, n_users, slate_size, catalog.n_genres, step, problems, device)
     if problems:
         raise SimulatorCheckError(name, _once_each(problems))
 
-    again = _run(simulator, n_users, seed, slates, problems, catalog.n_genres)
+    again = _run(simulator, n_users, seed, slates, problems, catalog.n_genres, device)
     for step, (a, b) in enumerate(zip(first, again)):
         field = _first_difference(a, b)
         if field:
@@ -175,9 +204,9 @@ def check_simulator(simulator: UserSimulator, n_users: int = 4, slate_size: int 
                             "between two runs; draw all randomness from the seed given to reset")
             break
 
-    _check_privileged(simulator, n_users, seed, slates[0], problems)
+    _check_privileged(simulator, n_users, seed, slates[0], problems, device)
     _check_any_slot(simulator, n_users, seed, slates[0], first[0], problems)
-    _check_partial_reset(simulator, n_users, seed, slates, first, catalog.n_genres, problems)
+    _check_partial_reset(simulator, n_users, seed, slates, first, catalog.n_genres, device, problems)
     _check_rejects(simulator, n_users, slates[0], catalog.n_items, problems)
     if problems:
         raise SimulatorCheckError(name, _once_each(problems))
@@ -210,7 +239,7 @@ def _slates(n_users: int, slate_size: int, n_items: int, steps: int) -> list[tor
             for _ in range(steps)]
 
 
-def _run(simulator, n_users, seed, slates, problems, n_genres, restart_first_user_at: int | None = None
+def _run(simulator, n_users, seed, slates, problems, n_genres, device, restart_first_user_at: int | None = None
          ) -> list[Response]:
     """Reset with ``seed`` and respond to ``slates``, restarting churned users after each step
     (and user 0 before step ``restart_first_user_at``); stops at the first failure, or at a
@@ -237,7 +266,7 @@ def _run(simulator, n_users, seed, slates, problems, n_genres, restart_first_use
             problems.append(f"respond() returned {type(response).__name__}; return a recoworld.Response")
             return responses
         responses.append(response)
-        if response_problems(response, n_users, slate.shape[1], n_genres):
+        if response_problems(response, n_users, slate.shape[1], n_genres, device):
             return responses  # its `churned` cannot be trusted to restart users with
         gone = response.churned.nonzero().flatten().cpu()
         if len(gone):
@@ -250,9 +279,10 @@ def _run(simulator, n_users, seed, slates, problems, n_genres, restart_first_use
     return responses
 
 
-def _check_response(r: Response, B: int, K: int, n_genres: int, step: int, problems: list[str]) -> None:
+def _check_response(r: Response, B: int, K: int, n_genres: int, step: int, problems: list[str],
+                    device: torch.device | None = None) -> None:
     at = f"at step {step}"
-    structural = response_problems(r, B, K, n_genres)
+    structural = response_problems(r, B, K, n_genres, device)
     if structural:
         problems += [f"{problem} ({at})" for problem in structural]
         return
@@ -278,7 +308,7 @@ def _check_response(r: Response, B: int, K: int, n_genres: int, step: int, probl
             break
 
 
-def _check_privileged(simulator, n_users, seed, slate, problems) -> None:
+def _check_privileged(simulator, n_users, seed, slate, problems, device) -> None:
     """``click_probabilities`` and ``expected_clicks``, where the simulator implements them:
     the Oracle and the OPE studies act on what they return."""
     K = slate.shape[1]
@@ -294,7 +324,7 @@ def _check_privileged(simulator, n_users, seed, slate, problems) -> None:
         except Exception as err:
             problems.append(f"{method}(slates) raised {type(err).__name__}: {err}")
             continue
-        problem = privileged_problem(method, value, shape, within)
+        problem = privileged_problem(method, value, shape, within, device)
         if problem:
             problems.append(f"{problem} (for slates of shape {tuple(shape[:1]) + (K,)} after reset)")
 
@@ -318,14 +348,16 @@ def _check_any_slot(simulator, n_users, seed, slate, first: Response, problems) 
                         "slot or the other users")
 
 
-def _check_partial_reset(simulator, n_users, seed, slates, first: list[Response], n_genres, problems) -> None:
+def _check_partial_reset(simulator, n_users, seed, slates, first: list[Response], n_genres, device,
+                         problems) -> None:
     """Restarting user 0 after some steps leaves the others as they were: their answers to
     the next slate are those of the ``first`` run, which had no restart."""
     steps = min(3, len(slates))
     if n_users < 2 or steps < 2 or len(first) < steps:
         return
     failed: list[str] = []
-    mixed = _run(simulator, n_users, seed, slates[:steps], failed, n_genres, restart_first_user_at=steps - 1)
+    mixed = _run(simulator, n_users, seed, slates[:steps], failed, n_genres, device,
+                 restart_first_user_at=steps - 1)
     if failed or len(mixed) < steps:
         problems.append(f"restarting one user with reset(n_users, seed=[s], users=[0]) failed: "
                         f"{failed[-1] if failed else 'a response broke the contract'}")

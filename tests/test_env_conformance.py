@@ -237,3 +237,61 @@ def test_on_an_autoreset_step_the_restarted_users_hold_only_a_resets_keys():
     assert info["_episode_seed"].all() and info["_session_index"].all()
     for key in ("clicked", "reward_clicks", "slate", "instruction_text"):
         assert info[f"_{key}"].tolist() == (~done).tolist(), key
+
+
+# --- where a response's tensors live ---------------------------------------------------------
+
+@pytest.mark.parametrize("field, make_bad, problem", [
+    ("satisfaction", lambda value: torch.zeros(value.shape, device="meta"),  # as a CUDA tensor of a CPU simulator
+     "Response.satisfaction is on device meta; expected the simulator's device, cpu (make it with "
+     "device=self.device, or .to(self.device))"),
+    ("watch_fraction", lambda value: value.clone().requires_grad_(),  # a neural simulator's output, not detached
+     "Response.watch_fraction requires grad; return it detached (.detach(), or compute it under torch.no_grad())"),
+    ("compliance", lambda value: value.to_sparse(),
+     "Response.compliance is a torch.sparse_coo tensor; expected a dense (torch.strided) one (call .to_dense())"),
+])
+def test_a_field_off_the_simulators_device_sparse_or_tracked_is_named_by_env_and_checker(field, make_bad, problem):
+    class Misplaced(Tenure):
+        def respond(self, slates):
+            response = super().respond(slates)
+            return replace(response, **{field: make_bad(getattr(response, field))})
+
+    env = SlateVectorEnv(2, simulator=Misplaced(), slate_size=3, num_candidates=10)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=re.escape(f"Misplaced.respond() broke the UserSimulator contract:\n"
+                                                   f"  - {problem}\n")):
+        env.step(np.array([[0, 1, 2], [3, 4, 5]]))
+    assert problems_of(Misplaced()) == [f"{problem} (at step 0)"]
+
+
+def test_the_oracles_click_probabilities_are_checked_before_numpy_reads_them():
+    class TrackedProbabilities(Tenure):
+        def click_probabilities(self, items):
+            return torch.full(items.shape, 0.5, requires_grad=True)
+
+    env = gym.make("RecoWorld/Slate-v0", simulator=TrackedProbabilities(), slate_size=3, num_candidates=10).unwrapped
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=re.escape(
+            "TrackedProbabilities.click_probabilities() broke the UserSimulator contract:\n  - click_probabilities() "
+            "requires grad; return it detached (.detach(), or compute it under torch.no_grad())")):
+        env.click_probabilities()
+
+
+def test_a_simulator_given_to_two_envs_serves_the_one_reset_last_and_the_other_says_so():
+    # Once the C kernel stepped the other env's users out of bounds (a crash at exit), or,
+    # with batches of one size, stepped them in silence as its own.
+    shared = Tenure()
+    first, second = (SlateVectorEnv(2, simulator=shared, slate_size=3, num_candidates=10) for _ in range(2))
+    first.reset(seed=0)
+    second.reset(seed=100)
+    actions = np.array([[0, 1, 2], [3, 4, 5]])
+    with pytest.raises(RuntimeError, match=re.escape(
+            "this env's Tenure now serves another env, whose reset started its users; a simulator serves one env at "
+            "a time: give each env its own (copy.deepcopy(simulator), or build another), or reset this env to take "
+            "it back (the other env then refuses to step)")):
+        first.step(actions)
+    assert second.step(actions)[4]["satisfaction"].tolist() == pytest.approx([100 % 7 / 7, 101 % 7 / 7])
+    first.reset(seed=0)  # takes it back
+    assert first.step(actions)[4]["satisfaction"].tolist() == pytest.approx([0.0, 1 / 7])
+    with pytest.raises(RuntimeError, match="now serves another env"):
+        second.step(actions)

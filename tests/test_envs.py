@@ -1,5 +1,6 @@
 """RecoWorld/Slate-v0: Gymnasium and SB3 conformance, one core behind two faces, and errors."""
 
+import re
 import warnings
 
 import gymnasium as gym
@@ -116,6 +117,15 @@ def test_scores_format_shows_the_top_scored_candidates():
     assert info["slate"].tolist() == obs["candidate_ids"][[1, 4, 3]].tolist()
     with pytest.raises(ValueError, match=r"action\[2\] is NaN"):
         env.step(np.array([0.1, 0.9, np.nan, 0.5, 0.7], dtype=np.float32))
+
+
+def test_scores_that_are_not_numbers_are_named_with_the_shape_expected():
+    env = make(action_format="scores", slate_size=3, num_candidates=5, catalog=Catalog.synthetic(20))
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=re.escape("action is an array of dtype <U1, which does not read as float32 "
+                                                   "scores (could not convert string to float: ") + r".*" +
+                       re.escape("); pass one number per candidate, (5,)")):
+        env.step(np.array(["a"] * 5))
 
 
 def test_reward_presets_and_weights():

@@ -4,6 +4,7 @@ SB3 model by ``agent=sb3_model``, and lineups that skip privileged agents the si
 cannot serve."""
 
 import json
+import logging
 import textwrap
 
 import pytest
@@ -120,6 +121,34 @@ def test_an_entry_point_may_not_shadow_a_shipped_config(plugin):
     (info / "entry_points.txt").write_text("[recoworld.agents]\nrandom = plug_world:lowest_ids_config\n")
     with pytest.raises(ValueError, match=r"the plug-in config agent=random is also one of RecoWorld's own "
                                          r"\(conf/agent/random.yaml\); register it under another name"):
+        register_plugins()
+
+
+def _distribution(folder, name, entry_points):
+    info = folder / f"{name.replace('-', '_')}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(entry_points)
+
+
+def test_a_plugin_that_fails_to_load_is_skipped_with_a_warning_and_the_others_register(installed_plugin, caplog):
+    _distribution(installed_plugin, "broken-plugin", "[recoworld.agents]\nbroken = not_installed_pkg:config\n")
+    (installed_plugin / "plug_attr.py").write_text("NAME = 'just a string'\n")
+    _distribution(installed_plugin, "odd-plugin", "[recoworld.agents]\nodd = plug_attr:NAME\n")
+    with caplog.at_level(logging.WARNING):
+        assert register_plugins()["agent"] == ["lowest_ids"]
+    text = "\n".join(caplog.messages)
+    assert ("skipping entry point broken = not_installed_pkg:config (group recoworld.agents, distribution "
+            "broken-plugin): it failed to load (ModuleNotFoundError: No module named 'not_installed_pkg'); fix or "
+            "uninstall broken-plugin") in text
+    assert ("skipping entry point odd = plug_attr:NAME (group recoworld.agents, distribution odd-plugin): it gave "
+            "str; it must be (or return) a dict config with a _target_") in text
+
+
+def test_two_distributions_registering_one_name_are_named(installed_plugin):
+    _distribution(installed_plugin, "other-plugin", "[recoworld.agents]\nlowest_ids = plug_world:lowest_ids_config\n")
+    with pytest.raises(ValueError, match=r"agent=lowest_ids is registered by both (plug-world|other-plugin) and "
+                                         r"(plug-world|other-plugin); uninstall one, or rename its entry point"):
         register_plugins()
 
 

@@ -41,16 +41,36 @@ GROUPS = {"recoworld.agents": "agent", "recoworld.simulators": "simulator"}
 
 
 def plugin_configs() -> dict[str, dict[str, dict]]:
-    """Per Hydra group, the configs that installed distributions register, by name."""
+    """Per Hydra group, the configs that installed distributions register, by name.
+
+    An entry point that fails to load, or gives no dict config with a ``_target_``, is left
+    out with a warning naming it, its distribution and the fix: one broken package must not
+    take every other plug-in, and ``recoworld run`` itself, down with it.
+
+    Raises:
+        ValueError: two distributions register one name in one group.
+    """
     configs: dict[str, dict[str, dict]] = {group: {} for group in GROUPS.values()}
+    owners: dict[tuple[str, str], str] = {}
     for entry_group, group in GROUPS.items():
         for entry in entry_points(group=entry_group):
-            loaded = entry.load()
-            config = loaded() if callable(loaded) else loaded
-            where = f"entry point {entry.name} = {entry.value} (group {entry_group})"
+            distribution = entry.dist.name if entry.dist is not None else "an unknown distribution"
+            where = f"entry point {entry.name} = {entry.value} (group {entry_group}, distribution {distribution})"
+            try:
+                loaded = entry.load()
+                config = loaded() if callable(loaded) else loaded
+            except Exception as error:  # noqa: BLE001 - any error of a third party's code
+                log.warning("skipping %s: it failed to load (%s: %s); fix or uninstall %s", where,
+                            type(error).__name__, error, distribution)
+                continue
             if not isinstance(config, Mapping) or "_target_" not in config:
-                raise TypeError(f"{where} gave {type(config).__name__}; it must be (or return) a dict config "
-                                "with a _target_, e.g. {'_target_': 'my_pkg.MyAgent'}")
+                log.warning("skipping %s: it gave %s; it must be (or return) a dict config with a _target_, e.g. "
+                            "{'_target_': 'my_pkg.MyAgent'}", where, type(config).__name__)
+                continue
+            if (group, entry.name) in owners:
+                raise ValueError(f"{group}={entry.name} is registered by both {owners[group, entry.name]} and "
+                                 f"{distribution}; uninstall one, or rename its entry point")
+            owners[group, entry.name] = distribution
             configs[group][entry.name] = dict(config)
     return configs
 
