@@ -105,6 +105,10 @@ class ShardedVectorEnv(VectorEnv):
 
     # ------------------------------------------------------------------ the vector env
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+        if options:  # a shard's reset takes seeds only: an option would be dropped in silence
+            raise ValueError(f"ShardedVectorEnv.reset takes no options (got {sorted(options)}); restart some "
+                             "users with SlateVectorEnv's reset(options={'reset_mask': mask}) in one process, "
+                             "or reset every user here")
         seed = check_seed(seed)
         super().reset(seed=seed if isinstance(seed, int) or seed is None else None)
         if seed is None:

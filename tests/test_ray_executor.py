@@ -125,6 +125,8 @@ def test_sharded_population_equals_the_unsharded_env_slot_for_slot(local_ray):
     try:
         assert (sharded.sizes, sharded.offsets) == ([3, 2], [0, 3])
         _assert_dicts_equal(whole.reset(seed=21), sharded.reset(seed=21))
+        with pytest.raises(ValueError, match=r"^ShardedVectorEnv.reset takes no options \(got \['reset_mask'\]\)"):
+            sharded.reset(options={"reset_mask": np.ones(5, dtype=bool)})
         rng = np.random.default_rng(0)
         for _ in range(5):
             actions = np.stack([rng.permutation(whole.num_candidates)[:whole.slate_size] for _ in range(5)])
