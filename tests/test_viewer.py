@@ -3,6 +3,7 @@
 import json
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -270,19 +271,15 @@ def test_each_step_of_the_page_holds_the_logged_values(run_dir):
         assert step["return_gap"] == ("inf" if row.return_gap == float("inf") else round(float(row.return_gap), 4))
 
 
-def test_page_shows_a_users_sessions_in_a_real_browser(run_dir, page, tmp_path):
+@contextmanager
+def in_browser(page_path: Path):
+    """``page_path`` open in a headless Chromium, and the list that collects its script errors
+    and any request it makes off the local disk (the page must load nothing)."""
     browser_path = chromium()
     if browser_path is None:
         pytest.skip("no Chromium on PATH: install Debian's chromium (apt-get install -y chromium), as .ci/run does")
     from playwright.sync_api import sync_playwright
 
-    log = read_log(run_dir)
-    voiced = log[log["instruction_text"].notna()].iloc[0]  # a user who voiced an instruction
-    episode = log[(log["user"] == voiced["user"]) & (log["episode"] == voiced["episode"])]
-    users = log[["user", "episode"]].drop_duplicates().sort_values(["user", "episode"])
-    option = users.reset_index(drop=True).index[(users["user"] == voiced["user"]).to_numpy()
-                                                & (users["episode"] == voiced["episode"]).to_numpy()][0]
-    catalog = run_catalog(run_dir)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
         try:
@@ -291,52 +288,51 @@ def test_page_shows_a_users_sessions_in_a_real_browser(run_dir, page, tmp_path):
             view.on("pageerror", lambda error: errors.append(str(error)))
             view.on("request", lambda request: errors.append(request.url) if not request.url.startswith("file:")
                     else None)
-            view.goto(page.as_uri())
-            view.select_option("#user", index=int(option))
-            for _ in range(int(voiced["step"])):
-                view.click("#next")
-            assert view.text_content("#position") == f"step {voiced['step'] + 1} of {len(episode)}"
-            titles = view.locator("#slate tbody td.title").all_text_contents()
-            assert titles == [catalog.titles[i] for i in voiced["slate"]]
-            assert voiced["instruction_text"] in view.text_content("#instruction")
-            assert view.locator("#mindset-chart polyline.satisfaction-curve").count() == 1
-            assert view.locator("#mindset-chart circle.instruction-mark").count() == \
-                int(episode["instruction_text"].notna().sum())
-            view.screenshot(path=str(tmp_path / "viewer.png"), full_page=True)
-            assert errors == []
+            view.goto(page_path.as_uri())
+            yield view, errors
         finally:
             browser.close()
+
+
+def test_page_shows_a_users_sessions_in_a_real_browser(run_dir, page, tmp_path):
+    log = read_log(run_dir)
+    voiced = log[log["instruction_text"].notna()].iloc[0]  # a user who voiced an instruction
+    episode = log[(log["user"] == voiced["user"]) & (log["episode"] == voiced["episode"])]
+    users = log[["user", "episode"]].drop_duplicates().sort_values(["user", "episode"])
+    option = users.reset_index(drop=True).index[(users["user"] == voiced["user"]).to_numpy()
+                                                & (users["episode"] == voiced["episode"]).to_numpy()][0]
+    catalog = run_catalog(run_dir)
+    with in_browser(page) as (view, errors):
+        view.select_option("#user", index=int(option))
+        for _ in range(int(voiced["step"])):
+            view.click("#next")
+        assert view.text_content("#position") == f"step {voiced['step'] + 1} of {len(episode)}"
+        titles = view.locator("#slate tbody td.title").all_text_contents()
+        assert titles == [catalog.titles[i] for i in voiced["slate"]]
+        assert voiced["instruction_text"] in view.text_content("#instruction")
+        assert view.locator("#mindset-chart polyline.satisfaction-curve").count() == 1
+        assert view.locator("#mindset-chart circle.instruction-mark").count() == \
+            int(episode["instruction_text"].notna().sum())
+        view.screenshot(path=str(tmp_path / "viewer.png"), full_page=True)
+        assert errors == []
     assert (tmp_path / "viewer.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_page_of_an_unfinished_run_shows_its_note_and_arrow_keys_step_once(two_seeds, tmp_path):
-    browser_path = chromium()
-    if browser_path is None:
-        pytest.skip("no Chromium on PATH: install Debian's chromium (apt-get install -y chromium), as .ci/run does")
-    from playwright.sync_api import sync_playwright
-
     cut = unfinished(two_seeds, tmp_path / "cut", state="interrupted")
     assert view_main([str(cut)]) == 0
     note = page_payload((cut / PAGE_NAME).read_text())["note"]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
-        try:
-            view = browser.new_page(viewport={"width": 1200, "height": 1000})
-            errors = []
-            view.on("pageerror", lambda error: errors.append(str(error)))
-            view.goto((cut / PAGE_NAME).as_uri())
-            assert view.is_visible("#note") and view.text_content("#note") == f"This page shows part of the run: {note}."
-            steps = int(view.text_content("#position").split(" of ")[1])
-            assert steps >= 3
-            view.focus("#stepper")  # the slider moves by itself: one step, not two
-            view.keyboard.press("ArrowRight")
-            assert view.text_content("#position") == f"step 2 of {steps}"
-            view.click("h1")
-            view.keyboard.press("ArrowRight")
-            assert view.text_content("#position") == f"step 3 of {steps}"
-            assert errors == []
-        finally:
-            browser.close()
+    with in_browser(cut / PAGE_NAME) as (view, errors):
+        assert view.is_visible("#note") and view.text_content("#note") == f"This page shows part of the run: {note}."
+        steps = int(view.text_content("#position").split(" of ")[1])
+        assert steps >= 3
+        view.focus("#stepper")  # the slider moves by itself: one step, not two
+        view.keyboard.press("ArrowRight")
+        assert view.text_content("#position") == f"step 2 of {steps}"
+        view.click("h1")
+        view.keyboard.press("ArrowRight")
+        assert view.text_content("#position") == f"step 3 of {steps}"
+        assert errors == []
 
 
 def test_ansi_render_frames_the_users_state_and_last_slate():
