@@ -330,7 +330,7 @@ def test_saving_over_a_finished_artifact_keeps_it(world, tmp_path):
     before = (path / "world.json").read_text()
     world.save(path)  # as a second process finishing later would
     assert (path / "world.json").read_text() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["world"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".world.lock", "world"]  # the lock's file stays, locking nothing
 
 
 # -------------------------------------------------------------- population

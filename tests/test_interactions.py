@@ -222,7 +222,8 @@ def test_a_refit_with_force_replaces_the_world_only_once_the_new_one_is_written(
     assert calibrate_main(["--data", str(clicks), "--items", str(log_files / "items.parquet"), "--out", str(world),
                            "--force", "--quiet"]) == 0
     assert CalibratedWorld.load(world).meta["data"]["source"]["data"].endswith("clicks.csv")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["clicks.csv", "small.csv", "world"]  # nothing staged
+    # nothing staged (the lock's file stays, locking nothing)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".world.lock", "clicks.csv", "small.csv", "world"]
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "todo.txt").write_text("mine")
     with pytest.raises(SystemExit):
