@@ -169,6 +169,13 @@ class NanBandit:
         return dist
 
 
+class PositionsFirstBandit:
+    """A bandit policy that puts the positions before the actions."""
+
+    def action_dist(self, rows, n_actions, n_positions):
+        return np.full((len(rows), n_positions, n_actions), 1.0 / n_actions)
+
+
 class TemperedBandit(UniformBandit):
     """A bandit policy with a constructor argument, read as a number."""
 
@@ -217,6 +224,20 @@ def with_cell(n, row, value, dtype=float):
     ({"context_1": ["red"] * 60},
      ("log.csv: context_1 holds 'red' at row 0, but it must hold numbers; encode it as numbers (e.g. one-hot "
       "columns) or rename it")),
+    ({"context_0": with_cell(60, 3, np.inf)},
+     "log.csv: context_0 is inf at row 3 (1 of 60 rounds); impute it or drop those rounds"),
+    ({"reward": ["1", "0", "0", "1", "yes"] + ["0"] * 55},
+     "log.csv: reward holds 'yes' at row 4, but it must hold numbers (true/false reads as 1/0)"),
+    ({"pscore": ["0.33"] * 7 + ["unknown"] + ["0.33"] * 52},
+     ("log.csv: pscore holds 'unknown' at row 7, but it must hold the logging policy's probability of the logged "
+      "action, a number in (0, 1]")),
+    ({"pscore": with_cell(60, 7, np.nan)},
+     "log.csv: pscore[7] is nan; log the probability with which the logging policy chose the action"),
+    ({"pscore": np.where(np.arange(60) == 5, 0.0, 1 / 3)},
+     ("log.csv: pscore[5] = 0.0, but logging propensities must lie in (0, 1]: a choice the logging policy could "
+      "not have made cannot be reweighted; drop such rows or log the true probability")),
+    ({"position": ["top"] * 60},
+     "log.csv: position holds 'top' at row 0, but it must hold 0-based integer positions"),
 ])
 def test_command_names_the_bad_cell_of_a_table_log(tmp_path, capsys, columns, message):
     log = table_log(tmp_path / "log.csv", **columns)
@@ -266,6 +287,8 @@ def test_a_compressed_csv_is_a_table_log(tmp_path):
     ("ShortBandit", ("action_dist gave 2 actions per row, but the log has 3 (ids 0..2); return shape "
                      "(len(rows), n_actions, n_positions), or set n_actions with --n-actions")),
     ("NanBandit", "action_dist[4, 1, 0] is nan; the evaluation policy must give every action a finite probability"),
+    ("PositionsFirstBandit", ("action_dist gave 1 actions per row, but the log has 3 (ids 0..2); return shape "
+                              "(len(rows), n_actions, n_positions), or set n_actions with --n-actions")),
 ])
 def test_command_names_a_policy_that_breaks_the_action_dist_contract(tmp_path, capsys, policy, message):
     spec = f"tests.test_ope_evaluate:{policy}"
@@ -322,3 +345,67 @@ def test_the_printed_report_carries_its_warnings(capsys):
           "diagnostics": {"slate": dict.fromkeys(keys, 1.0)}, "selection": {"protocol": "x", "bias": {}, "rmse": {}},
           "verdict": {"sentence": "DM is recommended"}, "warnings": ["1 of 2 rows are later steps of an episode"]})
     assert "warning: 1 of 2 rows are later steps of an episode" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag, message", [
+    (["--sims", "1"], "--sims 1; give 2 or more simulated logs, for an RMSE"),
+    (["--bootstrap", "0"], "--bootstrap 0; give 1 or more resamples"),
+    (["--refits", "1"], "--refits 1; give 2 or more refits, for a standard error"),
+    (["--truth-users", "1"], "--truth-users 1; give 2 or more users, for a standard error"),
+    (["--min-ess", "-1"], "--min-ess -1.0; give 0 or more (0: no threshold)"),
+    (["--max-relative-rmse", "-0.1"], "--max-relative-rmse -0.1; give a share of the value above 0, e.g. 0.25"),
+    (["--alpha", "1"], "--alpha 1.0; give a number in (0, 1), e.g. 0.05 for 95% intervals"),
+])
+def test_command_names_a_flag_out_of_range_before_any_work(tmp_path, capsys, monkeypatch, flag, message):
+    from recoworld.apps.ope import sources
+
+    monkeypatch.setattr(sources, "read_table", lambda *a: pytest.fail("the log was read before the flags were checked"))
+    assert refused(capsys, "--log", table_log(tmp_path / "log.csv"), "--policy",
+                   "tests.test_ope_evaluate:UniformBandit", *flag) == message
+
+
+def test_command_reads_a_true_false_reward_as_one_zero(tmp_path):
+    clicked = np.arange(60) % 4 == 0
+    log = table_log(tmp_path / "log.csv", reward=clicked)
+    assert "True" in (tmp_path / "log.csv").read_text()
+    assert cli(["ope", "evaluate", "--log", log, "--policy", "tests.test_ope_evaluate:UniformBandit", "--sims", "2",
+                "--refits", "2", "--bootstrap", "20", "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["estimates"][0]["estimate"] == pytest.approx(clicked.mean())     # IPS of the logging policy
+
+
+def test_command_refuses_an_out_folder_that_holds_files_and_leaves_them(tmp_path, capsys, monkeypatch):
+    from recoworld.apps.ope import sources
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.json").write_text('{"an": "earlier report"}')
+    monkeypatch.setattr(sources, "read_table", lambda *a: pytest.fail("the log was read before --out was checked"))
+    assert refused(capsys, "--log", table_log(tmp_path / "log.csv"), "--policy",
+                   "tests.test_ope_evaluate:UniformBandit", "--out", str(out)) == (
+        f"--out {out} already holds files (report.json); choose another --out or remove it")
+    assert [p.name for p in out.iterdir()] == ["report.json"]
+    assert (out / "report.json").read_text() == '{"an": "earlier report"}'
+
+
+def test_command_warns_of_a_table_log_whose_rows_were_copied(tmp_path):
+    log = table_log(tmp_path / "log.csv")
+    table = pd.read_csv(log)
+    pd.concat([table, table.iloc[:15]], ignore_index=True).to_csv(log, index=False)
+    assert cli(["ope", "evaluate", "--log", log, "--policy", "tests.test_ope_evaluate:UniformBandit", "--sims", "2",
+                "--refits", "2", "--bootstrap", "20", "--out", str(tmp_path / "out")]) == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["n"] == 75
+    assert [w for w in report["warnings"] if "repeat" in w] == [(
+        f"{log}: 15 of 75 rows repeat an earlier row in every column (the first at row 60), although 'context_0' is "
+        "distinct on every other row: the log looks duplicated (a join that matched twice, a part exported twice), "
+        "and each copy counts as another round, moving the estimates and narrowing the intervals; drop them (pandas "
+        "drop_duplicates) unless they are rounds of their own")]
+
+
+def test_repeats_in_a_log_of_few_distinct_values_are_not_called_copies():
+    from recoworld.apps.ope.sources import repeated_rows
+
+    few = pd.DataFrame({"action": [0, 1, 0, 1] * 10, "reward": [1.0, 0.0] * 20, "pscore": 0.5,
+                        "context_0": [0.0, 1.0, 1.0, 0.0] * 10})
+    assert repeated_rows(few, "log.csv") is None

@@ -55,11 +55,18 @@ def float_array(value, name: str, shape: tuple, dims: str, fix: str,
     check_shape(array, name, shape, dims)
     if valid is not None:
         array = np.where(valid, array, fill)
-    bad = ~np.isfinite(array)
+    bad = ~np.isfinite(_distinct(array))
     if bad.any():
         index = _first(bad)
         raise ValueError(f"{name}{_where(index)} is {array[index]}; {fix}")
     return array
+
+
+def _distinct(array: np.ndarray) -> np.ndarray:
+    """``array`` without the repeats of a broadcast view (its axes of stride 0 cut to length
+    1, so an index into it is one into ``array``): a check of a design broadcast over
+    millions of rounds reads the values once, not once per round."""
+    return array[tuple(slice(0, 1) if stride == 0 else slice(None) for stride in array.strides)]
 
 
 def int_array(value, name: str, shape: tuple, dims: str, what: str, low: int = 0,

@@ -20,6 +20,10 @@ import numpy as np
 from recoworld.ope import _validation as v
 from recoworld.ope.feedback import BanditFeedback
 
+#: Features scored at a time by the reward models (8 MB of float64): a design of any size,
+#: broadcast over the rounds or built per slate, is scored in chunks of this many numbers.
+_SCORED_CHUNK_ELEMENTS = 1 << 20
+
 
 class RidgeRegression:
     """Least squares with an L2 penalty ``alpha`` on the coefficients (not the intercept)."""
@@ -149,13 +153,18 @@ def fit_reward_model(feedback: BanditFeedback, features, regressor=None, n_folds
         logged = features[rows, feedback.action]
     folds = _folds(n, n_folds, seed, groups)
     estimated = np.empty(features.shape[:-1])
+    # a fold is scored a chunk of rounds at a time: features broadcast over the rounds (action
+    # and position indicators) are then never copied out whole
+    chunk = max(1, _SCORED_CHUNK_ELEMENTS // max(1, int(np.prod(features.shape[1:]))))
     for fold in folds:
         train = np.ones(n, dtype=bool)
         train[fold] = False
         model = copy.deepcopy(regressor)
         model.fit(logged[train], feedback.reward[train])
-        scored = features[fold].reshape(-1, features.shape[-1])
-        estimated[fold] = _predict(model, scored).reshape((len(fold),) + features.shape[1:-1])
+        for start in range(0, len(fold), chunk):
+            part = fold[start:start + chunk]
+            scored = features[part].reshape(-1, features.shape[-1])
+            estimated[part] = _predict(model, scored).reshape((len(part),) + features.shape[1:-1])
     if not np.isfinite(estimated).all():
         raise ValueError(f"{type(regressor).__name__} predicted a non-finite reward; check its inputs and settings")
     return estimated
@@ -217,18 +226,28 @@ def fit_slate_reward_model(features, action, reward, regressor=None, n_folds: in
                          high=n_candidates, source="features")
     v.check_scalar(n_folds, "n_folds", 2, n)
     v.check_scalar(seed, "seed", 0)
-    positions = np.broadcast_to(np.eye(k), (n, n_candidates, k, k))
-    design = np.concatenate([np.broadcast_to(features[:, :, None, :], (n, n_candidates, k, features.shape[2])),
-                             positions], axis=3)                       # [n, C, K, d + K]
-    logged = design[np.arange(n)[:, None], action, np.arange(k)]        # [n, K, d + K]
+    d = features.shape[2]
+
+    def design(rows: np.ndarray) -> np.ndarray:
+        """``[len(rows), C, K, d + K]``: each candidate's features at each position, and the position."""
+        m = len(rows)
+        return np.concatenate([np.broadcast_to(features[rows][:, :, None, :], (m, n_candidates, k, d)),
+                               np.broadcast_to(np.eye(k), (m, n_candidates, k, k))], axis=3)
+
+    logged = np.concatenate([features[np.arange(n)[:, None], action],
+                             np.broadcast_to(np.eye(k), (n, k, k))], axis=2)   # [n, K, d + K]
     folds = _folds(n, n_folds, seed, groups)
     estimated = np.empty((n, n_candidates, k))
+    # the design of every slate is built a chunk of slates at a time, never whole
+    chunk = max(1, _SCORED_CHUNK_ELEMENTS // (n_candidates * k * (d + k)))
     for fold in folds:
         train = np.ones(n, dtype=bool)
         train[fold] = False
         model = copy.deepcopy(regressor)
         model.fit(logged[train].reshape(-1, logged.shape[-1]), reward[train].reshape(-1))
-        estimated[fold] = _predict(model, design[fold].reshape(-1, design.shape[-1])).reshape(len(fold), n_candidates, k)
+        for start in range(0, len(fold), chunk):
+            part = fold[start:start + chunk]
+            estimated[part] = _predict(model, design(part).reshape(-1, d + k)).reshape(len(part), n_candidates, k)
     if not np.isfinite(estimated).all():
         raise ValueError(f"{type(regressor).__name__} predicted a non-finite reward; check its inputs and settings")
     return estimated

@@ -81,22 +81,29 @@ def simulate_then_select(problem: BanditProblem, n_sims: int = 20, seed: int = 0
     residual = f.reward - q_hat[rows, f.action]
     correction = problem.weights() * residual
     shrunk = np.sign(correction.mean()) * max(0.0, abs(correction.mean()) - correction.std(ddof=1) / np.sqrt(n))
-    spread = (pi * (pi - 1.0 / n_actions)).sum(1).mean()
+    spread = ((pi - 1.0 / n_actions) * pi).sum(1).mean()
     kappa = shrunk / spread if spread > 1e-12 else 0.0
-    q = np.clip(q_hat + kappa * (pi - 1.0 / n_actions), 0.0, 1.0)
+    # q = clip(q_hat + kappa (pi - 1/A), 0, 1), in place: a log of many rounds and actions
+    # holds few [n, A] arrays at once
+    q = q_hat
+    q += kappa * pi
+    q -= kappa / n_actions
+    np.clip(q, 0.0, 1.0, out=q)
     binary = np.isin(f.reward, (0.0, 1.0)).all()
     noise = residual.std() if not binary else 0.0
     rest = (1.0 - f.pscore) / max(n_actions - 1, 1)
-    logging = np.repeat(rest[:, None], n_actions, axis=1)
-    logging[rows, f.action] = f.pscore
-    truth = float((pi * q).sum(1).mean())
+    cumulative = np.repeat(rest[:, None], n_actions, axis=1)
+    cumulative[rows, f.action] = f.pscore
+    np.cumsum(cumulative, axis=1, out=cumulative)                               # the logging policy's CDF
+    truth = float(np.einsum("ia,ia->i", pi, q).mean())
     rng = np.random.default_rng(seed)
     errors = np.empty((n_sims, len(estimators)))
     for s in range(n_sims):
-        action = (logging.cumsum(1) > rng.random(n)[:, None]).argmax(1)
+        action = (cumulative > rng.random(n)[:, None]).argmax(1)
         mean = q[rows, action]
         reward = (rng.random(n) < mean).astype(np.float64) if binary else mean + noise * rng.standard_normal(n)
-        simulated = replace(problem, feedback=BanditFeedback(action, reward, logging[rows, action], f.position))
+        pscore = np.where(action == f.action, f.pscore, rest)
+        simulated = replace(problem, feedback=BanditFeedback(action, reward, pscore, f.position))
         errors[s] = simulated.estimates(estimators, seed=seed + s + 1) - truth
     bias = dict(zip(estimators, np.nanmean(errors, 0).tolist()))
     rmse = dict(zip(estimators, np.sqrt(np.nanmean(errors**2, 0)).tolist()))

@@ -10,7 +10,14 @@ diagnostics (:mod:`recoworld.ope.diagnostics`), and the estimator it recommends 
 log, chosen by simulation (simulate-then-select: single-action logs in worlds built from
 the log, :mod:`recoworld.ope.selection`; slate logs with RecoWorld's users, see
 :func:`select_for_slates`), with a plain verdict on whether any estimate deserves trust.
-It prints a table and writes ``report.json`` and ``estimates.csv`` to ``--out``.
+
+The mean importance weight tests the log itself (:func:`~recoworld.ope.diagnostics.support_problem`):
+where it is surely below 1, the target gives probability to choices the logger never
+makes and the estimates of that layout of weights are *not identified*; where it is surely
+above 1, the logged propensities are not the logger's. Either way the verdict says so and
+the estimates it touches are printed as ``-`` (their numbers stay in the files, with the
+``note``). It prints a table and writes ``report.json`` and ``estimates.csv`` into
+``--out``, a new or empty folder, whole or not at all.
 """
 
 from __future__ import annotations
@@ -25,9 +32,14 @@ import numpy as np
 import pandas as pd
 
 from recoworld.apps.ope import sources
-from recoworld.logs import replacing, strict_json
-from recoworld.ope.diagnostics import MIN_ESS
-from recoworld.ope.selection import MAX_RELATIVE_RMSE, verdict
+from recoworld.logs import check_new_folder, new_folder, strict_json
+from recoworld.ope.diagnostics import (
+    INCONSISTENT,
+    MIN_ESS,
+    NOT_IDENTIFIED,
+    support_problem,
+)
+from recoworld.ope.selection import MAX_RELATIVE_RMSE, Selection, verdict
 
 
 def parser() -> argparse.ArgumentParser:
@@ -62,6 +74,27 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Each numeric flag's smallest value and why, checked before any work (``--alpha`` and
+#: ``--max-relative-rmse`` have their own checks in :func:`check_flags`).
+LEAST = {"bootstrap": (1, "resamples"), "refits": (2, "refits, for a standard error"),
+         "sims": (2, "simulated logs, for an RMSE"), "truth_users": (2, "users, for a standard error"),
+         "min_ess": (0, "(0: no threshold)"), "seed": (0, "(a seed is not negative)"),
+         "n_actions": (1, "actions")}
+
+
+def check_flags(args, p: argparse.ArgumentParser) -> None:
+    """Refuse a flag out of its range before any work, naming the flag (not the setting
+    deep inside the estimators that it feeds)."""
+    for name, (least, why) in LEAST.items():
+        value = getattr(args, name)
+        if value is not None and value < least:
+            p.error(f"--{name.replace('_', '-')} {value}; give {least} or more {why}")
+    if not 0 < args.alpha < 1:
+        p.error(f"--alpha {args.alpha}; give a number in (0, 1), e.g. 0.05 for 95% intervals")
+    if not args.max_relative_rmse > 0:
+        p.error(f"--max-relative-rmse {args.max_relative_rmse}; give a share of the value above 0, e.g. 0.25")
+
+
 def evaluate_bandit_log(args, frame: pd.DataFrame, feedback, context, n_actions: int) -> dict:
     """The report of a single-action log (table or OBD)."""
     from recoworld.apps.ope.policies import load_object, policy_kwargs
@@ -82,13 +115,57 @@ def evaluate_bandit_log(args, frame: pd.DataFrame, feedback, context, n_actions:
     n_positions = int(feedback.position_or_zero.max()) + 1
     dist = policy_distribution(args.policy, policy, frame, n_actions, n_positions)
     problem = BanditProblem(feedback, dist, sources.features_of(context, n_actions, n_positions, len(frame)))
-    diagnostics = bandit_diagnostics(problem)
+    diagnostics = {"action": bandit_diagnostics(problem)}
     rows = evaluate_bandit(problem, args.bootstrap, args.refits, args.alpha, args.seed)
     selection = simulate_then_select(problem, args.sims, args.seed)
-    trusted, sentence = verdict(selection, diagnostics["ess"], args.min_ess, args.max_relative_rmse)
+    layout = {name: "action" for name in ("IPS", "SNIPS", "DM", "DR", "SNDR")}
+    trusted, sentence, warnings = judge(rows, diagnostics, layout, ("IPS", "SNIPS", "DR", "SNDR"), selection,
+                                        args, {"action": "pscore"})
     return {"kind": "bandit", "n": feedback.n_rounds, "n_actions": n_actions, "n_positions": n_positions,
-            "estimates": rows, "diagnostics": {"action": diagnostics}, "selection": asdict(selection),
-            "verdict": {"trustworthy": trusted, "sentence": sentence}}
+            "estimates": rows, "diagnostics": diagnostics, "selection": asdict(selection),
+            "verdict": {"trustworthy": trusted, "sentence": sentence}, "warnings": warnings}
+
+
+def judge(rows: list[dict], diagnostics: dict, layout: dict, weighting: tuple, selection: Selection, args,
+          propensity: dict) -> tuple[bool, str, list[str]]:
+    """``(trustworthy, sentence, warnings)`` of a report, and a ``note`` on each estimate row.
+
+    ``layout`` maps each estimator to the weights (a key of ``diagnostics``) whose support
+    it needs: a weighting estimator's own, and for DM the weights of the choices its reward
+    model learns from; ``weighting`` names the estimators that reweight rounds; ``propensity``
+    names the logged column behind each layout.
+    :func:`~recoworld.ope.diagnostics.support_problem` is asked about each layout: a row
+    whose layout is not identified, or whose propensities are inconsistent (weighting
+    estimators only: DM reads no propensity), is noted so; a weighting estimator with an
+    effective sample size below ``--min-ess`` is noted with it. The verdict is
+    :func:`~recoworld.ope.selection.verdict`'s unless the log's propensities are
+    inconsistent, or the recommended estimator's layout is not identified: then no estimate
+    is trustworthy, and the sentence says why.
+    """
+    problems = {name: support_problem(values, propensity[name]) for name, values in diagnostics.items()}
+    for row in rows:
+        name = row["estimator"]
+        found = problems.get(layout.get(name))
+        if found is not None and (found.kind == NOT_IDENTIFIED or name in weighting):
+            row["note"] = found.kind
+        elif name in weighting and diagnostics[layout[name]]["ess"] < args.min_ess:
+            row["note"] = f"ESS {diagnostics[layout[name]]['ess']:.0f} < {args.min_ess:g}"
+        else:
+            row["note"] = ""
+    recommended = selection.recommended
+    ess = diagnostics[layout[recommended]]["ess"] if recommended in weighting else np.inf
+    trusted, sentence = verdict(selection, ess, args.min_ess, args.max_relative_rmse, weighting=weighting)
+    inconsistent = [found for found in problems.values() if found is not None and found.kind == INCONSISTENT]
+    own = problems.get(layout.get(recommended))
+    if inconsistent:
+        trusted, sentence = False, f"no estimate is trustworthy: {inconsistent[0].sentence}"
+    elif own is not None:
+        trusted = False
+        sentence = f"no estimate is trustworthy: {recommended}, the least RMSE on simulated logs, is {own.sentence}"
+    named = len(diagnostics) > 1
+    warnings = [f"{name} weights: {found.sentence}" if named else found.sentence
+                for name, found in problems.items() if found is not None and found.sentence not in sentence]
+    return trusted, sentence, warnings
 
 
 def policy_distribution(spec: str, policy, frame: pd.DataFrame, n_actions: int, n_positions: int) -> np.ndarray:
@@ -97,13 +174,16 @@ def policy_distribution(spec: str, policy, frame: pd.DataFrame, n_actions: int, 
     from recoworld.ope import _validation as v
 
     try:
-        dist = v.action_distribution(policy.action_dist(frame, n_actions, n_positions), len(frame), n_positions)
+        dist = v.to_numpy(policy.action_dist(frame, n_actions, n_positions), "action_dist")
+        # the actions' axis first: a distribution over the wrong axis also fails to sum to 1,
+        # and that message would hide the cause
+        if dist.ndim in (2, 3) and dist.shape[0] == len(frame) and dist.shape[1] != n_actions:
+            raise ValueError(f"action_dist gave {dist.shape[1]} actions per row, but the log has {n_actions} (ids "
+                             f"0..{n_actions - 1}); return shape (len(rows), n_actions, n_positions), or set n_actions "
+                             "with --n-actions")
+        dist = v.action_distribution(dist, len(frame), n_positions)
     except (ValueError, TypeError) as error:
         raise ValueError(f"--policy {spec!r}: {error}") from None
-    if dist.shape[1] != n_actions:
-        raise ValueError(f"--policy {spec!r}: action_dist gave {dist.shape[1]} actions per row, but the log has "
-                         f"{n_actions} (ids 0..{n_actions - 1}); return shape (len(rows), n_actions, n_positions), "
-                         "or set n_actions with --n-actions")
     return dist
 
 
@@ -111,8 +191,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``recoworld ope evaluate [flags]`` (see ``--help``)."""
     p = parser()
     args = p.parse_args(argv)
+    check_flags(args, p)
     if args.out.exists() and not args.out.is_dir():
         p.error(f"--out {args.out} is a file; give a directory (it receives report.json and estimates.csv)")
+    try:
+        check_new_folder(args.out)  # before any work: an earlier report there is never overwritten
+    except ValueError as error:
+        p.error(str(error))
     try:
         kind = sources.guess_format(args.log) if args.format == "auto" else args.format
         if kind == "recoworld":
@@ -122,23 +207,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             read = sources.read_obd(args.log, args.obd_policy, args.obd_campaign) if kind == "obd" \
                 else sources.read_table(args.log, args.n_actions)
+            repeated = sources.repeated_rows(read[0], args.log) if kind == "table" else None
             report = evaluate_bandit_log(args, *read)
+            report["warnings"] += [repeated] if repeated else []
     except (ValueError, TypeError, FileNotFoundError) as error:
         p.error(str(error))
     report = {"log": args.log, "format": kind, "policy": args.policy, "alpha": args.alpha, **report}
-    write(report, args.out)
+    final = write(report, args.out)
     show(report)
+    print(f"Written to {final}.")
     return 0
 
 
-def write(report: dict, out: Path) -> None:
+def write(report: dict, out: Path) -> Path:
     """``report.json`` (strict JSON: an undefined estimate is ``null``) and ``estimates.csv`` in
-    ``out``; each is written whole or not at all, so an interrupted run leaves no partial file."""
-    out.mkdir(parents=True, exist_ok=True)
-    with replacing(out / "report.json") as path:
-        path.write_text(json.dumps(strict_json(report), indent=2, allow_nan=False))
-    with replacing(out / "estimates.csv") as path:
-        pd.DataFrame(report["estimates"]).to_csv(path, index=False)
+    the new folder ``out`` (:func:`recoworld.logs.new_folder`): both or neither, so an
+    interrupted run leaves no report, and never one file of this run beside one of another."""
+    with new_folder(out) as (folder, final):
+        (folder / "report.json").write_text(json.dumps(strict_json(report), indent=2, allow_nan=False))
+        pd.DataFrame(report["estimates"]).to_csv(folder / "estimates.csv", index=False)
+    return final
 
 
 def show(report: dict) -> None:
@@ -146,16 +234,21 @@ def show(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=max(Console().width, 130))  # the tables are wide; do not truncate them
     selection = report["selection"]
     table = Table(title=f"{report['policy']} on {report['log']} ({report['n']} rounds, {1 - report['alpha']:.0%} CI)")
-    for column in ("estimator", "estimate", "lower", "upper", "interval", "sim. bias", "sim. RMSE"):
-        table.add_column(column, justify="left" if column in ("estimator", "interval") else "right")
+    noted = any(row.get("note") for row in report["estimates"])
+    columns = ("estimator", "estimate", "lower", "upper", "interval", "sim. bias", "sim. RMSE", "note")
+    for column in columns if noted else columns[:-1]:
+        table.add_column(column, justify="left" if column in ("estimator", "interval", "note") else "right")
     for row in report["estimates"]:
-        name = row["estimator"]
+        name, note = row["estimator"], row.get("note", "")
         mark = " *" if name == selection["recommended"] else ""
-        table.add_row(name + mark, *(f"{row[k]:.4f}" for k in ("estimate", "lower", "upper")), row["interval"],
-                      f"{selection['bias'].get(name, float('nan')):+.4f}", f"{selection['rmse'].get(name, float('nan')):.4f}")
+        # an estimate the log does not identify, or one of wrong propensities, is no number to read
+        hidden = note in (NOT_IDENTIFIED, INCONSISTENT)
+        table.add_row(name + mark, *("-" if hidden else f"{row[k]:.4f}" for k in ("estimate", "lower", "upper")),
+                      row["interval"], f"{selection['bias'].get(name, float('nan')):+.4f}",
+                      f"{selection['rmse'].get(name, float('nan')):.4f}", *([note] if noted else []))
     console.print(table)
     weights = Table(title="importance weights")
     keys = ("n", "ess", "ess_share", "mean_weight", "max_weight", "top1_share", "zero_share")

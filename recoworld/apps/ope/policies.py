@@ -130,22 +130,27 @@ class PolicyOnLog:
         given = self.agent.propensities(obs, action)
         if given is not None and not np.all(np.asarray(given["slate"]) == 1.0):
             return {key: np.asarray(given[key], dtype=np.float64) for key in ("slate", "position", "cascade")}
-        draws = self._draws(obs, 1 if given is not None else ACT_DRAWS)
+        m = 1 if given is not None else ACT_DRAWS
         self.deterministic = given is not None
-        same = draws == action[None]
-        return {"slate": same.all(2).mean(0), "position": same.mean(0),
-                "cascade": np.cumprod(same, axis=2).mean(0)}
+        slate, position, cascade = np.zeros(len(action)), np.zeros(action.shape), np.zeros(action.shape)
+        for draw in self._draws(obs, m):
+            same = draw == action
+            slate += same.all(1)
+            position += same
+            cascade += np.cumprod(same, axis=1)
+        return {"slate": slate / m, "position": position / m, "cascade": cascade / m}
 
     def action_distribution(self, obs):
         obs = self.full(obs)
         if callable(getattr(self.agent, "action_distribution", None)):
             return np.asarray(self.agent.action_distribution(obs), dtype=np.float64)
-        draws = self._draws(obs, 1 if self.deterministic else ACT_DRAWS)          # [m, B, K]
-        m, B, K = draws.shape
-        dist = np.zeros((B, len(obs["candidate_ids"][0]), K))
-        for k in range(K):
-            np.add.at(dist[:, :, k], (np.tile(np.arange(B), m), draws[:, :, k].ravel()), 1.0 / m)
-        return dist
+        m = 1 if self.deterministic else ACT_DRAWS
+        B, C = obs["candidate_ids"].shape[:2]
+        counts = None
+        for draw in self._draws(obs, m):                                            # [B, K]
+            counts = np.zeros((B, C, draw.shape[1])) if counts is None else counts
+            np.add.at(counts, (np.arange(B)[:, None], draw, np.arange(draw.shape[1])[None]), 1.0)
+        return counts / m
 
     def next_item_distribution(self, obs, action):
         obs = self.full(obs)
@@ -157,5 +162,8 @@ class PolicyOnLog:
     def exact_following(self) -> bool:
         return callable(getattr(self.agent, "next_item_distribution", None)) or self.deterministic
 
-    def _draws(self, obs, n: int) -> np.ndarray:
-        return np.stack([np.asarray(self.agent.act(obs)) for _ in range(n)])
+    def _draws(self, obs, n: int):
+        """``n`` slates ``[B, K]`` of ``act``, one at a time: ``n`` copies of a large log's
+        slates are never held at once."""
+        for _ in range(n):
+            yield np.asarray(self.agent.act(obs))

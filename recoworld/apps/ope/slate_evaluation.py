@@ -12,18 +12,27 @@ catalog by the logging policy (popularity under softmax or epsilon-soft explorat
 median log slate propensity is closest to the real log's, so that the spread of the
 weights is alike; the truth is the policy's on-policy value among held-out simulated
 users. The simulated users stand in for the log's: the recommendation says which estimator
-copes with a log of this shape and this policy, not how the log's users behave.
+copes with a log of this shape and this policy, not how the log's users behave. A
+simulated log is drawn :data:`SIMULATED_USERS` users at a time (:func:`simulated_log`).
+
+The logged propensities are checked before any policy is loaded, with the log's column
+names in the errors (:func:`check_propensities`); the weights of each layout are tested for
+support (:func:`~recoworld.ope.diagnostics.support_problem`), DM's by the position weights,
+since its click model learns each item's clicks at each position.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from recoworld.apps.ope.config import ESTIMATORS, StudyConfig
+from recoworld.apps.ope.evaluate import judge
 from recoworld.ope.diagnostics import weight_diagnostics
-from recoworld.ope.selection import Selection, verdict
+from recoworld.ope.selection import Selection
 
 #: Which logged propensity each slate estimator needs (DM needs none).
 NEEDS = {"IPS": "propensity", "SNIPS": "propensity", "IIPS": "position_propensity",
@@ -32,6 +41,10 @@ NEEDS = {"IPS": "propensity", "SNIPS": "propensity", "IIPS": "position_propensit
 #: Which weights each estimator reweights by (the diagnostics that judge it).
 LAYOUT = {"IPS": "slate", "SNIPS": "slate", "IIPS": "position", "SNIIPS": "position", "RIPS": "cascade",
           "SNRIPS": "cascade", "CascadeDR": "cascade"}
+#: The log's column behind each layout of weights.
+COLUMN = {"slate": "propensity", "position": "position_propensity", "cascade": "cascade_propensity"}
+#: Users a simulated log is drawn from at once (:func:`simulated_log`).
+SIMULATED_USERS = 5_000
 #: Candidate logging policies of the simulated logs: (kind, temperature or epsilon).
 SIMULATED_LOGGERS = (("softmax", 0.1), ("softmax", 0.3), ("softmax", 1.0), ("softmax", 3.0),
                      ("epsilon_soft", 0.1), ("epsilon_soft", 0.5), ("epsilon_soft", 1.0))
@@ -74,7 +87,11 @@ def evaluate_slate_log(args) -> dict:
     from recoworld.envs.slate import SlateVectorEnv
 
     frame = read_recoworld(args.log, args.agent)
-    data = LoggedSlates.from_log(frame)
+    try:
+        data = LoggedSlates.from_log(frame)
+    except ValueError as error:  # slates of several lengths, a slate item outside its candidates
+        raise ValueError(f"{args.log}: {error}") from None
+    check_propensities(data, args.log)
     agent, composed = load_agent(args.policy, policy_kwargs(args.policy_arg), args.world, args.override, args.sb3_algo)
     catalog = load_catalog(args.log, args.world, composed)
     n, K = data.action.shape
@@ -103,10 +120,10 @@ def evaluate_slate_log(args) -> dict:
         row["interval"] = "refit" if row["estimator"] in ("DM", "CascadeDR") else "rows"
     diagnostics = slate_diagnostics(data, side.propensities)
     selection = select_for_slates(study, agent, target, data, estimators, args)
-    name = selection.recommended
-    ess = diagnostics[LAYOUT[name]]["ess"] if name in LAYOUT else np.inf
-    trusted, sentence = verdict(selection, ess, args.min_ess, args.max_relative_rmse, weighting=tuple(LAYOUT))
-    warnings = []
+    # DM's click model learns each item's clicks at each position: it needs the log to show the
+    # target's items at their positions
+    layout = {**LAYOUT, "DM": next(name for name in ("position", "cascade", "slate") if name in diagnostics)}
+    trusted, sentence, warnings = judge(rows, diagnostics, layout, tuple(LAYOUT), selection, args, COLUMN)
     if args.world is None and run_config(args.log) is None:
         warnings.append(f"{args.log} is not in a run directory and no --world was given: its catalog was taken to be "
                         f"world=synthetic's ({catalog.n_items} items); give --world if the log came from another world")
@@ -116,6 +133,27 @@ def evaluate_slate_log(args) -> dict:
     return {"kind": "slate", "n": n, "slate_length": K, "candidates": C, "estimates": rows,
             "diagnostics": diagnostics, "selection": _as_dict(selection),
             "verdict": {"trustworthy": trusted, "sentence": sentence}, "warnings": warnings}
+
+
+def check_propensities(data, log: str) -> None:
+    """The logged propensities checked as the slate estimators will read them
+    (:class:`~recoworld.ope.SlateFeedback`: each in (0, 1], prefixes non-increasing, the full
+    prefix's equal to the whole slate's), before any policy is loaded; an error names the log
+    and its columns, and counts rows from 0 as the log (of ``--agent``) holds them."""
+    from recoworld.ope import SlateFeedback
+
+    given = {"pscore": data.propensity, "pscore_item_position": data.position_propensity,
+             "pscore_cascade": data.cascade_propensity}
+    if all(value is None for value in given.values()):
+        return
+    try:
+        SlateFeedback(data.reward, **given)
+    except ValueError as error:
+        message = str(error)
+        for name, column in (("pscore_item_position", "position_propensity"), ("pscore_cascade", "cascade_propensity"),
+                             ("pscore", "propensity")):
+            message = re.sub(rf"\b{name}\b", column, message)
+        raise ValueError(f"{log}: {message}") from None
 
 
 def slate_diagnostics(data, target: dict) -> dict:
@@ -151,7 +189,8 @@ def select_for_slates(study, agent, target, data, estimators, args) -> Selection
     study.config = StudyConfig(**{**config.__dict__, "n_bootstrap": 20, "n_refits": 2})
     errors = []
     for s in range(args.sims):
-        rows = study.estimate(study.log(logger(kind, value), n, s), {"policy": target}, args.seed + s)
+        rows = study.estimate(simulated_log(study, logger(kind, value), n, s, args.sims), {"policy": target},
+                              args.seed + s)
         errors.append([next(r["estimate"] for r in rows if r["estimator"] == name) - truth for name in estimators])
     study.config = config
     errors = np.asarray(errors)
@@ -159,6 +198,15 @@ def select_for_slates(study, agent, target, data, estimators, args) -> Selection
     return Selection(dict(zip(estimators, np.nanmean(errors, 0).tolist())), rmse,
                      min(rmse, key=lambda e: np.inf if np.isnan(rmse[e]) else rmse[e]), truth, args.sims,
                      f"simulate-then-select (RecoWorld users; logger {kind} {value} matched on the propensity spread)")
+
+
+def simulated_log(study, policy, n: int, seed: int, sims: int):
+    """``study.log(policy, n, seed)`` drawn :data:`SIMULATED_USERS` users at a time: a log of
+    a million rounds is never one env of a million users. Part ``j`` has seed
+    ``seed + j * sims``, apart from every other simulated log's (``seed < sims``)."""
+    parts = [study.log(policy, min(SIMULATED_USERS, n - start), seed + j * sims)
+             for j, start in enumerate(range(0, n, SIMULATED_USERS))]
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
 
 def _as_dict(selection: Selection) -> dict:

@@ -4,17 +4,21 @@ Three layouts (``--format``, guessed from ``--log`` when ``auto``):
 
 * ``recoworld``: the episodes schema of :mod:`recoworld.logs` (``episodes.parquet``, or a
   run directory), logged with ``experiment.log_candidates=true`` and an agent that states
-  its propensities: evaluated as slates.
+  its propensities: evaluated as slates. A user-step logged twice (a part copied or read
+  twice) is refused, and so is a propensity column logged on some rows only.
 * ``obd``: the Open Bandit Dataset (``--log obd`` for the cached sample, fetched on first
   use, or ``--log obd:FOLDER`` for a folder in its layout), ``--obd-policy`` and
   ``--obd-campaign`` choosing the file: single impressions with their position.
 * ``table``: a CSV or Parquet table with one row per logged round and the columns
-  ``action`` (int, ``0..n_actions-1``), ``reward`` (number), ``pscore`` (the logging
-  policy's probability of the action, in ``(0, 1]``), optionally ``position`` (int, for
-  lists) and any number of ``context_*`` columns (numbers: the context, which the reward
-  model uses); other columns are kept for the policy and otherwise ignored. A ``.csv``
-  may be compressed (``log.csv.gz``). ``--n-actions`` defaults to the largest action + 1;
-  item ids that are strings, or integers far from ``0..n-1``, must be mapped to
+  ``action`` (int, ``0..n_actions-1``), ``reward`` (number, or true/false read as 1/0),
+  ``pscore`` (the logging policy's probability of the action, at its position when there
+  is one, in ``(0, 1]``), optionally ``position`` (int, for lists) and any number of
+  ``context_*`` columns (numbers: the context, which the reward model uses); other columns
+  are kept for the policy and otherwise ignored. A bad cell is refused with the file, its
+  column and row (counted from 0); rows that repeat earlier ones in every column although
+  a column is distinct on all others are copies, and the report warns of them
+  (:func:`repeated_rows`). A ``.csv`` may be compressed (``log.csv.gz``). ``--n-actions``
+  defaults to the largest action + 1; item ids that are strings, or integers far from ``0..n-1``, must be mapped to
   ``0..n_actions-1`` first (e.g. with ``pandas.factorize``, the same map the policy uses).
 """
 
@@ -31,9 +35,10 @@ FORMATS = ("auto", "recoworld", "obd", "table")
 TABLE_COLUMNS = ("action", "reward", "pscore")
 #: Largest reward-model design (rounds x actions x positions x features) built from context.
 MAX_CONTEXT_DESIGN = 50_000_000
-#: Largest design of action and position indicators (a log without context), about 4 GB of
-#: float64: the Open Bandit sample's is 0.2 billion numbers; a catalog of thousands of
-#: actions reaches hundreds of billions, which no machine holds.
+#: Largest design of action and position indicators (a log without context). It is a
+#: broadcast view, scored a chunk of rounds at a time, but every fit and refit of the reward
+#: model scores all of it: the Open Bandit sample's is 0.2 billion numbers; a catalog of
+#: thousands of actions reaches hundreds of billions, which no run gets through.
 MAX_INDICATOR_DESIGN = 500_000_000
 #: Fewest rounds of a table log: the reward model behind DM and DR is cross-fitted over 5
 #: folds of distinct rounds on every bootstrap resample.
@@ -72,7 +77,38 @@ def read_recoworld(log: str, agent: str | None) -> pd.DataFrame:
         if agent not in agents:
             raise ValueError(f"--agent {agent!r} is not in {log}; it holds {agents}")
         frame = frame[frame["agent"] == agent].reset_index(drop=True)
+    _check_recoworld_rows(frame, log)
     return frame
+
+
+def _check_recoworld_rows(frame: pd.DataFrame, log: str) -> None:
+    """Each user-step once (a part read twice would count its rounds twice and narrow every
+    interval), and each propensity column logged on every row or on none. Rows of one
+    user-step that differ (two runs of one seed with other settings, merged) are not
+    repeats: what they showed and saw tells them apart."""
+    from recoworld.metrics import STEP_KEYS
+
+    repeated = np.zeros(len(frame), dtype=bool)
+    same_step = frame.duplicated(STEP_KEYS, keep=False).to_numpy()
+    if same_step.any():
+        rows = frame[same_step]
+        content = rows[[*STEP_KEYS, "episode_seed"]].assign(
+            **{column: rows[column].astype(str) for column in ("slate", "candidate_ids", "clicked")})
+        repeated[same_step] = content.duplicated().to_numpy()
+    if repeated.any():
+        row = int(np.argmax(repeated))
+        seed, user, episode, step = frame.loc[row, STEP_KEYS].tolist()
+        raise ValueError(f"{log}: row {row} repeats seed {seed}, user {user}, episode {episode}, step {step} of an "
+                         f"earlier row ({int(repeated.sum())} of {len(frame)} rows are repeats): the log holds a "
+                         "rollout twice (a part copied or read twice, or a seed repeated in experiment.seeds); "
+                         "read each rollout once")
+    for column in ("propensity", "position_propensity", "cascade_propensity"):
+        missing = frame[column].isna().to_numpy()
+        if missing.any() and not missing.all():
+            row = int(np.argmax(missing))
+            raise ValueError(f"{log}: {column} is missing at row {row} ({int(missing.sum())} of {len(frame)} rows) "
+                             "but logged on the others; drop the rows without it, or log them again with an agent "
+                             "that states its propensities")
 
 
 def read_table(log: str, n_actions: int | None) -> tuple[pd.DataFrame, BanditFeedback, np.ndarray | None, int]:
@@ -103,27 +139,62 @@ def read_table(log: str, n_actions: int | None) -> tuple[pd.DataFrame, BanditFee
         raise ValueError(f"{log}: the action ids reach {largest - 1}, but only {distinct} distinct ids appear; map "
                          "them to 0..n_actions-1 (e.g. pandas.factorize, and the same map in the policy), or give "
                          f"--n-actions {largest} if the policy really chooses among {largest} actions")
-    position = frame["position"].to_numpy() if "position" in frame.columns else None
-    feedback = BanditFeedback(action, frame["reward"].to_numpy(), frame["pscore"].to_numpy(), position)
+    position = _column(frame, "position", log) if "position" in frame.columns else None
+    reward, pscore = _column(frame, "reward", log), _column(frame, "pscore", log)
+    try:
+        feedback = BanditFeedback(action, reward, pscore, position)
+    except ValueError as error:
+        raise ValueError(f"{log}: {error}") from None
     context_columns = [c for c in frame.columns if c.startswith("context_")]
     context = np.column_stack([_column(frame, c, log) for c in context_columns]) if context_columns else None
-    if context is not None and np.isnan(context).any():
-        row, column = np.argwhere(np.isnan(context))[0]
-        rounds = int(np.isnan(context).any(1).sum())
-        raise ValueError(f"{log}: {context_columns[column]} is missing at row {row} ({rounds} of {len(frame)} rounds); "
+    if context is not None and not np.isfinite(context).all():
+        row, column = np.argwhere(~np.isfinite(context))[0]
+        rounds = int((~np.isfinite(context)).any(1).sum())
+        what = "missing" if np.isnan(context[row, column]) else f"{context[row, column]}"
+        raise ValueError(f"{log}: {context_columns[column]} is {what} at row {row} ({rounds} of {len(frame)} rounds); "
                          "impute it or drop those rounds")
     return frame, feedback, context, n_actions or largest
 
 
+def repeated_rows(frame: pd.DataFrame, log: str) -> str | None:
+    """A warning when rows of a table log repeat earlier rows in every column although one
+    column (a context, an id, a time) is distinct on the rows that do not repeat: then the
+    repeats are copies (a join that matched twice, a part exported twice), each counted as
+    another round. Repeats in a log of few distinct values are ordinary and pass."""
+    repeated = frame.duplicated().to_numpy()
+    if not repeated.any():
+        return None
+    distinct = frame[~repeated]
+    keys = [c for c in frame.columns if c not in TABLE_COLUMNS and c != "position" and distinct[c].is_unique]
+    if not keys:
+        return None
+    row = int(np.argmax(repeated))
+    return (f"{log}: {int(repeated.sum())} of {len(frame)} rows repeat an earlier row in every column (the first at "
+            f"row {row}), although {keys[0]!r} is distinct on every other row: the log looks duplicated (a join that "
+            "matched twice, a part exported twice), and each copy counts as another round, moving the estimates and "
+            "narrowing the intervals; drop them (pandas drop_duplicates) unless they are rounds of their own")
+
+
+#: What each checked column of a table log must hold, said in its error.
+_MUST_HOLD = {
+    "action": "0-based integer action ids; map item ids to 0..n_actions-1 (e.g. pandas.factorize)",
+    "position": "0-based integer positions",
+    "pscore": "the logging policy's probability of the logged action, a number in (0, 1]",
+    "reward": "numbers (true/false reads as 1/0)",
+}
+
+
 def _column(frame: pd.DataFrame, name: str, log: str) -> np.ndarray:
-    """A numeric column of a table log, or an error naming its first non-number."""
+    """A numeric column of a table log, or an error naming its first non-number; a boolean
+    reward (clicked or not) or context reads as 1/0."""
     values = frame[name]
-    if not pd.api.types.is_numeric_dtype(values):
-        row = int(np.argmax(pd.to_numeric(values, errors="coerce").isna() & values.notna()))
-        what = ("0-based integer action ids; map item ids to 0..n_actions-1 (e.g. pandas.factorize)"
-                if name == "action" else "numbers; encode it as numbers (e.g. one-hot columns) or rename it")
+    integral = name in ("action", "position", "pscore")  # true/false is no id, position nor probability
+    if not pd.api.types.is_numeric_dtype(values) or (integral and pd.api.types.is_bool_dtype(values)):
+        bad = (pd.to_numeric(values, errors="coerce").isna() & values.notna()).to_numpy()
+        row = int(np.argmax(bad)) if bad.any() else 0
+        what = _MUST_HOLD.get(name, "numbers; encode it as numbers (e.g. one-hot columns) or rename it")
         raise ValueError(f"{log}: {name} holds {values.iloc[row]!r} at row {row}, but it must hold {what}")
-    return values.to_numpy(np.float64) if name != "action" else values.to_numpy()
+    return values.to_numpy(np.float64) if name not in ("action", "position") else values.to_numpy()
 
 
 def read_obd(log: str, behavior_policy: str, campaign: str) -> tuple[pd.DataFrame, BanditFeedback, None, int]:
