@@ -33,6 +33,12 @@ serialisation and the agent's time per step equal a shard's step time (measured 
 
 Ray is started on this machine if the process has not initialised it (``address`` joins
 a cluster instead); the actors end with :meth:`close`.
+
+Errors: arguments a shard's ``SlateVectorEnv`` refuses raise its own error (e.g.
+``ValueError: num_candidates='many': must be an integer >= 1``) from the constructor, as the
+unsharded env would, and the actors already started are ended. :meth:`close` may be called
+any number of times, also after a shard's worker died; a closed env refuses every other
+call with a ``RuntimeError`` that says so.
 """
 
 from __future__ import annotations
@@ -54,9 +60,17 @@ class _Shard:
         from recoworld.kernels.placement import one_cpu
 
         one_cpu()  # the actor's one CPU, for torch and the C kernels alike
-        self.env = SlateVectorEnv(num_envs=num_envs, **kwargs)
+        # Kept for spaces() to raise: an actor whose construction raises dies, and Ray reports
+        # that as ActorDiedError with the traceback as text, not the env's own error.
+        self.error: Exception | None = None
+        try:
+            self.env = SlateVectorEnv(num_envs=num_envs, **kwargs)
+        except Exception as error:  # noqa: BLE001 - re-raised by spaces()
+            self.error = error
 
     def spaces(self):
+        if self.error is not None:
+            raise self.error
         return self.env.single_observation_space, self.env.single_action_space
 
     def reset(self, seed):
@@ -97,9 +111,19 @@ class ShardedVectorEnv(VectorEnv):
         self.sizes = sizes
         actor = ray.remote(num_cpus=1)(_Shard)
         self._ray = ray
-        self._shards = [actor.remote(size, kwargs) for size in sizes]
+        self._shards = []
+        try:
+            for size in sizes:
+                self._shards.append(actor.remote(size, kwargs))
+            spaces = ray.get([shard.spaces.remote() for shard in self._shards])  # every shard built
+        except BaseException as error:
+            self.close()  # the actors started so far would hold their CPUs until the driver exits
+            cause = getattr(error, "cause", None)
+            if isinstance(error, ray.exceptions.RayTaskError) and isinstance(cause, Exception):
+                raise cause from None  # the shard's SlateVectorEnv refused its arguments: its own error
+            raise
         self.num_envs = num_envs
-        self.single_observation_space, self.single_action_space = ray.get(self._shards[0].spaces.remote())
+        self.single_observation_space, self.single_action_space = spaces[0]
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
 
@@ -117,23 +141,39 @@ class ShardedVectorEnv(VectorEnv):
             seeds = [seed + offset for offset in self.offsets]
         else:
             seeds = [list(seed[a:a + n]) for a, n in zip(self.offsets, self.sizes)]
-        results = self._ray.get([s.reset.remote(sd) for s, sd in zip(self._shards, seeds)])
+        results = self._ray.get([s.reset.remote(sd) for s, sd in zip(self._live(), seeds)])
         return _concat([r[0] for r in results]), _concat([r[1] for r in results])
 
     def step(self, actions):
         actions = np.asarray(actions)
         results = self._ray.get([shard.step.remote(actions[a:a + n])
-                                 for shard, a, n in zip(self._shards, self.offsets, self.sizes)])
+                                 for shard, a, n in zip(self._live(), self.offsets, self.sizes)])
         observations, rewards, terminated, truncated, infos = zip(*results)
         return (_concat(observations), np.concatenate(rewards), np.concatenate(terminated),
                 np.concatenate(truncated), _concat(infos))
 
     def close(self, **kwargs: Any) -> None:
+        """End the shards' envs and actors. Idempotent; a shard whose worker died, or a Ray
+        already shut down, has nothing left to end."""
         shards, self._shards = getattr(self, "_shards", []), []
-        if shards:
-            self._ray.get([shard.close.remote() for shard in shards])
+        self.closed = True
+        if not shards or not self._ray.is_initialized():
+            return
+        try:
+            for closing in [shard.close.remote() for shard in shards]:
+                try:
+                    self._ray.get(closing)
+                except self._ray.exceptions.RayError:
+                    pass  # a dead shard (its worker was killed, or its construction failed)
+        finally:
             for shard in shards:
                 self._ray.kill(shard)
+
+    def _live(self) -> list:
+        """The shards' actors; a ``RuntimeError`` once the env is closed."""
+        if self.closed:
+            raise RuntimeError("this ShardedVectorEnv is closed (its Ray actors have ended); build a new one")
+        return self._shards
 
     # ------------------------------------------------------------------ privileged channel
     def click_probabilities(self) -> np.ndarray:
@@ -142,13 +182,13 @@ class ShardedVectorEnv(VectorEnv):
     def expected_clicks(self, slates) -> np.ndarray:
         slates = np.asarray(slates)
         return np.concatenate(self._ray.get([shard.privileged.remote("expected_clicks", slates[a:a + n])
-                                             for shard, a, n in zip(self._shards, self.offsets, self.sizes)]))
+                                             for shard, a, n in zip(self._live(), self.offsets, self.sizes)]))
 
     def _gather(self, name: str) -> list:
-        return self._ray.get([shard.privileged.remote(name) for shard in self._shards])
+        return self._ray.get([shard.privileged.remote(name) for shard in self._live()])
 
     def _first(self, name: str):
-        return self._ray.get(self._shards[0].privileged.remote(name))
+        return self._ray.get(self._live()[0].privileged.remote(name))
 
     reward_weights = property(lambda self: self._first("reward_weights"))
     catalog = property(lambda self: self._first("catalog"))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 
 import pandas as pd
 import pytest
@@ -131,3 +133,104 @@ def test_a_bad_metric_or_out_leaves_the_previous_merge_whole(tmp_path, capsys):
     assert f"--out {tmp_path / 'taken'} is a file, not a directory; give a directory" in capsys.readouterr().err
     assert (tmp_path / "taken").read_text() == "notes"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0", "1", "sweep.csv", "sweep.png", "taken"]
+
+
+def _status(directory, state, **fields):
+    """A job's status.json in the form recoworld run writes it (only what merge reads)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    status = {"state": state, "error": None, "error_type": None, "pid": os.getpid(), "host": socket.gethostname(),
+              "parts": {"planned": 1, "complete": [], "current": None}, **fields}
+    (directory / "status.json").write_text(json.dumps(status))
+
+
+def test_each_job_left_out_is_named_with_its_state_and_what_to_do(tmp_path, capsys):
+    fake_run(tmp_path / "0", [], [0], [0.1])
+    _status(tmp_path / "1", "failed", error="agent=random seed=1: WorkerCrashedError: the worker died",
+            error_type="RolloutsFailed")
+    _status(tmp_path / "2", "interrupted")
+    _status(tmp_path / "3", "running", pid=2**22 + 1)  # above Linux's pid_max: a process that has ended
+    _status(tmp_path / "4", "running", pid=os.getppid())  # a process that lives: still running
+    _status(tmp_path / "5", "complete")  # its metrics.json removed since
+    (tmp_path / "6").mkdir()
+    (tmp_path / "6" / "status.json").write_text('{"state": "runn')  # damaged
+    (tmp_path / "7" / ".hydra").mkdir(parents=True)  # stopped before its run began
+    (tmp_path / "7" / ".hydra" / "overrides.yaml").write_text("[]")
+    (tmp_path / "7" / "recoworld.log").write_text("[ERROR] - recoworld run: error: ...\n")
+    merge([tmp_path])
+    err = capsys.readouterr().err
+    said = {line.split()[2]: line for line in err.splitlines() if "has no metrics.json, left out: " in line}
+    assert sorted(said) == [str(tmp_path / str(j)) for j in range(1, 8)]
+    assert ("the job failed (RolloutsFailed: agent=random seed=1: WorkerCrashedError: the worker died); fix that, "
+            "then rerun its command with experiment.resume=true") in said[str(tmp_path / "1")]
+    assert "the job was interrupted; rerun its command with experiment.resume=true" in said[str(tmp_path / "2")]
+    assert f"the job was killed (its status.json says running, but process {2**22 + 1} has ended)" in \
+        said[str(tmp_path / "3")]
+    assert "the job is still running" in said[str(tmp_path / "4")]
+    assert "its status.json says complete, so the file was removed since; rerun its command with " \
+           "experiment.resume=true to write it again" in said[str(tmp_path / "5")]
+    assert "its status.json is damaged" in said[str(tmp_path / "6")]
+    assert "the job stopped before its run began (no status.json; recoworld.log says why)" in said[str(tmp_path / "7")]
+    assert "recoworld merge: 1 runs, 1 rows" in err
+
+
+def test_a_damaged_or_foreign_metrics_json_is_named_and_left_out(tmp_path, capsys):
+    fake_run(tmp_path / "0", [], [0, 1], [0.1, 0.3])
+    fake_run(tmp_path / "1", [], [2], [0.5])
+    (tmp_path / "1" / "metrics.json").write_text('{"agents": {"random": {"se')  # cut short
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "metrics.json").write_text('{"accuracy": 0.9}')  # another tool's
+    fake_run(tmp_path / "2", [], [3], [0.7])
+    (tmp_path / "2" / ".hydra" / "overrides.yaml").write_text("- [unclosed")
+    table = merge([tmp_path])
+    assert table[["seeds", "n_seeds"]].values.tolist() == [["0 1", 2]]
+    err = capsys.readouterr().err
+    assert f"recoworld merge: {tmp_path / '1' / 'metrics.json'} cannot be read (JSONDecodeError: " in err
+    assert "if its run is complete, rerun its command with experiment.resume=true to write it again: left out" in err
+    assert (f"recoworld merge: {tmp_path / 'notes' / 'metrics.json'} is not a recoworld run's metrics.json (it has "
+            "no 'agents' mapping): left out") in err
+    assert f"recoworld merge: {tmp_path / '2' / '.hydra' / 'overrides.yaml'} cannot be read (" in err
+    (tmp_path / "0" / "metrics.json").write_text("[]")
+    assert cli.main(["merge", str(tmp_path)]) == 1
+    assert f"error: no run with a metrics.json under {tmp_path} (4 left out, named above)" in capsys.readouterr().err
+
+
+def test_overrides_that_change_no_result_do_not_split_a_setting(tmp_path):
+    # A job finished with experiment.resume=true, or run by Ray, is the same setting as the others.
+    fake_run(tmp_path / "0", ["env.reward=clicks", "experiment.seeds=[0]", "experiment.progress=false"], [0], [0.1])
+    fake_run(tmp_path / "1", ["env.reward=clicks", "experiment.seeds=[1]", "experiment.progress=false",
+                              "experiment.resume=true", "experiment.executor=ray", "llm.max_cost_usd=5"], [1], [0.3])
+    table = merge([tmp_path])
+    assert table[["env.reward", "seeds", "n_seeds"]].values.tolist() == [["clicks", "0 1", 2]]
+    assert not [c for c in table.columns if c.startswith(("experiment.", "llm."))]
+
+
+def test_a_run_lacking_a_metric_that_others_have_is_named(tmp_path, capsys):
+    fake_run(tmp_path / "0", [], [0], [0.1])
+    fake_run(tmp_path / "1", [], [1], [0.3])
+    older = json.loads((tmp_path / "1" / "metrics.json").read_text())
+    del older["agents"]["random"]["metrics"]["ctr"]
+    (tmp_path / "1" / "metrics.json").write_text(json.dumps(older))
+    table = merge([tmp_path])
+    assert table["n_seeds"].tolist() == [2] and table["ctr"].tolist() == pytest.approx([0.1])
+    assert (f"recoworld merge: {tmp_path / '1'} lacks ctr (a run of an older RecoWorld?): in the rows it is pooled "
+            "into, their values are over the seeds of the setting's other runs only") in capsys.readouterr().err
+
+
+def test_jobs_are_taken_in_the_order_of_their_numbers(tmp_path):
+    for job, seed in ((2, 0), (10, 0), (11, 1)):
+        fake_run(tmp_path / str(job), ["experiment.seeds=[0]"], [seed], [0.1 * job])
+    runs, _ = find_runs([tmp_path])
+    assert [r.name for r in runs] == ["2", "10", "11"]
+    table = merge([tmp_path])  # seed 0 is in jobs 2 and 10: job 2's value counts
+    assert table["ctr"].iloc[0] == pytest.approx((0.2 + 1.1) / 2)
+    assert table["runs"].iloc[0] == f"{tmp_path / '2'};{tmp_path / '11'}"
+
+
+def test_a_merge_that_cannot_write_is_an_error_of_the_command_and_a_log_line_of_the_sweep(tmp_path, capsys, caplog):
+    fake_run(tmp_path / "0", [], [0], [0.1])
+    (tmp_path / "sweep.csv").mkdir()  # in the way of the file
+    assert cli.main(["merge", str(tmp_path)]) == 1
+    assert "recoworld merge: error: [Errno 21] Is a directory: " in capsys.readouterr().err
+    MergeSweep().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))  # no raise:
+    assert f"recoworld merge {tmp_path}: IsADirectoryError: [Errno 21] Is a directory: " in caplog.text  # jobs stand
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0", "sweep.csv"]  # no temporary left behind

@@ -59,11 +59,14 @@ def test_ray_executor_writes_the_local_executors_log_row_for_row_and_its_metrics
     assert not [p for p in runs["ray"].rglob("*") if p.name.endswith(".tmp")]
 
 
-def test_a_run_whose_ray_tasks_fail_ends_failed_naming_agent_and_seed(local_ray, tmp_path):
+def test_a_run_whose_ray_tasks_fail_ends_failed_naming_agent_and_seed(local_ray, tmp_path, capsys):
     bad = [*TINY, "experiment.executor=ray", f"hydra.run.dir={tmp_path}", "agent=most_popular",
            "+agent.no_such_argument=1"]
     with pytest.raises(SystemExit):
         run_app(bad)
+    err = capsys.readouterr().err  # one line that names each failed rollout, no traceback to bury it
+    assert "recoworld run: stopped: RolloutsFailed: 2 of 2 Ray rollouts failed (agent=most_popular seed=0: " in err
+    assert "Traceback" not in err and "HYDRA_FULL_ERROR" not in err
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["state"] == "failed" and status["error_type"] == "RolloutsFailed"
     for seed in (0, 1):
@@ -99,6 +102,35 @@ def test_failed_parts_are_reported_while_the_others_are_recorded(local_ray, tmp_
     assert sorted((p.agent, p.seed) for p in done) == [("random", 0), ("random", 1)]
     assert all(directory.completed(Part("random", seed)) for seed in (0, 1))
     assert (tmp_path / Part("random", 0).file).is_file() and not (tmp_path / Part("broken", 0).file).exists()
+
+
+def test_a_killed_worker_is_named_and_failures_come_in_the_order_of_the_parts(local_ray, tmp_path):
+    from hydra import compose, initialize_config_module
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from recoworld.apps.run import executor
+    from recoworld.apps.run.hooks import part_hooks
+    from recoworld.apps.run.rundir import Part, RunDirectory
+
+    with initialize_config_module("recoworld.conf", version_base="1.3"):
+        cfg = compose("config", overrides=[*TINY, "experiment.executor=ray"])
+        lineup = {
+            # Fails last: three seconds, then an agent that is None.
+            "slow": OmegaConf.create({"_target_": "time.sleep", "_args_": [3]}),
+            # Fails first: its worker process ends at once, as if killed (out of memory...).
+            "killed": OmegaConf.create({"_target_": "os._exit", "_args_": [1]}),
+            "random": compose("config", overrides=["agent=random"]).agent,
+        }
+    parts = [Part(name, 0) for name in lineup]
+    directory = RunDirectory.start(tmp_path, {"config": 1}, parts, resume=False)
+    with pytest.raises(executor.RolloutsFailed) as failure:
+        executor.ray_parts(cfg, lineup, parts, instantiate(cfg.world), directory, hooks=partial(part_hooks, cfg, tmp_path),
+                           on_done=lambda part: None)
+    message = str(failure.value)
+    assert message.startswith("2 of 3 Ray rollouts failed (agent=slow seed=0: ")
+    assert "; agent=killed seed=0: WorkerCrashedError: " in message  # after slow's, though it failed first
+    assert directory.completed(Part("random", 0)) and (tmp_path / Part("random", 0).file).is_file()
 
 
 def test_executor_settings_are_checked_before_the_run():
@@ -171,3 +203,54 @@ def _assert_dicts_equal(expected: tuple, got: tuple) -> None:
         assert a.keys() == b.keys()
         for key in a:
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def _free_cpus_become(ray_module, expected: float) -> bool:
+    """Whether Ray's free CPUs reach ``expected`` within a few seconds (actors end asynchronously)."""
+    import time
+
+    for _ in range(50):
+        if ray_module.available_resources().get("CPU", 0) == expected:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_a_closed_sharded_env_closes_again_and_refuses_use(local_ray):
+    from recoworld.envs.sharded import ShardedVectorEnv
+
+    sharded = ShardedVectorEnv(4, 2)
+    sharded.reset(seed=0)
+    sharded.close()
+    sharded.close()
+    assert sharded.closed
+    closed = r"^this ShardedVectorEnv is closed \(its Ray actors have ended\); build a new one$"
+    for use in (lambda: sharded.reset(seed=0), lambda: sharded.step(np.zeros((4, 10), dtype=np.int64)),
+                sharded.click_probabilities, lambda: sharded.slate_size):
+        with pytest.raises(RuntimeError, match=closed):
+            use()
+
+
+def test_arguments_a_shard_refuses_raise_the_envs_own_error_and_end_the_shards(local_ray):
+    from recoworld.envs.sharded import ShardedVectorEnv
+
+    cpus = ray.cluster_resources()["CPU"]
+    with pytest.raises(ValueError, match=r"^num_candidates='many': must be an integer >= 1$"):
+        ShardedVectorEnv(4, 2, num_candidates="many")
+    assert _free_cpus_become(ray, cpus)
+
+
+def test_a_sharded_env_whose_shard_died_closes_every_other_shard(local_ray):
+    import os
+    import signal
+
+    from recoworld.envs.sharded import ShardedVectorEnv
+
+    cpus = ray.cluster_resources()["CPU"]
+    sharded = ShardedVectorEnv(4, 2)
+    pid = ray.get(sharded._shards[1].__ray_call__.remote(lambda shard: os.getpid()))
+    os.kill(pid, signal.SIGKILL)  # the second shard's worker is killed
+    with pytest.raises(ray.exceptions.RayActorError):
+        sharded.reset(seed=0)
+    sharded.close()  # no error: the dead shard has nothing to close, and the live one is ended
+    assert sharded.closed and _free_cpus_become(ray, cpus)

@@ -22,12 +22,29 @@ Written to ``--out`` (default: the first ``DIR``):
   value varies, one line per agent (and per value of the other varying keys), with the
   interval as error bars; the agents side by side when no setting varies.
 
-A directory of a job that did not finish (a ``status.json`` or ``.hydra/`` without
-``metrics.json``) is named on the console and left out; no run at all is an error.
+Overrides that change no row of a run's log (:func:`result_neutral`: ``experiment.resume``,
+``experiment.executor``, ``experiment.progress``..., and the operational keys of ``llm``) are
+no part of a setting: a job finished with ``experiment.resume=true``, or run by Ray, pools
+with the others.
+
+Left out, and named on the console with the reason:
+
+- a job that did not finish (a ``status.json`` or ``.hydra/`` without ``metrics.json``), with
+  its state (:func:`unfinished_reason`) — failed (with its error), interrupted, killed, still
+  running — and what to do;
+- a run whose ``metrics.json`` (or ``.hydra/overrides.yaml``) is damaged, or is not a run's.
+
+No run left at all is an error (which counts what was left out). A run that lacks a metric
+that other runs have (a run of an older RecoWorld) is named too: in its rows, that metric's
+mean and interval are over fewer seeds than ``n_seeds``.
 
 At the end of every ``recoworld run --multirun``, the Hydra callback :class:`MergeSweep`
 (``hydra.callbacks.merge_sweep`` in ``conf/config.yaml``) merges the sweep directory, whichever
-launcher ran the jobs (``hydra/launcher=basic``, ``joblib`` or ``ray``).
+launcher ran the jobs (``hydra/launcher=basic``, ``joblib`` or ``ray``). A sweep in which a job
+failed is merged too (Hydra skips the callback's end then: ``recoworld run`` calls
+:func:`end_stopped_sweeps`), and ``recoworld run`` exits 1 naming the jobs that did not finish;
+an interrupted sweep is not merged, but its unfinished jobs are named with the command that
+finishes it.
 """
 
 from __future__ import annotations
@@ -35,6 +52,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,22 +64,31 @@ logger = logging.getLogger("recoworld.merge")
 #: The override that names a run's seeds: runs differing only by it are pooled.
 SEEDS_KEY = "experiment.seeds"
 DEFAULT_METRIC = "return_per_episode"
+METRICS_FILE = "metrics.json"
+#: A job's error is cut to this many characters on the console (its status.json keeps it whole).
+REASON_CHARS = 300
 
 
 def find_runs(dirs: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
     """The run directories under ``dirs`` (holding ``metrics.json``), and those of jobs that
-    did not finish. Raises :class:`FileNotFoundError` naming a ``DIR`` that does not exist."""
+    did not finish, each in job order (``2`` before ``10``). Raises :class:`FileNotFoundError`
+    naming a ``DIR`` that does not exist."""
     runs, unfinished = [], []
     for d in map(Path, dirs):
         if not d.is_dir():
             raise FileNotFoundError(f"{d} is not a directory; give the sweep directory (hydra.sweep.dir, "
                                     "e.g. multirun/2026-12-06/10-00-00) or run directories")
-        runs += sorted(p.parent for p in d.rglob("metrics.json"))
+        runs += sorted((p.parent for p in d.rglob(METRICS_FILE)), key=_job_order)
         started = {p.parent for pattern in ("status.json", ".hydra/overrides.yaml") for p in d.rglob(pattern)}
         started = {p.parent if p.name == ".hydra" else p for p in started}
-        unfinished += sorted(p for p in started if not (p / "metrics.json").exists())
+        unfinished += sorted((p for p in started if not (p / METRICS_FILE).exists()), key=_job_order)
     # A run reached twice (a DIR given twice, or a sweep and one of its runs) counts once.
     return _first_of_each(runs), _first_of_each(unfinished)
+
+
+def _job_order(path: Path) -> list:
+    """Sort key: numbers in a path by value, so Hydra's job folders come 0, 1, 2, ..., 10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.as_posix())]
 
 
 def _first_of_each(paths: list[Path]) -> list[Path]:
@@ -72,8 +99,47 @@ def _first_of_each(paths: list[Path]) -> list[Path]:
     return list(first.values())
 
 
+def unfinished_reason(run: Path) -> str:
+    """Why the job in ``run`` has no ``metrics.json``, and what to do: its ``status.json``'s
+    state in the words of :mod:`recoworld.apps.run.run_log` (failed with its error,
+    interrupted, killed, still running), or why there is no state to read."""
+    from recoworld.apps.run.run_log import RESUME, run_state, run_status
+    from recoworld.apps.status import STATUS_FILE
+
+    try:
+        status = run_status(run)
+    except ValueError:
+        return (f"its {STATUS_FILE} is damaged (edited, or written by something else), so whether it failed or "
+                "still runs is unknown")
+    if status is None:
+        logs = sorted(p.name for p in run.glob("*.log"))
+        return f"the job stopped before its run began (no {STATUS_FILE}{f'; {logs[0]} says why' if logs else ''})"
+    if status["state"] == "complete":
+        return f"its {STATUS_FILE} says complete, so the file was removed since; {RESUME} to write it again"
+    phrase, advice = run_state(run, status)
+    phrase = " ".join(phrase.split())
+    if len(phrase) > REASON_CHARS:
+        phrase = f"{phrase[:REASON_CHARS]}... (whole in its {STATUS_FILE})"
+    return f"the job {phrase}; {advice}"
+
+
+def result_neutral(key: str) -> bool:
+    """Whether an override of ``key`` changes no row of a run's log, and so is no part of a
+    setting: the keys of ``experiment`` outside what a resumed run must repeat
+    (:data:`~recoworld.apps.run.checks.EXPERIMENT_IDENTITY`: ``resume``, ``executor``,
+    ``progress``, ``plots``...) and the :data:`~recoworld.apps.run.checks.OPERATIONAL_LLM_KEYS`
+    of an ``llm`` node."""
+    from recoworld.apps.run.checks import EXPERIMENT_IDENTITY, OPERATIONAL_LLM_KEYS
+
+    node, _, leaf = key.rpartition(".")
+    if node == "experiment":
+        return leaf not in (*EXPERIMENT_IDENTITY, "agents")
+    return (node == "llm" or node.endswith(".llm")) and leaf in OPERATIONAL_LLM_KEYS
+
+
 def run_setting(run: Path) -> dict[str, str]:
-    """The overrides of the job that wrote ``run`` (``key -> value``), ``experiment.seeds`` aside."""
+    """The overrides of the job that wrote ``run`` (``key -> value``), ``experiment.seeds`` and
+    the :func:`result_neutral` keys aside."""
     from omegaconf import OmegaConf
 
     path = run / ".hydra" / "overrides.yaml"
@@ -82,34 +148,51 @@ def run_setting(run: Path) -> dict[str, str]:
     for override in overrides:
         key, _, value = str(override).partition("=")
         key = key.lstrip("+~")
-        if key != SEEDS_KEY:
+        if key != SEEDS_KEY and not result_neutral(key):
             setting[key] = value
     return setting
 
 
-def seed_values(runs: Sequence[Path]):
-    """One row per (run, agent, metric, seed): the long form of the runs' ``metrics.json``."""
-    import pandas as pd
+def run_rows(run: Path) -> list[dict]:
+    """One row per (agent, metric, seed) of ``run``'s ``metrics.json``, with its setting.
 
-    rows = []
-    for run in runs:
-        metrics = json.loads((run / "metrics.json").read_text())
+    Raises:
+        ValueError: the file is damaged or is not a run's ``metrics.json`` (the message names
+            it and what is wrong).
+    """
+    path = run / METRICS_FILE
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path} cannot be read ({type(err).__name__}: {err}); if its run is complete, rerun its "
+                         "command with experiment.resume=true to write it again") from None
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("agents"), dict):
+        raise ValueError(f"{path} is not a recoworld run's {METRICS_FILE} (it has no 'agents' mapping)")
+    try:
         setting = run_setting(run)
+    except Exception as err:  # noqa: BLE001 - YAML's and OmegaConf's errors alike
+        raise ValueError(f"{run / '.hydra' / 'overrides.yaml'} cannot be read ({type(err).__name__}: "
+                         f"{' '.join(str(err).split())})") from None
+    rows = []
+    try:
         for agent, summary in metrics["agents"].items():
             for name, value in summary["metrics"].items():
-                for seed, x in zip(summary["seeds"], value["per_seed"]):
+                for seed, x in zip(summary["seeds"], value["per_seed"], strict=True):
                     rows.append({**setting, "run": str(run), "agent": agent, "metric": name, "seed": int(seed),
                                  "value": float("nan") if x is None else float(x)})
-    return pd.DataFrame(rows)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ValueError(f"{path} is not a recoworld run's {METRICS_FILE} ({type(err).__name__}: {err})") from None
+    return rows
 
 
-def merge_table(runs: Sequence[Path]):
-    """The merged table (module docstring, ``sweep.csv``) and the seeds counted once."""
+def merge_table(long):
+    """The merged table (module docstring, ``sweep.csv``) of ``long``, the runs' :func:`run_rows`
+    in one frame, and the seeds counted once."""
     import pandas as pd
 
     from recoworld.metrics import mean_interval
 
-    long = seed_values(runs)
+    long = long.copy()
     keys = [c for c in long.columns if c not in ("run", "agent", "metric", "seed", "value")]
     long[keys] = long[keys].fillna("(default)")
     group = [*keys, "agent"]
@@ -119,12 +202,25 @@ def merge_table(runs: Sequence[Path]):
     for values, frame in long.groupby(group, sort=False):
         row = dict(zip(group, values if isinstance(values, tuple) else (values,)))
         seeds = sorted(frame["seed"].unique())
-        row.update(seeds=" ".join(map(str, seeds)), n_seeds=len(seeds), runs=";".join(sorted(frame["run"].unique())))
+        row.update(seeds=" ".join(map(str, seeds)), n_seeds=len(seeds),
+                   runs=";".join(sorted(frame["run"].unique(), key=lambda run: _job_order(Path(run)))))
         for metric, per_metric in frame.groupby("metric", sort=False):
             interval = mean_interval(per_metric["value"].to_numpy())
             row.update({metric: interval.mean, f"{metric}_ci_low": interval.low, f"{metric}_ci_high": interval.high})
         rows.append(row)
     return pd.DataFrame(rows), repeated
+
+
+def lacking_metrics(long) -> dict[str, list[str]]:
+    """``run -> the metrics that other runs have and it lacks`` (a run of an older RecoWorld):
+    the rows it is pooled into have those metrics over fewer seeds than ``n_seeds``."""
+    every = list(dict.fromkeys(long["metric"]))
+    lacking = {}
+    for run, frame in long.groupby("run", sort=False):
+        missing = [m for m in every if m not in set(frame["metric"])]
+        if missing:
+            lacking[run] = missing
+    return lacking
 
 
 def varying_keys(table) -> list[str]:
@@ -182,21 +278,35 @@ def _ordered(values) -> list:
 
 def merge(dirs: Sequence[str | Path], out: str | Path | None = None, metric: str = DEFAULT_METRIC, console=None):
     """Merge the runs under ``dirs`` into ``out`` (module docstring); returns the table."""
+    import pandas as pd
     from rich.console import Console
 
     from recoworld.logs import replacing
 
     console = console or Console(stderr=True)
-    runs, unfinished = find_runs(dirs)
-    if not runs:
-        raise FileNotFoundError(f"no run with a metrics.json under {', '.join(map(str, dirs))}; "
-                                "a run writes it when all its parts are complete")
+    found, unfinished = find_runs(dirs)
     for run in unfinished:
-        _say(console, f"recoworld merge: {run} has no metrics.json (a job that did not finish): left out")
-    table, repeated = merge_table(runs)
+        _say(console, f"recoworld merge: {run} has no {METRICS_FILE}, left out: {unfinished_reason(run)}")
+    rows, runs = [], []
+    for run in found:
+        try:
+            rows += run_rows(run)
+            runs.append(run)
+        except ValueError as err:
+            _say(console, f"recoworld merge: {err}: left out")
+    if not runs:
+        left_out = len(found) + len(unfinished)
+        raise FileNotFoundError(f"no run with a {METRICS_FILE} under {', '.join(map(str, dirs))}"
+                                + (f" ({left_out} left out, named above)" if left_out else "")
+                                + "; a run writes it when all its parts are complete")
+    long = pd.DataFrame(rows)
+    table, repeated = merge_table(long)
     for _, r in repeated.drop_duplicates(["run", "agent", "seed"]).iterrows():
         _say(console, f"recoworld merge: seed {r['seed']} of {r['agent']} in {r['run']} is already in the "
                       "table from an earlier run of the same setting: counted once")
+    for run, missing in lacking_metrics(long).items():
+        _say(console, f"recoworld merge: {run} lacks {', '.join(missing)} (a run of an older RecoWorld?): in the rows "
+                      "it is pooled into, their values are over the seeds of the setting's other runs only")
     _check_metric(table, metric)
     out = Path(out) if out is not None else Path(dirs[0])
     if out.exists() and not out.is_dir():
@@ -230,19 +340,75 @@ def _print(table, metric: str, console) -> None:
     console.print(view)
 
 
+#: The sweeps that Hydra began in this process and has not ended, by sweep directory:
+#: Hydra skips ``on_multirun_end`` when a job failed (its sweeper raises the first failed
+#: job's error once the others have run) or the sweep was interrupted.
+_SWEEPS_BEGUN: dict[Path, MergeSweep] = {}
+
+
 class MergeSweep(Callback):
     """Hydra callback: at the end of a ``--multirun``, merge its sweep directory. A merge
-    that fails is logged, not raised: the jobs' own results stand."""
+    that fails is logged, not raised: the jobs' own results stand. A sweep that Hydra does
+    not end (a job failed, or Ctrl-C) is ended by :func:`end_stopped_sweeps`."""
 
     def __init__(self, metric: str = DEFAULT_METRIC):
         self.metric = metric
 
+    def on_multirun_start(self, config, **kwargs) -> None:
+        _SWEEPS_BEGUN[Path(config.hydra.sweep.dir)] = self
+
     def on_multirun_end(self, config, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        _SWEEPS_BEGUN.pop(sweep_dir, None)
+        self.merge(sweep_dir)
+
+    def merge(self, sweep_dir: Path) -> bool:
+        """Merge ``sweep_dir``; whether it was merged (why not is logged)."""
         try:
             merge([sweep_dir], metric=self.metric)
-        except (FileNotFoundError, ValueError) as err:
-            logger.error(f"recoworld merge {sweep_dir}: {err}")
+        except Exception as err:  # noqa: BLE001 - the jobs' results stand; `recoworld merge` can be run again
+            logger.error(f"recoworld merge {sweep_dir}: {type(err).__name__}: {err}")
+            return False
+        return True
+
+
+def end_stopped_sweeps(interrupted: bool, console=None) -> list[Path]:
+    """End the sweeps that Hydra began in this process and did not end (``recoworld run``
+    calls it when a ``--multirun`` stops on an error or Ctrl-C); returns their directories.
+
+    A sweep in which a job failed is merged (each job that did not finish named with its
+    state); an interrupted one is not, but its unfinished jobs are named. Either way the
+    last line says how to finish the sweep: the same command again with
+    ``experiment.resume=true`` and its ``hydra.sweep.dir`` (each finished job is kept)."""
+    from rich.console import Console
+
+    console = console or Console(stderr=True)
+    stopped = []
+    while _SWEEPS_BEGUN:
+        sweep_dir, callback = _SWEEPS_BEGUN.popitem()
+        stopped.append(sweep_dir)
+        try:
+            finished, unfinished = find_runs([sweep_dir])
+        except FileNotFoundError:
+            finished, unfinished = [], []
+        if not finished and not unfinished:
+            continue  # stopped before any job began (e.g. a sweep value Hydra refused): its error says why
+        finish = (f"finish it by running the same command again with experiment.resume=true "
+                  f"hydra.sweep.dir={sweep_dir} (each job that finished is kept)")
+        if interrupted:
+            for run in unfinished:
+                _say(console, f"recoworld run: {run} has no {METRICS_FILE}: {unfinished_reason(run)}")
+            _say(console, f"recoworld run: the sweep in {sweep_dir} was interrupted with {len(finished)} job(s) "
+                          f"finished and {len(unfinished)} not (named above; a job not begun has no folder); {finish}, "
+                          f"or merge the finished ones with: recoworld merge {sweep_dir}")
+            continue
+        merged = callback.merge(sweep_dir)
+        if unfinished:
+            _say(console, f"recoworld run: {len(unfinished)} job(s) of the sweep in {sweep_dir} did not finish: "
+                          f"{', '.join(run.name for run in unfinished)} (named above with why)"
+                          + ("; the others are merged in sweep.csv" if merged else "")
+                          + f". Fix what failed, then {finish}")
+    return stopped
 
 
 def main(argv: Sequence[str]) -> int:
@@ -253,7 +419,7 @@ def main(argv: Sequence[str]) -> int:
     args = parser.parse_args(argv)
     try:
         merge(args.dirs, args.out, args.metric)
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
+    except (OSError, ValueError) as err:  # OSError: FileNotFoundError, FileExistsError, a --out not writable...
         print(f"recoworld merge: error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -8,13 +8,23 @@ inside :func:`~recoworld.apps.run.secrets.redacted_output`, so that no API key r
 console, a log or a file (Hydra's ``.hydra/`` files and ``multirun.yaml`` included).
 
 A run stops with a one-line message, not a traceback, when the config is wrong, when the
-LLM budget is spent, and when LLM or hybrid users fell back to the statistical response on
+LLM budget is spent, when LLM or hybrid users fell back to the statistical response on
 more than ``max_fallback_share`` of their steps (the message shows the first backend error
-and its fix).
+and its fix), and when Ray rollouts failed (``experiment.executor=ray``: each named with its
+agent and seed). ``experiment.executor=ray`` is checked before the run directory is touched
+(:func:`~recoworld.apps.run.executor.check_executor`: Ray installed, the address reachable).
+
+In a ``--multirun`` a job that stops so raises :class:`JobFailed` instead of exiting: Hydra
+records the job as failed and runs the others. Hydra then skips the end of the sweep (its
+sweeper raises the first failed job's error), so :func:`main` ends it with
+:func:`~recoworld.apps.merge.end_stopped_sweeps`: the sweep is merged, the jobs that did not
+finish are named with their state, and the exit status is 1; after Ctrl-C the unfinished jobs
+are named and the command that finishes the sweep is given.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,14 +32,23 @@ from pathlib import Path
 import hydra
 from hydra import compose
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import CompactHydraException
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import recoworld.conf  # noqa: F401  (registers the structured-config schemas)
+from recoworld.apps.merge import end_stopped_sweeps
 from recoworld.apps.run.checks import override_key, unknown_key_hint
+from recoworld.apps.run.executor import RolloutsFailed, check_executor
 from recoworld.apps.run.plugins import plugin_overrides, register_plugins
 from recoworld.apps.run.runner import ExperimentConfigError, check_overrides, resolve_lineup, run_experiment
 from recoworld.apps.run.secrets import redacted_output, secrets_in_config
 from recoworld.llm import BudgetExceeded
+
+
+class JobFailed(CompactHydraException):
+    """A job of a ``--multirun`` stopped with one of the one-line messages of a run (the
+    message is the line): Hydra records it as failed and goes on with the other jobs."""
 
 
 @hydra.main(version_base="1.3", config_path="pkg://recoworld.conf", config_name="config")
@@ -41,6 +60,7 @@ def _job(cfg: DictConfig) -> None:
     secrets_in_config(cfg)  # keys set in config files, not only on the command line
     try:
         check_overrides(hydra_cfg.overrides.task)
+        check_executor(cfg.experiment)
         lineup = resolve_lineup(
             cfg,
             selected=hydra_cfg.runtime.choices.get("agent"),
@@ -52,17 +72,25 @@ def _job(cfg: DictConfig) -> None:
                                                        hydra_cfg.job.config_name))
     except ExperimentConfigError as err:
         # A mistake in the config, not a bug: the message is enough, a traceback would bury it.
-        print(f"recoworld run: error: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+        _stop(hydra_cfg, f"recoworld run: error: {err}")
     except BudgetExceeded as err:
         # The LLM budget did its job: the run stops, and the message says which limit to raise.
-        print(f"recoworld run: stopped: {err}", file=sys.stderr)
+        _stop(hydra_cfg, f"recoworld run: stopped: {err}")
+    except (LLMUserError, AgentFallbacksExceeded, RolloutsFailed) as err:
+        # The LLM users failed (on_failure=fail, or past max_fallback_share), or Ray rollouts
+        # did: the message shows the first error and its fix, or names each failed rollout.
+        _stop(hydra_cfg, f"recoworld run: stopped: {type(err).__name__}: {err}")
+
+
+def _stop(hydra_cfg, message: str) -> None:
+    """End the run with ``message``: exit 1, or in a multirun fail this job (:class:`JobFailed`),
+    the message logged to its log file too (a job stopped before its run began has no
+    ``status.json`` to hold it)."""
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        print(message, file=sys.stderr)
         raise SystemExit(1) from None
-    except (LLMUserError, AgentFallbacksExceeded) as err:
-        # The LLM users failed (on_failure=fail, or past max_fallback_share): the message
-        # shows the first error and its fix.
-        print(f"recoworld run: stopped: {type(err).__name__}: {err}", file=sys.stderr)
-        raise SystemExit(1) from None
+    logging.getLogger(__name__).error(message)
+    raise JobFailed(f"{message} (job {hydra_cfg.job.num}: {hydra_cfg.runtime.output_dir})") from None
 
 
 def _default_config(overrides: Sequence[str], choices: Mapping, config_name: str
@@ -89,7 +117,12 @@ def main(argv: Sequence[str]) -> int:
     sys.argv = ["recoworld run", *plugin_overrides(argv)]
     try:
         with redacted_output(argv):
-            _job()
+            try:
+                _job()
+            except BaseException as stop:
+                # A --multirun that Hydra did not end (a job failed, or Ctrl-C): merged and named.
+                end_stopped_sweeps(interrupted=isinstance(stop, KeyboardInterrupt))
+                raise
     except SystemExit as exit_:
         if exit_.code == 1 and (hint := unknown_key_hint(sys.argv[1:])):
             print(hint, file=sys.stderr)  # key names only, no value

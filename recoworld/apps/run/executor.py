@@ -8,7 +8,12 @@ agent over a seed, on the population or a segment) one after the other in this p
   no dashboard, workers' output kept off the console) or joins the cluster at
   ``experiment.ray_address`` (e.g. ``ray://head:10001`` or ``auto``); a Ray already
   initialised in the process (a test, a notebook) is used as it is. Ray stays up until the
-  process exits, so the segments of a run share it.
+  process exits, so the segments of a run share it. Before the run directory is touched,
+  :func:`check_executor` refuses a run whose Ray is not installed, or whose address is not
+  one Ray takes or has nothing answering at it (a TCP connection of at most
+  :data:`CONNECT_TIMEOUT_S`: Ray itself would retry for minutes); an address that Ray then
+  cannot join (``auto`` with no cluster) is refused when Ray starts. Each refusal is an
+  :class:`~recoworld.apps.run.checks.ExperimentConfigError` naming the value and the fix.
 - Each task builds its own simulator, env and agent from the run's resolved configs
   (plain mappings) and the catalog (sent once to Ray's object store), runs
   :func:`~recoworld.envs.rollout.rollout` with torch and the C kernels on one thread each
@@ -20,9 +25,10 @@ agent over a seed, on the population or a segment) one after the other in this p
   records the part (:meth:`RunDirectory.record`) as tasks finish, in whatever order they
   finish; the progress bar advances by one rollout per task. A resumed run therefore
   works as with the local executor.
-- A task that raises is reported with its agent and seed (:class:`RolloutsFailed`), after
-  the other tasks have finished and been recorded; the run ends ``failed`` and
-  ``experiment.resume=true`` runs only the failed parts again.
+- A task that raises, or whose worker dies (killed, out of memory; such a task is not
+  retried), is reported with its agent and seed (:class:`RolloutsFailed`, in the order of
+  the run's parts), after the other tasks have finished and been recorded; the run ends
+  ``failed`` and ``experiment.resume=true`` runs only the failed parts again.
 
 A rollout depends only on its configs and seed (counter-based randomness), so both
 executors write the same rows and ``metrics.json`` (``seconds`` aside). LLM users'
@@ -32,13 +38,17 @@ budgets (``llm.max_cost_usd``...) count per task under Ray, not for the whole ru
 from __future__ import annotations
 
 import copy
+import importlib.util
 import os
+import socket
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -47,6 +57,14 @@ from recoworld.apps.run.checks import ExperimentConfigError
 from recoworld.apps.run.rundir import Part, RunDirectory
 from recoworld.envs.rollout import rollout
 from recoworld.logs import EpisodeLog
+
+#: Seconds :func:`check_executor` waits for a TCP connection to ``experiment.ray_address``.
+CONNECT_TIMEOUT_S = 5.0
+NEEDS_RAY = ("experiment.executor=ray needs Ray: pip install 'recoworld[ray]' (or run with "
+             "experiment.executor=local)")
+ADDRESS_FORMS = ("give auto (the cluster this node belongs to), HOST:6379 (the head's address, from a node of the "
+                 "cluster) or ray://HOST:10001 (Ray Client, from outside it), or leave experiment.ray_address null "
+                 "to start Ray on this machine")
 
 
 @dataclass(frozen=True)
@@ -101,7 +119,7 @@ def ray_parts(cfg: DictConfig, lineup: dict[str, DictConfig], parts: Sequence[Pa
     shared = ray.put((configs, experiment, catalog, hooks))
     agents = {name: _resolved(agent) for name, agent in lineup.items()}
     pending = {task.remote(shared, agents[part.agent], part): part for part in parts}
-    failures: list[str] = []
+    failures: dict[Part, str] = {}
     try:
         while pending:
             (done,), _ = ray.wait(list(pending), num_returns=1)
@@ -110,9 +128,9 @@ def ray_parts(cfg: DictConfig, lineup: dict[str, DictConfig], parts: Sequence[Pa
                 outcome, data = ray.get(done)
             except ray.exceptions.RayError as err:
                 cause = getattr(err, "cause", None) or err
-                failures.append(f"agent={part.agent} seed={part.seed}"
-                                + ("" if part.segment is None else f" segment={part.segment}")
-                                + f": {type(cause).__name__}: {' '.join(str(cause).split())}")
+                failures[part] = (f"agent={part.agent} seed={part.seed}"
+                                  + ("" if part.segment is None else f" segment={part.segment}")
+                                  + f": {type(cause).__name__}: {' '.join(str(cause).split())}")
                 continue
             target = directory.path / part.file
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -122,11 +140,15 @@ def ray_parts(cfg: DictConfig, lineup: dict[str, DictConfig], parts: Sequence[Pa
             on_done(part)
     finally:
         for ref in pending:  # interrupted: stop what has not finished
-            ray.cancel(ref, force=True)
+            # Ray may be gone (a lost cluster): the error that stopped the loop is the one to see.
+            with suppress(Exception):
+                ray.cancel(ref, force=True)
     if failures:
+        # In the order of the parts, not of the failures: the same failures, the same message.
         raise RolloutsFailed(f"{len(failures)} of {len(parts)} Ray rollouts failed ("
-                             + "; ".join(failures) + "); the others are recorded: fix the cause and finish the "
-                             "run with experiment.resume=true")
+                             + "; ".join(failures[part] for part in parts if part in failures)
+                             + "); the others are recorded: fix the cause and finish the run with "
+                             "experiment.resume=true")
 
 
 def _resolved(node: DictConfig) -> DictConfig:
@@ -155,17 +177,65 @@ def _remote_part(shared, agent_cfg: DictConfig, part: Part) -> tuple[PartOutcome
         return outcome, path.read_bytes()
 
 
+def check_executor(experiment) -> None:
+    """Refuse an ``experiment.executor=ray`` that cannot start, before the run directory is
+    touched: Ray not installed, or an ``experiment.ray_address`` that is not one Ray takes or
+    where nothing answers (see the module). Nothing to check with the local executor, or with
+    a Ray already initialised in this process (it is used as it is).
+
+    Raises:
+        ExperimentConfigError: naming the value and the fix.
+    """
+    if experiment.get("executor", "local") != "ray":
+        return
+    if importlib.util.find_spec("ray") is None:
+        raise ExperimentConfigError(NEEDS_RAY)
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        return
+    address = experiment.get("ray_address")
+    if address and address not in ("auto", "local"):
+        host, port = _host_port(address)
+        try:
+            socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+        except OSError as err:
+            raise ExperimentConfigError(
+                f"experiment.ray_address={address!r}: nothing answers at {host}:{port} ({err}); start Ray's head "
+                f"there (ray start --head), or {ADDRESS_FORMS}") from None
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    """The host and port of a Ray address ``HOST:PORT`` or ``ray://HOST:PORT``."""
+    parts = urlsplit(address if "://" in address else f"//{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port that is not a number
+        host = port = None
+    if parts.scheme not in ("", "ray") or not host or port is None:
+        raise ExperimentConfigError(f"experiment.ray_address={address!r} is not an address Ray takes; {ADDRESS_FORMS}")
+    return host, port
+
+
 def ensure_ray(address: str | None):
     """The ``ray`` module, initialised: as it is if this process already did, else on
-    ``address`` or on a local Ray with this machine's cores."""
+    ``address`` or on a local Ray with this machine's cores.
+
+    Raises:
+        ExperimentConfigError: Ray is not installed, or cannot join ``address`` (naming it
+            and the fix).
+    """
     try:
         import ray
     except ImportError:
-        raise ExperimentConfigError("experiment.executor=ray needs Ray: pip install 'recoworld[ray]' "
-                                    "(or run with experiment.executor=local)") from None
+        raise ExperimentConfigError(NEEDS_RAY) from None
     if not ray.is_initialized():
         if address:
-            ray.init(address=address, log_to_driver=False)
+            try:
+                ray.init(address=address, log_to_driver=False)
+            except (ConnectionError, TimeoutError, ValueError) as err:
+                raise ExperimentConfigError(
+                    f"experiment.ray_address={address!r}: Ray could not join it ({type(err).__name__}: "
+                    f"{' '.join(str(err).split())}); start the cluster (ray start --head on its head node), or "
+                    f"{ADDRESS_FORMS}") from None
         else:
             ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
     return ray

@@ -63,7 +63,7 @@ def read_run_log(run_dir: str | Path, segment: str | None = None) -> RunLog:
         return RunLog(read_log(folder), None, segments)
     records = [r for r in status["parts"]["complete"] if r.get("segment") == segment]
     if not records:
-        phrase, advice = _state(run_dir, status)
+        phrase, advice = run_state(run_dir, status)
         scope = f"its {status['parts']['planned']} rollouts" if segment is None else f"segment {segment!r}'s rollouts"
         raise ValueError(f"the run in {run_dir} {phrase}, and none of {scope} is complete: there is no log to read; "
                          f"{advice}")
@@ -92,14 +92,15 @@ def run_note(run_dir: str | Path, status: dict | None) -> str | None:
     are complete (only they are read) and what to do."""
     if status is None or status["state"] == "complete":
         return None
-    phrase, advice = _state(Path(run_dir), status)
+    phrase, advice = run_state(Path(run_dir), status)
     parts = status["parts"]
     return (f"the run in {run_dir} {phrase}: {len(parts['complete'])} of {parts['planned']} rollouts are complete, "
             f"and only those are read; {advice}")
 
 
-def _state(run_dir: Path, status: dict) -> tuple[str, str]:
-    """(what became of the run, what to do) for an unfinished run."""
+def run_state(run_dir: Path, status: dict) -> tuple[str, str]:
+    """(what became of the run, what to do) for an unfinished run: failed (with its error),
+    interrupted, still running, or killed (a running state under a process that has ended)."""
     state = status["state"]
     if state == "failed":
         return f"failed ({status.get('error_type')}: {status.get('error')})", f"fix that, then {RESUME} to finish it"

@@ -1,0 +1,79 @@
+"""A ``--multirun`` in which a job fails, or that is interrupted: the other jobs run, the sweep
+is merged (or, interrupted, its unfinished jobs named) and the way to finish it is given."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import pandas as pd
+import pytest
+
+from recoworld.apps import cli
+from recoworld.apps.run.app import JobFailed
+
+TINY = ["world=synthetic", "env.num_envs=4", "experiment.steps=4", "experiment.progress=false",
+        "experiment.plots=false"]
+
+
+def _sweep(sweep, *overrides) -> int:
+    return cli.main(["run", "--multirun", *TINY, *overrides, f"hydra.sweep.dir={sweep}"])
+
+
+def test_a_sweep_whose_job_fails_is_merged_and_names_the_job(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    with pytest.raises(SystemExit) as stop:
+        _sweep(sweep, "agent=linucb", "agent.interaction=bogus,diagonal", "experiment.seeds=[0]")
+    assert stop.value.code == 1
+    table = pd.read_csv(sweep / "sweep.csv")
+    assert table[["agent.interaction", "agent", "n_seeds"]].values.tolist() == [["diagonal", "linucb", 1]]
+    err = capsys.readouterr().err
+    assert (f"recoworld merge: {sweep / '0'} has no metrics.json, left out: the job failed (InstantiationException: "
+            "Error in call to target 'recoworld.agents.linear.LinUCB': ValueError(\"interaction='bogus'") in err
+    assert (f"recoworld run: 1 job(s) of the sweep in {sweep} did not finish: 0 (named above with why); the others are "
+            "merged in sweep.csv. Fix what failed, then finish it by running the same command again with "
+            f"experiment.resume=true hydra.sweep.dir={sweep} (each job that finished is kept)") in err
+
+
+def test_a_job_refused_for_its_config_does_not_stop_the_others(tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    with pytest.raises(SystemExit):
+        _sweep(sweep, "agent=random", "experiment.executor=dask,local", "experiment.seeds=[0]")
+    assert json.loads((sweep / "1" / "metrics.json").read_text())["agents"]["random"]["seeds"] == [0]
+    assert not (sweep / "0" / "status.json").exists()  # refused before its run directory was touched
+    assert "experiment.executor='dask'; choose local" in (sweep / "0" / "recoworld.log").read_text()
+    err = capsys.readouterr().err
+    assert "recoworld run: error: experiment.executor='dask'; choose local (this process) or ray" in err
+    assert f"(job 0: {sweep / '0'})" in err
+    assert f"{sweep / '0'} has no metrics.json, left out: the job stopped before its run began (no status.json; " \
+           "recoworld.log says why)" in err
+    assert (sweep / "sweep.csv").exists()
+    # Launchers that run jobs in other processes (joblib, Ray) send the failure back pickled.
+    failed = pickle.loads(pickle.dumps(JobFailed("recoworld run: error: x")))
+    assert isinstance(failed, JobFailed) and str(failed) == "recoworld run: error: x"
+
+
+def test_an_interrupted_sweep_names_its_unfinished_jobs_and_how_to_finish_it(tmp_path, capsys, monkeypatch):
+    from recoworld.apps.run import runner
+
+    rollout_part = runner.rollout_part
+
+    def interrupted_at_seed_1(*args, **kwargs):
+        part = args[4]
+        if part.seed == 1:
+            raise KeyboardInterrupt  # Ctrl-C during the second job's rollout
+        return rollout_part(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "rollout_part", interrupted_at_seed_1)
+    sweep = tmp_path / "sweep"
+    assert _sweep(sweep, "agent=random", "experiment.seeds=[0],[1]") == 130
+    assert json.loads((sweep / "1" / "status.json").read_text())["state"] == "interrupted"
+    assert not (sweep / "sweep.csv").exists()  # not merged: the user stopped the sweep
+    err = capsys.readouterr().err
+    assert (f"recoworld run: {sweep / '1'} has no metrics.json: the job was interrupted; rerun its command with "
+            "experiment.resume=true to finish it") in err
+    assert (f"recoworld run: the sweep in {sweep} was interrupted with 1 job(s) finished and 1 not (named above; a "
+            "job not begun has no folder); finish it by running the same command again with experiment.resume=true "
+            f"hydra.sweep.dir={sweep} (each job that finished is kept), or merge the finished ones with: "
+            f"recoworld merge {sweep}") in err
+    assert err.rstrip().endswith("recoworld run: interrupted")
