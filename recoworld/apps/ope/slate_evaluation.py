@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from recoworld.apps.ope.config import ESTIMATORS, StudyConfig
-from recoworld.apps.ope.evaluate import judge
+from recoworld.apps.ope.judgement import judge
 from recoworld.ope.diagnostics import weight_diagnostics
 from recoworld.ope.selection import Selection
 
