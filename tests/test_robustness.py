@@ -210,6 +210,11 @@ def test_reward_per_step_and_the_logged_ctr_agree():
     slate_size = by_reward.cfg.env.slate_size
     assert reward == pytest.approx({name: slate_size * v for name, v in ctr.items()})
     assert reward == by_reward(values, [0, 1])  # same seeds, same users, same scores
+    # the defaults a resumed study's added keys are compared with: the groups chosen, no value set
+    default = by_reward.default_identity()
+    identity = by_reward.identity()
+    assert default["world"]["n_items"] != 200 == identity["world"]["n_items"]
+    assert default["world"]["_target_"] == identity["world"]["_target_"]
 
 
 def test_lineup_refuses_what_the_study_sets_and_other_simulators():

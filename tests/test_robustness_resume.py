@@ -43,6 +43,9 @@ class ToyLineup:
     def identity(self):
         return {"world": "toy", "overrides": self.overrides}
 
+    def default_identity(self):
+        return {"world": "toy", "overrides": []}
+
     def __call__(self, values, seeds):
         ToyLineup.calls.append((dict(values), list(seeds)))
         if ToyLineup.stop is not None:
@@ -259,6 +262,21 @@ def test_resume_refuses_a_complete_study_and_one_still_running(tmp_path, toy, ca
                     ) in refused(["--resume", str(out)], capsys)
         finally:
             writer.kill()
+
+
+def test_a_key_added_since_the_study_began_may_take_its_default_on_resume(tmp_path, toy, capsys, monkeypatch):
+    """A newer RecoWorld's config holds a key the saved world lacks: at its default the study
+    resumes, and status.json's config_added lists it; set to another value, it is refused."""
+    out = stopped_study(tmp_path, toy, after=4)
+    capsys.readouterr()
+    monkeypatch.setattr(ToyLineup, "identity", lambda self: {"world": "toy", "overrides": self.overrides, "new": 2})
+    monkeypatch.setattr(ToyLineup, "default_identity", lambda self: {"world": "toy", "overrides": [], "new": 3})
+    assert cli_main(["robustness", "--resume", str(out)]) == 2
+    assert ("composes differently now (new: saved absent (a key added since that run; its default is 3), now 2)"
+            in capsys.readouterr().err)
+    monkeypatch.setattr(ToyLineup, "default_identity", lambda self: {"world": "toy", "overrides": [], "new": 2})
+    assert cli_main(["robustness", "--resume", str(out)]) == 0
+    assert status(out)["state"] == "complete" and status(out)["config_added"] == {"new": 2}
 
 
 def test_resume_refuses_scores_that_are_not_the_plan_s_and_a_world_composed_otherwise(tmp_path, toy, capsys,

@@ -205,7 +205,7 @@ def run(config: RobustnessConfig, overrides: Sequence[str], out: Path, console=N
             directory = StudyDirectory.create(out, settings_of(config, overrides), lineup.identity(), len(worlds))
             finished = {}
         else:
-            finished = directory.begin(lineup.identity(), worlds)
+            finished = directory.begin(lineup.identity(), worlds, lineup.default_identity)
         begun = True
         rollouts = [len(w.seeds) * len(config.agents) for w in worlds]
         with directory.recording():

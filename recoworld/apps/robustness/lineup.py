@@ -27,7 +27,7 @@ from hydra.utils import instantiate
 
 from recoworld.apps.robustness.space import world_config
 from recoworld.apps.robustness.study import REWARD_PER_STEP, RobustnessConfig
-from recoworld.apps.run.checks import run_identity
+from recoworld.apps.run.checks import override_key, run_identity
 from recoworld.apps.run.runner import CALIBRATED_USERS, ensure_calibrated, resolve_lineup
 from recoworld.apps.run.secrets import redact_secrets
 from recoworld.envs.rollout import rollout
@@ -60,6 +60,7 @@ class Lineup:
         self.config = config
         names = ",".join(config.agents)
         composed = [*overrides, f"env.num_envs={config.users}", f"experiment.agents=[{names}]"]
+        self._composed = composed
         with initialize_config_module("recoworld.conf", version_base="1.3"):
             self.cfg = compose("config", overrides=composed)
             self.agents = resolve_lineup(self.cfg, overrides=composed)
@@ -93,6 +94,20 @@ class Lineup:
         """The configured world and the agents as composed (secrets blanked), which a
         resumed study must compose alike (:mod:`~recoworld.apps.robustness.studydir`)."""
         return redact_secrets(run_identity(self.cfg, self.agents))
+
+    def default_identity(self) -> dict | None:
+        """:meth:`identity` with the config groups the overrides choose (``world=synthetic``)
+        and the agents, but none of the values they set: this RecoWorld's defaults, which a
+        key added since a study began takes when it resumes
+        (:func:`~recoworld.apps.run.checks.config_differences`). ``None`` if it does not compose."""
+        kept = [o for o in self._composed if "." not in override_key(o) or override_key(o) == "experiment.agents"]
+        try:
+            with initialize_config_module("recoworld.conf", version_base="1.3"):
+                cfg = compose("config", overrides=kept)
+                agents = resolve_lineup(cfg, overrides=kept)
+        except Exception:  # noqa: BLE001 - e.g. a key with no default: the added keys count as set, and are named
+            return None
+        return redact_secrets(run_identity(cfg, agents))
 
     def score(self, name: str, world: StatisticalUserConfig, seed: int) -> float:
         """Agent ``name``'s score in one rollout seeded ``seed`` in ``world``."""

@@ -19,7 +19,8 @@ run directory (:mod:`recoworld.apps.run.rundir`), nothing that looks finished bu
     ``overrides`` of the configured world;
   - ``world``: the configured world and the agents as composed
     (:meth:`~recoworld.apps.robustness.lineup.Lineup.identity`), which a resume must compose
-    alike;
+    alike, less the keys a newer RecoWorld added at their default, which ``config_added``
+    lists (as a resumed run's ``status.json`` does);
   - ``started``, ``updated``, ``finished`` (UTC, ISO 8601), ``pid``, ``host``, ``attempts``
     (1, plus one per resume) and ``seconds``, the wall time of the attempts from their first
     world to their last finished one;
@@ -46,7 +47,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -130,10 +131,15 @@ class StudyDirectory(JobStatus):
         """The config and the overrides the study was started with."""
         return config_of(self.status["settings"])
 
-    def begin(self, world: dict, plan: Sequence[World]) -> dict[int, dict[str, float]]:
+    def begin(self, world: dict, plan: Sequence[World],
+              default: Callable[[], dict | None] | None = None) -> dict[int, dict[str, float]]:
         """Resume the study in ``world`` (its identity, module docstring) over ``plan``; returns
-        the scores of the finished worlds by index in ``plan``, which are not run again."""
-        differences, _ = config_differences(self.status["world"], _as_json(world))
+        the scores of the finished worlds by index in ``plan``, which are not run again.
+        ``default`` gives the identity of the configured world without the values its
+        overrides set: a key that a newer RecoWorld added since the study began may take its
+        default, as a resumed run's may; ``status.json``'s ``config_added`` then lists it."""
+        differences, added = config_differences(self.status["world"], _as_json(world),
+                                                (lambda: _as_json(default())) if default is not None else None)
         if differences:
             more = f"; and {len(differences) - 5} more" if len(differences) > 5 else ""
             raise StudyDirectoryError(
@@ -148,7 +154,8 @@ class StudyDirectory(JobStatus):
         for temporary in self.path.rglob(f".*{TEMPORARY_SUFFIX}"):  # left by a killed writer
             temporary.unlink(missing_ok=True)
         self.status.update(state="running", error=None, error_type=None, finished=None, pid=os.getpid(),
-                           host=socket.gethostname(), attempts=self.status["attempts"] + 1)
+                           host=socket.gethostname(), attempts=self.status["attempts"] + 1,
+                           config_added={**self.status.get("config_added", {}), **added})
         self.status["worlds"].update(planned=len(plan), finished=len(finished))
         self._since = time.monotonic()
         self._save()
