@@ -11,12 +11,14 @@ whenever it changes. :class:`JobStatus` holds what both do with it: mark the job
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import os
+import socket
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from recoworld.logs import replacing, strict_json
+from recoworld.logs import process_running, replacing, strict_json
 
 STATUS_FILE = "status.json"
 #: A job is ``running`` until it ends ``failed``, ``interrupted`` or ``complete``; a job
@@ -27,6 +29,16 @@ STATES = ("running", "failed", "interrupted", "complete")
 def now() -> str:
     """The time in UTC, ISO 8601, to the second: the times of ``status.json``."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def writer_running(status: Mapping) -> bool:
+    """Whether the process that ``status`` (a ``status.json``'s contents) names as the job's
+    writer still runs on this machine. A job left ``running`` by a process that has ended was
+    killed, and may be resumed; a writer on another machine is not known to run here, and
+    this process's own id counts as ended (a killed process had it: containers reuse ids)."""
+    pid = status.get("pid")
+    return (status.get("state") == "running" and status.get("host") == socket.gethostname()
+            and isinstance(pid, int) and pid != os.getpid() and process_running(pid))
 
 
 class JobStatus:

@@ -55,8 +55,8 @@ from recoworld.apps.robustness.report import FILES
 from recoworld.apps.robustness.space import ParameterRange, ParameterSpace
 from recoworld.apps.robustness.study import RobustnessConfig, World
 from recoworld.apps.run.checks import config_differences
-from recoworld.apps.status import STATES, STATUS_FILE, JobStatus, now
-from recoworld.logs import TEMPORARY_SUFFIX, new_folder, process_running, replacing, strict_json
+from recoworld.apps.status import STATES, STATUS_FILE, JobStatus, now, writer_running
+from recoworld.logs import TEMPORARY_SUFFIX, new_folder, replacing, strict_json
 
 SCORES = "scores"
 STUDY = "recoworld robustness"
@@ -119,8 +119,7 @@ class StudyDirectory(JobStatus):
             raise StudyDirectoryError(f"--resume {path}: the study there is complete (its report: {path / 'report.md'})"
                                       "; nothing is left to run: start a new study with another --out")
         pid = status.get("pid")
-        if status["state"] == "running" and status.get("host") == socket.gethostname() and isinstance(pid, int) \
-                and pid != os.getpid() and process_running(pid):  # a dead pid: a killed study, resumable
+        if writer_running(status):  # a dead pid: a killed study, resumable
             raise StudyDirectoryError(f"--resume {path}: the study there is still being run by process {pid} "
                                       f"({STATUS_FILE}); wait for it to finish, or stop it (Ctrl-C, or kill {pid}) "
                                       "and resume then")

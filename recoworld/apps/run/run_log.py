@@ -17,7 +17,6 @@ a note on the run when it did not complete.
 
 from __future__ import annotations
 
-import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,8 @@ from urllib.parse import quote, unquote
 import pandas as pd
 
 from recoworld.apps.run.rundir import STATUS_FILE, RunDirectoryError, part_damage, read_status
-from recoworld.logs import process_running, read_log
+from recoworld.apps.status import writer_running
+from recoworld.logs import read_log
 
 RESUME = "rerun its command with experiment.resume=true"
 
@@ -110,7 +110,7 @@ def run_state(run_dir: Path, status: dict) -> tuple[str, str]:
     if host != socket.gethostname():
         return (f"is running on {host} (pid {pid}), or was killed there",
                 f"when it has ended, look again; if it was killed, {RESUME} to finish it")
-    if isinstance(pid, int) and pid != os.getpid() and process_running(pid):
+    if writer_running(status):
         return f"is still running (pid {pid})", "look again when it has ended"
     return (f"was killed (its {STATUS_FILE} says running, but process {pid} has ended)", f"{RESUME} to finish it")
 

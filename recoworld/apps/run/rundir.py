@@ -50,8 +50,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recoworld.apps.run.checks import ExperimentConfigError, config_differences
-from recoworld.apps.status import STATES, STATUS_FILE, JobStatus, now
-from recoworld.logs import TEMPORARY_SUFFIX, process_running, replacing
+from recoworld.apps.status import STATES, STATUS_FILE, JobStatus, now, writer_running
+from recoworld.logs import TEMPORARY_SUFFIX, replacing
 
 #: Files a complete run adds last; stale copies are removed when a run (re)starts.
 FINAL_OUTPUTS = ("metrics.json", "returns.png", "learning.png", "retention.png")
@@ -230,12 +230,10 @@ def _check_resumable(path: Path, saved: dict, config: dict, kept: list[dict], re
 
 
 def _refuse_live_writer(path: Path, saved: dict) -> None:
-    pid = saved.get("pid")
-    if saved["state"] != "running" or saved.get("host") != socket.gethostname() or not isinstance(pid, int) \
-            or pid == os.getpid() or not process_running(pid):  # a killed run: its complete parts can be resumed
+    if not writer_running(saved):  # a killed run: its complete parts can be resumed
         return
-    raise RunDirectoryError(f"{path} is being written by a running process (pid {pid}, {STATUS_FILE}); wait for it "
-                            "or stop it, then resume with " + RESUME_FLAG)
+    raise RunDirectoryError(f"{path} is being written by a running process (pid {saved['pid']}, {STATUS_FILE}); "
+                            "wait for it or stop it, then resume with " + RESUME_FLAG)
 
 
 def part_damage(path: Path, record: dict) -> str | None:
