@@ -158,6 +158,9 @@ class ExperimentConfig:
             write the same log rows and metrics.
         ray_address: with ``executor=ray``, the cluster to join (``auto``,
             ``ray://HOST:10001``); ``None`` starts Ray on this machine with all its cores.
+        ray_retries: with ``executor=ray``, how many times a rollout whose Ray worker died
+            (a crash, out of memory, a lost node) runs again; it is seeded, so a rerun logs
+            the rows of an uninterrupted one. An error the rollout raises is not retried.
         tensorboard: also write TensorBoard event files under ``<run_dir>/tensorboard/``:
             per agent and seed the rollout's return, reward, CTR, return rate and
             compliance per step, and SB3 agents' training curves (needs the
@@ -183,6 +186,7 @@ class ExperimentConfig:
     resume: bool = False
     executor: str = "local"
     ray_address: Optional[str] = None
+    ray_retries: int = 3
     tensorboard: bool = False
     max_llm_calls: int = 20_000
 
@@ -219,6 +223,10 @@ class ExperimentConfig:
         if self.ray_address is not None and not (isinstance(self.ray_address, str) and self.ray_address.strip()):
             raise ValueError(f"experiment.ray_address={self.ray_address!r}; give a cluster address such as auto "
                              "or ray://HOST:10001, or leave it null to start Ray on this machine")
+        retries = self.ray_retries
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"experiment.ray_retries={retries!r}; give how many times a rollout whose Ray worker "
+                             "died runs again, an integer >= 0, e.g. experiment.ray_retries=3")
 
 
 @dataclass

@@ -257,7 +257,8 @@ def test_a_run_that_failed_before_any_rollout_runs_again_without_the_flag(tmp_pa
         run(tmp_path, "env.reward=clickz")
     run(tmp_path)
     assert_consistent(tmp_path, "complete", complete=4)
-    assert status(tmp_path)["attempts"] == 1
+    saved = status(tmp_path)
+    assert (saved["attempts"], saved["previous_attempts"]) == (1, [])  # another config: a new run
     pd.testing.assert_frame_equal(rows(tmp_path), rows(reference))
 
 
@@ -340,6 +341,66 @@ def test_sigint_marks_the_run_interrupted_and_resume_finishes_it(tmp_path, refer
     pd.testing.assert_frame_equal(rows(tmp_path), rows(reference))
     metrics, expected = (json.loads((d / "metrics.json").read_text()) for d in (tmp_path, reference))
     assert metrics["agents"]["random"]["metrics"] == expected["agents"]["random"]["metrics"]
+
+
+def test_a_resume_that_fails_before_any_rollout_keeps_the_earlier_failure(tmp_path, reference, monkeypatch):
+    from recoworld.apps.run import runner
+
+    fail_on_call(monkeypatch, 9, RuntimeError("act exploded at call 9"))
+    with pytest.raises(SystemExit):
+        run(tmp_path)
+    first = status(tmp_path)
+    monkeypatch.undo()
+
+    def unreachable_world(*args):
+        raise OSError("the world's files are unreachable")
+
+    monkeypatch.setattr(runner, "_build_world", unreachable_world)
+    with pytest.raises(SystemExit):
+        run(tmp_path, "experiment.resume=true")
+    saved = status(tmp_path)
+    assert (saved["state"], saved["error_type"], saved["attempts"]) == ("failed", "OSError", 2)
+    assert saved["error"] == "the world's files are unreachable"
+    assert saved["previous_attempts"] == [{
+        "attempt": 1, "state": "failed", "error": "act exploded at call 9", "error_type": "RuntimeError",
+        "started": first["started"], "finished": first["finished"], "updated": first["updated"],
+        "rollouts_complete": 1}]
+    assert_consistent(tmp_path, "failed", complete=1)  # the complete rollout is kept for the next resume
+    monkeypatch.undo()
+    run(tmp_path, "experiment.resume=true")
+    assert_consistent(tmp_path, "complete", complete=4)
+    saved = status(tmp_path)
+    assert [(a["attempt"], a["state"], a["error_type"]) for a in saved["previous_attempts"]] == [
+        (1, "failed", "RuntimeError"), (2, "failed", "OSError")]
+    assert (saved["attempts"], saved["error"]) == (3, None)
+    pd.testing.assert_frame_equal(rows(tmp_path), rows(reference))
+
+
+def test_the_same_run_again_after_a_failure_before_any_rollout_is_a_further_attempt(tmp_path, monkeypatch):
+    from recoworld.apps.run import runner
+
+    def unreachable_world(*args):
+        raise OSError("the world's files are unreachable")
+
+    monkeypatch.setattr(runner, "_build_world", unreachable_world)
+    with pytest.raises(SystemExit):
+        run(tmp_path)
+    monkeypatch.undo()
+    run(tmp_path)
+    saved = status(tmp_path)
+    assert (saved["state"], saved["attempts"]) == ("complete", 2)
+    assert [(a["state"], a["error"], a["rollouts_complete"]) for a in saved["previous_attempts"]] == [
+        ("failed", "the world's files are unreachable", 0)]
+
+
+def test_a_killed_attempt_is_kept_as_killed(finished):
+    saved = status(finished)
+    saved.update(state="running", pid=2**22 + 1, finished=None)  # above Linux's pid_max: a process that has ended
+    (finished / "status.json").write_text(json.dumps(saved))
+    (finished / PARTS[1]).unlink()
+    run(finished, "experiment.resume=true")
+    ending = status(finished)["previous_attempts"][-1]
+    assert (ending["state"], ending["finished"], ending["rollouts_complete"]) == ("killed", None, 4)
 
 
 def start_run(out: Path) -> subprocess.Popen:

@@ -20,16 +20,25 @@ TINY = ["world=synthetic", "env.num_envs=4", "env.num_candidates=20", "env.slate
         "experiment.progress=false", "experiment.plots=false"]
 
 
-def fake_run(directory, overrides, seeds, values, agents=("random",)):
-    """A run directory as ``recoworld run`` leaves it: metrics.json and .hydra/overrides.yaml."""
+def fake_run(directory, overrides, seeds, values, agents=("random",), segments=None, config=None):
+    """A run directory as ``recoworld run`` leaves it: metrics.json and .hydra/overrides.yaml, and
+    with ``config`` (the saved config) a status.json. ``segments``: name -> the values of its seeds."""
     (directory / ".hydra").mkdir(parents=True)
     (directory / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
-    agents_block = {
-        agent: {"seeds": list(seeds), "metrics": {
+
+    def agents_block(values):
+        return {agent: {"seeds": list(seeds), "metrics": {
             "ctr": {"per_seed": [None if v is None else v + k for v in values]},
             "return_per_episode": {"per_seed": [None if v is None else 10 * v + k for v in values]},
         }} for k, agent in enumerate(agents)}
-    (directory / "metrics.json").write_text(json.dumps({"agents": agents_block}))
+
+    metrics = {"agents": agents_block(values)}
+    if segments is not None:
+        metrics["segments"] = {name: {"population": {"age": [0, 24]}, "agents": agents_block(segment_values)}
+                               for name, segment_values in segments.items()}
+    (directory / "metrics.json").write_text(json.dumps(metrics))
+    if config is not None:
+        _status(directory, "complete", config=config)
 
 
 def test_runs_differing_only_by_seeds_are_pooled_into_one_interval(tmp_path):
@@ -223,7 +232,7 @@ def test_jobs_are_taken_in_the_order_of_their_numbers(tmp_path):
     assert [r.name for r in runs] == ["2", "10", "11"]
     table = merge([tmp_path])  # seed 0 is in jobs 2 and 10: job 2's value counts
     assert table["ctr"].iloc[0] == pytest.approx((0.2 + 1.1) / 2)
-    assert table["runs"].iloc[0] == f"{tmp_path / '2'};{tmp_path / '11'}"
+    assert table["runs"].iloc[0] == "2;11"  # relative to sweep.csv's folder
 
 
 def test_a_merge_that_cannot_write_is_an_error_of_the_command_and_a_log_line_of_the_sweep(tmp_path, capsys, caplog):
@@ -234,3 +243,84 @@ def test_a_merge_that_cannot_write_is_an_error_of_the_command_and_a_log_line_of_
     MergeSweep().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))  # no raise:
     assert f"recoworld merge {tmp_path}: IsADirectoryError: [Errno 21] Is a directory: " in caplog.text  # jobs stand
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0", "sweep.csv"]  # no temporary left behind
+
+
+def test_segment_metrics_are_merged_with_intervals_across_seeds(tmp_path, capsys):
+    fake_run(tmp_path / "0", ["experiment.seeds=[0,1]"], [0, 1], [0.1, 0.2], segments={"young": [0.5, 0.7]})
+    fake_run(tmp_path / "1", ["experiment.seeds=[2]"], [2], [0.6], segments={"young": [0.9]})
+    table = merge([tmp_path])
+    assert table[["segment", "agent", "seeds", "n_seeds"]].values.tolist() == [
+        ["(all)", "random", "0 1 2", 3], ["young", "random", "0 1 2", 3]]
+    young, pooled = table.iloc[1], mean_interval([0.5, 0.7, 0.9])
+    assert (young["ctr"], young["ctr_ci_low"], young["ctr_ci_high"]) == pytest.approx(
+        (pooled.mean, pooled.low, pooled.high))
+    assert table.iloc[0]["ctr"] == pytest.approx(0.3)
+    written = pd.read_csv(tmp_path / "sweep.csv")
+    assert list(written.columns[:3]) == ["segment", "agent", "seeds"]
+    assert "│ young   │ random │ 3" in capsys.readouterr().err
+
+
+SAVED = {"world": {"name": "synthetic", "n_items": 200}, "env": {"reward": "clicks"},
+         "simulator": {"config": {"leave_base": -3.0}},
+         "agents": {"random": {"_target_": "recoworld.agents.RandomAgent"}},
+         "experiment": {"seeds": [0], "steps": 6, "log_candidates": False, "segments": None}}
+
+
+def saved(**changes):
+    """:data:`SAVED` with ``changes`` (dotted key -> value)."""
+    config = json.loads(json.dumps(SAVED))
+    for key, value in changes.items():
+        *parents, name = key.split(".")
+        node = config
+        for parent in parents:
+            node = node[parent]
+        node[name] = value
+    return config
+
+
+def test_runs_of_the_same_overrides_that_ran_different_configs_are_separate_settings(tmp_path, capsys):
+    # Two sweeps of env.reward=clicks, the second after conf/'s leave_base default changed.
+    fake_run(tmp_path / "a" / "0", ["env.reward=clicks", "experiment.seeds=[0]"], [0], [0.1], config=saved())
+    fake_run(tmp_path / "a" / "1", ["env.reward=clicks", "experiment.seeds=[1]"], [1], [0.3],
+             config=saved(**{"experiment.seeds": [1]}))
+    fake_run(tmp_path / "b" / "0", ["env.reward=clicks", "experiment.seeds=[0]"], [0], [0.9],
+             config=saved(**{"simulator.config.leave_base": -2.0}))
+    table = merge([tmp_path / "a", tmp_path / "b"], out=tmp_path)
+    assert table[["env.reward", "simulator.config.leave_base", "seeds", "runs"]].values.tolist() == [
+        ["clicks", "-3.0", "0 1", "a/0;a/1"], ["clicks", "-2.0", "0", "b/0"]]
+    assert table["ctr"].tolist() == pytest.approx([0.2, 0.9])
+    assert ("recoworld merge: runs with the same overrides ran different configs (their status.json) at "
+            "simulator.config.leave_base: they are separate settings, told apart by those columns"
+            ) in capsys.readouterr().err
+
+
+def test_a_saved_config_splits_settings_only_where_results_may_differ(tmp_path, capsys):
+    # Another agent in the lineup, other seeds, a result-neutral key: still one setting of random.
+    fake_run(tmp_path / "0", [], [0], [0.1], config=saved())
+    fake_run(tmp_path / "1", [], [1], [0.3], config=saved(**{
+        "agents.oracle": {"_target_": "recoworld.agents.OracleAgent"}, "experiment.seeds": [1],
+        "experiment.progress": False}))
+    table = merge([tmp_path])
+    assert table[["agent", "seeds", "n_seeds"]].values.tolist() == [["random", "0 1", 2]]
+    assert list(table.columns[:2]) == ["agent", "seeds"]
+    fake_run(tmp_path / "2", [], [2], [0.5], config=saved(**{"agents.random.fresh": True}))
+    fake_run(tmp_path / "3", [], [3], [0.7])  # no status.json: an older RecoWorld's
+    (tmp_path / "4").mkdir()
+    fake_run(tmp_path / "4" / "run", [], [4], [0.2], config=saved())
+    (tmp_path / "4" / "run" / "status.json").write_text('{"state": "compl')  # damaged
+    table = merge([tmp_path])
+    assert table[["agent.fresh", "seeds"]].values.tolist() == [
+        ["(absent)", "0 1"], ["true", "2"], ["(unknown)", "3 4"]]
+    assert (f"recoworld merge: {tmp_path / '4' / 'run' / 'status.json'} is damaged, so the config "
+            f"{tmp_path / '4' / 'run'} ran is unknown: it is told apart from other runs by its overrides only"
+            ) in capsys.readouterr().err
+
+
+def test_the_runs_column_is_the_same_however_the_directories_were_typed(tmp_path, monkeypatch):
+    for job in (0, 1):
+        fake_run(tmp_path / "sweep" / str(job), [f"experiment.seeds=[{job}]"], [job], [0.1])
+    monkeypatch.chdir(tmp_path)
+    typed = [["sweep"], ["./sweep/"], [str(tmp_path / "sweep")], ["sweep/0", "sweep/../sweep/1"]]
+    assert {merge(dirs, out="sweep")["runs"].iloc[0] for dirs in typed} == {"0;1"}
+    outside = merge(["sweep"], out="merged")["runs"].iloc[0]
+    assert outside == f"{(tmp_path / 'sweep' / '0').resolve()};{(tmp_path / 'sweep' / '1').resolve()}"

@@ -4,10 +4,17 @@ is merged (or, interrupted, its unfinished jobs named) and the way to finish it 
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import signal
+import socket
+import subprocess
+import sys
+import time
 
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
 from recoworld.apps import cli
 from recoworld.apps.run.app import JobFailed
@@ -77,3 +84,55 @@ def test_an_interrupted_sweep_names_its_unfinished_jobs_and_how_to_finish_it(tmp
             f"hydra.sweep.dir={sweep} (each job that finished is kept), or merge the finished ones with: "
             f"recoworld merge {sweep}") in err
     assert err.rstrip().endswith("recoworld run: interrupted")
+
+
+def _job_status(job, state, started, pid):
+    """A job's status.json as recoworld run writes it (what the sweep's end reads)."""
+    job.mkdir(parents=True)
+    (job / "status.json").write_text(json.dumps({
+        "state": state, "error": None, "error_type": None, "pid": pid, "host": socket.gethostname(),
+        "parts": {"planned": 2, "complete": [], "current": "episodes/agent=random/seed=0.parquet"},
+        "started": started, "updated": started, "finished": None, "attempts": 1}))
+
+
+def test_jobs_whose_process_the_launcher_killed_after_ctrl_c_are_marked_interrupted(tmp_path, capsys):
+    from recoworld.apps.merge import MergeSweep, end_stopped_sweeps
+    from recoworld.apps.status import now
+
+    sweep = tmp_path / "sweep"
+    MergeSweep().on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    gone = 2**22 + 1  # above Linux's pid_max: a process that has ended
+    _job_status(sweep / "0", "running", now(), gone)  # killed by the launcher after this sweep's Ctrl-C
+    _job_status(sweep / "1", "running", "2000-01-01T00:00:00+00:00", gone)  # killed before this sweep began
+    _job_status(sweep / "2", "running", now(), os.getppid())  # a process that lives: still running
+    assert end_stopped_sweeps(interrupted=True) == [sweep]
+    states = {job: json.loads((sweep / job / "status.json").read_text()) for job in "012"}
+    assert [states[job]["state"] for job in "012"] == ["interrupted", "running", "running"]
+    assert states["0"]["finished"] and states["0"]["parts"]["current"] is None
+    err = capsys.readouterr().err
+    assert f"{sweep / '0'} has no metrics.json: the job was interrupted; rerun its command" in err
+    assert f"{sweep / '1'} has no metrics.json: the job was killed (its status.json says running" in err
+    assert f"{sweep / '2'} has no metrics.json: the job is still running" in err
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_a_joblib_sweeps_process_leaves_its_jobs_interrupted(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    sweep = tmp_path / "sweep"
+    command = [sys.executable, "-m", "recoworld.apps.cli", "run", "--multirun", "hydra/launcher=joblib",
+               "hydra.launcher.n_jobs=2", *TINY, "experiment.steps=5000", "agent=random", "experiment.seeds=[0],[1]",
+               f"hydra.sweep.dir={sweep}"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while sum('"running"' in status.read_text() for status in sweep.glob("*/status.json")) < 2:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the jobs did not start within 120 s"
+        time.sleep(0.05)
+    # SIGINT to the sweep's process only (kill -INT, a scheduler, an IDE's stop): joblib then
+    # kills its workers, which never see it.
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert [json.loads((sweep / job / "status.json").read_text())["state"] for job in "01"] == [
+        "interrupted", "interrupted"]
+    assert f"{sweep / '0'} has no metrics.json: the job was interrupted; rerun its command" in err

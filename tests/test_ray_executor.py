@@ -4,15 +4,19 @@ One local Ray with 2 CPUs serves the whole module (started once: Ray's start-up 
 """
 
 import json
+import os
+import sys
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from recoworld.envs.rollout import Hook
 
 from recoworld.apps.run.app import main as run_app
 from recoworld.apps.run.checks import ExperimentConfigError, experiment_settings
+from recoworld.apps.run.hooks import part_hooks
 from recoworld.logs import read_log
 
 ray = pytest.importorskip("ray")
@@ -104,6 +108,69 @@ def test_failed_parts_are_reported_while_the_others_are_recorded(local_ray, tmp_
     assert (tmp_path / Part("random", 0).file).is_file() and not (tmp_path / Part("broken", 0).file).exists()
 
 
+class DiesOnItsFirstAttempt(Hook):
+    """Ends its worker's process outright at the rollout's third step, as a crash or the
+    out-of-memory killer would, unless ``marker`` says that an attempt already died."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def on_step(self, step) -> None:
+        if step.t == 2 and not self.marker.exists():
+            self.marker.touch()
+            os._exit(1)
+
+
+def hooks_dying_once(markers: Path, cfg, run_dir, part) -> list:
+    """``part_hooks``, and for the part random seed 1 a :class:`DiesOnItsFirstAttempt`."""
+    hooks = part_hooks(cfg, run_dir, part)
+    if (part.agent, part.seed) == ("random", 1):
+        hooks.append(DiesOnItsFirstAttempt(markers / "random-1"))
+    return hooks
+
+
+@pytest.fixture
+def hooks_by_value():
+    """The workers cannot import this test module: its hooks travel by value."""
+    module = sys.modules[__name__]
+    ray.cloudpickle.register_pickle_by_value(module)
+    yield
+    ray.cloudpickle.unregister_pickle_by_value(module)
+
+
+def test_a_rollout_whose_worker_dies_runs_again_and_logs_the_rows_of_an_uninterrupted_one(
+        runs, tmp_path, monkeypatch, hooks_by_value):
+    from recoworld.apps.run import runner
+
+    (tmp_path / "markers").mkdir()
+    monkeypatch.setattr(runner, "part_hooks", partial(hooks_dying_once, tmp_path / "markers"))
+    out = tmp_path / "run"
+    assert run_app([*TINY, "experiment.executor=ray", f"hydra.run.dir={out}"]) == 0
+    assert (tmp_path / "markers" / "random-1").exists(), "the first attempt did not die"
+    pd.testing.assert_frame_equal(read_log(out), read_log(runs["local"]))
+    assert _metrics(out) == _metrics(runs["local"])
+    assert json.loads((out / "status.json").read_text())["state"] == "complete"
+    assert ("agent=random seed=1: its Ray worker died (a crash, out of memory or a lost node) and the rollout ran "
+            "again: attempt 2 of at most 4; it is seeded, so it logs the rows of an uninterrupted rollout"
+            ) in (out / "recoworld.log").read_text()
+
+
+def test_how_often_a_dead_worker_is_retried_is_checked_before_the_run():
+    from omegaconf import OmegaConf
+
+    from recoworld.apps.run import executor
+    from recoworld.conf.schema import ExperimentConfig
+
+    assert executor.ray_retries(OmegaConf.create({"executor": "ray"})) == executor.RAY_RETRIES == 3
+    assert executor.ray_retries(OmegaConf.create({"ray_retries": 0})) == 0
+    assert ExperimentConfig().ray_retries == executor.RAY_RETRIES
+    for bad in (-1, 1.5, True, "3"):
+        with pytest.raises(ValueError, match=rf"^experiment.ray_retries={bad!r}; give how many times a rollout whose "
+                                             r"Ray worker died runs again, an integer >= 0, e\.g\. "
+                                             r"experiment.ray_retries=3$"):
+            ExperimentConfig(executor="ray", ray_retries=bad)
+
+
 def test_a_killed_worker_is_named_and_failures_come_in_the_order_of_the_parts(local_ray, tmp_path):
     from hydra import compose, initialize_config_module
     from hydra.utils import instantiate
@@ -118,7 +185,8 @@ def test_a_killed_worker_is_named_and_failures_come_in_the_order_of_the_parts(lo
         lineup = {
             # Fails last: three seconds, then an agent that is None.
             "slow": OmegaConf.create({"_target_": "time.sleep", "_args_": [3]}),
-            # Fails first: its worker process ends at once, as if killed (out of memory...).
+            # Fails before slow: its worker process ends at once, as if killed (out of memory...),
+            # on its first attempt and on its one retry.
             "killed": OmegaConf.create({"_target_": "os._exit", "_args_": [1]}),
             "random": compose("config", overrides=["agent=random"]).agent,
         }
@@ -126,10 +194,12 @@ def test_a_killed_worker_is_named_and_failures_come_in_the_order_of_the_parts(lo
     directory = RunDirectory.start(tmp_path, {"config": 1}, parts, resume=False)
     with pytest.raises(executor.RolloutsFailed) as failure:
         executor.ray_parts(cfg, lineup, parts, instantiate(cfg.world), directory, hooks=partial(part_hooks, cfg, tmp_path),
-                           on_done=lambda part: None)
+                           on_done=lambda part: None, retries=1)
     message = str(failure.value)
     assert message.startswith("2 of 3 Ray rollouts failed (agent=slow seed=0: ")
     assert "; agent=killed seed=0: WorkerCrashedError: " in message  # after slow's, though it failed first
+    assert "(its worker died on every attempt: 2)); the others are recorded" in message
+    assert "agent=slow seed=0: AttributeError: " in message and "attempt" not in message.split(";")[0]  # not retried
     assert directory.completed(Part("random", 0)) and (tmp_path / Part("random", 0).file).is_file()
 
 

@@ -7,25 +7,40 @@ and a sweep plot.
 
 Each ``DIR`` is searched for run directories: those holding a ``metrics.json``. A run's
 *setting* is its job's command-line overrides (``.hydra/overrides.yaml``), ``experiment.seeds``
-aside: runs that differ only by their seeds are one setting, their per-seed values pooled,
-so that a sweep over seeds as well as parameters ends in one row per setting and agent whose
-mean and 95% Student-t interval (:func:`recoworld.metrics.mean_interval`) are across every
-seed of that setting. A seed that two runs of one setting both ran counts once (the first
-run's value, in the order the directories were given), and the console names it.
+aside, and the config it ran: runs that differ only by their seeds are one setting, their
+per-seed values pooled, so that a sweep over seeds as well as parameters ends in one row per
+setting and agent whose mean and 95% Student-t interval (:func:`recoworld.metrics.mean_interval`)
+are across every seed of that setting. A seed that two runs of one setting both ran counts
+once (the first run's value, in the order the directories were given), and the console names it.
+
+Runs with the same overrides whose saved configs (the resolved config each run keeps in its
+``status.json``, :func:`~recoworld.apps.run.checks.run_identity`) differ at a key that changes
+results — two sweeps run with different defaults of ``conf/``, or a config file edited between
+them — are separate settings: each such key becomes a column of its own, holding each run's
+value, and the console names them. A key that one of them lacks (a RecoWorld
+that had not added it yet) counts as a difference: ``(absent)`` in its column. A run without
+a ``status.json`` (of an older RecoWorld) is told apart by its overrides only: ``(unknown)``
+in those columns.
+
+A run of ``experiment.segments`` has metrics for each segment besides the whole population:
+they are merged the same way, one row per setting, segment and agent, in a ``segment`` column
+(``(all)`` for the whole population) that the table has when some run has segments.
 
 Written to ``--out`` (default: the first ``DIR``):
 
-- ``sweep.csv``: one row per setting and agent — the overridden keys, ``agent``, ``seeds``,
-  ``n_seeds``, ``runs`` (the run directories, ``;``-separated) and, per metric of
-  :data:`recoworld.metrics.METRICS`, ``<metric>``, ``<metric>_ci_low`` and ``<metric>_ci_high``;
-- ``sweep.png``: ``--metric`` (default ``return_per_episode``) against the first key whose
-  value varies, one line per agent (and per value of the other varying keys), with the
-  interval as error bars; the agents side by side when no setting varies.
+- ``sweep.csv``: one row per setting (and segment) and agent — the overridden keys, the keys of
+  saved configs that tell settings apart, ``segment``, ``agent``, ``seeds``, ``n_seeds``, ``runs``
+  (the run directories, ``;``-separated, each relative to ``--out`` when inside it and absolute
+  otherwise, however ``DIR`` was typed) and, per metric of :data:`recoworld.metrics.METRICS`,
+  ``<metric>``, ``<metric>_ci_low`` and ``<metric>_ci_high``;
+- ``sweep.png``: ``--metric`` (default ``return_per_episode``) of the whole population against
+  the first key whose value varies, one line per agent (and per value of the other varying
+  keys), with the interval as error bars; the agents side by side when no setting varies.
 
 Overrides that change no row of a run's log (:func:`result_neutral`: ``experiment.resume``,
 ``experiment.executor``, ``experiment.progress``..., and the operational keys of ``llm``) are
 no part of a setting: a job finished with ``experiment.resume=true``, or run by Ray, pools
-with the others.
+with the others. A saved config holds no such key to begin with.
 
 Left out, and named on the console with the reason:
 
@@ -44,7 +59,10 @@ launcher ran the jobs (``hydra/launcher=basic``, ``joblib`` or ``ray``). A sweep
 failed is merged too (Hydra skips the callback's end then: ``recoworld run`` calls
 :func:`end_stopped_sweeps`), and ``recoworld run`` exits 1 naming the jobs that did not finish;
 an interrupted sweep is not merged, but its unfinished jobs are named with the command that
-finishes it.
+finishes it. A job of an interrupted sweep whose process the launcher ended before it could
+record the interruption (``hydra/launcher=joblib`` kills its workers when its own process gets
+Ctrl-C) is marked ``interrupted`` then, not left to look killed
+(:func:`~recoworld.apps.run.rundir.record_interruptions`).
 """
 
 from __future__ import annotations
@@ -63,6 +81,13 @@ logger = logging.getLogger("recoworld.merge")
 
 #: The override that names a run's seeds: runs differing only by it are pooled.
 SEEDS_KEY = "experiment.seeds"
+#: The column of the rows of ``experiment.segments``, and its value for the whole population.
+SEGMENT_KEY = "segment"
+ALL_USERS = "(all)"
+#: In a column of saved-config keys: a run without a ``status.json``, and a key its config lacks.
+UNKNOWN, ABSENT = "(unknown)", "(absent)"
+#: The columns of :func:`run_rows` that are no part of a setting.
+ROW_FIELDS = ("run", "agent", "metric", "seed", "value")
 DEFAULT_METRIC = "return_per_episode"
 METRICS_FILE = "metrics.json"
 #: A job's error is cut to this many characters on the console (its status.json keeps it whole).
@@ -154,7 +179,8 @@ def run_setting(run: Path) -> dict[str, str]:
 
 
 def run_rows(run: Path) -> list[dict]:
-    """One row per (agent, metric, seed) of ``run``'s ``metrics.json``, with its setting.
+    """One row per (segment, agent, metric, seed) of ``run``'s ``metrics.json``, with its
+    setting (``segment``: ``None`` for the whole population).
 
     Raises:
         ValueError: the file is damaged or is not a run's ``metrics.json`` (the message names
@@ -175,25 +201,93 @@ def run_rows(run: Path) -> list[dict]:
                          f"{' '.join(str(err).split())})") from None
     rows = []
     try:
-        for agent, summary in metrics["agents"].items():
-            for name, value in summary["metrics"].items():
-                for seed, x in zip(summary["seeds"], value["per_seed"], strict=True):
-                    rows.append({**setting, "run": str(run), "agent": agent, "metric": name, "seed": int(seed),
-                                 "value": float("nan") if x is None else float(x)})
+        populations = {None: metrics["agents"],
+                       **{str(name): segment["agents"] for name, segment in (metrics.get("segments") or {}).items()}}
+        for segment, agents in populations.items():
+            for agent, summary in agents.items():
+                for name, value in summary["metrics"].items():
+                    for seed, x in zip(summary["seeds"], value["per_seed"], strict=True):
+                        rows.append({**setting, SEGMENT_KEY: segment, "run": str(run), "agent": agent, "metric": name,
+                                     "seed": int(seed), "value": float("nan") if x is None else float(x)})
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise ValueError(f"{path} is not a recoworld run's {METRICS_FILE} ({type(err).__name__}: {err})") from None
     return rows
 
 
-def merge_table(long):
+def saved_config(run: Path) -> dict | None:
+    """The config that ``run`` ran, as its ``status.json`` keeps it (resolved, result-neutral
+    keys left out); ``None`` without one.
+
+    Raises:
+        ValueError: the ``status.json`` is damaged (the message names it).
+    """
+    from recoworld.apps.run.rundir import RunDirectoryError, read_status
+
+    try:
+        status = read_status(run)
+    except RunDirectoryError:
+        raise ValueError(f"{run / 'status.json'} is damaged, so the config {run} ran is unknown") from None
+    return None if status is None else status.get("config")
+
+
+def with_config_columns(long, configs: dict[str, dict | None]):
+    """``long`` (the runs' :func:`run_rows`) with a column for each key of the saved configs
+    (``configs``: run -> :func:`saved_config`) at which runs of the same overrides and agent
+    differ, holding each run's value (module docstring), and those keys."""
+    overrides = [c for c in long.columns if c not in (*ROW_FIELDS, SEGMENT_KEY)]
+    pairs = long[["run", "agent", *overrides]].fillna("(default)").drop_duplicates(["run", "agent"])
+    flat = {(run, agent): _setting_config(configs[run], agent) for run, agent in zip(pairs["run"], pairs["agent"])}
+    settings: dict[tuple, list[dict]] = {}  # (agent, overrides) -> the saved configs known
+    for pair in pairs.itertuples(index=False):
+        if (config := flat[(pair.run, pair.agent)]) is not None:
+            settings.setdefault((pair.agent, *pair[2:]), []).append(config)
+    differing: list[str] = []
+    for configs_of_setting in settings.values():
+        for key in dict.fromkeys(key for config in configs_of_setting for key in config):
+            values = {config.get(key, ABSENT) for config in configs_of_setting}
+            if len(values) > 1 and key not in overrides and key not in differing:
+                differing.append(key)
+    long = long.copy()
+    for key in differing:
+        long[key] = [UNKNOWN if flat[pair] is None else flat[pair].get(key, ABSENT)
+                     for pair in zip(long["run"], long["agent"])]
+    return long, differing
+
+
+def _setting_config(config: dict | None, agent: str) -> dict[str, str] | None:
+    """``config`` (a saved one) as ``dotted key -> value`` for the rows of ``agent``: its
+    ``agents`` entry under ``agent`` (the other agents decide none of its results), without
+    ``experiment.seeds`` and the :func:`result_neutral` keys."""
+    if config is None:
+        return None
+    tree = {**{key: value for key, value in config.items() if key != "agents"},
+            "agent": (config.get("agents") or {}).get(agent)}
+    return {key: value for key, value in _dotted(tree) if key != SEEDS_KEY and not result_neutral(key)}
+
+
+def _dotted(tree, prefix: str = ""):
+    """``(dotted key, value)`` of each leaf of ``tree``, the value as an override writes it."""
+    if isinstance(tree, dict) and tree:
+        for key, value in tree.items():
+            yield from _dotted(value, f"{prefix}{key}.")
+    else:
+        yield prefix[:-1], tree if isinstance(tree, str) else json.dumps(tree)
+
+
+def merge_table(long, run_name=str):
     """The merged table (module docstring, ``sweep.csv``) of ``long``, the runs' :func:`run_rows`
-    in one frame, and the seeds counted once."""
+    in one frame, and the seeds counted once; ``run_name`` gives a run's name in ``runs``."""
     import pandas as pd
 
     from recoworld.metrics import mean_interval
 
     long = long.copy()
-    keys = [c for c in long.columns if c not in ("run", "agent", "metric", "seed", "value")]
+    segmented = SEGMENT_KEY in long.columns and long[SEGMENT_KEY].notna().any()
+    if segmented:
+        long[SEGMENT_KEY] = long[SEGMENT_KEY].fillna(ALL_USERS)
+    else:
+        long = long.drop(columns=SEGMENT_KEY, errors="ignore")
+    keys = [c for c in long.columns if c not in (*ROW_FIELDS, SEGMENT_KEY)] + ([SEGMENT_KEY] if segmented else [])
     long[keys] = long[keys].fillna("(default)")
     group = [*keys, "agent"]
     repeated = long[long.duplicated([*group, "metric", "seed"])]
@@ -202,8 +296,9 @@ def merge_table(long):
     for values, frame in long.groupby(group, sort=False):
         row = dict(zip(group, values if isinstance(values, tuple) else (values,)))
         seeds = sorted(frame["seed"].unique())
+        names = {run_name(run) for run in frame["run"].unique()}
         row.update(seeds=" ".join(map(str, seeds)), n_seeds=len(seeds),
-                   runs=";".join(sorted(frame["run"].unique(), key=lambda run: _job_order(Path(run)))))
+                   runs=";".join(sorted(names, key=lambda name: _job_order(Path(name)))))
         for metric, per_metric in frame.groupby("metric", sort=False):
             interval = mean_interval(per_metric["value"].to_numpy())
             row.update({metric: interval.mean, f"{metric}_ci_low": interval.low, f"{metric}_ci_high": interval.high})
@@ -225,18 +320,21 @@ def lacking_metrics(long) -> dict[str, list[str]]:
 
 def varying_keys(table) -> list[str]:
     """The setting keys whose value differs between rows, in command-line order."""
-    fixed = ("agent", "seeds", "n_seeds", "runs")
+    fixed = (SEGMENT_KEY, "agent", "seeds", "n_seeds", "runs")
     keys = [c for c in table.columns if c not in fixed and not c.endswith(("_ci_low", "_ci_high"))]
     keys = [k for k in keys if f"{k}_ci_low" not in table.columns]
     return [k for k in keys if table[k].nunique() > 1]
 
 
 def plot_sweep(table, metric: str, path: Path) -> None:
-    """``metric`` against the first varying key (or the agents, when nothing varies)."""
+    """``metric`` of the whole population against the first varying key (or the agents, when
+    nothing varies)."""
     import numpy as np
     from matplotlib.figure import Figure
 
     _check_metric(table, metric)
+    if SEGMENT_KEY in table.columns:
+        table = table[table[SEGMENT_KEY] == ALL_USERS]
     varying = varying_keys(table)
     x_key = varying[0] if varying else "agent"
     lines = ["agent", *varying[1:]] if varying else []
@@ -287,20 +385,30 @@ def merge(dirs: Sequence[str | Path], out: str | Path | None = None, metric: str
     found, unfinished = find_runs(dirs)
     for run in unfinished:
         _say(console, f"recoworld merge: {run} has no {METRICS_FILE}, left out: {unfinished_reason(run)}")
-    rows, runs = [], []
+    rows, runs, configs = [], [], {}
     for run in found:
         try:
             rows += run_rows(run)
             runs.append(run)
         except ValueError as err:
             _say(console, f"recoworld merge: {err}: left out")
+            continue
+        try:
+            configs[str(run)] = saved_config(run)
+        except ValueError as err:
+            configs[str(run)] = None
+            _say(console, f"recoworld merge: {err}: it is told apart from other runs by its overrides only")
     if not runs:
         left_out = len(found) + len(unfinished)
         raise FileNotFoundError(f"no run with a {METRICS_FILE} under {', '.join(map(str, dirs))}"
                                 + (f" ({left_out} left out, named above)" if left_out else "")
                                 + "; a run writes it when all its parts are complete")
-    long = pd.DataFrame(rows)
-    table, repeated = merge_table(long)
+    long, differing = with_config_columns(pd.DataFrame(rows), configs)
+    if differing:
+        _say(console, f"recoworld merge: runs with the same overrides ran different configs (their status.json) at "
+                      f"{', '.join(differing)}: they are separate settings, told apart by those columns")
+    out = Path(out) if out is not None else Path(dirs[0])
+    table, repeated = merge_table(long, run_name=lambda run: _stable_name(Path(run), out))
     for _, r in repeated.drop_duplicates(["run", "agent", "seed"]).iterrows():
         _say(console, f"recoworld merge: seed {r['seed']} of {r['agent']} in {r['run']} is already in the "
                       "table from an earlier run of the same setting: counted once")
@@ -308,7 +416,6 @@ def merge(dirs: Sequence[str | Path], out: str | Path | None = None, metric: str
         _say(console, f"recoworld merge: {run} lacks {', '.join(missing)} (a run of an older RecoWorld?): in the rows "
                       "it is pooled into, their values are over the seeds of the setting's other runs only")
     _check_metric(table, metric)
-    out = Path(out) if out is not None else Path(dirs[0])
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} is a file, not a directory; give a directory for sweep.csv and sweep.png")
     out.mkdir(parents=True, exist_ok=True)
@@ -322,6 +429,16 @@ def merge(dirs: Sequence[str | Path], out: str | Path | None = None, metric: str
     return table
 
 
+def _stable_name(run: Path, out: Path) -> str:
+    """``run`` as the ``runs`` column names it: relative to ``out`` when inside it, else
+    absolute; the same however the directory was typed."""
+    resolved = run.resolve()
+    try:
+        return resolved.relative_to(out.resolve()).as_posix()
+    except ValueError:
+        return resolved.as_posix()
+
+
 def _say(console, text: str) -> None:
     """One line, unwrapped and literal (paths may hold brackets), so that it can be grepped."""
     console.print(text, soft_wrap=True, markup=False, highlight=False)
@@ -330,7 +447,7 @@ def _say(console, text: str) -> None:
 def _print(table, metric: str, console) -> None:
     from rich.table import Table
 
-    columns = [*varying_keys(table), "agent", "n_seeds"]
+    columns = [*varying_keys(table), *([SEGMENT_KEY] if SEGMENT_KEY in table.columns else []), "agent", "n_seeds"]
     view = Table(title=f"{metric}: mean [95% interval across seeds]")
     for c in [*columns, metric]:
         view.add_column(c)
@@ -340,10 +457,11 @@ def _print(table, metric: str, console) -> None:
     console.print(view)
 
 
-#: The sweeps that Hydra began in this process and has not ended, by sweep directory:
-#: Hydra skips ``on_multirun_end`` when a job failed (its sweeper raises the first failed
-#: job's error once the others have run) or the sweep was interrupted.
-_SWEEPS_BEGUN: dict[Path, MergeSweep] = {}
+#: The sweeps that Hydra began in this process and has not ended, by sweep directory, with
+#: their callback and when they began: Hydra skips ``on_multirun_end`` when a job failed (its
+#: sweeper raises the first failed job's error once the others have run) or the sweep was
+#: interrupted.
+_SWEEPS_BEGUN: dict[Path, tuple[MergeSweep, str]] = {}
 
 
 class MergeSweep(Callback):
@@ -355,7 +473,9 @@ class MergeSweep(Callback):
         self.metric = metric
 
     def on_multirun_start(self, config, **kwargs) -> None:
-        _SWEEPS_BEGUN[Path(config.hydra.sweep.dir)] = self
+        from recoworld.apps.status import now
+
+        _SWEEPS_BEGUN[Path(config.hydra.sweep.dir)] = (self, now())
 
     def on_multirun_end(self, config, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -377,15 +497,19 @@ def end_stopped_sweeps(interrupted: bool, console=None) -> list[Path]:
     calls it when a ``--multirun`` stops on an error or Ctrl-C); returns their directories.
 
     A sweep in which a job failed is merged (each job that did not finish named with its
-    state); an interrupted one is not, but its unfinished jobs are named. Either way the
-    last line says how to finish the sweep: the same command again with
-    ``experiment.resume=true`` and its ``hydra.sweep.dir`` (each finished job is kept)."""
+    state); an interrupted one is not, but its unfinished jobs are named, those whose process
+    the launcher killed first marked ``interrupted``
+    (:func:`~recoworld.apps.run.rundir.record_interruptions`). Either way the last line says
+    how to finish the sweep: the same command again with ``experiment.resume=true`` and its
+    ``hydra.sweep.dir`` (each finished job is kept)."""
     from rich.console import Console
+
+    from recoworld.apps.run.rundir import record_interruptions
 
     console = console or Console(stderr=True)
     stopped = []
     while _SWEEPS_BEGUN:
-        sweep_dir, callback = _SWEEPS_BEGUN.popitem()
+        sweep_dir, (callback, begun) = _SWEEPS_BEGUN.popitem()
         stopped.append(sweep_dir)
         try:
             finished, unfinished = find_runs([sweep_dir])
@@ -396,6 +520,7 @@ def end_stopped_sweeps(interrupted: bool, console=None) -> list[Path]:
         finish = (f"finish it by running the same command again with experiment.resume=true "
                   f"hydra.sweep.dir={sweep_dir} (each job that finished is kept)")
         if interrupted:
+            record_interruptions(unfinished, since=begun)
             for run in unfinished:
                 _say(console, f"recoworld run: {run} has no {METRICS_FILE}: {unfinished_reason(run)}")
             _say(console, f"recoworld run: the sweep in {sweep_dir} was interrupted with {len(finished)} job(s) "

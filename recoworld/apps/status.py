@@ -6,6 +6,9 @@ whose ``state`` is one of :data:`STATES`, rewritten whole (written beside it, th
 whenever it changes. :class:`JobStatus` holds what both do with it: mark the job
 ``interrupted`` on Ctrl-C and ``failed``, with the error, on any other exception, and
 ``complete`` at its end, so that a stopped job's folder always says how it stopped.
+When a job is attempted again in the same folder (a resume), :func:`attempt_ending` gives
+what its new ``status.json`` keeps of how the earlier attempt ended, so that a second
+failure does not erase the first.
 """
 
 from __future__ import annotations
@@ -41,6 +44,18 @@ def writer_running(status: Mapping) -> bool:
             and isinstance(pid, int) and pid != os.getpid() and process_running(pid))
 
 
+def attempt_ending(status: Mapping) -> dict:
+    """How the attempt that ``status`` (a ``status.json``'s contents) describes ended, as a job
+    attempted again keeps it in its ``previous_attempts``: ``attempt`` (its number), ``state``,
+    ``error`` and ``error_type``, ``started``, ``finished`` and ``updated`` (its last write).
+    An attempt left ``running`` (its writer was killed: a live writer is never resumed) ends
+    ``killed``, with ``finished`` null."""
+    state = "killed" if status["state"] == "running" else status["state"]
+    return {"attempt": status.get("attempts", 1), "state": state, "error": status.get("error"),
+            "error_type": status.get("error_type"),
+            **{key: status.get(key) for key in ("started", "finished", "updated")}}
+
+
 class JobStatus:
     """The ``status`` (a dict, ``status.json``'s contents) of the job whose folder is
     ``path``, and its endings. A subclass sets both, and adds to an ending what its own
@@ -65,6 +80,11 @@ class JobStatus:
     def complete(self) -> None:
         """The job is done: everything it writes is in place."""
         self._end("complete", None)
+
+    def interrupted(self) -> None:
+        """The job was stopped by Ctrl-C in a way :meth:`recording` could not see: another
+        process (a sweep's) records it for the job's process, which was killed first."""
+        self._end("interrupted", None)
 
     def _end(self, state: str, error: BaseException | None) -> None:
         self.status.update(state=state, finished=now())

@@ -25,9 +25,15 @@ agent over a seed, on the population or a segment) one after the other in this p
   records the part (:meth:`RunDirectory.record`) as tasks finish, in whatever order they
   finish; the progress bar advances by one rollout per task. A resumed run therefore
   works as with the local executor.
-- A task that raises, or whose worker dies (killed, out of memory; such a task is not
-  retried), is reported with its agent and seed (:class:`RolloutsFailed`, in the order of
-  the run's parts), after the other tasks have finished and been recorded; the run ends
+- A task whose worker dies (a Ray system failure: the process crashed or was killed, ran
+  out of memory, or its node was lost) runs again, up to ``experiment.ray_retries`` times
+  (:data:`RAY_RETRIES` when the config has no such key); each such retry is logged with the
+  part's agent and seed. A retried rollout starts afresh from its configs and seed, so it
+  logs the rows the first attempt would have. A task that raises (an error of the rollout
+  itself, which would only repeat) is not retried.
+- A task that raises, or whose worker died on every attempt, is reported with its agent
+  and seed (:class:`RolloutsFailed`, in the order of the run's parts; a dead worker with its
+  number of attempts), after the other tasks have finished and been recorded; the run ends
   ``failed`` and ``experiment.resume=true`` runs only the failed parts again.
 
 A rollout depends only on its configs and seed (counter-based randomness), so both
@@ -39,6 +45,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import logging
 import os
 import socket
 import sys
@@ -60,11 +67,14 @@ from recoworld.logs import EpisodeLog
 
 #: Seconds :func:`check_executor` waits for a TCP connection to ``experiment.ray_address``.
 CONNECT_TIMEOUT_S = 5.0
+#: How many times a part whose Ray worker died runs again, unless ``experiment.ray_retries`` says.
+RAY_RETRIES = 3
 NEEDS_RAY = ("experiment.executor=ray needs Ray: pip install 'recoworld[ray]' (or run with "
              "experiment.executor=local)")
 ADDRESS_FORMS = ("give auto (the cluster this node belongs to), HOST:6379 (the head's address, from a node of the "
                  "cluster) or ray://HOST:10001 (Ray Client, from outside it), or leave experiment.ray_address null "
                  "to start Ray on this machine")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -100,38 +110,45 @@ def rollout_part(make_simulator: Callable, make_env: Callable, agent_cfg: Any, c
 
 
 def ray_parts(cfg: DictConfig, lineup: dict[str, DictConfig], parts: Sequence[Part], catalog,
-              directory: RunDirectory, hooks: Callable[[Part], list], on_done: Callable[[Part], None]) -> None:
+              directory: RunDirectory, hooks: Callable[[Part], list], on_done: Callable[[Part], None],
+              retries: int | None = None) -> None:
     """Run ``parts`` as Ray tasks and record each in ``directory`` as it finishes
     (``on_done`` is called after each record, e.g. to advance a progress bar).
 
     ``hooks(part)`` gives a part's extra rollout hooks; it is pickled and called in the
     worker, so it must be a module-level function or a ``functools.partial`` of one.
+    ``retries``: how many times a part whose worker died runs again (default: :func:`ray_retries`).
 
     Raises:
-        RolloutsFailed: some tasks raised (the others are recorded first).
+        RolloutsFailed: some tasks raised, or their workers died on every attempt (the
+            others are recorded first).
     """
     ray = ensure_ray(cfg.experiment.get("ray_address"))
-    task = ray.remote(num_cpus=1, max_retries=0)(_remote_part)
+    retries = ray_retries(cfg.experiment) if retries is None else retries
+    # Ray retries a task only when its worker dies: an error the rollout raises would repeat.
+    task = ray.remote(num_cpus=1, max_retries=retries, retry_exceptions=False)(_remote_part)
+    attempts = ray.remote(num_cpus=0)(RolloutAttempts).remote()
     resolved = copy.deepcopy(cfg)  # structured nodes kept: instantiate builds their dataclasses
     OmegaConf.resolve(resolved)
     configs = {key: resolved[key] for key in ("simulator", "env")}
     experiment = {"steps": int(cfg.experiment.steps), "log_candidates": bool(cfg.experiment.log_candidates)}
     shared = ray.put((configs, experiment, catalog, hooks))
     agents = {name: _resolved(agent) for name, agent in lineup.items()}
-    pending = {task.remote(shared, agents[part.agent], part): part for part in parts}
+    pending = {task.remote(shared, agents[part.agent], part, attempts): part for part in parts}
     failures: dict[Part, str] = {}
     try:
         while pending:
             (done,), _ = ray.wait(list(pending), num_returns=1)
             part = pending.pop(done)
             try:
-                outcome, data = ray.get(done)
+                outcome, data, attempt = ray.get(done)
             except ray.exceptions.RayError as err:
-                cause = getattr(err, "cause", None) or err
-                failures[part] = (f"agent={part.agent} seed={part.seed}"
-                                  + ("" if part.segment is None else f" segment={part.segment}")
-                                  + f": {type(cause).__name__}: {' '.join(str(cause).split())}")
+                failures[part] = _failure(ray, err, part, attempts)
                 continue
+            if attempt is not None and attempt > 1:
+                log.warning("%s: its Ray worker died (a crash, out of memory or a lost node) and the rollout ran "
+                            "again: attempt %d of at most %d; it is seeded, so it logs the rows of an uninterrupted "
+                            "rollout", _label(part), attempt, retries + 1)
             target = directory.path / part.file
             target.parent.mkdir(parents=True, exist_ok=True)
             with directory.replacing(part.file) as temporary:
@@ -143,6 +160,8 @@ def ray_parts(cfg: DictConfig, lineup: dict[str, DictConfig], parts: Sequence[Pa
             # Ray may be gone (a lost cluster): the error that stopped the loop is the one to see.
             with suppress(Exception):
                 ray.cancel(ref, force=True)
+        with suppress(Exception):
+            ray.kill(attempts)
     if failures:
         # In the order of the parts, not of the failures: the same failures, the same message.
         raise RolloutsFailed(f"{len(failures)} of {len(parts)} Ray rollouts failed ("
@@ -151,16 +170,63 @@ def ray_parts(cfg: DictConfig, lineup: dict[str, DictConfig], parts: Sequence[Pa
                              "experiment.resume=true")
 
 
+def ray_retries(experiment) -> int:
+    """How many times a part whose Ray worker died runs again: ``experiment.ray_retries`` (the
+    schema checks it, :class:`~recoworld.conf.schema.ExperimentConfig`), or
+    :data:`RAY_RETRIES` when the config has no such key."""
+    return int(experiment.get("ray_retries", RAY_RETRIES))
+
+
+class RolloutAttempts:
+    """A Ray actor that counts the attempts at each part (by its file): a task cannot tell
+    by itself that it runs again after its worker died."""
+
+    def __init__(self):
+        self.counts: dict[str, int] = {}
+
+    def begin(self, part_file: str) -> int:
+        """One more attempt at the part: its number (1 for the first)."""
+        self.counts[part_file] = self.counts.get(part_file, 0) + 1
+        return self.counts[part_file]
+
+    def count(self, part_file: str) -> int:
+        return self.counts.get(part_file, 0)
+
+
+def _label(part: Part) -> str:
+    return f"agent={part.agent} seed={part.seed}" + ("" if part.segment is None else f" segment={part.segment}")
+
+
+def _failure(ray, err, part: Part, attempts) -> str:
+    """How a failed part is named in :class:`RolloutsFailed`: the rollout's own error, or the
+    system failure of its worker with the number of attempts it died on."""
+    cause = getattr(err, "cause", None) or err
+    text = f"{_label(part)}: {type(cause).__name__}: {' '.join(str(cause).split())}"
+    if isinstance(err, ray.exceptions.RayTaskError):  # the rollout raised: not retried
+        return text
+    with suppress(Exception):  # the counter's own node may be lost: then the count is unknown
+        count = ray.get(attempts.count.remote(part.file), timeout=CONNECT_TIMEOUT_S)
+        text += f" (its worker died on every attempt: {count})"
+    return text
+
+
 def _resolved(node: DictConfig) -> DictConfig:
     node = copy.deepcopy(node)
     OmegaConf.resolve(node)
     return node
 
 
-def _remote_part(shared, agent_cfg: DictConfig, part: Part) -> tuple[PartOutcome, bytes]:
-    """A Ray task: one part, its log returned as Parquet bytes."""
+def _remote_part(shared, agent_cfg: DictConfig, part: Part, attempts) -> tuple[PartOutcome, bytes, int | None]:
+    """A Ray task: one part, its log returned as Parquet bytes, and the number of this attempt
+    at it (``None`` when the counter, :class:`RolloutAttempts`, could not be reached)."""
+    import ray
+
     from recoworld.kernels.placement import one_cpu
 
+    try:
+        attempt = ray.get(attempts.begin.remote(part.file))
+    except ray.exceptions.RayError:  # the counter's node was lost: the rollout runs all the same
+        attempt = None
     configs, experiment, catalog, hooks = shared
     one_cpu()  # the task's one CPU, for torch and the C kernels alike
     make_simulator = instantiate(configs["simulator"], _partial_=True, _convert_="object")
@@ -174,7 +240,7 @@ def _remote_part(shared, agent_cfg: DictConfig, part: Part) -> tuple[PartOutcome
             for nested in make_simulator.keywords.values():
                 if callable(getattr(nested, "close", None)):
                     nested.close()
-        return outcome, path.read_bytes()
+        return outcome, path.read_bytes(), attempt
 
 
 def check_executor(experiment) -> None:

@@ -8,13 +8,21 @@
 
   - ``state``: ``running``, ``failed``, ``interrupted`` (Ctrl-C, SIGINT) or ``complete``; a
     run killed outright (SIGKILL, a lost machine) stays ``running`` with a ``pid`` that no
-    longer lives;
+    longer lives, unless it was a job of a sweep interrupted with Ctrl-C whose launcher killed
+    it (:func:`record_interruptions`);
   - ``error`` and ``error_type``: why a failed run failed (``null`` otherwise);
   - ``parts``: ``planned``, the number of rollouts of the run; ``complete``, one record per
     finished rollout (``agent``, ``seed``, ``segment``, its ``file``, ``rows``, ``seconds``
     and the simulator's counters); ``current``, the file of the rollout in flight;
   - ``started``, ``updated``, ``finished`` (UTC, ISO 8601), ``pid``, ``host``, and
-    ``attempts``: 1, plus one per resume;
+    ``attempts``: 1, plus one per resume (and per rerun of the same config into a folder whose
+    run failed before any rollout completed);
+  - ``previous_attempts``: how each earlier attempt ended, oldest first
+    (:func:`~recoworld.apps.status.attempt_ending`: ``attempt``, ``state`` — ``failed``,
+    ``interrupted``, ``complete``, or ``killed`` when it was left ``running`` — ``error``,
+    ``error_type``, ``started``, ``finished``, ``updated``) and ``rollouts_complete``, the
+    rollouts complete when it ended; ``[]`` for a first attempt. ``state`` and ``error`` speak
+    of the latest attempt only, so a resume that fails again keeps the earlier error here;
   - ``config``: what a resumed run must repeat (:func:`~recoworld.apps.run.checks.run_identity`);
   - ``config_added``: the keys (dotted) that a newer RecoWorld added to the config since the
     run began, with the defaults its resumes took (``{}`` when none);
@@ -31,7 +39,8 @@ resumes (``experiment.resume=true``); a resumed run keeps the parts ``status.jso
 complete that are still whole on disk and runs the others, provided its config repeats the
 saved one: a key that the saved config lacks (a newer RecoWorld added it) may only take its
 default, and is then listed in ``config_added`` and logged. A folder whose run failed before
-any rollout completed is simply run again.
+any rollout completed is simply run again: as a further attempt at that run when the config
+is the same, else as a new run (``attempts`` 1, no ``previous_attempts``).
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,7 +60,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recoworld.apps.run.checks import ExperimentConfigError, config_differences
-from recoworld.apps.status import STATES, STATUS_FILE, JobStatus, now, writer_running
+from recoworld.apps.status import (
+    STATES,
+    STATUS_FILE,
+    JobStatus,
+    attempt_ending,
+    now,
+    writer_running,
+)
 from recoworld.logs import TEMPORARY_SUFFIX, replacing
 
 #: Files a complete run adds last; stale copies are removed when a run (re)starts.
@@ -135,7 +152,8 @@ class RunDirectory(JobStatus):
         planned = {part.file for part in plan}
         kept = [r for r in kept if r["file"] in planned]
         _remove_leftovers(path)
-        attempts = saved["attempts"] + 1 if saved and kept else 1
+        continued = saved is not None and bool(kept or saved["config"] == config)
+        attempts = saved["attempts"] + 1 if continued else 1
         if kept and added:
             log.info("resuming the run in %s with keys its config lacked (RecoWorld added them since), at their "
                      "defaults: %s", path, ", ".join(f"{key}={value!r}" for key, value in added.items()))
@@ -143,7 +161,8 @@ class RunDirectory(JobStatus):
         status = {"state": "running", "error": None, "error_type": None,
                   "parts": {"planned": len(plan), "complete": kept, "current": None},
                   "started": now(), "updated": now(), "finished": None,
-                  "pid": os.getpid(), "host": socket.gethostname(), "attempts": attempts, "config": config,
+                  "pid": os.getpid(), "host": socket.gethostname(), "attempts": attempts,
+                  "previous_attempts": _previous_attempts(saved) if continued else [], "config": config,
                   "config_added": added}
         directory = cls(path, status, redact)
         directory._save()
@@ -197,6 +216,42 @@ class RunDirectory(JobStatus):
 
 
 
+def record_interruptions(paths: Sequence[str | Path], since: str, wait_s: float = 3.0) -> list[Path]:
+    """Mark ``interrupted`` the runs in ``paths`` that a sweep's Ctrl-C stopped in processes its
+    launcher then killed before they could say so (``hydra/launcher=joblib`` ends its workers
+    with SIGKILL when its own process gets the Ctrl-C); the sweep's process calls it. Such a run's
+    ``status.json`` says ``running`` on this machine since ``since`` (the sweep's start, as
+    :func:`~recoworld.apps.status.now` writes it) or later, and its writer has ended (within
+    ``wait_s`` seconds: a killed worker may not be reaped yet). Any other run is left as it
+    is: one that records its own ending, one still running, one of another machine, or one
+    killed before this sweep began. Returns the runs marked."""
+    deadline = time.monotonic() + wait_s
+    marked = []
+    for path in map(Path, paths):
+        saved = _readable_status(path)
+        if not _stopped_by_this_sweep(saved, since):
+            continue
+        while writer_running(saved) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            saved = _readable_status(path)
+        if _stopped_by_this_sweep(saved, since) and not writer_running(saved):
+            RunDirectory(path, saved, str).interrupted()
+            marked.append(path)
+    return marked
+
+
+def _readable_status(path: Path) -> dict | None:
+    try:
+        return read_status(path)
+    except RunDirectoryError:  # damaged: not ours to rewrite
+        return None
+
+
+def _stopped_by_this_sweep(saved: dict | None, since: str) -> bool:
+    return (saved is not None and saved["state"] == "running" and saved.get("host") == socket.gethostname()
+            and str(saved.get("started")) >= since)
+
+
 def read_status(path: str | Path) -> dict | None:
     """The ``status.json`` of run directory ``path``, or ``None`` if it has none."""
     file = Path(path) / STATUS_FILE
@@ -210,6 +265,12 @@ def read_status(path: str | Path) -> dict | None:
         raise RunDirectoryError(f"{file} is not a run's status ({err}); it was edited or written by something "
                                 "else: choose another hydra.run.dir") from None
     return status
+
+
+def _previous_attempts(saved: dict) -> list[dict]:
+    """The earlier attempts' endings that ``saved`` kept, and its own (module docstring)."""
+    ending = {**attempt_ending(saved), "rollouts_complete": len(saved["parts"]["complete"])}
+    return [*saved.get("previous_attempts", []), ending]
 
 
 def _check_resumable(path: Path, saved: dict, config: dict, kept: list[dict], resume: bool,
