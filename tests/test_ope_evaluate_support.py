@@ -182,6 +182,36 @@ def test_slate_probabilities_in_the_position_column_are_named(tmp_path):
     assert notes["IPS"] != INCONSISTENT                       # the whole-slate column is right
 
 
+def test_the_top_positions_probability_logged_as_the_slates_is_refused(tmp_path, capsys):
+    """Its weights average about 0.93 for most_popular, too close to 1 for the mean-weight
+    check: the position column shows it, a slate being more probable than an item at its position."""
+    from recoworld.agents.baselines import MostPopularAgent
+    from recoworld.agents.logging_policies import EpsilonSoft
+
+    from recoworld.logs import read_log
+
+    frame = read_log(recoworld_log(tmp_path / "episodes.parquet", EpsilonSoft(base=MostPopularAgent(), epsilon=0.5),
+                                   n=300))
+    positions = np.stack(frame["position_propensity"].to_numpy())
+    assert (frame["propensity"] <= positions.min(1)).all()  # the logger's own: a slate within each position
+    frame["propensity"] = np.stack(frame["cascade_propensity"].to_numpy())[:, 0]
+    frame["cascade_propensity"] = None
+    log = rewrite(frame, tmp_path / "top.parquet", frame)
+    above = np.flatnonzero(frame["propensity"] > positions.min(1))
+    with pytest.raises(SystemExit):
+        cli(["ope", "evaluate", "--log", log, "--policy", "most_popular", *FAST, *SLATE_FLAGS,
+             "--out", str(tmp_path / "out")])
+    row = above[0]
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"recoworld ope evaluate: error: {log}: propensity exceeds position_propensity on {len(above)} of 300 rows "
+        f"(row {row}: propensity {frame['propensity'][row]:.6g}, but position_propensity[1] is "
+        f"{positions[row].min():.6g}); a whole slate is never more probable than one of its items at its position, "
+        "so propensity is not the whole ranked slate's probability (the top position's, logged in its place?): log "
+        "propensity as the probability of the whole slate, or leave it null to evaluate with position_propensity "
+        "alone")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_recoworld_log_with_a_rollout_twice_or_half_its_propensities_is_refused(tmp_path, capsys):
     from recoworld.agents.baselines import MostPopularAgent
     from recoworld.agents.logging_policies import EpsilonSoft

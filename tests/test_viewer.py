@@ -117,6 +117,20 @@ def test_view_of_an_unfinished_run_says_so_first_and_on_the_page(two_seeds, run_
     assert page_payload((run_dir / PAGE_NAME).read_text())["note"] is None
 
 
+def test_view_reads_the_runs_status_once_for_its_warning_and_its_page(two_seeds, tmp_path, capsys, monkeypatch):
+    """Read twice, a run that moves on between the reads would get a warning of one state
+    and a page of another."""
+    from recoworld.apps.run import run_log
+
+    cut = unfinished(two_seeds, tmp_path / "cut", state="interrupted")
+    read, reads = run_log.read_status, []
+    monkeypatch.setattr(run_log, "read_status", lambda path: reads.append(Path(path)) or read(path))
+    assert view_main([str(cut)]) == 0
+    assert reads == [cut]
+    warning = capsys.readouterr().err
+    assert warning == f"recoworld view: warning: {page_payload((cut / PAGE_NAME).read_text())['note']}\n"
+
+
 def test_the_note_on_a_run_in_flight_tells_a_live_one_from_a_killed_one(two_seeds, tmp_path, capsys):
     import socket
     import subprocess

@@ -18,6 +18,15 @@ above 1, the logged propensities are not the logger's. Either way the verdict sa
 the estimates it touches are printed as ``-`` (their numbers stay in the files, with the
 ``note``). It prints a table and writes ``report.json`` and ``estimates.csv`` into
 ``--out``, a new or empty folder, whole or not at all.
+
+A limit of these checks: propensities that are too *large* lower the weights, which reads
+as a target partly outside the log's support, and goes unnoticed while the mean weight is
+not surely below 1. On a slate log, a whole slate's ``propensity`` is also held against
+the log's ``position_propensity`` (a slate is never more probable than one of its items at
+its position) and ``cascade_propensity`` (the full prefix is the whole slate), which
+refuse, for instance, the top position's probability logged as the slate's; a log with
+only a ``propensity`` column (or a table's ``pscore``) carries no such check: make sure it
+is the probability of the whole logged choice.
 """
 
 from __future__ import annotations
@@ -46,7 +55,13 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="recoworld ope evaluate",
         description="Estimate a policy's value from a log: every applicable estimator with bootstrap intervals, "
-                    "weight diagnostics, and the estimator recommended by simulation (simulate-then-select).")
+                    "weight diagnostics, and the estimator recommended by simulation (simulate-then-select).",
+        epilog="Propensities are checked against what they imply: weights averaging surely above 1 are not the "
+               "logger's; a slate's propensity above its position_propensity, or unlike its cascade_propensity's "
+               "full prefix, is refused. A log with only a whole-slate propensity (or a table's pscore) that is "
+               "too large, such as the top position's probability logged as the slate's, cannot be told from its "
+               "log: it lowers the weights, and is reported only once they average surely below 1 (as a target "
+               "the log does not identify).")
     p.add_argument("--log", required=True, help="episodes.parquet or a run directory; obd or obd:FOLDER; a CSV/Parquet table")
     p.add_argument("--policy", required=True, help="agent config name, module:Attribute, or an SB3 model .zip")
     p.add_argument("--format", choices=sources.FORMATS, default="auto", help="layout of --log (default: guessed)")

@@ -19,6 +19,12 @@ The logged propensities are checked before any policy is loaded, with the log's 
 names in the errors (:func:`check_propensities`); the weights of each layout are tested for
 support (:func:`~recoworld.ope.diagnostics.support_problem`), DM's by the position weights,
 since its click model learns each item's clicks at each position.
+
+A whole slate's ``propensity`` that is too large (the top position's probability logged in
+its place, say) is caught only where the log also has ``position_propensity`` or
+``cascade_propensity`` to hold it against (:func:`check_slate_within_positions`, and the
+cascade's full prefix): alone, a propensity column gives no sign of it beyond weights that
+average surely below 1, which are reported as a target the log does not identify.
 """
 
 from __future__ import annotations
@@ -138,8 +144,9 @@ def evaluate_slate_log(args) -> dict:
 def check_propensities(data, log: str) -> None:
     """The logged propensities checked as the slate estimators will read them
     (:class:`~recoworld.ope.SlateFeedback`: each in (0, 1], prefixes non-increasing, the full
-    prefix's equal to the whole slate's), before any policy is loaded; an error names the log
-    and its columns, and counts rows from 0 as the log (of ``--agent``) holds them."""
+    prefix's equal to the whole slate's), and the whole slate's against its positions'
+    (:func:`check_slate_within_positions`), before any policy is loaded; an error names the
+    log and its columns, and counts rows from 0 as the log (of ``--agent``) holds them."""
     from recoworld.ope import SlateFeedback
 
     given = {"pscore": data.propensity, "pscore_item_position": data.position_propensity,
@@ -154,6 +161,34 @@ def check_propensities(data, log: str) -> None:
                              ("pscore", "propensity")):
             message = re.sub(rf"\b{name}\b", column, message)
         raise ValueError(f"{log}: {message}") from None
+    if data.propensity is not None and data.position_propensity is not None:
+        check_slate_within_positions(data.propensity, data.position_propensity, log)
+
+
+def check_slate_within_positions(propensity: np.ndarray, position_propensity: np.ndarray, log: str) -> None:
+    """Refuse a whole slate's probability above that of one of its items at its position.
+
+    The logged slate shows item ``a_k`` at position ``k``, so the event "this whole slate" lies
+    within "``a_k`` at position ``k``": ``propensity <= position_propensity[k]`` for every
+    ``k``, whatever the logger. A row above it says that ``propensity`` is not the whole
+    slate's probability; the usual cause is the top position's probability logged in its
+    place. The mean importance weight may not reveal that: a slate's probability logged too
+    large lowers the weights, which reads as part of the target outside the log's support,
+    and only once the mean is surely below 1 (an epsilon-soft logger's log, whose lower
+    positions are nearly certain once the top one is drawn, averages about 0.93).
+    """
+    bound = position_propensity.min(axis=1)
+    above = propensity > bound * (1 + 1e-6) + 1e-12  # beyond float rounding of one probability
+    if not above.any():
+        return
+    row = int(np.flatnonzero(above)[0])
+    position = int(position_propensity[row].argmin())
+    raise ValueError(
+        f"{log}: propensity exceeds position_propensity on {int(above.sum())} of {len(propensity)} rows (row {row}: "
+        f"propensity {propensity[row]:.6g}, but position_propensity[{position}] is {bound[row]:.6g}); a whole slate "
+        "is never more probable than one of its items at its position, so propensity is not the whole ranked "
+        "slate's probability (the top position's, logged in its place?): log propensity as the probability of the "
+        "whole slate, or leave it null to evaluate with position_propensity alone")
 
 
 def slate_diagnostics(data, target: dict) -> dict:

@@ -53,7 +53,18 @@ def read_run_log(run_dir: str | Path, segment: str | None = None) -> RunLog:
         FileNotFoundError: the folder holds no log (no ``status.json`` and no ``episodes/``).
     """
     run_dir = Path(run_dir)
-    status = run_status(run_dir)
+    return read_run_log_at(run_dir, run_status(run_dir), segment)
+
+
+def read_run_log_at(run_dir: str | Path, status: dict | None, segment: str | None = None) -> RunLog:
+    """:func:`read_run_log` of the run in ``run_dir`` whose ``status.json`` the caller read
+    already, as ``status`` (:func:`run_status`): a command that warns about the run's state
+    before the long read reads its status once, and the log is read in the state it warned of.
+
+    Raises:
+        ValueError, FileNotFoundError: as :func:`read_run_log`.
+    """
+    run_dir = Path(run_dir)
     folder = run_dir if segment is None else run_dir / "segments" / quote(segment, safe="")
     segments = run_segments(run_dir, status)
     if segment is not None and segment not in segments:

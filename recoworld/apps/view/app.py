@@ -31,14 +31,22 @@ def view_run(run_dir: str | Path, out: str | Path | None = None, *, max_users: i
         FileNotFoundError, ValueError: ``run_dir`` is not a run with a log to show, or
             ``out`` is refused; the message names the value and the fix. Nothing is written.
     """
-    from recoworld.apps.view.data import run_catalog, viewer_payload
-    from recoworld.apps.view.page import render_page, write_page
-    from recoworld.apps.run.run_log import read_run_log
+    from recoworld.apps.run.run_log import run_status
 
     run_dir = Path(run_dir)
+    return _write_view(run_dir, run_status(run_dir), out, max_users=max_users, segment=segment)
+
+
+def _write_view(run_dir: Path, status: dict | None, out: str | Path | None, *, max_users: int | None,
+                segment: str | None) -> Path:
+    """:func:`view_run` of the run whose ``status.json`` the caller read as ``status``."""
+    from recoworld.apps.run.run_log import read_run_log_at
+    from recoworld.apps.view.data import run_catalog, viewer_payload
+    from recoworld.apps.view.page import render_page, write_page
+
     catalog = run_catalog(run_dir)  # first: a folder that is not a run is named as such
     out = page_path(run_dir, out)  # before the log is read: a refusal costs nothing
-    run = read_run_log(run_dir, segment)
+    run = read_run_log_at(run_dir, status, segment)
     title = f"RecoWorld run {run_dir.resolve().name}" + ("" if segment is None else f", segment {segment}")
     payload = viewer_payload(run.log, catalog, title=title, max_users=max_users, note=run.note)
     return write_page(render_page(payload), out)
@@ -90,11 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     run_dir = Path(args.run_dir)
     try:
-        status = run_status(run_dir)
+        status = run_status(run_dir)  # once: the warning and the page describe the same state
         # First, as a long read should not hide it (a run without a complete rollout is refused).
         if status and status["parts"]["complete"] and (note := run_note(run_dir, status)):
             print(f"recoworld view: warning: {note}", file=sys.stderr)
-        path = view_run(run_dir, args.out, max_users=args.users, segment=args.segment)
+        path = _write_view(run_dir, status, args.out, max_users=args.users, segment=args.segment)
     except (FileNotFoundError, ValueError) as error:
         print(f"recoworld view: {error}", file=sys.stderr)
         return 2
