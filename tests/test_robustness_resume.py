@@ -1,11 +1,13 @@
 """``recoworld robustness --resume``: a stopped study keeps its finished worlds and resumes to the same report."""
 
+import itertools
 import json
 import math
 import os
 import signal
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from typing import ClassVar
@@ -64,10 +66,31 @@ def toy(monkeypatch):
     return ToyLineup
 
 
+@pytest.fixture
+def clock(monkeypatch):
+    """status.json's times a second apart at each reading, so that one attempt's are told from the next's."""
+    seconds = itertools.count()
+    start = datetime(2025, 1, 31, 12, tzinfo=timezone.utc)
+
+    def tick() -> str:
+        return (start + timedelta(seconds=next(seconds))).isoformat()
+
+    for module in ("recoworld.apps.status", "recoworld.apps.robustness.studydir"):
+        monkeypatch.setattr(f"{module}.now", tick)
+
+
 def ctrl_c_at(n):
     def stop(calls):
         if calls == n:
             raise KeyboardInterrupt
+    return stop
+
+
+def failing_at(n, error):
+    """Raises ``error`` at the ``n``-th world evaluated (as ``toy.stop``)."""
+    def stop(calls):
+        if calls == n:
+            raise error
     return stop
 
 
@@ -107,7 +130,7 @@ def test_a_stopped_study_resumes_without_running_its_finished_worlds_and_reports
     assert (f"recoworld robustness: stopped with 4 of {WORLDS} worlds finished, kept in {out}: continue it with "
             f"recoworld robustness --resume {out}") in capsys.readouterr().err
     saved = status(out)
-    assert (saved["state"], saved["attempts"]) == ("interrupted", 1)
+    assert (saved["state"], saved["attempts"], saved["previous_attempts"]) == ("interrupted", 1, [])
     assert saved["worlds"] == {"planned": WORLDS, "finished": 4}
     assert saved["settings"]["worlds"] == 4 and saved["settings"]["overrides"] == ["world=synthetic"]
     assert list(saved["settings"]["ranges"]) == ["leave_mindset", "satiation_rate"]
@@ -159,6 +182,9 @@ def test_a_study_killed_outright_leaves_readable_files_and_resumes(tmp_path, toy
             json.loads(file.read_text())
     assert cli_main(["robustness", "--resume", str(out)]) == 0
     assert toy.calls == calls[5:] and report(out) == whole
+    endings = status(out)["previous_attempts"]
+    assert [(a["attempt"], a["state"], a["finished"], a["worlds_finished"]) for a in endings] == [
+        (1, "killed", None, 5)]
 
 
 def test_kill_stops_a_study_as_ctrl_c_does(tmp_path, toy):
@@ -180,11 +206,7 @@ def test_kill_stops_a_study_as_ctrl_c_does(tmp_path, toy):
 def test_a_failed_study_says_why_and_resumes(tmp_path, toy, capsys):
     whole, calls = uninterrupted(tmp_path, toy)
 
-    def fail(n):
-        if n == 3:
-            raise ValueError("metric ctr is undefined for agent first")
-
-    toy.stop = fail
+    toy.stop = failing_at(3, ValueError("metric ctr is undefined for agent first"))
     out = tmp_path / "failed"
     assert cli_main(["robustness", *STUDY, "--out", str(out)]) == 2
     assert "recoworld robustness: metric ctr is undefined for agent first" in capsys.readouterr().err
@@ -195,6 +217,46 @@ def test_a_failed_study_says_why_and_resumes(tmp_path, toy, capsys):
     toy.calls.clear()
     assert cli_main(["robustness", "--resume", str(out)]) == 0
     assert toy.calls == calls[2:] and report(out) == whole
+
+
+def ending(saved: dict, worlds_finished: int) -> dict:
+    """What previous_attempts keeps of the attempt that left ``saved`` (a status.json)."""
+    return {"attempt": saved["attempts"], "state": saved["state"], "error": saved["error"],
+            "error_type": saved["error_type"], "started": saved["started"], "finished": saved["finished"],
+            "updated": saved["updated"], "worlds_finished": worlds_finished}
+
+
+def test_a_resume_that_fails_again_keeps_the_earlier_failure(tmp_path, toy, clock):
+    out = tmp_path / "failed"
+    toy.stop = failing_at(3, ValueError("metric ctr is undefined for agent first"))
+    assert cli_main(["robustness", *STUDY, "--out", str(out)]) == 2
+    first = status(out)
+    toy.calls.clear()
+    toy.stop = failing_at(2, OSError("the world's files are unreachable"))  # the resume's 2nd world
+    with pytest.raises(OSError):
+        cli_main(["robustness", "--resume", str(out)])
+    second = status(out)
+    assert (second["state"], second["error"], second["error_type"], second["attempts"]) == (
+        "failed", "the world's files are unreachable", "OSError", 2)
+    assert second["previous_attempts"] == [ending(first, worlds_finished=2)]
+    assert second["previous_attempts"][0]["error"] == "metric ctr is undefined for agent first"
+    assert second["started"] > first["finished"], "started is the resume's own start"
+
+    toy.stop = None
+    assert cli_main(["robustness", "--resume", str(out)]) == 0
+    third = status(out)
+    assert (third["state"], third["error"], third["attempts"]) == ("complete", None, 3)
+    assert third["previous_attempts"] == [ending(first, worlds_finished=2), ending(second, worlds_finished=3)]
+
+
+def test_a_complete_resumed_study_lists_its_interrupted_attempt(tmp_path, toy, clock):
+    out = stopped_study(tmp_path, toy, after=4)
+    first = status(out)
+    assert cli_main(["robustness", "--resume", str(out)]) == 0
+    saved = status(out)
+    assert (saved["state"], saved["attempts"]) == ("complete", 2)
+    assert saved["previous_attempts"] == [ending(first, worlds_finished=4)]
+    assert saved["previous_attempts"][0]["state"] == "interrupted"
 
 
 def refused(argv, capsys) -> str:

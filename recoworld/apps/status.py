@@ -56,6 +56,14 @@ def attempt_ending(status: Mapping) -> dict:
             **{key: status.get(key) for key in ("started", "finished", "updated")}}
 
 
+def previous_attempts(status: Mapping, **progress) -> list[dict]:
+    """The ``previous_attempts`` of a job attempted again after the attempt that ``status``
+    (a ``status.json``'s contents) describes: those it kept, oldest first, then its own
+    ending (:func:`attempt_ending`) with ``progress``, what the job had done by then (a run's
+    ``rollouts_complete``, a study's ``worlds_finished``)."""
+    return [*status.get("previous_attempts", []), {**attempt_ending(status), **progress}]
+
+
 class JobStatus:
     """The ``status`` (a dict, ``status.json``'s contents) of the job whose folder is
     ``path``, and its endings. A subclass sets both, and adds to an ending what its own

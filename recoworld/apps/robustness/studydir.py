@@ -21,9 +21,16 @@ run directory (:mod:`recoworld.apps.run.rundir`), nothing that looks finished bu
     (:meth:`~recoworld.apps.robustness.lineup.Lineup.identity`), which a resume must compose
     alike, less the keys a newer RecoWorld added at their default, which ``config_added``
     lists (as a resumed run's ``status.json`` does);
-  - ``started``, ``updated``, ``finished`` (UTC, ISO 8601), ``pid``, ``host``, ``attempts``
-    (1, plus one per resume) and ``seconds``, the wall time of the attempts from their first
-    world to their last finished one;
+  - ``started``, ``updated``, ``finished`` (UTC, ISO 8601) of the latest attempt, ``pid``,
+    ``host``, ``attempts`` (1, plus one per resume) and ``seconds``, the wall time of the
+    attempts from their first world to their last finished one;
+  - ``previous_attempts``: how each earlier attempt ended, oldest first, as a resumed run's
+    ``status.json`` keeps them (:func:`~recoworld.apps.status.previous_attempts`: ``attempt``,
+    ``state`` — ``failed``, ``interrupted``, or ``killed`` when it was left ``running`` —
+    ``error``, ``error_type``, ``started``, ``finished``, ``updated``) and
+    ``worlds_finished``, the worlds whose scores were kept when it ended; ``[]`` for a first
+    attempt. ``state`` and ``error`` speak of the latest attempt only, so a resume that fails
+    again keeps the earlier error here;
 - ``scores/world-007.json``: one file per finished world, written whole when it finishes:
   its ``index`` in the plan, ``kind``, ``parameter``, ``values``, ``seeds``, each agent's
   score (``null`` for NaN) and ``seconds``; a stopped study loses the world in flight only;
@@ -55,7 +62,14 @@ from recoworld.apps.robustness.report import FILES
 from recoworld.apps.robustness.space import ParameterRange, ParameterSpace
 from recoworld.apps.robustness.study import RobustnessConfig, World
 from recoworld.apps.run.checks import config_differences
-from recoworld.apps.status import STATES, STATUS_FILE, JobStatus, now, writer_running
+from recoworld.apps.status import (
+    STATES,
+    STATUS_FILE,
+    JobStatus,
+    now,
+    previous_attempts,
+    writer_running,
+)
 from recoworld.logs import TEMPORARY_SUFFIX, new_folder, replacing, strict_json
 
 SCORES = "scores"
@@ -95,7 +109,7 @@ class StudyDirectory(JobStatus):
         status = {"study": STUDY, "state": "running", "error": None, "error_type": None,
                   "worlds": {"planned": planned, "finished": 0}, "started": now(), "updated": now(),
                   "finished": None, "pid": os.getpid(), "host": socket.gethostname(), "attempts": 1,
-                  "seconds": 0.0, "settings": settings, "world": _as_json(world)}
+                  "previous_attempts": [], "seconds": 0.0, "settings": settings, "world": _as_json(world)}
         with new_folder(out) as (folder, path):
             _write_json(folder / STATUS_FILE, status)
         return cls(path, status)
@@ -152,9 +166,10 @@ class StudyDirectory(JobStatus):
             (self.path / name).unlink(missing_ok=True)
         for temporary in self.path.rglob(f".*{TEMPORARY_SUFFIX}"):  # left by a killed writer
             temporary.unlink(missing_ok=True)
-        self.status.update(state="running", error=None, error_type=None, finished=None, pid=os.getpid(),
-                           host=socket.gethostname(), attempts=self.status["attempts"] + 1,
-                           config_added={**self.status.get("config_added", {}), **added})
+        earlier = previous_attempts(self.status, worlds_finished=self.status["worlds"]["finished"])
+        self.status.update(state="running", error=None, error_type=None, started=now(), finished=None,
+                           pid=os.getpid(), host=socket.gethostname(), attempts=self.status["attempts"] + 1,
+                           previous_attempts=earlier, config_added={**self.status.get("config_added", {}), **added})
         self.status["worlds"].update(planned=len(plan), finished=len(finished))
         self._since = time.monotonic()
         self._save()

@@ -18,7 +18,7 @@
     ``attempts``: 1, plus one per resume (and per rerun of the same config into a folder whose
     run failed before any rollout completed);
   - ``previous_attempts``: how each earlier attempt ended, oldest first
-    (:func:`~recoworld.apps.status.attempt_ending`: ``attempt``, ``state`` — ``failed``,
+    (:func:`~recoworld.apps.status.previous_attempts`: ``attempt``, ``state`` — ``failed``,
     ``interrupted``, ``complete``, or ``killed`` when it was left ``running`` — ``error``,
     ``error_type``, ``started``, ``finished``, ``updated``) and ``rollouts_complete``, the
     rollouts complete when it ended; ``[]`` for a first attempt. ``state`` and ``error`` speak
@@ -64,8 +64,8 @@ from recoworld.apps.status import (
     STATES,
     STATUS_FILE,
     JobStatus,
-    attempt_ending,
     now,
+    previous_attempts,
     writer_running,
 )
 from recoworld.logs import TEMPORARY_SUFFIX, replacing
@@ -162,8 +162,9 @@ class RunDirectory(JobStatus):
                   "parts": {"planned": len(plan), "complete": kept, "current": None},
                   "started": now(), "updated": now(), "finished": None,
                   "pid": os.getpid(), "host": socket.gethostname(), "attempts": attempts,
-                  "previous_attempts": _previous_attempts(saved) if continued else [], "config": config,
-                  "config_added": added}
+                  "previous_attempts": [], "config": config, "config_added": added}
+        if continued:  # before this attempt: the parts the last one had finished
+            status["previous_attempts"] = previous_attempts(saved, rollouts_complete=len(saved["parts"]["complete"]))
         directory = cls(path, status, redact)
         directory._save()
         return directory
@@ -265,12 +266,6 @@ def read_status(path: str | Path) -> dict | None:
         raise RunDirectoryError(f"{file} is not a run's status ({err}); it was edited or written by something "
                                 "else: choose another hydra.run.dir") from None
     return status
-
-
-def _previous_attempts(saved: dict) -> list[dict]:
-    """The earlier attempts' endings that ``saved`` kept, and its own (module docstring)."""
-    ending = {**attempt_ending(saved), "rollouts_complete": len(saved["parts"]["complete"])}
-    return [*saved.get("previous_attempts", []), ending]
 
 
 def _check_resumable(path: Path, saved: dict, config: dict, kept: list[dict], resume: bool,
