@@ -13,7 +13,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from recoworld.apps import cli
-from recoworld.apps.merge import MergeSweep, find_runs, merge
+from recoworld.apps.merge_multirun import MergeSweep
+from recoworld.apps.merge_runs import find_runs
+from recoworld.apps.merge_writer import merge
 from recoworld.metrics import mean_interval
 
 TINY = ["world=synthetic", "env.num_envs=4", "env.num_candidates=20", "env.slate_size=4", "experiment.steps=4",
@@ -114,7 +116,7 @@ def test_launcher_configs_compose_and_name_the_plugins(launcher, target, address
     with initialize_config_module("recoworld.conf", version_base="1.3"):
         cfg = compose("config", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_ == target
-    assert cfg.hydra.callbacks.merge_sweep._target_ == "recoworld.apps.merge.MergeSweep"
+    assert cfg.hydra.callbacks.merge_sweep._target_ == "recoworld.apps.merge_multirun.MergeSweep"
     if address is not None:
         assert (cfg.hydra.launcher.ray.init.address, cfg.hydra.launcher.ray.remote.num_cpus) == (address, 1)
 

@@ -96,7 +96,7 @@ def _job_status(job, state, started, pid):
 
 
 def test_jobs_whose_process_the_launcher_killed_after_ctrl_c_are_marked_interrupted(tmp_path, capsys):
-    from recoworld.apps.merge import MergeSweep, end_stopped_sweeps
+    from recoworld.apps.merge_multirun import MergeSweep, end_stopped_sweeps
     from recoworld.apps.status import now
 
     sweep = tmp_path / "sweep"

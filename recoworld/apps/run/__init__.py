@@ -2,9 +2,21 @@
 
 The runner (:mod:`recoworld.apps.run.runner`, which needs Hydra) runs a lineup of agents
 over several seeds from a config and writes a run directory; each rollout is
-:func:`recoworld.envs.rollout.rollout`, the one loop, re-exported here.
+:func:`recoworld.envs.rollout.rollout`, the one loop, re-exported here. The re-exported
+names load on first use, so that the commands that only read a run's directory
+(:mod:`~recoworld.apps.run.run_log`: ``recoworld view``, ``export``, ``merge``) start
+without importing torch.
 """
 
-from recoworld.envs.rollout import RolloutResult, population_seed, rollout
+from importlib import import_module
 
-__all__ = ["RolloutResult", "population_seed", "rollout"]
+_LAZY = {"RolloutResult": "recoworld.envs.rollout", "population_seed": "recoworld.envs.rollout",
+         "rollout": "recoworld.envs.rollout"}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'recoworld.apps.run' has no attribute {name!r}")

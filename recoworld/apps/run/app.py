@@ -17,7 +17,7 @@ agent and seed). ``experiment.executor=ray`` is checked before the run directory
 In a ``--multirun`` a job that stops so raises :class:`JobFailed` instead of exiting: Hydra
 records the job as failed and runs the others. Hydra then skips the end of the sweep (its
 sweeper raises the first failed job's error), so :func:`main` ends it with
-:func:`~recoworld.apps.merge.end_stopped_sweeps`: the sweep is merged, the jobs that did not
+:func:`~recoworld.apps.merge_multirun.end_stopped_sweeps`: the sweep is merged, the jobs that did not
 finish are named with their state, and the exit status is 1; after Ctrl-C the unfinished jobs
 are named and the command that finishes the sweep is given.
 """
@@ -37,7 +37,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import recoworld.conf  # noqa: F401  (registers the structured-config schemas)
-from recoworld.apps.merge import end_stopped_sweeps
+from recoworld.apps.merge_multirun import end_stopped_sweeps
 from recoworld.apps.run.checks import override_key, unknown_key_hint
 from recoworld.apps.run.executor import RolloutsFailed, check_executor
 from recoworld.apps.run.plugins import plugin_overrides, register_plugins

@@ -18,9 +18,12 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Mapping, Sequence
 
+from typing import TYPE_CHECKING
+
 from omegaconf import DictConfig, OmegaConf
 
-from recoworld.conf.schema import ExperimentConfig
+if TYPE_CHECKING:
+    from recoworld.conf.schema import ExperimentConfig
 
 #: The simulator whose population specs ``experiment.segments`` restrict.
 CALIBRATED_USERS = "recoworld.simulators.calibrated.calibrated_users"
@@ -48,6 +51,10 @@ def experiment_settings(cfg: DictConfig) -> ExperimentConfig:
         ExperimentConfigError: a value is out of range; the message names the key, the
             value and the fix.
     """
+    # Imported here: the schema pulls in the simulators (and torch), which the readers of a
+    # run directory (recoworld view, export, merge) never need.
+    from recoworld.conf.schema import ExperimentConfig
+
     try:
         settings = OmegaConf.to_object(cfg.experiment)
         if not isinstance(settings, ExperimentConfig):  # a plain mapping, not the schema's node

@@ -1,0 +1,93 @@
+"""The end of a ``recoworld run --multirun``: its sweep merged (:class:`MergeSweep`, the Hydra
+callback ``hydra.callbacks.merge_sweep`` of ``conf/config.yaml``), and the sweeps that Hydra
+began and did not end, after a job failed or Ctrl-C, ended by :func:`end_stopped_sweeps`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+
+from recoworld.apps.merge_runs import METRICS_FILE, find_runs, unfinished_reason
+from recoworld.apps.merge_writer import DEFAULT_METRIC, merge, say
+
+logger = logging.getLogger("recoworld.merge")
+
+#: The sweeps that Hydra began in this process and has not ended, by sweep directory, with
+#: their callback and when they began: Hydra skips ``on_multirun_end`` when a job failed (its
+#: sweeper raises the first failed job's error once the others have run) or the sweep was
+#: interrupted.
+_SWEEPS_BEGUN: dict[Path, tuple[MergeSweep, str]] = {}
+
+
+class MergeSweep(Callback):
+    """Hydra callback: at the end of a ``--multirun``, merge its sweep directory. A merge
+    that fails is logged, not raised: the jobs' own results stand. A sweep that Hydra does
+    not end (a job failed, or Ctrl-C) is ended by :func:`end_stopped_sweeps`."""
+
+    def __init__(self, metric: str = DEFAULT_METRIC):
+        self.metric = metric
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        from recoworld.apps.status import now
+
+        _SWEEPS_BEGUN[Path(config.hydra.sweep.dir)] = (self, now())
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        _SWEEPS_BEGUN.pop(sweep_dir, None)
+        self.merge(sweep_dir)
+
+    def merge(self, sweep_dir: Path) -> bool:
+        """Merge ``sweep_dir``; whether it was merged (why not is logged)."""
+        try:
+            merge([sweep_dir], metric=self.metric)
+        except Exception as err:  # noqa: BLE001 - the jobs' results stand; `recoworld merge` can be run again
+            logger.error(f"recoworld merge {sweep_dir}: {type(err).__name__}: {err}")
+            return False
+        return True
+
+
+def end_stopped_sweeps(interrupted: bool, console=None) -> list[Path]:
+    """End the sweeps that Hydra began in this process and did not end (``recoworld run``
+    calls it when a ``--multirun`` stops on an error or Ctrl-C); returns their directories.
+
+    A sweep in which a job failed is merged (each job that did not finish named with its
+    state); an interrupted one is not, but its unfinished jobs are named, those whose process
+    the launcher killed first marked ``interrupted``
+    (:func:`~recoworld.apps.run.rundir.record_interruptions`). Either way the last line says
+    how to finish the sweep: the same command again with ``experiment.resume=true`` and its
+    ``hydra.sweep.dir`` (each finished job is kept)."""
+    from rich.console import Console
+
+    from recoworld.apps.run.rundir import record_interruptions
+
+    console = console or Console(stderr=True)
+    stopped = []
+    while _SWEEPS_BEGUN:
+        sweep_dir, (callback, begun) = _SWEEPS_BEGUN.popitem()
+        stopped.append(sweep_dir)
+        try:
+            finished, unfinished = find_runs([sweep_dir])
+        except FileNotFoundError:
+            finished, unfinished = [], []
+        if not finished and not unfinished:
+            continue  # stopped before any job began (e.g. a sweep value Hydra refused): its error says why
+        finish = (f"finish it by running the same command again with experiment.resume=true "
+                  f"hydra.sweep.dir={sweep_dir} (each job that finished is kept)")
+        if interrupted:
+            record_interruptions(unfinished, since=begun)
+            for run in unfinished:
+                say(console, f"recoworld run: {run} has no {METRICS_FILE}: {unfinished_reason(run)}")
+            say(console, f"recoworld run: the sweep in {sweep_dir} was interrupted with {len(finished)} job(s) "
+                         f"finished and {len(unfinished)} not (named above; a job not begun has no folder); {finish}, "
+                         f"or merge the finished ones with: recoworld merge {sweep_dir}")
+            continue
+        merged = callback.merge(sweep_dir)
+        if unfinished:
+            say(console, f"recoworld run: {len(unfinished)} job(s) of the sweep in {sweep_dir} did not finish: "
+                         f"{', '.join(run.name for run in unfinished)} (named above with why)"
+                         + ("; the others are merged in sweep.csv" if merged else "")
+                         + f". Fix what failed, then {finish}")
+    return stopped

@@ -1,0 +1,66 @@
+"""A sweep's run directories: those that finished (a ``metrics.json``), and why the others did not."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+#: What a run writes when all its parts are complete: a run directory is one that holds it.
+METRICS_FILE = "metrics.json"
+#: A job's error is cut to this many characters on the console (its status.json keeps it whole).
+REASON_CHARS = 300
+
+
+def find_runs(dirs: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
+    """The run directories under ``dirs`` (holding ``metrics.json``), and those of jobs that
+    did not finish, each in job order (``2`` before ``10``). Raises :class:`FileNotFoundError`
+    naming a ``DIR`` that does not exist."""
+    runs, unfinished = [], []
+    for d in map(Path, dirs):
+        if not d.is_dir():
+            raise FileNotFoundError(f"{d} is not a directory; give the sweep directory (hydra.sweep.dir, "
+                                    "e.g. multirun/2026-12-06/10-00-00) or run directories")
+        runs += sorted((p.parent for p in d.rglob(METRICS_FILE)), key=job_order)
+        started = {p.parent for pattern in ("status.json", ".hydra/overrides.yaml") for p in d.rglob(pattern)}
+        started = {p.parent if p.name == ".hydra" else p for p in started}
+        unfinished += sorted((p for p in started if not (p / METRICS_FILE).exists()), key=job_order)
+    # A run reached twice (a DIR given twice, or a sweep and one of its runs) counts once.
+    return _first_of_each(runs), _first_of_each(unfinished)
+
+
+def job_order(path: Path) -> list:
+    """Sort key: numbers in a path by value, so Hydra's job folders come 0, 1, 2, ..., 10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.as_posix())]
+
+
+def _first_of_each(paths: list[Path]) -> list[Path]:
+    """``paths`` in their order, each place once (the first way it was reached)."""
+    first: dict[Path, Path] = {}
+    for path in paths:
+        first.setdefault(path.resolve(), path)
+    return list(first.values())
+
+
+def unfinished_reason(run: Path) -> str:
+    """Why the job in ``run`` has no ``metrics.json``, and what to do: its ``status.json``'s
+    state in the words of :mod:`recoworld.apps.run.run_log` (failed with its error,
+    interrupted, killed, still running), or why there is no state to read."""
+    from recoworld.apps.run.run_log import RESUME, run_state, run_status
+    from recoworld.apps.status import STATUS_FILE
+
+    try:
+        status = run_status(run)
+    except ValueError:
+        return (f"its {STATUS_FILE} is damaged (edited, or written by something else), so whether it failed or "
+                "still runs is unknown")
+    if status is None:
+        logs = sorted(p.name for p in run.glob("*.log"))
+        return f"the job stopped before its run began (no {STATUS_FILE}{f'; {logs[0]} says why' if logs else ''})"
+    if status["state"] == "complete":
+        return f"its {STATUS_FILE} says complete, so the file was removed since; {RESUME} to write it again"
+    phrase, advice = run_state(run, status)
+    phrase = " ".join(phrase.split())
+    if len(phrase) > REASON_CHARS:
+        phrase = f"{phrase[:REASON_CHARS]}... (whole in its {STATUS_FILE})"
+    return f"the job {phrase}; {advice}"

@@ -1,0 +1,151 @@
+"""A run's *setting*: what tells its values apart from other runs' once its seeds are pooled.
+
+The overrides of its job (:func:`run_setting`, ``experiment.seeds`` and the
+:func:`result_neutral` keys aside), the keys at which its saved config differs from that of
+a run of the same overrides (:func:`with_config_columns`), and the segment of
+``experiment.segments`` a value is of (:func:`run_rows`). The manual is
+:mod:`recoworld.apps.merge`'s docstring.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from recoworld.apps.merge_runs import METRICS_FILE
+
+#: The override that names a run's seeds: runs differing only by it are pooled.
+SEEDS_KEY = "experiment.seeds"
+#: The column of the rows of ``experiment.segments``, and its value for the whole population.
+SEGMENT_KEY = "segment"
+ALL_USERS = "(all)"
+#: In a column of saved-config keys: a run without a ``status.json``, and a key its config lacks.
+UNKNOWN, ABSENT = "(unknown)", "(absent)"
+#: The columns of :func:`run_rows` that are no part of a setting.
+ROW_FIELDS = ("run", "agent", "metric", "seed", "value")
+
+
+def result_neutral(key: str) -> bool:
+    """Whether an override of ``key`` changes no row of a run's log, and so is no part of a
+    setting: the keys of ``experiment`` outside what a resumed run must repeat
+    (:data:`~recoworld.apps.run.checks.EXPERIMENT_IDENTITY`: ``resume``, ``executor``,
+    ``progress``, ``plots``...) and the :data:`~recoworld.apps.run.checks.OPERATIONAL_LLM_KEYS`
+    of an ``llm`` node."""
+    from recoworld.apps.run.checks import EXPERIMENT_IDENTITY, OPERATIONAL_LLM_KEYS
+
+    node, _, leaf = key.rpartition(".")
+    if node == "experiment":
+        return leaf not in (*EXPERIMENT_IDENTITY, "agents")
+    return (node == "llm" or node.endswith(".llm")) and leaf in OPERATIONAL_LLM_KEYS
+
+
+def run_setting(run: Path) -> dict[str, str]:
+    """The overrides of the job that wrote ``run`` (``key -> value``), ``experiment.seeds`` and
+    the :func:`result_neutral` keys aside."""
+    from omegaconf import OmegaConf
+
+    path = run / ".hydra" / "overrides.yaml"
+    overrides = OmegaConf.to_container(OmegaConf.load(path)) if path.exists() else []
+    setting = {}
+    for override in overrides:
+        key, _, value = str(override).partition("=")
+        key = key.lstrip("+~")
+        if key != SEEDS_KEY and not result_neutral(key):
+            setting[key] = value
+    return setting
+
+
+def run_rows(run: Path) -> list[dict]:
+    """One row per (segment, agent, metric, seed) of ``run``'s ``metrics.json``, with its
+    setting (``segment``: ``None`` for the whole population).
+
+    Raises:
+        ValueError: the file is damaged or is not a run's ``metrics.json`` (the message names
+            it and what is wrong).
+    """
+    path = run / METRICS_FILE
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path} cannot be read ({type(err).__name__}: {err}); if its run is complete, rerun its "
+                         "command with experiment.resume=true to write it again") from None
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("agents"), dict):
+        raise ValueError(f"{path} is not a recoworld run's {METRICS_FILE} (it has no 'agents' mapping)")
+    try:
+        setting = run_setting(run)
+    except Exception as err:  # noqa: BLE001 - YAML's and OmegaConf's errors alike
+        raise ValueError(f"{run / '.hydra' / 'overrides.yaml'} cannot be read ({type(err).__name__}: "
+                         f"{' '.join(str(err).split())})") from None
+    rows = []
+    try:
+        populations = {None: metrics["agents"],
+                       **{str(name): segment["agents"] for name, segment in (metrics.get("segments") or {}).items()}}
+        for segment, agents in populations.items():
+            for agent, summary in agents.items():
+                for name, value in summary["metrics"].items():
+                    for seed, x in zip(summary["seeds"], value["per_seed"], strict=True):
+                        rows.append({**setting, SEGMENT_KEY: segment, "run": str(run), "agent": agent, "metric": name,
+                                     "seed": int(seed), "value": float("nan") if x is None else float(x)})
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise ValueError(f"{path} is not a recoworld run's {METRICS_FILE} ({type(err).__name__}: {err})") from None
+    return rows
+
+
+def saved_config(run: Path) -> dict | None:
+    """The config that ``run`` ran, as its ``status.json`` keeps it (resolved, result-neutral
+    keys left out); ``None`` without one.
+
+    Raises:
+        ValueError: the ``status.json`` is damaged (the message names it).
+    """
+    from recoworld.apps.run.rundir import RunDirectoryError, read_status
+
+    try:
+        status = read_status(run)
+    except RunDirectoryError:
+        raise ValueError(f"{run / 'status.json'} is damaged, so the config {run} ran is unknown") from None
+    return None if status is None else status.get("config")
+
+
+def with_config_columns(long, configs: dict[str, dict | None]):
+    """``long`` (the runs' :func:`run_rows`) with a column for each key of the saved configs
+    (``configs``: run -> :func:`saved_config`) at which runs of the same overrides and agent
+    differ, holding each run's value (:mod:`recoworld.apps.merge`), and those keys."""
+    overrides = [c for c in long.columns if c not in (*ROW_FIELDS, SEGMENT_KEY)]
+    pairs = long[["run", "agent", *overrides]].fillna("(default)").drop_duplicates(["run", "agent"])
+    flat = {(run, agent): _setting_config(configs[run], agent) for run, agent in zip(pairs["run"], pairs["agent"])}
+    settings: dict[tuple, list[dict]] = {}  # (agent, overrides) -> the saved configs known
+    for pair in pairs.itertuples(index=False):
+        if (config := flat[(pair.run, pair.agent)]) is not None:
+            settings.setdefault((pair.agent, *pair[2:]), []).append(config)
+    differing: list[str] = []
+    for configs_of_setting in settings.values():
+        for key in dict.fromkeys(key for config in configs_of_setting for key in config):
+            values = {config.get(key, ABSENT) for config in configs_of_setting}
+            if len(values) > 1 and key not in overrides and key not in differing:
+                differing.append(key)
+    long = long.copy()
+    for key in differing:
+        long[key] = [UNKNOWN if flat[pair] is None else flat[pair].get(key, ABSENT)
+                     for pair in zip(long["run"], long["agent"])]
+    return long, differing
+
+
+def _setting_config(config: dict | None, agent: str) -> dict[str, str] | None:
+    """``config`` (a saved one) as ``dotted key -> value`` for the rows of ``agent``: its
+    ``agents`` entry under ``agent`` (the other agents decide none of its results), without
+    ``experiment.seeds`` and the :func:`result_neutral` keys."""
+    if config is None:
+        return None
+    tree = {**{key: value for key, value in config.items() if key != "agents"},
+            "agent": (config.get("agents") or {}).get(agent)}
+    return {key: value for key, value in _dotted(tree) if key != SEEDS_KEY and not result_neutral(key)}
+
+
+def _dotted(tree, prefix: str = ""):
+    """``(dotted key, value)`` of each leaf of ``tree``, the value as an override writes it."""
+    if isinstance(tree, dict) and tree:
+        for key, value in tree.items():
+            yield from _dotted(value, f"{prefix}{key}.")
+    else:
+        yield prefix[:-1], tree if isinstance(tree, str) else json.dumps(tree)

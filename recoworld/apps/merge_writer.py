@@ -1,0 +1,84 @@
+"""Merge the runs under some directories into ``sweep.csv`` and ``sweep.png``, saying on the
+console what was left out and why (the manual: :mod:`recoworld.apps.merge`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from recoworld.apps.merge_runs import METRICS_FILE, find_runs, unfinished_reason
+from recoworld.apps.merge_setting import run_rows, saved_config, with_config_columns
+from recoworld.apps.merge_table import check_metric, lacking_metrics, merge_table, plot_sweep, print_table
+
+#: What ``sweep.png`` plots unless ``--metric`` says otherwise.
+DEFAULT_METRIC = "return_per_episode"
+
+
+def merge(dirs: Sequence[str | Path], out: str | Path | None = None, metric: str = DEFAULT_METRIC, console=None):
+    """Merge the runs under ``dirs`` into ``out`` (:mod:`recoworld.apps.merge`); returns the table."""
+    import pandas as pd
+    from rich.console import Console
+
+    from recoworld.logs import replacing
+
+    console = console or Console(stderr=True)
+    found, unfinished = find_runs(dirs)
+    for run in unfinished:
+        say(console, f"recoworld merge: {run} has no {METRICS_FILE}, left out: {unfinished_reason(run)}")
+    rows, runs, configs = [], [], {}
+    for run in found:
+        try:
+            rows += run_rows(run)
+            runs.append(run)
+        except ValueError as err:
+            say(console, f"recoworld merge: {err}: left out")
+            continue
+        try:
+            configs[str(run)] = saved_config(run)
+        except ValueError as err:
+            configs[str(run)] = None
+            say(console, f"recoworld merge: {err}: it is told apart from other runs by its overrides only")
+    if not runs:
+        left_out = len(found) + len(unfinished)
+        raise FileNotFoundError(f"no run with a {METRICS_FILE} under {', '.join(map(str, dirs))}"
+                                + (f" ({left_out} left out, named above)" if left_out else "")
+                                + "; a run writes it when all its parts are complete")
+    long, differing = with_config_columns(pd.DataFrame(rows), configs)
+    if differing:
+        say(console, f"recoworld merge: runs with the same overrides ran different configs (their status.json) at "
+                     f"{', '.join(differing)}: they are separate settings, told apart by those columns")
+    out = Path(out) if out is not None else Path(dirs[0])
+    table, repeated = merge_table(long, run_name=lambda run: _stable_name(Path(run), out))
+    for _, r in repeated.drop_duplicates(["run", "agent", "seed"]).iterrows():
+        say(console, f"recoworld merge: seed {r['seed']} of {r['agent']} in {r['run']} is already in the "
+                     "table from an earlier run of the same setting: counted once")
+    for run, missing in lacking_metrics(long).items():
+        say(console, f"recoworld merge: {run} lacks {', '.join(missing)} (a run of an older RecoWorld?): in the rows "
+                     "it is pooled into, their values are over the seeds of the setting's other runs only")
+    check_metric(table, metric)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file, not a directory; give a directory for sweep.csv and sweep.png")
+    out.mkdir(parents=True, exist_ok=True)
+    # Each file whole or not at all: a merge that fails midway leaves the previous one.
+    with replacing(out / "sweep.csv") as path:
+        table.to_csv(path, index=False)
+    with replacing(out / "sweep.png") as path:
+        plot_sweep(table, metric, path)
+    print_table(table, metric, console)
+    say(console, f"recoworld merge: {len(runs)} runs, {len(table)} rows -> {out / 'sweep.csv'}, {out / 'sweep.png'}")
+    return table
+
+
+def _stable_name(run: Path, out: Path) -> str:
+    """``run`` as the ``runs`` column names it: relative to ``out`` when inside it, else
+    absolute; the same however the directory was typed."""
+    resolved = run.resolve()
+    try:
+        return resolved.relative_to(out.resolve()).as_posix()
+    except ValueError:
+        return resolved.as_posix()
+
+
+def say(console, text: str) -> None:
+    """One line, unwrapped and literal (paths may hold brackets), so that it can be grepped."""
+    console.print(text, soft_wrap=True, markup=False, highlight=False)
