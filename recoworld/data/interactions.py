@@ -13,27 +13,34 @@ column         required   meaning
 ``item``       yes        the item's id (any text or integer)
 ``timestamp``  yes        when: Unix seconds (a number, not milliseconds) or a date and time
                           (ISO 8601 text, or a Parquet timestamp)
-``rating``     no         stars, an integer 1..5 (rescale other scales first)
+``rating``     no         stars, an integer 1..5 on every chosen row (map other scales onto
+                          whole stars first: half stars 0.5..5 round up, 1..10 halve and
+                          round up)
 ``click``      no         1 when the user chose the item, 0 for an impression left unchosen
 =============  =========  ==================================================================
 
-Other columns are ignored. Rows with ``click = 0`` are checked and then left out: the fit
-reads what users chose (the click level stays an assumption, ``exposure_odds``). A
-(user, item) pair chosen more than once keeps its first choice (the choice model is one of
-first choices); the same (user, item, timestamp) twice is refused as a duplicated row.
+Other columns are ignored; a Parquet file's named index (``df.set_index("user")``) reads
+as a column. Rows with ``click = 0`` are checked and then left out: the fit reads what
+users chose (the click level stays an assumption, ``exposure_odds``); their ``rating`` is
+not read, and may be empty, and they may repeat. A (user, item) pair chosen more than once
+keeps its first choice (the choice model is one of first choices, and the world's users
+never choose an item twice); the sessions and returns, too, are cut from first choices, so
+in a log of repeat consumption (songs played again) a session of replays only is not
+seen. Two chosen rows of the same (user, item, timestamp) are refused as a duplicated row.
 Without ``rating``, the world keeps the simulator's default rating response, and the
 items' quality (their mean rating) carries no weight in the choices.
 
 The calibration refuses (:class:`~recoworld.apps.calibrate.folds.CalibrationDataError`) a
 catalog of fewer than 50 items, a log in which no user has enough interactions for a
-validation fold (6 at the default fractions), choices its model cannot rank above
-chance, and sessions without returns or whose gaps have no spread.
+validation fold (6 at the default fractions), a log in which no user's interactions
+happened at two different times, choices its model cannot rank above chance, and sessions
+without returns or whose gaps have no spread.
 
 **The item table** (``--items PATH``, optional): ``item`` (required), ``title`` and
 ``genres`` (``|``-separated names, or a list in Parquet; a Python list written as text,
-``['Drama', 'War']``, is refused). Every item of the log must be
-listed; listed items nobody chose stay in the catalog. Without it, items are titled by
-their id and share one genre, ``unknown``.
+``['Drama', 'War']``, and comma-separated names, ``Drama, War``, are refused). Every
+item of the log must be listed; listed items nobody chose stay in the catalog. Without
+it, items are titled by their id and share one genre, ``unknown``.
 
 **The user table** (``--user-table PATH``, optional): ``user`` (required), ``age`` (an
 integer), ``gender``, ``occupation``, ``zip_code``; population specs select users by
@@ -47,6 +54,7 @@ after the header, in every error.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from dataclasses import dataclass, field
@@ -58,10 +66,14 @@ import pandas as pd
 LOG_COLUMNS = ("user", "item", "timestamp")
 UNKNOWN = "unknown"
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+#: Field separators that a header read as one column shows, by name.
+SEPARATORS = {"\t": "tab", ";": "semicolon", "|": "pipe"}
 #: An id written as a whole number with a decimal point (``10.0``), as a CSV float column writes it.
 WHOLE_DECIMAL = re.compile(r"-?[0-9]+\.0*")
 #: Unix seconds of the year 5138: a larger time is in milliseconds (or finer), not seconds.
 LATEST_SECONDS = 1e11
+#: The ratings the world's users give (:class:`~recoworld.simulators.statistical.StatisticalUsers`).
+STARS = (1, 2, 3, 4, 5)
 
 
 @dataclass
@@ -110,14 +122,29 @@ def read_table(path: str | Path, what: str, text: tuple[str, ...] = ()) -> pd.Da
         raise ValueError(f"{path}: the {what} cannot be read as {kind.upper()} ({str(error).strip()}); {fix}") from None
     if table.empty:
         raise ValueError(f"{path}: the {what} has no rows; it needs a header and at least one row")
-    return table
+    # A Parquet written from a table indexed by a column (df.set_index("user")) holds it as the index.
+    return table.reset_index() if any(name is not None for name in table.index.names) else table
 
 
 def require_columns(table: pd.DataFrame, path: Path, columns, layout: str) -> None:
+    """Refuse a table without ``columns``, saying which of its columns to rename (a near
+    name: ``user_id`` for ``user``), or that its fields are not comma-separated."""
     missing = [c for c in columns if c not in table.columns]
     if missing:
+        header = [str(c) for c in table.columns]
         raise ValueError(f"{path}: missing column(s) {missing}; its columns are {list(table.columns)} "
-                         f"and the layout is {layout}")
+                         f"and the layout is {layout}{_column_fix(header, missing)}")
+
+
+def _column_fix(header: list[str], missing: list[str]) -> str:
+    """How to give ``missing`` columns: the separator to use, or the near names to rename."""
+    separator = next((name for mark, name in SEPARATORS.items() if len(header) == 1 and mark in header[0]), None)
+    if separator:
+        return f"; the fields look {separator}-separated, and a CSV's are comma-separated: save it with commas"
+    spare = {c.strip().lower(): c for c in header}
+    near = {c: difflib.get_close_matches(c, list(spare), n=1, cutoff=0.6) for c in missing}
+    renames = [f"{spare[match[0]]!r} to {c!r}" for c, match in near.items() if match]
+    return f"; rename {', '.join(renames)}" if renames else ""
 
 
 def _first_bad(mask: np.ndarray, path: Path, column: str, values: pd.Series, expected: str, shown=None) -> None:
@@ -188,6 +215,25 @@ def _integers(table: pd.DataFrame, path: Path, column: str, allowed: tuple[int, 
     return number.astype(np.int64)
 
 
+def _stars(table: pd.DataFrame, path: Path, chosen: np.ndarray) -> np.ndarray:
+    """The ``rating`` of each chosen row, checked (0 on the other rows: an impression's
+    rating is not read, and may be empty)."""
+    values = table["rating"]
+    number = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+    _first_bad(chosen & values.isna().to_numpy(), path, "rating", values,
+               "a rating (the cell is empty): a log with a rating column needs one on every chosen row; drop the "
+               "rows without one, or drop the column to fit on choices alone")
+    stars = np.isin(number, STARS)
+    if not stars[chosen].all():
+        seen = number[chosen & np.isfinite(number)]
+        scale = f"the column's ratings run {seen.min():g}..{seen.max():g}; " if len(seen) else ""
+        _first_bad(chosen & ~stars, path, "rating", values,
+                   f"a rating of 1..5 stars: {scale}the world's users give whole stars 1..5, so map another scale "
+                   "onto them first (half stars 0.5..5: round up; 1..10: halve and round up), or drop the column to "
+                   "fit on choices alone")
+    return np.where(chosen, number, 0).astype(np.int64)
+
+
 def _dense(ids: pd.Series) -> tuple[np.ndarray, pd.Index]:
     """Dense codes of the distinct id texts ``ids`` and the sorted ids they index: by number
     when every id is one (``007`` and ``7`` by their text), else by text."""
@@ -222,23 +268,31 @@ def read_log(path: str | Path) -> tuple[pd.DataFrame, bool]:
     require_columns(table, path, LOG_COLUMNS, "user, item, timestamp [, rating] [, click]")
     log = pd.DataFrame({"user": _ids(table, path, "user"), "item": _ids(table, path, "item"),
                         "timestamp": _timestamps(table, path)})
-    has_ratings = "rating" in table.columns
-    log["rating"] = (_integers(table, path, "rating", (1, 2, 3, 4, 5), "a rating of 1..5 stars")
-                     if has_ratings else 0)
-    repeated = log.duplicated(["user", "item", "timestamp"], keep=False).to_numpy()
-    if repeated.any():
-        rows = np.flatnonzero(repeated)[:2] + 1
-        first = log.iloc[rows[0] - 1]
-        raise ValueError(f"{path}: rows {rows[0]} and {rows[1]} repeat user {_shown_id(first['user'])}, item "
-                         f"{_shown_id(first['item'])} at the same timestamp; remove the duplicated rows")
+    chosen = np.ones(len(table), dtype=bool)
     if "click" in table.columns:
         chosen = _integers(table, path, "click", (0, 1), "a click (0 or 1)") == 1
         if not chosen.any():
             raise ValueError(f"{path}: no row has click = 1; the fit needs what users chose")
-        log = log[chosen]
+    has_ratings = "rating" in table.columns
+    log["rating"] = _stars(table, path, chosen) if has_ratings else 0
+    _refuse_repeated_rows(log, chosen, path)
+    log = log[chosen]
     # Repeated choices of one item: the first stands (module docstring).
     log = log.sort_values("timestamp", kind="stable").drop_duplicates(["user", "item"], keep="first")
     return log.sort_index(), has_ratings
+
+
+def _refuse_repeated_rows(log: pd.DataFrame, chosen: np.ndarray, path: Path) -> None:
+    """Refuse two chosen rows of one (user, item, timestamp): a row written twice. Impressions
+    (``click = 0``) may repeat, and may share the time of the click on their item."""
+    key = ["user", "item", "timestamp"]
+    rows = log[chosen]  # labelled by their row in the file, from 0
+    again = rows.duplicated(key, keep="first").to_numpy()
+    if again.any():
+        twin = rows.iloc[int(np.argmax(again))]
+        first = rows.index[(rows[key] == twin[key]).all(axis=1).to_numpy()][0]
+        raise ValueError(f"{path}: rows {first + 1} and {twin.name + 1} repeat user {_shown_id(twin['user'])}, item "
+                         f"{_shown_id(twin['item'])} at the same timestamp; remove the duplicated rows")
 
 
 def read_items(path: str | Path, log_items: pd.Series) -> pd.DataFrame:
@@ -259,6 +313,10 @@ def read_items(path: str | Path, log_items: pd.Series) -> pd.DataFrame:
     _first_bad(written_list.to_numpy(dtype=bool), path, "genres", genres,
                "|-separated genre names (it is a Python list written as text): write Drama|War, or save the table "
                "as Parquet with a list column")
+    # A comma would make "Drama, War" one genre of that name.
+    commas = genres.map(lambda g: isinstance(g, str) and "," in g)
+    _first_bad(commas.to_numpy(dtype=bool), path, "genres", genres,
+               "|-separated genre names (it is comma-separated): write Drama|War, not Drama, War")
     return pd.DataFrame({"item": texts, "title": titles.where(titles != "", texts).to_numpy(),
                          "genres": [_genre_list(g) for g in genres]})
 

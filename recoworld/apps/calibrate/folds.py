@@ -109,6 +109,7 @@ class Folds:
                 f"the catalog has {self.n_items} items; the calibration needs at least {min_items}: its leave fit "
                 f"serves slates picked from {min_items} distinct random candidates. List the items nobody chose in "
                 "an item table (--items PATH): every listed item stays in the catalog")
+        self.check_times()
         if len(self.inner.test) == 0:
             per_user = np.bincount(self.data.ratings["user_id"], minlength=self.n_users)
             need = min_interactions(holdout_fraction, validation_fraction)
@@ -118,6 +119,24 @@ class Folds:
             raise CalibrationDataError(
                 f"the validation fold is empty ({self.n_users} users, {len(self.data.ratings)} interactions, at most "
                 f"{per_user.max()} per user): {rule}. Calibrate on a longer log")
+
+    def check_times(self) -> None:
+        """Refuse a log in which no user's interactions happened at two different times (one
+        timestamp for every row, or an import date per user): the held-out split would
+        follow the file's order, and no session could be told from the next. Users of one
+        interaction tell nothing either way (a log of only those is refused for its empty
+        validation fold)."""
+        ratings = self.data.ratings
+        per_user = ratings.groupby("user_id")["timestamp"].agg(["size", "nunique"])
+        several = per_user[per_user["size"] > 1]
+        if len(several) and several["nunique"].max() == 1:
+            times = ratings["timestamp"].unique()
+            shared = (f"every interaction has the timestamp {times[0]}" if len(times) == 1 else
+                      f"each user's interactions share one timestamp ({len(times)} distinct in all)")
+            raise CalibrationDataError(
+                f"no user's interactions happened at two different times: {shared}. The held-out split, the "
+                "sessions and the returns are read off when each interaction happened: give each one its own time "
+                "(when the event happened, not when it was exported)")
 
     @property
     def n_users(self) -> int:
