@@ -301,7 +301,8 @@ def test_the_fidelity_report_of_a_log_without_ratings_scores_no_ratings(world_wi
     assert "held-out ratings" not in report and "training ratings" not in report
     assert not (tmp_path / "ratings.png").exists()
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["ratings"] is None and metrics["data"] == {"name": "clicks.csv", "has_ratings": False}
+    assert metrics["ratings"] is None
+    assert metrics["data"] == {"name": "clicks.csv", "has_ratings": False, "has_genres": True}
     assert "gap_vs_mean_rating" not in metrics["sessions"]["statistics"]
     assert "gap_vs_length" in metrics["sessions"]["statistics"]
 

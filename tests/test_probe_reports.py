@@ -57,6 +57,8 @@ def world_dir(small_world, tmp_path_factory):
      "hybrid users, but --users 'statistical' has none; add them, e.g. --users statistical,hybrid,llm"),
     (["--splits", "latest,random"], "recoworld fidelity: error: --splits ['random']; choose among latest, time, "
      "users"),
+    (["--splits", "time,latest,time"], "recoworld fidelity: error: --splits time,latest,time names time more than "
+     "once; name each split once"),
 ])
 def test_bad_flags_are_refused_before_the_world_is_read(capsys, tmp_path, argv, message):
     # --world names a folder with no world: every flag above is refused before it is looked at.

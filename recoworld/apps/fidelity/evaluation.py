@@ -23,6 +23,7 @@ from recoworld.calibration.metrics import (Lists, concentration_curve, decide, e
                                            genre_shares, gini, one_to_m_lists, rmse, user_auc)
 from recoworld.calibration.ratings import RatingMF, expected_rating, fit_rating_mf, star_probabilities
 from recoworld.calibration.split import Split, holdout_split, interaction_matrix
+from recoworld.data.interactions import UNKNOWN
 from recoworld.data.movielens import MovieLens100K, load_movielens_100k
 from recoworld.simulators.calibrated import CalibratedWorld
 from recoworld.simulators.population_specs import select
@@ -187,7 +188,7 @@ def _evaluate(world: CalibratedWorld, data: MovieLens100K | None, seed: int, sta
         results.update(consumption_realism(world, models, held, seed))
     results["targets"] = targets(results["models"])
     results["split"] = {"train": len(split.train), "held_out": len(split.test), "users": len(data.users)}
-    results["data"] = {"name": data_name(world), "has_ratings": has_ratings}
+    results["data"] = {"name": data_name(world), "has_ratings": has_ratings, "has_genres": has_genres(world.catalog)}
     return results
 
 
@@ -301,6 +302,9 @@ def consumption_realism(world: CalibratedWorld, models: dict[str, torch.Tensor],
         top = int(round(0.1 * n_items))
         aggregate[name] = {"gini": gini(counts.numpy()), "top10%_share": float(y[top - 1]),
                            "items_consumed": int((counts > 0).sum())}
+    if not has_genres(catalog):  # one placeholder genre: every share is 1, every distance 0, nothing measured
+        return {"aggregate": aggregate, "genre_shares": None,
+                "curves": {name: {"x": x.tolist(), "y": y.tolist()} for name, (x, y) in curves.items()}}
     for name in models:
         aggregate[name]["genre_total_variation"] = float(0.5 * np.abs(shares[name] - shares["held-out"]).sum())
     return {
@@ -308,6 +312,13 @@ def consumption_realism(world: CalibratedWorld, models: dict[str, torch.Tensor],
         "genre_shares": {name: dict(zip(catalog.genre_names, map(float, s))) for name, s in shares.items()},
         "curves": {name: {"x": x.tolist(), "y": y.tolist()} for name, (x, y) in curves.items()},
     }
+
+
+def has_genres(catalog) -> bool:
+    """Whether the catalog's items have genres: a log calibrated without an item table, or
+    with one without a ``genres`` column, puts every item in the one placeholder genre
+    ``unknown`` (:mod:`recoworld.data.interactions`), which no genre statistic can read."""
+    return any(name != UNKNOWN for name in catalog.genre_names)
 
 
 def targets(models: dict) -> dict[str, bool]:

@@ -33,7 +33,8 @@ def _write_files(results: dict, out: Path, world: CalibratedWorld) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    for plot in (plot_long_tail, plot_genre_shares) + ((plot_ratings,) if results["ratings"] else ()):
+    for plot in ((plot_long_tail,) + ((plot_genre_shares,) if results.get("genre_shares") else ())
+                 + ((plot_ratings,) if results["ratings"] else ())):
         plot(plt, results, out)
     if results.get("social"):
         plot_concentration(plt, results["social"], out)
@@ -46,9 +47,12 @@ def _write_files(results: dict, out: Path, world: CalibratedWorld) -> None:
     lines += ["## Targets", ""] + [f"- {k}: {'met' if v else '**not met**'}" for k, v in results["targets"].items()]
     lines += discrimination_section(results, names)
     lines += ratings_section(results["ratings"])
-    lines += aggregate_section(results["aggregate"])
-    lines += splits_section(results.get("splits"), results.get("split_targets"), noun)
-    lines += sessions_section(results.get("sessions"), results.get("session_targets"), noun)
+    not_scored = results.get("not_scored", {})
+    lines += aggregate_section(results["aggregate"], bool(results.get("genre_shares")))
+    lines += splits_section(results.get("splits"), results.get("split_targets"), noun,
+                            {k.removeprefix("split "): v for k, v in not_scored.items() if k.startswith("split ")})
+    lines += sessions_section(results.get("sessions"), results.get("session_targets"), noun,
+                              not_scored.get("sessions"))
     lines += ranking_section(results.get("policy_ranking"), noun)
     lines += user_kinds_section(results.get("user_kinds"))
     lines += social_section(results.get("social"))
@@ -145,13 +149,16 @@ def ratings_section(r: dict | None) -> list[str]:
     return lines + ["", "![ratings](ratings.png)"]
 
 
-def aggregate_section(aggregate: dict) -> list[str]:
+def aggregate_section(aggregate: dict, with_genres: bool = True) -> list[str]:
     lines = ["", "## Aggregate realism", "",
              "| consumption | Gini | top-10% items' share | items consumed | genre TV distance |",
              "|---|---|---|---|---|"]
     for name, a in aggregate.items():
         tv = f"{a['genre_total_variation']:.3f}" if "genre_total_variation" in a else "-"
         lines.append(f"| {name} | {a['gini']:.3f} | {a['top10%_share']:.3f} | {a['items_consumed']} | {tv} |")
+    if not with_genres:
+        return lines + ["", "The log's items have no genres (every item is in the placeholder genre `unknown`): "
+                        "there are no genre shares to compare.", "", "![long tail](long_tail.png)", ""]
     return lines + ["", "![long tail](long_tail.png)", "", "![genre shares](genre_shares.png)", ""]
 
 
@@ -159,13 +166,36 @@ SPLIT_TITLES = {"latest": "each user's latest {noun}", "time": "a global time cu
                 "users": "held-out users (folded in on their early {noun})"}
 
 
+def _number(value: float | None, digits: int) -> str:
+    """``value`` to ``digits`` places; ``n/a`` for an undefined one (NaN, or JSON's null)."""
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
 def _with_interval(entry: dict, digits: int = 3) -> str:
-    return f"{entry['value']:.{digits}f} [{entry['low']:.{digits}f}, {entry['high']:.{digits}f}]"
+    """``value [low, high]``; ``value [n/a]`` where the interval is undefined, ``n/a`` where the value is."""
+    value = _number(entry["value"], digits)
+    if value == "n/a":
+        return value
+    low, high = _number(entry["low"], digits), _number(entry["high"], digits)
+    return f"{value} [n/a]" if "n/a" in (low, high) else f"{value} [{low}, {high}]"
 
 
-def splits_section(splits: dict | None, targets: dict | None, noun: str = "ratings") -> list[str]:
-    """The three splits against the baselines, with 95% bootstrap intervals over users."""
-    if not splits:
+def _threshold(t: float) -> str:
+    """A validation-chosen threshold; one below 0 says yes to every item
+    (:func:`~recoworld.calibration.metrics.f1_threshold`)."""
+    return "all yes" if t < 0 else f"{t:.3f}"
+
+
+def _users(n: int) -> str:
+    return f"{n} user" if n == 1 else f"{n} users"
+
+
+def splits_section(splits: dict | None, targets: dict | None, noun: str = "ratings",
+                   not_scored: dict[str, str] | None = None) -> list[str]:
+    """The three splits against the baselines, with 95% bootstrap intervals over users, and
+    the reason for each split in ``not_scored`` (split: why) the data could not give."""
+    splits, not_scored = splits or {}, not_scored or {}
+    if not splits and not not_scored:
         return []
     lines = ["## Splits and baselines", "",
              "The calibrated user against popularity, recent popularity (30 days before the held-out period), "
@@ -174,10 +204,14 @@ def splits_section(splits: dict | None, targets: dict | None, noun: str = "ratin
              "calibration error of the 1:1 lists. F1 in the first table: would watch = probability above 1/2; "
              "in the second, above the threshold chosen per mix on the validation fold's lists (never the test "
              "lists): even calibrated probabilities maximise F1 at about half the best F1, not at 1/2 "
-             "(Lipton, Elkan and Naryanaswamy, 2014). The F1 target reads the second.", ""]
+             "(Lipton, Elkan and Naryanaswamy, 2014); \"all yes\": the best F1 on the validation lists says yes to "
+             "every item, so the model separates them no better than saying yes to all. The F1 target reads the second. "
+             "[n/a]: no interval, as one user cannot be resampled.", ""]
+    for kind, why in not_scored.items():
+        lines += [f"### Split: {SPLIT_TITLES.get(kind, kind).format(noun=noun)}", "", f"Not scored: {why}.", ""]
     for kind, split in splits.items():
         lines += [f"### Split: {SPLIT_TITLES.get(kind, kind).format(noun=noun)}", "",
-                  f"{split['held_out']:,} held-out {noun} of {split['users']} users; {split['train']:,} training "
+                  f"{split['held_out']:,} held-out {noun} of {_users(split['users'])}; {split['train']:,} training "
                   f"{noun}.", "",
                   "| model | AUC | F1 1:1 | F1 1:3 | F1 1:9 | ECE | rating RMSE |", "|---|---|---|---|---|---|---|"]
         rmse = split.get("rmse", {})
@@ -193,12 +227,13 @@ def splits_section(splits: dict | None, targets: dict | None, noun: str = "ratin
                   "|---|" + "---|---|" * len(RATIOS)]
         for name, e in split["models"].items():
             lines.append(f"| {name} | " + " | ".join(
-                f"{e['decision_threshold'][f'1:{m}']:.3f} | {_with_interval(e[f'f1_1to{m}_at_validation_threshold'])}"
+                f"{_threshold(e['decision_threshold'][f'1:{m}'])} | "
+                f"{_with_interval(e[f'f1_1to{m}_at_validation_threshold'])}"
                 for m in RATIOS) + " |")
         lines.append("")
     if targets:
         lines += ["Targets:", ""] + [f"- {k}: {'met' if v else '**not met**'}" for k, v in targets.items()]
-    return lines + ["", "![calibration curves](calibration.png)", ""]
+    return lines + (["", "![calibration curves](calibration.png)", ""] if splits else [""])
 
 
 def _distances(entry: dict, digits: int) -> list[str]:
@@ -221,12 +256,19 @@ SESSIONS_INTRO = (
     "reference recommender, their clicks cut into sessions as the {noun} are "
     "(`recoworld.apps.fidelity.sessions`). Distance: simulated against held-out, 95% bootstrap interval over "
     "users; noise: the same distance between two random halves of the held-out users (median and 95% interval "
-    "over halvings); within noise: the distance is at most the noise's upper end.")
+    "over halvings); within noise: the distance is at most the noise's upper end, i.e. the simulated users differ "
+    "from the held-out ones no more than two halves of the held-out users differ in 97.5% of halvings. KS: the "
+    "Kolmogorov-Smirnov statistic, from 0 (same distribution) to 1; W1: the 1-Wasserstein distance, in the "
+    "statistic's own unit ({noun} per session, days, a share). n: the values a distribution is read from "
+    "(sessions, or gaps between them).")
 
 
-def sessions_section(section: dict | None, targets: dict | None, noun: str = "ratings") -> list[str]:
+def sessions_section(section: dict | None, targets: dict | None, noun: str = "ratings",
+                     not_scored: str | None = None) -> list[str]:
     """Session dynamics of the calibrated users against held-out users
-    (:mod:`recoworld.apps.fidelity.sessions`)."""
+    (:mod:`recoworld.apps.fidelity.sessions`), or why the data could not give them (``not_scored``)."""
+    if not_scored:
+        return ["## Session dynamics against held-out users", "", f"Not scored: {not_scored}.", ""]
     if not section:
         return []
     statistics = section["statistics"]
@@ -239,10 +281,13 @@ def sessions_section(section: dict | None, targets: dict | None, noun: str = "ra
             continue
         shares = name == "genre_repetition"
         keys, digits = (("mean",), 3) if shares else (("p50", "p80", "p95", "mean"), 2)
-        cells = [f"{entry['title']} ({' / '.join(keys)})", _quantiles_cell(entry["held_out"], keys, digits),
+        cells = [f"{entry['title'].replace('ratings', noun)} ({' / '.join(keys)})",
+                 _quantiles_cell(entry["held_out"], keys, digits),
                  _quantiles_cell(entry["simulated"], keys, digits), *_distances(entry, 3)]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "| correlation | held-out | simulated | difference | noise | verdict |", "|---|---|---|---|---|---|"]
+    lines += ["", "n/a: undefined, where a side has fewer than 3 sessions followed by a gap, or no spread in "
+              "the session's value or in the gaps (a Spearman correlation), or no values (a distribution).", "",
+              "| correlation | held-out | simulated | difference | noise | verdict |", "|---|---|---|---|---|---|"]
     for entry in statistics.values():
         if entry["kind"] == "correlation":
             cells = [entry["title"], _with_interval(entry["held_out"]["value"]),

@@ -40,11 +40,17 @@ Sections of the report:
   ratings, a global time cut and held-out users, each against popularity, recent
   popularity, MF and EASE, with bootstrap intervals and calibration curves, F1 at 1/2
   and at a threshold per mix chosen on the validation fold
-  (:mod:`recoworld.apps.fidelity.splits`), and the targets of :data:`SPLIT_TARGETS`.
+  (:mod:`recoworld.apps.fidelity.splits`), and the targets of :data:`SPLIT_TARGETS`. A split
+  the data cannot give (no user rated both before and after the time cut, too few users to
+  fold any in) is named with the reason in its place, and so is a session section the data
+  cannot give; the rest of the report is written. A split of one user has no intervals
+  (``[n/a]``).
 * **Session dynamics** (on by default; ``--no-sessions`` skips it): session length, gaps,
   the next gap against the last session and genre repetition of the calibrated users
   against users the fit never saw, with distances, bootstrap intervals and the noise
-  between two halves of the held-out users (:mod:`recoworld.apps.fidelity.sessions`).
+  between two halves of the held-out users (:mod:`recoworld.apps.fidelity.sessions`); genre
+  repetition is left out for a log whose items have no genres, as the genre shares of the
+  aggregate-realism section are.
 * **Social influence** (``--social``): Gini of consumption over a long horizon with word
   of mouth off and on (:mod:`recoworld.apps.calibrate.concentration`).
 
@@ -65,11 +71,13 @@ import sys
 import time
 import typing
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 
 from recoworld.apps.calibrate.fit import ensure_world
+from recoworld.apps.calibrate.folds import CalibrationDataError
 from recoworld.apps.calibrate.progress import Stages, torch_threads
 from recoworld.apps.fidelity.evaluation import (RATIOS, evaluate, held_out_split, simulated_consumption,
                                                simulated_probabilities, source_data)
@@ -187,6 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         unknown = sorted(set(splits) - set(SPLIT_KINDS))
         if unknown:
             raise ValueError(f"--splits {unknown}; choose among {', '.join(SPLIT_KINDS)}")
+        twice = sorted({kind for kind in splits if splits.count(kind) > 1})
+        if twice:
+            raise ValueError(f"--splits {args.splits} names {', '.join(twice)} more than once; name each split once")
         if args.world is not None and not is_world(args.world):
             raise ValueError(f"--world {args.world} holds no calibrated world (no world.json there); give the folder "
                              "that `recoworld calibrate --out DIR` wrote, or leave --world out for the cache's world")
@@ -247,13 +258,18 @@ def _sections(args, world, source, data, split, stages, splits: list[str], agent
     results = evaluate(world, data=source, seed=args.seed, stages=stages)
     for kind in splits:
         with stages.stage(f"split {kind}: the calibrated user and the baselines"):
-            results.setdefault("splits", {})[kind] = evaluate_split(world, source, kind, seed=args.seed)
-    if splits:
+            scored = _unless_refused(partial(evaluate_split, world, source, kind, seed=args.seed), results,
+                                     f"split {kind}", args.quiet)
+            if scored is not None:
+                results.setdefault("splits", {})[kind] = scored
+    if results.get("splits"):
         results["split_targets"] = split_targets(results["splits"], **SPLIT_TARGETS)
     if not args.no_sessions:
         with stages.stage("session dynamics against held-out users"):
-            results["sessions"] = session_dynamics(world, source, seed=args.seed)
-            results["session_targets"] = session_targets(results["sessions"])
+            results["sessions"] = _unless_refused(partial(session_dynamics, world, source, seed=args.seed), results,
+                                                  "sessions", args.quiet)
+            if results["sessions"] is not None:
+                results["session_targets"] = session_targets(results["sessions"])
     if agents:
         with stages.stage("ranking agents in the simulator and on held-out logs"):
             results["policy_ranking"] = policy_ranking(world, split, RankingConfig(agents=agents, seed=args.seed))
@@ -275,6 +291,19 @@ def _sections(args, world, source, data, split, stages, splits: list[str], agent
                 for policy in ("random", "popular")])
             results["social"] = describe(series)
     return results
+
+
+def _unless_refused(score, results: dict, section: str, quiet: bool):
+    """``score()``, or ``None`` where the data cannot give the section (a
+    :class:`~recoworld.apps.calibrate.folds.CalibrationDataError`): the reason goes into
+    ``results["not_scored"][section]``, which the page prints in its place, and to stderr."""
+    try:
+        return score()
+    except CalibrationDataError as error:
+        results.setdefault("not_scored", {})[section] = str(error)
+        if not quiet:
+            print(f"recoworld fidelity: {section} not scored: {error}", file=sys.stderr)
+        return None
 
 
 if __name__ == "__main__":

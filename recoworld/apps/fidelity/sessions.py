@@ -22,7 +22,7 @@ that cuts the real ratings (a pause over 30 minutes), so both sides are measured
   ``first_gap_days`` and ``return_gap_days`` split it by the session before the gap (the
   user's first, a later one), as the calibration sets the two apart;
 * ``genre_repetition``: per session of two ratings or more, the share of consecutive
-  ratings that share a genre;
+  ratings that share a genre (left out for a log whose items have no genres);
 * ``gap_vs_length`` and ``gap_vs_mean_rating``: Spearman's correlation between a session's
   length (its mean rating; unrated simulated clicks left out) and the gap that follows it.
 
@@ -65,6 +65,7 @@ Weibull ``shape``). ``metrics.json["session_targets"]`` holds :func:`targets`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -76,6 +77,7 @@ from recoworld.apps.calibrate import dynamics
 from recoworld.apps.calibrate.fit import CalibrationConfig, fit_leaving
 from recoworld.apps.calibrate.folds import Folds, fold_in_mask
 from recoworld.apps.calibrate.progress import torch_threads
+from recoworld.apps.fidelity.evaluation import has_genres
 from recoworld.calibration.bootstrap import interval, user_draws
 from recoworld.calibration.split import DAY, cut_sessions, is_first_session, session_ids, time_ordered
 from recoworld.simulators.calibrated import CalibratedPopulation, CalibratedWorld
@@ -182,7 +184,10 @@ def distances(statistic: Statistic, a: pd.DataFrame, b: pd.DataFrame) -> dict[st
         return {"abs_difference": abs(x - y)}
     if len(x) == 0 or len(y) == 0:
         return {"ks": np.nan, "wasserstein": np.nan}
-    return {"ks": float(stats.ks_2samp(x, y).statistic), "wasserstein": float(stats.wasserstein_distance(x, y))}
+    with warnings.catch_warnings():  # on ties scipy falls back to the asymptotic p-value; the statistic is exact
+        warnings.filterwarnings("ignore", "ks_2samp: Exact calculation unsuccessful", RuntimeWarning)
+        ks = float(stats.ks_2samp(x, y).statistic)
+    return {"ks": ks, "wasserstein": float(stats.wasserstein_distance(x, y))}
 
 
 class UserResampler:
@@ -319,13 +324,21 @@ def _session_dynamics(world: CalibratedWorld, data, share: float, seed: int, dra
     simulated = dynamics.simulate_lives(world.catalog, fit.world.config, fit.world.population().pinned(slots, slots),
                                         slots, (data_end - first[rows]) / DAY, max_steps=max_steps, seed=seed)
     real = ratings[ratings["user_id"].isin(held_out)]
-    # A log without ratings has no session mean rating to correlate with the next gap.
-    names = [n for n in STATISTICS if data.has_ratings or n != "gap_vs_mean_rating"]
+    names = measurable(data.has_ratings, has_genres(world.catalog))
     out = compare(session_table(real, genres, config.session_gap_minutes),
                   session_table(simulated, genres, config.session_gap_minutes), draws, seed, names)
     return {"statistics": out, "held_out_users": len(held_out), "fitted_users": len(rows),
             "share": share, "leave": fit.leave, "returns": fit.returns, "gap_law": fit.gap_law,
             "config": {k: getattr(fit.world.config, k) for k in REFITTED}}
+
+
+def measurable(has_ratings: bool, with_genres: bool) -> list[str]:
+    """The names of :data:`STATISTICS` a log can measure: without ratings there is no
+    session mean rating to correlate with the next gap, and without genres (every item in
+    the placeholder genre) every pair of consecutive items would share one."""
+    left_out = {"gap_vs_mean_rating"} if not has_ratings else set()
+    left_out |= {"genre_repetition"} if not with_genres else set()
+    return [name for name in STATISTICS if name not in left_out]
 
 
 def targets(section: dict) -> dict[str, bool]:

@@ -29,10 +29,19 @@ Platt scaling on a validation fold (the same fit on the ratings before each user
 * *EASE*: the item-to-item model of Steck, "Embarrassingly shallow autoencoders for sparse
   data", WWW 2019, closed form, on all ratings alike.
 
-**Metrics**, each with a 95% bootstrap interval over users
-(:mod:`recoworld.calibration.bootstrap`): mean per-user AUC against never-rated items;
-F1 at 1:1, 1:3 and 1:9; rating RMSE; and the calibration curve of the 1:1 lists with its
-expected calibration error.
+**Metrics**, each with a 95% bootstrap interval over the users the split scores, those
+with held-out ratings (for ``users``, the folded-in ones), resampled alone so that every
+resample holds as many of them as the split (:mod:`recoworld.calibration.bootstrap`;
+a split that scores one user has no interval: its ends are NaN): mean per-user AUC
+against never-rated items; F1 at 1:1, 1:3 and 1:9; rating RMSE; and the calibration
+curve of the 1:1 lists with its expected calibration error.
+
+**A split that cannot be scored** raises
+:class:`~recoworld.apps.calibrate.folds.CalibrationDataError` saying why
+(:func:`check_scorable`): nothing held out (no user rated both before and after the time
+cut; no folded-in user with held-out ratings; too few users to fold any in), an empty
+validation fold, or a split world the calibration refuses. ``recoworld fidelity`` then
+reports the reason in place of the split.
 
 **Decision thresholds.** F1 is reported twice per mix: for "would watch" = probability
 above 1/2, and above a threshold chosen for that mix on the *validation* fold's lists
@@ -57,7 +66,7 @@ import torch
 
 from recoworld.apps.calibrate.choices import fit_validation_choices
 from recoworld.apps.calibrate.fit import CalibrationConfig, calibrate
-from recoworld.apps.calibrate.folds import Folds
+from recoworld.apps.calibrate.folds import CalibrationDataError, Folds
 from recoworld.apps.calibrate.progress import torch_threads
 from recoworld.apps.fidelity.evaluation import (
     BASELINE,
@@ -87,6 +96,8 @@ HELD_OUT_USERS = 0.1
 #: EASE's penalty (as the calibrated user's item-to-item term).
 EASE_L2 = 1000.0
 BASELINES = ("popularity", "recent popularity", "MF", "EASE")
+#: Fewest scored users whose resampling gives an interval (one user resampled is always itself).
+MIN_INTERVAL_USERS = 2
 
 
 def settings_of(world: CalibratedWorld) -> CalibrationConfig:
@@ -106,13 +117,63 @@ def split_world(world: CalibratedWorld, data, kind: str) -> tuple[CalibratedWorl
         config = replace(config, held_out_users=HELD_OUT_USERS)
     elif kind != "latest":
         raise ValueError(f"split {kind!r}; choose among {SPLIT_KINDS}")
-    folds = Folds.cut(data, config.holdout_fraction, config.validation_fraction, config.users, config.seed,
-                      config.split, config.held_out_users)
+    try:
+        folds = Folds.cut(data, config.holdout_fraction, config.validation_fraction, config.users, config.seed,
+                          config.split, config.held_out_users)
+    except ValueError as error:  # e.g. too few users to fold 10% of them in
+        raise CalibrationDataError(f"split {kind} cannot be cut: {error}") from None
+    check_scorable(folds, kind)
     if kind == "latest":
         return world, folds
     # The leave hazard does not enter the click probabilities: a small fit of it will do.
     return calibrate(replace(config, leave_users=min(config.leave_users, 60), leave_steps=20), data=data,
                      progress=False), folds
+
+
+def scored_users(folds: Folds, kind: str) -> torch.Tensor:
+    """``[n_users]`` the users split ``kind`` scores: those with held-out ratings (for
+    ``users``, among the folded-in users)."""
+    held = torch.zeros(folds.n_users, dtype=torch.bool)
+    held[torch.tensor(folds.split.test["user_id"].to_numpy(np.int64))] = True
+    return held & folds.fold_in if kind == "users" else held
+
+
+def check_scorable(folds: Folds, kind: str) -> None:
+    """Raise :class:`~recoworld.apps.calibrate.folds.CalibrationDataError`, saying why, if
+    split ``kind`` holds out nothing to score or leaves nothing to choose thresholds on."""
+    when = "" if folds.cut_time is None else f" (cut at {_date(folds.cut_time)})"
+    if not scored_users(folds, kind).any():
+        why = {"time": "no user rated something both before and after the cut",
+               "users": "no folded-in user has held-out ratings"}.get(kind, "no user has held-out ratings")
+        raise CalibrationDataError(f"split {kind}{when} holds out nothing to score: {why}")
+    if folds.inner.test.empty:
+        raise CalibrationDataError(f"split {kind}{when} has an empty validation fold (cut at "
+                                   f"{_date(folds.inner_cut_time) if folds.inner_cut_time else 'each user'}), "
+                                   "on which the baselines are scaled and the thresholds chosen")
+
+
+def _date(stamp: int) -> str:
+    return pd.Timestamp(stamp, unit="s").strftime("%Y-%m-%d %H:%M")
+
+
+def bootstrap_draws(scored: torch.Tensor, draws: int, seed: int) -> np.ndarray:
+    """``[draws, n_users]`` resamples of the ``scored`` users alone (the others weigh 0):
+    each resample holds as many scored users as the split, so none is empty of them."""
+    rows = scored.nonzero().flatten().numpy()
+    weights = np.zeros((draws, len(scored)))
+    weights[:, rows] = bootstrap.user_draws(len(rows), draws, seed)
+    return weights
+
+
+def without_intervals(tree):
+    """``tree`` with every interval's ends undefined (NaN): one user cannot be resampled."""
+    if isinstance(tree, dict):
+        if {"value", "low", "high"} <= set(tree):
+            return {**tree, "low": float("nan"), "high": float("nan")}
+        return {key: without_intervals(value) for key, value in tree.items()}
+    if isinstance(tree, list):
+        return [without_intervals(value) for value in tree]
+    return tree
 
 
 def reference_times(split: Split, cut_time: int | None) -> np.ndarray:
@@ -241,7 +302,8 @@ def _evaluate_split(world: CalibratedWorld, data, kind: str, seed: int, draws: i
     lists = decision_lists(positive, never, seed)
     # The validation fold's lists: its ratings against the items never rated in training.
     validation_lists = decision_lists(interaction_matrix(inner.test, n_users, n_items) & rows[:, None], ~trained, seed)
-    weights = bootstrap.user_draws(n_users, draws, seed)
+    scored = scored_users(folds, kind)
+    weights = bootstrap_draws(scored, draws, seed)
     calibrated = simulated_probabilities(tested)
     models = {"calibrated user": (calibrated_validation_probabilities(tested, folds), calibrated),
               **{name: baseline_probabilities(name, folds) for name in BASELINES}}
@@ -251,7 +313,7 @@ def _evaluate_split(world: CalibratedWorld, data, kind: str, seed: int, draws: i
            "cut_time": folds.cut_time}
     if folds.data.has_ratings:
         out["rmse"] = rating_errors(tested, calibrated, split, rows, weights)
-    return out
+    return out if scored.sum() >= MIN_INTERVAL_USERS else without_intervals(out)
 
 
 def split_targets(splits: dict, auc: float, f1: float, margin: float) -> dict[str, bool]:

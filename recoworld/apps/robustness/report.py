@@ -20,6 +20,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from recoworld.apps.robustness.study import REWARD_PER_STEP
 from recoworld.logs import replacing, strict_json
 
 FILES = ("robustness.json", "worlds.csv", "report.md")
@@ -39,6 +40,7 @@ def write(folder: str | Path, result: dict, console: Console | None = None) -> P
     console.print(pairs_table(result))
     console.print(sensitivity_table(result))
     console.print(summary_line(result))
+    console.print(noise_verdict(result))
     console.print(f"report in {folder}")
     return folder
 
@@ -66,7 +68,10 @@ def summary_line(result: dict) -> str:
     s, noise = result["stability"], result["seed_noise"]
     tau = s["tau"]
     level = round(100 * result["settings"]["confidence"])
-    line = (f"Kendall tau against the configured world over {tau['n']} sampled worlds: {_f(tau['mean'])} "
+    worlds = s.get("worlds", tau["n"])
+    over = f"{worlds} sampled worlds" if tau["n"] == worlds else (
+        f"{tau['n']} of {worlds} sampled worlds ({worlds - tau['n']} scored every agent alike: no tau)")
+    line = (f"Kendall tau against the configured world over {over}: {_f(tau['mean'])} "
             f"[{_f(tau['low'])}, {_f(tau['high'])}] ({level}% bootstrap), lowest {_f(s['tau_min'])}; "
             f"same ranking in {s['same_ranking_share']:.0%} of worlds, {s['top_agent']} on top in "
             f"{s['same_top_share']:.0%}")
@@ -75,6 +80,24 @@ def summary_line(result: dict) -> str:
         line += (f"; the configured world with other users ({noise['worlds']} worlds): {_f(tau['mean'])} "
                  f"[{_f(tau['low'])}, {_f(tau['high'])}]")
     return line + "."
+
+
+def noise_verdict(result: dict) -> str:
+    """Whether the sampled worlds' mean tau is within the seed noise: the ranking moves with
+    the parameters no more than with other users (its interval's lower end or above), or beyond."""
+    tau, noise = result["stability"]["tau"], result["seed_noise"]
+    if noise is None:
+        return "No seed-noise worlds (--seed-noise 0): no floor to read the sampled worlds' tau against."
+    floor = noise["tau"]
+    if any(v is None or math.isnan(v) for v in (tau["mean"], floor["mean"], floor["low"])):
+        return "The sampled worlds' tau or the seed noise's is undefined: no verdict."
+    if tau["mean"] >= floor["low"]:
+        return (f"Within noise: the sampled worlds' mean tau {_f(tau['mean'])} is at or above the lower end "
+                f"{_f(floor['low'])} of the seed noise's interval; the parameters move the ranking no more than "
+                "serving other users does.")
+    return (f"Beyond noise: the sampled worlds' mean tau {_f(tau['mean'])} is below the lower end "
+            f"{_f(floor['low'])} of the seed noise's interval; the parameters move the ranking more than serving "
+            "other users does.")
 
 
 def agents_table(result: dict) -> Table:
@@ -94,7 +117,8 @@ def pairs_table(result: dict) -> Table:
         table.add_column(column, justify="left" if column in ("ahead", "behind") else "right")
     for p in result["pairs"]:
         noise = p["kept_with_other_users"]
-        table.add_row(p["ahead"], p["behind"], f"{p['margin']:.4f}", f"{p['kept_share']:.0%}",
+        table.add_row(p["ahead"], p["behind"], "tied" if p.get("tied") else f"{p['margin']:.4f}",
+                      f"{p['kept_share']:.0%}",
                       "-" if noise is None else f"{noise:.0%}")
     return table
 
@@ -103,8 +127,9 @@ def sensitivity_table(result: dict) -> Table:
     sweep = {row["parameter"]: row for row in result["sensitivity"]["one_at_a_time"]}
     correlation = result["sensitivity"]["rank_correlation"]
     table = Table(title="Which parameters move the ranking")
+    worlds = result["stability"]["tau"]["n"]
     for column in ("parameter", "range", "configured", "tau at low", "tau at high", "one-at-a-time effect",
-                   "Spearman(parameter, tau)"):
+                   f"Spearman(parameter, tau), {worlds} worlds"):
         table.add_column(column, justify="left" if column == "parameter" else "right")
     order = list(sweep) or list(correlation)
     for name in order:
@@ -123,14 +148,18 @@ def markdown(result: dict) -> str:
              f"Agents ranked by **{st['metric']}** in the configured world and in {settings['tau']['n']} worlds "
              f"drawn by {st['sampler']} (seed {st['sample_seed']}) from the plausible ranges of the parameters "
              f"the data cannot identify; {st['users']} users x {st['steps']} steps, seeds {st['seeds']}.", "",
-             summary_line(result), "",
-             "Kendall's tau is 1 when a world orders the agents as the configured world does and -1 when it "
-             "reverses them. The seed-noise worlds are the configured world with other users: the parameters "
-             "move the ranking only as far as the sampled worlds' tau falls below theirs.", "",
+             f"Score: {metric_meaning(st['metric'])}; higher ranks first.", "",
+             summary_line(result), "", noise_verdict(result), "",
+             "Kendall's tau (tau-b, ties allowed) is 1 when a world orders the agents as the configured world does "
+             "and -1 when it reverses them; the interval resamples the sampled worlds. The seed-noise worlds are "
+             "the configured world with other users: the parameters move the ranking only as far as the sampled "
+             "worlds' tau falls below theirs (within noise: the mean tau is at or above the lower end of the "
+             "seed-noise interval).", "",
              "## Agents", "", _markdown_table(agents_table(result)), "",
              "## Pairs of agents", "",
              "Each pair as the configured world orders it: the margin there, the share of sampled worlds that "
-             "keep the order, and the share of seed-noise worlds (other users) that keep it.", "",
+             "keep the order, and the share of seed-noise worlds (other users) that keep it (a pair the configured "
+             "world ties: the share that keeps them tied).", "",
              _markdown_table(pairs_table(result)), "",
              "## Which parameters move the ranking", "",
              "One-at-a-time: each parameter alone at each end of its range (effect = 1 - the lower tau: 0 the "
@@ -141,6 +170,15 @@ def markdown(result: dict) -> str:
     lines += [f"| {n} | {_g(r['low'])} | {_g(r['high'])} | {r['scale']} | {_g(r['configured'])} | {r['why']} |"
               for n, r in result["ranges"].items()]
     return "\n".join(lines) + "\n"
+
+
+def metric_meaning(metric: str) -> str:
+    """What the score ``metric`` measures, in words, with its unit."""
+    from recoworld.metrics import METRICS
+
+    if metric == REWARD_PER_STEP:
+        return "reward_per_step, the env's reward per user-step (per slate served), averaged over the rollout seeds"
+    return f"{metric}, {METRICS.get(metric, 'a metric of recoworld.metrics')}, averaged over the rollout seeds"
 
 
 def _markdown_table(table: Table) -> str:

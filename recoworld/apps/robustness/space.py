@@ -71,6 +71,10 @@ class ParameterRange:
             except ValueError as error:
                 raise ValueError(f"range of {name} reaches {end:g}, which no world can take ({error}); give a range "
                                  "inside it") from None
+        if name in integer_parameters() and round(self.low) == round(self.high):
+            raise ValueError(f"range of {name} is [{self.low:g}, {self.high:g}], but {name} is an integer and every "
+                             f"value in it rounds to {round(self.low)}: no world would differ; give a range that "
+                             "spans two integers or more")
 
     def from_unit(self, u: np.ndarray) -> np.ndarray:
         """Map ``u`` in ``[0, 1)`` onto the range, on its scale."""
@@ -195,8 +199,13 @@ def world_config(base: StatisticalUserConfig, values: Mapping[str, float]) -> St
     values.setdefault("rating_center", base.rating_center)
     values["click_threshold"] += shift
     values["rating_center"] += values.get("rating_slope", base.rating_slope) * shift
-    integral = {f.name for f in fields(StatisticalUserConfig) if f.type in ("int", int)}
+    integral = integer_parameters()
     return replace(base, **{n: int(round(v)) if n in integral else float(v) for n, v in values.items()})
+
+
+def integer_parameters() -> set[str]:
+    """The integer fields of ``StatisticalUserConfig``: a world rounds a drawn value to the nearest."""
+    return {f.name for f in fields(StatisticalUserConfig) if f.type in ("int", int)}
 
 
 def base_values(base: StatisticalUserConfig, names: list[str]) -> dict[str, float]:

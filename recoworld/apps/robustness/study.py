@@ -21,6 +21,12 @@ The worlds, in order:
 Every world serves the same users (the configured seeds: common random numbers), so the
 differences between worlds are the parameters', not the users'.
 
+Scores that cannot be ranked stop the study with a ``ValueError`` naming the world and the
+fix (:func:`check_scores`): an undefined (NaN) or infinite score, and a configured world that
+scores every agent alike, which leaves no ranking to test. A sampled world that scores
+every agent alike has no :math:`\tau` (NaN); the mean is over the worlds that have one, and
+the report says how many.
+
 The plan is a function of the settings alone (the draw is seeded by ``sample_seed``), so a
 stopped study resumes by passing the scores of its finished worlds, by their index in the
 plan, as ``finished``: they are not evaluated again, and the result is the uninterrupted
@@ -166,9 +172,7 @@ def run_study(config: RobustnessConfig, evaluate: Evaluate, base: Mapping[str, f
         known = index in finished
         scores = finished[index] if known else evaluate(world.values, world.seeds)
         scores = {name: float(score) for name, score in scores.items()}
-        if set(scores) != set(config.agents):
-            source = "the finished world's scores" if known else "evaluate's scores"
-            raise ValueError(f"{source} of world {index} are of {list(scores)}, expected {list(config.agents)}")
+        check_scores(config, index, world, scores, "the finished world's scores" if known else "evaluate's scores")
         if record is not None and not known:
             record(index, world, scores)
         rows.append({"kind": world.kind, "parameter": world.parameter, "values": world.values,
@@ -195,13 +199,33 @@ def run_study(config: RobustnessConfig, evaluate: Evaluate, base: Mapping[str, f
     }
 
 
+def check_scores(config: RobustnessConfig, index: int, world: World, scores: dict[str, float], source: str) -> None:
+    """Refuse, naming the world and the fix, scores that cannot be ranked: of other agents
+    than the lineup's, an undefined (NaN) or infinite score, or a configured world (index 0)
+    that scores every agent alike, which leaves no ranking to test."""
+    where = f"world {index} ({world.kind}{''.join(f', {n}={v:g}' for n, v in world.values.items())})"
+    if set(scores) != set(config.agents):
+        raise ValueError(f"{source} of world {index} are of {list(scores)}, expected {list(config.agents)}")
+    undefined = [name for name, score in scores.items() if not math.isfinite(score)]
+    if undefined:
+        raise ValueError(f"{source} of {where} give {', '.join(f'{n}={scores[n]}' for n in undefined)}; a ranking "
+                         f"needs a number for every agent: rank by a metric defined for every agent (not "
+                         f"{config.metric}), or serve more users or steps")
+    if index == 0 and len(set(scores.values())) == 1:
+        raise ValueError(f"the configured world scores every agent alike ({config.metric} = "
+                         f"{next(iter(scores.values())):g} for {', '.join(scores)}): there is no ranking whose "
+                         "robustness to test; serve more users or steps, or rank by another metric")
+
+
 def _stability(config: RobustnessConfig, sampled: list[dict], reference: dict[str, float]) -> dict:
     taus = [r["tau"] for r in sampled]
     top = max(reference, key=reference.get)
+    ranks = stability.ranks(reference)
     return {
         "tau": stability.bootstrap_mean(taus, config.confidence, config.resamples, config.sample_seed),
+        "worlds": len(sampled),
         "tau_min": float(np.nanmin(taus)) if not all(map(math.isnan, taus)) else math.nan,
-        "same_ranking_share": float(np.mean([r["swapped_pairs"] == 0 for r in sampled])),
+        "same_ranking_share": float(np.mean([r["ranks"] == ranks for r in sampled])),
         "top_agent": top,
         "same_top_share": float(np.mean([max(r["scores"], key=r["scores"].get) == top for r in sampled])),
     }
@@ -227,14 +251,17 @@ def _seed_noise(config: RobustnessConfig, noise: list[dict]) -> dict | None:
 
 def _pairs(default: dict, sampled: list[dict], noise: list[dict]) -> list[dict]:
     """Each pair of agents as the configured world orders them, with the share of sampled
-    worlds that keep that order (and of seed-noise worlds, ``None`` without them)."""
+    worlds that keep that order (and of seed-noise worlds, ``None`` without them); a pair
+    the configured world ties is ``tied``, and kept where it stays tied."""
     scores = default["scores"]
     names = sorted(scores, key=lambda n: -scores[n])
     out = []
     for i, ahead in enumerate(names):
         for behind in names[i + 1:]:
-            kept = [[r["scores"][ahead] > r["scores"][behind] for r in worlds] for worlds in (sampled, noise)]
-            out.append({"ahead": ahead, "behind": behind, "margin": scores[ahead] - scores[behind],
+            tied = scores[ahead] == scores[behind]
+            kept = [[(r["scores"][ahead] == r["scores"][behind]) if tied else r["scores"][ahead] > r["scores"][behind]
+                     for r in worlds] for worlds in (sampled, noise)]
+            out.append({"ahead": ahead, "behind": behind, "margin": scores[ahead] - scores[behind], "tied": tied,
                         "kept_share": float(np.mean(kept[0])),
                         "kept_with_other_users": float(np.mean(kept[1])) if noise else None})
     return out
