@@ -62,14 +62,7 @@ from recoworld.apps.robustness.report import FILES
 from recoworld.apps.robustness.space import ParameterRange, ParameterSpace
 from recoworld.apps.robustness.study import RobustnessConfig, World
 from recoworld.apps.run.checks import config_differences
-from recoworld.apps.status import (
-    STATES,
-    STATUS_FILE,
-    JobStatus,
-    now,
-    previous_attempts,
-    writer_running,
-)
+from recoworld.apps.status import STATES, STATUS_FILE, JobStatus, now, previous_attempts, writer_running
 from recoworld.logs import TEMPORARY_SUFFIX, new_folder, replacing, strict_json
 
 SCORES = "scores"

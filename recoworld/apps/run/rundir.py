@@ -60,14 +60,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recoworld.apps.run.checks import ExperimentConfigError, config_differences
-from recoworld.apps.status import (
-    STATES,
-    STATUS_FILE,
-    JobStatus,
-    now,
-    previous_attempts,
-    writer_running,
-)
+from recoworld.apps.status import STATES, STATUS_FILE, JobStatus, now, previous_attempts, writer_running
 from recoworld.logs import TEMPORARY_SUFFIX, replacing
 
 #: Files a complete run adds last; stale copies are removed when a run (re)starts.
