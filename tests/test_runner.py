@@ -313,6 +313,18 @@ def test_an_unknown_key_is_refused_with_the_keys_it_may_have_meant(tmp_path, cap
     assert not any(tmp_path.iterdir())  # refused before the run directory was written
 
 
+def test_a_world_folder_given_as_world_is_refused_with_the_override_that_runs_on_it(tmp_path, capsys):
+    world = tmp_path / "my-world"
+    world.mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        run_app([f"world={world}", f"hydra.run.dir={tmp_path / 'run'}"])
+    assert exit_info.value.code == 1
+    assert (f"recoworld run: world={world} names a folder, but world= takes a world config (movielens, "
+            f"synthetic); to run on a calibrated world's folder give world=movielens world.path={world}"
+            ) in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 class CountingAgent(RandomAgent):
     """A random agent that counts its slates, as an LLM agent counts its requests."""
 

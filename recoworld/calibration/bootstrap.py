@@ -45,7 +45,9 @@ def mean_auc(auc: torch.Tensor, weights: np.ndarray) -> dict:
 
 def pooled_f1(probability: torch.Tensor, labels: torch.Tensor, users: torch.Tensor, n_users: int,
               weights: np.ndarray, threshold: float = 0.5) -> dict:
-    """F1 of "would watch" = ``probability > threshold``, pooled over users, with its interval."""
+    """F1 of "would watch" = ``probability > threshold``, pooled over users, with its interval.
+    A resample without a chosen item and without a "yes" has no F1: it is left out of the
+    interval, as an empty resample is for every other metric, not counted as 0."""
     yes, labels = (probability > threshold).numpy(), labels.bool().numpy()
     users = users.numpy()
     tp, fp, fn = (np.bincount(users, weights=(mask).astype(np.float64), minlength=n_users)
@@ -53,7 +55,7 @@ def pooled_f1(probability: torch.Tensor, labels: torch.Tensor, users: torch.Tens
     with np.errstate(invalid="ignore", divide="ignore"):
         draws = 2 * (weights @ tp) / (2 * (weights @ tp) + weights @ fp + weights @ fn)
         value = 2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum())
-    return interval(value if np.isfinite(value) else 0.0, np.nan_to_num(draws))
+    return interval(value if np.isfinite(value) else 0.0, draws)
 
 
 def user_rmse(error: np.ndarray, users: np.ndarray, n_users: int, weights: np.ndarray) -> dict:

@@ -38,7 +38,7 @@ from omegaconf import DictConfig
 
 import recoworld.conf  # noqa: F401  (registers the structured-config schemas)
 from recoworld.apps.merge_multirun import end_stopped_sweeps
-from recoworld.apps.run.checks import override_key, unknown_key_hint
+from recoworld.apps.run.checks import override_key, unknown_key_hint, world_path_hint
 from recoworld.apps.run.executor import RolloutsFailed, check_executor
 from recoworld.apps.run.plugins import plugin_overrides, register_plugins
 from recoworld.apps.run.runner import ExperimentConfigError, check_overrides, resolve_lineup, run_experiment
@@ -124,8 +124,8 @@ def main(argv: Sequence[str]) -> int:
                 end_stopped_sweeps(interrupted=isinstance(stop, KeyboardInterrupt))
                 raise
     except SystemExit as exit_:
-        if exit_.code == 1 and (hint := unknown_key_hint(sys.argv[1:])):
-            print(hint, file=sys.stderr)  # key names only, no value
+        if exit_.code == 1 and (hint := world_path_hint(sys.argv[1:]) or unknown_key_hint(sys.argv[1:])):
+            print(hint, file=sys.stderr)  # key names and a world's path only, no secret value
         raise
     finally:
         sys.argv = saved

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from typing import TYPE_CHECKING
 
@@ -78,6 +79,21 @@ def check_overrides(overrides: Sequence[str]) -> None:
 def override_key(override: str) -> str:
     """The key of a command-line override (``+a.b=1`` -> ``a.b``)."""
     return override.lstrip("+~").split("=", 1)[0]
+
+
+def world_path_hint(argv: Sequence[str]) -> str | None:
+    """For a run that Hydra refused because ``world=`` names a folder (a calibrated world's)
+    rather than one of the world configs, the override that runs on that folder; ``None``
+    when no ``world=`` override looks like a path."""
+    for arg in argv:
+        if override_key(arg) != "world" or "=" not in arg:
+            continue
+        value = arg.split("=", 1)[1]
+        if "/" in value or "\\" in value or Path(value).is_dir():
+            return (f"recoworld run: world={value} names a folder, but world= takes a world config "
+                    f"(movielens, synthetic); to run on a calibrated world's folder give "
+                    f"world=movielens world.path={value}")
+    return None
 
 
 def unknown_key_hint(argv: Sequence[str]) -> str | None:
