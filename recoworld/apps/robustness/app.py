@@ -187,8 +187,9 @@ def run(config: RobustnessConfig, overrides: Sequence[str], out: Path, console=N
     """Build the lineup in the configured world, run the study with a progress bar, keeping
     each world's scores in the study folder (:mod:`~recoworld.apps.robustness.studydir`):
     a new one at ``out``, or ``directory``, a stopped study to resume, whose finished worlds
-    are not run again; then write the report there. Returns the study's result (with the
-    wall time of its attempts in ``seconds``)."""
+    are not run again; then write the report there. Returns the study's result. The report
+    holds nothing that differs between two runs of one study; the wall time of its attempts
+    is ``status.json``'s ``seconds``."""
     from rich.progress import Progress
 
     from recoworld.apps.robustness import report
@@ -217,7 +218,6 @@ def run(config: RobustnessConfig, overrides: Sequence[str], out: Path, console=N
                                    record=directory.record, finished=finished)
             result["world"] = {"catalog": lineup.catalog.name, "n_items": lineup.catalog.n_items,
                                "simulator": lineup.cfg.simulator.get("_target_"), "overrides": list(overrides)}
-            result["seconds"] = round(directory.seconds, 1)
             report.write(directory.path, result, console)
             directory.complete()
     except KeyboardInterrupt:
