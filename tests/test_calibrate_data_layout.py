@@ -4,6 +4,8 @@ read right or refused saying the fix."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -121,3 +123,23 @@ def test_a_log_without_times_within_users_is_refused_saying_so(log, tmp_path, ca
             "split, the sessions and the returns are read off when each interaction happened: give each one its own "
             "time") in capsys.readouterr().err
     assert not (tmp_path / "world").exists()
+
+
+def test_a_log_of_dates_alone_is_calibrated_with_one_warning_that_days_are_sessions(log, tmp_path):
+    days = log.assign(timestamp=pd.to_datetime(log["timestamp"], unit="s").dt.strftime("%Y-%m-%d"))
+    path = write(tmp_path, "days.csv", days)
+    with pytest.warns(UserWarning) as caught:
+        assert calibrate_main(["--data", str(path), "--out", str(tmp_path / "world"), "--quiet"]) == 0
+    # Before: no warning; every day became one session and the 30-minute cut did nothing.
+    expected = (f"{path}: every timestamp is at 00:00:00 UTC (dates without a time of day), so no session gap "
+                "splits a day: the session dynamics will treat each user's day as one visit (its interactions one "
+                "session, the gaps between sessions whole days); give each interaction its time of day "
+                "(2024-03-01T14:05:00, or Unix seconds) to fit sessions within days")
+    assert [str(w.message) for w in caught if "dates without a time of day" in str(w.message)] == [expected]
+
+
+def test_a_log_with_times_of_day_reads_without_a_warning(log, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = load_interactions(write(tmp_path, "log.csv", log))
+    assert data.ratings["timestamp"].nunique() > 1

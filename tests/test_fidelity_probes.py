@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from recoworld.apps.calibrate.fit import CalibrationConfig, calibrate
 from recoworld.apps.calibrate.folds import CalibrationDataError
 from recoworld.apps.fidelity import page
 from recoworld.apps.fidelity.evaluation import evaluate, has_genres
@@ -20,6 +21,8 @@ from recoworld.apps.fidelity.splits import (
     evaluate_split,
     without_intervals,
 )
+from recoworld.calibration.choice import ChoiceFitConfig
+from recoworld.data.interactions import load_interactions
 
 
 def _genreless(world):
@@ -107,3 +110,30 @@ def test_a_section_the_data_cannot_give_is_reported_not_raised(capsys):
     assert "sessions not scored: no user comes back" in capsys.readouterr().err
     text = "\n".join(page.sessions_section(None, None, "ratings", results["not_scored"]["sessions"]))
     assert "Not scored: no user comes back within the log." in text
+
+
+def _without_ratings(data, folder):
+    """``data``'s choices as a click log (no ``rating`` column) with its item table, read as
+    ``recoworld calibrate --data`` reads them."""
+    r = data.ratings
+    pd.DataFrame({"user": r["user_id"], "item": r["item_id"], "timestamp": r["timestamp"]}).to_csv(
+        folder / "clicks.csv", index=False)
+    pd.DataFrame({"item": data.items["item_id"], "genres": ["|".join(g) for g in data.items["genres"]]}).to_csv(
+        folder / "items.csv", index=False)
+    return load_interactions(folder / "clicks.csv", folder / "items.csv")
+
+
+def test_the_report_of_a_log_without_ratings_names_no_fitted_rating_response(small_world, tmp_path):
+    _, data = small_world
+    clicks = _without_ratings(data, tmp_path)
+    assert not clicks.has_ratings
+    world = calibrate(CalibrationConfig(choice=ChoiceFitConfig(dim=6, l2=0.03), leave_steps=20, leave_users=40),
+                      data=clicks, progress=False)
+    report = page.write_report(evaluate(world, data=clicks), tmp_path / "report", world).read_text()
+    calibrated = report.split("## The calibrated world")[1]
+    # Before: "ratings: center 3.00, slope 0.900, ..." (the defaults, printed as if fitted) and
+    # "a biased MF (ratings)" in the introduction, though no rating MF was fitted.
+    assert "ratings: none in the log, so the rating response keeps the simulator's defaults;" in calibrated
+    assert not any(word in calibrated for word in ("center", "slope", "noise"))
+    assert "the MF baseline is a plain logistic MF (choices) on the same split." in report
+    assert "biased MF" not in report and "rating MF" not in report

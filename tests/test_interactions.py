@@ -177,6 +177,7 @@ def test_calibrate_command_reports_a_bad_log_without_a_traceback(tmp_path, capsy
         calibrate_main(["--data", str(log)])  # no --out: the cache's world is MovieLens-100K's
 
 
+@pytest.mark.filterwarnings("ignore:.*dates without a time of day")  # the every-other-day log: warned, then refused
 def test_logs_the_fit_cannot_run_on_are_refused_saying_what_is_missing(simulated, log_files, tmp_path, capsys,
                                                                        monkeypatch):
     log = pd.read_csv(log_files / "log.csv")

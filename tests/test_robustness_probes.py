@@ -65,6 +65,21 @@ def test_a_pair_the_configured_world_ties_is_reported_tied():
     assert any(row.startswith("| first | second | tied | 100% |") for row in rows)
 
 
+def test_agents_tied_on_top_of_the_configured_world_are_all_named():
+    def tie_broken_by_mindset(values, seeds):
+        """first and second tie on top, except at a low mindset (first leads) or a high one (second does)."""
+        mindset = values.get("leave_mindset", 4.0)
+        return {"first": 1.0 + (mindset <= 2), "second": 1.0 + (mindset > 5), "third": 0.1}
+
+    result = run_study(_config(seed_noise=0, one_at_a_time=False), tie_broken_by_mindset)
+    mindsets = [w["values"]["leave_mindset"] for w in result["worlds"] if w["kind"] == "sampled"]
+    tied = [2 < m <= 5 for m in mindsets]
+    assert 0 < sum(tied) and any(m <= 2 for m in mindsets) and any(m > 5 for m in mindsets)
+    # Before: "first on top in 50%": the first of the tied agents named alone, and on top
+    # where it led alone as where the tie held.
+    assert f"first and second (tied) on top in {sum(tied) / len(tied):.0%}." in report.summary_line(result)
+
+
 def test_worlds_without_a_tau_are_counted_and_a_tie_is_not_the_same_ranking():
     def tied_at_high_mindset(values, seeds):
         if values.get("leave_mindset", 4.0) > 5:

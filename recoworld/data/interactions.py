@@ -12,7 +12,9 @@ column         required   meaning
 ``user``       yes        the user's id (any text or integer)
 ``item``       yes        the item's id (any text or integer)
 ``timestamp``  yes        when: Unix seconds (a number, not milliseconds) or a date and time
-                          (ISO 8601 text, or a Parquet timestamp)
+                          (ISO 8601 text, or a Parquet timestamp); a date alone reads as
+                          midnight, and a log of dates alone is read with a warning, as its
+                          sessions are whole days
 ``rating``     no         stars, an integer 1..5 on every chosen row (map other scales onto
                           whole stars first: half stars 0.5..5 round up, 1..10 halve and
                           round up)
@@ -57,6 +59,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,6 +77,8 @@ WHOLE_DECIMAL = re.compile(r"-?[0-9]+\.0*")
 LATEST_SECONDS = 1e11
 #: The ratings the world's users give (:class:`~recoworld.simulators.statistical.StatisticalUsers`).
 STARS = (1, 2, 3, 4, 5)
+#: Seconds in a day: a log whose times all fall at one time of day holds dates alone.
+DAY_SECONDS = 86_400
 
 
 @dataclass
@@ -282,6 +287,21 @@ def read_log(path: str | Path) -> tuple[pd.DataFrame, bool]:
     return log.sort_index(), has_ratings
 
 
+def _warn_if_dates_only(log: pd.DataFrame, path: Path) -> None:
+    """Warn when every chosen interaction falls at one time of day, as dates without a time
+    (``2024-03-01``, read as midnight) do: the sessions, cut where a user pauses for the
+    session gap (30 minutes by default), are then whole days. A log in which no user's
+    interactions happened at two different times is left to the calibration, which refuses it."""
+    time_of_day = log["timestamp"].to_numpy() % DAY_SECONDS
+    if (time_of_day != time_of_day[0]).any() or log.groupby("user", observed=True)["timestamp"].nunique().max() < 2:
+        return
+    clock = pd.Timestamp(int(time_of_day[0]), unit="s").strftime("%H:%M:%S")
+    warnings.warn(f"{path}: every timestamp is at {clock} UTC (dates without a time of day), so no session gap "
+                  "splits a day: the session dynamics will treat each user's day as one visit (its interactions one "
+                  "session, the gaps between sessions whole days); give each interaction its time of day "
+                  "(2024-03-01T14:05:00, or Unix seconds) to fit sessions within days", UserWarning, stacklevel=3)
+
+
 def _refuse_repeated_rows(log: pd.DataFrame, chosen: np.ndarray, path: Path) -> None:
     """Refuse two chosen rows of one (user, item, timestamp): a row written twice. Impressions
     (``click = 0``) may repeat, and may share the time of the click on their item."""
@@ -362,9 +382,12 @@ def load_interactions(path: str | Path, items: str | Path | None = None,
 
     Raises ``ValueError`` naming the file, row and column of the first problem found:
     a missing column, an empty table, a cell of the wrong type, a duplicated row, an item
-    the item table does not list; ``FileNotFoundError`` for a missing file.
+    the item table does not list; ``FileNotFoundError`` for a missing file. Warns
+    (``UserWarning``) when every timestamp is at one time of day, as dates alone are: each
+    user's day is then one session.
     """
     log, has_ratings = read_log(path)
+    _warn_if_dates_only(log, Path(path).expanduser())
     chosen = np.asarray(log["item"].unique(), dtype=object)
     item_table = (read_items(items, log["item"]) if items is not None else
                   pd.DataFrame({"item": chosen, "title": chosen, "genres": [[UNKNOWN]] * len(chosen)}))

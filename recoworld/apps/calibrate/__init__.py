@@ -31,7 +31,9 @@ Identified by the data
   * *Rank orders of users* on activity (sessions and the gaps between them), session
     length, genre straying and conformity, :mod:`~recoworld.calibration.traits`.
   * *Sessions*, as bursts of ratings cut by a 30-minute gap, and returns between them,
-    with the end of the data treated as censoring, not as churn.
+    with the end of the data treated as censoring, not as churn. A log of dates without
+    a time of day (``2024-03-01``) has no bursts to cut: each user's day is one session,
+    and ``recoworld calibrate --data`` warns so.
 
 Assumed, because the data cannot identify it
   * *The level of click-through*: without impressions, the probability of choosing an

@@ -56,7 +56,7 @@ def _write_files(results: dict, out: Path, world: CalibratedWorld) -> None:
     lines += ranking_section(results.get("policy_ranking"), noun)
     lines += user_kinds_section(results.get("user_kinds"))
     lines += social_section(results.get("social"))
-    lines += world_section(world)
+    lines += world_section(world, has_ratings(results))
     (out / "report.md").write_text("\n".join(lines))
     serialisable = {k: v for k, v in results.items() if k != "curves"}
     (out / "metrics.json").write_text(json.dumps(strict_json(serialisable), indent=1, allow_nan=False))
@@ -80,20 +80,28 @@ def headline(results: dict) -> list[str]:
 
 
 # ------------------------------------------------------------------ sections
+def has_ratings(results: dict) -> bool:
+    """Whether the world's log has ratings: a log read without a ``rating`` column (a click
+    or view log) has none, and its world keeps the simulator's default rating response."""
+    return results.get("data", {}).get("has_ratings", True)
+
+
 def events(results: dict) -> str:
     """What the log's rows are called on the page: ratings, or interactions for a log
     without a rating column (a click or view log)."""
-    return "ratings" if results.get("data", {}).get("has_ratings", True) else "interactions"
+    return "ratings" if has_ratings(results) else "interactions"
 
 
 def introduction(results: dict) -> list[str]:
     split, noun = results["split"], events(results)
     name = results.get("data", {}).get("name", "MovieLens-100K")
+    baseline = ("a plain logistic MF (choices) and a biased MF (ratings)" if has_ratings(results)
+                else "a plain logistic MF (choices)")
     return [f"# Fidelity of the calibrated statistical user ({name})", "",
             f"Held-out: each user's latest 20% of {noun} ({split['held_out']:,} {noun} of "
             f"{split['users']} users); training: the rest ({split['train']:,}). "
             "The calibrated user is the fitted user as simulated by `StatisticalUsers` at a session start; "
-            "the MF baseline is a plain logistic MF (choices) and a biased MF (ratings) on the same split. "
+            f"the MF baseline is {baseline} on the same split. "
             f"The calibrated user's choices come from the same logistic MF fitted with recency-weighted {noun} "
             f"(a weight halves with every 20 newer {noun} of the user) plus an item-to-item (EASE) term "
             f"on those {noun}, brought back to one vector per user and per item by a truncated SVD, and "
@@ -364,12 +372,16 @@ def social_section(social: dict | None) -> list[str]:
     return lines + ["", "![concentration](concentration.png)", ""]
 
 
-def world_section(world: CalibratedWorld) -> list[str]:
+def world_section(world: CalibratedWorld, with_ratings: bool = True) -> list[str]:
+    """The fitted parameters; for a log without ratings (``with_ratings`` false) the rating
+    response is named as the defaults it keeps, not printed as if the log had informed it."""
     c = world.config
+    ratings = (f"ratings: center {c.rating_center:.2f}, slope {c.rating_slope:.3f}, quality {c.rating_quality:.3f}, "
+               f"noise {c.rating_noise:.3f}" if with_ratings else
+               "ratings: none in the log, so the rating response keeps the simulator's defaults")
     return ["## The calibrated world", "",
             f"interest weight {c.interest_weight:.2f}, quality weight {c.quality_weight:.3f}, click threshold "
-            f"{c.click_threshold:.2f}; ratings: center {c.rating_center:.2f}, slope {c.rating_slope:.3f}, "
-            f"quality {c.rating_quality:.3f}, noise {c.rating_noise:.3f}; leave base {c.leave_base:.2f}, "
+            f"{c.click_threshold:.2f}; {ratings}; leave base {c.leave_base:.2f}, "
             f"leave length {c.leave_length:.3f}; return base {c.return_base:.2f}, gap {c.gap_days:.1f} days. "
             "What the data can and cannot identify: `recoworld.calibration`'s documentation.", ""]
 

@@ -7,7 +7,7 @@ at the start of a session (no satiation, no recent clicks, the session's novelty
 its choice probability of an item is the simulator's ``click_probabilities``, and its
 rating the simulator's rating response. The *MF baseline* is a plain logistic matrix
 factorisation (:func:`~recoworld.calibration.choice.fit_choice` with all ratings weighed
-alike and no Platt scaling) for choices, and a biased MF
+alike and no Platt scaling) for choices, and, where the log has ratings, a biased MF
 (:func:`~recoworld.calibration.ratings.fit_rating_mf`) for ratings, fitted on the same
 training split.
 
@@ -23,8 +23,9 @@ Sections of the report:
 * **Ratings**: RMSE of the expected rating on held-out ratings, and the distribution of
   simulated ratings (one draw per held-out rating) against the real one. A log without
   ratings (``recoworld calibrate --data`` without a ``rating`` column) has none to score:
-  the section says so, and the rating columns and the session statistic built on the
-  mean rating are left out.
+  the section says so, the rating columns and the session statistic built on the
+  mean rating are left out, and the calibrated world's parameters name the rating
+  response as the simulator's defaults, which the log did not inform.
 * **Aggregate realism**: each user consumes, by the model's choice probabilities, as many
   items (among those they had not rated in training) as they really did in the held-out
   period; the long-tail curve and the genre shares of this simulated consumption are

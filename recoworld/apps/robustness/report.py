@@ -73,13 +73,18 @@ def summary_line(result: dict) -> str:
         f"{tau['n']} of {worlds} sampled worlds ({worlds - tau['n']} scored every agent alike: no tau)")
     line = (f"Kendall tau against the configured world over {over}: {_f(tau['mean'])} "
             f"[{_f(tau['low'])}, {_f(tau['high'])}] ({level}% bootstrap), lowest {_f(s['tau_min'])}; "
-            f"same ranking in {s['same_ranking_share']:.0%} of worlds, {s['top_agent']} on top in "
+            f"same ranking in {s['same_ranking_share']:.0%} of worlds, {_top(s['top_agents'])} on top in "
             f"{s['same_top_share']:.0%}")
     if noise is not None:
         tau = noise["tau"]
         line += (f"; the configured world with other users ({noise['worlds']} worlds): {_f(tau['mean'])} "
                  f"[{_f(tau['low'])}, {_f(tau['high'])}]")
     return line + "."
+
+
+def _top(names: list[str]) -> str:
+    """The configured world's top agent, or all of those tied on top: ``a and b (tied)``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]} (tied)"
 
 
 def noise_verdict(result: dict) -> str:

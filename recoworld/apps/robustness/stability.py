@@ -7,6 +7,8 @@ nothing here simulates.
   the same agents (Kendall, "The treatment of ties in ranking problems", Biometrika 1945;
   ``scipy.stats.kendalltau``): 1 when they order the agents alike, -1 when one reverses
   the other; :func:`swapped_pairs` counts the pairs of agents whose order differs.
+* **Top agents**: :func:`top_agents` names every agent tied at the highest score, and
+  :func:`same_top_share` counts the worlds that put the same agents, and only them, on top.
 * **Interval**: the mean :math:`\tau` over the sampled worlds with a percentile bootstrap
   interval that resamples the worlds (Efron & Tibshirani, *An Introduction to the
   Bootstrap*, 1993, ch. 13; ``scipy.stats.bootstrap``): how much the mean would move
@@ -39,6 +41,21 @@ def ranks(scores: Mapping[str, float]) -> dict[str, int]:
     """Rank of each agent, 1 for the highest score (ties share the better rank)."""
     ordered = sorted(scores.values(), reverse=True)
     return {name: ordered.index(value) + 1 for name, value in scores.items()}
+
+
+def top_agents(scores: Mapping[str, float]) -> list[str]:
+    """The agents of the highest score, in the order of ``scores``: one, or all of those
+    tied there."""
+    best = max(scores.values())
+    return [name for name, score in scores.items() if score == best]
+
+
+def same_top_share(reference: Mapping[str, float], others: Sequence[Mapping[str, float]]) -> float:
+    """Share of the worlds ``others`` whose top agents (:func:`top_agents`) are the
+    ``reference``'s: the same agent alone on top, or the same agents tied there (a tie on
+    one side and a single agent on the other is not the same top); NaN without worlds."""
+    top = set(top_agents(reference))
+    return float(np.mean([set(top_agents(scores)) == top for scores in others])) if others else math.nan
 
 
 def kendall_tau(reference: Mapping[str, float], other: Mapping[str, float]) -> float:

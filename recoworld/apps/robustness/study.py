@@ -219,15 +219,14 @@ def check_scores(config: RobustnessConfig, index: int, world: World, scores: dic
 
 def _stability(config: RobustnessConfig, sampled: list[dict], reference: dict[str, float]) -> dict:
     taus = [r["tau"] for r in sampled]
-    top = max(reference, key=reference.get)
     ranks = stability.ranks(reference)
     return {
         "tau": stability.bootstrap_mean(taus, config.confidence, config.resamples, config.sample_seed),
         "worlds": len(sampled),
         "tau_min": float(np.nanmin(taus)) if not all(map(math.isnan, taus)) else math.nan,
         "same_ranking_share": float(np.mean([r["ranks"] == ranks for r in sampled])),
-        "top_agent": top,
-        "same_top_share": float(np.mean([max(r["scores"], key=r["scores"].get) == top for r in sampled])),
+        "top_agents": stability.top_agents(reference),
+        "same_top_share": stability.same_top_share(reference, [r["scores"] for r in sampled]),
     }
 
 
