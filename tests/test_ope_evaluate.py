@@ -347,6 +347,61 @@ def test_the_printed_report_carries_its_warnings(capsys):
     assert "warning: 1 of 2 rows are later steps of an episode" in capsys.readouterr().out
 
 
+def undefined_sniips_report(recommended):
+    """A slate report whose SNIIPS is undefined on the log (NaN: at some position no logged
+    item has weight) while the weights are otherwise sound, judged with ``recommended``."""
+    from types import SimpleNamespace
+
+    from recoworld.apps.ope.judgement import judge
+    from recoworld.ope.selection import Selection
+
+    rows = [{"estimator": name, "estimate": value, "lower": value, "upper": value, "interval": "rows"}
+            for name, value in (("IIPS", 0.4), ("SNIIPS", float("nan")), ("DM", 0.5))]
+    diagnostics = {"position": weight_diagnostics(np.ones(400))}
+    selection = Selection({"IIPS": 0.0, "SNIIPS": 0.0, "DM": 0.0}, {"IIPS": 0.02, "SNIIPS": 0.01, "DM": 0.03},
+                          recommended, 0.5, 3, "x")
+    trusted, sentence, warnings = judge(rows, diagnostics, dict.fromkeys(("IIPS", "SNIIPS", "DM"), "position"),
+                                        ("IIPS", "SNIIPS"), selection, SimpleNamespace(min_ess=100, max_relative_rmse=0.25),
+                                        {"position": "position_propensity"})
+    report = {"policy": "p", "log": "l", "n": 400, "alpha": 0.05, "estimates": rows, "diagnostics": diagnostics,
+              "selection": {"protocol": "x", "recommended": recommended, "bias": selection.bias,
+                            "rmse": selection.rmse},
+              "verdict": {"trustworthy": trusted, "sentence": sentence}, "warnings": warnings}
+    return report
+
+
+def test_an_estimate_the_log_leaves_undefined_is_noted_and_printed_as_no_number(capsys):
+    from recoworld.apps.ope.evaluate import show
+
+    report = undefined_sniips_report("DM")
+    assert [row["note"] for row in report["estimates"]] == ["", "undefined: its weights sum to 0", ""]
+    assert report["verdict"]["trustworthy"]
+    show(report)
+    printed = capsys.readouterr().out
+    sniips = next(line for line in printed.splitlines() if "SNIIPS" in line)
+    assert "nan" not in sniips and "-" in sniips and "undefined" in sniips
+
+
+def test_an_undefined_recommended_estimate_is_not_trusted():
+    report = undefined_sniips_report("SNIIPS")
+    assert not report["verdict"]["trustworthy"]
+    assert report["verdict"]["sentence"].startswith(
+        "no estimate is trustworthy: SNIIPS, the least RMSE on simulated logs, is undefined on this log")
+
+
+def test_selection_leaves_out_an_estimator_undefined_on_every_simulated_log_without_a_warning():
+    import warnings
+
+    from recoworld.ope.selection import summarise_errors
+
+    errors = np.array([[0.1, np.nan, -0.3], [-0.1, np.nan, 0.3]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "Mean of empty slice" would reach the user's terminal
+        bias, rmse, recommended = summarise_errors(errors, ["IPS", "SNIPS", "DM"])
+    assert np.isnan(bias["SNIPS"]) and np.isnan(rmse["SNIPS"])
+    assert rmse["IPS"] == pytest.approx(0.1) and recommended == "IPS"
+
+
 @pytest.mark.parametrize("flag, message", [
     (["--sims", "1"], "--sims 1; give 2 or more simulated logs, for an RMSE"),
     (["--bootstrap", "0"], "--bootstrap 0; give 1 or more resamples"),

@@ -105,10 +105,23 @@ def simulate_then_select(problem: BanditProblem, n_sims: int = 20, seed: int = 0
         pscore = np.where(action == f.action, f.pscore, rest)
         simulated = replace(problem, feedback=BanditFeedback(action, reward, pscore, f.position))
         errors[s] = simulated.estimates(estimators, seed=seed + s + 1) - truth
-    bias = dict(zip(estimators, np.nanmean(errors, 0).tolist()))
-    rmse = dict(zip(estimators, np.sqrt(np.nanmean(errors**2, 0)).tolist()))
-    recommended = min(rmse, key=lambda name: np.inf if np.isnan(rmse[name]) else rmse[name])
+    bias, rmse, recommended = summarise_errors(errors, estimators)
     return Selection(bias, rmse, recommended, truth, n_sims, "simulate-then-select (plausible worlds from the log)")
+
+
+def summarise_errors(errors: np.ndarray, estimators) -> tuple[dict, dict, str]:
+    """``(bias, rmse, recommended)`` of the ``[n_sims, len(estimators)]`` errors of the
+    simulated logs: an estimator's NaN errors (a self-normalised estimator undefined on a
+    simulated log) are left out, its bias and RMSE are NaN where it was undefined on every
+    log, and the recommended estimator is the one of least RMSE among the others."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "Mean of empty slice": NaN, as documented
+        bias = dict(zip(estimators, np.nanmean(errors, 0).tolist()))
+        rmse = dict(zip(estimators, np.sqrt(np.nanmean(errors**2, 0)).tolist()))
+    recommended = min(rmse, key=lambda name: np.inf if np.isnan(rmse[name]) else rmse[name])
+    return bias, rmse, recommended
 
 
 def verdict(selection: Selection, ess: float, min_ess: float = MIN_ESS,

@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from recoworld.apps.ope import sources
-from recoworld.apps.ope.judgement import judge
+from recoworld.apps.ope.judgement import UNDEFINED, judge
 from recoworld.logs import check_new_folder, new_folder, strict_json
 from recoworld.ope.diagnostics import (
     INCONSISTENT,
@@ -217,8 +217,9 @@ def show(report: dict) -> None:
     for row in report["estimates"]:
         name, note = row["estimator"], row.get("note", "")
         mark = " *" if name == selection["recommended"] else ""
-        # an estimate the log does not identify, or one of wrong propensities, is no number to read
-        hidden = note in (NOT_IDENTIFIED, INCONSISTENT)
+        # an estimate the log does not identify, one of wrong propensities, or one the log
+        # leaves undefined (NaN) is no number to read
+        hidden = note in (NOT_IDENTIFIED, INCONSISTENT, UNDEFINED)
         table.add_row(name + mark, *("-" if hidden else f"{row[k]:.4f}" for k in ("estimate", "lower", "upper")),
                       row["interval"], f"{selection['bias'].get(name, float('nan')):+.4f}",
                       f"{selection['rmse'].get(name, float('nan')):.4f}", *([note] if noted else []))

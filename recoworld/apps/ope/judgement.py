@@ -8,6 +8,11 @@ import numpy as np
 from recoworld.ope.diagnostics import INCONSISTENT, NOT_IDENTIFIED, support_problem
 from recoworld.ope.selection import Selection, verdict
 
+#: The note on an estimate the log leaves undefined (a self-normalised estimator whose
+#: normalising weights sum to 0: the target gives no logged choice, or no logged choice at
+#: some position, any probability); the table prints no number for it.
+UNDEFINED = "undefined: its weights sum to 0"
+
 
 def judge(rows: list[dict], diagnostics: dict, layout: dict, weighting: tuple, selection: Selection, args,
           propensity: dict) -> tuple[bool, str, list[str]]:
@@ -20,10 +25,11 @@ def judge(rows: list[dict], diagnostics: dict, layout: dict, weighting: tuple, s
     :func:`~recoworld.ope.diagnostics.support_problem` is asked about each layout: a row
     whose layout is not identified, or whose propensities are inconsistent (weighting
     estimators only: DM reads no propensity), is noted so; a weighting estimator with an
-    effective sample size below ``--min-ess`` is noted with it. The verdict is
+    effective sample size below ``--min-ess`` is noted with it, and an estimate the log
+    leaves undefined (NaN) with :data:`UNDEFINED`. The verdict is
     :func:`~recoworld.ope.selection.verdict`'s unless the log's propensities are
-    inconsistent, or the recommended estimator's layout is not identified: then no estimate
-    is trustworthy, and the sentence says why.
+    inconsistent, the recommended estimator's layout is not identified, or its estimate is
+    undefined on the log: then no estimate is trustworthy, and the sentence says why.
     """
     problems = {name: support_problem(values, propensity[name]) for name, values in diagnostics.items()}
     for row in rows:
@@ -31,6 +37,8 @@ def judge(rows: list[dict], diagnostics: dict, layout: dict, weighting: tuple, s
         found = problems.get(layout.get(name))
         if found is not None and (found.kind == NOT_IDENTIFIED or name in weighting):
             row["note"] = found.kind
+        elif not _defined(row["estimate"]):
+            row["note"] = UNDEFINED
         elif name in weighting and diagnostics[layout[name]]["ess"] < args.min_ess:
             row["note"] = f"ESS {diagnostics[layout[name]]['ess']:.0f} < {args.min_ess:g}"
         else:
@@ -45,7 +53,17 @@ def judge(rows: list[dict], diagnostics: dict, layout: dict, weighting: tuple, s
     elif own is not None:
         trusted = False
         sentence = f"no estimate is trustworthy: {recommended}, the least RMSE on simulated logs, is {own.sentence}"
+    elif not all(_defined(row["estimate"]) for row in rows if row["estimator"] == recommended):
+        trusted = False
+        sentence = (f"no estimate is trustworthy: {recommended}, the least RMSE on simulated logs, is undefined on "
+                    "this log (its normalising weights sum to 0: the target policy gives the logged choices no "
+                    "probability); log with a policy that also makes the target's choices")
     named = len(diagnostics) > 1
     warnings = [f"{name} weights: {found.sentence}" if named else found.sentence
                 for name, found in problems.items() if found is not None and found.sentence not in sentence]
     return trusted, sentence, warnings
+
+
+def _defined(estimate) -> bool:
+    """Whether an estimate is a number (an undefined one is NaN, or None once read from JSON)."""
+    return estimate is not None and bool(np.isfinite(estimate))

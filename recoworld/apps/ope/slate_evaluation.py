@@ -38,7 +38,7 @@ import pandas as pd
 from recoworld.apps.ope.config import ESTIMATORS, StudyConfig
 from recoworld.apps.ope.judgement import judge
 from recoworld.ope.diagnostics import weight_diagnostics
-from recoworld.ope.selection import Selection
+from recoworld.ope.selection import Selection, summarise_errors
 
 #: Which logged propensity each slate estimator needs (DM needs none).
 NEEDS = {"IPS": "propensity", "SNIPS": "propensity", "IIPS": "position_propensity",
@@ -228,10 +228,8 @@ def select_for_slates(study, agent, target, data, estimators, args) -> Selection
                               args.seed + s)
         errors.append([next(r["estimate"] for r in rows if r["estimator"] == name) - truth for name in estimators])
     study.config = config
-    errors = np.asarray(errors)
-    rmse = dict(zip(estimators, np.sqrt(np.nanmean(errors**2, 0)).tolist()))
-    return Selection(dict(zip(estimators, np.nanmean(errors, 0).tolist())), rmse,
-                     min(rmse, key=lambda e: np.inf if np.isnan(rmse[e]) else rmse[e]), truth, args.sims,
+    bias, rmse, recommended = summarise_errors(np.asarray(errors), estimators)
+    return Selection(bias, rmse, recommended, truth, args.sims,
                      f"simulate-then-select (RecoWorld users; logger {kind} {value} matched on the propensity spread)")
 
 
