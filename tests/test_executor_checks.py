@@ -78,3 +78,25 @@ def test_a_cluster_ray_cannot_join_is_named_with_the_fix(ray_not_started, monkey
                                                      r"\(ConnectionError: Could not find any running Ray instance\. "
                                                      r".*\); start the cluster \(ray start --head on its head node\)"):
         ensure_ray("auto")
+
+
+def test_auto_with_no_cluster_is_refused_before_the_run_starts(tmp_path, capsys, ray_not_started, monkeypatch):
+    from ray._private import services
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(services, "find_gcs_addresses", lambda: [])  # no cluster running on this machine
+    monkeypatch.setattr(services, "find_bootstrap_address", lambda temp_dir: None)
+    err = _refused(tmp_path, capsys, "experiment.ray_address=auto")
+    assert err.strip() == (
+        "recoworld run: error: experiment.ray_address='auto': no Ray cluster runs on this machine and RAY_ADDRESS is "
+        "unset; start the cluster (ray start --head on its head node), or give auto (the cluster this node belongs "
+        "to), HOST:6379 (the head's address, from a node of the cluster) or ray://HOST:10001 (Ray Client, from "
+        "outside it), or leave experiment.ray_address null to start Ray on this machine")
+
+
+def test_auto_is_checked_at_the_address_ray_would_join(ray_not_started, monkeypatch):
+    port = _closed_port()
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")  # what auto resolves to
+    with pytest.raises(ExperimentConfigError, match=rf"^experiment.ray_address='auto' \(found 127.0.0.1:{port}\): "
+                                                     rf"nothing answers at 127.0.0.1:{port} "):
+        check_executor(OmegaConf.create({"executor": "ray", "ray_address": "auto"}))

@@ -11,8 +11,10 @@ agent over a seed, on the population or a segment) one after the other in this p
   process exits, so the segments of a run share it. Before the run directory is touched,
   :func:`check_executor` refuses a run whose Ray is not installed, or whose address is not
   one Ray takes or has nothing answering at it (a TCP connection of at most
-  :data:`CONNECT_TIMEOUT_S`: Ray itself would retry for minutes); an address that Ray then
-  cannot join (``auto`` with no cluster) is refused when Ray starts. Each refusal is an
+  :data:`CONNECT_TIMEOUT_S`: Ray itself would retry for minutes), ``auto`` included: it is
+  the address Ray finds (``RAY_ADDRESS``, else the cluster running on this machine), and
+  with none it is refused; an address that Ray then cannot join is refused when Ray
+  starts. Each refusal is an
   :class:`~recoworld.apps.run.checks.ExperimentConfigError` naming the value and the fix.
 - Each task builds its own simulator, env and agent from the run's resolved configs
   (plain mappings) and the catalog (sent once to Ray's object store), runs
@@ -258,15 +260,37 @@ def check_executor(experiment) -> None:
         raise ExperimentConfigError(NEEDS_RAY)
     if "ray" in sys.modules and sys.modules["ray"].is_initialized():
         return
-    address = experiment.get("ray_address")
-    if address and address not in ("auto", "local"):
+    given = experiment.get("ray_address")
+    address = _auto_address() if given == "auto" else given
+    if address and address != "local":
         host, port = _host_port(address)
         try:
             socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
         except OSError as err:
+            named = repr(given) if address == given else f"'auto' (found {address})"
             raise ExperimentConfigError(
-                f"experiment.ray_address={address!r}: nothing answers at {host}:{port} ({err}); start Ray's head "
+                f"experiment.ray_address={named}: nothing answers at {host}:{port} ({err}); start Ray's head "
                 f"there (ray start --head), or {ADDRESS_FORMS}") from None
+
+
+def _auto_address() -> str | None:
+    """The address ``auto`` stands for, found as Ray finds it: ``RAY_ADDRESS``, else the
+    cluster that ``ray start`` left on this machine, else any running there. None where this
+    Ray release has no such helper (it is private to Ray): Ray's own join then refuses it.
+
+    Raises:
+        ExperimentConfigError: no cluster to join, naming the fix.
+    """
+    try:
+        from ray._private.services import get_ray_address_from_environment
+    except ImportError:
+        return None
+    try:
+        return get_ray_address_from_environment("auto", None)
+    except ConnectionError:
+        raise ExperimentConfigError(
+            "experiment.ray_address='auto': no Ray cluster runs on this machine and RAY_ADDRESS is unset; start "
+            f"the cluster (ray start --head on its head node), or {ADDRESS_FORMS}") from None
 
 
 def _host_port(address: str) -> tuple[str, int]:
