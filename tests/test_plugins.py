@@ -152,6 +152,16 @@ def test_two_distributions_registering_one_name_are_named(installed_plugin):
         register_plugins()
 
 
+def test_a_plugin_conflict_stops_the_run_with_one_line_and_no_traceback(installed_plugin, capsys):
+    from recoworld.apps.run.app import main
+
+    _distribution(installed_plugin, "other-plugin", "[recoworld.agents]\nlowest_ids = plug_world:lowest_ids_config\n")
+    assert main(["agent=lowest_ids"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("recoworld run: error: agent=lowest_ids is registered by both ") and "\n" not in err
+    assert err.endswith("; uninstall one, or rename its entry point")
+
+
 def test_a_saved_sb3_model_is_evaluated_with_agent_sb3_model(tmp_path):
     from recoworld.agents.sb3 import SB3Agent
     from recoworld.envs import SlateVectorEnv

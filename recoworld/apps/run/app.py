@@ -40,7 +40,7 @@ import recoworld.conf  # noqa: F401  (registers the structured-config schemas)
 from recoworld.apps.merge_multirun import end_stopped_sweeps
 from recoworld.apps.run.checks import override_key, unknown_key_hint, world_path_hint
 from recoworld.apps.run.executor import RolloutsFailed, check_executor
-from recoworld.apps.run.plugins import plugin_overrides, register_plugins
+from recoworld.apps.run.plugins import PluginConflict, plugin_overrides, register_plugins
 from recoworld.apps.run.runner import ExperimentConfigError, check_overrides, resolve_lineup, run_experiment
 from recoworld.apps.run.secrets import redacted_output, secrets_in_config
 from recoworld.llm import BudgetExceeded
@@ -112,7 +112,11 @@ def main(argv: Sequence[str]) -> int:
     Hydra reads its arguments from ``sys.argv``, so it is set for the call and restored.
     Hydra itself reports configuration errors (unknown keys, bad values) and exits 1.
     """
-    register_plugins()  # the recoworld.agents / recoworld.simulators entry points' configs
+    try:
+        register_plugins()  # the recoworld.agents / recoworld.simulators entry points' configs
+    except PluginConflict as err:  # an installation problem, not a bug: the message names the fix
+        print(f"recoworld run: error: {err}", file=sys.stderr)
+        return 1
     saved = sys.argv
     sys.argv = ["recoworld run", *plugin_overrides(argv)]
     try:

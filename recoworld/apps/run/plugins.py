@@ -36,6 +36,12 @@ from omegaconf import DictConfig, open_dict
 
 log = logging.getLogger(__name__)
 
+
+class PluginConflict(ValueError):
+    """Two installed distributions, or a distribution and RecoWorld itself, claim one config
+    name: ``recoworld run`` stops with the message, which names both and the fix."""
+
+
 #: Entry-point group -> the Hydra config group its configs join.
 GROUPS = {"recoworld.agents": "agent", "recoworld.simulators": "simulator"}
 
@@ -68,7 +74,7 @@ def plugin_configs() -> dict[str, dict[str, dict]]:
                             "{'_target_': 'my_pkg.MyAgent'}", where, type(config).__name__)
                 continue
             if (group, entry.name) in owners:
-                raise ValueError(f"{group}={entry.name} is registered by both {owners[group, entry.name]} and "
+                raise PluginConflict(f"{group}={entry.name} is registered by both {owners[group, entry.name]} and "
                                  f"{distribution}; uninstall one, or rename its entry point")
             owners[group, entry.name] = distribution
             configs[group][entry.name] = dict(config)
@@ -89,7 +95,7 @@ def register_plugins() -> dict[str, list[str]]:
         shipped = {path.name.removesuffix(".yaml") for path in files("recoworld.conf").joinpath(group).iterdir()}
         for name, config in configs.items():
             if name in shipped:
-                raise ValueError(f"the plug-in config {group}={name} is also one of RecoWorld's own "
+                raise PluginConflict(f"the plug-in config {group}={name} is also one of RecoWorld's own "
                                  f"(conf/{group}/{name}.yaml); register it under another name")
             store.store(group=group, name=name, node=config)
         registered[group] = sorted(configs)
