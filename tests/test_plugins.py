@@ -71,8 +71,18 @@ def test_any_importable_agent_and_simulator_class_runs_by_target(plugin, tmp_pat
     run_app(["agent._target_=plug_world.LowestIds", "simulator._target_=plug_world.FirstClick", *TINY,
              f"hydra.run.dir={out}"])
     metrics = json.loads((out / "metrics.json").read_text())
-    assert list(metrics["agents"]) == ["agent"]
-    assert metrics["agents"]["agent"]["metrics"]["ctr"]["mean"] == pytest.approx(1 / 10)  # slate of 10, first clicked
+    assert list(metrics["agents"]) == ["lowest_ids"], "named as the class names itself"
+    assert metrics["agents"]["lowest_ids"]["metrics"]["ctr"]["mean"] == pytest.approx(1 / 10)  # slate of 10, first clicked
+
+
+def test_an_agent_class_without_a_name_of_its_own_is_named_by_its_class(plugin):
+    from recoworld.apps.run.plugins import target_name
+
+    (plugin / "plug_unnamed.py").write_text("from plug_world import LowestIds\n\n\n"
+                                            "class Unnamed(LowestIds):\n    name = 'has spaces'\n")
+    assert target_name({"_target_": "plug_unnamed.Unnamed"}) == "Unnamed"
+    assert target_name({"_target_": "recoworld.agents.baselines.MostPopularAgent"}) == "most_popular"
+    assert target_name({"_target_": "not_a_module.Agent"}) == "agent"
 
 
 def test_agent_keys_start_a_fresh_config_only_without_an_agent_choice():

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
 
@@ -132,3 +133,21 @@ def fit_plugin_targets(cfg: DictConfig) -> None:
             with open_dict(node):
                 for key in extra:
                     del node[key]
+
+
+def target_name(agent: Mapping) -> str:
+    """The lineup's name of an agent given by its class alone (``agent._target_=my_pkg.MyAgent``,
+    no ``agent=NAME``): the class's own ``name`` (as RecoWorld's agents set it), else the
+    class's name; ``agent`` where there is no class to ask."""
+    from recoworld.agents.base import Recommender
+
+    target = agent.get("_target_") if isinstance(agent, Mapping) else None
+    try:
+        cls = get_object(target) if isinstance(target, str) else None
+    except Exception:  # noqa: BLE001 - building the agent will name the import error
+        cls = None
+    if not isinstance(cls, type):
+        return "agent"
+    name = getattr(cls, "name", None)
+    own = isinstance(name, str) and name != Recommender.name and re.fullmatch(r"[A-Za-z0-9_.-]+", name)
+    return name if own else cls.__name__

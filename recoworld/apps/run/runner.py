@@ -61,7 +61,7 @@ from recoworld.apps.run import report
 from recoworld.apps.run.executor import ray_parts, rollout_part
 from recoworld.apps.run.cost import check_llm_cost
 from recoworld.apps.run.hooks import TrainingProgress, part_hooks, with_training_logs
-from recoworld.apps.run.plugins import fit_plugin_targets
+from recoworld.apps.run.plugins import fit_plugin_targets, target_name
 from recoworld.apps.run.privileged import unserved
 from recoworld.apps.run.checks import (
     CALIBRATED_USERS,
@@ -107,7 +107,7 @@ def resolve_lineup(
     """
     fit_plugin_targets(cfg)
     if cfg.agent is not None:
-        return _served(cfg, {selected or "agent": cfg.agent}, alone=True)
+        return _served(cfg, {selected or target_name(cfg.agent): cfg.agent}, alone=True)
     names = list(cfg.experiment.agents)
     if not names:
         raise ExperimentConfigError("experiment.agents is empty; name at least one config of conf/agent/, "
