@@ -211,25 +211,25 @@ def with_cell(n, row, value, dtype=float):
 
 @pytest.mark.parametrize("columns, message", [
     ({"action": with_cell(60, 9, np.nan)},
-     "log.csv: action is missing at row 9 (1 of 60 rounds); drop the rounds without a logged action"),
+     "log.csv: action is missing at row 10 (1 of 60 rounds); drop the rounds without a logged action"),
     ({"action": [f"item_{i % 3}" for i in range(60)]},
-     ("log.csv: action holds 'item_0' at row 0, but it must hold 0-based integer action ids; map item ids to "
+     ("log.csv: action holds 'item_0' at row 1, but it must hold 0-based integer action ids; map item ids to "
       "0..n_actions-1 (e.g. pandas.factorize)")),
     ({"action": (np.arange(60) % 3) * 1000 + 17},
      ("log.csv: the action ids reach 2017, but only 3 distinct ids appear; map them to 0..n_actions-1 (e.g. "
       "pandas.factorize, and the same map in the policy), or give --n-actions 2018 if the policy really chooses "
       "among 2018 actions")),
     ({"context_0": with_cell(60, 11, np.nan)},
-     "log.csv: context_0 is missing at row 11 (1 of 60 rounds); impute it or drop those rounds"),
+     "log.csv: context_0 is missing at row 12 (1 of 60 rounds); impute it or drop those rounds"),
     ({"context_1": ["red"] * 60},
-     ("log.csv: context_1 holds 'red' at row 0, but it must hold numbers; encode it as numbers (e.g. one-hot "
+     ("log.csv: context_1 holds 'red' at row 1, but it must hold numbers; encode it as numbers (e.g. one-hot "
       "columns) or rename it")),
     ({"context_0": with_cell(60, 3, np.inf)},
-     "log.csv: context_0 is inf at row 3 (1 of 60 rounds); impute it or drop those rounds"),
+     "log.csv: context_0 is inf at row 4 (1 of 60 rounds); impute it or drop those rounds"),
     ({"reward": ["1", "0", "0", "1", "yes"] + ["0"] * 55},
-     "log.csv: reward holds 'yes' at row 4, but it must hold numbers (true/false reads as 1/0)"),
+     "log.csv: reward holds 'yes' at row 5, but it must hold numbers (true/false reads as 1/0)"),
     ({"pscore": ["0.33"] * 7 + ["unknown"] + ["0.33"] * 52},
-     ("log.csv: pscore holds 'unknown' at row 7, but it must hold the logging policy's probability of the logged "
+     ("log.csv: pscore holds 'unknown' at row 8, but it must hold the logging policy's probability of the logged "
       "action, a number in (0, 1]")),
     ({"pscore": with_cell(60, 7, np.nan)},
      "log.csv: pscore[7] is nan; log the probability with which the logging policy chose the action"),
@@ -237,7 +237,7 @@ def with_cell(n, row, value, dtype=float):
      ("log.csv: pscore[5] = 0.0, but logging propensities must lie in (0, 1]: a choice the logging policy could "
       "not have made cannot be reweighted; drop such rows or log the true probability")),
     ({"position": ["top"] * 60},
-     "log.csv: position holds 'top' at row 0, but it must hold 0-based integer positions"),
+     "log.csv: position holds 'top' at row 1, but it must hold 0-based integer positions"),
 ])
 def test_command_names_the_bad_cell_of_a_table_log(tmp_path, capsys, columns, message):
     log = table_log(tmp_path / "log.csv", **columns)
@@ -452,7 +452,7 @@ def test_command_warns_of_a_table_log_whose_rows_were_copied(tmp_path):
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["n"] == 75
     assert [w for w in report["warnings"] if "repeat" in w] == [(
-        f"{log}: 15 of 75 rows repeat an earlier row in every column (the first at row 60), although 'context_0' is "
+        f"{log}: 15 of 75 rows repeat an earlier row in every column (the first at row 61), although 'context_0' is "
         "distinct on every other row: the log looks duplicated (a join that matched twice, a part exported twice), "
         "and each copy counts as another round, moving the estimates and narrowing the intervals; drop them (pandas "
         "drop_duplicates) unless they are rounds of their own")]

@@ -224,10 +224,10 @@ def test_a_recoworld_log_with_a_rollout_twice_or_half_its_propensities_is_refuse
     half.loc[[5, 9], "propensity"] = np.nan
     half = rewrite(frame, tmp_path / "half.parquet", half)
     for log, message in (
-        (twice, (f"{twice}: row 150 repeats seed 0, user 0, episode 0, step 0 of an earlier row (40 of 190 rows are "
+        (twice, (f"{twice}: row 151 repeats seed 0, user 0, episode 0, step 0 of an earlier row (40 of 190 rows are "
                  "repeats): the log holds a rollout twice (a part copied or read twice, or a seed repeated in "
                  "experiment.seeds); read each rollout once")),
-        (half, (f"{half}: propensity is missing at row 5 (2 of 150 rows) but logged on the others; drop the rows "
+        (half, (f"{half}: propensity is missing at row 6 (2 of 150 rows) but logged on the others; drop the rows "
                 "without it, or log them again with an agent that states its propensities"))):
         with pytest.raises(SystemExit):
             cli(["ope", "evaluate", "--log", log, "--policy", "most_popular", *FAST, *SLATE_FLAGS,

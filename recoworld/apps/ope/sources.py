@@ -15,8 +15,9 @@ Three layouts (``--format``, guessed from ``--log`` when ``auto``):
   is one, in ``(0, 1]``), optionally ``position`` (int, for lists) and any number of
   ``context_*`` columns (numbers: the context, which the reward model uses); other columns
   are kept for the policy and otherwise ignored. A bad cell is refused with the file, its
-  column and row (counted from 0); rows that repeat earlier ones in every column although
-  a column is distinct on all others are copies, and the report warns of them
+  column and row (counted from 1, after the header, as ``recoworld calibrate --data``
+  counts); rows that repeat earlier ones in every column although a column is distinct on
+  all others are copies, and the report warns of them
   (:func:`repeated_rows`). A ``.csv`` may be compressed (``log.csv.gz``). ``--n-actions``
   defaults to the largest action + 1; item ids that are strings, or integers far from ``0..n-1``, must be mapped to
   ``0..n_actions-1`` first (e.g. with ``pandas.factorize``, the same map the policy uses).
@@ -98,7 +99,7 @@ def _check_recoworld_rows(frame: pd.DataFrame, log: str) -> None:
     if repeated.any():
         row = int(np.argmax(repeated))
         seed, user, episode, step = frame.loc[row, STEP_KEYS].tolist()
-        raise ValueError(f"{log}: row {row} repeats seed {seed}, user {user}, episode {episode}, step {step} of an "
+        raise ValueError(f"{log}: row {row + 1} repeats seed {seed}, user {user}, episode {episode}, step {step} of an "
                          f"earlier row ({int(repeated.sum())} of {len(frame)} rows are repeats): the log holds a "
                          "rollout twice (a part copied or read twice, or a seed repeated in experiment.seeds); "
                          "read each rollout once")
@@ -106,7 +107,7 @@ def _check_recoworld_rows(frame: pd.DataFrame, log: str) -> None:
         missing = frame[column].isna().to_numpy()
         if missing.any() and not missing.all():
             row = int(np.argmax(missing))
-            raise ValueError(f"{log}: {column} is missing at row {row} ({int(missing.sum())} of {len(frame)} rows) "
+            raise ValueError(f"{log}: {column} is missing at row {row + 1} ({int(missing.sum())} of {len(frame)} rows) "
                              "but logged on the others; drop the rows without it, or log them again with an agent "
                              "that states its propensities")
 
@@ -129,7 +130,7 @@ def read_table(log: str, n_actions: int | None) -> tuple[pd.DataFrame, BanditFee
     missing_action = frame["action"].isna().to_numpy()
     if missing_action.any():
         row = int(np.argmax(missing_action))
-        raise ValueError(f"{log}: action is missing at row {row} ({int(missing_action.sum())} of {len(frame)} rounds); "
+        raise ValueError(f"{log}: action is missing at row {row + 1} ({int(missing_action.sum())} of {len(frame)} rounds); "
                          "drop the rounds without a logged action")
     largest = int(np.max(action)) + 1
     if n_actions is not None and n_actions < largest:
@@ -151,7 +152,7 @@ def read_table(log: str, n_actions: int | None) -> tuple[pd.DataFrame, BanditFee
         row, column = np.argwhere(~np.isfinite(context))[0]
         rounds = int((~np.isfinite(context)).any(1).sum())
         what = "missing" if np.isnan(context[row, column]) else f"{context[row, column]}"
-        raise ValueError(f"{log}: {context_columns[column]} is {what} at row {row} ({rounds} of {len(frame)} rounds); "
+        raise ValueError(f"{log}: {context_columns[column]} is {what} at row {row + 1} ({rounds} of {len(frame)} rounds); "
                          "impute it or drop those rounds")
     return frame, feedback, context, n_actions or largest
 
@@ -170,7 +171,7 @@ def repeated_rows(frame: pd.DataFrame, log: str) -> str | None:
         return None
     row = int(np.argmax(repeated))
     return (f"{log}: {int(repeated.sum())} of {len(frame)} rows repeat an earlier row in every column (the first at "
-            f"row {row}), although {keys[0]!r} is distinct on every other row: the log looks duplicated (a join that "
+            f"row {row + 1}), although {keys[0]!r} is distinct on every other row: the log looks duplicated (a join that "
             "matched twice, a part exported twice), and each copy counts as another round, moving the estimates and "
             "narrowing the intervals; drop them (pandas drop_duplicates) unless they are rounds of their own")
 
@@ -193,7 +194,7 @@ def _column(frame: pd.DataFrame, name: str, log: str) -> np.ndarray:
         bad = (pd.to_numeric(values, errors="coerce").isna() & values.notna()).to_numpy()
         row = int(np.argmax(bad)) if bad.any() else 0
         what = _MUST_HOLD.get(name, "numbers; encode it as numbers (e.g. one-hot columns) or rename it")
-        raise ValueError(f"{log}: {name} holds {values.iloc[row]!r} at row {row}, but it must hold {what}")
+        raise ValueError(f"{log}: {name} holds {values.iloc[row]!r} at row {row + 1}, but it must hold {what}")
     return values.to_numpy(np.float64) if name not in ("action", "position") else values.to_numpy()
 
 
