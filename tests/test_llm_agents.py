@@ -10,6 +10,8 @@ import re
 import gymnasium as gym
 import numpy as np
 import pytest
+from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
 
 import recoworld  # noqa: F401  (registers the envs)
 from recoworld.agents.base import Feedback
@@ -313,3 +315,15 @@ def test_one_step_against_the_embedded_smollm2():
     assert len(set(trace["slate"])) == K and set(trace["slate"]) <= set(offered)
     assert agent.counts["llm_slates"] + agent.counts["fallbacks"] == 1
     assert trace["replies"] and llm.metrics()["llm_calls"] >= 1
+
+
+@pytest.mark.parametrize("name", ["llm_rerank", "llm_bandit", "llm_tools"])
+def test_the_fallback_limit_of_an_llm_agent_is_a_key_of_its_config(name):
+    # The stop message and the README tell users to set agent.max_fallback_share; Hydra
+    # refuses an override of a key the agent's YAML lacks, so each LLM agent's file holds it.
+    with initialize_config_module("recoworld.conf", version_base="1.3"):
+        default = compose(config_name="config", overrides=[f"agent={name}"])
+        raised = compose(config_name="config", overrides=[f"agent={name}", "agent.max_fallback_share=0.5"])
+    scripted = ScriptedChatModel(lambda call: reply([0, 1, 2]))
+    assert instantiate(default.agent, llm=scripted).max_fallback_share == 0.05
+    assert instantiate(raised.agent, llm=scripted).max_fallback_share == 0.5
