@@ -97,8 +97,8 @@ class RolloutsFailed(RuntimeError):
 def rollout_part(make_simulator: Callable, make_env: Callable, agent_cfg: Any, catalog, part: Part,
                  experiment, path: Path, hooks: Sequence = ()) -> PartOutcome:
     """One part: a fresh simulator, env and agent, a rollout logged to ``path``."""
-    with closing(make_simulator(catalog=catalog)) as simulator, \
-            closing(make_env(simulator=simulator)) as env, EpisodeLog(path) as episode_log:
+    with closing(_built("simulator", make_simulator, catalog=catalog)) as simulator, \
+            closing(_built("env", make_env, simulator=simulator)) as env, EpisodeLog(path) as episode_log:
         agent = instantiate(agent_cfg, _convert_="object")
         result = rollout(
             env, agent, experiment.steps, part.seed,
@@ -109,6 +109,17 @@ def rollout_part(make_simulator: Callable, make_env: Callable, agent_cfg: Any, c
         agent.finish()
         usage, kernels = simulator.metrics(), dict(getattr(env.unwrapped, "kernels", {}))
     return PartOutcome(result.interactions, result.seconds, usage, kernels, agent.stats())
+
+
+def _built(group: str, make: Callable, **kwargs):
+    """``make(**kwargs)``: the run's ``group`` (``simulator``, ``env``) built from its config.
+    A value its class refuses (its checks raise ``ValueError`` naming the value and the fix)
+    is a mistake in the config, not a bug: it ends the run as one, in a line naming the group
+    (:class:`~recoworld.apps.run.checks.ExperimentConfigError`), not in a traceback."""
+    try:
+        return make(**kwargs)
+    except ValueError as err:
+        raise ExperimentConfigError(f"building the {group}: {err}") from err
 
 
 def ray_parts(cfg: DictConfig, lineup: dict[str, DictConfig], parts: Sequence[Part], catalog,
