@@ -13,7 +13,7 @@ import torch
 from gymnasium import spaces
 
 from recoworld.catalog import SyntheticTitles
-from recoworld.envs.slate import _first, _WorldFace
+from recoworld.envs.slate import _episode_end, _first, _refuse_step_after_end, _single_reset_seed, _WorldFace
 from recoworld.envs.world import SlateWorld
 from recoworld.simulators import instructions as _phrasings
 from recoworld.types import CANDIDATE_IDS
@@ -85,7 +85,9 @@ class InstructEnv(_WorldFace, gym.Env):
 
     Terminated when the user churns. Truncated after ``max_steps`` steps; with
     ``invalid_action="penalty"`` invalid actions count towards ``max_steps`` too, so an
-    episode always ends.
+    episode always ends. The env then needs ``env.reset()``: stepping it again raises
+    ``RuntimeError`` saying so. As ``RecoWorld/Slate-v0``, ``reset`` takes one integer seed
+    (numpy's too) and no ``options``: one it is given raises ``ValueError``.
 
     ## Arguments
 
@@ -153,17 +155,20 @@ class InstructEnv(_WorldFace, gym.Env):
 
     # ------------------------------------------------------------------ API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        seed = _single_reset_seed(seed, options, "InstructEnv")
         super().reset(seed=seed)
         self.world.reset_all(seed, self.np_random)
         self._instruction_text: str | None = None
         self._invalid = 0
         self._steps = 0
+        self._ended = None
         info = _first(self.world.info(None, None))
         return self._observe(), self._info(info)
 
     def step(self, action):
         if not self.world.started:
             raise RuntimeError("call reset() before step()")
+        _refuse_step_after_end(self._ended)
         try:
             positions = self.candidate_positions(action)
         except InvalidAction as err:
@@ -178,6 +183,7 @@ class InstructEnv(_WorldFace, gym.Env):
             self._instruction_text = str(info["instruction_text"])
         terminated = bool(terminated[0])
         truncated = not terminated and (bool(truncated[0]) or self._steps + self._invalid >= self.max_steps)
+        self._ended = _episode_end(terminated, truncated, self.max_steps)
         return self._observe(), float(reward[0]), terminated, truncated, self._info(info)
 
     @property
@@ -198,6 +204,7 @@ class InstructEnv(_WorldFace, gym.Env):
     def _invalid_step(self, error: str):
         self._invalid += 1
         truncated = self._steps + self._invalid >= self.max_steps
+        self._ended = _episode_end(False, truncated, self.max_steps)
         info = self._info({"episode_seed": self.world.episode_seed[0]})
         info.update(invalid_action=True, action_error=error)
         return self._observe(), -self.invalid_penalty, False, truncated, info

@@ -91,11 +91,14 @@ class SB3SlateVecEnv(VecEnv):
 
     def reset(self) -> dict[str, np.ndarray]:
         start = time.perf_counter()
+        options, self._options = self._options, [{} for _ in range(self.num_envs)]  # used once, as SB3's
+        if any(options):  # one batched reset of every user: an option would be dropped in silence
+            raise ValueError(f"SB3SlateVecEnv.reset takes no options (set_options gave {options}); it resets every "
+                             "user: restart some users with SlateVectorEnv's reset(options={'reset_mask': mask})")
         seeds = None if all(s is None for s in self._seeds) else [0 if s is None else s for s in self._seeds]
         obs, info = self.vector_env.reset(seed=seeds)
-        self.reset_infos = [{} for _ in range(self.num_envs)]
+        self.reset_infos = _user_infos(info, range(self.num_envs))
         self._reset_seeds()
-        self._reset_options()
         self.env_seconds += time.perf_counter() - start
         return obs
 
@@ -124,6 +127,9 @@ class SB3SlateVecEnv(VecEnv):
             fresh = world.observe()
             for key, value in obs.items():
                 value[finished] = fresh[key][finished]
+            # As DummyVecEnv's: a user reset within the step holds its new episode's reset info.
+            for i, info in zip(finished, _user_infos(world.info(None, None), finished)):
+                self.reset_infos[i] = info
         self.env_seconds += time.perf_counter() - start
         return obs, reward, done, infos
 
@@ -144,6 +150,13 @@ class SB3SlateVecEnv(VecEnv):
 
     def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
         return [False for _ in self._get_indices(indices)]
+
+
+def _user_infos(info: dict[str, np.ndarray], users) -> list[dict[str, Any]]:
+    """SB3's list of per-user infos from Gymnasium's dict of per-user arrays, for ``users``:
+    each user's dict holds the keys its mask ``_k`` (where there is one) marks it as holding."""
+    names = [name for name in info if not name.startswith("_")]
+    return [{name: info[name][i] for name in names if f"_{name}" not in info or info[f"_{name}"][i]} for i in users]
 
 
 def twin_env_kwargs(env, **overrides: Any) -> dict[str, Any]:

@@ -49,7 +49,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from recoworld.config_checks import check_seed
+from recoworld.envs.world import reset_seeds
 
 
 class _Shard:
@@ -128,26 +128,34 @@ class ShardedVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
 
     # ------------------------------------------------------------------ the vector env
-    def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
         if options:  # a shard's reset takes seeds only: an option would be dropped in silence
             raise ValueError(f"ShardedVectorEnv.reset takes no options (got {sorted(options)}); restart some "
                              "users with SlateVectorEnv's reset(options={'reset_mask': mask}) in one process, "
                              "or reset every user here")
-        seed = check_seed(seed)
+        # Checked here, against every user: a shard would count only its own, and name them so.
+        reset_seeds(seed, self.num_envs)
+        if seed is not None and np.ndim(seed) == 0:
+            seed = int(seed)
         super().reset(seed=seed if isinstance(seed, int) or seed is None else None)
         if seed is None:
             seeds = [None] * len(self._shards)
         elif isinstance(seed, int):
             seeds = [seed + offset for offset in self.offsets]
-        else:
-            seeds = [list(seed[a:a + n]) for a, n in zip(self.offsets, self.sizes)]
+        else:  # Gymnasium's list[int | None], None for a user that goes on with its own seed sequence
+            entries = list(seed)
+            seeds = [entries[a:a + n] for a, n in zip(self.offsets, self.sizes)]
         results = self._ray.get([s.reset.remote(sd) for s, sd in zip(self._live(), seeds)])
         return _concat([r[0] for r in results]), _concat([r[1] for r in results])
 
     def step(self, actions):
-        actions = np.asarray(actions)
+        shards, actions = self._live(), np.asarray(actions)
+        # Checked whole: split by rows, extra rows would be dropped in silence and missing ones
+        # blamed on the last shard's size.
+        if actions.shape != self.action_space.shape:
+            raise ValueError(f"action has shape {actions.shape}; expected {self.action_space.shape}, one row per user")
         results = self._ray.get([shard.step.remote(actions[a:a + n])
-                                 for shard, a, n in zip(self._live(), self.offsets, self.sizes)])
+                                 for shard, a, n in zip(shards, self.offsets, self.sizes)])
         observations, rewards, terminated, truncated, infos = zip(*results)
         return (_concat(observations), np.concatenate(rewards), np.concatenate(terminated),
                 np.concatenate(truncated), _concat(infos))

@@ -244,13 +244,7 @@ class SlateEnv(_WorldFace, gym.Env):
         self._ended: str | None = None  # why the episode ended, until the next reset
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        _check_options(options, "SlateEnv", allowed=())
-        if seed is not None and np.ndim(seed) != 0:
-            raise ValueError(f"seed={seed!r}: SlateEnv takes one integer seed >= 0 (or None); a vector env takes "
-                             "one per user")
-        seed = int(seed) if isinstance(seed, np.integer) else seed  # Gymnasium takes Python ints only
-        if isinstance(seed, int) and seed > MAX_SEED:  # Gymnasium takes it, the users' 63-bit keys do not
-            reset_seeds(seed, 1)  # raises, naming it
+        seed = _single_reset_seed(seed, options, "SlateEnv")
         super().reset(seed=seed)
         self.world.reset_all(seed, self.np_random)
         self._ended = None
@@ -260,14 +254,11 @@ class SlateEnv(_WorldFace, gym.Env):
         return observation, info
 
     def step(self, action):
-        if self._ended:
-            raise RuntimeError(f"the episode has ended ({self._ended}); call env.reset() before step()")
+        _refuse_step_after_end(self._ended)
         slates = self.world.slates_from_actions(action, single=True)
         reward, terminated, truncated, response = self.world.step(slates)
         terminated, truncated = bool(terminated[0]), bool(truncated[0])
-        if terminated or truncated:
-            self._ended = ("terminated: the user churned" if terminated
-                           else f"truncated after max_steps={self.world.max_steps} steps")
+        self._ended = _episode_end(terminated, truncated, self.world.max_steps)
         info, observation, reward = _first(self.world.info(response, slates)), _first(self.world.observe()), \
             float(reward[0])
         if self._frames is not None:
@@ -332,6 +323,41 @@ class SlateVectorEnv(_WorldFace, VectorEnv):
         info["autoreset"] = self._done.copy()
         self._done = terminated | truncated
         return self.world.observe(), reward, terminated, truncated, _with_masks(info, finished)
+
+    def render(self) -> None:
+        """Nothing: the vector env has no render modes. As Gymnasium's own vector envs without
+        one (``CartPoleVectorEnv``), it warns and returns ``None`` rather than raising, so that a
+        loop that renders every few steps runs on."""
+        gym.logger.warn("SlateVectorEnv has no render modes, so render() returns None; to watch a user, render a "
+                        "single env: gym.make('RecoWorld/Slate-v0', render_mode='ansi')")
+
+
+def _single_reset_seed(seed, options, env: str) -> int | None:
+    """The seed of a single-user env's ``reset`` as Gymnasium's ``Env.reset`` takes it (a
+    Python int, numpy's converted); ``ValueError`` for a seed the users do not take, or an
+    option (a single env takes none), naming it."""
+    _check_options(options, env, allowed=())
+    if seed is not None and np.ndim(seed) != 0:
+        raise ValueError(f"seed={seed!r}: {env} takes one integer seed >= 0 (or None); a vector env takes "
+                         "one per user")
+    seed = int(seed) if isinstance(seed, np.integer) else seed  # Gymnasium takes Python ints only
+    if isinstance(seed, int) and seed > MAX_SEED:  # Gymnasium takes it, the users' 63-bit keys do not
+        reset_seeds(seed, 1)  # raises, naming it
+    return seed
+
+
+def _episode_end(terminated: bool, truncated: bool, max_steps: int) -> str | None:
+    """Why a single user's episode ended, or ``None`` while it goes on."""
+    if terminated:
+        return "terminated: the user churned"
+    return f"truncated after max_steps={max_steps} steps" if truncated else None
+
+
+def _refuse_step_after_end(ended: str | None) -> None:
+    """A single env's step after its episode ended would step a churned user, or one past
+    ``max_steps``: ``RuntimeError`` instead (the vector env resets finished users itself)."""
+    if ended:
+        raise RuntimeError(f"the episode has ended ({ended}); call env.reset() before step()")
 
 
 def _check_options(options, env: str, allowed: tuple[str, ...]) -> dict:

@@ -175,6 +175,16 @@ def test_make_vec_passes_render_mode_none_on_and_the_vector_env_refuses_a_real_o
         gym.make_vec("RecoWorld/Slate-v0", num_envs=2, vectorization_mode="vector_entry_point", render_mode="ansi")
 
 
+def test_render_without_a_render_mode_returns_none_on_both_faces_and_the_vector_one_says_how_to_render():
+    single, vector = SlateEnv(**SMALL), SlateVectorEnv(2, **SMALL)
+    single.reset(seed=0)
+    vector.reset(seed=0)
+    assert single.render() is None
+    with pytest.warns(UserWarning, match=re.escape("render a single env: gym.make('RecoWorld/Slate-v0', "
+                                                   "render_mode='ansi')")):
+        assert vector.render() is None
+
+
 def test_a_misspelt_argument_is_named_with_the_one_meant():
     message = ("RecoWorld/Slate-v0 has no argument 'num_candidate' (did you mean 'num_candidates'?); its arguments "
                "are catalog, simulator, ")
@@ -188,3 +198,31 @@ def test_the_sb3_face_refuses_a_step_before_reset_as_the_gymnasium_faces_do():
     env = SB3SlateVecEnv(num_envs=2, **SMALL)
     with pytest.raises(RuntimeError, match=re.escape("call reset() before step()")):
         env.step(np.array([[0, 1, 2], [3, 4, 5]]))
+
+
+def test_the_sb3_face_keeps_each_users_reset_info_as_dummy_vec_env_does():
+    env = SB3SlateVecEnv(num_envs=3, **SMALL)
+    env.seed(10)
+    env.reset()
+    assert [int(info["episode_seed"]) for info in env.reset_infos] == [10, 11, 12]
+    # A user reset within step_wait holds its next episode's reset info: that of a single
+    # env's reset() after its first episode.
+    next_seeds = []
+    for seed in (10, 11, 12):
+        single = SlateEnv(**SMALL)
+        single.reset(seed=seed)
+        next_seeds.append(int(single.reset()[1]["episode_seed"]))
+    restarted = np.zeros(3, dtype=bool)
+    while not restarted.all():
+        _, _, done, _ = env.step(np.tile(np.arange(3), (3, 1)))
+        for i in np.flatnonzero(done & ~restarted):
+            assert int(env.reset_infos[i]["episode_seed"]) == next_seeds[i]
+        restarted |= done
+
+
+def test_the_sb3_face_refuses_reset_options_it_would_drop():
+    env = SB3SlateVecEnv(num_envs=2, **SMALL)
+    env.set_options({"reset_mask": np.array([True, False])})
+    with pytest.raises(ValueError, match=r"^SB3SlateVecEnv.reset takes no options \(set_options gave "):
+        env.reset()
+    env.reset()  # options are used once, as SB3's envs use them

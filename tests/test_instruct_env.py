@@ -152,3 +152,36 @@ def test_rejects_arguments_of_the_slate_face():
         InstructEnv(action_format="scores")
     with pytest.raises(ValueError, match="invalid_action='ignore'"):
         InstructEnv(invalid_action="ignore")
+
+
+def test_a_step_after_the_episode_ended_is_refused_until_reset_as_the_slate_env_does():
+    for invalid_action in ("raise", "penalty"):
+        env = make(max_steps=2, invalid_action=invalid_action)
+        _, info = env.reset(seed=0)
+        truncated = False
+        for _ in range(2):
+            _, _, terminated, truncated, info = env.step(first_ids(info))
+            if terminated:
+                break
+        assert terminated or truncated
+        with pytest.raises(RuntimeError, match=r"^the episode has ended \((terminated: the user churned|truncated "
+                                               r"after max_steps=2 steps)\); call env.reset\(\) before step\(\)$"):
+            env.step(first_ids(info))
+        _, info = env.reset()
+        assert env.step(first_ids(info))[2:4] == (False, False)
+    # Invalid actions use up the budget too, and end the episode as valid ones do.
+    env = make(invalid_action="penalty", max_steps=1)
+    env.reset(seed=0)
+    assert env.step("oops")[3]
+    with pytest.raises(RuntimeError, match=r"truncated after max_steps=1 steps"):
+        env.step("oops")
+
+
+def test_reset_takes_numpy_seeds_and_refuses_options_as_the_slate_env_does():
+    env = make()
+    assert env.reset(seed=np.int64(4))[0] == make().reset(seed=4)[0]
+    with pytest.raises(ValueError, match=r"^options has 'reset_mask', which InstructEnv.reset does not take; it "
+                                         r"takes none$"):
+        env.reset(options={"reset_mask": np.ones(1, dtype=bool)})
+    with pytest.raises(ValueError, match=r"^seed=\[1, 2\]: InstructEnv takes one integer seed >= 0"):
+        env.reset(seed=[1, 2])

@@ -268,6 +268,28 @@ def test_sharded_env_refuses_what_it_cannot_split(local_ray):
         ShardedVectorEnv(3, 2, simulator=object())
 
 
+def test_a_sharded_env_takes_seeds_and_actions_for_all_its_users_as_the_unsharded_one_does(local_ray):
+    from recoworld.envs.sharded import ShardedVectorEnv
+    from recoworld.envs.slate import SlateVectorEnv
+
+    kwargs = {"slate_size": 3, "num_candidates": 10}
+    whole, sharded = SlateVectorEnv(num_envs=5, **kwargs), ShardedVectorEnv(5, 2, **kwargs)
+    try:
+        # Gymnasium's list[int | None]: None goes on with that user's own seed sequence.
+        for seed in (7, [1, 2, 3, 4, 5], [1, None, 3, None, 5]):
+            _assert_dicts_equal(whole.reset(seed=seed), sharded.reset(seed=seed))
+        with pytest.raises(ValueError, match=r"^got 2 seeds for 5 users; give one per user"):
+            sharded.reset(seed=[1, 2])
+        actions = np.tile(np.arange(3), (6, 1))
+        for rows in (actions, actions[:4]):  # a sixth row is not dropped, a missing fifth not blamed on a shard
+            with pytest.raises(ValueError, match=rf"^action has shape \({len(rows)}, 3\); expected \(5, 3\), one "
+                                                 r"row per user$"):
+                sharded.step(rows)
+    finally:
+        sharded.close()
+        whole.close()
+
+
 def _assert_dicts_equal(expected: tuple, got: tuple) -> None:
     for a, b in zip(expected, got):
         assert a.keys() == b.keys()
