@@ -9,6 +9,7 @@ torch-kernel ``StatisticalUsers.respond`` on the same batch, best of five window
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import torch
@@ -29,6 +30,7 @@ def best_seconds(call, repeats: int, windows: int = 5) -> float:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()  # --help, and no stray options
     torch.set_num_threads(1)
     catalog = Catalog.synthetic(1000, seed=0)
     for batch in (256, 4096):

@@ -22,6 +22,8 @@ Usage::
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import torch
 
@@ -46,6 +48,7 @@ def halves(positive: torch.Tensor, seed: int) -> torch.Tensor:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()  # --help, and no stray options
     config = CalibrationConfig(split="time")
     with torch_threads(1):
         folds = Folds.cut(load_movielens_100k(), config.holdout_fraction, config.validation_fraction, kind="time")

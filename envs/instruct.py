@@ -68,7 +68,8 @@ class InstructEnv(_WorldFace, gym.Env):
     simulator's free text is shown as U+FFFD. ``info`` carries the same facts in
     structured form: ``candidate_ids`` (``(C,)``), ``instruction`` (``{"more": [...],
     "less": [...], "novelty": -1|0|1}`` in force, empty when none) and
-    ``instruction_text``.
+    ``latest_instruction_text`` (the sentence the prompt shows, ``None`` when none);
+    ``instruction_text``, as in ``RecoWorld/Slate-v0``, is the sentence voiced at this step.
 
     ## Rewards
 

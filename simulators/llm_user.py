@@ -118,7 +118,7 @@ class LLMUsers(LLMVoice, UserSimulator):
             ``instruction_steps``, ``more_share``, ``familiarity_rate``).
         population: who the users are; default :func:`default_population`.
         personas: the MovieLens persona book used for users whose traits name a
-            ``source_user``; default that of a :class:`MovieLensPopulation`.
+            ``source_user``; default that of a :class:`~recoworld.simulators.persona.MovieLensPopulation`.
         device: device of the Response tensors.
 
     Attributes:

@@ -1,6 +1,7 @@
 """What the distribution promises around the code: licence, version, dependencies, exports, info layout."""
 
 import ast
+import importlib.util
 import re
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+import pytest
 from gymnasium.wrappers.vector import RecordEpisodeStatistics
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -92,3 +94,19 @@ def test_sb3_vec_env_is_exported_and_loads_stable_baselines3_only_when_asked_for
     assert isinstance(venv, VecEnv) and venv.reset()["candidate_ids"].shape[0] == 2
     code = "import sys, recoworld.envs; print('stable_baselines3' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+#: Benchmark scripts parse their options with argparse; the leaderboard hands its to the Hydra app instead.
+ARGPARSE_BENCHMARKS = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py") if p.name != "agents_leaderboard.py")
+
+
+@pytest.mark.parametrize("script", ARGPARSE_BENCHMARKS)
+def test_every_benchmark_answers_help_with_its_usage_instead_of_running(script, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as `python benchmarks/SCRIPT` sees its folder
+    spec = importlib.util.spec_from_file_location(f"benchmark_{script[:-3]}", ROOT / "benchmarks" / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", [script, "--help"])
+    with pytest.raises(SystemExit) as exit_:
+        module.main()
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith(f"usage: {script}")
