@@ -120,3 +120,23 @@ def test_llm_users_against_the_embedded_model_on_llama_cpp_server(gguf, catalog,
         m = sim.metrics()
         assert m["llm_replies"] + m["llm_failures"] == 1 and m["llm_user_failures"] == m["llm_failures"]
         sim.close()
+
+
+def test_the_default_context_holds_a_repair_turn_of_a_slate_of_ten(gguf):
+    # A repair turn is the prompt, the invalid reply (clipped) and the request to correct it,
+    # and it still needs room for a whole reply: with 2,048 tokens it did not fit, so every
+    # repair of the embedded model failed and the statistical twin stood in.
+    from recoworld.llm import LLMConfig
+    from recoworld.llm.structured import repair_messages
+
+    llm = LlamaCppChatModel(gguf, n_threads=1, n_ctx=256)  # the tokenizer is all this test needs
+    sim = LLMUsers(Catalog.synthetic(200, n_genres=12, seed=0), llm)
+    sim.reset(1, seed=0)
+    slate = list(range(10))
+    invalid = '{"items": [' + ", ".join(['{"item": 1, "examined": true, "clicked": false, "reason": "' + "so-so " * 20
+                                          + '"}'] * 40) + "]}"  # a reply cut at max_tokens: no valid JSON
+    repair = repair_messages(tuple(sim.prompt(0, slate)), invalid, "Invalid JSON: EOF while parsing a list")
+    tokens = sum(len(llm._llama.tokenize(m["content"].encode(), add_bos=False)) for m in repair)
+    max_tokens = 256 + 70 * len(slate)  # the reply's budget, LLMUserConfig.max_tokens
+    assert tokens + max_tokens <= LLMConfig().n_ctx
+    llm.close()

@@ -59,7 +59,7 @@ class LLMConfig:
     json_schema_strict: bool = False
     max_tokens_param: str = "max_tokens"
     # llama_cpp
-    n_ctx: int = 2048
+    n_ctx: int = 4096  # a repair turn (prompt, invalid reply, error) outgrows 2048
     n_threads: int | None = None
     n_gpu_layers: int = 0
     # transformers

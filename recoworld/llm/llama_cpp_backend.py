@@ -45,7 +45,7 @@ class LlamaCppChatModel(ChatModel):
         self,
         model_path: str | Path | None = None,
         *,
-        n_ctx: int = 2048,
+        n_ctx: int = 4096,
         n_threads: int | None = None,
         n_gpu_layers: int = 0,
         chat_format: str | None = None,
