@@ -179,7 +179,8 @@ class SB3Recommender(Recommender):
     Args:
         model: an SB3 model trained on ``RecoWorld/Slate-v0`` (scores or slate format) or
             on :class:`~recoworld.envs.wrappers.SequentialSlateEnv`.
-        deterministic: use the policy's mode (mean scores, greedy picks); otherwise sample.
+        deterministic: use the policy's mode (mean scores, greedy picks); otherwise sample,
+            from the agent's seed.
         name: label in metrics (default ``sb3_<algorithm>``).
     """
 
@@ -235,14 +236,24 @@ class SB3Recommender(Recommender):
         if self.formulation == "scores":
             if self.deterministic:
                 return top_k(self.score(obs), self.slate_size)
-            scores, _ = self.model.predict(dict(obs), deterministic=False)
+            scores = self._predict(obs)
             return top_k(np.asarray(scores).reshape(-1, self.num_candidates), self.slate_size)
         if self.formulation == "slate":
-            slates, _ = self.model.predict(dict(obs), deterministic=self.deterministic)
-            return np.asarray(slates).reshape(-1, self.slate_size)
+            return np.asarray(self._predict(obs)).reshape(-1, self.slate_size)
         if self.formulation == "single_item":  # the K candidates worth most on their own
             return top_k(self.score(obs), self.slate_size)
         return self._build_slates(obs)
+
+    def _predict(self, obs: Observation) -> np.ndarray:
+        """The model's action for ``obs``. SB3 samples from torch's global generator, which the
+        agent's seed does not reach; a sampling policy draws under a torch seed taken from the
+        agent's own generator instead, so that the same seed shows the same slates."""
+        if self.deterministic:
+            return self.model.predict(dict(obs), deterministic=True)[0]
+        device = torch.device(self.model.device)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(int(self.rng.integers(2**62)))
+            return self.model.predict(dict(obs), deterministic=False)[0]
 
     def _build_slates(self, obs: Observation) -> np.ndarray:
         batch, C, K = Observation(obs).batch_size, self.num_candidates, self.slate_size

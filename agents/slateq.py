@@ -179,6 +179,7 @@ class SlateQAgent(Recommender):
         self.buffer = ReplayBuffer(c.buffer_size, self.device)
         self._last_row: torch.Tensor | None = None  # per user slot: its latest buffer row, or -1
         self.losses: dict[str, float] = {}
+        self._greedy_cache = (None, None)  # new networks: no slate of the old ones stands
 
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
@@ -196,13 +197,17 @@ class SlateQAgent(Recommender):
 
     def greedy(self, obs: Observation) -> np.ndarray:
         """The slates that maximise the estimated :math:`Q(s, A)` ``[B, K]``."""
-        candidate_ids = Observation(obs).candidate_ids
-        cached_ids, cached = getattr(self, "_greedy_cache", (None, None))
-        if cached_ids is candidate_ids:  # propensities() right after act() on the same obs
+        # propensities() right after act() asks again for the same request. The slate depends
+        # on every field the featurizer reads, not on the candidates alone (an env may hand
+        # out the same candidate array while the history moves on), so the cache is keyed on
+        # their contents; train_step() empties it when the networks change.
+        fields = {k: np.asarray(obs[k]) for k in OBS_FIELDS}
+        cached_fields, cached = getattr(self, "_greedy_cache", (None, None))
+        if cached_fields is not None and all(np.array_equal(fields[k], cached_fields[k]) for k in OBS_FIELDS):
             return cached.copy()
         v, q, v_null, q_null, w = self.evaluate(self.featurizer.tensors(obs))
         slates = optimize_slate(v, q, v_null, q_null, self.slate_size, self.config.slate_optimizer, w).cpu().numpy()
-        self._greedy_cache = (candidate_ids, slates.copy())
+        self._greedy_cache = ({k: field.copy() for k, field in fields.items()}, slates.copy())
         return slates
 
     def score(self, obs: Observation) -> np.ndarray:

@@ -237,6 +237,21 @@ def test_a_saved_model_is_read_once_when_the_agent_is_built(saved_models, tmp_pa
     assert type(agent.model).__name__ == "A2C"
 
 
+def test_a_sampling_sb3_policy_shows_the_same_slates_for_the_same_seed(saved_models):
+    """SB3 samples from torch's global generator; the agent's seed used not to reach it."""
+    env = make_vec(4)
+    obs, _ = env.reset(seed=0)
+
+    def slates(seed, global_seed):
+        agent = SB3Agent(algo="PPO", load_path=saved_models["PPO"], deterministic=False)
+        agent.setup(env, seed=seed)
+        torch.manual_seed(global_seed)  # whatever the global generator holds, it is not the agent's
+        return np.stack([agent.act(obs) for _ in range(3)])
+
+    np.testing.assert_array_equal(slates(3, global_seed=1), slates(3, global_seed=2))
+    assert (slates(3, global_seed=1) != slates(4, global_seed=1)).any()
+
+
 def test_a_file_that_is_not_a_saved_model_is_refused_naming_it(tmp_path):
     path = tmp_path / "model.zip"
     path.write_text("not a zip")
@@ -429,6 +444,25 @@ def test_slateq_is_deterministic_for_a_seed():
     np.testing.assert_array_equal(slates_a, slates_b)
     for a, b in zip(params_a, params_b):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_slateq_serves_each_request_its_own_slate_when_the_candidates_array_is_reused():
+    """An env may hand out the same candidate array while the users' histories move on; the
+    greedy slate cached for act() and propensities() used to be keyed on that array alone,
+    so the next request got the slate computed for the previous one."""
+    env = make_vec(4)
+    obs, _ = env.reset(seed=0)
+    for _ in range(3):
+        obs, *_ = env.step(np.tile(np.arange(SMALL["slate_size"]), (4, 1)))
+    earlier = {k: np.array(v) for k, v in obs.items()}
+    later = {**earlier, "history_items": np.roll(earlier["history_items"], 1, axis=1),
+             "history_feedback": np.ones_like(earlier["history_feedback"])}
+    later["history_items"][:, 0] = earlier["candidate_ids"][:, 3]  # a new click, same candidates object
+    served, fresh = (SlateQAgent(**{**SMALL_SLATEQ, "epsilon": 0.0}) for _ in range(2))
+    for agent in (served, fresh):
+        agent.setup(env, seed=0)
+    served.act(earlier)
+    np.testing.assert_array_equal(served.act(later), fresh.act(later))
 
 
 def test_slateq_propensities_are_those_of_epsilon_greedy(trained_slateq):
