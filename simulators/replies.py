@@ -15,7 +15,9 @@ A step reply reads::
 from the catalog. Validation normalises two things a grammar cannot rule out: a genre
 named twice in a list counts once, and a genre in both lists is dropped from both. An
 instruction may be a sentence with no structured wish at all (the simulators voice it but
-put nothing in force).
+put nothing in force). It rejects, for repair, what pydantic's lax mode would
+otherwise guess: a mindset or a sentence of blanks, and ``true``/``false`` given as a
+satisfaction or a novelty.
 
 The item ids differ at every step, so each slate gets its own schema class
 (:func:`slate_reply_model`): its JSON schema names exactly the slate's ids as required keys
@@ -31,9 +33,12 @@ from __future__ import annotations
 import copy
 from collections import OrderedDict
 from functools import lru_cache
-from typing import ClassVar, Literal, Optional
+from typing import Annotated, ClassVar, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (
+    AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from recoworld.simulators.memory import ACTIONS
@@ -43,6 +48,32 @@ from recoworld.simulators.memory import ACTIONS
 REASON_CHARS, MINDSET_CHARS, INSTRUCTION_CHARS = 40, 60, 100
 #: Per-slate schema classes kept for reuse (repairs and repeated slates).
 SLATE_MODELS_KEPT = 4096
+
+
+def _in_words(text: str) -> str:
+    # ``min_length`` counts whitespace: a mindset or a sentence of blanks would pass it and
+    # reach the Response as an empty string (a hybrid user "voicing" nothing).
+    if not text.strip():
+        raise ValueError("is blank; say it in a sentence")
+    return text
+
+
+#: Free text that must say something: blank replies go back for repair.
+Words = Annotated[str, AfterValidator(_in_words)]
+
+
+def _not_a_bool(value):
+    # pydantic's lax mode reads true as 1 and false as 0: "satisfaction": true would become
+    # the unhappiest 1/5 and "novelty": true a wish for the unfamiliar, guessed, not said.
+    # (A ValueError, not a TypeError: pydantic turns only the former into a validation error.)
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is not a number; give one of the numbers allowed")  # noqa: TRY004
+    return value
+
+
+def _scale(*levels: int):
+    """A ``Literal`` of integer ``levels`` that a JSON ``true``/``false`` does not pass."""
+    return Annotated[Literal[levels], BeforeValidator(_not_a_bool)]
 
 
 class Reaction(BaseModel):
@@ -80,15 +111,15 @@ def instruction_model(genre_names: tuple[str, ...]) -> type[BaseModel]:
         "InstructionReply", __base__=_InstructionChecks,
         text=(str, Field(min_length=1, max_length=INSTRUCTION_CHARS)),
         more=(list[genre], Field(max_length=2)), less=(list[genre], Field(max_length=2)),
-        novelty=(Literal[-1, 0, 1], ...),
+        novelty=(_scale(-1, 0, 1), ...),
     )
 
 
 class VoiceReply(BaseModel):
     # What a hybrid user's LLM says when the statistical core decides the user speaks. (No
     # docstring, and no titles in the schema: small models copy them into their answers.)
-    mindset: str = Field(min_length=1, max_length=MINDSET_CHARS)
-    instruction: str = Field(min_length=1, max_length=INSTRUCTION_CHARS)
+    mindset: Words = Field(min_length=1, max_length=MINDSET_CHARS)
+    instruction: Words = Field(min_length=1, max_length=INSTRUCTION_CHARS)
 
     @classmethod
     def model_json_schema(cls, *args, **kwargs) -> dict:
@@ -102,8 +133,8 @@ def step_reply_model(genre_names: tuple[str, ...]) -> type[BaseModel]:
     return create_model(
         "StepReply",
         reactions=(dict[str, Reaction], ...),
-        mindset=(str, Field(min_length=1, max_length=MINDSET_CHARS)),
-        satisfaction=(Literal[1, 2, 3, 4, 5], ...),
+        mindset=(Words, Field(min_length=1, max_length=MINDSET_CHARS)),
+        satisfaction=(_scale(1, 2, 3, 4, 5), ...),
         leave=(bool, ...),
         instruction=(Optional[instruction_model(genre_names)], ...),
     )

@@ -164,6 +164,19 @@ def test_instruction_must_use_catalog_genres_and_say_something_in_words():
         parse_reply(reply({"text": "   ", "more": ["Drama"], "less": [], "novelty": 0}), model)
 
 
+def test_a_json_true_or_false_is_no_satisfaction_and_no_novelty():
+    """pydantic would read ``true`` as 1: the unhappiest satisfaction, guessed, not stated."""
+    model = slate_reply_model(("Comedy", "Drama"), (1,))
+    good = {"reactions": {"1": {"action": "skip", "reason": ""}}, "mindset": "m", "satisfaction": 2, "leave": False,
+            "instruction": {"text": "x", "more": ["Drama"], "less": [], "novelty": 1}}
+    assert parse_reply(json.dumps(good), model).satisfaction == 2
+    with pytest.raises(ValueError, match="satisfaction: .*true is not a number"):
+        parse_reply(json.dumps({**good, "satisfaction": True}), model)
+    with pytest.raises(ValueError, match="instruction.novelty: .*false is not a number"):
+        parse_reply(json.dumps({**good, "instruction": {**good["instruction"], "novelty": False}}), model)
+    assert model.model_json_schema()["properties"]["satisfaction"] == {"enum": [1, 2, 3, 4, 5], "type": "integer"}
+
+
 def test_out_of_slate_reply_is_repaired_by_the_llm_layer(catalog):
     """Stands in for a model that first names an item it was not shown, then corrects itself."""
     def answer(call):
@@ -456,6 +469,31 @@ def test_a_sentence_without_a_structured_wish_is_voiced_but_not_put_in_force(cat
     assert first.instruction.active.tolist() == [True] and first.instruction_text == ["Meh, nothing grabs me."]
     second = sim.respond(slates_for(1, 2, catalog.n_items, seed=1))
     assert second.instruction_in_force.tolist() == [False] and second.compliance.tolist() == [0.0]
+
+
+def test_a_blank_voice_is_a_failed_reply_not_an_empty_sentence(catalog):
+    """Stands in for a small model that answers the schema with whitespace: a hybrid user
+    keeps the core's template sentence, and an LLM user's blank mindset is sent for repair."""
+    blank = ScriptedChatModel(lambda call: json.dumps({"mindset": "  ", "instruction": " \n "}), max_repairs=0)
+    core_config = {"voice_probability": 1.0, "instruction_threshold": 0.0}
+    hybrid = HybridUsers(catalog, blank, statistical=core_config, config={"max_fallback_share": 1.0})
+    core = StatisticalUsers(catalog, hybrid.core.config)
+    hybrid.reset(2, seed=0)
+    core.reset(2, seed=0)
+    slate = slates_for(2, 3, catalog.n_items)
+    r = hybrid.respond(slate)
+    assert r.instruction.active.all() and list(r.instruction_text) == list(core.respond(slate).instruction_text)
+    assert all(text.strip() for text in r.instruction_text) and hybrid.mindset == [None, None]
+    assert hybrid.metrics()["hybrid_failures"] == 2 and "blank" in hybrid.failures[0].error
+
+    def blank_mindset(call):
+        reply = json.loads(fixed_user(["click", "skip"])(call))
+        return json.dumps({**reply, "mindset": "\t "})
+    sim = LLMUsers(catalog, ScriptedChatModel(blank_mindset, max_repairs=0), config={"max_fallback_share": 1.0})
+    sim.reset(1, seed=0)
+    r = sim.respond(slates_for(1, 2, catalog.n_items))
+    assert r.mindset_text == [None] and sim.mindset == [sim.config.initial_mindset]
+    assert sim.metrics()["llm_user_fallback_steps"] == 1
 
 
 def test_slots_an_autoreset_holds_idle_cost_no_call(catalog):

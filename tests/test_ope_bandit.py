@@ -143,6 +143,21 @@ def test_hyperparameter_limits_recover_the_named_special_cases(world):
         IPS().estimate_policy_value(feedback, action_dist), rel=1e-12)
 
 
+def test_shrinkage_limits_are_defined_on_rounds_the_target_never_takes(world):
+    feedback, action_dist, _, q = world.sample(1000, seed=13)
+    action_dist = action_dist.copy()
+    action_dist[:, :, 0] = np.eye(N_ACTIONS)[(feedback.action + 1) % N_ACTIONS]  # every logged weight is 0
+    action_dist[:50, :, 0] = np.eye(N_ACTIONS)[feedback.action[:50]]            # except 50 rounds
+    weight = action_dist[np.arange(1000), feedback.action, 0] / feedback.pscore
+    assert (weight == 0).any()
+    model = q + 0.1
+    assert DRos(lambda_=0.0).estimate_policy_value(feedback, action_dist, model) == pytest.approx(
+        DM().estimate_policy_value(feedback, action_dist, model), rel=1e-12)
+    # lambda_ = 1 gives every round the target may take the weight 1, and the others 0
+    assert SubGaussianIPS(lambda_=1.0).estimate_policy_value(feedback, action_dist) == pytest.approx(
+        np.mean((weight > 0) * feedback.reward), rel=1e-12)
+
+
 def test_torch_tensors_give_the_same_estimate_as_numpy(world):
     feedback, action_dist, _, q = world.sample(300, seed=17)
     as_torch = BanditFeedback(torch.as_tensor(feedback.action), torch.as_tensor(feedback.reward),

@@ -38,3 +38,18 @@ def test_debiased_losses_name_what_they_lack():
         MatrixFactorization(loss="ips", n_epochs=1).fit(world["ratings"], world["observed"])
     with pytest.raises(ValueError, match="choose one of"):
         MatrixFactorization(loss="snips")
+
+
+def test_missing_values_name_the_pair_instead_of_fitting_a_nan_model():
+    world = simulate_mnar(n_users=10, n_items=10, seed=0)
+    ratings, observed = world["ratings"].copy(), world["observed"]
+    i, j = np.argwhere(observed)[0]
+    ratings[~observed] = np.nan  # the usual placeholder for unobserved pairs: allowed
+    assert np.isfinite(MatrixFactorization(n_epochs=2).fit(ratings, observed).predict()).all()
+    ratings[i, j] = np.nan
+    with pytest.raises(ValueError, match=rf"ratings\[{i}, {j}\] is nan; mark the pair unobserved"):
+        MatrixFactorization(n_epochs=2).fit(ratings, observed)
+    imputed = np.full(ratings.shape, 3.0)
+    imputed[0, 1] = np.nan
+    with pytest.raises(ValueError, match=r"imputed\[0, 1\] is nan"):
+        MatrixFactorization(loss="dr", n_epochs=2).fit(world["ratings"], observed, world["propensity"], imputed)

@@ -162,3 +162,16 @@ def test_fitted_q_evaluation_is_accurate_deterministic_and_feeds_dr(world):
     evaluation_pscore = world.pi[state, feedback.action]
     dr = PerDecisionDR(DISCOUNT).estimate_policy_value(feedback, evaluation_pscore, q_hat, v_hat)
     assert dr == pytest.approx(world.value(), abs=0.05)
+
+
+def test_weights_that_overflow_float64_are_reported_as_overflow_not_as_zero_weights():
+    # a deterministic target over 1,000 uniformly logged items: the trajectory-wise weight
+    # of a 120-step session is 1e360, beyond float64
+    horizon = 120
+    feedback = SessionFeedback(np.ones((3, horizon)), np.full((3, horizon), 1e-3))
+    target = np.ones((3, horizon))
+    for estimator in (TrajectoryWiseIS(), PerDecisionIS(), WeightedPerDecisionIS()):
+        with pytest.raises(ValueError, match=r"overflows float64 \(first at logged round 0\).*clip the weights"):
+            estimator.estimate_policy_value(feedback, target)
+        with pytest.raises(ValueError, match="overflows float64"):
+            estimator.estimate_interval(feedback, target, n_bootstrap=10)

@@ -235,7 +235,10 @@ class DRos(_ShrunkDoublyRobust):
     def _shrink(self, weight):
         if math.isinf(self.lambda_):
             return weight
-        return self.lambda_ * weight / (weight**2 + self.lambda_)
+        # at lambda_ = 0 a round the evaluation policy never takes (w = 0) would be 0 / 0;
+        # its shrunk weight is 0 for every lambda_ > 0, so it stays 0 in the limit (DM)
+        return np.divide(self.lambda_ * weight, weight**2 + self.lambda_,
+                         out=np.zeros_like(weight), where=weight > 0)
 
 
 @dataclass
@@ -255,4 +258,8 @@ class SubGaussianIPS(BanditEstimator):
         v.check_scalar(self.lambda_, "lambda_", 0, 1)
 
     def _terms(self, logged):
-        return (logged.weight / (1.0 - self.lambda_ + self.lambda_ * logged.weight) * logged.reward,)
+        # at lambda_ = 1 a round with w = 0 would be 0 / 0; its smoothed weight is 0 for
+        # every lambda_ < 1, so it stays 0 in the limit
+        smoothed = np.divide(logged.weight, 1.0 - self.lambda_ + self.lambda_ * logged.weight,
+                             out=np.zeros_like(logged.weight), where=logged.weight > 0)
+        return (smoothed * logged.reward,)

@@ -58,7 +58,23 @@ class BaseEstimator(ABC):
         """The estimated value of the evaluation policy (arguments: see the estimator)."""
         return self._value(self._round_terms(*args, **kwargs))
 
+    def _check_representable(self, terms: np.ndarray) -> None:
+        """The inputs are checked finite, so a non-finite sum of per-round terms is float64
+        overflow of the importance weights (e.g. a trajectory-wise product over a long
+        session), not the undefined 0 / 0 of a self-normalised estimator."""
+        with np.errstate(invalid="ignore", over="ignore"):
+            sums = terms.sum(axis=0)
+        if not np.isfinite(sums).all():
+            bad_rows = ~np.isfinite(terms).all(axis=1)
+            where = f" (first at logged round {int(np.argmax(bad_rows))})" if bad_rows.any() else ""
+            raise ValueError(
+                f"{type(self).__name__} overflows float64{where}: its importance weights exceed about 1e308; "
+                "clip the weights, use a per-decision or self-normalised estimator, shorten the horizon, "
+                "or evaluate a policy closer to the logging policy"
+            )
+
     def _value(self, terms: np.ndarray) -> float:
+        self._check_representable(terms)
         with np.errstate(invalid="ignore", divide="ignore"):
             value = float(self._combine(terms.sum(axis=0), len(terms)))
         if not np.isfinite(value):
@@ -84,6 +100,7 @@ class BaseEstimator(ABC):
         check_scalar(alpha, "alpha", 0, 1, low_inclusive=False, high_inclusive=False)
         check_scalar(seed, "seed", 0)
         terms = self._round_terms(*args, **kwargs)
+        self._check_representable(terms)
         n_rounds, n_terms = terms.shape
         rng = np.random.default_rng(int(seed))
         chunk = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // n_rounds)

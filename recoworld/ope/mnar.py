@@ -65,8 +65,13 @@ class MatrixFactorization:
     def fit(self, ratings, observed, propensity=None, imputed=None) -> MatrixFactorization:
         """Fit to ``ratings`` ``[U, I]`` where ``observed`` (bool) is set; ``propensity``
         ``[U, I]`` in ``(0, 1]`` for IPS and DR, ``imputed`` ``[U, I]`` ratings for DR."""
-        r = torch.as_tensor(np.where(observed, ratings, 0.0), dtype=torch.float64)
-        o = torch.as_tensor(np.asarray(observed, dtype=bool))
+        observed = np.asarray(v.to_numpy(observed, "observed"), dtype=bool)
+        # a NaN rating at an observed pair would turn every parameter NaN without a word;
+        # unobserved pairs may hold anything (NaN is the usual placeholder)
+        ratings = v.float_array(ratings, "ratings", observed.shape, "(n_users, n_items)", valid=observed,
+                                fix="mark the pair unobserved (observed = False) or give its rating")
+        r = torch.as_tensor(ratings, dtype=torch.float64)
+        o = torch.as_tensor(observed)
         if not o.any():
             raise ValueError("observed holds no rating; nothing to fit")
         weight, target_imputed = self._weights(o, propensity, imputed)
@@ -105,7 +110,9 @@ class MatrixFactorization:
             return weight, None
         if imputed is None:
             raise ValueError("loss='dr' needs imputed, an imputation model's [U, I] ratings (e.g. an IPS model's)")
-        return weight, torch.as_tensor(np.asarray(imputed, dtype=np.float64))
+        imputed = v.float_array(imputed, "imputed", (U, I), "(n_users, n_items)",
+                                fix="the imputation model must predict a finite rating for every pair")
+        return weight, torch.as_tensor(imputed)
 
     def predict(self) -> np.ndarray:
         """``[U, I]`` predicted ratings of every pair."""
