@@ -51,8 +51,9 @@ naming the condition that emptied it.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +64,7 @@ from recoworld import rng
 from recoworld.catalog import Catalog
 from recoworld.simulators import world_folder
 from recoworld.simulators.population import Population, UserTraits
-from recoworld.simulators.population_specs import select
+from recoworld.simulators.population_specs import as_spec, select
 from recoworld.simulators.statistical import StatisticalUserConfig
 # The folder's mechanics live in world_folder; both names stay importable from here.
 from recoworld.simulators.world_folder import finish_replacement, is_world  # noqa: F401
@@ -139,8 +140,11 @@ class CalibratedWorld:
 
     def _write(self, folder: Path) -> None:
         cat = self.catalog
+        # One id per save, in both files: a tensors.pt copied in from another world is refused at load.
+        save_id = uuid.uuid4().hex
         document = {
             "artifact_version": ARTIFACT_VERSION,
+            "save_id": save_id,
             "config": asdict(self.config),
             "meta": self.meta,
             "catalog": {"name": cat.name, "genre_names": list(cat.genre_names), "titles": list(cat.titles)},
@@ -153,7 +157,8 @@ class CalibratedWorld:
         }
         tensors.update({f"users.{c}": torch.tensor(self.users[c].to_numpy(dtype=np.float64))
                         for c in NUMERIC_COLUMNS})
-        torch.save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, folder / "tensors.pt")
+        tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        torch.save({**tensors, "save_id": save_id}, folder / "tensors.pt")
 
     @classmethod
     def load(cls, path: str | Path) -> CalibratedWorld:
@@ -164,24 +169,88 @@ class CalibratedWorld:
         A load waits neither for other loads nor for a save that is still writing; it waits
         for a running save only where a replacement is renaming folders or a stopped save left
         something to complete or clear, which it does first (:func:`finish_replacement`).
+
+        Raises ``ValueError`` naming the file and what is wrong with it where the folder is not
+        one whole world of this version (a file cut short or damaged, a tensor of the wrong shape,
+        a ``tensors.pt`` of another world): such a world is deleted and fitted again.
         """
-        path = Path(path)
+        path = Path(path).expanduser()
         with world_folder.reading(path) as (document_file, tensors_file):
-            document = json.load(document_file)
+            try:
+                document = json.load(document_file)
+            except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
+                raise _damaged(path, "world.json", f"is not JSON ({error})") from None
+            if not isinstance(document, dict):
+                raise _damaged(path, "world.json", f"holds a {type(document).__name__}, not a world's document")
             if document.get("artifact_version") != ARTIFACT_VERSION:
                 raise ValueError(f"{path} holds artifact version {document.get('artifact_version')}, this RecoWorld "
                                  f"reads version {ARTIFACT_VERSION}; delete it to recalibrate")
-            tensors = torch.load(tensors_file, weights_only=True)
+            try:
+                tensors = torch.load(tensors_file, weights_only=True)
+            except Exception as error:  # torch raises anything from EOFError to UnpicklingError on a bad file
+                said = str(error).strip().split(". ")[0].rstrip(".") or "it ends early"  # torch's advice follows
+                raise _damaged(path, "tensors.pt", f"cannot be read ({type(error).__name__}: {said})") from None
+        _check_world_files(path, document, tensors)
         info = document["catalog"]
-        catalog = Catalog(tensors["features"], tensors["genres"], tuple(info["genre_names"]), info["titles"],
-                          tensors["popularity"], tensors["quality"], name=info["name"])
+        try:
+            catalog = Catalog(tensors["features"], tensors["genres"], tuple(info["genre_names"]), info["titles"],
+                              tensors["popularity"], tensors["quality"], name=info["name"])
+            config = StatisticalUserConfig(**document["config"])
+        except ValueError as error:  # the catalog's and the config's own checks, which name the field
+            raise _damaged(path, None, f"do not make a world: {error}") from None
         users = pd.DataFrame({c: tensors[f"users.{c}"].numpy() for c in NUMERIC_COLUMNS})
         for c in ("user_id", "age", "n_ratings", "n_sessions"):
             users[c] = users[c].astype(np.int64)
         for c in TEXT_COLUMNS:
             users[c] = document["users"][c]
         users = users[[*NUMERIC_COLUMNS[:2], *TEXT_COLUMNS, *NUMERIC_COLUMNS[2:]]]
-        return cls(catalog, StatisticalUserConfig(**document["config"]), users, tensors["interest"], document["meta"])
+        return cls(catalog, config, users, tensors["interest"], document["meta"])
+
+
+def _damaged(path: Path, file: str | None, problem: str) -> ValueError:
+    """The error of a folder that is not one whole world: ``file`` (``None``: both files)
+    ``problem``; a fit gives a new world."""
+    what = f"{path / file}" if file else f"{path}: world.json and tensors.pt"
+    return ValueError(f"{what} {problem}; the calibrated world at {path} is damaged: delete it to recalibrate "
+                      "(`recoworld calibrate --force` fits it again in place)")
+
+
+def _check_world_files(path: Path, document: dict, tensors) -> None:
+    """Raise :func:`_damaged` unless ``document`` (world.json) and ``tensors`` (tensors.pt) hold
+    every part of one world, with one row per fitted user; :meth:`CalibratedWorld.load` then
+    builds it, and the catalog and the config check their own fields."""
+    if not isinstance(tensors, dict):
+        raise _damaged(path, "tensors.pt", f"holds a {type(tensors).__name__}, not a world's tensors")
+    missing = [k for k in ("config", "meta", "catalog", "users") if k not in document]
+    missing += [f"catalog.{k}" for k in ("name", "genre_names", "titles") if k not in document.get("catalog", {})]
+    missing += [f"users.{c}" for c in TEXT_COLUMNS if c not in document.get("users", {})]
+    if missing:
+        raise _damaged(path, "world.json", f"lacks {', '.join(missing)}")
+    config_fields = {f.name for f in fields(StatisticalUserConfig)}
+    # A field left out would silently take the synthetic default instead of its fitted value.
+    if set(document["config"]) != config_fields:
+        odd = sorted(config_fields - set(document["config"])) + sorted(set(document["config"]) - config_fields)
+        raise _damaged(path, "world.json", f"has a config that is not this RecoWorld's (fields {', '.join(odd)})")
+    if "save_id" in document and tensors.get("save_id") != document["save_id"]:
+        raise _damaged(path, "tensors.pt", "was not saved with this world.json (it is another world's)")
+    names = ["features", "genres", "popularity", "quality", "interest", *(f"users.{c}" for c in NUMERIC_COLUMNS)]
+    missing = [name for name in names if not isinstance(tensors.get(name), torch.Tensor)]
+    if missing:
+        raise _damaged(path, "tensors.pt", f"lacks {', '.join(missing)}")
+    n_users = len(tensors["users.user_id"])
+    for column in NUMERIC_COLUMNS:
+        shape = tuple(tensors[f"users.{column}"].shape)
+        if shape != (n_users,):
+            raise _damaged(path, "tensors.pt", f"has users.{column} of shape {shape} for the {n_users} users of "
+                           "users.user_id")
+    interest, features = tensors["interest"], tensors["features"]
+    if features.ndim != 2 or tuple(interest.shape) != (n_users, features.shape[1]):
+        raise _damaged(path, "tensors.pt", f"has interest of shape {tuple(interest.shape)} for {n_users} users and "
+                       f"item features of shape {tuple(features.shape)} (one feature-sized vector per user)")
+    for column in TEXT_COLUMNS:
+        if len(document["users"][column]) != n_users:
+            raise _damaged(path, None, f"do not agree: world.json's users.{column} has "
+                           f"{len(document['users'][column])} entries for the {n_users} users of tensors.pt")
 
 
 def default_path() -> Path:
@@ -250,7 +319,7 @@ def calibrated_users(catalog: Catalog, path: str | None = None, population: Mapp
     from recoworld.simulators.statistical import StatisticalUsers
 
     world = load_world(path)
-    users = world.population(dict(population or {}))
+    users = world.population(as_spec(population))
     users.check_catalog(catalog)
     return StatisticalUsers(catalog, calibrated_config(path, **dict(config or {})), users, device=device,
                             kernel=kernel)
@@ -274,7 +343,7 @@ class CalibratedPopulation(Population):
             raise ValueError(f"{len(users)} users but {len(interest)} interest vectors")
         self.all_users = users.reset_index(drop=True)
         self.interest = interest
-        self.spec = dict(spec or {})
+        self.spec = as_spec(spec)
         eligible, weight = select(self.all_users, self.spec)
         self.index = torch.as_tensor(np.flatnonzero(eligible), dtype=torch.long)
         w = torch.as_tensor(weight[eligible], dtype=torch.float64)
@@ -292,7 +361,7 @@ class CalibratedPopulation(Population):
 
     def subset(self, spec: Mapping) -> CalibratedPopulation:
         """This population further restricted by ``spec`` (conditions on the same column replace earlier ones)."""
-        return CalibratedPopulation(self.all_users, self.interest, {**self.spec, **dict(spec)})
+        return CalibratedPopulation(self.all_users, self.interest, {**self.spec, **as_spec(spec)})
 
     def rows(self, keys: torch.Tensor) -> torch.Tensor:
         """Row of :attr:`all_users` drawn for each key."""
@@ -344,7 +413,25 @@ class PinnedPopulation(Population):
     """Given seeds mapped to given fitted users (see :meth:`CalibratedPopulation.pinned`)."""
 
     def __init__(self, base: CalibratedPopulation, rows: Sequence[int], seeds: Sequence[int]):
-        rows = torch.as_tensor(rows, dtype=torch.long).flatten()
+        given = torch.as_tensor(rows.cpu() if isinstance(rows, torch.Tensor) else np.array(rows)).flatten()
+        if len(given) == 0:
+            raise ValueError("no rows to pin; give at least one row of the fitted users' table")
+        # A float row would be cut to an integer and a negative one would count from the end: refused, not
+        # read as some other user.
+        if given.is_floating_point() or given.is_complex() or given.dtype == torch.bool:
+            raise ValueError(f"rows must be integer rows of the fitted users' table; got {given.tolist()[:5]}")
+        rows = given.to(torch.long)
+        n = len(base.all_users)
+        outside = ((rows < 0) | (rows >= n)).nonzero().flatten()
+        if len(outside):
+            j = int(outside[0])
+            raise ValueError(f"rows[{j}] is {int(rows[j])}, but the calibrated world has {n} fitted users "
+                             f"(rows 0..{n - 1})")
+        left_out = (~torch.isin(rows, base.index)).nonzero().flatten()
+        if len(left_out):
+            j = int(left_out[0])
+            raise ValueError(f"rows[{j}] is {int(rows[j])}, a user the population spec {base.spec} leaves out; "
+                             "pin rows of its users (population.users.index), or pin from world.population()")
         keys = rng.user_keys(torch.as_tensor(seeds, dtype=torch.int64).flatten())
         if len(rows) != len(keys):
             raise ValueError(f"{len(rows)} rows for {len(keys)} seeds; give one seed per row")

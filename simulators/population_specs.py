@@ -11,6 +11,7 @@ condition that emptied it.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,6 +21,16 @@ import pandas as pd
 LEVELS = ("low", "medium", "high")
 
 
+def as_spec(spec: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``spec`` as a dict (``None``: no condition); ``ValueError`` unless it is a mapping."""
+    if spec is None:
+        return {}
+    if not isinstance(spec, Mapping):  # dict("gender") would fail on its letters
+        raise ValueError(f"a population spec maps columns to conditions, e.g. {{'gender': 'F'}} or "
+                         f"{{'patience': 'low'}}; got {spec!r}")
+    return dict(spec)
+
+
 def select(users: pd.DataFrame, spec: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Eligible users (bool mask) and their sampling weights for a population ``spec``.
 
@@ -27,6 +38,7 @@ def select(users: pd.DataFrame, spec: Mapping[str, Any]) -> tuple[np.ndarray, np
     categories get their shares (exactly for one distribution; with several, each user's
     weight is the product of theirs).
     """
+    spec = as_spec(spec)
     for name in spec:
         if name not in users.columns:
             raise ValueError(f"population spec names column {name!r}; the fitted users have "
@@ -65,14 +77,26 @@ def _level_mask(name: str, column: pd.Series, level: str) -> np.ndarray:
     return {"low": x <= low, "medium": (x > low) & (x <= high), "high": x > high}[level]
 
 
+def _bound(value) -> bool:
+    """Whether ``value`` can end a numeric range: a number (numpy's too; not a bool), or ``None``."""
+    return value is None or (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)))
+
+
 def _condition(name: str, column: pd.Series, condition) -> np.ndarray:
-    if isinstance(condition, str) and condition in LEVELS and _numeric(column):
-        return _level_mask(name, column, condition)
+    if isinstance(condition, str) and _numeric(column):
+        if condition in LEVELS:
+            return _level_mask(name, column, condition)
+        # Compared as text, a misspelt level would match no one and blame the range.
+        raise ValueError(f"population spec {name}: {condition!r} is not a level of a numeric column; give a level "
+                         f"({', '.join(LEVELS)}), a range [low, high] (None for an open end) or a number")
     if isinstance(condition, Sequence) and not isinstance(condition, str):
         values = list(condition)
-        if _numeric(column) and len(values) == 2 and all(v is None or isinstance(v, (int, float)) for v in values):
+        if _numeric(column) and len(values) == 2 and all(_bound(v) for v in values):
             low = -math.inf if values[0] is None else values[0]
             high = math.inf if values[1] is None else values[1]
+            if math.isnan(low) or math.isnan(high):
+                raise ValueError(f"population spec {name}: [{values[0]}, {values[1]}] has a NaN bound; give None for "
+                                 "an open end")
             if low > high:
                 raise ValueError(f"population spec {name}: [{low}, {high}] is an empty range (low > high)")
             x = column.to_numpy(dtype=np.float64)
@@ -98,6 +122,8 @@ def _check_values(name: str, column: pd.Series, values) -> None:
 def _distribution(name: str, column: pd.Series, shares: Mapping, eligible: np.ndarray,
                   spec: Mapping) -> tuple[np.ndarray, np.ndarray]:
     """Mask of users in the named categories and weights giving each category its share."""
+    if not all(isinstance(s, numbers.Real) and not isinstance(s, (bool, np.bool_)) for s in shares.values()):
+        raise ValueError(f"population spec {name}: shares {dict(shares)} must be numbers, e.g. {{'F': 0.7, 'M': 0.3}}")
     total = sum(float(s) for s in shares.values())
     if total <= 0 or any(float(s) < 0 for s in shares.values()):
         raise ValueError(f"population spec {name}: shares {dict(shares)} must be >= 0 with a positive sum")

@@ -67,7 +67,7 @@ def save(path: str | Path, write: Callable[[Path], None], *, replace: bool = Fal
     file and what to do) where another process holds the lock for longer than
     :data:`recoworld.logs.WRITER_LOCK_TIMEOUT_S`.
     """
-    path = Path(path)
+    path = Path(path).expanduser()  # "~/worlds/mine" is the user's folder, not a folder named "~"
     path.parent.mkdir(parents=True, exist_ok=True)
     with writer_lock(path):
         _finish(path)
@@ -93,7 +93,7 @@ def reading(path: str | Path) -> Iterator[list[BinaryIO]]:
     always are. In a folder this process cannot write, the files are opened as they are.
     Raises ``FileNotFoundError`` if there is no world at ``path``.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     # Where this process cannot write, it can neither take the lock nor clear anything.
     writable = os.access(path.parent, os.W_OK)
     with ExitStack() as stack:
@@ -207,8 +207,11 @@ def _world_files(path: Path) -> Iterator[list[BinaryIO]]:
             else:
                 files = [stack.enter_context(open(path / name, "rb")) for name in WORLD_FILES]
         except (FileNotFoundError, NotADirectoryError):
-            raise FileNotFoundError(f"{path} is not a calibrated-world artifact (it needs world.json and "
-                                    "tensors.pt)") from None
+            missing = [name for name in WORLD_FILES if not (path / name).is_file()]
+            # world.json without tensors.pt is half a world (copied or cut by hand): only a new fit mends it.
+            mend = "; delete it to recalibrate" if _holds_world(path) else ""
+            raise FileNotFoundError(f"{path} is not a calibrated-world artifact: it has no {' and no '.join(missing)} "
+                                    f"(a world's folder holds {' and '.join(WORLD_FILES)}){mend}") from None
         yield files
 
 

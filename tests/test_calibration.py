@@ -315,6 +315,75 @@ def test_artifact_round_trip(world, tmp_path):
         CalibratedWorld.load(tmp_path / "nowhere")
 
 
+def _damage(world, tmp_path, name, harm):
+    path = world.save(tmp_path / name)
+    harm(path)
+    return path
+
+
+def _edit_document(change):
+    def harm(path):
+        document = json.loads((path / "world.json").read_text())
+        change(document)
+        (path / "world.json").write_text(json.dumps(document))
+    return harm
+
+
+def _edit_tensors(change):
+    def harm(path):
+        tensors = torch.load(path / "tensors.pt", weights_only=True)
+        change(tensors)
+        torch.save(tensors, path / "tensors.pt")
+    return harm
+
+
+@pytest.mark.parametrize("harm, file, problem", [
+    (lambda p: (p / "world.json").write_text((p / "world.json").read_text()[:500]), "world.json", "is not JSON"),
+    (lambda p: (p / "world.json").write_text("[1, 2]"), "world.json", "holds a list"),
+    (_edit_document(lambda d: d.pop("users")), "world.json", "lacks users"),
+    (_edit_document(lambda d: d["config"].pop("interest_weight")), "world.json", "fields interest_weight"),
+    (lambda p: (p / "tensors.pt").write_bytes((p / "tensors.pt").read_bytes()[:1000]), "tensors.pt",
+     "cannot be read"),
+    (lambda p: (p / "tensors.pt").write_bytes(b""), "tensors.pt", "cannot be read"),
+    (_edit_tensors(lambda t: t.pop("quality")), "tensors.pt", "lacks quality"),
+    (_edit_tensors(lambda t: t.update(interest=t["interest"][:-3])), "tensors.pt", r"has interest of shape \(117, 37\) for 120 users"),
+    (_edit_tensors(lambda t: t.update(interest=t["interest"][:, :-1])), "tensors.pt", r"has interest of shape \(120, 36\)"),
+    (_edit_tensors(lambda t: t.update({"users.age": t["users.age"][:-1]})), "tensors.pt", "users.age of shape"),
+    (_edit_tensors(lambda t: t.update(popularity=t["popularity"][:-1])), None, "popularity must have shape"),
+])
+def test_a_damaged_artifact_is_refused_naming_the_file_and_the_fix(world, tmp_path, harm, file, problem):
+    path = _damage(world, tmp_path, "world", harm)
+    where = re.escape(str(path / file) if file else f"{path}: world.json and tensors.pt")
+    with pytest.raises(ValueError, match=rf"^{where} .*{problem}.*damaged: delete it to recalibrate"):
+        CalibratedWorld.load(path)
+
+
+def test_a_tensor_file_of_another_world_or_none_is_refused(world, tmp_path):
+    mine, other = world.save(tmp_path / "mine"), world.save(tmp_path / "other")
+    (mine / "tensors.pt").write_bytes((other / "tensors.pt").read_bytes())  # same shapes, another save
+    with pytest.raises(ValueError, match=r"tensors.pt was not saved with this world.json \(it is another world's\)"):
+        CalibratedWorld.load(mine)
+    (mine / "tensors.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="it has no tensors.pt .*; delete it to recalibrate"):
+        CalibratedWorld.load(mine)
+
+
+def test_calibrate_command_names_a_damaged_artifact_instead_of_a_traceback(world, tmp_path, capsys):
+    from recoworld.apps.calibrate.fit import main
+
+    path = _damage(world, tmp_path, "world", lambda p: (p / "tensors.pt").write_bytes(b"garbage"))
+    assert main(["--out", str(path), "--quiet"]) == 2
+    assert f"recoworld calibrate: {path / 'tensors.pt'} cannot be read" in capsys.readouterr().err
+
+
+def test_a_world_saves_and_loads_at_a_path_under_home(world, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    path = world.save("~/worlds/mine")
+    assert path == tmp_path / "home" / "worlds" / "mine" and not (tmp_path / "~").exists()
+    assert torch.equal(CalibratedWorld.load("~/worlds/mine").interest, world.interest)
+
+
 def test_calibrate_command_reads_an_existing_artifact(world, tmp_path, capsys):
     from recoworld.apps.calibrate.fit import main
 
@@ -399,6 +468,43 @@ def test_population_spec_errors_name_the_problem(world):
         tiny.subset({"age": [25, None], "gender": {"F": 0.5, "M": 0.5}})
     with pytest.raises(ValueError, match="catalog"):
         population.sample(torch.arange(3), Catalog.synthetic(50, feature_dim=4, seed=0))
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"patience": "LOW"}, r"patience: 'LOW' is not a level of a numeric column; give a level \(low, medium, high\)"),
+    ({"age": "24"}, r"age: '24' is not a level"),
+    ({"age": [float("nan"), 30]}, "NaN bound; give None for an open end"),
+    ({"gender": {"F": "most", "M": 0.3}}, r"gender: shares .* must be numbers"),
+    ("gender", r"a population spec maps columns to conditions, e.g. .*; got 'gender'"),
+])
+def test_population_spec_of_the_wrong_kind_names_the_value_and_the_choices(world, spec, message):
+    with pytest.raises(ValueError, match=message):
+        world.population().subset(spec)
+
+
+def test_population_range_takes_numpy_numbers(world):
+    population, users = world.population(), world.users
+    young = population.subset({"age": [users.age.min(), np.int64(40)]})  # np.int64 bounds, as a table gives them
+    assert len(young) == (users.age <= 40).sum()
+
+
+def test_pinned_population_refuses_rows_it_cannot_hold(world):
+    population = world.population()
+    with pytest.raises(ValueError, match=rf"rows\[1\] is -1, but the calibrated world has {N_USERS} fitted users"):
+        population.pinned([0, -1], [0, 1])  # would count from the end
+    with pytest.raises(ValueError, match=rf"rows\[0\] is {N_USERS}, but"):
+        population.pinned([N_USERS], [0])
+    with pytest.raises(ValueError, match="rows must be integer rows"):
+        population.pinned([1.5], [0])
+    women = population.subset({"gender": "F"})
+    man = int(np.flatnonzero(world.users.gender.to_numpy() == "M")[0])
+    with pytest.raises(ValueError, match=rf"rows\[0\] is {man}, a user the population spec {{'gender': 'F'}} leaves out"):
+        women.pinned([man], [0])
+    rows = women.users.index[:3].to_numpy()
+    pinned = women.pinned(rows, [7, 8, 9])
+    sim = StatisticalUsers(world.catalog, world.config, pinned)
+    sim.reset(3, seed=torch.tensor([7, 8, 9]))
+    assert sim.source_user.tolist() == world.users.user_id.iloc[rows].tolist()
 
 
 # ------------------------------------------------------------- social

@@ -363,7 +363,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--out {path} holds files but no calibrated world; give a new or empty folder")
     if is_world(path) and not args.force:
         print(f"{path} already holds a calibrated world; --force fits it again", file=sys.stderr)
-        world = CalibratedWorld.load(path)
+        try:
+            world = CalibratedWorld.load(path)
+        except (ValueError, FileNotFoundError) as error:  # a damaged or older world: the message says what to do
+            print(f"recoworld calibrate: {error}", file=sys.stderr)
+            return 2
     else:
         data = None
         if args.data is not None:
