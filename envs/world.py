@@ -9,7 +9,8 @@ numpy arrays ``[B, ...]`` (:mod:`~recoworld.envs.observation`).
 :class:`~recoworld.envs.slate.SlateVectorEnv` is the same core with ``B = num_envs``.
 Because every random draw is keyed by the slot's episode seed and step (see
 :mod:`recoworld.rng`), slot ``i`` of a vector env seeded ``s`` lives exactly the episodes
-of a single env seeded ``s + i``.
+of a single env seeded ``s + i`` (bit for bit with the C kernels; to float rounding with
+``kernel="torch"``, whose vectorised ops may round a row's last bit by the batch's size).
 
 The world's torch work on CPU runs on one torch thread
 (:func:`recoworld.kernels.placement.torch_threads`), whatever the caller's setting, so that

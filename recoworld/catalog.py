@@ -240,7 +240,8 @@ class Catalog:
         names = SYNTHETIC_GENRES[:n_genres]
         return cls(
             features, genres, names, SyntheticTitles(primary.numpy(), names), popularity,
-            (quality - quality.mean()) / quality.std().clamp_min(1e-6),
+            # One item has no spread (its std is NaN): it stands at the mean, as in from_dataframe.
+            (quality - quality.mean()) / quality.std().clamp_min(1e-6) if n_items > 1 else quality * 0,
             name=name or f"synthetic-{n_items}",
         )
 

@@ -94,7 +94,8 @@ instruction and stay; otherwise they leave with probability :math:`h`.
 :math:`\sigma(r_0 + r_m(M - 0.5) + \log a_b + r_1[\text{first session}])` after a gap of mean
 ``gap_days`` :math:`e^{g_1[\text{first session}]}` / (:math:`a_b(0.5 + M)\,L^{\varepsilon}`) days, Weibull of
 shape ``gap_shape`` (1, the default: exponential; the calibration fits a heavier tail, below
-1), or churns, which ends their episode. :math:`L` is the session's length in steps and
+1; at least 0.05, below which the draw leaves float32), or churns, which ends their
+episode. :math:`L` is the session's length in steps and
 :math:`\varepsilon` ``gap_length_elasticity`` (0, the default: no effect; the calibration
 fits it within users: a longer session, an earlier return). The end of a user's first
 session is set apart again: :math:`r_1` (``return_first_session``) shifts the odds of
@@ -119,7 +120,8 @@ The dynamics, leaving and returning are the functions of
 :mod:`recoworld.simulators.equations`, which every kind of user follows; the voicing of
 instructions is :mod:`recoworld.simulators.phrasing`'s. All randomness comes from
 :mod:`recoworld.rng`: user ``b``'s draws depend only on its seed and its step count, so
-results do not depend on the batch a user is simulated in.
+results do not depend on the batch a user is simulated in (beyond float rounding, see
+``kernel``).
 """
 
 from __future__ import annotations
@@ -131,7 +133,7 @@ import torch
 
 from recoworld import rng
 from recoworld.catalog import Catalog, lookup
-from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, UNIT, Interval, check_fields
+from recoworld.config_checks import NON_NEGATIVE, POSITIVE, UNIT, Interval, check_fields
 from recoworld.kernels.placement import torch_device
 from recoworld.kernels.state import expose_fields
 from recoworld.kernels.users import UserState
@@ -214,15 +216,22 @@ class StatisticalUserConfig:
 
 # The ranges the equations need (probabilities, rates and shares in [0, 1], time scales
 # > 0); every other field must be a finite number (recoworld.config_checks).
+#: The smallest Weibull shape of the return gap the users can draw (``gap_shape``).
+MIN_GAP_SHAPE = 0.05
+
 _CONFIG_RANGES = {
     **dict.fromkeys(("continue_after_click", "satiation_decay", "item_satiation_decay", "familiarity_rate",
                      "mindset_rate", "initial_mindset", "instruction_threshold", "voice_probability",
                      "instruction_satiation", "peak_end_weight", "first_session_patience", "gap_first_share"), UNIT),
     **dict.fromkeys(("novelty_session_spread", "rating_noise", "interest_drift", "satiation_rate",
                      "gap_length_elasticity", "first_session_spread"), NON_NEGATIVE),
-    **dict.fromkeys(("satiation_recovery_days", "item_recovery_days", "gap_days", "gap_shape", "quality_scale"),
-                    POSITIVE),
-    "instruction_steps": AT_LEAST_ONE,
+    **dict.fromkeys(("satiation_recovery_days", "item_recovery_days", "gap_days", "quality_scale"), POSITIVE),
+    # Below it a gap leaves float32: 1/Gamma(1 + 1/k) underflows and (-log u)^(1/k) overflows
+    # (NaN or infinite gaps from about 0.03, math.gamma's OverflowError below about 0.006),
+    # while at 0.05 the draw's factor stays under 1e7 (equations.return_gap).
+    "gap_shape": Interval(MIN_GAP_SHAPE),
+    # The C kernel holds it as a float32 parameter, exact up to 2**24 (users_step.c's voice).
+    "instruction_steps": Interval(1, 2**24),
     # compliance divides the share of asked-for items by it
     "more_share": Interval(0.0, 1.0, closed_low=False),
     # the other visits' leave draw is divided by 1 - it (equations.quick_visit)
@@ -251,8 +260,10 @@ class StatisticalUsers(UserSimulator):
             bit for bit, and compute the same equations, so they agree up to float
             rounding: probabilities and continuous outputs within about 1e-6, but a draw
             within rounding of its threshold may go the other way, after which the two
-            trajectories part. Each user's result does not depend on the batch, with
-            either. With ``"c"`` the state tensors are updated in place.
+            trajectories part. Each user's result does not depend on the batch: with
+            ``"c"`` bit for bit, with ``"torch"`` to float rounding (its vectorised ops
+            may round the last bit of a row by the batch's size). With ``"c"`` the state
+            tensors are updated in place.
 
     State tensors (``[B, ...]``) live in :attr:`state` (a
     :class:`~recoworld.kernels.users.UserState`) and read as attributes too, so that tests

@@ -190,6 +190,23 @@ def test_a_choice_model_that_ranks_the_validation_fold_no_better_than_chance_is_
         f"({N_USERS} users, {len(simulated.data.ratings)} interactions); calibrate on a longer log")
 
 
+def test_gaps_too_heavy_tailed_for_the_simulated_users_are_refused_before_the_world_is_built(monkeypatch):
+    """A return fit whose Weibull shape falls below what the users can draw would fail later,
+    as a config error the log's owner cannot act on: it is refused, naming the shape and the fix."""
+    from dataclasses import replace
+
+    from recoworld.apps.calibrate import dynamics
+    from recoworld.calibration.split import cut_sessions
+    from recoworld.data.movielens import load_movielens_100k
+
+    sessions = cut_sessions(load_movielens_100k().ratings, 30.0)
+    fitted = dynamics.fit_returns
+    monkeypatch.setattr(dynamics, "fit_returns", lambda *a, **k: replace(fitted(*a, **k), gap_shape=0.02))
+    with pytest.raises(CalibrationDataError, match=r"^the gaps between sessions are too heavy-tailed for the simulated "
+                                                   r"users \(Weibull shape 0.02, below the 0.05 they can draw; "):
+        dynamics.calibration_returns(sessions, 943)
+
+
 def test_rating_response_recovers_the_simulators_rating_rule():
     gen = torch.Generator().manual_seed(0)
     n = 8_000

@@ -6,6 +6,7 @@ import torch
 
 from recoworld import Catalog
 from recoworld.catalog import lookup
+from recoworld.simulators import StatisticalUsers
 
 
 def test_synthetic_catalog_shapes_and_power_law_popularity():
@@ -23,6 +24,14 @@ def test_synthetic_catalog_shapes_and_power_law_popularity():
 def test_synthetic_catalog_scales_to_a_million_items():
     cat = Catalog.synthetic(1_000_000, seed=0)
     assert cat.n_items == 1_000_000 and cat.titles[999_999].endswith("#999999")
+
+
+def test_a_synthetic_catalog_of_one_item_stands_at_the_mean_quality_and_serves_users():
+    cat = Catalog.synthetic(1, n_genres=1, seed=2)  # one quality has no spread to standardise by
+    assert cat.n_items == 1 and cat.quality.tolist() == [0.0]
+    users = StatisticalUsers(cat, kernel="torch")
+    users.reset(3, seed=0)
+    assert bool(torch.isfinite(users.respond(torch.zeros(3, 1, dtype=torch.long)).watch_fraction).all())
 
 
 def test_from_dataframe_reads_genres_popularity_and_features():

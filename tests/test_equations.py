@@ -346,6 +346,13 @@ def test_weibull_gaps_keep_their_mean_and_the_shape_sets_the_tail(shape):
         assert (float(gap.quantile(0.99)) > float(exponential.quantile(0.99))) == heavier
 
 
+def test_the_smallest_gap_shape_draws_finite_gaps_from_every_uniform_the_users_draw():
+    # rng.uniform's extremes, (0.5 and 2**24 - 0.5) / 2**24, in the users' float32
+    u = torch.tensor([0.5, 1.0, 2**23, 2**24 - 1.5, 2**24 - 0.5]) / 2**24
+    gap = equations.return_gap(torch.full_like(u, 3.0), u, StatisticalUserConfig(gap_shape=0.05))
+    assert bool(torch.isfinite(gap).all()) and bool((gap >= 0).all())
+
+
 def test_return_decision_gives_zero_gap_to_stayers_infinity_to_churners():
     leaves = torch.tensor([False, True, True, True])
     returned, gap = equations.return_decision(leaves, torch.full((4,), 0.5), torch.ones(4), torch.full((4,), 3),

@@ -49,8 +49,13 @@ def catalog():
     (lambda: StatisticalUserConfig(continue_after_click=5.0),
      "StatisticalUserConfig.continue_after_click=5.0: must be in [0, 1]"),
     (lambda: StatisticalUserConfig(instruction_steps=2.5),
-     "StatisticalUserConfig.instruction_steps=2.5: must be an integer >= 1"),
+     "StatisticalUserConfig.instruction_steps=2.5: must be an integer in [1, 16777216]"),
     (lambda: StatisticalUserConfig(gap_days=0), "StatisticalUserConfig.gap_days=0: must be > 0"),
+    # a shape whose Weibull draw leaves float32 (NaN gaps, or math.gamma's OverflowError)
+    (lambda: StatisticalUserConfig(gap_shape=0.01), "StatisticalUserConfig.gap_shape=0.01: must be >= 0.05"),
+    # more steps than the C kernel's float32 parameter holds exactly
+    (lambda: StatisticalUserConfig(instruction_steps=2**24 + 1),
+     "StatisticalUserConfig.instruction_steps=16777217: must be an integer in [1, 16777216]"),
     (lambda: StatisticalUserConfig(interest_weight="4"),
      "StatisticalUserConfig.interest_weight='4': must be a finite number"),
     (lambda: StatisticalUserConfig(return_mindset=float("inf")),

@@ -87,7 +87,7 @@ from recoworld.calibration.split import DAY, Sessions, cut_sessions, is_first_se
 from recoworld.calibration.traits import normal_scores
 from recoworld.catalog import Catalog, RandomCandidates
 from recoworld.simulators.population import Population
-from recoworld.simulators.statistical import StatisticalUserConfig, StatisticalUsers
+from recoworld.simulators.statistical import MIN_GAP_SHAPE, StatisticalUserConfig, StatisticalUsers
 
 
 @dataclass
@@ -204,6 +204,12 @@ def calibration_returns(sessions: Sessions, n_users: int) -> ReturnFit:
             f"the return model does not fit these sessions ({len(sessions.table)} sessions of {n_users} users, "
             f"{len(gaps)} followed by a return after {gaps.min():.3g} to {gaps.max():.3g} days): it needs gaps of "
             "varied length. Calibrate on a log timestamped as the interactions happened")
+    if fit.gap_shape < MIN_GAP_SHAPE:
+        raise CalibrationDataError(
+            f"the gaps between sessions are too heavy-tailed for the simulated users (Weibull shape "
+            f"{fit.gap_shape:.3g}, below the {MIN_GAP_SHAPE} they can draw; {len(gaps)} returns after "
+            f"{gaps.min():.3g} to {gaps.max():.3g} days): check the timestamps' unit, or drop the users whose "
+            "returns span years")
     return fit
 
 
