@@ -67,6 +67,14 @@ def test_segments_need_the_calibrated_users(tmp_path, capsys):
     assert "a segment is a population spec" in capsys.readouterr().err
 
 
+def test_the_calibrated_users_on_the_synthetic_world_are_refused_with_the_worlds_that_fit(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        run_app(["world=synthetic", "simulator=calibrated", "agent=random", *TINY, f"hydra.run.dir={tmp_path}"])
+    assert ("simulator=calibrated: the users fitted to MovieLens-100K rate the calibrated world's movies, but "
+            "world=synthetic generates other items; use world=movielens") in capsys.readouterr().err
+    assert not (tmp_path / "status.json").exists(), "refused before anything ran"
+
+
 def test_a_world_path_without_a_world_is_refused_not_filled_with_movielens(tmp_path, capsys):
     from recoworld.apps.fidelity.report import main as fidelity_main
 

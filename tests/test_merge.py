@@ -326,3 +326,19 @@ def test_the_runs_column_is_the_same_however_the_directories_were_typed(tmp_path
     assert {merge(dirs, out="sweep")["runs"].iloc[0] for dirs in typed} == {"0;1"}
     outside = merge(["sweep"], out="merged")["runs"].iloc[0]
     assert outside == f"{(tmp_path / 'sweep' / '0').resolve()};{(tmp_path / 'sweep' / '1').resolve()}"
+
+
+def test_the_console_table_shows_a_dash_for_no_value_and_the_mean_alone_for_one_seed():
+    from rich.console import Console
+
+    from recoworld.apps.merge_table import print_table
+
+    nan = float("nan")
+    table = pd.DataFrame({"agent": ["random", "most_popular", "oracle"], "n_seeds": [1, 1, 3],
+                          "return_per_episode": [0.0, nan, 2.5], "return_per_episode_ci_low": [nan, nan, 2.0],
+                          "return_per_episode_ci_high": [nan, nan, 3.0]})
+    console = Console(record=True, width=200)
+    print_table(table, "return_per_episode", console)
+    rows = {line.split("│")[1].strip(): line.split("│")[3].strip()
+            for line in console.export_text().splitlines() if line.count("│") == 4}
+    assert rows == {"random": "0", "most_popular": "-", "oracle": "2.5 [2, 3]"}

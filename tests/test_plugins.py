@@ -183,3 +183,17 @@ def test_a_saved_sb3_model_is_evaluated_with_agent_sb3_model(tmp_path):
     out = tmp_path / "run"
     run_app(["agent=sb3_model", f"agent.load_path={model}", *TINY, f"hydra.run.dir={out}"])
     assert set(read_log(out)["agent"]) == {"sb3_model"}
+
+
+def test_agent_sb3_model_without_its_load_path_is_refused_before_the_run_with_the_key_to_give(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        run_app(["agent=sb3_model", *TINY, f"hydra.run.dir={tmp_path / 'alone'}"])
+    err = capsys.readouterr().err.strip()
+    assert err == ("recoworld run: error: agent=sb3_model requires agent.load_path (??? in its config); give it on "
+                   "the command line, e.g. agent.load_path=VALUE")
+    assert not (tmp_path / "alone" / "status.json").exists(), "refused before the run began"
+    # In a lineup, agent.* overrides do not reach it: the message says to run it alone.
+    with pytest.raises(SystemExit):
+        run_app(["experiment.agents=[random,sb3_model]", *TINY, f"hydra.run.dir={tmp_path / 'lineup'}"])
+    assert "run it alone: agent=sb3_model agent.load_path=VALUE" in capsys.readouterr().err
+    assert not (tmp_path / "lineup" / "status.json").exists()

@@ -133,6 +133,29 @@ def test_a_spent_llm_budget_stops_the_run_with_its_message(tmp_path, closes, cap
     assert len(closes) == 1 and models[0].closed == 1
 
 
+@pytest.mark.parametrize("agent, load", [("ppo", ""), ("a2c", " agent.algo=A2C")])
+def test_an_sb3_agent_that_would_train_on_hybrid_users_is_refused_with_the_train_then_load_commands(
+        agent, load, tmp_path, closes, capsys):
+    with pytest.raises(SystemExit):
+        run_app([*TINY, f"agent={agent}", "experiment.seeds=[0]", target(scripted_voice), f"hydra.run.dir={tmp_path}"])
+    err = capsys.readouterr().err
+    assert (f"agent={agent} trains on a copy of the run's users before it is scored, but simulator=hybrid's users "
+            "speak through a chat model") in err
+    assert (f"recoworld run agent={agent} simulator=statistical +agent.save_path=model.zip, then recoworld run "
+            f"agent=sb3_model agent.load_path=model.zip{load} simulator=hybrid") in err
+    assert not (tmp_path / "status.json").exists(), "refused before the run began"
+
+
+def test_the_planning_oracle_on_hybrid_users_is_refused_before_the_run(tmp_path, closes, capsys):
+    with pytest.raises(SystemExit):
+        run_app([*TINY, "agent=planning_oracle", "experiment.seeds=[0]", target(scripted_voice),
+                 f"hydra.run.dir={tmp_path}"])
+    assert ("agent=planning_oracle plans on copies of the run's users at every step, but simulator=hybrid's users "
+            "speak through a chat model, which cannot be copied and would be called at every simulated step; run it "
+            "on simulator=statistical or calibrated") in capsys.readouterr().err
+    assert not (tmp_path / "status.json").exists(), "refused before the run began"
+
+
 def test_an_api_key_given_in_the_config_never_reaches_the_run_directory(tmp_path, closes):
     run_app([*TINY, "agent=random", "experiment.seeds=[0]", "llm.backend=openai", "llm.model=served-model",
              f"llm.api_key={SECRET}", target(scripted_voice), f"hydra.run.dir={tmp_path}"])

@@ -3,6 +3,7 @@ mean and 95% interval across seeds; its view on the console, and its plot (``swe
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from recoworld.apps.merge_runs import job_order
@@ -120,6 +121,18 @@ def print_table(table, metric: str, console) -> None:
     for c in [*columns, metric]:
         view.add_column(c)
     for _, r in table.iterrows():
-        view.add_row(*(str(r[c]) for c in columns),
-                     f"{r[metric]:.4g} [{r[f'{metric}_ci_low']:.4g}, {r[f'{metric}_ci_high']:.4g}]")
+        view.add_row(*(str(r[c]) for c in columns), _mean_interval(r, metric))
     console.print(view)
+
+
+def _mean_interval(row, metric: str) -> str:
+    """``mean [low, high]``; ``-`` where the setting has no value (e.g. no session ended
+    within its steps), the mean alone where one seed gives no interval (as the run's summary
+    shows them, rather than ``nan``)."""
+    mean, low, high = row[metric], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
+    def missing(value) -> bool:
+        return value is None or math.isnan(value)
+
+    if missing(mean):
+        return "-"
+    return f"{mean:.4g}" if missing(low) or missing(high) else f"{mean:.4g} [{low:.4g}, {high:.4g}]"

@@ -4,7 +4,8 @@ resumed run must repeat.
 - :func:`experiment_settings` constructs :class:`~recoworld.conf.schema.ExperimentConfig`
   from the composed config, which checks seeds, steps and threads (Hydra composes the
   schema without constructing it);
-- :func:`check_segments` and :func:`check_overrides` refuse what the runner cannot do, and
+- :func:`check_required`, :func:`check_world`, :func:`check_segments` and
+  :func:`check_overrides` refuse what the runner cannot do, and
   :func:`unknown_key_hint` adds to Hydra's refusal of an unknown key the keys it may have
   meant;
 - :func:`run_identity` is the part of a config that decides the rows of the log, and
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
 #: The simulator whose population specs ``experiment.segments`` restrict.
 CALIBRATED_USERS = "recoworld.simulators.calibrated.calibrated_users"
+#: The generated catalog of ``world=synthetic``.
+SYNTHETIC_CATALOG = "recoworld.catalog.Catalog.synthetic"
 
 #: Settings of a chat model (any ``llm`` node) that change how calls are made, paid for or
 #: cached, not what the model answers: a resumed run may change them (e.g. raise a budget
@@ -143,6 +146,37 @@ def unknown_key_hint(argv: Sequence[str]) -> str | None:
     return (f"recoworld run: {full_key} is not a key of {where}"
             + (f"; did you mean {parent + '.' if parent else ''}{nearest[0]}?" if nearest else ".")
             + f" Its keys: {', '.join(keys)}")
+
+
+def check_required(cfg: DictConfig, lineup: Mapping[str, DictConfig]) -> None:
+    """Refuse a config that leaves a required value (``???``, e.g. ``agent=sb3_model``'s
+    ``load_path``) unset, before anything runs: building the object would otherwise stop the
+    run in a traceback after its directory was started."""
+    for part in ("world", "simulator", "env", "experiment"):
+        node = cfg.get(part)
+        for key in sorted(OmegaConf.missing_keys(node)) if isinstance(node, DictConfig) else ():
+            raise ExperimentConfigError(f"{key} has no value (??? in the {part} config); give it on the command "
+                                        f"line, e.g. {key}=VALUE")
+    for name, agent in lineup.items():
+        for key in sorted(OmegaConf.missing_keys(agent)):
+            if cfg.get("agent") is not None:
+                raise ExperimentConfigError(f"agent={name} requires {key} (??? in its config); give it on the "
+                                            f"command line, e.g. {key}=VALUE")
+            # The agents of experiment.agents take no agent.* overrides (resolve_lineup).
+            raise ExperimentConfigError(f"agent={name} requires {key} (??? in its config), which an agent of "
+                                        f"experiment.agents cannot be given; run it alone: agent={name} {key}=VALUE")
+
+
+def check_world(cfg: DictConfig) -> None:
+    """Refuse the calibrated users on the generated catalog, before anything runs: their
+    interests are fitted to the MovieLens movies' features, so on other items they mean
+    nothing (and the simulator would refuse the catalog only once the first rollout starts,
+    in the words of the Python API)."""
+    if cfg.simulator.get("_target_") == CALIBRATED_USERS and cfg.world.get("_target_") == SYNTHETIC_CATALOG:
+        raise ExperimentConfigError(
+            "simulator=calibrated: the users fitted to MovieLens-100K rate the calibrated world's movies, but "
+            "world=synthetic generates other items; use world=movielens, or another simulator on world=synthetic "
+            "(simulator=statistical, llm or hybrid)")
 
 
 def check_segments(cfg: DictConfig) -> None:

@@ -59,7 +59,7 @@ from recoworld.apps.calibrate.fit import ensure_world
 from recoworld.apps.calibrate.progress import torch_threads
 from recoworld.apps.run import report
 from recoworld.apps.run.executor import ray_parts, rollout_part
-from recoworld.apps.run.cost import check_llm_cost
+from recoworld.apps.run.cost import check_llm_cost, check_copied_users
 from recoworld.apps.run.hooks import TrainingProgress, part_hooks, with_training_logs
 from recoworld.apps.run.plugins import fit_plugin_targets, target_name
 from recoworld.apps.run.privileged import unserved
@@ -67,7 +67,9 @@ from recoworld.apps.run.checks import (
     CALIBRATED_USERS,
     ExperimentConfigError,
     check_overrides,
+    check_required,
     check_segments,
+    check_world,
     experiment_settings,
     override_key,
     run_identity,
@@ -170,8 +172,11 @@ def run_experiment(
             ``failed`` (``interrupted`` for KeyboardInterrupt) and the complete parts stay.
     """
     settings = experiment_settings(cfg)
+    check_required(cfg, lineup)
+    check_world(cfg)
     check_segments(cfg)
     check_llm_cost(cfg, len(lineup))
+    check_copied_users(cfg, lineup)
     console = console or Console()
     segments = _segment_configs(cfg)
     plan = [Part(name, seed, segment) for segment in segments for name in lineup for seed in settings.seeds]
