@@ -396,23 +396,26 @@ def test_hybrid_makes_one_call_per_disengagement_and_keeps_the_core_decisions(ca
     assert sim.metrics()["hybrid_calls"] == spoke
 
 
+def voicing_hybrid_users(catalog, llm, n_users, **config):
+    """Hybrid users who all voice at their first step, the response to one slate, and the
+    template sentences their statistical core says alone."""
+    hybrid = HybridUsers(catalog, llm, statistical={"voice_probability": 1.0, "instruction_threshold": 0.0},
+                         **config)
+    core = StatisticalUsers(catalog, hybrid.core.config)
+    hybrid.reset(n_users, seed=0)
+    core.reset(n_users, seed=0)
+    slate = slates_for(n_users, 3, catalog.n_items)
+    return hybrid, hybrid.respond(slate), list(core.respond(slate).instruction_text)
+
+
 def test_hybrid_failure_keeps_the_template_sentence_or_fails(catalog):
     """Stands in for a model that never produces JSON."""
-    config = {"voice_probability": 1.0, "instruction_threshold": 0.0}
-    fallback = HybridUsers(catalog, ScriptedChatModel(lambda call: "nope"), statistical=config)
-    core = StatisticalUsers(catalog, fallback.core.config)
-    fallback.reset(4, seed=0)
-    core.reset(4, seed=0)
-    slate = slates_for(4, 3, catalog.n_items)
-    r = fallback.respond(slate)
-    assert r.instruction.active.all() and list(r.instruction_text) == list(core.respond(slate).instruction_text)
+    fallback, r, template = voicing_hybrid_users(catalog, ScriptedChatModel(lambda call: "nope"), 4)
+    assert r.instruction.active.all() and list(r.instruction_text) == template
     assert fallback.metrics()["hybrid_failures"] == 4 and fallback.failures[0].raw_texts[-1] == "nope"
 
-    failing = HybridUsers(catalog, ScriptedChatModel(lambda call: "nope"), config={"on_failure": "fail"},
-                          statistical=config)
-    failing.reset(4, seed=0)
     with pytest.raises(LLMUserError, match="nope"):
-        failing.respond(slate)
+        voicing_hybrid_users(catalog, ScriptedChatModel(lambda call: "nope"), 4, config={"on_failure": "fail"})
 
 
 def test_hybrid_prompt_carries_persona_memory_and_the_structured_wish(catalog):
@@ -475,14 +478,8 @@ def test_a_blank_voice_is_a_failed_reply_not_an_empty_sentence(catalog):
     """Stands in for a small model that answers the schema with whitespace: a hybrid user
     keeps the core's template sentence, and an LLM user's blank mindset is sent for repair."""
     blank = ScriptedChatModel(lambda call: json.dumps({"mindset": "  ", "instruction": " \n "}), max_repairs=0)
-    core_config = {"voice_probability": 1.0, "instruction_threshold": 0.0}
-    hybrid = HybridUsers(catalog, blank, statistical=core_config, config={"max_fallback_share": 1.0})
-    core = StatisticalUsers(catalog, hybrid.core.config)
-    hybrid.reset(2, seed=0)
-    core.reset(2, seed=0)
-    slate = slates_for(2, 3, catalog.n_items)
-    r = hybrid.respond(slate)
-    assert r.instruction.active.all() and list(r.instruction_text) == list(core.respond(slate).instruction_text)
+    hybrid, r, template = voicing_hybrid_users(catalog, blank, 2, config={"max_fallback_share": 1.0})
+    assert r.instruction.active.all() and list(r.instruction_text) == template
     assert all(text.strip() for text in r.instruction_text) and hybrid.mindset == [None, None]
     assert hybrid.metrics()["hybrid_failures"] == 2 and "blank" in hybrid.failures[0].error
 
