@@ -155,7 +155,8 @@ def intra_slate_diversity(slates: np.ndarray, features: np.ndarray) -> float:
     For a slate of ``K`` items with unit feature vectors :math:`\hat f_1..\hat f_K`,
     :math:`\frac{1}{K(K-1)}\sum_{i\ne j}(1-\hat f_i\cdot\hat f_j)
     = 1 - \frac{\lVert\sum_i \hat f_i\rVert^2 - K}{K(K-1)}`, computed that way in
-    :math:`O(KD)` per slate. NaN for slates of one item.
+    :math:`O(KD)` per slate. An item whose features are all zero has no direction: its
+    cosine with any item is taken as 0 (distance 1). NaN for slates of one item.
     """
     slates = np.asarray(slates)
     if slates.ndim != 2 or slates.shape[1] < 2 or len(slates) == 0:
@@ -163,8 +164,11 @@ def intra_slate_diversity(slates: np.ndarray, features: np.ndarray) -> float:
     unit = np.asarray(features, dtype=np.float64)
     unit = unit / np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
     k = slates.shape[1]
-    summed = unit[slates].sum(axis=1)
-    similarity = ((summed * summed).sum(axis=1) - k) / (k * (k - 1))
+    shown = unit[slates]
+    summed = shown.sum(axis=1)
+    # Subtract the self-products actually present, not K: a zero feature row adds 0, not 1.
+    self_products = (shown * shown).sum(axis=(1, 2))
+    similarity = ((summed * summed).sum(axis=1) - self_products) / (k * (k - 1))
     return float((1.0 - similarity).mean())
 
 

@@ -104,6 +104,15 @@ def test_intra_slate_diversity_is_the_mean_pairwise_cosine_distance():
     assert math.isnan(metrics.intra_slate_diversity(np.array([[0], [1]]), features))
 
 
+def test_intra_slate_diversity_counts_an_item_without_features_as_dissimilar_to_all():
+    # A catalog may hold an all-zero feature row (numeric columns all 0): its cosine with any
+    # item is taken as 0, so each of its pairs is at distance 1 — and the other pairs unchanged.
+    features = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+    d01 = 1 - math.cos(math.pi / 4)
+    assert metrics.intra_slate_diversity(np.array([[0, 1, 2]]), features) == pytest.approx((d01 + 1 + 1) / 3)
+    assert metrics.intra_slate_diversity(np.array([[2, 2]]), features) == pytest.approx(1.0)
+
+
 def test_novelty_is_the_mean_self_information_of_shown_items():
     popularity = np.array([0.5, 0.25, 0.25])
     assert metrics.novelty(np.array([[0, 1]]), popularity) == pytest.approx(1.5)

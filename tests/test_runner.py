@@ -92,6 +92,19 @@ def test_summary_shows_the_share_of_steps_that_fell_back_when_the_simulator_repo
     assert "12.5% ± 2.5%" in row and row.count("-") == 2  # the agents without the counter
 
 
+def test_summary_says_how_many_seeds_a_mean_rests_on_when_some_left_the_metric_undefined(run_dir):
+    # No session ended in seed 1: its value is null, and the mean is seed 0's alone — a bare
+    # "5.000" would read as the mean of both seeds whose interval went missing.
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["agents"]["random"]["metrics"]["session_length"] = {
+        "mean": 5.0, "ci_low": None, "ci_high": None, "per_seed": [5.0, None]}
+    console = Console(record=True, width=200)
+    print_summary(metrics, console)
+    row = next(line for line in console.export_text().splitlines() if "session length" in line)
+    assert "5.000 (1 of 2 seeds)" in row
+    assert row.count("seeds") == 1  # the other agents' means rest on every seed
+
+
 def test_single_agent_override_runs_just_that_agent(tmp_path):
     run_app(["agent=oracle", "experiment.seeds=[0]", *TINY, "experiment.plots=false", f"hydra.run.dir={tmp_path}"])
     metrics = json.loads((tmp_path / "metrics.json").read_text())

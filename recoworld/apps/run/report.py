@@ -66,7 +66,8 @@ SIMULATOR_TITLES = {
 
 
 def print_summary(metrics: dict, console: Console, run_dir: Path | None = None) -> None:
-    """One row per metric, one column per agent: ``mean ± half-width`` of the 95% interval."""
+    """One row per metric, one column per agent: ``mean ± half-width`` of the 95% interval,
+    with ``(n of N seeds)`` where the metric was undefined in some seeds (they are left out)."""
     seeds = metrics["seeds"]
     console.print(f"[bold]{metrics['world']['name']}[/]: {metrics['num_envs']} users x {metrics['steps']} steps, "
                   f"seeds {seeds}", soft_wrap=True)
@@ -106,9 +107,14 @@ def _cell(value: dict, counter: bool = False, share: bool = False) -> str:
     if share:
         return f"{mean:.1%}" if low is None else f"{mean:.1%} ± {(high - low) / 2:.1%}"
     digits = 0 if counter and float(mean).is_integer() else 3 if abs(mean) < 10 else 1
+    # A seed where the metric is undefined (no session ended...) is left out of the mean:
+    # say so, or the mean of the others reads as the mean of all seeds.
+    per_seed = value.get("per_seed", [])
+    defined = sum(v is not None for v in per_seed)
+    seeds = f" ({defined} of {len(per_seed)} seeds)" if defined < len(per_seed) else ""
     if low is None:
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {(high - low) / 2:.{digits}f}"
+        return f"{mean:.{digits}f}{seeds}"
+    return f"{mean:.{digits}f} ± {(high - low) / 2:.{digits}f}{seeds}"
 
 
 def plot_returns(log: pd.DataFrame, path: Path, min_episodes: int = 10) -> None:
