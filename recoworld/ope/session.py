@@ -54,7 +54,8 @@ class _SessionEstimator(BaseEstimator):
             raise TypeError(f"{name} needs a SessionFeedback, got {type(feedback).__name__}")
         shape, mask = feedback.reward.shape, feedback.mask
         target = v.probability(evaluation_pscore, "evaluation_pscore", shape, _DIMS, valid=mask)
-        weight = np.cumprod(target / feedback.pscore, axis=1)
+        with np.errstate(over="ignore"):  # an overflow is named, with its fix, by _check_representable
+            weight = np.cumprod(target / feedback.pscore, axis=1)
         previous = np.concatenate([np.ones((shape[0], 1)), weight[:, :-1]], axis=1)
         models = [None, None]
         if self.uses_q_function:
