@@ -202,7 +202,7 @@ class SlateQAgent(Recommender):
         # out the same candidate array while the history moves on), so the cache is keyed on
         # their contents; train_step() empties it when the networks change.
         fields = {k: np.asarray(obs[k]) for k in OBS_FIELDS}
-        cached_fields, cached = getattr(self, "_greedy_cache", (None, None))
+        cached_fields, cached = self._greedy_cache  # set by setup()
         if cached_fields is not None and all(np.array_equal(fields[k], cached_fields[k]) for k in OBS_FIELDS):
             return cached.copy()
         v, q, v_null, q_null, w = self.evaluate(self.featurizer.tensors(obs))

@@ -3,8 +3,9 @@ mean and 95% interval across seeds; its view on the console, and its plot (``swe
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
+
+import pandas as pd
 
 from recoworld.apps.merge_runs import job_order
 from recoworld.apps.merge_setting import ALL_USERS, ROW_FIELDS, SEGMENT_KEY
@@ -130,9 +131,6 @@ def _mean_interval(row, metric: str) -> str:
     within its steps), the mean alone where one seed gives no interval (as the run's summary
     shows them, rather than ``nan``)."""
     mean, low, high = row[metric], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
-    def missing(value) -> bool:
-        return value is None or math.isnan(value)
-
-    if missing(mean):
+    if pd.isna(mean):
         return "-"
-    return f"{mean:.4g}" if missing(low) or missing(high) else f"{mean:.4g} [{low:.4g}, {high:.4g}]"
+    return f"{mean:.4g}" if pd.isna(low) or pd.isna(high) else f"{mean:.4g} [{low:.4g}, {high:.4g}]"

@@ -58,10 +58,11 @@ class BaseEstimator(ABC):
         """The estimated value of the evaluation policy (arguments: see the estimator)."""
         return self._value(self._round_terms(*args, **kwargs))
 
-    def _check_representable(self, terms: np.ndarray) -> None:
-        """The inputs are checked finite, so a non-finite sum of per-round terms is float64
-        overflow of the importance weights (e.g. a trajectory-wise product over a long
-        session), not the undefined 0 / 0 of a self-normalised estimator."""
+    def _checked_sums(self, terms: np.ndarray) -> np.ndarray:
+        """The per-round terms summed over rounds. The inputs are checked finite, so a
+        non-finite sum is float64 overflow of the importance weights (e.g. a trajectory-wise
+        product over a long session), not the undefined 0 / 0 of a self-normalised
+        estimator: it is refused as such."""
         with np.errstate(invalid="ignore", over="ignore"):
             sums = terms.sum(axis=0)
         if not np.isfinite(sums).all():
@@ -72,11 +73,12 @@ class BaseEstimator(ABC):
                 "clip the weights, use a per-decision or self-normalised estimator, shorten the horizon, "
                 "or evaluate a policy closer to the logging policy"
             )
+        return sums
 
     def _value(self, terms: np.ndarray) -> float:
-        self._check_representable(terms)
+        sums = self._checked_sums(terms)
         with np.errstate(invalid="ignore", divide="ignore"):
-            value = float(self._combine(terms.sum(axis=0), len(terms)))
+            value = float(self._combine(sums, len(terms)))
         if not np.isfinite(value):
             raise ValueError(
                 f"{type(self).__name__} is undefined on this data: its normalising weights sum to 0 "
@@ -100,7 +102,7 @@ class BaseEstimator(ABC):
         check_scalar(alpha, "alpha", 0, 1, low_inclusive=False, high_inclusive=False)
         check_scalar(seed, "seed", 0)
         terms = self._round_terms(*args, **kwargs)
-        self._check_representable(terms)
+        self._checked_sums(terms)  # refuses weights beyond float64 before any resample
         n_rounds, n_terms = terms.shape
         rng = np.random.default_rng(int(seed))
         chunk = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // n_rounds)

@@ -54,7 +54,7 @@ class _SessionEstimator(BaseEstimator):
             raise TypeError(f"{name} needs a SessionFeedback, got {type(feedback).__name__}")
         shape, mask = feedback.reward.shape, feedback.mask
         target = v.probability(evaluation_pscore, "evaluation_pscore", shape, _DIMS, valid=mask)
-        with np.errstate(over="ignore"):  # an overflow is named, with its fix, by _check_representable
+        with np.errstate(over="ignore"):  # an overflow is named, with its fix, by _checked_sums
             weight = np.cumprod(target / feedback.pscore, axis=1)
         previous = np.concatenate([np.ones((shape[0], 1)), weight[:, :-1]], axis=1)
         models = [None, None]
