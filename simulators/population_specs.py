@@ -77,9 +77,14 @@ def _level_mask(name: str, column: pd.Series, level: str) -> np.ndarray:
     return {"low": x <= low, "medium": (x > low) & (x <= high), "high": x > high}[level]
 
 
+def _number(value) -> bool:
+    """Whether ``value`` is a number (numpy's too), not a bool read as one."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
 def _bound(value) -> bool:
-    """Whether ``value`` can end a numeric range: a number (numpy's too; not a bool), or ``None``."""
-    return value is None or (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)))
+    """Whether ``value`` can end a numeric range: a number, or ``None`` for an open end."""
+    return value is None or _number(value)
 
 
 def _condition(name: str, column: pd.Series, condition) -> np.ndarray:
@@ -122,7 +127,7 @@ def _check_values(name: str, column: pd.Series, values) -> None:
 def _distribution(name: str, column: pd.Series, shares: Mapping, eligible: np.ndarray,
                   spec: Mapping) -> tuple[np.ndarray, np.ndarray]:
     """Mask of users in the named categories and weights giving each category its share."""
-    if not all(isinstance(s, numbers.Real) and not isinstance(s, (bool, np.bool_)) for s in shares.values()):
+    if not all(_number(s) for s in shares.values()):
         raise ValueError(f"population spec {name}: shares {dict(shares)} must be numbers, e.g. {{'F': 0.7, 'M': 0.3}}")
     total = sum(float(s) for s in shares.values())
     if total <= 0 or any(float(s) < 0 for s in shares.values()):
