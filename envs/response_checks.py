@@ -24,7 +24,7 @@ import torch
 
 from recoworld.config_checks import UNIT, Interval
 from recoworld.simulators.base import UserSimulator
-from recoworld.simulators.checker import privileged_problem, response_problems
+from recoworld.simulators.checker import privileged_problem, response_problems, simulator_device
 
 _HOW_TO_FIX = ("recoworld.check_simulator(simulator) runs the whole contract; pass check_responses=False to the env "
                "to skip this check")
@@ -46,7 +46,9 @@ class ResponseCheck:
         self.enabled = enabled and not is_built_in(simulator)
         self.simulator_name = type(simulator).__name__
         self.n_users, self.slate_size, self.num_candidates = n_users, slate_size, num_candidates
-        self.n_genres, self.device = simulator.catalog.n_genres, torch.device(simulator.device)
+        # Every simulator's device, checked or not: a plug-in's CUDA device on a machine without
+        # one would otherwise fail deep in the env's first step, in torch's words.
+        self.n_genres, self.device = simulator.catalog.n_genres, simulator_device(simulator)
 
     def __call__(self, response) -> None:
         """Raise ``ValueError`` listing what ``response`` breaks of the contract."""

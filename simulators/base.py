@@ -42,7 +42,7 @@ class UserSimulator(ABC):
     def reset(
         self,
         n_users: int,
-        seed: int | Sequence[int] | None = None,
+        seed: int | Sequence[int] | torch.Tensor | None = None,
         users: Sequence[int] | torch.Tensor | None = None,
     ) -> None:
         """Start new users.
@@ -51,10 +51,13 @@ class UserSimulator(ABC):
             n_users: the number of user slots ``B``.
             seed: one integer seed per started user, or a single integer ``s`` that gives
                 the ``j``-th started user the seed ``s + j`` (Gymnasium's convention for
-                vector envs). ``None`` draws fresh seeds.
+                vector envs). ``None`` draws fresh seeds. Seeds are in ``[0, 2**63)``; the
+                envs pass one per user, as an int64 tensor (on CPU), so accept any sequence
+                of integers, e.g. ``[int(s) for s in seed]``.
             users: slot indices to restart with new users while the other slots keep
                 their state (used when some users of a batch churn); ``None`` restarts all
                 ``n_users`` slots. ``n_users`` must equal the current size when given.
+                The envs pass an int64 tensor.
 
         The same seed must give the same user, whatever else is in the batch.
         """

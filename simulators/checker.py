@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from recoworld.config_checks import UNIT, Interval
+from recoworld.kernels.placement import torch_device
 from recoworld.simulators.base import UserSimulator
 from recoworld.types import Instruction, Response
 
@@ -147,6 +148,29 @@ def privileged_problem(method: str, value, shape: tuple[int, ...], within: Inter
                           None if device is None else torch.device(device))
 
 
+def simulator_device(simulator: UserSimulator) -> torch.device:
+    """The torch device that ``simulator.device`` names; ``ValueError`` naming the simulator,
+    the device and the fix where it is no torch device, or one this machine lacks (a plug-in
+    made with ``device="cuda"`` on a machine without a GPU)."""
+    try:
+        return torch_device(simulator.device)
+    except ValueError as error:
+        raise ValueError(f"{type(simulator).__name__}'s device: {error}") from None
+
+
+class Findings(list):
+    """The problems :func:`check_simulator` finds, and the first exception that the simulator
+    raised: the check's error is chained to it, so that its traceback shows the line of the
+    plug-in that raised."""
+
+    error: BaseException | None = None
+
+    def raised(self, problem: str, error: BaseException | None) -> None:
+        self.append(problem)
+        if self.error is None:
+            self.error = error
+
+
 class SimulatorCheckError(ValueError):
     """Raised by :func:`check_simulator`; ``problems`` lists every finding."""
 
@@ -172,7 +196,8 @@ def check_simulator(simulator: UserSimulator, n_users: int = 4, slate_size: int 
     session goes on; the same seed gives the same responses, and the same user in any slot
     of the batch; restarting some users (``users=``) leaves the others untouched; and a
     slate with an item outside the catalog or a repeated item raises ``ValueError``.
-    Churned users are restarted between steps, as the envs do.
+    Churned users are restarted between steps, as the envs do: their seeds and slots given as
+    int64 tensors (the other resets give an int, or a list of one seed per user).
     """
     name = type(simulator).__name__
     if not isinstance(simulator, UserSimulator):
@@ -181,20 +206,19 @@ def check_simulator(simulator: UserSimulator, n_users: int = 4, slate_size: int 
     if catalog is None or not hasattr(catalog, "n_items"):
         raise SimulatorCheckError(name, ["it has no `catalog` attribute holding a recoworld.Catalog"])
     try:
-        device = torch.device(simulator.device)
-    except (RuntimeError, TypeError):
-        raise SimulatorCheckError(name, [f"its `device` is {simulator.device!r}, not a torch device; set it to the "
-                                         "device of its tensors, e.g. torch.device('cpu')"]) from None
+        device = simulator_device(simulator)
+    except ValueError as error:
+        raise SimulatorCheckError(name, [str(error)]) from None
     if catalog.n_items < slate_size:
         slate_size = catalog.n_items
-    problems: list[str] = []
+    problems = Findings()
     slates = _slates(n_users, slate_size, catalog.n_items, steps)
 
     first = _run(simulator, n_users, seed, slates, problems, catalog.n_genres, device)
     for step, response in enumerate(first):
         _check_response(response, n_users, slate_size, catalog.n_genres, step, problems, device)
     if problems:
-        raise SimulatorCheckError(name, _once_each(problems))
+        raise SimulatorCheckError(name, _once_each(problems)) from problems.error
 
     again = _run(simulator, n_users, seed, slates, problems, catalog.n_genres, device)
     for step, (a, b) in enumerate(zip(first, again)):
@@ -209,7 +233,7 @@ def check_simulator(simulator: UserSimulator, n_users: int = 4, slate_size: int 
     _check_partial_reset(simulator, n_users, seed, slates, first, catalog.n_genres, device, problems)
     _check_rejects(simulator, n_users, slates[0], catalog.n_items, problems)
     if problems:
-        raise SimulatorCheckError(name, _once_each(problems))
+        raise SimulatorCheckError(name, _once_each(problems)) from problems.error
 
 
 def _once_each(problems: list[str]) -> list[str]:
@@ -247,20 +271,21 @@ def _run(simulator, n_users, seed, slates, problems, n_genres, device, restart_f
     try:
         simulator.reset(n_users, seed=seed)
     except Exception as err:  # a checker reports, whatever the plug-in raises
-        problems.append(f"reset(n_users={n_users}, seed={seed}) raised {type(err).__name__}: {err}")
+        problems.raised(f"reset(n_users={n_users}, seed={seed}) raised {type(err).__name__}: {err}", err)
         return []
     responses = []
     for step, slate in enumerate(slates):
         if step == restart_first_user_at:
             try:
-                simulator.reset(n_users, seed=[seed + 999], users=torch.tensor([0]))
+                simulator.reset(n_users, seed=torch.tensor([seed + 999]), users=torch.tensor([0]))
             except Exception as err:
-                problems.append(f"reset(n_users, seed=[{seed + 999}], users=[0]) raised {type(err).__name__}: {err}")
+                problems.raised(f"reset(n_users, seed=tensor([{seed + 999}]), users=tensor([0])) raised "
+                                f"{type(err).__name__}: {err}", err)
                 return responses
         try:
             response = simulator.respond(slate.to(simulator.device))
         except Exception as err:
-            problems.append(f"respond(slates) at step {step} raised {type(err).__name__}: {err}")
+            problems.raised(f"respond(slates) at step {step} raised {type(err).__name__}: {err}", err)
             return responses
         if not isinstance(response, Response):
             problems.append(f"respond() returned {type(response).__name__}; return a recoworld.Response")
@@ -270,11 +295,13 @@ def _run(simulator, n_users, seed, slates, problems, n_genres, device, restart_f
             return responses  # its `churned` cannot be trusted to restart users with
         gone = response.churned.nonzero().flatten().cpu()
         if len(gone):
+            # As the envs restart them: seeds and slots in int64 tensors.
             try:
-                simulator.reset(n_users, seed=[10_000 + seed + step * n_users + int(g) for g in gone], users=gone)
+                simulator.reset(n_users, seed=10_000 + seed + step * n_users + gone, users=gone)
             except Exception as err:
-                problems.append(f"reset(n_users, seed=[...], users={gone.tolist()}) raised "
-                                f"{type(err).__name__}: {err}; restarting churned users must work")
+                problems.raised(f"reset(n_users, seed=tensor([...]), users=tensor({gone.tolist()})) raised "
+                                f"{type(err).__name__}: {err}; restarting churned users must work, with the seeds "
+                                "as a sequence or an int64 tensor (the envs pass a tensor)", err)
                 return responses
     return responses
 
@@ -322,7 +349,7 @@ def _check_privileged(simulator, n_users, seed, slate, problems, device) -> None
         except NotImplementedError:
             continue
         except Exception as err:
-            problems.append(f"{method}(slates) raised {type(err).__name__}: {err}")
+            problems.raised(f"{method}(slates) raised {type(err).__name__}: {err}", err)
             continue
         problem = privileged_problem(method, value, shape, within, device)
         if problem:
@@ -339,7 +366,7 @@ def _check_any_slot(simulator, n_users, seed, slate, first: Response, problems) 
         simulator.reset(n_users, seed=[seed + int(j) for j in order])
         reversed_batch = simulator.respond(slate[order].to(simulator.device))
     except Exception as err:
-        problems.append(f"reset(n_users, seed=[one per user]) then respond failed: {type(err).__name__}: {err}")
+        problems.raised(f"reset(n_users, seed=[one per user]) then respond failed: {type(err).__name__}: {err}", err)
         return
     field = _first_difference(first, reversed_batch, order)
     if field:
@@ -355,12 +382,12 @@ def _check_partial_reset(simulator, n_users, seed, slates, first: list[Response]
     steps = min(3, len(slates))
     if n_users < 2 or steps < 2 or len(first) < steps:
         return
-    failed: list[str] = []
+    failed = Findings()
     mixed = _run(simulator, n_users, seed, slates[:steps], failed, n_genres, device,
                  restart_first_user_at=steps - 1)
     if failed or len(mixed) < steps:
-        problems.append(f"restarting one user with reset(n_users, seed=[s], users=[0]) failed: "
-                        f"{failed[-1] if failed else 'a response broke the contract'}")
+        problems.raised(f"restarting one user with reset(n_users, seed=tensor([s]), users=tensor([0])) failed: "
+                        f"{failed[-1] if failed else 'a response broke the contract'}", failed.error)
         return
     field = _first_difference(mixed[-1], first[steps - 1], slice(1, None), slice(1, None))
     if field:
@@ -384,7 +411,7 @@ def _check_rejects(simulator, n_users, slate, n_items, problems) -> None:
         except ValueError:
             continue
         except Exception as err:
-            problems.append(f"respond() with {what} raised {type(err).__name__}; "
-                            "raise ValueError naming the bad entry (recoworld.validation.check_slates does)")
+            problems.raised(f"respond() with {what} raised {type(err).__name__}; "
+                            "raise ValueError naming the bad entry (recoworld.validation.check_slates does)", err)
             continue
         problems.append(f"respond() accepted {what}; validate slates with recoworld.validation.check_slates")

@@ -6,9 +6,14 @@ that installed packages register through entry points.
 ``agent.KEY=VALUE`` overrides start a fresh agent config (:func:`plugin_overrides` turns them
 into Hydra's ``+agent.KEY=VALUE``). A simulator class gets ``catalog=`` from the run, and
 the keys of the simulator config it replaced (``path``, ``population``, ``device``...) only
-where its constructor takes them: :func:`fit_plugin_targets` leaves out, with a logged
-note, the keys a class outside RecoWorld does not accept (RecoWorld's own classes keep the
-strict check, so a misspelt key of theirs still fails).
+where its constructor names them (itself, or a base class's constructor that its
+``**kwargs`` reach): :func:`fit_plugin_targets` leaves out, with a logged note, the keys a
+class outside RecoWorld does not take. A key you set yourself (``+simulator.budget=5``,
+``agent.temperature=0.3``), or that a plug-in's own config gives, must be taken: one the
+class does not take stops the run, naming the key and the arguments the class takes, so
+that a misspelt key is an error, never a silent default (RecoWorld's own classes keep their
+strict check too). A ``_target_`` that does not import stops the run before it starts,
+naming the module that is missing.
 
 **Entry points.** An installed distribution registers named configs in the groups
 ``recoworld.agents`` and ``recoworld.simulators``; in its ``pyproject.toml``::
@@ -25,6 +30,7 @@ RecoWorld already ships is refused, naming the distribution.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
 import re
@@ -32,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
 
 from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_object
 from omegaconf import DictConfig, open_dict
 
@@ -112,27 +119,98 @@ def plugin_overrides(overrides: Sequence[str]) -> list[str]:
     return [f"+{o}" if o.startswith("agent.") else o for o in overrides]
 
 
-def fit_plugin_targets(cfg: DictConfig) -> None:
-    """Leave out of ``cfg.simulator`` and ``cfg.agent`` the keys that their ``_target_``, a
-    class or function outside RecoWorld, does not take (see the module's docstring)."""
+def fit_plugin_targets(cfg: DictConfig, overrides: Sequence[str] | None = None) -> None:
+    """Fit ``cfg.simulator`` and ``cfg.agent`` to their ``_target_``, a class or function
+    outside RecoWorld (see the module's docstring).
+
+    ``overrides`` are the command line's (Hydra's own, when ``None`` inside ``recoworld run``):
+    a key set there, or any key of a config whose ``_target_`` was not swapped there, is meant
+    for the target; the other keys came with the config whose ``_target_`` was swapped.
+
+    Raises:
+        ExperimentConfigError: a key meant for the target that it does not take.
+    """
+    from recoworld.apps.run.checks import ExperimentConfigError, override_key
+
+    if overrides is None:
+        overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else ()
     for group in ("simulator", "agent"):
         node = cfg.get(group)
         target = node.get("_target_") if isinstance(node, DictConfig) else None
         if not target or target.startswith("recoworld."):
             continue
+        built = _imported(target, group)
         try:
-            parameters = inspect.signature(get_object(target)).parameters
-        except Exception:  # noqa: BLE001 - instantiate raises the clearer error for a bad target
+            named, any_name = _arguments(built)
+        except (TypeError, ValueError):  # no signature to read: instantiate calls it as it is
             continue
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-            continue
-        extra = [key for key in node if key not in parameters and not str(key).startswith("_")]
-        if extra:
+        set_here = {key.split(".")[1] for key in map(override_key, overrides) if key.startswith(f"{group}.")}
+        swapped = "_target_" in set_here
+        extra = [key for key in node if key not in named and not str(key).startswith("_")]
+        meant = [key for key in extra if key in set_here or not swapped]
+        if meant and not any_name:
+            takes = f"it takes {', '.join(sorted(named))}" if named else "it takes no arguments"
+            raise ExperimentConfigError(f"{target} takes no argument {meant[0]!r} ({group}.{meant[0]}); {takes}: "
+                                        "check the key's spelling")
+        inherited = [key for key in extra if key not in meant]
+        if inherited:
             log.info("%s does not take %s; leaving them out of %s", target,
-                     ", ".join(f"{group}.{key}" for key in extra), group)
+                     ", ".join(f"{group}.{key}" for key in inherited), group)
             with open_dict(node):
-                for key in extra:
+                for key in inherited:
                     del node[key]
+
+
+def _imported(target: str, group: str):
+    """The object that ``target`` (``package.module.Name``) names: refused, before the run
+    starts, with an :class:`ExperimentConfigError` naming the module that is not there (a
+    misspelt target, or a dependency the plug-in's package lacks) or the missing name. An
+    error that the plug-in's own code raises as it is imported goes up with its traceback."""
+    from recoworld.apps.run.checks import ExperimentConfigError
+
+    parts = target.split(".")
+    for cut in range(len(parts) - 1, 0, -1):  # the longest prefix that is a module
+        module = ".".join(parts[:cut])
+        try:
+            found = importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name and (module == error.name or module.startswith(error.name + ".")):
+                continue  # that prefix is no module: a shorter one may be
+            raise ExperimentConfigError(
+                f"{group}._target_={target}: importing {module} failed, as it needs the module {error.name!r}, "
+                f"which is not installed; install it (a dependency of the package {parts[0]})") from None
+        break
+    else:
+        raise ExperimentConfigError(f"{group}._target_={target}: no module {parts[0]!r} is installed; check the "
+                                    f"spelling, or install the package that provides it (pip install -e PATH)")
+    for depth, name in enumerate(parts[cut:], start=cut):
+        if not hasattr(found, name):
+            raise ExperimentConfigError(f"{group}._target_={target}: {'.'.join(parts[:depth])} has no {name!r}; "
+                                        "check the spelling")
+        found = getattr(found, name)
+    return found
+
+
+def _arguments(target) -> tuple[set[str], bool]:
+    """The names ``target`` takes as keyword arguments, and whether it takes any name.
+
+    A class's ``**kwargs`` are followed up its bases' constructors (a subclass that hands
+    them to ``super().__init__`` takes what that one names); ``**kwargs`` that end nowhere
+    named (a function's) take any name."""
+    named: set[str] = set()
+    constructors = [target]
+    if isinstance(target, type):  # the bases' constructors after the one the class itself calls
+        defining = [c for c in target.__mro__ if "__init__" in vars(c)]
+        constructors += [vars(c)["__init__"] for c in defining[1:]]
+    for constructor in constructors:
+        if constructor is object.__init__:
+            return named, False
+        parameters = inspect.signature(constructor).parameters
+        named |= {name for name, p in parameters.items()
+                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name != "self"}
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            return named, False
+    return named, True
 
 
 def target_name(agent: Mapping) -> str:
