@@ -225,7 +225,9 @@ class SlateWorld:
             raise RuntimeError(
                 f"this env's {type(self.simulator).__name__} now serves another env, whose reset started its "
                 "users; a simulator serves one env at a time: give each env its own (copy.deepcopy(simulator), "
-                "or build another), or reset this env to take it back (the other env then refuses to step)")
+                "or build another; with gym.make_vec, vectorization_mode='vector_entry_point' serves every user from one "
+                "simulator, and 'async' copies it into each worker), or reset this env to take it back (the other "
+                "env then refuses to step)")
         return self.simulator
 
     @property

@@ -287,8 +287,9 @@ def test_a_simulator_given_to_two_envs_serves_the_one_reset_last_and_the_other_s
     actions = np.array([[0, 1, 2], [3, 4, 5]])
     with pytest.raises(RuntimeError, match=re.escape(
             "this env's Tenure now serves another env, whose reset started its users; a simulator serves one env at "
-            "a time: give each env its own (copy.deepcopy(simulator), or build another), or reset this env to take "
-            "it back (the other env then refuses to step)")):
+            "a time: give each env its own (copy.deepcopy(simulator), or build another; with gym.make_vec, "
+            "vectorization_mode='vector_entry_point' serves every user from one simulator, and 'async' copies it "
+            "into each worker), or reset this env to take it back (the other env then refuses to step)")):
         first.step(actions)
     assert second.step(actions)[4]["satisfaction"].tolist() == pytest.approx([100 % 7 / 7, 101 % 7 / 7])
     first.reset(seed=0)  # takes it back
