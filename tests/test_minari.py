@@ -72,7 +72,7 @@ def test_history_holds_the_episodes_clicks_newest_first(run_dir, datasets):
     for t, (_, row) in enumerate(first.iterrows()):
         expected = (clicks + [-1] * 3)[:3]
         np.testing.assert_array_equal(episode.observations["history_items"][t], expected)
-        clicks = [item for item, c in zip(row["slate"], row["clicked"]) if c][::-1] + clicks
+        clicks = [item for item, c in zip(row["slate"], row["clicked"]) if c] + clicks  # a slate's top first
     assert dataset.total_steps == len(rows) and dataset.storage.metadata["algorithm_name"] == "random"
 
 

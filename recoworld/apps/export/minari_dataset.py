@@ -9,7 +9,7 @@ one Minari episode of ``T`` steps. The encoding, which the dataset's spaces reco
   last), a ``Dict`` of what the recommender saw before choosing the slate, rebuilt from the log:
 
   - ``history_items`` ``(H,)`` int64: the user's last ``H`` clicked items in this episode,
-    newest first (within one slate, the lower position is the newer click), ``-1`` padded;
+    newest first (within one slate, top first: the env's ``history_items``), ``-1`` padded;
   - ``session`` ``(2,)`` int64: sessions the user completed, and steps already served in
     the current session;
   - ``instruction_in_force`` ``Discrete(2)``: an instruction of the user was in force.
@@ -57,9 +57,12 @@ from recoworld.apps.export.minari_episodes import HISTORY, episode_buffers, obse
 from recoworld.apps.export.minari_writer import write_dataset
 
 
-def default_dataset_id(run_dir: Path) -> str:
-    """``recoworld/<run directory's name>-v0``, with the characters Minari refuses replaced."""
-    name = re.sub(r"[^-_\w]", "_", run_dir.resolve().name).strip("-_") or "run"
+def default_dataset_id(run_dir: Path, segment: str | None = None) -> str:
+    """``recoworld/<run directory's name>-v0``, or ``recoworld/<run>-<segment>-v0`` for one of
+    its segments (a dataset of its own, not a version of the run's), with the characters
+    Minari refuses replaced."""
+    parts = {"run": run_dir.resolve().name, **({} if segment is None else {"segment": segment})}
+    name = "-".join(re.sub(r"[^-_\w]", "_", part).strip("-_") or kind for kind, part in parts.items())
     return f"recoworld/{name}-v0"
 
 
@@ -100,7 +103,7 @@ def _export(run_dir: Path, status: dict | None, dataset_id: str | None, *, agent
 
     if not isinstance(history, int) or history < 1:
         raise ValueError(f"history={history!r}: give the number of clicked items per observation, an integer >= 1")
-    dataset_id = dataset_id or default_dataset_id(run_dir)
+    dataset_id = dataset_id or default_dataset_id(run_dir, segment)
     _check_new_dataset_id(dataset_id)  # before the log is read: a refusal costs nothing
     catalog = run_catalog(run_dir)  # first: a folder that is not a run is named as such
     run = read_run_log_at(run_dir, status, segment)
@@ -154,7 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="recoworld export minari", description="Write a run's episodes as a Minari dataset for "
         "offline RL (minari.load_dataset reads it; written under $MINARI_DATASETS_PATH).")
     parser.add_argument("run_dir", help="directory of a `recoworld run`")
-    parser.add_argument("--dataset-id", help="Minari id, (namespace/)name-vN (default: recoworld/<run name>-v0)")
+    parser.add_argument("--dataset-id", help="Minari id, (namespace/)name-vN (default: recoworld/<run name>-v0, "
+                        "with --segment recoworld/<run name>-<segment>-v0)")
     parser.add_argument("--agent", help="export only this agent's episodes (default: every agent of the run)")
     parser.add_argument("--history", type=int, default=HISTORY, help=f"clicked items per observation ({HISTORY})")
     parser.add_argument("--segment", metavar="NAME", help="export the episodes of this one of the run's "

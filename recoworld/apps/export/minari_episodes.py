@@ -116,9 +116,11 @@ def _observations(log: pd.DataFrame, slates: np.ndarray, layout: Layout, history
 
 def _history_items(log: pd.DataFrame, slates: np.ndarray, layout: Layout, history: int) -> np.ndarray:
     """Per observation, the episode's last ``history`` clicked items before it, newest first
-    (within one slate the lower position is the newer click), ``-1`` padded."""
+    and, within one slate, top first (as the env's ``history_items`` has them), ``-1`` padded."""
     clicked = list_column(log, "clicked").astype(bool)
-    clicks = np.append(slates[clicked], -1)  # every click, oldest first: row by row, top to bottom
+    # Every click, row by row and each row's bottom to top: read backwards from a row's end,
+    # the newest row comes first, top first.
+    clicks = np.append(slates[:, ::-1][clicked[:, ::-1]], -1)
     clicks_before = np.concatenate([[0], np.cumsum(clicked.sum(axis=1))])  # clicks in the rows before a row
     newest = clicks_before[layout.rows_before][:, None] - 1 - np.arange(history)
     first = clicks_before[layout.starts][layout.episode][:, None]  # the episode's first click

@@ -26,7 +26,8 @@ means over its real interactions (autoreset rows excluded):
 
 Read them with ``tensorboard --logdir <run_dir>/tensorboard``. The writer is
 ``torch.utils.tensorboard.SummaryWriter``, which needs the ``tensorboard`` package
-(``pip install 'recoworld[tensorboard]'``).
+(``pip install 'recoworld[tensorboard]'``): without it, a run with the flag on stops before
+its first part, in a line that says so (:func:`check_tensorboard`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from recoworld.apps.run.checks import ExperimentConfigError
 from recoworld.apps.run.rundir import Part
 from recoworld.envs.rollout import Hook, RolloutResult, Step
 
@@ -45,6 +47,8 @@ SB3_AGENT = "recoworld.agents.sb3.SB3Agent"
 TENSORBOARD_DIR = "tensorboard"
 #: Where, in an agent's folder, :func:`with_training_logs` has SB3 write its training curves.
 SB3_FOLDER = "sb3"
+NEEDS_TENSORBOARD = ("experiment.tensorboard=true needs the tensorboard package: pip install "
+                     "'recoworld[tensorboard]' (or run with experiment.tensorboard=false)")
 
 
 def part_hooks(cfg: DictConfig, run_dir: str | Path, part: Part) -> list[Hook]:
@@ -65,6 +69,7 @@ def with_training_logs(cfg: DictConfig, lineup: dict[str, DictConfig], run_dir: 
     the run directory saves and compares on resume stays as composed."""
     if not cfg.experiment.get("tensorboard", False):
         return lineup
+    check_tensorboard(cfg.experiment)  # before any part: an SB3 agent would train first, then fail
     logged = {}
     for name, agent in lineup.items():
         if agent.get("_target_") == SB3_AGENT and agent.get("tensorboard_log") is None:
@@ -79,14 +84,29 @@ def _agent_folder(agent: str, segment: str | None) -> str:
     return f"agent={agent}" if segment is None else f"segment={segment}/agent={agent}"
 
 
-def summary_writer(folder: Path):
-    """A ``SummaryWriter`` on ``folder``; an ImportError names the extra when tensorboard is missing."""
+def check_tensorboard(experiment) -> None:
+    """Refuse ``experiment.tensorboard=true`` where the tensorboard package is missing.
+
+    Raises:
+        ExperimentConfigError: :data:`NEEDS_TENSORBOARD`, the fix (a missing extra is a
+            mistake in the setup, told in a line, not a bug's traceback).
+    """
+    if experiment.get("tensorboard", False):
+        _writer_class()
+
+
+def _writer_class():
+    """``torch.utils.tensorboard.SummaryWriter``; :class:`ExperimentConfigError` when tensorboard is missing."""
     try:
         from torch.utils.tensorboard import SummaryWriter
-    except ImportError as err:
-        raise ImportError("experiment.tensorboard=true needs the tensorboard package: "
-                          "pip install 'recoworld[tensorboard]' (or pip install tensorboard)") from err
-    return SummaryWriter(log_dir=str(folder))
+    except ImportError:
+        raise ExperimentConfigError(NEEDS_TENSORBOARD) from None
+    return SummaryWriter
+
+
+def summary_writer(folder: Path):
+    """A ``SummaryWriter`` on ``folder`` (:func:`check_tensorboard` tells when there is none)."""
+    return _writer_class()(log_dir=str(folder))
 
 
 class FreshTrainingCurves(Hook):

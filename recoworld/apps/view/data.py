@@ -92,7 +92,8 @@ def viewer_payload(log: pd.DataFrame, catalog, *, title: str, max_users: int | N
         ``title``, ``note``, ``agents``, ``seeds``, ``items`` (catalog id: title and genres,
         for every item shown), ``extra_columns``, ``booleans`` (the columns whose values are
         sent as 0 and 1) and ``episodes``: per user episode its ``agent``, ``seed``, ``user``,
-        ``episode``, ``episode_seed`` and ``columns``, which maps each of
+        ``episode``, ``episode_seed`` (in decimal digits, a string: exact in a browser) and
+        ``columns``, which maps each of
         :data:`STEP_COLUMNS`, ``slate``, :data:`ITEM_COLUMNS`, ``instruction_text`` and the
         extra columns to the episode's values in step order (a list per step for the
         per-item ones). Column by column, with booleans as 0 and 1 and whole numbers without
@@ -120,7 +121,9 @@ def viewer_payload(log: pd.DataFrame, catalog, *, title: str, max_users: int | N
     for (agent, seed, user, episode), rows in log.groupby(["agent", "seed", "user", "episode"], sort=False).indices.items():
         steps = slice(int(rows[0]), int(rows[-1]) + 1)
         episodes.append({"agent": str(agent), "seed": int(seed), "user": int(user), "episode": int(episode),
-                         "episode_seed": int(log["episode_seed"].iat[rows[0]]),
+                         # A string: a user's seed is a 64-bit integer, which a browser's
+                         # JSON numbers (doubles) would round past 2**53.
+                         "episode_seed": str(int(log["episode_seed"].iat[rows[0]])),
                          "columns": {name: values[steps] for name, values in columns.items()}})
     shown = np.unique(slates) if slates.size else np.zeros(0, np.int64)
     return {
