@@ -236,7 +236,8 @@ def test_a_refit_with_force_replaces_the_world_only_once_the_new_one_is_written(
 # --------------------------------------------------------- fit and run
 def test_calibration_on_a_generated_log_recovers_the_users(world_dir, simulated):
     """The log came from known users: the fitted click logits rank each user's items like
-    the true ones, and the fitted rating response matches the simulator's rule."""
+    the true ones, ratings rise with the fitted utility, and the sessions and returns are
+    those the log was written with."""
     world = CalibratedWorld.load(world_dir)
     assert world.meta["data"]["source"]["kind"] == "interactions"
     assert len(world.users) == N_USERS and world.catalog.n_items == N_ITEMS
@@ -249,9 +250,16 @@ def test_calibration_on_a_generated_log_recovers_the_users(world_dir, simulated)
     truth = simulated.utility.numpy()
     rho = np.array([stats.spearmanr(fitted[b], truth[b]).statistic for b in range(N_USERS)])
     assert rho.mean() > 0.65, f"mean per-user rank correlation {rho.mean():.3f}"
+    # Each user's own taste is recovered, not only the items' shared appeal: ranking every
+    # user's items by popularity alone correlates about 0.2 less with the truth.
+    popular = world.catalog.popularity.numpy()
+    rho_popular = np.array([stats.spearmanr(popular, truth[b]).statistic for b in range(N_USERS)])
+    assert rho.mean() > rho_popular.mean() + 0.12, f"{rho.mean():.3f} against popularity's {rho_popular.mean():.3f}"
     assert world.meta["choice"]["validation_auc"] > 0.65
-    # The simulator's ratings rise with the utility (slope 0.9 on the true one).
-    assert config.rating_slope > 0.25
+    # The simulator's ratings rise with the utility (slope 0.9 on the true one); the fit's
+    # slope, on the validation fold's estimated utility, is pulled towards 0 by that
+    # estimate's noise (errors in variables), so only its sign and rough size are checked.
+    assert 0.25 < config.rating_slope < 1.2
     # The log's sessions are 10 ratings each, days apart as an exponential law of mean 5
     # days: the return law finds a Weibull shape near 1 (the exponential) and that mean.
     assert 0.8 < config.gap_shape < 1.4

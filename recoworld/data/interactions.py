@@ -22,9 +22,10 @@ column         required   meaning
 =============  =========  ==================================================================
 
 Other columns are ignored; a Parquet file's named index (``df.set_index("user")``) reads
-as a column. Rows with ``click = 0`` are checked and then left out: the fit reads what
-users chose (the click level stays an assumption, ``exposure_odds``); their ``rating`` is
-not read, and may be empty, and they may repeat. A (user, item) pair chosen more than once
+as a column, and an unnamed one (the row labels of a filtered or sorted table) is dropped:
+rows count in the file's order. Rows with ``click = 0`` are checked and then left out: the
+fit reads what users chose (the click level stays an assumption, ``exposure_odds``); their
+``rating`` is not read, and may be empty, and they may repeat. A (user, item) pair chosen more than once
 keeps its first choice (the choice model is one of first choices, and the world's users
 never choose an item twice); the sessions and returns, too, are cut from first choices, so
 in a log of repeat consumption (songs played again) a session of replays only is not
@@ -35,8 +36,11 @@ items' quality (their mean rating) carries no weight in the choices.
 The calibration refuses (:class:`~recoworld.apps.calibrate.folds.CalibrationDataError`) a
 catalog of fewer than 50 items, a log in which no user has enough interactions for a
 validation fold (6 at the default fractions), a log in which no user's interactions
-happened at two different times, choices its model cannot rank above chance, and sessions
-without returns or whose gaps have no spread.
+happened at two different times, choices its model cannot rank above chance, sessions
+without returns or whose gaps have no spread, and a log too large for the memory available:
+the choice fit holds a dense table of every (user, item) pair, so its memory grows with
+users times items (:func:`~recoworld.apps.calibrate.folds.fit_memory`); ``--users N`` fits
+a random subset of the users, and the message says how many fit.
 
 **The item table** (``--items PATH``, optional): ``item`` (required), ``title`` and
 ``genres`` (``|``-separated names, or a list in Parquet; a Python list written as text,
@@ -127,8 +131,17 @@ def read_table(path: str | Path, what: str, text: tuple[str, ...] = ()) -> pd.Da
         raise ValueError(f"{path}: the {what} cannot be read as {kind.upper()} ({str(error).strip()}); {fix}") from None
     if table.empty:
         raise ValueError(f"{path}: the {what} has no rows; it needs a header and at least one row")
-    # A Parquet written from a table indexed by a column (df.set_index("user")) holds it as the index.
-    return table.reset_index() if any(name is not None for name in table.index.names) else table
+    return _unindexed(table)
+
+
+def _unindexed(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` numbered 0, 1, ... in file order, which every message's row counts on. A
+    Parquet written from a table indexed by a column (``df.set_index("user")``) holds that
+    column as its index: it becomes a column again, unless the table kept it as one too
+    (``drop=False``). An unnamed index (a filtered or sorted table's row labels) is dropped."""
+    named = [name for name in table.index.names if name is not None and name not in table.columns]
+    table = table.reset_index(level=named) if named else table
+    return table.reset_index(drop=True)
 
 
 def require_columns(table: pd.DataFrame, path: Path, columns, layout: str) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -27,6 +28,16 @@ from recoworld.catalog import Catalog
 from recoworld.data.movielens import MovieLens100K
 
 SPLITS = ("latest", "time")
+#: Peak bytes the choice fit holds per (user, item) pair — it works on dense ``[users, items]``
+#: tables: the rating weights, the logits and their gradients, the AUC's sorted copies — and
+#: per (item, item) pair, for the item-to-item term's Gram matrix and its inverse (float64).
+#: Both are rounded up from the peak memory of fits of several shapes (``benchmarks/RESULTS.md``);
+#: the two peaks come at different steps, so the larger one counts.
+BYTES_PER_PAIR = 100
+BYTES_PER_ITEM_PAIR = 48
+#: A cgroup's memory limit and use: v2's files, then v1's.
+CGROUP_MEMORY = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                 ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"))
 
 
 class CalibrationDataError(ValueError):
@@ -102,8 +113,9 @@ class Folds:
 
     def check_enough(self, min_items: int, holdout_fraction: float, validation_fraction: float) -> None:
         """Refuse, with a :class:`CalibrationDataError` that says what is missing, data the
-        fit cannot run on: fewer than ``min_items`` items, or an empty validation fold (the
-        fractions are those the folds were cut with)."""
+        fit cannot run on: fewer than ``min_items`` items, no two times within any user, an
+        empty validation fold (the fractions are those the folds were cut with), or more
+        (user, item) pairs than the memory available holds (:meth:`check_memory`)."""
         if self.n_items < min_items:
             raise CalibrationDataError(
                 f"the catalog has {self.n_items} items; the calibration needs at least {min_items}: its leave fit "
@@ -119,6 +131,21 @@ class Folds:
             raise CalibrationDataError(
                 f"the validation fold is empty ({self.n_users} users, {len(self.data.ratings)} interactions, at most "
                 f"{per_user.max()} per user): {rule}. Calibrate on a longer log")
+        self.check_memory(available_memory())
+
+    def check_memory(self, available: int | None) -> None:
+        """Refuse, before the fit starts, data whose choice fit needs more than ``available``
+        bytes of memory (``None``: not known, not checked), saying how many users fit: the
+        fit would otherwise be killed by the operating system minutes later, without a word."""
+        if available is None or fit_memory(self.n_users, self.n_items) <= available:
+            return
+        users = available // (BYTES_PER_PAIR * self.n_items) if fit_memory(1, self.n_items) <= available else 0
+        fix = (f"fit a random subset of the users (--users {users} or fewer), or " if users >= 1 else "") + \
+            "keep the log's most chosen items only"
+        raise CalibrationDataError(
+            f"the choice fit holds a dense table of every (user, item) pair: {self.n_users:,} users x "
+            f"{self.n_items:,} items need about {_memory_size(fit_memory(self.n_users, self.n_items))} of memory, and "
+            f"{_memory_size(available)} is available; {fix}")
 
     def check_times(self) -> None:
         """Refuse a log in which no user's interactions happened at two different times (one
@@ -161,6 +188,53 @@ class Folds:
                  "train": len(self.split.train), "test": len(self.split.test), "validation": len(self.inner.test),
                  "test_fingerprint": fingerprint(self.split.test)}
         return data, split
+
+
+def fit_memory(n_users: int, n_items: int) -> int:
+    """About the peak bytes of the choice fit on ``n_users`` x ``n_items`` (:data:`BYTES_PER_PAIR`)."""
+    return max(BYTES_PER_PAIR * n_users * n_items, BYTES_PER_ITEM_PAIR * n_items ** 2)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can take without swapping: Linux's ``MemAvailable``, or
+    less where the process's control group (a container's memory limit) leaves less; else
+    the machine's physical memory; else ``None`` (unknown)."""
+    machine = _meminfo_available()
+    if machine is None:
+        try:
+            machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (AttributeError, ValueError, OSError):  # no sysconf (Windows), or no such name
+            return None
+    room = _container_room()
+    return machine if room is None else min(machine, room)
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as meminfo:
+            return next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemAvailable:"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _container_room() -> int | None:
+    """The memory limit of the process's cgroup less its use (v2, else v1); ``None`` without one."""
+    for limit, usage in CGROUP_MEMORY:
+        try:
+            with open(limit) as limit_file, open(usage) as usage_file:
+                cap, used = limit_file.read().strip(), usage_file.read().strip()
+        except OSError:
+            continue
+        # v2 writes "max" for no limit; v1 a number near 2**63.
+        if not (cap.isdigit() and used.isdigit()) or int(cap) >= 2 ** 60:
+            return None
+        return max(int(cap) - int(used), 0)
+    return None
+
+
+def _memory_size(size: int) -> str:
+    """``size`` bytes in GiB, or MiB below one GiB."""
+    return f"{size / 2 ** 30:.1f} GiB" if size >= 2 ** 30 else f"{size / 2 ** 20:.1f} MiB"
 
 
 def min_interactions(holdout_fraction: float, validation_fraction: float) -> int | None:
