@@ -33,7 +33,7 @@ import re
 import shutil
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -335,20 +335,32 @@ class EpisodeLog:
             self._pending, self._pending_rows = [], 0
 
     def close(self) -> None:
-        """Write what is buffered, complete the file and give it its name (file mode)."""
-        self.flush()
-        if self._writer is not None:
+        """Write what is buffered, complete the file and give it its name (file mode). If
+        that fails (a full disk, Ctrl-C) the log is discarded: ``path`` is left as it was,
+        and the temporary, whose bytes a full disk needs back, is deleted."""
+        if self._writer is None:
+            return
+        try:
+            self.flush()
             self._writer.close()
-            self._writer = None
             os.replace(temporary_path(self.path), self.path)
+            self._writer = None
+        except BaseException:
+            self.discard()
+            raise
 
     def discard(self) -> None:
         """Drop the rows: the temporary file is deleted and ``path`` is left as it was."""
         self._pending, self._pending_rows, self._kept = [], 0, []
         if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-            temporary_path(self.path).unlink(missing_ok=True)
+            writer, self._writer = self._writer, None
+            try:
+                # Its footer goes to a file about to be deleted: an error writing it (the disk
+                # that failed the rows is full) must not hide the error that discards them.
+                with suppress(Exception):
+                    writer.close()
+            finally:
+                temporary_path(self.path).unlink(missing_ok=True)
 
     def to_table(self) -> pa.Table:
         """The rows kept in memory (``path=None``) as an Arrow table."""

@@ -6,11 +6,12 @@
 - ``status.json`` (:data:`STATUS_FILE`), written when the run starts and rewritten at each
   change, always whole (written beside it, then renamed):
 
-  - ``state``: ``running``, ``failed``, ``interrupted`` (Ctrl-C, SIGINT) or ``complete``; a
-    run killed outright (SIGKILL, a lost machine) stays ``running`` with a ``pid`` that no
-    longer lives, unless it was a job of a sweep interrupted with Ctrl-C whose launcher killed
-    it (:func:`record_interruptions`);
-  - ``error`` and ``error_type``: why a failed run failed (``null`` otherwise);
+  - ``state``: ``running``, ``failed``, ``interrupted`` (Ctrl-C or ``kill``: SIGINT or
+    SIGTERM) or ``complete``; a run killed outright (SIGKILL, a lost machine) stays
+    ``running`` with a ``pid`` that no longer lives, unless it was a job of a sweep
+    interrupted with Ctrl-C whose launcher killed it (:func:`record_interruptions`);
+  - ``error`` and ``error_type``: why a failed run failed (``null`` otherwise); a run whose
+    disk is too full even for this file keeps ``running``, and its error is logged;
   - ``parts``: ``planned``, the number of rollouts of the run; ``complete``, one record per
     finished rollout (``agent``, ``seed``, ``segment``, its ``file``, ``rows``, ``seconds``
     and the simulator's counters); ``current``, the file of the rollout in flight;
@@ -45,6 +46,7 @@ is the same, else as a new run (``attempts`` 1, no ``previous_attempts``).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -63,7 +65,7 @@ from recoworld.apps.run.checks import ExperimentConfigError, config_differences
 from recoworld.apps.status import STATES, STATUS_FILE, JobStatus, now, previous_attempts, writer_running
 from recoworld.logs import TEMPORARY_SUFFIX, replacing
 
-#: Files a complete run adds last; stale copies are removed when a run (re)starts.
+#: Files a complete run adds last; an earlier attempt's copies are removed when its run starts again.
 FINAL_OUTPUTS = ("metrics.json", "returns.png", "learning.png", "retention.png")
 #: The single-file log of releases before logs were written in parts.
 LEGACY_LOG = "episodes.parquet"
@@ -144,7 +146,7 @@ class RunDirectory(JobStatus):
                 added = _check_resumable(path, saved, config, kept, resume, as_saved)
         planned = {part.file for part in plan}
         kept = [r for r in kept if r["file"] in planned]
-        _remove_leftovers(path)
+        _remove_leftovers(path, earlier_run=saved is not None)
         continued = saved is not None and bool(kept or saved["config"] == config)
         attempts = saved["attempts"] + 1 if continued else 1
         if kept and added:
@@ -190,6 +192,18 @@ class RunDirectory(JobStatus):
         return f"{len(parts['complete'])} of {parts['planned']} rollouts complete"
 
     # ------------------------------------------------------------------ ending
+    def _end(self, state: str, error: BaseException | None) -> None:
+        try:
+            super()._end(state, error)
+        except OSError as unsaved:
+            if state == "complete":
+                raise
+            # A full disk that stopped the run can refuse its status too: the run's own error (or
+            # Ctrl-C) is the one to see. status.json then keeps `running`, which reads as a run
+            # that was killed, and resumes as one.
+            log.error("could not record in %s that the run is %s (%s); it still says running", self.path / STATUS_FILE,
+                      state, unsaved)
+
     def _ending(self) -> None:
         self.status["parts"]["current"] = None
 
@@ -208,6 +222,25 @@ class RunDirectory(JobStatus):
         with self.replacing(name) as temporary:
             temporary.write_text(text)
 
+
+
+#: Why a write fails that no rerun fixes until a person frees space or makes the folder writable.
+UNWRITABLE = {errno.ENOSPC: "free space on that disk", errno.EDQUOT: "free space under your disk quota",
+              errno.EROFS: "make that file system writable"}
+
+
+def unwritable(error: OSError, path: Path, progress: str | None) -> RunDirectoryError | None:
+    """What to tell the user of a run in ``path`` that ``error`` stopped, when it is a full disk,
+    a spent quota or a read-only file system (``None`` for any other error): the cause, the file
+    if known, and how to finish the run; ``progress`` says what is kept (``None``: the run
+    directory could not be opened)."""
+    fix = UNWRITABLE.get(error.errno)
+    if fix is None:
+        return None
+    where = f" writing {error.filename}" if error.filename else ""
+    kept = "" if progress is None else f" ({progress}, kept)"
+    return RunDirectoryError(f"{os.strerror(error.errno)}{where}: the run in {path} stopped{kept}; {fix}, then "
+                             f"finish it with {RESUME_FLAG} hydra.run.dir={path}")
 
 
 def record_interruptions(paths: Sequence[str | Path], since: str, wait_s: float = 3.0) -> list[Path]:
@@ -308,12 +341,17 @@ def _results_without_status(path: Path) -> list[str]:
     return found + sorted(_parts_on_disk(path))[:3]
 
 
-def _remove_leftovers(path: Path) -> None:
+def _remove_leftovers(path: Path, earlier_run: bool) -> None:
     """Outputs of an earlier attempt that the new one writes again: final outputs (stale
-    until every part is complete) and temporary files of killed writers."""
-    for name in FINAL_OUTPUTS:
-        (path / name).unlink(missing_ok=True)
-    # Anywhere in the directory: a writer killed while replacing status.json leaves its
-    # temporary beside it, not only under episodes/ or segments/.
-    for temporary in path.rglob(f".*{TEMPORARY_SUFFIX}"):
+    until every part is complete; only where ``earlier_run``, a ``status.json`` says a run
+    wrote them) and temporary files of killed writers, where a run writes: beside
+    ``status.json`` and below ``episodes/`` and ``segments/``. Nothing else is touched: a
+    folder given as ``hydra.run.dir`` may hold other runs (``hydra.run.dir=outputs``), whose
+    parts in flight are temporaries too, or a person's own files."""
+    if earlier_run:
+        for name in FINAL_OUTPUTS:
+            (path / name).unlink(missing_ok=True)
+    pattern = f".*{TEMPORARY_SUFFIX}"
+    temporaries = [*path.glob(pattern), *(path / "episodes").rglob(pattern), *(path / "segments").rglob(pattern)]
+    for temporary in temporaries:
         temporary.unlink(missing_ok=True)

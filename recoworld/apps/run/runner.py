@@ -20,8 +20,8 @@ runs :func:`~recoworld.envs.rollout.rollout`. The run directory
 
 The config is checked (:mod:`recoworld.apps.run.checks`) before the run directory is
 touched. ``metrics.json`` and the plots are written only when every part is complete; a
-failed or interrupted run leaves ``status.json`` saying so and its complete parts, which
-``experiment.resume=true`` keeps.
+failed or interrupted run (Ctrl-C, or ``kill``: SIGTERM is taken as Ctrl-C) leaves
+``status.json`` saying so and its complete parts, which ``experiment.resume=true`` keeps.
 
 Hydra writes the composed config to ``.hydra/`` next to them (the last invocation's; the
 run's own is in ``status.json``). Each simulator is closed
@@ -74,8 +74,9 @@ from recoworld.apps.run.checks import (
     override_key,
     run_identity,
 )
-from recoworld.apps.run.rundir import RESUME_FLAG, Part, RunDirectory
+from recoworld.apps.run.rundir import RESUME_FLAG, Part, RunDirectory, unwritable
 from recoworld.apps.run.secrets import redact_secrets, redact_text
+from recoworld.apps.status import kill_stops_like_ctrl_c
 from recoworld.catalog import Catalog
 from recoworld.envs.rollout import EachStep
 from recoworld.logs import SCHEMA_VERSION, read_log
@@ -167,9 +168,13 @@ def run_experiment(
     Raises:
         ExperimentConfigError: the experiment's settings are out of range, or the run
             directory cannot take the run (it holds results and ``experiment.resume`` is
-            false, or the saved config differs); nothing is written then.
+            false, or the saved config differs); nothing is written then. A full disk, a
+            spent quota or a read-only file system stops the run with a
+            :class:`~recoworld.apps.run.rundir.RunDirectoryError` that says what to free and
+            how to resume (:func:`~recoworld.apps.run.rundir.unwritable`).
         Exception: whatever building or running a part raised; ``status.json`` then says
-            ``failed`` (``interrupted`` for KeyboardInterrupt) and the complete parts stay.
+            ``failed`` (``interrupted`` for KeyboardInterrupt, and for SIGTERM, which this
+            function takes as Ctrl-C while it runs) and the complete parts stay.
     """
     settings = experiment_settings(cfg)
     check_required(cfg, lineup)
@@ -180,22 +185,30 @@ def run_experiment(
     console = console or Console()
     segments = _segment_configs(cfg)
     plan = [Part(name, seed, segment) for segment in segments for name in lineup for seed in settings.seeds]
-    directory = RunDirectory.start(run_dir, _identity((cfg, lineup)), plan, settings.resume, redact=redact_text,
-                                   default=None if default is None else lambda: _identity(default()))
-    # After the identity (resumes compare the composed lineup); each segment's SB3 agents train
-    # into the segment's own folder.
-    logged = {segment: with_training_logs(cfg, lineup, directory.path, segment) for segment in segments}
+    directory = None
     try:
-        with directory.recording(), torch_threads(settings.torch_threads):
+        directory = RunDirectory.start(run_dir, _identity((cfg, lineup)), plan, settings.resume, redact=redact_text,
+                                       default=None if default is None else lambda: _identity(default()))
+        with directory.recording(), kill_stops_like_ctrl_c(), torch_threads(settings.torch_threads):
+            # After the identity (resumes compare the composed lineup); each segment's SB3 agents
+            # train into the segment's own folder.
+            logged = {segment: with_training_logs(cfg, lineup, directory.path, segment) for segment in segments}
             catalog = _build_world(cfg, lineup, settings.seeds)
             for segment, segment_cfg in segments.items():
                 _run_parts(segment_cfg, logged[segment], segment, catalog, directory, console)
             metrics = _write_results(cfg, logged[None], segments, catalog, directory)
             directory.complete()
     except KeyboardInterrupt:
-        console.print(f"interrupted: {directory.progress} in {directory.path}; finish the run with "
-                      f"{RESUME_FLAG} hydra.run.dir={directory.path}", soft_wrap=True)
+        if directory is not None:
+            console.print(f"interrupted: {directory.progress} in {directory.path}; finish the run with "
+                          f"{RESUME_FLAG} hydra.run.dir={directory.path}", soft_wrap=True)
         raise
+    except OSError as err:
+        # A full disk is no bug: one line that says what to free and how to go on, not a traceback.
+        stopped = unwritable(err, Path(run_dir), None if directory is None else directory.progress)
+        if stopped is None:
+            raise
+        raise stopped from err
     report.print_summary(metrics, console, directory.path)
     return metrics
 
