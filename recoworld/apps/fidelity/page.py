@@ -39,7 +39,7 @@ def _write_files(results: dict, out: Path, world: CalibratedWorld) -> None:
     if results.get("social"):
         plot_concentration(plt, results["social"], out)
     if results.get("splits"):
-        plot_calibration(plt, results["splits"], out)
+        plot_calibration(plt, results["splits"], out, events(results))
     names = list(results["models"])
     noun = events(results)
     lines = introduction(results)
@@ -72,7 +72,7 @@ def headline(results: dict) -> list[str]:
     ranking = results.get("policy_ranking")
     if ranking:
         # Only a simulator ranks policies; the baseline is a scorer, not a simulator.
-        rows.append(("Kendall tau, policy ranking", lambda n: f"{ranking['kendall_tau']:.3f}"
+        rows.append(("Kendall tau-b, policy ranking", lambda n: _number(ranking["kendall_tau"], 3)
                      if n == "calibrated user" else "-"))
     lines = ["| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     lines += [f"| {label} | " + " | ".join(cell(n) for n in names) + " |" for label, cell in rows]
@@ -174,6 +174,11 @@ SPLIT_TITLES = {"latest": "each user's latest {noun}", "time": "a global time cu
                 "users": "held-out users (folded in on their early {noun})"}
 
 
+def split_title(kind: str, noun: str) -> str:
+    """The heading of split ``kind``, its rows called ``noun`` (:func:`events`)."""
+    return SPLIT_TITLES.get(kind, kind).format(noun=noun)
+
+
 def _number(value: float | None, digits: int) -> str:
     """``value`` to ``digits`` places; ``n/a`` for an undefined one (NaN, or JSON's null)."""
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
@@ -216,9 +221,9 @@ def splits_section(splits: dict | None, targets: dict | None, noun: str = "ratin
              "every item, so the model separates them no better than saying yes to all. The F1 target reads the second. "
              "[n/a]: no interval, as one user cannot be resampled.", ""]
     for kind, why in not_scored.items():
-        lines += [f"### Split: {SPLIT_TITLES.get(kind, kind).format(noun=noun)}", "", f"Not scored: {why}.", ""]
+        lines += [f"### Split: {split_title(kind, noun)}", "", f"Not scored: {why}.", ""]
     for kind, split in splits.items():
-        lines += [f"### Split: {SPLIT_TITLES.get(kind, kind).format(noun=noun)}", "",
+        lines += [f"### Split: {split_title(kind, noun)}", "",
                   f"{split['held_out']:,} held-out {noun} of {_users(split['users'])}; {split['train']:,} training "
                   f"{noun}.", "",
                   "| model | AUC | F1 1:1 | F1 1:3 | F1 1:9 | ECE | rating RMSE |", "|---|---|---|---|---|---|---|"]
@@ -335,8 +340,9 @@ def ranking_section(ranking: dict | None, noun: str = "ratings") -> list[str]:
              f"`RecoWorld/Slate-v0` and in a replay of {ranking['replay_rounds']:,} held-out {noun} "
              f"({ranking['settings']['num_candidates']} candidates: the held-out item and never-rated ones; "
              f"slates of {ranking['settings']['slate_size']}; chance {ranking['chance_ctr']:.3f}). "
-             f"Kendall's tau between the rankings: **{ranking['kendall_tau']:.3f}** "
-             f"(p = {ranking['p_value']:.3f}).", "",
+             f"Kendall's tau-b between the rankings (ties count as neither agreement nor disagreement; n/a where "
+             f"either side scores every agent alike): **{_number(ranking['kendall_tau'], 3)}** "
+             f"(p = {_number(ranking['p_value'], 3)}).", "",
              "| agent | simulator CTR | simulator rank | replay CTR | replay rank |", "|---|---|---|---|---|"]
     for name, a in sorted(ranking["agents"].items(), key=lambda kv: kv[1]["simulator_rank"]):
         lines.append(f"| {name} | {a['simulator_ctr']:.4f} | {a['simulator_rank']} | {a['replay_ctr']:.4f} "
@@ -429,8 +435,9 @@ def plot_ratings(plt, results: dict, out: Path) -> None:
     _save(plt, fig, ax, out, "ratings.png")
 
 
-def plot_calibration(plt, splits: dict, out: Path) -> None:
-    """Reliability of the predicted click probabilities on the 1:1 lists, per split."""
+def plot_calibration(plt, splits: dict, out: Path, noun: str = "ratings") -> None:
+    """Reliability of the predicted click probabilities on the 1:1 lists, per split (``noun``:
+    what the log's rows are called in the titles, :func:`events`)."""
     fig, axes = plt.subplots(1, len(splits), figsize=(4.5 * len(splits), 4), squeeze=False)
     for ax, (kind, split) in zip(axes[0], splits.items()):
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
@@ -444,7 +451,7 @@ def plot_calibration(plt, splits: dict, out: Path) -> None:
                         lw=2 if name == "calibrated user" else 1)
         ax.set_xlabel("predicted click probability")
         ax.set_ylabel("observed share chosen (1:1 lists)")
-        ax.set_title(SPLIT_TITLES.get(kind, kind))
+        ax.set_title(split_title(kind, noun))
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "calibration.png", dpi=120)

@@ -181,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Every flag is checked before the minutes of work, and the world and its data are read.
     try:
         check_new_folder(args.out)
+        if args.seed < 0:  # NumPy's generators refuse it, minutes into the work
+            raise ValueError(f"--seed {args.seed}; give an integer >= 0")
         agents = [a for a in args.agents.split(",") if a]
         if agents:
             check_agents(agents)

@@ -9,19 +9,18 @@ command of the study, ``--out`` replaced by ``--resume``), or be left out.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from recoworld.apps.robustness.space import DEFAULT_RANGES, SAMPLERS, SCALES, ParameterRange
+from recoworld.apps.robustness.space import DEFAULT_RANGES, SAMPLERS, SCALES, ParameterRange, ParameterSpace
 from recoworld.apps.robustness.study import QUICK, REWARD_PER_STEP, RobustnessConfig
 from recoworld.apps.robustness.studydir import StudyDirectory, held_study, settings_of
 from recoworld.apps.run.checks import config_differences
+from recoworld.apps.status import kill_stops_like_ctrl_c
 from recoworld.logs import check_new_folder
 
 EPILOG = """\
@@ -60,7 +59,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--parameters", type=_names, help="vary only these parameters, comma-separated")
     p.add_argument("--no-one-at-a-time", action="store_true", help="skip the one-at-a-time sweep")
     p.add_argument("--seed-noise", type=int, default=d.seed_noise,
-                   help="worlds that run the configured world with other users, the noise floor (default: %(default)s)")
+                   help="worlds that run the configured world with other users, the noise floor: 0 (none) or 2 "
+                        "or more (default: %(default)s)")
     p.add_argument("--show-ranges", action="store_true", help="print the ranges as YAML and exit")
     p.add_argument("--out", type=Path, help="new study folder, which holds the report in the end "
                                             "(default: outputs/robustness/DATE/TIME)")
@@ -100,14 +100,21 @@ def resumed_settings(directory: StudyDirectory, args: argparse.Namespace, given:
 def config_from(args: argparse.Namespace) -> RobustnessConfig:
     """The study's config from the parsed flags (``ValueError`` names a bad one)."""
     ranges = dict(DEFAULT_RANGES) if args.ranges is None else read_ranges(args.ranges)
+    set_here = {}
     for text in args.range:
         name, spec = parse_range(text)
-        ranges[name] = spec
+        ranges[name] = set_here[name] = spec
     if args.parameters is not None:
         unknown = [n for n in args.parameters if n not in ranges]
         if unknown:
             raise ValueError(f"--parameters names {unknown[0]!r}, which has no range; ranges: {', '.join(ranges)} "
                              f"(add one with --range {unknown[0]}=LOW:HIGH)")
+        # A range set for a parameter the study does not vary would be dropped unseen (a typo in either flag).
+        left_out = [n for n in set_here if n not in args.parameters]
+        if left_out:
+            ParameterSpace({n: set_here[n] for n in left_out})  # a misspelt name: "did you mean"
+            raise ValueError(f"--range sets {left_out[0]}, but --parameters {','.join(args.parameters)} leaves it "
+                             f"out; add {left_out[0]} to --parameters, or drop that --range")
         ranges = {n: ranges[n] for n in args.parameters}
     sizes = {**(QUICK if args.quick else {}),
              **{k: getattr(args, k) for k in ("worlds", "users", "steps") if getattr(args, k) is not None}}
@@ -174,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        with _kill_stops_like_ctrl_c():
+        with kill_stops_like_ctrl_c():
             run(config, overrides, out, directory=directory)
     except (ValueError, HydraException, OmegaConfBaseException) as error:
         print(f"recoworld robustness: {error}", file=sys.stderr)
@@ -234,24 +241,6 @@ def _stopped_note(out: Path, directory: StudyDirectory | None, begun: bool) -> s
     if not begun:
         return f"stopped before any world ran; the study in {directory.path} is as it was: {resume}"
     return f"stopped with {directory.progress}, kept in {directory.path}: {resume}"
-
-
-@contextmanager
-def _kill_stops_like_ctrl_c() -> Iterator[None]:
-    """``kill`` (SIGTERM) stops the study as Ctrl-C does, so that its folder says
-    ``interrupted`` (a handler can only be set from the main thread: elsewhere, none is)."""
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, stop)
-    except ValueError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _ints(text: str) -> tuple[int, ...]:

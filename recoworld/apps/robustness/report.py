@@ -68,7 +68,7 @@ def summary_line(result: dict) -> str:
     s, noise = result["stability"], result["seed_noise"]
     tau = s["tau"]
     level = round(100 * result["settings"]["confidence"])
-    worlds = s.get("worlds", tau["n"])
+    worlds = _drawn(result)
     over = f"{worlds} sampled worlds" if tau["n"] == worlds else (
         f"{tau['n']} of {worlds} sampled worlds ({worlds - tau['n']} scored every agent alike: no tau)")
     line = (f"Kendall tau against the configured world over {over}: {_f(tau['mean'])} "
@@ -80,6 +80,11 @@ def summary_line(result: dict) -> str:
         line += (f"; the configured world with other users ({noise['worlds']} worlds): {_f(tau['mean'])} "
                  f"[{_f(tau['low'])}, {_f(tau['high'])}]")
     return line + "."
+
+
+def _drawn(result: dict) -> int:
+    """How many worlds were drawn from the ranges, those that have no tau included."""
+    return result["stability"].get("worlds", result["stability"]["tau"]["n"])
 
 
 def _top(names: list[str]) -> str:
@@ -107,7 +112,8 @@ def noise_verdict(result: dict) -> str:
 
 def agents_table(result: dict) -> Table:
     metric = result["settings"]["metric"]
-    table = Table(title=f"Ranking by {metric} across {result['stability']['tau']['n']} sampled worlds")
+    # The rank columns read every sampled world, those without a tau (every agent alike) too.
+    table = Table(title=f"Ranking by {metric} across {_drawn(result)} sampled worlds")
     for column in ("agent", f"{metric} (configured)", "rank (configured)", "mean rank", "rank range", "kept rank"):
         table.add_column(column, justify="left" if column == "agent" else "right")
     for name, a in sorted(result["agents"].items(), key=lambda item: item[1]["default_rank"]):
@@ -148,9 +154,9 @@ def sensitivity_table(result: dict) -> Table:
 
 def markdown(result: dict) -> str:
     """``report.md``: the settings, the ranking's stability, the agents and the sensitivity."""
-    st, settings = result["settings"], result["stability"]
+    st = result["settings"]
     lines = ["# Robustness of the agents' ranking", "",
-             f"Agents ranked by **{st['metric']}** in the configured world and in {settings['tau']['n']} worlds "
+             f"Agents ranked by **{st['metric']}** in the configured world and in {_drawn(result)} worlds "
              f"drawn by {st['sampler']} (seed {st['sample_seed']}) from the plausible ranges of the parameters "
              f"the data cannot identify; {st['users']} users x {st['steps']} steps, seeds {st['seeds']}.", "",
              f"Score: {metric_meaning(st['metric'])}; higher ranks first.", "",

@@ -85,13 +85,14 @@ def swapped_pairs(reference: Mapping[str, float], other: Mapping[str, float]) ->
 
 def bootstrap_mean(values: Sequence[float], confidence: float, resamples: int, seed: int) -> dict:
     """``{"mean", "low", "high", "n"}``: the mean of ``values`` (NaN dropped) with its
-    percentile bootstrap interval; the interval is the single value when all are equal."""
+    percentile bootstrap interval; the interval is the single value when all are equal, and
+    undefined (NaN) for a single value, which resampling cannot move."""
     x = np.asarray([v for v in values if not math.isnan(v)], dtype=np.float64)
     if len(x) == 0:
         return {"mean": math.nan, "low": math.nan, "high": math.nan, "n": 0}
     mean = float(x.mean())
     if len(x) < 2 or np.ptp(x) == 0:
-        low = high = mean if np.ptp(x) == 0 else math.nan
+        low = high = mean if len(x) > 1 else math.nan
         return {"mean": mean, "low": low, "high": high, "n": len(x)}
     ci = stats.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=resamples, method="percentile",
                          random_state=np.random.default_rng(seed)).confidence_interval

@@ -70,7 +70,7 @@ class RobustnessConfig:
         sampler: ``lhs`` (Latin hypercube) or ``sobol`` (``worlds`` a power of 2).
         sample_seed: seeds the draw of the worlds.
         one_at_a_time: also run each parameter alone at each end of its range.
-        seed_noise: worlds that run the configured world with other users (0: none).
+        seed_noise: worlds that run the configured world with other users (0: none; else 2 or more).
         confidence: level of the bootstrap interval of the mean :math:`\\tau`.
         resamples: bootstrap resamples.
         ranges: ``{parameter: ParameterRange}``, the plausible ranges
@@ -104,12 +104,21 @@ class RobustnessConfig:
                 raise ValueError(f"{name}={getattr(self, name)}; it must be at least 1")
         if self.seed_noise < 0:
             raise ValueError(f"seed_noise={self.seed_noise}; it counts worlds and must be >= 0 (0: none)")
+        if self.seed_noise == 1:
+            raise ValueError("seed_noise=1; one world with other users has no spread to read as a noise floor (its "
+                             "interval would be its one tau): give 2 or more, or 0 for none")
         if not self.seeds:
             raise ValueError("seeds is empty; give at least one seed, e.g. seeds=(0,)")
         repeated = sorted({s for s in self.seeds if list(self.seeds).count(s) > 1})
         if repeated:
             raise ValueError(f"seeds lists {repeated} more than once; each seed serves other users, so a repeated "
                              "one only runs the same rollout again")
+        # NumPy's generators take no negative seed: refused here, not by the first rollout.
+        negative = [s for s in self.seeds if s < 0]
+        if negative:
+            raise ValueError(f"seeds lists {negative[0]}; a seed is an integer >= 0, e.g. seeds=(0, 1)")
+        if self.sample_seed < 0:
+            raise ValueError(f"sample_seed={self.sample_seed}; the seed of the draw of the worlds is an integer >= 0")
         if not 0 < self.confidence < 1:
             raise ValueError(f"confidence={self.confidence}; it is a level in (0, 1), e.g. 0.95")
         return ParameterSpace(self.ranges)
