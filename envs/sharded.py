@@ -32,23 +32,31 @@ serialisation and the agent's time per step equal a shard's step time (measured 
 ``benchmarks/RESULTS.md``, ``benchmarks/ray_scaling.py``).
 
 Ray is started on this machine if the process has not initialised it (``address`` joins
-a cluster instead); the actors end with :meth:`close`.
+a cluster instead); the actors end with :meth:`close`. Each shard is an actor holding one
+CPU, so ``num_shards`` may not exceed the CPUs of the Ray cluster (an autoscaling cluster:
+of the nodes it has when the env is built); more would wait forever for a CPU, and are
+refused with a ``ValueError``.
 
 Errors: arguments a shard's ``SlateVectorEnv`` refuses raise its own error (e.g.
 ``ValueError: num_candidates='many': must be an integer >= 1``) from the constructor, as the
-unsharded env would, and the actors already started are ended. :meth:`close` may be called
-any number of times, also after a shard's worker died; a closed env refuses every other
-call with a ``RuntimeError`` that says so.
+unsharded env would, and the actors already started are ended; so does any error a shard
+raises later (``RuntimeError: call reset() before step()``...). Actions are checked whole on
+the driver before any shard steps: an invalid one raises the unsharded env's ``ValueError``,
+naming the user by its row in the whole batch, and leaves every user as it was.
+:meth:`close` may be called any number of times, also after a shard's worker died; a closed
+env refuses every other call with a ``RuntimeError`` that says so.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from recoworld.envs.actions import ActionDecoder
 from recoworld.envs.world import reset_seeds
 
 
@@ -71,7 +79,7 @@ class _Shard:
     def spaces(self):
         if self.error is not None:
             raise self.error
-        return self.env.single_observation_space, self.env.single_action_space
+        return self.env.single_observation_space, self.env.single_action_space, self.env.world.actions
 
     def reset(self, seed):
         return self.env.reset(seed=seed)
@@ -106,6 +114,11 @@ class ShardedVectorEnv(VectorEnv):
 
         if not ray.is_initialized():
             ray.init(address=address, log_to_driver=False, **({} if address else {"include_dashboard": False}))
+        cpus = ray.cluster_resources().get("CPU", 0)
+        if num_shards > cpus:  # the actors beyond the CPUs would never start, and the constructor never return
+            raise ValueError(f"num_shards={num_shards}: each shard is a Ray actor holding one CPU, and this Ray "
+                             f"cluster has {cpus:g} CPUs; use num_shards <= {int(cpus)}, or give Ray more CPUs "
+                             "(ray.init(num_cpus=N) before building the env, or nodes joined to the cluster)")
         sizes = [num_envs // num_shards + (i < num_envs % num_shards) for i in range(num_shards)]
         self.offsets = np.cumsum([0, *sizes])[:-1].tolist()
         self.sizes = sizes
@@ -115,15 +128,15 @@ class ShardedVectorEnv(VectorEnv):
         try:
             for size in sizes:
                 self._shards.append(actor.remote(size, kwargs))
-            spaces = ray.get([shard.spaces.remote() for shard in self._shards])  # every shard built
-        except BaseException as error:
+            spaces = self._get([shard.spaces.remote() for shard in self._shards])  # every shard built
+        except BaseException:
             self.close()  # the actors started so far would hold their CPUs until the driver exits
-            cause = getattr(error, "cause", None)
-            if isinstance(error, ray.exceptions.RayTaskError) and isinstance(cause, Exception):
-                raise cause from None  # the shard's SlateVectorEnv refused its arguments: its own error
             raise
         self.num_envs = num_envs
-        self.single_observation_space, self.single_action_space = spaces[0]
+        self.single_observation_space, self.single_action_space, decoder = spaces[0]
+        # The shards' action format over every user: it checks a batch whole (see step).
+        self._actions = ActionDecoder(decoder.action_format, num_envs, decoder.num_candidates, decoder.slate_size,
+                                      "cpu")
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
 
@@ -145,7 +158,7 @@ class ShardedVectorEnv(VectorEnv):
         else:  # Gymnasium's list[int | None], None for a user that goes on with its own seed sequence
             entries = list(seed)
             seeds = [entries[a:a + n] for a, n in zip(self.offsets, self.sizes)]
-        results = self._ray.get([s.reset.remote(sd) for s, sd in zip(self._live(), seeds)])
+        results = self._get([s.reset.remote(sd) for s, sd in zip(self._live(), seeds)])
         return _concat([r[0] for r in results]), _concat([r[1] for r in results])
 
     def step(self, actions):
@@ -154,8 +167,12 @@ class ShardedVectorEnv(VectorEnv):
         # blamed on the last shard's size.
         if actions.shape != self.action_space.shape:
             raise ValueError(f"action has shape {actions.shape}; expected {self.action_space.shape}, one row per user")
-        results = self._ray.get([shard.step.remote(actions[a:a + n])
-                                 for shard, a, n in zip(shards, self.offsets, self.sizes)])
+        # Checked whole, before any shard steps: a shard would name a bad row by its place in
+        # the shard, and the other shards would have stepped, leaving the users out of step.
+        if not _valid(actions, self._actions):
+            self._actions.positions(actions)  # raises the unsharded env's error, naming the row
+        results = self._get([shard.step.remote(actions[a:a + n])
+                             for shard, a, n in zip(shards, self.offsets, self.sizes)])
         observations, rewards, terminated, truncated, infos = zip(*results)
         return (_concat(observations), np.concatenate(rewards), np.concatenate(terminated),
                 np.concatenate(truncated), _concat(infos))
@@ -177,6 +194,21 @@ class ShardedVectorEnv(VectorEnv):
             for shard in shards:
                 self._ray.kill(shard)
 
+    def render(self) -> None:
+        """Nothing, as the unsharded env: no render modes; it warns and returns ``None``."""
+        gym.logger.warn("ShardedVectorEnv has no render modes, so render() returns None; to watch a user, render a "
+                        "single env: gym.make('RecoWorld/Slate-v0', render_mode='ansi')")
+
+    def _get(self, refs: list) -> list:
+        """The shards' answers to ``refs``; an error a shard's env raised is raised as it is
+        (Ray would wrap it in a ``RayTaskError`` whose message is the remote traceback)."""
+        try:
+            return self._ray.get(refs)
+        except self._ray.exceptions.RayTaskError as error:
+            if isinstance(error.cause, Exception):
+                raise error.cause from None
+            raise
+
     def _live(self) -> list:
         """The shards' actors; a ``RuntimeError`` once the env is closed."""
         if self.closed:
@@ -189,20 +221,33 @@ class ShardedVectorEnv(VectorEnv):
 
     def expected_clicks(self, slates) -> np.ndarray:
         slates = np.asarray(slates)
-        return np.concatenate(self._ray.get([shard.privileged.remote("expected_clicks", slates[a:a + n])
-                                             for shard, a, n in zip(self._live(), self.offsets, self.sizes)]))
+        return np.concatenate(self._get([shard.privileged.remote("expected_clicks", slates[a:a + n])
+                                         for shard, a, n in zip(self._live(), self.offsets, self.sizes)]))
 
     def _gather(self, name: str) -> list:
-        return self._ray.get([shard.privileged.remote(name) for shard in self._live()])
+        return self._get([shard.privileged.remote(name) for shard in self._live()])
 
     def _first(self, name: str):
-        return self._ray.get(self._live()[0].privileged.remote(name))
+        return self._get([self._live()[0].privileged.remote(name)])[0]
 
     reward_weights = property(lambda self: self._first("reward_weights"))
     catalog = property(lambda self: self._first("catalog"))
     slate_size = property(lambda self: self._first("slate_size"))
     num_candidates = property(lambda self: self._first("num_candidates"))
     kernels = property(lambda self: self._first("kernels"))
+
+
+def _valid(actions: np.ndarray, decoder: ActionDecoder) -> bool:
+    """Whether every row of ``actions`` is a valid action, in a few numpy passes (the decoder's
+    own check, in torch, takes several times longer on the driver, which every step waits
+    for); ``False`` sends the batch to the decoder, which names the bad entry."""
+    kind = actions.dtype.kind
+    if decoder.action_format == "scores":
+        return kind in "iu" or (kind == "f" and not np.isnan(actions).any())
+    if kind not in "iu" or actions.min() < 0 or actions.max() >= decoder.num_candidates:
+        return False
+    ordered = np.sort(actions, axis=1)
+    return not (ordered[:, 1:] == ordered[:, :-1]).any()
 
 
 def _concat(batches) -> dict:

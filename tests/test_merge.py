@@ -119,6 +119,10 @@ def test_launcher_configs_compose_and_name_the_plugins(launcher, target, address
     assert cfg.hydra.callbacks.merge_sweep._target_ == "recoworld.apps.merge_multirun.MergeSweep"
     if address is not None:
         assert (cfg.hydra.launcher.ray.init.address, cfg.hydra.launcher.ray.remote.num_cpus) == (address, 1)
+        # The launcher sets a default object store unless the key is there; joining a
+        # running cluster, Ray refuses one ("object_store_memory must not be provided").
+        init = cfg.hydra.launcher.ray.init
+        assert "object_store_memory" in init and init.object_store_memory is None
 
 
 def test_a_run_reached_twice_counts_once(tmp_path, capsys):

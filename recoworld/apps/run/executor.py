@@ -5,7 +5,8 @@ agent over a seed, on the population or a segment) one after the other in this p
 ``experiment.executor=ray`` makes each part a Ray task (one CPU each):
 
 - Ray is started on this machine with all its cores (``ray.init(num_cpus=os.cpu_count())``,
-  no dashboard, workers' output kept off the console) or joins the cluster at
+  no dashboard, workers' output kept off the console), also where a cluster runs on this
+  machine or ``RAY_ADDRESS`` names one, or joins the cluster at
   ``experiment.ray_address`` (e.g. ``ray://head:10001`` or ``auto``); a Ray already
   initialised in the process (a test, a notebook) is used as it is. Ray stays up until the
   process exits, so the segments of a run share it. Before the run directory is touched,
@@ -338,5 +339,7 @@ def ensure_ray(address: str | None):
                     f"{' '.join(str(err).split())}); start the cluster (ray start --head on its head node), or "
                     f"{ADDRESS_FORMS}") from None
         else:
-            ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+            # address="local": a Ray of its own even where a cluster runs on this machine or
+            # RAY_ADDRESS names one, which ray.init() would join, refusing num_cpus.
+            ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
     return ray
