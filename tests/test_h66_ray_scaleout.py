@@ -20,16 +20,6 @@ from recoworld.envs.slate import SlateVectorEnv  # noqa: E402
 SMALL = {"slate_size": 3, "num_candidates": 10}
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    if started:
-        ray.shutdown()
-
-
 @pytest.fixture
 def twins(local_ray):
     """An unsharded env and a sharded one (users 0-1 and 2-3) of the same four users; closed

@@ -26,16 +26,6 @@ TINY = ["world=synthetic", "env.num_envs=6", "experiment.steps=6", "experiment.p
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    if started:
-        ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def runs(local_ray, tmp_path_factory) -> dict[str, Path]:
     out = {}
     for executor in ("local", "ray"):
