@@ -33,9 +33,13 @@ Written to ``--out`` (default: the first ``DIR``):
   (the run directories, ``;``-separated, each relative to ``--out`` when inside it and absolute
   otherwise, however ``DIR`` was typed) and, per metric of :data:`recoworld.metrics.METRICS`,
   ``<metric>``, ``<metric>_ci_low`` and ``<metric>_ci_high``;
-- ``sweep.png``: ``--metric`` (default ``return_per_episode``) of the whole population against
-  the first key whose value varies, one line per agent (and per value of the other varying
-  keys), with the interval as error bars; the agents side by side when no setting varies.
+- ``sweep.png``: ``--metric`` (default ``return_per_episode``; a metric, one of the columns with
+  an interval) of the whole population against the first key whose value varies, one line per
+  agent (and per value of the other varying keys), with the interval as error bars; the agents
+  side by side when no setting varies.
+
+The two files are written whole and take their names together at the end, so a merge that
+fails or is stopped (a ``--metric`` that is not a metric, Ctrl-C) leaves the previous ones.
 
 Overrides that change no row of a run's log
 (:func:`~recoworld.apps.merge_setting.result_neutral`: ``experiment.resume``,
@@ -48,7 +52,8 @@ Left out, and named on the console with the reason:
 - a job that did not finish (a ``status.json`` or ``.hydra/`` without ``metrics.json``), with
   its state (:func:`~recoworld.apps.merge_runs.unfinished_reason`) — failed (with its error),
   interrupted, killed, still running — and what to do;
-- a run whose ``metrics.json`` (or ``.hydra/overrides.yaml``) is damaged, or is not a run's.
+- a run whose ``metrics.json`` (or ``.hydra/overrides.yaml``) is damaged, is not a run's, or
+  holds no value of any seed.
 
 No run left at all is an error (which counts what was left out). A run that lacks a metric
 that other runs have (a run of an older RecoWorld) is named too: in its rows, that metric's

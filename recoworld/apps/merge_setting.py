@@ -60,8 +60,8 @@ def run_rows(run: Path) -> list[dict]:
     setting (``segment``: ``None`` for the whole population).
 
     Raises:
-        ValueError: the file is damaged or is not a run's ``metrics.json`` (the message names
-            it and what is wrong).
+        ValueError: the file is damaged, is not a run's ``metrics.json`` or holds no value
+            (the message names it and what is wrong).
     """
     path = run / METRICS_FILE
     try:
@@ -88,6 +88,9 @@ def run_rows(run: Path) -> list[dict]:
                                      "seed": int(seed), "value": float("nan") if x is None else float(x)})
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise ValueError(f"{path} is not a recoworld run's {METRICS_FILE} ({type(err).__name__}: {err})") from None
+    if not rows:
+        raise ValueError(f"{path} holds no value of any seed (no agent with a seed and a metric), so it is not a "
+                         f"complete run's {METRICS_FILE}")
     return rows
 
 

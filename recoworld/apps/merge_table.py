@@ -98,9 +98,10 @@ def plot_sweep(table, metric: str, path: Path) -> None:
 
 
 def check_metric(table, metric: str) -> None:
-    """Refuse a ``--metric`` that is not a column of ``table``, naming those that are."""
-    if metric not in table.columns:
-        known = sorted(c for c in table.columns if f"{c}_ci_low" in table.columns)
+    """Refuse a ``--metric`` that is not a metric of ``table`` (a column with an interval: not
+    ``n_seeds``, ``runs`` or ``ctr_ci_low``, say), naming those that are."""
+    known = sorted(c for c in table.columns if f"{c}_ci_low" in table.columns)
+    if metric not in known:
         raise ValueError(f"--metric {metric!r} is not in the runs' metrics; choose one of {known}")
 
 

@@ -59,11 +59,12 @@ def merge(dirs: Sequence[str | Path], out: str | Path | None = None, metric: str
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} is a file, not a directory; give a directory for sweep.csv and sweep.png")
     out.mkdir(parents=True, exist_ok=True)
-    # Each file whole or not at all: a merge that fails midway leaves the previous one.
-    with replacing(out / "sweep.csv") as path:
-        table.to_csv(path, index=False)
-    with replacing(out / "sweep.png") as path:
-        plot_sweep(table, metric, path)
+    # Both files written before either takes its name (the table first, the inner block):
+    # a merge that fails or is stopped midway leaves the previous sweep.csv and sweep.png,
+    # not a new table beside an old plot.
+    with replacing(out / "sweep.png") as png_path, replacing(out / "sweep.csv") as csv_path:
+        table.to_csv(csv_path, index=False)
+        plot_sweep(table, metric, png_path)
     print_table(table, metric, console)
     say(console, f"recoworld merge: {len(runs)} runs, {len(table)} rows -> {out / 'sweep.csv'}, {out / 'sweep.png'}")
     return table
