@@ -87,6 +87,23 @@ def test_out_at_a_file_is_refused_before_the_fit(tmp_path, capsys, monkeypatch, 
     assert listing(tmp_path) == ["notes.txt"] and notes.read_text() == "mine"
 
 
+def test_movielens_that_cannot_be_fetched_stops_calibrate_in_one_line(tmp_path, capsys, monkeypatch):
+    # Offline with an empty cache: the fetch's own message, not a traceback ending in it.
+    from recoworld.data.fetch import FetchError
+
+    def offline(requirement, dest, wheel=True):
+        raise FetchError(f"pip could not download {requirement} (exit status 1): no network")
+
+    monkeypatch.setenv("RECOWORLD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr("recoworld.data.fetch.download_distribution", offline)
+    assert main(["--out", str(tmp_path / "world"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("recoworld calibrate: pip could not download recbole==1.2.1 (exit status 1): no network\n")
+    assert f"copy its files u.data, u.item and u.user into {tmp_path / 'cache' / 'movielens-100k'}" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "world").exists()
+
+
 # ------------------------------------------------------------------ killed saves
 def test_a_first_save_killed_while_writing_leaves_a_temporary_that_the_next_save_removes(small_world, source,
                                                                                         tmp_path, caplog):

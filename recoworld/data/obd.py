@@ -125,7 +125,10 @@ def load_open_bandit(behavior_policy: str = "random", campaign: str = "all",
     """
     _check_choice(behavior_policy, "behavior_policy", BEHAVIOR_POLICIES)
     _check_choice(campaign, "campaign", CAMPAIGNS)
-    folder = _data_folder(path) / behavior_policy / campaign
+    root = _data_folder(path)
+    folder = root / behavior_policy / campaign
+    if not folder.is_dir():
+        _name_the_layout_meant(root)
     items = _read_items(folder / "item_context.csv")
     log = _read_log(folder / f"{campaign}.csv", behavior_policy, len(items))
     return OpenBanditData(behavior_policy, campaign, log, items)
@@ -277,6 +280,15 @@ def _data_folder(path: str | Path | None) -> Path:
 
         return fetch("open-bandit")
     return Path(path).expanduser()
+
+
+def _name_the_layout_meant(root: Path) -> None:
+    """Raise ``FileNotFoundError`` naming the folder in OBD's layout that ``root`` holds or
+    lies inside (the cache root, an unpacked sdist, a policy's folder: the usual slips)."""
+    for meant in (root / "open-bandit", root / "obp" / "dataset" / "obd", root.parent, root.parent.parent):
+        if meant != root and all((meant / policy).is_dir() for policy in BEHAVIOR_POLICIES):
+            raise FileNotFoundError(f"{root} is not a folder in the Open Bandit Dataset layout, but {meant} is: pass "
+                                    f"that folder; {_LAYOUT}")
 
 
 def _read_csv(file: Path, columns: tuple[str, ...]) -> pd.DataFrame:

@@ -53,6 +53,7 @@ from recoworld.calibration.choice import ChoiceFitConfig, UtilityTerms
 from recoworld.calibration.ratings import RatingResponse, fit_rating_response
 from recoworld.calibration.split import Sessions, cut_sessions
 from recoworld.catalog import Catalog
+from recoworld.data.fetch import FetchError
 from recoworld.data.movielens import MovieLens100K, load_movielens_100k
 from recoworld.logs import writer_lock
 from recoworld.simulators.calibrated import CalibratedPopulation, CalibratedWorld, default_path, is_world
@@ -380,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 2
         try:
             world = calibrate(CalibrationConfig(users=args.users), data=data, progress=not args.quiet)
-        except CalibrationDataError as error:
+        except (CalibrationDataError, FetchError) as error:  # FetchError: MovieLens-100K could not be fetched
             print(f"recoworld calibrate: {error}", file=sys.stderr)
             return 2
         world.save(path, replace=True)
