@@ -44,9 +44,10 @@ import numpy as np
 from pydantic import BaseModel, Field, create_model, field_validator
 
 from recoworld.agents.base import Recommender
-from recoworld.config_checks import UNIT, check_number
+from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, UNIT, check_number
 from recoworld.llm import (
-    DATA_RULE, ChatFailure, ChatModel, ChatReply, ChatRequest, LLMConfig, as_data, data_block, make_chat_model,
+    DATA_RULE, Accounting, ChatFailure, ChatModel, ChatReply, ChatRequest, LLMConfig, as_data, data_block,
+    make_chat_model,
 )
 from recoworld.types import CANDIDATE_IDS, HISTORY_FEEDBACK, HISTORY_ITEMS, INSTRUCTION, SESSION, Feedback, Observation
 
@@ -70,7 +71,8 @@ class LLMRecommender(Recommender):
         llm_when: ``"always"`` asks the LLM for every request; ``"instruction"`` only while
             the user has a current instruction (the agent's non-LLM order serves the others,
             counted in ``counts["no_instruction"]``, not as fallbacks).
-        temperature, max_tokens: sampling of every request.
+        temperature, max_tokens: sampling of every request; with ``temperature > 0`` each
+            request's sampling seed derives from the agent's seed (see :meth:`request`).
         reason_chars: longest ``reasoning`` the reply schema admits.
         history_shown: recent clicks described in a prompt.
         schema_in_prompt: for a model the agent builds itself, whether the JSON schema is
@@ -84,6 +86,8 @@ class LLMRecommender(Recommender):
     """
 
     learns = True
+    #: The decision counters :meth:`stats` always reports, 0 when nothing was counted.
+    counters = ("llm_requests", "llm_slates", "fallbacks", "no_instruction")
 
     def __init__(self, llm: ChatModel | LLMConfig | Mapping | None = None, *, llm_when: str = "always",
                  temperature: float = 0.0, max_tokens: int = 160, reason_chars: int = 160, history_shown: int = 5,
@@ -91,10 +95,15 @@ class LLMRecommender(Recommender):
                  max_fallback_share: float = 0.05, name: str | None = None):
         if llm_when not in LLM_WHEN:
             raise ValueError(f"llm_when={llm_when!r}; choose one of {LLM_WHEN}")
-        self.max_fallback_share = check_number(type(self).__name__, "max_fallback_share", max_fallback_share, UNIT)
+        owner = type(self).__name__
+        self.max_fallback_share = check_number(owner, "max_fallback_share", max_fallback_share, UNIT)
+        self.temperature = check_number(owner, "temperature", temperature, NON_NEGATIVE)
+        self.max_tokens, self.reason_chars = (check_number(owner, key, value, AT_LEAST_ONE, integer=True)
+                                              for key, value in (("max_tokens", max_tokens),
+                                                                 ("reason_chars", reason_chars)))
+        self.history_shown = check_number(owner, "history_shown", history_shown, NON_NEGATIVE, integer=True)
         self.llm_spec = llm
-        self.llm_when, self.temperature, self.max_tokens = llm_when, temperature, max_tokens
-        self.reason_chars, self.history_shown, self.schema_in_prompt = reason_chars, history_shown, schema_in_prompt
+        self.llm_when, self.schema_in_prompt = llm_when, schema_in_prompt
         self.trace_path = Path(trace_path) if trace_path else None
         self.keep_traces = keep_traces
         if name:
@@ -111,8 +120,12 @@ class LLMRecommender(Recommender):
         self.traces: list[dict] = []
         self.counts: Counter = Counter()
         self.first_failure: ChatFailure | None = None
+        # A model given ready-made may serve several rollouts: stats() counts this one's use.
+        self._usage_since = self.llm.accounting.mark() if self.llm is not None else None
         self.step = 0
         self._said: dict[int, str] = {}
+        # Sampled requests draw their seeds from this (see request()).
+        self._sampling_entropy = np.random.SeedSequence(seed).entropy
 
     def chat_model(self) -> ChatModel:
         """The LLM, built on first use from ``llm`` (so rule-only configurations never load one)."""
@@ -151,11 +164,11 @@ class LLMRecommender(Recommender):
                 "agent.max_fallback_share (1.0 never stops a run)")
 
     def stats(self) -> dict[str, Any]:
-        """Decision counts and the LLM's accounting, ready for a metrics file."""
-        out = dict(self.counts)
-        if self.llm is not None:
-            out.update(self.llm.metrics())
-        return out
+        """This rollout's decision counts and the LLM's accounting, ready for a metrics file.
+        Every key is there in every rollout, 0 when nothing was counted (an LLM never asked
+        included): the runner averages each key over seeds, and one missing would read NaN."""
+        usage = self.llm.metrics(self._usage_since) if self.llm is not None else Accounting().as_dict()
+        return {**usage, **dict.fromkeys(self.counters, 0), **self.counts}
 
     # ------------------------------------------------------- the instruction
     def instruction(self, obs: Observation) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -218,12 +231,21 @@ class LLMRecommender(Recommender):
             lines.append("Recently watched: nothing yet.")
         return "\n".join(lines)
 
-    def request(self, system: str, user: str, schema: type[BaseModel]) -> ChatRequest:
-        """A request of the agent's ``system`` message (with :data:`~recoworld.llm.DATA_RULE`)
-        and ``user`` prompt."""
+    def request(self, system: str, user: str, schema: type[BaseModel], b: int) -> ChatRequest:
+        """User ``b``'s request of the agent's ``system`` message (with
+        :data:`~recoworld.llm.DATA_RULE`) and ``user`` prompt.
+
+        A sampled request (``temperature > 0``) carries a seed drawn from the agent's seed, the
+        rollout step and ``b``, so that a seeded rollout gets the same replies every run
+        (backends that honour seeds: llama.cpp, vLLM, transformers). A greedy one carries none,
+        so that its cache entries serve every seed.
+        """
+        seed = None
+        if self.temperature > 0:
+            seed = int(np.random.SeedSequence([self._sampling_entropy, self.step, int(b)]).generate_state(1)[0])
         return ChatRequest([{"role": "system", "content": f"{system} {DATA_RULE}"},
                             {"role": "user", "content": user}],
-                           schema=schema, temperature=self.temperature, max_tokens=self.max_tokens)
+                           schema=schema, temperature=self.temperature, max_tokens=self.max_tokens, seed=seed)
 
     def ask(self, requests: list[ChatRequest]) -> list[ChatReply | ChatFailure]:
         """One ``chat_many`` call for the batch; failures take their request's place."""

@@ -98,7 +98,7 @@ class LLMBandit(LLMRecommender):
             prompt = (f"{self.context(obs, b)}\nCandidates by upper confidence bound, with their statistics, one per "
                       f"line:\n{table}\nReply with JSON: {{\"reasoning\": one short sentence, \"slate\": "
                       f"the ids of {self.slate_size} distinct candidates, best first}}.")
-            requests.append(self.request(SYSTEM, prompt, slate_schema(offered, self.slate_size, self.reason_chars)))
+            requests.append(self.request(SYSTEM, prompt, slate_schema(offered, self.slate_size, self.reason_chars), b))
         self.take_slates(ids, rows, requests, action,
                          details=lambda b, slate: {"unexplored_items": int((count[b, slate] == 0).sum())})
         self.step += 1

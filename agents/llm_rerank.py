@@ -65,7 +65,7 @@ class LLMRerank(LLMRecommender):
             prompt = (f"{self.context(obs, b)}\nProposed movies, best first, one per line:\n{listing}\n"
                       f"Reply with JSON: {{\"reasoning\": one short sentence, \"slate\": the ids of "
                       f"{self.slate_size} distinct proposed movies, best first}}.")
-            requests.append(self.request(SYSTEM, prompt, slate_schema(offered, self.slate_size, self.reason_chars)))
+            requests.append(self.request(SYSTEM, prompt, slate_schema(offered, self.slate_size, self.reason_chars), b))
         self.take_slates(ids, rows, requests, action)
         self.step += 1
         return action

@@ -127,6 +127,7 @@ class LLMToolAgent(LLMRecommender):
     """
 
     name = "llm_tools"
+    counters = ("llm_requests", "planned_slates", "plan_reused", "fallbacks", "no_instruction")
 
     def __init__(self, proposer: Recommender | None = None, planner: str = "llm", max_calls: int = 4,
                  setup_proposer: bool = True, llm_when: str = "instruction", max_tokens: int = 320, **kwargs):
@@ -166,7 +167,7 @@ class LLMToolAgent(LLMRecommender):
             else:
                 to_ask.append((b, key))
         self.counts["no_instruction"] += len(ids) - len(plans) - len(to_ask)
-        requests = [self.request(SYSTEM, self._prompt(obs, b), self.Plan) for b, _ in to_ask]
+        requests = [self.request(SYSTEM, self._prompt(obs, b), self.Plan, b) for b, _ in to_ask]
         replies = self.ask(requests)
         for (b, key), request, reply in zip(to_ask, requests, replies):
             if isinstance(reply, ChatReply):

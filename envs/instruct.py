@@ -13,6 +13,7 @@ import torch
 from gymnasium import spaces
 
 from recoworld.catalog import SyntheticTitles
+from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, check_number
 from recoworld.envs.slate import _episode_end, _first, _refuse_step_after_end, _single_reset_seed, _WorldFace
 from recoworld.envs.world import SlateWorld
 from recoworld.simulators import instructions as _phrasings
@@ -100,9 +101,9 @@ class InstructEnv(_WorldFace, gym.Env):
       observation as they were, pays ``-invalid_penalty``, and reports it in ``info``:
       ``invalid_action`` (bool), ``action_error`` (the message) and ``invalid_actions``
       (the count of the episode, also present on valid steps).
-    - ``invalid_penalty`` (``1.0``).
-    - ``history_shown`` (``5``): how many recent clicks the observation lists.
-    - ``max_instruction_chars`` (``500``): longer instructions are cut, with an ellipsis.
+    - ``invalid_penalty`` (``1.0``): a finite number >= 0.
+    - ``history_shown`` (``5``): how many recent clicks the observation lists (>= 0).
+    - ``max_instruction_chars`` (``500``): longer instructions are cut, with an ellipsis (>= 1).
     - ``render_mode``: ``None`` only; the observation is already the text to show.
 
     ## Privileged channel
@@ -143,8 +144,13 @@ class InstructEnv(_WorldFace, gym.Env):
         for name in ("action_format", "candidate_features"):
             if name in kwargs:
                 raise TypeError(f"InstructEnv takes no {name}=; its actions are item ids in text")
+        # Checked before the world is built: a negative count would slice from the end.
+        invalid_penalty = check_number("InstructEnv", "invalid_penalty", invalid_penalty, NON_NEGATIVE)
+        history_shown = check_number("InstructEnv", "history_shown", history_shown, NON_NEGATIVE, integer=True)
+        max_instruction_chars = check_number("InstructEnv", "max_instruction_chars", max_instruction_chars,
+                                             AT_LEAST_ONE, integer=True)
         self.world = SlateWorld(1, candidate_features=False, **kwargs)
-        self.invalid_action, self.invalid_penalty = invalid_action, float(invalid_penalty)
+        self.invalid_action, self.invalid_penalty = invalid_action, invalid_penalty
         self.history_shown, self.max_instruction_chars = history_shown, max_instruction_chars
         catalog = self.catalog
         self._genre_names = list(catalog.genre_names)

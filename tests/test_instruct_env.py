@@ -1,5 +1,6 @@
 """RecoWorld/Instruct-v0: text observations, strict parsing, penalties, and the slate world underneath."""
 
+import re
 import warnings
 
 import gymnasium as gym
@@ -185,3 +186,28 @@ def test_reset_takes_numpy_seeds_and_refuses_options_as_the_slate_env_does():
         env.reset(options={"reset_mask": np.ones(1, dtype=bool)})
     with pytest.raises(ValueError, match=r"^seed=\[1, 2\]: InstructEnv takes one integer seed >= 0"):
         env.reset(seed=[1, 2])
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("history_shown", -1, "InstructEnv.history_shown=-1: must be an integer >= 0"),
+    ("history_shown", 2.5, "InstructEnv.history_shown=2.5: must be an integer >= 0"),
+    ("max_instruction_chars", 0, "InstructEnv.max_instruction_chars=0: must be an integer >= 1"),
+    ("invalid_penalty", float("nan"), "InstructEnv.invalid_penalty=nan: must be a finite number >= 0"),
+    ("invalid_penalty", -1.0, "InstructEnv.invalid_penalty=-1.0: must be >= 0"),
+])
+def test_arguments_out_of_range_are_refused_naming_them(key, value, message):
+    # A negative count used to slice from the end (history_shown=-1 listed all clicks but
+    # the oldest; max_instruction_chars=0 quoted the whole sentence past the space's length).
+    with pytest.raises(ValueError, match=re.escape(message)):
+        InstructEnv(**SMALL, **{key: value})
+
+
+def test_a_short_instruction_limit_cuts_the_sentence_and_the_observation_stays_in_its_space():
+    env = make(max_instruction_chars=4, max_steps=60,
+               simulator_config={"voice_probability": 1.0, "instruction_threshold": 0.0})
+    obs, info = env.reset(seed=0)
+    obs, *_, info = env.step(first_ids(info))
+    said = info["latest_instruction_text"]
+    assert said is not None and len(said) > 4
+    assert f'step ago): "{said[:3]}…"' in obs
+    assert env.observation_space.contains(obs)

@@ -125,7 +125,7 @@ def test_an_llm_agent_whose_requests_succeed_finishes_and_reports_its_counters()
     obs, _ = env.reset(seed=0)
     agent.act(obs)
     agent.finish()  # no fallback: nothing to refuse, even at a share of 0
-    assert agent.stats()["llm_slates"] == 2 and agent.stats().get("fallbacks", 0) == 0
+    assert agent.stats()["llm_slates"] == 2 and agent.stats()["fallbacks"] == 0
     with pytest.raises(ValueError, match="max_fallback_share"):
         LLMRerank(max_fallback_share=1.5)
 
@@ -327,3 +327,81 @@ def test_the_fallback_limit_of_an_llm_agent_is_a_key_of_its_config(name):
     scripted = ScriptedChatModel(lambda call: reply([0, 1, 2]))
     assert instantiate(default.agent, llm=scripted).max_fallback_share == 0.05
     assert instantiate(raised.agent, llm=scripted).max_fallback_share == 0.5
+
+
+def sampled_seeds(agent_cls, seed, temperature, **kwargs):
+    """The sampling seeds of every request a seeded rollout of 2 users x 2 steps makes."""
+    llm = ScriptedChatModel(lambda c: reply(listed_ids(c.messages[1]["content"])[:K]))
+    agent = agent_cls(llm=llm, temperature=temperature, **kwargs)
+    rollout(make_env(n=2), agent, 2, seed=seed)
+    return [call.request.seed for call in llm.calls]
+
+
+@pytest.mark.parametrize("agent_cls, kwargs", [(LLMRerank, {"n_proposals": 5}), (LLMBandit, {"n_shown": 5})])
+def test_sampled_requests_carry_seeds_drawn_from_the_agents_seed(agent_cls, kwargs):
+    # Without a seed, a sampling backend (llama.cpp, vLLM) draws a fresh one per call and a
+    # seeded rollout would not replay its slates.
+    first = sampled_seeds(agent_cls, 0, 0.8, **kwargs)
+    assert len(first) == 4 and None not in first and len(set(first)) == 4  # one per user and step
+    assert sampled_seeds(agent_cls, 0, 0.8, **kwargs) == first
+    assert set(sampled_seeds(agent_cls, 1, 0.8, **kwargs)).isdisjoint(first)
+    # Greedy decoding needs no seed, and without one its cache entries serve every seed.
+    assert sampled_seeds(agent_cls, 0, 0.0, **kwargs) == [None] * 4
+
+
+def test_tool_agent_plans_sampled_with_seeds_too():
+    llm = ScriptedChatModel(lambda c: plan([{"tool": "collaborative_score", "weight": 1.0}], more=["Drama"]))
+    env = make_env(n=2)
+    agent = LLMToolAgent(llm=llm, temperature=0.5)
+    agent.setup(env, seed=3)
+    agent.act(instructed_obs(env, agent, more="Drama"))
+    assert [c.request.seed for c in llm.calls] == [
+        int(np.random.SeedSequence([3, 0, b]).generate_state(1)[0]) for b in range(2)]
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("history_shown", -1, "LLMRerank.history_shown=-1: must be an integer >= 0"),
+    ("temperature", -0.5, "LLMRerank.temperature=-0.5: must be >= 0"),
+    ("max_tokens", 0, "LLMRerank.max_tokens=0: must be an integer >= 1"),
+    ("reason_chars", 0, "LLMRerank.reason_chars=0: must be an integer >= 1"),
+])
+def test_sampling_and_prompt_sizes_out_of_range_are_refused_when_the_agent_is_built(key, value, message):
+    # history_shown=-1 used to slice the history from the end; the others failed only at
+    # the first request, without the agent's name.
+    with pytest.raises(ValueError, match=re.escape(message)):
+        LLMRerank(**{key: value})
+
+
+@pytest.mark.slow
+def test_a_seeded_sampled_rollout_against_the_embedded_smollm2_replays_its_replies():
+    pytest.importorskip("llama_cpp", reason='llama-cpp-python is not installed; pip install -e ".[llm]"')
+    from recoworld.llm.llama_cpp_backend import LlamaCppChatModel
+
+    llm = LlamaCppChatModel(n_ctx=1024, n_threads=1, max_repairs=0)
+    replies = []
+    for _ in range(2):
+        agent = LLMRerank(llm=llm, n_proposals=4, reason_chars=60, max_tokens=60, temperature=1.0,
+                          max_fallback_share=1.0)
+        rollout(make_env(n=1), agent, 1, seed=5)
+        replies.append((agent.traces[0]["replies"], agent.traces[0]["slate"]))
+    assert replies[0] == replies[1]
+
+
+def test_stats_hold_every_counter_in_every_rollout_and_only_that_rollouts_use_of_the_llm():
+    # The runner averages each key of stats() over seeds: a key missing from one seed's
+    # (no fallback there, or an LLM never asked) read NaN in metrics.json.
+    llm = ScriptedChatModel(lambda c: reply(listed_ids(c.messages[1]["content"])[:K]))
+    agent = LLMRerank(llm=llm, n_proposals=5)
+    rollout(make_env(n=2), agent, 2, seed=0)
+    first = agent.stats()
+    assert first["fallbacks"] == 0 and first["llm_slates"] == 4 and first["llm_calls"] == 4
+    rollout(make_env(n=2), agent, 1, seed=1)  # the same model serves a second rollout
+    second = agent.stats()
+    assert set(second) == set(first)
+    assert second["llm_requests"] == second["llm_calls"] == second["llm_slates"] == 2
+    # No user speaks in one step: the tool agent never builds its LLM, yet reports its counters.
+    tools = LLMToolAgent(llm={"backend": "llama_cpp", "model": "/nonexistent.gguf"})
+    rollout(make_env(n=2), tools, 1, seed=0)
+    assert tools.llm is None
+    stats = tools.stats()
+    assert stats["no_instruction"] == 2 and stats["fallbacks"] == stats["plan_reused"] == stats["llm_calls"] == 0
