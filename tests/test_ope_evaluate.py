@@ -232,9 +232,9 @@ def with_cell(n, row, value, dtype=float):
      ("log.csv: pscore holds 'unknown' at row 8, but it must hold the logging policy's probability of the logged "
       "action, a number in (0, 1]")),
     ({"pscore": with_cell(60, 7, np.nan)},
-     "log.csv: pscore[7] is nan; log the probability with which the logging policy chose the action"),
+     "log.csv: pscore at row 8 is nan; log the probability with which the logging policy chose the action"),
     ({"pscore": np.where(np.arange(60) == 5, 0.0, 1 / 3)},
-     ("log.csv: pscore[5] = 0.0, but logging propensities must lie in (0, 1]: a choice the logging policy could "
+     ("log.csv: pscore at row 6 = 0.0, but logging propensities must lie in (0, 1]: a choice the logging policy could "
       "not have made cannot be reweighted; drop such rows or log the true probability")),
     ({"position": ["top"] * 60},
      "log.csv: position holds 'top' at row 1, but it must hold 0-based integer positions"),
@@ -298,7 +298,8 @@ def test_command_names_a_policy_that_breaks_the_action_dist_contract(tmp_path, c
 
 @pytest.mark.parametrize("args, message", [
     (["temperature=hot"], ("--policy 'tests.test_ope_evaluate:TemperedBandit' with --policy-arg temperature='hot': "
-                           "TemperedBandit() raised ValueError: could not convert string to float: 'hot'; give "
+                           "TemperedBandit() raised ValueError: could not convert string to float: 'hot' "
+                           f"({__file__}, line {TemperedBandit.__init__.__code__.co_firstlineno + 1}); give "
                            "--policy-arg KEY=VALUE for the arguments of TemperedBandit(temperature=1.0)")),
     (["temprature=0.5"], ("--policy 'tests.test_ope_evaluate:TemperedBandit' with --policy-arg temprature=0.5: "
                           "TemperedBandit() raised TypeError: TemperedBandit.__init__() got an unexpected keyword "

@@ -128,7 +128,7 @@ def evaluate_bandit_log(args, frame: pd.DataFrame, feedback, context, n_actions:
         raise TypeError(f"--policy {args.policy!r} has no action_dist(rows, n_actions, n_positions); "
                          "see recoworld.apps.ope.policies")
     n_positions = int(feedback.position_or_zero.max()) + 1
-    dist = policy_distribution(args.policy, policy, frame, n_actions, n_positions)
+    dist, unsteady = policy_distribution(args.policy, policy, frame, n_actions, n_positions)
     problem = BanditProblem(feedback, dist, sources.features_of(context, n_actions, n_positions, len(frame)))
     diagnostics = {"action": bandit_diagnostics(problem)}
     rows = evaluate_bandit(problem, args.bootstrap, args.refits, args.alpha, args.seed)
@@ -138,26 +138,51 @@ def evaluate_bandit_log(args, frame: pd.DataFrame, feedback, context, n_actions:
                                         args, {"action": "pscore"})
     return {"kind": "bandit", "n": feedback.n_rounds, "n_actions": n_actions, "n_positions": n_positions,
             "estimates": rows, "diagnostics": diagnostics, "selection": asdict(selection),
-            "verdict": {"trustworthy": trusted, "sentence": sentence}, "warnings": warnings}
+            "verdict": {"trustworthy": trusted, "sentence": sentence}, "warnings": [*unsteady, *warnings]}
 
 
-def policy_distribution(spec: str, policy, frame: pd.DataFrame, n_actions: int, n_positions: int) -> np.ndarray:
-    """``policy.action_dist`` on the logged rows, checked: one probability distribution over
-    the ``n_actions`` actions per row and position."""
+def policy_distribution(spec: str, policy, frame: pd.DataFrame, n_actions: int,
+                        n_positions: int) -> tuple[np.ndarray, list[str]]:
+    """``(dist, warnings)``: ``policy.action_dist`` on the logged rows, checked (one probability
+    distribution over the ``n_actions`` actions per row and position), and a warning when a
+    second call on the same rows gives other probabilities: a policy that samples, or draws
+    from an unseeded generator, changes the report from run to run whatever ``--seed``."""
+    dist = _asked(spec, policy, frame, n_actions, n_positions)
+    again = _asked(spec, policy, frame, n_actions, n_positions)
+    changed = ~np.isclose(dist, again, rtol=0, atol=1e-9)
+    if not changed.any():
+        return dist, []
+    row, action, position = np.argwhere(changed)[0]
+    return dist, [f"--policy {spec!r}: action_dist gave other probabilities when asked again about the same rows "
+                  f"({int(changed.any((1, 2)).sum())} of {len(frame)} rows; row {row + 1}, action {action}, position "
+                  f"{position}: {dist[row, action, position]:.4g}, then {again[row, action, position]:.4g}): these "
+                  "estimates will not repeat, whatever --seed; return the policy's probabilities rather than a "
+                  "sampled choice, and seed any randomness it needs (e.g. with a --policy-arg seed=0)"]
+
+
+def _asked(spec: str, policy, frame: pd.DataFrame, n_actions: int, n_positions: int) -> np.ndarray:
+    """One call of ``policy.action_dist``, checked; an error the policy raises is a usage
+    error naming it and where it was raised."""
+    from recoworld.apps.ope.policies import raised
     from recoworld.ope import _validation as v
 
     try:
-        dist = v.to_numpy(policy.action_dist(frame, n_actions, n_positions), "action_dist")
+        given = policy.action_dist(frame, n_actions, n_positions)
+    except Exception as error:  # noqa: BLE001 - the user's code may raise anything
+        raise ValueError(f"--policy {spec!r}: action_dist(rows, n_actions={n_actions}, n_positions={n_positions}) "
+                         f"raised {raised(error)}; fix the policy (call it on the log's rows in Python for the "
+                         "traceback)") from None
+    try:
+        dist = v.to_numpy(given, "action_dist")
         # the actions' axis first: a distribution over the wrong axis also fails to sum to 1,
         # and that message would hide the cause
         if dist.ndim in (2, 3) and dist.shape[0] == len(frame) and dist.shape[1] != n_actions:
             raise ValueError(f"action_dist gave {dist.shape[1]} actions per row, but the log has {n_actions} (ids "
                              f"0..{n_actions - 1}); return shape (len(rows), n_actions, n_positions), or set n_actions "
                              "with --n-actions")
-        dist = v.action_distribution(dist, len(frame), n_positions)
+        return v.action_distribution(dist, len(frame), n_positions)
     except (ValueError, TypeError) as error:
         raise ValueError(f"--policy {spec!r}: {error}") from None
-    return dist
 
 
 def main(argv: Sequence[str] | None = None) -> int:

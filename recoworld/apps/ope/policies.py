@@ -14,7 +14,10 @@ an env with the log's catalog, slate length and candidates, and :class:`PolicyOn
 it about each logged row. On a table or the Open Bandit Dataset it is a *bandit policy*: an
 object with ``action_dist(rows: pandas.DataFrame, n_actions, n_positions)`` returning the
 ``[n, n_actions, n_positions]`` (or ``[n, n_actions]``) probabilities of every action for
-each logged row (the row's columns are its context).
+each logged row (the row's columns are its context). It is asked twice, and probabilities
+that change between the calls (a sampled choice, an unseeded generator) are warned of: the
+report would not repeat. An error the policy raises, on import, construction or call, is a
+usage error naming it and the file and line that raised it.
 """
 
 from __future__ import annotations
@@ -31,25 +34,38 @@ from recoworld.types import Observation
 ACT_DRAWS = 200
 
 
+def raised(error: Exception) -> str:
+    """``RuntimeError: boom (mypol.py, line 12)``: an error of the user's code, said in one
+    line with where it was raised (the deepest frame outside Python's and the installed
+    libraries, below the frame that made the call), in place of a traceback."""
+    import sysconfig
+    import traceback
+
+    libraries = tuple({sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")})
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__)[1:]
+              if not frame.filename.startswith((*libraries, "<"))]  # "<frozen importlib._bootstrap>"
+    where = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+    return f"{type(error).__name__}: {error}{where}"
+
+
 def load_object(spec: str, kwargs: dict):
     """``module:Attribute``: the attribute, instantiated with ``kwargs`` when it is a class."""
     module_name, _, attribute = spec.partition(":")
     try:
         target = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as error:
-        raise ValueError(f"--policy {spec!r}: cannot import {attribute!r} from {module_name!r} ({error}); "
+    except Exception as error:  # noqa: BLE001 - the user's module may raise anything on import
+        raise ValueError(f"--policy {spec!r}: cannot import {attribute!r} from {module_name!r} ({raised(error)}); "
                          "give module:Attribute of an importable module") from None
     if not isinstance(target, type):
         return target
     try:
         return target(**kwargs)
-    except (TypeError, ValueError) as error:
+    except Exception as error:  # noqa: BLE001 - the user's constructor may raise anything
         import inspect
 
         given = " ".join(f"--policy-arg {key}={value!r}" for key, value in kwargs.items()) or "no --policy-arg"
-        raise ValueError(f"--policy {spec!r} with {given}: {attribute}() raised {type(error).__name__}: {error}; "
-                         f"give --policy-arg KEY=VALUE for the arguments of {attribute}{inspect.signature(target)}") \
-            from None
+        raise ValueError(f"--policy {spec!r} with {given}: {attribute}() raised {raised(error)}; give --policy-arg "
+                         f"KEY=VALUE for the arguments of {attribute}{inspect.signature(target)}") from None
 
 
 def policy_kwargs(pairs: Sequence[str]) -> dict:

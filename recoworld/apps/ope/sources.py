@@ -25,6 +25,7 @@ Three layouts (``--format``, guessed from ``--log`` when ``auto``):
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -145,7 +146,7 @@ def read_table(log: str, n_actions: int | None) -> tuple[pd.DataFrame, BanditFee
     try:
         feedback = BanditFeedback(action, reward, pscore, position)
     except ValueError as error:
-        raise ValueError(f"{log}: {error}") from None
+        raise ValueError(f"{log}: {_as_row(str(error))}") from None
     context_columns = [c for c in frame.columns if c.startswith("context_")]
     context = np.column_stack([_column(frame, c, log) for c in context_columns]) if context_columns else None
     if context is not None and not np.isfinite(context).all():
@@ -174,6 +175,14 @@ def repeated_rows(frame: pd.DataFrame, log: str) -> str | None:
             f"row {row + 1}), although {keys[0]!r} is distinct on every other row: the log looks duplicated (a join that "
             "matched twice, a part exported twice), and each copy counts as another round, moving the estimates and "
             "narrowing the intervals; drop them (pandas drop_duplicates) unless they are rounds of their own")
+
+
+def _as_row(message: str) -> str:
+    """A check's message on a column (``pscore[7] is nan``, an array index from 0) in the
+    table's terms (``pscore at row 8 is nan``, a row counted from 1 after the header), as
+    every other error on a table log counts its rows."""
+    return re.sub(r"^(action|reward|pscore|position)\[(\d+)\]",
+                  lambda found: f"{found[1]} at row {int(found[2]) + 1}", message)
 
 
 #: What each checked column of a table log must hold, said in its error.
