@@ -68,7 +68,8 @@ class InstructEnv(_WorldFace, gym.Env):
     character of the catalog's titles and genres; any other character of a custom
     simulator's free text is shown as U+FFFD. ``info`` carries the same facts in
     structured form: ``candidate_ids`` (``(C,)``), ``instruction`` (``{"more": [...],
-    "less": [...], "novelty": -1|0|1}`` in force, empty when none) and
+    "less": [...], "novelty": -1|0|1}``: the latest one voiced in the session, as the prompt
+    shows it, which can outlast the simulator's ``instruction_steps``; empty when none) and
     ``latest_instruction_text`` (the sentence the prompt shows, ``None`` when none);
     ``instruction_text``, as in ``RecoWorld/Slate-v0``, is the sentence voiced at this step.
 
