@@ -121,6 +121,26 @@ def test_sigterm_stops_the_run_as_ctrl_c_does_and_resume_finishes_it(tmp_path, s
 
 
 
+def test_ctrl_c_after_a_parts_log_took_its_name_but_before_its_record_leaves_no_unlisted_part(tmp_path, reference,
+                                                                                                  monkeypatch):
+    # The rollout's log takes its name, then its env and simulator close, then the run records
+    # the part: a Ctrl-C (or kill) in between left a whole part that status.json did not list.
+    from recoworld.simulators.statistical import StatisticalUsers
+
+    def close_interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(StatisticalUsers, "close", close_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path)
+    assert_consistent(tmp_path, "interrupted", complete=0)
+    assert parts_on_disk(tmp_path) == set()
+    monkeypatch.undo()
+    run(tmp_path, "experiment.resume=true")
+    assert_consistent(tmp_path, "complete", complete=4)
+    pd.testing.assert_frame_equal(rows(tmp_path), rows(reference))
+
+
 def test_a_run_into_a_folder_of_other_runs_leaves_their_files_alone(tmp_path):
     # hydra.run.dir=outputs: the folder of the other runs, one of them writing a part right now.
     outputs = tmp_path / "outputs"

@@ -14,7 +14,8 @@
     disk is too full even for this file keeps ``running``, and its error is logged;
   - ``parts``: ``planned``, the number of rollouts of the run; ``complete``, one record per
     finished rollout (``agent``, ``seed``, ``segment``, its ``file``, ``rows``, ``seconds``
-    and the simulator's counters); ``current``, the file of the rollout in flight;
+    and the simulator's counters); ``current``, the file of the rollout in flight (a run
+    that stops deletes it, even when it had taken its name but was not yet recorded);
   - ``started``, ``updated``, ``finished`` (UTC, ISO 8601), ``pid``, ``host``, and
     ``attempts``: 1, plus one per resume (and per rerun of the same config into a folder whose
     run failed before any rollout completed);
@@ -205,6 +206,12 @@ class RunDirectory(JobStatus):
                       state, unsaved)
 
     def _ending(self) -> None:
+        current = self.status["parts"]["current"]
+        if current is not None:
+            # Stopped after the part's log took its name but before it was recorded (while its
+            # env closed, say): unlisted, it would be a file the status does not explain, and a
+            # resume runs the part again anyway.
+            (self.path / current).unlink(missing_ok=True)
         self.status["parts"]["current"] = None
 
     def _error_text(self, error: BaseException) -> str:
