@@ -40,7 +40,6 @@ import recoworld.conf  # noqa: F401  (registers the structured-config schemas)
 from recoworld.apps.merge_multirun import end_stopped_sweeps
 from recoworld.apps.run.checks import override_key, unknown_key_hint, world_path_hint
 from recoworld.apps.run.executor import RolloutsFailed, check_executor
-from recoworld.apps.run.hooks import check_tensorboard
 from recoworld.apps.run.plugins import PluginConflict, plugin_overrides, register_plugins
 from recoworld.apps.run.runner import ExperimentConfigError, check_overrides, resolve_lineup, run_experiment
 from recoworld.apps.run.secrets import redacted_output, secrets_in_config
@@ -62,7 +61,6 @@ def _job(cfg: DictConfig) -> None:
     try:
         check_overrides(hydra_cfg.overrides.task)
         check_executor(cfg.experiment)
-        check_tensorboard(cfg.experiment)
         lineup = resolve_lineup(
             cfg,
             selected=hydra_cfg.runtime.choices.get("agent"),

@@ -26,8 +26,9 @@ means over its real interactions (autoreset rows excluded):
 
 Read them with ``tensorboard --logdir <run_dir>/tensorboard``. The writer is
 ``torch.utils.tensorboard.SummaryWriter``, which needs the ``tensorboard`` package
-(``pip install 'recoworld[tensorboard]'``): without it, a run with the flag on stops before
-its first part, in a line that says so (:func:`check_tensorboard`).
+(``pip install 'recoworld[tensorboard]'``): without it, a run with the flag on is refused
+before its run directory is touched, in a line that says so (:func:`check_tensorboard`,
+called by :func:`~recoworld.apps.run.runner.run_experiment` with the run's other checks).
 """
 
 from __future__ import annotations
@@ -69,7 +70,6 @@ def with_training_logs(cfg: DictConfig, lineup: dict[str, DictConfig], run_dir: 
     the run directory saves and compares on resume stays as composed."""
     if not cfg.experiment.get("tensorboard", False):
         return lineup
-    check_tensorboard(cfg.experiment)  # before any part: an SB3 agent would train first, then fail
     logged = {}
     for name, agent in lineup.items():
         if agent.get("_target_") == SB3_AGENT and agent.get("tensorboard_log") is None:

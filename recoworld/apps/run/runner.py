@@ -60,7 +60,7 @@ from recoworld.apps.calibrate.progress import torch_threads
 from recoworld.apps.run import report
 from recoworld.apps.run.executor import ray_parts, rollout_part
 from recoworld.apps.run.cost import check_llm_cost, check_copied_users
-from recoworld.apps.run.hooks import TrainingProgress, part_hooks, with_training_logs
+from recoworld.apps.run.hooks import TrainingProgress, check_tensorboard, part_hooks, with_training_logs
 from recoworld.apps.run.plugins import fit_plugin_targets, target_name
 from recoworld.apps.run.privileged import unserved
 from recoworld.apps.run.checks import (
@@ -182,6 +182,7 @@ def run_experiment(
     check_segments(cfg)
     check_llm_cost(cfg, len(lineup))
     check_copied_users(cfg, lineup)
+    check_tensorboard(cfg.experiment)
     console = console or Console()
     segments = _segment_configs(cfg)
     plan = [Part(name, seed, segment) for segment in segments for name in lineup for seed in settings.seeds]
