@@ -405,12 +405,21 @@ def test_a_killed_attempt_is_kept_as_killed(finished):
     assert (ending["state"], ending["finished"], ending["rollouts_complete"]) == ("killed", None, 4)
 
 
+def first_part_recorded(out: Path) -> bool:
+    if not (out / "status.json").exists():
+        return False
+    return PARTS[0] in {r["file"] for r in status(out)["parts"]["complete"]}
+
+
 def start_run(out: Path) -> subprocess.Popen:
-    """``recoworld run`` of SLOW in a subprocess, once its first part is complete."""
+    """``recoworld run`` of SLOW in a subprocess, once status.json lists its first part complete.
+
+    Waiting for the part's file is not enough: between its log taking its name and the run
+    recording it, a stop deletes the part as one in flight (and a test expecting it fails)."""
     command = [sys.executable, "-m", "recoworld.apps.cli", "run", *SLOW, f"hydra.run.dir={out}"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not (out / PARTS[0]).exists():
+    while not first_part_recorded(out):
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "no part after 120 s"
         time.sleep(0.005)
