@@ -46,7 +46,9 @@ class Decision(BaseModel):
 
 
 def openai_model(server, retries=2, **kwargs) -> OpenAIChatModel:
-    kwargs.setdefault("timeout_s", 5.0)
+    # Long enough for a loaded 2-core machine (the fake server answered after 5 s there once);
+    # the timeout's own test sets a short one.
+    kwargs.setdefault("timeout_s", 60.0)
     return OpenAIChatModel("fake-model", base_url=server.base_url, retry=RetryPolicy(max_retries=retries),
                            sleep=FakeSleep(), **kwargs)
 
