@@ -9,6 +9,11 @@ whenever it changes. :class:`JobStatus` holds what both do with it: mark the job
 When a job is attempted again in the same folder (a resume), :func:`attempt_ending` gives
 what its new ``status.json`` keeps of how the earlier attempt ended, so that a second
 failure does not erase the first.
+
+A job's process holds the folder's lock (:func:`claim`, the hidden ``.status.json.lock``)
+from its start to its end, so that two processes started at once into one folder cannot
+both take it: the system releases the lock when its process ends, killed included, so it
+never blocks a resume.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from recoworld.logs import process_running, replacing, strict_json
+from filelock import FileLock, Timeout
+
+from recoworld.logs import lock_path, process_running, replacing, strict_json
 
 STATUS_FILE = "status.json"
 #: A job is ``running`` until it ends ``failed``, ``interrupted`` or ``complete``; a job
@@ -65,6 +72,19 @@ def previous_attempts(status: Mapping, **progress) -> list[dict]:
     return [*status.get("previous_attempts", []), {**attempt_ending(status), **progress}]
 
 
+def claim(path: Path) -> FileLock | None:
+    """The lock of the job in folder ``path``, held by this process (release it when the job
+    ends: :meth:`JobStatus.release`), or ``None`` when another process (or another job of this
+    one) holds it. It is the :func:`~recoworld.logs.writer_lock` of ``status.json`` taken
+    without waiting: a job's writer keeps it for the whole job, and another one is refused."""
+    lock = FileLock(lock_path(Path(path) / STATUS_FILE))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return None
+    return lock
+
+
 class JobStatus:
     """The ``status`` (a dict, ``status.json``'s contents) of the job whose folder is
     ``path``, and its endings. A subclass sets both, and adds to an ending what its own
@@ -72,6 +92,20 @@ class JobStatus:
 
     path: Path
     status: dict
+    #: The folder's lock (:func:`claim`) while this process writes the job, else ``None``.
+    lock: FileLock | None = None
+
+    def release(self) -> None:
+        """The job's process is done with its folder: let another one in (:func:`claim`)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def __enter__(self) -> JobStatus:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
     @contextmanager
     def recording(self) -> Iterator[JobStatus]:

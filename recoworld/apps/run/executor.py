@@ -21,7 +21,8 @@ agent over a seed, on the population or a segment) one after the other in this p
   (plain mappings) and the catalog (sent once to Ray's object store), runs
   :func:`~recoworld.envs.rollout.rollout` with torch and the C kernels on one thread each
   (:func:`~recoworld.kernels.placement.one_cpu`), writes the log to a
-  file local to the worker and returns its bytes with the part's counters. Workers need
+  file local to the worker (:func:`part_folder`: a killed worker's is deleted by the next
+  task) and returns its bytes with the part's counters. Workers need
   RecoWorld installed and, for ``simulator=calibrated``, the artifact at the same path;
   they need no shared file system for the run directory.
 - The driver writes each returned log into the run directory under a temporary name and
@@ -50,11 +51,13 @@ import copy
 import importlib.util
 import logging
 import os
+import re
+import shutil
 import socket
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
-from contextlib import closing, suppress
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, closing, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,10 +69,12 @@ from omegaconf import DictConfig, OmegaConf
 from recoworld.apps.run.checks import ExperimentConfigError
 from recoworld.apps.run.rundir import Part, RunDirectory
 from recoworld.envs.rollout import rollout
-from recoworld.logs import EpisodeLog
+from recoworld.logs import EpisodeLog, process_running
 
 #: Seconds :func:`check_executor` waits for a TCP connection to ``experiment.ray_address``.
 CONNECT_TIMEOUT_S = 5.0
+#: The start of the name of a Ray task's folder for its part's log (:func:`part_folder`).
+PART_FOLDER = "recoworld-part-"
 #: How many times a part whose Ray worker died runs again, unless ``experiment.ray_retries`` says.
 RAY_RETRIES = 3
 NEEDS_RAY = ("experiment.executor=ray needs Ray: pip install 'recoworld[ray]' (or run with "
@@ -97,19 +102,47 @@ class RolloutsFailed(RuntimeError):
 
 def rollout_part(make_simulator: Callable, make_env: Callable, agent_cfg: Any, catalog, part: Part,
                  experiment, path: Path, hooks: Sequence = ()) -> PartOutcome:
-    """One part: a fresh simulator, env and agent, a rollout logged to ``path``."""
+    """One part: a fresh simulator, env and agent, a rollout logged to ``path``. However it
+    ends, errors and Ctrl-C included, each of them is closed once, and so is each hook that
+    has a ``close`` (a TensorBoard writer) and the agent if it has one (an LLM agent's
+    client or embedded model)."""
+    hooks = list(hooks)
     with closing(_built("simulator", make_simulator, catalog=catalog)) as simulator, \
-            closing(_built("env", make_env, simulator=simulator)) as env, EpisodeLog(path) as episode_log:
-        agent = instantiate(agent_cfg, _convert_="object")
+            closing(_built("env", make_env, simulator=simulator)) as env, EpisodeLog(path) as episode_log, \
+            ExitStack() as closed:
+        for hook in hooks:
+            closed.enter_context(_closed(hook))
+        agent = closed.enter_context(_closed(instantiate(agent_cfg, _convert_="object")))
         result = rollout(
             env, agent, experiment.steps, part.seed,
-            logger=episode_log, label=part.agent, log_candidates=experiment.log_candidates, hooks=list(hooks),
+            logger=episode_log, label=part.agent, log_candidates=experiment.log_candidates, hooks=hooks,
         )
         # Either may refuse the rollout: LLM users, or an LLM agent, that fell back too often.
         simulator.finish()
         agent.finish()
         usage, kernels = simulator.metrics(), dict(getattr(env.unwrapped, "kernels", {}))
-    return PartOutcome(result.interactions, result.seconds, usage, kernels, agent.stats())
+        stats = agent.stats()
+    return PartOutcome(result.interactions, result.seconds, usage, kernels, stats)
+
+
+@contextmanager
+def _closed(thing):
+    """``thing``, whose ``close()`` (if it has one) is called once when the block ends. A
+    close that fails after the block raised is logged, not raised: the block's error (the
+    rollout's) is the one to see."""
+    close = getattr(thing, "close", None)
+    if not callable(close):
+        yield thing
+        return
+    try:
+        yield thing
+    except BaseException:
+        try:
+            close()
+        except Exception:
+            log.exception("closing %s after the rollout failed also failed", type(thing).__name__)
+        raise
+    close()
 
 
 def _built(group: str, make: Callable, **kwargs):
@@ -246,8 +279,8 @@ def _remote_part(shared, agent_cfg: DictConfig, part: Part, attempts) -> tuple[P
     make_simulator = instantiate(configs["simulator"], _partial_=True, _convert_="object")
     make_env = instantiate(configs["env"], _partial_=True, _convert_="object")
     settings = OmegaConf.create(experiment)
-    with tempfile.TemporaryDirectory(prefix="recoworld-part-") as folder:
-        path = Path(folder) / "part.parquet"
+    with part_folder() as folder:
+        path = folder / "part.parquet"
         try:
             outcome = rollout_part(make_simulator, make_env, agent_cfg, catalog, part, settings, path, hooks(part))
         finally:
@@ -255,6 +288,25 @@ def _remote_part(shared, agent_cfg: DictConfig, part: Part, attempts) -> tuple[P
                 if callable(getattr(nested, "close", None)):
                     nested.close()
         return outcome, path.read_bytes(), attempt
+
+
+@contextmanager
+def part_folder() -> Iterator[Path]:
+    """A new folder, in the temporary directory, where a Ray task writes its part's log,
+    deleted when the task ends. It is named after the worker's process
+    (``recoworld-part-<pid>-XXXXXXXX``): a worker killed mid-rollout (the run interrupted, Ray
+    shut down) cannot delete its folder, and the next task on the machine deletes every such
+    folder whose process has ended."""
+    temporary = Path(tempfile.gettempdir())
+    for left in temporary.glob(f"{PART_FOLDER}*-*"):
+        pid = re.fullmatch(rf"{PART_FOLDER}(\d+)-\w+", left.name)
+        if pid is not None and not process_running(int(pid[1])):
+            shutil.rmtree(left, ignore_errors=True)  # another task may be deleting it too
+    folder = Path(tempfile.mkdtemp(prefix=f"{PART_FOLDER}{os.getpid()}-", dir=temporary))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def check_executor(experiment) -> None:

@@ -172,6 +172,12 @@ class TensorBoardScalars(StaleScalars):
             self.writer.add_scalar(f"{self.label}/{name}", value, step.t)
 
     def on_end(self, result: RolloutResult) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Flush the events written so far and close the file: after the last step, and
+        also when the rollout raises (:func:`~recoworld.apps.run.executor.rollout_part`
+        closes its hooks however it ends), where ``on_end`` never comes."""
         if self.writer is not None:
             self.writer.close()
             self.writer = None

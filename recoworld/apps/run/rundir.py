@@ -28,12 +28,22 @@
   - ``config``: what a resumed run must repeat (:func:`~recoworld.apps.run.checks.run_identity`);
   - ``config_added``: the keys (dotted) that a newer RecoWorld added to the config since the
     run began, with the defaults its resumes took (``{}`` when none);
+  - ``results_attempt``: the attempt whose ``metrics.json``, ``lineup.yaml`` and plots the
+    folder holds, ``null`` when it holds none: a resume of a complete run keeps them (its
+    parts are seeded, so their rows are the same) until it writes its own, and a resume that
+    fails leaves them readable, under the earlier attempt's number;
 - ``episodes/agent=<agent>/seed=<seed>.parquet``: one part of the log per rollout
   (:class:`Part`), written under a hidden temporary name and renamed when the rollout ends
   (:class:`recoworld.logs.EpisodeLog`), so a killed run loses the rollout in flight only;
 - ``metrics.json``, ``lineup.yaml`` and the plots, each written whole
   (:meth:`RunDirectory.replacing`); ``metrics.json`` and the plots only once every part is
-  complete, and the state turns ``complete`` after them.
+  complete, and the state turns ``complete`` after them;
+- ``.status.json.lock``: the lock (:func:`~recoworld.apps.status.claim`) that the run's
+  process holds from :meth:`RunDirectory.start` to its end (release it with
+  :meth:`~recoworld.apps.status.JobStatus.release`, or use the directory as a context
+  manager), so that a second run started into the folder at the same instant is refused as
+  one that finds a running run; the system releases it when the process dies, so a killed
+  run resumes at once. The empty file stays.
 
 :meth:`RunDirectory.start` opens a folder for a run: a folder that holds results (a
 complete part, ``metrics.json``, or a log of an earlier release) is refused unless the run
@@ -63,10 +73,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recoworld.apps.run.checks import ExperimentConfigError, config_differences
-from recoworld.apps.status import STATES, STATUS_FILE, JobStatus, now, previous_attempts, writer_running
-from recoworld.logs import TEMPORARY_SUFFIX, replacing
+from recoworld.apps.status import STATES, STATUS_FILE, JobStatus, claim, now, previous_attempts, writer_running
+from recoworld.logs import TEMPORARY_SUFFIX, lock_path, replacing
 
-#: Files a complete run adds last; an earlier attempt's copies are removed when its run starts again.
+#: Files a complete run adds last. When its run starts again, an earlier attempt's copies are
+#: removed, unless that attempt completed (``results_attempt``): those stay until replaced.
 FINAL_OUTPUTS = ("metrics.json", "returns.png", "learning.png", "retention.png")
 #: The single-file log of releases before logs were written in parts.
 LEGACY_LOG = "episodes.parquet"
@@ -104,6 +115,7 @@ class RunDirectory(JobStatus):
         self.path = path
         self.status = status
         self._redact = redact
+        self._written: set[str] = set()  # the files this attempt wrote (:meth:`replacing`)
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -111,6 +123,7 @@ class RunDirectory(JobStatus):
               redact: Callable[[str], str] = str, default: Callable[[], dict | None] | None = None
               ) -> RunDirectory:
         """Open ``path`` for a run of ``plan`` with ``config`` (its identity) and mark it running.
+        The directory returned holds the folder's lock until it is released (``with`` it).
 
         Args:
             resume: keep the complete parts of the run already there (its config must
@@ -124,14 +137,30 @@ class RunDirectory(JobStatus):
         Raises:
             RunDirectoryError: the folder holds results and ``resume`` is false, holds
                 results but no ``status.json``, holds a run of another config, or is being
-                written by a live process.
+                written by a live process (one that holds its lock, or that its status names).
         """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
+        lock = claim(path)
+        if lock is None:  # another process started a run here, maybe in this very instant
+            _refuse_live_writer(path, _readable_status(path), locked=True)
+        try:
+            directory = cls._open(path, config, plan, resume, redact, default)
+        except BaseException:
+            lock.release()
+            raise
+        directory.lock = lock
+        return directory
+
+    @classmethod
+    def _open(cls, path: Path, config: dict, plan: Sequence[Part], resume: bool, redact: Callable[[str], str],
+              default: Callable[[], dict | None] | None) -> RunDirectory:
+        """:meth:`start`, in a folder whose lock this process holds."""
         config = json.loads(json.dumps(config))  # compared with the saved copy, as JSON reads back
         saved = read_status(path)
         kept: list[dict] = []
         added: dict = {}
+        results = None  # the attempt whose metrics.json is kept while this one runs
         if saved is None:
             found = _results_without_status(path)
             if found:
@@ -142,13 +171,16 @@ class RunDirectory(JobStatus):
             _refuse_live_writer(path, saved)
             kept = [r for r in saved["parts"]["complete"] if part_damage(path, r) is None]
             stale = _parts_on_disk(path) - {r["file"] for r in kept}
-            if kept or saved["state"] == "complete" or stale:
+            results = _results_attempt(saved)
+            if kept or results is not None or stale:
                 as_saved = None if default is None else lambda: json.loads(json.dumps(default()))
                 added = _check_resumable(path, saved, config, kept, resume, as_saved)
         planned = {part.file for part in plan}
         kept = [r for r in kept if r["file"] in planned]
-        _remove_leftovers(path, earlier_run=saved is not None)
-        continued = saved is not None and bool(kept or saved["config"] == config)
+        continued = saved is not None and bool(kept or results is not None or saved["config"] == config)
+        if not continued:
+            results = None
+        _remove_leftovers(path, earlier_run=saved is not None and results is None)
         attempts = saved["attempts"] + 1 if continued else 1
         if kept and added:
             log.info("resuming the run in %s with keys its config lacked (RecoWorld added them since), at their "
@@ -158,7 +190,7 @@ class RunDirectory(JobStatus):
                   "parts": {"planned": len(plan), "complete": kept, "current": None},
                   "started": now(), "updated": now(), "finished": None,
                   "pid": os.getpid(), "host": socket.gethostname(), "attempts": attempts,
-                  "previous_attempts": [], "config": config, "config_added": added}
+                  "previous_attempts": [], "config": config, "config_added": added, "results_attempt": results}
         if continued:  # before this attempt: the parts the last one had finished
             status["previous_attempts"] = previous_attempts(saved, rollouts_complete=len(saved["parts"]["complete"]))
         directory = cls(path, status, redact)
@@ -193,6 +225,17 @@ class RunDirectory(JobStatus):
         return f"{len(parts['complete'])} of {parts['planned']} rollouts complete"
 
     # ------------------------------------------------------------------ ending
+    def complete(self) -> None:
+        """Every part is complete and this attempt wrote the results: the final outputs of an
+        earlier attempt that it did not write (plots, where this one has
+        ``experiment.plots=false``) go, and ``results_attempt`` names this attempt."""
+        if self.status["results_attempt"] is not None:  # else a file of that name is not the run's
+            for name in FINAL_OUTPUTS:
+                if name not in self._written:
+                    (self.path / name).unlink(missing_ok=True)
+        self.status["results_attempt"] = self.status["attempts"]
+        super().complete()
+
     def _end(self, state: str, error: BaseException | None) -> None:
         try:
             super()._end(state, error)
@@ -224,6 +267,7 @@ class RunDirectory(JobStatus):
         the name when the block ends without error, and is deleted otherwise."""
         with replacing(self.path / name) as temporary:
             yield temporary
+        self._written.add(name)
 
     def write_text(self, name: str, text: str) -> None:
         with self.replacing(name) as temporary:
@@ -268,9 +312,14 @@ def record_interruptions(paths: Sequence[str | Path], since: str, wait_s: float 
         while writer_running(saved) and time.monotonic() < deadline:
             time.sleep(0.05)
             saved = _readable_status(path)
-        if _stopped_by_this_sweep(saved, since) and not writer_running(saved):
-            RunDirectory(path, saved, str).interrupted()
-            marked.append(path)
+        lock = claim(path) if _stopped_by_this_sweep(saved, since) and not writer_running(saved) else None
+        if lock is None:  # not this sweep's, or a resume has just taken the folder
+            continue
+        with RunDirectory(path, _readable_status(path), str) as directory:
+            directory.lock = lock
+            if _stopped_by_this_sweep(directory.status, since):
+                directory.interrupted()
+                marked.append(path)
     return marked
 
 
@@ -318,11 +367,23 @@ def _check_resumable(path: Path, saved: dict, config: dict, kept: list[dict], re
     return added
 
 
-def _refuse_live_writer(path: Path, saved: dict) -> None:
-    if not writer_running(saved):  # a killed run: its complete parts can be resumed
+def _refuse_live_writer(path: Path, saved: dict | None, locked: bool = False) -> None:
+    """Refuse a folder that a live process writes: one that ``saved`` (its status) names, or
+    any where ``locked`` (another process holds its lock, :func:`~recoworld.apps.status.claim`)."""
+    running = saved is not None and writer_running(saved)
+    if not (running or locked):  # a killed run: its complete parts can be resumed
         return
-    raise RunDirectoryError(f"{path} is being written by a running process (pid {saved['pid']}, {STATUS_FILE}); "
-                            "wait for it or stop it, then resume with " + RESUME_FLAG)
+    holder = f"pid {saved['pid']}, {STATUS_FILE}" if running else f"it holds {lock_path(path / STATUS_FILE)}"
+    raise RunDirectoryError(f"{path} is being written by a running process ({holder}); wait for it or stop it, "
+                            "then resume with " + RESUME_FLAG)
+
+
+def _results_attempt(saved: dict) -> int | None:
+    """The attempt whose results (``metrics.json``, ``lineup.yaml``, the plots) the run that
+    ``saved`` describes holds: its last complete one, kept while later attempts run."""
+    if "results_attempt" in saved:
+        return saved["results_attempt"]
+    return saved["attempts"] if saved["state"] == "complete" else None  # a status of an earlier release
 
 
 def part_damage(path: Path, record: dict) -> str | None:

@@ -190,7 +190,8 @@ def run_experiment(
     try:
         directory = RunDirectory.start(run_dir, _identity((cfg, lineup)), plan, settings.resume, redact=redact_text,
                                        default=None if default is None else lambda: _identity(default()))
-        with directory.recording(), kill_stops_like_ctrl_c(), torch_threads(settings.torch_threads):
+        # The folder stays locked (status.json's writer) until the run has recorded its ending.
+        with directory, directory.recording(), kill_stops_like_ctrl_c(), torch_threads(settings.torch_threads):
             # After the identity (resumes compare the composed lineup); each segment's SB3 agents
             # train into the segment's own folder.
             logged = {segment: with_training_logs(cfg, lineup, directory.path, segment) for segment in segments}
