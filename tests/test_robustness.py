@@ -238,7 +238,8 @@ def test_quick_run_writes_the_report_folder(tmp_path, capsys):
     out = tmp_path / "report"
     assert cli_main(["robustness", *QUICK, "--out", str(out)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no temporary folder left behind
-    assert sorted(p.name for p in out.iterdir()) == sorted([*FILES, "scores", "status.json"])
+    # The report's files, the scores, the status and the study's lock (an empty file).
+    assert sorted(p.name for p in out.iterdir()) == sorted([*FILES, ".status.json.lock", "scores", "status.json"])
     status = json.loads((out / "status.json").read_text())
     assert (status["state"], status["worlds"], status["attempts"]) == ("complete", {"planned": 11, "finished": 11}, 1)
     assert len(list((out / "scores").iterdir())) == 11

@@ -25,6 +25,8 @@ from test_robustness import toy_lineup
 STUDY = ["--agents", "first,second,third", "--worlds", "4", "--seed-noise", "2", "--parameters",
          "leave_mindset,satiation_rate", "world=synthetic"]
 WORLDS = 11
+#: The study's lock (recoworld.apps.status.claim): an empty file the folder keeps.
+LOCK = ".status.json.lock"
 
 
 class ToyLineup:
@@ -132,7 +134,7 @@ def test_a_stopped_study_resumes_without_running_its_finished_worlds_and_reports
     assert saved["worlds"] == {"planned": WORLDS, "finished": 4}
     assert saved["settings"]["worlds"] == 4 and saved["settings"]["overrides"] == ["world=synthetic"]
     assert list(saved["settings"]["ranges"]) == ["leave_mindset", "satiation_rate"]
-    assert sorted(p.name for p in out.iterdir()) == ["scores", "status.json"]  # no report of a partial study
+    assert sorted(p.name for p in out.iterdir()) == [LOCK, "scores", "status.json"]  # no report of a partial study
     assert sorted(p.name for p in (out / "scores").iterdir()) == [f"world-00{i}.json" for i in range(4)]
 
     assert cli_main(["robustness", "--resume", str(out)]) == 0
@@ -175,8 +177,8 @@ def test_a_study_killed_outright_leaves_readable_files_and_resumes(tmp_path, toy
     assert (saved["state"], saved["worlds"]["finished"], saved["pid"]) == ("running", 5, study.pid)
     assert not process_running(study.pid)
     for file in out.rglob("*"):
-        assert not file.name.startswith("."), f"{file} is a temporary"
-        if file.is_file():
+        assert not file.name.startswith(".") or file.name == LOCK, f"{file} is a temporary"
+        if file.is_file() and file.name != LOCK:
             json.loads(file.read_text())
     assert cli_main(["robustness", "--resume", str(out)]) == 0
     assert toy.calls == calls[5:] and report(out) == whole
@@ -367,4 +369,4 @@ def test_resume_refuses_scores_that_are_not_the_plan_s_and_a_world_composed_othe
     assert cli_main(["robustness", "--resume", str(out)]) == 0
     assert ToyLineup.calls[0][1] == [1] and status(out)["state"] == "complete"
     assert status(out)["attempts"] == 2, "the refused resumes left the study as it was"
-    assert sorted(p.name for p in out.iterdir()) == sorted([*FILES, "scores", "status.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([*FILES, LOCK, "scores", "status.json"])

@@ -159,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     p = parser()
     args = p.parse_intermixed_args(argv)
+    directory = None
     try:
         directory = None if args.resume is None else StudyDirectory.open(args.resume)
         if directory is None:
@@ -176,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise ValueError(f"--out {out} holds {held}; continue it with --resume {out}, or choose another --out")
             out = check_new_folder(out)
     except ValueError as error:
+        if directory is not None:
+            directory.release()  # refused: another resume may take the folder
         p.error(str(error))
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -216,7 +219,7 @@ def run(config: RobustnessConfig, overrides: Sequence[str], out: Path, console=N
             finished = directory.begin(lineup.identity(), worlds, lineup.default_identity)
         begun = True
         rollouts = [len(w.seeds) * len(config.agents) for w in worlds]
-        with directory.recording():
+        with directory, directory.recording():  # the folder stays locked until the ending is recorded
             with Progress(console=console, transient=True) as bar:
                 task = bar.add_task(f"{len(worlds)} worlds", total=sum(rollouts),
                                     completed=sum(rollouts[i] for i in finished))
@@ -230,6 +233,9 @@ def run(config: RobustnessConfig, overrides: Sequence[str], out: Path, console=N
     except KeyboardInterrupt:
         print(f"recoworld robustness: {_stopped_note(out, directory, begun)}", file=sys.stderr)
         raise
+    finally:
+        if directory is not None:
+            directory.release()  # also when the study was refused before it began
     return result
 
 

@@ -62,8 +62,8 @@ from recoworld.apps.robustness.report import FILES
 from recoworld.apps.robustness.space import ParameterRange, ParameterSpace
 from recoworld.apps.robustness.study import RobustnessConfig, World
 from recoworld.apps.run.checks import config_differences
-from recoworld.apps.status import STATES, STATUS_FILE, JobStatus, now, previous_attempts, writer_running
-from recoworld.logs import TEMPORARY_SUFFIX, new_folder, replacing, strict_json
+from recoworld.apps.status import STATES, STATUS_FILE, JobStatus, claim, now, previous_attempts, writer_running
+from recoworld.logs import TEMPORARY_SUFFIX, lock_path, new_folder, replacing, strict_json
 
 SCORES = "scores"
 STUDY = "recoworld robustness"
@@ -105,11 +105,15 @@ class StudyDirectory(JobStatus):
                   "previous_attempts": [], "seconds": 0.0, "settings": settings, "world": _as_json(world)}
         with new_folder(out) as (folder, path):
             _write_json(folder / STATUS_FILE, status)
-        return cls(path, status)
+        directory = cls(path, status)
+        directory.lock = claim(path)  # a new folder: no other process holds it yet
+        return directory
 
     @classmethod
     def open(cls, path: str | Path) -> StudyDirectory:
-        """The stopped study in ``path``, to resume; nothing is written yet.
+        """The stopped study in ``path``, to resume; nothing is written yet. The directory
+        returned holds the folder's lock (:func:`~recoworld.apps.status.claim`) until it is
+        released (``with`` it), so that two resumes started at once cannot both run it.
 
         Raises:
             StudyDirectoryError: ``path`` is not a study's folder, holds a complete study,
@@ -121,6 +125,22 @@ class StudyDirectory(JobStatus):
         if not (path / STATUS_FILE).is_file():
             raise StudyDirectoryError(f"--resume {path} holds no {STATUS_FILE}: it is not the folder of a robustness "
                                       "study; give the --out folder of a stopped study")
+        lock = claim(path)
+        if lock is None:
+            raise StudyDirectoryError(f"--resume {path}: the study there is still being run by another process (it "
+                                      f"holds {lock_path(path / STATUS_FILE)}); wait for it to finish, or stop it, "
+                                      "and resume then")
+        try:
+            directory = cls(path, cls._resumable(path))
+        except BaseException:
+            lock.release()
+            raise
+        directory.lock = lock
+        return directory
+
+    @staticmethod
+    def _resumable(path: Path) -> dict:
+        """The status of the stopped study in ``path``, whose lock this process holds."""
         status = _read_status(path)
         if status["state"] == "complete":
             raise StudyDirectoryError(f"--resume {path}: the study there is complete (its report: {path / 'report.md'})"
@@ -130,7 +150,7 @@ class StudyDirectory(JobStatus):
             raise StudyDirectoryError(f"--resume {path}: the study there is still being run by process {pid} "
                                       f"({STATUS_FILE}); wait for it to finish, or stop it (Ctrl-C, or kill {pid}) "
                                       "and resume then")
-        return cls(path, status)
+        return status
 
     @property
     def settings(self) -> tuple[RobustnessConfig, list[str]]:
