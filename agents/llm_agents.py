@@ -23,9 +23,23 @@ system message says such text is to be judged, not obeyed.
 
 **The user's words.** The observation carries the instruction in structured form only;
 its sentence reaches the agent in ``feedback.info["instruction_text"]`` at the step it is
-voiced. These agents learn (``learns = True``) so that the runner passes them each step's
-feedback: they keep each user's latest sentence and quote it while the instruction is
-current (voiced in the current session); without it they describe the structured form.
+voiced. Hearing it is observation, not learning: :meth:`LLMRecommender.observe` keeps each
+user's latest sentence, and :func:`~recoworld.envs.rollout.rollout` passes every step's
+feedback to it even with ``learn=False`` (an evaluation with the agent's learners frozen);
+:meth:`~LLMRecommender.update` observes, then lets the proposer or guide learn. The agents
+quote the sentence while the instruction is current (voiced in the current session);
+without it they describe the structured form.
+
+**Fallbacks.** A request that fails after the chat model's repairs falls back to the
+agent's non-LLM order (``counts["fallbacks"]``); at most ``max_fallback_share`` of a
+rollout's requests may. Told the rollout's length (:meth:`LLMRecommender.begin_rollout`, as
+:func:`~recoworld.envs.rollout.rollout` does), an agent stops with
+:class:`AgentFallbacksExceeded` at the first request after which the share can no longer end
+within the cap — a broken server stops a run early, not after it — and at the rollout's end
+(:meth:`~LLMRecommender.finish`) it checks the share of all its requests.
+
+**Resources.** An agent that built its model (from settings) releases it in
+:meth:`~LLMRecommender.close`; a model given ready-made belongs to the caller.
 
 **Traces.** Every decision is recorded in ``agent.traces`` (a list of dicts: rollout step,
 user slot, prompt, raw replies, the parsed reply, the slate, whether it fell back and
@@ -55,10 +69,11 @@ LLM_WHEN = ("always", "instruction")
 
 
 class AgentFallbacksExceeded(RuntimeError):
-    """Raised when a rollout ends (:meth:`LLMRecommender.finish`) with more than
-    ``max_fallback_share`` of the agent's LLM requests fallen back to its non-LLM order: the
-    rollout measured that order under the LLM agent's name. The message shows the first
-    failure's error and fix."""
+    """Raised when more than ``max_fallback_share`` of an LLM agent's requests in a rollout
+    fell back to its non-LLM order — during the rollout as soon as the share can no longer
+    end within the cap, or when it ends (:meth:`LLMRecommender.finish`): the rollout would
+    measure that order under the LLM agent's name. The message shows the first failure's
+    error and fix."""
 
 
 class LLMRecommender(Recommender):
@@ -81,7 +96,8 @@ class LLMRecommender(Recommender):
         trace_path: a JSONL file that receives every trace as it is made.
         keep_traces: keep traces in ``agent.traces``.
         max_fallback_share: the largest share of LLM requests that may fall back in a
-            rollout; above it, its end raises :class:`AgentFallbacksExceeded` (1.0: never).
+            rollout; beyond it :class:`AgentFallbacksExceeded` stops the rollout (see the
+            module docstring; 1.0: never).
         name: label in metrics.
     """
 
@@ -109,6 +125,9 @@ class LLMRecommender(Recommender):
         if name:
             self.name = name
         self.llm: ChatModel | None = llm if isinstance(llm, ChatModel) else None
+        # Whether self.llm was built here (and is this agent's to close), and whether it was.
+        self._owns_llm = self._llm_closed = False
+        self._request_limit: int | None = None
 
     # ----------------------------------------------------------- lifecycle
     def setup(self, env, seed: int | None = None) -> None:
@@ -124,19 +143,42 @@ class LLMRecommender(Recommender):
         self._usage_since = self.llm.accounting.mark() if self.llm is not None else None
         self.step = 0
         self._said: dict[int, str] = {}
+        self._request_limit = None
         # Sampled requests draw their seeds from this (see request()).
         self._sampling_entropy = np.random.SeedSequence(seed).entropy
 
     def chat_model(self) -> ChatModel:
-        """The LLM, built on first use from ``llm`` (so rule-only configurations never load one)."""
-        if self.llm is None:
+        """The LLM, built on first use from ``llm`` (so rule-only configurations never load one),
+        and built again when used after :meth:`close`."""
+        if self.llm is None or self._llm_closed:
             spec = self.llm_spec
             self.llm = make_chat_model(spec) if spec is not None else make_chat_model()
             self.llm.schema_in_prompt = self.schema_in_prompt
+            self._owns_llm, self._llm_closed = True, False
+            self._usage_since = None  # a new model: all its use is this rollout's
         return self.llm
 
-    def update(self, feedback: Feedback) -> None:
-        """Remember what each user said (see the module docstring), then :meth:`learn`."""
+    def close(self) -> None:
+        """Release the LLM this agent built from settings (its client, or the model itself for
+        in-process backends); a model given ready-made is left to its owner. Idempotent.
+        :meth:`stats` still reports afterwards, and a later request builds the model again."""
+        if self._owns_llm and not self._llm_closed:
+            self._llm_closed = True
+            self.llm.close()
+
+    def begin_rollout(self, n_steps: int, num_envs: int) -> None:
+        """A rollout of ``n_steps`` steps of ``num_envs`` users starts (called by
+        :func:`~recoworld.envs.rollout.rollout`, after it reset the env): at most
+        ``n_steps * num_envs`` more requests, the bound that lets :meth:`check_fallbacks` stop
+        the rollout as soon as its fallbacks can no longer end within ``max_fallback_share``
+        (see the module docstring). Every user slot holds a new user: what the last ones said
+        is forgotten."""
+        self._request_limit = self.counts["llm_requests"] + n_steps * num_envs
+        self._said.clear()
+
+    def observe(self, feedback: Feedback) -> None:
+        """Remember what each user said (see the module docstring): observation, which
+        :func:`~recoworld.envs.rollout.rollout` passes on even when the agent does not learn."""
         info = feedback.info
         ended = ~np.asarray(feedback.valid, dtype=bool) | np.asarray(feedback.terminated) | np.asarray(feedback.truncated)
         texts = info.get("instruction_text")
@@ -145,6 +187,10 @@ class LLMRecommender(Recommender):
                 self._said.pop(b, None)
             elif texts is not None and texts[b] is not None:
                 self._said[b] = str(texts[b])
+
+    def update(self, feedback: Feedback) -> None:
+        """:meth:`observe` the users, then :meth:`learn`."""
+        self.observe(feedback)
         self.learn(feedback)
 
     def learn(self, feedback: Feedback) -> None:
@@ -155,13 +201,27 @@ class LLMRecommender(Recommender):
         ``max_fallback_share`` of its LLM requests fell back to the non-LLM order."""
         requests, fallbacks = self.counts["llm_requests"], self.counts["fallbacks"]
         if requests and fallbacks > self.max_fallback_share * requests:
-            first = self.first_failure
-            raise AgentFallbacksExceeded(
-                f"{fallbacks} of {requests} LLM requests of agent {self.name} ({fallbacks / requests:.0%}) fell back "
-                f"to its non-LLM order, more than max_fallback_share={self.max_fallback_share} allows: the results "
-                f"would not be the LLM's. The first failure: {first}. Fix: "
-                f"{getattr(first, 'hint', '') or 'see the error above'}. To accept fallbacks, raise "
-                "agent.max_fallback_share (1.0 never stops a run)")
+            raise self._fallbacks_exceeded("")
+
+    def check_fallbacks(self) -> None:
+        """Raise :class:`AgentFallbacksExceeded` once the rollout's fallbacks exceed
+        ``max_fallback_share`` of the most requests it can make (:meth:`begin_rollout`): its
+        share can no longer end within the cap."""
+        limit = self._request_limit
+        if limit is not None and self.counts["fallbacks"] > self.max_fallback_share * limit:
+            left = limit - self.counts["llm_requests"]
+            raise self._fallbacks_exceeded(
+                f" even if the {left} requests the rollout may still make all succeed (stopped early, "
+                f"{self.counts['llm_requests']} of at most {limit} requests in)")
+
+    def _fallbacks_exceeded(self, when: str) -> AgentFallbacksExceeded:
+        requests, fallbacks, first = self.counts["llm_requests"], self.counts["fallbacks"], self.first_failure
+        return AgentFallbacksExceeded(
+            f"{fallbacks} of {requests} LLM requests of agent {self.name} ({fallbacks / requests:.0%}) fell back "
+            f"to its non-LLM order, more than max_fallback_share={self.max_fallback_share} allows{when}: the "
+            f"results would not be the LLM's. The first failure: {first}. Fix: "
+            f"{getattr(first, 'hint', '') or 'see the error above'}. To accept fallbacks, raise "
+            "agent.max_fallback_share (1.0 never stops a run)")
 
     def stats(self) -> dict[str, Any]:
         """This rollout's decision counts and the LLM's accounting, ready for a metrics file.
@@ -248,13 +308,17 @@ class LLMRecommender(Recommender):
                            schema=schema, temperature=self.temperature, max_tokens=self.max_tokens, seed=seed)
 
     def ask(self, requests: list[ChatRequest]) -> list[ChatReply | ChatFailure]:
-        """One ``chat_many`` call for the batch; failures take their request's place."""
+        """One ``chat_many`` call for the batch; failures take their request's place, each
+        counted as a fallback (the caller serves that user its non-LLM order, traces it, then
+        calls :meth:`check_fallbacks`)."""
         if not requests:
             return []
         self.counts["llm_requests"] += len(requests)
         replies = self.chat_model().chat_many(requests, return_exceptions=True)
-        if self.first_failure is None:
-            self.first_failure = next((r for r in replies if isinstance(r, ChatFailure)), None)
+        failures = [r for r in replies if isinstance(r, ChatFailure)]
+        self.counts["fallbacks"] += len(failures)
+        if self.first_failure is None and failures:
+            self.first_failure = failures[0]
         return replies
 
     def take_slates(self, ids: np.ndarray, rows, requests: list[ChatRequest], action: np.ndarray,
@@ -270,8 +334,8 @@ class LLMRecommender(Recommender):
                 self.counts["llm_slates"] += 1
                 self.trace(b, request, reply, slate=reply.parsed.slate, **(details(b, action[b]) if details else {}))
             else:
-                self.counts["fallbacks"] += 1
                 self.trace(b, request, reply, slate=ids[b, action[b]].tolist(), fallback="invalid_reply")
+        self.check_fallbacks()
 
     # -------------------------------------------------------------- traces
     def trace(self, b: int, request: ChatRequest | None, reply: ChatReply | ChatFailure | None, *,

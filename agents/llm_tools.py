@@ -175,7 +175,6 @@ class LLMToolAgent(LLMRecommender):
                 if key is not None:
                     self._plans[b] = (key, reply.parsed)
             else:
-                self.counts["fallbacks"] += 1
                 self.trace(b, request, reply, slate=ids[b, action[b]].tolist(), fallback="invalid_reply")
         asked = {b: (request, reply) for (b, _), request, reply in zip(to_ask, requests, replies)}
         for b, plan in plans.items():
@@ -183,6 +182,7 @@ class LLMToolAgent(LLMRecommender):
             self.counts["planned_slates"] += 1
             request, reply = asked.get(b, (None, None))
             self.trace(b, request, reply, slate=ids[b, action[b]].tolist(), plan=plan.model_dump(), notes=notes)
+        self.check_fallbacks()
         self.step += 1
         return action
 

@@ -17,6 +17,14 @@ every hook's :meth:`Hook.on_step`, then — for agents with ``learns`` —
 :class:`~recoworld.types.Observation` and learns from a :class:`~recoworld.types.Feedback`,
 both built here and nowhere else.
 
+Learning and observing are two things. ``learn=False`` (an evaluation of a frozen agent)
+withholds ``update``; an agent that hears what users say (e.g. the LLM agents, which quote
+the instruction voiced in ``feedback.info["instruction_text"]``) implements
+``observe(feedback)``, which receives every step's feedback whether it learns or not —
+``update`` is expected to observe as well. An agent with ``begin_rollout(n_steps,
+num_envs)`` is told the rollout's size before the first step (the LLM agents bound their
+fallbacks with it).
+
 The vector env autoresets on the *next* step (``AutoresetMode.NEXT_STEP``): a user whose
 episode ended at step ``t`` is replaced at step ``t + 1``, where the env ignores the
 agent's action for that slot and flags the row with ``info["autoreset"]``. Such rows carry
@@ -164,7 +172,8 @@ def rollout(
         setup: call ``agent.setup(env, seed)``; pass False to go on with an agent already
             set up (e.g. to evaluate it after a training rollout).
         learn: call ``agent.update`` after each step for agents whose ``learns`` is True;
-            pass False to evaluate a learner frozen.
+            pass False to evaluate a learner frozen (its ``observe``, if any, still hears
+            every step: see the module docstring).
         log_candidates: with ``logger``, also log each request's candidate ids (for
             off-policy evaluation of other policies on this log).
         env_seed: the seed of ``env.reset`` instead of ``population_seed(seed, B)`` (e.g.
@@ -181,6 +190,9 @@ def rollout(
     obs, _ = env.reset(seed=population_seed(seed, env.num_envs) if env_seed is None else env_seed)
     for hook in hooks:
         hook.on_start(env, agent, seed, label)
+    begin = getattr(agent, "begin_rollout", None)
+    if begin is not None:
+        begin(n_steps, env.num_envs)
     loop = _Loop(env, agent, hooks, learn and agent.learns, Observation(obs))
     start = time.perf_counter()
     for t in range(n_steps):
@@ -196,7 +208,10 @@ class _Loop:
     """The state :func:`rollout` carries from step to step."""
 
     def __init__(self, env, agent: Recommender, hooks: list[Hook], updates: bool, obs: Observation):
-        self.env, self.agent, self.hooks, self.updates, self.obs = env, agent, hooks, updates, obs
+        self.env, self.agent, self.hooks, self.obs = env, agent, hooks, obs
+        # What the agent is told of each step's feedback: update (learns and observes), or
+        # observe only (a frozen agent still hears its users), or nothing.
+        self.tell = agent.update if updates else getattr(agent, "observe", None)
         self.propensities = any(hook.needs_propensities for hook in hooks)
         # Per slot: the index of its current episode and the step within that episode.
         self.episode = np.zeros(env.num_envs, dtype=np.int32)
@@ -218,8 +233,8 @@ class _Loop:
         step = Step(t, feedback, propensities, self.episode, self.episode_step)
         for hook in self.hooks:
             hook.on_step(step)
-        if self.updates:
-            agent.update(feedback)
+        if self.tell is not None:
+            self.tell(feedback)
         self.interactions += int(valid.sum())
         self.completed += int((valid & (terminated | truncated)).sum())
         self.total_reward += float(reward[valid].sum())

@@ -1,8 +1,22 @@
 """One request's way through :class:`~recoworld.llm.base.ChatModel`'s rounds: the
 generations made so far, the validation of structured replies, and the repair turn that
-follows a reply that fails it."""
+follows a reply that fails it.
+
+A repair turn is sampled, not greedy: a model decoding greedily answers the repair prompt
+(its bad reply, the exact error, a request to correct it) with the same tokens as often as
+not, and the turn is wasted (a small model copies its bad reply even when sampled, unless
+the turn leaves it out: ``repair_shows_reply``). Repair ``n`` of a request samples at
+``max(request.temperature, repair_temperature)`` with the seed :func:`repair_seed` derives
+from the request's own seed, ``n`` and the conversation so far, so a seeded run replays its
+repairs (on backends that honour seeds: llama.cpp, vLLM, transformers), the cache serves
+them, and identical conversations get identical repairs.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
 
 from pydantic import BaseModel
 
@@ -23,8 +37,10 @@ class Generated:
 class Attempts:
     """The generations made for one request so far, and the conversation of the next one."""
 
-    def __init__(self, request: ChatRequest, schema_in_prompt: bool):
+    def __init__(self, request: ChatRequest, schema_in_prompt: bool, repair_temperature: float = 0.0,
+                 repair_shows_reply: bool = True):
         self.request = request
+        self.repair_temperature, self.repair_shows_reply = repair_temperature, repair_shows_reply
         self.json_schema = json_schema_of(request.schema) if request.schema is not None else None
         messages = request.messages
         if self.json_schema is not None and schema_in_prompt:
@@ -45,7 +61,14 @@ class Attempts:
         return len(self.generated)
 
     def next_call(self) -> BackendCall:
-        return BackendCall(self.request, self.messages, self.json_schema)
+        """The next generation: the request itself, or a repair turn sampled as the module
+        docstring says."""
+        request, repair = self.request, len(self.errors)
+        temperature = max(request.temperature, self.repair_temperature)
+        if repair and temperature > 0:
+            seed = repair_seed(request.seed, repair, self.messages)
+            request = dataclasses.replace(request, temperature=temperature, seed=seed)
+        return BackendCall(request, self.messages, self.json_schema)
 
     def take(self, generated: Generated, max_repairs: int) -> bool:
         """Record a generation; True when the request needs a repair turn."""
@@ -66,7 +89,7 @@ class Attempts:
             self.errors.append(error)
         if len(self.errors) > max_repairs:
             return False
-        self.messages = repair_messages(self.messages, text, self.errors[-1])
+        self.messages = repair_messages(self.messages, text, self.errors[-1], self.repair_shows_reply)
         return True
 
     def result(self) -> ChatReply | StructuredOutputError:
@@ -86,3 +109,13 @@ class Attempts:
             latency_s=sum(g.latency_s for g in self.generated),
             cached=all(g.cached for g in self.generated),
         )
+
+
+def repair_seed(seed: int | None, repair: int, messages) -> int:
+    """The sampling seed of repair turn ``repair`` (from 1) of a request seeded ``seed``
+    (``None`` for an unseeded one) whose conversation is now ``messages``: a fixed function
+    of the three, in ``[0, 2**31)``. Distinct conversations get distinct seeds, so a backend
+    that seeds a batch at once (transformers) never batches two of them together."""
+    conversation = json.dumps([seed, repair, list(messages)], sort_keys=True)
+    digest = hashlib.sha256(conversation.encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF

@@ -58,6 +58,13 @@ class ChatModel(abc.ABC):
         timeout_s: wall-clock limit of one backend call; ``None`` for no limit. An in-process
             generation cannot be interrupted: on timeout the caller stops waiting for it.
         max_repairs: repair turns after a reply that fails validation.
+        repair_temperature: the least temperature of a repair turn, sampled with a seed
+            derived from the request's (see :mod:`recoworld.llm.attempts`): a greedy repair
+            mostly repeats the bad reply. ``0`` keeps greedy requests greedy in repairs.
+        repair_shows_reply: whether a repair turn shows the model its bad reply (clipped)
+            besides the exact error; small models copy a reply they are shown, errors and
+            all, so the in-process llama.cpp backend (the embedded SmolLM2-135M) defaults to
+            False.
         schema_in_prompt: append the JSON schema to the last user message of structured
             requests (models need the field meanings even under constrained decoding).
         sleep: the coroutine used to wait between retries (tests inject a fake one).
@@ -83,6 +90,8 @@ class ChatModel(abc.ABC):
         max_concurrency: int = 8,
         timeout_s: float | None = None,
         max_repairs: int = 2,
+        repair_temperature: float = 0.7,
+        repair_shows_reply: bool = True,
         schema_in_prompt: bool = True,
         sleep=None,
         seed: int = 0,
@@ -91,6 +100,8 @@ class ChatModel(abc.ABC):
             raise ValueError(f"max_concurrency={max_concurrency}; it must be >= 1")
         if max_repairs < 0:
             raise ValueError(f"max_repairs={max_repairs}; it must be >= 0")
+        if not repair_temperature >= 0:
+            raise ValueError(f"repair_temperature={repair_temperature}; it must be >= 0 (0: greedy repairs)")
         if timeout_s is not None and not timeout_s > 0:
             raise ValueError(f"timeout_s={timeout_s}; it must be > 0 seconds, or None for no limit")
         self.model_id = model_id
@@ -101,6 +112,7 @@ class ChatModel(abc.ABC):
         self.max_concurrency = max_concurrency
         self.timeout_s = timeout_s
         self.max_repairs = max_repairs
+        self.repair_temperature, self.repair_shows_reply = repair_temperature, repair_shows_reply
         self.schema_in_prompt = schema_in_prompt
         self._sleep = sleep or asyncio.sleep
         self._jitter = random.Random(seed)
@@ -165,7 +177,8 @@ class ChatModel(abc.ABC):
         """
         requests = [r if isinstance(r, ChatRequest) else ChatRequest(r) for r in requests]
         self.accounting.count("requests", len(requests))
-        attempts = [Attempts(r, self.schema_in_prompt) for r in requests]
+        attempts = [Attempts(r, self.schema_in_prompt, self.repair_temperature, self.repair_shows_reply)
+                    for r in requests]
         results: list = [None] * len(requests)
         pending = list(range(len(requests)))
         budget_error = None

@@ -43,7 +43,9 @@ class LLMConfig:
 
     Shared: ``cache_dir`` (``None``: no cache), ``max_concurrency`` (openai: 64 per server,
     see :mod:`recoworld.llm.openai_backend`; llama_cpp: 1; transformers: 8), ``timeout_s``,
-    ``max_retries``, ``backoff_base_s``, ``backoff_max_s``, ``max_repairs``, the budget
+    ``max_retries``, ``backoff_base_s``, ``backoff_max_s``, ``max_repairs``,
+    ``repair_temperature``, ``repair_shows_reply`` (see :class:`~recoworld.llm.base.ChatModel`;
+    ``None``: the backend's default), the budget
     (``max_total_tokens``, ``max_cost_usd``, ``max_calls``) and prices per million tokens.
     """
 
@@ -74,6 +76,8 @@ class LLMConfig:
     backoff_base_s: float = 0.5
     backoff_max_s: float = 30.0
     max_repairs: int = 2
+    repair_temperature: float = 0.7
+    repair_shows_reply: bool | None = None
     max_total_tokens: int | None = None
     max_cost_usd: float | None = None
     max_calls: int | None = None
@@ -83,8 +87,8 @@ class LLMConfig:
     #: Checked when the config is built, so that ``llm.max_retries=-1`` fails naming itself
     #: rather than as a failed call (``n_ctx=0``: llama.cpp takes the model's own context).
     RANGES = {"max_retries": NON_NEGATIVE, "backoff_base_s": NON_NEGATIVE, "backoff_max_s": NON_NEGATIVE,
-              "max_repairs": NON_NEGATIVE, "n_ctx": NON_NEGATIVE, "batch_size": AT_LEAST_ONE,
-              "prompt_usd_per_1m": NON_NEGATIVE, "completion_usd_per_1m": NON_NEGATIVE}
+              "max_repairs": NON_NEGATIVE, "repair_temperature": NON_NEGATIVE, "n_ctx": NON_NEGATIVE,
+              "batch_size": AT_LEAST_ONE, "prompt_usd_per_1m": NON_NEGATIVE, "completion_usd_per_1m": NON_NEGATIVE}
     #: The same for the settings that may be ``None`` (no limit, or the backend's default).
     OPTIONAL_RANGES = {"timeout_s": POSITIVE, "max_concurrency": AT_LEAST_ONE, "n_threads": AT_LEAST_ONE}
 
@@ -140,8 +144,9 @@ def make_chat_model(config: LLMConfig | dict | None = None, /, **overrides) -> C
         "pricing": Pricing(cfg.prompt_usd_per_1m, cfg.completion_usd_per_1m),
         "retry": RetryPolicy(cfg.max_retries, cfg.backoff_base_s, cfg.backoff_max_s),
         "max_repairs": cfg.max_repairs,
+        "repair_temperature": cfg.repair_temperature,
     }
-    for name in ("max_concurrency", "timeout_s"):
+    for name in ("max_concurrency", "timeout_s", "repair_shows_reply"):
         if getattr(cfg, name) is not None:
             shared[name] = getattr(cfg, name)
 

@@ -36,7 +36,8 @@ class LlamaCppChatModel(ChatModel):
             would depend on which call came before it.
         model_id: name in cache keys and metrics; default the file name.
         **kwargs: the shared :class:`~recoworld.llm.base.ChatModel` arguments;
-            ``max_concurrency`` defaults to 1 (one llama context, one generation at a time).
+            ``max_concurrency`` defaults to 1 (one llama context, one generation at a time),
+            ``repair_shows_reply`` to False (SmolLM2-135M shown its bad reply repeats it).
     """
 
     backend = "llama_cpp"
@@ -64,6 +65,7 @@ class LlamaCppChatModel(ChatModel):
         if not path.is_file():
             raise FileNotFoundError(f"model_path={str(path)!r} is not a file; give the path of a .gguf model")
         kwargs.setdefault("max_concurrency", 1)
+        kwargs.setdefault("repair_shows_reply", False)
         super().__init__(model_id=model_id or path.name, **kwargs)
         self.model_path = path
         self.structured_mode = structured_mode
@@ -91,6 +93,8 @@ class LlamaCppChatModel(ChatModel):
         if call.json_schema is not None and self.structured_mode == "json_schema":
             args["response_format"] = {"type": "json_object", "schema": call.json_schema}
         with self._lock:
+            if self._llama is None:
+                raise RuntimeError(f"{self!r} is closed; build a new LlamaCppChatModel to generate again")
             if not self.reuse_prefix:
                 self._llama.reset()
             response = self._llama.create_chat_completion(**args)
@@ -101,6 +105,15 @@ class LlamaCppChatModel(ChatModel):
             completion_tokens=usage.get("completion_tokens", 0),
             finish_reason=choice.get("finish_reason"),
         )
+
+    def close(self) -> None:
+        """Free the model's weights and context now (not when the garbage collector gets to
+        them), then the shared resources; idempotent. The accounting stays readable."""
+        super().close()
+        with self._lock:
+            llama, self._llama = self._llama, None
+        if llama is not None:
+            llama.close()
 
     def __repr__(self) -> str:
         return f"LlamaCppChatModel(model_id={self.model_id!r}, n_ctx={self.n_ctx}, structured_mode={self.structured_mode!r})"

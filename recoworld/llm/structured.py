@@ -2,8 +2,8 @@
 
 Constrained decoding (a grammar or a JSON schema enforced by the server) makes most replies
 valid by construction; a model that still answers badly — or a backend without constrained
-decoding — gets a repair turn: its own reply, the validation error, and a request for the
-corrected JSON only.
+decoding — gets a repair turn: its own reply (or, for small models that would copy it, a
+placeholder), the exact validation error, and a request for the corrected JSON only.
 """
 
 from __future__ import annotations
@@ -88,11 +88,17 @@ def clipped_reply(text: str) -> str:
     return f"{text[:REPLY_CHARS]}[... {len(text) - REPLY_CHARS} more characters]"
 
 
-def repair_messages(messages: tuple[Message, ...], bad_reply: str, error: str) -> tuple[Message, ...]:
-    """The conversation continued by the bad reply (:func:`clipped_reply`) and a request to
-    correct it."""
+#: The assistant turn of a repair that does not show the model its bad reply.
+REPLY_NOT_SHOWN = "(an invalid reply, not repeated here)"
+
+
+def repair_messages(messages: tuple[Message, ...], bad_reply: str, error: str,
+                    show_reply: bool = True) -> tuple[Message, ...]:
+    """The conversation continued by the bad reply (:func:`clipped_reply`) — or, without
+    ``show_reply``, :data:`REPLY_NOT_SHOWN` in its place: small models copy a reply they are
+    shown, errors and all — and a request to correct it, naming the exact error."""
     return tuple(messages) + (
-        {"role": "assistant", "content": clipped_reply(bad_reply)},
+        {"role": "assistant", "content": clipped_reply(bad_reply) if show_reply else REPLY_NOT_SHOWN},
         {
             "role": "user",
             "content": f"That reply is invalid: {error}. "

@@ -83,7 +83,10 @@ class TransformersChatModel(ChatModel):
         import torch
 
         tok = self.tokenizer
-        prompts = [tok.apply_chat_template(list(c.messages), add_generation_prompt=True, tokenize=False) for c in calls]
+        asked = [tok.apply_chat_template(list(c.messages), add_generation_prompt=True, tokenize=False) for c in calls]
+        # One row per distinct prompt: rows of a seeded batch draw from one random stream, and
+        # identical requests must get identical texts.
+        prompts = list(dict.fromkeys(asked))
         # The chat template already holds the special tokens (BOS etc.).
         inputs = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         s = calls[0].sampling()
@@ -95,16 +98,19 @@ class TransformersChatModel(ChatModel):
         if s["stop"]:
             options.update(stop_strings=s["stop"], tokenizer=tok)
         with self._lock, torch.inference_mode():
+            model = self.model
+            if model is None:
+                raise RuntimeError(f"{self!r} is closed; build a new TransformersChatModel to generate again")
             if s["seed"] is None:
-                output = self.model.generate(**inputs, **options)
+                output = model.generate(**inputs, **options)
             else:
                 cuda = [self.device.index or 0] if self.device.type == "cuda" else []
                 with torch.random.fork_rng(devices=cuda):
                     torch.manual_seed(s["seed"])
-                    output = self.model.generate(**inputs, **options)
+                    output = model.generate(**inputs, **options)
         new_tokens = output[:, inputs["input_ids"].shape[1]:].tolist()
         prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()
-        eos = _eos_ids(self.model, tok)
+        eos = _eos_ids(model, tok)
         completions = []
         for row, prompt_length in zip(new_tokens, prompt_lengths):
             n = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
@@ -114,7 +120,20 @@ class TransformersChatModel(ChatModel):
                 if stop in text:  # OpenAI semantics: the stop string is not part of the reply
                     text, finish = text[: text.index(stop)], "stop"
             completions.append(Completion(text, int(prompt_length), n, finish))
-        return completions
+        by_prompt = dict(zip(prompts, completions))
+        return [by_prompt[prompt] for prompt in asked]
+
+    def close(self) -> None:
+        """Drop this model's reference to the network (freeing its memory, GPU included, unless
+        the caller holds it too), then the shared resources; idempotent."""
+        super().close()
+        with self._lock:
+            released, self.model = self.model, None
+        if released is not None and self.device.type == "cuda":
+            import torch
+
+            del released
+            torch.cuda.empty_cache()
 
     def __repr__(self) -> str:
         return f"TransformersChatModel(model_id={self.model_id!r}, device={str(self.device)!r}, batch_size={self.max_batch_size})"
