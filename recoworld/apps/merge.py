@@ -10,8 +10,10 @@ Each ``DIR`` is searched for run directories: those holding a ``metrics.json``. 
 aside, and the config it ran: runs that differ only by their seeds are one setting, their
 per-seed values pooled, so that a sweep over seeds as well as parameters ends in one row per
 setting and agent whose mean and 95% Student-t interval (:func:`recoworld.metrics.mean_interval`)
-are across every seed of that setting. A seed that two runs of one setting both ran counts
-once (the first run's value, in the order the directories were given), and the console names it.
+are across every seed of that setting, summed in seed order. A seed that two runs of one setting
+both ran counts once (the value of the run that comes first in job order of the runs' absolute
+paths), and the console names it. The runs are taken in that order whatever the order of the
+``DIR`` arguments: the same runs give the same files, byte for byte.
 
 Runs with the same overrides whose saved configs (the resolved config each run keeps in its
 ``status.json``, :func:`~recoworld.apps.run.checks.run_identity`) differ at a key that changes
@@ -38,8 +40,11 @@ Written to ``--out`` (default: the first ``DIR``):
   agent (and per value of the other varying keys), with the interval as error bars; the agents
   side by side when no setting varies.
 
-The two files are written whole and take their names together at the end, so a merge that
-fails or is stopped (a ``--metric`` that is not a metric, Ctrl-C) leaves the previous ones.
+The two files are written whole, under hidden ``.sweep.*.<pid>.tmp`` names beside them, and
+take their names together at the end, so a merge that fails or is stopped (a ``--metric`` that
+is not a metric, Ctrl-C, ``kill``) leaves the previous ones and no temporary. A merge killed
+outright (SIGKILL, a lost machine) leaves its temporaries: the next merge into the same
+``--out`` deletes them, once the process that wrote them has ended.
 
 Overrides that change no row of a run's log
 (:func:`~recoworld.apps.merge_setting.result_neutral`: ``experiment.resume``,

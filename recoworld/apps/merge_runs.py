@@ -14,24 +14,31 @@ REASON_CHARS = 300
 
 def find_runs(dirs: Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
     """The run directories under ``dirs`` (holding ``metrics.json``), and those of jobs that
-    did not finish, each in job order (``2`` before ``10``). Raises :class:`FileNotFoundError`
-    naming a ``DIR`` that does not exist."""
+    did not finish, each in job order of their absolute paths (``2`` before ``10``), whatever
+    the order of ``dirs``: a merge of the same runs pools them in the same order, so its means
+    are the same to the last bit. Raises :class:`FileNotFoundError` naming a ``DIR`` that does
+    not exist."""
     runs, unfinished = [], []
     for d in map(Path, dirs):
         if not d.is_dir():
             raise FileNotFoundError(f"{d} is not a directory; give the sweep directory (hydra.sweep.dir, "
                                     "e.g. multirun/2026-12-06/10-00-00) or run directories")
-        runs += sorted((p.parent for p in d.rglob(METRICS_FILE)), key=job_order)
+        runs += [p.parent for p in d.rglob(METRICS_FILE)]
         started = {p.parent for pattern in ("status.json", ".hydra/overrides.yaml") for p in d.rglob(pattern)}
         started = {p.parent if p.name == ".hydra" else p for p in started}
-        unfinished += sorted((p for p in started if not (p / METRICS_FILE).exists()), key=job_order)
+        unfinished += [p for p in started if not (p / METRICS_FILE).exists()]
     # A run reached twice (a DIR given twice, or a sweep and one of its runs) counts once.
-    return _first_of_each(runs), _first_of_each(unfinished)
+    return _in_job_order(_first_of_each(runs)), _in_job_order(_first_of_each(unfinished))
 
 
 def job_order(path: Path) -> list:
     """Sort key: numbers in a path by value, so Hydra's job folders come 0, 1, 2, ..., 10."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.as_posix())]
+
+
+def _in_job_order(paths: list[Path]) -> list[Path]:
+    """``paths`` in the :func:`job_order` of where they are, however they were typed."""
+    return sorted(paths, key=lambda path: job_order(path.resolve()))
 
 
 def _first_of_each(paths: list[Path]) -> list[Path]:

@@ -38,7 +38,9 @@ def merge_table(long, run_name=str):
         row.update(seeds=" ".join(map(str, seeds)), n_seeds=len(seeds),
                    runs=";".join(sorted(names, key=lambda name: job_order(Path(name)))))
         for metric, per_metric in frame.groupby("metric", sort=False):
-            interval = mean_interval(per_metric["value"].to_numpy())
+            # Summed in seed order: the last bit of a mean depends on the order of its terms, and
+            # this one is then a function of the seeds' values alone, not of how runs split them.
+            interval = mean_interval(per_metric.sort_values("seed")["value"].to_numpy())
             row.update({metric: interval.mean, f"{metric}_ci_low": interval.low, f"{metric}_ci_high": interval.high})
         rows.append(row)
     return pd.DataFrame(rows), repeated
@@ -117,13 +119,15 @@ def _ordered(values) -> list:
 def print_table(table, metric: str, console) -> None:
     """``metric`` of each row of ``table`` on ``console``, with the keys that vary."""
     from rich.table import Table
+    from rich.text import Text
 
     columns = [*varying_keys(table), *([SEGMENT_KEY] if SEGMENT_KEY in table.columns else []), "agent", "n_seeds"]
-    view = Table(title=f"{metric}: mean [95% interval across seeds]")
+    view = Table(title=Text(f"{metric}: mean [95% interval across seeds]"))
     for c in [*columns, metric]:
-        view.add_column(c)
+        view.add_column(Text(c))
     for _, r in table.iterrows():
-        view.add_row(*(str(r[c]) for c in columns), _mean_interval(r, metric))
+        # Literal text: a value such as experiment.agents=[random,linucb] is no markup tag.
+        view.add_row(*(Text(str(r[c])) for c in columns), Text(_mean_interval(r, metric)))
     console.print(view)
 
 

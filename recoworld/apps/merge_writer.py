@@ -3,6 +3,7 @@ console what was left out and why (the manual: :mod:`recoworld.apps.merge`)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from recoworld.apps.merge_table import check_metric, lacking_metrics, merge_tabl
 
 #: What ``sweep.png`` plots unless ``--metric`` says otherwise.
 DEFAULT_METRIC = "return_per_episode"
+#: The files a merge writes into ``--out``.
+SWEEP_CSV, SWEEP_PNG = "sweep.csv", "sweep.png"
 
 
 def merge(dirs: Sequence[str | Path], out: str | Path | None = None, metric: str = DEFAULT_METRIC, console=None):
@@ -19,6 +22,7 @@ def merge(dirs: Sequence[str | Path], out: str | Path | None = None, metric: str
     import pandas as pd
     from rich.console import Console
 
+    from recoworld.apps.status import kill_stops_like_ctrl_c
     from recoworld.logs import replacing
 
     console = console or Console(stderr=True)
@@ -59,15 +63,34 @@ def merge(dirs: Sequence[str | Path], out: str | Path | None = None, metric: str
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} is a file, not a directory; give a directory for sweep.csv and sweep.png")
     out.mkdir(parents=True, exist_ok=True)
+    remove_dead_temporaries(out)
     # Both files written before either takes its name (the table first, the inner block):
-    # a merge that fails or is stopped midway leaves the previous sweep.csv and sweep.png,
-    # not a new table beside an old plot.
-    with replacing(out / "sweep.png") as png_path, replacing(out / "sweep.csv") as csv_path:
+    # a merge that fails or is stopped midway (``kill`` too) leaves the previous sweep.csv
+    # and sweep.png, not a new table beside an old plot, and no temporary.
+    with kill_stops_like_ctrl_c(), replacing(out / SWEEP_PNG) as png_path, replacing(out / SWEEP_CSV) as csv_path:
         table.to_csv(csv_path, index=False)
         plot_sweep(table, metric, png_path)
     print_table(table, metric, console)
-    say(console, f"recoworld merge: {len(runs)} runs, {len(table)} rows -> {out / 'sweep.csv'}, {out / 'sweep.png'}")
+    say(console, f"recoworld merge: {len(runs)} runs, {len(table)} rows -> {out / SWEEP_CSV}, {out / SWEEP_PNG}")
     return table
+
+
+def remove_dead_temporaries(out: Path) -> list[Path]:
+    """Delete the temporaries of ``sweep.csv`` and ``sweep.png`` that merges killed outright
+    (SIGKILL, a lost machine) left in ``out``, and return them. One is deleted only once the
+    process named in it (:func:`recoworld.logs.temporary_path`) has ended on this machine: a
+    merge into the same folder may be writing it now."""
+    from recoworld.logs import TEMPORARY_SUFFIX, process_running
+
+    outputs = "|".join(map(re.escape, (SWEEP_CSV, SWEEP_PNG)))
+    name = re.compile(rf"\.(?:{outputs})\.(?P<pid>\d+){re.escape(TEMPORARY_SUFFIX)}")
+    removed = []
+    for path in out.iterdir():
+        found = name.fullmatch(path.name)
+        if found and path.is_file() and not process_running(int(found["pid"])):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def _stable_name(run: Path, out: Path) -> str:

@@ -342,7 +342,8 @@ def ranking_section(ranking: dict | None, noun: str = "ratings") -> list[str]:
              f"slates of {ranking['settings']['slate_size']}; chance {ranking['chance_ctr']:.3f}). "
              f"Kendall's tau-b between the rankings (ties count as neither agreement nor disagreement; n/a where "
              f"either side scores every agent alike): **{_number(ranking['kendall_tau'], 3)}** "
-             f"(p = {_number(ranking['p_value'], 3)}).", "",
+             f"(p = {_number(ranking['p_value'], 3)}). Ranks: {ranking.get('ranks', 'rank 1 is the highest click-through')}.",
+             "",
              "| agent | simulator CTR | simulator rank | replay CTR | replay rank |", "|---|---|---|---|---|"]
     for name, a in sorted(ranking["agents"].items(), key=lambda kv: kv[1]["simulator_rank"]):
         lines.append(f"| {name} | {a['simulator_ctr']:.4f} | {a['simulator_rank']} | {a['replay_ctr']:.4f} "

@@ -24,7 +24,10 @@ round is a step and a user without that round is a row that carries no interacti
 
 The two rankings are compared by Kendall's :math:`\tau_b` (``scipy.stats.kendalltau``):
 1 when both order the agents alike, -1 when reversed. With a handful of agents the p-value
-is coarse, so the report gives both orderings.
+is coarse, so the report gives both orderings. In each, rank 1 is the highest click-through
+and agents of equal click-through share a rank, the average of the places they take
+(:data:`TIES`): two agents tied for second are both 2.5, and neither is ranked above the
+other, as :math:`\tau_b` counts a tie as neither agreement nor disagreement.
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ from recoworld.types import CANDIDATE_FEATURES, CANDIDATE_IDS, HISTORY_FEEDBACK,
 AGENTS = ("random", "most_popular", "epsilon_greedy", "ucb1", "bernoulli_ts", "linucb")
 #: A held-out rating of at least this many stars is read as a like in the replay's history.
 LIKE_STARS = 4
+#: How the report ranks agents of equal click-through (module docstring; it says so in ``ranks``).
+TIES = ("rank 1 is the highest click-through; agents of equal click-through share the average of the places they "
+        "take (two tied for second are both 2.5)")
 
 
 @dataclass
@@ -267,13 +273,20 @@ def policy_ranking(world: CalibratedWorld, split: Split, config: RankingConfig |
         replayed = {name: replay_value(world, name, rounds, config) for name in config.agents}
     names = list(config.agents)
     tau = stats.kendalltau([simulated[n] for n in names], [replayed[n] for n in names])
-    rank = {label: {n: i + 1 for i, n in enumerate(sorted(names, key=lambda n: -values[n]))}
-            for label, values in (("simulator", simulated), ("replay", replayed))}
+    rank = {"simulator": ranks(simulated), "replay": ranks(replayed)}
     return {
         "agents": {n: {"simulator_ctr": simulated[n], "replay_ctr": replayed[n],
                        "simulator_rank": rank["simulator"][n], "replay_rank": rank["replay"][n]} for n in names},
-        "kendall_tau": float(tau.statistic), "p_value": float(tau.pvalue),
+        "ranks": TIES, "kendall_tau": float(tau.statistic), "p_value": float(tau.pvalue),
         "replay_rounds": int((rounds.item >= 0).sum()), "chance_ctr": 1.0 / config.num_candidates,
         "settings": {"num_candidates": config.num_candidates, "slate_size": config.slate_size,
                      "num_envs": config.num_envs, "steps": config.steps, "rounds": config.rounds},
     }
+
+
+def ranks(values: dict[str, float]) -> dict[str, int | float]:
+    """Each agent's rank by ``values``, highest first, ties sharing the average of their places
+    (:data:`TIES`): an integer where it is whole, so that untied ranks read 1, 2, 3."""
+    names = list(values)
+    average = stats.rankdata([-values[n] for n in names], method="average")
+    return {n: int(r) if float(r).is_integer() else float(r) for n, r in zip(names, average, strict=True)}

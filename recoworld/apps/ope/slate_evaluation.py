@@ -20,6 +20,11 @@ names in the errors (:func:`check_propensities`); the weights of each layout are
 support (:func:`~recoworld.ope.diagnostics.support_problem`), DM's by the position weights,
 since its click model learns each item's clicks at each position.
 
+An error the agent raises (in ``setup``, ``act``, ``propensities``...) stops the command with
+one line naming ``--policy``, the method, the step of the evaluation it was called in, and the
+error with the file and line that raised it (:class:`GuardedAgent`), as ``ope evaluate`` names
+a bandit policy's; RecoWorld's own errors are not taken for the agent's.
+
 A whole slate's ``propensity`` that is too large (the top position's probability logged in
 its place, say) is caught only where the log also has ``position_propensity`` or
 ``cascade_propensity`` to hold it against (:func:`check_slate_within_positions`, and the
@@ -30,10 +35,13 @@ average surely below 1, which are reported as a target the log does not identify
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from hydra.errors import HydraException
 
 from recoworld.apps.ope.config import ESTIMATORS, StudyConfig
 from recoworld.apps.ope.judgement import judge
@@ -54,6 +62,56 @@ SIMULATED_USERS = 5_000
 #: Candidate logging policies of the simulated logs: (kind, temperature or epsilon).
 SIMULATED_LOGGERS = (("softmax", 0.1), ("softmax", 0.3), ("softmax", 1.0), ("softmax", 3.0),
                      ("epsilon_soft", 0.1), ("epsilon_soft", 0.5), ("epsilon_soft", 1.0))
+
+
+#: The agent's methods that the evaluation calls: an error in one is the agent's (:class:`GuardedAgent`).
+AGENT_METHODS = ("setup", "act", "propensities", "action_distribution", "next_item_distribution", "update",
+                 "finish")
+
+
+class AgentRaised(Exception):
+    """A method of the evaluated agent raised: the method, and its error in one line. Not a
+    ``ValueError``, so that no check of RecoWorld's on the way takes it for one of its own."""
+
+    def __init__(self, method: str, error: Exception):
+        from recoworld.apps.ope.policies import raised
+
+        super().__init__(f"{method} raised {raised(error)}")
+        self.method = method
+
+
+class GuardedAgent:
+    """The evaluated agent, each call of its :data:`AGENT_METHODS` raising :class:`AgentRaised`
+    where the agent's code raises; every other attribute is the agent's own."""
+
+    def __init__(self, agent):
+        self._agent = agent
+
+    def __getattr__(self, name: str):
+        if name == "_agent":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
+        value = getattr(self._agent, name)
+        if name not in AGENT_METHODS or not callable(value):
+            return value
+
+        def guarded(*args, **kwargs):
+            try:
+                return value(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - the user's agent may raise anything
+                raise AgentRaised(name, error) from None
+
+        return guarded
+
+
+@contextmanager
+def agent_step(spec: str, step: str) -> Iterator[None]:
+    """Turn the agent's error in ``step`` of the evaluation into a usage error naming ``--policy``,
+    the step and the error, in place of a traceback."""
+    try:
+        yield
+    except AgentRaised as error:
+        raise ValueError(f"--policy {spec!r}: {error} while {step}; fix the agent (call its {error.method} in Python "
+                         "for the traceback)") from None
 
 
 def run_config(log: str) -> Path | None:
@@ -98,18 +156,27 @@ def evaluate_slate_log(args) -> dict:
     except ValueError as error:  # slates of several lengths, a slate item outside its candidates
         raise ValueError(f"{args.log}: {error}") from None
     check_propensities(data, args.log)
-    agent, composed = load_agent(args.policy, policy_kwargs(args.policy_arg), args.world, args.override, args.sb3_algo)
-    catalog = load_catalog(args.log, args.world, composed)
+    try:
+        agent, composed = load_agent(args.policy, policy_kwargs(args.policy_arg), args.world, args.override,
+                                     args.sb3_algo)
+        catalog = load_catalog(args.log, args.world, composed)
+    except HydraException as error:  # a --world or --override that conf/ refuses
+        raise composition_error(args, error) from None
+    agent = GuardedAgent(agent)
     n, K = data.action.shape
     C = data.candidate_ids.shape[1]
     if data.candidate_ids.max() >= catalog.n_items:
         raise ValueError(f"the log shows item {int(data.candidate_ids.max())}, but the catalog {catalog.name!r} has "
                          f"{catalog.n_items} items; give the log's world with --world")
     env = SlateVectorEnv(num_envs=1, catalog=catalog, slate_size=K, num_candidates=C, max_steps=1)
-    agent.setup(env, seed=args.seed)
+    with agent_step(args.policy, f"being set up for the log's catalog ({catalog.n_items} items; slates of {K} "
+                                 f"from {C} candidates)"):
+        agent.setup(env, seed=args.seed)
     template, _ = env.reset(seed=args.seed)
     target = PolicyOnLog(agent, template)
-    side = target_side(target, data.observation(catalog), data.action)
+    on_log = f"asked about the log's {n} rows"
+    with agent_step(args.policy, on_log):
+        side = target_side(target, data.observation(catalog), data.action)
     estimators = [name for name in ESTIMATORS
                   if (name not in NEEDS or getattr(data, NEEDS[name]) is not None)
                   and (name != "CascadeDR" or target.exact_following)]
@@ -120,7 +187,8 @@ def evaluate_slate_log(args) -> dict:
                          estimators=tuple(estimators), n_bootstrap=args.bootstrap, n_refits=args.refits,
                          alpha=args.alpha, learned=(), sessions=False, truth_users=args.truth_users)
     study = Study(config, catalog)
-    rows = study.estimate(frame, {"policy": target}, args.seed)
+    with agent_step(args.policy, on_log):
+        rows = study.estimate(frame, {"policy": target}, args.seed)
     for row in rows:
         row.pop("target")
         row["interval"] = "refit" if row["estimator"] in ("DM", "CascadeDR") else "rows"
@@ -139,6 +207,15 @@ def evaluate_slate_log(args) -> dict:
     return {"kind": "slate", "n": n, "slate_length": K, "candidates": C, "estimates": rows,
             "diagnostics": diagnostics, "selection": _as_dict(selection),
             "verdict": {"trustworthy": trusted, "sentence": sentence}, "warnings": warnings}
+
+
+def composition_error(args, error: Exception) -> ValueError:
+    """Hydra's refusal of ``--world`` or an ``--override`` (a world config that does not exist,
+    a key the config lacks) in one line, without the config search path."""
+    given = [*([f"--world {args.world}"] if args.world else []), *(f"--override {o}" for o in args.override)]
+    reason = " ".join(str(error).split("Config search path")[0].split())
+    return ValueError(f"--policy {args.policy!r}{' with ' + ' '.join(given) if given else ''}: the config does not "
+                      f"compose ({reason}); give a world of conf/world and overrides of keys it has")
 
 
 def check_propensities(data, log: str) -> None:
@@ -219,13 +296,16 @@ def select_for_slates(study, agent, target, data, estimators, args) -> Selection
         return np.median(np.log(study.log(policy, min(n, 500), 10**8)["propensity"].to_numpy()))
 
     kind, value = min(SIMULATED_LOGGERS, key=lambda choice: abs(spread(logger(*choice)) - wanted))
-    truth, _ = study.true_value(agent)
+    with agent_step(args.policy, f"serving {study.config.truth_users} simulated users for its true value "
+                                 "(simulate-then-select)"):
+        truth, _ = study.true_value(agent)
     config = study.config
     study.config = StudyConfig(**{**config.__dict__, "n_bootstrap": 20, "n_refits": 2})
     errors = []
     for s in range(args.sims):
-        rows = study.estimate(simulated_log(study, logger(kind, value), n, s, args.sims), {"policy": target},
-                              args.seed + s)
+        with agent_step(args.policy, f"asked about simulated log {s + 1} of {args.sims} (simulate-then-select)"):
+            rows = study.estimate(simulated_log(study, logger(kind, value), n, s, args.sims), {"policy": target},
+                                  args.seed + s)
         errors.append([next(r["estimate"] for r in rows if r["estimator"] == name) - truth for name in estimators])
     study.config = config
     bias, rmse, recommended = summarise_errors(np.asarray(errors), estimators)
