@@ -140,6 +140,17 @@ def test_a_config_that_fails_when_built_leaves_only_a_failed_status(tmp_path, ca
     assert not (tmp_path / "episodes").exists()
 
 
+def test_an_agent_that_refuses_its_setting_fails_the_run_in_one_line_naming_it(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        run(tmp_path, "experiment.agents=[epsilon_greedy]", "agent=epsilon_greedy", "agent.epsilon=2")
+    err = capsys.readouterr().err
+    # Before: Hydra's "Error executing job ... Error in call to target ..." block.
+    assert ("recoworld run: error: building the agent epsilon_greedy: epsilon=2; it is a probability in [0, 1]"
+            in err) and "Error in call to target" not in err
+    assert_consistent(tmp_path, "failed", complete=0)
+    assert status(tmp_path)["error_type"] == "ExperimentConfigError"
+
+
 # ------------------------------------------------------------ run-directory states
 def test_a_complete_run_directory_is_not_overwritten_without_the_resume_flag(finished, capsys):
     before = {p: (finished / p).read_bytes() for p in [*PARTS, "metrics.json", "status.json"]}

@@ -21,6 +21,7 @@ from recoworld.apps.run.app import main as run_app
 from recoworld.apps.run.executor import part_folder
 from recoworld.apps.run.rundir import Part, RunDirectory, RunDirectoryError
 from recoworld.apps.status import claim
+from test_faults_runs import fail_on_call, status
 
 TINY = ["world=synthetic", "world.n_items=200", "env.num_candidates=20", "env.slate_size=4", "env.num_envs=4",
         "experiment.steps=6", "experiment.progress=false", "experiment.plots=false", "agent=random",
@@ -33,23 +34,6 @@ def run(out: Path, *overrides: str) -> None:
     run_app([*TINY, *overrides, f"hydra.run.dir={out}"])
 
 
-def status(out: Path) -> dict:
-    return json.loads((out / "status.json").read_text())
-
-
-def fail_at_act(monkeypatch, call: int, error: BaseException) -> None:
-    """The random agent raises ``error`` at its ``call``-th act (TINY: 6 per rollout)."""
-    act, calls = baselines.RandomAgent.act, []
-
-    def failing(self, obs):
-        calls.append(1)
-        if len(calls) == call:
-            raise error
-        return act(self, obs)
-
-    monkeypatch.setattr(baselines.RandomAgent, "act", failing)
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
     """A complete run of TINY, with its plots."""
@@ -60,9 +44,8 @@ def reference(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def finished(reference, tmp_path) -> Path:
-    out = tmp_path / "run"
-    shutil.copytree(reference, out)
-    return out
+    """A copy of the complete reference run, to resume."""
+    return Path(shutil.copytree(reference, tmp_path / "run"))
 
 
 # ------------------------------------------------------------ the run directory's lock
@@ -126,7 +109,7 @@ def test_a_run_lets_go_of_its_folder_however_it_ends(tmp_path, monkeypatch):
         run(tmp_path, "env.reward=clickz")  # fails as its first part is built
     assert status(tmp_path)["state"] == "failed"
     assert claim(tmp_path) is not None
-    fail_at_act(monkeypatch, 8, KeyboardInterrupt())
+    fail_on_call(monkeypatch, 8, KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path)
     assert status(tmp_path)["state"] == "interrupted"
@@ -137,7 +120,7 @@ def test_a_run_lets_go_of_its_folder_however_it_ends(tmp_path, monkeypatch):
 def test_a_failed_resume_of_a_complete_run_keeps_its_results_and_says_whose_they_are(finished, monkeypatch):
     results = {name: (finished / name).read_bytes() for name in ("metrics.json", "returns.png", "lineup.yaml")}
     (finished / PARTS[1]).unlink()  # damaged: the resume runs it again
-    fail_at_act(monkeypatch, 2, RuntimeError("act exploded"))
+    fail_on_call(monkeypatch, 2, RuntimeError("act exploded"))
     with pytest.raises(SystemExit):
         run(finished, "experiment.resume=true")
     saved = status(finished)
@@ -173,7 +156,7 @@ def test_a_run_that_never_completed_keeps_no_results_of_an_earlier_release(finis
 # ------------------------------------------------------------ what a rollout closes
 def test_a_rollout_that_raises_flushes_and_closes_its_tensorboard_events(tmp_path, monkeypatch):
     before = set(threading.enumerate())
-    fail_at_act(monkeypatch, 3, RuntimeError("act exploded"))
+    fail_on_call(monkeypatch, 3, RuntimeError("act exploded"))
     with pytest.raises(SystemExit):
         run(tmp_path, "experiment.tensorboard=true", "experiment.seeds=[0]")
     # An open writer keeps a thread that writes its events, until it is closed.
@@ -195,7 +178,7 @@ def test_a_rollout_closes_its_agent_once_however_it_ends(tmp_path, monkeypatch, 
     monkeypatch.setattr(baselines, "RandomAgent", Closing)  # conf/agent/random.yaml's target
     monkeypatch.setattr(Closing, "closed", 0)
     if error is not None:
-        fail_at_act(monkeypatch, 3, error)
+        fail_on_call(monkeypatch, 3, error)
     try:
         run(tmp_path, "experiment.seeds=[0]")
     except (SystemExit, KeyboardInterrupt):

@@ -35,8 +35,8 @@ def test_a_sweep_whose_job_fails_is_merged_and_names_the_job(tmp_path, capsys):
     table = pd.read_csv(sweep / "sweep.csv")
     assert table[["agent.interaction", "agent", "n_seeds"]].values.tolist() == [["diagonal", "linucb", 1]]
     err = capsys.readouterr().err
-    assert (f"recoworld merge: {sweep / '0'} has no metrics.json, left out: the job failed (InstantiationException: "
-            "Error in call to target 'recoworld.agents.linear.LinUCB': ValueError(\"interaction='bogus'") in err
+    assert (f"recoworld merge: {sweep / '0'} has no metrics.json, left out: the job failed (ExperimentConfigError: "
+            "building the agent linucb: interaction='bogus'") in err
     assert (f"recoworld run: 1 job(s) of the sweep in {sweep} did not finish: 0 (named above with why); the others are "
             "merged in sweep.csv. Fix what failed, then finish it by running the same command again with "
             f"experiment.resume=true hydra.sweep.dir={sweep} (each job that finished is kept)") in err

@@ -112,7 +112,7 @@ def rollout_part(make_simulator: Callable, make_env: Callable, agent_cfg: Any, c
             ExitStack() as closed:
         for hook in hooks:
             closed.enter_context(_closed(hook))
-        agent = closed.enter_context(_closed(instantiate(agent_cfg, _convert_="object")))
+        agent = closed.enter_context(_closed(_built(f"agent {part.agent}", _agent, config=agent_cfg)))
         result = rollout(
             env, agent, experiment.steps, part.seed,
             logger=episode_log, label=part.agent, log_candidates=experiment.log_candidates, hooks=hooks,
@@ -145,11 +145,25 @@ def _closed(thing):
     close()
 
 
+def _agent(config):
+    """The agent of ``config``; a value its class refuses raises that ``ValueError`` itself,
+    not Hydra's wrapper of it (for :func:`_built`)."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return instantiate(config, _convert_="object")
+    except InstantiationException as err:
+        if isinstance(err.__cause__, ValueError):
+            raise err.__cause__ from None
+        raise
+
+
 def _built(group: str, make: Callable, **kwargs):
-    """``make(**kwargs)``: the run's ``group`` (``simulator``, ``env``) built from its config.
-    A value its class refuses (its checks raise ``ValueError`` naming the value and the fix)
-    is a mistake in the config, not a bug: it ends the run as one, in a line naming the group
-    (:class:`~recoworld.apps.run.checks.ExperimentConfigError`), not in a traceback."""
+    """``make(**kwargs)``: the run's ``group`` (``simulator``, ``env``, ``agent NAME``) built
+    from its config. A value its class refuses (its checks raise ``ValueError`` naming the
+    value and the fix) is a mistake in the config, not a bug: it ends the run as one, in a
+    line naming the group (:class:`~recoworld.apps.run.checks.ExperimentConfigError`), not in
+    a traceback."""
     try:
         return make(**kwargs)
     except ValueError as err:
