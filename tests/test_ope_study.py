@@ -221,3 +221,9 @@ def test_same_seeds_same_study(tmp_path, capsys):
         assert cli_main(["ope", "--out", str(tmp_path / name), *SMALL, "--no-plots"]) == 0
     for name in ("runs.csv", "truths.csv", "summary.csv", "summary.md"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_an_out_folder_with_brackets_is_printed_as_it_is(tmp_path, capsys):
+    out = tmp_path / "[/exp]"  # read as rich markup, a closing tag without its opening one
+    assert cli_main(["ope", "--out", str(out), *SMALL, "--no-plots"]) == 0
+    assert f"Written to {out} in " in " ".join(capsys.readouterr().out.split())

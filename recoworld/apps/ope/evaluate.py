@@ -228,13 +228,18 @@ def write(report: dict, out: Path) -> Path:
 
 
 def show(report: dict) -> None:
-    """The estimates, the diagnostics and the verdict as rich tables."""
+    """The estimates, the diagnostics and the verdict as rich tables. The log's path, the
+    policy's name and the sentences that quote them are printed as they are, never read as
+    rich markup: ``runs/[exp]/log.parquet`` keeps its ``[exp]``, and a ``[/x]`` raises no
+    MarkupError after the report is written."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console(width=max(Console().width, 130))  # the tables are wide; do not truncate them
     selection = report["selection"]
-    table = Table(title=f"{report['policy']} on {report['log']} ({report['n']} rounds, {1 - report['alpha']:.0%} CI)")
+    table = Table(title=Text(f"{report['policy']} on {report['log']} ({report['n']} rounds, "
+                             f"{1 - report['alpha']:.0%} CI)", style="table.title"))
     noted = any(row.get("note") for row in report["estimates"])
     columns = ("estimator", "estimate", "lower", "upper", "interval", "sim. bias", "sim. RMSE", "note")
     for column in columns if noted else columns[:-1]:
@@ -257,6 +262,6 @@ def show(report: dict) -> None:
     for layout, values in report["diagnostics"].items():
         weights.add_row(layout, *(f"{values[k]:.4g}" for k in keys))
     console.print(weights)
-    console.print(f"[bold]{report['verdict']['sentence']}[/bold] (protocol: {selection['protocol']})")
+    console.print(Text.assemble((report["verdict"]["sentence"], "bold"), f" (protocol: {selection['protocol']})"))
     for warning in report.get("warnings", []):
-        console.print(f"[yellow]warning:[/yellow] {warning}")
+        console.print(Text.assemble(("warning:", "yellow"), f" {warning}"))

@@ -23,6 +23,7 @@ usage error naming it and the file and line that raised it.
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -34,18 +35,45 @@ from recoworld.types import Observation
 ACT_DRAWS = 200
 
 
+#: RecoWorld's packages, whose folders are not the user's code (an editable install maps the
+#: repository's top-level agents/, envs/ and simulators/ into ``recoworld.*``).
+OWN_PACKAGES = ("recoworld", "recoworld.agents", "recoworld.envs", "recoworld.simulators")
+
+
 def raised(error: Exception) -> str:
     """``RuntimeError: boom (mypol.py, line 12)``: an error of the user's code, said in one
-    line with where it was raised (the deepest frame outside Python's and the installed
-    libraries, below the frame that made the call), in place of a traceback."""
+    line with where it was raised, in place of a traceback: the deepest frame below the one
+    that made the call that is the user's, neither Python's nor an installed library's nor
+    RecoWorld's own (a policy's ``obs["no_such_field"]`` raises in ``recoworld/types.py``,
+    but the line to fix is the policy's); else, when every such frame is RecoWorld's (its
+    own agents given as ``--policy``), the deepest of those."""
     import sysconfig
     import traceback
 
     libraries = tuple({sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")})
-    frames = [frame for frame in traceback.extract_tb(error.__traceback__)[1:]
-              if not frame.filename.startswith((*libraries, "<"))]  # "<frozen importlib._bootstrap>"
-    where = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+    own = _own_folders()
+    ours, users = [], []
+    for frame in traceback.extract_tb(error.__traceback__)[1:]:
+        if os.path.realpath(frame.filename).startswith(own):
+            ours.append(frame)
+        elif not frame.filename.startswith((*libraries, "<")):  # "<frozen importlib._bootstrap>"
+            users.append(frame)
+    frame = (users or ours or [None])[-1]
+    where = f" ({frame.filename}, line {frame.lineno})" if frame else ""
     return f"{type(error).__name__}: {error}{where}"
+
+
+def _own_folders() -> tuple[str, ...]:
+    """The folders of :data:`OWN_PACKAGES`, from their modules' files, each ending in a separator
+    (``recoworld/`` is not ``recoworld_plugins/``)."""
+    import importlib.util
+
+    folders = set()
+    for name in OWN_PACKAGES:
+        spec = importlib.util.find_spec(name)  # the package's file, without running its __init__
+        if spec is not None and spec.origin:
+            folders.add(os.path.join(os.path.dirname(os.path.realpath(spec.origin)), ""))
+    return tuple(folders)
 
 
 def load_object(spec: str, kwargs: dict):

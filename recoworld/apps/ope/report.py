@@ -33,6 +33,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from recoworld.logs import new_folder
 
@@ -69,7 +70,7 @@ def write(out: Path, config, runs: pd.DataFrame, truths: pd.DataFrame, summary: 
     if obd is not None:
         console.print(frame_table(obd, "Open Bandit Dataset: Bernoulli-TS click rate"))
     took = f" in {seconds:.0f}s" if seconds is not None else ""
-    console.print(f"Written to {final}{took}.")
+    console.print(Text(f"Written to {final}{took}."))  # the path as it is: "[exp]" is no markup
     return final
 
 
