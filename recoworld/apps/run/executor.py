@@ -38,7 +38,10 @@ agent over a seed, on the population or a segment) one after the other in this p
 - A task that raises, or whose worker died on every attempt, is reported with its agent
   and seed (:class:`RolloutsFailed`, in the order of the run's parts; a dead worker with its
   number of attempts), after the other tasks have finished and been recorded; the run ends
-  ``failed`` and ``experiment.resume=true`` runs only the failed parts again.
+  ``failed`` and ``experiment.resume=true`` runs only the failed parts again. Where every
+  failed task raised the same :class:`~recoworld.apps.run.checks.ExperimentConfigError` (a
+  value the simulator, env or agent refuses: a mistake in the config, not in a rollout), that
+  error ends the run instead, in the one line the local executor gives.
 
 A rollout depends only on its configs and seed (counter-based randomness), so both
 executors write the same rows and ``metrics.json`` (``seconds`` aside). LLM users'
@@ -181,6 +184,8 @@ def ray_parts(cfg: DictConfig, lineup: dict[str, DictConfig], parts: Sequence[Pa
     ``retries``: how many times a part whose worker died runs again (default: :func:`ray_retries`).
 
     Raises:
+        ExperimentConfigError: every failed task raised this same mistake in the config
+            (:func:`_config_mistake`; the others are recorded first).
         RolloutsFailed: some tasks raised, or their workers died on every attempt (the
             others are recorded first).
     """
@@ -197,6 +202,7 @@ def ray_parts(cfg: DictConfig, lineup: dict[str, DictConfig], parts: Sequence[Pa
     agents = {name: _resolved(agent) for name, agent in lineup.items()}
     pending = {task.remote(shared, agents[part.agent], part, attempts): part for part in parts}
     failures: dict[Part, str] = {}
+    errors: list[Exception] = []
     try:
         while pending:
             (done,), _ = ray.wait(list(pending), num_returns=1)
@@ -205,6 +211,7 @@ def ray_parts(cfg: DictConfig, lineup: dict[str, DictConfig], parts: Sequence[Pa
                 outcome, data, attempt = ray.get(done)
             except ray.exceptions.RayError as err:
                 failures[part] = _failure(ray, err, part, attempts)
+                errors.append(err)
                 continue
             if attempt is not None and attempt > 1:
                 log.warning("%s: its Ray worker died (a crash, out of memory or a lost node) and the rollout ran "
@@ -223,6 +230,9 @@ def ray_parts(cfg: DictConfig, lineup: dict[str, DictConfig], parts: Sequence[Pa
                 ray.cancel(ref, force=True)
         with suppress(Exception):
             ray.kill(attempts)
+    mistake = _config_mistake(ray, errors)
+    if mistake is not None:
+        raise mistake
     if failures:
         # In the order of the parts, not of the failures: the same failures, the same message.
         raise RolloutsFailed(f"{len(failures)} of {len(parts)} Ray rollouts failed ("
@@ -269,6 +279,20 @@ def _failure(ray, err, part: Part, attempts) -> str:
         count = ray.get(attempts.count.remote(part.file), timeout=CONNECT_TIMEOUT_S)
         text += f" (its worker died on every attempt: {count})"
     return text
+
+
+def _config_mistake(ray, errors: Sequence[Exception]) -> ExperimentConfigError | None:
+    """The mistake in the config that every failed task raised alike (the same
+    :class:`~recoworld.apps.run.checks.ExperimentConfigError`, e.g. an env that refuses
+    ``num_envs=0``: it is no failure of one rollout, and naming it once per part would bury
+    it), else None: no task failed, or they failed each in its own way (different errors, a
+    dead worker), which :class:`RolloutsFailed` names part by part."""
+    # A task's error comes back as a RayTaskError whose ``cause`` is the one it raised.
+    causes = [err.cause if isinstance(err, ray.exceptions.RayTaskError) else err for err in errors]
+    if not causes or not isinstance(causes[0], ExperimentConfigError):
+        return None
+    first = causes[0]
+    return first if all(type(cause) is type(first) and str(cause) == str(first) for cause in causes) else None
 
 
 def _resolved(node: DictConfig) -> DictConfig:
