@@ -542,3 +542,15 @@ def test_an_episode_log_still_being_written_is_invisible_to_readers(tmp_path, re
     finally:
         writer.close()
     assert (tmp_path / "seed=1.parquet").is_file() and not [p for p in tmp_path.iterdir() if p.suffix == ".tmp"]
+
+
+def test_an_agents_key_set_with_no_agent_chosen_is_refused_before_the_run(tmp_path, capsys):
+    # Before: the lineup took the bare {epsilon: 2} for an agent named "agent", and the run
+    # failed in the env's loop with AttributeError: 'dict' object has no attribute 'setup'.
+    with pytest.raises(SystemExit):
+        run(tmp_path, "agent.epsilon=2")
+    assert ("recoworld run: error: agent.epsilon=2 sets an agent's keys, but no agent is chosen; give agent=NAME "
+            "with it (NAME a config of conf/agent/, e.g. agent=linucb) to run that agent alone, or "
+            "agent._target_=my_pkg.MyAgent for a class of your own: experiment.agents runs each agent it lists "
+            "with its own config") in capsys.readouterr().err
+    assert_consistent(tmp_path, state=None)

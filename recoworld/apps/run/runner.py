@@ -108,6 +108,13 @@ def resolve_lineup(
     (:mod:`recoworld.apps.run.privileged`) is left out of the lineup with a logged note;
     chosen alone with ``agent=NAME`` it is an :class:`ExperimentConfigError`.
     """
+    if cfg.agent is not None and "_target_" not in cfg.agent:  # agent.KEY=VALUE without agent=NAME
+        # As typed: the command line adds the "+" that Hydra needs for a key of a null group.
+        given = " ".join(o.removeprefix("+") for o in overrides if _is_agent_override(o)) or "agent"
+        raise ExperimentConfigError(
+            f"{given} sets an agent's keys, but no agent is chosen; give agent=NAME with it (NAME a config of "
+            "conf/agent/, e.g. agent=linucb) to run that agent alone, or agent._target_=my_pkg.MyAgent for a class "
+            "of your own: experiment.agents runs each agent it lists with its own config")
     fit_plugin_targets(cfg)
     if cfg.agent is not None:
         return _served(cfg, {selected or target_name(cfg.agent): cfg.agent}, alone=True)
