@@ -133,6 +133,22 @@ def temporary_path(path: str | Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
 
 
+def left_by_ended_writers(folder: str | Path, name: re.Pattern) -> list[Path]:
+    """The entries of ``folder`` whose name ``name`` matches in full and whose writer's process
+    (the pattern's group ``pid``) no longer runs on this machine, sorted: what writers killed
+    outright (SIGKILL, a lost machine) left behind, safe to delete. This process's own id
+    counts as ended: a container reuses ids, so an entry under it was left by an earlier one.
+    None for a ``folder`` that does not exist."""
+    if not Path(folder).is_dir():
+        return []
+    left = []
+    for entry in Path(folder).iterdir():
+        found = name.fullmatch(entry.name)
+        if found is not None and (int(found["pid"]) == os.getpid() or not process_running(int(found["pid"]))):
+            left.append(entry)
+    return sorted(left)
+
+
 def process_running(pid: int) -> bool:
     """Whether process ``pid`` runs on this machine (under another user too): a temporary or
     a run named after a dead process was left by a killed writer. On Windows, where

@@ -41,7 +41,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from recoworld.logs import TEMPORARY_SUFFIX, process_running, replacing, writer_lock
+from recoworld.logs import TEMPORARY_SUFFIX, left_by_ended_writers, replacing, writer_lock
 
 #: The files of a saved world's folder: the document, then the tensors.
 WORLD_FILES = ("world.json", "tensors.pt")
@@ -226,9 +226,7 @@ def _abandoned_temporaries(path: Path) -> list[Path]:
     """The temporary folders (:func:`recoworld.logs.temporary_path`) of saves to ``path`` or
     to its ``.NAME-new`` whose process no longer runs on this machine."""
     names = "|".join(re.escape(f".{target.name}.") for target in (path, _beside(path, "new")))
-    pattern = re.compile(rf"(?:{names})(\d+){re.escape(TEMPORARY_SUFFIX)}")
-    found = [(p, pattern.fullmatch(p.name)) for p in path.parent.glob(f".*{TEMPORARY_SUFFIX}")]
-    return sorted(p for p, match in found if match and not _running(int(match[1])))
+    return left_by_ended_writers(path.parent, re.compile(rf"(?:{names})(?P<pid>\d+){re.escape(TEMPORARY_SUFFIX)}"))
 
 
 def _old_temporaries(path: Path) -> list[Path]:
@@ -249,9 +247,3 @@ def _old_temporaries(path: Path) -> list[Path]:
         if {p.name for p in entries} <= set(WORLD_FILES) and time.time() - changed > OLD_TEMPORARY_AGE_S:
             found.append(folder)
     return sorted(found)
-
-
-def _running(pid: int) -> bool:
-    """Whether process ``pid`` runs here; this process's own id counts as not running: its
-    folder was left by a killed process that had the same id (containers reuse ids)."""
-    return pid != os.getpid() and process_running(pid)

@@ -80,16 +80,13 @@ def remove_dead_temporaries(out: Path) -> list[Path]:
     (SIGKILL, a lost machine) left in ``out``, and return them. One is deleted only once the
     process named in it (:func:`recoworld.logs.temporary_path`) has ended on this machine: a
     merge into the same folder may be writing it now."""
-    from recoworld.logs import TEMPORARY_SUFFIX, process_running
+    from recoworld.logs import TEMPORARY_SUFFIX, left_by_ended_writers
 
     outputs = "|".join(map(re.escape, (SWEEP_CSV, SWEEP_PNG)))
     name = re.compile(rf"\.(?:{outputs})\.(?P<pid>\d+){re.escape(TEMPORARY_SUFFIX)}")
-    removed = []
-    for path in out.iterdir():
-        found = name.fullmatch(path.name)
-        if found and path.is_file() and not process_running(int(found["pid"])):
-            path.unlink(missing_ok=True)
-            removed.append(path)
+    removed = [path for path in left_by_ended_writers(out, name) if path.is_file()]
+    for path in removed:
+        path.unlink(missing_ok=True)
     return removed
 
 

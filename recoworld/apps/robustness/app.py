@@ -219,7 +219,7 @@ def run(config: RobustnessConfig, overrides: Sequence[str], out: Path, console=N
             finished = directory.begin(lineup.identity(), worlds, lineup.default_identity)
         begun = True
         rollouts = [len(w.seeds) * len(config.agents) for w in worlds]
-        with directory, directory.recording():  # the folder stays locked until the ending is recorded
+        with directory.recording():  # the folder stays locked (until ``finally``) after the ending is recorded
             with Progress(console=console, transient=True) as bar:
                 task = bar.add_task(f"{len(worlds)} worlds", total=sum(rollouts),
                                     completed=sum(rollouts[i] for i in finished))

@@ -72,7 +72,7 @@ from omegaconf import DictConfig, OmegaConf
 from recoworld.apps.run.checks import ExperimentConfigError
 from recoworld.apps.run.rundir import Part, RunDirectory
 from recoworld.envs.rollout import rollout
-from recoworld.logs import EpisodeLog, process_running
+from recoworld.logs import EpisodeLog, left_by_ended_writers
 
 #: Seconds :func:`check_executor` waits for a TCP connection to ``experiment.ray_address``.
 CONNECT_TIMEOUT_S = 5.0
@@ -336,10 +336,8 @@ def part_folder() -> Iterator[Path]:
     shut down) cannot delete its folder, and the next task on the machine deletes every such
     folder whose process has ended."""
     temporary = Path(tempfile.gettempdir())
-    for left in temporary.glob(f"{PART_FOLDER}*-*"):
-        pid = re.fullmatch(rf"{PART_FOLDER}(\d+)-\w+", left.name)
-        if pid is not None and not process_running(int(pid[1])):
-            shutil.rmtree(left, ignore_errors=True)  # another task may be deleting it too
+    for left in left_by_ended_writers(temporary, re.compile(rf"{PART_FOLDER}(?P<pid>\d+)-\w+")):
+        shutil.rmtree(left, ignore_errors=True)  # another task may be deleting it too
     folder = Path(tempfile.mkdtemp(prefix=f"{PART_FOLDER}{os.getpid()}-", dir=temporary))
     try:
         yield folder
