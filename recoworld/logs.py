@@ -241,6 +241,19 @@ def writer_lock(path: str | Path, *, timeout: float | None = None) -> Iterator[N
         lock.release()
 
 
+def try_writer_lock(path: str | Path) -> FileLock | None:
+    """The lock of :func:`writer_lock`, taken without waiting and held until released (its
+    ``release()``), or ``None`` when another process (or another lock object of this one)
+    holds it: for a job that keeps ``path`` for its whole life and refuses a second one
+    rather than wait for it. Its file stays, as :func:`writer_lock`'s does."""
+    lock = FileLock(lock_path(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return None
+    return lock
+
+
 def check_new_folder(out: str | Path, flag: str = "--out") -> Path:
     """``out`` as a path, refused (a ``ValueError`` naming it and ``flag``) unless it is new
     or an empty folder: a report's folder is written whole at the end (:func:`new_folder`),

@@ -56,4 +56,4 @@ def test_a_merge_stopped_while_plotting_leaves_the_previous_table_and_plot(tmp_p
     with pytest.raises(KeyboardInterrupt):
         merge_writer.merge([tmp_path])
     assert ((tmp_path / "sweep.csv").read_bytes(), (tmp_path / "sweep.png").read_bytes()) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["0", "1", "sweep.csv", "sweep.png"]  # no temporary left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".sweep.csv.lock", "0", "1", "sweep.csv", "sweep.png"]

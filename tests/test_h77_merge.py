@@ -91,7 +91,8 @@ def test_a_merge_killed_outright_leaves_temporaries_the_next_merge_deletes(tmp_p
     try:
         left = [f".sweep.csv.{child.pid}.tmp", f".sweep.png.{child.pid}.tmp"]
         assert temporaries(out) == left
-        merge([tmp_path / "sweep"], out)
+        with pytest.raises(BlockingIOError, match="is being written by another recoworld merge"):
+            merge([tmp_path / "sweep"], out)  # the merge that still runs holds the folder
         assert temporaries(out) == left, "a merge that still runs keeps its temporaries"
     finally:
         child.kill()
@@ -100,7 +101,7 @@ def test_a_merge_killed_outright_leaves_temporaries_the_next_merge_deletes(tmp_p
     assert temporaries(out) == left  # what a killed merge leaves...
     merge([tmp_path / "sweep"], out)
     assert temporaries(out) == []    # ...and the next merge into the folder deletes
-    assert sorted(p.name for p in out.iterdir()) == ["sweep.csv", "sweep.png"]
+    assert sorted(p.name for p in out.iterdir()) == [".sweep.csv.lock", "sweep.csv", "sweep.png"]
     assert pd.read_csv(out / "sweep.csv")["n_seeds"].tolist() == [2]
 
 

@@ -147,7 +147,8 @@ def test_a_bad_metric_or_out_leaves_the_previous_merge_whole(tmp_path, capsys):
     assert cli.main(["merge", str(tmp_path), "--out", str(tmp_path / "taken")]) == 1
     assert f"--out {tmp_path / 'taken'} is a file, not a directory; give a directory" in capsys.readouterr().err
     assert (tmp_path / "taken").read_text() == "notes"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["0", "1", "sweep.csv", "sweep.png", "taken"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".sweep.csv.lock", "0", "1", "sweep.csv", "sweep.png", "taken"]
 
 
 def _status(directory, state, **fields):
@@ -248,7 +249,7 @@ def test_a_merge_that_cannot_write_is_an_error_of_the_command_and_a_log_line_of_
     assert "recoworld merge: error: [Errno 21] Is a directory: " in capsys.readouterr().err
     MergeSweep().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))  # no raise:
     assert f"recoworld merge {tmp_path}: IsADirectoryError: [Errno 21] Is a directory: " in caplog.text  # jobs stand
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["0", "sweep.csv"]  # no temporary left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".sweep.csv.lock", "0", "sweep.csv"]  # no temporary left
 
 
 def test_segment_metrics_are_merged_with_intervals_across_seeds(tmp_path, capsys):

@@ -133,12 +133,14 @@ def test_view_reads_the_runs_status_once_for_its_warning_and_its_page(two_seeds,
 
 def test_the_note_on_a_run_in_flight_tells_a_live_one_from_a_killed_one(two_seeds, tmp_path, capsys):
     import socket
-    import subprocess
-    import sys
 
-    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    from test_h75_run_lifecycle import holding
+
+    live = unfinished(two_seeds, tmp_path / "live", state="running", host=socket.gethostname())
+    writer = holding(live)  # a live run holds its folder's lock
     try:
-        live = unfinished(two_seeds, tmp_path / "live", state="running", pid=writer.pid, host=socket.gethostname())
+        status = json.loads((live / "status.json").read_text())
+        (live / "status.json").write_text(json.dumps({**status, "pid": writer.pid}))
         assert view_main([str(live)]) == 0
         assert (f"the run in {live} is still running (pid {writer.pid}): 1 of 2 rollouts are complete, and only "
                 "those are read; look again when it has ended") in capsys.readouterr().err

@@ -44,7 +44,11 @@ The two files are written whole, under hidden ``.sweep.*.<pid>.tmp`` names besid
 take their names together at the end, so a merge that fails or is stopped (a ``--metric`` that
 is not a metric, Ctrl-C, ``kill``) leaves the previous ones and no temporary. A merge killed
 outright (SIGKILL, a lost machine) leaves its temporaries: the next merge into the same
-``--out`` deletes them, once the process that wrote them has ended.
+``--out`` deletes them, once the process that wrote them has ended. One merge at a time
+writes into an ``--out``: it holds the lock of ``sweep.csv`` (the hidden ``.sweep.csv.lock``,
+:func:`recoworld.logs.try_writer_lock`, which stays) while it writes, and a second merge that
+comes to write meanwhile is refused, writing nothing (``--out DIR is being written by another
+recoworld merge``); the lock dies with its process, killed included.
 
 Overrides that change no row of a run's log
 (:func:`~recoworld.apps.merge_setting.result_neutral`: ``experiment.resume``,

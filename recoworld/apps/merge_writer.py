@@ -18,12 +18,19 @@ SWEEP_CSV, SWEEP_PNG = "sweep.csv", "sweep.png"
 
 
 def merge(dirs: Sequence[str | Path], out: str | Path | None = None, metric: str = DEFAULT_METRIC, console=None):
-    """Merge the runs under ``dirs`` into ``out`` (:mod:`recoworld.apps.merge`); returns the table."""
+    """Merge the runs under ``dirs`` into ``out`` (:mod:`recoworld.apps.merge`); returns the table.
+
+    Raises:
+        BlockingIOError: another merge is writing into ``out`` (it holds the lock of
+            ``sweep.csv``, :func:`recoworld.logs.try_writer_lock`); nothing is written.
+        FileNotFoundError, FileExistsError, ValueError: no run to merge, an ``out`` that is a
+            file, a ``metric`` that is not one.
+    """
     import pandas as pd
     from rich.console import Console
 
     from recoworld.apps.status import kill_stops_like_ctrl_c
-    from recoworld.logs import replacing
+    from recoworld.logs import lock_path, replacing, try_writer_lock
 
     console = console or Console(stderr=True)
     found, unfinished = find_runs(dirs)
@@ -63,13 +70,23 @@ def merge(dirs: Sequence[str | Path], out: str | Path | None = None, metric: str
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} is a file, not a directory; give a directory for sweep.csv and sweep.png")
     out.mkdir(parents=True, exist_ok=True)
-    remove_dead_temporaries(out)
-    # Both files written before either takes its name (the table first, the inner block):
-    # a merge that fails or is stopped midway (``kill`` too) leaves the previous sweep.csv
-    # and sweep.png, not a new table beside an old plot, and no temporary.
-    with kill_stops_like_ctrl_c(), replacing(out / SWEEP_PNG) as png_path, replacing(out / SWEEP_CSV) as csv_path:
-        table.to_csv(csv_path, index=False)
-        plot_sweep(table, metric, png_path)
+    # One merge at a time writes into --out: two would rename their files in turn, and could
+    # leave one's table beside the other's plot.
+    lock = try_writer_lock(out / SWEEP_CSV)
+    if lock is None:
+        raise BlockingIOError(f"--out {out} is being written by another recoworld merge (it holds "
+                              f"{lock_path(out / SWEEP_CSV)}); wait for it to end, then merge again, or give "
+                              "another --out")
+    try:
+        remove_dead_temporaries(out)
+        # Both files written before either takes its name (the table first, the inner block):
+        # a merge that fails or is stopped midway (``kill`` too) leaves the previous sweep.csv
+        # and sweep.png, not a new table beside an old plot, and no temporary.
+        with kill_stops_like_ctrl_c(), replacing(out / SWEEP_PNG) as png_path, replacing(out / SWEEP_CSV) as csv_path:
+            table.to_csv(csv_path, index=False)
+            plot_sweep(table, metric, png_path)
+    finally:
+        lock.release()
     print_table(table, metric, console)
     say(console, f"recoworld merge: {len(runs)} runs, {len(table)} rows -> {out / SWEEP_CSV}, {out / SWEEP_PNG}")
     return table

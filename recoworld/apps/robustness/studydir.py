@@ -24,6 +24,11 @@ run directory (:mod:`recoworld.apps.run.rundir`), nothing that looks finished bu
   - ``started``, ``updated``, ``finished`` (UTC, ISO 8601) of the latest attempt, ``pid``,
     ``host``, ``attempts`` (1, plus one per resume) and ``seconds``, the wall time of the
     attempts from their first world to their last finished one;
+  - ``lock``: ``".status.json.lock"``, the file the study's process holds locked from its
+    start to its end (:func:`~recoworld.apps.status.claim`); a study killed outright lets go
+    of it with its process, and resumes at once whatever process took its ``pid`` since. A
+    status without it was written by a release whose studies took no lock: while the process
+    it names runs, the study is not resumed;
   - ``previous_attempts``: how each earlier attempt ended, oldest first, as a resumed run's
     ``status.json`` keeps them (:func:`~recoworld.apps.status.previous_attempts`: ``attempt``,
     ``state`` — ``failed``, ``interrupted``, or ``killed`` when it was left ``running`` —
@@ -62,7 +67,8 @@ from recoworld.apps.robustness.report import FILES
 from recoworld.apps.robustness.space import ParameterRange, ParameterSpace
 from recoworld.apps.robustness.study import RobustnessConfig, World
 from recoworld.apps.run.checks import config_differences
-from recoworld.apps.status import STATES, STATUS_FILE, JobStatus, claim, now, previous_attempts, writer_running
+from recoworld.apps.status import (LOCK_FILE, LOCK_KEY, STATES, STATUS_FILE, JobStatus, claim, now,
+                                   older_writer_running, previous_attempts)
 from recoworld.logs import TEMPORARY_SUFFIX, lock_path, new_folder, replacing, strict_json
 
 SCORES = "scores"
@@ -102,7 +108,8 @@ class StudyDirectory(JobStatus):
         status = {"study": STUDY, "state": "running", "error": None, "error_type": None,
                   "worlds": {"planned": planned, "finished": 0}, "started": now(), "updated": now(),
                   "finished": None, "pid": os.getpid(), "host": socket.gethostname(), "attempts": 1,
-                  "previous_attempts": [], "seconds": 0.0, "settings": settings, "world": _as_json(world)}
+                  "previous_attempts": [], "seconds": 0.0, "settings": settings, "world": _as_json(world),
+                  LOCK_KEY: LOCK_FILE}
         with new_folder(out) as (folder, path):
             _write_json(folder / STATUS_FILE, status)
         directory = cls(path, status)
@@ -115,6 +122,10 @@ class StudyDirectory(JobStatus):
         returned holds the folder's lock (:func:`~recoworld.apps.status.claim`) until it is
         released (``with`` it), so that two resumes started at once cannot both run it.
 
+        A resume refused for what the folder holds leaves it as it was, with no lock file
+        where it had none (:func:`~recoworld.apps.status.claim`); one refused later, for its
+        settings or its world, leaves the (empty) lock file it took, as every study does.
+
         Raises:
             StudyDirectoryError: ``path`` is not a study's folder, holds a complete study,
                 or is being written by a live process.
@@ -125,7 +136,7 @@ class StudyDirectory(JobStatus):
         if not (path / STATUS_FILE).is_file():
             raise StudyDirectoryError(f"--resume {path} holds no {STATUS_FILE}: it is not the folder of a robustness "
                                       "study; give the --out folder of a stopped study")
-        lock = claim(path)
+        lock = claim(path, check=lambda: cls._resumable(path))
         if lock is None:
             raise StudyDirectoryError(f"--resume {path}: the study there is still being run by another process (it "
                                       f"holds {lock_path(path / STATUS_FILE)}); wait for it to finish, or stop it, "
@@ -140,13 +151,14 @@ class StudyDirectory(JobStatus):
 
     @staticmethod
     def _resumable(path: Path) -> dict:
-        """The status of the stopped study in ``path``, whose lock this process holds."""
+        """The status of the stopped study in ``path``, to resume; checked once this process
+        holds the folder's lock, and before it too where the folder has no lock file yet."""
         status = _read_status(path)
         if status["state"] == "complete":
             raise StudyDirectoryError(f"--resume {path}: the study there is complete (its report: {path / 'report.md'})"
                                       "; nothing is left to run: start a new study with another --out")
         pid = status.get("pid")
-        if writer_running(status):  # a dead pid: a killed study, resumable
+        if older_writer_running(status):  # else killed, or its writer held the lock this process took
             raise StudyDirectoryError(f"--resume {path}: the study there is still being run by process {pid} "
                                       f"({STATUS_FILE}); wait for it to finish, or stop it (Ctrl-C, or kill {pid}) "
                                       "and resume then")

@@ -25,7 +25,7 @@ from urllib.parse import quote, unquote
 import pandas as pd
 
 from recoworld.apps.run.rundir import STATUS_FILE, RunDirectoryError, part_damage, read_status
-from recoworld.apps.status import writer_running
+from recoworld.apps.status import LOCK_FILE, job_running, writer_running
 from recoworld.logs import read_log
 
 RESUME = "rerun its command with experiment.resume=true"
@@ -111,7 +111,9 @@ def run_note(run_dir: str | Path, status: dict | None) -> str | None:
 
 def run_state(run_dir: Path, status: dict) -> tuple[str, str]:
     """(what became of the run, what to do) for an unfinished run: failed (with its error),
-    interrupted, still running, or killed (a running state under a process that has ended)."""
+    interrupted, still running, or killed: a running state, but no process holds the run's
+    lock (:func:`~recoworld.apps.status.job_running`; for a status of a release before the
+    lock, the process it names has ended)."""
     state = status["state"]
     if state == "failed":
         return f"failed ({status.get('error_type')}: {status.get('error')})", f"fix that, then {RESUME} to finish it"
@@ -121,9 +123,11 @@ def run_state(run_dir: Path, status: dict) -> tuple[str, str]:
     if host != socket.gethostname():
         return (f"is running on {host} (pid {pid}), or was killed there",
                 f"when it has ended, look again; if it was killed, {RESUME} to finish it")
-    if writer_running(status):
+    if job_running(run_dir, status):
         return f"is still running (pid {pid})", "look again when it has ended"
-    return (f"was killed (its {STATUS_FILE} says running, but process {pid} has ended)", f"{RESUME} to finish it")
+    # A live process under the pid took it since (containers reuse ids): not the run's writer.
+    ended = f"does not hold {LOCK_FILE}" if writer_running(status) else "has ended"
+    return f"was killed (its {STATUS_FILE} says running, but process {pid} {ended})", f"{RESUME} to finish it"
 
 
 def run_segments(run_dir: Path, status: dict | None) -> tuple[str, ...]:

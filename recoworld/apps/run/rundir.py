@@ -19,6 +19,8 @@
   - ``started``, ``updated``, ``finished`` (UTC, ISO 8601), ``pid``, ``host``, and
     ``attempts``: 1, plus one per resume (and per rerun of the same config into a folder whose
     run failed before any rollout completed);
+  - ``lock``: ``".status.json.lock"``, the file its writer holds locked (below); a status
+    without it was written by a release whose runs took no lock;
   - ``previous_attempts``: how each earlier attempt ended, oldest first
     (:func:`~recoworld.apps.status.previous_attempts`: ``attempt``, ``state`` — ``failed``,
     ``interrupted``, ``complete``, or ``killed`` when it was left ``running`` — ``error``,
@@ -43,7 +45,9 @@
   :meth:`~recoworld.apps.status.JobStatus.release`, or use the directory as a context
   manager), so that a second run started into the folder at the same instant is refused as
   one that finds a running run; the system releases it when the process dies, so a killed
-  run resumes at once. The empty file stays.
+  run resumes at once, whatever process took its ``pid`` since. The empty file stays (deleting
+  it could let two runs in: :mod:`recoworld.apps.status`), but a run refused for what the
+  folder holds creates none.
 
 :meth:`RunDirectory.start` opens a folder for a run: a folder that holds results (a
 complete part, ``metrics.json``, or a log of an earlier release) is refused unless the run
@@ -73,7 +77,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from recoworld.apps.run.checks import ExperimentConfigError, config_differences
-from recoworld.apps.status import STATES, STATUS_FILE, JobStatus, claim, now, previous_attempts, writer_running
+from recoworld.apps.status import (STATES, STATUS_FILE, JobStatus, claim, job_running, now, older_writer_running,
+                                   previous_attempts)
 from recoworld.logs import TEMPORARY_SUFFIX, lock_path, replacing
 
 #: Files a complete run adds last. When its run starts again, an earlier attempt's copies are
@@ -137,11 +142,13 @@ class RunDirectory(JobStatus):
         Raises:
             RunDirectoryError: the folder holds results and ``resume`` is false, holds
                 results but no ``status.json``, holds a run of another config, or is being
-                written by a live process (one that holds its lock, or that its status names).
+                written by a live process (one that holds its lock, or the process that a
+                status of a release before the lock names).
         """
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        lock = claim(path)
+        config = json.loads(json.dumps(config))  # compared with the saved copy, as JSON reads back
+        lock = claim(path, check=lambda: cls._examine(path, config, resume, default))
         if lock is None:  # another process started a run here, maybe in this very instant
             _refuse_live_writer(path, _readable_status(path), locked=True)
         try:
@@ -156,25 +163,7 @@ class RunDirectory(JobStatus):
     def _open(cls, path: Path, config: dict, plan: Sequence[Part], resume: bool, redact: Callable[[str], str],
               default: Callable[[], dict | None] | None) -> RunDirectory:
         """:meth:`start`, in a folder whose lock this process holds."""
-        config = json.loads(json.dumps(config))  # compared with the saved copy, as JSON reads back
-        saved = read_status(path)
-        kept: list[dict] = []
-        added: dict = {}
-        results = None  # the attempt whose metrics.json is kept while this one runs
-        if saved is None:
-            found = _results_without_status(path)
-            if found:
-                raise RunDirectoryError(f"{path} holds results ({', '.join(found)}) but no {STATUS_FILE}: it is "
-                                        "not a run of this RecoWorld and cannot be resumed; choose another "
-                                        "hydra.run.dir")
-        else:
-            _refuse_live_writer(path, saved)
-            kept = [r for r in saved["parts"]["complete"] if part_damage(path, r) is None]
-            stale = _parts_on_disk(path) - {r["file"] for r in kept}
-            results = _results_attempt(saved)
-            if kept or results is not None or stale:
-                as_saved = None if default is None else lambda: json.loads(json.dumps(default()))
-                added = _check_resumable(path, saved, config, kept, resume, as_saved)
+        saved, kept, added, results = cls._examine(path, config, resume, default)
         planned = {part.file for part in plan}
         kept = [r for r in kept if r["file"] in planned]
         continued = saved is not None and bool(kept or results is not None or saved["config"] == config)
@@ -196,6 +185,33 @@ class RunDirectory(JobStatus):
         directory = cls(path, status, redact)
         directory._save()
         return directory
+
+    @staticmethod
+    def _examine(path: Path, config: dict, resume: bool, default: Callable[[], dict | None] | None
+                 ) -> tuple[dict | None, list[dict], dict, int | None]:
+        """What :meth:`start` keeps of the folder ``path`` for a run of ``config`` (as JSON reads
+        it back): ``(its saved status, the complete parts whole on disk, the keys added since
+        at their default, the attempt whose results are kept)``; raises
+        :class:`RunDirectoryError` when the run may not start there. Writes nothing."""
+        saved = read_status(path)
+        kept: list[dict] = []
+        added: dict = {}
+        results = None  # the attempt whose metrics.json is kept while this one runs
+        if saved is None:
+            found = _results_without_status(path)
+            if found:
+                raise RunDirectoryError(f"{path} holds results ({', '.join(found)}) but no {STATUS_FILE}: it is "
+                                        "not a run of this RecoWorld and cannot be resumed; choose another "
+                                        "hydra.run.dir")
+        else:
+            _refuse_live_writer(path, saved)
+            kept = [r for r in saved["parts"]["complete"] if part_damage(path, r) is None]
+            stale = _parts_on_disk(path) - {r["file"] for r in kept}
+            results = _results_attempt(saved)
+            if kept or results is not None or stale:
+                as_saved = None if default is None else lambda: json.loads(json.dumps(default()))
+                added = _check_resumable(path, saved, config, kept, resume, as_saved)
+        return saved, kept, added, results
 
     # ------------------------------------------------------------------ parts
     def completed(self, part: Part) -> dict | None:
@@ -309,15 +325,15 @@ def record_interruptions(paths: Sequence[str | Path], since: str, wait_s: float 
         saved = _readable_status(path)
         if not _stopped_by_this_sweep(saved, since):
             continue
-        while writer_running(saved) and time.monotonic() < deadline:
+        while job_running(path, saved) and time.monotonic() < deadline:
             time.sleep(0.05)
             saved = _readable_status(path)
-        lock = claim(path) if _stopped_by_this_sweep(saved, since) and not writer_running(saved) else None
+        lock = claim(path) if _stopped_by_this_sweep(saved, since) else None
         if lock is None:  # not this sweep's, or a resume has just taken the folder
             continue
         with RunDirectory(path, _readable_status(path), str) as directory:
             directory.lock = lock
-            if _stopped_by_this_sweep(directory.status, since):
+            if _stopped_by_this_sweep(directory.status, since) and not older_writer_running(directory.status):
                 directory.interrupted()
                 marked.append(path)
     return marked
@@ -368,9 +384,11 @@ def _check_resumable(path: Path, saved: dict, config: dict, kept: list[dict], re
 
 
 def _refuse_live_writer(path: Path, saved: dict | None, locked: bool = False) -> None:
-    """Refuse a folder that a live process writes: one that ``saved`` (its status) names, or
-    any where ``locked`` (another process holds its lock, :func:`~recoworld.apps.status.claim`)."""
-    running = saved is not None and writer_running(saved)
+    """Refuse a folder that a live process writes: any where ``locked`` (another process holds
+    its lock, :func:`~recoworld.apps.status.claim`), or one whose ``saved`` status, written by
+    a release whose runs took no lock, names a process that runs
+    (:func:`~recoworld.apps.status.older_writer_running`)."""
+    running = saved is not None and older_writer_running(saved)
     if not (running or locked):  # a killed run: its complete parts can be resumed
         return
     holder = f"pid {saved['pid']}, {STATUS_FILE}" if running else f"it holds {lock_path(path / STATUS_FILE)}"
