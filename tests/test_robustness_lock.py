@@ -2,10 +2,14 @@
 (``.status.json.lock``, :func:`recoworld.apps.status.claim`) lets one in and refuses the
 other, which reads no status the first has yet to write; it dies with its holder."""
 
+from contextlib import contextmanager
+
 import pytest
 
+from recoworld.apps.robustness import studydir
 from recoworld.apps.robustness.study import RobustnessConfig
 from recoworld.apps.robustness.studydir import StudyDirectory, StudyDirectoryError, settings_of
+from recoworld.apps.status import claim
 
 SETTINGS = settings_of(RobustnessConfig(), [])
 
@@ -34,3 +38,22 @@ def test_a_resume_refused_for_what_the_folder_holds_lets_go_of_its_lock(tmp_path
     for _ in range(2):  # the second is refused for the same reason, not for a lock the first kept
         with pytest.raises(StudyDirectoryError, match="the study there is complete"):
             StudyDirectory.open(done.path)
+
+
+def test_a_new_study_holds_its_folder_from_the_instant_it_takes_its_name(tmp_path, monkeypatch):
+    """A --resume of a study just created, started as its folder takes its name, must not get
+    the lock before the study's own process: the study locks it before the rename."""
+    taken = []
+    real = studydir.new_folder
+
+    @contextmanager
+    def renamed_then_resumed(out):
+        with real(out) as (folder, path):
+            yield folder, path
+        taken.append(claim(path))  # what a --resume at that instant would get
+
+    monkeypatch.setattr(studydir, "new_folder", renamed_then_resumed)
+    with StudyDirectory.create(tmp_path / "study", SETTINGS, {"world": "w"}, planned=1) as study:
+        assert taken == [None]
+        assert claim(study.path) is None
+    assert claim(study.path) is not None  # released with the study

@@ -110,10 +110,19 @@ class StudyDirectory(JobStatus):
                   "finished": None, "pid": os.getpid(), "host": socket.gethostname(), "attempts": 1,
                   "previous_attempts": [], "seconds": 0.0, "settings": settings, "world": _as_json(world),
                   LOCK_KEY: LOCK_FILE}
-        with new_folder(out) as (folder, path):
-            _write_json(folder / STATUS_FILE, status)
+        lock = None
+        try:
+            with new_folder(out) as (folder, path):
+                _write_json(folder / STATUS_FILE, status)
+                # Locked before the folder takes its name, so that a --resume of it cannot take
+                # it first: the lock is held on the file, which the rename moves with the folder.
+                lock = claim(folder)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
         directory = cls(path, status)
-        directory.lock = claim(path)  # a new folder: no other process holds it yet
+        directory.lock = lock
         return directory
 
     @classmethod
