@@ -17,14 +17,41 @@ def small_world():
     return calibrate(config, data=data, progress=False), data
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """Ray on this machine's two cores for a test module (one it finds initialised is used as
-    it is), shut down after the module when the fixture started it."""
+@pytest.fixture(scope="session")
+def _ray_of_the_session():
+    """Shuts down, when the session (this xdist worker) ends, the Ray that ``local_ray`` started."""
     ray = pytest.importorskip("ray")
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    if started:
+    yield
+    if ray.is_initialized():
         ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def local_ray(_ray_of_the_session):
+    """Ray on this machine with 4 logical CPUs (a module's long-lived ``sharded_twins`` hold
+    two), started once for the session, not per module: its start-up and its task workers'
+    imports of torch and RecoWorld are paid once. One it finds initialised is used as it is;
+    a test that needs a process without Ray shuts it down, and the next module using this
+    fixture starts it again."""
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    return ray
+
+
+@pytest.fixture(scope="module")
+def sharded_twins(local_ray):
+    """An unsharded env and a sharded one of the same five users (shards of users 0-2 and
+    3-4: an uneven split), with short episodes (``max_steps=3``) so that the autoreset of
+    finished users is crossed. Shared by a module's tests: each shard is a Ray actor, a worker
+    process of its own that imports torch and RecoWorld, the slow part of building it. Each
+    test resets both first and gives both the same calls; the shards hold one CPU each until
+    the module ends."""
+    from recoworld.envs.sharded import ShardedVectorEnv
+    from recoworld.envs.slate import SlateVectorEnv
+
+    kwargs = {"slate_size": 3, "num_candidates": 10, "max_steps": 3}
+    whole, sharded = SlateVectorEnv(num_envs=5, **kwargs), ShardedVectorEnv(5, 2, **kwargs)
+    yield whole, sharded
+    sharded.close()
+    whole.close()

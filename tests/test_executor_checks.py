@@ -37,8 +37,8 @@ def test_without_ray_the_run_is_refused_before_it_starts(tmp_path, capsys, monke
 @pytest.fixture
 def ray_not_started():
     ray = pytest.importorskip("ray")
-    if ray.is_initialized():
-        pytest.skip("a Ray of this process is used as it is: there is no address to check")
+    if ray.is_initialized():  # the suite's (tests/conftest.py: local_ray), kept for the session
+        ray.shutdown()  # a Ray of this process is used as it is: there would be no address to check
     return ray
 
 

@@ -1,7 +1,8 @@
 """The sharded population's contract against the unsharded env's, and where the Ray
 executor starts its Ray.
 
-One local Ray with 2 CPUs serves the module (started once: Ray's start-up dominates).
+One local Ray serves the session (``local_ray``: Ray's start-up and its workers' imports
+dominate), and one pair of ``sharded_twins`` the module's tests that need no env of their own.
 """
 
 import os
@@ -20,16 +21,6 @@ from recoworld.envs.slate import SlateVectorEnv  # noqa: E402
 SMALL = {"slate_size": 3, "num_candidates": 10}
 
 
-@pytest.fixture
-def twins(local_ray):
-    """An unsharded env and a sharded one (users 0-1 and 2-3) of the same four users; closed
-    after the test, so that the next one finds Ray's CPUs free for its shards."""
-    whole, sharded = SlateVectorEnv(num_envs=4, **SMALL), ShardedVectorEnv(4, 2, **SMALL)
-    yield whole, sharded
-    sharded.close()
-    whole.close()
-
-
 def _assert_same_step(expected: tuple, got: tuple) -> None:
     for a, b in zip((expected[0], expected[4]), (got[0], got[4])):
         assert a.keys() == b.keys()
@@ -39,16 +30,16 @@ def _assert_same_step(expected: tuple, got: tuple) -> None:
         np.testing.assert_array_equal(a, b)
 
 
-def test_an_invalid_action_raises_the_unsharded_envs_error_and_steps_no_user(twins):
-    whole, sharded = twins
+def test_an_invalid_action_raises_the_unsharded_envs_error_and_steps_no_user(sharded_twins):
+    whole, sharded = sharded_twins  # slates of 3 among 10 candidates, users 0-2 and 3-4
     whole.reset(seed=3)
     sharded.reset(seed=3)
-    valid = np.tile(np.arange(3), (4, 1))
-    # Users of the second shard: their rows in the shard are row - 2.
+    valid = np.tile(np.arange(3), (5, 1))
+    # Users of the second shard: their rows in the shard are row - 3.
     for row, action, message in (
-            (3, [0, 0, 1], r"^action\[3\] repeats candidate index 0 at positions \[0, 1\]; each action must list 3 "
+            (4, [0, 0, 1], r"^action\[4\] repeats candidate index 0 at positions \[0, 1\]; each action must list 3 "
                            r"distinct candidate indices$"),
-            (2, [0, 1, 10], r"^action\[2\]\[2\] is candidate index 10, but there are 10 candidates \(valid ids "
+            (3, [0, 1, 10], r"^action\[3\]\[2\] is candidate index 10, but there are 10 candidates \(valid ids "
                             r"0\.\.9\)$")):
         actions = valid.copy()
         actions[row] = action
@@ -88,8 +79,8 @@ def test_a_shards_own_error_is_raised_as_the_unsharded_env_raises_it(local_ray):
         sharded.close()
 
 
-def test_render_returns_none_with_a_warning_as_the_unsharded_env(twins):
-    for env in twins:
+def test_render_returns_none_with_a_warning_as_the_unsharded_env(sharded_twins):
+    for env in sharded_twins:
         with pytest.warns(UserWarning, match="has no render modes, so render"):
             assert env.render() is None
 

@@ -1,6 +1,7 @@
 """``experiment.executor=ray`` and the sharded population against their local counterparts.
 
-One local Ray with 2 CPUs serves the whole module (started once: Ray's start-up dominates).
+One local Ray serves the session (``local_ray``: Ray's start-up and its workers' imports
+dominate), and one pair of ``sharded_twins`` the module's tests of the sharded population.
 """
 
 import json
@@ -161,6 +162,21 @@ def test_how_often_a_dead_worker_is_retried_is_checked_before_the_run():
             ExperimentConfig(executor="ray", ray_retries=bad)
 
 
+def test_the_attempt_counter_counts_in_a_worker_that_imports_neither_torch_nor_hydra(local_ray):
+    from recoworld.apps.run.executor import RolloutAttempts
+
+    counter = ray.remote(num_cpus=0)(RolloutAttempts).remote()  # as ray_parts starts it
+    try:
+        assert ray.get([counter.begin.remote("a"), counter.begin.remote("a"), counter.begin.remote("b")]) == [1, 2, 1]
+        assert ray.get([counter.count.remote("a"), counter.count.remote("c")]) == [2, 0]
+        # Every task asks it first, so its worker's imports hold every run back: torch's and
+        # Hydra's took seconds.
+        loaded = ray.get(counter.__ray_call__.remote(lambda _: [m for m in ("torch", "hydra") if m in sys.modules]))
+        assert loaded == []
+    finally:
+        ray.kill(counter)
+
+
 def test_a_killed_worker_is_named_and_failures_come_in_the_order_of_the_parts(local_ray, tmp_path):
     from hydra import compose, initialize_config_module
     from hydra.utils import instantiate
@@ -208,44 +224,31 @@ def test_executor_settings_are_checked_before_the_run():
         settings(ray_address="auto")
 
 
-def test_sharded_population_equals_the_unsharded_env_slot_for_slot(local_ray):
-    from recoworld.envs.sharded import ShardedVectorEnv
-    from recoworld.envs.slate import SlateVectorEnv
-
-    kwargs = {"max_steps": 3}  # short episodes: the autoreset of finished users is crossed too
-    whole, sharded = SlateVectorEnv(num_envs=5, **kwargs), ShardedVectorEnv(5, 2, **kwargs)
-    try:
-        assert (sharded.sizes, sharded.offsets) == ([3, 2], [0, 3])
-        _assert_dicts_equal(whole.reset(seed=21), sharded.reset(seed=21))
-        with pytest.raises(ValueError, match=r"^ShardedVectorEnv.reset takes no options \(got \['reset_mask'\]\)"):
-            sharded.reset(options={"reset_mask": np.ones(5, dtype=bool)})
-        rng = np.random.default_rng(0)
-        for _ in range(5):
-            actions = np.stack([rng.permutation(whole.num_candidates)[:whole.slate_size] for _ in range(5)])
-            expected, got = whole.step(actions), sharded.step(actions)
-            _assert_dicts_equal((expected[0], expected[4]), (got[0], got[4]))
-            for a, b in zip(expected[1:4], got[1:4]):
-                np.testing.assert_array_equal(a, b)
-        np.testing.assert_allclose(whole.click_probabilities(), sharded.click_probabilities(), rtol=1e-5)
-    finally:
-        sharded.close()
-        whole.close()
+def test_sharded_population_equals_the_unsharded_env_slot_for_slot(sharded_twins):
+    whole, sharded = sharded_twins  # max_steps=3: the autoreset of finished users is crossed too
+    assert (sharded.sizes, sharded.offsets) == ([3, 2], [0, 3])
+    _assert_dicts_equal(whole.reset(seed=21), sharded.reset(seed=21))
+    with pytest.raises(ValueError, match=r"^ShardedVectorEnv.reset takes no options \(got \['reset_mask'\]\)"):
+        sharded.reset(options={"reset_mask": np.ones(5, dtype=bool)})
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        actions = np.stack([rng.permutation(whole.num_candidates)[:whole.slate_size] for _ in range(5)])
+        expected, got = whole.step(actions), sharded.step(actions)
+        _assert_dicts_equal((expected[0], expected[4]), (got[0], got[4]))
+        for a, b in zip(expected[1:4], got[1:4]):
+            np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(whole.click_probabilities(), sharded.click_probabilities(), rtol=1e-5)
 
 
-def test_each_shard_runs_its_users_on_the_one_cpu_ray_gives_it(local_ray):
-    from recoworld.envs.sharded import ShardedVectorEnv
-
+def test_each_shard_runs_its_users_on_the_one_cpu_ray_gives_it(sharded_twins):
     def threads_in_the_actor(_shard):
         import torch
 
         from recoworld.kernels import build
         return torch.get_num_threads(), build.threads()
 
-    sharded = ShardedVectorEnv(4, 2)
-    try:
-        assert ray.get([shard.__ray_call__.remote(threads_in_the_actor) for shard in sharded._shards]) == [(1, 1)] * 2
-    finally:
-        sharded.close()
+    shards = sharded_twins[1]._shards
+    assert ray.get([shard.__ray_call__.remote(threads_in_the_actor) for shard in shards]) == [(1, 1)] * 2
 
 
 def test_sharded_env_refuses_what_it_cannot_split(local_ray):
@@ -258,26 +261,18 @@ def test_sharded_env_refuses_what_it_cannot_split(local_ray):
         ShardedVectorEnv(3, 2, simulator=object())
 
 
-def test_a_sharded_env_takes_seeds_and_actions_for_all_its_users_as_the_unsharded_one_does(local_ray):
-    from recoworld.envs.sharded import ShardedVectorEnv
-    from recoworld.envs.slate import SlateVectorEnv
-
-    kwargs = {"slate_size": 3, "num_candidates": 10}
-    whole, sharded = SlateVectorEnv(num_envs=5, **kwargs), ShardedVectorEnv(5, 2, **kwargs)
-    try:
-        # Gymnasium's list[int | None]: None goes on with that user's own seed sequence.
-        for seed in (7, [1, 2, 3, 4, 5], [1, None, 3, None, 5]):
-            _assert_dicts_equal(whole.reset(seed=seed), sharded.reset(seed=seed))
-        with pytest.raises(ValueError, match=r"^got 2 seeds for 5 users; give one per user"):
-            sharded.reset(seed=[1, 2])
-        actions = np.tile(np.arange(3), (6, 1))
-        for rows in (actions, actions[:4]):  # a sixth row is not dropped, a missing fifth not blamed on a shard
-            with pytest.raises(ValueError, match=rf"^action has shape \({len(rows)}, 3\); expected \(5, 3\), one "
-                                                 r"row per user$"):
-                sharded.step(rows)
-    finally:
-        sharded.close()
-        whole.close()
+def test_a_sharded_env_takes_seeds_and_actions_for_all_its_users_as_the_unsharded_one_does(sharded_twins):
+    whole, sharded = sharded_twins  # slates of 3 among 10 candidates
+    # Gymnasium's list[int | None]: None goes on with that user's own seed sequence.
+    for seed in (7, [1, 2, 3, 4, 5], [1, None, 3, None, 5]):
+        _assert_dicts_equal(whole.reset(seed=seed), sharded.reset(seed=seed))
+    with pytest.raises(ValueError, match=r"^got 2 seeds for 5 users; give one per user"):
+        sharded.reset(seed=[1, 2])
+    actions = np.tile(np.arange(3), (6, 1))
+    for rows in (actions, actions[:4]):  # a sixth row is not dropped, a missing fifth not blamed on a shard
+        with pytest.raises(ValueError, match=rf"^action has shape \({len(rows)}, 3\); expected \(5, 3\), one "
+                                             r"row per user$"):
+            sharded.step(rows)
 
 
 def _assert_dicts_equal(expected: tuple, got: tuple) -> None:
@@ -285,6 +280,12 @@ def _assert_dicts_equal(expected: tuple, got: tuple) -> None:
         assert a.keys() == b.keys()
         for key in a:
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def _cpus_not_held_by(twins) -> float:
+    """Ray's CPUs less the one each shard of the module's ``sharded_twins`` holds: what is
+    free once every other actor has ended."""
+    return ray.cluster_resources()["CPU"] - len(twins[1]._shards)
 
 
 def _free_cpus_become(ray_module, expected: float) -> bool:
@@ -313,22 +314,22 @@ def test_a_closed_sharded_env_closes_again_and_refuses_use(local_ray):
             use()
 
 
-def test_arguments_a_shard_refuses_raise_the_envs_own_error_and_end_the_shards(local_ray):
+def test_arguments_a_shard_refuses_raise_the_envs_own_error_and_end_the_shards(sharded_twins):
     from recoworld.envs.sharded import ShardedVectorEnv
 
-    cpus = ray.cluster_resources()["CPU"]
+    cpus = _cpus_not_held_by(sharded_twins)
     with pytest.raises(ValueError, match=r"^num_candidates='many': must be an integer >= 1$"):
         ShardedVectorEnv(4, 2, num_candidates="many")
     assert _free_cpus_become(ray, cpus)
 
 
-def test_a_sharded_env_whose_shard_died_closes_every_other_shard(local_ray):
+def test_a_sharded_env_whose_shard_died_closes_every_other_shard(sharded_twins):
     import os
     import signal
 
     from recoworld.envs.sharded import ShardedVectorEnv
 
-    cpus = ray.cluster_resources()["CPU"]
+    cpus = _cpus_not_held_by(sharded_twins)
     sharded = ShardedVectorEnv(4, 2)
     pid = ray.get(sharded._shards[1].__ray_call__.remote(lambda shard: os.getpid()))
     os.kill(pid, signal.SIGKILL)  # the second shard's worker is killed

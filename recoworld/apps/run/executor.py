@@ -69,6 +69,7 @@ from urllib.parse import urlsplit
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from recoworld.apps.run.attempts import RolloutAttempts
 from recoworld.apps.run.checks import ExperimentConfigError
 from recoworld.apps.run.rundir import Part, RunDirectory
 from recoworld.envs.rollout import rollout
@@ -246,22 +247,6 @@ def ray_retries(experiment) -> int:
     schema checks it, :class:`~recoworld.conf.schema.ExperimentConfig`), or
     :data:`RAY_RETRIES` when the config has no such key."""
     return int(experiment.get("ray_retries", RAY_RETRIES))
-
-
-class RolloutAttempts:
-    """A Ray actor that counts the attempts at each part (by its file): a task cannot tell
-    by itself that it runs again after its worker died."""
-
-    def __init__(self):
-        self.counts: dict[str, int] = {}
-
-    def begin(self, part_file: str) -> int:
-        """One more attempt at the part: its number (1 for the first)."""
-        self.counts[part_file] = self.counts.get(part_file, 0) + 1
-        return self.counts[part_file]
-
-    def count(self, part_file: str) -> int:
-        return self.counts.get(part_file, 0)
 
 
 def _label(part: Part) -> str:
