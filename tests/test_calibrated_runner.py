@@ -6,11 +6,7 @@ import json
 import pytest
 from hydra import compose, initialize_config_module
 
-from recoworld import Catalog
-from recoworld.apps.calibrate.fit import CalibrationConfig, calibrate
-from recoworld.apps.calibrate.synthetic import simulated_dataset
 from recoworld.apps.run.app import main as run_app
-from recoworld.calibration.choice import ChoiceFitConfig
 from recoworld.logs import read_log
 
 TINY = ["env.num_envs=8", "env.num_candidates=20", "env.slate_size=4", "experiment.steps=6",
@@ -18,13 +14,9 @@ TINY = ["env.num_envs=8", "env.num_candidates=20", "env.slate_size=4", "experime
 
 
 @pytest.fixture(scope="module")
-def artifact(tmp_path_factory):
-    catalog = Catalog.synthetic(120, n_genres=6, feature_dim=6, seed=3)
-    data = simulated_dataset(catalog, n_users=60, seed=2).data
-    config = CalibrationConfig(choice=ChoiceFitConfig(dim=6, l2=0.03), leave_steps=10, leave_users=30)
-    path = tmp_path_factory.mktemp("world") / "artifact"
-    calibrate(config, path=path, data=data, progress=False)
-    return path
+def artifact(small_world, tmp_path_factory):
+    """The session's small world (conftest), saved as ``recoworld calibrate --out`` saves one."""
+    return small_world[0].save(tmp_path_factory.mktemp("world") / "artifact")
 
 
 def test_the_default_world_is_the_calibrated_one_with_its_fitted_users():

@@ -16,6 +16,8 @@ from recoworld.calibration.metrics import (Classification, concentration_curve, 
                                            genre_shares, gini, one_to_m_lists, rmse, user_auc)
 from recoworld.apps.fidelity.ranking import RankingConfig, policy_ranking, replay_rounds
 
+from small_world_report import evaluated
+
 
 # --------------------------------------------------------------------- AUC
 def test_user_auc_on_hand_made_scores():
@@ -127,8 +129,8 @@ def test_simulated_consumption_takes_allowed_items_in_the_right_number():
 
 # ------------------------------------------------------------ end to end
 def test_fidelity_report_end_to_end(small_world, tmp_path):
-    world, data = small_world
-    results = evaluate(world, data=data)
+    world, _ = small_world
+    results = evaluated(small_world)
     for name in ("calibrated user", "MF baseline"):
         entry = results["models"][name]
         assert 0.5 < entry["auc"] <= 1.0, "both models rank better than chance on their own world's data"
@@ -255,7 +257,7 @@ def test_splits_score_the_calibrated_user_and_the_baselines(small_world, tmp_pat
     targets = split_targets(splits, 0.92, 0.8, 0.05)
     assert set(targets) == {"latest: AUC >= 0.92", "latest: F1 at 1:1 (validation-chosen threshold) >= 0.8",
                             "time cut: AUC >= popularity baselines + 0.05", "time cut: AUC >= best baseline"}
-    results = evaluate(world, data=data)
+    results = evaluated(small_world)
     results.update(splits=splits, split_targets=targets)
     path = write_report(results, tmp_path / "report", world)
     assert "### Split: a global time cut" in path.read_text()

@@ -208,27 +208,40 @@ def test_logs_the_fit_cannot_run_on_are_refused_saying_what_is_missing(simulated
     assert "(Platt scale -0.4): no better than chance, so there is no taste to calibrate" in message
 
 
-def test_a_refit_with_force_replaces_the_world_only_once_the_new_one_is_written(world_dir, log_files, tmp_path,
-                                                                                capsys):
+@pytest.fixture(scope="module")
+def refit(world_dir, log_files, tmp_path_factory):
+    """A copy of ``world_dir`` fitted again with ``--force``: first on a log the fit refuses
+    (40 items), then on the generated log without its rating column (choices only), which
+    is the world of a log without ratings the tests below read. What each step did is
+    recorded as it happened."""
     import shutil
 
-    world = tmp_path / "world"
+    folder = tmp_path_factory.mktemp("refit")
+    world = folder / "world"
     shutil.copytree(world_dir, world)
     before = (world / "world.json").read_bytes()
     log = pd.read_csv(log_files / "log.csv")
-    small = write(tmp_path, "small.csv", log[log["item"] < 1040])  # refused by the fit: 40 items
-    assert calibrate_main(["--data", str(small), "--out", str(world), "--force", "--quiet"]) == 2
-    assert (world / "world.json").read_bytes() == before, "the failed fit left the old world as it was"
-    clicks = write(tmp_path, "clicks.csv", log.drop(columns="rating"))
-    assert calibrate_main(["--data", str(clicks), "--items", str(log_files / "items.parquet"), "--out", str(world),
-                           "--force", "--quiet"]) == 0
-    assert CalibratedWorld.load(world).meta["data"]["source"]["data"].endswith("clicks.csv")
+    small = write(folder, "small.csv", log[log["item"] < 1040])  # refused by the fit: 40 items
+    refused = calibrate_main(["--data", str(small), "--out", str(world), "--force", "--quiet"])
+    kept = (world / "world.json").read_bytes() == before
+    clicks = write(folder, "clicks.csv", log.drop(columns="rating"))
+    fitted = calibrate_main(["--data", str(clicks), "--items", str(log_files / "items.parquet"), "--out", str(world),
+                             "--force", "--quiet"])
+    listing = sorted(p.name for p in folder.iterdir())
+    return {"world": world, "clicks": clicks, "refused": refused, "kept": kept, "fitted": fitted, "listing": listing}
+
+
+def test_a_refit_with_force_replaces_the_world_only_once_the_new_one_is_written(refit, tmp_path, capsys):
+    assert refit["refused"] == 2
+    assert refit["kept"], "the failed fit left the old world as it was"
+    assert refit["fitted"] == 0
+    assert CalibratedWorld.load(refit["world"]).meta["data"]["source"]["data"].endswith("clicks.csv")
     # nothing staged (the lock's file stays, locking nothing)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".world.lock", "clicks.csv", "small.csv", "world"]
+    assert refit["listing"] == [".world.lock", "clicks.csv", "small.csv", "world"]
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "todo.txt").write_text("mine")
     with pytest.raises(SystemExit):
-        calibrate_main(["--data", str(clicks), "--out", str(tmp_path / "notes"), "--quiet"])
+        calibrate_main(["--data", str(refit["clicks"]), "--out", str(tmp_path / "notes"), "--quiet"])
     assert "holds files but no calibrated world; give a new or empty folder" in capsys.readouterr().err
     assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
 
@@ -269,13 +282,10 @@ def test_calibration_on_a_generated_log_recovers_the_users(world_dir, simulated)
 
 
 @pytest.fixture(scope="module")
-def world_without_ratings(log_files):
-    """The generated log without its rating column (choices only), calibrated."""
-    pd.read_csv(log_files / "log.csv").drop(columns="rating").to_csv(log_files / "clicks.csv", index=False)
-    out = log_files / "world-without-ratings"
-    assert calibrate_main(["--data", str(log_files / "clicks.csv"), "--items", str(log_files / "items.parquet"),
-                           "--out", str(out), "--quiet"]) == 0
-    return out
+def world_without_ratings(refit):
+    """The generated log without its rating column (choices only), calibrated: the world the
+    refit with ``--force`` wrote (one fit of that log serves both)."""
+    return refit["world"]
 
 
 def test_a_log_without_ratings_calibrates_its_choices_and_keeps_the_default_rating_response(world_without_ratings,
@@ -293,11 +303,18 @@ def test_a_log_without_ratings_calibrates_its_choices_and_keeps_the_default_rati
     assert run_briefly(world_without_ratings, "calibrated", tmp_path / "run") > 0
 
 
-def test_the_fidelity_report_of_a_log_without_ratings_scores_no_ratings(world_without_ratings, tmp_path):
+def test_the_fidelity_report_of_a_log_without_ratings_scores_no_ratings(world_without_ratings, tmp_path,
+                                                                       monkeypatch):
     import json
+    from functools import partial
 
+    from recoworld.apps.fidelity import report as fidelity
     from recoworld.apps.fidelity.report import main as fidelity_main
 
+    # Twenty bootstrap resamples instead of 200 for the split's and the sessions' intervals:
+    # what the page says of a log without ratings does not depend on their number.
+    monkeypatch.setattr(fidelity, "evaluate_split", partial(fidelity.evaluate_split, draws=20))
+    monkeypatch.setattr(fidelity, "session_dynamics", partial(fidelity.session_dynamics, draws=20))
     assert fidelity_main(["--world", str(world_without_ratings), "--out", str(tmp_path), "--agents", "",
                           "--splits", "latest", "--quiet"]) == 0
     report = (tmp_path / "report.md").read_text()

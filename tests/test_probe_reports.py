@@ -13,6 +13,8 @@ from recoworld.apps.cli import main as cli_main
 from recoworld.apps.fidelity import page
 from recoworld.apps.fidelity.page import write_report
 
+from small_world_report import evaluated
+
 SMALL = ["--agents", "", "--splits", "", "--no-sessions", "--quiet"]
 
 
@@ -156,10 +158,8 @@ def test_same_seed_same_metrics_and_the_report_is_whole(tmp_path, world_dir, cap
 
 
 def test_an_interrupted_report_leaves_nothing(small_world, tmp_path, monkeypatch):
-    world, data = small_world
-    from recoworld.apps.fidelity.report import evaluate
-
-    results = evaluate(world, data=data)
+    world, _ = small_world
+    results = evaluated(small_world)
 
     def interrupted(*args):
         raise KeyboardInterrupt
