@@ -24,8 +24,6 @@ LINEUP = ["world=synthetic", "world.n_items=200", "env.num_candidates=20", "env.
           "experiment.progress=false", "experiment.plots=false", "experiment.agents=[random,most_popular]",
           "experiment.seeds=[0,1]"]
 TINY = [*LINEUP, "env.num_envs=4", "experiment.steps=6"]
-#: Long enough that a rollout outlasts the poll that waits for the first part (kill tests).
-SLOW = [*LINEUP, "env.num_envs=4", "experiment.steps=400"]
 PARTS = [f"episodes/agent={a}/seed={s}.parquet" for a in ("random", "most_popular") for s in (0, 1)]
 
 
@@ -417,36 +415,69 @@ def test_a_killed_attempt_is_kept_as_killed(finished):
     assert (ending["state"], ending["finished"], ending["rollouts_complete"]) == ("killed", None, 4)
 
 
-def first_part_recorded(out: Path) -> bool:
+#: ``recoworld run`` (the CLI, its arguments after ``run``) whose random agent stops at its
+#: ninth act, the third of the second rollout (TINY: 6 a rollout), and waits there to be
+#: signalled: a stop sent once status.json lists the first part always finds the second in
+#: flight, however slow the host (a long rollout made that likely, not certain).
+WAITING_RUN = """
+import signal, sys
+from recoworld.agents.baselines import RandomAgent
+from recoworld.apps.cli import main
+
+act, calls = RandomAgent.act, []
+
+def waiting(self, obs):
+    calls.append(1)
+    while len(calls) == 9:
+        signal.pause()  # until a signal whose handler raises (SIGTERM); SIGKILL ends it here
+    return act(self, obs)
+
+RandomAgent.act = waiting
+sys.exit(main(["run", *sys.argv[1:]]))
+"""
+
+
+def second_part_in_flight(out: Path) -> bool:
+    """status.json lists the first part complete and names the second as the one in flight."""
     if not (out / "status.json").exists():
         return False
-    return PARTS[0] in {r["file"] for r in status(out)["parts"]["complete"]}
+    parts = status(out)["parts"]
+    return [r["file"] for r in parts["complete"]] == [PARTS[0]] and parts["current"] == PARTS[1]
 
 
 def start_run(out: Path) -> subprocess.Popen:
-    """``recoworld run`` of SLOW in a subprocess, once status.json lists its first part complete.
+    """``recoworld run`` of TINY in a subprocess of :data:`WAITING_RUN`, returned once
+    status.json lists its first part complete and the second in flight.
 
     Waiting for the part's file is not enough: between its log taking its name and the run
     recording it, a stop deletes the part as one in flight (and a test expecting it fails)."""
-    command = [sys.executable, "-m", "recoworld.apps.cli", "run", *SLOW, f"hydra.run.dir={out}"]
+    command = [sys.executable, "-c", WAITING_RUN, *TINY, f"hydra.run.dir={out}"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not first_part_recorded(out):
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no part after 120 s"
-        time.sleep(0.005)
+    try:
+        while not second_part_in_flight(out):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no part in flight after 120 s"
+            time.sleep(0.005)
+    except BaseException:
+        process.kill()  # it would wait for a signal forever
+        raise
     return process
 
 
-@pytest.fixture(scope="module")
-def slow_reference(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("slow")
-    run_app([*SLOW, f"hydra.run.dir={out}"])
-    return out
-
-
-def test_sigkill_midway_then_resume_loses_and_duplicates_no_row(tmp_path, slow_reference, capsys):
+@pytest.fixture
+def waiting_run(tmp_path) -> subprocess.Popen:
+    """:func:`start_run` into ``tmp_path``; the process is killed after a test that failed
+    before stopping it (it would wait forever)."""
     process = start_run(tmp_path)
+    yield process
+    if process.poll() is None:
+        process.kill()
+    process.communicate()
+
+
+def test_sigkill_midway_then_resume_loses_and_duplicates_no_row(tmp_path, waiting_run, reference, capsys):
+    process = waiting_run
     process.send_signal(signal.SIGKILL)
     process.communicate()
     # Killed outright: the status still says running, every part present is whole, and the
@@ -459,11 +490,11 @@ def test_sigkill_midway_then_resume_loses_and_duplicates_no_row(tmp_path, slow_r
         read_log(tmp_path / part)
     assert not (tmp_path / "metrics.json").exists()
     with pytest.raises(SystemExit):
-        run_app([*SLOW, f"hydra.run.dir={tmp_path}"])  # without the flag
+        run(tmp_path)  # without the flag
     assert "(status.json: running, " in capsys.readouterr().err
-    run_app([*SLOW, "experiment.resume=true", f"hydra.run.dir={tmp_path}"])
+    run(tmp_path, "experiment.resume=true")
     assert_consistent(tmp_path, "complete", complete=4)
-    resumed, expected = rows(tmp_path), rows(slow_reference)
+    resumed, expected = rows(tmp_path), rows(reference)
     assert not resumed.duplicated(["agent", "seed", "user", "rollout_step"]).any()
     pd.testing.assert_frame_equal(resumed, expected)
 

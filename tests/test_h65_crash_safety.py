@@ -10,20 +10,17 @@ import signal
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from test_faults_runs import (  # noqa: F401  (reference, slow_reference: fixtures)
+from test_faults_runs import (  # noqa: F401  (reference, waiting_run: fixtures)
     PARTS,
-    SLOW,
     assert_consistent,
     parts_on_disk,
     reference,
     rows,
     run,
-    slow_reference,
-    start_run,
     status,
+    waiting_run,
 )
 
-from recoworld.apps.run.app import main as run_app
 from recoworld.apps.run.rundir import Part, RunDirectory
 from recoworld.logs import EpisodeLog
 
@@ -105,8 +102,8 @@ def test_a_status_that_cannot_be_written_does_not_hide_why_the_run_stopped(tmp_p
 
 
 @pytest.mark.slow
-def test_sigterm_stops_the_run_as_ctrl_c_does_and_resume_finishes_it(tmp_path, slow_reference):
-    process = start_run(tmp_path)  # its first part is complete
+def test_sigterm_stops_the_run_as_ctrl_c_does_and_resume_finishes_it(tmp_path, waiting_run, reference):
+    process = waiting_run  # its first part is complete, its second in flight
     process.send_signal(signal.SIGTERM)
     out, _ = process.communicate(timeout=120)
     assert process.returncode == 130
@@ -115,9 +112,9 @@ def test_sigterm_stops_the_run_as_ctrl_c_does_and_resume_finishes_it(tmp_path, s
     assert saved["state"] == "interrupted" and saved["parts"]["current"] is None and saved["finished"]
     assert_consistent(tmp_path, "interrupted")  # every part whole, no temporary of the rollout in flight
     assert 1 <= len(parts_on_disk(tmp_path)) < 4
-    run_app([*SLOW, "experiment.resume=true", f"hydra.run.dir={tmp_path}"])
+    run(tmp_path, "experiment.resume=true")
     assert_consistent(tmp_path, "complete", complete=4)
-    pd.testing.assert_frame_equal(rows(tmp_path), rows(slow_reference))
+    pd.testing.assert_frame_equal(rows(tmp_path), rows(reference))
 
 
 
