@@ -20,15 +20,21 @@ agent over a seed, on the population or a segment) one after the other in this p
 - Each task builds its own simulator, env and agent from the run's resolved configs
   (plain mappings) and the catalog (sent once to Ray's object store), runs
   :func:`~recoworld.envs.rollout.rollout` with torch and the C kernels on one thread each
-  (:func:`~recoworld.kernels.placement.one_cpu`), writes the log to a
-  file local to the worker (:func:`part_folder`: a killed worker's is deleted by the next
-  task) and returns its bytes with the part's counters. Workers need
+  (:func:`~recoworld.kernels.placement.one_cpu`), writes the part's files — its log and,
+  with ``experiment.tensorboard=true``, its TensorBoard curves (rollout scalars, SB3
+  training curves: :mod:`recoworld.apps.run.hooks`) — to a folder local to the worker,
+  laid out as in the run directory (:func:`part_folder`: a killed worker's is deleted by the
+  next task), and returns them (path and bytes) with the part's counters. Workers need
   RecoWorld installed and, for ``simulator=calibrated``, the artifact at the same path;
-  they need no shared file system for the run directory.
-- The driver writes each returned log into the run directory under a temporary name and
-  records the part (:meth:`RunDirectory.record`) as tasks finish, in whatever order they
-  finish; the progress bar advances by one rollout per task. A resumed run therefore
-  works as with the local executor.
+  they need no shared file system for the run directory, and write nothing in it.
+- The driver first deletes the curves that earlier attempts at the parts left in the run
+  directory (:func:`~recoworld.apps.run.hooks.clear_curves`: a resumed run redoes those
+  parts), then, as tasks finish and in whatever order they finish, writes each part's
+  returned files where the local executor writes them (the log under ``episodes/``, the
+  curves under ``tensorboard/``), each under a temporary name renamed when all are written,
+  and records the part (:meth:`RunDirectory.record`); the progress bar advances by one
+  rollout per task. A resumed run therefore works as with the local executor, and a task
+  that fails leaves nothing of its part in the run directory.
 - A task whose worker dies (a Ray system failure: the process crashed or was killed, ran
   out of memory, or its node was lost) runs again, up to ``experiment.ray_retries`` times
   (:data:`RAY_RETRIES` when the config has no such key); each such retry is logged with the
@@ -71,13 +77,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from recoworld.apps.run.attempts import RolloutAttempts
 from recoworld.apps.run.checks import ExperimentConfigError
+from recoworld.apps.run.hooks import clear_curves, in_part_folder
 from recoworld.apps.run.rundir import Part, RunDirectory
 from recoworld.envs.rollout import rollout
 from recoworld.logs import EpisodeLog, left_by_ended_writers
 
 #: Seconds :func:`check_executor` waits for a TCP connection to ``experiment.ray_address``.
 CONNECT_TIMEOUT_S = 5.0
-#: The start of the name of a Ray task's folder for its part's log (:func:`part_folder`).
+#: The start of the name of a Ray task's folder for its part's files (:func:`part_folder`).
 PART_FOLDER = "recoworld-part-"
 #: How many times a part whose Ray worker died runs again, unless ``experiment.ray_retries`` says.
 RAY_RETRIES = 3
@@ -181,7 +188,11 @@ def ray_parts(cfg: DictConfig, lineup: dict[str, DictConfig], parts: Sequence[Pa
     (``on_done`` is called after each record, e.g. to advance a progress bar).
 
     ``hooks(part)`` gives a part's extra rollout hooks; it is pickled and called in the
-    worker, so it must be a module-level function or a ``functools.partial`` of one.
+    worker, so it must be a module-level function or a ``functools.partial`` of one. What
+    they write under ``directory`` (:func:`~recoworld.apps.run.hooks.part_hooks`' curves,
+    as an SB3 agent's ``tensorboard_log`` there) the worker writes in its part folder, and
+    the driver puts it in ``directory`` when the part is done
+    (:func:`~recoworld.apps.run.hooks.in_part_folder`).
     ``retries``: how many times a part whose worker died runs again (default: :func:`ray_retries`).
 
     Raises:
@@ -199,8 +210,10 @@ def ray_parts(cfg: DictConfig, lineup: dict[str, DictConfig], parts: Sequence[Pa
     OmegaConf.resolve(resolved)
     configs = {key: resolved[key] for key in ("simulator", "env")}
     experiment = {"steps": int(cfg.experiment.steps), "log_candidates": bool(cfg.experiment.log_candidates)}
-    shared = ray.put((configs, experiment, catalog, hooks))
+    shared = ray.put((configs, experiment, catalog, hooks, directory.path))
     agents = {name: _resolved(agent) for name, agent in lineup.items()}
+    for part in parts:  # the workers write nothing here: what a part's hooks delete as it starts, the driver does
+        clear_curves(directory.path, part)
     pending = {task.remote(shared, agents[part.agent], part, attempts): part for part in parts}
     failures: dict[Part, str] = {}
     errors: list[Exception] = []
@@ -209,7 +222,7 @@ def ray_parts(cfg: DictConfig, lineup: dict[str, DictConfig], parts: Sequence[Pa
             (done,), _ = ray.wait(list(pending), num_returns=1)
             part = pending.pop(done)
             try:
-                outcome, data, attempt = ray.get(done)
+                outcome, files, attempt = ray.get(done)
             except ray.exceptions.RayError as err:
                 failures[part] = _failure(ray, err, part, attempts)
                 errors.append(err)
@@ -218,10 +231,7 @@ def ray_parts(cfg: DictConfig, lineup: dict[str, DictConfig], parts: Sequence[Pa
                 log.warning("%s: its Ray worker died (a crash, out of memory or a lost node) and the rollout ran "
                             "again: attempt %d of at most %d; it is seeded, so it logs the rows of an uninterrupted "
                             "rollout", _label(part), attempt, retries + 1)
-            target = directory.path / part.file
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with directory.replacing(part.file) as temporary:
-                temporary.write_bytes(data)
+            _write_whole(directory, files)
             directory.record(part, outcome.rows, outcome.seconds, outcome.simulator, outcome.kernels, outcome.agent_stats)
             on_done(part)
     finally:
@@ -240,6 +250,16 @@ def ray_parts(cfg: DictConfig, lineup: dict[str, DictConfig], parts: Sequence[Pa
                              + "; ".join(failures[part] for part in parts if part in failures)
                              + "); the others are recorded: fix the cause and finish the run with "
                              "experiment.resume=true")
+
+
+def _write_whole(directory: RunDirectory, files: dict[str, bytes]) -> None:
+    """Write ``files`` (paths relative to ``directory``) each under a temporary name, then
+    rename them all: a part's files are in the run directory all together or not at all
+    (an error while writing one deletes the temporaries written so far)."""
+    with ExitStack() as written:
+        for name, data in files.items():
+            (directory.path / name).parent.mkdir(parents=True, exist_ok=True)
+            written.enter_context(directory.replacing(name)).write_bytes(data)
 
 
 def ray_retries(experiment) -> int:
@@ -286,9 +306,11 @@ def _resolved(node: DictConfig) -> DictConfig:
     return node
 
 
-def _remote_part(shared, agent_cfg: DictConfig, part: Part, attempts) -> tuple[PartOutcome, bytes, int | None]:
-    """A Ray task: one part, its log returned as Parquet bytes, and the number of this attempt
-    at it (``None`` when the counter, :class:`RolloutAttempts`, could not be reached)."""
+def _remote_part(shared, agent_cfg: DictConfig, part: Part, attempts
+                 ) -> tuple[PartOutcome, dict[str, bytes], int | None]:
+    """A Ray task: one part; the files it wrote (its log, its TensorBoard curves), by their
+    path in the run directory; and the number of this attempt at it (``None`` when the
+    counter, :class:`RolloutAttempts`, could not be reached)."""
     import ray
 
     from recoworld.kernels.placement import one_cpu
@@ -297,26 +319,31 @@ def _remote_part(shared, agent_cfg: DictConfig, part: Part, attempts) -> tuple[P
         attempt = ray.get(attempts.begin.remote(part.file))
     except ray.exceptions.RayError:  # the counter's node was lost: the rollout runs all the same
         attempt = None
-    configs, experiment, catalog, hooks = shared
+    configs, experiment, catalog, hooks, run_dir = shared
     one_cpu()  # the task's one CPU, for torch and the C kernels alike
     make_simulator = instantiate(configs["simulator"], _partial_=True, _convert_="object")
     make_env = instantiate(configs["env"], _partial_=True, _convert_="object")
     settings = OmegaConf.create(experiment)
     with part_folder() as folder:
-        path = folder / "part.parquet"
+        # The run directory is the driver's: what would go there goes to the same place here.
+        placed, agent_cfg = in_part_folder(hooks(part), agent_cfg, run_dir, folder)
         try:
-            outcome = rollout_part(make_simulator, make_env, agent_cfg, catalog, part, settings, path, hooks(part))
+            outcome = rollout_part(make_simulator, make_env, agent_cfg, catalog, part, settings, folder / part.file,
+                                   placed)
         finally:
             for nested in make_simulator.keywords.values():
                 if callable(getattr(nested, "close", None)):
                     nested.close()
-        return outcome, path.read_bytes(), attempt
+        files = {path.relative_to(folder).as_posix(): path.read_bytes()
+                 for path in sorted(folder.rglob("*")) if path.is_file()}
+        return outcome, files, attempt
 
 
 @contextmanager
 def part_folder() -> Iterator[Path]:
-    """A new folder, in the temporary directory, where a Ray task writes its part's log,
-    deleted when the task ends. It is named after the worker's process
+    """A new folder, in the temporary directory, where a Ray task writes its part's files (its
+    log, its TensorBoard curves) as they would lie in the run directory, deleted when the
+    task ends. It is named after the worker's process
     (``recoworld-part-<pid>-XXXXXXXX``): a worker killed mid-rollout (the run interrupted, Ray
     shut down) cannot delete its folder, and the next task on the machine deletes every such
     folder whose process has ended."""

@@ -13,6 +13,14 @@ the same curve: its seed decides it); the parts that were complete keep theirs. 
 with ``experiment.tensorboard=false`` still deletes the curves of the parts it redoes: they
 were cut short, and would not match the log.
 
+With ``experiment.executor=ray`` the same files land in the same places, but no worker
+writes in the run directory: a task writes its part's curves in its own part folder
+(:func:`in_part_folder`), laid out as in the run directory, and returns them; the driver
+deletes the curves of earlier attempts at the parts it runs (:func:`clear_curves`) and
+writes each finished part's curves whole (:mod:`recoworld.apps.run.executor`). A task that
+fails leaves none of its curves there (the local executor's rollout leaves those it wrote
+before the error).
+
 The rollout's scalars (tags ``<agent>/<name>``, x-axis the rollout step) are the step's
 means over its real interactions (autoreset rows excluded):
 
@@ -33,6 +41,7 @@ called by :func:`~recoworld.apps.run.runner.run_experiment` with the run's other
 
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 
@@ -42,12 +51,15 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from recoworld.apps.run.checks import ExperimentConfigError
 from recoworld.apps.run.rundir import Part
 from recoworld.envs.rollout import Hook, RolloutResult, Step
+from recoworld.logs import TEMPORARY_SUFFIX
 
 #: The class whose configs get a ``tensorboard_log`` (SB3's training curves).
 SB3_AGENT = "recoworld.agents.sb3.SB3Agent"
 TENSORBOARD_DIR = "tensorboard"
 #: Where, in an agent's folder, :func:`with_training_logs` has SB3 write its training curves.
 SB3_FOLDER = "sb3"
+#: The start of the name of a TensorBoard event file (what ``tensorboard --logdir`` reads).
+EVENT_FILES = "events.out.tfevents."
 NEEDS_TENSORBOARD = ("experiment.tensorboard=true needs the tensorboard package: pip install "
                      "'recoworld[tensorboard]' (or run with experiment.tensorboard=false)")
 
@@ -57,9 +69,51 @@ def part_hooks(cfg: DictConfig, run_dir: str | Path, part: Part) -> list[Hook]:
     episode log and the progress bar): a :class:`FreshTrainingCurves`, and with
     ``experiment.tensorboard`` a :class:`TensorBoardScalars`, without it a
     :class:`StaleScalars` (a resume with the flag off leaves no curve of an attempt cut short)."""
-    agent_folder = Path(run_dir) / TENSORBOARD_DIR / _agent_folder(part.agent, part.segment)
+    training, rollout = _curve_folders(run_dir, part)
     scalars = TensorBoardScalars if cfg.experiment.get("tensorboard", False) else StaleScalars
-    return [FreshTrainingCurves(agent_folder / SB3_FOLDER), scalars(agent_folder / f"seed={part.seed}")]
+    return [FreshTrainingCurves(training), scalars(rollout)]
+
+
+def _curve_folders(run_dir: str | Path, part: Part) -> tuple[Path, Path]:
+    """Where ``part``'s SB3 training curves and its rollout's scalars go in ``run_dir``."""
+    agent_folder = Path(run_dir) / TENSORBOARD_DIR / _agent_folder(part.agent, part.segment)
+    return agent_folder / SB3_FOLDER, agent_folder / f"seed={part.seed}"
+
+
+def clear_curves(run_dir: str | Path, part: Part) -> None:
+    """Delete the curves that earlier attempts at ``part`` left in ``run_dir``: what
+    :class:`FreshTrainingCurves` and :class:`StaleScalars` delete when the part starts in this
+    process, for a part whose rollout runs elsewhere (a Ray task), whatever
+    ``experiment.tensorboard`` says."""
+    training, rollout = _curve_folders(run_dir, part)
+    _delete_training_runs(training, part.seed)
+    _delete_events(rollout)
+
+
+def in_part_folder(hooks: list[Hook], agent: DictConfig, run_dir: str | Path, folder: str | Path
+                   ) -> tuple[list[Hook], DictConfig]:
+    """``hooks`` (of :func:`part_hooks`, and any others) and an ``agent`` config (of
+    :func:`with_training_logs`) that write in ``folder`` what they would write in ``run_dir``,
+    at the same place relative to it: a Ray task writes its part's curves in its part folder,
+    and the driver copies them into the run directory. Copies; what writes outside
+    ``run_dir`` (a ``tensorboard_log`` of the user's own elsewhere) is left as it is."""
+    run_dir, folder = Path(run_dir), Path(folder)
+
+    def moved(path: Path) -> Path:
+        return folder / path.relative_to(run_dir) if path.is_relative_to(run_dir) else path
+
+    placed = []
+    for hook in hooks:
+        if isinstance(hook, (FreshTrainingCurves, StaleScalars)):
+            hook = copy.copy(hook)
+            hook.folder = moved(hook.folder)
+        placed.append(hook)
+    log_dir = agent.get("tensorboard_log")
+    if log_dir is not None and moved(Path(log_dir)) != Path(log_dir):
+        agent = copy.deepcopy(agent)
+        with open_dict(agent):
+            agent.tensorboard_log = str(moved(Path(log_dir)))
+    return placed, agent
 
 
 def with_training_logs(cfg: DictConfig, lineup: dict[str, DictConfig], run_dir: str | Path,
@@ -119,8 +173,7 @@ class FreshTrainingCurves(Hook):
         self.folder = Path(folder)
 
     def on_setup(self, env, agent, seed: int, label: str) -> None:
-        for stale in self.folder.glob(f"*_seed{seed}_[0-9]*"):
-            shutil.rmtree(stale)
+        _delete_training_runs(self.folder, seed)
 
 
 class StaleScalars(Hook):
@@ -133,8 +186,20 @@ class StaleScalars(Hook):
         self.folder = Path(folder)
 
     def on_start(self, env, agent, seed: int, label: str) -> None:
-        for stale in self.folder.glob("events.out.tfevents.*"):
-            stale.unlink()
+        _delete_events(self.folder)
+
+
+def _delete_training_runs(folder: Path, seed: int) -> None:
+    """SB3's training curves of ``seed`` in ``folder`` (``<ALGO>_seed<seed>_<n>/``)."""
+    for stale in folder.glob(f"*_seed{seed}_[0-9]*"):
+        shutil.rmtree(stale)
+
+
+def _delete_events(folder: Path) -> None:
+    """The event files in ``folder``, and the temporaries of those a Ray run's driver was
+    writing when it was killed (hidden, but TensorBoard reads any file named ``*tfevents*``)."""
+    for stale in [*folder.glob(f"{EVENT_FILES}*"), *folder.glob(f".{EVENT_FILES}*{TEMPORARY_SUFFIX}")]:
+        stale.unlink()
 
 
 class TensorBoardScalars(StaleScalars):
