@@ -238,11 +238,15 @@ def test_time_cut_split_holds_out_later_ratings_of_users_seen_before():
     assert split.test[["user_id", "timestamp"]].values.tolist() == [[1, 20]]
 
 
-def test_splits_score_the_calibrated_user_and_the_baselines(small_world, tmp_path):
+def test_splits_score_the_calibrated_user_and_the_baselines(small_world, tmp_path, monkeypatch):
+    from recoworld.apps.calibrate import dynamics
     from recoworld.apps.fidelity.splits import BASELINES, evaluate_split, split_targets
 
     world, data = small_world
+    rounds, fit_lives = [], dynamics.fit_lives
+    monkeypatch.setattr(dynamics, "fit_lives", lambda *a, **k: rounds.append(k["iterations"]) or fit_lives(*a, **k))
     splits = {kind: evaluate_split(world, data, kind, draws=50) for kind in ("latest", "time", "users")}
+    assert rounds == [0, 0], "the split worlds' sessions are not used: their lives are not fitted"
     assert splits["users"]["users"] == 8, "10% of the 80 users are held out, and only they are scored"
     assert splits["latest"]["users"] == 80
     for split in splits.values():

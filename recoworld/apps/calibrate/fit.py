@@ -85,6 +85,11 @@ class CalibrationConfig:
         users: fit on this many randomly drawn users only (``None``: all), for quick runs.
         leave_steps: steps of each simulated-moments run of the leave fit.
         leave_users: users (drawn at random) simulated in each of those runs.
+        lives_iterations: rounds of the simulated-lives fit of the session, return and gap
+            levels (:func:`~recoworld.apps.calibrate.dynamics.fit_lives`, the slowest stage
+            on a small log); 0 keeps their starting values, for a world whose sessions are
+            not used (the fidelity report's split worlds: sessions do not enter the click
+            probabilities).
         threads: torch threads during the fit (the tensors are small: one thread wastes
             nothing and keeps a busy machine from slowing the fit down).
         seed: seed of the user subsample.
@@ -104,6 +109,7 @@ class CalibrationConfig:
     users: int | None = None
     leave_steps: int = 80
     leave_users: int = 300
+    lives_iterations: int = 20
     threads: int = 1
     seed: int = 0
     split: str = "latest"
@@ -286,7 +292,8 @@ def fit_leaving(catalog: Catalog, sim_config: StatisticalUserConfig, population:
     sim_config = replace(sim_config, first_session_patience=dynamics.first_session_patience(sessions.table))
     sim_config, gap_factor = dynamics.fit_lives(
         catalog, sim_config, population.pinned(rows, rows), rows, dynamics.observation_windows(sessions, n_users)[rows],
-        replace(dynamics.LifeTargets.of(sessions.table), genre_repetition=genre_repetition), config.session_gap_minutes)
+        replace(dynamics.LifeTargets.of(sessions.table), genre_repetition=genre_repetition), config.session_gap_minutes,
+        iterations=config.lives_iterations)
     leave_meta = {**leave.describe(), "grid_leave_base": leave.leave_base, "leave_base": sim_config.leave_base,
                   "leave_first_session": sim_config.leave_first_session,
                   "first_session_spread": sim_config.first_session_spread,

@@ -125,9 +125,10 @@ def split_world(world: CalibratedWorld, data, kind: str) -> tuple[CalibratedWorl
     check_scorable(folds, kind)
     if kind == "latest":
         return world, folds
-    # The leave hazard does not enter the click probabilities: a small fit of it will do.
-    return calibrate(replace(config, leave_users=min(config.leave_users, 60), leave_steps=20), data=data,
-                     progress=False), folds
+    # Sessions do not enter the click probabilities: a small fit of the leave hazard will do,
+    # and the simulated lives (half of a small world's fit) are not fitted at all.
+    return calibrate(replace(config, leave_users=min(config.leave_users, 60), leave_steps=20, lives_iterations=0),
+                     data=data, progress=False), folds
 
 
 def scored_users(folds: Folds, kind: str) -> torch.Tensor:
