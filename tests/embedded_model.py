@@ -8,6 +8,7 @@ run on this CPU fails them with the reason and the fix, rather than skipping the
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -29,8 +30,11 @@ REBUILD = ('CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F1
            "pip install --force-reinstall --no-cache-dir llama-cpp-python")
 
 
+@functools.cache
 def embedded_gguf():
-    """The embedded model's path, after checking that llama.cpp can run it here."""
+    """The embedded model's path, after checking that llama.cpp can run it here (once per
+    test process: the probe loads the model in a child, and the answer cannot change; a
+    failed probe raises, so it is not kept and the next module probes again)."""
     path = default_gguf_path()
     probe = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True, text=True, timeout=300,
                            check=False)

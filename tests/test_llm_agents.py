@@ -380,7 +380,10 @@ def test_a_seeded_sampled_rollout_against_the_embedded_smollm2_replays_its_repli
     llm = LlamaCppChatModel(n_ctx=1024, n_threads=1, max_repairs=0)
     replies = []
     for _ in range(2):
-        agent = LLMRerank(llm=llm, n_proposals=4, reason_chars=60, max_tokens=60, temperature=1.0,
+        # 30 tokens, two dozen of them sampled at temperature 1 (the grammar writes the
+        # opening): unseeded, two runs would not agree on them. SmolLM2's reasoning runs past
+        # any budget here, so the reply is cut and falls back either way (hence the share of 1).
+        agent = LLMRerank(llm=llm, n_proposals=4, reason_chars=60, max_tokens=30, temperature=1.0,
                           max_fallback_share=1.0)
         rollout(make_env(n=1), agent, 1, seed=5)
         replies.append((agent.traces[0]["replies"], agent.traces[0]["slate"]))
