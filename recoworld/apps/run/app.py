@@ -45,6 +45,10 @@ from recoworld.apps.run.runner import ExperimentConfigError, check_overrides, re
 from recoworld.apps.run.secrets import redacted_output, secrets_in_config
 from recoworld.llm import BudgetExceeded
 
+#: Hydra's override of its config search path: a plug-in's ``conf/`` folder, whose agents
+#: ``experiment.agents`` may name.
+SEARCH_PATH = "hydra.searchpath"
+
 
 class JobFailed(CompactHydraException):
     """A job of a ``--multirun`` stopped with one of the one-line messages of a run (the
@@ -61,14 +65,18 @@ def _job(cfg: DictConfig) -> None:
     try:
         check_overrides(hydra_cfg.overrides.task)
         check_executor(cfg.experiment)
+        # A plug-in's conf/ given as hydra.searchpath (a Hydra override, not the task's) holds
+        # agents that experiment.agents may name: each agent is composed with it.
+        overrides = [*hydra_cfg.overrides.task,
+                     *(o for o in hydra_cfg.overrides.hydra if override_key(o) == SEARCH_PATH)]
         lineup = resolve_lineup(
             cfg,
             selected=hydra_cfg.runtime.choices.get("agent"),
-            overrides=list(hydra_cfg.overrides.task),
+            overrides=overrides,
             config_name=hydra_cfg.job.config_name,
         )
         run_experiment(cfg, lineup, Path(hydra_cfg.runtime.output_dir),
-                       default=lambda: _default_config(hydra_cfg.overrides.task, hydra_cfg.runtime.choices,
+                       default=lambda: _default_config(overrides, hydra_cfg.runtime.choices,
                                                        hydra_cfg.job.config_name))
     except ExperimentConfigError as err:
         # A mistake in the config, not a bug: the message is enough, a traceback would bury it.
@@ -98,7 +106,7 @@ def _default_config(overrides: Sequence[str], choices: Mapping, config_name: str
     """The config and lineup of the run's config groups (and ``experiment.agents``) without the
     values its command line sets, i.e. the defaults of this RecoWorld: what a resumed run's
     keys are compared with when the saved config lacks them. ``None`` when they do not compose."""
-    kept = [o for o in overrides if override_key(o) in choices or override_key(o) == "experiment.agents"]
+    kept = [o for o in overrides if override_key(o) in choices or override_key(o) in ("experiment.agents", SEARCH_PATH)]
     try:
         cfg = compose(config_name=config_name, overrides=kept)
         return cfg, resolve_lineup(cfg, selected=choices.get("agent"), overrides=kept, config_name=config_name)

@@ -129,13 +129,15 @@ def resolve_lineup(
     if not GlobalHydra.instance().is_initialized():
         raise RuntimeError("resolving experiment.agents needs Hydra's config search path: call this inside "
                            "recoworld run, or within hydra.initialize_config_module('recoworld.conf')")
-    options = GlobalHydra.instance().config_loader().get_group_options("agent")
+    kept = [o for o in overrides if not _is_agent_override(o)]
+    # With the run's config and overrides, so that a hydra.searchpath (a plug-in's conf/) is searched too.
+    options = GlobalHydra.instance().config_loader().get_group_options("agent", config_name=config_name,
+                                                                       overrides=kept)
     unknown = [n for n in names if n not in options]
     if unknown:
         raise ExperimentConfigError(f"experiment.agents names {unknown[0]!r}, but there is no agent config "
                                     f"{unknown[0]!r}; available: {', '.join(options)} "
                                     f"(add one as conf/agent/{unknown[0]}.yaml)")
-    kept = [o for o in overrides if not _is_agent_override(o)]
     lineup = {name: compose(config_name=config_name, overrides=[*kept, f"agent={name}"]).agent for name in names}
     return _served(cfg, lineup, alone=False)
 
