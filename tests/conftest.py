@@ -55,3 +55,11 @@ def sharded_twins(local_ray):
     yield whole, sharded
     sharded.close()
     whole.close()
+
+
+@pytest.fixture
+def hooks_by_value(request, local_ray):
+    """Ray's workers cannot import a test module: the hooks of the requesting one travel by value."""
+    local_ray.cloudpickle.register_pickle_by_value(request.module)
+    yield
+    local_ray.cloudpickle.unregister_pickle_by_value(request.module)

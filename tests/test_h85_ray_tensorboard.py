@@ -5,7 +5,6 @@ workers need no shared file system and write nothing under the run directory."""
 
 import json
 import shutil
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -59,15 +58,6 @@ class FailsAtTheEnd(Hook):
 def hooks_and(extra, cfg, run_dir, part) -> list:
     """``part_hooks``, then ``extra(run_dir)``: what ``runner.part_hooks`` becomes in a test."""
     return [*part_hooks(cfg, run_dir, part), extra(Path(run_dir))]
-
-
-@pytest.fixture
-def hooks_by_value():
-    """The workers cannot import this test module: its hooks travel by value."""
-    module = sys.modules[__name__]
-    ray.cloudpickle.register_pickle_by_value(module)
-    yield
-    ray.cloudpickle.unregister_pickle_by_value(module)
 
 
 @pytest.fixture(scope="module")

@@ -120,15 +120,6 @@ def hooks_dying_once(markers: Path, cfg, run_dir, part) -> list:
     return hooks
 
 
-@pytest.fixture
-def hooks_by_value():
-    """The workers cannot import this test module: its hooks travel by value."""
-    module = sys.modules[__name__]
-    ray.cloudpickle.register_pickle_by_value(module)
-    yield
-    ray.cloudpickle.unregister_pickle_by_value(module)
-
-
 def test_a_rollout_whose_worker_dies_runs_again_and_logs_the_rows_of_an_uninterrupted_one(
         runs, tmp_path, monkeypatch, hooks_by_value):
     from recoworld.apps.run import runner
