@@ -37,7 +37,8 @@ The calibration refuses (:class:`~recoworld.apps.calibrate.folds.CalibrationData
 catalog of fewer than 50 items, a log in which no user has enough interactions for a
 validation fold (6 at the default fractions), a log in which no user's interactions
 happened at two different times, choices its model cannot rank above chance, sessions
-without returns or whose gaps have no spread, and a log too large for the memory available:
+without returns or whose gaps have no spread or too heavy a tail, and a log too large for the
+memory available (all but the choices are refused before any fit runs):
 the choice fit holds a dense table of every (user, item) pair, so its memory grows with
 users times items (:func:`~recoworld.apps.calibrate.folds.fit_memory`); ``--users N`` fits
 a random subset of the users, and the message says how many fit.

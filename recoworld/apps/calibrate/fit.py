@@ -5,7 +5,11 @@ The steps, in order (each is documented in its module):
 
 1. split each user's ratings in time: the last 20% are held out for the fidelity report,
    the last 20% of what remains is a validation fold (:mod:`~recoworld.calibration.split`);
-2. build the catalog's popularity and quality from the training split only;
+2. build the catalog's popularity and quality from the training split only; cut sessions
+   from all timestamps, fit activity and returns, and rank patience
+   (:mod:`~recoworld.apps.calibrate.dynamics`): a log whose sessions cannot be calibrated
+   (no return, gaps of one length or too heavy-tailed) is refused here, before the choice
+   fits, which take a minute on a large log;
 3. fit the choice model on the training split minus the validation fold, and Platt-scale
    it on the validation fold (:mod:`~recoworld.calibration.choice`), or, for a world cut
    at a date, scale it with the items' trend at that date (:mod:`~recoworld.calibration.trend`);
@@ -14,9 +18,8 @@ The steps, in order (each is documented in its module):
    decompose it into the simulator's interest, quality weight, popularity bias and
    threshold;
 5. read the descriptive traits off the training ratings (:mod:`~recoworld.calibration.traits`);
-6. cut sessions from all timestamps, fit activity and returns, rank patience, fit the
-   leave hazard by simulated moments, then the leave, return and gap levels of first and
-   later sessions by simulated lives (:mod:`~recoworld.apps.calibrate.dynamics`);
+6. fit the leave hazard by simulated moments, then the leave, return and gap levels of
+   first and later sessions by simulated lives (:mod:`~recoworld.apps.calibrate.dynamics`);
 7. save the artifact (:class:`~recoworld.simulators.calibrated.CalibratedWorld`).
 
 Usage::
@@ -175,6 +178,11 @@ def _fit(data: MovieLens100K, config: CalibrationConfig, stages: Stages) -> Cali
         name = f"{Path(source['data']).stem}-calibrated" if source.get("data") else "movielens-100k-calibrated"
         catalog = training_catalog(folds.data.items, folds.split.train, name)
         meta["data"], meta["split"] = folds.describe()
+    # Before the choice fits: a log the returns cannot be fitted to is refused at once.
+    with stages.stage("cutting sessions and fitting returns"):
+        sessions = cut_sessions(folds.data.ratings, config.session_gap_minutes)
+        returns = dynamics.calibration_returns(sessions, folds.n_users)
+        patience = dynamics.patience_from_sessions(sessions, folds.n_users)
     with stages.stage("fitting choices on the validation fold"):
         validation = fit_validation_choices(folds, config.choice)
     with stages.stage("fitting choices on the training split"):
@@ -184,11 +192,7 @@ def _fit(data: MovieLens100K, config: CalibrationConfig, stages: Stages) -> Cali
     with stages.stage("fitting the rating response"):
         response = fit_ratings(folds, validation)
         meta["ratings"] = asdict(response)
-    with stages.stage("cutting sessions and fitting returns"):
-        sessions = cut_sessions(folds.data.ratings, config.session_gap_minutes)
-        returns = dynamics.calibration_returns(sessions, folds.n_users)
-        patience = dynamics.patience_from_sessions(sessions, folds.n_users)
-        meta["sessions"] = dynamics.sessions_summary(sessions).to_dict()
+    meta["sessions"] = dynamics.sessions_summary(sessions).to_dict()  # here: world.json keeps its keys' order
     sim_config = user_config(terms, response, config.exposure_odds)
     users = users_table(folds, user_traits, sessions, returns, patience, terms, response)
     population = CalibratedPopulation(users, terms.interest)
