@@ -15,7 +15,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 class Stages:
     """A progress display of a job's stages on stderr, with rich: one line per stage, with a
     spinner and its elapsed time while it runs, left behind when it ends
-    (``✓ [calibrate 3/9] fitting choices on the training split: 4.2s ━━━━ 0:00:04``).
+    (``✓ [calibrate 5/9] fitting choices on the training split: 4.2s ━━━━ 0:00:04``).
 
     On a terminal the line updates live; elsewhere (a log file, CI) each stage prints its
     line once, when it ends. ``timings`` holds each stage's seconds and ``elapsed`` the
