@@ -40,4 +40,12 @@ def test_a_failing_stage_raises_and_is_not_counted():
     with pytest.raises(RuntimeError, match="boom"), stages.stage("fitting the rating response"):
         raise RuntimeError("boom")
     assert stages.done == 0 and stages.timings == {}
-    assert "[calibrate 1/2] fitting the rating response" in out.getvalue()
+    lines = [line for line in out.getvalue().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("✗ [calibrate 1/2] fitting the rating response: failed after ")
+
+
+def test_a_stage_stopped_by_ctrl_c_says_so():
+    stages, out = captured()
+    with pytest.raises(KeyboardInterrupt), stages.stage("fitting the leave hazard"):
+        raise KeyboardInterrupt
+    assert out.getvalue().startswith("✗ [calibrate 1/2] fitting the leave hazard: stopped after ")

@@ -15,7 +15,8 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 class Stages:
     """A progress display of a job's stages on stderr, with rich: one line per stage, with a
     spinner and its elapsed time while it runs, left behind when it ends
-    (``✓ [calibrate 5/9] fitting choices on the training split: 4.2s ━━━━ 0:00:04``).
+    (``✓ [calibrate 5/9] fitting choices on the training split: 4.2s ━━━━ 0:00:04``); a stage
+    that raises leaves ``✗ [calibrate 5/9] ...: failed after 4.2s`` (``stopped`` for Ctrl-C).
 
     On a terminal the line updates live; elsewhere (a log file, CI) each stage prints its
     line once, when it ends. ``timings`` holds each stage's seconds and ``elapsed`` the
@@ -34,7 +35,15 @@ class Stages:
         with self._display() as display:
             header = escape(f"[{self.label} {self.done + 1}/{self.total}] {name}")
             task = display.add_task(header, total=None)  # a pulsing bar while the stage runs
-            yield
+            try:
+                yield
+            except BaseException as error:
+                # The line left behind says where the job stopped, not a spinner frozen mid-turn.
+                display.update(task, visible=False)
+                if self.enabled:
+                    how = "stopped" if isinstance(error, KeyboardInterrupt) else "failed"
+                    self.console.print(f"✗ {header}: {how} after {time.perf_counter() - t:.1f}s", highlight=False)
+                raise
             self.timings[name] = round(time.perf_counter() - t, 2)
             self.done += 1
             display.update(task, total=1, completed=1, description=f"{header}: {self.timings[name]:.1f}s")
