@@ -20,13 +20,14 @@ pytest.importorskip("stable_baselines3")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
 # One part (PPO, seed 0): while its task runs, the driver writes nothing under the run directory.
+# Two updates of 8 samples (2 envs x 4 steps): SB3 writes an update's train/ curves when the
+# next one begins, so two are the fewest that write them.
 PPO = ["world=synthetic", "env.num_envs=4", "experiment.steps=4", "experiment.seeds=[0]", "agent=ppo",
-       "agent.total_timesteps=64", "agent.num_envs=4", "agent.algo_kwargs.n_steps=8",
-       "agent.algo_kwargs.batch_size=32", "agent.algo_kwargs.n_epochs=1", "experiment.progress=false",
+       "agent.total_timesteps=16", "agent.num_envs=2", "agent.algo_kwargs.n_steps=4",
+       "agent.algo_kwargs.batch_size=8", "agent.algo_kwargs.n_epochs=1", "experiment.progress=false",
        "experiment.plots=false", "experiment.tensorboard=true"]
 RANDOM = ["world=synthetic", "env.num_envs=4", "experiment.steps=4", "experiment.seeds=[0]", "agent=random",
-          "experiment.progress=false", "experiment.plots=false", "experiment.tensorboard=true",
-          "experiment.executor=ray"]
+          "experiment.progress=false", "experiment.plots=false", "experiment.tensorboard=true"]
 # Wall time, not the run's: it differs between any two runs.
 CLOCK_TAGS = ("time/fps", "time/time_elapsed")
 
@@ -103,12 +104,14 @@ def test_a_failed_ray_task_leaves_no_curve_in_the_run_directory(local_ray, tmp_p
 
     monkeypatch.setattr(runner, "part_hooks", partial(hooks_and, lambda run_dir: FailsAtTheEnd()))
     with pytest.raises(SystemExit):
-        run_app([*RANDOM, f"hydra.run.dir={tmp_path}"])
+        run_app([*RANDOM, "experiment.executor=ray", f"hydra.run.dir={tmp_path}"])
     assert json.loads((tmp_path / "status.json").read_text())["state"] == "failed"
     assert [p.relative_to(tmp_path) for p in tmp_path.rglob("*tfevents*")] == []
 
 
 def test_a_resumed_ray_run_replaces_the_curves_of_the_part_it_redoes(local_ray, tmp_path):
+    # The run to resume runs in this process (it leaves the files a Ray run leaves: the first
+    # test); its resume redoes the part on Ray, whose driver deletes the stale curves.
     run_app([*RANDOM, f"hydra.run.dir={tmp_path}"])
     folder = tmp_path / "tensorboard" / "agent=random" / "seed=0"
     (written,) = folder.glob("events.out.tfevents.*")
@@ -116,7 +119,7 @@ def test_a_resumed_ray_run_replaces_the_curves_of_the_part_it_redoes(local_ray, 
     shutil.copy(written, folder / "events.out.tfevents.1.stale")
     shutil.copy(written, folder / f".{written.name}.999.tmp")
     (tmp_path / "episodes" / "agent=random" / "seed=0.parquet").unlink()
-    run_app([*RANDOM, f"hydra.run.dir={tmp_path}", "experiment.resume=true"])
+    run_app([*RANDOM, "experiment.executor=ray", f"hydra.run.dir={tmp_path}", "experiment.resume=true"])
     (kept,) = folder.glob("events.out.tfevents.*")
     assert sorted(p.name for p in folder.iterdir()) == [kept.name]
     events = EventAccumulator(str(folder))

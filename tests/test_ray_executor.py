@@ -168,35 +168,76 @@ def test_the_attempt_counter_counts_in_a_worker_that_imports_neither_torch_nor_h
         ray.kill(counter)
 
 
-def test_a_killed_worker_is_named_and_failures_come_in_the_order_of_the_parts(local_ray, tmp_path):
+class Signal:
+    """A Ray actor that a task waits on (:meth:`wait`, which frees the task's CPU) until the
+    driver sends it (:meth:`send`)."""
+
+    def __init__(self):
+        import asyncio
+
+        self.sent = asyncio.Event()
+
+    async def send(self) -> None:
+        self.sent.set()
+
+    async def wait(self) -> None:
+        await self.sent.wait()
+
+
+def hooks_after(signal, waiting: str, cfg, run_dir, part) -> list:
+    """``part_hooks``; the part of agent ``waiting`` first waits for ``signal``."""
+    if part.agent == waiting:
+        ray.get(signal.wait.remote(), timeout=60)
+    return part_hooks(cfg, run_dir, part)
+
+
+def test_a_killed_worker_is_named_and_failures_come_in_the_order_of_the_parts(
+        local_ray, tmp_path, monkeypatch, hooks_by_value):
     from hydra import compose, initialize_config_module
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     from recoworld.apps.run import executor
-    from recoworld.apps.run.hooks import part_hooks
     from recoworld.apps.run.rundir import Part, RunDirectory
 
     with initialize_config_module("recoworld.conf", version_base="1.3"):
         cfg = compose("config", overrides=[*TINY, "experiment.executor=ray"])
         lineup = {
-            # Fails last: three seconds, then an agent that is None.
-            "slow": OmegaConf.create({"_target_": "time.sleep", "_args_": [3]}),
-            # Fails before slow: its worker process ends at once, as if killed (out of memory...),
+            # Fails last: its task waits (hooks_after) until the driver has taken in killed's
+            # failure, then builds an agent that is None.
+            "late": OmegaConf.create({"_target_": "time.sleep", "_args_": [0]}),
+            # Fails first: its worker process ends at once, as if killed (out of memory...),
             # on its first attempt and on its one retry.
             "killed": OmegaConf.create({"_target_": "os._exit", "_args_": [1]}),
             "random": compose("config", overrides=["agent=random"]).agent,
         }
+    signal = ray.remote(num_cpus=0)(Signal).remote()
+    failed, name_failure = [], executor._failure
+
+    def failure(ray_module, err, part, attempts):
+        # The driver names each failed part as it takes the failure in: that order is recorded,
+        # and late's task goes on once killed's failure is in, never before.
+        failed.append(part.agent)
+        if part.agent == "killed":
+            signal.send.remote()
+        return name_failure(ray_module, err, part, attempts)
+
+    monkeypatch.setattr(executor, "_failure", failure)
     parts = [Part(name, 0) for name in lineup]
     directory = RunDirectory.start(tmp_path, {"config": 1}, parts, resume=False)
-    with pytest.raises(executor.RolloutsFailed) as failure:
-        executor.ray_parts(cfg, lineup, parts, instantiate(cfg.world), directory, hooks=partial(part_hooks, cfg, tmp_path),
-                           on_done=lambda part: None, retries=1)
-    message = str(failure.value)
-    assert message.startswith("2 of 3 Ray rollouts failed (agent=slow seed=0: ")
-    assert "; agent=killed seed=0: WorkerCrashedError: " in message  # after slow's, though it failed first
+    try:
+        with pytest.raises(executor.RolloutsFailed) as failure_raised:
+            executor.ray_parts(cfg, lineup, parts, instantiate(cfg.world), directory,
+                               hooks=partial(hooks_after, signal, "late", cfg, tmp_path), on_done=lambda part: None,
+                               retries=1)
+    finally:
+        ray.kill(signal)
+    assert failed == ["killed", "late"]  # the reverse of the parts' order, which the report follows
+    message = str(failure_raised.value)
+    assert message.startswith("2 of 3 Ray rollouts failed (agent=late seed=0: ")
+    assert "; agent=killed seed=0: WorkerCrashedError: " in message  # after late's, though it failed first
     assert "(its worker died on every attempt: 2)); the others are recorded" in message
-    assert "agent=slow seed=0: AttributeError: " in message and "attempt" not in message.split(";")[0]  # not retried
+    assert "agent=late seed=0: AttributeError: " in message and "attempt" not in message.split(";")[0]  # not retried
     assert directory.completed(Part("random", 0)) and (tmp_path / Part("random", 0).file).is_file()
 
 
