@@ -131,7 +131,9 @@ def test_a_world_cut_at_a_date_carries_the_trend_at_that_date(small_world):
     from recoworld.apps.fidelity.splits import settings_of
 
     world, data = small_world
-    config = replace(settings_of(world), split="time")
+    # The trend is the choice model's: the session fits have no part in it, so the leave fit
+    # runs small and the simulated-lives fit not at all (their own tests fit them).
+    config = replace(settings_of(world), split="time", leave_users=10, leave_steps=10, lives_iterations=0)
     folds = Folds.cut(data, config.holdout_fraction, config.validation_fraction, kind="time")
     # The validation fold is cut at an earlier date, as the held-out ratings are.
     assert folds.inner.train["timestamp"].max() < folds.inner.test["timestamp"].min()
