@@ -325,6 +325,10 @@ def calibrated_users(catalog: Catalog, path: str | None = None, population: Mapp
                             kernel=kernel)
 
 
+#: The columns of the fitted users' table that :meth:`CalibratedPopulation.traits` reads.
+TRAIT_COLUMNS = ("patience", "novelty", "activity", "popularity_bias", "conformity", "rating_bias")
+
+
 class CalibratedPopulation(Population):
     """Fitted MovieLens users, drawn by key.
 
@@ -336,6 +340,8 @@ class CalibratedPopulation(Population):
         users: the fitted users' table (:attr:`CalibratedWorld.users`).
         interest: ``[n_users, D]`` their interest vectors.
         spec: which users to draw and how often (module docstring).
+
+    The traits are read from ``users`` once, when the population is made.
     """
 
     def __init__(self, users: pd.DataFrame, interest: torch.Tensor, spec: Mapping | None = None):
@@ -343,6 +349,12 @@ class CalibratedPopulation(Population):
             raise ValueError(f"{len(users)} users but {len(interest)} interest vectors")
         self.all_users = users.reset_index(drop=True)
         self.interest = interest
+        # The traits as tensors, read once: every reset of the users (the calibration's
+        # simulated runs reset thousands of times) indexes them rather than the table.
+        self._traits = {name: torch.tensor(self.all_users[name].to_numpy(dtype=np.float32))
+                        for name in TRAIT_COLUMNS if name in self.all_users}
+        if "user_id" in self.all_users:
+            self._traits["user_id"] = torch.tensor(self.all_users["user_id"].to_numpy(), dtype=torch.int64)
         self.spec = as_spec(spec)
         eligible, weight = select(self.all_users, self.spec)
         self.index = torch.as_tensor(np.flatnonzero(eligible), dtype=torch.long)
@@ -384,10 +396,11 @@ class CalibratedPopulation(Population):
     def traits(self, rows, device: str | torch.device = "cpu") -> CalibratedTraits:
         """Traits of the users at ``rows`` of :attr:`all_users`."""
         rows = torch.as_tensor(rows, dtype=torch.long).cpu()
-        table = self.all_users
 
         def column(name: str) -> torch.Tensor:
-            return torch.as_tensor(table[name].to_numpy(dtype=np.float32)[rows.numpy()], device=device)
+            if name not in self._traits:
+                raise KeyError(name)  # as the table itself would: a users' table without the column
+            return self._traits[name][rows].to(device)
 
         return CalibratedTraits(
             interest=self.interest[rows].to(device),
@@ -395,7 +408,7 @@ class CalibratedPopulation(Population):
             novelty_trait=column("novelty"),
             activity=column("activity"),
             popularity_bias=column("popularity_bias"),
-            source_user=torch.as_tensor(table["user_id"].to_numpy()[rows.numpy()], dtype=torch.int64, device=device),
+            source_user=column("user_id"),
             conformity=column("conformity"),
             rating_bias=column("rating_bias"),
         )
