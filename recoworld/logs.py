@@ -328,7 +328,11 @@ class EpisodeLog:
         self._writer: pq.ParquetWriter | None = None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = pq.ParquetWriter(temporary_path(self.path), SCHEMA, compression="zstd")
+            try:
+                self._writer = pq.ParquetWriter(temporary_path(self.path), SCHEMA, compression="zstd")
+            except BaseException:  # Ctrl-C as the file opened: no block will discard it
+                temporary_path(self.path).unlink(missing_ok=True)
+                raise
 
     def append(self, columns: Mapping[str, Any]) -> None:
         """Add a batch of ``n`` rows given column by column.

@@ -138,6 +138,32 @@ def test_ctrl_c_after_a_parts_log_took_its_name_but_before_its_record_leaves_no_
     pd.testing.assert_frame_equal(rows(tmp_path), rows(reference))
 
 
+def test_ctrl_c_as_a_parts_log_opens_leaves_no_temporary(tmp_path, monkeypatch):
+    # A stop can land while the part's log file is being opened (the file made, the writer not
+    # yet kept), or once it is open but before the rollout's block takes charge of it.
+    from recoworld import logs
+
+    opened = logs.pq.ParquetWriter
+
+    def interrupted_as_it_opens(where, *args, **kwargs):
+        opened(where, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(logs.pq, "ParquetWriter", interrupted_as_it_opens)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path)
+    assert_consistent(tmp_path, "interrupted", complete=0)
+    monkeypatch.undo()
+
+    def interrupted_once_open(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(logs.EpisodeLog, "__enter__", interrupted_once_open)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, "experiment.resume=true")
+    assert_consistent(tmp_path, "interrupted", complete=0)
+
+
 def test_a_run_into_a_folder_of_other_runs_leaves_their_files_alone(tmp_path):
     # hydra.run.dir=outputs: the folder of the other runs, one of them writing a part right now.
     outputs = tmp_path / "outputs"
@@ -150,3 +176,18 @@ def test_a_run_into_a_folder_of_other_runs_leaves_their_files_alone(tmp_path):
     run(outputs, "agent=random")
     assert [other.read_bytes() for other in others] == [b"not this run's"] * 3
     assert not (outputs / ".status.json.4244.tmp").exists() and status(outputs)["state"] == "complete"
+
+
+def test_an_episode_log_stopped_as_its_file_opens_leaves_no_temporary(tmp_path, monkeypatch):
+    from recoworld import logs
+
+    opened = logs.pq.ParquetWriter
+
+    def interrupted_as_it_opens(where, *args, **kwargs):
+        opened(where, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(logs.pq, "ParquetWriter", interrupted_as_it_opens)
+    with pytest.raises(KeyboardInterrupt):
+        logs.EpisodeLog(tmp_path / "part.parquet")
+    assert list(tmp_path.iterdir()) == []

@@ -79,7 +79,7 @@ import pyarrow.parquet as pq
 from recoworld.apps.run.checks import ExperimentConfigError, config_differences
 from recoworld.apps.status import (STATES, STATUS_FILE, JobStatus, claim, job_running, now, older_writer_running,
                                    previous_attempts)
-from recoworld.logs import TEMPORARY_SUFFIX, lock_path, replacing
+from recoworld.logs import TEMPORARY_SUFFIX, lock_path, replacing, temporary_path
 
 #: Files a complete run adds last. When its run starts again, an earlier attempt's copies are
 #: removed, unless that attempt completed (``results_attempt``): those stay until replaced.
@@ -271,6 +271,9 @@ class RunDirectory(JobStatus):
             # env closed, say): unlisted, it would be a file the status does not explain, and a
             # resume runs the part again anyway.
             (self.path / current).unlink(missing_ok=True)
+            # And its log's temporary, where the stop came as the log was being opened, before
+            # the rollout's own clean-up (EpisodeLog's) could take charge of it.
+            temporary_path(self.path / current).unlink(missing_ok=True)
         self.status["parts"]["current"] = None
 
     def _error_text(self, error: BaseException) -> str:
