@@ -138,18 +138,25 @@ def test_ctrl_c_after_a_parts_log_took_its_name_but_before_its_record_leaves_no_
     pd.testing.assert_frame_equal(rows(tmp_path), rows(reference))
 
 
+def interrupt_as_a_log_opens(monkeypatch) -> None:
+    """A Ctrl-C just after a log's Parquet file is made, before its writer is kept."""
+    from recoworld import logs
+
+    opened = logs.pq.ParquetWriter
+
+    def interrupted(where, *args, **kwargs):
+        opened(where, *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(logs.pq, "ParquetWriter", interrupted)
+
+
 def test_ctrl_c_as_a_parts_log_opens_leaves_no_temporary(tmp_path, monkeypatch):
     # A stop can land while the part's log file is being opened (the file made, the writer not
     # yet kept), or once it is open but before the rollout's block takes charge of it.
     from recoworld import logs
 
-    opened = logs.pq.ParquetWriter
-
-    def interrupted_as_it_opens(where, *args, **kwargs):
-        opened(where, *args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(logs.pq, "ParquetWriter", interrupted_as_it_opens)
+    interrupt_as_a_log_opens(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path)
     assert_consistent(tmp_path, "interrupted", complete=0)
@@ -181,13 +188,7 @@ def test_a_run_into_a_folder_of_other_runs_leaves_their_files_alone(tmp_path):
 def test_an_episode_log_stopped_as_its_file_opens_leaves_no_temporary(tmp_path, monkeypatch):
     from recoworld import logs
 
-    opened = logs.pq.ParquetWriter
-
-    def interrupted_as_it_opens(where, *args, **kwargs):
-        opened(where, *args, **kwargs)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(logs.pq, "ParquetWriter", interrupted_as_it_opens)
+    interrupt_as_a_log_opens(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         logs.EpisodeLog(tmp_path / "part.parquet")
     assert list(tmp_path.iterdir()) == []
