@@ -59,7 +59,7 @@ def _run(world, tmp_path, names):
     lineup = {name: broken if name == "broken" else agents[name] for name in names}
     parts = [Part(name, 0) for name in lineup]
     directory = RunDirectory.start(tmp_path, {"config": 1}, parts, resume=False)
-    executor.ray_parts(cfg, lineup, parts, catalog, directory, hooks=partial(part_hooks, cfg, tmp_path),
+    executor.ray_parts(cfg, lineup, parts, catalog, directory, hooks=partial(part_hooks, cfg),
                        on_done=lambda part: None)
 
 

@@ -38,8 +38,8 @@ def _files(folder: Path) -> set[str]:
 
 class WorkerWrites(Hook):
     """Records in ``report`` (outside the run directory) the files that appeared under
-    ``run_dir`` between the task's building of its hooks and its rollout's end: the worker's
-    own, since the driver writes nothing there while the run's one task runs."""
+    ``run_dir`` (the driver's) between the task's building of its hooks and its rollout's end:
+    the worker's own, since the driver writes nothing there while the run's one task runs."""
 
     def __init__(self, run_dir: Path, report: Path):
         self.run_dir, self.report = Path(run_dir), report
@@ -56,9 +56,9 @@ class FailsAtTheEnd(Hook):
         raise RuntimeError("the rollout failed after its last step")
 
 
-def hooks_and(extra, cfg, run_dir, part) -> list:
-    """``part_hooks``, then ``extra(run_dir)``: what ``runner.part_hooks`` becomes in a test."""
-    return [*part_hooks(cfg, run_dir, part), extra(Path(run_dir))]
+def hooks_and(extra, cfg, folder, part) -> list:
+    """``part_hooks`` for ``folder``, then ``extra()``: what ``runner.part_hooks`` becomes in a test."""
+    return [*part_hooks(cfg, folder, part), extra()]
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +86,8 @@ def test_a_ray_run_puts_the_local_runs_curves_in_the_run_directory_and_its_worke
         local_ray, local_run, tmp_path, monkeypatch, hooks_by_value):
     from recoworld.apps.run import runner
 
-    report = tmp_path / "written-by-the-worker.json"
-    monkeypatch.setattr(runner, "part_hooks", partial(hooks_and, partial(WorkerWrites, report=report)))
-    out = tmp_path / "run"
+    report, out = tmp_path / "written-by-the-worker.json", tmp_path / "run"
+    monkeypatch.setattr(runner, "part_hooks", partial(hooks_and, partial(WorkerWrites, out, report)))
     assert run_app([*PPO, "experiment.executor=ray", f"hydra.run.dir={out}"]) == 0
     assert json.loads(report.read_text()) == []
     local = _curves(local_run)
@@ -102,7 +101,7 @@ def test_a_ray_run_puts_the_local_runs_curves_in_the_run_directory_and_its_worke
 def test_a_failed_ray_task_leaves_no_curve_in_the_run_directory(local_ray, tmp_path, monkeypatch, hooks_by_value):
     from recoworld.apps.run import runner
 
-    monkeypatch.setattr(runner, "part_hooks", partial(hooks_and, lambda run_dir: FailsAtTheEnd()))
+    monkeypatch.setattr(runner, "part_hooks", partial(hooks_and, FailsAtTheEnd))
     with pytest.raises(SystemExit):
         run_app([*RANDOM, "experiment.executor=ray", f"hydra.run.dir={tmp_path}"])
     assert json.loads((tmp_path / "status.json").read_text())["state"] == "failed"

@@ -88,7 +88,7 @@ def test_failed_parts_are_reported_while_the_others_are_recorded(local_ray, tmp_
     directory = RunDirectory.start(tmp_path, {"config": 1}, parts, resume=False)
     done = []
     with pytest.raises(executor.RolloutsFailed) as failure:
-        hooks = partial(part_hooks, cfg, tmp_path)  # picklable for the workers: no extra hooks here
+        hooks = partial(part_hooks, cfg)  # picklable for the workers: no extra hooks here
         executor.ray_parts(cfg, lineup, parts, catalog, directory, hooks=hooks, on_done=done.append)
     message = str(failure.value)
     assert message.startswith("2 of 4 Ray rollouts failed (")
@@ -112,9 +112,9 @@ class DiesOnItsFirstAttempt(Hook):
             os._exit(1)
 
 
-def hooks_dying_once(markers: Path, cfg, run_dir, part) -> list:
+def hooks_dying_once(markers: Path, cfg, folder, part) -> list:
     """``part_hooks``, and for the part random seed 1 a :class:`DiesOnItsFirstAttempt`."""
-    hooks = part_hooks(cfg, run_dir, part)
+    hooks = part_hooks(cfg, folder, part)
     if (part.agent, part.seed) == ("random", 1):
         hooks.append(DiesOnItsFirstAttempt(markers / "random-1"))
     return hooks
@@ -184,11 +184,11 @@ class Signal:
         await self.sent.wait()
 
 
-def hooks_after(signal, waiting: str, cfg, run_dir, part) -> list:
+def hooks_after(signal, waiting: str, cfg, folder, part) -> list:
     """``part_hooks``; the part of agent ``waiting`` first waits for ``signal``."""
     if part.agent == waiting:
         ray.get(signal.wait.remote(), timeout=60)
-    return part_hooks(cfg, run_dir, part)
+    return part_hooks(cfg, folder, part)
 
 
 def test_a_killed_worker_is_named_and_failures_come_in_the_order_of_the_parts(
@@ -228,7 +228,7 @@ def test_a_killed_worker_is_named_and_failures_come_in_the_order_of_the_parts(
     try:
         with pytest.raises(executor.RolloutsFailed) as failure_raised:
             executor.ray_parts(cfg, lineup, parts, instantiate(cfg.world), directory,
-                               hooks=partial(hooks_after, signal, "late", cfg, tmp_path), on_done=lambda part: None,
+                               hooks=partial(hooks_after, signal, "late", cfg), on_done=lambda part: None,
                                retries=1)
     finally:
         ray.kill(signal)

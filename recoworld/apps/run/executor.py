@@ -22,11 +22,13 @@ agent over a seed, on the population or a segment) one after the other in this p
   :func:`~recoworld.envs.rollout.rollout` with torch and the C kernels on one thread each
   (:func:`~recoworld.kernels.placement.one_cpu`), writes the part's files — its log and,
   with ``experiment.tensorboard=true``, its TensorBoard curves (rollout scalars, SB3
-  training curves: :mod:`recoworld.apps.run.hooks`) — to a folder local to the worker,
-  laid out as in the run directory (:func:`part_folder`: a killed worker's is deleted by the
-  next task), and returns them (path and bytes) with the part's counters. Workers need
+  training curves), whose hooks and ``tensorboard_log`` it builds for that folder
+  (:mod:`recoworld.apps.run.hooks`) — to a folder local to the worker, laid out as the run
+  directory (:func:`part_folder`: a killed worker's is deleted by the next task), and
+  returns them (path and bytes) with the part's counters. Workers need
   RecoWorld installed and, for ``simulator=calibrated``, the artifact at the same path;
-  they need no shared file system for the run directory, and write nothing in it.
+  they need no shared file system for the run directory, and write nothing in it (a
+  ``tensorboard_log`` the user gives an SB3 agent is the user's: the worker writes there).
 - The driver first deletes the curves that earlier attempts at the parts left in the run
   directory (:func:`~recoworld.apps.run.hooks.clear_curves`: a resumed run redoes those
   parts), then, as tasks finish and in whatever order they finish, writes each part's
@@ -77,7 +79,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from recoworld.apps.run.attempts import RolloutAttempts
 from recoworld.apps.run.checks import ExperimentConfigError
-from recoworld.apps.run.hooks import clear_curves, in_part_folder
+from recoworld.apps.run.hooks import clear_curves, with_training_logs
 from recoworld.apps.run.rundir import Part, RunDirectory
 from recoworld.envs.rollout import rollout
 from recoworld.logs import EpisodeLog, left_by_ended_writers
@@ -182,17 +184,19 @@ def _built(group: str, make: Callable, **kwargs):
 
 
 def ray_parts(cfg: DictConfig, lineup: dict[str, DictConfig], parts: Sequence[Part], catalog,
-              directory: RunDirectory, hooks: Callable[[Part], list], on_done: Callable[[Part], None],
+              directory: RunDirectory, hooks: Callable[[Path, Part], list], on_done: Callable[[Part], None],
               retries: int | None = None) -> None:
     """Run ``parts`` as Ray tasks and record each in ``directory`` as it finishes
     (``on_done`` is called after each record, e.g. to advance a progress bar).
 
-    ``hooks(part)`` gives a part's extra rollout hooks; it is pickled and called in the
-    worker, so it must be a module-level function or a ``functools.partial`` of one. What
-    they write under ``directory`` (:func:`~recoworld.apps.run.hooks.part_hooks`' curves,
-    as an SB3 agent's ``tensorboard_log`` there) the worker writes in its part folder, and
-    the driver puts it in ``directory`` when the part is done
-    (:func:`~recoworld.apps.run.hooks.in_part_folder`).
+    ``hooks(folder, part)`` gives a part's extra rollout hooks, writing in ``folder``, laid out
+    as ``directory`` (e.g. ``functools.partial(part_hooks, cfg)``,
+    :func:`~recoworld.apps.run.hooks.part_hooks`); it is pickled and called in the worker
+    with the task's part folder, so it must be a module-level function or a
+    ``functools.partial`` of one. ``lineup`` is as composed: the worker points its SB3
+    agents' ``tensorboard_log`` into the part folder
+    (:func:`~recoworld.apps.run.hooks.with_training_logs`). The driver puts what the part
+    folder holds in ``directory`` when the part is done.
     ``retries``: how many times a part whose worker died runs again (default: :func:`ray_retries`).
 
     Raises:
@@ -209,8 +213,9 @@ def ray_parts(cfg: DictConfig, lineup: dict[str, DictConfig], parts: Sequence[Pa
     resolved = copy.deepcopy(cfg)  # structured nodes kept: instantiate builds their dataclasses
     OmegaConf.resolve(resolved)
     configs = {key: resolved[key] for key in ("simulator", "env")}
-    experiment = {"steps": int(cfg.experiment.steps), "log_candidates": bool(cfg.experiment.log_candidates)}
-    shared = ray.put((configs, experiment, catalog, hooks, directory.path))
+    experiment = {"steps": int(cfg.experiment.steps), "log_candidates": bool(cfg.experiment.log_candidates),
+                  "tensorboard": bool(cfg.experiment.get("tensorboard", False))}
+    shared = ray.put((configs, experiment, catalog, hooks))
     agents = {name: _resolved(agent) for name, agent in lineup.items()}
     for part in parts:  # the workers write nothing here: what a part's hooks delete as it starts, the driver does
         clear_curves(directory.path, part)
@@ -308,7 +313,8 @@ def _resolved(node: DictConfig) -> DictConfig:
 
 def _remote_part(shared, agent_cfg: DictConfig, part: Part, attempts
                  ) -> tuple[PartOutcome, dict[str, bytes], int | None]:
-    """A Ray task: one part; the files it wrote (its log, its TensorBoard curves), by their
+    """A Ray task: one part, its log and curves written in its part folder (its hooks and
+    SB3 agent's ``tensorboard_log`` built for that folder); the files it wrote, by their
     path in the run directory; and the number of this attempt at it (``None`` when the
     counter, :class:`RolloutAttempts`, could not be reached)."""
     import ray
@@ -319,17 +325,17 @@ def _remote_part(shared, agent_cfg: DictConfig, part: Part, attempts
         attempt = ray.get(attempts.begin.remote(part.file))
     except ray.exceptions.RayError:  # the counter's node was lost: the rollout runs all the same
         attempt = None
-    configs, experiment, catalog, hooks, run_dir = shared
+    configs, experiment, catalog, hooks = shared
     one_cpu()  # the task's one CPU, for torch and the C kernels alike
     make_simulator = instantiate(configs["simulator"], _partial_=True, _convert_="object")
     make_env = instantiate(configs["env"], _partial_=True, _convert_="object")
-    settings = OmegaConf.create(experiment)
+    settings = OmegaConf.create({"experiment": experiment})
     with part_folder() as folder:
-        # The run directory is the driver's: what would go there goes to the same place here.
-        placed, agent_cfg = in_part_folder(hooks(part), agent_cfg, run_dir, folder)
+        # The run directory is the driver's: the part's writers are built for this folder instead.
+        agent_cfg = with_training_logs(settings, {part.agent: agent_cfg}, folder, part.segment)[part.agent]
         try:
-            outcome = rollout_part(make_simulator, make_env, agent_cfg, catalog, part, settings, folder / part.file,
-                                   placed)
+            outcome = rollout_part(make_simulator, make_env, agent_cfg, catalog, part, settings.experiment,
+                                   folder / part.file, hooks(folder, part))
         finally:
             for nested in make_simulator.keywords.values():
                 if callable(getattr(nested, "close", None)):

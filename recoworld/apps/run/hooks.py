@@ -13,13 +13,16 @@ the same curve: its seed decides it); the parts that were complete keep theirs. 
 with ``experiment.tensorboard=false`` still deletes the curves of the parts it redoes: they
 were cut short, and would not match the log.
 
-With ``experiment.executor=ray`` the same files land in the same places, but no worker
-writes in the run directory: a task writes its part's curves in its own part folder
-(:func:`in_part_folder`), laid out as in the run directory, and returns them; the driver
-deletes the curves of earlier attempts at the parts it runs (:func:`clear_curves`) and
-writes each finished part's curves whole (:mod:`recoworld.apps.run.executor`). A task that
-fails leaves none of its curves there (the local executor's rollout leaves those it wrote
-before the error).
+Whatever writes curves is built for the folder it writes in, laid out as the run directory:
+:func:`part_hooks` gives a part's hooks for a folder, and :func:`with_training_logs` points
+SB3 agents' ``tensorboard_log`` into one (a ``tensorboard_log`` of the user's own is left as
+given). The local executor builds both for the run directory. With
+``experiment.executor=ray`` the same files land in the same places, but no worker writes in
+the run directory: a task builds both for its own part folder, and returns what they wrote
+there; the driver deletes the curves of earlier attempts at the parts it runs
+(:func:`clear_curves`) and writes each finished part's curves whole
+(:mod:`recoworld.apps.run.executor`). A task that fails leaves none of its curves there (the
+local executor's rollout leaves those it wrote before the error).
 
 The rollout's scalars (tags ``<agent>/<name>``, x-axis the rollout step) are the step's
 means over its real interactions (autoreset rows excluded):
@@ -41,7 +44,6 @@ called by :func:`~recoworld.apps.run.runner.run_experiment` with the run's other
 
 from __future__ import annotations
 
-import copy
 import shutil
 from pathlib import Path
 
@@ -64,19 +66,20 @@ NEEDS_TENSORBOARD = ("experiment.tensorboard=true needs the tensorboard package:
                      "'recoworld[tensorboard]' (or run with experiment.tensorboard=false)")
 
 
-def part_hooks(cfg: DictConfig, run_dir: str | Path, part: Part) -> list[Hook]:
+def part_hooks(cfg: DictConfig, folder: str | Path, part: Part) -> list[Hook]:
     """The rollout hooks of ``part`` that the experiment's settings ask for (besides the
-    episode log and the progress bar): a :class:`FreshTrainingCurves`, and with
+    episode log and the progress bar), writing in ``folder`` (the run directory, or a Ray
+    task's part folder laid out as it): a :class:`FreshTrainingCurves`, and with
     ``experiment.tensorboard`` a :class:`TensorBoardScalars`, without it a
     :class:`StaleScalars` (a resume with the flag off leaves no curve of an attempt cut short)."""
-    training, rollout = _curve_folders(run_dir, part)
+    training, rollout = _curve_folders(folder, part)
     scalars = TensorBoardScalars if cfg.experiment.get("tensorboard", False) else StaleScalars
     return [FreshTrainingCurves(training), scalars(rollout)]
 
 
-def _curve_folders(run_dir: str | Path, part: Part) -> tuple[Path, Path]:
-    """Where ``part``'s SB3 training curves and its rollout's scalars go in ``run_dir``."""
-    agent_folder = Path(run_dir) / TENSORBOARD_DIR / _agent_folder(part.agent, part.segment)
+def _curve_folders(folder: str | Path, part: Part) -> tuple[Path, Path]:
+    """Where ``part``'s SB3 training curves and its rollout's scalars go in ``folder``."""
+    agent_folder = Path(folder) / TENSORBOARD_DIR / _agent_folder(part.agent, part.segment)
     return agent_folder / SB3_FOLDER, agent_folder / f"seed={part.seed}"
 
 
@@ -90,38 +93,13 @@ def clear_curves(run_dir: str | Path, part: Part) -> None:
     _delete_events(rollout)
 
 
-def in_part_folder(hooks: list[Hook], agent: DictConfig, run_dir: str | Path, folder: str | Path
-                   ) -> tuple[list[Hook], DictConfig]:
-    """``hooks`` (of :func:`part_hooks`, and any others) and an ``agent`` config (of
-    :func:`with_training_logs`) that write in ``folder`` what they would write in ``run_dir``,
-    at the same place relative to it: a Ray task writes its part's curves in its part folder,
-    and the driver copies them into the run directory. Copies; what writes outside
-    ``run_dir`` (a ``tensorboard_log`` of the user's own elsewhere) is left as it is."""
-    run_dir, folder = Path(run_dir), Path(folder)
-
-    def moved(path: Path) -> Path:
-        return folder / path.relative_to(run_dir) if path.is_relative_to(run_dir) else path
-
-    placed = []
-    for hook in hooks:
-        if isinstance(hook, (FreshTrainingCurves, StaleScalars)):
-            hook = copy.copy(hook)
-            hook.folder = moved(hook.folder)
-        placed.append(hook)
-    log_dir = agent.get("tensorboard_log")
-    if log_dir is not None and moved(Path(log_dir)) != Path(log_dir):
-        agent = copy.deepcopy(agent)
-        with open_dict(agent):
-            agent.tensorboard_log = str(moved(Path(log_dir)))
-    return placed, agent
-
-
-def with_training_logs(cfg: DictConfig, lineup: dict[str, DictConfig], run_dir: str | Path,
+def with_training_logs(cfg: DictConfig, lineup: dict[str, DictConfig], folder: str | Path,
                        segment: str | None = None) -> dict[str, DictConfig]:
-    """``lineup`` with each SB3 agent's ``tensorboard_log`` pointing into the run directory
-    (into ``segment``'s folder for a part of one of ``experiment.segments``) when
-    ``experiment.tensorboard`` is on (the lineup unchanged otherwise). Copies: the lineup
-    the run directory saves and compares on resume stays as composed."""
+    """``lineup`` with each SB3 agent's ``tensorboard_log`` pointing into ``folder`` (the run
+    directory, or a Ray task's part folder laid out as it; into ``segment``'s folder for a
+    part of one of ``experiment.segments``) when ``experiment.tensorboard`` is on (the lineup
+    unchanged otherwise). An agent whose config gives its own ``tensorboard_log`` keeps it.
+    Copies: the lineup the run directory saves and compares on resume stays as composed."""
     if not cfg.experiment.get("tensorboard", False):
         return lineup
     logged = {}
@@ -129,7 +107,7 @@ def with_training_logs(cfg: DictConfig, lineup: dict[str, DictConfig], run_dir: 
         if agent.get("_target_") == SB3_AGENT and agent.get("tensorboard_log") is None:
             agent = OmegaConf.create(OmegaConf.to_container(agent, resolve=True))
             with open_dict(agent):
-                agent.tensorboard_log = str(Path(run_dir) / TENSORBOARD_DIR / _agent_folder(name, segment) / SB3_FOLDER)
+                agent.tensorboard_log = str(Path(folder) / TENSORBOARD_DIR / _agent_folder(name, segment) / SB3_FOLDER)
         logged[name] = agent
     return logged
 
@@ -166,8 +144,9 @@ def summary_writer(folder: Path):
 class FreshTrainingCurves(Hook):
     """Before the agent is set up (an SB3 agent trains then, from its first step), removes the
     training curves of the rollout's seed (``<ALGO>_seed<seed>_<n>/``) that an attempt at the
-    same part left in ``folder``, the run directory's own: SB3 would write the new curve beside
-    them as ``_2``. A ``tensorboard_log`` set in the agent's config is not touched."""
+    same part left in ``folder``, the one :func:`with_training_logs` gives: SB3 would write the
+    new curve beside them as ``_2``. A ``tensorboard_log`` set in the agent's config is not
+    touched."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)

@@ -201,13 +201,12 @@ def run_experiment(
                                        default=None if default is None else lambda: _identity(default()))
         # The folder stays locked (status.json's writer) until the run has recorded its ending.
         with directory, directory.recording(), kill_stops_like_ctrl_c(), torch_threads(settings.torch_threads):
-            # After the identity (resumes compare the composed lineup); each segment's SB3 agents
-            # train into the segment's own folder.
-            logged = {segment: with_training_logs(cfg, lineup, directory.path, segment) for segment in segments}
             catalog = _build_world(cfg, lineup, settings.seeds)
             for segment, segment_cfg in segments.items():
-                _run_parts(segment_cfg, logged[segment], segment, catalog, directory, console)
-            metrics = _write_results(cfg, logged[None], segments, catalog, directory)
+                _run_parts(segment_cfg, lineup, segment, catalog, directory, console)
+            # lineup.yaml: the agents as they ran, SB3's tensorboard_log in the run directory.
+            metrics = _write_results(cfg, with_training_logs(cfg, lineup, directory.path), segments, catalog,
+                                     directory)
             directory.complete()
     except KeyboardInterrupt:
         if directory is not None:
@@ -267,11 +266,14 @@ def _run_parts(cfg: DictConfig, lineup: dict[str, DictConfig], segment: str | No
                 progress.advance(tasks[part.agent], experiment.steps)
         todo = [part for part in parts if not directory.completed(part)]
         if experiment.get("executor", "local") == "ray":  # one Ray task per part (executor.py)
-            hooks = partial(part_hooks, OmegaConf.create({"experiment": OmegaConf.to_container(experiment)}),
-                            directory.path)
+            # Each task builds its part's hooks, and its SB3 agent's tensorboard_log, for its part folder.
+            hooks = partial(part_hooks, OmegaConf.create({"experiment": OmegaConf.to_container(experiment)}))
             ray_parts(cfg, lineup, todo, catalog, directory, hooks,
                       on_done=lambda part: progress.advance(tasks[part.agent], experiment.steps))
             return
+        # Copies of the composed lineup (which the run directory keeps and compares on resume):
+        # each segment's SB3 agents train into the segment's own folder of the run directory.
+        logged = with_training_logs(cfg, lineup, directory.path, segment)
         make_env = instantiate(cfg.env, _partial_=True, _convert_="object")
         # The simulator's nested configs (e.g. its chat model) are built here, once for all
         # rollouts; what of them can be closed is closed when the run ends.
@@ -281,7 +283,7 @@ def _run_parts(cfg: DictConfig, lineup: dict[str, DictConfig], segment: str | No
                 run.callback(nested.close)
         for part in todo:
             task = tasks[part.agent]
-            outcome = rollout_part(make_simulator, make_env, lineup[part.agent], catalog, part, experiment,
+            outcome = rollout_part(make_simulator, make_env, logged[part.agent], catalog, part, experiment,
                                    directory.begin(part),
                                    hooks=[EachStep(lambda n, task=task: progress.advance(task, n)),
                                           TrainingProgress(progress, f"{part.agent} seed {part.seed}"),
