@@ -69,7 +69,9 @@ from recoworld.simulators.statistical import StatisticalUserConfig
 # The folder's mechanics live in world_folder; both names stay importable from here.
 from recoworld.simulators.world_folder import finish_replacement, is_world  # noqa: F401
 
-#: Bumped whenever the fit changes what it writes, so that old artifacts are not reused.
+#: Bumped whenever the fit changes what it writes, so that old artifacts are not reused. A part
+#: the loader reads as optional needs none: the original ids (:data:`ORIGINAL_ID`), which
+#: worlds saved before them lack.
 ARTIFACT_VERSION = 14
 ARTIFACT_NAME = f"movielens-100k-v{ARTIFACT_VERSION}"
 S_CALIBRATED = 7  # random stream of the population's draws (see recoworld.rng)
@@ -79,6 +81,8 @@ NUMERIC_COLUMNS = ("user_id", "age", "n_ratings", "n_sessions", "mean_rating", "
                    "novelty", "conformity", "popularity_bias", "rating_bias", "genre_straying",
                    "mean_session_length")
 TEXT_COLUMNS = ("gender", "occupation", "zip_code", "favourite_genre")
+#: The users' column (and the catalog's entry in world.json) of the data's own ids, as text.
+ORIGINAL_ID = "original_id"
 
 
 @dataclass
@@ -101,16 +105,26 @@ class CalibratedWorld:
     """Everything the calibration fitted.
 
     Attributes:
-        catalog: the MovieLens movies with fitted features (training-split popularity and
-            quality).
+        catalog: the items (MovieLens' movies, or a log's) with fitted features
+            (training-split popularity and quality); item ``i`` is the ``i``-th id of the data
+            in sorted order, as a run's ``slate`` shows it.
         config: the fitted response and dynamics parameters.
-        users: one row per fitted user: ``user_id`` (MovieLens id - 1), demographics
-            (``age``, ``gender``, ``occupation``, ``zip_code``), activity statistics
-            (``n_ratings``, ``n_sessions``, ``mean_session_length``, ``mean_rating``),
-            ``favourite_genre`` and the traits ``patience``, ``activity``, ``novelty``,
-            ``conformity``, ``popularity_bias``, ``rating_bias``, ``genre_straying``.
+        users: one row per fitted user: ``user_id`` (the dense id of the data: MovieLens id
+            - 1), ``original_id`` (the data's own id, as text), demographics (``age``,
+            ``gender``, ``occupation``, ``zip_code``), activity statistics (``n_ratings``,
+            ``n_sessions``, ``mean_session_length``, ``mean_rating``), ``favourite_genre``
+            and the traits ``patience``, ``activity``, ``novelty``, ``conformity``,
+            ``popularity_bias``, ``rating_bias``, ``genre_straying``.
         interest: ``[n_users, D]`` unit interest vectors, row ``i`` for ``users.iloc[i]``.
         meta: the calibration's settings, split, diagnostics and timings.
+        original_item_ids: item ``i``'s id in the data, as text (MovieLens' movie id, or
+            the log's ``item``, :mod:`recoworld.data.interactions`).
+
+    The data's own ids and the world's dense ones map both ways, for one id or an array of
+    them (a run's slates): :meth:`original_item_id`, :meth:`dense_item_id`,
+    :meth:`original_user_id`, :meth:`dense_user_id`. A world saved before RecoWorld kept
+    them has no ``original_id`` column and ``original_item_ids`` is ``None``: the maps
+    raise ``ValueError`` saying to fit it again.
     """
 
     catalog: Catalog
@@ -118,6 +132,72 @@ class CalibratedWorld:
     users: pd.DataFrame
     interest: torch.Tensor
     meta: dict = field(default_factory=dict)
+    original_item_ids: Sequence[str] | None = None
+
+    def __post_init__(self):
+        if self.original_item_ids is not None and len(self.original_item_ids) != self.catalog.n_items:
+            raise ValueError(f"{len(self.original_item_ids)} original item ids for the catalog's "
+                             f"{self.catalog.n_items} items; give one per item, in item-id order")
+
+    def original_item_id(self, item_id):
+        """The data's id (text) of the world's item ``item_id`` (an int, or an array of them
+        such as a run log's slates: an array of texts of its shape)."""
+        n = self.catalog.n_items
+        return _translate(pd.RangeIndex(n), self._originals("item", self.original_item_ids), item_id, "item",
+                          f"not in the catalog (item ids 0..{n - 1})")
+
+    def dense_item_id(self, original):
+        """The world's item id (int) of the data's item ``original`` (its id as the files
+        write it; an int stands for its digits), or an array of them for an array."""
+        ids = pd.Index(self._originals("item", self.original_item_ids), dtype=object)
+        return _translate(ids, np.arange(len(ids)), original, "item",
+                          f"not an item of this world: {self._where('item')}")
+
+    def original_user_id(self, user_id):
+        """The data's id (text) of the world's user ``user_id`` (``users["user_id"]``), or
+        an array of them for an array."""
+        return _translate(pd.Index(self.users["user_id"]), self._originals("user", self.users.get(ORIGINAL_ID)),
+                          user_id, "user", f"not one of this world's {len(self.users)} fitted users "
+                          "(users['user_id'])")
+
+    def dense_user_id(self, original):
+        """The world's ``user_id`` of the data's user ``original``, or an array of them for an array."""
+        ids = pd.Index(self._originals("user", self.users.get(ORIGINAL_ID)), dtype=object)
+        return _translate(ids, self.users["user_id"].to_numpy(), original, "user",
+                          f"not a fitted user of this world: {self._where('user')}")
+
+    def _originals(self, what: str, ids) -> np.ndarray:
+        if ids is None:
+            raise ValueError(f"this calibrated world has no map between its {what} ids and the data's: it was saved "
+                             f"by an earlier RecoWorld, which kept none; fit it again to keep them: {self._refit()}")
+        return np.asarray(ids, dtype=object)
+
+    def _refit(self) -> str:
+        """How to fit this world again, from the data it was fitted on."""
+        source = self.meta.get("data", {}).get("source", {})
+        if source.get("kind") == "interactions":
+            tables = "".join(f" {flag} {source[key]}" for flag, key in (("--items", "items"), ("--user-table", "users"))
+                             if source.get(key))
+            return f"`recoworld calibrate --data {source['data']}{tables} --out FOLDER --force` (FOLDER: this world's)"
+        if source.get("kind") == "movielens-100k":
+            return "`recoworld calibrate --force` (with --out FOLDER where this world is not the cache's)"
+        return "call calibrate() again with the data it was fitted on"
+
+    def _where(self, what: str) -> str:
+        """Where the data's ``what`` ids come from, for a message about an unknown one."""
+        source = self.meta.get("data", {}).get("source", {})
+        kind = source.get("kind")
+        if kind == "interactions":
+            table = source.get("items" if what == "item" else "users")
+            where = f"the {what} column of the log {source['data']}" + (f" and of the {what} table {table}"
+                                                                        if table else "")
+            ids = f"its {what} ids are those of {where}, as the files write them"
+        elif kind == "movielens-100k":
+            ids = f"its {what} ids are MovieLens-100K's {'movie' if what == 'item' else 'user'} ids"
+        else:
+            ids = f"its {what} ids are the {what}_id values of the data given to calibrate()"
+        # A world fitted on --users N holds some of the data's users only.
+        return ids + (f" (it holds {len(self.users)} fitted users)" if what == "user" else "")
 
     def population(self, spec: Mapping | None = None) -> CalibratedPopulation:
         return CalibratedPopulation(self.users, self.interest, spec)
@@ -150,6 +230,10 @@ class CalibratedWorld:
             "catalog": {"name": cat.name, "genre_names": list(cat.genre_names), "titles": list(cat.titles)},
             "users": {c: [str(v) for v in self.users[c]] for c in TEXT_COLUMNS},
         }
+        if ORIGINAL_ID in self.users:
+            document["users"][ORIGINAL_ID] = [str(v) for v in self.users[ORIGINAL_ID]]
+        if self.original_item_ids is not None:
+            document["catalog"][ORIGINAL_ID] = [str(v) for v in self.original_item_ids]
         (folder / "world.json").write_text(json.dumps(document, indent=1))
         tensors = {
             "features": cat.features, "genres": cat.genres, "popularity": cat.popularity,
@@ -201,10 +285,12 @@ class CalibratedWorld:
         users = pd.DataFrame({c: tensors[f"users.{c}"].numpy() for c in NUMERIC_COLUMNS})
         for c in ("user_id", "age", "n_ratings", "n_sessions"):
             users[c] = users[c].astype(np.int64)
-        for c in TEXT_COLUMNS:
+        # A world saved before the original ids were kept has none (the class docstring).
+        original = [ORIGINAL_ID] if ORIGINAL_ID in document["users"] else []
+        for c in (*TEXT_COLUMNS, *original):
             users[c] = document["users"][c]
-        users = users[[*NUMERIC_COLUMNS[:2], *TEXT_COLUMNS, *NUMERIC_COLUMNS[2:]]]
-        return cls(catalog, config, users, tensors["interest"], document["meta"])
+        users = users[[NUMERIC_COLUMNS[0], *original, NUMERIC_COLUMNS[1], *TEXT_COLUMNS, *NUMERIC_COLUMNS[2:]]]
+        return cls(catalog, config, users, tensors["interest"], document["meta"], info.get(ORIGINAL_ID))
 
 
 def _damaged(path: Path, file: str | None, problem: str) -> ValueError:
@@ -247,10 +333,40 @@ def _check_world_files(path: Path, document: dict, tensors) -> None:
     if features.ndim != 2 or tuple(interest.shape) != (n_users, features.shape[1]):
         raise _damaged(path, "tensors.pt", f"has interest of shape {tuple(interest.shape)} for {n_users} users and "
                        f"item features of shape {tuple(features.shape)} (one feature-sized vector per user)")
-    for column in TEXT_COLUMNS:
-        if len(document["users"][column]) != n_users:
+    items = document["catalog"]
+    if ORIGINAL_ID in items and len(items[ORIGINAL_ID]) != len(items["titles"]):
+        raise _damaged(path, "world.json", f"has {len(items[ORIGINAL_ID])} catalog.{ORIGINAL_ID} entries for "
+                       f"{len(items['titles'])} titles (one per item)")
+    for column in (*TEXT_COLUMNS, ORIGINAL_ID):
+        if column in document["users"] and len(document["users"][column]) != n_users:
             raise _damaged(path, None, f"do not agree: world.json's users.{column} has "
                            f"{len(document['users'][column])} entries for the {n_users} users of tensors.pt")
+
+
+def _translate(known: pd.Index, mapped: np.ndarray, asked, what: str, unknown: str):
+    """``mapped[j]`` for each id of ``asked`` found at ``known[j]`` (one id, or an array of
+    any shape); ``ValueError`` naming the first id not found, which is ``unknown``. Integer
+    ``known`` ids take integers only; text ones take the text a file writes for each id."""
+    values = np.asarray(asked.cpu() if isinstance(asked, torch.Tensor) else asked)
+    if known.dtype == object:
+        from recoworld.data.interactions import id_text  # as the log's ids were read
+
+        keys = [id_text(v) for v in values.ravel()]
+    elif values.size and not np.issubdtype(values.dtype, np.integer):
+        raise ValueError(f"{what} ids are integers; got {_plain(values.ravel()[0])!r}")
+    else:
+        keys = values.ravel()
+    at = known.get_indexer(keys)
+    if (at < 0).any():
+        first = keys[int(np.flatnonzero(at < 0)[0])]
+        raise ValueError(f"{what} {_plain(first)!r} is {unknown}")
+    found = mapped[at].reshape(values.shape)
+    return found.item() if values.ndim == 0 else found
+
+
+def _plain(value):
+    """A numpy scalar as the Python value it holds (``3``, not ``np.int64(3)``, in messages)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def default_path() -> Path:

@@ -255,6 +255,10 @@ def test_calibration_on_a_generated_log_recovers_the_users(world_dir, simulated)
     assert world.meta["data"]["source"]["kind"] == "interactions"
     assert len(world.users) == N_USERS and world.catalog.n_items == N_ITEMS
     # User "u007" is dense id 7 (ids sort as text, zero-padded); item 1000 + i is item i.
+    assert world.original_user_id(world.users["user_id"].to_numpy()).tolist() == [f"u{b:03d}" for b in range(N_USERS)]
+    assert world.dense_user_id("u007") == 7
+    assert world.original_item_id(np.arange(N_ITEMS)).tolist() == [str(1000 + i) for i in range(N_ITEMS)]
+    assert world.dense_item_id(np.arange(N_ITEMS) + 1000).tolist() == list(range(N_ITEMS))
     config = world.config
     fitted = (config.interest_weight * world.interest @ world.catalog.features.T
               + config.quality_weight * world.catalog.quality
@@ -300,7 +304,7 @@ def test_a_log_without_ratings_calibrates_its_choices_and_keeps_the_default_rati
     assert (world.config.rating_center, world.config.rating_slope, world.config.rating_noise) == (
         default.rating_center, default.rating_slope, default.rating_noise)
     assert world.meta["choice"]["validation_auc"] > 0.65
-    assert run_briefly(world_without_ratings, "calibrated", tmp_path / "run") > 0
+    assert len(run_briefly(world_without_ratings, "calibrated", tmp_path / "run")) > 0
 
 
 def test_the_fidelity_report_of_a_log_without_ratings_scores_no_ratings(world_without_ratings, tmp_path,
@@ -334,11 +338,18 @@ def test_the_fidelity_report_of_a_log_without_ratings_scores_no_ratings(world_wi
 
 
 @pytest.mark.parametrize("simulator", ["calibrated", "statistical"])
-def test_recoworld_run_on_the_calibrated_log(world_dir, tmp_path, simulator):
-    assert run_briefly(world_dir, simulator, tmp_path) > 0
+def test_recoworld_run_on_the_calibrated_log(world_dir, log_files, tmp_path, simulator):
+    """The run's slates join the team's item table through the world's original ids."""
+    rows = run_briefly(world_dir, simulator, tmp_path)
+    assert len(rows) > 0
+    world = CalibratedWorld.load(world_dir)
+    slates = np.stack(rows["slate"].to_numpy())
+    shown = world.original_item_id(slates)
+    titles = pd.read_parquet(log_files / "items.parquet").astype({"item": str}).set_index("item")["title"]
+    assert [titles[item] for item in shown.ravel()] == [world.catalog.titles[i] for i in slates.ravel()]
 
 
-def run_briefly(world, simulator: str, out) -> int:
+def run_briefly(world, simulator: str, out) -> pd.DataFrame:
     """``recoworld run`` of most_popular for 3 steps on the world at ``world``: the rows it logged."""
     from recoworld.apps.run.app import main as run_main
     from recoworld.logs import read_log
@@ -347,4 +358,4 @@ def run_briefly(world, simulator: str, out) -> int:
                      "env.num_envs=8", "env.num_candidates=20", "env.slate_size=4", "experiment.steps=3",
                      "experiment.progress=false", "experiment.plots=false", "experiment.seeds=[0]",
                      f"hydra.run.dir={out}"]) == 0
-    return len(read_log(out).query("agent == 'most_popular'"))
+    return read_log(out).query("agent == 'most_popular'")

@@ -218,8 +218,12 @@ def test_cli_reports_an_unknown_name(tmp_path, capsys):
 def test_counts_and_ranges(ml):
     assert (len(ml.ratings), len(ml.users), len(ml.items)) == (100_000, 943, 1_682)
     assert list(ml.ratings.columns) == ["user_id", "item_id", "rating", "timestamp"]
-    assert list(ml.items.columns) == ["item_id", "title", "release_year", "genres", "popularity", "quality"]
-    assert list(ml.users.columns) == ["user_id", "age", "gender", "occupation", "zip_code"]
+    assert list(ml.items.columns) == ["item_id", "title", "release_year", "genres", "popularity", "quality",
+                                      "original_id"]
+    assert list(ml.users.columns) == ["user_id", "age", "gender", "occupation", "zip_code", "original_id"]
+    # The published ids, kept as text: movie 1 is item 0.
+    assert (ml.items["original_id"] == (ml.items["item_id"] + 1).astype(str)).all()
+    assert (ml.users["original_id"] == (ml.users["user_id"] + 1).astype(str)).all()
     assert sorted(ml.ratings["rating"].unique()) == [1, 2, 3, 4, 5]
     assert ml.ratings["user_id"].nunique() == 943 and ml.ratings["user_id"].between(0, 942).all()
     assert ml.ratings["item_id"].nunique() == 1_682 and ml.ratings["item_id"].between(0, 1_681).all()
@@ -250,7 +254,7 @@ def test_known_facts(ml):
     assert ml.items.loc[266, "genres"] == ["unknown"]
     assert ml.items.loc[1411, "title"] == "Land Before Time III: The Time of the Great Giving (1995) (V)"
     assert ml.items.loc[1411, "release_year"] == 1995
-    assert ml.users.iloc[0].tolist() == [0, 24, "M", "technician", "85711"]
+    assert ml.users.iloc[0].tolist() == [0, 24, "M", "technician", "85711", "1"]
     assert ml.users.loc[73, "zip_code"] == "T8H1N"
     assert ml.ratings.iloc[0].tolist() == [195, 241, 3, 881250949]
 

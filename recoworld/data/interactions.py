@@ -57,6 +57,14 @@ An id is its text as the file writes it: ``007`` and ``7`` are two users, and th
 ``10`` of a Parquet log is the item ``10`` (or ``10.0``) of a CSV item table. Ids become dense, 0-based
 integers in sorted order of the original ids (numbers sort as numbers); rows count from 1,
 after the header, in every error.
+
+The dense ids are the world's: a run's logs show items by them (``slate``), and its users
+are numbered by them (``user_id``). Each keeps its original id, as text (``10``, not
+``10.0``), in the ``original_id`` column of the items and users tables, which the world
+keeps: :meth:`CalibratedWorld.original_item_id
+<recoworld.simulators.calibrated.CalibratedWorld.original_item_id>` and
+:meth:`~recoworld.simulators.calibrated.CalibratedWorld.dense_item_id` (and their user
+twins) map a run's ids back to the log's, and the log's to the world's.
 """
 
 from __future__ import annotations
@@ -94,9 +102,10 @@ class InteractionLog:
         ratings: one row per chosen (user, item): ``user_id``, ``item_id`` (dense ints),
             ``rating`` (1..5; 0 when the log has none), ``timestamp`` (Unix seconds).
         items: row ``i`` is item ``i``: ``item_id``, ``title``, ``genres`` (lists),
-            ``popularity`` and ``quality`` (mean rating, 0 without ratings).
+            ``popularity``, ``quality`` (mean rating, 0 without ratings) and
+            ``original_id`` (the item's id in the files, as text).
         users: row ``u`` is user ``u``: ``user_id``, ``age``, ``gender``, ``occupation``,
-            ``zip_code``.
+            ``zip_code`` and ``original_id`` (the user's id in the files, as text).
         has_ratings: whether the log has a ``rating`` column.
         source: where it was read from (the paths), for the artifact's record.
     """
@@ -185,11 +194,11 @@ def _ids(table: pd.DataFrame, path: Path, column: str) -> pd.Series:
     values = table[column]
     _first_bad(values.isna().to_numpy(), path, column, values, "an id (the cell is empty)")
     codes, distinct = pd.factorize(values)
-    text_codes, texts = pd.factorize(np.array([_id_text(v) for v in distinct], dtype=object))
+    text_codes, texts = pd.factorize(np.array([id_text(v) for v in distinct], dtype=object))
     return pd.Series(pd.Categorical.from_codes(text_codes[codes], pd.Index(texts, dtype=object)), index=values.index)
 
 
-def _id_text(value) -> str:
+def id_text(value) -> str:
     """An id as its file writes it, but a whole number as its integer digits (``10`` for the
     number 10 of a Parquet file, for 10.0, and for the text ``10.0`` that a float column
     writes in CSV), so that it matches the same id of another file."""
@@ -361,7 +370,7 @@ def _genre_list(value) -> list[str]:
     if isinstance(value, str):
         names = [g.strip() for g in value.split("|")]
     elif value is None or np.ndim(value) == 0:
-        names = [] if pd.isna(value) else [_id_text(value)]
+        names = [] if pd.isna(value) else [id_text(value)]
     else:
         names = [str(g).strip() for g in value if g is not None and not (np.ndim(g) == 0 and pd.isna(g))]
     return [g for g in names if g] or [UNKNOWN]
@@ -422,12 +431,14 @@ def load_interactions(path: str | Path, items: str | Path | None = None,
         "item_id": item_table["item_id"], "title": item_table["title"].astype(str), "genres": item_table["genres"],
         "popularity": counts["size"].fillna(0).astype(np.int64).to_numpy(),
         "quality": counts["mean"].fillna(ratings["rating"].mean()).to_numpy(dtype=np.float64),
+        "original_id": item_table["item"].astype(str).to_numpy(dtype=object),
     })
     user_frame = pd.DataFrame({
         "user_id": user_table["user_id"],
         "age": user_table["age"].fillna(-1).astype(np.int64) if "age" in user_table else -1,
         **{c: user_table[c].fillna(UNKNOWN).astype(str) if c in user_table else UNKNOWN
            for c in ("gender", "occupation", "zip_code")},
+        "original_id": user_table["user"].astype(str).to_numpy(dtype=object),
     })
     source = {"kind": "interactions", "data": str(Path(path).expanduser().resolve()),
               "items": None if items is None else str(Path(items).expanduser().resolve()),

@@ -12,7 +12,9 @@ present in the folder:
   what ``recoworld data fetch movielens-100k`` downloads.
 
 Both give the same tables. Ids are dense and 0-based in the original order, so that
-``item_id = movie_id - 1`` and ``user_id = user_id - 1`` for the published files.
+``item_id = movie_id - 1`` and ``user_id = user_id - 1`` for the published files; each
+table's ``original_id`` keeps the published id, as text (``"1"`` for ``item_id`` 0), which a
+world calibrated on MovieLens keeps too.
 :func:`load_catalog` turns the items into a :class:`recoworld.catalog.Catalog`.
 """
 
@@ -55,9 +57,11 @@ class MovieLens100K:
         items: one row per movie, row ``i`` is ``item_id == i``: ``title`` (with the
             year, e.g. ``"Toy Story (1995)"``), ``release_year`` (from the title; ``<NA>``
             when it has none), ``genres`` (list of names from :data:`GENRES`),
-            ``popularity`` (number of ratings) and ``quality`` (mean rating).
+            ``popularity`` (number of ratings), ``quality`` (mean rating) and
+            ``original_id`` (the movie id of the files, as text).
         users: one row per user, row ``u`` is ``user_id == u``: ``age``, ``gender``
-            (``"M"``/``"F"``), ``occupation``, ``zip_code`` (a string; some are Canadian).
+            (``"M"``/``"F"``), ``occupation``, ``zip_code`` (a string; some are Canadian)
+            and ``original_id`` (the user id of the files, as text).
         has_ratings: always true here; a log read by
             :func:`~recoworld.data.interactions.load_interactions` may have none.
         source: where the tables were read from (empty here: the artifact names MovieLens).
@@ -279,7 +283,8 @@ def _assemble(ratings: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame) -
         "timestamp": ratings["timestamp"].astype("int64"),
     })
 
-    items = items.assign(item_id=items["item_id"].astype("int64").map(item_ids)).sort_values("item_id")
+    items = items.assign(original_id=items["item_id"].astype("int64"),
+                         item_id=items["item_id"].astype("int64").map(item_ids)).sort_values("item_id")
     counts = ratings.groupby("item_id")["rating"].agg(["size", "mean"]).reindex(range(len(items)))
     items = pd.DataFrame({
         "item_id": items["item_id"].to_numpy(),
@@ -289,14 +294,17 @@ def _assemble(ratings: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame) -
         "popularity": counts["size"].fillna(0).astype("int64").to_numpy(),
         # An unrated movie gets the average rating: unknown, not bad.
         "quality": counts["mean"].fillna(ratings["rating"].mean()).to_numpy(),
+        "original_id": items["original_id"].astype(str).to_numpy(dtype=object),
     })
 
-    users = users.assign(user_id=users["user_id"].astype("int64").map(user_ids)).sort_values("user_id")
+    users = users.assign(original_id=users["user_id"].astype("int64"),
+                         user_id=users["user_id"].astype("int64").map(user_ids)).sort_values("user_id")
     users = pd.DataFrame({
         "user_id": users["user_id"].to_numpy(),
         "age": users["age"].astype("int64").to_numpy(),
         "gender": users["gender"].to_numpy(),
         "occupation": users["occupation"].to_numpy(),
         "zip_code": users["zip_code"].to_numpy(),
+        "original_id": users["original_id"].astype(str).to_numpy(dtype=object),
     })
     return MovieLens100K(ratings=ratings, items=items, users=users)

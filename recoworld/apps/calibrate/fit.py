@@ -201,7 +201,9 @@ def _fit(data: MovieLens100K, config: CalibrationConfig, stages: Stages) -> Cali
         sim_config, meta["leave"], meta["returns"] = fit_leaving(catalog, sim_config, population, sessions, returns,
                                                                  config, repetition)
     with stages.stage("assembling the world"):
-        world = CalibratedWorld(catalog, sim_config, users, terms.interest, meta)
+        items = folds.data.items  # row i is item i
+        world = CalibratedWorld(catalog, sim_config, users, terms.interest, meta,
+                                original_ids(items, pd.Series(np.arange(len(items)))))
     return world
 
 
@@ -258,8 +260,10 @@ def users_table(folds: Folds, user_traits: dict[str, np.ndarray], sessions: Sess
     """One row per fitted user: :attr:`CalibratedWorld.users`."""
     users, train, n_users = folds.data.users, folds.split.train, folds.n_users
     per_user = sessions.table.groupby("user_id")["length"]
+    user_ids = users.get("source_id", users["user_id"])
     return pd.DataFrame({
-        "user_id": users.get("source_id", users["user_id"]).to_numpy(),
+        "user_id": user_ids.to_numpy(),
+        "original_id": original_ids(users, user_ids),
         "age": users["age"].to_numpy(),
         "gender": users["gender"].to_numpy(),
         "occupation": users["occupation"].to_numpy(),
@@ -277,6 +281,12 @@ def users_table(folds: Folds, user_traits: dict[str, np.ndarray], sessions: Sess
         "genre_straying": user_traits["genre_straying"],
         "mean_session_length": per_user.mean().reindex(range(n_users)).to_numpy(),
     })
+
+
+def original_ids(table: pd.DataFrame, dense_ids: pd.Series) -> np.ndarray:
+    """The data's own id, as text, of each row of ``table`` (its ``original_id`` column): data
+    given without one (in Python, in the layout of MovieLens-100K) are known by their dense ids."""
+    return np.asarray(table.get("original_id", dense_ids).astype(str), dtype=object)
 
 
 def fit_leaving(catalog: Catalog, sim_config: StatisticalUserConfig, population: CalibratedPopulation,

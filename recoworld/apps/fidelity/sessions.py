@@ -290,7 +290,8 @@ def refit_without(world: CalibratedWorld, folds: Folds, held_out: np.ndarray,
     repetition = dynamics.genre_repetition(ratings, world.catalog.genres.numpy(), config.session_gap_minutes)
     sim_config, leave, returns_meta = fit_leaving(world.catalog, world.config, population, sessions, returns, config,
                                                   repetition)
-    refitted = CalibratedWorld(world.catalog, sim_config, users, world.interest[fitted], world.meta)
+    refitted = CalibratedWorld(world.catalog, sim_config, users, world.interest[fitted], world.meta,
+                               world.original_item_ids)
     exponential = dynamics.fit_returns(sessions, len(fitted))
     gap_law = {"sessions": len(sessions.table),
                "exponential": {"log_likelihood": exponential.log_likelihood,
