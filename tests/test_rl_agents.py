@@ -528,8 +528,9 @@ def test_instruction_following_raises_compliance(trained_slateq):
 
 def test_retention_agent_brings_more_users_back_than_a_click_greedy_one():
     """On users who care about being listened to, the long-run agent trades clicks for
-    returns: a higher return rate, less churn, fewer clicks (over seeds 0-3 of this setup,
-    and before the issue-17 dynamics: benchmarks/RESULTS.md, "The issue-17 dynamics")."""
+    returns: a higher return rate, less churn, fewer clicks. Served to 256 users, its return
+    rate was 0.010-0.022 higher over training seeds 0-4 of this setup; served to 64, the
+    difference swung from 0.005 to 0.033 with the seed, too close to any margin to test."""
     env_kwargs = dict(simulator_config=LISTENERS)
     click_greedy = SlateQAgent(gamma=0.0, reward="clicks", batch_size=128, **SMALL_SLATEQ)
     long_run = RetentionSlateQ(batch_size=128, **LISTENING_RETENTION, **SMALL_SLATEQ)
@@ -537,9 +538,9 @@ def test_retention_agent_brings_more_users_back_than_a_click_greedy_one():
     for agent in (click_greedy, long_run):
         run(agent, make_vec(16, **env_kwargs), steps=300, seed=0)
         agent.epsilon = 0.0
-        outcomes[agent.name] = run(agent, make_vec(64, **env_kwargs), steps=60, seed=300, learn=False, setup=False)
+        outcomes[agent.name] = run(agent, make_vec(256, **env_kwargs), steps=60, seed=300, learn=False, setup=False)
     greedy, retained = outcomes["slateq"], outcomes["retention_slateq"]
-    assert retained["return_rate"] > greedy["return_rate"] + 0.02, outcomes
+    assert retained["return_rate"] > greedy["return_rate"] + 0.005, outcomes
     assert retained["churn"] < greedy["churn"], outcomes
     assert retained["clicks"] < greedy["clicks"], outcomes  # the price: fewer clicks now
 
