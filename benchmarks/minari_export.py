@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
-import types
 from pathlib import Path
 
 import numpy as np
+
+from revisions import module_at  # benchmarks/, the script's folder
 
 EXPORTER = "recoworld/apps/export/minari_dataset.py"
 
@@ -39,16 +39,6 @@ def make_run(out: Path, users: int, steps: int, max_steps: int) -> Path:
              "experiment.progress=false", "experiment.plots=false", "experiment.seeds=[0]",
              "experiment.agents=[random,most_popular]", f"hydra.run.dir={out}"])
     return out
-
-
-def exporter_at(revision: str) -> types.ModuleType:
-    """The export module of git ``revision``, loaded under a name of its own."""
-    root = Path(__file__).resolve().parents[1]
-    source = subprocess.run(["git", "show", f"{revision}:{EXPORTER}"], cwd=root, check=True, capture_output=True,
-                            text=True).stdout
-    module = types.ModuleType(f"minari_dataset_{revision}")
-    exec(compile(source, f"{revision}:{EXPORTER}", "exec"), module.__dict__)
-    return module
 
 
 def timed_export(export, run_dir: Path, dataset_id: str):
@@ -92,7 +82,7 @@ def compare(run_dir: Path, revision: str, repeats: int) -> None:
     """Export ``run_dir`` with both exporters, alternating, and print the times and their ratio."""
     from recoworld.apps.export import minari_dataset
 
-    exporters = {f"baseline {revision}": exporter_at(revision).export_minari,
+    exporters = {f"baseline {revision}": module_at(revision, EXPORTER).export_minari,
                  "this checkout": minari_dataset.export_minari}
     times: dict[str, list[float]] = {name: [] for name in exporters}
     datasets = {}

@@ -107,15 +107,16 @@ def viewer_payload(log: pd.DataFrame, catalog, *, title: str, max_users: int | N
     # null in a statistical run).
     extra = [c for c in log.columns if c not in PLACED and log[c].notna().any()]
     slates = list_column(log, "slate").astype(np.int64) if len(log) else np.zeros((0, 0), np.int64)
-    # Whole columns as Python lists, read once: a cell at a time through pandas takes
-    # seconds per ten thousand steps.
+    # Whole columns as Python lists, each made in one pass (see _plain_column): a cell at a
+    # time through pandas, or even a value at a time through _plain, takes minutes for a
+    # run of a few hundred thousand steps.
     booleans = [name for name in (*STEP_COLUMNS, *ITEM_COLUMNS) if name in BOOLEAN_COLUMNS]
-    columns = {name: [_plain(v, bits=name in booleans) for v in log[name].tolist()]
+    columns = {name: _plain_column(log[name], bits=name in booleans)
                for name in (*STEP_COLUMNS, "instruction_text", *extra)}
     columns["slate"] = slates.tolist()
     for name in ITEM_COLUMNS:
-        values = list_column(log, name).tolist() if len(log) else []
-        columns[name] = [_plain(v, bits=name in booleans) for v in values]
+        columns[name] = _plain_column(list_column(log, name), bits=name in booleans) if len(log) else []
+    episode_seeds = log["episode_seed"].to_numpy()
     episodes = []
     # Sorted above, an episode's steps are consecutive rows.
     for (agent, seed, user, episode), rows in log.groupby(["agent", "seed", "user", "episode"], sort=False).indices.items():
@@ -123,14 +124,14 @@ def viewer_payload(log: pd.DataFrame, catalog, *, title: str, max_users: int | N
         episodes.append({"agent": str(agent), "seed": int(seed), "user": int(user), "episode": int(episode),
                          # A string: a user's seed is a 64-bit integer, which a browser's
                          # JSON numbers (doubles) would round past 2**53.
-                         "episode_seed": str(int(log["episode_seed"].iat[rows[0]])),
+                         "episode_seed": str(int(episode_seeds[rows[0]])),
                          "columns": {name: values[steps] for name, values in columns.items()}})
     shown = np.unique(slates) if slates.size else np.zeros(0, np.int64)
     return {
         "title": title,
         "note": note,
-        "agents": list(dict.fromkeys(log["agent"].astype(str))),
-        "seeds": sorted({int(s) for s in log["seed"]}),
+        "agents": list(dict.fromkeys(str(agent) for agent in log["agent"].unique())),
+        "seeds": sorted({int(s) for s in log["seed"].unique()}),
         "items": {str(int(i)): _item(catalog, int(i)) for i in shown},
         "episodes": episodes,
         "extra_columns": extra,
@@ -145,6 +146,34 @@ def _item(catalog, item: int) -> dict[str, Any]:
 
 def _missing(value) -> bool:
     return value is None or value is pd.NA or (isinstance(value, (float, np.floating)) and np.isnan(value))
+
+
+def _plain_column(values: pd.Series | np.ndarray, bits: bool = False) -> list:
+    """``[_plain(v, bits) for v in values.tolist()]``, the same list, made a whole column at a
+    time where ``values`` is a numpy column (or the 2-D array of a list column: a list per
+    row) of booleans, integers or float32; other columns (text, nullable ones) go a value
+    at a time through :func:`_plain`."""
+    dtype = values.dtype
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf" or dtype.kind == "f" and dtype.itemsize > 4:
+        return [_plain(v, bits) for v in values.tolist()]
+    array = np.asarray(values)
+    if dtype.kind == "b":
+        return (array.astype(np.int8) if bits else array).tolist()
+    if dtype.kind in "iu":
+        return array.tolist()
+    # A float32 (or float16) value times 10**4 is exact in float64 (a 24-bit significand
+    # times 10**4 < 2**14 fits in 53 bits), so numpy's rounding (scale, round half to even,
+    # divide) gives Python's round(value, 4) to the bit; float64 columns (none in the
+    # schema) go through _plain.
+    with np.errstate(invalid="ignore"):  # a signalling NaN is as quiet as any: None
+        rounded = np.round(array.astype(np.float64), 4)
+    plain = rounded.astype(object)
+    whole = np.isfinite(rounded) & (rounded == np.trunc(rounded))
+    plain[whole] = [int(v) for v in rounded[whole].tolist()]
+    plain[np.isnan(rounded)] = None
+    plain[rounded == np.inf] = "inf"
+    plain[rounded == -np.inf] = "-inf"
+    return plain.tolist()
 
 
 def _plain(value, bits: bool = False):
