@@ -17,7 +17,12 @@ A dataclass declares its ranges in a mapping (the class attribute ``RANGES`` or 
 argument of :func:`check_fields`); every ``float`` field must be a finite number (an
 ``int`` is accepted), every ``int`` field an integer (not a float,
 nor a bool) and every ``bool`` field True or False, whether or not it has a range. NumPy
-scalars are stored as the Python numbers they equal.
+scalars are stored as the Python numbers they equal. A configuration computed in float32
+(``float32=True``: the statistical users' tensors and their C kernels' parameters) also
+refuses a number that float32 turns into infinity or rounds out of its range::
+
+    StatisticalUserConfig.leave_boredom=1e+39: must be within ±3.4028235e+38, the float32 range (it is computed in float32, where it is inf)
+    StatisticalUserConfig.gap_days=1e-300: must be > 0 as a float32 too (it is computed in float32, where it is 0)
 """
 
 from __future__ import annotations
@@ -32,8 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "AT_LEAST_ONE", "NON_NEGATIVE", "OPEN_UNIT", "POSITIVE", "UNIT", "Interval", "check_fields", "check_flag",
-    "check_number", "check_seed", "declared_ranges",
+    "AT_LEAST_ONE", "FLOAT32_MAX", "NON_NEGATIVE", "OPEN_UNIT", "POSITIVE", "UNIT", "Interval", "check_fields",
+    "check_flag", "check_float32", "check_number", "check_seed", "declared_ranges",
 ]
 
 
@@ -72,6 +77,8 @@ NON_NEGATIVE = Interval(0.0)
 POSITIVE = Interval(0.0, closed_low=False)
 #: Sizes and counts of at least one.
 AT_LEAST_ONE = Interval(1)
+#: The largest float32; a number beyond it is infinite in float32.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _number(x: float) -> str:
@@ -105,6 +112,25 @@ def check_number(owner: str | None, key: str, value, within: Interval | None = N
     return number
 
 
+def check_float32(owner: str | None, key: str, value: float, within: Interval | None = None) -> None:
+    """``ValueError`` naming ``owner.key`` if the finite ``value`` is infinite in float32 (beyond
+    :data:`FLOAT32_MAX`) or, rounded to float32, leaves ``within``: ``1e-300`` is 0 there, no
+    longer ``> 0``, and ``1 - 1e-12`` is 1, no longer ``< 1``."""
+    with np.errstate(over="ignore"):
+        held = float(np.float32(value))
+    if math.isinf(held):
+        raise ValueError(f"{_name(owner, key)}={value!r}: must be within ±{FLOAT32_MAX:.8g}, the float32 range "
+                         f"(it is computed in float32, where it is {held})")
+    if within is None:
+        return
+    # The ends rounded to float32 too: a value within a closed end stays within it (rounding
+    # is monotone), while one next to an open end may round onto it.
+    low, high = float(np.float32(within.low)), float(np.float32(within.high))
+    if held not in Interval(low, high, within.closed_low, within.closed_high):
+        raise ValueError(f"{_name(owner, key)}={value!r}: must be {within} as a float32 too (it is computed in "
+                         f"float32, where it is {_number(held)})")
+
+
 def check_flag(owner: str | None, key: str, value) -> bool:
     """``value`` as a ``bool`` if it is one (numpy's included); ``ValueError`` otherwise."""
     if not isinstance(value, (bool, np.bool_)):
@@ -131,7 +157,8 @@ def declared_ranges(cls: type) -> dict[str, Interval]:
     return ranges
 
 
-def check_fields(config, ranges: Mapping[str, Interval] | None = None, owner: str | None = None) -> None:
+def check_fields(config, ranges: Mapping[str, Interval] | None = None, owner: str | None = None, *,
+                 float32: bool = False) -> None:
     """Check the ``float``, ``int`` and ``bool`` fields of the dataclass instance ``config``
     (see the module docstring); a NumPy scalar is stored as the Python number it equals.
 
@@ -139,6 +166,8 @@ def check_fields(config, ranges: Mapping[str, Interval] | None = None, owner: st
         config: a dataclass instance, frozen or not.
         ranges: the valid range of some fields (default: :func:`declared_ranges`).
         owner: how messages name the config (default: its class name).
+        float32: whether its ``float`` fields are computed in float32, and must stay finite
+            and in range there (:func:`check_float32`).
     """
     cls = type(config)
     ranges = declared_ranges(cls) if ranges is None else ranges
@@ -149,6 +178,8 @@ def check_fields(config, ranges: Mapping[str, Interval] | None = None, owner: st
             checked = check_flag(owner, name, value)
         else:
             checked = check_number(owner, name, value, ranges.get(name), integer=kind is int)
+            if float32 and kind is float:
+                check_float32(owner, name, checked, ranges.get(name))
         if type(value) not in (int, float, bool):  # numpy's scalars become Python's; an int stays as given
             object.__setattr__(config, name, checked)  # object's: frozen dataclasses too
 

@@ -62,8 +62,12 @@ from typing import Protocol
 
 import torch
 
+from recoworld.config_checks import FLOAT32_MAX
 from recoworld.rng import weibull_mean_factor
 from recoworld.types import Instruction
+
+#: The longest gap between sessions, in days: the largest float32 (:func:`return_gap`).
+LONGEST_GAP = FLOAT32_MAX
 
 
 class UserEquationsConfig(Protocol):
@@ -508,11 +512,15 @@ def return_gap(mean_gap: torch.Tensor, u_gap: torch.Tensor, config: UserEquation
 
     :math:`k = 1` is the exponential, :math:`-\bar g \log u` (computed so, exactly); a shape
     below 1 gives the heavy tail of real gaps between sessions — many returns within days,
-    some after months — at the same mean."""
+    some after months — at the same mean. A gap longer than float32 holds (a huge
+    ``gap_days``, a far tail) is :data:`LONGEST_GAP`, not infinite: an infinite gap stands
+    for a user who churned."""
     k = config.gap_shape
     if k == 1.0:
-        return -mean_gap * torch.log(u_gap)
-    return mean_gap * weibull_mean_factor(k) * torch.pow(-torch.log(u_gap), 1.0 / k)
+        gap = -mean_gap * torch.log(u_gap)
+    else:
+        gap = mean_gap * weibull_mean_factor(k) * torch.pow(-torch.log(u_gap), 1.0 / k)
+    return gap.clamp_(max=LONGEST_GAP)
 
 
 def return_decision(leaves: torch.Tensor, session_memory: torch.Tensor, activity: torch.Tensor,

@@ -90,7 +90,7 @@ class SyntheticPopulation(Population):
         NON_NEGATIVE)}
 
     def __post_init__(self):
-        check_fields(self)
+        check_fields(self, float32=True)  # its fields become C floats and float32 tensors
 
     def sample(self, keys: torch.Tensor, catalog: Catalog) -> UserTraits:
         n, D = len(keys), catalog.feature_dim

@@ -95,11 +95,13 @@ instruction and stay; otherwise they leave with probability :math:`h`.
 ``gap_days`` :math:`e^{g_1[\text{first session}]}` / (:math:`a_b(0.5 + M)\,L^{\varepsilon}`) days, Weibull of
 shape ``gap_shape`` (1, the default: exponential; the calibration fits a heavier tail, below
 1; at least 0.05, below which the draw leaves float32), or churns, which ends their
-episode. :math:`L` is the session's length in steps and
+episode (a gap too long for float32, from a huge ``gap_days`` say, is its largest number,
+3.4e38 days: an infinite gap stands for churn). :math:`L` is the session's length in steps and
 :math:`\varepsilon` ``gap_length_elasticity`` (0, the default: no effect; the calibration
 fits it within users: a longer session, an earlier return). The end of a user's first
 session is set apart again: :math:`r_1` (``return_first_session``) shifts the odds of
-coming back and :math:`g_1` (``gap_first_session``) the log of the gap's mean for a share
+coming back and :math:`g_1` (``gap_first_session``, at most 88.72, where :math:`e^{g_1}` reaches
+the largest float32) the log of the gap's mean for a share
 ``gap_first_share`` of the newcomers who come back, the others returning as after a later
 session (the defaults, 0 and 1, treat every session alike; calibrated on MovieLens, fewer
 newcomers come back after the sign-up than regulars after a visit, and those who do,
@@ -211,13 +213,17 @@ class StatisticalUserConfig:
     more_share: float = 0.3
 
     def __post_init__(self):
-        check_fields(self, _CONFIG_RANGES)
+        check_fields(self, _CONFIG_RANGES, float32=True)
 
 
 # The ranges the equations need (probabilities, rates and shares in [0, 1], time scales
-# > 0); every other field must be a finite number (recoworld.config_checks).
+# > 0); every other field must be a finite number, and each must stay finite and in its
+# range in float32, in which both kernels compute (recoworld.config_checks).
 #: The smallest Weibull shape of the return gap the users can draw (``gap_shape``).
 MIN_GAP_SHAPE = 0.05
+#: The largest ``gap_first_session``: its exponential scales the gap's mean, and above
+#: log(3.4028235e38) = 88.7228 it is infinite in float32, every such gap with it.
+MAX_GAP_FIRST_SESSION = 88.72
 
 _CONFIG_RANGES = {
     **dict.fromkeys(("continue_after_click", "satiation_decay", "item_satiation_decay", "familiarity_rate",
@@ -230,6 +236,7 @@ _CONFIG_RANGES = {
     # (NaN or infinite gaps from about 0.03, math.gamma's OverflowError below about 0.006),
     # while at 0.05 the draw's factor stays under 1e7 (equations.return_gap).
     "gap_shape": Interval(MIN_GAP_SHAPE),
+    "gap_first_session": Interval(high=MAX_GAP_FIRST_SESSION),
     # The C kernel holds it as a float32 parameter, exact up to 2**24 (users_step.c's voice).
     "instruction_steps": Interval(1, 2**24),
     # compliance divides the share of asked-for items by it

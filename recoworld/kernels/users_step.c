@@ -25,6 +25,7 @@
  * recoworld.kernels.build; its structs are mirrored in recoworld/kernels/users.py and
  * checked against the LAYOUT tables at the end at load time.
  */
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -484,6 +485,7 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
             gap = param[P_GAP_SHAPE] == 1.0f ? -mean_gap * log_u
                                              : mean_gap * param[P_WEIBULL_MEAN_FACTOR]
                                                    * powf(-log_u, param[P_INVERSE_GAP_SHAPE]);
+            if (gap > FLT_MAX) gap = FLT_MAX; /* equations.LONGEST_GAP: an infinite gap stands for churn */
             const float recovery = expf(-gap / param[P_RECOVERY_DAYS]); /* equations.satiation_recovery */
             for (int64_t g = 0; g < G; g++) user_satiation[g] *= recovery;
             const float item_recovery = expf(-gap / param[P_ITEM_RECOVERY_DAYS]); /* item_satiation_recovery */
