@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from revisions import module_at  # benchmarks/, the script's folder
+from _revisions import module_at  # benchmarks/, the script's folder
 
 EXPORTER = "recoworld/apps/export/minari_dataset.py"
 

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from revisions import module_at  # benchmarks/, the script's folder
+from _revisions import module_at  # benchmarks/, the script's folder
 
 VIEWER = ("recoworld/apps/view/data.py", "recoworld/apps/view/page.py")
 

@@ -96,8 +96,10 @@ def test_sb3_vec_env_is_exported_and_loads_stable_baselines3_only_when_asked_for
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
 
 
-#: Benchmark scripts parse their options with argparse; the leaderboard hands its to the Hydra app instead.
-ARGPARSE_BENCHMARKS = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py") if p.name != "agents_leaderboard.py")
+#: Benchmark scripts parse their options with argparse; the leaderboard hands its to the Hydra app instead,
+#: and ``_name.py`` files are modules the scripts share, not scripts.
+ARGPARSE_BENCHMARKS = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py")
+                             if p.name != "agents_leaderboard.py" and not p.name.startswith("_"))
 
 
 @pytest.mark.parametrize("script", ARGPARSE_BENCHMARKS)
