@@ -26,11 +26,12 @@ from typing import Any, Optional  # Optional, not "X | None": OmegaConf reads th
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from recoworld.simulators.hybrid import HybridSimulatorConfig
-from recoworld.simulators.llm_shared import ChatModelNode
-from recoworld.simulators.llm_user import LLMSimulatorConfig
+# The users' configs come from their torch-free modules: composing a config (and so a
+# mistake in it, --help and --cfg) does not import torch or the simulators.
+from recoworld.simulators.hybrid_config import HybridSimulatorConfig
+from recoworld.simulators.llm_config import ChatModelNode, LLMSimulatorConfig
 from recoworld.simulators.population import SyntheticPopulation
-from recoworld.simulators.statistical import StatisticalUserConfig
+from recoworld.simulators.statistical_config import StatisticalUserConfig
 
 
 @dataclass

@@ -1,32 +1,33 @@
 """Simulated users: batched statistical users and LLM users behind one contract.
 
-The LLM and hybrid users (and their configs) import the LLM layer, so they load on first
-use: ``from recoworld.simulators import LLMUsers`` works, ``import recoworld.simulators``
-stays light.
+Every name loads on first use (``from recoworld.simulators import LLMUsers`` works), so
+that importing a torch-free module of this package — the users' configs, which
+``recoworld run`` checks before it runs (``statistical_config``, ``llm_config``,
+``hybrid_config``, ``population``) — does not import the simulators, torch and the LLM layer.
 """
 
-from recoworld.simulators.base import UserSimulator
-from recoworld.simulators.population import Population, SyntheticPopulation, UserTraits
-from recoworld.simulators.statistical import StatisticalUserConfig, StatisticalUsers
+from importlib import import_module
 
 _LAZY = {
-    "HybridSimulatorConfig": "recoworld.simulators.hybrid",
-    "HybridUserConfig": "recoworld.simulators.hybrid",
+    "HybridSimulatorConfig": "recoworld.simulators.hybrid_config",
+    "HybridUserConfig": "recoworld.simulators.hybrid_config",
     "HybridUsers": "recoworld.simulators.hybrid",
-    "LLMSimulatorConfig": "recoworld.simulators.llm_user",
-    "LLMUserConfig": "recoworld.simulators.llm_user",
-    "LLMUserError": "recoworld.simulators.llm_user",
+    "LLMSimulatorConfig": "recoworld.simulators.llm_config",
+    "LLMUserConfig": "recoworld.simulators.llm_config",
+    "LLMUserError": "recoworld.simulators.llm_shared",
     "LLMUsers": "recoworld.simulators.llm_user",
+    "Population": "recoworld.simulators.population",
+    "StatisticalUserConfig": "recoworld.simulators.statistical_config",
+    "StatisticalUsers": "recoworld.simulators.statistical",
+    "SyntheticPopulation": "recoworld.simulators.population",
+    "UserSimulator": "recoworld.simulators.base",
+    "UserTraits": "recoworld.simulators.population",
 }
 
-__all__ = ["HybridSimulatorConfig", "HybridUserConfig", "HybridUsers", "LLMSimulatorConfig", "LLMUserConfig",
-           "LLMUserError", "LLMUsers", "Population", "StatisticalUserConfig", "StatisticalUsers",
-           "SyntheticPopulation", "UserSimulator", "UserTraits"]
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name):
     if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'recoworld.simulators' has no attribute {name!r}")

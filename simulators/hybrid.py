@@ -26,8 +26,6 @@ persona.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
@@ -37,9 +35,10 @@ from recoworld.llm import ChatFailure, ChatModel, ChatRequest, LLMConfig
 from recoworld.types import Response
 from recoworld.simulators.base import UserSimulator
 from recoworld.simulators.llm_prompt import voice_messages, wish_in_words
+# The configs live in a torch-free module (configs are checked without torch); re-exported here.
+from recoworld.simulators.hybrid_config import HybridSimulatorConfig, HybridUserConfig  # noqa: F401
 from recoworld.simulators.llm_shared import (
-    ChatModelNode, LLMUserError, LLMVoice, LLMVoiceConfig, config_from, default_population, resolve_seeds,
-    satisfaction_stars, step_failure,
+    LLMUserError, LLMVoice, config_from, default_population, resolve_seeds, satisfaction_stars, step_failure,
 )
 from recoworld.simulators.memory import SessionSummary, UserMemory, shorten
 from recoworld.simulators.persona import MovieLensPersonas, Persona, persona_from_traits
@@ -48,45 +47,6 @@ from recoworld.simulators.replies import VoiceReply
 from recoworld.simulators.statistical import StatisticalUserConfig, StatisticalUsers
 
 S_SAMPLING = 33
-
-
-@dataclass
-class HybridUserConfig(LLMVoiceConfig):
-    """How the hybrid user's LLM is asked to speak.
-
-    Attributes:
-        on_failure: ``"fallback"`` (keep the core's template sentence) or ``"fail"``.
-        temperature: sampling temperature (0: greedy).
-        max_tokens: reply length limit (the longest reply the schema allows, at one token
-            per character).
-        app: how the prompt names the service.
-        history_items: recent clicks shown in the prompt (at most the core's 10).
-        failures_kept: most recent failures kept in :attr:`HybridUsers.failures`.
-        memory: bounds of each user's session memory.
-        representation: how history items are written in the prompt.
-        max_fallback_share: under ``"fallback"``, the largest share of calls that may fail
-            before the run stops (1.0: never).
-        fallback_min_steps: calls counted before that share is checked during a rollout; at its
-            end the share of all its calls is checked, however few.
-    """
-
-    max_tokens: int = 200
-    history_items: int = 5
-
-
-@dataclass
-class HybridSimulatorConfig:
-    """The Hydra schema of ``simulator=hybrid``: :class:`HybridUsers` with its chat model
-    (``llm``: ``${llm}``, the root ``llm`` node of ``recoworld run``'s config), how it speaks
-    (``config``), the statistical core's parameters (``statistical``) and the population
-    (``None``: the default for the catalog)."""
-
-    _target_: str = "recoworld.simulators.hybrid.HybridUsers"
-    llm: ChatModelNode = "${llm}"  # the root node of recoworld run's config
-    config: HybridUserConfig = field(default_factory=HybridUserConfig)
-    statistical: StatisticalUserConfig = field(default_factory=StatisticalUserConfig)
-    population: Any = None
-    device: str = "${device}"
 
 
 class HybridUsers(LLMVoice, UserSimulator):

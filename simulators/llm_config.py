@@ -1,15 +1,68 @@
 """The configs of LLM users (:class:`~recoworld.simulators.llm_user.LLMUsers`): how they are
 prompted and how their replies map to a Response (:class:`LLMUserConfig`), and the Hydra
-schema of ``simulator=llm`` (:class:`LLMSimulatorConfig`)."""
+schema of ``simulator=llm`` (:class:`LLMSimulatorConfig`); with the part hybrid users share
+(:class:`LLMVoiceConfig`) and the chat model's node (:class:`ChatModelNode`).
+
+They load without torch, so that ``recoworld run`` checks a config before it imports the
+simulators."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from recoworld.config_checks import Interval
-from recoworld.simulators.llm_shared import ChatModelNode, LLMVoiceConfig
-from recoworld.simulators.statistical import StatisticalUserConfig
+from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, UNIT, Interval, check_fields
+from recoworld.llm import LLMConfig
+from recoworld.representations import RepresentationConfig
+from recoworld.simulators.memory import MemoryConfig
+from recoworld.simulators.statistical_config import StatisticalUserConfig
+
+FAILURE_POLICIES = ("fail", "fallback")
+
+
+@dataclass
+class LLMVoiceConfig:
+    """The fields LLM and hybrid users' configs share (each documents them in its own terms):
+    ``on_failure``, ``temperature``, ``app``, ``failures_kept``, ``memory`` and
+    ``representation`` (mappings given for these two are read as their configs), and the
+    fallback threshold: under ``on_failure="fallback"``, once ``fallback_min_steps`` steps
+    are counted, a share of fallen-back steps above ``max_fallback_share`` raises
+    :class:`~recoworld.simulators.llm_shared.FallbackShareExceeded` (the minimum keeps one
+    early failure from stopping a run); when the rollout ends (``finish``) the share of all
+    its steps is checked, however few."""
+
+    on_failure: str = "fallback"
+    temperature: float = 0.0
+    app: str = "a movie recommendation app"
+    failures_kept: int = 1000
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    representation: RepresentationConfig = field(default_factory=RepresentationConfig)
+    max_fallback_share: float = 0.05
+    fallback_min_steps: int = 20
+
+    #: max_fallback_share is a share of steps (1.0: never stop); the counts start at 1.
+    RANGES = {"temperature": NON_NEGATIVE, "failures_kept": NON_NEGATIVE, "max_fallback_share": UNIT,
+              "fallback_min_steps": AT_LEAST_ONE}
+
+    def __post_init__(self):
+        if isinstance(self.memory, Mapping):
+            self.memory = MemoryConfig(**self.memory)
+        if isinstance(self.representation, Mapping):
+            self.representation = RepresentationConfig(**self.representation)
+        if self.on_failure not in FAILURE_POLICIES:
+            raise ValueError(f"on_failure={self.on_failure!r}; choose one of {FAILURE_POLICIES}")
+        check_fields(self)  # the RANGES of the class and its subclasses (recoworld.config_checks)
+
+
+@dataclass
+class ChatModelNode(LLMConfig):
+    """A Hydra node that builds a chat model: :class:`~recoworld.llm.LLMConfig` with
+    :func:`~recoworld.llm.make_chat_model` as its target; the type of ``recoworld run``'s
+    root ``llm`` node. Built once per run when a simulator config refers to it, so every
+    rollout shares the model and its cache (each simulator reports only its own use)."""
+
+    _target_: str = "recoworld.llm.make_chat_model"
 
 
 @dataclass
@@ -57,7 +110,7 @@ class LLMSimulatorConfig:
     """The Hydra schema of ``simulator=llm``:
     :class:`~recoworld.simulators.llm_user.LLMUsers` with its chat model
     (``llm``: ``${llm}``, the root ``llm`` node of ``recoworld run``'s config, a
-    :class:`~recoworld.simulators.llm_shared.ChatModelNode`), its prompting and mapping
+    :class:`ChatModelNode`), its prompting and mapping
     (``config``), the statistical twin's parameters (``statistical``) and the population
     (``None``: :func:`~recoworld.simulators.llm_shared.default_population`)."""
 

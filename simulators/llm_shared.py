@@ -1,26 +1,25 @@
-"""What LLM users and hybrid users share: the common part of their config, where their model
-and their users come from, and what a step without a valid reply leaves behind."""
+"""What LLM users and hybrid users share: where their model and their users come from, and
+what a step without a valid reply leaves behind (the common part of their config,
+:class:`~recoworld.simulators.llm_config.LLMVoiceConfig`, is re-exported here)."""
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 from recoworld.catalog import Catalog
-from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, UNIT, check_fields
-from recoworld.llm import ChatModel, LLMConfig, make_chat_model
+from recoworld.llm import ChatModel, make_chat_model
 from recoworld.llm.structured import clipped_reply
-from recoworld.representations import RepresentationConfig, make_representation
-from recoworld.simulators.memory import MemoryConfig
+from recoworld.representations import make_representation
 from recoworld.simulators.persona import MovieLensPersonas, MovieLensPopulation
 from recoworld.simulators.base import resolve_seeds  # noqa: F401  (re-exported for the LLM users)
+# The shared config lives with the LLM users' configs, which load without torch; re-exported here.
+from recoworld.simulators.llm_config import ChatModelNode, LLMVoiceConfig  # noqa: F401
 from recoworld.simulators.population import Population, SyntheticPopulation
 
 logger = logging.getLogger(__name__)
 
-FAILURE_POLICIES = ("fail", "fallback")
 MOVIELENS_ITEMS = 1682
 
 
@@ -87,40 +86,6 @@ class FallbackShareExceeded(LLMUserError):
         )
 
 
-@dataclass
-class LLMVoiceConfig:
-    """The fields LLM and hybrid users' configs share (each documents them in its own terms):
-    ``on_failure``, ``temperature``, ``app``, ``failures_kept``, ``memory`` and
-    ``representation`` (mappings given for these two are read as their configs), and the
-    fallback threshold: under ``on_failure="fallback"``, once ``fallback_min_steps`` steps
-    are counted, a share of fallen-back steps above ``max_fallback_share`` raises
-    :class:`FallbackShareExceeded` (the minimum keeps one early failure from stopping a
-    run); when the rollout ends (``finish``) the share of all its steps is checked, however
-    few."""
-
-    on_failure: str = "fallback"
-    temperature: float = 0.0
-    app: str = "a movie recommendation app"
-    failures_kept: int = 1000
-    memory: MemoryConfig = field(default_factory=MemoryConfig)
-    representation: RepresentationConfig = field(default_factory=RepresentationConfig)
-    max_fallback_share: float = 0.05
-    fallback_min_steps: int = 20
-
-    #: max_fallback_share is a share of steps (1.0: never stop); the counts start at 1.
-    RANGES = {"temperature": NON_NEGATIVE, "failures_kept": NON_NEGATIVE, "max_fallback_share": UNIT,
-              "fallback_min_steps": AT_LEAST_ONE}
-
-    def __post_init__(self):
-        if isinstance(self.memory, Mapping):
-            self.memory = MemoryConfig(**self.memory)
-        if isinstance(self.representation, Mapping):
-            self.representation = RepresentationConfig(**self.representation)
-        if self.on_failure not in FAILURE_POLICIES:
-            raise ValueError(f"on_failure={self.on_failure!r}; choose one of {FAILURE_POLICIES}")
-        check_fields(self)  # the RANGES of the class and its subclasses (recoworld.config_checks)
-
-
 class LLMVoice:
     """What LLM and hybrid users share of their wiring to a chat model (a mixin of both)."""
 
@@ -161,16 +126,6 @@ class LLMVoice:
         """Release the chat model when this simulator built it."""
         if self._owns_llm:
             self.llm.close()
-
-
-@dataclass
-class ChatModelNode(LLMConfig):
-    """A Hydra node that builds a chat model: :class:`~recoworld.llm.LLMConfig` with
-    :func:`~recoworld.llm.make_chat_model` as its target; the type of ``recoworld run``'s
-    root ``llm`` node. Built once per run when a simulator config refers to it, so every
-    rollout shares the model and its cache (each simulator reports only its own use)."""
-
-    _target_: str = "recoworld.llm.make_chat_model"
 
 
 def default_population(catalog: Catalog) -> Population:

@@ -13,13 +13,17 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-
-from recoworld import rng
-from recoworld.catalog import Catalog, lookup
 from recoworld.config_checks import NON_NEGATIVE, OPEN_UNIT, check_fields
-from recoworld.kernels.users import SYNTHETIC_PARAMETERS, SyntheticDraw
+
+# torch and the kernels load in the methods that draw users, not with the module:
+# SyntheticPopulation is a field of recoworld run's config schema, which loads without torch.
+if TYPE_CHECKING:
+    import torch
+
+    from recoworld.catalog import Catalog
+    from recoworld.kernels.users import SyntheticDraw
 
 S_USER = 1
 
@@ -93,6 +97,11 @@ class SyntheticPopulation(Population):
         check_fields(self, float32=True)  # its fields become C floats and float32 tensors
 
     def sample(self, keys: torch.Tensor, catalog: Catalog) -> UserTraits:
+        import torch
+
+        from recoworld import rng
+        from recoworld.catalog import lookup
+
         n, D = len(keys), catalog.feature_dim
         # One hash pass for all of a new user's draws: 2 anchor items, D interest noises, 4 traits.
         u = rng.uniform(keys, torch.zeros_like(keys), S_USER, 2 + D + 4)
@@ -112,6 +121,10 @@ class SyntheticPopulation(Population):
     def kernel_draw(self, catalog: Catalog) -> SyntheticDraw | None:
         """The law of :meth:`sample` for the C kernel (see :meth:`Population.kernel_draw`);
         ``None`` for a subclass that changes :meth:`sample`, whose own draw then stands."""
+        import torch
+
+        from recoworld.kernels.users import SYNTHETIC_PARAMETERS, SyntheticDraw
+
         if type(self).sample is not SyntheticPopulation.sample:
             return None
         # The law's parameters are this population's fields of the same names, patience by its logit.
@@ -131,4 +144,6 @@ class SyntheticPopulation(Population):
 
 def _cumulative(catalog: Catalog) -> torch.Tensor:
     """The catalog's cumulative popularity in float64, where the anchors are searched."""
+    import torch
+
     return torch.cumsum(catalog.popularity.double(), 0)

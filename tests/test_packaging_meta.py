@@ -96,6 +96,26 @@ def test_sb3_vec_env_is_exported_and_loads_stable_baselines3_only_when_asked_for
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
 
 
+#: What ``recoworld run`` answers before it runs anything: its help, its composed config, a mistake in it.
+BEFORE_A_RUN = (["run", "--help"], ["run", "--cfg", "job"], ["run", "experiment.stpes=3"])
+
+
+def test_run_answers_help_its_config_and_a_config_mistake_without_loading_torch_or_the_runner():
+    # The CLI's own path: Hydra composes the default config, checked by the schema, or refuses an override.
+    code = ("import sys\nfrom recoworld.apps.cli import main\n"
+            f"for argv in {BEFORE_A_RUN}:\n"
+            "    try:\n        status = main(argv)\n    except SystemExit as exit_:\n        status = exit_.code\n"
+            "    print('exit status:', status)\n"
+            "print(sorted(m for m in ('torch', 'scipy', 'matplotlib', 'recoworld.apps.run.runner') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert re.findall(r"^exit status: (\d)$", out, re.M) == ["0", "0", "1"]
+    assert "== Configuration groups ==" in out and "experiment:\n  agents:" in out
+    assert "did you mean experiment.steps?" in done.stderr
+    assert out.splitlines()[-1] == "[]"  # the modules of those four that were loaded
+
+
 #: Benchmark scripts parse their options with argparse; the leaderboard hands its to the Hydra app instead,
 #: and ``_name.py`` files are modules the scripts share, not scripts.
 ARGPARSE_BENCHMARKS = sorted(p.name for p in (ROOT / "benchmarks").glob("*.py")

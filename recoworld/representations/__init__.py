@@ -1,37 +1,33 @@
 """Item representations beyond the catalog's features: text embeddings, external embeddings,
-semantic IDs from residual quantisation, and the ways LLM users read items in a prompt."""
+semantic IDs from residual quantisation, and the ways LLM users read items in a prompt.
 
-from recoworld.representations.embeddings import (
-    attach_embeddings,
-    default_text_model_path,
-    get_embeddings,
-    item_texts,
-    text_embeddings,
-)
-from recoworld.representations.items import (
-    EmbeddingRepresentation,
-    ItemRepresentation,
-    RepresentationConfig,
-    SemanticIdRepresentation,
-    TextRepresentation,
-    make_representation,
-)
-from recoworld.representations.quantization import ResidualQuantizer, kmeans
-from recoworld.representations.semantic_ids import SemanticIds
+The names load on first use, so that :class:`RepresentationConfig` (a field of the LLM
+users' configs, which ``recoworld run`` checks before it runs) comes without torch.
+"""
 
-__all__ = [
-    "EmbeddingRepresentation",
-    "ItemRepresentation",
-    "RepresentationConfig",
-    "ResidualQuantizer",
-    "SemanticIdRepresentation",
-    "SemanticIds",
-    "TextRepresentation",
-    "attach_embeddings",
-    "default_text_model_path",
-    "get_embeddings",
-    "item_texts",
-    "kmeans",
-    "make_representation",
-    "text_embeddings",
-]
+from importlib import import_module
+
+_LAZY = {
+    "EmbeddingRepresentation": "recoworld.representations.items",
+    "ItemRepresentation": "recoworld.representations.items",
+    "RepresentationConfig": "recoworld.representations.config",
+    "ResidualQuantizer": "recoworld.representations.quantization",
+    "SemanticIdRepresentation": "recoworld.representations.items",
+    "SemanticIds": "recoworld.representations.semantic_ids",
+    "TextRepresentation": "recoworld.representations.items",
+    "attach_embeddings": "recoworld.representations.embeddings",
+    "default_text_model_path": "recoworld.representations.embeddings",
+    "get_embeddings": "recoworld.representations.embeddings",
+    "item_texts": "recoworld.representations.embeddings",
+    "kmeans": "recoworld.representations.quantization",
+    "make_representation": "recoworld.representations.items",
+    "text_embeddings": "recoworld.representations.embeddings",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'recoworld.representations' has no attribute {name!r}")

@@ -20,39 +20,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
 from recoworld.catalog import Catalog
+from recoworld.representations.config import RepresentationConfig
 from recoworld.representations.embeddings import get_embeddings
 from recoworld.representations.semantic_ids import SemanticIds
 
 KINDS = ("text", "semantic_id", "embedding")
-
-
-@dataclass
-class RepresentationConfig:
-    """Which history representation an LLM user's prompt uses.
-
-    Attributes:
-        kind: ``"text"``, ``"semantic_id"`` or ``"embedding"``.
-        source: the embeddings behind ``semantic_id`` and ``embedding``: ``"features"``
-            (the catalog's features), ``"text"`` (sentence-transformers embeddings of
-            titles and genres), or a name attached with
-            :func:`~recoworld.representations.embeddings.attach_embeddings`.
-        levels: semantic-ID levels (before the collision token).
-        codebook_size: centroids per level.
-        nearest_genres: genres named per item by ``embedding``.
-        seed: seed of the quantiser's k-means.
-    """
-
-    kind: str = "text"
-    source: str = "features"
-    levels: int = 3
-    codebook_size: int = 64
-    nearest_genres: int = 2
-    seed: int = 0
 
 
 class ItemRepresentation(ABC):

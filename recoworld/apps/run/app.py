@@ -38,10 +38,10 @@ from omegaconf import DictConfig
 
 import recoworld.conf  # noqa: F401  (registers the structured-config schemas)
 from recoworld.apps.merge_multirun import end_stopped_sweeps
-from recoworld.apps.run.checks import override_key, unknown_key_hint, world_path_hint
-from recoworld.apps.run.executor import RolloutsFailed, check_executor
+from recoworld.apps.run.checks import (
+    ExperimentConfigError, check_overrides, override_key, unknown_key_hint, world_path_hint,
+)
 from recoworld.apps.run.plugins import PluginConflict, plugin_overrides, register_plugins
-from recoworld.apps.run.runner import ExperimentConfigError, check_overrides, resolve_lineup, run_experiment
 from recoworld.apps.run.secrets import redacted_output, secrets_in_config
 from recoworld.llm import BudgetExceeded
 
@@ -57,7 +57,11 @@ class JobFailed(CompactHydraException):
 
 @hydra.main(version_base="1.3", config_path="pkg://recoworld.conf", config_name="config")
 def _job(cfg: DictConfig) -> None:
+    # The run's machinery (torch, the simulators, the runner) loads only once Hydra has a job to
+    # run: --help, --cfg and a config Hydra refuses answer without it.
     from recoworld.agents.llm_agents import AgentFallbacksExceeded
+    from recoworld.apps.run.executor import RolloutsFailed, check_executor
+    from recoworld.apps.run.runner import resolve_lineup, run_experiment
     from recoworld.simulators import LLMUserError
 
     hydra_cfg = HydraConfig.get()
@@ -106,6 +110,8 @@ def _default_config(overrides: Sequence[str], choices: Mapping, config_name: str
     """The config and lineup of the run's config groups (and ``experiment.agents``) without the
     values its command line sets, i.e. the defaults of this RecoWorld: what a resumed run's
     keys are compared with when the saved config lacks them. ``None`` when they do not compose."""
+    from recoworld.apps.run.runner import resolve_lineup
+
     kept = [o for o in overrides if override_key(o) in choices or override_key(o) in ("experiment.agents", SEARCH_PATH)]
     try:
         cfg = compose(config_name=config_name, overrides=kept)
