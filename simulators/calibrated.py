@@ -69,10 +69,8 @@ from recoworld.simulators.statistical import StatisticalUserConfig
 # The folder's mechanics live in world_folder; both names stay importable from here.
 from recoworld.simulators.world_folder import finish_replacement, is_world  # noqa: F401
 
-#: Bumped whenever the fit changes what it writes, so that old artifacts are not reused. A part
-#: the loader reads as optional needs none: the original ids (:data:`ORIGINAL_ID`), which
-#: worlds saved before them lack.
-ARTIFACT_VERSION = 14
+#: Bumped whenever the fit changes what it writes, so that old artifacts are not reused.
+ARTIFACT_VERSION = 15
 ARTIFACT_NAME = f"movielens-100k-v{ARTIFACT_VERSION}"
 S_CALIBRATED = 7  # random stream of the population's draws (see recoworld.rng)
 
@@ -122,9 +120,10 @@ class CalibratedWorld:
 
     The data's own ids and the world's dense ones map both ways, for one id or an array of
     them (a run's slates): :meth:`original_item_id`, :meth:`dense_item_id`,
-    :meth:`original_user_id`, :meth:`dense_user_id`. A world saved before RecoWorld kept
-    them has no ``original_id`` column and ``original_item_ids`` is ``None``: the maps
-    raise ``ValueError`` saying to fit it again.
+    :meth:`original_user_id`, :meth:`dense_user_id`. A world made without them (built in
+    Python with no ``original_item_ids`` and users without an ``original_id`` column; every
+    world ``recoworld calibrate`` fits has them) still saves, loads and runs, and its maps
+    raise ``ValueError`` saying how to fit it with them.
     """
 
     catalog: Catalog
@@ -168,8 +167,8 @@ class CalibratedWorld:
 
     def _originals(self, what: str, ids) -> np.ndarray:
         if ids is None:
-            raise ValueError(f"this calibrated world has no map between its {what} ids and the data's: it was saved "
-                             f"by an earlier RecoWorld, which kept none; fit it again to keep them: {self._refit()}")
+            raise ValueError(f"this calibrated world has no map between its {what} ids and the data's: it was made "
+                             f"without them; fit it with recoworld calibrate to keep them: {self._refit()}")
         return np.asarray(ids, dtype=object)
 
     def _refit(self) -> str:
@@ -285,7 +284,7 @@ class CalibratedWorld:
         users = pd.DataFrame({c: tensors[f"users.{c}"].numpy() for c in NUMERIC_COLUMNS})
         for c in ("user_id", "age", "n_ratings", "n_sessions"):
             users[c] = users[c].astype(np.int64)
-        # A world saved before the original ids were kept has none (the class docstring).
+        # A world made without the original ids has none (the class docstring).
         original = [ORIGINAL_ID] if ORIGINAL_ID in document["users"] else []
         for c in (*TEXT_COLUMNS, *original):
             users[c] = document["users"][c]

@@ -89,8 +89,8 @@ def test_unknown_ids_are_refused_naming_them_and_where_ids_come_from(fitted):
 
 
 def test_a_world_saved_without_original_ids_loads_and_says_it_has_no_map(fitted, tmp_path):
-    """A world saved before RecoWorld kept the ids (same artifact version) still loads and
-    runs; only the maps refuse, saying how to fit it again."""
+    """A world made without the ids (built in Python without them) still loads and runs;
+    only the maps refuse, saying how to fit it with them."""
     old = tmp_path / "old"
     shutil.copytree(fitted / "world", old)
     document = json.loads((old / "world.json").read_text())
@@ -105,7 +105,7 @@ def test_a_world_saved_without_original_ids_loads_and_says_it_has_no_map(fitted,
         with pytest.raises(ValueError) as error:
             call()
         assert str(error.value) == (f"this calibrated world has no map between its {what} ids and the data's: it "
-                                    "was saved by an earlier RecoWorld, which kept none; fit it again to keep them: "
+                                    "was made without them; fit it with recoworld calibrate to keep them: "
                                     f"{refit}")
 
 

@@ -52,6 +52,8 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from scipy import linalg, sparse
+from threadpoolctl import threadpool_limits
 
 
 @dataclass
@@ -122,20 +124,31 @@ def rating_weights(train: pd.DataFrame, n_users: int, n_items: int, half_life: f
     return weights
 
 
-def balanced_loss(logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """The weighted logistic loss of the module docstring (without the penalty).
+class BalancedLoss:
+    """The weighted logistic loss of the module docstring (without the penalty) of the
+    logits of the rating ``weights`` (``[n_users, n_items]``, positive on chosen pairs and 0
+    elsewhere).
 
-    ``weights`` is ``[n_users, n_items]``, positive on chosen pairs and 0 elsewhere. Written
-    as a dense softplus over all pairs plus a correction on the chosen pairs, so that the
-    dense part costs one elementwise op and one row sum.
+    Written as a dense softplus over all pairs plus a correction on the chosen pairs, so
+    that the dense part costs one elementwise op and one row sum. What depends on the
+    weights only (the unrated items' weight, the chosen pairs) is worked out once: the fit
+    evaluates the loss at every step, and these passes over the dense table took a third
+    of each step on a 4,000 x 4,000 log (``benchmarks/RESULTS.md``).
     """
-    chosen = weights > 0
-    negative_weight = weights.sum(1) / (~chosen).sum(1).clamp_min(1).float()
-    dense = (F.softplus(logits).sum(1) * negative_weight).sum()
-    rows, cols = chosen.nonzero(as_tuple=True)
-    pos, w = logits[rows, cols], weights[rows, cols]
-    correction = ((w - negative_weight[rows]) * F.softplus(pos) - w * pos).sum()
-    return (dense + correction) / weights.sum().clamp_min(1e-12)
+
+    def __init__(self, weights: torch.Tensor):
+        chosen = weights > 0
+        self.negative_weight = weights.sum(1) / (~chosen).sum(1).clamp_min(1).float()
+        self.rows, self.cols = chosen.nonzero(as_tuple=True)
+        self.chosen_weight = weights[self.rows, self.cols]
+        self.excess_weight = self.chosen_weight - self.negative_weight[self.rows]
+        self.total = weights.sum().clamp_min(1e-12)
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        dense = (F.softplus(logits).sum(1) * self.negative_weight).sum()
+        pos = logits[self.rows, self.cols]
+        correction = (self.excess_weight * F.softplus(pos) - self.chosen_weight * pos).sum()
+        return (dense + correction) / self.total
 
 
 def fit_choice(weights: torch.Tensor, config: ChoiceFitConfig = ChoiceFitConfig(),
@@ -198,8 +211,9 @@ def factorise(weights: torch.Tensor, config: ChoiceFitConfig) -> tuple[torch.Ten
     U = (0.1 * torch.randn(n_users, config.dim, generator=gen)).requires_grad_()
     V = (0.1 * torch.randn(n_items, config.dim, generator=gen)).requires_grad_()
     optimizer = torch.optim.Adam([U, V], lr=config.learning_rate)
+    balanced_loss = BalancedLoss(weights)
     for _ in range(config.steps):
-        loss = balanced_loss(U @ V.T, weights)
+        loss = balanced_loss(U @ V.T)
         loss = loss + config.l2 * (U.pow(2).sum(1).mean() + V.pow(2).sum(1).mean())
         optimizer.zero_grad()
         loss.backward()
@@ -213,8 +227,9 @@ def fold_in_users(weights: torch.Tensor, item_vectors: torch.Tensor, config: Cho
     gen = torch.Generator().manual_seed(config.seed + 1)
     U = (0.1 * torch.randn(weights.shape[0], item_vectors.shape[1], generator=gen)).requires_grad_()
     optimizer = torch.optim.Adam([U], lr=config.learning_rate)
+    balanced_loss = BalancedLoss(weights)
     for _ in range(config.steps):
-        loss = balanced_loss(U @ item_vectors.T, weights) + config.l2 * U.pow(2).sum(1).mean()
+        loss = balanced_loss(U @ item_vectors.T) + config.l2 * U.pow(2).sum(1).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -230,13 +245,37 @@ def neighbourhood_scores(weights: torch.Tensor, l2: float, rows: torch.Tensor | 
     others. Weighting the user's ratings by recency (``weights``) makes the items rated
     last count most, as they do for what the user chooses next. ``rows`` (a ``[n_users]``
     mask) chooses the users whose ratings fit :math:`B` (default: all).
+
+    The costs are those of the ratings, not of the dense tables: :math:`X^\top X` counts
+    co-rated pairs over the ratings alone (exactly: counts are integers), :math:`P` comes
+    from its Cholesky factor (it is positive definite; float64, as :math:`\lambda` is small
+    against the counts of a large log), and :math:`WB` sums over the rated pairs of
+    :math:`W` (:func:`rated_times`).
     """
-    rated = (weights if rows is None else weights[rows]).gt(0).double()
-    gram = rated.T @ rated + l2 * torch.eye(weights.shape[1], dtype=torch.float64)
-    inverse = torch.linalg.inv(gram)
-    item_weights = -inverse / torch.diagonal(inverse)[None, :]
+    rated = sparse_rows(weights if rows is None else weights[rows], binary=True)
+    gram = torch.from_numpy((rated.T @ rated).toarray())
+    gram.diagonal().add_(l2)
+    inverse = torch.cholesky_inverse(torch.linalg.cholesky(gram))
+    del gram
+    item_weights = inverse.div_(-torch.diagonal(inverse)[None, :])
     item_weights.fill_diagonal_(0.0)
-    return (weights.double() @ item_weights).float()
+    return rated_times(weights, item_weights)
+
+
+def sparse_rows(weights: torch.Tensor, binary: bool = False) -> sparse.csr_matrix:
+    """The nonzero entries of ``weights`` (``[n_users, n_items]``) as a float64 SciPy CSR
+    matrix (1.0 for each when ``binary``)."""
+    users, items = weights.nonzero(as_tuple=True)
+    values = np.ones(len(users)) if binary else weights[users, items].double().numpy()
+    return sparse.csr_matrix((values, (users.numpy(), items.numpy())), shape=tuple(weights.shape))
+
+
+def rated_times(weights: torch.Tensor, item_matrix: torch.Tensor) -> torch.Tensor:
+    """``weights @ item_matrix`` (float32) of rating ``weights`` ``[n_users, n_items]`` and a
+    float64 ``[n_items, n_items]`` matrix, summed in float64 over the rated pairs only: a
+    user rates a few items of the catalog, so this costs ratings x items multiplications
+    where the dense product costs users x items x items."""
+    return torch.from_numpy(sparse_rows(weights) @ item_matrix.numpy()).float()
 
 
 def sequence_scores(ratings: pd.DataFrame, recent: torch.Tensor, window: int,
@@ -267,18 +306,43 @@ def sequence_scores(ratings: pd.DataFrame, recent: torch.Tensor, window: int,
     counts = torch.tensor(counts.reshape(n_items, n_items))
     out_degree, in_degree = counts.sum(1).clamp_min(1.0), counts.sum(0).clamp_min(1.0)
     transitions = counts / out_degree.sqrt()[:, None] / in_degree.sqrt()[None, :]
-    return (recent.double() @ transitions).float()
+    return rated_times(recent, transitions)
 
 
 def low_rank(scores: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """User and item vectors ``[n_users, r]``, ``[n_items, r]`` whose products are the best
+    r"""User and item vectors ``[n_users, r]``, ``[n_items, r]`` whose products are the best
     rank-``r`` approximation of ``scores`` (truncated SVD, Eckart-Young), singular values
-    split evenly between the two sides; ``r`` is ``rank`` or less when ``scores`` is smaller."""
+    split evenly between the two sides; ``r`` is ``rank`` or less when ``scores`` is smaller.
+
+    Only the ``r`` leading singular vectors are computed, and exactly: those of the smaller
+    side (users or items) are the leading eigenvectors of its Gram matrix (:math:`SS^\top`
+    or :math:`S^\top S`, in float64; LAPACK's ``dsyevr`` computes a chosen few), those of
+    the other side are :math:`S v / \sigma`. A full SVD of a 4,000 x 4,000 log's scores took
+    about three times as long (``benchmarks/RESULTS.md``). The Gram matrix squares the spread of
+    the singular values, which float64 absorbs: its vectors are closer to the exact ones
+    than a float32 SVD's for every singular value above about :math:`10^{-8}\sigma_1`. The
+    sign of each pair of vectors is the one that makes the item vector's largest entry (in
+    absolute value) positive, where an SVD's is whatever its algorithm gives.
+    """
     if rank < 1:
         raise ValueError(f"rank={rank}; keep at least one dimension")
-    left, singular, right = torch.linalg.svd(scores, full_matrices=False)
-    root = singular[:rank].sqrt()
-    return (left[:, :rank] * root).contiguous(), (right[:rank].T * root).contiguous()
+    wide = scores.shape[0] < scores.shape[1]
+    tall = (scores.T if wide else scores).double()  # [*, k]: k = min(n_users, n_items) columns
+    k = tall.shape[1]
+    r = min(rank, k)
+    with threadpool_limits(limits=torch.get_num_threads(), user_api="blas"):  # SciPy's BLAS: the fit's threads
+        eigenvalues, eigenvectors = linalg.eigh((tall.T @ tall).numpy(), subset_by_index=[k - r, k - 1],
+                                                overwrite_a=True)
+    # Largest first; a rank-deficient matrix's zero eigenvalues may come out a rounding below 0.
+    root = torch.from_numpy(eigenvalues[::-1].copy()).clamp_min(0.0).pow(0.25)  # sqrt(sigma)
+    gram_side = torch.from_numpy(eigenvectors[:, ::-1].copy())
+    # S v / sigma * sqrt(sigma); 0 for a singular value of 0, whose products are 0.
+    other_side = (tall @ gram_side) / torch.where(root > 0, root, torch.inf)
+    gram_side = gram_side * root
+    users, items = (gram_side, other_side) if wide else (other_side, gram_side)
+    sign = torch.sign(items.gather(0, items.abs().argmax(0, keepdim=True)))
+    sign[sign == 0] = 1.0
+    return (users * sign).to(scores.dtype).contiguous(), (items * sign).to(scores.dtype).contiguous()
 
 
 def balanced_pairs(positive: torch.Tensor, negative: torch.Tensor

@@ -9,7 +9,7 @@ The steps, in order (each is documented in its module):
    from all timestamps, fit activity and returns, and rank patience
    (:mod:`~recoworld.apps.calibrate.dynamics`): a log whose sessions cannot be calibrated
    (no return, gaps of one length or too heavy-tailed) is refused here, before the choice
-   fits, which take a minute on a large log;
+   fits, which take minutes on a large log;
 3. fit the choice model on the training split minus the validation fold, and Platt-scale
    it on the validation fold (:mod:`~recoworld.calibration.choice`), or, for a world cut
    at a date, scale it with the items' trend at that date (:mod:`~recoworld.calibration.trend`);
