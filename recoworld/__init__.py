@@ -5,8 +5,7 @@ The public names below load on first use, so that ``import recoworld`` (and the
 ``recoworld`` command line) starts without importing torch.
 """
 
-from importlib import import_module
-
+from recoworld.lazy import lazy_names
 from recoworld.registration import register_envs
 
 register_envs()
@@ -22,9 +21,4 @@ _LAZY = {
 }
 
 __all__ = [*_LAZY, "__version__"]
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'recoworld' has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _LAZY)  # PEP 562

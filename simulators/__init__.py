@@ -6,7 +6,7 @@ that importing a torch-free module of this package — the users' configs, which
 ``hybrid_config``, ``population``) — does not import the simulators, torch and the LLM layer.
 """
 
-from importlib import import_module
+from recoworld.lazy import lazy_names
 
 _LAZY = {
     "HybridSimulatorConfig": "recoworld.simulators.hybrid_config",
@@ -25,9 +25,4 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY)
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'recoworld.simulators' has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _LAZY)  # PEP 562

@@ -5,7 +5,7 @@ The names load on first use, so that :class:`RepresentationConfig` (a field of t
 users' configs, which ``recoworld run`` checks before it runs) comes without torch.
 """
 
-from importlib import import_module
+from recoworld.lazy import lazy_names
 
 _LAZY = {
     "EmbeddingRepresentation": "recoworld.representations.items",
@@ -25,9 +25,4 @@ _LAZY = {
 }
 
 __all__ = sorted(_LAZY)
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'recoworld.representations' has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _LAZY)  # PEP 562

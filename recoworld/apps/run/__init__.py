@@ -8,15 +8,10 @@ names load on first use, so that the commands that only read a run's directory
 without importing torch.
 """
 
-from importlib import import_module
+from recoworld.lazy import lazy_names
 
 _LAZY = {"RolloutResult": "recoworld.envs.rollout", "population_seed": "recoworld.envs.rollout",
          "rollout": "recoworld.envs.rollout"}
 
 __all__ = list(_LAZY)
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'recoworld.apps.run' has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, _LAZY)  # PEP 562
