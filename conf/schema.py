@@ -170,10 +170,11 @@ class ExperimentConfig:
             calls exceed it is refused before it starts, with the estimate; raise it to
             confirm the cost (see :mod:`recoworld.apps.run.cost`).
 
-    Hydra composes this schema without constructing it; the runner constructs it
-    (``OmegaConf.to_object``) before it touches the run directory, and construction
-    refuses an empty or repeated seed list, a negative seed, ``steps`` or
-    ``torch_threads`` below 1, naming the key, the value and the fix.
+    Hydra composes this schema without constructing it; ``recoworld run`` constructs it
+    (``OmegaConf.to_object``) before it loads the runner, and the runner again before it
+    touches the run directory. Construction refuses an empty or repeated seed list, a
+    negative seed, ``steps`` or ``torch_threads`` below 1, naming the key, the value and
+    the fix.
     """
 
     agents: list[str] = field(default_factory=lambda: ["random", "most_popular", "oracle"])

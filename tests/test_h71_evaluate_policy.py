@@ -11,7 +11,7 @@ import pytest
 from recoworld.apps.cli import main as cli
 from tests.test_ope_evaluate import refused, table_log
 
-QUICK = ("--sims", "2", "--refits", "2", "--bootstrap", "20")
+QUICK = ("--sims", "2", "--refits", "2", "--bootstrap", "39")
 
 
 def with_value(n, row, value):

@@ -10,7 +10,7 @@ from test_ope_evaluate import refused
 
 from agents.base import Recommender
 
-QUICK = ("--world", "synthetic", "--sims", "2", "--refits", "2", "--bootstrap", "20", "--truth-users", "200")
+QUICK = ("--world", "synthetic", "--sims", "2", "--refits", "2", "--bootstrap", "39", "--truth-users", "200")
 LOG_USERS = 150
 
 

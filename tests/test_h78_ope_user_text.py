@@ -16,7 +16,7 @@ from recoworld.apps.cli import main as cli
 from recoworld.apps.ope.policies import raised
 from recoworld.types import Observation
 
-QUICK = ("--sims", "2", "--refits", "2", "--bootstrap", "20")
+QUICK = ("--sims", "2", "--refits", "2", "--bootstrap", "39")
 
 
 @pytest.mark.parametrize("folder", ["[exp]", "[/exp]"], ids=["style_tag", "closing_tag"])

@@ -425,7 +425,7 @@ def test_command_reads_a_true_false_reward_as_one_zero(tmp_path):
     log = table_log(tmp_path / "log.csv", reward=clicked)
     assert "True" in (tmp_path / "log.csv").read_text()
     assert cli(["ope", "evaluate", "--log", log, "--policy", "tests.test_ope_evaluate:UniformBandit", "--sims", "2",
-                "--refits", "2", "--bootstrap", "20", "--out", str(tmp_path / "out")]) == 0
+                "--refits", "2", "--bootstrap", "39", "--out", str(tmp_path / "out")]) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["estimates"][0]["estimate"] == pytest.approx(clicked.mean())     # IPS of the logging policy
 
@@ -449,7 +449,7 @@ def test_command_warns_of_a_table_log_whose_rows_were_copied(tmp_path):
     table = pd.read_csv(log)
     pd.concat([table, table.iloc[:15]], ignore_index=True).to_csv(log, index=False)
     assert cli(["ope", "evaluate", "--log", log, "--policy", "tests.test_ope_evaluate:UniformBandit", "--sims", "2",
-                "--refits", "2", "--bootstrap", "20", "--out", str(tmp_path / "out")]) == 0
+                "--refits", "2", "--bootstrap", "39", "--out", str(tmp_path / "out")]) == 0
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["n"] == 75
     assert [w for w in report["warnings"] if "repeat" in w] == [(

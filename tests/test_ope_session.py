@@ -178,4 +178,4 @@ def test_weights_that_overflow_float64_are_reported_as_overflow_not_as_zero_weig
             with pytest.raises(ValueError, match=r"overflows float64 \(first at logged round 0\).*clip the weights"):
                 estimator.estimate_policy_value(feedback, target)
             with pytest.raises(ValueError, match="overflows float64"):
-                estimator.estimate_interval(feedback, target, n_bootstrap=10)
+                estimator.estimate_interval(feedback, target, n_bootstrap=39)

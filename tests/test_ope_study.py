@@ -22,7 +22,7 @@ from recoworld.types import CANDIDATE_IDS
 
 torch.set_num_threads(1)
 SMALL = ["--log-sizes", "150", "--seeds", "2", "--n-items", "60", "--truth-users", "400", "--truth-draws", "1",
-         "--bootstrap", "20", "--targets", "greedy", "--logging", "epsilon_soft", "softmax", "--refits", "3",
+         "--bootstrap", "39", "--targets", "greedy", "--logging", "epsilon_soft", "softmax", "--refits", "3",
          "--learned", "--no-sessions"]
 SESSIONS = ["--session-log-sizes", "40", "--session-seeds", "2", "--session-truth-users", "300", "--session-refits", "2",
             "--horizon", "3", "--session-logging", "epsilon_soft"]

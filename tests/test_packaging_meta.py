@@ -106,14 +106,15 @@ def test_run_answers_help_its_config_and_a_config_mistake_without_loading_torch_
             f"for argv in {BEFORE_A_RUN}:\n"
             "    try:\n        status = main(argv)\n    except SystemExit as exit_:\n        status = exit_.code\n"
             "    print('exit status:', status)\n"
-            "print(sorted(m for m in ('torch', 'scipy', 'matplotlib', 'recoworld.apps.run.runner') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'scipy', 'matplotlib', 'pandas', 'recoworld.apps.run.runner') "
+            "if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert re.findall(r"^exit status: (\d)$", out, re.M) == ["0", "0", "1"]
     assert "== Configuration groups ==" in out and "experiment:\n  agents:" in out
     assert "did you mean experiment.steps?" in done.stderr
-    assert out.splitlines()[-1] == "[]"  # the modules of those four that were loaded
+    assert out.splitlines()[-1] == "[]"  # the modules of those five that were loaded
 
 
 #: Benchmark scripts parse their options with argparse; the leaderboard hands its to the Hydra app instead,

@@ -10,7 +10,10 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 
 from recoworld.apps.merge_runs import METRICS_FILE, find_runs, unfinished_reason
-from recoworld.apps.merge_writer import DEFAULT_METRIC, merge, say
+
+# The merge itself (recoworld.apps.merge_writer) is imported where a sweep is merged or ended:
+# it loads pandas, and `recoworld run` imports this module for every run, its --help and a
+# refused override included.
 
 logger = logging.getLogger("recoworld.merge")
 
@@ -26,8 +29,8 @@ class MergeSweep(Callback):
     that fails is logged, not raised: the jobs' own results stand. A sweep that Hydra does
     not end (a job failed, or Ctrl-C) is ended by :func:`end_stopped_sweeps`."""
 
-    def __init__(self, metric: str = DEFAULT_METRIC):
-        self.metric = metric
+    def __init__(self, metric: str | None = None):
+        self.metric = metric  # None: recoworld merge's default metric
 
     def on_multirun_start(self, config, **kwargs) -> None:
         from recoworld.apps.status import now
@@ -41,8 +44,10 @@ class MergeSweep(Callback):
 
     def merge(self, sweep_dir: Path) -> bool:
         """Merge ``sweep_dir``; whether it was merged (why not is logged)."""
+        from recoworld.apps.merge_writer import DEFAULT_METRIC, merge
+
         try:
-            merge([sweep_dir], metric=self.metric)
+            merge([sweep_dir], metric=DEFAULT_METRIC if self.metric is None else self.metric)
         except Exception as err:  # noqa: BLE001 - the jobs' results stand; `recoworld merge` can be run again
             logger.error(f"recoworld merge {sweep_dir}: {type(err).__name__}: {err}")
             return False
@@ -59,8 +64,11 @@ def end_stopped_sweeps(interrupted: bool, console=None) -> list[Path]:
     (:func:`~recoworld.apps.run.rundir.record_interruptions`). Either way the last line says
     how to finish the sweep: the same command again with ``experiment.resume=true`` and its
     ``hydra.sweep.dir`` (each finished job is kept)."""
+    if not _SWEEPS_BEGUN:
+        return []  # a single run, or a sweep Hydra ended: nothing to load, nothing to say
     from rich.console import Console
 
+    from recoworld.apps.merge_writer import say
     from recoworld.apps.run.rundir import record_interruptions
 
     console = console or Console(stderr=True)

@@ -56,7 +56,7 @@ from recoworld.data.bts_policy import SlateDistribution, bts_distribution
 from recoworld.data.tables import check_column, numeric_column
 from recoworld.logs import SCHEMA, _to_arrow, list_column
 from recoworld.ope import DM, DR, IPS, SNDR, SNIPS, BanditFeedback, LogisticRegression, fit_reward_model
-from recoworld.ope.base import BaseEstimator
+from recoworld.ope.base import BaseEstimator, check_resamples
 
 __all__ = [
     "BEHAVIOR_POLICIES", "CAMPAIGNS", "N_POSITIONS", "OpenBanditData", "SlateDistribution",
@@ -204,6 +204,7 @@ def obd_study(cache_dir: str | Path | None = None, n_mc: int = 100_000, seed: in
         list of ``{estimator, estimate, ci_low, ci_high, on_policy, on_policy_ci_low,
         on_policy_ci_high, rel_error}`` with ``rel_error = |estimate - on_policy| / on_policy``.
     """
+    check_resamples(n_bootstrap, alpha)  # before the download and the Monte-Carlo draws
     if path is None:
         from recoworld.data.fetch import fetch
 

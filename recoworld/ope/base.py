@@ -21,6 +21,7 @@ Shared arguments of ``estimate_policy_value`` / ``estimate_interval``:
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -30,6 +31,34 @@ from recoworld.ope._validation import check_scalar
 
 #: Replicates x rounds drawn per bootstrap chunk: bounds the scratch memory at about 200 MB.
 _BOOTSTRAP_CHUNK_ELEMENTS = 1 << 23
+
+
+def min_resamples(alpha: float) -> int:
+    """The fewest bootstrap resamples ``B`` whose percentile interval can claim ``1 - alpha``:
+    the smallest ``B >= 2`` with ``(B - 1) / (B + 1) >= 1 - alpha``, i.e. ``B >= 2 / alpha - 1``
+    (39 for ``alpha = 0.05``, 19 for 0.1). The widest interval ``B`` replicates give, from
+    the smallest to the largest, holds a further replicate with probability
+    ``(B - 1) / (B + 1)`` (the ``B`` draws cut the line into ``B + 1`` equally likely gaps),
+    so with fewer no interval of them covers ``1 - alpha`` of the bootstrap distribution."""
+    check_scalar(alpha, "alpha", 0, 1, low_inclusive=False, high_inclusive=False)
+    # rounded first: 2 / 0.05 - 1 is 39 in exact arithmetic and must not become 40
+    return max(2, math.ceil(round(2 / alpha - 1, 9)))
+
+
+def check_resamples(n_bootstrap: int, alpha: float, name: str = "n_bootstrap") -> None:
+    """Refuse ``n_bootstrap`` resamples too few for a ``1 - alpha`` percentile interval
+    (:func:`min_resamples`); ``name`` is how the caller's user gives the count (an argument,
+    a flag). Callers check it before any work, so that a long evaluation never ends on it."""
+    check_scalar(n_bootstrap, name, 1)
+    least = min_resamples(alpha)
+    if n_bootstrap < least:
+        # rounded down: the coverage it could claim is never shown as the level it lacks
+        covers = math.floor(1000 * (n_bootstrap - 1) / (n_bootstrap + 1)) / 10
+        raise ValueError(
+            f"{name}={n_bootstrap} resamples cannot give a {100 * (1 - alpha):.4g}% interval: the widest "
+            f"percentile interval of {n_bootstrap} resamples covers about {covers:g}%; use {name} >= {least}, "
+            "and 1000 or more for stable ends"
+        )
 
 
 @dataclass(frozen=True)
@@ -101,6 +130,13 @@ class BaseEstimator(ABC):
         quantiles (the percentile method: B. Efron, R. Tibshirani, *An Introduction to the
         Bootstrap*, 1993, ch. 13).
 
+        Resamples: at least ``2 / alpha - 1`` (39 for ``alpha = 0.05``, 19 for 0.1;
+        :func:`min_resamples`), else ``ValueError`` before any work. With fewer ``B``, even
+        the range from the smallest to the largest replicate, wider than the interval, covers
+        only ``(B - 1) / (B + 1)`` of the bootstrap distribution, less than the ``1 - alpha``
+        claimed (0.905 for ``B = 20`` at 0.95). The minimum only makes the claim possible:
+        the ends of a 95% interval need about 1000 resamples to be stable (ibid.).
+
         Coverage: close to ``1 - alpha`` when the effective sample size of the weights
         (:func:`~recoworld.ope.diagnostics.weight_diagnostics`) is in the hundreds or more;
         below it when a few heavily weighted rounds dominate the log (effective sample size under
@@ -111,8 +147,7 @@ class BaseEstimator(ABC):
         for DR and the weighted estimators): ``benchmarks/ope_interval_coverage.py`` and
         ``benchmarks/RESULTS.md``.
         """
-        check_scalar(n_bootstrap, "n_bootstrap", 1)
-        check_scalar(alpha, "alpha", 0, 1, low_inclusive=False, high_inclusive=False)
+        check_resamples(n_bootstrap, alpha)  # before the terms: FQE fits its Q-function there
         check_scalar(seed, "seed", 0)
         terms = self._round_terms(*args, **kwargs)
         self._checked_sums(terms)  # refuses weights beyond float64 before any resample

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recoworld.ope import _validation as v
 from recoworld.ope.bandit import DM, DR, IPS, SNDR, SNIPS
+from recoworld.ope.base import check_resamples
 from recoworld.ope.diagnostics import weight_diagnostics
 from recoworld.ope.feedback import BanditFeedback
 from recoworld.ope.refit import refit_interval
@@ -101,8 +101,10 @@ class BanditProblem:
 def evaluate_bandit(problem: BanditProblem, n_bootstrap: int = 1000, n_refits: int = 20, alpha: float = 0.05,
                     seed: int = 0) -> list[dict]:
     """One row per estimator: ``{estimator, estimate, lower, upper, interval}``, where
-    ``interval`` says how it was drawn (``"rows"`` or ``"refit"``; see the module docstring)."""
-    v.check_scalar(n_bootstrap, "n_bootstrap", 1)
+    ``interval`` says how it was drawn (``"rows"`` or ``"refit"``; see the module docstring).
+    ``n_bootstrap`` below :func:`~recoworld.ope.base.min_resamples` of ``alpha`` is refused
+    before any estimate."""
+    check_resamples(n_bootstrap, alpha)
     rows = []
     for name in ("IPS", "SNIPS"):
         try:

@@ -11,6 +11,7 @@ from recoworld.agents.logging_policies import EpsilonSoft, SoftmaxPolicy
 from recoworld.agents.off_policy import OBJECTIVES
 from recoworld.apps.ope.sessions import SESSION_ESTIMATORS
 from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, OPEN_UNIT, POSITIVE, UNIT, Interval, check_fields
+from recoworld.ope.base import check_resamples
 
 #: Held-out users are seeded from here on; logs use seeds below it.
 TRUTH_SEED = 10**9
@@ -75,6 +76,8 @@ class StudyConfig:
 
     def __post_init__(self):
         check_fields(self, self.RANGES)
+        # before any log is drawn, not at the first interval of a long study
+        check_resamples(self.n_bootstrap, self.alpha, "StudyConfig.n_bootstrap")
         for name in ("logging", "targets", "estimators", "log_sizes", "learned", "session_logging",
                      "session_log_sizes", "session_estimators"):
             given = list(getattr(self, name))

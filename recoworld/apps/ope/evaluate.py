@@ -43,6 +43,7 @@ import pandas as pd
 from recoworld.apps.ope import sources
 from recoworld.apps.ope.judgement import UNDEFINED, judge
 from recoworld.logs import check_new_folder, new_folder, strict_json
+from recoworld.ope.base import check_resamples
 from recoworld.ope.diagnostics import (
     INCONSISTENT,
     MIN_ESS,
@@ -75,7 +76,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--obd-policy", default="random", choices=("random", "bts"), help="OBD behaviour policy")
     p.add_argument("--obd-campaign", default="all", choices=("all", "men", "women"), help="OBD campaign")
     p.add_argument("--n-actions", type=int, default=None, help="actions of a table log (default: largest + 1)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the row intervals")
+    p.add_argument("--bootstrap", type=int, default=1000,
+                   help="bootstrap resamples of the row intervals (at least 2 / alpha - 1: 39 at --alpha 0.05)")
     p.add_argument("--refits", type=int, default=20, help="reward-model refits behind DM/DR intervals")
     p.add_argument("--alpha", type=float, default=0.05, help="1 - confidence level (default: 0.05)")
     p.add_argument("--sims", type=int, default=20, help="simulated logs behind the recommendation")
@@ -90,7 +92,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 #: Each numeric flag's smallest value and why, checked before any work (``--alpha`` and
-#: ``--max-relative-rmse`` have their own checks in :func:`check_flags`).
+#: ``--max-relative-rmse`` have their own checks in :func:`check_flags`, as has the least
+#: ``--bootstrap`` for the ``--alpha`` given).
 LEAST = {"bootstrap": (1, "resamples"), "refits": (2, "refits, for a standard error"),
          "sims": (2, "simulated logs, for an RMSE"), "truth_users": (2, "users, for a standard error"),
          "min_ess": (0, "(0: no threshold)"), "seed": (0, "(a seed is not negative)"),
@@ -106,6 +109,10 @@ def check_flags(args, p: argparse.ArgumentParser) -> None:
             p.error(f"--{name.replace('_', '-')} {value}; give {least} or more {why}")
     if not 0 < args.alpha < 1:
         p.error(f"--alpha {args.alpha}; give a number in (0, 1), e.g. 0.05 for 95% intervals")
+    try:  # too few resamples for the level: refused here, not after the log and the policy are read
+        check_resamples(args.bootstrap, args.alpha, "--bootstrap")
+    except ValueError as error:
+        p.error(str(error))
     if not args.max_relative_rmse > 0:
         p.error(f"--max-relative-rmse {args.max_relative_rmse}; give a share of the value above 0, e.g. 0.25")
 

@@ -45,6 +45,7 @@ from hydra.errors import HydraException
 
 from recoworld.apps.ope.config import ESTIMATORS, StudyConfig
 from recoworld.apps.ope.judgement import judge
+from recoworld.ope.base import min_resamples
 from recoworld.ope.diagnostics import weight_diagnostics
 from recoworld.ope.selection import Selection, summarise_errors
 
@@ -300,7 +301,8 @@ def select_for_slates(study, agent, target, data, estimators, args) -> Selection
                                  "(simulate-then-select)"):
         truth, _ = study.true_value(agent)
     config = study.config
-    study.config = StudyConfig(**{**config.__dict__, "n_bootstrap": 20, "n_refits": 2})
+    # only the estimates count here: the fewest resamples and refits whose intervals are allowed
+    study.config = StudyConfig(**{**config.__dict__, "n_bootstrap": min_resamples(config.alpha), "n_refits": 2})
     errors = []
     for s in range(args.sims):
         with agent_step(args.policy, f"asked about simulated log {s + 1} of {args.sims} (simulate-then-select)"):

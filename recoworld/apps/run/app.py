@@ -7,10 +7,12 @@ overrides, handles ``--multirun`` sweeps, and gives each job its run directory, 
 inside :func:`~recoworld.apps.run.secrets.redacted_output`, so that no API key reaches the
 console, a log or a file (Hydra's ``.hydra/`` files and ``multirun.yaml`` included).
 
-A run stops with a one-line message, not a traceback, when the config is wrong, when the
-LLM budget is spent, when LLM or hybrid users fell back to the statistical response on
-more than ``max_fallback_share`` of their steps (the message shows the first backend error
-and its fix), and when Ray rollouts failed (``experiment.executor=ray``: each named with its
+A run stops with a one-line message, not a traceback, when the config is wrong (the
+mistakes the composed config shows alone, such as ``experiment.steps=0`` or an empty
+``experiment.seeds``, before torch and the runner load), when the LLM budget is spent,
+when LLM or hybrid users fell back to the statistical response on more than
+``max_fallback_share`` of their steps (the message shows the first backend error and its
+fix), and when Ray rollouts failed (``experiment.executor=ray``: each named with its
 agent and seed). ``experiment.executor=ray`` is checked before the run directory is touched
 (:func:`~recoworld.apps.run.executor.check_executor`: Ray installed, the address reachable).
 
@@ -39,7 +41,8 @@ from omegaconf import DictConfig
 import recoworld.conf  # noqa: F401  (registers the structured-config schemas)
 from recoworld.apps.merge_multirun import end_stopped_sweeps
 from recoworld.apps.run.checks import (
-    ExperimentConfigError, check_overrides, override_key, unknown_key_hint, world_path_hint,
+    ExperimentConfigError, check_overrides, check_segments, check_world, experiment_settings, override_key,
+    unknown_key_hint, world_path_hint,
 )
 from recoworld.apps.run.plugins import PluginConflict, plugin_overrides, register_plugins
 from recoworld.apps.run.secrets import redacted_output, secrets_in_config
@@ -57,17 +60,26 @@ class JobFailed(CompactHydraException):
 
 @hydra.main(version_base="1.3", config_path="pkg://recoworld.conf", config_name="config")
 def _job(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    secrets_in_config(cfg)  # keys set in config files, not only on the command line
+    try:
+        # The checks that read the composed config alone (the runner repeats them for its
+        # Python callers) answer experiment.steps=0 or a calibrated user on a synthetic
+        # world before the run's machinery loads, which takes seconds.
+        check_overrides(hydra_cfg.overrides.task)
+        experiment_settings(cfg)
+        check_world(cfg)
+        check_segments(cfg)
+    except ExperimentConfigError as err:
+        _stop(hydra_cfg, f"recoworld run: error: {err}")
     # The run's machinery (torch, the simulators, the runner) loads only once Hydra has a job to
-    # run: --help, --cfg and a config Hydra refuses answer without it.
+    # run and its config passed those checks: --help, --cfg and a refused config answer without it.
     from recoworld.agents.llm_agents import AgentFallbacksExceeded
     from recoworld.apps.run.executor import RolloutsFailed, check_executor
     from recoworld.apps.run.runner import resolve_lineup, run_experiment
     from recoworld.simulators import LLMUserError
 
-    hydra_cfg = HydraConfig.get()
-    secrets_in_config(cfg)  # keys set in config files, not only on the command line
     try:
-        check_overrides(hydra_cfg.overrides.task)
         check_executor(cfg.experiment)
         # A plug-in's conf/ given as hydra.searchpath (a Hydra override, not the task's) holds
         # agents that experiment.agents may name: each agent is composed with it.

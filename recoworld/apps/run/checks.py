@@ -8,6 +8,10 @@ resumed run must repeat.
   :func:`check_overrides` refuse what the runner cannot do, and
   :func:`unknown_key_hint` adds to Hydra's refusal of an unknown key the keys it may have
   meant;
+- of those, the checks that read the composed config alone (:func:`check_overrides`,
+  :func:`experiment_settings`, :func:`check_world`, :func:`check_segments`) need no torch:
+  ``recoworld run`` makes them before it loads the runner, and the runner makes them again
+  for its Python callers;
 - :func:`run_identity` is the part of a config that decides the rows of the log, and
   :func:`config_differences` names the keys where two of them differ (a resumed run whose
   config differs from the saved one is refused with them) and the keys a newer RecoWorld
@@ -55,8 +59,9 @@ def experiment_settings(cfg: DictConfig) -> ExperimentConfig:
         ExperimentConfigError: a value is out of range; the message names the key, the
             value and the fix.
     """
-    # Imported here: the schema pulls in the simulators (and torch), which the readers of a
-    # run directory (recoworld view, export, merge) never need.
+    # Imported here: the schema pulls in Hydra's ConfigStore and the users' config modules
+    # (torch-free, so recoworld run checks with it before the runner loads), which the readers
+    # of a run directory (recoworld view, export, merge) never need.
     from recoworld.conf.schema import ExperimentConfig
 
     try:
