@@ -124,31 +124,76 @@ def rating_weights(train: pd.DataFrame, n_users: int, n_items: int, half_life: f
     return weights
 
 
+#: (user, item) pairs in one chunk of :meth:`BalancedLoss.gradients` (4 MB of float32), chosen by
+#: timing the fit (``benchmarks/RESULTS.md``): a step takes about as long with chunks of 1 to 64 MB;
+#: smaller ones of a wide catalog (a few users each) pay the loop's overhead per chunk, and larger
+#: ones only hold more memory.
+CHUNK_PAIRS = 1 << 20
+
+
 class BalancedLoss:
-    """The weighted logistic loss of the module docstring (without the penalty) of the
+    r"""The weighted logistic loss of the module docstring (without the penalty) of the
     logits of the rating ``weights`` (``[n_users, n_items]``, positive on chosen pairs and 0
-    elsewhere).
+    elsewhere), and its gradient in the factors of the logits (:meth:`gradients`).
 
     Written as a dense softplus over all pairs plus a correction on the chosen pairs, so
     that the dense part costs one elementwise op and one row sum. What depends on the
     weights only (the unrated items' weight, the chosen pairs) is worked out once: the fit
-    evaluates the loss at every step, and these passes over the dense table took a third
-    of each step on a 4,000 x 4,000 log (``benchmarks/RESULTS.md``).
+    evaluates the gradient at every step. ``chunk_users`` users at a time make one block of
+    :meth:`gradients` (default: :data:`CHUNK_PAIRS` pairs' worth).
     """
 
-    def __init__(self, weights: torch.Tensor):
-        chosen = weights > 0
-        self.negative_weight = weights.sum(1) / (~chosen).sum(1).clamp_min(1).float()
-        self.rows, self.cols = chosen.nonzero(as_tuple=True)
+    def __init__(self, weights: torch.Tensor, chunk_users: int | None = None):
+        n_users, n_items = weights.shape
+        self.rows, self.cols = (weights > 0).nonzero(as_tuple=True)  # sorted by user
+        unchosen = n_items - torch.bincount(self.rows, minlength=n_users)  # no dense count table
+        self.negative_weight = weights.sum(1) / unchosen.clamp_min(1).float()
         self.chosen_weight = weights[self.rows, self.cols]
         self.excess_weight = self.chosen_weight - self.negative_weight[self.rows]
         self.total = weights.sum().clamp_min(1e-12)
+        self.chunk_users = max(1, min(n_users, chunk_users or CHUNK_PAIRS // max(n_items, 1)))
+        # Each chunk's chosen pairs are a contiguous run of them, at rows counted from the chunk's first user.
+        self.bounds = torch.searchsorted(self.rows, torch.arange(0, n_users + self.chunk_users,
+                                                                 self.chunk_users)).tolist()
+        self.chunk_rows = self.rows % self.chunk_users
+        self.chunk = torch.empty(self.chunk_users, n_items, dtype=weights.dtype)
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         dense = (F.softplus(logits).sum(1) * self.negative_weight).sum()
         pos = logits[self.rows, self.cols]
         correction = (self.excess_weight * F.softplus(pos) - self.chosen_weight * pos).sum()
         return (dense + correction) / self.total
+
+    def gradients(self, users: torch.Tensor, items: torch.Tensor, user_grad: torch.Tensor,
+                  item_grad: torch.Tensor | None = None) -> None:
+        r"""Write the loss's gradient at the logits :math:`L = UV^\top` (``users``, ``items``)
+        in ``user_grad`` and, if given, ``item_grad``: with :math:`n_b` the unrated items'
+        weight of user :math:`b` and :math:`w_{bi}` the rating weights,
+
+        .. math::
+
+            G_{bi} = \frac{1}{W}\Big(n_b\,\sigma(L_{bi}) + [w_{bi} > 0]\big((w_{bi} - n_b)\,\sigma(L_{bi})
+            - w_{bi}\big)\Big), \qquad \nabla_U = G V, \qquad \nabla_V = G^\top U,
+
+        computed a chunk of users at a time in one buffer, so that no ``[n_users, n_items]``
+        table is made."""
+        if item_grad is not None:
+            item_grad.zero_()
+        for chunk, start in enumerate(range(0, users.shape[0], self.chunk_users)):
+            block = users[start:start + self.chunk_users]
+            end = start + block.shape[0]
+            grad = self.chunk[:block.shape[0]]
+            torch.matmul(block, items.T, out=grad).sigmoid_()
+            pairs = slice(self.bounds[chunk], self.bounds[chunk + 1])
+            at = (self.chunk_rows[pairs], self.cols[pairs])
+            correction = self.excess_weight[pairs] * grad[at] - self.chosen_weight[pairs]
+            grad.mul_(self.negative_weight[start:end, None]).index_put_(at, correction, accumulate=True)
+            torch.matmul(grad, items, out=user_grad[start:end])
+            if item_grad is not None:
+                item_grad.addmm_(grad.T, block)
+        user_grad.div_(self.total)
+        if item_grad is not None:
+            item_grad.div_(self.total)
 
 
 def fit_choice(weights: torch.Tensor, config: ChoiceFitConfig = ChoiceFitConfig(),
@@ -208,32 +253,38 @@ def factorise(weights: torch.Tensor, config: ChoiceFitConfig) -> tuple[torch.Ten
     """The penalised logistic factorisation of the module docstring: ``U``, ``V``."""
     n_users, n_items = weights.shape
     gen = torch.Generator().manual_seed(config.seed)
-    U = (0.1 * torch.randn(n_users, config.dim, generator=gen)).requires_grad_()
-    V = (0.1 * torch.randn(n_items, config.dim, generator=gen)).requires_grad_()
-    optimizer = torch.optim.Adam([U, V], lr=config.learning_rate)
-    balanced_loss = BalancedLoss(weights)
-    for _ in range(config.steps):
-        loss = balanced_loss(U @ V.T)
-        loss = loss + config.l2 * (U.pow(2).sum(1).mean() + V.pow(2).sum(1).mean())
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return U.detach().clone(), V.detach().clone()
+    U = (0.1 * torch.randn(n_users, config.dim, generator=gen)).to(weights.dtype)
+    V = (0.1 * torch.randn(n_items, config.dim, generator=gen)).to(weights.dtype)
+    descend(BalancedLoss(weights), U, V, config)
+    return U, V
 
 
 def fold_in_users(weights: torch.Tensor, item_vectors: torch.Tensor, config: ChoiceFitConfig) -> torch.Tensor:
     """``[n, dim]`` vectors of new users fitted on their rating ``weights`` with the item
     vectors fixed: the factorisation's loss and penalty, for the user side only."""
     gen = torch.Generator().manual_seed(config.seed + 1)
-    U = (0.1 * torch.randn(weights.shape[0], item_vectors.shape[1], generator=gen)).requires_grad_()
-    optimizer = torch.optim.Adam([U], lr=config.learning_rate)
-    balanced_loss = BalancedLoss(weights)
+    U = (0.1 * torch.randn(weights.shape[0], item_vectors.shape[1], generator=gen)).to(weights.dtype)
+    descend(BalancedLoss(weights), U, item_vectors, config, fit_items=False)
+    return U
+
+
+def descend(loss: BalancedLoss, users: torch.Tensor, items: torch.Tensor, config: ChoiceFitConfig,
+            fit_items: bool = True) -> None:
+    """``config.steps`` full-batch Adam steps, in place, on the ``loss`` of the logits
+    ``users @ items.T`` plus the penalty :math:`\\lambda(\\overline{|U_b|^2} + \\overline{|V_i|^2})`
+    (only the users' with ``fit_items=False``, which holds the items fixed). The gradient is
+    the closed form of :meth:`BalancedLoss.gradients` plus the penalty's, not autograd's."""
+    factors = [users, items] if fit_items else [users]
+    for factor in factors:
+        factor.grad = torch.empty_like(factor)
+    optimizer = torch.optim.Adam(factors, lr=config.learning_rate)
     for _ in range(config.steps):
-        loss = balanced_loss(U @ item_vectors.T) + config.l2 * U.pow(2).sum(1).mean()
-        optimizer.zero_grad()
-        loss.backward()
+        loss.gradients(users, items, users.grad, items.grad if fit_items else None)
+        for factor in factors:
+            factor.grad.add_(factor, alpha=2 * config.l2 / factor.shape[0])
         optimizer.step()
-    return U.detach().clone()
+    for factor in factors:
+        factor.grad = None
 
 
 def neighbourhood_scores(weights: torch.Tensor, l2: float, rows: torch.Tensor | None = None) -> torch.Tensor:
