@@ -3,11 +3,12 @@
 It writes a random log of ``--users`` x ``--items`` with a low-rank taste (30 to 60
 interactions per user, in sessions of a few minutes, days apart) as Parquet in a temporary
 folder, fits it with ``recoworld calibrate --data LOG --out DIR`` of this checkout and,
-with ``--baseline REV``, of git revision ``REV`` first (its tree from ``git archive``, run
-the same way in a subprocess of its own), and prints the seconds of each stage (the
+with ``--baseline REV``, of git revision ``REV`` first (its whole tree from ``git archive``,
+``simulators/``, ``agents/``, ``envs/`` and ``conf/`` included: :func:`baseline_tree`; run the
+same way in a subprocess of its own), and prints the seconds of each stage (the
 artifact's ``meta["timings_s"]``) side by side, then how far the two worlds are apart: the
-validation AUC, and the largest differences of the fitted interest and features (up to
-the sign of each column) and of the users' popularity bias. ``--movielens`` fits
+validation AUC, Platt's scale and shift, and the largest differences of the fitted interest
+and features (up to the sign of each column) and of the users' popularity bias. ``--movielens`` fits
 MovieLens-100K instead; ``--profile N`` prints the ``N`` functions of most time of this
 checkout's run (cProfile).
 
@@ -27,13 +28,13 @@ import pstats
 import subprocess
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from recoworld.simulators.calibrated import CalibratedWorld
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,23 +69,46 @@ def calibrate(tree: Path, data: Path | None, out: Path, profile: Path | None) ->
 
 
 def baseline_tree(revision: str, folder: Path) -> Path:
-    """The source tree of git ``revision`` extracted under ``folder``."""
+    """The source tree of git ``revision`` extracted under ``folder``, laid out as installed.
+
+    ``recoworld.simulators``, ``.agents``, ``.envs`` and ``.conf`` live in top-level folders
+    that ``pyproject.toml`` maps into the package (``[tool.setuptools.package-dir]``). With
+    the tree only on ``PYTHONPATH``, Python would find them through this checkout's editable
+    install instead, and the baseline would run this checkout's simulators with its own
+    calibration (and write this checkout's artifact version). So each mapped folder of
+    ``revision`` is moved to where its package name puts it, under the tree's ``recoworld``.
+    """
     archive = folder / "baseline.tar"
     with open(archive, "wb") as file:
         subprocess.run(["git", "archive", "--format=tar", revision], cwd=ROOT, check=True, stdout=file)
     tree = folder / "baseline"
     tree.mkdir()
     subprocess.run(["tar", "-x", "-f", str(archive), "-C", str(tree)], check=True)
+    package_dirs = tomllib.loads((tree / "pyproject.toml").read_text())["tool"]["setuptools"].get("package-dir", {})
+    for package, source in package_dirs.items():
+        target = tree.joinpath(*package.split("."))
+        if target != tree / source:
+            (tree / source).rename(target)
     return tree
+
+
+def world_files(folder: Path) -> tuple[dict, dict]:
+    """The ``meta["choice"]`` and the tensors of the world saved at ``folder``, read from its
+    files as they are: the baseline's world may be of another artifact version, which
+    :meth:`~recoworld.simulators.calibrated.CalibratedWorld.load` refuses."""
+    choice = json.loads((folder / "world.json").read_text())["meta"]["choice"]
+    return choice, torch.load(folder / "tensors.pt", weights_only=True)
 
 
 def differences(before: Path, after: Path) -> None:
     """How far the world at ``after`` is from the one at ``before``."""
-    old, new = CalibratedWorld.load(before), CalibratedWorld.load(after)
-    auc = [world.meta["choice"]["validation_auc"] for world in (old, new)]
-    print(f"validation AUC: {auc[0]:.6f} -> {auc[1]:.6f}")
-    for name, x, y in (("interest", old.interest, new.interest),
-                       ("features", old.catalog.features, new.catalog.features)):
+    (old_choice, old), (new_choice, new) = world_files(before), world_files(after)
+    print(f"validation AUC: {old_choice['validation_auc']:.10f} -> {new_choice['validation_auc']:.10f}")
+    for key in ("platt_scale", "platt_shift"):
+        if key in old_choice and key in new_choice:
+            print(f"{key}: {old_choice[key]!r} -> {new_choice[key]!r}")
+    for name in ("interest", "features"):
+        x, y = old[name], new[name]
         sign = torch.sign((x * y).sum(0))
         sign[sign == 0] = 1.0
         gap = (x * sign - y).abs()
@@ -92,7 +116,7 @@ def differences(before: Path, after: Path) -> None:
         # of the longest vectors magnifies a rounding of |v| near 1.
         print(f"{name}: identical {torch.equal(x, y)}, max |difference| up to column sign {float(gap.max()):.2g} "
               f"({float(gap[:, :-2].max()):.2g} without the two completing columns)")
-    bias = np.abs(old.users["popularity_bias"].to_numpy() - new.users["popularity_bias"].to_numpy()).max()
+    bias = float((old["users.popularity_bias"] - new["users.popularity_bias"]).abs().max())
     print(f"popularity bias: max |difference| {bias:.2g}")
 
 

@@ -45,8 +45,8 @@ def test_a_parquet_indexed_by_a_column_that_it_also_keeps_reads_that_column(tmp_
 # ------------------------------------------------------------------ memory
 @pytest.fixture(scope="module")
 def log_file(tmp_path_factory):
-    """A generated log of 40 users and 60 items, in the layout's columns."""
-    ratings = simulated_dataset(Catalog.synthetic(60, n_genres=4, feature_dim=4, seed=3), n_users=40,
+    """A generated log of 100 users and 60 items, in the layout's columns."""
+    ratings = simulated_dataset(Catalog.synthetic(60, n_genres=4, feature_dim=4, seed=3), n_users=100,
                                 seed=2).data.ratings
     path = tmp_path_factory.mktemp("log") / "log.csv"
     ratings.rename(columns={"user_id": "user", "item_id": "item"}).to_csv(path, index=False)
@@ -58,22 +58,22 @@ def test_a_log_whose_fit_needs_more_memory_than_is_available_is_refused_before_t
     """The choice fit holds dense (user, item) tables; a log of 100,000 users and 20,000 items
     (some 200 GiB) was killed by the operating system minutes into the fit, with no message."""
     assert available_memory() > 0  # Linux's MemAvailable (or the machine's memory), in bytes
-    # 40 users x 60 items need max(100 * 2,400, 48 * 60**2) = 240,000 bytes; 33 users, 198,000.
+    # 100 users x 60 items need max(55 * 6,000, 48 * 60**2) = 330,000 bytes; 60 users, 198,000.
     monkeypatch.setattr("recoworld.apps.calibrate.folds.available_memory", lambda: 200_000)
     assert calibrate_main(["--data", str(log_file), "--out", str(tmp_path / "world"), "--quiet"]) == 2
     assert capsys.readouterr().err == (
-        "recoworld calibrate: the choice fit holds a dense table of every (user, item) pair: 40 users x 60 items need "
-        "about 0.2 MiB of memory, and 0.2 MiB is available; fit a random subset of the users (--users 33 or fewer), "
+        "recoworld calibrate: the choice fit holds a dense table of every (user, item) pair: 100 users x 60 items need "
+        "about 0.3 MiB of memory, and 0.2 MiB is available; fit a random subset of the users (--users 60 or fewer), "
         "or keep the log's most chosen items only\n")
     assert not (tmp_path / "world").exists()
     data = load_interactions(log_file)
     with pytest.raises(CalibrationDataError, match="keep the log's most chosen items only$") as error:
         calibrate(data=data, progress=False)
-    assert "--users 33 or fewer" in str(error.value)
-    # The advice holds: 33 users fit, 34 do not.
-    Folds.cut(data, 0.2, 0.2, users=33).check_memory(200_000)
-    with pytest.raises(CalibrationDataError, match="34 users x 60 items"):
-        Folds.cut(data, 0.2, 0.2, users=34).check_memory(200_000)
+    assert "--users 60 or fewer" in str(error.value)
+    # The advice holds: 60 users fit, 61 do not.
+    Folds.cut(data, 0.2, 0.2, users=60).check_memory(200_000)
+    with pytest.raises(CalibrationDataError, match="61 users x 60 items"):
+        Folds.cut(data, 0.2, 0.2, users=61).check_memory(200_000)
     # Where even one user's table is too large (48 bytes per pair of 60 items), only fewer items help.
     with pytest.raises(CalibrationDataError, match=r"is available; keep the log's most chosen items only$"):
         Folds.cut(data, 0.2, 0.2).check_memory(100_000)

@@ -217,8 +217,10 @@ def fit_choice(weights: torch.Tensor, config: ChoiceFitConfig = ChoiceFitConfig(
     if config.neighbourhood_weight == 0 and config.sequence_weight == 0:
         return ChoiceModel(users, V)
     factorised = users @ V.T
-    scores = factorised + item_to_item_scores(factorised, weights, config, seen, ratings)
-    user_vectors, item_vectors = low_rank(scores[seen], config.rank)
+    scores = item_to_item_scores(factorised, weights, config, seen, ratings)
+    scores += factorised  # in place: the fit's largest tables are [n_users, n_items]
+    del factorised
+    user_vectors, item_vectors = low_rank(scores[seen] if fold_in.any() else scores, config.rank)
     out = torch.empty(weights.shape[0], item_vectors.shape[1])
     out[seen] = user_vectors
     if fold_in.any():
@@ -325,8 +327,15 @@ def rated_times(weights: torch.Tensor, item_matrix: torch.Tensor) -> torch.Tenso
     """``weights @ item_matrix`` (float32) of rating ``weights`` ``[n_users, n_items]`` and a
     float64 ``[n_items, n_items]`` matrix, summed in float64 over the rated pairs only: a
     user rates a few items of the catalog, so this costs ratings x items multiplications
-    where the dense product costs users x items x items."""
-    return torch.from_numpy(sparse_rows(weights) @ item_matrix.numpy()).float()
+    where the dense product costs users x items x items. A chunk of :data:`CHUNK_PAIRS`
+    products at a time is summed in float64, so that no float64 table of them is made."""
+    n_users, n_items = weights.shape[0], item_matrix.shape[1]
+    rated, matrix = sparse_rows(weights), item_matrix.numpy()
+    out = torch.empty(n_users, n_items)
+    step = max(1, CHUNK_PAIRS // max(n_items, 1))
+    for start in range(0, n_users, step):
+        out[start:start + step] = torch.from_numpy(rated[start:start + step] @ matrix)
+    return out
 
 
 def sequence_scores(ratings: pd.DataFrame, recent: torch.Tensor, window: int,
@@ -367,28 +376,38 @@ def low_rank(scores: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tenso
 
     Only the ``r`` leading singular vectors are computed, and exactly: those of the smaller
     side (users or items) are the leading eigenvectors of its Gram matrix (:math:`SS^\top`
-    or :math:`S^\top S`, in float64; LAPACK's ``dsyevr`` computes a chosen few), those of
-    the other side are :math:`S v / \sigma`. A full SVD of a 4,000 x 4,000 log's scores took
-    about three times as long (``benchmarks/RESULTS.md``). The Gram matrix squares the spread of
-    the singular values, which float64 absorbs: its vectors are closer to the exact ones
-    than a float32 SVD's for every singular value above about :math:`10^{-8}\sigma_1`. The
-    sign of each pair of vectors is the one that makes the item vector's largest entry (in
-    absolute value) positive, where an SVD's is whatever its algorithm gives.
+    or :math:`S^\top S`, in float64, summed over chunks of :data:`CHUNK_PAIRS` scores;
+    LAPACK's ``dsyevr`` computes a chosen few), those of the other side are
+    :math:`S v / \sigma`. A full SVD of a 4,000 x 4,000 log's scores took about three times
+    as long (``benchmarks/RESULTS.md``). The Gram matrix squares the spread of the singular
+    values, which float64 absorbs: its vectors are closer to the exact ones than a float32
+    SVD's for every singular value above about :math:`10^{-8}\sigma_1`. The sign of each
+    pair of vectors is the one that makes the item vector's largest entry (in absolute
+    value) positive, where an SVD's is whatever its algorithm gives.
     """
     if rank < 1:
         raise ValueError(f"rank={rank}; keep at least one dimension")
     wide = scores.shape[0] < scores.shape[1]
-    tall = (scores.T if wide else scores).double()  # [*, k]: k = min(n_users, n_items) columns
+    tall = scores.T if wide else scores  # [*, k]: k = min(n_users, n_items) columns
     k = tall.shape[1]
     r = min(rank, k)
+    # A chunk of rows at a time in float64, so that no float64 copy of the scores is made.
+    step = max(1, CHUNK_PAIRS // k)
+    chunks = [slice(start, start + step) for start in range(0, tall.shape[0], step)]
+    gram = torch.zeros(k, k, dtype=torch.float64)
+    for rows in chunks:
+        block = tall[rows].double()
+        gram.addmm_(block.T, block)
     with threadpool_limits(limits=torch.get_num_threads(), user_api="blas"):  # SciPy's BLAS: the fit's threads
-        eigenvalues, eigenvectors = linalg.eigh((tall.T @ tall).numpy(), subset_by_index=[k - r, k - 1],
-                                                overwrite_a=True)
+        # The transpose is the same symmetric matrix in LAPACK's column order, which spares eigh a copy.
+        eigenvalues, eigenvectors = linalg.eigh(gram.numpy().T, subset_by_index=[k - r, k - 1], overwrite_a=True)
+    del gram
     # Largest first; a rank-deficient matrix's zero eigenvalues may come out a rounding below 0.
     root = torch.from_numpy(eigenvalues[::-1].copy()).clamp_min(0.0).pow(0.25)  # sqrt(sigma)
     gram_side = torch.from_numpy(eigenvectors[:, ::-1].copy())
     # S v / sigma * sqrt(sigma); 0 for a singular value of 0, whose products are 0.
-    other_side = (tall @ gram_side) / torch.where(root > 0, root, torch.inf)
+    other_side = torch.cat([tall[rows].double() @ gram_side for rows in chunks])
+    other_side /= torch.where(root > 0, root, torch.inf)
     gram_side = gram_side * root
     users, items = (gram_side, other_side) if wide else (other_side, gram_side)
     sign = torch.sign(items.gather(0, items.abs().argmax(0, keepdim=True)))
@@ -409,28 +428,99 @@ def balanced_pairs(positive: torch.Tensor, negative: torch.Tensor
     return rows.nonzero().flatten()[users], items, pos[users, items], weights[users, items]
 
 
-def platt_scaling(logits: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> tuple[float, float]:
-    """Scale and shift ``(a, b)`` minimising the balanced log loss of ``sigmoid(a * logits + b)``.
+#: Newton's method for :func:`platt_scaling` stops when half its squared Newton decrement
+#: :math:`g^\top H^{-1} g / 2`, the quadratic model's estimate of how far the loss is above its
+#: minimum, is below this: far under float64's resolution of a loss of order 1, so that
+#: :math:`(a, b)` is the optimum to rounding (the next step would move it by about
+#: :math:`10^{-10}` or less).
+PLATT_TOLERANCE = 1e-20
+#: Newton steps at most (a few do on a validation fold; data one threshold separates take more).
+PLATT_MAX_STEPS = 100
+#: Halvings of a Newton step that does not lower the loss, before it is taken to be at its minimum.
+PLATT_HALVINGS = 60
+#: A step whose predicted decrease is below this share of the loss is taken without
+#: checking that it lowers the loss: float64 sums of many pairs cannot tell so small a change.
+PLATT_ROUNDING = 1e-12
+
+
+def platt_scaling(logits: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
+                  chunk_users: int | None = None) -> tuple[float, float]:
+    r"""Scale and shift ``(a, b)`` minimising the balanced log loss of ``sigmoid(a * logits + b)``.
 
     Platt, "Probabilistic outputs for support vector machines", 1999. ``positive`` are a
     validation fold's chosen items, ``negative`` the items each user never chose; each
-    user's negatives weigh as much in total as their positives, as in the fit. A model is
-    more sure of the choices it was trained on than of the next ones; fitted on held-out
-    later choices, the scaling makes :math:`\\sigma` a probability of the *next* choice.
+    user's negatives weigh as much in total as their positives, as in the fit (the pairs and
+    weights of :func:`balanced_pairs`: users with no positive or no negative count for
+    nothing). A model is more sure of the choices it was trained on than of the next ones;
+    fitted on held-out later choices, the scaling makes :math:`\sigma` a probability of the
+    *next* choice.
+
+    The loss is convex in :math:`(a, b)`; Newton's method from :math:`(1, 0)` minimises it,
+    with the gradient and the 2 x 2 Hessian summed in float64 over ``chunk_users`` users of
+    the dense ``logits`` at a time (default: :data:`CHUNK_PAIRS` pairs' worth), so that no
+    list of the pairs is made. A step that does not lower the loss is halved until it does;
+    the fit stops at :data:`PLATT_TOLERANCE` or after :data:`PLATT_MAX_STEPS` steps. Where one
+    threshold separates every positive from every negative the loss has no minimum (it falls
+    towards 0 as :math:`a` grows): the fit then stops where the loss is below the tolerance,
+    a steep finite step at that threshold. Without a user who has both a positive and a
+    negative there is nothing to fit: ``(1.0, 0.0)``.
     """
-    users, items, chosen, weights = balanced_pairs(positive, negative)
-    x, y, w = logits[users, items].double(), chosen.double(), weights.double()
-    params = torch.tensor([1.0, 0.0], dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([params], max_iter=100, line_search_fn="strong_wolfe")
+    n_users, n_items = logits.shape
+    chunk_users = max(1, min(n_users, chunk_users or CHUNK_PAIRS // max(n_items, 1)))
+    chunks = [slice(start, start + chunk_users) for start in range(0, n_users, chunk_users)]
+    # By chunks too: a bool table's sum makes an int64 copy of it.
+    n_positive, n_negative = (torch.cat([mask[rows].sum(1) for rows in chunks]) for mask in (positive, negative))
+    kept = (n_positive > 0) & (n_negative > 0)
+    if not kept.any():
+        return 1.0, 0.0
+    positive_weight = kept.double()
+    negative_weight = torch.where(kept, n_positive.double() / n_negative.clamp_min(1).double(), 0.0)
 
-    def closure():
-        optimizer.zero_grad()
-        loss = (w * F.binary_cross_entropy_with_logits(params[0] * x + params[1], y, reduction="none")).sum() / w.sum()
-        loss.backward()
-        return loss
+    def sums(a: float, b: float) -> tuple[float, torch.Tensor, torch.Tensor]:
+        """The loss at ``(a, b)``, its gradient and Hessian in ``(a, b)``."""
+        totals = torch.zeros(7, dtype=torch.float64)  # weight, loss, gradient (a, b), Hessian (aa, ab, bb)
+        for rows in chunks:
+            x = logits[rows].double()
+            chosen = positive[rows]
+            weight = torch.where(chosen, positive_weight[rows, None], negative[rows] * negative_weight[rows, None])
+            label = chosen.double()
+            z = x * a + b
+            totals[0] += weight.sum()
+            totals[1] += F.binary_cross_entropy_with_logits(z, label, weight=weight, reduction="sum")
+            p = z.sigmoid_()
+            residual = (p - label).mul_(weight)
+            curvature = p.mul_(1.0 - p).mul_(weight)
+            totals[2] += torch.dot(residual.flatten(), x.flatten())
+            totals[3] += residual.sum()
+            curvature_x = curvature.mul(x)
+            totals[4] += torch.dot(curvature_x.flatten(), x.flatten())
+            totals[5] += curvature_x.sum()
+            totals[6] += curvature.sum()
+        totals[1:] /= totals[0]
+        hessian = torch.stack([totals[4:6], totals[5:7]])
+        return float(totals[1]), totals[2:4], hessian
 
-    optimizer.step(closure)
-    a, b = params.detach().tolist()
+    params = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    loss, gradient, hessian = sums(*params.tolist())
+    for _ in range(PLATT_MAX_STEPS):
+        # The pseudo-inverse: where the logits do not vary, the Hessian has rank 1 and the
+        # step moves a * logits + b only, which is all the loss depends on.
+        step = -(torch.linalg.pinv(hessian) @ gradient)
+        decrease = float(gradient @ step) / -2  # the quadratic model's
+        if decrease <= PLATT_TOLERANCE:
+            break
+        for _ in range(PLATT_HALVINGS):
+            trial = params + step
+            trial_loss, trial_gradient, trial_hessian = sums(*trial.tolist())
+            # A decrease the loss's rounding hides is not checked: that close to the minimum
+            # the quadratic model is exact and Newton's whole step is right.
+            if trial_loss < loss or decrease <= PLATT_ROUNDING * loss:
+                break
+            step = step / 2
+        else:  # no step lowers the loss: at float64's resolution, this is its minimum
+            break
+        params, loss, gradient, hessian = trial, trial_loss, trial_gradient, trial_hessian
+    a, b = params.tolist()
     return a, b
 
 
@@ -465,9 +555,11 @@ def least_squares(design: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     the few columns of ``design`` ``[n, p]`` (float64), by the normal equations summed
     elementwise. ``torch.linalg.lstsq`` (MKL) rounds differently with the memory's
     alignment, which left a calibration's fitted weights different in their last digit
-    from one run to the next; these sums do not depend on it."""
+    from one run to the next; these sums do not depend on it. One column of ``design`` at a
+    time: the products of all of them at once were a float64 table ``p`` times the size of
+    ``targets``."""
     gram = (design[:, :, None] * design[:, None, :]).sum(0)
-    moments = (design[:, :, None] * targets[:, None, :]).sum(0)
+    moments = torch.stack([(column[:, None] * targets).sum(0) for column in design.T])
     return torch.linalg.solve(gram, moments)
 
 
@@ -489,7 +581,8 @@ def decompose(model: ChoiceModel, popularity_score: torch.Tensor, quality: torch
     So :math:`\alpha\langle u_b, f_i\rangle + \beta q_i + \pi_b\tilde p_i - c = \ell_{bi}`
     to rounding error: the simulated user's click logit is the fitted one.
     """
-    scores = model.scale * (model.user_vectors @ model.item_vectors.T)
+    # One float64 table of the scores for both regressions (the float32 product rounded as before).
+    scores = (model.user_vectors @ model.item_vectors.T).mul_(model.scale).double()
     n_users, n_items = scores.shape
     design = torch.stack([torch.ones(n_items), popularity_score, quality], 1).double()
     # A column the items do not tell apart (the quality of a log without ratings, the
@@ -498,11 +591,11 @@ def decompose(model: ChoiceModel, popularity_score: torch.Tensor, quality: torch
     # Laid out as least_squares' solutions are (column-major), so that the means below sum
     # in the same order whichever columns were solved for.
     coef = torch.zeros(n_users, 3, dtype=torch.float64).T
-    coef[varies] = least_squares(design[:, varies], scores.double().T)
+    coef[varies] = least_squares(design[:, varies], scores.T)
     beta = float(coef[2].mean())
     coef = torch.zeros(n_users, 2, dtype=torch.float64).T
-    coef[varies[:2]] = least_squares(design[:, :2][:, varies[:2]],
-                                     (scores.double() - beta * quality.double()[None, :]).T)
+    coef[varies[:2]] = least_squares(design[:, :2][:, varies[:2]], scores.sub_(beta * quality.double()[None, :]).T)
+    del scores
     intercept, popularity_bias = coef[0].float(), coef[1].float()
     mean_intercept = float(intercept.mean())
     root = model.scale ** 0.5

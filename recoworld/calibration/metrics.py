@@ -12,8 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from recoworld.calibration.choice import CHUNK_PAIRS
 
-def user_auc(scores: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+
+def user_auc(scores: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
+             chunk_users: int | None = None) -> torch.Tensor:
     r"""Per-user ROC AUC of ``scores`` separating ``positive`` from ``negative`` items.
 
     :math:`\mathrm{AUC}_b = P(s_{bi} > s_{bj}) + \tfrac12 P(s_{bi} = s_{bj})` over the
@@ -24,6 +27,9 @@ def user_auc(scores: torch.Tensor, positive: torch.Tensor, negative: torch.Tenso
         scores: ``[n_users, n_items]`` float scores (any monotone transform of a
             probability gives the same AUC).
         positive, negative: ``[n_users, n_items]`` bool masks; they must not overlap.
+        chunk_users: users whose AUC is computed at once (default:
+            :data:`~recoworld.calibration.choice.CHUNK_PAIRS` pairs' worth), so that the
+            sorted copies and indices take a chunk's memory, not the whole table's.
     """
     if scores.shape != positive.shape or scores.shape != negative.shape:
         raise ValueError(f"scores {tuple(scores.shape)}, positive {tuple(positive.shape)} and negative "
@@ -31,6 +37,14 @@ def user_auc(scores: torch.Tensor, positive: torch.Tensor, negative: torch.Tenso
     if bool((positive & negative).any()):
         user, item = (int(x) for x in (positive & negative).nonzero()[0])
         raise ValueError(f"item {item} of user {user} is both positive and negative")
+    n_users, n_items = scores.shape
+    step = max(1, chunk_users or CHUNK_PAIRS // max(n_items, 1))
+    return torch.cat([_chunk_auc(scores[start:start + step], positive[start:start + step],
+                                 negative[start:start + step]) for start in range(0, max(n_users, 1), step)])
+
+
+def _chunk_auc(scores: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+    """:func:`user_auc` of a chunk of users."""
     scores = scores.double()
     negatives = torch.sort(scores.masked_fill(~negative, torch.inf), dim=1).values
     n_pos, n_neg = positive.sum(1), negative.sum(1)

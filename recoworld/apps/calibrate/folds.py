@@ -28,12 +28,15 @@ from recoworld.catalog import Catalog
 from recoworld.data.movielens import MovieLens100K
 
 SPLITS = ("latest", "time")
-#: Peak bytes the choice fit holds per (user, item) pair — it works on dense ``[users, items]``
-#: tables: the rating weights, the logits and their gradients, the AUC's sorted copies — and
-#: per (item, item) pair, for the item-to-item term's Gram matrix and its inverse (float64).
+#: Peak bytes the choice fit holds per (user, item) pair — it works on dense float32
+#: ``[users, items]`` tables: the rating weights, the factorised logits, the item-to-item
+#: terms and their sum, the validation fold's logits, and the scores that the simulator's
+#: terms are regressed from (float64); the rest (Platt's scaling, the AUC, the truncated SVD's
+#: Gram matrix, the EASE product) goes a chunk of users at a time — and per (item, item)
+#: pair, for the item-to-item term's Gram matrix, its Cholesky factor and inverse (float64).
 #: Both are rounded up from the peak memory of fits of several shapes (``benchmarks/RESULTS.md``);
 #: the two peaks come at different steps, so the larger one counts.
-BYTES_PER_PAIR = 100
+BYTES_PER_PAIR = 55
 BYTES_PER_ITEM_PAIR = 48
 #: A cgroup's memory limit and use: v2's files, then v1's.
 CGROUP_MEMORY = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
