@@ -528,21 +528,28 @@ def test_instruction_following_raises_compliance(trained_slateq):
 
 def test_retention_agent_brings_more_users_back_than_a_click_greedy_one():
     """On users who care about being listened to, the long-run agent trades clicks for
-    returns: a higher return rate, less churn, fewer clicks. Served to 256 users, its return
-    rate was 0.010-0.022 higher over training seeds 0-4 of this setup; served to 64, the
-    difference swung from 0.005 to 0.033 with the seed, too close to any margin to test."""
+    returns: a higher return rate, less churn, fewer clicks. Its gain depends on how its
+    training went, which differs between machines (their float rounding): trained for 300
+    steps its return rate was 0.010-0.022 above click-greedy SlateQ's over training seeds 0-4
+    on one machine, and -0.007 to +0.023 on another. Trained for 600 steps, the gain was
+    0.004-0.040 over seeds 0-9 (mean 0.027), and churn fell by 9-22% on every seed; so the
+    test trains two seeds and asks for the mean gain, each seed's lower churn and fewer clicks."""
     env_kwargs = dict(simulator_config=LISTENERS)
-    click_greedy = SlateQAgent(gamma=0.0, reward="clicks", batch_size=128, **SMALL_SLATEQ)
-    long_run = RetentionSlateQ(batch_size=128, **LISTENING_RETENTION, **SMALL_SLATEQ)
-    outcomes = {}
-    for agent in (click_greedy, long_run):
-        run(agent, make_vec(16, **env_kwargs), steps=300, seed=0)
-        agent.epsilon = 0.0
-        outcomes[agent.name] = run(agent, make_vec(256, **env_kwargs), steps=60, seed=300, learn=False, setup=False)
-    greedy, retained = outcomes["slateq"], outcomes["retention_slateq"]
-    assert retained["return_rate"] > greedy["return_rate"] + 0.005, outcomes
-    assert retained["churn"] < greedy["churn"], outcomes
-    assert retained["clicks"] < greedy["clicks"], outcomes  # the price: fewer clicks now
+    gains = []
+    for seed in (0, 1):
+        click_greedy = SlateQAgent(gamma=0.0, reward="clicks", batch_size=128, **SMALL_SLATEQ)
+        long_run = RetentionSlateQ(batch_size=128, **LISTENING_RETENTION, **SMALL_SLATEQ)
+        outcomes = {}
+        for agent in (click_greedy, long_run):
+            run(agent, make_vec(16, **env_kwargs), steps=600, seed=seed)
+            agent.epsilon = 0.0
+            outcomes[agent.name] = run(agent, make_vec(256, **env_kwargs), steps=60, seed=300, learn=False,
+                                       setup=False)
+        greedy, retained = outcomes["slateq"], outcomes["retention_slateq"]
+        assert retained["churn"] < 0.95 * greedy["churn"], (seed, outcomes)
+        assert retained["clicks"] < greedy["clicks"], (seed, outcomes)  # the price: fewer clicks now
+        gains.append(retained["return_rate"] - greedy["return_rate"])
+    assert np.mean(gains) > 0.005, gains
 
 
 def test_enjoyment_linucb_learns_each_items_enjoyment_from_ratings_and_weights_clicks_by_it():
