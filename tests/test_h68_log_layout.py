@@ -58,7 +58,7 @@ def test_a_log_whose_fit_needs_more_memory_than_is_available_is_refused_before_t
     """The choice fit holds dense (user, item) tables; a log of 100,000 users and 20,000 items
     (some 200 GiB) was killed by the operating system minutes into the fit, with no message."""
     assert available_memory() > 0  # Linux's MemAvailable (or the machine's memory), in bytes
-    # 100 users x 60 items need max(55 * 6,000, 48 * 60**2) = 330,000 bytes; 60 users, 198,000.
+    # 100 users x 60 items need max(55 * 6,000, 24 * 60**2) = 330,000 bytes; 60 users, 198,000.
     monkeypatch.setattr("recoworld.apps.calibrate.folds.available_memory", lambda: 200_000)
     assert calibrate_main(["--data", str(log_file), "--out", str(tmp_path / "world"), "--quiet"]) == 2
     assert capsys.readouterr().err == (
@@ -74,9 +74,9 @@ def test_a_log_whose_fit_needs_more_memory_than_is_available_is_refused_before_t
     Folds.cut(data, 0.2, 0.2, users=60).check_memory(200_000)
     with pytest.raises(CalibrationDataError, match="61 users x 60 items"):
         Folds.cut(data, 0.2, 0.2, users=61).check_memory(200_000)
-    # Where even one user's table is too large (48 bytes per pair of 60 items), only fewer items help.
+    # Where even one user's table is too large (24 bytes per pair of 60 items), only fewer items help.
     with pytest.raises(CalibrationDataError, match=r"is available; keep the log's most chosen items only$"):
-        Folds.cut(data, 0.2, 0.2).check_memory(100_000)
+        Folds.cut(data, 0.2, 0.2).check_memory(80_000)
 
 
 

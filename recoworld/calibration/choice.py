@@ -289,7 +289,8 @@ def descend(loss: BalancedLoss, users: torch.Tensor, items: torch.Tensor, config
         factor.grad = None
 
 
-def neighbourhood_scores(weights: torch.Tensor, l2: float, rows: torch.Tensor | None = None) -> torch.Tensor:
+def neighbourhood_scores(weights: torch.Tensor, l2: float, rows: torch.Tensor | None = None,
+                         chunk_items: int | None = None) -> torch.Tensor:
     r"""``[n_users, n_items]`` item-to-item scores :math:`W B` of the rating ``weights`` :math:`W`.
 
     :math:`B` is EASE's closed form (Steck, WWW 2019): with :math:`X` the 0/1 matrix of
@@ -303,16 +304,40 @@ def neighbourhood_scores(weights: torch.Tensor, l2: float, rows: torch.Tensor | 
     co-rated pairs over the ratings alone (exactly: counts are integers), :math:`P` comes
     from its Cholesky factor (it is positive definite; float64, as :math:`\lambda` is small
     against the counts of a large log), and :math:`WB` sums over the rated pairs of
-    :math:`W` (:func:`rated_times`).
+    :math:`W` (:func:`rated_times`). One float64 ``[n_items, n_items]`` table holds
+    :math:`X^\top X`, then its factor, :math:`P` and :math:`B` in turn (LAPACK's ``potrf``
+    and ``potri`` in place), so that a wide catalog's fit holds one such table, not three;
+    :math:`X^\top X` is counted, and :math:`P`'s other triangle copied, ``chunk_items`` rows
+    at a time (default: :data:`CHUNK_PAIRS` entries' worth).
     """
-    rated = sparse_rows(weights if rows is None else weights[rows], binary=True)
-    gram = torch.from_numpy((rated.T @ rated).toarray())
-    gram.diagonal().add_(l2)
-    inverse = torch.cholesky_inverse(torch.linalg.cholesky(gram))
-    del gram
-    item_weights = inverse.div_(-torch.diagonal(inverse)[None, :])
-    item_weights.fill_diagonal_(0.0)
-    return rated_times(weights, item_weights)
+    rated = sparse_rows(weights, binary=True)
+    if rows is not None:
+        rated = rated[rows.numpy()]
+    n_items = rated.shape[1]
+    step = max(1, chunk_items or CHUNK_PAIRS // max(n_items, 1))
+    blocks = [slice(start, min(start + step, n_items)) for start in range(0, n_items, step)]
+    table = np.empty((n_items, n_items))
+    by_item = rated.tocsc()
+    for block in blocks:  # rows ``block`` of X^T X are X[:, block]^T X
+        (by_item[:, block].T @ rated).toarray(out=table[block])
+    table.flat[::n_items + 1] += l2
+    # LAPACK reads the transpose, the same symmetric matrix in its column order, in place;
+    # its upper triangle is the lower one of ``table``.
+    with threadpool_limits(limits=torch.get_num_threads(), user_api="blas"):  # SciPy's BLAS: the fit's threads
+        factor, info = linalg.lapack.dpotrf(table.T, lower=False, clean=False, overwrite_a=True)
+        if info == 0:
+            factor, info = linalg.lapack.dpotri(factor, lower=False, overwrite_c=True)
+    if info != 0:
+        raise ValueError(f"neighbourhood_l2={l2}: X^T X + l2 I is not positive definite ({n_items} items, LAPACK "
+                         f"info {info}); choose a positive neighbourhood_l2")
+    for block in blocks:  # the upper triangle from the lower one
+        table[block, block.stop:] = table[block.stop:, block].T
+        tile = table[block, block]
+        upper = np.triu_indices(len(tile), 1)
+        tile[upper] = tile.T[upper]
+    table /= -table.diagonal()  # B_ij = -P_ij / P_jj; the negated diagonal is a copy
+    table.flat[::n_items + 1] = 0.0
+    return rated_times(weights, torch.from_numpy(table))
 
 
 def sparse_rows(weights: torch.Tensor, binary: bool = False) -> sparse.csr_matrix:

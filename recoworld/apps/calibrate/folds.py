@@ -33,11 +33,12 @@ SPLITS = ("latest", "time")
 #: terms and their sum, the validation fold's logits, and the scores that the simulator's
 #: terms are regressed from (float64); the rest (Platt's scaling, the AUC, the truncated SVD's
 #: Gram matrix, the EASE product) goes a chunk of users at a time — and per (item, item)
-#: pair, for the item-to-item term's Gram matrix, its Cholesky factor and inverse (float64).
+#: pair, for the item-to-item term's one float64 table (EASE's Gram matrix, then in place its
+#: Cholesky factor, inverse and item weights) and what the fit holds beside it then.
 #: Both are rounded up from the peak memory of fits of several shapes (``benchmarks/RESULTS.md``);
 #: the two peaks come at different steps, so the larger one counts.
 BYTES_PER_PAIR = 55
-BYTES_PER_ITEM_PAIR = 48
+BYTES_PER_ITEM_PAIR = 24
 #: A cgroup's memory limit and use: v2's files, then v1's.
 CGROUP_MEMORY = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
                  ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"))
