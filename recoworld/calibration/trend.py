@@ -45,9 +45,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
-from recoworld.calibration.choice import ChoiceModel, balanced_pairs
+from recoworld.calibration.choice import CHUNK_PAIRS, ChoiceModel
 from recoworld.calibration.split import DAY
 
 TREND_TERMS = ("ratings in the last 30 days", "ratings in the last 7 days", "ratings", "released this year",
@@ -153,17 +152,21 @@ class TrendScaling:
 
 
 def fit_trend_scaling(taste_logits: torch.Tensor, terms: torch.Tensor, user_terms: torch.Tensor,
-                      positive: torch.Tensor, negative: torch.Tensor) -> TrendScaling:
+                      positive: torch.Tensor, negative: torch.Tensor, chunk_users: int | None = None) -> TrendScaling:
     """Fit :class:`TrendScaling` on a validation fold: ``taste_logits`` ``[n_users, n_items]``
     of the model fitted before the fold, ``terms`` and ``user_terms`` at that model's date,
     ``positive`` the fold's choices and ``negative`` the items each user never chose; each
-    user's negatives weigh as much in total as their positives, as in Platt scaling."""
-    users, items, chosen, weights = balanced_pairs(positive, negative)
+    user's negatives weigh as much in total as their positives, as in Platt scaling (the
+    weights of :func:`~recoworld.calibration.choice.balanced_pairs`: users with no positive
+    or no negative count for nothing).
+
+    L-BFGS minimises the balanced log loss plus :data:`TREND_L2`'s ridge. The loss and its
+    gradient are sums over pairs, taken ``chunk_users`` users at a time (:class:`TrendFold`),
+    so that no list of the fold's pairs, nor a float64 table of all of them, is made."""
     # Standardised terms condition the fit; the weights go back to the terms' scales below.
     x_scale, z_scale = Standardised.of(terms), Standardised.of(user_terms)
-    x, z = x_scale(terms)[items], z_scale(user_terms)[users]
-    taste = taste_logits[users, items].double()
-    y, w = chosen.double(), weights.double()
+    x, z = x_scale(terms), z_scale(user_terms)
+    fold = TrendFold(taste_logits, positive, negative, chunk_users)
     k, m = terms.shape[1], user_terms.shape[1]
     params = torch.zeros(2 * k + 2 + m * (k + 1), dtype=torch.float64)
     params[0] = 1.0
@@ -175,16 +178,78 @@ def fit_trend_scaling(taste_logits: torch.Tensor, terms: torch.Tensor, user_term
         return p[0], p[1:k + 1], p[k + 1:2 * k + 1], p[2 * k + 1], by_user[:, :k], by_user[:, k]
 
     def closure():
-        optimizer.zero_grad()
-        a, gamma, beta, c, delta, epsilon = split(params)
-        logit = (a + x @ gamma) * taste + x @ beta + c + (z * (x @ delta.T + epsilon)).sum(1)
-        loss = (w * F.binary_cross_entropy_with_logits(logit, y, reduction="none")).sum() / w.sum()
-        loss = loss + TREND_L2 * (gamma.pow(2).sum() + beta.pow(2).sum() + delta.pow(2).sum() + epsilon.pow(2).sum())
-        loss.backward()
-        return loss
+        a, gamma, beta, c, delta, epsilon = split(params.detach())
+        loss, taste_residual, residual, user_residual = fold.sums(a + x @ gamma, x @ beta + c,
+                                                                  x @ delta.T + epsilon, z)
+        ridge = gamma.pow(2).sum() + beta.pow(2).sum() + delta.pow(2).sum() + epsilon.pow(2).sum()
+        # The logit's derivative in each weight, summed against the residuals by item.
+        by_user = torch.cat([user_residual.T @ x, user_residual.sum(0)[:, None]], 1)
+        gradient = torch.cat([taste_residual.sum()[None], x.T @ taste_residual, x.T @ residual, residual.sum()[None],
+                              by_user.flatten()])
+        ridge_gradient = 2 * params.detach()
+        ridge_gradient[0] = ridge_gradient[2 * k + 1] = 0.0  # a and c are not held to 0
+        params.grad = gradient + TREND_L2 * ridge_gradient
+        return loss + TREND_L2 * ridge
 
     optimizer.step(closure)
     return _on_term_scales(*(p.detach() for p in split(params)), x_scale, z_scale)
+
+
+class TrendFold:
+    r"""A validation fold's balanced log loss of the logits
+    :math:`\ell_{bi} = s_i t_{bi} + o_i + z_b^\top g_i` (``scale``, ``bias``, ``by_user`` of
+    the items, ``user_terms`` of the users, the taste logits :math:`t`), and its residuals
+    :math:`r_{bi} = w_{bi}(\sigma(\ell_{bi}) - y_{bi})` summed by item, as :meth:`sums` gives
+    them; :func:`fit_trend_scaling` writes the gradient from these.
+
+    Only the users with both a chosen and a never-chosen item count (those of
+    :func:`~recoworld.calibration.choice.balanced_pairs`, with its weights); they go
+    ``chunk_users`` at a time (default: :data:`~recoworld.calibration.choice.CHUNK_PAIRS`
+    pairs' worth) through float64 buffers made once per fit, so that the fit holds a few
+    chunks' tables and makes none per step."""
+
+    def __init__(self, taste_logits: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
+                 chunk_users: int | None = None):
+        n_users, n_items = taste_logits.shape
+        self.taste_logits, self.positive, self.negative = taste_logits, positive, negative
+        step = max(1, min(n_users, chunk_users or CHUNK_PAIRS // max(n_items, 1)))
+        # By chunks: a bool table's sum makes an int64 copy of it.
+        n_positive, n_negative = (torch.cat([mask[start:start + step].sum(1) for start in range(0, n_users, step)])
+                                  for mask in (positive, negative))
+        kept = ((n_positive > 0) & (n_negative > 0)).nonzero().flatten()
+        # Each counted user's negatives weigh as much in total as their positives.
+        self.negative_weight = n_positive.double() / n_negative.clamp_min(1).double()
+        self.total = 2.0 * float(n_positive[kept].double().sum())
+        self.chunks = list(kept.split(step))
+        self.taste, self.logit, self.weight, self.softplus = torch.empty(4, min(step, len(kept)), n_items,
+                                                                         dtype=torch.float64)
+
+    def sums(self, scale: torch.Tensor, bias: torch.Tensor, by_user: torch.Tensor, user_terms: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The loss (over the total weight), and the residuals over the total weight summed by
+        item: times the taste logits (``[n_items]``), alone (``[n_items]``), and times each
+        user term (``[n_items, n_user_terms]``)."""
+        loss = torch.zeros((), dtype=torch.float64)
+        taste_residual, residual = torch.zeros(2, len(scale), dtype=torch.float64)
+        user_residual = torch.zeros(len(scale), user_terms.shape[1], dtype=torch.float64)
+        for users in self.chunks:
+            taste, logit, weight, softplus = (table[:len(users)] for table in
+                                              (self.taste, self.logit, self.weight, self.softplus))
+            chosen = self.positive[users]
+            # The chosen pairs weigh 1, the never chosen ones the user's negative weight, the rest 0.
+            weight.copy_(self.negative[users]).mul_(self.negative_weight[users, None]).masked_fill_(chosen, 1.0)
+            taste.copy_(self.taste_logits[users])
+            torch.mul(taste, scale, out=logit).add_(bias).addmm_(user_terms[users], by_user.T)
+            # The log loss is softplus(l) on the pairs not chosen and softplus(-l) = softplus(l) - l
+            # on the chosen ones (of weight 1).
+            torch.logaddexp(logit, torch.zeros(()), out=softplus)
+            loss += torch.dot(softplus.flatten(), weight.flatten()) - logit[chosen].sum()
+            residual_table = logit.sigmoid_().mul_(weight)
+            residual_table[chosen] -= 1.0
+            residual += residual_table.sum(0)
+            taste_residual += taste.mul_(residual_table).sum(0)
+            user_residual += residual_table.T @ user_terms[users]
+        return loss / self.total, taste_residual / self.total, residual / self.total, user_residual / self.total
 
 
 @dataclass

@@ -35,8 +35,10 @@ SPLITS = ("latest", "time")
 #: Gram matrix, the EASE product) goes a chunk of users at a time — and per (item, item)
 #: pair, for the item-to-item term's one float64 table (EASE's Gram matrix, then in place its
 #: Cholesky factor, inverse and item weights) and what the fit holds beside it then.
-#: Both are rounded up from the peak memory of fits of several shapes (``benchmarks/RESULTS.md``);
-#: the two peaks come at different steps, so the larger one counts.
+#: Both are rounded up from the peak memory of fits of several shapes, tall, square and wide,
+#: with either split (``benchmarks/RESULTS.md``); the larger of the two bounds every one of
+#: them (the item pairs' table is made while user-item tables are held: on a wide catalog its
+#: bound's margin covers them).
 BYTES_PER_PAIR = 55
 BYTES_PER_ITEM_PAIR = 24
 #: A cgroup's memory limit and use: v2's files, then v1's.
