@@ -12,15 +12,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from recoworld.calibration.choice import balanced_pairs
 from recoworld.calibration.trend import TREND_L2, Standardised, _on_term_scales, fit_trend_scaling
+
+
+def listed_pairs(positive, negative):
+    """The fold's (user, item) pairs, user by user, of the users with a positive and a
+    negative, and whether each was chosen: the list the fit made before."""
+    rows = positive.any(1) & negative.any(1)
+    pos, neg = positive[rows], negative[rows]
+    users, items = (pos | neg).nonzero(as_tuple=True)
+    return rows.nonzero().flatten()[users], items, pos[users, items]
 
 
 def listed_pairs_fit(taste_logits, terms, user_terms, positive, negative):
     """The fit as it was: L-BFGS over tables of every listed pair (the reference), with the
-    negatives' weights in float64 where balanced_pairs rounds them to float32 (which moved
+    negatives' weights in float64 where the old fit rounded them to float32 (which moved
     the fitted weights by up to 6e-8)."""
-    users, items, chosen, _ = balanced_pairs(positive, negative)
+    users, items, chosen = listed_pairs(positive, negative)
     ratio = positive.sum(1).double() / negative.sum(1).clamp_min(1).double()
     x_scale, z_scale = Standardised.of(terms), Standardised.of(user_terms)
     x, z = x_scale(terms)[items], z_scale(user_terms)[users]

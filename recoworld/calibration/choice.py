@@ -440,19 +440,6 @@ def low_rank(scores: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tenso
     return (users * sign).to(scores.dtype).contiguous(), (items * sign).to(scores.dtype).contiguous()
 
 
-def balanced_pairs(positive: torch.Tensor, negative: torch.Tensor
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The (user, item) pairs of a validation fold, user by user: ``users``, ``items``,
-    whether each was ``chosen`` (in ``positive``, else in ``negative``) and its weight, such
-    that each user's negatives weigh as much in total as their positives, as in the fit.
-    Users with no positive or no negative are left out."""
-    rows = positive.any(1) & negative.any(1)
-    pos, neg = positive[rows], negative[rows]
-    weights = torch.where(pos, 1.0, pos.sum(1, keepdim=True).float() / neg.sum(1, keepdim=True).float())
-    users, items = (pos | neg).nonzero(as_tuple=True)
-    return rows.nonzero().flatten()[users], items, pos[users, items], weights[users, items]
-
-
 #: Newton's method for :func:`platt_scaling` stops when half its squared Newton decrement
 #: :math:`g^\top H^{-1} g / 2`, the quadratic model's estimate of how far the loss is above its
 #: minimum, is below this: far under float64's resolution of a loss of order 1, so that
@@ -474,9 +461,8 @@ def platt_scaling(logits: torch.Tensor, positive: torch.Tensor, negative: torch.
 
     Platt, "Probabilistic outputs for support vector machines", 1999. ``positive`` are a
     validation fold's chosen items, ``negative`` the items each user never chose; each
-    user's negatives weigh as much in total as their positives, as in the fit (the pairs and
-    weights of :func:`balanced_pairs`: users with no positive or no negative count for
-    nothing). A model is more sure of the choices it was trained on than of the next ones;
+    user's negatives weigh as much in total as their positives, as in the fit (each chosen
+    item weighs 1; users with no positive or no negative count for nothing). A model is more sure of the choices it was trained on than of the next ones;
     fitted on held-out later choices, the scaling makes :math:`\sigma` a probability of the
     *next* choice.
 

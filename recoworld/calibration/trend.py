@@ -156,9 +156,8 @@ def fit_trend_scaling(taste_logits: torch.Tensor, terms: torch.Tensor, user_term
     """Fit :class:`TrendScaling` on a validation fold: ``taste_logits`` ``[n_users, n_items]``
     of the model fitted before the fold, ``terms`` and ``user_terms`` at that model's date,
     ``positive`` the fold's choices and ``negative`` the items each user never chose; each
-    user's negatives weigh as much in total as their positives, as in Platt scaling (the
-    weights of :func:`~recoworld.calibration.choice.balanced_pairs`: users with no positive
-    or no negative count for nothing).
+    user's negatives weigh as much in total as their positives, as in Platt scaling (each
+    chosen item weighs 1; users with no positive or no negative count for nothing).
 
     L-BFGS minimises the balanced log loss plus :data:`TREND_L2`'s ridge. The loss and its
     gradient are sums over pairs, taken ``chunk_users`` users at a time (:class:`TrendFold`),
@@ -202,8 +201,8 @@ class TrendFold:
     :math:`r_{bi} = w_{bi}(\sigma(\ell_{bi}) - y_{bi})` summed by item, as :meth:`sums` gives
     them; :func:`fit_trend_scaling` writes the gradient from these.
 
-    Only the users with both a chosen and a never-chosen item count (those of
-    :func:`~recoworld.calibration.choice.balanced_pairs`, with its weights); they go
+    Only the users with both a chosen and a never-chosen item count, with the weights of
+    :func:`fit_trend_scaling`; they go
     ``chunk_users`` at a time (default: :data:`~recoworld.calibration.choice.CHUNK_PAIRS`
     pairs' worth) through float64 buffers made once per fit, so that the fit holds a few
     chunks' tables and makes none per step."""
