@@ -230,10 +230,11 @@ class StatisticalUsers(UserSimulator):
         self.backend.start(self.state, slots, rng.user_keys(seeds, self.device), self.population, self.catalog)
 
     # --------------------------------------------------------------- utilities
-    def _utility(self, items: torch.Tensor, feats: torch.Tensor, weights: torch.Tensor):
+    def _utility(self, items: torch.Tensor, feats: torch.Tensor, weights: torch.Tensor, state=None):
         """Utility ``v`` ``[B, C]`` of ``items`` (features ``feats`` ``[B, C, D]`` and genre
-        weights ``weights`` ``[B, C, G]``), with its satiation and distance terms."""
-        c, s, t = self.config, self.state, self.tables
+        weights ``weights`` ``[B, C, G]``), with its satiation and distance terms; of the
+        users of ``state`` (default: every slot's, :attr:`state`)."""
+        c, s, t = self.config, self.state if state is None else state, self.tables
         affinity = torch.bmm(feats, s.interest[:, :, None])[..., 0]
         distance = equations.distance_from_familiar(feats, s.familiar)
         satiation = torch.bmm(weights, s.satiation[:, :, None])[..., 0]
@@ -250,9 +251,26 @@ class StatisticalUsers(UserSimulator):
         return v, satiation, distance
 
     def click_probabilities(self, items: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.utility(items))
+
+    def utility(self, items: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
+        """The click utility :math:`v` ``[n, C]`` (the logit of :meth:`click_probabilities`)
+        of ``items`` ``[n, C]`` for the users in the slots ``users`` ``[n]`` (default: every
+        slot, in order), computed for those users alone (by a subclass that changes the
+        utility, for every slot)."""
         items = torch.as_tensor(items, dtype=torch.long, device=self.device)
-        cat = self.catalog
-        return torch.sigmoid(self._utility(items, lookup(cat.features, items), lookup(cat.genre_weights, items))[0])
+        state = None
+        if users is not None:
+            users = torch.as_tensor(users, dtype=torch.long, device=self.device)
+            if type(self)._utility is not StatisticalUsers._utility:  # its utility reads every slot's state
+                every = torch.zeros(self.n_users, items.shape[1], dtype=torch.long, device=self.device)
+                every[users] = items
+                return self.utility(every)[users]
+            state = _Slots(self.state, users)
+        features, weights = lookup(self.catalog.features, items), lookup(self.catalog.genre_weights, items)
+        if state is None:
+            return self._utility(items, features, weights)[0]
+        return self._utility(items, features, weights, state)[0]
 
     def expected_clicks(self, slates: torch.Tensor) -> torch.Tensor:
         """Exact expected clicks under the cascade: :math:`\\sum_k P(e_k) p_k`."""
@@ -305,6 +323,17 @@ class StatisticalUsers(UserSimulator):
     def state_dict(self) -> dict:
         """The configuration as a plain dict (for run directories)."""
         return asdict(self.config)
+
+
+class _Slots:
+    """The rows ``users`` of a :class:`~recoworld.kernels.users.UserState`'s tensors, each
+    taken when read: what the utility of some users reads of the batch's state."""
+
+    def __init__(self, state: UserState, users: torch.Tensor):
+        self._state, self._users = state, users
+
+    def __getattr__(self, name: str) -> torch.Tensor:
+        return getattr(self._state, name).index_select(0, self._users)
 
 
 expose_fields(StatisticalUsers, UserState)  # users.satiation reads users.state.satiation, and so on

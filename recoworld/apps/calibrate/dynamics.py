@@ -240,13 +240,29 @@ class ReferenceRecommender:
         self.n_items = n_items
         self.seen: torch.Tensor | None = None  # [n, n_items] bool: what each user clicked
 
-    def slates(self, sim: StatisticalUsers) -> torch.Tensor:
-        """``[n, slate_size]`` item ids for the ``n`` users of ``sim``."""
-        if self.seen is None or len(self.seen) != sim.n_users:
-            self.seen = torch.zeros(sim.n_users, self.n_items, dtype=torch.bool)
-        pool = self.candidates.draw(sim.n_users, self.generator)
-        score = sim.click_probabilities(pool) - self.seen.gather(1, pool).float()  # probabilities are in [0, 1]
-        return pool.gather(1, score.topk(self.slate_size, dim=1).indices)
+    def slates(self, sim: StatisticalUsers, serving: torch.Tensor | None = None) -> torch.Tensor:
+        """``[n, slate_size]`` item ids for the ``n`` users of ``sim``; only the users
+        ``serving`` (bool ``[n]``, default all) are scored, the others get their first
+        candidates (a valid slate, which a simulator holding them idle does not read)."""
+        n = sim.n_users
+        if self.seen is None or len(self.seen) != n:
+            self.seen = torch.zeros(n, self.n_items, dtype=torch.bool)
+        pool = self.candidates.draw(n, self.generator)  # every row's: the draws do not hang on who is served
+        rows = torch.arange(n) if serving is None else serving.nonzero().flatten()
+        if len(rows) == 1 and n > 1:
+            # torch's bmm of a single matrix takes another path, which rounds otherwise: score
+            # a pair, so that a user's slate is the one the whole batch's scores would give.
+            rows = torch.cat([rows, (rows + 1) % n]).sort().values
+        slates = pool[:, :self.slate_size].clone()
+        if len(rows):
+            # The sigmoid over every row, as for the whole batch: torch's vectorised and scalar
+            # loops round differently, so an element's last bit hangs on its place in the tensor.
+            utility = torch.zeros(pool.shape)
+            utility[rows] = sim.utility(pool[rows], rows)
+            candidates = pool[rows]
+            score = torch.sigmoid(utility)[rows] - self.seen[rows].gather(1, candidates).float()  # in [-1, 1]
+            slates[rows] = candidates.gather(1, score.topk(self.slate_size, dim=1).indices)
+        return slates
 
     def clicked(self, slates: torch.Tensor, clicked: torch.Tensor) -> None:
         """Remember the films of ``slates`` the users ``clicked`` (both ``[n, slate_size]``)."""
@@ -288,18 +304,26 @@ class FirstSessions:
 
 
 def serve_reference(catalog: Catalog, config: StatisticalUserConfig, population: Population, seeds, steps: int,
-                    slate_size: int = REFERENCE_SLATE, candidates: int = REFERENCE_CANDIDATES, seed: int = 0):
+                    slate_size: int = REFERENCE_SLATE, candidates: int = REFERENCE_CANDIDATES, seed: int = 0,
+                    serving: torch.Tensor | None = None):
     """Serve the users seeded ``seeds`` the :class:`ReferenceRecommender`'s slates for up to
     ``steps`` steps, yielding ``(sim, slates, response)`` after each. Once the caller has
     read a step, its churned users restart (as the same seeds) only to keep the batch
-    stepping: what they do next is not theirs to count."""
+    stepping: what they do next is not theirs to count.
+
+    ``serving`` (bool ``[n]``, default all) holds the users whose steps the caller still
+    reads; the caller clears a user's entry in place once it no longer does. The others
+    are not scored, and the C kernel holds them idle (their response is zeros; the torch
+    one steps them on their first candidates): most users of a run are done long before
+    its last step. The users served step as they would among all, to the bit."""
     sim = StatisticalUsers(catalog, config, population)
     n, seeds = len(seeds), torch.as_tensor(seeds)
     sim.reset(n, seed=seeds)
     recommender = ReferenceRecommender(catalog.n_items, slate_size, candidates, seed)
     for _ in range(steps):
-        slates = recommender.slates(sim)
-        response = sim.respond(slates)
+        slates = recommender.slates(sim, serving)
+        # The slates are valid by construction: distinct candidates of the catalog.
+        response = sim.respond_valid(slates, None if serving is None else ~serving)
         recommender.clicked(slates, response.clicked)
         yield sim, slates, response
         gone = response.churned.nonzero().flatten()
@@ -316,9 +340,10 @@ def first_sessions(catalog: Catalog, config: StatisticalUserConfig, population: 
     n = len(seeds)
     in_first = torch.ones(n, dtype=torch.bool)
     clicks = torch.zeros(n)
-    for _, _, response in serve_reference(catalog, config, population, seeds, steps, slate_size, candidates, seed):
+    for _, _, response in serve_reference(catalog, config, population, seeds, steps, slate_size, candidates, seed,
+                                          serving=in_first):
         clicks += torch.where(in_first, response.clicked.sum(1).float(), 0.0)
-        in_first &= ~response.left_session
+        in_first &= ~response.left_session  # in place: serve_reference stops serving them
         if not bool(in_first.any()):
             break
     return FirstSessions(clicks.numpy(), in_first.numpy())
@@ -357,7 +382,7 @@ def simulate_lives(catalog: Catalog, config: StatisticalUserConfig, population: 
     watched = clock < horizon
     rows = []
     served = serve_reference(catalog, config, population, seeds, max_steps if bool(watched.any()) else 0,
-                             slate_size, candidates, seed)
+                             slate_size, candidates, seed, serving=watched)
     for _, slates, response in served:
         clicked = response.clicked & watched[:, None]
         user, position = clicked.nonzero(as_tuple=True)
@@ -365,7 +390,7 @@ def simulate_lives(catalog: Catalog, config: StatisticalUserConfig, population: 
                      clock[user].numpy()))
         clock += 1.0
         clock = torch.where(response.left_session, clock + response.return_gap.double() * DAY, clock)
-        watched &= (clock < horizon) & ~response.churned
+        watched &= (clock < horizon) & ~response.churned  # in place: serve_reference stops serving them
         if not bool(watched.any()):
             break
     columns = [np.concatenate(column) for column in zip(*rows)] if rows else [np.zeros(0)] * 4
