@@ -83,4 +83,6 @@ def test_the_item_item_tables_are_one_table_not_three():
         print((after - before) / 4000 ** 2)
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert float(result.stdout) < 11.0  # bytes per item pair
+    # Bytes per item pair: about 9.2 measured; the margin is for the allocator, whose first use of a
+    # size can lift a process's peak by tens of MB (tests/test_h100_fit_memory.py).
+    assert float(result.stdout) < 14.0
