@@ -131,6 +131,24 @@ def rating_weights(train: pd.DataFrame, n_users: int, n_items: int, half_life: f
 CHUNK_PAIRS = 1 << 20
 
 
+def chunk_rows(row_length: int, rows: int | None = None) -> int:
+    """Rows of ``row_length`` entries that the fit takes at a time through its dense tables:
+    ``rows`` if given, else :data:`CHUNK_PAIRS` entries' worth (at least one row)."""
+    return max(1, rows or CHUNK_PAIRS // max(row_length, 1))
+
+
+def row_chunks(n_rows: int, row_length: int, rows: int | None = None) -> list[slice]:
+    """The slices of ``n_rows`` rows, :func:`chunk_rows` at a time."""
+    step = chunk_rows(row_length, rows)
+    return [slice(start, min(start + step, n_rows)) for start in range(0, n_rows, step)]
+
+
+def row_counts(mask: torch.Tensor) -> torch.Tensor:
+    """Each row's number of ``True`` entries of the bool ``mask`` ``[n, m]``, a chunk of rows
+    at a time: the sum of a whole bool table makes an int64 copy of it."""
+    return torch.cat([mask[rows].sum(1) for rows in row_chunks(len(mask), mask.shape[1])])
+
+
 class BalancedLoss:
     r"""The weighted logistic loss of the module docstring (without the penalty) of the
     logits of the rating ``weights`` (``[n_users, n_items]``, positive on chosen pairs and 0
@@ -151,7 +169,7 @@ class BalancedLoss:
         self.chosen_weight = weights[self.rows, self.cols]
         self.excess_weight = self.chosen_weight - self.negative_weight[self.rows]
         self.total = weights.sum().clamp_min(1e-12)
-        self.chunk_users = max(1, min(n_users, chunk_users or CHUNK_PAIRS // max(n_items, 1)))
+        self.chunk_users = max(1, min(n_users, chunk_rows(n_items, chunk_users)))
         # Each chunk's chosen pairs are a contiguous run of them, at rows counted from the chunk's first user.
         self.bounds = torch.searchsorted(self.rows, torch.arange(0, n_users + self.chunk_users,
                                                                  self.chunk_users)).tolist()
@@ -314,8 +332,7 @@ def neighbourhood_scores(weights: torch.Tensor, l2: float, rows: torch.Tensor | 
     if rows is not None:
         rated = rated[rows.numpy()]
     n_items = rated.shape[1]
-    step = max(1, chunk_items or CHUNK_PAIRS // max(n_items, 1))
-    blocks = [slice(start, min(start + step, n_items)) for start in range(0, n_items, step)]
+    blocks = row_chunks(n_items, n_items, chunk_items)
     table = np.empty((n_items, n_items))
     by_item = rated.tocsc()
     for block in blocks:  # rows ``block`` of X^T X are X[:, block]^T X
@@ -357,9 +374,8 @@ def rated_times(weights: torch.Tensor, item_matrix: torch.Tensor) -> torch.Tenso
     n_users, n_items = weights.shape[0], item_matrix.shape[1]
     rated, matrix = sparse_rows(weights), item_matrix.numpy()
     out = torch.empty(n_users, n_items)
-    step = max(1, CHUNK_PAIRS // max(n_items, 1))
-    for start in range(0, n_users, step):
-        out[start:start + step] = torch.from_numpy(rated[start:start + step] @ matrix)
+    for rows in row_chunks(n_users, n_items):
+        out[rows] = torch.from_numpy(rated[rows] @ matrix)
     return out
 
 
@@ -417,8 +433,7 @@ def low_rank(scores: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tenso
     k = tall.shape[1]
     r = min(rank, k)
     # A chunk of rows at a time in float64, so that no float64 copy of the scores is made.
-    step = max(1, CHUNK_PAIRS // k)
-    chunks = [slice(start, start + step) for start in range(0, tall.shape[0], step)]
+    chunks = row_chunks(tall.shape[0], k)
     gram = torch.zeros(k, k, dtype=torch.float64)
     for rows in chunks:
         block = tall[rows].double()
@@ -477,10 +492,8 @@ def platt_scaling(logits: torch.Tensor, positive: torch.Tensor, negative: torch.
     negative there is nothing to fit: ``(1.0, 0.0)``.
     """
     n_users, n_items = logits.shape
-    chunk_users = max(1, min(n_users, chunk_users or CHUNK_PAIRS // max(n_items, 1)))
-    chunks = [slice(start, start + chunk_users) for start in range(0, n_users, chunk_users)]
-    # By chunks too: a bool table's sum makes an int64 copy of it.
-    n_positive, n_negative = (torch.cat([mask[rows].sum(1) for rows in chunks]) for mask in (positive, negative))
+    chunks = row_chunks(n_users, n_items, chunk_users)
+    n_positive, n_negative = row_counts(positive), row_counts(negative)
     kept = (n_positive > 0) & (n_negative > 0)
     if not kept.any():
         return 1.0, 0.0

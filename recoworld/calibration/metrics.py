@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from recoworld.calibration.choice import CHUNK_PAIRS
+from recoworld.calibration.choice import row_chunks
 
 
 def user_auc(scores: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
@@ -38,9 +38,8 @@ def user_auc(scores: torch.Tensor, positive: torch.Tensor, negative: torch.Tenso
         user, item = (int(x) for x in (positive & negative).nonzero()[0])
         raise ValueError(f"item {item} of user {user} is both positive and negative")
     n_users, n_items = scores.shape
-    step = max(1, chunk_users or CHUNK_PAIRS // max(n_items, 1))
-    return torch.cat([_chunk_auc(scores[start:start + step], positive[start:start + step],
-                                 negative[start:start + step]) for start in range(0, max(n_users, 1), step)])
+    return torch.cat([_chunk_auc(scores[rows], positive[rows], negative[rows])
+                      for rows in row_chunks(max(n_users, 1), n_items, chunk_users)])
 
 
 def _chunk_auc(scores: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:

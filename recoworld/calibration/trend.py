@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from recoworld.calibration.choice import CHUNK_PAIRS, ChoiceModel
+from recoworld.calibration.choice import ChoiceModel, chunk_rows, row_counts
 from recoworld.calibration.split import DAY
 
 TREND_TERMS = ("ratings in the last 30 days", "ratings in the last 7 days", "ratings", "released this year",
@@ -209,12 +209,10 @@ class TrendFold:
 
     def __init__(self, taste_logits: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
                  chunk_users: int | None = None):
-        n_users, n_items = taste_logits.shape
+        n_items = taste_logits.shape[1]
         self.taste_logits, self.positive, self.negative = taste_logits, positive, negative
-        step = max(1, min(n_users, chunk_users or CHUNK_PAIRS // max(n_items, 1)))
-        # By chunks: a bool table's sum makes an int64 copy of it.
-        n_positive, n_negative = (torch.cat([mask[start:start + step].sum(1) for start in range(0, n_users, step)])
-                                  for mask in (positive, negative))
+        step = chunk_rows(n_items, chunk_users)
+        n_positive, n_negative = row_counts(positive), row_counts(negative)
         kept = ((n_positive > 0) & (n_negative > 0)).nonzero().flatten()
         # Each counted user's negatives weigh as much in total as their positives.
         self.negative_weight = n_positive.double() / n_negative.clamp_min(1).double()
