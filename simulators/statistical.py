@@ -327,13 +327,15 @@ class StatisticalUsers(UserSimulator):
 
 class _Slots:
     """The rows ``users`` of a :class:`~recoworld.kernels.users.UserState`'s tensors, each
-    taken when read: what the utility of some users reads of the batch's state."""
+    taken on its first read: what the utility of some users reads of the batch's state."""
 
     def __init__(self, state: UserState, users: torch.Tensor):
         self._state, self._users = state, users
 
     def __getattr__(self, name: str) -> torch.Tensor:
-        return getattr(self._state, name).index_select(0, self._users)
+        rows = getattr(self._state, name).index_select(0, self._users)
+        setattr(self, name, rows)  # taken once: the utility reads some fields twice
+        return rows
 
 
 expose_fields(StatisticalUsers, UserState)  # users.satiation reads users.state.satiation, and so on
