@@ -170,10 +170,17 @@ def bits(keys: torch.Tensor, counters: torch.Tensor, stream: int, n: int) -> tor
     return _bits32(keys, counters, stream, n).long() & MASK32
 
 
+#: The largest float32 below 1, where :func:`uniform`'s top draw lands.
+BELOW_ONE = 1.0 - 2.0**-24
+
+
 def uniform(keys: torch.Tensor, counters: torch.Tensor, stream: int, n: int) -> torch.Tensor:
     """``[B, n]`` float32 uniforms in the open interval ``(0, 1)``."""
     top24 = (_bits32(keys, counters, stream, n) >> 8) & 0xFFFFFF
-    return (top24.float() + 0.5) * (1.0 / (1 << 24))
+    # float32 holds no half steps above 2**23: the top value's + 0.5 rounds up to 2**24, a
+    # uniform of exactly 1 (an infinite normal or logistic draw) once in 2**24 draws. It is
+    # put at the float below 1 (as rng.h does); every other draw keeps its bits.
+    return ((top24.float() + 0.5) * (1.0 / (1 << 24))).clamp_(max=BELOW_ONE)
 
 
 def normal(keys: torch.Tensor, counters: torch.Tensor, stream: int, n: int) -> torch.Tensor:

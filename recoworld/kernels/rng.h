@@ -4,7 +4,8 @@
  * number generators", OOPSLA 2014; constants of Stafford's Mix13), a bijection of 64-bit
  * words. A user's 64-bit key and step counter hash into a 64-bit base; draw j of a stream
  * is the top 32 bits of mix64(base ^ salt_j), where salt_j = mix64(stream_base + j) is the
- * same for every user. A uniform is the top 24 of those bits, + 0.5, / 2^24.
+ * same for every user. A uniform is the top 24 of those bits, + 0.5, / 2^24; the top value,
+ * whose + 0.5 float32 rounds up to 2^24, is put at the float below 1.
  */
 #ifndef RECOWORLD_RNG_H
 #define RECOWORLD_RNG_H
@@ -36,7 +37,9 @@ static inline uint32_t bits_at(uint64_t base, uint32_t stream_base, uint32_t j) 
 
 /* rng.uniform's draw with salt `salt`. */
 static inline float uniform_salted(uint64_t base, uint64_t salt) {
-    return ((float)(bits_salted(base, salt) >> 8) + 0.5f) * (1.0f / 16777216.0f);
+    /* the top value's + 0.5 rounds up to 2^24 in float32: put at the float below 1, as rng.uniform does */
+    const float u = ((float)(bits_salted(base, salt) >> 8) + 0.5f) * (1.0f / 16777216.0f);
+    return u < 1.0f ? u : 0x1.fffffep-1f;
 }
 
 static inline float uniform_at(uint64_t base, uint32_t stream_base, uint32_t j) {
