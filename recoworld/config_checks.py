@@ -23,6 +23,12 @@ refuses a number that float32 turns into infinity or rounds out of its range::
 
     StatisticalUserConfig.leave_boredom=1e+39: must be within ±3.4028235e+38, the float32 range (it is computed in float32, where it is inf)
     StatisticalUserConfig.gap_days=1e-300: must be > 0 as a float32 too (it is computed in float32, where it is 0)
+
+A field that an equation multiplies or sums with others may hold in float32 and still
+overflow there, into ``inf - inf`` or ``inf * 0``, which is NaN. Such a field declares an
+:class:`OverflowLimit`, the largest magnitude the equation holds, checked last::
+
+    StatisticalUserConfig.satiation_rate=3e+38: must be <= 1e+17 (a larger magnitude overflows float32 in the satiation build-up, where it multiplies a genre's exposure)
 """
 
 from __future__ import annotations
@@ -37,8 +43,8 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "AT_LEAST_ONE", "FLOAT32_MAX", "NON_NEGATIVE", "OPEN_UNIT", "POSITIVE", "UNIT", "Interval", "check_fields",
-    "check_flag", "check_float32", "check_number", "check_seed", "declared_ranges",
+    "AT_LEAST_ONE", "FLOAT32_MAX", "NON_NEGATIVE", "OPEN_UNIT", "POSITIVE", "UNIT", "Interval", "OverflowLimit",
+    "check_fields", "check_flag", "check_float32", "check_number", "check_overflow", "check_seed", "declared_ranges",
 ]
 
 
@@ -65,6 +71,15 @@ class Interval:
             return f"{'<=' if self.closed_high else '<'} {_number(self.high)}"
         return (f"in {'[' if self.closed_low else '('}{_number(self.low)}, "
                 f"{_number(self.high)}{']' if self.closed_high else ')'}")
+
+
+@dataclass(frozen=True)
+class OverflowLimit:
+    """The largest magnitude ``limit`` of a number that the float32 equation it enters holds,
+    and ``where`` it would overflow beyond (``"in the satiation build-up"``), for the message."""
+
+    limit: float
+    where: str
 
 
 #: Probabilities, rates and shares.
@@ -131,6 +146,15 @@ def check_float32(owner: str | None, key: str, value: float, within: Interval | 
                          f"float32, where it is {_number(held)})")
 
 
+def check_overflow(owner: str | None, key: str, value: float, limit: OverflowLimit) -> None:
+    """``ValueError`` naming ``owner.key``, the value, the largest magnitude accepted and the
+    equation, if ``|value|`` exceeds ``limit.limit``."""
+    if abs(value) > limit.limit:
+        bound = f"<= {limit.limit:g}" if value > 0 else f">= {-limit.limit:g}"
+        raise ValueError(f"{_name(owner, key)}={value!r}: must be {bound} (a larger magnitude overflows float32 "
+                         f"{limit.where})")
+
+
 def check_flag(owner: str | None, key: str, value) -> bool:
     """``value`` as a ``bool`` if it is one (numpy's included); ``ValueError`` otherwise."""
     if not isinstance(value, (bool, np.bool_)):
@@ -158,7 +182,7 @@ def declared_ranges(cls: type) -> dict[str, Interval]:
 
 
 def check_fields(config, ranges: Mapping[str, Interval] | None = None, owner: str | None = None, *,
-                 float32: bool = False) -> None:
+                 float32: bool = False, limits: Mapping[str, OverflowLimit] | None = None) -> None:
     """Check the ``float``, ``int`` and ``bool`` fields of the dataclass instance ``config``
     (see the module docstring); a NumPy scalar is stored as the Python number it equals.
 
@@ -168,6 +192,8 @@ def check_fields(config, ranges: Mapping[str, Interval] | None = None, owner: st
         owner: how messages name the config (default: its class name).
         float32: whether its ``float`` fields are computed in float32, and must stay finite
             and in range there (:func:`check_float32`).
+        limits: the largest magnitude of some ``float`` fields, where an equation would
+            overflow beyond it (:func:`check_overflow`), checked after the range and float32.
     """
     cls = type(config)
     ranges = declared_ranges(cls) if ranges is None else ranges
@@ -180,6 +206,8 @@ def check_fields(config, ranges: Mapping[str, Interval] | None = None, owner: st
             checked = check_number(owner, name, value, ranges.get(name), integer=kind is int)
             if float32 and kind is float:
                 check_float32(owner, name, checked, ranges.get(name))
+            if limits and kind is float and name in limits:
+                check_overflow(owner, name, checked, limits[name])
         if type(value) not in (int, float, bool):  # numpy's scalars become Python's; an int stays as given
             object.__setattr__(config, name, checked)  # object's: frozen dataclasses too
 
