@@ -123,7 +123,10 @@ class CalibratedWorld:
     :meth:`original_user_id`, :meth:`dense_user_id`. A world made without them (built in
     Python with no ``original_item_ids`` and users without an ``original_id`` column; every
     world ``recoworld calibrate`` fits has them) still saves, loads and runs, and its maps
-    raise ``ValueError`` saying how to fit it with them.
+    raise ``ValueError`` saying how to fit it with them. Each map is built on its first call
+    and kept for the next ones; assigning a new ``users`` table, ``original_item_ids`` or
+    ``catalog`` to the world builds it again (a table changed in place is not noticed: assign
+    the changed copy).
     """
 
     catalog: Catalog
@@ -132,6 +135,8 @@ class CalibratedWorld:
     interest: torch.Tensor
     meta: dict = field(default_factory=dict)
     original_item_ids: Sequence[str] | None = None
+    # The id maps' indexes, built once: (the fields a map was built from, its known ids, what they map to).
+    _id_maps: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if self.original_item_ids is not None and len(self.original_item_ids) != self.catalog.n_items:
@@ -141,29 +146,52 @@ class CalibratedWorld:
     def original_item_id(self, item_id):
         """The data's id (text) of the world's item ``item_id`` (an int, or an array of them
         such as a run log's slates: an array of texts of its shape)."""
-        n = self.catalog.n_items
-        return _translate(pd.RangeIndex(n), self._originals("item", self.original_item_ids), item_id, "item",
-                          f"not in the catalog (item ids 0..{n - 1})")
+        known, mapped = self._id_map("original_item")
+        return _translate(known, mapped, item_id, "item",
+                          f"not in the catalog (item ids 0..{self.catalog.n_items - 1})")
 
     def dense_item_id(self, original):
         """The world's item id (int) of the data's item ``original`` (its id as the files
         write it; an int stands for its digits), or an array of them for an array."""
-        ids = pd.Index(self._originals("item", self.original_item_ids), dtype=object)
-        return _translate(ids, np.arange(len(ids)), original, "item",
-                          f"not an item of this world: {self._where('item')}")
+        known, mapped = self._id_map("dense_item")
+        return _translate(known, mapped, original, "item", f"not an item of this world: {self._where('item')}")
 
     def original_user_id(self, user_id):
         """The data's id (text) of the world's user ``user_id`` (``users["user_id"]``), or
         an array of them for an array."""
-        return _translate(pd.Index(self.users["user_id"]), self._originals("user", self.users.get(ORIGINAL_ID)),
-                          user_id, "user", f"not one of this world's {len(self.users)} fitted users "
+        known, mapped = self._id_map("original_user")
+        return _translate(known, mapped, user_id, "user", f"not one of this world's {len(self.users)} fitted users "
                           "(users['user_id'])")
 
     def dense_user_id(self, original):
         """The world's ``user_id`` of the data's user ``original``, or an array of them for an array."""
-        ids = pd.Index(self._originals("user", self.users.get(ORIGINAL_ID)), dtype=object)
-        return _translate(ids, self.users["user_id"].to_numpy(), original, "user",
-                          f"not a fitted user of this world: {self._where('user')}")
+        known, mapped = self._id_map("dense_user")
+        return _translate(known, mapped, original, "user", f"not a fitted user of this world: {self._where('user')}")
+
+    def _id_map(self, name: str) -> tuple[pd.Index, np.ndarray]:
+        """The ids map ``name`` knows (an index) and what each maps to, built on first use.
+
+        Kept because a pandas index builds its hash table on its first lookup: a new index per
+        call paid for it on every call. The map is kept with the very objects it was built from
+        and built again where one of them was replaced. Nothing is kept for a world without the
+        data's ids: each call raises again.
+        """
+        sources = (self.catalog, self.original_item_ids) if name.endswith("_item") else (self.users,)
+        kept = self._id_maps.get(name)
+        if kept is not None and all(a is b for a, b in zip(kept[0], sources)):
+            return kept[1], kept[2]
+        if name == "original_item":
+            known, mapped = pd.RangeIndex(self.catalog.n_items), self._originals("item", self.original_item_ids)
+        elif name == "dense_item":
+            ids = self._originals("item", self.original_item_ids)
+            known, mapped = pd.Index(ids, dtype=object), np.arange(len(ids))
+        elif name == "original_user":
+            known, mapped = pd.Index(self.users["user_id"]), self._originals("user", self.users.get(ORIGINAL_ID))
+        else:
+            known = pd.Index(self._originals("user", self.users.get(ORIGINAL_ID)), dtype=object)
+            mapped = self.users["user_id"].to_numpy()
+        self._id_maps[name] = (sources, known, mapped)
+        return known, mapped
 
     def _originals(self, what: str, ids) -> np.ndarray:
         if ids is None:

@@ -152,13 +152,20 @@ def test_a_cached_copy_cut_short_is_fetched_again_or_named_offline(real_cache, t
     assert sorted(p.name for p in tmp_path.iterdir()) == [".movielens-100k.lock", "movielens-100k"], "no work folder is left"
 
 
-def test_a_copy_made_by_hand_from_grouplens_files_is_used_without_network(tmp_path, monkeypatch):
+def test_a_copy_made_by_hand_from_files_that_are_not_grouplens_is_refused_without_network(tmp_path, monkeypatch):
+    """Empty files in GroupLens' names are no MovieLens-100K: refused and left as they are
+    (tests/test_h106_grouplens_checksums.py uses the genuine files)."""
     folder = tmp_path / "movielens-100k"
     folder.mkdir()
     for name in ("u.data", "u.item", "u.user"):
         (folder / name).write_text("")
     fake_pip(monkeypatch, returncode=1, stderr="ERROR: pip must not run\n")
-    assert fetch("movielens-100k", cache_dir=tmp_path, progress=False) == folder
+    with pytest.raises(FetchError) as err:
+        fetch("movielens-100k", cache_dir=tmp_path, progress=False)
+    empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # SHA-256 of no bytes
+    assert str(err.value).startswith(f"the copy of movielens-100k in {folder} differs from GroupLens' ml-100k.zip: "
+                                     f"u.data has SHA-256 {empty}, expected ")
+    assert sorted(p.name for p in folder.iterdir()) == ["u.data", "u.item", "u.user"], "left as they are"
 
 
 def test_a_cache_that_is_a_file_is_named(tmp_path, monkeypatch, capsys):

