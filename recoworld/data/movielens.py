@@ -239,7 +239,8 @@ def _read_grouplens(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFram
     items = _read_table(path / "u.item", "|", columns, encoding="latin-1", what="movies")
     flags = np.stack([_integers(items, g, "a genre flag, 0 or 1", 0, 1) for g in genres], axis=1) == 1
     items = pd.DataFrame({"item_id": _integers(items, "item_id", "an item id (a whole number)"),
-                          "title": items.table["title"].to_numpy(),
+                          # three of the release's titles end in a space, which RecBole's copy drops
+                          "title": items.table["title"].str.strip().to_numpy(),
                           "genres": [[g for g, on in zip(genres, row) if on] for row in flags]})
     users = _read_table(path / "u.user", "|", ["user_id", "age", "gender", "occupation", "zip_code"], what="users")
     return _checked_ratings(ratings), items, _checked_users(users)
