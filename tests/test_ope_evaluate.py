@@ -405,7 +405,8 @@ def test_selection_leaves_out_an_estimator_undefined_on_every_simulated_log_with
 
 @pytest.mark.parametrize("flag, message", [
     (["--sims", "1"], "--sims 1; give 2 or more simulated logs, for an RMSE"),
-    (["--bootstrap", "0"], "--bootstrap 0; give 1 or more resamples"),
+    (["--bootstrap", "0"], "--bootstrap=0 resamples cannot give a 95% interval: without a resample there is no "
+                           "replicate to take an interval from; use --bootstrap >= 39, and 1000 or more for stable ends"),
     (["--refits", "1"], "--refits 1; give 2 or more refits, for a standard error"),
     (["--truth-users", "1"], "--truth-users 1; give 2 or more users, for a standard error"),
     (["--min-ess", "-1"], "--min-ess -1.0; give 0 or more (0: no threshold)"),

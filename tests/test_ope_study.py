@@ -179,7 +179,9 @@ def test_refit_interval_is_the_normal_interval_of_the_refitted_estimates():
     (["--alpha", "1.5"], "StudyConfig.alpha=1.5: must be in (0, 1)"),
     (["--epsilon", "2"], "StudyConfig.epsilon=2.0: must be in [0, 1]"),
     (["--truth-users", "1"], "StudyConfig.truth_users=1: must be an integer >= 2"),
-    (["--bootstrap", "0"], "StudyConfig.n_bootstrap=0: must be an integer >= 1"),
+    (["--bootstrap", "0"], "StudyConfig.n_bootstrap=0 resamples cannot give a 95% interval: without a resample "
+                           "there is no replicate to take an interval from; use StudyConfig.n_bootstrap >= 39, and "
+                           "1000 or more for stable ends"),
     (["--folds", "1"], "StudyConfig.n_folds=1: must be an integer >= 2"),
     (["--logging-temperature", "0"], "StudyConfig.logging_temperature=0.0: must be > 0"),
     (["--log-sizes", "150", "150"], "log_sizes=[150, 150] names 150 more than once; give each once"),

@@ -14,12 +14,15 @@ Three settings, each with one input container checked on construction:
 
 Every estimator has ``estimate_policy_value(...)`` and ``estimate_interval(...,
 n_bootstrap, alpha, seed)`` (see :mod:`recoworld.ope.base` for the shared arguments).
+A self-normalised estimator raises :class:`UndefinedEstimate` on a log where its weights
+sum to 0, and :class:`UndefinedInterval`, which carries the estimate, where too few
+bootstrap resamples leave it defined; both are ``ValueError``.
 Reward models for DM / DR come from :func:`fit_reward_model` and, per slate position,
 :func:`fit_slate_reward_model` (both cross-fitted).
 """
 
 from recoworld.ope.bandit import DM, DR, IPS, SNDR, SNIPS, DRos, Replay, SubGaussianIPS, SwitchDR
-from recoworld.ope.base import BaseEstimator, PolicyValueInterval
+from recoworld.ope.base import BaseEstimator, PolicyValueInterval, UndefinedEstimate, UndefinedInterval
 from recoworld.ope.feedback import BanditFeedback, SessionFeedback, SlateFeedback
 from recoworld.ope.fqe import FittedQEvaluation
 from recoworld.ope.reward_model import (
@@ -50,7 +53,7 @@ from recoworld.ope.slate import (
 
 __all__ = [
     "BanditFeedback", "SlateFeedback", "SessionFeedback",
-    "BaseEstimator", "PolicyValueInterval",
+    "BaseEstimator", "PolicyValueInterval", "UndefinedEstimate", "UndefinedInterval",
     "Replay", "IPS", "SNIPS", "DM", "DR", "SNDR", "SwitchDR", "DRos", "SubGaussianIPS",
     "SlateIPS", "SlateIndependentIPS", "SlateRewardInteractionIPS",
     "SelfNormalizedSlateIPS", "SelfNormalizedSlateIndependentIPS", "SelfNormalizedSlateRewardInteractionIPS",

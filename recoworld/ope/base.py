@@ -47,30 +47,92 @@ def min_resamples(alpha: float) -> int:
 
 def check_resamples(n_bootstrap: int, alpha: float, name: str = "n_bootstrap") -> None:
     """Refuse ``n_bootstrap`` resamples too few for a ``1 - alpha`` percentile interval
-    (:func:`min_resamples`); ``name`` is how the caller's user gives the count (an argument,
-    a flag). Callers check it before any work, so that a long evaluation never ends on it."""
-    check_scalar(n_bootstrap, name, 1)
+    (:func:`min_resamples`), 0 and negative counts included; ``name`` is how the caller's
+    user gives the count (an argument, a flag). Callers check it before any work, so that a
+    long evaluation never ends on it."""
+    number = not isinstance(n_bootstrap, bool) and isinstance(n_bootstrap, (int, float, np.integer, np.floating))
+    if not number or math.isnan(n_bootstrap):
+        check_scalar(n_bootstrap, name, 1)  # raises: not a number, or NaN
     least = min_resamples(alpha)
     if n_bootstrap < least:
-        # rounded down: the coverage it could claim is never shown as the level it lacks
-        covers = math.floor(1000 * (n_bootstrap - 1) / (n_bootstrap + 1)) / 10
+        if n_bootstrap >= 1:
+            # rounded down: the coverage it could claim is never shown as the level it lacks
+            covers = math.floor(1000 * (n_bootstrap - 1) / (n_bootstrap + 1)) / 10
+            why = f"the widest percentile interval of {n_bootstrap} resamples covers about {covers:g}%"
+        else:
+            why = "without a resample there is no replicate to take an interval from"
         raise ValueError(
-            f"{name}={n_bootstrap} resamples cannot give a {100 * (1 - alpha):.4g}% interval: the widest "
-            f"percentile interval of {n_bootstrap} resamples covers about {covers:g}%; use {name} >= {least}, "
+            f"{name}={n_bootstrap} resamples cannot give a {_level(alpha)} interval: {why}; use {name} >= {least}, "
             "and 1000 or more for stable ends"
         )
+
+
+def _level(alpha: float) -> str:
+    """``"95%"`` for ``alpha = 0.05``: the confidence level as messages give it."""
+    return f"{100 * (1 - alpha):.4g}%"
+
+
+class UndefinedEstimate(ValueError):
+    """A self-normalised estimator asked about a log on which its normalising weights sum
+    to 0 (the evaluation policy gives no logged choice, or none at some position or step,
+    any probability): it has no estimate there, and no interval. A ``ValueError``, so code
+    that catches those keeps working; catch this one to tell an estimator the log leaves
+    undefined from an input that is wrong."""
+
+
+class UndefinedInterval(ValueError):
+    """A bootstrap interval refused because the estimator is defined on too few of its
+    resamples (:meth:`BaseEstimator.estimate_interval`, *Undefined replicates*), while its
+    estimate on the whole log is defined: a caller that reports the estimate without its
+    interval finds it here. Not an :class:`UndefinedEstimate`: the estimate is not.
+
+    Attributes:
+        estimate: the estimate on the whole log.
+        n_replicates: the resamples on which the estimator is defined, fewer than
+            :func:`min_resamples` of ``alpha``.
+        n_bootstrap: the resamples drawn.
+        alpha: one minus the confidence level asked for.
+    """
+
+    def __init__(self, message: str, estimate: float, n_replicates: int, n_bootstrap: int, alpha: float):
+        super().__init__(message)
+        self.estimate = estimate
+        self.n_replicates = n_replicates
+        self.n_bootstrap = n_bootstrap
+        self.alpha = alpha
+
+    def __reduce__(self):
+        # pickled whole, so that a refusal raised in a worker process reaches the caller
+        return type(self), (str(self), self.estimate, self.n_replicates, self.n_bootstrap, self.alpha)
 
 
 @dataclass(frozen=True)
 class PolicyValueInterval:
     """A point estimate and its percentile-bootstrap ``1 - alpha`` confidence interval
-    (see :meth:`BaseEstimator.estimate_interval` for when it covers less than promised)."""
+    (see :meth:`BaseEstimator.estimate_interval` for when it covers less than promised).
+
+    Attributes:
+        estimate: the estimate on the whole log.
+        lower, upper: the ``alpha / 2`` and ``1 - alpha / 2`` quantiles of the replicates.
+        alpha: one minus the confidence level.
+        n_bootstrap: the resamples drawn.
+        n_replicates: the replicates the bounds are quantiles of: ``n_bootstrap`` less the
+            resamples on which a self-normalised estimator is undefined (its normalising
+            weights sum to 0 there). Fewer than ``n_bootstrap`` says that the log has few
+            rounds with weight, and that the interval describes only the resamples that drew
+            one of them. Left out (``None``), it is ``n_bootstrap``: every resample counted.
+    """
 
     estimate: float
     lower: float
     upper: float
     alpha: float
     n_bootstrap: int
+    n_replicates: int | None = None
+
+    def __post_init__(self):
+        if self.n_replicates is None:  # built from the five fields alone: every resample counted
+            object.__setattr__(self, "n_replicates", self.n_bootstrap)
 
 
 class BaseEstimator(ABC):
@@ -110,7 +172,7 @@ class BaseEstimator(ABC):
         with np.errstate(invalid="ignore", divide="ignore"):
             value = float(self._combine(sums, len(terms)))
         if not np.isfinite(value):
-            raise ValueError(
+            raise UndefinedEstimate(
                 f"{type(self).__name__} is undefined on this data: its normalising weights sum to 0 "
                 "(the evaluation policy gives probability 0 to every logged choice); "
                 "use an estimator without self-normalisation or log more overlapping data"
@@ -125,10 +187,21 @@ class BaseEstimator(ABC):
         ``numpy.random.default_rng(seed)``; the same seed gives the same interval, and two
         estimators given the same seed see the same resamples. Models fitted beforehand
         (reward models, Q-functions) are held fixed, so their fitting variance is not
-        included. Replicates on which a self-normalised estimator is undefined (all weights
-        zero) are left out. The bounds are the replicates' ``alpha / 2`` and ``1 - alpha / 2``
+        included. The bounds are the replicates' ``alpha / 2`` and ``1 - alpha / 2``
         quantiles (the percentile method: B. Efron, R. Tibshirani, *An Introduction to the
         Bootstrap*, 1993, ch. 13).
+
+        Undefined replicates: a self-normalised estimator (SNIPS, SNDR, Replay, the
+        self-normalised slate and weighted session estimators) is undefined on a resample
+        whose normalising weights sum to 0, one that draws no round the evaluation policy
+        gives weight to (at some position or step, for the per-position and per-step forms).
+        Those replicates are left out, and the result's ``n_replicates`` says how many the
+        bounds rest on; below ``n_bootstrap``, the interval describes only the resamples
+        that drew a round with weight, so read it with the weight diagnostics. If fewer than
+        :func:`min_resamples` of ``alpha`` remain (none, at worst), no ``1 - alpha`` interval
+        can rest on them (see *Resamples*): :class:`UndefinedInterval` (a ``ValueError``)
+        naming the count and carrying the estimate, which the whole log defines. An estimate
+        undefined on the whole log is :class:`UndefinedEstimate`, before any resample.
 
         Resamples: at least ``2 / alpha - 1`` (39 for ``alpha = 0.05``, 19 for 0.1;
         :func:`min_resamples`), else ``ValueError`` before any work. With fewer ``B``, even
@@ -150,7 +223,8 @@ class BaseEstimator(ABC):
         check_resamples(n_bootstrap, alpha)  # before the terms: FQE fits its Q-function there
         check_scalar(seed, "seed", 0)
         terms = self._round_terms(*args, **kwargs)
-        self._checked_sums(terms)  # refuses weights beyond float64 before any resample
+        # refuses weights beyond float64, and an estimator undefined on the whole log, before any resample
+        estimate = self._value(terms)
         n_rounds, n_terms = terms.shape
         rng = np.random.default_rng(int(seed))
         chunk = max(1, _BOOTSTRAP_CHUNK_ELEMENTS // n_rounds)
@@ -165,10 +239,43 @@ class BaseEstimator(ABC):
         with np.errstate(invalid="ignore", divide="ignore"):
             replicates = self._combine(sums, n_rounds)
         replicates = replicates[np.isfinite(replicates)]
-        if replicates.size == 0:
-            raise ValueError(f"{type(self).__name__} is undefined on every bootstrap resample")
+        self._check_defined(replicates.size, int(n_bootstrap), alpha, estimate)
         lower, upper = np.quantile(replicates, [alpha / 2, 1 - alpha / 2])
         return PolicyValueInterval(
-            estimate=self._value(terms),
-            lower=float(lower), upper=float(upper), alpha=float(alpha), n_bootstrap=int(n_bootstrap),
+            estimate=estimate, lower=float(lower), upper=float(upper), alpha=float(alpha),
+            n_bootstrap=int(n_bootstrap), n_replicates=int(replicates.size),
         )
+
+    def _check_defined(self, n_defined: int, n_bootstrap: int, alpha: float, estimate: float) -> None:
+        """Refuse an interval whose defined replicates are too few for its level: the
+        count :func:`check_resamples` asks of ``n_bootstrap`` holds for what is left of it.
+        The refusal carries ``estimate``, the whole log's, for callers that report it alone."""
+        least = min_resamples(alpha)
+        if n_defined < least:
+            raise UndefinedInterval(
+                f"{type(self).__name__} is undefined on {n_bootstrap - n_defined} of the {n_bootstrap} bootstrap "
+                f"resamples and defined on {n_defined}, fewer than the {least} a {_level(alpha)} interval needs: "
+                "a resample is undefined when its normalising weights sum to 0, and the log has very few rounds "
+                "with non-zero weight (the evaluation policy rarely makes the logged choices); log more rounds, or "
+                "with a logging policy that overlaps more with the evaluation policy, or use an estimator defined "
+                "on every resample, such as IPS or DM",
+                estimate=estimate, n_replicates=n_defined, n_bootstrap=n_bootstrap, alpha=alpha,
+            )
+
+
+def row_interval(estimator, *args, **kwargs) -> tuple[float, float, float, int | None]:
+    """``(estimate, lower, upper, n_replicates)`` from ``estimator.estimate_interval(*args,
+    **kwargs)``, ``n_replicates`` being the bootstrap replicates the bounds rest on
+    (:class:`PolicyValueInterval`). Where the estimator is undefined on
+    the log (no logged choice has weight: :class:`UndefinedEstimate`),
+    ``(nan, nan, nan, None)``; where it is defined on the log but on fewer resamples than a
+    ``1 - alpha`` interval needs (:class:`UndefinedInterval`), the
+    estimate with NaN bounds and the count of resamples it was defined on: the estimate
+    counts, the interval does not exist."""
+    try:
+        interval = estimator.estimate_interval(*args, **kwargs)
+    except UndefinedInterval as refused:
+        return refused.estimate, np.nan, np.nan, refused.n_replicates
+    except UndefinedEstimate:
+        return np.nan, np.nan, np.nan, None
+    return interval.estimate, interval.lower, interval.upper, interval.n_replicates

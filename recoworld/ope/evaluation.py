@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recoworld.ope.bandit import DM, DR, IPS, SNDR, SNIPS
-from recoworld.ope.base import check_resamples
+from recoworld.ope.base import UndefinedEstimate, check_resamples, row_interval
 from recoworld.ope.diagnostics import weight_diagnostics
 from recoworld.ope.feedback import BanditFeedback
 from recoworld.ope.refit import refit_interval
@@ -91,36 +91,39 @@ class BanditProblem:
         for name in names:
             try:
                 values.append(BANDIT_ESTIMATORS[name].estimate_policy_value(feedback, dist, model))
-            except ValueError as error:
-                if "undefined" not in str(error):
-                    raise
+            except UndefinedEstimate:
                 values.append(np.nan)
         return np.array(values)
 
 
 def evaluate_bandit(problem: BanditProblem, n_bootstrap: int = 1000, n_refits: int = 20, alpha: float = 0.05,
                     seed: int = 0) -> list[dict]:
-    """One row per estimator: ``{estimator, estimate, lower, upper, interval}``, where
-    ``interval`` says how it was drawn (``"rows"`` or ``"refit"``; see the module docstring).
-    ``n_bootstrap`` below :func:`~recoworld.ope.base.min_resamples` of ``alpha`` is refused
-    before any estimate."""
+    """One row per estimator: ``{estimator, estimate, lower, upper, interval, n_replicates}``.
+
+    ``interval`` says how it was drawn (``"rows"`` or ``"refit"``; see the module
+    docstring); ``n_replicates`` is the bootstrap replicates the bounds of a ``"rows"``
+    interval rest on (:class:`~recoworld.ope.base.PolicyValueInterval`: fewer than
+    ``n_bootstrap`` where SNIPS is undefined on some resamples), ``None`` for a refitted
+    one and where the estimate is undefined. NaN marks what is undefined: all three
+    numbers where SNIPS is undefined on the log
+    (:class:`~recoworld.ope.base.UndefinedEstimate`); only the bounds where it is defined
+    on too few resamples for a ``1 - alpha`` interval
+    (:class:`~recoworld.ope.base.UndefinedInterval`: the estimate stands, and
+    ``n_replicates`` says on how many it was defined). ``n_bootstrap`` below
+    :func:`~recoworld.ope.base.min_resamples` of ``alpha`` is refused before any estimate."""
     check_resamples(n_bootstrap, alpha)
     rows = []
     for name in ("IPS", "SNIPS"):
-        try:
-            interval = BANDIT_ESTIMATORS[name].estimate_interval(problem.feedback, problem.action_dist,
-                                                                 n_bootstrap=n_bootstrap, alpha=alpha, seed=seed)
-            values = (interval.estimate, interval.lower, interval.upper)
-        except ValueError as error:
-            if "undefined" not in str(error):
-                raise
-            values = (np.nan, np.nan, np.nan)
-        rows.append(dict(zip(("estimator", "estimate", "lower", "upper", "interval"), (name, *values, "rows"))))
+        estimate, lower, upper, replicates = row_interval(BANDIT_ESTIMATORS[name], problem.feedback,
+                                                          problem.action_dist, n_bootstrap=n_bootstrap, alpha=alpha,
+                                                          seed=seed)
+        rows.append({"estimator": name, "estimate": estimate, "lower": lower, "upper": upper, "interval": "rows",
+                     "n_replicates": replicates})
     estimate, lower, upper = refit_interval(lambda r: problem.estimates(MODEL_BASED, r, seed), problem.n,
                                             n_refits, alpha, seed)
     for j, name in enumerate(MODEL_BASED):
         rows.append({"estimator": name, "estimate": float(estimate[j]), "lower": float(lower[j]),
-                     "upper": float(upper[j]), "interval": "refit"})
+                     "upper": float(upper[j]), "interval": "refit", "n_replicates": None})
     return rows
 
 

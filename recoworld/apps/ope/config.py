@@ -71,7 +71,7 @@ class StudyConfig:
     #: chance (temperature > 0), and cross-fitting needs two folds.
     RANGES = {"n_items": AT_LEAST_ONE, "epsilon": UNIT, "logging_temperature": POSITIVE,
               "target_temperature": NON_NEGATIVE, "truth_users": Interval(2), "truth_draws": AT_LEAST_ONE,
-              "n_bootstrap": AT_LEAST_ONE, "alpha": OPEN_UNIT, "n_folds": Interval(2),
+              "alpha": OPEN_UNIT, "n_folds": Interval(2),
               "session_truth_users": Interval(2)}
 
     def __post_init__(self):

@@ -17,7 +17,13 @@ makes and the estimates of that layout of weights are *not identified*; where it
 above 1, the logged propensities are not the logger's. Either way the verdict says so and
 the estimates it touches are printed as ``-`` (their numbers stay in the files, with the
 ``note``). It prints a table and writes ``report.json`` and ``estimates.csv`` into
-``--out``, a new or empty folder, whole or not at all.
+``--out``, a new or empty folder, whole or not at all; each estimate row holds
+``estimator``, ``estimate``, ``lower``, ``upper``, ``interval`` (``rows``: resampled rounds;
+``refit``: the model refitted on every resample), ``n_replicates`` (the bootstrap
+replicates a ``rows`` interval rests on, fewer than ``--bootstrap`` where a self-normalised
+estimator is undefined on some resamples; empty for ``refit``) and ``note``. Where too few
+resamples leave it defined for an interval, the estimate stands and the bounds are empty
+(``null``), noted :data:`~recoworld.apps.ope.judgement.UNDEFINED_INTERVAL`.
 
 A limit of these checks: propensities that are too *large* lower the weights, which reads
 as a target partly outside the log's support, and goes unnoticed while the mean weight is
@@ -92,9 +98,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 #: Each numeric flag's smallest value and why, checked before any work (``--alpha`` and
-#: ``--max-relative-rmse`` have their own checks in :func:`check_flags`, as has the least
-#: ``--bootstrap`` for the ``--alpha`` given).
-LEAST = {"bootstrap": (1, "resamples"), "refits": (2, "refits, for a standard error"),
+#: ``--max-relative-rmse`` have their own checks in :func:`check_flags`, as has ``--bootstrap``,
+#: whose least count depends on ``--alpha``: 0 is refused with the same sentence as 38).
+LEAST = {"refits": (2, "refits, for a standard error"),
          "sims": (2, "simulated logs, for an RMSE"), "truth_users": (2, "users, for a standard error"),
          "min_ess": (0, "(0: no threshold)"), "seed": (0, "(a seed is not negative)"),
          "n_actions": (1, "actions")}
@@ -230,7 +236,10 @@ def write(report: dict, out: Path) -> Path:
     interrupted run leaves no report, and never one file of this run beside one of another."""
     with new_folder(out) as (folder, final):
         (folder / "report.json").write_text(json.dumps(strict_json(report), indent=2, allow_nan=False))
-        pd.DataFrame(report["estimates"]).to_csv(folder / "estimates.csv", index=False)
+        estimates = pd.DataFrame(report["estimates"])
+        # a count with gaps (refitted intervals have none) stays a count: 1000, not 1000.0
+        counts = {"n_replicates": "Int64"} if "n_replicates" in estimates else {}
+        estimates.astype(counts).to_csv(folder / "estimates.csv", index=False)
     return final
 
 
@@ -255,9 +264,11 @@ def show(report: dict) -> None:
         name, note = row["estimator"], row.get("note", "")
         mark = " *" if name == selection["recommended"] else ""
         # an estimate the log does not identify, one of wrong propensities, or one the log
-        # leaves undefined (NaN) is no number to read
+        # leaves undefined (NaN) is no number to read; nor are the NaN bounds of an interval
+        # refused for too few defined resamples, whose estimate stands
         hidden = note in (NOT_IDENTIFIED, INCONSISTENT, UNDEFINED)
-        table.add_row(name + mark, *("-" if hidden else f"{row[k]:.4f}" for k in ("estimate", "lower", "upper")),
+        table.add_row(name + mark, *("-" if hidden or not np.isfinite(row[k]) else f"{row[k]:.4f}"
+                                     for k in ("estimate", "lower", "upper")),
                       row["interval"], f"{selection['bias'].get(name, float('nan')):+.4f}",
                       f"{selection['rmse'].get(name, float('nan')):.4f}", *([note] if noted else []))
     console.print(table)

@@ -12,6 +12,12 @@ from recoworld.ope.selection import Selection, verdict
 #: normalising weights sum to 0: the target gives no logged choice, or no logged choice at
 #: some position, any probability); the table prints no number for it.
 UNDEFINED = "undefined: its weights sum to 0"
+#: The note on an estimate without an interval: a self-normalised estimator defined on the
+#: log but on fewer bootstrap resamples than a ``1 - alpha`` interval needs
+#: (:class:`~recoworld.ope.base.UndefinedInterval`: the log has very few rounds with weight,
+#: and a resample that draws none of them has no estimate); the table prints the estimate
+#: without bounds. Filled in with the resamples it was defined on and those drawn.
+UNDEFINED_INTERVAL = "interval undefined: defined on {defined} of {drawn} resamples"
 
 
 def judge(rows: list[dict], diagnostics: dict, layout: dict, weighting: tuple, selection: Selection, args,
@@ -25,11 +31,14 @@ def judge(rows: list[dict], diagnostics: dict, layout: dict, weighting: tuple, s
     :func:`~recoworld.ope.diagnostics.support_problem` is asked about each layout: a row
     whose layout is not identified, or whose propensities are inconsistent (weighting
     estimators only: DM reads no propensity), is noted so; a weighting estimator with an
-    effective sample size below ``--min-ess`` is noted with it, and an estimate the log
-    leaves undefined (NaN) with :data:`UNDEFINED`. The verdict is
+    effective sample size below ``--min-ess`` is noted with it, an estimate the log leaves
+    undefined (NaN) with :data:`UNDEFINED`, and a defined estimate whose resampled interval
+    is not (NaN bounds and the ``n_replicates`` it was defined on, of ``args.bootstrap``)
+    with :data:`UNDEFINED_INTERVAL`, before its ESS note if it has one. The verdict is
     :func:`~recoworld.ope.selection.verdict`'s unless the log's propensities are
-    inconsistent, the recommended estimator's layout is not identified, or its estimate is
-    undefined on the log: then no estimate is trustworthy, and the sentence says why.
+    inconsistent, the recommended estimator's layout is not identified, its estimate is
+    undefined on the log, or its interval is: then no estimate is trustworthy, and the
+    sentence says why.
     """
     problems = {name: support_problem(values, propensity[name]) for name, values in diagnostics.items()}
     for row in rows:
@@ -39,10 +48,13 @@ def judge(rows: list[dict], diagnostics: dict, layout: dict, weighting: tuple, s
             row["note"] = found.kind
         elif not _defined(row["estimate"]):
             row["note"] = UNDEFINED
-        elif name in weighting and diagnostics[layout[name]]["ess"] < args.min_ess:
-            row["note"] = f"ESS {diagnostics[layout[name]]['ess']:.0f} < {args.min_ess:g}"
         else:
-            row["note"] = ""
+            notes = []
+            if _interval_refused(row):
+                notes.append(UNDEFINED_INTERVAL.format(defined=row["n_replicates"], drawn=args.bootstrap))
+            if name in weighting and diagnostics[layout[name]]["ess"] < args.min_ess:
+                notes.append(f"ESS {diagnostics[layout[name]]['ess']:.0f} < {args.min_ess:g}")
+            row["note"] = "; ".join(notes)
     recommended = selection.recommended
     ess = diagnostics[layout[recommended]]["ess"] if recommended in weighting else np.inf
     trusted, sentence = verdict(selection, ess, args.min_ess, args.max_relative_rmse, weighting=weighting)
@@ -58,10 +70,24 @@ def judge(rows: list[dict], diagnostics: dict, layout: dict, weighting: tuple, s
         sentence = (f"no estimate is trustworthy: {recommended}, the least RMSE on simulated logs, is undefined on "
                     "this log (its normalising weights sum to 0: the target policy gives the logged choices no "
                     "probability); log with a policy that also makes the target's choices")
+    elif any(_interval_refused(row) for row in rows if row["estimator"] == recommended):
+        refused = next(row for row in rows if row["estimator"] == recommended)
+        trusted = False
+        sentence = (f"no estimate is trustworthy: {recommended}, the least RMSE on simulated logs, has no interval "
+                    f"on this log: it is defined on only {refused['n_replicates']} of the {args.bootstrap} bootstrap "
+                    "resamples (the log has very few rounds with weight, and a resample that draws none of them has "
+                    "no estimate); log more rounds, or with a policy that also makes the target's choices")
     named = len(diagnostics) > 1
     warnings = [f"{name} weights: {found.sentence}" if named else found.sentence
                 for name, found in problems.items() if found is not None and found.sentence not in sentence]
     return trusted, sentence, warnings
+
+
+def _interval_refused(row: dict) -> bool:
+    """Whether a row holds a defined estimate whose resampled interval was refused for too
+    few defined resamples (its bounds NaN, or None once read from JSON, with the count)."""
+    return (_defined(row["estimate"]) and _defined(row.get("n_replicates"))
+            and not (_defined(row["lower"]) and _defined(row["upper"])))
 
 
 def _defined(estimate) -> bool:

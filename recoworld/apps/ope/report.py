@@ -9,7 +9,10 @@ report, and never a mix of two (:func:`recoworld.logs.new_folder`).
   the estimator was defined (of all runs). The markdown also holds the truths, the
   off-policy learning and session sections, the settings and, with ``--obd``, the Open
   Bandit Dataset section (``obd.csv``).
-- ``runs.csv``: every estimate and interval of every run; ``truths.csv`` (per logging
+- ``runs.csv``: every estimate and interval of every run, with ``n_replicates``, the
+  bootstrap replicates a resampled interval rests on (empty for a refitted one, and for an
+  estimate the log leaves undefined; bounds are empty, the estimate kept, where too few
+  resamples left a self-normalised estimator defined); ``truths.csv`` (per logging
   policy and target: learned targets depend on the logging policy).
 - ``learning.csv``: per (logging policy, learned policy): both true values, the gain, and
   each estimator's mean estimate of the learned policy at the largest log size.
@@ -161,8 +164,10 @@ def markdown(config, truths: pd.DataFrame, summary: pd.DataFrame, obd: pd.DataFr
         "# Off-policy estimator study", "",
         f"Truth (exact expected clicks per slate, Monte Carlo over held-out users): {_truth_line(truths)}.", "",
         _markdown_table(list(COLUMNS), _formatted(summary)), "",
-        ("`defined` counts the runs on which the estimator was defined (of all runs); bias, RMSE and coverage "
-         "are over those. DM's and cascade DR's intervals refit the click model on every resample (Student-t interval "
+        ("`defined` counts the runs on which the estimator was defined (of all runs); bias and RMSE are over "
+         "those, coverage and CI width over those of them with an interval (a self-normalised estimator defined on "
+         "too few bootstrap resamples has none). DM's and cascade DR's intervals refit the click model on every "
+         "resample (Student-t interval "
          f"from {config.n_refits} refits); the others resample logged slates."),
     ]
     if learning is not None and not learning.empty:

@@ -134,11 +134,12 @@ class SessionStudy:
             for name in c.session_estimators:
                 if name in intervals:
                     estimate, lower, upper = intervals[name]
+                    replicates = None
                 else:
-                    estimate, lower, upper = row_interval(SESSION_ESTIMATORS[name], feedback, pscore,
-                                                          n_bootstrap=c.n_bootstrap, alpha=c.alpha, seed=seed)
+                    estimate, lower, upper, replicates = row_interval(
+                        SESSION_ESTIMATORS[name], feedback, pscore, n_bootstrap=c.n_bootstrap, alpha=c.alpha, seed=seed)
                 rows.append({"target": target_name, "estimator": name, "estimate": float(estimate),
-                             "lower": float(lower), "upper": float(upper)})
+                             "lower": float(lower), "upper": float(upper), "n_replicates": replicates})
         return rows
 
 

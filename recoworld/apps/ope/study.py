@@ -108,7 +108,10 @@ class Study:
         return log.to_pandas()
 
     def estimate(self, log: pd.DataFrame, targets: dict, seed: int) -> list[dict]:
-        """Every estimator's estimate and interval for every target, on one log."""
+        """Every estimator's estimate and interval for every target, on one log: rows of
+        ``{target, estimator, estimate, lower, upper, n_replicates}``, NaN where undefined
+        and ``n_replicates`` as :func:`~recoworld.apps.ope.intervals.row_interval` gives it
+        (``None`` for the refitted DM and cascade DR)."""
         c = self.config
         data = LoggedSlates.from_log(log)
         feedback = ope.SlateFeedback(data.reward, pscore=data.propensity, pscore_item_position=data.position_propensity,
@@ -143,11 +146,13 @@ class Study:
             for name in c.estimators:
                 if name in refitted:
                     estimate, lower, upper = refit[t, refitted.index(name)]
+                    replicates = None
                 else:
-                    estimate, lower, upper = row_interval(ESTIMATORS[name], feedback, **sides[target_name].propensities,
-                                                          n_bootstrap=c.n_bootstrap, alpha=c.alpha, seed=seed)
+                    estimate, lower, upper, replicates = row_interval(
+                        ESTIMATORS[name], feedback, **sides[target_name].propensities, n_bootstrap=c.n_bootstrap,
+                        alpha=c.alpha, seed=seed)
                 rows.append({"target": target_name, "estimator": name, "estimate": float(estimate),
-                             "lower": float(lower), "upper": float(upper)})
+                             "lower": float(lower), "upper": float(upper), "n_replicates": replicates})
         return rows
 
     def learned_policies(self, logging_name: str) -> dict:

@@ -12,10 +12,15 @@ from recoworld.apps.ope.config import ESTIMATORS, LEARNED_POLICIES, LOGGING_POLI
 
 def summarise(runs: pd.DataFrame, truths: pd.DataFrame, estimators: Sequence[str] = tuple(ESTIMATORS)) -> pd.DataFrame:
     """Bias, RMSE, CI coverage and mean CI width per (logging, target, n, estimator), over
-    the runs on which the estimator was defined; ``estimators`` gives their order."""
+    the runs on which the estimator was defined; coverage and width over those of them with
+    an interval (a self-normalised estimator defined on the log but on too few resamples
+    has NaN bounds: no interval, rather than one that missed). ``estimators`` gives their
+    order."""
     merged = runs.merge(truths, on=["logging", "target"])
     merged["error"] = merged["estimate"] - merged["truth"]
-    merged["covered"] = (merged["lower"] <= merged["truth"]) & (merged["truth"] <= merged["upper"])
+    bounded = merged["lower"].notna() & merged["upper"].notna()
+    covered = (merged["lower"] <= merged["truth"]) & (merged["truth"] <= merged["upper"])
+    merged["covered"] = covered.astype(float).where(bounded)  # NaN: left out of the mean
     merged["width"] = merged["upper"] - merged["lower"]
     keys = ["logging", "target", "n", "estimator"]
     grouped = merged.groupby(keys, sort=False)
