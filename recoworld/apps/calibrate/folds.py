@@ -148,10 +148,14 @@ class Folds:
         users = available // (BYTES_PER_PAIR * self.n_items) if fit_memory(1, self.n_items) <= available else 0
         fix = (f"fit a random subset of the users (--users {users} or fewer), or " if users >= 1 else "") + \
             "keep the log's most chosen items only"
+        item_pairs = BYTES_PER_ITEM_PAIR * self.n_items ** 2
+        # Say why fewer users would not help: the table of the item pairs is the same for any number.
+        alone = (f" (the table of every pair of items alone takes {_memory_size(item_pairs)}, whatever the number "
+                 "of users)" if item_pairs > available else "")
         raise CalibrationDataError(
             f"the choice fit holds a dense table of every (user, item) pair: {self.n_users:,} users x "
-            f"{self.n_items:,} items need about {_memory_size(fit_memory(self.n_users, self.n_items))} of memory, and "
-            f"{_memory_size(available)} is available; {fix}")
+            f"{self.n_items:,} items need about {_memory_size(fit_memory(self.n_users, self.n_items))} of "
+            f"memory{alone}, and {_memory_size(available)} is available; {fix}")
 
     def check_times(self) -> None:
         """Refuse a log in which no user's interactions happened at two different times (one
@@ -197,7 +201,17 @@ class Folds:
 
 
 def fit_memory(n_users: int, n_items: int) -> int:
-    """About the peak bytes of the choice fit on ``n_users`` x ``n_items`` (:data:`BYTES_PER_PAIR`)."""
+    """About the peak bytes of the choice fit on ``n_users`` x ``n_items``: the larger of
+    :data:`BYTES_PER_PAIR` per (user, item) pair and :data:`BYTES_PER_ITEM_PAIR` per pair of
+    items, not their sum.
+
+    The fit's memory peaks at one of two steps: where it holds the most (user, item) tables,
+    or where it makes the item pairs' table (EASE's) beside fewer of them. The second step's
+    peak is a sum, of the table and the (user, item) tables held then, but the sum of the two
+    constants would count the latter twice over: :data:`BYTES_PER_ITEM_PAIR` is rounded up
+    from that whole step's peak on catalogs where it is the larger bound, and
+    :data:`BYTES_PER_PAIR` covers that step wherever the (user, item) bound is the larger.
+    """
     return max(BYTES_PER_PAIR * n_users * n_items, BYTES_PER_ITEM_PAIR * n_items ** 2)
 
 
