@@ -142,7 +142,10 @@ class TorchUsers:
         level = c.rating_center + c.rating_slope * v + s.rating_bias[:, None]
         if c.rating_quality:
             level = level + c.rating_quality * lookup(t.quality, slates)
-        rating = (torch.round(level + c.rating_noise * noise).clamp_(1, 5) * clicked_f).to(torch.int8)
+        # Chosen, not multiplied by the click: the level of an item the user cannot click (one
+        # watched, rewatch off: utility -inf) is NaN where rating_slope is 0, and NaN times 0
+        # would reach the int8 cast, whose result C and C++ leave undefined.
+        rating = torch.where(clicked, torch.round(level + c.rating_noise * noise).clamp_(1, 5), 0.0).to(torch.int8)
         enjoyment = equations.step_enjoyment(clicked_f, rating)
 
         examined_f = examined.float()

@@ -496,10 +496,17 @@ def mean_return_gap(session_memory: torch.Tensor, activity: torch.Tensor, sessio
     users whose return follows the first-session law (``first_law``, bool: after their first
     session, :func:`first_gap_law`): in MovieLens a newcomer who comes back after the
     sign-up mostly does so within hours, a regular after days. The default, 0, treats every
-    session alike; the calibration fits it."""
-    mean = config.gap_days / (activity * (0.5 + session_memory))
+    session alike; the calibration fits it.
+
+    A mean longer than float32 holds (a huge ``gap_days``, a tiny activity) is
+    :data:`LONGEST_GAP`, not infinite, at each factor: a factor that rounds to 0 in float32
+    (:math:`e^{g_1}` far below 0, :math:`L^{-\varepsilon}` for a large elasticity) then
+    gives a mean of 0, where infinity would give NaN."""
+    # Each clamp is the identity on a finite mean, so a mean float32 holds keeps its bits;
+    # the C kernel (users_step.c) clamps at the same places.
+    mean = (config.gap_days / (activity * (0.5 + session_memory))).clamp_(max=LONGEST_GAP)
     if config.gap_first_session != 0.0:
-        mean = mean * torch.exp(config.gap_first_session * first_law.to(mean.dtype))
+        mean = (mean * torch.exp(config.gap_first_session * first_law.to(mean.dtype))).clamp_(max=LONGEST_GAP)
     if config.gap_length_elasticity == 0.0:
         return mean
     return mean * torch.pow(session_length.clamp_min(1).to(mean.dtype), -config.gap_length_elasticity)
@@ -515,12 +522,17 @@ def return_gap(mean_gap: torch.Tensor, u_gap: torch.Tensor, config: UserEquation
     below 1 gives the heavy tail of real gaps between sessions — many returns within days,
     some after months — at the same mean. A gap longer than float32 holds (a huge
     ``gap_days``, a far tail) is :data:`LONGEST_GAP`, not infinite: an infinite gap stands
-    for a user who churned."""
+    for a user who churned. So is a mean past it, and the scale :math:`\bar g/\Gamma(1 + 1/k)`:
+    a draw whose factor :math:`(-\log u)^{1/k}` is 0 (:math:`u` = 1, or :math:`u` near 1
+    for a small shape) is then a gap of 0, not NaN."""
+    # The clamps are the identity on finite numbers (a mean and gap float32 holds keep their
+    # bits); the C kernel (users_step.c) clamps at the same places.
+    mean_gap = mean_gap.clamp(max=LONGEST_GAP)
     k = config.gap_shape
     if k == 1.0:
         gap = -mean_gap * torch.log(u_gap)
     else:
-        gap = mean_gap * weibull_mean_factor(k) * torch.pow(-torch.log(u_gap), 1.0 / k)
+        gap = (mean_gap * weibull_mean_factor(k)).clamp_(max=LONGEST_GAP) * torch.pow(-torch.log(u_gap), 1.0 / k)
     return gap.clamp_(max=LONGEST_GAP)
 
 

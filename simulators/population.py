@@ -15,7 +15,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from recoworld.config_checks import NON_NEGATIVE, OPEN_UNIT, check_fields
+from recoworld.config_checks import NON_NEGATIVE, OPEN_UNIT, OverflowLimit, check_fields
+from recoworld.simulators.statistical_config import MAX_WEIGHT
 
 # torch and the kernels load in the methods that draw users, not with the module:
 # SyntheticPopulation is a field of recoworld run's config schema, which loads without torch.
@@ -78,6 +79,15 @@ class SyntheticPopulation(Population):
     The C kernel of the statistical users draws these users itself as it starts them
     (:meth:`kernel_draw`): the same random numbers and anchor items, the traits equal to
     rounding.
+
+    Every field is checked when the population is built (:mod:`recoworld.config_checks`):
+    finite, in its range and in float32, and within what the equations that draw and use the
+    traits hold in float32 (beyond, a trait is infinite or 0 there, and the users' equations
+    break: NaN in the click utility, an interest of 0, an activity of 0):
+    ``popularity_bias_mean``, ``popularity_bias_spread`` and ``novelty_spread`` within
+    ±:data:`~recoworld.simulators.statistical_config.MAX_WEIGHT` (1e17), as the weights of
+    the click utility are, ``interest_noise`` at most :data:`MAX_INTEREST_NOISE` (1e12) and
+    ``activity_spread`` at most :data:`MAX_ACTIVITY_SPREAD` (16).
     """
 
     interest_noise: float = 0.5
@@ -94,7 +104,8 @@ class SyntheticPopulation(Population):
         NON_NEGATIVE)}
 
     def __post_init__(self):
-        check_fields(self, float32=True)  # its fields become C floats and float32 tensors
+        # its fields become C floats and float32 tensors
+        check_fields(self, float32=True, limits=_OVERFLOW_LIMITS)
 
     def sample(self, keys: torch.Tensor, catalog: Catalog) -> UserTraits:
         import torch
@@ -140,6 +151,34 @@ class SyntheticPopulation(Population):
 
     def _logit_patience(self) -> float:
         return math.log(self.patience_mean / (1 - self.patience_mean))
+
+
+# The traits are a field times a standard normal draw z, within ±5.42 for rng's uniforms
+# (rng.to_normal of 2**-25 and of 1 - 2**-24), or e^(that) for the activity; the utility and
+# the return equations then weigh them (statistical_config's _OVERFLOW_LIMITS). Beyond the
+# limits below a trait is infinite or 0 in float32, and inf * 0 or inf - inf is NaN.
+#: The largest ``interest_noise``: the interest is normalised from the anchors' features
+#: plus it times D normal draws, a norm whose squares stay within (5.42e12)^2 D < 3.4e38 for
+#: up to 1e13 feature dimensions (beyond, the norm is inf and the interest 0 or NaN).
+MAX_INTEREST_NOISE = 1e12
+#: The largest ``activity_spread``: the activity e^(s z) stays a positive finite float32
+#: (a normal one, from 1.2e-38 to 3.4e38) while |s z| <= 87, for s up to 16; beyond, it is
+#: 0 (the log in the return probability -inf) or infinite (a mean gap of 0).
+MAX_ACTIVITY_SPREAD = 16.0
+
+_UTILITY_WEIGHT = "in the click utility, where the user's {} weighs an item's {}"
+_OVERFLOW_LIMITS = {
+    # popularity_bias_mean + popularity_bias_spread z weighs the standardised log-popularity
+    # (within ±sqrt(n_items)); novelty_spread z, plus the session's spread, weighs the
+    # distance - 1 (within ±1): statistical.StatisticalUsers.utility
+    **dict.fromkeys(("popularity_bias_mean", "popularity_bias_spread"),
+                    OverflowLimit(MAX_WEIGHT, _UTILITY_WEIGHT.format("popularity bias", "popularity"))),
+    "novelty_spread": OverflowLimit(MAX_WEIGHT, _UTILITY_WEIGHT.format("novelty seeking", "distance")),
+    "interest_noise": OverflowLimit(MAX_INTEREST_NOISE, "in the interest's normalisation, which squares it times a "
+                                                        "normal draw"),
+    "activity_spread": OverflowLimit(MAX_ACTIVITY_SPREAD, "in the activity, exp(activity_spread z) of a normal "
+                                                          "draw z"),
+}
 
 
 def _cumulative(catalog: Catalog) -> torch.Tensor:

@@ -128,9 +128,11 @@ _CONFIG_RANGES = {
 #: step (at most the slate's size). The rating multiplies the whole utility by
 #: ``rating_slope``, a product of two bounded fields: at 1e17 each, the utility's weighted
 #: terms stay within 1e17 (11 + sqrt(n_items)) and the rating within 1e34 times that,
-#: finite for every catalog up to some 1e9 items; a leave hazard's length term overflows
-#: only after 1e21 steps of one session. (The population's traits, which weigh popularity
-#: and shift the rating, are its own to bound.)
+#: finite for every catalog up to some 1e9 items, and up to some 3e7 with the population's
+#: popularity-bias trait at its own bound (past that, a single infinite term holds the
+#: rating at 1 or 5, never NaN); a leave hazard's length term overflows only after 1e21
+#: steps of one session. (The population's traits, which weigh popularity and shift the
+#: rating, are its own to bound: :class:`~recoworld.simulators.population.SyntheticPopulation`.)
 MAX_WEIGHT = 1e17
 #: The largest ``interest_drift``: the drift adds it times the step's consumption (a
 #: vector of length up to the slate's size K) to the unit interest, whose normalisation

@@ -476,15 +476,25 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
                 first_law = u_gap < share;
                 u_gap = first_law ? u_gap / share : (1.0f - u_gap) / (1.0f - share);
             }
+            /* equations.mean_return_gap and return_gap hold the mean, and the Weibull scale, at
+             * LONGEST_GAP where they overflow (a factor that rounds to 0 then gives 0, not
+             * inf * 0 = NaN); on a finite number each clamp is the identity, as torch's is. */
             float mean_gap = param[P_GAP_DAYS] / (s->activity[b] * (0.5f + memory));
-            if (first_law && param[P_GAP_FIRST_SESSION] != 0.0f) /* equations.mean_return_gap: first-session law */
+            if (mean_gap > FLT_MAX) mean_gap = FLT_MAX;
+            if (first_law && param[P_GAP_FIRST_SESSION] != 0.0f) { /* equations.mean_return_gap: first-session law */
                 mean_gap = mean_gap * expf(param[P_GAP_FIRST_SESSION]);
+                if (mean_gap > FLT_MAX) mean_gap = FLT_MAX;
+            }
             if (param[P_GAP_LENGTH_ELASTICITY] != 0.0f) /* equations.mean_return_gap: longer sessions, sooner returns */
                 mean_gap = mean_gap * powf((float)session_step, -param[P_GAP_LENGTH_ELASTICITY]);
             const float log_u = logf(u_gap); /* equations.return_gap */
-            gap = param[P_GAP_SHAPE] == 1.0f ? -mean_gap * log_u
-                                             : mean_gap * param[P_WEIBULL_MEAN_FACTOR]
-                                                   * powf(-log_u, param[P_INVERSE_GAP_SHAPE]);
+            if (param[P_GAP_SHAPE] == 1.0f) {
+                gap = -mean_gap * log_u;
+            } else {
+                float scale = mean_gap * param[P_WEIBULL_MEAN_FACTOR];
+                if (scale > FLT_MAX) scale = FLT_MAX;
+                gap = scale * powf(-log_u, param[P_INVERSE_GAP_SHAPE]);
+            }
             if (gap > FLT_MAX) gap = FLT_MAX; /* equations.LONGEST_GAP: an infinite gap stands for churn */
             const float recovery = expf(-gap / param[P_RECOVERY_DAYS]); /* equations.satiation_recovery */
             for (int64_t g = 0; g < G; g++) user_satiation[g] *= recovery;
