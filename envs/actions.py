@@ -47,8 +47,13 @@ class ActionDecoder:
             return self._best_scored(actions, single)
         B, C, K = self.n_users, self.num_candidates, self.slate_size
         if single:
-            if np.ndim(actions) != 1 or np.shape(actions)[0] != K:
-                raise ValueError(f"action has shape {np.shape(actions)}; expected ({K},) candidate indices")
+            try:
+                shape = np.shape(actions)
+            except ValueError:  # numpy's inhomogeneous-shape error, of entries of different lengths
+                raise ValueError(f"action {actions!r} nests sequences of different lengths; expected ({K},) "
+                                 "candidate indices") from None
+            if len(shape) != 1 or shape[0] != K:
+                raise ValueError(f"action has shape {shape}; expected ({K},) candidate indices")
             actions = np.asarray(actions)[None, :]
         return check_slates(actions, C, n_rows=B, slate_size=K, name="action", choice="candidate index",
                             plural="candidate indices", universe=f"there are {C} candidates",
@@ -58,7 +63,10 @@ class ActionDecoder:
         B, C = self.n_users, self.num_candidates
         expected = (C,) if single else (B, C)  # one action is one row, (C,), as one slate is (K,)
         try:
-            scores = torch.as_tensor(np.asarray(actions, dtype=np.float32), device=self.device)
+            scores = np.asarray(actions, dtype=np.float32)
+            # torch cannot view an array with negative strides (scores[::-1]): a copy
+            scores = torch.as_tensor(scores.copy() if any(s < 0 for s in scores.strides) else scores,
+                                     device=self.device)
         except (TypeError, ValueError) as error:
             got = (f"an array of dtype {actions.dtype}" if isinstance(actions, np.ndarray)
                    else f"a {type(actions).__name__}")

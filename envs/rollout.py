@@ -43,6 +43,7 @@ Hooks shipped here:
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recoworld.agents.base import Recommender
+from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, check_number
 from recoworld.logs import EpisodeLog
 from recoworld.types import Feedback, Observation
 
@@ -179,8 +181,18 @@ def rollout(
         env_seed: the seed of ``env.reset`` instead of ``population_seed(seed, B)`` (e.g.
             held-out users for a ground truth).
     """
-    if n_steps < 1:
+    if isinstance(n_steps, numbers.Integral) and not isinstance(n_steps, bool) and n_steps < 1:
         raise ValueError(f"n_steps={n_steps}; a rollout needs at least one step")
+    n_steps = check_number(None, "n_steps", n_steps, AT_LEAST_ONE, integer=True)
+    seed = check_number(None, "seed", seed, NON_NEGATIVE, integer=True)  # before the agent seeds itself with it
+    if isinstance(agent, type):
+        raise ValueError(f"agent is the class {agent.__name__}; pass an instance, {agent.__name__}()")
+    if not hasattr(env, "num_envs"):
+        kind = type(getattr(env, "unwrapped", env)).__name__
+        raise ValueError(f"env is a {kind}, not a vector env: rollout serves a batch of users; build one with "
+                         "gymnasium.make_vec('RecoWorld/Slate-v0', num_envs=B, "
+                         "vectorization_mode='vector_entry_point') "
+                         "(num_envs=1 for one user)")
     hooks = [*hooks, *([EpisodeLogger(logger, log_candidates)] if logger is not None else [])]
     label = label or agent.name
     if setup:

@@ -21,6 +21,7 @@ kernels that run, and the reset's info carries the users' one as ``info["kernel"
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 import numbers
@@ -245,7 +246,10 @@ class SlateWorld:
         self.serving_simulator()
         if not single and self.actions.is_batch_of_slates(actions):
             # A kernel may check and take them in one pass; a bad slate falls through to the
-            # decoder's check, which names the bad entry.
+            # decoder's check, which names the bad entry. torch cannot view an array with
+            # negative strides (a reversed argsort's, np.argsort(scores)[:, ::-1]): a copy.
+            if any(stride < 0 for stride in actions.strides):
+                actions = actions.copy()
             slates = self.bookkeeping.take_slates(self.state, actions)
             if slates is not None:
                 return slates
@@ -414,7 +418,34 @@ def _simulator(simulator: UserSimulator | None, catalog: Catalog | None, config,
         if catalog is not None and simulator.catalog is not catalog:
             raise ValueError("give either a simulator (which brings its catalog) or a catalog, not both")
         return simulator
+    if catalog is not None and not isinstance(catalog, Catalog):
+        raise ValueError(f"catalog is a {type(catalog).__name__}, not a recoworld.Catalog; build one with "
+                         "Catalog.synthetic(n_items), Catalog.from_dataframe(items) or "
+                         "recoworld.data.movielens.load_catalog()")
+    if isinstance(population, type) and issubclass(population, Population):
+        raise ValueError(f"population is the class {population.__name__}; pass an instance, "
+                         f"{population.__name__}(...)")
+    if population is not None and not isinstance(population, Population):
+        raise ValueError(f"population is a {type(population).__name__}, not a "
+                         "recoworld.simulators.population.Population; give one, such as SyntheticPopulation(), or "
+                         "leave it out")
     catalog = catalog if catalog is not None else Catalog.synthetic(1000, seed=0)
-    if isinstance(config, Mapping):
-        config = StatisticalUserConfig(**config)
-    return StatisticalUsers(catalog, config, population, device=device, kernel=kernel)
+    return StatisticalUsers(catalog, _statistical_config(config), population, device=device, kernel=kernel)
+
+
+def _statistical_config(config) -> StatisticalUserConfig | None:
+    """``simulator_config`` as a :class:`StatisticalUserConfig` (a mapping's keys are its
+    fields); ``ValueError`` naming a key it does not have, or a value of another kind."""
+    if config is None or isinstance(config, StatisticalUserConfig):
+        return config
+    if not isinstance(config, Mapping):
+        raise ValueError(f"simulator_config is a {type(config).__name__}; give a StatisticalUserConfig or a mapping "
+                         "of its fields, e.g. {'satiation_rate': 0.1}")
+    known = [field.name for field in dataclasses.fields(StatisticalUserConfig)]
+    unknown = [key for key in config if key not in known]
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"simulator_config has {unknown[0]!r}, which StatisticalUserConfig has not{hint}; "
+                         "help(recoworld.simulators.StatisticalUserConfig) lists its fields")
+    return StatisticalUserConfig(**config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +41,7 @@ def check_slates(
     """
     plural = plural or f"{choice}s"
     names = _Names(name, choice, plural, universe or f"there are {n_choices} {plural}", single)
-    slates = _as_tensor(slates, name)
+    slates = _as_tensor(slates, names, n_choices, n_rows, slate_size)
     _check_shape(slates, name, n_rows, slate_size)
     _check_dtype(slates, names)
     slates = slates.long()
@@ -64,13 +65,40 @@ class _Names:
         return self.batch + "".join(f"[{i}]" for i in index)
 
 
-def _as_tensor(slates, name: str) -> torch.Tensor:
+def _as_tensor(slates, names: _Names, n_choices: int, n_rows: int | None, slate_size: int | None) -> torch.Tensor:
+    """``slates`` as a tensor of numbers; entries that are not numbers (strings, Python ints
+    beyond int64, which numpy holds as objects) and uint64 entries beyond int64 (which would
+    read as negative ids) raise ``ValueError`` naming the first."""
     if isinstance(slates, torch.Tensor):
         return slates
     try:
-        return torch.as_tensor(np.asarray(slates))
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be an integer array [B, K]; could not read {slates!r}: {err}") from None
+        array = np.asarray(slates)
+    except ValueError as err:  # ragged rows
+        raise ValueError(f"{names.batch} must be an integer array [B, K] of {names.plural}; could not read "
+                         f"{slates!r}: {err}") from None
+    if array.dtype.kind not in "biufc":
+        _check_shape(array, names.batch, n_rows, slate_size)
+        array = _integers(array, names, n_choices)
+    elif array.dtype == np.uint64 and array.size and int(array.max()) > 2**63 - 1:
+        _check_shape(array, names.batch, n_rows, slate_size)
+        row, col = np.argwhere(array > 2**63 - 1)[0]
+        raise ValueError(_out_of_range(names, int(row), int(col), int(array[row, col]), n_choices))
+    # torch cannot view an array with negative strides, such as a reversed argsort
+    # (np.argsort(scores)[::-1]): the copy reads the same slates
+    return torch.as_tensor(array.copy() if any(stride < 0 for stride in array.strides) else array)
+
+
+def _integers(array: np.ndarray, names: _Names, n_choices: int) -> np.ndarray:
+    """An array of objects or strings as int64, if every entry is an integer within int64;
+    otherwise ``ValueError`` naming the first entry that is not."""
+    for (row, col), value in np.ndenumerate(array):
+        value = value.item() if isinstance(value, np.generic) else value  # '2', not np.str_('2')
+        if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{names.at(row, col)} is {value!r} ({type(value).__name__}), not an integer; "
+                             f"{names.batch} must hold integer {names.choice} ids (e.g. int64)")
+        if not -2**63 <= int(value) < 2**63:
+            raise ValueError(_out_of_range(names, row, col, int(value), n_choices))
+    return array.astype(np.int64)
 
 
 def _check_shape(slates: torch.Tensor, name: str, n_rows: int | None, slate_size: int | None) -> None:
@@ -101,10 +129,11 @@ def _check_range(slates: torch.Tensor, n_choices: int, names: _Names) -> None:
     bad = (slates < 0) | (slates >= n_choices)
     if bool(bad.any()):
         row, col = (int(i) for i in bad.nonzero()[0])
-        raise ValueError(
-            f"{names.at(row, col)} is {names.choice} {int(slates[row, col])}, but {names.universe} "
-            f"(valid ids 0..{n_choices - 1})"
-        )
+        raise ValueError(_out_of_range(names, row, col, int(slates[row, col]), n_choices))
+
+
+def _out_of_range(names: _Names, row: int, col: int, value: int, n_choices: int) -> str:
+    return f"{names.at(row, col)} is {names.choice} {value}, but {names.universe} (valid ids 0..{n_choices - 1})"
 
 
 def _check_distinct(slates: torch.Tensor, names: _Names) -> None:

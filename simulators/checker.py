@@ -200,6 +200,10 @@ def check_simulator(simulator: UserSimulator, n_users: int = 4, slate_size: int 
     int64 tensors (the other resets give an int, or a list of one seed per user).
     """
     name = type(simulator).__name__
+    if isinstance(simulator, type) and issubclass(simulator, UserSimulator):
+        raise SimulatorCheckError(simulator.__name__, [
+            f"check_simulator was given the class {simulator.__name__}, not a simulator; pass an instance, "
+            f"e.g. check_simulator({simulator.__name__}(catalog))"])
     if not isinstance(simulator, UserSimulator):
         raise SimulatorCheckError(name, [f"it is a {name}, not a subclass of recoworld.simulators.UserSimulator"])
     catalog = getattr(simulator, "catalog", None)
