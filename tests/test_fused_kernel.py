@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from kernel_support import copy_state
 import recoworld  # noqa: F401  (registers the envs)
 from recoworld import Catalog, rng
 from recoworld.envs import SlateEnv, SlateVectorEnv
@@ -55,15 +56,6 @@ def test_hashes_fall_back_to_the_torch_ops_without_a_compiler(tmp_path, monkeypa
     assert not (tmp_path / "kernels").exists() or not any((tmp_path / "kernels").iterdir())
 
 
-def _copy_state(source: StatisticalUsers, target: StatisticalUsers) -> None:
-    for field in fields(UserState):
-        value = getattr(source.state, field.name)
-        if isinstance(value, torch.Tensor):
-            setattr(target.state, field.name, value.clone())
-    for name, value in vars(source.instruction).items():
-        setattr(target.instruction, name, value.clone())
-
-
 # rating_quality on, so that every term of the rating is exercised; then the dynamics away
 # from their defaults: Weibull gaps that shorten after long sessions, a longer first
 # session less tied to patience, spread between users, and fewer returns after it, most of
@@ -90,7 +82,7 @@ def test_c_kernel_responses_match_the_torch_path_step_by_step(overrides):
         # Step both from the same state, so that one rounding-close draw cannot make the
         # trajectories part; users who churned keep stepping (their state is still valid).
         reference.churned[:] = False
-        _copy_state(reference, fast)
+        copy_state(reference, fast)
         slates = torch.rand(300, CATALOG.n_items, generator=generator).argsort(1)[:, :10]
         expected, got = reference.respond(slates), fast.respond(slates)
         saw_instructions |= bool(expected.instruction_in_force.any())
@@ -144,7 +136,7 @@ def test_c_kernel_starts_new_users_as_the_torch_path_does(population):
     for _ in range(6):  # leave state behind for the restart to clear: satiation, history, instructions
         reference.churned[:] = False
         reference.respond(slates)
-    _copy_state(reference, fast)
+    copy_state(reference, fast)
     slots = torch.arange(3, 200, 4)
     for simulator in (reference, fast):
         simulator.reset(200, seed=torch.arange(len(slots)) + 1000, users=slots)

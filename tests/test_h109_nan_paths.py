@@ -5,13 +5,12 @@ discarded rating of a film that cannot be watched again; ordinary values keep th
 
 import os
 import shutil
-from dataclasses import fields
 
 import pytest
 import torch
 
+from kernel_support import copy_state
 from recoworld import Catalog
-from recoworld.kernels.users import UserState
 from recoworld.rng import weibull_mean_factor
 from recoworld.simulators import StatisticalUserConfig, StatisticalUsers, equations
 from recoworld.simulators.population import SyntheticPopulation
@@ -33,15 +32,6 @@ GAP_CASES = {
     "tiny_activity": (dict(gap_days=1e30, gap_first_session=-200.0, gap_shape=0.5, leave_base=5.0, return_base=60.0),
                       SyntheticPopulation(activity_spread=16.0)),
 }
-
-
-def _copy_state(source: StatisticalUsers, target: StatisticalUsers) -> None:
-    for field in fields(UserState):
-        value = getattr(source.state, field.name)
-        if isinstance(value, torch.Tensor):
-            setattr(target.state, field.name, value.clone())
-    for name, value in vars(source.instruction).items():
-        setattr(target.instruction, name, value.clone())
 
 
 def _run(config: StatisticalUserConfig, population, kernel: str, n_users: int = 400, steps: int = 30):
@@ -87,7 +77,7 @@ def test_both_kernels_saturate_the_mean_gap_alike(case):
     returns = 0
     for _ in range(12):
         reference.churned[:] = False
-        _copy_state(reference, fast)
+        copy_state(reference, fast)
         slates = torch.rand(300, CATALOG.n_items, generator=generator).argsort(1)[:, :6]
         expected, got = reference.respond(slates), fast.respond(slates)
         assert torch.equal(got.returned, expected.returned)
