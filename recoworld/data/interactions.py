@@ -21,7 +21,8 @@ column         required   meaning
 ``click``      no         1 when the user chose the item, 0 for an impression left unchosen
 =============  =========  ==================================================================
 
-Other columns are ignored; a Parquet file's named index (``df.set_index("user")``) reads
+Other columns are ignored (a column of the layout named twice is refused: which one holds
+the users is not for the reader to guess); a Parquet file's named index (``df.set_index("user")``) reads
 as a column, and an unnamed one (the row labels of a filtered or sorted table) is dropped:
 rows count in the file's order. Rows with ``click = 0`` are checked and then left out: the
 fit reads what users chose (the click level stays an assumption, ``exposure_odds``); their
@@ -45,7 +46,7 @@ a random subset of the users, and the message says how many fit.
 
 **The item table** (``--items PATH``, optional): ``item`` (required), ``title`` and
 ``genres`` (``|``-separated names, or a list in Parquet; a Python list written as text,
-``['Drama', 'War']``, and comma-separated names, ``Drama, War``, are refused). Every
+``['Drama', 'War']``, and comma- or semicolon-separated names, ``Drama, War``, are refused). Every
 item of the log must be listed; listed items nobody chose stay in the catalog. Without
 it, items are titled by their id and share one genre, ``unknown``.
 
@@ -69,10 +70,12 @@ twins) map a run's ids back to the log's, and the log's to the world's.
 
 from __future__ import annotations
 
+import csv
 import difflib
 import math
 import re
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,31 +120,70 @@ class InteractionLog:
     source: dict = field(default_factory=dict)
 
 
-def read_table(path: str | Path, what: str, text: tuple[str, ...] = ()) -> pd.DataFrame:
+def read_table(path: str | Path, what: str, text: tuple[str, ...] = (), layout: tuple[str, ...] = ()) -> pd.DataFrame:
     """The CSV or Parquet file ``path`` (``what`` names it in errors), refused if empty or
-    unreadable. A CSV's ``text`` columns are read as written, not as numbers: ids and zip
-    codes keep their leading zeros."""
+    unreadable, or if its header names one of the ``layout``'s columns twice. A CSV's
+    ``text`` columns are read as written, not as numbers: ids and zip codes keep their
+    leading zeros."""
     path = Path(path).expanduser()
+    if path.is_dir():  # before the suffix: a folder named ``logs`` has none to complain about
+        raise FileNotFoundError(f"{path}: is a folder; give the {what}'s file")
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
         raise ValueError(f"{path}: the {what} must be CSV (.csv) or Parquet (.parquet, .pq), not {path.suffix!r}")
-    if path.is_dir():
-        raise FileNotFoundError(f"{path}: is a folder; give the {what}'s file")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such {what} file")
-    try:
-        table = pd.read_csv(path, dtype=dict.fromkeys(text, str)) if kind == "csv" else pd.read_parquet(path)
-    except pd.errors.EmptyDataError:
-        table = pd.DataFrame()
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: the {what} is not UTF-8 text ({error}); save it as UTF-8") from None
-    except (ValueError, OSError) as error:  # pandas' ParserError and pyarrow's ArrowInvalid are ValueErrors
-        fix = ("every row needs the header's number of comma-separated fields, and quotes must close" if kind == "csv"
-               else "write it again as Parquet")
-        raise ValueError(f"{path}: the {what} cannot be read as {kind.upper()} ({str(error).strip()}); {fix}") from None
+    with _read_errors(path, what, kind):
+        header = _header(path, kind)
+    _refuse_twice_named(header, path, what, layout)
+    # A Parquet column named twice cannot be read at all; one the layout does not read is left out.
+    unique = [name for name in header if header.count(name) == 1]
+    table = pd.DataFrame()
+    with _read_errors(path, what, kind):
+        table = (pd.read_csv(path, dtype=dict.fromkeys(text, str)) if kind == "csv" else
+                 pd.read_parquet(path, columns=None if len(unique) == len(header) else unique))
     if table.empty:
         raise ValueError(f"{path}: the {what} has no rows; it needs a header and at least one row")
     return _unindexed(table)
+
+
+@contextmanager
+def _read_errors(path: Path, what: str, kind: str):
+    """Turn a reader's error into one naming the file and the fix; an empty CSV reads as no rows."""
+    try:
+        yield
+    except pd.errors.EmptyDataError:
+        pass
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: the {what} is not UTF-8 text ({error}); save it as UTF-8") from None
+    except (ValueError, OSError, csv.Error) as error:  # pandas' ParserError, pyarrow's ArrowInvalid: ValueErrors
+        fix = ("every row needs the header's number of comma-separated fields, and quotes must close" if kind == "csv"
+               else "write it again as Parquet")
+        raise ValueError(f"{path}: the {what} cannot be read as {kind.upper()} ({str(error).strip()}); {fix}") from None
+
+
+def _header(path: Path, kind: str) -> list[str]:
+    """The column names as the file writes them: pandas renames a CSV's second ``rating``
+    ``rating.1``, and cannot read a Parquet file with two ``user`` columns whole."""
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    # utf-8-sig: a byte-order mark is not part of the first name (pandas drops it too).
+    with path.open(newline="", encoding="utf-8-sig") as file:
+        return next(csv.reader(file), [])
+
+
+def _refuse_twice_named(header: list[str], path: Path, what: str, layout: tuple[str, ...]) -> None:
+    """Refuse a header that names a column of the ``layout`` more than once: which of the two
+    holds the users (or the ratings) is not the reader's to guess. Other columns are ignored,
+    even when named twice."""
+    twice = [name for name in layout if header.count(name) > 1]
+    if twice:
+        name = twice[0]
+        places = " and ".join(str(i + 1) for i, column in enumerate(header) if column == name)
+        raise ValueError(f"{path}: the {what} has more than one column named {name!r} (columns {places}); rename "
+                         "or remove all but one, so that one column holds it")
 
 
 def _unindexed(table: pd.DataFrame) -> pd.DataFrame:
@@ -184,14 +226,22 @@ def _first_bad(mask: np.ndarray, path: Path, column: str, values: pd.Series, exp
 
 
 def _shown(value) -> str:
-    """A cell as its file shows it (numpy scalars as plain numbers)."""
-    return repr(value.item() if isinstance(value, np.generic) else value)
+    """A cell as its file shows it (numpy scalars as plain numbers, a Parquet list as a list)."""
+    return repr(value.item() if isinstance(value, np.generic) else
+                value.tolist() if isinstance(value, np.ndarray) else value)
 
 
 def _ids(table: pd.DataFrame, path: Path, column: str) -> pd.Series:
     """``table[column]`` as id texts (module docstring), refused where a cell is empty. The
     column is categorical: a log of millions of rows is compared by its integer codes."""
     values = table[column]
+    # A Parquet list or struct column (one type throughout: its first cell tells) holds
+    # arrays or dicts, which no id can be.
+    first = values.first_valid_index()
+    if first is not None and isinstance(values[first], (dict, list, np.ndarray)):
+        raise ValueError(f"{path}: row {first + 1}, column {column!r}: {_shown(values[first])} is not an id: an id is "
+                         "one text or integer, and this column holds lists or records (a Parquet list or struct "
+                         "column); write each row's id as one value")
     _first_bad(values.isna().to_numpy(), path, column, values, "an id (the cell is empty)")
     codes, distinct = pd.factorize(values)
     text_codes, texts = pd.factorize(np.array([id_text(v) for v in distinct], dtype=object))
@@ -217,6 +267,12 @@ def _shown_id(text: str) -> str:
 def _timestamps(table: pd.DataFrame, path: Path) -> np.ndarray:
     """Unix seconds of the ``timestamp`` column: numbers as they are, text as ISO dates."""
     values = table["timestamp"]
+    if pd.api.types.is_timedelta64_dtype(values):
+        raise ValueError(f"{path}: column 'timestamp' holds durations ({_shown(values.iloc[0])} in row 1), not times; "
+                         "give when each interaction happened: a date and time, or Unix seconds (a duration since "
+                         "1970-01-01 is Unix seconds once written as a number of seconds)")
+    _first_bad(values.isna().to_numpy(), path, "timestamp", values,
+               "a time (the cell is empty): give every row its time, or drop the rows without one")
     if pd.api.types.is_datetime64_any_dtype(values):
         seconds = (pd.to_datetime(values, utc=True) - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
     else:
@@ -292,7 +348,7 @@ def _number(text: str) -> int | float | None:
 def read_log(path: str | Path) -> tuple[pd.DataFrame, bool]:
     """The log's chosen rows as ``user``, ``item``, ``rating``, ``timestamp`` (checked)."""
     path = Path(path).expanduser()
-    table = read_table(path, "interaction log", text=("user", "item"))
+    table = read_table(path, "interaction log", text=("user", "item"), layout=(*LOG_COLUMNS, "rating", "click"))
     require_columns(table, path, LOG_COLUMNS, "user, item, timestamp [, rating] [, click]")
     log = pd.DataFrame({"user": _ids(table, path, "user"), "item": _ids(table, path, "item"),
                         "timestamp": _timestamps(table, path)})
@@ -341,7 +397,7 @@ def _refuse_repeated_rows(log: pd.DataFrame, chosen: np.ndarray, path: Path) -> 
 def read_items(path: str | Path, log_items: pd.Series) -> pd.DataFrame:
     """The item table as ``item``, ``title``, ``genres`` (lists), covering every item of the log."""
     path = Path(path).expanduser()
-    table = read_table(path, "item table", text=("item", "title", "genres"))
+    table = read_table(path, "item table", text=("item", "title", "genres"), layout=("item", "title", "genres"))
     require_columns(table, path, ("item",), "item [, title] [, genres]")
     ids = _ids(table, path, "item")
     _first_bad(ids.duplicated().to_numpy(), path, "item", ids, "a new item (it is listed twice)", _shown_id)
@@ -356,10 +412,11 @@ def read_items(path: str | Path, log_items: pd.Series) -> pd.DataFrame:
     _first_bad(written_list.to_numpy(dtype=bool), path, "genres", genres,
                "|-separated genre names (it is a Python list written as text): write Drama|War, or save the table "
                "as Parquet with a list column")
-    # A comma would make "Drama, War" one genre of that name.
-    commas = genres.map(lambda g: isinstance(g, str) and "," in g)
-    _first_bad(commas.to_numpy(dtype=bool), path, "genres", genres,
-               "|-separated genre names (it is comma-separated): write Drama|War, not Drama, War")
+    # A comma or a semicolon would make "Drama, War" or "Drama;War" one genre of that name.
+    for mark, name, written in ((",", "comma", "Drama, War"), (";", "semicolon", "Drama;War")):
+        separated = genres.map(lambda g: isinstance(g, str) and mark in g)
+        _first_bad(separated.to_numpy(dtype=bool), path, "genres", genres,
+                   f"|-separated genre names (it is {name}-separated): write Drama|War, not {written}")
     return pd.DataFrame({"item": texts, "title": titles.where(titles != "", texts).to_numpy(),
                          "genres": [_genre_list(g) for g in genres]})
 
@@ -379,7 +436,8 @@ def _genre_list(value) -> list[str]:
 def read_users(path: str | Path, log_users: pd.Series) -> pd.DataFrame:
     """The user table as ``user``, ``age``, ``gender``, ``occupation``, ``zip_code``."""
     path = Path(path).expanduser()
-    table = read_table(path, "user table", text=("user", "gender", "occupation", "zip_code"))
+    table = read_table(path, "user table", text=("user", "gender", "occupation", "zip_code"),
+                       layout=("user", "age", "gender", "occupation", "zip_code"))
     require_columns(table, path, ("user",), "user [, age] [, gender] [, occupation] [, zip_code]")
     ids = _ids(table, path, "user")
     _first_bad(ids.duplicated().to_numpy(), path, "user", ids, "a new user (it is listed twice)", _shown_id)

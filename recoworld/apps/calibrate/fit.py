@@ -31,7 +31,10 @@ Usage::
 
 ``--data`` reads a log in the layout of :mod:`recoworld.data.interactions` (user, item,
 timestamp, optional rating and click; optional item and user tables); the world it writes
-is used as the MovieLens one is: ``recoworld run world=movielens world.path=DIR``.
+is used as the MovieLens one is: ``recoworld run world=movielens world.path=DIR``. A world
+already at ``--out`` is read, not fitted again, unless ``--force``; with ``--data``, only if it
+was fitted on that log's interactions (a world of another log, or of an earlier version of
+this one, is refused with the fix).
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ import torch
 
 from recoworld.apps.calibrate import dynamics
 from recoworld.apps.calibrate.choices import ValidationFit, fit_training_choices, fit_validation_choices
-from recoworld.apps.calibrate.folds import CalibrationDataError, Folds, training_catalog
+from recoworld.apps.calibrate.folds import CalibrationDataError, Folds, fingerprint, subsample, training_catalog
 from recoworld.apps.calibrate.progress import Stages, torch_threads
 from recoworld.calibration import traits
 from recoworld.calibration.choice import ChoiceFitConfig, UtilityTerms
@@ -354,6 +357,31 @@ def summary(world: CalibratedWorld) -> str:
     return "\n".join(lines)
 
 
+def fitted_on_other_data(world: CalibratedWorld, data: MovieLens100K) -> str | None:
+    """What the saved ``world`` was calibrated on, when that is not ``data`` (``None`` when it
+    is, or when the world's record cannot tell): a world at ``--out`` is kept without
+    ``--force``, and a log given with ``--data`` is not to be answered with another's
+    world. The record is the fingerprint of the ratings it fitted
+    (:meth:`~recoworld.apps.calibrate.folds.Folds.describe`), of the same users drawn again
+    where it fitted a subset; ``split="time"`` keeps users by date, which is not redrawn."""
+    recorded, settings = world.meta.get("data", {}), world.meta.get("calibration", {})
+    if "fingerprint" not in recorded or settings.get("split", "latest") != "latest":
+        return None
+    users = settings.get("users")
+    try:
+        fitted = data if users is None else subsample(data, users, settings.get("seed", 0))
+    except CalibrationDataError:  # the log has fewer users than the world fitted
+        fitted = None
+    if fitted is not None and fingerprint(fitted.ratings) == recorded["fingerprint"]:
+        return None
+    source = recorded.get("source", {})
+    if source.get("kind") != "interactions":
+        return "MovieLens-100K"
+    if source.get("data") == data.source.get("data"):
+        return f"an earlier version of {source['data']} (its interactions have changed since)"
+    return str(source.get("data"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``recoworld calibrate [--data PATH [--items PATH] [--user-table PATH]] [--out DIR] [--force]
     [--users N] [--quiet]``; returns the exit status."""
@@ -383,23 +411,29 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "empty folder (or one that holds a calibrated world)")
     if path.is_dir() and any(path.iterdir()) and not is_world(path):
         parser.error(f"--out {path} holds files but no calibrated world; give a new or empty folder")
+    data = None
+    if args.data is not None:
+        from recoworld.data.interactions import load_interactions
+
+        try:
+            data = load_interactions(args.data, args.items, args.user_table)
+        except (ValueError, FileNotFoundError) as error:
+            print(f"recoworld calibrate: {error}", file=sys.stderr)
+            return 2
     if is_world(path) and not args.force:
-        print(f"{path} already holds a calibrated world; --force fits it again", file=sys.stderr)
         try:
             world = CalibratedWorld.load(path)
         except (ValueError, FileNotFoundError) as error:  # a damaged or older world: the message says what to do
             print(f"recoworld calibrate: {error}", file=sys.stderr)
             return 2
+        other = None if data is None else fitted_on_other_data(world, data)
+        if other is not None:
+            print(f"recoworld calibrate: --out {path} holds a world calibrated on {other}, not on the log of --data "
+                  f"{args.data}; --force fits it again on --data (replacing that world once the fit ends), or give "
+                  "another --out", file=sys.stderr)
+            return 2
+        print(f"{path} already holds a calibrated world; --force fits it again", file=sys.stderr)
     else:
-        data = None
-        if args.data is not None:
-            from recoworld.data.interactions import load_interactions
-
-            try:
-                data = load_interactions(args.data, args.items, args.user_table)
-            except (ValueError, FileNotFoundError) as error:
-                print(f"recoworld calibrate: {error}", file=sys.stderr)
-                return 2
         try:
             world = calibrate(CalibrationConfig(users=args.users), data=data, progress=not args.quiet)
         except (CalibrationDataError, FetchError) as error:  # FetchError: MovieLens-100K could not be fetched

@@ -359,6 +359,12 @@ def ensure_calibrated(cfg: DictConfig) -> None:
     for path, key in paths.items():
         if path is None:
             ensure_world(None)
+        elif Path(path).expanduser().is_file():
+            # A log given where its world goes: calibrating into the file's name would fail too.
+            raise ExperimentConfigError(
+                f"{key}={path} is a file, and a calibrated world is a folder; give the folder that `recoworld "
+                f"calibrate --out DIR` wrote (a log is fitted first: `recoworld calibrate --data {path} --out DIR`, "
+                f"if {path} is one), or leave {key} unset for the cache's world")
         elif not is_world(path):
             raise ExperimentConfigError(
                 f"{key}={path} holds no calibrated world (no world.json there); give the folder that `recoworld "
