@@ -17,8 +17,10 @@ column         required   meaning
                           sessions are whole days
 ``rating``     no         stars, an integer 1..5 on every chosen row (map other scales onto
                           whole stars first: half stars 0.5..5 round up, 1..10 halve and
-                          round up)
+                          round up); true/false values (a like) are refused, not read as
+                          1 star
 ``click``      no         1 when the user chose the item, 0 for an impression left unchosen
+                          (or true/false)
 =============  =========  ==================================================================
 
 Other columns are ignored (a column of the layout named twice is refused: which one holds
@@ -50,9 +52,16 @@ a random subset of the users, and the message says how many fit.
 item of the log must be listed; listed items nobody chose stay in the catalog. Without
 it, items are titled by their id and share one genre, ``unknown``.
 
-**The user table** (``--user-table PATH``, optional): ``user`` (required), ``age`` (an
-integer), ``gender``, ``occupation``, ``zip_code``; population specs select users by
-these columns. Missing values read as ``unknown`` (age ``-1``).
+**The user table** (``--user-table PATH``, optional): ``user`` (required), ``age`` (whole
+years, 0..150), ``gender``, ``occupation``, ``zip_code``; population specs select users by
+these columns. Missing values read as ``unknown`` (age ``-1``, which the table may also
+write); another mark for an unknown age, such as ``999``, is refused: leave the cell empty.
+
+In a Parquet file, a binary column (text stored as bytes, as some writers store it) reads
+as the UTF-8 text it holds, as the same column of a CSV would (the id ``b"u0"`` is the user
+``u0``), and is refused where it is not UTF-8. A list or record (struct) column where a row
+holds one value (an id, a title, a gender, ...) is refused, as is a record of genres:
+``genres`` alone may be a list, of names.
 
 An id is its text as the file writes it: ``007`` and ``7`` are two users, and the integer
 ``10`` of a Parquet log is the item ``10`` (or ``10.0``) of a CSV item table. Ids become dense, 0-based
@@ -95,6 +104,8 @@ LATEST_SECONDS = 1e11
 STARS = (1, 2, 3, 4, 5)
 #: Seconds in a day: a log whose times all fall at one time of day holds dates alone.
 DAY_SECONDS = 86_400
+#: The oldest age a user table may give, in years (an age of 999 is a mark for unknown, not an age).
+OLDEST = 150
 
 
 @dataclass
@@ -144,7 +155,12 @@ def read_table(path: str | Path, what: str, text: tuple[str, ...] = (), layout: 
                  pd.read_parquet(path, columns=None if len(unique) == len(header) else unique))
     if table.empty:
         raise ValueError(f"{path}: the {what} has no rows; it needs a header and at least one row")
-    return _unindexed(table)
+    table = _unindexed(table)
+    if kind == "parquet":
+        for column in layout:
+            if column in table.columns:
+                table[column] = _decoded(table[column], path, column)
+    return table
 
 
 @contextmanager
@@ -196,6 +212,63 @@ def _unindexed(table: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
+def _decoded(values: pd.Series, path: Path, column: str) -> pd.Series:
+    """A Parquet binary column (or list of binaries) as the UTF-8 text it holds, as a CSV
+    would hold it: some writers store text as bytes without marking it, and ``str`` of
+    ``b'u0'`` is ``"b'u0'"``, an id no other file writes. Other columns are returned as they are."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        if not any(isinstance(v, bytes) for v in values.cat.categories[:1]):
+            return values
+        values = values.astype(object)
+    if values.dtype != object:
+        return values
+    first = values.first_valid_index()
+    cell = None if first is None else values[first]
+    if isinstance(cell, bytes):  # one type throughout: the first cell tells; each distinct value decoded once
+        codes, distinct = pd.factorize(values)
+        texts = np.array([_utf8(v, path, column, codes, i) for i, v in enumerate(distinct)] + [None],
+                         dtype=object)
+        return pd.Series(texts[codes], index=values.index)  # code -1 (an empty cell): the None at the end
+    if not isinstance(cell, (list, np.ndarray)):  # text, numbers: as they are (no pass over every row)
+        return values
+    element = next((x for v in values if isinstance(v, (list, np.ndarray)) for x in v if x is not None), None)
+    if not isinstance(element, bytes):
+        return values
+    rows = np.arange(len(values))
+    return pd.Series([[_utf8(x, path, column, rows, row) if isinstance(x, bytes) else x for x in v]
+                      if isinstance(v, (list, np.ndarray)) else v for row, v in enumerate(values)],
+                     index=values.index, dtype=object)
+
+
+def _utf8(value: bytes, path: Path, column: str, codes: np.ndarray, code: int) -> str:
+    """``value`` decoded, or an error naming the first row whose code is ``code``."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        row = int(np.flatnonzero(codes == code)[0])
+        raise ValueError(f"{path}: row {row + 1}, column {column!r}: {value!r} is not UTF-8 text; write the "
+                         "column as UTF-8 text (a Parquet string column)") from None
+
+
+def _refuse_booleans(values: pd.Series, path: Path, column: str, expected: str, fix: str) -> None:
+    """Refuse a column of true/false values (a Parquet boolean, or a CSV's ``True``/``False``,
+    which pandas reads as one) where a number is read: numpy counts True as 1, so a column of
+    likes would read as 1 star each, or as times one second apart."""
+    if pd.api.types.infer_dtype(values, skipna=True) == "boolean":
+        row = values.first_valid_index()
+        raise ValueError(f"{path}: row {row + 1}, column {column!r}: {_shown(values[row])} is not {expected}: the "
+                         f"column holds true/false values; {fix}")
+
+
+def _refuse_nested(values: pd.Series, path: Path, column: str, expected: str, fix: str) -> None:
+    """Refuse a Parquet list or struct column (one type throughout: its first cell tells)
+    where each row holds one value: ``str`` would make ``['Film 0']`` a title."""
+    first = values.first_valid_index()
+    if first is not None and isinstance(values[first], (dict, list, np.ndarray)):
+        raise ValueError(f"{path}: row {first + 1}, column {column!r}: {_shown(values[first])} is not {expected}, and "
+                         f"this column holds lists or records (a Parquet list or struct column); {fix}")
+
+
 def require_columns(table: pd.DataFrame, path: Path, columns, layout: str) -> None:
     """Refuse a table without ``columns``, saying which of its columns to rename (a near
     name: ``user_id`` for ``user``), or that its fields are not comma-separated."""
@@ -227,21 +300,23 @@ def _first_bad(mask: np.ndarray, path: Path, column: str, values: pd.Series, exp
 
 def _shown(value) -> str:
     """A cell as its file shows it (numpy scalars as plain numbers, a Parquet list as a list)."""
-    return repr(value.item() if isinstance(value, np.generic) else
-                value.tolist() if isinstance(value, np.ndarray) else value)
+    return repr(_plain(value))
+
+
+def _plain(value):
+    """``value`` with numpy scalars and arrays, at any depth (a list of lists), as Python's."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, np.ndarray)):
+        return [_plain(v) for v in value]
+    return {k: _plain(v) for k, v in value.items()} if isinstance(value, dict) else value
 
 
 def _ids(table: pd.DataFrame, path: Path, column: str) -> pd.Series:
     """``table[column]`` as id texts (module docstring), refused where a cell is empty. The
     column is categorical: a log of millions of rows is compared by its integer codes."""
     values = table[column]
-    # A Parquet list or struct column (one type throughout: its first cell tells) holds
-    # arrays or dicts, which no id can be.
-    first = values.first_valid_index()
-    if first is not None and isinstance(values[first], (dict, list, np.ndarray)):
-        raise ValueError(f"{path}: row {first + 1}, column {column!r}: {_shown(values[first])} is not an id: an id is "
-                         "one text or integer, and this column holds lists or records (a Parquet list or struct "
-                         "column); write each row's id as one value")
+    _refuse_nested(values, path, column, "an id: an id is one text or integer", "write each row's id as one value")
     _first_bad(values.isna().to_numpy(), path, column, values, "an id (the cell is empty)")
     codes, distinct = pd.factorize(values)
     text_codes, texts = pd.factorize(np.array([id_text(v) for v in distinct], dtype=object))
@@ -273,6 +348,8 @@ def _timestamps(table: pd.DataFrame, path: Path) -> np.ndarray:
                          "1970-01-01 is Unix seconds once written as a number of seconds)")
     _first_bad(values.isna().to_numpy(), path, "timestamp", values,
                "a time (the cell is empty): give every row its time, or drop the rows without one")
+    _refuse_booleans(values, path, "timestamp", "a time", "give when each interaction happened: a date and time, "
+                     "or Unix seconds")
     if pd.api.types.is_datetime64_any_dtype(values):
         seconds = (pd.to_datetime(values, utc=True) - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
     else:
@@ -303,6 +380,9 @@ def _stars(table: pd.DataFrame, path: Path, chosen: np.ndarray) -> np.ndarray:
     """The ``rating`` of each chosen row, checked (0 on the other rows: an impression's
     rating is not read, and may be empty)."""
     values = table["rating"]
+    _refuse_booleans(values, path, "rating", "a rating of 1..5 stars",
+                     "if it says whether the user chose the item, name it 'click'; if it says whether the user "
+                     "liked it, give each chosen row its stars 1..5, or drop the column to fit on choices alone")
     number = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
     _first_bad(chosen & values.isna().to_numpy(), path, "rating", values,
                "a rating (the cell is empty): a log with a rating column needs one on every chosen row; drop the "
@@ -406,12 +486,21 @@ def read_items(path: str | Path, log_items: pd.Series) -> pd.DataFrame:
         raise ValueError(f"{path}: the log names item {_shown_id(log_items[unlisted].iloc[0])}, which the item "
                          "table does not list; list every item of the log")
     texts = ids.astype(object)
+    if "title" in table.columns:
+        _refuse_nested(table["title"], path, "title", "a title: an item's title is one text",
+                       "write each row's title as one text")
     titles = table["title"].fillna("").astype(object) if "title" in table.columns else texts
     genres = table["genres"].astype(object) if "genres" in table.columns else pd.Series([None] * len(table))
     written_list = genres.map(lambda g: isinstance(g, str) and g.strip().startswith("[") and g.strip().endswith("]"))
     _first_bad(written_list.to_numpy(dtype=bool), path, "genres", genres,
                "|-separated genre names (it is a Python list written as text): write Drama|War, or save the table "
                "as Parquet with a list column")
+    # A record would read as its key names, a list of lists as the lists' texts.
+    nested = genres.map(lambda g: isinstance(g, dict) or isinstance(g, (list, np.ndarray)) and any(
+        isinstance(x, (dict, list, np.ndarray)) for x in g))
+    _first_bad(nested.to_numpy(dtype=bool), path, "genres", genres,
+               "genre names: an item's genres are |-separated text or a list of names, not records (a Parquet "
+               "struct column) or lists of lists; write each row's genres as a list of names, or as Drama|War")
     # A comma or a semicolon would make "Drama, War" or "Drama;War" one genre of that name.
     for mark, name, written in ((",", "comma", "Drama, War"), (";", "semicolon", "Drama;War")):
         separated = genres.map(lambda g: isinstance(g, str) and mark in g)
@@ -443,12 +532,19 @@ def read_users(path: str | Path, log_users: pd.Series) -> pd.DataFrame:
     _first_bad(ids.duplicated().to_numpy(), path, "user", ids, "a new user (it is listed twice)", _shown_id)
     users = pd.DataFrame({"user": ids})
     if "age" in table.columns:
-        age = pd.to_numeric(table["age"], errors="coerce")
-        _first_bad((table["age"].notna() & (age.isna() | (age % 1 != 0))).to_numpy(), path, "age", table["age"],
-                   "an integer age")
+        given = table["age"]
+        _refuse_booleans(given, path, "age", "an age", f"give each user's age in years, 0..{OLDEST}")
+        age = pd.to_numeric(given, errors="coerce")
+        _first_bad((given.notna() & (age.isna() | (age % 1 != 0))).to_numpy(), path, "age", given, "an integer age")
+        # Bounded before the int64 cast, which 1e30 overflows; -1 is the world's own mark of an unknown age.
+        _first_bad((given.notna() & ~(age.between(0, OLDEST) | (age == -1))).to_numpy(), path, "age", given,
+                   f"an age in years (0..{OLDEST}): leave the cell empty where the age is unknown")
         users["age"] = age.fillna(-1).astype(np.int64)
-    for column in ("gender", "occupation", "zip_code"):
+    for column, article, name in (("gender", "a", "gender"), ("occupation", "an", "occupation"),
+                                  ("zip_code", "a", "zip code")):
         if column in table.columns:
+            _refuse_nested(table[column], path, column, f"{article} {name}: a user's {name} is one text",
+                           f"write each row's {name} as one text")
             users[column] = table[column].fillna(UNKNOWN).astype(str)
     missing = ~log_users.isin(ids)
     unlisted = log_users[missing].unique()  # once each, not once per interaction
