@@ -16,7 +16,9 @@ Every kernel exports, for each struct ``S``, a function ``recoworld_layout_S`` (
 ``layout.h``) that reports the struct's size and each field's offset and size;
 :func:`load` compares them with the mirror and refuses a mismatch
 (:class:`LayoutMismatchError`), so that a field added on one side only is an error at load
-time, not a kernel writing into the wrong memory.
+time, not a kernel writing into the wrong memory. A kernel keeps the struct of its previous
+call (:meth:`CompiledKernel._reuse_frame`) and uses it again only where building it afresh
+would give the same bytes (:func:`addresses`): then it sets the call's own pointers alone.
 
 Users are independent, so :func:`run_parallel` splits a batch into contiguous chunks that
 :func:`threads` threads claim in turn: the caller's and the workers of ``pool.c``, POSIX
@@ -158,11 +160,24 @@ class CompiledKernel:
         self._lib = type(self).library()
 
     def __getstate__(self) -> dict:
-        return {name: value for name, value in vars(self).items() if name != "_lib"}
+        # The kept frame holds the original's addresses: a copy builds its own.
+        return {name: value for name, value in vars(self).items() if name not in ("_lib", "_kept_frame")}
 
     def __setstate__(self, state: dict) -> None:
         vars(self).update(state)
         self._lib = type(self).library()
+
+    def _reuse_frame(self, key: list) -> ctypes.Structure | None:
+        """The struct the previous call kept (:meth:`_keep_frame`) if it was built from the
+        same ``key`` (:func:`addresses` of the tensors it points to, and the sizes it holds),
+        else ``None``. It is taken out either way: a call running meanwhile on another thread
+        finds none and builds its own, so no struct is rewritten while a kernel reads it."""
+        kept = self.__dict__.pop("_kept_frame", None)  # one dict operation: atomic under the GIL
+        return kept[1] if kept is not None and kept[0] == key else None
+
+    def _keep_frame(self, key: list, frame: ctypes.Structure) -> None:
+        """Keep ``frame``, built from ``key``, for the next call, once the kernel is done with it."""
+        self._kept_frame = (key, frame)
 
 
 _THREADS: int | None = None
@@ -239,6 +254,17 @@ def pointer(tensor: torch.Tensor | None) -> int | None:
     if not tensor.is_cpu or not tensor.is_contiguous():  # is_cpu: tensor.device builds an object
         raise ValueError("the C kernel needs contiguous CPU tensors; use kernel='torch' on other devices")
     return tensor.data_ptr()
+
+
+def addresses(tensors: Iterable[torch.Tensor | None]) -> list[int | None]:
+    """What :func:`pointer` gives for each of ``tensors`` now, -1 where it would refuse one.
+
+    A kernel's struct holds nothing of a tensor but this address. Two calls whose lists are
+    equal (and whose sizes are) would therefore build the same struct, byte for byte, so the
+    struct built for the first can serve the second: a tensor replaced, reallocated in place
+    (``resize_``, ``set_``, ``.data =``) or made non-contiguous reads differently here, and
+    the struct is built again, through :func:`pointer` and its checks."""
+    return [None if t is None else t.data_ptr() if t.is_cpu and t.is_contiguous() else -1 for t in tensors]
 
 
 def struct_of(name: str, fields: dict[str, type]) -> type[ctypes.Structure]:

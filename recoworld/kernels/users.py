@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 import torch
 
@@ -124,6 +125,13 @@ STATE_DYNAMICS = ("counter", "novelty_seeking", "interest", "familiar", "satiati
                   "session_mean", "session_peak", "recent_clicks", "recent_satiation", "session_index", "session_step",
                   "theme", "watched")
 DYNAMICS = (*STATE_DYNAMICS, "steps_left", "active", "more", "less", "churned", "novelty")
+# The struct's pointers that outlast a call (the item tables, the state, the parameters),
+# and, by the same names in the same order, where they are read (attrgetter: one C call);
+# the others are a step's own: its slates, idle slots and RESPONSE.
+LASTING = (*ITEM_TABLES, *TRAITS, *DYNAMICS, "param")
+_TABLES = attrgetter(*ITEM_TABLES)
+_STATE = attrgetter(*TRAITS, *STATE_DYNAMICS, "instruction_steps_left", "instruction.active", "instruction.more",
+                    "instruction.less", "churned", "instruction.novelty")
 # The response the kernel writes: name -> dtype, per item ([B, K]), per user ([B]) or per genre ([B, G]).
 PER_ITEM = {"examined": torch.bool, "clicked": torch.bool, "liked": torch.bool, "watch": torch.float32,
             "rating": torch.int8}
@@ -255,8 +263,20 @@ class UsersKernel(build.CompiledKernel):
         out |= {name: torch.empty(B, dtype=dtype) for name, dtype in PER_USER.items()}
         out |= {name: torch.empty(B, G, dtype=dtype) for name, dtype in PER_GENRE.items()}
         slates = slates.contiguous()  # held here: the frame holds only its address
-        frame = self._frame(state, K=K, slates=slates, idle=idle, **out)
-        self._check(build.run_parallel(self._lib.recoworld_respond_chunk, frame, B), state, K)
+        # The frame of the previous step serves again where every lasting tensor reads as it
+        # did then (see build.addresses): then only the step's own pointers change.
+        lasting = self._lasting(state)
+        key = [*build.addresses(lasting), *self._sizes(state)]
+        frame = self._reuse_frame(key)
+        if frame is None:
+            frame = self._frame(state, K=K, slates=slates, idle=idle, lasting=lasting, **out)
+        else:
+            frame.K, frame.slates, frame.idle = K, build.pointer(slates), build.pointer(idle)
+            for name, tensor in out.items():  # allocated above: contiguous, on the CPU
+                setattr(frame, name, tensor.data_ptr())
+        codes = build.run_parallel(self._lib.recoworld_respond_chunk, frame, B)
+        self._keep_frame(key, frame)
+        self._check(codes, state, K)
         voiced = Instruction(out["phrase"] >= 0, out["voiced_more"], out["voiced_less"], out["voiced_novelty"])
         return Reactions(out["examined"], out["clicked"], out["watch"], out["liked"], out["rating"], out["in_force"],
                          out["leaves"], out["returned"], out["compliance"], out["hazard"], out["gap"], voiced,
@@ -287,17 +307,23 @@ class UsersKernel(build.CompiledKernel):
                                    NEWCOMERS_PER_CHUNK if law is not None else build.MIN_USERS_PER_CHUNK)
         self._check(codes, state, 0)
 
-    def _frame(self, state: UserState, K: int, idle: torch.Tensor | None = None, **tensors) -> UserStep:
-        """The kernel's view of ``state`` and the items, with ``tensors`` (the step's slates
-        and response)."""
-        s, ins = state, state.instruction
-        tensors |= {name: getattr(self.tables, name) for name in ITEM_TABLES}
-        tensors |= {name: getattr(s, name) for name in TRAITS + STATE_DYNAMICS}  # the UserState fields by name
-        tensors |= {"steps_left": s.instruction_steps_left, "active": ins.active, "more": ins.more, "less": ins.less,
-                    "churned": s.churned, "novelty": ins.novelty, "param": self.params}
-        D, G = self.tables.features.shape[1], self.tables.genres.shape[1]
-        return UserStep(K=K, D=D, G=G, H=s.recent_clicks.shape[1], W=s.watched.shape[1], idle=build.pointer(idle),
-                        **self._stream_bases,
+    def _lasting(self, state: UserState) -> tuple[torch.Tensor, ...]:
+        """The tensors the kernel's view points to beyond a call, in the order of :data:`LASTING`."""
+        return (*_TABLES(self.tables), *_STATE(state), self.params)
+
+    def _sizes(self, state: UserState) -> tuple[int, int, int, int]:
+        """The view's D, G, H and W."""
+        return (self.tables.features.shape[1], self.tables.genres.shape[1], state.recent_clicks.shape[1],
+                state.watched.shape[1])
+
+    def _frame(self, state: UserState, K: int, idle: torch.Tensor | None = None,
+               lasting: tuple[torch.Tensor, ...] | None = None, **tensors) -> UserStep:
+        """The kernel's view of ``state`` and the items (their tensors ``lasting``, read here
+        when not given), with ``tensors`` (the step's slates and response)."""
+        lasting = self._lasting(state) if lasting is None else lasting
+        D, G, H, W = self._sizes(state)
+        return UserStep(K=K, D=D, G=G, H=H, W=W, idle=build.pointer(idle), **self._stream_bases,
+                        **{name: build.pointer(t) for name, t in zip(LASTING, lasting)},
                         **{name: build.pointer(t) for name, t in tensors.items()})
 
     def _check(self, codes: list[int], state: UserState, K: int) -> None:

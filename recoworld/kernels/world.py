@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 import torch
@@ -65,6 +66,13 @@ STEP_INPUTS = ("slates", "clicked", "liked", "voiced", "voiced_more", "voiced_le
 STATE = ("history", "feedback", "active", "more", "less", "novelty", "instruction_age", "session_index",
          "session_step", "step_count", "key")
 OBSERVATION = ("history_obs", "candidates_obs", "feedback_obs", "instruction_obs", "session_obs", "totals")
+# The struct's pointers that outlast a call (the state and the candidates' tables), and, by
+# the same names in the same order, where they are read (attrgetter: one C call); the
+# others are a step's own: its inputs, observation and starts.
+LASTING = (*STATE, "draw", "offsets", "features")
+_STATE = attrgetter("history_items", "history_feedback", "instruction.active", "instruction.more",
+                    "instruction.less", "instruction.novelty", "instruction_age", "session_index", "session_step",
+                    "step_count", "key", "candidate_draw")
 # Mirrors `WorldStep` in world_step.c, field for field (checked when the kernel loads).
 WorldStep = build.struct_of("WorldStep", {
     **dict.fromkeys(["K", "H", "G", "C", "n_items", "n_strides"], _i64),
@@ -144,13 +152,24 @@ class WorldKernel(build.CompiledKernel):
             "slates": slates.contiguous(), "clicked": flag(response.clicked), "liked": flag(response.liked),
             "voiced": flag(voiced.active), "voiced_more": flag(voiced.more), "voiced_less": flag(voiced.less),
             "left_session": flag(response.left_session), "watch": number(response.watch_fraction),
-            "voiced_novelty": voiced.novelty.to(torch.int8).contiguous(), "totals": totals,
+            "voiced_novelty": voiced.novelty.to(torch.int8).contiguous(), "totals": totals, "features_obs": None,
             **{OBSERVED[name]: torch.from_numpy(array) for name, array in observed.items()},
         }
-        if starts is not None:
-            tensors["starting"], tensors["start_keys"] = _per_user(B, *starts)
-        frame = self._frame(state, K=K, idle=idle, stream=self._stream_base, **tensors)
-        if any(build.run_parallel(self._lib.recoworld_world_step, frame, B)):
+        tensors["starting"], tensors["start_keys"] = (None, None) if starts is None else _per_user(B, *starts)
+        # The frame of the previous step serves again where every lasting tensor reads as it
+        # did then (see build.addresses): then only the step's own pointers change.
+        lasting = self._lasting(state)
+        key = [*build.addresses(lasting), *self._sizes(state)]
+        frame = self._reuse_frame(key)
+        if frame is None:
+            frame = self._frame(state, K=K, idle=idle, stream=self._stream_base, lasting=lasting, **tensors)
+        else:
+            frame.K, frame.idle = K, build.pointer(idle)
+            for name, tensor in tensors.items():
+                setattr(frame, name, build.pointer(tensor))
+        codes = build.run_parallel(self._lib.recoworld_world_step, frame, B)
+        self._keep_frame(key, frame)
+        if any(codes):
             raise ValueError(f"the C bookkeeping handles slates of up to 256 items, got {K}: use kernel='torch'")
         return observed, totals
 
@@ -175,23 +194,25 @@ class WorldKernel(build.CompiledKernel):
         self._lib.recoworld_world_start(0, len(slots), build.pointer(slots), build.pointer(keys),
                                         ctypes.byref(self._frame(state)))
 
+    def _lasting(self, state: WorldState) -> tuple[torch.Tensor | None, ...]:
+        """The tensors the kernel's view points to beyond a call, in the order of :data:`LASTING`."""
+        return (*_STATE(state), self.candidates.offsets, self.features)
+
+    def _sizes(self, state: WorldState) -> tuple[int, ...]:
+        """The view's H, G, C, n_items, n_strides and D."""
+        table = self.candidates
+        return (state.history_items.shape[1], self.n_genres, table.offsets.shape[1], table.n_items, len(table.offsets),
+                0 if self.features is None else self.features.shape[1])
+
     def _frame(self, state: WorldState, K: int = 0, idle: torch.Tensor | None = None, stream: int = 0,
-               **tensors: torch.Tensor) -> WorldStep:
-        """The kernel's view of ``state``, with ``tensors`` (a step's slates, response and
-        observation)."""
-        s, ins, table = state, state.instruction, self.candidates
-        tensors |= {
-            "history": s.history_items, "feedback": s.history_feedback, "active": ins.active, "more": ins.more,
-            "less": ins.less, "novelty": ins.novelty, "instruction_age": s.instruction_age,
-            "session_index": s.session_index, "session_step": s.session_step, "step_count": s.step_count,
-            "key": s.key, "offsets": table.offsets, "draw": s.candidate_draw,
-        }
-        if self.features is not None:
-            tensors["features"] = self.features
-        return WorldStep(K=K, H=s.history_items.shape[1], G=self.n_genres, C=table.offsets.shape[1],
-                         n_items=table.n_items, n_strides=len(table.offsets), candidate_stream=stream,
-                         D=0 if self.features is None else self.features.shape[1],
-                         idle=build.pointer(idle), **{name: build.pointer(t) for name, t in tensors.items()})
+               lasting: tuple[torch.Tensor | None, ...] | None = None, **tensors: torch.Tensor | None) -> WorldStep:
+        """The kernel's view of ``state`` and the candidates (their tensors ``lasting``, read
+        here when not given), with ``tensors`` (a step's slates, response and observation)."""
+        lasting = self._lasting(state) if lasting is None else lasting
+        H, G, C, n_items, n_strides, D = self._sizes(state)
+        return WorldStep(K=K, H=H, G=G, C=C, n_items=n_items, n_strides=n_strides, candidate_stream=stream, D=D,
+                         idle=build.pointer(idle), **{name: build.pointer(t) for name, t in zip(LASTING, lasting)},
+                         **{name: build.pointer(t) for name, t in tensors.items()})
 
 
 def _per_user(n_users: int, slots: torch.Tensor, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
