@@ -15,6 +15,9 @@ candidate indices ``[B, K]``: position ``k`` of user ``b``'s slate shows candida
 
 from __future__ import annotations
 
+import difflib
+import functools
+import inspect
 from abc import ABC, abstractmethod
 
 import numpy as np
@@ -25,8 +28,32 @@ from recoworld.config_checks import check_fields
 from recoworld.types import Feedback, Observation  # noqa: F401
 
 
-class Recommender(ABC):
+class AgentNotSetUp(RuntimeError, AttributeError):
+    """An agent used before :meth:`Recommender.setup` gave it the env's world. An
+    ``AttributeError`` too, so that ``hasattr`` on an agent that is not set up answers
+    ``False``."""
+
+
+class _NamedArguments:
+    """Refuses a keyword argument that an agent's constructor does not take, naming the
+    nearest one it does (``LinUCB(alpah=1)``). In ``__new__`` because a dataclass agent's
+    ``__init__`` is generated; on a base of :class:`Recommender`, below its ``__init__``,
+    so that ``inspect.signature`` of an agent class still reads that class's constructor."""
+
+    def __new__(cls, *args, **kwargs):
+        if kwargs:
+            _refuse_unknown_arguments(cls, tuple(kwargs))
+        if args and cls.__init__ is Recommender.__init__:
+            raise TypeError(f"{cls.__name__}() takes no arguments")
+        return super().__new__(cls)
+
+
+class Recommender(_NamedArguments, ABC):
     """A slate recommender for a batch of users.
+
+    An agent is built from its hyperparameters (a misspelt one is named, with the nearest
+    of its arguments) and set up with :meth:`setup` before it acts: using it before raises
+    :class:`AgentNotSetUp`.
 
     Attributes:
         name: label used in metrics and plots.
@@ -35,6 +62,20 @@ class Recommender(ABC):
 
     name: str = "recommender"
     learns: bool = False
+    _set_up: bool = False  # whether setup() has run: what an attribute missing before it means
+
+    def __init__(self) -> None:
+        """An agent without hyperparameters takes no arguments."""
+
+    def __getattr__(self, name: str):
+        # Reached only for an attribute not found, so it costs nothing on the hot path.
+        if isinstance(getattr(type(self), name, None), property):
+            return object.__getattribute__(self, name)  # raises the property's own error again
+        if self._set_up or name.startswith("__"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}", name=name, obj=self)
+        raise AgentNotSetUp(f"{type(self).__name__} is not set up (it has no {name!r} yet): call "
+                            "agent.setup(env, seed) before act(), update() or propensities(); "
+                            "recoworld.envs.rollout and the runner do")
 
     def __post_init__(self):
         """Dataclass agents check their hyperparameters when built: types, finiteness and
@@ -52,6 +93,7 @@ class Recommender(ABC):
         self.slate_size = env.slate_size
         self.num_candidates = env.num_candidates
         self.rng = np.random.default_rng(seed)
+        self._set_up = True
 
     @abstractmethod
     def act(self, obs: Observation) -> np.ndarray:
@@ -80,6 +122,29 @@ class Recommender(ABC):
         return ones.
         """
         return None
+
+
+@functools.cache
+def _arguments(cls: type) -> tuple[str, ...] | None:
+    """The keyword arguments of ``cls``'s constructor; ``None`` if it takes any (``**kwargs``)."""
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]  # after self
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return tuple(p.name for p in parameters
+                 if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY))
+
+
+def _refuse_unknown_arguments(cls: type, given: tuple[str, ...]) -> None:
+    """``TypeError`` naming the first of ``given`` that ``cls`` does not take, with the
+    nearest argument it does take."""
+    known = _arguments(cls)
+    if known == ():
+        raise TypeError(f"{cls.__name__}() takes no arguments, not {given[0]!r}")
+    for key in given if known is not None else ():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TypeError(f"{cls.__name__} has no argument {key!r}{hint}; its arguments are {', '.join(known)}")
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:

@@ -12,12 +12,15 @@ generator (:meth:`Catalog.synthetic`), or MovieLens-100K
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import torch
+
+from recoworld.config_checks import AT_LEAST_ONE, UNIT, Interval, check_number
 
 SYNTHETIC_GENRES = (
     "Action", "Comedy", "Drama", "Documentary", "Sci-Fi", "Horror", "Romance", "Thriller",
@@ -55,6 +58,67 @@ def lookup(table: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     return table.index_select(0, items.reshape(-1)).view(*items.shape, *table.shape[1:])
 
 
+#: How far from 1 the L2 norm of an item's features may be (float32 and float16 rounding).
+UNIT_NORM_TOLERANCE = 1e-3
+#: How far from 1 the sum of the popularity shares may be (rounding of float32 shares).
+POPULARITY_SUM_TOLERANCE = 1e-3
+
+
+def _as_table(label: str, table) -> torch.Tensor:
+    """A catalog's table as a tensor: a NumPy array or a list is converted, as torch reads it."""
+    if isinstance(table, torch.Tensor):
+        return table
+    try:
+        return torch.as_tensor(np.asarray(table))
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(f"{label} is a {type(table).__name__} that is not a table of numbers ({error}); "
+                         "give a torch tensor or a NumPy array") from None
+
+
+def _check_genre_names(names: tuple) -> None:
+    """Refuse a genre name given twice: the users' satiation and instructions name genres."""
+    first_column: dict = {}
+    for column, genre in enumerate(names):
+        if genre in first_column:
+            first = first_column[genre]
+            raise ValueError(f"genre_names holds {genre!r} twice (columns {first} and {column}); give each genre "
+                             f"column its own name, or merge the two: genres[:, {first}] | genres[:, {column}]")
+        first_column[genre] = column
+
+
+def _check_popularity(popularity: torch.Tensor) -> None:
+    """Refuse a negative share, or shares that do not sum to 1."""
+    negative = (popularity < 0).nonzero().flatten()
+    if len(negative):
+        item = int(negative[0])
+        raise ValueError(f"popularity[{item}] is {float(popularity[item])!r} (item {item}); popularity holds each "
+                         "item's share of all interactions, which is >= 0")
+    total = float(popularity.sum())  # float32: torch sums in a cascade, far within the tolerance
+    if abs(total - 1.0) > POPULARITY_SUM_TOLERANCE:
+        raise ValueError(f"popularity sums to {total:.6g}; it holds each item's share of all interactions and must "
+                         "sum to 1: divide it by its sum (popularity / popularity.sum())")
+
+
+def _check_unit_features(features: torch.Tensor) -> None:
+    """Refuse features whose rows are not unit vectors (the docstring's promise, which the
+    users' affinity and distance from the familiar rely on)."""
+    if features.shape[1] == 0:
+        raise ValueError(f"features has shape {tuple(features.shape)}; give each item at least one feature "
+                         "dimension")
+    norms = torch.linalg.vector_norm(features, dim=1)
+    off = ((norms - 1.0).abs() > UNIT_NORM_TOLERANCE).nonzero().flatten()
+    if len(off) == 0:
+        return
+    item, norm = int(off[0]), float(norms[off[0]])
+    where = f"features[{item}] (item {item}" + (f", the first of {len(off)} such rows)" if len(off) > 1 else ")")
+    if norm == 0.0:
+        raise ValueError(f"{where} is the zero vector; every item's features must have unit L2 norm, so give "
+                         "each item a nonzero feature vector and normalise the rows "
+                         "(torch.nn.functional.normalize(features, dim=1))")
+    raise ValueError(f"{where} has L2 norm {norm:.6g}; every item's features must have unit L2 norm: normalise "
+                     "the rows (torch.nn.functional.normalize(features, dim=1))")
+
+
 @dataclass(eq=False)
 class Catalog:
     """Items with ids ``0..n_items-1`` and their attributes.
@@ -63,11 +127,20 @@ class Catalog:
         features: ``[N, D]`` float32 dense item features; each row has unit L2 norm.
         genres: ``[N, G]`` bool multi-hot genre (category) membership; every item has at
             least one genre.
-        genre_names: the ``G`` genre names, in column order of ``genres``.
+        genre_names: the ``G`` distinct genre names, in column order of ``genres``.
         titles: ``N`` item titles.
-        popularity: ``[N]`` float32 share of all interactions, summing to 1.
+        popularity: ``[N]`` float32 share of all interactions, each ``>= 0``, summing to 1.
         quality: ``[N]`` float32 intrinsic appeal, standardised to mean 0 and std 1.
         name: a short label used in logs and reports.
+
+    Built directly, the tables may be torch tensors, NumPy arrays or lists (stored as
+    tensors: float32, the genres as bool). A catalog that breaks the rules above is refused
+    with a ``ValueError`` naming the first bad entry and the fix, not repaired: features
+    whose rows are not of unit norm (within :data:`UNIT_NORM_TOLERANCE`; the users'
+    affinity and distance from the familiar read them as unit vectors), popularity with a
+    negative share or not summing to 1 (within :data:`POPULARITY_SUM_TOLERANCE`), a genre
+    name given twice. :meth:`from_dataframe` and :meth:`synthetic` build catalogs that
+    keep them.
     """
 
     features: torch.Tensor
@@ -80,6 +153,14 @@ class Catalog:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        self.features, self.genres, self.popularity, self.quality = (
+            _as_table(label, table) for label, table in (
+                ("features", self.features), ("genres", self.genres), ("popularity", self.popularity),
+                ("quality", self.quality)))
+        if isinstance(self.genre_names, str):
+            raise ValueError(f"genre_names={self.genre_names!r} is one string; give a sequence of genre names, "
+                             "one per column of genres")
+        self.genre_names = tuple(self.genre_names)
         n = self.features.shape[0]
         if self.features.ndim != 2:
             raise ValueError(f"features must be [n_items, dim], got shape {tuple(self.features.shape)}")
@@ -112,6 +193,9 @@ class Catalog:
                 f"item {int(orphans[0])} has no genre ({len(orphans)} items in all); "
                 "give every item at least one genre, e.g. an 'Unknown' genre"
             )
+        _check_genre_names(self.genre_names)
+        _check_popularity(self.popularity)
+        _check_unit_features(self.features)
         # Derived once here because the simulator's step reads them for every slate.
         self.log_popularity = torch.log(self.popularity.clamp_min(1e-12))
         self.novelty = -torch.log2(self.popularity.clamp_min(1e-12))
@@ -175,13 +259,20 @@ class Catalog:
 
         Args:
             df: the items; row ``i`` becomes item ``i``.
-            genres: column of genre lists or ``'|'``-separated strings.
+            genres: column of genre lists or ``'|'``-separated strings; names are read
+                without their surrounding spaces (``"Drama | War"`` is Drama and War).
             title: column of titles.
-            popularity: column of non-negative interaction counts or shares; ``None`` or a
-                missing column gives every item the same share.
-            quality: column of appeal scores (standardised here); ``None`` or missing gives 0.
-            features: a column of equal-length vectors, or a list of numeric columns;
-                ``None`` or missing uses the normalised genre vector as features.
+            popularity: column of non-negative interaction counts or shares; ``None``
+                gives every item the same share.
+            quality: column of appeal scores (standardised here); ``None`` gives 0.
+            features: a column of equal-length vectors, or a list of numeric columns,
+                normalised here to unit length (no item's may be all zeros); ``None`` uses
+                the normalised genre vector as features.
+
+        ``popularity``, ``quality`` and ``features`` left at their defaults may name
+        columns the frame does not have: the default stands in for each (as for ``None``).
+        A column named otherwise must exist: a misspelt name raises ``ValueError``, naming
+        the frame's columns.
         """
         if len(df) == 0:
             raise ValueError("the DataFrame has no rows; a catalog needs at least one item")
@@ -189,8 +280,8 @@ class Catalog:
             if column not in df.columns:
                 raise ValueError(f"column {column!r} is missing; the DataFrame has {list(df.columns)}")
         genre_names, multi_hot = _genre_table(df[genres], genres)
-        pop = _popularity_shares(df, popularity)
-        q = _standardised_quality(df, quality)
+        pop = _popularity_shares(df, _read_column(df, "popularity", popularity, "every item the same share"))
+        q = _standardised_quality(df, _read_column(df, "quality", quality, "every item quality 0"))
         feats = torch.nn.functional.normalize(_feature_table(df, features, multi_hot), dim=1)
         return cls(feats, multi_hot, genre_names, list(df[title].astype(str)), pop, q, name=name)
 
@@ -214,11 +305,27 @@ class Catalog:
         quality, as in real catalogs where better items attract more views.
 
         Sizes from 100 to several million items are fine: everything is vectorised.
+
+        Args:
+            n_items: the number of items, at least 1.
+            n_genres: the number of genres, 1 to 16 (:data:`SYNTHETIC_GENRES`).
+            feature_dim: the dimension of the item features, at least 1.
+            popularity_exponent: Zipf's exponent (any finite number; 0 gives every item
+                the same share).
+            multi_genre_prob: the probability in ``[0, 1]`` that an item has a second genre.
+            seed: the generator's seed, an integer in ``[0, 2**63)``.
+            name: the catalog's label (default ``synthetic-<n_items>``).
+
+        Raises:
+            ValueError: an argument of the wrong type or out of its range, naming it.
         """
-        if not 1 <= n_genres <= len(SYNTHETIC_GENRES):
-            raise ValueError(f"n_genres={n_genres}; choose 1..{len(SYNTHETIC_GENRES)}")
-        if n_items < 1:
-            raise ValueError(f"n_items={n_items}; a catalog needs at least one item")
+        owner = "Catalog.synthetic"
+        n_items = check_number(owner, "n_items", n_items, AT_LEAST_ONE, integer=True)
+        n_genres = check_number(owner, "n_genres", n_genres, Interval(1, len(SYNTHETIC_GENRES)), integer=True)
+        feature_dim = check_number(owner, "feature_dim", feature_dim, AT_LEAST_ONE, integer=True)
+        popularity_exponent = check_number(owner, "popularity_exponent", popularity_exponent)
+        multi_genre_prob = check_number(owner, "multi_genre_prob", multi_genre_prob, UNIT)
+        seed = check_number(owner, "seed", seed, Interval(0, 2**63 - 1), integer=True)
         gen = torch.Generator().manual_seed(seed)
         centroids = torch.nn.functional.normalize(torch.randn(n_genres, feature_dim, generator=gen), dim=1)
         primary = torch.randint(n_genres, (n_items,), generator=gen)
@@ -236,7 +343,12 @@ class Catalog:
         ranks = torch.empty(n_items)
         ranks[order] = torch.arange(1, n_items + 1, dtype=torch.float32)
         weight = ranks.pow(-popularity_exponent)
-        popularity = weight / weight.sum()
+        total = weight.sum()
+        if not bool(torch.isfinite(total)):  # a negative exponent raises the last ranks' weights
+            raise ValueError(f"{owner}.popularity_exponent={popularity_exponent!r}: with {n_items} items the Zipf "
+                             f"weights rank**{-popularity_exponent:g} sum beyond the float32 range; choose an "
+                             "exponent closer to 0")
+        popularity = weight / total
         names = SYNTHETIC_GENRES[:n_genres]
         return cls(
             features, genres, names, SyntheticTitles(primary.numpy(), names), popularity,
@@ -274,6 +386,34 @@ def popularity_score(catalog: Catalog) -> torch.Tensor:
     return (lp - lp.mean()) / lp.std().clamp_min(1e-6) if lp.numel() > 1 else lp * 0
 
 
+def _read_column(df: pd.DataFrame, argument: str, column: str | None, fallback: str) -> str | None:
+    """The column of ``df`` that ``argument`` names, or ``None`` where its default stands in:
+    for ``None``, or for the argument's own name (its default) when ``df`` has no such column.
+    Any other name missing from ``df`` raises ``ValueError`` naming the columns; ``fallback``
+    says what ``None`` gives."""
+    if column is None or column in df.columns:
+        return column
+    if column == argument:
+        return None
+    raise ValueError(_missing_column(df, argument, column, fallback))
+
+
+def _missing_column(df: pd.DataFrame, argument: str, column, fallback: str) -> str:
+    close = difflib.get_close_matches(str(column), [str(c) for c in df.columns], n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return (f"{argument}={column!r}: the DataFrame has no such column{hint}; its columns are {list(df.columns)} "
+            f"({argument}=None gives {fallback})")
+
+
+def _genre_names(value) -> list[str]:
+    """A cell of genre names (``'|'``-separated text or a list) as names without their
+    surrounding spaces, empty names and missing entries left out, as
+    :mod:`recoworld.data.interactions` reads an item table's genres."""
+    names = value.split("|") if isinstance(value, str) else [
+        g for g in value if g is not None and not (np.ndim(g) == 0 and pd.isna(g))]
+    return [name for name in (str(g).strip() for g in names) if name]
+
+
 def _genre_table(column: pd.Series, name: str) -> tuple[tuple[str, ...], torch.Tensor]:
     """The sorted genre names of a column of genre lists (or ``'|'``-separated strings),
     and the items' ``[n_items, n_genres]`` multi-hot genres."""
@@ -281,7 +421,7 @@ def _genre_table(column: pd.Series, name: str) -> tuple[tuple[str, ...], torch.T
         if not isinstance(value, (str, Sequence, np.ndarray)):
             raise ValueError(f"row {row} of column {name!r} is {value!r}; give a list of genre names or a "
                              "'|'-separated string")
-    genre_lists = [[g for g in (v.split("|") if isinstance(v, str) else list(v)) if g] for v in column]
+    genre_lists = [_genre_names(v) for v in column]
     genre_names = tuple(sorted({g for gs in genre_lists for g in gs}))
     if not genre_names:
         raise ValueError(f"column {name!r} names no genre at all")
@@ -309,7 +449,7 @@ def _finite_column(df: pd.DataFrame, column: str, what: str = "a finite number",
 
 
 def _popularity_shares(df: pd.DataFrame, popularity: str | None) -> torch.Tensor:
-    if popularity is not None and popularity in df.columns:
+    if popularity is not None:
         counts = _finite_column(df, popularity, "finite and >= 0", lambda x: x >= 0)
         counts = counts + 1.0  # add-one smoothing: an unseen item is rare, not impossible
     else:
@@ -318,22 +458,40 @@ def _popularity_shares(df: pd.DataFrame, popularity: str | None) -> torch.Tensor
 
 
 def _standardised_quality(df: pd.DataFrame, quality: str | None) -> torch.Tensor:
-    if quality is not None and quality in df.columns:
+    if quality is not None:
         q = torch.tensor(_finite_column(df, quality), dtype=torch.float32)
         return (q - q.mean()) / q.std().clamp_min(1e-6) if len(q) > 1 else q * 0
     return torch.zeros(len(df))
 
 
 def _feature_table(df: pd.DataFrame, features: str | Sequence[str] | None, multi_hot: torch.Tensor) -> torch.Tensor:
-    """The items' raw features: a vector column, numeric columns, or else their genres."""
-    if isinstance(features, str) and features in df.columns:
-        return torch.tensor(_vector_column(df[features], features), dtype=torch.float32)
-    if isinstance(features, Sequence) and not isinstance(features, str):
+    """The items' raw features: a vector column, numeric columns, or else their genres;
+    ``ValueError`` for a row of zeros, which has no direction to normalise."""
+    fallback = "the normalised genre vectors"
+    if isinstance(features, str):
+        column = _read_column(df, "features", features, fallback)
+        if column is None:
+            return multi_hot.float()
+        return _nonzero_rows(_vector_column(df[column], column), f"column {column!r}")
+    if isinstance(features, Sequence):
+        if len(features) == 0:
+            raise ValueError(f"features={features!r} names no column; give a column of vectors, a list of numeric "
+                             f"columns, or None for {fallback}")
         missing = [c for c in features if c not in df.columns]
         if missing:
             raise ValueError(f"feature columns {missing} are missing; the DataFrame has {list(df.columns)}")
-        return torch.tensor(np.stack([_finite_column(df, c) for c in features], axis=1), dtype=torch.float32)
+        return _nonzero_rows(np.stack([_finite_column(df, c) for c in features], axis=1),
+                             f"the feature columns {list(features)}")
     return multi_hot.float()
+
+
+def _nonzero_rows(table: np.ndarray, source: str) -> torch.Tensor:
+    zero = np.flatnonzero(~table.any(axis=1))
+    if len(zero):
+        raise ValueError(f"row {int(zero[0])} of {source} is all zeros ({len(zero)} rows in all); an item's "
+                         "features give it a direction, so give every item a nonzero vector (or features=None "
+                         "to use the genres)")
+    return torch.tensor(table, dtype=torch.float32)
 
 
 def _vector_column(column: pd.Series, name: str) -> np.ndarray:

@@ -13,9 +13,11 @@ simulator's rollout ends, also when it fails). Both default to doing nothing.
 
 from __future__ import annotations
 
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from recoworld import rng
@@ -125,16 +127,46 @@ class UserSimulator(ABC):
         when the simulator's rollout ends, also on error. Optional: nothing by default."""
 
 
+#: The largest seed: seeds are integers in ``[0, 2**63)``, held as int64.
+MAX_SEED = 2**63 - 1
+
+
 def resolve_seeds(count: int, seed, fresh_start: int, salt: int = 0x11E5) -> torch.Tensor:
     """One seed per started user, by :meth:`UserSimulator.reset`'s convention: a sequence
     gives one seed each, an int ``s`` gives ``s + j``, ``None`` gives fresh seeds numbered
-    from ``fresh_start`` (hashed with ``salt``, so that simulator kinds draw apart)."""
-    seed = check_seed(seed.cpu().numpy() if isinstance(seed, torch.Tensor) else seed)
+    from ``fresh_start`` (hashed with ``salt``, so that simulator kinds draw apart).
+    ``ValueError`` names a seed that is not an integer in ``[0, 2**63)``, or an int ``s``
+    whose ``s + j`` would leave that range."""
+    seed = seed.cpu().numpy() if isinstance(seed, torch.Tensor) else seed
+    beyond = _first_beyond_int64(seed)
+    if beyond is not None:
+        raise ValueError(f"seed[{beyond[0]}]={beyond[1]} is too large: seeds are integers in [0, 2**63)")
+    seed = check_seed(seed)
     if seed is None:
         return torch.tensor([rng.mix_int(salt, fresh_start + j) for j in range(count)], dtype=torch.int64)
     if isinstance(seed, int):
+        if seed > MAX_SEED - (count - 1):
+            raise ValueError(f"seed={seed} is too large: seeds are integers in [0, 2**63)"
+                             if count == 1 or seed > MAX_SEED else
+                             f"seed={seed} is too large: the j-th of the {count} users started gets the seed "
+                             f"{seed} + j, so it must be at most 2**63 - {count} ({MAX_SEED - count + 1})")
         return seed + torch.arange(count, dtype=torch.int64)
     seeds = torch.from_numpy(seed)
     if len(seeds) != count:
         raise ValueError(f"got {len(seeds)} seeds for {count} users; give one per user or a single int")
     return seeds
+
+
+def _first_beyond_int64(seed) -> tuple[int, int] | None:
+    """``(j, seed[j])`` for the first entry of a sequence of seeds beyond int64, which NumPy
+    would read as a float, an object or (uint64) a negative int64; ``None`` if there is none.
+    A single seed's range is checked with the batch it seeds."""
+    if isinstance(seed, np.ndarray):
+        if seed.ndim != 1 or seed.dtype != np.uint64:
+            return None
+        beyond = np.flatnonzero(seed > MAX_SEED)
+        return (int(beyond[0]), int(seed[beyond[0]])) if len(beyond) else None
+    if isinstance(seed, Sequence) and not isinstance(seed, str):
+        return next(((j, int(s)) for j, s in enumerate(seed)
+                     if isinstance(s, numbers.Integral) and int(s) > MAX_SEED), None)
+    return None

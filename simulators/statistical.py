@@ -135,6 +135,7 @@ import torch
 
 from recoworld import rng
 from recoworld.catalog import Catalog, lookup
+from recoworld.config_checks import AT_LEAST_ONE, check_number
 from recoworld.kernels.placement import torch_device
 from recoworld.kernels.state import expose_fields
 from recoworld.kernels.users import UserState
@@ -202,6 +203,7 @@ class StatisticalUsers(UserSimulator):
 
     # ------------------------------------------------------------------ reset
     def reset(self, n_users: int, seed: int | Sequence[int] | None = None, users=None) -> None:
+        n_users = check_number(f"{type(self).__name__}.reset", "n_users", n_users, AT_LEAST_ONE, integer=True)
         if users is None:
             self._allocate(n_users)
             slots = torch.arange(n_users, device=self.device)
@@ -257,11 +259,21 @@ class StatisticalUsers(UserSimulator):
         """The click utility :math:`v` ``[n, C]`` (the logit of :meth:`click_probabilities`)
         of ``items`` ``[n, C]`` for the users in the slots ``users`` ``[n]`` (default: every
         slot, in order), computed for those users alone (by a subclass that changes the
-        utility, for every slot)."""
-        items = torch.as_tensor(items, dtype=torch.long, device=self.device)
+        utility, for every slot). ``ValueError`` names an item id outside the catalog, or a
+        slot outside the batch."""
+        if self.state is None:
+            raise RuntimeError("call reset(n_users, seed) before click_probabilities() or utility()")
+        if users is not None:
+            users = _ids_within(users, "users", "slot", self.n_users, f"there are {self.n_users} user slots",
+                                self.device).flatten()
+        items = _ids_within(items, "items", "item", self.catalog.n_items,
+                            f"the catalog has {self.catalog.n_items} items", self.device)
+        rows = self.n_users if users is None else len(users)
+        if items.ndim != 2 or len(items) != rows:
+            raise ValueError(f"items has shape {tuple(items.shape)}; expected [{rows}, C]: a row of item ids for each "
+                             + ("user slot" if users is None else "slot in users"))
         state = None
         if users is not None:
-            users = torch.as_tensor(users, dtype=torch.long, device=self.device)
             if type(self)._utility is not StatisticalUsers._utility:  # its utility reads every slot's state
                 every = torch.zeros(self.n_users, items.shape[1], dtype=torch.long, device=self.device)
                 every[users] = items
@@ -323,6 +335,23 @@ class StatisticalUsers(UserSimulator):
     def state_dict(self) -> dict:
         """The configuration as a plain dict (for run directories)."""
         return asdict(self.config)
+
+
+def _ids_within(ids, name: str, what: str, count: int, universe: str, device: torch.device) -> torch.Tensor:
+    """``ids`` as an int64 tensor on ``device``; ``ValueError`` naming an entry that is not an
+    integer or not in ``0..count-1`` (which indexing would meet as torch's ``IndexError``, or
+    as a device-side assert on a GPU): one pass over valid ids, one more to name a bad one."""
+    ids = torch.as_tensor(ids, device=device)
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise ValueError(f"{name} has dtype {ids.dtype}; pass integer {what} ids (e.g. int64)")
+    ids = ids.long()
+    if ids.numel():
+        low, high = torch.stack(torch.aminmax(ids)).tolist()  # one pass, one sync
+        if low < 0 or high >= count:
+            bad = ((ids < 0) | (ids >= count)).nonzero()[0].tolist()
+            raise ValueError(f"{name}{''.join(f'[{i}]' for i in bad)} is {what} {int(ids[tuple(bad)])}, but "
+                             f"{universe} (valid ids 0..{count - 1})")
+    return ids
 
 
 class _Slots:
