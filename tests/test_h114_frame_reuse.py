@@ -350,3 +350,20 @@ def test_a_kept_struct_is_handed_out_once_and_only_for_its_own_key():
     sim.backend._keep_frame(key, frame)
     # A call on another thread meanwhile finds none, and builds its own.
     assert sim.backend._reuse_frame(list(key)) is frame and sim.backend._reuse_frame(list(key)) is None
+
+
+def test_the_bookkeeping_takes_a_response_as_it_is_only_where_it_has_the_kernels_dtype_and_layout():
+    """Our simulators' responses go to the kernel as they are; a plug-in's other dtypes and
+    non-contiguous views are converted (copies), never read in place."""
+    from recoworld.kernels.world import _held_as
+
+    clicked = torch.zeros(4, 3, dtype=torch.bool)
+    assert _held_as(clicked, torch.bool) is clicked
+    as_bytes = _held_as(clicked.to(torch.uint8), torch.bool)
+    assert as_bytes.dtype == torch.bool and torch.equal(as_bytes, clicked)
+    watch = torch.arange(12, dtype=torch.float64).view(3, 4).t()  # [4, 3], not contiguous
+    held = _held_as(watch, torch.float32)
+    assert held.dtype == torch.float32 and held.is_contiguous() and torch.equal(held, watch.float())
+    view = torch.arange(12, dtype=torch.float32).view(3, 4).t()
+    copied = _held_as(view, torch.float32)
+    assert copied.is_contiguous() and copied.data_ptr() != view.data_ptr() and torch.equal(copied, view)

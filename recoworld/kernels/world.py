@@ -146,13 +146,12 @@ class WorldKernel(build.CompiledKernel):
         voiced = response.instruction
         observed = self._observation_arrays(state)
         totals = torch.empty(B, 3)
-        # A plug-in simulator's response may come in other dtypes or layouts: no-ops for ours.
-        flag, number = (lambda t: t.to(torch.bool).contiguous()), (lambda t: t.to(torch.float32).contiguous())
+        flag, number = (lambda t: _held_as(t, torch.bool)), (lambda t: _held_as(t, torch.float32))
         tensors = {
             "slates": slates.contiguous(), "clicked": flag(response.clicked), "liked": flag(response.liked),
             "voiced": flag(voiced.active), "voiced_more": flag(voiced.more), "voiced_less": flag(voiced.less),
             "left_session": flag(response.left_session), "watch": number(response.watch_fraction),
-            "voiced_novelty": voiced.novelty.to(torch.int8).contiguous(), "totals": totals, "features_obs": None,
+            "voiced_novelty": _held_as(voiced.novelty, torch.int8), "totals": totals, "features_obs": None,
             **{OBSERVED[name]: torch.from_numpy(array) for name, array in observed.items()},
         }
         tensors["starting"], tensors["start_keys"] = (None, None) if starts is None else _per_user(B, *starts)
@@ -213,6 +212,14 @@ class WorldKernel(build.CompiledKernel):
         return WorldStep(K=K, H=H, G=G, C=C, n_items=n_items, n_strides=n_strides, candidate_stream=stream, D=D,
                          idle=build.pointer(idle), **{name: build.pointer(t) for name, t in zip(LASTING, lasting)},
                          **{name: build.pointer(t) for name, t in tensors.items()})
+
+
+def _held_as(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``tensor`` as a contiguous ``dtype`` tensor for the kernel: itself where it is one
+    already (our simulators' responses, at every step), a converted copy otherwise (a
+    plug-in simulator's response may come in other dtypes or layouts). The test first, as
+    ``.to(...).contiguous()`` costs a microsecond even where it changes nothing."""
+    return tensor if tensor.dtype == dtype and tensor.is_contiguous() else tensor.to(dtype).contiguous()
 
 
 def _per_user(n_users: int, slots: torch.Tensor, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
