@@ -66,7 +66,7 @@ def test_a_run_whose_ray_tasks_fail_ends_failed_naming_agent_and_seed(local_ray,
     assert status["state"] == "failed" and status["error_type"] == "RolloutsFailed"
     for seed in (0, 1):
         assert f"agent=most_popular seed={seed}: InstantiationException: Error in call to target " in status["error"]
-    assert "TypeError('MostPopularAgent() takes no arguments')" in status["error"]
+    assert "MostPopularAgent() takes no arguments, not 'no_such_argument'" in status["error"]
     assert "experiment.resume=true" in status["error"] and status["parts"]["complete"] == []
 
 
