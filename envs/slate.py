@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,7 +15,7 @@ from gymnasium.vector.utils import batch_space
 
 from recoworld.rewards import RewardWeights
 from recoworld.envs.render import AnsiFrames
-from recoworld.envs.world import MAX_SEED, SlateWorld, check_arguments, reset_seeds
+from recoworld.envs.world import SlateWorld, check_arguments, reset_seeds
 
 MANUAL = """
     ## Description
@@ -299,6 +300,8 @@ class SlateVectorEnv(_WorldFace, VectorEnv):
         reset_mask = _check_options(options, "SlateVectorEnv", allowed=("reset_mask",)).get("reset_mask")
         if reset_mask is not None:
             reset_mask = _check_reset_mask(reset_mask, self.num_envs)
+        if isinstance(seed, np.ndarray) and seed.ndim == 0:
+            seed = seed.item()  # one seed, as reset_seeds reads it: np_random is seeded by it too
         if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
             reset_seeds(seed, self.num_envs)  # refuses, naming it, a seed out of range
             super().reset(seed=int(seed))
@@ -334,16 +337,18 @@ class SlateVectorEnv(_WorldFace, VectorEnv):
 
 def _single_reset_seed(seed, options, env: str) -> int | None:
     """The seed of a single-user env's ``reset`` as Gymnasium's ``Env.reset`` takes it (a
-    Python int, numpy's converted); ``ValueError`` for a seed the users do not take, or an
-    option (a single env takes none), naming it."""
+    Python int; numpy's, and a 0-d array, converted); ``ValueError`` for a seed the users do
+    not take, or an option (a single env takes none), naming it."""
     _check_options(options, env, allowed=())
-    if seed is not None and np.ndim(seed) != 0:
+    if isinstance(seed, np.ndarray) and seed.ndim == 0:
+        seed = seed.item()
+    if seed is not None and not isinstance(seed, (numbers.Number, str)):
         raise ValueError(f"seed={seed!r}: {env} takes one integer seed >= 0 (or None); a vector env takes "
                          "one per user")
-    seed = int(seed) if isinstance(seed, np.integer) else seed  # Gymnasium takes Python ints only
-    if isinstance(seed, int) and seed > MAX_SEED:  # Gymnasium takes it, the users' 63-bit keys do not
-        reset_seeds(seed, 1)  # raises, naming it
-    return seed
+    # Checked here, as the vector env checks it, before Gymnasium's own check (its Error, not a
+    # ValueError) and for the users' 63-bit keys, which Gymnasium does not know of.
+    reset_seeds(seed, 1)
+    return None if seed is None else int(seed)  # Gymnasium takes Python ints only
 
 
 def _episode_end(terminated: bool, truncated: bool, max_steps: int) -> str | None:

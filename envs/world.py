@@ -38,7 +38,7 @@ from recoworld.config_checks import AT_LEAST_ONE, check_flag, check_number, chec
 from recoworld.kernels.placement import torch_device, with_env_threads
 from recoworld.kernels.state import expose_fields
 from recoworld.kernels.world import WorldState
-from recoworld.simulators.base import UserSimulator
+from recoworld.simulators.base import MAX_SEED, UserSimulator
 from recoworld.simulators.population import Population
 from recoworld.simulators.statistical import StatisticalUserConfig, StatisticalUsers
 from recoworld.types import Response
@@ -53,8 +53,6 @@ S_ENV_KEY = 103
 #: The attribute by which a simulator names the world whose reset started its users: one
 #: simulator serves one env at a time (see :meth:`SlateWorld.serving_simulator`).
 OWNER = "_recoworld_world"
-#: The largest seed a user slot takes: users are keyed by 63-bit seeds (:mod:`recoworld.rng`).
-MAX_SEED = 2**63 - 1
 
 
 class SlateWorld:

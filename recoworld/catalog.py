@@ -259,8 +259,9 @@ class Catalog:
 
         Args:
             df: the items; row ``i`` becomes item ``i``.
-            genres: column of genre lists or ``'|'``-separated strings; names are read
-                without their surrounding spaces (``"Drama | War"`` is Drama and War).
+            genres: column of genre lists, ``'|'``-separated strings or genre codes, read
+                by :func:`read_genres` (``"Drama | War"`` is Drama and War; ``"Drama, War"``
+                is refused); every item must name a genre.
             title: column of titles.
             popularity: column of non-negative interaction counts or shares; ``None``
                 gives every item the same share.
@@ -405,31 +406,142 @@ def _missing_column(df: pd.DataFrame, argument: str, column, fallback: str) -> s
             f"({argument}=None gives {fallback})")
 
 
-def _genre_names(value) -> list[str]:
-    """A cell of genre names (``'|'``-separated text or a list) as names without their
-    surrounding spaces, empty names and missing entries left out, as
-    :mod:`recoworld.data.interactions` reads an item table's genres."""
-    names = value.split("|") if isinstance(value, str) else [
-        g for g in value if g is not None and not (np.ndim(g) == 0 and pd.isna(g))]
-    return [name for name in (str(g).strip() for g in names) if name]
+# ----------------------------------------------------------------- an item's genres
+#: Marks that separate names in text but are not the separator ``|``: text holding one
+#: would read as one genre named ``"Drama, War"``. Each with its name and an example.
+_OTHER_SEPARATORS = ((",", "comma", "Drama, War"), (";", "semicolon", "Drama;War"))
+#: What a cell that is a record, or a list of lists, is told it should be.
+_NOT_RECORDS = ("genre names: an item's genres are |-separated text or a list of names, not records (a Parquet "
+                "struct column) or lists of lists; write each row's genres as a list of names, or as Drama|War")
+
+
+class GenreCellError(ValueError):
+    """A cell of genres that :func:`read_genres` cannot read. The message is
+    ``"row R: VALUE is not EXPECTED"``; each part is an attribute, so that a reader of a file
+    or of a frame can name the cell its own way.
+
+    Attributes:
+        row: the cell's position in the column, from 0.
+        value: the cell as given.
+        expected: what the cell is not, why, and what to write instead (``"|-separated genre
+            names (it is comma-separated): write Drama|War, not Drama, War"``).
+    """
+
+    def __init__(self, row: int, value, expected: str):
+        super().__init__(f"row {row}: {value!r} is not {expected}")
+        self.row, self.value, self.expected = row, value, expected
+
+
+def read_genres(cells, *, no_genre: str | None = None) -> list[list[str]]:
+    """Each item's genre names, from its cell of a column of genres (one cell per item).
+
+    RecoWorld reads genres this way wherever it reads them: :meth:`Catalog.from_dataframe`
+    and the item table of ``recoworld calibrate --items``
+    (:mod:`recoworld.data.interactions`). A cell is
+
+    - text: names separated by ``|`` (``"Drama|War"``, ``"Drama | War"``). Text written as
+      a Python list (``"['Drama', 'War']"``) or holding a comma or a semicolon
+      (``"Drama, War"``) is refused: it would read as one genre of that name;
+    - a list (a tuple, a set, an array, a Parquet list): one name per entry, missing
+      entries left out. An entry holding ``|``, a comma or a semicolon is refused, as are
+      entries that are lists and cells that are records (``dict``);
+    - a number: a genre code, named by its digits (``7`` and ``7.0`` are genre ``"7"``). A
+      number that is not whole, and ``True``/``False``, are refused;
+    - a missing value (``None``, ``NaN``): no genre.
+
+    Names are read without their surrounding spaces; a name given twice in one cell counts
+    once, and empty names not at all. Bytes are refused (decode them first).
+
+    Args:
+        cells: the column (a pandas Series, a list, ...), row ``i`` being item ``i``.
+        no_genre: the name an item whose cell names no genre gets (``recoworld calibrate``
+            gives ``"unknown"``); ``None`` leaves that item's list empty, for the caller to
+            refuse (:meth:`Catalog.from_dataframe` does).
+
+    Raises:
+        GenreCellError: a ``ValueError`` naming the first cell that cannot be read.
+    """
+    lists = []
+    for row, value in enumerate(cells):
+        names = list(dict.fromkeys(_cell_names(row, value)))
+        lists.append(names or ([no_genre] if no_genre is not None else []))
+    return lists
+
+
+def _missing(value) -> bool:
+    """Whether a cell or entry is a missing value (None, NaN, pandas' NA or NaT)."""
+    return value is None or (np.ndim(value) == 0 and not isinstance(value, (str, bytes, dict))
+                             and bool(pd.isna(value)))
+
+
+def _cell_names(row: int, value) -> list[str]:
+    if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0):
+        value = value.item()
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("[") and text.endswith("]"):
+            raise GenreCellError(row, value, "|-separated genre names (it is a Python list written as text): "
+                                 "write Drama|War, or a list of names (in a file, a Parquet list column)")
+        for mark, name, written in _OTHER_SEPARATORS:
+            if mark in value:
+                raise GenreCellError(row, value, f"|-separated genre names (it is {name}-separated): "
+                                     f"write Drama|War, not {written}")
+        return [name for name in (g.strip() for g in value.split("|")) if name]
+    if isinstance(value, (Sequence, np.ndarray, set, frozenset)) and not isinstance(value, bytes):
+        names = []
+        for entry in value:
+            entry = entry.item() if isinstance(entry, np.generic) else entry
+            if isinstance(entry, (dict, Sequence, np.ndarray, set, frozenset)) and not isinstance(entry, (str, bytes)):
+                raise GenreCellError(row, value, _NOT_RECORDS)
+            if isinstance(entry, str):
+                for mark, name in (("|", "pipe"), *((m, n) for m, n, _ in _OTHER_SEPARATORS)):
+                    if mark in entry:
+                        raise GenreCellError(row, value, f"a list of genre names (the entry {entry!r} is "
+                                             f"{name}-separated): give one name per entry: ['Drama', 'War']")
+                names.append(entry.strip())
+            elif not _missing(entry):
+                names.append(_scalar_name(row, value, entry))
+        return [name for name in names if name]
+    if isinstance(value, dict):
+        raise GenreCellError(row, value, _NOT_RECORDS)
+    return [] if _missing(value) else [_scalar_name(row, value, value)]
+
+
+def _scalar_name(row: int, cell, value) -> str:
+    """A number as a genre code's name (its digits); anything else that is not text refused."""
+    if isinstance(value, bool):
+        raise GenreCellError(row, cell, "genre names (it holds a boolean): give each item's genre names, e.g. "
+                                        "Drama|War")
+    if isinstance(value, bytes):
+        raise GenreCellError(row, cell, "genre names as text (it holds bytes): decode the names first, e.g. "
+                                        "column.str.decode('utf-8')")
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and not value.is_integer():
+            raise GenreCellError(row, cell, "a genre code (it is not a whole number): give genre codes as whole "
+                                            "numbers, or genre names")
+        return str(int(value))
+    raise GenreCellError(row, cell, f"genre names (it holds a {type(value).__name__}): give a list of genre names "
+                                    "or a '|'-separated string")
 
 
 def _genre_table(column: pd.Series, name: str) -> tuple[tuple[str, ...], torch.Tensor]:
-    """The sorted genre names of a column of genre lists (or ``'|'``-separated strings),
-    and the items' ``[n_items, n_genres]`` multi-hot genres."""
-    for row, value in enumerate(column):
-        if not isinstance(value, (str, Sequence, np.ndarray)):
+    """The sorted genre names of a column of genre cells (read by :func:`read_genres`), and
+    the items' ``[n_items, n_genres]`` multi-hot genres; every item must name one."""
+    try:
+        genre_lists = read_genres(column)
+    except GenreCellError as error:
+        raise ValueError(f"row {error.row} of column {name!r}: {error.value!r} is not "
+                         f"{error.expected}") from None
+    for row, (value, genres) in enumerate(zip(column, genre_lists)):
+        if not genres and _missing(value):
             raise ValueError(f"row {row} of column {name!r} is {value!r}; give a list of genre names or a "
                              "'|'-separated string")
-    genre_lists = [_genre_names(v) for v in column]
+        if not genres:
+            raise ValueError(f"row {row} of column {name!r} has no genre; give every item one")
     genre_names = tuple(sorted({g for gs in genre_lists for g in gs}))
-    if not genre_names:
-        raise ValueError(f"column {name!r} names no genre at all")
     column_of = {g: j for j, g in enumerate(genre_names)}
     multi_hot = torch.zeros(len(column), len(genre_names), dtype=torch.bool)
     for i, gs in enumerate(genre_lists):
-        if not gs:
-            raise ValueError(f"row {i} of column {name!r} has no genre; give every item one")
         multi_hot[i, [column_of[g] for g in gs]] = True
     return genre_names, multi_hot
 

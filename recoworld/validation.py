@@ -41,9 +41,10 @@ def check_slates(
     """
     plural = plural or f"{choice}s"
     names = _Names(name, choice, plural, universe or f"there are {n_choices} {plural}", single)
+    given = slates
     slates = _as_tensor(slates, names, n_choices, n_rows, slate_size)
     _check_shape(slates, name, n_rows, slate_size)
-    _check_dtype(slates, names)
+    _check_dtype(slates, names, given)
     slates = slates.long()
     _check_range(slates, n_choices, names)
     _check_distinct(slates, names)
@@ -59,6 +60,12 @@ class _Names:
     plural: str
     universe: str
     single: bool
+
+    @property
+    def ids(self) -> str:
+        """The entries as the numbers they must be: ``item ids``, but ``candidate indices``
+        (an index is already a number)."""
+        return self.plural if self.choice.endswith("index") else f"{self.choice} ids"
 
     def at(self, row: int, col: int | None = None) -> str:
         index = ([] if self.single else [row]) + ([] if col is None else [col])
@@ -109,8 +116,10 @@ def _check_shape(slates: torch.Tensor, name: str, n_rows: int | None, slate_size
         raise ValueError(f"{name} has shape {tuple(slates.shape)}; expected {expected}")
 
 
-def _check_dtype(slates: torch.Tensor, names: _Names) -> None:
-    """Integer ids only: a float batch is refused (naming a NaN first), as are booleans."""
+def _check_dtype(slates: torch.Tensor, names: _Names, given) -> None:
+    """Integer ids only: a float batch is refused (naming a NaN first), as are booleans.
+    The message names the dtype of the batch as ``given`` (NumPy's for an array or a list,
+    torch's for a tensor), not that of the tensor it was read into."""
     if not (slates.dtype.is_floating_point or slates.dtype.is_complex or slates.dtype == torch.bool):
         return
     if slates.dtype.is_floating_point:
@@ -119,8 +128,9 @@ def _check_dtype(slates: torch.Tensor, names: _Names) -> None:
             row, col = (int(i) for i in nan.nonzero()[0])
             raise ValueError(f"{names.at(row, col)} is NaN; {names.batch} must hold integer {names.choice} ids "
                              "(e.g. int64)")
+    dtype = given.dtype if isinstance(given, (torch.Tensor, np.ndarray)) else np.asarray(given).dtype
     raise ValueError(
-        f"{names.batch} has dtype {slates.dtype}; pass integer {names.choice} ids (e.g. int64), "
+        f"{names.batch} has dtype {dtype}; pass integer {names.ids} (e.g. int64), "
         "not scores — rank scores yourself or use action_format='scores'"
     )
 

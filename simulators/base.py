@@ -127,7 +127,8 @@ class UserSimulator(ABC):
         when the simulator's rollout ends, also on error. Optional: nothing by default."""
 
 
-#: The largest seed: seeds are integers in ``[0, 2**63)``, held as int64.
+#: The largest seed: seeds are integers in ``[0, 2**63)``, held as int64 (users are keyed by
+#: 63-bit seeds, :mod:`recoworld.rng`). The envs' seeds are the users' seeds, so they take this bound.
 MAX_SEED = 2**63 - 1
 
 

@@ -91,7 +91,7 @@ def test_same_seed_same_trajectory():
     (np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 50]), r"action\[9\] is candidate index 50, but there are 50 candidates \(valid ids 0..49\)"),
     (np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, -1]), r"action\[9\] is candidate index -1"),
     (np.array([3, 1, 2, 3, 4, 5, 6, 7, 8, 9]), r"action repeats candidate index 3 at positions \[0, 3\]; each action must list 10 distinct candidate indices"),
-    (np.arange(10).astype(np.float32), r"action has dtype torch.float32; pass integer candidate index ids"),
+    (np.arange(10).astype(np.float32), r"action has dtype float32; pass integer candidate indices \(e\.g\. int64\)"),
     (np.array([0, 1, 2, np.nan, 4, 5, 6, 7, 8, 9]), r"action\[3\] is NaN"),
 ])
 def test_invalid_slates_raise_naming_the_bad_entry(action, message):

@@ -152,7 +152,7 @@ def _vector_reset(catalog, seed):
     (lambda c: StatisticalUsers(c).reset(2, seed=-1), ValueError, "seed=-1: must be an integer >= 0"),
     (lambda c: StatisticalUsers(c).reset(2, seed=[1, 2.5]), ValueError,
      "seed=[1, 2.5]: must be an integer >= 0 or a sequence of them, one per user"),
-    (lambda c: SlateEnv(catalog=c).reset(seed=-1), Exception, "Seed must be greater or equal to zero, actual value: -1"),
+    (lambda c: SlateEnv(catalog=c).reset(seed=-1), ValueError, "seed=-1: must be an integer >= 0"),
 ])
 def test_steps_the_env_cannot_take_say_what_to_do(catalog, act, error, message):
     with pytest.raises(error, match=f"^{re.escape(message)}$"):

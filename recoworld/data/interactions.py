@@ -47,10 +47,13 @@ users times items (:func:`~recoworld.apps.calibrate.folds.fit_memory`); ``--user
 a random subset of the users, and the message says how many fit.
 
 **The item table** (``--items PATH``, optional): ``item`` (required), ``title`` and
-``genres`` (``|``-separated names, or a list in Parquet; a Python list written as text,
-``['Drama', 'War']``, and comma- or semicolon-separated names, ``Drama, War``, are refused). Every
-item of the log must be listed; listed items nobody chose stay in the catalog. Without
-it, items are titled by their id and share one genre, ``unknown``.
+``genres`` (``|``-separated names, a list in Parquet, or a number: a genre code; a Python
+list written as text, ``['Drama', 'War']``, and comma- or semicolon-separated names,
+``Drama, War``, are refused), read as :func:`recoworld.catalog.read_genres` reads them
+(and :meth:`~recoworld.catalog.Catalog.from_dataframe` with them); an item whose cell is
+empty has the genre ``unknown``. Every item of the log must be listed; listed items nobody
+chose stay in the catalog. Without it, items are titled by their id and share one genre,
+``unknown``.
 
 **The user table** (``--user-table PATH``, optional): ``user`` (required), ``age`` (whole
 years, 0..150), ``gender``, ``occupation``, ``zip_code``; population specs select users by
@@ -90,6 +93,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from recoworld.catalog import GenreCellError, read_genres
 
 LOG_COLUMNS = ("user", "item", "timestamp")
 UNKNOWN = "unknown"
@@ -491,35 +496,12 @@ def read_items(path: str | Path, log_items: pd.Series) -> pd.DataFrame:
                        "write each row's title as one text")
     titles = table["title"].fillna("").astype(object) if "title" in table.columns else texts
     genres = table["genres"].astype(object) if "genres" in table.columns else pd.Series([None] * len(table))
-    written_list = genres.map(lambda g: isinstance(g, str) and g.strip().startswith("[") and g.strip().endswith("]"))
-    _first_bad(written_list.to_numpy(dtype=bool), path, "genres", genres,
-               "|-separated genre names (it is a Python list written as text): write Drama|War, or save the table "
-               "as Parquet with a list column")
-    # A record would read as its key names, a list of lists as the lists' texts.
-    nested = genres.map(lambda g: isinstance(g, dict) or isinstance(g, (list, np.ndarray)) and any(
-        isinstance(x, (dict, list, np.ndarray)) for x in g))
-    _first_bad(nested.to_numpy(dtype=bool), path, "genres", genres,
-               "genre names: an item's genres are |-separated text or a list of names, not records (a Parquet "
-               "struct column) or lists of lists; write each row's genres as a list of names, or as Drama|War")
-    # A comma or a semicolon would make "Drama, War" or "Drama;War" one genre of that name.
-    for mark, name, written in ((",", "comma", "Drama, War"), (";", "semicolon", "Drama;War")):
-        separated = genres.map(lambda g: isinstance(g, str) and mark in g)
-        _first_bad(separated.to_numpy(dtype=bool), path, "genres", genres,
-                   f"|-separated genre names (it is {name}-separated): write Drama|War, not {written}")
-    return pd.DataFrame({"item": texts, "title": titles.where(titles != "", texts).to_numpy(),
-                         "genres": [_genre_list(g) for g in genres]})
-
-
-def _genre_list(value) -> list[str]:
-    """A cell of ``genres`` as genre names: ``|``-separated text, a list (Parquet) or one
-    number (a genre code); ``[unknown]`` when it names none."""
-    if isinstance(value, str):
-        names = [g.strip() for g in value.split("|")]
-    elif value is None or np.ndim(value) == 0:
-        names = [] if pd.isna(value) else [id_text(value)]
-    else:
-        names = [str(g).strip() for g in value if g is not None and not (np.ndim(g) == 0 and pd.isna(g))]
-    return [g for g in names if g] or [UNKNOWN]
+    try:
+        genre_lists = read_genres(genres, no_genre=UNKNOWN)
+    except GenreCellError as error:
+        raise ValueError(f"{path}: row {error.row + 1}, column 'genres': {_shown(error.value)} is not "
+                         f"{error.expected}") from None
+    return pd.DataFrame({"item": texts, "title": titles.where(titles != "", texts).to_numpy(), "genres": genre_lists})
 
 
 def read_users(path: str | Path, log_users: pd.Series) -> pd.DataFrame:
