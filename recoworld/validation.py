@@ -102,7 +102,7 @@ def _integers(array: np.ndarray, names: _Names, n_choices: int) -> np.ndarray:
         value = value.item() if isinstance(value, np.generic) else value  # '2', not np.str_('2')
         if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)):
             raise ValueError(f"{names.at(row, col)} is {value!r} ({type(value).__name__}), not an integer; "
-                             f"{names.batch} must hold integer {names.choice} ids (e.g. int64)")
+                             f"{names.batch} must hold integer {names.ids} (e.g. int64)")
         if not -2**63 <= int(value) < 2**63:
             raise ValueError(_out_of_range(names, row, col, int(value), n_choices))
     return array.astype(np.int64)
@@ -126,12 +126,12 @@ def _check_dtype(slates: torch.Tensor, names: _Names, given) -> None:
         nan = torch.isnan(slates)
         if bool(nan.any()):
             row, col = (int(i) for i in nan.nonzero()[0])
-            raise ValueError(f"{names.at(row, col)} is NaN; {names.batch} must hold integer {names.choice} ids "
+            raise ValueError(f"{names.at(row, col)} is NaN; {names.batch} must hold integer {names.ids} "
                              "(e.g. int64)")
     dtype = given.dtype if isinstance(given, (torch.Tensor, np.ndarray)) else np.asarray(given).dtype
     raise ValueError(
-        f"{names.batch} has dtype {dtype}; pass integer {names.ids} (e.g. int64), "
-        "not scores — rank scores yourself or use action_format='scores'"
+        f"{names.batch} has dtype {dtype}; pass integer {names.ids} (e.g. int64), not scores — rank scores "
+        "yourself" + (" or use action_format='scores'" if names.choice.endswith("index") else "")  # an env's option
     )
 
 

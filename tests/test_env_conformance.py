@@ -207,7 +207,7 @@ def test_a_slate_with_a_nan_is_named_and_the_env_steps_on_unchanged():
     reference = gym.make("RecoWorld/Slate-v0", slate_size=3, num_candidates=10).unwrapped
     env.reset(seed=3)
     reference.reset(seed=3)
-    with pytest.raises(ValueError, match=re.escape("action[1] is NaN; action must hold integer candidate index ids "
+    with pytest.raises(ValueError, match=re.escape("action[1] is NaN; action must hold integer candidate indices "
                                                    "(e.g. int64)")):
         env.step(np.array([0.0, np.nan, 2.0]))
     observation, reward, *_ = env.step(np.array([0, 1, 2]))

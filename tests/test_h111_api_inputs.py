@@ -63,7 +63,7 @@ def test_a_simulator_reads_reversed_slates():
 
 # ------------------------------------------------------ entries that are not ids
 @pytest.mark.parametrize("action, message", [
-    ([0, 1, "2"], "action[0] is '0' (str), not an integer; action must hold integer candidate index ids (e.g. int64)"),
+    ([0, 1, "2"], "action[0] is '0' (str), not an integer; action must hold integer candidate indices (e.g. int64)"),
     ([0, 1, 2**70], f"action[2] is candidate index {2**70}, but there are 8 candidates (valid ids 0..7)"),
     (np.array([0, 1, 2**64 - 1], dtype=np.uint64),
      f"action[2] is candidate index {2**64 - 1}, but there are 8 candidates (valid ids 0..7)"),
@@ -86,7 +86,7 @@ def test_a_vector_action_entry_that_is_not_an_id_is_named_by_row():
     env = make_vec(2)
     env.reset(seed=0)
     with pytest.raises(ValueError, match=re.escape("action[1][2] is None (NoneType), not an integer; action must "
-                                                   "hold integer candidate index ids (e.g. int64)")):
+                                                   "hold integer candidate indices (e.g. int64)")):
         env.step([[0, 1, 2], [1, 2, None]])
 
 

@@ -75,4 +75,5 @@ def test_a_slate_of_another_dtype_is_named_by_its_own_dtype(action, dtype):
     users.reset(2, seed=0)
     with pytest.raises(ValueError) as error:
         users.respond(action)
-    assert str(error.value) == f"slate has dtype {dtype}; pass integer item ids (e.g. int64), {SCORES}"
+    # A simulator takes no action_format: only the env's message offers it.
+    assert str(error.value) == f"slate has dtype {dtype}; pass integer item ids (e.g. int64), not scores — rank scores yourself"
