@@ -54,7 +54,7 @@ class ActionDecoder:
                                  "candidate indices") from None
             if len(shape) != 1 or shape[0] != K:
                 raise ValueError(f"action has shape {shape}; expected ({K},) candidate indices")
-            actions = np.asarray(actions)[None, :]
+            actions = actions[None, :] if isinstance(actions, torch.Tensor) else np.asarray(actions)[None, :]
         return check_slates(actions, C, n_rows=B, slate_size=K, name="action", choice="candidate index",
                             plural="candidate indices", universe=f"there are {C} candidates",
                             single=single).to(self.device)

@@ -77,3 +77,12 @@ def test_a_slate_of_another_dtype_is_named_by_its_own_dtype(action, dtype):
         users.respond(action)
     # A simulator takes no action_format: only the env's message offers it.
     assert str(error.value) == f"slate has dtype {dtype}; pass integer item ids (e.g. int64), not scores — rank scores yourself"
+
+
+def test_a_single_envs_tensor_slate_of_another_dtype_is_named_by_torchs_dtype():
+    # The single env read the tensor into NumPy first: "action has dtype float64".
+    env = SlateEnv(catalog=CATALOG, slate_size=5, num_candidates=20)
+    env.reset(seed=0)
+    with pytest.raises(ValueError) as error:
+        env.step(torch.arange(5, dtype=torch.float64))
+    assert str(error.value) == f"action has dtype torch.float64; pass integer candidate indices (e.g. int64), {SCORES}"
