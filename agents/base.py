@@ -15,14 +15,13 @@ candidate indices ``[B, K]``: position ``k`` of user ``b``'s slate shows candida
 
 from __future__ import annotations
 
-import difflib
 import functools
 import inspect
 from abc import ABC, abstractmethod
 
 import numpy as np
 
-from recoworld.config_checks import check_fields
+from recoworld.config_checks import check_fields, did_you_mean
 
 # Observation and Feedback belong to the shared language; re-exported here for agents' code.
 from recoworld.types import Feedback, Observation  # noqa: F401
@@ -142,9 +141,7 @@ def _refuse_unknown_arguments(cls: type, given: tuple[str, ...]) -> None:
         raise TypeError(f"{cls.__name__}() takes no arguments, not {given[0]!r}")
     for key in given if known is not None else ():
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise TypeError(f"{cls.__name__} has no argument {key!r}{hint}; its arguments are {', '.join(known)}")
+            raise TypeError(f"{cls.__name__} has no argument {key!r}{did_you_mean(key, known)}; its arguments are {', '.join(known)}")
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:

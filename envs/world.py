@@ -22,7 +22,6 @@ kernels that run, and the reset's info carries the users' one as ``info["kernel"
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
 import numbers
 import secrets
@@ -34,7 +33,7 @@ from gymnasium import spaces
 
 from recoworld import rng
 from recoworld.catalog import Catalog
-from recoworld.config_checks import AT_LEAST_ONE, check_flag, check_number, check_seed
+from recoworld.config_checks import AT_LEAST_ONE, check_flag, check_number, check_seed, did_you_mean
 from recoworld.kernels.placement import torch_device, with_env_threads
 from recoworld.kernels.state import expose_fields
 from recoworld.kernels.world import WorldState
@@ -355,9 +354,7 @@ def check_arguments(kwargs: Mapping) -> None:
     known = [name for name in inspect.signature(SlateWorld.__init__).parameters if name not in ("self", "n_users")]
     unknown = [key for key in kwargs if key not in known]
     if unknown:
-        close = difflib.get_close_matches(str(unknown[0]), known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"RecoWorld/Slate-v0 has no argument {unknown[0]!r}{hint}; its arguments are "
+        raise ValueError(f"RecoWorld/Slate-v0 has no argument {unknown[0]!r}{did_you_mean(unknown[0], known)}; its arguments are "
                          f"{', '.join(known)} (help(recoworld.envs.SlateEnv) describes each)")
 
 
@@ -442,8 +439,7 @@ def _statistical_config(config) -> StatisticalUserConfig | None:
     known = [field.name for field in dataclasses.fields(StatisticalUserConfig)]
     unknown = [key for key in config if key not in known]
     if unknown:
-        close = difflib.get_close_matches(str(unknown[0]), known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"simulator_config has {unknown[0]!r}, which StatisticalUserConfig has not{hint}; "
+        raise ValueError(f"simulator_config has {unknown[0]!r}, which StatisticalUserConfig has not"
+                         f"{did_you_mean(unknown[0], known)}; "
                          "help(recoworld.simulators.StatisticalUserConfig) lists its fields")
     return StatisticalUserConfig(**config)

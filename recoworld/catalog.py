@@ -12,7 +12,6 @@ generator (:meth:`Catalog.synthetic`), or MovieLens-100K
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -20,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from recoworld.config_checks import AT_LEAST_ONE, UNIT, Interval, check_number
+from recoworld.config_checks import AT_LEAST_ONE, UNIT, Interval, check_number, did_you_mean
 
 SYNTHETIC_GENRES = (
     "Action", "Comedy", "Drama", "Documentary", "Sci-Fi", "Horror", "Romance", "Thriller",
@@ -400,9 +399,7 @@ def _read_column(df: pd.DataFrame, argument: str, column: str | None, fallback: 
 
 
 def _missing_column(df: pd.DataFrame, argument: str, column, fallback: str) -> str:
-    close = difflib.get_close_matches(str(column), [str(c) for c in df.columns], n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return (f"{argument}={column!r}: the DataFrame has no such column{hint}; its columns are {list(df.columns)} "
+    return (f"{argument}={column!r}: the DataFrame has no such column{did_you_mean(column, df.columns)}; its columns are {list(df.columns)} "
             f"({argument}=None gives {fallback})")
 
 

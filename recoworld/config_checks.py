@@ -38,6 +38,7 @@ import functools
 import math
 import numbers
 from collections.abc import Mapping
+import difflib
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,6 +46,7 @@ import numpy as np
 __all__ = [
     "AT_LEAST_ONE", "FLOAT32_MAX", "NON_NEGATIVE", "OPEN_UNIT", "POSITIVE", "UNIT", "Interval", "OverflowLimit",
     "check_fields", "check_flag", "check_float32", "check_number", "check_overflow", "check_seed", "declared_ranges",
+    "did_you_mean",
 ]
 
 
@@ -229,3 +231,10 @@ def check_seed(seed, key: str = "seed"):
         bad = int(np.flatnonzero(seeds < 0)[0])
         raise ValueError(f"{key}[{bad}]={int(seeds[bad])}: must be an integer >= 0")
     return seeds.astype(np.int64)
+
+
+def did_you_mean(name, known) -> str:
+    """``" (did you mean 'x'?)"`` naming the entry of ``known`` nearest to ``name`` (a
+    misspelt key, field or argument), or ``""`` where none is near."""
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -22,7 +22,6 @@ level falls while the rating of a clicked item stays as fitted — the shift tha
 
 from __future__ import annotations
 
-import difflib
 import math
 import numbers
 from collections.abc import Mapping
@@ -31,6 +30,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 from scipy.stats import qmc
 
+from recoworld.config_checks import did_you_mean
 from recoworld.simulators.statistical import StatisticalUserConfig
 
 #: The derived parameter that shifts the click threshold (module docstring).
@@ -135,9 +135,7 @@ class ParameterSpace:
         self.ranges: dict[str, ParameterRange] = {}
         for name, spec in ranges.items():
             if name not in known:
-                close = difflib.get_close_matches(name, known, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ValueError(f"unknown parameter {name!r}{hint}; a range names a numeric field of "
+                raise ValueError(f"unknown parameter {name!r}{did_you_mean(name, known)}; a range names a numeric field of "
                                  f"StatisticalUserConfig or {EXPOSURE_ODDS}: {', '.join(known)}")
             if not isinstance(spec, ParameterRange):
                 try:
