@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from recoworld.validation import check_slates
+from recoworld.validation import check_slates, viewable
 from recoworld.envs.spaces import SlateSpace
 
 ACTION_FORMATS = ("slate", "scores")
@@ -63,10 +63,7 @@ class ActionDecoder:
         B, C = self.n_users, self.num_candidates
         expected = (C,) if single else (B, C)  # one action is one row, (C,), as one slate is (K,)
         try:
-            scores = np.asarray(actions, dtype=np.float32)
-            # torch cannot view an array with negative strides (scores[::-1]): a copy
-            scores = torch.as_tensor(scores.copy() if any(s < 0 for s in scores.strides) else scores,
-                                     device=self.device)
+            scores = torch.as_tensor(viewable(np.asarray(actions, dtype=np.float32)), device=self.device)
         except (TypeError, ValueError) as error:
             got = (f"an array of dtype {actions.dtype}" if isinstance(actions, np.ndarray)
                    else f"a {type(actions).__name__}")

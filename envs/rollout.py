@@ -43,7 +43,6 @@ Hooks shipped here:
 
 from __future__ import annotations
 
-import numbers
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -181,8 +180,6 @@ def rollout(
         env_seed: the seed of ``env.reset`` instead of ``population_seed(seed, B)`` (e.g.
             held-out users for a ground truth).
     """
-    if isinstance(n_steps, numbers.Integral) and not isinstance(n_steps, bool) and n_steps < 1:
-        raise ValueError(f"n_steps={n_steps}; a rollout needs at least one step")
     n_steps = check_number(None, "n_steps", n_steps, AT_LEAST_ONE, integer=True)
     seed = check_number(None, "seed", seed, NON_NEGATIVE, integer=True)  # before the agent seeds itself with it
     if isinstance(agent, type):

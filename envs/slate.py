@@ -15,7 +15,7 @@ from gymnasium.vector.utils import batch_space
 
 from recoworld.rewards import RewardWeights
 from recoworld.envs.render import AnsiFrames
-from recoworld.envs.world import SlateWorld, check_arguments, reset_seeds
+from recoworld.envs.world import SlateWorld, check_arguments, one_seed, reset_seeds
 
 MANUAL = """
     ## Description
@@ -300,8 +300,7 @@ class SlateVectorEnv(_WorldFace, VectorEnv):
         reset_mask = _check_options(options, "SlateVectorEnv", allowed=("reset_mask",)).get("reset_mask")
         if reset_mask is not None:
             reset_mask = _check_reset_mask(reset_mask, self.num_envs)
-        if isinstance(seed, np.ndarray) and seed.ndim == 0:
-            seed = seed.item()  # one seed, as reset_seeds reads it: np_random is seeded by it too
+        seed = one_seed(seed)  # as reset_seeds reads it: np_random is seeded by it too
         if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
             reset_seeds(seed, self.num_envs)  # refuses, naming it, a seed out of range
             super().reset(seed=int(seed))
@@ -340,8 +339,7 @@ def _single_reset_seed(seed, options, env: str) -> int | None:
     Python int; numpy's, and a 0-d array, converted); ``ValueError`` for a seed the users do
     not take, or an option (a single env takes none), naming it."""
     _check_options(options, env, allowed=())
-    if isinstance(seed, np.ndarray) and seed.ndim == 0:
-        seed = seed.item()
+    seed = one_seed(seed)
     if seed is not None and not isinstance(seed, (numbers.Number, str)):
         raise ValueError(f"seed={seed!r}: {env} takes one integer seed >= 0 (or None); a vector env takes "
                          "one per user")

@@ -41,6 +41,7 @@ from recoworld.simulators.base import MAX_SEED, UserSimulator
 from recoworld.simulators.population import Population
 from recoworld.simulators.statistical import StatisticalUserConfig, StatisticalUsers
 from recoworld.types import Response
+from recoworld.validation import viewable
 from recoworld.envs.actions import ActionDecoder
 from recoworld.envs.bookkeeping import bookkeeping_backend, world_state
 from recoworld.envs.candidates import CandidateSets
@@ -243,11 +244,8 @@ class SlateWorld:
         self.serving_simulator()
         if not single and self.actions.is_batch_of_slates(actions):
             # A kernel may check and take them in one pass; a bad slate falls through to the
-            # decoder's check, which names the bad entry. torch cannot view an array with
-            # negative strides (a reversed argsort's, np.argsort(scores)[:, ::-1]): a copy.
-            if any(stride < 0 for stride in actions.strides):
-                actions = actions.copy()
-            slates = self.bookkeeping.take_slates(self.state, actions)
+            # decoder's check, which names the bad entry.
+            slates = self.bookkeeping.take_slates(self.state, viewable(actions))
             if slates is not None:
                 return slates
         return self.candidates.gather(1, self.actions.positions(actions, single))
@@ -358,6 +356,11 @@ def check_arguments(kwargs: Mapping) -> None:
                          f"{', '.join(known)} (help(recoworld.envs.SlateEnv) describes each)")
 
 
+def one_seed(seed):
+    """A 0-d array as the seed it holds (``np.array(3)`` is 3); any other ``seed`` as it is."""
+    return seed.item() if isinstance(seed, np.ndarray) and seed.ndim == 0 else seed
+
+
 def reset_seeds(seed, n_users: int) -> tuple[np.ndarray, np.ndarray]:
     """The base seed that a ``reset(seed=...)`` gives each of ``n_users`` slots (int64
     ``[B]``) and which slots it gives one (bool ``[B]``): an int ``s`` gives slot ``i`` the
@@ -367,8 +370,7 @@ def reset_seeds(seed, n_users: int) -> tuple[np.ndarray, np.ndarray]:
     bases, seeded = np.zeros(n_users, dtype=np.int64), np.zeros(n_users, dtype=bool)
     if seed is None:
         return bases, seeded
-    if isinstance(seed, np.ndarray) and seed.ndim == 0:
-        seed = seed.item()
+    seed = one_seed(seed)
     if isinstance(seed, (numbers.Number, str)):
         first = check_seed(seed)
         if first > MAX_SEED - (n_users - 1):

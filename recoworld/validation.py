@@ -90,9 +90,13 @@ def _as_tensor(slates, names: _Names, n_choices: int, n_rows: int | None, slate_
         _check_shape(array, names.batch, n_rows, slate_size)
         row, col = np.argwhere(array > 2**63 - 1)[0]
         raise ValueError(_out_of_range(names, int(row), int(col), int(array[row, col]), n_choices))
-    # torch cannot view an array with negative strides, such as a reversed argsort
-    # (np.argsort(scores)[::-1]): the copy reads the same slates
-    return torch.as_tensor(array.copy() if any(stride < 0 for stride in array.strides) else array)
+    return torch.as_tensor(viewable(array))
+
+
+def viewable(array: np.ndarray) -> np.ndarray:
+    """``array`` as torch can view it: a copy where it has negative strides (a reversed
+    argsort, ``np.argsort(scores)[:, ::-1]``, which torch refuses to view), itself otherwise."""
+    return array.copy() if any(stride < 0 for stride in array.strides) else array
 
 
 def _integers(array: np.ndarray, names: _Names, n_choices: int) -> np.ndarray:

@@ -171,7 +171,9 @@ class CompiledKernel:
         """The struct the previous call kept (:meth:`_keep_frame`) if it was built from the
         same ``key`` (:func:`addresses` of the tensors it points to, and the sizes it holds),
         else ``None``. It is taken out either way: a call running meanwhile on another thread
-        finds none and builds its own, so no struct is rewritten while a kernel reads it."""
+        finds none and builds its own, so no struct is rewritten while a kernel reads it. Its
+        call's own pointers (slates, idle slots, response or observation buffers) are those
+        of the previous call, freed since: the caller sets every one of them before use."""
         kept = self.__dict__.pop("_kept_frame", None)  # one dict operation: atomic under the GIL
         return kept[1] if kept is not None and kept[0] == key else None
 

@@ -218,7 +218,7 @@ def _held_as(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """``tensor`` as a contiguous ``dtype`` tensor for the kernel: itself where it is one
     already (our simulators' responses, at every step), a converted copy otherwise (a
     plug-in simulator's response may come in other dtypes or layouts). The test first, as
-    ``.to(...).contiguous()`` costs a microsecond even where it changes nothing."""
+    ``.to(...).contiguous()`` costs time even where it changes nothing (benchmarks/RESULTS.md)."""
     return tensor if tensor.dtype == dtype and tensor.is_contiguous() else tensor.to(dtype).contiguous()
 
 
