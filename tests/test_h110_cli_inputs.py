@@ -169,3 +169,15 @@ def test_the_same_log_again_reads_its_world(fitted, capsys, tmp_path):
     for log in (first, copy):  # the same interactions, wherever they are now
         assert calibrate_main(["--data", str(log), "--out", str(world), "--quiet"]) == 0
         assert capsys.readouterr().err == f"{world} already holds a calibrated world; --force fits it again\n"
+
+
+def test_a_world_of_a_log_is_not_returned_for_movielens(fitted, capsys):
+    # Without --data, MovieLens-100K is asked for: the log's world was printed and exit 0.
+    (first, _), world = fitted
+    before = (world / "world.json").read_text()
+    assert calibrate_main(["--out", str(world), "--quiet"]) == 2
+    assert capsys.readouterr().err == (
+        f"recoworld calibrate: --out {world} holds a world calibrated on {first.resolve()}, not on MovieLens-100K; "
+        f"give --data {first.resolve()} to read it, --force to fit MovieLens-100K there (replacing that world once "
+        "the fit ends), or another --out\n")
+    assert (world / "world.json").read_text() == before

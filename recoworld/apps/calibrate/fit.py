@@ -432,6 +432,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"{args.data}; --force fits it again on --data (replacing that world once the fit ends), or give "
                   "another --out", file=sys.stderr)
             return 2
+        source = world.meta.get("data", {}).get("source", {})
+        if data is None and source.get("kind") == "interactions":  # no --data: MovieLens-100K was asked for
+            print(f"recoworld calibrate: --out {path} holds a world calibrated on {source.get('data')}, not on "
+                  f"MovieLens-100K; give --data {source.get('data')} to read it, --force to fit MovieLens-100K "
+                  "there (replacing that world once the fit ends), or another --out", file=sys.stderr)
+            return 2
         print(f"{path} already holds a calibrated world; --force fits it again", file=sys.stderr)
     else:
         try:
