@@ -57,7 +57,8 @@ def lookup(table: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     return table.index_select(0, items.reshape(-1)).view(*items.shape, *table.shape[1:])
 
 
-#: How far from 1 the L2 norm of an item's features may be (float32 and float16 rounding).
+#: How far from 1 the L2 norm of an item's features may be (float32 rounding); features
+#: given in a coarser dtype may be further off (:func:`unit_norm_tolerance`).
 UNIT_NORM_TOLERANCE = 1e-3
 #: How far from 1 the sum of the popularity shares may be (rounding of float32 shares).
 POPULARITY_SUM_TOLERANCE = 1e-3
@@ -75,9 +76,14 @@ def _as_table(label: str, table) -> torch.Tensor:
 
 
 def _check_genre_names(names: tuple) -> None:
-    """Refuse a genre name given twice: the users' satiation and instructions name genres."""
+    """Refuse a genre name given twice (the users' satiation and instructions name genres),
+    and one holding ``|``, which :meth:`Catalog.to_dataframe` writes between an item's genres."""
     first_column: dict = {}
     for column, genre in enumerate(names):
+        if isinstance(genre, str) and "|" in genre:
+            raise ValueError(f"genre_names[{column}] is {genre!r}, which holds '|', the mark between an item's "
+                             f"genres in text (Drama|War); rename the genre without it, e.g. "
+                             f"{genre.replace('|', '/')!r}")
         if genre in first_column:
             first = first_column[genre]
             raise ValueError(f"genre_names holds {genre!r} twice (columns {first} and {column}); give each genre "
@@ -98,24 +104,35 @@ def _check_popularity(popularity: torch.Tensor) -> None:
                          "sum to 1: divide it by its sum (popularity / popularity.sum())")
 
 
-def _check_unit_features(features: torch.Tensor) -> None:
+def unit_norm_tolerance(dtype: torch.dtype) -> float:
+    """How far from 1 the L2 norm of an item's features given in ``dtype`` may be:
+    :data:`UNIT_NORM_TOLERANCE`, or twice the dtype's machine epsilon where that is larger
+    (float16, bfloat16). A unit row rounded to the dtype is off by at most half an epsilon,
+    and a row normalised in it by about one (the norm's rounding, then each entry's)."""
+    if not dtype.is_floating_point:
+        return UNIT_NORM_TOLERANCE
+    return max(UNIT_NORM_TOLERANCE, 2 * torch.finfo(dtype).eps)
+
+
+def _check_unit_features(features: torch.Tensor, given: torch.dtype, normalise: str) -> None:
     """Refuse features whose rows are not unit vectors (the docstring's promise, which the
-    users' affinity and distance from the familiar rely on)."""
+    users' affinity and distance from the familiar rely on). ``features`` is the float32
+    table, ``given`` the dtype the caller gave it in (which sets the tolerance), and
+    ``normalise`` the expression that normalises the caller's table."""
     if features.shape[1] == 0:
         raise ValueError(f"features has shape {tuple(features.shape)}; give each item at least one feature "
                          "dimension")
     norms = torch.linalg.vector_norm(features, dim=1)
-    off = ((norms - 1.0).abs() > UNIT_NORM_TOLERANCE).nonzero().flatten()
+    off = ((norms - 1.0).abs() > unit_norm_tolerance(given)).nonzero().flatten()
     if len(off) == 0:
         return
     item, norm = int(off[0]), float(norms[off[0]])
     where = f"features[{item}] (item {item}" + (f", the first of {len(off)} such rows)" if len(off) > 1 else ")")
     if norm == 0.0:
         raise ValueError(f"{where} is the zero vector; every item's features must have unit L2 norm, so give "
-                         "each item a nonzero feature vector and normalise the rows "
-                         "(torch.nn.functional.normalize(features, dim=1))")
+                         f"each item a nonzero feature vector and normalise the rows ({normalise})")
     raise ValueError(f"{where} has L2 norm {norm:.6g}; every item's features must have unit L2 norm: normalise "
-                     "the rows (torch.nn.functional.normalize(features, dim=1))")
+                     f"the rows ({normalise})")
 
 
 @dataclass(eq=False)
@@ -135,11 +152,13 @@ class Catalog:
     Built directly, the tables may be torch tensors, NumPy arrays or lists (stored as
     tensors: float32, the genres as bool). A catalog that breaks the rules above is refused
     with a ``ValueError`` naming the first bad entry and the fix, not repaired: features
-    whose rows are not of unit norm (within :data:`UNIT_NORM_TOLERANCE`; the users'
-    affinity and distance from the familiar read them as unit vectors), popularity with a
-    negative share or not summing to 1 (within :data:`POPULARITY_SUM_TOLERANCE`), a genre
-    name given twice. :meth:`from_dataframe` and :meth:`synthetic` build catalogs that
-    keep them.
+    whose rows are not of unit norm (within :func:`unit_norm_tolerance` of the dtype they
+    are given in: :data:`UNIT_NORM_TOLERANCE` for float32; the users' affinity and distance
+    from the familiar read them as unit vectors), popularity with a negative share or not
+    summing to 1 (within :data:`POPULARITY_SUM_TOLERANCE`), a genre name given twice or
+    holding ``|`` (which separates the names in :meth:`to_dataframe`'s text). Features given
+    in float16 or bfloat16 are stored with their rows normalised in float32.
+    :meth:`from_dataframe` and :meth:`synthetic` build catalogs that keep these rules.
     """
 
     features: torch.Tensor
@@ -152,6 +171,10 @@ class Catalog:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        # normalize() takes a float tensor only; for any other table the fix converts first.
+        normalise = ("torch.nn.functional.normalize(features, dim=1)"
+                     if isinstance(self.features, torch.Tensor) and self.features.dtype == torch.float32 else
+                     "torch.nn.functional.normalize(torch.as_tensor(features, dtype=torch.float32), dim=1)")
         self.features, self.genres, self.popularity, self.quality = (
             _as_table(label, table) for label, table in (
                 ("features", self.features), ("genres", self.genres), ("popularity", self.popularity),
@@ -176,6 +199,7 @@ class Catalog:
             raise ValueError("a catalog needs at least one item")
         if self.genres.dtype != torch.bool:
             self.genres = self.genres.bool()
+        given = self.features.dtype  # sets how far from unit norm the rows may be
         # The simulators and kernels compute in float32; a float64 table (what
         # torch.tensor(numpy_array) gives) would otherwise fail deep inside a matmul.
         self.features, self.popularity, self.quality = (
@@ -194,7 +218,12 @@ class Catalog:
             )
         _check_genre_names(self.genre_names)
         _check_popularity(self.popularity)
-        _check_unit_features(self.features)
+        _check_unit_features(self.features, given, normalise)
+        if unit_norm_tolerance(given) > UNIT_NORM_TOLERANCE:
+            # Rows rounded to float16 or bfloat16 are unit to that dtype's precision only;
+            # normalised in float32 they are unit to float32's, as the users' equations read
+            # them, and this catalog moved with to() is judged (in float32) the same.
+            self.features = torch.nn.functional.normalize(self.features, dim=1)
         # Derived once here because the simulator's step reads them for every slate.
         self.log_popularity = torch.log(self.popularity.clamp_min(1e-12))
         self.novelty = -torch.log2(self.popularity.clamp_min(1e-12))
@@ -230,13 +259,21 @@ class Catalog:
         )
 
     def to_dataframe(self) -> pd.DataFrame:
-        """One row per item: id, title, genres ('|'-joined), popularity, quality, features."""
+        """One row per item: id, title, genres, popularity, quality, features;
+        :meth:`from_dataframe` reads it back.
+
+        An item's genres are ``'|'``-joined text (``"Drama|War"``), or, where a genre's
+        name holds a comma or a semicolon (which text of genres cannot hold:
+        :func:`read_genres`), every item's genres are a list of names.
+        """
         genres = self.genres.cpu().numpy()
         names = np.array(self.genre_names, dtype=object)
+        as_lists = any(isinstance(name, str) and mark in name
+                       for name in self.genre_names for mark, *_ in _OTHER_SEPARATORS)
         return pd.DataFrame({
             "item_id": np.arange(self.n_items),
             "title": list(self.titles),
-            "genres": ["|".join(names[row]) for row in genres],
+            "genres": [list(names[row]) if as_lists else "|".join(names[row]) for row in genres],
             "popularity": self.popularity.cpu().numpy(),
             "quality": self.quality.cpu().numpy(),
             "features": list(self.features.cpu().numpy()),
@@ -399,14 +436,19 @@ def _read_column(df: pd.DataFrame, argument: str, column: str | None, fallback: 
 
 
 def _missing_column(df: pd.DataFrame, argument: str, column, fallback: str) -> str:
-    return (f"{argument}={column!r}: the DataFrame has no such column{did_you_mean(column, df.columns)}; its columns are {list(df.columns)} "
-            f"({argument}=None gives {fallback})")
+    return (f"{argument}={column!r}: the DataFrame has no such column{did_you_mean(column, df.columns)}; its "
+            f"columns are {list(df.columns)} ({argument}=None gives {fallback})")
 
 
 # ----------------------------------------------------------------- an item's genres
 #: Marks that separate names in text but are not the separator ``|``: text holding one
-#: would read as one genre named ``"Drama, War"``. Each with its name and an example.
-_OTHER_SEPARATORS = ((",", "comma", "Drama, War"), (";", "semicolon", "Drama;War"))
+#: would read as one genre named ``"Drama, War"``. Each with its name, an example, and
+#: where a name that holds the mark goes (a list entry is not ambiguous).
+_OTHER_SEPARATORS = (
+    (",", "comma", "Drama, War", "; a genre whose name holds a comma goes in a list of names, one per entry: "
+                                 "['Books', 'Arts, Crafts & Sewing'] (in a file, a Parquet list column)"),
+    (";", "semicolon", "Drama;War", ""),
+)
 #: What a cell that is a record, or a list of lists, is told it should be.
 _NOT_RECORDS = ("genre names: an item's genres are |-separated text or a list of names, not records (a Parquet "
                 "struct column) or lists of lists; write each row's genres as a list of names, or as Drama|War")
@@ -440,8 +482,10 @@ def read_genres(cells, *, no_genre: str | None = None) -> list[list[str]]:
       a Python list (``"['Drama', 'War']"``) or holding a comma or a semicolon
       (``"Drama, War"``) is refused: it would read as one genre of that name;
     - a list (a tuple, a set, an array, a Parquet list): one name per entry, missing
-      entries left out. An entry holding ``|``, a comma or a semicolon is refused, as are
-      entries that are lists and cells that are records (``dict``);
+      entries left out. An entry may hold a comma or a semicolon
+      (``["Books", "Arts, Crafts & Sewing"]``): this is how to give such a name. An entry
+      holding ``|`` is refused, as are entries that are lists and cells that are records
+      (``dict``);
     - a number: a genre code, named by its digits (``7`` and ``7.0`` are genre ``"7"``). A
       number that is not whole, and ``True``/``False``, are refused;
     - a missing value (``None``, ``NaN``): no genre.
@@ -479,10 +523,10 @@ def _cell_names(row: int, value) -> list[str]:
         if text.startswith("[") and text.endswith("]"):
             raise GenreCellError(row, value, "|-separated genre names (it is a Python list written as text): "
                                  "write Drama|War, or a list of names (in a file, a Parquet list column)")
-        for mark, name, written in _OTHER_SEPARATORS:
+        for mark, name, written, as_list in _OTHER_SEPARATORS:
             if mark in value:
                 raise GenreCellError(row, value, f"|-separated genre names (it is {name}-separated): "
-                                     f"write Drama|War, not {written}")
+                                     f"write Drama|War, not {written}{as_list}")
         return [name for name in (g.strip() for g in value.split("|")) if name]
     if isinstance(value, (Sequence, np.ndarray, set, frozenset)) and not isinstance(value, bytes):
         names = []
@@ -491,10 +535,11 @@ def _cell_names(row: int, value) -> list[str]:
             if isinstance(entry, (dict, Sequence, np.ndarray, set, frozenset)) and not isinstance(entry, (str, bytes)):
                 raise GenreCellError(row, value, _NOT_RECORDS)
             if isinstance(entry, str):
-                for mark, name in (("|", "pipe"), *((m, n) for m, n, _ in _OTHER_SEPARATORS)):
-                    if mark in entry:
-                        raise GenreCellError(row, value, f"a list of genre names (the entry {entry!r} is "
-                                             f"{name}-separated): give one name per entry: ['Drama', 'War']")
+                # Only "|": it separates names in text and in to_dataframe's column, so such a
+                # name would come back as two. A comma or a semicolon is unambiguous here.
+                if "|" in entry:
+                    raise GenreCellError(row, value, f"a list of genre names (the entry {entry!r} is "
+                                         "pipe-separated): give one name per entry: ['Drama', 'War']")
                 names.append(entry.strip())
             elif not _missing(entry):
                 names.append(_scalar_name(row, value, entry))

@@ -40,7 +40,9 @@ def test_lists_and_text_read_the_same_in_both_readers(tmp_path):
 
 
 @pytest.mark.parametrize("cell, expected", [
-    ("Drama, War", "|-separated genre names (it is comma-separated): write Drama|War, not Drama, War"),
+    ("Drama, War", "|-separated genre names (it is comma-separated): write Drama|War, not Drama, War; a genre whose "
+                   "name holds a comma goes in a list of names, one per entry: ['Books', 'Arts, Crafts & Sewing'] (in "
+                   "a file, a Parquet list column)"),
     ("Drama;War", "|-separated genre names (it is semicolon-separated): write Drama|War, not Drama;War"),
     ("['Drama', 'War']", "|-separated genre names (it is a Python list written as text): write Drama|War, or a list "
                          "of names (in a file, a Parquet list column)"),
@@ -55,14 +57,13 @@ def test_from_dataframe_refuses_the_text_that_the_item_table_refuses(cell, expec
 @pytest.mark.parametrize("genres, shown, expected", [
     ([["Drama|War"], ["War"]], "['Drama|War']",
      "a list of genre names (the entry 'Drama|War' is pipe-separated): give one name per entry: ['Drama', 'War']"),
-    ([["Drama, War"], ["War"]], "['Drama, War']",
-     "a list of genre names (the entry 'Drama, War' is comma-separated): give one name per entry: ['Drama', 'War']"),
     ([7.5, 1.0], "7.5", "a genre code (it is not a whole number): give genre codes as whole numbers, or genre names"),
     ([True, False], "True", "genre names (it holds a boolean): give each item's genre names, e.g. Drama|War"),
 ])
 def test_the_item_table_refuses_cells_no_reader_can_name_genres_by(tmp_path, genres, shown, expected):
     # A list entry "Drama|War" was one genre named with the separator (which to_dataframe
-    # writes back as two), 7.5 genre "7.5", True genre "True".
+    # writes back as two), 7.5 genre "7.5", True genre "True". (A list entry holding a comma
+    # is a name such as "Arts, Crafts & Sewing": test_h119_genre_names_and_feature_dtypes.)
     with pytest.raises(ValueError) as error:
         _table_genres(tmp_path, genres)
     assert str(error.value) == f"{tmp_path / 'items.parquet'}: row 1, column 'genres': {shown} is not {expected}"

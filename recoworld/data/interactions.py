@@ -49,7 +49,8 @@ a random subset of the users, and the message says how many fit.
 **The item table** (``--items PATH``, optional): ``item`` (required), ``title`` and
 ``genres`` (``|``-separated names, a list in Parquet, or a number: a genre code; a Python
 list written as text, ``['Drama', 'War']``, and comma- or semicolon-separated names,
-``Drama, War``, are refused), read as :func:`recoworld.catalog.read_genres` reads them
+``Drama, War``, are refused; a genre whose name holds a comma, ``Arts, Crafts & Sewing``, is
+an entry of a Parquet list), read as :func:`recoworld.catalog.read_genres` reads them
 (and :meth:`~recoworld.catalog.Catalog.from_dataframe` with them); an item whose cell is
 empty has the genre ``unknown``. Every item of the log must be listed; listed items nobody
 chose stay in the catalog. Without it, items are titled by their id and share one genre,
