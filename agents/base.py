@@ -65,16 +65,34 @@ class Recommender(_NamedArguments, ABC):
 
     def __init__(self) -> None:
         """An agent without hyperparameters takes no arguments."""
+        super().__init__()  # on to the next base's: torch.nn.Module's, for an agent that is also a module
 
     def __getattr__(self, name: str):
-        # Reached only for an attribute not found, so it costs nothing on the hot path.
-        if isinstance(getattr(type(self), name, None), property):
-            return object.__getattribute__(self, name)  # raises the property's own error again
+        # Python calls this only for an attribute its usual lookup did not find; but
+        # ``getattr(agent, name, default)`` on an absent name comes here too, and pays for
+        # the error built below. A base after this one may serve such attributes itself
+        # (torch.nn.Module keeps submodules, parameters and buffers outside __dict__): it
+        # answers first.
+        following = _following_getattr(type(self))
+        if following is not None:
+            try:
+                return following(self, name)
+            except AttributeError:
+                pass
+        # A property that raised AttributeError lands here under its own name, its error
+        # already dropped by Python: running it again to name what it missed would run its
+        # body twice, so the message names the property instead.
+        kind = type(self).__name__
+        is_property = isinstance(getattr(type(self), name, None), property)
         if self._set_up or name.startswith("__"):
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}", name=name, obj=self)
-        raise AgentNotSetUp(f"{type(self).__name__} is not set up (it has no {name!r} yet): call "
-                            "agent.setup(env, seed) before act(), update() or propensities(); "
-                            "recoworld.envs.rollout and the runner do")
+            if is_property:
+                raise AttributeError(f"property {name!r} of {kind!r} object raised AttributeError "
+                                     f"(type(agent).{name}.fget(agent) shows its error)", name=name, obj=self)
+            raise AttributeError(f"{kind!r} object has no attribute {name!r}", name=name, obj=self)
+        missing = f"its property {name!r} raised AttributeError" if is_property else f"it has no {name!r} yet"
+        raise AgentNotSetUp(f"{kind} is not set up ({missing}): call agent.setup(env, seed) before act(), "
+                            "update() or propensities() (recoworld.envs.rollout and the runner do); if its "
+                            "class overrides setup, that setup must call super().setup(env, seed)")
 
     def __post_init__(self):
         """Dataclass agents check their hyperparameters when built: types, finiteness and
@@ -86,7 +104,11 @@ class Recommender(_NamedArguments, ABC):
         ``slate_size`` and ``num_candidates`` describe the world, and a seed for the
         agent's own randomness. Agents must not read simulator state from ``env``; the
         only exception is the documented privileged channel used by
-        :class:`~recoworld.agents.baselines.Oracle`."""
+        :class:`~recoworld.agents.baselines.Oracle`.
+
+        An agent that overrides ``setup`` calls ``super().setup(env, seed)`` in it: this sets
+        ``catalog``, ``slate_size``, ``num_candidates`` and ``rng``, and marks the agent set up,
+        so that a missing attribute is reported as one rather than as a missing ``setup`` call."""
         env = env.unwrapped
         self.catalog = env.catalog
         self.slate_size = env.slate_size
@@ -124,6 +146,17 @@ class Recommender(_NamedArguments, ABC):
 
 
 @functools.cache
+def _following_getattr(cls: type):
+    """The ``__getattr__`` of the first class after :class:`Recommender` in ``cls``'s MRO that
+    has one (``torch.nn.Module``'s, for an agent that is also a module), or ``None``."""
+    mro = cls.__mro__
+    for base in mro[mro.index(Recommender) + 1:]:
+        if "__getattr__" in vars(base):
+            return vars(base)["__getattr__"]
+    return None
+
+
+@functools.cache
 def _arguments(cls: type) -> tuple[str, ...] | None:
     """The keyword arguments of ``cls``'s constructor; ``None`` if it takes any (``**kwargs``)."""
     parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]  # after self
@@ -141,7 +174,8 @@ def _refuse_unknown_arguments(cls: type, given: tuple[str, ...]) -> None:
         raise TypeError(f"{cls.__name__}() takes no arguments, not {given[0]!r}")
     for key in given if known is not None else ():
         if key not in known:
-            raise TypeError(f"{cls.__name__} has no argument {key!r}{did_you_mean(key, known)}; its arguments are {', '.join(known)}")
+            raise TypeError(f"{cls.__name__} has no argument {key!r}{did_you_mean(key, known)}; its arguments are "
+                            f"{', '.join(known)}")
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:

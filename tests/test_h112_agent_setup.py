@@ -29,8 +29,9 @@ def test_acting_before_setup_asks_for_setup(agent):
     env = SlateVectorEnv(2, catalog=Catalog.synthetic(30, seed=0), slate_size=2, num_candidates=5)
     obs = Observation(env.reset(seed=0)[0])
     with pytest.raises(RuntimeError, match=rf"^{type(agent).__name__} is not set up \(it has no '\w+' yet\): call "
-                       + re.escape("agent.setup(env, seed) before act(), update() or propensities(); "
-                                   "recoworld.envs.rollout and the runner do")):
+                       + re.escape("agent.setup(env, seed) before act(), update() or propensities() "
+                                   "(recoworld.envs.rollout and the runner do); if its class overrides "
+                                   "setup, that setup must call super().setup(env, seed)") + "$"):
         agent.act(obs)
     assert not hasattr(agent, "catalog")  # AgentNotSetUp is an AttributeError too
     agent.setup(env, seed=0)
