@@ -64,8 +64,12 @@ class Recommender(_NamedArguments, ABC):
     _set_up: bool = False  # whether setup() has run: what an attribute missing before it means
 
     def __init__(self) -> None:
-        """An agent without hyperparameters takes no arguments."""
-        super().__init__()  # on to the next base's: torch.nn.Module's, for an agent that is also a module
+        """An agent without hyperparameters takes no arguments. The call goes on to the next
+        base's ``__init__`` (``torch.nn.Module``'s, for an agent that is also a module), so an
+        agent with other bases calls ``super().__init__()``; one that calls each base's
+        ``__init__`` by name calls ``Recommender.__init__(self)`` first, before the others'
+        (after them, it would run theirs again: a module's submodules would be lost)."""
+        super().__init__()
 
     def __getattr__(self, name: str):
         # Python calls this only for an attribute its usual lookup did not find; but
@@ -73,7 +77,7 @@ class Recommender(_NamedArguments, ABC):
         # the error built below. A base after this one may serve such attributes itself
         # (torch.nn.Module keeps submodules, parameters and buffers outside __dict__): it
         # answers first.
-        following = _following_getattr(type(self))
+        following = _following_getattr(type(self), __class__)  # __class__: this module's Recommender
         if following is not None:
             try:
                 return following(self, name)
@@ -146,11 +150,12 @@ class Recommender(_NamedArguments, ABC):
 
 
 @functools.cache
-def _following_getattr(cls: type):
-    """The ``__getattr__`` of the first class after :class:`Recommender` in ``cls``'s MRO that
-    has one (``torch.nn.Module``'s, for an agent that is also a module), or ``None``."""
+def _following_getattr(cls: type, recommender: type):
+    """The ``__getattr__`` of the first class after ``recommender`` (:class:`Recommender` as
+    the agent's class knows it, also after this module is reloaded) in ``cls``'s MRO that has
+    one (``torch.nn.Module``'s, for an agent that is also a module), or ``None``."""
     mro = cls.__mro__
-    for base in mro[mro.index(Recommender) + 1:]:
+    for base in mro[mro.index(recommender) + 1:]:
         if "__getattr__" in vars(base):
             return vars(base)["__getattr__"]
     return None

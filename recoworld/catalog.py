@@ -260,7 +260,9 @@ class Catalog:
 
     def to_dataframe(self) -> pd.DataFrame:
         """One row per item: id, title, genres, popularity, quality, features;
-        :meth:`from_dataframe` reads it back.
+        :meth:`from_dataframe` reads it back where the genre names are plain text (a name
+        written like a list, ``"[Classics]"``, is refused there; an empty name is dropped,
+        surrounding spaces are stripped).
 
         An item's genres are ``'|'``-joined text (``"Drama|War"``), or, where a genre's
         name holds a comma or a semicolon (which text of genres cannot hold:

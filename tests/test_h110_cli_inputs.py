@@ -171,13 +171,28 @@ def test_the_same_log_again_reads_its_world(fitted, capsys, tmp_path):
         assert capsys.readouterr().err == f"{world} already holds a calibrated world; --force fits it again\n"
 
 
-def test_a_world_of_a_log_is_not_returned_for_movielens(fitted, capsys):
-    # Without --data, MovieLens-100K is asked for: the log's world was printed and exit 0.
+def test_a_world_of_a_log_read_without_data_says_it_is_not_movielens(fitted, capsys):
+    # Without --data the command's data is MovieLens-100K: the log's world was shown as if it were.
     (first, _), world = fitted
     before = (world / "world.json").read_text()
-    assert calibrate_main(["--out", str(world), "--quiet"]) == 2
+    assert calibrate_main(["--out", str(world), "--quiet"]) == 0
     assert capsys.readouterr().err == (
-        f"recoworld calibrate: --out {world} holds a world calibrated on {first.resolve()}, not on MovieLens-100K; "
-        f"give --data {first.resolve()} to read it, --force to fit MovieLens-100K there (replacing that world once "
-        "the fit ends), or another --out\n")
+        f"{world} already holds a calibrated world, fitted on {first.resolve()}, not on MovieLens-100K; --force fits "
+        f"MovieLens-100K there instead (--data {first.resolve()} for that log's)\n")
     assert (world / "world.json").read_text() == before
+
+
+def test_a_world_fitted_in_python_on_other_tables_says_so(fitted, capsys, tmp_path):
+    import json
+    import shutil
+
+    _, world = fitted
+    other = tmp_path / "other world"
+    shutil.copytree(world, other)
+    meta = json.loads((other / "world.json").read_text())
+    meta["meta"]["data"]["source"] = {"kind": "given", "read_from": "/data/my ml-100k", "altered": {"u.data": "0"}}
+    (other / "world.json").write_text(json.dumps(meta))
+    assert calibrate_main(["--out", str(other), "--quiet"]) == 0
+    assert capsys.readouterr().err == (
+        f"{other} already holds a calibrated world, fitted on /data/my ml-100k, not on MovieLens-100K; --force fits "
+        "MovieLens-100K there instead\n")

@@ -175,3 +175,18 @@ def test_agent_not_set_up_is_exported_with_the_agents():
 
     assert "AgentNotSetUp" in recoworld.agents.__all__
     assert recoworld.agents.AgentNotSetUp is AgentNotSetUp
+
+
+def test_an_agent_built_before_its_module_was_reloaded_still_looks_up_attributes(monkeypatch):
+    """IPython's autoreload re-runs agents/base.py in the same namespace: the name Recommender
+    then holds a new class, absent from the MRO of agents built before. Their failed lookups
+    (hasattr) must still answer False, not raise ValueError."""
+    import recoworld.agents.base as base
+
+    class Old(base.Recommender):
+        def act(self, obs):
+            return None
+
+    agent = Old()
+    monkeypatch.setattr(base, "Recommender", type("Recommender", (), {}))  # what a reload leaves
+    assert not hasattr(agent, "nothing_here")

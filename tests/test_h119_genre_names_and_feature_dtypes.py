@@ -134,3 +134,15 @@ def test_a_half_precision_row_clearly_off_unit_is_still_refused():
     features = torch.tensor([[1.03, 0.0], [0.0, 1.0]], dtype=torch.bfloat16)
     with pytest.raises(ValueError, match=r"^features\[0\] \(item 0\) has L2 norm 1\.03125; every item's features "):
         _catalog(("Books", "Drama"), features)
+
+
+def test_a_simulated_log_keeps_genre_names_that_hold_a_comma():
+    """The generated log of recoworld.apps.calibrate.synthetic took the genres of
+    to_dataframe() apart at '|', which fails on the lists written for such names."""
+    from recoworld.apps.calibrate.synthetic import simulated_dataset
+
+    base = Catalog.synthetic(100, n_genres=3, feature_dim=4, seed=0)
+    names = ("Arts, Crafts & Sewing", "Books", "Music")
+    catalog = Catalog(base.features, base.genres, names, base.titles, base.popularity, base.quality)
+    items = simulated_dataset(catalog, n_users=5, seed=0).data.items
+    assert items["genres"].tolist() == [[names[g] for g in row.nonzero().flatten().tolist()] for row in base.genres]

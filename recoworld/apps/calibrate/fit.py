@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -433,12 +434,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                   "another --out", file=sys.stderr)
             return 2
         source = world.meta.get("data", {}).get("source", {})
-        if data is None and source.get("kind") == "interactions":  # no --data: MovieLens-100K was asked for
-            print(f"recoworld calibrate: --out {path} holds a world calibrated on {source.get('data')}, not on "
-                  f"MovieLens-100K; give --data {source.get('data')} to read it, --force to fit MovieLens-100K "
-                  "there (replacing that world once the fit ends), or another --out", file=sys.stderr)
-            return 2
-        print(f"{path} already holds a calibrated world; --force fits it again", file=sys.stderr)
+        if data is None and source.get("kind", "movielens-100k") != "movielens-100k":
+            # Read and shown, as any world at --out is; but the command's data is MovieLens-100K,
+            # which --force would fit there: say that this world is another's.
+            fitted_on = source.get("data") or source.get("read_from") or "tables other than MovieLens-100K's"
+            print(f"{path} already holds a calibrated world, fitted on {fitted_on}, not on MovieLens-100K; --force "
+                  f"fits MovieLens-100K there instead (--data {shlex.quote(str(fitted_on))} for that log's)"
+                  if source.get("data") else
+                  f"{path} already holds a calibrated world, fitted on {fitted_on}, not on MovieLens-100K; --force "
+                  "fits MovieLens-100K there instead", file=sys.stderr)
+        else:
+            print(f"{path} already holds a calibrated world; --force fits it again", file=sys.stderr)
     else:
         try:
             world = calibrate(CalibrationConfig(users=args.users), data=data, progress=not args.quiet)

@@ -77,7 +77,7 @@ def simulated_dataset(catalog: Catalog, n_users: int = 100, ratings_per_user: tu
     table = catalog.to_dataframe()
     items = pd.DataFrame({
         "item_id": np.arange(n_items), "title": table["title"], "release_year": pd.array([pd.NA] * n_items, dtype="Int64"),
-        "genres": [g.split("|") for g in table["genres"]],
+        "genres": [[catalog.genre_names[g] for g in row.nonzero().flatten().tolist()] for row in catalog.genres],
         "popularity": np.bincount(ratings["item_id"], minlength=n_items),
         "quality": ratings.groupby("item_id")["rating"].mean().reindex(range(n_items)).fillna(3.0).to_numpy(),
     })
