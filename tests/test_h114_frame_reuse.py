@@ -7,6 +7,7 @@ for bit."""
 
 import copy
 import os
+import re
 import shutil
 from dataclasses import fields, replace
 
@@ -367,3 +368,20 @@ def test_the_bookkeeping_takes_a_response_as_it_is_only_where_it_has_the_kernels
     view = torch.arange(12, dtype=torch.float32).view(3, 4).t()
     copied = _held_as(view, torch.float32)
     assert copied.is_contiguous() and copied.data_ptr() != view.data_ptr() and torch.equal(copied, view)
+
+
+def test_a_world_history_of_another_length_is_refused_not_written_past_the_observation():
+    """The bookkeeping kernel writes the state's history into arrays the observer sized when
+    the env was built: a state replaced by one of another history length would have been
+    written past them (memory corruption); it is refused, naming both shapes."""
+    env = twin_envs()[0]
+    actions = np.tile(np.arange(5), (N_USERS, 1))
+    env.step(actions)
+    s = env.world.state
+    s.history_items = torch.full((N_USERS, 40), -1, dtype=torch.int64)
+    s.history_feedback = torch.zeros(N_USERS, 40, 2)
+    with pytest.raises(ValueError, match=re.escape(
+            f"the world's state holds a history of shape ({N_USERS}, 40), but the observation arrays hold "
+            f"({N_USERS}, 10) for slates of {N_USERS} users: the state was replaced by one of another size; build "
+            "the env again for another history length")):
+        env.step(actions)

@@ -145,6 +145,13 @@ class WorldKernel(build.CompiledKernel):
         B, K = slates.shape
         voiced = response.instruction
         observed = self._observation_arrays(state)
+        history = observed["history_items"]
+        if history.shape != tuple(state.history_items.shape) or len(history) != B:
+            # The kernel writes the state's rows and history length into these arrays, which
+            # the observer sized when the env was built: another size would write past them.
+            raise ValueError(f"the world's state holds a history of shape {tuple(state.history_items.shape)}, but "
+                             f"the observation arrays hold {history.shape} for slates of {B} users: the state was "
+                             "replaced by one of another size; build the env again for another history length")
         totals = torch.empty(B, 3)
         flag, number = (lambda t: _held_as(t, torch.bool)), (lambda t: _held_as(t, torch.float32))
         tensors = {
