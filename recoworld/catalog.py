@@ -75,20 +75,67 @@ def _as_table(label: str, table) -> torch.Tensor:
                          "give a torch tensor or a NumPy array") from None
 
 
-def _check_genre_names(names: tuple) -> None:
-    """Refuse a genre name given twice (the users' satiation and instructions name genres),
-    and one holding ``|``, which :meth:`Catalog.to_dataframe` writes between an item's genres."""
-    first_column: dict = {}
+class GenreNameError(ValueError):
+    """A genre name that :class:`Catalog` refuses. The message is ``"genre_names[C] is NAME,
+    PROBLEM; FIX"``; each part is an attribute, so that a reader of a saved catalog (a
+    calibrated world) can name the genre its own way.
+
+    Attributes:
+        column: the genre's column in ``genres``, from 0.
+        name: the name as given.
+        problem: what is wrong with it (``"with spaces around it"``).
+        fix: what to give instead (``"give 'Drama'"``).
+        suggestion: a name to give instead (``"Drama"``), or ``None`` where there is none.
+    """
+
+    def __init__(self, column: int, name, problem: str, fix: str, suggestion: str | None = None):
+        super().__init__(f"genre_names[{column}] is {name!r}, {problem}; {fix}")
+        self.column, self.name, self.problem, self.fix, self.suggestion = column, name, problem, fix, suggestion
+
+
+def _checked_genre_names(names: tuple) -> tuple[str, ...]:
+    """The genre names as plain ``str`` (``numpy.str_`` and other text subclasses converted),
+    refusing, with :class:`GenreNameError`, what :meth:`Catalog.to_dataframe` and
+    :meth:`Catalog.from_dataframe` would not give back as it was (:func:`read_genres` reads
+    names as text without their surrounding spaces, drops empty ones and splits at ``|``)
+    and a name given twice (the users' satiation and instructions name genres)."""
+    checked: list[str] = []
+    first_column: dict[str, int] = {}
     for column, genre in enumerate(names):
-        if isinstance(genre, str) and "|" in genre:
-            raise ValueError(f"genre_names[{column}] is {genre!r}, which holds '|', the mark between an item's "
-                             f"genres in text (Drama|War); rename the genre without it, e.g. "
-                             f"{genre.replace('|', '/')!r}")
+        if not isinstance(genre, str):
+            raise _not_text(column, genre)
+        genre = str(genre)
+        if not genre.strip():
+            raise GenreNameError(column, genre, "which is blank", "give the genre a name, e.g. 'Unknown'")
+        if genre != genre.strip():
+            raise GenreNameError(column, genre, "with spaces around it", f"give {genre.strip()!r}", genre.strip())
+        if "|" in genre:
+            renamed = genre.replace("|", "/")  # a slash separates nothing (read_genres)
+            raise GenreNameError(column, genre, "which holds '|', the mark between an item's genres in text "
+                                 "(Drama|War)", f"rename the genre without it, e.g. {renamed!r}", renamed)
         if genre in first_column:
             first = first_column[genre]
             raise ValueError(f"genre_names holds {genre!r} twice (columns {first} and {column}); give each genre "
                              f"column its own name, or merge the two: genres[:, {first}] | genres[:, {column}]")
         first_column[genre] = column
+        checked.append(genre)
+    return tuple(checked)
+
+
+def _not_text(column: int, genre) -> GenreNameError:
+    """The error of a genre name that is not text; the fix gives the name a table of genres
+    gives it where there is one (:func:`read_genres` reads a whole number as its digits)."""
+    value = genre.item() if isinstance(genre, np.generic) else genre
+    if isinstance(value, bytes):
+        decoded = value.decode("utf-8", "replace")
+        return GenreNameError(column, genre, "which is not text", f"decode it: {decoded!r}", decoded)
+    if isinstance(value, int) and not isinstance(value, bool) or isinstance(value, float) and value.is_integer():
+        digits = str(int(value))
+        # str() of a whole float gives "7.0", not the code's name
+        every = " (genre_names=[str(g) for g in genre_names] converts them all)" if isinstance(value, int) else ""
+        return GenreNameError(column, genre, "which is not text", f"give the name as text: {digits!r}, as "
+                              f"Catalog.from_dataframe names genre code {digits}{every}", digits)
+    return GenreNameError(column, genre, "which is not text", "give each genre's name as text, e.g. 'Unknown'")
 
 
 def _check_popularity(popularity: torch.Tensor) -> None:
@@ -143,7 +190,7 @@ class Catalog:
         features: ``[N, D]`` float32 dense item features; each row has unit L2 norm.
         genres: ``[N, G]`` bool multi-hot genre (category) membership; every item has at
             least one genre.
-        genre_names: the ``G`` distinct genre names, in column order of ``genres``.
+        genre_names: the ``G`` distinct genre names (``str``), in column order of ``genres``.
         titles: ``N`` item titles.
         popularity: ``[N]`` float32 share of all interactions, each ``>= 0``, summing to 1.
         quality: ``[N]`` float32 intrinsic appeal, standardised to mean 0 and std 1.
@@ -155,9 +202,13 @@ class Catalog:
     whose rows are not of unit norm (within :func:`unit_norm_tolerance` of the dtype they
     are given in: :data:`UNIT_NORM_TOLERANCE` for float32; the users' affinity and distance
     from the familiar read them as unit vectors), popularity with a negative share or not
-    summing to 1 (within :data:`POPULARITY_SUM_TOLERANCE`), a genre name given twice or
-    holding ``|`` (which separates the names in :meth:`to_dataframe`'s text). Features given
-    in float16 or bfloat16 are stored with their rows normalised in float32.
+    summing to 1 (within :data:`POPULARITY_SUM_TOLERANCE`), a genre name given twice, or
+    one that would not read back from :meth:`to_dataframe`'s table as it was: a name that is
+    not text (``7``, ``None``; give ``"7"``), blank (``""``), with spaces around it
+    (``" Drama"``) or holding ``|`` (which separates the names in that table's text); such
+    a name raises :class:`GenreNameError`. Names given as text of another type
+    (``numpy.str_``, the entries of a NumPy array of names) are stored as ``str``. Features
+    given in float16 or bfloat16 are stored with their rows normalised in float32.
     :meth:`from_dataframe` and :meth:`synthetic` build catalogs that keep these rules.
     """
 
@@ -216,7 +267,7 @@ class Catalog:
                 f"item {int(orphans[0])} has no genre ({len(orphans)} items in all); "
                 "give every item at least one genre, e.g. an 'Unknown' genre"
             )
-        _check_genre_names(self.genre_names)
+        self.genre_names = _checked_genre_names(self.genre_names)
         _check_popularity(self.popularity)
         _check_unit_features(self.features, given, normalise)
         if unit_norm_tolerance(given) > UNIT_NORM_TOLERANCE:
@@ -260,18 +311,17 @@ class Catalog:
 
     def to_dataframe(self) -> pd.DataFrame:
         """One row per item: id, title, genres, popularity, quality, features;
-        :meth:`from_dataframe` reads it back where the genre names are plain text (a name
-        written like a list, ``"[Classics]"``, is refused there; an empty name is dropped,
-        surrounding spaces are stripped).
+        :meth:`from_dataframe` reads it back: the same items and genre names (the genres in
+        sorted column order; a genre no item has is not in the table).
 
         An item's genres are ``'|'``-joined text (``"Drama|War"``), or, where a genre's
-        name holds a comma or a semicolon (which text of genres cannot hold:
-        :func:`read_genres`), every item's genres are a list of names.
+        name could not be read back from such text (:func:`read_genres`: it holds a comma
+        or a semicolon, or it starts with ``[`` or ends with ``]``, as text written as a
+        list does), every item's genres are a list of names.
         """
         genres = self.genres.cpu().numpy()
         names = np.array(self.genre_names, dtype=object)
-        as_lists = any(isinstance(name, str) and mark in name
-                       for name in self.genre_names for mark, *_ in _OTHER_SEPARATORS)
+        as_lists = any(not _fits_text(name) for name in self.genre_names)
         return pd.DataFrame({
             "item_id": np.arange(self.n_items),
             "title": list(self.titles),
@@ -299,7 +349,8 @@ class Catalog:
             df: the items; row ``i`` becomes item ``i``.
             genres: column of genre lists, ``'|'``-separated strings or genre codes, read
                 by :func:`read_genres` (``"Drama | War"`` is Drama and War; ``"Drama, War"``
-                is refused); every item must name a genre.
+                is refused; ``"Sci-Fi/Fantasy"`` is one genre: a slash separates nothing);
+                every item must name a genre.
             title: column of titles.
             popularity: column of non-negative interaction counts or shares; ``None``
                 gives every item the same share.
@@ -456,6 +507,13 @@ _NOT_RECORDS = ("genre names: an item's genres are |-separated text or a list of
                 "struct column) or lists of lists; write each row's genres as a list of names, or as Drama|War")
 
 
+def _fits_text(name: str) -> bool:
+    """Whether a genre name reads back from ``'|'``-joined text as itself: it holds none of
+    :data:`_OTHER_SEPARATORS`, and no cell it is joined into can look like a Python list
+    written as text (``"[Classics]"``, ``"[Drama|War]"``), which :func:`read_genres` refuses."""
+    return not (any(mark in name for mark, *_ in _OTHER_SEPARATORS) or name.startswith("[") or name.endswith("]"))
+
+
 class GenreCellError(ValueError):
     """A cell of genres that :func:`read_genres` cannot read. The message is
     ``"row R: VALUE is not EXPECTED"``; each part is an attribute, so that a reader of a file
@@ -480,8 +538,10 @@ def read_genres(cells, *, no_genre: str | None = None) -> list[list[str]]:
     and the item table of ``recoworld calibrate --items``
     (:mod:`recoworld.data.interactions`). A cell is
 
-    - text: names separated by ``|`` (``"Drama|War"``, ``"Drama | War"``). Text written as
-      a Python list (``"['Drama', 'War']"``) or holding a comma or a semicolon
+    - text: names separated by ``|`` (``"Drama|War"``, ``"Drama | War"``). Only ``|``
+      separates: ``"Sci-Fi/Fantasy"`` is one genre of that name, as real genre names hold
+      a slash (``"Drama/War"`` too: write ``"Drama|War"`` for two). Text written as a
+      Python list (``"['Drama', 'War']"``) or holding a comma or a semicolon
       (``"Drama, War"``) is refused: it would read as one genre of that name;
     - a list (a tuple, a set, an array, a Parquet list): one name per entry, missing
       entries left out. An entry may hold a comma or a semicolon

@@ -51,6 +51,7 @@ naming the condition that emptied it.
 from __future__ import annotations
 
 import json
+import shlex
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -61,7 +62,7 @@ import pandas as pd
 import torch
 
 from recoworld import rng
-from recoworld.catalog import Catalog
+from recoworld.catalog import Catalog, GenreNameError
 from recoworld.simulators import world_folder
 from recoworld.simulators.population import Population, UserTraits
 from recoworld.simulators.population_specs import as_spec, select
@@ -201,14 +202,7 @@ class CalibratedWorld:
 
     def _refit(self) -> str:
         """How to fit this world again, from the data it was fitted on."""
-        source = self.meta.get("data", {}).get("source", {})
-        if source.get("kind") == "interactions":
-            tables = "".join(f" {flag} {source[key]}" for flag, key in (("--items", "items"), ("--user-table", "users"))
-                             if source.get(key))
-            return f"`recoworld calibrate --data {source['data']}{tables} --out FOLDER --force` (FOLDER: this world's)"
-        if source.get("kind") == "movielens-100k":
-            return "`recoworld calibrate --force` (with --out FOLDER where this world is not the cache's)"
-        return "call calibrate() again with the data it was fitted on"
+        return _refit_command(self.meta)
 
     def _where(self, what: str) -> str:
         """Where the data's ``what`` ids come from, for a message about an unknown one."""
@@ -283,7 +277,11 @@ class CalibratedWorld:
 
         Raises ``ValueError`` naming the file and what is wrong with it where the folder is not
         one whole world of this version (a file cut short or damaged, a tensor of the wrong shape,
-        a ``tensors.pt`` of another world): such a world is deleted and fitted again.
+        a ``tensors.pt`` of another world): such a world is deleted and fitted again. A whole
+        world whose genre name :class:`~recoworld.catalog.Catalog` refuses (one holding ``|``,
+        which earlier RecoWorlds took from a list entry of an item table's genres) raises
+        ``ValueError`` naming the genre and the command that fits it again once the genre is
+        renamed in the data.
         """
         path = Path(path).expanduser()
         with world_folder.reading(path) as (document_file, tensors_file):
@@ -307,6 +305,8 @@ class CalibratedWorld:
             catalog = Catalog(tensors["features"], tensors["genres"], tuple(info["genre_names"]), info["titles"],
                               tensors["popularity"], tensors["quality"], name=info["name"])
             config = StatisticalUserConfig(**document["config"])
+        except GenreNameError as error:  # whole files, but a name an earlier RecoWorld took and this one refuses
+            raise _refused_genre(path, error, document["meta"]) from None
         except ValueError as error:  # the catalog's and the config's own checks, which name the field
             raise _damaged(path, None, f"do not make a world: {error}") from None
         users = pd.DataFrame({c: tensors[f"users.{c}"].numpy() for c in NUMERIC_COLUMNS})
@@ -326,6 +326,38 @@ def _damaged(path: Path, file: str | None, problem: str) -> ValueError:
     what = f"{path / file}" if file else f"{path}: world.json and tensors.pt"
     return ValueError(f"{what} {problem}; the calibrated world at {path} is damaged: delete it to recalibrate "
                       "(`recoworld calibrate --force` fits it again in place)")
+
+
+def _refused_genre(path: Path, error: GenreNameError, meta: dict) -> ValueError:
+    """The error of a world whose files are whole but whose genre name this RecoWorld refuses
+    (:class:`~recoworld.catalog.Catalog`): an earlier one fitted it from a table whose genre
+    held ``|`` in a list entry. Read as it is, the world's catalog would not read back from
+    its own table; renamed here, population specs and instructions naming the genre would
+    stop matching it. So the fix is to rename it in the data and fit again."""
+    source = meta.get("data", {}).get("source", {}) if isinstance(meta, dict) else {}
+    interactions = source.get("kind") == "interactions" and source.get("items")
+    table = f" (the item table {source['items']})" if interactions else ""
+    renamed = f", e.g. to {error.suggestion!r}," if error.suggestion is not None else ""
+    return ValueError(f"{path}: this calibrated world's genre {error.name!r} (catalog.genre_names[{error.column}] in "
+                      f"world.json), {error.problem}, is a name this RecoWorld refuses, though the earlier RecoWorld "
+                      f"that fitted the world took it (the world is not damaged). Rename the genre in the data it "
+                      f"was fitted from{table}{renamed} and fit the world again: {_refit_command(meta, path)}")
+
+
+def _refit_command(meta: dict, path: Path | None = None) -> str:
+    """How to fit the world of ``meta`` again, from the data it was fitted on, into ``path``
+    (``None``: the folder is named FOLDER)."""
+    source = meta.get("data", {}).get("source", {}) if isinstance(meta, dict) else {}
+    out = "FOLDER" if path is None else shlex.quote(str(path))
+    if source.get("kind") == "interactions":
+        tables = "".join(f" {flag} {source[key]}" for flag, key in (("--items", "items"), ("--user-table", "users"))
+                         if source.get(key))
+        return (f"`recoworld calibrate --data {source['data']}{tables} --out {out} --force`"
+                + (" (FOLDER: this world's)" if path is None else ""))
+    if source.get("kind") == "movielens-100k":
+        return ("`recoworld calibrate --force` (with --out FOLDER where this world is not the cache's)" if path is None
+                else f"`recoworld calibrate --out {out} --force`")
+    return "call calibrate() again with the data it was fitted on"
 
 
 def _check_world_files(path: Path, document: dict, tensors) -> None:
