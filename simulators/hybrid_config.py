@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE
 from recoworld.simulators.llm_config import ChatModelNode, LLMVoiceConfig
 from recoworld.simulators.statistical_config import StatisticalUserConfig
 
@@ -35,6 +36,9 @@ class HybridUserConfig(LLMVoiceConfig):
 
     max_tokens: int = 200
     history_items: int = 5
+
+    #: A reply needs a token; -1 recent clicks would silently drop the oldest one shown.
+    RANGES = {"max_tokens": AT_LEAST_ONE, "history_items": NON_NEGATIVE}
 
 
 @dataclass

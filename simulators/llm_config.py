@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, UNIT, Interval, check_fields
+from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, UNIT, Interval, check_fields, check_number
 from recoworld.llm import LLMConfig
 from recoworld.representations import RepresentationConfig
 from recoworld.simulators.memory import MemoryConfig
@@ -53,6 +53,15 @@ class LLMVoiceConfig:
         if self.on_failure not in FAILURE_POLICIES:
             raise ValueError(f"on_failure={self.on_failure!r}; choose one of {FAILURE_POLICIES}")
         check_fields(self)  # the RANGES of the class and its subclasses (recoworld.config_checks)
+        check_words(self, "app")
+
+
+def check_words(config, name: str) -> None:
+    """``ValueError`` naming ``config``'s field ``name`` unless it is a string that says
+    something: it enters every prompt, where ``None`` would read "You are using None"."""
+    value = getattr(config, name)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{type(config).__name__}.{name}={value!r}: must be a non-blank string")
 
 
 @dataclass
@@ -73,11 +82,11 @@ class LLMUserConfig(LLMVoiceConfig):
         on_failure: ``"fallback"`` (the statistical twin's response for a failed step) or
             ``"fail"`` (raise :class:`~recoworld.simulators.llm_shared.LLMUserError`).
         temperature: sampling temperature of every request (0: greedy).
-        max_tokens: reply length limit; ``None`` gives ``256 + 70 * slate_size``, enough for
-            the longest reply the schema allows even at one token per character (a cut
-            reply is invalid JSON).
-        app: how the prompt names the service.
-        initial_mindset: the mindset sentence of a new user.
+        max_tokens: reply length limit, an integer >= 1; ``None`` gives
+            ``256 + 70 * slate_size``, enough for the longest reply the schema allows even at
+            one token per character (a cut reply is invalid JSON).
+        app: how the prompt names the service (a non-blank string).
+        initial_mindset: the mindset sentence of a new user (a non-blank string).
         initial_satisfaction: satisfaction 1..5 of a new user.
         click_watch, like_watch, dislike_watch: watch fraction of each action.
         like_rating, dislike_rating: rating of a like and of a dislike.
@@ -103,6 +112,14 @@ class LLMUserConfig(LLMVoiceConfig):
     #: Satisfaction and ratings are on the 1..5 scale; a click's watch fraction is in (0, 1].
     RANGES = {**dict.fromkeys(("initial_satisfaction", "like_rating", "dislike_rating"), Interval(1, 5)),
               **dict.fromkeys(("click_watch", "like_watch", "dislike_watch"), Interval(0.0, 1.0, closed_low=False))}
+
+    def __post_init__(self):
+        super().__post_init__()
+        # ``int | None`` is no field check_fields knows: checked here, so that 0 is not read
+        # as "unset" and a string fails now rather than at the first step.
+        if self.max_tokens is not None:
+            check_number(type(self).__name__, "max_tokens", self.max_tokens, AT_LEAST_ONE, integer=True)
+        check_words(self, "initial_mindset")
 
 
 @dataclass

@@ -19,6 +19,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, check_fields
 from recoworld.llm import as_data, data_block
 
 ACTIONS = ("click", "skip", "like", "dislike")
@@ -42,9 +43,11 @@ class MemoryConfig:
     max_reason_chars: int = 80
     remember_skips: bool = False
 
+    RANGES = {"max_interactions": NON_NEGATIVE, "max_sessions": NON_NEGATIVE, "max_reason_chars": AT_LEAST_ONE}
+
     def __post_init__(self):
-        if self.max_interactions < 0 or self.max_sessions < 0 or self.max_reason_chars < 1:
-            raise ValueError(f"memory bounds must be >= 0 (and max_reason_chars >= 1), got {self}")
+        # Types too: 2.5 or "5" would fail later as a deque's size, and "no" would remember skips.
+        check_fields(self)
 
 
 @dataclass(frozen=True)

@@ -85,10 +85,17 @@ def cache_key(identity: dict, call: BackendCall) -> str:
 
 
 class ChatCache:
-    """Generations on disk. ``path`` is a SQLite file, or a directory to hold ``llm_cache.sqlite``."""
+    """Generations on disk. ``path`` is a SQLite file (a name with a suffix), or a directory to
+    hold ``llm_cache.sqlite`` (an existing directory, or a name without a suffix, made if
+    missing); an existing file whose name has no suffix is refused, naming it."""
 
     def __init__(self, path: str | Path):
         path = Path(path)
+        if path.suffix == "" and path.exists() and not path.is_dir():
+            # A name without a suffix means a directory, and this class never makes such a file:
+            # it is someone else's, not to be opened (nor, as a damaged cache, deleted).
+            raise ChatCacheError(f"the LLM cache path {path} is a file, not a directory; set llm.cache_dir to a "
+                                 "directory (the cache is llm_cache.sqlite inside it)")
         if path.is_dir() or path.suffix == "":
             path.mkdir(parents=True, exist_ok=True)
             path = path / "llm_cache.sqlite"

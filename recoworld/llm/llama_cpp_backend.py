@@ -64,6 +64,11 @@ class LlamaCppChatModel(ChatModel):
         path = Path(model_path) if model_path is not None else default_gguf_path()
         if not path.is_file():
             raise FileNotFoundError(f"model_path={str(path)!r} is not a file; give the path of a .gguf model")
+        with path.open("rb") as f:
+            magic = f.read(4)
+        if magic != b"GGUF":  # llama.cpp would say only "Failed to load model from file"
+            raise ValueError(f"model_path={str(path)!r} is not a GGUF file (it starts with {magic!r}, not b'GGUF'); "
+                             "give a .gguf model (convert others with llama.cpp's convert_hf_to_gguf.py)")
         kwargs.setdefault("max_concurrency", 1)
         kwargs.setdefault("repair_shows_reply", False)
         super().__init__(model_id=model_id or path.name, **kwargs)
@@ -76,6 +81,15 @@ class LlamaCppChatModel(ChatModel):
             chat_format=chat_format, verbose=False,
         )
         self._lock = threading.Lock()  # a llama context is not thread-safe
+
+    def _failure_hint(self, exc: BaseException) -> str:
+        # llama-cpp-python says "Requested tokens (N) exceed context window of M": the prompt,
+        # not the model, is at fault, and the generic hint would send the user looking elsewhere.
+        if "context window" in str(exc):
+            return (f"the prompt and its reply do not fit the context window: raise llm.n_ctx (now {self.n_ctx}, "
+                    "at most the model's own), or shorten what enters the prompt (long item titles; LLM users' "
+                    "memory: simulator.config.memory.*)")
+        return ""
 
     def cache_identity(self) -> dict:
         return {"backend": self.backend, "model": self.model_id, "structured_mode": self.structured_mode}

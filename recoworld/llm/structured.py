@@ -27,9 +27,22 @@ def json_schema_of(schema: type[BaseModel]) -> dict:
     return schema.model_json_schema()
 
 
+def _distinct_keys(pairs: list[tuple[str, object]]) -> dict:
+    # json.loads keeps the last of two equal keys: {"12": click, "12": skip} would be read as a
+    # skip, a guess between two answers the model gave. Repeating the same value says nothing new.
+    out: dict = {}
+    for key, value in pairs:
+        if key in out and out[key] != value:
+            raise ValueError(f"the JSON gives key {key!r} twice in one object, with different values "
+                             f"({json.dumps(out[key])[:60]} and {json.dumps(value)[:60]}); give each key once")
+        out[key] = value
+    return out
+
+
 def extract_json(text: str):
     """The JSON value in ``text``: the whole text, else a fenced block, else the span from the
-    first ``{`` to the last ``}``. Raises :class:`ValueError` naming the problem otherwise."""
+    first ``{`` to the last ``}``. Raises :class:`ValueError` naming the problem otherwise, and
+    for an object that gives one key two different values (which one was meant is not known)."""
     stripped = text.strip()
     candidates = [stripped]
     candidates += [m.group(1).strip() for m in _FENCE.finditer(stripped)]
@@ -39,7 +52,7 @@ def extract_json(text: str):
     error = None
     for candidate in candidates:
         try:
-            return json.loads(candidate)
+            return json.loads(candidate, object_pairs_hook=_distinct_keys)
         except json.JSONDecodeError as e:
             error = error or e
     if not stripped:

@@ -10,9 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from pathlib import Path
 
 from recoworld.llm.base import ChatModel
 from recoworld.llm.types import BackendCall, Completion
+
+
+def _check_local_model(name: str) -> None:
+    """``FileNotFoundError`` naming ``name`` when it is a path (an existing directory, or a name
+    that starts with ``/``, ``.`` or ``~``, which no hub id does) without a model in it:
+    ``transformers`` would otherwise report it as a malformed hub id or a missing tokenizer."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"model={name!r} is a directory without config.json; give the directory that "
+                                    "save_pretrained() wrote, or a hub id such as HuggingFaceTB/SmolLM2-135M-Instruct")
+    elif name.startswith(("/", ".", "~")):
+        raise FileNotFoundError(f"model={name!r} is not a directory; give a local model directory or a hub id such as "
+                                "HuggingFaceTB/SmolLM2-135M-Instruct")
 
 
 class TransformersChatModel(ChatModel):
@@ -55,6 +70,7 @@ class TransformersChatModel(ChatModel):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if isinstance(model, str):
             name = model
+            _check_local_model(name)
             tokenizer = tokenizer or transformers.AutoTokenizer.from_pretrained(name)
             dtype_kw = "dtype" if _version(transformers.__version__) >= (4, 56) else "torch_dtype"
             model = transformers.AutoModelForCausalLM.from_pretrained(name, **({dtype_kw: dtype} if dtype else {}))

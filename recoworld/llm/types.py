@@ -7,6 +7,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, Interval, check_number
+
+#: The range of a nucleus sampling mass.
+OPEN_LOW_UNIT = Interval(0.0, 1.0, closed_low=False)
+
 #: A chat message as the OpenAI API spells it: ``{"role": "user", "content": "..."}``.
 Message = dict[str, str]
 
@@ -18,11 +23,13 @@ class ChatRequest:
     Attributes:
         messages: the conversation, oldest first. A plain string is one user message.
         schema: a pydantic model the reply must validate against; ``None`` for free text.
-        temperature: sampling temperature; ``0`` is greedy decoding.
-        max_tokens: most tokens to generate. Also the worst case the budget reserves.
-        top_p: nucleus sampling mass; ``None`` leaves the backend's default.
-        seed: sampling seed, for backends that honour one.
-        stop: strings that end the generation.
+        temperature: sampling temperature, a finite number >= 0; ``0`` is greedy decoding.
+        max_tokens: most tokens to generate, an integer >= 1. Also the worst case the
+            budget reserves.
+        top_p: nucleus sampling mass in (0, 1]; ``None`` leaves the backend's default.
+        seed: sampling seed (an integer >= 0: llama.cpp reads -1 as "draw one at random"),
+            for backends that honour one.
+        stop: strings that end the generation; a single string is one stop string.
     """
 
     messages: tuple[Message, ...] | list[Message] | str
@@ -45,13 +52,24 @@ class ChatRequest:
                 raise ValueError(f"messages[{i}] = {m!r} needs a 'role' and a 'content'")
         object.__setattr__(self, "messages", messages)
         if self.stop is not None:
-            object.__setattr__(self, "stop", tuple(self.stop))
+            # tuple("END") would be ("E", "N", "D"): every E, N or D would end the reply.
+            stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+            bad = [s for s in stop if not isinstance(s, str) or not s]
+            if bad:
+                raise ValueError(f"stop={self.stop!r} holds {bad[0]!r}; give non-empty strings")
+            object.__setattr__(self, "stop", stop)
         if self.schema is not None and not (isinstance(self.schema, type) and issubclass(self.schema, BaseModel)):
             raise TypeError(f"schema={self.schema!r} is not a pydantic BaseModel subclass")
-        if self.max_tokens < 1:
-            raise ValueError(f"max_tokens={self.max_tokens}; it must be >= 1")
-        if self.temperature < 0:
-            raise ValueError(f"temperature={self.temperature}; it must be >= 0")
+        # Checked here, once for every backend: a NaN temperature or a float max_tokens would
+        # otherwise reach a server (or a cache key) and fail there, or be sampled as given.
+        for name, within, integer in (("max_tokens", AT_LEAST_ONE, True), ("temperature", NON_NEGATIVE, False),
+                                      ("top_p", OPEN_LOW_UNIT, False), ("seed", NON_NEGATIVE, True)):
+            value = getattr(self, name)
+            if value is None and name in ("top_p", "seed"):
+                continue
+            checked = check_number(None, name, value, within, integer=integer)
+            if type(value) not in (int, float):  # numpy's scalars as Python's; 0 stays 0 (cache keys)
+                object.__setattr__(self, name, checked)
 
     def sampling(self) -> dict[str, Any]:
         """The sampling parameters, as they enter the cache key and the backend call."""
