@@ -12,6 +12,11 @@ network and runs on the first ``--fqe-n`` sessions only.
 Time: best of ``--repeats`` runs. Memory: peak of numpy/Python allocations made during
 the call (tracemalloc), inputs excluded; for FQE, torch allocates outside tracemalloc, so
 the growth of the resident set during the call (sampled every 5 ms) is shown instead.
+
+An estimator undefined on the log (:class:`~recoworld.ope.UndefinedEstimate`: its
+normalising weights sum to 0), or an interval defined on too few resamples
+(:class:`~recoworld.ope.UndefinedInterval`), is timed up to its refusal, printed as
+``undefined`` in the estimate column and counted at the end.
 """
 
 from __future__ import annotations
@@ -110,22 +115,41 @@ def rss_growth(call) -> float:
 
 
 def measure(estimator, args, kwargs, repeats: int):
+    """``(seconds, memory, value)``: the best time, the peak memory and the estimate, or the
+    refusal (:class:`~recoworld.ope.UndefinedEstimate`, :class:`~recoworld.ope.UndefinedInterval`)
+    in place of the estimate where the log leaves it undefined (timed up to the refusal)."""
     method = estimator.estimate_interval if "n_bootstrap" in kwargs else estimator.estimate_policy_value
+
+    def call():
+        try:
+            return method(*args, **kwargs)
+        except (ope.UndefinedEstimate, ope.UndefinedInterval) as refused:
+            return refused
+
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
-        value = method(*args, **kwargs)
+        value = call()
         seconds.append(time.perf_counter() - start)
     if isinstance(estimator, ope.FittedQEvaluation):
-        memory = f"{rss_growth(lambda: method(*args, **kwargs)):9.1f} (RSS)"
+        memory = f"{rss_growth(call):9.1f} (RSS)"
     else:
         tracemalloc.start()
-        method(*args, **kwargs)
+        call()
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         memory = f"{peak / 2**20:9.1f}"
     value = value.estimate if isinstance(value, ope.PolicyValueInterval) else value
     return min(seconds), memory, value
+
+
+def shown(value) -> str:
+    """The estimate column: the number, or why there is none."""
+    if isinstance(value, ope.UndefinedInterval):
+        return f"{value.estimate:10.4f} (interval undefined: defined on {value.n_replicates} of {value.n_bootstrap})"
+    if isinstance(value, ope.UndefinedEstimate):
+        return f"{'undefined':>10}"
+    return f"{value:10.4f}"
 
 
 def main():
@@ -141,6 +165,7 @@ def main():
     print(f"{options.n:,} slates x {options.slate_length} positions, {options.n_items} candidates per position "
           f"(generated in {time.perf_counter() - start:.1f}s); FQE on {options.fqe_n:,} sessions")
     print(f"{'setting':<14} {'estimator':<40} {'time (s)':>9} {'peak MiB':>15} {'estimate':>10}")
+    undefined, calls = [], 0
     for setting, estimator, args, kwargs in cases(log, options.fqe_n):
         # FQE twice: its first call pays a one-off import inside torch.optim
         repeats = 2 if isinstance(estimator, ope.FittedQEvaluation) else 1 if "n_bootstrap" in kwargs else options.repeats
@@ -148,7 +173,11 @@ def main():
         label = repr(estimator) if len(repr(estimator)) <= 40 else type(estimator).__name__
         if "n_bootstrap" in kwargs:
             label = f"{type(estimator).__name__[:24]}.interval(B=100)"
-        print(f"{setting:<14} {label:<40} {seconds:9.3f} {memory:>15} {value:10.4f}")
+        print(f"{setting:<14} {label:<40} {seconds:9.3f} {memory:>15} {shown(value)}")
+        calls += 1
+        if isinstance(value, ope.UndefinedEstimate | ope.UndefinedInterval):
+            undefined.append(label)
+    print(f"undefined on this log: {len(undefined)} of {calls}" + (f" ({', '.join(undefined)})" if undefined else ""))
 
 
 if __name__ == "__main__":

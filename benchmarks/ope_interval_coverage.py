@@ -13,7 +13,13 @@ Clopper-Pearson 95 % interval of that share), the mean width and the misses on e
   standard error (Efron & Tibshirani, *An Introduction to the Bootstrap*, 1993, ch. 12);
 - ``normal``: the estimate +- z times the delta-method standard error.
 
-All four read the same resamples. The problems:
+All four read the same resamples. A log on which an estimator is undefined, or defined on
+fewer resamples than a ``1 - alpha`` interval needs (:class:`~recoworld.ope.UndefinedEstimate`,
+:class:`~recoworld.ope.UndefinedInterval`, the library's own rule), has no interval of any
+method, and a method whose own quantities are undefined on a log (the bootstrap-t with fewer
+finite pivots than :func:`~recoworld.ope.base.min_resamples` asks, BCa without a finite
+jackknife) has none there: such logs are counted and printed per estimator and method, and
+the coverage is that of the logs with an interval. The problems:
 
 - ``bandit``: 20 discrete contexts, an epsilon-soft logger around a random greedy action,
   a softmax target drawn independently, Bernoulli rewards; IPS, SNIPS, DR and SNDR (the
@@ -40,6 +46,7 @@ from scipy.stats import binomtest
 from recoworld.ope import (
     DR, IPS, SNDR, SNIPS, BanditFeedback, PerDecisionIS, SessionFeedback, TrajectoryWiseIS, WeightedPerDecisionIS,
 )
+from recoworld.ope.base import UndefinedEstimate, UndefinedInterval, min_resamples
 
 BANDIT_ESTIMATORS = {"IPS": IPS(), "SNIPS": SNIPS(), "DR": DR(), "SNDR": SNDR()}
 SESSION_ESTIMATORS = {"TrajectoryWiseIS": TrajectoryWiseIS(), "PerDecisionIS": PerDecisionIS(),
@@ -140,56 +147,91 @@ def _delta_se(estimator, terms: np.ndarray, counts: np.ndarray, sums: np.ndarray
     return np.sqrt(np.maximum((counts * influence**2).sum(axis=1) - n_rounds * mean**2, 0.0))
 
 
-def intervals(estimator, terms: np.ndarray, counts: np.ndarray, alpha: float) -> dict[str, tuple[float, float]]:
+def intervals(estimator, terms: np.ndarray, counts: np.ndarray, alpha: float) -> dict[str, tuple[float, float] | None]:
+    """Each method's ``(lower, upper)`` from the resamples ``counts``, ``None`` for a method
+    undefined on this log; :class:`UndefinedEstimate` or :class:`UndefinedInterval` where
+    the library would refuse the estimator's interval (module docstring)."""
     n_rounds = len(terms)
     total = terms.sum(axis=0)
-    estimate = float(estimator._combine(total, n_rounds))
+    estimate = estimator._value(terms)  # the library's refusal of an estimator undefined on the log
     sums = counts @ terms
     with np.errstate(invalid="ignore", divide="ignore"):
         replicates = estimator._combine(sums, n_rounds)
         jackknife = estimator._combine(total - terms, n_rounds - 1)
     defined = np.isfinite(replicates)
+    # and of one defined on too few resamples, by the same rule
+    estimator._check_defined(int(defined.sum()), len(counts), alpha, estimate)
     replicates, jackknife = replicates[defined], jackknife[np.isfinite(jackknife)]
     tails = np.array([alpha / 2, 1 - alpha / 2])
     below = (np.sum(replicates < estimate) + 0.5 * np.sum(replicates == estimate)) / replicates.size
     bias = ndtri(np.clip(below, 0.5 / replicates.size, 1 - 0.5 / replicates.size))
-    spread = jackknife.mean() - jackknife
-    acceleration = (spread**3).sum() / (6 * ((spread**2).sum()) ** 1.5) if (spread**2).sum() > 0 else 0.0
     z = ndtri(tails)
+    bca = None
+    if jackknife.size:  # one round, or every leave-one-out undefined: no acceleration
+        spread = jackknife.mean() - jackknife
+        acceleration = (spread**3).sum() / (6 * ((spread**2).sum()) ** 1.5) if (spread**2).sum() > 0 else 0.0
+        bca = tuple(np.quantile(replicates, ndtr(bias + (bias + z) / (1 - acceleration * (bias + z)))))
     se = float(_delta_se(estimator, terms, np.ones((1, n_rounds)), total[None])[0])
     with np.errstate(invalid="ignore", divide="ignore"):
         pivots = (replicates - estimate) / _delta_se(estimator, terms, counts[defined], sums[defined])
-    t_low, t_high = np.quantile(pivots[np.isfinite(pivots)], tails)
+    pivots = pivots[np.isfinite(pivots)]  # a resample of one repeated round has no spread: no pivot
+    studentized = None
+    if pivots.size >= min_resamples(alpha):
+        t_low, t_high = np.quantile(pivots, tails)
+        studentized = (estimate - t_high * se, estimate - t_low * se)
     return {
         "percentile": tuple(np.quantile(replicates, tails)),
-        "BCa": tuple(np.quantile(replicates, ndtr(bias + (bias + z) / (1 - acceleration * (bias + z))))),
-        "studentized": (estimate - t_high * se, estimate - t_low * se),
+        "BCa": bca,
+        "studentized": studentized,
         "normal": (estimate + z[0] * se, estimate + z[1] * se),
     }
 
 
+METHODS = ("percentile", "BCa", "studentized", "normal")
+
+
 def coverage(problem, label: str, n_rounds: int, n_logs: int, n_bootstrap: int, alpha: float) -> None:
-    start, outcomes = time.perf_counter(), {}
+    start = time.perf_counter()
+    outcomes = {(name, method): [] for name in problem.estimators for method in METHODS}
+    # per estimator and method, the logs without an interval, by why: "estimate" (undefined on
+    # the log), "interval" (on too few resamples), "method" (the method's own quantities)
+    undefined = {key: {} for key in outcomes}
     for log in range(n_logs):
         data = problem.sample(n_rounds, seed=(10_000 if label.startswith("bandit") else 7_000) * n_rounds + log)
         counts = resample_counts(n_rounds, n_bootstrap, seed=log)
         for name, estimator in problem.estimators.items():
-            found = intervals(estimator, estimator._round_terms(*data), counts, alpha)
+            try:
+                found = intervals(estimator, estimator._round_terms(*data), counts, alpha)
+            except (UndefinedEstimate, UndefinedInterval) as refused:
+                why = "estimate" if isinstance(refused, UndefinedEstimate) else "interval"
+                for method in METHODS:
+                    undefined[name, method][why] = undefined[name, method].get(why, 0) + 1
+                continue
             if log == 0:  # the percentile column is the library's own interval
                 library = estimator.estimate_interval(*data, n_bootstrap=n_bootstrap, alpha=alpha, seed=log)
                 assert np.allclose((library.lower, library.upper), found["percentile"], rtol=1e-9), name
-            for method, (lower, upper) in found.items():
-                outcomes.setdefault((name, method), []).append(
-                    (lower <= problem.truth <= upper, upper - lower, lower > problem.truth))
+            for method, bounds in found.items():
+                if bounds is None:
+                    undefined[name, method]["method"] = undefined[name, method].get("method", 0) + 1
+                    continue
+                lower, upper = bounds
+                outcomes[name, method].append((lower <= problem.truth <= upper, upper - lower, lower > problem.truth))
     print(f"\n== {label}, {n_rounds} rounds, {n_logs} logs, {n_bootstrap} resamples, "
           f"{1 - alpha:.0%} intervals; truth {problem.truth:.4f}")
     for (name, method), rows in outcomes.items():
+        missing = undefined[name, method]
+        gaps = (f"  undefined on {sum(missing.values())} of {n_logs} logs ("
+                + ", ".join(f"{why} {count}" for why, count in missing.items()) + ")") if missing else ""
+        if not rows:
+            print(f"{name:22s} {method:12s} no interval on any log{gaps}")
+            continue
         covered, width, above = np.array(rows, dtype=float).T
         hits = int(covered.sum())
         share = binomtest(hits, len(covered)).proportion_ci(method="exact")
         below = int(above.sum())  # the interval lies above the truth
         print(f"{name:22s} {method:12s} coverage {hits / len(covered):.3f} [{share.low:.3f}, {share.high:.3f}]"
-              f"  mean width {width.mean():.4f}  misses: truth below {below}, above {len(covered) - hits - below}")
+              f"  mean width {width.mean():.4f}  misses: truth below {below}, above {len(covered) - hits - below}"
+              + gaps)
     print(f"({time.perf_counter() - start:.0f} s)", flush=True)
 
 

@@ -214,9 +214,13 @@ def test_bootstrap_intervals_hold_the_estimate_and_pool_per_user_counts():
     f1 = bootstrap.pooled_f1(p, labels, torch.tensor([0, 0, 1, 1, 2, 3]), 4, weights)
     assert f1["value"] == pytest.approx(decide(p, labels).f1)
     # User 3's list alone holds no chosen item and no "yes": a resample of only that user
-    # has no F1, and is left out rather than read as 0.
-    lonely = bootstrap.pooled_f1(p, labels, torch.tensor([0, 0, 0, 0, 0, 3]), 4, np.array([[0, 0, 0, 4], *weights]))
+    # has no F1, and is left out (counted as such) rather than read as 0. (The resamples
+    # without user 0 are left out of the others: a third of them, too many for an interval.)
+    with_user_0 = weights[weights[:, 0] > 0]
+    lonely = bootstrap.pooled_f1(p, labels, torch.tensor([0, 0, 0, 0, 0, 3]), 4,
+                                 np.array([[0, 0, 0, 4], *with_user_0]))
     assert lonely["low"] > 0.0
+    assert (lonely["n_draws"], lonely["n_defined"]) == (len(with_user_0) + 1, len(with_user_0))
     assert bootstrap.user_rmse(np.array([1.0, -1.0, 2.0]), np.array([0, 0, 1]), 4, weights)["value"] == \
         pytest.approx(np.sqrt(2.0))
     p = p + 0.05  # each in the middle of a bin of its own

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from recoworld.apps.fidelity.evaluation import RATIOS
+from recoworld.calibration.bootstrap import is_undefined
 from recoworld.logs import new_folder, strict_json
 from recoworld.simulators.calibrated import CalibratedWorld
 
@@ -44,7 +45,7 @@ def _write_files(results: dict, out: Path, world: CalibratedWorld) -> None:
     noun = events(results)
     lines = introduction(results)
     lines += ["## Headline", ""] + headline(results) + [""]
-    lines += ["## Targets", ""] + [f"- {k}: {'met' if v else '**not met**'}" for k, v in results["targets"].items()]
+    lines += ["## Targets", ""] + _targets(results["targets"])
     lines += discrimination_section(results, names)
     lines += ratings_section(results["ratings"])
     not_scored = results.get("not_scored", {})
@@ -184,13 +185,26 @@ def _number(value: float | None, digits: int) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
-def _with_interval(entry: dict, digits: int = 3) -> str:
-    """``value [low, high]``; ``value [n/a]`` where the interval is undefined, ``n/a`` where the value is."""
+def _with_interval(entry: dict, digits: int = 3, draws: str = "resamples") -> str:
+    """``value [low, high]`` of an interval (:func:`~recoworld.calibration.bootstrap.interval`);
+    ``value [n/a: k of N resamples defined]`` where the metric is undefined on too many of
+    its ``draws`` for an interval, ``value [n/a]`` where the interval is undefined otherwise
+    (one user cannot be resampled), ``n/a`` where the value is."""
     value = _number(entry["value"], digits)
     if value == "n/a":
         return value
     low, high = _number(entry["low"], digits), _number(entry["high"], digits)
-    return f"{value} [n/a]" if "n/a" in (low, high) else f"{value} [{low}, {high}]"
+    if "n/a" not in (low, high):
+        return f"{value} [{low}, {high}]"
+    if "n_draws" in entry and is_undefined(entry):
+        return f"{value} [n/a: {entry['n_defined']} of {entry['n_draws']} {draws} defined]"
+    return f"{value} [n/a]"
+
+
+def _targets(targets: dict[str, bool | None]) -> list[str]:
+    """One line per target: met, not met, or n/a where it has no verdict (``None``: what
+    it reads is undefined)."""
+    return [f"- {k}: {'n/a (undefined)' if v is None else 'met' if v else '**not met**'}" for k, v in targets.items()]
 
 
 def _threshold(t: float) -> str:
@@ -219,7 +233,9 @@ def splits_section(splits: dict | None, targets: dict | None, noun: str = "ratin
              "lists): even calibrated probabilities maximise F1 at about half the best F1, not at 1/2 "
              "(Lipton, Elkan and Naryanaswamy, 2014); \"all yes\": the best F1 on the validation lists says yes to "
              "every item, so the model separates them no better than saying yes to all. The F1 target reads the second. "
-             "[n/a]: no interval, as one user cannot be resampled.", ""]
+             "[n/a]: no interval, as one user cannot be resampled; [n/a: k of N resamples defined]: no interval, as "
+             "the metric is undefined on more than 5% of the resamples (those that draw none of the few users it "
+             "needs), too many for a 95% interval; in the calibration plot, such a bin is drawn hollow.", ""]
     for kind, why in not_scored.items():
         lines += [f"### Split: {split_title(kind, noun)}", "", f"Not scored: {why}.", ""]
     for kind, split in splits.items():
@@ -245,7 +261,7 @@ def splits_section(splits: dict | None, targets: dict | None, noun: str = "ratin
                 for m in RATIOS) + " |")
         lines.append("")
     if targets:
-        lines += ["Targets:", ""] + [f"- {k}: {'met' if v else '**not met**'}" for k, v in targets.items()]
+        lines += ["Targets:", ""] + _targets(targets)
     return lines + (["", "![calibration curves](calibration.png)", ""] if splits else [""])
 
 
@@ -254,7 +270,7 @@ def _distances(entry: dict, digits: int) -> list[str]:
     cells = []
     for metric, distance in entry["distance"].items():
         within = entry["within_noise"][metric]
-        cells += [_with_interval(distance, digits), _with_interval(entry["noise"][metric], digits),
+        cells += [_with_interval(distance, digits), _with_interval(entry["noise"][metric], digits, "halvings"),
                   "n/a" if within is None else "within noise" if within else "**outside noise**"]
     return cells
 
@@ -299,7 +315,10 @@ def sessions_section(section: dict | None, targets: dict | None, noun: str = "ra
                  _quantiles_cell(entry["simulated"], keys, digits), *_distances(entry, 3)]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "n/a: undefined, where a side has fewer than 3 sessions followed by a gap, or no spread in "
-              "the session's value or in the gaps (a Spearman correlation), or no values (a distribution).", "",
+              "the session's value or in the gaps (a Spearman correlation), or no values (a distribution); "
+              "[n/a: k of N resamples (halvings) defined]: no interval, as the statistic is undefined on more than "
+              "5% of them, too many for a 95% interval; a verdict is n/a where the distance or the noise's upper "
+              "end is.", "",
               "| correlation | held-out | simulated | difference | noise | verdict |", "|---|---|---|---|---|---|"]
     for entry in statistics.values():
         if entry["kind"] == "correlation":
@@ -328,7 +347,7 @@ def sessions_section(section: dict | None, targets: dict | None, noun: str = "ra
                    f"{c['gap_shape']:.3f}, gap elasticity to session length "
                    f"{c.get('gap_length_elasticity', 0.0):.3f}.")]
     if targets:
-        lines += ["", "Targets:", ""] + [f"- {k}: {'met' if v else '**not met**'}" for k, v in targets.items()]
+        lines += ["", "Targets:", ""] + _targets(targets)
     return lines + [""]
 
 
@@ -448,8 +467,12 @@ def plot_calibration(plt, splits: dict, out: Path, noun: str = "ratings") -> Non
             y = [c["observed"]["value"] for c in curve]
             err = [[c["observed"]["value"] - c["observed"]["low"] for c in curve],
                    [c["observed"]["high"] - c["observed"]["value"] for c in curve]]
-            ax.errorbar(x, y, yerr=err, marker="o", ms=3, capsize=2, label=name,
-                        lw=2 if name == "calibrated user" else 1)
+            line = ax.errorbar(x, y, yerr=err, marker="o", ms=3, capsize=2, label=name,
+                               lw=2 if name == "calibrated user" else 1)
+            # a bin without an interval (NaN ends) is drawn hollow, so that it does not read as exact
+            bare = [k for k, c in enumerate(curve) if not np.isfinite(c["observed"]["low"])]
+            ax.plot([x[k] for k in bare], [y[k] for k in bare], ls="none", marker="o", ms=6, mfc="white",
+                    color=line[0].get_color())
         ax.set_xlabel("predicted click probability")
         ax.set_ylabel("observed share chosen (1:1 lists)")
         ax.set_title(split_title(kind, noun))

@@ -45,7 +45,9 @@ Sections of the report:
   the data cannot give (no user rated both before and after the time cut, too few users to
   fold any in) is named with the reason in its place, and so is a session section the data
   cannot give; the rest of the report is written. A split of one user has no intervals
-  (``[n/a]``).
+  (``[n/a]``), and neither has a metric undefined on more than 5% of the resamples, such
+  as a reliability bin of one or two users (``[n/a: k of N resamples defined]``; each
+  interval in ``metrics.json`` says on how many draws it rests).
 * **Session dynamics** (on by default; ``--no-sessions`` skips it): session length, gaps,
   the next gap against the last session and genre repetition of the calibrated users
   against users the fit never saw, with distances, bootstrap intervals and the noise

@@ -54,9 +54,11 @@ log-likelihoods per session.
 **Keys** of ``metrics.json["sessions"]`` (:func:`session_dynamics`): ``statistics``, one
 entry per name of :data:`STATISTICS` with ``title``, ``kind``, ``held_out`` and
 ``simulated`` (``n``; for a distribution ``mean``, ``p50``, ``p80``, ``p95``, for a
-correlation ``value``; each ``{"value", "low", "high"}``), ``distance`` and ``noise``
-(per distance name of :data:`DISTANCES`, ``{"value", "low", "high"}``) and
-``within_noise`` (per distance name, a bool); ``held_out_users``, ``fitted_users``,
+correlation ``value``; each an interval, ``{"value", "low", "high", "n_draws", "n_defined"}``
+of :func:`~recoworld.calibration.bootstrap.interval`), ``distance`` and ``noise`` (per
+distance name of :data:`DISTANCES`, an interval; the noise's draws are the halvings) and
+``within_noise`` (per distance name, a bool, or ``None`` where the distance or the noise's
+upper end is undefined); ``held_out_users``, ``fitted_users``,
 ``share``; ``leave`` and ``returns`` (the refit, as the artifact's ``meta``), ``config``
 (the refitted leave and return weights, the gap's shape included) and ``gap_law`` (``sessions``; ``exponential``
 and ``weibull``, each with ``log_likelihood`` per session and ``mean_gap_days``, and the
@@ -235,7 +237,8 @@ def compare(held_out: pd.DataFrame, simulated: pd.DataFrame, draws: int = 200, s
             names: Sequence[str] = tuple(STATISTICS)) -> dict:
     """The statistics ``names`` of :data:`STATISTICS` on both session tables, their
     distances with bootstrap intervals, the half-split noise of ``held_out`` and the
-    verdicts (module docstring; a verdict is ``None`` where the distance is undefined)."""
+    verdicts (module docstring; a verdict is ``None`` where the distance or the noise's
+    upper end is undefined)."""
     real, sim = UserResampler(held_out), UserResampler(simulated)
     real_draws, sim_draws = user_draws(real.n_users, draws, seed), user_draws(sim.n_users, draws, seed + 1)
     generator = np.random.default_rng(seed + 2)
@@ -255,9 +258,11 @@ def compare(held_out: pd.DataFrame, simulated: pd.DataFrame, draws: int = 200, s
             spread = np.array([d[metric] for d in noise])
             middle = float(np.nanmedian(spread)) if np.isfinite(spread).any() else np.nan
             entry["noise"][metric] = interval(middle, spread)
-            # None where the statistic is undefined (too few sessions, no variation): no verdict.
-            entry["within_noise"][metric] = (None if np.isnan(point[metric]) else
-                                             bool(point[metric] <= entry["noise"][metric]["high"]))
+            # None where the statistic is undefined (too few sessions, no variation), or the
+            # noise on too many halvings for its upper end: no verdict.
+            ceiling = entry["noise"][metric]["high"]
+            entry["within_noise"][metric] = (None if np.isnan(point[metric]) or np.isnan(ceiling) else
+                                             bool(point[metric] <= ceiling))
         out[name] = entry
     return out
 
@@ -342,7 +347,8 @@ def measurable(has_ratings: bool, with_genres: bool) -> list[str]:
     return [name for name in STATISTICS if name not in left_out]
 
 
-def targets(section: dict) -> dict[str, bool]:
-    """The issue's target: session length and gap distributions within the half-split noise (KS)."""
+def targets(section: dict) -> dict[str, bool | None]:
+    """The issue's target: session length and gap distributions within the half-split noise
+    (KS); ``None`` where there is no verdict (:func:`compare`)."""
     return {f"{name}: KS within the half-split noise": section["statistics"][name]["within_noise"]["ks"]
             for name in ("session_length", "gap_days")}

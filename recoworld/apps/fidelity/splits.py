@@ -32,9 +32,11 @@ Platt scaling on a validation fold (the same fit on the ratings before each user
 **Metrics**, each with a 95% bootstrap interval over the users the split scores, those
 with held-out ratings (for ``users``, the folded-in ones), resampled alone so that every
 resample holds as many of them as the split (:mod:`recoworld.calibration.bootstrap`;
-a split that scores one user has no interval: its ends are NaN): mean per-user AUC
-against never-rated items; F1 at 1:1, 1:3 and 1:9; rating RMSE; and the calibration
-curve of the 1:1 lists with its expected calibration error.
+a split that scores one user has no interval, and neither has a metric undefined on more
+than 5% of the resamples, such as a reliability bin of one or two users: their ends are
+NaN, and each interval says on how many draws it rests, ``n_draws`` and ``n_defined``):
+mean per-user AUC against never-rated items; F1 at 1:1, 1:3 and 1:9; rating RMSE; and
+the calibration curve of the 1:1 lists with its expected calibration error.
 
 **A split that cannot be scored** raises
 :class:`~recoworld.apps.calibrate.folds.CalibrationDataError` saying why

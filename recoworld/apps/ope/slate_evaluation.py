@@ -190,9 +190,10 @@ def evaluate_slate_log(args) -> dict:
     study = Study(config, catalog)
     with agent_step(args.policy, on_log):
         rows = study.estimate(frame, {"policy": target}, args.seed)
-    for row in rows:
-        row.pop("target")
-        row["interval"] = "refit" if row["estimator"] in ("DM", "CascadeDR") else "rows"
+    # the columns in the bandit rows' order (evaluate_bandit): how the interval was drawn, then its count
+    rows = [{**{key: value for key, value in row.items() if key not in ("target", "n_replicates")},
+             "interval": "refit" if row["estimator"] in ("DM", "CascadeDR") else "rows",
+             "n_replicates": row["n_replicates"]} for row in rows]
     diagnostics = slate_diagnostics(data, side.propensities)
     selection = select_for_slates(study, agent, target, data, estimators, args)
     # DM's click model learns each item's clicks at each position: it needs the log to show the
