@@ -102,9 +102,10 @@ class PlanningOracle(Recommender):
         super().setup(env, seed)
         self._user_model = env.unwrapped.user_model
         model = self._user_model()
-        if not all(hasattr(model, name) for name in ("state", "n_users", "click_probabilities")):
-            raise TypeError(f"PlanningOracle needs a batched user model with a dataclass state of per-user tensors "
-                            f"and click_probabilities (the statistical or calibrated users); "
+        # utility_valid: the lookahead scores its own draws without a check (no host sync a step).
+        if not all(hasattr(model, name) for name in ("state", "n_users", "click_probabilities", "utility_valid")):
+            raise TypeError(f"PlanningOracle needs a batched user model with a dataclass state of per-user tensors, "
+                            f"click_probabilities and utility_valid (the statistical or calibrated users); "
                             f"the env's simulator is a {type(model).__name__}")
         self._genres = self.catalog.genres.to(model.device).float()
         n = self.catalog.n_items
@@ -178,8 +179,11 @@ class PlanningOracle(Recommender):
         clicks, steps = torch.zeros(len(user), device=ids.device), torch.zeros(len(user), device=ids.device)
         for h in range(self.horizon):
             if h:
+                # The planner's own draws (distinct catalog ids): stepped without a check.
                 slates = self._next_slates(model, B, user, rule, rollout)
-            response = model.respond(slates)
+                response = model.respond_valid(slates)
+            else:
+                response = model.respond(slates)  # the caller's candidates: checked once
             steps += alive
             clicks += response.clicked.sum(1) * alive
             alive &= ~response.churned
@@ -202,7 +206,7 @@ class PlanningOracle(Recommender):
         """Each row's rule applied to fresh candidates, drawn once per (user, rollout)."""
         R = self.rollouts
         ids = self._candidates.draw(B * R, self._draws).to(user.device)[user * R + rollout]
-        p = model.click_probabilities(ids)
+        p = torch.sigmoid(model.utility_valid(ids))  # click_probabilities(ids) of ids built here: no check
         positions = torch.empty(len(user), self.slate_size, dtype=torch.long, device=user.device)
         for index, name in enumerate(self.rules):
             rows = (rule == index).nonzero().flatten()

@@ -272,12 +272,22 @@ class StatisticalUsers(UserSimulator):
         if items.ndim != 2 or len(items) != rows:
             raise ValueError(f"items has shape {tuple(items.shape)}; expected [{rows}, C]: a row of item ids for each "
                              + ("user slot" if users is None else "slot in users"))
+        return self.utility_valid(items, users)
+
+    def utility_valid(self, items: torch.Tensor, users: torch.Tensor | None = None) -> torch.Tensor:
+        """:meth:`utility` of ids known valid (as :meth:`respond_valid` is to :meth:`respond`):
+        ``items`` int64 ``[n, C]`` on :attr:`device`, ids of the catalog; ``users`` int64
+        ``[n]`` slots of the batch, or ``None`` for every slot. Nothing is checked: a bad id
+        indexes out of bounds (a device-side assert on a GPU). For callers that build their
+        ids every step (:meth:`expected_clicks` after its own check, the planning oracle's
+        lookahead, the calibration's reference recommender), whom a check would cost a read
+        back to the host at every step: on a GPU, a wait for the device."""
         state = None
         if users is not None:
             if type(self)._utility is not StatisticalUsers._utility:  # its utility reads every slot's state
                 every = torch.zeros(self.n_users, items.shape[1], dtype=torch.long, device=self.device)
                 every[users] = items
-                return self.utility(every)[users]
+                return self.utility_valid(every)[users]
             state = _Slots(self.state, users)
         features, weights = lookup(self.catalog.features, items), lookup(self.catalog.genre_weights, items)
         if state is None:
@@ -286,8 +296,8 @@ class StatisticalUsers(UserSimulator):
 
     def expected_clicks(self, slates: torch.Tensor) -> torch.Tensor:
         """Exact expected clicks under the cascade: :math:`\\sum_k P(e_k) p_k`."""
-        slates = self._check(slates)
-        p = self.click_probabilities(slates)
+        slates = self._check(slates)  # ids in the catalog and distinct: checked once, here
+        p = torch.sigmoid(self.utility_valid(slates))  # click_probabilities(slates), without a second check
         go_on = self.patience[:, None] * (1.0 - p * (1.0 - self.config.continue_after_click))
         examined = torch.cumprod(torch.cat([torch.ones_like(p[:, :1]), go_on[:, :-1]], 1), 1)
         return (examined * p).sum(1)

@@ -258,7 +258,8 @@ class ReferenceRecommender:
             # The sigmoid over every row, as for the whole batch: torch's vectorised and scalar
             # loops round differently, so an element's last bit hangs on its place in the tensor.
             utility = torch.zeros(pool.shape)
-            utility[rows] = sim.utility(pool[rows], rows)
+            # Distinct catalog ids and slots of the batch, built here: scored without a check.
+            utility[rows] = sim.utility_valid(pool[rows], rows)
             candidates = pool[rows]
             score = torch.sigmoid(utility)[rows] - self.seen[rows].gather(1, candidates).float()  # in [-1, 1]
             slates[rows] = candidates.gather(1, score.topk(self.slate_size, dim=1).indices)
