@@ -21,6 +21,7 @@ import torch
 from fake_openai_server import Answer, FakeOpenAIServer, FakeSleep, refuse_response_format
 from pydantic import BaseModel
 
+from recoworld.agents import Recommender
 from recoworld.apps.judge import LLMJudge
 from recoworld.apps.run.app import main as run_app
 from recoworld.apps.run.secrets import REDACTED, redact_text, redacted_output
@@ -400,11 +401,14 @@ def test_log_records_are_redacted_whatever_handler_writes_them(tmp_path):
     assert SECRET not in text and text.count(REDACTED) == 2  # the message and the exception's
 
 
-class ExplodingAgent:
+class ExplodingAgent(Recommender):
     """An agent whose construction fails, as a broken plug-in's would."""
 
     def __init__(self, **kwargs):
         raise RuntimeError("the agent cannot start")
+
+    def act(self, obs):
+        raise AssertionError("never built")
 
 
 def scripted_voice(**settings):

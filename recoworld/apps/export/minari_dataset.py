@@ -46,6 +46,7 @@ its description says so.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -83,8 +84,11 @@ def export_minari(run_dir: str | Path, dataset_id: str | None = None, *, agent: 
         segment: export the episodes of this one of the run's ``experiment.segments``.
 
     Raises:
-        FileNotFoundError, FileExistsError, ValueError: the run, the id or an argument is
-            refused (the message names it and the fix); nothing is written.
+        FileNotFoundError, FileExistsError, ValueError: the run, the id, an argument or the
+            datasets folder is refused (the message names it and the fix); nothing is written.
+        DatasetNotWritten: writing in the datasets folder failed (it cannot be written, the
+            disk is full); the message names the folder and the fix, and nothing is left
+            under the id.
     """
     from recoworld.apps.run.run_log import run_status
 
@@ -121,14 +125,55 @@ def _export(run_dir: Path, status: dict | None, dataset_id: str | None, *, agent
     if run.note:
         description += f" Partial: {run.note}."
     slate_size = len(log["slate"].iat[0])
-    write_dataset(dataset_id, episode_buffers(log, history), observation_space=observation_space(history),
-                  action_space=spaces.MultiDiscrete(np.full(slate_size, catalog.n_items, dtype=np.int64)),
-                  metadata={"algorithm_name": ", ".join(agents), "description": description})
+    try:
+        write_dataset(dataset_id, episode_buffers(log, history), observation_space=observation_space(history),
+                      action_space=spaces.MultiDiscrete(np.full(slate_size, catalog.n_items, dtype=np.int64)),
+                      metadata={"algorithm_name": ", ".join(agents), "description": description})
+    except FileExistsError:  # another export took the id meanwhile: its own message
+        raise
+    except OSError as err:
+        raise DatasetNotWritten(f"could not write the dataset {dataset_id!r} in the Minari datasets "
+                                f"folder {_datasets_folder_name()} ({err}); nothing is left under the id: free "
+                                f"space there, or {DATASETS_FOLDER_FIX}") from err
     return minari.load_dataset(dataset_id)
 
 
+class DatasetNotWritten(OSError):
+    """The dataset could not be written in the Minari datasets folder (a folder that cannot
+    be written, a full disk): the message names the folder and the fix; nothing is left
+    under the id."""
+
+
+#: Where the fix to an unusable datasets folder lies.
+DATASETS_FOLDER_FIX = ("set MINARI_DATASETS_PATH to a folder you can write (unset, Minari uses "
+                       "~/.minari/datasets)")
+
+
+def _datasets_folder() -> Path:
+    """Minari's datasets folder (``$MINARI_DATASETS_PATH``, default ``~/.minari/datasets``),
+    made if missing.
+
+    Raises:
+        ValueError: the folder cannot be made (a path through a file, a file system that
+            refuses it); the message names the folder and :data:`DATASETS_FOLDER_FIX`.
+    """
+    from minari.storage import get_dataset_path
+
+    try:
+        return get_dataset_path()
+    except OSError as err:  # Minari makes the folder itself, and says no more than the OS
+        raise ValueError(f"the Minari datasets folder {_datasets_folder_name()} cannot be made ({err.strerror}: "
+                         f"{err.filename}): {DATASETS_FOLDER_FIX}") from None
+
+
+def _datasets_folder_name() -> str:
+    value = os.environ.get("MINARI_DATASETS_PATH")
+    return "~/.minari/datasets" if value is None else f"{value} (MINARI_DATASETS_PATH)"
+
+
 def _check_new_dataset_id(dataset_id: str) -> None:
-    """Refuse an id Minari cannot create, or one that names a folder already there."""
+    """Refuse an id Minari cannot create, one that names a folder already there, or a
+    datasets folder that cannot be made (:func:`_datasets_folder`)."""
     from minari.dataset.minari_dataset import DATASET_ID_RE
     from minari.dataset.minari_storage import MinariStorage
     from minari.storage import get_dataset_path
@@ -137,6 +182,7 @@ def _check_new_dataset_id(dataset_id: str) -> None:
     if match is None or match.group("version") is None:
         raise ValueError(f"dataset id {dataset_id!r} is not (namespace/)name-vN: give e.g. --dataset-id "
                          "recoworld/smoke-v0 (letters, digits, '-' and '_', then a version)")
+    _datasets_folder()
     path = get_dataset_path(dataset_id)
     if not path.exists():
         return
@@ -177,8 +223,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         print(f"recoworld export minari: {error}", file=sys.stderr)
         return 2
-    except OSError as error:  # a datasets folder that cannot be written, a full disk: nothing is left
-        print(f"recoworld export minari: could not write the dataset: {error}", file=sys.stderr)
+    except DatasetNotWritten as error:
+        print(f"recoworld export minari: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # the run's files that cannot be read, say
+        print(f"recoworld export minari: could not export: {error}", file=sys.stderr)
         return 1
     print(f"Minari dataset {dataset.spec.dataset_id}: {dataset.total_episodes} episodes, "
           f"{dataset.total_steps} steps (minari.load_dataset({dataset.spec.dataset_id!r}))")

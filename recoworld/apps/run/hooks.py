@@ -137,8 +137,20 @@ def _writer_class():
 
 
 def summary_writer(folder: Path):
-    """A ``SummaryWriter`` on ``folder`` (:func:`check_tensorboard` tells when there is none)."""
-    return _writer_class()(log_dir=str(folder))
+    """A ``SummaryWriter`` on ``folder`` (:func:`check_tensorboard` tells when there is none).
+
+    Raises:
+        ExperimentConfigError: a file stands where ``folder`` or one of its parents should be
+            (a file named ``tensorboard`` in the run directory, say); the message names it and
+            the fix, where the writer would raise a bare ``NotADirectoryError``.
+    """
+    writer = _writer_class()
+    blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise ExperimentConfigError(f"experiment.tensorboard=true writes event files in {folder}, but {blocking} is a "
+                                    f"file: move it away, then finish the run with experiment.resume=true (or run "
+                                    "with experiment.tensorboard=false)")
+    return writer(log_dir=str(folder))
 
 
 class FreshTrainingCurves(Hook):

@@ -13,7 +13,9 @@ class outside RecoWorld does not take. A key you set yourself (``+simulator.budg
 class does not take stops the run, naming the key and the arguments the class takes, so
 that a misspelt key is an error, never a silent default (RecoWorld's own classes keep their
 strict check too). A ``_target_`` that does not import stops the run before it starts,
-naming the module that is missing.
+naming the module that is missing, and so does a class that is not a
+``recoworld.agents.Recommender`` (an agent) or a ``recoworld.simulators.UserSimulator`` (a
+simulator): the run calls their methods.
 
 **Entry points.** An installed distribution registers named configs in the groups
 ``recoworld.agents`` and ``recoworld.simulators``; in its ``pyproject.toml``::
@@ -128,7 +130,9 @@ def fit_plugin_targets(cfg: DictConfig, overrides: Sequence[str] | None = None) 
     for the target; the other keys came with the config whose ``_target_`` was swapped.
 
     Raises:
-        ExperimentConfigError: a key meant for the target that it does not take.
+        ExperimentConfigError: a key meant for the target that it does not take, a target
+            that does not import, or a class that does not subclass its group's base
+            (:data:`BASES`).
     """
     from recoworld.apps.run.checks import ExperimentConfigError, override_key
 
@@ -140,6 +144,7 @@ def fit_plugin_targets(cfg: DictConfig, overrides: Sequence[str] | None = None) 
         if not target or target.startswith("recoworld."):
             continue
         built = _imported(target, group)
+        _check_base(built, target, group)
         try:
             named, any_name = _arguments(built)
         except (TypeError, ValueError):  # no signature to read: instantiate calls it as it is
@@ -189,6 +194,30 @@ def _imported(target: str, group: str):
                                         "check the spelling")
         found = getattr(found, name)
     return found
+
+
+#: Per group, the base class that a plug-in class must subclass, and what ``recoworld run`` calls on it.
+BASES = {"agent": ("recoworld.agents.Recommender", "setup, act, update"),
+         "simulator": ("recoworld.simulators.UserSimulator", "reset, respond, close")}
+
+
+def _check_base(built, target: str, group: str) -> None:
+    """Refuse, before the run starts, a plug-in class that does not subclass its group's base
+    (:data:`BASES`): the run would otherwise start, then fail on the first method of the base
+    that the class lacks, with an ``AttributeError`` that does not say why. A function (a
+    factory) is not checked: what it returns is known only once it is called."""
+    from recoworld.apps.run.checks import ExperimentConfigError
+
+    if not isinstance(built, type):
+        return
+    base_name, methods = BASES[group]
+    module, name = base_name.rsplit(".", 1)
+    base = getattr(importlib.import_module(module), name)
+    if not issubclass(built, base):
+        guide = ("README: A new agent is a subclass of recoworld.agents.Recommender" if group == "agent" else
+                 "README: Plug in your own simulator, and recoworld.check_simulator to see what else it needs")
+        raise ExperimentConfigError(f"{group}._target_={target} is a class that does not subclass {base_name}, "
+                                    f"whose methods ({methods}) recoworld run calls: subclass it ({guide})")
 
 
 def _arguments(target) -> tuple[set[str], bool]:

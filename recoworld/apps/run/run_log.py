@@ -12,7 +12,8 @@ a note on the run when it did not complete.
 - a rollout that ``status.json`` lists as complete but that is missing on disk, or no longer
   holds the rows recorded, is refused: a log that silently lacks a part would look whole;
 - a folder without a ``status.json`` (a run of a release before run directories kept one)
-  is read as it is.
+  is read as it is; one without a log either (a run that stopped before it began, leaving
+  only Hydra's ``.hydra/``) is refused, saying so.
 """
 
 from __future__ import annotations
@@ -71,6 +72,12 @@ def read_run_log_at(run_dir: str | Path, status: dict | None, segment: str | Non
         named = ", ".join(segments) if segments else "none: it ran no experiment.segments"
         raise ValueError(f"segment {segment!r} is not one of the run's segments in {run_dir} ({named})")
     if status is None:
+        if segment is None and not (folder / "episodes").exists() and not any(folder.glob("*.parquet")):
+            # What `recoworld run` leaves when it stops before its run begins: Hydra has
+            # written .hydra/ (and the log file), the run no status.json yet.
+            raise FileNotFoundError(f"{run_dir} holds no {STATUS_FILE} and no episodes/: its `recoworld run` stopped "
+                                    "before the run began (a config it refused, whose error it printed, or a run "
+                                    "killed as it started); run the command again")
         return RunLog(read_log(folder), None, segments)
     records = [r for r in status["parts"]["complete"] if r.get("segment") == segment]
     if not records:

@@ -38,7 +38,8 @@ def run_catalog(run_dir: str | Path):
 
     Raises:
         FileNotFoundError: the directory does not exist, or holds no saved config (it is not
-            a ``recoworld run`` directory).
+            a ``recoworld run`` directory; the runs in it are named, where it is a sweep's
+            folder or a folder of runs).
         ValueError: ``run_dir`` is a file, or its saved config is damaged or does not build.
     """
     import yaml
@@ -54,6 +55,13 @@ def run_catalog(run_dir: str | Path):
         raise ValueError(f"{run_dir} is a file: give the directory of a `recoworld run` (the folder it wrote)")
     saved = run_dir / ".hydra" / "config.yaml"
     if not saved.is_file():
+        # A sweep's folder (multirun/DATE/TIME) or a day's (outputs/DATE) holds runs: name them.
+        runs = sorted((p for p in run_dir.iterdir() if (p / ".hydra" / "config.yaml").is_file()),
+                      key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+        if runs:
+            listed = ", ".join(p.name for p in runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "")
+            raise FileNotFoundError(f"{run_dir} is not a run's directory, but holds {len(runs)} run(s) ({listed}): "
+                                    f"give one of them, e.g. {runs[0]}")
         raise FileNotFoundError(f"{saved} does not exist: give the directory of a `recoworld run` "
                                 "(it saves its config under .hydra/)")
     try:
