@@ -233,7 +233,12 @@ class Catalog:
         if isinstance(self.genre_names, str):
             raise ValueError(f"genre_names={self.genre_names!r} is one string; give a sequence of genre names, "
                              "one per column of genres")
-        self.genre_names = tuple(self.genre_names)
+        try:
+            self.genre_names = tuple(self.genre_names)
+        except TypeError:  # None, a number: tuple() would say only that it is not iterable
+            columns = f" ({self.genres.shape[1]} columns)" if self.genres.ndim == 2 else ""
+            raise ValueError(f"genre_names={self.genre_names!r} is not a sequence of genre names; give one name per "
+                             f"column of genres{columns}, e.g. ('Drama', 'Comedy')") from None
         n = self.features.shape[0]
         if self.features.ndim != 2:
             raise ValueError(f"features must be [n_items, dim], got shape {tuple(self.features.shape)}")

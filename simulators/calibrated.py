@@ -197,12 +197,14 @@ class CalibratedWorld:
     def _originals(self, what: str, ids) -> np.ndarray:
         if ids is None:
             raise ValueError(f"this calibrated world has no map between its {what} ids and the data's: it was made "
-                             f"without them; fit it with recoworld calibrate to keep them: {self._refit()}")
+                             f"without them; fit it with recoworld calibrate to keep them: {self.refit_command()}")
         return np.asarray(ids, dtype=object)
 
-    def _refit(self) -> str:
-        """How to fit this world again, from the data it was fitted on."""
-        return _refit_command(self.meta)
+    def refit_command(self, path: str | Path | None = None) -> str:
+        """The command that fits this world again from the data it was fitted on (its log
+        and tables, or MovieLens-100K), into ``path`` (``None``: the text names it FOLDER),
+        or, for data given in Python, what to call."""
+        return _refit_command(self.meta, None if path is None else Path(path))
 
     def _where(self, what: str) -> str:
         """Where the data's ``what`` ids come from, for a message about an unknown one."""
@@ -277,7 +279,8 @@ class CalibratedWorld:
 
         Raises ``ValueError`` naming the file and what is wrong with it where the folder is not
         one whole world of this version (a file cut short or damaged, a tensor of the wrong shape,
-        a ``tensors.pt`` of another world): such a world is deleted and fitted again. A whole
+        a ``tensors.pt`` of another world), with how to fit it again from the data it was fitted
+        on, which its world.json names (a log's world from that log, never MovieLens-100K). A whole
         world whose genre name :class:`~recoworld.catalog.Catalog` refuses (one holding ``|``,
         which earlier RecoWorlds took from a list entry of an item table's genres) raises
         ``ValueError`` naming the genre and the command that fits it again once the genre is
@@ -293,12 +296,14 @@ class CalibratedWorld:
                 raise _damaged(path, "world.json", f"holds a {type(document).__name__}, not a world's document")
             if document.get("artifact_version") != ARTIFACT_VERSION:
                 raise ValueError(f"{path} holds artifact version {document.get('artifact_version')}, this RecoWorld "
-                                 f"reads version {ARTIFACT_VERSION}; delete it to recalibrate")
+                                 f"reads version {ARTIFACT_VERSION}; delete it to recalibrate "
+                                 f"{_recalibration(document, path)}")
             try:
                 tensors = torch.load(tensors_file, weights_only=True)
             except Exception as error:  # torch raises anything from EOFError to UnpicklingError on a bad file
                 said = str(error).strip().split(". ")[0].rstrip(".") or "it ends early"  # torch's advice follows
-                raise _damaged(path, "tensors.pt", f"cannot be read ({type(error).__name__}: {said})") from None
+                raise _damaged(path, "tensors.pt", f"cannot be read ({type(error).__name__}: {said})",
+                               document) from None
         _check_world_files(path, document, tensors)
         info = document["catalog"]
         try:
@@ -308,7 +313,7 @@ class CalibratedWorld:
         except GenreNameError as error:  # whole files, but a name an earlier RecoWorld took and this one refuses
             raise _refused_genre(path, error, document["meta"]) from None
         except ValueError as error:  # the catalog's and the config's own checks, which name the field
-            raise _damaged(path, None, f"do not make a world: {error}") from None
+            raise _damaged(path, None, f"do not make a world: {error}", document) from None
         users = pd.DataFrame({c: tensors[f"users.{c}"].numpy() for c in NUMERIC_COLUMNS})
         for c in ("user_id", "age", "n_ratings", "n_sessions"):
             users[c] = users[c].astype(np.int64)
@@ -320,12 +325,34 @@ class CalibratedWorld:
         return cls(catalog, config, users, tensors["interest"], document["meta"], info.get(ORIGINAL_ID))
 
 
-def _damaged(path: Path, file: str | None, problem: str) -> ValueError:
+def _damaged(path: Path, file: str | None, problem: str, document: dict | None = None) -> ValueError:
     """The error of a folder that is not one whole world: ``file`` (``None``: both files)
-    ``problem``; a fit gives a new world."""
+    ``problem``; the fix fits it again from the data that ``document`` (world.json; ``None``
+    where it cannot be read) names."""
     what = f"{path / file}" if file else f"{path}: world.json and tensors.pt"
     return ValueError(f"{what} {problem}; the calibrated world at {path} is damaged: delete it to recalibrate "
-                      "(`recoworld calibrate --force` fits it again in place)")
+                      f"{_recalibration(document, path)}")
+
+
+def _recalibration(document: dict | None, path: Path) -> str:
+    """How to fit the world at ``path`` again from the data it was fitted on, which its
+    world.json ``document`` names (``None``: it cannot be read). Never a bare
+    ``recoworld calibrate --force``: at a log's world, that fits MovieLens-100K."""
+    meta = document.get("meta") if isinstance(document, dict) else None
+    source = _source(meta)
+    kind = source.get("kind")
+    if kind == "interactions" and isinstance(source.get("data"), str):
+        return f"with the log it was fitted on, or fit it again in place: {_refit_command(meta, path)}"
+    if kind == "movielens-100k":
+        return f"on MovieLens-100K, as it was fitted, or fit it again in place: {_refit_command(meta, path)}"
+    if kind is not None:  # data given to calibrate() in Python, in MovieLens-100K's layout
+        return "with the data it was fitted on: call calibrate() again with them and save the world there"
+    unknown = " does not say which" if isinstance(document, dict) else ", which names them, cannot be read"
+    out = shlex.quote(str(path))
+    return (f"with the data it was fitted from (its world.json{unknown}), or fit it again in place: `recoworld "
+            f"calibrate --data LOG --out {out} --force` (with the log's --items and --user-table, if it had them) for "
+            f"a log's world, `recoworld calibrate --out {out} --force` for MovieLens-100K's, calibrate() in Python "
+            "for data given there")
 
 
 def _refused_genre(path: Path, error: GenreNameError, meta: dict) -> ValueError:
@@ -334,7 +361,7 @@ def _refused_genre(path: Path, error: GenreNameError, meta: dict) -> ValueError:
     held ``|`` in a list entry. Read as it is, the world's catalog would not read back from
     its own table; renamed here, population specs and instructions naming the genre would
     stop matching it. So the fix is to rename it in the data and fit again."""
-    source = meta.get("data", {}).get("source", {}) if isinstance(meta, dict) else {}
+    source = _source(meta)
     interactions = source.get("kind") == "interactions" and source.get("items")
     table = f" (the item table {source['items']})" if interactions else ""
     renamed = f", e.g. to {error.suggestion!r}," if error.suggestion is not None else ""
@@ -347,12 +374,13 @@ def _refused_genre(path: Path, error: GenreNameError, meta: dict) -> ValueError:
 def _refit_command(meta: dict, path: Path | None = None) -> str:
     """How to fit the world of ``meta`` again, from the data it was fitted on, into ``path``
     (``None``: the folder is named FOLDER)."""
-    source = meta.get("data", {}).get("source", {}) if isinstance(meta, dict) else {}
+    source = _source(meta)
     out = "FOLDER" if path is None else shlex.quote(str(path))
-    if source.get("kind") == "interactions":
-        tables = "".join(f" {flag} {source[key]}" for flag, key in (("--items", "items"), ("--user-table", "users"))
-                         if source.get(key))
-        return (f"`recoworld calibrate --data {source['data']}{tables} --out {out} --force`"
+    if source.get("kind") == "interactions" and isinstance(source.get("data"), str):
+        tables = "".join(f" {flag} {shlex.quote(source[key])}" for flag, key in (("--items", "items"),
+                                                                                 ("--user-table", "users"))
+                         if isinstance(source.get(key), str))
+        return (f"`recoworld calibrate --data {shlex.quote(source['data'])}{tables} --out {out} --force`"
                 + (" (FOLDER: this world's)" if path is None else ""))
     if source.get("kind") == "movielens-100k":
         return ("`recoworld calibrate --force` (with --out FOLDER where this world is not the cache's)" if path is None
@@ -360,46 +388,57 @@ def _refit_command(meta: dict, path: Path | None = None) -> str:
     return "call calibrate() again with the data it was fitted on"
 
 
+def _source(meta) -> dict:
+    """``meta["data"]["source"]``, the data a world was fitted on, or ``{}`` where the meta
+    holds none (a world made in Python, or a world.json that was edited or damaged)."""
+    data = meta.get("data") if isinstance(meta, dict) else None
+    source = data.get("source") if isinstance(data, dict) else None
+    return source if isinstance(source, dict) else {}
+
+
 def _check_world_files(path: Path, document: dict, tensors) -> None:
     """Raise :func:`_damaged` unless ``document`` (world.json) and ``tensors`` (tensors.pt) hold
     every part of one world, with one row per fitted user; :meth:`CalibratedWorld.load` then
     builds it, and the catalog and the config check their own fields."""
+    def damaged(file: str | None, problem: str) -> ValueError:  # world.json names the data to fit again
+        return _damaged(path, file, problem, document)
+
     if not isinstance(tensors, dict):
-        raise _damaged(path, "tensors.pt", f"holds a {type(tensors).__name__}, not a world's tensors")
+        raise damaged("tensors.pt", f"holds a {type(tensors).__name__}, not a world's tensors")
     missing = [k for k in ("config", "meta", "catalog", "users") if k not in document]
     missing += [f"catalog.{k}" for k in ("name", "genre_names", "titles") if k not in document.get("catalog", {})]
     missing += [f"users.{c}" for c in TEXT_COLUMNS if c not in document.get("users", {})]
     if missing:
-        raise _damaged(path, "world.json", f"lacks {', '.join(missing)}")
+        raise damaged("world.json", f"lacks {', '.join(missing)}")
     config_fields = {f.name for f in fields(StatisticalUserConfig)}
     # A field left out would silently take the synthetic default instead of its fitted value.
     if set(document["config"]) != config_fields:
         odd = sorted(config_fields - set(document["config"])) + sorted(set(document["config"]) - config_fields)
-        raise _damaged(path, "world.json", f"has a config that is not this RecoWorld's (fields {', '.join(odd)})")
+        raise damaged("world.json", f"has a config that is not this RecoWorld's (fields {', '.join(odd)})")
     if "save_id" in document and tensors.get("save_id") != document["save_id"]:
-        raise _damaged(path, "tensors.pt", "was not saved with this world.json (it is another world's)")
+        raise damaged("tensors.pt", "was not saved with this world.json (it is another world's)")
     names = ["features", "genres", "popularity", "quality", "interest", *(f"users.{c}" for c in NUMERIC_COLUMNS)]
     missing = [name for name in names if not isinstance(tensors.get(name), torch.Tensor)]
     if missing:
-        raise _damaged(path, "tensors.pt", f"lacks {', '.join(missing)}")
+        raise damaged("tensors.pt", f"lacks {', '.join(missing)}")
     n_users = len(tensors["users.user_id"])
     for column in NUMERIC_COLUMNS:
         shape = tuple(tensors[f"users.{column}"].shape)
         if shape != (n_users,):
-            raise _damaged(path, "tensors.pt", f"has users.{column} of shape {shape} for the {n_users} users of "
-                           "users.user_id")
+            raise damaged("tensors.pt", f"has users.{column} of shape {shape} for the {n_users} users of "
+                          "users.user_id")
     interest, features = tensors["interest"], tensors["features"]
     if features.ndim != 2 or tuple(interest.shape) != (n_users, features.shape[1]):
-        raise _damaged(path, "tensors.pt", f"has interest of shape {tuple(interest.shape)} for {n_users} users and "
-                       f"item features of shape {tuple(features.shape)} (one feature-sized vector per user)")
+        raise damaged("tensors.pt", f"has interest of shape {tuple(interest.shape)} for {n_users} users and "
+                      f"item features of shape {tuple(features.shape)} (one feature-sized vector per user)")
     items = document["catalog"]
     if ORIGINAL_ID in items and len(items[ORIGINAL_ID]) != len(items["titles"]):
-        raise _damaged(path, "world.json", f"has {len(items[ORIGINAL_ID])} catalog.{ORIGINAL_ID} entries for "
-                       f"{len(items['titles'])} titles (one per item)")
+        raise damaged("world.json", f"has {len(items[ORIGINAL_ID])} catalog.{ORIGINAL_ID} entries for "
+                      f"{len(items['titles'])} titles (one per item)")
     for column in (*TEXT_COLUMNS, ORIGINAL_ID):
         if column in document["users"] and len(document["users"][column]) != n_users:
-            raise _damaged(path, None, f"do not agree: world.json's users.{column} has "
-                           f"{len(document['users'][column])} entries for the {n_users} users of tensors.pt")
+            raise damaged(None, f"do not agree: world.json's users.{column} has "
+                          f"{len(document['users'][column])} entries for the {n_users} users of tensors.pt")
 
 
 def _translate(known: pd.Index, mapped: np.ndarray, asked, what: str, unknown: str):

@@ -129,15 +129,18 @@ def test_data_says_where_a_moved_log_is_and_is_checked_against_the_world(tmp_pat
     other = tmp_path / "other.csv"
     lines = log.read_text().splitlines()
     other.write_text("\n".join(lines[:-40]) + "\n")  # the last 40 interactions left out
-    with pytest.raises(ValueError, match="the held-out ratings differ from those the world was calibrated without"):
+    with pytest.raises(ValueError, match="the held-out ratings differ from those the world was calibrated without") as error:
         held_out_split(world, _source(world, folder, other))
+    # the fix fits the world again from its own log (a bare `recoworld calibrate --force` fits MovieLens-100K)
+    assert str(error.value).endswith(f"fit the world again, `recoworld calibrate --data {log} --out FOLDER --force` "
+                                     "(FOLDER: this world's)")
     movielens = replace(world, meta={**world.meta, "data": {"source": {"kind": "movielens-100k"}}})
     with pytest.raises(ValueError, match=f"--data {moved}: this world was not calibrated on an interaction log"):
         _source(movielens, None, moved)
 
 
 def test_a_world_of_another_version_is_refused_with_the_refit(capsys, tmp_path, world_dir):
-    world, _ = world_dir
+    world, log = world_dir
     old = tmp_path / "old-world"
     old.mkdir()
     (old / "tensors.pt").write_bytes((world / "tensors.pt").read_bytes())
@@ -146,7 +149,9 @@ def test_a_world_of_another_version_is_refused_with_the_refit(capsys, tmp_path, 
     error = _usage_error(capsys, ["--world", str(old), "--out", str(tmp_path / "r"), *SMALL])
     assert error.startswith(f"recoworld fidelity: error: {old} holds artifact version 1, this RecoWorld reads "
                             "version ")
-    assert error.endswith(f"(recoworld calibrate --out {old} --force)")
+    # the log's world is fitted again from the log, never from MovieLens-100K (a bare --force)
+    assert error.endswith(f"with the log it was fitted on, or fit it again in place: `recoworld calibrate --data "
+                          f"{log} --out {old} --force`")
 
 
 def test_same_seed_same_metrics_and_the_report_is_whole(tmp_path, world_dir, capsys):

@@ -69,8 +69,19 @@ holds one value (an id, a title, a gender, ...) is refused, as is a record of ge
 
 An id is its text as the file writes it: ``007`` and ``7`` are two users, and the integer
 ``10`` of a Parquet log is the item ``10`` (or ``10.0``) of a CSV item table. Ids become dense, 0-based
-integers in sorted order of the original ids (numbers sort as numbers); rows count from 1,
-after the header, in every error.
+integers in sorted order of the original ids: as numbers where every id of the column is one
+(``2`` before ``10``), else as text (``u10`` before ``u2``). Rows count from 1, after the
+header, in every error.
+
+The fit depends on the ids through this order only: its random draws (the choice model's
+starting vectors, the users whose sessions it simulates, the ``--users N`` subsample) and its
+sums run in dense-id order. So the same log gives the same world whichever type its files
+give the ids (the integer ``10``, the text ``"10"`` of a Parquet file, ``10.0``), and ids
+renamed in their own order (``u01``, ``u02``, ..., ``u10`` for ``1``, ``2``, ..., ``10``)
+give the same world too. Ids renamed so that their order changes (``u1``, ``u2``, ...,
+``u10``: ``u10`` now sorts before ``u2``) give a world that differs from the first within
+the fit's own randomness, as a fit with another seed would: another draw of the same fit,
+no better and no worse.
 
 The dense ids are the world's: a run's logs show items by them (``slate``), and its users
 are numbered by them (``user_id``). Each keeps its original id, as text (``10``, not

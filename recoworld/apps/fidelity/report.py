@@ -238,6 +238,8 @@ def _world(path: Path | None, progress: bool):
     try:
         return ensure_world(path, progress=progress)
     except ValueError as error:
+        if "recoworld calibrate" in str(error) or "calibrate()" in str(error):
+            raise  # the world's own message gives the command for the data it was fitted on (a log's, say)
         where = f" --out {path}" if path is not None else ""
         raise ValueError(f"{error} (recoworld calibrate{where} --force)") from None
 
