@@ -64,7 +64,7 @@ import torch
 from recoworld import rng
 from recoworld.catalog import Catalog, GenreNameError
 from recoworld.simulators import world_folder
-from recoworld.simulators.population import Population, UserTraits
+from recoworld.simulators.population import Population, UserTraits, check_fitted_traits
 from recoworld.simulators.population_specs import as_spec, select
 from recoworld.simulators.statistical import StatisticalUserConfig
 # The folder's mechanics live in world_folder; both names stay importable from here.
@@ -543,6 +543,19 @@ def calibrated_users(catalog: Catalog, path: str | None = None, population: Mapp
 TRAIT_COLUMNS = ("patience", "novelty", "activity", "popularity_bias", "conformity", "rating_bias")
 
 
+def _check_interest(interest: torch.Tensor, users: pd.DataFrame) -> None:
+    """``ValueError`` naming the first user whose interest vector holds a NaN or an infinite
+    value (the click utility is its inner product with the items' features: NaN for that
+    user's every item)."""
+    finite = torch.isfinite(interest.reshape(len(interest), -1)).all(1)
+    if not bool(finite.all()):
+        row = int((~finite).nonzero()[0])
+        who = f"row {row}" + (f" (user_id {users['user_id'].iloc[row]})" if "user_id" in users.columns else "")
+        raise ValueError(f"the fitted users' interest, {who}: {interest[row].tolist()[:4]}... holds a NaN or an "
+                         "infinite value, which makes every click utility of that user NaN; correct the row, or "
+                         "drop the user from the table and the interest alike")
+
+
 class CalibratedPopulation(Population):
     """Fitted MovieLens users, drawn by key.
 
@@ -561,6 +574,9 @@ class CalibratedPopulation(Population):
     def __init__(self, users: pd.DataFrame, interest: torch.Tensor, spec: Mapping | None = None):
         if len(users) != len(interest):
             raise ValueError(f"{len(users)} users but {len(interest)} interest vectors")
+        # Before the float32 tensors below: a text cell or a huge trait is named there, not by numpy.
+        check_fitted_traits(users)
+        _check_interest(interest, users)
         self.all_users = users.reset_index(drop=True)
         self.interest = interest
         # The traits as tensors, read once: every reset of the users (the calibration's

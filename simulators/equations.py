@@ -501,7 +501,10 @@ def mean_return_gap(session_memory: torch.Tensor, activity: torch.Tensor, sessio
     A mean longer than float32 holds (a huge ``gap_days``, a tiny activity) is
     :data:`LONGEST_GAP`, not infinite, at each factor: a factor that rounds to 0 in float32
     (:math:`e^{g_1}` far below 0, :math:`L^{-\varepsilon}` for a large elasticity) then
-    gives a mean of 0, where infinity would give NaN."""
+    gives a mean of 0, where infinity would give NaN. Such a mean saturates: once a product
+    has passed float32, a later factor below 1 (but not 0) multiplies :data:`LONGEST_GAP`,
+    not the true product, and the mean is shorter than the equation's (which float32 may
+    hold)."""
     # Each clamp is the identity on a finite mean, so a mean float32 holds keeps its bits;
     # the C kernel (users_step.c) clamps at the same places.
     mean = (config.gap_days / (activity * (0.5 + session_memory))).clamp_(max=LONGEST_GAP)
@@ -524,7 +527,15 @@ def return_gap(mean_gap: torch.Tensor, u_gap: torch.Tensor, config: UserEquation
     ``gap_days``, a far tail) is :data:`LONGEST_GAP`, not infinite: an infinite gap stands
     for a user who churned. So is a mean past it, and the scale :math:`\bar g/\Gamma(1 + 1/k)`:
     a draw whose factor :math:`(-\log u)^{1/k}` is 0 (:math:`u` = 1, or :math:`u` near 1
-    for a small shape) is then a gap of 0, not NaN."""
+    for a small shape) is then a gap of 0, not NaN. Such gaps saturate: where the mean or
+    the scale is :data:`LONGEST_GAP` and the draw's factor is below 1, the gap is
+    :data:`LONGEST_GAP` times that factor, not the true scale times it, which is longer.
+
+    A gap of 0 is a return at once, not an error: a mean of 0 (:func:`mean_return_gap`, at
+    extreme parameters) or a factor that rounds to 0 gives it. The user's next session
+    starts at the next step, as after any gap, with its mindset halfway back to its baseline
+    (:func:`mindset_after_break`); ``returned`` says that the user returns (a gap's value
+    never does); and its satiation, multiplied by :math:`e^{-0} = 1`, does not recover."""
     # The clamps are the identity on finite numbers (a mean and gap float32 holds keep their
     # bits); the C kernel (users_step.c) clamps at the same places.
     mean_gap = mean_gap.clamp(max=LONGEST_GAP)

@@ -15,12 +15,16 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from recoworld.config_checks import NON_NEGATIVE, OPEN_UNIT, OverflowLimit, check_fields
+from recoworld.config_checks import (
+    NON_NEGATIVE, OPEN_UNIT, POSITIVE, UNIT, Interval, OverflowLimit, check_fields, check_float32, check_number,
+    check_overflow,
+)
 from recoworld.simulators.statistical_config import MAX_WEIGHT
 
 # torch and the kernels load in the methods that draw users, not with the module:
 # SyntheticPopulation is a field of recoworld run's config schema, which loads without torch.
 if TYPE_CHECKING:
+    import pandas as pd
     import torch
 
     from recoworld.catalog import Catalog
@@ -87,7 +91,11 @@ class SyntheticPopulation(Population):
     ``popularity_bias_mean``, ``popularity_bias_spread`` and ``novelty_spread`` within
     ±:data:`~recoworld.simulators.statistical_config.MAX_WEIGHT` (1e17), as the weights of
     the click utility are, ``interest_noise`` at most :data:`MAX_INTEREST_NOISE` (1e12) and
-    ``activity_spread`` at most :data:`MAX_ACTIVITY_SPREAD` (16).
+    ``activity_spread`` at most :data:`MAX_ACTIVITY_SPREAD` (16). ``patience_mean`` and
+    ``patience_spread`` need no more than their ranges: the patience is a sigmoid, which
+    float32 holds at exactly 0 or 1 for a logit far from 0 (at any spread beyond a few units
+    for some users, and for every user at a huge one), and every equation takes a patience
+    of 0 (the user examines the first position only) or 1 (the user stops at a click only).
     """
 
     interest_noise: float = 0.5
@@ -179,6 +187,82 @@ _OVERFLOW_LIMITS = {
     "activity_spread": OverflowLimit(MAX_ACTIVITY_SPREAD, "in the activity, exp(activity_spread z) of a normal "
                                                           "draw z"),
 }
+
+
+# A fitted user's traits, read from a table (a calibrated world's users, or any DataFrame
+# of the same columns): each enters the users' equations as a float32, as the synthetic
+# population's draws do, and is held to what those equations take.
+#: The columns of a fitted users' table that the users' equations read, each with its range
+#: (or ``None``), the largest magnitude its equation holds in float32 (or ``None``) and what it is.
+FITTED_TRAITS: dict[str, tuple[Interval | None, OverflowLimit | None, str]] = {
+    "patience": (UNIT, None, "the probability of examining the next position"),
+    # social.SocialStatisticalUsers: the weight of the items' buzz in the user's utility
+    "conformity": (UNIT, None, "how closely the user follows the crowd, a share"),
+    "activity": (POSITIVE, None, "how often the user comes back (the return probability takes its log, the mean "
+                                 "return gap divides by it)"),
+    "novelty": (None, _OVERFLOW_LIMITS["novelty_spread"], "the user's novelty seeking"),
+    "popularity_bias": (None, _OVERFLOW_LIMITS["popularity_bias_mean"], "the user's popularity bias"),
+    "rating_bias": (None, OverflowLimit(MAX_WEIGHT, "in the rating of a clicked item, which it shifts"),
+                    "the stars added to the user's rating level"),
+}
+
+
+def check_fitted_traits(users: pd.DataFrame) -> None:
+    """``ValueError`` naming the first row of a fitted users' table (a calibrated world's
+    :attr:`~recoworld.simulators.calibrated.CalibratedWorld.users`, or a DataFrame of the same
+    columns) that holds a trait the users' equations cannot take: its position in the table,
+    its ``user_id``, the column and the value. Each of :data:`FITTED_TRAITS` that the table
+    has must be a finite number, also in float32, in its range (``patience`` and
+    ``conformity`` in [0, 1], ``activity`` > 0) and within the magnitude its equation holds
+    (``novelty``, ``popularity_bias`` and ``rating_bias`` within ±1e17, as
+    :class:`SyntheticPopulation`'s draws are): a NaN, an infinite or a huge trait makes the
+    click utility, the rating or the return NaN."""
+    import numpy as np
+    import pandas as pd
+
+    # Per trait, the rows to check one by one: a superset of those the checks refuse (an end
+    # of a range is flagged too), found at once; every row of a column that holds text.
+    flagged: dict[str, np.ndarray] = {}
+    for name, (within, limit, _) in FITTED_TRAITS.items():
+        if name not in users.columns:
+            continue
+        column = users[name]
+        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+            x = column.to_numpy(dtype=np.float64)
+            with np.errstate(over="ignore", invalid="ignore"):
+                held = x.astype(np.float32)
+                bad = ~np.isfinite(held) | (np.abs(x) > (limit.limit if limit else np.inf))
+                if within is not None:
+                    bad |= (held <= np.float32(within.low)) | (held >= np.float32(within.high))
+            flagged[name] = bad
+        else:
+            flagged[name] = np.ones(len(column), dtype=bool)
+    if not flagged:
+        return
+    for row in np.flatnonzero(np.logical_or.reduce(list(flagged.values()))):
+        for name, bad in flagged.items():
+            if bad[row]:
+                _check_trait(users, name, int(row))
+
+
+def _check_trait(users: pd.DataFrame, name: str, row: int) -> None:
+    """``ValueError`` for :func:`check_fitted_traits` if the trait ``name`` of ``users`` at
+    ``row`` is not one the users' equations take."""
+    import numpy as np
+
+    within, limit, role = FITTED_TRAITS[name]
+    cell = users[name].iloc[row]
+    value = float(cell) if isinstance(cell, (int, float, np.integer, np.floating)) \
+        and not isinstance(cell, (bool, np.bool_)) else cell
+    try:
+        number = check_number(None, name, value, within)
+        if limit is not None:  # before float32's range, so that a message names the bound that holds
+            check_overflow(None, name, number, limit)
+        check_float32(None, name, number, within)
+    except ValueError as error:
+        who = f"row {row}" + (f" (user_id {users['user_id'].iloc[row]})" if "user_id" in users.columns else "")
+        raise ValueError(f"the fitted users' table, {who}: {error}; {name} is {role}. Correct the row, or drop it, "
+                         "before building a population from the table") from None
 
 
 def _cumulative(catalog: Catalog) -> torch.Tensor:
