@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if directory is None:
             held = held_study(out)
             if held:
-                raise ValueError(f"--out {out} holds {held}; continue it with --resume {out}, or choose another --out")
+                raise ValueError(f"--out {out} holds {held}, or choose another --out")
             out = check_new_folder(out)
     except ValueError as error:
         if directory is not None:

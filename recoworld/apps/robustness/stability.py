@@ -5,8 +5,9 @@ nothing here simulates.
 
 * **Agreement of two rankings**: Kendall's :math:`\tau_b` between two worlds' scores of
   the same agents (Kendall, "The treatment of ties in ranking problems", Biometrika 1945;
-  ``scipy.stats.kendalltau``): 1 when they order the agents alike, -1 when one reverses
-  the other; :func:`swapped_pairs` counts the pairs of agents whose order differs.
+  ``scipy.stats.kendalltau``, rounded to 12 decimals): exactly 1 when they order
+  the agents alike, -1 when one reverses the other; :func:`swapped_pairs` counts the pairs
+  of agents whose order differs.
 * **Top agents**: :func:`top_agents` names every agent tied at the highest score, and
   :func:`same_top_share` counts the worlds that put the same agents, and only them, on top.
 * **Interval**: the mean :math:`\tau` over the sampled worlds with a percentile bootstrap
@@ -69,7 +70,10 @@ def kendall_tau(reference: Mapping[str, float], other: Mapping[str, float]) -> f
     x, y = [reference[n] for n in names], [other[n] for n in names]
     if len(set(x)) == 1 or len(set(y)) == 1:
         return math.nan
-    return float(stats.kendalltau(x, y).statistic)
+    # Rounded: scipy's arithmetic gives 1 - 1e-16 for a ranking of five agents against itself,
+    # a tau that would read as below another world's 1. Taus of a lineup are ratios of pair
+    # counts, far more than 1e-12 apart for any lineup a study can run.
+    return round(float(stats.kendalltau(x, y).statistic), 12)
 
 
 def swapped_pairs(reference: Mapping[str, float], other: Mapping[str, float]) -> int:

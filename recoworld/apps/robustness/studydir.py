@@ -67,7 +67,7 @@ from recoworld.apps.robustness.report import FILES
 from recoworld.apps.robustness.space import ParameterRange, ParameterSpace
 from recoworld.apps.robustness.study import RobustnessConfig, World
 from recoworld.apps.run.checks import config_differences
-from recoworld.apps.status import (LOCK_FILE, LOCK_KEY, STATES, STATUS_FILE, JobStatus, claim, now,
+from recoworld.apps.status import (LOCK_FILE, LOCK_KEY, STATES, STATUS_FILE, JobStatus, claim, job_running, now,
                                    older_writer_running, previous_attempts)
 from recoworld.logs import TEMPORARY_SUFFIX, lock_path, new_folder, replacing, strict_json
 
@@ -256,17 +256,26 @@ class StudyDirectory(JobStatus):
 
 
 def held_study(path: str | Path) -> str | None:
-    """``"an interrupted study (3 of 23 worlds finished)"`` if ``path`` holds a study that
-    has not completed, else ``None``: a new study's ``--out`` says to resume it instead."""
+    """What a new study's ``--out`` says instead of starting where ``path`` holds a study that
+    has not completed, else ``None``: ``"an interrupted study (3 of 23 worlds finished);
+    continue it with --resume PATH"``. A study left ``running`` is named as still run by its
+    process while one holds the folder, else as killed (its process ended without a word)."""
     try:
         status = _read_status(Path(path))
     except (StudyDirectoryError, OSError):
         return None
-    if status["state"] == "complete":
+    state = status["state"]
+    if state == "complete":
         return None
-    article = "an" if status["state"][0] in "aeiou" else "a"
     worlds = status.get("worlds", {})
-    return f"{article} {status['state']} study ({worlds.get('finished')} of {worlds.get('planned')} worlds finished)"
+    progress = f"{worlds.get('finished')} of {worlds.get('planned')} worlds finished"
+    if state == "running" and job_running(Path(path), status):
+        return (f"a study still being run by process {status.get('pid')} ({progress}); wait for it to finish, or stop "
+                f"it (Ctrl-C, or kill {status.get('pid')}) and continue it with --resume {path}")
+    if state == "running":
+        state = "killed"  # as previous_attempts names such an ending
+    article = "an" if state[0] in "aeiou" else "a"
+    return f"{article} {state} study ({progress}); continue it with --resume {path}"
 
 
 def _read_status(path: Path) -> dict:

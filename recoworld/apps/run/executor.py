@@ -10,7 +10,8 @@ agent over a seed, on the population or a segment) one after the other in this p
   ``experiment.ray_address`` (e.g. ``ray://head:10001`` or ``auto``); a Ray already
   initialised in the process (a test, a notebook) is used as it is. Ray stays up until the
   process exits, so the segments of a run share it. Before the run directory is touched,
-  :func:`check_executor` refuses a run whose Ray is not installed, or whose address is not
+  :func:`check_executor` refuses a run whose Ray is not installed or fails to import (a
+  dependency missing or of another version: the import's error is named), or whose address is not
   one Ray takes or has nothing answering at it (a TCP connection of at most
   :data:`CONNECT_TIMEOUT_S`: Ray itself would retry for minutes), ``auto`` included: it is
   the address Ray finds (``RAY_ADDRESS``, else the cluster running on this machine), and
@@ -45,8 +46,10 @@ agent over a seed, on the population or a segment) one after the other in this p
   itself, which would only repeat) is not retried.
 - A task that raises, or whose worker died on every attempt, is reported with its agent
   and seed (:class:`RolloutsFailed`, in the order of the run's parts; a dead worker with its
-  number of attempts), after the other tasks have finished and been recorded; the run ends
-  ``failed`` and ``experiment.resume=true`` runs only the failed parts again. Where every
+  number of attempts), after the other tasks have finished and been recorded (the traceback
+  of each task that raised is logged as it fails, on the console and in the run's log file, as
+  the local executor shows its own; one that an earlier task raised alike is not repeated);
+  the run ends ``failed`` and ``experiment.resume=true`` runs only the failed parts again. Where every
   failed task raised the same :class:`~recoworld.apps.run.checks.ExperimentConfigError` (a
   value the simulator, env or agent refuses: a mistake in the config, not in a rollout), that
   error ends the run instead, in the one line the local executor gives.
@@ -65,7 +68,6 @@ import os
 import re
 import shutil
 import socket
-import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, closing, contextmanager, suppress
@@ -222,6 +224,7 @@ def ray_parts(cfg: DictConfig, lineup: dict[str, DictConfig], parts: Sequence[Pa
     pending = {task.remote(shared, agents[part.agent], part, attempts): part for part in parts}
     failures: dict[Part, str] = {}
     errors: list[Exception] = []
+    logged: dict[str, Part] = {}  # each worker traceback logged, and the first part that raised it
     try:
         while pending:
             (done,), _ = ray.wait(list(pending), num_returns=1)
@@ -231,6 +234,7 @@ def ray_parts(cfg: DictConfig, lineup: dict[str, DictConfig], parts: Sequence[Pa
             except ray.exceptions.RayError as err:
                 failures[part] = _failure(ray, err, part, attempts)
                 errors.append(err)
+                _log_traceback(ray, err, part, logged)
                 continue
             if attempt is not None and attempt > 1:
                 log.warning("%s: its Ray worker died (a crash, out of memory or a lost node) and the rollout ran "
@@ -289,6 +293,32 @@ def _failure(ray, err, part: Part, attempts) -> str:
         count = ray.get(attempts.count.remote(part.file), timeout=CONNECT_TIMEOUT_S)
         text += f" (its worker died on every attempt: {count})"
     return text
+
+
+def _log_traceback(ray, err, part: Part, logged: dict[str, Part]) -> None:
+    """Log the traceback of a rollout that raised in its Ray worker, as the local executor
+    shows the one of a rollout that raised: where it raised is in the worker's frames, which
+    :class:`RolloutsFailed` (one line per part) leaves out. A traceback that an earlier part
+    raised alike is not repeated. A mistake in the config
+    (:class:`~recoworld.apps.run.checks.ExperimentConfigError`) has its message alone, as with
+    the local executor, and a worker that died has no traceback."""
+    if not isinstance(err, ray.exceptions.RayTaskError) or isinstance(err.cause, ExperimentConfigError):
+        return
+    # str() of a task's error is the worker's traceback, coloured for a terminal, each
+    # "Traceback (most recent call last):" (one per chained exception) replaced by a header
+    # naming the task, its process and node, which differ between parts.
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    where = _TASK_HEADER.search(text)
+    frames = _TASK_HEADER.sub("Traceback (most recent call last):", text)
+    if frames in logged:
+        log.error("%s raised in its Ray worker as %s did (traceback above)", _label(part), _label(logged[frames]))
+        return
+    logged[frames] = part
+    log.error("%s raised in its Ray worker%s:\n%s", _label(part), f" ({where[1]})" if where else "", frames)
+
+
+#: The header of a Ray task's traceback: ``ray::_remote_part() (pid=123, ip=10.0.0.1)``.
+_TASK_HEADER = re.compile(r"^ray::\S*\(\)\s*\((pid=[^)\n]*)\)[ \t]*$", re.MULTILINE)
 
 
 def _config_mistake(ray, errors: Sequence[Exception]) -> ExperimentConfigError | None:
@@ -365,7 +395,7 @@ def part_folder() -> Iterator[Path]:
 
 def check_executor(experiment) -> None:
     """Refuse an ``experiment.executor=ray`` that cannot start, before the run directory is
-    touched: Ray not installed, or an ``experiment.ray_address`` that is not one Ray takes or
+    touched: Ray not installed or failing to import, or an ``experiment.ray_address`` that is not one Ray takes or
     where nothing answers (see the module). Nothing to check with the local executor, or with
     a Ray already initialised in this process (it is used as it is).
 
@@ -374,9 +404,7 @@ def check_executor(experiment) -> None:
     """
     if experiment.get("executor", "local") != "ray":
         return
-    if importlib.util.find_spec("ray") is None:
-        raise ExperimentConfigError(NEEDS_RAY)
-    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+    if _import_ray().is_initialized():
         return
     given = experiment.get("ray_address")
     address = _auto_address() if given == "auto" else given
@@ -423,18 +451,35 @@ def _host_port(address: str) -> tuple[str, int]:
     return host, port
 
 
+def _import_ray():
+    """The ``ray`` module, imported.
+
+    Raises:
+        ExperimentConfigError: Ray is not installed (:data:`NEEDS_RAY`), or is installed but
+            its import fails (a dependency missing or of another version), naming that error.
+    """
+    if importlib.util.find_spec("ray") is None:
+        raise ExperimentConfigError(NEEDS_RAY)
+    try:
+        import ray
+    except ImportError as err:
+        # Installed but broken: "pip install" would say it is already there.
+        raise ExperimentConfigError(
+            f"experiment.executor=ray needs Ray, which is installed but cannot be imported ({type(err).__name__}: "
+            f"{' '.join(str(err).split())}); repair it: pip install --force-reinstall 'recoworld[ray]' (or run with "
+            "experiment.executor=local)") from None
+    return ray
+
+
 def ensure_ray(address: str | None):
     """The ``ray`` module, initialised: as it is if this process already did, else on
     ``address`` or on a local Ray with this machine's cores.
 
     Raises:
-        ExperimentConfigError: Ray is not installed, or cannot join ``address`` (naming it
-            and the fix).
+        ExperimentConfigError: Ray is not installed or fails to import, or cannot join
+            ``address`` (naming it and the fix).
     """
-    try:
-        import ray
-    except ImportError:
-        raise ExperimentConfigError(NEEDS_RAY) from None
+    ray = _import_ray()
     if not ray.is_initialized():
         if address:
             try:
