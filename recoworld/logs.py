@@ -274,13 +274,21 @@ def new_folder(out: str | Path) -> Iterator[tuple[Path, Path]]:
     (:func:`replacing`), so the folder is a whole report or absent. A folder that took the
     name ``out`` while the work ran (:func:`check_new_folder` found it free; two runs started
     in the same second share a default name) is left alone: the report goes to ``out-2`` (or
-    the next free name), and a line on stderr says so."""
+    the next free name), and a line on stderr says so. The temporaries that killed writers of
+    ``out`` left beside it (their process has ended) are deleted first."""
     wanted = out = Path(out)
     for n in itertools.count(2):
         if not out.exists() or (out.is_dir() and not any(out.iterdir())):
             break
         out = wanted.with_name(f"{wanted.name}-{n}")
     out.parent.mkdir(parents=True, exist_ok=True)
+    # A report killed outright (SIGKILL, a lost machine) had no chance to delete its half-written
+    # folder; without this, each one stays beside --out for good.
+    for name in {wanted.name, out.name}:
+        left = re.compile(rf"{re.escape(f'.{name}.')}(?P<pid>\d+){re.escape(TEMPORARY_SUFFIX)}")
+        for temporary in left_by_ended_writers(out.parent, left):
+            log.warning("removing %s: a report that a killed process left unfinished", temporary)
+            shutil.rmtree(temporary, ignore_errors=True)
     with replacing(out, folder=True) as folder:
         yield folder, out
     if out != wanted:
