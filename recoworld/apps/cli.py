@@ -128,8 +128,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"recoworld: unknown command {name!r}{hint}; choose one of: {', '.join(COMMANDS)}\n\n{usage()}",
               file=sys.stderr)
         return 2
+    from recoworld.apps.status import kill_stops_like_ctrl_c
+
     try:
-        return COMMANDS[name][1](rest)
+        # kill (a scheduler's time limit, docker stop) stops every command as Ctrl-C does: it
+        # says what it kept or that nothing was written, and removes its temporaries.
+        with kill_stops_like_ctrl_c():
+            return COMMANDS[name][1](rest)
     except KeyboardInterrupt:
         # The command has said what it kept (a run names experiment.resume=true); a
         # traceback would only hide that. 130 is the shell's status for Ctrl-C.

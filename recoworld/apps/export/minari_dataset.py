@@ -125,8 +125,10 @@ def _export(run_dir: Path, status: dict | None, dataset_id: str | None, *, agent
     if run.note:
         description += f" Partial: {run.note}."
     slate_size = len(log["slate"].iat[0])
+    # Built before the write, so that only the write's own OSError is blamed on the datasets folder.
+    episodes, space = episode_buffers(log, history), observation_space(history)
     try:
-        write_dataset(dataset_id, episode_buffers(log, history), observation_space=observation_space(history),
+        write_dataset(dataset_id, episodes, observation_space=space,
                       action_space=spaces.MultiDiscrete(np.full(slate_size, catalog.n_items, dtype=np.int64)),
                       metadata={"algorithm_name": ", ".join(agents), "description": description})
     except FileExistsError:  # another export took the id meanwhile: its own message
