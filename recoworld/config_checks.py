@@ -60,9 +60,14 @@ class Interval:
     closed_high: bool = True
 
     def __contains__(self, value: float) -> bool:
-        above = value >= self.low if self.closed_low else value > self.low
-        below = value <= self.high if self.closed_high else value < self.high
-        return above and below
+        return bool(self.contains(value))
+
+    def contains(self, values):
+        """Whether each of ``values`` (a number, or a NumPy array of them) lies in the
+        interval: a bool, or a boolean array of the array's shape. NaN lies in none."""
+        above = values >= self.low if self.closed_low else values > self.low
+        below = values <= self.high if self.closed_high else values < self.high
+        return above & below
 
     def __str__(self) -> str:
         if math.isinf(self.low) and math.isinf(self.high):
@@ -94,6 +99,8 @@ NON_NEGATIVE = Interval(0.0)
 POSITIVE = Interval(0.0, closed_low=False)
 #: Sizes and counts of at least one.
 AT_LEAST_ONE = Interval(1)
+#: Shares that may be whole but not nothing: a nucleus sampling mass, a click's watch fraction.
+OPEN_LOW_UNIT = Interval(0.0, 1.0, closed_low=False)
 #: The largest float32; a number beyond it is infinite in float32.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 

@@ -64,7 +64,7 @@ import torch
 from recoworld import rng
 from recoworld.catalog import Catalog, GenreNameError
 from recoworld.simulators import world_folder
-from recoworld.simulators.population import Population, UserTraits, check_fitted_traits
+from recoworld.simulators.population import FittedUsersError, Population, UserTraits, check_fitted_traits
 from recoworld.simulators.population_specs import as_spec, select
 from recoworld.simulators.statistical import StatisticalUserConfig
 # The folder's mechanics live in world_folder; both names stay importable from here.
@@ -197,14 +197,18 @@ class CalibratedWorld:
     def _originals(self, what: str, ids) -> np.ndarray:
         if ids is None:
             raise ValueError(f"this calibrated world has no map between its {what} ids and the data's: it was made "
-                             f"without them; fit it with recoworld calibrate to keep them: {self.refit_command()}")
+                             f"without them; fit it again to keep them: {self.refit_advice()}")
         return np.asarray(ids, dtype=object)
 
-    def refit_command(self, path: str | Path | None = None) -> str:
-        """The command that fits this world again from the data it was fitted on (its log
-        and tables, or MovieLens-100K), into ``path`` (``None``: the text names it FOLDER),
-        or, for data given in Python, what to call."""
-        return _refit_command(self.meta, None if path is None else Path(path))
+    def refit_advice(self, path: str | Path | None = None) -> str:
+        """How to fit this world again as it was fitted, into ``path`` (``None``: the text names
+        the folder FOLDER), in words for a message, the code in backticks: from the data it was
+        fitted on (its log and tables, or MovieLens-100K) and with the fit's settings
+        (``meta["calibration"]``), the ``recoworld calibrate`` command where it takes them all
+        (``--users N`` included), otherwise the call of
+        :func:`~recoworld.apps.calibrate.calibrate` in Python that names the settings the
+        command does not take; for data given in Python, that call with the data named DATA."""
+        return _refit_advice(self.meta, None if path is None else Path(path))
 
     def _where(self, what: str) -> str:
         """Where the data's ``what`` ids come from, for a message about an unknown one."""
@@ -279,8 +283,10 @@ class CalibratedWorld:
 
         Raises ``ValueError`` naming the file and what is wrong with it where the folder is not
         one whole world of this version (a file cut short or damaged, a tensor of the wrong shape,
-        a ``tensors.pt`` of another world), with how to fit it again from the data it was fitted
-        on, which its world.json names (a log's world from that log, never MovieLens-100K). A whole
+        a ``tensors.pt`` of another world, a fitted user's trait or interest vector that the
+        simulator cannot take, :func:`~recoworld.simulators.population.check_fitted_traits`),
+        with how to fit it again as it was fitted, from the data its world.json names (a log's
+        world from that log, never MovieLens-100K), :meth:`refit_advice`. A whole
         world whose genre name :class:`~recoworld.catalog.Catalog` refuses (one holding ``|``,
         which earlier RecoWorlds took from a list entry of an item table's genres) raises
         ``ValueError`` naming the genre and the command that fits it again once the genre is
@@ -322,6 +328,14 @@ class CalibratedWorld:
         for c in (*TEXT_COLUMNS, *original):
             users[c] = document["users"][c]
         users = users[[NUMERIC_COLUMNS[0], *original, NUMERIC_COLUMNS[1], *TEXT_COLUMNS, *NUMERIC_COLUMNS[2:]]]
+        # Here, not first where a population is built: the fix of a saved world is to fit it again,
+        # not to correct a table its user does not hold.
+        try:
+            check_fitted_traits(users)
+            _check_interest(tensors["interest"], users)
+        except FittedUsersError as error:
+            raise _damaged(path, "tensors.pt", f"holds a user the simulator cannot take: {error.problem}",
+                           document) from None
         return cls(catalog, config, users, tensors["interest"], document["meta"], info.get(ORIGINAL_ID))
 
 
@@ -342,11 +356,11 @@ def _recalibration(document: dict | None, path: Path) -> str:
     source = _source(meta)
     kind = source.get("kind")
     if kind == "interactions" and isinstance(source.get("data"), str):
-        return f"with the log it was fitted on, or fit it again in place: {_refit_command(meta, path)}"
+        return f"with the log it was fitted on, or fit it again in place: {_refit_advice(meta, path)}"
     if kind == "movielens-100k":
-        return f"on MovieLens-100K, as it was fitted, or fit it again in place: {_refit_command(meta, path)}"
+        return f"on MovieLens-100K, as it was fitted, or fit it again in place: {_refit_advice(meta, path)}"
     if kind is not None:  # data given to calibrate() in Python, in MovieLens-100K's layout
-        return "with the data it was fitted on: call calibrate() again with them and save the world there"
+        return f"with the data it was fitted on: {_refit_advice(meta, path)}"
     unknown = " does not say which" if isinstance(document, dict) else ", which names them, cannot be read"
     out = shlex.quote(str(path))
     return (f"with the data it was fitted from (its world.json{unknown}), or fit it again in place: `recoworld "
@@ -368,24 +382,86 @@ def _refused_genre(path: Path, error: GenreNameError, meta: dict) -> ValueError:
     return ValueError(f"{path}: this calibrated world's genre {error.name!r} (catalog.genre_names[{error.column}] in "
                       f"world.json), {error.problem}, is a name this RecoWorld refuses, though the earlier RecoWorld "
                       f"that fitted the world took it (the world is not damaged). Rename the genre in the data it "
-                      f"was fitted from{table}{renamed} and fit the world again: {_refit_command(meta, path)}")
+                      f"was fitted from{table}{renamed} and fit the world again: {_refit_advice(meta, path)}")
 
 
-def _refit_command(meta: dict, path: Path | None = None) -> str:
-    """How to fit the world of ``meta`` again, from the data it was fitted on, into ``path``
-    (``None``: the folder is named FOLDER)."""
+#: ``asdict(CalibrationConfig())`` of :mod:`recoworld.apps.calibrate`, the settings that
+#: ``recoworld calibrate [--users N]`` fits with, ``choice`` standing for
+#: ``asdict(ChoiceFitConfig())`` (read where it is needed). The applications' layer is above
+#: this one, which may not import it (docs/ARCHITECTURE.md); tests/test_h132_refit_advice.py
+#: holds the two equal.
+_CALIBRATE_DEFAULTS = {
+    "holdout_fraction": 0.2, "validation_fraction": 0.2, "session_gap_minutes": 30.0, "choice": "ChoiceFitConfig",
+    "exposure_odds": 1.0, "users": None, "leave_steps": 80, "leave_users": 300, "lives_iterations": 20,
+    "threads": 1, "seed": 0, "split": "latest", "held_out_users": 0.0,
+}
+
+
+def _refit_advice(meta: dict, path: Path | None = None) -> str:
+    """How to fit the world of ``meta`` again as it was fitted, from the data it was fitted
+    on and with the fit's settings, into ``path`` (``None``: the folder is named FOLDER):
+    :meth:`CalibratedWorld.refit_advice`."""
     source = _source(meta)
-    out = "FOLDER" if path is None else shlex.quote(str(path))
-    if source.get("kind") == "interactions" and isinstance(source.get("data"), str):
+    kind = source.get("kind")
+    log = kind == "interactions" and isinstance(source.get("data"), str)
+    settings = _fit_settings(meta)
+    # The command takes --users N; any other setting of the fit is given in Python.
+    python_only = [name for name in settings if name != "users"]
+    if (log or kind == "movielens-100k") and not python_only:
+        users = f" --users {settings['users']}" if "users" in settings else ""
+        if not log:
+            return (f"`recoworld calibrate{users} --force` (with --out FOLDER where this world is not the cache's)"
+                    if path is None else f"`recoworld calibrate{users} --out {shlex.quote(str(path))} --force`")
         tables = "".join(f" {flag} {shlex.quote(source[key])}" for flag, key in (("--items", "items"),
                                                                                  ("--user-table", "users"))
                          if isinstance(source.get(key), str))
-        return (f"`recoworld calibrate --data {shlex.quote(source['data'])}{tables} --out {out} --force`"
+        return (f"`recoworld calibrate --data {shlex.quote(source['data'])}{tables}{users} --out "
+                f"{'FOLDER' if path is None else shlex.quote(str(path))} --force`"
                 + (" (FOLDER: this world's)" if path is None else ""))
-    if source.get("kind") == "movielens-100k":
-        return ("`recoworld calibrate --force` (with --out FOLDER where this world is not the cache's)" if path is None
-                else f"`recoworld calibrate --out {out} --force`")
-    return "call calibrate() again with the data it was fitted on"
+    # The call of calibrate() in Python, and where its names come from.
+    config = ", ".join(f"{name}={value}" for name, value in settings.items())
+    arguments = [f"CalibrationConfig({config})"] if config else []
+    names = ["calibrate() and CalibrationConfig from recoworld.apps.calibrate" if config else
+             "calibrate() from recoworld.apps.calibrate"]
+    if "choice" in settings:
+        names.append("ChoiceFitConfig from recoworld.calibration.choice")
+    notes = ["FOLDER: this world's"] if path is None else []
+    if log:
+        tables = [f"{key}={source[key]!r}" for key in ("items", "users") if isinstance(source.get(key), str)]
+        arguments.append(f"data=load_interactions({', '.join([repr(source['data']), *tables])})")
+        names.append("load_interactions from recoworld.data.interactions")
+    elif kind != "movielens-100k":  # calibrate()'s own data, when given none, is MovieLens-100K
+        arguments.append("data=DATA")
+        notes.append("DATA: the data it was fitted on")
+    why = ""
+    if python_only and (log or kind == "movielens-100k"):
+        why = (f", as `recoworld calibrate` has no flag for the fit's setting{'s' if len(python_only) > 1 else ''} "
+               f"{', '.join(python_only)}")
+    out = "FOLDER" if path is None else repr(str(path))
+    return (f"in Python{why}: `calibrate({', '.join(arguments)}).save({out}, replace=True)` "
+            f"({'; '.join([*notes, ', '.join(names)])})")
+
+
+def _fit_settings(meta) -> dict[str, str]:
+    """The settings of the fit that recorded ``meta`` (``meta["calibration"]``) that are not
+    :class:`~recoworld.apps.calibrate.CalibrationConfig`'s defaults, in the order of its
+    fields, each value as Python writes it; ``{}`` where the meta records none."""
+    recorded = meta.get("calibration") if isinstance(meta, dict) else None
+    settings = {}
+    for name, default in _CALIBRATE_DEFAULTS.items():
+        if not isinstance(recorded, dict) or name not in recorded:
+            continue
+        if name == "choice" and isinstance(recorded[name], dict):
+            from recoworld.calibration.choice import ChoiceFitConfig
+
+            defaults = asdict(ChoiceFitConfig())
+            changed = [f"{key}={value!r}" for key, value in recorded[name].items()
+                       if key in defaults and value != defaults[key]]
+            if changed:
+                settings[name] = f"ChoiceFitConfig({', '.join(changed)})"
+        elif name != "choice" and recorded[name] != default:
+            settings[name] = repr(recorded[name])
+    return settings
 
 
 def _source(meta) -> dict:
@@ -544,16 +620,19 @@ TRAIT_COLUMNS = ("patience", "novelty", "activity", "popularity_bias", "conformi
 
 
 def _check_interest(interest: torch.Tensor, users: pd.DataFrame) -> None:
-    """``ValueError`` naming the first user whose interest vector holds a NaN or an infinite
-    value (the click utility is its inner product with the items' features: NaN for that
-    user's every item)."""
-    finite = torch.isfinite(interest.reshape(len(interest), -1)).all(1)
+    """:class:`~recoworld.simulators.population.FittedUsersError` naming the first user whose
+    interest vector holds a NaN or an infinite value (the click utility is its inner product
+    with the items' features: NaN for that user's every item)."""
+    # reshape cannot size a row from no elements (no users, or vectors of length 0): nothing to check then.
+    finite = torch.isfinite(interest).reshape(len(interest), -1).all(1) if interest.numel() else \
+        torch.ones(len(interest), dtype=torch.bool)
     if not bool(finite.all()):
         row = int((~finite).nonzero()[0])
         who = f"row {row}" + (f" (user_id {users['user_id'].iloc[row]})" if "user_id" in users.columns else "")
-        raise ValueError(f"the fitted users' interest, {who}: {interest[row].tolist()[:4]}... holds a NaN or an "
-                         "infinite value, which makes every click utility of that user NaN; correct the row, or "
-                         "drop the user from the table and the interest alike")
+        problem = (f"the fitted users' interest, {who}: {interest[row].tolist()[:4]}... holds a NaN or an infinite "
+                   "value, which makes every click utility of that user NaN")
+        raise FittedUsersError(f"{problem}; correct the row, or drop the user from the table and the interest alike",
+                               problem)
 
 
 class CalibratedPopulation(Population):
@@ -574,6 +653,9 @@ class CalibratedPopulation(Population):
     def __init__(self, users: pd.DataFrame, interest: torch.Tensor, spec: Mapping | None = None):
         if len(users) != len(interest):
             raise ValueError(f"{len(users)} users but {len(interest)} interest vectors")
+        if len(users) == 0:  # else the first draw fails in the cumulative weights, unnamed
+            raise ValueError("the fitted users' table has no rows, and a population draws its users from them; give "
+                             "a table of at least one fitted user")
         # Before the float32 tensors below: a text cell or a huge trait is named there, not by numpy.
         check_fitted_traits(users)
         _check_interest(interest, users)

@@ -11,9 +11,12 @@ population specs filter either to a targeted segment.
 from __future__ import annotations
 
 import math
+import numbers
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from recoworld.config_checks import (
     NON_NEGATIVE, OPEN_UNIT, POSITIVE, UNIT, Interval, OverflowLimit, check_fields, check_float32, check_number,
@@ -189,11 +192,10 @@ _OVERFLOW_LIMITS = {
 }
 
 
-# A fitted user's traits, read from a table (a calibrated world's users, or any DataFrame
-# of the same columns): each enters the users' equations as a float32, as the synthetic
-# population's draws do, and is held to what those equations take.
-#: The columns of a fitted users' table that the users' equations read, each with its range
-#: (or ``None``), the largest magnitude its equation holds in float32 (or ``None``) and what it is.
+#: The columns of a fitted users' table (a calibrated world's users, or any DataFrame of the
+#: same columns) that the users' equations read, each as a float32, as the synthetic
+#: population's draws are: its range (or ``None``), the largest magnitude its equation holds
+#: in float32 (or ``None``) and what it is.
 FITTED_TRAITS: dict[str, tuple[Interval | None, OverflowLimit | None, str]] = {
     "patience": (UNIT, None, "the probability of examining the next position"),
     # social.SocialStatisticalUsers: the weight of the items' buzz in the user's utility
@@ -207,49 +209,67 @@ FITTED_TRAITS: dict[str, tuple[Interval | None, OverflowLimit | None, str]] = {
 }
 
 
-def check_fitted_traits(users: pd.DataFrame) -> None:
-    """``ValueError`` naming the first row of a fitted users' table (a calibrated world's
-    :attr:`~recoworld.simulators.calibrated.CalibratedWorld.users`, or a DataFrame of the same
-    columns) that holds a trait the users' equations cannot take: its position in the table,
-    its ``user_id``, the column and the value. Each of :data:`FITTED_TRAITS` that the table
-    has must be a finite number, also in float32, in its range (``patience`` and
-    ``conformity`` in [0, 1], ``activity`` > 0) and within the magnitude its equation holds
-    (``novelty``, ``popularity_bias`` and ``rating_bias`` within ±1e17, as
-    :class:`SyntheticPopulation`'s draws are): a NaN, an infinite or a huge trait makes the
-    click utility, the rating or the return NaN."""
-    import numpy as np
-    import pandas as pd
+class FittedUsersError(ValueError):
+    """A fitted users' table, or their interest vectors, holds a value the users' equations
+    cannot take. The message ends with the fix for a table given in Python; ``problem`` is
+    the message without it (the row, user, column and value), for a caller whose fix is
+    another, such as a saved world, which is fitted again."""
 
-    # Per trait, the rows to check one by one: a superset of those the checks refuse (an end
-    # of a range is flagged too), found at once; every row of a column that holds text.
-    flagged: dict[str, np.ndarray] = {}
-    for name, (within, limit, _) in FITTED_TRAITS.items():
-        if name not in users.columns:
-            continue
-        column = users[name]
-        if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-            x = column.to_numpy(dtype=np.float64)
-            with np.errstate(over="ignore", invalid="ignore"):
-                held = x.astype(np.float32)
-                bad = ~np.isfinite(held) | (np.abs(x) > (limit.limit if limit else np.inf))
-                if within is not None:
-                    bad |= (held <= np.float32(within.low)) | (held >= np.float32(within.high))
-            flagged[name] = bad
-        else:
-            flagged[name] = np.ones(len(column), dtype=bool)
-    if not flagged:
+    def __init__(self, message: str, problem: str):
+        super().__init__(message)
+        self.problem = problem
+
+
+def check_fitted_traits(users: pd.DataFrame) -> None:
+    """:class:`FittedUsersError` (a ``ValueError``) naming the first row of a fitted users'
+    table (a calibrated world's :attr:`~recoworld.simulators.calibrated.CalibratedWorld.users`,
+    or a DataFrame of the same columns) that holds a trait the users' equations cannot take:
+    its position in the table, its ``user_id``, the column and the value. Each of
+    :data:`FITTED_TRAITS` that the table has must be a finite number, also in float32, in its
+    range (``patience`` and ``conformity`` in [0, 1], ``activity`` > 0) and within the
+    magnitude its equation holds (``novelty``, ``popularity_bias`` and ``rating_bias`` within
+    ±1e17, as :class:`SyntheticPopulation`'s draws are): a NaN, an infinite or a huge trait
+    makes the click utility, the rating or the return NaN."""
+    # Found for all rows at once; the rows refused, if any, are then named one by one.
+    refused = [(name, ~_taken(users[name], within, limit)) for name, (within, limit, _) in FITTED_TRAITS.items()
+               if name in users.columns]
+    if not refused:
         return
-    for row in np.flatnonzero(np.logical_or.reduce(list(flagged.values()))):
-        for name, bad in flagged.items():
+    for row in np.flatnonzero(np.logical_or.reduce([bad for _, bad in refused])):
+        for name, bad in refused:
             if bad[row]:
                 _check_trait(users, name, int(row))
 
 
-def _check_trait(users: pd.DataFrame, name: str, row: int) -> None:
-    """``ValueError`` for :func:`check_fitted_traits` if the trait ``name`` of ``users`` at
-    ``row`` is not one the users' equations take."""
-    import numpy as np
+def _taken(column: pd.Series, within: Interval | None, limit: OverflowLimit | None) -> np.ndarray:
+    """Which cells of a trait's ``column`` :func:`_check_trait` takes, for all rows at once:
+    the same rules, as check_number, check_overflow and check_float32 apply them."""
+    import pandas as pd
 
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        x = column.to_numpy(dtype=np.float64, na_value=np.nan)  # a missing value (pd.NA) is a NaN
+    else:  # a column of objects: its numbers are read as such, any other cell is refused
+        cells = column.to_numpy(dtype=object)
+        number = np.fromiter((isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)) for v in cells),
+                             dtype=bool, count=len(cells))
+        x = np.full(len(cells), np.nan)
+        x[number] = cells[number].astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        held = x.astype(np.float32)
+    taken = np.isfinite(x) & np.isfinite(held)
+    if limit is not None:
+        taken &= np.abs(x) <= limit.limit
+    if within is not None:
+        # In the range as given, and as a float32 within the ends rounded to float32 (check_float32).
+        ends = Interval(float(np.float32(within.low)), float(np.float32(within.high)), within.closed_low,
+                        within.closed_high)
+        taken &= within.contains(x) & ends.contains(held)
+    return taken
+
+
+def _check_trait(users: pd.DataFrame, name: str, row: int) -> None:
+    """:class:`FittedUsersError` for :func:`check_fitted_traits` if the trait ``name`` of
+    ``users`` at ``row`` is not one the users' equations take."""
     within, limit, role = FITTED_TRAITS[name]
     cell = users[name].iloc[row]
     value = float(cell) if isinstance(cell, (int, float, np.integer, np.floating)) \
@@ -261,8 +281,9 @@ def _check_trait(users: pd.DataFrame, name: str, row: int) -> None:
         check_float32(None, name, number, within)
     except ValueError as error:
         who = f"row {row}" + (f" (user_id {users['user_id'].iloc[row]})" if "user_id" in users.columns else "")
-        raise ValueError(f"the fitted users' table, {who}: {error}; {name} is {role}. Correct the row, or drop it, "
-                         "before building a population from the table") from None
+        problem = f"the fitted users' table, {who}: {error}; {name} is {role}"
+        raise FittedUsersError(f"{problem}. Correct the row, or drop it, before building a population from the "
+                               "table", problem) from None
 
 
 def _cumulative(catalog: Catalog) -> torch.Tensor:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 from recoworld import Catalog
-from recoworld.apps.calibrate.fit import main as calibrate_main
+from recoworld.apps.calibrate.fit import CalibrationConfig, main as calibrate_main
 from recoworld.catalog import SYNTHETIC_GENRES, GenreNameError, read_genres
 from recoworld.simulators.calibrated import CalibratedWorld, load_world
 
@@ -116,6 +117,7 @@ def _as_an_earlier_recoworld_saved_it(world: CalibratedWorld, folder, items) -> 
                                             for g in document["users"]["favourite_genre"]]
     document["meta"]["data"]["source"] = {"kind": "interactions", "data": str(folder.parent / "log.csv"),
                                           "items": str(items), "users": None}
+    document["meta"]["calibration"] = asdict(CalibrationConfig())  # the command's settings
     (folder / "world.json").write_text(json.dumps(document, indent=1))
     return column
 

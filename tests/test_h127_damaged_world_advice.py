@@ -136,3 +136,26 @@ def test_genre_names_none_is_a_value_error_naming_the_argument():
                 torch.zeros(2))
     assert str(error.value) == ("genre_names=None is not a sequence of genre names; give one name per column of "
                                 "genres (3 columns), e.g. ('Drama', 'Comedy')")
+
+
+@pytest.mark.parametrize("tensor, row, value, problem", [
+    ("users.activity", 3, float("nan"), "the fitted users' table, row 3 (user_id 3): activity=nan: must be a finite "
+     "number > 0; activity is how often the user comes back (the return probability takes its log, the mean return "
+     "gap divides by it)"),
+    ("users.patience", 5, 1.5, "the fitted users' table, row 5 (user_id 5): patience=1.5: must be in [0, 1]; "
+     "patience is the probability of examining the next position"),
+    ("interest", 2, float("inf"), "the fitted users' interest, row 2 (user_id 2): [inf, "),
+])
+def test_a_saved_world_with_a_trait_the_users_cannot_take_is_damaged_at_load(log_world, tmp_path, tensor, row, value,
+                                                                             problem):
+    """Refused when the world is read, with the advice that fits it again (the world's user
+    holds no table to correct), not first where a population is built from it."""
+    path = _copy(log_world, tmp_path)
+    tensors = torch.load(path / "tensors.pt", weights_only=True)
+    tensors[tensor][row] = value  # an interest row: all of it
+    torch.save(tensors, path / "tensors.pt")
+    error = _error(path)  # was: loaded, then refused by world.population() with "Correct the row, or drop it"
+    assert error.startswith(f"{path / 'tensors.pt'} holds a user the simulator cannot take: {problem}")
+    assert error.endswith(f"; the calibrated world at {path} is damaged: delete it to recalibrate with the log it was "
+                          f"fitted on, or fit it again in place: {_log_command(log_world, path)}")
+    assert "Correct the row" not in error and "correct the row" not in error

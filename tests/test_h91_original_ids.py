@@ -99,14 +99,19 @@ def test_a_world_saved_without_original_ids_loads_and_says_it_has_no_map(fitted,
     world = CalibratedWorld.load(old)
     assert world.original_item_ids is None and "original_id" not in world.users
     assert len(world.population()) == FITTED_USERS
-    refit = f"`recoworld calibrate --data {fitted / 'log.parquet'} --out FOLDER --force` (FOLDER: this world's)"
+    # Fitted in Python with settings `recoworld calibrate` has no flag for: the call that fits it again as it was.
+    refit = ("in Python, as `recoworld calibrate` has no flag for the fit's settings choice, leave_steps, leave_users, "
+             "lives_iterations: `calibrate(CalibrationConfig(choice=ChoiceFitConfig(dim=4, l2=0.03), "
+             f"users={FITTED_USERS}, leave_steps=10, leave_users=10, lives_iterations=0), "
+             f"data=load_interactions({str(fitted / 'log.parquet')!r})).save(FOLDER, replace=True)` (FOLDER: this "
+             "world's; calibrate() and CalibrationConfig from recoworld.apps.calibrate, ChoiceFitConfig from "
+             "recoworld.calibration.choice, load_interactions from recoworld.data.interactions)")
     for call, what in ((lambda: world.original_item_id(0), "item"), (lambda: world.dense_item_id("item-A0"), "item"),
                        (lambda: world.original_user_id(0), "user"), (lambda: world.dense_user_id(3), "user")):
         with pytest.raises(ValueError) as error:
             call()
         assert str(error.value) == (f"this calibrated world has no map between its {what} ids and the data's: it "
-                                    "was made without them; fit it with recoworld calibrate to keep them: "
-                                    f"{refit}")
+                                    f"was made without them; fit it again to keep them: {refit}")
 
 
 def test_original_ids_of_the_wrong_length_are_a_damaged_world(fitted, tmp_path):

@@ -25,6 +25,18 @@ def _usage_error(capsys, argv) -> str:
     return capsys.readouterr().err.strip().splitlines()[-1]
 
 
+#: The names the refit of the small world (conftest.small_world) imports.
+IMPORTS = ("calibrate() and CalibrationConfig from recoworld.apps.calibrate, ChoiceFitConfig from "
+           "recoworld.calibration.choice, load_interactions from recoworld.data.interactions")
+
+
+def _python_refit(log, out: str) -> str:
+    """The refit that the small world, fitted in Python with settings `recoworld calibrate` has no flags for, names."""
+    return ("in Python, as `recoworld calibrate` has no flag for the fit's settings choice, leave_steps, leave_users: "
+            "`calibrate(CalibrationConfig(choice=ChoiceFitConfig(dim=6, l2=0.03), leave_steps=20, leave_users=40), "
+            f"data=load_interactions({str(log)!r})).save({out}, replace=True)`")
+
+
 @pytest.fixture(scope="module")
 def world_dir(small_world, tmp_path_factory):
     """The small world saved with its data as a log file it can be read again from."""
@@ -131,9 +143,10 @@ def test_data_says_where_a_moved_log_is_and_is_checked_against_the_world(tmp_pat
     other.write_text("\n".join(lines[:-40]) + "\n")  # the last 40 interactions left out
     with pytest.raises(ValueError, match="the held-out ratings differ from those the world was calibrated without") as error:
         held_out_split(world, _source(world, folder, other))
-    # the fix fits the world again from its own log (a bare `recoworld calibrate --force` fits MovieLens-100K)
-    assert str(error.value).endswith(f"fit the world again, `recoworld calibrate --data {log} --out FOLDER --force` "
-                                     "(FOLDER: this world's)")
+    # the fix fits the world again from its own log (a bare `recoworld calibrate --force` fits MovieLens-100K), with
+    # the settings it was fitted with, which `recoworld calibrate` has no flags for (it would fit another world)
+    assert str(error.value).endswith(f"fit the world again, {_python_refit(log, 'FOLDER')} (FOLDER: this world's; "
+                                     f"{IMPORTS})")
     movielens = replace(world, meta={**world.meta, "data": {"source": {"kind": "movielens-100k"}}})
     with pytest.raises(ValueError, match=f"--data {moved}: this world was not calibrated on an interaction log"):
         _source(movielens, None, moved)
@@ -150,8 +163,8 @@ def test_a_world_of_another_version_is_refused_with_the_refit(capsys, tmp_path, 
     assert error.startswith(f"recoworld fidelity: error: {old} holds artifact version 1, this RecoWorld reads "
                             "version ")
     # the log's world is fitted again from the log, never from MovieLens-100K (a bare --force)
-    assert error.endswith(f"with the log it was fitted on, or fit it again in place: `recoworld calibrate --data "
-                          f"{log} --out {old} --force`")
+    assert error.endswith(f"with the log it was fitted on, or fit it again in place: "
+                          f"{_python_refit(log, repr(str(old)))} ({IMPORTS})")
 
 
 def test_same_seed_same_metrics_and_the_report_is_whole(tmp_path, world_dir, capsys):

@@ -104,7 +104,7 @@ def held_out_split(world: CalibratedWorld, data: MovieLens100K | None = None) ->
     expected = world.meta.get("split", {}).get("test_fingerprint")
     if expected is not None and fingerprint(split.test) != expected:
         raise ValueError("the held-out ratings differ from those the world was calibrated without; the data or "
-                         f"the split changed since: fit the world again, {world.refit_command()}")
+                         f"the split changed since: fit the world again, {world.refit_advice()}")
     if split.test.empty:
         raise ValueError("the world was calibrated without held-out ratings (holdout_fraction=0)")
     return data, split
