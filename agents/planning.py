@@ -43,7 +43,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -102,11 +104,11 @@ class PlanningOracle(Recommender):
         super().setup(env, seed)
         self._user_model = env.unwrapped.user_model
         model = self._user_model()
-        # utility_valid: the lookahead scores its own draws without a check (no host sync a step).
-        if not all(hasattr(model, name) for name in ("state", "n_users", "click_probabilities", "utility_valid")):
-            raise TypeError(f"PlanningOracle needs a batched user model with a dataclass state of per-user tensors, "
-                            f"click_probabilities and utility_valid (the statistical or calibrated users); "
+        if not all(hasattr(model, name) for name in ("state", "n_users", "click_probabilities")):
+            raise TypeError(f"PlanningOracle needs a batched user model with a dataclass state of per-user tensors "
+                            f"and click_probabilities (the statistical or calibrated users); "
                             f"the env's simulator is a {type(model).__name__}")
+        self._draw_probabilities = _draw_scorer(model)
         self._genres = self.catalog.genres.to(model.device).float()
         n = self.catalog.n_items
         self._rating_sum, self._rating_count = np.zeros(n), np.zeros(n)
@@ -206,12 +208,29 @@ class PlanningOracle(Recommender):
         """Each row's rule applied to fresh candidates, drawn once per (user, rollout)."""
         R = self.rollouts
         ids = self._candidates.draw(B * R, self._draws).to(user.device)[user * R + rollout]
-        p = torch.sigmoid(model.utility_valid(ids))  # click_probabilities(ids) of ids built here: no check
+        p = self._draw_probabilities(model, ids)
         positions = torch.empty(len(user), self.slate_size, dtype=torch.long, device=user.device)
         for index, name in enumerate(self.rules):
             rows = (rule == index).nonzero().flatten()
             positions[rows] = self._rule_slate(name, p[rows], ids[rows])
         return ids.gather(1, positions)
+
+
+def _draw_scorer(model) -> Callable[[Any, torch.Tensor], torch.Tensor]:
+    """How the lookahead scores the candidates it draws on copies of ``model``: ``(copy, ids)
+    -> click probabilities``. Where they are the statistical users' own (the sigmoid of
+    their utility), through ``utility_valid``, which skips the id check (a read back to the
+    host at every step; the planner's draws are catalog ids); else through the model's
+    ``click_probabilities``, so that a class that changes them, or the utility they come
+    from, is planned with its own probabilities at every step, not only the first."""
+    # The class that defines utility_valid (the statistical users), found without importing
+    # it: agents never import the simulators (layers: they meet only in the envs).
+    kind = type(model)
+    owner = next((c for c in kind.__mro__ if "utility_valid" in vars(c)), None)
+    if owner is not None and all(getattr(kind, name) is getattr(owner, name, None)
+                                 for name in ("click_probabilities", "utility")):
+        return lambda users, ids: torch.sigmoid(users.utility_valid(ids))
+    return lambda users, ids: users.click_probabilities(ids)
 
 
 def _genre_diverse(p: torch.Tensor, genres: torch.Tensor, K: int, diversity: float) -> torch.Tensor:

@@ -12,7 +12,7 @@ generator (:meth:`Catalog.synthetic`), or MovieLens-100K
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -233,6 +233,12 @@ class Catalog:
         if isinstance(self.genre_names, str):
             raise ValueError(f"genre_names={self.genre_names!r} is one string; give a sequence of genre names, "
                              "one per column of genres")
+        if isinstance(self.genre_names, (Set, Mapping)):
+            # tuple() would take a set in its hashes' order (which changes between runs) and a
+            # dict's keys: neither says which column of genres each name is.
+            raise ValueError(f"genre_names={self.genre_names!r} is a {type(self.genre_names).__name__}, whose order "
+                             "does not say which column each name is; give a list of genre names in the order of "
+                             "the columns of genres (sorted() gives an order, but not the columns')")
         try:
             self.genre_names = tuple(self.genre_names)
         except TypeError:  # None, a number: tuple() would say only that it is not iterable

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, UNIT, Interval, check_fields, check_number
+from recoworld.config_checks import (AT_LEAST_ONE, NON_NEGATIVE, OPEN_LOW_UNIT, UNIT, Interval, check_fields,
+                                     check_number)
 from recoworld.llm import LLMConfig
 from recoworld.representations import RepresentationConfig
 from recoworld.simulators.memory import MemoryConfig
@@ -111,7 +112,7 @@ class LLMUserConfig(LLMVoiceConfig):
 
     #: Satisfaction and ratings are on the 1..5 scale; a click's watch fraction is in (0, 1].
     RANGES = {**dict.fromkeys(("initial_satisfaction", "like_rating", "dislike_rating"), Interval(1, 5)),
-              **dict.fromkeys(("click_watch", "like_watch", "dislike_watch"), Interval(0.0, 1.0, closed_low=False))}
+              **dict.fromkeys(("click_watch", "like_watch", "dislike_watch"), OPEN_LOW_UNIT)}
 
     def __post_init__(self):
         super().__post_init__()

@@ -128,6 +128,23 @@ def test_the_planners_lookahead_checks_the_callers_candidates_only(monkeypatch):
     # checked; the four steps after run on the planner's own draws.
     assert checks == {"ids": 1, "slates": 1}
     assert action.shape == (3, 3) and all(len(set(row)) == 3 for row in action.tolist())
+    # The same act as where the lookahead's scores go through the checked utility.
+    unchecked, scored = StatisticalUsers.utility_valid, []
+
+    def checked(self, items, users=None):
+        # The checked utility, which calls utility_valid back (then unchecked) once its checks pass.
+        scored.append(tuple(items.shape))
+        monkeypatch.setattr(StatisticalUsers, "utility_valid", unchecked)
+        try:
+            return StatisticalUsers.utility(self, items, users)
+        finally:
+            monkeypatch.setattr(StatisticalUsers, "utility_valid", checked)
+
+    monkeypatch.setattr(StatisticalUsers, "utility_valid", checked)
+    planner.setup(env, seed=0)
+    obs = Observation(env.reset(seed=0)[0])
+    assert np.array_equal(planner.act(obs), action)
+    assert scored == [(3, 10)] + [(3 * 3 * 2, 10)] * 4  # obs's candidates, then every lookahead step's draws
 
 
 def test_the_planner_still_names_bad_candidates():

@@ -19,12 +19,16 @@ from recoworld.llm.types import BackendCall, Completion
 def _check_local_model(name: str) -> None:
     """``FileNotFoundError`` naming ``name`` when it is a path (an existing directory, or a name
     that starts with ``/``, ``.`` or ``~``, which no hub id does) without a model in it:
-    ``transformers`` would otherwise report it as a malformed hub id or a missing tokenizer."""
+    ``transformers`` would otherwise report it as a malformed hub id or a missing tokenizer.
+    A PEFT adapter's directory (``adapter_config.json``, no ``config.json``) holds one:
+    ``transformers`` loads the adapter on its base model when ``peft`` is installed (the
+    tokenizer is read from the directory as well)."""
     path = Path(name).expanduser()
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"model={name!r} is a directory without config.json; give the directory that "
-                                    "save_pretrained() wrote, or a hub id such as HuggingFaceTB/SmolLM2-135M-Instruct")
+        if not any((path / file).is_file() for file in ("config.json", "adapter_config.json")):
+            raise FileNotFoundError(f"model={name!r} is a directory without config.json (a model's) or "
+                                    "adapter_config.json (a PEFT adapter's); give the directory that save_pretrained() "
+                                    "wrote, or a hub id such as HuggingFaceTB/SmolLM2-135M-Instruct")
     elif name.startswith(("/", ".", "~")):
         raise FileNotFoundError(f"model={name!r} is not a directory; give a local model directory or a hub id such as "
                                 "HuggingFaceTB/SmolLM2-135M-Instruct")

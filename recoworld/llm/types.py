@@ -7,10 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, Interval, check_number
+from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, OPEN_LOW_UNIT, check_number
 
-#: The range of a nucleus sampling mass.
-OPEN_LOW_UNIT = Interval(0.0, 1.0, closed_low=False)
+#: The seeds a request may carry: llama.cpp takes a uint32.
+SEED_LIMIT = 2**32
 
 #: A chat message as the OpenAI API spells it: ``{"role": "user", "content": "..."}``.
 Message = dict[str, str]
@@ -27,8 +27,9 @@ class ChatRequest:
         max_tokens: most tokens to generate, an integer >= 1. Also the worst case the
             budget reserves.
         top_p: nucleus sampling mass in (0, 1]; ``None`` leaves the backend's default.
-        seed: sampling seed (an integer >= 0: llama.cpp reads -1 as "draw one at random"),
-            for backends that honour one.
+        seed: sampling seed, an integer in ``[0, 2**32)`` (llama.cpp takes a uint32, and reads
+            ``2**32 - 1``, which is -1 as a signed int, as "draw one at random"), for backends
+            that honour one.
         stop: strings that end the generation; a single string is one stop string.
     """
 
@@ -70,6 +71,10 @@ class ChatRequest:
             checked = check_number(None, name, value, within, integer=integer)
             if type(value) not in (int, float):  # numpy's scalars as Python's; 0 stays 0 (cache keys)
                 object.__setattr__(self, name, checked)
+        if self.seed is not None and self.seed >= SEED_LIMIT:
+            # Named here: a backend would refuse it, or wrap it to another seed.
+            raise ValueError(f"seed={self.seed!r}: must be below {SEED_LIMIT} (2**32): llama.cpp takes a uint32 "
+                             "seed; give a smaller one, e.g. seed % 2**32")
 
     def sampling(self) -> dict[str, Any]:
         """The sampling parameters, as they enter the cache key and the backend call."""

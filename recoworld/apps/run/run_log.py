@@ -27,7 +27,7 @@ import pandas as pd
 
 from recoworld.apps.run.rundir import STATUS_FILE, RunDirectoryError, part_damage, read_status
 from recoworld.apps.status import LOCK_FILE, job_running, writer_running
-from recoworld.logs import read_log
+from recoworld.logs import LogSchemaError, log_parts, read_log
 
 RESUME = "rerun its command with experiment.resume=true"
 
@@ -72,13 +72,17 @@ def read_run_log_at(run_dir: str | Path, status: dict | None, segment: str | Non
         named = ", ".join(segments) if segments else "none: it ran no experiment.segments"
         raise ValueError(f"segment {segment!r} is not one of the run's segments in {run_dir} ({named})")
     if status is None:
-        if segment is None and not (folder / "episodes").exists() and not any(folder.glob("*.parquet")):
+        try:
+            parts = log_parts(folder)  # the one reader of the log's layout: parts in subfolders count
+        except LogSchemaError:
+            if segment is not None or (folder / "episodes").exists():
+                raise  # a segment's or an episodes/ folder without a part: log_parts' message says so
             # What `recoworld run` leaves when it stops before its run begins: Hydra has
             # written .hydra/ (and the log file), the run no status.json yet.
             raise FileNotFoundError(f"{run_dir} holds no {STATUS_FILE} and no episodes/: its `recoworld run` stopped "
                                     "before the run began (a config it refused, whose error it printed, or a run "
-                                    "killed as it started); run the command again")
-        return RunLog(read_log(folder), None, segments)
+                                    "killed as it started); run the command again") from None
+        return RunLog(read_log(parts), None, segments)
     records = [r for r in status["parts"]["complete"] if r.get("segment") == segment]
     if not records:
         phrase, advice = run_state(run_dir, status)

@@ -57,7 +57,7 @@ def run_catalog(run_dir: str | Path):
     if not saved.is_file():
         # A sweep's folder (multirun/DATE/TIME) or a day's (outputs/DATE) holds runs: name them.
         runs = sorted((p for p in run_dir.iterdir() if (p / ".hydra" / "config.yaml").is_file()),
-                      key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+                      key=lambda p: (not p.name.isdecimal(), int(p.name) if p.name.isdecimal() else 0, p.name))
         if runs:
             listed = ", ".join(p.name for p in runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "")
             raise FileNotFoundError(f"{run_dir} is not a run's directory, but holds {len(runs)} run(s) ({listed}): "
