@@ -303,7 +303,7 @@ class CalibratedWorld:
             if document.get("artifact_version") != ARTIFACT_VERSION:
                 raise ValueError(f"{path} holds artifact version {document.get('artifact_version')}, this RecoWorld "
                                  f"reads version {ARTIFACT_VERSION}; delete it to recalibrate "
-                                 f"{_recalibration(document, path)}")
+                                 f"{recalibration_advice(document, path)}")
             try:
                 tensors = torch.load(tensors_file, weights_only=True)
             except Exception as error:  # torch raises anything from EOFError to UnpicklingError on a bad file
@@ -345,10 +345,10 @@ def _damaged(path: Path, file: str | None, problem: str, document: dict | None =
     where it cannot be read) names."""
     what = f"{path / file}" if file else f"{path}: world.json and tensors.pt"
     return ValueError(f"{what} {problem}; the calibrated world at {path} is damaged: delete it to recalibrate "
-                      f"{_recalibration(document, path)}")
+                      f"{recalibration_advice(document, path)}")
 
 
-def _recalibration(document: dict | None, path: Path) -> str:
+def recalibration_advice(document: dict | None, path: Path) -> str:
     """How to fit the world at ``path`` again from the data it was fitted on, which its
     world.json ``document`` names (``None``: it cannot be read). Never a bare
     ``recoworld calibrate --force``: at a log's world, that fits MovieLens-100K."""

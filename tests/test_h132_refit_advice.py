@@ -144,6 +144,6 @@ def test_a_world_without_the_datas_ids_names_the_advice_that_fits_it_with_them()
 def test_the_advice_of_a_damaged_world_reads_the_settings_world_json_records():
     document = {"meta": {"calibration": json.loads(json.dumps(asdict(CalibrationConfig(users=7)))),
                          "data": {"source": {**LOG}}}}
-    assert calibrated._recalibration(document, Path("/w")) == (
+    assert calibrated.recalibration_advice(document, Path("/w")) == (
         "with the log it was fitted on, or fit it again in place: `recoworld calibrate --data /data/log.csv --users 7 "
         "--out /w --force`")

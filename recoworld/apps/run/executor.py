@@ -82,6 +82,7 @@ from omegaconf import DictConfig, OmegaConf
 from recoworld.apps.run.attempts import RolloutAttempts
 from recoworld.apps.run.checks import ExperimentConfigError
 from recoworld.apps.run.hooks import clear_curves, with_training_logs
+from recoworld.apps.run.plugins import check_returned
 from recoworld.apps.run.rundir import Part, RunDirectory
 from recoworld.envs.rollout import rollout
 from recoworld.logs import EpisodeLog, left_by_ended_writers
@@ -120,9 +121,11 @@ def rollout_part(make_simulator: Callable, make_env: Callable, agent_cfg: Any, c
     """One part: a fresh simulator, env and agent, a rollout logged to ``path``. However it
     ends, errors and Ctrl-C included, each of them is closed once, and so is each hook that
     has a ``close`` (a TensorBoard writer) and the agent if it has one (an LLM agent's
-    client or embedded model)."""
+    client or embedded model). A simulator factory that returns no
+    ``recoworld.simulators.UserSimulator`` is refused, naming it
+    (:func:`~recoworld.apps.run.plugins.check_returned`)."""
     hooks = list(hooks)
-    with closing(_built("simulator", make_simulator, catalog=catalog)) as simulator, \
+    with closing(_simulator(make_simulator, catalog)) as simulator, \
             closing(_built("env", make_env, simulator=simulator)) as env, EpisodeLog(path) as episode_log, \
             ExitStack() as closed:
         for hook in hooks:
@@ -158,6 +161,19 @@ def _closed(thing):
             log.exception("closing %s after the rollout failed also failed", type(thing).__name__)
         raise
     close()
+
+
+def _simulator(make_simulator: Callable, catalog):
+    """The part's simulator, ``make_simulator(catalog=catalog)``, checked to be one before the
+    rollout calls its methods: a factory (a function as ``simulator._target_``) is known only
+    by what it returns. What it returned instead is closed if it can be."""
+    simulator = _built("simulator", make_simulator, catalog=catalog)
+    try:
+        check_returned(simulator, make_simulator, "simulator")
+    except ExperimentConfigError:
+        with _closed(simulator):
+            raise
+    return simulator
 
 
 def _agent(config):

@@ -39,7 +39,9 @@ Read them with ``tensorboard --logdir <run_dir>/tensorboard``. The writer is
 ``torch.utils.tensorboard.SummaryWriter``, which needs the ``tensorboard`` package
 (``pip install 'recoworld[tensorboard]'``): without it, a run with the flag on is refused
 before its run directory is touched, in a line that says so (:func:`check_tensorboard`,
-called by :func:`~recoworld.apps.run.runner.run_experiment` with the run's other checks).
+called by :func:`~recoworld.apps.run.runner.run_experiment` with the run's other checks). A
+file where a part's curves go (a file named ``tensorboard`` in the run directory) stops the
+run before its first part, in the same line with either executor (:func:`check_curve_folders`).
 """
 
 from __future__ import annotations
@@ -141,16 +143,37 @@ def summary_writer(folder: Path):
 
     Raises:
         ExperimentConfigError: a file stands where ``folder`` or one of its parents should be
-            (a file named ``tensorboard`` in the run directory, say); the message names it and
-            the fix, where the writer would raise a bare ``NotADirectoryError``.
+            (:func:`check_curve_folders`' message), where the writer would raise a bare
+            ``NotADirectoryError``.
     """
     writer = _writer_class()
+    _refuse_file_in_the_way(folder)
+    return writer(log_dir=str(folder))
+
+
+def check_curve_folders(experiment, folder: str | Path, parts) -> None:
+    """Refuse, with ``experiment.tensorboard`` on, before ``parts`` run, a file that stands
+    where the folder of one's rollout scalars, or one of its parents, goes in ``folder`` (the
+    run directory): a file named ``tensorboard`` there, say. Both executors call it before
+    their first part, so that the run stops in the same line whichever runs it (the writer
+    would raise a bare ``NotADirectoryError`` in this process, and Ray's driver one as it
+    puts a finished part's curves in place).
+
+    Raises:
+        ExperimentConfigError: naming the folder, the file and the fix.
+    """
+    if experiment.get("tensorboard", False):
+        for part in parts:
+            _refuse_file_in_the_way(_curve_folders(folder, part)[1])
+
+
+def _refuse_file_in_the_way(folder: Path) -> None:
+    """The one message of a file where ``folder``, which takes event files, or a parent goes."""
     blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
     if blocking is not None:
         raise ExperimentConfigError(f"experiment.tensorboard=true writes event files in {folder}, but {blocking} is a "
                                     f"file: move it away, then finish the run with experiment.resume=true (or run "
                                     "with experiment.tensorboard=false)")
-    return writer(log_dir=str(folder))
 
 
 class FreshTrainingCurves(Hook):

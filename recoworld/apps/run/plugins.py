@@ -15,7 +15,8 @@ that a misspelt key is an error, never a silent default (RecoWorld's own classes
 strict check too). A ``_target_`` that does not import stops the run before it starts,
 naming the module that is missing, and so does a class that is not a
 ``recoworld.agents.Recommender`` (an agent) or a ``recoworld.simulators.UserSimulator`` (a
-simulator): the run calls their methods.
+simulator): the run calls their methods. Each agent that ``experiment.agents`` lists is
+checked so too, as ``agent=NAME`` would be, before the run starts.
 
 **Entry points.** An installed distribution registers named configs in the groups
 ``recoworld.agents`` and ``recoworld.simulators``; in its ``pyproject.toml``::
@@ -123,11 +124,30 @@ def plugin_overrides(overrides: Sequence[str]) -> list[str]:
 
 def fit_plugin_targets(cfg: DictConfig, overrides: Sequence[str] | None = None) -> None:
     """Fit ``cfg.simulator`` and ``cfg.agent`` to their ``_target_``, a class or function
-    outside RecoWorld (see the module's docstring).
+    outside RecoWorld (see the module's docstring; :func:`fit_plugin_config` for each).
 
-    ``overrides`` are the command line's (Hydra's own, when ``None`` inside ``recoworld run``):
-    a key set there, or any key of a config whose ``_target_`` was not swapped there, is meant
-    for the target; the other keys came with the config whose ``_target_`` was swapped.
+    ``overrides`` are the command line's (Hydra's own, when ``None`` inside ``recoworld run``).
+
+    Raises:
+        ExperimentConfigError: as :func:`fit_plugin_config`.
+    """
+    if overrides is None:
+        overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else ()
+    for group in ("simulator", "agent"):
+        node = cfg.get(group)
+        if isinstance(node, DictConfig):
+            fit_plugin_config(node, group, overrides)
+
+
+def fit_plugin_config(node: DictConfig, group: str, overrides: Sequence[str] = ()) -> None:
+    """Fit one config of ``group`` (``agent`` or ``simulator``) to its ``_target_`` where that
+    is outside RecoWorld: ``cfg.agent`` and ``cfg.simulator`` (:func:`fit_plugin_targets`), and
+    each agent that ``experiment.agents`` lists
+    (:func:`~recoworld.apps.run.runner.resolve_lineup`), before the run starts.
+
+    ``overrides`` are the command line's: a key set there, or any key of a config whose
+    ``_target_`` was not swapped there, is meant for the target; the other keys came with the
+    config whose ``_target_`` was swapped, and are left out where the target does not take them.
 
     Raises:
         ExperimentConfigError: a key meant for the target that it does not take, a target
@@ -136,34 +156,30 @@ def fit_plugin_targets(cfg: DictConfig, overrides: Sequence[str] | None = None) 
     """
     from recoworld.apps.run.checks import ExperimentConfigError, override_key
 
-    if overrides is None:
-        overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else ()
-    for group in ("simulator", "agent"):
-        node = cfg.get(group)
-        target = node.get("_target_") if isinstance(node, DictConfig) else None
-        if not target or target.startswith("recoworld."):
-            continue
-        built = _imported(target, group)
-        _check_base(built, target, group)
-        try:
-            named, any_name = _arguments(built)
-        except (TypeError, ValueError):  # no signature to read: instantiate calls it as it is
-            continue
-        set_here = {key.split(".")[1] for key in map(override_key, overrides) if key.startswith(f"{group}.")}
-        swapped = "_target_" in set_here
-        extra = [key for key in node if key not in named and not str(key).startswith("_")]
-        meant = [key for key in extra if key in set_here or not swapped]
-        if meant and not any_name:
-            takes = f"it takes {', '.join(sorted(named))}" if named else "it takes no arguments"
-            raise ExperimentConfigError(f"{target} takes no argument {meant[0]!r} ({group}.{meant[0]}); {takes}: "
-                                        "check the key's spelling")
-        inherited = [key for key in extra if key not in meant]
-        if inherited:
-            log.info("%s does not take %s; leaving them out of %s", target,
-                     ", ".join(f"{group}.{key}" for key in inherited), group)
-            with open_dict(node):
-                for key in inherited:
-                    del node[key]
+    target = node.get("_target_")
+    if not target or target.startswith("recoworld."):
+        return
+    built = _imported(target, group)
+    _check_base(built, target, group)
+    try:
+        named, any_name = _arguments(built)
+    except (TypeError, ValueError):  # no signature to read: instantiate calls it as it is
+        return
+    set_here = {key.split(".")[1] for key in map(override_key, overrides) if key.startswith(f"{group}.")}
+    swapped = "_target_" in set_here
+    extra = [key for key in node if key not in named and not str(key).startswith("_")]
+    meant = [key for key in extra if key in set_here or not swapped]
+    if meant and not any_name:
+        takes = f"it takes {', '.join(sorted(named))}" if named else "it takes no arguments"
+        raise ExperimentConfigError(f"{target} takes no argument {meant[0]!r} ({group}.{meant[0]}); {takes}: "
+                                    "check the key's spelling")
+    inherited = [key for key in extra if key not in meant]
+    if inherited:
+        log.info("%s does not take %s; leaving them out of %s", target,
+                 ", ".join(f"{group}.{key}" for key in inherited), group)
+        with open_dict(node):
+            for key in inherited:
+                del node[key]
 
 
 def _imported(target: str, group: str):
@@ -199,25 +215,57 @@ def _imported(target: str, group: str):
 #: Per group, the base class that a plug-in class must subclass, and what ``recoworld run`` calls on it.
 BASES = {"agent": ("recoworld.agents.Recommender", "setup, act, update"),
          "simulator": ("recoworld.simulators.UserSimulator", "reset, respond, close")}
+#: Per group, where the README says how to write a plug-in of it.
+GUIDES = {"agent": "README: A new agent is a subclass of recoworld.agents.Recommender",
+          "simulator": "README: Plug in your own simulator, and recoworld.check_simulator to see what else it needs"}
+
+
+def _base(group: str) -> type:
+    module, name = BASES[group][0].rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)
 
 
 def _check_base(built, target: str, group: str) -> None:
     """Refuse, before the run starts, a plug-in class that does not subclass its group's base
     (:data:`BASES`): the run would otherwise start, then fail on the first method of the base
     that the class lacks, with an ``AttributeError`` that does not say why. A function (a
-    factory) is not checked: what it returns is known only once it is called."""
+    factory) is not checked: what it returns is known only once it is called
+    (:func:`check_returned`)."""
     from recoworld.apps.run.checks import ExperimentConfigError
 
-    if not isinstance(built, type):
+    if isinstance(built, type) and not issubclass(built, _base(group)):
+        base_name, methods = BASES[group]
+        raise ExperimentConfigError(f"{group}._target_={target} is a class that does not subclass {base_name}, "
+                                    f"whose methods ({methods}) recoworld run calls: subclass it ({GUIDES[group]})")
+
+
+def check_returned(made, factory, group: str) -> None:
+    """Refuse what ``factory`` (a ``_target_`` of ``group``, as Hydra's ``_partial_`` built it)
+    returned when it is no instance of its group's base (:data:`BASES`): the run calls the
+    base's methods on it, and would fail on the first one it lacks, with an
+    ``AttributeError`` that names neither the factory nor the fix.
+
+    Raises:
+        ExperimentConfigError: naming the factory, the type it returned and the fix.
+    """
+    from recoworld.apps.run.checks import ExperimentConfigError
+
+    if isinstance(made, _base(group)):
         return
     base_name, methods = BASES[group]
-    module, name = base_name.rsplit(".", 1)
-    base = getattr(importlib.import_module(module), name)
-    if not issubclass(built, base):
-        guide = ("README: A new agent is a subclass of recoworld.agents.Recommender" if group == "agent" else
-                 "README: Plug in your own simulator, and recoworld.check_simulator to see what else it needs")
-        raise ExperimentConfigError(f"{group}._target_={target} is a class that does not subclass {base_name}, "
-                                    f"whose methods ({methods}) recoworld run calls: subclass it ({guide})")
+    kind = type(made)
+    what = "None" if made is None else "an instance of " + (
+        kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}")
+    raise ExperimentConfigError(
+        f"{group}._target_={_qualified(factory)} returned {what}, which is no {base_name}, whose methods ({methods}) "
+        f"recoworld run calls: return an instance of a subclass of it ({GUIDES[group]})")
+
+
+def _qualified(factory) -> str:
+    """``package.module.name`` of ``factory``, or of the function a ``functools.partial`` wraps."""
+    function = getattr(factory, "func", factory)
+    module, name = getattr(function, "__module__", None), getattr(function, "__qualname__", None)
+    return f"{module}.{name}" if module and name else repr(factory)
 
 
 def _arguments(target) -> tuple[set[str], bool]:

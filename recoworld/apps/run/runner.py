@@ -60,8 +60,10 @@ from recoworld.apps.calibrate.progress import torch_threads
 from recoworld.apps.run import report
 from recoworld.apps.run.executor import ray_parts, rollout_part
 from recoworld.apps.run.cost import check_llm_cost, check_copied_users
-from recoworld.apps.run.hooks import TrainingProgress, check_tensorboard, part_hooks, with_training_logs
-from recoworld.apps.run.plugins import fit_plugin_targets, target_name
+from recoworld.apps.run.hooks import (
+    TrainingProgress, check_curve_folders, check_tensorboard, part_hooks, with_training_logs,
+)
+from recoworld.apps.run.plugins import fit_plugin_config, fit_plugin_targets, target_name
 from recoworld.apps.run.privileged import unserved
 from recoworld.apps.run.checks import (
     CALIBRATED_USERS,
@@ -81,7 +83,7 @@ from recoworld.catalog import Catalog
 from recoworld.envs.rollout import EachStep
 from recoworld.logs import SCHEMA_VERSION, read_log
 from recoworld.metrics import METRICS, seed_summary, summarize
-from recoworld.simulators.calibrated import is_world
+from recoworld.simulators.calibrated import is_world, recalibration_advice
 
 CALIBRATED_CATALOG = "recoworld.simulators.calibrated.calibrated_catalog"
 log = logging.getLogger(__name__)
@@ -103,6 +105,10 @@ def resolve_lineup(
     ``overrides``, in Hydra's compose API (which needs Hydra initialised, as it is inside
     ``recoworld run``), so that each agent's config is exactly what ``recoworld run
     agent=NAME ...`` would use.
+
+    An agent or simulator whose ``_target_`` is outside RecoWorld, ``cfg``'s or one that
+    ``experiment.agents`` lists, is checked first (:func:`~recoworld.apps.run.plugins.fit_plugin_config`:
+    it imports, subclasses its base, and takes the keys its config gives).
 
     A privileged agent (the Oracle) whose channel the simulator lacks
     (:mod:`recoworld.apps.run.privileged`) is left out of the lineup with a logged note;
@@ -139,6 +145,11 @@ def resolve_lineup(
                                     f"{unknown[0]!r}; available: {', '.join(options)} "
                                     f"(add one as conf/agent/{unknown[0]}.yaml)")
     lineup = {name: compose(config_name=config_name, overrides=[*kept, f"agent={name}"]).agent for name in names}
+    for name, agent in lineup.items():  # checked as agent=NAME is, before the run directory is written
+        try:
+            fit_plugin_config(agent, "agent", kept)
+        except ExperimentConfigError as err:
+            raise ExperimentConfigError(f"experiment.agents lists {name}: {err}") from None
     return _served(cfg, lineup, alone=False)
 
 
@@ -265,6 +276,7 @@ def _run_parts(cfg: DictConfig, lineup: dict[str, DictConfig], segment: str | No
             if directory.completed(part):
                 progress.advance(tasks[part.agent], experiment.steps)
         todo = [part for part in parts if not directory.completed(part)]
+        check_curve_folders(experiment, directory.path, todo)  # one line, whichever executor runs them
         if experiment.get("executor", "local") == "ray":  # one Ray task per part (executor.py)
             # Each task builds its part's hooks, and its SB3 agent's tensorboard_log, for its part folder.
             hooks = partial(part_hooks, OmegaConf.create({"experiment": OmegaConf.to_container(experiment)}))
@@ -352,7 +364,9 @@ def _summaries(directory: RunDirectory, lineup: dict[str, DictConfig], seeds: Se
 def ensure_calibrated(cfg: DictConfig) -> None:
     """Fits the cache's calibrated world on first use when the world or the simulator reads
     it. A folder given as ``world.path`` (or ``simulator.path``) must hold a world already:
-    fitting MovieLens-100K into a mistyped folder would run the wrong world silently."""
+    fitting MovieLens-100K into a mistyped folder would run the wrong world silently. One that
+    holds a world's world.json but not its tensors.pt (half a world) is refused with the command
+    that fits it again from the data its world.json names."""
     paths = {cfg.world.get("path"): "world.path"} if cfg.world.get("_target_") == CALIBRATED_CATALOG else {}
     if cfg.simulator.get("_target_") == CALIBRATED_USERS:
         paths.setdefault(cfg.simulator.get("path"), "simulator.path")
@@ -370,6 +384,30 @@ def ensure_calibrated(cfg: DictConfig) -> None:
                 f"{key}={path} holds no calibrated world (no world.json there); give the folder that `recoworld "
                 f"calibrate --out DIR` wrote, fit MovieLens-100K there first with `recoworld calibrate --out "
                 f"{path}`, or leave {key} unset for the cache's world")
+        elif _half_world(Path(path).expanduser()):
+            # A save is never half a world (world_folder.save): it was copied or cut by hand.
+            # Fitted from a log, it is fitted again from that log, never from MovieLens-100K.
+            folder = Path(path).expanduser()
+            raise ExperimentConfigError(
+                f"{key}={path} holds world.json but no tensors.pt, half a calibrated world (a copy cut short, or a "
+                f"file deleted); delete it to recalibrate "
+                f"{recalibration_advice(_world_document(folder), folder)}, or "
+                f"leave {key} unset for the cache's world")
+
+
+def _half_world(folder: Path) -> bool:
+    """Whether ``folder`` holds the world.json of a world but not its tensors.pt."""
+    return (folder / "world.json").is_file() and not (folder / "tensors.pt").exists()
+
+
+def _world_document(folder: Path) -> dict | None:
+    """The world.json in ``folder``, read, or ``None`` where it cannot be read (it then says
+    nothing of the data the world was fitted on)."""
+    try:
+        document = json.loads((folder / "world.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None
+    return document if isinstance(document, dict) else None
 
 
 def _progress(console: Console, enabled: bool) -> Progress:
