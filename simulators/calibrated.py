@@ -301,9 +301,9 @@ class CalibratedWorld:
             if not isinstance(document, dict):
                 raise _damaged(path, "world.json", f"holds a {type(document).__name__}, not a world's document")
             if document.get("artifact_version") != ARTIFACT_VERSION:
-                raise ValueError(f"{path} holds artifact version {document.get('artifact_version')}, this RecoWorld "
-                                 f"reads version {ARTIFACT_VERSION}; delete it to recalibrate "
-                                 f"{recalibration_advice(document, path)}")
+                raise UnreadableWorld(f"{path} holds artifact version {document.get('artifact_version')}, this "
+                                      f"RecoWorld reads version {ARTIFACT_VERSION}; delete it to recalibrate "
+                                      f"{recalibration_advice(document, path)}")
             try:
                 tensors = torch.load(tensors_file, weights_only=True)
             except Exception as error:  # torch raises anything from EOFError to UnpicklingError on a bad file
@@ -339,12 +339,20 @@ class CalibratedWorld:
         return cls(catalog, config, users, tensors["interest"], document["meta"], info.get(ORIGINAL_ID))
 
 
+class UnreadableWorld(ValueError):
+    """A folder that :meth:`CalibratedWorld.load` cannot read as a whole world of this
+    version (damaged, another artifact version, a genre name this RecoWorld refuses). Its
+    message names the file and the problem, and ends with how to fit the world again from
+    the data its world.json names (:func:`recalibration_advice`), so a caller adds no advice
+    of its own."""
+
+
 def _damaged(path: Path, file: str | None, problem: str, document: dict | None = None) -> ValueError:
     """The error of a folder that is not one whole world: ``file`` (``None``: both files)
     ``problem``; the fix fits it again from the data that ``document`` (world.json; ``None``
     where it cannot be read) names."""
     what = f"{path / file}" if file else f"{path}: world.json and tensors.pt"
-    return ValueError(f"{what} {problem}; the calibrated world at {path} is damaged: delete it to recalibrate "
+    return UnreadableWorld(f"{what} {problem}; the calibrated world at {path} is damaged: delete it to recalibrate "
                       f"{recalibration_advice(document, path)}")
 
 
@@ -379,10 +387,11 @@ def _refused_genre(path: Path, error: GenreNameError, meta: dict) -> ValueError:
     interactions = source.get("kind") == "interactions" and source.get("items")
     table = f" (the item table {source['items']})" if interactions else ""
     renamed = f", e.g. to {error.suggestion!r}," if error.suggestion is not None else ""
-    return ValueError(f"{path}: this calibrated world's genre {error.name!r} (catalog.genre_names[{error.column}] in "
-                      f"world.json), {error.problem}, is a name this RecoWorld refuses, though the earlier RecoWorld "
-                      f"that fitted the world took it (the world is not damaged). Rename the genre in the data it "
-                      f"was fitted from{table}{renamed} and fit the world again: {_refit_advice(meta, path)}")
+    return UnreadableWorld(f"{path}: this calibrated world's genre {error.name!r} (catalog.genre_names[{error.column}] "
+                           f"in world.json), {error.problem}, is a name this RecoWorld refuses, though the earlier "
+                           f"RecoWorld that fitted the world took it (the world is not damaged). Rename the genre in "
+                           f"the data it was fitted from{table}{renamed} and fit the world again: "
+                           f"{_refit_advice(meta, path)}")
 
 
 #: ``asdict(CalibrationConfig())`` of :mod:`recoworld.apps.calibrate`, the settings that

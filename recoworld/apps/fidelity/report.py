@@ -92,7 +92,7 @@ from recoworld.apps.fidelity.sessions import targets as session_targets
 from recoworld.apps.fidelity.splits import SPLIT_KINDS, evaluate_split, split_targets
 from recoworld.data.cache import cache_dir
 from recoworld.logs import check_new_folder
-from recoworld.simulators.calibrated import is_world
+from recoworld.simulators.calibrated import UnreadableWorld, is_world
 
 #: The targets of the splits section: AUC and F1 at 1:1 (at the validation-chosen
 #: threshold) on the latest-ratings split, and the margin over both popularity baselines
@@ -237,9 +237,9 @@ def _world(path: Path | None, progress: bool):
     cannot read is a ``ValueError`` that says how to fit it again."""
     try:
         return ensure_world(path, progress=progress)
+    except UnreadableWorld:
+        raise  # its message gives the advice for the data the world was fitted on (a log's, say)
     except ValueError as error:
-        if "recoworld calibrate" in str(error) or "calibrate()" in str(error):
-            raise  # the world's own message gives the command for the data it was fitted on (a log's, say)
         where = f" --out {path}" if path is not None else ""
         raise ValueError(f"{error} (recoworld calibrate{where} --force)") from None
 
