@@ -128,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"recoworld: unknown command {name!r}{hint}; choose one of: {', '.join(COMMANDS)}\n\n{usage()}",
               file=sys.stderr)
         return 2
-    from recoworld.apps.status import kill_stops_like_ctrl_c
+    from recoworld.apps.interrupts import kill_stops_like_ctrl_c
 
     try:
         # kill (a scheduler's time limit, docker stop) stops every command as Ctrl-C does: it

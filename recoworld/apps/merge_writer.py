@@ -29,7 +29,7 @@ def merge(dirs: Sequence[str | Path], out: str | Path | None = None, metric: str
     import pandas as pd
     from rich.console import Console
 
-    from recoworld.apps.status import kill_stops_like_ctrl_c
+    from recoworld.apps.interrupts import kill_stops_like_ctrl_c
     from recoworld.logs import lock_path, replacing, try_writer_lock
 
     console = console or Console(stderr=True)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -191,22 +190,3 @@ class JobStatus:
         self.status[LOCK_KEY] = LOCK_FILE  # saved only by the lock's holder (:func:`claim`)
         with replacing(self.path / STATUS_FILE) as temporary:
             temporary.write_text(json.dumps(strict_json(self.status), indent=2) + "\n")
-
-
-@contextmanager
-def kill_stops_like_ctrl_c() -> Iterator[None]:
-    """``kill`` (SIGTERM: a scheduler's time limit, ``docker stop``, ``timeout``) stops the job
-    as Ctrl-C does, so that its folder says ``interrupted`` and no temporary is left (a handler
-    can only be set from the main thread: elsewhere, e.g. a launcher's worker thread, none is)."""
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGTERM, stop)
-    except ValueError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

@@ -20,7 +20,7 @@ from recoworld.apps.robustness.space import DEFAULT_RANGES, SAMPLERS, SCALES, Pa
 from recoworld.apps.robustness.study import QUICK, REWARD_PER_STEP, RobustnessConfig
 from recoworld.apps.robustness.studydir import StudyDirectory, held_study, settings_of
 from recoworld.apps.run.checks import config_differences
-from recoworld.apps.status import kill_stops_like_ctrl_c
+from recoworld.apps.interrupts import kill_stops_like_ctrl_c
 from recoworld.logs import check_new_folder
 
 EPILOG = """\

@@ -78,7 +78,7 @@ from recoworld.apps.run.checks import (
 )
 from recoworld.apps.run.rundir import RESUME_FLAG, Part, RunDirectory, unwritable
 from recoworld.apps.run.secrets import redact_secrets, redact_text
-from recoworld.apps.status import kill_stops_like_ctrl_c
+from recoworld.apps.interrupts import kill_stops_like_ctrl_c
 from recoworld.catalog import Catalog
 from recoworld.envs.rollout import EachStep
 from recoworld.logs import SCHEMA_VERSION, read_log
