@@ -25,6 +25,7 @@ order (position 0 is the top of the slate) and have the slate's length.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import logging
 import math
@@ -34,6 +35,7 @@ import shutil
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -267,32 +269,142 @@ def check_new_folder(out: str | Path, flag: str = "--out") -> Path:
     return out
 
 
+#: The file in a report's temporary folder (:func:`new_folder`) whose lock the report's writer
+#: holds until the folder has its name: a temporary whose lock another process can take was left
+#: by a writer that has ended, wherever it ran (another container, another host).
+REPORT_LOCK_FILE = ".writer.lock"
+#: What a rename onto a name that another folder (one that holds files) or a file took fails with.
+_NAME_TAKEN = (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR)
+
+
+@dataclass
+class ReportFolder:
+    """What :func:`new_folder` yields: ``folder``, the temporary folder to fill, and ``path``,
+    the report's folder. It unpacks as ``folder, path``. ``path`` is final once the block has
+    ended: where another folder took the name meanwhile, the report went to the next free one,
+    and ``path`` names it (a name unpacked in the ``with`` line is the one the block began with)."""
+
+    folder: Path
+    path: Path
+
+    def __iter__(self) -> Iterator[Path]:
+        return iter((self.folder, self.path))
+
+
 @contextmanager
-def new_folder(out: str | Path) -> Iterator[tuple[Path, Path]]:
-    """``(temporary folder to fill, the report's folder)``: the temporary, beside ``out``,
-    takes the report's name when the block ends and is deleted if the block raises
-    (:func:`replacing`), so the folder is a whole report or absent. A folder that took the
-    name ``out`` while the work ran (:func:`check_new_folder` found it free; two runs started
-    in the same second share a default name) is left alone: the report goes to ``out-2`` (or
-    the next free name), and a line on stderr says so. The temporaries that killed writers of
-    ``out`` left beside it (their process has ended) are deleted first."""
-    wanted = out = Path(out)
-    for n in itertools.count(2):
-        if not out.exists() or (out.is_dir() and not any(out.iterdir())):
-            break
-        out = wanted.with_name(f"{wanted.name}-{n}")
+def new_folder(out: str | Path) -> Iterator[ReportFolder]:
+    """The :class:`ReportFolder` of a new report at ``out``: its temporary folder, beside
+    ``out``, takes the report's name when the block ends and is deleted if the block raises,
+    so the folder is a whole report or absent. A folder that took the name ``out`` (one that
+    holds files: :func:`check_new_folder` found it free; two runs started in the same second
+    share a default name) is left alone, whether it was there when the block began or came
+    while the work ran: the report goes to ``out-2`` (or the next free name), the
+    ReportFolder's ``path`` names it, and a line on stderr says so.
+
+    While it writes, the writer holds the lock of :data:`REPORT_LOCK_FILE` in its temporary.
+    The temporaries that writers of ``out`` left beside it when they were killed outright are
+    deleted first: those whose lock can be taken, wherever their writer ran (the lock is the
+    operating system's, released when its process ends; across hosts, where the shared file
+    system honours locks), and, where a temporary has no lock file (an earlier RecoWorld's),
+    those whose writer's process has ended on this machine. Each removal is logged, and so is
+    one that could not be done."""
+    wanted = Path(out)
+    names = itertools.chain([wanted], (wanted.with_name(f"{wanted.name}-{n}") for n in itertools.count(2)))
+    out = next(name for name in names if _free_for_report(name))
     out.parent.mkdir(parents=True, exist_ok=True)
     # A report killed outright (SIGKILL, a lost machine) had no chance to delete its half-written
     # folder; without this, each one stays beside --out for good.
     for name in {wanted.name, out.name}:
-        left = re.compile(rf"{re.escape(f'.{name}.')}(?P<pid>\d+){re.escape(TEMPORARY_SUFFIX)}")
-        for temporary in left_by_ended_writers(out.parent, left):
-            log.warning("removing %s: a report that a killed process left unfinished", temporary)
-            shutil.rmtree(temporary, ignore_errors=True)
-    with replacing(out, folder=True) as folder:
-        yield folder, out
-    if out != wanted:
-        print(f"{wanted} appeared while the report was computed; the report went to {out}", file=sys.stderr)
+        _remove_ended_reports(out.parent, name)
+    temporary, lock = _start_report(out)
+    report = ReportFolder(temporary, out)
+    try:
+        yield report
+        if os.name == "nt":
+            # Windows renames no folder while a file in it is open; the lock goes first.
+            lock.release()
+            (temporary / REPORT_LOCK_FILE).unlink(missing_ok=True)
+        while True:
+            try:
+                os.replace(temporary, report.path)
+                break
+            except OSError as error:
+                if error.errno not in _NAME_TAKEN:
+                    raise
+            report.path = next(name for name in names if _free_for_report(name))
+        # Released after the rename: until then the temporary's lock says its writer lives.
+        (report.path / REPORT_LOCK_FILE).unlink(missing_ok=True)
+    finally:
+        lock.release()
+        shutil.rmtree(temporary, ignore_errors=True)
+    if report.path != wanted:
+        print(f"{wanted} appeared while the report was computed; the report went to {report.path}", file=sys.stderr)
+
+
+def _free_for_report(path: Path) -> bool:
+    """Whether a report can take the name ``path``: nothing is there, or an empty folder."""
+    return not path.exists() or (path.is_dir() and not any(path.iterdir()))
+
+
+def _remove_ended_reports(folder: Path, name: str) -> None:
+    """Delete the temporaries of reports named ``name`` in ``folder`` (:func:`new_folder`)
+    whose writer has ended, logging each removal, or why it could not be done."""
+    # .NAME.PID.tmp, or .NAME.PID-N.tmp where a live writer under the same process id (in
+    # another container) holds .NAME.PID.tmp.
+    pattern = re.compile(rf"{re.escape(f'.{name}.')}(?P<pid>\d+)(?:-\d+)?{re.escape(TEMPORARY_SUFFIX)}")
+    for entry in sorted(folder.iterdir()):
+        found = pattern.fullmatch(entry.name)
+        if found is None or not _report_writer_ended(entry, int(found["pid"])):
+            continue
+        try:
+            shutil.rmtree(entry)
+        except FileNotFoundError:
+            pass  # another report's clean-up removed it first
+        except OSError as error:
+            log.warning("could not remove %s, a report that a killed process left unfinished (%s); remove it "
+                        "yourself, or ask its owner to", entry, error)
+        else:
+            log.warning("removed %s: a report that a killed process left unfinished", entry)
+
+
+def _report_writer_ended(temporary: Path, pid: int) -> bool:
+    """Whether the writer of the report temporary ``temporary``, made by process ``pid``, has
+    ended: no one holds its lock, or, where it has no lock file to ask (an earlier RecoWorld's
+    writer, or one this user may not open), its process has ended on this machine or had this
+    process's id (:func:`left_by_ended_writers`' rule)."""
+    lock_file = temporary / REPORT_LOCK_FILE
+    if lock_file.exists():
+        lock = FileLock(lock_file)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            return False
+        except OSError:
+            pass  # another user's, which this one may not open: its process id is all there is
+        else:
+            # Released at once: no writer takes over a temporary that exists (each makes its own).
+            lock.release()
+            return True
+    return pid == os.getpid() or not process_running(pid)
+
+
+def _start_report(out: Path) -> tuple[Path, FileLock]:
+    """A new temporary folder for the report ``out``, and its :data:`REPORT_LOCK_FILE`'s lock,
+    held: :func:`temporary_path`'s name, or, where a live writer under the same process id (in
+    another container) holds that one, ``.NAME.PID-2.tmp`` and so on."""
+    for n in itertools.count(1):
+        temporary = temporary_path(out) if n == 1 else out.with_name(f".{out.name}.{os.getpid()}-{n}{TEMPORARY_SUFFIX}")
+        try:
+            temporary.mkdir()
+        except FileExistsError:
+            continue
+        lock = FileLock(temporary / REPORT_LOCK_FILE)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            continue  # another report's clean-up took it in the instant before: it is deleting it
+        return temporary, lock
+    raise AssertionError("unreachable")
 
 
 def strict_json(tree):

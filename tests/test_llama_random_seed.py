@@ -1,6 +1,7 @@
 """llama.cpp reads the seed 0xFFFFFFFF as "draw a seed at random" (``LLAMA_DEFAULT_SEED``),
 so a request seeded with it, which the users' derived seeds hit once in 2**32, got a reply no
-rerun repeated: the embedded backend passes it on as another fixed seed."""
+rerun repeated: :meth:`ChatRequest.sampling`, which every backend reads, passes it on as
+another fixed seed (tests/test_h138_random_seed.py checks the other backends' arguments)."""
 
 import pytest
 
@@ -9,7 +10,8 @@ pytest.importorskip("llama_cpp", reason='llama-cpp-python is not installed; pip 
 from embedded_model import embedded_gguf  # noqa: E402
 
 from recoworld.llm import ChatRequest  # noqa: E402
-from recoworld.llm.llama_cpp_backend import RANDOM_SEED, LlamaCppChatModel  # noqa: E402
+from recoworld.llm.llama_cpp_backend import LlamaCppChatModel  # noqa: E402
+from recoworld.llm.types import RANDOM_SEED  # noqa: E402
 
 
 def test_the_seed_llama_cpp_reads_as_random_gives_the_same_reply_every_time():

@@ -48,9 +48,9 @@ def test_a_new_study_holds_its_folder_from_the_instant_it_takes_its_name(tmp_pat
 
     @contextmanager
     def renamed_then_resumed(out):
-        with real(out) as (folder, path):
-            yield folder, path
-        taken.append(claim(path))  # what a --resume at that instant would get
+        with real(out) as report:
+            yield report
+        taken.append(claim(report.path))  # what a --resume at that instant would get
 
     monkeypatch.setattr(studydir, "new_folder", renamed_then_resumed)
     with StudyDirectory.create(tmp_path / "study", SETTINGS, {"world": "w"}, planned=1) as study:

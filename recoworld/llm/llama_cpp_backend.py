@@ -20,10 +20,6 @@ from recoworld.llm.types import BackendCall, Completion
 STRUCTURED_MODES = ("json_schema", "none")
 
 
-#: The seed llama.cpp reads as "draw a seed at random" (``LLAMA_DEFAULT_SEED``), not as a seed.
-RANDOM_SEED = 0xFFFFFFFF
-
-
 class LlamaCppChatModel(ChatModel):
     """A GGUF chat model in this process.
 
@@ -108,10 +104,6 @@ class LlamaCppChatModel(ChatModel):
         for name in ("top_p", "seed", "stop"):
             if s[name] is not None:
                 args[name] = s[name]
-        if args.get("seed") == RANDOM_SEED:
-            # llama.cpp reads this one seed as "draw one at random": a request seeded with it
-            # (once in 2**32 of the seeds the users derive) would get a reply no rerun repeats.
-            args["seed"] = RANDOM_SEED - 1
         if call.json_schema is not None and self.structured_mode == "json_schema":
             args["response_format"] = {"type": "json_object", "schema": call.json_schema}
         with self._lock:

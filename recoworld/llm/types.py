@@ -11,6 +11,10 @@ from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, OPEN_LOW_UNIT, c
 
 #: The seeds a request may carry: llama.cpp takes a uint32.
 SEED_LIMIT = 2**32
+#: The seed llama.cpp reads as "draw a seed at random" (``LLAMA_DEFAULT_SEED``), embedded or
+#: behind ``llama-server`` or ``llama_cpp.server``; :meth:`ChatRequest.sampling` passes it on as
+#: the seed below it, so that a request seeded with it replays on every backend.
+RANDOM_SEED = SEED_LIMIT - 1
 
 #: A chat message as the OpenAI API spells it: ``{"role": "user", "content": "..."}``.
 Message = dict[str, str]
@@ -27,9 +31,10 @@ class ChatRequest:
         max_tokens: most tokens to generate, an integer >= 1. Also the worst case the
             budget reserves.
         top_p: nucleus sampling mass in (0, 1]; ``None`` leaves the backend's default.
-        seed: sampling seed, an integer in ``[0, 2**32)`` (llama.cpp takes a uint32, and reads
-            ``2**32 - 1``, which is -1 as a signed int, as "draw one at random"), for backends
-            that honour one.
+        seed: sampling seed, an integer in ``[0, 2**32)`` (llama.cpp takes a uint32), for
+            backends that honour one. Every backend samples ``2**32 - 1`` (:data:`RANDOM_SEED`,
+            which llama.cpp reads as "draw one at random") as ``2**32 - 2``: the two seeds
+            give the same first reply, and share its cache entry.
         stop: strings that end the generation; a single string is one stop string.
     """
 
@@ -77,12 +82,16 @@ class ChatRequest:
                              "seed; give a smaller one, e.g. seed % 2**32")
 
     def sampling(self) -> dict[str, Any]:
-        """The sampling parameters, as they enter the cache key and the backend call."""
+        """The sampling parameters, as they enter the cache key and the backend call (the
+        seed :data:`RANDOM_SEED` as the one below it)."""
+        # Here, where every backend and the cache key read it: llama.cpp, embedded or behind a
+        # server, would draw a seed of its own for this one, and no rerun would repeat the reply.
+        seed = RANDOM_SEED - 1 if self.seed == RANDOM_SEED else self.seed
         return {
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
             "top_p": self.top_p,
-            "seed": self.seed,
+            "seed": seed,
             "stop": list(self.stop) if self.stop else None,
         }
 

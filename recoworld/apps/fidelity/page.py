@@ -23,9 +23,9 @@ def write_report(results: dict, out: Path, world: CalibratedWorld) -> Path:
     """``report.md``, ``metrics.json`` (strict JSON: an undefined number is ``null``) and PNG
     plots in the new (or empty) folder ``out``, written whole
     (:func:`recoworld.logs.new_folder`); returns the report's ``report.md``."""
-    with new_folder(out) as (folder, final):
-        _write_files(results, folder, world)
-    return final / "report.md"
+    with new_folder(out) as written:
+        _write_files(results, written.folder, world)
+    return written.path / "report.md"
 
 
 def _write_files(results: dict, out: Path, world: CalibratedWorld) -> None:

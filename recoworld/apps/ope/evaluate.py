@@ -234,13 +234,14 @@ def write(report: dict, out: Path) -> Path:
     """``report.json`` (strict JSON: an undefined estimate is ``null``) and ``estimates.csv`` in
     the new folder ``out`` (:func:`recoworld.logs.new_folder`): both or neither, so an
     interrupted run leaves no report, and never one file of this run beside one of another."""
-    with new_folder(out) as (folder, final):
+    with new_folder(out) as written:
+        folder = written.folder
         (folder / "report.json").write_text(json.dumps(strict_json(report), indent=2, allow_nan=False))
         estimates = pd.DataFrame(report["estimates"])
         # a count with gaps (refitted intervals have none) stays a count: 1000, not 1000.0
         counts = {"n_replicates": "Int64"} if "n_replicates" in estimates else {}
         estimates.astype(counts).to_csv(folder / "estimates.csv", index=False)
-    return final
+    return written.path
 
 
 def show(report: dict) -> None:

@@ -60,8 +60,8 @@ def write(out: Path, config, runs: pd.DataFrame, truths: pd.DataFrame, summary: 
           sessions: Section | None = None) -> Path:
     """Write every file of the module docstring into the new folder ``out``, whole
     (:func:`recoworld.logs.new_folder`), and print the tables; returns the report's folder."""
-    with new_folder(out) as (folder, final):
-        _write_files(folder, config, runs, truths, summary, obd, plots, learning, sessions)
+    with new_folder(out) as written:
+        _write_files(written.folder, config, runs, truths, summary, obd, plots, learning, sessions)
     console = console or Console(width=max(Console().width, 130))  # the table is wide; do not truncate it
     console.print(table(summary, config.alpha))
     console.print(f"truth: {_truth_line(truths)}.")
@@ -73,8 +73,8 @@ def write(out: Path, config, runs: pd.DataFrame, truths: pd.DataFrame, summary: 
     if obd is not None:
         console.print(frame_table(obd, "Open Bandit Dataset: Bernoulli-TS click rate"))
     took = f" in {seconds:.0f}s" if seconds is not None else ""
-    console.print(Text(f"Written to {final}{took}."))  # the path as it is: "[exp]" is no markup
-    return final
+    console.print(Text(f"Written to {written.path}{took}."))  # the path as it is: "[exp]" is no markup
+    return written.path
 
 
 def _write_files(out: Path, config, runs, truths, summary, obd, plots, learning, sessions) -> None:

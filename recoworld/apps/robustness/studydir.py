@@ -112,16 +112,17 @@ class StudyDirectory(JobStatus):
                   LOCK_KEY: LOCK_FILE}
         lock = None
         try:
-            with new_folder(out) as (folder, path):
-                _write_json(folder / STATUS_FILE, status)
+            with new_folder(out) as written:
+                _write_json(written.folder / STATUS_FILE, status)
                 # Locked before the folder takes its name, so that a --resume of it cannot take
                 # it first: the lock is held on the file, which the rename moves with the folder.
-                lock = claim(folder)
+                lock = claim(written.folder)
         except BaseException:
             if lock is not None:
                 lock.release()
             raise
-        directory = cls(path, status)
+        # Where the name was taken during the block, the study went to the next free one.
+        directory = cls(written.path, status)
         directory.lock = lock
         return directory
 
