@@ -227,7 +227,9 @@ def _draw_scorer(model) -> Callable[[Any, torch.Tensor], torch.Tensor]:
     # it: agents never import the simulators (layers: they meet only in the envs).
     kind = type(model)
     owner = next((c for c in kind.__mro__ if "utility_valid" in vars(c)), None)
-    if owner is not None and all(getattr(kind, name) is getattr(owner, name, None)
+    # A plug-in class without one of them (a batched model with click_probabilities and its own
+    # utility_valid) takes the general path: its missing utility is not the owner's.
+    if owner is not None and all(getattr(kind, name, None) is getattr(owner, name, None) is not None
                                  for name in ("click_probabilities", "utility")):
         return lambda users, ids: torch.sigmoid(users.utility_valid(ids))
     return lambda users, ids: users.click_probabilities(ids)

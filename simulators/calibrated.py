@@ -54,6 +54,7 @@ import json
 import shlex
 import uuid
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -204,7 +205,8 @@ class CalibratedWorld:
         """How to fit this world again as it was fitted, into ``path`` (``None``: the text names
         the folder FOLDER), in words for a message, the code in backticks: from the data it was
         fitted on (its log and tables, or MovieLens-100K) and with the fit's settings
-        (``meta["calibration"]``), the ``recoworld calibrate`` command where it takes them all
+        (``meta["calibration"]``; ``threads`` among them, as the number of threads can change
+        the fitted floats), the ``recoworld calibrate`` command where it takes them all
         (``--users N`` included), otherwise the call of
         :func:`~recoworld.apps.calibrate.calibrate` in Python that names the settings the
         command does not take; for data given in Python, that call with the data named DATA."""
@@ -281,8 +283,9 @@ class CalibratedWorld:
         for a running save only where a replacement is renaming folders or a stopped save left
         something to complete or clear, which it does first (:func:`finish_replacement`).
 
-        Raises ``ValueError`` naming the file and what is wrong with it where the folder is not
-        one whole world of this version (a file cut short or damaged, a tensor of the wrong shape,
+        Raises :class:`UnreadableWorld` (a ``ValueError``) naming the file and what is wrong with
+        it where the folder is not one whole world of this version (a file cut short or damaged,
+        its tensors.pt missing, :class:`MissingWorldFile`, a tensor of the wrong shape,
         a ``tensors.pt`` of another world, a fitted user's trait or interest vector that the
         simulator cannot take, :func:`~recoworld.simulators.population.check_fitted_traits`),
         with how to fit it again as it was fitted, from the data its world.json names (a log's
@@ -290,10 +293,18 @@ class CalibratedWorld:
         world whose genre name :class:`~recoworld.catalog.Catalog` refuses (one holding ``|``,
         which earlier RecoWorlds took from a list entry of an item table's genres) raises
         ``ValueError`` naming the genre and the command that fits it again once the genre is
-        renamed in the data.
+        renamed in the data. A folder without world.json raises ``FileNotFoundError`` naming
+        the files a world's folder holds.
         """
         path = Path(path).expanduser()
-        with world_folder.reading(path) as (document_file, tensors_file):
+        with ExitStack() as stack:
+            try:
+                document_file, tensors_file = stack.enter_context(world_folder.reading(path))
+            except FileNotFoundError:
+                half = missing_world_file(path)
+                if half is None:
+                    raise  # no world.json: world_folder's message says what a world's folder holds
+                raise half from None
             try:
                 document = json.load(document_file)
             except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
@@ -347,19 +358,47 @@ class UnreadableWorld(ValueError):
     of its own."""
 
 
-def _damaged(path: Path, file: str | None, problem: str, document: dict | None = None) -> ValueError:
+class MissingWorldFile(UnreadableWorld, FileNotFoundError):
+    """A world's folder that holds its world.json but not its tensors.pt: half a world, which
+    a save never leaves (:mod:`~recoworld.simulators.world_folder`), so a copy cut short or a
+    file deleted by hand. Its message, as :class:`UnreadableWorld`'s, says how to fit the world
+    again from the data that world.json names. It is a ``FileNotFoundError`` too, as a load of
+    that folder raised before, so that callers catching either still catch it."""
+
+
+def missing_world_file(path: str | Path) -> MissingWorldFile | None:
+    """The error :meth:`CalibratedWorld.load` raises for half a world at ``path`` (a
+    :class:`MissingWorldFile`), or ``None`` where ``path`` holds no world.json or holds
+    tensors.pt beside it. It reads world.json alone, for the data to fit again from: a check
+    before a long job that will load the world (``recoworld run`` makes it)."""
+    path = Path(path).expanduser()
+    if not (path / "world.json").is_file() or (path / "tensors.pt").exists():
+        return None
+    try:
+        document = json.loads((path / "world.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        document = None  # unreadable: the advice then names every way to fit it again
+    return MissingWorldFile(f"{path} is half a calibrated world: it has no tensors.pt beside its world.json (a copy "
+                            f"cut short, or a file deleted); delete it to recalibrate "
+                            f"{recalibration_advice(document, path)}")
+
+
+def _damaged(path: Path, file: str | None, problem: str, document: dict | None = None) -> UnreadableWorld:
     """The error of a folder that is not one whole world: ``file`` (``None``: both files)
     ``problem``; the fix fits it again from the data that ``document`` (world.json; ``None``
     where it cannot be read) names."""
     what = f"{path / file}" if file else f"{path}: world.json and tensors.pt"
     return UnreadableWorld(f"{what} {problem}; the calibrated world at {path} is damaged: delete it to recalibrate "
-                      f"{recalibration_advice(document, path)}")
+                           f"{recalibration_advice(document, path)}")
 
 
-def recalibration_advice(document: dict | None, path: Path) -> str:
+def recalibration_advice(document: dict | None, path: str | Path) -> str:
     """How to fit the world at ``path`` again from the data it was fitted on, which its
-    world.json ``document`` names (``None``: it cannot be read). Never a bare
+    world.json ``document`` names (``None``: it cannot be read): a clause for a message, to
+    follow "delete it to recalibrate" (it begins "with the log it was fitted on, ...", or the
+    like, and ends with the command or the Python call). Never a bare
     ``recoworld calibrate --force``: at a log's world, that fits MovieLens-100K."""
+    path = Path(path)
     meta = document.get("meta") if isinstance(document, dict) else None
     source = _source(meta)
     kind = source.get("kind")
@@ -368,7 +407,7 @@ def recalibration_advice(document: dict | None, path: Path) -> str:
     if kind == "movielens-100k":
         return f"on MovieLens-100K, as it was fitted, or fit it again in place: {_refit_advice(meta, path)}"
     if kind is not None:  # data given to calibrate() in Python, in MovieLens-100K's layout
-        return f"with the data it was fitted on: {_refit_advice(meta, path)}"
+        return f"with the data it was fitted on, {_refit_advice(meta, path)}"  # "in Python: `...`"
     unknown = " does not say which" if isinstance(document, dict) else ", which names them, cannot be read"
     out = shlex.quote(str(path))
     return (f"with the data it was fitted from (its world.json{unknown}), or fit it again in place: `recoworld "
@@ -395,12 +434,12 @@ def _refused_genre(path: Path, error: GenreNameError, meta: dict) -> ValueError:
 
 
 #: ``asdict(CalibrationConfig())`` of :mod:`recoworld.apps.calibrate`, the settings that
-#: ``recoworld calibrate [--users N]`` fits with, ``choice`` standing for
-#: ``asdict(ChoiceFitConfig())`` (read where it is needed). The applications' layer is above
-#: this one, which may not import it (docs/ARCHITECTURE.md); tests/test_h132_refit_advice.py
-#: holds the two equal.
+#: ``recoworld calibrate [--users N]`` fits with. ``choice`` is ``None`` here, for its
+#: defaults are ``asdict(ChoiceFitConfig())``, read where they are needed (each key is compared
+#: on its own). The applications' layer is above this one, which may not import it
+#: (docs/ARCHITECTURE.md); tests/test_h132_refit_advice.py holds the two equal.
 _CALIBRATE_DEFAULTS = {
-    "holdout_fraction": 0.2, "validation_fraction": 0.2, "session_gap_minutes": 30.0, "choice": "ChoiceFitConfig",
+    "holdout_fraction": 0.2, "validation_fraction": 0.2, "session_gap_minutes": 30.0, "choice": None,
     "exposure_odds": 1.0, "users": None, "leave_steps": 80, "leave_users": 300, "lives_iterations": 20,
     "threads": 1, "seed": 0, "split": "latest", "held_out_users": 0.0,
 }
@@ -451,11 +490,13 @@ def _refit_advice(meta: dict, path: Path | None = None) -> str:
             f"({'; '.join([*notes, ', '.join(names)])})")
 
 
-def _fit_settings(meta) -> dict[str, str]:
+def _fit_settings(meta: Mapping | None) -> dict[str, str]:
     """The settings of the fit that recorded ``meta`` (``meta["calibration"]``) that are not
     :class:`~recoworld.apps.calibrate.CalibrationConfig`'s defaults, in the order of its
-    fields, each value as Python writes it; ``{}`` where the meta records none."""
-    recorded = meta.get("calibration") if isinstance(meta, dict) else None
+    fields, each value as Python writes it; ``{}`` where the meta records none. ``threads``
+    counts among them: the number of threads changes the order of the fit's parallel sums, which
+    can change its floats, so a world fitted with another number is fitted again with it."""
+    recorded = meta.get("calibration") if isinstance(meta, Mapping) else None
     settings = {}
     for name, default in _CALIBRATE_DEFAULTS.items():
         if not isinstance(recorded, dict) or name not in recorded:

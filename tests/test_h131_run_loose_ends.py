@@ -201,9 +201,9 @@ def test_half_a_logs_world_names_the_command_that_fits_the_log_again(log_world, 
     half = _half(log_world, tmp_path)
     command = (f"`recoworld calibrate --data {shlex.quote(str(log_world[1].resolve()))} --out "
                f"{shlex.quote(str(half))} --force`")
-    message = (f"world.path={half} holds world.json but no tensors.pt, half a calibrated world (a copy cut short, or "
-               "a file deleted); delete it to recalibrate with the log it was fitted on, or fit it again in place: "
-               f"{command}, or leave world.path unset for the cache's world")
+    message = (f"world.path={half}: {half} is half a calibrated world: it has no tensors.pt beside its world.json "
+               "(a copy cut short, or a file deleted); delete it to recalibrate with the log it was fitted on, or fit "
+               f"it again in place: {command}, or leave world.path unset for the cache's world")
     with pytest.raises(ValueError) as error:  # was: no error here, then the load's "delete it to recalibrate"
         ensure_calibrated(_world_config(half))
     assert str(error.value) == message
@@ -224,12 +224,12 @@ def test_half_a_world_whose_world_json_cannot_be_read_names_both_commands(log_wo
         ensure_calibrated(_world_config(half))
     out = shlex.quote(str(half))
     assert str(error.value) == (
-        f"world.path={half} holds world.json but no tensors.pt, half a calibrated world (a copy cut short, or a file "
-        "deleted); delete it to recalibrate with the data it was fitted from (its world.json, which names them, "
-        f"cannot be read), or fit it again in place: `recoworld calibrate --data LOG --out {out} --force` (with the "
-        f"log's --items and --user-table, if it had them) for a log's world, `recoworld calibrate --out {out} "
-        "--force` for MovieLens-100K's, calibrate() in Python for data given there, or leave world.path unset for "
-        "the cache's world")
+        f"world.path={half}: {half} is half a calibrated world: it has no tensors.pt beside its world.json (a copy "
+        "cut short, or a file deleted); delete it to recalibrate with the data it was fitted from (its world.json, "
+        "which names them, cannot be read), or fit it again in place: `recoworld calibrate --data LOG --out "
+        f"{out} --force` (with the log's --items and --user-table, if it had them) for a log's world, `recoworld "
+        f"calibrate --out {out} --force` for MovieLens-100K's, calibrate() in Python for data given there, or leave "
+        "world.path unset for the cache's world")
 
 
 def test_a_folder_holding_nothing_still_gets_the_movielens_advice(tmp_path):

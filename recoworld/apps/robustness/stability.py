@@ -71,8 +71,10 @@ def kendall_tau(reference: Mapping[str, float], other: Mapping[str, float]) -> f
     if len(set(x)) == 1 or len(set(y)) == 1:
         return math.nan
     # Rounded: scipy's arithmetic gives 1 - 1e-16 for a ranking of five agents against itself,
-    # a tau that would read as below another world's 1. Taus of a lineup are ratios of pair
-    # counts, far more than 1e-12 apart for any lineup a study can run.
+    # a tau that would read as below another world's 1. Taus of a lineup are determined by its
+    # pair counts (tau-b: concordant minus discordant pairs, over the square root of the product
+    # of the pairs untied on each side), so distinct taus of any lineup a study can run are far
+    # more than 1e-12 apart.
     return round(float(stats.kendalltau(x, y).statistic), 12)
 
 

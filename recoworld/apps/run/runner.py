@@ -83,7 +83,7 @@ from recoworld.catalog import Catalog
 from recoworld.envs.rollout import EachStep
 from recoworld.logs import SCHEMA_VERSION, read_log
 from recoworld.metrics import METRICS, seed_summary, summarize
-from recoworld.simulators.calibrated import is_world, recalibration_advice
+from recoworld.simulators.calibrated import is_world, missing_world_file
 
 CALIBRATED_CATALOG = "recoworld.simulators.calibrated.calibrated_catalog"
 log = logging.getLogger(__name__)
@@ -365,8 +365,9 @@ def ensure_calibrated(cfg: DictConfig) -> None:
     """Fits the cache's calibrated world on first use when the world or the simulator reads
     it. A folder given as ``world.path`` (or ``simulator.path``) must hold a world already:
     fitting MovieLens-100K into a mistyped folder would run the wrong world silently. One that
-    holds a world's world.json but not its tensors.pt (half a world) is refused with the command
-    that fits it again from the data its world.json names."""
+    holds a world's world.json but not its tensors.pt (half a world) is refused before the run
+    starts, with the loader's error for it (:func:`~recoworld.simulators.calibrated.missing_world_file`),
+    which gives the command that fits it again from the data its world.json names."""
     paths = {cfg.world.get("path"): "world.path"} if cfg.world.get("_target_") == CALIBRATED_CATALOG else {}
     if cfg.simulator.get("_target_") == CALIBRATED_USERS:
         paths.setdefault(cfg.simulator.get("path"), "simulator.path")
@@ -384,30 +385,10 @@ def ensure_calibrated(cfg: DictConfig) -> None:
                 f"{key}={path} holds no calibrated world (no world.json there); give the folder that `recoworld "
                 f"calibrate --out DIR` wrote, fit MovieLens-100K there first with `recoworld calibrate --out "
                 f"{path}`, or leave {key} unset for the cache's world")
-        elif _half_world(Path(path).expanduser()):
-            # A save is never half a world (world_folder.save): it was copied or cut by hand.
-            # Fitted from a log, it is fitted again from that log, never from MovieLens-100K.
-            folder = Path(path).expanduser()
-            raise ExperimentConfigError(
-                f"{key}={path} holds world.json but no tensors.pt, half a calibrated world (a copy cut short, or a "
-                f"file deleted); delete it to recalibrate "
-                f"{recalibration_advice(_world_document(folder), folder)}, or "
-                f"leave {key} unset for the cache's world")
-
-
-def _half_world(folder: Path) -> bool:
-    """Whether ``folder`` holds the world.json of a world but not its tensors.pt."""
-    return (folder / "world.json").is_file() and not (folder / "tensors.pt").exists()
-
-
-def _world_document(folder: Path) -> dict | None:
-    """The world.json in ``folder``, read, or ``None`` where it cannot be read (it then says
-    nothing of the data the world was fitted on)."""
-    try:
-        document = json.loads((folder / "world.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        return None
-    return document if isinstance(document, dict) else None
+        elif (half := missing_world_file(path)) is not None:
+            # A save is never half a world (world_folder.save): it was copied or cut by hand. The
+            # loader's own error says how to fit a log's world again from that log, never from MovieLens-100K.
+            raise ExperimentConfigError(f"{key}={path}: {half}, or leave {key} unset for the cache's world")
 
 
 def _progress(console: Console, enabled: bool) -> Progress:
