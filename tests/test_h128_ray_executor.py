@@ -63,5 +63,7 @@ def test_the_traceback_of_a_rollout_that_raised_in_its_worker_is_logged_once(loc
     assert first.endswith("TypeError(\"RandomAgent() takes no arguments, not 'no_such_argument'\")")
     assert "\x1b[" not in first
     other = "seed=1" if seed == "seed=0" else "seed=0"
-    assert again == f"agent=broken {other} raised in its Ray worker as agent=broken {seed} did (traceback above)"
+    assert again == (f"agent=broken {other} raised in its Ray worker as agent=broken {seed} did (traceback above): "
+                     "InstantiationException: Error in call to target 'recoworld.agents.baselines.RandomAgent': "
+                     "TypeError(\"RandomAgent() takes no arguments, not 'no_such_argument'\")")
     assert json.loads((tmp_path / "status.json").read_text())["parts"]["complete"] == []

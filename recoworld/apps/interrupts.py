@@ -11,6 +11,9 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+#: No handler was set (off the main thread), so none is put back.
+_NOT_SET = object()
+
 
 @contextmanager
 def kill_stops_like_ctrl_c() -> Iterator[None]:
@@ -23,9 +26,11 @@ def kill_stops_like_ctrl_c() -> Iterator[None]:
     try:
         previous = signal.signal(signal.SIGTERM, stop)
     except ValueError:
-        yield
-        return
+        # Off the main thread. Yielding here would chain every error the job raises to this
+        # one ("During handling of the above exception ...").
+        previous = _NOT_SET
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+        if previous is not _NOT_SET:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)

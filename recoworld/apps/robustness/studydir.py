@@ -260,7 +260,8 @@ def held_study(path: str | Path) -> str | None:
     """What a new study's ``--out`` says instead of starting where ``path`` holds a study that
     has not completed, else ``None``: ``"an interrupted study (3 of 23 worlds finished);
     continue it with --resume PATH"``. A study left ``running`` is named as still run by its
-    process while one holds the folder, else as killed (its process ended without a word)."""
+    process (and its host, where that is another machine sharing the folder) while one holds
+    the folder, else as killed (its process ended without a word)."""
     try:
         status = _read_status(Path(path))
     except (StudyDirectoryError, OSError):
@@ -271,8 +272,11 @@ def held_study(path: str | Path) -> str | None:
     worlds = status.get("worlds", {})
     progress = f"{worlds.get('finished')} of {worlds.get('planned')} worlds finished"
     if state == "running" and job_running(Path(path), status):
-        return (f"a study still being run by process {status.get('pid')} ({progress}); wait for it to finish, or stop "
-                f"it (Ctrl-C, or kill {status.get('pid')}) and continue it with --resume {path}")
+        # A lock is held across machines on a shared file system: there, kill PID is no advice.
+        host = status.get("host")
+        where = "" if host in (None, socket.gethostname()) else f" on {host}"
+        return (f"a study still being run by process {status.get('pid')}{where} ({progress}); wait for it to finish, "
+                f"or stop it (Ctrl-C, or kill {status.get('pid')}{where}) and continue it with --resume {path}")
     if state == "running":
         state = "killed"  # as previous_attempts names such an ending
     article = "an" if state[0] in "aeiou" else "a"

@@ -48,11 +48,17 @@ agent over a seed, on the population or a segment) one after the other in this p
   and seed (:class:`RolloutsFailed`, in the order of the run's parts; a dead worker with its
   number of attempts), after the other tasks have finished and been recorded (the traceback
   of each task that raised is logged as it fails, on the console and in the run's log file, as
-  the local executor shows its own; one that an earlier task raised alike is not repeated);
-  the run ends ``failed`` and ``experiment.resume=true`` runs only the failed parts again. Where every
+  the local executor shows its own; one that an earlier task raised alike, the same error
+  type from the same lines whatever its message, is not repeated: its message is logged in
+  one line that points to it); the run ends ``failed`` and ``experiment.resume=true`` runs
+  only the failed parts again. Where every
   failed task raised the same :class:`~recoworld.apps.run.checks.ExperimentConfigError` (a
   value the simulator, env or agent refuses: a mistake in the config, not in a rollout), that
   error ends the run instead, in the one line the local executor gives.
+- ``kill`` (SIGTERM) stops a Ray run as it stops a local one: it ends ``interrupted`` and
+  says how to resume (``ray.init`` sets a SIGTERM handler of its own, which would end the
+  process at once: the one in force before it is put back), and a local Ray's processes
+  stop with the process.
 
 A rollout depends only on its configs and seed (counter-based randomness), so both
 executors write the same rows and ``metrics.json`` (``seconds`` aside). LLM users'
@@ -67,8 +73,10 @@ import logging
 import os
 import re
 import shutil
+import signal
 import socket
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, closing, contextmanager, suppress
 from dataclasses import dataclass
@@ -240,7 +248,7 @@ def ray_parts(cfg: DictConfig, lineup: dict[str, DictConfig], parts: Sequence[Pa
     pending = {task.remote(shared, agents[part.agent], part, attempts): part for part in parts}
     failures: dict[Part, str] = {}
     errors: list[Exception] = []
-    logged: dict[str, Part] = {}  # each worker traceback logged, and the first part that raised it
+    logged: dict[tuple, Part] = {}  # each worker traceback logged, and the first part that raised it
     try:
         while pending:
             (done,), _ = ray.wait(list(pending), num_returns=1)
@@ -301,8 +309,7 @@ def _label(part: Part) -> str:
 def _failure(ray, err, part: Part, attempts) -> str:
     """How a failed part is named in :class:`RolloutsFailed`: the rollout's own error, or the
     system failure of its worker with the number of attempts it died on."""
-    cause = getattr(err, "cause", None) or err
-    text = f"{_label(part)}: {type(cause).__name__}: {' '.join(str(cause).split())}"
+    text = f"{_label(part)}: {_said(getattr(err, 'cause', None) or err)}"
     if isinstance(err, ray.exceptions.RayTaskError):  # the rollout raised: not retried
         return text
     with suppress(Exception):  # the counter's own node may be lost: then the count is unknown
@@ -311,11 +318,18 @@ def _failure(ray, err, part: Part, attempts) -> str:
     return text
 
 
-def _log_traceback(ray, err, part: Part, logged: dict[str, Part]) -> None:
+def _said(error: BaseException) -> str:
+    """An error in one line: its type and its message."""
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
+
+
+def _log_traceback(ray, err, part: Part, logged: dict[tuple, Part]) -> None:
     """Log the traceback of a rollout that raised in its Ray worker, as the local executor
     shows the one of a rollout that raised: where it raised is in the worker's frames, which
     :class:`RolloutsFailed` (one line per part) leaves out. A traceback that an earlier part
-    raised alike is not repeated. A mistake in the config
+    raised alike (the same error type from the same lines, whatever its message: a seed, a
+    folder, a step in it) is not repeated: the part's error is named in one line that points
+    to it. A mistake in the config
     (:class:`~recoworld.apps.run.checks.ExperimentConfigError`) has its message alone, as with
     the local executor, and a worker that died has no traceback."""
     if not isinstance(err, ray.exceptions.RayTaskError) or isinstance(err.cause, ExperimentConfigError):
@@ -326,10 +340,15 @@ def _log_traceback(ray, err, part: Part, logged: dict[str, Part]) -> None:
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
     where = _TASK_HEADER.search(text)
     frames = _TASK_HEADER.sub("Traceback (most recent call last):", text)
-    if frames in logged:
-        log.error("%s raised in its Ray worker as %s did (traceback above)", _label(part), _label(logged[frames]))
+    cause = err.cause if err.cause is not None else err
+    # The frames' "  File PATH, line N, in NAME" lines, across the chained exceptions: the
+    # messages (which may name the part) are left out.
+    alike = (type(cause), tuple(line for line in frames.splitlines() if line.startswith('  File "')))
+    if alike in logged:
+        log.error("%s raised in its Ray worker as %s did (traceback above): %s", _label(part),
+                  _label(logged[alike]), _said(cause))
         return
-    logged[frames] = part
+    logged[alike] = part
     log.error("%s raised in its Ray worker%s:\n%s", _label(part), f" ({where[1]})" if where else "", frames)
 
 
@@ -478,8 +497,11 @@ def _import_ray():
         raise ExperimentConfigError(NEEDS_RAY)
     try:
         import ray
-    except ImportError as err:
-        # Installed but broken: "pip install" would say it is already there.
+    except Exception as err:
+        # Installed but broken: "pip install" would say it is already there. Not ImportError
+        # alone: a protobuf of another version raises TypeError ("Descriptors cannot be created
+        # directly"), a mismatched dependency AttributeError (as torch.load raises anything on
+        # a bad file: simulators/calibrated.py).
         raise ExperimentConfigError(
             f"experiment.executor=ray needs Ray, which is installed but cannot be imported ({type(err).__name__}: "
             f"{' '.join(str(err).split())}); repair it: pip install --force-reinstall 'recoworld[ray]' (or run with "
@@ -489,7 +511,8 @@ def _import_ray():
 
 def ensure_ray(address: str | None):
     """The ``ray`` module, initialised: as it is if this process already did, else on
-    ``address`` or on a local Ray with this machine's cores.
+    ``address`` or on a local Ray with this machine's cores, keeping the SIGTERM handler in
+    force (:func:`_sigterm_handler_kept`: ``kill`` stops the run as Ctrl-C does).
 
     Raises:
         ExperimentConfigError: Ray is not installed or fails to import, or cannot join
@@ -497,16 +520,38 @@ def ensure_ray(address: str | None):
     """
     ray = _import_ray()
     if not ray.is_initialized():
-        if address:
-            try:
-                ray.init(address=address, log_to_driver=False)
-            except (ConnectionError, TimeoutError, ValueError) as err:
-                raise ExperimentConfigError(
-                    f"experiment.ray_address={address!r}: Ray could not join it ({type(err).__name__}: "
-                    f"{' '.join(str(err).split())}); start the cluster (ray start --head on its head node), or "
-                    f"{ADDRESS_FORMS}") from None
-        else:
-            # address="local": a Ray of its own even where a cluster runs on this machine or
-            # RAY_ADDRESS names one, which ray.init() would join, refusing num_cpus.
-            ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+        with _sigterm_handler_kept():
+            if address:
+                try:
+                    ray.init(address=address, log_to_driver=False)
+                except (ConnectionError, TimeoutError, ValueError) as err:
+                    raise ExperimentConfigError(
+                        f"experiment.ray_address={address!r}: Ray could not join it ({type(err).__name__}: "
+                        f"{' '.join(str(err).split())}); start the cluster (ray start --head on its head node), or "
+                        f"{ADDRESS_FORMS}") from None
+            else:
+                # address="local": a Ray of its own even where a cluster runs on this machine or
+                # RAY_ADDRESS names one, which ray.init() would join, refusing num_cpus.
+                ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
     return ray
+
+
+@contextmanager
+def _sigterm_handler_kept() -> Iterator[None]:
+    """Put back, when the block ends, the SIGTERM handler in force when it began.
+
+    ``ray.init`` sets SIGTERM handlers of its own: one that exits at once with status 1 (a
+    local Ray's processes killed first), and its C++ core's, which aborts the process. A run
+    that ``kill`` stops would end ``failed``, where
+    :func:`~recoworld.apps.interrupts.kill_stops_like_ctrl_c` has it end ``interrupted`` with
+    the advice to resume. A local Ray's processes still stop as the process ends:
+    ``ray.shutdown`` is one of its exit hooks. A handler can only be set from the main
+    thread, and one set outside Python (``getsignal`` gives None) cannot be put back: Ray's
+    stay then.
+    """
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)

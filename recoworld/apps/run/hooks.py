@@ -153,18 +153,21 @@ def summary_writer(folder: Path):
 
 def check_curve_folders(experiment, folder: str | Path, parts) -> None:
     """Refuse, with ``experiment.tensorboard`` on, before ``parts`` run, a file that stands
-    where the folder of one's rollout scalars, or one of its parents, goes in ``folder`` (the
-    run directory): a file named ``tensorboard`` there, say. Both executors call it before
-    their first part, so that the run stops in the same line whichever runs it (the writer
-    would raise a bare ``NotADirectoryError`` in this process, and Ray's driver one as it
-    puts a finished part's curves in place).
+    where the folder of one's rollout scalars or of its SB3 training curves, or one of their
+    parents, goes in ``folder`` (the run directory): a file named ``tensorboard`` there, say.
+    Both executors call it before their first part, so that the run stops in the same line
+    whichever runs it (the writer, or SB3 as it trains, would raise a bare
+    ``NotADirectoryError`` in this process, and Ray's driver one as it puts a finished part's
+    curves in place). The training folder is checked for every part, an SB3 agent or not.
 
     Raises:
         ExperimentConfigError: naming the folder, the file and the fix.
     """
     if experiment.get("tensorboard", False):
         for part in parts:
-            _refuse_file_in_the_way(_curve_folders(folder, part)[1])
+            training, rollout = _curve_folders(folder, part)
+            for curves in (rollout, training):
+                _refuse_file_in_the_way(curves)
 
 
 def _refuse_file_in_the_way(folder: Path) -> None:
