@@ -33,6 +33,7 @@ import os
 import re
 import shutil
 import sys
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -303,11 +304,12 @@ def new_folder(out: str | Path) -> Iterator[ReportFolder]:
 
     While it writes, the writer holds the lock of :data:`REPORT_LOCK_FILE` in its temporary.
     The temporaries that writers of ``out`` left beside it when they were killed outright are
-    deleted first: those whose lock can be taken, wherever their writer ran (the lock is the
+    deleted first: those whose lock no one holds, wherever their writer ran (the lock is the
     operating system's, released when its process ends; across hosts, where the shared file
-    system honours locks), and, where a temporary has no lock file (an earlier RecoWorld's),
-    those whose writer's process has ended on this machine. Each removal is logged, and so is
-    one that could not be done."""
+    system honours locks; asked with a shared lock on a read-only descriptor, so another
+    user's is asked too), and, where the lock cannot be asked (no lock file: an earlier
+    RecoWorld's), those older than :data:`STARTING_WRITER_S` whose writer's process has ended
+    on this machine. Each removal is logged, and so is one that could not be done."""
     wanted = Path(out)
     names = itertools.chain([wanted], (wanted.with_name(f"{wanted.name}-{n}") for n in itertools.count(2)))
     out = next(name for name in names if _free_for_report(name))
@@ -369,23 +371,67 @@ def _remove_ended_reports(folder: Path, name: str) -> None:
 
 def _report_writer_ended(temporary: Path, pid: int) -> bool:
     """Whether the writer of the report temporary ``temporary``, made by process ``pid``, has
-    ended: no one holds its lock, or, where it has no lock file to ask (an earlier RecoWorld's
-    writer, or one this user may not open), its process has ended on this machine or had this
-    process's id (:func:`left_by_ended_writers`' rule)."""
-    lock_file = temporary / REPORT_LOCK_FILE
-    if lock_file.exists():
-        lock = FileLock(lock_file)
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
+    ended: no one holds its lock (:func:`_writer_lock_held`), or, where the lock cannot be
+    asked (no lock file: an earlier RecoWorld's writer; a file this user may not read), the
+    temporary is older than :data:`STARTING_WRITER_S` and its process has ended on this
+    machine or had this process's id (:func:`left_by_ended_writers`' rule)."""
+    held = _writer_lock_held(temporary / REPORT_LOCK_FILE)
+    if held is not None:
+        return not held
+    try:
+        # A writer makes its temporary, then takes the lock: younger, it may be starting (in
+        # another thread, or another container under this process's id).
+        if time.time() - temporary.stat().st_mtime < STARTING_WRITER_S:
             return False
-        except OSError:
-            pass  # another user's, which this one may not open: its process id is all there is
-        else:
-            # Released at once: no writer takes over a temporary that exists (each makes its own).
-            lock.release()
-            return True
+    except FileNotFoundError:
+        return False  # gone meanwhile: nothing to remove
     return pid == os.getpid() or not process_running(pid)
+
+
+#: Seconds a report temporary whose lock cannot be asked is left alone after it was made.
+STARTING_WRITER_S = 60.0
+
+
+def _writer_lock_held(lock_file: Path) -> bool | None:
+    """Whether a writer holds the lock on ``lock_file`` (filelock's exclusive ``flock``), or
+    ``None`` where that cannot be asked (no such file, a file this user may not read, no
+    ``flock`` on this system or file system). Asked with a shared lock on a read-only
+    descriptor, which any user who may read the file can request, so that another user's
+    live writer is seen as live whatever the lock file's mode."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: ask through filelock, which needs the file writable
+        return _writer_lock_held_by_filelock(lock_file)
+    try:
+        descriptor = os.open(lock_file, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    else:
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(descriptor)
+
+
+def _writer_lock_held_by_filelock(lock_file: Path) -> bool | None:
+    """:func:`_writer_lock_held` where ``fcntl`` is missing: by taking the lock at once."""
+    if not lock_file.exists():
+        return None
+    lock = FileLock(lock_file)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    except OSError:
+        return None
+    lock.release()  # at once: no writer takes over a temporary that exists (each makes its own)
+    return False
 
 
 def _start_report(out: Path) -> tuple[Path, FileLock]:

@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 
 import recoworld.logs as logs
 from recoworld.apps.ope.evaluate import write
@@ -119,6 +120,7 @@ def test_a_file_that_takes_the_name_sends_the_report_to_the_next_name(tmp_path):
 def test_removals_are_logged_once_done_and_a_failed_one_says_so(tmp_path, monkeypatch, caplog):
     ended = tmp_path / f".report.{os.getpid()}.tmp"  # no lock file: an earlier RecoWorld's, this id's
     ended.mkdir()
+    _age(ended)
     with caplog.at_level(logging.WARNING, logger="recoworld.logs"):
         write({"estimates": []}, tmp_path / "report")
     assert names(tmp_path) == ["report"]
@@ -127,6 +129,7 @@ def test_removals_are_logged_once_done_and_a_failed_one_says_so(tmp_path, monkey
 
     caplog.clear()
     ended.mkdir()
+    _age(ended)
 
     real = logs.shutil.rmtree
 
@@ -142,3 +145,36 @@ def test_removals_are_logged_once_done_and_a_failed_one_says_so(tmp_path, monkey
     assert [r.getMessage() for r in caplog.records] == [
         f"could not remove {ended}, a report that a killed process left unfinished ([Errno 13] Permission "
         f"denied: '{ended}'); remove it yourself, or ask its owner to"]
+
+
+def _age(folder, seconds: float = 2 * logs.STARTING_WRITER_S):
+    """Make ``folder`` look made ``seconds`` ago."""
+    then = time.time() - seconds
+    os.utime(folder, (then, then))
+
+
+def test_a_temporary_without_a_lock_yet_is_spared_while_its_writer_may_be_starting(tmp_path):
+    """A writer makes its temporary, then takes the lock: in between, another thread's, or
+    another container's under this process's id, clean-up must not take it for a killed one."""
+    starting = tmp_path / f".report.{os.getpid()}.tmp"
+    starting.mkdir()
+    write({"estimates": []}, tmp_path / "report")
+    assert starting.is_dir()  # made a moment ago, no lock yet: spared
+    _age(starting)
+    write({"estimates": []}, tmp_path / "report")  # to report-2; the clean-up of report's temporaries runs
+    assert not starting.exists()  # older than a writer takes to start: a killed one's
+    assert names(tmp_path) == ["report", "report-2"]
+
+
+def test_the_writers_lock_is_asked_with_a_shared_lock_that_any_reader_may_request(tmp_path):
+    lock_file = tmp_path / logs.REPORT_LOCK_FILE
+    assert logs._writer_lock_held(lock_file) is None  # no lock file: cannot be asked
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock_file)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        os.chmod(lock_file, 0o444)  # read-only: asked without opening it for writing
+        assert logs._writer_lock_held(lock_file) is True
+    finally:
+        holder.communicate("\n")
+    assert logs._writer_lock_held(lock_file) is False
