@@ -255,8 +255,13 @@ class Catalog:
         ):
             if tuple(tensor.shape) != shape:
                 raise ValueError(f"{label} must have shape {shape} for {n} items, got {tuple(tensor.shape)}")
-        if len(self.titles) != n:
-            raise ValueError(f"titles has {len(self.titles)} entries for {n} items")
+        try:
+            n_titles = len(self.titles)
+        except TypeError:  # None, a number: len() would say only that it has no length
+            raise ValueError(f"titles={self.titles!r} is not a sequence of item titles; give one title per item "
+                             f"({n} items), e.g. [f'item {{i}}' for i in range({n})]") from None
+        if n_titles != n:
+            raise ValueError(f"titles has {n_titles} entries for {n} items")
         if n == 0:
             raise ValueError("a catalog needs at least one item")
         if self.genres.dtype != torch.bool:

@@ -535,8 +535,10 @@ class EpisodeLog:
 
     def close(self) -> None:
         """Write what is buffered, complete the file and give it its name (file mode). If
-        that fails (a full disk, Ctrl-C) the log is discarded: ``path`` is left as it was,
-        and the temporary, whose bytes a full disk needs back, is deleted."""
+        that fails before the file has its name (a full disk, Ctrl-C) the log is discarded:
+        ``path`` is left as it was, and the temporary, whose bytes a full disk needs back, is
+        deleted. A Ctrl-C that arrives once the file has its name is raised all the same, and
+        ``path`` holds the whole log."""
         if self._writer is None:
             return
         try:

@@ -285,9 +285,10 @@ class CalibratedWorld:
 
         Raises :class:`UnreadableWorld` (a ``ValueError``) naming the file and what is wrong with
         it where the folder is not one whole world of this version (a file cut short or damaged,
-        its tensors.pt missing, :class:`MissingWorldFile`, a tensor of the wrong shape,
-        a ``tensors.pt`` of another world, a fitted user's trait or interest vector that the
-        simulator cannot take, :func:`~recoworld.simulators.population.check_fitted_traits`),
+        a folder where one of its files goes, its tensors.pt missing, :class:`MissingWorldFile`,
+        a tensor of the wrong shape, a ``tensors.pt`` of another world, a fitted user's trait or
+        interest vector that the simulator cannot take,
+        :func:`~recoworld.simulators.population.check_fitted_traits`),
         with how to fit it again as it was fitted, from the data its world.json names (a log's
         world from that log, never MovieLens-100K), :meth:`refit_advice`. A whole
         world whose genre name :class:`~recoworld.catalog.Catalog` refuses (one holding ``|``,
@@ -305,6 +306,8 @@ class CalibratedWorld:
                 if half is None:
                     raise  # no world.json: world_folder's message says what a world's folder holds
                 raise half from None
+            except IsADirectoryError:
+                raise _folder_for_file(path) from None
             try:
                 document = json.load(document_file)
             except (ValueError, UnicodeDecodeError) as error:  # JSONDecodeError is a ValueError
@@ -381,6 +384,22 @@ def missing_world_file(path: str | Path) -> MissingWorldFile | None:
     return MissingWorldFile(f"{path} is half a calibrated world: it has no tensors.pt beside its world.json (a copy "
                             f"cut short, or a file deleted); delete it to recalibrate "
                             f"{recalibration_advice(document, path)}")
+
+
+def _folder_for_file(path: Path) -> UnreadableWorld:
+    """The error of a world's folder where a folder stands in place of world.json or
+    tensors.pt (a copy or an edit by hand; no save leaves one), with the advice that
+    world.json, where it is a readable file, gives."""
+    folders = [name for name in world_folder.WORLD_FILES if (path / name).is_dir()]
+    document = None
+    if "world.json" not in folders:
+        try:
+            document = json.loads((path / "world.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            pass  # unreadable: the advice then names every way to fit it again
+    if len(folders) == 1:
+        return _damaged(path, folders[0], "is a folder, not a file", document)
+    return _damaged(path, None, "are folders, not files", document)
 
 
 def _damaged(path: Path, file: str | None, problem: str, document: dict | None = None) -> UnreadableWorld:

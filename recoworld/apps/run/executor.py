@@ -130,7 +130,8 @@ def rollout_part(make_simulator: Callable, make_env: Callable, agent_cfg: Any, c
     ends, errors and Ctrl-C included, each of them is closed once, and so is each hook that
     has a ``close`` (a TensorBoard writer) and the agent if it has one (an LLM agent's
     client or embedded model). A simulator factory that returns no
-    ``recoworld.simulators.UserSimulator`` is refused, naming it
+    ``recoworld.simulators.UserSimulator``, or an agent factory that returns no
+    ``recoworld.agents.Recommender``, is refused, naming it
     (:func:`~recoworld.apps.run.plugins.check_returned`)."""
     hooks = list(hooks)
     with closing(_simulator(make_simulator, catalog)) as simulator, \
@@ -138,7 +139,8 @@ def rollout_part(make_simulator: Callable, make_env: Callable, agent_cfg: Any, c
             ExitStack() as closed:
         for hook in hooks:
             closed.enter_context(_closed(hook))
-        agent = closed.enter_context(_closed(_built(f"agent {part.agent}", _agent, config=agent_cfg)))
+        agent = closed.enter_context(_closed(_checked(_built(f"agent {part.agent}", _agent, config=agent_cfg),
+                                                      agent_cfg.get("_target_"), "agent")))
         result = rollout(
             env, agent, experiment.steps, part.seed,
             logger=episode_log, label=part.agent, log_candidates=experiment.log_candidates, hooks=hooks,
@@ -175,13 +177,18 @@ def _simulator(make_simulator: Callable, catalog):
     """The part's simulator, ``make_simulator(catalog=catalog)``, checked to be one before the
     rollout calls its methods: a factory (a function as ``simulator._target_``) is known only
     by what it returns. What it returned instead is closed if it can be."""
-    simulator = _built("simulator", make_simulator, catalog=catalog)
+    return _checked(_built("simulator", make_simulator, catalog=catalog), make_simulator, "simulator")
+
+
+def _checked(made, factory, group: str):
+    """``made``, what ``factory`` built for ``group``, once :func:`check_returned` found it to be
+    of its group's base; what is not is closed, if it can be, before the refusal is raised."""
     try:
-        check_returned(simulator, make_simulator, "simulator")
+        check_returned(made, factory, group)
     except ExperimentConfigError:
-        with _closed(simulator):
+        with _closed(made):
             raise
-    return simulator
+    return made
 
 
 def _agent(config):

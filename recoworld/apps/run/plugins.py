@@ -240,9 +240,9 @@ def _check_base(built, target: str, group: str) -> None:
 
 
 def check_returned(made, factory, group: str) -> None:
-    """Refuse what ``factory`` (a ``_target_`` of ``group``, as Hydra's ``_partial_`` built it)
-    returned when it is no instance of its group's base (:data:`BASES`): the run calls the
-    base's methods on it, and would fail on the first one it lacks, with an
+    """Refuse what ``factory`` (a ``_target_`` of ``group``, as Hydra's ``_partial_`` built it,
+    or its text) returned when it is no instance of its group's base (:data:`BASES`): the run
+    calls the base's methods on it, and would fail on the first one it lacks, with an
     ``AttributeError`` that names neither the factory nor the fix.
 
     Raises:
@@ -262,7 +262,10 @@ def check_returned(made, factory, group: str) -> None:
 
 
 def _qualified(factory) -> str:
-    """``package.module.name`` of ``factory``, or of the function a ``functools.partial`` wraps."""
+    """``package.module.name`` of ``factory``, or of the function a ``functools.partial`` wraps;
+    a ``_target_`` given as its text is that text."""
+    if isinstance(factory, str):
+        return factory
     function = getattr(factory, "func", factory)
     module, name = getattr(function, "__module__", None), getattr(function, "__qualname__", None)
     return f"{module}.{name}" if module and name else repr(factory)
