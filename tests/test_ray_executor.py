@@ -204,7 +204,7 @@ def test_a_killed_worker_is_named_and_failures_come_in_the_order_of_the_parts(
         cfg = compose("config", overrides=[*TINY, "experiment.executor=ray"])
         lineup = {
             # Fails last: its task waits (hooks_after) until the driver has taken in killed's
-            # failure, then builds an agent that is None.
+            # failure, then builds an agent that is None, which the part refuses.
             "late": OmegaConf.create({"_target_": "time.sleep", "_args_": [0]}),
             # Fails first: its worker process ends at once, as if killed (out of memory...),
             # on its first attempt and on its one retry.
@@ -237,7 +237,8 @@ def test_a_killed_worker_is_named_and_failures_come_in_the_order_of_the_parts(
     assert message.startswith("2 of 3 Ray rollouts failed (agent=late seed=0: ")
     assert "; agent=killed seed=0: WorkerCrashedError: " in message  # after late's, though it failed first
     assert "(its worker died on every attempt: 2)); the others are recorded" in message
-    assert "agent=late seed=0: AttributeError: " in message and "attempt" not in message.split(";")[0]  # not retried
+    assert "agent=late seed=0: ExperimentConfigError: agent._target_=time.sleep returned None" in message
+    assert "attempt" not in message.split(";")[0]  # not retried
     assert directory.completed(Part("random", 0)) and (tmp_path / Part("random", 0).file).is_file()
 
 
