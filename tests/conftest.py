@@ -4,6 +4,7 @@ import pytest
 
 from recoworld import Catalog
 from recoworld.apps.calibrate.fit import CalibrationConfig, calibrate
+from recoworld.apps.calibrate.fit import main as calibrate_main
 from recoworld.apps.calibrate.synthetic import simulated_dataset
 from recoworld.calibration.choice import ChoiceFitConfig
 
@@ -63,3 +64,17 @@ def hooks_by_value(request, local_ray):
     local_ray.cloudpickle.register_pickle_by_value(request.module)
     yield
     local_ray.cloudpickle.unregister_pickle_by_value(request.module)
+
+
+@pytest.fixture(scope="module")
+def log_world(tmp_path_factory):
+    """A world fitted by ``recoworld calibrate --data`` from a log of 40 users, and the log (one
+    per test module: modules damage copies of it)."""
+    folder = tmp_path_factory.mktemp("log_world")
+    ratings = simulated_dataset(Catalog.synthetic(60, n_genres=4, feature_dim=4, seed=3), n_users=40,
+                                seed=2).data.ratings
+    log = folder / "log.csv"
+    ratings.rename(columns={"user_id": "user", "item_id": "item"}).to_csv(log, index=False)
+    world = folder / "world"
+    assert calibrate_main(["--data", str(log), "--users", "30", "--out", str(world), "--quiet"]) == 0
+    return world, log

@@ -1,5 +1,5 @@
-"""``experiment.executor=ray`` when Ray's import fails with something other than an
-ImportError, and the log of many parts that raise alike in their Ray workers."""
+"""``experiment.executor=ray`` when Ray's import fails (an ImportError, or another error), and
+the log of many parts that raise alike in their Ray workers."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ TINY = ["world=synthetic", "env.num_envs=4", "experiment.steps=4", "experiment.s
 
 
 @pytest.mark.parametrize(("error", "said"), [
+    ("ImportError('No module named grpc')", "ImportError: No module named grpc"),
     ("TypeError('Descriptors cannot be created directly.\\nIf this call came from a _pb2.py file, your generated "
      "code is out of date')",
      "TypeError: Descriptors cannot be created directly. If this call came from a _pb2.py file, your generated code "

@@ -9,25 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from recoworld import Catalog
 from recoworld.apps.calibrate.fit import main as calibrate_main
-from recoworld.apps.calibrate.synthetic import simulated_dataset
 from recoworld.apps.fidelity.report import main as fidelity_main
 from recoworld.simulators import calibrated
 from recoworld.simulators.calibrated import CalibratedWorld, MissingWorldFile, UnreadableWorld, missing_world_file
-
-
-@pytest.fixture(scope="module")
-def log_world(tmp_path_factory):
-    """A world fitted by ``recoworld calibrate --data`` from a log of 40 users, and the log."""
-    folder = tmp_path_factory.mktemp("h137")
-    ratings = simulated_dataset(Catalog.synthetic(60, n_genres=4, feature_dim=4, seed=3), n_users=40,
-                                seed=2).data.ratings
-    log = folder / "log.csv"
-    ratings.rename(columns={"user_id": "user", "item_id": "item"}).to_csv(log, index=False)
-    world = folder / "world"
-    assert calibrate_main(["--data", str(log), "--users", "30", "--out", str(world), "--quiet"]) == 0
-    return world, log
 
 
 @pytest.fixture

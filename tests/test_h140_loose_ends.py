@@ -12,8 +12,6 @@ import pytest
 
 from recoworld import Catalog
 from recoworld.agents.baselines import RandomAgent
-from recoworld.apps.calibrate.fit import main as calibrate_main
-from recoworld.apps.calibrate.synthetic import simulated_dataset
 from recoworld.apps.run.app import main as run_app
 from recoworld.envs.rollout import rollout
 from recoworld.envs.slate import SlateVectorEnv
@@ -100,19 +98,6 @@ def test_a_catalog_without_titles_says_what_titles_are(titles):
 
 
 # ---------------------------------------------------------------- 4. a folder where tensors.pt goes
-
-@pytest.fixture(scope="module")
-def log_world(tmp_path_factory):
-    """A world fitted by ``recoworld calibrate --data`` from a log of 40 users, and the log."""
-    folder = tmp_path_factory.mktemp("h140")
-    ratings = simulated_dataset(Catalog.synthetic(60, n_genres=4, feature_dim=4, seed=3), n_users=40,
-                                seed=2).data.ratings
-    log = folder / "log.csv"
-    ratings.rename(columns={"user_id": "user", "item_id": "item"}).to_csv(log, index=False)
-    world = folder / "world"
-    assert calibrate_main(["--data", str(log), "--users", "30", "--out", str(world), "--quiet"]) == 0
-    return world, log
-
 
 def test_a_folder_where_tensors_pt_goes_is_a_damaged_world_with_the_command_that_fits_it(log_world, tmp_path):
     """It used to raise a bare IsADirectoryError: [Errno 21] Is a directory."""
