@@ -138,6 +138,14 @@ def _not_text(column: int, genre) -> GenreNameError:
     return GenreNameError(column, genre, "which is not text", "give each genre's name as text, e.g. 'Unknown'")
 
 
+def _refuse_one_string(label: str, value, give: str) -> None:
+    """``ValueError`` naming ``label`` when ``value`` is one ``str`` or ``bytes``: a sequence
+    of its characters (or byte values) would pass for one name per entry."""
+    if isinstance(value, (str, bytes)):
+        kind = "string" if isinstance(value, str) else "bytes object"
+        raise ValueError(f"{label}={value!r} is one {kind}; give {give}")
+
+
 def _check_popularity(popularity: torch.Tensor) -> None:
     """Refuse a negative share, or shares that do not sum to 1."""
     negative = (popularity < 0).nonzero().flatten()
@@ -230,9 +238,7 @@ class Catalog:
             _as_table(label, table) for label, table in (
                 ("features", self.features), ("genres", self.genres), ("popularity", self.popularity),
                 ("quality", self.quality)))
-        if isinstance(self.genre_names, str):
-            raise ValueError(f"genre_names={self.genre_names!r} is one string; give a sequence of genre names, "
-                             "one per column of genres")
+        _refuse_one_string("genre_names", self.genre_names, "a sequence of genre names, one per column of genres")
         if isinstance(self.genre_names, (Set, Mapping)):
             # tuple() would take a set in its hashes' order (which changes between runs) and a
             # dict's keys: neither says which column of genres each name is.
@@ -255,6 +261,8 @@ class Catalog:
         ):
             if tuple(tensor.shape) != shape:
                 raise ValueError(f"{label} must have shape {shape} for {n} items, got {tuple(tensor.shape)}")
+        _refuse_one_string("titles", self.titles, f"a sequence of item titles, one per item ({n} items), "
+                                                  f"e.g. [f'item {{i}}' for i in range({n})]")
         try:
             n_titles = len(self.titles)
         except TypeError:  # None, a number: len() would say only that it has no length

@@ -46,7 +46,7 @@ import numpy as np
 __all__ = [
     "AT_LEAST_ONE", "FLOAT32_MAX", "NON_NEGATIVE", "OPEN_UNIT", "POSITIVE", "UNIT", "Interval", "OverflowLimit",
     "check_fields", "check_flag", "check_float32", "check_number", "check_overflow", "check_seed", "declared_ranges",
-    "did_you_mean",
+    "did_you_mean", "from_mapping",
 ]
 
 
@@ -245,3 +245,16 @@ def did_you_mean(name, known) -> str:
     misspelt key, field or argument), or ``""`` where none is near."""
     close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def from_mapping(cls: type, given: Mapping, owner: str):
+    """``cls(**given)``, the dataclass ``cls`` built from a mapping of its fields (a dict in
+    Python, a ``DictConfig``), refusing with ``ValueError`` a key of ``given`` that is no
+    field of ``cls``, named with ``owner`` (where the mapping was given) and the fields it has:
+    ``cls(**given)`` would say only that ``__init__()`` got an unexpected keyword argument."""
+    known = [f.name for f in dataclasses.fields(cls) if f.init]
+    unknown = [key for key in given if key not in known]
+    if unknown:
+        raise ValueError(f"{owner} has {unknown[0]!r}, which {cls.__name__} has not{did_you_mean(unknown[0], known)}; "
+                         f"its fields are {', '.join(known)}")
+    return cls(**given)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from recoworld.config_checks import (AT_LEAST_ONE, NON_NEGATIVE, OPEN_LOW_UNIT, UNIT, Interval, check_fields,
-                                     check_number)
+                                     check_number, from_mapping)
 from recoworld.llm import LLMConfig
 from recoworld.representations import RepresentationConfig
 from recoworld.simulators.memory import MemoryConfig
@@ -48,9 +48,10 @@ class LLMVoiceConfig:
 
     def __post_init__(self):
         if isinstance(self.memory, Mapping):
-            self.memory = MemoryConfig(**self.memory)
+            self.memory = from_mapping(MemoryConfig, self.memory, f"{type(self).__name__}.memory")
         if isinstance(self.representation, Mapping):
-            self.representation = RepresentationConfig(**self.representation)
+            self.representation = from_mapping(RepresentationConfig, self.representation,
+                                               f"{type(self).__name__}.representation")
         if self.on_failure not in FAILURE_POLICIES:
             raise ValueError(f"on_failure={self.on_failure!r}; choose one of {FAILURE_POLICIES}")
         check_fields(self)  # the RANGES of the class and its subclasses (recoworld.config_checks)

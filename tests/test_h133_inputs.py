@@ -30,6 +30,7 @@ def test_a_peft_adapter_folder_reaches_transformers(tmp_path, monkeypatch):
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text('{"base_model_name_or_path": "HuggingFaceTB/SmolLM2-135M"}')
+    (adapter / "tokenizer_config.json").write_text("{}")  # saved with its tokenizer (without: test_h144_inputs)
     with pytest.raises(Loaded, match=f"^{re.escape(str(adapter))}$"):
         make_chat_model(backend="transformers", model=str(adapter))
 

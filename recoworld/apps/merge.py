@@ -68,6 +68,14 @@ No run left at all is an error (which counts what was left out). A run that lack
 that other runs have (a run of an older RecoWorld) is named too: in its rows, that metric's
 mean and interval are over fewer seeds than ``n_seeds``.
 
+A run's ``metrics.json`` names the schema version of the episodes log its metrics were
+computed from (``schema_version``, :data:`recoworld.logs.SCHEMA_VERSION` when it ran). Runs of
+different versions are pooled when this RecoWorld reads their logs as one
+(:data:`recoworld.logs.READABLE_VERSIONS`: version 1 lacks only the LLM users' words), and the
+console names them; among them, a version that it does not read (a newer RecoWorld's) is an
+error naming each version with its runs (:func:`~recoworld.apps.merge_setting.pooled_versions`),
+and nothing is written.
+
 At the end of every ``recoworld run --multirun``, the Hydra callback
 :class:`~recoworld.apps.merge_multirun.MergeSweep` (``hydra.callbacks.merge_sweep`` in
 ``conf/config.yaml``, which names it as ``recoworld.apps.merge_multirun.MergeSweep``) merges the sweep

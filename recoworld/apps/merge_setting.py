@@ -55,13 +55,12 @@ def run_setting(run: Path) -> dict[str, str]:
     return setting
 
 
-def run_rows(run: Path) -> list[dict]:
-    """One row per (segment, agent, metric, seed) of ``run``'s ``metrics.json``, with its
-    setting (``segment``: ``None`` for the whole population).
+def read_metrics(run: Path) -> dict:
+    """``run``'s ``metrics.json``.
 
     Raises:
-        ValueError: the file is damaged, is not a run's ``metrics.json`` or holds no value
-            (the message names it and what is wrong).
+        ValueError: the file is damaged or is not a run's ``metrics.json`` (the message names
+            it and what is wrong).
     """
     path = run / METRICS_FILE
     try:
@@ -71,6 +70,18 @@ def run_rows(run: Path) -> list[dict]:
                          "command with experiment.resume=true to write it again") from None
     if not isinstance(metrics, dict) or not isinstance(metrics.get("agents"), dict):
         raise ValueError(f"{path} is not a recoworld run's {METRICS_FILE} (it has no 'agents' mapping)")
+    return metrics
+
+
+def run_rows(run: Path, metrics: dict) -> list[dict]:
+    """One row per (segment, agent, metric, seed) of ``metrics``, ``run``'s
+    :func:`read_metrics`, with its setting (``segment``: ``None`` for the whole population).
+
+    Raises:
+        ValueError: the file is not a run's ``metrics.json`` or holds no value (the message
+            names it and what is wrong).
+    """
+    path = run / METRICS_FILE
     try:
         setting = run_setting(run)
     except Exception as err:  # noqa: BLE001 - YAML's and OmegaConf's errors alike
@@ -92,6 +103,48 @@ def run_rows(run: Path) -> list[dict]:
         raise ValueError(f"{path} holds no value of any seed (no agent with a seed and a metric), so it is not a "
                          f"complete run's {METRICS_FILE}")
     return rows
+
+
+def pooled_versions(versions: dict[str, object]) -> str | None:
+    """Whether the runs' metrics may be pooled, by the episodes schema version of the logs
+    they were computed from (``versions``: run -> the ``schema_version`` of its
+    ``metrics.json``, :data:`recoworld.logs.SCHEMA_VERSION` when it was written; ``None``
+    where it has none, which is not compared). Runs of one version pool as before (``None``
+    returned). Runs of versions that this RecoWorld reads as one log
+    (:data:`~recoworld.logs.READABLE_VERSIONS`: an earlier one lacks only columns that later
+    ones added, and a column changes meaning only with a version this RecoWorld does not
+    read) pool too: the returned line names them, for the console.
+
+    Raises:
+        ValueError: the versions differ and one is not read by this RecoWorld (a newer
+            RecoWorld wrote it, say): whether its metrics mean what the others' do is
+            unknown here. The message names each version, its runs and the fix.
+    """
+    from recoworld.logs import READABLE_VERSIONS, SCHEMA_VERSION
+
+    by_version: dict[str, list[str]] = {}
+    for run, version in versions.items():
+        if version is not None:
+            by_version.setdefault(str(version), []).append(run)
+    if len(by_version) < 2:
+        return None
+    groups = " and ".join(f"version {version} ({_some(runs)})" for version, runs in sorted(by_version.items()))
+    unread = [version for version in by_version if version not in READABLE_VERSIONS]
+    if unread:
+        raise ValueError(f"the runs' metrics come from episodes logs of different schema versions, {groups}, and this "
+                         f"RecoWorld reads versions {', '.join(READABLE_VERSIONS)} only, so whether the metrics of "
+                         f"version {', '.join(unread)} mean what the others' do is unknown here; merge them with the "
+                         f"RecoWorld release that wrote version {', '.join(unread)} if it reads the others, rerun "
+                         "those runs with this one, or merge each version's runs on its own, each with its own --out")
+    lacking = "; ".join(f"version {version} lacks only {', '.join(READABLE_VERSIONS[version])}"
+                        for version in sorted(by_version) if READABLE_VERSIONS[version])
+    return (f"runs of episodes schema {groups} are pooled: this RecoWorld reads them as one log of version "
+            f"{SCHEMA_VERSION}" + (f" ({lacking})" if lacking else ""))
+
+
+def _some(runs: list[str], shown: int = 3) -> str:
+    """The first ``shown`` of ``runs``, and how many more."""
+    return ", ".join(runs[:shown]) + (f" and {len(runs) - shown} more" if len(runs) > shown else "")
 
 
 def saved_config(run: Path) -> dict | None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from recoworld.apps.merge_runs import METRICS_FILE, find_runs, unfinished_reason
-from recoworld.apps.merge_setting import run_rows, saved_config, with_config_columns
+from recoworld.apps.merge_setting import pooled_versions, read_metrics, run_rows, saved_config, with_config_columns
 from recoworld.apps.merge_table import check_metric, lacking_metrics, merge_table, plot_sweep, print_table
 
 #: What ``sweep.png`` plots unless ``--metric`` says otherwise.
@@ -36,11 +36,13 @@ def merge(dirs: Sequence[str | Path], out: str | Path | None = None, metric: str
     found, unfinished = find_runs(dirs)
     for run in unfinished:
         say(console, f"recoworld merge: {run} has no {METRICS_FILE}, left out: {unfinished_reason(run)}")
-    rows, runs, configs = [], [], {}
+    rows, runs, configs, versions = [], [], {}, {}
     for run in found:
         try:
-            rows += run_rows(run)
+            metrics = read_metrics(run)
+            rows += run_rows(run, metrics)
             runs.append(run)
+            versions[str(run)] = metrics.get("schema_version")
         except ValueError as err:
             say(console, f"recoworld merge: {err}: left out")
             continue
@@ -54,6 +56,8 @@ def merge(dirs: Sequence[str | Path], out: str | Path | None = None, metric: str
         raise FileNotFoundError(f"no run with a {METRICS_FILE} under {', '.join(map(str, dirs))}"
                                 + (f" ({left_out} left out, named above)" if left_out else "")
                                 + "; a run writes it when all its parts are complete")
+    if pooled := pooled_versions(versions):
+        say(console, f"recoworld merge: {pooled}")
     long, differing = with_config_columns(pd.DataFrame(rows), configs)
     if differing:
         say(console, f"recoworld merge: runs with the same overrides ran different configs (their status.json) at "

@@ -9,6 +9,7 @@ on the schema in the prompt and on repair turns.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from pathlib import Path
 
@@ -22,7 +23,7 @@ def _check_local_model(name: str) -> None:
     ``transformers`` would otherwise report it as a malformed hub id or a missing tokenizer.
     A PEFT adapter's directory (``adapter_config.json``, no ``config.json``) holds one:
     ``transformers`` loads the adapter on its base model when ``peft`` is installed (the
-    tokenizer is read from the directory as well)."""
+    tokenizer is read as :func:`_tokenizer_source` says)."""
     path = Path(name).expanduser()
     if path.is_dir():
         if not any((path / file).is_file() for file in ("config.json", "adapter_config.json")):
@@ -32,6 +33,43 @@ def _check_local_model(name: str) -> None:
     elif name.startswith(("/", ".", "~")):
         raise FileNotFoundError(f"model={name!r} is not a directory; give a local model directory or a hub id such as "
                                 "HuggingFaceTB/SmolLM2-135M-Instruct")
+
+
+#: The files of a tokenizer that ``save_pretrained()`` wrote: a folder with neither holds none.
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
+
+
+def _tokenizer_source(name: str) -> str:
+    """Where the tokenizer of model ``name`` is read: ``name``, or, for a PEFT adapter's
+    directory without a tokenizer (adapters are often saved without one), the base model
+    that its ``adapter_config.json`` names (``base_model_name_or_path``), on which
+    ``transformers`` loads the adapter: a local directory or a hub id. ``transformers`` would
+    read the adapter's directory, and fail there on tokenizer files it does not have.
+
+    Raises:
+        FileNotFoundError: the adapter names no base model, or a path (``/``, ``.``, ``~``)
+            that is not a directory here (it was trained on another machine, say); the
+            message names it and the fix.
+    """
+    adapter = Path(name).expanduser()
+    config = adapter / "adapter_config.json"
+    if not config.is_file() or any((adapter / file).is_file() for file in TOKENIZER_FILES):
+        return name
+    try:
+        base = json.loads(config.read_text()).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError):  # damaged, or not a mapping
+        base = None
+    without = f"model={name!r} is a PEFT adapter without a tokenizer ({' or '.join(TOKENIZER_FILES)})"
+    fix = (f"save the tokenizer beside the adapter (tokenizer.save_pretrained({name!r})), or, in Python, give it: "
+           "TransformersChatModel(model, tokenizer)")
+    if not isinstance(base, str) or not base.strip():
+        raise FileNotFoundError(f"{without}, and {config} names no base model to read it from "
+                                f"(base_model_name_or_path={base!r}); {fix}")
+    if not Path(base).expanduser().is_dir() and base.startswith(("/", ".", "~")):
+        raise FileNotFoundError(f"{without}, so it is read from the base model that {config} names, "
+                                f"base_model_name_or_path={base!r}, which is not a directory here; set it to the base "
+                                f"model's directory or hub id (e.g. HuggingFaceTB/SmolLM2-135M-Instruct), or {fix}")
+    return base
 
 
 class TransformersChatModel(ChatModel):
@@ -75,7 +113,7 @@ class TransformersChatModel(ChatModel):
         if isinstance(model, str):
             name = model
             _check_local_model(name)
-            tokenizer = tokenizer or transformers.AutoTokenizer.from_pretrained(name)
+            tokenizer = tokenizer or transformers.AutoTokenizer.from_pretrained(_tokenizer_source(name))
             dtype_kw = "dtype" if _version(transformers.__version__) >= (4, 56) else "torch_dtype"
             model = transformers.AutoModelForCausalLM.from_pretrained(name, **({dtype_kw: dtype} if dtype else {}))
         elif tokenizer is None:
