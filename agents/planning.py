@@ -173,7 +173,6 @@ class PlanningOracle(Recommender):
         B, n_rules, K = first.shape
         R, width = self.rollouts, first.shape[1] * self.rollouts
         user = torch.arange(B, device=ids.device).repeat_interleave(width)  # rows (user, rule, rollout)
-        rule = torch.arange(n_rules, device=ids.device).repeat_interleave(R).repeat(B)
         rollout = torch.arange(R, device=ids.device).repeat(B * n_rules)
         self._replicate(model, user, rollout)
         slates = ids[user].gather(1, first.reshape(B * n_rules, K).repeat_interleave(R, 0))
@@ -182,7 +181,7 @@ class PlanningOracle(Recommender):
         for h in range(self.horizon):
             if h:
                 # The planner's own draws (distinct catalog ids): stepped without a check.
-                slates = self._next_slates(model, B, user, rule, rollout)
+                slates = self._next_slates(model, B, user, rollout)
                 response = model.respond_valid(slates)
             else:
                 response = model.respond(slates)  # the caller's candidates: checked once
@@ -204,16 +203,20 @@ class PlanningOracle(Recommender):
         model.state.key = rng.mix64(model.state.key ^ salts[rollout])
         model.state.churned.zero_()  # a slot awaiting its autoreset: planned for, never shown
 
-    def _next_slates(self, model, B: int, user, rule, rollout) -> torch.Tensor:
+    def _next_slates(self, model, B: int, user, rollout) -> torch.Tensor:
         """Each row's rule applied to fresh candidates, drawn once per (user, rollout)."""
-        R = self.rollouts
+        R, K = self.rollouts, self.slate_size
         ids = self._candidates.draw(B * R, self._draws).to(user.device)[user * R + rollout]
         p = self._draw_probabilities(model, ids)
-        positions = torch.empty(len(user), self.slate_size, dtype=torch.long, device=user.device)
+        # Rows are (user, rule, rollout): a rule's rows are a slice of the view, found without
+        # a search (a nonzero, which waits for the device on a GPU).
+        by_rule = (B, len(self.rules), R, -1)
+        p_rule, ids_rule = p.view(by_rule), ids.view(by_rule)
+        positions = torch.empty(B, len(self.rules), R, K, dtype=torch.long, device=user.device)
         for index, name in enumerate(self.rules):
-            rows = (rule == index).nonzero().flatten()
-            positions[rows] = self._rule_slate(name, p[rows], ids[rows])
-        return ids.gather(1, positions)
+            positions[:, index] = self._rule_slate(name, p_rule[:, index].reshape(B * R, -1),
+                                                   ids_rule[:, index].reshape(B * R, -1)).view(B, R, K)
+        return ids.gather(1, positions.view(len(user), K))
 
 
 def _draw_scorer(model) -> Callable[[Any, torch.Tensor], torch.Tensor]:

@@ -3,7 +3,9 @@ values, each a wait for the device on a GPU.
 
 Counts, per call, the tensors that torch hands back to Python (``item``, ``tolist``,
 ``bool``, ``int``, ``float``, ``index`` of a tensor), seen by a
-``torch.overrides.TorchFunctionMode``, and the id checks of the statistical users
+``torch.overrides.TorchFunctionMode``; the results whose shape depends on the data
+(``nonzero``, ``masked_select``, ``unique``, the rows of a boolean mask), which wait for the
+device on a GPU too, before their size is known; and the id checks of the statistical users
 (``_ids_within``, one read each: the check of :meth:`StatisticalUsers.utility`'s ids) and
 their slate checks (``check_slates``: of ``respond`` and ``expected_clicks``), for:
 
@@ -52,25 +54,35 @@ MAX_STEPS = 50
 
 
 class HostReads(TorchFunctionMode):
-    """Counts the tensors read back as Python values (a device sync each, on a GPU), and the
-    tensors copied from a GPU to the host."""
+    """Counts the tensors read back as Python values (a device sync each, on a GPU), the
+    results whose shape depends on the data (a sync each, on a GPU), and the tensors copied
+    from a GPU to the host."""
 
     READS = {"item", "tolist", "__bool__", "__int__", "__float__", "__index__"}
+    SHAPED = {"nonzero", "argwhere", "masked_select", "unique", "unique_consecutive"}
 
     def __init__(self):
         super().__init__()
         self.reads = 0
+        self.shaped = 0
         self.copies = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = getattr(func, "__name__", "")
         self.reads += name in self.READS
+        self.shaped += name in self.SHAPED or (name == "__getitem__" and _masks(args[1]))
         result = func(*args, **(kwargs or {}))
         # Tensor.numpy refuses a GPU tensor: what leaves the GPU goes through cpu() or to().
         if name in ("cpu", "to") and isinstance(args[0], torch.Tensor) and args[0].device.type != "cpu" \
                 and isinstance(result, torch.Tensor) and result.device.type == "cpu":
             self.copies += 1
         return result
+
+
+def _masks(index) -> bool:
+    """Whether an index holds a boolean tensor (``x[mask]``: as many rows as it holds true)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(part, torch.Tensor) and part.dtype == torch.bool for part in parts)
 
 
 class Checks:
@@ -107,7 +119,8 @@ def count(call: Callable[[], object]) -> tuple[dict, object]:
     """The reads, copies and checks of one ``call()``, and what it returned."""
     with Checks() as checks, HostReads() as reads:
         result = call()
-    return {"reads": reads.reads, "copies": reads.copies, "ids": checks.ids, "slates": checks.slates}, result
+    return {"reads": reads.reads, "shaped": reads.shaped, "copies": reads.copies, "ids": checks.ids,
+            "slates": checks.slates}, result
 
 
 def timed(call: Callable[[], object], sync: Callable[[], None]) -> tuple[float, object]:
@@ -248,12 +261,12 @@ def main() -> None:
 
     table = Table(title=f"Host reads per call on {args.device} (torch {torch.__version__}): counts of "
                         f"{args.repeats} counted calls, median time of {args.repeats} uncounted ones")
-    for column in ("call", "users", "kernel", "B", "reads", *(["GPU->host copies"] if cuda else []), "id checks",
-                   "slate checks", "ms per call"):
+    for column in ("call", "users", "kernel", "B", "reads", "data-shaped", *(["GPU->host copies"] if cuda else []),
+                   "id checks", "slate checks", "ms per call"):
         table.add_column(column, justify="left" if column in ("call", "users", "kernel") else "right")
     for row in rows:
-        tallies = {key: span([c[key] for c in row["counts"]]) for key in ("reads", "copies", "ids", "slates")}
-        table.add_row(row["call"], row["users"], row["kernel"], row["B"], tallies["reads"],
+        tallies = {key: span([c[key] for c in row["counts"]]) for key in ("reads", "shaped", "copies", "ids", "slates")}
+        table.add_row(row["call"], row["users"], row["kernel"], row["B"], tallies["reads"], tallies["shaped"],
                       *([tallies["copies"]] if cuda else []), tallies["ids"], tallies["slates"],
                       f"{1000 * statistics.median(row['times']):,.2f}")
     Console(width=200).print(table)

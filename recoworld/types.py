@@ -51,7 +51,13 @@ class Instruction:
         )
 
     def clear(self, index) -> None:
-        """Withdraw the instructions of the users at ``index`` (a new session starts without one)."""
+        """Withdraw the instructions of the users at ``index`` (a new session starts without one),
+        or where ``index`` is a bool mask ``[B]``, filled without listing its rows (a wait for
+        the device on a GPU)."""
+        if isinstance(index, torch.Tensor) and index.dtype == torch.bool:
+            for field in (self.active, self.more, self.less, self.novelty):
+                field.masked_fill_(index.view(-1, *(1,) * (field.dim() - 1)), 0)
+            return
         self.active[index] = False
         self.more[index] = False
         self.less[index] = False

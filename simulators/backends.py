@@ -83,17 +83,17 @@ class TorchUsers:
         start_users(state, slots, keys, traits, self.config.initial_mindset, self.config.novelty_session_spread)
 
     def step(self, state: UserState, slates: torch.Tensor, idle: torch.Tensor | None = None) -> Reactions:
-        c, s, B = self.config, state, slates.shape[0]
+        c, s = self.config, state
         examined, clicked, watch, liked, rating, distance, enjoyment, boredom, u_user = self._react(s, slates)
         u_voice, u_leave, u_return = u_user.unbind(1)
 
         in_force = s.instruction.active.clone()
-        compliance = torch.zeros(B, device=slates.device)
-        if bool(in_force.any()):
-            rows = in_force.nonzero().flatten()
-            genres = lookup(self.tables.genres, slates[rows])  # [R, K, G]
-            compliance[rows] = equations.instruction_compliance(s.instruction.select(rows), genres,
-                                                                distance[rows] > 1.0, c.more_share)
+        # Every row's compliance, kept where an instruction is in force: asking who is in force
+        # would read back to the host (a wait for the device on a GPU) at every step. A row's
+        # compliance is its own (means along the row), the same bits in any batch.
+        genres = lookup(self.tables.genres, slates)  # [B, K, G]
+        compliance = torch.where(in_force, equations.instruction_compliance(s.instruction, genres, distance > 1.0,
+                                                                            c.more_share), 0.0)
         quality = equations.step_quality(enjoyment, compliance, in_force, c)
         s.satisfaction = equations.mindset_update(s.satisfaction, quality, c)
         s.session_step += 1
@@ -168,20 +168,21 @@ class TorchUsers:
 
     def _leave(self, s: UserState, leaves: torch.Tensor, u_return: torch.Tensor):
         """Decide who of the leavers returns and after how long; start the next session of
-        those who do."""
+        those who do. Every row is computed and the returners' kept (``torch.where``): asking
+        who leaves or returns would read back to the host (a wait for the device on a GPU)
+        at every step. The rows' equations are elementwise, the same bits in any batch."""
         c = self.config
-        if not bool(leaves.any()):
-            return torch.zeros_like(leaves), torch.where(leaves, torch.inf, 0.0)
         u_gap = rng.uniform(s.key, s.counter, S_GAP, 1)[:, 0]
         returned, gap = equations.return_decision(leaves, s.session_memory, s.activity, s.session_step, s.session_index,
                                                    u_return, u_gap, c)
         s.churned |= leaves & ~returned
-        if bool(returned.any()):
-            slots = returned.nonzero().flatten()
-            s.satiation[slots] = equations.satiation_recovery(s.satiation[slots], gap[slots], c)
-            s.recent_satiation[slots] = equations.item_satiation_recovery(s.recent_satiation[slots], gap[slots], c)
-            s.satisfaction[slots] = equations.mindset_after_break(s.satisfaction[slots], c.initial_mindset)
-            s.session_index[slots] += 1
-            s.session_step[slots] = 0
-            new_session(s, slots, c.novelty_session_spread)
+        back = returned[:, None]
+        s.satiation.copy_(torch.where(back, equations.satiation_recovery(s.satiation, gap, c), s.satiation))
+        s.recent_satiation.copy_(torch.where(back, equations.item_satiation_recovery(s.recent_satiation, gap, c),
+                                             s.recent_satiation))
+        s.satisfaction.copy_(torch.where(returned, equations.mindset_after_break(s.satisfaction, c.initial_mindset),
+                                         s.satisfaction))
+        s.session_index += returned
+        s.session_step.masked_fill_(returned, 0)
+        new_session(s, returned, c.novelty_session_spread)
         return returned, gap

@@ -133,8 +133,7 @@ def session_theme(theme: torch.Tensor, slates: torch.Tensor, clicked: torch.Tens
     session is about something: its films share genres more than the user's taste alone
     explains, and more than the same films in another order (``benchmarks/RESULTS.md``)."""
     start = (theme.sum(1) == 0) & clicked.any(1)
-    if not bool(start.any()):
-        return theme
+    # Every row's first click, kept where a theme starts: no read of whether one does.
     first = slates.gather(1, clicked.to(torch.uint8).argmax(1, keepdim=True))[:, 0]
     return torch.where(start[:, None], genres[first].to(theme.dtype), theme)
 

@@ -31,8 +31,9 @@ def voice(state: UserState, tables: ItemTables, speaks: torch.Tensor, instructio
     (inactive where nobody speaks)."""
     B, G = speaks.shape[0], tables.genres.shape[1]
     voiced = Instruction.none(B, G, speaks.device)
-    if not bool(speaks.any()):
-        return voiced
+    # The speakers' rows alone, found by a search (a wait for the device on a GPU), not every
+    # row kept by mask: the appeal's matrix product rounds its last bit by its number of
+    # rows, so the genre asked for in a near tie would depend on who else is in the batch.
     rows = speaks.nonzero().flatten()
     satiation = state.satiation[rows]
     top_sat, top_genre = satiation.max(1)
@@ -56,9 +57,7 @@ def phrase_codes(voiced: Instruction, key: torch.Tensor, counter: torch.Tensor) 
     with the ``more`` and ``less`` genres (:func:`voice` puts at most one in each; -1 when
     empty), the novelty in -1, 0, 1 and one of three phrasings drawn from the user's
     ``key`` at step ``counter``."""
-    B, G = voiced.more.shape
-    if not bool(voiced.active.any()):  # most steps of a small batch
-        return torch.full((B,), -1, dtype=torch.int32, device=key.device)
+    G = voiced.more.shape[1]
     more = torch.where(voiced.more.any(1), voiced.more.int().argmax(1), -1)
     less = torch.where(voiced.less.any(1), voiced.less.int().argmax(1), -1)
     phrasing = rng.bits(key, counter, S_PHRASE, 1)[:, 0] % 3

@@ -211,10 +211,13 @@ class StatisticalUsers(UserSimulator):
             if n_users != self.n_users:
                 raise ValueError(f"reset(n_users={n_users}, users=...) on a simulator of {self.n_users} users; "
                                  "restarting some users keeps the batch size")
-            slots = torch.as_tensor(users, dtype=torch.long, device=self.device).flatten()
-            lowest, highest = (int(end) for end in torch.aminmax(slots)) if len(slots) else (0, 0)  # one pass
+            # Checked where the caller holds them (the env's are on the host: no wait for a GPU),
+            # in one pass and one read.
+            slots = torch.as_tensor(users, dtype=torch.long).flatten()
+            lowest, highest = torch.stack(torch.aminmax(slots)).tolist() if len(slots) else (0, 0)
             if lowest < 0 or highest >= n_users:
                 raise ValueError(f"users holds slot {lowest if lowest < 0 else highest}, but there are {n_users} slots")
+            slots = slots.to(self.device)
         if len(slots) == 0:
             return
         fresh_start = self._fresh_seed

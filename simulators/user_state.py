@@ -81,7 +81,9 @@ def start_users(state: UserState, slots: torch.Tensor, keys: torch.Tensor, trait
     s.recent_clicks[slots] = -1
     s.recent_satiation[slots] = 0.0
     s.watched[slots] = 0
-    new_session(state, slots, novelty_session_spread)
+    starts = torch.zeros_like(s.churned)
+    starts[slots] = True
+    new_session(state, starts, novelty_session_spread)
 
 
 def was_watched(words: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
@@ -112,11 +114,14 @@ def sign_up_draw(keys: torch.Tensor) -> torch.Tensor:
     return rng.normal(keys, torch.zeros_like(keys), S_SESSION, 2)[:, 1]
 
 
-def new_session(state: UserState, slots: torch.Tensor, novelty_session_spread: float) -> None:
-    """A new session of the users in ``slots``: no instruction, no theme, and a fresh
-    novelty propensity around their trait, drawn from the session's index."""
-    state.instruction.clear(slots)
-    state.theme[slots] = 0.0
-    state.instruction_steps_left[slots] = 0
-    draw = rng.normal(state.key[slots], state.session_index[slots], S_SESSION, 1)[:, 0]
-    state.novelty_seeking[slots] = state.novelty_trait[slots] + novelty_session_spread * draw
+def new_session(state: UserState, starts: torch.Tensor, novelty_session_spread: float) -> None:
+    """A new session of the users where ``starts`` (bool ``[B]``) holds: no instruction, no
+    theme, and a fresh novelty propensity around their trait, drawn from the session's
+    index. Drawn for every row and kept where ``starts`` holds, so that no one reads back
+    who starts (a wait for the device on a GPU): each row's draw is its own."""
+    state.instruction.clear(starts)
+    state.theme.masked_fill_(starts[:, None], 0.0)
+    state.instruction_steps_left.masked_fill_(starts, 0)
+    draw = rng.normal(state.key, state.session_index, S_SESSION, 1)[:, 0]
+    state.novelty_seeking.copy_(torch.where(starts, state.novelty_trait + novelty_session_spread * draw,
+                                            state.novelty_seeking))
