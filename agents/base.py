@@ -27,6 +27,11 @@ from recoworld.config_checks import check_fields, did_you_mean
 from recoworld.types import Feedback, Observation  # noqa: F401
 
 
+#: How to build the vector env that agents serve (a batch of users), for the errors that ask for one.
+VECTOR_ENV = ("gymnasium.make_vec('RecoWorld/Slate-v0', num_envs=B, vectorization_mode='vector_entry_point') "
+              "(num_envs=1 for one user)")
+
+
 class AgentNotSetUp(RuntimeError, AttributeError):
     """An agent used before :meth:`Recommender.setup` gave it the env's world. An
     ``AttributeError`` too, so that ``hasattr`` on an agent that is not set up answers
@@ -114,6 +119,7 @@ class Recommender(_NamedArguments, ABC):
         ``catalog``, ``slate_size``, ``num_candidates`` and ``rng``, and marks the agent set up,
         so that a missing attribute is reported as one rather than as a missing ``setup`` call."""
         env = env.unwrapped
+        check_served_env(self, env)
         self.catalog = env.catalog
         self.slate_size = env.slate_size
         self.num_candidates = env.num_candidates
@@ -147,6 +153,21 @@ class Recommender(_NamedArguments, ABC):
         return ones.
         """
         return None
+
+
+def check_served_env(agent: Recommender, env) -> None:
+    """``ValueError`` for an env that ``agent`` cannot serve: a single-user env (``SlateEnv``,
+    ``InstructEnv``), whose observations have no batch dimension (agents read them as ``C``
+    users of one candidate each, or fail deep inside ``act``), or a vector env that does not
+    tell the world's catalog (Gymnasium's ``"sync"`` and ``"async"`` loops over single envs).
+    An agent that works before ``Recommender.setup`` calls it first, with ``env.unwrapped``."""
+    if getattr(env, "single", False):
+        raise ValueError(f"{type(agent).__name__} serves a batch of users, but {type(env).__name__} serves one, "
+                         f"with observations that have no batch dimension; set it up with a vector env, {VECTOR_ENV}")
+    if not hasattr(env, "catalog"):
+        raise ValueError(f"{type(agent).__name__} reads the world (catalog, slate_size, num_candidates) from the env "
+                         f"it is set up with, which {type(env).__name__} does not give; set it up with RecoWorld's "
+                         f"own vector env, {VECTOR_ENV}")
 
 
 @functools.cache

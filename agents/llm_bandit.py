@@ -28,6 +28,7 @@ from recoworld.agents.base import Recommender, top_k
 from recoworld.agents.examination import impressions
 from recoworld.agents.linear import LinUCB
 from recoworld.agents.llm_agents import LLMRecommender, collaborative_scores, slate_schema
+from recoworld.config_checks import AT_LEAST_ONE, check_number
 from recoworld.llm import data_block
 from recoworld.types import CANDIDATE_IDS, Feedback, Observation
 
@@ -56,7 +57,9 @@ class LLMBandit(LLMRecommender):
         if not isinstance(self.guide, (ItemBandit, LinUCB)) or (isinstance(self.guide, ItemBandit)
                                                                 and not hasattr(self.guide, "c")):
             raise TypeError(f"guide={type(self.guide).__name__}; use UCB1 or a LinUCB, whose statistics are known")
-        self.n_shown, self.setup_guide = n_shown, setup_guide
+        # Checked when built (a NaN would fail only at the first act); against slate_size in setup.
+        self.n_shown = check_number(type(self).__name__, "n_shown", n_shown, AT_LEAST_ONE, integer=True)
+        self.setup_guide = setup_guide
 
     def setup(self, env, seed: int | None = None) -> None:
         super().setup(env, seed)

@@ -16,6 +16,7 @@ import numpy as np
 from recoworld.agents.base import Recommender, top_k
 from recoworld.agents.linear import LinUCB
 from recoworld.agents.llm_agents import LLMRecommender, collaborative_scores, slate_schema
+from recoworld.config_checks import AT_LEAST_ONE, check_number
 from recoworld.llm import data_block
 from recoworld.types import CANDIDATE_IDS, Feedback, Observation
 
@@ -42,7 +43,9 @@ class LLMRerank(LLMRecommender):
                  **kwargs):
         super().__init__(**kwargs)
         self.proposer = proposer if proposer is not None else LinUCB()
-        self.n_proposals, self.setup_proposer = n_proposals, setup_proposer
+        # Checked when built (a NaN would fail only at the first act); against slate_size in setup.
+        self.n_proposals = check_number(type(self).__name__, "n_proposals", n_proposals, AT_LEAST_ONE, integer=True)
+        self.setup_proposer = setup_proposer
 
     def setup(self, env, seed: int | None = None) -> None:
         super().setup(env, seed)

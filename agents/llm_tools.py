@@ -54,6 +54,7 @@ from pydantic import BaseModel, Field, create_model
 from recoworld.agents.base import Recommender, top_k
 from recoworld.agents.linear import LinUCB
 from recoworld.agents.llm_agents import LLMRecommender, collaborative_scores
+from recoworld.config_checks import AT_LEAST_ONE, check_number
 from recoworld.llm import ChatReply, as_data
 from recoworld.types import CANDIDATE_IDS, HISTORY_FEEDBACK, HISTORY_ITEMS, INSTRUCTION, SESSION, Feedback, Observation
 
@@ -135,7 +136,9 @@ class LLMToolAgent(LLMRecommender):
             raise ValueError(f"planner={planner!r}; choose one of {PLANNERS}")
         super().__init__(llm_when=llm_when, max_tokens=max_tokens, **kwargs)
         self.proposer = proposer if proposer is not None else LinUCB()
-        self.planner, self.max_calls, self.setup_proposer = planner, max_calls, setup_proposer
+        self.planner, self.setup_proposer = planner, setup_proposer
+        # Checked when built: pydantic would refuse it in setup with a schema error about its own model.
+        self.max_calls = check_number(type(self).__name__, "max_calls", max_calls, AT_LEAST_ONE, integer=True)
         if planner == "rules" and "name" not in kwargs:
             self.name = "rule_tools"
 

@@ -44,6 +44,7 @@ from torch import nn
 
 from recoworld.agents.linear import ContextualBandit, Ridge
 from recoworld.agents.sampling import PosteriorSampler
+from recoworld.agents.slateq import resolve_device
 from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE
 from recoworld.types import CANDIDATE_IDS, HISTORY_FEEDBACK, HISTORY_ITEMS, Feedback, Observation
 
@@ -90,7 +91,8 @@ class NeuralLinearTS(PosteriorSampler, ContextualBandit):
         prior_a, prior_b: :math:`a_0, b_0` of the inverse-gamma noise prior.
         per_slot: one posterior draw per position (in-slate sampling).
         propensity_samples: Monte-Carlo replays behind :meth:`propensities` (0 skips them).
-        device: torch device of the network (the posterior lives on the CPU in float64).
+        device: torch device of the network (``"auto"``: CUDA when available; the posterior
+            lives on the CPU in float64).
     """
 
     hidden_size: int = 32
@@ -109,10 +111,15 @@ class NeuralLinearTS(PosteriorSampler, ContextualBandit):
     name = "neural_linear_ts"
     RANGES = {**dict.fromkeys(("hidden_size", "representation_size", "train_every", "train_steps", "batch_size",
                                "buffer_size"), AT_LEAST_ONE),
-              "learning_rate": POSITIVE, "prior_a": POSITIVE, "prior_b": POSITIVE, "propensity_samples": NON_NEGATIVE}
+              "learning_rate": POSITIVE, "l2": POSITIVE, "prior_a": POSITIVE, "prior_b": POSITIVE,
+              "propensity_samples": NON_NEGATIVE}
+
+    def __post_init__(self):
+        super().__post_init__()
+        resolve_device(self.device)  # a device torch does not know fails here, not in setup
 
     def init_model(self) -> None:
-        self._device = torch.device(self.device)
+        self._device = resolve_device(self.device)
         torch_seed = int(self.rng.integers(2**62))
         self.generator = torch.Generator().manual_seed(torch_seed)
         with torch.random.fork_rng(devices=[]):  # seeded initialisation, global RNG untouched

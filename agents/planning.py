@@ -234,8 +234,17 @@ def _draw_scorer(model) -> Callable[[Any, torch.Tensor], torch.Tensor]:
     # utility_valid) takes the general path: its missing utility is not the owner's.
     if owner is not None and all(getattr(kind, name, None) is getattr(owner, name, None) is not None
                                  for name in ("click_probabilities", "utility")):
-        return lambda users, ids: torch.sigmoid(users.utility_valid(ids))
-    return lambda users, ids: users.click_probabilities(ids)
+        return _sigmoid_of_utility
+    return _click_probabilities
+
+
+# Module functions, not lambdas, so that a planner set up pickles (a copy for another process).
+def _sigmoid_of_utility(users, ids: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(users.utility_valid(ids))
+
+
+def _click_probabilities(users, ids: torch.Tensor) -> torch.Tensor:
+    return users.click_probabilities(ids)
 
 
 def _genre_diverse(p: torch.Tensor, genres: torch.Tensor, K: int, diversity: float) -> torch.Tensor:

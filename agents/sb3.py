@@ -38,10 +38,12 @@ from stable_baselines3.common.logger import HumanOutputFormat, Logger
 from stable_baselines3.common.save_util import json_to_data
 from stable_baselines3.common.utils import LinearSchedule
 
-from recoworld.agents.base import Recommender, deterministic, top_k
+from recoworld.agents.base import Recommender, check_served_env, deterministic, top_k
 from recoworld.agents.sb3_policies import (CHOSEN, POSITION, CandidateQPolicy, CandidateScoringPolicy,
                                            MaskableCandidateScoringPolicy, catalog_policy_kwargs)
-from recoworld.config_checks import AT_LEAST_ONE, POSITIVE, check_number
+from recoworld.agents.slateq import resolve_device
+from recoworld.config_checks import AT_LEAST_ONE, POSITIVE, check_number, did_you_mean
+from recoworld.rewards import RewardWeights
 from recoworld.types import (CANDIDATE_FEATURES, CANDIDATE_IDS, HISTORY_FEEDBACK, HISTORY_ITEMS, INSTRUCTION,
                              Observation)
 
@@ -92,15 +94,20 @@ TUNED = {
 
 
 def algorithm_class(name: str):
-    """The SB3 (or sb3-contrib) class called ``name``."""
+    """The SB3 (or sb3-contrib) algorithm class called ``name``."""
     import sb3_contrib
     import stable_baselines3
+    from stable_baselines3.common.base_class import BaseAlgorithm
 
     for module in (stable_baselines3, sb3_contrib):
-        if hasattr(module, name):
-            return getattr(module, name)
-    raise ValueError(f"algo={name!r} is neither in stable_baselines3 nor in sb3_contrib; "
-                     f"tested choices: {SCORE_ALGORITHMS + SEQUENTIAL_ALGORITHMS}")
+        found = getattr(module, name, None) if isinstance(name, str) else None
+        # Only an algorithm: the packages' submodules (stable_baselines3.ppo) and helpers share the namespace.
+        if isinstance(found, type) and issubclass(found, BaseAlgorithm):
+            return found
+    tested = SCORE_ALGORITHMS + SEQUENTIAL_ALGORITHMS
+    hint = next((f" (did you mean {t!r}?)" for t in tested if t.lower() == str(name).lower()), None)
+    raise ValueError(f"algo={name!r} is neither in stable_baselines3 nor in sb3_contrib"
+                     f"{hint or did_you_mean(name, tested)}; tested choices: {tested}")
 
 
 def saved_by(data: Mapping, algo_class) -> bool:
@@ -360,8 +367,8 @@ class SB3Agent(SB3Recommender):
         deterministic: bool = True,
         name: str | None = None,
     ):
-        super().__init__(None, deterministic, name or f"sb3_{algo.lower()}")
         algorithm_class(algo)  # an unknown name fails here, before any rollout
+        super().__init__(None, deterministic, name or f"sb3_{algo.lower()}")
         tuned = TUNED.get(algo, TrainingSettings())
         natural = "sequential" if algo in SEQUENTIAL_ALGORITHMS else "scores"
         allowed = (natural, "single_item") if algo == "DQN" else (natural,)
@@ -373,6 +380,8 @@ class SB3Agent(SB3Recommender):
                                             is None else total_timesteps, AT_LEAST_ONE, integer=True)
         self.num_envs = check_number("SB3Agent", "num_envs", tuned.num_envs if num_envs is None else num_envs,
                                      AT_LEAST_ONE, integer=True)
+        if reward is not None:
+            RewardWeights.parse(reward)  # a misspelt preset fails here, not in setup's training env
         self.reward = reward
         self.algo_kwargs = dict(tuned.algo_kwargs if algo_kwargs is None else algo_kwargs)
         rate = self.algo_kwargs.get("learning_rate")
@@ -381,6 +390,7 @@ class SB3Agent(SB3Recommender):
         # A missing file or another algorithm's model fails here, before any rollout.
         self._saved_model = None if load_path is None else read_saved_model(load_path, algo)
         self.policy_kwargs = dict(tuned.policy_kwargs if policy_kwargs is None else policy_kwargs)
+        resolve_device(device)  # a device torch does not know fails here, not inside SB3 in setup
         self.load_path, self.save_path, self.device = load_path, save_path, device
         self.tensorboard_log = tensorboard_log
         #: Called with the env steps of each training step (``num_envs``), e.g. to advance
@@ -389,6 +399,7 @@ class SB3Agent(SB3Recommender):
         self.train_env = None
 
     def setup(self, env, seed: int | None = None) -> None:
+        check_served_env(self, env.unwrapped)  # before training, which takes any face of the world
         algo_class = algorithm_class(self.algo)
         if self.load_path is not None:
             self.model = algo_class.load(io.BytesIO(self._saved_model), device=self.device)

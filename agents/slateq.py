@@ -360,10 +360,14 @@ class SlateQAgent(Recommender):
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` is CUDA when available, else CPU; anything else is taken as given."""
+    """``device`` as a torch device, ``"auto"`` being CUDA when available, else CPU; a name
+    torch does not know, or CUDA where there is none, is a ``ValueError`` naming it."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):  # torch's message lists every device type it knows of
+        raise ValueError(f"device={device!r} is not a torch device; use 'cpu', 'cuda' or 'auto'") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device} but CUDA is not available; use device='cpu' or 'auto'")
     return device

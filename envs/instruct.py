@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import string
@@ -15,11 +16,13 @@ from gymnasium import spaces
 from recoworld.catalog import SyntheticTitles
 from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, check_number
 from recoworld.envs.slate import _episode_end, _first, _refuse_step_after_end, _single_reset_seed, _WorldFace
-from recoworld.envs.world import SlateWorld
+from recoworld.envs.world import SlateWorld, check_arguments
 from recoworld.simulators import instructions as _phrasings
 from recoworld.types import CANDIDATE_IDS
 
 INVALID_ACTION_MODES = ("raise", "penalty")
+#: The Slate env's arguments that the text env sets itself.
+WORLD_ARGUMENTS_REFUSED = ("action_format", "candidate_features")
 #: Stands in for characters outside the observation charset (see the manual).
 REPLACEMENT = "\ufffd"
 
@@ -105,7 +108,10 @@ class InstructEnv(_WorldFace, gym.Env):
     - ``invalid_penalty`` (``1.0``): a finite number >= 0.
     - ``history_shown`` (``5``): how many recent clicks the observation lists (>= 0).
     - ``max_instruction_chars`` (``500``): longer instructions are cut, with an ellipsis (>= 1).
-    - ``render_mode``: ``None`` only; the observation is already the text to show.
+    - ``render_mode``: ``None`` only; the observation is already the text to show, and
+      ``render()`` returns ``None``, as ``RecoWorld/Slate-v0``'s does without a mode.
+
+    Another argument raises ``ValueError`` naming it, with the one meant.
 
     ## Privileged channel
 
@@ -142,9 +148,12 @@ class InstructEnv(_WorldFace, gym.Env):
         self.render_mode = None
         if invalid_action not in INVALID_ACTION_MODES:
             raise ValueError(f"invalid_action={invalid_action!r}; choose one of {INVALID_ACTION_MODES}")
-        for name in ("action_format", "candidate_features"):
+        for name in WORLD_ARGUMENTS_REFUSED:
             if name in kwargs:
                 raise TypeError(f"InstructEnv takes no {name}=; its actions are item ids in text")
+        own = [name for name in inspect.signature(InstructEnv.__init__).parameters if name not in ("self", "kwargs")]
+        check_arguments(kwargs, "RecoWorld/Instruct-v0", own, without=WORLD_ARGUMENTS_REFUSED,
+                        manual="recoworld.envs.InstructEnv")
         # Checked before the world is built: a negative count would slice from the end.
         invalid_penalty = check_number("InstructEnv", "invalid_penalty", invalid_penalty, NON_NEGATIVE)
         history_shown = check_number("InstructEnv", "history_shown", history_shown, NON_NEGATIVE, integer=True)
@@ -193,6 +202,11 @@ class InstructEnv(_WorldFace, gym.Env):
         truncated = not terminated and (bool(truncated[0]) or self._steps + self._invalid >= self.max_steps)
         self._ended = _episode_end(terminated, truncated, self.max_steps)
         return self._observe(), float(reward[0]), terminated, truncated, self._info(info)
+
+    def render(self) -> None:
+        """Nothing: the observation is already the text (Gymnasium's ``Env.render`` would raise
+        a bare ``NotImplementedError``)."""
+        return None
 
     @property
     def max_steps(self) -> int:

@@ -3,7 +3,7 @@
 :class:`AnsiFrames` follows one user's episode from the observations and infos that the
 env hands out (so it shows nothing the env did not show) and writes a frame such as::
 
-    RecoWorld/Slate-v0 · user seed 3 · session 2 · step 7 (2nd of this session)
+    RecoWorld/Slate-v0 · user seed 3 · session 2 · step 7 (2 served in this session)
     satisfaction 0.54 · reward 1.00 · instruction in force (compliance 0.80)
     the user said: "Too much Comedy lately — show me something different."
     last slate:

@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recoworld.agents.base import Recommender
+from recoworld.agents.base import VECTOR_ENV, Recommender
 from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, check_number
 from recoworld.logs import EpisodeLog
 from recoworld.types import Feedback, Observation
@@ -187,9 +187,7 @@ def rollout(
     if not hasattr(env, "num_envs"):
         kind = type(getattr(env, "unwrapped", env)).__name__
         raise ValueError(f"env is a {kind}, not a vector env: rollout serves a batch of users; build one with "
-                         "gymnasium.make_vec('RecoWorld/Slate-v0', num_envs=B, "
-                         "vectorization_mode='vector_entry_point') "
-                         "(num_envs=1 for one user)")
+                         f"{VECTOR_ENV}")
     hooks = [*hooks, *([EpisodeLogger(logger, log_candidates)] if logger is not None else [])]
     label = label or agent.name
     if setup:

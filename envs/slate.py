@@ -111,10 +111,10 @@ MANUAL = """
     naming it (``slate_size='5': must be an integer >= 1``), and so does an argument the env
     does not take, with the one meant (``num_candidate``: did you mean ``num_candidates``?).
 
-    ``reset(seed=s)`` takes an integer in ``[0, 2**63)`` (numpy's too); the same seed gives
-    the same episode, in any process. ``reset()`` without a seed starts the next episode
-    of the seed's sequence. The single env takes no reset ``options``: one it is given
-    raises ``ValueError`` rather than being ignored.
+    ``reset(seed=s)`` takes an integer in ``[0, 2**63)`` (numpy's, or a 0-d array or tensor
+    holding one, too); the same seed gives the same episode, in any process. ``reset()``
+    without a seed starts the next episode of the seed's sequence. The single env takes no
+    reset ``options``: one it is given raises ``ValueError`` rather than being ignored.
 
     ## Privileged channel
 
@@ -196,9 +196,13 @@ class _WorldFace:
     def expected_clicks(self, slates) -> np.ndarray | float:
         """Privileged: the exact expected clicks of showing ``slates`` (catalog ids, ``(K,)``
         or ``(B, K)``) to the users in their current state (see the manual)."""
-        slates = torch.as_tensor(np.asarray(slates), device=self.world.device)
+        slates = np.asarray(slates)
+        if self.single and slates.ndim != 1:  # named before the batch dimension is added to it
+            raise ValueError(f"slates has shape {slates.shape}; a single-user env takes one slate of catalog ids, "
+                             "(K,)")
+        slates = torch.as_tensor(slates, device=self.world.device)
         slates = slates[None] if self.single else slates
-        expected = self.world.serving_simulator().expected_clicks(slates)
+        expected = self.world.started_simulator("expected_clicks").expected_clicks(slates)
         self.world.check_response.privileged("expected_clicks", expected, slates.shape[-1])
         expected = expected.cpu().numpy()
         return float(expected[0]) if self.single else expected

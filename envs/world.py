@@ -229,6 +229,14 @@ class SlateWorld:
                 "env then refuses to step)")
         return self.simulator
 
+    def started_simulator(self, call: str) -> UserSimulator:
+        """:meth:`serving_simulator` for the privileged ``call``, once a reset has started the
+        users; before, ``RuntimeError`` asks for the env's reset (the simulator's own error
+        would ask for its ``reset(n_users, seed)``, which the env makes)."""
+        if not self.started:
+            raise RuntimeError(f"call reset() before {call}(): the env's users start at its first reset")
+        return self.serving_simulator()
+
     @property
     def candidates(self) -> torch.Tensor:
         """Every slot's current candidates ``[B, C]`` (item ids)."""
@@ -338,7 +346,7 @@ class SlateWorld:
         Privileged: a real recommender cannot see this. It is the documented channel
         through which the Oracle agent reads the simulator's ground truth.
         """
-        probabilities = self.serving_simulator().click_probabilities(self.candidates)
+        probabilities = self.started_simulator("click_probabilities").click_probabilities(self.candidates)
         self.check_response.privileged("click_probabilities", probabilities)  # a plug-in's, before numpy reads it
         return probabilities.cpu().numpy()
 
@@ -346,19 +354,23 @@ class SlateWorld:
 expose_fields(SlateWorld, WorldState)  # world.history_items reads world.state.history_items, and so on
 
 
-def check_arguments(kwargs: Mapping) -> None:
-    """Refuse, naming it, an argument of ``RecoWorld/Slate-v0`` that :class:`SlateWorld` does
-    not take: a misspelt one would otherwise be Python's ``TypeError`` about this class."""
-    known = [name for name in inspect.signature(SlateWorld.__init__).parameters if name not in ("self", "n_users")]
+def check_arguments(kwargs: Mapping, env: str = "RecoWorld/Slate-v0", own: Sequence[str] = (),
+                    without: Sequence[str] = (), manual: str = "recoworld.envs.SlateEnv") -> None:
+    """Refuse, naming it, an argument of ``env`` that :class:`SlateWorld` does not take: a
+    misspelt one would otherwise be Python's ``TypeError`` about this class. ``own``: the
+    env's arguments besides the world's; ``without``: the world's that it does not take."""
+    known = [*own, *(name for name in inspect.signature(SlateWorld.__init__).parameters
+                     if name not in ("self", "n_users", *own, *without))]
     unknown = [key for key in kwargs if key not in known]
     if unknown:
-        raise ValueError(f"RecoWorld/Slate-v0 has no argument {unknown[0]!r}{did_you_mean(unknown[0], known)}; its arguments are "
-                         f"{', '.join(known)} (help(recoworld.envs.SlateEnv) describes each)")
+        raise ValueError(f"{env} has no argument {unknown[0]!r}{did_you_mean(unknown[0], known)}; its arguments are "
+                         f"{', '.join(known)} (help({manual}) describes each)")
 
 
 def one_seed(seed):
-    """A 0-d array as the seed it holds (``np.array(3)`` is 3); any other ``seed`` as it is."""
-    return seed.item() if isinstance(seed, np.ndarray) and seed.ndim == 0 else seed
+    """A 0-d array or tensor as the seed it holds (``np.array(3)`` and ``torch.tensor(3)`` are
+    3); any other ``seed`` as it is."""
+    return seed.item() if isinstance(seed, (np.ndarray, torch.Tensor)) and seed.ndim == 0 else seed
 
 
 def reset_seeds(seed, n_users: int) -> tuple[np.ndarray, np.ndarray]:
