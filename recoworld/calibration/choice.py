@@ -243,8 +243,14 @@ def fit_choice(weights: torch.Tensor, config: ChoiceFitConfig = ChoiceFitConfig(
     out[seen] = user_vectors
     if fold_in.any():
         # The least-squares user vectors for fixed item vectors, which for the SVD's own
-        # users are exactly its user vectors.
-        out[fold_in] = torch.linalg.solve(item_vectors.T @ item_vectors, item_vectors.T @ scores[fold_in].T).T
+        # users are exactly its user vectors. A direction of singular value 0 (scores of
+        # lower rank than config.rank: a log whose users chose among a few items) has a zero
+        # item vector, which gives a user nothing to fit: it is left at 0.
+        kept = item_vectors.any(0)
+        fixed = item_vectors[:, kept]
+        folded = torch.zeros(int(fold_in.sum()), item_vectors.shape[1])
+        folded[:, kept] = torch.linalg.solve(fixed.T @ fixed, fixed.T @ scores[fold_in].T).T
+        out[fold_in] = folded
     return ChoiceModel(out, item_vectors)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from recoworld.apps.fidelity.evaluation import RATIOS
+from recoworld.apps.fidelity.sessions import MIN_HALF_USERS
 from recoworld.calibration.bootstrap import is_undefined
 from recoworld.logs import new_folder, strict_json
 from recoworld.simulators.calibrated import CalibratedWorld
@@ -54,8 +55,8 @@ def _write_files(results: dict, out: Path, world: CalibratedWorld) -> None:
                             {k.removeprefix("split "): v for k, v in not_scored.items() if k.startswith("split ")})
     lines += sessions_section(results.get("sessions"), results.get("session_targets"), noun,
                               not_scored.get("sessions"))
-    lines += ranking_section(results.get("policy_ranking"), noun)
-    lines += user_kinds_section(results.get("user_kinds"))
+    lines += ranking_section(results.get("policy_ranking"), noun, not_scored.get("policy ranking"))
+    lines += user_kinds_section(results.get("user_kinds"), world, results.get("data", {}).get("name", "MovieLens"))
     lines += social_section(results.get("social"))
     lines += world_section(world, has_ratings(results))
     (out / "report.md").write_text("\n".join(lines))
@@ -122,6 +123,16 @@ def _decision_table(entries: dict[str, dict], first: str, auc) -> list[str]:
     return lines
 
 
+def short_lists_note(short: dict[str, float] | None) -> list[str]:
+    """Which 1:m lists hold fewer never-rated items per held-out one than their name says
+    (:func:`~recoworld.apps.fidelity.evaluation.short_lists`), if any."""
+    if not short:
+        return []
+    held = ", ".join(f"the {mix} lists {ratio:.1f}" for mix, ratio in short.items())
+    return ["", f"Too few never-rated items for the full mixes: {held} never-rated items per held-out one (a user "
+            "with fewer unrated items than the mix asks for is given all of them); read those columns at that mix."]
+
+
 def discrimination_section(results: dict, names: list[str]) -> list[str]:
     lines = ["", "## Discrimination and the 1:m protocol", ""]
     lines += _decision_table({n: results["models"][n] for n in names}, "model", lambda e: f"{e['auc']:.4f}")
@@ -134,6 +145,7 @@ def discrimination_section(results: dict, names: list[str]) -> list[str]:
         lines.append(f"| {name} | " + " | ".join(
             f"{e[f'1:{m}']['precision']:.3f} / {e[f'1:{m}']['recall']:.3f} ({e[f'1:{m} (Bernoulli draws)']['f1']:.3f})"
             for m in RATIOS) + " |")
+    lines += short_lists_note(results.get("short_lists"))
     segments = results.get("segments", {})
     if segments:
         lines += ["", "Per population segment (specs as in `simulator.population`; AUC averaged over the "
@@ -142,7 +154,10 @@ def discrimination_section(results: dict, names: list[str]) -> list[str]:
                   "|---|---|" + "---|---|" * len(names)]
         for segment, entry in segments.items():
             lines.append(f"| {segment} | {entry['users']} | " + " | ".join(
-                f"{entry[n]['auc']:.4f} | {entry[n]['f1_1to1']:.3f}" for n in names) + " |")
+                f"{_number(entry[n]['auc'], 4)} | {_number(entry[n]['f1_1to1'], 3)}" for n in names) + " |")
+        if any(_number(entry[n]["f1_1to1"], 3) == "n/a" for entry in segments.values() for n in names):
+            noun = events(results)
+            lines += ["", f"n/a: none of the segment's users has held-out {noun} (too few {noun} to hold one out)."]
     return lines
 
 
@@ -183,6 +198,15 @@ def split_title(kind: str, noun: str) -> str:
 def _number(value: float | None, digits: int) -> str:
     """``value`` to ``digits`` places; ``n/a`` for an undefined one (NaN, or JSON's null)."""
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def _duration(days: float) -> str:
+    """A duration of ``days``, in hours or minutes where under a tenth of a day: a log that
+    spans a day has gaps of minutes, which would read "0.0 days"."""
+    hours = 24 * days
+    if days >= 0.1 or hours <= 0:
+        return f"{days:.1f} days"
+    return f"{hours:.1f} hours" if hours >= 1 else f"{60 * hours:.1f} minutes"
 
 
 def _with_interval(entry: dict, digits: int = 3, draws: str = "resamples") -> str:
@@ -259,7 +283,7 @@ def splits_section(splits: dict | None, targets: dict | None, noun: str = "ratin
                 f"{_threshold(e['decision_threshold'][f'1:{m}'])} | "
                 f"{_with_interval(e[f'f1_1to{m}_at_validation_threshold'])}"
                 for m in RATIOS) + " |")
-        lines.append("")
+        lines += short_lists_note(split.get("short_lists")) + [""]
     if targets:
         lines += ["Targets:", ""] + _targets(targets)
     return lines + (["", "![calibration curves](calibration.png)", ""] if splits else [""])
@@ -318,8 +342,11 @@ def sessions_section(section: dict | None, targets: dict | None, noun: str = "ra
               "the session's value or in the gaps (a Spearman correlation), or no values (a distribution); "
               "[n/a: k of N resamples (halvings) defined]: no interval, as the statistic is undefined on more than "
               "5% of them, too many for a 95% interval; a verdict is n/a where the distance or the noise's upper "
-              "end is.", "",
-              "| correlation | held-out | simulated | difference | noise | verdict |", "|---|---|---|---|---|---|"]
+              "end is.", ""]
+    if section["held_out_users"] < 2 * MIN_HALF_USERS:
+        lines += [f"The noise is n/a: {_users(section['held_out_users'])} held out, fewer than {MIN_HALF_USERS} "
+                  "in each half (a half of one user is that user, not a sample of users), so no verdict.", ""]
+    lines += ["| correlation | held-out | simulated | difference | noise | verdict |", "|---|---|---|---|---|---|"]
     for entry in statistics.values():
         if entry["kind"] == "correlation":
             cells = [entry["title"], _with_interval(entry["held_out"]["value"]),
@@ -332,8 +359,8 @@ def sessions_section(section: dict | None, targets: dict | None, noun: str = "ra
                        f"{exponential['log_likelihood']:.4f} with exponential gaps, "
                        f"{weibull['log_likelihood']:.4f} with Weibull gaps of shape {weibull['shape']:.3f} "
                        f"whose mean falls with the session's length to the power "
-                       f"-{weibull.get('length_elasticity', 0.0):.3f} (mean {weibull['mean_gap_days']:.1f} days after "
-                       "a session of the median length for an average user; the calibration's law).")]
+                       f"-{weibull.get('length_elasticity', 0.0):.3f} (mean {_duration(weibull['mean_gap_days'])} "
+                       "after a session of the median length for an average user; the calibration's law).")]
     lines += ["", (f"Refitted: leave base {c['leave_base']:.2f}, first session "
                    f"{c.get('leave_first_session', 0.0):+.2f} (spread between newcomers "
                    f"{c.get('first_session_spread', 0.0):.2f}, patience's share "
@@ -341,7 +368,7 @@ def sessions_section(section: dict | None, targets: dict | None, noun: str = "ra
                    f"{c.get('quick_visit_share', 0.0):.0%}, session theme {c.get('theme_weight', 0.0):.2f}, length "
                    f"{c['leave_length']:.3f}, patience "
                    f"{c['leave_patience']:.1f}; return base {c['return_base']:.2f}, after a first session "
-                   f"{c.get('return_first_session', 0.0):+.2f}; gap {c['gap_days']:.1f} days, times "
+                   f"{c.get('return_first_session', 0.0):+.2f}; gap {_duration(c['gap_days'])}, times "
                    f"{np.exp(c.get('gap_first_session', 0.0)):.2f} after a first session for "
                    f"{c.get('gap_first_share', 1.0):.0%} of the newcomers who return, gap shape "
                    f"{c['gap_shape']:.3f}, gap elasticity to session length "
@@ -351,14 +378,21 @@ def sessions_section(section: dict | None, targets: dict | None, noun: str = "ra
     return lines + [""]
 
 
-def ranking_section(ranking: dict | None, noun: str = "ratings") -> list[str]:
+def ranking_section(ranking: dict | None, noun: str = "ratings", not_scored: str | None = None) -> list[str]:
+    """The agents' click-through in the simulator and in the replay
+    (:mod:`recoworld.apps.fidelity.ranking`), or why the data could not give them (``not_scored``)."""
+    if not_scored:
+        return ["## Policy ranking", "", f"Not scored: {not_scored}.", ""]
     if not ranking:
         return []
+    left_out = ranking.get("replay_left_out_users", 0)
+    sat_out = (f"; sat out: {_users(left_out)} with fewer than {ranking['settings']['num_candidates'] - 1} "
+               "never-rated items" if left_out else "")
     lines = ["## Policy ranking", "",
              f"Agents ranked by click-through (clicks per shown item) serving the calibrated users in "
              f"`RecoWorld/Slate-v0` and in a replay of {ranking['replay_rounds']:,} held-out {noun} "
              f"({ranking['settings']['num_candidates']} candidates: the held-out item and never-rated ones; "
-             f"slates of {ranking['settings']['slate_size']}; chance {ranking['chance_ctr']:.3f}). "
+             f"slates of {ranking['settings']['slate_size']}; chance {ranking['chance_ctr']:.3f}{sat_out}). "
              f"Kendall's tau-b between the rankings (ties count as neither agreement nor disagreement; n/a where "
              f"either side scores every agent alike): **{_number(ranking['kendall_tau'], 3)}** "
              f"(p = {_number(ranking['p_value'], 3)}). Ranks: {ranking.get('ranks', 'rank 1 is the highest click-through')}.",
@@ -370,11 +404,14 @@ def ranking_section(ranking: dict | None, noun: str = "ratings") -> list[str]:
     return lines + [""]
 
 
-def user_kinds_section(users: dict | None) -> list[str]:
+def user_kinds_section(users: dict | None, world: CalibratedWorld, data: str = "MovieLens") -> list[str]:
+    """The LLM and hybrid users against the statistical one on sampled users, named by their
+    ids in the ``data`` the ``world`` was fitted on (MovieLens', or the log's own)."""
     if not users:
         return []
+    ids = ", ".join(world.original_user_id(np.asarray(users["users"])))
     lines = ["## LLM and hybrid users", "",
-             f"{len(users['users'])} sampled users (MovieLens ids {', '.join(str(u + 1) for u in users['users'])}), "
+             f"{len(users['users'])} sampled users ({data} ids {ids}), "
              "the same lists for every kind. The hybrid user's clicks are its statistical core's, so its "
              "numbers are the calibrated user's; the LLM user has no choice probability, hence no AUC. "
              "Small samples: read these as a check that the pipeline runs, not as estimates "
@@ -408,7 +445,7 @@ def world_section(world: CalibratedWorld, with_ratings: bool = True) -> list[str
     return ["## The calibrated world", "",
             f"interest weight {c.interest_weight:.2f}, quality weight {c.quality_weight:.3f}, click threshold "
             f"{c.click_threshold:.2f}; {ratings}; leave base {c.leave_base:.2f}, "
-            f"leave length {c.leave_length:.3f}; return base {c.return_base:.2f}, gap {c.gap_days:.1f} days. "
+            f"leave length {c.leave_length:.3f}; return base {c.return_base:.2f}, gap {_duration(c.gap_days)}. "
             "What the data can and cannot identify: `recoworld.calibration`'s documentation.", ""]
 
 

@@ -13,7 +13,9 @@ needs the simulator's private state, which logs do not have) gets two values:
   history (their latest rated items, newest first, rated 4 or 5 stars read as a like) and
   ``num_candidates`` candidates — the held-out item and items the user never rated, drawn
   uniformly and shuffled — and shows ``slate_size`` of them; the held-out item counts as
-  clicked if shown, every other candidate as skipped. Since every candidate's reward is
+  clicked if shown, every other candidate as skipped (a user who rated all but fewer than
+  ``num_candidates - 1`` items of the catalog has too few never-rated items to fill a
+  request and sits the replay out; the report counts them). Since every candidate's reward is
   known under this reading of the logs (what the user chose next, and what they never
   chose), the replay needs no logged action to match: every round counts, as in the 1:m
   protocol. Learners update on each round's feedback, as in Li et al.'s replay.
@@ -42,6 +44,7 @@ import torch
 from scipy import stats
 
 from recoworld.agents.base import Recommender
+from recoworld.apps.calibrate.folds import CalibrationDataError
 from recoworld.calibration.split import Split
 from recoworld.envs.rollout import rollout
 from recoworld.simulators.calibrated import CalibratedWorld
@@ -145,13 +148,15 @@ def simulator_value(world: CalibratedWorld, name: str, config: RankingConfig) ->
 class ReplayRounds:
     """The replayed requests: ``[R, n_users]`` held-out item (-1: no round) and its stars,
     ``[R, n_users, C]`` candidates and ``[R, n_users, H]`` histories (newest first, -1 padded)
-    with ``[R, n_users, H]`` likes."""
+    with ``[R, n_users, H]`` likes; ``left_out``: the users with too few never-rated items
+    for a request, who have no rounds."""
 
     item: np.ndarray
     stars: np.ndarray
     candidates: np.ndarray
     history: np.ndarray
     liked: np.ndarray
+    left_out: int = 0
 
 
 def replay_rounds(split: Split, config: RankingConfig) -> ReplayRounds:
@@ -162,8 +167,11 @@ def replay_rounds(split: Split, config: RankingConfig) -> ReplayRounds:
     rated = np.zeros((n_users, n_items), dtype=bool)
     for table in (split.train, split.test):
         rated[table["user_id"].to_numpy(), table["item_id"].to_numpy()] = True
-    if (~rated).sum(1).min() < C - 1:
-        raise ValueError(f"num_candidates={C} needs {C - 1} never-rated items per user; choose fewer candidates")
+    unrated = (~rated).sum(1)
+    if unrated.max(initial=0) < C - 1:
+        raise CalibrationDataError(
+            f"no user has the {C - 1} never-rated items a replayed request shows beside the held-out one "
+            f"(num_candidates={C}): every user rated all but at most {unrated.max(initial=0)} of the {n_items} items")
     everything = pd.concat([split.train, split.test], ignore_index=True).sort_values(
         ["user_id", "timestamp"], kind="stable")
     # Training ratings precede held-out ones, so a user's first held-out rating comes after
@@ -177,6 +185,9 @@ def replay_rounds(split: Split, config: RankingConfig) -> ReplayRounds:
     liked = np.zeros((R, n_users, H), dtype=np.float32)
     never = [np.flatnonzero(~rated[u]) for u in range(n_users)]
     for u, (items, ratings) in sequence.items():
+        if len(never[u]) < C - 1:  # sits out: no rounds; distinct ids fill its rows, which carry no interaction
+            candidates[:, u] = np.arange(C)
+            continue
         for r in range(R):
             at = first_held[u] + r
             others = rng.choice(never[u], C - 1, replace=False)
@@ -190,7 +201,7 @@ def replay_rounds(split: Split, config: RankingConfig) -> ReplayRounds:
             recent = items[past][::-1]
             history[r, u, : len(recent)] = recent
             liked[r, u, : len(recent)] = ratings[past][::-1] >= LIKE_STARS
-    return ReplayRounds(item, stars, candidates, history, liked)
+    return ReplayRounds(item, stars, candidates, history, liked, int((unrated < C - 1).sum()))
 
 
 def replay_value(world: CalibratedWorld, name: str, rounds: ReplayRounds, config: RankingConfig) -> float:
@@ -278,7 +289,8 @@ def policy_ranking(world: CalibratedWorld, split: Split, config: RankingConfig |
         "agents": {n: {"simulator_ctr": simulated[n], "replay_ctr": replayed[n],
                        "simulator_rank": rank["simulator"][n], "replay_rank": rank["replay"][n]} for n in names},
         "ranks": TIES, "kendall_tau": float(tau.statistic), "p_value": float(tau.pvalue),
-        "replay_rounds": int((rounds.item >= 0).sum()), "chance_ctr": 1.0 / config.num_candidates,
+        "replay_rounds": int((rounds.item >= 0).sum()), "replay_left_out_users": rounds.left_out,
+        "chance_ctr": 1.0 / config.num_candidates,
         "settings": {"num_candidates": config.num_candidates, "slate_size": config.slate_size,
                      "num_envs": config.num_envs, "steps": config.steps, "rounds": config.rounds},
     }

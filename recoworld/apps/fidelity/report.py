@@ -17,9 +17,11 @@ Sections of the report:
   held-out items and the items the user never rated, averaged over users.
   Also per population segment (:data:`SEGMENTS`), with F1 at 1:1.
 * **The 1:m protocol** (m = 1, 3, 9): each user's held-out items mixed with m times as
-  many never-rated items; the simulated user "would watch" an item when its choice
-  probability exceeds 1/2; accuracy, precision, recall and F1 pooled over all users (and,
-  for reference, the expected values when each answer is a Bernoulli draw).
+  many never-rated items (all of them, for a user who left fewer unrated: the report says
+  how many a mix holds per held-out item where that falls short of m); the simulated user
+  "would watch" an item when its choice probability exceeds 1/2; accuracy, precision,
+  recall and F1 pooled over all users (and, for reference, the expected values when each
+  answer is a Bernoulli draw).
 * **Ratings**: RMSE of the expected rating on held-out ratings, and the distribution of
   simulated ratings (one draw per held-out rating) against the real one. A log without
   ratings (``recoworld calibrate --data`` without a ``rating`` column) has none to score:
@@ -32,7 +34,10 @@ Sections of the report:
   compared with the real held-out consumption.
 * **Policy ranking**: a lineup of agents ranked by their click-through in the calibrated
   simulator and in a replay of the held-out ratings, and Kendall's tau between the two
-  rankings (:mod:`recoworld.apps.fidelity.ranking`; ``--agents`` names the lineup).
+  rankings (:mod:`recoworld.apps.fidelity.ranking`; ``--agents`` names the lineup). A user
+  who rated all but a few items (fewer than the 19 never-rated candidates a request shows)
+  sits the replay out, and the section counts them; where every user does, the section is
+  named with the reason in its place.
 * **LLM and hybrid users** (``--users statistical,hybrid,llm``): AUC where the user has a
   choice probability and the 1:m protocol on ``--llm-users`` sampled users
   (:mod:`recoworld.apps.fidelity.llm`, which also says how to run it at scale on an
@@ -51,7 +56,8 @@ Sections of the report:
 * **Session dynamics** (on by default; ``--no-sessions`` skips it): session length, gaps,
   the next gap against the last session and genre repetition of the calibrated users
   against users the fit never saw, with distances, bootstrap intervals and the noise
-  between two halves of the held-out users (:mod:`recoworld.apps.fidelity.sessions`); genre
+  between two halves of the held-out users (:mod:`recoworld.apps.fidelity.sessions`; n/a, and
+  no verdict, with fewer than two users in each half); genre
   repetition is left out for a log whose items have no genres, as the genre shares of the
   aggregate-realism section are.
 * **Social influence** (``--social``): Gini of consumption over a long horizon with word
@@ -279,7 +285,9 @@ def _sections(args, world, source, data, split, stages, splits: list[str], agent
                 results["session_targets"] = session_targets(results["sessions"])
     if agents:
         with stages.stage("ranking agents in the simulator and on held-out logs"):
-            results["policy_ranking"] = policy_ranking(world, split, RankingConfig(agents=agents, seed=args.seed))
+            results["policy_ranking"] = _unless_refused(
+                partial(policy_ranking, world, split, RankingConfig(agents=agents, seed=args.seed)), results,
+                "policy ranking", args.quiet)
     if kinds:
         from recoworld.apps.fidelity.llm import evaluate_users
 

@@ -34,7 +34,9 @@ Each is reported
   replacement on both sides, each user's sessions kept together
   (:mod:`recoworld.calibration.bootstrap`);
 * *noise*: the same distance between two random halves of the held-out users, over
-  random halvings (median and 95% interval).
+  random halvings (median and 95% interval); undefined with fewer than
+  :data:`MIN_HALF_USERS` users in a half (a half of one user is that user, not a sample of
+  users, and two users split one way only).
 
 A distance is **within noise** when it does not exceed the noise's upper end: the
 simulated sessions differ from the held-out ones no more than the held-out users' two
@@ -90,6 +92,8 @@ HELD_OUT_SHARE = 0.5
 REFITTED = ("leave_base", "leave_first_session", "first_session_spread", "quick_visit_share",
             "first_session_patience", "leave_length", "leave_patience", "return_base", "return_first_session",
             "gap_days", "gap_first_session", "gap_first_share", "gap_shape", "gap_length_elasticity", "theme_weight")
+#: Fewest held-out users in each half for the half-split noise (module docstring).
+MIN_HALF_USERS = 2
 #: Quantiles of the session length reported.
 LENGTH_QUANTILES = (0.5, 0.8, 0.95)
 
@@ -242,7 +246,7 @@ def compare(held_out: pd.DataFrame, simulated: pd.DataFrame, draws: int = 200, s
     real, sim = UserResampler(held_out), UserResampler(simulated)
     real_draws, sim_draws = user_draws(real.n_users, draws, seed), user_draws(sim.n_users, draws, seed + 1)
     generator = np.random.default_rng(seed + 2)
-    halvings = [real.halves(generator) for _ in range(draws)]
+    halvings = [real.halves(generator) for _ in range(draws)] if real.n_users >= 2 * MIN_HALF_USERS else []
     out = {}
     for name in names:
         statistic = STATISTICS[name]

@@ -73,7 +73,9 @@ from recoworld.apps.calibrate.progress import torch_threads
 from recoworld.apps.fidelity.evaluation import (
     BASELINE,
     RATING_MF_L2,
+    at_least,
     rating_level,
+    short_lists,
     simulated_probabilities,
 )
 from recoworld.calibration import bootstrap
@@ -303,6 +305,7 @@ def _evaluate_split(world: CalibratedWorld, data, kind: str, seed: int, draws: i
     trained = interaction_matrix(split.train, n_users, n_items)
     never = ~(interaction_matrix(split.test, n_users, n_items) | trained)
     lists = decision_lists(positive, never, seed)
+    short = short_lists(lists)
     # The validation fold's lists: its ratings against the items never rated in training.
     validation_lists = decision_lists(interaction_matrix(inner.test, n_users, n_items) & rows[:, None], ~trained, seed)
     scored = scored_users(folds, kind)
@@ -313,25 +316,28 @@ def _evaluate_split(world: CalibratedWorld, data, kind: str, seed: int, draws: i
     out = {"models": {name: model_scores(p, positive, never, lists, decision_thresholds(validation, validation_lists),
                                          weights) for name, (validation, p) in models.items()},
            "users": int((positive.any(1)).sum()), "held_out": int(positive.sum()), "train": len(split.train),
-           "cut_time": folds.cut_time}
+           "cut_time": folds.cut_time, **({"short_lists": short} if short else {})}
     if folds.data.has_ratings:
         out["rmse"] = rating_errors(tested, calibrated, split, rows, weights)
     return out if scored.sum() >= MIN_INTERVAL_USERS else without_intervals(out)
 
 
-def split_targets(splits: dict, auc: float, f1: float, margin: float) -> dict[str, bool]:
+def split_targets(splits: dict, auc: float, f1: float, margin: float) -> dict[str, bool | None]:
     """The issue's targets: on ``latest``, AUC >= ``auc`` and F1 at 1:1 (at the threshold
     chosen on the validation fold) >= ``f1``; on ``time``, AUC at least ``margin`` above
-    both popularity baselines and no worse than the best baseline."""
+    both popularity baselines and no worse than the best baseline (``None`` where a figure
+    is undefined)."""
     out = {}
     if "latest" in splits:
         models = splits["latest"]["models"]["calibrated user"]
-        out[f"latest: AUC >= {auc}"] = models["auc"]["value"] >= auc
+        out[f"latest: AUC >= {auc}"] = at_least(models["auc"]["value"], auc)
         out[f"latest: F1 at 1:1 (validation-chosen threshold) >= {f1}"] = \
-            models["f1_1to1_at_validation_threshold"]["value"] >= f1
+            at_least(models["f1_1to1_at_validation_threshold"]["value"], f1)
     if "time" in splits:
         models = {k: v["auc"]["value"] for k, v in splits["time"]["models"].items()}
-        popular = max(models["popularity"], models["recent popularity"])
-        out[f"time cut: AUC >= popularity baselines + {margin}"] = models["calibrated user"] >= popular + margin
-        out["time cut: AUC >= best baseline"] = models["calibrated user"] >= max(models[b] for b in BASELINES)
+        popular = np.max([models["popularity"], models["recent popularity"]])  # NaN if either is
+        out[f"time cut: AUC >= popularity baselines + {margin}"] = at_least(models["calibrated user"],
+                                                                            popular + margin)
+        out["time cut: AUC >= best baseline"] = at_least(models["calibrated user"],
+                                                         np.max([models[b] for b in BASELINES]))
     return out
