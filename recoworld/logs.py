@@ -264,6 +264,10 @@ def check_new_folder(out: str | Path, flag: str = "--out") -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{flag} {out} is a file; give a folder for the report")
+    # a file where a folder above it should be fails only when the report is written, after the work
+    above = next((folder for folder in out.parents if folder.exists()), None)
+    if above is not None and not above.is_dir():
+        raise ValueError(f"{flag} {out}: {above} is a file, not a folder; give a folder for the report")
     if out.is_dir() and any(out.iterdir()):
         held = ", ".join(sorted(p.name for p in out.iterdir())[:4])
         raise ValueError(f"{flag} {out} already holds files ({held}); choose another {flag} or remove it")

@@ -206,3 +206,11 @@ def check_scalar(value, name: str, low: float, high: float = math.inf,
         left = "[" if low_inclusive else "("
         right = "]" if high_inclusive else ")"
         raise ValueError(f"{name} = {value}, but it must lie in {left}{low}, {high}{right}")
+
+
+def check_count(value, name: str, low: int, high: float = math.inf) -> None:
+    """A count (a seed, folds, refits, simulated logs) in ``[low, high]`` and whole: ``2.5``
+    refits or a seed of ``0.5`` would be cut to an integer unseen, or fail deep inside."""
+    check_scalar(value, name, low, high)
+    if not float(value).is_integer():
+        raise ValueError(f"{name} = {value}, but it must be a whole number")

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recoworld.ope._validation import check_scalar
+from recoworld.ope._validation import check_count, check_scalar
 
 #: Replicates x rounds drawn per bootstrap chunk: bounds the scratch memory at about 200 MB.
 _BOOTSTRAP_CHUNK_ELEMENTS = 1 << 23
@@ -53,6 +53,8 @@ def check_resamples(n_bootstrap: int, alpha: float, name: str = "n_bootstrap") -
     number = not isinstance(n_bootstrap, bool) and isinstance(n_bootstrap, (int, float, np.integer, np.floating))
     if not number or math.isnan(n_bootstrap):
         check_scalar(n_bootstrap, name, 1)  # raises: not a number, or NaN
+    if not float(n_bootstrap).is_integer():  # 39.5 would be cut to 39 unseen, and infinity fail in int()
+        raise ValueError(f"{name}={n_bootstrap} is not a whole number of resamples; give an integer, e.g. 1000")
     least = min_resamples(alpha)
     if n_bootstrap < least:
         if n_bootstrap >= 1:
@@ -221,7 +223,7 @@ class BaseEstimator(ABC):
         ``benchmarks/RESULTS.md``.
         """
         check_resamples(n_bootstrap, alpha)  # before the terms: FQE fits its Q-function there
-        check_scalar(seed, "seed", 0)
+        check_count(seed, "seed", 0)
         terms = self._round_terms(*args, **kwargs)
         # refuses weights beyond float64, and an estimator undefined on the whole log, before any resample
         estimate = self._value(terms)

@@ -104,8 +104,10 @@ def evaluate_bandit(problem: BanditProblem, n_bootstrap: int = 1000, n_refits: i
     docstring); ``n_replicates`` is the bootstrap replicates the bounds of a ``"rows"``
     interval rest on (:class:`~recoworld.ope.base.PolicyValueInterval`: fewer than
     ``n_bootstrap`` where SNIPS is undefined on some resamples), ``None`` for a refitted
-    one and where the estimate is undefined. NaN marks what is undefined: all three
-    numbers where SNIPS is undefined on the log
+    one and where the estimate is undefined; but where SNDR is undefined on some of the
+    ``n_refits`` resamples, its refitted interval's bounds are NaN and ``n_replicates``
+    counts the refits that defined it, so that a report can say why. NaN marks what is
+    undefined: all three numbers where SNIPS is undefined on the log
     (:class:`~recoworld.ope.base.UndefinedEstimate`); only the bounds where it is defined
     on too few resamples for a ``1 - alpha`` interval
     (:class:`~recoworld.ope.base.UndefinedInterval`: the estimate stands, and
@@ -119,11 +121,19 @@ def evaluate_bandit(problem: BanditProblem, n_bootstrap: int = 1000, n_refits: i
                                                           seed=seed)
         rows.append({"estimator": name, "estimate": estimate, "lower": lower, "upper": upper, "interval": "rows",
                      "n_replicates": replicates})
-    estimate, lower, upper = refit_interval(lambda r: problem.estimates(MODEL_BASED, r, seed), problem.n,
-                                            n_refits, alpha, seed)
+    defined = []  # per call, the estimators it defines: SNDR is undefined on a resample without weight
+
+    def estimates_on(resample: np.ndarray) -> np.ndarray:
+        values = problem.estimates(MODEL_BASED, resample, seed)
+        defined.append(np.isfinite(values))
+        return values
+
+    estimate, lower, upper = refit_interval(estimates_on, problem.n, n_refits, alpha, seed)
+    refits_defined = np.sum(defined[1:], axis=0)  # the first call is the whole log's estimate
     for j, name in enumerate(MODEL_BASED):
+        replicates = int(refits_defined[j]) if refits_defined[j] < n_refits else None
         rows.append({"estimator": name, "estimate": float(estimate[j]), "lower": float(lower[j]),
-                     "upper": float(upper[j]), "interval": "refit", "n_replicates": None})
+                     "upper": float(upper[j]), "interval": "refit", "n_replicates": replicates})
     return rows
 
 

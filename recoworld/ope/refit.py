@@ -33,7 +33,8 @@ def refit_interval(estimate_on, n_rows: int, n_refits: int, alpha: float, seed: 
     doubly robust estimators refit too wherever this library reports them. No interval
     repairs a misspecified model's bias: what coverage DM still lacks is its bias.
     """
-    v.check_scalar(n_refits, "n_refits", 2)
+    v.check_count(n_refits, "n_refits", 2)
+    v.check_count(seed, "seed", 0)
     v.check_scalar(alpha, "alpha", 0, 1, low_inclusive=False, high_inclusive=False)
     rng = np.random.default_rng(int(seed))
     estimate = np.asarray(estimate_on(np.arange(n_rows)), dtype=np.float64)

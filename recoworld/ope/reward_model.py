@@ -134,8 +134,8 @@ def fit_reward_model(feedback: BanditFeedback, features, regressor=None, n_folds
     if not hasattr(regressor, "fit") or not (hasattr(regressor, "predict") or hasattr(regressor, "predict_proba")):
         raise TypeError(f"regressor must have fit(X, y) and predict(X) or predict_proba(X); got {type(regressor).__name__}")
     n = feedback.n_rounds
-    v.check_scalar(n_folds, "n_folds", 2, n)
-    v.check_scalar(seed, "seed", 0)
+    _check_folds(n_folds, n, "rounds")
+    v.check_count(seed, "seed", 0)
     features = v.to_numpy(features, "features")
     expected = 4 if feedback.position is not None else 3
     if features.ndim != expected or features.shape[0] != n:
@@ -170,6 +170,32 @@ def fit_reward_model(feedback: BanditFeedback, features, regressor=None, n_folds
     return estimated
 
 
+def _check_distinct(action: np.ndarray, n_candidates: int) -> None:
+    """A slate shows each candidate once: a repeat (a join that matched twice, positions
+    numbered from 1 into a 0-based slate) would teach the model one item's click twice."""
+    k = action.shape[1]
+    if k > n_candidates:
+        raise ValueError(f"action has {k} positions per slate, but features has only {n_candidates} candidates; a "
+                         "slate shows each candidate once: give the features of every candidate a slate could show")
+    ordered = np.sort(action, axis=1)
+    repeats = (np.diff(ordered, axis=1) == 0).any(axis=1)
+    if repeats.any():
+        i = int(np.argmax(repeats))
+        item = int(ordered[i, 1:][np.diff(ordered[i]) == 0][0])
+        positions = np.flatnonzero(action[i] == item).tolist()
+        raise ValueError(f"action[{i}] shows candidate {item} at positions {positions} ({int(repeats.sum())} of "
+                         f"{len(action)} slates repeat a candidate); a slate shows each candidate once: fix the log")
+
+
+def _check_folds(n_folds: int, n: int, what: str) -> None:
+    """``n_folds`` whole and in ``[2, n]``; a log of fewer than 2 ``what`` is refused as such,
+    not with the empty range ``[2, 1]``."""
+    if n < 2:
+        raise ValueError(f"the log has {n} {what}, but cross-fitting (n_folds = {n_folds}) needs at least 2, one "
+                         f"per fold; log more {what}")
+    v.check_count(n_folds, "n_folds", 2, n)
+
+
 def _folds(n: int, n_folds: int, seed: int, groups=None) -> list[np.ndarray]:
     """Row indices of each cross-fitting fold; rows of one group (e.g. copies of a round in
     a bootstrap resample) always share a fold."""
@@ -183,10 +209,17 @@ def _folds(n: int, n_folds: int, seed: int, groups=None) -> list[np.ndarray]:
 
 
 def _predict(model, X: np.ndarray) -> np.ndarray:
+    """One prediction per row of ``X``: column 1 of ``predict_proba``, else ``predict``; a
+    regressor that returns another number of them is refused naming it (not with a reshape error)."""
     if hasattr(model, "predict_proba"):
         proba = np.asarray(model.predict_proba(X))
-        return proba[:, 1] if proba.ndim == 2 else proba
-    return np.asarray(model.predict(X), dtype=np.float64)
+        predicted, method = (proba[:, 1] if proba.ndim == 2 else proba), "predict_proba"
+    else:
+        predicted, method = np.asarray(model.predict(X), dtype=np.float64), "predict"
+    if predicted.shape != (len(X),):
+        raise ValueError(f"{type(model).__name__}.{method} gave shape {np.shape(predicted)} for {len(X)} rows, but one "
+                         f"prediction per row, shape ({len(X)},), was expected; check the regressor")
+    return predicted
 
 
 def fit_slate_reward_model(features, action, reward, regressor=None, n_folds: int = 5, seed: int = 0,
@@ -224,8 +257,9 @@ def fit_slate_reward_model(features, action, reward, regressor=None, n_folds: in
     reward = v.float_array(reward, "reward", (n, k), "(n_slates, slate_length)", fix="drop slates with missing rewards")
     action = v.int_array(action, "action", (n, k), "(n_slates, slate_length)", what="candidate indices",
                          high=n_candidates, source="features")
-    v.check_scalar(n_folds, "n_folds", 2, n)
-    v.check_scalar(seed, "seed", 0)
+    _check_distinct(action, n_candidates)
+    _check_folds(n_folds, n, "slates")
+    v.check_count(seed, "seed", 0)
     d = features.shape[2]
 
     def design(rows: np.ndarray) -> np.ndarray:

@@ -18,14 +18,17 @@ positions, the evaluation policy's distribution ``pi_i``) and replaces the rest:
 * **logging**: ``mu_i(a_i) = pscore_i`` for the logged action and the rest of the mass
   spread evenly over the other actions, so the simulated propensities and weights have the
   spread of the real ones (exactly, for a uniform logger);
-* **rewards**: ``q_i(a) = clip(q_hat_i(a) + kappa (pi_i(a) - 1/A), 0, 1)``, the cross-fitted
-  reward model of the real log plus a term no reward model of the log's features can
+* **rewards**: ``q_i(a) = clip(q_hat_i(a) + kappa (pi_i(a) - 1/A), r_min, r_max)``, the
+  cross-fitted reward model of the real log plus a term no reward model of the log's features can
   absorb when ``pi`` depends on the context, sized so that DM's bias in the world equals
   the bias the real log shows: ``kappa = c / mean_i sum_a pi_i(a) (pi_i(a) - 1/A)`` with
   ``c``, the mean DR correction ``mean_i w_i (r_i - q_hat_i(a_i))``, shrunk towards 0 by
   one standard error (soft thresholding: a correction within noise injects nothing).
-  0/1 rewards are drawn as Bernoulli, other rewards as ``q`` plus Gaussian noise with the
-  real residuals' spread;
+  0/1 rewards are drawn as Bernoulli (``[r_min, r_max] = [0, 1]``), other rewards as ``q``
+  plus Gaussian noise with the real residuals' spread, ``q`` kept within the range of the
+  logged rewards (ratings of 1..5 stay in 1..5: clipped to ``[0, 1]``, every action of such
+  a world would be worth 1, and the recommendation would be that of a world without
+  differences);
 * **truth**: ``V = mean_i sum_a pi_i(a) q_i(a)``, exact.
 
 Every estimator then runs on each simulated log as on the real one (reward model refitted)
@@ -39,6 +42,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from recoworld.ope._validation import check_count
 from recoworld.ope.diagnostics import MIN_ESS
 from recoworld.ope.evaluation import (
     BANDIT_ESTIMATORS,
@@ -71,8 +75,10 @@ def simulate_then_select(problem: BanditProblem, n_sims: int = 20, seed: int = 0
                          estimators=tuple(BANDIT_ESTIMATORS)) -> Selection:
     """Run ``estimators`` on ``n_sims`` simulated logs shaped like ``problem`` (module
     docstring) and recommend the one of least RMSE."""
-    if n_sims < 2:
+    if not n_sims >= 2:
         raise ValueError(f"n_sims={n_sims}; an RMSE needs at least 2 simulated logs")
+    check_count(n_sims, "n_sims", 2)
+    check_count(seed, "seed", 0)
     f, dist = problem.feedback, problem.action_dist
     n, n_actions = dist.shape[0], dist.shape[1]
     rows, position = np.arange(n), f.position_or_zero
@@ -83,13 +89,13 @@ def simulate_then_select(problem: BanditProblem, n_sims: int = 20, seed: int = 0
     shrunk = np.sign(correction.mean()) * max(0.0, abs(correction.mean()) - correction.std(ddof=1) / np.sqrt(n))
     spread = ((pi - 1.0 / n_actions) * pi).sum(1).mean()
     kappa = shrunk / spread if spread > 1e-12 else 0.0
-    # q = clip(q_hat + kappa (pi - 1/A), 0, 1), in place: a log of many rounds and actions
-    # holds few [n, A] arrays at once
+    binary = np.isin(f.reward, (0.0, 1.0)).all()
+    # q = clip(q_hat + kappa (pi - 1/A), r_min, r_max), in place: a log of many rounds and
+    # actions holds few [n, A] arrays at once
     q = q_hat
     q += kappa * pi
     q -= kappa / n_actions
-    np.clip(q, 0.0, 1.0, out=q)
-    binary = np.isin(f.reward, (0.0, 1.0)).all()
+    np.clip(q, *((0.0, 1.0) if binary else (f.reward.min(), f.reward.max())), out=q)
     noise = residual.std() if not binary else 0.0
     rest = (1.0 - f.pscore) / max(n_actions - 1, 1)
     cumulative = np.repeat(rest[:, None], n_actions, axis=1)

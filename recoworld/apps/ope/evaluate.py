@@ -21,9 +21,10 @@ the estimates it touches are printed as ``-`` (their numbers stay in the files, 
 ``estimator``, ``estimate``, ``lower``, ``upper``, ``interval`` (``rows``: resampled rounds;
 ``refit``: the model refitted on every resample), ``n_replicates`` (the bootstrap
 replicates a ``rows`` interval rests on, fewer than ``--bootstrap`` where a self-normalised
-estimator is undefined on some resamples; empty for ``refit``) and ``note``. Where too few
-resamples leave it defined for an interval, the estimate stands and the bounds are empty
-(``null``), noted :data:`~recoworld.apps.ope.judgement.UNDEFINED_INTERVAL`.
+estimator is undefined on some resamples; empty for ``refit``, unless some of the
+``--refits`` left SNDR undefined: then it counts those that defined it) and ``note``. Where
+too few resamples leave it defined for an interval, the estimate stands and the bounds are
+empty (``null``), noted :data:`~recoworld.apps.ope.judgement.UNDEFINED_INTERVAL`.
 
 A limit of these checks: propensities that are too *large* lower the weights, which reads
 as a target partly outside the log's support, and goes unnoticed while the mean weight is
@@ -70,7 +71,8 @@ def parser() -> argparse.ArgumentParser:
                "log: it lowers the weights, and is reported only once they average surely below 1 (as a target "
                "the log does not identify).")
     p.add_argument("--log", required=True, help="episodes.parquet or a run directory; obd or obd:FOLDER; a CSV/Parquet table")
-    p.add_argument("--policy", required=True, help="agent config name, module:Attribute, or an SB3 model .zip")
+    p.add_argument("--policy", required=True, help="agent config name, module:Attribute (a module of the current "
+                                                   "folder, or FILE.py:Attribute), or an SB3 model .zip")
     p.add_argument("--format", choices=sources.FORMATS, default="auto", help="layout of --log (default: guessed)")
     p.add_argument("--policy-arg", action="append", default=[], metavar="KEY=VALUE",
                    help="keyword argument of a module:Class policy (repeatable; values parsed as YAML)")
@@ -111,7 +113,7 @@ def check_flags(args, p: argparse.ArgumentParser) -> None:
     deep inside the estimators that it feeds)."""
     for name, (least, why) in LEAST.items():
         value = getattr(args, name)
-        if value is not None and value < least:
+        if value is not None and not value >= least:  # NaN too: --min-ess nan would trust every estimate
             p.error(f"--{name.replace('_', '-')} {value}; give {least} or more {why}")
     if not 0 < args.alpha < 1:
         p.error(f"--alpha {args.alpha}; give a number in (0, 1), e.g. 0.05 for 95% intervals")
@@ -270,8 +272,8 @@ def show(report: dict) -> None:
         hidden = note in (NOT_IDENTIFIED, INCONSISTENT, UNDEFINED)
         table.add_row(name + mark, *("-" if hidden or not np.isfinite(row[k]) else f"{row[k]:.4f}"
                                      for k in ("estimate", "lower", "upper")),
-                      row["interval"], f"{selection['bias'].get(name, float('nan')):+.4f}",
-                      f"{selection['rmse'].get(name, float('nan')):.4f}", *([note] if noted else []))
+                      row["interval"], _number(selection["bias"].get(name), "+.4f"),
+                      _number(selection["rmse"].get(name), ".4f"), *([note] if noted else []))
     console.print(table)
     weights = Table(title="importance weights")
     keys = ("n", "ess", "ess_share", "mean_weight", "max_weight", "top1_share", "zero_share")
@@ -279,8 +281,15 @@ def show(report: dict) -> None:
     for key in keys:
         weights.add_column(key, justify="right")
     for layout, values in report["diagnostics"].items():
-        weights.add_row(layout, *(f"{values[k]:.4g}" for k in keys))
+        weights.add_row(layout, *(_number(values[k], ".4g") for k in keys))
     console.print(weights)
     console.print(Text.assemble((report["verdict"]["sentence"], "bold"), f" (protocol: {selection['protocol']})"))
     for warning in report.get("warnings", []):
         console.print(Text.assemble(("warning:", "yellow"), f" {warning}"))
+
+
+def _number(value, spec: str) -> str:
+    """``value`` formatted by ``spec``, or ``-`` where it is no number: an estimator undefined
+    on every simulated log has no bias nor RMSE, and weights that are all 0 have no top-1 %
+    share; the files hold ``null``."""
+    return f"{value:{spec}}" if value is not None and np.isfinite(value) else "-"

@@ -15,8 +15,10 @@ UNDEFINED = "undefined: its weights sum to 0"
 #: The note on an estimate without an interval: a self-normalised estimator defined on the
 #: log but on fewer bootstrap resamples than a ``1 - alpha`` interval needs
 #: (:class:`~recoworld.ope.base.UndefinedInterval`: the log has very few rounds with weight,
-#: and a resample that draws none of them has no estimate); the table prints the estimate
-#: without bounds. Filled in with the resamples it was defined on and those drawn.
+#: and a resample that draws none of them has no estimate), or, for a refitted interval
+#: (SNDR's), on fewer than all of its refits; the table prints the estimate without bounds.
+#: Filled in with the resamples it was defined on and those drawn (``--bootstrap``, or
+#: ``--refits`` for a refitted interval).
 UNDEFINED_INTERVAL = "interval undefined: defined on {defined} of {drawn} resamples"
 
 
@@ -33,7 +35,8 @@ def judge(rows: list[dict], diagnostics: dict, layout: dict, weighting: tuple, s
     estimators only: DM reads no propensity), is noted so; a weighting estimator with an
     effective sample size below ``--min-ess`` is noted with it, an estimate the log leaves
     undefined (NaN) with :data:`UNDEFINED`, and a defined estimate whose resampled interval
-    is not (NaN bounds and the ``n_replicates`` it was defined on, of ``args.bootstrap``)
+    is not (NaN bounds and the ``n_replicates`` it was defined on, of ``args.bootstrap`` or,
+    refitted, ``args.refits``)
     with :data:`UNDEFINED_INTERVAL`, before its ESS note if it has one. The verdict is
     :func:`~recoworld.ope.selection.verdict`'s unless the log's propensities are
     inconsistent, the recommended estimator's layout is not identified, its estimate is
@@ -51,7 +54,7 @@ def judge(rows: list[dict], diagnostics: dict, layout: dict, weighting: tuple, s
         else:
             notes = []
             if _interval_refused(row):
-                notes.append(UNDEFINED_INTERVAL.format(defined=row["n_replicates"], drawn=args.bootstrap))
+                notes.append(UNDEFINED_INTERVAL.format(defined=row["n_replicates"], drawn=_drawn(row, args)))
             if name in weighting and diagnostics[layout[name]]["ess"] < args.min_ess:
                 notes.append(f"ESS {diagnostics[layout[name]]['ess']:.0f} < {args.min_ess:g}")
             row["note"] = "; ".join(notes)
@@ -74,13 +77,19 @@ def judge(rows: list[dict], diagnostics: dict, layout: dict, weighting: tuple, s
         refused = next(row for row in rows if row["estimator"] == recommended)
         trusted = False
         sentence = (f"no estimate is trustworthy: {recommended}, the least RMSE on simulated logs, has no interval "
-                    f"on this log: it is defined on only {refused['n_replicates']} of the {args.bootstrap} bootstrap "
-                    "resamples (the log has very few rounds with weight, and a resample that draws none of them has "
-                    "no estimate); log more rounds, or with a policy that also makes the target's choices")
+                    f"on this log: it is defined on only {refused['n_replicates']} of the {_drawn(refused, args)} "
+                    "bootstrap resamples (the log has very few rounds with weight, and a resample that draws none of "
+                    "them has no estimate); log more rounds, or with a policy that also makes the target's choices")
     named = len(diagnostics) > 1
     warnings = [f"{name} weights: {found.sentence}" if named else found.sentence
                 for name, found in problems.items() if found is not None and found.sentence not in sentence]
     return trusted, sentence, warnings
+
+
+def _drawn(row: dict, args) -> int:
+    """The resamples behind a row's interval: ``--refits`` for one that refits its model,
+    else ``--bootstrap``."""
+    return args.refits if row["interval"] == "refit" else args.bootstrap
 
 
 def _interval_refused(row: dict) -> bool:

@@ -5,7 +5,8 @@
 * the name of an agent config, ``conf/agent/NAME.yaml``, instantiated with Hydra (with the
   ``--world`` and any ``--override`` given, as ``recoworld run agent=NAME`` would);
 * ``module:Attribute``, a class (instantiated with the ``--policy-arg KEY=VALUE`` given) or
-  an object;
+  an object, of an importable module (the current folder's included) or of a ``.py`` file
+  (``policies/mine.py:MyBandit``);
 * a path to a Stable-Baselines3 model ``.zip`` (``--sb3-algo`` names its algorithm),
   wrapped in :class:`~recoworld.agents.sb3.SB3Recommender`.
 
@@ -23,6 +24,7 @@ usage error naming it and the file and line that raised it.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,9 +80,12 @@ def _own_folders() -> tuple[str, ...]:
 
 def load_object(spec: str, kwargs: dict):
     """``module:Attribute``: the attribute, instantiated with ``kwargs`` when it is a class."""
-    module_name, _, attribute = spec.partition(":")
+    module_name, _, attribute = spec.rpartition(":")  # a Windows path has a colon of its own
+    if module_name.endswith(".py") and not Path(module_name).expanduser().is_file():
+        raise ValueError(f"--policy {spec!r}: no such file {module_name}; give the path of the policy's .py file, or "
+                         "module:Attribute of an importable module")
     try:
-        target = getattr(importlib.import_module(module_name), attribute)
+        target = getattr(_module(module_name), attribute)
     except Exception as error:  # noqa: BLE001 - the user's module may raise anything on import
         raise ValueError(f"--policy {spec!r}: cannot import {attribute!r} from {module_name!r} ({raised(error)}); "
                          "give module:Attribute of an importable module") from None
@@ -94,6 +99,32 @@ def load_object(spec: str, kwargs: dict):
         given = " ".join(f"--policy-arg {key}={value!r}" for key, value in kwargs.items()) or "no --policy-arg"
         raise ValueError(f"--policy {spec!r} with {given}: {attribute}() raised {raised(error)}; give --policy-arg "
                          f"KEY=VALUE for the arguments of {attribute}{inspect.signature(target)}") from None
+
+
+def _module(name: str):
+    """The module ``name``, or the file ``name`` when it ends in ``.py`` (``policies/mine.py``).
+    A module in the current folder imports as it does under ``python -m``: the ``recoworld``
+    script's own folder is first on ``sys.path``, not the current one, which goes last here,
+    so that no file of the current folder shadows an installed module."""
+    import sys
+
+    if name.endswith(".py"):
+        path = Path(name).expanduser().resolve()
+        # registered as an import would (dataclasses and pickle look a class's module up), under
+        # a name of its own where the file's is taken: a numpy.py must not replace numpy
+        registered = path.stem if path.stem not in sys.modules else f"_recoworld_policy_{path.stem}"
+        spec = importlib.util.spec_from_file_location(registered, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[registered] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[registered]
+            raise
+        return module
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
+    return importlib.import_module(name)
 
 
 def policy_kwargs(pairs: Sequence[str]) -> dict:

@@ -143,6 +143,19 @@ def load_catalog(log: str, world: str | None, composed):
         return instantiate(compose(config_name="config", overrides=[f"world={world or 'synthetic'}"]).world)
 
 
+def check_recommender(agent, spec: str) -> None:
+    """Refuse a ``--policy`` that is no Recommender (without ``setup`` and ``act``), before it
+    is set up: a bandit policy of a table log given for a RecoWorld log failed on its missing
+    ``setup`` with an AttributeError and a traceback."""
+    missing = [name for name in ("setup", "act") if not callable(getattr(agent, name, None))]
+    if missing:
+        bandit = (" (its action_dist(rows, n_actions, n_positions) is what a table or Open Bandit log asks of a "
+                  "policy)" if callable(getattr(agent, "action_dist", None)) else "")
+        raise ValueError(f"--policy {spec!r} is {type(agent).__name__}, which has no {' nor '.join(missing)}: a "
+                         f"RecoWorld log is evaluated with a Recommender{bandit}; subclass "
+                         "recoworld.agents.base.Recommender, or give an agent config name or an SB3 .zip")
+
+
 def evaluate_slate_log(args) -> dict:
     """The report of a RecoWorld log (see :mod:`recoworld.apps.ope.evaluate`)."""
     from recoworld.agents.off_policy import LoggedSlates
@@ -156,6 +169,11 @@ def evaluate_slate_log(args) -> dict:
         data = LoggedSlates.from_log(frame)
     except ValueError as error:  # slates of several lengths, a slate item outside its candidates
         raise ValueError(f"{args.log}: {error}") from None
+    folds = StudyConfig().n_folds
+    if len(data.action) < folds:  # said here in the log's terms, not as the study's log_sizes and n_folds
+        raise ValueError(f"{args.log} holds {len(data.action)} logged slates, but an evaluation needs at least "
+                         f"{folds} (the click model behind DM and cascade DR is cross-fitted over {folds} folds of "
+                         "the slates); log more rounds")
     check_propensities(data, args.log)
     try:
         agent, composed = load_agent(args.policy, policy_kwargs(args.policy_arg), args.world, args.override,
@@ -163,6 +181,7 @@ def evaluate_slate_log(args) -> dict:
         catalog = load_catalog(args.log, args.world, composed)
     except HydraException as error:  # a --world or --override that conf/ refuses
         raise composition_error(args, error) from None
+    check_recommender(agent, args.policy)
     agent = GuardedAgent(agent)
     n, K = data.action.shape
     C = data.candidate_ids.shape[1]

@@ -14,7 +14,8 @@ Three layouts (``--format``, guessed from ``--log`` when ``auto``):
   ``pscore`` (the logging policy's probability of the action, at its position when there
   is one, in ``(0, 1]``), optionally ``position`` (int, for lists) and any number of
   ``context_*`` columns (numbers: the context, which the reward model uses); other columns
-  are kept for the policy and otherwise ignored. A bad cell is refused with the file, its
+  are kept for the policy and otherwise ignored (a Parquet file's named index is read as a
+  column, as ``recoworld calibrate --data`` reads it). A bad cell is refused with the file, its
   column and row (counted from 1, after the header, as ``recoworld calibrate --data``
   counts); rows that repeat earlier ones in every column although a column is distinct on
   all others are copies, and the report warns of them
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recoworld.data.interactions import _column_fix, _unindexed
 from recoworld.ope import BanditFeedback, per_action_features
 
 FORMATS = ("auto", "recoworld", "obd", "table")
@@ -59,7 +61,12 @@ def guess_format(log: str) -> str:
 
         from recoworld.logs import VERSION_KEY
 
-        return "recoworld" if VERSION_KEY in (pq.read_schema(path).metadata or {}) else "table"
+        try:
+            metadata = pq.read_schema(path).metadata or {}
+        except (ValueError, OSError) as error:  # pyarrow's ArrowInvalid: not a Parquet file, or a cut one
+            raise ValueError(f"--log {log} cannot be read as Parquet ({str(error).strip()}); write it again as "
+                             "Parquet (pandas.DataFrame.to_parquet), or give a CSV") from None
+        return "recoworld" if VERSION_KEY in metadata else "table"
     if path.is_file():
         raise ValueError(f"--log {log}: a file named *{''.join(path.suffixes)} is neither a table log (.csv, "
                          ".csv.gz or .parquet) nor a RecoWorld log (a run directory or an episodes .parquet); "
@@ -119,23 +126,26 @@ def read_table(log: str, n_actions: int | None) -> tuple[pd.DataFrame, BanditFee
     if not path.is_file():
         raise ValueError(f"--log {log}: no such file; give a CSV or Parquet table with the columns "
                          f"{list(TABLE_COLUMNS)}")
-    frame = pd.read_csv(path) if ".csv" in path.suffixes else pd.read_parquet(path)
+    frame = _read(path, log)
     missing = [c for c in TABLE_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{log} lacks the column(s) {missing}; a table log needs {list(TABLE_COLUMNS)}, "
-                         "optionally 'position' and 'context_*' columns")
+    if missing:  # with the columns it has, and a near name to rename (' reward', 'Reward') or the separator to use
+        header = [str(c) for c in frame.columns]
+        raise ValueError(f"{log} lacks the column(s) {missing}; a table log needs {list(TABLE_COLUMNS)}, optionally "
+                         f"'position' and 'context_*' columns; its columns are {header}{_column_fix(header, missing)}")
     if len(frame) < MIN_ROUNDS:
         raise ValueError(f"{log} has {len(frame)} rounds, but an evaluation needs at least {MIN_ROUNDS} (the reward "
                          "model behind DM and DR is cross-fitted over 5 folds of the rounds); log more rounds")
     action = _column(frame, "action", log)
-    missing_action = frame["action"].isna().to_numpy()
-    if missing_action.any():
-        row = int(np.argmax(missing_action))
-        raise ValueError(f"{log}: action is missing at row {row + 1} ({int(missing_action.sum())} of {len(frame)} rounds); "
-                         "drop the rounds without a logged action")
+    for name in [c for c in ("action", "position") if c in frame.columns]:  # an empty cell is NaN, no id
+        absent = frame[name].isna().to_numpy()
+        if absent.any():
+            row = int(np.argmax(absent))
+            raise ValueError(f"{log}: {name} is missing at row {row + 1} ({int(absent.sum())} of {len(frame)} "
+                             f"rounds); drop the rounds without a logged {name}")
     largest = int(np.max(action)) + 1
     if n_actions is not None and n_actions < largest:
-        raise ValueError(f"--n-actions {n_actions}, but the log's actions reach {largest - 1}")
+        raise ValueError(f"--n-actions {n_actions}, but the log's actions reach {largest - 1}; give --n-actions "
+                         f"{largest} or more (the actions the policy chooses among), or leave it out")
     distinct = len(np.unique(action))
     if n_actions is None and distinct < largest / 2:
         raise ValueError(f"{log}: the action ids reach {largest - 1}, but only {distinct} distinct ids appear; map "
@@ -156,6 +166,25 @@ def read_table(log: str, n_actions: int | None) -> tuple[pd.DataFrame, BanditFee
         raise ValueError(f"{log}: {context_columns[column]} is {what} at row {row + 1} ({rounds} of {len(frame)} rounds); "
                          "impute it or drop those rounds")
     return frame, feedback, context, n_actions or largest
+
+
+def _read(path: Path, log: str) -> pd.DataFrame:
+    """The table at ``path`` (a Parquet file's named index read as a column); a file pandas or
+    pyarrow cannot read (empty, not CSV, not Parquet) is refused naming it, not with the
+    reader's bare message."""
+    csv = ".csv" in path.suffixes
+    try:
+        # a Parquet written from a table indexed by a column (set_index("action")) keeps it as the
+        # index: a column again, and the rows numbered in file order, as the errors count them
+        return pd.read_csv(path) if csv else _unindexed(pd.read_parquet(path))
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{log} is empty; a table log needs a header row with the columns {list(TABLE_COLUMNS)} and "
+                         "a row per logged round") from None
+    except (ValueError, OSError) as error:  # pandas' ParserError, pyarrow's ArrowInvalid, UnicodeDecodeError
+        fix = ("every row needs the header's number of comma-separated fields, and quotes must close" if csv
+               else "write it again as Parquet (pandas.DataFrame.to_parquet)")
+        kind = "CSV" if csv else "Parquet"
+        raise ValueError(f"{log} cannot be read as {kind} ({str(error).strip()}); {fix}") from None
 
 
 def repeated_rows(frame: pd.DataFrame, log: str) -> str | None:
