@@ -55,6 +55,9 @@ class Instruction:
         or where ``index`` is a bool mask ``[B]``, filled without listing its rows (a wait for
         the device on a GPU)."""
         if isinstance(index, torch.Tensor) and index.dtype == torch.bool:
+            if index.shape != self.active.shape:  # masked_fill_ would broadcast a [1] mask over every user
+                raise ValueError(f"clear() was given a mask of shape {tuple(index.shape)} for "
+                                 f"{len(self.active)} users; give one bool per user, shape {tuple(self.active.shape)}")
             for field in (self.active, self.more, self.less, self.novelty):
                 field.masked_fill_(index.view(-1, *(1,) * (field.dim() - 1)), 0)
             return

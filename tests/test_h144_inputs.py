@@ -151,3 +151,28 @@ def test_an_adapter_whose_base_is_elsewhere_is_named_with_the_fix(tmp_path):
     assert str(info.value) == (
         f"model={str(folder)!r} is a PEFT adapter without a tokenizer (tokenizer_config.json or tokenizer.json), and "
         f"{config} names no base model to read it from (base_model_name_or_path=None); {fix}")
+
+
+def test_an_adapter_whose_base_is_under_home_reads_the_expanded_path(tmp_path, monkeypatch):
+    from recoworld.llm.transformers_backend import TransformersChatModel
+
+    def load(name, *args, **kwargs):
+        raise Loaded(name)
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "base").mkdir()
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", load)
+    folder = adapter(tmp_path / "adapter", {"base_model_name_or_path": "~/base"})
+    # transformers reads "~/base" as a malformed hub id: the path is given expanded
+    with pytest.raises(Loaded, match=f"^{re.escape(str(tmp_path / 'base'))}$"):
+        TransformersChatModel(str(folder), device="cpu")
+
+
+def test_a_damaged_adapter_config_is_named_as_damaged(tmp_path):
+    from recoworld.llm.transformers_backend import TransformersChatModel
+
+    folder = adapter(tmp_path / "adapter", {})
+    (folder / "adapter_config.json").write_text('{"base_model_name_or_path": ')
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            f"{folder / 'adapter_config.json'}, which names the base model to read it from, cannot be read (")):
+        TransformersChatModel(str(folder), device="cpu")

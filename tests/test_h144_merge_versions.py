@@ -78,3 +78,18 @@ def test_many_runs_of_a_version_are_named_by_their_first_three(tmp_path):
              f"{tmp_path / '2'} and 2 more)")
     with pytest.raises(ValueError, match=re.escape(named)):
         merge([tmp_path])
+
+
+def test_a_run_without_a_version_beside_one_this_recoworld_does_not_read_is_refused(tmp_path):
+    versioned_run(tmp_path / "0", 0, 1.0, None)  # a hand-made metrics.json
+    versioned_run(tmp_path / "1", 1, 9.0, 10)  # a newer RecoWorld's
+    with pytest.raises(ValueError, match=re.escape(
+            f"different schema versions, version 10 ({tmp_path / '1'}) and version none ({tmp_path / '0'}), ")):
+        merge([tmp_path])
+
+
+def test_versions_are_named_in_number_order():
+    from recoworld.apps.merge_setting import pooled_versions
+
+    with pytest.raises(ValueError, match=re.escape("schema versions, version 2 (b) and version 10 (a), ")):
+        pooled_versions({"a": 10, "b": 2})

@@ -149,3 +149,12 @@ def test_restarting_some_users_checks_their_slots_in_one_read_and_still_names_a_
     for bad in (-1, 5):
         with pytest.raises(ValueError, match=re.escape(f"users holds slot {bad}, but there are 5 slots")):
             users.reset(5, seed=[7, 8], users=np.array([2, bad]))
+
+
+def test_clearing_by_a_mask_of_another_length_is_refused_not_broadcast():
+    instruction = Instruction.none(4, 3)
+    instruction.active[:] = True
+    with pytest.raises(ValueError, match=re.escape("clear() was given a mask of shape (1,) for 4 users; "
+                                                   "give one bool per user, shape (4,)")):
+        instruction.clear(torch.tensor([True]))
+    assert instruction.active.all()  # nothing cleared

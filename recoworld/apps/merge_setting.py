@@ -109,7 +109,8 @@ def pooled_versions(versions: dict[str, object]) -> str | None:
     """Whether the runs' metrics may be pooled, by the episodes schema version of the logs
     they were computed from (``versions``: run -> the ``schema_version`` of its
     ``metrics.json``, :data:`recoworld.logs.SCHEMA_VERSION` when it was written; ``None``
-    where it has none, which is not compared). Runs of one version pool as before (``None``
+    where it has none, a hand-made file: pooled with the versions this RecoWorld reads, named
+    as version "none" beside one it does not). Runs of one version pool as before (``None``
     returned). Runs of versions that this RecoWorld reads as one log
     (:data:`~recoworld.logs.READABLE_VERSIONS`: an earlier one lacks only columns that later
     ones added, and a column changes meaning only with a version this RecoWorld does not
@@ -124,12 +125,14 @@ def pooled_versions(versions: dict[str, object]) -> str | None:
 
     by_version: dict[str, list[str]] = {}
     for run, version in versions.items():
-        if version is not None:
-            by_version.setdefault(str(version), []).append(run)
+        by_version.setdefault("none" if version is None else str(version), []).append(run)
+    unread = [version for version in by_version if version not in (*READABLE_VERSIONS, "none")]
+    if not unread:  # a run without a version (a hand-made metrics.json) pools with any this RecoWorld reads
+        by_version.pop("none", None)
     if len(by_version) < 2:
         return None
-    groups = " and ".join(f"version {version} ({_some(runs)})" for version, runs in sorted(by_version.items()))
-    unread = [version for version in by_version if version not in READABLE_VERSIONS]
+    groups = " and ".join(f"version {version} ({_some(runs)})" for version, runs in
+                          sorted(by_version.items(), key=lambda pair: _version_order(pair[0])))
     if unread:
         raise ValueError(f"the runs' metrics come from episodes logs of different schema versions, {groups}, and this "
                          f"RecoWorld reads versions {', '.join(READABLE_VERSIONS)} only, so whether the metrics of "
@@ -137,9 +140,14 @@ def pooled_versions(versions: dict[str, object]) -> str | None:
                          f"RecoWorld release that wrote version {', '.join(unread)} if it reads the others, rerun "
                          "those runs with this one, or merge each version's runs on its own, each with its own --out")
     lacking = "; ".join(f"version {version} lacks only {', '.join(READABLE_VERSIONS[version])}"
-                        for version in sorted(by_version) if READABLE_VERSIONS[version])
+                        for version in sorted(by_version, key=_version_order) if READABLE_VERSIONS[version])
     return (f"runs of episodes schema {groups} are pooled: this RecoWorld reads them as one log of version "
             f"{SCHEMA_VERSION}" + (f" ({lacking})" if lacking else ""))
+
+
+def _version_order(version: str) -> tuple:
+    """Versions in number order ("2" before "10"), the unnumbered after them."""
+    return (0, int(version), "") if version.isdigit() else (1, 0, version)
 
 
 def _some(runs: list[str], shown: int = 3) -> str:

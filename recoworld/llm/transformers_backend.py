@@ -47,29 +47,32 @@ def _tokenizer_source(name: str) -> str:
     read the adapter's directory, and fail there on tokenizer files it does not have.
 
     Raises:
-        FileNotFoundError: the adapter names no base model, or a path (``/``, ``.``, ``~``)
-            that is not a directory here (it was trained on another machine, say); the
-            message names it and the fix.
+        FileNotFoundError: ``adapter_config.json`` cannot be read, names no base model, or
+            names a path (``/``, ``.``, ``~``) that is not a directory here (it was trained on
+            another machine, say); the message names it and the fix.
     """
     adapter = Path(name).expanduser()
     config = adapter / "adapter_config.json"
     if not config.is_file() or any((adapter / file).is_file() for file in TOKENIZER_FILES):
         return name
-    try:
-        base = json.loads(config.read_text()).get("base_model_name_or_path")
-    except (OSError, ValueError, AttributeError):  # damaged, or not a mapping
-        base = None
     without = f"model={name!r} is a PEFT adapter without a tokenizer ({' or '.join(TOKENIZER_FILES)})"
     fix = (f"save the tokenizer beside the adapter (tokenizer.save_pretrained({name!r})), or, in Python, give it: "
            "TransformersChatModel(model, tokenizer)")
+    try:
+        adapter_config = json.loads(config.read_text())
+    except (OSError, ValueError) as error:
+        raise FileNotFoundError(f"{without}, and {config}, which names the base model to read it from, cannot be "
+                                f"read ({error}); save the adapter again (model.save_pretrained), or {fix}") from None
+    base = adapter_config.get("base_model_name_or_path") if isinstance(adapter_config, dict) else None
     if not isinstance(base, str) or not base.strip():
         raise FileNotFoundError(f"{without}, and {config} names no base model to read it from "
                                 f"(base_model_name_or_path={base!r}); {fix}")
-    if not Path(base).expanduser().is_dir() and base.startswith(("/", ".", "~")):
+    local = Path(base).expanduser()
+    if not local.is_dir() and base.startswith(("/", ".", "~")):
         raise FileNotFoundError(f"{without}, so it is read from the base model that {config} names, "
                                 f"base_model_name_or_path={base!r}, which is not a directory here; set it to the base "
                                 f"model's directory or hub id (e.g. HuggingFaceTB/SmolLM2-135M-Instruct), or {fix}")
-    return base
+    return str(local) if local.is_dir() else base  # transformers reads "~/base" as a malformed hub id
 
 
 class TransformersChatModel(ChatModel):
