@@ -15,8 +15,8 @@ from gymnasium import spaces
 
 from recoworld.catalog import SyntheticTitles
 from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, check_number
-from recoworld.envs.slate import _episode_end, _first, _refuse_step_after_end, _single_reset_seed, _WorldFace
-from recoworld.envs.world import SlateWorld, check_arguments
+from recoworld.envs.slate import _episode_end, _first, _single_reset_seed, _WorldFace
+from recoworld.envs.world import SlateWorld, check_arguments, refuse_step_after_end
 from recoworld.simulators import instructions as _phrasings
 from recoworld.types import CANDIDATE_IDS
 
@@ -185,7 +185,7 @@ class InstructEnv(_WorldFace, gym.Env):
     def step(self, action):
         if not self.world.started:
             raise RuntimeError("call reset() before step()")
-        _refuse_step_after_end(self._ended)
+        refuse_step_after_end(self._ended)
         try:
             positions = self.candidate_positions(action)
         except InvalidAction as err:

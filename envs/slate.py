@@ -15,7 +15,7 @@ from gymnasium.vector.utils import batch_space
 
 from recoworld.rewards import RewardWeights
 from recoworld.envs.render import AnsiFrames
-from recoworld.envs.world import SlateWorld, check_arguments, one_seed, reset_seeds
+from recoworld.envs.world import SlateWorld, check_arguments, one_seed, refuse_step_after_end, reset_seeds
 
 MANUAL = """
     ## Description
@@ -259,7 +259,7 @@ class SlateEnv(_WorldFace, gym.Env):
         return observation, info
 
     def step(self, action):
-        _refuse_step_after_end(self._ended)
+        refuse_step_after_end(self._ended)
         slates = self.world.slates_from_actions(action, single=True)
         reward, terminated, truncated, response = self.world.step(slates)
         terminated, truncated = bool(terminated[0]), bool(truncated[0])
@@ -358,13 +358,6 @@ def _episode_end(terminated: bool, truncated: bool, max_steps: int) -> str | Non
     if terminated:
         return "terminated: the user churned"
     return f"truncated after max_steps={max_steps} steps" if truncated else None
-
-
-def _refuse_step_after_end(ended: str | None) -> None:
-    """A single env's step after its episode ended would step a churned user, or one past
-    ``max_steps``: ``RuntimeError`` instead (the vector env resets finished users itself)."""
-    if ended:
-        raise RuntimeError(f"the episode has ended ({ended}); call env.reset() before step()")
 
 
 def _check_options(options, env: str, allowed: tuple[str, ...]) -> dict:

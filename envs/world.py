@@ -367,6 +367,13 @@ def check_arguments(kwargs: Mapping, env: str = "RecoWorld/Slate-v0", own: Seque
                          f"{', '.join(known)} (help({manual}) describes each)")
 
 
+def refuse_step_after_end(ended: str | None) -> None:
+    """A single env's (or a wrapper's) step after its episode ended would step a churned user, or one past
+    ``max_steps``: ``RuntimeError`` instead (the vector env resets finished users itself)."""
+    if ended:
+        raise RuntimeError(f"the episode has ended ({ended}); call env.reset() before step()")
+
+
 def one_seed(seed):
     """A 0-d array or tensor as the seed it holds (``np.array(3)`` and ``torch.tensor(3)`` are
     3); any other ``seed`` as it is."""

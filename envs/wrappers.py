@@ -17,7 +17,7 @@ import numpy as np
 from gymnasium import spaces
 
 from recoworld.config_checks import NON_NEGATIVE, Interval, check_number
-from recoworld.envs.slate import _refuse_step_after_end
+from recoworld.envs.world import refuse_step_after_end
 
 
 class SequentialSlateEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -88,7 +88,7 @@ class SequentialSlateEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def step(self, action):
         # Before the K-th pick reaches the wrapped env, which refuses a step after the end too.
-        _refuse_step_after_end(self._ended)
+        refuse_step_after_end(self._ended)
         pick = np.asarray(action)
         # int() would truncate a float (2.7 is candidate 2) and read a bool as 0 or 1.
         if pick.size != 1 or pick.dtype.kind not in "iu":
