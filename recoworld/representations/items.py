@@ -24,11 +24,10 @@ from collections.abc import Sequence
 import torch
 
 from recoworld.catalog import Catalog
-from recoworld.representations.config import RepresentationConfig
+from recoworld.config_checks import from_mapping
+from recoworld.representations.config import KINDS, RepresentationConfig
 from recoworld.representations.embeddings import get_embeddings
 from recoworld.representations.semantic_ids import SemanticIds
-
-KINDS = ("text", "semantic_id", "embedding")
 
 
 class ItemRepresentation(ABC):
@@ -40,6 +39,16 @@ class ItemRepresentation(ABC):
         # Filled on first use, so that a catalog of millions costs only the items shown.
         self._genres_of: dict[int, tuple[str, ...]] = {}
         self._text: dict[int, str] = {}
+
+    def item_ids(self, items: Sequence[int]) -> list[int]:
+        """``items`` as ints, refusing one outside the catalog: a negative id would
+        otherwise read as an item counted from the end."""
+        ids = [int(i) for i in items]
+        for position, item in enumerate(ids):
+            if not 0 <= item < self.catalog.n_items:
+                raise IndexError(f"items[{position}]={item} is outside the catalog {self.catalog.name!r} "
+                                 f"(ids 0..{self.catalog.n_items - 1})")
+        return ids
 
     def genres_of(self, item: int) -> tuple[str, ...]:
         """The genre names of ``item``."""
@@ -69,44 +78,61 @@ class TextRepresentation(ItemRepresentation):
     """Titles and genres."""
 
     def describe(self, items: Sequence[int]) -> list[str]:
-        return [self.text(int(i)) for i in items]
+        return [self.text(i) for i in self.item_ids(items)]
 
 
 class SemanticIdRepresentation(ItemRepresentation):
-    """Semantic IDs, fitted once per catalog and setting and kept in ``catalog.extra``."""
+    """Semantic IDs, fitted once per catalog, setting and embeddings, and kept in
+    ``catalog.extra``. They are fitted again when the embeddings they came from changed
+    (attached again under the same name, or a catalog copied with other features that
+    shares the ``extra`` of the first)."""
 
     def __init__(self, catalog: Catalog, source: str = "features", levels: int = 3, codebook_size: int = 64,
                  seed: int = 0):
         super().__init__(catalog)
         store = catalog.extra.setdefault("semantic_ids", {})
         key = (source, levels, codebook_size, seed)
-        if key not in store:
-            store[key] = SemanticIds.fit(get_embeddings(catalog, source), levels, codebook_size, seed)
-        self.ids: SemanticIds = store[key]
+        vectors = get_embeddings(catalog, source)
+        fitted_on, ids = store.get(key, (None, None))
+        if fitted_on is None or not (fitted_on is vectors or (fitted_on.shape == vectors.shape
+                                                              and torch.equal(fitted_on, vectors))):
+            store[key] = (vectors, SemanticIds.fit(vectors, levels, codebook_size, seed))
+        self.ids: SemanticIds = store[key][1]
 
     def describe(self, items: Sequence[int]) -> list[str]:
-        return self.ids.render(items)
+        return self.ids.render(self.item_ids(items))
 
     def code(self, items: Sequence[int]) -> list[str]:
-        return self.ids.render(items)
+        return self.ids.render(self.item_ids(items))
 
 
 class EmbeddingRepresentation(ItemRepresentation):
     """External embeddings in words: each item's ``nearest_genres`` genres by cosine
-    similarity to the genre centroids (mean embedding of each genre's items)."""
+    similarity to the genre centroids (mean embedding of each genre's items). A genre no
+    item has (no centroid) is never named; an item whose vector is zero (no direction, a
+    cosine of 0 with every genre) is refused."""
 
     def __init__(self, catalog: Catalog, source: str, nearest_genres: int = 2):
         super().__init__(catalog)
-        vectors = torch.nn.functional.normalize(get_embeddings(catalog, source), dim=1)
-        centroids = torch.nn.functional.normalize(catalog.genres.float().cpu().T @ vectors, dim=1)
-        k = min(nearest_genres, catalog.n_genres)
-        self._nearest = (vectors @ centroids.T).topk(k, dim=1).indices.tolist()
+        raw = get_embeddings(catalog, source)
+        zero = (raw == 0).all(1)
+        if bool(zero.any()):
+            rows = zero.nonzero().flatten().tolist()
+            raise ValueError(f"embeddings {source!r} have {len(rows)} zero vector(s) (rows {rows[:5]}"
+                             f"{', ...' if len(rows) > 5 else ''}): a zero vector has no direction, so no nearest "
+                             "genre; give those items a vector, or use kind='text'")
+        vectors = torch.nn.functional.normalize(raw, dim=1)
+        members = catalog.genres.float().cpu()
+        centroids = torch.nn.functional.normalize(members.T @ vectors, dim=1)
+        similarity = (vectors @ centroids.T).masked_fill(members.sum(0) == 0, -torch.inf)
+        k = min(nearest_genres, int((members.sum(0) > 0).sum()))
+        self._nearest = similarity.topk(k, dim=1).indices.tolist()
 
     def describe(self, items: Sequence[int]) -> list[str]:
         names = self.catalog.genre_names
         out = []
-        for i in items:
-            near = [names[g] for g in self._nearest[int(i)]]
+        for i in self.item_ids(items):
+            near = [names[g] for g in self._nearest[i]]
             out.append(f"an item close to {' and '.join(near) if len(near) < 3 else ', '.join(near)}")
         return out
 
@@ -119,7 +145,7 @@ def make_representation(catalog: Catalog, config: RepresentationConfig | dict | 
     elif isinstance(config, str):
         config = RepresentationConfig(kind=config)
     elif not isinstance(config, RepresentationConfig):
-        config = RepresentationConfig(**dict(config))
+        config = from_mapping(RepresentationConfig, config, "the representation config")
     if config.kind == "text":
         return TextRepresentation(catalog)
     if config.kind == "semantic_id":
@@ -129,4 +155,4 @@ def make_representation(catalog: Catalog, config: RepresentationConfig | dict | 
             raise ValueError("representation kind 'embedding' describes external vectors; set source to 'text' or "
                              "to a name attached with recoworld.representations.attach_embeddings")
         return EmbeddingRepresentation(catalog, config.source, config.nearest_genres)
-    raise ValueError(f"representation kind={config.kind!r}; choose one of {KINDS}")
+    raise ValueError(f"RepresentationConfig.kind={config.kind!r}; choose one of {KINDS}")

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
+from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, Interval, check_number
+
 
 def kmeans(x: torch.Tensor, k: int, iters: int = 25, seed: int = 0) -> torch.Tensor:
     """Centroids ``[k', D]`` of ``x`` ``[N, D]`` by Lloyd's algorithm with k-means++ seeding
@@ -29,12 +31,11 @@ def kmeans(x: torch.Tensor, k: int, iters: int = 25, seed: int = 0) -> torch.Ten
 
     Deterministic for a ``seed``. A cluster that empties keeps its centroid.
     """
-    if x.ndim != 2 or len(x) == 0:
-        raise ValueError(f"kmeans needs a non-empty [N, D] tensor, got shape {tuple(x.shape)}")
+    x = _points(x)
+    k = check_number("kmeans", "k", k, AT_LEAST_ONE, integer=True)
     if iters < 1:
         raise ValueError(f"iters={iters}; k-means needs at least one Lloyd iteration")
-    gen = torch.Generator().manual_seed(seed)
-    x = x.float().cpu()
+    gen = torch.Generator().manual_seed(check_number("kmeans", "seed", seed, NON_NEGATIVE, integer=True))
     k = min(k, len(torch.unique(x, dim=0)))
     centroids = x[torch.randint(len(x), (1,), generator=gen)]
     nearest = torch.cdist(x, centroids).pow(2).min(1).values
@@ -55,6 +56,20 @@ def kmeans(x: torch.Tensor, k: int, iters: int = 25, seed: int = 0) -> torch.Ten
     return centroids
 
 
+def _points(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as a float32 CPU tensor, if it is a non-empty ``[N, D]`` table of finite numbers
+    (a NaN would become every centroid it touches, and every later level's)."""
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"quantisation needs a non-empty [N, D] tensor, got shape {tuple(x.shape)}")
+    x = x.float().cpu()
+    bad = ~torch.isfinite(x).all(1)
+    if bool(bad.any()):
+        more = int(bad.sum()) - 1
+        raise ValueError(f"quantisation needs finite vectors; row {int(bad.nonzero()[0])} has a non-finite value"
+                         f"{f' (and {more} more rows)' if more else ''}: drop or replace the rows that have one")
+    return x
+
+
 @dataclass(eq=False)
 class ResidualQuantizer:
     """Codebooks of a fitted residual quantiser (see the module docstring).
@@ -70,9 +85,9 @@ class ResidualQuantizer:
     def fit(cls, x: torch.Tensor, levels: int = 3, codebook_size: int = 64, iters: int = 25,
             seed: int = 0) -> ResidualQuantizer:
         """Fit ``levels`` codebooks of at most ``codebook_size`` centroids to ``x`` ``[N, D]``."""
-        if levels < 1 or codebook_size < 1:
-            raise ValueError(f"levels={levels} and codebook_size={codebook_size} must both be >= 1")
-        residual = x.float().cpu()
+        levels = check_number("ResidualQuantizer", "levels", levels, AT_LEAST_ONE, integer=True)
+        codebook_size = check_number("ResidualQuantizer", "codebook_size", codebook_size, AT_LEAST_ONE, integer=True)
+        residual = _points(x)
         codebooks = []
         for level in range(levels):
             centroids = kmeans(residual, codebook_size, iters, seed + level)
@@ -86,7 +101,10 @@ class ResidualQuantizer:
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """int64 codes ``[N, levels]`` of ``x`` ``[N, D]``."""
-        residual = x.float().cpu()
+        residual = _points(x)
+        if residual.shape[1] != self.codebooks[0].shape[1]:
+            raise ValueError(f"x has {residual.shape[1]} dimensions, but the quantiser was fitted to "
+                             f"{self.codebooks[0].shape[1]}")
         codes = []
         for centroids in self.codebooks:
             code = torch.cdist(residual, centroids).argmin(1)
@@ -95,8 +113,10 @@ class ResidualQuantizer:
         return torch.stack(codes, 1)
 
     def decode(self, codes: torch.Tensor, levels: int | None = None) -> torch.Tensor:
-        """Reconstructions ``[N, D]``: the sum of the centroids of the first ``levels`` codes."""
-        levels = self.levels if levels is None else levels
+        """Reconstructions ``[N, D]``: the sum of the centroids of the first ``levels`` codes
+        (0 to :attr:`levels`; none gives zeros)."""
+        levels = self.levels if levels is None else check_number(
+            "decode", "levels", levels, Interval(0, self.levels), integer=True)
         out = torch.zeros(codes.shape[0], self.codebooks[0].shape[1])
         for level in range(levels):
             out += self.codebooks[level][codes[:, level]]
@@ -104,5 +124,5 @@ class ResidualQuantizer:
 
     def reconstruction_error(self, x: torch.Tensor, levels: int | None = None) -> float:
         """Mean squared distance between ``x`` and its reconstruction from ``levels`` levels."""
-        x = x.float().cpu()
+        x = _points(x)
         return float((x - self.decode(self.encode(x), levels)).pow(2).sum(1).mean())

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from recoworld.config_checks import Interval, check_number
+from recoworld.representations.config import MAX_LEVELS
 from recoworld.representations.quantization import ResidualQuantizer
 
 
@@ -37,7 +39,10 @@ class SemanticIds:
     def fit(cls, embeddings: torch.Tensor, levels: int = 3, codebook_size: int = 64, seed: int = 0,
             disambiguate: bool = True) -> SemanticIds:
         """Quantise ``embeddings`` ``[N, D]`` into ``levels`` tokens per item (plus one
-        collision token when ``disambiguate`` and two items would otherwise share an ID)."""
+        collision token when ``disambiguate`` and two items would otherwise share an ID);
+        ``levels`` is at most :data:`~recoworld.representations.config.MAX_LEVELS`, one
+        letter per token."""
+        check_number("SemanticIds", "levels", levels, Interval(1, MAX_LEVELS), integer=True)
         quantizer = ResidualQuantizer.fit(embeddings, levels, codebook_size, seed=seed)
         codes = quantizer.encode(embeddings)
         if disambiguate:

@@ -52,10 +52,12 @@ agents, or wrap it in an OpenAI-compatible server and point an ``LLMRerank`` at 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 
 import numpy as np
 
+from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, check_number, did_you_mean
 from recoworld.envs.instruct import InstructEnv
 from recoworld.rng import mix_int
 
@@ -63,6 +65,8 @@ from recoworld.rng import mix_int
 DEFAULT_REWARD = {"clicks": 1.0, "retention": 1.0, "compliance": 1.0}
 #: A small world: short prompts, short episodes.
 DEFAULT_ENV = {"slate_size": 3, "num_candidates": 10, "history_length": 5, "max_steps": 5}
+#: InstructEnv's arguments that RecommendationEnvironment sets (a rollout goes on after a refused slate).
+FIXED_ENV_ARGUMENTS = ("invalid_action", "invalid_penalty")
 
 SYSTEM_PROMPT = (
     "You are a movie recommender talking to one user of a streaming service. Each turn, call the "
@@ -77,13 +81,17 @@ def user_dataset(n_rows: int, key: int = 0, prompt: str = "A user opens the app.
     mix_int(key, i)`` — the user that all generations of its group face."""
     from datasets import Dataset
 
+    # An empty dataset would stop training at once, with no word of why.
+    n_rows = check_number("user_dataset", "n_rows", n_rows, AT_LEAST_ONE, integer=True)
     messages = [{"role": "system", "content": system_prompt}, {"role": "user", "content": prompt}]
     return Dataset.from_dict({"prompt": [messages] * n_rows, "user_seed": [group_user_seed(key, i) for i in range(n_rows)]})
 
 
 def group_user_seed(key: int, row: int) -> int:
-    """The seed of the simulated user of dataset row ``row`` under the shared ``key``."""
-    return mix_int(key, row)
+    """The seed of the simulated user of dataset row ``row`` under the shared ``key``
+    (integers >= 0: a float key would be truncated into another key's users)."""
+    return mix_int(check_number("user_dataset", "key", key, NON_NEGATIVE, integer=True),
+                   check_number("user_dataset", "row", row, NON_NEGATIVE, integer=True))
 
 
 class RecommendationEnvironment:
@@ -95,8 +103,9 @@ class RecommendationEnvironment:
         env_kwargs: arguments of :class:`~recoworld.envs.instruct.InstructEnv` (default
             :data:`DEFAULT_ENV`); ``reward`` among them overrides ``reward``.
         reward: weights of the reward signals (default :data:`DEFAULT_REWARD`).
-        invalid_penalty: cost of a refused slate.
-        no_slate_penalty: the reward of a rollout that never showed a valid slate.
+        invalid_penalty: cost of a refused slate (>= 0).
+        no_slate_penalty: what a rollout that never showed a valid slate loses (>= 0: a
+            negative one would reward showing nothing).
 
     Attributes (read them after a rollout): ``total_reward``, ``slates_shown``,
     ``invalid_slates``, ``signals`` (each reward signal summed over the rollout), ``done``.
@@ -104,9 +113,16 @@ class RecommendationEnvironment:
 
     def __init__(self, env_kwargs: Mapping | None = None, reward: Mapping | None = None,
                  invalid_penalty: float = 0.5, no_slate_penalty: float = 1.0):
-        kwargs = {**DEFAULT_ENV, "reward": dict(reward or DEFAULT_REWARD), **dict(env_kwargs or {})}
+        env_kwargs = dict(env_kwargs or {})
+        for fixed in FIXED_ENV_ARGUMENTS:
+            if fixed in env_kwargs:
+                raise ValueError(f"env_kwargs sets {fixed}={env_kwargs[fixed]!r}, which RecommendationEnvironment sets "
+                                 "itself (a refused slate costs invalid_penalty and the rollout goes on); give "
+                                 "invalid_penalty as RecommendationEnvironment's own argument")
+        kwargs = {**DEFAULT_ENV, "reward": dict(reward or DEFAULT_REWARD), **env_kwargs}
         self.env = InstructEnv(invalid_action="penalty", invalid_penalty=invalid_penalty, **kwargs)
-        self.no_slate_penalty = no_slate_penalty
+        self.no_slate_penalty = check_number("RecommendationEnvironment", "no_slate_penalty", no_slate_penalty,
+                                             NON_NEGATIVE)
         self.user_seed: int | None = None
         self._clear()
 
@@ -115,7 +131,8 @@ class RecommendationEnvironment:
         if user_seed is None:
             raise ValueError("the dataset row has no user_seed, so the generations of a group could face different "
                              "users; build the dataset with recoworld.apps.training.user_dataset()")
-        self.user_seed = int(user_seed)
+        # int() would truncate 1.7, or read "3" and True, into another row's user.
+        self.user_seed = check_number(None, "user_seed", user_seed, NON_NEGATIVE, integer=True)
         observation, _ = self.env.reset(seed=self.user_seed)
         self._clear()
         return "\n" + observation
@@ -157,7 +174,14 @@ class RecommendationEnvironment:
 
 def make_environment_factory(**kwargs) -> Callable[[], RecommendationEnvironment]:
     """A zero-argument factory of :class:`RecommendationEnvironment` with these arguments,
-    for ``GRPOTrainer(environment_factory=...)``."""
+    for ``GRPOTrainer(environment_factory=...)``. One environment is built here, so that a
+    misspelt or bad argument fails now rather than in the trainer's first rollout."""
+    known = list(inspect.signature(RecommendationEnvironment).parameters)
+    for name in kwargs:
+        if name not in known:
+            raise ValueError(f"make_environment_factory got {name!r}, which RecommendationEnvironment has not"
+                             f"{did_you_mean(name, known)}; its arguments are {', '.join(known)}")
+    RecommendationEnvironment(**kwargs)
 
     def factory() -> RecommendationEnvironment:
         return RecommendationEnvironment(**kwargs)
