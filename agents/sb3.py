@@ -41,7 +41,7 @@ from stable_baselines3.common.utils import LinearSchedule
 from recoworld.agents.base import Recommender, check_served_env, deterministic, top_k
 from recoworld.agents.sb3_policies import (CHOSEN, POSITION, CandidateQPolicy, CandidateScoringPolicy,
                                            MaskableCandidateScoringPolicy, catalog_policy_kwargs)
-from recoworld.agents.slateq import resolve_device
+from recoworld.agents.slateq import known_device
 from recoworld.config_checks import AT_LEAST_ONE, POSITIVE, check_number, did_you_mean
 from recoworld.rewards import RewardWeights
 from recoworld.types import (CANDIDATE_FEATURES, CANDIDATE_IDS, HISTORY_FEEDBACK, HISTORY_ITEMS, INSTRUCTION,
@@ -341,7 +341,8 @@ class SB3Agent(SB3Recommender):
         tensorboard_log: a folder for SB3's TensorBoard training curves (one run per seed,
             ``<algo>_seed<seed>_1``); ``recoworld run experiment.tensorboard=true`` sets it
             inside the run directory.
-        device: torch device of the model (``"cpu"``; ``"auto"`` picks CUDA when present).
+        device: torch device of the model (``"cpu"``; ``"auto"`` picks CUDA when present;
+            a CUDA device where there is none trains on the CPU, as SB3 does).
         deterministic, name: as for :class:`SB3Recommender`.
 
     ``formulation``, ``total_timesteps``, ``num_envs``, ``algo_kwargs`` and ``policy_kwargs``
@@ -390,7 +391,9 @@ class SB3Agent(SB3Recommender):
         # A missing file or another algorithm's model fails here, before any rollout.
         self._saved_model = None if load_path is None else read_saved_model(load_path, algo)
         self.policy_kwargs = dict(tuned.policy_kwargs if policy_kwargs is None else policy_kwargs)
-        resolve_device(device)  # a device torch does not know fails here, not inside SB3 in setup
+        # A name torch does not know fails here, not inside SB3 in setup. Only the name: SB3
+        # runs a CUDA device on the CPU where there is none, as this agent always has.
+        known_device(device)
         self.load_path, self.save_path, self.device = load_path, save_path, device
         self.tensorboard_log = tensorboard_log
         #: Called with the env steps of each training step (``num_envs``), e.g. to advance

@@ -359,15 +359,20 @@ class SlateQAgent(Recommender):
 
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
+def known_device(device: str | torch.device) -> torch.device:
     """``device`` as a torch device, ``"auto"`` being CUDA when available, else CPU; a name
-    torch does not know, or CUDA where there is none, is a ``ValueError`` naming it."""
+    torch does not know is a ``ValueError`` naming it."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        device = torch.device(device)
+        return torch.device(device)
     except (RuntimeError, TypeError):  # torch's message lists every device type it knows of
         raise ValueError(f"device={device!r} is not a torch device; use 'cpu', 'cuda' or 'auto'") from None
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """:func:`known_device`, and a ``ValueError`` for CUDA where there is none."""
+    device = known_device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device} but CUDA is not available; use device='cpu' or 'auto'")
     return device

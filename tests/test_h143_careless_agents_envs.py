@@ -33,6 +33,21 @@ def test_a_device_torch_does_not_know_is_named_when_the_agent_is_built(make):
         make()
 
 
+@pytest.mark.parametrize("device", ["cuda", "cuda:0"])
+def test_sb3_agent_given_cuda_where_there_is_none_trains_on_the_cpu_as_sb3_does(device, monkeypatch):
+    # Before: refused when built, "device=cuda but CUDA is not available" (since 4c5bef0;
+    # SB3's get_device runs a CUDA device on the CPU where there is none, as this agent did).
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    agent = SB3Agent(algo="A2C", total_timesteps=8, num_envs=2, algo_kwargs={"n_steps": 4}, device=device)
+    agent.setup(SlateVectorEnv(2, **SMALL), seed=0)
+    assert agent.model.device == torch.device("cpu")
+    # SlateQ refused it before 4c5bef0, and NeuralLinearTS failed in setup: both still refuse it.
+    for make in (SlateQAgent, NeuralLinearTS):
+        with pytest.raises(ValueError, match="^" + re.escape(
+                f"device={device} but CUDA is not available; use device='cpu' or 'auto'") + "$"):
+            make(device=device)
+
+
 def test_neural_linear_takes_auto_as_slateq_does():
     agent = NeuralLinearTS(device="auto")
     agent.setup(SlateVectorEnv(2, **SMALL), seed=0)

@@ -49,10 +49,23 @@ def test_a_user_who_rated_nearly_every_item_sits_the_replay_out():
 def test_a_replay_no_user_can_fill_is_not_scored_and_the_page_says_why():
     with pytest.raises(CalibrationDataError, match=re.escape(
             "no user has the 7 never-rated items a replayed request shows beside the held-out one "
-            "(num_candidates=8): every user rated all but at most 5 of the 30 items")):
+            "(num_candidates=8): every user with a held-out rating rated all but at most 5 of the 30 items")):
         replay_rounds(_split({0: 25, 1: 28}), RankingConfig(num_candidates=8, rounds=2))
     text = "\n".join(page.ranking_section(None, "ratings", "no user has the 19 never-rated items"))
     assert text.startswith("## Policy ranking") and "Not scored: no user has the 19 never-rated items." in text
+
+
+def test_a_replay_whose_only_user_who_can_fill_a_request_held_nothing_out_is_not_scored():
+    # User 0 sits out (5 never-rated items); user 1 fills a request but rated 4 items, too few
+    # to hold one out, so has no round. Before: no error, 0 rounds, every agent's replay
+    # click-through 0 and the page's "a replay of 0 held-out ratings".
+    with pytest.raises(CalibrationDataError, match="^" + re.escape(
+            "no user has the 7 never-rated items a replayed request shows beside the held-out one "
+            "(num_candidates=8): every user with a held-out rating rated all but at most 5 of the 30 items; "
+            "1 of the 2 users held nothing out (too few ratings to hold one out)") + "$"):
+        replay_rounds(_split({0: 25, 1: 4}), RankingConfig(num_candidates=8, rounds=2))
+    rounds = replay_rounds(_split({0: 25, 1: 4, 2: 10}), RankingConfig(num_candidates=8, rounds=2))
+    assert (rounds.item[:, 2] >= 0).all() and (rounds.item[:, :2] == -1).all(), "a user who can be replayed is"
 
 
 def test_the_page_counts_the_users_who_sat_the_replay_out():
@@ -139,6 +152,20 @@ def test_a_segment_without_held_out_ratings_has_no_auc_and_no_f1():
     assert "n/a: none of the segment's users has held-out ratings (too few ratings to hold one out)." in text
 
 
+def test_an_undefined_auc_reads_n_a_in_the_headline_and_the_discrimination_table():
+    def entry(auc):
+        return {"auc": auc, "auc_users": 0, **{f"1:{m}": {"f1": 0.5, "accuracy": 0.5, "precision": 0.5, "recall": 0.5}
+                                                for m in (1, 3, 9)},
+                **{f"1:{m} (Bernoulli draws)": {"f1": 0.5} for m in (1, 3, 9)}}
+
+    results = {"models": {"calibrated user": entry(float("nan")), "MF baseline": entry(0.7)}, "ratings": None}
+    # Before: "| AUC | nan | 0.7000 |" and "| calibrated user | nan | 0.500 ...".
+    assert "| AUC | n/a | 0.7000 |" in page.headline(results)
+    text = "\n".join(page.discrimination_section(results, list(results["models"])))
+    assert "| calibrated user | n/a | 0.500 |" in text and "| MF baseline | 0.7000 | 0.500 |" in text
+    assert "nan" not in text
+
+
 # ------------------------------------------------------------------ targets
 def test_an_undefined_figure_meets_no_target_and_misses_none():
     nan = float("nan")
@@ -168,6 +195,23 @@ def test_the_llm_section_names_the_sampled_users_by_the_logs_own_ids(log_world):
     assert "MovieLens" not in text
 
 
+def test_the_llm_section_of_a_world_made_without_the_datas_ids_names_the_worlds_own(log_world):
+    from recoworld.simulators.calibrated import ORIGINAL_ID, CalibratedWorld
+
+    fitted = CalibratedWorld.load(log_world[0])
+    # Made in Python without the data's ids, which CalibratedWorld allows (it still runs).
+    world = CalibratedWorld(fitted.catalog, fitted.config, fitted.users.drop(columns=ORIGINAL_ID), fitted.interest,
+                            fitted.meta)
+    dense = [int(u) for u in world.users["user_id"].iloc[[0, 3]]]
+    entry = {"auc": 0.8, **{f"1:{m}": {"f1": 0.5, "accuracy": 0.5} for m in (1, 3, 9)}}
+    # Before: ValueError "this calibrated world has no map between its user ids and the
+    # data's", after every section was computed, and no report.md.
+    text = "\n".join(page.user_kinds_section({"users": dense, "statistical": entry}, world, "data given in Python"))
+    assert (f"2 sampled users (the world's own user ids {dense[0]}, {dense[1]}: it was made without the data's), "
+            "the same lists for every kind.") in text
+    assert "| statistical | 0.8000 |" in text
+
+
 # ------------------------------------------------------------------ durations
 def test_the_gaps_of_a_log_spanning_a_day_read_in_hours_or_minutes_not_zero_days():
     from dataclasses import replace
@@ -182,24 +226,51 @@ def test_the_gaps_of_a_log_spanning_a_day_read_in_hours_or_minutes_not_zero_days
     assert "gap 46.1 minutes." in page.world_section(world(0.032))[2]
     assert "gap 2.4 hours." in page.world_section(world(0.099))[2]
     assert "gap 15.2 days." in page.world_section(world(15.23))[2], "days as before"
+    # Before: "60.0 minutes" just under an hour, and "nan minutes" for an undefined gap.
+    assert "gap 1.0 hours." in page.world_section(world(1 / 24))[2]
+    assert "gap 1.0 hours." in page.world_section(world(1 / 24 - 1e-7))[2]
+    assert "gap 59.9 minutes." in page.world_section(world(59.9 / 1440))[2]
+    # A refitted gap or a Weibull mean in the session section can be undefined; a world's cannot.
+    assert page._duration(float("nan")) == page._duration(None) == "n/a"
 
 
 # ------------------------------------------------------------------ held-out users' fold-in
-def test_users_folded_in_on_a_log_of_few_chosen_items_get_vectors():
+def test_users_folded_in_on_a_log_of_few_chosen_items_get_vectors(monkeypatch):
     """The ``users`` split folds users into a fit whose scores have fewer dimensions than its
-    rank (a log whose users chose among 5 of 30 items)."""
+    rank (a log whose users chose among 5 of 30 items). Whether a null direction's item
+    vector comes out exactly 0 or a rounding error away depends on the maths library
+    (LAPACK), so neither is assumed; what the fold-in gives on any is asserted."""
+    from recoworld.calibration import choice
     from recoworld.calibration.choice import ChoiceFitConfig, fit_choice, rating_weights
 
-    gen = np.random.default_rng(0)
-    rows = [(u, i, 4, t) for u in range(12) for t, i in enumerate(gen.choice(5, 4, replace=False))]
-    ratings = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
-    fold_in = torch.arange(12) < 3
+    def fold_in_fit(users: int, items: int, chosen: int, per_user: int, config: ChoiceFitConfig):
+        gen = np.random.default_rng(0)
+        rows = [(u, i, 4, t) for u in range(users) for t, i in enumerate(gen.choice(chosen, per_user, replace=False))]
+        ratings = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+        fold_in = torch.arange(users) < 3
+        return fit_choice(rating_weights(ratings, users, items, None), config, fold_in=fold_in), fold_in
+
     # Before: torch.linalg.solve "The solver failed because the input matrix is singular".
-    model = fit_choice(rating_weights(ratings, 12, 30, None), ChoiceFitConfig(dim=4, rank=8), fold_in=fold_in)
+    model, fold_in = fold_in_fit(12, 30, 5, 4, ChoiceFitConfig(dim=4, rank=8))
+    assert torch.isfinite(model.user_vectors).all() and torch.isfinite(model.logits()).all()
     empty = ~model.item_vectors.any(0)
-    assert empty.any(), "the scores have fewer dimensions than the rank"
     assert (model.user_vectors[fold_in][:, empty] == 0).all(), "a direction with no item vector is left at 0"
-    assert torch.isfinite(model.logits()).all()
+
+    # A fit whose item vectors span every direction folds users in exactly as before the fix:
+    # the least-squares solve on all of them, from the scores fit_choice factorised.
+    original, tables = choice.item_to_item_scores, []
+
+    def recorded(*args):
+        tables.append(original(*args))
+        return tables[-1]
+
+    monkeypatch.setattr(choice, "item_to_item_scores", recorded)
+    model, fold_in = fold_in_fit(40, 30, 30, 12, ChoiceFitConfig(dim=4, rank=8))
+    items = model.item_vectors
+    assert items.any(0).all(), "every direction has an item vector"
+    scores = tables[0]  # completed in place by fit_choice
+    before = torch.linalg.solve(items.T @ items, items.T @ scores[fold_in].T).T
+    assert torch.equal(model.user_vectors[fold_in], before)
 
 
 # ------------------------------------------------------------------ 1:m lists of a small catalog

@@ -17,7 +17,7 @@ from recoworld.apps.fidelity.evaluation import RATIOS
 from recoworld.apps.fidelity.sessions import MIN_HALF_USERS
 from recoworld.calibration.bootstrap import is_undefined
 from recoworld.logs import new_folder, strict_json
-from recoworld.simulators.calibrated import CalibratedWorld
+from recoworld.simulators.calibrated import ORIGINAL_ID, CalibratedWorld
 
 
 def write_report(results: dict, out: Path, world: CalibratedWorld) -> Path:
@@ -67,7 +67,7 @@ def _write_files(results: dict, out: Path, world: CalibratedWorld) -> None:
 def headline(results: dict) -> list[str]:
     """The headline numbers as a Markdown table: calibrated user against the MF baseline."""
     names = list(results["models"])
-    rows = [("AUC", lambda n: f"{results['models'][n]['auc']:.4f}")]
+    rows = [("AUC", lambda n: _number(results['models'][n]['auc'], 4))]
     rows += [(f"F1 at 1:{m}", lambda n, m=m: f"{results['models'][n][f'1:{m}']['f1']:.3f}") for m in RATIOS]
     if results["ratings"]:
         rows.append(("rating RMSE", lambda n: f"{results['ratings']['rmse'][n]:.4f}"))
@@ -135,7 +135,7 @@ def short_lists_note(short: dict[str, float] | None) -> list[str]:
 
 def discrimination_section(results: dict, names: list[str]) -> list[str]:
     lines = ["", "## Discrimination and the 1:m protocol", ""]
-    lines += _decision_table({n: results["models"][n] for n in names}, "model", lambda e: f"{e['auc']:.4f}")
+    lines += _decision_table({n: results["models"][n] for n in names}, "model", lambda e: _number(e["auc"], 4))
     lines += ["", "Precision / recall (would watch = choice probability > 1/2; in brackets the expected F1 "
               "when each answer is a Bernoulli draw):", "",
               "| model | " + " | ".join(f"1:{m} P / R (F1 drawn)" for m in RATIOS) + " |",
@@ -200,13 +200,16 @@ def _number(value: float | None, digits: int) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
 
-def _duration(days: float) -> str:
+def _duration(days: float | None) -> str:
     """A duration of ``days``, in hours or minutes where under a tenth of a day: a log that
-    spans a day has gaps of minutes, which would read "0.0 days"."""
-    hours = 24 * days
-    if days >= 0.1 or hours <= 0:
+    spans a day has gaps of minutes, which would read "0.0 days"; ``n/a`` for an undefined
+    one. Hours from what rounds to 60.0 minutes: just under an hour reads "1.0 hours"."""
+    if _number(days, 1) == "n/a":
+        return "n/a"
+    minutes = 24 * 60 * days
+    if days >= 0.1 or minutes <= 0:
         return f"{days:.1f} days"
-    return f"{hours:.1f} hours" if hours >= 1 else f"{60 * hours:.1f} minutes"
+    return f"{minutes / 60:.1f} hours" if round(minutes, 1) >= 60 else f"{minutes:.1f} minutes"
 
 
 def _with_interval(entry: dict, digits: int = 3, draws: str = "resamples") -> str:
@@ -406,18 +409,23 @@ def ranking_section(ranking: dict | None, noun: str = "ratings", not_scored: str
 
 def user_kinds_section(users: dict | None, world: CalibratedWorld, data: str = "MovieLens") -> list[str]:
     """The LLM and hybrid users against the statistical one on sampled users, named by their
-    ids in the ``data`` the ``world`` was fitted on (MovieLens', or the log's own)."""
+    ids in the ``data`` the ``world`` was fitted on (MovieLens', or the log's own), or by the
+    world's own ids (``users["user_id"]``) for a world made without the data's."""
     if not users:
         return []
-    ids = ", ".join(world.original_user_id(np.asarray(users["users"])))
+    sampled = np.asarray(users["users"])
+    if ORIGINAL_ID in world.users:
+        ids = f"{data} ids {', '.join(world.original_user_id(sampled))}"
+    else:  # made in Python without them, as CalibratedWorld allows: it still runs
+        ids = f"the world's own user ids {', '.join(str(u) for u in sampled)}: it was made without the data's"
     lines = ["## LLM and hybrid users", "",
-             f"{len(users['users'])} sampled users ({data} ids {ids}), "
+             f"{len(users['users'])} sampled users ({ids}), "
              "the same lists for every kind. The hybrid user's clicks are its statistical core's, so its "
              "numbers are the calibrated user's; the LLM user has no choice probability, hence no AUC. "
              "Small samples: read these as a check that the pipeline runs, not as estimates "
              "(see `recoworld.apps.fidelity.llm` for runs at scale).", ""]
     kinds = {kind: users[kind] for kind in ("statistical", "hybrid", "llm") if kind in users}
-    lines += _decision_table(kinds, "user", lambda e: "n/a" if e["auc"] is None else f"{e['auc']:.4f}")
+    lines += _decision_table(kinds, "user", lambda e: _number(e["auc"], 4))
     if "llm" in users and users["llm"].get("llm"):
         usage = users["llm"]["llm"]
         lines += ["", "LLM use: " + ", ".join(f"{k} {v:g}" for k, v in usage.items())]

@@ -168,10 +168,18 @@ def replay_rounds(split: Split, config: RankingConfig) -> ReplayRounds:
     for table in (split.train, split.test):
         rated[table["user_id"].to_numpy(), table["item_id"].to_numpy()] = True
     unrated = (~rated).sum(1)
-    if unrated.max(initial=0) < C - 1:
+    # Only a user with a held-out rating has a round: one who rated too few to hold one out
+    # fills a request but has nothing to replay in it.
+    held = np.zeros(n_users, dtype=bool)
+    held[split.test["user_id"].to_numpy()] = True
+    most = unrated[held].max(initial=0)
+    if most < C - 1:
+        light = "" if held.all() else (f"; {int((~held).sum())} of the {n_users} users held nothing out "
+                                       "(too few ratings to hold one out)")
         raise CalibrationDataError(
             f"no user has the {C - 1} never-rated items a replayed request shows beside the held-out one "
-            f"(num_candidates={C}): every user rated all but at most {unrated.max(initial=0)} of the {n_items} items")
+            f"(num_candidates={C}): every user with a held-out rating rated all but at most "
+            f"{most} of the {n_items} items{light}")
     everything = pd.concat([split.train, split.test], ignore_index=True).sort_values(
         ["user_id", "timestamp"], kind="stable")
     # Training ratings precede held-out ones, so a user's first held-out rating comes after
