@@ -264,8 +264,13 @@ def check_new_folder(out: str | Path, flag: str = "--out") -> Path:
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{flag} {out} is a file; give a folder for the report")
-    # a file where a folder above it should be fails only when the report is written, after the work
-    above = next((folder for folder in out.parents if folder.exists()), None)
+    # a file where a folder above it should be fails only when the report is written, after the work,
+    # and so does a link to nothing there (exists() follows the link, and would step past it); --out
+    # itself a link to nothing would send the report to another name
+    above = next((folder for folder in (out, *out.parents) if folder.exists() or folder.is_symlink()), None)
+    if above is not None and not above.exists():
+        raise ValueError(f"{flag} {out}: {above} is a link to nothing ({os.readlink(above)}); give a folder for the "
+                         "report")
     if above is not None and not above.is_dir():
         raise ValueError(f"{flag} {out}: {above} is a file, not a folder; give a folder for the report")
     if out.is_dir() and any(out.iterdir()):

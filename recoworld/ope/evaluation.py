@@ -105,8 +105,10 @@ def evaluate_bandit(problem: BanditProblem, n_bootstrap: int = 1000, n_refits: i
     interval rest on (:class:`~recoworld.ope.base.PolicyValueInterval`: fewer than
     ``n_bootstrap`` where SNIPS is undefined on some resamples), ``None`` for a refitted
     one and where the estimate is undefined; but where SNDR is undefined on some of the
-    ``n_refits`` resamples, its refitted interval's bounds are NaN and ``n_replicates``
-    counts the refits that defined it, so that a report can say why. NaN marks what is
+    ``n_refits`` resamples, ``n_replicates`` counts the refits that defined it, which its
+    bounds rest on, and the bounds are NaN where they are too few
+    (:func:`~recoworld.ope.refit.refit_interval`: fewer than 95% of the refits), so that a
+    report can say why. NaN marks what is
     undefined: all three numbers where SNIPS is undefined on the log
     (:class:`~recoworld.ope.base.UndefinedEstimate`); only the bounds where it is defined
     on too few resamples for a ``1 - alpha`` interval
@@ -131,7 +133,8 @@ def evaluate_bandit(problem: BanditProblem, n_bootstrap: int = 1000, n_refits: i
     estimate, lower, upper = refit_interval(estimates_on, problem.n, n_refits, alpha, seed)
     refits_defined = np.sum(defined[1:], axis=0)  # the first call is the whole log's estimate
     for j, name in enumerate(MODEL_BASED):
-        replicates = int(refits_defined[j]) if refits_defined[j] < n_refits else None
+        # None where nothing is counted: every refit defined it, or the whole log leaves it undefined (as SNIPS)
+        replicates = int(refits_defined[j]) if np.isfinite(estimate[j]) and refits_defined[j] < n_refits else None
         rows.append({"estimator": name, "estimate": float(estimate[j]), "lower": float(lower[j]),
                      "upper": float(upper[j]), "interval": "refit", "n_replicates": replicates})
     return rows

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from recoworld.ope import _validation as v
@@ -15,7 +17,12 @@ def refit_interval(estimate_on, n_rows: int, n_refits: int, alpha: float, seed: 
     target). The estimate is ``estimate_on(all rows)``; the interval is
     ``estimate +- t_{1-alpha/2, n_refits-1} sd``, with ``sd`` the standard deviation over
     ``n_refits`` bootstrap resamples drawn from ``numpy.random.default_rng(seed)`` (Student's
-    quantile, since ``sd`` is estimated from few replicates).
+    quantile, since ``sd`` is estimated from few replicates). A replicate that is NaN or
+    infinite (a self-normalised estimator, SNDR, undefined on a resample without weight) lies
+    in no interval: ``sd`` is taken over the defined replicates, ``t`` has their number less
+    one degrees of freedom, and the bounds are NaN, the estimate kept, where fewer than
+    :func:`~recoworld.calibration.bootstrap.least_defined` of the ``n_refits`` are defined
+    (95% of them, rounded up: the fidelity bootstrap's rule for draws left undefined).
 
     Why refit: the direct method and fitted Q evaluation are smooth functions of a fitted
     model, and most of their sampling variance is the model's; resampling their per-round
@@ -39,11 +46,21 @@ def refit_interval(estimate_on, n_rows: int, n_refits: int, alpha: float, seed: 
     rng = np.random.default_rng(int(seed))
     estimate = np.asarray(estimate_on(np.arange(n_rows)), dtype=np.float64)
     replicates = np.array([estimate_on(rng.integers(0, n_rows, n_rows)) for _ in range(n_refits)], dtype=np.float64)
-    # Student's t with n_refits - 1 degrees of freedom: the standard error is itself
-    # estimated from few replicates, and z would understate the interval's width
     from scipy.stats import t as student_t
 
-    spread = student_t.ppf(1 - alpha / 2, n_refits - 1) * replicates.std(axis=0, ddof=1)
+    from recoworld.calibration.bootstrap import least_defined
+
+    defined = np.isfinite(replicates)
+    n_defined = defined.sum(axis=0)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # "Degrees of freedom <= 0": NaN, refused below
+        # where every replicate is defined, the plain standard deviation, as before to the last bit
+        sd = np.where(n_defined == n_refits, replicates.std(axis=0, ddof=1),
+                      np.std(replicates, axis=0, ddof=1, where=defined))
+    # Student's t with one degree of freedom fewer than the defined replicates: the standard
+    # error is itself estimated from few replicates, and z would understate the interval's width
+    spread = np.where(n_defined >= least_defined(n_refits),
+                      student_t.ppf(1 - alpha / 2, np.maximum(n_defined - 1, 1)) * sd, np.nan)
     return estimate, estimate - spread, estimate + spread
 
 

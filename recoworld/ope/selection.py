@@ -33,7 +33,10 @@ positions, the evaluation policy's distribution ``pi_i``) and replaces the rest:
 
 Every estimator then runs on each simulated log as on the real one (reward model refitted)
 and the one of least RMSE is recommended. :func:`verdict` says plainly when no estimate
-deserves trust.
+deserves trust. It judges the RMSE against the simulated value for 0/1 rewards, and against
+the logged rewards' range ``r_max - r_min`` for others: a share of the value would change
+with where the scale starts (ratings 1..5 shifted by 100 would pass any RMSE, centred on 0
+none), a share of the range does not.
 """
 
 from __future__ import annotations
@@ -52,8 +55,8 @@ from recoworld.ope.evaluation import (
 )
 from recoworld.ope.feedback import BanditFeedback
 
-#: The recommended estimator's simulated RMSE, relative to the simulated value, above which
-#: no estimate is called trustworthy.
+#: The recommended estimator's simulated RMSE, relative to the simulated value (0/1 rewards) or
+#: to the logged rewards' range (others), above which no estimate is called trustworthy.
 MAX_RELATIVE_RMSE = 0.25
 
 
@@ -61,7 +64,10 @@ MAX_RELATIVE_RMSE = 0.25
 class Selection:
     """The outcome of a selection: per-estimator ``bias`` and ``rmse`` over the simulated
     logs (dicts by estimator name), the ``recommended`` estimator, the simulated truths'
-    mean ``value`` and the number of simulated logs ``n_sims``; ``protocol`` names it."""
+    mean ``value`` and the number of simulated logs ``n_sims``; ``protocol`` names it.
+    ``reward_range``, the logged rewards' ``(r_min, r_max)`` where they are not all 0/1 (nor
+    all equal), is what :func:`verdict` judges the RMSE against; ``None`` (0/1 rewards,
+    clicks) judges it against the value."""
 
     bias: dict
     rmse: dict
@@ -69,6 +75,7 @@ class Selection:
     value: float
     n_sims: int
     protocol: str
+    reward_range: tuple[float, float] | None = None
 
 
 def simulate_then_select(problem: BanditProblem, n_sims: int = 20, seed: int = 0,
@@ -90,12 +97,13 @@ def simulate_then_select(problem: BanditProblem, n_sims: int = 20, seed: int = 0
     spread = ((pi - 1.0 / n_actions) * pi).sum(1).mean()
     kappa = shrunk / spread if spread > 1e-12 else 0.0
     binary = np.isin(f.reward, (0.0, 1.0)).all()
+    low, high = (0.0, 1.0) if binary else (float(f.reward.min()), float(f.reward.max()))
     # q = clip(q_hat + kappa (pi - 1/A), r_min, r_max), in place: a log of many rounds and
     # actions holds few [n, A] arrays at once
     q = q_hat
     q += kappa * pi
     q -= kappa / n_actions
-    np.clip(q, *((0.0, 1.0) if binary else (f.reward.min(), f.reward.max())), out=q)
+    np.clip(q, low, high, out=q)
     noise = residual.std() if not binary else 0.0
     rest = (1.0 - f.pscore) / max(n_actions - 1, 1)
     cumulative = np.repeat(rest[:, None], n_actions, axis=1)
@@ -112,7 +120,8 @@ def simulate_then_select(problem: BanditProblem, n_sims: int = 20, seed: int = 0
         simulated = replace(problem, feedback=BanditFeedback(action, reward, pscore, f.position))
         errors[s] = simulated.estimates(estimators, seed=seed + s + 1) - truth
     bias, rmse, recommended = summarise_errors(errors, estimators)
-    return Selection(bias, rmse, recommended, truth, n_sims, "simulate-then-select (plausible worlds from the log)")
+    return Selection(bias, rmse, recommended, truth, n_sims, "simulate-then-select (plausible worlds from the log)",
+                     None if binary or low == high else (low, high))
 
 
 def summarise_errors(errors: np.ndarray, estimators) -> tuple[dict, dict, str]:
@@ -133,18 +142,23 @@ def summarise_errors(errors: np.ndarray, estimators) -> tuple[dict, dict, str]:
 def verdict(selection: Selection, ess: float, min_ess: float = MIN_ESS,
             max_relative_rmse: float = MAX_RELATIVE_RMSE, weighting=WEIGHTING) -> tuple[bool, str]:
     """``(trustworthy, sentence)``: the recommended estimate is trusted when its simulated
-    RMSE is at most ``max_relative_rmse`` of the simulated value and, for an estimator that
-    reweights rounds, the log's effective sample size is at least ``min_ess``."""
+    RMSE is at most ``max_relative_rmse`` of the simulated value (of the logged rewards'
+    range where ``selection.reward_range`` is given: module docstring) and, for an estimator
+    that reweights rounds, the log's effective sample size is at least ``min_ess``."""
     name = selection.recommended
-    relative = selection.rmse[name] / max(abs(selection.value), 1e-12)
+    scale, of = abs(selection.value), "the value"
+    if selection.reward_range is not None:
+        low, high = selection.reward_range
+        scale, of = high - low, f"the logged rewards' range [{low:g}, {high:g}]"
+    relative = selection.rmse[name] / max(scale, 1e-12)
     if name in weighting and ess < min_ess:
         return False, (f"no estimate is trustworthy: the effective sample size is {ess:.1f} (< {min_ess:g}), "
                        f"too few rounds carry the weight for {name}; log more data or evaluate a policy closer "
                        "to the logging policy")
     if relative > max_relative_rmse:
         return False, (f"no estimate is trustworthy: even the best estimator, {name}, erred by "
-                       f"{relative:.0%} of the value (RMSE) on simulated logs of this shape "
+                       f"{relative:.0%} of {of} (RMSE) on simulated logs of this shape "
                        f"(threshold {max_relative_rmse:.0%})")
     model = " (reward-model based)" if name in MODEL_BASED else ""
     return True, (f"{name}{model} is recommended: the least RMSE on {selection.n_sims} simulated logs of this shape "
-                  f"({relative:.0%} of the value)")
+                  f"({relative:.0%} of {of})")

@@ -93,7 +93,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--min-ess", type=float, default=MIN_ESS, help="effective sample size below which no "
                                                                  "weighting estimate is trusted")
     p.add_argument("--max-relative-rmse", type=float, default=MAX_RELATIVE_RMSE,
-                   help="simulated relative RMSE above which no estimate is trusted")
+                   help="simulated RMSE, as a share of the simulated value (0/1 rewards) or of the logged "
+                        "rewards' range (others), above which no estimate is trusted")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("ope_evaluation"), help="output directory")
     return p

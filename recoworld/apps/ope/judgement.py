@@ -16,7 +16,8 @@ UNDEFINED = "undefined: its weights sum to 0"
 #: log but on fewer bootstrap resamples than a ``1 - alpha`` interval needs
 #: (:class:`~recoworld.ope.base.UndefinedInterval`: the log has very few rounds with weight,
 #: and a resample that draws none of them has no estimate), or, for a refitted interval
-#: (SNDR's), on fewer than all of its refits; the table prints the estimate without bounds.
+#: (SNDR's), on fewer than 95% of its refits (:func:`~recoworld.ope.refit.refit_interval`);
+#: the table prints the estimate without bounds.
 #: Filled in with the resamples it was defined on and those drawn (``--bootstrap``, or
 #: ``--refits`` for a refitted interval).
 UNDEFINED_INTERVAL = "interval undefined: defined on {defined} of {drawn} resamples"

@@ -6,7 +6,7 @@
   ``--world`` and any ``--override`` given, as ``recoworld run agent=NAME`` would);
 * ``module:Attribute``, a class (instantiated with the ``--policy-arg KEY=VALUE`` given) or
   an object, of an importable module (the current folder's included) or of a ``.py`` file
-  (``policies/mine.py:MyBandit``);
+  (``policies/mine.py:MyBandit``, which imports the modules beside it by their name);
 * a path to a Stable-Baselines3 model ``.zip`` (``--sb3-algo`` names its algorithm),
   wrapped in :class:`~recoworld.agents.sb3.SB3Recommender`.
 
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import itertools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,10 +43,11 @@ ACT_DRAWS = 200
 OWN_PACKAGES = ("recoworld", "recoworld.agents", "recoworld.envs", "recoworld.simulators")
 
 
-def raised(error: Exception) -> str:
+def raised(error: Exception, calls: int = 1) -> str:
     """``RuntimeError: boom (mypol.py, line 12)``: an error of the user's code, said in one
-    line with where it was raised, in place of a traceback: the deepest frame below the one
-    that made the call that is the user's, neither Python's nor an installed library's nor
+    line with where it was raised, in place of a traceback: the deepest frame below the
+    ``calls`` that made the call (the caller's, and any helper of its own it went through)
+    that is the user's, neither Python's nor an installed library's nor
     RecoWorld's own (a policy's ``obs["no_such_field"]`` raises in ``recoworld/types.py``,
     but the line to fix is the policy's); else, when every such frame is RecoWorld's (its
     own agents given as ``--policy``), the deepest of those."""
@@ -55,7 +57,7 @@ def raised(error: Exception) -> str:
     libraries = tuple({sysconfig.get_paths()[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")})
     own = _own_folders()
     ours, users = [], []
-    for frame in traceback.extract_tb(error.__traceback__)[1:]:
+    for frame in traceback.extract_tb(error.__traceback__)[calls:]:
         if os.path.realpath(frame.filename).startswith(own):
             ours.append(frame)
         elif not frame.filename.startswith((*libraries, "<")):  # "<frozen importlib._bootstrap>"
@@ -87,8 +89,12 @@ def load_object(spec: str, kwargs: dict):
     try:
         target = getattr(_module(module_name), attribute)
     except Exception as error:  # noqa: BLE001 - the user's module may raise anything on import
-        raise ValueError(f"--policy {spec!r}: cannot import {attribute!r} from {module_name!r} ({raised(error)}); "
-                         "give module:Attribute of an importable module") from None
+        fix = ("fix the file's imports: modules beside it import by their name; a package's module is given as "
+               "package.module:Class" if module_name.endswith(".py") and isinstance(error, ImportError)
+               else "give module:Attribute of an importable module")
+        # below this frame and _module's: a module that is not found was raised nowhere to fix
+        raise ValueError(f"--policy {spec!r}: cannot import {attribute!r} from {module_name!r} "
+                         f"({raised(error, calls=2)}); {fix}") from None
     if not isinstance(target, type):
         return target
     try:
@@ -103,16 +109,17 @@ def load_object(spec: str, kwargs: dict):
 
 def _module(name: str):
     """The module ``name``, or the file ``name`` when it ends in ``.py`` (``policies/mine.py``).
-    A module in the current folder imports as it does under ``python -m``: the ``recoworld``
-    script's own folder is first on ``sys.path``, not the current one, which goes last here,
-    so that no file of the current folder shadows an installed module."""
+    A module in the current folder imports as it does under ``python -m``, and a file imports
+    the modules beside it as it does under ``python policies/mine.py``: the ``recoworld``
+    script's own folder is first on ``sys.path``, not the current one nor the file's, which go
+    last here, so that no file of theirs shadows an installed module."""
     import sys
 
     if name.endswith(".py"):
         path = Path(name).expanduser().resolve()
-        # registered as an import would (dataclasses and pickle look a class's module up), under
-        # a name of its own where the file's is taken: a numpy.py must not replace numpy
-        registered = path.stem if path.stem not in sys.modules else f"_recoworld_policy_{path.stem}"
+        registered = _registered_name(path)
+        if str(path.parent) not in sys.path:
+            sys.path.append(str(path.parent))
         spec = importlib.util.spec_from_file_location(registered, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[registered] = module
@@ -125,6 +132,27 @@ def _module(name: str):
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.append(os.getcwd())
     return importlib.import_module(name)
+
+
+#: Loads of a policy file registered under a name of their own (:func:`_registered_name`).
+_LOADS = itertools.count(1)
+
+
+def _registered_name(path: Path) -> str:
+    """The name a policy file's module is registered under, as an import would register it
+    (dataclasses and pickle look a class's module up by name): the file's own, ``mine`` for
+    ``mine.py``, where no other module imports by that name, so that a child process that has the
+    file's folder on its path imports it back; else one of its own per load. A ``numpy.py``
+    must not replace numpy, nor a ``scipy.py`` the scipy imported later, and a file loaded
+    again must not take the name of its earlier load, whose objects pickle by it."""
+    import sys
+
+    stem = path.stem
+    if stem.isidentifier() and stem not in sys.modules:
+        found = importlib.util.find_spec(stem)  # the file itself, where its folder is on sys.path already
+        if found is None or (found.origin and Path(found.origin).resolve() == path):
+            return stem
+    return f"_recoworld_policy_{stem}_{next(_LOADS)}"
 
 
 def policy_kwargs(pairs: Sequence[str]) -> dict:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recoworld.data.interactions import _column_fix, _unindexed
+from recoworld.data.interactions import _column_fix, _read_errors, _unindexed
 from recoworld.ope import BanditFeedback, per_action_features
 
 FORMATS = ("auto", "recoworld", "obd", "table")
@@ -138,6 +138,8 @@ def read_table(log: str, n_actions: int | None) -> tuple[pd.DataFrame, BanditFee
     action = _column(frame, "action", log)
     for name in [c for c in ("action", "position") if c in frame.columns]:  # an empty cell is NaN, no id
         absent = frame[name].isna().to_numpy()
+        if name == "position" and absent.all():  # the log is not of lists: no round to drop
+            raise ValueError(f"{log}: position is empty in every row; drop the column for a log of single actions")
         if absent.any():
             row = int(np.argmax(absent))
             raise ValueError(f"{log}: {name} is missing at row {row + 1} ({int(absent.sum())} of {len(frame)} "
@@ -170,21 +172,16 @@ def read_table(log: str, n_actions: int | None) -> tuple[pd.DataFrame, BanditFee
 
 def _read(path: Path, log: str) -> pd.DataFrame:
     """The table at ``path`` (a Parquet file's named index read as a column); a file pandas or
-    pyarrow cannot read (empty, not CSV, not Parquet) is refused naming it, not with the
-    reader's bare message."""
-    csv = ".csv" in path.suffixes
-    try:
+    pyarrow cannot read (empty, not UTF-8, not CSV, not Parquet) is refused naming it and the
+    fix, as ``recoworld calibrate --data`` refuses it, not with the reader's bare message."""
+    kind = "csv" if ".csv" in path.suffixes else "parquet"
+    with _read_errors(path, "table log", kind):
         # a Parquet written from a table indexed by a column (set_index("action")) keeps it as the
         # index: a column again, and the rows numbered in file order, as the errors count them
-        return pd.read_csv(path) if csv else _unindexed(pd.read_parquet(path))
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{log} is empty; a table log needs a header row with the columns {list(TABLE_COLUMNS)} and "
-                         "a row per logged round") from None
-    except (ValueError, OSError) as error:  # pandas' ParserError, pyarrow's ArrowInvalid, UnicodeDecodeError
-        fix = ("every row needs the header's number of comma-separated fields, and quotes must close" if csv
-               else "write it again as Parquet (pandas.DataFrame.to_parquet)")
-        kind = "CSV" if csv else "Parquet"
-        raise ValueError(f"{log} cannot be read as {kind} ({str(error).strip()}); {fix}") from None
+        return pd.read_csv(path) if kind == "csv" else _unindexed(pd.read_parquet(path))
+    # _read_errors reads an empty CSV as no rows; a table log needs at least its header
+    raise ValueError(f"{log} is empty; a table log needs a header row with the columns {list(TABLE_COLUMNS)} and "
+                     "a row per logged round")
 
 
 def repeated_rows(frame: pd.DataFrame, log: str) -> str | None:
