@@ -11,11 +11,10 @@ import pytest
 
 from recoworld.apps.training import RecommendationEnvironment, group_user_seed, make_environment_factory, user_dataset
 
-pytest.importorskip("datasets", reason='the GRPO adapter needs the rl-llm extra: pip install -e ".[rl-llm]"')
-
 
 @pytest.mark.parametrize("n_rows", [0, -1, 2.5])
 def test_a_dataset_of_no_rows_is_refused(n_rows):
+    pytest.importorskip("datasets", reason='user_dataset needs the rl-llm extra: pip install -e ".[rl-llm]"')
     with pytest.raises(ValueError, match=re.escape(f"user_dataset.n_rows={n_rows!r}: must be an integer >= 1")):
         user_dataset(n_rows)
 

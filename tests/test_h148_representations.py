@@ -91,7 +91,7 @@ def test_a_nan_row_is_named_with_its_value(catalog):
         attach_embeddings(catalog, "img", table)
 
 
-@pytest.mark.parametrize("dtype", [np.float16, np.int32, np.bool_])
+@pytest.mark.parametrize("dtype", [np.float16, np.int32, np.bool_, np.uint16, np.uint32, np.uint64])
 def test_embeddings_of_other_numeric_dtypes_are_stored_as_float32(catalog, dtype):
     table = (vectors() * 3).astype(dtype)
     stored = attach_embeddings(catalog, "img", table)
@@ -129,13 +129,15 @@ def test_a_genre_no_item_has_is_never_named():
     assert 3 not in named and all(len(row) == 3 for row in representation._nearest)
 
 
-@pytest.mark.parametrize("kind", ["text", "semantic_id"])
+@pytest.mark.parametrize("kind", ["text", "semantic_id", "embedding"])
+@pytest.mark.parametrize("method", ["describe", "code"])
 @pytest.mark.parametrize("item", [-1, 40])
-def test_an_item_outside_the_catalog_is_refused(catalog, kind, item):
-    representation = make_representation(catalog, kind)
+def test_an_item_outside_the_catalog_is_refused(catalog, kind, method, item):
+    attach_embeddings(catalog, "img", vectors())
+    representation = make_representation(catalog, {"kind": kind, "source": "img"})
     with pytest.raises(IndexError, match=re.escape(f"items[1]={item} is outside the catalog 'synthetic-40' "
                                                    "(ids 0..39)")):
-        representation.describe([0, item])
+        getattr(representation, method)([0, item])
 
 
 def test_semantic_ids_are_fitted_again_when_their_embeddings_are_attached_again(catalog):

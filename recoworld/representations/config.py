@@ -24,7 +24,8 @@ class RepresentationConfig:
         source: the embeddings behind ``semantic_id`` and ``embedding``: ``"features"``
             (the catalog's features), ``"text"`` (sentence-transformers embeddings of
             titles and genres), or a name attached with
-            :func:`~recoworld.representations.embeddings.attach_embeddings`.
+            :func:`~recoworld.representations.embeddings.attach_embeddings`;
+            ``embedding`` needs one other than ``"features"``.
         levels: semantic-ID levels (before the collision token), 1 to :data:`MAX_LEVELS`.
         codebook_size: centroids per level (at least 1).
         nearest_genres: genres named per item by ``embedding`` (at least 1).
@@ -48,4 +49,7 @@ class RepresentationConfig:
         if not isinstance(self.source, str) or not self.source:
             raise ValueError(f"RepresentationConfig.source={self.source!r}: must be 'features', 'text' or the name "
                              "of embeddings attached with recoworld.representations.attach_embeddings")
+        if self.kind == "embedding" and self.source == "features":  # here, before an LLM user loads its model
+            raise ValueError("representation kind 'embedding' describes external vectors; set source to 'text' or "
+                             "to a name attached with recoworld.representations.attach_embeddings")
         check_fields(self)  # RANGES (recoworld.config_checks)

@@ -15,6 +15,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from recoworld.catalog import Catalog
@@ -82,20 +83,23 @@ def text_embeddings(catalog: Catalog, model_path: str | Path | None = None, batc
 def attach_embeddings(catalog: Catalog, name: str, vectors) -> torch.Tensor:
     """Store ``vectors`` (``[N, D]``, one row per item) as ``catalog.extra["embeddings"][name]``.
 
-    Returns the stored float32 tensor (numbers of any dtype are converted). Raises
-    ``ValueError`` when ``name`` is ``"features"`` (the catalog's own), the values are not
-    numbers, the shape is not ``[N, D]`` with ``N`` the catalog's item count and ``D >= 1``,
-    or a value is not finite in float32.
+    ``vectors`` may be a tensor, an array or a pandas DataFrame. Returns the stored float32
+    tensor (real numbers of any dtype, unsigned integers and booleans included, are
+    converted). Raises ``ValueError`` when ``name`` is ``"features"`` (the catalog's own),
+    the values are not real numbers (text, objects, complex or quantised tensors), the
+    shape is not ``[N, D]`` with ``N`` the catalog's item count and ``D >= 1``, or a value
+    is not finite in float32.
     """
     if not isinstance(name, str) or not name or name in RESERVED:
         raise ValueError(f"embeddings name={name!r}: give a non-empty name other than "
                          f"{', '.join(map(repr, RESERVED))}, which get_embeddings answers with the catalog's own "
                          "features")
     try:
-        given = torch.as_tensor(vectors).cpu()
+        given = _as_tensor(vectors).cpu()
     except (TypeError, ValueError, RuntimeError) as e:
         raise ValueError(f"embeddings {name!r} are not a table of numbers ({e}); give an [N, D] array of floats") from e
-    if given.is_complex() or not (given.is_floating_point() or given.dtype in _INTEGER_DTYPES):
+    # Every real dtype (float, signed or unsigned integer, bool) converts to float32; these do not.
+    if given.is_complex() or given.is_quantized:
         raise ValueError(f"embeddings {name!r} have dtype {given.dtype}; give an [N, D] array of real numbers")
     if given.ndim != 2 or given.shape[0] != catalog.n_items or given.shape[1] == 0:
         raise ValueError(f"embeddings {name!r} have shape {tuple(given.shape)}; expected "
@@ -112,7 +116,15 @@ def attach_embeddings(catalog: Catalog, name: str, vectors) -> torch.Tensor:
     return vectors
 
 
-_INTEGER_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+def _as_tensor(vectors) -> torch.Tensor:
+    """``vectors`` as a tensor: through ``np.asarray`` unless one already, since
+    ``torch.as_tensor`` reads a pandas DataFrame by column labels (a raw ``KeyError``); a
+    read-only array (a DataFrame's values) is copied, which torch cannot share."""
+    if isinstance(vectors, torch.Tensor):
+        return vectors
+    array = np.asarray(vectors)
+    return torch.as_tensor(array if array.flags.writeable else array.copy())
 
 
 def get_embeddings(catalog: Catalog, name: str) -> torch.Tensor:

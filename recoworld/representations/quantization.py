@@ -33,8 +33,7 @@ def kmeans(x: torch.Tensor, k: int, iters: int = 25, seed: int = 0) -> torch.Ten
     """
     x = _points(x)
     k = check_number("kmeans", "k", k, AT_LEAST_ONE, integer=True)
-    if iters < 1:
-        raise ValueError(f"iters={iters}; k-means needs at least one Lloyd iteration")
+    iters = check_number("kmeans", "iters", iters, AT_LEAST_ONE, integer=True)  # at least one Lloyd iteration
     gen = torch.Generator().manual_seed(check_number("kmeans", "seed", seed, NON_NEGATIVE, integer=True))
     k = min(k, len(torch.unique(x, dim=0)))
     centroids = x[torch.randint(len(x), (1,), generator=gen)]
@@ -87,6 +86,9 @@ class ResidualQuantizer:
         """Fit ``levels`` codebooks of at most ``codebook_size`` centroids to ``x`` ``[N, D]``."""
         levels = check_number("ResidualQuantizer", "levels", levels, AT_LEAST_ONE, integer=True)
         codebook_size = check_number("ResidualQuantizer", "codebook_size", codebook_size, AT_LEAST_ONE, integer=True)
+        iters = check_number("ResidualQuantizer", "iters", iters, AT_LEAST_ONE, integer=True)
+        # Here, not in kmeans: level l's k-means is seeded seed + l, and True + l would pass there.
+        seed = check_number("ResidualQuantizer", "seed", seed, NON_NEGATIVE, integer=True)
         residual = _points(x)
         codebooks = []
         for level in range(levels):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from recoworld.config_checks import Interval, check_number
+from recoworld.config_checks import NON_NEGATIVE, Interval, check_number
 from recoworld.representations.config import MAX_LEVELS
 from recoworld.representations.quantization import ResidualQuantizer
 
@@ -43,6 +43,7 @@ class SemanticIds:
         ``levels`` is at most :data:`~recoworld.representations.config.MAX_LEVELS`, one
         letter per token."""
         check_number("SemanticIds", "levels", levels, Interval(1, MAX_LEVELS), integer=True)
+        check_number("SemanticIds", "seed", seed, NON_NEGATIVE, integer=True)
         quantizer = ResidualQuantizer.fit(embeddings, levels, codebook_size, seed=seed)
         codes = quantizer.encode(embeddings)
         if disambiguate:

@@ -119,10 +119,11 @@ class RecommendationEnvironment:
                 raise ValueError(f"env_kwargs sets {fixed}={env_kwargs[fixed]!r}, which RecommendationEnvironment sets "
                                  "itself (a refused slate costs invalid_penalty and the rollout goes on); give "
                                  "invalid_penalty as RecommendationEnvironment's own argument")
-        kwargs = {**DEFAULT_ENV, "reward": dict(reward or DEFAULT_REWARD), **env_kwargs}
-        self.env = InstructEnv(invalid_action="penalty", invalid_penalty=invalid_penalty, **kwargs)
+        # Checked before the environment is built, which is the costly part.
         self.no_slate_penalty = check_number("RecommendationEnvironment", "no_slate_penalty", no_slate_penalty,
                                              NON_NEGATIVE)
+        kwargs = {**DEFAULT_ENV, "reward": dict(reward or DEFAULT_REWARD), **env_kwargs}
+        self.env = InstructEnv(invalid_action="penalty", invalid_penalty=invalid_penalty, **kwargs)
         self.user_seed: int | None = None
         self._clear()
 
