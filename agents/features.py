@@ -42,6 +42,7 @@ The per-arm context of the disjoint and hybrid LinUCB models is
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from recoworld.types import CANDIDATE_IDS, HISTORY_FEEDBACK, HISTORY_ITEMS, INSTRUCTION, SESSION, Observation
 
@@ -126,3 +127,11 @@ class UserItemFeatures:
         B, C = np.asarray(obs[CANDIDATE_IDS]).shape
         return np.concatenate([np.ones((B, C, 1)), self.repeat(obs)[..., None],
                                np.broadcast_to(u[:, None, :], (B, C, u.shape[1]))], -1)
+
+
+def standardised(values: torch.Tensor) -> torch.Tensor:
+    """``values`` less their mean, over their (unbiased) standard deviation, at least 1e-6.
+    One value has no spread: its standardised value is 0 (torch's unbiased std of one value
+    is NaN, which would reach every score)."""
+    spread = values.std() if values.numel() > 1 else values.new_zeros(())
+    return (values - values.mean()) / spread.clamp_min(1e-6)

@@ -336,7 +336,9 @@ class SB3Agent(SB3Recommender):
             is read once, when the agent is built (:func:`read_saved_model`), and ``algo`` must
             name the algorithm that saved it; the env must give the observations it was trained
             on (:func:`check_observations`, at setup). A model that scores candidates ranks them
-            for any ``slate_size``.
+            for any ``slate_size``. A loaded model is not trained further: the training settings
+            (``total_timesteps``, ``num_envs``, ``formulation``, ``reward``, ``algo_kwargs``,
+            ``policy_kwargs``, ``save_path``) given beside it are refused, not ignored.
             ``save_path``: save after training.
         tensorboard_log: a folder for SB3's TensorBoard training curves (one run per seed,
             ``<algo>_seed<seed>_1``); ``recoworld run experiment.tensorboard=true`` sets it
@@ -345,6 +347,7 @@ class SB3Agent(SB3Recommender):
             a CUDA device where there is none trains on the CPU, as SB3 does).
         deterministic, name: as for :class:`SB3Recommender`.
 
+    The ``seed`` that :meth:`setup` trains under must be one that SB3 takes, ``0..2**32-1``.
     ``formulation``, ``total_timesteps``, ``num_envs``, ``algo_kwargs`` and ``policy_kwargs``
     left at ``None`` take the algorithm's tuned settings (:data:`TUNED`, the values of
     ``conf/agent/<algo>.yaml``); ``algo_kwargs`` and ``policy_kwargs`` given replace them
@@ -388,6 +391,10 @@ class SB3Agent(SB3Recommender):
         rate = self.algo_kwargs.get("learning_rate")
         if rate is not None:  # a schedule's first rate: SB3 calls it with the progress remaining, 1 at the start
             check_number("SB3Agent", "algo_kwargs.learning_rate", rate(1.0) if callable(rate) else rate, POSITIVE)
+        if load_path is not None:
+            refuse_training_settings(load_path, algo, total_timesteps=total_timesteps, num_envs=num_envs,
+                                     formulation=formulation, reward=reward, algo_kwargs=algo_kwargs,
+                                     policy_kwargs=policy_kwargs, save_path=save_path)
         # A missing file or another algorithm's model fails here, before any rollout.
         self._saved_model = None if load_path is None else read_saved_model(load_path, algo)
         self.policy_kwargs = dict(tuned.policy_kwargs if policy_kwargs is None else policy_kwargs)
@@ -407,6 +414,7 @@ class SB3Agent(SB3Recommender):
         if self.load_path is not None:
             self.model = algo_class.load(io.BytesIO(self._saved_model), device=self.device)
         else:
+            check_training_seed(seed)
             # The env builds the twin (its documented training_env): agents do not import envs.
             self.train_env = env.unwrapped.training_env(
                 self.num_envs, self.training_formulation, seed=seed,
@@ -429,6 +437,31 @@ class SB3Agent(SB3Recommender):
             if self.save_path is not None:
                 self.model.save(self.save_path)
         super().setup(env, seed)
+
+
+def refuse_training_settings(load_path: str, algo: str, **given) -> None:
+    """Refuse (``ValueError``) the training settings in ``given`` that are not ``None`` beside
+    a ``load_path``: a loaded model is evaluated as saved, neither trained further nor saved
+    again, and a setting that would silently do nothing reads as if it did."""
+    ignored = [f"{key}={value!r}" for key, value in given.items() if value is not None]
+    if ignored:
+        listed = ignored[0] if len(ignored) == 1 else f"{', '.join(ignored[:-1])} and {ignored[-1]}"
+        raise ValueError(f"SB3Agent(load_path={load_path!r}) evaluates the saved model frozen, without training, "
+                         f"so {listed} would do nothing; leave {'it' if len(ignored) == 1 else 'them'} out "
+                         "(recoworld run: agent=sb3_model sets none); to train a saved model further, load it with "
+                         f"{algo}.load and call its learn")
+
+
+#: The seeds Stable-Baselines3 takes for its own generators (numpy's legacy seeding).
+SB3_SEEDS = 2**32
+
+
+def check_training_seed(seed) -> None:
+    """Refuse (``ValueError``, naming it) a seed outside ``0..2**32-1``, which SB3 cannot take
+    for its own generators, before it is turned into the seed of the training users."""
+    if seed is not None and not 0 <= int(seed) < SB3_SEEDS:
+        raise ValueError(f"seed={seed}: SB3Agent trains with Stable-Baselines3, which takes seeds in 0..2**32-1 "
+                         f"({SB3_SEEDS - 1}); give a seed in that range")
 
 
 class _Progress(BaseCallback):

@@ -26,6 +26,7 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.dqn.policies import DQNPolicy, QNetwork
 from torch import nn
 
+from recoworld.agents.features import standardised
 from recoworld.types import CANDIDATE_FEATURES, CANDIDATE_IDS, INSTRUCTION, Observation
 
 #: The keys the sequential formulation (``recoworld.envs.wrappers.SequentialSlateEnv``) adds
@@ -72,8 +73,7 @@ class SlateFeaturesExtractor(nn.Module):
                              else torch.as_tensor(np.asarray(item_genres), dtype=torch.float32))
         if item_popularity is not None:  # standardised log-popularity
             log_popularity = torch.log(torch.as_tensor(np.asarray(item_popularity), dtype=torch.float32).clamp_min(1e-12))
-            log_popularity = (log_popularity - log_popularity.mean()) / log_popularity.std().clamp_min(1e-6)
-            self.register_buffer("item_popularity", log_popularity)
+            self.register_buffer("item_popularity", standardised(log_popularity))
         else:
             self.item_popularity = None
         instruction_dim = observation_space[INSTRUCTION].shape[0]

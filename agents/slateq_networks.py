@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from recoworld.agents.features import standardised
 from recoworld.catalog import lookup
 from recoworld.types import CANDIDATE_IDS, HISTORY_FEEDBACK, HISTORY_ITEMS, INSTRUCTION, SESSION, Observation
 
@@ -38,7 +39,7 @@ class CandidateFeaturizer:
     def __init__(self, catalog, device: torch.device):
         self.device = device
         log_popularity = catalog.log_popularity.to(device)
-        popularity = (log_popularity - log_popularity.mean()) / log_popularity.std().clamp_min(1e-6)
+        popularity = standardised(log_popularity)
         features, genres = catalog.features.to(device), catalog.genres.to(device).float()
         # One row per item, so that a batch of ids is one index_select (see catalog.lookup).
         self.candidate_table = torch.cat([features, popularity[:, None], genres], 1)

@@ -200,6 +200,14 @@ class _WorldFace:
         if self.single and slates.ndim != 1:  # named before the batch dimension is added to it
             raise ValueError(f"slates has shape {slates.shape}; a single-user env takes one slate of catalog ids, "
                              "(K,)")
+        K = self.world.slate_size
+        shape = (K,) if self.single else (self.world.n_users, K)
+        if slates.shape != shape:
+            # The expectation of a shorter slate is not what the env's users meet; an empty list
+            # is named as empty, not by the float dtype numpy gives it.
+            got = f"is empty, shape {slates.shape}" if slates.size == 0 else f"has shape {slates.shape}"
+            raise ValueError(f"slates {got}; expected {shape}: " + ("one slate" if self.single else "a slate per user")
+                             + f" of slate_size={K} catalog ids")
         slates = torch.as_tensor(slates, device=self.world.device)
         slates = slates[None] if self.single else slates
         expected = self.world.started_simulator("expected_clicks").expected_clicks(slates)

@@ -135,8 +135,14 @@ def _check_dtype(slates: torch.Tensor, names: _Names, given) -> None:
     dtype = given.dtype if isinstance(given, (torch.Tensor, np.ndarray)) else np.asarray(given).dtype
     raise ValueError(
         f"{names.batch} has dtype {dtype}; pass integer {names.ids} (e.g. int64), not scores — rank scores "
-        "yourself" + (" or use action_format='scores'" if names.choice.endswith("index") else "")  # an env's option
+        "yourself" + (" or use action_format='scores'" if _of_an_env(names) else "")
     )
+
+
+def _of_an_env(names: _Names) -> bool:
+    """Whether the batch is an env's actions (candidate indices), whose ``action_format='scores'``
+    is the fix the messages name."""
+    return names.choice.endswith("index")
 
 
 def _check_range(slates: torch.Tensor, n_choices: int, names: _Names) -> None:
@@ -159,7 +165,11 @@ def _check_distinct(slates: torch.Tensor, names: _Names) -> None:
         row, col = (int(i) for i in repeats.nonzero()[0])
         value = int(ordered[row, col])
         positions = (slates[row] == value).nonzero().flatten().tolist()
+        # A learner that samples each index on its own (SB3's PPO on a MultiDiscrete space)
+        # repeats them sooner or later: scores never do.
         raise ValueError(
             f"{names.at(row)} repeats {names.choice} {value} at positions {positions}; "
             f"each {names.batch} must list {slates.shape[1]} distinct {names.plural}"
+            + ("; a learner that samples each index (e.g. SB3's PPO) should use action_format='scores' instead "
+               f"(a score per candidate, the top {slates.shape[1]} shown)" if _of_an_env(names) else "")
         )

@@ -38,7 +38,8 @@ def test_an_invalid_action_raises_the_unsharded_envs_error_and_steps_no_user(sha
     # Users of the second shard: their rows in the shard are row - 3.
     for row, action, message in (
             (4, [0, 0, 1], r"^action\[4\] repeats candidate index 0 at positions \[0, 1\]; each action must list 3 "
-                           r"distinct candidate indices$"),
+                           r"distinct candidate indices; a learner that samples each index \(e\.g\. SB3's PPO\) "
+                           r"should use action_format='scores' instead \(a score per candidate, the top 3 shown\)$"),
             (3, [0, 1, 10], r"^action\[3\]\[2\] is candidate index 10, but there are 10 candidates \(valid ids "
                             r"0\.\.9\)$")):
         actions = valid.copy()
