@@ -13,9 +13,9 @@ from omegaconf import OmegaConf
 from recoworld.apps.run.app import main as run_app
 from recoworld.apps.run.checks import ExperimentConfigError
 from recoworld.apps.run.executor import check_executor, ensure_ray
+from run_support import TINY_RUN
 
-TINY = ["world=synthetic", "env.num_envs=4", "experiment.steps=4", "experiment.seeds=[0]",
-        "experiment.progress=false", "experiment.plots=false", "agent=random", "experiment.executor=ray"]
+TINY = [*TINY_RUN, "agent=random", "experiment.executor=ray"]
 
 
 def _refused(tmp_path, capsys, *overrides) -> str:

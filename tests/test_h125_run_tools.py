@@ -15,9 +15,9 @@ from hydra.core.config_store import ConfigStore
 from recoworld.apps.cli import main as cli
 from recoworld.apps.export import minari_writer
 from recoworld.apps.run.app import main as run_app
+from run_support import TINY_RUN
 
-SETTINGS = ["world=synthetic", "env.num_envs=4", "experiment.steps=4", "experiment.seeds=[0]",
-            "experiment.progress=false", "experiment.plots=false"]
+SETTINGS = TINY_RUN
 TINY = [*SETTINGS, "agent=random"]
 
 PLUGIN = textwrap.dedent("""

@@ -18,9 +18,9 @@ from recoworld.apps.calibrate.synthetic import simulated_dataset
 from recoworld.apps.run.app import main as run_app
 from recoworld.apps.run.runner import CALIBRATED_CATALOG, ensure_calibrated
 from recoworld.simulators.calibrated import CalibratedWorld
+from run_support import TINY_RUN
 
-SETTINGS = ["world=synthetic", "env.num_envs=4", "experiment.steps=4", "experiment.seeds=[0]",
-            "experiment.progress=false", "experiment.plots=false"]
+SETTINGS = TINY_RUN
 TINY = [*SETTINGS, "agent=random"]
 
 PLUGIN = textwrap.dedent("""

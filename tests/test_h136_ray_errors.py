@@ -10,9 +10,9 @@ from functools import partial
 import pytest
 
 from recoworld.apps.run.app import main as run_app
+from run_support import TINY_RUN
 
-TINY = ["world=synthetic", "env.num_envs=4", "experiment.steps=4", "experiment.seeds=[0]",
-        "experiment.progress=false", "experiment.plots=false", "agent=random", "experiment.executor=ray"]
+TINY = [*TINY_RUN, "agent=random", "experiment.executor=ray"]
 
 
 @pytest.mark.parametrize(("error", "said"), [

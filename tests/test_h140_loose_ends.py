@@ -17,9 +17,9 @@ from recoworld.envs.rollout import rollout
 from recoworld.envs.slate import SlateVectorEnv
 from recoworld.logs import EpisodeLog, read_log, temporary_path
 from recoworld.simulators.calibrated import CalibratedWorld, UnreadableWorld
+from run_support import TINY_RUN
 
-TINY = ["world=synthetic", "env.num_envs=4", "experiment.steps=4", "experiment.seeds=[0]",
-        "experiment.progress=false", "experiment.plots=false", "agent=random"]
+TINY = [*TINY_RUN, "agent=random"]
 
 
 # ---------------------------------------------------------------- 1. a stop after the log's rename

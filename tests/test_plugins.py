@@ -13,9 +13,9 @@ from hydra.core.config_store import ConfigStore
 from recoworld.apps.run.app import main as run_app
 from recoworld.apps.run.plugins import plugin_overrides, register_plugins
 from recoworld.logs import read_log
+from run_support import TINY_RUN
 
-TINY = ["world=synthetic", "env.num_envs=4", "experiment.steps=4", "experiment.seeds=[0]",
-        "experiment.progress=false", "experiment.plots=false"]
+TINY = TINY_RUN
 
 # A simulator without the privileged channel, and an agent, taking only the standard arguments.
 PLUGIN = textwrap.dedent("""
