@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 import io
+import numbers
 import sys
 import zipfile
 from collections.abc import Callable, Mapping
@@ -300,7 +301,25 @@ class SB3Recommender(Recommender):
     def propensities(self, obs: Observation, action: np.ndarray) -> dict[str, np.ndarray] | None:
         return deterministic(action) if self.deterministic else None
 
+    # ------------------------------------------------------------------ pickling
+    def __getstate__(self) -> dict:
+        """The agent's attributes, with the model as the bytes of SB3's own ``model.save``: an
+        SB3 model holds its training env, which does not pickle, and Ray ships agents to its
+        workers by pickling them (``copy.deepcopy`` copies them the same way). SB3 saves what
+        acting needs — the policy's weights, spaces and settings — and leaves out the env, the
+        logger and the rollout or replay buffer."""
+        state = self.__dict__.copy()
+        if self.model is not None:
+            saved = io.BytesIO()
+            self.model.save(saved)
+            state["model"] = (type(self.model), saved.getvalue(), str(self.model.device))
+        return state
 
+    def __setstate__(self, state: dict) -> None:
+        if state.get("model") is not None:
+            algo_class, saved, device = state["model"]
+            state = {**state, "model": algo_class.load(io.BytesIO(saved), device=device)}
+        self.__dict__.update(state)
 
 
 class SB3Agent(SB3Recommender):
@@ -372,6 +391,10 @@ class SB3Agent(SB3Recommender):
         name: str | None = None,
     ):
         algorithm_class(algo)  # an unknown name fails here, before any rollout
+        if load_path is not None:  # before the values' checks, which would ask to fix a setting to drop
+            refuse_training_settings(load_path, algo, total_timesteps=total_timesteps, num_envs=num_envs,
+                                     formulation=formulation, reward=reward, algo_kwargs=algo_kwargs,
+                                     policy_kwargs=policy_kwargs, save_path=save_path)
         super().__init__(None, deterministic, name or f"sb3_{algo.lower()}")
         tuned = TUNED.get(algo, TrainingSettings())
         natural = "sequential" if algo in SEQUENTIAL_ALGORITHMS else "scores"
@@ -391,10 +414,6 @@ class SB3Agent(SB3Recommender):
         rate = self.algo_kwargs.get("learning_rate")
         if rate is not None:  # a schedule's first rate: SB3 calls it with the progress remaining, 1 at the start
             check_number("SB3Agent", "algo_kwargs.learning_rate", rate(1.0) if callable(rate) else rate, POSITIVE)
-        if load_path is not None:
-            refuse_training_settings(load_path, algo, total_timesteps=total_timesteps, num_envs=num_envs,
-                                     formulation=formulation, reward=reward, algo_kwargs=algo_kwargs,
-                                     policy_kwargs=policy_kwargs, save_path=save_path)
         # A missing file or another algorithm's model fails here, before any rollout.
         self._saved_model = None if load_path is None else read_saved_model(load_path, algo)
         self.policy_kwargs = dict(tuned.policy_kwargs if policy_kwargs is None else policy_kwargs)
@@ -438,6 +457,11 @@ class SB3Agent(SB3Recommender):
                 self.model.save(self.save_path)
         super().setup(env, seed)
 
+    def __getstate__(self) -> dict:
+        # The training twin and the run's progress display serve the training in setup alone,
+        # and neither pickles; a copy set up again trains with its own.
+        return {**super().__getstate__(), "train_env": None, "training_progress": None}
+
 
 def refuse_training_settings(load_path: str, algo: str, **given) -> None:
     """Refuse (``ValueError``) the training settings in ``given`` that are not ``None`` beside
@@ -457,10 +481,11 @@ SB3_SEEDS = 2**32
 
 
 def check_training_seed(seed) -> None:
-    """Refuse (``ValueError``, naming it) a seed outside ``0..2**32-1``, which SB3 cannot take
+    """Refuse (``ValueError``, naming it) a seed that is not an integer in ``0..2**32-1``, which SB3 cannot take
     for its own generators, before it is turned into the seed of the training users."""
-    if seed is not None and not 0 <= int(seed) < SB3_SEEDS:
-        raise ValueError(f"seed={seed}: SB3Agent trains with Stable-Baselines3, which takes seeds in 0..2**32-1 "
+    integral = isinstance(seed, numbers.Integral) and not isinstance(seed, bool)
+    if seed is not None and not (integral and 0 <= seed < SB3_SEEDS):
+        raise ValueError(f"seed={seed!r}: SB3Agent trains with Stable-Baselines3, which takes integer seeds in 0..2**32-1 "
                          f"({SB3_SEEDS - 1}); give a seed in that range")
 
 

@@ -42,7 +42,9 @@ Errors: arguments a shard's ``SlateVectorEnv`` refuses raise its own error (e.g.
 unsharded env would, and the actors already started are ended; so does any error a shard
 raises later (``RuntimeError: call reset() before step()``...). Actions are checked whole on
 the driver before any shard steps: an invalid one raises the unsharded env's ``ValueError``,
-naming the user by its row in the whole batch, and leaves every user as it was.
+naming the user by its row in the whole batch, and leaves every user as it was. The slates of
+``expected_clicks`` are checked whole too: another shape raises the unsharded env's
+``ValueError``, naming the whole population's size.
 :meth:`close` may be called any number of times, also after a shard's worker died; a closed
 env refuses every other call with a ``RuntimeError`` that says so.
 """
@@ -57,6 +59,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from recoworld.envs.actions import ActionDecoder
+from recoworld.envs.slate import check_expected_slates
 from recoworld.envs.world import reset_seeds
 
 
@@ -220,9 +223,12 @@ class ShardedVectorEnv(VectorEnv):
         return np.concatenate(self._gather("click_probabilities"))
 
     def expected_clicks(self, slates) -> np.ndarray:
-        slates = np.asarray(slates)
+        shards, slates = self._live(), np.asarray(slates)
+        # Checked whole, before the rows are split: a shard would name its own rows as if they
+        # were the population, and rows beyond the last shard's would be dropped in silence.
+        check_expected_slates(slates, (self.num_envs, self._actions.slate_size))
         return np.concatenate(self._get([shard.privileged.remote("expected_clicks", slates[a:a + n])
-                                         for shard, a, n in zip(self._live(), self.offsets, self.sizes)]))
+                                         for shard, a, n in zip(shards, self.offsets, self.sizes)]))
 
     def _gather(self, name: str) -> list:
         return self._get([shard.privileged.remote(name) for shard in self._live()])

@@ -201,13 +201,7 @@ class _WorldFace:
             raise ValueError(f"slates has shape {slates.shape}; a single-user env takes one slate of catalog ids, "
                              "(K,)")
         K = self.world.slate_size
-        shape = (K,) if self.single else (self.world.n_users, K)
-        if slates.shape != shape:
-            # The expectation of a shorter slate is not what the env's users meet; an empty list
-            # is named as empty, not by the float dtype numpy gives it.
-            got = f"is empty, shape {slates.shape}" if slates.size == 0 else f"has shape {slates.shape}"
-            raise ValueError(f"slates {got}; expected {shape}: " + ("one slate" if self.single else "a slate per user")
-                             + f" of slate_size={K} catalog ids")
+        check_expected_slates(slates, (K,) if self.single else (self.world.n_users, K))
         slates = torch.as_tensor(slates, device=self.world.device)
         slates = slates[None] if self.single else slates
         expected = self.world.started_simulator("expected_clicks").expected_clicks(slates)
@@ -381,6 +375,18 @@ def _check_options(options, env: str, allowed: tuple[str, ...]) -> dict:
         raise ValueError(f"options has {', '.join(repr(k) for k in unknown)}, which {env}.reset does not take; it "
                          f"{takes}")
     return dict(options)
+
+
+def check_expected_slates(slates: np.ndarray, shape: tuple[int, ...]) -> None:
+    """Refuse (``ValueError``) the ``slates`` of ``expected_clicks`` unless of ``shape``: ``(K,)``,
+    one slate of a single-user env, or ``(n_users, K)``, a slate per user (also of a sharded
+    env, which checks the whole batch before it splits it). The expectation of a shorter slate
+    is not what the env's users meet; an empty list is named as empty, not by the float dtype
+    numpy gives it."""
+    if slates.shape != shape:
+        got = f"is empty, shape {slates.shape}" if slates.size == 0 else f"has shape {slates.shape}"
+        raise ValueError(f"slates {got}; expected {shape}: " + ("one slate" if len(shape) == 1 else "a slate per user")
+                         + f" of slate_size={shape[-1]} catalog ids")
 
 
 def _check_reset_mask(mask, num_envs: int) -> np.ndarray:

@@ -74,6 +74,9 @@ def saved_ppo(tmp_path_factory):
     (dict(save_path="again.zip"), "save_path='again.zip' would do nothing; leave it out"),
     (dict(total_timesteps=1000, num_envs=4, save_path="again.zip"),
      "total_timesteps=1000, num_envs=4 and save_path='again.zip' would do nothing; leave them out"),
+    # Values the training would refuse are refused as settings to drop, not as values to fix.
+    (dict(total_timesteps=0), "total_timesteps=0 would do nothing; leave it out"),
+    (dict(formulation="sequential"), "formulation='sequential' would do nothing; leave it out"),
 ])
 def test_a_loaded_model_refuses_training_settings_beside_it(given, named, saved_ppo):
     SB3Agent(algo="PPO", load_path=saved_ppo)  # the model alone loads
@@ -84,12 +87,12 @@ def test_a_loaded_model_refuses_training_settings_beside_it(given, named, saved_
         SB3Agent(algo="PPO", load_path=saved_ppo, **given)
 
 
-@pytest.mark.parametrize("seed", [2**62, 2**32, -1])
+@pytest.mark.parametrize("seed", [2**62, 2**32, -1, 1.5, "7", True])
 def test_a_seed_sb3_cannot_take_is_refused_naming_it_before_training(seed):
     env = SlateVectorEnv(2, **SMALL)
     agent = SB3Agent(total_timesteps=8, num_envs=2)
     with pytest.raises(ValueError, match="^" + re.escape(
-            f"seed={seed}: SB3Agent trains with Stable-Baselines3, which takes seeds in 0..2**32-1 (4294967295); "
+            f"seed={seed!r}: SB3Agent trains with Stable-Baselines3, which takes integer seeds in 0..2**32-1 (4294967295); "
             "give a seed in that range") + "$"):
         agent.setup(env, seed=seed)
     assert agent.train_env is None  # refused before the training users were built

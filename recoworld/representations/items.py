@@ -28,7 +28,7 @@ from recoworld.catalog import Catalog
 from recoworld.config_checks import from_mapping
 from recoworld.representations.config import KINDS, RepresentationConfig
 from recoworld.representations.embeddings import get_embeddings
-from recoworld.representations.semantic_ids import SemanticIds
+from recoworld.representations.semantic_ids import SemanticIds, check_item
 
 
 class ItemRepresentation(ABC):
@@ -51,9 +51,7 @@ class ItemRepresentation(ABC):
 
     def _check(self, name: str, item: int) -> None:
         """``IndexError`` naming ``name`` when ``item`` is no id of the catalog."""
-        if not 0 <= item < self.catalog.n_items:
-            raise IndexError(f"{name}={item} is outside the catalog {self.catalog.name!r} "
-                             f"(ids 0..{self.catalog.n_items - 1})")
+        check_item(name, item, self.catalog.n_items, self.catalog.name)
 
     def genres_of(self, item: int) -> tuple[str, ...]:
         """The genre names of ``item`` (an id in the catalog)."""

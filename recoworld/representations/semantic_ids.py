@@ -55,17 +55,34 @@ class SemanticIds:
         return self.codes.shape[0]
 
     def tokens(self, item: int) -> str:
-        """The ID of ``item``, e.g. ``"<a12><b3><c40><d0>"``."""
-        return "".join(f"<{string.ascii_lowercase[level]}{int(c)}>" for level, c in enumerate(self.codes[item]))
+        """The ID of ``item`` (an id ``0..n_items-1``), e.g. ``"<a12><b3><c40><d0>"``."""
+        item = int(item)
+        check_item("item", item, self.n_items)
+        return self._tokens(item)
 
     def render(self, items: Sequence[int] | torch.Tensor) -> list[str]:
-        """The IDs of ``items``."""
-        return [self.tokens(int(i)) for i in items]
+        """The IDs of ``items`` (ids ``0..n_items-1``)."""
+        ids = [int(i) for i in items]
+        for position, item in enumerate(ids):
+            check_item(f"items[{position}]", item, self.n_items)
+        return [self._tokens(item) for item in ids]
+
+    def _tokens(self, item: int) -> str:
+        return "".join(f"<{string.ascii_lowercase[level]}{int(c)}>" for level, c in enumerate(self.codes[item]))
 
     def collisions(self) -> int:
         """Items whose ID (all levels) is shared with another item."""
         _, counts = torch.unique(self.codes, dim=0, return_counts=True)
         return int(counts[counts > 1].sum())
+
+
+def check_item(name: str, item: int, n_items: int, catalog: str | None = None) -> None:
+    """``IndexError`` naming ``name`` when ``item`` is no id ``0..n_items-1`` of the catalog
+    (called ``catalog``, if given): a negative id would otherwise read as an item counted
+    from the end, through Python's and torch's indexing."""
+    if not 0 <= item < n_items:
+        where = "the catalog" if catalog is None else f"the catalog {catalog!r}"
+        raise IndexError(f"{name}={item} is outside {where} (ids 0..{n_items - 1})")
 
 
 def _collision_index(codes: torch.Tensor) -> torch.Tensor:
