@@ -146,8 +146,9 @@ def pooled_versions(versions: dict[str, object]) -> str | None:
 
 
 def _version_order(version: str) -> tuple:
-    """Versions in number order ("2" before "10"), the unnumbered after them."""
-    return (0, int(version), "") if version.isdigit() else (1, 0, version)
+    """Versions in number order ("2" before "10"), the unnumbered after them ("²" among them:
+    ``isdigit`` takes it, ``int`` does not)."""
+    return (0, int(version), "") if version.isdecimal() else (1, 0, version)
 
 
 def _some(runs: list[str], shown: int = 3) -> str:

@@ -9,6 +9,7 @@ on the schema in the prompt and on repair turns.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import threading
 from pathlib import Path
@@ -59,11 +60,10 @@ def _tokenizer_source(name: str) -> str:
     fix = (f"save the tokenizer beside the adapter (tokenizer.save_pretrained({name!r})), or, in Python, give it: "
            "TransformersChatModel(model, tokenizer)")
     try:
-        adapter_config = json.loads(config.read_text())
+        base = _adapter_base(adapter)
     except (OSError, ValueError) as error:
         raise FileNotFoundError(f"{without}, and {config}, which names the base model to read it from, cannot be "
                                 f"read ({error}); save the adapter again (model.save_pretrained), or {fix}") from None
-    base = adapter_config.get("base_model_name_or_path") if isinstance(adapter_config, dict) else None
     if not isinstance(base, str) or not base.strip():
         raise FileNotFoundError(f"{without}, and {config} names no base model to read it from "
                                 f"(base_model_name_or_path={base!r}); {fix}")
@@ -75,6 +75,41 @@ def _tokenizer_source(name: str) -> str:
     return str(local) if local.is_dir() else base  # transformers reads "~/base" as a malformed hub id
 
 
+def _adapter_base(adapter: Path):
+    """What the ``adapter_config.json`` of PEFT adapter folder ``adapter`` gives as
+    ``base_model_name_or_path`` (``None`` when nothing). Raises ``OSError`` or ``ValueError``
+    when the file cannot be read as JSON."""
+    adapter_config = json.loads((adapter / "adapter_config.json").read_text())
+    return adapter_config.get("base_model_name_or_path") if isinstance(adapter_config, dict) else None
+
+
+def _load_model(transformers, name: str, options: dict):
+    """The causal LM at ``name``, loaded by ``AutoModelForCausalLM.from_pretrained(name,
+    **options)``, except a PEFT adapter whose ``adapter_config.json`` names its base under
+    ``~``: ``transformers`` would read that base as written, a malformed hub id, so it is
+    loaded here as ``transformers`` loads any adapter (the base model, then the adapter on
+    it), from the expanded path.
+
+    Raises:
+        ImportError: that adapter, without ``peft`` (checked before the base is loaded).
+    """
+    adapter = Path(name)
+    base = None
+    if (adapter / "adapter_config.json").is_file() and not (adapter / "config.json").is_file():
+        try:
+            base = _adapter_base(adapter)
+        except (OSError, ValueError):
+            pass  # transformers names the damaged file
+    if not (isinstance(base, str) and base.startswith("~")):
+        return transformers.AutoModelForCausalLM.from_pretrained(name, **options)
+    if importlib.util.find_spec("peft") is None:
+        raise ImportError(f"model={name!r} is a PEFT adapter, and transformers loads adapters with peft only; "
+                          "pip install peft")
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(Path(base).expanduser()), **options)
+    model.load_adapter(name)
+    return model
+
+
 class TransformersChatModel(ChatModel):
     """A chat model run in-process by ``transformers``.
 
@@ -84,8 +119,10 @@ class TransformersChatModel(ChatModel):
         device: ``"cuda"``, ``"cuda:1"``, ``"cpu"``...; default CUDA when present, else CPU.
         dtype: weights dtype when loading by name (``"bfloat16"``, ``"auto"``...).
         batch_size: most sequences generated together.
-        model_id: name in cache keys and metrics; default the model's ``name_or_path``
-            (required for a model built in memory when a cache is used).
+        model_id: name in cache keys and metrics; default the name given (hub id, or local
+            directory with ``~`` expanded), else the loaded model's ``name_or_path``
+            (required for a model built in memory, or carrying a PEFT adapter, when a cache
+            is used: an adapter's ``name_or_path`` is its base's).
         **kwargs: the shared :class:`~recoworld.llm.base.ChatModel` arguments;
             ``max_concurrency`` defaults to 1 (one batch on the device at a time).
 
@@ -114,16 +151,24 @@ class TransformersChatModel(ChatModel):
             raise ValueError(f"batch_size={batch_size}; it must be >= 1")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if isinstance(model, str):
-            name = model
-            _check_local_model(name)
+            _check_local_model(model)
+            local = Path(model).expanduser()
+            name = str(local) if local.is_dir() else model  # transformers reads "~/dir" as a malformed hub id
             tokenizer = tokenizer or transformers.AutoTokenizer.from_pretrained(_tokenizer_source(name))
             dtype_kw = "dtype" if _version(transformers.__version__) >= (4, 56) else "torch_dtype"
-            model = transformers.AutoModelForCausalLM.from_pretrained(name, **({dtype_kw: dtype} if dtype else {}))
+            model = _load_model(transformers, name, {dtype_kw: dtype} if dtype else {})
+            # The name given, not the loaded model's name_or_path: an adapter's is its base's,
+            # and a shared cache would serve the base's replies to the adapter and back.
+            model_id = name if model_id is None else model_id
         elif tokenizer is None:
             raise ValueError("a loaded model needs its tokenizer: TransformersChatModel(model, tokenizer)")
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError(f"the tokenizer of {getattr(model, 'name_or_path', model)!r} has no chat template; "
                              "set tokenizer.chat_template to a Jinja template")
+        if model_id is None and getattr(model, "peft_config", None) and kwargs.get("cache") is not None:
+            raise ValueError(f"this in-memory model carries a PEFT adapter, and its name_or_path "
+                             f"{getattr(model, 'name_or_path', '')!r} names the base model; give model_id= to "
+                             "name the adapter in cache keys")
         model_id = model_id or getattr(model, "name_or_path", "") or ""
         if not model_id and kwargs.get("cache") is not None:
             raise ValueError("this in-memory model has no name_or_path; give model_id= to name it in cache keys")

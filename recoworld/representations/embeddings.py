@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from recoworld.catalog import Catalog
@@ -120,11 +121,25 @@ def attach_embeddings(catalog: Catalog, name: str, vectors) -> torch.Tensor:
 def _as_tensor(vectors) -> torch.Tensor:
     """``vectors`` as a tensor: through ``np.asarray`` unless one already, since
     ``torch.as_tensor`` reads a pandas DataFrame by column labels (a raw ``KeyError``); a
-    read-only array (a DataFrame's values) is copied, which torch cannot share."""
+    read-only array (a DataFrame's values) is copied, which torch cannot share. A DataFrame
+    of pandas' nullable numbers (``Float64``, ``Int64``, ``boolean``: ``convert_dtypes()``,
+    Parquet read with ``dtype_backend``) gives an array of objects: it is read as float64,
+    its ``NA`` as NaN, which the finite check names by row."""
     if isinstance(vectors, torch.Tensor):
         return vectors
     array = np.asarray(vectors)
+    if array.dtype == object and _numeric_frame(vectors):
+        array = vectors.to_numpy(dtype=np.float64, na_value=np.nan)
     return torch.as_tensor(array if array.flags.writeable else array.copy())
+
+
+def _numeric_frame(vectors) -> bool:
+    """Whether ``vectors`` is a DataFrame whose every column holds real numbers, booleans
+    included (text columns, numbers stored as objects, and complex numbers, whose imaginary
+    part float64 would drop, do not)."""
+    types = pd.api.types
+    return isinstance(vectors, pd.DataFrame) and all(
+        types.is_numeric_dtype(dtype) and not types.is_complex_dtype(dtype) for dtype in vectors.dtypes)
 
 
 def get_embeddings(catalog: Catalog, name: str) -> torch.Tensor:
