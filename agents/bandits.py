@@ -49,7 +49,7 @@ from recoworld.agents.sampling import (
     beta_top_one_propensity,
 )
 
-from recoworld.config_checks import NON_NEGATIVE, POSITIVE
+from recoworld.config_checks import NON_NEGATIVE, POSITIVE, UNIT
 from recoworld.types import CANDIDATE_IDS, Feedback, Observation
 
 
@@ -145,11 +145,7 @@ class EpsilonGreedy(ItemBandit):
     epsilon: float = 0.1
     initial_value: float = 1.0
     name = "epsilon_greedy"
-
-    def __post_init__(self):
-        super().__post_init__()
-        if not 0.0 <= self.epsilon <= 1.0:
-            raise ValueError(f"epsilon={self.epsilon}; it is a probability in [0, 1]")
+    RANGES = {"epsilon": UNIT}
 
     def estimates(self) -> np.ndarray:
         """Each item's estimated click rate (with a prior: :meth:`rates`, or the prior's

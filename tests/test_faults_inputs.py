@@ -66,7 +66,7 @@ def catalog():
     (lambda: RewardWeights.parse({"watch_time": "lots"}), "reward.watch_time='lots': must be a finite number"),
     (lambda: UCB1(c=-1), "UCB1.c=-1: must be >= 0"),
     (lambda: BernoulliTS(prior_clicks=0), "BernoulliTS.prior_clicks=0: must be > 0"),
-    (lambda: EpsilonGreedy(epsilon=NAN), "EpsilonGreedy.epsilon=nan: must be a finite number"),
+    (lambda: EpsilonGreedy(epsilon=NAN), "EpsilonGreedy.epsilon=nan: must be a finite number in [0, 1]"),
     (lambda: LinUCB(l2=0.0), "LinUCB.l2=0.0: must be > 0"),
     (lambda: NeuralLinearTS(batch_size=0), "NeuralLinearTS.batch_size=0: must be an integer >= 1"),
     (lambda: SoftmaxPolicy(base=MostPopularAgent(), propensity_samples=0),

@@ -143,7 +143,7 @@ def test_an_agent_that_refuses_its_setting_fails_the_run_in_one_line_naming_it(t
         run(tmp_path, "experiment.agents=[epsilon_greedy]", "agent=epsilon_greedy", "agent.epsilon=2")
     err = capsys.readouterr().err
     # Before: Hydra's "Error executing job ... Error in call to target ..." block.
-    assert ("recoworld run: error: building the agent epsilon_greedy: epsilon=2; it is a probability in [0, 1]"
+    assert ("recoworld run: error: building the agent epsilon_greedy: EpsilonGreedy.epsilon=2: must be in [0, 1]"
             in err) and "Error in call to target" not in err
     assert_consistent(tmp_path, "failed", complete=0)
     assert status(tmp_path)["error_type"] == "ExperimentConfigError"

@@ -157,5 +157,8 @@ def test_the_estimator_study_refuses_bootstrap_0_in_the_same_sentence(tmp_path, 
     with pytest.raises(SystemExit) as stopped:
         cli(["ope", "--out", str(tmp_path / "out"), "--bootstrap", "0"])
     assert stopped.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1] == f"recoworld ope: error: {message}"
+    # the command line names its flag where the config names its field
+    flags = message.replace("StudyConfig.n_bootstrap=0", "--bootstrap 0").replace("StudyConfig.n_bootstrap",
+                                                                                 "--bootstrap")
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"recoworld ope: error: {flags}"
     assert list(tmp_path.iterdir()) == []

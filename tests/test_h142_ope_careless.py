@@ -209,7 +209,7 @@ def test_reward_models_refuse_what_they_cannot_fit():
     with pytest.raises(ValueError, match=re.escape("ShortRegressor.predict gave shape (3,) for 8 rows, but one "
                                                    "prediction per row, shape (8,), was expected")):
         fit_reward_model(feedback, np.zeros((20, 2, 1)), ShortRegressor())
-    with pytest.raises(ValueError, match=re.escape("the log has 1 rounds, but cross-fitting (n_folds = 5) needs at "
+    with pytest.raises(ValueError, match=re.escape("the log has 1 round, but cross-fitting (n_folds = 5) needs at "
                                                    "least 2, one per fold; log more rounds")):
         fit_reward_model(BanditFeedback([0], [1.0], [0.5]), np.zeros((1, 2, 1)))
 

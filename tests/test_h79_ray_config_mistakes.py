@@ -13,7 +13,7 @@ pytest.importorskip("ray")
 
 TINY = ["world=synthetic", "env.num_envs=4", "experiment.steps=4", "experiment.progress=false",
         "experiment.plots=false", "experiment.agents=[random,most_popular]", "experiment.seeds=[0]"]
-EPSILON_2 = "building the agent epsilon_greedy: epsilon=2; it is a probability in [0, 1]"
+EPSILON_2 = "building the agent epsilon_greedy: EpsilonGreedy.epsilon=2: must be in [0, 1]"
 
 
 def test_an_env_the_config_breaks_ends_a_ray_run_as_it_ends_a_local_one(local_ray, tmp_path, capsys):
@@ -84,7 +84,7 @@ def test_failures_that_differ_are_still_named_part_by_part(local_ray, world, tmp
     message = str(failure.value)
     assert message.startswith(f"2 of 2 Ray rollouts failed (agent=epsilon_greedy seed=0: ExperimentConfigError: "
                               f"{EPSILON_2}; agent=negative seed=0: ExperimentConfigError: building the agent "
-                              "negative: epsilon=-1")
+                              "negative: EpsilonGreedy.epsilon=-1: must be in [0, 1])")
     # A mistake in the config beside a rollout's own error: each is named.
     with pytest.raises(RolloutsFailed) as failure:
         _run(world, tmp_path / "mixed", ["epsilon_greedy", "broken"])

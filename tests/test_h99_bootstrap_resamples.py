@@ -82,7 +82,7 @@ def test_the_estimator_study_refuses_the_count_before_it_draws_a_log(tmp_path, c
         cli(["ope", "--out", str(tmp_path / "out"), "--bootstrap", "38"])
     assert stopped.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
-        "recoworld ope: error: StudyConfig.n_bootstrap=38 resamples cannot give a 95% interval")
+        "recoworld ope: error: --bootstrap 38 resamples cannot give a 95% interval")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -269,7 +269,7 @@ def test_command_refuses_a_reward_model_no_machine_holds_before_fitting_it(tmp_p
     pd.read_csv(log).drop(columns="context_0").to_csv(log, index=False)
     assert refused(capsys, "--log", log, "--policy", "tests.test_ope_evaluate:UniformBandit",
                    "--n-actions", "3000") == (
-        "the reward model's design would hold 540,180,000 numbers (60 rounds x 3,000 actions x 1 positions x "
+        "the reward model's design would hold 540,180,000 numbers (60 rounds x 3,000 actions x 1 position x "
         "3,001 indicators > 500,000,000): the direct and doubly robust estimators cannot be fitted on this many "
         "actions; evaluate a log of fewer rounds or actions (e.g. the most shown items)")
 
@@ -287,7 +287,7 @@ def test_a_compressed_csv_is_a_table_log(tmp_path):
     ("ShortBandit", ("action_dist gave 2 actions per row, but the log has 3 (ids 0..2); return shape "
                      "(len(rows), n_actions, n_positions), or set n_actions with --n-actions")),
     ("NanBandit", "action_dist[4, 1, 0] is nan; the evaluation policy must give every action a finite probability"),
-    ("PositionsFirstBandit", ("action_dist gave 1 actions per row, but the log has 3 (ids 0..2); return shape "
+    ("PositionsFirstBandit", ("action_dist gave 1 action per row, but the log has 3 (ids 0..2); return shape "
                               "(len(rows), n_actions, n_positions), or set n_actions with --n-actions")),
 ])
 def test_command_names_a_policy_that_breaks_the_action_dist_contract(tmp_path, capsys, policy, message):
@@ -410,7 +410,9 @@ def test_selection_leaves_out_an_estimator_undefined_on_every_simulated_log_with
     (["--refits", "1"], "--refits 1; give 2 or more refits, for a standard error"),
     (["--truth-users", "1"], "--truth-users 1; give 2 or more users, for a standard error"),
     (["--min-ess", "-1"], "--min-ess -1.0; give 0 or more (0: no threshold)"),
-    (["--max-relative-rmse", "-0.1"], "--max-relative-rmse -0.1; give a share of the value above 0, e.g. 0.25"),
+    (["--max-relative-rmse", "-0.1"], "--max-relative-rmse -0.1; give a share above 0, e.g. 0.25: the largest "
+                                      "simulated RMSE trusted, as a share of the simulated value (0/1 rewards) or of "
+                                      "the logged rewards' range (other rewards)"),
     (["--alpha", "1"], "--alpha 1.0; give a number in (0, 1), e.g. 0.05 for 95% intervals"),
 ])
 def test_command_names_a_flag_out_of_range_before_any_work(tmp_path, capsys, monkeypatch, flag, message):

@@ -99,25 +99,31 @@ def test_obd_rows_reads_a_flat_result_and_refuses_other_types():
 
 
 def test_bad_settings_are_refused_with_the_fix(capsys):
-    with pytest.raises(ValueError, match=r"^seeds=1; bias and RMSE need at least 2 logs per cell$"):
-        StudyConfig(seeds=1)
-    with pytest.raises(ValueError, match=r"^log_sizes=\[3\]; each log needs at least n_folds=5 rounds$"):
-        StudyConfig(log_sizes=(3,))
-    with pytest.raises(ValueError, match=r"^need 1 <= slate_size \(4\) <= candidates \(3\) <= n_items \(200\)$"):
-        StudyConfig(slate_size=4, num_candidates=3)
-    with pytest.raises(ValueError, match=r"^session_seeds=1; bias and RMSE need at least 2 logs per cell$"):
-        StudyConfig(session_seeds=1)
-    with pytest.raises(ValueError, match=r"^n_refits=20, session_refits=1; a standard error needs at least 2 refits$"):
-        StudyConfig(session_refits=1)
-    with pytest.raises(ValueError, match=r"^learned=\['snips'\]; choose none or more of \['ips', 'dr'\]$"):
-        StudyConfig(learned=("snips",))
-    with pytest.raises(ValueError, match=r"^horizon=0, session_log_sizes=\[500\]; each session log needs at least 2 "
-                                         r"trajectories \(2 folds of the Q-function\) of >= 1 step$"):
-        StudyConfig(horizon=0)
+    for settings, message in (
+            ({"seeds": 1}, "StudyConfig.seeds=1; bias and RMSE need at least 2 logs per cell, e.g. "
+                           "StudyConfig.seeds=10"),
+            ({"log_sizes": (3,)}, "StudyConfig.log_sizes=[3]; each log needs at least as many rounds as "
+                                  "StudyConfig.n_folds=5, one per fold of the click model: give sizes of 5 or more, or "
+                                  "a smaller StudyConfig.n_folds"),
+            ({"slate_size": 4, "num_candidates": 3}, "StudyConfig.slate_size=4 > StudyConfig.num_candidates=3; a slate "
+                                                     "shows distinct candidates: give StudyConfig.slate_size <= 3 or a "
+                                                     "larger StudyConfig.num_candidates"),
+            ({"session_seeds": 1}, "StudyConfig.session_seeds=1; bias and RMSE need at least 2 logs per cell, e.g. "
+                                   "StudyConfig.session_seeds=5"),
+            ({"session_refits": 1}, "StudyConfig.session_refits=1; a standard error needs at least 2 refits, e.g. "
+                                    "StudyConfig.session_refits=6"),
+            ({"learned": ("snips",)}, "StudyConfig.learned=['snips']; choose none or more of ['ips', 'dr']"),
+            ({"horizon": 0}, "StudyConfig.horizon=0: must be an integer >= 1"),
+            ({"session_log_sizes": (1,)}, "StudyConfig.session_log_sizes=[1]; each session log needs at least 2 "
+                                          "trajectories (2 folds of the Q-function), e.g. "
+                                          "StudyConfig.session_log_sizes=[500]")):
+        with pytest.raises(ValueError) as refused:
+            StudyConfig(**settings)
+        assert str(refused.value) == message
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["ope", "--seeds", "1"])
     assert exit_info.value.code == 2
-    assert "seeds=1; bias and RMSE need at least 2 logs per cell" in capsys.readouterr().err
+    assert "--seeds 1; bias and RMSE need at least 2 logs per cell, e.g. --seeds 10" in capsys.readouterr().err
 
 
 def test_session_section_and_learned_policies_write_their_tables(tmp_path, capsys):
@@ -176,16 +182,16 @@ def test_refit_interval_is_the_normal_interval_of_the_refitted_estimates():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--alpha", "1.5"], "StudyConfig.alpha=1.5: must be in (0, 1)"),
-    (["--epsilon", "2"], "StudyConfig.epsilon=2.0: must be in [0, 1]"),
-    (["--truth-users", "1"], "StudyConfig.truth_users=1: must be an integer >= 2"),
-    (["--bootstrap", "0"], "StudyConfig.n_bootstrap=0 resamples cannot give a 95% interval: without a resample "
-                           "there is no replicate to take an interval from; use StudyConfig.n_bootstrap >= 39, and "
-                           "1000 or more for stable ends"),
-    (["--folds", "1"], "StudyConfig.n_folds=1: must be an integer >= 2"),
-    (["--logging-temperature", "0"], "StudyConfig.logging_temperature=0.0: must be > 0"),
-    (["--log-sizes", "150", "150"], "log_sizes=[150, 150] names 150 more than once; give each once"),
-    (["--logging", "softmax", "softmax"], "logging=['softmax', 'softmax'] names softmax more than once; give each once"),
+    (["--alpha", "1.5"], "--alpha 1.5: must be in (0, 1)"),
+    (["--epsilon", "2"], "--epsilon 2.0: must be in [0, 1]"),
+    (["--truth-users", "1"], "--truth-users 1: must be an integer >= 2"),
+    (["--bootstrap", "0"], "--bootstrap 0 resamples cannot give a 95% interval: without a resample there is no "
+                           "replicate to take an interval from; use --bootstrap >= 39, and 1000 or more for stable "
+                           "ends"),
+    (["--folds", "1"], "--folds 1: must be an integer >= 2"),
+    (["--logging-temperature", "0"], "--logging-temperature 0.0: must be > 0"),
+    (["--log-sizes", "150", "150"], "--log-sizes 150 150 names 150 more than once; give each once"),
+    (["--logging", "softmax", "softmax"], "--logging softmax softmax names softmax more than once; give each once"),
     (["--threads", "0"], "--threads 0; give 1 or more"),
 ])
 def test_bad_flags_are_refused_before_the_study_runs(tmp_path, capsys, argv, message):

@@ -68,7 +68,7 @@ def test_action_dist_is_checked_against_the_feedback(action_dist, message):
 def test_positions_beyond_the_action_dist_are_refused():
     feedback = BanditFeedback(**_bandit(), position=np.array([0, 1, 2, 0]))
     with pytest.raises(ValueError, match=exactly(
-            "feedback.position reaches 2, but action_dist covers only 1 position(s); "
+            "feedback.position reaches 2, but action_dist covers only 1 position; "
             "pass action_dist with shape (n_rounds, n_actions, n_positions)")):
         IPS().estimate_policy_value(feedback, UNIFORM)
 

@@ -159,18 +159,19 @@ def action_distribution(value, n_rounds: int, n_positions_needed: int) -> np.nda
         array = array[:, :, None]
     if array.ndim != 3:
         raise ValueError(
-            f"action_dist has {array.ndim} dimensions, but (n_rounds, n_actions) or "
+            f"action_dist has {plural(array.ndim, 'dimension')}, but (n_rounds, n_actions) or "
             "(n_rounds, n_actions, n_positions) was expected"
         )
     if array.shape[0] != n_rounds:
         raise ValueError(
-            f"action_dist has {array.shape[0]} rows, but the feedback has {n_rounds} logged rounds; "
+            f"action_dist has {plural(array.shape[0], 'row')}, but the feedback has "
+            f"{plural(n_rounds, 'logged round')}; "
             "pass one row per logged round, in log order"
         )
     if array.shape[2] < n_positions_needed:
         raise ValueError(
             f"feedback.position reaches {n_positions_needed - 1}, but action_dist covers only "
-            f"{array.shape[2]} position(s); pass action_dist with shape (n_rounds, n_actions, n_positions)"
+            f"{plural(array.shape[2], 'position')}; pass action_dist with shape (n_rounds, n_actions, n_positions)"
         )
     array = float_array(array, "action_dist", array.shape, "(n_rounds, n_actions, n_positions)",
                         fix="the evaluation policy must give every action a finite probability")
@@ -191,7 +192,8 @@ def check_distribution(array: np.ndarray, name: str, axis: int) -> None:
         where.insert(axis, ":")
         raise ValueError(
             f"{name}[{', '.join(where)}] sums to {totals[index]:.6g}, but it must be a probability "
-            f"distribution over the {array.shape[axis]} actions (sum to 1); normalise it, e.g. with a softmax"
+            f"distribution over the {plural(array.shape[axis], 'action')} (sum to 1); normalise it, e.g. with a "
+            "softmax"
         )
 
 
@@ -213,4 +215,14 @@ def check_count(value, name: str, low: int, high: float = math.inf) -> None:
     refits or a seed of ``0.5`` would be cut to an integer unseen, or fail deep inside."""
     check_scalar(value, name, low, high)
     if not float(value).is_integer():
-        raise ValueError(f"{name} = {value}, but it must be a whole number")
+        # the whole number below it is in range too (low is whole); infinity has none
+        example = math.floor(value) if math.isfinite(value) else low
+        raise ValueError(f"{name} = {value}, but it must be a whole number; give an integer, e.g. {name}={example}")
+
+
+def plural(count: int, noun: str, nouns: str | None = None, spec: str = "") -> str:
+    """``count`` and ``noun`` in its number, as messages count things: ``"1 round"``,
+    ``"0 rounds"``, ``"3 rounds"``; ``nouns`` where the plural is not ``noun + "s"``
+    (``plural(2, "candidate index", "candidate indices")``), ``spec`` the count's format
+    (``","``: ``"12,000 rounds"``)."""
+    return f"{count:{spec}} {noun if count == 1 else nouns or noun + 's'}"

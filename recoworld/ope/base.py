@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recoworld.ope._validation import check_count, check_scalar
+from recoworld.ope._validation import check_count, check_scalar, plural
 
 #: Replicates x rounds drawn per bootstrap chunk: bounds the scratch memory at about 200 MB.
 _BOOTSTRAP_CHUNK_ELEMENTS = 1 << 23
@@ -60,12 +60,12 @@ def check_resamples(n_bootstrap: int, alpha: float, name: str = "n_bootstrap") -
         if n_bootstrap >= 1:
             # rounded down: the coverage it could claim is never shown as the level it lacks
             covers = math.floor(1000 * (n_bootstrap - 1) / (n_bootstrap + 1)) / 10
-            why = f"the widest percentile interval of {n_bootstrap} resamples covers about {covers:g}%"
+            why = f"the widest percentile interval of {plural(n_bootstrap, 'resample')} covers about {covers:g}%"
         else:
             why = "without a resample there is no replicate to take an interval from"
         raise ValueError(
-            f"{name}={n_bootstrap} resamples cannot give a {_level(alpha)} interval: {why}; use {name} >= {least}, "
-            "and 1000 or more for stable ends"
+            f"{name}={plural(n_bootstrap, 'resample')} cannot give a {_level(alpha)} interval: {why}; use "
+            f"{name} >= {least}, and 1000 or more for stable ends"
         )
 
 

@@ -42,6 +42,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from recoworld.ope._validation import plural
+
 #: Below this effective sample size no reweighting estimate is called trustworthy.
 MIN_ESS = 100.0
 #: Share of the evaluation policy's probability that may lie outside the log's support, or
@@ -59,7 +61,7 @@ def weight_diagnostics(weight) -> dict[str, float]:
     rows = np.asarray(weight, dtype=np.float64)
     w = rows.ravel()
     if w.size == 0 or not np.isfinite(w).all() or (w < 0).any():
-        raise ValueError(f"weights must be a non-empty array of finite numbers >= 0; got {w.size} values "
+        raise ValueError(f"weights must be a non-empty array of finite numbers >= 0; got {plural(w.size, 'value')} "
                          f"with min {np.min(w) if w.size else 'n/a'}")
     per_round = rows.reshape(len(rows), -1).mean(1) if rows.ndim > 1 else w
     se = float(per_round.std(ddof=1) / math.sqrt(len(per_round))) if len(per_round) > 1 else math.inf
@@ -97,10 +99,10 @@ def support_problem(diagnostics: dict, name: str = "pscore") -> SupportProblem |
         return SupportProblem(NOT_IDENTIFIED, (
             f"not identified: {measured}, so about {1 - mean:.0%} of the target policy's probability falls on "
             "choices this log does not show (the logging policy never makes them, or too rarely for "
-            f"{diagnostics['n']:,} logged choices), whose rewards no estimator can learn from it (IPS counts them "
-            "as 0, DM and DR extrapolate their model to them); log with a policy that also makes the target's "
-            f"choices, or evaluate a target closer to the logging policy (or, if {name} overstates the logging "
-            "probabilities, correct it)"))
+            f"{plural(diagnostics['n'], 'logged choice', spec=',')}), whose rewards no estimator can learn from it "
+            "(IPS counts them as 0, DM and DR extrapolate their model to them); log with a policy that also makes "
+            "the target's choices, or evaluate a target closer to the logging policy (or, if "
+            f"{name} overstates the logging probabilities, correct it)"))
     if mean - SUPPORT_Z * se > 1 + SUPPORT_TOLERANCE:
         return SupportProblem(INCONSISTENT, (
             f"the logged propensities are not the logging policy's: {measured}, but with its true probabilities "

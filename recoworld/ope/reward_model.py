@@ -25,8 +25,27 @@ from recoworld.ope.feedback import BanditFeedback
 _SCORED_CHUNK_ELEMENTS = 1 << 20
 
 
+#: Features up to this magnitude are fitted as given (see :func:`_column_scales`).
+_LARGEST_UNSCALED = 2.0**32
+
+
+def _column_scales(X: np.ndarray) -> np.ndarray:
+    """A power of two per column of ``X``: 1 where its largest magnitude is at most
+    :data:`_LARGEST_UNSCALED`, else the one that brings it below 2. The regressors below fit
+    the columns divided by it, so that a feature of 1e200 does not overflow their Gram
+    matrix (its square) into infinity. A power of two divides exactly, and with the penalty
+    divided by the scale's square the fit is the same model, computed in numbers float64
+    holds; ordinary features are left as they are, and their fits unchanged to the last bit."""
+    largest = np.abs(X).max(axis=0, initial=0.0)
+    exponent = np.frexp(largest)[1]  # largest < 2**exponent
+    return np.where(largest > _LARGEST_UNSCALED, np.ldexp(1.0, exponent - 1), 1.0)
+
+
 class RidgeRegression:
-    """Least squares with an L2 penalty ``alpha`` on the coefficients (not the intercept)."""
+    """Least squares with an L2 penalty ``alpha`` on the coefficients (not the intercept).
+
+    The columns are rescaled for the fit (:func:`_column_scales`), the penalty with them:
+    the coefficients are those of the features as given."""
 
     def __init__(self, alpha: float = 1.0):
         v.check_scalar(alpha, "alpha", 0)
@@ -34,11 +53,15 @@ class RidgeRegression:
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> RidgeRegression:
         X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        scale = _column_scales(X)
+        X = X / scale
         x_mean, y_mean = X.mean(axis=0), y.mean()
         centred = X - x_mean
-        gram = centred.T @ centred + self.alpha * np.eye(X.shape[1])
-        self.coef_ = np.linalg.lstsq(gram, centred.T @ (y - y_mean), rcond=None)[0]
-        self.intercept_ = y_mean - x_mean @ self.coef_
+        # alpha ||coef||^2 = sum_j alpha / scale_j^2 (coef_j scale_j)^2: the same penalty
+        gram = centred.T @ centred + np.diag(self.alpha / scale / scale)  # (not scale**2: 2**1023 squared is inf)
+        scaled = np.linalg.lstsq(gram, centred.T @ (y - y_mean), rcond=None)[0]
+        self.coef_ = scaled / scale
+        self.intercept_ = y_mean - x_mean @ scaled
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -46,7 +69,10 @@ class RidgeRegression:
 
 
 class LogisticRegression:
-    """L2-penalised logistic regression for 0/1 rewards, fitted by Newton's method (IRLS)."""
+    """L2-penalised logistic regression for 0/1 rewards, fitted by Newton's method (IRLS).
+
+    As :class:`RidgeRegression`, it fits rescaled columns with the penalty rescaled alike;
+    ``tol`` bounds the last Newton step of the rescaled coefficients."""
 
     def __init__(self, alpha: float = 1.0, max_iter: int = 100, tol: float = 1e-8):
         v.check_scalar(alpha, "alpha", 0)
@@ -56,9 +82,10 @@ class LogisticRegression:
         y = np.asarray(y, dtype=np.float64)
         if not np.isin(y, (0.0, 1.0)).all():
             raise ValueError("LogisticRegression needs 0/1 rewards; use RidgeRegression for other rewards")
-        design = _with_intercept(X)
-        penalty = self.alpha * np.eye(design.shape[1])
-        penalty[-1, -1] = 0.0
+        X = np.asarray(X, dtype=np.float64)
+        scale = _column_scales(X)
+        design = _with_intercept(X / scale)
+        penalty = np.diag(np.append(self.alpha / scale / scale, 0.0))  # the intercept is not penalised
         beta = np.zeros(design.shape[1])
         for _ in range(self.max_iter):
             p = _sigmoid(design @ beta)
@@ -68,7 +95,7 @@ class LogisticRegression:
             beta -= step
             if np.abs(step).max() < self.tol:
                 break
-        self.coef_, self.intercept_ = beta[:-1], beta[-1]
+        self.coef_, self.intercept_ = beta[:-1] / scale, beta[-1]
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -134,7 +161,7 @@ def fit_reward_model(feedback: BanditFeedback, features, regressor=None, n_folds
     if not hasattr(regressor, "fit") or not (hasattr(regressor, "predict") or hasattr(regressor, "predict_proba")):
         raise TypeError(f"regressor must have fit(X, y) and predict(X) or predict_proba(X); got {type(regressor).__name__}")
     n = feedback.n_rounds
-    _check_folds(n_folds, n, "rounds")
+    _check_folds(n_folds, n, "round")
     v.check_count(seed, "seed", 0)
     features = v.to_numpy(features, "features")
     expected = 4 if feedback.position is not None else 3
@@ -175,7 +202,8 @@ def _check_distinct(action: np.ndarray, n_candidates: int) -> None:
     numbered from 1 into a 0-based slate) would teach the model one item's click twice."""
     k = action.shape[1]
     if k > n_candidates:
-        raise ValueError(f"action has {k} positions per slate, but features has only {n_candidates} candidates; a "
+        raise ValueError(f"action has {k} positions per slate, but features has only "
+                         f"{v.plural(n_candidates, 'candidate')}; a "
                          "slate shows each candidate once: give the features of every candidate a slate could show")
     ordered = np.sort(action, axis=1)
     repeats = (np.diff(ordered, axis=1) == 0).any(axis=1)
@@ -184,15 +212,16 @@ def _check_distinct(action: np.ndarray, n_candidates: int) -> None:
         item = int(ordered[i, 1:][np.diff(ordered[i]) == 0][0])
         positions = np.flatnonzero(action[i] == item).tolist()
         raise ValueError(f"action[{i}] shows candidate {item} at positions {positions} ({int(repeats.sum())} of "
-                         f"{len(action)} slates repeat a candidate); a slate shows each candidate once: fix the log")
+                         f"{v.plural(len(action), 'slate')} repeat a candidate); a slate shows each candidate once: "
+                         "fix the log")
 
 
 def _check_folds(n_folds: int, n: int, what: str) -> None:
-    """``n_folds`` whole and in ``[2, n]``; a log of fewer than 2 ``what`` is refused as such,
-    not with the empty range ``[2, 1]``."""
+    """``n_folds`` whole and in ``[2, n]``; a log of fewer than 2 of ``what`` (``"round"``)
+    is refused as such, not with the empty range ``[2, 1]``."""
     if n < 2:
-        raise ValueError(f"the log has {n} {what}, but cross-fitting (n_folds = {n_folds}) needs at least 2, one "
-                         f"per fold; log more {what}")
+        raise ValueError(f"the log has {v.plural(n, what)}, but cross-fitting (n_folds = {n_folds}) needs at least "
+                         f"2, one per fold; log more {what}s")
     v.check_count(n_folds, "n_folds", 2, n)
 
 
@@ -217,7 +246,8 @@ def _predict(model, X: np.ndarray) -> np.ndarray:
     else:
         predicted, method = np.asarray(model.predict(X), dtype=np.float64), "predict"
     if predicted.shape != (len(X),):
-        raise ValueError(f"{type(model).__name__}.{method} gave shape {np.shape(predicted)} for {len(X)} rows, but one "
+        raise ValueError(f"{type(model).__name__}.{method} gave shape {np.shape(predicted)} for "
+                         f"{v.plural(len(X), 'row')}, but one "
                          f"prediction per row, shape ({len(X)},), was expected; check the regressor")
     return predicted
 
@@ -258,7 +288,7 @@ def fit_slate_reward_model(features, action, reward, regressor=None, n_folds: in
     action = v.int_array(action, "action", (n, k), "(n_slates, slate_length)", what="candidate indices",
                          high=n_candidates, source="features")
     _check_distinct(action, n_candidates)
-    _check_folds(n_folds, n, "slates")
+    _check_folds(n_folds, n, "slate")
     v.check_count(seed, "seed", 0)
     d = features.shape[2]
 

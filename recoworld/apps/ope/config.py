@@ -68,10 +68,13 @@ class StudyConfig:
 
     #: Ranges of the numbers the checks below do not cover (:mod:`recoworld.config_checks`):
     #: a standard error needs two truth users, a logging policy must give every slate some
-    #: chance (temperature > 0), and cross-fitting needs two folds.
+    #: chance (temperature > 0), cross-fitting needs two folds, an episode a step, and a
+    #: request a candidate and a slate an item.
     RANGES = {"n_items": AT_LEAST_ONE, "epsilon": UNIT, "logging_temperature": POSITIVE,
               "target_temperature": NON_NEGATIVE, "truth_users": Interval(2), "truth_draws": AT_LEAST_ONE,
-              "alpha": OPEN_UNIT, "n_folds": Interval(2),
+              "alpha": OPEN_UNIT, "n_folds": Interval(2), "horizon": AT_LEAST_ONE,
+              **dict.fromkeys(("num_candidates", "slate_size", "session_candidates", "session_slate_size"),
+                              AT_LEAST_ONE),
               "session_truth_users": Interval(2)}
 
     def __post_init__(self):
@@ -84,35 +87,48 @@ class StudyConfig:
             twice = sorted({g for g in given if given.count(g) > 1}, key=str)
             if twice:
                 # A repeated cell would be run again and counted as another, independent one.
-                raise ValueError(f"{name}={given} names {', '.join(map(str, twice))} more than once; give each once")
-        for name, allowed, given in (("logging", LOGGING_POLICIES, self.logging),
-                                     ("targets", TARGET_POLICIES, self.targets),
-                                     ("estimators", tuple(ESTIMATORS), self.estimators),
-                                     ("session_logging", LOGGING_POLICIES, self.session_logging),
-                                     ("session_estimators", tuple(SESSION_ESTIMATORS), self.session_estimators)):
-            unknown = [g for g in given if g not in allowed]
-            if unknown or not given:
-                raise ValueError(f"{name}={list(given)}; choose one or more of {list(allowed)}")
-        unknown = [g for g in self.learned if g not in OBJECTIVES]
-        if unknown:
-            raise ValueError(f"learned={list(self.learned)}; choose none or more of {list(OBJECTIVES)}")
+                raise ValueError(f"{self.setting(name)} names {', '.join(map(str, twice))} more than once; "
+                                 "give each once")
+        for name, allowed in (("logging", LOGGING_POLICIES), ("targets", TARGET_POLICIES),
+                              ("estimators", tuple(ESTIMATORS)), ("session_logging", LOGGING_POLICIES),
+                              ("session_estimators", tuple(SESSION_ESTIMATORS))):
+            given = getattr(self, name)
+            if not given or any(g not in allowed for g in given):
+                raise ValueError(f"{self.setting(name)}; choose one or more of {list(allowed)}")
+        if any(g not in OBJECTIVES for g in self.learned):
+            raise ValueError(f"{self.setting('learned')}; choose none or more of {list(OBJECTIVES)}")
         if not self.log_sizes or min(self.log_sizes) < self.n_folds:
-            raise ValueError(f"log_sizes={list(self.log_sizes)}; each log needs at least n_folds={self.n_folds} rounds")
-        if self.seeds < 2 or self.session_seeds < 2:
-            name, value = ("seeds", self.seeds) if self.seeds < 2 else ("session_seeds", self.session_seeds)
-            raise ValueError(f"{name}={value}; bias and RMSE need at least 2 logs per cell")
-        if min(self.n_refits, self.session_refits) < 2:
-            raise ValueError(f"n_refits={self.n_refits}, session_refits={self.session_refits}; a standard error "
-                             "needs at least 2 refits")
-        if self.horizon < 1 or not self.session_log_sizes or min(self.session_log_sizes) < 2:
-            raise ValueError(f"horizon={self.horizon}, session_log_sizes={list(self.session_log_sizes)}; each "
-                             "session log needs at least 2 trajectories (2 folds of the Q-function) of >= 1 step")
-        if not 1 <= self.session_slate_size <= self.session_candidates <= self.n_items:
-            raise ValueError(f"need 1 <= session_slate_size ({self.session_slate_size}) <= session_candidates "
-                             f"({self.session_candidates}) <= n_items ({self.n_items})")
-        if not 1 <= self.slate_size <= self.num_candidates <= self.n_items:
-            raise ValueError(f"need 1 <= slate_size ({self.slate_size}) <= candidates ({self.num_candidates}) "
-                             f"<= n_items ({self.n_items})")
+            raise ValueError(f"{self.setting('log_sizes')}; each log needs at least as many rounds as "
+                             f"{self.setting('n_folds')}, one per fold of the click model: give sizes of "
+                             f"{self.n_folds} or more, or a smaller StudyConfig.n_folds")
+        if not self.session_log_sizes or min(self.session_log_sizes) < 2:
+            example = self.setting("session_log_sizes", StudyConfig.session_log_sizes)
+            raise ValueError(f"{self.setting('session_log_sizes')}; each session log needs at least 2 trajectories "
+                             f"(2 folds of the Q-function), e.g. {example}")
+        for name, why in (("seeds", "bias and RMSE need at least 2 logs per cell"),
+                          ("session_seeds", "bias and RMSE need at least 2 logs per cell"),
+                          ("n_refits", "a standard error needs at least 2 refits"),
+                          ("session_refits", "a standard error needs at least 2 refits")):
+            if getattr(self, name) < 2:
+                example = self.setting(name, getattr(StudyConfig, name))  # the default
+                raise ValueError(f"{self.setting(name)}; {why}, e.g. {example}")
+        for slate, candidates in (("slate_size", "num_candidates"), ("session_slate_size", "session_candidates")):
+            self._check_at_most(slate, candidates, "a slate shows distinct candidates")
+            self._check_at_most(candidates, "n_items", "the candidates are distinct items of the catalog")
+
+    def setting(self, name: str, value=None) -> str:
+        """``StudyConfig.name=value`` (``value`` by default the field's own; a tuple as a list):
+        how every message of the config names a setting, the one form that
+        :func:`recoworld.apps.ope.options.as_flags` turns into the flag that gave it
+        (``--log-sizes 500 2000``) when the command line built the config."""
+        value = getattr(self, name) if value is None else value
+        return f"StudyConfig.{name}={list(value) if isinstance(value, tuple) else value!r}"
+
+    def _check_at_most(self, smaller: str, larger: str, why: str) -> None:
+        """Refuse ``smaller`` above ``larger`` (two size fields), with the fix."""
+        if getattr(self, smaller) > getattr(self, larger):
+            raise ValueError(f"{self.setting(smaller)} > {self.setting(larger)}; {why}: give "
+                             f"StudyConfig.{smaller} <= {getattr(self, larger)} or a larger StudyConfig.{larger}")
 
 
 def make_policy(name: str, config: StudyConfig, role: str):

@@ -123,7 +123,9 @@ def check_flags(args, p: argparse.ArgumentParser) -> None:
     except ValueError as error:
         p.error(str(error))
     if not args.max_relative_rmse > 0:
-        p.error(f"--max-relative-rmse {args.max_relative_rmse}; give a share of the value above 0, e.g. 0.25")
+        p.error(f"--max-relative-rmse {args.max_relative_rmse}; give a share above 0, e.g. 0.25: the largest "
+                "simulated RMSE trusted, as a share of the simulated value (0/1 rewards) or of the logged rewards' "
+                "range (other rewards)")
 
 
 def evaluate_bandit_log(args, frame: pd.DataFrame, feedback, context, n_actions: int) -> dict:
@@ -193,9 +195,9 @@ def _asked(spec: str, policy, frame: pd.DataFrame, n_actions: int, n_positions: 
         # the actions' axis first: a distribution over the wrong axis also fails to sum to 1,
         # and that message would hide the cause
         if dist.ndim in (2, 3) and dist.shape[0] == len(frame) and dist.shape[1] != n_actions:
-            raise ValueError(f"action_dist gave {dist.shape[1]} actions per row, but the log has {n_actions} (ids "
-                             f"0..{n_actions - 1}); return shape (len(rows), n_actions, n_positions), or set n_actions "
-                             "with --n-actions")
+            raise ValueError(f"action_dist gave {v.plural(dist.shape[1], 'action')} per row, but the log has "
+                             f"{n_actions} (ids 0..{n_actions - 1}); return shape (len(rows), n_actions, n_positions), "
+                             "or set n_actions with --n-actions")
         return v.action_distribution(dist, len(frame), n_positions)
     except (ValueError, TypeError) as error:
         raise ValueError(f"--policy {spec!r}: {error}") from None

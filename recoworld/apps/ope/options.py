@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import ast
+import re
 from dataclasses import fields
 from pathlib import Path
 
@@ -18,6 +20,11 @@ SIMPLE_FLAGS = {"seeds": int, "n_items": int, "slate_size": int, "epsilon": floa
 #: Config fields given as lists on the command line and kept as tuples.
 TUPLE_FIELDS = ("logging", "targets", "estimators", "log_sizes", "learned", "session_logging", "session_log_sizes",
                 "session_estimators")
+#: Config fields whose flag has another name (``--bootstrap`` sets ``n_bootstrap``).
+RENAMED_FLAGS = {"num_candidates": "candidates", "n_bootstrap": "bootstrap", "n_folds": "folds", "n_refits": "refits"}
+#: A setting as :meth:`StudyConfig.setting` names it in a message, its value (a list, or a
+#: number up to the punctuation after it) optional.
+_SETTING = re.compile(r"StudyConfig\.(\w+)(?:=(\[[^\]]*\]|[^\s;:,)]+))?")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -63,8 +70,8 @@ def parser() -> argparse.ArgumentParser:
 def study_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> StudyConfig:
     """The :class:`StudyConfig` of parsed ``args``; a setting it refuses is a usage error."""
     values = {f.name: getattr(args, f.name) for f in fields(StudyConfig) if hasattr(args, f.name)}
-    values.update(num_candidates=args.candidates, n_bootstrap=args.bootstrap, n_folds=args.folds,
-                  n_refits=args.refits, sessions=not args.no_sessions)
+    values.update({name: getattr(args, flag) for name, flag in RENAMED_FLAGS.items()})
+    values["sessions"] = not args.no_sessions
     for name in TUPLE_FIELDS:
         values[name] = tuple(values[name])
     for flag in ("threads", "obd_mc"):
@@ -73,4 +80,21 @@ def study_config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> S
     try:
         return StudyConfig(**values)
     except ValueError as error:
-        parser.error(str(error))
+        parser.error(as_flags(str(error)))
+
+
+def as_flags(message: str) -> str:
+    """A message of :class:`StudyConfig` in the command line's terms: each setting it names
+    as the flag that gave it, with the value as typed (``StudyConfig.n_bootstrap=0`` reads
+    ``--bootstrap 0``, ``StudyConfig.log_sizes=[3, 3]`` reads ``--log-sizes 3 3``); the
+    config's own messages name the fields, as a Python caller gives them."""
+    def as_typed(setting: re.Match) -> str:
+        name, value = setting[1], setting[2]
+        flag = "--" + RENAMED_FLAGS.get(name, name).replace("_", "-")
+        if value is None:
+            return flag
+        if value.startswith("["):
+            value = " ".join(map(str, ast.literal_eval(value)))
+        return f"{flag} {value}"
+
+    return _SETTING.sub(as_typed, message)

@@ -39,6 +39,7 @@ from rich.table import Table
 from rich.text import Text
 
 from recoworld.logs import new_folder
+from recoworld.ope._validation import plural
 
 COLUMNS = ("logging", "target", "n", "estimator", "truth", "truth_se", "bias", "rmse", "coverage", "ci_width",
            "defined")
@@ -177,7 +178,7 @@ def markdown(config, truths: pd.DataFrame, summary: pd.DataFrame, obd: pd.DataFr
                    "at the largest log size."), "", _frame_markdown(learning)]
     if sessions is not None:
         parts += ["", "## Sessions", "",
-                  (f"Episodes of H = {config.horizon} steps; truth by on-policy Monte Carlo over "
+                  (f"Episodes of H = {plural(config.horizon, 'step')}; truth by on-policy Monte Carlo over "
                    f"{config.session_truth_users} held-out users (exact expected clicks per step): "
                    f"{_truth_line(sessions.truths)}. DR's, WDR's and FQE's intervals "
                    f"refit the Q-function on every resample ({config.session_refits} refits); FQE's adds its "

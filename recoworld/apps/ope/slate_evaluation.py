@@ -45,6 +45,7 @@ from hydra.errors import HydraException
 
 from recoworld.apps.ope.config import ESTIMATORS, StudyConfig
 from recoworld.apps.ope.judgement import judge
+from recoworld.ope._validation import plural
 from recoworld.ope.base import min_resamples
 from recoworld.ope.diagnostics import weight_diagnostics
 from recoworld.ope.selection import Selection, summarise_errors
@@ -171,9 +172,9 @@ def evaluate_slate_log(args) -> dict:
         raise ValueError(f"{args.log}: {error}") from None
     folds = StudyConfig().n_folds
     if len(data.action) < folds:  # said here in the log's terms, not as the study's log_sizes and n_folds
-        raise ValueError(f"{args.log} holds {len(data.action)} logged slates, but an evaluation needs at least "
-                         f"{folds} (the click model behind DM and cascade DR is cross-fitted over {folds} folds of "
-                         "the slates); log more rounds")
+        raise ValueError(f"{args.log} holds {plural(len(data.action), 'logged slate')}, but an evaluation needs at "
+                         f"least {folds} (the click model behind DM and cascade DR is cross-fitted over {folds} folds "
+                         "of the slates); log more rounds")
     check_propensities(data, args.log)
     try:
         agent, composed = load_agent(args.policy, policy_kwargs(args.policy_arg), args.world, args.override,
@@ -187,10 +188,10 @@ def evaluate_slate_log(args) -> dict:
     C = data.candidate_ids.shape[1]
     if data.candidate_ids.max() >= catalog.n_items:
         raise ValueError(f"the log shows item {int(data.candidate_ids.max())}, but the catalog {catalog.name!r} has "
-                         f"{catalog.n_items} items; give the log's world with --world")
+                         f"{plural(catalog.n_items, 'item')}; give the log's world with --world")
     env = SlateVectorEnv(num_envs=1, catalog=catalog, slate_size=K, num_candidates=C, max_steps=1)
-    with agent_step(args.policy, f"being set up for the log's catalog ({catalog.n_items} items; slates of {K} "
-                                 f"from {C} candidates)"):
+    with agent_step(args.policy, f"being set up for the log's catalog ({plural(catalog.n_items, 'item')}; slates of "
+                                 f"{K} from {plural(C, 'candidate')})"):
         agent.setup(env, seed=args.seed)
     template, _ = env.reset(seed=args.seed)
     target = PolicyOnLog(agent, template)

@@ -34,6 +34,7 @@ import pandas as pd
 
 from recoworld.data.interactions import _column_fix, _read_errors, _unindexed
 from recoworld.ope import BanditFeedback, per_action_features
+from recoworld.ope._validation import plural
 
 FORMATS = ("auto", "recoworld", "obd", "table")
 TABLE_COLUMNS = ("action", "reward", "pscore")
@@ -133,8 +134,9 @@ def read_table(log: str, n_actions: int | None) -> tuple[pd.DataFrame, BanditFee
         raise ValueError(f"{log} lacks the column(s) {missing}; a table log needs {list(TABLE_COLUMNS)}, optionally "
                          f"'position' and 'context_*' columns; its columns are {header}{_column_fix(header, missing)}")
     if len(frame) < MIN_ROUNDS:
-        raise ValueError(f"{log} has {len(frame)} rounds, but an evaluation needs at least {MIN_ROUNDS} (the reward "
-                         "model behind DM and DR is cross-fitted over 5 folds of the rounds); log more rounds")
+        raise ValueError(f"{log} has {plural(len(frame), 'round')}, but an evaluation needs at least {MIN_ROUNDS} "
+                         "(the reward model behind DM and DR is cross-fitted over 5 folds of the rounds); log more "
+                         "rounds")
     action = _column(frame, "action", log)
     for name in [c for c in ("action", "position") if c in frame.columns]:  # an empty cell is NaN, no id
         absent = frame[name].isna().to_numpy()
@@ -150,9 +152,10 @@ def read_table(log: str, n_actions: int | None) -> tuple[pd.DataFrame, BanditFee
                          f"{largest} or more (the actions the policy chooses among), or leave it out")
     distinct = len(np.unique(action))
     if n_actions is None and distinct < largest / 2:
-        raise ValueError(f"{log}: the action ids reach {largest - 1}, but only {distinct} distinct ids appear; map "
-                         "them to 0..n_actions-1 (e.g. pandas.factorize, and the same map in the policy), or give "
-                         f"--n-actions {largest} if the policy really chooses among {largest} actions")
+        appear = "appears" if distinct == 1 else "appear"
+        raise ValueError(f"{log}: the action ids reach {largest - 1}, but only {plural(distinct, 'distinct id')} "
+                         f"{appear}; map them to 0..n_actions-1 (e.g. pandas.factorize, and the same map in the "
+                         f"policy), or give --n-actions {largest} if the policy really chooses among {largest} actions")
     position = _column(frame, "position", log) if "position" in frame.columns else None
     reward, pscore = _column(frame, "reward", log), _column(frame, "pscore", log)
     try:
@@ -259,8 +262,9 @@ def features_of(context: np.ndarray | None, n_actions: int, n_positions: int, n_
         return lambda rows: per_action_features(context[rows], n_actions, n_positions)
     size = n_rounds * n_actions * n_positions * (n_actions + n_positions)
     if size > MAX_INDICATOR_DESIGN:
-        raise ValueError(f"the reward model's design would hold {size:,} numbers ({n_rounds:,} rounds x {n_actions:,} "
-                         f"actions x {n_positions} positions x {n_actions + n_positions:,} indicators > "
+        raise ValueError(f"the reward model's design would hold {size:,} numbers "
+                         f"({plural(n_rounds, 'round', spec=',')} x {plural(n_actions, 'action', spec=',')} x "
+                         f"{plural(n_positions, 'position')} x {n_actions + n_positions:,} indicators > "
                          f"{MAX_INDICATOR_DESIGN:,}): the direct and doubly robust estimators cannot be fitted on "
                          "this many actions; evaluate a log of fewer rounds or actions (e.g. the most shown items)")
     indicators = np.concatenate([
