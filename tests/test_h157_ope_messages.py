@@ -78,7 +78,7 @@ def test_max_relative_rmse_says_what_it_is_a_share_of(tmp_path, capsys, value):
     assert refused(capsys, "--log", table_log(tmp_path / "log.csv"), "--policy", POLICY, "--max-relative-rmse",
                    value) == (
         f"--max-relative-rmse {float(value)}; give a share above 0, e.g. 0.25: the largest simulated RMSE trusted, as "
-        "a share of the simulated value (0/1 rewards) or of the logged rewards' range (other rewards)")
+        "a share of the simulated value above the lowest logged reward (0 for 0/1 rewards)")
 
 
 # ------------------------------------------------- check_count's example

@@ -33,10 +33,13 @@ positions, the evaluation policy's distribution ``pi_i``) and replaces the rest:
 
 Every estimator then runs on each simulated log as on the real one (reward model refitted)
 and the one of least RMSE is recommended. :func:`verdict` says plainly when no estimate
-deserves trust. It judges the RMSE against the simulated value for 0/1 rewards, and against
-the logged rewards' range ``r_max - r_min`` for others: a share of the value would change
-with where the scale starts (ratings 1..5 shifted by 100 would pass any RMSE, centred on 0
-none), a share of the range does not.
+deserves trust. It judges the RMSE against the simulated value measured from the bottom of
+the logged scale, ``V - r_min`` (``r_min = 0`` for 0/1 rewards: the value itself). A share
+of the value alone would change with where a scale starts (ratings 1..5 shifted by 100
+would pass any RMSE, centred on 0 none); a share of the range ``r_max - r_min`` would jump
+with one reward that is not 0/1 in a log of rare clicks (a value of 0.03 judged against 1).
+A value at ``r_min`` (a log without clicks) leaves nothing to judge an RMSE against, and no
+estimate is trusted.
 """
 
 from __future__ import annotations
@@ -55,9 +58,12 @@ from recoworld.ope.evaluation import (
 )
 from recoworld.ope.feedback import BanditFeedback
 
-#: The recommended estimator's simulated RMSE, relative to the simulated value (0/1 rewards) or
-#: to the logged rewards' range (others), above which no estimate is called trustworthy.
+#: The recommended estimator's simulated RMSE, relative to the simulated value above the lowest
+#: logged reward (0 for 0/1 rewards), above which no estimate is called trustworthy.
 MAX_RELATIVE_RMSE = 0.25
+#: A simulated value within this share of the rewards' size (at least 1) of the lowest logged
+#: reward is at it: float rounding of a mean of rewards at ``r_min``.
+AT_FLOOR = 1e-9
 
 
 @dataclass(frozen=True)
@@ -65,9 +71,8 @@ class Selection:
     """The outcome of a selection: per-estimator ``bias`` and ``rmse`` over the simulated
     logs (dicts by estimator name), the ``recommended`` estimator, the simulated truths'
     mean ``value`` and the number of simulated logs ``n_sims``; ``protocol`` names it.
-    ``reward_range``, the logged rewards' ``(r_min, r_max)`` where they are not all 0/1 (nor
-    all equal), is what :func:`verdict` judges the RMSE against; ``None`` (0/1 rewards,
-    clicks) judges it against the value."""
+    ``r_min``, the bottom of the rewards' scale (the lowest logged reward; 0 for 0/1 rewards
+    and for clicks), is where :func:`verdict` measures the value from."""
 
     bias: dict
     rmse: dict
@@ -75,7 +80,7 @@ class Selection:
     value: float
     n_sims: int
     protocol: str
-    reward_range: tuple[float, float] | None = None
+    r_min: float = 0.0
 
 
 def simulate_then_select(problem: BanditProblem, n_sims: int = 20, seed: int = 0,
@@ -121,7 +126,7 @@ def simulate_then_select(problem: BanditProblem, n_sims: int = 20, seed: int = 0
         errors[s] = simulated.estimates(estimators, seed=seed + s + 1) - truth
     bias, rmse, recommended = summarise_errors(errors, estimators)
     return Selection(bias, rmse, recommended, truth, n_sims, "simulate-then-select (plausible worlds from the log)",
-                     None if binary or low == high else (low, high))
+                     low)
 
 
 def summarise_errors(errors: np.ndarray, estimators) -> tuple[dict, dict, str]:
@@ -142,19 +147,24 @@ def summarise_errors(errors: np.ndarray, estimators) -> tuple[dict, dict, str]:
 def verdict(selection: Selection, ess: float, min_ess: float = MIN_ESS,
             max_relative_rmse: float = MAX_RELATIVE_RMSE, weighting=WEIGHTING) -> tuple[bool, str]:
     """``(trustworthy, sentence)``: the recommended estimate is trusted when its simulated
-    RMSE is at most ``max_relative_rmse`` of the simulated value (of the logged rewards'
-    range where ``selection.reward_range`` is given: module docstring) and, for an estimator
-    that reweights rounds, the log's effective sample size is at least ``min_ess``."""
-    name = selection.recommended
-    scale, of = abs(selection.value), "the value"
-    if selection.reward_range is not None:
-        low, high = selection.reward_range
-        scale, of = high - low, f"the logged rewards' range [{low:g}, {high:g}]"
-    relative = selection.rmse[name] / max(scale, 1e-12)
+    RMSE is at most ``max_relative_rmse`` of the simulated value above ``selection.r_min``
+    (module docstring) and, for an estimator that reweights rounds, the log's effective
+    sample size is at least ``min_ess``. A simulated value at ``r_min`` (a log of no clicks,
+    or of one rating, whose simulated logs hold no other reward) leaves no value above it to
+    judge an RMSE against: then no estimate is trusted, and the sentence says why."""
+    name, floor = selection.recommended, selection.r_min
+    scale = abs(selection.value - floor)
+    of = "the value" if floor == 0 else f"the value above {floor:g}, the lowest logged reward"
     if name in weighting and ess < min_ess:
         return False, (f"no estimate is trustworthy: the effective sample size is {ess:.1f} (< {min_ess:g}), "
                        f"too few rounds carry the weight for {name}; log more data or evaluate a policy closer "
                        "to the logging policy")
+    if scale <= AT_FLOOR * max(1.0, abs(floor)):
+        return False, (f"no estimate is trustworthy: the simulated value is the lowest logged reward, {floor:g}, "
+                       f"which leaves nothing above it to judge the simulated RMSE of the best estimator, {name} "
+                       f"({selection.rmse[name]:.2g}), against; log until some of the target policy's choices are "
+                       f"rewarded above {floor:g}")
+    relative = selection.rmse[name] / scale
     if relative > max_relative_rmse:
         return False, (f"no estimate is trustworthy: even the best estimator, {name}, erred by "
                        f"{relative:.0%} of {of} (RMSE) on simulated logs of this shape "

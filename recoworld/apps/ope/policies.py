@@ -6,7 +6,8 @@
   ``--world`` and any ``--override`` given, as ``recoworld run agent=NAME`` would);
 * ``module:Attribute``, a class (instantiated with the ``--policy-arg KEY=VALUE`` given) or
   an object, of an importable module (the current folder's included) or of a ``.py`` file
-  (``policies/mine.py:MyBandit``, which imports the modules beside it by their name);
+  (``policies/mine.py:MyBandit``, which imports the modules beside it by their name, but for
+  one that an installed module of its name hides: the error names both);
 * a path to a Stable-Baselines3 model ``.zip`` (``--sb3-algo`` names its algorithm),
   wrapped in :class:`~recoworld.agents.sb3.SB3Recommender`.
 
@@ -89,9 +90,10 @@ def load_object(spec: str, kwargs: dict):
     try:
         target = getattr(_module(module_name), attribute)
     except Exception as error:  # noqa: BLE001 - the user's module may raise anything on import
-        fix = ("fix the file's imports: modules beside it import by their name; a package's module is given as "
-               "package.module:Class" if module_name.endswith(".py") and isinstance(error, ImportError)
-               else "give module:Attribute of an importable module")
+        fix = "give module:Attribute of an importable module"
+        if module_name.endswith(".py") and isinstance(error, ImportError):
+            fix = (_hidden_neighbour(Path(module_name), error) or "fix the file's imports: modules beside it import "
+                   "by their name; a package's module is given as package.module:Class")
         # below this frame and _module's: a module that is not found was raised nowhere to fix
         raise ValueError(f"--policy {spec!r}: cannot import {attribute!r} from {module_name!r} "
                          f"({raised(error, calls=2)}); {fix}") from None
@@ -105,6 +107,24 @@ def load_object(spec: str, kwargs: dict):
         given = " ".join(f"--policy-arg {key}={value!r}" for key, value in kwargs.items()) or "no --policy-arg"
         raise ValueError(f"--policy {spec!r} with {given}: {attribute}() raised {raised(error)}; give --policy-arg "
                          f"KEY=VALUE for the arguments of {attribute}{inspect.signature(target)}") from None
+
+
+def _hidden_neighbour(file: Path, error: ImportError) -> str | None:
+    """``team/yaml.py beside it is hidden by the installed module yaml (...): rename it``,
+    where the module that ``file`` failed to import from has a file or package of that name
+    beside ``file``, but an installed module of the name was imported in its place: the
+    file's folder is last on ``sys.path`` (:func:`_module`), although ``python team/mine.py``
+    puts it first. ``None`` otherwise."""
+    import sys
+
+    top, folder = (error.name or "").partition(".")[0], file.expanduser().resolve().parent
+    beside = [name for name in (f"{top}.py", top) if top and (folder / name).exists()]
+    installed = sys.modules.get(top)
+    origin = getattr(installed, "__file__", None)  # None: built in, which no file can replace
+    if not beside or installed is None or (origin and Path(origin).resolve().is_relative_to(folder)):
+        return None
+    return (f"{file.parent / beside[0]} beside it is hidden by the installed module {top} ({origin or 'built in'}): "
+            "rename it")
 
 
 def _module(name: str):
