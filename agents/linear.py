@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recoworld.agents.bandits import check_prior_impressions, popularity_design, popularity_line
+from recoworld.agents.bandits import popularity_design, popularity_line
 from recoworld.agents.base import Recommender, deterministic, top_k
 from recoworld.agents.examination import check_rule, impressions
 from recoworld.agents.features import INTERACTIONS, UserItemFeatures
@@ -188,10 +188,7 @@ class DisjointLinUCB(LinUCB):
     examination: str = "all"
     prior_impressions: float = 0.0
     name = "disjoint_linucb"
-
-    def __post_init__(self):
-        super().__post_init__()
-        check_prior_impressions(self.prior_impressions)
+    RANGES = {"prior_impressions": NON_NEGATIVE}
 
     def init_model(self) -> None:
         N, d = self.catalog.n_items, self.features.arm_dim

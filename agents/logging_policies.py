@@ -37,7 +37,7 @@ import numpy as np
 from recoworld.agents.base import Recommender, ScorerWrapper, require_scorer, top_k
 from recoworld.agents.baselines import RandomAgent
 from recoworld.agents.sampling import propensity_seed
-from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE
+from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, UNIT
 from recoworld.types import Observation
 
 
@@ -106,11 +106,7 @@ class EpsilonSoft(_LoggingPolicy):
 
     epsilon: float = 0.1
     name = "epsilon_soft"
-
-    def __post_init__(self):
-        super().__post_init__()
-        if isinstance(self.epsilon, bool) or not 0.0 <= self.epsilon <= 1.0:
-            raise ValueError(f"epsilon={self.epsilon}; it is a probability in [0, 1]")
+    RANGES = {"epsilon": UNIT}
 
     def act(self, obs: Observation) -> np.ndarray:
         greedy = self.greedy(obs)
@@ -164,12 +160,7 @@ class SoftmaxPolicy(_LoggingPolicy):
     max_prefixes: int = 10_000
     propensity_samples: int = 1000
     name = "softmax"
-    RANGES = {"max_prefixes": NON_NEGATIVE, "propensity_samples": AT_LEAST_ONE}
-
-    def __post_init__(self):
-        super().__post_init__()
-        if isinstance(self.temperature, bool) or not np.isfinite(self.temperature) or self.temperature < 0:
-            raise ValueError(f"temperature={self.temperature}; it must be a finite number >= 0 (0 is greedy)")
+    RANGES = {"temperature": NON_NEGATIVE, "max_prefixes": NON_NEGATIVE, "propensity_samples": AT_LEAST_ONE}
 
     def logits(self, obs: Observation) -> np.ndarray:
         """``[B, C]`` scores over the temperature, shifted so that each row's maximum is 0."""

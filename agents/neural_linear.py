@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from recoworld.agents.linear import ContextualBandit, Ridge
-from recoworld.agents.sampling import PosteriorSampler
+from recoworld.agents.sampling import MAX_SAMPLES, MIN_MATCHES, PosteriorSampler
 from recoworld.agents.slateq import resolve_device
 from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE
 from recoworld.types import CANDIDATE_IDS, HISTORY_FEEDBACK, HISTORY_ITEMS, Feedback, Observation
@@ -91,6 +91,8 @@ class NeuralLinearTS(PosteriorSampler, ContextualBandit):
         prior_a, prior_b: :math:`a_0, b_0` of the inverse-gamma noise prior.
         per_slot: one posterior draw per position (in-slate sampling).
         propensity_samples: Monte-Carlo replays behind :meth:`propensities` (0 skips them).
+        propensity_matches, max_propensity_samples: the second phase of the replays
+            (geometric resampling), as for :class:`~recoworld.agents.thompson.LinearTS`.
         device: torch device of the network (``"auto"``: CUDA when available; the posterior
             lives on the CPU in float64).
     """
@@ -107,6 +109,8 @@ class NeuralLinearTS(PosteriorSampler, ContextualBandit):
     prior_b: float = 6.0
     per_slot: bool = False
     propensity_samples: int = 100
+    propensity_matches: int = MIN_MATCHES
+    max_propensity_samples: int = MAX_SAMPLES
     device: str = "cpu"
     name = "neural_linear_ts"
     RANGES = {**dict.fromkeys(("hidden_size", "representation_size", "train_every", "train_steps", "batch_size",

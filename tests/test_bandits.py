@@ -213,10 +213,14 @@ def test_item_bandits_with_a_prior_start_from_popularity_and_find_an_unpopular_f
 
 
 def test_bad_prior_settings_are_refused():
-    with pytest.raises(ValueError, match=r"prior_impressions=-1.0; .* >= 0"):
+    with pytest.raises(ValueError, match=r"^UCB1.prior_impressions=-1.0: must be >= 0$"):
         UCB1(prior_impressions=-1.0)
-    with pytest.raises(ValueError, match="posterior_scale=0.0; .* must be > 0"):
+    with pytest.raises(ValueError, match=r"^BernoulliTS.posterior_scale=0.0: must be > 0$"):
         BernoulliTS(posterior_scale=0.0)
+    from recoworld.agents.linear import DisjointLinUCB
+
+    with pytest.raises(ValueError, match=r"^DisjointLinUCB.prior_impressions=-1.0: must be >= 0$"):
+        DisjointLinUCB(prior_impressions=-1.0)
 
 
 @pytest.mark.parametrize("make, message", [

@@ -105,9 +105,9 @@ def test_epsilon_one_is_the_uniform_random_policy(world):
 
 
 def test_bad_arguments_name_the_problem():
-    with pytest.raises(ValueError, match=r"^epsilon=1.5; it is a probability in \[0, 1\]$"):
+    with pytest.raises(ValueError, match=r"^EpsilonSoft.epsilon=1.5: must be in \[0, 1\]$"):
         EpsilonSoft(base=MostPopularAgent(), epsilon=1.5)
-    with pytest.raises(ValueError, match=r"^temperature=-1.0; it must be a finite number >= 0 \(0 is greedy\)$"):
+    with pytest.raises(ValueError, match=r"^SoftmaxPolicy.temperature=-1.0: must be >= 0$"):
         SoftmaxPolicy(base=MostPopularAgent(), temperature=-1.0)
     with pytest.raises(TypeError, match=r"^SoftmaxPolicy needs a base agent with score\(obs\) -> \[B, C\] candidate "
                                         r"scores \(e.g. MostPopularAgent, LinUCB, SlateQAgent, LinearScorer\); "
