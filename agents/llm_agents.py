@@ -49,6 +49,7 @@ why) and, with ``trace_path``, appended to a JSONL file as it happens.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -66,6 +67,10 @@ from recoworld.llm import (
 from recoworld.types import CANDIDATE_IDS, HISTORY_FEEDBACK, HISTORY_ITEMS, INSTRUCTION, SESSION, Feedback, Observation
 
 LLM_WHEN = ("always", "instruction")
+#: A key of the run's root ``llm`` node (the users' chat model) in an LLM-layer hint, e.g.
+#: ``llm.max_repairs``: an agent's own model is ``agent.llm``, so its fixes must name that,
+#: or ``recoworld run`` takes the override and the agent's model never sees it.
+ROOT_LLM_KEY = re.compile(r"(?<![\w.])llm\.")
 
 
 class AgentFallbacksExceeded(RuntimeError):
@@ -220,8 +225,8 @@ class LLMRecommender(Recommender):
             f"{fallbacks} of {requests} LLM requests of agent {self.name} ({fallbacks / requests:.0%}) fell back "
             f"to its non-LLM order, more than max_fallback_share={self.max_fallback_share} allows{when}: the "
             f"results would not be the LLM's. The first failure: {first}. Fix: "
-            f"{getattr(first, 'hint', '') or 'see the error above'}. To accept fallbacks, raise "
-            "agent.max_fallback_share (1.0 never stops a run)")
+            f"{ROOT_LLM_KEY.sub('agent.llm.', getattr(first, 'hint', '')) or 'see the error above'}. To accept "
+            "fallbacks, raise agent.max_fallback_share (1.0 never stops a run)")
 
     def stats(self) -> dict[str, Any]:
         """This rollout's decision counts and the LLM's accounting, ready for a metrics file.

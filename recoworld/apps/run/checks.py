@@ -4,8 +4,8 @@ resumed run must repeat.
 - :func:`experiment_settings` constructs :class:`~recoworld.conf.schema.ExperimentConfig`
   from the composed config, which checks seeds, steps and threads (Hydra composes the
   schema without constructing it);
-- :func:`check_required`, :func:`check_world`, :func:`check_segments` and
-  :func:`check_overrides` refuse what the runner cannot do, and
+- :func:`check_required`, :func:`check_world`, :func:`check_segments`,
+  :func:`check_action_format` and :func:`check_overrides` refuse what the runner cannot do, and
   :func:`unknown_key_hint` adds to Hydra's refusal of an unknown key the keys it may have
   meant;
 - of those, the checks that read the composed config alone (:func:`check_overrides`,
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 CALIBRATED_USERS = "recoworld.simulators.calibrated.calibrated_users"
 #: The generated catalog of ``world=synthetic``.
 SYNTHETIC_CATALOG = "recoworld.catalog.Catalog.synthetic"
+#: Where RecoWorld's own agents live; each one's ``act`` returns a slate of candidate positions.
+OWN_AGENTS = "recoworld.agents."
 
 #: Settings of a chat model (any ``llm`` node) that change how calls are made, paid for or
 #: cached, not what the model answers: a resumed run may change them (e.g. raise a budget
@@ -182,6 +184,21 @@ def check_world(cfg: DictConfig) -> None:
             "simulator=calibrated: the users fitted to MovieLens-100K rate the calibrated world's movies, but "
             "world=synthetic generates other items; use world=movielens, or another simulator on world=synthetic "
             "(simulator=statistical, llm or hybrid)")
+
+
+def check_action_format(cfg: DictConfig, lineup: Mapping[str, DictConfig]) -> None:
+    """Refuse ``env.action_format=scores`` for RecoWorld's own agents, before anything runs:
+    each returns a slate (``env.slate_size`` candidate positions), which that env would refuse
+    at the first step, deep in the rollout, as an action of the wrong shape. A plug-in agent
+    may return one score per candidate, and is left to the env's own check."""
+    if cfg.env.get("action_format", "slate") != "scores":
+        return
+    for name, agent in lineup.items():
+        if str(agent.get("_target_", "")).startswith(OWN_AGENTS):
+            raise ExperimentConfigError(
+                f"env.action_format=scores makes the env take one score per candidate, but agent={name} returns a "
+                "slate of env.slate_size candidate positions, as every RecoWorld agent does; leave "
+                "env.action_format=slate (SB3 agents train on scores in an env of their own whatever it is)")
 
 
 def check_segments(cfg: DictConfig) -> None:

@@ -68,6 +68,7 @@ from recoworld.apps.run.privileged import unserved
 from recoworld.apps.run.checks import (
     CALIBRATED_USERS,
     ExperimentConfigError,
+    check_action_format,
     check_overrides,
     check_required,
     check_segments,
@@ -202,6 +203,7 @@ def run_experiment(
     check_segments(cfg)
     check_llm_cost(cfg, len(lineup))
     check_copied_users(cfg, lineup)
+    check_action_format(cfg, lineup)
     check_tensorboard(cfg.experiment)
     console = console or Console()
     segments = _segment_configs(cfg)
