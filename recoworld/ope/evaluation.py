@@ -87,13 +87,18 @@ class BanditProblem:
         rows = np.arange(self.n) if rows is None else rows
         feedback, dist = self.subset(rows), self.action_dist[rows]
         model = self.reward_model(rows, seed) if any(name in MODEL_BASED for name in names) else None
-        values = []
-        for name in names:
-            try:
-                values.append(BANDIT_ESTIMATORS[name].estimate_policy_value(feedback, dist, model))
-            except UndefinedEstimate:
-                values.append(np.nan)
-        return np.array(values)
+        return np.array([value_or_nan(BANDIT_ESTIMATORS[name], feedback, dist, model) for name in names])
+
+
+def value_or_nan(estimator, *args, **kwargs) -> float:
+    """``estimator.estimate_policy_value(*args, **kwargs)``, or NaN where the data leave it
+    undefined (:class:`~recoworld.ope.base.UndefinedEstimate`: a self-normalised estimator
+    whose weights sum to 0), so that a refitted interval counts that resample as undefined
+    (:func:`~recoworld.ope.refit.refit_interval`) rather than the whole study failing."""
+    try:
+        return estimator.estimate_policy_value(*args, **kwargs)
+    except UndefinedEstimate:
+        return np.nan
 
 
 def evaluate_bandit(problem: BanditProblem, n_bootstrap: int = 1000, n_refits: int = 20, alpha: float = 0.05,

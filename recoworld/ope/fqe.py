@@ -20,6 +20,7 @@ import torch
 from recoworld.ope import _validation as v
 from recoworld.ope.base import BaseEstimator
 from recoworld.ope.feedback import SessionFeedback
+from recoworld.ope.reward_model import cross_fitting_folds
 
 #: Rows per forward pass when computing targets and predictions without gradients.
 _EVAL_CHUNK = 1 << 16
@@ -88,16 +89,20 @@ class FittedQEvaluation(BaseEstimator):
         initial = self._values(network, steps.features[:, 0])
         return (initial * steps.action_dist[:, 0]).sum(axis=1)[:, None]
 
-    def estimate_q(self, feedback: SessionFeedback, action_dist, n_folds: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    def estimate_q(self, feedback: SessionFeedback, action_dist, n_folds: int = 2,
+                   groups=None) -> tuple[np.ndarray, np.ndarray]:
         """Cross-fitted ``(q_hat, v_hat)``, each ``[n, T]`` and 0 at padding.
 
         Trajectories are split into ``n_folds`` folds (by ``seed``); each fold is scored by a
-        Q-function fitted on the others, so DR stays unbiased.
+        Q-function fitted on the others, so DR stays unbiased. ``groups`` (``[n]`` or None):
+        trajectories with the same group share a fold, e.g. the original trajectory of each
+        copy in a bootstrap resample, so that no copy is scored by a Q-function fitted on
+        another copy of itself; None: every trajectory is its own group.
         """
         steps = self._steps(feedback, action_dist)
         n, horizon = steps.reward.shape
         v.check_scalar(n_folds, "n_folds", 2, n)
-        folds = np.array_split(np.random.default_rng(self.seed).permutation(n), int(n_folds))
+        folds = cross_fitting_folds(n, n_folds, self.seed, groups)
         q_hat, v_hat = np.zeros((n, horizon)), np.zeros((n, horizon))
         for fold in folds:
             network = self._fit(steps, np.setdiff1d(np.arange(n), fold))

@@ -178,7 +178,7 @@ def fit_reward_model(feedback: BanditFeedback, features, regressor=None, n_folds
         logged = features[rows, feedback.action, feedback.position]
     else:
         logged = features[rows, feedback.action]
-    folds = _folds(n, n_folds, seed, groups)
+    folds = cross_fitting_folds(n, n_folds, seed, groups)
     estimated = np.empty(features.shape[:-1])
     # a fold is scored a chunk of rounds at a time: features broadcast over the rounds (action
     # and position indicators) are then never copied out whole
@@ -225,13 +225,18 @@ def _check_folds(n_folds: int, n: int, what: str) -> None:
     v.check_count(n_folds, "n_folds", 2, n)
 
 
-def _folds(n: int, n_folds: int, seed: int, groups=None) -> list[np.ndarray]:
+def cross_fitting_folds(n: int, n_folds: int, seed: int, groups=None) -> list[np.ndarray]:
     """Row indices of each cross-fitting fold; rows of one group (e.g. copies of a round in
-    a bootstrap resample) always share a fold."""
+    a bootstrap resample) always share a fold. Shared by every cross-fitted model: the
+    reward models here and :meth:`~recoworld.ope.FittedQEvaluation.estimate_q`."""
     if groups is None:
         return np.array_split(np.random.default_rng(int(seed)).permutation(n), int(n_folds))
     groups = v.int_array(groups, "groups", (n,), "(n_rows,)", what="group ids")
     labels = np.unique(groups)
+    if len(labels) < n_folds:
+        raise ValueError(f"groups holds {v.plural(len(labels), 'distinct group')}, but cross-fitting "
+                         f"(n_folds = {n_folds}) keeps a group in one fold and needs one per fold; "
+                         f"give at least {n_folds} distinct groups, or fewer folds")
     v.check_scalar(n_folds, "n_folds", 2, len(labels))
     shuffled = np.array_split(np.random.default_rng(int(seed)).permutation(labels), int(n_folds))
     return [np.flatnonzero(np.isin(groups, part)) for part in shuffled]
@@ -300,7 +305,7 @@ def fit_slate_reward_model(features, action, reward, regressor=None, n_folds: in
 
     logged = np.concatenate([features[np.arange(n)[:, None], action],
                              np.broadcast_to(np.eye(k), (n, k, k))], axis=2)   # [n, K, d + K]
-    folds = _folds(n, n_folds, seed, groups)
+    folds = cross_fitting_folds(n, n_folds, seed, groups)
     estimated = np.empty((n, n_candidates, k))
     # the design of every slate is built a chunk of slates at a time, never whole
     chunk = max(1, _SCORED_CHUNK_ELEMENTS // (n_candidates * k * (d + k)))

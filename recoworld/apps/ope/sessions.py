@@ -46,6 +46,7 @@ from recoworld.apps.ope.intervals import refit_interval, row_interval
 from recoworld.envs.rollout import ExpectedClicks, rollout
 from recoworld.envs.slate import SlateVectorEnv
 from recoworld.logs import EpisodeLog
+from recoworld.ope.evaluation import value_or_nan
 from recoworld.ope.refit import bias_aware_interval
 from recoworld.types import CANDIDATE_IDS, Observation
 
@@ -146,16 +147,25 @@ class SessionStudy:
 def q_function_estimates(data: Trajectories, dist: np.ndarray, names: list[str], resample: np.ndarray) -> np.ndarray:
     """The estimates of ``names`` (of DR, WDR, FQE) on the trajectories ``resample`` (indices,
     with repeats), each fitting its Q-function afresh: DR and WDR share one cross-fitted over
-    2 folds of the resample, FQE fits its own on the whole resample."""
+    2 folds of the resample (copies of a trajectory in one fold), FQE fits its own on the
+    whole resample. DR and WDR are NaN where undefined, which :func:`refit_interval` counts as
+    such: WDR where the target gives no trajectory weight at some step, both on a resample
+    of one trajectory's copies."""
     part, part_dist = data.subset(resample), dist[resample]
     feedback = part.feedback()
     fqe = SESSION_ESTIMATORS["FQE"]
     values = {}
-    if {"DR", "WDR"} & set(names):
-        q_hat, v_hat = fqe.estimate_q(feedback, part_dist, n_folds=2)
+    doubly_robust = {"DR", "WDR"} & set(names)
+    if doubly_robust and len(np.unique(resample)) < 2:
+        # copies of one trajectory leave no second fold to fit the Q-function on
+        values.update(dict.fromkeys(doubly_robust, np.nan))
+    elif doubly_robust:
+        # copies of a trajectory share a fold: none is scored by a Q-function fitted on its own copy
+        q_hat, v_hat = fqe.estimate_q(feedback, part_dist, n_folds=2, groups=resample)
         pscore = np.take_along_axis(part_dist, part.action[:, :, None], 2)[:, :, 0]
-        for name in {"DR", "WDR"} & set(names):
-            values[name] = SESSION_ESTIMATORS[name].estimate_policy_value(feedback, pscore, q_hat=q_hat, v_hat=v_hat)
+        for name in doubly_robust:
+            # WDR is undefined (NaN) where the target gives no trajectory weight at some step
+            values[name] = value_or_nan(SESSION_ESTIMATORS[name], feedback, pscore, q_hat=q_hat, v_hat=v_hat)
     if "FQE" in names:
         values["FQE"] = fqe.estimate_policy_value(feedback, part_dist)
     return np.array([float(values[name]) for name in names])
