@@ -64,7 +64,7 @@ from recoworld.llm import (
     DATA_RULE, Accounting, ChatFailure, ChatModel, ChatReply, ChatRequest, LLMConfig, as_data, data_block,
     make_chat_model,
 )
-from recoworld.types import CANDIDATE_IDS, HISTORY_FEEDBACK, HISTORY_ITEMS, INSTRUCTION, SESSION, Feedback, Observation
+from recoworld.types import CANDIDATE_IDS, HISTORY_FEEDBACK, HISTORY_ITEMS, INSTRUCTION, Feedback, Observation
 
 LLM_WHEN = ("always", "instruction")
 #: A key of the run's root ``llm`` node (the users' chat model) in an LLM-layer hint, e.g.
@@ -239,13 +239,12 @@ class LLMRecommender(Recommender):
     def instruction(self, obs: Observation) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per user: current ``[B]``, more ``[B, G]``, less ``[B, G]`` and novelty wish ``[B]``.
 
-        An instruction is current from the step it is voiced until its session ends (the
-        simulated users drop it then): ``0 < age <= session_step``.
+        An instruction is current while it is in force
+        (:attr:`~recoworld.types.Observation.instruction_in_force`).
         """
         G = len(self.genre_names)
         vector = np.asarray(obs[INSTRUCTION], dtype=np.float64)
-        _, session_step, age = np.asarray(obs[SESSION], dtype=np.float64).T
-        current = (age > 0) & (age <= session_step)
+        current = np.asarray(Observation(obs).instruction_in_force)
         return current, vector[:, :G] > 0, vector[:, G:2 * G] < 0, vector[:, 2 * G]
 
     def instruction_text(self, obs: Observation, b: int) -> str | None:

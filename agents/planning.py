@@ -18,11 +18,12 @@ At every step, for each user :math:`b`:
 2. Monte Carlo lookahead on the copy: the user's state row is replicated once per rule
    and rollout (all users, rules and rollouts step together as one batch), the rule's
    slate is shown, then the same rule serves ``horizon - 1`` more steps, from candidates
-   the planner draws at random from the catalog (``C`` distinct items, evenly strided
-   from a random start: the env's retrieval is random too, and the planner does not know
-   its future draws). A rule is followed rather than one slate because a single slate
-   barely moves a session's remembered quality; the rule's consequences over a few steps
-   do.
+   the planner draws at random from the catalog (``C`` distinct items, a random start and
+   a random stride coprime with the catalog's size, as
+   :class:`~recoworld.catalog.RandomCandidates` draws them: the env's retrieval is random
+   too, and the planner does not know its future draws). A rule is followed rather than
+   one slate because a single slate barely moves a session's remembered quality; the
+   rule's consequences over a few steps do.
 3. Value of a rollout: the clicks of the lookahead, plus, if the user is still a user at
    its end (did not leave, or left and came back), :math:`V_b` = ``future_steps`` times
    the user's clicks per step across all the rollouts. A session end thus counts with the

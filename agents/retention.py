@@ -1,10 +1,15 @@
 r"""Agents for the long run: users' coming back, and what they say they want.
 
-:class:`RetentionSlateQ` optimises the outcome of a user's whole episode — all of its
-sessions — instead of the next click: SlateQ with a reward that mixes engagement with
-retention (+1 each time a session ends and the user will come back, -1 when they churn)
-and, optionally, compliance with the user's instruction, so that the values carry what a
-slate does to the user's coming back.
+:class:`RetentionSlateQ` optimises the discounted return over a user's coming steps,
+across session ends, instead of the next click: SlateQ with a reward that mixes
+engagement with retention (+1 each time a session ends and the user will come back, -1
+when they churn) and, optionally, compliance with the user's instruction, so that the
+values carry what a slate does to the user's coming back. A session end is not the end of
+the return (churn is), so a later session counts with the probability that the user comes
+back; but the discount limits how far ahead that reaches: with the default
+:math:`\gamma = 0.9` a reward :math:`1/(1-\gamma) = 10` steps ahead (a session or two of
+the default users) weighs about a third: the values cover the next sessions, not the
+whole episode.
 
 Its defaults are those of ``conf/agent/retention_slateq.yaml``, chosen for the default
 population: watch time plus retention, weighted alike, no compliance term, no exposure
@@ -58,7 +63,9 @@ candidate :math:`c` gets
 with :math:`\nu \in \{-1, 0, 1\}` the novelty wish and :math:`d_c = 1 - \langle u, f_c\rangle`
 the candidate's distance from the user's recent clicks (:math:`\bar d` its mean over the
 candidates). An instruction applies from the step it was voiced until the session ends
-(the simulated users drop it then), fading by ``decay`` per step.
+(:attr:`~recoworld.types.Observation.instruction_in_force`), fading by ``decay`` per
+step. The simulated users drop it then, or earlier, after their ``instruction_steps``,
+which the observation does not show; the decay stands in for that.
 """
 
 from __future__ import annotations
@@ -76,7 +83,8 @@ from recoworld.types import Feedback, Observation
 
 
 class RetentionSlateQ(SlateQAgent):
-    """SlateQ that maximises engagement and retention over the whole episode.
+    """SlateQ that maximises the discounted engagement and retention of the coming steps,
+    sessions included (see the module docstring).
 
     Args:
         engagement: the engagement signal, one of :data:`~recoworld.rewards.ITEM_SIGNALS`
@@ -143,9 +151,12 @@ class EnjoymentLinUCB(LinUCB):
 
     def enjoyment(self, items: np.ndarray) -> np.ndarray:
         r""":math:`\hat\jmath_i` of ``items`` (any shape): each item's mean enjoyment, shrunk
-        towards what its public attributes predict (0.5 before the first rating)."""
+        towards what its public attributes predict, clipped to [0, 1] (0.5 before the first
+        rating)."""
         ridge = self.enjoyment_ridge
-        prior = self.item_design[items] @ ridge.theta if ridge.n else np.full(np.shape(items), 0.5)
+        # A linear prediction can leave [0, 1], where enjoyment lies: a negative one to a
+        # fractional power is NaN, and to an even one it ranks like a positive one.
+        prior = np.clip(self.item_design[items] @ ridge.theta, 0.0, 1.0) if ridge.n else np.full(np.shape(items), 0.5)
         n0 = self.enjoyment_prior
         return (self.enjoyment_sum[items] + n0 * prior) / (self.enjoyment_count[items] + n0)
 
@@ -199,14 +210,20 @@ class InstructionFollowing(ScorerWrapper):
         self._genres = self.catalog.genres.cpu().numpy().astype(np.float32)
         self._features = self.catalog.features.cpu().numpy()
 
+    def begin_rollout(self, n_steps: int, num_envs: int) -> None:
+        """Pass the start of a rollout on to the base agent, if it listens for it (SlateQ
+        forgets its last rollout's users then)."""
+        begin = getattr(self.base, "begin_rollout", None)
+        if begin is not None:
+            begin(n_steps, num_envs)
+
     def instruction_weight(self, obs: Observation) -> np.ndarray:
         """``[B]`` how much the latest instruction still applies: ``decay ** (age - 1)`` while
-        its session lasts (``age`` steps since it was voiced), else 0."""
+        it is current (:attr:`~recoworld.types.Observation.instruction_in_force`; ``age``
+        steps since it was voiced), else 0."""
         obs = Observation(obs)
-        session_step = np.asarray(obs.session_step, dtype=np.float64)
         age = np.asarray(obs.steps_since_instruction, dtype=np.float64)
-        current = (age > 0) & (age <= session_step)
-        return np.where(current, self.decay ** np.maximum(age - 1, 0), 0.0)
+        return np.where(Observation(obs).instruction_in_force, self.decay ** np.maximum(age - 1, 0), 0.0)
 
     def score(self, obs: Observation) -> np.ndarray:
         base = np.asarray(self.base.score(obs), dtype=np.float64)

@@ -27,7 +27,13 @@ Choices made here, where the paper leaves room or where RecoWorld's users differ
   conditional logit over the slate and :math:`\perp`; a slate with several clicks counts
   each click as one choice (the users examine a cascade and may click more than once; the
   model ignores position bias). :math:`g(s, \perp)` is a learned linear function of the
-  user's features.
+  user's features. Since each click is one choice event with its own target,
+  :math:`Q(s, A)` is the value per choice, not per step: a step with two clicks counts
+  the mean of their values, not their sum, while the observed later rewards of an n-step
+  target are whole steps' (all their clicks). The one-choice model cannot do better
+  without a cascade of several choices. The gap is small where users seldom click twice
+  in a step (the default statistical users) and grows with their
+  ``continue_after_click``.
 - **Null value.** :math:`\bar Q(s, \perp)` is learned too (the paper's RecSim code fixes it
   at 0): with retention rewards, what happens when the user clicks nothing — they may
   leave — is what a long-term agent must learn.
@@ -181,6 +187,12 @@ class SlateQAgent(Recommender):
         self.losses: dict[str, float] = {}
         self._greedy_cache = (None, None)  # new networks: no slate of the old ones stands
 
+    def begin_rollout(self, n_steps: int, num_envs: int) -> None:
+        """A rollout starts (called by :func:`~recoworld.envs.rollout.rollout` after it reset
+        the env): every user slot holds a new user, so no row of the last rollout is followed
+        by this one's (n-step returns must not run on into another user's rewards)."""
+        self._last_row = None
+
     # ------------------------------------------------------------------ acting
     @torch.no_grad()
     def evaluate(self, obs: Mapping[str, torch.Tensor]):
@@ -281,7 +293,9 @@ class SlateQAgent(Recommender):
         index = self.buffer.add(transition)
         slots = torch.as_tensor(rows, device=self.device)
         previous = self._last_row[slots]
-        linked = previous >= 0
+        # A buffer smaller than two batches may have just overwritten a user's previous row
+        # with another user's transition: that row is gone, so nothing links to it.
+        linked = (previous >= 0) & ~torch.isin(previous, index)
         self.buffer.link(previous[linked], index[linked])
         ended = torch.as_tensor(np.asarray(feedback.terminated)[rows] | np.asarray(feedback.truncated)[rows],
                                 device=self.device)

@@ -31,8 +31,10 @@ class CandidateFeaturizer:
     log-popularity, its genres' share of the recent clicks (a satiation proxy), its match
     with the instruction's ``more`` and ``less`` genres and its distance from the taste times
     the novelty wish. Per user: :math:`u`, whether an instruction is in force, the novelty
-    wish, the session counters and the history length. ``item_dim`` and ``user_dim`` are
-    the widths; :meth:`__call__` returns the candidates' ``[B, C, item_dim]`` and their
+    wish, the session counters and the history length. An instruction counts while
+    :attr:`~recoworld.types.Observation.instruction_in_force` says it applies (voiced in this session); after that its
+    flag, match and novelty features are 0, as without one. ``item_dim`` and ``user_dim``
+    are the widths; :meth:`__call__` returns the candidates' ``[B, C, item_dim]`` and their
     users' ``[B, user_dim]``.
     """
 
@@ -66,7 +68,8 @@ class CandidateFeaturizer:
         f, popularity, genres = lookup(self.candidate_table, candidates).split([D, 1, G], -1)  # [B, C, .]
         affinity = torch.bmm(f, taste[:, :, None])
         seen = (candidates[:, :, None] == history[:, None, :]).any(-1, keepdim=True).float()
-        instruction = obs.instruction.float()
+        active = Observation(obs).instruction_in_force.float()[:, None]
+        instruction = obs.instruction.float() * active
         more, less, novelty = instruction[:, :G], -instruction[:, G:2 * G], instruction[:, 2 * G]
         # Genres and instruction parts are 0/1, so a clipped count says "any genre matches".
         item = torch.cat([
@@ -75,7 +78,6 @@ class CandidateFeaturizer:
             torch.bmm(genres, more[:, :, None]).clamp(max=1.0), torch.bmm(genres, less[:, :, None]).clamp(max=1.0),
             novelty[:, None, None] * (1.0 - affinity),
         ], -1)
-        active = (instruction.abs().sum(1, keepdim=True) > 0).float()
         session = torch.log1p(obs.session.float())
         user = torch.cat([taste, active, novelty[:, None], session, present.mean(1, keepdim=True)], -1)
         return item, user

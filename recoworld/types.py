@@ -226,6 +226,17 @@ class Observation(dict):
         """Steps since the latest instruction was voiced, 0 when there is none."""
         return self[SESSION][..., 2]
 
+    @property
+    def instruction_in_force(self):
+        """``[...]`` bool: whether the latest instruction still applies, as far as a
+        recommender can tell: from the step it was voiced until its session ends,
+        ``0 < steps_since_instruction <= session_step``. The simulated users drop it then,
+        or earlier, after their ``instruction_steps``, which the observation does not show;
+        ``instruction`` keeps the latest one for the rest of the episode, so it alone does
+        not say whether one is in force."""
+        age = self.steps_since_instruction
+        return (age > 0) & (age <= self.session_step)
+
     def __missing__(self, key):
         raise KeyError(f"observation has no {key!r}; it has {sorted(self)} "
                        f"(candidate_features is left out by envs built with candidate_features=False)")

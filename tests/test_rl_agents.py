@@ -578,7 +578,7 @@ def test_enjoyment_linucb_learns_each_items_enjoyment_from_ratings_and_weights_c
     z = agent.item_design[np.concatenate(rated_items)]
     assert z.shape[1] == 2 + 16 + agent.catalog.n_genres  # 1, popularity, features, genres
     beta = np.linalg.solve(np.eye(z.shape[1]) + z.T @ z, z.T @ np.concatenate(enjoyed))  # ridge, l2 = 1
-    expected = (sums + 3.0 * agent.item_design @ beta) / (counts + 3.0)
+    expected = (sums + 3.0 * np.clip(agent.item_design @ beta, 0, 1)) / (counts + 3.0)  # enjoyment is in [0, 1]
     np.testing.assert_allclose(agent.enjoyment(np.arange(200)), expected)
     x = agent.features(obs)
     click = x @ agent.ridge.theta + agent.alpha * np.sqrt(((x @ agent.ridge.inverse) * x).sum(-1))
