@@ -20,7 +20,7 @@ from recoworld.ope.bandit import DM, DR, IPS, SNDR, SNIPS
 from recoworld.ope.base import UndefinedEstimate, check_resamples, row_interval
 from recoworld.ope.diagnostics import weight_diagnostics
 from recoworld.ope.feedback import BanditFeedback
-from recoworld.ope.refit import refit_interval
+from recoworld.ope.refit import refit_interval, refits_defining
 from recoworld.ope.reward_model import (
     LogisticRegression,
     RidgeRegression,
@@ -109,8 +109,10 @@ def evaluate_bandit(problem: BanditProblem, n_bootstrap: int = 1000, n_refits: i
     docstring); ``n_replicates`` is the bootstrap replicates the bounds of a ``"rows"``
     interval rest on (:class:`~recoworld.ope.base.PolicyValueInterval`: fewer than
     ``n_bootstrap`` where SNIPS is undefined on some resamples), ``None`` for a refitted
-    one and where the estimate is undefined; but where SNDR is undefined on some of the
-    ``n_refits`` resamples, ``n_replicates`` counts the refits that defined it, which its
+    one and where the estimate is undefined; but where a refitted estimator is undefined on
+    some of the ``n_refits`` resamples (SNDR on one without weight; DM, DR and SNDR on one of
+    fewer distinct rounds than ``problem.n_folds``, which leaves a fold of the reward model
+    empty), ``n_replicates`` counts the refits that defined it, which its
     bounds rest on, and the bounds are NaN where they are too few
     (:func:`~recoworld.ope.refit.refit_interval`: fewer than 95% of the refits), so that a
     report can say why. NaN marks what is
@@ -135,13 +137,12 @@ def evaluate_bandit(problem: BanditProblem, n_bootstrap: int = 1000, n_refits: i
         defined.append(np.isfinite(values))
         return values
 
-    estimate, lower, upper = refit_interval(estimates_on, problem.n, n_refits, alpha, seed)
-    refits_defined = np.sum(defined[1:], axis=0)  # the first call is the whole log's estimate
+    estimate, lower, upper = refit_interval(estimates_on, problem.n, n_refits, alpha, seed,
+                                            n_folds=problem.n_folds)
+    replicates = refits_defining(estimate, defined[1:], n_refits)  # the first call is the whole log's estimate
     for j, name in enumerate(MODEL_BASED):
-        # None where nothing is counted: every refit defined it, or the whole log leaves it undefined (as SNIPS)
-        replicates = int(refits_defined[j]) if np.isfinite(estimate[j]) and refits_defined[j] < n_refits else None
         rows.append({"estimator": name, "estimate": float(estimate[j]), "lower": float(lower[j]),
-                     "upper": float(upper[j]), "interval": "refit", "n_replicates": replicates})
+                     "upper": float(upper[j]), "interval": "refit", "n_replicates": replicates[j]})
     return rows
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from recoworld.ope import _validation as v
 
 
-def refit_interval(estimate_on, n_rows: int, n_refits: int, alpha: float, seed: int):
+def refit_interval(estimate_on, n_rows: int, n_refits: int, alpha: float, seed: int, n_folds: int | None = None):
     r"""``(estimate, lower, upper)`` of a model-based estimator, refitting its model on every resample.
 
     ``estimate_on(rows)`` runs the whole estimator, model fit included, on the logged rows
@@ -23,6 +23,12 @@ def refit_interval(estimate_on, n_rows: int, n_refits: int, alpha: float, seed: 
     one degrees of freedom, and the bounds are NaN, the estimate kept, where fewer than
     :func:`~recoworld.calibration.bootstrap.least_defined` of the ``n_refits`` are defined
     (95% of them, rounded up: the fidelity bootstrap's rule for draws left undefined).
+
+    ``n_folds``: the folds over which ``estimate_on`` cross-fits its model, the copies of a
+    row in one fold (:func:`~recoworld.ope.reward_model.cross_fitting_folds`). A resample of
+    fewer distinct rows than that leaves a fold without a row, and is such an undefined
+    replicate, ``estimate_on`` not called on it: a small log gets NaN bounds where too few
+    refits are defined, never an error. None: every resample is refitted.
 
     Why refit: the direct method and fitted Q evaluation are smooth functions of a fitted
     model, and most of their sampling variance is the model's; resampling their per-round
@@ -45,7 +51,10 @@ def refit_interval(estimate_on, n_rows: int, n_refits: int, alpha: float, seed: 
     v.check_scalar(alpha, "alpha", 0, 1, low_inclusive=False, high_inclusive=False)
     rng = np.random.default_rng(int(seed))
     estimate = np.asarray(estimate_on(np.arange(n_rows)), dtype=np.float64)
-    replicates = np.array([estimate_on(rng.integers(0, n_rows, n_rows)) for _ in range(n_refits)], dtype=np.float64)
+    undefined = np.full_like(estimate, np.nan)
+    resamples = (rng.integers(0, n_rows, n_rows) for _ in range(n_refits))  # drawn whether refitted or not
+    replicates = np.array([estimate_on(rows) if n_folds is None or len(np.unique(rows)) >= n_folds else undefined
+                           for rows in resamples], dtype=np.float64)
     from scipy.stats import t as student_t
 
     from recoworld.calibration.bootstrap import least_defined
@@ -62,6 +71,17 @@ def refit_interval(estimate_on, n_rows: int, n_refits: int, alpha: float, seed: 
     spread = np.where(n_defined >= least_defined(n_refits),
                       student_t.ppf(1 - alpha / 2, np.maximum(n_defined - 1, 1)) * sd, np.nan)
     return estimate, estimate - spread, estimate + spread
+
+
+def refits_defining(estimate: np.ndarray, refitted: list[np.ndarray], n_refits: int) -> list[int | None]:
+    """Per value of ``estimate`` (the whole log's, of a :func:`refit_interval`
+    of ``n_refits``), the refits that defined it: ``refitted`` holds ``np.isfinite`` of each
+    refit's values, and a refit left out for too few distinct rounds (``n_folds``) defines
+    none. None where nothing is counted: every refit defined it, or the whole log leaves it
+    undefined (as SNIPS); the ``n_replicates`` of a refitted row."""
+    counts = np.sum([np.zeros(np.shape(estimate), dtype=int), *refitted], axis=0)
+    return [int(count) if np.isfinite(value) and count < n_refits else None
+            for value, count in zip(np.ravel(estimate), np.ravel(counts))]
 
 
 def bias_aware_interval(estimate: float, se: float, bias_bound: float, alpha: float) -> tuple[float, float]:

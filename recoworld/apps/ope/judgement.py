@@ -21,6 +21,16 @@ UNDEFINED = "undefined: its weights sum to 0"
 #: Filled in with the resamples it was defined on and those drawn (``--bootstrap``, or
 #: ``--refits`` for a refitted interval).
 UNDEFINED_INTERVAL = "interval undefined: defined on {defined} of {drawn} resamples"
+#: Why a recommended estimate has no interval, and the fix, after "defined on only m of the
+#: n": of its bootstrap resamples, or of its refits (:func:`~recoworld.ope.refit.refit_interval`:
+#: a resample of fewer distinct rounds than the reward model's cross-fitting folds leaves a
+#: fold empty).
+RESAMPLES_UNDEFINED = ("bootstrap resamples (the log has very few rounds with weight, and a resample that draws none "
+                       "of them has no estimate); log more rounds, or with a policy that also makes the target's "
+                       "choices")
+REFITS_UNDEFINED = ("refits of its reward model (a resample of fewer distinct rounds than the model's cross-fitting "
+                    "folds has no estimate, nor, for a self-normalised estimator, one that draws no round with "
+                    "weight); log more rounds")
 
 
 def judge(rows: list[dict], diagnostics: dict, layout: dict, weighting: tuple, selection: Selection, args,
@@ -79,8 +89,7 @@ def judge(rows: list[dict], diagnostics: dict, layout: dict, weighting: tuple, s
         trusted = False
         sentence = (f"no estimate is trustworthy: {recommended}, the least RMSE on simulated logs, has no interval "
                     f"on this log: it is defined on only {refused['n_replicates']} of the {_drawn(refused, args)} "
-                    "bootstrap resamples (the log has very few rounds with weight, and a resample that draws none of "
-                    "them has no estimate); log more rounds, or with a policy that also makes the target's choices")
+                    + (REFITS_UNDEFINED if refused["interval"] == "refit" else RESAMPLES_UNDEFINED))
     named = len(diagnostics) > 1
     warnings = [f"{name} weights: {found.sentence}" if named else found.sentence
                 for name, found in problems.items() if found is not None and found.sentence not in sentence]

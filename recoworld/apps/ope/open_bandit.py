@@ -47,7 +47,7 @@ def refit_model_based(rows: pd.DataFrame, cache_dir: Path | None, n_mc: int, see
     problem = BanditProblem(feedback, policy.action_dist(feedback.n_rounds),
                             features_of(None, logged.n_items, N_POSITIONS, feedback.n_rounds))
     _, lower, upper = refit_interval(lambda r: problem.estimates(MODEL_BASED, r, seed), problem.n, n_refits,
-                                     0.05, seed)
+                                     0.05, seed, n_folds=problem.n_folds)
     rows["interval"] = "rows"
     for name, low, high in zip(MODEL_BASED, lower, upper):
         at = rows["estimator"] == name

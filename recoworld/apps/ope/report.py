@@ -10,9 +10,11 @@ report, and never a mix of two (:func:`recoworld.logs.new_folder`).
   off-policy learning and session sections, the settings and, with ``--obd``, the Open
   Bandit Dataset section (``obd.csv``).
 - ``runs.csv``: every estimate and interval of every run, with ``n_replicates``, the
-  bootstrap replicates a resampled interval rests on (empty for a refitted one, and for an
-  estimate the log leaves undefined; bounds are empty, the estimate kept, where too few
-  resamples left a self-normalised estimator defined); ``truths.csv`` (per logging
+  bootstrap replicates a resampled interval rests on (empty for an estimate the log leaves
+  undefined; for a refitted one, the refits that defined it where some did not: a resample
+  of fewer distinct slates than ``--folds`` leaves a fold of the click model empty; else
+  empty; bounds are empty, the estimate kept, where too few resamples left a self-normalised
+  estimator defined, or too few refits a refitted one); ``truths.csv`` (per logging
   policy and target: learned targets depend on the logging policy).
 - ``learning.csv``: per (logging policy, learned policy): both true values, the gain, and
   each estimator's mean estimate of the learned policy at the largest log size.
@@ -169,7 +171,9 @@ def markdown(config, truths: pd.DataFrame, summary: pd.DataFrame, obd: pd.DataFr
          "those, coverage and CI width over those of them with an interval (a self-normalised estimator defined on "
          "too few bootstrap resamples has none). DM's and cascade DR's intervals refit the click model on every "
          "resample (Student-t interval "
-         f"from {config.n_refits} refits); the others resample logged slates."),
+         f"from {config.n_refits} refits; none where fewer than 95% of them are defined: a resample of fewer "
+         f"distinct slates than the {config.n_folds} folds of the click model has no estimate); the others "
+         "resample logged slates."),
     ]
     if learning is not None and not learning.empty:
         parts += ["", "## Off-policy learning", "",

@@ -73,6 +73,7 @@ from recoworld.catalog import Catalog
 from recoworld.envs.rollout import ExpectedClicks, rollout
 from recoworld.envs.slate import SlateVectorEnv
 from recoworld.logs import EpisodeLog, check_new_folder
+from recoworld.ope.refit import refits_defining
 
 
 class Study:
@@ -110,8 +111,11 @@ class Study:
     def estimate(self, log: pd.DataFrame, targets: dict, seed: int) -> list[dict]:
         """Every estimator's estimate and interval for every target, on one log: rows of
         ``{target, estimator, estimate, lower, upper, n_replicates}``, NaN where undefined
-        and ``n_replicates`` as :func:`~recoworld.apps.ope.intervals.row_interval` gives it
-        (``None`` for the refitted DM and cascade DR)."""
+        and ``n_replicates`` as :func:`~recoworld.apps.ope.intervals.row_interval` gives it;
+        for the refitted DM and cascade DR, the refits that defined them where some did not
+        (a resample of fewer distinct slates than ``n_folds`` leaves a fold of the click model
+        empty: an undefined refit, counted by :func:`~recoworld.ope.refit.refit_interval`), else
+        ``None``."""
         c = self.config
         data = LoggedSlates.from_log(log)
         feedback = ope.SlateFeedback(data.reward, pscore=data.propensity, pscore_item_position=data.position_propensity,
@@ -126,6 +130,7 @@ class Study:
                                               groups=rows)
 
         refitted = [name for name in ("DM", "CascadeDR") if name in c.estimators]
+        defined = []  # per call of model_based, the values it defined
 
         def model_based(rows: np.ndarray) -> np.ndarray:
             # DM and cascade DR with the click model refitted on the resample ``rows``
@@ -136,17 +141,22 @@ class Study:
                 for name in refitted:
                     given = {key: value[rows] for key, value in side.propensities.items()}
                     values.append(ESTIMATORS[name].estimate_policy_value(part, **given, **inputs))
+            defined.append(np.isfinite(values))
             return np.array(values)
 
         if refitted:
-            refit = np.stack(refit_interval(model_based, len(data.action), c.n_refits, c.alpha, seed), 1)
-            refit = refit.reshape(len(sides), len(refitted), 3)
+            # a resample of fewer distinct slates than folds is an undefined refit (NaN), not an error
+            estimate, lower, upper = refit_interval(model_based, len(data.action), c.n_refits, c.alpha, seed,
+                                                    n_folds=c.n_folds)
+            refit = np.stack([estimate, lower, upper], 1).reshape(len(sides), len(refitted), 3)
+            # the first call is the whole log's estimate
+            counted = np.reshape(refits_defining(estimate, defined[1:], c.n_refits), (len(sides), len(refitted)))
         rows = []
         for t, target_name in enumerate(sides):
             for name in c.estimators:
                 if name in refitted:
                     estimate, lower, upper = refit[t, refitted.index(name)]
-                    replicates = None
+                    replicates = counted[t, refitted.index(name)]
                 else:
                     estimate, lower, upper, replicates = row_interval(
                         ESTIMATORS[name], feedback, **sides[target_name].propensities, n_bootstrap=c.n_bootstrap,
