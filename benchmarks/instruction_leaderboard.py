@@ -5,7 +5,7 @@ population) in ``RecoWorld/Slate-v0``'s vector env, with users made talkative
 (``instruction_threshold=0.2``, ``voice_probability=0.9``), and is scored with
 :mod:`recoworld.metrics` on the logged episodes:
 
-- **return**: mean return of a completed episode (reward: clicks);
+- **return**: mean return of the users' first episodes (reward: clicks; ``return_per_episode``);
 - **retention**: share of session ends after which the user comes back (``return_rate``);
 - **compliance**: mean compliance of the slates shown while an instruction was in force —
   the simulator's own measure, computed from the structured instruction: the share of

@@ -6,11 +6,17 @@ the log of one agent as a DataFrame and group it into episodes and sessions.
 
 Completeness. A rollout stops after a fixed number of steps, so the last episode of each
 user slot (and its last session) is usually cut short by the rollout, not by the user.
-Per-episode and per-session metrics count **completed** units only: an episode is
-completed when it ends in the log (churn or ``env.max_steps``), a session when the user
-ends it (``left_session``). Because the long units are the ones most often cut, the
-horizon should be long against a session; with ``experiment.steps >= env.max_steps`` every
-user slot completes its first episode.
+An episode is completed when it ends in the log (churn or ``env.max_steps``), a session
+when the user ends it (``left_session``). The long units are the ones the rollout cuts, so
+a mean over the completed ones leans toward short lives (length-biased sampling). Return
+per episode therefore counts each user slot's *first* episode only (every one starts at
+the rollout's first step, so the rollout cuts none of them for its length; later episodes
+start where the one before ended, and only the short ones among them end before the
+rollout does): it is defined when all of them ended, which ``experiment.steps >=
+env.max_steps`` ensures. Watch time and session length count completed sessions: a session
+is short against the horizon, so few are cut, but the ones cut are the long ones, and the
+means lean a little toward short sessions; the longer the horizon against a session, the
+less.
 
 Intervals. :func:`mean_interval` is a Student-t interval over independent replications;
 the runner applies it across seeds (see :func:`summarize`).
@@ -34,7 +40,7 @@ STEP_KEYS = [*EPISODE_KEYS, "step"]
 
 #: Per-seed metrics of :func:`run_metrics`, in display order, with their meaning.
 METRICS: dict[str, str] = {
-    "return_per_episode": "mean return (sum of rewards) of a completed episode",
+    "return_per_episode": "mean return (sum of rewards) of the user slots' first episodes, all ended in the rollout",
     "ctr": "clicks / items shown",
     "watch_time": "mean watch time (sum of watch fractions) of a completed session",
     "session_length": "mean number of slates in a completed session",
@@ -119,6 +125,22 @@ def session_table(log: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- scalars
+def first_episode_return(episodes: pd.DataFrame) -> float:
+    """Mean return of the users met at the rollout's start: each user slot's first episode
+    (``episode`` 0) of an :func:`episode_table`; NaN unless every one of them ended in the
+    log (``experiment.steps >= env.max_steps`` ensures it).
+
+    Later episodes are left out, ended or not: each starts where the slot's previous user
+    left, and ends in the log only if it is shorter than what remains of the rollout, so the
+    ended ones are the short lives (users who churned early) and their mean is biased low.
+    A first episode left unfinished would bias the mean the same way, toward the churners.
+    """
+    first = episodes[episodes["episode"] == 0]
+    if len(first) == 0 or not first["completed"].all():
+        return math.nan
+    return float(first["return"].mean())
+
+
 def click_through_rate(clicked: np.ndarray) -> float:
     """Clicks per item shown: ``clicked.sum() / clicked.size`` for ``clicked`` ``[rows, K]``.
 
@@ -174,7 +196,15 @@ def intra_slate_diversity(slates: np.ndarray, features: np.ndarray) -> float:
 
 def novelty(slates: np.ndarray, popularity: np.ndarray) -> float:
     r"""Mean self-information :math:`-\log_2 p_i` of the items shown, with :math:`p_i` the
-    item's share of all interactions (Zhou et al., PNAS 2010)."""
+    item's share of all interactions (the catalog's popularity).
+
+    Zhou et al. (PNAS 2010) take :math:`p_i = k_i/u`, the share of users who consumed the
+    item; where each user consumes an item once, the share of interactions is
+    :math:`k_i/(u\bar n)` for :math:`\bar n` interactions per user, so every value here is
+    theirs plus :math:`\log_2\bar n` bits, the same for all agents of a world. Compare
+    novelty across agents of one world, not with published figures. An item of popularity 0
+    is counted at :math:`p_i = 10^{-12}` (about 40 bits).
+    """
     slates = np.asarray(slates)
     if slates.size == 0:
         return math.nan
@@ -289,7 +319,7 @@ def run_metrics(log: pd.DataFrame, features: np.ndarray, popularity: np.ndarray)
     completed = sessions[sessions["completed"]]
     slates = list_column(log, "slate")
     return {
-        "return_per_episode": _mean(episodes.loc[episodes["completed"], "return"]),
+        "return_per_episode": first_episode_return(episodes),
         "ctr": click_through_rate(list_column(log, "clicked")),
         "watch_time": _mean(completed["watch_time"]),
         "session_length": _mean(completed["steps"]),
