@@ -61,6 +61,17 @@ def test_runs_differing_only_by_seeds_are_pooled_into_one_interval(tmp_path):
     assert (tmp_path / "sweep.png").stat().st_size > 0
 
 
+def test_a_metric_defined_on_some_seeds_says_on_how_many(tmp_path, capsys):
+    fake_run(tmp_path / "0", ["env.reward=mix", "experiment.seeds=[0,1]"], [0, 1], [0.3, None])
+    fake_run(tmp_path / "1", ["env.reward=mix", "experiment.seeds=[2]"], [2], [0.5])
+    assert cli.main(["merge", str(tmp_path), "--metric", "ctr"]) == 0
+    row = pd.read_csv(tmp_path / "sweep.csv").iloc[0]
+    # The mean and its interval rest on seeds 0 and 2: the table says so, as a run's own does.
+    assert (row["n_seeds"], row["ctr_n_seeds"], row["ctr"]) == (3, 2, pytest.approx(0.4))
+    err = capsys.readouterr().err
+    assert "(2 of 3 seeds)" in err and "recoworld merge: 2 runs, 1 row -> " in err
+
+
 def test_a_seed_two_runs_share_counts_once_and_unfinished_jobs_are_named(tmp_path, capsys):
     fake_run(tmp_path / "a", ["experiment.seeds=[0,1]"], [0, 1], [0.1, 0.3], agents=("random", "oracle"))
     fake_run(tmp_path / "b", ["experiment.seeds=[1]"], [1], [0.9], agents=("random", "oracle"))
@@ -132,7 +143,7 @@ def test_a_run_reached_twice_counts_once(tmp_path, capsys):
     assert runs == [sweep / "0"]
     merge([sweep, sweep], out=tmp_path / "merged")
     err = capsys.readouterr().err
-    assert "counted once" not in err and "recoworld merge: 1 runs, 1 rows" in err
+    assert "counted once" not in err and "recoworld merge: 1 run, 1 row" in err
 
 
 def test_a_bad_metric_or_out_leaves_the_previous_merge_whole(tmp_path, capsys):
@@ -186,7 +197,7 @@ def test_each_job_left_out_is_named_with_its_state_and_what_to_do(tmp_path, caps
            "experiment.resume=true to write it again" in said[str(tmp_path / "5")]
     assert "its status.json is damaged" in said[str(tmp_path / "6")]
     assert "the job stopped before its run began (no status.json; recoworld.log says why)" in said[str(tmp_path / "7")]
-    assert "recoworld merge: 1 runs, 1 rows" in err
+    assert "recoworld merge: 1 run, 1 row" in err
 
 
 def test_a_damaged_or_foreign_metrics_json_is_named_and_left_out(tmp_path, capsys):

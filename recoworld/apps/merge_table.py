@@ -41,7 +41,10 @@ def merge_table(long, run_name=str):
             # Summed in seed order: the last bit of a mean depends on the order of its terms, and
             # this one is then a function of the seeds' values alone, not of how runs split them.
             interval = mean_interval(per_metric.sort_values("seed")["value"].to_numpy())
-            row.update({metric: interval.mean, f"{metric}_ci_low": interval.low, f"{metric}_ci_high": interval.high})
+            # The seeds where the metric is defined (no session ended in the others...): the mean
+            # and interval rest on these alone, which n_seeds alone would not say.
+            row.update({metric: interval.mean, f"{metric}_ci_low": interval.low, f"{metric}_ci_high": interval.high,
+                        f"{metric}_n_seeds": interval.n})
         rows.append(row)
     return pd.DataFrame(rows), repeated
 
@@ -134,8 +137,11 @@ def print_table(table, metric: str, console) -> None:
 def _mean_interval(row, metric: str) -> str:
     """``mean [low, high]``; ``-`` where the setting has no value (e.g. no session ended
     within its steps), the mean alone where one seed gives no interval (as the run's summary
-    shows them, rather than ``nan``)."""
+    shows them, rather than ``nan``), and ``(k of N seeds)`` where the metric is defined on
+    k of the row's N seeds only."""
     mean, low, high = row[metric], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
     if pd.isna(mean):
         return "-"
-    return f"{mean:.4g}" if pd.isna(low) or pd.isna(high) else f"{mean:.4g} [{low:.4g}, {high:.4g}]"
+    defined = row.get(f"{metric}_n_seeds")
+    seeds = f" ({int(defined)} of {row['n_seeds']} seeds)" if pd.notna(defined) and defined < row["n_seeds"] else ""
+    return (f"{mean:.4g}" if pd.isna(low) or pd.isna(high) else f"{mean:.4g} [{low:.4g}, {high:.4g}]") + seeds

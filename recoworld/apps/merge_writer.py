@@ -92,7 +92,8 @@ def merge(dirs: Sequence[str | Path], out: str | Path | None = None, metric: str
     finally:
         lock.release()
     print_table(table, metric, console)
-    say(console, f"recoworld merge: {len(runs)} runs, {len(table)} rows -> {out / SWEEP_CSV}, {out / SWEEP_PNG}")
+    counts = ", ".join(f"{n} {noun}{'' if n == 1 else 's'}" for n, noun in ((len(runs), "run"), (len(table), "row")))
+    say(console, f"recoworld merge: {counts} -> {out / SWEEP_CSV}, {out / SWEEP_PNG}")
     return table
 
 

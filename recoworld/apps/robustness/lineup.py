@@ -123,7 +123,8 @@ class Lineup:
                                                                               self.popularity)[c.metric]
         if np.isnan(score):
             raise ValueError(f"metric {c.metric} is undefined for agent {name} (seed {seed}, {c.users} users, "
-                             f"{c.steps} steps), e.g. no session ended; run more steps or rank by another metric")
+                             f"{c.steps} steps), e.g. no session ended, or (return_per_episode) a user's first episode was cut "
+                             "by steps below the env's max_steps; run more steps or rank by another metric")
         return float(score)
 
 
