@@ -72,7 +72,7 @@ def said(function) -> str:
 
 @pytest.mark.parametrize("function, line, error", [
     (reads_a_missing_field, first_line_of(reads_a_missing_field), "KeyError"),  # through recoworld/types.py
-    (builds_a_bad_logger, first_line_of(builds_a_bad_logger) + 3, "ValueError: epsilon=5"),  # through agents/
+    (builds_a_bad_logger, first_line_of(builds_a_bad_logger) + 3, "ValueError: EpsilonSoft.epsilon=5"),  # through agents/
 ], ids=["recoworld_package", "mapped_agents_folder"])
 def test_an_error_raised_through_recoworld_names_the_users_line(function, line, error):
     message = said(function)
