@@ -69,7 +69,10 @@ class PlanningOracle(Recommender):
 
     Args:
         horizon: steps of each lookahead (the rule's first slate included).
-        rollouts: Monte Carlo rollouts per user and rule.
+        rollouts: Monte Carlo rollouts per user and rule. The default is cheap enough for a
+            lineup, but with 4 the choice among rules of near-equal value is mostly noise; to
+            measure what planning gains, give 16 or more (``benchmarks/retention_oracles.py``
+            runs 32; ``benchmarks/RESULTS.md`` compares them).
         future_steps: how many more steps a user who is still there at the end of the
             lookahead is worth, at their simulated clicks per step (0: clicks of the
             lookahead only).
