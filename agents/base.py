@@ -227,7 +227,7 @@ def require_scorer(base, wrapper: str) -> None:
 class ScorerWrapper(Recommender):
     """An agent built on a scoring agent ``self.base``: it sets the base up (unless
     ``self.setup_base`` is False, for a base already set up and trained) and passes the
-    feedback on, so the base goes on learning underneath."""
+    feedback and the start of each rollout on, so the base goes on learning underneath."""
 
     base: Recommender
     setup_base: bool
@@ -240,6 +240,13 @@ class ScorerWrapper(Recommender):
         super().setup(env, seed)
         if self.setup_base:
             self.base.setup(env, seed)
+
+    def begin_rollout(self, n_steps: int, num_envs: int) -> None:
+        """Pass the start of a rollout on to the base, if it listens for it: a base that
+        learns across rollouts (SlateQ) must forget the last rollout's users then."""
+        begin = getattr(self.base, "begin_rollout", None)
+        if begin is not None:
+            begin(n_steps, num_envs)
 
     def update(self, feedback: Feedback) -> None:
         self.base.update(feedback)

@@ -210,13 +210,6 @@ class InstructionFollowing(ScorerWrapper):
         self._genres = self.catalog.genres.cpu().numpy().astype(np.float32)
         self._features = self.catalog.features.cpu().numpy()
 
-    def begin_rollout(self, n_steps: int, num_envs: int) -> None:
-        """Pass the start of a rollout on to the base agent, if it listens for it (SlateQ
-        forgets its last rollout's users then)."""
-        begin = getattr(self.base, "begin_rollout", None)
-        if begin is not None:
-            begin(n_steps, num_envs)
-
     def instruction_weight(self, obs: Observation) -> np.ndarray:
         """``[B]`` how much the latest instruction still applies: ``decay ** (age - 1)`` while
         it is current (:attr:`~recoworld.types.Observation.instruction_in_force`; ``age``

@@ -210,6 +210,16 @@ def beta_top_one_propensity(alpha: np.ndarray, beta: np.ndarray, chosen: np.ndar
     integrand is bounded by 1 (error about 1e-6). Draws tie with probability 0, so the
     propensities of a row's candidates sum to 1, within those errors; a wide arm facing far
     narrower ones, whose race turns within a sliver of ``x``, loses up to 1e-4 to 1e-3.
+
+    These bounds hold for Beta parameters above about 0.1 (two arms of ``Beta(0.1, 0.1)``
+    against ``Beta(2, 2)`` put the sum off by 2e-4; of 0.15, by 2e-6). Below it, float64
+    rounds the quantiles to 1: ``betaincinv(0.05, 0.05, u)`` is exactly ``1.0`` for ``u``
+    above 0.92 (0.76 for 0.02), where every such arm's ``F`` is 1 too, so two or more arms of
+    tiny parameters tie on a share of the nodes and a row's propensities sum above 1 (1.006
+    for ``Beta(2, 2)`` against two ``Beta(0.05, 0.05)``; 1.05 against two
+    ``Beta(0.02, 0.02)``). The sampler's own draws round alike (``rng.beta(0.04, 0.04)`` is
+    exactly 1.0 on about 11% of draws), so its tie-broken choices differ from the exact race
+    as well.
     """
     from scipy.special import betainc
 

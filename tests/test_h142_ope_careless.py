@@ -209,8 +209,9 @@ def test_reward_models_refuse_what_they_cannot_fit():
     with pytest.raises(ValueError, match=re.escape("ShortRegressor.predict gave shape (3,) for 8 rows, but one "
                                                    "prediction per row, shape (8,), was expected")):
         fit_reward_model(feedback, np.zeros((20, 2, 1)), ShortRegressor())
-    with pytest.raises(ValueError, match=re.escape("the log has 1 round, but cross-fitting (n_folds = 5) needs at "
-                                                   "least 2, one per fold; log more rounds")):
+    with pytest.raises(ValueError, match=re.escape("the log has 1 round, but cross-fitting over n_folds = 5 folds "
+                                                   "needs one round per fold: log at least 5 rounds, or at least 2 "
+                                                   "with n_folds = 2")):
         fit_reward_model(BanditFeedback([0], [1.0], [0.5]), np.zeros((1, 2, 1)))
 
 

@@ -98,14 +98,14 @@ def test_the_verdict_on_ratings_does_not_depend_on_where_their_scale_starts():
     assert least == pytest.approx([least[0]] * 4, rel=1e-9)
     said = {sentence.partition(" is recommended: ")[2].replace(f"above {1 + shift:g},", "above r_min,")
             for shift, (_, sentence) in verdicts.items()}
-    assert len(said) == 1 and said.pop().endswith("% of the value above r_min, the lowest logged reward)")
+    assert len(said) == 1 and said.pop().endswith("% of the value above r_min, the floor of the logged rewards (their 1% quantile))")
 
 
 def test_the_verdict_names_the_scale_it_judges_the_rmse_against():
     rmse = {"IPS": 0.3, "DM": 0.6}
     assert verdict(Selection({}, rmse, "DM", 3.0, 5, "x", 1.0), ess=400.0) == (False, (
-        "no estimate is trustworthy: even the best estimator, DM, erred by 30% of the value above 1, the lowest logged "
-        "reward (RMSE) on simulated logs of this shape (threshold 25%)"))
+        "no estimate is trustworthy: even the best estimator, DM, erred by 30% of the value above 1, the floor of the "
+        "logged rewards (their 1% quantile) (RMSE) on simulated logs of this shape (threshold 25%)"))
     # 0/1 rewards: judged against the value, as before
     assert verdict(Selection({}, {"DM": 0.05}, "DM", 0.5, 5, "x"), ess=400.0) == (True, (
         "DM (reward-model based) is recommended: the least RMSE on 5 simulated logs of this shape (10% of the value)"))

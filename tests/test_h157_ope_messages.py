@@ -78,7 +78,8 @@ def test_max_relative_rmse_says_what_it_is_a_share_of(tmp_path, capsys, value):
     assert refused(capsys, "--log", table_log(tmp_path / "log.csv"), "--policy", POLICY, "--max-relative-rmse",
                    value) == (
         f"--max-relative-rmse {float(value)}; give a share above 0, e.g. 0.25: the largest simulated RMSE trusted, as "
-        "a share of the simulated value above the lowest logged reward (0 for 0/1 rewards)")
+        "a share of the simulated value above the floor of the logged rewards (their 1% quantile; 0 for 0/1 "
+        "rewards)")
 
 
 # ------------------------------------------------- check_count's example
@@ -100,8 +101,9 @@ def test_plural_counts_in_the_number_of_the_count():
 
 
 def test_one_of_a_thing_is_said_in_the_singular(tmp_path, capsys):
-    with pytest.raises(ValueError, match=re.escape("the log has 1 round, but cross-fitting (n_folds = 5) needs at "
-                                                   "least 2, one per fold; log more rounds")):
+    with pytest.raises(ValueError, match=re.escape("the log has 1 round, but cross-fitting over n_folds = 5 folds "
+                                                   "needs one round per fold: log at least 5 rounds, or at least 2 "
+                                                   "with n_folds = 2")):
         fit_reward_model(BanditFeedback([0], [1.0], [0.5]), np.zeros((1, 2, 1)))
     with pytest.raises(ValueError, match=re.escape("the log has 1 slate, but cross-fitting")):
         fit_slate_reward_model(np.zeros((1, 3, 2)), [[0, 1]], [[1.0, 0.0]])

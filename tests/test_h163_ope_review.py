@@ -41,10 +41,10 @@ def test_ratings_are_judged_against_the_value_above_their_lowest_reward():
     # [1, 5], as before, 11% and 12%: both trusted)
     assert verdict(Selection({}, {"DM": 0.45}, "DM", 2.9, 3, "x", r_min=1.0), ess=400.0) == (True, (
         "DM (reward-model based) is recommended: the least RMSE on 3 simulated logs of this shape (24% of the value "
-        "above 1, the lowest logged reward)"))
+        "above 1, the floor of the logged rewards (their 1% quantile))"))
     assert verdict(Selection({}, {"DM": 0.5}, "DM", 2.9, 3, "x", r_min=1.0), ess=400.0) == (False, (
-        "no estimate is trustworthy: even the best estimator, DM, erred by 26% of the value above 1, the lowest logged "
-        "reward (RMSE) on simulated logs of this shape (threshold 25%)"))
+        "no estimate is trustworthy: even the best estimator, DM, erred by 26% of the value above 1, the floor of the "
+        "logged rewards (their 1% quantile) (RMSE) on simulated logs of this shape (threshold 25%)"))
 
 
 @pytest.mark.parametrize("value, r_min, rmse", [(0.0, 0.0, 0.0), (4.4e-15, 0.0, 0.0), (3.0, 3.0, 0.0),
@@ -53,9 +53,9 @@ def test_a_value_at_the_lowest_logged_reward_is_not_trusted_and_says_why(value, 
     # was a share of max(value, 1e-12): a log without clicks read "0% of the value" and was
     # trusted; an RMSE above 0 read billions of per cent
     assert verdict(Selection({}, {"DM": rmse}, "DM", value, 3, "x", r_min=r_min), ess=400.0) == (False, (
-        f"no estimate is trustworthy: the simulated value is the lowest logged reward, {r_min:g}, which leaves nothing "
-        f"above it to judge the simulated RMSE of the best estimator, DM ({rmse:.2g}), against; log until some of the "
-        f"target policy's choices are rewarded above {r_min:g}"))
+        f"no estimate is trustworthy: the simulated value is at the floor of the logged rewards, {r_min:g}, which "
+        f"leaves nothing above it to judge the simulated RMSE of the best estimator, DM ({rmse:.2g}), against; log "
+        f"until some of the target policy's choices are rewarded above {r_min:g}"))
 
 
 def test_a_log_without_clicks_gets_no_trusted_estimate(tmp_path, capsys):
@@ -64,7 +64,8 @@ def test_a_log_without_clicks_gets_no_trusted_estimate(tmp_path, capsys):
     report = evaluate(tmp_path, log, capsys=capsys)
     assert report["verdict"]["trustworthy"] is False  # was "DM ... is recommended: ... (0% of the value)"
     assert report["verdict"]["sentence"].startswith(
-        "no estimate is trustworthy: the simulated value is the lowest logged reward, 0, which leaves nothing above it")
+        "no estimate is trustworthy: the simulated value is at the floor of the logged rewards, 0, which leaves "
+        "nothing above it")
     assert report["selection"]["r_min"] == 0.0
 
 

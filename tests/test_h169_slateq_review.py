@@ -7,6 +7,7 @@ import torch
 
 import recoworld  # noqa: F401  (registers the envs)
 from recoworld import Catalog
+from recoworld.agents.logging_policies import EpsilonSoft, SoftmaxPolicy
 from recoworld.agents.retention import EnjoymentLinUCB, InstructionFollowing
 from recoworld.agents.slateq import SlateQAgent
 from recoworld.agents.slateq_networks import OBS_FIELDS, CandidateFeaturizer
@@ -58,13 +59,20 @@ def test_n_step_links_join_each_row_to_its_own_users_next_row_in_a_buffer_under_
         assert linked > 0
 
 
-@pytest.mark.parametrize("wrapped", [False, True], ids=["slateq", "slateq+instructions"])
-def test_a_second_rollout_does_not_link_the_last_rollouts_users_to_its_new_users(wrapped):
+WRAPPERS = {"slateq": lambda slateq: slateq,
+            "slateq+instructions": InstructionFollowing,
+            "epsilon-soft": lambda slateq: EpsilonSoft(base=slateq, epsilon=0.1),
+            "softmax": lambda slateq: SoftmaxPolicy(base=slateq, temperature=1.0)}
+
+
+@pytest.mark.parametrize("wrap", WRAPPERS.values(), ids=WRAPPERS.keys())
+def test_a_second_rollout_does_not_link_the_last_rollouts_users_to_its_new_users(wrap):
     """``rollout(..., setup=False)`` goes on training on new users in the same slots: their
-    first rows follow nobody's, also under InstructionFollowing, which passes the rollout's
-    start on to SlateQ (before the fix, 6 of 21 links were broken)."""
+    first rows follow nobody's, also under every wrapper (ScorerWrapper passes the rollout's
+    start on to SlateQ; before the fix, 6 of 21 links were broken, and 6 of 29 under
+    EpsilonSoft and SoftmaxPolicy, which did not pass it on)."""
     slateq = SlateQAgent(n_step=2, **NO_TRAINING)
-    agent = InstructionFollowing(slateq) if wrapped else slateq
+    agent = wrap(slateq)
     env = make_vec()
     rollout(env, agent, 3, seed=0)
     rollout(env, agent, 2, seed=1, setup=False)

@@ -411,8 +411,8 @@ def test_selection_leaves_out_an_estimator_undefined_on_every_simulated_log_with
     (["--truth-users", "1"], "--truth-users 1; give 2 or more users, for a standard error"),
     (["--min-ess", "-1"], "--min-ess -1.0; give 0 or more (0: no threshold)"),
     (["--max-relative-rmse", "-0.1"], "--max-relative-rmse -0.1; give a share above 0, e.g. 0.25: the largest "
-                                      "simulated RMSE trusted, as a share of the simulated value above the lowest "
-                                      "logged reward (0 for 0/1 rewards)"),
+                                      "simulated RMSE trusted, as a share of the simulated value above the floor "
+                                      "of the logged rewards (their 1% quantile; 0 for 0/1 rewards)"),
     (["--alpha", "1"], "--alpha 1.0; give a number in (0, 1), e.g. 0.05 for 95% intervals"),
 ])
 def test_command_names_a_flag_out_of_range_before_any_work(tmp_path, capsys, monkeypatch, flag, message):

@@ -98,7 +98,7 @@ def test_reward_model_errors_name_the_problem():
     context, action, reward, _ = _logged(50, 3)
     feedback = BanditFeedback(action, reward, np.full(50, 1 / 3))
     features = per_action_features(context, 3)
-    with pytest.raises(ValueError, match=re.escape("n_folds = 1, but it must lie in [2, 50]")):
+    with pytest.raises(ValueError, match=re.escape("n_folds = 1, but it must lie in [2, inf]")):
         fit_reward_model(feedback, features, n_folds=1)
     with pytest.raises(ValueError, match=re.escape(
             "features has shape (50, 3, 1, 9), but (n_rounds, n_actions, n_features) with n_rounds = 50 was expected")):

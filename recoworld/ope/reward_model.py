@@ -217,12 +217,19 @@ def _check_distinct(action: np.ndarray, n_candidates: int) -> None:
 
 
 def _check_folds(n_folds: int, n: int, what: str) -> None:
-    """``n_folds`` whole and in ``[2, n]``; a log of fewer than 2 of ``what`` (``"round"``)
-    is refused as such, not with the empty range ``[2, 1]``."""
-    if n < 2:
-        raise ValueError(f"the log has {v.plural(n, what)}, but cross-fitting (n_folds = {n_folds}) needs at least "
-                         f"2, one per fold; log more {what}s")
-    v.check_count(n_folds, "n_folds", 2, n)
+    """``n_folds`` a whole number of at least 2, and a log of ``n`` of ``what`` (``"round"``)
+    with one per fold: a log too small is refused naming its size and both fixes (more of
+    ``what``, or fewer folds where 2 or more remain), not as ``n_folds`` outside ``[2, n]``."""
+    v.check_count(n_folds, "n_folds", 2)
+    if n >= n_folds:
+        return
+    fix = f"log at least {v.plural(n_folds, what)}"
+    if n >= 2:
+        fix += f", or give n_folds <= {n}"
+    elif n_folds > 2:
+        fix += ", or at least 2 with n_folds = 2"
+    raise ValueError(f"the log has {v.plural(n, what)}, but cross-fitting over n_folds = {n_folds} folds needs one "
+                     f"{what} per fold: {fix}")
 
 
 def cross_fitting_folds(n: int, n_folds: int, seed: int, groups=None) -> list[np.ndarray]:

@@ -33,13 +33,16 @@ positions, the evaluation policy's distribution ``pi_i``) and replaces the rest:
 
 Every estimator then runs on each simulated log as on the real one (reward model refitted)
 and the one of least RMSE is recommended. :func:`verdict` says plainly when no estimate
-deserves trust. It judges the RMSE against the simulated value measured from the bottom of
-the logged scale, ``V - r_min`` (``r_min = 0`` for 0/1 rewards: the value itself). A share
-of the value alone would change with where a scale starts (ratings 1..5 shifted by 100
-would pass any RMSE, centred on 0 none); a share of the range ``r_max - r_min`` would jump
-with one reward that is not 0/1 in a log of rare clicks (a value of 0.03 judged against 1).
-A value at ``r_min`` (a log without clicks) leaves nothing to judge an RMSE against, and no
-estimate is trusted.
+deserves trust. It judges the RMSE against the simulated value measured from the floor of
+the logged rewards, ``V - r_floor`` (:func:`reward_floor`: 0 for 0/1 rewards, the value
+itself; else the rewards' 1% quantile, a logged value). A share of the value alone would
+change with where a scale starts (ratings 1..5 shifted by 100 would pass any RMSE, centred
+on 0 none); a share of the range ``r_max - r_min`` would jump with one reward that is not
+0/1 in a log of rare clicks (a value of 0.03 judged against 1), and so would the lowest
+logged reward with one dislike of -1 in such a log: a quantile is a floor that one round of
+a log of more than 100 cannot move. (Only the verdict reads the floor: the simulated worlds
+keep the whole logged range ``[r_min, r_max]``.) A value at the floor (a log without
+clicks) leaves nothing to judge an RMSE against, and no estimate is trusted.
 """
 
 from __future__ import annotations
@@ -58,12 +61,15 @@ from recoworld.ope.evaluation import (
 )
 from recoworld.ope.feedback import BanditFeedback
 
-#: The recommended estimator's simulated RMSE, relative to the simulated value above the lowest
-#: logged reward (0 for 0/1 rewards), above which no estimate is called trustworthy.
+#: The recommended estimator's simulated RMSE, relative to the simulated value above the floor
+#: of the logged rewards (:func:`reward_floor`; 0 for 0/1 rewards), above which no estimate is
+#: called trustworthy.
 MAX_RELATIVE_RMSE = 0.25
-#: A simulated value within this share of the rewards' size (at least 1) of the lowest logged
-#: reward is at it: float rounding of a mean of rewards at ``r_min``.
+#: A simulated value within this share of the rewards' size (at least 1) of the floor of the
+#: logged rewards is at it: float rounding of a mean of rewards at the floor.
 AT_FLOOR = 1e-9
+#: The quantile of the logged rewards that is their floor (:func:`reward_floor`).
+FLOOR_QUANTILE = 0.01
 
 
 @dataclass(frozen=True)
@@ -71,8 +77,9 @@ class Selection:
     """The outcome of a selection: per-estimator ``bias`` and ``rmse`` over the simulated
     logs (dicts by estimator name), the ``recommended`` estimator, the simulated truths'
     mean ``value`` and the number of simulated logs ``n_sims``; ``protocol`` names it.
-    ``r_min``, the bottom of the rewards' scale (the lowest logged reward; 0 for 0/1 rewards
-    and for clicks), is where :func:`verdict` measures the value from."""
+    ``r_min``, the floor of the rewards' scale (:func:`reward_floor`: the logged rewards' 1%
+    quantile; 0 for 0/1 rewards and for clicks), is where :func:`verdict` measures the value
+    from."""
 
     bias: dict
     rmse: dict
@@ -81,6 +88,16 @@ class Selection:
     n_sims: int
     protocol: str
     r_min: float = 0.0
+
+
+def reward_floor(reward: np.ndarray) -> float:
+    """Where :func:`verdict` measures a value from: 0 for 0/1 rewards (clicks), else the
+    :data:`FLOOR_QUANTILE` quantile of the logged ``reward``, taken as a logged value. Not the
+    lowest reward, which one round moves: a single dislike of -1 in a log of 3% clicks would
+    judge a value of 0.03 against 1.03."""
+    if np.isin(reward, (0.0, 1.0)).all():
+        return 0.0
+    return float(np.quantile(reward, FLOOR_QUANTILE, method="lower"))
 
 
 def simulate_then_select(problem: BanditProblem, n_sims: int = 20, seed: int = 0,
@@ -126,7 +143,7 @@ def simulate_then_select(problem: BanditProblem, n_sims: int = 20, seed: int = 0
         errors[s] = simulated.estimates(estimators, seed=seed + s + 1) - truth
     bias, rmse, recommended = summarise_errors(errors, estimators)
     return Selection(bias, rmse, recommended, truth, n_sims, "simulate-then-select (plausible worlds from the log)",
-                     low)
+                     reward_floor(f.reward))
 
 
 def summarise_errors(errors: np.ndarray, estimators) -> tuple[dict, dict, str]:
@@ -147,23 +164,27 @@ def summarise_errors(errors: np.ndarray, estimators) -> tuple[dict, dict, str]:
 def verdict(selection: Selection, ess: float, min_ess: float = MIN_ESS,
             max_relative_rmse: float = MAX_RELATIVE_RMSE, weighting=WEIGHTING) -> tuple[bool, str]:
     """``(trustworthy, sentence)``: the recommended estimate is trusted when its simulated
-    RMSE is at most ``max_relative_rmse`` of the simulated value above ``selection.r_min``
-    (module docstring) and, for an estimator that reweights rounds, the log's effective
-    sample size is at least ``min_ess``. A simulated value at ``r_min`` (a log of no clicks,
-    or of one rating, whose simulated logs hold no other reward) leaves no value above it to
-    judge an RMSE against: then no estimate is trusted, and the sentence says why."""
+    RMSE is at most ``max_relative_rmse`` of the simulated value above ``selection.r_min``,
+    the floor of the logged rewards (:func:`reward_floor`, module docstring), and, for an
+    estimator that reweights rounds, the log's effective sample size is at least
+    ``min_ess``. A simulated value at the floor (a log of no clicks, or of one rating, whose
+    simulated logs hold no other reward) leaves no value above it to judge an RMSE against:
+    then no estimate is trusted, and the sentence says why. (A value below the floor, of a
+    target that chooses the rarest low rewards, is measured down from it.)"""
     name, floor = selection.recommended, selection.r_min
     scale = abs(selection.value - floor)
-    of = "the value" if floor == 0 else f"the value above {floor:g}, the lowest logged reward"
+    side = "above" if selection.value >= floor else "below"
+    of = ("the value" if floor == 0
+          else f"the value {side} {floor:g}, the floor of the logged rewards (their {FLOOR_QUANTILE:.0%} quantile)")
     if name in weighting and ess < min_ess:
         return False, (f"no estimate is trustworthy: the effective sample size is {ess:.1f} (< {min_ess:g}), "
                        f"too few rounds carry the weight for {name}; log more data or evaluate a policy closer "
                        "to the logging policy")
     if scale <= AT_FLOOR * max(1.0, abs(floor)):
-        return False, (f"no estimate is trustworthy: the simulated value is the lowest logged reward, {floor:g}, "
-                       f"which leaves nothing above it to judge the simulated RMSE of the best estimator, {name} "
-                       f"({selection.rmse[name]:.2g}), against; log until some of the target policy's choices are "
-                       f"rewarded above {floor:g}")
+        return False, (f"no estimate is trustworthy: the simulated value is at the floor of the logged rewards, "
+                       f"{floor:g}, which leaves nothing above it to judge the simulated RMSE of the best estimator, "
+                       f"{name} ({selection.rmse[name]:.2g}), against; log until some of the target policy's choices "
+                       f"are rewarded above {floor:g}")
     relative = selection.rmse[name] / scale
     if relative > max_relative_rmse:
         return False, (f"no estimate is trustworthy: even the best estimator, {name}, erred by "

@@ -93,8 +93,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--min-ess", type=float, default=MIN_ESS, help="effective sample size below which no "
                                                                  "weighting estimate is trusted")
     p.add_argument("--max-relative-rmse", type=float, default=MAX_RELATIVE_RMSE,
-                   help="simulated RMSE, as a share of the simulated value above the lowest logged reward "
-                        "(0 for 0/1 rewards), above which no estimate is trusted")
+                   help="simulated RMSE, as a share of the simulated value above the floor of the logged "
+                        "rewards (their 1%% quantile; 0 for 0/1 rewards), above which no estimate is trusted")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("ope_evaluation"), help="output directory")
     return p
@@ -124,8 +124,8 @@ def check_flags(args, p: argparse.ArgumentParser) -> None:
         p.error(str(error))
     if not args.max_relative_rmse > 0:
         p.error(f"--max-relative-rmse {args.max_relative_rmse}; give a share above 0, e.g. 0.25: the largest "
-                "simulated RMSE trusted, as a share of the simulated value above the lowest logged reward (0 for 0/1 "
-                "rewards)")
+                "simulated RMSE trusted, as a share of the simulated value above the floor of the logged rewards "
+                "(their 1% quantile; 0 for 0/1 rewards)")
 
 
 def evaluate_bandit_log(args, frame: pd.DataFrame, feedback, context, n_actions: int) -> dict:
