@@ -25,13 +25,14 @@ from tests.test_h142_ope_careless import FAST, POLICY, FirstAction, evaluate, ta
 
 
 @pytest.fixture
-def own_imports(monkeypatch):
-    """``sys.path`` and ``sys.modules`` as they were, whatever a test's policy files add."""
+def own_imports(monkeypatch, tmp_path):
+    """``sys.path`` and ``sys.modules`` as they were, whatever a test's policy files (under
+    ``tmp_path``) add."""
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p != ""])
     before = set(sys.modules)
     yield
     for name in set(sys.modules) - before:
-        if "h152" in name:
+        if str(tmp_path) in str(getattr(sys.modules[name], "__file__", None) or ""):
             del sys.modules[name]
 
 

@@ -3,8 +3,6 @@ reward, so one reward of a log of rare clicks that is not 0/1 no longer makes th
 from the value (0.03) to the range (1); a value at that lowest reward is not trusted, and says
 why; a module beside a policy file hidden by an installed module of its name is named."""
 
-import sys
-
 import numpy as np
 import pytest
 
@@ -13,6 +11,7 @@ from recoworld.ope import BanditFeedback, per_action_features
 from recoworld.ope.evaluation import BanditProblem
 from recoworld.ope.selection import Selection, simulate_then_select, verdict
 from tests.test_h142_ope_careless import evaluate, table
+from tests.test_h152_ope_review import own_imports  # noqa: F401  (a fixture)
 
 
 def clicks_problem(reward: np.ndarray) -> BanditProblem:
@@ -67,17 +66,6 @@ def test_a_log_without_clicks_gets_no_trusted_estimate(tmp_path, capsys):
         "no estimate is trustworthy: the simulated value is at the floor of the logged rewards, 0, which leaves "
         "nothing above it")
     assert report["selection"]["r_min"] == 0.0
-
-
-@pytest.fixture
-def own_imports(monkeypatch):
-    """``sys.path`` and ``sys.modules`` as they were, whatever a test's policy files add."""
-    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != ""])
-    before = set(sys.modules)
-    yield
-    for name in set(sys.modules) - before:
-        if "h163" in name:
-            del sys.modules[name]
 
 
 @pytest.mark.parametrize("imports", ["from yaml import Helper", "import yaml.h163_helpers"])

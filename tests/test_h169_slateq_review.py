@@ -12,19 +12,12 @@ from recoworld.agents.retention import EnjoymentLinUCB, InstructionFollowing
 from recoworld.agents.slateq import SlateQAgent
 from recoworld.agents.slateq_networks import OBS_FIELDS, CandidateFeaturizer
 from recoworld.envs.rollout import rollout
+from tests.test_rl_agents import one_torch_thread  # noqa: F401  (an autouse fixture: one torch thread)
 
 CATALOG = Catalog.synthetic(200, seed=0)
 USERS = 8
 # Links are recorded from the first step; no gradient step is needed to check them.
 NO_TRAINING = dict(learning_starts=10**9)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_vec(n=USERS):
