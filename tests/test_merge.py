@@ -72,6 +72,26 @@ def test_a_metric_defined_on_some_seeds_says_on_how_many(tmp_path, capsys):
     assert "(2 of 3 seeds)" in err and "recoworld merge: 2 runs, 1 row -> " in err
 
 
+def test_a_metrics_seed_count_is_no_setting_key(tmp_path, capsys):
+    from recoworld.apps.merge_table import varying_keys
+
+    # One setting, two agents: ctr defined on both seeds of oracle, on one seed of random.
+    fake_run(tmp_path / "a", ["experiment.seeds=[0,1]"], [0, 1], [0.3, None], agents=("random",))
+    fake_run(tmp_path / "b", ["experiment.seeds=[0,1]"], [0, 1], [0.3, 0.4], agents=("oracle",))
+    table = merge([tmp_path], metric="ctr")
+    assert table["ctr_n_seeds"].tolist() == [1, 2]
+    assert varying_keys(table) == []  # nothing but the agent differs: sweep.png's x axis is the agents
+    assert "ctr_n_seeds" not in capsys.readouterr().err
+
+
+def test_a_metric_without_any_value_is_said_so(tmp_path, capsys):
+    fake_run(tmp_path / "a", ["experiment.seeds=[0,1]"], [0, 1], [None, None])
+    assert cli.main(["merge", str(tmp_path)]) == 0
+    assert ("recoworld merge: --metric return_per_episode has no value in any row (e.g. return_per_episode needs "
+            "experiment.steps >= env.max_steps, and a session metric a session that ended), so sweep.png shows no "
+            "point; give another --metric, e.g. --metric ctr") in " ".join(capsys.readouterr().err.split())
+
+
 def test_a_seed_two_runs_share_counts_once_and_unfinished_jobs_are_named(tmp_path, capsys):
     fake_run(tmp_path / "a", ["experiment.seeds=[0,1]"], [0, 1], [0.1, 0.3], agents=("random", "oracle"))
     fake_run(tmp_path / "b", ["experiment.seeds=[1]"], [1], [0.9], agents=("random", "oracle"))

@@ -122,3 +122,14 @@ def test_an_integer_range_that_rounds_to_one_value_is_refused():
                                          r"integer and every value in it rounds to 1: no world would differ"):
         ParameterRange(1.2, 1.4).check("instruction_steps")
     ParameterRange(1, 3).check("instruction_steps")
+
+
+def test_return_per_episode_with_steps_below_max_steps_names_the_steps_to_give(tmp_path, capsys):
+    from recoworld.apps import cli
+
+    # Before: "e.g. no session ended; run more steps", which named neither cause nor number.
+    assert cli.main(["robustness", "--quick", "--metric", "return_per_episode", "--agents", "random,oracle",
+                     "--out", str(tmp_path / "out"), "world=synthetic"]) != 0
+    assert ("metric return_per_episode is undefined for agent random (seed 0, 16 users, 10 steps): --steps 10 is "
+            "below the env's max_steps (100), which cuts first episodes; give --steps 100 or more, or rank by "
+            "another metric") in capsys.readouterr().err

@@ -34,7 +34,8 @@ Written to ``--out`` (default: the first ``DIR``):
   saved configs that tell settings apart, ``segment``, ``agent``, ``seeds``, ``n_seeds``, ``runs``
   (the run directories, ``;``-separated, each relative to ``--out`` when inside it and absolute
   otherwise, however ``DIR`` was typed) and, per metric of :data:`recoworld.metrics.METRICS`,
-  ``<metric>``, ``<metric>_ci_low`` and ``<metric>_ci_high``;
+  ``<metric>``, ``<metric>_ci_low``, ``<metric>_ci_high`` and ``<metric>_n_seeds`` (the seeds
+  where it is defined, which the mean and interval rest on);
 - ``sweep.png``: ``--metric`` (default ``return_per_episode``; a metric, one of the columns with
   an interval) of the whole population against the first key whose value varies, one line per
   agent (and per value of the other varying keys), with the interval as error bars; the agents

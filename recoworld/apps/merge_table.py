@@ -61,12 +61,24 @@ def lacking_metrics(long) -> dict[str, list[str]]:
     return lacking
 
 
+#: The columns of each metric ``m`` of the table besides ``m`` itself: ``m_ci_low``...
+METRIC_SUFFIXES = ("_ci_low", "_ci_high", "_n_seeds")
+
+
+def metric_columns(table) -> list[str]:
+    """The metrics of ``table``: its columns with an interval (not ``n_seeds``, ``runs`` or
+    ``ctr_ci_low``, say)."""
+    return sorted(c for c in table.columns if f"{c}_ci_low" in table.columns)
+
+
 def varying_keys(table) -> list[str]:
-    """The setting keys whose value differs between rows, in command-line order."""
-    fixed = (SEGMENT_KEY, "agent", "seeds", "n_seeds", "runs")
-    keys = [c for c in table.columns if c not in fixed and not c.endswith(("_ci_low", "_ci_high"))]
-    keys = [k for k in keys if f"{k}_ci_low" not in table.columns]
-    return [k for k in keys if table[k].nunique() > 1]
+    """The setting keys whose value differs between rows, in command-line order: not a
+    metric, nor one of its columns (``ctr_n_seeds`` differs wherever ctr is undefined on
+    some seeds of one row only)."""
+    metrics = metric_columns(table)
+    fixed = {SEGMENT_KEY, "agent", "seeds", "n_seeds", "runs", *metrics,
+             *(f"{m}{suffix}" for m in metrics for suffix in METRIC_SUFFIXES)}
+    return [k for k in table.columns if k not in fixed and table[k].nunique() > 1]
 
 
 def plot_sweep(table, metric: str, path: Path) -> None:
@@ -105,7 +117,7 @@ def plot_sweep(table, metric: str, path: Path) -> None:
 def check_metric(table, metric: str) -> None:
     """Refuse a ``--metric`` that is not a metric of ``table`` (a column with an interval: not
     ``n_seeds``, ``runs`` or ``ctr_ci_low``, say), naming those that are."""
-    known = sorted(c for c in table.columns if f"{c}_ci_low" in table.columns)
+    known = metric_columns(table)
     if metric not in known:
         raise ValueError(f"--metric {metric!r} is not in the runs' metrics; choose one of {known}")
 

@@ -94,6 +94,11 @@ def merge(dirs: Sequence[str | Path], out: str | Path | None = None, metric: str
     print_table(table, metric, console)
     counts = ", ".join(f"{n} {noun}{'' if n == 1 else 's'}" for n, noun in ((len(runs), "run"), (len(table), "row")))
     say(console, f"recoworld merge: {counts} -> {out / SWEEP_CSV}, {out / SWEEP_PNG}")
+    if table[metric].isna().all():
+        # The plot has axes and no point: say why, or the last line reads as a full success.
+        say(console, f"recoworld merge: --metric {metric} has no value in any row (e.g. return_per_episode needs "
+                     "experiment.steps >= env.max_steps, and a session metric a session that ended), so sweep.png "
+                     "shows no point; give another --metric, e.g. --metric ctr")
     return table
 
 

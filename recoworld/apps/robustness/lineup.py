@@ -122,9 +122,13 @@ class Lineup:
         score = result.reward_per_interaction if log is None else run_metrics(log.to_pandas(), self.features,
                                                                               self.popularity)[c.metric]
         if np.isnan(score):
+            max_steps = self.cfg.env.max_steps
+            why = (f"--steps {c.steps} is below the env's max_steps ({max_steps}), which cuts first episodes; give "
+                   f"--steps {max_steps} or more, or rank by another metric"
+                   if c.metric == "return_per_episode" and c.steps < max_steps
+                   else "e.g. no session ended; run more steps or rank by another metric")
             raise ValueError(f"metric {c.metric} is undefined for agent {name} (seed {seed}, {c.users} users, "
-                             f"{c.steps} steps), e.g. no session ended, or (return_per_episode) a user's first episode was cut "
-                             "by steps below the env's max_steps; run more steps or rank by another metric")
+                             f"{c.steps} steps): {why}")
         return float(score)
 
 
