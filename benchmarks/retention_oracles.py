@@ -154,8 +154,7 @@ def _cell(value: float, resampled: np.ndarray) -> str:
 
 #: The planner's rollouts here. The agent's default (4) serves a lineup cheaply, but its choice
 #: among rules of near-equal value is then mostly noise, which would understate what planning
-#: can gain: on the calibrated world the difference grows from -0.002 at 4 rollouts to +0.03
-#: at 16 and 32 (benchmarks/RESULTS.md, "the planner's rollouts").
+#: can gain (benchmarks/RESULTS.md, "the planner's rollouts", compares them).
 MEASURE_ROLLOUTS = 32
 
 
