@@ -21,6 +21,7 @@ from recoworld.ope.evaluation import BanditProblem, evaluate_bandit
 from recoworld.ope.refit import refit_interval
 from recoworld.ope.reward_model import cross_fitting_folds
 from recoworld.ope.selection import Selection
+from tests.test_ope_evaluate import softmax_log
 
 torch.set_num_threads(1)
 TINY = ["--logging", "epsilon_soft", "--targets", "greedy", "--seeds", "2", "--refits", "3", "--no-sessions",
@@ -81,21 +82,7 @@ def test_a_small_bandit_log_gives_nan_refits_counted_in_its_rows():
 
 
 def test_evaluate_on_a_tiny_recoworld_log_finishes_with_its_refits_counted(tmp_path):
-    from hydra import compose, initialize_config_module
-    from hydra.utils import instantiate
-
-    from recoworld.agents.baselines import MostPopularAgent
-    from recoworld.agents.logging_policies import SoftmaxPolicy
-    from recoworld.envs.rollout import rollout
-    from recoworld.envs.slate import SlateVectorEnv
-    from recoworld.logs import EpisodeLog
-
-    with initialize_config_module("recoworld.conf", version_base=None):
-        catalog = instantiate(compose(config_name="config", overrides=["world=synthetic"]).world)
-    env = SlateVectorEnv(num_envs=6, catalog=catalog, slate_size=2, num_candidates=5, max_steps=1)
-    with EpisodeLog(tmp_path / "episodes.parquet") as log:
-        rollout(env, SoftmaxPolicy(base=MostPopularAgent(), temperature=1.0), n_steps=1, seed=0, logger=log,
-                log_candidates=True)
+    softmax_log(tmp_path / "episodes.parquet", users=6)
     assert cli(["ope", "evaluate", "--log", str(tmp_path / "episodes.parquet"), "--policy", "most_popular",
                 "--world", "synthetic", "--sims", "2", "--refits", "20", "--bootstrap", "39", "--truth-users", "200",
                 "--out", str(tmp_path / "out")]) == 0

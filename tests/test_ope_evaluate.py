@@ -125,7 +125,9 @@ def test_command_names_a_missing_table_column(tmp_path, capsys):
     assert "lacks the column(s) ['pscore']" in capsys.readouterr().err
 
 
-def test_command_on_a_recoworld_log_with_an_agent_config(tmp_path):
+def softmax_log(path, users: int):
+    """``path``: a one-step RecoWorld log of ``users`` users of the synthetic world, served
+    2 of 5 logged candidates by a softmax over MostPopular (its propensities logged)."""
     from hydra import compose, initialize_config_module
     from hydra.utils import instantiate
 
@@ -137,10 +139,14 @@ def test_command_on_a_recoworld_log_with_an_agent_config(tmp_path):
 
     with initialize_config_module("recoworld.conf", version_base=None):
         catalog = instantiate(compose(config_name="config", overrides=["world=synthetic"]).world)
-    env = SlateVectorEnv(num_envs=150, catalog=catalog, slate_size=2, num_candidates=5, max_steps=1)
-    with EpisodeLog(tmp_path / "episodes.parquet") as log:
+    env = SlateVectorEnv(num_envs=users, catalog=catalog, slate_size=2, num_candidates=5, max_steps=1)
+    with EpisodeLog(path) as log:
         rollout(env, SoftmaxPolicy(base=MostPopularAgent(), temperature=1.0), n_steps=1, seed=0, logger=log,
                 log_candidates=True)
+
+
+def test_command_on_a_recoworld_log_with_an_agent_config(tmp_path):
+    softmax_log(tmp_path / "episodes.parquet", users=150)
     status = cli(["ope", "evaluate", "--log", str(tmp_path / "episodes.parquet"), "--policy", "most_popular",
                   "--world", "synthetic", "--sims", "2", "--refits", "2", "--bootstrap", "50",
                   "--truth-users", "500", "--out", str(tmp_path / "out")])
