@@ -44,6 +44,7 @@ from recoworld.agents.sb3_policies import (CHOSEN, POSITION, CandidateQPolicy, C
                                            MaskableCandidateScoringPolicy, catalog_policy_kwargs)
 from recoworld.agents.slateq import known_device
 from recoworld.config_checks import AT_LEAST_ONE, POSITIVE, check_number, did_you_mean
+from recoworld.wording import listing
 from recoworld.rewards import RewardWeights
 from recoworld.types import (CANDIDATE_FEATURES, CANDIDATE_IDS, HISTORY_FEEDBACK, HISTORY_ITEMS, INSTRUCTION,
                              Observation)
@@ -469,9 +470,8 @@ def refuse_training_settings(load_path: str, algo: str, **given) -> None:
     again, and a setting that would silently do nothing reads as if it did."""
     ignored = [f"{key}={value!r}" for key, value in given.items() if value is not None]
     if ignored:
-        listed = ignored[0] if len(ignored) == 1 else f"{', '.join(ignored[:-1])} and {ignored[-1]}"
         raise ValueError(f"SB3Agent(load_path={load_path!r}) evaluates the saved model frozen, without training, "
-                         f"so {listed} would do nothing; leave {'it' if len(ignored) == 1 else 'them'} out "
+                         f"so {listing(ignored)} would do nothing; leave {'it' if len(ignored) == 1 else 'them'} out "
                          "(recoworld run: agent=sb3_model sets none); to train a saved model further, load it with "
                          f"{algo}.load and call its learn")
 

@@ -19,6 +19,7 @@ from recoworld.envs.slate import _episode_end, _first, _single_reset_seed, _Worl
 from recoworld.envs.world import SlateWorld, check_arguments, refuse_step_after_end
 from recoworld.simulators import instructions as _phrasings
 from recoworld.types import CANDIDATE_IDS
+from recoworld.wording import plural
 
 INVALID_ACTION_MODES = ("raise", "penalty")
 #: The Slate env's arguments that the text env sets itself.
@@ -255,7 +256,7 @@ class InstructEnv(_WorldFace, gym.Env):
             text = self._instruction_text
             if len(text) > self.max_instruction_chars:
                 text = text[: self.max_instruction_chars - 1] + "…"
-            lines.append(f"User's latest instruction ({age} step{'s' if age != 1 else ''} ago): \"{text}\"")
+            lines.append(f"User's latest instruction ({plural(age, 'step')} ago): \"{text}\"")
         else:
             lines.append("User's latest instruction: none.")
         lines.append(f"Session {int(world.session_index[0]) + 1}, step {int(world.session_step[0]) + 1}.")

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from recoworld.config_checks import AT_LEAST_ONE, UNIT, Interval, check_number, did_you_mean
+from recoworld.wording import plural
 
 SYNTHETIC_GENRES = (
     "Action", "Comedy", "Drama", "Documentary", "Sci-Fi", "Horror", "Romance", "Thriller",
@@ -728,7 +729,7 @@ def _feature_table(df: pd.DataFrame, features: str | Sequence[str] | None, multi
 def _nonzero_rows(table: np.ndarray, source: str) -> torch.Tensor:
     zero = np.flatnonzero(~table.any(axis=1))
     if len(zero):
-        raise ValueError(f"row {int(zero[0])} of {source} is all zeros ({len(zero)} rows in all); an item's "
+        raise ValueError(f"row {int(zero[0])} of {source} is all zeros ({plural(len(zero), 'row')} in all); an item's "
                          "features give it a direction, so give every item a nonzero vector (or features=None "
                          "to use the genres)")
     return torch.tensor(table, dtype=torch.float32)

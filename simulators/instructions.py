@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from recoworld.simulators.equations import instruction_compliance
+from recoworld.wording import listing
 
 __all__ = ["instruction_compliance", "render_instruction"]
 
@@ -42,11 +43,6 @@ NOVELTY_ONLY = {
 }
 
 
-def _join(names: Sequence[str]) -> str:
-    names = list(names)
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
 def render_instruction(more: Sequence[str], less: Sequence[str], novelty: int, variant: int = 0) -> str:
     """The sentence for a structured instruction; ``variant`` picks the phrasing.
 
@@ -54,11 +50,11 @@ def render_instruction(more: Sequence[str], less: Sequence[str], novelty: int, v
     """
     pick = variant % 3
     if more and less:
-        text = LESS_AND_MORE[pick].format(less=_join(less), more=_join(more))
+        text = LESS_AND_MORE[pick].format(less=listing(less), more=listing(more))
     elif less:
-        text = LESS_ONLY[pick].format(less=_join(less))
+        text = LESS_ONLY[pick].format(less=listing(less))
     elif more:
-        text = MORE_ONLY[pick].format(more=_join(more))
+        text = MORE_ONLY[pick].format(more=listing(more))
     elif novelty in NOVELTY_ONLY:
         return NOVELTY_ONLY[novelty]
     else:

@@ -30,6 +30,7 @@ from recoworld.catalog import Catalog
 from recoworld.data.movielens import MovieLens100K, load_movielens_100k
 from recoworld.llm import as_data
 from recoworld.simulators.population import Population, SyntheticPopulation, UserTraits
+from recoworld.wording import listing
 
 S_MOVIELENS_USER = 5  # random stream of a MovieLens user's interest noise
 
@@ -81,13 +82,8 @@ class Persona:
             if values:
                 lines.append(f"{sentence} {as_data(list(values))}.")
         if self.traits:
-            lines.append(f"You are {_join(self.traits)}.")
+            lines.append(f"You are {listing(self.traits)}.")
         return " ".join(lines)
-
-
-def _join(words: Sequence[str]) -> str:
-    words = list(words)
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def trait_phrases(patience: float, novelty: float, popularity_bias: float, activity: float) -> tuple[str, ...]:

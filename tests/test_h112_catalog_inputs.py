@@ -78,7 +78,7 @@ def test_from_dataframe_reads_genre_names_without_their_spaces():
 def test_from_dataframe_refuses_a_feature_row_of_zeros():
     items = ITEMS.assign(emb=[[1.0, 0.0], [0.0, 0.0]], a=[1.0, 0.0], b=[2.0, 0.0])
     with pytest.raises(ValueError, match=re.escape(
-            "row 1 of column 'emb' is all zeros (1 rows in all); an item's features give it a direction, so give "
+            "row 1 of column 'emb' is all zeros (1 row in all); an item's features give it a direction, so give "
             "every item a nonzero vector (or features=None to use the genres)")):
         Catalog.from_dataframe(items, features="emb")
     with pytest.raises(ValueError, match=re.escape("row 1 of the feature columns ['a', 'b'] is all zeros")):

@@ -20,7 +20,8 @@ from recoworld.ope import (
     fit_reward_model,
     fit_slate_reward_model,
 )
-from recoworld.ope._validation import action_distribution, check_count, plural
+from recoworld.ope._validation import action_distribution, check_count
+from recoworld.wording import plural
 from recoworld.ope.base import check_resamples
 from tests.test_ope_evaluate import refused, table_log
 

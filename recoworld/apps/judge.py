@@ -34,6 +34,7 @@ from pydantic import BaseModel, Field
 from scipy import stats
 
 from recoworld.llm import DATA_RULE, ChatModel, ChatReply, ChatRequest, as_data, data_block
+from recoworld.wording import listing
 
 SYSTEM = ("You are an expert evaluator of movie recommendations. You judge how well recommended movies suit "
           f"a particular user, given a profile of their tastes and what they asked for. {DATA_RULE} Reply in JSON.")
@@ -66,13 +67,13 @@ def user_profile(catalog, history_items, history_feedback=None, instruction: str
         share /= share.sum()
         top = [g for g in np.argsort(-share, kind="stable")[:max_genres] if share[g] > 0]
         names = [f"{catalog.genre_names[g]} ({round(100 * share[g])}%)" for g in top]
-        sentences.append(f"Recently watched {len(items)} movies, mostly " + _join(names) + ".")
+        sentences.append(f"Recently watched {len(items)} movies, mostly " + listing(names) + ".")
         liked = [catalog.titles[i] for i, (_, like) in zip(items, feedback) if like > 0][:max_titles]
         if liked:
-            sentences.append("Liked " + _join([f'"{t}"' for t in liked]) + ".")
+            sentences.append("Liked " + listing([f'"{t}"' for t in liked]) + ".")
         dropped = [catalog.titles[i] for i, (watched, _) in zip(items, feedback) if watched < 0.2][:max_titles]
         if dropped:
-            sentences.append("Stopped early: " + _join([f'"{t}"' for t in dropped]) + ".")
+            sentences.append("Stopped early: " + listing([f'"{t}"' for t in dropped]) + ".")
     if instruction:
         sentences.append(f'Their latest request: "{instruction}"')
     return " ".join(sentences)
@@ -219,7 +220,3 @@ def _paired(scores, truth) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{len(x)} scores for {len(y)} truths; give one truth per judged slate")
     keep = ~np.isnan(x) & ~np.isnan(y)
     return x[keep], y[keep]
-
-
-def _join(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]

@@ -10,6 +10,7 @@ from pathlib import Path
 from recoworld.apps.merge_runs import METRICS_FILE, find_runs, unfinished_reason
 from recoworld.apps.merge_setting import pooled_versions, read_metrics, run_rows, saved_config, with_config_columns
 from recoworld.apps.merge_table import check_metric, lacking_metrics, merge_table, plot_sweep, print_table
+from recoworld.wording import plural
 
 #: What ``sweep.png`` plots unless ``--metric`` says otherwise.
 DEFAULT_METRIC = "return_per_episode"
@@ -92,8 +93,7 @@ def merge(dirs: Sequence[str | Path], out: str | Path | None = None, metric: str
     finally:
         lock.release()
     print_table(table, metric, console)
-    counts = ", ".join(f"{n} {noun}{'' if n == 1 else 's'}" for n, noun in ((len(runs), "run"), (len(table), "row")))
-    say(console, f"recoworld merge: {counts} -> {out / SWEEP_CSV}, {out / SWEEP_PNG}")
+    say(console, f"recoworld merge: {plural(len(runs), 'run')}, {plural(len(table), 'row')} -> {out / SWEEP_CSV}, {out / SWEEP_PNG}")
     if table[metric].isna().all():
         # The plot has axes and no point: say why, or the last line reads as a full success.
         say(console, f"recoworld merge: --metric {metric} has no value in any row (e.g. return_per_episode needs "

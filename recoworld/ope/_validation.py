@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from recoworld.wording import plural
+
 try:  # torch is a dependency of recoworld, but the checks do not need it to be imported
     import torch
 except ImportError:  # pragma: no cover
@@ -219,10 +221,3 @@ def check_count(value, name: str, low: int, high: float = math.inf) -> None:
         example = math.floor(value) if math.isfinite(value) else low
         raise ValueError(f"{name} = {value}, but it must be a whole number; give an integer, e.g. {name}={example}")
 
-
-def plural(count: int, noun: str, nouns: str | None = None, spec: str = "") -> str:
-    """``count`` and ``noun`` in its number, as messages count things: ``"1 round"``,
-    ``"0 rounds"``, ``"3 rounds"``; ``nouns`` where the plural is not ``noun + "s"``
-    (``plural(2, "candidate index", "candidate indices")``), ``spec`` the count's format
-    (``","``: ``"12,000 rounds"``)."""
-    return f"{count:{spec}} {noun if count == 1 else nouns or noun + 's'}"

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recoworld.ope._validation import check_count, check_scalar, plural
+from recoworld.ope._validation import check_count, check_scalar
+from recoworld.wording import plural
 
 #: Replicates x rounds drawn per bootstrap chunk: bounds the scratch memory at about 200 MB.
 _BOOTSTRAP_CHUNK_ELEMENTS = 1 << 23

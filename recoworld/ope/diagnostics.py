@@ -42,7 +42,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from recoworld.ope._validation import plural
+from recoworld.wording import plural
 
 #: Below this effective sample size no reweighting estimate is called trustworthy.
 MIN_ESS = 100.0

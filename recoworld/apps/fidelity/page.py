@@ -18,6 +18,7 @@ from recoworld.apps.fidelity.sessions import MIN_HALF_USERS
 from recoworld.calibration.bootstrap import is_undefined
 from recoworld.logs import new_folder, strict_json
 from recoworld.simulators.calibrated import ORIGINAL_ID, CalibratedWorld
+from recoworld.wording import plural
 
 
 def write_report(results: dict, out: Path, world: CalibratedWorld) -> Path:
@@ -240,10 +241,6 @@ def _threshold(t: float) -> str:
     return "all yes" if t < 0 else f"{t:.3f}"
 
 
-def _users(n: int) -> str:
-    return f"{n} user" if n == 1 else f"{n} users"
-
-
 def splits_section(splits: dict | None, targets: dict | None, noun: str = "ratings",
                    not_scored: dict[str, str] | None = None) -> list[str]:
     """The three splits against the baselines, with 95% bootstrap intervals over users, and
@@ -267,7 +264,7 @@ def splits_section(splits: dict | None, targets: dict | None, noun: str = "ratin
         lines += [f"### Split: {split_title(kind, noun)}", "", f"Not scored: {why}.", ""]
     for kind, split in splits.items():
         lines += [f"### Split: {split_title(kind, noun)}", "",
-                  f"{split['held_out']:,} held-out {noun} of {_users(split['users'])}; {split['train']:,} training "
+                  f"{split['held_out']:,} held-out {noun} of {plural(split['users'], 'user')}; {split['train']:,} training "
                   f"{noun}.", "",
                   "| model | AUC | F1 1:1 | F1 1:3 | F1 1:9 | ECE | rating RMSE |", "|---|---|---|---|---|---|---|"]
         rmse = split.get("rmse", {})
@@ -347,7 +344,7 @@ def sessions_section(section: dict | None, targets: dict | None, noun: str = "ra
               "5% of them, too many for a 95% interval; a verdict is n/a where the distance or the noise's upper "
               "end is.", ""]
     if section["held_out_users"] < 2 * MIN_HALF_USERS:
-        lines += [f"The noise is n/a: {_users(section['held_out_users'])} held out, fewer than {MIN_HALF_USERS} "
+        lines += [f"The noise is n/a: {plural(section['held_out_users'], 'user')} held out, fewer than {MIN_HALF_USERS} "
                   "in each half (a half of one user is that user, not a sample of users), so no verdict.", ""]
     lines += ["| correlation | held-out | simulated | difference | noise | verdict |", "|---|---|---|---|---|---|"]
     for entry in statistics.values():
@@ -389,7 +386,7 @@ def ranking_section(ranking: dict | None, noun: str = "ratings", not_scored: str
     if not ranking:
         return []
     left_out = ranking.get("replay_left_out_users", 0)
-    sat_out = (f"; sat out: {_users(left_out)} with fewer than {ranking['settings']['num_candidates'] - 1} "
+    sat_out = (f"; sat out: {plural(left_out, 'user')} with fewer than {ranking['settings']['num_candidates'] - 1} "
                "never-rated items" if left_out else "")
     lines = ["## Policy ranking", "",
              f"Agents ranked by click-through (clicks per shown item) serving the calibrated users in "

@@ -41,7 +41,7 @@ from rich.table import Table
 from rich.text import Text
 
 from recoworld.logs import new_folder
-from recoworld.ope._validation import plural
+from recoworld.wording import plural
 
 COLUMNS = ("logging", "target", "n", "estimator", "truth", "truth_se", "bias", "rmse", "coverage", "ci_width",
            "defined")

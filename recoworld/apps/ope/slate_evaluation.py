@@ -45,7 +45,7 @@ from hydra.errors import HydraException
 
 from recoworld.apps.ope.config import ESTIMATORS, StudyConfig
 from recoworld.apps.ope.judgement import judge
-from recoworld.ope._validation import plural
+from recoworld.wording import plural
 from recoworld.ope.base import min_resamples
 from recoworld.ope.diagnostics import weight_diagnostics
 from recoworld.ope.selection import Selection, summarise_errors

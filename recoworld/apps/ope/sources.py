@@ -34,7 +34,7 @@ import pandas as pd
 
 from recoworld.data.interactions import _column_fix, _read_errors, _unindexed
 from recoworld.ope import BanditFeedback, per_action_features
-from recoworld.ope._validation import plural
+from recoworld.wording import plural
 
 FORMATS = ("auto", "recoworld", "obd", "table")
 TABLE_COLUMNS = ("action", "reward", "pscore")

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from recoworld.apps.robustness.study import REWARD_PER_STEP
 from recoworld.logs import replacing, strict_json
+from recoworld.wording import listing
 
 FILES = ("robustness.json", "worlds.csv", "report.md")
 
@@ -89,7 +90,7 @@ def _drawn(result: dict) -> int:
 
 def _top(names: list[str]) -> str:
     """The configured world's top agent, or all of those tied on top: ``a and b (tied)``."""
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]} (tied)"
+    return names[0] if len(names) == 1 else f"{listing(names)} (tied)"
 
 
 def noise_verdict(result: dict) -> str:
