@@ -107,7 +107,7 @@ def run_lineup(args, catalog, llm, out: Path) -> list[dict]:
                         for record in agent.traces:
                             f.write(json.dumps(record, default=str) + "\n")
                 print(f"{name} seed {seed}: {seconds:.0f}s {stats}", flush=True)
-    summary = summarize(read_log(log_path), catalog.features.numpy(), catalog.popularity.numpy())
+    summary = summarize(read_log(log_path), catalog.features.numpy(), catalog.popularity.numpy(), max_steps=args.steps)
     for name, agent_summary in summary.items():
         row = {"agent": name}
         for metric, label in COLUMNS.items():

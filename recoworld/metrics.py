@@ -2,21 +2,31 @@ r"""Metrics of a recommender's run, computed from the logged columns of :mod:`re
 
 Every function is pure. The scalar metrics take columns as arrays (per-item columns as
 ``[rows, K]`` arrays, see :func:`recoworld.logs.list_column`); the two table builders take
-the log of one agent as a DataFrame and group it into episodes and sessions.
+the log of one agent as a DataFrame and group it into episodes and sessions, of which
+:func:`whole_lives` and :func:`ended_sessions` keep the ones that means over lives count.
 
-Completeness. A rollout stops after a fixed number of steps, so the last episode of each
-user slot (and its last session) is usually cut short by the rollout, not by the user.
-An episode is completed when it ends in the log (churn or ``env.max_steps``), a session
-when the user ends it (``left_session``). The long units are the ones the rollout cuts, so
-a mean over the completed ones leans toward short lives (length-biased sampling). Return
-per episode therefore counts each user slot's *first* episode only (every one starts at
-the rollout's first step, so the rollout cuts none of them for its length; later episodes
-start where the one before ended, and only the short ones among them end before the
-rollout does): it is defined when all of them ended, which ``experiment.steps >=
-env.max_steps`` ensures. Watch time and session length count completed sessions: a session
-is short against the horizon, so few are cut, but the ones cut are the long ones, and the
-means lean a little toward short sessions; the longer the horizon against a session, the
-less.
+Whole lives. A rollout runs a fixed number of steps (``experiment.steps``); when a user's
+episode (their life: until they churn or ``env.max_steps`` cuts it) ends, the slot takes a
+new user, and the rollout's end cuts the life in progress. A mean over the lives, or the
+sessions, that happened to end in the log leans toward the short ones (length-biased
+sampling): of two lives that start late, the short one ends in time and is counted, the
+long one is cut and left out. Return per episode, watch time and session length therefore
+count *whole lives* (:func:`whole_lives`): per seed, the episodes that started early enough
+to end in the log whatever their length, at rollout step ``s <= steps - env.max_steps``,
+and every session of them that the user ended. Whether a slot's next user starts in time
+depends on how long the users before them lived, never on their own life, so the lives
+taken are a fair sample of the population (Wald's identity); for a learning agent, of the
+users who arrived in the rollout's first ``steps - env.max_steps + 1`` steps, met by the
+agent as it was then. Watch time and session length pool the sessions of those lives:
+total watch time (slates) over the number of sessions ended, the mean session of an
+unending rollout. A session cut by ``env.max_steps`` was not ended by the user and counts
+in neither.
+
+When they are defined. ``experiment.steps >= env.max_steps`` makes the three defined in
+every seed (each slot's first user is whole), and each step beyond adds users. With fewer
+steps, or without ``max_steps`` (:func:`run_metrics`' argument), the lives taken are each
+slot's first, and the three are defined (NaN otherwise) only in a seed where every one of
+them churned within the rollout.
 
 Intervals. :func:`mean_interval` is a Student-t interval over independent replications;
 the runner applies it across seeds (see :func:`summarize`).
@@ -40,10 +50,11 @@ STEP_KEYS = [*EPISODE_KEYS, "step"]
 
 #: Per-seed metrics of :func:`run_metrics`, in display order, with their meaning.
 METRICS: dict[str, str] = {
-    "return_per_episode": "mean return (sum of rewards) of the user slots' first episodes, all ended in the rollout",
+    "return_per_episode": "mean return (sum of rewards) of a user's whole episode, over the episodes that started "
+                          "by rollout step steps - env.max_steps (all of them end in the rollout)",
     "ctr": "clicks / items shown",
-    "watch_time": "mean watch time (sum of watch fractions) of a completed session",
-    "session_length": "mean number of slates in a completed session",
+    "watch_time": "mean watch time (sum of watch fractions) of a session the user ended, over those episodes' sessions",
+    "session_length": "mean number of slates in a session the user ended, over those episodes' sessions",
     "return_rate": "share of session ends after which the user returns",
     "compliance": "mean compliance over steps with an instruction in force",
     "coverage": "share of catalog items shown at least once",
@@ -55,6 +66,8 @@ METRICS: dict[str, str] = {
     "tail_exposure": "share of exposure on the tail items (the 50% least popular)",
     "serendipity": "clicks on items outside the popular head, per item shown (Ge et al. 2010)",
 }
+#: The metrics over whole lives (:func:`whole_lives`), defined once ``experiment.steps >= env.max_steps``.
+WHOLE_LIFE_METRICS = ("return_per_episode", "watch_time", "session_length")
 
 
 @dataclass(frozen=True)
@@ -98,11 +111,13 @@ def episode_table(log: pd.DataFrame) -> pd.DataFrame:
     """One row per user episode of ``log`` (one agent's rows).
 
     Columns: ``seed``, ``user``, ``episode``, ``return`` (sum of ``reward``), ``steps``,
-    ``completed`` (the episode ended in the log: ``terminated`` or ``truncated``).
+    ``start`` (the ``rollout_step`` of its first step), ``completed`` (the episode ended in
+    the log: ``terminated`` or ``truncated``).
     """
     ended = log["terminated"].to_numpy() | log["truncated"].to_numpy()
     grouped = log.assign(_ended=ended).groupby(EPISODE_KEYS, sort=True)
-    table = grouped.agg(**{"return": ("reward", "sum"), "steps": ("reward", "size"), "completed": ("_ended", "any")})
+    table = grouped.agg(**{"return": ("reward", "sum"), "steps": ("reward", "size"),
+                           "start": ("rollout_step", "min"), "completed": ("_ended", "any")})
     table["return"] = table["return"].astype(np.float64)
     return table.reset_index()
 
@@ -124,23 +139,44 @@ def session_table(log: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
-# ---------------------------------------------------------------- scalars
-def first_episode_return(episodes: pd.DataFrame) -> float:
-    """Mean return of the users met at the rollout's start: each user slot's first episode
-    (``episode`` 0) of an :func:`episode_table`; NaN unless every one of them ended in the
-    log (``experiment.steps >= env.max_steps`` ensures it).
+def whole_lives(episodes: pd.DataFrame, max_steps: int | None = None) -> pd.DataFrame:
+    """The rows of an :func:`episode_table` that are a fair sample of user lives: per seed,
+    the episodes certain to end in the log whatever their length (see the module's "Whole
+    lives"); none of a seed where one of them did not end.
 
-    Later episodes are left out, ended or not: each starts where the slot's previous user
-    left, and ends in the log only if it is shorter than what remains of the rollout, so the
-    ended ones are the short lives (users who churned early) and their mean is biased low.
-    A first episode left unfinished would bias the mean the same way, toward the churners.
+    An episode lasts at most ``max_steps`` steps (``env.max_steps``), so one that starts at
+    rollout step ``s`` ends by the seed's last logged rollout step ``last`` if ``s <= last +
+    1 - max_steps``: those are taken. Where that bound is below 0 (a rollout shorter than
+    ``max_steps``), or ``max_steps`` is None, the episodes that start at step 0 are taken
+    (each slot's first), and a seed is kept only if every one of them ended.
+
+    Raises:
+        ValueError: an episode started in time to end and had not: it is longer than
+            ``max_steps``, which is then not the env's ``env.max_steps``.
     """
-    first = episodes[episodes["episode"] == 0]
-    if len(first) == 0 or not first["completed"].all():
-        return math.nan
-    return float(first["return"].mean())
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f"max_steps={max_steps}; give the env's env.max_steps, at least 1")
+    last = (episodes["start"] + episodes["steps"] - 1).groupby(episodes["seed"]).transform("max")
+    latest_start = 0 if max_steps is None else (last + 1 - max_steps).clip(lower=0)
+    lives = episodes[episodes["start"] <= latest_start]
+    unended = lives[~lives["completed"]]
+    if max_steps is not None and (last[unended.index] + 1 >= max_steps).any():
+        longer = unended[last[unended.index] + 1 >= max_steps].iloc[0]
+        raise ValueError(
+            f"seed {longer['seed']}, user {longer['user']}, episode {longer['episode']} started at rollout step "
+            f"{longer['start']} and had not ended after {longer['steps']} steps, at the rollout's last step "
+            f"{last[longer.name]}: longer than max_steps={max_steps}; give the env.max_steps the rollout ran with")
+    return lives[~lives["seed"].isin(unended["seed"])]
 
 
+def ended_sessions(sessions: pd.DataFrame, lives: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a :func:`session_table` that the user ended (``completed``), within the
+    episodes ``lives`` (rows of an :func:`episode_table`, e.g. :func:`whole_lives`)."""
+    within = sessions.merge(lives[EPISODE_KEYS], on=EPISODE_KEYS)
+    return within[within["completed"]]
+
+
+# ---------------------------------------------------------------- scalars
 def click_through_rate(clicked: np.ndarray) -> float:
     """Clicks per item shown: ``clicked.sum() / clicked.size`` for ``clicked`` ``[rows, K]``.
 
@@ -305,7 +341,8 @@ def retention_curve(session: np.ndarray, churned: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- per run
-def run_metrics(log: pd.DataFrame, features: np.ndarray, popularity: np.ndarray) -> dict[str, float]:
+def run_metrics(log: pd.DataFrame, features: np.ndarray, popularity: np.ndarray,
+                max_steps: int | None = None) -> dict[str, float]:
     """Every metric of :data:`METRICS` for one agent's rows of one seed.
 
     Args:
@@ -313,16 +350,18 @@ def run_metrics(log: pd.DataFrame, features: np.ndarray, popularity: np.ndarray)
         features: ``[N, D]`` item features of the catalog (for diversity).
         popularity: ``[N]`` item popularity shares of the catalog (for novelty; ``N`` for
             coverage).
+        max_steps: the env's ``env.max_steps``: return per episode, watch time and session
+            length count the lives that started by rollout step ``steps - max_steps``
+            (:func:`whole_lives`); without it, each slot's first.
     """
-    episodes = episode_table(log)
-    sessions = session_table(log)
-    completed = sessions[sessions["completed"]]
+    lives = whole_lives(episode_table(log), max_steps)
+    sessions = ended_sessions(session_table(log), lives)
     slates = list_column(log, "slate")
     return {
-        "return_per_episode": first_episode_return(episodes),
+        "return_per_episode": _mean(lives["return"]),
         "ctr": click_through_rate(list_column(log, "clicked")),
-        "watch_time": _mean(completed["watch_time"]),
-        "session_length": _mean(completed["steps"]),
+        "watch_time": _mean(sessions["watch_time"]),
+        "session_length": _mean(sessions["steps"]),
         "return_rate": return_rate(log["left_session"].to_numpy(), log["returned"].to_numpy()),
         "compliance": instruction_compliance(log["compliance"].to_numpy(dtype=np.float64, na_value=np.nan),
                                              log["instruction_in_force"].to_numpy()),
@@ -334,11 +373,11 @@ def run_metrics(log: pd.DataFrame, features: np.ndarray, popularity: np.ndarray)
 
 
 def summarize(log: pd.DataFrame, features: np.ndarray, popularity: np.ndarray,
-              confidence: float = 0.95) -> dict[str, dict]:
+              confidence: float = 0.95, max_steps: int | None = None) -> dict[str, dict]:
     """Per agent: each metric's mean across seeds with its t-interval, and the retention curve.
 
-    Each metric is computed per seed (:func:`run_metrics`); seeds are the independent
-    replications — each one a fresh population and a freshly set-up agent — so the
+    Each metric is computed per seed (:func:`run_metrics`, given ``max_steps``); seeds are the
+    independent replications — each one a fresh population and a freshly set-up agent — so the
     interval stays valid for learning agents, whose episodes within a run depend on each
     other. The retention curve pools the sessions of all seeds.
 
@@ -350,6 +389,7 @@ def summarize(log: pd.DataFrame, features: np.ndarray, popularity: np.ndarray,
     Raises:
         LogSchemaError: a user-step (:data:`STEP_KEYS`) of an agent appears twice: rows
             logged twice would be counted twice, and a repeated seed merged into one.
+        ValueError: an episode outlived ``max_steps`` (:func:`whole_lives`).
     """
     summary: dict[str, dict] = {}
     for agent, rows in log.groupby("agent", sort=False):
@@ -360,7 +400,7 @@ def summarize(log: pd.DataFrame, features: np.ndarray, popularity: np.ndarray,
                                  f"step {step} more than once: its rows were logged twice (a seed repeated in "
                                  "experiment.seeds, or a part read twice); read each rollout once")
         seeds = sorted(rows["seed"].unique().tolist())
-        per_seed = [run_metrics(rows[rows["seed"] == s], features, popularity) for s in seeds]
+        per_seed = [run_metrics(rows[rows["seed"] == s], features, popularity, max_steps) for s in seeds]
         metrics = {name: seed_summary([m[name] for m in per_seed], confidence) for name in METRICS}
         episodes, sessions = episode_table(rows), session_table(rows)
         ended = sessions[sessions["completed"]]

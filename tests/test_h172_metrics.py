@@ -119,6 +119,7 @@ def horizon_log() -> pd.DataFrame:
     ]
     log = pd.DataFrame(rows, columns=["user", "episode", "step", "reward", "terminated", "truncated"])
     log["seed"] = 0
+    log["rollout_step"] = [0, 1, 2, 0, 1, 2]
     return log
 
 
@@ -126,12 +127,12 @@ def test_return_per_episode_counts_the_first_users_only_as_later_ones_end_in_the
     # Every completed episode would give (0 + 0 + 9) / 3 = 3: slot 0's second user ended in the
     # log only because it churned at once, and a long-lived one in its place would have been cut.
     episodes = metrics.episode_table(horizon_log())
-    assert metrics.first_episode_return(episodes) == pytest.approx((0 + 9) / 2)
+    assert metrics.whole_lives(episodes, max_steps=3)["return"].mean() == pytest.approx((0 + 9) / 2)
 
 
 def test_return_per_episode_is_undefined_when_the_rollout_cut_a_first_user():
     cut = horizon_log().iloc[:-1]  # slot 1's first user still there when the rollout stops
-    assert math.isnan(metrics.first_episode_return(metrics.episode_table(cut)))
+    assert metrics.whole_lives(metrics.episode_table(cut)).empty  # (max_steps unknown: the first users)
 
 
 def test_return_per_episode_of_a_run_ranks_on_first_users_over_seeds(tmp_path):

@@ -30,6 +30,7 @@ def hand_log() -> pd.DataFrame:
     log = pd.DataFrame(rows, columns=columns)
     log["seed"] = 0
     log["step"] = [0, 1, 2, 0, 0]
+    log["rollout_step"] = [0, 1, 2, 4, 0]  # slot 0's second user after its autoreset step
     log["clicked"] = [np.array(c, dtype=bool) for c in log["clicked"]]
     log["watch_fraction"] = [np.array(w, dtype=np.float32) for w in log["watch_fraction"]]
     log["slate"] = [np.array(s) for s in ([0, 1], [1, 2], [0, 2], [0, 1], [3, 0])]

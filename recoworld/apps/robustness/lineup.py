@@ -32,7 +32,7 @@ from recoworld.apps.run.runner import CALIBRATED_USERS, ensure_calibrated, resol
 from recoworld.apps.run.secrets import redact_secrets
 from recoworld.envs.rollout import rollout
 from recoworld.logs import EpisodeLog
-from recoworld.metrics import METRICS, run_metrics
+from recoworld.metrics import METRICS, WHOLE_LIFE_METRICS, run_metrics
 from recoworld.simulators.statistical import StatisticalUserConfig
 
 #: The simulators whose users follow ``StatisticalUserConfig``, and how each takes a world's
@@ -119,13 +119,13 @@ class Lineup:
             result = rollout(env, agent, c.steps, seed, logger=log, label=name)
         if self.on_rollout is not None:
             self.on_rollout()
+        max_steps = self.cfg.env.max_steps
         score = result.reward_per_interaction if log is None else run_metrics(log.to_pandas(), self.features,
-                                                                              self.popularity)[c.metric]
+                                                                              self.popularity, max_steps)[c.metric]
         if np.isnan(score):
-            max_steps = self.cfg.env.max_steps
             why = (f"--steps {c.steps} is below the env's max_steps ({max_steps}), which cuts first episodes; give "
                    f"--steps {max_steps} or more, or rank by another metric"
-                   if c.metric == "return_per_episode" and c.steps < max_steps
+                   if c.metric in WHOLE_LIFE_METRICS and c.steps < max_steps
                    else "e.g. no session ended; run more steps or rank by another metric")
             raise ValueError(f"metric {c.metric} is undefined for agent {name} (seed {seed}, {c.users} users, "
                              f"{c.steps} steps): {why}")

@@ -7,10 +7,17 @@ steps that fell back to the statistical response among them.
 The plots are PNG files whatever the name they are written to (the runner writes each
 under a temporary name and renames it when it is complete).
 
-- ``returns.png``: mean return of the completed episodes by episode index (the slot's
-  first user, second user, ...), per agent, with a 95% t-band across seeds. An index is
-  drawn only while every seed completed at least ``min_episodes`` episodes with it,
-  because the later indices of a short rollout hold only the users who churned early.
+- ``returns.png``: mean return by episode index (the slot's first user, second user, ...),
+  per agent, with its 95% t-interval across seeds, over the whole lives
+  (:func:`recoworld.metrics.whole_lives`): the episodes that started by rollout step
+  ``experiment.steps - env.max_steps``, all of which end in the rollout whatever their
+  length. (A mean over the episodes that happened to end would hold, at the later indices,
+  only the users who churned early.) A slot's user of index ``k`` starts in time or not by
+  how long the ``k`` users before lived, never by their own life, so each index's mean is
+  fair; an index is drawn while every seed has at least ``min_episodes`` whole lives with
+  it. The first users are whole once ``experiment.steps >= env.max_steps``; later indices
+  need more steps: the user of index ``k`` starts at rollout step ``2k`` at the earliest
+  (after ``k`` one-step lives, each followed by its slot's autoreset step).
 - ``learning.png``: learning curves — mean reward per user-step against environment
   steps (user-steps so far), per agent, with a 95% t-band across seeds. Learners rise;
   fixed policies stay flat.
@@ -27,10 +34,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from rich.console import Console
 from rich.table import Table
 
-from recoworld.metrics import METRICS, episode_table, mean_interval
+from recoworld.metrics import METRICS, WHOLE_LIFE_METRICS, episode_table, mean_interval, whole_lives
+from recoworld.wording import listing
 
 TITLES = {
     "return_per_episode": "return per episode",
@@ -92,6 +101,13 @@ def print_summary(metrics: dict, console: Console, run_dir: Path | None = None) 
         console.print(usage)
     if len(seeds) < 2:
         console.print("(one seed: no confidence intervals; give experiment.seeds several seeds for them)")
+    cut = [TITLES[name] for name in WHOLE_LIFE_METRICS
+           if any(None in summary["metrics"][name].get("per_seed", []) for summary in agents.values())]
+    if cut:
+        # A "-" would read as a failure: say that the rollout was too short for whole lives.
+        console.print(f"({listing(cut)}: '-' or 'k of N seeds' where a seed's first users did not all end within "
+                      f"its {metrics['steps']} steps; these count whole lives (recoworld.metrics.whole_lives), so "
+                      "give experiment.steps at least env.max_steps)", soft_wrap=True)
     if run_dir is not None:
         console.print(f"run directory: {run_dir}", soft_wrap=True)
 
@@ -117,30 +133,46 @@ def _cell(value: dict, counter: bool = False, share: bool = False) -> str:
     return f"{mean:.{digits}f} ± {(high - low) / 2:.{digits}f}{seeds}"
 
 
-def plot_returns(log: pd.DataFrame, path: Path, min_episodes: int = 10) -> None:
-    """Mean return by episode index with a 95% t-band across seeds, per agent."""
-    fig = Figure(figsize=(7, 4.2))
-    ax = fig.subplots()
+def returns_by_index(log: pd.DataFrame, max_steps: int | None = None,
+                     min_episodes: int = 10) -> dict[str, pd.DataFrame]:
+    """Per agent, the points of ``returns.png``: columns ``episode`` (the index), ``mean``,
+    ``low``, ``high`` (the 95% t-interval across seeds of the seeds' mean returns of the
+    whole lives with that index), for the indices from 0 while every seed has at least
+    ``min_episodes`` such lives; ``max_steps`` is the env's ``env.max_steps``."""
+    points = {}
     for agent, rows in log.groupby("agent", sort=False):
-        episodes = episode_table(rows)
-        episodes = episodes[episodes["completed"]]
-        by_seed = episodes.groupby(["episode", "seed"])["return"].agg(["mean", "size"]).reset_index()
+        lives = whole_lives(episode_table(rows), max_steps)
+        by_seed = lives.groupby(["episode", "seed"])["return"].agg(["mean", "size"]).reset_index()
         n_seeds = rows["seed"].nunique()
-        points = []
+        drawn = []
         for index, group in by_seed.groupby("episode"):
             if len(group) < n_seeds or group["size"].min() < min_episodes:
                 break
             interval = mean_interval(group["mean"].to_numpy())
-            points.append((index, interval.mean, interval.low, interval.high))
-        if not points:
+            drawn.append((index, interval.mean, interval.low, interval.high))
+        points[str(agent)] = pd.DataFrame(drawn, columns=["episode", "mean", "low", "high"])
+    return points
+
+
+def plot_returns(log: pd.DataFrame, path: Path, max_steps: int | None = None, min_episodes: int = 10) -> None:
+    """Mean return of the whole lives by episode index with its 95% t-interval across seeds,
+    per agent (:func:`returns_by_index`)."""
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
+    last = 0
+    for agent, points in returns_by_index(log, max_steps, min_episodes).items():
+        if points.empty:
             continue
-        x, mean, low, high = (np.array(v, dtype=float) for v in zip(*points))
-        line, = ax.plot(x, mean, marker="o", markersize=3, label=str(agent))
-        if n_seeds > 1:
-            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2, linewidth=0)
+        last = max(last, int(points["episode"].max()))
+        # Bars, not a band: the indices are discrete, and often one (steps = env.max_steps).
+        mean, low, high = points["mean"], points["low"], points["high"]
+        spread = None if low.isna().any() else [mean - low, high - mean]  # one seed: no interval
+        ax.errorbar(points["episode"], mean, yerr=spread, marker="o", markersize=3, capsize=3, label=agent)
+    ax.set_xlim(-0.5, last + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     ax.set_xlabel("episode index within a user slot (0 = first user)")
-    ax.set_ylabel("return per completed episode")
-    ax.set_title("Return per episode (mean, 95% band across seeds)")
+    ax.set_ylabel("return per episode (whole lives)")
+    ax.set_title("Return per episode (mean, 95% interval across seeds)")
     ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend()
