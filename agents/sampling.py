@@ -11,9 +11,9 @@ generator of its own (the acting generator is left untouched, and the same input
 same estimate), in two phases per row:
 
 1. ``n_samples`` draws;
-2. rows whose logged slate came up fewer than ``min_matches`` (``r``) times, and that are
-   likely to see it within ``max_samples`` (``M``) draws (:func:`reachable`), go on drawing
-   until it has (at most ``M`` draws in all). This is *geometric resampling* (G. Neu,
+2. rows whose logged slate came up fewer than ``min_matches`` (``r``) times, and that may
+   see it within ``max_samples`` (``M``) draws (:func:`reachable`), go on drawing until it
+   has (at most ``M`` draws in all). This is *geometric resampling* (G. Neu,
    G. Bartók, "An Efficient Algorithm for Learning with Semi-bandit Feedback", ALT 2013):
    with ``N`` the draws up to the ``r``-th match, ``N / r`` is an unbiased estimate of the
    inverse propensity ``1/p``.
@@ -33,22 +33,33 @@ and ``(k/r) C(k-1,r-1) = C(k,r)`` give
 
 so ``E[1/p_hat] = (1 - q^(M+1)) / p``: unbiased but for the cap's truncation, a downward
 bias of ``q^(M+1) / p`` in the weight, as Neu & Bartók's truncated geometric resampling
-has (at ``M = 512``: under 0.01 % for ``p >= 0.02``, 13 % at ``p = 0.004``). A row judged
-out of the cap's reach (its slate not seen in the first phase, and :func:`reachable`
-predicting ``p < 1/M``) stops after the first phase and reads ``1 / (n+1)`` by the same
-rule: its weight is too low wherever ``p < 1/(n+1)``, and too high only where the first
-phase missed a likelier slate. A ranked slate of 10 out of 50 candidates is typically that
-rare, and then only the ``"position"`` and short-prefix ``"cascade"`` estimates are
-informative.
+has (at ``M = 512``: under 0.01 % for ``p >= 0.02``, 13 % at ``p = 0.004``).
+
+A row judged out of the cap's reach (its slate not seen in the first phase, and
+:func:`reachable`'s bound on ``p`` below ``1/M``) stops after the first phase and reads
+``1 / (M+1)``, as a row replayed to the cap without a match would. The judgment reads the
+first phase only, of which the later replays are independent, so with ``V(p)`` the mean
+weight of a row that goes on from ``n`` draws without a match,
+``E[1/p_hat] = (1 - q^(M+1)) / p + P(judged out of reach) (M + 1 - V(p))``. No weight
+exceeds ``M + 1``, so the added term is non-negative; where ``p << 1/M`` it is small, as
+replaying would reach the cap without a match too (``V = 512`` against ``M + 1 = 513`` at
+``p = 1e-5``). So the mean weight rises as ``p`` falls, to ``M + 1``, and stays below
+``1/p`` wherever ``p <= 1/(M+1)`` even if every row without a match were judged out of reach
+(``0.89 / p`` at ``p = 1/513``, with ``n = 100``). Only a slate likelier than ``1/M`` judged
+out of reach weighs too much (up to ``2.4 / p`` at ``p = 0.01`` were all its rows without a
+match judged so), which :func:`reachable`'s bounds make rare. A ranked slate of 10 out of
+50 candidates is often far rarer than ``1/M``, and then only the ``"position"`` and
+short-prefix ``"cascade"`` estimates are informative.
 
 Each position and each prefix reads its own matches the same way (``(m+1) / (D+1)``, or
 ``matches / N`` where the row stopped at the ``r``-th whole-slate match). Their inverses
 are not exactly unbiased: which rows go on replaying depends on the prefix counts
 (:func:`reachable`); on test policies a position of probability 0.05 in a slate of 0.0025
-is weighted about 12 % too high. ``"slate_se"`` is the
+is weighted about 2 % too high. ``"slate_se"`` is the
 standard error ``sqrt(p(1-p)/D)`` of the slate estimate (``p sqrt((1-p)/r)`` after
 geometric resampling, the same number). A row costs about ``r / p`` replays (at least
-``n_samples``, at most ``M``; ``n_samples`` when out of reach). Each replay costs about one
+``n_samples``, at most ``M``; ``n_samples`` when out of reach): a slate rarer than ``1/M``
+that :func:`reachable` cannot rule out costs ``M``. Each replay costs about one
 ``act`` (``K`` of them for slot-wise sampling); set ``propensity_samples`` to 0 to skip
 the estimate (``propensities`` then returns ``None``, "unknown").
 
@@ -90,6 +101,8 @@ MIN_MATCHES = 4
 #: Most replays per row: the weight of a slate rarer than 1 / MAX_SAMPLES is truncated. It bounds
 #: the cost of logging a Thompson sampler at about 5x the first phase of 100 replays.
 MAX_SAMPLES = 512
+#: One-sided confidence of :func:`reachable`'s bound on each step's rate.
+_REACH_CONFIDENCE = 0.95
 #: Replays drawn at a time: bounds memory at chunk x rows x candidates scores.
 _CHUNK = 256
 
@@ -120,10 +133,10 @@ def monte_carlo_propensities(
     action = np.asarray(action)
     tallies = Tallies(np.zeros(action.shape), np.zeros(action.shape), np.zeros(len(action), dtype=np.int64))
     _replay(draw_slates, rng, action, np.arange(len(action)), tallies, min_matches, n_samples, n_samples)
-    wanting = np.flatnonzero((tallies.prefixes[:, -1] < min_matches) & (tallies.draws < max_samples)
-                             & reachable(tallies, max_samples))
-    _replay(draw_slates, rng, action, wanting, tallies, min_matches, n_samples, max_samples)
-    return tallied_propensities(tallies, n_samples, min_matches)
+    short = (tallies.prefixes[:, -1] < min_matches) & (tallies.draws < max_samples)
+    within = reachable(tallies, max_samples)
+    _replay(draw_slates, rng, action, np.flatnonzero(short & within), tallies, min_matches, n_samples, max_samples)
+    return tallied_propensities(tallies, n_samples, min_matches, max_samples, out_of_reach=short & ~within)
 
 
 class Tallies(NamedTuple):
@@ -134,16 +147,20 @@ class Tallies(NamedTuple):
     draws: np.ndarray
 
 
-def tallied_propensities(tallies: Tallies, n_samples: int, min_matches: int) -> dict[str, np.ndarray]:
+def tallied_propensities(tallies: Tallies, n_samples: int, min_matches: int, max_samples: int,
+                         out_of_reach: np.ndarray) -> dict[str, np.ndarray]:
     """The estimates that :func:`monte_carlo_propensities` reads from its finished
     ``tallies``: read so that the slate's inverse, the IPS weight, is unbiased up to the cap
-    (see the module docstring)."""
+    (see the module docstring). Rows ``out_of_reach`` ``[B]`` stopped after the first phase
+    without a whole-slate match, judged beyond ``max_samples`` replays (:func:`reachable`)."""
     # A row that went on and stopped at its min_matches-th match reads matches / draws; one
     # stopped by a count of draws (the first phase, or the cap) reads (matches+1) / (draws+1):
     # matches / draws there weights too high (E[n/m] > 1/p, Jensen).
     at_match = ((tallies.draws > n_samples) & (tallies.prefixes[:, -1] >= min_matches))[:, None]
     draws = tallies.draws[:, None]
     cascade = np.where(at_match, tallies.prefixes / draws, (tallies.prefixes + 1) / (draws + 1))
+    # a whole slate out of reach reads as the cap without a match would, never above a replayed one
+    cascade[out_of_reach, -1] = 1 / (max_samples + 1)
     position = np.where(at_match, tallies.matches / draws, (tallies.matches + 1) / (draws + 1))
     slate = cascade[:, -1].copy()
     slate_se = np.sqrt(slate * (1 - slate) / tallies.draws)
@@ -170,21 +187,38 @@ def _replay(draw_slates, rng, action, active, tallies: Tallies, min_matches: int
 
 
 def reachable(tallies: Tallies, max_samples: int) -> np.ndarray:
-    """``[B]``: whether a row's logged slate is likely to come up within ``max_samples`` replays.
+    """``[B]``: whether a row's logged slate may come up within ``max_samples`` replays.
 
-    From the first phase, with ``j`` the longest prefix of the slate that came up and ``p_j``
-    its frequency, the slate's probability is extrapolated as ``p_j^(K / j)``: every
-    position as hard to match as the first ``j`` were on average (``(1/n)^K`` when not even
-    the first position came up). A row goes on replaying when that predicts at least one
-    match within the cap. Why: a ranked slate of many positions (10 of 50 candidates) is far
-    rarer than ``1 / max_samples``, so replaying it to the cap costs ``max_samples`` draws
-    per row and per step, and still only reads the truncated ``1 / (max_samples + 1)``.
+    Always where the first phase saw it. Otherwise, by the chain rule, the slate's
+    probability is the product of its steps' rates, step ``k`` being position ``k`` matching
+    given that the first ``k - 1`` did. The first phase tried the steps up to the first that
+    failed, ``j + 1`` with ``j`` the longest prefix that came up: step ``k`` came up ``c_k``
+    times in ``c_{k-1}`` tries (``c_0`` the draws). Each tried step's rate is bounded by its
+    one-sided Clopper-Pearson bound ``u_k`` (confidence ``_REACH_CONFIDENCE``) and the untried
+    steps are taken as likely as the tried ones at those bounds on average, so the slate's
+    probability is at most about ``(u_1 ... u_{j+1})^(K / (j+1))``; the row goes on replaying
+    when that is at least ``1 / max_samples``.
+
+    The bounds keep a slate whose deeper steps the first phase barely tried (a prefix seen
+    once, so its next step tried once) from being cut: of the ``LinearTS`` slates the OPE study
+    logs, the point estimates ``(c_j / n)^(K/j)`` cut 36-44 %, and 15-19 % were of probability
+    above ``1/512`` (some above 0.01); the bounds cut none. The untried steps remain an
+    assumption, wrong for a slate whose hard positions come first and whose later ones follow
+    almost surely (four positions of rates 0.1, 0.07, 1 and 1, a slate of 0.007, are cut on
+    36 % of rows). Why cut at all: a ranked slate of many positions (10 of 50 candidates) is
+    often far rarer than ``1 / max_samples``, and replaying it to the cap costs
+    ``max_samples`` draws per row and per step, to read about the same ``1 / (max_samples + 1)``
+    that a row out of reach reads.
     """
+    from scipy.special import betaincinv
+
     K = tallies.prefixes.shape[1]
-    longest = (tallies.prefixes > 0).sum(1)                    # prefix counts never grow with length
-    frequency = np.where(longest > 0, tallies.prefixes[np.arange(len(longest)), np.maximum(longest - 1, 0)], 1.0)
-    predicted = (frequency / tallies.draws) ** (K / np.maximum(longest, 1))
-    return predicted * max_samples >= 1
+    matched = tallies.prefixes
+    tries = np.concatenate([tallies.draws[:, None], matched[:, :-1]], axis=1)
+    tried = np.minimum((matched > 0).sum(1) + 1, K)[:, None]           # the steps up to the first that failed
+    bound = np.where(matched < tries, betaincinv(matched + 1, np.maximum(tries - matched, 1), _REACH_CONFIDENCE), 1.0)
+    log_bound = np.where(np.arange(K) < tried, np.log(bound), 0.0).sum(1) * K / tried[:, 0]
+    return (matched[:, -1] > 0) | (log_bound >= -np.log(max_samples))
 
 
 #: Gauss-Legendre nodes of :func:`beta_top_one_propensity`.
@@ -211,32 +245,44 @@ def beta_top_one_propensity(alpha: np.ndarray, beta: np.ndarray, chosen: np.ndar
     propensities of a row's candidates sum to 1, within those errors; a wide arm facing far
     narrower ones, whose race turns within a sliver of ``x``, loses up to 1e-4 to 1e-3.
 
-    These bounds hold for Beta parameters above about 0.1 (two arms of ``Beta(0.1, 0.1)``
-    against ``Beta(2, 2)`` put the sum off by 2e-4; of 0.15, by 2e-6). Below it, float64
-    rounds the quantiles to 1: ``betaincinv(0.05, 0.05, u)`` is exactly ``1.0`` for ``u``
-    above 0.92 (0.76 for 0.02), where every such arm's ``F`` is 1 too, so two or more arms of
-    tiny parameters tie on a share of the nodes and a row's propensities sum above 1 (1.006
-    for ``Beta(2, 2)`` against two ``Beta(0.05, 0.05)``; 1.05 against two
-    ``Beta(0.02, 0.02)``). The sampler's own draws round alike (``rng.beta(0.04, 0.04)`` is
-    exactly 1.0 on about 11% of draws), so its tie-broken choices differ from the exact race
-    as well.
+    Near 1, float64 keeps no resolution in ``x`` (``betaincinv(0.05, 0.05, u)`` is exactly
+    ``1.0`` for ``u`` above 0.92), where arms of tiny parameters would tie and a row's
+    propensities sum above 1. So nodes above the median come from the mirrored quantile,
+    ``1 - x = I^{-1}_{1-u}(b, a)``, and every ``F_c`` above 1/2 from ``1 - I_{1-x}(b_c, a_c)``
+    (:func:`_beta_cdf`): ``Beta(2, 2)`` against two ``Beta(0.05, 0.05)`` sums to 1 within
+    1e-10, against two ``Beta(0.01, 0.01)`` within 4e-6. Below parameters of
+    about 0.01 the quantiles underflow float64's smallest number (``1 - x`` below 1e-308) and
+    the arms tie again (two ``Beta(0.005, 0.005)``: off by 2e-4). The sampler's own draws
+    round to 1 (``rng.beta(0.04, 0.04)`` is exactly 1.0 on about 11% of draws), so its
+    tie-broken choices differ from the exact race below parameters of about 0.1.
     """
-    from scipy.special import betainc
-
     rows = np.arange(len(chosen))
     a, b = alpha[rows, chosen][:, None], beta[rows, chosen][:, None]
     bounded = (a[:, 0] >= 1) & (b[:, 0] >= 1)
-    x, log_weight = np.empty((len(rows), _QUADRATURE_NODES)), np.empty((len(rows), _QUADRATURE_NODES))
-    x[bounded], log_weight[bounded] = _density_nodes(a[bounded], b[bounded])
-    x[~bounded], log_weight[~bounded] = _quantile_nodes(a[~bounded], b[~bounded])
-    others = np.log(np.clip(betainc(alpha[:, :, None], beta[:, :, None], x[:, None, :]), 1e-300, 1))  # [B, C, N]
+    x, y, log_weight = (np.empty((len(rows), _QUADRATURE_NODES)) for _ in range(3))
+    x[bounded], y[bounded], log_weight[bounded] = _density_nodes(a[bounded], b[bounded])
+    x[~bounded], y[~bounded], log_weight[~bounded] = _quantile_nodes(a[~bounded], b[~bounded])
+    others = np.log(np.clip(_beta_cdf(alpha[:, :, None], beta[:, :, None], x[:, None], y[:, None]), 1e-300, 1))
     others[rows, chosen] = 0.0
     return np.clip(np.exp(log_weight + others.sum(axis=1)).sum(axis=1), 0.0, 1.0)
 
 
-def _density_nodes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    r"""Nodes ``x`` over the central mass of ``Beta(a, b)`` (``[B, 1]`` each) and the logs of
-    their weights times the density: :math:`\int f_a g\,dx \approx \sum w f_a(x) g(x)`."""
+def _beta_cdf(a: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The CDF of ``Beta(a, b)`` at ``x = 1 - y`` (broadcast), from the nearer end: above 1/2 as
+    ``1 - I_y(b, a)``, so that an ``x`` within 1e-16 of 1 keeps its resolution in ``y``."""
+    from scipy.special import betainc
+
+    a, b, x, y = np.broadcast_arrays(a, b, x, y)
+    upper = x > y
+    cdf = np.empty(x.shape)
+    cdf[~upper] = betainc(a[~upper], b[~upper], x[~upper])
+    cdf[upper] = 1 - betainc(b[upper], a[upper], y[upper])
+    return cdf
+
+
+def _density_nodes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Nodes ``x`` over the central mass of ``Beta(a, b)`` (``[B, 1]`` each), ``1 - x``, and
+    the logs of their weights times the density: :math:`\int f_a g\,dx \approx \sum w f_a(x) g(x)`."""
     from scipy.special import roots_legendre
     from scipy.stats import beta as beta_distribution
 
@@ -244,17 +290,20 @@ def _density_nodes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray
     low = beta_distribution.ppf(_WINDOW_TAIL, a, b)
     high = beta_distribution.ppf(1 - _WINDOW_TAIL, a, b)
     x = low + (high - low) * (nodes[None] + 1) / 2
-    return x, np.log(weights * (high - low) / 2) + beta_distribution.logpdf(x, a, b)
+    return x, 1 - x, np.log(weights * (high - low) / 2) + beta_distribution.logpdf(x, a, b)
 
 
-def _quantile_nodes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _quantile_nodes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r"""Nodes ``x = F^{-1}(u)`` at Gauss-Legendre points ``u`` of ``[0, 1]``, for ``Beta(a, b)``
-    (``[B, 1]`` each), and the logs of their weights: :math:`\int g\,dF \approx \sum w g(x)`."""
+    (``[B, 1]`` each), ``y = 1 - x``, and the logs of their weights: :math:`\int g\,dF \approx
+    \sum w g(x)`. Above the median the node comes from the mirrored quantile
+    ``y = I^{-1}_{1-u}(b, a)``: ``x`` itself rounds to 1 there once ``y`` is below 1e-16."""
     from scipy.special import betaincinv, roots_legendre
 
     nodes, weights = roots_legendre(_QUADRATURE_NODES)
-    x = betaincinv(a, b, (nodes[None] + 1) / 2)
-    return x, np.broadcast_to(np.log(weights / 2), x.shape)
+    below, above = betaincinv(a, b, (1 + nodes) / 2), betaincinv(b, a, (1 - nodes) / 2)   # (1 - nodes) / 2 = 1 - u
+    x, y = np.where(nodes > 0, 1 - above, below), np.where(nodes > 0, above, 1 - below)
+    return x, y, np.broadcast_to(np.log(weights / 2), x.shape)
 
 
 def propensity_seed(seed: int | None) -> np.random.SeedSequence:

@@ -51,15 +51,17 @@ def test_linear_ts_logs_nonzero_propensities_and_the_study_covers_the_truth():
 
 
 def test_a_slate_out_of_reach_of_the_cap_stops_after_the_first_phase():
-    # a 4-position slate whose first position comes up 1 time in 20 and whose rest never does
+    # a 6-position slate whose first position comes up 1 time in 20 and whose rest never does
     def draw(rng, n, rows):
         first = np.where(rng.random((n, len(rows))) < 0.05, 0, 1)
-        return np.stack([first, np.full_like(first, 9), np.full_like(first, 9), np.full_like(first, 9)], -1)
+        return np.concatenate([first[..., None], np.full((*first.shape, 5), 9)], -1)
 
-    action = np.zeros((1000, 4), dtype=int)
+    action = np.zeros((1000, 6), dtype=int)
     p = monte_carlo_propensities(draw, action, n_samples=100, seed=0, min_matches=4, max_samples=1000)
-    np.testing.assert_array_equal(p["draws"], 100)             # about 0.05^4 * 1000 < 1: not worth the cap
-    np.testing.assert_allclose(p["slate"], 1 / (100 + 1))      # (matches + 1) / (draws + 1), as any row stopped by a count
+    # at most about (0.10 * 0.45)^(6/2) = 1e-4 (the 95 % bounds of 5 in 100, then 0 in 5) < 1/1000
+    np.testing.assert_array_equal(p["draws"], 100)
+    np.testing.assert_allclose(p["slate"], 1 / (1000 + 1))     # as the cap reads a row that never matched
+    np.testing.assert_array_equal(p["cascade"][:, -1], p["slate"])
     weight = 0.05 / p["position"][:, 0]                        # the first position's IPS weight, relative to the truth
     assert abs(weight.mean() - 1) < 0.06
 
