@@ -65,8 +65,9 @@ def test_gaps_all_of_one_length_are_refused_before_the_choice_fit(tmp_path, caps
     sessions, returns = N_USERS * PER_USER, N_USERS * (PER_USER - 1)
     assert refusal(tmp_path, capsys, [2 * DAY]) == (
         f"recoworld calibrate: the return model does not fit these sessions ({sessions} sessions of {N_USERS} users, "
-        f"{returns} followed by a return after 2 to 2 days): it needs gaps of varied length. Calibrate on a log "
-        "timestamped as the interactions happened\n")
+        f"{returns} followed by a return after 2 to 2 days): the shape of a user's gaps is read off the users who "
+        f"come back more than once, and each of these {N_USERS} does so after gaps all of one length. Calibrate on a "
+        "log timestamped as the interactions happened\n")
 
 
 def test_gaps_too_heavy_tailed_are_refused_before_the_choice_fit(tmp_path, capsys, monkeypatch):

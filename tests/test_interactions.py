@@ -196,7 +196,8 @@ def test_logs_the_fit_cannot_run_on_are_refused_saying_what_is_missing(simulated
     order = log.groupby("user").cumcount()
     assert (f"no user comes back within the log ({N_USERS} sessions of {N_USERS} users, one each, cut at pauses of "
             "the session gap)") in refused(log.assign(timestamp=1_000_000 + 60 * order))
-    assert "followed by a return after 2 to 2 days): it needs gaps of varied length" in refused(
+    assert "followed by a return after 2 to 2 days): the shape of a user's gaps is read off the users who come " \
+        "back more than once, and each of these" in refused(
         log.assign(timestamp=1_000_000 + 2 * 86_400 * order))  # one interaction every other day, on the dot
     assert calibrate_main(["--data", str(log_files / "log.csv"), "--out", str(tmp_path / "w"), "--users", "5000",
                            "--quiet"]) == 2

@@ -143,9 +143,9 @@ def test_data_says_where_a_moved_log_is_and_is_checked_against_the_world(tmp_pat
     other.write_text("\n".join(lines[:-40]) + "\n")  # the last 40 interactions left out
     with pytest.raises(ValueError, match="the held-out ratings differ from those the world was calibrated without") as error:
         held_out_split(world, _source(world, folder, other))
-    # the fix fits the world again from its own log (a bare `recoworld calibrate --force` fits MovieLens-100K), with
+    # the fix fits the world again from the log given (a bare `recoworld calibrate --force` fits MovieLens-100K), with
     # the settings it was fitted with, which `recoworld calibrate` has no flags for (it would fit another world)
-    assert str(error.value).endswith(f"fit the world again, {_python_refit(log, 'FOLDER')} (FOLDER: this world's; "
+    assert str(error.value).endswith(f"fit the world again, {_python_refit(other, 'FOLDER')} (FOLDER: this world's; "
                                      f"{IMPORTS})")
     movielens = replace(world, meta={**world.meta, "data": {"source": {"kind": "movielens-100k"}}})
     with pytest.raises(ValueError, match=f"--data {moved}: this world was not calibrated on an interaction log"):

@@ -13,7 +13,8 @@ session, a silence of :math:`R_b` days until the data set ends, which a returnin
 would also show with probability :math:`S_b(R_b)`: likelihood
 :math:`1 - p_b + p_b S_b(R_b)`. Censoring at the end of the data is thus not mistaken for
 churn. :math:`x`, :math:`G`, :math:`k` (the calibration fits it: real gaps are heavier-tailed
-than an exponential's, :math:`k < 1`; ``weibull=False`` holds :math:`k = 1`) and every
+than an exponential's, :math:`k < 1`; ``weibull=False`` holds :math:`k = 1`, as the calibration
+does where too few users come back twice to tell it, :func:`calibration_returns`) and every
 :math:`\log a_b` (with a standard normal prior, so that users with one session get a
 finite activity) are fitted jointly; then :math:`r_0 = x - r_m(\bar M - \tfrac12)` and
 ``gap_days`` :math:`= G(\tfrac12 + \bar M)`, with :math:`\bar M` the simulated session
@@ -74,6 +75,7 @@ never saw (:mod:`recoworld.apps.fidelity.sessions`).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -102,6 +104,8 @@ class ReturnFit:
         gap_length_elasticity: :math:`\varepsilon` (0: the session's length does not matter).
         reference_length: :math:`\tilde L`, the length at which the mean gap is :math:`G`.
         log_likelihood: the fit's log-likelihood per session, prior excluded.
+        gap_shape_fitted: whether :math:`k` was fitted (false: held at 1,
+            :func:`calibration_returns`).
     """
 
     log_activity: np.ndarray
@@ -111,6 +115,7 @@ class ReturnFit:
     gap_length_elasticity: float = 0.0
     reference_length: float = 1.0
     log_likelihood: float = math.nan
+    gap_shape_fitted: bool = False
 
     def to_config(self, config: StatisticalUserConfig, memory_at_leaving: float) -> StatisticalUserConfig:
         """``config`` with ``return_base``, ``gap_days``, ``gap_shape`` and
@@ -165,7 +170,7 @@ def fit_returns(sessions: Sessions, n_users: int, prior_sd: float = 1.0, weibull
     with torch.no_grad():
         per_session = log_likelihood().item() / len(users)
     return ReturnFit(log_a.detach().numpy().copy(), x.item(), log_G.exp().item(), log_k.exp().item(),
-                     length_elasticity, reference_length, per_session)
+                     length_elasticity, reference_length, per_session, weibull)
 
 
 def gap_length_elasticity(sessions: Sessions, min_gaps: int = 3) -> float:
@@ -188,22 +193,52 @@ def gap_length_elasticity(sessions: Sessions, min_gaps: int = 3) -> float:
 
 
 def calibration_returns(sessions: Sessions, n_users: int) -> ReturnFit:
-    """The calibration's return law on ``sessions``: Weibull gaps whose mean falls with the
-    session's length by :func:`gap_length_elasticity`. Sessions it cannot be fitted to (no
-    return at all, or gaps without any spread, whose Weibull shape has no finite maximum)
-    are a :class:`~recoworld.apps.calibrate.folds.CalibrationDataError`."""
-    gaps = sessions.table["next_gap_days"].dropna()
+    r"""The calibration's return law on ``sessions``: Weibull gaps whose mean falls with the
+    session's length by :func:`gap_length_elasticity`.
+
+    The gaps' shape :math:`k` is read off the users whose own gaps differ in length. With a
+    pace of their own, a user who comes back once tells that pace, not the shape: the scale
+    set at their one gap, its likelihood grows without bound with :math:`k`. So where no
+    user comes back twice the fit has no finite maximum, and where few users' gaps differ
+    against many single gaps it is pulled to a high shape, or runs off to NaN. In the first
+    case, and the second where the fit runs off, the gaps are held exponential
+    (:math:`k = 1`, the simulator's own law; the spread of the users' gaps is then carried by
+    their paces), with a warning, and :attr:`ReturnFit.gap_shape_fitted` is false
+    (``meta["returns"]`` of the world). A finite fit keeps the pull: the fewer users come
+    back twice, the higher the fitted shape.
+
+    Sessions it cannot be fitted to are a
+    :class:`~recoworld.apps.calibrate.folds.CalibrationDataError`: no return at all; returns
+    whose every user comes back after gaps of one length each (timestamps written by a rule,
+    not as the interactions happened), whose shape has no finite maximum either; or gaps
+    too heavy-tailed for the simulator."""
+    returned = sessions.table.dropna(subset=["next_gap_days"])
+    gaps = returned["next_gap_days"]
     if gaps.empty:
         raise CalibrationDataError(
             f"no user comes back within the log ({len(sessions.table)} sessions of {n_users} users, one each, "
             "cut at pauses of the session gap): the return probability and the gaps between sessions cannot be "
             "read off it. Calibrate on a log that spans several sessions per user")
-    fit = fit_returns(sessions, n_users, weibull=True, length_elasticity=gap_length_elasticity(sessions))
-    if not all(math.isfinite(v) for v in (fit.return_logit, fit.mean_gap_days, fit.gap_shape)):
+    per_user = returned.groupby("user_id")["next_gap_days"]
+    several, varied = int((per_user.size() > 1).sum()), int((per_user.nunique() > 1).sum())
+    span = f"{len(gaps)} followed by a return after {gaps.min():.3g} to {gaps.max():.3g} days"
+    if several and not varied:
         raise CalibrationDataError(
             f"the return model does not fit these sessions ({len(sessions.table)} sessions of {n_users} users, "
-            f"{len(gaps)} followed by a return after {gaps.min():.3g} to {gaps.max():.3g} days): it needs gaps of "
-            "varied length. Calibrate on a log timestamped as the interactions happened")
+            f"{span}): the shape of a user's gaps is read off the users who come back more than once, and each of "
+            f"these {several} does so after gaps all of one length. Calibrate on a log timestamped as the "
+            "interactions happened")
+    elasticity = gap_length_elasticity(sessions)
+    fit = fit_returns(sessions, n_users, weibull=True, length_elasticity=elasticity) if varied else None
+    if fit is None or not all(math.isfinite(v) for v in (fit.return_logit, fit.mean_gap_days, fit.gap_shape)):
+        # Exponential gaps: a user's likelihood peaks at a finite pace, which the prior bounds.
+        fit = fit_returns(sessions, n_users, length_elasticity=elasticity)
+        who = (f"only {varied} of the {per_user.ngroups} users who come back do so after gaps of differing "
+               f"length" if varied else f"none of the {per_user.ngroups} users who come back does so more than once")
+        warnings.warn(f"the shape of the gaps between sessions cannot be fitted ({span}): {who}, and a single gap "
+                      "tells a user's pace, not the shape; the gaps are held exponential (gap_shape 1). Calibrate on "
+                      "a longer log, in which more users come back several times, to fit it", UserWarning,
+                      stacklevel=2)
     if fit.gap_shape < MIN_GAP_SHAPE:
         raise CalibrationDataError(
             f"the gaps between sessions are too heavy-tailed for the simulated users (Weibull shape "

@@ -9,7 +9,7 @@ fills (:mod:`recoworld.apps.fidelity.report` describes the sections and the mode
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -94,8 +94,10 @@ def data_name(world: CalibratedWorld) -> str:
     return Path(source["data"]).name if source.get("data") else "data given in Python"
 
 
-def held_out_split(world: CalibratedWorld, data: MovieLens100K | None = None) -> tuple[MovieLens100K, Split]:
-    """The data and the split the world was calibrated on (checked against its fingerprint)."""
+def held_out_split(world: CalibratedWorld, data: MovieLens100K | None = None,
+                   folder: str | Path | None = None) -> tuple[MovieLens100K, Split]:
+    """The data and the split the world was calibrated on (checked against its fingerprint);
+    ``folder``, where the world is, for the advice to fit it again (``None``: named FOLDER)."""
     settings = world.meta.get("calibration", {})
     data = data if data is not None else source_data(world)
     if settings.get("users") is not None:
@@ -104,10 +106,20 @@ def held_out_split(world: CalibratedWorld, data: MovieLens100K | None = None) ->
     expected = world.meta.get("split", {}).get("test_fingerprint")
     if expected is not None and fingerprint(split.test) != expected:
         raise ValueError("the held-out ratings differ from those the world was calibrated without; the data or "
-                         f"the split changed since: fit the world again, {world.refit_advice()}")
+                         f"the split changed since: fit the world again, {refit_advice(world, data, folder)}")
     if split.test.empty:
         raise ValueError("the world was calibrated without held-out ratings (holdout_fraction=0)")
     return data, split
+
+
+def refit_advice(world: CalibratedWorld, data: MovieLens100K, folder: str | Path | None = None) -> str:
+    """How to fit ``world`` again into ``folder`` (:meth:`CalibratedWorld.refit_advice`) from
+    ``data``: a log read from where the report was told it is now (``--data``) is the one to
+    fit, not the path the world recorded."""
+    recorded = world.meta.get("data", {}).get("source", {})
+    if recorded.get("kind") == "interactions" and data.source.get("kind") == "interactions":
+        world = replace(world, meta={**world.meta, "data": {**world.meta["data"], "source": data.source}})
+    return world.refit_advice(folder)
 
 
 def simulated_probabilities(world: CalibratedWorld, chunk: int = 256) -> torch.Tensor:
