@@ -13,28 +13,34 @@ column         required   meaning
 ``item``       yes        the item's id (any text or integer)
 ``timestamp``  yes        when: Unix seconds (a number, not milliseconds) or a date and time
                           (ISO 8601 text, or a Parquet timestamp); a date alone reads as
-                          midnight, and a log of dates alone is read with a warning, as its
-                          sessions are whole days
+                          midnight, and a log of dates alone (midnight on the clock of a
+                          Parquet column's zone) is read with a warning, as its sessions are
+                          whole days; dates written as digits (``20240301``) are refused, as
+                          are times before 1970 or after the year 5000 (``0001-01-01``,
+                          ``9999-12-31``: marks of an unknown time)
 ``rating``     no         stars, an integer 1..5 on every chosen row (map other scales onto
                           whole stars first: half stars 0.5..5 round up, 1..10 halve and
-                          round up); true/false values (a like) are refused, not read as
-                          1 star
+                          round up, 0..10 to ``1 + round(4 * rating / 10)``); true/false
+                          values (a like) are refused, not read as 1 star
 ``click``      no         1 when the user chose the item, 0 for an impression left unchosen
                           (or true/false)
 =============  =========  ==================================================================
 
 Other columns are ignored (a column of the layout named twice is refused: which one holds
-the users is not for the reader to guess); a Parquet file's named index (``df.set_index("user")``) reads
-as a column, and an unnamed one (the row labels of a filtered or sorted table) is dropped:
-rows count in the file's order. Rows with ``click = 0`` are checked and then left out: the
-fit reads what users chose (the click level stays an assumption, ``exposure_odds``); their
-``rating`` is not read, and may be empty, and they may repeat. A (user, item) pair chosen more than once
-keeps its first choice (the choice model is one of first choices, and the world's users
-never choose an item twice); the sessions and returns, too, are cut from first choices, so
-in a log of repeat consumption (songs played again) a session of replays only is not
-seen. Two chosen rows of the same (user, item, timestamp) are refused as a duplicated row.
-Without ``rating``, the world keeps the simulator's default rating response, and the
-items' quality (their mean rating) carries no weight in the choices.
+the users is not for the reader to guess), but one named like an absent optional column
+(``Click``, ``clicked``, ``" rating"`` of a ``", "``-separated CSV) is refused: ignored, it
+would read impressions as choices, or drop the ratings, without a word. A Parquet file's
+named index (``df.set_index("user")``) reads as a column, and an unnamed one (the row
+labels of a filtered or sorted table) is dropped: rows count in the file's order. Rows with
+``click = 0`` are checked and then left out: the fit reads what users chose (the click
+level stays an assumption, ``exposure_odds``); their ``rating`` is not read, and may be
+empty, and they may repeat. A (user, item) pair chosen more than once keeps its first
+choice (the choice model is one of first choices, and the world's users never choose an
+item twice); the sessions and returns, too, are cut from first choices, so in a log of
+repeat consumption (songs played again) a session of replays only is not seen. Two chosen
+rows of the same (user, item, timestamp) are refused as a duplicated row. Without
+``rating``, the world keeps the simulator's default rating response, and the items'
+quality (their mean rating) carries no weight in the choices.
 
 The calibration refuses (:class:`~recoworld.apps.calibrate.folds.CalibrationDataError`) a
 catalog of fewer than 50 items, a log in which no user has enough interactions for a
@@ -68,10 +74,13 @@ holds one value (an id, a title, a gender, ...) is refused, as is a record of ge
 ``genres`` alone may be a list, of names.
 
 An id is its text as the file writes it: ``007`` and ``7`` are two users, and the integer
-``10`` of a Parquet log is the item ``10`` (or ``10.0``) of a CSV item table. Ids become dense, 0-based
-integers in sorted order of the original ids: as numbers where every id of the column is one
-(``2`` before ``10``), else as text (``u10`` before ``u2``). Rows count from 1, after the
-header, in every error.
+``10`` of a Parquet log is the item ``10`` (or ``10.0``) of a CSV item table. In a CSV, only
+an empty cell of an id or text column is missing: the user ``NA`` and the title ``None``
+are text, as in Parquet. Ids become dense, 0-based integers in sorted order of the original
+ids: as numbers where every id of the column is one (``2`` before ``10``), else as text
+(``u10`` before ``u2``). Rows count from 1, after the header, in every error. A log's id
+that the item table writes otherwise (``00053`` for the log's integer ``53``) is named in
+the refusal: write each id the same way in both files.
 
 The fit depends on the ids through this order only: its random draws (the choice model's
 starting vectors, the users whose sessions it simulates, the ``--users N`` subsample) and its
@@ -109,6 +118,10 @@ import pandas as pd
 from recoworld.catalog import GenreCellError, read_genres
 
 LOG_COLUMNS = ("user", "item", "timestamp")
+#: The cells that ``pandas.read_csv`` reads as missing by default (its documented ``na_values``
+#: list), kept for the columns that are not ids or text: there ``NA`` or ``None`` is a name.
+CSV_MISSING = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                         "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
 UNKNOWN = "unknown"
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 #: Field separators that a header read as one column shows, by name.
@@ -117,6 +130,18 @@ SEPARATORS = {"\t": "tab", ";": "semicolon", "|": "pipe"}
 WHOLE_DECIMAL = re.compile(r"-?[0-9]+\.0*")
 #: Unix seconds of the year 5138: a larger time is in milliseconds (or finer), not seconds.
 LATEST_SECONDS = 1e11
+#: Unix time 0, in seconds: the unit subtracts from dates of any unit (a Parquet ``timestamp[us]``
+#: of the year 1 too, which pandas' nanoseconds, 1677..2262, do not reach).
+EPOCH = pd.Timestamp(0, unit="s", tz="UTC")
+#: Dates written as integers (``20240301``, ``20240301140500``): their strptime format, by digit count.
+DIGIT_DATES = {8: "%Y%m%d", 14: "%Y%m%d%H%M%S"}
+#: The years (first and last) in which an integer of ``DIGIT_DATES`` is refused as a date, not read as seconds.
+DIGIT_DATE_YEARS = (1900, 2100)
+#: How near (:func:`difflib.get_close_matches`) a column's name must be to an optional column of
+#: the layout to be refused as a misnamed one: ``Click``, ``clicked`` and ``ratings`` are, and
+#: ``duration`` and ``rank`` (0.71 and 0.6 of ``rating``) are not. A missing required column
+#: takes nearer names as advice (0.6): the table is refused anyway.
+NEAR_OPTIONAL = 0.8
 #: The ratings the world's users give (:class:`~recoworld.simulators.statistical.StatisticalUsers`).
 STARS = (1, 2, 3, 4, 5)
 #: Seconds in a day: a log whose times all fall at one time of day holds dates alone.
@@ -152,7 +177,8 @@ def read_table(path: str | Path, what: str, text: tuple[str, ...] = (), layout: 
     """The CSV or Parquet file ``path`` (``what`` names it in errors), refused if empty or
     unreadable, or if its header names one of the ``layout``'s columns twice. A CSV's
     ``text`` columns are read as written, not as numbers: ids and zip codes keep their
-    leading zeros."""
+    leading zeros, and only an empty cell is missing (the user ``NA``, the title ``None``
+    are text, as in Parquet); in other columns pandas' marks (``NA``, ``null``) are too."""
     path = Path(path).expanduser()
     if path.is_dir():  # before the suffix: a folder named ``logs`` has none to complain about
         raise FileNotFoundError(f"{path}: is a folder; give the {what}'s file")
@@ -168,7 +194,9 @@ def read_table(path: str | Path, what: str, text: tuple[str, ...] = (), layout: 
     unique = [name for name in header if header.count(name) == 1]
     table = pd.DataFrame()
     with _read_errors(path, what, kind):
-        table = (pd.read_csv(path, dtype=dict.fromkeys(text, str)) if kind == "csv" else
+        empty = {name: [""] if name in text else sorted(CSV_MISSING) for name in header}
+        table = (pd.read_csv(path, dtype=dict.fromkeys(text, str), keep_default_na=False, na_values=empty)
+                 if kind == "csv" else
                  pd.read_parquet(path, columns=None if len(unique) == len(header) else unique))
     if table.empty:
         raise ValueError(f"{path}: the {what} has no rows; it needs a header and at least one row")
@@ -286,25 +314,42 @@ def _refuse_nested(values: pd.Series, path: Path, column: str, expected: str, fi
                          f"this column holds lists or records (a Parquet list or struct column); {fix}")
 
 
-def require_columns(table: pd.DataFrame, path: Path, columns, layout: str) -> None:
+def require_columns(table: pd.DataFrame, path: Path, columns, layout: str, optional=()) -> None:
     """Refuse a table without ``columns``, saying which of its columns to rename (a near
-    name: ``user_id`` for ``user``), or that its fields are not comma-separated."""
+    name: ``user_id`` for ``user``), or that its fields are not comma-separated. Refuse, too,
+    a column outside the layout whose name is that of an absent ``optional`` column but for
+    case, spaces or an ending (``Click``, ``" click"`` of a ``", "``-separated CSV,
+    ``clicked``): it would be ignored, and impressions read as choices without a word."""
+    header = [str(c) for c in table.columns]
     missing = [c for c in columns if c not in table.columns]
+    absent = [c for c in optional if c not in table.columns]
     if missing:
-        header = [str(c) for c in table.columns]
         raise ValueError(f"{path}: missing column(s) {missing}; its columns are {list(table.columns)} "
-                         f"and the layout is {layout}{_column_fix(header, missing)}")
+                         f"and the layout is {layout}{_column_fix(header, missing, absent)}")
+    near = _near_names([c for c in header if c not in (*columns, *optional)], absent, NEAR_OPTIONAL)
+    if near:
+        column, name = next(iter(near.items()))
+        raise ValueError(f"{path}: column {name!r} looks like {column!r}; rename it {column!r} (or drop it if it "
+                         f"holds something else): the layout is {layout}, and a column outside it is ignored")
 
 
-def _column_fix(header: list[str], missing: list[str]) -> str:
-    """How to give ``missing`` columns: the separator to use, or the near names to rename."""
+def _column_fix(header: list[str], missing: list[str], optional: list[str] = ()) -> str:
+    """How to give ``missing`` columns: the separator to use, or the near names to rename
+    (with those of absent ``optional`` columns: each spaced name of a ``", "`` CSV)."""
     separator = next((name for mark, name in SEPARATORS.items() if len(header) == 1 and mark in header[0]), None)
     if separator:
         return f"; the fields look {separator}-separated, and a CSV's are comma-separated: save it with commas"
-    spare = {c.strip().lower(): c for c in header}
-    near = {c: difflib.get_close_matches(c, list(spare), n=1, cutoff=0.6) for c in missing}
-    renames = [f"{spare[match[0]]!r} to {c!r}" for c, match in near.items() if match]
+    near = {**_near_names(header, missing, 0.6), **_near_names(header, optional, NEAR_OPTIONAL)}
+    renames = [f"{name!r} to {column!r}" for column, name in near.items()]
     return f"; rename {', '.join(renames)}" if renames else ""
+
+
+def _near_names(header: list[str], wanted, cutoff: float) -> dict[str, str]:
+    """Each ``wanted`` column that a name of ``header`` comes near (``cutoff``, compared
+    stripped and in lower case), with the nearest such name."""
+    spare = {c.strip().lower(): c for c in header}
+    near = {c: difflib.get_close_matches(c, list(spare), n=1, cutoff=cutoff) for c in wanted}
+    return {c: spare[match[0]] for c, match in near.items() if match}
 
 
 def _first_bad(mask: np.ndarray, path: Path, column: str, values: pd.Series, expected: str, shown=None) -> None:
@@ -367,23 +412,65 @@ def _timestamps(table: pd.DataFrame, path: Path) -> np.ndarray:
                "a time (the cell is empty): give every row its time, or drop the rows without one")
     _refuse_booleans(values, path, "timestamp", "a time", "give when each interaction happened: a date and time, "
                      "or Unix seconds")
+    number = np.zeros(len(values), dtype=bool)  # the rows that write Unix seconds, not dates
     if pd.api.types.is_datetime64_any_dtype(values):
-        seconds = (pd.to_datetime(values, utc=True) - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+        seconds = (pd.to_datetime(values, utc=True) - EPOCH) / pd.Timedelta(seconds=1)
     else:
         seconds = pd.to_numeric(values, errors="coerce").astype(np.float64)
-        text = seconds.isna() & values.notna()
+        number = seconds.notna().to_numpy()
+        text = ~number & values.notna().to_numpy()
         if text.any():
             dates = pd.to_datetime(values[text].astype(str), errors="coerce", utc=True, format="ISO8601")
-            seconds[text] = (dates - pd.Timestamp(0, tz="UTC")) / pd.Timedelta(seconds=1)
+            seconds[text] = (dates - EPOCH) / pd.Timedelta(seconds=1)
     seconds = seconds.to_numpy(dtype=np.float64)
     _first_bad(~np.isfinite(seconds), path, "timestamp", values, "a time (Unix seconds or an ISO date)")
-    late = seconds > LATEST_SECONDS
-    if late.any():
-        row = int(np.flatnonzero(late)[0])
-        raise ValueError(f"{path}: row {row + 1}, column 'timestamp': {_shown(values.iloc[row])} is after the year "
-                         "5000 in Unix seconds; the times look like milliseconds (or finer): divide the column by "
-                         "1000 (or 10**6, 10**9) to give seconds")
+    if number.all():
+        _refuse_digit_dates(seconds, path, values)
+    _refuse_out_of_range(seconds, number, path, values)
     return np.floor(seconds).astype(np.int64)
+
+
+def _refuse_digit_dates(seconds: np.ndarray, path: Path, values: pd.Series) -> None:
+    """Refuse a column of integers that are all calendar dates written as digits (``20240301``,
+    ``20240301140500``): as Unix seconds, the first is a day of August 1970, and the second
+    is after the year 5000, which the milliseconds advice would misread. A log of Unix
+    seconds of August 1970 only (the range of the 8 digits' dates) is not one of today's."""
+    for digits, form in DIGIT_DATES.items():
+        year = seconds // 10 ** (digits - 4)
+        if not ((seconds % 1 == 0) & (year >= DIGIT_DATE_YEARS[0]) & (year <= DIGIT_DATE_YEARS[1])).all():
+            continue
+        distinct = np.unique(seconds.astype(np.int64))  # each date parsed once
+        dates = pd.to_datetime(pd.Series(distinct.astype(str)), format=form, errors="coerce")
+        if dates.notna().all():
+            example = int(seconds[0])
+            date = dates.iloc[int(np.searchsorted(distinct, example))]
+            when = (f"{pd.Timestamp(example, unit='s'):%Y-%m-%d %H:%M:%S} UTC" if example < LATEST_SECONDS else
+                    "after the year 5000")
+            shown = date.date() if digits == 8 else date.isoformat(sep=" ")
+            raise ValueError(f"{path}: row 1, column 'timestamp': {_shown(values.iloc[0])} is the date {shown} "
+                             f"written as digits, but a number is read as Unix seconds ({when}); write the times as "
+                             "dates: log['timestamp'] = "
+                             f"pd.to_datetime(log['timestamp'].astype(str), format={form!r})")
+
+
+def _refuse_out_of_range(seconds: np.ndarray, number: np.ndarray, path: Path, values: pd.Series) -> None:
+    """Refuse a time before 1970 (negative Unix seconds, which are not Unix time, or dates
+    such as 0001-01-01 and 1900-01-01 that stand for an unknown time; small positive
+    seconds stay: times counted from a log's start fit the same gaps), or after the year
+    5000: seconds that large are milliseconds (or finer), dates that late a mark for "never"."""
+    early, late = seconds < 0, seconds > LATEST_SECONDS
+    for mask, when in ((early, "before 1970-01-01"), (late, "after the year 5000")):
+        if not mask.any():
+            continue
+        row = int(np.flatnonzero(mask)[0])
+        if late[row] and number[row]:
+            raise ValueError(f"{path}: row {row + 1}, column 'timestamp': {_shown(values.iloc[row])} is after the "
+                             "year 5000 in Unix seconds; the times look like milliseconds (or finer): divide the "
+                             "column by 1000 (or 10**6, 10**9) to give seconds")
+        unit = " in Unix seconds" if number[row] else ""
+        raise ValueError(f"{path}: row {row + 1}, column 'timestamp': {_shown(values.iloc[row])} is {when}{unit}, "
+                         "not a time of a log of interactions (a mark for an unknown time?); give the row the time "
+                         "it happened, or drop it")
 
 
 def _integers(table: pd.DataFrame, path: Path, column: str, allowed: tuple[int, ...], expected: str) -> np.ndarray:
@@ -410,9 +497,20 @@ def _stars(table: pd.DataFrame, path: Path, chosen: np.ndarray) -> np.ndarray:
         scale = f"the column's ratings run {seen.min():g}..{seen.max():g}; " if len(seen) else ""
         _first_bad(chosen & ~stars, path, "rating", values,
                    f"a rating of 1..5 stars: {scale}the world's users give whole stars 1..5, so map another scale "
-                   "onto them first (half stars 0.5..5: round up; 1..10: halve and round up), or drop the column to "
-                   "fit on choices alone")
+                   f"onto them first (half stars 0.5..5: round up; 1..10: halve and round up{_scale_map(seen)}), or "
+                   "drop the column to fit on choices alone")
     return np.where(chosen, number, 0).astype(np.int64)
+
+
+def _scale_map(seen: np.ndarray) -> str:
+    """A map onto 1..5 stars for ``seen`` ratings that neither common rule maps (halving
+    0..10 and rounding up gives 0 stars): linear from the lowest to the highest."""
+    if not len(seen) or (seen.min() > 0 and seen.max() <= 10) or seen.min() == seen.max():
+        return ""
+    low, high = seen.min(), seen.max()
+    shifted = "rating" if low == 0 else f"(rating {'-' if low > 0 else '+'} {abs(low):g})"
+    return (f"; {low:g}..{high:g}: 1 + round(4 * {shifted} / {high - low:g}), or, where {low:g} marks a missing "
+            "rating, drop those rows")
 
 
 def _dense(ids: pd.Series) -> tuple[np.ndarray, pd.Index]:
@@ -443,10 +541,11 @@ def _number(text: str) -> int | float | None:
 
 
 def read_log(path: str | Path) -> tuple[pd.DataFrame, bool]:
-    """The log's chosen rows as ``user``, ``item``, ``rating``, ``timestamp`` (checked)."""
+    """The log's chosen rows as ``user``, ``item``, ``rating``, ``timestamp`` (checked), with a
+    warning where they hold dates alone."""
     path = Path(path).expanduser()
     table = read_table(path, "interaction log", text=("user", "item"), layout=(*LOG_COLUMNS, "rating", "click"))
-    require_columns(table, path, LOG_COLUMNS, "user, item, timestamp [, rating] [, click]")
+    require_columns(table, path, LOG_COLUMNS, "user, item, timestamp [, rating] [, click]", ("rating", "click"))
     log = pd.DataFrame({"user": _ids(table, path, "user"), "item": _ids(table, path, "item"),
                         "timestamp": _timestamps(table, path)})
     chosen = np.ones(len(table), dtype=bool)
@@ -459,23 +558,42 @@ def read_log(path: str | Path) -> tuple[pd.DataFrame, bool]:
     _refuse_repeated_rows(log, chosen, path)
     log = log[chosen]
     # Repeated choices of one item: the first stands (module docstring).
-    log = log.sort_values("timestamp", kind="stable").drop_duplicates(["user", "item"], keep="first")
-    return log.sort_index(), has_ratings
+    log = log.sort_values("timestamp", kind="stable").drop_duplicates(["user", "item"], keep="first").sort_index()
+    _warn_if_dates_only(log, table["timestamp"], path)
+    return log, has_ratings
 
 
-def _warn_if_dates_only(log: pd.DataFrame, path: Path) -> None:
+def _warn_if_dates_only(log: pd.DataFrame, times: pd.Series, path: Path) -> None:
     """Warn when every chosen interaction falls at one time of day, as dates without a time
     (``2024-03-01``, read as midnight) do: the sessions, cut where a user pauses for the
-    session gap (30 minutes by default), are then whole days. A log in which no user's
-    interactions happened at two different times is left to the calibration, which refuses it."""
-    time_of_day = log["timestamp"].to_numpy() % DAY_SECONDS
-    if (time_of_day != time_of_day[0]).any() or log.groupby("user", observed=True)["timestamp"].nunique().max() < 2:
+    session gap (30 minutes by default), are then whole days. The time of day is the
+    clock's of the column's zone where it has one (``times``, the file's column): local
+    midnight in a zone with daylight saving is at two times of the day in UTC. A log in
+    which no user's interactions happened at two different times is left to the
+    calibration, which refuses it."""
+    zone = times.dt.tz if pd.api.types.is_datetime64_any_dtype(times) else None
+    # A log's first rows most often show two times of day: the whole column's clock is read only when they do not.
+    for rows in (log.index[:1_000], log.index):
+        time_of_day = _time_of_day(log.loc[rows, "timestamp"], times[rows] if zone else None)
+        if (time_of_day != time_of_day[0]).any():
+            return
+    if log.groupby("user", observed=True)["timestamp"].nunique().max() < 2:
         return
     clock = pd.Timestamp(int(time_of_day[0]), unit="s").strftime("%H:%M:%S")
-    warnings.warn(f"{path}: every timestamp is at {clock} UTC (dates without a time of day), so no session gap "
-                  "splits a day: the session dynamics will treat each user's day as one visit (its interactions one "
-                  "session, the gaps between sessions whole days); give each interaction its time of day "
-                  "(2024-03-01T14:05:00, or Unix seconds) to fit sessions within days", UserWarning, stacklevel=3)
+    warnings.warn(f"{path}: every timestamp is at {clock} {zone or 'UTC'} (dates without a time of day), so no "
+                  "session gap splits a day: the session dynamics will treat each user's day as one visit (its "
+                  "interactions one session, the gaps between sessions whole days); give each interaction its time "
+                  "of day (2024-03-01T14:05:00, or Unix seconds) to fit sessions within days", UserWarning,
+                  stacklevel=4)  # the caller of load_interactions
+
+
+def _time_of_day(seconds: pd.Series, times: pd.Series | None) -> np.ndarray:
+    """Seconds since midnight of each time: on the clock of the zone of ``times`` (a
+    tz-aware column) where given, else of Unix ``seconds``, in UTC."""
+    if times is None:
+        return seconds.to_numpy() % DAY_SECONDS
+    clock = times.dt.tz_localize(None)
+    return ((clock - clock.dt.normalize()) // pd.Timedelta(seconds=1)).to_numpy()
 
 
 def _refuse_repeated_rows(log: pd.DataFrame, chosen: np.ndarray, path: Path) -> None:
@@ -495,13 +613,14 @@ def read_items(path: str | Path, log_items: pd.Series) -> pd.DataFrame:
     """The item table as ``item``, ``title``, ``genres`` (lists), covering every item of the log."""
     path = Path(path).expanduser()
     table = read_table(path, "item table", text=("item", "title", "genres"), layout=("item", "title", "genres"))
-    require_columns(table, path, ("item",), "item [, title] [, genres]")
+    require_columns(table, path, ("item",), "item [, title] [, genres]", ("title", "genres"))
     ids = _ids(table, path, "item")
     _first_bad(ids.duplicated().to_numpy(), path, "item", ids, "a new item (it is listed twice)", _shown_id)
     unlisted = ~log_items.isin(ids)
     if unlisted.any():
-        raise ValueError(f"{path}: the log names item {_shown_id(log_items[unlisted].iloc[0])}, which the item "
-                         "table does not list; list every item of the log")
+        item = log_items[unlisted].iloc[0]
+        raise ValueError(f"{path}: the log names item {_shown_id(item)}, which the item table does not list"
+                         f"{_spelled_otherwise(item, ids)}")
     texts = ids.astype(object)
     if "title" in table.columns:
         _refuse_nested(table["title"], path, "title", "a title: an item's title is one text",
@@ -516,12 +635,29 @@ def read_items(path: str | Path, log_items: pd.Series) -> pd.DataFrame:
     return pd.DataFrame({"item": texts, "title": titles.where(titles != "", texts).to_numpy(), "genres": genre_lists})
 
 
+def _spelled_otherwise(item: str, ids: pd.Series) -> str:
+    """The end of the message for an ``item`` of the log that the table's ``ids`` do not list:
+    the id the table writes for it where one differs from it in spelling alone (``00053``
+    for ``53``, ``Item7`` for ``item7``), else to list every item of the log. ``ids`` are
+    categorical (:func:`_ids`): each distinct id is compared once."""
+    distinct = pd.Series(ids.cat.categories, dtype=object)
+    number = _number(item)
+    same = (pd.to_numeric(distinct, errors="coerce") == number if number is not None else
+            distinct.str.strip().str.casefold() == item.strip().casefold())
+    if not same.any():
+        return "; list every item of the log"
+    listed = distinct[same.to_numpy()].iloc[0]
+    return (f", though it lists {listed!r}: an id is its text, so write each id the same way in both files (the "
+            f"table's {listed!r} as the log's {_shown_id(item)}, or the reverse)")
+
+
 def read_users(path: str | Path, log_users: pd.Series) -> pd.DataFrame:
     """The user table as ``user``, ``age``, ``gender``, ``occupation``, ``zip_code``."""
     path = Path(path).expanduser()
     table = read_table(path, "user table", text=("user", "gender", "occupation", "zip_code"),
                        layout=("user", "age", "gender", "occupation", "zip_code"))
-    require_columns(table, path, ("user",), "user [, age] [, gender] [, occupation] [, zip_code]")
+    require_columns(table, path, ("user",), "user [, age] [, gender] [, occupation] [, zip_code]",
+                    ("age", "gender", "occupation", "zip_code"))
     ids = _ids(table, path, "user")
     _first_bad(ids.duplicated().to_numpy(), path, "user", ids, "a new user (it is listed twice)", _shown_id)
     users = pd.DataFrame({"user": ids})
@@ -558,7 +694,6 @@ def load_interactions(path: str | Path, items: str | Path | None = None,
     user's day is then one session.
     """
     log, has_ratings = read_log(path)
-    _warn_if_dates_only(log, Path(path).expanduser())
     chosen = np.asarray(log["item"].unique(), dtype=object)
     item_table = (read_items(items, log["item"]) if items is not None else
                   pd.DataFrame({"item": chosen, "title": chosen, "genres": [[UNKNOWN]] * len(chosen)}))
