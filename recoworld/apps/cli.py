@@ -138,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         # The command has said what it kept (a run names experiment.resume=true); a
         # traceback would only hide that. 130 is the shell's status for Ctrl-C.
-        print(f"recoworld {name}: interrupted", file=sys.stderr)
+        command = "ope evaluate" if rest[:1] == ["evaluate"] and name == "ope" else name
+        print(f"recoworld {command}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -102,8 +102,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from recoworld.apps.merge_writer import DEFAULT_METRIC, merge
+from recoworld.apps.merge_writer import DEFAULT_METRIC, SWEEP_CSV, SWEEP_PNG, merge
 
 __all__ = ["main"]
 
@@ -114,9 +115,33 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--out", help="where sweep.csv and sweep.png go (default: the first DIR)")
     parser.add_argument("--metric", default=DEFAULT_METRIC, help=f"the plotted metric (default {DEFAULT_METRIC})")
     args = parser.parse_args(argv)
+    table = Path(args.out or args.dirs[0]) / SWEEP_CSV
+    before = _version(table)
     try:
         merge(args.dirs, args.out, args.metric)
+    except KeyboardInterrupt:
+        print(f"recoworld merge: {_stopped_note(table, before)}", file=sys.stderr)
+        raise
     except (OSError, ValueError) as err:  # OSError: FileNotFoundError, FileExistsError, a --out not writable...
         print(f"recoworld merge: error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _version(path: Path) -> tuple[int, int] | None:
+    """Which file is at ``path`` (``None``: none): a merge replaces it with a new file."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def _stopped_note(table: Path, before: tuple[int, int] | None) -> str:
+    """What a merge stopped midway left: ``sweep.csv`` and ``sweep.png`` are replaced
+    together, once both are written (:func:`~recoworld.apps.merge_writer.merge`)."""
+    if _version(table) != before:
+        return f"stopped after the table was written; {table} and {table.with_name(SWEEP_PNG)} are new and whole"
+    if before is None:
+        return f"stopped before the table was written; nothing was written to {table.parent}"
+    return f"stopped before the table was written; {table} is as it was"

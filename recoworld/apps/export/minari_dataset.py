@@ -90,16 +90,19 @@ def export_minari(run_dir: str | Path, dataset_id: str | None = None, *, agent: 
             disk is full); the message names the folder and the fix, and nothing is left
             under the id.
     """
+    import minari
+
     from recoworld.apps.run.run_log import run_status
 
     run_dir = Path(run_dir)
-    return _export(run_dir, run_status(run_dir), dataset_id, agent=agent, history=history, segment=segment)
+    return minari.load_dataset(_export(run_dir, run_status(run_dir), dataset_id, agent=agent, history=history,
+                                       segment=segment))
 
 
 def _export(run_dir: Path, status: dict | None, dataset_id: str | None, *, agent: str | None, history: int,
-            segment: str | None):
-    """:func:`export_minari` of the run whose ``status.json`` the caller read as ``status``."""
-    import minari
+            segment: str | None) -> str:
+    """:func:`export_minari` of the run whose ``status.json`` the caller read as ``status``,
+    up to the dataset written: returns its id."""
     from gymnasium import spaces
 
     from recoworld.apps.run.run_log import read_run_log_at
@@ -112,7 +115,7 @@ def _export(run_dir: Path, status: dict | None, dataset_id: str | None, *, agent
     catalog = run_catalog(run_dir)  # first: a folder that is not a run is named as such
     run = read_run_log_at(run_dir, status, segment)
     log = run.log
-    agents = list(dict.fromkeys(log["agent"]))
+    agents = lineup_order(run_dir, status, set(log["agent"]))
     if agent is not None:
         if agent not in agents:
             raise ValueError(f"agent={agent!r} is not in the log of {run_dir}; its agents are {agents}")
@@ -137,7 +140,25 @@ def _export(run_dir: Path, status: dict | None, dataset_id: str | None, *, agent
         raise DatasetNotWritten(f"could not write the dataset {dataset_id!r} in the Minari datasets "
                                 f"folder {_datasets_folder_name()} ({err}); nothing is left under the id: free "
                                 f"space there, or {DATASETS_FOLDER_FIX}") from err
-    return minari.load_dataset(dataset_id)
+    return dataset_id
+
+
+def lineup_order(run_dir: Path, status: dict | None, agents: set[str]) -> list[str]:
+    """``agents`` in the order of the run's lineup (its saved config in ``status.json``, else
+    its ``lineup.yaml``), any it does not name after them, sorted; all sorted without either.
+    Not the log's order: that is the order in which the rollouts finished, which a parallel
+    run (``experiment.executor=ray``) does not fix, and the same run would export another
+    ``algorithm_name``."""
+    lineup = list(((status or {}).get("config") or {}).get("agents") or {})
+    if not lineup and (run_dir / "lineup.yaml").is_file():
+        import yaml
+
+        try:
+            saved = yaml.safe_load((run_dir / "lineup.yaml").read_text())
+        except yaml.YAMLError:
+            saved = None  # a damaged file orders nothing: sorted
+        lineup = list(saved) if isinstance(saved, dict) else []
+    return [name for name in lineup if name in agents] + sorted(agents - set(lineup))
 
 
 class DatasetNotWritten(OSError):
@@ -212,6 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--segment", metavar="NAME", help="export the episodes of this one of the run's "
                         "experiment.segments (default: the run's whole population)")
     args = parser.parse_args(argv)
+    import minari
+
     from recoworld.apps.run.run_log import run_note, run_status
 
     run_dir = Path(args.run_dir)
@@ -220,8 +243,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # First, as a long export should not hide it (a run without a complete rollout is refused).
         if status and status["parts"]["complete"] and (note := run_note(run_dir, status)):
             print(f"recoworld export minari: warning: {note}", file=sys.stderr)
-        dataset = _export(run_dir, status, args.dataset_id, agent=args.agent, history=args.history,
-                          segment=args.segment)
+        dataset_id = _export(run_dir, status, args.dataset_id, agent=args.agent, history=args.history,
+                             segment=args.segment)
+    except KeyboardInterrupt:
+        # write_dataset renames the whole dataset into place last, and deletes its temporary when stopped.
+        print(f"recoworld export minari: stopped before the dataset was complete; no dataset under "
+              f"{args.dataset_id or default_dataset_id(run_dir, args.segment)}", file=sys.stderr)
+        raise
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         print(f"recoworld export minari: {error}", file=sys.stderr)
         return 2
@@ -231,6 +259,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:  # the run's files that cannot be read, say
         print(f"recoworld export minari: could not export: {error}", file=sys.stderr)
         return 1
+    try:
+        dataset = minari.load_dataset(dataset_id)
+    except KeyboardInterrupt:
+        print(f"recoworld export minari: stopped after the dataset {dataset_id} was written whole", file=sys.stderr)
+        raise
     print(f"Minari dataset {dataset.spec.dataset_id}: {dataset.total_episodes} episodes, "
           f"{dataset.total_steps} steps (minari.load_dataset({dataset.spec.dataset_id!r}))")
     return 0

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -215,11 +216,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         p.error(str(error))
     try:
+        final, report = _evaluate(args, p)
+    except KeyboardInterrupt:
+        print(f"recoworld ope evaluate: stopped before the report was complete; nothing was written to {args.out}",
+              file=sys.stderr)
+        raise
+    try:
+        show(report)
+    except KeyboardInterrupt:
+        # The folder took its name before the tables print: it is whole.
+        print(f"recoworld ope evaluate: stopped while the tables printed; the report is whole in {final}",
+              file=sys.stderr)
+        raise
+    print(f"Written to {final}.")
+    return 0
+
+
+def _evaluate(args, p: argparse.ArgumentParser) -> tuple[Path, dict]:
+    """Read the log, evaluate the policy on it and write the report; returns the report's
+    folder and the report."""
+    try:
         kind = sources.guess_format(args.log) if args.format == "auto" else args.format
         if kind == "recoworld":
             from recoworld.apps.ope.slate_evaluation import evaluate_slate_log
 
+            # First, as the minutes of simulation should not hide it (a run without a
+            # complete rollout is refused); the report keeps it with its warnings.
+            unfinished = sources.unfinished_run(args.log)
+            if unfinished:
+                print(f"recoworld ope evaluate: warning: {unfinished}", file=sys.stderr)
             report = evaluate_slate_log(args)
+            report["warnings"] += [unfinished] if unfinished else []
         else:
             read = sources.read_obd(args.log, args.obd_policy, args.obd_campaign) if kind == "obd" \
                 else sources.read_table(args.log, args.n_actions)
@@ -229,10 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, TypeError, FileNotFoundError) as error:
         p.error(str(error))
     report = {"log": args.log, "format": kind, "policy": args.policy, "alpha": args.alpha, **report}
-    final = write(report, args.out)
-    show(report)
-    print(f"Written to {final}.")
-    return 0
+    return write(report, args.out), report
 
 
 def write(report: dict, out: Path) -> Path:

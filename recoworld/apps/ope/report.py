@@ -58,13 +58,21 @@ class Section(NamedTuple):
 
 
 def write(out: Path, config, runs: pd.DataFrame, truths: pd.DataFrame, summary: pd.DataFrame,
-          obd: pd.DataFrame | None = None, plots: bool = True, seconds: float | None = None,
-          console: Console | None = None, learning: pd.DataFrame | None = None,
+          obd: pd.DataFrame | None = None, plots: bool = True, learning: pd.DataFrame | None = None,
           sessions: Section | None = None) -> Path:
     """Write every file of the module docstring into the new folder ``out``, whole
-    (:func:`recoworld.logs.new_folder`), and print the tables; returns the report's folder."""
+    (:func:`recoworld.logs.new_folder`); returns the report's folder (``out``, or the free
+    name it went to). Printing is :func:`show`'s: a stop while the tables print is no stop
+    before the report was written."""
     with new_folder(out) as written:
         _write_files(written.folder, config, runs, truths, summary, obd, plots, learning, sessions)
+    return written.path
+
+
+def show(path: Path, config, truths: pd.DataFrame, summary: pd.DataFrame, obd: pd.DataFrame | None = None,
+         seconds: float | None = None, console: Console | None = None, learning: pd.DataFrame | None = None,
+         sessions: Section | None = None) -> None:
+    """Print the tables of the report that :func:`write` wrote to ``path``."""
     console = console or Console(width=max(Console().width, 130))  # the table is wide; do not truncate it
     console.print(table(summary, config.alpha))
     console.print(f"truth: {_truth_line(truths)}.")
@@ -76,8 +84,7 @@ def write(out: Path, config, runs: pd.DataFrame, truths: pd.DataFrame, summary: 
     if obd is not None:
         console.print(frame_table(obd, "Open Bandit Dataset: Bernoulli-TS click rate"))
     took = f" in {seconds:.0f}s" if seconds is not None else ""
-    console.print(Text(f"Written to {written.path}{took}."))  # the path as it is: "[exp]" is no markup
-    return written.path
+    console.print(Text(f"Written to {path}{took}."))  # the path as it is: "[exp]" is no markup
 
 
 def _write_files(out: Path, config, runs, truths, summary, obd, plots, learning, sessions) -> None:

@@ -3,9 +3,11 @@
 Three layouts (``--format``, guessed from ``--log`` when ``auto``):
 
 * ``recoworld``: the episodes schema of :mod:`recoworld.logs` (``episodes.parquet``, or a
-  run directory), logged with ``experiment.log_candidates=true`` and an agent that states
-  its propensities: evaluated as slates. A user-step logged twice (a part copied or read
-  twice) is refused, and so is a propensity column logged on some rows only.
+  run directory: the rollouts its ``status.json`` lists as complete, as ``recoworld view``
+  reads them, with a warning when the run did not complete), logged with
+  ``experiment.log_candidates=true`` and an agent that states its propensities: evaluated
+  as slates. A user-step logged twice (a part copied or read twice) is refused, and so is a
+  propensity column logged on some rows only.
 * ``obd``: the Open Bandit Dataset (``--log obd`` for the cached sample, fetched on first
   use, or ``--log obd:FOLDER`` for a folder in its layout), ``--obd-policy`` and
   ``--obd-campaign`` choosing the file: single impressions with their position.
@@ -79,7 +81,17 @@ def read_recoworld(log: str, agent: str | None) -> pd.DataFrame:
     """The rows of ``agent`` (required when the log holds several) of a RecoWorld log or run directory."""
     from recoworld.logs import read_log
 
-    frame = read_log(Path(log))  # a log file, or a run directory of parts
+    if _run_with_status(log):
+        from recoworld.apps.run.run_log import read_run_log
+
+        # The rollouts its status.json lists as complete, as view and export read them (a part
+        # of an unfinished rollout on disk is no part of the log), by agent and seed as read_log
+        # orders a folder's parts, not in status.json's order: that is the order the rollouts
+        # finished in, which a parallel run does not fix, and the bootstrap resamples rows by
+        # their position.
+        frame = read_run_log(log).log.sort_values(["agent", "seed"], kind="stable").reset_index(drop=True)
+    else:
+        frame = read_log(Path(log))  # a log file, or a run directory of parts (of a release before status.json)
     agents = frame["agent"].unique().tolist()
     if agent is None and len(agents) > 1:
         raise ValueError(f"{log} holds the rows of {len(agents)} agents {agents}; choose one with --agent")
@@ -89,6 +101,23 @@ def read_recoworld(log: str, agent: str | None) -> pd.DataFrame:
         frame = frame[frame["agent"] == agent].reset_index(drop=True)
     _check_recoworld_rows(frame, log)
     return frame
+
+
+def unfinished_run(log: str) -> str | None:
+    """What to say of the run directory ``log`` when its run did not complete (its state,
+    the rollouts read, what to do: :func:`~recoworld.apps.run.run_log.run_note`); ``None``
+    for a complete run, or a log that is no run directory with a ``status.json``."""
+    if not _run_with_status(log):
+        return None
+    from recoworld.apps.run.run_log import run_note, run_status
+
+    return run_note(log, run_status(Path(log)))
+
+
+def _run_with_status(log: str) -> bool:
+    from recoworld.apps.run.rundir import STATUS_FILE
+
+    return (Path(log) / STATUS_FILE).is_file()
 
 
 def _check_recoworld_rows(frame: pd.DataFrame, log: str) -> None:

@@ -49,6 +49,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -280,12 +281,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     torch.set_num_threads(args.threads)
+    start = time.perf_counter()
     try:
-        return _run(args, config)
+        path, tables = _run(args, config)
     except KeyboardInterrupt:
         print(f"recoworld ope: stopped before the report was complete; nothing was written to {args.out}",
               file=sys.stderr)
         raise
+    try:
+        report.show(path, config, seconds=time.perf_counter() - start, **tables)
+    except KeyboardInterrupt:
+        # The folder took its name before the tables print: it is whole.
+        print(f"recoworld ope: stopped while the tables printed; the report is whole in {path}", file=sys.stderr)
+        raise
+    return 0
 
 
 def _obd_section(args) -> pd.DataFrame:
@@ -299,11 +308,12 @@ def _obd_section(args) -> pd.DataFrame:
         raise SystemExit(f"recoworld ope: error: --obd: {error}") from None
 
 
-def _run(args, config: StudyConfig) -> int:
+def _run(args, config: StudyConfig) -> tuple[Path, dict]:
+    """Run the study and write its report; returns the report's folder and the tables to
+    show (:func:`recoworld.apps.ope.report.show`'s keywords)."""
     from rich.progress import Progress
     from threadpoolctl import threadpool_limits
 
-    start = time.perf_counter()
     obd = _obd_section(args) if args.obd else None
     # numpy's BLAS threads fight over a small machine's cores and slow the click models down
     with threadpool_limits(limits=args.threads), Progress(transient=True) as bar:
@@ -317,7 +327,7 @@ def _run(args, config: StudyConfig) -> int:
             sessions = report.Section(session_runs, session_truths,
                                       summarise(session_runs, session_truths, config.session_estimators))
     summary = summarise(runs, truths)
-    report.write(args.out, config, runs, truths, summary, obd=obd, plots=not args.no_plots,
-                 seconds=time.perf_counter() - start, learning=learning_table(summary, logging_truths),
-                 sessions=sessions)
-    return 0
+    tables = {"truths": truths, "summary": summary, "obd": obd, "learning": learning_table(summary, logging_truths),
+              "sessions": sessions}
+    path = report.write(args.out, config, runs, plots=not args.no_plots, **tables)
+    return path, tables

@@ -74,6 +74,12 @@ def page_path(run_dir: Path, out: str | Path | None) -> Path:
     return path
 
 
+def _as_it_was(run_dir: Path, out: str | None) -> str:
+    """What a view stopped before its page was written left at the page's path."""
+    page = run_dir / PAGE_NAME if out is None else Path(out)
+    return f"{page} is as it was" if page.exists() else f"nothing was written to {page}"
+
+
 def _users(text: str) -> int | None:
     if text == "all":
         return None
@@ -103,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if status and status["parts"]["complete"] and (note := run_note(run_dir, status)):
             print(f"recoworld view: warning: {note}", file=sys.stderr)
         path = _write_view(run_dir, status, args.out, max_users=args.users, segment=args.segment)
+    except KeyboardInterrupt:
+        # write_page renames the whole page into place last, and deletes its temporary when stopped.
+        print(f"recoworld view: stopped before the page was written; {_as_it_was(run_dir, args.out)}", file=sys.stderr)
+        raise
     except (FileNotFoundError, ValueError) as error:
         print(f"recoworld view: {error}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ the script element, and the page's script puts every value on screen through
 from __future__ import annotations
 
 import json
+import re
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -48,9 +49,25 @@ def is_viewer_page(path: str | Path) -> bool:
 
 def write_page(html: str, path: str | Path) -> Path:
     """Write ``html`` to ``path`` through a temporary file beside it and a rename, so that
-    ``path`` holds the previous page or the new one, never half of one."""
+    ``path`` holds the previous page or the new one, never half of one. The temporaries of
+    ``path`` that writers killed outright left are deleted first (:func:`remove_dead_temporaries`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_temporaries(path)
     with replacing(path) as temporary:
         temporary.write_text(html, encoding="utf-8")
     return path
+
+
+def remove_dead_temporaries(path: Path) -> list[Path]:
+    """Delete the temporaries of the page ``path`` that views killed outright (SIGKILL, a lost
+    machine) left beside it, and return them. One is deleted only once the process named in
+    it (:func:`recoworld.logs.temporary_path`) has ended on this machine: a view of the same
+    page may be writing it now."""
+    from recoworld.logs import TEMPORARY_SUFFIX, left_by_ended_writers
+
+    name = re.compile(rf"\.{re.escape(path.name)}\.(?P<pid>\d+){re.escape(TEMPORARY_SUFFIX)}")
+    removed = [left for left in left_by_ended_writers(path.parent, name) if left.is_file()]
+    for left in removed:
+        left.unlink(missing_ok=True)
+    return removed
