@@ -47,9 +47,12 @@ replaying would reach the cap without a match too (``V = 512`` against ``M + 1 =
 ``1/p`` wherever ``p <= 1/(M+1)`` even if every row without a match were judged out of reach
 (``0.89 / p`` at ``p = 1/513``, with ``n = 100``). Only a slate likelier than ``1/M`` judged
 out of reach weighs too much (up to ``2.4 / p`` at ``p = 0.01`` were all its rows without a
-match judged so), which :func:`reachable`'s bounds make rare. A ranked slate of 10 out of
-50 candidates is often far rarer than ``1/M``, and then only the ``"position"`` and
-short-prefix ``"cascade"`` estimates are informative.
+match judged so). :func:`reachable`'s bounds make that rare where a slate's positions are
+about equally uncertain (the ``LinearTS`` logs of the OPE study: none), not where the
+uncertain positions come first and the later ones follow almost surely: there a slate of
+``p = 0.02`` with ``K = 10`` is cut on 13% of rows and its mean weight is ``2.2 / p``. A
+ranked slate of 10 out of 50 candidates is often far rarer than ``1/M``, and then only the
+``"position"`` and short-prefix ``"cascade"`` estimates are informative.
 
 Each position and each prefix reads its own matches the same way (``(m+1) / (D+1)``, or
 ``matches / N`` where the row stopped at the ``r``-th whole-slate match). Their inverses
@@ -296,13 +299,16 @@ def _density_nodes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def _quantile_nodes(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r"""Nodes ``x = F^{-1}(u)`` at Gauss-Legendre points ``u`` of ``[0, 1]``, for ``Beta(a, b)``
     (``[B, 1]`` each), ``y = 1 - x``, and the logs of their weights: :math:`\int g\,dF \approx
-    \sum w g(x)`. Above the median the node comes from the mirrored quantile
+    \sum w g(x)`. A node in the upper half of ``[0, 1]`` comes from the mirrored quantile
     ``y = I^{-1}_{1-u}(b, a)``: ``x`` itself rounds to 1 there once ``y`` is below 1e-16."""
     from scipy.special import betaincinv, roots_legendre
 
     nodes, weights = roots_legendre(_QUADRATURE_NODES)
     below, above = betaincinv(a, b, (1 + nodes) / 2), betaincinv(b, a, (1 - nodes) / 2)   # (1 - nodes) / 2 = 1 - u
-    x, y = np.where(nodes > 0, 1 - above, below), np.where(nodes > 0, above, 1 - below)
+    # Mirror by where the node lies, not by u: a Beta massed near 0 has x ~ 1e-20 above its
+    # median (1 - y rounds to 0), one massed near 1 has x rounding to 1 below it.
+    mirrored = above < 0.5
+    x, y = np.where(mirrored, 1 - above, below), np.where(mirrored, above, 1 - below)
     return x, y, np.broadcast_to(np.log(weights / 2), x.shape)
 
 

@@ -68,3 +68,12 @@ def test_single_slot_beta_races_of_tiny_parameters_sum_to_1_and_match_their_draw
     assert np.isfinite(logit).all()
     frequency = np.stack([(logit.argmax(-1) == c).mean(0) for c in range(4)], 1)
     assert (np.abs(frequency - every) < 4 * np.sqrt(every * (1 - every) / n) + 1e-6).all(), frequency - every
+
+
+@pytest.mark.parametrize(("a", "b"), [(0.01, 5.0), (0.02, 300.0), (5.0, 0.01), (5.0, 0.015)])
+def test_a_race_of_arms_massed_at_one_end_sums_to_1(a, b):
+    # Massed near 0 (a tiny), the nodes above the median lie at x ~ 1e-20, where 1 - y rounds
+    # to 0; massed near 1 (b tiny), those below it round to 1: the mirror follows the node.
+    alpha, beta = np.full((3, 3), a), np.full((3, 3), b)
+    propensities = beta_top_one_propensity(alpha, beta, np.arange(3))
+    assert propensities == pytest.approx(np.full(3, 1 / 3), abs=1e-5)
