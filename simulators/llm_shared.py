@@ -69,21 +69,33 @@ class FallbackShareExceeded(LLMUserError):
     while claiming LLM ones. ``failures`` holds the first failure, whose error and fix the
     message shows.
 
+    The message names ``recoworld run``'s keys; another caller, with flags of its own
+    (``recoworld fidelity``), words its fix with :meth:`explained`.
+
     Attributes:
         fallbacks, steps: the steps that fell back, of those counted.
+        unit: what a step is (``"LLM user-steps"``, ``"hybrid voice calls"``).
+        max_fallback_share: the share that was exceeded.
     """
 
     def __init__(self, first: StepFailure, fallbacks: int, steps: int, config: LLMVoiceConfig, unit: str):
         self.failures = [first]
-        self.fallbacks, self.steps = fallbacks, steps
-        RuntimeError.__init__(
-            self,
-            f"{fallbacks} of {steps} {unit} ({fallbacks / steps:.0%}) fell back to the statistical response, more "
-            f"than max_fallback_share={config.max_fallback_share} allows: the results would not be the LLM's. "
-            f"The first failure (slot {first.slot}, step {first.step}): {first.error}. Fix: "
-            f"{first.hint or 'see the error above'}. To accept fallbacks, raise simulator.config.max_fallback_share "
-            "(1.0 never stops a run)"
-        )
+        self.fallbacks, self.steps, self.unit = fallbacks, steps, unit
+        self.max_fallback_share = config.max_fallback_share
+        RuntimeError.__init__(self, self.explained())
+
+    def explained(self, setting: str = "max_fallback_share",
+                  accept: str = "raise simulator.config.max_fallback_share (1.0 never stops a run)",
+                  hint: str | None = None) -> str:
+        """The message, with the caller's ``setting`` of the share, how to ``accept`` more
+        fallbacks, and ``hint`` in place of the first failure's fix (the LLM layer's, worded
+        in ``recoworld run``'s ``llm.*`` keys)."""
+        first = self.failures[0]
+        fix = first.hint if hint is None else hint
+        return (f"{self.fallbacks} of {self.steps} {self.unit} ({self.fallbacks / self.steps:.0%}) fell back to the "
+                f"statistical response, more than {setting}={self.max_fallback_share} allows: the results would "
+                f"not be the LLM's. The first failure (slot {first.slot}, step {first.step}): {first.error}. Fix: "
+                f"{fix or 'see the error above'}. To accept fallbacks, {accept}")
 
 
 class LLMVoice:

@@ -138,8 +138,8 @@ def test_fidelity_on_a_changed_log_names_the_log_it_was_given_in_its_refit_advic
     err = capsys.readouterr().err
     assert err.endswith(
         "the held-out ratings differ from those the world was calibrated without; the data or the split changed "
-        f"since: fit the world again, `recoworld calibrate --data {shlex.quote(str(moved))} --users 30 --out FOLDER "
-        "--force` (FOLDER: this world's)\n")
+        f"since: fit the world again, `recoworld calibrate --data {shlex.quote(str(moved))} --users 30 --out "
+        f"{shlex.quote(str(world))} --force`\n")
     assert str(log) not in err
 
 

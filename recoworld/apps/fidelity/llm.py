@@ -14,7 +14,11 @@ Each sampled MovieLens user is played three ways, on the same lists:
   its statistical twin. It is shown each list as one slate and its reply says which items
   it would watch. An LLM gives no choice probability (``click_probabilities`` is its twin's,
   a proxy), so it has no AUC; its 1:m decisions are its own clicks. A failed reply falls
-  back to the twin (``on_failure="fallback"``) and is counted.
+  back to the twin (``on_failure="fallback"``) and is counted; when more than
+  ``max_fallback_share`` (5% by default; ``recoworld fidelity --max-fallback-share``) of its
+  answers, over all the lists, fell back, the section stops with
+  :class:`~recoworld.simulators.llm_shared.FallbackShareExceeded`: its figures would be the
+  twin's.
 
 The 1:m lists are those of the report's protocol: per user one held-out item mixed with
 ``m`` never-rated ones, shuffled; each ``m`` starts the users afresh (no memory across lists).
@@ -46,6 +50,7 @@ from recoworld.calibration.metrics import decide, user_auc
 from recoworld.calibration.split import Split, interaction_matrix
 from recoworld.data.movielens import MovieLens100K
 from recoworld.simulators.calibrated import CalibratedWorld
+from recoworld.simulators.llm_config import LLMUserConfig
 
 USER_KINDS = ("statistical", "hybrid", "llm")
 
@@ -65,14 +70,16 @@ def sample_lists(positive: torch.Tensor, never: torch.Tensor, rows: np.ndarray, 
     return torch.as_tensor(np.stack(slates)), torch.as_tensor(np.stack(labels))
 
 
-def llm_users(world: CalibratedWorld, data: MovieLens100K, split: Split, rows: np.ndarray, llm):
+def llm_users(world: CalibratedWorld, data: MovieLens100K, split: Split, rows: np.ndarray, llm,
+              max_fallback_share: float = LLMUserConfig.max_fallback_share):
     """The LLM users of the fitted users at ``rows``, personas from training ratings only."""
     from recoworld.simulators.llm_user import LLMUsers
     from recoworld.simulators.persona import MovieLensPersonas
 
     personas = MovieLensPersonas(MovieLens100K(split.train, data.items, data.users))
     population = world.population().pinned(rows, rows)
-    return LLMUsers(world.catalog, llm, statistical=world.config, population=population, personas=personas)
+    return LLMUsers(world.catalog, llm, {"max_fallback_share": max_fallback_share}, statistical=world.config,
+                    population=population, personas=personas)
 
 
 def hybrid_users(world: CalibratedWorld, rows: np.ndarray, llm):
@@ -101,7 +108,8 @@ def check_sample_size(n_users: int, split: Split) -> None:
 
 
 def evaluate_users(world: CalibratedWorld, data: MovieLens100K, split: Split, kinds: Sequence[str] = USER_KINDS,
-                   n_users: int = 8, llm=None, ratios: Sequence[int] = (1, 3, 9), seed: int = 0) -> dict:
+                   n_users: int = 8, llm=None, ratios: Sequence[int] = (1, 3, 9), seed: int = 0,
+                   max_fallback_share: float = LLMUserConfig.max_fallback_share) -> dict:
     """AUC (where the user has a choice probability) and the 1:m protocol per user kind.
 
     Args:
@@ -110,6 +118,12 @@ def evaluate_users(world: CalibratedWorld, data: MovieLens100K, split: Split, ki
         n_users: users sampled (uniformly, seeded) for every kind alike.
         llm: the LLM users' chat model: a :class:`~recoworld.llm.ChatModel`, a mapping of
             :class:`~recoworld.llm.LLMConfig` fields, or ``None`` (the embedded model).
+        max_fallback_share: the largest share of the LLM users' answers, over all the
+            lists, that may be their statistical twin's (1.0: any).
+
+    Raises:
+        ~recoworld.simulators.llm_shared.FallbackShareExceeded: more than
+            ``max_fallback_share`` of the LLM users' answers fell back.
     """
     check_user_kinds(kinds)
     check_sample_size(n_users, split)
@@ -127,7 +141,7 @@ def evaluate_users(world: CalibratedWorld, data: MovieLens100K, split: Split, ki
         shared_llm, owned = build_chat_model(llm)
     try:
         for kind in kinds:
-            sim = simulated_users(kind, world, data, split, rows, shared_llm)
+            sim = simulated_users(kind, world, data, split, rows, shared_llm, max_fallback_share)
             results[kind] = kind_scores(kind, sim, lists, torch.as_tensor(rows), positive[rows], never[rows])
     finally:
         if shared_llm is not None and owned and callable(getattr(shared_llm, "close", None)):
@@ -135,7 +149,8 @@ def evaluate_users(world: CalibratedWorld, data: MovieLens100K, split: Split, ki
     return results
 
 
-def simulated_users(kind: str, world: CalibratedWorld, data: MovieLens100K, split: Split, rows: np.ndarray, llm):
+def simulated_users(kind: str, world: CalibratedWorld, data: MovieLens100K, split: Split, rows: np.ndarray, llm,
+                    max_fallback_share: float = LLMUserConfig.max_fallback_share):
     """The users of ``kind`` playing the fitted users at ``rows``."""
     if kind == "statistical":
         from recoworld.simulators.statistical import StatisticalUsers
@@ -143,13 +158,14 @@ def simulated_users(kind: str, world: CalibratedWorld, data: MovieLens100K, spli
         return StatisticalUsers(world.catalog, world.config, world.population().pinned(rows, rows))
     if kind == "hybrid":
         return hybrid_users(world, rows, llm)
-    return llm_users(world, data, split, rows, llm)
+    return llm_users(world, data, split, rows, llm, max_fallback_share)
 
 
 def kind_scores(kind: str, sim, lists: dict, seeds: torch.Tensor, positive: torch.Tensor,
                 never: torch.Tensor) -> dict:
     """AUC over the whole catalog (``None`` for the LLM user) and the decisions on each
-    1:m list of one kind of user, started afresh from ``seeds`` for each."""
+    1:m list of one kind of user, started afresh from ``seeds`` for each; the lists are one
+    rollout, whose end (``finish``) stops the LLM users whose answers fell back too often."""
     entry: dict = {"auc": None}
     if kind != "llm":
         sim.reset(len(seeds), seed=seeds)
@@ -163,6 +179,9 @@ def kind_scores(kind: str, sim, lists: dict, seeds: torch.Tensor, positive: torc
             entry[f"1:{m}"] = asdict(decide(sim.respond(slates).clicked.float(), labels))
         else:
             entry[f"1:{m}"] = asdict(decide(sim.click_probabilities(slates), labels))
+    # During the lists the share is checked only past fallback_min_steps (20) user-steps,
+    # which a sample of up to 6 users (one step per list) never reaches.
+    sim.finish()
     if kind == "llm":
         entry["llm"] = {k: v for k, v in sim.metrics().items() if isinstance(v, (int, float))}
     return entry

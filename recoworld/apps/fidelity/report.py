@@ -41,7 +41,10 @@ Sections of the report:
 * **LLM and hybrid users** (``--users statistical,hybrid,llm``): AUC where the user has a
   choice probability and the 1:m protocol on ``--llm-users`` sampled users
   (:mod:`recoworld.apps.fidelity.llm`, which also says how to run it at scale on an
-  OpenAI-compatible server).
+  OpenAI-compatible server). When more than ``--max-fallback-share`` (default 0.05) of the
+  LLM users' answers fell back to the statistical twin (a server down, a model whose replies
+  do not parse), the command stops with the first failure and its fix, exit status 1, and
+  writes no report: its LLM row would be the twin's.
 * **Splits and baselines** (``--splits``, all three by default): each user's latest
   ratings, a global time cut and held-out users, each against popularity, recent
   popularity, MF and EASE, with bootstrap intervals and calibration curves, F1 at 1/2
@@ -76,6 +79,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 import typing
@@ -99,6 +103,8 @@ from recoworld.apps.fidelity.splits import SPLIT_KINDS, evaluate_split, split_ta
 from recoworld.data.cache import cache_dir
 from recoworld.logs import check_new_folder
 from recoworld.simulators.calibrated import UnreadableWorld, is_world
+from recoworld.simulators.llm_config import LLMUserConfig
+from recoworld.simulators.llm_shared import FallbackShareExceeded
 
 #: The targets of the splits section: AUC and F1 at 1:1 (at the validation-chosen
 #: threshold) on the latest-ratings split, and the margin over both popularity baselines
@@ -123,6 +129,9 @@ def _settings(pairs: Sequence[str]) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"--llm {pair!r}; give KEY=VALUE, e.g. --llm backend=openai")
+        if key == "max_fallback_share":
+            raise ValueError(f"--llm {pair!r}: max_fallback_share is the LLM users' setting, not their model's; "
+                             f"give --max-fallback-share {value}")
         if key not in kinds:
             raise ValueError(f"--llm {pair!r}: LLMConfig has no field {key!r}; valid: {', '.join(sorted(kinds))}")
         if key in out:
@@ -166,6 +175,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--llm", action="append", default=[], metavar="KEY=VALUE",
                         help="a recoworld.llm.LLMConfig field of the LLM users' model, e.g. --llm backend=openai "
                         "--llm base_url=http://localhost:8000/v1 --llm model=NAME (default: the embedded model)")
+    parser.add_argument("--max-fallback-share", type=float, default=None, metavar="SHARE",
+                        help="the largest share of the LLM users' answers that may fall back to their statistical "
+                        f"twin before the command stops (default {LLMUserConfig.max_fallback_share}; 1.0: any)")
     parser.add_argument("--splits", default=",".join(SPLIT_KINDS), help="splits of the splits-and-baselines "
                         "section, comma-separated among latest, time, users; empty: none (default: %(default)s)")
     parser.add_argument("--no-sessions", action="store_true", help="skip the session-dynamics section (it fits "
@@ -181,8 +193,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``recoworld fidelity [--out DIR] [--world DIR [--data PATH [--items PATH] [--user-table PATH]]] [--social]
-    [--no-sessions] [--agents A,B] [--users KINDS] [--llm-users N] [--llm KEY=VALUE ...] [--quiet]``; returns the
-    exit status."""
+    [--no-sessions] [--agents A,B] [--users KINDS] [--llm-users N] [--llm KEY=VALUE ...] [--max-fallback-share SHARE]
+    [--quiet]``; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     start = time.perf_counter()
@@ -202,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--llm {args.llm[0]!r} sets the model of the LLM and hybrid users, but --users "
                              f"{args.users!r} has none; add them, e.g. --users statistical,hybrid,llm")
         llm_settings = _settings(args.llm)
+        _check_fallback_share(args.max_fallback_share, kinds, args.users)
         splits = [s for s in args.splits.split(",") if s]
         unknown = sorted(set(splits) - set(SPLIT_KINDS))
         if unknown:
@@ -217,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "PATH too")
         world = _world(args.world, not args.quiet)
         source = _source(world, args.world, args.data, args.items, args.user_table)
-        data, split = held_out_split(world, source)
+        data, split = held_out_split(world, source, args.world)
         if with_users:
             check_sample_size(args.llm_users, split)
     except ValueError as error:
@@ -233,9 +246,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"recoworld fidelity: stopped before the report was complete; nothing was written to {args.out}",
               file=sys.stderr)
         raise
+    except FallbackShareExceeded as error:
+        # The LLM users' answers were mostly their twin's: no report may show them as the LLM's.
+        print(f"recoworld fidelity: stopped before the report was complete, nothing was written to {args.out}: "
+              f"{_fallback_message(error)}", file=sys.stderr)
+        return 1
     print("\n".join(headline(results)))
     print(f"report: {path} ({time.perf_counter() - start:.0f}s)")
     return 0
+
+
+def _check_fallback_share(share: float | None, kinds: list[str], users: str) -> None:
+    """Refuse a ``--max-fallback-share`` outside [0, 1], or one given without LLM users."""
+    if share is None:
+        return
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"--max-fallback-share {share}; give a share in [0, 1] (1.0 accepts every fallback)")
+    if "llm" not in kinds:
+        raise ValueError(f"--max-fallback-share {share} bounds the LLM users' fallbacks, but --users {users!r} has "
+                         "none; add them, e.g. --users statistical,hybrid,llm")
+
+
+#: A key of ``recoworld run``'s ``llm`` node in an LLM failure's fix (``llm.base_url``,
+#: ``llm.timeout_s=60``, ``llm.*``), not one inside a URL or a host name.
+_RUN_LLM_KEY = re.compile(r"(?<![\w./:-])llm\.(\*|\w+)(=?)")
+
+
+def _fallback_message(error: FallbackShareExceeded) -> str:
+    """``error``'s message with this command's flags in its fix: ``--llm KEY=VALUE`` for
+    the chat model's settings (the same fields as ``recoworld run``'s ``llm.KEY``), and
+    ``--max-fallback-share`` to accept fallbacks."""
+    def flag(key: re.Match) -> str:
+        name, given = key.groups()
+        return "--llm KEY=VALUE" if name == "*" else f"--llm {name}=" + ("" if given else "...")
+
+    return error.explained(setting="--max-fallback-share",
+                           accept="raise --max-fallback-share (1.0 accepts every fallback; the report's LLM use "
+                                  "line shows the share)",
+                           hint=_RUN_LLM_KEY.sub(flag, error.failures[0].hint))
 
 
 def _world(path: Path | None, progress: bool):
@@ -295,7 +343,9 @@ def _sections(args, world, source, data, split, stages, splits: list[str], agent
         # re-run, into any folder, replays them.
         llm = {"cache_dir": str(cache_dir() / "llm-cache"), **llm_settings}
         with stages.stage(f"LLM and hybrid users ({args.llm_users} users)"):
-            results["user_kinds"] = evaluate_users(world, data, split, kinds, args.llm_users, llm, RATIOS, args.seed)
+            share = LLMUserConfig.max_fallback_share if args.max_fallback_share is None else args.max_fallback_share
+            results["user_kinds"] = evaluate_users(world, data, split, kinds, args.llm_users, llm, RATIOS, args.seed,
+                                                   share)
     if args.social:
         from recoworld.apps.calibrate.concentration import concentration_experiment, describe
 
