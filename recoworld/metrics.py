@@ -139,24 +139,33 @@ def session_table(log: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
-def whole_lives(episodes: pd.DataFrame, max_steps: int | None = None) -> pd.DataFrame:
+def whole_lives(episodes: pd.DataFrame, max_steps: int | None = None, steps: int | None = None) -> pd.DataFrame:
     """The rows of an :func:`episode_table` that are a fair sample of user lives: per seed,
     the episodes certain to end in the log whatever their length (see the module's "Whole
     lives"); none of a seed where one of them did not end.
 
     An episode lasts at most ``max_steps`` steps (``env.max_steps``), so one that starts at
-    rollout step ``s`` ends by the seed's last logged rollout step ``last`` if ``s <= last +
-    1 - max_steps``: those are taken. Where that bound is below 0 (a rollout shorter than
+    rollout step ``s`` ends by the rollout's last step ``last = steps - 1`` if ``s <= last +
+    1 - max_steps``: those are taken. Give ``steps`` (``experiment.steps``): without it the
+    last step is read from the log, one step early where every slot sat in its autoreset
+    step at the end, and then whether a life that started at the bound is taken depends on
+    its own length. Where that bound is below 0 (a rollout shorter than
     ``max_steps``), or ``max_steps`` is None, the episodes that start at step 0 are taken
     (each slot's first), and a seed is kept only if every one of them ended.
 
     Raises:
         ValueError: an episode started in time to end and had not: it is longer than
-            ``max_steps``, which is then not the env's ``env.max_steps``.
+            ``max_steps``, which is then not the env's ``env.max_steps``; or a row lies
+            beyond ``steps``.
     """
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps={max_steps}; give the env's env.max_steps, at least 1")
     last = (episodes["start"] + episodes["steps"] - 1).groupby(episodes["seed"]).transform("max")
+    if steps is not None:
+        if (last >= steps).any():
+            raise ValueError(f"the log holds rollout step {int(last.max())}, beyond steps={steps}; give the "
+                             "experiment.steps the rollout ran with")
+        last = pd.Series(steps - 1, index=episodes.index)
     latest_start = 0 if max_steps is None else (last + 1 - max_steps).clip(lower=0)
     lives = episodes[episodes["start"] <= latest_start]
     unended = lives[~lives["completed"]]
@@ -342,7 +351,7 @@ def retention_curve(session: np.ndarray, churned: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- per run
 def run_metrics(log: pd.DataFrame, features: np.ndarray, popularity: np.ndarray,
-                max_steps: int | None = None) -> dict[str, float]:
+                max_steps: int | None = None, steps: int | None = None) -> dict[str, float]:
     """Every metric of :data:`METRICS` for one agent's rows of one seed.
 
     Args:
@@ -353,8 +362,9 @@ def run_metrics(log: pd.DataFrame, features: np.ndarray, popularity: np.ndarray,
         max_steps: the env's ``env.max_steps``: return per episode, watch time and session
             length count the lives that started by rollout step ``steps - max_steps``
             (:func:`whole_lives`); without it, each slot's first.
+        steps: the rollout's steps (``experiment.steps``); without it, read from the log.
     """
-    lives = whole_lives(episode_table(log), max_steps)
+    lives = whole_lives(episode_table(log), max_steps, steps)
     sessions = ended_sessions(session_table(log), lives)
     slates = list_column(log, "slate")
     return {
@@ -373,10 +383,10 @@ def run_metrics(log: pd.DataFrame, features: np.ndarray, popularity: np.ndarray,
 
 
 def summarize(log: pd.DataFrame, features: np.ndarray, popularity: np.ndarray,
-              confidence: float = 0.95, max_steps: int | None = None) -> dict[str, dict]:
+              confidence: float = 0.95, max_steps: int | None = None, steps: int | None = None) -> dict[str, dict]:
     """Per agent: each metric's mean across seeds with its t-interval, and the retention curve.
 
-    Each metric is computed per seed (:func:`run_metrics`, given ``max_steps``); seeds are the
+    Each metric is computed per seed (:func:`run_metrics`, given ``max_steps`` and ``steps``); seeds are the
     independent replications — each one a fresh population and a freshly set-up agent — so the
     interval stays valid for learning agents, whose episodes within a run depend on each
     other. The retention curve pools the sessions of all seeds.
@@ -400,7 +410,7 @@ def summarize(log: pd.DataFrame, features: np.ndarray, popularity: np.ndarray,
                                  f"step {step} more than once: its rows were logged twice (a seed repeated in "
                                  "experiment.seeds, or a part read twice); read each rollout once")
         seeds = sorted(rows["seed"].unique().tolist())
-        per_seed = [run_metrics(rows[rows["seed"] == s], features, popularity, max_steps) for s in seeds]
+        per_seed = [run_metrics(rows[rows["seed"] == s], features, popularity, max_steps, steps) for s in seeds]
         metrics = {name: seed_summary([m[name] for m in per_seed], confidence) for name in METRICS}
         episodes, sessions = episode_table(rows), session_table(rows)
         ended = sessions[sessions["completed"]]

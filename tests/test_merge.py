@@ -87,8 +87,8 @@ def test_a_metrics_seed_count_is_no_setting_key(tmp_path, capsys):
 def test_a_metric_without_any_value_is_said_so(tmp_path, capsys):
     fake_run(tmp_path / "a", ["experiment.seeds=[0,1]"], [0, 1], [None, None])
     assert cli.main(["merge", str(tmp_path)]) == 0
-    assert ("recoworld merge: --metric return_per_episode has no value in any row (e.g. return_per_episode needs "
-            "experiment.steps >= env.max_steps, and a session metric a session that ended), so sweep.png shows no "
+    assert ("recoworld merge: --metric return_per_episode has no value in any row (e.g. return_per_episode, "
+            "watch_time and session_length need experiment.steps >= env.max_steps), so sweep.png shows no "
             "point; give another --metric, e.g. --metric ctr") in " ".join(capsys.readouterr().err.split())
 
 

@@ -132,24 +132,44 @@ def test_a_robustness_study_ranking_on_sessions_names_the_steps_they_need(tmp_pa
             "metric") in capsys.readouterr().err
 
 
-def summary_with(watch_per_seed):
-    """A metrics.json of one agent whose metrics are all 1.0 but watch time, per seed as given."""
+def summary_with(watch_per_seed, max_steps=100):
+    """A metrics.json of a 10-step run of one agent whose metrics are all 1.0 but watch time, per seed as given."""
     defined = [v for v in watch_per_seed if v is not None]
     cell = {"mean": 1.0, "ci_low": None, "ci_high": None, "per_seed": [1.0] * len(watch_per_seed)}
     watch = {"mean": (sum(defined) / len(defined)) if defined else None, "ci_low": None, "ci_high": None,
              "per_seed": list(watch_per_seed)}
-    return {"world": {"name": "w"}, "num_envs": 4, "steps": 10, "seeds": list(range(len(watch_per_seed))),
+    return {"world": {"name": "w"}, "num_envs": 4, "steps": 10, "max_steps": max_steps,
+            "seeds": list(range(len(watch_per_seed))),
             "agents": {"a": {"metrics": {name: watch if name == "watch_time" else cell for name in metrics.METRICS}}}}
 
 
-def test_the_summary_says_why_a_whole_life_metric_is_undefined():
+def printed_summary(metrics_json) -> str:
     from rich.console import Console
 
     console = Console(record=True, width=400)
-    report.print_summary(summary_with([None, 2.0]), console)
-    assert ("(watch time per session: '-' or 'k of N seeds' where a seed's first users did not all end within its "
-            "10 steps; these count whole lives (recoworld.metrics.whole_lives), so give experiment.steps at least "
-            "env.max_steps)") in console.export_text()
-    console = Console(record=True, width=400)
-    report.print_summary(summary_with([2.0, 2.0]), console)
-    assert "whole lives" not in console.export_text()
+    report.print_summary(metrics_json, console)
+    return console.export_text()
+
+
+def test_the_summary_says_why_a_whole_life_metric_is_undefined():
+    assert ("(watch time per session: '-' or 'k of N seeds' where a seed has no value; these count whole lives "
+            "(recoworld.metrics.whole_lives), and a seed's first users did not all end within its 10 steps: give "
+            "experiment.steps at least env.max_steps (100))") in printed_summary(summary_with([None, 2.0]))
+    # Long enough for whole lives, yet none of their sessions ended by a user: not the steps' fault.
+    assert ("(watch time per session: '-' or 'k of N seeds' where a seed has no value; no user ended a session "
+            "within the whole lives of the rollout (recoworld.metrics.whole_lives), e.g. every one was cut by "
+            "env.max_steps first: run more steps, or raise env.max_steps)") in printed_summary(
+        summary_with([None, 2.0], max_steps=5))
+    assert "whole lives" not in printed_summary(summary_with([2.0, 2.0]))
+
+
+def test_the_rollout_s_steps_fix_the_bound_whatever_the_log_s_last_row():
+    # One slot whose lives fill the rollout but for its last step (an autoreset step is not
+    # logged): read from the log, the bound would move a step earlier.
+    episodes = pd.DataFrame({"seed": 0, "user": 0, "episode": [0, 1, 2], "return": [1.0, 2.0, 3.0],
+                             "steps": [3, 3, 2], "start": [0, 4, 8], "completed": True})
+    assert metrics.whole_lives(episodes, max_steps=3)["episode"].tolist() == [0, 1]
+    assert metrics.whole_lives(episodes, max_steps=3, steps=11)["episode"].tolist() == [0, 1, 2]
+    with pytest.raises(ValueError, match=r"^the log holds rollout step 9, beyond steps=9; give the experiment.steps "
+                                         r"the rollout ran with$"):
+        metrics.whole_lives(episodes, max_steps=3, steps=9)

@@ -96,8 +96,8 @@ def merge(dirs: Sequence[str | Path], out: str | Path | None = None, metric: str
     say(console, f"recoworld merge: {plural(len(runs), 'run')}, {plural(len(table), 'row')} -> {out / SWEEP_CSV}, {out / SWEEP_PNG}")
     if table[metric].isna().all():
         # The plot has axes and no point: say why, or the last line reads as a full success.
-        say(console, f"recoworld merge: --metric {metric} has no value in any row (e.g. return_per_episode needs "
-                     "experiment.steps >= env.max_steps, and a session metric a session that ended), so sweep.png "
+        say(console, f"recoworld merge: --metric {metric} has no value in any row (e.g. return_per_episode, "
+                     "watch_time and session_length need experiment.steps >= env.max_steps), so sweep.png "
                      "shows no point; give another --metric, e.g. --metric ctr")
     return table
 

@@ -120,8 +120,8 @@ class Lineup:
         if self.on_rollout is not None:
             self.on_rollout()
         max_steps = self.cfg.env.max_steps
-        score = result.reward_per_interaction if log is None else run_metrics(log.to_pandas(), self.features,
-                                                                              self.popularity, max_steps)[c.metric]
+        score = (result.reward_per_interaction if log is None else
+                 run_metrics(log.to_pandas(), self.features, self.popularity, max_steps, c.steps)[c.metric])
         if np.isnan(score):
             why = (f"--steps {c.steps} is below the env's max_steps ({max_steps}), which cuts first episodes; give "
                    f"--steps {max_steps} or more, or rank by another metric"

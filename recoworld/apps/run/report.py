@@ -104,12 +104,22 @@ def print_summary(metrics: dict, console: Console, run_dir: Path | None = None) 
     cut = [TITLES[name] for name in WHOLE_LIFE_METRICS
            if any(None in summary["metrics"][name].get("per_seed", []) for summary in agents.values())]
     if cut:
-        # A "-" would read as a failure: say that the rollout was too short for whole lives.
-        console.print(f"({listing(cut)}: '-' or 'k of N seeds' where a seed's first users did not all end within "
-                      f"its {metrics['steps']} steps; these count whole lives (recoworld.metrics.whole_lives), so "
-                      "give experiment.steps at least env.max_steps)", soft_wrap=True)
+        # A "-" would read as a failure: say why these have no value.
+        console.print(f"({listing(cut)}: '-' or 'k of N seeds' where a seed has no value; {_why_cut(metrics)})",
+                      soft_wrap=True)
     if run_dir is not None:
         console.print(f"run directory: {run_dir}", soft_wrap=True)
+
+
+def _why_cut(metrics: dict) -> str:
+    """Why a metric over whole lives (:func:`recoworld.metrics.whole_lives`) has no value in a seed."""
+    steps, max_steps = metrics["steps"], metrics.get("max_steps")
+    if max_steps is None or steps < max_steps:
+        return (f"these count whole lives (recoworld.metrics.whole_lives), and a seed's first users did not all "
+                f"end within its {steps} steps: give experiment.steps at least env.max_steps"
+                + ("" if max_steps is None else f" ({max_steps})"))
+    return ("no user ended a session within the whole lives of the rollout (recoworld.metrics.whole_lives), "
+            "e.g. every one was cut by env.max_steps first: run more steps, or raise env.max_steps")
 
 
 #: Simulator counters that are shares of steps, shown as percentages.
@@ -133,15 +143,16 @@ def _cell(value: dict, counter: bool = False, share: bool = False) -> str:
     return f"{mean:.{digits}f} ± {(high - low) / 2:.{digits}f}{seeds}"
 
 
-def returns_by_index(log: pd.DataFrame, max_steps: int | None = None,
-                     min_episodes: int = 10) -> dict[str, pd.DataFrame]:
+def returns_by_index(log: pd.DataFrame, max_steps: int | None = None, min_episodes: int = 10,
+                     steps: int | None = None) -> dict[str, pd.DataFrame]:
     """Per agent, the points of ``returns.png``: columns ``episode`` (the index), ``mean``,
     ``low``, ``high`` (the 95% t-interval across seeds of the seeds' mean returns of the
     whole lives with that index), for the indices from 0 while every seed has at least
-    ``min_episodes`` such lives; ``max_steps`` is the env's ``env.max_steps``."""
+    ``min_episodes`` such lives; ``max_steps`` is the env's ``env.max_steps``, ``steps`` the
+    rollout's (:func:`~recoworld.metrics.whole_lives`)."""
     points = {}
     for agent, rows in log.groupby("agent", sort=False):
-        lives = whole_lives(episode_table(rows), max_steps)
+        lives = whole_lives(episode_table(rows), max_steps, steps)
         by_seed = lives.groupby(["episode", "seed"])["return"].agg(["mean", "size"]).reset_index()
         n_seeds = rows["seed"].nunique()
         drawn = []
@@ -154,13 +165,14 @@ def returns_by_index(log: pd.DataFrame, max_steps: int | None = None,
     return points
 
 
-def plot_returns(log: pd.DataFrame, path: Path, max_steps: int | None = None, min_episodes: int = 10) -> None:
+def plot_returns(log: pd.DataFrame, path: Path, max_steps: int | None = None, min_episodes: int = 10,
+                 steps: int | None = None) -> None:
     """Mean return of the whole lives by episode index with its 95% t-interval across seeds,
     per agent (:func:`returns_by_index`)."""
     fig = Figure(figsize=(7, 4.2))
     ax = fig.subplots()
     last = 0
-    for agent, points in returns_by_index(log, max_steps, min_episodes).items():
+    for agent, points in returns_by_index(log, max_steps, min_episodes, steps).items():
         if points.empty:
             continue
         last = max(last, int(points["episode"].max()))

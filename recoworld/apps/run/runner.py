@@ -310,13 +310,15 @@ def _write_results(cfg: DictConfig, lineup: dict[str, DictConfig], segments: dic
     """``lineup.yaml``, the plots and ``metrics.json``, from every part of the run, each written whole."""
     experiment = cfg.experiment
     features, popularity = catalog.features.cpu().numpy(), catalog.popularity.cpu().numpy()
-    max_steps = int(cfg.env.max_steps)  # which lives the rollout cannot have cut (metrics.whole_lives)
-    frame, agents = _summaries(directory, lineup, experiment.seeds, None, features, popularity, max_steps)
+    # which lives the rollout cannot have cut (metrics.whole_lives)
+    horizon = {"steps": int(experiment.steps), "max_steps": int(cfg.env.max_steps)}
+    frame, agents = _summaries(directory, lineup, experiment.seeds, None, features, popularity, horizon)
     metrics = {
         "schema_version": SCHEMA_VERSION,
         "world": {"name": catalog.name, "n_items": catalog.n_items},
         "num_envs": int(cfg.env.num_envs),
-        "steps": int(experiment.steps),
+        "steps": horizon["steps"],
+        "max_steps": horizon["max_steps"],
         "seeds": [int(s) for s in experiment.seeds],
         "interval": "95% Student-t interval of the mean across seeds (per_seed holds the values)",
         "metric_definitions": METRICS,
@@ -329,12 +331,12 @@ def _write_results(cfg: DictConfig, lineup: dict[str, DictConfig], segments: dic
         metrics["segments"] = {
             name: {"population": OmegaConf.to_container(segment.simulator.population),
                    "agents": _summaries(directory, lineup, experiment.seeds, name, features, popularity,
-                                        max_steps)[1]}
+                                        horizon)[1]}
             for name, segment in segments.items() if name is not None}
     resolved = {name: OmegaConf.to_container(agent, resolve=True) for name, agent in lineup.items()}
     directory.write_text("lineup.yaml", OmegaConf.to_yaml(OmegaConf.create(redact_secrets(resolved))))
     if experiment.plots:
-        for name, plot in (("returns.png", lambda path: report.plot_returns(frame, path, max_steps)),
+        for name, plot in (("returns.png", lambda path: report.plot_returns(frame, path, **horizon)),
                            ("learning.png", lambda path: report.plot_learning_curves(frame, path)),
                            ("retention.png", lambda path: report.plot_retention(agents, path))):
             with directory.replacing(name) as temporary:
@@ -348,12 +350,12 @@ def _distinct(values: list[dict]) -> list[dict]:
 
 
 def _summaries(directory: RunDirectory, lineup: dict[str, DictConfig], seeds: Sequence[int], segment: str | None,
-               features, popularity, max_steps: int) -> tuple:
+               features, popularity, horizon: dict[str, int]) -> tuple:
     """The log of ``segment``'s parts (in lineup and seed order) and its :func:`summarize`,
     with each agent's rollout seconds, simulator and agent counters from the parts' records."""
     parts = [Part(name, int(seed), segment) for name in lineup for seed in seeds]
     frame = read_log([directory.path / part.file for part in parts])
-    agents = summarize(frame, features, popularity, max_steps=max_steps)
+    agents = summarize(frame, features, popularity, **horizon)
     for name, summary in agents.items():
         records = [directory.completed(part) for part in parts if part.agent == name]
         summary["seconds"] = round(sum(record["seconds"] for record in records), 3)
