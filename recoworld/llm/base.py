@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -55,8 +56,11 @@ class ChatModel(abc.ABC):
         retry: a :class:`~recoworld.llm.retry.RetryPolicy` for transient errors (429, 5xx,
             connection errors, timeouts).
         max_concurrency: most backend calls in flight at once (per event loop).
-        timeout_s: wall-clock limit of one backend call; ``None`` for no limit. An in-process
-            generation cannot be interrupted: on timeout the caller stops waiting for it.
+        timeout_s: wall-clock limit of one backend call; ``None`` for no limit. What a call
+            waits for before it starts (the concurrency limit, another request finding out
+            what a server supports) does not count. An in-process generation (llama.cpp,
+            ``transformers``) that overruns it stops, and is not retried: it would take as
+            long again (:mod:`recoworld.llm.in_process`).
         max_repairs: repair turns after a reply that fails validation.
         repair_temperature: the least temperature of a repair turn, sampled with a seed
             derived from the request's (see :mod:`recoworld.llm.attempts`): a greedy repair
@@ -128,6 +132,12 @@ class ChatModel(abc.ABC):
         calls of a batch share their sampling parameters. Raise
         :class:`~recoworld.llm.errors.TransientBackendError` (or an exception that
         :meth:`_translate_error` maps to it) for errors worth retrying."""
+
+    def _generation_turn(self, batch: list[BackendCall]) -> contextlib.AbstractAsyncContextManager:
+        """What a try of ``batch`` waits for before ``timeout_s`` starts, and holds while it
+        runs: a turn that depends on other calls, not on this one (the OpenAI backend's: the
+        end of another request's finding out of the structured mode). Default: none."""
+        return contextlib.nullcontext()
 
     def cache_identity(self) -> dict:
         """What names this model's outputs in cache keys: never secrets, never addresses."""
@@ -300,12 +310,13 @@ class ChatModel(abc.ABC):
             reservation = self.accounting.reserve(batch)
             try:
                 for retry in range(self.retry.max_retries + 1):
-                    start = time.perf_counter()
                     try:
-                        if self.timeout_s is None:
-                            completions = await self._generate(batch)
-                        else:
-                            completions = await asyncio.wait_for(self._generate(batch), self.timeout_s)
+                        async with self._generation_turn(batch):
+                            start = time.perf_counter()
+                            if self.timeout_s is None:
+                                completions = await self._generate(batch)
+                            else:
+                                completions = await asyncio.wait_for(self._generate(batch), self.timeout_s)
                     except Exception as raw:
                         exc = self._translate_error(raw)
                         if not isinstance(exc, TransientBackendError) or retry == self.retry.max_retries:

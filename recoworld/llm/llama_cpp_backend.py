@@ -5,22 +5,62 @@ With ``structured_mode="json_schema"`` a request's schema is compiled by llama.c
 grammar (``response_format={"type": "json_object", "schema": ...}``), so every sampled token
 keeps the reply inside the schema; a reply cut short by ``max_tokens`` can still be invalid
 and goes through the usual repair turns.
+
+A generation whose caller stopped waiting (``timeout_s``, a cancelled task) stops within the
+evaluation under way, the prompt's included, and a timeout is not retried
+(:mod:`recoworld.llm.in_process`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from pathlib import Path
 
-from recoworld.llm.base import ChatModel
 from recoworld.llm.embedded import INSTALL_HINT, default_gguf_path
+from recoworld.llm.in_process import GenerationAbandoned, InProcessChatModel
 from recoworld.llm.types import BackendCall, Completion
 
 STRUCTURED_MODES = ("json_schema", "none")
 
 
-class LlamaCppChatModel(ChatModel):
+def _stoppable_llama(llama_cpp):
+    """``llama_cpp.Llama`` whose generation stops once ``should_stop()`` is true: between
+    tokens, and inside a token's or the prompt's evaluation (a long prompt takes seconds).
+
+    ``generate`` evaluates the prompt, then each sampled token, through ``eval``, checked
+    before each; ggml asks the context's abort callback between the operations of an
+    evaluation, which then fails ("llama_decode returned 2"). (The chat handlers drop a
+    caller's ``stopping_criteria``, and an exception cannot leave a logits processor, which
+    runs in a C callback.) The model's state stays whole: ``n_tokens`` counts only what was
+    evaluated, and the next ``eval`` drops anything past it from the KV cache. The callback
+    goes through ``Llama._ctx``, a private attribute: where a release lacks it, a generation
+    stops between tokens only.
+    """
+
+    class StoppableLlama(llama_cpp.Llama):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            context = getattr(getattr(self, "_ctx", None), "ctx", None)
+            if context is not None and hasattr(llama_cpp, "llama_set_abort_callback"):
+                self._abort_callback = llama_cpp.ggml_abort_callback(lambda _data: self.should_stop())  # kept alive
+                llama_cpp.llama_set_abort_callback(context, self._abort_callback, None)
+
+        def should_stop(self) -> bool:
+            return False
+
+        def eval(self, tokens):
+            if self.should_stop():
+                raise GenerationAbandoned("stopped: its caller stopped waiting")
+            try:
+                return super().eval(tokens)
+            except RuntimeError:
+                if self.should_stop():  # the abort callback stopped it
+                    raise GenerationAbandoned("stopped: its caller stopped waiting") from None
+                raise
+
+    return StoppableLlama
+
+
+class LlamaCppChatModel(InProcessChatModel):
     """A GGUF chat model in this process.
 
     Arguments:
@@ -34,7 +74,9 @@ class LlamaCppChatModel(ChatModel):
             (faster with a shared system prompt). Off by default: a reused prefix is evaluated
             in a different batch shape, which shifts logits slightly, so a seeded sampled reply
             would depend on which call came before it.
-        model_id: name in cache keys and metrics; default the file name.
+        model_id: name in cache keys and metrics; default the file name. Cache keys also
+            hold the file's size and the name in its metadata (``general.name``), so that
+            two models saved under one file name do not share replies.
         **kwargs: the shared :class:`~recoworld.llm.base.ChatModel` arguments;
             ``max_concurrency`` defaults to 1 (one llama context, one generation at a time),
             ``repair_shows_reply`` to False (SmolLM2-135M shown its bad reply repeats it).
@@ -76,11 +118,15 @@ class LlamaCppChatModel(ChatModel):
         self.structured_mode = structured_mode
         self.n_ctx = n_ctx
         self.reuse_prefix = reuse_prefix
-        self._llama = llama_cpp.Llama(
+        self.chat_format = chat_format
+        self._llama = _stoppable_llama(llama_cpp)(
             model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers,
             chat_format=chat_format, verbose=False,
         )
-        self._lock = threading.Lock()  # a llama context is not thread-safe
+        self._llama.should_stop = self._abandoned
+        #: What tells this GGUF from another of the same file name, for cache keys.
+        self.gguf_fingerprint = {"bytes": path.stat().st_size,
+                                 "name": getattr(self._llama, "metadata", {}).get("general.name")}
 
     def _failure_hint(self, exc: BaseException) -> str:
         # llama-cpp-python says "Requested tokens (N) exceed context window of M": the prompt,
@@ -89,14 +135,16 @@ class LlamaCppChatModel(ChatModel):
             return (f"the prompt and its reply do not fit the context window: raise llm.n_ctx (now {self.n_ctx}, "
                     "at most the model's own), or shorten what enters the prompt (long item titles; LLM users' "
                     "memory: simulator.config.memory.*)")
-        return ""
+        return super()._failure_hint(exc)
 
     def cache_identity(self) -> dict:
-        return {"backend": self.backend, "model": self.model_id, "structured_mode": self.structured_mode}
+        # The chat format changes the prompt the model reads, and so its replies.
+        return {"backend": self.backend, "model": self.model_id, "gguf": self.gguf_fingerprint,
+                "chat_format": self.chat_format, "structured_mode": self.structured_mode}
 
-    async def _generate(self, calls: list[BackendCall]) -> list[Completion]:
+    def _generate_locked(self, calls: list[BackendCall]) -> list[Completion]:
         (call,) = calls
-        return [await asyncio.to_thread(self._generate_one, call)]
+        return [self._generate_one(call)]
 
     def _generate_one(self, call: BackendCall) -> Completion:
         s = call.sampling()
@@ -106,12 +154,11 @@ class LlamaCppChatModel(ChatModel):
                 args[name] = s[name]
         if call.json_schema is not None and self.structured_mode == "json_schema":
             args["response_format"] = {"type": "json_object", "schema": call.json_schema}
-        with self._lock:
-            if self._llama is None:
-                raise RuntimeError(f"{self!r} is closed; build a new LlamaCppChatModel to generate again")
-            if not self.reuse_prefix:
-                self._llama.reset()
-            response = self._llama.create_chat_completion(**args)
+        if self._llama is None:  # the caller holds the model's lock
+            raise RuntimeError(f"{self!r} is closed; build a new LlamaCppChatModel to generate again")
+        if not self.reuse_prefix:
+            self._llama.reset()
+        response = self._llama.create_chat_completion(**args)
         choice, usage = response["choices"][0], response.get("usage") or {}
         return Completion(
             text=choice["message"].get("content") or "",

@@ -29,7 +29,8 @@ same mode, and the modes refused before it stay refused for the model's life, so
 does not ask them again. When even ``none`` is refused, the fault is not the
 ``response_format`` (a prompt too long for the model is refused in every mode): the error
 is reported as it is, the refusals of that search are forgotten, and the next request finds
-out again. An explicit mode is used as given.
+out again. Requests that wait for another's finding out wait before their ``timeout_s``
+starts, which limits each one's own call. An explicit mode is used as given.
 
 **Several servers.** ``base_url`` may name several servers of the same model (a list, or
 URLs separated by commas): requests go to the one with the fewest in flight, and a server
@@ -55,6 +56,7 @@ sent; a body cut short is a transient error, retried. Every error names the serv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -230,15 +232,31 @@ class OpenAIChatModel(ChatModel):
             return {"response_format": {"type": "json_object"}}
         return {"extra_body": {"guided_json": json_schema}}
 
+    @contextlib.asynccontextmanager
+    async def _generation_turn(self, batch: list[BackendCall]):
+        """While ``auto`` has not found the mode, a structured call waits, untimed, for the
+        request finding it out, and finds it out itself if that one failed: it then holds
+        the discovery lock, so the next ones wait for it in turn."""
+        (call,) = batch
+        finding_out = False
+        if call.json_schema is not None and self.mode_in_use is None:
+            lock = self._discovery_lock()
+            await lock.acquire()
+            finding_out = self.mode_in_use is None
+            if not finding_out:
+                lock.release()  # found while this request waited: it uses that mode
+        try:
+            yield
+        finally:
+            if finding_out:
+                lock.release()
+
     async def _generate(self, calls: list[BackendCall]) -> list[Completion]:
         (call,) = calls
         if call.json_schema is None:
             return [await self._complete(call, "none")]
-        if self.mode_in_use is None:
-            async with self._discovery_lock():
-                # Requests that waited here use what the first one found.
-                if self.mode_in_use is None:
-                    return [await self._discover_mode(call)]
+        if self.mode_in_use is None:  # this call holds the discovery lock (_generation_turn)
+            return [await self._discover_mode(call)]
         return [await self._complete(call, self.mode_in_use)]
 
     def _discovery_lock(self) -> asyncio.Lock:

@@ -4,17 +4,18 @@ Requests of a round that share sampling parameters are padded on the left and ge
 together in batches of ``batch_size`` — one forward pass per token for the whole batch, which
 is where a GPU earns its keep. There is no constrained decoding here: structured replies rely
 on the schema in the prompt and on repair turns.
+
+A generation whose caller stopped waiting (``timeout_s``, a cancelled task) stops after its
+current token, and a timeout is not retried (:mod:`recoworld.llm.in_process`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import json
-import threading
 from pathlib import Path
 
-from recoworld.llm.base import ChatModel
+from recoworld.llm.in_process import GenerationAbandoned, InProcessChatModel
 from recoworld.llm.types import BackendCall, Completion
 
 
@@ -110,14 +111,15 @@ def _load_model(transformers, name: str, options: dict):
     return model
 
 
-class TransformersChatModel(ChatModel):
+class TransformersChatModel(InProcessChatModel):
     """A chat model run in-process by ``transformers``.
 
     Arguments:
         model: a hub id or local directory, or a loaded ``PreTrainedModel``.
         tokenizer: the tokenizer, required with a loaded model; it must have a chat template.
         device: ``"cuda"``, ``"cuda:1"``, ``"cpu"``...; default CUDA when present, else CPU.
-        dtype: weights dtype when loading by name (``"bfloat16"``, ``"auto"``...).
+        dtype: weights dtype when loading by name (``"bfloat16"``, ``"auto"``...). The
+            weights' dtype enters cache keys: it changes replies, greedy ones included.
         batch_size: most sequences generated together.
         model_id: name in cache keys and metrics; default the name given (hub id, or local
             directory with ``~`` expanded), else the loaded model's ``name_or_path``
@@ -180,14 +182,22 @@ class TransformersChatModel(ChatModel):
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.max_batch_size = batch_size
-        self._lock = threading.Lock()
+        #: The dtype of the weights as loaded (``"torch.bfloat16"``...), for cache keys.
+        self.weights_dtype = str(getattr(self.model, "dtype", None))
 
-    async def _generate(self, calls: list[BackendCall]) -> list[Completion]:
-        return await asyncio.to_thread(self._generate_batch, calls)
+    def cache_identity(self) -> dict:
+        return {**super().cache_identity(), "dtype": self.weights_dtype}
+
+    def _generate_locked(self, calls: list[BackendCall]) -> list[Completion]:
+        return self._generate_batch(calls)
 
     def _generate_batch(self, calls: list[BackendCall]) -> list[Completion]:
         import torch
+        import transformers
 
+        model = self.model  # the caller holds the model's lock
+        if model is None:
+            raise RuntimeError(f"{self!r} is closed; build a new TransformersChatModel to generate again")
         tok = self.tokenizer
         asked = [tok.apply_chat_template(list(c.messages), add_generation_prompt=True, tokenize=False) for c in calls]
         # One row per distinct prompt: rows of a seeded batch draw from one random stream, and
@@ -203,10 +213,8 @@ class TransformersChatModel(ChatModel):
             options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if s["stop"]:
             options.update(stop_strings=s["stop"], tokenizer=tok)
-        with self._lock, torch.inference_mode():
-            model = self.model
-            if model is None:
-                raise RuntimeError(f"{self!r} is closed; build a new TransformersChatModel to generate again")
+        options["stopping_criteria"] = transformers.StoppingCriteriaList([_StopWhenAbandoned(self._abandoned)])
+        with torch.inference_mode():
             if s["seed"] is None:
                 output = model.generate(**inputs, **options)
             else:
@@ -243,6 +251,22 @@ class TransformersChatModel(ChatModel):
 
     def __repr__(self) -> str:
         return f"TransformersChatModel(model_id={self.model_id!r}, device={str(self.device)!r}, batch_size={self.max_batch_size})"
+
+
+class _StopWhenAbandoned:
+    """A ``transformers`` stopping criterion that stops the generation, between tokens, once
+    ``abandoned()`` is true (its caller stopped waiting); raising, not answering ``True``,
+    so that a generation cut short is never taken for a reply."""
+
+    def __init__(self, abandoned):
+        self.abandoned = abandoned
+
+    def __call__(self, input_ids, scores, **kwargs):
+        if self.abandoned():
+            raise GenerationAbandoned("stopped: its caller stopped waiting")
+        import torch
+
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
 def _eos_ids(model, tokenizer) -> set[int]:
