@@ -10,7 +10,12 @@ From an observation (see ``RecoWorld/Slate-v0``'s manual) with catalog item feat
 - the profile's **genre mix** :math:`g_b = \sum_h \omega_h w_{i_h} / \sum_h \omega_h`;
 - the latest **instruction** (more / less genres, novelty wish), weighted by
   :math:`1/\text{age}` (steps since it was voiced, 0 when none), because an instruction
-  stops applying after a few steps and the agent does not know how many.
+  stops applying after a few steps and the agent does not know how many. Unlike
+  :attr:`~recoworld.types.Observation.instruction_in_force` (the rule of SlateQ and the LLM
+  agents), the weight does not drop to 0 when the session ends: what a user asked for says
+  something of their taste after it. Dropping it was measured worse on the instruction
+  benchmark's world (`benchmarks/RESULTS.md`, "Contextual agents' features: an instruction
+  of an earlier session").
 
 The shared feature vector :math:`x_{bc}` of user :math:`b` and candidate :math:`c` is
 

@@ -26,7 +26,8 @@ its sentence reaches the agent in ``feedback.info["instruction_text"]`` at the s
 voiced. Hearing it is observation, not learning: :meth:`LLMRecommender.observe` keeps each
 user's latest sentence, and :func:`~recoworld.envs.rollout.rollout` passes every step's
 feedback to it even with ``learn=False`` (an evaluation with the agent's learners frozen);
-:meth:`~LLMRecommender.update` observes, then lets the proposer or guide learn. The agents
+:meth:`~LLMRecommender.update` observes, then lets the proposer or guide learn (the start of
+each rollout, :meth:`~LLMRecommender.begin_rollout`, reaches them too). The agents
 quote the sentence while the instruction is current (voiced in the current session);
 without it they describe the structured form.
 
@@ -177,9 +178,20 @@ class LLMRecommender(Recommender):
         ``n_steps * num_envs`` more requests, the bound that lets :meth:`check_fallbacks` stop
         the rollout as soon as its fallbacks can no longer end within ``max_fallback_share``
         (see the module docstring). Every user slot holds a new user: what the last ones said
-        is forgotten."""
+        is forgotten, and the agents this one builds on (:meth:`inner_agents`) hear the start
+        too, as a :class:`~recoworld.agents.base.ScorerWrapper`'s base does: a proposer that
+        learns across rollouts (SlateQ) must forget the last rollout's users."""
         self._request_limit = self.counts["llm_requests"] + n_steps * num_envs
         self._said.clear()
+        for inner in self.inner_agents():
+            begin = getattr(inner, "begin_rollout", None)
+            if begin is not None:
+                begin(n_steps, num_envs)
+
+    def inner_agents(self) -> list[Recommender]:
+        """The agents this one builds on: its proposer or guide (any attribute that is a
+        :class:`~recoworld.agents.base.Recommender`)."""
+        return [value for value in vars(self).values() if isinstance(value, Recommender)]
 
     def observe(self, feedback: Feedback) -> None:
         """Remember what each user said (see the module docstring): observation, which
