@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-from dataclasses import replace
 
 import pytest
 
@@ -18,20 +17,9 @@ from recoworld.llm import ScriptedChatModel
 from recoworld.simulators.llm_shared import FallbackShareExceeded, LLMVoiceConfig, StepFailure
 
 from fake_openai_server import Answer, FakeOpenAIServer
+from tests.test_probe_reports import world_dir  # noqa: F401  (a fixture: the small world and its log file)
 
 SMALL = ["--agents", "", "--splits", "", "--no-sessions", "--quiet", "--users", "statistical,llm"]
-
-
-@pytest.fixture(scope="module")
-def world_dir(small_world, tmp_path_factory):
-    """The small world saved with its data as a log file it can be read again from."""
-    world, data = small_world
-    folder = tmp_path_factory.mktemp("fidelity_llm")
-    log = folder / "log.csv"
-    data.ratings.rename(columns={"user_id": "user", "item_id": "item"}).to_csv(log, index=False)
-    meta = {**world.meta, "data": {**world.meta.get("data", {}), "source": {"kind": "interactions",
-                                                                            "data": str(log)}}}
-    return replace(world, meta=meta).save(folder / "world")
 
 
 @pytest.fixture
@@ -49,7 +37,8 @@ def own_cache(tmp_path, monkeypatch):
 
 
 def fidelity(world_dir, out, *argv) -> int:
-    return cli_main(["fidelity", "--world", str(world_dir), "--out", str(out), *SMALL, *argv])
+    world, _ = world_dir
+    return cli_main(["fidelity", "--world", str(world), "--out", str(out), *SMALL, *argv])
 
 
 def openai(base_url: str) -> list[str]:

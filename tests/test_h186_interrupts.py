@@ -23,6 +23,7 @@ from recoworld.apps.run.app import main as run_app
 from recoworld.apps.view import page as view_page
 from recoworld.logs import read_log
 from tests.test_ope_evaluate import xor_problem
+from tests.test_minari import datasets  # noqa: F401  (a fixture: a Minari folder of its own)
 from tests.test_ope_study import SMALL
 
 RUN = ["world=synthetic", "env.num_envs=6", "experiment.steps=12", "env.max_steps=6", "experiment.progress=false",
@@ -47,10 +48,6 @@ def run_dir(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture
-def datasets(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
-    return tmp_path / "datasets"
 
 
 def status_of(run: Path) -> dict:
