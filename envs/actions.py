@@ -63,8 +63,12 @@ class ActionDecoder:
         B, C = self.n_users, self.num_candidates
         expected = (C,) if single else (B, C)  # one action is one row, (C,), as one slate is (K,)
         try:
-            scores = torch.as_tensor(viewable(np.asarray(actions, dtype=np.float32)), device=self.device)
-        except (TypeError, ValueError) as error:
+            if isinstance(actions, torch.Tensor):
+                # a policy's output as it is (on any device, tracking gradients): only its values rank
+                scores = actions.detach().to(self.device, torch.float32)
+            else:
+                scores = torch.as_tensor(viewable(np.asarray(actions, dtype=np.float32)), device=self.device)
+        except (TypeError, ValueError, RuntimeError) as error:
             got = (f"an array of dtype {actions.dtype}" if isinstance(actions, np.ndarray)
                    else f"a {type(actions).__name__}")
             raise ValueError(f"action is {got}, which does not read as float32 scores ({error}); pass one number per "

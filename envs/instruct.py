@@ -19,7 +19,7 @@ from recoworld.envs.slate import _episode_end, _first, _single_reset_seed, _Worl
 from recoworld.envs.world import SlateWorld, check_arguments, refuse_step_after_end
 from recoworld.simulators import instructions as _phrasings
 from recoworld.types import CANDIDATE_IDS
-from recoworld.wording import plural
+from recoworld.wording import one_line, plural
 
 INVALID_ACTION_MODES = ("raise", "penalty")
 #: The Slate env's arguments that the text env sets itself.
@@ -253,7 +253,7 @@ class InstructEnv(_WorldFace, gym.Env):
         lines = []
         if self._instruction_is_current():
             age = int(world.instruction_age[0])
-            text = self._instruction_text
+            text = one_line(self._instruction_text)
             if len(text) > self.max_instruction_chars:
                 text = text[: self.max_instruction_chars - 1] + "…"
             lines.append(f"User's latest instruction ({plural(age, 'step')} ago): \"{text}\"")
@@ -279,7 +279,7 @@ class InstructEnv(_WorldFace, gym.Env):
 
     def _describe(self, item: int) -> str:
         genres = ", ".join(self._genre_names[g] for g in np.flatnonzero(self._genres[item]))
-        return f'{item} "{self.catalog.titles[item]}" [{genres}]'
+        return f'{item} "{one_line(self.catalog.titles[item])}" [{genres}]'
 
     def _max_observation_chars(self) -> int:
         catalog = self.catalog

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from recoworld.types import CANDIDATE_IDS
+from recoworld.wording import one_line
 
 #: Candidates named in a frame; the count says how many there are in all.
 CANDIDATES_SHOWN = 5
@@ -75,7 +76,7 @@ class AnsiFrames:
                 lines.append(f"session ended: back in {float(last['return_gap']):.1f} days")
         candidates = self.candidates
         if len(candidates):
-            named = ", ".join(str(self.catalog.titles[int(i)]) for i in candidates[:CANDIDATES_SHOWN])
+            named = ", ".join(one_line(self.catalog.titles[int(i)]) for i in candidates[:CANDIDATES_SHOWN])
             more = ", ..." if len(candidates) > CANDIDATES_SHOWN else ""
             lines.append(f"next candidates ({len(candidates)}): {named}{more}")
         return "\n".join(lines) + "\n"
@@ -90,7 +91,7 @@ class AnsiFrames:
             outcome = ", ".join(reaction)
         else:
             outcome = "seen" if last["examined"][k] else "not seen"
-        return f"  {k + 1:>2}. {str(self.catalog.titles[item])[:28]:<28} {genres[:20]:<20} {outcome}"
+        return f"  {k + 1:>2}. {one_line(self.catalog.titles[item])[:28]:<28} {genres[:20]:<20} {outcome}"
 
 
 def _candidates(observation: dict) -> np.ndarray:

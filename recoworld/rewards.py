@@ -77,7 +77,12 @@ class RewardWeights:
         unknown = sorted(set(spec) - set(SIGNALS))
         if unknown:
             raise ValueError(f"reward weights name unknown signals {unknown}; known signals: {list(SIGNALS)}")
-        return cls(**spec)
+        weights = cls(**spec)
+        if not any(getattr(weights, name) for name in SIGNALS):
+            # An agent trained on a reward that is 0 on every step learns nothing, in silence.
+            raise ValueError(f"reward={dict(spec)} weighs no signal, so every step would pay 0; give at least one "
+                             "nonzero weight, e.g. {'clicks': 1.0}")
+        return weights
 
     def signals(self, response: Response, totals: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Each signal per user ``[B]``. ``totals`` ``[B, 3]``, when the caller has them, are

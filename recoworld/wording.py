@@ -13,6 +13,12 @@ def plural(count: int, noun: str, nouns: str | None = None, spec: str = "") -> s
     return f"{count:{spec}} {noun if count == 1 else nouns or noun + 's'}"
 
 
+def one_line(text) -> str:
+    """``text`` on one line, its runs of whitespace (newlines, tabs) one space each: a title or
+    a user's sentence quoted in a line-based prompt or table cannot break it into lines."""
+    return " ".join(str(text).split())
+
+
 def listing(words: Iterable[str]) -> str:
     """Words as a sentence lists them: ``"a"``, ``"a and b"``, ``"a, b and c"``."""
     words = list(words)
