@@ -42,9 +42,33 @@ def test_an_optional_column_named_otherwise_is_refused_not_ignored(tmp_path, nam
 
 
 def test_other_columns_stay_ignored(tmp_path):
-    """Columns of other meanings, near as their names come (``duration`` is 0.71 of ``rating``)."""
+    """Columns of other meanings, whatever their names hold of the layout's (``duration``, ``rank``)."""
     table = log().assign(duration=30, rank=1, clip=0, session=7)
     assert len(load_interactions(write(tmp_path, "log.csv", table)).ratings) == len(table)
+
+
+@pytest.mark.parametrize("table, column", [("users", "Age"), ("users", "Zip Code"), ("users", "zipcode"),
+                                           ("items", "titles"), ("items", "Genres")])
+def test_a_table_column_named_otherwise_is_refused_not_ignored(tmp_path, table, column):
+    optional = {"Age": "age", "Zip Code": "zip_code", "zipcode": "zip_code", "titles": "title", "Genres": "genres"}
+    key = "user" if table == "users" else "item"
+    path = write(tmp_path, f"{table}.csv", pd.DataFrame({key: range(12), column: "x"}))
+    with pytest.raises(ValueError, match=re.escape(f"{table}.csv: column {column!r} looks like {optional[column]!r}; "
+                                                   f"rename it {optional[column]!r}")):
+        load_interactions(write(tmp_path, "log.csv", log()), **{table: path})
+
+
+def test_names_near_an_optional_column_in_letters_alone_are_other_columns(tmp_path):
+    """Only the name itself but for case, spaces or an ending is refused: ``clock`` is not
+    ``click``, nor ``dating`` a ``rating``, nor ``wage`` an ``age`` (difflib finds them near)."""
+    table = log().assign(clock=1, dating=2, slick=0, rated=1)
+    users = pd.DataFrame({"user": range(3), "wage": 9, "page": 1, "gender_id": 0, "occupation_id": 1, "zip": "x"})
+    items = pd.DataFrame({"item": range(12), "tile": "t", "entitle": 1, "genre_ids": "3|4", "title": "a"})
+    data = load_interactions(write(tmp_path, "log.csv", table), items=write(tmp_path, "items.csv", items),
+                             users=write(tmp_path, "users.csv", users))
+    assert len(data.ratings) == len(table) and (data.ratings.rating == 0).all()
+    assert (data.users.age == -1).all() and (data.users.zip_code == "unknown").all()
+    assert (data.items.title == "a").all() and data.items.genres.map(lambda g: g == ["unknown"]).all()
 
 
 def test_an_item_table_genre_column_is_refused_as_genres(tmp_path):
@@ -83,6 +107,22 @@ def test_dates_written_as_digits_are_refused_saying_how_to_read_them(tmp_path, f
         fixed = load_interactions(write(tmp_path, "fixed.csv", table)).ratings.timestamp
     expected = (times.dt.floor("D") if form == "%Y%m%d" else times) - pd.Timestamp(0)
     assert (fixed.to_numpy() == expected // pd.Timedelta(seconds=1)).all()
+
+
+@pytest.mark.parametrize("row, mark", [(0, 0), (5, 20240230)])
+def test_dates_written_as_digits_are_refused_despite_a_row_that_is_no_date(tmp_path, row, mark):
+    """A ``0`` for an unknown time, or a typo, does not make the other rows seconds of 1970:
+    the refusal names it, as the dates' reading would fail on it."""
+    days = pd.to_datetime(log().timestamp, unit="s").dt.strftime("%Y%m%d").astype(np.int64)
+    first = 1 if row == 0 else 0
+    date = pd.to_datetime(str(days[first]), format="%Y%m%d")
+    when = pd.Timestamp(int(days[first]), unit="s")
+    with pytest.raises(ValueError, match=re.escape(
+            f"log.csv: row {first + 1}, column 'timestamp': {days[first]} is the date {date.date()} written as digits, "
+            f"but a number is read as Unix seconds ({when:%Y-%m-%d %H:%M:%S} UTC); row {row + 1}: {mark} is no date "
+            "(give that row its time, or drop it); write the times as dates: log['timestamp'] = "
+            "pd.to_datetime(log['timestamp'].astype(str), format='%Y%m%d')")):
+        load_interactions(write(tmp_path, "log.csv", log().assign(timestamp=days.where(days.index != row, mark))))
 
 
 def test_unix_seconds_are_not_taken_for_digit_dates(tmp_path):

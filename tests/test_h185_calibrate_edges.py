@@ -52,8 +52,8 @@ def once_each(n: int = 20) -> list[list[float]]:
 def test_users_who_each_come_back_once_get_exponential_gaps_with_a_warning():
     sessions = sessions_of(once_each())
     message = ("the shape of the gaps between sessions cannot be fitted (20 followed by a return after 1 to 20 days): "
-               "none of the 20 users who come back does so more than once, and a single gap tells a user's pace, not "
-               f"the shape; {HELD}")
+               "none of the 20 users who come back does so more than once, and a single gap (or gaps of one length) "
+               f"tells a user's pace, not the shape; {HELD}")
     with pytest.warns(UserWarning, match=f"^{re.escape(message)}$"):
         fit = dynamics.calibration_returns(sessions, 20)
     exponential = dynamics.fit_returns(sessions, 20)
@@ -73,8 +73,8 @@ def test_a_shape_fit_that_diverges_on_few_users_who_come_back_twice_holds_the_sh
     monkeypatch.setattr(dynamics, "fit_returns", lambda *a, weibull=False, **k: replace(
         fitted(*a, weibull=weibull, **k), **(dict(return_logit=math.nan, gap_shape=math.nan) if weibull else {})))
     message = ("the shape of the gaps between sessions cannot be fitted (21 followed by a return after 1 to 19 days): "
-               "only 1 of the 20 users who come back do so after gaps of differing length, and a single gap tells a "
-               f"user's pace, not the shape; {HELD}")
+               "only 1 of the 20 users who come back do so after gaps of differing length, and a single gap (or gaps "
+               f"of one length) tells a user's pace, not the shape; {HELD}")
     with pytest.warns(UserWarning, match=f"^{re.escape(message)}$"):
         fit = dynamics.calibration_returns(sessions, 20)
     assert (fit.gap_shape, fit.gap_shape_fitted) == (1.0, False)
@@ -91,15 +91,36 @@ def test_gaps_that_vary_within_users_still_fit_the_shape_without_a_warning(recwa
     assert not [w for w in recwarn if issubclass(w.category, UserWarning)]
 
 
-def test_users_whose_every_return_repeats_one_gap_are_refused_naming_that_cause():
-    # The gaps vary between users (1 to 4 days), never within one: timestamps by a rule.
-    sessions = sessions_of([[1.0 + u % 4] * 3 for u in range(8)])
-    message = ("the return model does not fit these sessions (32 sessions of 8 users, 24 followed by a return after 1 "
-               "to 4 days): the shape of a user's gaps is read off the users who come back more than once, and each "
+def test_a_log_whose_every_gap_is_one_length_is_refused_naming_that_cause():
+    # Every return of the log after 2 days, three times per user: timestamps by a rule.
+    sessions = sessions_of([[2.0] * 3 for _ in range(8)])
+    message = ("the return model does not fit these sessions (32 sessions of 8 users, 24 followed by a return after 2 "
+               "to 2 days): the shape of a user's gaps is read off the users who come back more than once, and each "
                "of these 8 does so after gaps all of one length. Calibrate on a log timestamped as the interactions "
                "happened")
     with pytest.raises(CalibrationDataError, match=f"^{re.escape(message)}$"):
         dynamics.calibration_returns(sessions, 8)
+
+
+@pytest.mark.parametrize("gaps, returns, span, several", [
+    # One user's two gaps of 2 days among 39 single returns (refused before: "each of these 1").
+    ([[2.0, 2.0], *once_each(39)], 41, "1 to 39", 1),
+    # Every user's gaps of one length, 1 to 4 days between users (refused before, as a rule's).
+    ([[1.0 + u % 4] * 3 for u in range(8)], 24, "1 to 4", 8),
+])
+def test_users_whose_own_gaps_are_one_length_hold_the_shape_as_single_gaps_do(gaps, returns, span, several):
+    """Gaps all of one length within users tell each user's pace, not the shape; only a log whose
+    every gap is one length is refused (above)."""
+    sessions = sessions_of(gaps)
+    message = (f"the shape of the gaps between sessions cannot be fitted ({returns} followed by a return after {span} "
+               f"days): none of the {len(gaps)} users who come back does so after gaps of differing length ({several} "
+               "of them more than once, after gaps all of one length), and a single gap (or gaps of one length) tells "
+               f"a user's pace, not the shape; {HELD}")
+    with pytest.warns(UserWarning, match=f"^{re.escape(message)}$"):
+        fit = dynamics.calibration_returns(sessions, len(gaps))
+    assert (fit.gap_shape, fit.gap_shape_fitted) == (1.0, False)
+    assert fit.return_logit == dynamics.fit_returns(
+        sessions, len(gaps), length_elasticity=dynamics.gap_length_elasticity(sessions)).return_logit
 
 
 def test_a_log_where_each_user_comes_back_once_calibrates_and_the_world_says_the_shape_was_held(tmp_path):

@@ -15,9 +15,10 @@ column         required   meaning
                           (ISO 8601 text, or a Parquet timestamp); a date alone reads as
                           midnight, and a log of dates alone (midnight on the clock of a
                           Parquet column's zone) is read with a warning, as its sessions are
-                          whole days; dates written as digits (``20240301``) are refused, as
-                          are times before 1970 or after the year 5000 (``0001-01-01``,
-                          ``9999-12-31``: marks of an unknown time)
+                          whole days; dates written as digits (``20240301``) are refused
+                          where all rows but one (or 1 in 100) are, the others (a ``0``, a
+                          typo) named, as are times before 1970 or after the year 5000
+                          (``0001-01-01``, ``9999-12-31``: marks of an unknown time)
 ``rating``     no         stars, an integer 1..5 on every chosen row (map other scales onto
                           whole stars first: half stars 0.5..5 round up, 1..10 halve and
                           round up, 0..10 to ``1 + round(4 * rating / 10)``); true/false
@@ -27,9 +28,11 @@ column         required   meaning
 =============  =========  ==================================================================
 
 Other columns are ignored (a column of the layout named twice is refused: which one holds
-the users is not for the reader to guess), but one named like an absent optional column
-(``Click``, ``clicked``, ``" rating"`` of a ``", "``-separated CSV) is refused: ignored, it
-would read impressions as choices, or drop the ratings, without a word. A Parquet file's
+the users is not for the reader to guess), but one named as an absent optional column but
+for case, spaces or an ending (``Click``, ``clicked``, ``ratings``, ``" rating"`` of a
+``", "``-separated CSV; not ``clock`` or ``dating``) is refused: ignored, it would read
+impressions as choices, or drop the ratings, without a word. So are those of the item and
+user tables (``Genre``, ``zipcode``). A Parquet file's
 named index (``df.set_index("user")``) reads as a column, and an unnamed one (the row
 labels of a filtered or sorted table) is dropped: rows count in the file's order. Rows with
 ``click = 0`` are checked and then left out: the fit reads what users chose (the click
@@ -137,11 +140,19 @@ EPOCH = pd.Timestamp(0, unit="s", tz="UTC")
 DIGIT_DATES = {8: "%Y%m%d", 14: "%Y%m%d%H%M%S"}
 #: The years (first and last) in which an integer of ``DIGIT_DATES`` is refused as a date, not read as seconds.
 DIGIT_DATE_YEARS = (1900, 2100)
-#: How near (:func:`difflib.get_close_matches`) a column's name must be to an optional column of
-#: the layout to be refused as a misnamed one: ``Click``, ``clicked`` and ``ratings`` are, and
-#: ``duration`` and ``rank`` (0.71 and 0.6 of ``rating``) are not. A missing required column
-#: takes nearer names as advice (0.6): the table is refused anyway.
-NEAR_OPTIONAL = 0.8
+#: The endings by which a column's name may differ from an absent optional column's and still be
+#: refused as it (``clicks``, ``clicked``; ``genre`` for ``genres`` too, the name less an ``s``):
+#: names near in letters alone (``clock``, ``dating``, ``tile``, ``wage``) are other columns.
+OPTIONAL_ENDINGS = ("s", "ed", "ing")
+#: How near (:func:`difflib.get_close_matches`) a column's name must be to a missing required
+#: column to be named in the refusal as the one to rename (advice only: the table is refused anyway).
+NEAR_REQUIRED = 0.6
+#: The share of a ``timestamp`` column's rows that, written as calendar dates in digits
+#: (:data:`DIGIT_DATES`), refuses it as dates (or all rows but one, in a log under 200 rows): a
+#: mark such as ``0`` for an unknown time, or a typo (``20240230``), in a few rows does not make
+#: the others seconds of 1970. Unix seconds rarely spell dates (4 in 100 of the integers from
+#: 19000101 to 21001231 do).
+DIGIT_DATE_SHARE = 0.99
 #: The ratings the world's users give (:class:`~recoworld.simulators.statistical.StatisticalUsers`).
 STARS = (1, 2, 3, 4, 5)
 #: Seconds in a day: a log whose times all fall at one time of day holds dates alone.
@@ -319,14 +330,15 @@ def require_columns(table: pd.DataFrame, path: Path, columns, layout: str, optio
     name: ``user_id`` for ``user``), or that its fields are not comma-separated. Refuse, too,
     a column outside the layout whose name is that of an absent ``optional`` column but for
     case, spaces or an ending (``Click``, ``" click"`` of a ``", "``-separated CSV,
-    ``clicked``): it would be ignored, and impressions read as choices without a word."""
+    ``clicked``; :func:`_named_like`): it would be ignored, and impressions read as choices
+    without a word."""
     header = [str(c) for c in table.columns]
     missing = [c for c in columns if c not in table.columns]
     absent = [c for c in optional if c not in table.columns]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}; its columns are {list(table.columns)} "
                          f"and the layout is {layout}{_column_fix(header, missing, absent)}")
-    near = _near_names([c for c in header if c not in (*columns, *optional)], absent, NEAR_OPTIONAL)
+    near = _named_likes([c for c in header if c not in (*columns, *optional)], absent)
     if near:
         column, name = next(iter(near.items()))
         raise ValueError(f"{path}: column {name!r} looks like {column!r}; rename it {column!r} (or drop it if it "
@@ -339,7 +351,7 @@ def _column_fix(header: list[str], missing: list[str], optional: list[str] = ())
     separator = next((name for mark, name in SEPARATORS.items() if len(header) == 1 and mark in header[0]), None)
     if separator:
         return f"; the fields look {separator}-separated, and a CSV's are comma-separated: save it with commas"
-    near = {**_near_names(header, missing, 0.6), **_near_names(header, optional, NEAR_OPTIONAL)}
+    near = {**_near_names(header, missing, NEAR_REQUIRED), **_named_likes(header, optional)}
     renames = [f"{name!r} to {column!r}" for column, name in near.items()]
     return f"; rename {', '.join(renames)}" if renames else ""
 
@@ -350,6 +362,22 @@ def _near_names(header: list[str], wanted, cutoff: float) -> dict[str, str]:
     spare = {c.strip().lower(): c for c in header}
     near = {c: difflib.get_close_matches(c, list(spare), n=1, cutoff=cutoff) for c in wanted}
     return {c: spare[match[0]] for c, match in near.items() if match}
+
+
+def _named_likes(header: list[str], wanted) -> dict[str, str]:
+    """Each ``wanted`` column that a name of ``header`` is named like (:func:`_named_like`),
+    with the first such name."""
+    like = {c: [name for name in header if _named_like(name, c)] for c in wanted}
+    return {c: names[0] for c, names in like.items() if names}
+
+
+def _named_like(name: str, column: str) -> bool:
+    """Whether ``name`` is ``column`` but for case, spaces (``_`` and ``-`` too: ``Zip Code``,
+    ``zipcode``) or an ending of :data:`OPTIONAL_ENDINGS` (``clicks``, ``ratings``; ``genre``,
+    ``genres`` less its ``s``). ``gender_id``, ``genre_ids`` or ``n_clicks`` add a word: other
+    columns."""
+    bare, wanted = (re.sub(r"[\s_-]+", "", text.lower()) for text in (name, column))
+    return bare in (wanted, *(wanted + ending for ending in OPTIONAL_ENDINGS)) or wanted == bare + "s"
 
 
 def _first_bad(mask: np.ndarray, path: Path, column: str, values: pd.Series, expected: str, shown=None) -> None:
@@ -424,33 +452,46 @@ def _timestamps(table: pd.DataFrame, path: Path) -> np.ndarray:
             seconds[text] = (dates - EPOCH) / pd.Timedelta(seconds=1)
     seconds = seconds.to_numpy(dtype=np.float64)
     _first_bad(~np.isfinite(seconds), path, "timestamp", values, "a time (Unix seconds or an ISO date)")
-    if number.all():
-        _refuse_digit_dates(seconds, path, values)
+    if number.any():
+        _refuse_digit_dates(seconds, number, path, values)
     _refuse_out_of_range(seconds, number, path, values)
     return np.floor(seconds).astype(np.int64)
 
 
-def _refuse_digit_dates(seconds: np.ndarray, path: Path, values: pd.Series) -> None:
-    """Refuse a column of integers that are all calendar dates written as digits (``20240301``,
-    ``20240301140500``): as Unix seconds, the first is a day of August 1970, and the second
-    is after the year 5000, which the milliseconds advice would misread. A log of Unix
-    seconds of August 1970 only (the range of the 8 digits' dates) is not one of today's."""
+def _refuse_digit_dates(seconds: np.ndarray, number: np.ndarray, path: Path, values: pd.Series) -> None:
+    """Refuse a column of integers (``number``: the rows written as numbers) that are calendar
+    dates written as digits (``20240301``, ``20240301140500``) in all rows but a few marks
+    (``0`` for an unknown time) or typos (``20240230``), :data:`DIGIT_DATE_SHARE`: as Unix
+    seconds, the first is a day of August 1970, and the second is after the year 5000, which
+    the milliseconds advice would misread. The first row that is no date is named, as the
+    dates' reading would fail on it. A log of Unix seconds of August 1970 only (the range of
+    the 8 digits' dates) is not one of today's."""
+    spare = max(1, int(len(seconds) * (1 - DIGIT_DATE_SHARE)))  # rows that may be no date
     for digits, form in DIGIT_DATES.items():
         year = seconds // 10 ** (digits - 4)
-        if not ((seconds % 1 == 0) & (year >= DIGIT_DATE_YEARS[0]) & (year <= DIGIT_DATE_YEARS[1])).all():
+        written = number & (seconds % 1 == 0) & (year >= DIGIT_DATE_YEARS[0]) & (year <= DIGIT_DATE_YEARS[1])
+        if len(seconds) - written.sum() > spare:  # most logs stop here, before any date is parsed
             continue
-        distinct = np.unique(seconds.astype(np.int64))  # each date parsed once
+        whole = seconds[written].astype(np.int64)
+        distinct = np.unique(whole)  # each date parsed once
         dates = pd.to_datetime(pd.Series(distinct.astype(str)), format=form, errors="coerce")
-        if dates.notna().all():
-            example = int(seconds[0])
-            date = dates.iloc[int(np.searchsorted(distinct, example))]
-            when = (f"{pd.Timestamp(example, unit='s'):%Y-%m-%d %H:%M:%S} UTC" if example < LATEST_SECONDS else
-                    "after the year 5000")
-            shown = date.date() if digits == 8 else date.isoformat(sep=" ")
-            raise ValueError(f"{path}: row 1, column 'timestamp': {_shown(values.iloc[0])} is the date {shown} "
-                             f"written as digits, but a number is read as Unix seconds ({when}); write the times as "
-                             "dates: log['timestamp'] = "
-                             f"pd.to_datetime(log['timestamp'].astype(str), format={form!r})")
+        date = written.copy()
+        date[written] = dates.notna().to_numpy()[np.searchsorted(distinct, whole)]
+        if not date.any() or len(seconds) - date.sum() > spare:
+            continue
+        row = int(np.argmax(date))
+        example = int(seconds[row])
+        when = (f"{pd.Timestamp(example, unit='s'):%Y-%m-%d %H:%M:%S} UTC" if example < LATEST_SECONDS else
+                "after the year 5000")
+        shown = dates.iloc[int(np.searchsorted(distinct, example))]
+        shown = shown.date() if digits == 8 else shown.isoformat(sep=" ")
+        no_date = int(np.argmin(date))
+        other = ("" if date.all() else
+                 f"row {no_date + 1}: {_shown(values.iloc[no_date])} is no date (give that row its time, or drop it); ")
+        raise ValueError(f"{path}: row {row + 1}, column 'timestamp': {_shown(values.iloc[row])} is the date {shown} "
+                         f"written as digits, but a number is read as Unix seconds ({when}); {other}write the times "
+                         "as dates: log['timestamp'] = "
+                         f"pd.to_datetime(log['timestamp'].astype(str), format={form!r})")
 
 
 def _refuse_out_of_range(seconds: np.ndarray, number: np.ndarray, path: Path, values: pd.Series) -> None:

@@ -207,11 +207,15 @@ def calibration_returns(sessions: Sessions, n_users: int) -> ReturnFit:
     (``meta["returns"]`` of the world). A finite fit keeps the pull: the fewer users come
     back twice, the higher the fitted shape.
 
+    Users who come back several times after gaps all of one length (``[2, 2]``) tell their
+    pace and no shape, as a single gap does: where no user's gaps differ, the gaps are held
+    exponential too.
+
     Sessions it cannot be fitted to are a
     :class:`~recoworld.apps.calibrate.folds.CalibrationDataError`: no return at all; returns
-    whose every user comes back after gaps of one length each (timestamps written by a rule,
-    not as the interactions happened), whose shape has no finite maximum either; or gaps
-    too heavy-tailed for the simulator."""
+    of users coming back more than once, every gap of the log of one length (timestamps
+    written by a rule, not as the interactions happened); or gaps too heavy-tailed for the
+    simulator."""
     returned = sessions.table.dropna(subset=["next_gap_days"])
     gaps = returned["next_gap_days"]
     if gaps.empty:
@@ -222,7 +226,9 @@ def calibration_returns(sessions: Sessions, n_users: int) -> ReturnFit:
     per_user = returned.groupby("user_id")["next_gap_days"]
     several, varied = int((per_user.size() > 1).sum()), int((per_user.nunique() > 1).sum())
     span = f"{len(gaps)} followed by a return after {gaps.min():.3g} to {gaps.max():.3g} days"
-    if several and not varied:
+    # A rule wrote the times where every gap of the log is one length. Gaps of one length within
+    # users but not between them tell paces, not a shape, as single gaps do: held exponential below.
+    if several and gaps.nunique() == 1:
         raise CalibrationDataError(
             f"the return model does not fit these sessions ({len(sessions.table)} sessions of {n_users} users, "
             f"{span}): the shape of a user's gaps is read off the users who come back more than once, and each of "
@@ -233,12 +239,15 @@ def calibration_returns(sessions: Sessions, n_users: int) -> ReturnFit:
     if fit is None or not all(math.isfinite(v) for v in (fit.return_logit, fit.mean_gap_days, fit.gap_shape)):
         # Exponential gaps: a user's likelihood peaks at a finite pace, which the prior bounds.
         fit = fit_returns(sessions, n_users, length_elasticity=elasticity)
-        who = (f"only {varied} of the {per_user.ngroups} users who come back do so after gaps of differing "
-               f"length" if varied else f"none of the {per_user.ngroups} users who come back does so more than once")
+        users = per_user.ngroups
+        who = (f"only {varied} of the {users} users who come back do so after gaps of differing length" if varied else
+               f"none of the {users} users who come back does so after gaps of differing length ({several} of them "
+               "more than once, after gaps all of one length)" if several else
+               f"none of the {users} users who come back does so more than once")
         warnings.warn(f"the shape of the gaps between sessions cannot be fitted ({span}): {who}, and a single gap "
-                      "tells a user's pace, not the shape; the gaps are held exponential (gap_shape 1). Calibrate on "
-                      "a longer log, in which more users come back several times, to fit it", UserWarning,
-                      stacklevel=2)
+                      "(or gaps of one length) tells a user's pace, not the shape; the gaps are held exponential "
+                      "(gap_shape 1). Calibrate on a longer log, in which more users come back several times, to fit "
+                      "it", UserWarning, stacklevel=2)
     if fit.gap_shape < MIN_GAP_SHAPE:
         raise CalibrationDataError(
             f"the gaps between sessions are too heavy-tailed for the simulated users (Weibull shape "
