@@ -1,13 +1,15 @@
 """What ``recoworld run`` checks before it touches the run directory, and what of a config a
 resumed run must repeat.
 
-- :func:`experiment_settings` constructs :class:`~recoworld.conf.schema.ExperimentConfig`
-  from the composed config, which checks seeds, steps and threads (Hydra composes the
-  schema without constructing it);
-- :func:`check_required`, :func:`check_world`, :func:`check_segments`,
+- :func:`experiment_settings` refuses a root or ``experiment`` key that the schema lacks (one
+  added with Hydra's ``+``, which Hydra lets through and the schema would drop) and constructs
+  :class:`~recoworld.conf.schema.ExperimentConfig` from the composed config, which checks
+  seeds, steps and threads (Hydra composes the schema without constructing it);
+- :func:`check_required` (with :func:`check_arguments`: a world, simulator or agent key that
+  its ``_target_`` does not take), :func:`check_world`, :func:`check_segments`,
   :func:`check_action_format` and :func:`check_overrides` refuse what the runner cannot do, and
   :func:`unknown_key_hint` adds to Hydra's refusal of an unknown key the keys it may have
-  meant;
+  meant, in the words :func:`experiment_settings` uses for an added one;
 - of those, the checks that read the composed config alone (:func:`check_overrides`,
   :func:`experiment_settings`, :func:`check_world`, :func:`check_segments`) need no torch:
   ``recoworld run`` makes them before it loads the runner, and the runner makes them again
@@ -20,7 +22,9 @@ resumed run must repeat.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -59,13 +63,19 @@ def experiment_settings(cfg: DictConfig) -> ExperimentConfig:
 
     Raises:
         ExperimentConfigError: a value is out of range; the message names the key, the
-            value and the fix.
+            value and the fix. Or a key of the root or of ``experiment`` that the schema
+            (:class:`~recoworld.conf.schema.RecoWorldConfig`) lacks: Hydra's ``+`` adds it
+            (``+experiment.stesp=5``), and the run would ignore it; the message names the key,
+            the nearest one and the keys there are.
     """
     # Imported here: the schema pulls in Hydra's ConfigStore and the users' config modules
     # (torch-free, so recoworld run checks with it before the runner loads), which the readers
     # of a run directory (recoworld view, export, merge) never need.
-    from recoworld.conf.schema import ExperimentConfig
+    from recoworld.conf.schema import ExperimentConfig, RecoWorldConfig
 
+    _refuse_added_keys(cfg, None, RecoWorldConfig)
+    if isinstance(cfg.get("experiment"), DictConfig):
+        _refuse_added_keys(cfg.experiment, "experiment", ExperimentConfig)
     try:
         settings = OmegaConf.to_object(cfg.experiment)
         if not isinstance(settings, ExperimentConfig):  # a plain mapping, not the schema's node
@@ -73,6 +83,27 @@ def experiment_settings(cfg: DictConfig) -> ExperimentConfig:
     except ValueError as err:
         raise ExperimentConfigError(str(err)) from None
     return settings
+
+
+def _refuse_added_keys(node: DictConfig, parent: str | None, schema: type) -> None:
+    """Refuse a key of ``node`` (the config at ``parent``, ``None`` for the root) that is no
+    field of the dataclass ``schema``."""
+    keys = [field.name for field in dataclasses.fields(schema)]
+    for key in node.keys():
+        if key not in keys:
+            raise ExperimentConfigError(not_a_key(f"{parent}.{key}" if parent else str(key), keys))
+
+
+def not_a_key(full_key: str, keys: Sequence[str]) -> str:
+    """``KEY is not a key of `PARENT`; did you mean PARENT.NEAREST? Its keys: ...``: a key that
+    the config at its parent lacks (``keys``: the ones it has), and the nearest of them."""
+    parent, _, name = full_key.rpartition(".")
+    keys = sorted(str(k) for k in keys)
+    nearest = difflib.get_close_matches(name, keys, n=1)
+    where = f"`{parent}`" if parent else "the config"
+    return (f"{full_key} is not a key of {where}"
+            + (f"; did you mean {parent + '.' if parent else ''}{nearest[0]}?" if nearest else ".")
+            + f" Its keys: {', '.join(keys)}")
 
 
 def check_overrides(overrides: Sequence[str]) -> None:
@@ -147,18 +178,14 @@ def unknown_key_hint(argv: Sequence[str]) -> str | None:
     node = OmegaConf.select(node, parent) if parent else node
     if not OmegaConf.is_dict(node):
         return None
-    keys = sorted(str(k) for k in node.keys())
-    nearest = difflib.get_close_matches(name, keys, n=1)
-    where = f"`{parent}`" if parent else "the config"
-    return (f"recoworld run: {full_key} is not a key of {where}"
-            + (f"; did you mean {parent + '.' if parent else ''}{nearest[0]}?" if nearest else ".")
-            + f" Its keys: {', '.join(keys)}")
+    return f"recoworld run: {not_a_key(full_key, list(node.keys()))}"
 
 
 def check_required(cfg: DictConfig, lineup: Mapping[str, DictConfig]) -> None:
     """Refuse a config that leaves a required value (``???``, e.g. ``agent=sb3_model``'s
     ``load_path``) unset, before anything runs: building the object would otherwise stop the
-    run in a traceback after its directory was started."""
+    run in a traceback after its directory was started. So, for the same reason, does a key
+    that a world, simulator or agent ``_target_`` does not take (:func:`check_arguments`)."""
     for part in ("world", "simulator", "env", "experiment"):
         node = cfg.get(part)
         for key in sorted(OmegaConf.missing_keys(node)) if isinstance(node, DictConfig) else ():
@@ -172,6 +199,60 @@ def check_required(cfg: DictConfig, lineup: Mapping[str, DictConfig]) -> None:
             # The agents of experiment.agents take no agent.* overrides (resolve_lineup).
             raise ExperimentConfigError(f"agent={name} requires {key} (??? in its config), which an agent of "
                                         f"experiment.agents cannot be given; run it alone: agent={name} {key}=VALUE")
+    check_arguments(cfg, lineup)
+
+
+def check_arguments(cfg: DictConfig, lineup: Mapping[str, DictConfig]) -> None:
+    """Refuse a key of the world, the simulator or an agent (or of a config nested in one, with
+    its own ``_target_``) that its RecoWorld ``_target_`` does not take, before anything runs:
+    a key added with Hydra's ``+`` (``+simulator.foo=1``) would otherwise stop the run, its
+    directory started, in Python's ``TypeError`` or Hydra's wrapper of it. A target that takes
+    any keyword (``**kwargs``) is not checked (building it refuses what it does not take), nor
+    one outside RecoWorld: a plug-in's keys are
+    :func:`~recoworld.apps.run.plugins.fit_plugin_config`'s to check."""
+    for part in ("world", "simulator"):
+        if isinstance(cfg.get(part), DictConfig):
+            _check_target_arguments(cfg[part], part)
+    for agent in lineup.values():
+        _check_target_arguments(agent, "agent")
+
+
+def _check_target_arguments(node: DictConfig, path: str) -> None:
+    """Refuse a key of ``node`` (the config at ``path``) that its ``_target_`` does not take,
+    in the words of the env's own check (``has no argument``); then the same for each config
+    nested in it. Keys that start with ``_`` are Hydra's (``_target_``, ``_partial_``...)."""
+    from recoworld.config_checks import did_you_mean
+
+    target = node.get("_target_")
+    known = _keywords(target) if isinstance(target, str) and target.startswith("recoworld.") else None
+    for key in (str(k) for k in node.keys()) if known is not None else ():
+        if key not in known and not key.startswith("_"):
+            takes = f"its arguments are {', '.join(known)}" if known else "it takes no arguments"
+            raise ExperimentConfigError(f"{path}.{key}: {target} has no argument {key!r}"
+                                        f"{did_you_mean(key, known)}; {takes}")
+    for key in node.keys():
+        try:
+            value = node[key]
+        except Exception:  # noqa: BLE001 - an interpolation that does not resolve: building it says why
+            continue
+        if isinstance(value, DictConfig):
+            _check_target_arguments(value, f"{path}.{key}")
+
+
+def _keywords(target: str) -> list[str] | None:
+    """The keyword arguments that ``target`` (a class or function) takes, in its signature's
+    order; ``None`` where it takes any (``**kwargs``, which may go anywhere: SlateQAgent's to
+    its config's dataclass) or has no signature to read (building it then says what is wrong)."""
+    from hydra.utils import get_object
+
+    try:
+        parameters = inspect.signature(get_object(target)).parameters.values()
+    except Exception:  # noqa: BLE001 - a target that does not import, or a builtin without a signature
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return [p.name for p in parameters if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                     inspect.Parameter.KEYWORD_ONLY)]
 
 
 def check_world(cfg: DictConfig) -> None:
