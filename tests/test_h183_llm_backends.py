@@ -16,9 +16,11 @@ up, so that nothing depends on how fast this machine generates.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import threading
+import weakref
 
 import pytest
 from pydantic import BaseModel
@@ -164,6 +166,37 @@ def test_a_llama_cpp_evaluation_stops_midway_and_leaves_the_model_usable(gguf):
         question = ChatRequest("Name one colour.", max_tokens=4)
         first = llm.chat(question).text
         assert llm.chat(question).text == first  # the same greedy reply as from a fresh context
+
+
+
+def test_a_dropped_llama_cpp_model_frees_its_weights_at_once(gguf):
+    # Neither the abort callback nor the model's stop check may tie the Llama and the model
+    # into a reference cycle: the weights and context would wait for a garbage collection.
+    gc.disable()
+    try:
+        llm = llama(gguf)
+        llm.chat("Say hi.", max_tokens=2)
+        run_sync_threads_out(llm)  # a worker thread lets go of its last task a moment after replying
+        weights = weakref.ref(llm._llama)
+        del llm
+        assert weights() is None
+    finally:
+        gc.enable()
+
+
+def test_only_a_prompts_llama_cpp_evaluation_asks_to_stop_from_within(gguf):
+    # A token's evaluation is checked before it; ggml's abort callback, which takes the GIL
+    # some 600 times an evaluation, is registered for the prompt's only.
+    with llama(gguf) as llm:
+        model = llm._llama
+        checks = []
+        model.should_stop = lambda: checks.append(1) or False
+        model.reset()
+        model.eval(model.tokenize(b"Name one colour."))
+        assert len(checks) > 1  # the check before it, then the abort callback's
+        checks.clear()
+        model.eval([model.token_eos()])
+        assert len(checks) == 1  # the check before it only
 
 
 # ========================================================================= transformers

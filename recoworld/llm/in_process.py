@@ -5,10 +5,10 @@ A generation runs in a thread (``asyncio.to_thread``) under the model's lock, si
 context serves one generation at a time. A caller stops waiting when ``timeout_s`` runs out
 or its task is cancelled; a thread cannot be killed, so the generation learns it from a
 :class:`threading.Event`: one still queued for the lock is skipped, and one running stops at
-its backend's next check (llama.cpp: within the evaluation under way; ``transformers``:
-after the current token), which raises :class:`GenerationAbandoned`. Left running, it would
-hold the lock up to its ``max_tokens``, and every later request would spend its own
-``timeout_s`` queued behind it.
+its backend's next check (llama.cpp: before the next token, or within the prompt's
+evaluation; ``transformers``: after the current token), which raises
+:class:`GenerationAbandoned`. Left running, it would hold the lock up to its ``max_tokens``,
+and every later request would spend its own ``timeout_s`` queued behind it.
 
 A timeout is not retried here, unlike a server's: an in-process generation's time is set by
 its prompt, its ``max_tokens`` and this machine, so the same call would take as long again,

@@ -6,13 +6,14 @@ grammar (``response_format={"type": "json_object", "schema": ...}``), so every s
 keeps the reply inside the schema; a reply cut short by ``max_tokens`` can still be invalid
 and goes through the usual repair turns.
 
-A generation whose caller stopped waiting (``timeout_s``, a cancelled task) stops within the
-evaluation under way, the prompt's included, and a timeout is not retried
+A generation whose caller stopped waiting (``timeout_s``, a cancelled task) stops before its
+next token or within its prompt's evaluation, and a timeout is not retried
 (:mod:`recoworld.llm.in_process`).
 """
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 from recoworld.llm.embedded import INSTALL_HINT, default_gguf_path
@@ -24,25 +25,32 @@ STRUCTURED_MODES = ("json_schema", "none")
 
 def _stoppable_llama(llama_cpp):
     """``llama_cpp.Llama`` whose generation stops once ``should_stop()`` is true: between
-    tokens, and inside a token's or the prompt's evaluation (a long prompt takes seconds).
+    tokens, and inside the prompt's evaluation (a long prompt takes seconds).
 
     ``generate`` evaluates the prompt, then each sampled token, through ``eval``, checked
     before each; ggml asks the context's abort callback between the operations of an
-    evaluation, which then fails ("llama_decode returned 2"). (The chat handlers drop a
-    caller's ``stopping_criteria``, and an exception cannot leave a logits processor, which
-    runs in a C callback.) The model's state stays whole: ``n_tokens`` counts only what was
-    evaluated, and the next ``eval`` drops anything past it from the KV cache. The callback
-    goes through ``Llama._ctx``, a private attribute: where a release lacks it, a generation
-    stops between tokens only.
+    evaluation (some 600 per token for SmolLM2), which then fails ("llama_decode returned
+    2"). The callback is registered for the prompt's evaluation only: a token's takes
+    milliseconds and is checked before it, and the callback's ~600 calls, each taking the GIL
+    from ggml's thread to run Python, would slow every token. (The chat handlers drop a caller's ``stopping_criteria``,
+    and an exception cannot leave a logits processor, which runs in a C callback.) The
+    model's state stays whole: ``n_tokens`` counts only what was evaluated, and the next
+    ``eval`` drops anything past it from the KV cache. The callback goes through
+    ``Llama._ctx``, a private attribute: where a release lacks it, a generation stops
+    between tokens only.
     """
+    import ctypes
 
     class StoppableLlama(llama_cpp.Llama):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
+            self._abort_callback = None
             context = getattr(getattr(self, "_ctx", None), "ctx", None)
             if context is not None and hasattr(llama_cpp, "llama_set_abort_callback"):
-                self._abort_callback = llama_cpp.ggml_abort_callback(lambda _data: self.should_stop())  # kept alive
-                llama_cpp.llama_set_abort_callback(context, self._abort_callback, None)
+                # Through a weak reference: the callback, kept alive here, must not keep its Llama
+                # alive (a reference cycle frees the weights and context only when the garbage collector runs).
+                self._abort_callback = llama_cpp.ggml_abort_callback(_abort_check(weakref.ref(self)))  # kept alive
+                self._no_abort_callback = ctypes.cast(None, llama_cpp.ggml_abort_callback)
 
         def should_stop(self) -> bool:
             return False
@@ -50,14 +58,41 @@ def _stoppable_llama(llama_cpp):
         def eval(self, tokens):
             if self.should_stop():
                 raise GenerationAbandoned("stopped: its caller stopped waiting")
+            watched = len(tokens) > 1 and self._abort_callback is not None  # a prompt, not a token
+            if watched:
+                llama_cpp.llama_set_abort_callback(self._ctx.ctx, self._abort_callback, None)
             try:
                 return super().eval(tokens)
             except RuntimeError:
                 if self.should_stop():  # the abort callback stopped it
                     raise GenerationAbandoned("stopped: its caller stopped waiting") from None
                 raise
+            finally:
+                if watched:
+                    llama_cpp.llama_set_abort_callback(self._ctx.ctx, self._no_abort_callback, None)
 
     return StoppableLlama
+
+
+def _abort_check(llama_ref):
+    """ggml's abort callback: whether the Llama behind ``llama_ref`` should stop (no, once it is gone)."""
+
+    def should_abort(_data) -> bool:
+        llama = llama_ref()
+        return llama is not None and bool(llama.should_stop())
+
+    return should_abort
+
+
+def _unless_gone(method_ref: weakref.WeakMethod):
+    """``method_ref``'s method, returning False once its object is gone: what a model hands its
+    own Llama, which must not hold the model (the cycle above)."""
+
+    def check() -> bool:
+        method = method_ref()
+        return method is not None and method()
+
+    return check
 
 
 class LlamaCppChatModel(InProcessChatModel):
@@ -123,7 +158,7 @@ class LlamaCppChatModel(InProcessChatModel):
             model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, n_gpu_layers=n_gpu_layers,
             chat_format=chat_format, verbose=False,
         )
-        self._llama.should_stop = self._abandoned
+        self._llama.should_stop = _unless_gone(weakref.WeakMethod(self._abandoned))
         #: What tells this GGUF from another of the same file name, for cache keys.
         self.gguf_fingerprint = {"bytes": path.stat().st_size,
                                  "name": getattr(self._llama, "metadata", {}).get("general.name")}
