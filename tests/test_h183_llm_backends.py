@@ -29,6 +29,8 @@ from fake_openai_server import Answer, FakeOpenAIServer, FakeSleep
 from recoworld.llm import BackendCallError, ChatRequest, RetryPolicy
 from recoworld.llm.in_process import GenerationAbandoned
 from recoworld.llm.openai_backend import OpenAIChatModel
+from tests.test_llm_transformers import make as transformers_model
+from tests.test_llm_transformers import tiny  # noqa: F401  (a fixture: a tiny random Llama and its tokenizer)
 
 
 class Decision(BaseModel):
@@ -200,30 +202,6 @@ def test_only_a_prompts_llama_cpp_evaluation_asks_to_stop_from_within(gguf):
 
 
 # ========================================================================= transformers
-@pytest.fixture(scope="module")
-def tiny():
-    """The tiny random Llama of tests/test_llm_transformers.py (2 layers, hidden 32)."""
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    from test_llm_transformers import build_tokenizer
-
-    tokenizer = build_tokenizer()
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-    )
-    torch.manual_seed(0)
-    return transformers.LlamaForCausalLM(config).eval(), tokenizer
-
-
-def transformers_model(tiny, **kwargs):
-    from recoworld.llm.transformers_backend import TransformersChatModel
-
-    model, tokenizer = tiny
-    return TransformersChatModel(model, tokenizer, device="cpu", **kwargs)
-
-
 def test_transformers_cache_keys_name_the_weights_dtype(tiny):
     import torch
 
