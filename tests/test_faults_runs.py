@@ -586,3 +586,15 @@ def test_an_agents_key_set_with_no_agent_chosen_is_refused_before_the_run(tmp_pa
             "agent._target_=my_pkg.MyAgent for a class of your own: experiment.agents runs each agent it lists "
             "with its own config") in capsys.readouterr().err
     assert_consistent(tmp_path, state=None)
+
+
+def test_an_in_process_run_leaves_the_root_logger_as_it_found_it(tmp_path):
+    """Hydra's job logging puts handlers bound to the run's streams on the root logger; left
+    there, a later warning of the process writes to a stream that may have closed."""
+    import logging
+
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    run(tmp_path / "run")
+    assert root.handlers == before and root.level == level
+    assert (tmp_path / "run" / "metrics.json").exists()

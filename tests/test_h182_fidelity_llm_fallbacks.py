@@ -59,9 +59,10 @@ def unreachable_stop(port: int, fallbacks: int, out) -> str:
 
 
 def own_lines(err: list[str]) -> list[str]:
-    """``err`` without logging's reports of a handler that an earlier in-process `recoworld run`
-    of this worker left on a stream pytest has since closed ("--- Logging error ---" through
-    its "Arguments:" line): those tracebacks are the test session's, not fidelity's."""
+    """``err`` without logging's reports of a handler that other in-process code of this
+    worker left on a stream pytest has since closed ("--- Logging error ---" through its
+    "Arguments:" line; `recoworld run` left Hydra's until it restored the root logger): those
+    tracebacks are the test session's, not fidelity's."""
     lines, skipping = [], False
     for line in err:
         if line.strip() == "--- Logging error ---":

@@ -219,6 +219,11 @@ def redacted_output(argv: Iterable[str] = ()) -> Iterator[None]:
 
     secrets_in_overrides(argv)
     saved = (sys.stdout, sys.stderr, logging.getLogRecordFactory(), hydra_utils._save_config, OmegaConf.save)
+    # Hydra's job logging replaces the root logger's handlers with its own, bound to the
+    # streams of the run's time: they go with the run, or a later warning of the process (a
+    # second run, a notebook) writes to a stream that may have closed.
+    root = logging.getLogger()
+    root_handlers, root_level = list(root.handlers), root.level
     sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
     if not getattr(saved[2], "redacting", False):
         logging.setLogRecordFactory(_redacting_record_factory(saved[2]))
@@ -230,6 +235,11 @@ def redacted_output(argv: Iterable[str] = ()) -> Iterator[None]:
     try:
         yield
     finally:
+        for handler in [h for h in root.handlers if h not in root_handlers]:
+            root.removeHandler(handler)
+            handler.close()
+        root.handlers[:] = root_handlers
+        root.setLevel(root_level)
         sys.stdout, sys.stderr = saved[0], saved[1]
         logging.setLogRecordFactory(saved[2])
         hydra_utils._save_config = saved[3]
