@@ -14,11 +14,13 @@ column         required   meaning
 ``timestamp``  yes        when: Unix seconds (a number, not milliseconds) or a date and time
                           (ISO 8601 text, or a Parquet timestamp); a date alone reads as
                           midnight, and a log of dates alone (midnight on the clock of a
-                          Parquet column's zone) is read with a warning, as its sessions are
-                          whole days; dates written as digits (``20240301``) are refused
-                          where all rows but one (or 1 in 100) are, the others (a ``0``, a
-                          typo) named, as are times before 1970 or after the year 5000
-                          (``0001-01-01``, ``9999-12-31``: marks of an unknown time)
+                          Parquet column's zone, or of the UTC offset a text writes:
+                          ``2024-03-01T00:00:00+02:00``) is read with a warning, as its
+                          sessions are whole days; dates written as digits (``20240301``)
+                          are refused where all rows but one (or 1 in 100) are, the others
+                          (a ``0``, a typo) named, as are times before 1970 or after the
+                          year 5000 (``0001-01-01``, ``9999-12-31``: marks of an unknown
+                          time)
 ``rating``     no         stars, an integer 1..5 on every chosen row (map other scales onto
                           whole stars first: half stars 0.5..5 round up, 1..10 halve and
                           round up, 0..10 to ``1 + round(4 * rating / 10)``); true/false
@@ -66,9 +68,11 @@ chose stay in the catalog. Without it, items are titled by their id and share on
 ``unknown``.
 
 **The user table** (``--user-table PATH``, optional): ``user`` (required), ``age`` (whole
-years, 0..150), ``gender``, ``occupation``, ``zip_code``; population specs select users by
-these columns. Missing values read as ``unknown`` (age ``-1``, which the table may also
-write); another mark for an unknown age, such as ``999``, is refused: leave the cell empty.
+years, 0..150), ``gender``, ``occupation``, ``zip_code`` (text, or numbers read as ids are:
+the code ``3``, not ``3.0``, of a float column); population specs select users by these
+columns. Missing values read as ``unknown`` (age ``-1``, which the table may also write);
+another mark for an unknown age, such as ``999``, is refused: leave the cell empty. Users of
+the log that it does not list read as unknown in every column.
 
 In a Parquet file, a binary column (text stored as bytes, as some writers store it) reads
 as the UTF-8 text it holds, as the same column of a CSV would (the id ``b"u0"`` is the user
@@ -82,8 +86,9 @@ an empty cell of an id or text column is missing: the user ``NA`` and the title 
 are text, as in Parquet. Ids become dense, 0-based integers in sorted order of the original
 ids: as numbers where every id of the column is one (``2`` before ``10``), else as text
 (``u10`` before ``u2``). Rows count from 1, after the header, in every error. A log's id
-that the item table writes otherwise (``00053`` for the log's integer ``53``) is named in
-the refusal: write each id the same way in both files.
+that the item or user table writes otherwise (``00053`` for the log's integer ``53``, ``U7``
+for ``u7``), and does not list as written, is refused, both spellings named: write each id
+the same way in both files.
 
 The fit depends on the ids through this order only: its random draws (the choice model's
 starting vectors, the users whose sessions it simulates, the ``--users N`` subsample) and its
@@ -136,8 +141,10 @@ LATEST_SECONDS = 1e11
 #: Unix time 0, in seconds: the unit subtracts from dates of any unit (a Parquet ``timestamp[us]``
 #: of the year 1 too, which pandas' nanoseconds, 1677..2262, do not reach).
 EPOCH = pd.Timestamp(0, unit="s", tz="UTC")
-#: Dates written as integers (``20240301``, ``20240301140500``): their strptime format, by digit count.
-DIGIT_DATES = {8: "%Y%m%d", 14: "%Y%m%d%H%M%S"}
+#: Dates written as integers (``20240301``, ``20240301140500``; to the hour, ``2024030114``, as
+#: hourly partitions name them, or to the minute): their strptime format, by digit count. As Unix
+#: seconds, the hours are times of 2030..2036, an hour apart 1 second, and the minutes milliseconds.
+DIGIT_DATES = {8: "%Y%m%d", 10: "%Y%m%d%H", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}
 #: The years (first and last) in which an integer of ``DIGIT_DATES`` is refused as a date, not read as seconds.
 DIGIT_DATE_YEARS = (1900, 2100)
 #: The endings by which a column's name may differ from an absent optional column's and still be
@@ -151,7 +158,7 @@ NEAR_REQUIRED = 0.6
 #: (:data:`DIGIT_DATES`), refuses it as dates (or all rows but one, in a log under 200 rows): a
 #: mark such as ``0`` for an unknown time, or a typo (``20240230``), in a few rows does not make
 #: the others seconds of 1970. Unix seconds rarely spell dates (4 in 100 of the integers from
-#: 19000101 to 21001231 do).
+#: 19000101 to 21001231 do, 1 in 114 of those from 1900010100 to 2100123123 spell hours).
 DIGIT_DATE_SHARE = 0.99
 #: The ratings the world's users give (:class:`~recoworld.simulators.statistical.StatisticalUsers`).
 STARS = (1, 2, 3, 4, 5)
@@ -608,33 +615,57 @@ def _warn_if_dates_only(log: pd.DataFrame, times: pd.Series, path: Path) -> None
     """Warn when every chosen interaction falls at one time of day, as dates without a time
     (``2024-03-01``, read as midnight) do: the sessions, cut where a user pauses for the
     session gap (30 minutes by default), are then whole days. The time of day is the
-    clock's of the column's zone where it has one (``times``, the file's column): local
-    midnight in a zone with daylight saving is at two times of the day in UTC. A log in
-    which no user's interactions happened at two different times is left to the
+    clock's the file writes (``times``, the file's column): that of the column's zone where
+    it has one, that of each text's UTC offset where it writes one (``+02:00``). Local
+    midnight in a zone with daylight saving is at two times of the day in UTC, and rows of
+    two offsets at one UTC time of day (``00:00+02:00``, ``22:00Z``) are at two local ones.
+    A log in which no user's interactions happened at two different times is left to the
     calibration, which refuses it."""
     zone = times.dt.tz if pd.api.types.is_datetime64_any_dtype(times) else None
     # A log's first rows most often show two times of day: the whole column's clock is read only when they do not.
     for rows in (log.index[:1_000], log.index):
-        time_of_day = _time_of_day(log.loc[rows, "timestamp"], times[rows] if zone else None)
+        offsets = np.zeros(len(rows), dtype=np.int64) if zone else _utc_offsets(times[rows])
+        time_of_day = _time_of_day(log.loc[rows, "timestamp"], times[rows] if zone else None, offsets)
         if (time_of_day != time_of_day[0]).any():
             return
     if log.groupby("user", observed=True)["timestamp"].nunique().max() < 2:
         return
     clock = pd.Timestamp(int(time_of_day[0]), unit="s").strftime("%H:%M:%S")
-    warnings.warn(f"{path}: every timestamp is at {clock} {zone or 'UTC'} (dates without a time of day), so no "
-                  "session gap splits a day: the session dynamics will treat each user's day as one visit (its "
-                  "interactions one session, the gaps between sessions whole days); give each interaction its time "
-                  "of day (2024-03-01T14:05:00, or Unix seconds) to fit sessions within days", UserWarning,
+    warnings.warn(f"{path}: every timestamp is at {clock} {zone or _offsets_named(offsets)} (dates without a time of "
+                  "day), so no session gap splits a day: the session dynamics will treat each user's day as one visit "
+                  "(its interactions one session, the gaps between sessions whole days); give each interaction its "
+                  "time of day (2024-03-01T14:05:00, or Unix seconds) to fit sessions within days", UserWarning,
                   stacklevel=4)  # the caller of load_interactions
 
 
-def _time_of_day(seconds: pd.Series, times: pd.Series | None) -> np.ndarray:
+def _time_of_day(seconds: pd.Series, times: pd.Series | None, offsets: np.ndarray) -> np.ndarray:
     """Seconds since midnight of each time: on the clock of the zone of ``times`` (a
-    tz-aware column) where given, else of Unix ``seconds``, in UTC."""
+    tz-aware column) where given, else of Unix ``seconds`` ahead of UTC by ``offsets``."""
     if times is None:
-        return seconds.to_numpy() % DAY_SECONDS
+        return (seconds.to_numpy() + offsets) % DAY_SECONDS
     clock = times.dt.tz_localize(None)
     return ((clock - clock.dt.normalize()) // pd.Timedelta(seconds=1)).to_numpy()
+
+
+def _utc_offsets(times: pd.Series) -> np.ndarray:
+    """The UTC offset, in seconds, that each text of ``times`` writes (``+02:00``: 7200), 0
+    for a time without one (``2024-03-01``, ``...Z``) and for a number. Each distinct text is
+    parsed once: a log of dates has few."""
+    if not (times.dtype == object or pd.api.types.is_string_dtype(times)):
+        return np.zeros(len(times), dtype=np.int64)
+    codes, distinct = pd.factorize(times)
+    offsets = [0 if not isinstance(text, str) or _number(text) is not None else
+               int((pd.Timestamp(text).utcoffset() or pd.Timedelta(0)).total_seconds()) for text in distinct]
+    return np.asarray(offsets, dtype=np.int64)[codes]
+
+
+def _offsets_named(offsets: np.ndarray) -> str:
+    """The clock of times ahead of UTC by ``offsets`` seconds, in a message: ``UTC``,
+    ``UTC+02:00``, or local time of several offsets (daylight saving)."""
+    names = [f"UTC{'-' if o < 0 else '+'}{abs(o) // 3600:02d}:{abs(o) % 3600 // 60:02d}" for o in np.unique(offsets)]
+    if names == ["UTC+00:00"]:
+        return "UTC"
+    return names[0] if len(names) == 1 else f"local time ({', '.join(names)})"
 
 
 def _refuse_repeated_rows(log: pd.DataFrame, chosen: np.ndarray, path: Path) -> None:
@@ -657,11 +688,7 @@ def read_items(path: str | Path, log_items: pd.Series) -> pd.DataFrame:
     require_columns(table, path, ("item",), "item [, title] [, genres]", ("title", "genres"))
     ids = _ids(table, path, "item")
     _first_bad(ids.duplicated().to_numpy(), path, "item", ids, "a new item (it is listed twice)", _shown_id)
-    unlisted = ~log_items.isin(ids)
-    if unlisted.any():
-        item = log_items[unlisted].iloc[0]
-        raise ValueError(f"{path}: the log names item {_shown_id(item)}, which the item table does not list"
-                         f"{_spelled_otherwise(item, ids)}")
+    _refuse_unlisted(path, "item", log_items, ids, every=True)
     texts = ids.astype(object)
     if "title" in table.columns:
         _refuse_nested(table["title"], path, "title", "a title: an item's title is one text",
@@ -676,20 +703,49 @@ def read_items(path: str | Path, log_items: pd.Series) -> pd.DataFrame:
     return pd.DataFrame({"item": texts, "title": titles.where(titles != "", texts).to_numpy(), "genres": genre_lists})
 
 
-def _spelled_otherwise(item: str, ids: pd.Series) -> str:
-    """The end of the message for an ``item`` of the log that the table's ``ids`` do not list:
-    the id the table writes for it where one differs from it in spelling alone (``00053``
-    for ``53``, ``Item7`` for ``item7``), else to list every item of the log. ``ids`` are
-    categorical (:func:`_ids`): each distinct id is compared once."""
-    distinct = pd.Series(ids.cat.categories, dtype=object)
-    number = _number(item)
-    same = (pd.to_numeric(distinct, errors="coerce") == number if number is not None else
-            distinct.str.strip().str.casefold() == item.strip().casefold())
-    if not same.any():
-        return "; list every item of the log"
-    listed = distinct[same.to_numpy()].iloc[0]
-    return (f", though it lists {listed!r}: an id is its text, so write each id the same way in both files (the "
-            f"table's {listed!r} as the log's {_shown_id(item)}, or the reverse)")
+def _refuse_unlisted(path: Path, kind: str, log_ids: pd.Series, ids: pd.Series, every: bool) -> None:
+    """Refuse the ``kind`` (``"item"``, ``"user"``) table at ``path`` where its ``ids`` do not
+    list an id of the log (``log_ids``) that they write otherwise, in spelling alone
+    (:func:`_respellings`: ``00053`` for the log's ``53``), naming both spellings: read as
+    written, the table would miss that item, or leave that user without their age, without a
+    word. Where ``every`` id of the log must be listed (the items), refuse any it does not list.
+    Both are categorical (:func:`_ids`): each distinct id is compared once."""
+    missing = ~log_ids.isin(ids)
+    if not missing.any():
+        return
+    unlisted = list(pd.unique(log_ids[missing]))  # in the log's order
+    respelled = _respellings(unlisted, ids, log_ids)
+    named = next((text for text in unlisted if text in respelled), None)
+    if named is None and not every:
+        return
+    named = unlisted[0] if named is None else named
+    message = f"{path}: the log names {kind} {_shown_id(named)}, which the {kind} table does not list"
+    if named not in respelled:
+        raise ValueError(f"{message}; list every {kind} of the log")
+    listed = respelled[named]
+    raise ValueError(f"{message}, though it lists {listed!r}: an id is its text, so write each id the same way in "
+                     f"both files (the table's {listed!r} as the log's {_shown_id(named)}, or the reverse)")
+
+
+def _respellings(unlisted: list[str], ids: pd.Series, log_ids: pd.Series) -> dict[str, str]:
+    """Each of the log's ``unlisted`` ids that the table's ``ids`` write otherwise, in spelling
+    alone (:func:`_spelling`: ``00053`` for ``53``, ``Item7`` for ``item7``), with the table's
+    spelling. A table's id that the log names too (its ``53`` and its ``00053``) is that id, not
+    another's spelling."""
+    own = set(log_ids.cat.categories)
+    spelled = {}
+    for text in ids.cat.categories:
+        if text not in own:
+            spelled.setdefault(_spelling(text), text)
+    twins = {text: spelled.get(_spelling(text)) for text in unlisted}
+    return {text: twin for text, twin in twins.items() if twin is not None}
+
+
+def _spelling(text: str):
+    """What an id text names but for its spelling: the number it writes (``00053``, ``53.0``:
+    53), else the text stripped of spaces, in one case (``Item7``: ``item7``)."""
+    number = _number(text)
+    return text.strip().casefold() if number is None else number
 
 
 def read_users(path: str | Path, log_users: pd.Series) -> pd.DataFrame:
@@ -701,6 +757,7 @@ def read_users(path: str | Path, log_users: pd.Series) -> pd.DataFrame:
                     ("age", "gender", "occupation", "zip_code"))
     ids = _ids(table, path, "user")
     _first_bad(ids.duplicated().to_numpy(), path, "user", ids, "a new user (it is listed twice)", _shown_id)
+    _refuse_unlisted(path, "user", log_users, ids, every=False)  # a user it leaves out reads as unknown
     users = pd.DataFrame({"user": ids})
     if "age" in table.columns:
         given = table["age"]
@@ -716,7 +773,10 @@ def read_users(path: str | Path, log_users: pd.Series) -> pd.DataFrame:
         if column in table.columns:
             _refuse_nested(table[column], path, column, f"{article} {name}: a user's {name} is one text",
                            f"write each row's {name} as one text")
-            users[column] = table[column].fillna(UNKNOWN).astype(str)
+            # Read as ids are (id_text), each distinct value once: a number column with empty cells (a
+            # Parquet float column) holds the zip code 90210 as 90210.0, which no population spec selects.
+            codes, distinct = pd.factorize(table[column])
+            users[column] = np.array([id_text(v) for v in distinct] + [UNKNOWN], dtype=object)[codes]
     missing = ~log_users.isin(ids)
     unlisted = log_users[missing].unique()  # once each, not once per interaction
     extra = users.iloc[:0].reindex(range(len(unlisted)))
