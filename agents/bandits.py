@@ -46,6 +46,7 @@ from recoworld.agents.sampling import (
     MAX_SAMPLES,
     MIN_MATCHES,
     PosteriorSampler,
+    beta_scores,
     beta_top_one_propensity,
 )
 
@@ -226,7 +227,9 @@ class BernoulliTS(PosteriorSampler, ItemBandit):
     ``posterior_scale`` :math:`v < 1` tempers the draws, as
     :class:`~recoworld.agents.thompson.LinearTS`'s does: both Beta parameters are divided by
     :math:`v^2`, which keeps the posterior mean and shrinks its variance about
-    :math:`v^2`-fold.
+    :math:`v^2`-fold. Where a candidate's Beta parameter is below 1 the draws race as
+    logits, which float64 does not round to 0 or 1 as it does draws of tiny parameters
+    (:func:`~recoworld.agents.sampling.beta_scores`).
 
     Args:
         prior_clicks, prior_skips: :math:`\alpha_0, \beta_0` of the flat Beta prior (used
@@ -268,7 +271,7 @@ class BernoulliTS(PosteriorSampler, ItemBandit):
         alpha, beta = (p[obs[CANDIDATE_IDS]] for p in self.posterior())
 
         def draw() -> np.ndarray:
-            return rng.beta(alpha, beta, size=(n, *alpha.shape))
+            return beta_scores(rng, alpha, beta, (n, *alpha.shape))
 
         return draw
 
