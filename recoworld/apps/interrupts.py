@@ -1,4 +1,4 @@
-"""Stopping a command: ``kill`` taken as Ctrl-C.
+"""Stopping a command: ``kill`` taken as Ctrl-C, and what a stopped command says it kept.
 
 A module of its own, with nothing but the standard library: the CLI wraps every command in
 :func:`kill_stops_like_ctrl_c` before it loads anything, and ``recoworld run --help`` answers
@@ -8,8 +8,13 @@ without pandas or torch.
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+Report = TypeVar("Report")
 
 #: No handler was set (off the main thread), so none is put back.
 _NOT_SET = object()
@@ -34,3 +39,27 @@ def kill_stops_like_ctrl_c() -> Iterator[None]:
     finally:
         if previous is not _NOT_SET:
             signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def write_then_show(command: str, out: Path, write: Callable[[], tuple[Path, Report]],
+                    show: Callable[[Path, Report], object]) -> Path:
+    """Write a report folder, then print its tables; returns the folder ``write`` wrote.
+
+    ``write`` does the work and writes the folder whole or not at all (into ``out``, or a
+    free name beside it), returning the folder and what ``show`` prints. Stopped (Ctrl-C,
+    ``kill``), the command says in one line on stderr what it kept, then the stop goes on:
+    before the folder took its name, nothing (in ``out``); while the tables print, the whole
+    report, in the folder named.
+    """
+    try:
+        folder, report = write()
+    except KeyboardInterrupt:
+        print(f"{command}: stopped before the report was complete; nothing was written to {out}", file=sys.stderr)
+        raise
+    try:
+        show(folder, report)
+    except KeyboardInterrupt:
+        # The folder took its name before the tables print: it is whole.
+        print(f"{command}: stopped while the tables printed; the report is whole in {folder}", file=sys.stderr)
+        raise
+    return folder

@@ -42,10 +42,14 @@ Written to ``--out`` (default: the first ``DIR``):
   side by side when no setting varies.
 
 The two files are written whole, under hidden ``.sweep.*.<pid>.tmp`` names beside them, and
-take their names together at the end, so a merge that fails or is stopped (a ``--metric`` that
-is not a metric, Ctrl-C, ``kill``) leaves the previous ones and no temporary. A merge killed
-outright (SIGKILL, a lost machine) leaves its temporaries: the next merge into the same
-``--out`` deletes them, once the process that wrote them has ended. One merge at a time
+take their names at the end: the previous ``sweep.png`` is deleted, then ``sweep.csv`` takes
+its name, then ``sweep.png``. A ``sweep.png`` beside a ``sweep.csv`` is therefore always that
+table's plot. A merge that fails or is stopped (a ``--metric`` that is not a metric, Ctrl-C,
+``kill``) before the end leaves the previous files and no temporary; stopped among the
+renames, it may leave a ``sweep.csv`` (the previous one or the new one, as the stop's message
+says) with no ``sweep.png``: merge again to draw it. A merge killed outright (SIGKILL, a lost
+machine) leaves its temporaries: the next merge into the same ``--out`` deletes them, once the
+process that wrote them has ended. One merge at a time
 writes into an ``--out``: it holds the lock of ``sweep.csv`` (the hidden ``.sweep.csv.lock``,
 :func:`recoworld.logs.try_writer_lock`, which stays) while it writes, and a second merge that
 comes to write meanwhile is refused, writing nothing (``--out DIR is being written by another
@@ -138,10 +142,16 @@ def _version(path: Path) -> tuple[int, int] | None:
 
 
 def _stopped_note(table: Path, before: tuple[int, int] | None) -> str:
-    """What a merge stopped midway left: ``sweep.csv`` and ``sweep.png`` are replaced
-    together, once both are written (:func:`~recoworld.apps.merge_writer.merge`)."""
+    """What a merge stopped midway left. Once both files are written, the previous
+    ``sweep.png`` goes before the new ``sweep.csv`` takes its name, and the new plot takes its
+    name last (:func:`~recoworld.apps.merge_writer.merge`): a plot beside the table is its
+    own, and a stop among the renames leaves the table without one."""
+    plot = table.with_name(SWEEP_PNG)
+    unplotted = "" if plot.exists() else f", without its plot {plot}: merge again to draw it"
     if _version(table) != before:
-        return f"stopped after the table was written; {table} and {table.with_name(SWEEP_PNG)} are new and whole"
+        if not unplotted:
+            return f"stopped after the table was written; {table} and {plot} are new and whole"
+        return f"stopped after the table was written; {table} is new and whole{unplotted}"
     if before is None:
         return f"stopped before the table was written; nothing was written to {table.parent}"
-    return f"stopped before the table was written; {table} is as it was"
+    return f"stopped before the table was written; {table} is as it was{unplotted}"

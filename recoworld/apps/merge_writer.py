@@ -84,12 +84,14 @@ def merge(dirs: Sequence[str | Path], out: str | Path | None = None, metric: str
                               "another --out")
     try:
         remove_dead_temporaries(out)
-        # Both files written before either takes its name (the table first, the inner block):
-        # a merge that fails or is stopped midway (``kill`` too) leaves the previous sweep.csv
-        # and sweep.png, not a new table beside an old plot, and no temporary.
+        # Both files written before either takes its name; then the old plot goes, the table
+        # takes its name (the inner block) and the plot last. Two renames are never one step:
+        # a merge that fails or is stopped (``kill``, even SIGKILL) between them leaves a table
+        # without a plot, which the next merge draws, never a table beside an older table's plot.
         with kill_stops_like_ctrl_c(), replacing(out / SWEEP_PNG) as png_path, replacing(out / SWEEP_CSV) as csv_path:
             table.to_csv(csv_path, index=False)
             plot_sweep(table, metric, png_path)
+            (out / SWEEP_PNG).unlink(missing_ok=True)
     finally:
         lock.release()
     print_table(table, metric, console)

@@ -60,6 +60,12 @@ class ChatFailure(LLMError):
         return self.raw_texts[-1] if self.raw_texts else None
 
 
+#: The fix of a reply cut at ``max_tokens``, in ``recoworld run``'s keys (an application that
+#: sets the limit elsewhere, or not at all, words its own: ``recoworld fidelity``).
+RAISE_MAX_TOKENS = ("raise max_tokens (LLM users: simulator.config.max_tokens; LLM agents: agent.max_tokens), "
+                    "or ask for shorter replies")
+
+
 class StructuredOutputError(ChatFailure):
     """The model's replies never validated against the request's schema, repairs included.
 
@@ -80,8 +86,7 @@ class StructuredOutputError(ChatFailure):
         self.max_tokens = max_tokens
         if max_tokens is not None:
             self.hint = (f"the model's reply was cut at max_tokens={max_tokens} before its JSON was complete: "
-                         "raise max_tokens (LLM users: simulator.config.max_tokens; LLM agents: agent.max_tokens), "
-                         "or ask for shorter replies")
+                         + RAISE_MAX_TOKENS)
 
 
 class BackendCallError(ChatFailure):

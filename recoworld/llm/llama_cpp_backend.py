@@ -21,6 +21,9 @@ from recoworld.llm.in_process import GenerationAbandoned, InProcessChatModel
 from recoworld.llm.types import BackendCall, Completion
 
 STRUCTURED_MODES = ("json_schema", "none")
+#: How to shorten an LLM user's prompt, in ``recoworld run``'s keys: the second fix of a prompt
+#: that outgrows the context window (``recoworld fidelity``, which has no such keys, words its own).
+SHORTEN_PROMPT = "shorten what enters the prompt (long item titles; LLM users' memory: simulator.config.memory.*)"
 
 
 def _stoppable_llama(llama_cpp):
@@ -168,8 +171,7 @@ class LlamaCppChatModel(InProcessChatModel):
         # not the model, is at fault, and the generic hint would send the user looking elsewhere.
         if "context window" in str(exc):
             return (f"the prompt and its reply do not fit the context window: raise llm.n_ctx (now {self.n_ctx}, "
-                    "at most the model's own), or shorten what enters the prompt (long item titles; LLM users' "
-                    "memory: simulator.config.memory.*)")
+                    f"at most the model's own), or {SHORTEN_PROMPT}")
         return super()._failure_hint(exc)
 
     def cache_identity(self) -> dict:

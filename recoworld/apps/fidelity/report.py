@@ -101,6 +101,8 @@ from recoworld.apps.fidelity.sessions import session_dynamics
 from recoworld.apps.fidelity.sessions import targets as session_targets
 from recoworld.apps.fidelity.splits import SPLIT_KINDS, evaluate_split, split_targets
 from recoworld.data.cache import cache_dir
+from recoworld.llm.errors import RAISE_MAX_TOKENS
+from recoworld.llm.llama_cpp_backend import SHORTEN_PROMPT
 from recoworld.logs import check_new_folder
 from recoworld.simulators.calibrated import UnreadableWorld, is_world
 from recoworld.simulators.llm_config import LLMUserConfig
@@ -270,20 +272,36 @@ def _check_fallback_share(share: float | None, kinds: list[str], users: str) -> 
 #: A key of ``recoworld run``'s ``llm`` node in an LLM failure's fix (``llm.base_url``,
 #: ``llm.timeout_s=60``, ``llm.*``), not one inside a URL or a host name.
 _RUN_LLM_KEY = re.compile(r"(?<![\w./:-])llm\.(\*|\w+)(=?)")
+#: The fixes in ``recoworld run``'s simulator and agent keys, which this command has no flag
+#: for, and what its user does instead. Its LLM users' reply limit is their default
+#: (:attr:`~recoworld.simulators.llm_config.LLMUserConfig.max_tokens`: room for the longest
+#: reply their schema allows), and each list starts them afresh: nothing remembered enters
+#: the prompt.
+_RUN_ONLY_FIXES = {
+    RAISE_MAX_TOKENS: "the LLM users' limit fits the longest reply their schema allows, so the model wrote past "
+                      "it: use a stronger model (--llm model=NAME) or constrained decoding (--llm "
+                      "structured_mode=json_schema, with the openai and llama_cpp backends)",
+    SHORTEN_PROMPT: "use a model with a longer context window (--llm model=NAME): the prompt holds one user's "
+                    "persona and one list, with nothing remembered",
+}
 
 
 def _fallback_message(error: FallbackShareExceeded) -> str:
     """``error``'s message with this command's flags in its fix: ``--llm KEY=VALUE`` for
-    the chat model's settings (the same fields as ``recoworld run``'s ``llm.KEY``), and
-    ``--max-fallback-share`` to accept fallbacks."""
+    the chat model's settings (the same fields as ``recoworld run``'s ``llm.KEY``), what to
+    do instead of a ``recoworld run`` key that this command has no flag for
+    (:data:`_RUN_ONLY_FIXES`), and ``--max-fallback-share`` to accept fallbacks."""
     def flag(key: re.Match) -> str:
         name, given = key.groups()
         return "--llm KEY=VALUE" if name == "*" else f"--llm {name}=" + ("" if given else "...")
 
+    hint = error.failures[0].hint
+    for run_fix, own in _RUN_ONLY_FIXES.items():
+        hint = hint.replace(run_fix, own)
     return error.explained(setting="--max-fallback-share",
                            accept="raise --max-fallback-share (1.0 accepts every fallback; the report's LLM use "
                                   "line shows the share)",
-                           hint=_RUN_LLM_KEY.sub(flag, error.failures[0].hint))
+                           hint=_RUN_LLM_KEY.sub(flag, hint))
 
 
 def _world(path: Path | None, progress: bool):

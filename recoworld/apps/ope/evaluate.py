@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recoworld.apps.interrupts import write_then_show
 from recoworld.apps.ope import sources
 from recoworld.apps.ope.judgement import UNDEFINED, judge
 from recoworld.logs import check_new_folder, new_folder, strict_json
@@ -215,19 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_new_folder(args.out)  # before any work: an earlier report there is never overwritten
     except ValueError as error:
         p.error(str(error))
-    try:
-        final, report = _evaluate(args, p)
-    except KeyboardInterrupt:
-        print(f"recoworld ope evaluate: stopped before the report was complete; nothing was written to {args.out}",
-              file=sys.stderr)
-        raise
-    try:
-        show(report)
-    except KeyboardInterrupt:
-        # The folder took its name before the tables print: it is whole.
-        print(f"recoworld ope evaluate: stopped while the tables printed; the report is whole in {final}",
-              file=sys.stderr)
-        raise
+    final = write_then_show("recoworld ope evaluate", args.out, lambda: _evaluate(args, p),
+                            lambda folder, report: show(report))
     print(f"Written to {final}.")
     return 0
 

@@ -45,7 +45,6 @@ the Open Bandit Dataset section (:mod:`recoworld.apps.ope.open_bandit`).
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ import torch
 from recoworld import ope
 from recoworld.agents.logging_policies import SoftmaxPolicy
 from recoworld.agents.off_policy import LoggedSlates, item_features, learn_from_log
+from recoworld.apps.interrupts import write_then_show
 from recoworld.apps.ope import options, report
 from recoworld.apps.ope.config import (
     ESTIMATORS,
@@ -282,18 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(error))
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    try:
-        path, tables = _run(args, config)
-    except KeyboardInterrupt:
-        print(f"recoworld ope: stopped before the report was complete; nothing was written to {args.out}",
-              file=sys.stderr)
-        raise
-    try:
-        report.show(path, config, seconds=time.perf_counter() - start, **tables)
-    except KeyboardInterrupt:
-        # The folder took its name before the tables print: it is whole.
-        print(f"recoworld ope: stopped while the tables printed; the report is whole in {path}", file=sys.stderr)
-        raise
+    write_then_show("recoworld ope", args.out, lambda: _run(args, config),
+                    lambda path, tables: report.show(path, config, seconds=time.perf_counter() - start, **tables))
     return 0
 
 
