@@ -229,7 +229,7 @@ class BernoulliTS(PosteriorSampler, ItemBandit):
     :math:`v^2`, which keeps the posterior mean and shrinks its variance about
     :math:`v^2`-fold. Where a candidate's Beta parameter is below 1 the draws race as
     logits, which float64 does not round to 0 or 1 as it does draws of tiny parameters
-    (:func:`~recoworld.agents.sampling.beta_scores`).
+    (:func:`~recoworld.beta_draws.beta_scores`).
 
     Args:
         prior_clicks, prior_skips: :math:`\alpha_0, \beta_0` of the flat Beta prior (used

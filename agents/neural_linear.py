@@ -45,6 +45,7 @@ from torch import nn
 from recoworld.agents.linear import ContextualBandit, Ridge
 from recoworld.agents.sampling import MAX_SAMPLES, MIN_MATCHES, PosteriorSampler
 from recoworld.agents.slateq import resolve_device
+from recoworld.beta_draws import log_gamma
 from recoworld.config_checks import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE
 from recoworld.types import CANDIDATE_IDS, HISTORY_FEEDBACK, HISTORY_ITEMS, Feedback, Observation
 
@@ -75,6 +76,27 @@ class HistoryEncoder(nn.Module):
 
     def forward(self, *inputs) -> torch.Tensor:
         return self.head(self.represent(*inputs))[..., 0]
+
+
+#: The cap on :func:`inverse_gamma`'s log draws of shapes below 1: a noise variance of
+#: e^460 (about 1e200) already drowns a score's mean in float64 rounding, and its scores stay finite.
+_MAX_LOG_NOISE_VARIANCE = 460.0
+
+
+def inverse_gamma(rng: np.random.Generator, a: float, b: float, size: tuple[int, ...]) -> np.ndarray:
+    r"""Draws of the noise variance :math:`\sigma^2 \sim IG(a, b)`, finite for any ``a > 0``.
+
+    ``1 / rng.gamma(a, 1 / b)`` is numpy's stream, kept for ``a >= 1``. Below 1 (a ``prior_a``
+    below 1, until the first impressions raise ``a = prior_a + n / 2``) the gamma draw
+    underflows to 0, about half the time at ``a = 0.001`` (the vague ``IG(0.001, 0.001)``):
+    an infinite variance, and NaN scores. There it is drawn in log space
+    (:func:`~recoworld.beta_draws.log_gamma`) and capped at :data:`_MAX_LOG_NOISE_VARIANCE`,
+    past which the noise alone ranks the candidates anyway.
+    """
+    if a >= 1:
+        return 1.0 / rng.gamma(a, 1.0 / b, size=size)
+    log_variance = np.log(b) - log_gamma(rng, np.float64(a), size)
+    return np.exp(np.minimum(log_variance, _MAX_LOG_NOISE_VARIANCE))
 
 
 @dataclass(eq=False)
@@ -172,7 +194,7 @@ class NeuralLinearTS(PosteriorSampler, ContextualBandit):
         root = np.linalg.cholesky(cov)
 
         def draw() -> np.ndarray:
-            noise_var = 1.0 / rng.gamma(a, 1.0 / b, size=(n, phi.shape[0], 1))
+            noise_var = inverse_gamma(rng, a, b, (n, phi.shape[0], 1))
             beta = mu + np.sqrt(noise_var) * (rng.standard_normal((n, phi.shape[0], len(mu))) @ root.T)
             return np.matmul(phi[None], beta[..., None])[..., 0]
 

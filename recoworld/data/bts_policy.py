@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Beta draws per Monte-Carlo chunk: bounds the scratch memory at about 64 MB.
+from recoworld.beta_draws import beta_scores
+
+#: Beta draws per Monte-Carlo chunk: bounds each scratch array at about 64 MB.
 _MC_CHUNK_ELEMENTS = 1 << 23
 
 
@@ -95,12 +97,20 @@ def bts_distribution(alpha, beta, slate_length: int = 3, n_mc: int = 100_000,
     independently for every item, then the ``slate_length`` items with the highest
     ``theta`` in decreasing order (O. Chapelle, L. Li, "An Empirical Evaluation of Thompson
     Sampling", NeurIPS 2011; OBP's ``BernoulliTS.compute_batch_action_dist`` does the
-    same). The same ``seed`` and ``n_mc`` give the same distribution.
+    same). The same ``seed`` and ``n_mc`` give the same distribution. Where a parameter is
+    below 1 the draws race as logits (:func:`~recoworld.beta_draws.beta_scores`): ``rng.beta``
+    rounds draws of tiny parameters to exactly 0 or 1, and the tied items would not race.
     """
     alpha, beta = np.asarray(alpha, dtype=np.float64), np.asarray(beta, dtype=np.float64)
     if alpha.ndim != 1 or alpha.shape != beta.shape or not 1 <= slate_length <= alpha.size:
         raise ValueError(f"alpha and beta need one value per item (got shapes {alpha.shape} and {beta.shape}) "
                          f"and at least slate_length = {slate_length} items")
+    for name, values in (("alpha", alpha), ("beta", beta)):
+        # rng.beta refused 0 and below, but its logits would turn such a parameter into NaN scores
+        bad = ~(np.isfinite(values) & (values > 0))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"{name}[{i}] = {values[i]}, but a Beta parameter must be positive and finite")
     if n_mc < 1:
         raise ValueError(f"n_mc = {n_mc}, but at least one Monte-Carlo draw is needed")
     if alpha.size ** slate_length >= 2**63:
@@ -110,9 +120,9 @@ def bts_distribution(alpha, beta, slate_length: int = 3, n_mc: int = 100_000,
     chunk = max(1, _MC_CHUNK_ELEMENTS // alpha.size)
     codes = []
     for start in range(0, n_mc, chunk):
-        theta = rng.beta(alpha, beta, size=(min(chunk, n_mc - start), alpha.size))
-        top = np.argpartition(-theta, slate_length - 1, axis=1)[:, :slate_length]
-        ranked = np.take_along_axis(top, np.argsort(-np.take_along_axis(theta, top, axis=1), axis=1), axis=1)
+        scores = beta_scores(rng, alpha, beta, (min(chunk, n_mc - start), alpha.size))   # rank as theta does
+        top = np.argpartition(-scores, slate_length - 1, axis=1)[:, :slate_length]
+        ranked = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1), axis=1)
         codes.append(_prefix_codes(ranked, alpha.size))
     distinct, counts = np.unique(np.concatenate(codes), return_counts=True)
     slates = np.stack([distinct // alpha.size ** (slate_length - 1 - k) % alpha.size

@@ -27,6 +27,11 @@ from recoworld.llm.errors import BackendErrorSummary
 from recoworld.llm.types import BackendCall, Completion
 
 
+#: The second fix of a generation that overran ``timeout_s``, for a caller that sets its
+#: requests' limit (``recoworld fidelity``, whose LLM users' limit is their default, words its own).
+LOWER_MAX_TOKENS = "lower the requests' max_tokens"
+
+
 class GenerationAbandoned(Exception):
     """Raised in a worker thread to stop a generation whose caller stopped waiting; nobody
     awaits that thread any more, so no caller ever sees it."""
@@ -77,6 +82,6 @@ class InProcessChatModel(ChatModel):
 
     def _failure_hint(self, exc: BaseException) -> str:
         if getattr(exc, "error_type", None) == "TimeoutError":
-            return (f"raise llm.timeout_s (now {self.timeout_s}), or lower the requests' max_tokens; an in-process "
-                    "generation that overruns it is not retried, since it would take as long again")
+            return (f"raise llm.timeout_s (now {self.timeout_s}), or {LOWER_MAX_TOKENS}; an in-process generation "
+                    "that runs out of time is not retried, since it would take as long again")
         return super()._failure_hint(exc)

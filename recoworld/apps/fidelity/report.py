@@ -102,6 +102,7 @@ from recoworld.apps.fidelity.sessions import targets as session_targets
 from recoworld.apps.fidelity.splits import SPLIT_KINDS, evaluate_split, split_targets
 from recoworld.data.cache import cache_dir
 from recoworld.llm.errors import RAISE_MAX_TOKENS
+from recoworld.llm.in_process import LOWER_MAX_TOKENS
 from recoworld.llm.llama_cpp_backend import SHORTEN_PROMPT
 from recoworld.logs import check_new_folder
 from recoworld.simulators.calibrated import UnreadableWorld, is_world
@@ -272,8 +273,8 @@ def _check_fallback_share(share: float | None, kinds: list[str], users: str) -> 
 #: A key of ``recoworld run``'s ``llm`` node in an LLM failure's fix (``llm.base_url``,
 #: ``llm.timeout_s=60``, ``llm.*``), not one inside a URL or a host name.
 _RUN_LLM_KEY = re.compile(r"(?<![\w./:-])llm\.(\*|\w+)(=?)")
-#: The fixes in ``recoworld run``'s simulator and agent keys, which this command has no flag
-#: for, and what its user does instead. Its LLM users' reply limit is their default
+#: The fixes in ``recoworld run``'s simulator and agent keys, or in its requests' limit, which
+#: this command has no flag for, and what its user does instead. Its LLM users' reply limit is their default
 #: (:attr:`~recoworld.simulators.llm_config.LLMUserConfig.max_tokens`: room for the longest
 #: reply their schema allows), and each list starts them afresh: nothing remembered enters
 #: the prompt.
@@ -283,6 +284,9 @@ _RUN_ONLY_FIXES = {
                       "structured_mode=json_schema, with the openai and llama_cpp backends)",
     SHORTEN_PROMPT: "use a model with a longer context window (--llm model=NAME): the prompt holds one user's "
                     "persona and one list, with nothing remembered",
+    LOWER_MAX_TOKENS: "generate faster, with a smaller model (--llm model=NAME) or on a GPU (llama_cpp: --llm "
+                      "n_gpu_layers=-1; transformers takes one when present): the LLM users' limit fits the "
+                      "longest reply their schema allows",
 }
 
 
