@@ -151,6 +151,10 @@ class SlateQAgent(Recommender):
 
     name = "slateq"
     learns = True
+    #: The dataclass that ``**config`` builds: ``recoworld run`` checks an agent config's keys
+    #: against its fields before the run directory is written
+    #: (:func:`~recoworld.apps.run.plugins.keyword_arguments`).
+    keyword_config = SlateQConfig
 
     def __init__(self, name: str | None = None, **config):
         self.config = SlateQConfig(**config)

@@ -207,9 +207,11 @@ def test_each_job_left_out_is_named_with_its_state_and_what_to_do(tmp_path, caps
     err = capsys.readouterr().err
     said = {line.split()[2]: line for line in err.splitlines() if "has no metrics.json, left out: " in line}
     assert sorted(said) == [str(tmp_path / str(j)) for j in range(1, 8)]
-    assert ("the job failed (RolloutsFailed: agent=random seed=1: WorkerCrashedError: the worker died); fix that, "
-            "then rerun its command with experiment.resume=true") in said[str(tmp_path / "1")]
-    assert "the job was interrupted; rerun its command with experiment.resume=true" in said[str(tmp_path / "2")]
+    assert ("the job failed (RolloutsFailed: agent=random seed=1: WorkerCrashedError: the worker died): 0 of 1 "
+            "rollouts complete; fix that, then rerun its command with experiment.resume=true"
+            in said[str(tmp_path / "1")])
+    assert ("the job was interrupted: 0 of 1 rollouts complete; rerun its command with experiment.resume=true"
+            in said[str(tmp_path / "2")])
     assert f"the job was killed (its status.json says running, but process {2**22 + 1} has ended)" in \
         said[str(tmp_path / "3")]
     assert "the job is still running" in said[str(tmp_path / "4")]

@@ -77,8 +77,8 @@ def test_an_interrupted_sweep_names_its_unfinished_jobs_and_how_to_finish_it(tmp
     assert json.loads((sweep / "1" / "status.json").read_text())["state"] == "interrupted"
     assert not (sweep / "sweep.csv").exists()  # not merged: the user stopped the sweep
     err = capsys.readouterr().err
-    assert (f"recoworld run: {sweep / '1'} has no metrics.json: the job was interrupted; rerun its command with "
-            "experiment.resume=true to finish it") in err
+    assert (f"recoworld run: {sweep / '1'} has no metrics.json: the job was interrupted: 0 of 1 rollouts complete; "
+            "rerun its command with experiment.resume=true to finish it") in err
     assert (f"recoworld run: the sweep in {sweep} was interrupted with 1 job(s) finished and 1 not (named above; a "
             "job not begun has no folder); finish it by running the same command again with experiment.resume=true "
             f"hydra.sweep.dir={sweep} (each job that finished is kept), or merge the finished ones with: "
@@ -110,7 +110,8 @@ def test_jobs_whose_process_the_launcher_killed_after_ctrl_c_are_marked_interrup
     assert [states[job]["state"] for job in "012"] == ["interrupted", "running", "running"]
     assert states["0"]["finished"] and states["0"]["parts"]["current"] is None
     err = capsys.readouterr().err
-    assert f"{sweep / '0'} has no metrics.json: the job was interrupted; rerun its command" in err
+    assert f"{sweep / '0'} has no metrics.json: the job was interrupted: 0 of 2 rollouts complete; rerun its command" \
+        in err
     assert f"{sweep / '1'} has no metrics.json: the job was killed (its status.json says running" in err
     assert f"{sweep / '2'} has no metrics.json: the job is still running" in err
 
@@ -135,4 +136,5 @@ def test_ctrl_c_to_a_joblib_sweeps_process_leaves_its_jobs_interrupted(tmp_path)
     assert process.returncode == 130
     assert [json.loads((sweep / job / "status.json").read_text())["state"] for job in "01"] == [
         "interrupted", "interrupted"]
-    assert f"{sweep / '0'} has no metrics.json: the job was interrupted; rerun its command" in err
+    assert f"{sweep / '0'} has no metrics.json: the job was interrupted: 0 of 1 rollouts complete; rerun its command" \
+        in err

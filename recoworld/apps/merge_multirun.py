@@ -5,6 +5,7 @@ began and did not end, after a job failed or Ctrl-C, ended by :func:`end_stopped
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
@@ -59,8 +60,9 @@ def end_stopped_sweeps(interrupted: bool, console=None) -> list[Path]:
     calls it when a ``--multirun`` stops on an error or Ctrl-C); returns their directories.
 
     A sweep in which a job failed is merged (each job that did not finish named with its
-    state); an interrupted one is not, but its unfinished jobs are named, those whose process
-    the launcher killed first marked ``interrupted``
+    state); an interrupted one is not, but its unfinished jobs are named with the rollouts each
+    has complete, those whose process the launcher killed first (or, ``hydra/launcher=ray``,
+    that stop as its Ray is shut down: :func:`_stop_launcher_jobs`) marked ``interrupted``
     (:func:`~recoworld.apps.run.rundir.record_interruptions`). Either way the last line says
     how to finish the sweep: the same command again with ``experiment.resume=true`` and its
     ``hydra.sweep.dir`` (each finished job is kept)."""
@@ -85,6 +87,7 @@ def end_stopped_sweeps(interrupted: bool, console=None) -> list[Path]:
         finish = (f"finish it by running the same command again with experiment.resume=true "
                   f"hydra.sweep.dir={sweep_dir} (each job that finished is kept)")
         if interrupted:
+            _stop_launcher_jobs()
             record_interruptions(unfinished, since=begun)
             for run in unfinished:
                 say(console, f"recoworld run: {run} has no {METRICS_FILE}: {unfinished_reason(run)}")
@@ -99,3 +102,17 @@ def end_stopped_sweeps(interrupted: bool, console=None) -> list[Path]:
                          + ("; the others are merged in sweep.csv" if merged else "")
                          + f". Fix what failed, then {finish}")
     return stopped
+
+
+def _stop_launcher_jobs() -> None:
+    """Stop the jobs that ``hydra/launcher=ray`` runs as tasks of this process's Ray.
+
+    Ctrl-C ends the launcher's wait, not its tasks: they would run on, named "still running",
+    until Ray's exit hook killed them as the process ended, their runs left ``running``. Once
+    Ray is shut down their processes have ended (a local Ray's; a cluster cancels the tasks
+    of a driver that is gone), so :func:`~recoworld.apps.run.rundir.record_interruptions`
+    marks their runs ``interrupted``. The Ray of ``experiment.executor=ray`` goes too: the
+    process is ending."""
+    ray = sys.modules.get("ray")  # never imported (joblib, the basic launcher): no Ray to stop
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()

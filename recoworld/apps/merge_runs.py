@@ -52,8 +52,11 @@ def _first_of_each(paths: list[Path]) -> list[Path]:
 def unfinished_reason(run: Path) -> str:
     """Why the job in ``run`` has no ``metrics.json``, and what to do: its ``status.json``'s
     state in the words of :mod:`recoworld.apps.run.run_log` (failed with its error,
-    interrupted, killed, still running), or why there is no state to read."""
+    interrupted, killed, still running) with its rollouts complete (what a resume keeps), or
+    why there is no state to read: the job stopped before its run began, its log names why
+    unless it is empty (Ctrl-C as the job started)."""
     from recoworld.apps.run.run_log import RESUME, run_state, run_status
+    from recoworld.apps.run.rundir import rollouts_complete
     from recoworld.apps.status import STATUS_FILE
 
     try:
@@ -62,12 +65,16 @@ def unfinished_reason(run: Path) -> str:
         return (f"its {STATUS_FILE} is damaged (edited, or written by something else), so whether it failed or "
                 "still runs is unknown")
     if status is None:
-        logs = sorted(p.name for p in run.glob("*.log"))
-        return f"the job stopped before its run began (no {STATUS_FILE}{f'; {logs[0]} says why' if logs else ''})"
+        logs = sorted(run.glob("*.log"))
+        saying = [log.name for log in logs if log.stat().st_size > 0]
+        if saying:
+            return f"the job stopped before its run began (no {STATUS_FILE}; {saying[0]} says why)"
+        log = f"its {logs[0].name} is empty" if logs else "no log"
+        return f"the job was stopped as it started, with nothing to keep (no {STATUS_FILE}; {log})"
     if status["state"] == "complete":
         return f"its {STATUS_FILE} says complete, so the file was removed since; {RESUME} to write it again"
     phrase, advice = run_state(run, status)
     phrase = " ".join(phrase.split())
     if len(phrase) > REASON_CHARS:
         phrase = f"{phrase[:REASON_CHARS]}... (whole in its {STATUS_FILE})"
-    return f"the job {phrase}; {advice}"
+    return f"the job {phrase}: {rollouts_complete(status)}; {advice}"

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import inspect
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -241,18 +240,19 @@ def _check_target_arguments(node: DictConfig, path: str) -> None:
 
 def _keywords(target: str) -> list[str] | None:
     """The keyword arguments that ``target`` (a class or function) takes, in its signature's
-    order; ``None`` where it takes any (``**kwargs``, which may go anywhere: SlateQAgent's to
-    its config's dataclass) or has no signature to read (building it then says what is wrong)."""
+    order; a class's ``**kwargs`` followed where they go (:func:`~recoworld.apps.run.plugins.keyword_arguments`:
+    up its bases' constructors, or into the dataclass it names as ``keyword_config``, as
+    SlateQAgent's go to SlateQConfig). ``None`` where it takes any name (a function's
+    ``**kwargs``) or has no signature to read (building it then says what is wrong)."""
     from hydra.utils import get_object
 
+    from recoworld.apps.run.plugins import keyword_arguments
+
     try:
-        parameters = inspect.signature(get_object(target)).parameters.values()
+        names, any_name = keyword_arguments(get_object(target))
     except Exception:  # noqa: BLE001 - a target that does not import, or a builtin without a signature
         return None
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return None
-    return [p.name for p in parameters if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                                                     inspect.Parameter.KEYWORD_ONLY)]
+    return None if any_name else names
 
 
 def check_world(cfg: DictConfig) -> None:

@@ -58,7 +58,8 @@ agent over a seed, on the population or a segment) one after the other in this p
 - ``kill`` (SIGTERM) stops a Ray run as it stops a local one: it ends ``interrupted`` and
   says how to resume (``ray.init`` sets a SIGTERM handler of its own, which would end the
   process at once: the one in force before it is put back), and a local Ray's processes
-  stop with the process.
+  stop with the process. A Ctrl-C while Ray starts stops the run once it has started (Ray
+  stopped midway would leave its processes behind).
 
 A rollout depends only on its configs and seed (counter-based randomness), so both
 executors write the same rows and ``metrics.json`` (``seconds`` aside). LLM users'
@@ -519,7 +520,8 @@ def _import_ray():
 def ensure_ray(address: str | None):
     """The ``ray`` module, initialised: as it is if this process already did, else on
     ``address`` or on a local Ray with this machine's cores, keeping the SIGTERM handler in
-    force (:func:`_sigterm_handler_kept`: ``kill`` stops the run as Ctrl-C does).
+    force (:func:`_sigterm_handler_kept`: ``kill`` stops the run as Ctrl-C does) and holding a
+    Ctrl-C until Ray has started (:func:`_ctrl_c_held`: no Ray process outlives the run).
 
     Raises:
         ExperimentConfigError: Ray is not installed or fails to import, or cannot join
@@ -527,7 +529,7 @@ def ensure_ray(address: str | None):
     """
     ray = _import_ray()
     if not ray.is_initialized():
-        with _sigterm_handler_kept():
+        with _sigterm_handler_kept(), _ctrl_c_held():
             if address:
                 try:
                     ray.init(address=address, log_to_driver=False)
@@ -541,6 +543,27 @@ def ensure_ray(address: str | None):
                 # RAY_ADDRESS names one, which ray.init() would join, refusing num_cpus.
                 ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
     return ray
+
+
+@contextmanager
+def _ctrl_c_held() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) until the block ends, then deliver it (a ``KeyboardInterrupt``).
+
+    ``ray.init`` stopped midway can leave the processes of the local Ray it was starting
+    running after this process has ended: Ray's exit hook stops the Ray that an ``init`` which
+    returned has recorded. Held, Ctrl-C stops the run once Ray is up, and Ray with it. Off the
+    main thread, where no handler can be set, nothing is held."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+        if held:
+            signal.raise_signal(signal.SIGINT)  # to the handler put back: Python's raises KeyboardInterrupt
 
 
 @contextmanager

@@ -6,13 +6,14 @@ that installed packages register through entry points.
 ``agent.KEY=VALUE`` overrides start a fresh agent config (:func:`plugin_overrides` turns them
 into Hydra's ``+agent.KEY=VALUE``). A simulator class gets ``catalog=`` from the run, and
 the keys of the simulator config it replaced (``path``, ``population``, ``device``...) only
-where its constructor names them (itself, or a base class's constructor that its
-``**kwargs`` reach): :func:`fit_plugin_targets` leaves out, with a logged note, the keys a
-class outside RecoWorld does not take. A key you set yourself (``+simulator.budget=5``,
-``agent.temperature=0.3``), or that a plug-in's own config gives, must be taken: one the
-class does not take stops the run, naming the key and the arguments the class takes, so
-that a misspelt key is an error, never a silent default (RecoWorld's own classes keep their
-strict check too). A ``_target_`` that does not import stops the run before it starts,
+where its constructor names them (itself, a base class's constructor that its ``**kwargs``
+reach, or the dataclass that the class names as ``keyword_config`` when its ``**kwargs``
+build one: :func:`keyword_arguments`): :func:`fit_plugin_targets` leaves out, with a logged
+note, the keys a class outside RecoWorld does not take. A key you set yourself
+(``+simulator.budget=5``, ``agent.temperature=0.3``), or that a plug-in's own config gives,
+must be taken: one the class does not take stops the run, naming the key and the arguments
+the class takes, so that a misspelt key is an error, never a silent default (RecoWorld's own
+classes keep their strict check too). A ``_target_`` that does not import stops the run before it starts,
 naming the module that is missing, and so does a class that is not a
 ``recoworld.agents.Recommender`` (an agent) or a ``recoworld.simulators.UserSimulator`` (a
 simulator): the run calls their methods. Each agent that ``experiment.agents`` lists is
@@ -33,6 +34,7 @@ RecoWorld already ships is refused, naming the distribution.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import logging
@@ -162,7 +164,7 @@ def fit_plugin_config(node: DictConfig, group: str, overrides: Sequence[str] = (
     built = _imported(target, group)
     _check_base(built, target, group)
     try:
-        named, any_name = _arguments(built)
+        named, any_name = keyword_arguments(built)
     except (TypeError, ValueError):  # no signature to read: instantiate calls it as it is
         return
     set_here = {key.split(".")[1] for key in map(override_key, overrides) if key.startswith(f"{group}.")}
@@ -271,26 +273,32 @@ def _qualified(factory) -> str:
     return f"{module}.{name}" if module and name else repr(factory)
 
 
-def _arguments(target) -> tuple[set[str], bool]:
-    """The names ``target`` takes as keyword arguments, and whether it takes any name.
+def keyword_arguments(target) -> tuple[list[str], bool]:
+    """The names ``target`` takes as keyword arguments (in the order its constructors name
+    them), and whether it takes any name.
 
-    A class's ``**kwargs`` are followed up its bases' constructors (a subclass that hands
-    them to ``super().__init__`` takes what that one names); ``**kwargs`` that end nowhere
-    named (a function's) take any name."""
-    named: set[str] = set()
-    constructors = [target]
+    A class's ``**kwargs`` are followed: into the dataclass that the class names as
+    ``keyword_config`` (SlateQAgent's ``**config`` build a SlateQConfig), else up its bases'
+    constructors (a subclass that hands them to ``super().__init__`` takes what that one
+    names); ``**kwargs`` that end nowhere named (a function's) take any name."""
+    named: dict[str, None] = {}  # in order, each once
+    constructors = [(target, target)]  # (the class whose constructor it is, what to read the names of)
     if isinstance(target, type):  # the bases' constructors after the one the class itself calls
         defining = [c for c in target.__mro__ if "__init__" in vars(c)]
-        constructors += [vars(c)["__init__"] for c in defining[1:]]
-    for constructor in constructors:
+        constructors = [(defining[0], target)] + [(c, vars(c)["__init__"]) for c in defining[1:]]
+    for owner, constructor in constructors:
         if constructor is object.__init__:
-            return named, False
+            return list(named), False
         parameters = inspect.signature(constructor).parameters
-        named |= {name for name, p in parameters.items()
-                  if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name != "self"}
+        named.update((name, None) for name, p in parameters.items()
+                     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name != "self")
         if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-            return named, False
-    return named, True
+            return list(named), False
+        config = vars(owner).get("keyword_config") if isinstance(owner, type) else None
+        if config is not None:
+            named.update((field.name, None) for field in dataclasses.fields(config) if field.init)
+            return list(named), False
+    return list(named), True
 
 
 def target_name(agent: Mapping) -> str:

@@ -201,8 +201,7 @@ class RunDirectory(JobStatus):
             found = _results_without_status(path)
             if found:
                 raise RunDirectoryError(f"{path} holds results ({', '.join(found)}) but no {STATUS_FILE}: it is "
-                                        "not a run of this RecoWorld and cannot be resumed; choose another "
-                                        "hydra.run.dir")
+                                        f"not a run of this RecoWorld and cannot be resumed; {another_folder()}")
         else:
             _refuse_live_writer(path, saved)
             kept = [r for r in saved["parts"]["complete"] if part_damage(path, r) is None]
@@ -237,8 +236,7 @@ class RunDirectory(JobStatus):
 
     @property
     def progress(self) -> str:
-        parts = self.status["parts"]
-        return f"{len(parts['complete'])} of {parts['planned']} rollouts complete"
+        return rollouts_complete(self.status)
 
     # ------------------------------------------------------------------ ending
     def complete(self) -> None:
@@ -354,6 +352,24 @@ def _stopped_by_this_sweep(saved: dict | None, since: str) -> bool:
             and str(saved.get("started")) >= since)
 
 
+def another_folder() -> str:
+    """The advice to start afresh in another folder, for a run refused the one it was given:
+    another ``hydra.run.dir``, or in a ``--multirun`` another ``hydra.sweep.dir`` (its jobs'
+    folders are below it; ``hydra.run.dir`` does nothing there)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return "choose another hydra.sweep.dir for a new sweep"
+    return "choose another hydra.run.dir for a new run"
+
+
+def rollouts_complete(status: dict) -> str:
+    """What a run whose ``status.json`` is ``status`` has kept: ``"1 of 4 rollouts complete"``."""
+    parts = status["parts"]
+    return f"{len(parts['complete'])} of {parts['planned']} rollouts complete"
+
+
 def read_status(path: str | Path) -> dict | None:
     """The ``status.json`` of run directory ``path``, or ``None`` if it has none."""
     file = Path(path) / STATUS_FILE
@@ -365,7 +381,7 @@ def read_status(path: str | Path) -> dict | None:
             raise ValueError(f"state {status['state']!r}, parts {status['parts']!r}")
     except (ValueError, KeyError, TypeError) as err:
         raise RunDirectoryError(f"{file} is not a run's status ({err}); it was edited or written by something "
-                                "else: choose another hydra.run.dir") from None
+                                f"else: {another_folder()}") from None
     return status
 
 
@@ -377,12 +393,12 @@ def _check_resumable(path: Path, saved: dict, config: dict, kept: list[dict], re
         raise RunDirectoryError(
             f"{path} already holds results of a run ({STATUS_FILE}: {saved['state']}, {len(kept)} of "
             f"{saved['parts']['planned']} rollouts complete); pass {RESUME_FLAG} to finish it (its complete "
-            "rollouts are kept), or choose another hydra.run.dir for a new run")
+            f"rollouts are kept), or {another_folder()}")
     differences, added = config_differences(saved["config"], config, default)
     if differences:
         raise RunDirectoryError(
             f"{RESUME_FLAG}, but this config differs from the run in {path} at: {'; '.join(differences)}; resume "
-            f"with the saved config ({STATUS_FILE}'s config), or choose another hydra.run.dir for a new run")
+            f"with the saved config ({STATUS_FILE}'s config), or {another_folder()}")
     return added
 
 
