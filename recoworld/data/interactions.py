@@ -136,6 +136,9 @@ SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 SEPARATORS = {"\t": "tab", ";": "semicolon", "|": "pipe"}
 #: An id written as a whole number with a decimal point (``10.0``), as a CSV float column writes it.
 WHOLE_DECIMAL = re.compile(r"-?[0-9]+\.0*")
+#: The characters of the texts that ``int`` and ``float`` read as numbers (``" 0053"``, ``"5.3e1"``, ``"5_3"``,
+#: any script's digits): an id of another (``u53``) names no number, told without parsing it.
+NUMBER_CHARACTERS = re.compile(r"[\d\s+\-._eE]+")
 #: Unix seconds of the year 5138: a larger time is in milliseconds (or finer), not seconds.
 LATEST_SECONDS = 1e11
 #: Unix time 0, in seconds: the unit subtracts from dates of any unit (a Parquet ``timestamp[us]``
@@ -164,6 +167,10 @@ DIGIT_DATE_SHARE = 0.99
 STARS = (1, 2, 3, 4, 5)
 #: Seconds in a day: a log whose times all fall at one time of day holds dates alone.
 DAY_SECONDS = 86_400
+#: More UTC offsets than one log's clocks write (the time zones in use have about 38): rows at one
+#: local time of day are at most at as many UTC times of day as they write offsets, so rows at
+#: more UTC times of day than this hold no dates alone, whatever their offsets.
+MOST_UTC_OFFSETS = 64
 #: The oldest age a user table may give, in years (an age of 999 is a mark for unknown, not an age).
 OLDEST = 150
 
@@ -495,10 +502,12 @@ def _refuse_digit_dates(seconds: np.ndarray, number: np.ndarray, path: Path, val
         no_date = int(np.argmin(date))
         other = ("" if date.all() else
                  f"row {no_date + 1}: {_shown(values.iloc[no_date])} is no date (give that row its time, or drop it); ")
+        # A float column (one that held an empty cell) writes 2024030114.0, which the format does not read.
+        digits = ".astype('int64').astype(str)" if pd.api.types.is_float_dtype(values) else ".astype(str)"
         raise ValueError(f"{path}: row {row + 1}, column 'timestamp': {_shown(values.iloc[row])} is the date {shown} "
                          f"written as digits, but a number is read as Unix seconds ({when}); {other}write the times "
                          "as dates: log['timestamp'] = "
-                         f"pd.to_datetime(log['timestamp'].astype(str), format={form!r})")
+                         f"pd.to_datetime(log['timestamp']{digits}, format={form!r})")
 
 
 def _refuse_out_of_range(seconds: np.ndarray, number: np.ndarray, path: Path, values: pd.Series) -> None:
@@ -624,8 +633,13 @@ def _warn_if_dates_only(log: pd.DataFrame, times: pd.Series, path: Path) -> None
     zone = times.dt.tz if pd.api.types.is_datetime64_any_dtype(times) else None
     # A log's first rows most often show two times of day: the whole column's clock is read only when they do not.
     for rows in (log.index[:1_000], log.index):
+        seconds = log.loc[rows, "timestamp"]
+        # Told apart by their UTC seconds before the offsets are read, which parses each distinct text
+        # in turn: a log of a million times writes a million texts.
+        if pd.unique(seconds.to_numpy() % DAY_SECONDS).size > MOST_UTC_OFFSETS:
+            return
         offsets = np.zeros(len(rows), dtype=np.int64) if zone else _utc_offsets(times[rows])
-        time_of_day = _time_of_day(log.loc[rows, "timestamp"], times[rows] if zone else None, offsets)
+        time_of_day = _time_of_day(seconds, times[rows] if zone else None, offsets)
         if (time_of_day != time_of_day[0]).any():
             return
     if log.groupby("user", observed=True)["timestamp"].nunique().max() < 2:
@@ -710,11 +724,15 @@ def _refuse_unlisted(path: Path, kind: str, log_ids: pd.Series, ids: pd.Series, 
     written, the table would miss that item, or leave that user without their age, without a
     word. Where ``every`` id of the log must be listed (the items), refuse any it does not list.
     Both are categorical (:func:`_ids`): each distinct id is compared once."""
-    missing = ~log_ids.isin(ids)
+    written, listed = log_ids.cat.categories, ids.cat.categories
+    place = written.get_indexer(listed)  # of each id the table lists among the log's, -1 where the log has none
+    in_table = np.zeros(len(written), dtype=bool)
+    in_table[place[place >= 0]] = True
+    missing = ~in_table[log_ids.cat.codes]
     if not missing.any():
         return
     unlisted = list(pd.unique(log_ids[missing]))  # in the log's order
-    respelled = _respellings(unlisted, ids, log_ids)
+    respelled = _respellings(unlisted, listed[place < 0])
     named = next((text for text in unlisted if text in respelled), None)
     if named is None and not every:
         return
@@ -722,29 +740,31 @@ def _refuse_unlisted(path: Path, kind: str, log_ids: pd.Series, ids: pd.Series, 
     message = f"{path}: the log names {kind} {_shown_id(named)}, which the {kind} table does not list"
     if named not in respelled:
         raise ValueError(f"{message}; list every {kind} of the log")
-    listed = respelled[named]
-    raise ValueError(f"{message}, though it lists {listed!r}: an id is its text, so write each id the same way in "
-                     f"both files (the table's {listed!r} as the log's {_shown_id(named)}, or the reverse)")
+    twin = respelled[named]
+    raise ValueError(f"{message}, though it lists {twin!r}: an id is its text, so write each id the same way in "
+                     f"both files (the table's {twin!r} as the log's {_shown_id(named)}, or the reverse)")
 
 
-def _respellings(unlisted: list[str], ids: pd.Series, log_ids: pd.Series) -> dict[str, str]:
-    """Each of the log's ``unlisted`` ids that the table's ``ids`` write otherwise, in spelling
-    alone (:func:`_spelling`: ``00053`` for ``53``, ``Item7`` for ``item7``), with the table's
-    spelling. A table's id that the log names too (its ``53`` and its ``00053``) is that id, not
-    another's spelling."""
-    own = set(log_ids.cat.categories)
+def _respellings(unlisted: list[str], others: pd.Index) -> dict[str, str]:
+    """Each of the log's ``unlisted`` ids that the table writes otherwise, in spelling alone
+    (:func:`_spelling`: ``00053`` for ``53``, ``Item7`` for ``item7``), with the table's
+    spelling: one of its ``others``, the ids it lists that the log does not name. A table's id
+    that the log names too (its ``53`` and its ``00053``) is that id, not another's spelling."""
+    if others.empty:  # every id the table lists is the log's (a table of its users): it respells none
+        return {}
     spelled = {}
-    for text in ids.cat.categories:
-        if text not in own:
-            spelled.setdefault(_spelling(text), text)
+    for text in others:  # the first in the table's order
+        spelled.setdefault(_spelling(text), text)
     twins = {text: spelled.get(_spelling(text)) for text in unlisted}
     return {text: twin for text, twin in twins.items() if twin is not None}
 
 
 def _spelling(text: str):
     """What an id text names but for its spelling: the number it writes (``00053``, ``53.0``:
-    53), else the text stripped of spaces, in one case (``Item7``: ``item7``)."""
-    number = _number(text)
+    53), else the text stripped of spaces, in one case (``Item7``: ``item7``). Only a text of a
+    number's characters (:data:`NUMBER_CHARACTERS`) is parsed: that of another (``u53``) raises
+    twice, at several times the match's cost, which a table of a million users pays in seconds."""
+    number = _number(text) if NUMBER_CHARACTERS.fullmatch(text) else None
     return text.strip().casefold() if number is None else number
 
 
