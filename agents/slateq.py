@@ -153,7 +153,7 @@ class SlateQAgent(Recommender):
     learns = True
     #: The dataclass that ``**config`` builds: ``recoworld run`` checks an agent config's keys
     #: against its fields before the run directory is written
-    #: (:func:`~recoworld.apps.run.plugins.keyword_arguments`).
+    #: (:func:`~recoworld.apps.run.checks.keyword_arguments`).
     keyword_config = SlateQConfig
 
     def __init__(self, name: str | None = None, **config):

@@ -49,7 +49,7 @@ def test_keyword_arguments_follow_kwargs_into_a_keyword_config_and_up_the_bases(
     import dataclasses
 
     from recoworld.agents.base import Recommender
-    from recoworld.apps.run.plugins import keyword_arguments
+    from recoworld.apps.run.checks import keyword_arguments
 
     @dataclasses.dataclass
     class Settings:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -238,15 +239,41 @@ def _check_target_arguments(node: DictConfig, path: str) -> None:
             _check_target_arguments(value, f"{path}.{key}")
 
 
+def keyword_arguments(target) -> tuple[list[str], bool]:
+    """The names ``target`` takes as keyword arguments (in the order its constructors name
+    them), and whether it takes any name.
+
+    A class's ``**kwargs`` are followed: into the dataclass that the class names as
+    ``keyword_config`` (SlateQAgent's ``**config`` build a SlateQConfig), else up its bases'
+    constructors (a subclass that hands them to ``super().__init__`` takes what that one
+    names); ``**kwargs`` that end nowhere named (a function's) take any name."""
+    named: dict[str, None] = {}  # in order, each once
+    constructors = [(target, target)]  # (the class whose constructor it is, what to read the names of)
+    if isinstance(target, type):  # the bases' constructors after the one the class itself calls
+        defining = [c for c in target.__mro__ if "__init__" in vars(c)]
+        constructors = [(defining[0], target)] + [(c, vars(c)["__init__"]) for c in defining[1:]]
+    for owner, constructor in constructors:
+        if constructor is object.__init__:
+            return list(named), False
+        parameters = inspect.signature(constructor).parameters
+        named.update((name, None) for name, p in parameters.items()
+                     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name != "self")
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            return list(named), False
+        config = vars(owner).get("keyword_config") if isinstance(owner, type) else None
+        if config is not None:
+            named.update((field.name, None) for field in dataclasses.fields(config) if field.init)
+            return list(named), False
+    return list(named), True
+
+
 def _keywords(target: str) -> list[str] | None:
     """The keyword arguments that ``target`` (a class or function) takes, in its signature's
-    order; a class's ``**kwargs`` followed where they go (:func:`~recoworld.apps.run.plugins.keyword_arguments`:
+    order; a class's ``**kwargs`` followed where they go (:func:`keyword_arguments`:
     up its bases' constructors, or into the dataclass it names as ``keyword_config``, as
     SlateQAgent's go to SlateQConfig). ``None`` where it takes any name (a function's
     ``**kwargs``) or has no signature to read (building it then says what is wrong)."""
     from hydra.utils import get_object
-
-    from recoworld.apps.run.plugins import keyword_arguments
 
     try:
         names, any_name = keyword_arguments(get_object(target))

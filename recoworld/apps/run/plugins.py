@@ -8,8 +8,8 @@ into Hydra's ``+agent.KEY=VALUE``). A simulator class gets ``catalog=`` from the
 the keys of the simulator config it replaced (``path``, ``population``, ``device``...) only
 where its constructor names them (itself, a base class's constructor that its ``**kwargs``
 reach, or the dataclass that the class names as ``keyword_config`` when its ``**kwargs``
-build one: :func:`keyword_arguments`): :func:`fit_plugin_targets` leaves out, with a logged
-note, the keys a class outside RecoWorld does not take. A key you set yourself
+build one: :func:`~recoworld.apps.run.checks.keyword_arguments`): :func:`fit_plugin_targets`
+leaves out, with a logged note, the keys a class outside RecoWorld does not take. A key you set yourself
 (``+simulator.budget=5``, ``agent.temperature=0.3``), or that a plug-in's own config gives,
 must be taken: one the class does not take stops the run, naming the key and the arguments
 the class takes, so that a misspelt key is an error, never a silent default (RecoWorld's own
@@ -34,7 +34,6 @@ RecoWorld already ships is refused, naming the distribution.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import inspect
 import logging
@@ -156,7 +155,7 @@ def fit_plugin_config(node: DictConfig, group: str, overrides: Sequence[str] = (
             that does not import, or a class that does not subclass its group's base
             (:data:`BASES`).
     """
-    from recoworld.apps.run.checks import ExperimentConfigError, override_key
+    from recoworld.apps.run.checks import ExperimentConfigError, keyword_arguments, override_key
 
     target = node.get("_target_")
     if not target or target.startswith("recoworld."):
@@ -271,34 +270,6 @@ def _qualified(factory) -> str:
     function = getattr(factory, "func", factory)
     module, name = getattr(function, "__module__", None), getattr(function, "__qualname__", None)
     return f"{module}.{name}" if module and name else repr(factory)
-
-
-def keyword_arguments(target) -> tuple[list[str], bool]:
-    """The names ``target`` takes as keyword arguments (in the order its constructors name
-    them), and whether it takes any name.
-
-    A class's ``**kwargs`` are followed: into the dataclass that the class names as
-    ``keyword_config`` (SlateQAgent's ``**config`` build a SlateQConfig), else up its bases'
-    constructors (a subclass that hands them to ``super().__init__`` takes what that one
-    names); ``**kwargs`` that end nowhere named (a function's) take any name."""
-    named: dict[str, None] = {}  # in order, each once
-    constructors = [(target, target)]  # (the class whose constructor it is, what to read the names of)
-    if isinstance(target, type):  # the bases' constructors after the one the class itself calls
-        defining = [c for c in target.__mro__ if "__init__" in vars(c)]
-        constructors = [(defining[0], target)] + [(c, vars(c)["__init__"]) for c in defining[1:]]
-    for owner, constructor in constructors:
-        if constructor is object.__init__:
-            return list(named), False
-        parameters = inspect.signature(constructor).parameters
-        named.update((name, None) for name, p in parameters.items()
-                     if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and name != "self")
-        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-            return list(named), False
-        config = vars(owner).get("keyword_config") if isinstance(owner, type) else None
-        if config is not None:
-            named.update((field.name, None) for field in dataclasses.fields(config) if field.init)
-            return list(named), False
-    return list(named), True
 
 
 def target_name(agent: Mapping) -> str:
