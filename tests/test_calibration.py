@@ -21,7 +21,7 @@ from recoworld import Catalog
 from recoworld.catalog import popularity_score
 from recoworld.calibration.choice import ChoiceFitConfig, ChoiceModel, decompose, fit_choice, least_squares, \
     platt_scaling, rating_weights, sequence_scores, unit_space
-from recoworld.apps.calibrate.dynamics import fit_returns, gap_length_elasticity
+from recoworld.apps.calibrate.dynamics import gap_length_elasticity
 from recoworld.apps.calibrate.folds import CalibrationDataError
 from recoworld.apps.calibrate.fit import CalibrationConfig, calibrate, torch_threads
 from recoworld.calibration import traits
@@ -219,33 +219,6 @@ def test_rating_response_recovers_the_simulators_rating_rule():
     fitted = fit_rating_response(utility, quality, offset, stars.numpy())
     for name in ("rating_center", "rating_slope", "rating_quality", "rating_noise", "offset_weight"):
         assert getattr(fitted, name) == pytest.approx(getattr(truth, name), abs=0.05), name
-
-
-def test_return_fit_recovers_activity_and_treats_the_end_as_censoring():
-    """Users return with probability sigmoid(log 4 + log a) after exponential gaps of mean
-    5 days / a, as the simulator's users do; the data stop at a fixed date, cutting off
-    returns that would have come later."""
-    rng = np.random.default_rng(0)
-    rows, end = [], 200.0
-    activity = np.exp(rng.normal(0, 0.7, 400))
-    for user, a in enumerate(activity):
-        t = rng.uniform(0, 50)
-        while True:
-            rows.append((user, t))
-            if rng.random() > 4 * a / (1 + 4 * a):
-                break
-            t += rng.exponential(5.0 / a)
-            if t > end:
-                break
-    table = pd.DataFrame(rows, columns=["user_id", "day"])
-    table["start"] = table["end"] = table["day"] * 86_400
-    table["length"] = 1
-    table["next_gap_days"] = table.groupby("user_id")["day"].shift(-1) - table["day"]
-    fit = fit_returns(Sessions(table, end * 86_400), len(activity))
-    assert fit.mean_gap_days == pytest.approx(5.0, rel=0.25)
-    # p = sigmoid(x + log a) = 0.8 at a = 1 (x = log 4), whatever the cut-off did
-    assert fit.return_logit == pytest.approx(np.log(4.0), abs=0.35)
-    assert stats.spearmanr(fit.log_activity, np.log(activity)).statistic > 0.5
 
 
 def test_gap_elasticity_to_session_length_is_read_within_users():

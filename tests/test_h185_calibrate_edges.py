@@ -1,8 +1,8 @@
 """Edges of the calibration's return fit and of the fidelity report's refit advice.
 
-A log in which no user comes back twice fits exponential gaps (the Weibull shape has no
-finite maximum on single gaps) instead of being refused with a message that the gaps do not
-vary; and ``recoworld fidelity --data`` on a log that changed since the calibration names the
+A log in which no user comes back twice fits exponential gaps (on single gaps nothing but
+the laws assumed tells the Weibull shape from the spread of the users' paces) instead of being
+refused with a message that the gaps do not vary; and ``recoworld fidelity --data`` on a log that changed since the calibration names the
 log it was given and the world's folder in its advice to fit the world again."""
 
 from __future__ import annotations
@@ -60,15 +60,18 @@ def test_users_who_each_come_back_once_get_exponential_gaps_with_a_warning():
     assert (fit.gap_shape, fit.gap_shape_fitted) == (1.0, False)
     assert (fit.return_logit, fit.mean_gap_days) == (exponential.return_logit, exponential.mean_gap_days)
     assert np.isfinite(fit.log_activity).all()
-    # The Weibull fit on such sessions has no finite maximum: what was refused before.
-    assert np.isnan(dynamics.fit_returns(sessions, 20, weibull=True).gap_shape)
+    # On single gaps nothing but their assumed laws tells the shape from the paces: the Weibull
+    # fit reads every user alike and the whole spread of the gaps as the shape.
+    weibull = dynamics.fit_returns(sessions, 20, weibull=True)
+    assert weibull.activity_spread < 0.01 and weibull.gap_shape > 1.5
 
 
 def test_a_shape_fit_that_diverges_on_few_users_who_come_back_twice_holds_the_shape_too(monkeypatch):
-    # One user's two gaps against 19 single ones: the single gaps pull the shape up (here to
-    # 94), and the fit can run off to NaN before it stops, as it is made to here.
+    # One user's two gaps against 19 single ones. With the paces integrated out the single gaps
+    # no longer pull the shape up (a fit of every user's pace read 94 here), but a fit can
+    # still run off to NaN before it stops, as it is made to here.
     sessions = sessions_of([[2.0, 2.5], *once_each(19)])
-    assert dynamics.fit_returns(sessions, 20, weibull=True).gap_shape > 50
+    assert dynamics.fit_returns(sessions, 20, weibull=True).gap_shape < 3
     fitted = dynamics.fit_returns
     monkeypatch.setattr(dynamics, "fit_returns", lambda *a, weibull=False, **k: replace(
         fitted(*a, weibull=weibull, **k), **(dict(return_logit=math.nan, gap_shape=math.nan) if weibull else {})))

@@ -319,7 +319,7 @@ def fit_leaving(catalog: Catalog, sim_config: StatisticalUserConfig, population:
                   "genre_repetition": genre_repetition,
                   "first_session_patience": sim_config.first_session_patience}
     returns_meta = {"return_logit": returns.return_logit, "mean_gap_days": returns.mean_gap_days,
-                    "gap_shape_fitted": returns.gap_shape_fitted,
+                    "gap_shape_fitted": returns.gap_shape_fitted, "activity_spread": returns.activity_spread,
                     "gap_length_elasticity": returns.gap_length_elasticity, "gap_scale": gap_factor,
                     "return_base": sim_config.return_base, "return_first_session": sim_config.return_first_session,
                     "gap_first_session": sim_config.gap_first_session, "gap_first_share": sim_config.gap_first_share}

@@ -355,12 +355,17 @@ def sessions_section(section: dict | None, targets: dict | None, noun: str = "ra
     law, c = section.get("gap_law"), section["config"]
     if law:
         exponential, weibull = law["exponential"], law["weibull"]
+        shape = (f"Weibull gaps of shape {weibull['shape']:.3f}" if weibull.get("shape_fitted", True) else
+                 "gaps held exponential (too few users come back after gaps of differing length to fit a shape)")
+        spread = (f", the users' log activities ~ N(0, {weibull['activity_spread']:.2f}²), the fitted users' own "
+                  f"(posterior modes, shrunk towards the mean) spread {weibull['activity_modes_spread']:.2f}"
+                  if "activity_modes_spread" in weibull else "")
         lines += ["", (f"Gap law on the fitted users' {law['sessions']} sessions: log-likelihood per session "
                        f"{exponential['log_likelihood']:.4f} with exponential gaps, "
-                       f"{weibull['log_likelihood']:.4f} with Weibull gaps of shape {weibull['shape']:.3f} "
+                       f"{weibull['log_likelihood']:.4f} with {shape} "
                        f"whose mean falls with the session's length to the power "
                        f"-{weibull.get('length_elasticity', 0.0):.3f} (mean {_duration(weibull['mean_gap_days'])} "
-                       "after a session of the median length for an average user; the calibration's law).")]
+                       f"after a session of the median length for an average user{spread}; the calibration's law).")]
     lines += ["", (f"Refitted: leave base {c['leave_base']:.2f}, first session "
                    f"{c.get('leave_first_session', 0.0):+.2f} (spread between newcomers "
                    f"{c.get('first_session_spread', 0.0):.2f}, patience's share "

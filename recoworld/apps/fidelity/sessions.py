@@ -63,8 +63,10 @@ distance name of :data:`DISTANCES`, an interval; the noise's draws are the halvi
 upper end is undefined); ``held_out_users``, ``fitted_users``,
 ``share``; ``leave`` and ``returns`` (the refit, as the artifact's ``meta``), ``config``
 (the refitted leave and return weights, the gap's shape included) and ``gap_law`` (``sessions``; ``exponential``
-and ``weibull``, each with ``log_likelihood`` per session and ``mean_gap_days``, and the
-Weibull ``shape``). ``metrics.json["session_targets"]`` holds :func:`targets`.
+and ``weibull``, each with ``log_likelihood`` per session and ``mean_gap_days``; the Weibull
+``shape``, ``shape_fitted`` (false: held at 1), ``length_elasticity``, ``activity_spread``
+(:math:`\sigma` of the fitted law) and ``activity_modes_spread`` (the standard deviation of
+the fitted users' own log activities, their posterior modes, shrunk towards the mean)). ``metrics.json["session_targets"]`` holds :func:`targets`.
 """
 
 from __future__ import annotations
@@ -306,7 +308,10 @@ def refit_without(world: CalibratedWorld, folds: Folds, held_out: np.ndarray,
                "exponential": {"log_likelihood": exponential.log_likelihood,
                                "mean_gap_days": exponential.mean_gap_days},
                "weibull": {"log_likelihood": returns.log_likelihood, "mean_gap_days": returns.mean_gap_days,
-                           "shape": returns.gap_shape, "length_elasticity": returns.gap_length_elasticity}}
+                           "shape": returns.gap_shape, "shape_fitted": returns.gap_shape_fitted,
+                           "activity_spread": returns.activity_spread,
+                           "activity_modes_spread": float(np.std(returns.log_activity)),
+                           "length_elasticity": returns.gap_length_elasticity}}
     return HeldOutDynamics(fitted, held_out, refitted, leave, returns_meta, gap_law)
 
 

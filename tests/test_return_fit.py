@@ -1,0 +1,142 @@
+"""The return fit (:func:`recoworld.apps.calibrate.dynamics.fit_returns`) on logs drawn from
+its own model: users return with probability sigmoid(x + log a) after Weibull gaps of mean
+G / a, log a ~ N(0, spread^2), and the data stop at a fixed date."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy import stats
+
+from recoworld.apps.calibrate import dynamics
+from recoworld.calibration.split import Sessions
+from test_h185_calibrate_edges import once_each, sessions_of
+
+END_DAY = 200.0
+
+
+def returning_users(n: int, spread: float, shape: float = 1.0, mean_gap: float = 5.0, odds: float = 4.0,
+                    seed: int = 0) -> tuple[Sessions, np.ndarray]:
+    """The sessions (one rating each) of ``n`` users of activities ``a`` drawn with
+    ``spread``, and ``log a``: returns that would come after :data:`END_DAY` are cut off."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    log_activity = rng.normal(0, spread, n)
+    scale = mean_gap / math.gamma(1 + 1 / shape)
+    for user, a in enumerate(np.exp(log_activity)):
+        t = rng.uniform(0, 50)
+        while True:
+            rows.append((user, t))
+            if rng.random() > odds * a / (1 + odds * a):
+                break
+            t += scale / a * rng.weibull(shape)
+            if t > END_DAY:
+                break
+    table = pd.DataFrame(rows, columns=["user_id", "day"])
+    table["start"] = table["end"] = table["day"] * 86_400
+    table["length"] = 1
+    table["next_gap_days"] = table.groupby("user_id")["day"].shift(-1) - table["day"]
+    return Sessions(table, END_DAY * 86_400), log_activity
+
+
+def test_return_fit_recovers_activity_and_treats_the_end_as_censoring():
+    sessions, log_activity = returning_users(400, spread=0.7)
+    fit = dynamics.fit_returns(sessions, len(log_activity))
+    assert fit.mean_gap_days == pytest.approx(5.0, rel=0.15)
+    # p = sigmoid(x + log a) = 0.8 at a = 1 (x = log 4), whatever the cut-off did
+    assert fit.return_logit == pytest.approx(np.log(4.0), abs=0.25)
+    assert fit.activity_spread == pytest.approx(0.7, abs=0.15)
+    assert stats.spearmanr(fit.log_activity, log_activity).statistic > 0.5
+
+
+@pytest.mark.parametrize("shape, spread", [(1.0, 0.7), (1.0, 1.5), (0.6, 1.5)])
+def test_weibull_return_fit_recovers_the_shape_and_the_spread_of_paces(shape, spread):
+    """A fit of every user's pace with the shape (its maximum a posteriori, the spread held at
+    1) read 3.8 days for the mean gap of 5 at a spread of 1.5."""
+    sessions, log_activity = returning_users(1000, spread=spread, shape=shape)
+    fit = dynamics.fit_returns(sessions, len(log_activity), weibull=True)
+    assert fit.gap_shape == pytest.approx(shape, rel=0.06)
+    assert fit.activity_spread == pytest.approx(spread, rel=0.1)
+    assert fit.mean_gap_days == pytest.approx(5.0, rel=0.15)
+    assert fit.return_logit == pytest.approx(np.log(4.0), abs=0.25)
+
+
+def test_a_spread_held_away_from_the_datas_moves_the_shape():
+    # Single gaps of 1 to 19 days and one user's two: a spread of paces held at 1 is wider than
+    # these gaps', and the shape narrows each user's gaps to make up for it.
+    sessions = sessions_of([[2.0, 2.5], *once_each(19)])
+    fitted = dynamics.fit_returns(sessions, 20, weibull=True)
+    held = dynamics.fit_returns(sessions, 20, weibull=True, activity_spread=1.0)
+    assert held.activity_spread == 1.0 and fitted.activity_spread < 0.1
+    assert held.gap_shape > 2 * fitted.gap_shape
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_few_users_with_several_gaps_do_not_pull_the_shape_up(seed):
+    """300 users return once after exponential gaps of their own pace, 2% of them four times:
+    each single gap set its user's pace in a joint fit, which read a shape of 10.5 and 12.8."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for user, pace in enumerate(np.exp(rng.normal(0, 0.7, 300))):
+        t = 1_000_000 + 3600 * user
+        for gap in [*(3.0 / pace * rng.exponential(1.0, 4 if rng.random() < 0.02 else 1) + 0.05), None]:
+            rows.append((user, t, t, 1, gap))
+            t += (gap or 0) * 86_400
+    table = pd.DataFrame(rows, columns=["user_id", "start", "end", "length", "next_gap_days"])
+    fit = dynamics.fit_returns(Sessions(table, table["end"].max()), 300, weibull=True)
+    assert 0.75 < fit.gap_shape < 1.25
+
+
+def test_the_marginal_likelihood_is_the_integral_over_each_users_activity():
+    """The adaptive quadrature's log-likelihood is what a fine grid over every user's log
+    activity gives, at the fitted parameters."""
+    sessions, log_activity = returning_users(60, spread=1.2, shape=0.7, seed=3)
+    fit = dynamics.fit_returns(sessions, len(log_activity), weibull=True)
+    grid = torch.linspace(-12 * fit.activity_spread, 12 * fit.activity_spread, 40_001, dtype=torch.float64)
+    density = torch.as_tensor(stats.norm.logpdf(grid.numpy(), scale=fit.activity_spread))
+    parameters = (torch.tensor(v, dtype=torch.float64) for v in (fit.return_logit, math.log(fit.mean_gap_days),
+                                                                 math.log(fit.gap_shape)))
+    x, log_G, log_k = parameters
+    total = 0.0
+    for user in range(len(log_activity)):
+        mine = Sessions(sessions.table[sessions.table["user_id"] == user], sessions.data_end)
+        terms = dynamics._ReturnData.of(mine, 0.0).per_user(x, log_G, log_k, grid[None])[0]
+        total += torch.logsumexp(terms + density, 0).item() + math.log(grid[1] - grid[0])
+    assert total / len(sessions.table) == pytest.approx(fit.log_likelihood, abs=1e-6)
+
+
+@pytest.mark.parametrize("fitted, words", [
+    (True, "with Weibull gaps of shape 0.640 whose mean"),
+    (False, "with gaps held exponential (too few users come back after gaps of differing length to fit a shape) "
+            "whose mean"),
+])
+def test_the_fidelity_page_says_whether_the_gap_shape_was_fitted_or_held(fitted, words):
+    from recoworld.apps.fidelity import page
+
+    law = {"sessions": 120, "exponential": {"log_likelihood": -2.7, "mean_gap_days": 30.0},
+           "weibull": {"log_likelihood": -2.6, "mean_gap_days": 40.0, "shape": 0.64 if fitted else 1.0,
+                       "shape_fitted": fitted, "activity_spread": 1.5, "activity_modes_spread": 1.1,
+                       "length_elasticity": 0.2}}
+    section = {"statistics": {}, "held_out_users": 40, "fitted_users": 40, "gap_law": law,
+               "config": {k: 0.0 for k in ("leave_base", "leave_length", "leave_patience", "return_base",
+                                           "gap_days", "gap_shape")}}
+    text = "\n".join(page.sessions_section(section, {}))
+    assert f"-2.6000 {words} falls with the session's length to the power -0.200" in text
+    assert ("for an average user, the users' log activities ~ N(0, 1.50²), the fitted users' own (posterior modes, "
+            "shrunk towards the mean) spread 1.10; the calibration's law") in text
+
+
+def test_the_fit_summed_part_by_part_is_the_fit_of_the_whole_log(monkeypatch):
+    sessions, log_activity = returning_users(200, spread=1.0, shape=0.8, seed=4)
+    whole = dynamics.fit_returns(sessions, 210, weibull=True)  # 10 users without sessions
+    monkeypatch.setattr(dynamics, "SESSIONS_PER_PART", 37)
+    assert len(dynamics._ReturnData.of(sessions, 0.0).parts()) > 10
+    parts = dynamics.fit_returns(sessions, 210, weibull=True)
+    for name in ("return_logit", "mean_gap_days", "gap_shape", "activity_spread", "log_likelihood"):
+        assert getattr(parts, name) == pytest.approx(getattr(whole, name), rel=1e-6), name
+    np.testing.assert_allclose(parts.log_activity, whole.log_activity, atol=1e-6)
+    assert (whole.log_activity[200:] == 0).all()  # no sessions: the prior's mode
