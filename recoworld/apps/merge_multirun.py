@@ -71,7 +71,7 @@ def end_stopped_sweeps(interrupted: bool, console=None) -> list[Path]:
     from rich.console import Console
 
     from recoworld.apps.merge_writer import say
-    from recoworld.apps.run.rundir import record_interruptions
+    from recoworld.apps.run.rundir import finish_sweep, record_interruptions
 
     console = console or Console(stderr=True)
     stopped = []
@@ -84,8 +84,7 @@ def end_stopped_sweeps(interrupted: bool, console=None) -> list[Path]:
             finished, unfinished = [], []
         if not finished and not unfinished:
             continue  # stopped before any job began (e.g. a sweep value Hydra refused): its error says why
-        finish = (f"finish it by running the same command again with experiment.resume=true "
-                  f"hydra.sweep.dir={sweep_dir} (each job that finished is kept)")
+        finish = f"finish it by {finish_sweep(sweep_dir)}"
         if interrupted:
             _stop_launcher_jobs()
             record_interruptions(unfinished, since=begun)

@@ -308,7 +308,7 @@ def unwritable(error: OSError, path: Path, progress: str | None) -> RunDirectory
     where = f" writing {error.filename}" if error.filename else ""
     kept = "" if progress is None else f" ({progress}, kept)"
     return RunDirectoryError(f"{os.strerror(error.errno)}{where}: the run in {path} stopped{kept}; {fix}, then "
-                             f"finish it with {RESUME_FLAG} hydra.run.dir={path}")
+                             f"{how_to_finish(path)}")
 
 
 def record_interruptions(paths: Sequence[str | Path], since: str, wait_s: float = 3.0) -> list[Path]:
@@ -356,12 +356,38 @@ def another_folder() -> str:
     """The advice to start afresh in another folder, for a run refused the one it was given:
     another ``hydra.run.dir``, or in a ``--multirun`` another ``hydra.sweep.dir`` (its jobs'
     folders are below it; ``hydra.run.dir`` does nothing there)."""
+    if _sweep_dir() is not None:
+        return "choose another hydra.sweep.dir for a new sweep"
+    return "choose another hydra.run.dir for a new run"
+
+
+def how_to_finish(path: str | Path, run: str = "it") -> str:
+    """The advice to finish the unfinished run in ``path`` (``run`` names it): ``experiment.resume=true``
+    into that folder, given as ``hydra.run.dir``; or, for a job of a ``--multirun``, the sweep's
+    command again with ``experiment.resume=true`` and its ``hydra.sweep.dir`` (:func:`finish_sweep`):
+    ``hydra.run.dir`` does nothing in a multirun, and the job's folder alone, run as a single run,
+    would need that job's own overrides repeated."""
+    sweep = _sweep_dir()
+    if sweep is None:
+        return f"finish {run} with {RESUME_FLAG} hydra.run.dir={path}"
+    return f"finish the sweep by {finish_sweep(sweep)}"
+
+
+def finish_sweep(sweep: str | Path) -> str:
+    """How to finish the sweep in ``sweep``, as its stopped jobs and its last line
+    (:func:`~recoworld.apps.merge_multirun.end_stopped_sweeps`) say it."""
+    return f"running the same command again with {RESUME_FLAG} hydra.sweep.dir={sweep} (each job that finished is kept)"
+
+
+def _sweep_dir() -> Path | None:
+    """The ``hydra.sweep.dir`` of the ``--multirun`` whose job this is, ``None`` outside one (a
+    single run, or Python that calls the runner itself)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
-        return "choose another hydra.sweep.dir for a new sweep"
-    return "choose another hydra.run.dir for a new run"
+        return Path(HydraConfig.get().sweep.dir)
+    return None
 
 
 def rollouts_complete(status: dict) -> str:

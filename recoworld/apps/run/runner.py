@@ -77,7 +77,7 @@ from recoworld.apps.run.checks import (
     override_key,
     run_identity,
 )
-from recoworld.apps.run.rundir import RESUME_FLAG, Part, RunDirectory, unwritable
+from recoworld.apps.run.rundir import Part, RunDirectory, how_to_finish, unwritable
 from recoworld.apps.run.secrets import redact_secrets, redact_text
 from recoworld.apps.interrupts import kill_stops_like_ctrl_c
 from recoworld.catalog import Catalog
@@ -223,8 +223,8 @@ def run_experiment(
             directory.complete()
     except KeyboardInterrupt:
         if directory is not None:
-            console.print(f"interrupted: {directory.progress} in {directory.path}; finish the run with "
-                          f"{RESUME_FLAG} hydra.run.dir={directory.path}", soft_wrap=True)
+            console.print(f"interrupted: {directory.progress} in {directory.path}; "
+                          f"{how_to_finish(directory.path, 'the run')}", soft_wrap=True)
         raise
     except OSError as err:
         # A full disk is no bug: one line that says what to free and how to go on, not a traceback.
