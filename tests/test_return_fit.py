@@ -5,6 +5,7 @@ G / a, log a ~ N(0, spread^2), and the data stop at a fixed date."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -140,3 +141,12 @@ def test_the_fit_summed_part_by_part_is_the_fit_of_the_whole_log(monkeypatch):
         assert getattr(parts, name) == pytest.approx(getattr(whole, name), rel=1e-6), name
     np.testing.assert_allclose(parts.log_activity, whole.log_activity, atol=1e-6)
     assert (whole.log_activity[200:] == 0).all()  # no sessions: the prior's mode
+
+
+@pytest.mark.parametrize("spread", [0.0, -0.5, 5e-5, math.nan])
+def test_a_held_spread_that_is_no_spread_is_refused_naming_it(spread):
+    sessions, _ = returning_users(20, spread=1.0)
+    message = (f"activity_spread={spread}: the spread of the users' log activities is at least 0.0001; leave it "
+               "None to fit it")
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        dynamics.fit_returns(sessions, 20, activity_spread=spread)

@@ -100,6 +100,8 @@ ACTIVITY_NODES = 20
 ACTIVITY_ROUNDS = 10
 #: Sessions per part of the likelihood's evaluation (:meth:`_ReturnData.parts`).
 SESSIONS_PER_PART = 50_000
+#: The least spread of the users' log activities, fitted or held (:func:`fit_returns`).
+MIN_ACTIVITY_SPREAD = 1e-4
 
 
 @dataclass
@@ -154,8 +156,10 @@ def fit_returns(sessions: Sessions, n_users: int, weibull: bool = False, length_
     each user's integral taken by adaptive Gauss–Hermite quadrature (:data:`ACTIVITY_NODES`
     nodes centred on the user's posterior mode and scaled by its curvature; Liu and Pierce,
     Biometrika 1994), and each user's :math:`\log a_b` is then that posterior mode.
-    ``activity_spread`` holds :math:`\sigma` instead (a prior): held wider than the data's
-    spread of paces, it pulls the shape up, narrower, down.
+    ``activity_spread`` holds :math:`\sigma` instead (a prior, at least
+    :data:`MIN_ACTIVITY_SPREAD`). A held spread moves :math:`G`, and where most users come
+    back once it moves the shape too: held wider than the data's spread of paces, it pulls
+    the shape up, narrower, down.
 
     Fitting every :math:`\log a_b` jointly with :math:`k` instead (their maximum a
     posteriori) lets a user with a single gap set their pace at it, whose likelihood grows
@@ -167,7 +171,10 @@ def fit_returns(sessions: Sessions, n_users: int, weibull: bool = False, length_
     log_G = torch.tensor(math.log(max(float(returned_gaps.mean()), 1e-3)) if len(returned_gaps) else 0.0,
                          dtype=torch.float64, requires_grad=True)
     log_k = torch.tensor(0.0, dtype=torch.float64, requires_grad=weibull)
-    log_sd = torch.tensor(math.log(activity_spread or 1.0), dtype=torch.float64,
+    if activity_spread is not None and not (math.isfinite(activity_spread) and activity_spread >= MIN_ACTIVITY_SPREAD):
+        raise ValueError(f"activity_spread={activity_spread}: the spread of the users' log activities is at least "
+                         f"{MIN_ACTIVITY_SPREAD}; leave it None to fit it")
+    log_sd = torch.tensor(0.0 if activity_spread is None else math.log(activity_spread), dtype=torch.float64,
                           requires_grad=activity_spread is None)
     parameters = [x, log_G] + [log_sd] * (activity_spread is None) + [log_k] * weibull
     nodes, weights = np.polynomial.hermite_e.hermegauss(ACTIVITY_NODES)  # weight exp(-t^2 / 2)
@@ -177,10 +184,12 @@ def fit_returns(sessions: Sessions, n_users: int, weibull: bool = False, length_
     mode, scale = torch.zeros(n_users, dtype=torch.float64), torch.ones(n_users, dtype=torch.float64)
     parts = data.parts()
 
-    def log_prior(b: torch.Tensor) -> torch.Tensor:
+    def log_spread() -> torch.Tensor:
         # The floor keeps a spread fitted to nothing (every user alike) from dividing by zero.
-        log_spread = log_sd.clamp_min(math.log(1e-4))
-        return -0.5 * (b / log_spread.exp()) ** 2 - log_spread
+        return log_sd.clamp_min(math.log(MIN_ACTIVITY_SPREAD))
+
+    def log_prior(b: torch.Tensor) -> torch.Tensor:
+        return -0.5 * (b / log_spread().exp()) ** 2 - log_spread()
 
     def marginal(part: _ReturnData) -> torch.Tensor:
         centre, width = mode[part.ids], scale[part.ids]
@@ -238,7 +247,7 @@ def fit_returns(sessions: Sessions, n_users: int, weibull: bool = False, length_
     with torch.no_grad():
         per_session = sum(marginal(part).item() for part in parts) / len(data.users)
     return ReturnFit(mode.numpy().copy(), x.item(), log_G.exp().item(), log_k.exp().item(),
-                     length_elasticity, data.reference_length, per_session, weibull, log_sd.exp().item())
+                     length_elasticity, data.reference_length, per_session, weibull, log_spread().exp().item())
 
 
 @dataclass
@@ -271,8 +280,8 @@ class _ReturnData:
     def parts(self) -> list["_ReturnData"]:
         """The sessions about :data:`SESSIONS_PER_PART` at a time, each user's in one part: the likelihood and
         its gradient are summed part by part, each part's ``[size, nodes]`` tensors small
-        enough for the allocator to reuse (whole logs' were fresh pages at every step, 3.6
-        times slower at 374,000 sessions, and held five times the memory)."""
+        enough for the allocator to reuse (whole logs' were fresh pages at every step: several
+        times slower, and heavier, on large logs; ``benchmarks/RESULTS.md``)."""
         users = self.users.numpy()
         cuts = [0]
         for start in np.flatnonzero(np.r_[True, users[1:] != users[:-1]]):
