@@ -18,6 +18,7 @@ import pytest
 
 from recoworld import Catalog
 from recoworld.apps.calibrate import CalibrationConfig, calibrate, dynamics
+from recoworld.apps.calibrate.fit import summary
 from recoworld.apps.calibrate.folds import CalibrationDataError
 from recoworld.apps.calibrate.synthetic import simulated_dataset
 from recoworld.apps.fidelity.evaluation import held_out_split, source_data
@@ -140,6 +141,8 @@ def test_a_log_where_each_user_comes_back_once_calibrates_and_the_world_says_the
                           progress=False)
     assert world.config.gap_shape == 1.0
     assert world.meta["returns"]["gap_shape_fitted"] is False
+    spread = world.meta["returns"]["activity_spread"]
+    assert f"gap shape 1.000 (held: not fitted), log activities spread {spread:.2f}" in summary(world)
 
 
 # ------------------------------------------------------- fidelity's refit advice

@@ -127,6 +127,7 @@ def test_the_fidelity_page_says_whether_the_gap_shape_was_fitted_or_held(fitted,
                                            "gap_days", "gap_shape")}}
     text = "\n".join(page.sessions_section(section, {}))
     assert f"-2.6000 {words} falls with the session's length to the power -0.200" in text
+    assert ("of the newcomers who return, " + ("" if fitted else "held ") + "gap shape 0.000") in text
     assert ("for an average user, the users' log activities ~ N(0, 1.50²), the fitted users' own (posterior modes, "
             "shrunk towards the mean) spread 1.10; the calibration's law") in text
 

@@ -352,7 +352,9 @@ def summary(world: CalibratedWorld) -> str:
         f"{m['leave']['simulated_quantiles']}, data {m['leave']['target_quantiles']})",
         f"return: base {c.return_base:.2f} ({c.return_first_session:+.2f} after a first session), gap_days "
         f"{c.gap_days:.2f} (after a first session, x{math.exp(c.gap_first_session):.2f} for "
-        f"{c.gap_first_share:.0%} of those who return)",
+        f"{c.gap_first_share:.0%} of those who return), gap shape {c.gap_shape:.3f}"
+        + ("" if m["returns"].get("gap_shape_fitted", True) else " (held: not fitted)")
+        + (f", log activities spread {m['returns']['activity_spread']:.2f}" if "activity_spread" in m["returns"] else ""),
     ]
     if "timings_s" in m:
         lines.append(f"time: {m['timings_s']['total']:.1f}s")

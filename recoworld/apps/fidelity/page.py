@@ -366,6 +366,7 @@ def sessions_section(section: dict | None, targets: dict | None, noun: str = "ra
                        f"whose mean falls with the session's length to the power "
                        f"-{weibull.get('length_elasticity', 0.0):.3f} (mean {_duration(weibull['mean_gap_days'])} "
                        f"after a session of the median length for an average user{spread}; the calibration's law).")]
+    shape_held = "" if (law or {}).get("weibull", {}).get("shape_fitted", True) else "held "
     lines += ["", (f"Refitted: leave base {c['leave_base']:.2f}, first session "
                    f"{c.get('leave_first_session', 0.0):+.2f} (spread between newcomers "
                    f"{c.get('first_session_spread', 0.0):.2f}, patience's share "
@@ -375,7 +376,7 @@ def sessions_section(section: dict | None, targets: dict | None, noun: str = "ra
                    f"{c['leave_patience']:.1f}; return base {c['return_base']:.2f}, after a first session "
                    f"{c.get('return_first_session', 0.0):+.2f}; gap {_duration(c['gap_days'])}, times "
                    f"{np.exp(c.get('gap_first_session', 0.0)):.2f} after a first session for "
-                   f"{c.get('gap_first_share', 1.0):.0%} of the newcomers who return, gap shape "
+                   f"{c.get('gap_first_share', 1.0):.0%} of the newcomers who return, {shape_held}gap shape "
                    f"{c['gap_shape']:.3f}, gap elasticity to session length "
                    f"{c.get('gap_length_elasticity', 0.0):.3f}.")]
     if targets:
