@@ -90,6 +90,10 @@ def test_a_comma_space_csv_is_told_to_rename_every_spaced_column(tmp_path):
 @pytest.mark.parametrize("form, written, seconds", [
     ("%Y%m%d", "20231114 is the date 2023-11-14", "1970-08-23 03:45:14 UTC"),
     ("%Y%m%d%H%M%S", "20231114221320 is the date 2023-11-14 22:13:20", "after the year 5000"),
+    # An hourly partition's name, read as a time of 2034, the next hour 1 second later (every
+    # user's log one session, without a word), and minutes, read as milliseconds.
+    ("%Y%m%d%H", "2023111422 is the date 2023-11-14 22:00:00", "2034-02-09 15:23:42 UTC"),
+    ("%Y%m%d%H%M", "202311142213 is the date 2023-11-14 22:13:00", "after the year 5000"),
 ])
 def test_dates_written_as_digits_are_refused_saying_how_to_read_them(tmp_path, form, written, seconds):
     """``20231114`` is not a time of August 1970, and ``20231114221320`` not milliseconds."""
@@ -105,7 +109,8 @@ def test_dates_written_as_digits_are_refused_saying_how_to_read_them(tmp_path, f
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the dates alone are at midnight: warned
         fixed = load_interactions(write(tmp_path, "fixed.csv", table)).ratings.timestamp
-    expected = (times.dt.floor("D") if form == "%Y%m%d" else times) - pd.Timestamp(0)
+    unit = {"%Y%m%d": "D", "%Y%m%d%H": "h", "%Y%m%d%H%M": "min"}.get(form)
+    expected = (times.dt.floor(unit) if unit else times) - pd.Timestamp(0)
     assert (fixed.to_numpy() == expected // pd.Timedelta(seconds=1)).all()
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import warnings
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -121,27 +120,6 @@ def test_times_that_meet_in_utc_only_are_not_warned_as_dates(tmp_path):
 
 
 # ------------------------------------------------------------------ hours written as digits
-@pytest.mark.parametrize("form, written, seconds", [
-    ("%Y%m%d%H", "2023111422 is the date 2023-11-14 22:00:00", "2034-02-09 15:23:42 UTC"),  # before: read so
-    ("%Y%m%d%H%M", "202311142213 is the date 2023-11-14 22:13:00", "after the year 5000"),  # before: "milliseconds"
-])
-def test_hours_and_minutes_written_as_digits_are_refused_as_dates_are(tmp_path, form, written, seconds):
-    """Read as Unix seconds, ``2023111422`` (an hourly partition's name) is a time of 2034,
-    and the next hour 1 second later: every user's log one session, without a word."""
-    times = pd.to_datetime(log().timestamp, unit="s")
-    table = log().assign(timestamp=times.dt.strftime(form).astype(np.int64))
-    with pytest.raises(ValueError, match=re.escape(
-            f"log.csv: row 1, column 'timestamp': {written} written as digits, but a number is read as Unix "
-            f"seconds ({seconds}); write the times as dates: log['timestamp'] = "
-            f"pd.to_datetime(log['timestamp'].astype(str), format={form!r})")):
-        load_interactions(write(tmp_path, "log.csv", table))
-    # The fix it gives reads the same times as the Unix seconds they are, to the hour or minute.
-    table["timestamp"] = pd.to_datetime(table["timestamp"].astype(str), format=form)
-    fixed = load_interactions(write(tmp_path, "fixed.csv", table)).ratings.timestamp
-    expected = times.dt.floor("h" if form == "%Y%m%d%H" else "min") - pd.Timestamp(0)
-    assert (fixed.to_numpy() == expected // pd.Timedelta(seconds=1)).all()
-
-
 def test_unix_seconds_of_the_2030s_are_not_taken_for_hours(tmp_path):
     table = log(start=2_023_111_400, step=3_700)  # a time of 2034 that spells 2023-11-14 00:00, and others
     assert len(load_interactions(write(tmp_path, "log.csv", table)).ratings) == len(table)

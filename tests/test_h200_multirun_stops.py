@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 
@@ -19,6 +18,7 @@ from omegaconf import OmegaConf
 
 from recoworld.apps import cli
 from recoworld.apps.merge_runs import unfinished_reason
+from test_multirun_failures import interrupt_when_both_run
 
 TINY = ["world=synthetic", "world.n_items=50", "env.num_envs=4", "experiment.progress=false", "experiment.plots=false"]
 
@@ -29,18 +29,8 @@ def test_ctrl_c_to_a_ray_launcher_sweep_leaves_its_jobs_interrupted(tmp_path):
     sweep = tmp_path / "sweep"
     command = [sys.executable, "-m", "recoworld.apps.cli", "run", "--multirun", "hydra/launcher=ray", *TINY,
                "experiment.steps=20000", "agent=random", "experiment.seeds=[0],[1]", f"hydra.sweep.dir={sweep}"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 180
-    while sum('"running"' in status.read_text() for status in sweep.glob("*/status.json")) < 2:
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "the jobs did not start within 180 s"
-        time.sleep(0.05)
     # SIGINT to the sweep's process only: the Ray tasks that run its jobs never see it.
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
-    assert process.returncode == 130
-    assert [json.loads((sweep / job / "status.json").read_text())["state"] for job in "01"] == [
-        "interrupted", "interrupted"]
+    err = interrupt_when_both_run(command, sweep, start_within=180)
     assert f"{sweep / '0'} has no metrics.json: the job was interrupted: 0 of 1 rollouts complete; rerun its" in err
     assert "still running" not in err
 

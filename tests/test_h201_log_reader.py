@@ -13,19 +13,7 @@ import pytest
 
 from recoworld.data import interactions
 from recoworld.data.interactions import load_interactions
-
-
-def write(tmp_path, name: str, table: pd.DataFrame):
-    path = tmp_path / name
-    table.to_csv(path, index=False) if name.endswith(".csv") else table.to_parquet(path)
-    return path
-
-
-def log(users=(53, 54, 55), per_user: int = 4, start: int = 1_700_000_000, step: int = 3_700) -> pd.DataFrame:
-    """Each user chooses ``per_user`` items, one every ``step`` seconds."""
-    rows = [(u, n * per_user + i, start + (n * per_user + i) * step) for n, u in enumerate(users)
-            for i in range(per_user)]
-    return pd.DataFrame(rows, columns=["user", "item", "timestamp"])
+from test_h194_log_tables import log, write
 
 
 def calls(monkeypatch, name: str) -> list:

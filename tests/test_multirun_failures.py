@@ -116,6 +116,24 @@ def test_jobs_whose_process_the_launcher_killed_after_ctrl_c_are_marked_interrup
     assert f"{sweep / '2'} has no metrics.json: the job is still running" in err
 
 
+def interrupt_when_both_run(command: list[str], sweep, start_within: float) -> str:
+    """Start the sweep ``command`` (two jobs into ``sweep``), send its process SIGINT once both
+    jobs are running, check that it stopped with 130 and both jobs say ``interrupted``, and
+    return its stderr."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + start_within
+    while sum('"running"' in status.read_text() for status in sweep.glob("*/status.json")) < 2:
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"the jobs did not start within {start_within} s"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert [json.loads((sweep / job / "status.json").read_text())["state"] for job in "01"] == [
+        "interrupted", "interrupted"]
+    return err
+
+
 @pytest.mark.slow
 def test_ctrl_c_to_a_joblib_sweeps_process_leaves_its_jobs_interrupted(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
@@ -123,18 +141,8 @@ def test_ctrl_c_to_a_joblib_sweeps_process_leaves_its_jobs_interrupted(tmp_path)
     command = [sys.executable, "-m", "recoworld.apps.cli", "run", "--multirun", "hydra/launcher=joblib",
                "hydra.launcher.n_jobs=2", *TINY, "experiment.steps=5000", "agent=random", "experiment.seeds=[0],[1]",
                f"hydra.sweep.dir={sweep}"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while sum('"running"' in status.read_text() for status in sweep.glob("*/status.json")) < 2:
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "the jobs did not start within 120 s"
-        time.sleep(0.05)
     # SIGINT to the sweep's process only (kill -INT, a scheduler, an IDE's stop): joblib then
     # kills its workers, which never see it.
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=120)
-    assert process.returncode == 130
-    assert [json.loads((sweep / job / "status.json").read_text())["state"] for job in "01"] == [
-        "interrupted", "interrupted"]
+    err = interrupt_when_both_run(command, sweep, start_within=120)
     assert f"{sweep / '0'} has no metrics.json: the job was interrupted: 0 of 1 rollouts complete; rerun its command" \
         in err
