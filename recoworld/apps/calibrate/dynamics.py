@@ -278,9 +278,9 @@ class _ReturnData:
                    reference_length, length_elasticity)
 
     def parts(self) -> list["_ReturnData"]:
-        """The sessions about :data:`SESSIONS_PER_PART` at a time, each user's in one part: the likelihood and
-        its gradient are summed part by part, each part's ``[size, nodes]`` tensors small
-        enough for the allocator to reuse (whole logs' were fresh pages at every step: several
+        """The sessions about :data:`SESSIONS_PER_PART` at a time, each user's in one part:
+        the likelihood and its gradient are summed part by part, each part's
+        ``[sessions, nodes]`` tensors small enough for the allocator to reuse (whole logs' were fresh pages at every step: several
         times slower, and heavier, on large logs; ``benchmarks/RESULTS.md``)."""
         users = self.users.numpy()
         cuts = [0]
