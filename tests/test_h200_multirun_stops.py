@@ -55,12 +55,10 @@ def test_a_job_stopped_as_it_started_is_not_said_to_have_a_log_that_says_why(tmp
         "the job stopped before its run began (no status.json; recoworld.log says why)")
 
 
-def test_an_interrupted_jobs_line_says_how_many_rollouts_are_kept(tmp_path, capsys):
-    from recoworld.apps.merge_multirun import MergeSweep, end_stopped_sweeps
+def interrupted_job(sweep):
+    """A job folder ``sweep/0`` whose status says it was interrupted with 1 of 3 rollouts complete."""
     from recoworld.apps.status import now
 
-    sweep = tmp_path / "sweep"
-    MergeSweep().on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
     job = sweep / "0"
     job.mkdir(parents=True)
     done = {"agent": "random", "seed": 0, "segment": None, "file": "episodes/agent=random/seed=0.parquet", "rows": 4}
@@ -68,6 +66,15 @@ def test_an_interrupted_jobs_line_says_how_many_rollouts_are_kept(tmp_path, caps
         "state": "interrupted", "error": None, "error_type": None, "pid": os.getpid(), "host": socket.gethostname(),
         "parts": {"planned": 3, "complete": [done], "current": None}, "started": now(), "updated": now(),
         "finished": now(), "attempts": 1}))
+    return job
+
+
+def test_an_interrupted_jobs_line_says_how_many_rollouts_are_kept(tmp_path, capsys):
+    from recoworld.apps.merge_multirun import MergeSweep, end_stopped_sweeps
+
+    sweep = tmp_path / "sweep"
+    MergeSweep().on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    job = interrupted_job(sweep)
     assert end_stopped_sweeps(interrupted=True) == [sweep]
     assert (f"recoworld run: {job} has no metrics.json: the job was interrupted: 1 of 3 rollouts complete; rerun its "
             "command with experiment.resume=true to finish it") in capsys.readouterr().err
@@ -116,3 +123,47 @@ def test_ctrl_c_while_ray_starts_stops_the_run_once_ray_is_up(monkeypatch):
         executor.ensure_ray(None)
     assert ray.started  # Ray's exit hook, registered as init returns, stops its processes with the run
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_while_joining_a_cluster_stops_the_join_at_once(monkeypatch):
+    """Joining starts no process here: a join that hangs is stopped where Ctrl-C comes, not
+    held until Ray gives up (20 s and more)."""
+    from recoworld.apps.run import executor
+
+    ray = _StartingRay()
+    monkeypatch.setattr(executor, "_import_ray", lambda: ray)
+    with pytest.raises(KeyboardInterrupt):
+        executor.ensure_ray("10.0.0.1:6379")
+    assert not ray.started  # stopped inside init
+
+
+class _UsersRay:
+    """Stands in for the ``ray`` module a notebook started before the sweep."""
+
+    def __init__(self):
+        self.up = True
+
+    def is_initialized(self):
+        return self.up
+
+    def shutdown(self):
+        self.up = False
+
+
+def test_ctrl_c_to_a_sweep_leaves_a_ray_its_user_started(monkeypatch, tmp_path):
+    from recoworld.apps import merge_multirun
+
+    ray = _UsersRay()
+    monkeypatch.setitem(sys.modules, "ray", ray)
+    sweep = tmp_path / "sweep"
+    interrupted_job(sweep)
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}})
+    merge_multirun.MergeSweep().on_multirun_start(config)
+    merge_multirun.end_stopped_sweeps(interrupted=True)
+    assert ray.up
+    # A Ray that came up with the sweep (the Ray launcher's) is stopped with it.
+    ray.up = False
+    merge_multirun.MergeSweep().on_multirun_start(config)
+    ray.up = True
+    merge_multirun.end_stopped_sweeps(interrupted=True)
+    assert not ray.up

@@ -22,7 +22,7 @@ logger = logging.getLogger("recoworld.merge")
 #: their callback and when they began: Hydra skips ``on_multirun_end`` when a job failed (its
 #: sweeper raises the first failed job's error once the others have run) or the sweep was
 #: interrupted.
-_SWEEPS_BEGUN: dict[Path, tuple[MergeSweep, str]] = {}
+_SWEEPS_BEGUN: dict[Path, tuple[MergeSweep, str, bool]] = {}  # callback, start, a Ray already up
 
 
 class MergeSweep(Callback):
@@ -36,7 +36,7 @@ class MergeSweep(Callback):
     def on_multirun_start(self, config, **kwargs) -> None:
         from recoworld.apps.status import now
 
-        _SWEEPS_BEGUN[Path(config.hydra.sweep.dir)] = (self, now())
+        _SWEEPS_BEGUN[Path(config.hydra.sweep.dir)] = (self, now(), _ray_running())
 
     def on_multirun_end(self, config, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -76,7 +76,7 @@ def end_stopped_sweeps(interrupted: bool, console=None) -> list[Path]:
     console = console or Console(stderr=True)
     stopped = []
     while _SWEEPS_BEGUN:
-        sweep_dir, (callback, begun) = _SWEEPS_BEGUN.popitem()
+        sweep_dir, (callback, begun, ray_before) = _SWEEPS_BEGUN.popitem()
         stopped.append(sweep_dir)
         try:
             finished, unfinished = find_runs([sweep_dir])
@@ -86,7 +86,8 @@ def end_stopped_sweeps(interrupted: bool, console=None) -> list[Path]:
             continue  # stopped before any job began (e.g. a sweep value Hydra refused): its error says why
         finish = f"finish it by {finish_sweep(sweep_dir)}"
         if interrupted:
-            _stop_launcher_jobs()
+            if not ray_before:
+                _stop_launcher_jobs()
             record_interruptions(unfinished, since=begun)
             for run in unfinished:
                 say(console, f"recoworld run: {run} has no {METRICS_FILE}: {unfinished_reason(run)}")
@@ -110,8 +111,15 @@ def _stop_launcher_jobs() -> None:
     until Ray's exit hook killed them as the process ended, their runs left ``running``. Once
     Ray is shut down their processes have ended (a local Ray's; a cluster cancels the tasks
     of a driver that is gone), so :func:`~recoworld.apps.run.rundir.record_interruptions`
-    marks their runs ``interrupted``. The Ray of ``experiment.executor=ray`` goes too: the
-    process is ending."""
-    ray = sys.modules.get("ray")  # never imported (joblib, the basic launcher): no Ray to stop
-    if ray is not None and ray.is_initialized():
-        ray.shutdown()
+    marks their runs ``interrupted``. The Ray of ``experiment.executor=ray`` goes too. Only a
+    Ray that started with the sweep is shut down (:func:`end_stopped_sweeps`): one already up
+    (a notebook's) is its user's, and its tasks are named as they are.
+    """
+    if _ray_running():
+        sys.modules["ray"].shutdown()
+
+
+def _ray_running() -> bool:
+    """Whether this process runs a Ray (never imported: joblib, the basic launcher, no Ray)."""
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()

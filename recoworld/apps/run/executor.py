@@ -520,8 +520,9 @@ def _import_ray():
 def ensure_ray(address: str | None):
     """The ``ray`` module, initialised: as it is if this process already did, else on
     ``address`` or on a local Ray with this machine's cores, keeping the SIGTERM handler in
-    force (:func:`_sigterm_handler_kept`: ``kill`` stops the run as Ctrl-C does) and holding a
-    Ctrl-C until Ray has started (:func:`_ctrl_c_held`: no Ray process outlives the run).
+    force (:func:`_sigterm_handler_kept`: ``kill`` stops the run as Ctrl-C does) and, for a
+    local Ray, holding a Ctrl-C until it has started (:func:`_ctrl_c_held`: no Ray process
+    outlives the run).
 
     Raises:
         ExperimentConfigError: Ray is not installed or fails to import, or cannot join
@@ -529,8 +530,9 @@ def ensure_ray(address: str | None):
     """
     ray = _import_ray()
     if not ray.is_initialized():
-        with _sigterm_handler_kept(), _ctrl_c_held():
+        with _sigterm_handler_kept():
             if address:
+                # Joining starts no process of this machine's: Ctrl-C may stop a join that hangs.
                 try:
                     ray.init(address=address, log_to_driver=False)
                 except (ConnectionError, TimeoutError, ValueError) as err:
@@ -541,7 +543,9 @@ def ensure_ray(address: str | None):
             else:
                 # address="local": a Ray of its own even where a cluster runs on this machine or
                 # RAY_ADDRESS names one, which ray.init() would join, refusing num_cpus.
-                ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+                with _ctrl_c_held():
+                    ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
+                             log_to_driver=False)
     return ray
 
 
