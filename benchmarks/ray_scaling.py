@@ -56,7 +56,7 @@ def measure(users: int, workers: list[int], steps: int, windows: int, lean: bool
     rows = [{"config": "in-process", "users": users, "user_steps_per_s": _windows(reference, actions, steps, windows),
              "bytes_per_step": 0}]
     reference.close()
-    ray.init(num_cpus=max(workers), include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=max(workers), include_dashboard=False, log_to_driver=False)
     for n in workers:
         env = ShardedVectorEnv(users, n, **kwargs)
         env.reset(seed=0)

@@ -36,7 +36,9 @@ def local_ray(_ray_of_the_session):
     fixture starts it again."""
     ray = pytest.importorskip("ray")
     if not ray.is_initialized():
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+        # address="local": a Ray of the tests' own, even where a cluster runs on this machine (or
+        # a stopped one left /tmp/ray/ray_current_cluster), which ray.init() would join, refusing num_cpus.
+        ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
     return ray
 
 
