@@ -51,6 +51,19 @@ def run_sync_threads_out(llm) -> None:
 
 
 # ================================================================ auto structured mode
+def queued_one_times_out_then_the_model_serves(llm, caller_gave_up: threading.Event, queued: tuple[str, int],
+                                               last: tuple[str, int]) -> None:
+    """A request ``(prompt, max_tokens)`` queued behind a stopped generation times out too;
+    once ``caller_gave_up`` is set, ``last`` is served without a timeout and the model's
+    threads have run out."""
+    with pytest.raises(BackendCallError, match="timeout_s=1.0"):
+        llm.chat(queued[0], max_tokens=queued[1])
+    caller_gave_up.set()
+    llm.timeout_s = None
+    llm.chat(last[0], max_tokens=last[1])
+    run_sync_threads_out(llm)
+
+
 def test_requests_waiting_for_the_mode_to_be_found_do_not_spend_their_timeout():
     # The first structured reply takes 4.5 s, the others 3 s, all well within timeout_s=7 (a
     # loaded machine adds seconds); a request that waited for the first one inside its own
@@ -142,12 +155,8 @@ def test_a_llama_cpp_generation_whose_caller_timed_out_stops_and_the_next_queued
         llm.chat("Write a long story about a cat.", max_tokens=40)
     assert info.value.hint.startswith("raise llm.timeout_s (now 1.0), or lower the requests' max_tokens")
     # The first generation still holds the model: this one queues, and its caller gives up too.
-    with pytest.raises(BackendCallError, match="timeout_s=1.0"):
-        llm.chat("Write a long story about a dog.", max_tokens=40)
-    caller_gave_up.set()
-    llm.timeout_s = None
-    llm.chat("Say hi.", max_tokens=3)
-    run_sync_threads_out(llm)
+    queued_one_times_out_then_the_model_serves(llm, caller_gave_up, ("Write a long story about a dog.", 40),
+                                               ("Say hi.", 3))
     assert [max_tokens for max_tokens, _ in ran] == [40, 3]  # neither timeout retried; the queued one skipped
     assert ran[0][1] == "GenerationAbandoned"
     assert llm.metrics()["llm_retries"] == 0 and llm.metrics()["llm_backend_failures"] == 2
@@ -239,12 +248,8 @@ def test_a_transformers_generation_whose_caller_timed_out_stops_and_the_next_que
     try:
         with pytest.raises(BackendCallError, match="TimeoutError: the generation took longer than timeout_s=1.0"):
             llm.chat("Would you click or skip this movie?", max_tokens=20)
-        with pytest.raises(BackendCallError, match="timeout_s=1.0"):
-            llm.chat("Reply with JSON only.", max_tokens=20)
-        caller_gave_up.set()
-        llm.timeout_s = None
-        llm.chat("user assistant system", max_tokens=2)
-        run_sync_threads_out(llm)
+        queued_one_times_out_then_the_model_serves(llm, caller_gave_up, ("Reply with JSON only.", 20),
+                                                   ("user assistant system", 2))
     finally:
         hook.remove()
     # The first stopped after its prefill's token, the queued one never started, nothing was retried.
