@@ -26,7 +26,9 @@ column         required   meaning
                           round up, 0..10 to ``1 + round(4 * rating / 10)``); true/false
                           values (a like) are refused, not read as 1 star
 ``click``      no         1 when the user chose the item, 0 for an impression left unchosen
-                          (or true/false)
+                          (or true/false); counts of clicks (``0, 1, 2, 5``), in ``click``
+                          or in a ``clicks`` column, are refused with the fix,
+                          ``click = clicks > 0`` (a choice made again is one choice)
 =============  =========  ==================================================================
 
 Other columns are ignored (a column of the layout named twice is refused: which one holds
@@ -163,6 +165,8 @@ NEAR_REQUIRED = 0.6
 #: the others seconds of 1970. Unix seconds rarely spell dates (4 in 100 of the integers from
 #: 19000101 to 21001231 do, 1 in 114 of those from 1900010100 to 2100123123 spell hours).
 DIGIT_DATE_SHARE = 0.99
+#: What the ``click`` column holds, in the messages that refuse counts of clicks.
+CLICK = "'click' is 1 where the user chose the row's item and 0 for an impression left unchosen"
 #: The ratings the world's users give (:class:`~recoworld.simulators.statistical.StatisticalUsers`).
 STARS = (1, 2, 3, 4, 5)
 #: Seconds in a day: a log whose times all fall at one time of day holds dates alone.
@@ -355,8 +359,31 @@ def require_columns(table: pd.DataFrame, path: Path, columns, layout: str, optio
     near = _named_likes([c for c in header if c not in (*columns, *optional)], absent)
     if near:
         column, name = next(iter(near.items()))
-        raise ValueError(f"{path}: column {name!r} looks like {column!r}; rename it {column!r} (or drop it if it "
-                         f"holds something else): the layout is {layout}, and a column outside it is ignored")
+        values = table.iloc[:, header.index(name)]
+        counts = _counted(values) if column == "click" else None  # a count is no click: renamed, it is refused
+        fix = (f"; rename it {column!r} (or drop it if it holds something else)" if counts is None else
+               f", but holds counts (row {counts + 1}: {_shown(values.iloc[counts])}), and {_from_counts(name)}, "
+               "or drop it if it holds something else")
+        raise ValueError(f"{path}: column {name!r} looks like {column!r}{fix}: the layout is {layout}, and a column "
+                         "outside it is ignored")
+
+
+def _counted(values: pd.Series) -> int | None:
+    """The first row of ``values`` above 1 where they count (whole numbers from 0, one above
+    1: ``clicks`` of 0, 1, 2, 5), else None (true/false, a rate, a code of -1)."""
+    if pd.api.types.infer_dtype(values, skipna=False) == "boolean":
+        return None
+    number = pd.to_numeric(values, errors="coerce")
+    if not (number.notna() & (number % 1 == 0) & (number >= 0)).all() or not (number > 1).any():
+        return None
+    return int(np.argmax((number > 1).to_numpy()))
+
+
+def _from_counts(column: str) -> str:
+    """How to write ``click`` from a ``column`` of click counts: a choice made again is one
+    choice (the fit reads first choices)."""
+    return (f"{CLICK}; if it counts the user's clicks on the item, write log['click'] = (log[{column!r}] > 0)"
+            ".astype(int)")
 
 
 def _column_fix(header: list[str], missing: list[str], optional: list[str] = ()) -> str:
@@ -502,12 +529,25 @@ def _refuse_digit_dates(seconds: np.ndarray, number: np.ndarray, path: Path, val
         no_date = int(np.argmin(date))
         other = ("" if date.all() else
                  f"row {no_date + 1}: {_shown(values.iloc[no_date])} is no date (give that row its time, or drop it); ")
-        # A float column (one that held an empty cell) writes 2024030114.0, which the format does not read.
-        digits = ".astype('int64').astype(str)" if pd.api.types.is_float_dtype(values) else ".astype(str)"
+        digits = _as_digits(values[date], seconds[date])
         raise ValueError(f"{path}: row {row + 1}, column 'timestamp': {_shown(values.iloc[row])} is the date {shown} "
                          f"written as digits, but a number is read as Unix seconds ({when}); {other}write the times "
                          "as dates: log['timestamp'] = "
                          f"pd.to_datetime(log['timestamp']{digits}, format={form!r})")
+
+
+def _as_digits(values: pd.Series, seconds: np.ndarray) -> str:
+    """How pandas writes the cells ``values`` of the ``timestamp`` column, which hold the
+    whole ``seconds``, as those digits (``20240301``), which a date format reads: ``str`` of an
+    integer. A float column (one that held an empty cell) writes ``20240301.0``, and a text
+    column may hold that too (``"20240301.0"``, or ``" 20240301"``), which the format does not
+    read: those go through the number."""
+    if pd.api.types.is_integer_dtype(values):
+        return ".astype(str)"
+    if pd.api.types.is_float_dtype(values):
+        return ".astype('int64').astype(str)"
+    as_digits = values.astype(str).to_numpy(dtype=object) == seconds.astype(np.int64).astype(str)
+    return ".astype(str)" if as_digits.all() else ".astype(float).astype('int64').astype(str)"
 
 
 def _refuse_out_of_range(seconds: np.ndarray, number: np.ndarray, path: Path, values: pd.Series) -> None:
@@ -607,7 +647,8 @@ def read_log(path: str | Path) -> tuple[pd.DataFrame, bool]:
                         "timestamp": _timestamps(table, path)})
     chosen = np.ones(len(table), dtype=bool)
     if "click" in table.columns:
-        chosen = _integers(table, path, "click", (0, 1), "a click (0 or 1)") == 1
+        counted = "" if _counted(table["click"]) is None else f": the column holds counts, and {_from_counts('click')}"
+        chosen = _integers(table, path, "click", (0, 1), f"a click (0 or 1){counted}") == 1
         if not chosen.any():
             raise ValueError(f"{path}: no row has click = 1; the fit needs what users chose")
     has_ratings = "rating" in table.columns
