@@ -153,7 +153,8 @@ def test_a_llama_cpp_generation_whose_caller_timed_out_stops_and_the_next_queued
     with pytest.raises(BackendCallError, match=r"after 0 generation\(s\): TimeoutError: the generation took longer "
                                                r"than timeout_s=1.0 and was stopped") as info:
         llm.chat("Write a long story about a cat.", max_tokens=40)
-    assert info.value.hint.startswith("raise llm.timeout_s (now 1.0), or lower the requests' max_tokens")
+    assert info.value.hint.startswith("raise llm.timeout_s (now 1.0), or lower max_tokens (LLM users: "
+                                      "simulator.config.max_tokens; LLM agents: agent.max_tokens)")
     # The first generation still holds the model: this one queues, and its caller gives up too.
     queued_one_times_out_then_the_model_serves(llm, caller_gave_up, ("Write a long story about a dog.", 40),
                                                ("Say hi.", 3))

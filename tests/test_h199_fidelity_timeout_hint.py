@@ -1,6 +1,6 @@
 """``recoworld fidelity``'s fix for an in-process generation that ran out of time names what
 its user can do: its LLM users' ``max_tokens`` is their default, which it has no flag for,
-so "lower the requests' max_tokens" becomes a faster model or a GPU, in ``--llm`` flags."""
+so "lower max_tokens (...)" becomes a faster model or a GPU, in ``--llm`` flags."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from dataclasses import fields
 from types import SimpleNamespace
 
 from recoworld.llm import LLMConfig
-from recoworld.llm.in_process import LOWER_MAX_TOKENS, InProcessChatModel
+from recoworld.llm.errors import LOWER_MAX_TOKENS
+from recoworld.llm.in_process import InProcessChatModel
 from test_h196_fidelity_hints import fidelity_fix
 
 
@@ -19,8 +20,9 @@ def timeout_hint() -> str:
 
 
 def test_recoworld_runs_timeout_hint_keeps_its_keys():
-    assert timeout_hint() == ("raise llm.timeout_s (now 30.0), or lower the requests' max_tokens; an in-process "
-                              "generation that runs out of time is not retried, since it would take as long again")
+    assert timeout_hint() == ("raise llm.timeout_s (now 30.0), or lower max_tokens (LLM users: "
+                              "simulator.config.max_tokens; LLM agents: agent.max_tokens); an in-process generation "
+                              "that runs out of time is not retried, since it would take as long again")
     assert LOWER_MAX_TOKENS in timeout_hint()
 
 

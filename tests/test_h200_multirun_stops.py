@@ -31,7 +31,8 @@ def test_ctrl_c_to_a_ray_launcher_sweep_leaves_its_jobs_interrupted(tmp_path):
                "experiment.steps=20000", "agent=random", "experiment.seeds=[0],[1]", f"hydra.sweep.dir={sweep}"]
     # SIGINT to the sweep's process only: the Ray tasks that run its jobs never see it.
     err = interrupt_when_both_run(command, sweep, start_within=180)
-    assert f"{sweep / '0'} has no metrics.json: the job was interrupted: 0 of 1 rollouts complete; rerun its" in err
+    assert f"{sweep / '0'} has no metrics.json: the job was interrupted: 0 of 1 rollouts complete; rerun the sweep's" \
+        in err
     assert "still running" not in err
 
 

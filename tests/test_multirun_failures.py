@@ -78,7 +78,7 @@ def test_an_interrupted_sweep_names_its_unfinished_jobs_and_how_to_finish_it(tmp
     assert not (sweep / "sweep.csv").exists()  # not merged: the user stopped the sweep
     err = capsys.readouterr().err
     assert (f"recoworld run: {sweep / '1'} has no metrics.json: the job was interrupted: 0 of 1 rollouts complete; "
-            "rerun its command with experiment.resume=true to finish it") in err
+            f"rerun the sweep's command with experiment.resume=true hydra.sweep.dir={sweep} to finish it") in err
     assert (f"recoworld run: the sweep in {sweep} was interrupted with 1 job(s) finished and 1 not (named above; a "
             "job not begun has no folder); finish it by running the same command again with experiment.resume=true "
             f"hydra.sweep.dir={sweep} (each job that finished is kept), or merge the finished ones with: "
@@ -144,5 +144,5 @@ def test_ctrl_c_to_a_joblib_sweeps_process_leaves_its_jobs_interrupted(tmp_path)
     # SIGINT to the sweep's process only (kill -INT, a scheduler, an IDE's stop): joblib then
     # kills its workers, which never see it.
     err = interrupt_when_both_run(command, sweep, start_within=120)
-    assert f"{sweep / '0'} has no metrics.json: the job was interrupted: 0 of 1 rollouts complete; rerun its command" \
-        in err
+    assert f"{sweep / '0'} has no metrics.json: the job was interrupted: 0 of 1 rollouts complete; rerun the sweep's " \
+        "command" in err

@@ -55,7 +55,7 @@ def unfinished_reason(run: Path) -> str:
     interrupted, killed, still running) with its rollouts complete (what a resume keeps), or
     why there is no state to read: the job stopped before its run began, its log names why
     unless it is empty (Ctrl-C as the job started)."""
-    from recoworld.apps.run.run_log import RESUME, run_state, run_status
+    from recoworld.apps.run.run_log import resume_advice, run_state, run_status
     from recoworld.apps.run.rundir import rollouts_complete
     from recoworld.apps.status import STATUS_FILE
 
@@ -72,7 +72,7 @@ def unfinished_reason(run: Path) -> str:
         log = f"its {logs[0].name} is empty" if logs else "no log"
         return f"the job was stopped as it started, with nothing to keep (no {STATUS_FILE}; {log})"
     if status["state"] == "complete":
-        return f"its {STATUS_FILE} says complete, so the file was removed since; {RESUME} to write it again"
+        return f"its {STATUS_FILE} says complete, so the file was removed since; {resume_advice(run)} to write it again"
     phrase, advice = run_state(run, status)
     phrase = " ".join(phrase.split())
     if len(phrase) > REASON_CHARS:

@@ -66,8 +66,10 @@ def read_metrics(run: Path) -> dict:
     try:
         metrics = json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise ValueError(f"{path} cannot be read ({type(err).__name__}: {err}); if its run is complete, rerun its "
-                         "command with experiment.resume=true to write it again") from None
+        from recoworld.apps.run.run_log import resume_advice
+
+        raise ValueError(f"{path} cannot be read ({type(err).__name__}: {err}); if its run is complete, "
+                         f"{resume_advice(run)} to write it again") from None
     if not isinstance(metrics, dict) or not isinstance(metrics.get("agents"), dict):
         raise ValueError(f"{path} is not a recoworld run's {METRICS_FILE} (it has no 'agents' mapping)")
     return metrics

@@ -10,7 +10,7 @@ import statistics
 import threading
 from dataclasses import dataclass
 
-from recoworld.llm.errors import BudgetExceeded
+from recoworld.llm.errors import LOWER_MAX_TOKENS, BudgetExceeded
 from recoworld.llm.types import BackendCall
 
 #: Characters per token used to estimate a prompt's size before it is sent. Four is the usual
@@ -41,6 +41,14 @@ class Budget:
     max_total_tokens: int | None = None
     max_cost_usd: float | None = None
     max_calls: int | None = None
+
+
+def raise_limit(limit: str) -> str:
+    """The fix of a :class:`Budget` ``limit`` reached, in the keys of each application that
+    sets it: the accounting does not know whose model it counts (``recoworld run``'s LLM
+    users' or an LLM agent's, ``recoworld fidelity``'s, a script's)."""
+    return (f"raise {limit} (recoworld run: llm.{limit} for the LLM users' model, agent.llm.{limit} for an LLM "
+            f"agent's; recoworld fidelity: --llm {limit}=...; Python: LLMConfig.{limit})")
 
 
 def estimate_prompt_tokens(call: BackendCall) -> int:
@@ -98,7 +106,7 @@ class Accounting:
             if b.max_calls is not None and self.calls + self._reserved_calls + n > b.max_calls:
                 raise BudgetExceeded(
                     f"call budget reached: {self.calls} calls made and {self._reserved_calls} in flight "
-                    f"of max_calls={b.max_calls}; raise max_calls to continue"
+                    f"of max_calls={b.max_calls}; {raise_limit('max_calls')} to continue"
                 )
             spent = self.prompt_tokens + self.completion_tokens
             if b.max_total_tokens is not None and spent + self._reserved_tokens + tokens > b.max_total_tokens:
@@ -106,13 +114,13 @@ class Accounting:
                     f"token budget reached: the next call may use up to {tokens} tokens "
                     f"(about {prompt} prompt + max_tokens {completion}), but {spent} of "
                     f"max_total_tokens={b.max_total_tokens} are spent and {self._reserved_tokens} reserved "
-                    "by calls in flight; raise max_total_tokens or lower max_tokens"
+                    f"by calls in flight; {raise_limit('max_total_tokens')}, or {LOWER_MAX_TOKENS}"
                 )
             if b.max_cost_usd is not None and self.cost_usd + self._reserved_cost + cost > b.max_cost_usd:
                 raise BudgetExceeded(
                     f"cost budget reached: the next call may cost up to ${cost:.6f}, but ${self.cost_usd:.6f} "
                     f"of max_cost_usd={b.max_cost_usd} is spent and ${self._reserved_cost:.6f} reserved by "
-                    "calls in flight; raise max_cost_usd or lower max_tokens"
+                    f"calls in flight; {raise_limit('max_cost_usd')}, or {LOWER_MAX_TOKENS}"
                 )
             self._reserved_tokens += tokens
             self._reserved_cost += cost

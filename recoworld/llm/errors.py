@@ -64,6 +64,9 @@ class ChatFailure(LLMError):
 #: sets the limit elsewhere, or not at all, words its own: ``recoworld fidelity``).
 RAISE_MAX_TOKENS = ("raise max_tokens (LLM users: simulator.config.max_tokens; LLM agents: agent.max_tokens), "
                     "or ask for shorter replies")
+#: The fix of a call whose worst case (a budget's) or time (an in-process generation's) its
+#: ``max_tokens`` sets, in the same keys (``recoworld fidelity`` words its own).
+LOWER_MAX_TOKENS = "lower max_tokens (LLM users: simulator.config.max_tokens; LLM agents: agent.max_tokens)"
 
 
 class StructuredOutputError(ChatFailure):

@@ -23,13 +23,8 @@ import asyncio
 import threading
 
 from recoworld.llm.base import ChatModel
-from recoworld.llm.errors import BackendErrorSummary
+from recoworld.llm.errors import LOWER_MAX_TOKENS, BackendErrorSummary
 from recoworld.llm.types import BackendCall, Completion
-
-
-#: The second fix of a generation that overran ``timeout_s``, for a caller that sets its
-#: requests' limit (``recoworld fidelity``, whose LLM users' limit is their default, words its own).
-LOWER_MAX_TOKENS = "lower the requests' max_tokens"
 
 
 class GenerationAbandoned(Exception):

@@ -101,8 +101,7 @@ from recoworld.apps.fidelity.sessions import session_dynamics
 from recoworld.apps.fidelity.sessions import targets as session_targets
 from recoworld.apps.fidelity.splits import SPLIT_KINDS, evaluate_split, split_targets
 from recoworld.data.cache import cache_dir
-from recoworld.llm.errors import RAISE_MAX_TOKENS
-from recoworld.llm.in_process import LOWER_MAX_TOKENS
+from recoworld.llm.errors import LOWER_MAX_TOKENS, RAISE_MAX_TOKENS
 from recoworld.llm.llama_cpp_backend import SHORTEN_PROMPT
 from recoworld.logs import check_new_folder
 from recoworld.simulators.calibrated import UnreadableWorld, is_world

@@ -144,8 +144,7 @@ class StudyDirectory(JobStatus):
         if not path.is_dir():
             raise StudyDirectoryError(f"--resume {path}: no such folder; give the --out folder of a stopped study")
         if not (path / STATUS_FILE).is_file():
-            raise StudyDirectoryError(f"--resume {path} holds no {STATUS_FILE}: it is not the folder of a robustness "
-                                      "study; give the --out folder of a stopped study")
+            raise StudyDirectoryError(_not_a_study(path))
         lock = claim(path, check=lambda: cls._resumable(path))
         if lock is None:
             raise StudyDirectoryError(f"--resume {path}: the study there is still being run by another process (it "
@@ -297,10 +296,35 @@ def _read_status(path: Path) -> dict:
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         why = error
     if isinstance(status, dict) and "parts" in status:
-        raise StudyDirectoryError(f"--resume {path} is a recoworld run directory, not a robustness study's folder; "
-                                  f"finish a run with experiment.resume=true hydra.run.dir={path}")
+        raise StudyDirectoryError(_a_run_directory(path))
     raise StudyDirectoryError(f"--resume {path}: {file} is not the status of a robustness study ({why}); it was "
                               "edited or written by something else: give the --out folder of a stopped study")
+
+
+def _not_a_study(path: Path) -> str:
+    """Why ``--resume path``, a folder without a ``status.json``, is refused: it is no study's,
+    and may be a ``recoworld run --multirun``'s sweep directory (its ``multirun.yaml``)."""
+    from recoworld.apps.run.rundir import MULTIRUN_FILE, rerun_sweep
+
+    if (path / MULTIRUN_FILE).is_file():
+        return (f"--resume {path} is the sweep directory of a recoworld run --multirun (it holds {MULTIRUN_FILE}), not "
+                f"a robustness study's folder; to finish the sweep, {rerun_sweep(path)}")
+    return (f"--resume {path} holds no {STATUS_FILE}: it is not the folder of a robustness study; give the --out "
+            "folder of a stopped study")
+
+
+def _a_run_directory(path: Path) -> str:
+    """Why ``--resume path``, the folder of a ``recoworld run``, is refused, and how that run
+    is finished: into the folder as ``hydra.run.dir``, or, for a job of a sweep, by the
+    sweep's command with its ``hydra.sweep.dir`` (``hydra.run.dir`` does nothing in a sweep)."""
+    from recoworld.apps.run.rundir import RESUME_FLAG, rerun_sweep, sweep_of
+
+    sweep = sweep_of(path)
+    if sweep is None:
+        return (f"--resume {path} is a recoworld run directory, not a robustness study's folder; finish a run with "
+                f"{RESUME_FLAG} hydra.run.dir={path}")
+    return (f"--resume {path} is the folder of a job of the recoworld run --multirun in {sweep}, not a robustness "
+            f"study's folder; to finish that sweep, {rerun_sweep(sweep)}")
 
 
 def _write_json(path: Path, tree: dict) -> None:

@@ -25,11 +25,10 @@ from urllib.parse import quote, unquote
 
 import pandas as pd
 
-from recoworld.apps.run.rundir import STATUS_FILE, RunDirectoryError, part_damage, read_status
+from recoworld.apps.run.rundir import (RESUME_FLAG, STATUS_FILE, RunDirectoryError, part_damage, read_status,
+                                      rerun_sweep, sweep_of)
 from recoworld.apps.status import LOCK_FILE, job_running, writer_running
 from recoworld.logs import LogSchemaError, log_parts, read_log
-
-RESUME = "rerun its command with experiment.resume=true"
 
 
 @dataclass(frozen=True)
@@ -92,8 +91,8 @@ def read_run_log_at(run_dir: str | Path, status: dict | None, segment: str | Non
     damaged = [problem for r in records if (problem := part_damage(run_dir, r))]
     if damaged:
         raise ValueError(f"{run_dir / STATUS_FILE} lists {len(damaged)} rollout(s) as complete that are not whole on "
-                         f"disk ({'; '.join(damaged[:3])}{'; ...' if len(damaged) > 3 else ''}): {RESUME} to run "
-                         "them again (it keeps the rollouts that are whole)")
+                         f"disk ({'; '.join(damaged[:3])}{'; ...' if len(damaged) > 3 else ''}): "
+                         f"{resume_advice(run_dir)} to run them again (it keeps the rollouts that are whole)")
     return RunLog(read_log([run_dir / r["file"] for r in records]), run_note(run_dir, status), segments)
 
 
@@ -120,25 +119,34 @@ def run_note(run_dir: str | Path, status: dict | None) -> str | None:
             f"and only those are read; {advice}")
 
 
+def resume_advice(run_dir: Path) -> str:
+    """How to resume the run in ``run_dir``, a phrase that "to finish it" may follow: its
+    command again with ``experiment.resume=true``; for a job of a ``--multirun``
+    (:func:`~recoworld.apps.run.rundir.sweep_of`), the sweep's command, with its
+    ``hydra.sweep.dir``: the job has no command of its own."""
+    sweep = sweep_of(run_dir)
+    return f"rerun its command with {RESUME_FLAG}" if sweep is None else rerun_sweep(sweep)
+
+
 def run_state(run_dir: Path, status: dict) -> tuple[str, str]:
     """(what became of the run, what to do) for an unfinished run: failed (with its error),
     interrupted, still running, or killed: a running state, but no process holds the run's
     lock (:func:`~recoworld.apps.status.job_running`; for a status of a release before the
     lock, the process it names has ended)."""
-    state = status["state"]
+    state, resume = status["state"], resume_advice(run_dir)
     if state == "failed":
-        return f"failed ({status.get('error_type')}: {status.get('error')})", f"fix that, then {RESUME} to finish it"
+        return f"failed ({status.get('error_type')}: {status.get('error')})", f"fix that, then {resume} to finish it"
     if state == "interrupted":
-        return "was interrupted", f"{RESUME} to finish it"
+        return "was interrupted", f"{resume} to finish it"
     pid, host = status.get("pid"), status.get("host")
     if host != socket.gethostname():
         return (f"is running on {host} (pid {pid}), or was killed there",
-                f"when it has ended, look again; if it was killed, {RESUME} to finish it")
+                f"when it has ended, look again; if it was killed, {resume} to finish it")
     if job_running(run_dir, status):
         return f"is still running (pid {pid})", "look again when it has ended"
     # A live process under the pid took it since (containers reuse ids): not the run's writer.
     ended = f"does not hold {LOCK_FILE}" if writer_running(status) else "has ended"
-    return f"was killed (its {STATUS_FILE} says running, but process {pid} {ended})", f"{RESUME} to finish it"
+    return f"was killed (its {STATUS_FILE} says running, but process {pid} {ended})", f"{resume} to finish it"
 
 
 def run_segments(run_dir: Path, status: dict | None) -> tuple[str, ...]:

@@ -87,6 +87,8 @@ FINAL_OUTPUTS = ("metrics.json", "returns.png", "learning.png", "retention.png")
 #: The single-file log of releases before logs were written in parts.
 LEGACY_LOG = "episodes.parquet"
 RESUME_FLAG = "experiment.resume=true"
+#: What Hydra's sweeper writes into a sweep's directory (``hydra.sweep.dir``), above its jobs' folders.
+MULTIRUN_FILE = "multirun.yaml"
 log = logging.getLogger(__name__)
 
 
@@ -377,6 +379,23 @@ def finish_sweep(sweep: str | Path) -> str:
     """How to finish the sweep in ``sweep``, as its stopped jobs and its last line
     (:func:`~recoworld.apps.merge_multirun.end_stopped_sweeps`) say it."""
     return f"running the same command again with {RESUME_FLAG} hydra.sweep.dir={sweep} (each job that finished is kept)"
+
+
+def rerun_sweep(sweep: str | Path) -> str:
+    """How to finish the sweep in ``sweep`` where the command at hand is not the sweep's (a
+    job's advice read later, by ``recoworld merge`` or ``view``, or another command's): the
+    sweep's command again, with ``experiment.resume=true`` and its ``hydra.sweep.dir``."""
+    return f"rerun the sweep's command with {RESUME_FLAG} hydra.sweep.dir={sweep}"
+
+
+def sweep_of(path: str | Path) -> Path | None:
+    """The sweep directory of the ``--multirun`` whose job ran in ``path`` (the nearest folder
+    above it that holds Hydra's ``multirun.yaml``), ``None`` for a single run's folder: what
+    the folder says of it once its process has ended (:func:`_sweep_dir` is the job's own)."""
+    path = Path(path)
+    # A relative path's parents end at ".": the sweep may be above the working directory.
+    above = path.parents if path.is_absolute() else [*path.parents, *Path.cwd().parents]
+    return next((folder for folder in above if (folder / MULTIRUN_FILE).is_file()), None)
 
 
 def _sweep_dir() -> Path | None:
