@@ -32,6 +32,7 @@ import torch
 from recoworld.history import prepend_clicks
 from recoworld.kernels import build
 from recoworld.kernels.world import WorldKernel, WorldState
+from recoworld.simulators.backends import WORLD_KERNEL, fitting_choice
 from recoworld.types import Instruction, Response
 from recoworld.envs.candidates import S_CANDIDATES, CandidateSets
 
@@ -63,13 +64,15 @@ def world_state(n_users: int, history_length: int, n_genres: int, device) -> Wor
 
 
 def bookkeeping_backend(kernel: str, candidates: CandidateSets, n_genres: int, device: torch.device,
-                        features: torch.Tensor | None = None,
+                        slate_size: int, features: torch.Tensor | None = None,
                         empty: Callable[[str], np.ndarray] | None = None) -> Bookkeeping:
-    """The bookkeeping for the choice ``kernel``: ``"torch"`` (any device), ``"c"`` (CPU) or
-    ``"auto"`` (C on CPU where the kernels run, else torch; see
+    """The bookkeeping of slates of ``slate_size`` items for the choice ``kernel``: ``"torch"``
+    (any device), ``"c"`` (CPU, slates it handles) or ``"auto"`` (C on CPU where the kernels
+    run and handle the slates, else torch; see
+    :func:`~recoworld.simulators.backends.fitting_choice` and
     :func:`recoworld.kernels.build.choose`). The C kernel also copies the candidates'
     ``features`` into the observation when given, into arrays from ``empty(name)``."""
-    kernel = build.choose(kernel, device)
+    kernel = build.choose(fitting_choice(kernel, WORLD_KERNEL, {"K": ("slate_size", slate_size)}), device)
     if kernel == "torch":
         return TorchBookkeeping(candidates)
     if device.type != "cpu":

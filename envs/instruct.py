@@ -193,9 +193,9 @@ class InstructEnv(_WorldFace, gym.Env):
             if self.invalid_action == "raise":
                 raise
             return self._invalid_step(str(err))
-        self._steps += 1
         slates = self.world.slates_from_actions(positions, single=True)
         reward, terminated, truncated, response = self.world.step(slates)
+        self._steps += 1  # counted once served: a step that raised (a simulator's timeout) can be retried
         info = _first(self.world.info(response, slates))
         if info["instruction_text"] is not None:
             self._instruction_text = str(info["instruction_text"])

@@ -14,6 +14,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from recoworld.rewards import RewardWeights
+from recoworld.validation import check_slates
 from recoworld.envs.render import AnsiFrames
 from recoworld.envs.world import SlateWorld, check_arguments, one_seed, refuse_step_after_end, reset_seeds
 
@@ -98,8 +99,10 @@ MANUAL = """
       default simulator's step (see ``StatisticalUsers``) in fused CPU kernels on every
       core (faster at large batches: see ``benchmarks/RESULTS.md``); the users agree with
       ``"torch"`` up to float rounding, the bookkeeping exactly. ``"auto"`` takes C on a CPU
-      where the kernels load (shipped prebuilt, or compiled on first use) and torch
-      otherwise; :attr:`kernels` says which ran. A given simulator brings its own kernel.
+      where the kernels load (shipped prebuilt, or compiled on first use) and handle the
+      sizes (slates of up to 256 items; for the users, features and genres up to 1,024),
+      and torch otherwise; ``"c"`` refuses larger sizes when the env is built.
+      :attr:`kernels` says which ran. A given simulator brings its own kernel.
       The env runs its own torch work on one thread and gives the caller's setting back.
     - ``check_responses`` (``True``): check every ``Response`` of a plug-in simulator (one
       whose class is not RecoWorld's) before using it: shapes, dtypes, no NaN, documented
@@ -200,10 +203,11 @@ class _WorldFace:
         if self.single and slates.ndim != 1:  # named before the batch dimension is added to it
             raise ValueError(f"slates has shape {slates.shape}; a single-user env takes one slate of catalog ids, "
                              "(K,)")
-        K = self.world.slate_size
+        K, n_items = self.world.slate_size, self.world.catalog.n_items
         check_expected_slates(slates, (K,) if self.single else (self.world.n_users, K))
-        slates = torch.as_tensor(slates, device=self.world.device)
-        slates = slates[None] if self.single else slates
+        # The ids read as actions are (numpy's dtypes: uint64 beyond int64, strings), named by their place.
+        slates = check_slates(slates[None] if self.single else slates, n_items, name="slate", single=self.single,
+                              universe=f"the catalog has {n_items} items").to(self.world.device)
         expected = self.world.started_simulator("expected_clicks").expected_clicks(slates)
         self.world.check_response.privileged("expected_clicks", expected, slates.shape[-1])
         expected = expected.cpu().numpy()

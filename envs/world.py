@@ -37,6 +37,7 @@ from recoworld.config_checks import AT_LEAST_ONE, check_flag, check_number, chec
 from recoworld.kernels.placement import torch_device, with_env_threads
 from recoworld.kernels.state import expose_fields
 from recoworld.kernels.world import WorldState
+from recoworld.simulators.backends import USERS_KERNEL, beyond_c, fitting_choice
 from recoworld.simulators.base import MAX_SEED, UserSimulator
 from recoworld.simulators.population import Population
 from recoworld.simulators.statistical import StatisticalUserConfig, StatisticalUsers
@@ -46,7 +47,7 @@ from recoworld.envs.actions import ActionDecoder
 from recoworld.envs.bookkeeping import bookkeeping_backend, world_state
 from recoworld.envs.candidates import CandidateSets
 from recoworld.envs.observation import Observer, observation_space
-from recoworld.envs.response_checks import ResponseCheck
+from recoworld.envs.response_checks import ResponseCheck, is_built_in
 from recoworld.rewards import RewardWeights
 
 S_ENV_KEY = 103
@@ -93,7 +94,8 @@ class SlateWorld:
                 (n_users, slate_size, num_candidates, history_length, max_steps)))
         candidate_features, check_responses = (check_flag(None, key, value) for key, value in (
             ("candidate_features", candidate_features), ("check_responses", check_responses)))
-        self.simulator = _simulator(simulator, catalog, simulator_config, population, torch_device(device), kernel)
+        self.simulator = _simulator(simulator, catalog, simulator_config, population, torch_device(device), kernel,
+                                    slate_size)
         self.catalog, self.device = self.simulator.catalog, self.simulator.device
         n_items = self.catalog.n_items
         if not 1 <= slate_size <= num_candidates <= n_items:
@@ -105,13 +107,17 @@ class SlateWorld:
         self.history_length, self.max_steps = history_length, max_steps
         self.reward_weights = RewardWeights.parse(reward)
         self.check_response = ResponseCheck(self.simulator, n_users, slate_size, num_candidates, check_responses)
+        # A plug-in may answer with tensors it goes on changing (its own state, updated in
+        # place): the info's arrays are copies of them. RecoWorld's simulators answer with new
+        # tensors at every step, which the info views as they are.
+        self._copy_responses = not is_built_in(self.simulator)
         self.actions = ActionDecoder(action_format, n_users, num_candidates, slate_size, self.device)
         self.candidate_sets = CandidateSets(n_items, num_candidates, self.device)
         self.observer = Observer(self.catalog, n_users, num_candidates, candidate_features, history_length)
         # The C bookkeeping copies the candidates' features as it writes the candidates.
         features = self.catalog.features.to(torch.float32).contiguous() if candidate_features else None
         self.bookkeeping = bookkeeping_backend(kernel, self.candidate_sets, self.catalog.n_genres, self.device,
-                                               features, self.observer.empty)
+                                               slate_size, features, self.observer.empty)
         self.state: WorldState = world_state(n_users, history_length, self.catalog.n_genres, self.device)
         self.base_seed = np.zeros(n_users, dtype=np.int64)
         self.episode = np.zeros(n_users, dtype=np.int64)
@@ -329,7 +335,7 @@ class SlateWorld:
             info["kernel"] = np.full(self.n_users, kernels.get("users", kernels["bookkeeping"]), dtype=object)
             return info
         for name, value in response.tensor_fields().items():
-            info[name] = value.cpu().numpy()
+            info[name] = value.cpu().numpy().copy() if self._copy_responses and value.is_cpu else value.cpu().numpy()
         info["slate"] = slates.cpu().numpy()
         info["instruction_text"] = _object_array(response.instruction_text, self.n_users)
         for name in ("item_reasons", "mindset_text"):  # the words of users who have them
@@ -424,8 +430,11 @@ def _object_array(texts, n_users: int) -> np.ndarray:
 
 
 def _simulator(simulator: UserSimulator | None, catalog: Catalog | None, config, population: Population | None,
-               device: str, kernel: str) -> UserSimulator:
-    """The given simulator, or statistical users of ``catalog`` (default: a synthetic one)."""
+               device: str, kernel: str, slate_size: int) -> UserSimulator:
+    """The given simulator, or statistical users of ``catalog`` (default: a synthetic one), for
+    slates of ``slate_size`` items: ``kernel="auto"`` runs their torch step for slates longer
+    than the C kernel's, ``"c"`` refuses them, here rather than at the first step."""
+    slates = {"K": ("slate_size", slate_size)}
     if simulator is not None:
         if not isinstance(simulator, UserSimulator):
             raise ValueError(f"simulator is a {type(simulator).__name__}, not a recoworld.simulators.UserSimulator; "
@@ -433,6 +442,10 @@ def _simulator(simulator: UserSimulator | None, catalog: Catalog | None, config,
                              "recoworld.check_simulator(simulator) to see what else it needs")
         if catalog is not None and simulator.catalog is not catalog:
             raise ValueError("give either a simulator (which brings its catalog) or a catalog, not both")
+        beyond = beyond_c(USERS_KERNEL, slates) if getattr(simulator, "kernel", None) == "c" else None
+        if beyond:  # a StatisticalUsers built on its own, without the slates' size, has chosen C
+            raise ValueError(f"the {type(simulator).__name__} given runs the C kernel, but {beyond}; build it with "
+                             "kernel='torch'")
         return simulator
     if catalog is not None and not isinstance(catalog, Catalog):
         raise ValueError(f"catalog is a {type(catalog).__name__}, not a recoworld.Catalog; build one with "
@@ -446,7 +459,8 @@ def _simulator(simulator: UserSimulator | None, catalog: Catalog | None, config,
                          "recoworld.simulators.population.Population; give one, such as SyntheticPopulation(), or "
                          "leave it out")
     catalog = catalog if catalog is not None else Catalog.synthetic(1000, seed=0)
-    return StatisticalUsers(catalog, _statistical_config(config), population, device=device, kernel=kernel)
+    return StatisticalUsers(catalog, _statistical_config(config), population, device=device,
+                            kernel=fitting_choice(kernel, USERS_KERNEL, slates))
 
 
 def _statistical_config(config) -> StatisticalUserConfig | None:

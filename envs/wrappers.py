@@ -97,15 +97,18 @@ class SequentialSlateEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
         candidate = int(pick.reshape(()))
         if not 0 <= candidate < self.num_candidates:
             raise ValueError(f"action {action} is not a candidate index (there are {self.num_candidates} candidates)")
-        self._picks += 1
         if candidate in self._slate:
+            self._picks += 1
             truncated = self._picks >= self.max_picks
             self._ended = f"truncated after max_picks={self.max_picks} picks for one slate" if truncated else None
             return self._observe(), -self.repeat_penalty, False, truncated, {"repeated": True}
-        self._slate.append(candidate)
-        if len(self._slate) < self.slate_size:
+        slate = [*self._slate, candidate]
+        if len(slate) < self.slate_size:
+            self._slate, self._picks = slate, self._picks + 1
             return self._observe(), 0.0, False, False, {"repeated": False}
-        obs, reward, terminated, truncated, info = self.env.step(np.array(self._slate, dtype=np.int64))
+        # The K-th pick changes nothing here until the wrapped step succeeds: one that raises (a
+        # simulator's timeout, say) leaves the slate of K - 1 picks, and the pick can be retried.
+        obs, reward, terminated, truncated, info = self.env.step(np.array(slate, dtype=np.int64))
         info = {**info, "repeated": False}
         if terminated or truncated:
             self._ended = ("terminated: the user churned" if terminated

@@ -95,8 +95,9 @@ def _as_tensor(slates, names: _Names, n_choices: int, n_rows: int | None, slate_
 
 def viewable(array: np.ndarray) -> np.ndarray:
     """``array`` as torch can view it: a copy where it has negative strides (a reversed
-    argsort, ``np.argsort(scores)[:, ::-1]``, which torch refuses to view), itself otherwise."""
-    return array.copy() if any(stride < 0 for stride in array.strides) else array
+    argsort, ``np.argsort(scores)[:, ::-1]``, which torch refuses to view) or is read-only
+    (``np.broadcast_to``, which torch views with a warning), itself otherwise."""
+    return array.copy() if not array.flags.writeable or any(stride < 0 for stride in array.strides) else array
 
 
 def _integers(array: np.ndarray, names: _Names, n_choices: int) -> np.ndarray:

@@ -12,12 +12,15 @@ A backend starts new users in slots and steps every user of a batch, over an exp
 :class:`TorchUsers` is the reference: torch ops on any device, following
 :mod:`recoworld.simulators.equations`. :class:`~recoworld.kernels.users.UsersKernel` is its
 fused C port for CPU. :func:`users_backend` picks one by name (``"auto"``: C on CPU where
-the kernels run, torch otherwise; see :func:`recoworld.kernels.build.choose`); nothing else
-asks which. A backend's ``name`` records the kernel that ran.
+the kernels run and handle the sizes, torch otherwise; see :func:`fitting_choice` and
+:func:`recoworld.kernels.build.choose`); nothing else asks which. A backend's ``name``
+records the kernel that ran.
 """
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Callable, Protocol
 
 import torch
@@ -29,10 +32,11 @@ from recoworld.kernels import build
 from recoworld.kernels.users import ItemTables, Reactions, UserState, UsersKernel, parameters
 from recoworld.simulators import equations
 from recoworld.simulators.phrasing import S_PHRASE, phrase_codes, voice
-from recoworld.simulators.user_state import (S_GAP, S_SESSION, S_STEP, new_session, remember_watched, sign_up_draw,
-                                              start_users)
+from recoworld.simulators.user_state import (HISTORY, S_GAP, S_SESSION, S_STEP, new_session, remember_watched,
+                                              sign_up_draw, start_users)
 
 KERNELS = build.KERNELS
+USERS_KERNEL, WORLD_KERNEL = "users_step.c", "world_step.c"  # the C kernels of the users and of the envs' bookkeeping
 STREAMS = {"step": S_STEP, "gap": S_GAP, "session": S_SESSION, "phrase": S_PHRASE}
 #: ``utility(slates, features, genre_weights) -> (v, item_satiation, distance)``, each ``[B, K]``.
 Utility = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
@@ -56,6 +60,9 @@ def users_backend(kernel: str, tables: ItemTables, config, utility: Utility, dev
     ``utility`` is the users' utility, which the torch backend calls; ``custom_utility``
     says it is not the statistical users' own, which the C kernel cannot follow (``"auto"``
     then runs torch)."""
+    D, G = tables.features.shape[1], tables.genres.shape[1]
+    kernel = fitting_choice(kernel, USERS_KERNEL, {"D": ("the catalog's feature_dim", D),
+                                                   "G": ("the catalog's n_genres", G), "H": ("the history", HISTORY)})
     kernel = build.choose(kernel, device, follows_reference=not custom_utility)
     if kernel == "torch":
         return TorchUsers(tables, config, utility)
@@ -65,6 +72,41 @@ def users_backend(kernel: str, tables: ItemTables, config, utility: Utility, dev
         raise ValueError("kernel='c' computes the utility of StatisticalUsers, which this simulator changes; "
                          "use kernel='torch' or 'auto'")
     return UsersKernel(tables, parameters(config), STREAMS)
+
+
+@functools.cache
+def c_limits(source: str) -> dict[str, int]:
+    """The largest sizes the C kernel ``source`` (e.g. ``"users_step.c"``) handles, by the letter
+    it names them with (``K`` slate size, ``D`` features, ``G`` genres, ``H`` history): its
+    ``#define MAX_<letter> <n>`` lines, read from the source, where they are defined."""
+    text = build.source(source).read_text()
+    return {letter: int(n) for letter, n in re.findall(r"^#define MAX_([A-Z]) (\d+)$", text, re.MULTILINE)}
+
+
+def fitting_choice(kernel: str, source: str, sizes: dict[str, tuple[str, int]]) -> str:
+    """The choice ``kernel`` for work of ``sizes`` that the C kernel ``source`` would do:
+    ``"auto"`` becomes ``"torch"`` where a size exceeds the kernel's bound
+    (:func:`beyond_c`), ``"c"`` raises ``ValueError`` naming it; otherwise ``kernel`` as it
+    is, for :func:`recoworld.kernels.build.choose`. Asked where the sizes are first known,
+    when a simulator or env is built, not at a step."""
+    beyond = beyond_c(source, sizes) if kernel in ("auto", "c") else None
+    if beyond is None:
+        return kernel
+    if kernel == "auto":
+        return "torch"
+    raise ValueError(f"kernel='c': {beyond}; use kernel='torch' (or 'auto', which runs torch for sizes beyond the C "
+                     "kernel's)")
+
+
+def beyond_c(source: str, sizes: dict[str, tuple[str, int]]) -> str | None:
+    """Which of ``sizes`` (by the letter of the C kernel's bound: the size's name and value,
+    ``{"K": ("slate_size", 300)}``) the C kernel ``source`` cannot handle (:func:`c_limits`),
+    said in words, or ``None`` where it handles them all."""
+    limits = c_limits(source)
+    for letter, (name, value) in sizes.items():
+        if value > limits[letter]:
+            return f"the C kernel ({source}) handles {name} up to {limits[letter]}, got {value}"
+    return None
 
 
 class TorchUsers:

@@ -7,6 +7,7 @@ each with what was expected and how to fix it.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import NamedTuple
@@ -39,6 +40,7 @@ CONTRACT = {
     "return_gap": FieldContract(False, False, Interval(0.0, math.inf)), "churned": FieldContract(False, True),
     "instruction_in_force": FieldContract(False, True), "compliance": FieldContract(False, False, UNIT),
 }
+NOVELTY = Interval(-1.0, 1.0)  # and whole: -1, 0 or +1 (see _novelty_problem)
 PER_ITEM = tuple(name for name, field in CONTRACT.items() if field.per_item)
 PER_USER = tuple(name for name, field in CONTRACT.items() if not field.per_item)
 
@@ -47,9 +49,11 @@ def response_problems(response, n_users: int, slate_size: int, n_genres: int | N
                       device: torch.device | str | None = None) -> list[str]:
     """What ``response`` breaks of the contract for ``n_users`` slates of ``slate_size``
     items: its type, each field's shape, device (the simulator's ``device``, when given),
-    layout (dense), dtype and values (:data:`CONTRACT`), that none needs a gradient, the
-    instruction's shapes (``[B]``, ``[B, G]`` with ``G = n_genres`` when given) and the length
-    of ``instruction_text``; an empty list when it conforms. Cheap enough for every step."""
+    layout (dense), dtype (one numpy holds) and values (:data:`CONTRACT`), that none needs a
+    gradient, that the session ends agree (``churned``, ``returned``, ``left_session`` and
+    ``return_gap``), the instruction's shapes (``[B]``, ``[B, G]`` with ``G = n_genres`` when
+    given) and novelty (-1, 0 or +1), and the length of ``instruction_text``; an empty list
+    when it conforms. Cheap enough for every step."""
     if not isinstance(response, Response):
         return [f"respond() returned a {type(response).__name__}; return a recoworld.Response"]
     device = None if device is None else torch.device(device)
@@ -59,8 +63,22 @@ def response_problems(response, n_users: int, slate_size: int, n_genres: int | N
                                  (n_users, slate_size) if field.per_item else (n_users,), device)
         if problem:
             problems.append(problem)
+    if not problems:  # each field well formed: how they fit together
+        problems += _session_end_problems(response)
     problems += _instruction_problems(response, n_users, n_genres, device)
     return problems
+
+
+def _session_end_problems(r: Response) -> list[str]:
+    """Whether the ends of the sessions agree: churned users are those who left and will not
+    return (the envs end their episodes), and ``return_gap`` is ``inf`` for them alone and ``0``
+    where the session goes on. Two passes over ``[B]`` flags, a read each."""
+    if bool(((r.returned & ~r.left_session) | (r.churned != (r.left_session & ~r.returned))).any()):
+        return ["churned must equal left_session & ~returned, and returned imply left_session"]
+    if bool(((torch.isinf(r.return_gap) != r.churned) | (~r.left_session & (r.return_gap != 0))).any()):
+        return ["Response.return_gap must be inf for the users who churned, finite for the others, and 0 where the "
+                "session goes on"]
+    return []
 
 
 def _field_problem(label: str, value, field: FieldContract, shape: tuple[int, ...],
@@ -84,7 +102,21 @@ def _field_problem(label: str, value, field: FieldContract, shape: tuple[int, ..
         return None if value.dtype == torch.bool else f"{label} has dtype {value.dtype}; expected torch.bool"
     if value.dtype == torch.bool or value.dtype.is_complex:
         return f"{label} has dtype {value.dtype}; expected {kind}"
+    if not _numpy_holds(value.dtype):
+        # Checked here, not met in the env's info after the world has stepped.
+        return (f"{label} has dtype {value.dtype}, which numpy cannot hold (the env hands every field to numpy); "
+                "return it as float32 (.float())")
     return _values_problem(label, value, field.within)
+
+
+@functools.cache
+def _numpy_holds(dtype: torch.dtype) -> bool:
+    """Whether ``.numpy()`` takes a tensor of ``dtype`` (not bfloat16, the float8 kinds, ...)."""
+    try:
+        torch.empty(0, dtype=dtype).numpy()
+    except TypeError:
+        return False
+    return True
 
 
 def _values_problem(label: str, value: torch.Tensor, within: Interval) -> str | None:
@@ -114,15 +146,30 @@ def _instruction_problems(r: Response, B: int, n_genres: int | None, device: tor
         return [f"Response.instruction is a {type(ins).__name__}; expected a recoworld.Instruction "
                 "(Instruction.none(B, n_genres) when nobody spoke)"]
     genres = n_genres if n_genres is not None else (ins.more.shape[-1] if isinstance(ins.more, torch.Tensor) else 0)
-    problems = [problem for name, field, shape in (
-        ("active", FieldContract(False, True), (B,)), ("more", FieldContract(False, True), (B, genres)),
-        ("less", FieldContract(False, True), (B, genres)),
-        ("novelty", FieldContract(False, False, Interval(-1.0, 1.0)), (B,)),
-    ) if (problem := _field_problem(f"Response.instruction.{name}", getattr(ins, name), field, shape, device))]
+    problems = [problem for name, shape in (("active", (B,)), ("more", (B, genres)), ("less", (B, genres)))
+                if (problem := _field_problem(f"Response.instruction.{name}", getattr(ins, name),
+                                              FieldContract(False, True), shape, device))]
+    novelty = (_field_problem("Response.instruction.novelty", ins.novelty, FieldContract(False, False, NOVELTY), (B,),
+                              device) or _novelty_problem(ins.novelty))
+    problems += [novelty] if novelty else []
     problems += [problem for name, optional in (("instruction_text", False), ("item_reasons", True),
                                                 ("mindset_text", True))
                  if (problem := _texts_problem(name, getattr(r, name), B, optional))]
     return problems
+
+
+def _novelty_problem(novelty: torch.Tensor) -> str | None:
+    """A wish for novelty is -1, 0 or +1 (the C bookkeeping holds it as int8, the torch one
+    as given: 0.5 would read as 0 in one and 0.5 in the other). Within [-1, 1] already, so an
+    integer tensor holds nothing else; a float one is checked for a fraction."""
+    if not novelty.dtype.is_floating_point:
+        return None
+    fractional = novelty != novelty.round()
+    if not bool(fractional.any()):
+        return None
+    user = int(fractional.nonzero()[0, 0])
+    return (f"Response.instruction.novelty[{user}] is {float(novelty[user]):.6g}; expected -1, 0 or +1 (+1: less "
+            "familiar items, -1: more familiar ones, 0: no wish), e.g. as int8")
 
 
 def _texts_problem(name: str, texts, B: int, optional: bool) -> str | None:
@@ -325,11 +372,6 @@ def _check_response(r: Response, B: int, K: int, n_genres: int, step: int, probl
     for field in ("liked", "watch_fraction", "rating"):
         if bool((getattr(r, field)[~r.clicked] != 0).any()):
             problems.append(f"Response.{field} is non-zero on items that were not clicked {at}")
-    if bool((r.returned & ~r.left_session).any()) or bool((r.churned != (r.left_session & ~r.returned)).any()):
-        problems.append(f"churned must equal left_session & ~returned, and returned imply left_session {at}")
-    elif bool((torch.isinf(r.return_gap) != r.churned).any()) or bool((r.return_gap[~r.left_session] != 0).any()):
-        problems.append(f"Response.return_gap must be inf for the users who churned, finite for the others, and 0 "
-                        f"where the session goes on {at}")
     if bool((r.compliance[~r.instruction_in_force] != 0).any()):
         problems.append(f"Response.compliance is non-zero where no instruction was in force {at}")
     spoke = r.instruction.active.tolist()

@@ -199,7 +199,7 @@ def test_a_churned_user_needs_an_infinite_return_gap():
 
     assert problems_of(ComesBackNever()) == [
         "Response.return_gap must be inf for the users who churned, finite for the others, and 0 where the session "
-        "goes on at step 2"]
+        "goes on (at step 2)"]
 
 
 def test_a_slate_with_a_nan_is_named_and_the_env_steps_on_unchanged():

@@ -330,4 +330,5 @@ class UsersKernel(build.CompiledKernel):
         if any(codes):
             D, G = self.tables.features.shape[1], self.tables.genres.shape[1]
             raise ValueError(f"the C kernel handles K, D, G and history up to 256, 1024, 1024, 1024; got "
-                             f"K={K}, D={D}, G={G}, history {state.recent_clicks.shape[1]}: use kernel='torch'")
+                             f"{f'K={K}, ' if K else ''}D={D}, G={G}, history {state.recent_clicks.shape[1]}: use "
+                             "kernel='torch'")  # K=0: a start, which has no slates
