@@ -166,10 +166,13 @@ class StatisticalUsers(UserSimulator):
             :mod:`recoworld.simulators.backends`). ``"auto"`` (default): ``"c"`` on CPU
             where the C kernels run (shipped prebuilt with the package, or compiled on
             first use with the system C compiler, ``$CC`` or ``cc``), ``"torch"`` on other
-            devices, without a compiler, or for a subclass that changes the utility.
+            devices, without a compiler, for a subclass that changes the utility, or for a
+            catalog beyond the C kernel's sizes (features or genres over 1,024; the envs
+            also choose torch for slates over 256 items).
             ``"torch"`` (the reference): tensor ops, on any device. ``"c"``: the fused C
             kernel for CPU (:mod:`recoworld.kernels.users`), which raises
-            :class:`~recoworld.kernels.CompilerNotFoundError` where it cannot be built.
+            :class:`~recoworld.kernels.CompilerNotFoundError` where it cannot be built, and
+            ``ValueError`` for a catalog beyond its sizes.
             :attr:`kernel` names the one that runs. Both draw the same random numbers,
             bit for bit, and compute the same equations, so they agree up to float
             rounding: probabilities and continuous outputs within about 1e-6, but a draw
