@@ -166,7 +166,7 @@ class ExperimentConfig:
             per agent and seed the rollout's return, reward, CTR, return rate and
             compliance per step, and SB3 agents' training curves (needs the
             ``tensorboard`` extra; see :mod:`recoworld.apps.run.hooks`).
-        max_llm_calls: the cost guard of LLM and hybrid users: a run whose estimated LLM
+        max_llm_calls: the cost guard of LLM-driven users and LLM agents: a run whose estimated LLM
             calls exceed it is refused before it starts, with the estimate; raise it to
             confirm the cost (see :mod:`recoworld.apps.run.cost`).
 

@@ -139,7 +139,8 @@ class HybridUsers(LLMVoice, UserSimulator):
         if speakers:
             self._voice(speakers, response)
         self._close_sessions(response)
-        self.counts["user_steps"] += self.n_users
+        # As the LLM users count: a slot held idle (an autoreset) is not a user-step.
+        self.counts["user_steps"] += self.n_users - (0 if idle is None else int(idle.sum()))
         return response
 
     def _track(self, slates: torch.Tensor, r: Response) -> None:

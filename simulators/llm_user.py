@@ -303,7 +303,7 @@ class LLMUsers(LLMVoice, UserSimulator):
         for b, mindset in enumerate(step.mindsets):
             if mindset is not None:  # a failed step leaves the mindset sentence as it was
                 self.mindset[b] = mindset
-        in_force, compliance = self._follow_instructions(slates, step)
+        in_force, compliance, voiced = self._follow_instructions(slates, step)
         features = lookup(self.catalog.features, slates)
         consumed = equations.consumption(feedback.clicked.float(), feedback.watch, features)
         self.familiar = equations.familiarity_update(self.familiar, consumed, feedback.clicked, self.twin.config)
@@ -317,7 +317,7 @@ class LLMUsers(LLMVoice, UserSimulator):
             examined=feedback.examined, clicked=feedback.clicked, watch_fraction=feedback.watch, liked=feedback.liked,
             rating=feedback.rating, satisfaction=self.satisfaction.clone(), leave_hazard=feedback.hazard,
             left_session=feedback.leaves, returned=returned, return_gap=gap, churned=feedback.leaves & ~returned,
-            instruction_in_force=in_force, compliance=compliance, instruction=step.voiced,
+            instruction_in_force=in_force, compliance=compliance, instruction=voiced,
             instruction_text=step.voiced_text,
             item_reasons=[list(reasons) if answered else None
                           for reasons, answered in zip(step.reasons, step.answered.tolist())],
@@ -332,10 +332,12 @@ class LLMUsers(LLMVoice, UserSimulator):
                 self.counts["repaired_steps"] += reply.attempts > 1
                 self.counts["cached_steps"] += reply.cached
 
-    def _follow_instructions(self, slates: torch.Tensor, step: StepReplies) -> tuple[torch.Tensor, torch.Tensor]:
+    def _follow_instructions(self, slates: torch.Tensor, step: StepReplies
+                             ) -> tuple[torch.Tensor, torch.Tensor, Instruction]:
         """Score the slates against the instruction in force when they were shown (who had
         one, and the compliance ``[B]``), count it down, and put the step's voiced wishes in
-        force."""
+        force. Returns who had one, the compliance and the instruction voiced, as the agent
+        hears it: a sentence without a wish restates the wish in force, which stays."""
         stat, cat = self.twin.config, self.catalog
         in_force = self.instruction.active.clone()
         compliance = torch.zeros(self.n_users, device=self.device)
@@ -358,7 +360,15 @@ class LLMUsers(LLMVoice, UserSimulator):
             self.instruction_steps_left[r] = stat.instruction_steps
             for b in r.tolist():
                 self.instruction_text[b] = step.voiced_text[b]
-        return in_force, compliance
+        # The wish this simulator keeps scoring against goes with the sentence, or the agent
+        # would hear a wishless instruction replace it.
+        restated = voiced.active & ~wishes & self.instruction.active
+        if bool(restated.any()):
+            rows, kept = restated.unsqueeze(1), self.instruction
+            voiced = Instruction(voiced.active, torch.where(rows, kept.more, voiced.more),
+                                 torch.where(rows, kept.less, voiced.less),
+                                 torch.where(restated, kept.novelty, voiced.novelty))
+        return in_force, compliance, voiced
 
     def _end_step(self, feedback: SlateFeedback, fallback: torch.Tensor, twin: Response):
         """Take the step's satisfaction into the mindset and the session memory; decide who of

@@ -59,7 +59,7 @@ def estimate_prompt_tokens(call: BackendCall) -> int:
 
 #: The counters of :class:`Accounting` that :meth:`Accounting.mark` records.
 COUNTERS = ("requests", "replies", "structured_failures", "backend_failures", "calls", "cache_hits", "retries",
-            "repairs", "prompt_tokens", "completion_tokens", "cost_usd")
+            "repairs", "prompt_tokens", "completion_tokens", "cost_usd", "usage_estimates")
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,8 @@ class Accounting:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.cost_usd = 0.0
+        #: Calls whose server reported no token counts: their tokens are estimated from the text.
+        self.usage_estimates = 0
         self._reserved_tokens = 0
         self._reserved_cost = 0.0
         self._reserved_calls = 0
@@ -180,6 +182,7 @@ class Accounting:
                 "llm_completion_tokens": c["completion_tokens"],
                 "llm_total_tokens": c["prompt_tokens"] + c["completion_tokens"],
                 "llm_cost_usd": round(c["cost_usd"], 8),
+                "llm_usage_estimates": c["usage_estimates"],
                 "llm_latency_s_total": sum(lat),
                 "llm_latency_s_mean": statistics.fmean(lat) if lat else 0.0,
                 "llm_latency_s_p50": lat[len(lat) // 2] if lat else 0.0,

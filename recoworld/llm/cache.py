@@ -27,7 +27,10 @@ A cache file that cannot be read (not a SQLite database, a damaged page, an entr
 not the JSON this class writes) is an error, :class:`~recoworld.llm.errors.ChatCacheError`,
 naming the file and the fix: delete it (with its ``-wal`` and ``-shm`` companions) or point
 ``cache_dir`` elsewhere. It is never repaired or replaced silently: it may hold generations
-that were paid for, and the run's replies would change without a word.
+that were paid for, and the run's replies would change without a word. A sound file that its
+surroundings keep from use (a full disk, a read-only mount, missing permissions, an I/O error)
+is a :class:`~recoworld.llm.errors.ChatCacheError` too, but one that says the file is intact and
+names that fix instead: SQLite's error code, not its wording, tells the two apart.
 """
 
 from __future__ import annotations
@@ -45,6 +48,27 @@ from recoworld.llm.types import BackendCall, Completion
 
 #: Seconds a reader or writer waits for another process's lock before the run fails.
 BUSY_TIMEOUT_S = 120.0
+#: SQLite's codes for a file that is not a sound cache: only these advise deleting it.
+DAMAGED_FILE_ERRORS = frozenset({"SQLITE_CORRUPT", "SQLITE_NOTADB"})
+#: SQLite's codes (their prefixes: SQLITE_IOERR_WRITE, ...) for a sound file that its
+#: surroundings keep from use, with the fix for each.
+ENVIRONMENT_ERRORS = {
+    "SQLITE_FULL": "the disk holding it is full; free space there",
+    "SQLITE_READONLY": "it or its directory cannot be written (a read-only mount, or its permissions); make them "
+                       "writable",
+    "SQLITE_PERM": "it or its directory cannot be written (a read-only mount, or its permissions); make them "
+                   "writable",
+    "SQLITE_CANTOPEN": "it or its directory cannot be opened (a read-only mount, its permissions, or a directory "
+                       "where the file should be); make it openable",
+    "SQLITE_IOERR": "the file system failed to read or write it; check that disk",
+}
+#: SQLite's words for its codes, for Python 3.10, whose errors lack ``sqlite_errorname``.
+ERROR_MESSAGES = {
+    "file is not a database": "SQLITE_NOTADB", "database disk image is malformed": "SQLITE_CORRUPT",
+    "database or disk is full": "SQLITE_FULL", "attempt to write a readonly database": "SQLITE_READONLY",
+    "access permission denied": "SQLITE_PERM", "unable to open database file": "SQLITE_CANTOPEN",
+    "disk I/O error": "SQLITE_IOERR", "database is locked": "SQLITE_BUSY", "database table is locked": "SQLITE_LOCKED",
+}
 #: File systems that several machines mount (``/proc/mounts`` types): no WAL on them.
 NETWORK_FILE_SYSTEMS = frozenset({
     "nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs", "glusterfs", "ceph",
@@ -110,7 +134,9 @@ class ChatCache:
     def _open(self) -> None:
         self._pid = os.getpid()
         # Autocommit (isolation_level=None): transactions are begun explicitly, IMMEDIATE.
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        with self._reading():  # a directory that cannot be opened fails here, not at the first read
+            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=BUSY_TIMEOUT_S,
+                                       isolation_level=None)
         try:
             with self._reading(), self._lock:
                 self._db.execute(f"PRAGMA journal_mode={self.journal_mode.upper()}")
@@ -152,19 +178,36 @@ class ChatCache:
             try:
                 db.execute("INSERT OR REPLACE INTO generations (key, value) VALUES (?, ?)", (key, value))
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite rolls back itself on some errors (a full disk)
+                    db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
 
     @contextmanager
     def _reading(self):
-        """Turn SQLite's complaints about the file into a :class:`ChatCacheError` naming it."""
+        """Turn SQLite's complaints about the file into a :class:`ChatCacheError` naming it: a
+        damaged file with the advice to delete it, a sound one with the fix for its surroundings."""
         try:
             yield
         except sqlite3.DatabaseError as e:
-            if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
-                raise  # another process holds it: not a damaged file
-            raise self._corrupted(f"SQLite says: {e}") from None
+            code = getattr(e, "sqlite_errorname", None) or ERROR_MESSAGES.get(str(e), "")
+            if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+                raise  # another process holds it past BUSY_TIMEOUT_S: not the file's fault
+            if code in DAMAGED_FILE_ERRORS:
+                raise self._corrupted(f"SQLite says: {e}") from None
+            raise self._unusable(e, code) from None
+
+    def _unusable(self, error: sqlite3.DatabaseError, code: str) -> ChatCacheError:
+        """The error for a cache that SQLite refuses for a reason other than damage: the file
+        is kept, and the message says so, since it may hold generations that were paid for."""
+        fix = next((fix for prefix, fix in ENVIRONMENT_ERRORS.items() if code.startswith(prefix)), None)
+        said = f"SQLite says: {error} ({code})" if code else f"SQLite says: {error}"
+        if fix is None:  # neither damage nor its surroundings: SQLite's words are all there is
+            return ChatCacheError(f"the LLM cache {self.path} cannot be used ({said}); set llm.cache_dir to "
+                                  "another directory")
+        return ChatCacheError(
+            f"the LLM cache {self.path} cannot be used ({said}), but the file is not damaged, so keep it: "
+            f"{fix}, or set llm.cache_dir to another directory")
 
     def _corrupted(self, why: str) -> ChatCacheError:
         return ChatCacheError(

@@ -162,6 +162,10 @@ class LlamaCppChatModel(InProcessChatModel):
             chat_format=chat_format, verbose=False,
         )
         self._llama.should_stop = _unless_gone(weakref.WeakMethod(self._abandoned))
+        # Free the model when this object goes, or at the latest at exit, while llama_cpp's
+        # module is whole: Llama.__del__ at interpreter shutdown finds its functions gone to
+        # None and prints a traceback (a model never closed, e.g. LLMUsers' left to exit).
+        self._free_llama = weakref.finalize(self, self._llama.close)
         #: What tells this GGUF from another of the same file name, for cache keys.
         self.gguf_fingerprint = {"bytes": path.stat().st_size,
                                  "name": getattr(self._llama, "metadata", {}).get("general.name")}
@@ -211,7 +215,7 @@ class LlamaCppChatModel(InProcessChatModel):
         with self._lock:
             llama, self._llama = self._llama, None
         if llama is not None:
-            llama.close()
+            self._free_llama()  # llama.close(), once
 
     def __repr__(self) -> str:
         return f"LlamaCppChatModel(model_id={self.model_id!r}, n_ctx={self.n_ctx}, structured_mode={self.structured_mode!r})"

@@ -63,6 +63,7 @@ import os
 import re
 import weakref
 
+from recoworld.llm.accounting import CHARS_PER_TOKEN, estimate_prompt_tokens
 from recoworld.llm.base import ChatModel
 from recoworld.llm.errors import (
     BackendErrorSummary,
@@ -176,6 +177,7 @@ class OpenAIChatModel(ChatModel):
         self.mode_in_use: str | None = None if structured_mode == "auto" else structured_mode
         #: The modes ``auto`` found refused, with the HTTP status: never asked again.
         self.refused_modes: dict[str, int] = {}
+        self._warned_usage = False  # a reply without token counts has been logged
 
     @property
     def url(self) -> str:
@@ -234,9 +236,14 @@ class OpenAIChatModel(ChatModel):
 
     @contextlib.asynccontextmanager
     async def _generation_turn(self, batch: list[BackendCall]):
-        """While ``auto`` has not found the mode, a structured call waits, untimed, for the
-        request finding it out, and finds it out itself if that one failed: it then holds
-        the discovery lock, so the next ones wait for it in turn."""
+        """Before the timer starts: the clients of this event loop are made (the first one
+        imports ``openai``, which takes a while, and neither counts as the generation's
+        latency nor eats its ``timeout_s``). While ``auto`` has not found the mode, a
+        structured call waits, untimed, for the request finding it out, and finds it out
+        itself if that one failed: it then holds the discovery lock, so the next ones wait
+        for it in turn."""
+        for server in self.pool.servers:
+            self._client(server.base_url)
         (call,) = batch
         finding_out = False
         if call.json_schema is not None and self.mode_in_use is None:
@@ -332,13 +339,34 @@ class OpenAIChatModel(ChatModel):
                 f"not an OpenAI-compatible chat completion (body starts {body[:120]!r}); check llm.base_url "
                 "(an OpenAI-compatible server's usually ends in /v1)"))
         choice = choices[0]
-        usage = response.usage
-        return Completion(
-            text=choice.message.content or "",
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            finish_reason=choice.finish_reason,
-        )
+        text = choice.message.content or ""
+        prompt_tokens, completion_tokens = self._token_counts(response, call, text, server)
+        return Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                          finish_reason=choice.finish_reason)
+
+    def _token_counts(self, response, call: BackendCall, text: str, server: Server) -> tuple[int, int]:
+        """The prompt and completion tokens ``response`` reports; a count it lacks (no
+        ``usage``, or a field missing or null, as some servers send) is estimated from the
+        text, so that token and cost budgets still bind, and counted in the accounting's
+        ``llm_usage_estimates`` (logged once per model)."""
+        usage = getattr(response, "usage", None)
+        reported = [getattr(usage, name, None) for name in ("prompt_tokens", "completion_tokens")]
+        prompt, completion = (n if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else None
+                              for n in reported)
+        if prompt is not None and completion is not None:
+            return prompt, completion
+        self.accounting.count("usage_estimates")
+        if not self._warned_usage:
+            self._warned_usage = True
+            logger.warning(self._redact(
+                f"the server at {_endpoint(server.base_url)} sent a reply without prompt_tokens and completion_tokens "
+                f"in its usage ({_short(str(usage))}); tokens and cost are estimated from the text at "
+                f"{CHARS_PER_TOKEN} characters a token, counted in llm_usage_estimates"))
+        if prompt is None:
+            prompt = estimate_prompt_tokens(call)
+        if completion is None:
+            completion = -(-len(text) // CHARS_PER_TOKEN)
+        return prompt, completion
 
     def _server_failed(self, server: Server, exc: BaseException) -> None:
         """Leave ``server`` out when ``exc`` says it is away or overloaded (a pool of one
@@ -368,7 +396,10 @@ class OpenAIChatModel(ChatModel):
     def _translate_error(self, exc: BaseException) -> BaseException:
         import openai
 
-        url = _endpoint(getattr(exc, "recoworld_server", None) or self.pool.servers[0].base_url)
+        # A timeout is asyncio's TimeoutError raised from the request's cancellation, which
+        # names the server that hung.
+        server = getattr(exc, "recoworld_server", None) or getattr(exc.__cause__, "recoworld_server", None)
+        url = _endpoint(server or self.pool.servers[0].base_url)
         if isinstance(exc, (openai.APITimeoutError, TimeoutError)):
             return TransientBackendError(f"no reply from {url} within timeout_s={self.timeout_s}")
         if isinstance(exc, openai.APIConnectionError):

@@ -1,22 +1,34 @@
 """The cost guard of ``recoworld run``: an LLM run's calls, estimated before it starts.
 
-LLM users (``simulator=llm``) make one LLM call per user and step; hybrid users
-(``simulator=hybrid``) make one only when a user voices an instruction, which the guard
-counts at :data:`HYBRID_CALL_RATE` calls per user-step (a round figure at the voicing rate
-of the default users under random slates, measured in ``benchmarks/RESULTS.md``; a good
-recommender makes users speak less). The estimate is then::
+Both sides of a run may call an LLM, and the guard counts both, per agent of the lineup:
 
-    users (env.num_envs) x experiment.steps x seeds x agents x segments x calls per user-step
+- the users: LLM users (``simulator=llm``) make one LLM call per user and step; hybrid users
+  (``simulator=hybrid``) make one only when a user voices an instruction, which the guard
+  counts at :data:`HYBRID_CALL_RATE` calls per user-step (a round figure at the voicing rate
+  of the default users under random slates, measured in ``benchmarks/RESULTS.md``; a good
+  recommender makes users speak less);
+- the agent: an LLM agent (``agent=llm_rerank``, ``llm_bandit``, ``llm_tools``) makes at most
+  one request per user-step. With ``llm_when: always`` it makes that one at every user-step;
+  with ``llm_when: instruction`` only while the user has a current instruction, which the
+  guard counts at the upper bound, 1, except for the tool agent's LLM planner, which plans
+  once per instruction and reuses the plan while it is current: it is counted at the
+  voicing rate, :data:`HYBRID_CALL_RATE` (:func:`agent_call_rate`).
 
-Agent-side LLM calls (``agent=llm_rerank`` and the like) are not counted. An agent that
-acts on a copy of the run's users (the SB3 agents train on one, the planning oracle plans on
-one) is refused on LLM-driven users (:func:`check_copied_users`): every copied user-step
-would be an uncounted call, and their chat model cannot be copied. A run whose
-estimate exceeds ``experiment.max_llm_calls`` (default :data:`DEFAULT_MAX_LLM_CALLS`) is
-refused before anything is written, with a message that gives the estimate and the two ways
-on: a smaller run (``experiment=llm``) or a limit raised to confirm the cost
-(``experiment.max_llm_calls=N``). The LLM cache (``llm.cache_dir``) makes a repeated run
-replay its calls, which the estimate does not know about.
+The estimate is then::
+
+    users (env.num_envs) x experiment.steps x seeds x segments
+        x sum over the agents of (the users' calls + the agent's calls per user-step)
+
+Repairs of invalid replies (``max_repairs``) are extra calls that the estimate leaves out. An
+agent that acts on a copy of the run's users (the SB3 agents train on one, the planning
+oracle plans on one) is refused on LLM-driven users (:func:`check_copied_users`): every
+copied user-step would be an uncounted call, and their chat model cannot be copied. A run
+whose estimate exceeds ``experiment.max_llm_calls`` (default :data:`DEFAULT_MAX_LLM_CALLS`)
+is refused before anything is written, with a message that gives the estimate and the two
+ways on: a smaller run (``experiment=llm``) or a limit raised to confirm the cost
+(``experiment.max_llm_calls=N``). The LLM cache (``llm.cache_dir``, which the agents'
+``agent.llm.cache_dir`` shares by default) makes a repeated run replay its calls, which the
+estimate does not know about.
 """
 
 from __future__ import annotations
@@ -32,6 +44,10 @@ HYBRID_USERS = "recoworld.simulators.hybrid.HybridUsers"
 #: LLM calls per user-step the guard assumes for each kind of LLM-driven user.
 CALL_RATES = {LLM_USERS: 1.0, HYBRID_USERS: 0.1}
 HYBRID_CALL_RATE = CALL_RATES[HYBRID_USERS]
+#: The LLM agents, with the ``llm_when`` their class defaults to.
+LLM_TOOL_AGENT = "recoworld.agents.llm_tools.LLMToolAgent"
+LLM_AGENTS = {"recoworld.agents.llm_rerank.LLMRerank": "always", "recoworld.agents.llm_bandit.LLMBandit": "always",
+              LLM_TOOL_AGENT: "instruction"}
 #: Agents that act on a copy of the env's users: SB3 agents train on one (unless they load a
 #: saved model), the planning oracle simulates on one.
 SB3_AGENT = "recoworld.agents.sb3.SB3Agent"
@@ -40,36 +56,68 @@ PLANNING_ORACLE = "recoworld.agents.planning.PlanningOracle"
 DEFAULT_MAX_LLM_CALLS = 20_000
 
 
-def estimated_llm_calls(cfg: DictConfig, n_agents: int) -> int:
-    """The LLM calls a run of ``n_agents`` agents on ``cfg`` would make (0 for simulators
-    that make none)."""
-    rate = CALL_RATES.get(cfg.simulator.get("_target_"), 0.0)
-    experiment = cfg.experiment
-    segments = 1 + len(experiment.get("segments") or {})
-    user_steps = int(cfg.env.num_envs) * int(experiment.steps) * len(experiment.seeds) * n_agents * segments
-    return round(user_steps * rate)
+def agent_call_rate(agent: DictConfig) -> float:
+    """The LLM requests per user-step the agent configured by ``agent`` makes (0 for an agent
+    without an LLM): 1 with ``llm_when: always``; with ``llm_when: instruction`` 1 too (an
+    upper bound: a request at every step with a current instruction), but the tool agent's
+    LLM planner, which asks once per instruction, at :data:`HYBRID_CALL_RATE`."""
+    target = agent.get("_target_")
+    if target not in LLM_AGENTS or agent.get("planner", "llm") != "llm":
+        return 0.0
+    when = agent.get("llm_when", LLM_AGENTS[target])
+    return HYBRID_CALL_RATE if when == "instruction" and target == LLM_TOOL_AGENT else 1.0
 
 
-def check_llm_cost(cfg: DictConfig, n_agents: int) -> None:
+def estimated_llm_calls(cfg: DictConfig, lineup: Mapping[str, DictConfig]) -> int:
+    """The LLM calls a run of the agents of ``lineup`` (name: config) on ``cfg`` would make,
+    its users' and its agents' (0 where neither has an LLM)."""
+    return round(_user_steps(cfg) * sum(_rates(cfg, lineup).values()))
+
+
+def check_llm_cost(cfg: DictConfig, lineup: Mapping[str, DictConfig]) -> None:
     """Refuse a run whose estimated LLM calls exceed ``experiment.max_llm_calls``.
 
     Raises:
         ExperimentConfigError: with the estimate, its factors and the overrides that go on.
     """
-    calls = estimated_llm_calls(cfg, n_agents)
+    calls = estimated_llm_calls(cfg, lineup)
     limit = cfg.experiment.get("max_llm_calls", DEFAULT_MAX_LLM_CALLS)
     if calls <= limit:
         return
     experiment = cfg.experiment
-    rate = CALL_RATES[cfg.simulator.get("_target_")]
+    user_rate = CALL_RATES.get(cfg.simulator.get("_target_"), 0.0)
+    agent_rates = {name: agent_call_rate(agent) for name, agent in lineup.items()}
     segments = 1 + len(experiment.get("segments") or {})
-    factors = (f"{int(cfg.env.num_envs)} users x {int(experiment.steps)} steps x {len(experiment.seeds)} seeds x "
-               f"{n_agents} agents" + (f" x {segments} segments" if segments > 1 else "")
-               + (f" x {rate:g} calls per user-step" if rate != 1.0 else ""))
+    factors = (f"{int(cfg.env.num_envs)} users x {int(experiment.steps)} steps x {len(experiment.seeds)} seeds"
+               + (f" x {segments} segments" if segments > 1 else ""))
+    if not any(agent_rates.values()):  # the users' calls alone
+        factors += f" x {len(lineup)} agents" + (f" x {user_rate:g} calls per user-step" if user_rate != 1.0 else "")
+    else:
+        users = f"{len(lineup)} agents x {user_rate:g}" if len(lineup) > 1 else f"{user_rate:g}"
+        terms = [f"{users} of the users"] * bool(user_rate) + [
+            f"{rate:g} of agent {name}" for name, rate in agent_rates.items() if rate]
+        total = sum(_rates(cfg, lineup).values())
+        factors += f" x {total:g} call{'s' * (total != 1)} per user-step: {', '.join(terms)}"
+    example = " ".join([f"simulator={_choice(cfg)}"] * bool(user_rate)
+                       + [f"agent={name}" for name, rate in agent_rates.items() if rate and len(lineup) == 1]
+                       + ["experiment=llm"])
     raise ExperimentConfigError(
         f"this run would make about {calls:,} LLM calls ({factors}), above experiment.max_llm_calls={limit:,}. "
-        f"Try a small run first with experiment=llm (e.g. recoworld run simulator={_choice(cfg)} experiment=llm), "
+        f"Try a small run first with experiment=llm (e.g. recoworld run {example}), "
         f"or confirm the cost with experiment.max_llm_calls={calls}")
+
+
+def _user_steps(cfg: DictConfig) -> int:
+    """The user-steps one agent of the lineup is run for."""
+    experiment = cfg.experiment
+    segments = 1 + len(experiment.get("segments") or {})
+    return int(cfg.env.num_envs) * int(experiment.steps) * len(experiment.seeds) * segments
+
+
+def _rates(cfg: DictConfig, lineup: Mapping[str, DictConfig]) -> dict[str, float]:
+    """Each agent's LLM calls per user-step, its users' and its own."""
+    user_rate = CALL_RATES.get(cfg.simulator.get("_target_"), 0.0)
+    return {name: user_rate + agent_call_rate(agent) for name, agent in lineup.items()}
 
 
 def check_copied_users(cfg: DictConfig, lineup: Mapping[str, DictConfig]) -> None:

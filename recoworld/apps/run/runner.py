@@ -201,7 +201,7 @@ def run_experiment(
     check_required(cfg, lineup)
     check_world(cfg)
     check_segments(cfg)
-    check_llm_cost(cfg, len(lineup))
+    check_llm_cost(cfg, lineup)
     check_copied_users(cfg, lineup)
     check_action_format(cfg, lineup)
     check_tensorboard(cfg.experiment)
