@@ -57,7 +57,8 @@ same users then live several sessions, each watched for as many days as the data
 them (:func:`simulate_lives`), their clicks cut into sessions by the rule that cuts the
 ratings, and their levels are searched together until the lives are the data's
 (:func:`fit_lives`), each for a user's first session and for the sessions they return
-for apart: the leave hazard's level on the median length, the return odds on the share of
+for apart: the leave hazard's level on their length (the later sessions' on its 80th
+percentile, the patience weight on its 95th), the return odds on the share of
 sessions another one follows, and the gap's scale on the median gap; and the share of
 quick visits, the gaps' mixture after a first session and the session theme's weight (the
 docstring of :func:`fit_lives` lists them all). The first session
@@ -692,7 +693,8 @@ def observation_windows(sessions: Sessions, n_users: int) -> np.ndarray:
 class LifeTargets:
     """What a simulated life is fitted to (:func:`fit_lives`), each split by whether the
     session is the user's first: the medians of the first sessions' length and of the
-    sessions users return for, and the first sessions' 90th percentile; the medians of the gaps after each kind, and the first
+    sessions users return for, the first sessions' 90th percentile and the later sessions'
+    80th and 95th; the medians of the gaps after each kind, and the first
     quartile of the gaps after a first session; the share of each kind that another
     session follows within the user's window; the share of the later sessions that hold a
     single rating (a visit for one thing); and, where the caller gives it
@@ -710,6 +712,8 @@ class LifeTargets:
     return_share: float = math.nan
     first_gap_quartile: float = math.nan
     first_length_tail: float = math.nan
+    return_length_upper: float = math.nan
+    return_length_tail: float = math.nan
     single_share: float = math.nan
     genre_repetition: float = math.nan
     at_quantile: dict = field(default_factory=dict)
@@ -717,7 +721,8 @@ class LifeTargets:
     #: The quantiles, by name: the values of a session table each is taken of, and its level.
     QUANTILES = {"first_length": ("first_length", 0.5), "return_length": ("return_length", 0.5),
                  "gap_days": ("gap_days", 0.5), "first_gap_days": ("first_gap", 0.5),
-                 "first_gap_quartile": ("first_gap", 0.25), "first_length_tail": ("first_length", 0.9)}
+                 "first_gap_quartile": ("first_gap", 0.25), "first_length_tail": ("first_length", 0.9),
+                 "return_length_upper": ("return_length", 0.8), "return_length_tail": ("return_length", 0.95)}
 
     @staticmethod
     def values(table: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -817,7 +822,17 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
     the hazard's level in a first session (``leave_base + leave_first_session``) on the
     first sessions' median length, and its spread between newcomers
     (``first_session_spread``) on their 90th percentile; ``leave_base`` on the later
-    sessions' median; the return
+    sessions' 80th percentile (``return_length_upper``), not their median: the median (4
+    ratings in MovieLens) lies among the quick visits, which end after their first step
+    with one to three ratings whatever the level, so it barely moves with the level, while
+    the 80th percentile lies among the sessions that run their course, which the level
+    sets (on MovieLens the median held the level at its bound and the sessions users return
+    for at half the data's 80th percentile; freed, it ran the level down until that
+    percentile was three times the data's, ``benchmarks/RESULTS.md``), and the patience
+    weight (``leave_patience``, the spread of the later sessions' length between users) on
+    their 95th percentile (``return_length_tail``), as the first sessions' spread is on
+    theirs: the grid fit's weight, read where the quick visits are missing, gave the sessions
+    that run their course a tail twice the data's once their level was right; the return
     odds after a first session (``return_base + return_first_session``) and after a later
     one (``return_base``) on the shares of each followed by another session; the factor on
     ``gap_days`` after a later session on the median gap after it; and after a first
@@ -841,25 +856,30 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
     # The starts: the grid fit's base, the return fit's odds, the gap fit's scale. Leave and
     # return levels are logits (a higher leave level: shorter sessions); gap levels are log
     # factors on gap_days (a larger factor: longer gaps). The bounds keep a level plausible:
-    # a sign-up's burst can be many times a habitual session, so its level reaches far lower.
+    # a sign-up's burst can be many times a habitual session, so its level reaches far lower,
+    # and so does the later sessions': the grid fit reads it off first sessions without the
+    # quick visits, and the sessions that run their course beside a third of one-step visits
+    # are longer (on MovieLens 4 to 6 below the grid's base).
     genres = catalog.genres.numpy()
     level = {"first": config.leave_base + config.leave_first_session, "base": config.leave_base,
              "first_return": config.return_base + config.return_first_session, "return": config.return_base,
              "first_gap": config.gap_first_session, "first_gap_share": 0.0, "gap": 0.0,
-             "quick": -3.0, "theme": config.theme_weight, "first_spread": config.first_session_spread}
+             "quick": -3.0, "theme": config.theme_weight, "first_spread": config.first_session_spread,
+             "patience": config.leave_patience}
     bounds = {"first": (config.leave_base - 8.0, config.leave_base + 1.0),
-              "base": (config.leave_base - 3.0, config.leave_base + 3.0),
+              "base": (config.leave_base - 8.0, config.leave_base + 3.0),
               "first_return": (config.return_base - 6.0, config.return_base + 4.0),
               "return": (config.return_base - 4.0, config.return_base + 4.0),
               "first_gap": (math.log(0.002), math.log(2.0)), "first_gap_share": (-4.0, 4.0),
               "gap": (math.log(0.05), math.log(2.0)), "quick": (-8.0, 2.0), "theme": (0.0, 8.0),
-              "first_spread": (0.0, 4.0)}
+              "first_spread": (0.0, 4.0), "patience": (0.0, 40.0)}
     # Each level's target, and whether a larger level raises it.
-    aims = {"first": ("first_length", False), "base": ("return_length", False),
+    aims = {"first": ("first_length", False), "base": ("return_length_upper", False),
             "first_return": ("first_return_share", True), "return": ("return_share", True),
             "first_gap": ("first_gap_quartile", True), "first_gap_share": ("first_gap_days", False),
             "gap": ("gap_days", True), "quick": ("single_share", True),
-            "theme": ("genre_repetition", True), "first_spread": ("first_length_tail", True)}
+            "theme": ("genre_repetition", True), "first_spread": ("first_length_tail", True),
+            "patience": ("return_length_tail", True)}
     # A first-session level without a target keeps its shift from the later sessions' level.
     shifts = {"first_return": ("return", config.return_first_session),
               "first_gap": ("gap", config.gap_first_session)}
@@ -888,7 +908,7 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
                        return_first_session=first_return - back, gap_days=config.gap_days * math.exp(gap),
                        gap_first_session=first_gap - gap, gap_first_share=share("first_gap_share", 1.0),
                        quick_visit_share=share("quick", config.quick_visit_share), theme_weight=value("theme"),
-                       first_session_spread=value("first_spread"))
+                       first_session_spread=value("first_spread"), leave_patience=value("patience"))
 
     for _ in range(iterations):
         lives = simulate_lives(catalog, fitted(), population, seeds, windows_days, max_steps=max_steps)

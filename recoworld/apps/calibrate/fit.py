@@ -313,6 +313,7 @@ def fit_leaving(catalog: Catalog, sim_config: StatisticalUserConfig, population:
         replace(dynamics.LifeTargets.of(sessions.table), genre_repetition=genre_repetition), config.session_gap_minutes,
         iterations=config.lives_iterations)
     leave_meta = {**leave.describe(), "grid_leave_base": leave.leave_base, "leave_base": sim_config.leave_base,
+                  "grid_leave_patience": leave.leave_patience, "leave_patience": sim_config.leave_patience,
                   "leave_first_session": sim_config.leave_first_session,
                   "first_session_spread": sim_config.first_session_spread,
                   "quick_visit_share": sim_config.quick_visit_share, "theme_weight": sim_config.theme_weight,

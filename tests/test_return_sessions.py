@@ -1,0 +1,69 @@
+"""The sessions users return for in the lives fit (``dynamics.fit_lives``): their level read
+on their 80th percentile, where the quick visits do not reach, and free to sit far below the
+grid fit's base; the patience weight, their spread between users, on their 95th."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recoworld.apps.calibrate import dynamics
+from recoworld.calibration.split import cut_sessions
+
+
+def test_life_targets_hold_the_later_sessions_80th_and_95th_percentiles_and_the_shares_below_them():
+    table = pd.DataFrame({"user_id": [0, 0, 0, 0, 0, 1, 1, 1],
+                          "length": [40, 1, 2, 9, 9, 30, 1, 20],
+                          "next_gap_days": [0.5, 1.0, 2.0, 3.0, np.nan, 1.5, 4.0, np.nan]})
+    targets = dynamics.LifeTargets.of(table)
+    later = np.array([1, 2, 9, 9, 1, 20])
+    assert targets.return_length_upper == pytest.approx(np.quantile(later, 0.8)) == 9.0
+    assert targets.return_length_tail == pytest.approx(np.quantile(later, 0.95)) == 17.25
+    # Against 9: three below (1, 2, 1), two tied: (3 + 2 / 2) / 6; against 17.25: all but 20.
+    assert targets.at_quantile["return_length_upper"] == pytest.approx(4 / 6)
+    assert targets.at_quantile["return_length_tail"] == pytest.approx(5 / 6)
+    assert np.isnan(dynamics.LifeTargets(30.0, 3.0, 6.0).position(table)["return_length_tail"])
+
+
+@pytest.fixture(scope="module")
+def lives(small_world):
+    """Each of the small world's 80 users living four times (seeds apart), a third of the
+    later visits for one thing (the later sessions' median lies among them), and the data's
+    targets of those lives."""
+    world, _ = small_world
+    users, seeds = np.tile(np.arange(80), 4), np.arange(320)
+    windows = np.full(320, 40.0)
+    population = world.population().pinned(users, seeds)
+    truth = replace(world.config, quick_visit_share=0.35, leave_patience=10.0)
+    clicks = dynamics.simulate_lives(world.catalog, truth, population, seeds, windows, max_steps=160)
+    return world, population, seeds, windows, truth, dynamics.LifeTargets.of(cut_sessions(clicks, 30.0).table)
+
+
+def fit_and_place(lives, start):
+    """``start``'s lives refitted, and where the data's quantiles fall in the fitted lives."""
+    world, population, seeds, windows, _, targets = lives
+    fitted, _ = dynamics.fit_lives(world.catalog, start, population, seeds, windows, targets, max_steps=160)
+    clicks = dynamics.simulate_lives(world.catalog, fitted, population, seeds, windows, max_steps=160)
+    return fitted, targets.position(cut_sessions(clicks, 30.0).table)
+
+
+def test_fit_lives_brings_the_later_sessions_level_down_past_the_old_bound_to_their_80th_percentile(lives):
+    truth, targets = lives[4], lives[5]
+    # The later sessions' level 5 above the truth, as the grid fit's base starts on MovieLens
+    # (4 to 6 above the fitted level): the search once reached 3 below its start, and stopped there.
+    start = replace(truth, leave_base=truth.leave_base + 5.0)
+    fitted, below = fit_and_place(lives, start)
+    assert fitted.leave_base < start.leave_base - 3.0
+    assert fitted.leave_base == pytest.approx(truth.leave_base, abs=1.0)
+    assert below["return_length_upper"] == pytest.approx(targets.at_quantile["return_length_upper"], abs=0.08)
+
+
+def test_fit_lives_sets_the_patience_weight_on_the_later_sessions_95th_percentile(lives):
+    truth, targets = lives[4], lives[5]
+    # The grid fit's largest weight, three times the truth's: the later sessions' tail too heavy.
+    fitted, below = fit_and_place(lives, replace(truth, leave_patience=34.0))
+    assert fitted.leave_patience < 20.0, "a lighter tail wanted: the weight comes down"
+    assert below["return_length_tail"] == pytest.approx(targets.at_quantile["return_length_tail"], abs=0.04)
