@@ -16,17 +16,23 @@ configuration's own), for these configurations of the env:
 
 Agents' time is excluded: the actions are fixed. Throughput is the median of five windows
 of steps; ``--child`` prints one configuration's figures as JSON, with the best window and
-the CPU time per step (every thread's) beside them. ``--reference PATH`` runs the NumPy
-reference step (``numpy_reference.py``) before each configuration, interleaved, and adds
-each configuration's ratio to the reference measured just before it (figures on a shared
-machine drift, so only ratios measured in one run compare). ``--device cuda`` measures the
-torch kernel on the GPU, at B = 16384 up to 1,048,576.
+the CPU time per step (every thread's) beside them. ``--device cuda`` measures the torch
+kernel on the GPU, at B = 16384 up to 1,048,576.
+
+``--reference PATH`` is optional: without it the script prints the figures alone. It names a
+reference workload that is not part of RecoWorld (its authors use ``numpy_reference.py``, a
+batched RecSim-like user step in NumPy, kept outside the repository): a script run as
+``python PATH --backend numpy --docs shared --batch B --runs 3 --run-seconds 2 --json``, whose
+last line is JSON with ``median_user_steps_per_s``. It runs on the same machine before each
+configuration, interleaved, and each configuration's ratio to the reference measured just
+before it is added (figures on a shared machine drift, so only ratios measured in one run
+compare).
 
 Usage::
 
     python benchmarks/sim_throughput.py                   # every configuration, every B
     python benchmarks/sim_throughput.py --quick           # B up to 1024, fewer steps
-    python benchmarks/sim_throughput.py --users 16384 --catalogs 1682 --reference ../shared/perf/numpy_reference.py
+    python benchmarks/sim_throughput.py --users 16384 --catalogs 1682 --reference PATH  # and ratios to PATH's
     python benchmarks/sim_throughput.py --device cuda     # the torch kernel on a GPU
 """
 
@@ -124,7 +130,8 @@ def main() -> None:
     parser.add_argument("--users", type=int, nargs="+", default=None, help="batch sizes B (default: see above)")
     parser.add_argument("--catalogs", type=int, nargs="+", default=list(CATALOGS), help="catalog sizes")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for the torch kernel on a GPU")
-    parser.add_argument("--reference", metavar="PATH", help="numpy_reference.py, run before each configuration")
+    parser.add_argument("--reference", metavar="PATH",
+                        help="optional: a reference workload (see above), run before each configuration for ratios")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's own; the env runs its torch work on one); "
                              "the C kernels use $RECOWORLD_THREADS, else $OMP_NUM_THREADS, else every usable core")

@@ -151,7 +151,8 @@ class InstructEnv(_WorldFace, gym.Env):
             raise ValueError(f"invalid_action={invalid_action!r}; choose one of {INVALID_ACTION_MODES}")
         for name in WORLD_ARGUMENTS_REFUSED:
             if name in kwargs:
-                raise TypeError(f"InstructEnv takes no {name}=; its actions are item ids in text")
+                raise ValueError(f"InstructEnv takes no {name}= ({name}={kwargs[name]!r}); its actions are item ids "
+                                 f"in text: leave {name} out (RecoWorld/Slate-v0 takes it)")
         own = [name for name in inspect.signature(InstructEnv.__init__).parameters if name not in ("self", "kwargs")]
         check_arguments(kwargs, "RecoWorld/Instruct-v0", own, without=WORLD_ARGUMENTS_REFUSED,
                         manual="recoworld.envs.InstructEnv")

@@ -1,6 +1,8 @@
 """RecoWorld: simulated users for training and evaluating recommender agents.
 
-Importing ``recoworld`` registers the Gymnasium environments (``RecoWorld/Slate-v0``).
+Importing ``recoworld`` registers the Gymnasium environments: ``RecoWorld/Slate-v0`` (a
+slate of candidates, with its native vector twin) and ``RecoWorld/Instruct-v0`` (text
+observations for LLM agents).
 The public names below load on first use, so that ``import recoworld`` (and the
 ``recoworld`` command line) starts without importing torch.
 """

@@ -3,7 +3,11 @@
 Every name loads on first use (``from recoworld.simulators import LLMUsers`` works), so
 that importing a torch-free module of this package — the users' configs, which
 ``recoworld run`` checks before it runs (``statistical_config``, ``llm_config``,
-``hybrid_config``, ``population``) — does not import the simulators, torch and the LLM layer.
+``hybrid_config``, ``population``) — imports neither the simulators nor torch.
+``statistical_config`` and ``population`` import no LLM code either; ``llm_config`` and
+``hybrid_config`` import the LLM layer's core (:mod:`recoworld.llm`, with pydantic, for the
+chat model's config), but none of its backends (OpenAI-compatible servers, llama.cpp,
+transformers).
 """
 
 from recoworld.lazy import lazy_names

@@ -149,7 +149,7 @@ def test_same_trajectories_as_the_slate_env_for_the_same_seed_and_slates():
 
 
 def test_rejects_arguments_of_the_slate_face():
-    with pytest.raises(TypeError, match="takes no action_format"):
+    with pytest.raises(ValueError, match="takes no action_format"):
         InstructEnv(action_format="scores")
     with pytest.raises(ValueError, match="invalid_action='ignore'"):
         InstructEnv(invalid_action="ignore")

@@ -360,9 +360,28 @@ class _LoopThread:
         self.thread.start()
 
     def run(self, coroutine):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        try:
+            return future.result()
+        except BaseException:
+            # Interrupted while waiting (Ctrl-C, or a kill that recoworld run turns into one):
+            # the calls would go on, spending the budget, on the loop's thread. Done, it is a no-op.
+            future.cancel()
+            raise
 
     def close(self):
+        # A task still pending when the loop closes is destroyed with asyncio's "Task was
+        # destroyed but it is pending!" on stderr: end them first.
+        asyncio.run_coroutine_threadsafe(_cancel_other_tasks(), self.loop).result()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join()
         self.loop.close()
+
+
+async def _cancel_other_tasks() -> None:
+    """Cancel the running loop's tasks but this one (calls an interrupt left running), and
+    wait until each has ended."""
+    tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -98,7 +98,7 @@ def parser() -> argparse.ArgumentParser:
                    help="simulated RMSE, as a share of the simulated value above the floor of the logged "
                         "rewards (their 1%% quantile; 0 for 0/1 rewards), above which no estimate is trusted")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("ope_evaluation"), help="output directory")
+    p.add_argument("--out", type=Path, default=Path("ope_evaluation"), help="output directory (default: %(default)s)")
     return p
 
 

@@ -35,7 +35,8 @@ def parser() -> argparse.ArgumentParser:
         description="Estimator study: logs from simulated users under several logging policies, every slate "
                     "estimator's bias, RMSE and bootstrap-CI coverage against the simulator's true value.",
         epilog="A fuller study: --log-sizes 500 2000 8000 --seeds 50 --truth-users 100000 --session-log-sizes 500 "
-               "2000 --session-seeds 50. --no-sessions skips the multi-step section.")
+               "2000 --session-seeds 50. --no-sessions skips the multi-step section. Your policy on your log: "
+               "recoworld ope evaluate --log PATH --policy POLICY (see recoworld ope evaluate --help).")
     parser.add_argument("--out", type=Path, default=Path("ope_study"), help="output directory (default: ope_study)")
     parser.add_argument("--logging", nargs="+", default=list(defaults.logging), choices=LOGGING_POLICIES)
     parser.add_argument("--targets", nargs="+", default=list(defaults.targets), choices=TARGET_POLICIES)

@@ -136,12 +136,12 @@ def rollout_part(make_simulator: Callable, make_env: Callable, agent_cfg: Any, c
     (:func:`~recoworld.apps.run.plugins.check_returned`)."""
     hooks = list(hooks)
     with closing(_simulator(make_simulator, catalog)) as simulator, \
-            closing(_built("env", make_env, simulator=simulator)) as env, EpisodeLog(path) as episode_log, \
+            closing(built("env", make_env, simulator=simulator)) as env, EpisodeLog(path) as episode_log, \
             ExitStack() as closed:
         for hook in hooks:
             closed.enter_context(_closed(hook))
-        agent = closed.enter_context(_closed(_checked(_built(f"agent {part.agent}", _agent, config=agent_cfg),
-                                                      agent_cfg.get("_target_"), "agent")))
+        agent = built(f"agent {part.agent}", instantiated, config=agent_cfg, _convert_="object")
+        agent = closed.enter_context(_closed(_checked(agent, agent_cfg.get("_target_"), "agent")))
         result = rollout(
             env, agent, experiment.steps, part.seed,
             logger=episode_log, label=part.agent, log_candidates=experiment.log_candidates, hooks=hooks,
@@ -178,7 +178,7 @@ def _simulator(make_simulator: Callable, catalog):
     """The part's simulator, ``make_simulator(catalog=catalog)``, checked to be one before the
     rollout calls its methods: a factory (a function as ``simulator._target_``) is known only
     by what it returns. What it returned instead is closed if it can be."""
-    return _checked(_built("simulator", make_simulator, catalog=catalog), make_simulator, "simulator")
+    return _checked(built("simulator", make_simulator, catalog=catalog), make_simulator, "simulator")
 
 
 def _checked(made, factory, group: str):
@@ -192,21 +192,22 @@ def _checked(made, factory, group: str):
     return made
 
 
-def _agent(config):
-    """The agent of ``config``; a value its class refuses raises that ``ValueError`` itself,
-    not Hydra's wrapper of it (for :func:`_built`)."""
+def instantiated(config, **kwargs):
+    """``instantiate(config, **kwargs)``: the object of ``config`` (the world, an agent); a
+    value its class refuses raises that ``ValueError`` itself, not Hydra's multi-line wrapper
+    of it, so that :func:`built` reports it in one line."""
     from hydra.errors import InstantiationException
 
     try:
-        return instantiate(config, _convert_="object")
+        return instantiate(config, **kwargs)
     except InstantiationException as err:
         if isinstance(err.__cause__, ValueError):
             raise err.__cause__ from None
         raise
 
 
-def _built(group: str, make: Callable, **kwargs):
-    """``make(**kwargs)``: the run's ``group`` (``simulator``, ``env``, ``agent NAME``) built
+def built(group: str, make: Callable, **kwargs):
+    """``make(**kwargs)``: the run's ``group`` (``world``, ``simulator``, ``env``, ``agent NAME``) built
     from its config. A value its class refuses (its checks raise ``ValueError`` naming the
     value and the fix) is a mistake in the config, not a bug: it ends the run as one, in a
     line naming the group (:class:`~recoworld.apps.run.checks.ExperimentConfigError`), not in

@@ -58,7 +58,7 @@ from rich.progress import (
 from recoworld.apps.calibrate.fit import ensure_world
 from recoworld.apps.calibrate.progress import torch_threads
 from recoworld.apps.run import report
-from recoworld.apps.run.executor import ray_parts, rollout_part
+from recoworld.apps.run.executor import built, instantiated, ray_parts, rollout_part
 from recoworld.apps.run.cost import check_llm_cost, check_copied_users
 from recoworld.apps.run.hooks import (
     TrainingProgress, check_curve_folders, check_tensorboard, part_hooks, with_training_logs,
@@ -255,7 +255,7 @@ def _segment_configs(cfg: DictConfig) -> dict[str | None, DictConfig]:
 
 def _build_world(cfg: DictConfig, lineup: dict[str, DictConfig], seeds: list[int]) -> Catalog:
     ensure_calibrated(cfg)
-    catalog = instantiate(cfg.world)
+    catalog = built("world", instantiated, config=cfg.world)  # a value it refuses: one line, no wrapper
     log.info("world %s (%d items), %d users, lineup %s, seeds %s", catalog.name, catalog.n_items,
              cfg.env.num_envs, list(lineup), seeds)
     return catalog
