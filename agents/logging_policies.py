@@ -14,16 +14,20 @@ The scorer's greedy slate is the top ``K`` candidates by score.
   :math:`e^{s_c/\tau} / \sum_{c' \notin a_{<k}} e^{s_{c'}/\tau}` (Plackett 1975; Luce 1959).
   :math:`\tau \to 0` is the greedy slate, :math:`\tau \to \infty` the uniform one.
 
-Both give exact propensities (:meth:`propensities`: whole slate, per-position marginals,
-prefixes) and the exact per-position marginal distribution over all candidates
+Both give propensities (:meth:`propensities`: whole slate, per-position marginals,
+prefixes) and the per-position marginal distribution over all candidates
 (:meth:`action_distribution`, ``[B, C, K]``, the ``action_dist`` layout of
 :mod:`recoworld.ope`), and the distribution of each position's item given the items above
-it (:meth:`next_item_distribution`, ``[B, K, C]``, what cascade DR's ``v_hat`` averages over). Plackett-Luce marginals below the top position have no closed
-form; :class:`SoftmaxPolicy` sums over every ordered prefix of ``K - 1`` candidates when
-there are at most ``max_prefixes`` of them (``10 x 9 = 90`` for ``C = 10, K = 3``), and
-otherwise estimates the marginals from ``propensity_samples`` seeded draws (standard
-error ``sqrt(p(1-p)/n)``, see :mod:`recoworld.agents.sampling`); slate and prefix
-probabilities are always exact.
+it (:meth:`next_item_distribution`, ``[B, K, C]``, what cascade DR's ``v_hat`` averages over),
+all exact but :class:`SoftmaxPolicy`'s marginals when there are many candidates.
+Plackett-Luce marginals below the top position have no closed form; :class:`SoftmaxPolicy`
+sums over every ordered prefix of ``K - 1`` candidates when there are at most
+``max_prefixes`` of them (``10 x 9 = 90`` for ``C = 10, K = 3``), and otherwise estimates
+them from ``propensity_samples`` seeded draws, Rao-Blackwellised
+(:func:`rao_blackwell_marginals`, :func:`rao_blackwell_positions`): positive for every
+candidate, of less variance than the share of draws (which left shown items at 0), and
+never below the exact prefix probability of a logged item; the top position's marginal,
+slate and prefix probabilities are always exact.
 """
 
 from __future__ import annotations
@@ -148,8 +152,12 @@ class SoftmaxPolicy(_LoggingPolicy):
         base: the scoring agent.
         temperature: :math:`\tau \ge 0`; 0 is the greedy slate (deterministic propensities).
         max_prefixes: largest number of ordered ``K - 1`` prefixes summed over for exact
-            position marginals; beyond it they are estimated from ``propensity_samples``.
-        propensity_samples: seeded draws behind estimated marginals.
+            position marginals (``C!/(C-K+1)!``); beyond it they are estimated from
+            ``propensity_samples`` draws (:func:`rao_blackwell_marginals`).
+        propensity_samples: seeded draws behind estimated marginals; :meth:`propensities`
+            estimates the logged items' from the same draws but by the exact prefix
+            probability and the rest (:func:`rao_blackwell_positions`), so they differ from
+            :meth:`action_distribution`'s by sampling error only.
 
     Sampling uses the Gumbel-top-``K`` trick: the top ``K`` of :math:`s/\tau + G`, with
     :math:`G` i.i.d. standard Gumbel, is a Plackett-Luce draw (Yellott 1977; Kool et al.,
@@ -182,9 +190,12 @@ class SoftmaxPolicy(_LoggingPolicy):
         action = np.asarray(action)
         if self.temperature == 0:
             return self.greedy_propensities(obs, action)
-        cascade = np.exp(np.cumsum(_sequential_log_probabilities(self.logits(obs), action), axis=1))
-        marginals = self.action_distribution(obs)
-        position = np.take_along_axis(marginals, action[:, None, :], 1)[:, 0, :]
+        z = self.logits(obs)
+        cascade = np.exp(np.cumsum(_sequential_log_probabilities(z, action), axis=1))
+        if self.estimates_marginals(z):
+            position = rao_blackwell_positions(z, self.propensity_draws(obs), action, cascade)
+        else:
+            position = np.take_along_axis(plackett_luce_marginals(z, self.slate_size), action[:, None, :], 1)[:, 0, :]
         return {"slate": cascade[:, -1].copy(), "position": position, "cascade": cascade}
 
     def next_item_distribution(self, obs: Observation, action: np.ndarray) -> np.ndarray:
@@ -193,8 +204,7 @@ class SoftmaxPolicy(_LoggingPolicy):
         action = np.asarray(action)
         if self.temperature == 0:
             return self.greedy_next_item(obs, action)
-        logits = np.where(_placed(action, self.num_candidates), -np.inf, self.logits(obs)[:, None, :])
-        return np.exp(logits - _logsumexp(logits)[..., None])
+        return plackett_luce_next_item(self.logits(obs), action)
 
     def action_distribution(self, obs: Observation) -> np.ndarray:
         """``[B, C, K]``: probability that candidate ``c`` is shown at position ``k``."""
@@ -202,13 +212,18 @@ class SoftmaxPolicy(_LoggingPolicy):
         if self.temperature == 0:
             return self.greedy_distribution(obs)
         z = self.logits(obs)
-        if perm(z.shape[1], K - 1) <= self.max_prefixes:
-            return plackett_luce_marginals(z, K)
-        draws = self.draw_slates(obs, np.random.default_rng(self._propensity_seed), self.propensity_samples)
-        dist = np.zeros((z.shape[0], z.shape[1], K))
-        for k in range(K):
-            np.add.at(dist[:, :, k], (np.arange(z.shape[0])[None, :], draws[:, :, k]), 1.0)
-        return dist / self.propensity_samples
+        if self.estimates_marginals(z):
+            return rao_blackwell_marginals(z, self.propensity_draws(obs))
+        return plackett_luce_marginals(z, K)
+
+    def estimates_marginals(self, logits: np.ndarray) -> bool:
+        """Whether the position marginals are estimated: more than ``max_prefixes`` to sum over."""
+        return perm(logits.shape[1], self.slate_size - 1) > self.max_prefixes
+
+    def propensity_draws(self, obs: Observation) -> np.ndarray:
+        """The ``propensity_samples`` seeded slates ``[n, B, K]`` behind estimated marginals:
+        the same at every call (:func:`~recoworld.agents.sampling.propensity_seed`)."""
+        return self.draw_slates(obs, np.random.default_rng(self._propensity_seed), self.propensity_samples)
 
 
 def _sequential_log_probabilities(logits: np.ndarray, action: np.ndarray) -> np.ndarray:
@@ -222,6 +237,116 @@ def _sequential_log_probabilities(logits: np.ndarray, action: np.ndarray) -> np.
         out[:, k] = remaining[rows, action[:, k]] - norm
         remaining[rows, action[:, k]] = -np.inf
     return out
+
+
+def plackett_luce_next_item(logits: np.ndarray, action: np.ndarray) -> np.ndarray:
+    """``[B, K, C]``: Plackett-Luce probability over ``logits`` ``[B, C]`` that position ``k``
+    takes candidate ``c`` given ``action[:, :k]``: a softmax over the candidates not yet placed."""
+    masked = np.where(_placed(action, logits.shape[1]), -np.inf, logits[:, None, :])
+    return np.exp(masked - _logsumexp(masked)[..., None])
+
+
+def rao_blackwell_marginals(logits: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    r"""Estimated ``[B, C, K]`` position marginals of Plackett-Luce over ``logits`` ``[B, C]``
+    from ``n`` of its slates ``draws`` ``[n, B, K]``.
+
+    Each draw, less candidate ``c``, is a Plackett-Luce draw of the other candidates (the
+    Gumbel-top-``K`` keys of the others do not depend on ``c``'s), and given the others'
+    order :math:`o` candidate ``c`` lands at position ``k`` with probability
+
+    .. math:: P(c \text{ at } k \mid o) = \frac{w_c}{D_k} \prod_{i<k} \Bigl(1 - \frac{w_c}{D_i}\Bigr),
+       \qquad D_i = w_c + \sum_{c' \notin o_{<i} \cup \{c\}} w_{c'},\quad w = e^{\text{logits}}
+
+    (``c`` inserted into the others' order). Its mean over the draws is the share of draws
+    with ``c`` at ``k`` conditioned on the others' order (Rao-Blackwell): unbiased, of less
+    variance than counting draws, and positive for every candidate, which counting is not
+    (a shown item that no draw put at its position had probability 0). Each position's
+    means are then scaled to sum to 1 over the candidates; the top position's is the exact
+    softmax.
+    """
+    B, C = logits.shape
+    every = np.broadcast_to(np.arange(C), logits.shape)
+    dist = np.zeros((B, draws.shape[2], C))
+    for chunk in _chunks(draws, C):
+        m = len(chunk)
+        inserted = _insertion_probabilities(np.tile(logits, (m, 1)), chunk.reshape(m * B, -1), np.tile(every, (m, 1)))
+        dist += inserted.reshape(m, B, -1, C).sum(0)
+    dist /= dist.sum(-1, keepdims=True)
+    dist[:, 0, :] = plackett_luce_next_item(logits, draws[0])[:, 0, :]  # exact, as the cascade's first position
+    return np.swapaxes(dist, 1, 2)
+
+
+def rao_blackwell_positions(logits: np.ndarray, draws: np.ndarray, action: np.ndarray,
+                            cascade: np.ndarray) -> np.ndarray:
+    """``[B, K]``: estimated probability that position ``k`` shows ``action[:, k]``, given the
+    exact ``cascade`` (prefix) probabilities of ``action``.
+
+    ``P(a_k at k) = P(a_{<=k} as shown) + P(a_k at k after another prefix)``: the first term
+    is ``cascade[:, k]``, the second the mean over the draws of
+    :func:`rao_blackwell_marginals`' ``P(a_k at k | o)`` where the others' first ``k``
+    (``o_{<k}``) are not ``a_{<k}``. So the estimate is never below the prefix's
+    probability, as the exact one is not (nor, then, below the whole slate's), and the top
+    position's is exact.
+    """
+    B, K = action.shape
+    k = np.arange(K)
+    above = k[None, :] < k[:, None]                                             # [k, j]: j < k
+    other = np.zeros((B, K))
+    for chunk in _chunks(draws, logits.shape[1]):
+        m = len(chunk)
+        slates, logged = chunk.reshape(m * B, K), np.tile(action, (m, 1))
+        rows = np.arange(m * B)[:, None]
+        rank = np.full((m * B, logits.shape[1]), K)
+        rank[rows, slates] = k
+        # o_{<k}, the first k of the others: the draw's, past a_k's own place where it is among them
+        place = np.minimum(k + (k >= rank[rows, logged][..., None]), K - 1)    # [mB, k, j]
+        same_prefix = ((slates[rows[..., None], place] == logged[:, None, :]) | ~above).all(-1)
+        inserted = _insertion_probabilities(np.tile(logits, (m, 1)), slates, logged)[:, k, k]  # P(a_k at k | o)
+        other += np.where(same_prefix, 0.0, inserted).reshape(m, B, K).sum(0)
+    return cascade + other / len(draws)
+
+
+def _chunks(draws: np.ndarray, num_candidates: int, size: int = 1 << 18):
+    """``draws`` ``[n, B, K]`` in runs of draws of about ``size`` ``[B, K, C]`` values in all:
+    few numpy calls for small batches, bounded memory for large ones."""
+    n, B, K = draws.shape
+    step = max(1, size // (B * (K + 1) * num_candidates))
+    for start in range(0, n, step):
+        yield draws[start:start + step]
+
+
+def _insertion_probabilities(logits: np.ndarray, slates: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """``[B, K, M]``: :func:`rao_blackwell_marginals`' ``P(c at k | o)`` of the candidates
+    ``items`` ``[B, M]`` for one draw ``slates`` ``[B, K]``, in logs: the others' mass at
+    position ``i`` is the unplaced mass less ``c``'s while ``c`` is unplaced (for the largest,
+    the sum of the rest, which the subtraction would round to 0), and the mass left after
+    ``i + 1`` draws once ``c`` is placed (the others then fill ``c``'s place)."""
+    B, C = logits.shape
+    K = slates.shape[1]
+    rows = np.arange(B)[:, None]
+    shown = np.zeros((B, K + 1, C), dtype=bool)
+    shown[rows, np.arange(1, K + 1), slates] = True
+    left = np.where(np.logical_or.accumulate(shown, axis=1), -np.inf, logits[:, None, :])  # [B, K+1, C] unplaced
+    largest = left.argmax(-1)[..., None]                                        # [B, K+1, 1]
+    top = np.take_along_axis(left, largest, -1)
+    top = np.where(np.isfinite(top), top, 0.0)  # every candidate placed (K = C): no mass left
+    weight = np.exp(left - top)
+    with np.errstate(divide="ignore"):  # no mass left, or none but the largest's
+        mass = top + np.log(weight.sum(-1, keepdims=True))                      # log mass of the unplaced
+        np.put_along_axis(weight, largest, 0.0, -1)
+        rest = top + np.log(weight.sum(-1, keepdims=True))
+    z = np.take_along_axis(logits, items, 1)[:, None, :]                        # [B, 1, M]
+    # below half the mass for all but the largest: log1p stays exact (the clip only keeps
+    # placed candidates, whose values go unused, from warnings)
+    less_c = np.where(items[:, None, :] == largest, rest, mass + np.log1p(-np.exp(np.minimum(z - mass, -np.log(2.0)))))
+    rank = np.full((B, C), K)
+    rank[rows, slates] = np.arange(K)
+    before = np.arange(K)[None, :, None] <= np.take_along_axis(rank, items, 1)[:, None, :]
+    others = np.where(before, less_c[:, :K], mass[:, 1:])                      # [B, K, M]
+    total = np.logaddexp(others, z)                                             # log D_i
+    survive = np.cumsum(others - total, axis=1)
+    survive = np.concatenate([np.zeros((B, 1, items.shape[1])), survive[:, :-1]], axis=1)  # sum over i < k
+    return np.exp(survive + z - total)
 
 
 def plackett_luce_marginals(logits: np.ndarray, slate_size: int) -> np.ndarray:

@@ -710,8 +710,12 @@ def list_column(log: pd.DataFrame, name: str) -> np.ndarray:
         lengths = np.fromiter((len(v) for v in rows), dtype=np.int64, count=len(rows))
         values = None
     if lengths.min() != lengths.max():
-        raise LogSchemaError(f"column {name!r} holds lists of lengths {int(lengths.min())}..{int(lengths.max())}; "
-                             "split the log by slate size first")
+        other = int(np.flatnonzero(lengths != lengths[0])[0])
+        what, split = (("candidates per request", "the number of candidates") if name == "candidate_ids"
+                       else ("items", "slate size"))
+        raise LogSchemaError(f"column {name!r} holds lists of lengths {int(lengths.min())}..{int(lengths.max())} "
+                             f"(row 0: {int(lengths[0])} {what}; row {other}: {int(lengths[other])}); split the log by "
+                             f"{split} first")
     if values is None:
         return np.stack(rows)
     return values.reshape(len(column), int(lengths[0]))

@@ -27,6 +27,10 @@ ESTIMATORS = {
     "DM": ope.SlateDM(), "CascadeDR": ope.SlateCascadeDR(),
 }
 
+#: The log's per-position column behind each reward a slate log can be evaluated on: the
+#: item signals of :mod:`recoworld.rewards`, each a sum over the slate's positions.
+REWARD_COLUMNS = {"clicks": "clicked", "watch_time": "watch_fraction", "likes": "liked"}
+
 
 @dataclass
 class StudyConfig:
@@ -53,6 +57,7 @@ class StudyConfig:
     alpha: float = 0.05                                # --alpha
     n_folds: int = 5                                   # --folds of the click model
     n_refits: int = 20                                 # --refits: click-model refits behind DM's and cascade DR's CI
+    reward: str = "clicks"                             # the value estimated (ope evaluate: the run's env.reward)
     estimators: tuple[str, ...] = field(default_factory=lambda: tuple(ESTIMATORS))
     learned: tuple[str, ...] = OBJECTIVES              # --learned objectives (none: --learned with no value)
     sessions: bool = True                              # --no-sessions skips the session section
@@ -95,6 +100,9 @@ class StudyConfig:
             given = getattr(self, name)
             if not given or any(g not in allowed for g in given):
                 raise ValueError(f"{self.setting(name)}; choose one or more of {list(allowed)}")
+        if self.reward not in REWARD_COLUMNS:
+            raise ValueError(f"{self.setting('reward')}; choose one of {list(REWARD_COLUMNS)}, the rewards a slate log "
+                             "holds per position")
         if any(g not in OBJECTIVES for g in self.learned):
             raise ValueError(f"{self.setting('learned')}; choose none or more of {list(OBJECTIVES)}")
         if not self.log_sizes or min(self.log_sizes) < self.n_folds:

@@ -274,7 +274,8 @@ def show(report: dict) -> None:
 
     console = Console(width=max(Console().width, 130))  # the tables are wide; do not truncate them
     selection = report["selection"]
-    table = Table(title=Text(f"{report['policy']} on {report['log']} ({report['n']} rounds, "
+    value = f"{report['value']}, " if "value" in report else ""  # a slate log's reward (bandit logs: the table's)
+    table = Table(title=Text(f"{report['policy']} on {report['log']} ({report['n']} rounds, {value}"
                              f"{1 - report['alpha']:.0%} CI)", style="table.title"))
     noted = any(row.get("note") for row in report["estimates"])
     columns = ("estimator", "estimate", "lower", "upper", "interval", "sim. bias", "sim. RMSE", "note")

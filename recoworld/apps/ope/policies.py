@@ -224,7 +224,8 @@ def load_agent(spec: str, kwargs: dict, world: str | None, overrides: list[str],
 class PolicyOnLog:
     """A Recommender asked about logged rows, with what the slate estimators need.
 
-    * :meth:`propensities`: the agent's own; when it states none, the frequencies of
+    * :meth:`propensities`: the agent's own (``"slate"``, and ``"position"`` and
+      ``"cascade"`` where it gives them); when it states none, the frequencies of
       :data:`ACT_DRAWS` calls of ``act``; when it returns ones (the convention of
       deterministic agents, "what it chose"), 1 where its slate agrees with the logged one
       and 0 elsewhere.
@@ -236,10 +237,13 @@ class PolicyOnLog:
 
     Observations hold what a log keeps (candidates and their features); the other fields
     are those of a user's first step (empty history, no instruction), exact for step-0 rows.
+    The agent's propensities are checked as the slate estimators will read them, and an
+    error names them in its terms (``spec``, the ``--policy`` given, and the key of its
+    ``propensities()``), not the estimators' ``evaluation_pscore*``.
     """
 
-    def __init__(self, agent, template: dict):
-        self.agent, self.template = agent, template
+    def __init__(self, agent, template: dict, spec: str):
+        self.agent, self.template, self.spec = agent, template, spec
         self.deterministic = False
 
     def full(self, obs: dict) -> Observation:
@@ -251,8 +255,10 @@ class PolicyOnLog:
     def propensities(self, obs, action):
         obs, action = self.full(obs), np.asarray(action)
         given = self.agent.propensities(obs, action)
-        if given is not None and not np.all(np.asarray(given["slate"]) == 1.0):
-            return {key: np.asarray(given[key], dtype=np.float64) for key in ("slate", "position", "cascade")}
+        if given is not None and not ("slate" in given and np.all(np.asarray(given["slate"]) == 1.0)):
+            # "position" and "cascade" are optional (Recommender.propensities): the estimators
+            # that need one the agent leaves out are left out
+            return self.checked(given, action)
         m = 1 if given is not None else ACT_DRAWS
         self.deterministic = given is not None
         slate, position, cascade = np.zeros(len(action)), np.zeros(action.shape), np.zeros(action.shape)
@@ -262,6 +268,30 @@ class PolicyOnLog:
             position += same
             cascade += np.cumprod(same, axis=1)
         return {"slate": slate / m, "position": position / m, "cascade": cascade / m}
+
+    def checked(self, given: dict, action: np.ndarray) -> dict:
+        """The agent's ``given`` propensities of ``action`` ``[B, K]`` as float64, each in
+        ``[0, 1]`` and of its shape, the cascade's non-increasing; else a ``ValueError`` naming
+        ``--policy`` and the key."""
+        from recoworld.ope import _validation as v
+
+        B, K = action.shape
+        checked = {}
+        try:
+            if "slate" not in given:
+                raise ValueError(f"gave {sorted(given)} but no 'slate', the whole slate's probability (Recommender."
+                                 "propensities); return it, or None when the probabilities are unknown")
+            for key in ("slate", "position", "cascade"):
+                if key in given:
+                    name = f"propensities(obs, action)[{key!r}]"
+                    shape, dims = ((B,), "(slates,)") if key == "slate" else ((B, K), "(slates, positions)")
+                    checked[key] = v.probability(given[key], name, shape, dims)
+                    if key == "cascade":
+                        v.non_increasing(checked[key], name)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"--policy {self.spec!r}: {error} (asked about {B} logged slates of {K}); return the "
+                             "probabilities with which act would choose the given slates") from None
+        return checked
 
     def action_distribution(self, obs):
         obs = self.full(obs)

@@ -9,11 +9,16 @@ on every resample).
 :func:`select_for_slates` is simulate-then-select with the simulator as the world: logs of
 the same size, slate length and candidates are drawn from RecoWorld's users on the log's
 catalog by the logging policy (popularity under softmax or epsilon-soft exploration) whose
-median log slate propensity is closest to the real log's, so that the spread of the
-weights is alike; the truth is the policy's on-policy value among held-out simulated
+median log slate propensity is closest to the real log's (:func:`log_probability`: by the
+full prefix, or the positions', where the log has no whole slate's), so that the spread of
+the weights is alike; the truth is the policy's on-policy value among held-out simulated
 users. The simulated users stand in for the log's: the recommendation says which estimator
 copes with a log of this shape and this policy, not how the log's users behave. A
 simulated log is drawn :data:`SIMULATED_USERS` users at a time (:func:`simulated_log`).
+
+The value estimated is that of the reward the log's run paid (:func:`paid_reward`: clicks,
+watch time or likes, each read per position from the log), and the simulated truth is of
+the same reward.
 
 The logged propensities are checked before any policy is loaded, with the log's column
 names in the errors (:func:`check_propensities`); the weights of each layout are tested for
@@ -43,7 +48,7 @@ import numpy as np
 import pandas as pd
 from hydra.errors import HydraException
 
-from recoworld.apps.ope.config import ESTIMATORS, StudyConfig
+from recoworld.apps.ope.config import ESTIMATORS, REWARD_COLUMNS, StudyConfig
 from recoworld.apps.ope.judgement import judge
 from recoworld.wording import plural
 from recoworld.ope.base import min_resamples
@@ -126,6 +131,27 @@ def run_config(log: str) -> Path | None:
     return None
 
 
+def paid_reward(log: str) -> str:
+    """The reward the log's run paid (its ``env.reward``), as a key of
+    :data:`~recoworld.apps.ope.config.REWARD_COLUMNS`: ``clicks`` for a log outside a run
+    directory. A reward that is no sum over the slate's positions (``retention``, ``mix``, a
+    weighted mapping) is refused: the log holds no per-position column of it to weight."""
+    from omegaconf import OmegaConf
+
+    from recoworld.rewards import RewardWeights
+
+    saved = run_config(log)
+    if saved is None:
+        return "clicks"
+    spec = OmegaConf.to_container(OmegaConf.load(saved)).get("env", {}).get("reward", "clicks")
+    weights = {name: weight for name, weight in RewardWeights.parse(spec).as_dict().items() if weight}
+    if list(weights.values()) == [1.0] and next(iter(weights)) in REWARD_COLUMNS:
+        return next(iter(weights))
+    raise ValueError(f"{log}: its run paid env.reward={spec} (weights {weights}), but a slate log holds a reward per "
+                     f"position only for {', '.join(REWARD_COLUMNS)} (columns {', '.join(REWARD_COLUMNS.values())}); "
+                     "evaluate the log of a run paid one of them (env.reward=clicks, say)")
+
+
 def load_catalog(log: str, world: str | None, composed):
     """The log's catalog: ``--world``, else the world of its run (:func:`run_config`), else ``synthetic``."""
     from hydra.utils import instantiate
@@ -162,12 +188,13 @@ def evaluate_slate_log(args) -> dict:
     from recoworld.agents.off_policy import LoggedSlates
     from recoworld.apps.ope.policies import PolicyOnLog, load_agent, policy_kwargs
     from recoworld.apps.ope.sources import read_recoworld
-    from recoworld.apps.ope.study import Study, target_side
+    from recoworld.apps.ope.study import EVALUATION_PSCORE, Study, target_side
     from recoworld.envs.slate import SlateVectorEnv
 
     frame = read_recoworld(args.log, args.agent)
+    reward = paid_reward(args.log)
     try:
-        data = LoggedSlates.from_log(frame)
+        data = LoggedSlates.from_log(frame, reward=REWARD_COLUMNS[reward])
     except ValueError as error:  # slates of several lengths, a slate item outside its candidates
         raise ValueError(f"{args.log}: {error}") from None
     folds = StudyConfig().n_folds
@@ -194,19 +221,26 @@ def evaluate_slate_log(args) -> dict:
                                  f"{K} from {plural(C, 'candidate')})"):
         agent.setup(env, seed=args.seed)
     template, _ = env.reset(seed=args.seed)
-    target = PolicyOnLog(agent, template)
+    target = PolicyOnLog(agent, template, args.policy)
     on_log = f"asked about the log's {n} rows"
     with agent_step(args.policy, on_log):
         side = target_side(target, data.observation(catalog), data.action)
-    estimators = [name for name in ESTIMATORS
-                  if (name not in NEEDS or getattr(data, NEEDS[name]) is not None)
-                  and (name != "CascadeDR" or target.exact_following)]
-    if estimators == ["DM"]:
+    logged = [name for name in ESTIMATORS if name not in NEEDS or getattr(data, NEEDS[name]) is not None]
+    if logged == ["DM"]:
         raise ValueError(f"{args.log} logged no propensities (columns propensity, position_propensity, "
                          "cascade_propensity are null); log with an agent that states them")
+    # the policy's propensities() may leave out "position" and "cascade" (Recommender.propensities)
+    stated = [layout for layout, argument in EVALUATION_PSCORE.items() if argument in side.propensities]
+    estimators = [name for name in logged if (name not in LAYOUT or LAYOUT[name] in stated)
+                  and (name != "CascadeDR" or target.exact_following)]
+    if estimators == ["DM"]:
+        wanted = [layout for layout, column in COLUMN.items() if getattr(data, column) is not None]
+        raise ValueError(f"--policy {args.policy!r}: its propensities() gives {', '.join(map(repr, stated))}, but "
+                         f"{args.log} logged only {', '.join(COLUMN[layout] for layout in wanted)}: no weighting "
+                         f"estimator has both; return {' or '.join(map(repr, wanted))} from propensities() too")
     config = StudyConfig(log_sizes=(n,), num_candidates=C, slate_size=K, n_items=catalog.n_items,
                          estimators=tuple(estimators), n_bootstrap=args.bootstrap, n_refits=args.refits,
-                         alpha=args.alpha, learned=(), sessions=False, truth_users=args.truth_users)
+                         alpha=args.alpha, learned=(), sessions=False, truth_users=args.truth_users, reward=reward)
     study = Study(config, catalog)
     with agent_step(args.policy, on_log):
         rows = study.estimate(frame, {"policy": target}, args.seed)
@@ -223,10 +257,17 @@ def evaluate_slate_log(args) -> dict:
     if args.world is None and run_config(args.log) is None:
         warnings.append(f"{args.log} is not in a run directory and no --world was given: its catalog was taken to be "
                         f"world=synthetic's ({catalog.n_items} items); give --world if the log came from another world")
+    unstated = [layout for layout in ("position", "cascade") if layout not in stated]
+    if unstated:
+        skipped = [name for name in logged if name in LAYOUT and LAYOUT[name] in unstated]
+        warnings.append(f"--policy {args.policy!r}: its propensities() gives no {' nor '.join(map(repr, unstated))}, "
+                        f"so {', '.join(skipped)} were left out; return them to have these estimators")
     if (frame["step"] > 0).any():
         warnings.append(f"{int((frame['step'] > 0).sum())} of {n} rows are later steps of an episode; the policy saw "
                         "them as a first step (empty history), which is exact only for policies that ignore history")
-    return {"kind": "slate", "n": n, "slate_length": K, "candidates": C, "estimates": rows,
+    return {"kind": "slate", "n": n, "slate_length": K, "candidates": C,
+            "value": f"expected {reward} per slate (column {REWARD_COLUMNS[reward]})",
+            "estimates": rows,
             "diagnostics": diagnostics, "selection": _as_dict(selection),
             "verdict": {"trustworthy": trusted, "sentence": sentence}, "warnings": warnings}
 
@@ -291,12 +332,14 @@ def check_slate_within_positions(propensity: np.ndarray, position_propensity: np
 
 
 def slate_diagnostics(data, target: dict) -> dict:
-    """Weight diagnostics per layout the log has: whole slate, positions, cascade (full prefix)."""
+    """Weight diagnostics per layout both the log and the target state: whole slate,
+    positions, cascade (full prefix)."""
+    from recoworld.apps.ope.study import EVALUATION_PSCORE
+
     out = {}
-    for layout, logged, given in (("slate", data.propensity, "evaluation_pscore"),
-                                  ("position", data.position_propensity, "evaluation_pscore_item_position"),
-                                  ("cascade", data.cascade_propensity, "evaluation_pscore_cascade")):
-        if logged is not None:
+    for layout, column in COLUMN.items():
+        logged, given = getattr(data, column), EVALUATION_PSCORE[layout]
+        if logged is not None and given in target:
             out[layout] = weight_diagnostics(np.asarray(target[given]) / logged)
     return out
 
@@ -305,17 +348,20 @@ def select_for_slates(study, agent, target, data, estimators, args) -> Selection
     """Simulate-then-select with RecoWorld's users (module docstring)."""
     from recoworld.agents.baselines import MostPopularAgent
     from recoworld.agents.logging_policies import EpsilonSoft, SoftmaxPolicy
+    from recoworld.agents.off_policy import LoggedSlates
 
     n = len(data.action)
-    logged = data.propensity if data.propensity is not None else data.cascade_propensity[:, -1]
-    wanted = np.median(np.log(logged))
+    # the spread is matched on a column the log has, the whole slate's where it can be
+    column = next(column for column in COLUMN.values() if getattr(data, column) is not None)
+    wanted = np.median(log_probability(getattr(data, column), column))
 
     def logger(kind, value):
         return (SoftmaxPolicy(base=MostPopularAgent(), temperature=value) if kind == "softmax"
                 else EpsilonSoft(base=MostPopularAgent(), epsilon=value))
 
     def spread(policy):
-        return np.median(np.log(study.log(policy, min(n, 500), 10**8)["propensity"].to_numpy()))
+        simulated = LoggedSlates.from_log(study.log(policy, min(n, 500), 10**8))
+        return np.median(log_probability(getattr(simulated, column), column))
 
     kind, value = min(SIMULATED_LOGGERS, key=lambda choice: abs(spread(logger(*choice)) - wanted))
     with agent_step(args.policy, f"serving {study.config.truth_users} simulated users for its true value "
@@ -334,6 +380,15 @@ def select_for_slates(study, agent, target, data, estimators, args) -> Selection
     bias, rmse, recommended = summarise_errors(np.asarray(errors), estimators)
     return Selection(bias, rmse, recommended, truth, args.sims,
                      f"simulate-then-select (RecoWorld users; logger {kind} {value} matched on the propensity spread)")
+
+
+def log_probability(propensity: np.ndarray, column: str) -> np.ndarray:
+    """``[n]`` log-probability of each logged slate by ``column``: the whole slate's, the
+    full prefix's, or for positions alone the sum over positions (the slate's probability
+    were the positions independent)."""
+    if column == "position_propensity":
+        return np.log(propensity).sum(1)
+    return np.log(propensity if column == "propensity" else propensity[:, -1])
 
 
 def simulated_log(study, policy, n: int, seed: int, sims: int):

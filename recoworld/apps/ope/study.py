@@ -62,6 +62,7 @@ from recoworld.apps.ope import options, report
 from recoworld.apps.ope.config import (
     ESTIMATORS,
     LEARNING_SEED,
+    REWARD_COLUMNS,
     TRUTH_SEED,
     StudyConfig,
     make_policy,
@@ -71,7 +72,7 @@ from recoworld.apps.ope.open_bandit import run_obd_section
 from recoworld.apps.ope.sessions import run_sessions
 from recoworld.apps.ope.summary import learning_table, summarise
 from recoworld.catalog import Catalog
-from recoworld.envs.rollout import ExpectedClicks, rollout
+from recoworld.envs.rollout import ExpectedClicks, StepTrace, rollout
 from recoworld.envs.slate import SlateVectorEnv
 from recoworld.logs import EpisodeLog, check_new_folder
 from recoworld.ope.refit import refits_defining
@@ -88,19 +89,20 @@ class Study:
     def env(self, n_users: int) -> SlateVectorEnv:
         c = self.config
         return SlateVectorEnv(num_envs=n_users, catalog=self.catalog, slate_size=c.slate_size,
-                              num_candidates=c.num_candidates, max_steps=1)
+                              num_candidates=c.num_candidates, max_steps=1, reward=c.reward)
 
     def true_value(self, policy) -> tuple[float, float]:
         """``(V, standard error)`` of ``policy`` over the held-out users (module docstring):
-        each draw serves the same users (the env reset with :data:`TRUTH_SEED`) one slate."""
+        each draw serves the same users (the env reset with :data:`TRUTH_SEED`) one slate.
+        A reward other than clicks has no exact expectation: its truth is the reward paid."""
         c = self.config
         env = self.env(c.truth_users)
         draws = 1 if getattr(policy, "temperature", 1.0) == 0 else c.truth_draws
         per_user = np.zeros(c.truth_users)
         for draw in range(draws):
-            truth = ExpectedClicks()
+            truth = ExpectedClicks() if c.reward == "clicks" else StepTrace()
             rollout(env, policy, n_steps=1, seed=0, env_seed=TRUTH_SEED, hooks=[truth], setup=draw == 0, learn=False)
-            per_user += truth.total / draws
+            per_user += (truth.total if c.reward == "clicks" else truth.arrays()["reward"][0]) / draws
         return float(per_user.mean()), float(per_user.std(ddof=1) / np.sqrt(c.truth_users))
 
     def log(self, policy, n: int, seed: int) -> pd.DataFrame:
@@ -118,7 +120,7 @@ class Study:
         empty: an undefined refit, counted by :func:`~recoworld.ope.refit.refit_interval`), else
         ``None``."""
         c = self.config
-        data = LoggedSlates.from_log(log)
+        data = LoggedSlates.from_log(log, reward=REWARD_COLUMNS[c.reward])
         feedback = ope.SlateFeedback(data.reward, pscore=data.propensity, pscore_item_position=data.position_propensity,
                                      pscore_cascade=data.cascade_propensity)
         obs = data.observation(self.catalog)
@@ -126,9 +128,10 @@ class Study:
         sides = {name: target_side(target, obs, data.action) for name, target in targets.items()}
 
         def click_model(rows: np.ndarray) -> np.ndarray:
+            # watch fractions are no 0/1 outcome: least squares for them
+            regressor = ope.RidgeRegression() if c.reward == "watch_time" else ope.LogisticRegression()
             return ope.fit_slate_reward_model(features[rows], data.action[rows], data.reward[rows],
-                                              regressor=ope.LogisticRegression(), n_folds=c.n_folds, seed=seed,
-                                              groups=rows)
+                                              regressor=regressor, n_folds=c.n_folds, seed=seed, groups=rows)
 
         refitted = [name for name in ("DM", "CascadeDR") if name in c.estimators]
         defined = []  # per call of model_based, the values it defined
@@ -182,10 +185,16 @@ class Study:
         return policies
 
 
+#: The estimators' argument for each of a policy's propensities (:meth:`Recommender.propensities`).
+EVALUATION_PSCORE = {"slate": "evaluation_pscore", "position": "evaluation_pscore_item_position",
+                     "cascade": "evaluation_pscore_cascade"}
+
+
 @dataclass
 class TargetSide:
     """What a target policy says about one log, independent of any click model: its
-    probabilities of the logged slates (``propensities``, the ``evaluation_pscore*`` arguments),
+    probabilities of the logged slates (``propensities``, the ``evaluation_pscore*`` arguments
+    of those it states: ``"position"`` and ``"cascade"`` are optional),
     its position marginals ``marginals`` ``[n, C, K]`` and the distribution of each
     position's item given the logged items above it, ``following`` ``[n, K, C]``."""
 
@@ -206,10 +215,8 @@ def subset(feedback: ope.SlateFeedback, rows: np.ndarray) -> ope.SlateFeedback:
 def target_side(target, obs: dict, action: np.ndarray) -> TargetSide:
     """The :class:`TargetSide` of ``target`` on logged ``action`` ``[n, K]``."""
     propensities = target.propensities(obs, action)
-    return TargetSide({"evaluation_pscore": propensities["slate"],
-                       "evaluation_pscore_item_position": propensities["position"],
-                       "evaluation_pscore_cascade": propensities["cascade"]},
-                      target.action_distribution(obs), target.next_item_distribution(obs, action))
+    stated = {argument: propensities[key] for key, argument in EVALUATION_PSCORE.items() if key in propensities}
+    return TargetSide(stated, target.action_distribution(obs), target.next_item_distribution(obs, action))
 
 
 def model_inputs(side: TargetSide, click_model: np.ndarray, action: np.ndarray, rows: np.ndarray | None = None) -> dict:
