@@ -52,11 +52,14 @@ Assumed, because the data cannot identify it
   * *The scale of novelty seeking*: users are ranked by how far they stray from their
     usual genres; the spread keeps the synthetic default's ratio to the interest weight.
   * *Leaving*: there is no explicit leave event; the leave hazard's base, growth with
-    session length and weight on patience are fitted so that sessions under a good
-    recommender have the length distribution of the sessions users return for (p50, p80,
-    p95; simulated moments); a user's first session, a sign-up's burst in MovieLens, gets
-    a shift of its own, fitted on the first sessions' median, and the share of patience
-    in it follows how first sessions rank with later ones. Its dependence on mindset,
+    session length and weight on patience are fitted by a grid so that sessions under a
+    good recommender have the length distribution of the sessions users return for (p50,
+    p80, p95; simulated moments); the grid's base and weight start the fit of simulated
+    lives, which sets them on the later sessions' p80 and p95 beside their quick visits
+    (the weight only weakly: a larger one with a higher base gives much the same sessions,
+    so ``recoworld robustness`` draws it); a user's first session, a sign-up's burst in
+    MovieLens, gets a shift of its own, fitted on the first sessions' median, and the share
+    of patience in it follows how first sessions rank with later ones. Its dependence on mindset,
     boredom, satiation and the reflective instructions keep their defaults: no rating data
     speaks to them.
   * *Interest drift*: switched off (``interest_drift = 0``). Ratings a few minutes apart

@@ -107,6 +107,14 @@ ACTIVITY_ROUNDS = 10
 SESSIONS_PER_PART = 50_000
 #: The least spread of the users' log activities, fitted or held (:func:`fit_returns`).
 MIN_ACTIVITY_SPREAD = 1e-4
+#: The fewest sessions users return for on which :func:`fit_lives` fits their level, patience
+#: weight and quick-visit share. Those are read on the later sessions' 80th and 95th
+#: percentiles and their share of single ratings; the 95th of 20 values or fewer is an
+#: interpolation between the two largest, and at 30 it lies below the second largest, with
+#: six values above the 80th. Each round of the fit simulates about as many later sessions
+#: as the data hold (fewer, for the users it samples): with a handful, the positions it steps
+#: on are noise, and the three levels ran to their bounds (3 users returning once).
+MIN_LATER_SESSIONS = 30
 
 
 @dataclass
@@ -702,7 +710,8 @@ class LifeTargets:
     ratings of a session share a genre. NaN where there is none to measure (no
     returning user, say). ``at_quantile`` holds, per quantile, the share of the values below
     it, ties counted half (:meth:`position`): about the quantile's level, but lengths are
-    counts, and a median of 4 may leave 40% below it."""
+    counts, and a median of 4 may leave 40% below it. ``later_sessions`` counts the sessions
+    users return for (None where the targets were not taken of a table: not counted)."""
 
     first_length: float
     return_length: float
@@ -717,6 +726,7 @@ class LifeTargets:
     single_share: float = math.nan
     genre_repetition: float = math.nan
     at_quantile: dict = field(default_factory=dict)
+    later_sessions: int | None = None
 
     #: The quantiles, by name: the values of a session table each is taken of, and its level.
     QUANTILES = {"first_length": ("first_length", 0.5), "return_length": ("return_length", 0.5),
@@ -750,7 +760,8 @@ class LifeTargets:
 
         later = values["return_length"]
         single = float((later == 1).mean()) if len(later) else math.nan
-        targets = cls(**quantiles, first_return_share=share(first), return_share=share(~first), single_share=single)
+        targets = cls(**quantiles, first_return_share=share(first), return_share=share(~first), single_share=single,
+                      later_sessions=len(later))
         return replace(targets, at_quantile=targets.position(table))
 
     def position(self, table: pd.DataFrame) -> dict[str, float]:
@@ -817,7 +828,7 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
     sessions as the ratings are) live the data's ``targets``; and the gap's factor (on
     ``gap_days``).
 
-    Ten levels are searched together, one life of every user per step, each on the target
+    Eleven levels are searched together, one life of every user per step, each on the target
     it moves most, for a user's first session and for the sessions they return for apart:
     the hazard's level in a first session (``leave_base + leave_first_session``) on the
     first sessions' median length, and its spread between newcomers
@@ -832,7 +843,11 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
     weight (``leave_patience``, the spread of the later sessions' length between users) on
     their 95th percentile (``return_length_tail``), as the first sessions' spread is on
     theirs: the grid fit's weight, read where the quick visits are missing, gave the sessions
-    that run their course a tail twice the data's once their level was right; the return
+    that run their course a tail twice the data's once their level was right. The two
+    targets do not pin the two levels apart: a higher level with a larger weight gives much
+    the same sessions (a weight of 18.5 with the level 1.5 higher, where the truth was 2),
+    so the weight fitted is the best point the lengths give, weakly identified, and
+    ``recoworld robustness`` draws it over the grid fit's range. The return
     odds after a first session (``return_base + return_first_session``) and after a later
     one (``return_base``) on the shares of each followed by another session; the factor on
     ``gap_days`` after a later session on the median gap after it; and after a first
@@ -852,7 +867,10 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
     what a returning session looks like — can come back. A level whose target is NaN (no
     returning user, no second return) keeps its start: without returns in the data the
     base follows the first sessions; without gaps after a first session, every newcomer who
-    returns takes the first-session law (``gap_first_share`` 1)."""
+    returns takes the first-session law (``gap_first_share`` 1). With fewer than
+    :data:`MIN_LATER_SESSIONS` later sessions in the data, their level, the patience weight
+    and the quick-visit share keep their starts (the grid fit's, the config's), with a
+    warning. A level whose simulated value equals its target stays, step and heading too."""
     # The starts: the grid fit's base, the return fit's odds, the gap fit's scale. Leave and
     # return levels are logits (a higher leave level: shorter sessions); gap levels are log
     # factors on gap_days (a larger factor: longer gaps). The bounds keep a level plausible:
@@ -886,11 +904,13 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
     fixed = {name for name, (target, _) in aims.items() if math.isnan(getattr(targets, target))}
     if "first_gap_share" in fixed:  # no gap after a first session: one law for every newcomer
         fixed.add("first_gap")
+    held = hold_later_sessions(targets.later_sessions, config)
+    fixed |= held
     step = {name: (high - low) / 8 for name, (low, high) in bounds.items()}
     heading = dict.fromkeys(level, 0)
 
     def value(name: str) -> float:
-        if name == "base" and name in fixed:  # nobody returns: one level, the first sessions'
+        if name == "base" and name in fixed - held:  # nobody returns: one level, the first sessions'
             return level["first"]
         if name in shifts and name in fixed:
             later, shift = shifts[name]
@@ -924,6 +944,8 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
                 now, wanted = -below[target], -targets.at_quantile[target]
             else:
                 now, wanted = getattr(simulated, target), getattr(targets, target)
+            if now == wanted:  # on target: neither way is better, so the level, step and heading stay
+                continue
             # Too high: move the level the way that lowers it. No gap or share at all counts
             # as too high (fewer, shorter gaps wanted), no session length as too low.
             too_high = not now <= wanted if rising else now > wanted
@@ -933,6 +955,20 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
             low, high = bounds[name]
             level[name] = min(max(level[name] + direction * step[name], low), high)
     return fitted(), math.exp(value("gap"))
+
+
+def hold_later_sessions(later_sessions: int | None, config: StatisticalUserConfig) -> set[str]:
+    """The levels of :func:`fit_lives` held at their starts because the data return for too
+    few sessions (:data:`MIN_LATER_SESSIONS`; none held where nobody returns, which the fit
+    handles, or the sessions were not counted), with a warning."""
+    if later_sessions is None or not 0 < later_sessions < MIN_LATER_SESSIONS:
+        return set()
+    warnings.warn(f"the sessions users return for cannot be fitted: the log holds {later_sessions} of them, fewer "
+                  f"than the {MIN_LATER_SESSIONS} their 80th and 95th percentiles need; their leave level, patience "
+                  f"weight and quick-visit share are held (leave_base {config.leave_base:.2f} and leave_patience "
+                  f"{config.leave_patience:.1f} of the grid fit, quick_visit_share {config.quick_visit_share:.2f}). "
+                  "Calibrate on a log in which more users return to fit them", UserWarning, stacklevel=3)
+    return {"base", "patience", "quick"}
 
 
 @dataclass

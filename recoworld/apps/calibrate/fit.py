@@ -349,7 +349,8 @@ def summary(world: CalibratedWorld) -> str:
         f"leave: base {c.leave_base:.2f}, first session {c.leave_first_session:+.2f} "
         f"(spread {c.first_session_spread:.2f}), quick visits "
         f"{c.quick_visit_share:.0%}, length {c.leave_length:.2f}, session theme {c.theme_weight:.2f}, "
-        f"patience {c.leave_patience:.1f} (clicks per session p50/p80/p95 of the grid fit: simulated sessions "
+        f"patience {c.leave_patience:.1f} (clicks per session p50/p80/p95 of the grid fit, base "
+        f"{m['leave']['grid_leave_base']:.2f} and patience {m['leave']['grid_leave_patience']:.1f}: simulated sessions "
         f"{m['leave']['simulated_quantiles']}, data {m['leave']['target_quantiles']})",
         f"return: base {c.return_base:.2f} ({c.return_first_session:+.2f} after a first session), gap_days "
         f"{c.gap_days:.2f} (after a first session, x{math.exp(c.gap_first_session):.2f} for "

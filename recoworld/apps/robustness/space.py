@@ -91,6 +91,9 @@ DEFAULT_RANGES: dict[str, ParameterRange] = {
     "leave_mindset": ParameterRange(1.0, 8.0, "linear", "default 4; from a mood that barely matters to one that "
                                                         "doubles the default's pull"),
     "leave_boredom": ParameterRange(0.5, 4.0, "linear", "default 2; boredom from a weak to a strong reason to leave"),
+    "leave_patience": ParameterRange(2.0, 34.0, "linear", "fitted on the later sessions' 95th percentile, weakly: "
+                                                          "a larger weight with a higher leave level gives much the "
+                                                          "same sessions; the grid fit's range"),
     "satiation_rate": ParameterRange(0.2, 0.8, "linear", "default 0.5; one step of a genre's full exposure "
                                                          "wears it by 17% to 44% of what is left"),
     "item_recovery_days": ParameterRange(7.0, 120.0, "log", "default 30; a film watched is wanted again after "
