@@ -27,7 +27,8 @@ class RandomAgent(Recommender):
 
     def propensities(self, obs: Observation, action: np.ndarray) -> dict[str, np.ndarray]:
         C, K = self.num_candidates, action.shape[1]
-        cascade = np.array([1.0 / perm(C, k + 1) for k in range(K)])
+        # Int over int: correctly rounded, where a float of perm(C, k+1) would overflow (K over ~110).
+        cascade = np.array([1 / perm(C, k + 1) for k in range(K)])
         batch = action.shape[0]
         return {
             "slate": np.full(batch, cascade[-1]),

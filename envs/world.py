@@ -433,7 +433,8 @@ def _simulator(simulator: UserSimulator | None, catalog: Catalog | None, config,
                device: str, kernel: str, slate_size: int) -> UserSimulator:
     """The given simulator, or statistical users of ``catalog`` (default: a synthetic one), for
     slates of ``slate_size`` items: ``kernel="auto"`` runs their torch step for slates longer
-    than the C kernel's, ``"c"`` refuses them, here rather than at the first step."""
+    than the C kernel's (a given :class:`StatisticalUsers` of ``"auto"`` switches to it), ``"c"``
+    refuses them, here rather than at the first step."""
     slates = {"K": ("slate_size", slate_size)}
     if simulator is not None:
         if not isinstance(simulator, UserSimulator):
@@ -442,10 +443,12 @@ def _simulator(simulator: UserSimulator | None, catalog: Catalog | None, config,
                              "recoworld.check_simulator(simulator) to see what else it needs")
         if catalog is not None and simulator.catalog is not catalog:
             raise ValueError("give either a simulator (which brings its catalog) or a catalog, not both")
+        if isinstance(simulator, StatisticalUsers):  # built on its own, without the slates' size: "auto" chose C
+            simulator.fit_slates(slate_size)
         beyond = beyond_c(USERS_KERNEL, slates) if getattr(simulator, "kernel", None) == "c" else None
-        if beyond:  # a StatisticalUsers built on its own, without the slates' size, has chosen C
+        if beyond:  # asked for C by name
             raise ValueError(f"the {type(simulator).__name__} given runs the C kernel, but {beyond}; build it with "
-                             "kernel='torch'")
+                             "kernel='torch' (recoworld run: kernel=torch)")
         return simulator
     if catalog is not None and not isinstance(catalog, Catalog):
         raise ValueError(f"catalog is a {type(catalog).__name__}, not a recoworld.Catalog; build one with "

@@ -72,13 +72,24 @@ def response_problems(response, n_users: int, slate_size: int, n_genres: int | N
 def _session_end_problems(r: Response) -> list[str]:
     """Whether the ends of the sessions agree: churned users are those who left and will not
     return (the envs end their episodes), and ``return_gap`` is ``inf`` for them alone and ``0``
-    where the session goes on. Two passes over ``[B]`` flags, a read each."""
-    if bool(((r.returned & ~r.left_session) | (r.churned != (r.left_session & ~r.returned))).any()):
-        return ["churned must equal left_session & ~returned, and returned imply left_session"]
-    if bool(((torch.isinf(r.return_gap) != r.churned) | (~r.left_session & (r.return_gap != 0))).any()):
-        return ["Response.return_gap must be inf for the users who churned, finite for the others, and 0 where the "
-                "session goes on"]
+    where the session goes on. Two passes over ``[B]`` flags, a read each; the first user who
+    breaks a rule is named with its fields."""
+    disagree = (r.returned & ~r.left_session) | (r.churned != (r.left_session & ~r.returned))
+    if bool(disagree.any()):
+        return [f"{_session_end(r, disagree)}: churned must equal left_session & ~returned, and returned imply "
+                "left_session"]
+    wrong_gap = (torch.isinf(r.return_gap) != r.churned) | (~r.left_session & (r.return_gap != 0))
+    if bool(wrong_gap.any()):
+        return [f"{_session_end(r, wrong_gap)}: Response.return_gap must be inf for the users who churned, finite for "
+                "the others, and 0 where the session goes on"]
     return []
+
+
+def _session_end(r: Response, broken: torch.Tensor) -> str:
+    """The first user of ``broken`` and its session end's fields, in words."""
+    user = int(broken.nonzero()[0, 0])
+    return (f"user {user} has churned={bool(r.churned[user])}, left_session={bool(r.left_session[user])}, "
+            f"returned={bool(r.returned[user])}, return_gap={float(r.return_gap[user]):g}")
 
 
 def _field_problem(label: str, value, field: FieldContract, shape: tuple[int, ...],

@@ -142,7 +142,7 @@ from recoworld.kernels.users import UserState
 from recoworld.types import Response
 from recoworld.validation import check_slates
 from recoworld.simulators import equations
-from recoworld.simulators.backends import KERNELS, users_backend
+from recoworld.simulators.backends import KERNELS, USERS_KERNEL, beyond_c, users_backend
 from recoworld.simulators.base import UserSimulator, resolve_seeds
 from recoworld.simulators.phrasing import Phrasebook
 from recoworld.simulators.population import Population, SyntheticPopulation
@@ -196,13 +196,26 @@ class StatisticalUsers(UserSimulator):
         self.device = torch_device(device)
         self.catalog = catalog.to(self.device)
         self.tables = item_tables(self.catalog, self.config.quality_weight, self.config.click_threshold)
-        self.backend = users_backend(kernel, self.tables, self.config, self._utility, self.device,
-                                     custom_utility=type(self)._utility is not StatisticalUsers._utility)
-        self.kernel: str = self.backend.name  # the kernel that runs: "torch" or "c"
+        self.kernel_choice = kernel  # the choice asked for, which fit_slates follows
+        self._use_backend(kernel)
         self.phrasebook = Phrasebook(self.catalog)
         self.state: UserState | None = None
         self.n_users = 0
         self._fresh_seed = 0
+
+    def _use_backend(self, kernel: str) -> None:
+        self.backend = users_backend(kernel, self.tables, self.config, self._utility, self.device,
+                                     custom_utility=type(self)._utility is not StatisticalUsers._utility)
+        self.kernel: str = self.backend.name  # the kernel that runs: "torch" or "c"
+
+    def fit_slates(self, slate_size: int) -> None:
+        """Run the torch step where ``kernel="auto"`` chose C but slates of ``slate_size``
+        items exceed the C kernel's bound: the slates' size is known to the env, which may be
+        built after the users (``recoworld run`` builds them so). Both backends step the same
+        :attr:`state`. An explicit ``kernel="c"`` stays C (the env refuses the slates)."""
+        slates = {"K": ("slate_size", slate_size)}
+        if self.kernel == "c" and self.kernel_choice == "auto" and beyond_c(USERS_KERNEL, slates):
+            self._use_backend("torch")
 
     # ------------------------------------------------------------------ reset
     def reset(self, n_users: int, seed: int | Sequence[int] | None = None, users=None) -> None:

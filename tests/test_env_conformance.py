@@ -198,8 +198,8 @@ def test_a_churned_user_needs_an_infinite_return_gap():
             return replace(response, return_gap=torch.zeros_like(response.return_gap))
 
     assert problems_of(ComesBackNever()) == [
-        "Response.return_gap must be inf for the users who churned, finite for the others, and 0 where the session "
-        "goes on (at step 2)"]
+        "user 0 has churned=True, left_session=True, returned=False, return_gap=0: Response.return_gap must be inf "
+        "for the users who churned, finite for the others, and 0 where the session goes on (at step 2)"]
 
 
 def test_a_slate_with_a_nan_is_named_and_the_env_steps_on_unchanged():

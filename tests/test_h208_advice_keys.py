@@ -59,7 +59,7 @@ def test_a_sweep_job_given_relative_to_the_working_directory_finds_its_sweep(tmp
     sweep = _sweep(tmp_path / "sweep", "0")
     monkeypatch.chdir(tmp_path)
     assert unfinished_reason(sweep.relative_to(tmp_path) / "0").endswith(
-        "rerun the sweep's command with experiment.resume=true hydra.sweep.dir=sweep to finish it")
+        f"rerun the sweep's command with experiment.resume=true hydra.sweep.dir={sweep} to finish it")
     monkeypatch.chdir(sweep / "0")  # `recoworld view .` from the job's folder
     assert unfinished_reason(sweep.relative_to(tmp_path).parent).endswith(
         f"rerun the sweep's command with experiment.resume=true hydra.sweep.dir={sweep} to finish it")
@@ -127,7 +127,10 @@ def test_a_budget_refusal_names_the_keys_of_each_application():
     assert str(refused.value).endswith(
         "reserved by calls in flight; raise max_total_tokens (recoworld run: llm.max_total_tokens for the LLM users' "
         "model, agent.llm.max_total_tokens for an LLM agent's; recoworld fidelity: --llm max_total_tokens=...; "
-        f"Python: LLMConfig.max_total_tokens), or {LOWER}")
+        "Python: LLMConfig.max_total_tokens), or lower max_tokens (recoworld run: simulator.config.max_tokens for "
+        "the LLM users, agent.max_tokens for an LLM agent; recoworld fidelity: no flag, its LLM users' limit is "
+        "their default, room for the longest reply their schema allows; Python: LLMUserConfig.max_tokens, or an LLM "
+        "agent's max_tokens argument)")
     llm = ScriptedChatModel(lambda call: "ok", budget=Budget(max_calls=1))
     llm.chat("one")
     with pytest.raises(BudgetExceeded, match=r"; raise max_calls \(recoworld run: llm.max_calls for the LLM users' "

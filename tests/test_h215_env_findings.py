@@ -146,10 +146,11 @@ def ending(change):
 
 @pytest.mark.parametrize("change, problem", [
     (lambda r: replace(r, return_gap=torch.zeros_like(r.return_gap)),
-     "Response.return_gap must be inf for the users who churned, finite for the others, and 0 where the session "
-     "goes on"),
+     "user 0 has churned=True, left_session=True, returned=False, return_gap=0: Response.return_gap must be inf "
+     "for the users who churned, finite for the others, and 0 where the session goes on"),
     (lambda r: replace(r, left_session=torch.zeros_like(r.left_session), return_gap=torch.zeros_like(r.return_gap)),
-     "churned must equal left_session & ~returned, and returned imply left_session"),
+     "user 0 has churned=True, left_session=False, returned=False, return_gap=0: churned must equal left_session & "
+     "~returned, and returned imply left_session"),
 ])
 def test_a_churned_user_who_did_not_leave_or_will_return_at_once_is_refused_before_the_world_steps(change, problem):
     env = SlateVectorEnv(2, simulator=ending(change), slate_size=3, num_candidates=10, max_steps=10)
@@ -213,7 +214,7 @@ def test_given_users_that_run_c_are_refused_for_slates_longer_than_it_takes():
     users = StatisticalUsers(Catalog.synthetic(300, seed=0), kernel="c")
     with pytest.raises(ValueError, match="^" + re.escape(
             "the StatisticalUsers given runs the C kernel, but the C kernel (users_step.c) handles slate_size up to "
-            "256, got 257; build it with kernel='torch'") + "$"):
+            "256, got 257; build it with kernel='torch' (recoworld run: kernel=torch)") + "$"):
         SlateEnv(simulator=users, slate_size=257, num_candidates=257)
 
 

@@ -10,7 +10,7 @@ import statistics
 import threading
 from dataclasses import dataclass
 
-from recoworld.llm.errors import LOWER_MAX_TOKENS, BudgetExceeded
+from recoworld.llm.errors import BudgetExceeded
 from recoworld.llm.types import BackendCall
 
 #: Characters per token used to estimate a prompt's size before it is sent. Four is the usual
@@ -49,6 +49,15 @@ def raise_limit(limit: str) -> str:
     users' or an LLM agent's, ``recoworld fidelity``'s, a script's)."""
     return (f"raise {limit} (recoworld run: llm.{limit} for the LLM users' model, agent.llm.{limit} for an LLM "
             f"agent's; recoworld fidelity: --llm {limit}=...; Python: LLMConfig.{limit})")
+
+
+#: The other fix of a budget that a call's worst case would pass, its ``max_tokens``, in the keys
+#: of each application, as :func:`raise_limit`'s. ``recoworld fidelity`` has no flag for it: its
+#: LLM users' limit is their default, room for the longest reply their schema allows.
+BUDGET_LOWER_MAX_TOKENS = (
+    "lower max_tokens (recoworld run: simulator.config.max_tokens for the LLM users, agent.max_tokens for an LLM "
+    "agent; recoworld fidelity: no flag, its LLM users' limit is their default, room for the longest reply their "
+    "schema allows; Python: LLMUserConfig.max_tokens, or an LLM agent's max_tokens argument)")
 
 
 def estimate_prompt_tokens(call: BackendCall) -> int:
@@ -116,13 +125,13 @@ class Accounting:
                     f"token budget reached: the next call may use up to {tokens} tokens "
                     f"(about {prompt} prompt + max_tokens {completion}), but {spent} of "
                     f"max_total_tokens={b.max_total_tokens} are spent and {self._reserved_tokens} reserved "
-                    f"by calls in flight; {raise_limit('max_total_tokens')}, or {LOWER_MAX_TOKENS}"
+                    f"by calls in flight; {raise_limit('max_total_tokens')}, or {BUDGET_LOWER_MAX_TOKENS}"
                 )
             if b.max_cost_usd is not None and self.cost_usd + self._reserved_cost + cost > b.max_cost_usd:
                 raise BudgetExceeded(
                     f"cost budget reached: the next call may cost up to ${cost:.6f}, but ${self.cost_usd:.6f} "
                     f"of max_cost_usd={b.max_cost_usd} is spent and ${self._reserved_cost:.6f} reserved by "
-                    f"calls in flight; {raise_limit('max_cost_usd')}, or {LOWER_MAX_TOKENS}"
+                    f"calls in flight; {raise_limit('max_cost_usd')}, or {BUDGET_LOWER_MAX_TOKENS}"
                 )
             self._reserved_tokens += tokens
             self._reserved_cost += cost

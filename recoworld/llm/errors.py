@@ -64,8 +64,9 @@ class ChatFailure(LLMError):
 #: sets the limit elsewhere, or not at all, words its own: ``recoworld fidelity``).
 RAISE_MAX_TOKENS = ("raise max_tokens (LLM users: simulator.config.max_tokens; LLM agents: agent.max_tokens), "
                     "or ask for shorter replies")
-#: The fix of a call whose worst case (a budget's) or time (an in-process generation's) its
-#: ``max_tokens`` sets, in the same keys (``recoworld fidelity`` words its own).
+#: The fix of an in-process generation whose time its ``max_tokens`` sets, in ``recoworld run``'s
+#: keys (``recoworld fidelity`` words its own; a budget's worst case names every application's:
+#: :data:`recoworld.llm.accounting.BUDGET_LOWER_MAX_TOKENS`).
 LOWER_MAX_TOKENS = "lower max_tokens (LLM users: simulator.config.max_tokens; LLM agents: agent.max_tokens)"
 
 

@@ -389,13 +389,42 @@ def rerun_sweep(sweep: str | Path) -> str:
 
 
 def sweep_of(path: str | Path) -> Path | None:
-    """The sweep directory of the ``--multirun`` whose job ran in ``path`` (the nearest folder
-    above it that holds Hydra's ``multirun.yaml``), ``None`` for a single run's folder: what
-    the folder says of it once its process has ended (:func:`_sweep_dir` is the job's own)."""
-    path = Path(path)
-    # A relative path's parents end at ".": the sweep may be above the working directory.
-    above = path.parents if path.is_absolute() else [*path.parents, *Path.cwd().parents]
-    return next((folder for folder in above if (folder / MULTIRUN_FILE).is_file()), None)
+    """The sweep directory, absolute, of the ``--multirun`` whose job ran in ``path``, ``None``
+    for a single run's folder: what the folder says of it once its process has ended
+    (:func:`_sweep_dir` is the job's own). The job's ``.hydra/hydra.yaml`` says (its
+    ``hydra.mode`` and ``hydra.sweep.dir``), not a ``multirun.yaml`` that a folder above a
+    single run may hold from an earlier sweep. A job without that file
+    (``hydra.output_subdir=null``), or whose ``hydra.sweep.dir`` was kept unresolved
+    (``multirun/${now:...}``), is a sweep's where its parent holds the sweep's
+    ``multirun.yaml``: Hydra's default subdir is the job's number."""
+    job = Path(path).resolve()
+    hydra = _hydra_settings(job)
+    if hydra is None:
+        return _parent_sweep(job)
+    if hydra.get("mode") != "MULTIRUN":
+        return None
+    sweep = str((hydra.get("sweep") or {}).get("dir") or "")
+    if not sweep or "${" in sweep:
+        return _parent_sweep(job)
+    # A relative sweep.dir is the launch's working directory's, which Hydra records.
+    return (Path((hydra.get("runtime") or {}).get("cwd") or job) / sweep).resolve()
+
+
+def _hydra_settings(job: Path) -> dict | None:
+    """The ``hydra`` node of the job's ``.hydra/hydra.yaml``, unresolved; ``None`` where it has
+    none or it cannot be read as one."""
+    import yaml
+
+    try:
+        settings = yaml.safe_load((job / ".hydra" / "hydra.yaml").read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):  # missing or unreadable: the parent decides
+        return None
+    hydra = settings.get("hydra") if isinstance(settings, dict) else None
+    return hydra if isinstance(hydra, dict) else None
+
+
+def _parent_sweep(job: Path) -> Path | None:
+    return job.parent if (job.parent / MULTIRUN_FILE).is_file() else None
 
 
 def _sweep_dir() -> Path | None:
