@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -371,17 +372,35 @@ class _LoopThread:
 
     def close(self):
         # A task still pending when the loop closes is destroyed with asyncio's "Task was
-        # destroyed but it is pending!" on stderr: end them first.
-        asyncio.run_coroutine_threadsafe(_cancel_other_tasks(), self.loop).result()
+        # destroyed but it is pending!" on stderr: end them first, for CLOSE_WAIT_S at most.
+        ending = asyncio.run_coroutine_threadsafe(_cancel_other_tasks(CLOSE_WAIT_S), self.loop)
+        try:
+            left = ending.result(timeout=CLOSE_WAIT_S + 1.0)  # + 1: the loop's own wait ends first
+        except concurrent.futures.TimeoutError:  # the loop's thread is blocked (a backend's synchronous call)
+            left = ["(the loop's thread is blocked)"]
+        if left:
+            logger.warning("closing the LLM event loop with %d call(s) still running %g s after they were "
+                           "cancelled (a backend that does not end on cancellation): %s", len(left), CLOSE_WAIT_S,
+                           ", ".join(map(str, left)))
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join()
-        self.loop.close()
+        self.thread.join(timeout=CLOSE_WAIT_S)
+        if not self.thread.is_alive():  # a loop still running cannot be closed: the daemon thread keeps it
+            self.loop.close()
 
 
-async def _cancel_other_tasks() -> None:
-    """Cancel the running loop's tasks but this one (calls an interrupt left running), and
-    wait until each has ended."""
+#: Seconds :meth:`_LoopThread.close` waits for the calls it cancels to end: a backend that
+#: swallows its ``CancelledError`` (a retry loop of its own) would otherwise hold ``close()``,
+#: and the ``recoworld run`` it ends, for ever; past it the loop stops with a warning.
+CLOSE_WAIT_S = 5.0
+
+
+async def _cancel_other_tasks(wait_s: float) -> list[str]:
+    """Cancel the running loop's tasks but this one (calls an interrupt left running), wait
+    up to ``wait_s`` seconds until each has ended, and name those that have not."""
     tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
     for task in tasks:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    if not tasks:
+        return []
+    _, pending = await asyncio.wait(tasks, timeout=wait_s)
+    return [task.get_name() for task in pending]

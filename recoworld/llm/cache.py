@@ -108,6 +108,16 @@ def cache_key(identity: dict, call: BackendCall) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+def _made(directory: Path) -> None:
+    """Make ``directory`` (and its parents) for the cache, or say why it cannot be made."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ChatCacheError(
+            f"the LLM cache directory {directory} cannot be made ({e.strerror or e}: {e.filename or directory}); set "
+            "llm.cache_dir to a writable directory (for an LLM agent's own cache, agent.llm.cache_dir)") from None
+
+
 class ChatCache:
     """Generations on disk. ``path`` is a SQLite file (a name with a suffix), or a directory to
     hold ``llm_cache.sqlite`` (an existing directory, or a name without a suffix, made if
@@ -121,11 +131,15 @@ class ChatCache:
             raise ChatCacheError(f"the LLM cache path {path} is a file, not a directory; set llm.cache_dir to a "
                                  "directory (the cache is llm_cache.sqlite inside it)")
         if path.is_dir() or path.suffix == "":
-            path.mkdir(parents=True, exist_ok=True)
+            _made(path)
             path = path / "llm_cache.sqlite"
         else:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _made(path.parent)
+        if path.is_dir():  # SQLite would only say it cannot open it
+            raise ChatCacheError(f"the LLM cache {path} is a directory, where the cache file should be; move it "
+                                 "away, or set llm.cache_dir to another directory")
         self.path = path
+        self._closed = False
         #: ``"wal"`` on a local file system, ``"delete"`` (rollback journal) on a network one.
         self.journal_mode = "delete" if file_system_type(path.parent) in NETWORK_FILE_SYSTEMS else "wal"
         self._lock = threading.Lock()
@@ -146,7 +160,15 @@ class ChatCache:
             raise
 
     def _connection(self) -> sqlite3.Connection:
-        """This process's connection: a forked child opens its own."""
+        """This process's connection: a forked child opens its own.
+
+        Raises:
+            RuntimeError: the cache was closed (:meth:`close`): its model was used after its
+                ``close()``, a mistake of the calling code, not of the file.
+        """
+        if self._closed:
+            raise RuntimeError(f"the LLM cache {self.path} was used after close(): close a chat model (and its "
+                               "cache) only once its calls are done")
         if self._pid != os.getpid():
             self._lock = threading.Lock()  # the parent's may have been held at the fork
             self._open()
@@ -189,6 +211,8 @@ class ChatCache:
         damaged file with the advice to delete it, a sound one with the fix for its surroundings."""
         try:
             yield
+        except sqlite3.ProgrammingError:
+            raise  # a mistake of the calling code (a closed connection, a bad statement), not of the file
         except sqlite3.DatabaseError as e:
             code = getattr(e, "sqlite_errorname", None) or ERROR_MESSAGES.get(str(e), "")
             if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
@@ -202,6 +226,9 @@ class ChatCache:
         is kept, and the message says so, since it may hold generations that were paid for."""
         fix = next((fix for prefix, fix in ENVIRONMENT_ERRORS.items() if code.startswith(prefix)), None)
         said = f"SQLite says: {error} ({code})" if code else f"SQLite says: {error}"
+        if not self.path.is_file():  # nothing there to keep (a directory is refused before it is opened)
+            return ChatCacheError(f"the LLM cache {self.path} cannot be created ({said}): "
+                                  f"{fix or 'check its directory'}, or set llm.cache_dir to another directory")
         if fix is None:  # neither damage nor its surroundings: SQLite's words are all there is
             return ChatCacheError(f"the LLM cache {self.path} cannot be used ({said}); set llm.cache_dir to "
                                   "another directory")
@@ -222,6 +249,7 @@ class ChatCache:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._db.close()
 
     def __reduce__(self):

@@ -345,27 +345,39 @@ class OpenAIChatModel(ChatModel):
                           finish_reason=choice.finish_reason)
 
     def _token_counts(self, response, call: BackendCall, text: str, server: Server) -> tuple[int, int]:
-        """The prompt and completion tokens ``response`` reports; a count it lacks (no
-        ``usage``, or a field missing or null, as some servers send) is estimated from the
-        text, so that token and cost budgets still bind, and counted in the accounting's
-        ``llm_usage_estimates`` (logged once per model)."""
+        """The prompt and completion tokens ``response`` reports (whole numbers, as some
+        servers send them as floats). One count that is missing (no ``usage``, or a field
+        missing or null, as some servers send) is ``total_tokens`` less the other where the
+        total is given; a count that is still missing is estimated from the text (the
+        completion's from the reply, the prompt's as the total less that where a total is
+        given), so that token and cost budgets still bind, and counted in the accounting's
+        ``llm_usage_estimates`` (logged once per model, naming the fields missing)."""
         usage = getattr(response, "usage", None)
-        reported = [getattr(usage, name, None) for name in ("prompt_tokens", "completion_tokens")]
-        prompt, completion = (n if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else None
-                              for n in reported)
+        prompt, completion, total = (_token_count(getattr(usage, name, None))
+                                     for name in ("prompt_tokens", "completion_tokens", "total_tokens"))
+        if total is not None and (prompt is None) != (completion is None):  # one missing: the total less the other
+            derived = total - (completion if prompt is None else prompt)
+            if derived < 0:  # a total below the other count: not one to derive from
+                total = None
+            elif prompt is None:
+                prompt = derived
+            else:
+                completion = derived
         if prompt is not None and completion is not None:
             return prompt, completion
         self.accounting.count("usage_estimates")
         if not self._warned_usage:
             self._warned_usage = True
+            missing = " and ".join(name for name, n in (("prompt_tokens", prompt), ("completion_tokens", completion))
+                                   if n is None)
             logger.warning(self._redact(
-                f"the server at {_endpoint(server.base_url)} sent a reply without prompt_tokens and completion_tokens "
-                f"in its usage ({_short(str(usage))}); tokens and cost are estimated from the text at "
+                f"the server at {_endpoint(server.base_url)} sent a reply without {missing} in its usage "
+                f"({_short(str(usage))}); tokens and cost are estimated from the text at "
                 f"{CHARS_PER_TOKEN} characters a token, counted in llm_usage_estimates"))
-        if prompt is None:
-            prompt = estimate_prompt_tokens(call)
         if completion is None:
             completion = -(-len(text) // CHARS_PER_TOKEN)
+        if prompt is None:
+            prompt = max(total - completion, 0) if total is not None else estimate_prompt_tokens(call)
         return prompt, completion
 
     def _server_failed(self, server: Server, exc: BaseException) -> None:
@@ -472,6 +484,14 @@ def _retry_after_s(exc: BaseException) -> float | None:
 
 def _endpoint(base_url: str) -> str:
     return base_url.rstrip("/") + "/chat/completions"
+
+
+def _token_count(value) -> int | None:
+    """``value`` as a token count: a whole number >= 0 (an int, or a float such as 50.0);
+    None for anything else (missing, null, negative, fractional, text)."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _short(text: str, limit: int = 160) -> str:

@@ -7,12 +7,15 @@ Both sides of a run may call an LLM, and the guard counts both, per agent of the
   counts at :data:`HYBRID_CALL_RATE` calls per user-step (a round figure at the voicing rate
   of the default users under random slates, measured in ``benchmarks/RESULTS.md``; a good
   recommender makes users speak less);
-- the agent: an LLM agent (``agent=llm_rerank``, ``llm_bandit``, ``llm_tools``) makes at most
-  one request per user-step. With ``llm_when: always`` it makes that one at every user-step;
-  with ``llm_when: instruction`` only while the user has a current instruction, which the
-  guard counts at the upper bound, 1, except for the tool agent's LLM planner, which plans
-  once per instruction and reuses the plan while it is current: it is counted at the
-  voicing rate, :data:`HYBRID_CALL_RATE` (:func:`agent_call_rate`).
+- the agent: an LLM agent (a subclass of
+  :class:`~recoworld.agents.llm_agents.LLMRecommender`: ``agent=llm_rerank``, ``llm_bandit``,
+  ``llm_tools``, or a plug-in that subclasses one) makes at most one request per user-step.
+  With ``llm_when: always`` it makes that one at every user-step; with ``llm_when:
+  instruction`` only while the user has a current instruction, which the guard counts at the
+  upper bound, 1, except for the tool agent's LLM planner, which plans once per instruction
+  and reuses the plan while it is current: on statistical or hybrid users it is counted at
+  their voicing rate, :data:`HYBRID_CALL_RATE`; LLM users voice far more often (about one
+  step in two), so there it is counted at the upper bound, 1 (:func:`agent_call_rate`).
 
 The estimate is then::
 
@@ -33,21 +36,23 @@ estimate does not know about.
 
 from __future__ import annotations
 
+import inspect
+import sys
 from collections.abc import Mapping
 
 from omegaconf import DictConfig
 
 from recoworld.apps.run.checks import ExperimentConfigError
+from recoworld.apps.run.plugins import _imported
 
 LLM_USERS = "recoworld.simulators.llm_user.LLMUsers"
 HYBRID_USERS = "recoworld.simulators.hybrid.HybridUsers"
 #: LLM calls per user-step the guard assumes for each kind of LLM-driven user.
 CALL_RATES = {LLM_USERS: 1.0, HYBRID_USERS: 0.1}
 HYBRID_CALL_RATE = CALL_RATES[HYBRID_USERS]
-#: The LLM agents, with the ``llm_when`` their class defaults to.
+#: The base class of the LLM agents, and the tool agent's, whose LLM planner asks once per instruction.
+LLM_AGENT = "recoworld.agents.llm_agents.LLMRecommender"
 LLM_TOOL_AGENT = "recoworld.agents.llm_tools.LLMToolAgent"
-LLM_AGENTS = {"recoworld.agents.llm_rerank.LLMRerank": "always", "recoworld.agents.llm_bandit.LLMBandit": "always",
-              LLM_TOOL_AGENT: "instruction"}
 #: Agents that act on a copy of the env's users: SB3 agents train on one (unless they load a
 #: saved model), the planning oracle simulates on one.
 SB3_AGENT = "recoworld.agents.sb3.SB3Agent"
@@ -56,16 +61,55 @@ PLANNING_ORACLE = "recoworld.agents.planning.PlanningOracle"
 DEFAULT_MAX_LLM_CALLS = 20_000
 
 
-def agent_call_rate(agent: DictConfig) -> float:
-    """The LLM requests per user-step the agent configured by ``agent`` makes (0 for an agent
-    without an LLM): 1 with ``llm_when: always``; with ``llm_when: instruction`` 1 too (an
-    upper bound: a request at every step with a current instruction), but the tool agent's
-    LLM planner, which asks once per instruction, at :data:`HYBRID_CALL_RATE`."""
-    target = agent.get("_target_")
-    if target not in LLM_AGENTS or agent.get("planner", "llm") != "llm":
+def agent_call_rate(agent: DictConfig, users: str | None = None) -> float:
+    """The LLM requests per user-step the agent configured by ``agent`` makes on the users
+    whose ``_target_`` is ``users`` (0 for an agent without an LLM): 1 with ``llm_when:
+    always``; with ``llm_when: instruction`` 1 too (an upper bound: a request at every step
+    with a current instruction), but the tool agent's LLM planner, which asks once per
+    instruction, at :data:`HYBRID_CALL_RATE` on users that voice at that rate (all but LLM users).
+
+    The agent's class is loaded from its ``_target_``, so that a subclass of an LLM agent is
+    counted as one, with the ``llm_when`` and ``planner`` its class defaults to."""
+    cls = _agent_class(agent.get("_target_"))
+    if not _subclasses(cls, LLM_AGENT):
         return 0.0
-    when = agent.get("llm_when", LLM_AGENTS[target])
-    return HYBRID_CALL_RATE if when == "instruction" and target == LLM_TOOL_AGENT else 1.0
+    if agent.get("planner", _class_default(cls, "planner", "llm")) != "llm":
+        return 0.0
+    when = agent.get("llm_when", _class_default(cls, "llm_when", "always"))
+    planner = when == "instruction" and _subclasses(cls, LLM_TOOL_AGENT)
+    return HYBRID_CALL_RATE if planner and users != LLM_USERS else 1.0
+
+
+def _agent_class(target: str | None) -> type | None:
+    """The class ``target`` names; None for a factory function, or a target that does not
+    import (the run then fails on it with its own error)."""
+    if not target:
+        return None
+    try:
+        found = _imported(target, "agent")
+    except ExperimentConfigError:
+        return None
+    return found if isinstance(found, type) else None
+
+
+def _subclasses(cls: type | None, base: str) -> bool:
+    """Whether ``cls`` is the class ``base`` names or a subclass of it. A subclass has imported
+    its base's module: where that is not loaded, ``cls`` is none (and a run without an LLM
+    agent does not import the LLM stack for this)."""
+    module, name = base.rsplit(".", 1)
+    loaded = sys.modules.get(module)
+    return cls is not None and loaded is not None and issubclass(cls, getattr(loaded, name))
+
+
+def _class_default(cls: type, name: str, fallback: str) -> str:
+    """The default of the argument ``name`` of ``cls`` (the nearest ``__init__`` along its
+    MRO that names it), or ``fallback``."""
+    for klass in cls.__mro__:
+        init = vars(klass).get("__init__")
+        parameter = inspect.signature(init).parameters.get(name) if inspect.isfunction(init) else None
+        if parameter is not None and parameter.default is not inspect.Parameter.empty:
+            return parameter.default
+    return fallback
 
 
 def estimated_llm_calls(cfg: DictConfig, lineup: Mapping[str, DictConfig]) -> int:
@@ -86,7 +130,7 @@ def check_llm_cost(cfg: DictConfig, lineup: Mapping[str, DictConfig]) -> None:
         return
     experiment = cfg.experiment
     user_rate = CALL_RATES.get(cfg.simulator.get("_target_"), 0.0)
-    agent_rates = {name: agent_call_rate(agent) for name, agent in lineup.items()}
+    agent_rates = {name: agent_call_rate(agent, cfg.simulator.get("_target_")) for name, agent in lineup.items()}
     segments = 1 + len(experiment.get("segments") or {})
     factors = (f"{int(cfg.env.num_envs)} users x {int(experiment.steps)} steps x {len(experiment.seeds)} seeds"
                + (f" x {segments} segments" if segments > 1 else ""))
@@ -117,7 +161,7 @@ def _user_steps(cfg: DictConfig) -> int:
 def _rates(cfg: DictConfig, lineup: Mapping[str, DictConfig]) -> dict[str, float]:
     """Each agent's LLM calls per user-step, its users' and its own."""
     user_rate = CALL_RATES.get(cfg.simulator.get("_target_"), 0.0)
-    return {name: user_rate + agent_call_rate(agent) for name, agent in lineup.items()}
+    return {name: user_rate + agent_call_rate(agent, cfg.simulator.get("_target_")) for name, agent in lineup.items()}
 
 
 def check_copied_users(cfg: DictConfig, lineup: Mapping[str, DictConfig]) -> None:
@@ -133,11 +177,12 @@ def check_copied_users(cfg: DictConfig, lineup: Mapping[str, DictConfig]) -> Non
         return
     users = f"simulator={_choice(cfg)}'s users speak through a chat model, which"
     for name, agent in lineup.items():
-        if agent.get("_target_") == PLANNING_ORACLE:
+        cls = _agent_class(agent.get("_target_"))
+        if _subclasses(cls, PLANNING_ORACLE):
             raise ExperimentConfigError(
                 f"agent={name} plans on copies of the run's users at every step, but {users} cannot be copied and "
                 f"would be called at every simulated step; run it on simulator=statistical or calibrated")
-        if agent.get("_target_") != SB3_AGENT or agent.get("load_path") is not None:
+        if not _subclasses(cls, SB3_AGENT) or agent.get("load_path") is not None:
             continue
         algo = agent.get("algo", "PPO")
         raise ExperimentConfigError(
