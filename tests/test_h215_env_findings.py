@@ -16,7 +16,6 @@ import recoworld  # noqa: F401  (registers the envs)
 from recoworld import Catalog, Instruction
 from recoworld.envs import SlateEnv, SlateVectorEnv
 from recoworld.envs.wrappers import SequentialSlateEnv
-from recoworld.simulators import StatisticalUsers
 from recoworld.validation import viewable
 from tests.test_env_conformance import CATALOG, Tenure, problems_of
 
@@ -208,14 +207,6 @@ BEYOND = "(or 'auto', which runs torch for sizes beyond the C kernel's)"
 def test_kernel_c_refuses_sizes_beyond_it_when_the_env_is_built(arguments, message):
     with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
         SlateEnv(kernel="c", **{key: value for key, value in arguments.items() if value is not None})
-
-
-def test_given_users_that_run_c_are_refused_for_slates_longer_than_it_takes():
-    users = StatisticalUsers(Catalog.synthetic(300, seed=0), kernel="c")
-    with pytest.raises(ValueError, match="^" + re.escape(
-            "the StatisticalUsers given runs the C kernel, but the C kernel (users_step.c) handles slate_size up to "
-            "256, got 257; build it with kernel='torch' (recoworld run: kernel=torch)") + "$"):
-        SlateEnv(simulator=users, slate_size=257, num_candidates=257)
 
 
 # --- a failed step of a wrapper can be retried --------------------------------------------------
