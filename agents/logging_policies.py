@@ -157,7 +157,8 @@ class SoftmaxPolicy(_LoggingPolicy):
         propensity_samples: seeded draws behind estimated marginals; :meth:`propensities`
             estimates the logged items' from the same draws but by the exact prefix
             probability and the rest (:func:`rao_blackwell_positions`), so they differ from
-            :meth:`action_distribution`'s by sampling error only.
+            :meth:`action_distribution`'s (scaled per position) by sampling error and that
+            scaling's bias of order ``1 / propensity_samples``.
 
     Sampling uses the Gumbel-top-``K`` trick: the top ``K`` of :math:`s/\tau + G`, with
     :math:`G` i.i.d. standard Gumbel, is a Plackett-Luce draw (Yellott 1977; Kool et al.,
@@ -261,8 +262,8 @@ def rao_blackwell_marginals(logits: np.ndarray, draws: np.ndarray) -> np.ndarray
     with ``c`` at ``k`` conditioned on the others' order (Rao-Blackwell): unbiased, of less
     variance than counting draws, and positive for every candidate, which counting is not
     (a shown item that no draw put at its position had probability 0). Each position's
-    means are then scaled to sum to 1 over the candidates; the top position's is the exact
-    softmax.
+    means are then scaled to sum to 1 over the candidates (a ratio of means: consistent, with
+    a bias of order ``1 / n``); the top position's is the exact softmax.
     """
     B, C = logits.shape
     every = np.broadcast_to(np.arange(C), logits.shape)

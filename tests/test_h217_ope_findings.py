@@ -112,6 +112,16 @@ def test_the_paid_reward_is_read_from_the_run(tmp_path, reward, paid):
     assert paid_reward(str(log)) == paid
 
 
+def test_a_paid_reward_the_run_interpolated_is_read_as_the_run_resolved_it(tmp_path):
+    """Hydra saves the run's config unresolved: an interpolated reward is the one it paid."""
+    from recoworld.apps.ope.slate_evaluation import paid_reward
+
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text(
+        "agent: {}\nenv:\n  reward: ${oc.select:agent.reward,likes}\n")
+    assert paid_reward(str(tmp_path / "episodes.parquet")) == "likes"
+
+
 @pytest.mark.parametrize("reward, weights", [("mix", "{'clicks': 1.0, 'watch_time': 1.0, 'retention': 5.0, "
                                                     "'compliance': 1.0}"),
                                              ("retention", "{'retention': 1.0}"),

@@ -118,6 +118,15 @@ def test_a_sweep_job_names_its_sweep_dir_from_its_hydra_yaml(tmp_path):
     assert sweep_of(tmp_path / "dated" / "1") == tmp_path / "dated"
 
 
+def test_a_sweep_moved_since_it_ran_is_named_where_it_is(tmp_path):
+    """Its jobs' hydra.yaml still names the folder it ran in, which may be gone or another's."""
+    from recoworld.apps.run.rundir import sweep_of
+
+    _hydra_yaml(tmp_path / "moved" / "0", "MULTIRUN", tmp_path / "ran_here")
+    (tmp_path / "moved" / "multirun.yaml").write_text("{}\n")
+    assert sweep_of(tmp_path / "moved" / "0") == tmp_path / "moved"
+
+
 # --- 3. the session-end check names the user and its fields -------------------------------------
 
 def test_session_ends_that_disagree_name_the_first_user_and_its_fields():

@@ -216,3 +216,28 @@ def test_closing_the_loop_does_not_wait_for_ever_on_a_call_that_ignores_cancella
     warned = [r.getMessage() for r in caplog.records]
     assert len(warned) == 1 and warned[0].startswith(
         "closing the LLM event loop with 1 call(s) still running 0.2 s after they were cancelled")
+
+
+def test_closing_a_model_does_not_wait_for_ever_on_a_backend_that_holds_its_loop(monkeypatch, caplog):
+    """A backend's synchronous call holds the loop's thread: the backend's own close cannot
+    run there, and close() goes on without it after CLOSE_WAIT_S."""
+    from recoworld.llm.openai_backend import OpenAIChatModel
+
+    monkeypatch.setattr(llm_base, "CLOSE_WAIT_S", 0.2, raising=False)
+    released = threading.Event()
+
+    async def holding():
+        released.wait(60)  # synchronous: the loop cannot run anything else meanwhile
+
+    model = OpenAIChatModel("stub", base_url="http://127.0.0.1:9/v1", timeout_s=5.0)
+    model._loop_thread = llm_base._LoopThread()
+    asyncio.run_coroutine_threadsafe(holding(), model._loop_thread.loop)
+    closing = threading.Thread(target=model.close, daemon=True)
+    with caplog.at_level(logging.WARNING, "recoworld.llm"):
+        closing.start()
+        closing.join(timeout=30)  # without the bound: until the call returns
+    done = not closing.is_alive()
+    released.set()
+    assert done
+    assert any(r.getMessage().startswith("the LLM backend did not close within 0.2 s") for r in caplog.records)
+

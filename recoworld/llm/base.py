@@ -225,7 +225,11 @@ class ChatModel(abc.ABC):
         """Release clients, the sync event-loop thread, and a cache this model opened."""
         with self._loop_thread_lock:
             if self._loop_thread is not None:
-                self._loop_thread.run(self._aclose_backend())
+                try:  # bounded: the loop's thread may be held by a backend's synchronous call
+                    self._loop_thread.run(self._aclose_backend(), timeout=CLOSE_WAIT_S)
+                except concurrent.futures.TimeoutError:
+                    logger.warning("the LLM backend did not close within %g s (its event loop is busy); closing "
+                                   "the loop without it", CLOSE_WAIT_S)
                 self._loop_thread.close()
                 self._loop_thread = None
         if self._owns_cache and self.cache is not None:
@@ -360,10 +364,10 @@ class _LoopThread:
         self.thread = threading.Thread(target=self.loop.run_forever, name="recoworld-llm", daemon=True)
         self.thread.start()
 
-    def run(self, coroutine):
+    def run(self, coroutine, timeout: float | None = None):
         future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
         try:
-            return future.result()
+            return future.result(timeout=timeout)
         except BaseException:
             # Interrupted while waiting (Ctrl-C, or a kill that recoworld run turns into one):
             # the calls would go on, spending the budget, on the loop's thread. Done, it is a no-op.

@@ -143,7 +143,9 @@ def paid_reward(log: str) -> str:
     saved = run_config(log)
     if saved is None:
         return "clicks"
-    spec = OmegaConf.to_container(OmegaConf.load(saved)).get("env", {}).get("reward", "clicks")
+    # Hydra saves the config unresolved: the run paid the reward its interpolation gave.
+    spec = OmegaConf.select(OmegaConf.load(saved), "env.reward", default="clicks")
+    spec = OmegaConf.to_container(spec, resolve=True) if OmegaConf.is_config(spec) else spec
     weights = {name: weight for name, weight in RewardWeights.parse(spec).as_dict().items() if weight}
     if list(weights.values()) == [1.0] and next(iter(weights)) in REWARD_COLUMNS:
         return next(iter(weights))

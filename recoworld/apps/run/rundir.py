@@ -406,8 +406,10 @@ def sweep_of(path: str | Path) -> Path | None:
     sweep = str((hydra.get("sweep") or {}).get("dir") or "")
     if not sweep or "${" in sweep:
         return _parent_sweep(job)
-    # A relative sweep.dir is the launch's working directory's, which Hydra records.
-    return (Path((hydra.get("runtime") or {}).get("cwd") or job) / sweep).resolve()
+    # A relative sweep.dir is the launch's working directory's, which Hydra records. A sweep
+    # moved (or copied) since is no longer there: its jobs' own place tells it then.
+    recorded = (Path((hydra.get("runtime") or {}).get("cwd") or job) / sweep).resolve()
+    return recorded if job.is_relative_to(recorded) else _parent_sweep(job)
 
 
 def _hydra_settings(job: Path) -> dict | None:
