@@ -115,7 +115,8 @@ def _class_default(cls: type, name: str, fallback: str) -> str:
 def estimated_llm_calls(cfg: DictConfig, lineup: Mapping[str, DictConfig]) -> int:
     """The LLM calls a run of the agents of ``lineup`` (name: config) on ``cfg`` would make,
     its users' and its agents' (0 where neither has an LLM)."""
-    return round(_user_steps(cfg) * sum(_rates(cfg, lineup).values()))
+    user_rate, agent_rates = _rates(cfg, lineup)
+    return round(_user_steps(cfg) * sum(user_rate + rate for rate in agent_rates.values()))
 
 
 def check_llm_cost(cfg: DictConfig, lineup: Mapping[str, DictConfig]) -> None:
@@ -129,8 +130,7 @@ def check_llm_cost(cfg: DictConfig, lineup: Mapping[str, DictConfig]) -> None:
     if calls <= limit:
         return
     experiment = cfg.experiment
-    user_rate = CALL_RATES.get(cfg.simulator.get("_target_"), 0.0)
-    agent_rates = {name: agent_call_rate(agent, cfg.simulator.get("_target_")) for name, agent in lineup.items()}
+    user_rate, agent_rates = _rates(cfg, lineup)
     segments = 1 + len(experiment.get("segments") or {})
     factors = (f"{int(cfg.env.num_envs)} users x {int(experiment.steps)} steps x {len(experiment.seeds)} seeds"
                + (f" x {segments} segments" if segments > 1 else ""))
@@ -140,7 +140,7 @@ def check_llm_cost(cfg: DictConfig, lineup: Mapping[str, DictConfig]) -> None:
         users = f"{len(lineup)} agents x {user_rate:g}" if len(lineup) > 1 else f"{user_rate:g}"
         terms = [f"{users} of the users"] * bool(user_rate) + [
             f"{rate:g} of agent {name}" for name, rate in agent_rates.items() if rate]
-        total = sum(_rates(cfg, lineup).values())
+        total = sum(user_rate + rate for rate in agent_rates.values())
         factors += f" x {total:g} call{'s' * (total != 1)} per user-step: {', '.join(terms)}"
     example = " ".join([f"simulator={_choice(cfg)}"] * bool(user_rate)
                        + [f"agent={name}" for name, rate in agent_rates.items() if rate and len(lineup) == 1]
@@ -158,10 +158,10 @@ def _user_steps(cfg: DictConfig) -> int:
     return int(cfg.env.num_envs) * int(experiment.steps) * len(experiment.seeds) * segments
 
 
-def _rates(cfg: DictConfig, lineup: Mapping[str, DictConfig]) -> dict[str, float]:
-    """Each agent's LLM calls per user-step, its users' and its own."""
-    user_rate = CALL_RATES.get(cfg.simulator.get("_target_"), 0.0)
-    return {name: user_rate + agent_call_rate(agent, cfg.simulator.get("_target_")) for name, agent in lineup.items()}
+def _rates(cfg: DictConfig, lineup: Mapping[str, DictConfig]) -> tuple[float, dict[str, float]]:
+    """The LLM calls per user-step of the run's users, and of each agent of ``lineup`` itself."""
+    users = cfg.simulator.get("_target_")
+    return CALL_RATES.get(users, 0.0), {name: agent_call_rate(agent, users) for name, agent in lineup.items()}
 
 
 def check_copied_users(cfg: DictConfig, lineup: Mapping[str, DictConfig]) -> None:
