@@ -60,6 +60,11 @@ BUDGET_LOWER_MAX_TOKENS = (
     "schema allows; Python: LLMUserConfig.max_tokens, or an LLM agent's max_tokens argument)")
 
 
+def _refusal(reached: str, limit: str, fix: str) -> BudgetExceeded:
+    """The :class:`BudgetExceeded` of ``limit`` reached: ``reached``, then ``fix``."""
+    return BudgetExceeded(f"{reached}; {fix}", limit=limit, reached=reached)
+
+
 def estimate_prompt_tokens(call: BackendCall) -> int:
     """A rough prompt size in tokens, for reservations only (see :data:`CHARS_PER_TOKEN`)."""
     chars = sum(len(m["content"]) + len(m["role"]) + 4 for m in call.messages)
@@ -115,24 +120,20 @@ class Accounting:
         b = self.budget
         with self._lock:
             if b.max_calls is not None and self.calls + self._reserved_calls + n > b.max_calls:
-                raise BudgetExceeded(
-                    f"call budget reached: {self.calls} calls made and {self._reserved_calls} in flight "
-                    f"of max_calls={b.max_calls}; {raise_limit('max_calls')} to continue"
-                )
+                raise _refusal(f"call budget reached: {self.calls} calls made and {self._reserved_calls} in flight "
+                               f"of max_calls={b.max_calls}", "max_calls", f"{raise_limit('max_calls')} to continue")
             spent = self.prompt_tokens + self.completion_tokens
             if b.max_total_tokens is not None and spent + self._reserved_tokens + tokens > b.max_total_tokens:
-                raise BudgetExceeded(
-                    f"token budget reached: the next call may use up to {tokens} tokens "
-                    f"(about {prompt} prompt + max_tokens {completion}), but {spent} of "
-                    f"max_total_tokens={b.max_total_tokens} are spent and {self._reserved_tokens} reserved "
-                    f"by calls in flight; {raise_limit('max_total_tokens')}, or {BUDGET_LOWER_MAX_TOKENS}"
-                )
+                raise _refusal(
+                    f"token budget reached: the next call may use up to {tokens} tokens (about {prompt} prompt + "
+                    f"max_tokens {completion}), but {spent} of max_total_tokens={b.max_total_tokens} are spent and "
+                    f"{self._reserved_tokens} reserved by calls in flight", "max_total_tokens",
+                    f"{raise_limit('max_total_tokens')}, or {BUDGET_LOWER_MAX_TOKENS}")
             if b.max_cost_usd is not None and self.cost_usd + self._reserved_cost + cost > b.max_cost_usd:
-                raise BudgetExceeded(
-                    f"cost budget reached: the next call may cost up to ${cost:.6f}, but ${self.cost_usd:.6f} "
-                    f"of max_cost_usd={b.max_cost_usd} is spent and ${self._reserved_cost:.6f} reserved by "
-                    f"calls in flight; {raise_limit('max_cost_usd')}, or {BUDGET_LOWER_MAX_TOKENS}"
-                )
+                raise _refusal(
+                    f"cost budget reached: the next call may cost up to ${cost:.6f}, but ${self.cost_usd:.6f} of "
+                    f"max_cost_usd={b.max_cost_usd} is spent and ${self._reserved_cost:.6f} reserved by calls in "
+                    "flight", "max_cost_usd", f"{raise_limit('max_cost_usd')}, or {BUDGET_LOWER_MAX_TOKENS}")
             self._reserved_tokens += tokens
             self._reserved_cost += cost
             self._reserved_calls += n

@@ -30,13 +30,18 @@ naming the file and the fix: delete it (with its ``-wal`` and ``-shm`` companion
 that were paid for, and the run's replies would change without a word. A sound file that its
 surroundings keep from use (a full disk, a read-only mount, missing permissions, an I/O error)
 is a :class:`~recoworld.llm.errors.ChatCacheError` too, but one that says the file is intact and
-names that fix instead: SQLite's error code, not its wording, tells the two apart.
+names that fix instead: SQLite's error code, not its wording, tells the two apart. One such
+condition does not stop a run: a disk that fills up while generations are stored. A generation
+is stored after it was paid for, so the caller still gets it; a warning names the file and the
+fix once, and the cache stores nothing more (each later write would fail the same way, after
+taking the writers' lock), while what it holds is still replayed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -45,6 +50,8 @@ from pathlib import Path
 
 from recoworld.llm.errors import ChatCacheError
 from recoworld.llm.types import BackendCall, Completion
+
+logger = logging.getLogger("recoworld.llm")
 
 #: Seconds a reader or writer waits for another process's lock before the run fails.
 BUSY_TIMEOUT_S = 120.0
@@ -140,6 +147,8 @@ class ChatCache:
                                  "away, or set llm.cache_dir to another directory")
         self.path = path
         self._closed = False
+        #: Whether a write found the disk full: the cache then stores nothing more (:meth:`put`).
+        self.full = False
         #: ``"wal"`` on a local file system, ``"delete"`` (rollback journal) on a network one.
         self.journal_mode = "delete" if file_system_type(path.parent) in NETWORK_FILE_SYSTEMS else "wal"
         self._lock = threading.Lock()
@@ -186,6 +195,11 @@ class ChatCache:
             raise self._corrupted(f"its entry {key[:12]}... is not a cached generation ({e})") from None
 
     def put(self, key: str, completion: Completion) -> None:
+        """Store ``completion`` under ``key``. On a full disk it is not stored and nothing is
+        raised: a warning names the file and the fix, once, and later calls store nothing
+        (:attr:`full`; module docstring). Any other failure raises :class:`ChatCacheError`."""
+        if self.full:
+            return
         value = json.dumps(
             {
                 "text": completion.text,
@@ -195,15 +209,26 @@ class ChatCache:
             }
         )
         db = self._connection()
-        with self._reading(), self._lock:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute("INSERT OR REPLACE INTO generations (key, value) VALUES (?, ?)", (key, value))
-            except BaseException:
-                if db.in_transaction:  # SQLite rolls back itself on some errors (a full disk)
-                    db.execute("ROLLBACK")
+        try:
+            with self._reading(), self._lock:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    db.execute("INSERT OR REPLACE INTO generations (key, value) VALUES (?, ?)", (key, value))
+                    db.execute("COMMIT")  # in WAL mode a full disk fails here, as the pages are written
+                except BaseException:
+                    # SQLite rolls back itself on some errors (a full disk), not on all: a transaction
+                    # left open would hold the writers' lock against every other process.
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+        except ChatCacheError as error:
+            if not (error.code or "").startswith("SQLITE_FULL"):
                 raise
-            db.execute("COMMIT")
+            self.full = True
+            logger.warning("the LLM cache %s is on a full disk (%s): from now on the generations made are used "
+                           "but not stored, so a re-run pays for them again, while those stored are still "
+                           "replayed; free space on that disk, or set llm.cache_dir (an LLM agent's own cache: "
+                           "agent.llm.cache_dir) to a directory on another", self.path, error.code)
 
     @contextmanager
     def _reading(self):
@@ -227,14 +252,14 @@ class ChatCache:
         fix = next((fix for prefix, fix in ENVIRONMENT_ERRORS.items() if code.startswith(prefix)), None)
         said = f"SQLite says: {error} ({code})" if code else f"SQLite says: {error}"
         if not self.path.is_file():  # nothing there to keep (a directory is refused before it is opened)
-            return ChatCacheError(f"the LLM cache {self.path} cannot be created ({said}): "
-                                  f"{fix or 'check its directory'}, or set llm.cache_dir to another directory")
-        if fix is None:  # neither damage nor its surroundings: SQLite's words are all there is
-            return ChatCacheError(f"the LLM cache {self.path} cannot be used ({said}); set llm.cache_dir to "
-                                  "another directory")
-        return ChatCacheError(
-            f"the LLM cache {self.path} cannot be used ({said}), but the file is not damaged, so keep it: "
-            f"{fix}, or set llm.cache_dir to another directory")
+            message = (f"the LLM cache {self.path} cannot be created ({said}): {fix or 'check its directory'}, or "
+                       "set llm.cache_dir to another directory")
+        elif fix is None:  # neither damage nor its surroundings: SQLite's words are all there is
+            message = f"the LLM cache {self.path} cannot be used ({said}); set llm.cache_dir to another directory"
+        else:
+            message = (f"the LLM cache {self.path} cannot be used ({said}), but the file is not damaged, so keep it: "
+                       f"{fix}, or set llm.cache_dir to another directory")
+        return ChatCacheError(message, code or None)
 
     def _corrupted(self, why: str) -> ChatCacheError:
         return ChatCacheError(

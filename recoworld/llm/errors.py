@@ -17,8 +17,19 @@ class BudgetExceeded(LLMError):
     """The next call could take the run past its token, cost or call budget.
 
     Raised *before* the call is made, so the spend recorded in the accounting never exceeds
-    the budget by more than the estimate error of a prompt's size.
+    the budget by more than the estimate error of a prompt's size. The message names the
+    limit's key in each application's terms; an application that words its own fix reads these:
+
+    Attributes:
+        limit: the :class:`~recoworld.llm.accounting.Budget` field reached (``"max_calls"``, ...),
+            ``None`` where the raiser did not say.
+        reached: what was reached, without the fix (the message where the raiser did not say).
     """
+
+    def __init__(self, message: str, limit: str | None = None, reached: str | None = None):
+        super().__init__(message)
+        self.limit = limit
+        self.reached = message if reached is None else reached
 
 
 class TransientBackendError(LLMError):
@@ -133,5 +144,16 @@ class NotAChatCompletion(LLMError):
 
 
 class ChatCacheError(LLMError):
-    """The on-disk cache cannot be read: the file is not a SQLite database, or it is damaged.
-    The message names the file and the fix (delete it, or use another ``cache_dir``)."""
+    """The on-disk cache cannot be read: the file is not a SQLite database, or it is damaged;
+    or its surroundings keep a sound file from use (a read-only mount, its permissions). The
+    message names the file and the fix (delete it, or use another ``cache_dir``; keep it, and
+    fix its surroundings).
+
+    Attributes:
+        code: SQLite's error code (``"SQLITE_READONLY"``, ...) where SQLite refused the file,
+            else ``None``.
+    """
+
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(message)
+        self.code = code

@@ -101,7 +101,7 @@ from recoworld.apps.fidelity.sessions import session_dynamics
 from recoworld.apps.fidelity.sessions import targets as session_targets
 from recoworld.apps.fidelity.splits import SPLIT_KINDS, evaluate_split, split_targets
 from recoworld.data.cache import cache_dir
-from recoworld.llm.errors import LOWER_MAX_TOKENS, RAISE_MAX_TOKENS
+from recoworld.llm.errors import LOWER_MAX_TOKENS, RAISE_MAX_TOKENS, BudgetExceeded
 from recoworld.llm.llama_cpp_backend import SHORTEN_PROMPT
 from recoworld.logs import check_new_folder
 from recoworld.simulators.calibrated import UnreadableWorld, is_world
@@ -248,10 +248,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"recoworld fidelity: stopped before the report was complete; nothing was written to {args.out}",
               file=sys.stderr)
         raise
-    except FallbackShareExceeded as error:
+    except (FallbackShareExceeded, BudgetExceeded) as error:
         # The LLM users' answers were mostly their twin's: no report may show them as the LLM's.
+        # Or their model's budget (--llm max_calls=...) did its job, as in recoworld run. The
+        # report is written whole at the end, so no part of one is left to mislead.
+        fix = _fallback_message(error) if isinstance(error, FallbackShareExceeded) else _budget_message(error)
         print(f"recoworld fidelity: stopped before the report was complete, nothing was written to {args.out}: "
-              f"{_fallback_message(error)}", file=sys.stderr)
+              f"{fix}", file=sys.stderr)
         return 1
     print("\n".join(headline(results)))
     print(f"report: {path} ({time.perf_counter() - start:.0f}s)")
@@ -305,6 +308,15 @@ def _fallback_message(error: FallbackShareExceeded) -> str:
                            accept="raise --max-fallback-share (1.0 accepts every fallback; the report's LLM use "
                                   "line shows the share)",
                            hint=_RUN_LLM_KEY.sub(flag, hint))
+
+
+def _budget_message(error: BudgetExceeded) -> str:
+    """``error``'s message with this command's flag for its limit (``--llm max_calls=...``):
+    the LLM users' model is the only one here with a budget, and their ``max_tokens`` has no
+    flag (:data:`_RUN_ONLY_FIXES`)."""
+    if error.limit is None:
+        return str(error)
+    return f"{error.reached}; raise --llm {error.limit}=... to continue"
 
 
 def _world(path: Path | None, progress: bool):
