@@ -118,7 +118,7 @@ def test_ope_evaluate_of_an_unfinished_run_reads_its_complete_rollouts_and_says_
     assert cli(["ope", "evaluate", "--log", str(cut), "--agent", "random", "--policy", "most_popular", "--sims", "2",
                 "--refits", "2", "--bootstrap", "39", "--truth-users", "50", "--out", str(tmp_path / "out")]) == 0
     note = (f"the run in {cut} was interrupted: 3 of 4 rollouts are complete, and only those are read; rerun its "
-            "command with experiment.resume=true to finish it")
+            f"command with experiment.resume=true hydra.run.dir={cut} to finish it")
     captured = capsys.readouterr()
     assert captured.err.splitlines()[0] == f"recoworld ope evaluate: warning: {note}"
     assert f"warning: {note}" in " ".join(captured.out.split())

@@ -66,7 +66,7 @@ def interrupted_job(sweep):
     (job / "status.json").write_text(json.dumps({
         "state": "interrupted", "error": None, "error_type": None, "pid": os.getpid(), "host": socket.gethostname(),
         "parts": {"planned": 3, "complete": [done], "current": None}, "started": now(), "updated": now(),
-        "finished": now(), "attempts": 1}))
+        "finished": now(), "attempts": 1, "sweep": str(sweep)}))
     return job
 
 
@@ -77,8 +77,9 @@ def test_an_interrupted_jobs_line_says_how_many_rollouts_are_kept(tmp_path, caps
     MergeSweep().on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
     job = interrupted_job(sweep)
     assert end_stopped_sweeps(interrupted=True) == [sweep]
-    assert (f"recoworld run: {job} has no metrics.json: the job was interrupted: 1 of 3 rollouts complete; rerun its "
-            "command with experiment.resume=true to finish it") in capsys.readouterr().err
+    assert (f"recoworld run: {job} has no metrics.json: the job was interrupted: 1 of 3 rollouts complete; rerun the "
+            f"sweep's command with experiment.resume=true hydra.sweep.dir={sweep} to finish it") in \
+        capsys.readouterr().err
 
 
 def test_a_sweep_job_refused_its_folder_names_hydra_sweep_dir(tmp_path, capsys):

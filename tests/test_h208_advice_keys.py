@@ -50,7 +50,8 @@ def test_a_sweep_jobs_state_says_to_rerun_the_sweeps_command(tmp_path):
         f"hydra.sweep.dir={sweep} to finish it")
     status = json.loads((tmp_path / "run" / "status.json").read_text())
     assert run_state(tmp_path / "run", status) == (
-        "was interrupted", "rerun its command with experiment.resume=true to finish it")  # a single run's, as it was
+        "was interrupted",  # a single run's: into its own folder (its command alone starts a new one)
+        f"rerun its command with experiment.resume=true hydra.run.dir={tmp_path / 'run'} to finish it")
 
 
 def test_a_sweep_job_given_relative_to_the_working_directory_finds_its_sweep(tmp_path, monkeypatch):

@@ -58,7 +58,7 @@ def test_a_killed_run_whose_pid_another_process_took_resumes(tmp_path, sleeper):
     assert (status["state"], status["pid"], status["lock"]) == ("running", sleeper, LOCK)
     assert run_state(run, status) == (
         f"was killed (its status.json says running, but process {sleeper} does not hold {LOCK})",
-        "rerun its command with experiment.resume=true to finish it")
+        f"rerun its command with experiment.resume=true hydra.run.dir={run} to finish it")
     with RunDirectory.start(run, CONFIG, PLAN, resume=True) as directory:
         assert directory.status["attempts"] == 2
         assert directory.status["previous_attempts"][0]["state"] == "killed"

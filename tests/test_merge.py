@@ -208,15 +208,15 @@ def test_each_job_left_out_is_named_with_its_state_and_what_to_do(tmp_path, caps
     said = {line.split()[2]: line for line in err.splitlines() if "has no metrics.json, left out: " in line}
     assert sorted(said) == [str(tmp_path / str(j)) for j in range(1, 8)]
     assert ("the job failed (RolloutsFailed: agent=random seed=1: WorkerCrashedError: the worker died): 0 of 1 "
-            "rollouts complete; fix that, then rerun its command with experiment.resume=true"
-            in said[str(tmp_path / "1")])
-    assert ("the job was interrupted: 0 of 1 rollouts complete; rerun its command with experiment.resume=true"
-            in said[str(tmp_path / "2")])
+            "rollouts complete; fix that, then rerun its command with experiment.resume=true "
+            f"hydra.run.dir={tmp_path / '1'} to finish it" in said[str(tmp_path / "1")])
+    assert ("the job was interrupted: 0 of 1 rollouts complete; rerun its command with experiment.resume=true "
+            f"hydra.run.dir={tmp_path / '2'} to finish it" in said[str(tmp_path / "2")])
     assert f"the job was killed (its status.json says running, but process {2**22 + 1} has ended)" in \
         said[str(tmp_path / "3")]
     assert "the job is still running" in said[str(tmp_path / "4")]
     assert "its status.json says complete, so the file was removed since; rerun its command with " \
-           "experiment.resume=true to write it again" in said[str(tmp_path / "5")]
+           f"experiment.resume=true hydra.run.dir={tmp_path / '5'} to write it again" in said[str(tmp_path / "5")]
     assert "its status.json is damaged" in said[str(tmp_path / "6")]
     assert "the job stopped before its run began (no status.json; recoworld.log says why)" in said[str(tmp_path / "7")]
     assert "recoworld merge: 1 run, 1 row" in err
@@ -234,7 +234,8 @@ def test_a_damaged_or_foreign_metrics_json_is_named_and_left_out(tmp_path, capsy
     assert table[["seeds", "n_seeds"]].values.tolist() == [["0 1", 2]]
     err = capsys.readouterr().err
     assert f"recoworld merge: {tmp_path / '1' / 'metrics.json'} cannot be read (JSONDecodeError: " in err
-    assert "if its run is complete, rerun its command with experiment.resume=true to write it again: left out" in err
+    assert ("if its run is complete, rerun its command with experiment.resume=true "
+            f"hydra.run.dir={tmp_path / '1'} to write it again: left out") in err
     assert (f"recoworld merge: {tmp_path / 'notes' / 'metrics.json'} is not a recoworld run's metrics.json (it has "
             "no 'agents' mapping): left out") in err
     assert f"recoworld merge: {tmp_path / '2' / '.hydra' / 'overrides.yaml'} cannot be read (" in err

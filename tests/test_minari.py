@@ -173,7 +173,7 @@ def test_the_dataset_of_an_unfinished_run_says_it_is_partial(run_dir, datasets, 
     (cut / "status.json").write_text(json.dumps(status))
     assert cli(["export", "minari", str(cut), "--dataset-id", "recoworld/cut-v0"]) == 0
     note = (f"the run in {cut} was interrupted: 1 of 2 rollouts are complete, and only those are read; rerun its "
-            "command with experiment.resume=true to finish it")
+            f"command with experiment.resume=true hydra.run.dir={cut} to finish it")
     assert capsys.readouterr().err == f"recoworld export minari: warning: {note}\n"
     dataset = minari.load_dataset("recoworld/cut-v0")
     assert dataset.storage.metadata["description"].endswith(f" Partial: {note}.")
@@ -205,7 +205,7 @@ def test_a_rollout_listed_complete_but_missing_is_refused_and_nothing_is_written
     (lacking / file).unlink()
     assert cli(["export", "minari", str(lacking), "--dataset-id", "recoworld/lacking-v0"]) == 2
     assert (f"lists 1 rollout(s) as complete that are not whole on disk ({file} is missing): rerun its command with "
-            "experiment.resume=true") in capsys.readouterr().err
+            f"experiment.resume=true hydra.run.dir={lacking} to run them again") in capsys.readouterr().err
     assert not datasets.exists() or not list(datasets.rglob("lacking*"))
 
 

@@ -95,7 +95,8 @@ def test_failed_parts_are_reported_while_the_others_are_recorded(local_ray, tmp_
     message = str(failure.value)
     assert message.startswith("2 of 4 Ray rollouts failed (")
     assert "agent=broken seed=0: InstantiationException" in message and "agent=broken seed=1: " in message
-    assert message.endswith("the others are recorded: fix the cause and finish the run with experiment.resume=true")
+    assert message.endswith("the others are recorded: fix the cause, then finish the run with experiment.resume=true "
+                            f"hydra.run.dir={tmp_path}")
     assert sorted((p.agent, p.seed) for p in done) == [("random", 0), ("random", 1)]
     assert all(directory.completed(Part("random", seed)) for seed in (0, 1))
     assert (tmp_path / Part("random", 0).file).is_file() and not (tmp_path / Part("broken", 0).file).exists()

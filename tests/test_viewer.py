@@ -109,7 +109,7 @@ def test_view_of_an_unfinished_run_says_so_first_and_on_the_page(two_seeds, run_
     cut = unfinished(two_seeds, tmp_path / "cut", state="interrupted")
     assert view_main([str(cut)]) == 0
     note = (f"the run in {cut} was interrupted: 1 of 2 rollouts are complete, and only those are read; rerun its "
-            "command with experiment.resume=true to finish it")
+            f"command with experiment.resume=true hydra.run.dir={cut} to finish it")
     assert capsys.readouterr().err == f"recoworld view: warning: {note}\n"
     payload = page_payload((cut / PAGE_NAME).read_text())
     assert payload["note"] == note and payload["seeds"] == [0]  # a page kept beside the run says it
@@ -150,8 +150,8 @@ def test_the_note_on_a_run_in_flight_tells_a_live_one_from_a_killed_one(two_seed
     killed = unfinished(two_seeds, tmp_path / "killed", state="running", pid=writer.pid, host=socket.gethostname())
     assert view_main([str(killed)]) == 0
     assert (f"the run in {killed} was killed (its status.json says running, but process {writer.pid} has ended): 1 "
-            "of 2 rollouts are complete, and only those are read; rerun its command with experiment.resume=true to "
-            "finish it") in capsys.readouterr().err
+            "of 2 rollouts are complete, and only those are read; rerun its command with experiment.resume=true "
+            f"hydra.run.dir={killed} to finish it") in capsys.readouterr().err
     failed = unfinished(two_seeds, tmp_path / "failed", state="failed", error="agent exploded", error_type="KeyError")
     assert view_main([str(failed)]) == 0
     assert f"the run in {failed} failed (KeyError: agent exploded): 1 of 2" in capsys.readouterr().err
@@ -162,8 +162,8 @@ def test_the_note_on_a_run_in_flight_tells_a_live_one_from_a_killed_one(two_seed
     assert view_main([str(failed)]) == 2
     assert capsys.readouterr().err == (
         f"recoworld view: the run in {failed} failed (KeyError: agent exploded), and none of its 2 rollouts is "
-        "complete: there is no log to read; fix that, then rerun its command with experiment.resume=true to finish "
-        "it\n")
+        "complete: there is no log to read; fix that, then rerun its command with experiment.resume=true "
+        f"hydra.run.dir={failed} to finish it\n")
     assert not (failed / PAGE_NAME).exists()
 
 
@@ -180,8 +180,8 @@ def test_a_rollout_listed_complete_but_not_whole_on_disk_is_refused(run_dir, tmp
     assert view_main([str(broken)]) == 2
     assert capsys.readouterr().err == (
         f"recoworld view: {broken / 'status.json'} lists 1 rollout(s) as complete that are not whole on disk "
-        f"({problem.format(file=file)}): rerun its command with experiment.resume=true to run them again (it keeps "
-        "the rollouts that are whole)\n")
+        f"({problem.format(file=file)}): rerun its command with experiment.resume=true hydra.run.dir={broken} to "
+        "run them again (it keeps the rollouts that are whole)\n")
     assert not (broken / PAGE_NAME).exists()
 
 

@@ -92,7 +92,7 @@ from recoworld.apps.run.attempts import RolloutAttempts
 from recoworld.apps.run.checks import ExperimentConfigError
 from recoworld.apps.run.hooks import clear_curves, with_training_logs
 from recoworld.apps.run.plugins import check_returned
-from recoworld.apps.run.rundir import Part, RunDirectory
+from recoworld.apps.run.rundir import Part, RunDirectory, how_to_finish
 from recoworld.envs.rollout import rollout
 from recoworld.logs import EpisodeLog, left_by_ended_writers
 
@@ -290,8 +290,8 @@ def ray_parts(cfg: DictConfig, lineup: dict[str, DictConfig], parts: Sequence[Pa
         # In the order of the parts, not of the failures: the same failures, the same message.
         raise RolloutsFailed(f"{len(failures)} of {len(parts)} Ray rollouts failed ("
                              + "; ".join(failures[part] for part in parts if part in failures)
-                             + "); the others are recorded: fix the cause and finish the run with "
-                             "experiment.resume=true")
+                             + "); the others are recorded: fix the cause, then "
+                             + how_to_finish(directory.path, "the run"))
 
 
 def _write_whole(directory: RunDirectory, files: dict[str, bytes]) -> None:

@@ -25,8 +25,8 @@ from urllib.parse import quote, unquote
 
 import pandas as pd
 
-from recoworld.apps.run.rundir import (RESUME_FLAG, STATUS_FILE, RunDirectoryError, part_damage, read_status,
-                                      rerun_sweep, sweep_of)
+from recoworld.apps.run.rundir import (STATUS_FILE, RunDirectoryError, part_damage, read_status, rerun_sweep,
+                                      resume_into, sweep_of)
 from recoworld.apps.status import LOCK_FILE, job_running, writer_running
 from recoworld.logs import LogSchemaError, log_parts, read_log
 
@@ -121,11 +121,12 @@ def run_note(run_dir: str | Path, status: dict | None) -> str | None:
 
 def resume_advice(run_dir: Path) -> str:
     """How to resume the run in ``run_dir``, a phrase that "to finish it" may follow: its
-    command again with ``experiment.resume=true``; for a job of a ``--multirun``
-    (:func:`~recoworld.apps.run.rundir.sweep_of`), the sweep's command, with its
-    ``hydra.sweep.dir``: the job has no command of its own."""
+    command again with ``experiment.resume=true`` and the run's folder as ``hydra.run.dir``
+    (:func:`~recoworld.apps.run.rundir.resume_into`: the command alone starts a new run in a
+    new folder); for a job of a ``--multirun`` (:func:`~recoworld.apps.run.rundir.sweep_of`),
+    the sweep's command, with its ``hydra.sweep.dir``: the job has no command of its own."""
     sweep = sweep_of(run_dir)
-    return f"rerun its command with {RESUME_FLAG}" if sweep is None else rerun_sweep(sweep)
+    return f"rerun its command with {resume_into(run_dir)}" if sweep is None else rerun_sweep(sweep)
 
 
 def run_state(run_dir: Path, status: dict) -> tuple[str, str]:

@@ -27,6 +27,9 @@
     ``error_type``, ``started``, ``finished``, ``updated``) and ``rollouts_complete``, the
     rollouts complete when it ended; ``[]`` for a first attempt. ``state`` and ``error`` speak
     of the latest attempt only, so a resume that fails again keeps the earlier error here;
+  - ``sweep``: the sweep directory (``hydra.sweep.dir``, absolute) of the ``--multirun`` whose
+    job this attempt is, ``null`` for a single run: what tells a job's folder from a single
+    run's wherever it lies (:func:`sweep_of`);
   - ``config``: what a resumed run must repeat (:func:`~recoworld.apps.run.checks.run_identity`);
   - ``config_added``: the keys (dotted) that a newer RecoWorld added to the config since the
     run began, with the defaults its resumes took (``{}`` when none);
@@ -65,6 +68,8 @@ import errno
 import json
 import logging
 import os
+import re
+import shlex
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -181,7 +186,8 @@ class RunDirectory(JobStatus):
                   "parts": {"planned": len(plan), "complete": kept, "current": None},
                   "started": now(), "updated": now(), "finished": None,
                   "pid": os.getpid(), "host": socket.gethostname(), "attempts": attempts,
-                  "previous_attempts": [], "config": config, "config_added": added, "results_attempt": results}
+                  "previous_attempts": [], "sweep": _this_sweep(), "config": config, "config_added": added,
+                  "results_attempt": results}
         if continued:  # before this attempt: the parts the last one had finished
             status["previous_attempts"] = previous_attempts(saved, rollouts_complete=len(saved["parts"]["complete"]))
         directory = cls(path, status, redact)
@@ -365,14 +371,33 @@ def another_folder() -> str:
 
 def how_to_finish(path: str | Path, run: str = "it") -> str:
     """The advice to finish the unfinished run in ``path`` (``run`` names it): ``experiment.resume=true``
-    into that folder, given as ``hydra.run.dir``; or, for a job of a ``--multirun``, the sweep's
-    command again with ``experiment.resume=true`` and its ``hydra.sweep.dir`` (:func:`finish_sweep`):
-    ``hydra.run.dir`` does nothing in a multirun, and the job's folder alone, run as a single run,
-    would need that job's own overrides repeated."""
+    into that folder, given as ``hydra.run.dir`` (:func:`resume_into`); or, for a job of a
+    ``--multirun``, the sweep's command again with ``experiment.resume=true`` and its
+    ``hydra.sweep.dir`` (:func:`finish_sweep`): ``hydra.run.dir`` does nothing in a multirun, and
+    the job's folder alone, run as a single run, would need that job's own overrides repeated."""
     sweep = _sweep_dir()
     if sweep is None:
-        return f"finish {run} with {RESUME_FLAG} hydra.run.dir={path}"
+        return f"finish {run} with {resume_into(path)}"
     return f"finish the sweep by {finish_sweep(sweep)}"
+
+
+def resume_into(path: str | Path) -> str:
+    """The overrides that resume the single run in ``path``: ``experiment.resume=true
+    hydra.run.dir=PATH``, the folder absolute. Its command alone does not find the run: the
+    default ``hydra.run.dir`` (``outputs/${now:...}``) names a new folder at each start, and a
+    relative one is the launch folder's. Given after a ``hydra.run.dir`` the command has, it
+    overrides that one (Hydra takes the last value of a key). A folder that Hydra's override
+    grammar or a shell would misread (a space, a comma: a sweep) is quoted for both, so the
+    advice can be pasted as it is."""
+    folder = str(Path(path).resolve())
+    if not _PLAIN_VALUE.fullmatch(folder):
+        # Hydra's quoted string: a backslash escapes only a quote, or the backslashes before one.
+        folder = '"' + re.sub(r'(\\*)("|$)', lambda m: m[1] * 2 + ("\\" + m[2] if m[2] else ""), folder) + '"'
+    return f"{RESUME_FLAG} {shlex.quote(f'hydra.run.dir={folder}')}"
+
+
+#: A value that Hydra's override grammar reads as it is, unquoted.
+_PLAIN_VALUE = re.compile(r"[\w/.+:%@-]+", re.ASCII)
 
 
 def finish_sweep(sweep: str | Path) -> str:
@@ -391,13 +416,28 @@ def rerun_sweep(sweep: str | Path) -> str:
 def sweep_of(path: str | Path) -> Path | None:
     """The sweep directory, absolute, of the ``--multirun`` whose job ran in ``path``, ``None``
     for a single run's folder: what the folder says of it once its process has ended
-    (:func:`_sweep_dir` is the job's own). The job's ``.hydra/hydra.yaml`` says (its
-    ``hydra.mode`` and ``hydra.sweep.dir``), not a ``multirun.yaml`` that a folder above a
-    single run may hold from an earlier sweep. A job without that file
-    (``hydra.output_subdir=null``), or whose ``hydra.sweep.dir`` was kept unresolved
-    (``multirun/${now:...}``), is a sweep's where its parent holds the sweep's
-    ``multirun.yaml``: Hydra's default subdir is the job's number."""
+    (:func:`_sweep_dir` is the job's own).
+
+    Its ``status.json``'s ``sweep`` says, written by the run itself: ``null`` for a single run
+    (even one whose folder lies in an old sweep's), else the sweep directory, while it still
+    holds the job. A status without the key (a run of an earlier release), or a sweep moved
+    since, leaves it to the job's ``.hydra/hydra.yaml`` (its ``hydra.mode`` and
+    ``hydra.sweep.dir``), not a ``multirun.yaml`` that a folder above a single run may hold
+    from an earlier sweep. A job without that file (``hydra.output_subdir=null``), or whose
+    ``hydra.sweep.dir`` was kept unresolved (``multirun/${now:...}``), is then a sweep's where
+    its parent holds the sweep's ``multirun.yaml``: Hydra's default subdir is the job's number."""
     job = Path(path).resolve()
+    saved = _readable_status(job) or {}
+    recorded = saved.get("sweep")
+    if "sweep" in saved and recorded is None:
+        return None
+    if isinstance(recorded, str) and job.is_relative_to(recorded):
+        return Path(recorded)
+    return _sweep_in_hydra_files(job)
+
+
+def _sweep_in_hydra_files(job: Path) -> Path | None:
+    """:func:`sweep_of` from the job's Hydra files alone, for a folder whose status does not say."""
     hydra = _hydra_settings(job)
     if hydra is None:
         return _parent_sweep(job)
@@ -438,6 +478,17 @@ def _sweep_dir() -> Path | None:
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         return Path(HydraConfig.get().sweep.dir)
     return None
+
+
+def _this_sweep() -> str | None:
+    """:func:`_sweep_dir`, absolute, as ``status.json`` keeps it: a relative one is the launch
+    folder's (Hydra's ``runtime.cwd``), which a job under ``hydra.job.chdir=true`` has left."""
+    sweep = _sweep_dir()
+    if sweep is None:
+        return None
+    from hydra.core.hydra_config import HydraConfig
+
+    return str((Path(HydraConfig.get().runtime.cwd) / sweep).resolve())
 
 
 def rollouts_complete(status: dict) -> str:
