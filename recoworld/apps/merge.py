@@ -6,14 +6,15 @@ and a sweep plot.
     recoworld merge multirun/a multirun/b --out merged --metric ctr
 
 Each ``DIR`` is searched for run directories: those holding a ``metrics.json``. A run's
-*setting* is its job's command-line overrides (``.hydra/overrides.yaml``), ``experiment.seeds``
-aside, and the config it ran: runs that differ only by their seeds are one setting, their
-per-seed values pooled, so that a sweep over seeds as well as parameters ends in one row per
-setting and agent whose mean and 95% Student-t interval (:func:`recoworld.metrics.mean_interval`)
-are across every seed of that setting, summed in seed order. A seed that two runs of one setting
-both ran counts once (the value of the run that comes first in job order of the runs' absolute
-paths), and the console names it. The runs are taken in that order whatever the order of the
-``DIR`` arguments: the same runs give the same files, byte for byte.
+*setting* is its job's command-line overrides (those its ``status.json`` keeps; for a run of an
+earlier release, ``.hydra/overrides.yaml``), ``experiment.seeds`` aside, and the config it ran:
+runs that differ only by their seeds are one setting, their per-seed values pooled, so that a
+sweep over seeds as well as parameters ends in one row per setting and agent whose mean and 95%
+Student-t interval (:func:`recoworld.metrics.mean_interval`) are across every seed of that
+setting, summed in seed order. A seed that two runs of one setting both ran counts once (the
+value of the run that comes first in job order of the runs' absolute paths), and the console
+names it. The runs are taken in that order whatever the order of the ``DIR`` arguments: the same
+runs give the same files, byte for byte.
 
 Runs with the same overrides whose saved configs (the resolved config each run keeps in its
 ``status.json``, :func:`~recoworld.apps.run.checks.run_identity`) differ at a key that changes

@@ -40,19 +40,36 @@ def result_neutral(key: str) -> bool:
 
 
 def run_setting(run: Path) -> dict[str, str]:
-    """The overrides of the job that wrote ``run`` (``key -> value``), ``experiment.seeds`` and
-    the :func:`result_neutral` keys aside."""
-    from omegaconf import OmegaConf
-
-    path = run / ".hydra" / "overrides.yaml"
-    overrides = OmegaConf.to_container(OmegaConf.load(path)) if path.exists() else []
+    """The overrides of the job that wrote ``run`` (``key -> value``, :func:`run_overrides`),
+    ``experiment.seeds`` and the :func:`result_neutral` keys aside."""
     setting = {}
-    for override in overrides:
+    for override in run_overrides(run):
         key, _, value = str(override).partition("=")
         key = key.lstrip("+~")
         if key != SEEDS_KEY and not result_neutral(key):
             setting[key] = value
     return setting
+
+
+def run_overrides(run: Path) -> list:
+    """The command line's overrides of the job that ran ``run``: the ``overrides`` its
+    ``status.json`` keeps, written by the run itself once it started. Not
+    ``.hydra/overrides.yaml`` first: Hydra rewrites it at every ``recoworld run`` into the
+    folder, one that is then refused included (the run is complete, or is resumed with
+    another config). A run whose status has none (of an earlier release, or a damaged one,
+    which :func:`saved_config` reports) is read from that file; none at all gives ``[]``."""
+    from omegaconf import OmegaConf
+
+    from recoworld.apps.run.rundir import RunDirectoryError, read_status
+
+    try:
+        status = read_status(run) or {}
+    except RunDirectoryError:
+        status = {}
+    if isinstance(overrides := status.get("overrides"), list):
+        return overrides
+    path = run / ".hydra" / "overrides.yaml"
+    return OmegaConf.to_container(OmegaConf.load(path)) if path.exists() else []
 
 
 def read_metrics(run: Path) -> dict:

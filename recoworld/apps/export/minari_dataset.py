@@ -9,7 +9,8 @@ one Minari episode of ``T`` steps. The encoding, which the dataset's spaces reco
   last), a ``Dict`` of what the recommender saw before choosing the slate, rebuilt from the log:
 
   - ``history_items`` ``(H,)`` int64: the user's last ``H`` clicked items in this episode,
-    newest first (within one slate, top first: the env's ``history_items``), ``-1`` padded;
+    newest first (within one slate, top first: the env's ``history_items``), ``-1`` padded
+    (``H``: ``--history``, by default the run's ``env.history_length``);
   - ``session`` ``(2,)`` int64: sessions the user completed, and steps already served in
     the current session;
   - ``instruction_in_force`` ``Discrete(2)``: an instruction of the user was in force.
@@ -68,7 +69,7 @@ def default_dataset_id(run_dir: Path, segment: str | None = None) -> str:
 
 
 def export_minari(run_dir: str | Path, dataset_id: str | None = None, *, agent: str | None = None,
-                  history: int = HISTORY, segment: str | None = None):
+                  history: int | None = None, segment: str | None = None):
     """Write the run's log as the Minari dataset ``dataset_id`` and return it (a ``MinariDataset``).
 
     The dataset is written whole or not at all (:func:`write_dataset`). The log is that of
@@ -80,7 +81,8 @@ def export_minari(run_dir: str | Path, dataset_id: str | None = None, *, agent: 
         run_dir: a ``recoworld run`` directory (its catalog gives ``n_items``).
         dataset_id: Minari's ``(namespace/)name-vN`` (default :func:`default_dataset_id`).
         agent: export only this agent's episodes (one behaviour policy); default all.
-        history: clicked items kept in ``history_items``.
+        history: clicked items kept in ``history_items`` (default: the run's
+            ``env.history_length``, what its agents saw; 10 where its config does not say).
         segment: export the episodes of this one of the run's ``experiment.segments``.
 
     Raises:
@@ -99,20 +101,22 @@ def export_minari(run_dir: str | Path, dataset_id: str | None = None, *, agent: 
                                        segment=segment))
 
 
-def _export(run_dir: Path, status: dict | None, dataset_id: str | None, *, agent: str | None, history: int,
-            segment: str | None) -> str:
+def _export(run_dir: Path, status: dict | None, dataset_id: str | None, *, agent: str | None,
+            history: int | None, segment: str | None) -> str:
     """:func:`export_minari` of the run whose ``status.json`` the caller read as ``status``,
     up to the dataset written: returns its id."""
     from gymnasium import spaces
 
     from recoworld.apps.run.run_log import read_run_log_at
-    from recoworld.apps.view.data import run_catalog
+    from recoworld.apps.view.data import run_catalog, run_config
 
-    if not isinstance(history, int) or history < 1:
+    if history is not None and (not isinstance(history, int) or history < 1):
         raise ValueError(f"history={history!r}: give the number of clicked items per observation, an integer >= 1")
     dataset_id = dataset_id or default_dataset_id(run_dir, segment)
     _check_new_dataset_id(dataset_id)  # before the log is read: a refusal costs nothing
     catalog = run_catalog(run_dir)  # first: a folder that is not a run is named as such
+    if history is None:
+        history = int(run_config(run_dir)[0].get("env", {}).get("history_length") or HISTORY)
     run = read_run_log_at(run_dir, status, segment)
     log = run.log
     agents = lineup_order(run_dir, status, set(log["agent"]))
@@ -229,7 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dataset-id", help="Minari id, (namespace/)name-vN (default: recoworld/<run name>-v0, "
                         "with --segment recoworld/<run name>-<segment>-v0)")
     parser.add_argument("--agent", help="export only this agent's episodes (default: every agent of the run)")
-    parser.add_argument("--history", type=int, default=HISTORY, help=f"clicked items per observation ({HISTORY})")
+    parser.add_argument("--history", type=int, help="clicked items per observation (default: the run's "
+                        f"env.history_length, what its agents saw; {HISTORY} where its config does not say)")
     parser.add_argument("--segment", metavar="NAME", help="export the episodes of this one of the run's "
                         "experiment.segments (default: the run's whole population)")
     args = parser.parse_args(argv)

@@ -40,6 +40,7 @@ from omegaconf import DictConfig
 
 import recoworld.conf  # noqa: F401  (registers the structured-config schemas)
 from recoworld.apps.merge_multirun import end_stopped_sweeps
+from recoworld.apps.run import hydra_files
 from recoworld.apps.run.checks import (
     ExperimentConfigError, check_overrides, check_segments, check_world, experiment_settings, override_key,
     unknown_key_hint, world_path_hint,
@@ -60,7 +61,13 @@ class JobFailed(CompactHydraException):
 
 @hydra.main(version_base="1.3", config_path="pkg://recoworld.conf", config_name="config")
 def _job(cfg: DictConfig) -> None:
-    hydra_cfg = HydraConfig.get()
+    # Hydra has rewritten .hydra/ in the job's folder: a run that does not start there (the
+    # folder refuses it, or it stops first) puts back the files of the run that did.
+    with hydra_files.restored(HydraConfig.get().runtime.output_dir):
+        _run_job(cfg, HydraConfig.get())
+
+
+def _run_job(cfg: DictConfig, hydra_cfg) -> None:
     secrets_in_config(cfg)  # keys set in config files, not only on the command line
     try:
         # The checks that read the composed config alone (the runner repeats them for its

@@ -8,10 +8,13 @@ writes TensorBoard event files under the run directory::
 
 and, for each of ``experiment.segments``, the same under ``tensorboard/segment=<segment>/``.
 A part that a resumed run redoes writes its curves again from their first step, in place of
-those of the attempt that was cut short (an SB3 agent retrains from scratch, and repeats
-the same curve: its seed decides it); the parts that were complete keep theirs. A resume
-with ``experiment.tensorboard=false`` still deletes the curves of the parts it redoes: they
-were cut short, and would not match the log.
+those of the attempt that was cut short (an SB3 agent retrains from scratch, and repeats the
+same curve: its seed decides it); the parts that were complete keep theirs. A resume with
+``experiment.tensorboard=true`` of a run whose complete parts have no scalars (an earlier
+attempt ran with it off) writes them from those parts' logs, the same values
+(:func:`complete_parts_scalars`); their SB3 training curves, which no log holds, are named
+in a warning. A resume with ``experiment.tensorboard=false`` still deletes the curves of the
+parts it redoes: they were cut short, and would not match the log.
 
 Whatever writes curves is built for the folder it writes in, laid out as the run directory:
 :func:`part_hooks` gives a part's hooks for a folder, and :func:`with_training_logs` points
@@ -46,6 +49,7 @@ run before its first part, in the same line with either executor (:func:`check_c
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -55,7 +59,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from recoworld.apps.run.checks import ExperimentConfigError
 from recoworld.apps.run.rundir import Part
 from recoworld.envs.rollout import Hook, RolloutResult, Step
-from recoworld.logs import TEMPORARY_SUFFIX
+from recoworld.logs import TEMPORARY_SUFFIX, list_column, read_log, replacing
+
+log = logging.getLogger(__name__)
 
 #: The class whose configs get a ``tensorboard_log`` (SB3's training curves).
 SB3_AGENT = "recoworld.agents.sb3.SB3Agent"
@@ -64,6 +70,8 @@ TENSORBOARD_DIR = "tensorboard"
 SB3_FOLDER = "sb3"
 #: The start of the name of a TensorBoard event file (what ``tensorboard --logdir`` reads).
 EVENT_FILES = "events.out.tfevents."
+#: The columns of a step that its scalars are computed from (the feedback's, then its info's).
+STEP_COLUMNS = ("reward", "clicked", "left_session", "returned", "instruction_in_force", "compliance")
 NEEDS_TENSORBOARD = ("experiment.tensorboard=true needs the tensorboard package: pip install "
                      "'recoworld[tensorboard]' (or run with experiment.tensorboard=false)")
 
@@ -93,6 +101,34 @@ def clear_curves(run_dir: str | Path, part: Part) -> None:
     training, rollout = _curve_folders(run_dir, part)
     _delete_training_runs(training, part.seed)
     _delete_events(rollout)
+
+
+def complete_parts_scalars(cfg: DictConfig, lineup: dict[str, DictConfig], folder: Path, parts) -> None:
+    """With ``experiment.tensorboard`` on, write the rollout scalars of each of ``parts``
+    (complete parts, their logs in the run directory ``folder``) that has none: those an
+    earlier attempt with the flag off finished, which a resume keeps. They are rebuilt from
+    the part's log by :class:`TensorBoardScalars`, so they hold what the rollout would have
+    written live. An SB3 agent's training curves are no part of the log: a complete part that
+    has none is named in a warning."""
+    if not cfg.experiment.get("tensorboard", False):
+        return
+    untrained = []
+    for part in parts:
+        training, rollout = _curve_folders(folder, part)
+        if not any(rollout.glob(f"{EVENT_FILES}*")):
+            _delete_events(rollout)  # the temporaries a killed driver left
+            rollout.parent.mkdir(parents=True, exist_ok=True)
+            # Written whole, then named: a stop leaves no curve that a later resume would take for complete.
+            with replacing(rollout, folder=True) as temporary:
+                TensorBoardScalars(temporary).from_log(read_log(folder / part.file), part.agent, int(cfg.env.num_envs))
+        agent = lineup[part.agent]
+        if (agent.get("_target_") == SB3_AGENT and agent.get("tensorboard_log") is None
+                and not any(training.glob(f"*_seed{part.seed}_[0-9]*"))):
+            untrained.append(str(Path(*Path(part.file).parts[1:]).with_suffix("")))
+    if untrained:
+        log.warning("no TensorBoard training curves for %s: an earlier attempt finished these rollouts with "
+                    "experiment.tensorboard=false, and no log holds training; for their curves, rerun the command "
+                    "into a new folder (another hydra.run.dir)", ", ".join(untrained))
 
 
 def with_training_logs(cfg: DictConfig, lineup: dict[str, DictConfig], folder: str | Path,
@@ -232,26 +268,47 @@ class TensorBoardScalars(StaleScalars):
 
     def on_start(self, env, agent, seed: int, label: str) -> None:
         super().on_start(env, agent, seed, label)
+        self._open(label, int(env.num_envs))
+
+    def _open(self, label: str, slots: int) -> None:
         self.writer = summary_writer(self.folder)
-        self.label, self.total, self.slots = label, 0.0, int(env.num_envs)
+        self.label, self.total, self.slots = label, 0.0, slots
 
     def on_step(self, step: Step) -> None:
         feedback, info = step.feedback, step.feedback.info
         valid = np.asarray(feedback.valid, dtype=bool)
-        if not valid.any():
-            return
-        reward = np.asarray(feedback.reward, dtype=np.float64)[valid]
+        if valid.any():
+            self._write(step.t, {"reward": feedback.reward, "clicked": feedback.clicked,
+                                 **{name: info[name] for name in STEP_COLUMNS[2:]}}, valid)
+
+    def _write(self, t: int, columns: dict, rows) -> None:
+        """The scalars of rollout step ``t`` from its ``rows`` of ``columns`` (:data:`STEP_COLUMNS`):
+        its real interactions, from the env's feedback live or from a part's log."""
+        reward = np.asarray(columns["reward"], dtype=np.float64)[rows]
         self.total += float(reward.sum())
         scalars = {"return": self.total / self.slots, "reward": float(reward.mean()),
-                   "ctr": float(np.asarray(feedback.clicked, dtype=np.float64)[valid].mean())}
-        left = np.asarray(info["left_session"], dtype=bool)[valid]
+                   "ctr": float(np.asarray(columns["clicked"], dtype=np.float64)[rows].mean())}
+        left = np.asarray(columns["left_session"], dtype=bool)[rows]
         if left.any():
-            scalars["return_rate"] = float(np.asarray(info["returned"], dtype=bool)[valid][left].mean())
-        in_force = np.asarray(info["instruction_in_force"], dtype=bool)[valid]
+            scalars["return_rate"] = float(np.asarray(columns["returned"], dtype=bool)[rows][left].mean())
+        in_force = np.asarray(columns["instruction_in_force"], dtype=bool)[rows]
         if in_force.any():
-            scalars["compliance"] = float(np.asarray(info["compliance"], dtype=np.float64)[valid][in_force].mean())
+            scalars["compliance"] = float(np.asarray(columns["compliance"], dtype=np.float64)[rows][in_force].mean())
         for name, value in scalars.items():
-            self.writer.add_scalar(f"{self.label}/{name}", value, step.t)
+            self.writer.add_scalar(f"{self.label}/{name}", value, t)
+
+    def from_log(self, frame, label: str, slots: int) -> None:
+        """Write the scalars of a part's rollout from its log ``frame`` (a DataFrame of
+        :func:`~recoworld.logs.read_log`: its rows are the real interactions, ``rollout_step``
+        the step), the same as the rollout wrote live, and close the file."""
+        self._open(label, slots)
+        try:
+            columns = {name: list_column(frame, name) if name == "clicked" else frame[name].to_numpy()
+                       for name in STEP_COLUMNS}
+            for t, rows in sorted(frame.groupby("rollout_step").indices.items()):
+                self._write(int(t), columns, rows)
+        finally:
+            self.close()
 
     def on_end(self, result: RolloutResult) -> None:
         self.close()

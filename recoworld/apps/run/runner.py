@@ -7,7 +7,8 @@ runs :func:`~recoworld.envs.rollout.rollout`. The run directory
 (:mod:`recoworld.apps.run.rundir`: what is written when, and how a run resumes) receives:
 
 - ``status.json``: the state of the run (running, failed, interrupted, complete), its
-  error, the parts complete, and the config a resumed run must repeat;
+  error, the parts complete, the config a resumed run must repeat, and (under ``recoworld
+  run``) ``overrides``, the command line's overrides of its latest start;
 - ``lineup.yaml``: the resolved config of every agent that ran;
 - ``episodes/agent=<agent>/seed=<seed>.parquet``: every interaction of one part, in the
   schema of :mod:`recoworld.logs` (``read_log(run_dir)`` reads them all);
@@ -23,8 +24,9 @@ touched. ``metrics.json`` and the plots are written only when every part is comp
 failed or interrupted run (Ctrl-C, or ``kill``: SIGTERM is taken as Ctrl-C) leaves
 ``status.json`` saying so and its complete parts, which ``experiment.resume=true`` keeps.
 
-Hydra writes the composed config to ``.hydra/`` next to them (the last invocation's; the
-run's own is in ``status.json``). Each simulator is closed
+Hydra writes the composed config to ``.hydra/`` next to them (the last invocation's, even
+one refused; the run's own config and overrides are in ``status.json``, which the viewer, the
+Minari export and ``recoworld merge`` read). Each simulator is closed
 (:meth:`~recoworld.simulators.base.UserSimulator.close`) when its rollout ends, and what the
 simulator config builds once for all rollouts — the chat model of LLM users — when the run
 ends, errors included. API keys never reach the run directory: :func:`redact_secrets`
@@ -57,11 +59,12 @@ from rich.progress import (
 
 from recoworld.apps.calibrate.fit import ensure_world
 from recoworld.apps.calibrate.progress import torch_threads
-from recoworld.apps.run import report
+from recoworld.apps.run import hydra_files, report
 from recoworld.apps.run.executor import built, instantiated, ray_parts, rollout_part
 from recoworld.apps.run.cost import check_llm_cost, check_copied_users
 from recoworld.apps.run.hooks import (
-    TrainingProgress, check_curve_folders, check_tensorboard, part_hooks, with_training_logs,
+    TrainingProgress, check_curve_folders, check_tensorboard, complete_parts_scalars, part_hooks,
+    with_training_logs,
 )
 from recoworld.apps.run.plugins import fit_plugin_config, fit_plugin_targets, target_name
 from recoworld.apps.run.privileged import unserved
@@ -214,6 +217,12 @@ def run_experiment(
                                        default=None if default is None else lambda: _identity(default()))
         # The folder stays locked (status.json's writer) until the run has recorded its ending.
         with directory, directory.recording(), kill_stops_like_ctrl_c(), torch_threads(settings.torch_threads):
+            hydra_files.started(directory.path)  # .hydra/ is this run's: no earlier run's to put back
+            if (overrides := _job_overrides(directory.path)) is not None:
+                # The run's own record of its command line, saved with the status's next write (each
+                # run makes one: a part begins, or the run ends); Hydra's .hydra/overrides.yaml is
+                # rewritten by any later start in the folder, a refused one included.
+                directory.status["overrides"] = overrides
             catalog = _build_world(cfg, lineup, settings.seeds)
             for segment, segment_cfg in segments.items():
                 _run_parts(segment_cfg, lineup, segment, catalog, directory, console)
@@ -234,6 +243,19 @@ def run_experiment(
         raise stopped from err
     report.print_summary(metrics, console, directory.path)
     return metrics
+
+
+def _job_overrides(run_dir: Path) -> list[str] | None:
+    """The command line's overrides (Hydra's ``overrides.task``, secrets blanked) of the Hydra
+    job whose folder is ``run_dir``; ``None`` for a run outside one (a Python caller's)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    job = HydraConfig.get()
+    if Path(job.runtime.output_dir).resolve() != run_dir.resolve():
+        return None
+    return [redact_text(str(override)) for override in job.overrides.task]
 
 
 def _identity(config: tuple[DictConfig, dict[str, DictConfig]] | None) -> dict | None:
@@ -268,6 +290,7 @@ def _run_parts(cfg: DictConfig, lineup: dict[str, DictConfig], segment: str | No
     recorded with the simulator's metrics once its file is in place."""
     experiment = cfg.experiment
     parts = [Part(name, int(seed), segment) for name in lineup for seed in experiment.seeds]
+    complete_parts_scalars(cfg, lineup, directory.path, [part for part in parts if directory.completed(part)])
     if all(directory.completed(part) for part in parts):
         return
     with ExitStack() as run:

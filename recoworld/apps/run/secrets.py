@@ -36,9 +36,10 @@ import sys
 import threading
 import traceback
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 #: What replaces an API key in any output.
@@ -189,12 +190,41 @@ def _redacting_excepthook(previous):
     return hook
 
 
+class HydraFilesUnwritable(CompactHydraException):
+    """A full disk, a spent quota or a read-only file system stopped Hydra's writing of a
+    job's ``.hydra/`` files, before the run began: Hydra prints this one line (what to free,
+    where, how to go on), not its traceback."""
+
+
 def _save_config_redacted(cfg, filename: str, output_dir: Path) -> None:
-    """Hydra's ``_save_config``, writing redacted text (and learning the config's keys first)."""
+    """Hydra's ``_save_config``, writing redacted text (and learning the config's keys first).
+    What the file held is kept, for the folder's run if this job's run does not start there
+    (:mod:`~recoworld.apps.run.hydra_files`). A file it cannot write is removed, and a full disk
+    stops the run in the line a full disk gives later in the run (:class:`HydraFilesUnwritable`)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from recoworld.apps.run import hydra_files
+
     secrets_in_config(cfg)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    with open(str(output_dir / filename), "w", encoding="utf-8") as file:
-        file.write(redact_text(OmegaConf.to_yaml(cfg)))
+    path, folder = output_dir / filename, Path(HydraConfig.get().runtime.output_dir)
+    earlier = hydra_files.note(folder, path)  # put back if the run does not start in the folder
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with open(str(path), "w", encoding="utf-8") as file:
+            file.write(redact_text(OmegaConf.to_yaml(cfg)))
+    except OSError as err:
+        from recoworld.apps.run.rundir import unwritable
+
+        if not earlier:  # a file of this job's alone, cut short (an earlier run's is put back whole)
+            with suppress(OSError):  # on a read-only file system there is nothing to remove
+                path.unlink(missing_ok=True)
+        hydra_files.restore(folder)  # the job will not run: the folder's files are its run's
+        # A failed write() names no file: the message names the one that was being written.
+        named = OSError(err.errno, err.strerror, err.filename or str(path))
+        stopped = unwritable(named, folder, None)
+        if stopped is None:
+            raise
+        raise HydraFilesUnwritable(f"recoworld run: error: {stopped}") from err
 
 
 def _omegaconf_save_redacted(save):

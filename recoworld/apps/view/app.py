@@ -20,7 +20,7 @@ def view_run(run_dir: str | Path, out: str | Path | None = None, *, max_users: i
     Args:
         run_dir: a ``recoworld run`` directory (its log is read with
             :func:`recoworld.apps.run.run_log.read_run_log`, its catalog rebuilt from
-            ``.hydra/config.yaml``).
+            the config it ran, :func:`~recoworld.apps.view.data.run_config`).
         out: where to write the page (default: ``RUN_DIR/sessions.html``), a file ending in
             ``.html``; an existing file is replaced only if it is a page of the viewer.
         max_users: show the first ``max_users`` user slots of each agent and seed

@@ -1,8 +1,8 @@
 """What the session viewer shows, read from a run directory.
 
-:func:`run_catalog` rebuilds the run's catalog from its saved config (titles and genres are
-not in the log, which stores catalog ids), and :func:`viewer_payload` turns the episode log
-into the page's data: one entry per user episode (an agent, a seed, a user slot and the
+:func:`run_catalog` rebuilds the run's catalog from the config it ran (:func:`run_config`;
+titles and genres are not in the log, which stores catalog ids), and :func:`viewer_payload`
+turns the episode log into the page's data: one entry per user episode (an agent, a seed, a user slot and the
 slot's episode), each holding its steps column by column (see :func:`viewer_payload`).
 """
 
@@ -34,7 +34,7 @@ PLACED = {"agent", "seed", "user", "episode", "episode_seed", "slate", "candidat
 
 
 def run_catalog(run_dir: str | Path):
-    """The catalog of the run in ``run_dir``, rebuilt from its ``.hydra/config.yaml``.
+    """The catalog of the run in ``run_dir``, rebuilt from the ``world`` of :func:`run_config`.
 
     Raises:
         FileNotFoundError: the directory does not exist, or holds no saved config (it is not
@@ -42,21 +42,53 @@ def run_catalog(run_dir: str | Path):
             folder or a folder of runs).
         ValueError: ``run_dir`` is a file, or its saved config is damaged or does not build.
     """
-    import yaml
     from hydra.errors import HydraException
     from hydra.utils import instantiate
+
+    config, saved = run_config(run_dir)
+    try:
+        return instantiate(config.world)
+    except HydraException as err:
+        raise ValueError(f"the run's catalog could not be rebuilt from the `world` node of {saved}: "
+                         f"{_first_line(err)}") from None
+
+
+def run_config(run_dir: str | Path):
+    """The config that the run in ``run_dir`` ran (an OmegaConf node with its ``world``,
+    ``simulator``, ``env`` and ``agents``), and the file it was read from.
+
+    That is the ``config`` of its ``status.json``, which only a run that started there writes.
+    Not ``.hydra/config.yaml`` first: Hydra rewrites it at every ``recoworld run`` into the
+    folder, one that is then refused included (the run is complete, or is resumed with another
+    config), so it can describe a config that never ran. A folder whose ``status.json`` holds
+    no config (a run of a release before it), or is damaged (which reading its log reports),
+    is read from ``.hydra/config.yaml``.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`run_catalog`.
+    """
+    import yaml
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
+
+    from recoworld.apps.run.rundir import STATUS_FILE, RunDirectoryError, read_status
 
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise FileNotFoundError(f"{run_dir} does not exist: give the directory of a `recoworld run`")
     if not run_dir.is_dir():
         raise ValueError(f"{run_dir} is a file: give the directory of a `recoworld run` (the folder it wrote)")
+    try:
+        status = read_status(run_dir)
+    except RunDirectoryError:
+        status = None
+    if isinstance(config := (status or {}).get("config"), dict) and isinstance(config.get("world"), dict):
+        return OmegaConf.create(config), run_dir / STATUS_FILE
     saved = run_dir / ".hydra" / "config.yaml"
     if not saved.is_file():
         # A sweep's folder (multirun/DATE/TIME) or a day's (outputs/DATE) holds runs: name them.
-        runs = sorted((p for p in run_dir.iterdir() if (p / ".hydra" / "config.yaml").is_file()),
+        runs = sorted((p for p in run_dir.iterdir() if (p / ".hydra" / "config.yaml").is_file()
+                       or (p / STATUS_FILE).is_file()),
                       key=lambda p: (not p.name.isdecimal(), int(p.name) if p.name.isdecimal() else 0, p.name))
         if runs:
             listed = ", ".join(p.name for p in runs[:5]) + (f" and {len(runs) - 5} more" if len(runs) > 5 else "")
@@ -65,15 +97,12 @@ def run_catalog(run_dir: str | Path):
         raise FileNotFoundError(f"{saved} does not exist: give the directory of a `recoworld run` "
                                 "(it saves its config under .hydra/)")
     try:
-        world = OmegaConf.load(saved).world
+        config = OmegaConf.load(saved)
+        config.world  # noqa: B018 - a file without a world is no run's config
     except (yaml.YAMLError, OmegaConfBaseException) as err:
         raise ValueError(f"{saved} is damaged or was edited ({type(err).__name__}: {_first_line(err)}): the run's "
                          "catalog is rebuilt from its `world` node; restore the file") from None
-    try:
-        return instantiate(world)
-    except HydraException as err:
-        raise ValueError(f"the run's catalog could not be rebuilt from the `world` node of {saved}: "
-                         f"{_first_line(err)}") from None
+    return config, saved
 
 
 def _first_line(error: BaseException) -> str:
