@@ -237,7 +237,8 @@ class BernoulliTS(PosteriorSampler, ItemBandit):
         posterior_scale: :math:`v`, the scale of the draws around the posterior mean.
         per_slot: one posterior draw per position instead of one per slate.
         propensity_samples: Monte-Carlo replays behind :meth:`propensities` (seeded; 0 skips
-            them; see :mod:`recoworld.agents.sampling` for their error and cost). A single
+            them; see :mod:`recoworld.agents.sampling` for their error and cost), and all the
+            replays behind :meth:`evaluation_propensities`. A single
             slot's propensity is exact instead (a one-dimensional integral).
         propensity_matches, max_propensity_samples: the second phase of the replays
             (geometric resampling), as for :class:`~recoworld.agents.thompson.LinearTS`.
@@ -275,16 +276,17 @@ class BernoulliTS(PosteriorSampler, ItemBandit):
 
         return draw
 
-    def propensities(self, obs: Observation, action: np.ndarray) -> dict[str, np.ndarray] | None:
+    def estimate_propensities(self, obs: Observation, action: np.ndarray, side: str) -> dict[str, np.ndarray] | None:
         """Exact for a single slot (:func:`~recoworld.agents.sampling.beta_top_one_propensity`;
-        ``slate_se`` 0) or while :attr:`cold` (the popularity order); Monte Carlo otherwise."""
+        ``slate_se`` 0) or while :attr:`cold` (the popularity order), for either side of the
+        weight; Monte Carlo otherwise."""
         action = np.asarray(action)
         if self.propensity_samples <= 0:
             return None
         if self.cold:
             return deterministic(action)
         if action.shape[1] > 1:
-            return super().propensities(obs, action)
+            return super().estimate_propensities(obs, action, side)
         alpha, beta = (p[obs[CANDIDATE_IDS]] for p in self.posterior())
         slate = beta_top_one_propensity(alpha, beta, action[:, 0])
         return {"slate": slate, "position": slate[:, None].copy(), "cascade": slate[:, None].copy(),

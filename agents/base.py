@@ -151,6 +151,11 @@ class Recommender(_NamedArguments, ABC):
         ranked slate), and optionally ``"position"`` ``[B, K]`` (candidate at position k)
         and ``"cascade"`` ``[B, K]`` (positions 0..k as shown). Deterministic agents
         return ones.
+
+        An agent that can only estimate them reads these for its logs, where their inverse
+        weighs the logged rows, and may add ``evaluation_propensities(obs, action)``, of the
+        same form, unbiased for the probabilities themselves: what off-policy evaluation asks
+        of the policy it evaluates (the Thompson samplers, :mod:`recoworld.agents.sampling`).
         """
         return None
 

@@ -36,7 +36,10 @@ re-keys the copied users (:func:`recoworld.rng.mix64` of the key and a salt of t
 planner's seed, its step and the rollout), so its draws are independent of those the real
 users will make. Rollout ``r`` of every rule shares its key and candidate draws (common
 random numbers), so rules are compared on the same luck. The real users are untouched: the
-copy is made afresh at every step. Deterministic for a seed. It needs a batched user model
+copy is made afresh at every step. Deterministic for a seed, but not a function of the
+request alone: the same request, served again, runs a lookahead of other draws, which may
+pick another rule where rules' values are close, so its propensities are unknown
+(``None``) but with a single rule. It needs a batched user model
 whose state is a dataclass of per-user tensors (the statistical and calibrated users).
 """
 
@@ -143,8 +146,12 @@ class PlanningOracle(Recommender):
         self.rule_counts += np.bincount(choice, minlength=len(self.rules))
         return first[torch.arange(len(ids)), torch.from_numpy(choice)].cpu().numpy()
 
-    def propensities(self, obs: Observation, action: np.ndarray) -> dict[str, np.ndarray]:
-        return deterministic(action)
+    def propensities(self, obs: Observation, action: np.ndarray) -> dict[str, np.ndarray] | None:
+        """Ones with a single rule, whose slate is chosen without a lookahead; otherwise
+        ``None`` (unknown): the lookahead's draws are new at every call (its salts count the
+        decisions), so the same request may be served another rule's slate, with
+        probabilities no closed form gives."""
+        return deterministic(action) if len(self.rules) == 1 else None
 
     def update(self, feedback: Feedback) -> None:
         rated = feedback.clicked.astype(bool) & feedback.valid[:, None]

@@ -7,8 +7,29 @@ with the best not-yet-shown candidate under a fresh draw ``k``, so one slate tri
 
 Thompson samplers have no closed-form slate propensities, so
 :func:`monte_carlo_propensities` estimates them by replaying the agent's draw with a
-generator of its own (the acting generator is left untouched, and the same inputs give the
-same estimate), in two phases per row:
+generator of its own (the acting generator is left untouched). Each call replays a stream of
+its own, the next of a sequence fixed by the agent's seed (:meth:`PosteriorSampler.propensities`
+counts its calls, and a pickled agent keeps the count): a frozen agent asked about the same
+request at every step reads a fresh estimate each time, whose errors average out over a log,
+where one stream would repeat one error at every step; the same seed and the same calls give
+the same estimates.
+
+Which estimate is unbiased depends on the side of the importance weight ``pi / mu`` it
+serves, as no estimate is unbiased for both ``p`` and ``1 / p``:
+
+* the **logging** side, the denominator ``mu``, needs ``1 / p_hat`` unbiased:
+  :meth:`PosteriorSampler.propensities` (``side="logging"``), which a rollout logs, reads the
+  two phases below;
+* the **evaluation** side, the numerator ``pi``, needs ``p_hat`` itself unbiased:
+  :meth:`PosteriorSampler.evaluation_propensities` (``side="evaluation"``), which
+  ``recoworld ope evaluate`` asks of the evaluated policy, reads the plain frequencies
+  ``m / D`` of ``D = n_samples`` replays (``E[m/D] = p``). The logging side's reading weighs
+  there too much: ``(m+1) / (D+1)`` is above ``p`` by ``(1-p) / (D+1)``, a row out of reach
+  reads ``1 / (M+1)`` however rare its slate, and over all the slates of a request the
+  logging side's estimates sum to far more than 1 (14 over the 6,840 slates of 3 out of 20
+  candidates of a trained Bernoulli sampler).
+
+The logging side replays in two phases per row:
 
 1. ``n_samples`` draws;
 2. rows whose logged slate came up fewer than ``min_matches`` (``r``) times, and that may
@@ -118,9 +139,13 @@ def monte_carlo_propensities(
     seed: np.random.SeedSequence | int,
     min_matches: int = MIN_MATCHES,
     max_samples: int = MAX_SAMPLES,
+    side: str = "logging",
 ) -> dict[str, np.ndarray] | None:
     """Estimate the propensities of ``action`` ``[B, K]`` by replaying the policy (``None``
-    when ``n_samples`` is 0); see the module docstring for the two phases.
+    when ``n_samples`` is 0), for the ``side`` of the importance weight they serve (see the
+    module docstring): ``"logging"`` (``1 / p_hat`` unbiased; two phases, up to
+    ``max_samples`` replays per row) or ``"evaluation"`` (``p_hat`` unbiased: the frequencies
+    of ``n_samples`` replays; ``min_matches`` and ``max_samples`` unused).
 
     ``draw_slates(rng, n, rows)`` returns ``n`` independent slates for each of the rows
     ``rows`` (indices into ``action``), ``[n, len(rows), K]``, drawn exactly as the agent's
@@ -128,6 +153,8 @@ def monte_carlo_propensities(
 
     Returns ``{"slate" [B], "position" [B, K], "cascade" [B, K], "slate_se" [B], "draws" [B]}``.
     """
+    if side not in ("logging", "evaluation"):
+        raise ValueError(f"side={side!r}; give 'logging' (the weight's denominator) or 'evaluation' (its numerator)")
     if n_samples <= 0:
         return None
     if min_matches < 1 or max_samples < n_samples:
@@ -137,6 +164,8 @@ def monte_carlo_propensities(
     action = np.asarray(action)
     tallies = Tallies(np.zeros(action.shape), np.zeros(action.shape), np.zeros(len(action), dtype=np.int64))
     _replay(draw_slates, rng, action, np.arange(len(action)), tallies, min_matches, n_samples, n_samples)
+    if side == "evaluation":
+        return frequencies(tallies)
     short = (tallies.prefixes[:, -1] < min_matches) & (tallies.draws < max_samples)
     within = reachable(tallies, max_samples)
     _replay(draw_slates, rng, action, np.flatnonzero(short & within), tallies, min_matches, n_samples, max_samples)
@@ -169,6 +198,15 @@ def tallied_propensities(tallies: Tallies, n_samples: int, min_matches: int, max
     slate = cascade[:, -1].copy()
     slate_se = np.sqrt(slate * (1 - slate) / tallies.draws)
     return {"slate": slate, "position": position, "cascade": cascade, "slate_se": slate_se, "draws": tallies.draws}
+
+
+def frequencies(tallies: Tallies) -> dict[str, np.ndarray]:
+    """The evaluation side's estimates read from ``tallies`` of a fixed number of replays per
+    row: the plain frequencies ``matches / draws``, unbiased for the propensities themselves."""
+    draws = tallies.draws[:, None]
+    slate = tallies.prefixes[:, -1] / tallies.draws
+    return {"slate": slate, "position": tallies.matches / draws, "cascade": tallies.prefixes / draws,
+            "slate_se": np.sqrt(slate * (1 - slate) / tallies.draws), "draws": tallies.draws}
 
 
 def _replay(draw_slates, rng, action, active, tallies: Tallies, min_matches: int, at_least: int, limit: int) -> None:
@@ -325,7 +363,8 @@ class PosteriorSampler:
 
     The agent defines :meth:`score_sampler` and the fields ``per_slot`` (slot-wise instead
     of slate-wise sampling), ``propensity_samples`` (the fixed first phase of the
-    Monte-Carlo replays behind :meth:`propensities`; 0 skips them), ``propensity_matches``
+    Monte-Carlo replays behind :meth:`propensities`, and all of those behind
+    :meth:`evaluation_propensities`; 0 skips them), ``propensity_matches``
     and ``max_propensity_samples`` (the second phase; by default :data:`MIN_MATCHES` and
     :data:`MAX_SAMPLES`), whose ranges ``RANGES`` declares for the agent's own checks.
     """
@@ -336,6 +375,9 @@ class PosteriorSampler:
     max_propensity_samples: int
     RANGES = {"propensity_samples": NON_NEGATIVE, "propensity_matches": AT_LEAST_ONE,
               "max_propensity_samples": AT_LEAST_ONE}
+    #: Replay calls so far (:meth:`estimate_propensities`); the class's 0 serves an agent pickled
+    #: before the count was kept, which then goes on from the first stream.
+    _propensity_calls = 0
 
     def score_sampler(self, obs, rng: np.random.Generator, n: int) -> Callable[[], np.ndarray]:
         """A function that returns a fresh posterior draw of the scores ``[n, B, C]`` per call."""
@@ -344,6 +386,7 @@ class PosteriorSampler:
     def setup(self, env, seed: int | None = None) -> None:
         super().setup(env, seed)
         self._propensity_seed = propensity_seed(seed)
+        self._propensity_calls = 0  # replays so far: each call replays the next stream (module docstring)
 
     def draw_slates(self, obs, rng: np.random.Generator, n: int, rows: np.ndarray | None = None) -> np.ndarray:
         """``n`` independent slates per row (of ``rows`` only, when given), ``[n, B, K]``."""
@@ -358,7 +401,23 @@ class PosteriorSampler:
         return self.draw_slates(obs, self.rng, 1)[0]
 
     def propensities(self, obs, action: np.ndarray) -> dict[str, np.ndarray] | None:
+        """The logging side's estimates (what a rollout logs): read so that their inverse, the
+        weight's denominator, is unbiased (module docstring)."""
+        return self.estimate_propensities(obs, action, "logging")
+
+    def evaluation_propensities(self, obs, action: np.ndarray) -> dict[str, np.ndarray] | None:
+        """The evaluation side's estimates (what ``recoworld ope evaluate`` asks of the policy it
+        evaluates): unbiased for the propensities themselves, the weight's numerator."""
+        return self.estimate_propensities(obs, action, "evaluation")
+
+    def estimate_propensities(self, obs, action: np.ndarray, side: str) -> dict[str, np.ndarray] | None:
+        """The propensities of ``action`` for ``side`` of the weight, ``"logging"`` or
+        ``"evaluation"``: replayed (:func:`monte_carlo_propensities`), on the next stream of
+        the agent's replay seed. An agent that knows some of them exactly overrides this."""
+        seed = np.random.SeedSequence(self._propensity_seed.entropy,
+                                      spawn_key=(*self._propensity_seed.spawn_key, self._propensity_calls))
+        self._propensity_calls += 1
         return monte_carlo_propensities(
             lambda rng, n, rows: self.draw_slates(obs, rng, n, rows), action, self.propensity_samples,
-            self._propensity_seed, min_matches=self.propensity_matches,
-            max_samples=max(self.propensity_samples, self.max_propensity_samples))
+            seed, min_matches=self.propensity_matches,
+            max_samples=max(self.propensity_samples, self.max_propensity_samples), side=side)

@@ -182,6 +182,15 @@ def check_observations(model, observation_space: spaces.Dict) -> None:
                          + ". Evaluate it on an env built like the one it was trained on")
 
 
+def greedy_only(model, formulation: str) -> str | None:
+    """Why ``model`` served in ``formulation`` has no choices to sample, or ``None`` where it has."""
+    if hasattr(model.policy, "q_net"):
+        return f"a Q-value model ({type(model).__name__}) picks greedily by Q-value"
+    if formulation == "single_item":
+        return "a model trained on single items is served as its top K candidates by value"
+    return None
+
+
 class SB3Recommender(Recommender):
     """A trained Stable-Baselines3 model, frozen, serving batches of users.
 
@@ -189,7 +198,9 @@ class SB3Recommender(Recommender):
         model: an SB3 model trained on ``RecoWorld/Slate-v0`` (scores or slate format) or
             on :class:`~recoworld.envs.wrappers.SequentialSlateEnv`.
         deterministic: use the policy's mode (mean scores, greedy picks); otherwise sample,
-            from the agent's seed.
+            from the agent's seed. A Q-value model (DQN) and a model trained on single items
+            have nothing to sample (their slates are the top candidates by value), so
+            :meth:`setup` refuses them ``False``.
         name: label in metrics (default ``sb3_<algorithm>``).
     """
 
@@ -217,6 +228,10 @@ class SB3Recommender(Recommender):
             raise ValueError(f"the model's action space {action_space} fits none of the formulations of an env "
                              f"with {C} candidates and slates of {K}: Box(({C},)) scores, Discrete({C}) "
                              f"sequential picks, or MultiDiscrete([{C}]*{K}) slates")
+        greedy = greedy_only(self.model, self.formulation)
+        if not self.deterministic and greedy:
+            raise ValueError(f"{type(self).__name__}(deterministic=False) samples the model's choices, but {greedy}: "
+                             "the same slate for a request at every call; give deterministic=True")
         observation_space = getattr(env.unwrapped, "single_observation_space", None)
         if isinstance(observation_space, spaces.Dict):
             check_observations(self.model, observation_space)
@@ -271,7 +286,7 @@ class SB3Recommender(Recommender):
         rows = np.arange(batch)
         for position in range(K):
             preferences = np.where(chosen, -np.inf, self._preferences(obs, chosen, position))
-            if self.deterministic or hasattr(self.model.policy, "q_net"):
+            if self.deterministic:
                 pick = preferences.argmax(1)
             else:  # sample from the masked policy
                 p = np.exp(preferences - preferences.max(1, keepdims=True))
@@ -365,7 +380,8 @@ class SB3Agent(SB3Recommender):
             inside the run directory.
         device: torch device of the model (``"cpu"``; ``"auto"`` picks CUDA when present;
             a CUDA device where there is none trains on the CPU, as SB3 does).
-        deterministic, name: as for :class:`SB3Recommender`.
+        deterministic, name: as for :class:`SB3Recommender` (DQN is refused ``deterministic=False`` here,
+            before its training).
 
     The ``seed`` that :meth:`setup` trains under must be one that SB3 takes, ``0..2**32-1``.
     ``formulation``, ``total_timesteps``, ``num_envs``, ``algo_kwargs`` and ``policy_kwargs``
@@ -396,6 +412,10 @@ class SB3Agent(SB3Recommender):
             refuse_training_settings(load_path, algo, total_timesteps=total_timesteps, num_envs=num_envs,
                                      formulation=formulation, reward=reward, algo_kwargs=algo_kwargs,
                                      policy_kwargs=policy_kwargs, save_path=save_path)
+        if algo == "DQN" and not deterministic:  # here, not after setup's training (greedy_only)
+            raise ValueError("SB3Agent(algo='DQN', deterministic=False) samples the model's choices, but a Q-value "
+                             "model (DQN) picks greedily by Q-value: the same slate for a request at every call; "
+                             "give deterministic=True, or a policy-gradient algo (PPO, A2C, MaskablePPO) to sample")
         super().__init__(None, deterministic, name or f"sb3_{algo.lower()}")
         tuned = TUNED.get(algo, TrainingSettings())
         natural = "sequential" if algo in SEQUENTIAL_ALGORITHMS else "scores"

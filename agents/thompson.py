@@ -37,7 +37,8 @@ class LinearTS(PosteriorSampler, ContextualBandit):
         l2: prior precision :math:`\lambda` (in units of :math:`v^{-2}`).
         per_slot: one posterior draw per position (in-slate sampling) instead of per slate.
         propensity_samples: the fixed first phase of the Monte-Carlo replays behind
-            :meth:`propensities`, seeded apart from the acting generator; 0 skips them.
+            :meth:`propensities` (all of them behind :meth:`evaluation_propensities`), seeded
+            apart from the acting generator; 0 skips them.
         propensity_matches: a row whose logged slate came up fewer times goes on replaying
             (geometric resampling) ...
         max_propensity_samples: ... up to this many replays in all (see

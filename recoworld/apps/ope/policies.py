@@ -225,7 +225,11 @@ class PolicyOnLog:
     """A Recommender asked about logged rows, with what the slate estimators need.
 
     * :meth:`propensities`: the agent's own (``"slate"``, and ``"position"`` and
-      ``"cascade"`` where it gives them); when it states none, the frequencies of
+      ``"cascade"`` where it gives them), from its ``evaluation_propensities`` where it has
+      one: an agent that estimates its propensities (the Thompson samplers) reads them for
+      the weight's numerator there, unbiased for the probabilities themselves, and in
+      ``propensities`` for a logger's denominator, whose inverse is unbiased and which weighs
+      too much as a numerator (:mod:`recoworld.agents.sampling`); when it states none, the frequencies of
       :data:`ACT_DRAWS` calls of ``act``; when it returns ones (the convention of
       deterministic agents, "what it chose"), 1 where its slate agrees with the logged one
       and 0 elsewhere.
@@ -254,7 +258,9 @@ class PolicyOnLog:
 
     def propensities(self, obs, action):
         obs, action = self.full(obs), np.asarray(action)
-        given = self.agent.propensities(obs, action)
+        # an agent without the evaluation side's own estimates states exact ones, or none
+        ask = getattr(self.agent, "evaluation_propensities", None) or self.agent.propensities
+        given = ask(obs, action)
         if given is not None and not ("slate" in given and np.all(np.asarray(given["slate"]) == 1.0)):
             # "position" and "cascade" are optional (Recommender.propensities): the estimators
             # that need one the agent leaves out are left out

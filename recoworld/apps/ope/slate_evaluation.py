@@ -72,8 +72,8 @@ SIMULATED_LOGGERS = (("softmax", 0.1), ("softmax", 0.3), ("softmax", 1.0), ("sof
 
 
 #: The agent's methods that the evaluation calls: an error in one is the agent's (:class:`GuardedAgent`).
-AGENT_METHODS = ("setup", "act", "propensities", "action_distribution", "next_item_distribution", "update",
-                 "finish")
+AGENT_METHODS = ("setup", "act", "propensities", "evaluation_propensities", "action_distribution",
+                 "next_item_distribution", "update", "finish")
 
 
 class AgentRaised(Exception):
