@@ -37,7 +37,8 @@ MANUAL = """
     candidate indices shown top to bottom. They must be distinct integers in range;
     anything else raises ``ValueError`` naming the bad entry (nothing is repaired).
     ``action_format="scores"``: ``Box(-1, 1, (num_candidates,))``, one score per candidate;
-    the env shows the ``slate_size`` best-scored candidates. Use it with policy-gradient
+    the env shows the ``slate_size`` best-scored candidates, best first; equal scores go
+    to the lower candidate index first, on any device. Use it with policy-gradient
     learners (e.g. Stable-Baselines3 PPO) whose samples would repeat indices.
 
     ## Observation Space

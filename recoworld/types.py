@@ -93,7 +93,9 @@ class Response:
         rating: explicit rating 1..5 given to a clicked item, 0 where none was given.
 
     Per user (``[B]``):
-        satisfaction: the user's mindset after the step, in ``[0, 1]``.
+        satisfaction: the user's mindset after the step, in ``[0, 1]``; for a user who leaves,
+            the mindset at leaving, whether they return or churn (a returner's next session
+            starts from it moved towards the baseline, which the state holds).
         leave_hazard: probability the user had of ending the session at this step.
         left_session: the session ended after this step.
         returned: the user will come back for another session (only where ``left_session``).

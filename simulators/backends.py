@@ -137,7 +137,7 @@ class TorchUsers:
         compliance = torch.where(in_force, equations.instruction_compliance(s.instruction, genres, distance > 1.0,
                                                                             c.more_share), 0.0)
         quality = equations.step_quality(enjoyment, compliance, in_force, c)
-        s.satisfaction = equations.mindset_update(s.satisfaction, quality, c)
+        s.satisfaction = mindset = equations.mindset_update(s.satisfaction, quality, c)
         s.session_step += 1
         # How the session went, for the return decision: its mean, its peak and its end.
         s.session_mean, s.session_peak, s.session_memory = equations.session_memory_update(
@@ -154,7 +154,7 @@ class TorchUsers:
         s.counter += 1
         # The phrasing is drawn after the step's count, as the C kernel draws it.
         return Reactions(examined, clicked, watch, liked, rating, in_force, leaves, returned, compliance, hazard, gap,
-                         voiced, phrase_codes(voiced, s.key, s.counter))
+                         voiced, phrase_codes(voiced, s.key, s.counter), mindset)
 
     def _react(self, s: UserState, slates: torch.Tensor):
         """The per-item part of a step: the reactions ``[B, K]`` (cascade examination,
@@ -222,8 +222,9 @@ class TorchUsers:
         s.satiation.copy_(torch.where(back, equations.satiation_recovery(s.satiation, gap, c), s.satiation))
         s.recent_satiation.copy_(torch.where(back, equations.item_satiation_recovery(s.recent_satiation, gap, c),
                                              s.recent_satiation))
-        s.satisfaction.copy_(torch.where(returned, equations.mindset_after_break(s.satisfaction, c.initial_mindset),
-                                         s.satisfaction))
+        # A new tensor, not written into the old: the step's response keeps the mindset at leaving.
+        s.satisfaction = torch.where(returned, equations.mindset_after_break(s.satisfaction, c.initial_mindset),
+                                     s.satisfaction)
         s.session_index += returned
         s.session_step.masked_fill_(returned, 0)
         new_session(s, returned, c.novelty_session_spread)

@@ -158,6 +158,41 @@ def resolve_seeds(count: int, seed, fresh_start: int, salt: int = 0x11E5) -> tor
     return seeds
 
 
+def integer_ids(ids, name: str, what: str, device=None) -> torch.Tensor:
+    """``ids`` (a tensor, array or sequence) as a tensor of integer ``what`` ids (on ``device``,
+    default where they are); ``ValueError`` for a boolean mask, whose entries would be read
+    as ids 0 and 1, or for floats, which would be truncated."""
+    ids = torch.as_tensor(ids, device=device)
+    if ids.numel() == 0:
+        return ids.long()  # no ids, whatever dtype an empty list reads as (float32)
+    if ids.dtype == torch.bool:
+        raise ValueError(f"{name} is a boolean mask (dtype torch.bool); pass the integer {what} ids it selects "
+                         f"(for a mask tensor, mask.nonzero().flatten())")
+    if ids.dtype.is_floating_point or ids.dtype.is_complex:
+        raise ValueError(f"{name} has dtype {ids.dtype}; pass integer {what} ids (e.g. int64)")
+    return ids
+
+
+def restart_slots(users, n_users: int) -> torch.Tensor:
+    """The slots of :meth:`UserSimulator.reset`'s ``users``, checked where the caller holds
+    them (the envs' are on the host: no wait for a GPU), in one read: integer slot ids
+    (:func:`integer_ids`), in ``0..n_users-1``, each once (a slot given twice would be started
+    twice, from two seeds, in an order nothing fixes). Returns them flat, as int64, where
+    they were given."""
+    slots = integer_ids(users, "users", "slot").long().flatten()
+    if len(slots) == 0:
+        return slots
+    ordered = slots.sort().values
+    lowest, highest, repeats = torch.stack([ordered[0], ordered[-1], (ordered[1:] == ordered[:-1]).sum()]).tolist()
+    if lowest < 0 or highest >= n_users:
+        raise ValueError(f"users holds slot {lowest if lowest < 0 else highest}, but there are {n_users} slots")
+    if repeats:
+        twice = int(ordered[1:][ordered[1:] == ordered[:-1]][0])
+        raise ValueError(f"users holds slot {twice} more than once; give each slot to restart once, with its one "
+                         "seed")
+    return slots
+
+
 def _first_beyond_int64(seed) -> tuple[int, int] | None:
     """``(j, seed[j])`` for the first entry of a sequence of seeds beyond int64, which NumPy
     would read as a float, an object or (uint64) a negative int64; ``None`` if there is none.

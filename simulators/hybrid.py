@@ -33,7 +33,7 @@ from recoworld import rng
 from recoworld.catalog import Catalog, lookup
 from recoworld.llm import ChatFailure, ChatModel, ChatRequest, LLMConfig
 from recoworld.types import Response
-from recoworld.simulators.base import UserSimulator
+from recoworld.simulators.base import UserSimulator, restart_slots
 from recoworld.simulators.llm_prompt import voice_messages, wish_in_words
 # The configs live in a torch-free module (configs are checked without torch); re-exported here.
 from recoworld.simulators.hybrid_config import HybridSimulatorConfig, HybridUserConfig  # noqa: F401
@@ -86,9 +86,11 @@ class HybridUsers(LLMVoice, UserSimulator):
 
     # ------------------------------------------------------------------ reset
     def reset(self, n_users: int, seed=None, users=None) -> None:
-        count = n_users if users is None else len(torch.as_tensor(users).flatten())
+        if users is not None:
+            users = restart_slots(users, n_users)  # checked before its seeds are counted
+        count = n_users if users is None else len(users)
         seeds = resolve_seeds(count, seed, self._fresh_seed)
-        self.core.reset(n_users, seeds, users)  # validates n_users and users
+        self.core.reset(n_users, seeds, users)  # validates n_users (and users, against the core's size)
         if seed is None:
             self._fresh_seed += count
         if users is None:
@@ -107,7 +109,7 @@ class HybridUsers(LLMVoice, UserSimulator):
             self._session_start = torch.zeros(n_users, device=self.device)
             self._last_instruction: list[str | None] = [None] * n_users
         else:
-            slots = torch.as_tensor(users, dtype=torch.long).flatten().tolist()
+            slots = users.tolist()
             for b in slots:
                 self._personas.pop(b, None)
                 self.memories[b] = UserMemory(self.config.memory)

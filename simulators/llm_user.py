@@ -28,15 +28,21 @@ quality :math:`\\bar q`: the session memory :math:`M` blends the peak, the last 
 mean of the session's stated satisfactions by the peak-end rule
 (:func:`~recoworld.simulators.equations.session_memory_update`).
 
-**Returning**: a user who leaves returns, by the statistical users' rule
-(:func:`~recoworld.simulators.equations.return_decision`), with probability
-:math:`\\sigma(r_0 + r_m(M - 0.5) + \\log a_b)` after a gap of mean
-``gap_days`` / (:math:`a_b(0.5 + M)`) days (:math:`a_b` the activity trait; Weibull of shape
-``gap_shape``), else churns:
+**Returning**: a user who leaves returns, or churns, by the statistical users' rule
+(:func:`~recoworld.simulators.equations.return_decision`, with the statistical config's
+parameters): with probability
+:math:`\\sigma(r_0 + r_m(M - 0.5) + \\log a_b + r_1[\\text{first session}])`, after a gap of
+mean ``gap_days`` :math:`e^{g_1[\\text{first session}]}` / (:math:`a_b(0.5 + M)\\,L^{\\varepsilon}`)
+days, Weibull of shape ``gap_shape`` (:math:`a_b` the activity trait, :math:`L` the
+session's length in steps, :math:`\\varepsilon` ``gap_length_elasticity``; :math:`r_1`
+``return_first_session`` and :math:`g_1` ``gap_first_session``, the latter for a share
+``gap_first_share`` of the newcomers who come back; see
+:mod:`~recoworld.simulators.statistical` for the defaults and what they mean):
 how the whole session went decides, not the satisfaction at the moment of leaving. The
 draws come from the user's own random stream, so they are reproducible. A returning user
 starts the next session with its satisfaction halfway back to the initial one, the
-session's summary in memory and no instruction in force.
+session's summary in memory and no instruction in force; the step's response gives the
+satisfaction at leaving.
 
 **Failures**: a reply that does not validate — bad JSON, a missing field, an item id that
 was not in the slate — goes back to the model for repair by the LLM layer. A request that
@@ -82,7 +88,7 @@ from recoworld.llm import ChatFailure, ChatModel, ChatReply, ChatRequest, LLMCon
 from recoworld.types import Instruction, Response
 from recoworld.validation import check_slates
 from recoworld.simulators import equations
-from recoworld.simulators.base import UserSimulator
+from recoworld.simulators.base import UserSimulator, restart_slots
 from recoworld.simulators.equations import instruction_compliance
 from recoworld.simulators.llm_config import LLMSimulatorConfig, LLMUserConfig
 from recoworld.simulators.llm_prompt import step_messages
@@ -162,10 +168,7 @@ class LLMUsers(LLMVoice, UserSimulator):
             if n_users != self.n_users:
                 raise ValueError(f"reset(n_users={n_users}, users=...) on a simulator of {self.n_users} users; "
                                  "restarting some users keeps the batch size")
-            slots = torch.as_tensor(users, dtype=torch.long).flatten().tolist()
-            bad = [s for s in slots if not 0 <= s < n_users]
-            if bad:
-                raise ValueError(f"users holds slot {bad[0]}, but there are {n_users} slots")
+            slots = restart_slots(users, n_users).tolist()
         if not slots:
             return
         seeds = resolve_seeds(len(slots), seed, self._fresh_seed)
@@ -315,7 +318,7 @@ class LLMUsers(LLMVoice, UserSimulator):
         self.counts["user_steps"] += len(rows) - (0 if idle is None else int(idle.sum()))
         return Response(
             examined=feedback.examined, clicked=feedback.clicked, watch_fraction=feedback.watch, liked=feedback.liked,
-            rating=feedback.rating, satisfaction=self.satisfaction.clone(), leave_hazard=feedback.hazard,
+            rating=feedback.rating, satisfaction=feedback.satisfaction, leave_hazard=feedback.hazard,
             left_session=feedback.leaves, returned=returned, return_gap=gap, churned=feedback.leaves & ~returned,
             instruction_in_force=in_force, compliance=compliance, instruction=voiced,
             instruction_text=step.voiced_text,
@@ -374,7 +377,8 @@ class LLMUsers(LLMVoice, UserSimulator):
         """Take the step's satisfaction into the mindset and the session memory; decide who of
         the leavers returns and after how long (``(returned, gap)``), ending their sessions
         and starting the next of those who return."""
-        self.satisfaction = feedback.satisfaction
+        # A copy: a returner's break moves the state's, the response keeps the one at leaving.
+        self.satisfaction = feedback.satisfaction.clone()
         self.session_step += 1
         # The stated satisfaction is the user's judgement of the step: its quality.
         self.session_mean, self.session_peak, self.session_memory = equations.session_memory_update(

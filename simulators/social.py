@@ -66,6 +66,12 @@ class SocialStatisticalUsers(StatisticalUsers):
     Args:
         catalog, config, population, device: as for ``StatisticalUsers``.
         social: the word-of-mouth parameters (default: off).
+        kernel: as for ``StatisticalUsers``; the C kernel computes the plain statistical
+            users' utility, so ``"auto"`` (default) runs torch and ``"c"`` is refused.
+
+    Slots an env's autoreset has just restarted (``idle`` in :meth:`respond_valid`) step
+    with the rest, as the torch kernel does, but their clicks add no buzz: they answer a
+    slate shown to the episode that ended.
 
     Attributes:
         buzz: ``[n_items]`` the decayed clicks per user, :math:`z`.
@@ -73,8 +79,9 @@ class SocialStatisticalUsers(StatisticalUsers):
     """
 
     def __init__(self, catalog: Catalog, config: StatisticalUserConfig | None = None,
-                 population: Population | None = None, social: SocialInfluence | None = None, device="cpu"):
-        super().__init__(catalog, config, population, device)
+                 population: Population | None = None, social: SocialInfluence | None = None, device="cpu",
+                 kernel: str = "auto"):
+        super().__init__(catalog, config, population, device, kernel)
         self.social = social or SocialInfluence()
         self.buzz = torch.zeros(self.catalog.n_items, device=self.device)
         self._buzz_score = torch.zeros(self.catalog.n_items, device=self.device)
@@ -101,12 +108,12 @@ class SocialStatisticalUsers(StatisticalUsers):
             v = v + (2.0 * self.social.weight) * self.conformity[:, None] * lookup(self._buzz_score, items)
         return v, satiation, distance
 
-    def respond(self, slates) -> Response:
-        response = super().respond(slates)
+    def _step(self, slates: torch.Tensor, idle: torch.Tensor | None = None) -> Response:
+        response = super()._step(slates, idle)
         if self.social.weight:
+            clicked = response.clicked if idle is None else response.clicked & ~idle[:, None]
             clicks = torch.zeros_like(self.buzz)
-            shown = torch.as_tensor(slates, dtype=torch.long, device=self.device).reshape(-1)
-            clicks.index_add_(0, shown, response.clicked.reshape(-1).float())
+            clicks.index_add_(0, slates.reshape(-1), clicked.reshape(-1).float())
             self.buzz = (1.0 - self.social.decay) * self.buzz + clicks / self.n_users
             total = self.buzz.sum()
             if float(total) > 0:

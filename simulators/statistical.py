@@ -143,7 +143,7 @@ from recoworld.types import Response
 from recoworld.validation import check_slates
 from recoworld.simulators import equations
 from recoworld.simulators.backends import KERNELS, USERS_KERNEL, beyond_c, users_backend
-from recoworld.simulators.base import UserSimulator, resolve_seeds
+from recoworld.simulators.base import UserSimulator, integer_ids, resolve_seeds, restart_slots
 from recoworld.simulators.phrasing import Phrasebook
 from recoworld.simulators.population import Population, SyntheticPopulation
 # The config lives in a torch-free module (configs are checked without torch); re-exported here.
@@ -186,7 +186,10 @@ class StatisticalUsers(UserSimulator):
     :class:`~recoworld.kernels.users.UserState`) and read as attributes too, so that tests
     and envs can read them: ``interest``, ``satiation``, ``satisfaction`` (the mindset),
     ``session_memory``, ``patience``, ``activity``, ``session_index``, ``session_step``,
-    ``churned``, and the ``instruction`` in force.
+    ``churned``, and the ``instruction`` in force. Assigning one (``users.satisfaction =
+    x``) copies ``x`` into the state's tensor, which keeps its dtype and shape: ``x`` of
+    another shape, or of a dtype that would lose values, raises ``ValueError``
+    (:func:`~recoworld.kernels.state.copy_into`).
     """
 
     def __init__(self, catalog: Catalog, config: StatisticalUserConfig | None = None,
@@ -227,13 +230,7 @@ class StatisticalUsers(UserSimulator):
             if n_users != self.n_users:
                 raise ValueError(f"reset(n_users={n_users}, users=...) on a simulator of {self.n_users} users; "
                                  "restarting some users keeps the batch size")
-            # Checked where the caller holds them (the env's are on the host: no wait for a GPU),
-            # in one pass and one read.
-            slots = torch.as_tensor(users, dtype=torch.long).flatten()
-            lowest, highest = torch.stack(torch.aminmax(slots)).tolist() if len(slots) else (0, 0)
-            if lowest < 0 or highest >= n_users:
-                raise ValueError(f"users holds slot {lowest if lowest < 0 else highest}, but there are {n_users} slots")
-            slots = slots.to(self.device)
+            slots = restart_slots(users, n_users).to(self.device)
         if len(slots) == 0:
             return
         fresh_start = self._fresh_seed
@@ -343,19 +340,21 @@ class StatisticalUsers(UserSimulator):
         # path then stands.
         if type(self).respond is not StatisticalUsers.respond:
             return self.respond(slates)
-        return self._step(slates, idle if self.holds_idle else None)
+        return self._step(slates, idle)
 
     def _step(self, slates: torch.Tensor, idle: torch.Tensor | None = None) -> Response:
-        """One step of every user for valid slates; slots in ``idle`` are skipped (neither
-        read nor written) and answer zeros, by a backend that holds idle slots."""
-        stepping = self.churned if idle is None else self.churned & ~idle
+        """One step of every user for valid slates; slots in ``idle`` (whose answer the
+        caller discards) are skipped (neither read nor written) and answer zeros, by a
+        backend that holds idle slots; the torch one steps them with the rest."""
+        held = idle if self.backend.holds_idle else None
+        stepping = self.churned if held is None else self.churned & ~held
         if bool(stepping.any()):
             gone = int(stepping.nonzero()[0])
             raise ValueError(f"user slot {gone} has churned; restart it with reset(n_users, seed, users=[{gone}])")
-        r = self.backend.step(self.state, slates, idle)
+        r = self.backend.step(self.state, slates, held)
         return Response(
             examined=r.examined, clicked=r.clicked, watch_fraction=r.watch, liked=r.liked, rating=r.rating,
-            satisfaction=self.satisfaction.clone(), leave_hazard=r.hazard, left_session=r.leaves,
+            satisfaction=r.mindset, leave_hazard=r.hazard, left_session=r.leaves,
             returned=r.returned, return_gap=r.gap, churned=r.leaves & ~r.returned,
             instruction_in_force=r.in_force, compliance=r.compliance,
             instruction=r.voiced, instruction_text=self.phrasebook.render(r.phrase),
@@ -370,10 +369,7 @@ def _ids_within(ids, name: str, what: str, count: int, universe: str, device: to
     """``ids`` as an int64 tensor on ``device``; ``ValueError`` naming an entry that is not an
     integer or not in ``0..count-1`` (which indexing would meet as torch's ``IndexError``, or
     as a device-side assert on a GPU): one pass over valid ids, one more to name a bad one."""
-    ids = torch.as_tensor(ids, device=device)
-    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
-        raise ValueError(f"{name} has dtype {ids.dtype}; pass integer {what} ids (e.g. int64)")
-    ids = ids.long()
+    ids = integer_ids(ids, name, what, device).long()
     if ids.numel():
         low, high = torch.stack(torch.aminmax(ids)).tolist()  # one pass, one sync
         if low < 0 or high >= count:

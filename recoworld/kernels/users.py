@@ -19,6 +19,7 @@ against the kernel's own layout.
 from __future__ import annotations
 
 import ctypes
+import functools
 from dataclasses import dataclass, field
 from operator import attrgetter
 
@@ -98,7 +99,9 @@ class Reactions:
     ``liked``, ``rating`` (int8); per user ``[B]`` ``in_force`` (an instruction was in force),
     ``leaves``, ``returned``, ``compliance``, ``hazard``, ``gap``; the instruction ``voiced``
     at this step and the code of its sentence, ``phrase`` (int32, -1 when none; see
-    :mod:`recoworld.simulators.phrasing`)."""
+    :mod:`recoworld.simulators.phrasing`); and the ``mindset`` after the step, before a
+    returning user's break moves it towards the baseline (the state's ``satisfaction`` of a
+    slot held idle), so that it means the same for those who stay, return or churn."""
 
     examined: torch.Tensor
     clicked: torch.Tensor
@@ -113,6 +116,7 @@ class Reactions:
     gap: torch.Tensor
     voiced: Instruction
     phrase: torch.Tensor
+    mindset: torch.Tensor
 
 
 _p, _i64, _u32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_uint32
@@ -130,16 +134,37 @@ DYNAMICS = (*STATE_DYNAMICS, "steps_left", "active", "more", "less", "churned", 
 # the others are a step's own: its slates, idle slots and RESPONSE.
 LASTING = (*ITEM_TABLES, *TRAITS, *DYNAMICS, "param")
 _TABLES = attrgetter(*ITEM_TABLES)
-_STATE = attrgetter(*TRAITS, *STATE_DYNAMICS, "instruction_steps_left", "instruction.active", "instruction.more",
-                    "instruction.less", "churned", "instruction.novelty")
+_STATE_FIELDS = (*TRAITS, *STATE_DYNAMICS, "instruction_steps_left", "instruction.active", "instruction.more",
+                 "instruction.less", "churned", "instruction.novelty")
+_STATE = attrgetter(*_STATE_FIELDS)
+# What the kernel reads each of LASTING's tensors as (by its name in the tables, the state or
+# the parameters): its dtype and its shape, by the letters of the view's sizes (N items, B
+# users, D features, G genres, H history, W words of watched bits, P parameters).
+_FLOAT, _LONG, _BOOL = torch.float32, torch.int64, torch.bool
+LAYOUT = {
+    "features": (_FLOAT, "ND"), "genre_weights": (_FLOAT, "NG"), "static_appeal": (_FLOAT, "N"),
+    "popularity_score": (_FLOAT, "N"), "quality": (_FLOAT, "N"), "genres": (_BOOL, "NG"),
+    "genre_centroids": (_FLOAT, "GD"),
+    "key": (_LONG, "B"), **dict.fromkeys(("novelty_trait", "popularity_bias", "patience", "rating_bias", "activity"),
+                                         (_FLOAT, "B")),
+    "source_user": (_LONG, "B"), "counter": (torch.int32, "B"), "novelty_seeking": (_FLOAT, "B"),
+    "interest": (_FLOAT, "BD"), "familiar": (_FLOAT, "BD"), "satiation": (_FLOAT, "BG"),
+    **dict.fromkeys(("satisfaction", "session_memory", "session_mean", "session_peak"), (_FLOAT, "B")),
+    "recent_clicks": (_LONG, "BH"), "recent_satiation": (_FLOAT, "BH"), "session_index": (_LONG, "B"),
+    "session_step": (_LONG, "B"), "theme": (_FLOAT, "BG"), "watched": (_LONG, "BW"),
+    "instruction_steps_left": (_LONG, "B"), "instruction.active": (_BOOL, "B"), "instruction.more": (_BOOL, "BG"),
+    "instruction.less": (_BOOL, "BG"), "churned": (_BOOL, "B"), "instruction.novelty": (torch.int8, "B"),
+    "param": (_FLOAT, "P"),
+}
 # The response the kernel writes: name -> dtype, per item ([B, K]), per user ([B]) or per genre ([B, G]).
 PER_ITEM = {"examined": torch.bool, "clicked": torch.bool, "liked": torch.bool, "watch": torch.float32,
             "rating": torch.int8}
 PER_USER = {"in_force": torch.bool, "leaves": torch.bool, "returned": torch.bool, "compliance": torch.float32,
-            "hazard": torch.float32, "gap": torch.float32, "voiced_novelty": torch.int8, "phrase": torch.int32}
+            "hazard": torch.float32, "gap": torch.float32, "mindset": torch.float32, "voiced_novelty": torch.int8,
+            "phrase": torch.int32}
 PER_GENRE = {"voiced_more": torch.bool, "voiced_less": torch.bool}
 RESPONSE = ("examined", "clicked", "liked", "watch", "rating", "in_force", "leaves", "returned", "compliance",
-            "hazard", "gap", "voiced_more", "voiced_less", "voiced_novelty", "phrase")
+            "hazard", "gap", "mindset", "voiced_more", "voiced_less", "voiced_novelty", "phrase")
 # Mirrors `UserStep` in users_step.c, field for field (checked when the kernel loads).
 UserStep = build.struct_of("UserStep", {
     **dict.fromkeys(["K", "D", "G", "H", "W"], _i64), **dict.fromkeys(ITEM_TABLES, _p), "slates": _p, "idle": _p,
@@ -280,7 +305,7 @@ class UsersKernel(build.CompiledKernel):
         voiced = Instruction(out["phrase"] >= 0, out["voiced_more"], out["voiced_less"], out["voiced_novelty"])
         return Reactions(out["examined"], out["clicked"], out["watch"], out["liked"], out["rating"], out["in_force"],
                          out["leaves"], out["returned"], out["compliance"], out["hazard"], out["gap"], voiced,
-                         out["phrase"])
+                         out["phrase"], out["mindset"])
 
     def start(self, state: UserState, slots: torch.Tensor, keys: torch.Tensor, population, catalog) -> None:
         """Put new users with random ``keys`` (int64 ``[n]``) from ``population`` into
@@ -322,6 +347,8 @@ class UsersKernel(build.CompiledKernel):
         when not given), with ``tensors`` (the step's slates and response)."""
         lasting = self._lasting(state) if lasting is None else lasting
         D, G, H, W = self._sizes(state)
+        _check_layout(lasting, dict(N=self.tables.features.shape[0], B=state.key.shape[0], D=D, G=G, H=H, W=W,
+                                    P=self.params.shape[0]))
         return UserStep(K=K, D=D, G=G, H=H, W=W, idle=build.pointer(idle), **self._stream_bases,
                         **{name: build.pointer(t) for name, t in zip(LASTING, lasting)},
                         **{name: build.pointer(t) for name, t in tensors.items()})
@@ -332,3 +359,24 @@ class UsersKernel(build.CompiledKernel):
             raise ValueError(f"the C kernel handles K, D, G and history up to 256, 1024, 1024, 1024; got "
                              f"{f'K={K}, ' if K else ''}D={D}, G={G}, history {state.recent_clicks.shape[1]}: use "
                              "kernel='torch'")  # K=0: a start, which has no slates
+
+
+def _check_layout(lasting: tuple[torch.Tensor, ...], sizes: dict[str, int]) -> None:
+    """``ValueError`` naming the first of the ``lasting`` tensors (in the order of
+    :data:`LAYOUT`) whose dtype or shape is not what the kernel reads it as, given the view's
+    ``sizes``: it would read and write that tensor's memory as another layout (garbage, and
+    writes past its end). Run where a frame is built, not at every step: a state that keeps
+    its tensors keeps the frame (see ``build.addresses``)."""
+    expected = _layouts(tuple(sizes.items()))
+    for name, tensor, (dtype, shape) in zip(LAYOUT, lasting, expected):
+        if tensor.dtype != dtype or tensor.shape != shape:
+            raise ValueError(f"the C kernel reads {name} as {dtype} of shape {shape}, but it is {tensor.dtype} of "
+                             f"shape {tuple(tensor.shape)}: give the state tensors of its layout (assigning through "
+                             f"the users' attributes, users.{name.split('.')[0]} = value, copies into them)")
+
+
+@functools.lru_cache(maxsize=8)
+def _layouts(sizes: tuple[tuple[str, int], ...]) -> tuple[tuple[torch.dtype, tuple[int, ...]], ...]:
+    """The dtype and shape of each of :data:`LAYOUT`'s tensors at ``sizes`` (letter, size)."""
+    size = dict(sizes)
+    return tuple((dtype, tuple(size[letter] for letter in letters)) for dtype, letters in LAYOUT.values())

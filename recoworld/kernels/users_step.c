@@ -94,6 +94,7 @@ typedef struct {
     int8_t *rating;
     uint8_t *in_force, *leaves, *returned;
     float *compliance, *hazard, *gap;
+    float *mindset; /* after the step, before a returner's break moves it (equations.mindset_after_break) */
     /* the voiced instruction ([B, G] more and less, novelty), and the code of its sentence:
      * -1 when none, else ((more + 1) (G + 1) + less + 1) 9 + (novelty + 1) 3 + phrasing,
      * genres -1 when the part is empty */
@@ -270,6 +271,7 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
             /* A slot the caller discards this step: its state stays as it is. */
             s->in_force[b] = s->leaves[b] = s->returned[b] = 0;
             s->compliance[b] = s->hazard[b] = s->gap[b] = 0.0f;
+            s->mindset[b] = s->satisfaction[b];
             s->voiced_novelty[b] = 0;
             s->phrase[b] = -1;
             continue;
@@ -460,6 +462,7 @@ int recoworld_respond(int64_t begin, int64_t end, const UserStep *step) {
                            && uniform_salted(base, salt[4 * K]) < param[P_VOICE_PROBABILITY];
         const int leaves = quick || (!speaks && (quick_step ? (u_quick - q) / (1.0f - q)
                                                             : uniform_salted(base, salt[4 * K + 1])) < hazard);
+        s->mindset[b] = mindset; /* the mindset at leaving, for the response, before any break */
         int returned = 0;
         float gap = leaves ? INFINITY : 0.0f;
         if (leaves) { /* equations.return_decision: return_probability, first_gap_law, mean_return_gap, return_gap */
@@ -664,7 +667,8 @@ LAYOUT_BEGIN(UserStep)
     LAYOUT_FIELD(UserStep, examined) LAYOUT_FIELD(UserStep, clicked) LAYOUT_FIELD(UserStep, liked)
     LAYOUT_FIELD(UserStep, watch) LAYOUT_FIELD(UserStep, rating) LAYOUT_FIELD(UserStep, in_force)
     LAYOUT_FIELD(UserStep, leaves) LAYOUT_FIELD(UserStep, returned) LAYOUT_FIELD(UserStep, compliance)
-    LAYOUT_FIELD(UserStep, hazard) LAYOUT_FIELD(UserStep, gap) LAYOUT_FIELD(UserStep, voiced_more)
+    LAYOUT_FIELD(UserStep, hazard) LAYOUT_FIELD(UserStep, gap) LAYOUT_FIELD(UserStep, mindset)
+    LAYOUT_FIELD(UserStep, voiced_more)
     LAYOUT_FIELD(UserStep, voiced_less) LAYOUT_FIELD(UserStep, voiced_novelty) LAYOUT_FIELD(UserStep, phrase)
 LAYOUT_END(UserStep)
 
