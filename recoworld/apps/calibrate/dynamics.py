@@ -115,6 +115,13 @@ MIN_ACTIVITY_SPREAD = 1e-4
 #: as the data hold (fewer, for the users it samples): with a handful, the positions it steps
 #: on are noise, and the three levels ran to their bounds (3 users returning once).
 MIN_LATER_SESSIONS = 30
+#: The fewest returns after a first session on which :func:`fit_lives` splits them between
+#: the first-session law and the regulars' (``gap_first_share``). The share is read on their
+#: median and that law's factor on their first quartile: a handful of gaps, which one law
+#: fits as well as a mixture, do not tell the share, and it ran to its bound (on 3 and on 10
+#: newcomers returning, drawn from a share of 0.7). 30 leave seven gaps below the quartile,
+#: as :data:`MIN_LATER_SESSIONS` leave six above the 80th percentile.
+MIN_FIRST_RETURNS = 30
 
 
 @dataclass
@@ -711,7 +718,8 @@ class LifeTargets:
     returning user, say). ``at_quantile`` holds, per quantile, the share of the values below
     it, ties counted half (:meth:`position`): about the quantile's level, but lengths are
     counts, and a median of 4 may leave 40% below it. ``later_sessions`` counts the sessions
-    users return for (None where the targets were not taken of a table: not counted)."""
+    users return for, and ``first_returns`` the gaps after a first session (the newcomers
+    who return), each None where the targets were not taken of a table: not counted."""
 
     first_length: float
     return_length: float
@@ -727,6 +735,7 @@ class LifeTargets:
     genre_repetition: float = math.nan
     at_quantile: dict = field(default_factory=dict)
     later_sessions: int | None = None
+    first_returns: int | None = None
 
     #: The quantiles, by name: the values of a session table each is taken of, and its level.
     QUANTILES = {"first_length": ("first_length", 0.5), "return_length": ("return_length", 0.5),
@@ -761,7 +770,7 @@ class LifeTargets:
         later = values["return_length"]
         single = float((later == 1).mean()) if len(later) else math.nan
         targets = cls(**quantiles, first_return_share=share(first), return_share=share(~first), single_share=single,
-                      later_sessions=len(later))
+                      later_sessions=len(later), first_returns=len(values["first_gap"]))
         return replace(targets, at_quantile=targets.position(table))
 
     def position(self, table: pd.DataFrame) -> dict[str, float]:
@@ -870,7 +879,11 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
     returns takes the first-session law (``gap_first_share`` 1). With fewer than
     :data:`MIN_LATER_SESSIONS` later sessions in the data, their level, the patience weight
     and the quick-visit share keep their starts (the grid fit's, the config's), with a
-    warning. A level whose simulated value equals its target stays, step and heading too."""
+    warning; with fewer than :data:`MIN_FIRST_RETURNS` returns after a first session,
+    ``gap_first_share`` is held at 1 (every newcomer who returns does so by the first-session
+    law, as where none returns), with a warning, and that law's factor is set on their
+    median gap instead of their first quartile. A level whose simulated value equals its
+    target stays, step and heading too."""
     # The starts: the grid fit's base, the return fit's odds, the gap fit's scale. Leave and
     # return levels are logits (a higher leave level: shorter sessions); gap levels are log
     # factors on gap_days (a larger factor: longer gaps). The bounds keep a level plausible:
@@ -904,8 +917,10 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
     fixed = {name for name, (target, _) in aims.items() if math.isnan(getattr(targets, target))}
     if "first_gap_share" in fixed:  # no gap after a first session: one law for every newcomer
         fixed.add("first_gap")
-    held = hold_later_sessions(targets.later_sessions, config)
+    held = hold_later_sessions(targets.later_sessions, config) | hold_first_gap_share(targets.first_returns)
     fixed |= held
+    if "first_gap_share" in held:  # one law for the newcomers' returns: its factor on their median, the steadier
+        aims["first_gap"] = ("first_gap_days", True)
     step = {name: (high - low) / 8 for name, (low, high) in bounds.items()}
     heading = dict.fromkeys(level, 0)
 
@@ -969,6 +984,22 @@ def hold_later_sessions(later_sessions: int | None, config: StatisticalUserConfi
                   f"{config.leave_patience:.1f} of the grid fit, quick_visit_share {config.quick_visit_share:.2f}). "
                   "Calibrate on a log in which more users return to fit them", UserWarning, stacklevel=3)
     return {"base", "patience", "quick"}
+
+
+def hold_first_gap_share(first_returns: int | None) -> set[str]:
+    """``{"first_gap_share"}``, the share :func:`fit_lives` holds at 1, where the data hold
+    too few returns after a first session (:data:`MIN_FIRST_RETURNS`; none held where no
+    newcomer returns, which the fit handles, or the returns were not counted), with a
+    warning; else nothing."""
+    if first_returns is None or not 0 < first_returns < MIN_FIRST_RETURNS:
+        return set()
+    warnings.warn(f"the gaps after a first session cannot be split between the first-session law and the regulars': "
+                  f"the log holds {first_returns} returns after a first session, fewer than the {MIN_FIRST_RETURNS} "
+                  "their median and first quartile need; gap_first_share is held at 1 (every newcomer who returns "
+                  "does so by the first-session law, as where none returns) and that law's factor, "
+                  "gap_first_session, is fitted on their median. Calibrate on a log in which more newcomers return "
+                  "to fit the share", UserWarning, stacklevel=3)
+    return {"first_gap_share"}
 
 
 @dataclass

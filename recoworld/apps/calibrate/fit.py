@@ -60,6 +60,7 @@ from recoworld.calibration.choice import ChoiceFitConfig, UtilityTerms
 from recoworld.calibration.ratings import RatingResponse, fit_rating_response
 from recoworld.calibration.split import Sessions, cut_sessions
 from recoworld.catalog import Catalog
+from recoworld.config_checks import POSITIVE, check_number
 from recoworld.data.fetch import FetchError
 from recoworld.data.movielens import MovieLens100K, load_movielens_100k
 from recoworld.logs import writer_lock
@@ -81,7 +82,7 @@ class CalibrationConfig:
         holdout_fraction: share of each user's latest ratings held out for fidelity.
         validation_fraction: share of the remaining ratings (the latest) used to
             Platt-scale the choice model and fit the rating response.
-        session_gap_minutes: a pause longer than this starts a new session.
+        session_gap_minutes: a pause longer than this many minutes (> 0) starts a new session.
         choice: the choice model's hyperparameters.
         exposure_odds: the assumed ratio of unwanted to wanted items among those a user
             examines, which sets the level of click-through that the data cannot (see
@@ -121,6 +122,17 @@ class CalibrationConfig:
     seed: int = 0
     split: str = "latest"
     held_out_users: float = 0.0
+
+    def __post_init__(self) -> None:
+        # At 0 minutes every rating starts a session of its own unless it shares the previous
+        # one's second, and below 0 every one does, with no pause after those in the same
+        # second: sessions of single ratings, not visits (the return fit refused only the
+        # pauseless ones, after the data were read and split).
+        try:
+            check_number("CalibrationConfig", "session_gap_minutes", self.session_gap_minutes, POSITIVE)
+        except ValueError as error:
+            raise ValueError(f"{error} (the pause, in minutes, after which a user's next rating starts a new "
+                             "session; 30 is the usual web-analytics rule)") from None
 
 
 def calibrate(config: CalibrationConfig | None = None, path: str | Path | None = None,
