@@ -72,7 +72,7 @@ from recoworld.simulators.statistical import StatisticalUserConfig
 from recoworld.simulators.world_folder import finish_replacement, is_world  # noqa: F401
 
 #: Bumped whenever the fit changes what it writes, so that old artifacts are not reused.
-ARTIFACT_VERSION = 19
+ARTIFACT_VERSION = 20
 ARTIFACT_NAME = f"movielens-100k-v{ARTIFACT_VERSION}"
 S_CALIBRATED = 7  # random stream of the population's draws (see recoworld.rng)
 

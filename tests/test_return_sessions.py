@@ -89,15 +89,18 @@ def test_fit_lives_holds_the_later_sessions_levels_and_warns_where_few_sessions_
     few = table[first | (table["user_id"].isin([0, 1, 2]) & table.groupby("user_id").cumcount().eq(1))]
     targets = dynamics.LifeTargets.of(few)
     assert targets.later_sessions == 3 < dynamics.MIN_LATER_SESSIONS
-    start = replace(truth, leave_base=truth.leave_base + 2.0, leave_patience=26.0, quick_visit_share=0.05)
+    start = replace(truth, leave_base=truth.leave_base + 2.0, leave_patience=26.0, quick_visit_share=0.05,
+                    gap_shape=0.7)
     message = ("the sessions users return for cannot be fitted: the log holds 3 of them, fewer than the 30 their 80th "
-               f"and 95th percentiles need; their leave level, patience weight and quick-visit share are held "
-               f"(leave_base {start.leave_base:.2f} and leave_patience 26.0 of the grid fit, quick_visit_share 0.05). "
+               f"and 95th percentiles need; their leave level, patience weight and quick-visit share, and their "
+               f"gaps' shape, are held (leave_base {start.leave_base:.2f} and leave_patience 26.0 of the grid fit, "
+               "quick_visit_share 0.05, gap_shape 0.700 of the return fit). "
                "Calibrate on a log in which more users return to fit them")
     with pytest.warns(UserWarning, match=f"^{re.escape(message)}$"):
         fitted, _ = dynamics.fit_lives(world.catalog, start, population, seeds, windows, targets, iterations=4,
                                        max_steps=160)
     assert (fitted.leave_base, fitted.leave_patience, fitted.quick_visit_share) == (start.leave_base, 26.0, 0.05)
+    assert fitted.gap_shape == pytest.approx(0.7, abs=1e-12), "the gaps' shape is held with them"
     assert fitted.leave_first_session != start.leave_first_session, "the first sessions' level is still fitted"
 
 

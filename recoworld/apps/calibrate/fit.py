@@ -332,7 +332,8 @@ def fit_leaving(catalog: Catalog, sim_config: StatisticalUserConfig, population:
                   "genre_repetition": genre_repetition,
                   "first_session_patience": sim_config.first_session_patience}
     returns_meta = {"return_logit": returns.return_logit, "mean_gap_days": returns.mean_gap_days,
-                    "gap_shape_fitted": returns.gap_shape_fitted, "activity_spread": returns.activity_spread,
+                    "gap_shape_fitted": returns.gap_shape_fitted, "return_fit_gap_shape": returns.gap_shape,
+                    "activity_spread": returns.activity_spread,
                     "gap_length_elasticity": returns.gap_length_elasticity, "gap_scale": gap_factor,
                     "return_base": sim_config.return_base, "return_first_session": sim_config.return_first_session,
                     "gap_first_session": sim_config.gap_first_session, "gap_first_share": sim_config.gap_first_share}
@@ -368,6 +369,8 @@ def summary(world: CalibratedWorld) -> str:
         f"{c.gap_days:.2f} (after a first session, x{math.exp(c.gap_first_session):.2f} for "
         f"{c.gap_first_share:.0%} of those who return), gap shape {c.gap_shape:.3f}"
         + ("" if m["returns"].get("gap_shape_fitted", True) else " (held: not fitted)")
+        + (f" (the return fit's {m['returns']['return_fit_gap_shape']:.3f})"
+           if m["returns"].get("return_fit_gap_shape", c.gap_shape) != c.gap_shape else "")
         + (f", log activities spread {m['returns']['activity_spread']:.2f}" if "activity_spread" in m["returns"] else ""),
     ]
     if "timings_s" in m:
