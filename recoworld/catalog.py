@@ -340,9 +340,10 @@ class Catalog:
         sorted column order; a genre no item has is not in the table).
 
         An item's genres are ``'|'``-joined text (``"Drama|War"``), or, where a genre's
-        name could not be read back from such text (:func:`read_genres`: it holds a comma
-        or a semicolon, or it starts with ``[`` or ends with ``]``, as text written as a
-        list does), every item's genres are a list of names.
+        name could not be read back from such text (:func:`read_genres`: it holds a comma,
+        a semicolon, a tab or another separator that text refuses, or it starts with ``[``
+        or ends with ``]``, as text written as a list does), every item's genres are a list
+        of names.
         """
         genres = self.genres.cpu().numpy()
         names = np.array(self.genre_names, dtype=object)
@@ -526,6 +527,13 @@ _OTHER_SEPARATORS = (
     (",", "comma", "Drama, War", "; a genre whose name holds a comma goes in a list of names, one per entry: "
                                  "['Books', 'Arts, Crafts & Sewing'] (in a file, a Parquet list column)"),
     (";", "semicolon", "Drama;War", ""),
+    # A tab or a line break is no character of a name, and the CJK and full-width commas and
+    # semicolon separate lists in the texts that write them (``ドラマ、戦争``).
+    ("\t", "tab", "Drama\\tWar", ""),
+    ("\n", "line-break", "Drama\\nWar", ""),
+    ("\u3001", "ideographic-comma", "Drama\u3001War", ""),
+    ("\uff0c", "full-width-comma", "Drama\uff0cWar", ""),
+    ("\uff1b", "full-width-semicolon", "Drama\uff1bWar", ""),
 )
 #: What a cell that is a record, or a list of lists, is told it should be.
 _NOT_RECORDS = ("genre names: an item's genres are |-separated text or a list of names, not records (a Parquet "
@@ -566,8 +574,10 @@ def read_genres(cells, *, no_genre: str | None = None) -> list[list[str]]:
     - text: names separated by ``|`` (``"Drama|War"``, ``"Drama | War"``). Only ``|``
       separates: ``"Sci-Fi/Fantasy"`` is one genre of that name, as real genre names hold
       a slash (``"Drama/War"`` too: write ``"Drama|War"`` for two). Text written as a
-      Python list (``"['Drama', 'War']"``) or holding a comma or a semicolon
-      (``"Drama, War"``) is refused: it would read as one genre of that name;
+      Python list (``"['Drama', 'War']"``), or holding another separator within a name, a
+      comma or a semicolon (``"Drama, War"``), a tab or a line break, or the ideographic
+      or full-width comma or semicolon (``"ドラマ、戦争"``), is refused: it would read as
+      one genre of that name;
     - a list (a tuple, a set, an array, a Parquet list): one name per entry, missing
       entries left out. An entry may hold a comma or a semicolon
       (``["Books", "Arts, Crafts & Sewing"]``): this is how to give such a name. An entry
@@ -610,11 +620,12 @@ def _cell_names(row: int, value) -> list[str]:
         if text.startswith("[") and text.endswith("]"):
             raise GenreCellError(row, value, "|-separated genre names (it is a Python list written as text): "
                                  "write Drama|War, or a list of names (in a file, a Parquet list column)")
+        names = [name.strip() for name in value.split("|")]
         for mark, name, written, as_list in _OTHER_SEPARATORS:
-            if mark in value:
+            if any(mark in text for text in names):  # within a name: a tab or line break around one is a space
                 raise GenreCellError(row, value, f"|-separated genre names (it is {name}-separated): "
                                      f"write Drama|War, not {written}{as_list}")
-        return [name for name in (g.strip() for g in value.split("|")) if name]
+        return [name for name in names if name]
     if isinstance(value, (Sequence, np.ndarray, set, frozenset)) and not isinstance(value, bytes):
         names = []
         for entry in value:

@@ -110,12 +110,14 @@ def test_dates_alone_without_an_offset_are_still_warned_in_utc(tmp_path):
 
 def test_times_that_meet_in_utc_only_are_not_warned_as_dates(tmp_path):
     """Midnight at +02:00 and 22:00 UTC are one time of day in UTC, but the file writes two
-    (before: warned as dates alone)."""
+    (before: warned as dates alone). They are two hours apart on the file's clock, which the
+    warning of times on a grid coarser than the session gap names (h235)."""
     texts = [text if i % 2 else text[:10] + "T22:00:00Z" for i, text in enumerate(midnights("Etc/GMT-2"))]
     assert texts[:2] == ["2024-03-20T22:00:00Z", "2024-03-23T00:00:00+02:00"]
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with pytest.warns(UserWarning) as caught:
         data = load_interactions(write(tmp_path, "log.csv", log().assign(timestamp=texts)))
+    assert [str(w.message).split(": ", 1)[1][:62] for w in caught] == [
+        "every timestamp is on a 2-hour grid (22:00:00 local time (UTC+"]
     assert (data.ratings["timestamp"] % 86_400 == 22 * 3600).all()
 
 

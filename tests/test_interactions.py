@@ -201,7 +201,7 @@ def test_logs_the_fit_cannot_run_on_are_refused_saying_what_is_missing(simulated
         log.assign(timestamp=1_000_000 + 2 * 86_400 * order))  # one interaction every other day, on the dot
     assert calibrate_main(["--data", str(log_files / "log.csv"), "--out", str(tmp_path / "w"), "--users", "5000",
                            "--quiet"]) == 2
-    assert f"users=5000; the data has {N_USERS} users: choose 1..{N_USERS}" in capsys.readouterr().err
+    assert f"--users 5000 (users=5000): the data has {N_USERS} users; choose 1..{N_USERS}" in capsys.readouterr().err
     # A model that ranks the later choices below chance gets a negative Platt scale.
     monkeypatch.setattr("recoworld.apps.calibrate.choices.platt_scaling", lambda *args: (-0.4, 0.1))
     message = refused(log)

@@ -12,19 +12,24 @@ column         required   meaning
 ``user``       yes        the user's id (any text or integer)
 ``item``       yes        the item's id (any text or integer)
 ``timestamp``  yes        when: Unix seconds (a number, not milliseconds) or a date and time
-                          (ISO 8601 text, or a Parquet timestamp); a date alone reads as
-                          midnight, and a log of dates alone (midnight on the clock of a
-                          Parquet column's zone, or of the UTC offset a text writes:
-                          ``2024-03-01T00:00:00+02:00``) is read with a warning, as its
-                          sessions are whole days; dates written as digits (``20240301``)
-                          are refused where all rows but one (or 1 in 100) are, the others
+                          (ISO 8601 text, or a Parquet timestamp; text of another layout,
+                          ``26/11/2023 21:19``, is refused with the format that reads it); a
+                          date alone reads as midnight, and a log of dates alone (midnight on
+                          the clock of a Parquet column's zone, or of the UTC offset a text
+                          writes: ``2024-03-01T00:00:00+02:00``) is read with a warning, as
+                          its sessions are whole days, as is a log of times on a grid no finer
+                          than the session gap of 30 minutes (times to the hour), whose
+                          sessions are cut at the grid's steps; dates written as digits
+                          (``20240301``) are refused where all rows but one (or 1 in 100) are, the others
                           (a ``0``, a typo) named, as are times before 1970 or after the
                           year 5000 (``0001-01-01``, ``9999-12-31``: marks of an unknown
-                          time)
+                          time), and times that span more than a century (milliseconds
+                          counted from the log's start, read as seconds, run from 1970 to 2138)
 ``rating``     no         stars, an integer 1..5 on every chosen row (map other scales onto
                           whole stars first: half stars 0.5..5 round up, 1..10 halve and
                           round up, 0..10 to ``1 + round(4 * rating / 10)``); true/false
-                          values (a like) are refused, not read as 1 star
+                          values (a like) are refused, not read as 1 star; one rating on
+                          every chosen row is read with a warning: it carries no information
 ``click``      no         1 when the user chose the item, 0 for an impression left unchosen
                           (or true/false); counts of clicks (``0, 1, 2, 5``), in ``click``
                           or in a ``clicks`` column, are refused with the fix,
@@ -61,8 +66,8 @@ a random subset of the users, and the message says how many fit.
 
 **The item table** (``--items PATH``, optional): ``item`` (required), ``title`` and
 ``genres`` (``|``-separated names, a list in Parquet, or a number: a genre code; a Python
-list written as text, ``['Drama', 'War']``, and comma- or semicolon-separated names,
-``Drama, War``, are refused; a genre whose name holds a comma, ``Arts, Crafts & Sewing``, is
+list written as text, ``['Drama', 'War']``, and comma-, semicolon- or tab-separated names,
+``Drama, War`` (or ``、``-separated), are refused; a genre whose name holds a comma, ``Arts, Crafts & Sewing``, is
 an entry of a Parquet list), read as :func:`recoworld.catalog.read_genres` reads them
 (and :meth:`~recoworld.catalog.Catalog.from_dataframe` with them); an item whose cell is
 empty has the genre ``unknown``. Every item of the log must be listed; listed items nobody
@@ -171,10 +176,17 @@ CLICK = "'click' is 1 where the user chose the row's item and 0 for an impressio
 STARS = (1, 2, 3, 4, 5)
 #: Seconds in a day: a log whose times all fall at one time of day holds dates alone.
 DAY_SECONDS = 86_400
-#: More UTC offsets than one log's clocks write (the time zones in use have about 38): rows at one
-#: local time of day are at most at as many UTC times of day as they write offsets, so rows at
-#: more UTC times of day than this hold no dates alone, whatever their offsets.
-MOST_UTC_OFFSETS = 64
+#: The longest time a log of interactions may span, in seconds (a century): times that span
+#: more, read as Unix seconds, are in another unit (milliseconds counted from the log's start
+#: run from 1970 to 2138 as seconds) or hold a mark for "never" (``2999-12-31``).
+LONGEST_SPAN_SECONDS = 100 * 365.25 * DAY_SECONDS
+#: The calibration's default session gap (``CalibrationConfig.session_gap_minutes``), in
+#: seconds: times on a grid this coarse or coarser (to the hour) cannot tell a pause within a
+#: session from one between two.
+SESSION_GAP_SECONDS = 30 * 60
+#: The step of the UTC offsets that clocks write (whole quarter hours: Nepal's ``+05:45``): a
+#: grid of :data:`SESSION_GAP_SECONDS` or coarser on any such clock is one of quarter hours in UTC.
+OFFSET_STEP_SECONDS = 15 * 60
 #: The oldest age a user table may give, in years (an age of 999 is a mark for unknown, not an age).
 OLDEST = 150
 
@@ -492,11 +504,48 @@ def _timestamps(table: pd.DataFrame, path: Path) -> np.ndarray:
             dates = pd.to_datetime(values[text].astype(str), errors="coerce", utc=True, format="ISO8601")
             seconds[text] = (dates - EPOCH) / pd.Timedelta(seconds=1)
     seconds = seconds.to_numpy(dtype=np.float64)
-    _first_bad(~np.isfinite(seconds), path, "timestamp", values, "a time (Unix seconds or an ISO date)")
+    _refuse_unread_times(seconds, path, values)
     if number.any():
         _refuse_digit_dates(seconds, number, path, values)
     _refuse_out_of_range(seconds, number, path, values)
     return np.floor(seconds).astype(np.int64)
+
+
+def _refuse_unread_times(seconds: np.ndarray, path: Path, values: pd.Series) -> None:
+    """Refuse the first row whose time is neither a number nor ISO 8601 text (``NaN`` in
+    ``seconds``), with the fix: a date of another layout (``26/11/2023 21:19``) is parsed
+    with its format first, which is named where pandas can tell it from the row (both, day or
+    month first, where the row leaves the order open: ``05/11/2023``)."""
+    unread = ~np.isfinite(seconds)
+    if not unread.any():
+        return
+    row = int(np.flatnonzero(unread)[0])
+    value = values.iloc[row]
+    forms = _date_formats(value) if isinstance(value, str) else []
+    parse = "log['timestamp'] = pd.to_datetime(log['timestamp'], format={!r})".format
+    if len(forms) == 1:
+        fix = f"it reads as a date of the format {forms[0]!r}: {parse(forms[0])}"
+    elif forms:
+        fix = (f"it reads as a date of the format {forms[0]!r} (day first) or {forms[1]!r} (month first): "
+               f"{parse(forms[0])}, or that of the month first, whichever the file writes")
+    else:
+        fix = "parse it with its format first: log['timestamp'] = pd.to_datetime(log['timestamp'], format=...)"
+    raise ValueError(f"{path}: row {row + 1}, column 'timestamp': {_shown(value)} is not a time (Unix seconds or an "
+                     f"ISO date); {fix}, or write the times as ISO 8601 (2023-11-26T21:19:00) or Unix seconds")
+
+
+def _date_formats(text: str) -> list[str]:
+    """The formats that read ``text`` as a date, day first, then month first (one where both
+    agree, none where pandas cannot tell a format; before pandas 2.2, which made its guess
+    public, none)."""
+    try:
+        from pandas.tseries.api import guess_datetime_format
+    except ImportError:
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Parsing dates in %d/%m/%Y format when dayfirst=False": told apart here
+        forms = [guess_datetime_format(text.strip(), dayfirst=first) for first in (True, False)]
+    return [form for form in dict.fromkeys(forms) if form is not None]
 
 
 def _refuse_digit_dates(seconds: np.ndarray, number: np.ndarray, path: Path, values: pd.Series) -> None:
@@ -568,6 +617,33 @@ def _refuse_out_of_range(seconds: np.ndarray, number: np.ndarray, path: Path, va
         raise ValueError(f"{path}: row {row + 1}, column 'timestamp': {_shown(values.iloc[row])} is {when}{unit}, "
                          "not a time of a log of interactions (a mark for an unknown time?); give the row the time "
                          "it happened, or drop it")
+    _refuse_long_span(seconds, number, path, values)
+
+
+def _refuse_long_span(seconds: np.ndarray, number: np.ndarray, path: Path, values: pd.Series) -> None:
+    """Refuse times that span more than :data:`LONGEST_SPAN_SECONDS` (a century), naming the
+    first and the last: numbers that do are not Unix seconds but milliseconds (counted from the
+    log's start: a log of two months runs from 1970 to 2138 read as seconds), or one of them is
+    a mark for an unknown time, as a date that far from the others is (``2999-12-31``)."""
+    first, last = int(np.argmin(seconds)), int(np.argmax(seconds))
+    span = seconds[last] - seconds[first]
+    if span <= LONGEST_SPAN_SECONDS:
+        return
+    mark = "if one of the two rows is a mark for an unknown time, give that row the time it happened, or drop it"
+    if number[first] and number[last]:
+        read = (f" in Unix seconds ({_utc_date(seconds[last])} and {_utc_date(seconds[first])} UTC)",
+                "; the times look like milliseconds (counted from the log's start?): divide the column by 1000 to give "
+                f"seconds (or, {mark})")
+    else:
+        read = ("", f"; {mark}")
+    raise ValueError(f"{path}: row {last + 1}, column 'timestamp': {_shown(values.iloc[last])} is "
+                     f"{span / (DAY_SECONDS * 365.25):.0f} years after row {first + 1}'s {_shown(values.iloc[first])}"
+                     f"{read[0]}, longer than any log of interactions runs (a century){read[1]}")
+
+
+def _utc_date(seconds: float) -> str:
+    """Unix ``seconds`` as the UTC date they write (``2138-05-02``)."""
+    return f"{pd.Timestamp(int(seconds), unit='s'):%Y-%m-%d}"
 
 
 def _integers(table: pd.DataFrame, path: Path, column: str, allowed: tuple[int, ...], expected: str) -> np.ndarray:
@@ -657,40 +733,70 @@ def read_log(path: str | Path) -> tuple[pd.DataFrame, bool]:
     log = log[chosen]
     # Repeated choices of one item: the first stands (module docstring).
     log = log.sort_values("timestamp", kind="stable").drop_duplicates(["user", "item"], keep="first").sort_index()
-    _warn_if_dates_only(log, table["timestamp"], path)
+    _warn_if_coarse_times(log, table["timestamp"], path)
+    if has_ratings:
+        _warn_if_constant(log["rating"], path)
     return log, has_ratings
 
 
-def _warn_if_dates_only(log: pd.DataFrame, times: pd.Series, path: Path) -> None:
-    """Warn when every chosen interaction falls at one time of day, as dates without a time
-    (``2024-03-01``, read as midnight) do: the sessions, cut where a user pauses for the
-    session gap (30 minutes by default), are then whole days. The time of day is the
-    clock's the file writes (``times``, the file's column): that of the column's zone where
-    it has one, that of each text's UTC offset where it writes one (``+02:00``). Local
-    midnight in a zone with daylight saving is at two times of the day in UTC, and rows of
-    two offsets at one UTC time of day (``00:00+02:00``, ``22:00Z``) are at two local ones.
-    A log in which no user's interactions happened at two different times is left to the
-    calibration, which refuses it."""
+def _warn_if_constant(stars: pd.Series, path: Path) -> None:
+    """Warn when every chosen row gives the same rating: the column tells no liked item from
+    another, yet the rating response is fitted to it (its slope and noise to nothing)."""
+    if stars.nunique() == 1:
+        warnings.warn(f"{path}: every chosen row's rating is {stars.iloc[0]} stars, so the column carries no "
+                      "information (no rating tells a liked item from another), and the rating response fitted to it "
+                      "means nothing; drop the column to fit on choices alone (the world keeps the simulator's "
+                      "default rating response), or give each row the stars its user gave", UserWarning,
+                      stacklevel=4)  # the caller of load_interactions
+
+
+def _warn_if_coarse_times(log: pd.DataFrame, times: pd.Series, path: Path) -> None:
+    """Warn when every chosen interaction falls on a grid of times no finer than the session
+    gap (:data:`SESSION_GAP_SECONDS`, the default of 30 minutes): the sessions, cut where a
+    user pauses longer than the gap, are then cut at the grid's steps, not at the users'
+    pauses. Dates without a time (``2024-03-01``, read as midnight) are at one time of day,
+    and a user's day is one session; times to the hour (``2024-03-01T14:00:00``) make a
+    user's hour one session, an hour apart from the next. The grid is read on the clock the
+    file writes (``times``, the file's column): that of the column's zone where it has one,
+    that of each text's UTC offset where it writes one (``+02:00``). Local midnight in a zone
+    with daylight saving is at two times of the day in UTC, and rows of two offsets at one
+    UTC time of day (``00:00+02:00``, ``22:00Z``) are at two local ones. A log in which no
+    user's interactions happened at two different times is left to the calibration, which
+    refuses it."""
     zone = times.dt.tz if pd.api.types.is_datetime64_any_dtype(times) else None
-    # A log's first rows most often show two times of day: the whole column's clock is read only when they do not.
+    # A log's first rows most often show a finer time: the whole column's clock is read only when they do not.
     for rows in (log.index[:1_000], log.index):
         seconds = log.loc[rows, "timestamp"]
         # Told apart by their UTC seconds before the offsets are read, which parses each distinct text
-        # in turn: a log of a million times writes a million texts.
-        if pd.unique(seconds.to_numpy() % DAY_SECONDS).size > MOST_UTC_OFFSETS:
+        # in turn: a log of times to the second or minute is off the quarter hours the offsets step by.
+        if (seconds.to_numpy() % OFFSET_STEP_SECONDS).any():
             return
         offsets = np.zeros(len(rows), dtype=np.int64) if zone else _utc_offsets(times[rows])
         time_of_day = _time_of_day(seconds, times[rows] if zone else None, offsets)
-        if (time_of_day != time_of_day[0]).any():
+        step = int(np.gcd.reduce(np.append(np.abs(time_of_day - time_of_day[0]), DAY_SECONDS)))
+        if step < SESSION_GAP_SECONDS:
             return
     if log.groupby("user", observed=True)["timestamp"].nunique().max() < 2:
         return
-    clock = pd.Timestamp(int(time_of_day[0]), unit="s").strftime("%H:%M:%S")
-    warnings.warn(f"{path}: every timestamp is at {clock} {zone or _offsets_named(offsets)} (dates without a time of "
-                  "day), so no session gap splits a day: the session dynamics will treat each user's day as one visit "
-                  "(its interactions one session, the gaps between sessions whole days); give each interaction its "
-                  "time of day (2024-03-01T14:05:00, or Unix seconds) to fit sessions within days", UserWarning,
-                  stacklevel=4)  # the caller of load_interactions
+    clock = f"{pd.Timestamp(int(time_of_day[0]), unit='s'):%H:%M:%S} {zone or _offsets_named(offsets)}"
+    warnings.warn(_coarse_times_message(path, clock, step), UserWarning, stacklevel=4)  # load_interactions' caller
+
+
+def _coarse_times_message(path: Path, clock: str, step: int) -> str:
+    """The warning of :func:`_warn_if_coarse_times`: every time is at ``clock`` or ``step``
+    seconds apart from it (a divisor of a day; the day itself for dates alone)."""
+    if step == DAY_SECONDS:
+        return (f"{path}: every timestamp is at {clock} (dates without a time of day), so no session gap splits a day: "
+                "the session dynamics will treat each user's day as one visit (its interactions one session, the "
+                "gaps between sessions whole days); give each interaction its time of day (2024-03-01T14:05:00, or "
+                "Unix seconds) to fit sessions within days")
+    unit = f"{step // 3600}-hour" if step % 3600 == 0 else f"{step // 60}-minute"
+    steps = "whole hours" if step == 3600 else f"whole {unit} steps"
+    return (f"{path}: every timestamp is on a {unit} grid ({clock} and {steps} from it), no finer than the session "
+            f"gap ({SESSION_GAP_SECONDS // 60} minutes by default), so the session dynamics will cut sessions at the "
+            "grid's steps, not at the users' pauses (a pause within a step reads as none, one across it as a whole "
+            "step or more), and read the gaps between sessions in whole steps; give each interaction its time to the "
+            "second or minute (2024-03-01T14:05:37, or Unix seconds) to fit sessions")
 
 
 def _time_of_day(seconds: pd.Series, times: pd.Series | None, offsets: np.ndarray) -> np.ndarray:
@@ -852,8 +958,10 @@ def load_interactions(path: str | Path, items: str | Path | None = None,
     Raises ``ValueError`` naming the file, row and column of the first problem found:
     a missing column, an empty table, a cell of the wrong type, a duplicated row, an item
     the item table does not list; ``FileNotFoundError`` for a missing file. Warns
-    (``UserWarning``) when every timestamp is at one time of day, as dates alone are: each
-    user's day is then one session.
+    (``UserWarning``) when every timestamp lies on a grid no finer than the session gap: at
+    one time of day, as dates alone are (each user's day is then one session), or to the hour
+    (sessions are then cut at the hours); and when every chosen row gives one rating, which
+    carries no information.
     """
     log, has_ratings = read_log(path)
     chosen = np.asarray(log["item"].unique(), dtype=object)

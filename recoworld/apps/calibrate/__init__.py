@@ -33,7 +33,8 @@ Identified by the data
   * *Sessions*, as bursts of ratings cut by a 30-minute gap, and returns between them,
     with the end of the data treated as censoring, not as churn. A log of dates without
     a time of day (``2024-03-01``) has no bursts to cut: each user's day is one session,
-    and ``recoworld calibrate --data`` warns so.
+    and ``recoworld calibrate --data`` warns so, as it does for times to the hour (or on
+    any grid no finer than the gap), whose sessions are cut at the grid's steps.
 
 Assumed, because the data cannot identify it
   * *The level of click-through*: without impressions, the probability of choosing an

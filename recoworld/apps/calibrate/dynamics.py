@@ -92,6 +92,7 @@ from recoworld.apps.calibrate.folds import CalibrationDataError
 from recoworld.calibration.split import DAY, Sessions, cut_sessions, is_first_session, session_ids, time_ordered
 from recoworld.calibration.traits import normal_scores
 from recoworld.catalog import Catalog, RandomCandidates
+from recoworld.data.interactions import UNKNOWN
 from recoworld.simulators.population import Population
 from recoworld.simulators.statistical import MIN_GAP_SHAPE, StatisticalUserConfig, StatisticalUsers
 
@@ -788,20 +789,34 @@ class LifeTargets:
         return out
 
 
+def known_genres(catalog: Catalog) -> np.ndarray:
+    """The ``[n_items, n_genres]`` bool genre table of ``catalog`` without the placeholder
+    genre ``unknown`` (that of an item table's empty cell, and of every item of a log read
+    without one; MovieLens-100K's own label of two films of no known genre): an item in it
+    alone has no genre, a row of zeros, which :func:`genre_pairs` leaves out of every pair."""
+    table = catalog.genres.numpy().astype(bool)
+    table[:, [i for i, name in enumerate(catalog.genre_names) if name == UNKNOWN]] = False
+    return table
+
+
 def genre_pairs(ordered: pd.DataFrame, sid: np.ndarray, genres, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Per session ``0..n-1`` of the time-``ordered`` ratings (session ids ``sid``): its pairs
-    of consecutive ratings, and how many of them share a genre (``genres``, the
-    ``[n_items, n_genres]`` 0/1 table)."""
+    of consecutive ratings of items with a genre, and how many of them share one
+    (``genres``, the ``[n_items, n_genres]`` 0/1 table, :func:`known_genres`). A pair with an
+    item of no genre (a row of zeros) is left out: whether its items share a genre is not
+    known, and counted as one genre, the placeholder ``unknown``, two such items would."""
     item_genres = np.asarray(genres, dtype=bool)[ordered["item_id"].to_numpy()]
-    same_session = sid[1:] == sid[:-1]
-    shared = (item_genres[1:] & item_genres[:-1]).any(1) & same_session
-    return np.bincount(sid[1:][same_session], minlength=n), np.bincount(sid[1:][shared], minlength=n)
+    known = item_genres.any(1)
+    paired = (sid[1:] == sid[:-1]) & known[1:] & known[:-1]
+    shared = (item_genres[1:] & item_genres[:-1]).any(1) & paired
+    return np.bincount(sid[1:][paired], minlength=n), np.bincount(sid[1:][shared], minlength=n)
 
 
 def genre_repetition(ratings: pd.DataFrame, genres, gap_minutes: float) -> float:
     """The mean, over the sessions of two ratings or more, of the share of consecutive
-    ratings that share a genre (the fidelity report's ``genre_repetition``); NaN without
-    such a session."""
+    ratings that share a genre (the fidelity report's ``genre_repetition``), pairs with an
+    item of no genre left out (:func:`genre_pairs`; ``genres`` as :func:`known_genres` gives
+    them); NaN without such a session."""
     ordered = time_ordered(ratings)
     sid = session_ids(ordered, gap_minutes)
     pairs, shared = genre_pairs(ordered, sid, genres, int(sid.max()) + 1 if len(sid) else 0)
@@ -903,7 +918,7 @@ def fit_lives(catalog: Catalog, config: StatisticalUserConfig, population: Popul
     # and so does the later sessions': the grid fit reads it off first sessions without the
     # quick visits, and the sessions that run their course beside a third of one-step visits
     # are longer (on MovieLens 4 to 6 below the grid's base).
-    genres = catalog.genres.numpy()
+    genres = known_genres(catalog)
     level = {"first": config.leave_base + config.leave_first_session, "base": config.leave_base,
              "first_return": config.return_base + config.return_first_session, "return": config.return_base,
              "first_gap": config.gap_first_session, "first_gap_share": 0.0, "gap": 0.0,

@@ -33,8 +33,9 @@ Usage::
 timestamp, optional rating and click; optional item and user tables); the world it writes
 is used as the MovieLens one is: ``recoworld run world=movielens world.path=DIR``. A world
 already at ``--out`` is read, not fitted again, unless ``--force``; with ``--data``, only if it
-was fitted on that log's interactions (a world of another log, or of an earlier version of
-this one, is refused with the fix).
+was fitted on that log's interactions, in any row order (but for that of a user's rows of one
+time, which the held-out split reads), and on its item and user tables (a world of another
+log, of an earlier version of this one, or of other tables, is refused with the fix).
 """
 
 from __future__ import annotations
@@ -53,12 +54,13 @@ import torch
 
 from recoworld.apps.calibrate import dynamics
 from recoworld.apps.calibrate.choices import ValidationFit, fit_training_choices, fit_validation_choices
-from recoworld.apps.calibrate.folds import CalibrationDataError, Folds, fingerprint, subsample, training_catalog
+from recoworld.apps.calibrate.folds import (FINGERPRINT_OF, CalibrationDataError, Folds, fingerprint, subsample,
+                                            tables_fingerprints, training_catalog)
 from recoworld.apps.calibrate.progress import Stages, torch_threads
 from recoworld.calibration import traits
 from recoworld.calibration.choice import ChoiceFitConfig, UtilityTerms
 from recoworld.calibration.ratings import RatingResponse, fit_rating_response
-from recoworld.calibration.split import Sessions, cut_sessions
+from recoworld.calibration.split import Sessions, cut_sessions, time_ordered
 from recoworld.catalog import Catalog
 from recoworld.config_checks import POSITIVE, check_number
 from recoworld.data.fetch import FetchError
@@ -213,7 +215,8 @@ def _fit(data: MovieLens100K, config: CalibrationConfig, stages: Stages) -> Cali
     users = users_table(folds, user_traits, sessions, returns, patience, terms, response)
     population = CalibratedPopulation(users, terms.interest)
     with stages.stage("fitting the leave hazard by simulated moments"):
-        repetition = dynamics.genre_repetition(folds.data.ratings, catalog.genres.numpy(), config.session_gap_minutes)
+        repetition = dynamics.genre_repetition(folds.data.ratings, dynamics.known_genres(catalog),
+                                               config.session_gap_minutes)
         sim_config, meta["leave"], meta["returns"] = fit_leaving(catalog, sim_config, population, sessions, returns,
                                                                  config, repetition)
     with stages.stage("assembling the world"):
@@ -357,8 +360,7 @@ def summary(world: CalibratedWorld) -> str:
         f"users {len(world.users)}, items {world.catalog.n_items}, feature dim {world.catalog.feature_dim}",
         f"choice: interest_weight {c.interest_weight:.2f}, quality_weight {c.quality_weight:.3f}, "
         f"click_threshold {c.click_threshold:.2f}, validation AUC {m['choice']['validation_auc']:.4f}",
-        f"ratings: center {c.rating_center:.2f}, slope {c.rating_slope:.3f}, quality {c.rating_quality:.3f}, "
-        f"noise {c.rating_noise:.3f}",
+        ratings_line(world),
         f"leave: base {c.leave_base:.2f}, first session {c.leave_first_session:+.2f} "
         f"(spread {c.first_session_spread:.2f}), quick visits "
         f"{c.quick_visit_share:.0%}, length {c.leave_length:.2f}, session theme {c.theme_weight:.2f}, "
@@ -378,13 +380,26 @@ def summary(world: CalibratedWorld) -> str:
     return "\n".join(lines)
 
 
+def ratings_line(world: CalibratedWorld) -> str:
+    """The summary's line on the rating response: fitted, or the simulator's defaults kept
+    for a log without ratings (a world saved before recorded which only as fitted)."""
+    c = world.config
+    kept = "" if world.meta.get("data", {}).get("has_ratings", True) else " defaults (no ratings in the log):"
+    return (f"ratings:{kept} center {c.rating_center:.2f}, slope {c.rating_slope:.3f}, quality {c.rating_quality:.3f}, "
+            f"noise {c.rating_noise:.3f}")
+
+
 def fitted_on_other_data(world: CalibratedWorld, data: MovieLens100K) -> str | None:
     """What the saved ``world`` was calibrated on, when that is not ``data`` (``None`` when it
     is, or when the world's record cannot tell): a world at ``--out`` is kept without
-    ``--force``, and a log given with ``--data`` is not to be answered with another's
-    world. The record is the fingerprint of the ratings it fitted
-    (:meth:`~recoworld.apps.calibrate.folds.Folds.describe`), of the same users drawn again
-    where it fitted a subset; ``split="time"`` keeps users by date, which is not redrawn."""
+    ``--force``, and a log given with ``--data`` (and its ``--items`` and ``--user-table``) is
+    not to be answered with another's world. The record
+    (:func:`~recoworld.apps.calibrate.folds.data_fingerprints`) is the fingerprint of the
+    ratings it fitted in time order (the same log sorted otherwise is the same; a world saved
+    before hashed them in the log's row order, and is read that way), of the same users drawn
+    again where it fitted a subset, and those of its item and user tables (a world saved
+    before records none, and its tables are taken as the same); ``split="time"`` keeps users
+    by date, which is not redrawn."""
     recorded, settings = world.meta.get("data", {}), world.meta.get("calibration", {})
     if "fingerprint" not in recorded or settings.get("split", "latest") != "latest":
         return None
@@ -393,14 +408,39 @@ def fitted_on_other_data(world: CalibratedWorld, data: MovieLens100K) -> str | N
         fitted = data if users is None else subsample(data, users, settings.get("seed", 0))
     except CalibrationDataError:  # the log has fewer users than the world fitted
         fitted = None
-    if fitted is not None and fingerprint(fitted.ratings) == recorded["fingerprint"]:
-        return None
     source = recorded.get("source", {})
+    if fitted is not None and _ratings_fingerprint(recorded, fitted) == recorded["fingerprint"]:
+        return _other_tables(recorded, fitted, source)
     if source.get("kind") != "interactions":
         return "MovieLens-100K"
     if source.get("data") == data.source.get("data"):
         return f"an earlier version of {source['data']} (its interactions have changed since)"
     return str(source.get("data"))
+
+
+def _ratings_fingerprint(recorded: dict, data: MovieLens100K) -> str:
+    """The fingerprint of ``data``'s ratings as the world's ``recorded`` one was taken: in
+    time order, or, by a world saved before, in the log's row order."""
+    ordered = recorded.get("fingerprint_of") == FINGERPRINT_OF
+    return fingerprint(time_ordered(data.ratings) if ordered else data.ratings)
+
+
+def _other_tables(recorded: dict, data: MovieLens100K, source: dict) -> str | None:
+    """The log the world fitted with the item or user table it fitted, where ``data``'s
+    differs from it (``None`` where neither does, or the world records neither)."""
+    now = tables_fingerprints(data)
+    for table, kind, article in (("items", "item", "an"), ("users", "user", "a")):
+        key = f"{table}_fingerprint"
+        if key not in recorded or recorded[key] == now[key]:
+            continue
+        fitted_table = source.get(table)
+        if fitted_table is None:
+            return f"{source.get('data')} without {article} {kind} table"
+        if fitted_table == data.source.get(table):
+            return (f"{source.get('data')} with an earlier version of its {kind} table {fitted_table} (its {table} "
+                    "have changed since)")
+        return f"{source.get('data')} with the {kind} table {fitted_table}"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -449,9 +489,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         other = None if data is None else fitted_on_other_data(world, data)
         if other is not None:
+            given = "".join(f" {flag} {value}" for flag, value in (("--items", args.items),
+                                                                   ("--user-table", args.user_table)) if value)
             print(f"recoworld calibrate: --out {path} holds a world calibrated on {other}, not on the log of --data "
-                  f"{args.data}; --force fits it again on --data (replacing that world once the fit ends), or give "
-                  "another --out", file=sys.stderr)
+                  f"{args.data}{given and ' with' + given}; --force fits it again on --data (replacing that world once "
+                  "the fit ends), or give another --out", file=sys.stderr)
             return 2
         source = world.meta.get("data", {}).get("source", {})
         if data is None and source.get("kind", "movielens-100k") != "movielens-100k":

@@ -23,7 +23,7 @@ import pandas as pd
 
 import torch
 
-from recoworld.calibration.split import Split, holdout_split, time_cut, time_cut_split
+from recoworld.calibration.split import Split, holdout_split, time_cut, time_cut_split, time_ordered
 from recoworld.catalog import Catalog
 from recoworld.data.movielens import MovieLens100K
 
@@ -46,6 +46,15 @@ CGROUP_MEMORY = (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
                  ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"))
 
 
+#: How ``meta["data"]["fingerprint"]`` hashes the ratings (:func:`data_fingerprints`): a
+#: world without this mark hashed them in the log's row order, and is read that way.
+FINGERPRINT_OF = "time-ordered rows"
+#: The columns of the item and user tables that a world's record hashes (the users' and items'
+#: own, not the counts the ratings give them).
+ITEM_COLUMNS = ("original_id", "title", "genres")
+USER_COLUMNS = ("original_id", "age", "gender", "occupation", "zip_code")
+
+
 class CalibrationDataError(ValueError):
     """The data cannot be calibrated on (too small, or too little structure); the message
     says what is missing. ``recoworld calibrate`` prints it without a traceback."""
@@ -55,7 +64,8 @@ def subsample(data: MovieLens100K, n_users: int, seed: int) -> MovieLens100K:
     """``n_users`` random users of ``data`` with their ratings, ids made dense again (items kept)."""
     total = len(data.users)
     if not 1 <= n_users <= total:
-        raise CalibrationDataError(f"users={n_users}; the data has {total} users: choose 1..{total}")
+        raise CalibrationDataError(f"--users {n_users} (users={n_users}): the data has {total} users; choose "
+                                   f"1..{total}")
     return keep_users(data, np.sort(np.random.default_rng(seed).choice(total, n_users, replace=False)))
 
 
@@ -192,7 +202,7 @@ class Folds:
         """The artifact's ``meta["data"]`` and ``meta["split"]``: sizes and fingerprints."""
         ratings, users = self.data.ratings, self.data.users
         data = {"n_users": self.n_users, "n_items": self.n_items, "n_ratings": len(ratings),
-                "fingerprint": fingerprint(ratings),
+                "has_ratings": self.data.has_ratings, **data_fingerprints(self.data),
                 "source_user_ids": [int(x) for x in users.get("source_id", users["user_id"])]}
         split = {"kind": self.kind, "cut_time": self.cut_time, "held_out_users": self.held_out_users,
                  "train": len(self.split.train), "test": len(self.split.test), "validation": len(self.inner.test),
@@ -287,3 +297,29 @@ def fingerprint(ratings: pd.DataFrame) -> str:
     the held-out split it was fitted on, and the fidelity report checks them against it."""
     table = ratings[["user_id", "item_id", "rating", "timestamp"]].to_numpy(dtype=np.int64)
     return hashlib.sha256(np.ascontiguousarray(table).tobytes()).hexdigest()[:16]
+
+
+def data_fingerprints(data: MovieLens100K) -> dict[str, str]:
+    """The record of the data a world fitted, which ``recoworld calibrate`` compares a log
+    given again against (``meta["data"]``): the hash of its ratings in time order
+    (:data:`FINGERPRINT_OF`: as the fit reads them, so the same log sorted otherwise is the
+    same; ties keep the file's order, which the held-out split reads), and those of the item
+    and user tables' own columns (titles and genres; age, gender, occupation, zip code)."""
+    return {"fingerprint": fingerprint(time_ordered(data.ratings)), "fingerprint_of": FINGERPRINT_OF,
+            **tables_fingerprints(data)}
+
+
+def tables_fingerprints(data: MovieLens100K) -> dict[str, str]:
+    """The hashes of the item and user tables' own columns in ``data`` (:func:`data_fingerprints`)."""
+    return {"items_fingerprint": table_fingerprint(data.items, ITEM_COLUMNS),
+            "users_fingerprint": table_fingerprint(data.users, USER_COLUMNS)}
+
+
+def table_fingerprint(table: pd.DataFrame, columns: tuple[str, ...]) -> str:
+    """A short hash of the ``columns`` of ``table`` it has, row by row as text (a list of
+    genres as its ``|``-joined names), with the columns' names."""
+    digest = hashlib.sha256()
+    for column in (c for c in columns if c in table.columns):
+        values = table[column].map(lambda v: "|".join(map(str, v)) if isinstance(v, (list, np.ndarray)) else str(v))
+        digest.update(f"{column}\x1e{chr(31).join(values)}\x1e".encode())
+    return digest.hexdigest()[:16]

@@ -63,6 +63,13 @@ class HeldOut:
         return cls(split, positive, trained, ~(positive | trained))
 
 
+def split_summary(held: HeldOut) -> dict:
+    """The split's sizes for the report: its training and held-out rows, and the users who
+    hold a held-out row, those scored (a user too light to hold one out is not: counted, the
+    report's opening line would give a larger count than its split section)."""
+    return {"train": len(held.split.train), "held_out": len(held.split.test), "users": int(held.positive.any(1).sum())}
+
+
 def source_data(world: CalibratedWorld, data: str | Path | None = None, items: str | Path | None = None,
                 users: str | Path | None = None) -> MovieLens100K:
     """The data the world was calibrated on, read again from where ``meta["data"]["source"]``
@@ -202,7 +209,7 @@ def _evaluate(world: CalibratedWorld, data: MovieLens100K | None, seed: int, sta
     with stages.stage("simulating consumption"):
         results.update(consumption_realism(world, models, held, seed))
     results["targets"] = targets(results["models"])
-    results["split"] = {"train": len(split.train), "held_out": len(split.test), "users": len(data.users)}
+    results["split"] = split_summary(held)
     results["data"] = {"name": data_name(world), "has_ratings": has_ratings, "has_genres": has_genres(world.catalog)}
     return results
 

@@ -22,7 +22,8 @@ that cuts the real ratings (a pause over 30 minutes), so both sides are measured
   ``first_gap_days`` and ``return_gap_days`` split it by the session before the gap (the
   user's first, a later one), as the calibration sets the two apart;
 * ``genre_repetition``: per session of two ratings or more, the share of consecutive
-  ratings that share a genre (left out for a log whose items have no genres);
+  ratings that share a genre, pairs with an item of no genre (the placeholder ``unknown``)
+  left out (and the statistic left out for a log whose items have no genres);
 * ``gap_vs_length`` and ``gap_vs_mean_rating``: Spearman's correlation between a session's
   length (its mean rating; unrated simulated clicks left out) and the gap that follows it.
 
@@ -298,7 +299,7 @@ def refit_without(world: CalibratedWorld, folds: Folds, held_out: np.ndarray,
     returns = dynamics.calibration_returns(sessions, len(fitted))
     users = world.users.iloc[fitted].reset_index(drop=True).assign(activity=np.exp(returns.log_activity))
     population = CalibratedPopulation(users, world.interest[fitted])
-    repetition = dynamics.genre_repetition(ratings, world.catalog.genres.numpy(), config.session_gap_minutes)
+    repetition = dynamics.genre_repetition(ratings, dynamics.known_genres(world.catalog), config.session_gap_minutes)
     sim_config, leave, returns_meta = fit_leaving(world.catalog, world.config, population, sessions, returns, config,
                                                   repetition)
     refitted = CalibratedWorld(world.catalog, sim_config, users, world.interest[fitted], world.meta,
@@ -331,7 +332,7 @@ def _session_dynamics(world: CalibratedWorld, data, share: float, seed: int, dra
     folds = Folds.cut(data, config.holdout_fraction, config.validation_fraction, config.users, config.seed)
     held_out = fold_in_mask(folds.n_users, share, seed).nonzero().flatten().numpy()
     fit = refit_without(world, folds, held_out, config)
-    ratings, genres = folds.data.ratings, world.catalog.genres.numpy()
+    ratings, genres = folds.data.ratings, dynamics.known_genres(world.catalog)
     data_end = float(ratings["timestamp"].max())
     first = ratings.groupby("user_id")["timestamp"].min().reindex(range(folds.n_users)).to_numpy(np.float64)
     rows = fit.fitted_rows
