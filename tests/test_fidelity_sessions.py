@@ -228,6 +228,8 @@ def test_life_targets_split_first_sessions_from_later_ones_and_count_ties_at_the
     assert (targets.first_length, targets.return_length) == (30.0, 4.0)
     assert (targets.first_gap_days, targets.gap_days) == (1.0, 6.0)
     assert targets.first_return_share == pytest.approx(2 / 3) and targets.return_share == pytest.approx(1 / 3)
+    assert (targets.first_returns, targets.later_sessions) == (2, 3)
+    assert dynamics.LifeTargets(30.0, 3.0, 6.0).first_returns is None, "not taken of a table: not counted"
     # Later lengths 3, 4, 4 against their median 4: one below, two tied: (1 + 2 / 2) / 3.
     assert targets.at_quantile["return_length"] == pytest.approx(2 / 3)
     shorter = dynamics.LifeTargets(30.0, 3.0, 6.0).position(table)  # against 3: none below, one tied

@@ -10,20 +10,10 @@ import warnings
 from dataclasses import replace
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from recoworld.apps.calibrate import dynamics
 from recoworld.calibration.split import cut_sessions
-
-
-def test_life_targets_count_the_returns_after_a_first_session():
-    table = pd.DataFrame({"user_id": [0, 0, 0, 1, 1, 2],
-                          "length": [40, 3, 4, 30, 4, 20],
-                          "next_gap_days": [0.5, 6.0, np.nan, 1.5, np.nan, np.nan]})
-    targets = dynamics.LifeTargets.of(table)
-    assert (targets.first_returns, targets.later_sessions) == (2, 3)
-    assert dynamics.LifeTargets(30.0, 3.0, 6.0).first_returns is None, "not taken of a table: not counted"
 
 
 @pytest.mark.parametrize("first_returns", [None, 0, dynamics.MIN_FIRST_RETURNS, 200])

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lives_support import lives_of
 from recoworld.apps.calibrate import dynamics
 from recoworld.calibration.split import cut_sessions
 
@@ -25,15 +26,9 @@ def test_life_targets_hold_the_later_gaps_80th_percentile():
 
 @pytest.fixture(scope="module")
 def lives(small_world):
-    """The small world's 80 users living four times each (seeds apart), their gaps Weibull of
-    shape 0.9, and the targets of those lives."""
-    world, _ = small_world
-    users, seeds = np.tile(np.arange(80), 4), np.arange(320)
-    windows = np.full(320, 40.0)
-    population = world.population().pinned(users, seeds)
-    truth = replace(world.config, gap_days=3.0, gap_shape=0.9)
-    clicks = dynamics.simulate_lives(world.catalog, truth, population, seeds, windows, max_steps=160)
-    return world, population, seeds, windows, truth, dynamics.LifeTargets.of(cut_sessions(clicks, 30.0).table)
+    """The small world's lives (:func:`lives_support.lives_of`) with gaps Weibull of shape 0.9, and
+    the targets of those lives."""
+    return lives_of(small_world, gap_days=3.0, gap_shape=0.9)[:-1]
 
 
 def test_fit_lives_lightens_a_too_heavy_gap_tail_on_the_later_gaps_median(lives):

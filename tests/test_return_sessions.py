@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lives_support import lives_of
 from recoworld.apps.calibrate import dynamics
 from recoworld.calibration.split import cut_sessions
 
@@ -36,13 +37,7 @@ def lives(small_world):
     """Each of the small world's 80 users living four times (seeds apart), a third of the
     later visits for one thing (the later sessions' median lies among them), the data's
     targets of those lives, and the lives."""
-    world, _ = small_world
-    users, seeds = np.tile(np.arange(80), 4), np.arange(320)
-    windows = np.full(320, 40.0)
-    population = world.population().pinned(users, seeds)
-    truth = replace(world.config, quick_visit_share=0.35, leave_patience=10.0)
-    clicks = dynamics.simulate_lives(world.catalog, truth, population, seeds, windows, max_steps=160)
-    return world, population, seeds, windows, truth, dynamics.LifeTargets.of(cut_sessions(clicks, 30.0).table), clicks
+    return lives_of(small_world, quick_visit_share=0.35, leave_patience=10.0)
 
 
 def fit_and_place(lives, start):
