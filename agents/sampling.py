@@ -25,9 +25,9 @@ serves, as no estimate is unbiased for both ``p`` and ``1 / p``:
   ``recoworld ope evaluate`` asks of the evaluated policy, reads the plain frequencies
   ``m / D`` of ``D = n_samples`` replays (``E[m/D] = p``). The logging side's reading weighs
   there too much: ``(m+1) / (D+1)`` is above ``p`` by ``(1-p) / (D+1)``, a row out of reach
-  reads ``1 / (M+1)`` however rare its slate, and over all the slates of a request the
-  logging side's estimates sum to far more than 1 (14 over the 6,840 slates of 3 out of 20
-  candidates of a trained Bernoulli sampler).
+  reads ``1 / (M+1)`` however rare its slate, and the logging side's estimates of all the
+  slates of a request with many slates sum to far more than 1: each of those out of reach
+  adds ``1 / (M+1)``.
 
 The logging side replays in two phases per row:
 
@@ -145,7 +145,7 @@ def monte_carlo_propensities(
     when ``n_samples`` is 0), for the ``side`` of the importance weight they serve (see the
     module docstring): ``"logging"`` (``1 / p_hat`` unbiased; two phases, up to
     ``max_samples`` replays per row) or ``"evaluation"`` (``p_hat`` unbiased: the frequencies
-    of ``n_samples`` replays; ``min_matches`` and ``max_samples`` unused).
+    of ``n_samples`` replays; ``min_matches`` and ``max_samples`` are neither used nor checked).
 
     ``draw_slates(rng, n, rows)`` returns ``n`` independent slates for each of the rows
     ``rows`` (indices into ``action``), ``[n, len(rows), K]``, drawn exactly as the agent's
@@ -157,13 +157,14 @@ def monte_carlo_propensities(
         raise ValueError(f"side={side!r}; give 'logging' (the weight's denominator) or 'evaluation' (its numerator)")
     if n_samples <= 0:
         return None
-    if min_matches < 1 or max_samples < n_samples:
+    if side == "logging" and (min_matches < 1 or max_samples < n_samples):
         raise ValueError(f"min_matches={min_matches}, max_samples={max_samples}, n_samples={n_samples}; "
                          "need min_matches >= 1 and max_samples >= n_samples")
     rng = np.random.default_rng(seed)
     action = np.asarray(action)
     tallies = Tallies(np.zeros(action.shape), np.zeros(action.shape), np.zeros(len(action), dtype=np.int64))
-    _replay(draw_slates, rng, action, np.arange(len(action)), tallies, min_matches, n_samples, n_samples)
+    # the first phase: n_samples replays per row (a row stops at its n_samples-th, matches or not)
+    _replay(draw_slates, rng, action, np.arange(len(action)), tallies, 1, n_samples, n_samples)
     if side == "evaluation":
         return frequencies(tallies)
     short = (tallies.prefixes[:, -1] < min_matches) & (tallies.draws < max_samples)

@@ -44,6 +44,7 @@ from recoworld.agents.sb3_policies import (CHOSEN, POSITION, CandidateQPolicy, C
                                            MaskableCandidateScoringPolicy, catalog_policy_kwargs)
 from recoworld.agents.slateq import known_device
 from recoworld.config_checks import AT_LEAST_ONE, POSITIVE, check_number, did_you_mean
+from recoworld.ranking import best_first
 from recoworld.wording import listing
 from recoworld.rewards import RewardWeights
 from recoworld.types import (CANDIDATE_FEATURES, CANDIDATE_IDS, HISTORY_FEEDBACK, HISTORY_ITEMS, INSTRUCTION,
@@ -257,11 +258,10 @@ class SB3Recommender(Recommender):
         raise ValueError("a slate-format model does not score candidates")
 
     def act(self, obs: Observation) -> np.ndarray:
-        if self.formulation == "scores":
-            if self.deterministic:
-                return top_k(self.score(obs), self.slate_size)
-            scores = self._predict(obs)
-            return top_k(np.asarray(scores).reshape(-1, self.num_candidates), self.slate_size)
+        if self.formulation == "scores":  # ranked as the env ranks a scores action
+            scores = self.score(obs) if self.deterministic else self._predict(obs)
+            return best_first(torch.as_tensor(np.asarray(scores, dtype=np.float32).reshape(-1, self.num_candidates)),
+                              self.slate_size).numpy()
         if self.formulation == "slate":
             return np.asarray(self._predict(obs)).reshape(-1, self.slate_size)
         if self.formulation == "single_item":  # the K candidates worth most on their own

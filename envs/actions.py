@@ -2,7 +2,7 @@
 
 An action is either ``K`` distinct candidate indices (``action_format="slate"``) or one
 score per candidate (``"scores"``: the ``K`` best-scored candidates, best first, equal
-scores in candidate order, :func:`best_first`). Invalid actions raise ``ValueError`` naming
+scores in candidate order, :func:`~recoworld.ranking.best_first`). Invalid actions raise ``ValueError`` naming
 the bad entry; nothing is clipped.
 """
 
@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from recoworld.ranking import best_first
 from recoworld.validation import check_slates, viewable
 from recoworld.envs.spaces import SlateSpace
 
@@ -83,43 +84,3 @@ class ActionDecoder:
             raise ValueError(f"action{'' if single else f'[{row}]'}[{col}] is NaN; scores must be numbers")
         return best_first(scores, self.slate_size)
 
-
-def best_first(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """The positions of the ``k`` best of ``scores`` ``[B, C]`` in each row, best first, equal
-    scores in the order of their positions (the lower first): on any device and build, since
-    ``torch.topk`` leaves the order of equal values, and which of them make the cut, to its
-    implementation. Rows without a tie among their ``k`` best or across the cut keep topk's
-    answer, which is then unique; the others (a policy whose scores are clipped to the action
-    space's bounds ties often) are ranked again by :func:`_first_best`."""
-    top = scores.topk(k, dim=1)
-    values, cut = top.values, top.values[:, -1:]
-    at_cut = scores == cut
-    tied = (at_cut.sum(1) > (values == cut).sum(1)) | (values[:, 1:] == values[:, :-1]).any(1)
-    if not bool(tied.any()):
-        return top.indices
-    if bool(tied.all()):  # as clipped scores tie: no rows to pick out
-        return _first_best(values, top.indices, at_cut)
-    rows = tied.nonzero().flatten()
-    positions = top.indices.clone()
-    positions[rows] = _first_best(values[rows], top.indices[rows], at_cut[rows])
-    return positions
-
-
-def _first_best(values: torch.Tensor, indices: torch.Tensor, at_cut: torch.Tensor) -> torch.Tensor:
-    """:func:`best_first` of rows whose topk gave ``values`` and ``indices`` ``[R, k]`` and
-    whose scores equal the ``k``-th best where ``at_cut`` ``[R, C]``: the scores above the
-    cut, which topk gave first, ranked by value and then position, then the first of those
-    at the cut by position, as many as the slate has room for. One pass over the rows (a
-    sort of each would cost more than the rest of an env's step); the rest is ``[R, k]``."""
-    (R, k), C = values.shape, at_cut.shape[1]
-    # The first k at the cut by position: the k largest of C - position there, 0 elsewhere
-    # (floats, which a CPU multiplies and ranks faster than it selects integers; exact to 2**24).
-    reversed_positions = torch.arange(C, 0, -1, dtype=torch.float32 if C <= 2**24 else torch.float64,
-                                      device=at_cut.device)
-    first = C - (at_cut * reversed_positions).topk(k, dim=1).values.long()
-    by_position = indices.sort(dim=1, stable=True)
-    ranked = by_position.values.gather(1, values.gather(1, by_position.indices).sort(
-        dim=1, descending=True, stable=True).indices)  # topk's, by value then position: those above the cut first
-    slot = torch.arange(k, device=at_cut.device).expand(R, k)
-    n_above = (values > values[:, -1:]).sum(1, keepdim=True)
-    return torch.where(slot < n_above, ranked, first.gather(1, (slot - n_above).clamp(min=0)))

@@ -242,8 +242,8 @@ class PolicyOnLog:
     Observations hold what a log keeps (candidates and their features); the other fields
     are those of a user's first step (empty history, no instruction), exact for step-0 rows.
     The agent's propensities are checked as the slate estimators will read them, and an
-    error names them in its terms (``spec``, the ``--policy`` given, and the key of its
-    ``propensities()``), not the estimators' ``evaluation_pscore*``.
+    error names them in its terms (``spec``, the ``--policy`` given, and the method that gave
+    them and its key), not the estimators' ``evaluation_pscore*``.
     """
 
     def __init__(self, agent, template: dict, spec: str):
@@ -258,13 +258,12 @@ class PolicyOnLog:
 
     def propensities(self, obs, action):
         obs, action = self.full(obs), np.asarray(action)
-        # an agent without the evaluation side's own estimates states exact ones, or none
-        ask = getattr(self.agent, "evaluation_propensities", None) or self.agent.propensities
-        given = ask(obs, action)
+        method = self.propensity_method
+        given = getattr(self.agent, method)(obs, action)
         if given is not None and not ("slate" in given and np.all(np.asarray(given["slate"]) == 1.0)):
             # "position" and "cascade" are optional (Recommender.propensities): the estimators
             # that need one the agent leaves out are left out
-            return self.checked(given, action)
+            return self.checked(given, action, method)
         m = 1 if given is not None else ACT_DRAWS
         self.deterministic = given is not None
         slate, position, cascade = np.zeros(len(action)), np.zeros(action.shape), np.zeros(action.shape)
@@ -275,21 +274,30 @@ class PolicyOnLog:
             cascade += np.cumprod(same, axis=1)
         return {"slate": slate / m, "position": position / m, "cascade": cascade / m}
 
-    def checked(self, given: dict, action: np.ndarray) -> dict:
-        """The agent's ``given`` propensities of ``action`` ``[B, K]`` as float64, each in
-        ``[0, 1]`` and of its shape, the cascade's non-increasing; else a ``ValueError`` naming
-        ``--policy`` and the key."""
+    @property
+    def propensity_method(self) -> str:
+        """The agent's method that :meth:`propensities` asks: ``"evaluation_propensities"``
+        where it has one (its own estimates for the evaluation side), else ``"propensities"``
+        (an agent without them states exact ones, or none)."""
+        return "evaluation_propensities" if callable(getattr(self.agent, "evaluation_propensities", None)) \
+            else "propensities"
+
+    def checked(self, given: dict, action: np.ndarray, method: str) -> dict:
+        """The agent's ``given`` propensities of ``action`` ``[B, K]``, from its ``method``
+        (``"propensities"`` or ``"evaluation_propensities"``), as float64, each in ``[0, 1]``
+        and of its shape, the cascade's non-increasing; else a ``ValueError`` naming
+        ``--policy``, the method and the key."""
         from recoworld.ope import _validation as v
 
         B, K = action.shape
         checked = {}
         try:
             if "slate" not in given:
-                raise ValueError(f"gave {sorted(given)} but no 'slate', the whole slate's probability (Recommender."
-                                 "propensities); return it, or None when the probabilities are unknown")
+                raise ValueError(f"{method}() gave {sorted(given)} but no 'slate', the whole slate's probability "
+                                 "(Recommender.propensities); return it, or None when the probabilities are unknown")
             for key in ("slate", "position", "cascade"):
                 if key in given:
-                    name = f"propensities(obs, action)[{key!r}]"
+                    name = f"{method}(obs, action)[{key!r}]"
                     shape, dims = ((B,), "(slates,)") if key == "slate" else ((B, K), "(slates, positions)")
                     checked[key] = v.probability(given[key], name, shape, dims)
                     if key == "cascade":
