@@ -63,7 +63,7 @@ def write_run(folder, reward: str) -> str:
     from recoworld.logs import EpisodeLog
 
     (folder / ".hydra").mkdir(parents=True)
-    (folder / ".hydra" / "config.yaml").write_text(json.dumps({"env": {"reward": reward}}))
+    (folder / ".hydra" / "config.yaml").write_text(json.dumps({"world": {}, "env": {"reward": reward}}))
     env = SlateVectorEnv(num_envs=300, catalog=world_catalog(), slate_size=2, num_candidates=5, max_steps=1,
                          reward=reward)
     path = folder / "episodes.parquet"
@@ -108,7 +108,7 @@ def test_the_paid_reward_is_read_from_the_run(tmp_path, reward, paid):
     log = tmp_path / "episodes.parquet"
     if reward is not None:  # None: a log outside a run directory
         (tmp_path / ".hydra").mkdir()
-        (tmp_path / ".hydra" / "config.yaml").write_text(json.dumps({"env": {"reward": reward}}))
+        (tmp_path / ".hydra" / "config.yaml").write_text(json.dumps({"world": {}, "env": {"reward": reward}}))
     assert paid_reward(str(log)) == paid
 
 
@@ -118,7 +118,7 @@ def test_a_paid_reward_the_run_interpolated_is_read_as_the_run_resolved_it(tmp_p
 
     (tmp_path / ".hydra").mkdir()
     (tmp_path / ".hydra" / "config.yaml").write_text(
-        "agent: {}\nenv:\n  reward: ${oc.select:agent.reward,likes}\n")
+        "world: {}\nagent: {}\nenv:\n  reward: ${oc.select:agent.reward,likes}\n")
     assert paid_reward(str(tmp_path / "episodes.parquet")) == "likes"
 
 
@@ -130,7 +130,7 @@ def test_a_reward_the_log_holds_no_column_of_is_refused(tmp_path, reward, weight
     from recoworld.apps.ope.slate_evaluation import paid_reward
 
     (tmp_path / ".hydra").mkdir()
-    (tmp_path / ".hydra" / "config.yaml").write_text(json.dumps({"env": {"reward": reward}}))
+    (tmp_path / ".hydra" / "config.yaml").write_text(json.dumps({"world": {}, "env": {"reward": reward}}))
     log = str(tmp_path / "episodes.parquet")
     with pytest.raises(ValueError) as error:
         paid_reward(log)

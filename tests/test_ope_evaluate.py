@@ -335,13 +335,13 @@ def test_report_is_strict_json_written_whole(tmp_path):
 
 
 def test_an_episodes_part_finds_the_world_of_its_run_directory(tmp_path):
-    from recoworld.apps.ope.slate_evaluation import run_config
+    from recoworld.apps.ope.slate_evaluation import run_folder
 
     (tmp_path / "run" / ".hydra").mkdir(parents=True)
     (tmp_path / "run" / ".hydra" / "config.yaml").write_text("world: {}\n")
     part = tmp_path / "run" / "episodes" / "agent=random" / "seed=0.parquet"
-    assert run_config(str(part)) == run_config(str(tmp_path / "run")) == tmp_path / "run" / ".hydra" / "config.yaml"
-    assert run_config(str(tmp_path / "elsewhere.parquet")) is None
+    assert run_folder(str(part)) == run_folder(str(tmp_path / "run")) == tmp_path / "run"
+    assert run_folder(str(tmp_path / "elsewhere.parquet")) is None
 
 
 def test_the_printed_report_carries_its_warnings(capsys):

@@ -54,10 +54,11 @@ def run_setting(run: Path) -> dict[str, str]:
 def run_overrides(run: Path) -> list:
     """The command line's overrides of the job that ran ``run``: the ``overrides`` its
     ``status.json`` keeps, written by the run itself once it started. Not
-    ``.hydra/overrides.yaml`` first: Hydra rewrites it at every ``recoworld run`` into the
-    folder, one that is then refused included (the run is complete, or is resumed with
-    another config). A run whose status has none (of an earlier release, or a damaged one,
-    which :func:`saved_config` reports) is read from that file; none at all gives ``[]``."""
+    ``.hydra/overrides.yaml`` first: it is Hydra's, which ``recoworld run`` puts back when a
+    start into the folder is refused, but which a run of an earlier release left holding a
+    refused command's overrides, as does a start killed while it was refused. A run whose
+    status has none (of an earlier release, or a damaged one, which :func:`saved_config`
+    reports) is read from that file; none at all gives ``[]``."""
     from omegaconf import OmegaConf
 
     from recoworld.apps.run.rundir import RunDirectoryError, read_status

@@ -121,14 +121,26 @@ def agent_step(spec: str, step: str) -> Iterator[None]:
                          "for the traceback)") from None
 
 
-def run_config(log: str) -> Path | None:
-    """The ``.hydra/config.yaml`` of the run directory the log comes from: ``--log`` itself, or
-    up to three folders above an episodes part; None for a log outside a run directory."""
+def run_folder(log: str) -> Path | None:
+    """The run directory the log comes from: ``--log`` itself, or up to three folders above an
+    episodes part; None for a log outside a run directory."""
+    from recoworld.apps.run.rundir import STATUS_FILE
+
     path = Path(log).resolve()
     for folder in (path, *path.parents[:3]):
-        if (folder / ".hydra" / "config.yaml").is_file():
-            return folder / ".hydra" / "config.yaml"
+        if (folder / STATUS_FILE).is_file() or (folder / ".hydra" / "config.yaml").is_file():
+            return folder
     return None
+
+
+def run_config(log: str):
+    """The config that the log's run ran, as the viewer reads it
+    (:func:`recoworld.apps.view.data.run_config`: its ``status.json``'s, not ``.hydra/config.yaml``,
+    which a refused later start into the folder rewrites); None for a log outside a run directory."""
+    from recoworld.apps.view.data import run_config as ran
+
+    folder = run_folder(log)
+    return None if folder is None else ran(folder)[0]
 
 
 def paid_reward(log: str) -> str:
@@ -140,11 +152,11 @@ def paid_reward(log: str) -> str:
 
     from recoworld.rewards import RewardWeights
 
-    saved = run_config(log)
-    if saved is None:
+    ran = run_config(log)
+    if ran is None:
         return "clicks"
-    # Hydra saves the config unresolved: the run paid the reward its interpolation gave.
-    spec = OmegaConf.select(OmegaConf.load(saved), "env.reward", default="clicks")
+    # The config is kept unresolved: the run paid the reward its interpolation gave.
+    spec = OmegaConf.select(ran, "env.reward", default="clicks")
     spec = OmegaConf.to_container(spec, resolve=True) if OmegaConf.is_config(spec) else spec
     weights = {name: weight for name, weight in RewardWeights.parse(spec).as_dict().items() if weight}
     if list(weights.values()) == [1.0] and next(iter(weights)) in REWARD_COLUMNS:
@@ -157,11 +169,10 @@ def paid_reward(log: str) -> str:
 def load_catalog(log: str, world: str | None, composed):
     """The log's catalog: ``--world``, else the world of its run (:func:`run_config`), else ``synthetic``."""
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
-    saved = run_config(log) if world is None else None
-    if saved is not None:
-        return instantiate(OmegaConf.load(saved).world)
+    ran = run_config(log) if world is None else None
+    if ran is not None:
+        return instantiate(ran.world)
     if world is not None and composed is not None:
         return instantiate(composed.world)
     from hydra import compose, initialize_config_module
@@ -256,7 +267,7 @@ def evaluate_slate_log(args) -> dict:
     # target's items at their positions
     layout = {**LAYOUT, "DM": next(name for name in ("position", "cascade", "slate") if name in diagnostics)}
     trusted, sentence, warnings = judge(rows, diagnostics, layout, tuple(LAYOUT), selection, args, COLUMN)
-    if args.world is None and run_config(args.log) is None:
+    if args.world is None and run_folder(args.log) is None:
         warnings.append(f"{args.log} is not in a run directory and no --world was given: its catalog was taken to be "
                         f"world=synthetic's ({catalog.n_items} items); give --world if the log came from another world")
     unstated = [layout for layout in ("position", "cascade") if layout not in stated]

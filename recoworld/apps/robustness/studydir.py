@@ -317,12 +317,12 @@ def _a_run_directory(path: Path) -> str:
     """Why ``--resume path``, the folder of a ``recoworld run``, is refused, and how that run
     is finished: into the folder as ``hydra.run.dir``, or, for a job of a sweep, by the
     sweep's command with its ``hydra.sweep.dir`` (``hydra.run.dir`` does nothing in a sweep)."""
-    from recoworld.apps.run.rundir import RESUME_FLAG, rerun_sweep, sweep_of
+    from recoworld.apps.run.rundir import rerun_sweep, resume_into, sweep_of
 
     sweep = sweep_of(path)
     if sweep is None:
         return (f"--resume {path} is a recoworld run directory, not a robustness study's folder; finish a run with "
-                f"{RESUME_FLAG} hydra.run.dir={path}")
+                f"{resume_into(path)}")
     return (f"--resume {path} is the folder of a job of the recoworld run --multirun in {sweep}, not a robustness "
             f"study's folder; to finish that sweep, {rerun_sweep(sweep)}")
 

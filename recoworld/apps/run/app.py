@@ -46,8 +46,12 @@ from recoworld.apps.run.checks import (
     unknown_key_hint, world_path_hint,
 )
 from recoworld.apps.run.plugins import PluginConflict, plugin_overrides, register_plugins
-from recoworld.apps.run.secrets import redacted_output, secrets_in_config
+from recoworld.apps.run.secrets import guard_worker, redacted_output, secrets_in_config
 from recoworld.llm import BudgetExceeded
+
+# A launcher's worker (hydra/launcher=joblib, ray) imports this module when it receives a job, before
+# Hydra writes the job's .hydra/ files there: its outputs are guarded from then on, as the run's are.
+guard_worker()
 
 #: Hydra's override of its config search path: a plug-in's ``conf/`` folder, whose agents
 #: ``experiment.agents`` may name.

@@ -386,14 +386,20 @@ def resume_into(path: str | Path) -> str:
     hydra.run.dir=PATH``, the folder absolute. Its command alone does not find the run: the
     default ``hydra.run.dir`` (``outputs/${now:...}``) names a new folder at each start, and a
     relative one is the launch folder's. Given after a ``hydra.run.dir`` the command has, it
-    overrides that one (Hydra takes the last value of a key). A folder that Hydra's override
-    grammar or a shell would misread (a space, a comma: a sweep) is quoted for both, so the
-    advice can be pasted as it is."""
-    folder = str(Path(path).resolve())
+    overrides that one (Hydra takes the last value of a key). The folder is quoted where it
+    must be (:func:`_folder_override`)."""
+    return f"{RESUME_FLAG} {_folder_override('hydra.run.dir', Path(path).resolve())}"
+
+
+def _folder_override(key: str, folder: str | Path) -> str:
+    """The override ``key=FOLDER`` as advice gives it: a folder that Hydra's override grammar or
+    a shell would misread (a space, a comma: a sweep) is quoted for both, so that it can be
+    pasted as it is."""
+    folder = str(folder)
     if not _PLAIN_VALUE.fullmatch(folder):
         # Hydra's quoted string: a backslash escapes only a quote, or the backslashes before one.
         folder = '"' + re.sub(r'(\\*)("|$)', lambda m: m[1] * 2 + ("\\" + m[2] if m[2] else ""), folder) + '"'
-    return f"{RESUME_FLAG} {shlex.quote(f'hydra.run.dir={folder}')}"
+    return shlex.quote(f"{key}={folder}")
 
 
 #: A value that Hydra's override grammar reads as it is, unquoted.
@@ -403,14 +409,15 @@ _PLAIN_VALUE = re.compile(r"[\w/.+:%@-]+", re.ASCII)
 def finish_sweep(sweep: str | Path) -> str:
     """How to finish the sweep in ``sweep``, as its stopped jobs and its last line
     (:func:`~recoworld.apps.merge_multirun.end_stopped_sweeps`) say it."""
-    return f"running the same command again with {RESUME_FLAG} hydra.sweep.dir={sweep} (each job that finished is kept)"
+    return (f"running the same command again with {RESUME_FLAG} {_folder_override('hydra.sweep.dir', sweep)} (each "
+            "job that finished is kept)")
 
 
 def rerun_sweep(sweep: str | Path) -> str:
     """How to finish the sweep in ``sweep`` where the command at hand is not the sweep's (a
     job's advice read later, by ``recoworld merge`` or ``view``, or another command's): the
     sweep's command again, with ``experiment.resume=true`` and its ``hydra.sweep.dir``."""
-    return f"rerun the sweep's command with {RESUME_FLAG} hydra.sweep.dir={sweep}"
+    return f"rerun the sweep's command with {RESUME_FLAG} {_folder_override('hydra.sweep.dir', sweep)}"
 
 
 def sweep_of(path: str | Path) -> Path | None:

@@ -24,12 +24,13 @@ touched. ``metrics.json`` and the plots are written only when every part is comp
 failed or interrupted run (Ctrl-C, or ``kill``: SIGTERM is taken as Ctrl-C) leaves
 ``status.json`` saying so and its complete parts, which ``experiment.resume=true`` keeps.
 
-Hydra writes the composed config to ``.hydra/`` next to them (the last invocation's, even
-one refused; the run's own config and overrides are in ``status.json``, which the viewer, the
-Minari export and ``recoworld merge`` read). Each simulator is closed
-(:meth:`~recoworld.simulators.base.UserSimulator.close`) when its rollout ends, and what the
-simulator config builds once for all rollouts — the chat model of LLM users — when the run
-ends, errors included. API keys never reach the run directory: :func:`redact_secrets`
+Hydra writes the composed config to ``.hydra/`` next to them; a start that the folder refuses,
+or that stops before its run starts, puts back the files it rewrote
+(:mod:`~recoworld.apps.run.hydra_files`). The run's own config and overrides are in
+``status.json``, which the viewer, the Minari export, ``recoworld merge`` and ``ope evaluate`` read.
+Each simulator is closed (:meth:`~recoworld.simulators.base.UserSimulator.close`) when its
+rollout ends, and what the simulator config builds once for all rollouts — the chat model of
+LLM users — when the run ends, errors included. API keys never reach the run directory: :func:`redact_secrets`
 blanks them in ``lineup.yaml`` and ``status.json`` and ``recoworld run`` in the files of ``.hydra/``.
 """
 
@@ -290,6 +291,9 @@ def _run_parts(cfg: DictConfig, lineup: dict[str, DictConfig], segment: str | No
     recorded with the simulator's metrics once its file is in place."""
     experiment = cfg.experiment
     parts = [Part(name, int(seed), segment) for name in lineup for seed in experiment.seeds]
+    # A file in the way of the curves is one line, whichever executor runs the parts, before the
+    # complete parts' scalars are written (a resume that turns TensorBoard on) or any part runs.
+    check_curve_folders(experiment, directory.path, parts)
     complete_parts_scalars(cfg, lineup, directory.path, [part for part in parts if directory.completed(part)])
     if all(directory.completed(part) for part in parts):
         return
@@ -301,7 +305,6 @@ def _run_parts(cfg: DictConfig, lineup: dict[str, DictConfig], segment: str | No
             if directory.completed(part):
                 progress.advance(tasks[part.agent], experiment.steps)
         todo = [part for part in parts if not directory.completed(part)]
-        check_curve_folders(experiment, directory.path, todo)  # one line, whichever executor runs them
         if experiment.get("executor", "local") == "ray":  # one Ray task per part (executor.py)
             # Each task builds its part's hooks, and its SB3 agent's tensorboard_log, for its part folder.
             hooks = partial(part_hooks, OmegaConf.create({"experiment": OmegaConf.to_container(experiment)}))

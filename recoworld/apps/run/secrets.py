@@ -20,6 +20,9 @@ way out of the process while the run lasts:
   made, whatever handler — console or the job's ``.log`` file — writes it;
 - **uncaught exceptions** (``HYDRA_FULL_ERROR=1``): ``sys.excepthook`` prints them redacted.
 
+The workers of a launcher (``hydra/launcher=joblib``, ``ray``) are guarded as well, for their
+whole life (:func:`guard_worker`).
+
 A key is replaced by :data:`REDACTED`; so is whatever follows ``api_key=`` or
 ``api_key:`` in any text (a key that was never seen whole), except an interpolation such
 as ``${oc.env:MY_KEY}``, which names a variable and not a key. The LLM layer keeps keys
@@ -192,8 +195,8 @@ def _redacting_excepthook(previous):
 
 class HydraFilesUnwritable(CompactHydraException):
     """A full disk, a spent quota or a read-only file system stopped Hydra's writing of a
-    job's ``.hydra/`` files, before the run began: Hydra prints this one line (what to free,
-    where, how to go on), not its traceback."""
+    job's ``.hydra/`` files, before the run began, or of a sweep's ``multirun.yaml``, before
+    its jobs: Hydra prints this one line (what to free, where, how to go on), not its traceback."""
 
 
 def _save_config_redacted(cfg, filename: str, output_dir: Path) -> None:
@@ -234,26 +237,42 @@ def _omegaconf_save_redacted(save):
         save(config, buffer, resolve=resolve)
         text = redact_text(buffer.getvalue())
         if isinstance(f, (str, Path)):
-            Path(f).write_text(text, encoding="utf-8")
+            _write_sweep_file(Path(f), text)
         else:
             f.write(text)
 
     return redacted_save
 
 
-@contextmanager
-def redacted_output(argv: Iterable[str] = ()) -> Iterator[None]:
-    """Guard the process's outputs while ``recoworld run`` runs (module docstring); the keys
-    of the overrides ``argv`` are known from the start."""
+def _write_sweep_file(path: Path, text: str) -> None:
+    """Write ``path`` (a sweep's ``multirun.yaml``, the one file Hydra saves with ``OmegaConf.save``)
+    whole: a full disk leaves no empty ``multirun.yaml``, which would make the folder pass for a
+    sweep's, and stops the sweep in one line (:class:`HydraFilesUnwritable`), before any job."""
+    from recoworld.apps.run.rundir import UNWRITABLE
+    from recoworld.logs import replacing
+
+    try:
+        with replacing(path) as temporary:
+            temporary.write_text(text, encoding="utf-8")
+    except OSError as err:
+        fix = UNWRITABLE.get(err.errno)
+        if fix is None:
+            raise
+        raise HydraFilesUnwritable(f"recoworld run: error: {os.strerror(err.errno)} writing {path}: the sweep in "
+                                   f"{path.parent} did not start; {fix}, then run its command again") from err
+
+
+#: Set by :func:`redacted_output` for the processes that the run starts, to the run's process id:
+#: a launcher's worker (``hydra/launcher=joblib``, or ``ray`` on this machine) sees it and
+#: guards its own outputs (:func:`guard_worker`).
+GUARD_ENV = "RECOWORLD_RUN_REDACTED"
+
+
+def _guard() -> tuple:
+    """Install the guards of the module docstring; returns what they replaced."""
     import hydra.core.utils as hydra_utils
 
-    secrets_in_overrides(argv)
     saved = (sys.stdout, sys.stderr, logging.getLogRecordFactory(), hydra_utils._save_config, OmegaConf.save)
-    # Hydra's job logging replaces the root logger's handlers with its own, bound to the
-    # streams of the run's time: they go with the run, or a later warning of the process (a
-    # second run, a notebook) writes to a stream that may have closed.
-    root = logging.getLogger()
-    root_handlers, root_level = list(root.handlers), root.level
     sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
     if not getattr(saved[2], "redacting", False):
         logging.setLogRecordFactory(_redacting_record_factory(saved[2]))
@@ -262,6 +281,42 @@ def redacted_output(argv: Iterable[str] = ()) -> Iterator[None]:
         sys.excepthook = _redacting_excepthook(sys.excepthook)
     hydra_utils._save_config = _save_config_redacted
     OmegaConf.save = staticmethod(_omegaconf_save_redacted(saved[4]))
+    return saved
+
+
+def guard_worker() -> None:
+    """Guard a launcher's worker process of ``recoworld run`` for its whole life, as
+    :func:`redacted_output` guards the run's own process (nothing in any other process).
+
+    Under ``hydra/launcher=joblib`` or ``ray`` each job runs in a worker, where Hydra writes the
+    job's ``.hydra/`` files before the job's function runs; the worker imports
+    :mod:`recoworld.apps.run.app` (where that function lives) as it unpickles the job, before
+    Hydra writes anything there, and that import calls this. A Ray cluster started elsewhere (``ray.init`` with an address)
+    does not pass the run's environment to its workers: there keys can reach the ``.hydra/``
+    files, so give them through an environment variable (``llm.api_key_env``)."""
+    run = os.environ.get(GUARD_ENV)
+    if run is None or run == str(os.getpid()) or isinstance(sys.stdout, RedactingStream):
+        return  # not a worker of a run, the run's own process, or guarded already
+    secrets_in_overrides(())  # the keys of the environment (a config's are learned when saved)
+    _guard()
+
+
+@contextmanager
+def redacted_output(argv: Iterable[str] = ()) -> Iterator[None]:
+    """Guard the process's outputs while ``recoworld run`` runs (module docstring), and the
+    launcher's workers that it starts (:func:`guard_worker`); the keys of the overrides
+    ``argv`` are known from the start."""
+    import hydra.core.utils as hydra_utils
+
+    secrets_in_overrides(argv)
+    # Hydra's job logging replaces the root logger's handlers with its own, bound to the
+    # streams of the run's time: they go with the run, or a later warning of the process (a
+    # second run, a notebook) writes to a stream that may have closed.
+    root = logging.getLogger()
+    root_handlers, root_level = list(root.handlers), root.level
+    worker_signal = os.environ.get(GUARD_ENV)
+    os.environ[GUARD_ENV] = str(os.getpid())
+    saved = _guard()
     try:
         yield
     finally:
@@ -274,3 +329,7 @@ def redacted_output(argv: Iterable[str] = ()) -> Iterator[None]:
         logging.setLogRecordFactory(saved[2])
         hydra_utils._save_config = saved[3]
         OmegaConf.save = staticmethod(saved[4])
+        if worker_signal is None:
+            os.environ.pop(GUARD_ENV, None)
+        else:
+            os.environ[GUARD_ENV] = worker_signal

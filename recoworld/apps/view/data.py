@@ -58,11 +58,11 @@ def run_config(run_dir: str | Path):
     ``simulator``, ``env`` and ``agents``), and the file it was read from.
 
     That is the ``config`` of its ``status.json``, which only a run that started there writes.
-    Not ``.hydra/config.yaml`` first: Hydra rewrites it at every ``recoworld run`` into the
-    folder, one that is then refused included (the run is complete, or is resumed with another
-    config), so it can describe a config that never ran. A folder whose ``status.json`` holds
-    no config (a run of a release before it), or is damaged (which reading its log reports),
-    is read from ``.hydra/config.yaml``.
+    Not ``.hydra/config.yaml`` first: it is Hydra's, which ``recoworld run`` puts back when a
+    start into the folder is refused, but which a run of an earlier release left describing a
+    refused config, as does a start killed while it was refused. A folder whose ``status.json``
+    holds no config (a run of a release before it), or is damaged (which reading its log
+    reports), is read from ``.hydra/config.yaml``.
 
     Raises:
         FileNotFoundError, ValueError: as :func:`run_catalog`.
