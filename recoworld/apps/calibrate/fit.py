@@ -372,7 +372,8 @@ def summary(world: CalibratedWorld) -> str:
         f"{c.gap_first_share:.0%} of those who return), gap shape {c.gap_shape:.3f}"
         + ("" if m["returns"].get("gap_shape_fitted", True) else " (held: not fitted)")
         + (f" (the return fit's {m['returns']['return_fit_gap_shape']:.3f})"
-           if m["returns"].get("return_fit_gap_shape", c.gap_shape) != c.gap_shape else "")
+           # held, the shape comes back from its log: equal but for the last bit
+           if not math.isclose(m["returns"].get("return_fit_gap_shape", c.gap_shape), c.gap_shape) else "")
         + (f", log activities spread {m['returns']['activity_spread']:.2f}" if "activity_spread" in m["returns"] else ""),
     ]
     if "timings_s" in m:

@@ -242,15 +242,17 @@ def evaluate_slate_log(args) -> dict:
     if logged == ["DM"]:
         raise ValueError(f"{args.log} logged no propensities (columns propensity, position_propensity, "
                          "cascade_propensity are null); log with an agent that states them")
-    # the policy's propensities() may leave out "position" and "cascade" (Recommender.propensities)
+    # the policy's propensities() (or evaluation_propensities()) may leave out "position" and "cascade" (Recommender.propensities)
     stated = [layout for layout, argument in EVALUATION_PSCORE.items() if argument in side.propensities]
     estimators = [name for name in logged if (name not in LAYOUT or LAYOUT[name] in stated)
                   and (name != "CascadeDR" or target.exact_following)]
     if estimators == ["DM"]:
         wanted = [layout for layout, column in COLUMN.items() if getattr(data, column) is not None]
-        raise ValueError(f"--policy {args.policy!r}: its propensities() gives {', '.join(map(repr, stated))}, but "
+        raise ValueError(f"--policy {args.policy!r}: its {target.propensity_method}() gives "
+                         f"{', '.join(map(repr, stated))}, but "
                          f"{args.log} logged only {', '.join(COLUMN[layout] for layout in wanted)}: no weighting "
-                         f"estimator has both; return {' or '.join(map(repr, wanted))} from propensities() too")
+                         f"estimator has both; return {' or '.join(map(repr, wanted))} from "
+                         f"{target.propensity_method}() too")
     config = StudyConfig(log_sizes=(n,), num_candidates=C, slate_size=K, n_items=catalog.n_items,
                          estimators=tuple(estimators), n_bootstrap=args.bootstrap, n_refits=args.refits,
                          alpha=args.alpha, learned=(), sessions=False, truth_users=args.truth_users, reward=reward)
@@ -273,7 +275,8 @@ def evaluate_slate_log(args) -> dict:
     unstated = [layout for layout in ("position", "cascade") if layout not in stated]
     if unstated:
         skipped = [name for name in logged if name in LAYOUT and LAYOUT[name] in unstated]
-        warnings.append(f"--policy {args.policy!r}: its propensities() gives no {' nor '.join(map(repr, unstated))}, "
+        warnings.append(f"--policy {args.policy!r}: its {target.propensity_method}() gives no "
+                        f"{' nor '.join(map(repr, unstated))}, "
                         f"so {', '.join(skipped)} were left out; return them to have these estimators")
     if (frame["step"] > 0).any():
         warnings.append(f"{int((frame['step'] > 0).sum())} of {n} rows are later steps of an episode; the policy saw "
