@@ -17,7 +17,7 @@ from recoworld.apps.calibrate.fit import fitted_on_other_data, ratings_line
 from recoworld.apps.calibrate.fit import main as calibrate_main
 from recoworld.apps.calibrate.folds import CalibrationDataError, Folds, fingerprint, subsample, training_catalog
 from recoworld.apps.fidelity import page
-from recoworld.apps.fidelity.evaluation import HeldOut, split_summary
+from recoworld.apps.fidelity.evaluation import HeldOut, held_out_split, split_summary
 from recoworld.calibration.split import Split
 from recoworld.catalog import Catalog, GenreCellError, read_genres
 from recoworld.simulators.statistical import StatisticalUserConfig
@@ -115,10 +115,49 @@ def test_a_date_a_millennium_after_the_others_is_refused_as_a_mark(tmp_path):
     texts.iloc[4] = "2999-12-31 00:00:00"
     path = write(tmp_path, "log.csv", log().assign(timestamp=texts))
     with pytest.raises(ValueError, match="^" + re.escape(
-            f"{path}: row 5, column 'timestamp': '2999-12-31 00:00:00' is 976 years after row 1's '2023-11-14 "
-            "22:00:00', longer than any log of interactions runs (a century); if one of the two rows is a mark for an "
-            "unknown time, give that row the time it happened, or drop it") + "$"):
+            f"{path}: row 5, column 'timestamp': '2999-12-31 00:00:00' is 976 years after the log's other times "
+            "(2023-11-14 to 2023-11-15 UTC), longer than any log of interactions runs (a century): a mark for an "
+            "unknown time (\"never\")? give the row the time it happened, or drop it") + "$"):
         load_interactions(path)
+
+
+@pytest.mark.parametrize("start", [ON_THE_HOUR, 0])
+def test_a_number_for_never_in_unix_seconds_is_refused_as_a_mark_not_as_milliseconds(tmp_path, start):
+    """Before (review h241): one 32503680000 (3000-01-01) among seconds of 2023 was told to
+    divide the column by 1000, which would put every time in 1970; so was one among seconds
+    counted from the log's start."""
+    table = log(start=start)
+    table.loc[[3, 7], "timestamp"] = 32_503_680_000
+    path = write(tmp_path, "log.csv", table)
+    others = "2023-11-14 to 2023-11-15" if start else "1970-01-01 to 1970-01-01"
+    with pytest.raises(ValueError, match="^" + re.escape(
+            f"{path}: row 4, column 'timestamp': 32503680000 in Unix seconds is {976 if start else 1030} years after "
+            f"the log's other times ({others} UTC), longer than any log of interactions runs (a century): a mark for "
+            "an unknown time (\"never\")? (1 more row is as far) give the row the time it happened, or drop it")
+            + "$"):
+        load_interactions(path)
+
+
+@pytest.mark.parametrize("zero, shown", [(0, "0"), ("1970-01-01", "'1970-01-01'")])
+def test_unix_time_0_decades_before_the_other_times_is_refused_as_a_mark(tmp_path, zero, shown):
+    """Before (review h241): a 0 (or 1970-01-01) for an unknown time among times of 2023 was
+    read, as a session 54 years before the others."""
+    table = log()
+    if isinstance(zero, str):
+        table["timestamp"] = pd.to_datetime(table["timestamp"], unit="s").dt.strftime("%Y-%m-%dT%H:%M:%S")
+    table.loc[2, "timestamp"] = zero
+    path = write(tmp_path, "log.csv", table)
+    with pytest.raises(ValueError, match="^" + re.escape(
+            f"{path}: row 3, column 'timestamp': {shown} is Unix time 0 (1970-01-01 00:00:00 UTC), 54 years before "
+            "the log's other times (from 2023-11-14 UTC): a mark for an unknown time? give the row the time it "
+            "happened, or drop it") + "$"):
+        load_interactions(path)
+
+
+def test_seconds_counted_from_the_logs_start_from_0_are_read(tmp_path):
+    table = log(start=0)
+    assert table["timestamp"].min() == 0
+    assert load_interactions(write(tmp_path, "log.csv", table)).ratings["timestamp"].min() == 0
 
 
 def test_a_log_of_nearly_a_century_is_read(tmp_path):
@@ -177,6 +216,18 @@ def test_more_users_than_the_log_has_are_refused_naming_the_flag(tmp_path):
     with pytest.raises(CalibrationDataError, match="^" + re.escape(
             "--users 1000 (users=1000): the data has 3 users; choose 1..3") + "$"):
         subsample(data, 1000, 0)
+
+
+def test_more_users_than_the_data_has_are_refused_by_fidelity_naming_the_worlds_setting(tmp_path):
+    """Before (review h241): ``recoworld fidelity`` said "--users 100 (users=100)", though its
+    own ``--users`` names the kinds of users to evaluate."""
+    data = load_interactions(write(tmp_path, "log.csv", log()))
+    world = SimpleNamespace(meta={"calibration": {"users": 100, "seed": 0}, "split": {}})
+    with pytest.raises(CalibrationDataError, match="^" + re.escape(
+            "the world was calibrated on 100 users drawn from its data (its calibration setting users=100), but the "
+            "data has 3 users: give the data the world was fitted on, or calibrate a world on this data (`recoworld "
+            "calibrate --users` 1..3, or every user)") + "$"):
+        held_out_split(world, data)
 
 
 # ------------------------------------------------------------------ genres separated otherwise (item 9)
@@ -291,6 +342,34 @@ def test_a_changed_item_or_user_table_is_not_answered_with_the_old_world(tmp_pat
     assert fitted_on_other_data(world_of(data), again) == (
         f"{path.resolve()} with the {what} table {first.resolve()}")
     assert fitted_on_other_data(world_of(data), load_interactions(path, **{option: first})) is None
+
+
+def test_an_item_tables_genres_written_in_another_order_are_the_same_table(tmp_path):
+    """Before (review h241): ``War|Drama`` for ``Drama|War`` (the same catalog) was refused as
+    "an earlier version of its item table"."""
+    table = log(users=range(20), per_user=8)
+    path = write(tmp_path, "log.csv", table)
+    items = pd.DataFrame({"item": sorted(table["item"].unique()), "genres": "Drama|War"})
+    data = load_interactions(path, items=write(tmp_path, "items.csv", items))
+    again = load_interactions(path, items=write(tmp_path, "items.csv", items.assign(genres="War|Drama")))
+    assert fitted_on_other_data(world_of(data), again) is None
+    assert (Catalog.from_dataframe(data.items).genres == Catalog.from_dataframe(again.items).genres).all()
+
+
+@pytest.mark.parametrize("column, what", [("item", "item"), ("user", "user")])
+def test_a_log_whose_ids_changed_without_tables_is_told_so(tmp_path, column, what):
+    """Before (review h241): the same log with its item (user) ids renamed, given without
+    ``--items`` (``--user-table``) as the world was fitted, was "the log without an item
+    table": the world's table is the log's ids, which changed."""
+    table = log(users=range(20), per_user=8)
+    path = write(tmp_path, "log.csv", table)
+    data = load_interactions(path)
+    renamed = table.assign(**{column: table[column] + 1000})
+    again = load_interactions(write(tmp_path, "log.csv", renamed))
+    assert fitted_on_other_data(world_of(data), again) == (
+        f"an earlier version of {path.resolve()} (its {what} ids have changed since)")
+    other = load_interactions(write(tmp_path, "renamed.csv", renamed))
+    assert fitted_on_other_data(world_of(data), other) == f"{path.resolve()}, whose {what} ids differ"
 
 
 def test_a_log_without_ratings_says_its_rating_response_is_the_defaults(tmp_path):

@@ -180,6 +180,10 @@ DAY_SECONDS = 86_400
 #: more, read as Unix seconds, are in another unit (milliseconds counted from the log's start
 #: run from 1970 to 2138 as seconds) or hold a mark for "never" (``2999-12-31``).
 LONGEST_SPAN_SECONDS = 100 * 365.25 * DAY_SECONDS
+#: The gap (a decade) between a time of Unix 0 (``0``, ``1970-01-01``) and a log's other times
+#: that refuses the 0 as a mark for an unknown time: a log counted from its start in seconds
+#: (whose first time is 0) goes on within seconds or days.
+UNKNOWN_ZERO_GAP_SECONDS = 10 * 365.25 * DAY_SECONDS
 #: The calibration's default session gap (``CalibrationConfig.session_gap_minutes``), in
 #: seconds: times on a grid this coarse or coarser (to the hour) cannot tell a pause within a
 #: session from one between two.
@@ -617,18 +621,43 @@ def _refuse_out_of_range(seconds: np.ndarray, number: np.ndarray, path: Path, va
         raise ValueError(f"{path}: row {row + 1}, column 'timestamp': {_shown(values.iloc[row])} is {when}{unit}, "
                          "not a time of a log of interactions (a mark for an unknown time?); give the row the time "
                          "it happened, or drop it")
+    _refuse_unknown_zero(seconds, path, values)
     _refuse_long_span(seconds, number, path, values)
 
 
+def _refuse_unknown_zero(seconds: np.ndarray, path: Path, values: pd.Series) -> None:
+    """Refuse a time of Unix 0 (``0``, ``1970-01-01``) more than :data:`UNKNOWN_ZERO_GAP_SECONDS`,
+    and more than the others span, before all the log's other times: a mark for an unknown time,
+    which would read as a first session decades before the others. A 0 followed within the
+    decade stays (a log counted from its start), as does one of times spread from it on."""
+    zero = seconds == 0
+    if not zero.any() or zero.all():
+        return
+    after = seconds[~zero].min()
+    if after <= max(UNKNOWN_ZERO_GAP_SECONDS, seconds.max() - after):  # sparse milliseconds spread on from the 0
+        return
+    row = int(np.argmax(zero))
+    raise ValueError(f"{path}: row {row + 1}, column 'timestamp': {_shown(values.iloc[row])} is Unix time 0 "
+                     f"(1970-01-01 00:00:00 UTC), {after / (DAY_SECONDS * 365.25):.0f} years before the log's "
+                     f"other times (from {_utc_date(after)} UTC): a mark for an unknown time? give the row the time "
+                     "it happened, or drop it")
+
+
 def _refuse_long_span(seconds: np.ndarray, number: np.ndarray, path: Path, values: pd.Series) -> None:
-    """Refuse times that span more than :data:`LONGEST_SPAN_SECONDS` (a century), naming the
-    first and the last: numbers that do are not Unix seconds but milliseconds (counted from the
-    log's start: a log of two months runs from 1970 to 2138 read as seconds), or one of them is
-    a mark for an unknown time, as a date that far from the others is (``2999-12-31``)."""
+    """Refuse times that span more than :data:`LONGEST_SPAN_SECONDS` (a century). Where the
+    rows within a century of the median time span less, the others are marks for an unknown
+    time (``2999-12-31``, ``32503680000`` for "never"): the first is named, to drop or fill.
+    Otherwise the first and the last are named: numbers that spread so are not Unix seconds but
+    milliseconds (counted from the log's start: a log of two months runs from 1970 to 2138 read
+    as seconds). Milliseconds of a log shorter than 36 days span less than a century as seconds
+    and are read as seconds of 1970 onwards: nothing in the times tells them from seconds."""
     first, last = int(np.argmin(seconds)), int(np.argmax(seconds))
     span = seconds[last] - seconds[first]
     if span <= LONGEST_SPAN_SECONDS:
         return
+    near = np.abs(seconds - np.median(seconds)) <= LONGEST_SPAN_SECONDS
+    if near.any() and np.ptp(seconds[near]) <= LONGEST_SPAN_SECONDS:
+        _refuse_far_mark(seconds, number, near, path, values)
     mark = "if one of the two rows is a mark for an unknown time, give that row the time it happened, or drop it"
     if number[first] and number[last]:
         read = (f" in Unix seconds ({_utc_date(seconds[last])} and {_utc_date(seconds[first])} UTC)",
@@ -639,6 +668,22 @@ def _refuse_long_span(seconds: np.ndarray, number: np.ndarray, path: Path, value
     raise ValueError(f"{path}: row {last + 1}, column 'timestamp': {_shown(values.iloc[last])} is "
                      f"{span / (DAY_SECONDS * 365.25):.0f} years after row {first + 1}'s {_shown(values.iloc[first])}"
                      f"{read[0]}, longer than any log of interactions runs (a century){read[1]}")
+
+
+def _refuse_far_mark(seconds: np.ndarray, number: np.ndarray, near: np.ndarray, path: Path,
+                     values: pd.Series) -> None:
+    """Refuse the first row of ``seconds`` not ``near`` the log's median time (more than a
+    century from it) as a mark for an unknown time, with the dates of the rows near it."""
+    row = int(np.argmin(near))
+    low, high = seconds[near].min(), seconds[near].max()
+    gap, side = (seconds[row] - high, "after") if seconds[row] > high else (low - seconds[row], "before")
+    unit = " in Unix seconds" if number[row] else ""
+    more = int((~near).sum()) - 1
+    others = f" ({more} more rows are as far)" if more > 1 else " (1 more row is as far)" if more else ""
+    raise ValueError(f"{path}: row {row + 1}, column 'timestamp': {_shown(values.iloc[row])}{unit} is "
+                     f"{gap / (DAY_SECONDS * 365.25):.0f} years {side} the log's other times ({_utc_date(low)} to "
+                     f"{_utc_date(high)} UTC), longer than any log of interactions runs (a century): a mark for an "
+                     f"unknown time (\"never\")?{others} give the row the time it happened, or drop it")
 
 
 def _utc_date(seconds: float) -> str:

@@ -428,13 +428,18 @@ def _ratings_fingerprint(recorded: dict, data: MovieLens100K) -> str:
 
 def _other_tables(recorded: dict, data: MovieLens100K, source: dict) -> str | None:
     """The log the world fitted with the item or user table it fitted, where ``data``'s
-    differs from it (``None`` where neither does, or the world records neither)."""
+    differs from it (``None`` where neither does, or the world records neither). Without a
+    table, in the world and in ``data``, the table is the log's ids, which have changed."""
     now = tables_fingerprints(data)
     for table, kind, article in (("items", "item", "an"), ("users", "user", "a")):
         key = f"{table}_fingerprint"
         if key not in recorded or recorded[key] == now[key]:
             continue
         fitted_table = source.get(table)
+        if fitted_table is None and data.source.get(table) is None:  # both tables the log's ids: those changed
+            if source.get("data") == data.source.get("data"):
+                return f"an earlier version of {source.get('data')} (its {kind} ids have changed since)"
+            return f"{source.get('data')}, whose {kind} ids differ"
         if fitted_table is None:
             return f"{source.get('data')} without {article} {kind} table"
         if fitted_table == data.source.get(table):

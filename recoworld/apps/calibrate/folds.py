@@ -317,9 +317,11 @@ def tables_fingerprints(data: MovieLens100K) -> dict[str, str]:
 
 def table_fingerprint(table: pd.DataFrame, columns: tuple[str, ...]) -> str:
     """A short hash of the ``columns`` of ``table`` it has, row by row as text (a list of
-    genres as its ``|``-joined names), with the columns' names."""
+    genres as its sorted names, ``|``-joined: ``War|Drama`` is the catalog of ``Drama|War``),
+    with the columns' names."""
     digest = hashlib.sha256()
     for column in (c for c in columns if c in table.columns):
-        values = table[column].map(lambda v: "|".join(map(str, v)) if isinstance(v, (list, np.ndarray)) else str(v))
+        values = table[column].map(lambda v: "|".join(sorted(map(str, v))) if isinstance(v, (list, np.ndarray))
+                                   else str(v))
         digest.update(f"{column}\x1e{chr(31).join(values)}\x1e".encode())
     return digest.hexdigest()[:16]

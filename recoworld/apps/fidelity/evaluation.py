@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from recoworld.apps.calibrate.folds import fingerprint, subsample
+from recoworld.apps.calibrate.folds import CalibrationDataError, fingerprint, subsample
 from recoworld.apps.calibrate.progress import Stages, torch_threads
 from recoworld.calibration.choice import ChoiceFitConfig, fit_choice, rating_weights
 from recoworld.calibration.metrics import (Lists, concentration_curve, decide, expected_decisions,
@@ -108,7 +108,7 @@ def held_out_split(world: CalibratedWorld, data: MovieLens100K | None = None,
     settings = world.meta.get("calibration", {})
     data = data if data is not None else source_data(world)
     if settings.get("users") is not None:
-        data = subsample(data, settings["users"], settings.get("seed", 0))
+        data = _fitted_users(data, settings["users"], settings.get("seed", 0))
     split = holdout_split(data.ratings, settings.get("holdout_fraction", 0.2), len(data.users), len(data.items))
     expected = world.meta.get("split", {}).get("test_fingerprint")
     if expected is not None and fingerprint(split.test) != expected:
@@ -117,6 +117,21 @@ def held_out_split(world: CalibratedWorld, data: MovieLens100K | None = None,
     if split.test.empty:
         raise ValueError("the world was calibrated without held-out ratings (holdout_fraction=0)")
     return data, split
+
+
+def _fitted_users(data: MovieLens100K, users: int, seed: int) -> MovieLens100K:
+    """The ``users`` users of ``data`` drawn with ``seed`` that the world fitted, refused
+    naming the world's setting where ``data`` has fewer: the refusal of
+    :func:`~recoworld.apps.calibrate.folds.subsample` names calibrate's ``--users``, which
+    is not ``recoworld fidelity``'s (the kinds of users to evaluate)."""
+    try:
+        return subsample(data, users, seed)
+    except CalibrationDataError:
+        total = len(data.users)
+        raise CalibrationDataError(
+            f"the world was calibrated on {users} users drawn from its data (its calibration setting users={users}), "
+            f"but the data has {total} users: give the data the world was fitted on, or calibrate a world on this "
+            f"data (`recoworld calibrate --users` 1..{total}, or every user)") from None
 
 
 def refit_advice(world: CalibratedWorld, data: MovieLens100K, folder: str | Path | None = None) -> str:
