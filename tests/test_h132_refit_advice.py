@@ -102,6 +102,7 @@ def _damage(path: Path) -> str:
     return str(error.value)
 
 
+@pytest.mark.filterwarnings("ignore:the gaps after a first session cannot be split:UserWarning")  # a small log
 def test_the_command_of_a_world_fitted_with_users_run_as_given_fits_the_same_world(log, tmp_path, capsys):
     path = tmp_path / "world"
     assert calibrate_main(["--data", str(log), "--users", "25", "--out", str(path), "--quiet"]) == 0
@@ -114,6 +115,7 @@ def test_the_command_of_a_world_fitted_with_users_run_as_given_fits_the_same_wor
     _same_world(CalibratedWorld.load(path), world)
 
 
+@pytest.mark.filterwarnings("ignore:the gaps after a first session cannot be split:UserWarning")  # a small log
 def test_the_python_call_of_a_world_fitted_with_other_settings_run_as_given_fits_the_same_world(log, tmp_path):
     from recoworld.apps.calibrate import calibrate
     from recoworld.data.interactions import load_interactions

@@ -43,6 +43,7 @@ def fitted(tmp_path_factory):
     return folder
 
 
+@pytest.mark.filterwarnings("ignore:the gaps after a first session cannot be split:UserWarning")  # a small log
 def test_every_item_and_user_maps_to_its_log_id_and_back(fitted):
     world = CalibratedWorld.load(fitted / "world")
     items = np.arange(N_ITEMS)
