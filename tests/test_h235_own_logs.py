@@ -138,6 +138,18 @@ def test_a_number_for_never_in_unix_seconds_is_refused_as_a_mark_not_as_millisec
         load_interactions(path)
 
 
+def test_milliseconds_from_the_start_with_a_few_late_rows_are_told_the_unit_not_called_a_mark(tmp_path):
+    """Review h243: the late rows of a log in milliseconds counted from its start (most rows in
+    its first 20 days, a few at day 300) were named as "never" marks; dropping them left a log
+    read 1000 times too slow, without a word."""
+    early = [(u, i, i * 2 * DAY * 1000) for i, u in enumerate([53, 54, 55] * 3)]
+    late = [(53, 100 + i, 300 * DAY * 1000) for i in range(2)]
+    path = write(tmp_path, "log.csv", pd.DataFrame(early + late, columns=["user", "item", "timestamp"]))
+    with pytest.raises(ValueError, match="the times look like milliseconds \\(counted from the log's start\\?\\): "
+                                         "divide the column by 1000"):
+        load_interactions(path)
+
+
 @pytest.mark.parametrize("zero, shown", [(0, "0"), ("1970-01-01", "'1970-01-01'")])
 def test_unix_time_0_decades_before_the_other_times_is_refused_as_a_mark(tmp_path, zero, shown):
     """Before (review h241): a 0 (or 1970-01-01) for an unknown time among times of 2023 was

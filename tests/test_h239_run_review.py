@@ -134,3 +134,32 @@ def test_robustness_resume_of_a_run_folder_advises_its_resume_absolute_and_quote
     assert str(refused.value) == (
         "--resume odd/lr 0.1, deep is a recoworld run directory, not a robustness study's folder; finish a run with "
         f"experiment.resume=true 'hydra.run.dir=\"{run}\"'")
+
+
+def test_a_status_json_of_another_command_above_a_log_is_not_a_run_folder(tmp_path):
+    """Review h243: ``run_folder`` took any ``status.json`` up to three folders above a log (as
+    ``recoworld robustness`` writes one), and ``ope evaluate`` then failed reading a run config
+    that folder never had, even with ``--world``."""
+    import json
+
+    from recoworld.apps.ope.slate_evaluation import run_folder
+
+    log = tmp_path / "study" / "cell" / "log.parquet"
+    log.parent.mkdir(parents=True)
+    log.write_bytes(b"")
+    status = {"state": "complete", "attempt": 1, "parts": {"complete": [], "planned": 0}}
+    (tmp_path / "study" / "status.json").write_text(json.dumps(status))
+    assert run_folder(str(log)) is None
+    (tmp_path / "study" / "status.json").write_text(json.dumps({**status, "config": {"world": {"name": "synthetic"}}}))
+    assert run_folder(str(log)) == (tmp_path / "study").resolve()
+
+
+def test_a_key_set_as_the_jobs_environment_is_redacted_wherever_it_is_written():
+    """Review h243: ``+hydra.job.env_set.OPENAI_API_KEY=sk-...`` was not learned as a key (only
+    overrides ending in lowercase ``api_key`` were), so Hydra's ``hydra.yaml`` and the sweep's
+    ``multirun.yaml`` held it."""
+    from recoworld.apps.run.secrets import REDACTED, redact_text, secrets_in_overrides
+
+    secrets_in_overrides(["+hydra.job.env_set.OPENAI_API_KEY=sk-H243ENVSETKEY"])
+    written = "hydra:\n  job:\n    env_set:\n      OPENAI_API_KEY: sk-H243ENVSETKEY\n"
+    assert redact_text(written) == f"hydra:\n  job:\n    env_set:\n      OPENAI_API_KEY: {REDACTED}\n"

@@ -180,6 +180,8 @@ DAY_SECONDS = 86_400
 #: more, read as Unix seconds, are in another unit (milliseconds counted from the log's start
 #: run from 1970 to 2138 as seconds) or hold a mark for "never" (``2999-12-31``).
 LONGEST_SPAN_SECONDS = 100 * 365.25 * DAY_SECONDS
+#: A year: near rows of a far mark start at least this long after 1970 (:func:`_far_rows_are_a_mark`).
+YEAR_SECONDS = 365.25 * DAY_SECONDS
 #: The gap (a decade) between a time of Unix 0 (``0``, ``1970-01-01``) and a log's other times
 #: that refuses the 0 as a mark for an unknown time: a log counted from its start in seconds
 #: (whose first time is 0) goes on within seconds or days.
@@ -656,7 +658,7 @@ def _refuse_long_span(seconds: np.ndarray, number: np.ndarray, path: Path, value
     if span <= LONGEST_SPAN_SECONDS:
         return
     near = np.abs(seconds - np.median(seconds)) <= LONGEST_SPAN_SECONDS
-    if near.any() and np.ptp(seconds[near]) <= LONGEST_SPAN_SECONDS:
+    if _far_rows_are_a_mark(seconds, near):
         _refuse_far_mark(seconds, number, near, path, values)
     mark = "if one of the two rows is a mark for an unknown time, give that row the time it happened, or drop it"
     if number[first] and number[last]:
@@ -668,6 +670,19 @@ def _refuse_long_span(seconds: np.ndarray, number: np.ndarray, path: Path, value
     raise ValueError(f"{path}: row {last + 1}, column 'timestamp': {_shown(values.iloc[last])} is "
                      f"{span / (DAY_SECONDS * 365.25):.0f} years after row {first + 1}'s {_shown(values.iloc[first])}"
                      f"{read[0]}, longer than any log of interactions runs (a century){read[1]}")
+
+
+def _far_rows_are_a_mark(seconds: np.ndarray, near: np.ndarray) -> bool:
+    """Whether the rows of ``seconds`` not ``near`` the median time read as a mark for an
+    unknown time: one value, held by fewer rows than the others, which lie within a century,
+    and not the early rows of milliseconds counted from a log's start (read as seconds, those
+    start in 1970's first year and spread over more than a year: a log of 20 days runs to
+    2024), which are told to divide by 1000 instead. Seconds counted from a log's start (days
+    from 0) with a "never" mark are a mark."""
+    far, kept = seconds[~near], seconds[near]
+    from_start_in_milliseconds = kept.min() < YEAR_SECONDS and np.ptp(kept) > YEAR_SECONDS
+    return (near.sum() > far.size > 0 and np.ptp(kept) <= LONGEST_SPAN_SECONDS and np.unique(far).size == 1
+            and not from_start_in_milliseconds)
 
 
 def _refuse_far_mark(seconds: np.ndarray, number: np.ndarray, near: np.ndarray, path: Path,

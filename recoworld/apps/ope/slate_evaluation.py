@@ -123,12 +123,20 @@ def agent_step(spec: str, step: str) -> Iterator[None]:
 
 def run_folder(log: str) -> Path | None:
     """The run directory the log comes from: ``--log`` itself, or up to three folders above an
-    episodes part; None for a log outside a run directory."""
-    from recoworld.apps.run.rundir import STATUS_FILE
+    episodes part, holding a run's config (in its ``status.json``, or Hydra's
+    ``.hydra/config.yaml``); None for a log outside a run directory. Another command's
+    ``status.json`` above a log (``recoworld robustness`` writes one too) is not a run's."""
+    from recoworld.apps.run.rundir import RunDirectoryError, read_status
 
     path = Path(log).resolve()
     for folder in (path, *path.parents[:3]):
-        if (folder / STATUS_FILE).is_file() or (folder / ".hydra" / "config.yaml").is_file():
+        if (folder / ".hydra" / "config.yaml").is_file():
+            return folder
+        try:
+            status = read_status(folder) or {}
+        except RunDirectoryError:  # damaged: not a run this can read, as where there is none
+            continue
+        if isinstance(status.get("config"), dict) and isinstance(status["config"].get("world"), dict):
             return folder
     return None
 

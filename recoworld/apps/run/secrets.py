@@ -92,7 +92,8 @@ def secrets_in_overrides(overrides: Iterable[str]) -> None:
         keep_env_secret(name)
     for override in overrides:
         key, _, value = override.partition("=")
-        if key.lstrip("+~").endswith("api_key"):
+        # llm.api_key, and an environment variable set for the job (hydra.job.env_set.OPENAI_API_KEY)
+        if key.lstrip("+~").lower().endswith("api_key"):
             value = value.strip("'\"")
             keep_secret(value)
             for part in value.split(","):  # a sweep over keys
