@@ -145,7 +145,8 @@ def test_the_lookahead_serves_each_row_by_its_own_rule(rules):
 def test_restarting_some_users_checks_their_slots_in_one_read_and_still_names_a_bad_one():
     users = busy_users(5)
     tally, _ = host_reads.count(lambda: users.reset(5, seed=[7, 8], users=np.array([4, 1])))
-    assert tally["reads"] == 1
+    # The slots are checked on the host: numpy slots need no read; a device's at most one copy.
+    assert tally["reads"] <= 1
     for bad in (-1, 5):
         with pytest.raises(ValueError, match=re.escape(f"users holds slot {bad}, but there are 5 slots")):
             users.reset(5, seed=[7, 8], users=np.array([2, bad]))
