@@ -20,11 +20,17 @@ def plain_agents(n):
     return {f"agent{i}": OmegaConf.create({"_target_": "recoworld.agents.baselines.RandomAgent"}) for i in range(n)}
 
 
-def test_the_default_experiment_on_llm_users_is_refused_with_the_estimate(tmp_path, capsys):
+def refused_run(tmp_path, capsys, *overrides: str) -> str:
+    """What ``recoworld run`` with ``overrides`` on the synthetic world, refused with exit status
+    1, printed on stderr."""
     with pytest.raises(SystemExit) as exit_info:
-        run_app(["simulator=llm", "world=synthetic", f"hydra.run.dir={tmp_path}"])
+        run_app([*overrides, "world=synthetic", f"hydra.run.dir={tmp_path}"])
     assert exit_info.value.code == 1
-    assert capsys.readouterr().err == (
+    return capsys.readouterr().err
+
+
+def test_the_default_experiment_on_llm_users_is_refused_with_the_estimate(tmp_path, capsys):
+    assert refused_run(tmp_path, capsys, "simulator=llm") == (
         "recoworld run: error: this run would make about 230,400 LLM calls (256 users x 100 steps x 3 seeds x "
         "3 agents), above experiment.max_llm_calls=20,000. Try a small run first with experiment=llm (e.g. "
         "recoworld run simulator=llm experiment=llm), or confirm the cost with experiment.max_llm_calls=230400\n")

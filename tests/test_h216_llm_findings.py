@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
 from fake_openai_server import Answer, FakeOpenAIServer, FakeSleep
-from recoworld.apps.run.app import main as run_app
+from test_cost_guard import refused_run
 from recoworld.apps.run.cost import HYBRID_CALL_RATE, estimated_llm_calls
 from recoworld.catalog import Catalog
 from recoworld.llm import (
@@ -150,10 +150,7 @@ def test_a_lineup_counts_each_agents_requests_once():
 
 
 def test_an_llm_agents_default_run_is_refused_with_its_requests(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        run_app(["agent=llm_rerank", "world=synthetic", f"hydra.run.dir={tmp_path}"])
-    assert exit_info.value.code == 1
-    assert capsys.readouterr().err == (
+    assert refused_run(tmp_path, capsys, "agent=llm_rerank") == (
         "recoworld run: error: this run would make about 76,800 LLM calls (256 users x 100 steps x 3 seeds x 1 call "
         "per user-step: 1 of agent llm_rerank), above experiment.max_llm_calls=20,000. Try a small run first with "
         "experiment=llm (e.g. recoworld run agent=llm_rerank experiment=llm), or confirm the cost with "
